@@ -1,0 +1,146 @@
+# hypercore build: one executable (build/hypercore), tests, fuzzers, benchmarks.
+#
+#   make              build build/hypercore (gcc, -Werror)
+#   make check        install deps, build, run every test (plain + ASan/UBSan build)
+#   make run          install deps, build, run a node agent in the foreground
+#   make fuzz         run each libFuzzer harness for FUZZ_SECONDS (default 60)
+#   make bench        run the benchmarks under tools/bench
+#   make V=1          show the commands
+#
+# Every generated file goes under $(BUILD); the source tree stays clean.
+
+BUILD ?= build
+CC ?= gcc
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+SAN ?=
+PROTOC_C ?= protoc-c
+
+ifeq ($(V),1)
+Q :=
+msg = @true
+else
+Q := @
+msg = @printf '  %-7s %s\n' $(1) $(2)
+endif
+
+GEN := $(BUILD)/gen
+OBJ := $(BUILD)/obj
+
+PKGS := libprotobuf-c jansson libmicrohttpd libcrypto zlib
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS = $(shell pkg-config --libs $(PKGS)) -lgrpc -lgpr
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
+	-Wmissing-prototypes -Wno-unused-parameter
+CFLAGS ?= -O2 -g
+ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE \
+	-Iinclude -Iagent -Icli -I$(GEN) $(PKG_CFLAGS)
+LDFLAGS ?=
+LDLIBS := $(PKG_LIBS) -lpthread
+
+ifeq ($(SAN),1)
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer
+ALL_CFLAGS += $(SAN_FLAGS)
+LDFLAGS += $(SAN_FLAGS)
+endif
+
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+GIT_REV := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+ALL_CFLAGS += -DHC_VERSION='"$(VERSION)"' -DHC_GIT_REV='"$(GIT_REV)"'
+
+# Generated protobuf-c code. google/protobuf/any.proto comes from libprotobuf-dev.
+PROTO_INC := /usr/include
+PROTO_SRCS := $(GEN)/cluster.pb-c.c $(GEN)/google/protobuf/any.pb-c.c
+PROTO_HDRS := $(PROTO_SRCS:.c=.h)
+
+AGENT_SRCS := $(sort $(wildcard agent/*/*.c))
+CLI_SRCS := $(sort $(filter-out cli/main.c,$(wildcard cli/*.c)))
+LIB_OBJS := $(patsubst $(GEN)/%.c,$(OBJ)/gen/%.o,$(PROTO_SRCS)) \
+	$(patsubst %.c,$(OBJ)/%.o,$(AGENT_SRCS) $(CLI_SRCS))
+LIB := $(BUILD)/libhypercore.a
+BIN := $(BUILD)/hypercore
+
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
+
+FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+
+.DELETE_ON_ERROR:
+.SUFFIXES:
+.PHONY: all deps check check-run unit run fuzz bench clean
+
+all: $(BIN)
+
+$(GEN)/cluster.pb-c.c $(GEN)/cluster.pb-c.h &: proto/cluster.proto
+	$(call msg,PROTOC,$<)
+	$(Q)mkdir -p $(GEN)
+	$(Q)$(PROTOC_C) -Iproto -I$(PROTO_INC) --c_out=$(GEN) $<
+
+$(GEN)/google/protobuf/any.pb-c.c $(GEN)/google/protobuf/any.pb-c.h &: $(PROTO_INC)/google/protobuf/any.proto
+	$(call msg,PROTOC,$<)
+	$(Q)mkdir -p $(GEN)
+	$(Q)$(PROTOC_C) -I$(PROTO_INC) --c_out=$(GEN) google/protobuf/any.proto
+
+# Generated headers must exist before any object is compiled; after the first
+# build the -MD dependency files take over.
+$(OBJ)/%.o: %.c | $(PROTO_HDRS)
+	$(call msg,CC,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_CFLAGS) -MD -MP -c -o $@ $<
+
+$(OBJ)/gen/%.o: $(GEN)/%.c $(PROTO_HDRS)
+	$(call msg,CC,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_CFLAGS) -Wno-error -c -o $@ $<
+
+$(LIB): $(LIB_OBJS)
+	$(call msg,AR,$@)
+	$(Q)rm -f $@
+	$(Q)ar rcs $@ $^
+
+$(BIN): $(OBJ)/cli/main.o $(LIB)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/unit/%: $(OBJ)/tests/unit/%.o $(LIB)
+	$(call msg,LD,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+unit: $(UNIT_BINS)
+
+deps:
+	$(Q)tools/deps.sh
+
+# The README's test command: install, build (gcc, and clang with ASan+UBSan),
+# run every suite under both builds, print one "N passed, N failed" line.
+check: deps
+	$(Q)$(MAKE) --no-print-directory all unit
+	$(Q)$(MAKE) --no-print-directory BUILD=build/asan CC=clang SAN=1 all unit
+	$(Q)$(MAKE) --no-print-directory check-run
+
+check-run:
+	$(Q)/usr/bin/python3 tests/run.py --build build --build build/asan
+
+run: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(BIN) cluster $(RUN_ARGS)
+
+# libFuzzer harnesses: clang only, linked against a sanitized library build.
+FUZZ_BUILD := build/fuzz
+fuzz: deps
+	$(Q)$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=clang SAN=1 \
+		CFLAGS='-O1 -g -fsanitize=fuzzer-no-link' $(FUZZ_BUILD)/libhypercore.a
+	$(Q)tools/fuzz.sh $(FUZZ_BUILD) $(or $(FUZZ_SECONDS),60)
+
+bench: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)tools/bench/run.sh
+
+clean:
+	rm -rf build
+
+-include $(shell find $(OBJ) -name '*.d' 2>/dev/null)

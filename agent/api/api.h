@@ -1,0 +1,41 @@
+/*
+ * The agent's public APIs: the gRPC ClusterService and the HTTP JSON API
+ * (/list, /spawn, /stop, /logs, /healthz, /metrics), both served on the loop
+ * thread over the cluster module.
+ */
+#ifndef HC_API_H
+#define HC_API_H
+
+#include <stddef.h>
+
+#include "addr/addr.h"
+
+struct hc_loop;
+struct hc_cluster;
+struct hc_metrics;
+
+struct hc_api_config {
+	struct hc_addr grpc_addr;
+	struct hc_addr http_addr;
+};
+
+/*
+ * Binds both listeners and starts serving. Nothing is left listening if
+ * either fails: returns NULL with a one-line reason in err. cluster and
+ * metrics must outlive the api.
+ */
+struct hc_api *hc_api_new(struct hc_loop *loop, struct hc_cluster *cluster,
+			  struct hc_metrics *metrics, const struct hc_api_config *cfg, char *err,
+			  size_t errlen);
+/* Stops both servers, failing calls in flight. Loop thread; NULL is fine. */
+void hc_api_free(struct hc_api *api);
+
+/* The ports actually bound (useful when 0 was asked for). */
+int hc_api_grpc_port(const struct hc_api *api);
+int hc_api_http_port(const struct hc_api *api);
+
+/* A workload id as upstream makes them (a UUID) — the only form accepted
+ * from clients, so an id is never a path or a query in disguise. */
+int hc_api_workload_id_valid(const char *id);
+
+#endif /* HC_API_H */

@@ -1,0 +1,473 @@
+/*
+ * The HTTP API on libmicrohttpd, driven by our loop: MHD runs in external
+ * epoll mode, its epoll fd sits in the loop's epoll set, and MHD_run() is
+ * called when it is ready or when MHD's own timeout comes due. Handlers thus
+ * run on the loop thread and read cluster state directly.
+ *
+ * JSON shapes are upstream's: {"response": ...} on success and
+ * {"error": "..."} on failure, each followed by a newline as Go's
+ * json.Encoder writes them.
+ */
+#include "api/api_int.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define HC_LOG_MODULE "http"
+#include "cluster/cluster.h"
+#include "log/log.h"
+#include "loop/loop.h"
+#include "metrics/metrics.h"
+#include "pbjson/pbjson.h"
+
+#define MAX_BODY (1u << 20)
+#define CONNECTION_LIMIT 512
+#define PER_IP_CONNECTION_LIMIT 64
+#define CONNECTION_TIMEOUT_S 30
+
+enum route {
+	ROUTE_LIST,
+	ROUTE_SPAWN,
+	ROUTE_STOP,
+	ROUTE_LOGS,
+	ROUTE_HEALTHZ,
+	ROUTE_METRICS,
+	ROUTE_OTHER,
+	ROUTE_COUNT,
+};
+
+static const char *const route_paths[ROUTE_COUNT] = {
+	"/list", "/spawn", "/stop", "/logs", "/healthz", "/metrics", "other",
+};
+
+/* Status codes we answer with, for the request counter. */
+static const unsigned counted_codes[] = { 200, 400, 404, 405, 413, 500, 501 };
+#define NCODES (sizeof(counted_codes) / sizeof(counted_codes[0]))
+
+struct hc_http {
+	struct hc_api *api;
+	struct MHD_Daemon *daemon;
+	int epfd;
+	int port;
+	uint64_t timer;
+	uint64_t requests[ROUTE_COUNT][NCODES + 1]; /* last column: any other code */
+};
+
+/* Per-request state: the body read so far. */
+struct request {
+	char *body;
+	size_t len;
+	bool too_large;
+};
+
+static void schedule(struct hc_http *h);
+
+/* ---- responses ---- */
+
+static void count(struct hc_http *h, enum route r, unsigned code)
+{
+	size_t i;
+
+	for (i = 0; i < NCODES && counted_codes[i] != code; i++)
+		;
+	h->requests[r][i]++;
+}
+
+static enum MHD_Result send_body(struct hc_http *h, struct MHD_Connection *conn, enum route r,
+				 unsigned code, const char *type, char *body, size_t len)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	/* MHD frees body with free() when the response is destroyed. */
+	resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+	if (!resp) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	if (code == MHD_HTTP_METHOD_NOT_ALLOWED)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
+					r == ROUTE_SPAWN  ? "POST"
+					: r == ROUTE_STOP ? "GET, POST"
+							  : "GET, HEAD");
+	ret = MHD_queue_response(conn, code, resp);
+	MHD_destroy_response(resp);
+	count(h, r, code);
+	return ret;
+}
+
+/* Sends {"<key>": value} + "\n". Takes the reference to value. */
+static enum MHD_Result send_json(struct hc_http *h, struct MHD_Connection *conn, enum route r,
+				 unsigned code, const char *key, json_t *value)
+{
+	json_t *obj = value ? json_pack("{so}", key, value) : NULL;
+	char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+	char *body;
+	size_t len;
+
+	json_decref(obj);
+	if (!text)
+		return MHD_NO; /* out of memory: drop the connection */
+	len = strlen(text);
+	body = realloc(text, len + 2);
+	if (!body) {
+		free(text);
+		return MHD_NO;
+	}
+	body[len++] = '\n';
+	body[len] = '\0';
+	return send_body(h, conn, r, code, "application/json", body, len);
+}
+
+static enum MHD_Result send_error(struct hc_http *h, struct MHD_Connection *conn, enum route r,
+				  unsigned code, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+static enum MHD_Result send_error(struct hc_http *h, struct MHD_Connection *conn, enum route r,
+				  unsigned code, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return send_json(h, conn, r, code, "error", json_string(msg));
+}
+
+static enum MHD_Result send_text(struct hc_http *h, struct MHD_Connection *conn, enum route r,
+				 const char *type, char *text, size_t len)
+{
+	return send_body(h, conn, r, MHD_HTTP_OK, type, text, len);
+}
+
+/* ---- endpoints ---- */
+
+static enum MHD_Result get_list(struct hc_http *h, struct MHD_Connection *conn)
+{
+	Cluster__Services__Api__NodesStateResponse *list = hc_cluster_list(h->api->cluster);
+	json_t *j;
+
+	if (!list)
+		return send_error(h, conn, ROUTE_LIST, 500, "out of memory");
+	j = hc_pbjson_encode(&list->base);
+	hc_cluster_list_free(list);
+	if (!j)
+		return send_error(h, conn, ROUTE_LIST, 500, "out of memory");
+	return send_json(h, conn, ROUTE_LIST, MHD_HTTP_OK, "response", j);
+}
+
+static enum MHD_Result get_metrics(struct hc_http *h, struct MHD_Connection *conn)
+{
+	size_t len;
+	char *text = hc_metrics_render(h->api->metrics, &len);
+
+	if (!text)
+		return send_error(h, conn, ROUTE_METRICS, 500, "out of memory");
+	return send_text(h, conn, ROUTE_METRICS, "text/plain; version=0.0.4; charset=utf-8", text,
+			 len);
+}
+
+static enum MHD_Result get_healthz(struct hc_http *h, struct MHD_Connection *conn)
+{
+	char *ok = strdup("ok\n");
+
+	if (!ok)
+		return MHD_NO;
+	return send_text(h, conn, ROUTE_HEALTHZ, "text/plain; charset=utf-8", ok, 3);
+}
+
+/* /stop?id= and /logs?id=: validate the id, then look it up. Until this node
+ * or a peer runs workloads, no id matches. */
+static enum MHD_Result workload_op(struct hc_http *h, struct MHD_Connection *conn, enum route r)
+{
+	const char *id = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "id");
+
+	if (!id || !*id)
+		return send_error(h, conn, r, 400, "missing query parameter id");
+	if (!hc_api_workload_id_valid(id))
+		return send_error(h, conn, r, 400, "invalid workload id (want a UUID)");
+	return send_error(h, conn, r, 404, "no workload %s in the cluster", id);
+}
+
+static enum MHD_Result post_spawn(struct hc_http *h, struct MHD_Connection *conn,
+				  const struct request *req)
+{
+	json_error_t jerr;
+	json_t *j;
+
+	if (req->too_large)
+		return send_error(h, conn, ROUTE_SPAWN, 413, "request body over %u bytes", MAX_BODY);
+	j = json_loadb(req->body ? req->body : "", req->len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!j)
+		return send_error(h, conn, ROUTE_SPAWN, 400, "invalid JSON: %s (line %d)", jerr.text,
+				  jerr.line);
+	if (!json_is_object(j)) {
+		json_decref(j);
+		return send_error(h, conn, ROUTE_SPAWN, 400, "request must be a JSON object");
+	}
+	json_decref(j);
+	return send_error(h, conn, ROUTE_SPAWN, 501,
+			  "spawn needs the workload runtime, which this agent does not have yet");
+}
+
+static enum route route_of(const char *url)
+{
+	for (int r = 0; r < ROUTE_OTHER; r++)
+		if (strcmp(url, route_paths[r]) == 0)
+			return r;
+	return ROUTE_OTHER;
+}
+
+static bool method_allowed(enum route r, const char *method)
+{
+	bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
+		   strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+	bool post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
+
+	switch (r) {
+	case ROUTE_SPAWN:
+		return post;
+	case ROUTE_STOP:
+		return get || post;
+	default:
+		return get;
+	}
+}
+
+static enum MHD_Result dispatch(struct hc_http *h, struct MHD_Connection *conn, const char *url,
+				const char *method, const struct request *req)
+{
+	enum route r = route_of(url);
+
+	hc_log(HC_LOG_DEBUG, "%s %s", method, url);
+	if (r == ROUTE_OTHER)
+		return send_error(h, conn, r, 404, "no such endpoint %s", url);
+	if (!method_allowed(r, method))
+		return send_error(h, conn, r, 405, "method %s not allowed on %s", method, url);
+	switch (r) {
+	case ROUTE_LIST:
+		return get_list(h, conn);
+	case ROUTE_SPAWN:
+		return post_spawn(h, conn, req);
+	case ROUTE_STOP:
+	case ROUTE_LOGS:
+		return workload_op(h, conn, r);
+	case ROUTE_HEALTHZ:
+		return get_healthz(h, conn);
+	case ROUTE_METRICS:
+		return get_metrics(h, conn);
+	default:
+		return MHD_NO;
+	}
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version,
+				  const char *upload_data, size_t *upload_data_size,
+				  void **con_cls)
+{
+	struct hc_http *h = cls;
+	struct request *req = *con_cls;
+
+	(void)version;
+	if (!req) { /* first call: headers only */
+		req = calloc(1, sizeof(*req));
+		if (!req)
+			return MHD_NO;
+		*con_cls = req;
+		return MHD_YES;
+	}
+	if (*upload_data_size) {
+		size_t n = *upload_data_size;
+
+		*upload_data_size = 0;
+		if (req->too_large || req->len + n > MAX_BODY) {
+			req->too_large = true; /* keep reading, answer 413 at the end */
+			return MHD_YES;
+		}
+		char *body = realloc(req->body, req->len + n + 1);
+
+		if (!body)
+			return MHD_NO;
+		memcpy(body + req->len, upload_data, n);
+		req->body = body;
+		req->len += n;
+		req->body[req->len] = '\0';
+		return MHD_YES;
+	}
+	return dispatch(h, conn, url, method, req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct request *req = *con_cls;
+
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	if (req) {
+		free(req->body);
+		free(req);
+		*con_cls = NULL;
+	}
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+	size_t n;
+
+	(void)cls;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = strlen(msg);
+	if (n && msg[n - 1] == '\n')
+		msg[n - 1] = '\0';
+	/* MHD complains mostly about clients (bad requests, resets). */
+	hc_log(HC_LOG_DEBUG, "microhttpd: %s", msg);
+}
+
+/* ---- loop integration ---- */
+
+static void run(struct hc_http *h)
+{
+	if (MHD_run(h->daemon) != MHD_YES)
+		hc_log(HC_LOG_WARN, "MHD_run failed");
+	schedule(h);
+}
+
+static void on_epoll_ready(struct hc_loop *loop, int fd, unsigned events, void *arg)
+{
+	(void)loop;
+	(void)fd;
+	(void)events;
+	run(arg);
+}
+
+static int64_t on_timeout(struct hc_loop *loop, uint64_t id, void *arg)
+{
+	struct hc_http *h = arg;
+
+	(void)loop;
+	(void)id;
+	h->timer = 0;
+	run(h);
+	return HC_LOOP_TIMER_DONE;
+}
+
+/* Arms a timer for MHD's next deadline (connection timeouts, or 0 when it
+ * has buffered work its edge-triggered epoll will not report again). */
+static void schedule(struct hc_http *h)
+{
+	MHD_UNSIGNED_LONG_LONG ms;
+
+	if (h->timer) {
+		hc_loop_del_timer(h->api->loop, h->timer);
+		h->timer = 0;
+	}
+	if (MHD_get_timeout(h->daemon, &ms) != MHD_YES)
+		return;
+	h->timer = hc_loop_add_timer(h->api->loop, ms, on_timeout, h);
+	if (!h->timer)
+		hc_log(HC_LOG_ERROR, "cannot arm the HTTP timer: %s", strerror(errno));
+}
+
+static void collect(struct hc_metrics_writer *w, void *arg)
+{
+	struct hc_http *h = arg;
+	char code[8];
+
+	hc_metrics_family(w, "hypercore_http_requests_total", "counter",
+			  "HTTP API requests, by path and status code.");
+	for (int r = 0; r < ROUTE_COUNT; r++) {
+		for (size_t i = 0; i <= NCODES; i++) {
+			const char *labels[] = { "path", route_paths[r], "code", code, NULL };
+
+			if (!h->requests[r][i])
+				continue;
+			if (i < NCODES)
+				snprintf(code, sizeof(code), "%u", counted_codes[i]);
+			else
+				snprintf(code, sizeof(code), "other");
+			hc_metrics_sample(w, "hypercore_http_requests_total", labels,
+					  (double)h->requests[r][i]);
+		}
+	}
+}
+
+struct hc_http *hc_api_http_new(struct hc_api *api, int listen_fd, char *err, size_t errlen)
+{
+	struct hc_http *h = calloc(1, sizeof(*h));
+	const union MHD_DaemonInfo *info;
+	int r;
+
+	if (!h) {
+		close(listen_fd);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	h->api = api;
+	h->epfd = -1;
+	h->daemon = MHD_start_daemon(
+		MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, h,
+		MHD_OPTION_LISTEN_SOCKET, listen_fd, MHD_OPTION_CONNECTION_LIMIT,
+		(unsigned)CONNECTION_LIMIT, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+		(unsigned)PER_IP_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+		(unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, MHD_OPTION_END);
+	if (!h->daemon) {
+		close(listen_fd);
+		snprintf(err, errlen, "cannot start the HTTP server");
+		free(h);
+		return NULL;
+	}
+	info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+	h->epfd = info ? info->epoll_fd : -1;
+	info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
+	h->port = info ? info->port : 0;
+	if (h->epfd < 0) {
+		snprintf(err, errlen, "microhttpd gave no epoll fd");
+		goto fail;
+	}
+	r = hc_loop_add_fd(api->loop, h->epfd, HC_LOOP_READ, on_epoll_ready, h);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot watch the HTTP server: %s", strerror(-r));
+		h->epfd = -1;
+		goto fail;
+	}
+	if (hc_metrics_register(api->metrics, collect, h) < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	schedule(h);
+	return h;
+fail:
+	hc_api_http_free(h);
+	return NULL;
+}
+
+void hc_api_http_free(struct hc_http *h)
+{
+	if (!h)
+		return;
+	hc_metrics_unregister(h->api->metrics, collect, h);
+	if (h->timer)
+		hc_loop_del_timer(h->api->loop, h->timer);
+	if (h->epfd >= 0)
+		hc_loop_del_fd(h->api->loop, h->epfd);
+	MHD_stop_daemon(h->daemon); /* closes the listening socket too */
+	free(h);
+}
+
+int hc_api_http_port(const struct hc_api *api)
+{
+	return api->http ? api->http->port : 0;
+}

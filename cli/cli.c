@@ -1,0 +1,227 @@
+/* Shared CLI plumbing: the command table, option errors, tables. */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rpc/rpc.h"
+
+const struct hc_cli_cmd hc_cli_cmds[] = {
+	{
+		"cluster",
+		"run the node agent (gossip, runtime, data plane, proxy, APIs)",
+		"Usage: hypercore cluster [options]\n"
+		"\n"
+		"Runs the node agent in the foreground until SIGINT or SIGTERM.\n"
+		"\n"
+		"Options:\n"
+		"  --grpc-bind-addr ADDR   gRPC API address (default 0.0.0.0:8000)\n"
+		"  --http-bind-addr ADDR   HTTP API address (default 0.0.0.0:8001)\n"
+		"  --state-dir DIR         persistent state: node id, keys (default /var/lib/hypercore)\n"
+		"  --cluster-base-url DOM  workloads are served at <id>.DOM (default example.com)\n"
+		"  --log-level LEVEL       debug, info, warn or error (default info)\n"
+		"  -h, --help              show this help\n"
+		"\n"
+		"ADDR is IPV4:PORT, [IPV6]:PORT or :PORT (all IPv4 addresses).\n"
+		"Subcommands: hypercore cluster list --help\n",
+		hc_cli_cmd_cluster,
+	},
+	{
+		"cluster list",
+		"list the cluster's nodes and workloads",
+		"Usage: hypercore cluster list [options]\n"
+		"\n"
+		"Asks an agent for the state of every node it knows.\n"
+		"\n"
+		"Options:\n"
+		"  --grpc-bind-addr ADDR   the agent's gRPC address (default 0.0.0.0:8000,\n"
+		"                          dialled as 127.0.0.1:8000)\n"
+		"  --json                  print JSON instead of a table\n"
+		"  --timeout SECONDS       give up after this long (default 10)\n"
+		"  -h, --help              show this help\n",
+		hc_cli_cmd_cluster_list,
+	},
+	{
+		"version",
+		"print the version",
+		"Usage: hypercore version\n",
+		hc_cli_cmd_version,
+	},
+};
+const unsigned hc_cli_ncmds = sizeof(hc_cli_cmds) / sizeof(hc_cli_cmds[0]);
+
+void hc_cli_print_usage(const struct hc_cli_cmd *cmd, FILE *out)
+{
+	fputs(cmd->usage, out);
+}
+
+int hc_cli_usage_error(const struct hc_cli_cmd *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "hypercore %s: ", cmd->path);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\n\n", stderr);
+	hc_cli_print_usage(cmd, stderr);
+	return HC_EXIT_USAGE;
+}
+
+int hc_cli_fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("hypercore: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return HC_EXIT_FAIL;
+}
+
+int hc_cli_getopt(const struct hc_cli_cmd *cmd, int argc, char **argv,
+		  const struct option *opts)
+{
+	int c, idx = -1;
+
+	opterr = 0; /* we print our own messages */
+	c = getopt_long(argc, argv, "+:h", opts, &idx);
+	if (c == 'h' || (c >= 0 && idx >= 0 && strcmp(opts[idx].name, "help") == 0)) {
+		hc_cli_print_usage(cmd, stdout);
+		return HC_CLI_OPT_HELP;
+	}
+	if (c == '?') {
+		const char *arg = argv[optind - 1];
+
+		if (optopt && optopt != '?')
+			return hc_cli_usage_error(cmd, "unknown option -%c", optopt), HC_CLI_OPT_BAD;
+		return hc_cli_usage_error(cmd, "unknown option %s", arg), HC_CLI_OPT_BAD;
+	}
+	if (c == ':')
+		return hc_cli_usage_error(cmd, "option %s needs a value", argv[optind - 1]),
+		       HC_CLI_OPT_BAD;
+	return c;
+}
+
+int hc_cli_parse_seconds(const char *s, int *ms)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v <= 0 || v > 24 * 3600)
+		return -EINVAL;
+	*ms = (int)v * 1000;
+	return 0;
+}
+
+int hc_cli_rpc_fail(const char *addr, const struct hc_rpc_status *st)
+{
+	const char *msg = st->message;
+
+	switch (st->code) {
+	case HC_RPC_UNAVAILABLE:
+		/* grpc's text is long and nested; the cause is what matters. */
+		if (strstr(msg, "Connection refused"))
+			msg = "connection refused";
+		else if (strstr(msg, "No route to host"))
+			msg = "no route to host";
+		else if (strstr(msg, "Network is unreachable"))
+			msg = "network is unreachable";
+		else if (strstr(msg, "Timeout occurred") || strstr(msg, "timed out"))
+			msg = "connection timed out";
+		return hc_cli_fail("cannot reach the agent at %s: %s (is `hypercore cluster` "
+				   "running there?)",
+				   addr, msg);
+	case HC_RPC_DEADLINE_EXCEEDED:
+		return hc_cli_fail("the agent at %s did not answer in time", addr);
+	default:
+		return hc_cli_fail("%s (agent at %s: %s)", *msg ? msg : "call failed", addr,
+				   hc_rpc_code_name(st->code));
+	}
+}
+
+/* ---- tables ---- */
+
+struct hc_cli_table {
+	unsigned ncols;
+	size_t nrows;
+	char **cells; /* (nrows + 1) * ncols, row 0 the headers */
+};
+
+static int table_append(struct hc_cli_table *t, const char *const *cells)
+{
+	char **grown = realloc(t->cells, (t->nrows + 1) * t->ncols * sizeof(*grown));
+	char **row;
+
+	if (!grown)
+		return -ENOMEM;
+	t->cells = grown;
+	row = t->cells + t->nrows * t->ncols;
+	for (unsigned i = 0; i < t->ncols; i++) {
+		row[i] = strdup(cells[i] && *cells[i] ? cells[i] : "-");
+		if (!row[i]) {
+			while (i--)
+				free(row[i]);
+			return -ENOMEM;
+		}
+	}
+	t->nrows++;
+	return 0;
+}
+
+struct hc_cli_table *hc_cli_table_new(unsigned ncols, const char *const *headers)
+{
+	struct hc_cli_table *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return NULL;
+	t->ncols = ncols;
+	if (table_append(t, headers) < 0) {
+		free(t);
+		return NULL;
+	}
+	return t;
+}
+
+int hc_cli_table_add(struct hc_cli_table *t, const char *const *cells)
+{
+	return table_append(t, cells);
+}
+
+void hc_cli_table_print(const struct hc_cli_table *t, FILE *out)
+{
+	size_t width[16] = { 0 };
+
+	for (size_t r = 0; r < t->nrows; r++)
+		for (unsigned c = 0; c < t->ncols && c < 16; c++) {
+			size_t n = strlen(t->cells[r * t->ncols + c]);
+
+			if (n > width[c])
+				width[c] = n;
+		}
+	for (size_t r = 0; r < t->nrows; r++) {
+		for (unsigned c = 0; c < t->ncols; c++) {
+			const char *cell = t->cells[r * t->ncols + c];
+
+			if (c + 1 == t->ncols)
+				fprintf(out, "%s\n", cell);
+			else
+				fprintf(out, "%-*s  ", (int)(c < 16 ? width[c] : 0), cell);
+		}
+	}
+}
+
+void hc_cli_table_free(struct hc_cli_table *t)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < t->nrows * t->ncols; i++)
+		free(t->cells[i]);
+	free(t->cells);
+	free(t);
+}

@@ -1,0 +1,87 @@
+/* hypercore: the single executable. Finds the command and runs it. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "log/log.h"
+
+static void print_help(FILE *out)
+{
+	fprintf(out, "hypercore %s: an edge cluster node agent with kernel data paths\n\n"
+		     "Usage: hypercore <command> [options]\n\nCommands:\n",
+		HC_VERSION);
+	for (unsigned i = 0; i < hc_cli_ncmds; i++)
+		fprintf(out, "  %-22s %s\n", hc_cli_cmds[i].path, hc_cli_cmds[i].summary);
+	fputs("\nRun 'hypercore <command> --help' for its options.\n", out);
+}
+
+int hc_cli_cmd_version(const struct hc_cli_cmd *cmd, int argc, char **argv)
+{
+	if (argc > 1) {
+		if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+			hc_cli_print_usage(cmd, stdout);
+			return HC_EXIT_OK;
+		}
+		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[1]);
+	}
+	printf("hypercore %s (%s)\n", HC_VERSION, HC_GIT_REV);
+	return HC_EXIT_OK;
+}
+
+/* The longest command path that matches the leading words of argv. */
+static const struct hc_cli_cmd *find_cmd(int argc, char **argv, int *nwords)
+{
+	const struct hc_cli_cmd *best = NULL;
+
+	for (unsigned i = 0; i < hc_cli_ncmds; i++) {
+		const char *p = hc_cli_cmds[i].path;
+		int w = 0;
+
+		while (*p && w < argc) {
+			size_t n = strcspn(p, " ");
+
+			if (strlen(argv[w]) != n || strncmp(argv[w], p, n) != 0)
+				break;
+			p += n;
+			w++;
+			if (*p == ' ')
+				p++;
+			else if (!*p)
+				break;
+		}
+		if (!*p && (!best || w > *nwords)) {
+			best = &hc_cli_cmds[i];
+			*nwords = w;
+		}
+	}
+	return best;
+}
+
+int main(int argc, char **argv)
+{
+	const struct hc_cli_cmd *cmd;
+	int nwords = 0;
+
+	/* Client verbs print their own one-line errors; library chatter (grpc
+	 * routes its errors through our log) stays quiet unless asked for. */
+	hc_log_set_level(HC_LOG_ERROR);
+	if (argc < 2) {
+		print_help(stderr);
+		return HC_EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		print_help(stdout);
+		return HC_EXIT_OK;
+	}
+	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)
+		return hc_cli_cmd_version(&hc_cli_cmds[0], 1, argv);
+	cmd = find_cmd(argc - 1, argv + 1, &nwords);
+	if (!cmd) {
+		fprintf(stderr, "hypercore: unknown command '%s'\n\n", argv[1]);
+		print_help(stderr);
+		return HC_EXIT_USAGE;
+	}
+	/* The command sees argv[0] = its last word, then its own arguments. */
+	return cmd->run(cmd, argc - nwords, argv + nwords);
+}
