@@ -45,6 +45,12 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer
 ALL_CFLAGS += $(SAN_FLAGS)
 LDFLAGS += $(SAN_FLAGS)
+# With clang, the sanitized build doubles as the fuzzing build: coverage
+# instrumentation everywhere, libFuzzer linked only into the harnesses.
+ifneq ($(findstring clang,$(CC)),)
+ALL_CFLAGS += -fsanitize=fuzzer-no-link
+FUZZ_ENABLED := 1
+endif
 endif
 
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
@@ -67,10 +73,11 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
 
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS := $(if $(FUZZ_ENABLED),$(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS)))
 
 .DELETE_ON_ERROR:
 .SUFFIXES:
-.PHONY: all deps check check-run unit run fuzz bench clean
+.PHONY: all deps check check-run unit fuzzers run fuzz bench clean
 
 all: $(BIN)
 
@@ -112,6 +119,13 @@ $(BUILD)/tests/unit/%: $(OBJ)/tests/unit/%.o $(LIB)
 
 unit: $(UNIT_BINS)
 
+$(BUILD)/fuzz/%: $(OBJ)/tests/fuzz/%.o $(LIB)
+	$(call msg,LD,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+fuzzers: $(FUZZ_BINS)
+
 deps:
 	$(Q)tools/deps.sh
 
@@ -119,7 +133,7 @@ deps:
 # run every suite under both builds, print one "N passed, N failed" line.
 check: deps
 	$(Q)$(MAKE) --no-print-directory all unit
-	$(Q)$(MAKE) --no-print-directory BUILD=build/asan CC=clang SAN=1 all unit
+	$(Q)$(MAKE) --no-print-directory BUILD=build/asan CC=clang SAN=1 all unit fuzzers
 	$(Q)$(MAKE) --no-print-directory check-run
 
 check-run:
@@ -129,12 +143,10 @@ run: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(BIN) cluster $(RUN_ARGS)
 
-# libFuzzer harnesses: clang only, linked against a sanitized library build.
-FUZZ_BUILD := build/fuzz
+# libFuzzer harnesses (tests/fuzz/fuzz_*.c), longer than make check runs them.
 fuzz: deps
-	$(Q)$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=clang SAN=1 \
-		CFLAGS='-O1 -g -fsanitize=fuzzer-no-link' $(FUZZ_BUILD)/libhypercore.a
-	$(Q)tools/fuzz.sh $(FUZZ_BUILD) $(or $(FUZZ_SECONDS),60)
+	$(Q)$(MAKE) --no-print-directory BUILD=build/asan CC=clang SAN=1 fuzzers
+	$(Q)tools/fuzz.sh --all build/asan/fuzz $(or $(FUZZ_SECONDS),300)
 
 bench: deps
 	$(Q)$(MAKE) --no-print-directory all

@@ -7,13 +7,16 @@
 
 #include "addr/addr.h"
 #include "cluster.pb-c.h"
+#include "hypercore/defaults.h"
 #include "daemon/daemon.h"
 #include "log/log.h"
 #include "pbjson/pbjson.h"
 #include "rpc/rpc.h"
 
-#define DEFAULT_GRPC_ADDR "0.0.0.0:8000"
-#define DEFAULT_HTTP_ADDR "0.0.0.0:8001"
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define DEFAULT_GRPC_ADDR "0.0.0.0:" STR(HC_DEFAULT_GRPC_PORT)
+#define DEFAULT_HTTP_ADDR "0.0.0.0:" STR(HC_DEFAULT_HTTP_PORT)
 #define DEFAULT_STATE_DIR "/var/lib/hypercore"
 #define DEFAULT_BASE_URL "example.com"
 #define DEFAULT_TIMEOUT_MS 10000

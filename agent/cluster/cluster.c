@@ -10,8 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define HC_LOG_MODULE "cluster"
-#include "log/log.h"
 
 struct hc_cluster {
 	struct hc_loop *loop;
@@ -53,13 +51,14 @@ static int new_uuid(char *out)
 
 static int read_id(const char *path, char *id, char *err, size_t errlen)
 {
-	char buf[HC_NODE_ID_LEN + 2];
+	/* Room for the id, its newline, one byte to detect longer files, NUL. */
+	char buf[HC_NODE_ID_LEN + 3];
 	ssize_t n;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0)
 		return -errno;
-	n = read(fd, buf, sizeof(buf));
+	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n < 0) {
 		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
@@ -144,7 +143,6 @@ struct hc_cluster *hc_cluster_new(struct hc_loop *loop, const struct hc_cluster_
 	}
 	if (hc_node_id_load(path, c->node_id, err, errlen) < 0)
 		goto fail;
-	hc_log(HC_LOG_INFO, "node id %s", c->node_id);
 	return c;
 fail:
 	hc_cluster_free(c);

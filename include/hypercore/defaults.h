@@ -1,0 +1,18 @@
+/* Defaults shared by the agent, the CLI and (later) the BPF programs. */
+#ifndef HYPERCORE_DEFAULTS_H
+#define HYPERCORE_DEFAULTS_H
+
+/* Ports of the agent's services (upstream hypercore's values). */
+#define HC_DEFAULT_GRPC_PORT 8000
+#define HC_DEFAULT_HTTP_PORT 8001
+#define HC_DEFAULT_GOSSIP_PORT 7946
+
+/* Workload subnet 192.168.127.0/24, host byte order. */
+#define HC_WORKLOAD_NET 0xc0a87f00u
+#define HC_WORKLOAD_PREFIX 24
+
+/* Node ports given to workload ports, inclusive. */
+#define HC_NODE_PORT_MIN 30000
+#define HC_NODE_PORT_MAX 32767
+
+#endif /* HYPERCORE_DEFAULTS_H */

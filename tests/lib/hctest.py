@@ -1,0 +1,197 @@
+"""Shared fixtures for hypercore's Python integration tests.
+
+Starts real agent processes (the binary in $HC_BIN) on loopback with their own
+state directories and ports, runs the real CLI, and reports results as TAP so
+tests/run.py can count them. Every process a test starts is ended by PID in
+tearDown, also when the test fails.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HC_BIN = os.environ.get("HC_BIN", os.path.join(ROOT, "build", "hypercore"))
+
+# Sanitizer reports that mean the agent is broken even if it exited 0.
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_cli(*args, timeout=30, input=None):
+    """Runs `hypercore ARGS...`; returns CompletedProcess with text output."""
+    return subprocess.run([HC_BIN, *args], capture_output=True, text=True, timeout=timeout,
+                          input=input)
+
+
+class Agent:
+    """One `hypercore cluster` process on loopback."""
+
+    def __init__(self, workdir, name="node", extra_args=()):
+        self.name = name
+        self.state_dir = os.path.join(workdir, name, "state")
+        self.log_path = os.path.join(workdir, name, "agent.log")
+        os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
+        self.grpc_port = free_port()
+        self.http_port = free_port()
+        self.extra_args = list(extra_args)
+        self.proc = None
+
+    @property
+    def grpc_addr(self):
+        return "127.0.0.1:%d" % self.grpc_port
+
+    @property
+    def http_url(self):
+        return "http://127.0.0.1:%d" % self.http_port
+
+    def args(self):
+        return [HC_BIN, "cluster", "--grpc-bind-addr", self.grpc_addr,
+                "--http-bind-addr", "127.0.0.1:%d" % self.http_port,
+                "--state-dir", self.state_dir, "--log-level", "debug", *self.extra_args]
+
+    def start(self, wait=True):
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.args(), stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("agent %s exited with %s:\n%s" %
+                                     (self.name, self.proc.returncode, self.log()))
+            try:
+                with urllib.request.urlopen(self.http_url + "/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, socket.timeout):
+                pass
+            time.sleep(0.05)
+        raise AssertionError("agent %s not ready after %ss:\n%s" % (self.name, timeout, self.log()))
+
+    def log(self):
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def http(self, path, method="GET", body=None, headers=None):
+        """Returns (status, headers, body bytes); HTTP errors are returned, not raised."""
+        req = urllib.request.Request(self.http_url + path, method=method, data=body,
+                                     headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, dict(r.headers), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
+
+    def http_json(self, path, **kw):
+        status, _, body = self.http(path, **kw)
+        return status, json.loads(body)
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        """Signals the agent, waits, and returns its exit status."""
+        if not self.proc or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("agent %s ignored %s for %ss:\n%s" %
+                                 (self.name, sig, timeout, self.log()))
+        return self.proc.returncode
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if getattr(self, "_log", None):
+            self._log.close()
+            self._log = None
+
+
+class TestCase(unittest.TestCase):
+    """Gives each test a scratch directory and ends its agents afterwards."""
+
+    def setUp(self):
+        self.workdir = tempfile.mkdtemp(prefix="hc-test-")
+        self.agents = []
+
+    def tearDown(self):
+        for a in self.agents:
+            a.kill()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def agent(self, name="node", extra_args=(), start=True):
+        a = Agent(self.workdir, name, extra_args)
+        self.agents.append(a)
+        return a.start() if start else a
+
+    def assertCleanExit(self, agent, sig=signal.SIGTERM):
+        rc = agent.stop(sig)
+        log = agent.log()
+        for mark in SANITIZER_MARKS:
+            self.assertNotIn(mark, log, "sanitizer report from %s" % agent.name)
+        self.assertEqual(rc, 0, "agent %s exited %s:\n%s" % (agent.name, rc, log[-4000:]))
+
+
+class TapResult(unittest.TestResult):
+    """Prints one TAP line per test as it finishes."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.n = 0
+
+    def _line(self, ok, test, extra=""):
+        self.n += 1
+        name = "%s.%s" % (type(test).__name__, test._testMethodName)
+        print("%s %d - %s%s" % ("ok" if ok else "not ok", self.n, name, extra), flush=True)
+
+    def addSuccess(self, test):
+        super().addSuccess(test)
+        self._line(True, test)
+
+    def addFailure(self, test, err):
+        super().addFailure(test, err)
+        self._line(False, test)
+        print("# " + self._exc_info_to_string(err, test).replace("\n", "\n# "), flush=True)
+
+    def addError(self, test, err):
+        super().addError(test, err)
+        self._line(False, test)
+        print("# " + self._exc_info_to_string(err, test).replace("\n", "\n# "), flush=True)
+
+    def addSkip(self, test, reason):
+        super().addSkip(test, reason)
+        self._line(True, test, " # SKIP %s" % reason)
+
+
+def main():
+    """Runs the calling module's tests with TAP output; exits non-zero on failure."""
+    suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules["__main__"])
+    print("1..%d" % suite.countTestCases(), flush=True)
+    result = TapResult()
+    suite.run(result)
+    sys.exit(0 if result.wasSuccessful() else 1)

@@ -1,0 +1,152 @@
+#!/usr/bin/python3
+"""Runs every hypercore test suite against one or more builds and prints one
+summary line, "N passed, N failed, N skipped".
+
+Each test program speaks TAP: the cmocka unit tests (CMOCKA_MESSAGE_OUTPUT=TAP)
+and the Python integration tests (tests/lib/hctest.py). A program that crashes,
+hangs past its time limit or prints fewer results than it planned counts as a
+failure of its own, so nothing can pass by dying quietly.
+
+Usage: tests/run.py --build build [--build build/asan] [--only SUBSTRING]
+"""
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYTHON = "/usr/bin/python3"  # Debian's, the one with python3-grpcio
+
+TAP_RESULT = re.compile(r"^(not ok|ok)\b\s*(\d+)?\s*(?:-\s*)?(.*?)(?:\s+#\s*(SKIP|TODO)\b(.*))?$")
+TAP_PLAN = re.compile(r"^1\.\.(\d+)")
+
+# Sanitizers: stop at the first error and make it visible in the output.
+SAN_ENV = {
+    "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:halt_on_error=1:exitcode=86",
+    "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1:exitcode=87",
+    "LSAN_OPTIONS": "suppressions=" + os.path.join(ROOT, "tests/lsan.supp") + ":print_suppressions=0",
+}
+
+
+class Totals:
+    def __init__(self):
+        self.passed = self.failed = self.skipped = 0
+        self.failures = []
+
+
+def suites(build):
+    """(kind, name, argv, timeout_s) for every test program of a build."""
+    unit_dir = os.path.join(build, "tests", "unit")
+    if os.path.isdir(unit_dir):
+        for name in sorted(os.listdir(unit_dir)):
+            path = os.path.join(unit_dir, name)
+            if name.startswith("test_") and os.access(path, os.X_OK) and not name.endswith(".d"):
+                yield "unit", name, [path], 300
+    for kind in ("integration", "interop"):
+        d = os.path.join(ROOT, "tests", kind)
+        if not os.path.isdir(d):
+            continue
+        for name in sorted(os.listdir(d)):
+            if name.startswith("test_") and name.endswith(".py"):
+                yield kind, name, [PYTHON, os.path.join(d, name)], 900
+    fuzz = os.path.join(build, "fuzz")
+    if os.path.isdir(fuzz):
+        for name in sorted(os.listdir(fuzz)):
+            path = os.path.join(fuzz, name)
+            if name.startswith("fuzz_") and os.access(path, os.X_OK):
+                yield "fuzz", name, [os.path.join(ROOT, "tools", "fuzz.sh"), path], 300
+
+
+def run_program(argv, env, timeout):
+    """Runs one test program in its own process group; returns (rc, output)."""
+    start = time.monotonic()
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        rc = proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        rc = "timeout after %ds" % timeout
+    return rc, out.decode("utf-8", "replace"), time.monotonic() - start
+
+
+def parse_tap(output):
+    """Returns (plan or None, [(ok, name, skipped)])."""
+    plan, results = None, []
+    for line in output.splitlines():
+        m = TAP_PLAN.match(line.strip())
+        if m and plan is None:
+            plan = int(m.group(1))
+            continue
+        m = TAP_RESULT.match(line.strip())
+        if m:
+            ok = m.group(1) == "ok"
+            skipped = m.group(4) == "SKIP"
+            results.append((ok or skipped, m.group(3).strip() or "#%s" % m.group(2), skipped))
+    return plan, results
+
+
+def record(totals, label, ok, skipped, output=None):
+    if skipped:
+        totals.skipped += 1
+        print("SKIP %s" % label, flush=True)
+    elif ok:
+        totals.passed += 1
+        print("PASS %s" % label, flush=True)
+    else:
+        totals.failed += 1
+        totals.failures.append((label, output))
+        print("FAIL %s" % label, flush=True)
+
+
+def run_suite(totals, build, kind, name, argv, timeout):
+    env = dict(os.environ)
+    env.update(SAN_ENV)
+    env["CMOCKA_MESSAGE_OUTPUT"] = "TAP"
+    env["HC_BUILD"] = os.path.join(ROOT, build)
+    env["HC_BIN"] = os.path.join(ROOT, build, "hypercore")
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    rc, out, secs = run_program(argv, env, timeout)
+    plan, results = parse_tap(out)
+    prefix = "[%s] %s/%s" % (build, kind, name)
+    for ok, case, skipped in results:
+        record(totals, "%s: %s" % (prefix, case), ok, skipped, out if not ok else None)
+    if plan is not None and plan != len(results):
+        record(totals, "%s: planned %d results, got %d" % (prefix, plan, len(results)),
+               False, False, out)
+    elif rc != 0 and all(ok for ok, _, _ in results):
+        # Crashed, leaked (sanitizers exit non-zero at exit) or timed out
+        # without a failing result to show for it.
+        record(totals, "%s: exited %s" % (prefix, rc), False, False, out)
+    elif not results:
+        record(totals, "%s: printed no results" % prefix, False, False, out)
+    print("     %s took %.1fs" % (prefix, secs), flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", action="append", required=True)
+    ap.add_argument("--only", default="")
+    args = ap.parse_args()
+
+    totals = Totals()
+    for build in args.build:
+        for kind, name, argv, timeout in suites(build):
+            if args.only in "%s/%s" % (kind, name):
+                run_suite(totals, build, kind, name, argv, timeout)
+
+    for label, output in totals.failures:
+        print("\n==== %s ====\n%s" % (label, (output or "").rstrip()[-6000:]))
+    print()
+    print("%d passed, %d failed, %d skipped" % (totals.passed, totals.failed, totals.skipped))
+    return 1 if totals.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
