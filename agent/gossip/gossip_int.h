@@ -167,8 +167,8 @@ void hc_gossip_mp_write_struct(struct hc_gossip_mp_writer *w, const struct hc_go
 /* LZW as Go's compress/lzw (LSB, literal width 8) (lzw.c)                  */
 
 /* Decompresses into a malloc'd buffer (*out, free() it) of at most max_out
- * bytes; -EMSGSIZE beyond, -EBADMSG on an invalid code, -ENODATA if the EOF
- * code is missing. */
+ * (> 0) bytes; -EMSGSIZE beyond, -EBADMSG on an invalid code, -ENODATA if
+ * the EOF code is missing. */
 int hc_gossip_lzw_decompress(const uint8_t *in, size_t len, size_t max_out, uint8_t **out,
 			     size_t *out_len);
 /* Compresses exactly as Go >= 1.17 does (leading clear code); appends to w. */
