@@ -1,0 +1,193 @@
+/* Transmit-limited broadcast queue (memberlist's TransmitLimitedQueue). */
+#include "gossip/memberlist_int.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct bcast {
+	char *key; /* NULL: never replaced */
+	uint8_t *msg;
+	size_t len;
+	unsigned transmits;
+	uint64_t seq; /* insertion order: higher is newer */
+	hc_gossip_bcast_done_fn *done;
+	void *arg;
+};
+
+struct hc_gossip_bcast_queue {
+	struct bcast *items;
+	size_t n, cap;
+	uint64_t next_seq;
+	/* Messages handed out by the last take are freed only at the next call,
+	 * so the borrowed pointers stay valid until then. */
+	struct bcast *retired;
+	size_t nretired, capretired;
+};
+
+struct hc_gossip_bcast_queue *hc_gossip_bcast_queue_new(void)
+{
+	return calloc(1, sizeof(struct hc_gossip_bcast_queue));
+}
+
+static void bcast_release(struct bcast *b, bool sent)
+{
+	if (b->done)
+		b->done(b->arg, sent);
+	free(b->key);
+	free(b->msg);
+}
+
+static void free_retired(struct hc_gossip_bcast_queue *q)
+{
+	for (size_t i = 0; i < q->nretired; i++) {
+		free(q->retired[i].key);
+		free(q->retired[i].msg);
+	}
+	q->nretired = 0;
+}
+
+void hc_gossip_bcast_queue_free(struct hc_gossip_bcast_queue *q)
+{
+	if (!q)
+		return;
+	for (size_t i = 0; i < q->n; i++)
+		bcast_release(&q->items[i], false);
+	free_retired(q);
+	free(q->retired);
+	free(q->items);
+	free(q);
+}
+
+static void remove_at(struct hc_gossip_bcast_queue *q, size_t i)
+{
+	q->items[i] = q->items[--q->n];
+}
+
+int hc_gossip_bcast_queue_push(struct hc_gossip_bcast_queue *q, const char *key,
+			       const uint8_t *msg, size_t len, hc_gossip_bcast_done_fn *done,
+			       void *arg)
+{
+	struct bcast b = { .len = len, .done = done, .arg = arg };
+
+	b.msg = malloc(len ? len : 1);
+	b.key = key ? strdup(key) : NULL;
+	if (!b.msg || (key && !b.key)) {
+		free(b.msg);
+		free(b.key);
+		return -ENOMEM;
+	}
+	memcpy(b.msg, msg, len);
+	if (q->n == q->cap) {
+		size_t cap = q->cap ? q->cap * 2 : 32;
+		struct bcast *items = realloc(q->items, cap * sizeof(*items));
+
+		if (!items) {
+			free(b.msg);
+			free(b.key);
+			return -ENOMEM;
+		}
+		q->items = items;
+		q->cap = cap;
+	}
+	if (key) {
+		for (size_t i = 0; i < q->n; i++) {
+			if (q->items[i].key && strcmp(q->items[i].key, key) == 0) {
+				bcast_release(&q->items[i], false);
+				remove_at(q, i);
+				break;
+			}
+		}
+	}
+	b.seq = ++q->next_seq;
+	q->items[q->n++] = b;
+	return 0;
+}
+
+/* Fewest transmissions first, then longer, then newer. */
+static int bcast_cmp(const void *pa, const void *pb)
+{
+	const struct bcast *a = pa, *b = pb;
+
+	if (a->transmits != b->transmits)
+		return a->transmits < b->transmits ? -1 : 1;
+	if (a->len != b->len)
+		return a->len > b->len ? -1 : 1;
+	return a->seq > b->seq ? -1 : a->seq < b->seq;
+}
+
+static int retire(struct hc_gossip_bcast_queue *q, struct bcast *b)
+{
+	if (q->nretired == q->capretired) {
+		size_t cap = q->capretired ? q->capretired * 2 : 16;
+		struct bcast *r = realloc(q->retired, cap * sizeof(*r));
+
+		if (!r)
+			return -ENOMEM;
+		q->retired = r;
+		q->capretired = cap;
+	}
+	if (b->done)
+		b->done(b->arg, true);
+	b->done = NULL;
+	q->retired[q->nretired++] = *b;
+	return 0;
+}
+
+void hc_gossip_bcast_queue_take(struct hc_gossip_bcast_queue *q, size_t overhead, size_t limit,
+				unsigned transmit_limit, struct hc_gossip_bytes *out, size_t max,
+				size_t *n)
+{
+	size_t used = 0, i = 0;
+
+	free_retired(q);
+	if (q->n == 0)
+		return;
+	/* Queues hold tens to a few thousand messages; a sort per packet is
+	 * what memberlist's btree buys too, at this size. */
+	qsort(q->items, q->n, sizeof(*q->items), bcast_cmp);
+	while (i < q->n && *n < max) {
+		struct bcast *b = &q->items[i];
+
+		if (used + overhead + b->len > limit) {
+			i++;
+			continue;
+		}
+		used += overhead + b->len;
+		b->transmits++;
+		if (b->transmits >= transmit_limit && retire(q, b) == 0) {
+			out[(*n)++] = (struct hc_gossip_bytes){ q->retired[q->nretired - 1].msg,
+								 b->len };
+			remove_at(q, i);
+			/* remove_at moved the last item here: look at i again,
+			 * but the order is only approximate until the next sort. */
+			continue;
+		}
+		out[(*n)++] = (struct hc_gossip_bytes){ b->msg, b->len };
+		i++;
+	}
+}
+
+size_t hc_gossip_bcast_queue_len(const struct hc_gossip_bcast_queue *q)
+{
+	return q->n;
+}
+
+void hc_gossip_bcast_queue_prune(struct hc_gossip_bcast_queue *q, size_t max_len)
+{
+	while (q->n > max_len) {
+		size_t oldest = 0;
+
+		for (size_t i = 1; i < q->n; i++)
+			if (q->items[i].seq < q->items[oldest].seq)
+				oldest = i;
+		bcast_release(&q->items[oldest], false);
+		remove_at(q, oldest);
+	}
+}
+
+unsigned hc_gossip_retransmit_limit(unsigned mult, size_t n)
+{
+	return mult * (unsigned)ceil(log10((double)n + 1.0));
+}
