@@ -436,16 +436,17 @@ static int write_all(int fd, const char *p, size_t len)
 int hc_gossip_keyring_save(const struct hc_gossip_keyring *kr, const char *path)
 {
 	json_t *arr = keys_to_json(kr);
-	char *text = NULL, *tmp = NULL;
-	int fd = -1, err;
+	size_t tmp_size = strlen(path) + 32;
+	char *text = NULL, *tmp = malloc(tmp_size);
+	int fd, err;
 
 	/* Same layout as serf's json.MarshalIndent(keys, "", "  "). */
 	text = arr ? json_dumps(arr, JSON_INDENT(2)) : NULL;
-	if (!text || asprintf(&tmp, "%s.tmp.%ld", path, (long)getpid()) < 0) {
-		tmp = NULL;
+	if (!text || !tmp) {
 		err = -ENOMEM;
 		goto out;
 	}
+	snprintf(tmp, tmp_size, "%s.tmp.%ld", path, (long)getpid());
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		err = -errno;
@@ -456,7 +457,6 @@ int hc_gossip_keyring_save(const struct hc_gossip_keyring *kr, const char *path)
 		err = -errno;
 	if (close(fd) < 0 && !err)
 		err = -errno;
-	fd = -1;
 	if (!err && rename(tmp, path) < 0)
 		err = -errno;
 	if (err)
