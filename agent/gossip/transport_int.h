@@ -86,4 +86,11 @@ void hc_gossip_net_free(struct hc_gossip_net *net);
 uint16_t hc_gossip_net_port(const struct hc_gossip_net *net);
 extern const struct hc_gossip_transport_ops hc_gossip_net_ops;
 
+struct hc_gossip_net_stats {
+	uint64_t packets_in, packets_out, bytes_in, bytes_out;
+	uint64_t truncated, send_errors;
+	uint64_t streams_in, streams_out, streams_rejected, stream_timeouts, stream_errors;
+};
+void hc_gossip_net_stats(const struct hc_gossip_net *net, struct hc_gossip_net_stats *st);
+
 #endif /* HC_GOSSIP_TRANSPORT_INT_H */
