@@ -36,7 +36,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
 	-Wmissing-prototypes -Wno-unused-parameter
 CFLAGS ?= -O2 -g
 ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE \
-	-Iinclude -Iagent -Icli -I$(GEN) $(PKG_CFLAGS)
+	-Iinclude -Iagent -Icli -Itests/lib -I$(GEN) $(PKG_CFLAGS)
 LDFLAGS ?=
 LDLIBS := $(PKG_LIBS) -lpthread -lm
 
@@ -70,6 +70,8 @@ LIB := $(BUILD)/libhypercore.a
 BIN := $(BUILD)/hypercore
 
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+TESTLIB_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(sort $(wildcard tests/lib/*.c)))
+TESTLIB := $(BUILD)/libhctest.a
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
 
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
@@ -112,7 +114,12 @@ $(BIN): $(OBJ)/cli/main.o $(LIB)
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/unit/%: $(OBJ)/tests/unit/%.o $(LIB)
+$(TESTLIB): $(TESTLIB_OBJS)
+	$(call msg,AR,$@)
+	$(Q)rm -f $@
+	$(Q)ar rcs $@ $^
+
+$(BUILD)/tests/unit/%: $(OBJ)/tests/unit/%.o $(TESTLIB) $(LIB)
 	$(call msg,LD,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka

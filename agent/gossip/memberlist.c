@@ -901,6 +901,8 @@ static int64_t probe_deadline(struct hc_loop *loop, uint64_t id, void *arg)
 						  ? p->expected_nacks - p->nacks : 0));
 	else
 		awareness_delta(ml, 1);
+	if (n && ml->d.notify_probe_failed)
+		ml->d.notify_probe_failed(ml->d.arg, &n->pub);
 	if (n && n->pub.state == HC_GOSSIP_STATE_ALIVE) {
 		struct hc_gossip_suspect s = {
 			.incarnation = n->pub.incarnation,

@@ -119,6 +119,8 @@ struct hc_ml_delegate {
 	/* A probe of n was answered after rtt_us; payload is the ack's. */
 	void (*notify_ping_complete)(void *arg, const struct hc_ml_node *n, int64_t rtt_us,
 				     const uint8_t *payload, size_t len);
+	/* A probe of n got no ack at all (for loss measurements). */
+	void (*notify_probe_failed)(void *arg, const struct hc_ml_node *n);
 	/* Payload for acks we send (serf: 01 + coordinate); may append nothing. */
 	void (*ack_payload)(void *arg, struct hc_gossip_mp_writer *w);
 };

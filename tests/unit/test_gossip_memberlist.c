@@ -16,9 +16,9 @@
 
 #include "gossip/memberlist_int.h"
 #include "loop/loop.h"
+#include "simnet.h"
 
 #define MAX_SIM 12
-#define LATENCY_MS 1
 
 struct sim;
 
@@ -26,200 +26,18 @@ struct simnode {
 	struct sim *sim;
 	int idx;
 	struct hc_ml *ml;
-	struct hc_gossip_addr addr;
+	struct hc_gossip_receiver recv;
 	char name[16];
-	bool down;
-	struct hc_gossip_keyring *kr;
 	unsigned joins, leaves, updates, user_msgs;
 	struct hc_gossip_bcast_queue *user_queue; /* what this node gossips as "serf" */
 	int joined; /* result of the last hc_ml_join, -1 while pending */
 	bool left;
 };
 
-struct delivery {
-	struct delivery *next, **prevp;
-	struct sim *sim;
-	int from, to;
-	uint8_t *buf;
-	size_t len;
-	uint64_t timer;
-	/* streams */
-	bool stream;
-	uint32_t timeout_ms;
-	hc_gossip_stream_complete_fn *complete;
-	hc_gossip_stream_done_fn *done;
-	void *arg;
-};
-
 struct sim {
-	struct hc_loop *loop;
-	uint64_t now_ns;
+	struct hc_simnet *net;
 	struct simnode nodes[MAX_SIM];
 	int n;
-	uint64_t rng;
-	unsigned loss_pct;
-	bool blocked[MAX_SIM][MAX_SIM];
-	struct delivery *inflight;
-};
-
-static uint64_t sim_clock(void *ctx)
-{
-	return ((struct sim *)ctx)->now_ns;
-}
-
-static unsigned sim_rand(struct sim *s)
-{
-	s->rng = s->rng * 6364136223846793005ull + 1442695040888963407ull;
-	return (unsigned)(s->rng >> 33);
-}
-
-static struct simnode *by_addr(struct sim *s, const struct hc_gossip_addr *a)
-{
-	for (int i = 0; i < s->n; i++)
-		if (s->nodes[i].addr.port == a->port && s->nodes[i].addr.ip_len == a->ip_len &&
-		    memcmp(s->nodes[i].addr.ip, a->ip, a->ip_len) == 0)
-			return &s->nodes[i];
-	return NULL;
-}
-
-static bool link_up(struct sim *s, int from, int to)
-{
-	return !s->nodes[from].down && !s->nodes[to].down && !s->blocked[from][to];
-}
-
-static void delivery_free(struct delivery *d)
-{
-	if (d->timer)
-		hc_loop_del_timer(d->sim->loop, d->timer);
-	*d->prevp = d->next;
-	if (d->next)
-		d->next->prevp = d->prevp;
-	free(d->buf);
-	free(d);
-}
-
-static struct delivery *delivery_new(struct sim *s, int from, int to, const uint8_t *buf,
-				     size_t len)
-{
-	struct delivery *d = calloc(1, sizeof(*d));
-
-	assert_non_null(d);
-	d->sim = s;
-	d->from = from;
-	d->to = to;
-	d->buf = malloc(len ? len : 1);
-	memcpy(d->buf, buf, len);
-	d->len = len;
-	d->next = s->inflight;
-	if (s->inflight)
-		s->inflight->prevp = &d->next;
-	d->prevp = &s->inflight;
-	s->inflight = d;
-	return d;
-}
-
-static int64_t deliver_packet(struct hc_loop *loop, uint64_t id, void *arg)
-{
-	struct delivery *d = arg;
-	struct sim *s = d->sim;
-
-	(void)loop;
-	(void)id;
-	d->timer = 0;
-	if (link_up(s, d->from, d->to) && s->nodes[d->to].ml)
-		hc_ml_on_packet(s->nodes[d->to].ml, &s->nodes[d->from].addr, d->buf, d->len);
-	delivery_free(d);
-	return HC_LOOP_TIMER_DONE;
-}
-
-static int sim_send_packet(void *ctx, const struct hc_gossip_addr *to, const uint8_t *buf,
-			   size_t len)
-{
-	struct simnode *src = ctx;
-	struct sim *s = src->sim;
-	struct simnode *dst = by_addr(s, to);
-	struct delivery *d;
-
-	if (!dst)
-		return 0; /* nobody there: lost, as UDP would be */
-	if (s->loss_pct && sim_rand(s) % 100 < s->loss_pct)
-		return 0;
-	d = delivery_new(s, src->idx, dst->idx, buf, len);
-	d->timer = hc_loop_add_timer(s->loop, LATENCY_MS, deliver_packet, d);
-	return 0;
-}
-
-/* Stream: after the latency the responder sees the request; its reply goes
- * back after the latency again. Failures as a kernel would report them. */
-static int64_t finish_stream(struct hc_loop *loop, uint64_t id, void *arg)
-{
-	struct delivery *d = arg;
-	hc_gossip_stream_done_fn *done = d->done;
-	void *darg = d->arg;
-	struct hc_gossip_mp_writer reply;
-	struct sim *s = d->sim;
-	struct simnode *dst = &s->nodes[d->to];
-	int r;
-
-	(void)loop;
-	(void)id;
-	d->timer = 0;
-	if (dst->down || !dst->ml) {
-		delivery_free(d);
-		done(darg, -ECONNREFUSED, NULL, 0);
-		return HC_LOOP_TIMER_DONE;
-	}
-	if (!link_up(s, d->from, d->to) || !link_up(s, d->to, d->from)) {
-		/* A partition swallows the SYN: the caller waits out its timeout. */
-		d->timer = hc_loop_add_timer(loop, d->timeout_ms, finish_stream, d);
-		d->to = d->from; /* second pass: report the timeout */
-		d->stream = false;
-		return HC_LOOP_TIMER_DONE;
-	}
-	if (!d->stream) {
-		delivery_free(d);
-		done(darg, -ETIMEDOUT, NULL, 0);
-		return HC_LOOP_TIMER_DONE;
-	}
-	hc_gossip_mp_writer_init(&reply, 0);
-	r = hc_ml_on_stream(dst->ml, &s->nodes[d->from].addr, d->buf, d->len, &reply);
-	if (r == 0 && d->complete(d->arg, reply.buf, reply.len) == 1) {
-		uint8_t *copy = malloc(reply.len);
-
-		memcpy(copy, reply.buf, reply.len);
-		delivery_free(d);
-		done(darg, 0, copy, reply.len);
-		free(copy);
-	} else {
-		delivery_free(d);
-		done(darg, r == 0 ? -EBADMSG : r, NULL, 0);
-	}
-	hc_gossip_mp_writer_fini(&reply);
-	return HC_LOOP_TIMER_DONE;
-}
-
-static int sim_stream_exchange(void *ctx, const struct hc_gossip_addr *to, const uint8_t *req,
-			       size_t len, uint32_t timeout_ms,
-			       hc_gossip_stream_complete_fn *complete,
-			       hc_gossip_stream_done_fn *done, void *arg)
-{
-	struct simnode *src = ctx;
-	struct sim *s = src->sim;
-	struct simnode *dst = by_addr(s, to);
-	struct delivery *d = delivery_new(s, src->idx, dst ? dst->idx : src->idx, req, len);
-
-	d->stream = dst != NULL;
-	d->timeout_ms = timeout_ms;
-	d->complete = complete;
-	d->done = done;
-	d->arg = arg;
-	d->timer = hc_loop_add_timer(s->loop, LATENCY_MS * 2, finish_stream, d);
-	return 0;
-}
-
-static const struct hc_gossip_transport_ops sim_ops = {
-	.send_packet = sim_send_packet,
-	.stream_exchange = sim_stream_exchange,
 };
 
 /* ---- a delegate standing in for serf ---- */
@@ -278,25 +96,26 @@ static void node_start(struct sim *s, int i, const struct hc_gossip_keyring *kr)
 
 	hc_ml_config_lan(&cfg);
 	cfg.name = sn->name;
-	cfg.addr = sn->addr;
+	cfg.addr = *hc_simnet_addr(s->net, i);
 	cfg.meta = (const uint8_t *)"\xff\x80";
 	cfg.meta_len = 2;
 	cfg.seed = 1000 + (uint64_t)i;
 	cfg.keyring = kr;
-	sn->down = false;
+	hc_simnet_set_down(s->net, i, false);
 	if (!sn->user_queue)
 		sn->user_queue = hc_gossip_bcast_queue_new();
-	sn->ml = hc_ml_new(s->loop, &cfg, &sim_ops, sn, &d);
+	sn->ml = hc_ml_new(hc_simnet_loop(s->net), &cfg, &hc_simnet_ops, hc_simnet_ctx(s->net, i),
+			   &d);
 	assert_non_null(sn->ml);
+	sn->recv = (struct hc_gossip_receiver){ hc_ml_on_packet, hc_ml_on_stream, sn->ml };
+	hc_simnet_attach(s->net, i, &sn->recv);
 }
 
 static struct sim *sim_new(int n, const struct hc_gossip_keyring *kr)
 {
 	struct sim *s = calloc(1, sizeof(*s));
 
-	s->now_ns = 1000000000ull;
-	s->loop = hc_loop_new(sim_clock, s);
-	s->rng = 42;
+	s->net = hc_simnet_new(n, 42);
 	s->n = n;
 	for (int i = 0; i < n; i++) {
 		struct simnode *sn = &s->nodes[i];
@@ -304,10 +123,6 @@ static struct sim *sim_new(int n, const struct hc_gossip_keyring *kr)
 		sn->sim = s;
 		sn->idx = i;
 		snprintf(sn->name, sizeof(sn->name), "node%d", i);
-		sn->addr.ip_len = 4;
-		sn->addr.ip[0] = 10;
-		sn->addr.ip[3] = (uint8_t)(i + 1);
-		sn->addr.port = 7946;
 		node_start(s, i, kr);
 	}
 	return s;
@@ -315,49 +130,48 @@ static struct sim *sim_new(int n, const struct hc_gossip_keyring *kr)
 
 static void sim_crash(struct sim *s, int i)
 {
-	s->nodes[i].down = true;
+	hc_simnet_set_down(s->net, i, true);
+}
+
+static bool is_down(struct sim *s, int i)
+{
+	return hc_simnet_is_down(s->net, i);
 }
 
 static void sim_free(struct sim *s)
 {
-	/* Streams in flight end as cancelled, as the real transport does. */
-	while (s->inflight) {
-		struct delivery *d = s->inflight;
-		hc_gossip_stream_done_fn *done = d->done;
-		void *arg = d->arg;
-
-		delivery_free(d);
-		if (done)
-			done(arg, -ECANCELED, NULL, 0);
-	}
+	/* Engines first: streams still in flight then complete as cancelled
+	 * when the network (and its loop) goes. */
 	for (int i = 0; i < s->n; i++) {
 		hc_ml_free(s->nodes[i].ml);
 		hc_gossip_bcast_queue_free(s->nodes[i].user_queue);
 	}
-	hc_loop_free(s->loop);
+	hc_simnet_free(s->net);
 	free(s);
 }
 
-/* Advances the simulated clock 1 ms at a time, running what is due. */
 static void run_ms(struct sim *s, uint64_t ms)
 {
-	for (uint64_t t = 0; t < ms; t++) {
-		s->now_ns += 1000000u;
-		while (hc_loop_run_once(s->loop, 0) > 0)
-			;
-	}
+	hc_simnet_run_ms(s->net, ms);
 }
 
-/* Runs until pred holds or limit_ms passes; returns the ms it took or -1. */
+static struct sim *pred_sim;
+static const void *pred_ctx;
+static bool (*pred_fn)(struct sim *, const void *);
+
+static bool pred_trampoline(const void *ctx)
+{
+	(void)ctx;
+	return pred_fn(pred_sim, pred_ctx);
+}
+
 static int64_t run_until(struct sim *s, bool (*pred)(struct sim *, const void *),
 			 const void *ctx, uint64_t limit_ms)
 {
-	for (uint64_t t = 0; t <= limit_ms; t += 10) {
-		if (pred(s, ctx))
-			return (int64_t)t;
-		run_ms(s, 10);
-	}
-	return -1;
+	pred_sim = s;
+	pred_ctx = ctx;
+	pred_fn = pred;
+	return hc_simnet_run_until(s->net, pred_trampoline, NULL, limit_ms);
 }
 
 static enum hc_gossip_node_state state_of(struct sim *s, int viewer, int subject)
@@ -371,10 +185,10 @@ static bool all_alive(struct sim *s, const void *ctx)
 {
 	(void)ctx;
 	for (int v = 0; v < s->n; v++) {
-		if (s->nodes[v].down)
+		if (is_down(s, v))
 			continue;
 		for (int j = 0; j < s->n; j++)
-			if (!s->nodes[j].down && state_of(s, v, j) != HC_GOSSIP_STATE_ALIVE)
+			if (!is_down(s, j) && state_of(s, v, j) != HC_GOSSIP_STATE_ALIVE)
 				return false;
 	}
 	return true;
@@ -390,7 +204,7 @@ static bool all_see(struct sim *s, const void *ctx)
 	const struct verdict *v = ctx;
 
 	for (int i = 0; i < s->n; i++)
-		if (i != v->subject && !s->nodes[i].down && state_of(s, i, v->subject) != v->state)
+		if (i != v->subject && !is_down(s, i) && state_of(s, i, v->subject) != v->state)
 			return false;
 	return true;
 }
@@ -404,7 +218,7 @@ static void join_all_to_first(struct sim *s)
 {
 	for (int i = 1; i < s->n; i++) {
 		s->nodes[i].joined = -1;
-		assert_int_equal(hc_ml_join(s->nodes[i].ml, &s->nodes[0].addr, 1, join_done,
+		assert_int_equal(hc_ml_join(s->nodes[i].ml, hc_simnet_addr(s->net, 0), 1, join_done,
 					    &s->nodes[i]),
 				 0);
 	}
@@ -474,7 +288,7 @@ static void test_false_suspicion_is_refuted(void **state)
 	m.u.suspect.from = hc_gossip_bytes_str("node0");
 	hc_gossip_mp_writer_init(&w, 0);
 	assert_int_equal(hc_gossip_msg_encode(&m, &w), 0);
-	hc_ml_on_packet(s->nodes[1].ml, &s->nodes[0].addr, w.buf, w.len);
+	hc_ml_on_packet(s->nodes[1].ml, hc_simnet_addr(s->net, 0), w.buf, w.len);
 	hc_gossip_mp_writer_fini(&w);
 	assert_int_equal(state_of(s, 1, 2), HC_GOSSIP_STATE_SUSPECT);
 	assert_true(run_until(s, all_alive, NULL, 5000) >= 0);
@@ -513,11 +327,11 @@ static void test_lossy_network_has_no_false_failures(void **state)
 	struct sim *s = converged_cluster(6);
 
 	(void)state;
-	s->loss_pct = 15;
+	hc_simnet_set_loss(s->net, 15);
 	run_ms(s, 120000);
 	for (int i = 0; i < 6; i++)
 		assert_int_equal(s->nodes[i].leaves, 0);
-	s->loss_pct = 0;
+	hc_simnet_set_loss(s->net, 0);
 	assert_true(run_until(s, all_alive, NULL, 10000) >= 0);
 	sim_free(s);
 }
@@ -535,7 +349,7 @@ static void test_restarted_node_refutes_its_death_and_rejoins(void **state)
 	hc_ml_free(s->nodes[4].ml);
 	node_start(s, 4, NULL);
 	s->nodes[4].joined = -1;
-	hc_ml_join(s->nodes[4].ml, &s->nodes[0].addr, 1, join_done, &s->nodes[4]);
+	hc_ml_join(s->nodes[4].ml, hc_simnet_addr(s->net, 0), 1, join_done, &s->nodes[4]);
 	assert_true(run_until(s, all_alive, NULL, 10000) >= 0);
 	assert_int_equal(s->nodes[4].joined, 1);
 	assert_true(hc_ml_self(s->nodes[4].ml)->incarnation > 1);
@@ -548,14 +362,18 @@ static void test_partitioned_node_fails_then_heals(void **state)
 	struct verdict dead = { 3, HC_GOSSIP_STATE_DEAD };
 
 	(void)state;
-	for (int i = 0; i < 3; i++)
-		s->blocked[i][3] = s->blocked[3][i] = true;
+	for (int i = 0; i < 3; i++) {
+		hc_simnet_block(s->net, i, 3, true);
+		hc_simnet_block(s->net, 3, i, true);
+	}
 	assert_true(run_until(s, all_see, &dead, 60000) > 0);
-	for (int i = 0; i < 3; i++)
-		s->blocked[i][3] = s->blocked[3][i] = false;
+	for (int i = 0; i < 3; i++) {
+		hc_simnet_block(s->net, i, 3, false);
+		hc_simnet_block(s->net, 3, i, false);
+	}
 	/* Anti-entropy (push/pull every 30 s) or node 3's own probes bring it
 	 * back: it refutes the death it learns about. */
-	hc_ml_join(s->nodes[3].ml, &s->nodes[0].addr, 1, join_done, &s->nodes[3]);
+	hc_ml_join(s->nodes[3].ml, hc_simnet_addr(s->net, 0), 1, join_done, &s->nodes[3]);
 	assert_true(run_until(s, all_alive, NULL, 40000) >= 0);
 	sim_free(s);
 }
@@ -578,7 +396,7 @@ static void test_encrypted_cluster_and_wrong_key(void **state)
 	hc_ml_free(s->nodes[3].ml);
 	node_start(s, 3, bad);
 	s->nodes[3].joined = -1;
-	hc_ml_join(s->nodes[3].ml, &s->nodes[0].addr, 1, join_done, &s->nodes[3]);
+	hc_ml_join(s->nodes[3].ml, hc_simnet_addr(s->net, 0), 1, join_done, &s->nodes[3]);
 	run_ms(s, 100);
 	assert_int_equal(s->nodes[3].joined, 0);
 	sim_free(s);
@@ -642,7 +460,7 @@ static void test_garbage_packets_are_dropped_and_counted(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++)
-		hc_ml_on_packet(s->nodes[0].ml, &s->nodes[1].addr, junk[i], sizeof(junk[i]));
+		hc_ml_on_packet(s->nodes[0].ml, hc_simnet_addr(s->net, 1), junk[i], sizeof(junk[i]));
 	hc_ml_stats(s->nodes[0].ml, &st);
 	for (int r = 0; r < HC_GOSSIP_DROP_COUNT; r++)
 		dropped += st.dropped[r];

@@ -1,0 +1,40 @@
+/*
+ * A simulated network and clock for gossip tests (after Tarantool's swim
+ * fakenet/fakeev): nodes at 10.0.0.<i+1>:7946, packets and stream hops take
+ * 1 ms, and links can drop, partition or crash. Deterministic; no sockets.
+ */
+#ifndef HC_TEST_SIMNET_H
+#define HC_TEST_SIMNET_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gossip/transport_int.h"
+
+struct hc_simnet;
+
+struct hc_simnet *hc_simnet_new(int nodes, uint64_t seed);
+/* Streams still in flight complete with -ECANCELED first. */
+void hc_simnet_free(struct hc_simnet *net);
+struct hc_loop *hc_simnet_loop(struct hc_simnet *net);
+
+/* Node i's address and the transport to give its engine. */
+const struct hc_gossip_addr *hc_simnet_addr(struct hc_simnet *net, int i);
+extern const struct hc_gossip_transport_ops hc_simnet_ops;
+void *hc_simnet_ctx(struct hc_simnet *net, int i);
+/* Where traffic to node i goes; NULL: nothing listens (streams refused). */
+void hc_simnet_attach(struct hc_simnet *net, int i, const struct hc_gossip_receiver *recv);
+
+void hc_simnet_set_down(struct hc_simnet *net, int i, bool down);
+bool hc_simnet_is_down(struct hc_simnet *net, int i);
+void hc_simnet_block(struct hc_simnet *net, int from, int to, bool blocked);
+void hc_simnet_set_loss(struct hc_simnet *net, unsigned percent);
+
+/* Advances the clock 1 ms at a time, running everything due. */
+void hc_simnet_run_ms(struct hc_simnet *net, uint64_t ms);
+/* Runs until pred(ctx) holds (checked every 10 ms) or limit_ms passes;
+ * returns the simulated ms it took, or -1. */
+int64_t hc_simnet_run_until(struct hc_simnet *net, bool (*pred)(const void *ctx),
+			    const void *ctx, uint64_t limit_ms);
+
+#endif /* HC_TEST_SIMNET_H */

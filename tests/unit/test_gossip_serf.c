@@ -1,0 +1,516 @@
+/*
+ * The serf layer (gossip.h) as whole clusters on the simulated network:
+ * membership with tags, user events once each, queries with filters, acks,
+ * relays and responses, failure, leave, reaping, tag updates, key rotation.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "gossip/gossip.h"
+#include "gossip/memberlist_int.h"
+#include "gossip/serf_int.h"
+#include "loop/loop.h"
+#include "simnet.h"
+
+#define MAX_NODES 8
+
+struct node {
+	struct hc_gossip *g;
+	struct hc_gossip_receiver recv;
+	char name[16];
+	unsigned user_events, joins, leaves, fails, updates, reaps, queries;
+	char last_event[64];
+	bool respond; /* answer queries with our name */
+	bool left;
+	int joined;
+};
+
+struct cluster {
+	struct hc_simnet *net;
+	struct node nodes[MAX_NODES];
+	int n;
+	const char *const *keys; /* base64 */
+	size_t nkeys;
+};
+
+static struct cluster *the_cluster;
+
+static void on_event(const struct hc_gossip_event *ev, void *arg)
+{
+	struct node *nd = arg;
+
+	switch (ev->type) {
+	case HC_GOSSIP_EV_USER:
+		nd->user_events++;
+		snprintf(nd->last_event, sizeof(nd->last_event), "%s:%.*s", ev->name, (int)ev->len,
+			 (const char *)ev->payload);
+		break;
+	case HC_GOSSIP_EV_MEMBER_JOIN:
+		nd->joins++;
+		break;
+	case HC_GOSSIP_EV_MEMBER_LEAVE:
+		nd->leaves++;
+		break;
+	case HC_GOSSIP_EV_MEMBER_FAILED:
+		nd->fails++;
+		break;
+	case HC_GOSSIP_EV_MEMBER_UPDATE:
+		nd->updates++;
+		break;
+	case HC_GOSSIP_EV_MEMBER_REAP:
+		nd->reaps++;
+		break;
+	case HC_GOSSIP_EV_QUERY:
+		nd->queries++;
+		if (nd->respond)
+			assert_int_equal(hc_gossip_respond(nd->g, ev->query_id,
+							   (const uint8_t *)nd->name,
+							   strlen(nd->name)),
+					 0);
+		break;
+	}
+}
+
+static void start_node(struct cluster *c, int i, const char *role)
+{
+	struct node *nd = &c->nodes[i];
+	struct hc_gossip_kv tags[] = { { "role", role } };
+	struct hc_gossip_config cfg = {
+		.name = nd->name,
+		.tags = tags,
+		.ntags = 1,
+		.keys = c->keys,
+		.nkeys = c->nkeys,
+		/* LAN-like timing so simulated tests stay short */
+		.gossip_interval_ms = 200,
+		.probe_interval_ms = 1000,
+		.suspicion_mult = 4,
+		.gossip_nodes = 3,
+		.reconnect_timeout_ms = 20000,
+		.reap_interval_ms = 1000,
+		.on_event = on_event,
+		.event_arg = nd,
+		.seed = 77 + (uint64_t)i,
+	};
+	char err[256];
+
+	hc_simnet_set_down(c->net, i, false);
+	nd->g = hc_gossip_new_with_transport(hc_simnet_loop(c->net), &cfg,
+					     hc_simnet_addr(c->net, i), &hc_simnet_ops,
+					     hc_simnet_ctx(c->net, i), err, sizeof(err));
+	assert_non_null(nd->g);
+	nd->recv = (struct hc_gossip_receiver){ hc_ml_on_packet, hc_ml_on_stream,
+						hc_gossip_memberlist(nd->g) };
+	hc_simnet_attach(c->net, i, &nd->recv);
+}
+
+static void join_done(void *arg, unsigned joined)
+{
+	((struct node *)arg)->joined = (int)joined;
+}
+
+static void join_first(struct cluster *c, int i)
+{
+	const char *seed = "10.0.0.1:7946";
+
+	c->nodes[i].joined = -1;
+	assert_int_equal(hc_gossip_join(c->nodes[i].g, &seed, 1, 1, false, join_done,
+					&c->nodes[i]),
+			 0);
+}
+
+static struct cluster *cluster_new(int n, const char *const *keys, size_t nkeys)
+{
+	struct cluster *c = calloc(1, sizeof(*c));
+
+	c->net = hc_simnet_new(n, 99);
+	c->n = n;
+	c->keys = keys;
+	c->nkeys = nkeys;
+	the_cluster = c;
+	for (int i = 0; i < n; i++) {
+		snprintf(c->nodes[i].name, sizeof(c->nodes[i].name), "n%d", i);
+		start_node(c, i, i % 2 ? "db" : "web");
+	}
+	return c;
+}
+
+static void cluster_free(struct cluster *c)
+{
+	for (int i = 0; i < c->n; i++)
+		hc_gossip_free(c->nodes[i].g);
+	hc_simnet_free(c->net);
+	free(c);
+}
+
+static enum hc_gossip_status status_of(struct cluster *c, int viewer, const char *name)
+{
+	size_t n;
+	struct hc_gossip_member *ms = hc_gossip_members(c->nodes[viewer].g, &n);
+	enum hc_gossip_status st = HC_GOSSIP_NONE;
+
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(ms[i].name, name) == 0)
+			st = ms[i].status;
+	hc_gossip_members_free(ms, n);
+	return st;
+}
+
+static bool all_alive(const void *ctx)
+{
+	const struct cluster *c = ctx;
+
+	for (int v = 0; v < c->n; v++) {
+		if (hc_simnet_is_down(c->net, v))
+			continue;
+		for (int j = 0; j < c->n; j++)
+			if (!hc_simnet_is_down(c->net, j) &&
+			    status_of((struct cluster *)c, v, c->nodes[j].name) != HC_GOSSIP_ALIVE)
+				return false;
+	}
+	return true;
+}
+
+static struct cluster *joined_cluster(int n)
+{
+	struct cluster *c = cluster_new(n, NULL, 0);
+
+	for (int i = 1; i < n; i++)
+		join_first(c, i);
+	assert_true(hc_simnet_run_until(c->net, all_alive, c, 20000) >= 0);
+	return c;
+}
+
+/* ---- tests ---- */
+
+static void test_members_and_tags(void **state)
+{
+	struct cluster *c = joined_cluster(5);
+	struct hc_gossip_member *ms;
+	size_t n;
+
+	(void)state;
+	ms = hc_gossip_members(c->nodes[4].g, &n);
+	assert_int_equal(n, 5);
+	for (size_t i = 0; i < n; i++) {
+		assert_string_equal(ms[i].name, c->nodes[i].name); /* sorted by name */
+		assert_int_equal(ms[i].status, HC_GOSSIP_ALIVE);
+		assert_int_equal(ms[i].ntags, 1);
+		assert_string_equal(ms[i].tags[0].key, "role");
+		assert_string_equal(ms[i].tags[0].value, i % 2 ? "db" : "web");
+		assert_int_equal(ms[i].protocol_max, 5);
+		assert_int_equal(ms[i].delegate_cur, 5);
+	}
+	assert_string_equal(ms[0].addr, "10.0.0.1:7946");
+	hc_gossip_members_free(ms, n);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(c->nodes[i].joins, 5);
+		assert_true(c->nodes[i].joined == -0 || c->nodes[i].joined == 1 || i == 0);
+	}
+	cluster_free(c);
+}
+
+static bool all_got_event(const void *ctx)
+{
+	const struct cluster *c = ctx;
+
+	for (int i = 0; i < c->n; i++)
+		if (c->nodes[i].user_events == 0)
+			return false;
+	return true;
+}
+
+static void test_user_event_reaches_everyone_once(void **state)
+{
+	struct cluster *c = joined_cluster(6);
+
+	(void)state;
+	assert_int_equal(hc_gossip_user_event(c->nodes[2].g, "deploy", (const uint8_t *)"v1", 2,
+					      false),
+			 0);
+	assert_true(hc_simnet_run_until(c->net, all_got_event, c, 5000) >= 0);
+	hc_simnet_run_ms(c->net, 10000); /* every retransmission has happened */
+	for (int i = 0; i < 6; i++) {
+		assert_int_equal(c->nodes[i].user_events, 1);
+		assert_string_equal(c->nodes[i].last_event, "deploy:v1");
+	}
+	cluster_free(c);
+}
+
+static void test_user_event_size_limit(void **state)
+{
+	struct cluster *c = cluster_new(1, NULL, 0);
+	uint8_t big[2048] = { 0 };
+
+	(void)state;
+	assert_int_equal(hc_gossip_user_event(c->nodes[0].g, "x", big, sizeof(big), false),
+			 -EMSGSIZE);
+	assert_int_equal(hc_gossip_user_event(c->nodes[0].g, "x", big, 1000, false), 0);
+	cluster_free(c);
+}
+
+static void test_old_events_reach_a_later_joiner(void **state)
+{
+	struct cluster *c = cluster_new(3, NULL, 0);
+
+	(void)state;
+	join_first(c, 1);
+	assert_int_equal(hc_gossip_user_event(c->nodes[0].g, "early", (const uint8_t *)"e", 1,
+					      false),
+			 0);
+	hc_simnet_run_ms(c->net, 10000);
+	/* Node 2 joins after the gossip died down: push/pull carries it. */
+	join_first(c, 2);
+	hc_simnet_run_ms(c->net, 1000);
+	assert_int_equal(c->nodes[2].user_events, 1);
+	assert_string_equal(c->nodes[2].last_event, "early:e");
+	cluster_free(c);
+}
+
+struct collected {
+	unsigned acks, responses, done;
+	char from[MAX_NODES][16];
+};
+
+static void on_response(void *arg, const char *from, const uint8_t *payload, size_t len,
+			bool is_ack)
+{
+	struct collected *col = arg;
+
+	if (is_ack) {
+		col->acks++;
+		return;
+	}
+	assert_true(col->responses < MAX_NODES);
+	assert_int_equal(len, strlen(from)); /* nodes answer with their name */
+	assert_memory_equal(payload, from, len);
+	snprintf(col->from[col->responses++], 16, "%s", from);
+}
+
+static void on_done(void *arg)
+{
+	((struct collected *)arg)->done++;
+}
+
+static void test_query_acks_and_responses(void **state)
+{
+	struct cluster *c = joined_cluster(5);
+	struct hc_gossip_query_params p = { .ack = true, .timeout_ms = 3000 };
+	struct collected col = { 0 };
+
+	(void)state;
+	for (int i = 0; i < 5; i++)
+		c->nodes[i].respond = true;
+	assert_int_equal(hc_gossip_query(c->nodes[1].g, "who", (const uint8_t *)"?", 1, &p,
+					 on_response, on_done, &col),
+			 0);
+	hc_simnet_run_ms(c->net, 4000);
+	assert_int_equal(col.done, 1);
+	assert_int_equal(col.acks, 5); /* the asker answers itself too */
+	assert_int_equal(col.responses, 5);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(c->nodes[i].queries, 1);
+	cluster_free(c);
+}
+
+static void test_query_filters(void **state)
+{
+	struct cluster *c = joined_cluster(6);
+	const char *only[] = { "n3", "n5" };
+	struct hc_gossip_kv db[] = { { "role", "^d.$" } };
+	struct hc_gossip_query_params by_node = { .nodes = only, .nnodes = 2, .timeout_ms = 2000 };
+	struct hc_gossip_query_params by_tag = { .tags = db, .ntags = 1, .timeout_ms = 2000,
+						 .relay_factor = 2 };
+	struct collected a = { 0 }, b = { 0 };
+
+	(void)state;
+	for (int i = 0; i < 6; i++)
+		c->nodes[i].respond = true;
+	assert_int_equal(hc_gossip_query(c->nodes[0].g, "q1", NULL, 0, &by_node, on_response,
+					 on_done, &a),
+			 0);
+	assert_int_equal(hc_gossip_query(c->nodes[0].g, "q2", NULL, 0, &by_tag, on_response,
+					 on_done, &b),
+			 0);
+	hc_simnet_run_ms(c->net, 3000);
+	assert_int_equal(a.responses, 2);
+	assert_int_equal(b.responses, 3); /* n1, n3, n5 are role=db; relays deduplicated */
+	assert_int_equal(a.done + b.done, 2);
+	for (unsigned i = 0; i < b.responses; i++)
+		assert_true(b.from[i][1] == '1' || b.from[i][1] == '3' || b.from[i][1] == '5');
+	cluster_free(c);
+}
+
+static void test_respond_rules(void **state)
+{
+	struct cluster *c = joined_cluster(2);
+
+	(void)state;
+	assert_int_equal(hc_gossip_respond(c->nodes[0].g, 12345, NULL, 0), -ENOENT);
+	cluster_free(c);
+}
+
+static void test_failure_then_reap(void **state)
+{
+	struct cluster *c = joined_cluster(4);
+
+	(void)state;
+	hc_simnet_set_down(c->net, 3, true);
+	hc_simnet_run_ms(c->net, 30000);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(status_of(c, i, "n3"), HC_GOSSIP_FAILED);
+		assert_int_equal(c->nodes[i].fails, 1);
+		assert_int_equal(c->nodes[i].leaves, 0);
+	}
+	hc_simnet_run_ms(c->net, 25000); /* reconnect timeout 20 s */
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(c->nodes[i].reaps, 1);
+		assert_int_equal(status_of(c, i, "n3"), HC_GOSSIP_NONE);
+	}
+	cluster_free(c);
+}
+
+static void on_left(void *arg)
+{
+	((struct node *)arg)->left = true;
+}
+
+static void test_graceful_leave_is_left_not_failed(void **state)
+{
+	struct cluster *c = joined_cluster(4);
+
+	(void)state;
+	assert_int_equal(hc_gossip_leave(c->nodes[2].g, on_left, &c->nodes[2]), 0);
+	hc_simnet_run_ms(c->net, 8000);
+	assert_true(c->nodes[2].left);
+	hc_simnet_set_down(c->net, 2, true);
+	hc_simnet_run_ms(c->net, 20000);
+	for (int i = 0; i < 4; i++) {
+		if (i == 2)
+			continue;
+		assert_int_equal(status_of(c, i, "n2"), HC_GOSSIP_LEFT);
+		assert_int_equal(c->nodes[i].leaves, 1);
+		assert_int_equal(c->nodes[i].fails, 0);
+	}
+	cluster_free(c);
+}
+
+static void test_tag_update(void **state)
+{
+	struct cluster *c = joined_cluster(3);
+	struct hc_gossip_kv tags[] = { { "role", "cache" }, { "zone", "a" } };
+	struct hc_gossip_member *ms;
+	size_t n;
+
+	(void)state;
+	assert_int_equal(hc_gossip_set_tags(c->nodes[0].g, tags, 2), 0);
+	hc_simnet_run_ms(c->net, 3000);
+	ms = hc_gossip_members(c->nodes[2].g, &n);
+	assert_string_equal(ms[0].name, "n0");
+	assert_int_equal(ms[0].ntags, 2);
+	hc_gossip_members_free(ms, n);
+	assert_int_equal(c->nodes[1].updates, 1);
+	assert_int_equal(c->nodes[2].updates, 1);
+	cluster_free(c);
+}
+
+struct key_result {
+	unsigned ok, failed, calls;
+};
+
+static void key_done(void *arg, unsigned ok, unsigned failed)
+{
+	struct key_result *r = arg;
+
+	r->ok = ok;
+	r->failed = failed;
+	r->calls++;
+}
+
+static void test_key_rotation_keeps_cluster(void **state)
+{
+	static const uint8_t keys[2][32] = { "0123456789abcdef0123456789abcde",
+					     "fedcba9876543210fedcba987654321" };
+	/* base64 of keys[0] */
+	static const char *const b64[] = { "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZQA=" };
+	struct cluster *c = cluster_new(4, b64, 1);
+	struct key_result r1 = { 0 }, r2 = { 0 }, r3 = { 0 };
+
+	(void)state;
+	for (int i = 1; i < 4; i++)
+		join_first(c, i);
+	assert_true(hc_simnet_run_until(c->net, all_alive, c, 20000) >= 0);
+	assert_int_equal(hc_gossip_key_op(c->nodes[0].g, HC_GOSSIP_KEY_INSTALL, keys[1], 32,
+					  key_done, &r1),
+			 0);
+	hc_simnet_run_ms(c->net, 8000);
+	assert_int_equal(r1.ok, 4);
+	assert_int_equal(hc_gossip_key_op(c->nodes[0].g, HC_GOSSIP_KEY_USE, keys[1], 32, key_done,
+					  &r2),
+			 0);
+	hc_simnet_run_ms(c->net, 8000);
+	assert_int_equal(r2.ok, 4);
+	assert_int_equal(hc_gossip_key_op(c->nodes[0].g, HC_GOSSIP_KEY_REMOVE, keys[0], 32,
+					  key_done, &r3),
+			 0);
+	hc_simnet_run_ms(c->net, 8000);
+	assert_int_equal(r3.ok, 4);
+	assert_int_equal(r1.calls + r2.calls + r3.calls, 3);
+	hc_simnet_run_ms(c->net, 30000);
+	assert_true(all_alive(c));
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(c->nodes[i].fails, 0);
+	cluster_free(c);
+}
+
+static void test_forged_serf_messages_are_dropped(void **state)
+{
+	struct cluster *c = joined_cluster(2);
+	static const uint8_t junk[][6] = {
+		{ 0x08, 0x03, 0xde, 0xad }, /* user event, bad msgpack */
+		{ 0x08, 0x04, 0x81, 0xc1 }, /* query, reserved byte */
+		{ 0x08, 0x2a },             /* unknown serf type */
+		{ 0x08, 0x09, 0xdf, 0xff, 0xff, 0xff }, /* relay with a huge map */
+	};
+	struct hc_serf_stats st;
+	uint64_t dropped = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++)
+		hc_ml_on_packet(hc_gossip_memberlist(c->nodes[0].g), hc_simnet_addr(c->net, 1),
+				junk[i], sizeof(junk[i]));
+	hc_gossip_stats(c->nodes[0].g, &st);
+	for (int r = 0; r < HC_GOSSIP_DROP_COUNT; r++)
+		dropped += st.dropped[r];
+	assert_int_equal(dropped, 4);
+	assert_true(all_alive(c));
+	cluster_free(c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_members_and_tags),
+		cmocka_unit_test(test_user_event_reaches_everyone_once),
+		cmocka_unit_test(test_user_event_size_limit),
+		cmocka_unit_test(test_old_events_reach_a_later_joiner),
+		cmocka_unit_test(test_query_acks_and_responses),
+		cmocka_unit_test(test_query_filters),
+		cmocka_unit_test(test_respond_rules),
+		cmocka_unit_test(test_failure_then_reap),
+		cmocka_unit_test(test_graceful_leave_is_left_not_failed),
+		cmocka_unit_test(test_tag_update),
+		cmocka_unit_test(test_key_rotation_keeps_cluster),
+		cmocka_unit_test(test_forged_serf_messages_are_dropped),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
