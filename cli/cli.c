@@ -12,7 +12,7 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 	{
 		"cluster",
 		"run the node agent (gossip, runtime, data plane, proxy, APIs)",
-		"Usage: hypercore cluster [options]\n"
+		"Usage: hypercore cluster [options] [JOIN-ADDR...]\n"
 		"\n"
 		"Runs the node agent in the foreground until SIGINT or SIGTERM.\n"
 		"\n"
@@ -22,10 +22,24 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 		"  --state-dir DIR         persistent state: node id, keys (default /var/lib/hypercore)\n"
 		"  --cluster-base-url DOM  workloads are served at <id>.DOM (default example.com)\n"
 		"  --log-level LEVEL       debug, info, warn or error (default info)\n"
+		"\n"
+		"Gossip (the Serf protocol; serf agents can join the same cluster):\n"
+		"  JOIN-ADDR...            seeds to join, HOST:PORT of any member\n"
+		"  --cluster-bind-addr ADDR     gossip UDP+TCP address (default 0.0.0.0:7946)\n"
+		"  --cluster-advertise-addr ADDR  address peers dial (default: the bind\n"
+		"                          address, or the default route's for a wildcard)\n"
+		"  --node-name NAME        name in the cluster (default: the node id)\n"
+		"  --cluster-encrypt KEY   base64 key, as `serf agent -encrypt` takes\n"
+		"  --cluster-keyring FILE  JSON list of base64 keys, first primary; kept up\n"
+		"                          to date when keys rotate (as serf -keyring-file)\n"
+		"  --cluster-tag KEY=VALUE a tag of this node (repeatable)\n"
+		"  --gossip-interval-ms N  (default 2000)   --probe-interval-ms N (default 5000)\n"
+		"  --suspicion-mult N      (default 6)      --gossip-nodes N      (default 2)\n"
+		"  --user-event-size-limit BYTES (default 2048)\n"
 		"  -h, --help              show this help\n"
 		"\n"
 		"ADDR is IPV4:PORT, [IPV6]:PORT or :PORT (all IPv4 addresses).\n"
-		"Subcommands: hypercore cluster list --help\n",
+		"Subcommands: hypercore cluster list|members --help\n",
 		hc_cli_cmd_cluster,
 	},
 	{
@@ -42,6 +56,49 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 		"  --timeout SECONDS       give up after this long (default 10)\n"
 		"  -h, --help              show this help\n",
 		hc_cli_cmd_cluster_list,
+	},
+	{
+		"cluster members",
+		"list the cluster's members as gossip sees them (like `serf members`)",
+		"Usage: hypercore cluster members [options]\n"
+		"\n"
+		"Asks an agent's HTTP API for every member: name, address, status (alive,\n"
+		"leaving, left, failed), last probe round trip and tags.\n"
+		"\n"
+		"Options:\n"
+		"  --http-bind-addr ADDR   the agent's HTTP address (default 0.0.0.0:8001,\n"
+		"                          dialled as 127.0.0.1:8001)\n"
+		"  --json                  print JSON instead of a table\n"
+		"  --timeout SECONDS       give up after this long (default 10)\n"
+		"  -h, --help              show this help\n",
+		hc_cli_cmd_cluster_members,
+	},
+	{
+		"cluster event",
+		"send a user event to the cluster (like `serf event`)",
+		"Usage: hypercore cluster event [options] NAME [PAYLOAD]\n"
+		"\n"
+		"Options:\n"
+		"  --http-bind-addr ADDR   the agent's HTTP address (default 0.0.0.0:8001)\n"
+		"  --no-coalesce           ask receivers not to coalesce it (default: may)\n"
+		"  -h, --help              show this help\n",
+		hc_cli_cmd_cluster_event,
+	},
+	{
+		"cluster query",
+		"query the cluster and print acks and responses (like `serf query`)",
+		"Usage: hypercore cluster query [options] NAME [PAYLOAD]\n"
+		"\n"
+		"Options:\n"
+		"  --http-bind-addr ADDR   the agent's HTTP address (default 0.0.0.0:8001)\n"
+		"  --node NAME             only this node answers (repeatable)\n"
+		"  --tag KEY=REGEXP        only nodes whose tag matches (repeatable)\n"
+		"  --no-ack                do not ask for acknowledgements\n"
+		"  --relay-factor N        responses also come through N other members\n"
+		"  --timeout SECONDS       how long to collect (default: serf's formula)\n"
+		"  --json                  print JSON\n"
+		"  -h, --help              show this help\n",
+		hc_cli_cmd_cluster_query,
 	},
 	{
 		"version",

@@ -49,6 +49,22 @@ int hc_cli_rpc_fail(const char *addr, const struct hc_rpc_status *st);
 /* Parses a positive whole number of seconds (for --timeout). */
 int hc_cli_parse_seconds(const char *s, int *ms);
 
+/* Sends one request to the agent's HTTP API at addr (a bind address: the
+ * wildcard is dialled on loopback) and reads the answer within timeout_ms.
+ * On success *status is the HTTP status and *body a NUL-terminated copy of
+ * the body (free it). Otherwise -errno with a one-line reason in err. */
+int hc_cli_http(const char *addr, const char *method, const char *path, const void *payload,
+		size_t payload_len, int timeout_ms, int *status, char **body, size_t *body_len,
+		char *err, size_t errlen);
+
+/* Calls the agent's HTTP API and returns the "response" member of its JSON
+ * answer (the caller json_decref()s *doc, which owns it), or prints one
+ * error line and returns NULL. */
+struct json_t;
+struct json_t *hc_cli_api_call(const char *addr, const char *method, const char *path,
+			       const void *payload, size_t len, int timeout_ms,
+			       struct json_t **doc);
+
 /* Tables: column widths are measured over all rows before printing. */
 struct hc_cli_table;
 struct hc_cli_table *hc_cli_table_new(unsigned ncols, const char *const *headers);
@@ -60,6 +76,9 @@ void hc_cli_table_free(struct hc_cli_table *t);
 /* Command runners (cli/cmd_*.c). */
 int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_list(const struct hc_cli_cmd *cmd, int argc, char **argv);
+int hc_cli_cmd_cluster_members(const struct hc_cli_cmd *cmd, int argc, char **argv);
+int hc_cli_cmd_cluster_event(const struct hc_cli_cmd *cmd, int argc, char **argv);
+int hc_cli_cmd_cluster_query(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_version(const struct hc_cli_cmd *cmd, int argc, char **argv);
 
 #endif /* HC_CLI_H */

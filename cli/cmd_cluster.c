@@ -1,6 +1,7 @@
 /* `hypercore cluster` (the agent) and its client verbs. */
 #include "cli.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,9 @@
 #define DEFAULT_BASE_URL "example.com"
 #define DEFAULT_TIMEOUT_MS 10000
 
+#define DEFAULT_CLUSTER_ADDR "0.0.0.0:" STR(HC_DEFAULT_GOSSIP_PORT)
+#define MAX_TAGS 64
+
 enum {
 	OPT_GRPC_ADDR = 256,
 	OPT_HTTP_ADDR,
@@ -29,7 +33,48 @@ enum {
 	OPT_LOG_LEVEL,
 	OPT_JSON,
 	OPT_TIMEOUT,
+	OPT_CLUSTER_ADDR,
+	OPT_ADVERTISE,
+	OPT_NODE_NAME,
+	OPT_ENCRYPT,
+	OPT_KEYRING,
+	OPT_TAG,
+	OPT_GOSSIP_INTERVAL,
+	OPT_PROBE_INTERVAL,
+	OPT_SUSPICION_MULT,
+	OPT_GOSSIP_NODES,
+	OPT_EVENT_LIMIT,
 };
+
+/* Parses a whole number in [min, max]. */
+static int parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+/* KEY=VALUE into tags[*n]; both parts non-empty keys, as serf's -tag. */
+static int parse_tag(char *arg, struct hc_gossip_kv *tags, size_t *n)
+{
+	char *eq = strchr(arg, '=');
+
+	if (!eq || eq == arg || *n >= MAX_TAGS)
+		return -EINVAL;
+	*eq = '\0';
+	tags[*n].key = arg;
+	tags[*n].value = eq + 1;
+	(*n)++;
+	return 0;
+}
 
 int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
@@ -39,6 +84,17 @@ int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
 		{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
 		{ "cluster-base-url", required_argument, NULL, OPT_BASE_URL },
 		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+		{ "cluster-bind-addr", required_argument, NULL, OPT_CLUSTER_ADDR },
+		{ "cluster-advertise-addr", required_argument, NULL, OPT_ADVERTISE },
+		{ "node-name", required_argument, NULL, OPT_NODE_NAME },
+		{ "cluster-encrypt", required_argument, NULL, OPT_ENCRYPT },
+		{ "cluster-keyring", required_argument, NULL, OPT_KEYRING },
+		{ "cluster-tag", required_argument, NULL, OPT_TAG },
+		{ "gossip-interval-ms", required_argument, NULL, OPT_GOSSIP_INTERVAL },
+		{ "probe-interval-ms", required_argument, NULL, OPT_PROBE_INTERVAL },
+		{ "suspicion-mult", required_argument, NULL, OPT_SUSPICION_MULT },
+		{ "gossip-nodes", required_argument, NULL, OPT_GOSSIP_NODES },
+		{ "user-event-size-limit", required_argument, NULL, OPT_EVENT_LIMIT },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -47,8 +103,11 @@ int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
 		.http_bind_addr = DEFAULT_HTTP_ADDR,
 		.state_dir = DEFAULT_STATE_DIR,
 		.base_url = DEFAULT_BASE_URL,
+		.cluster_bind_addr = DEFAULT_CLUSTER_ADDR,
 	};
+	struct hc_gossip_kv tags[MAX_TAGS];
 	enum hc_log_level level = HC_LOG_INFO;
+	unsigned long v;
 	char err[512];
 	int c;
 
@@ -70,14 +129,74 @@ int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
 			if (hc_log_level_parse(optarg, &level) < 0)
 				return hc_cli_usage_error(cmd, "invalid --log-level %s", optarg);
 			break;
+		case OPT_CLUSTER_ADDR:
+			cfg.cluster_bind_addr = optarg;
+			break;
+		case OPT_ADVERTISE:
+			cfg.cluster_advertise_addr = optarg;
+			break;
+		case OPT_NODE_NAME:
+			if (!*optarg || strlen(optarg) > 128 ||
+			    strspn(optarg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+					   "0123456789-_.") != strlen(optarg))
+				return hc_cli_usage_error(cmd, "invalid --node-name %s (letters, digits, "
+							       "-, _ and ., at most 128)",
+							  optarg);
+			cfg.node_name = optarg;
+			break;
+		case OPT_ENCRYPT:
+			cfg.encrypt_key = optarg;
+			break;
+		case OPT_KEYRING:
+			cfg.keyring_file = optarg;
+			break;
+		case OPT_TAG:
+			if (parse_tag(optarg, tags, &cfg.ntags) < 0)
+				return hc_cli_usage_error(cmd, "invalid --cluster-tag %s (want KEY=VALUE)",
+							  optarg);
+			cfg.tags = tags;
+			break;
+		case OPT_GOSSIP_INTERVAL:
+		case OPT_PROBE_INTERVAL:
+			if (parse_uint(optarg, 10, 600000, &v) < 0)
+				return hc_cli_usage_error(cmd, "invalid --%s %s (ms, 10..600000)",
+							  c == OPT_GOSSIP_INTERVAL
+								  ? "gossip-interval-ms"
+								  : "probe-interval-ms",
+							  optarg);
+			if (c == OPT_GOSSIP_INTERVAL)
+				cfg.gossip_interval_ms = (uint32_t)v;
+			else
+				cfg.probe_interval_ms = (uint32_t)v;
+			break;
+		case OPT_SUSPICION_MULT:
+		case OPT_GOSSIP_NODES:
+			if (parse_uint(optarg, 1, 64, &v) < 0)
+				return hc_cli_usage_error(cmd, "invalid --%s %s (1..64)",
+							  c == OPT_SUSPICION_MULT ? "suspicion-mult"
+										  : "gossip-nodes",
+							  optarg);
+			if (c == OPT_SUSPICION_MULT)
+				cfg.suspicion_mult = (unsigned)v;
+			else
+				cfg.gossip_nodes = (unsigned)v;
+			break;
+		case OPT_EVENT_LIMIT:
+			if (parse_uint(optarg, 64, 9216, &v) < 0)
+				return hc_cli_usage_error(cmd, "invalid --user-event-size-limit %s "
+							       "(64..9216 bytes, serf's hard maximum)",
+							  optarg);
+			cfg.user_event_size_limit = v;
+			break;
 		case HC_CLI_OPT_HELP:
 			return HC_EXIT_OK;
 		default:
 			return HC_EXIT_USAGE;
 		}
 	}
-	if (optind < argc)
-		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
+	/* Positional arguments are seeds to join, as upstream's. */
+	cfg.join = (const char *const *)argv + optind;
+	cfg.njoin = (size_t)(argc - optind);
 	if (!*cfg.base_url || strchr(cfg.base_url, '/') || strchr(cfg.base_url, ' '))
 		return hc_cli_usage_error(cmd, "invalid --cluster-base-url %s (want a domain)",
 					  cfg.base_url);
@@ -219,4 +338,303 @@ int hc_cli_cmd_cluster_list(const struct hc_cli_cmd *cmd, int argc, char **argv)
 	r = json ? print_list_json((const void *)resp) : print_list_table((const void *)resp);
 	protobuf_c_message_free_unpacked(resp, NULL);
 	return r;
+}
+
+/* ---- cluster members ---- */
+
+static void format_tags(json_t *tags, char *buf, size_t len)
+{
+	const char *key;
+	json_t *value;
+	size_t used = 0;
+
+	buf[0] = '\0';
+	json_object_foreach(tags, key, value) {
+		if (used < len)
+			used += (size_t)snprintf(buf + used, len - used, "%s%s=%s", used ? "," : "",
+						 key, json_string_value(value));
+	}
+}
+
+static int print_members_table(json_t *members)
+{
+	static const char *const hdr[] = { "NAME", "ADDRESS", "STATUS", "RTT(ms)", "TAGS" };
+	struct hc_cli_table *t = hc_cli_table_new(5, hdr);
+	json_t *m;
+	size_t i;
+	int r = 0;
+
+	if (!t)
+		return hc_cli_fail("out of memory");
+	json_array_foreach(members, i, m) {
+		json_t *rtt = json_object_get(m, "rtt_ms");
+		char rtt_text[32] = "", tags[512];
+
+		if (json_is_number(rtt))
+			snprintf(rtt_text, sizeof(rtt_text), "%.3f", json_number_value(rtt));
+		format_tags(json_object_get(m, "tags"), tags, sizeof(tags));
+		r |= hc_cli_table_add(t, (const char *const[]){
+						 json_string_value(json_object_get(m, "name")),
+						 json_string_value(json_object_get(m, "addr")),
+						 json_string_value(json_object_get(m, "status")),
+						 rtt_text, tags });
+	}
+	if (r == 0)
+		hc_cli_table_print(t, stdout);
+	hc_cli_table_free(t);
+	return r ? hc_cli_fail("out of memory") : HC_EXIT_OK;
+}
+
+int hc_cli_cmd_cluster_members(const struct hc_cli_cmd *cmd, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "http-bind-addr", required_argument, NULL, OPT_HTTP_ADDR },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *addr = DEFAULT_HTTP_ADDR;
+	int timeout_ms = DEFAULT_TIMEOUT_MS, c, r;
+	json_t *doc, *members;
+	bool json = false;
+	char err[512];
+
+	while ((c = hc_cli_getopt(cmd, argc, argv, opts)) != -1) {
+		switch (c) {
+		case OPT_HTTP_ADDR:
+			addr = optarg;
+			break;
+		case OPT_JSON:
+			json = true;
+			break;
+		case OPT_TIMEOUT:
+			if (hc_cli_parse_seconds(optarg, &timeout_ms) < 0)
+				return hc_cli_usage_error(cmd, "invalid --timeout %s", optarg);
+			break;
+		case HC_CLI_OPT_HELP:
+			return HC_EXIT_OK;
+		default:
+			return HC_EXIT_USAGE;
+		}
+	}
+	if (optind < argc)
+		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
+	if (hc_addr_parse(addr, false, &(struct hc_addr){ 0 }, err, sizeof(err)) < 0)
+		return hc_cli_usage_error(cmd, "invalid --http-bind-addr %s: %s", addr, err);
+	members = hc_cli_api_call(addr, "GET", "/members", NULL, 0, timeout_ms, &doc);
+	if (!members)
+		return HC_EXIT_FAIL;
+	if (!json_is_array(members)) {
+		json_decref(doc);
+		return hc_cli_fail("agent at %s: unexpected answer", addr);
+	}
+	if (json) {
+		r = json_dumpf(members, stdout, JSON_INDENT(2)) < 0 ? HC_EXIT_FAIL : HC_EXIT_OK;
+		putchar('\n');
+	} else {
+		r = print_members_table(members);
+	}
+	json_decref(doc);
+	return r;
+}
+
+json_t *hc_cli_api_call(const char *addr, const char *method, const char *path,
+			const void *payload, size_t len, int timeout_ms, json_t **doc)
+{
+	char err[512], *body;
+	json_error_t jerr;
+	json_t *resp, *e;
+	size_t blen;
+	int status;
+
+	*doc = NULL;
+	if (hc_cli_http(addr, method, path, payload, len, timeout_ms, &status, &body, &blen, err,
+			sizeof(err)) < 0) {
+		hc_cli_fail("%s", err);
+		return NULL;
+	}
+	*doc = json_loadb(body, blen, 0, &jerr);
+	free(body);
+	resp = json_object_get(*doc, "response");
+	if (status == 200 && resp)
+		return resp;
+	e = json_object_get(*doc, "error");
+	hc_cli_fail("%s (agent at %s: HTTP %d)",
+		    json_is_string(e) ? json_string_value(e) : "unexpected answer", addr, status);
+	json_decref(*doc);
+	*doc = NULL;
+	return NULL;
+}
+
+/* Appends "&key=<value, percent-encoded>" to a URL being built. */
+static int url_param(char *url, size_t cap, const char *key, const char *value)
+{
+	size_t n = strlen(url);
+
+	n += (size_t)snprintf(url + n, n < cap ? cap - n : 0, "%s%s=", strchr(url, '?') ? "&" : "?",
+			      key);
+	for (const unsigned char *p = (const unsigned char *)value; *p && n + 4 < cap; p++) {
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		    strchr("-_.~", *p))
+			url[n++] = (char)*p;
+		else
+			n += (size_t)snprintf(url + n, cap - n, "%%%02X", *p);
+	}
+	if (n + 4 >= cap)
+		return -E2BIG;
+	url[n] = '\0';
+	return 0;
+}
+
+enum {
+	OPT_COALESCE = 512,
+	OPT_NO_COALESCE,
+	OPT_NODE,
+	OPT_QTAG,
+	OPT_NO_ACK,
+	OPT_RELAY,
+	OPT_QTIMEOUT,
+};
+
+int hc_cli_cmd_cluster_event(const struct hc_cli_cmd *cmd, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "http-bind-addr", required_argument, NULL, OPT_HTTP_ADDR },
+		{ "coalesce", no_argument, NULL, OPT_COALESCE },
+		{ "no-coalesce", no_argument, NULL, OPT_NO_COALESCE },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *addr = DEFAULT_HTTP_ADDR, *payload = "";
+	bool coalesce = true;
+	char url[1024] = "/event";
+	json_t *doc, *resp;
+	int c;
+
+	while ((c = hc_cli_getopt(cmd, argc, argv, opts)) != -1) {
+		switch (c) {
+		case OPT_HTTP_ADDR:
+			addr = optarg;
+			break;
+		case OPT_COALESCE:
+		case OPT_NO_COALESCE:
+			coalesce = c == OPT_COALESCE;
+			break;
+		case HC_CLI_OPT_HELP:
+			return HC_EXIT_OK;
+		default:
+			return HC_EXIT_USAGE;
+		}
+	}
+	if (optind >= argc || argc - optind > 2)
+		return hc_cli_usage_error(cmd, "want NAME [PAYLOAD]");
+	if (argc - optind == 2)
+		payload = argv[optind + 1];
+	if (url_param(url, sizeof(url), "name", argv[optind]) < 0 ||
+	    url_param(url, sizeof(url), "coalesce", coalesce ? "1" : "0") < 0)
+		return hc_cli_usage_error(cmd, "event name too long");
+	resp = hc_cli_api_call(addr, "POST", url, payload, strlen(payload), DEFAULT_TIMEOUT_MS,
+			       &doc);
+	if (!resp)
+		return HC_EXIT_FAIL;
+	printf("Event '%s' dispatched! Coalescing enabled: %s\n", argv[optind],
+	       coalesce ? "true" : "false");
+	json_decref(doc);
+	return HC_EXIT_OK;
+}
+
+int hc_cli_cmd_cluster_query(const struct hc_cli_cmd *cmd, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "http-bind-addr", required_argument, NULL, OPT_HTTP_ADDR },
+		{ "node", required_argument, NULL, OPT_NODE },
+		{ "tag", required_argument, NULL, OPT_QTAG },
+		{ "no-ack", no_argument, NULL, OPT_NO_ACK },
+		{ "relay-factor", required_argument, NULL, OPT_RELAY },
+		{ "timeout", required_argument, NULL, OPT_QTIMEOUT },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *addr = DEFAULT_HTTP_ADDR, *payload = "";
+	char url[4096] = "/query", num[32];
+	unsigned long timeout_ms = 0, relay;
+	bool json = false, ack = true;
+	json_t *doc, *resp, *item;
+	size_t i;
+	int c, bad = 0;
+
+	while ((c = hc_cli_getopt(cmd, argc, argv, opts)) != -1) {
+		switch (c) {
+		case OPT_HTTP_ADDR:
+			addr = optarg;
+			break;
+		case OPT_NODE:
+			bad |= url_param(url, sizeof(url), "node", optarg);
+			break;
+		case OPT_QTAG:
+			if (!strchr(optarg, '='))
+				return hc_cli_usage_error(cmd, "invalid --tag %s (want KEY=REGEXP)",
+							  optarg);
+			bad |= url_param(url, sizeof(url), "tag", optarg);
+			break;
+		case OPT_NO_ACK:
+			ack = false;
+			break;
+		case OPT_RELAY:
+			if (parse_uint(optarg, 0, 255, &relay) < 0)
+				return hc_cli_usage_error(cmd, "invalid --relay-factor %s (0..255)",
+							  optarg);
+			bad |= url_param(url, sizeof(url), "relay", optarg);
+			break;
+		case OPT_QTIMEOUT:
+			if (parse_uint(optarg, 1, 600, &timeout_ms) < 0)
+				return hc_cli_usage_error(cmd, "invalid --timeout %s (seconds)", optarg);
+			timeout_ms *= 1000;
+			snprintf(num, sizeof(num), "%lu", timeout_ms);
+			bad |= url_param(url, sizeof(url), "timeout", num);
+			break;
+		case OPT_JSON:
+			json = true;
+			break;
+		case HC_CLI_OPT_HELP:
+			return HC_EXIT_OK;
+		default:
+			return HC_EXIT_USAGE;
+		}
+	}
+	if (optind >= argc || argc - optind > 2)
+		return hc_cli_usage_error(cmd, "want NAME [PAYLOAD]");
+	if (argc - optind == 2)
+		payload = argv[optind + 1];
+	bad |= url_param(url, sizeof(url), "name", argv[optind]);
+	bad |= url_param(url, sizeof(url), "ack", ack ? "1" : "0");
+	if (bad)
+		return hc_cli_usage_error(cmd, "too many filters");
+	/* The agent answers when the query's time is up: wait a bit longer. */
+	resp = hc_cli_api_call(addr, "POST", url, payload, strlen(payload),
+			       (int)(timeout_ms ? timeout_ms : 60000) + 10000, &doc);
+	if (!resp)
+		return HC_EXIT_FAIL;
+	if (json) {
+		json_dumpf(resp, stdout, JSON_INDENT(2));
+		putchar('\n');
+	} else {
+		json_array_foreach(json_object_get(resp, "acks"), i, item)
+			printf("Ack from '%s'\n", json_string_value(item));
+		json_array_foreach(json_object_get(resp, "responses"), i, item) {
+			json_t *p = json_object_get(item, "payload");
+
+			printf("Response from '%s': %s\n",
+			       json_string_value(json_object_get(item, "from")),
+			       p ? json_string_value(p)
+				 : json_string_value(json_object_get(item, "payload_hex")));
+		}
+		printf("Total Acks: %zu\nTotal Responses: %zu\n",
+		       json_array_size(json_object_get(resp, "acks")),
+		       json_array_size(json_object_get(resp, "responses")));
+	}
+	json_decref(doc);
+	return HC_EXIT_OK;
 }

@@ -39,17 +39,23 @@ enum route {
 	ROUTE_LOGS,
 	ROUTE_HEALTHZ,
 	ROUTE_METRICS,
+	ROUTE_MEMBERS,
+	ROUTE_EVENT,
+	ROUTE_QUERY,
 	ROUTE_OTHER,
 	ROUTE_COUNT,
 };
 
 static const char *const route_paths[ROUTE_COUNT] = {
-	"/list", "/spawn", "/stop", "/logs", "/healthz", "/metrics", "other",
+	"/list", "/spawn", "/stop", "/logs", "/healthz", "/metrics", "/members", "/event",
+	"/query", "other",
 };
 
 /* Status codes we answer with, for the request counter. */
-static const unsigned counted_codes[] = { 200, 400, 404, 405, 413, 500, 501 };
+static const unsigned counted_codes[] = { 200, 400, 404, 405, 413, 500, 501, 503 };
 #define NCODES (sizeof(counted_codes) / sizeof(counted_codes[0]))
+
+struct request;
 
 struct hc_http {
 	struct hc_api *api;
@@ -57,17 +63,26 @@ struct hc_http {
 	int epfd;
 	int port;
 	uint64_t timer;
+	struct request *suspended; /* connections waiting for a query */
 	uint64_t requests[ROUTE_COUNT][NCODES + 1]; /* last column: any other code */
 };
 
-/* Per-request state: the body read so far. */
+/* Per-request state: the body read so far, and for a query the answer
+ * being collected while the connection is suspended. */
 struct request {
 	char *body;
 	size_t len;
 	bool too_large;
+	struct hc_http *h;
+	struct MHD_Connection *conn;
+	json_t *acks, *responses; /* while a query runs */
+	json_t *answer;           /* set when it is done: sent on resume */
+	unsigned answer_code;
+	struct request *prev, *next; /* h->suspended */
 };
 
 static void schedule(struct hc_http *h);
+static int64_t on_timeout(struct hc_loop *loop, uint64_t id, void *arg);
 
 /* ---- responses ---- */
 
@@ -95,7 +110,9 @@ static enum MHD_Result send_body(struct hc_http *h, struct MHD_Connection *conn,
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
 	if (code == MHD_HTTP_METHOD_NOT_ALLOWED)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
-					r == ROUTE_SPAWN  ? "POST"
+					r == ROUTE_SPAWN || r == ROUTE_EVENT ||
+							r == ROUTE_QUERY
+						? "POST"
 					: r == ROUTE_STOP ? "GET, POST"
 							  : "GET, HEAD");
 	ret = MHD_queue_response(conn, code, resp);
@@ -175,6 +192,46 @@ static enum MHD_Result get_metrics(struct hc_http *h, struct MHD_Connection *con
 			 len);
 }
 
+static json_t *member_json(const struct hc_gossip_member *m)
+{
+	json_t *tags = json_object(), *o;
+
+	for (size_t i = 0; tags && i < m->ntags; i++)
+		json_object_set_new(tags, m->tags[i].key, json_string(m->tags[i].value));
+	o = json_pack("{s:s, s:s, s:s, s:o, s:[iii], s:[iii], s:o, s:o, s:o, s:f}", "name",
+		      m->name, "addr", m->addr, "status", hc_gossip_status_name(m->status), "tags",
+		      tags ? tags : json_object(), "protocol", m->protocol_min, m->protocol_max,
+		      m->protocol_cur, "delegate", m->delegate_min, m->delegate_max,
+		      m->delegate_cur, "rtt_ms",
+		      m->rtt_us >= 0 ? json_real((double)m->rtt_us / 1000.0) : json_null(),
+		      "rtt_mean_ms",
+		      m->rtt_mean_us >= 0 ? json_real((double)m->rtt_mean_us / 1000.0) : json_null(),
+		      "jitter_ms",
+		      m->jitter_us >= 0 ? json_real((double)m->jitter_us / 1000.0) : json_null(),
+		      "loss", m->loss);
+	return o;
+}
+
+static enum MHD_Result get_members(struct hc_http *h, struct MHD_Connection *conn)
+{
+	size_t n = 0;
+	struct hc_gossip_member *ms = hc_cluster_members(h->api->cluster, &n);
+	json_t *arr = ms ? json_array() : NULL;
+
+	for (size_t i = 0; arr && i < n; i++) {
+		json_t *m = member_json(&ms[i]);
+
+		if (!m || json_array_append_new(arr, m) < 0) {
+			json_decref(arr);
+			arr = NULL;
+		}
+	}
+	hc_gossip_members_free(ms, n);
+	if (!arr)
+		return send_error(h, conn, ROUTE_MEMBERS, 500, "out of memory");
+	return send_json(h, conn, ROUTE_MEMBERS, MHD_HTTP_OK, "response", arr);
+}
+
 static enum MHD_Result get_healthz(struct hc_http *h, struct MHD_Connection *conn)
 {
 	char *ok = strdup("ok\n");
@@ -218,6 +275,208 @@ static enum MHD_Result post_spawn(struct hc_http *h, struct MHD_Connection *conn
 			  "spawn needs the workload runtime, which this agent does not have yet");
 }
 
+static bool parse_bool(const char *v, bool dflt)
+{
+	if (!v)
+		return dflt;
+	return strcmp(v, "1") == 0 || strcmp(v, "true") == 0 || strcmp(v, "yes") == 0;
+}
+
+static enum MHD_Result post_event(struct hc_http *h, struct MHD_Connection *conn,
+				  const struct request *req)
+{
+	const char *name = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "name");
+	bool coalesce = parse_bool(MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
+								"coalesce"),
+				   true);
+	int r;
+
+	if (!name || !*name)
+		return send_error(h, conn, ROUTE_EVENT, 400, "missing query parameter name");
+	if (req->too_large)
+		return send_error(h, conn, ROUTE_EVENT, 413, "payload over %u bytes", MAX_BODY);
+	r = hc_cluster_user_event(h->api->cluster, name, (const uint8_t *)req->body, req->len,
+				  coalesce);
+	if (r == -EMSGSIZE)
+		return send_error(h, conn, ROUTE_EVENT, 413,
+				  "event name and payload exceed the user event size limit");
+	if (r < 0)
+		return send_error(h, conn, ROUTE_EVENT, 500, "cannot send the event: %s",
+				  strerror(-r));
+	return send_json(h, conn, ROUTE_EVENT, MHD_HTTP_OK, "response",
+			 json_pack("{s:s, s:i}", "name", name, "bytes", (int)req->len));
+}
+
+/* Query parameters repeated in the URL: node=N (any number) and tag=K=RE. */
+struct query_args {
+	const char *nodes[32];
+	size_t nnodes;
+	struct hc_gossip_kv tags[16];
+	char tag_keys[16][128];
+	size_t ntags;
+	bool bad;
+};
+
+static enum MHD_Result collect_query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+					 const char *value)
+{
+	struct query_args *qa = cls;
+
+	(void)kind;
+	if (!value)
+		return MHD_YES;
+	if (strcmp(key, "node") == 0) {
+		if (qa->nnodes < 32)
+			qa->nodes[qa->nnodes++] = value;
+		else
+			qa->bad = true;
+	} else if (strcmp(key, "tag") == 0) {
+		const char *eq = strchr(value, '=');
+
+		if (!eq || eq == value || qa->ntags >= 16 || (size_t)(eq - value) >= 128) {
+			qa->bad = true;
+			return MHD_YES;
+		}
+		memcpy(qa->tag_keys[qa->ntags], value, (size_t)(eq - value));
+		qa->tag_keys[qa->ntags][eq - value] = '\0';
+		qa->tags[qa->ntags].key = qa->tag_keys[qa->ntags];
+		qa->tags[qa->ntags].value = eq + 1;
+		qa->ntags++;
+	}
+	return MHD_YES;
+}
+
+static void query_response(void *arg, const char *from, const uint8_t *payload, size_t len,
+			   bool is_ack)
+{
+	struct request *req = arg;
+	json_t *p;
+
+	if (is_ack) {
+		json_array_append_new(req->acks, json_string(from));
+		return;
+	}
+	/* Payloads are bytes; most are text. Other bytes go as hex (a
+	 * response is at most 1 KiB). */
+	p = json_stringn((const char *)payload, len);
+	if (p) {
+		json_array_append_new(req->responses,
+				      json_pack("{s:s, s:o}", "from", from, "payload", p));
+	} else {
+		char *hex = malloc(2 * len + 1);
+
+		for (size_t i = 0; hex && i < len; i++)
+			snprintf(hex + 2 * i, 3, "%02x", payload[i]);
+		if (hex) {
+			hex[2 * len] = '\0';
+			json_array_append_new(req->responses, json_pack("{s:s, s:s}", "from", from,
+									"payload_hex", hex));
+		}
+		free(hex);
+	}
+}
+
+static void unlink_suspended(struct request *req)
+{
+	if (req->prev)
+		req->prev->next = req->next;
+	else
+		req->h->suspended = req->next;
+	if (req->next)
+		req->next->prev = req->prev;
+	req->prev = req->next = NULL;
+}
+
+/* Resumes a suspended query connection with its answer. */
+static void resume(struct request *req, unsigned code, json_t *answer)
+{
+	struct hc_http *h = req->h;
+
+	req->answer = answer ? answer : json_string("out of memory");
+	req->answer_code = answer ? code : 500;
+	unlink_suspended(req);
+	MHD_resume_connection(req->conn);
+	/* Nothing on MHD's sockets may change, so its epoll fd will not wake
+	 * us: run it now (from a timer, as we may be inside a loop callback
+	 * that MHD itself made). */
+	if (h->timer)
+		hc_loop_del_timer(h->api->loop, h->timer);
+	h->timer = hc_loop_add_timer(h->api->loop, 0, on_timeout, h);
+}
+
+static void query_done(void *arg)
+{
+	struct request *req = arg;
+	json_t *answer = json_pack("{s:o, s:o}", "acks", req->acks, "responses", req->responses);
+
+	req->acks = req->responses = NULL; /* json_pack took them */
+	resume(req, MHD_HTTP_OK, answer);
+}
+
+static enum MHD_Result post_query(struct hc_http *h, struct MHD_Connection *conn,
+				  struct request *req)
+{
+	const char *name = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "name");
+	const char *timeout = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "timeout");
+	const char *relay = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "relay");
+	struct query_args qa = { 0 };
+	struct hc_gossip_query_params p = { 0 };
+	int r;
+
+	if (!name || !*name)
+		return send_error(h, conn, ROUTE_QUERY, 400, "missing query parameter name");
+	if (strncmp(name, "_serf_", 6) == 0)
+		return send_error(h, conn, ROUTE_QUERY, 400, "names starting _serf_ are internal");
+	if (req->too_large)
+		return send_error(h, conn, ROUTE_QUERY, 413, "payload over %u bytes", MAX_BODY);
+	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_query_arg, &qa);
+	if (qa.bad)
+		return send_error(h, conn, ROUTE_QUERY, 400,
+				  "bad node or tag filter (tag=KEY=REGEXP; at most 32 nodes, "
+				  "16 tags)");
+	if (timeout) {
+		char *end;
+		long ms = strtol(timeout, &end, 10);
+
+		if (*end || ms <= 0 || ms > 600000)
+			return send_error(h, conn, ROUTE_QUERY, 400, "bad timeout (ms, 1..600000)");
+		p.timeout_ms = (uint32_t)ms;
+	}
+	if (relay) {
+		char *end;
+		long n = strtol(relay, &end, 10);
+
+		if (*end || n < 0 || n > 255)
+			return send_error(h, conn, ROUTE_QUERY, 400, "bad relay factor (0..255)");
+		p.relay_factor = (uint8_t)n;
+	}
+	p.nodes = qa.nodes;
+	p.nnodes = qa.nnodes;
+	p.tags = qa.tags;
+	p.ntags = qa.ntags;
+	p.ack = parse_bool(MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "ack"), true);
+	req->acks = json_array();
+	req->responses = json_array();
+	if (!req->acks || !req->responses)
+		return send_error(h, conn, ROUTE_QUERY, 500, "out of memory");
+	req->h = h;
+	req->conn = conn;
+	r = hc_cluster_query(h->api->cluster, name, (const uint8_t *)req->body, req->len, &p,
+			     query_response, query_done, req);
+	if (r == -EMSGSIZE)
+		return send_error(h, conn, ROUTE_QUERY, 413, "query over 1024 bytes encoded");
+	if (r < 0)
+		return send_error(h, conn, ROUTE_QUERY, 400, "cannot send the query: %s",
+				  strerror(-r));
+	/* Answered by query_done when the query's time is up. */
+	req->next = h->suspended;
+	if (h->suspended)
+		h->suspended->prev = req;
+	h->suspended = req;
+	MHD_suspend_connection(conn);
+	return MHD_YES;
+}
+
 static enum route route_of(const char *url)
 {
 	for (int r = 0; r < ROUTE_OTHER; r++)
@@ -234,6 +493,8 @@ static bool method_allowed(enum route r, const char *method)
 
 	switch (r) {
 	case ROUTE_SPAWN:
+	case ROUTE_EVENT:
+	case ROUTE_QUERY:
 		return post;
 	case ROUTE_STOP:
 		return get || post;
@@ -264,6 +525,12 @@ static enum MHD_Result dispatch(struct hc_http *h, struct MHD_Connection *conn, 
 		return get_healthz(h, conn);
 	case ROUTE_METRICS:
 		return get_metrics(h, conn);
+	case ROUTE_MEMBERS:
+		return get_members(h, conn);
+	case ROUTE_EVENT:
+		return post_event(h, conn, req);
+	case ROUTE_QUERY:
+		return post_query(h, conn, (struct request *)req);
 	default:
 		return MHD_NO;
 	}
@@ -303,6 +570,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		req->body[req->len] = '\0';
 		return MHD_YES;
 	}
+	if (req->answer) { /* resumed after a query */
+		json_t *answer = req->answer;
+
+		req->answer = NULL;
+		if (req->answer_code != MHD_HTTP_OK)
+			return send_json(h, conn, ROUTE_QUERY, req->answer_code, "error", answer);
+		return send_json(h, conn, ROUTE_QUERY, MHD_HTTP_OK, "response", answer);
+	}
 	return dispatch(h, conn, url, method, req);
 }
 
@@ -315,6 +590,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	(void)conn;
 	(void)toe;
 	if (req) {
+		json_decref(req->acks);
+		json_decref(req->responses);
+		json_decref(req->answer);
 		free(req->body);
 		free(req);
 		*con_cls = NULL;
@@ -419,7 +697,8 @@ struct hc_http *hc_api_http_new(struct hc_api *api, int listen_fd, char *err, si
 	h->api = api;
 	h->epfd = -1;
 	h->daemon = MHD_start_daemon(
-		MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, h,
+		MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL,
+		on_request, h,
 		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, MHD_OPTION_LISTEN_SOCKET, listen_fd, MHD_OPTION_CONNECTION_LIMIT,
 		(unsigned)CONNECTION_LIMIT, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
 		(unsigned)PER_IP_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
@@ -460,6 +739,12 @@ void hc_api_http_free(struct hc_http *h)
 {
 	if (!h)
 		return;
+	/* Connections waiting for queries get their answer now; MHD must not
+	 * be stopped with suspended connections. */
+	while (h->suspended)
+		resume(h->suspended, 503, json_string("agent shutting down"));
+	if (h->daemon)
+		MHD_run(h->daemon);
 	hc_metrics_unregister(h->api->metrics, collect, h);
 	if (h->timer)
 		hc_loop_del_timer(h->api->loop, h->timer);

@@ -1,4 +1,4 @@
-/* Node identity and state; see cluster.h. */
+/* Node identity, state and the cluster membership it runs; see cluster.h. */
 #include "cluster/cluster.h"
 
 #include <errno.h>
@@ -10,11 +10,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define HC_LOG_MODULE "cluster"
+#include "log/log.h"
+#include "metrics/metrics.h"
+
+#define JOIN_ATTEMPTS 5
 
 struct hc_cluster {
 	struct hc_loop *loop;
 	char node_id[HC_NODE_ID_LEN + 1];
 	char *base_url;
+	struct hc_gossip *gossip;
+	struct hc_metrics *metrics;
 };
 
 int hc_node_id_valid(const char *s)
@@ -126,6 +133,9 @@ int hc_node_id_load(const char *path, char *id, char *err, size_t errlen)
 	return write_id(path, id, err, errlen);
 }
 
+static int start_gossip(struct hc_cluster *c, const struct hc_cluster_config *cfg, char *err,
+			size_t errlen);
+
 struct hc_cluster *hc_cluster_new(struct hc_loop *loop, const struct hc_cluster_config *cfg,
 				  char *err, size_t errlen)
 {
@@ -143,6 +153,8 @@ struct hc_cluster *hc_cluster_new(struct hc_loop *loop, const struct hc_cluster_
 	}
 	if (hc_node_id_load(path, c->node_id, err, errlen) < 0)
 		goto fail;
+	if (start_gossip(c, cfg, err, errlen) < 0)
+		goto fail;
 	return c;
 fail:
 	hc_cluster_free(c);
@@ -153,8 +165,127 @@ void hc_cluster_free(struct hc_cluster *c)
 {
 	if (!c)
 		return;
+	if (c->metrics)
+		hc_metrics_unregister(c->metrics, hc_gossip_collect, c->gossip);
+	hc_gossip_free(c->gossip);
 	free(c->base_url);
 	free(c);
+}
+
+static void answer_info(struct hc_cluster *c, uint64_t query_id)
+{
+	char info[512];
+	int n = snprintf(info, sizeof(info),
+			 "{\"name\":\"%s\",\"node_id\":\"%s\",\"version\":\"%s\"}",
+			 hc_gossip_name(c->gossip), c->node_id, HC_VERSION);
+
+	if (hc_gossip_respond(c->gossip, query_id, (const uint8_t *)info, (size_t)n) < 0)
+		hc_log(HC_LOG_WARN, "cannot answer %s", HC_CLUSTER_INFO_QUERY);
+}
+
+static void on_gossip_event(const struct hc_gossip_event *ev, void *arg)
+{
+	struct hc_cluster *c = arg;
+
+	/* Spawn/stop queries and state broadcasts are the cluster issue's;
+	 * until then events are logged and only the info query is answered. */
+	switch (ev->type) {
+	case HC_GOSSIP_EV_USER:
+		hc_log(HC_LOG_INFO, "user event %s (%zu bytes, ltime %llu)", ev->name, ev->len,
+		       (unsigned long long)ev->ltime);
+		break;
+	case HC_GOSSIP_EV_QUERY:
+		hc_log(HC_LOG_INFO, "query %s from %s (%zu bytes)", ev->name,
+		       ev->query_source ? ev->query_source : "?", ev->len);
+		if (strcmp(ev->name, HC_CLUSTER_INFO_QUERY) == 0)
+			answer_info(c, ev->query_id);
+		break;
+	default:
+		break;
+	}
+}
+
+int hc_cluster_user_event(struct hc_cluster *c, const char *name, const uint8_t *payload,
+			  size_t len, bool coalesce)
+{
+	return hc_gossip_user_event(c->gossip, name, payload, len, coalesce);
+}
+
+int hc_cluster_query(struct hc_cluster *c, const char *name, const uint8_t *payload, size_t len,
+		     const struct hc_gossip_query_params *params,
+		     hc_gossip_response_fn *on_response, void (*done)(void *arg), void *arg)
+{
+	return hc_gossip_query(c->gossip, name, payload, len, params, on_response, done, arg);
+}
+
+static void on_joined(void *arg, unsigned joined)
+{
+	struct hc_cluster *c = arg;
+
+	if (!joined)
+		hc_log(HC_LOG_ERROR, "could not join any seed; running as a cluster of one "
+				     "until a peer joins us");
+	(void)c;
+}
+
+static int start_gossip(struct hc_cluster *c, const struct hc_cluster_config *cfg, char *err,
+			size_t errlen)
+{
+	struct hc_gossip_config gc = cfg->gossip;
+
+	if (!gc.name)
+		gc.name = c->node_id;
+	gc.on_event = on_gossip_event;
+	gc.event_arg = c;
+	c->gossip = hc_gossip_new(c->loop, &gc, err, errlen);
+	if (!c->gossip)
+		return -1;
+	if (cfg->njoin && hc_gossip_join(c->gossip, cfg->join, cfg->njoin, JOIN_ATTEMPTS, false,
+					 on_joined, c) < 0) {
+		snprintf(err, errlen, "invalid join address");
+		return -1;
+	}
+	return 0;
+}
+
+struct hc_gossip_member *hc_cluster_members(struct hc_cluster *c, size_t *n)
+{
+	return hc_gossip_members(c->gossip, n);
+}
+
+struct leave_state {
+	void (*done)(void *arg);
+	void *arg;
+};
+
+static void left(void *arg)
+{
+	struct leave_state *ls = arg;
+
+	ls->done(ls->arg);
+	free(ls);
+}
+
+void hc_cluster_leave(struct hc_cluster *c, void (*done)(void *arg), void *arg)
+{
+	struct leave_state *ls = malloc(sizeof(*ls));
+
+	if (!ls || hc_gossip_leave(c->gossip, left, ls) < 0) {
+		free(ls);
+		done(arg);
+		return;
+	}
+	ls->done = done;
+	ls->arg = arg;
+}
+
+int hc_cluster_register_metrics(struct hc_cluster *c, struct hc_metrics *m)
+{
+	int r = hc_metrics_register(m, hc_gossip_collect, c->gossip);
+
+	if (r == 0)
+		c->metrics = m;
+	return r;
 }
 
 const char *hc_cluster_node_id(const struct hc_cluster *c)

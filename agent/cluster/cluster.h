@@ -5,15 +5,23 @@
 #ifndef HC_CLUSTER_H
 #define HC_CLUSTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "cluster.pb-c.h"
+#include "gossip/gossip.h"
 
 struct hc_loop;
+struct hc_metrics;
 
 struct hc_cluster_config {
 	const char *state_dir; /* exists and is writable; holds node-id */
 	const char *base_url;  /* workloads are served at <id>.<base_url> */
+	/* Gossip: name (NULL: the node id) and on_event are filled here;
+	 * the rest is passed through. */
+	struct hc_gossip_config gossip;
+	const char *const *join; /* seeds to join at start ("host:port") */
+	size_t njoin;
 };
 
 #define HC_NODE_ID_LEN 36 /* a UUID in text form */
@@ -35,6 +43,29 @@ void hc_cluster_list_free(Cluster__Services__Api__NodesStateResponse *list);
 
 /* Number of workloads this node runs. */
 size_t hc_cluster_local_workloads(const struct hc_cluster *c);
+
+/* Cluster members (hc_gossip_members semantics: free with
+ * hc_gossip_members_free). */
+struct hc_gossip_member *hc_cluster_members(struct hc_cluster *c, size_t *n);
+
+/* Sends a user event to the cluster (gossip.h semantics). */
+int hc_cluster_user_event(struct hc_cluster *c, const char *name, const uint8_t *payload,
+			  size_t len, bool coalesce);
+/* Queries the cluster (hc_gossip_query semantics: done always runs). */
+int hc_cluster_query(struct hc_cluster *c, const char *name, const uint8_t *payload, size_t len,
+		     const struct hc_gossip_query_params *params,
+		     hc_gossip_response_fn *on_response, void (*done)(void *arg), void *arg);
+
+/* The query every hypercore node answers with a JSON description of itself
+ * ({"name", "node_id", "version"}), so `serf query hypercore-info` finds
+ * them all. Names are checked by the CLI, so they need no JSON escaping. */
+#define HC_CLUSTER_INFO_QUERY "hypercore-info"
+
+/* Leaves the cluster gracefully, then calls done(arg). */
+void hc_cluster_leave(struct hc_cluster *c, void (*done)(void *arg), void *arg);
+
+/* Registers the cluster's metrics (gossip included) with m. */
+int hc_cluster_register_metrics(struct hc_cluster *c, struct hc_metrics *m);
 
 /*
  * Reads or creates a node id file: one UUID (version 4) and a newline,

@@ -1,8 +1,12 @@
 /* The node agent process; see daemon.h. */
 #include "daemon/daemon.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -20,8 +24,11 @@
 #include "loop/loop.h"
 #include "metrics/metrics.h"
 
+#define LEAVE_LIMIT_MS 10000
+
 struct daemon {
 	struct hc_loop *loop;
+	bool stopping;
 	struct hc_metrics *metrics;
 	struct hc_cluster *cluster;
 	struct hc_api *api;
@@ -150,11 +157,37 @@ static void collect_cluster(struct hc_metrics_writer *w, void *arg)
 
 /* ---- signals ---- */
 
+static void left_cluster(void *arg)
+{
+	struct daemon *d = arg;
+
+	hc_loop_stop(d->loop);
+}
+
+static int64_t leave_overdue(struct hc_loop *loop, uint64_t id, void *arg)
+{
+	(void)id;
+	(void)arg;
+	hc_log(HC_LOG_WARN, "leave did not finish in time: stopping anyway");
+	hc_loop_stop(loop);
+	return HC_LOOP_TIMER_DONE;
+}
+
+/* First signal: leave the cluster gracefully, then stop. A second one
+ * stops at once. */
 static void on_stop_signal(struct hc_loop *loop, int signo, void *arg)
 {
-	(void)arg;
-	hc_log(HC_LOG_INFO, "%s: shutting down", strsignal(signo));
-	hc_loop_stop(loop);
+	struct daemon *d = arg;
+
+	if (d->stopping) {
+		hc_log(HC_LOG_INFO, "%s again: stopping now", strsignal(signo));
+		hc_loop_stop(loop);
+		return;
+	}
+	d->stopping = true;
+	hc_log(HC_LOG_INFO, "%s: leaving the cluster, then shutting down", strsignal(signo));
+	hc_loop_add_timer(loop, LEAVE_LIMIT_MS, leave_overdue, d);
+	hc_cluster_leave(d->cluster, left_cluster, d);
 }
 
 static void on_reload_signal(struct hc_loop *loop, int signo, void *arg)
@@ -167,19 +200,116 @@ static void on_reload_signal(struct hc_loop *loop, int signo, void *arg)
 	hc_log(HC_LOG_INFO, "SIGHUP: nothing reloadable is configured");
 }
 
-static int watch_signals(struct hc_loop *loop, char *err, size_t errlen)
+static int watch_signals(struct daemon *d, char *err, size_t errlen)
 {
 	struct sigaction ign = { .sa_handler = SIG_IGN };
+	struct hc_loop *loop = d->loop;
 	int r;
 
 	/* A client that hangs up mid-reply must not kill the agent. */
 	sigaction(SIGPIPE, &ign, NULL);
-	if ((r = hc_loop_watch_signal(loop, SIGINT, on_stop_signal, NULL)) < 0 ||
-	    (r = hc_loop_watch_signal(loop, SIGTERM, on_stop_signal, NULL)) < 0 ||
+	if ((r = hc_loop_watch_signal(loop, SIGINT, on_stop_signal, d)) < 0 ||
+	    (r = hc_loop_watch_signal(loop, SIGTERM, on_stop_signal, d)) < 0 ||
 	    (r = hc_loop_watch_signal(loop, SIGHUP, on_reload_signal, NULL)) < 0) {
 		snprintf(err, errlen, "cannot watch signals: %s", strerror(-r));
 		return r;
 	}
+	return 0;
+}
+
+/* ---- gossip configuration ---- */
+
+/* The address of the interface that carries the default route, for nodes
+ * bound to the wildcard address: what peers can dial. */
+static int default_route_addr(struct hc_addr *out, uint16_t port)
+{
+	char line[256], ifname[IF_NAMESIZE] = "";
+	struct ifaddrs *ifs, *ifa;
+	FILE *f = fopen("/proc/net/route", "re");
+	int r = -ENOENT;
+
+	if (f) {
+		while (fgets(line, sizeof(line), f)) {
+			char name[IF_NAMESIZE + 1];
+			unsigned long dest;
+
+			if (sscanf(line, "%16s %lx", name, &dest) == 2 && dest == 0) {
+				snprintf(ifname, sizeof(ifname), "%.*s", IF_NAMESIZE - 1, name);
+				break;
+			}
+		}
+		fclose(f);
+	}
+	if (getifaddrs(&ifs) < 0)
+		return -errno;
+	for (ifa = ifs; ifa; ifa = ifa->ifa_next) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)ifa->ifa_addr;
+
+		if (!sin || sin->sin_family != AF_INET || !(ifa->ifa_flags & IFF_UP) ||
+		    (ifa->ifa_flags & IFF_LOOPBACK))
+			continue;
+		if (*ifname && strcmp(ifa->ifa_name, ifname) != 0)
+			continue;
+		memset(out, 0, sizeof(*out));
+		memcpy(&out->ss, sin, sizeof(*sin));
+		((struct sockaddr_in *)&out->ss)->sin_port = htons(port);
+		out->len = sizeof(*sin);
+		r = 0;
+		break;
+	}
+	freeifaddrs(ifs);
+	return r;
+}
+
+struct gossip_setup {
+	struct hc_addr bind, advertise;
+	const char *keys[1];
+};
+
+static int gossip_config(const struct hc_daemon_config *cfg, struct gossip_setup *gs,
+			 struct hc_gossip_config *gc, char *err, size_t errlen)
+{
+	char why[256];
+
+	memset(gc, 0, sizeof(*gc));
+	if (hc_addr_parse(cfg->cluster_bind_addr, true, &gs->bind, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "invalid --cluster-bind-addr %s: %s", cfg->cluster_bind_addr,
+			 why);
+		return -1;
+	}
+	gc->bind = gs->bind;
+	if (cfg->cluster_advertise_addr) {
+		if (hc_addr_parse(cfg->cluster_advertise_addr, true, &gs->advertise, why,
+				  sizeof(why)) < 0 || hc_addr_is_any(&gs->advertise)) {
+			snprintf(err, errlen, "invalid --cluster-advertise-addr %s: %s",
+				 cfg->cluster_advertise_addr,
+				 hc_addr_is_any(&gs->advertise) ? "a wildcard address" : why);
+			return -1;
+		}
+		gc->advertise = &gs->advertise;
+	} else if (hc_addr_is_any(&gs->bind)) {
+		if (default_route_addr(&gs->advertise, hc_addr_port(&gs->bind)) < 0) {
+			snprintf(err, errlen, "--cluster-bind-addr %s is a wildcard and no default "
+					      "route address was found: give --cluster-advertise-addr",
+				 cfg->cluster_bind_addr);
+			return -1;
+		}
+		gc->advertise = &gs->advertise;
+	}
+	if (cfg->encrypt_key) {
+		gs->keys[0] = cfg->encrypt_key;
+		gc->keys = gs->keys;
+		gc->nkeys = 1;
+	}
+	gc->name = cfg->node_name;
+	gc->keyring_file = cfg->keyring_file;
+	gc->tags = cfg->tags;
+	gc->ntags = cfg->ntags;
+	gc->gossip_interval_ms = cfg->gossip_interval_ms;
+	gc->probe_interval_ms = cfg->probe_interval_ms;
+	gc->suspicion_mult = cfg->suspicion_mult;
+	gc->gossip_nodes = cfg->gossip_nodes;
+	gc->user_event_size_limit = cfg->user_event_size_limit;
 	return 0;
 }
 
@@ -195,7 +325,9 @@ static void daemon_fini(struct daemon *d)
 
 int hc_daemon_run(const struct hc_daemon_config *cfg, char *err, size_t errlen)
 {
-	struct hc_cluster_config ccfg = { .state_dir = cfg->state_dir, .base_url = cfg->base_url };
+	struct hc_cluster_config ccfg = { .state_dir = cfg->state_dir, .base_url = cfg->base_url,
+					  .join = cfg->join, .njoin = cfg->njoin };
+	struct gossip_setup gs;
 	struct hc_api_config acfg;
 	struct daemon d = { 0 };
 	struct timespec now;
@@ -210,6 +342,16 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, char *err, size_t errlen)
 	if (hc_addr_parse(cfg->http_bind_addr, true, &acfg.http_addr, why, sizeof(why)) < 0) {
 		snprintf(err, errlen, "invalid --http-bind-addr %s: %s", cfg->http_bind_addr, why);
 		return -1;
+	}
+	if (gossip_config(cfg, &gs, &ccfg.gossip, err, errlen) < 0)
+		return -1;
+	for (size_t i = 0; i < cfg->njoin; i++) {
+		struct hc_addr a;
+
+		if (hc_addr_parse(cfg->join[i], false, &a, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "invalid join address %s: %s", cfg->join[i], why);
+			return -1;
+		}
 	}
 	if (hc_daemon_prepare_state_dir(cfg->state_dir, err, errlen) < 0)
 		return -1;
@@ -226,7 +368,7 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, char *err, size_t errlen)
 	}
 	/* Before any thread exists (gRPC starts several), so all inherit the
 	 * blocked mask and signals arrive only through the loop. */
-	if (watch_signals(d.loop, err, errlen) < 0)
+	if (watch_signals(&d, err, errlen) < 0)
 		goto fail;
 	d.cluster = hc_cluster_new(d.loop, &ccfg, err, errlen);
 	if (!d.cluster)
@@ -235,7 +377,8 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, char *err, size_t errlen)
 	if (!d.api)
 		goto fail;
 	if (hc_metrics_register(d.metrics, collect_process, &d) < 0 ||
-	    hc_metrics_register(d.metrics, collect_cluster, &d) < 0) {
+	    hc_metrics_register(d.metrics, collect_cluster, &d) < 0 ||
+	    hc_cluster_register_metrics(d.cluster, d.metrics) < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}

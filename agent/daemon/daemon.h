@@ -6,12 +6,30 @@
 #define HC_DAEMON_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include "gossip/gossip.h"
 
 struct hc_daemon_config {
 	const char *grpc_bind_addr; /* "HOST:PORT" */
 	const char *http_bind_addr;
 	const char *state_dir; /* created if missing */
 	const char *base_url;  /* workloads answer at <id>.<base_url> */
+
+	/* Gossip */
+	const char *cluster_bind_addr;      /* default 0.0.0.0:7946 */
+	const char *cluster_advertise_addr; /* NULL: bind, or the default route's address */
+	const char *node_name;              /* NULL: the node id */
+	const char *encrypt_key;            /* base64, as serf agent -encrypt */
+	const char *keyring_file;           /* JSON list of base64 keys */
+	const struct hc_gossip_kv *tags;
+	size_t ntags;
+	const char *const *join; /* seeds */
+	size_t njoin;
+	/* Overrides of upstream's timing; 0 keeps the default. */
+	uint32_t gossip_interval_ms, probe_interval_ms;
+	unsigned suspicion_mult, gossip_nodes;
+	size_t user_event_size_limit;
 };
 
 /*
