@@ -16,7 +16,7 @@ packages=(
 	libmicrohttpd-dev
 	# tests
 	libcmocka-dev python3 python3-grpcio python3-grpc-tools python3-protobuf
-	curl iproute2 procps
+	curl iproute2 procps serf
 )
 
 missing=()

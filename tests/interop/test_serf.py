@@ -1,0 +1,276 @@
+#!/usr/bin/python3
+"""hypercore nodes and real Debian `serf agent` processes in one cluster, on
+loopback: membership both ways, events and queries both ways, failure and
+graceful leave both ways, encryption (same key, wrong key, key rotation) and a
+mixed cluster. Every process is ended by PID, also when a test fails."""
+
+import json
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import hctest  # noqa: E402
+
+SERF = "/usr/bin/serf"
+KEY = "cg8StVXbQJ0gPvMd9o7yrg=="        # 16 bytes, base64, as `serf keygen` prints
+KEY2 = "T9jncgl9mbLus+baTTa7q7nPSUrXwbDi2dhbtqir37s="  # 32 bytes
+# hypercore nodes use serf's LAN timing so failures show within seconds.
+FAST = ["--gossip-interval-ms", "200", "--probe-interval-ms", "1000", "--suspicion-mult", "4",
+        "--gossip-nodes", "3"]
+
+
+def wait_for(pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+
+
+class Serf:
+    """One `serf agent` on 127.0.0.1 with its own gossip and RPC ports."""
+
+    def __init__(self, workdir, name, extra=()):
+        self.name = name
+        self.port = hctest.free_port()
+        self.rpc = "127.0.0.1:%d" % hctest.free_port()
+        self.dir = os.path.join(workdir, name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.events = os.path.join(self.dir, "events.log")
+        handler = os.path.join(self.dir, "handler.sh")
+        with open(handler, "w") as f:
+            # User events are appended to a file; queries are answered.
+            f.write("#!/bin/sh\n"
+                    "if [ \"$SERF_EVENT\" = user ]; then\n"
+                    "  echo \"$SERF_USER_EVENT $(cat)\" >> %s\n"
+                    "elif [ \"$SERF_EVENT\" = query ]; then\n"
+                    "  cat >/dev/null; printf 'serf-%s-answers'\n"
+                    "fi\n" % (self.events, name))
+        os.chmod(handler, stat.S_IRWXU)
+        self.args = [SERF, "agent", "-node=" + name, "-bind=127.0.0.1:%d" % self.port,
+                     "-rpc-addr=" + self.rpc, "-event-handler=" + handler, "-log-level=debug",
+                     *extra]
+        self.log_path = os.path.join(self.dir, "serf.log")
+        self.proc = None
+
+    @property
+    def addr(self):
+        return "127.0.0.1:%d" % self.port
+
+    def start(self):
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        wait_for(lambda: self.cli("members", check=False).returncode == 0, 15,
+                 "serf agent %s to answer RPC" % self.name)
+        return self
+
+    def cli(self, *args, check=True, timeout=30):
+        r = subprocess.run([SERF, args[0], "-rpc-addr=" + self.rpc, *args[1:]],
+                           capture_output=True, text=True, timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError("serf %s failed: %s%s" % (args, r.stdout, r.stderr))
+        return r
+
+    def members(self):
+        out = self.cli("members", "-format=json").stdout
+        return {m["name"]: m for m in json.loads(out)["members"]}
+
+    def user_events(self):
+        try:
+            with open(self.events) as f:
+                return f.read().splitlines()
+        except FileNotFoundError:
+            return []
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "_log", None):
+            self._log.close()
+            self._log = None
+
+
+class Interop(hctest.TestCase):
+    def setUp(self):
+        super().setUp()
+        self.serfs = []
+
+    def tearDown(self):
+        for s in self.serfs:
+            s.kill()
+        super().tearDown()
+
+    def serf(self, name, *extra):
+        s = Serf(self.workdir, name, extra)
+        self.serfs.append(s)
+        return s.start()
+
+    def hc(self, name, join=(), extra=()):
+        a = hctest.Agent(self.workdir, name)
+        a.gossip_port = hctest.free_port()
+        a.extra_args = ["--cluster-bind-addr", "127.0.0.1:%d" % a.gossip_port,
+                        "--node-name", name, "--cluster-tag", "role=hypercore",
+                        *FAST, *extra, *join]
+        self.agents.append(a)
+        return a.start()
+
+    def hc_members(self, agent):
+        status, doc = agent.http_json("/members")
+        self.assertEqual(status, 200)
+        return {m["name"]: m for m in doc["response"]}
+
+    def status_in_serf(self, serf, name):
+        return serf.members().get(name, {}).get("status")
+
+    def status_in_hc(self, agent, name):
+        return self.hc_members(agent).get(name, {}).get("status")
+
+    # 1 and 2
+    def test_membership_both_ways(self):
+        s = self.serf("serf1", "-tag", "role=web")
+        h = self.hc("hc1", join=[s.addr])
+        wait_for(lambda: self.status_in_serf(s, "hc1") == "alive", 15, "serf to list hc1")
+        self.assertEqual(s.members()["hc1"]["tags"], {"role": "hypercore"})
+        self.assertEqual(self.hc_members(h)["serf1"]["tags"], {"role": "web"})
+        # A serf agent joining the hypercore node.
+        s2 = self.serf("serf2")
+        s2.cli("join", "127.0.0.1:%d" % h.gossip_port)
+        wait_for(lambda: self.status_in_hc(h, "serf2") == "alive", 15, "hc1 to list serf2")
+        r = hctest.run_cli("cluster", "members", "--http-bind-addr", "127.0.0.1:%d" % h.http_port)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"serf2\s+127\.0\.0\.1:%d\s+alive" % s2.port)
+        self.assertCleanExit(h)
+
+    # 3 and 4
+    def test_user_events_both_ways_once(self):
+        s = self.serf("serf1")
+        h = self.hc("hc1", join=[s.addr])
+        wait_for(lambda: self.status_in_serf(s, "hc1") == "alive", 15, "join")
+        s.cli("event", "deploy", "v42")
+        wait_for(lambda: "user event deploy" in h.log(), 10, "the event at hc1")
+        r = hctest.run_cli("cluster", "event", "--http-bind-addr",
+                           "127.0.0.1:%d" % h.http_port, "from-hc", "payload-1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        wait_for(lambda: "from-hc payload-1" in s.user_events(), 10, "the event at serf1")
+        time.sleep(3)  # every retransmission has happened by now
+        self.assertEqual(len(re.findall(r"user event deploy ", h.log())), 1)
+        self.assertEqual(s.user_events().count("from-hc payload-1"), 1)
+        self.assertCleanExit(h)
+
+    # 5
+    def test_queries_both_ways(self):
+        s = self.serf("serf1")
+        h = self.hc("hc1", join=[s.addr])
+        wait_for(lambda: self.status_in_serf(s, "hc1") == "alive", 15, "join")
+        out = s.cli("query", "-format=json", "-timeout=3s", "hypercore-info", "").stdout
+        doc = json.loads(out)
+        self.assertIn("hc1", doc["Acks"])
+        info = json.loads(doc["Responses"]["hc1"])
+        self.assertEqual(info["name"], "hc1")
+        self.assertRegex(info["node_id"], r"^[0-9a-f-]{36}$")
+        r = hctest.run_cli("cluster", "query", "--json", "--timeout", "3", "--http-bind-addr",
+                           "127.0.0.1:%d" % h.http_port, "ask-serf", "hello")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = json.loads(r.stdout)
+        self.assertIn("serf1", got["acks"])
+        self.assertIn({"from": "serf1", "payload": "serf-serf1-answers"}, got["responses"])
+        self.assertCleanExit(h)
+
+    # 6
+    def test_failure_detection_both_ways(self):
+        s1 = self.serf("serf1")
+        s2 = self.serf("serf2", "-join", s1.addr)
+        h = self.hc("hc1", join=[s1.addr])
+        wait_for(lambda: self.status_in_hc(h, "serf2") == "alive", 15, "convergence")
+        t0 = time.monotonic()
+        s2.kill(signal.SIGKILL)
+        wait_for(lambda: self.status_in_hc(h, "serf2") == "failed", 30, "hc1 to see serf2 fail")
+        print("# hypercore saw the SIGKILLed serf agent as failed after %.1f s" %
+              (time.monotonic() - t0))
+        t0 = time.monotonic()
+        h.kill()
+        wait_for(lambda: self.status_in_serf(s1, "hc1") == "failed", 30, "serf1 to see hc1 fail")
+        print("# serf saw the SIGKILLed hypercore node as failed after %.1f s" %
+              (time.monotonic() - t0))
+
+    # 7
+    def test_graceful_leave_both_ways(self):
+        s1 = self.serf("serf1")
+        s2 = self.serf("serf2", "-join", s1.addr)
+        h = self.hc("hc1", join=[s1.addr])
+        h2 = self.hc("hc2", join=[s1.addr])
+        wait_for(lambda: self.status_in_hc(h, "serf2") == "alive" and
+                 self.status_in_serf(s1, "hc2") == "alive", 15, "convergence")
+        s2.cli("leave")
+        wait_for(lambda: self.status_in_hc(h, "serf2") == "left", 15, "hc1 to see serf2 leave")
+        self.assertCleanExit(h2)  # SIGTERM: leave, then exit
+        wait_for(lambda: self.status_in_serf(s1, "hc2") == "left", 15, "serf1 to see hc2 leave")
+        time.sleep(3)
+        self.assertEqual(self.status_in_serf(s1, "hc2"), "left")
+        self.assertCleanExit(h)
+
+    # 8
+    def test_encryption_same_key_wrong_key_and_rotation(self):
+        s = self.serf("serf1", "-encrypt=" + KEY)
+        keyring = os.path.join(self.workdir, "hc1-keyring.json")
+        h = self.hc("hc1", join=[s.addr], extra=["--cluster-encrypt", KEY,
+                                                "--cluster-keyring", keyring])
+        wait_for(lambda: self.status_in_serf(s, "hc1") == "alive", 15, "encrypted join")
+        bad = self.hc("hc-bad", join=[s.addr], extra=["--cluster-encrypt", KEY2])
+        time.sleep(4)
+        self.assertNotIn("hc-bad", s.members())
+        self.assertRegex(bad.log(), r"could not join|decrypt|push/pull failed")
+        bad.stop()
+        # Rotation driven from the serf side reaches the hypercore node.
+        s.cli("keys", "-install", KEY2)
+        s.cli("keys", "-use", KEY2)
+        s.cli("keys", "-remove", KEY)
+        listed = s.cli("keys", "-list").stdout
+        self.assertIn(KEY2, listed)
+        self.assertNotIn(KEY, listed)
+        with open(keyring) as f:
+            self.assertEqual(json.load(f), [KEY2])
+        time.sleep(3)
+        self.assertEqual(self.status_in_serf(s, "hc1"), "alive")
+        self.assertEqual(self.status_in_hc(h, "serf1"), "alive")
+        self.assertCleanExit(h)
+
+    # 9
+    def test_mixed_cluster_converges(self):
+        s1 = self.serf("serf1")
+        s2 = self.serf("serf2", "-join", s1.addr)
+        hs = [self.hc("hc%d" % i, join=[s1.addr if i % 2 else s2.addr]) for i in range(3)]
+        names = {"serf1", "serf2", "hc0", "hc1", "hc2"}
+
+        def converged():
+            views = [s1.members(), s2.members()] + [self.hc_members(h) for h in hs]
+            return all({n for n, m in v.items() if m["status"] == "alive"} == names
+                       for v in views)
+        t0 = time.monotonic()
+        wait_for(converged, 20, "5 alive members everywhere")
+        print("# 2 serf + 3 hypercore converged in %.1f s" % (time.monotonic() - t0))
+        for h in hs:
+            self.assertCleanExit(h)
+
+
+if __name__ == "__main__":
+    hctest.main()
