@@ -57,10 +57,8 @@ struct hc_api *hc_api_new(struct hc_loop *loop, struct hc_cluster *cluster,
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	hc_log(HC_LOG_INFO, "gRPC API on %s", hc_addr_format(&cfg->grpc_addr, where,
-							      sizeof(where)));
-	hc_log(HC_LOG_INFO, "HTTP API on %s", hc_addr_format(&cfg->http_addr, where,
-							      sizeof(where)));
+	/* The daemon's "ready" line reports the ports once everything is up:
+	 * a later failure must leave nothing on stderr but its reason. */
 	return api;
 fail:
 	hc_api_free(api);

@@ -20,6 +20,7 @@ struct hc_cluster {
 	struct hc_loop *loop;
 	char node_id[HC_NODE_ID_LEN + 1];
 	char *base_url;
+	const struct hc_cluster_config *cfg;
 	struct hc_gossip *gossip;
 	struct hc_metrics *metrics;
 };
@@ -133,9 +134,6 @@ int hc_node_id_load(const char *path, char *id, char *err, size_t errlen)
 	return write_id(path, id, err, errlen);
 }
 
-static int start_gossip(struct hc_cluster *c, const struct hc_cluster_config *cfg, char *err,
-			size_t errlen);
-
 struct hc_cluster *hc_cluster_new(struct hc_loop *loop, const struct hc_cluster_config *cfg,
 				  char *err, size_t errlen)
 {
@@ -153,8 +151,7 @@ struct hc_cluster *hc_cluster_new(struct hc_loop *loop, const struct hc_cluster_
 	}
 	if (hc_node_id_load(path, c->node_id, err, errlen) < 0)
 		goto fail;
-	if (start_gossip(c, cfg, err, errlen) < 0)
-		goto fail;
+	c->cfg = cfg;
 	return c;
 fail:
 	hc_cluster_free(c);
@@ -228,9 +225,9 @@ static void on_joined(void *arg, unsigned joined)
 	(void)c;
 }
 
-static int start_gossip(struct hc_cluster *c, const struct hc_cluster_config *cfg, char *err,
-			size_t errlen)
+int hc_cluster_start(struct hc_cluster *c, char *err, size_t errlen)
 {
+	const struct hc_cluster_config *cfg = c->cfg;
 	struct hc_gossip_config gc = cfg->gossip;
 
 	if (!gc.name)
@@ -248,8 +245,25 @@ static int start_gossip(struct hc_cluster *c, const struct hc_cluster_config *cf
 	return 0;
 }
 
+void hc_cluster_gossip_addr(const struct hc_cluster *c, char *buf, size_t len)
+{
+	struct hc_gossip_member *ms;
+	size_t n = 0;
+
+	snprintf(buf, len, "-");
+	ms = hc_gossip_members(c->gossip, &n);
+	for (size_t i = 0; ms && i < n; i++)
+		if (strcmp(ms[i].name, hc_gossip_name(c->gossip)) == 0)
+			snprintf(buf, len, "%s", ms[i].addr);
+	hc_gossip_members_free(ms, n);
+}
+
 struct hc_gossip_member *hc_cluster_members(struct hc_cluster *c, size_t *n)
 {
+	if (!c->gossip) {
+		*n = 0;
+		return calloc(1, sizeof(struct hc_gossip_member));
+	}
 	return hc_gossip_members(c->gossip, n);
 }
 
@@ -270,13 +284,18 @@ void hc_cluster_leave(struct hc_cluster *c, void (*done)(void *arg), void *arg)
 {
 	struct leave_state *ls = malloc(sizeof(*ls));
 
-	if (!ls || hc_gossip_leave(c->gossip, left, ls) < 0) {
+	if (!ls || !c->gossip) {
 		free(ls);
 		done(arg);
 		return;
 	}
+	/* Filled first: alone in the cluster, the leave completes at once. */
 	ls->done = done;
 	ls->arg = arg;
+	if (hc_gossip_leave(c->gossip, left, ls) < 0) {
+		free(ls);
+		done(arg);
+	}
 }
 
 int hc_cluster_register_metrics(struct hc_cluster *c, struct hc_metrics *m)

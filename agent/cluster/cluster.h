@@ -27,9 +27,16 @@ struct hc_cluster_config {
 #define HC_NODE_ID_LEN 36 /* a UUID in text form */
 
 /* Loads the node id from <state_dir>/node-id, creating it on first start.
- * Returns NULL with a one-line reason in err. */
+ * Returns NULL with a one-line reason in err. cfg must outlive the call to
+ * hc_cluster_start(). */
 struct hc_cluster *hc_cluster_new(struct hc_loop *loop, const struct hc_cluster_config *cfg,
 				  char *err, size_t errlen);
+/* Binds gossip and starts joining the seeds. Separate from _new so the
+ * agent can bind all its listeners before any of them starts talking.
+ * Returns 0, or -1 with a one-line reason in err. */
+int hc_cluster_start(struct hc_cluster *c, char *err, size_t errlen);
+/* The gossip address peers dial ("ip:port"), once started. */
+void hc_cluster_gossip_addr(const struct hc_cluster *c, char *buf, size_t len);
 void hc_cluster_free(struct hc_cluster *c);
 
 /* The node's persistent id (also its gossip name). Owned by the cluster. */

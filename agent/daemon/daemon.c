@@ -329,6 +329,7 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, char *err, size_t errlen)
 					  .join = cfg->join, .njoin = cfg->njoin };
 	struct gossip_setup gs;
 	struct hc_api_config acfg;
+	char gossip_at[64];
 	struct daemon d = { 0 };
 	struct timespec now;
 	char why[256];
@@ -376,6 +377,8 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, char *err, size_t errlen)
 	d.api = hc_api_new(d.loop, d.cluster, d.metrics, &acfg, err, errlen);
 	if (!d.api)
 		goto fail;
+	if (hc_cluster_start(d.cluster, err, errlen) < 0)
+		goto fail;
 	if (hc_metrics_register(d.metrics, collect_process, &d) < 0 ||
 	    hc_metrics_register(d.metrics, collect_cluster, &d) < 0 ||
 	    hc_cluster_register_metrics(d.cluster, d.metrics) < 0) {
@@ -383,8 +386,11 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, char *err, size_t errlen)
 		goto fail;
 	}
 
-	hc_log(HC_LOG_INFO, "hypercore %s ready: node %s, gRPC port %d, HTTP port %d", HC_VERSION,
-	       hc_cluster_node_id(d.cluster), hc_api_grpc_port(d.api), hc_api_http_port(d.api));
+	hc_cluster_gossip_addr(d.cluster, gossip_at, sizeof(gossip_at));
+	hc_log(HC_LOG_INFO,
+	       "hypercore %s ready: node %s, gRPC port %d, HTTP port %d, gossip %s", HC_VERSION,
+	       hc_cluster_node_id(d.cluster), hc_api_grpc_port(d.api), hc_api_http_port(d.api),
+	       gossip_at);
 	r = hc_loop_run(d.loop);
 	if (r < 0)
 		hc_log(HC_LOG_ERROR, "event loop failed: %s", strerror(-r));

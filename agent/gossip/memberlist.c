@@ -1571,6 +1571,7 @@ static void finish_leave(struct hc_ml *ml)
 {
 	void (*done)(void *) = ml->leave_done;
 
+
 	ml->leave_done = NULL;
 	if (ml->leave_timer) {
 		hc_loop_del_timer(ml->loop, ml->leave_timer);

@@ -347,7 +347,8 @@ static void emit_member(struct hc_gossip *g, enum hc_gossip_event_type type,
 	struct hc_gossip_event ev = { .type = type, .member = &view };
 
 	member_view(m, &view);
-	hc_log(HC_LOG_INFO, "member %s: %s %s",
+	/* Our own join at start is not news. */
+	hc_log(strcmp(m->name, g->name) ? HC_LOG_INFO : HC_LOG_DEBUG, "member %s: %s %s",
 	       type == HC_GOSSIP_EV_MEMBER_JOIN	    ? "join"
 	       : type == HC_GOSSIP_EV_MEMBER_LEAVE  ? "leave"
 	       : type == HC_GOSSIP_EV_MEMBER_FAILED ? "failed"
@@ -2043,8 +2044,9 @@ int hc_gossip_leave(struct hc_gossip *g, void (*done)(void *arg), void *arg)
 	g->clock++;
 	handle_leave_intent(g, &m.u.intent);
 	if (hc_ml_alive_count(g->ml) <= 1) {
-		if (hc_ml_leave(g->ml, BROADCAST_TIMEOUT_MS, memberlist_left, g) < 0)
-			leave_finish(g);
+		/* Alone: nobody to tell, nothing to wait for. */
+		hc_ml_leave(g->ml, BROADCAST_TIMEOUT_MS, NULL, NULL);
+		leave_finish(g);
 		return 0;
 	}
 	g->leave_timer = hc_loop_add_timer(g->loop, BROADCAST_TIMEOUT_MS, leave_intent_timeout, g);

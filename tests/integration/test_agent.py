@@ -155,6 +155,26 @@ class AgentStartup(hctest.TestCase):
         self.expect_startup_error(b, "Address already in use")
         self.assertCleanExit(a)
 
+    def test_gossip_option_errors(self):
+        cases = [
+            (["--cluster-encrypt", "not-base64!"], "invalid encryption key"),
+            (["--cluster-encrypt", "c2hvcnQ="], "invalid encryption key"),
+            (["--cluster-bind-addr", "1.2.3.4.5:7946"], "invalid --cluster-bind-addr"),
+            (["--cluster-advertise-addr", "0.0.0.0:7946"], "invalid --cluster-advertise-addr"),
+            (["not-an-address"], "invalid join address"),
+        ]
+        for extra, fragment in cases:
+            with self.subTest(extra=extra):
+                a = self.agent(start=False, extra_args=extra)
+                self.expect_startup_error(a, fragment)
+
+    def test_gossip_port_in_use(self):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+            busy.bind(("127.0.0.1", 0))
+            a = self.agent(start=False)
+            a.gossip_port = busy.getsockname()[1]
+            self.expect_startup_error(a, "--cluster-bind-addr", "Address already in use")
+
     def test_state_dir_unusable(self):
         a = self.agent(start=False)
         os.makedirs(os.path.dirname(a.state_dir), exist_ok=True)
@@ -175,6 +195,59 @@ class AgentStartup(hctest.TestCase):
         self.expect_startup_error(a, path, "node id")
         with open(path) as f:
             self.assertEqual(f.read(), "garbage\n")
+
+
+class AgentGossip(hctest.TestCase):
+    def members(self, agent):
+        status, doc = agent.http_json("/members")
+        self.assertEqual(status, 200)
+        return {m["name"]: m for m in doc["response"]}
+
+    def test_two_agents_form_a_cluster(self):
+        a = self.agent("a", extra_args=["--cluster-tag", "zone=x"])
+        b = self.agent("b", start=False)
+        b.extra_args = ["127.0.0.1:%d" % a.gossip_port]
+        b.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(self.members(a)) < 2:
+            time.sleep(0.1)
+        ms = self.members(a)
+        self.assertEqual(len(ms), 2)
+        self.assertTrue(all(m["status"] == "alive" for m in ms.values()))
+        ids = {self.node_id(a), self.node_id(b)}
+        self.assertEqual(set(ms), ids)  # gossip names are the node ids
+        self.assertEqual(ms[self.node_id(a)]["tags"], {"zone": "x"})
+        _, _, body = a.http("/metrics")
+        self.assertIn('hypercore_gossip_members{status="alive"} 2', body.decode())
+        r = hctest.run_cli("cluster", "members", "--json", "--http-bind-addr",
+                           "127.0.0.1:%d" % b.http_port)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual({m["name"] for m in json.loads(r.stdout)}, ids)
+        # b leaves on SIGTERM: a sees it left, not failed.
+        self.assertCleanExit(b)
+        self.assertEqual(self.members(a)[self.node_id(b)]["status"], "left")
+        self.assertCleanExit(a)
+
+    def node_id(self, agent):
+        with open(os.path.join(agent.state_dir, "node-id")) as f:
+            return f.read().strip()
+
+    def test_event_and_query_api_errors(self):
+        a = self.agent()
+        for path, want in (("/event", 400), ("/query", 400), ("/query?name=_serf_ping", 400),
+                           ("/query?name=x&timeout=0", 400), ("/query?name=x&relay=999", 400),
+                           ("/query?name=x&tag=novalue", 400), ("/event?name=x", 200)):
+            with self.subTest(path=path):
+                self.assertEqual(a.http(path, method="POST", body=b"p")[0], want)
+        status, _, body = a.http("/event?name=big", method="POST", body=b"x" * 4096)
+        self.assertEqual(status, 413, body)
+        r = hctest.run_cli("cluster", "query", "--json", "--timeout", "1", "--http-bind-addr",
+                           "127.0.0.1:%d" % a.http_port, "hypercore-info")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = json.loads(r.stdout)
+        self.assertEqual(len(got["acks"]), 1)
+        self.assertEqual(json.loads(got["responses"][0]["payload"])["node_id"], self.node_id(a))
+        self.assertCleanExit(a)
 
 
 class AgentHttp(hctest.TestCase):

@@ -49,6 +49,7 @@ class Agent:
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
         self.grpc_port = free_port()
         self.http_port = free_port()
+        self.gossip_port = free_port()
         self.extra_args = list(extra_args)
         self.proc = None
 
@@ -63,6 +64,7 @@ class Agent:
     def args(self):
         return [HC_BIN, "cluster", "--grpc-bind-addr", self.grpc_addr,
                 "--http-bind-addr", "127.0.0.1:%d" % self.http_port,
+                "--cluster-bind-addr", "127.0.0.1:%d" % self.gossip_port,
                 "--state-dir", self.state_dir, "--log-level", "debug", *self.extra_args]
 
     def start(self, wait=True):
@@ -163,6 +165,7 @@ class TapResult(unittest.TestResult):
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
         self.n = 0
+        self._subtest_errors = []
 
     def _line(self, ok, test, extra=""):
         self.n += 1
@@ -182,6 +185,21 @@ class TapResult(unittest.TestResult):
         super().addError(test, err)
         self._line(False, test)
         print("# " + self._exc_info_to_string(err, test).replace("\n", "\n# "), flush=True)
+
+    def addSubTest(self, test, subtest, err):
+        super().addSubTest(test, subtest, err)
+        if err is not None:
+            self._subtest_errors.append(
+                "%s: %s" % (subtest, self._exc_info_to_string(err, test)))
+
+    def stopTest(self, test):
+        # A test whose subtests failed gets no addFailure call of its own.
+        if self._subtest_errors:
+            self._line(False, test)
+            for e in self._subtest_errors:
+                print("# " + e.replace("\n", "\n# "), flush=True)
+            self._subtest_errors = []
+        super().stopTest(test)
 
     def addSkip(self, test, reason):
         super().addSkip(test, reason)
