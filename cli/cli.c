@@ -36,6 +36,8 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 		"  --gossip-interval-ms N  (default 2000)   --probe-interval-ms N (default 5000)\n"
 		"  --suspicion-mult N      (default 6)      --gossip-nodes N      (default 2)\n"
 		"  --user-event-size-limit BYTES (default 2048)\n"
+		"  --coalesce-ms N         hold member events and coalescable user events\n"
+		"                          this long, keeping the newest (default 0: off)\n"
 		"  -h, --help              show this help\n"
 		"\n"
 		"ADDR is IPV4:PORT, [IPV6]:PORT or :PORT (all IPv4 addresses).\n"

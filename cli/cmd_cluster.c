@@ -44,6 +44,7 @@ enum {
 	OPT_SUSPICION_MULT,
 	OPT_GOSSIP_NODES,
 	OPT_EVENT_LIMIT,
+	OPT_COALESCE_MS,
 };
 
 /* Parses a whole number in [min, max]. */
@@ -95,6 +96,7 @@ int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
 		{ "suspicion-mult", required_argument, NULL, OPT_SUSPICION_MULT },
 		{ "gossip-nodes", required_argument, NULL, OPT_GOSSIP_NODES },
 		{ "user-event-size-limit", required_argument, NULL, OPT_EVENT_LIMIT },
+		{ "coalesce-ms", required_argument, NULL, OPT_COALESCE_MS },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -187,6 +189,12 @@ int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
 							       "(64..9216 bytes, serf's hard maximum)",
 							  optarg);
 			cfg.user_event_size_limit = v;
+			break;
+		case OPT_COALESCE_MS:
+			if (parse_uint(optarg, 0, 600000, &v) < 0)
+				return hc_cli_usage_error(cmd, "invalid --coalesce-ms %s (0..600000)",
+							  optarg);
+			cfg.coalesce_ms = (uint32_t)v;
 			break;
 		case HC_CLI_OPT_HELP:
 			return HC_EXIT_OK;

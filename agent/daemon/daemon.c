@@ -310,6 +310,7 @@ static int gossip_config(const struct hc_daemon_config *cfg, struct gossip_setup
 	gc->suspicion_mult = cfg->suspicion_mult;
 	gc->gossip_nodes = cfg->gossip_nodes;
 	gc->user_event_size_limit = cfg->user_event_size_limit;
+	gc->coalesce_ms = cfg->coalesce_ms;
 	return 0;
 }
 

@@ -30,6 +30,7 @@ struct hc_daemon_config {
 	uint32_t gossip_interval_ms, probe_interval_ms;
 	unsigned suspicion_mult, gossip_nodes;
 	size_t user_event_size_limit;
+	uint32_t coalesce_ms; /* 0: events reach the agent at once */
 };
 
 /*

@@ -129,6 +129,7 @@ struct hc_gossip {
 
 	uint64_t clock, event_clock, query_clock; /* Lamport, serf semantics */
 	uint64_t event_min_time;
+	bool join_ignore_old; /* while a join that ignores old events runs */
 
 	struct member **members;
 	size_t nmembers, capmembers;
@@ -143,6 +144,23 @@ struct hc_gossip {
 
 	enum serf_state state;
 	uint64_t reap_timer, reconnect_timer, queue_timer, leave_timer;
+
+	/* Coalescing (cfg.coalesce_ms > 0): the latest member event per member
+	 * and the newest coalescable user event per name, delivered together
+	 * when the period ends or events stop for a third of it. */
+	struct pending_member {
+		char *name;
+		enum hc_gossip_event_type type;
+	} *pending_members;
+	size_t npending_members;
+	struct pending_event {
+		char *name;
+		uint8_t *payload;
+		size_t len;
+		uint64_t ltime;
+	} *pending_events;
+	size_t npending_events;
+	uint64_t coalesce_timer, quiescent_timer;
 	void (*leave_done)(void *arg);
 	void *leave_arg;
 
@@ -340,8 +358,8 @@ static void member_view(const struct member *m, struct hc_gossip_member *out)
 	out->loss = w->probes ? (double)w->failures / (double)w->probes : 0;
 }
 
-static void emit_member(struct hc_gossip *g, enum hc_gossip_event_type type,
-			const struct member *m)
+static void deliver_member(struct hc_gossip *g, enum hc_gossip_event_type type,
+			   const struct member *m)
 {
 	struct hc_gossip_member view;
 	struct hc_gossip_event ev = { .type = type, .member = &view };
@@ -358,6 +376,140 @@ static void emit_member(struct hc_gossip *g, enum hc_gossip_event_type type,
 	g->st.member_events++;
 	if (g->cfg.on_event)
 		g->cfg.on_event(&ev, g->cfg.event_arg);
+}
+
+static void deliver_user(struct hc_gossip *g, const char *name, const uint8_t *payload,
+			 size_t len, uint64_t ltime, bool coalesce)
+{
+	struct hc_gossip_event ev = { .type = HC_GOSSIP_EV_USER, .name = name, .payload = payload,
+				      .len = len, .ltime = ltime, .coalesce = coalesce };
+
+	g->st.events_delivered++;
+	if (g->cfg.on_event)
+		g->cfg.on_event(&ev, g->cfg.event_arg);
+}
+
+static struct member *find_member(const struct hc_gossip *g, const char *name, size_t len);
+
+static void coalesce_flush(struct hc_gossip *g)
+{
+	struct pending_member *pm = g->pending_members;
+	struct pending_event *pe = g->pending_events;
+	size_t npm = g->npending_members, npe = g->npending_events;
+
+	/* Detach first: a callback may cause new events. */
+	g->pending_members = NULL;
+	g->pending_events = NULL;
+	g->npending_members = g->npending_events = 0;
+	for (int i = 0; i < 2; i++) {
+		uint64_t *t = i ? &g->quiescent_timer : &g->coalesce_timer;
+
+		if (*t)
+			hc_loop_del_timer(g->loop, *t);
+		*t = 0;
+	}
+	for (size_t i = 0; i < npm; i++) {
+		struct member *m = find_member(g, pm[i].name, strlen(pm[i].name));
+
+		if (m) /* gone (reaped) in between: nothing left to report */
+			deliver_member(g, pm[i].type, m);
+		free(pm[i].name);
+	}
+	for (size_t i = 0; i < npe; i++) {
+		deliver_user(g, pe[i].name, pe[i].payload, pe[i].len, pe[i].ltime, true);
+		free(pe[i].name);
+		free(pe[i].payload);
+	}
+	free(pm);
+	free(pe);
+}
+
+static int64_t coalesce_due(struct hc_loop *loop, uint64_t id, void *arg)
+{
+	struct hc_gossip *g = arg;
+
+	(void)loop;
+	if (id == g->coalesce_timer)
+		g->coalesce_timer = 0;
+	else
+		g->quiescent_timer = 0;
+	coalesce_flush(g);
+	return HC_LOOP_TIMER_DONE;
+}
+
+/* Something was held back: (re)arm the timers. */
+static void coalesce_arm(struct hc_gossip *g)
+{
+	if (!g->coalesce_timer)
+		g->coalesce_timer = hc_loop_add_timer(g->loop, g->cfg.coalesce_ms, coalesce_due, g);
+	if (g->quiescent_timer)
+		hc_loop_del_timer(g->loop, g->quiescent_timer);
+	g->quiescent_timer = hc_loop_add_timer(g->loop, g->cfg.coalesce_ms / 3 + 1, coalesce_due,
+					       g);
+}
+
+static void emit_member(struct hc_gossip *g, enum hc_gossip_event_type type,
+			const struct member *m)
+{
+	struct pending_member *grown;
+
+	/* Reaps remove the member: report them at once, with what is known. */
+	if (!g->cfg.coalesce_ms || type == HC_GOSSIP_EV_MEMBER_REAP) {
+		deliver_member(g, type, m);
+		return;
+	}
+	for (size_t i = 0; i < g->npending_members; i++) {
+		if (strcmp(g->pending_members[i].name, m->name) == 0) {
+			g->pending_members[i].type = type; /* the latest change wins */
+			coalesce_arm(g);
+			return;
+		}
+	}
+	grown = realloc(g->pending_members, (g->npending_members + 1) * sizeof(*grown));
+	if (!grown || !(grown[g->npending_members].name = strdup(m->name))) {
+		if (grown)
+			g->pending_members = grown;
+		deliver_member(g, type, m); /* out of memory: do not lose it */
+		return;
+	}
+	grown[g->npending_members++].type = type;
+	g->pending_members = grown;
+	coalesce_arm(g);
+}
+
+/* Holds back a coalescable user event; false if it must go out now. */
+static bool coalesce_user(struct hc_gossip *g, const struct hc_gossip_serf_user_event *e)
+{
+	struct pending_event *pe = NULL, *grown;
+
+	for (size_t i = 0; i < g->npending_events; i++)
+		if (bytes_eq_str(e->name, g->pending_events[i].name))
+			pe = &g->pending_events[i];
+	if (pe && pe->ltime > e->ltime)
+		return true; /* an older one: the newer stays */
+	if (!pe) {
+		grown = realloc(g->pending_events, (g->npending_events + 1) * sizeof(*grown));
+		if (!grown)
+			return false;
+		g->pending_events = grown;
+		pe = &grown[g->npending_events];
+		memset(pe, 0, sizeof(*pe));
+		if (!(pe->name = bytes_dup(e->name)))
+			return false;
+		g->npending_events++;
+	}
+	free(pe->payload);
+	pe->payload = malloc(e->payload.len + 1);
+	if (!pe->payload) {
+		pe->len = 0;
+	} else {
+		memcpy(pe->payload, e->payload.ptr ? e->payload.ptr : (const uint8_t *)"",
+		       e->payload.len);
+		pe->len = e->payload.len;
+	}
+	pe->ltime = e->ltime;
+	coalesce_arm(g);
+	return true;
 }
 
 /* ---- broadcasting serf messages ---- */
@@ -574,7 +726,6 @@ static int event_slot_add(struct event_slot *slot, const struct hc_gossip_serf_u
 static bool handle_user_event(struct hc_gossip *g, const struct hc_gossip_serf_user_event *e)
 {
 	struct event_slot *slot;
-	struct hc_gossip_event ev;
 	char *name;
 
 	witness(&g->event_clock, e->ltime);
@@ -599,16 +750,11 @@ static bool handle_user_event(struct hc_gossip *g, const struct hc_gossip_serf_u
 	}
 	if (event_slot_add(slot, e) < 0)
 		return false;
-	g->st.events_delivered++;
-	name = bytes_dup(e->name);
-	if (!name)
+	if (e->cc && g->cfg.coalesce_ms && coalesce_user(g, e))
 		return true;
-	ev = (struct hc_gossip_event){
-		.type = HC_GOSSIP_EV_USER, .name = name, .payload = e->payload.ptr,
-		.len = e->payload.len, .ltime = e->ltime, .coalesce = e->cc,
-	};
-	if (g->cfg.on_event)
-		g->cfg.on_event(&ev, g->cfg.event_arg);
+	name = bytes_dup(e->name);
+	if (name)
+		deliver_user(g, name, e->payload.ptr, e->payload.len, e->ltime, e->cc);
 	free(name);
 	return true;
 }
@@ -1383,7 +1529,7 @@ static void merge_remote_state(void *arg, const uint8_t *buf, size_t len, bool j
 		}
 	}
 	/* A join that asked to ignore old events sets the floor first. */
-	if (join && g->cfg.coalesce_ms == UINT32_MAX)
+	if (join && g->join_ignore_old && pp.event_ltime > g->event_min_time)
 		g->event_min_time = pp.event_ltime;
 	for (size_t i = 0; i < pp.nslots; i++) {
 		const struct hc_gossip_serf_event_slot *s = &pp.slots[i];
@@ -1801,6 +1947,8 @@ void hc_gossip_free(struct hc_gossip *g)
 		hc_loop_del_timer(g->loop, g->queue_timer);
 	if (g->leave_timer)
 		hc_loop_del_timer(g->loop, g->leave_timer);
+	g->cfg.on_event = NULL; /* held-back events die with us */
+	coalesce_flush(g);
 	hc_gossip_bcast_queue_free(g->intent_q);
 	hc_gossip_bcast_queue_free(g->event_q);
 	hc_gossip_bcast_queue_free(g->query_q);
@@ -1916,11 +2064,9 @@ static void join_finished(void *arg, unsigned joined)
 		if (js->timer)
 			return;
 	}
-	if (joined > 0) {
-		if (js->ignore_old)
-			g->event_min_time = g->event_clock;
+	g->join_ignore_old = false;
+	if (joined > 0)
 		broadcast_join(g, g->clock);
-	}
 	hc_log(joined ? HC_LOG_INFO : HC_LOG_WARN, "join: %u of %zu seeds answered", joined,
 	       js->n);
 	if (js->done)
@@ -1969,6 +2115,7 @@ int hc_gossip_join(struct hc_gossip *g, const char *const *seeds, size_t n, unsi
 	js->ignore_old = ignore_old_events;
 	js->done = done;
 	js->arg = arg;
+	g->join_ignore_old = ignore_old_events;
 	join_attempt(js);
 	return 0;
 }

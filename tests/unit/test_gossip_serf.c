@@ -39,6 +39,7 @@ struct cluster {
 	int n;
 	const char *const *keys; /* base64 */
 	size_t nkeys;
+	uint32_t coalesce_ms;
 };
 
 static struct cluster *the_cluster;
@@ -96,6 +97,7 @@ static void start_node(struct cluster *c, int i, const char *role)
 		.gossip_nodes = 3,
 		.reconnect_timeout_ms = 20000,
 		.reap_interval_ms = 1000,
+		.coalesce_ms = c->coalesce_ms,
 		.on_event = on_event,
 		.event_arg = nd,
 		.seed = 77 + (uint64_t)i,
@@ -241,6 +243,43 @@ static void test_user_event_reaches_everyone_once(void **state)
 	for (int i = 0; i < 6; i++) {
 		assert_int_equal(c->nodes[i].user_events, 1);
 		assert_string_equal(c->nodes[i].last_event, "deploy:v1");
+	}
+	cluster_free(c);
+}
+
+static void test_coalescing_keeps_the_newest(void **state)
+{
+	struct cluster *c = cluster_new(3, NULL, 0);
+
+	(void)state;
+	c->coalesce_ms = 1500;
+	for (int i = 0; i < 3; i++) { /* restart with coalescing on */
+		hc_gossip_free(c->nodes[i].g);
+		c->nodes[i].user_events = c->nodes[i].joins = 0;
+		start_node(c, i, i % 2 ? "db" : "web");
+	}
+	for (int i = 1; i < 3; i++)
+		join_first(c, i);
+	hc_simnet_run_ms(c->net, 3000);
+	/* Member joins were coalesced too: one per member, self included. */
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(c->nodes[i].joins, 3);
+	for (int k = 0; k < 5; k++) {
+		char payload[8];
+
+		snprintf(payload, sizeof(payload), "v%d", k);
+		assert_int_equal(hc_gossip_user_event(c->nodes[0].g, "deploy",
+						      (const uint8_t *)payload, 2, true),
+				 0);
+		hc_simnet_run_ms(c->net, 100);
+	}
+	assert_int_equal(hc_gossip_user_event(c->nodes[0].g, "audit", (const uint8_t *)"a", 1,
+					      false),
+			 0);
+	hc_simnet_run_ms(c->net, 5000);
+	for (int i = 0; i < 3; i++) {
+		/* deploy once (the newest) + audit once (not coalescable) */
+		assert_int_equal(c->nodes[i].user_events, 2);
 	}
 	cluster_free(c);
 }
@@ -501,6 +540,7 @@ int main(void)
 		cmocka_unit_test(test_members_and_tags),
 		cmocka_unit_test(test_user_event_reaches_everyone_once),
 		cmocka_unit_test(test_user_event_size_limit),
+		cmocka_unit_test(test_coalescing_keeps_the_newest),
 		cmocka_unit_test(test_old_events_reach_a_later_joiner),
 		cmocka_unit_test(test_query_acks_and_responses),
 		cmocka_unit_test(test_query_filters),
