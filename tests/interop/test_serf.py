@@ -126,9 +126,7 @@ class Interop(hctest.TestCase):
 
     def hc(self, name, join=(), extra=()):
         a = hctest.Agent(self.workdir, name)
-        a.gossip_port = hctest.free_port()
-        a.extra_args = ["--cluster-bind-addr", "127.0.0.1:%d" % a.gossip_port,
-                        "--node-name", name, "--cluster-tag", "role=hypercore",
+        a.extra_args = ["--node-name", name, "--cluster-tag", "role=hypercore",
                         *FAST, *extra, *join]
         self.agents.append(a)
         return a.start()
