@@ -23,6 +23,13 @@ struct hc_cluster {
 	const struct hc_cluster_config *cfg;
 	struct hc_gossip *gossip;
 	struct hc_metrics *metrics;
+	struct leave_state *leaving; /* a leave in progress */
+};
+
+struct leave_state {
+	struct hc_cluster *c;
+	void (*done)(void *arg);
+	void *arg;
 };
 
 int hc_node_id_valid(const char *s)
@@ -165,6 +172,7 @@ void hc_cluster_free(struct hc_cluster *c)
 	if (c->metrics)
 		hc_metrics_unregister(c->metrics, hc_gossip_collect, c->gossip);
 	hc_gossip_free(c->gossip);
+	free(c->leaving); /* the agent stopped before the leave finished */
 	free(c->base_url);
 	free(c);
 }
@@ -267,15 +275,11 @@ struct hc_gossip_member *hc_cluster_members(struct hc_cluster *c, size_t *n)
 	return hc_gossip_members(c->gossip, n);
 }
 
-struct leave_state {
-	void (*done)(void *arg);
-	void *arg;
-};
-
 static void left(void *arg)
 {
 	struct leave_state *ls = arg;
 
+	ls->c->leaving = NULL;
 	ls->done(ls->arg);
 	free(ls);
 }
@@ -290,9 +294,12 @@ void hc_cluster_leave(struct hc_cluster *c, void (*done)(void *arg), void *arg)
 		return;
 	}
 	/* Filled first: alone in the cluster, the leave completes at once. */
+	ls->c = c;
 	ls->done = done;
 	ls->arg = arg;
+	c->leaving = ls;
 	if (hc_gossip_leave(c->gossip, left, ls) < 0) {
+		c->leaving = NULL;
 		free(ls);
 		done(arg);
 	}

@@ -6,6 +6,7 @@
  */
 #include "gossip/memberlist_int.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 #define COMPOUND_OVERHEAD 2
 #define COMPOUND_HEADER 2
 #define CRC_OVERHEAD 5
+#define HURRY_MS 200
 
 struct suspicion {
 	uint64_t start_ms;
@@ -92,6 +94,7 @@ struct hc_ml {
 	struct hc_gossip_mp_writer scratch; /* delegate broadcasts as user messages */
 	uint64_t probe_timer, gossip_timer, push_pull_timer;
 	bool leaving;
+	bool hurry; /* gossip at least every HURRY_MS */
 	void (*leave_done)(void *arg);
 	void *leave_arg;
 	uint64_t leave_timer;
@@ -165,10 +168,10 @@ static struct hc_gossip_bytes addr_ip(const struct hc_gossip_addr *a)
 
 static const char *addr_str(const struct hc_gossip_addr *a, char *buf, size_t len)
 {
-	if (a->ip_len == 4)
-		snprintf(buf, len, "%u.%u.%u.%u:%u", a->ip[0], a->ip[1], a->ip[2], a->ip[3], a->port);
-	else
-		snprintf(buf, len, "[ipv6]:%u", a->port);
+	char ip[INET6_ADDRSTRLEN] = "?";
+
+	inet_ntop(a->ip_len == 4 ? AF_INET : AF_INET6, a->ip, ip, sizeof(ip));
+	snprintf(buf, len, a->ip_len == 4 ? "%s:%u" : "[%s]:%u", ip, a->port);
 	return buf;
 }
 
@@ -449,7 +452,7 @@ static void on_alive(struct hc_ml *ml, const struct hc_gossip_alive *a, bool boo
 	enum hc_gossip_node_state old_state;
 	bool is_self, meta_changed;
 	struct node *n;
-	char where[64];
+	char claimed[64], known[64];
 
 	if (addr_from_bytes(a->addr, a->port, &addr) < 0 || a->node.len == 0)
 		return;
@@ -463,8 +466,8 @@ static void on_alive(struct hc_ml *ml, const struct hc_gossip_alive *a, bool boo
 		 * not (DeadNodeReclaimTime 0). */
 		if (n->pub.state != HC_GOSSIP_STATE_LEFT) {
 			hc_log(HC_LOG_WARN, "conflicting address for %s: %s claims it, known at %s",
-			       n->name, addr_str(&addr, where, sizeof(where)),
-			       addr_str(&n->pub.addr, where + 32, 32));
+			       n->name, addr_str(&addr, claimed, sizeof(claimed)),
+			       addr_str(&n->pub.addr, known, sizeof(known)));
 			return;
 		}
 		n->pub.addr = addr;
@@ -1016,6 +1019,12 @@ static bool skip_for_gossip(struct hc_ml *ml, const struct node *n, const void *
 	}
 }
 
+static uint32_t gossip_interval(const struct hc_ml *ml)
+{
+	return ml->hurry && ml->cfg.gossip_interval_ms > HURRY_MS ? HURRY_MS
+								 : ml->cfg.gossip_interval_ms;
+}
+
 static int64_t gossip_tick(struct hc_loop *loop, uint64_t id, void *arg)
 {
 	struct hc_ml *ml = arg;
@@ -1045,7 +1054,7 @@ static int64_t gossip_tick(struct hc_loop *loop, uint64_t id, void *arg)
 		hc_gossip_mp_writer_fini(&out);
 	}
 	ml->st.broadcast_queue = hc_gossip_bcast_queue_len(ml->queue);
-	return ml->cfg.gossip_interval_ms;
+	return gossip_interval(ml);
 }
 
 /* ---- receiving packets ---- */
@@ -1360,7 +1369,32 @@ static void tcp_ping_done(void *arg, int err, const uint8_t *buf, size_t len)
 struct push_pull_req {
 	struct hc_ml *ml;
 	struct hc_ml_join_state *join;
+	struct hc_gossip_addr to;
 };
+
+/* Why a push/pull failed, in words an operator can act on. */
+static const char *push_pull_reason(const struct hc_ml *ml, int r)
+{
+	bool encrypting = ml->cfg.keyring && hc_gossip_keyring_count(ml->cfg.keyring);
+
+	switch (r) {
+	case -EKEYREJECTED:
+		return "cannot decrypt the answer: the peer uses another encryption key";
+	case -EACCES:
+		return encrypting ? "the peer answered without encryption, but we encrypt"
+				  : "the peer answered encrypted, but we have no key";
+	case -ECONNRESET:
+		/* A peer that cannot read our request just hangs up. */
+		return encrypting ? "the peer hung up: it may use another key or none"
+				  : "the peer hung up: it may require encryption";
+	case -ECONNREFUSED:
+		return "connection refused";
+	case -ETIMEDOUT:
+		return "no answer in time";
+	default:
+		return strerror(-r);
+	}
+}
 
 struct hc_ml_join_state {
 	unsigned pending, joined;
@@ -1394,8 +1428,12 @@ static void push_pull_done(void *arg, int err, const uint8_t *buf, size_t len)
 		merge_state(ml, &pp);
 		hc_gossip_push_pull_fini(&pp);
 	} else {
+		char where[64];
+
 		ml->st.push_pull_failures++;
-		hc_log(HC_LOG_DEBUG, "push/pull failed: %s", strerror(-r));
+		hc_log(js ? HC_LOG_WARN : HC_LOG_DEBUG, "%s with %s failed: %s",
+		       js ? "join" : "push/pull", addr_str(&req->to, where, sizeof(where)),
+		       push_pull_reason(ml, r));
 	}
 	free(msg);
 	free(req);
@@ -1424,6 +1462,7 @@ static int push_pull(struct hc_ml *ml, const struct hc_gossip_addr *to, bool joi
 	}
 	req->ml = ml;
 	req->join = js;
+	req->to = *to;
 	hc_gossip_mp_writer_init(&w, HC_GOSSIP_STREAM_MAX);
 	r = encode_local_state(ml, join, &w);
 	if (r == 0) {
@@ -1620,6 +1659,16 @@ int hc_ml_leave(struct hc_ml *ml, uint32_t timeout_ms, void (*done)(void *arg), 
 	ml->leave_timer = hc_loop_add_timer(ml->loop, timeout_ms, leave_timeout, ml);
 	on_dead(ml, &d);
 	return 0;
+}
+
+void hc_ml_hurry(struct hc_ml *ml)
+{
+	if (ml->hurry)
+		return;
+	ml->hurry = true;
+	/* Do not wait out the current slow round. */
+	hc_loop_del_timer(ml->loop, ml->gossip_timer);
+	ml->gossip_timer = hc_loop_add_timer(ml->loop, 0, gossip_tick, ml);
 }
 
 int hc_ml_update_meta(struct hc_ml *ml, const uint8_t *meta, size_t len)

@@ -159,6 +159,11 @@ int hc_ml_join(struct hc_ml *ml, const struct hc_gossip_addr *addrs, size_t n,
  * gossiped (or after timeout_ms). The engine then stops probing. */
 int hc_ml_leave(struct hc_ml *ml, uint32_t timeout_ms, void (*done)(void *arg), void *arg);
 
+/* Gossips at least every 200 ms from now on: the node is leaving and its
+ * last broadcasts should go out in about a second, not in several slow
+ * gossip rounds. Only our pacing changes, not the protocol. */
+void hc_ml_hurry(struct hc_ml *ml);
+
 /* Queues a new alive with a higher incarnation carrying this meta. */
 int hc_ml_update_meta(struct hc_ml *ml, const uint8_t *meta, size_t len);
 

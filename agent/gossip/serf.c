@@ -2186,6 +2186,7 @@ int hc_gossip_leave(struct hc_gossip *g, void (*done)(void *arg), void *arg)
 	g->state = SERF_LEAVING;
 	g->leave_done = done;
 	g->leave_arg = arg;
+	hc_ml_hurry(g->ml);
 	m.u.intent.ltime = g->clock;
 	m.u.intent.node = hc_gossip_bytes_str(g->name);
 	g->clock++;
