@@ -215,6 +215,57 @@ int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
 	return HC_EXIT_OK;
 }
 
+/* ---- client verbs ---- */
+
+/* What read-only client verbs take: the agent's address, --json, --timeout. */
+struct client_opts {
+	const char *addr;
+	bool json;
+	int timeout_ms;
+};
+
+/* Parses a read-only verb's options; addr_flag is "grpc-bind-addr" or
+ * "http-bind-addr". Returns -1 to go on, else the exit status to return. */
+static int parse_client_opts(const struct hc_cli_cmd *cmd, int argc, char **argv,
+			     const char *addr_flag, struct client_opts *o)
+{
+	const struct option opts[] = {
+		{ addr_flag, required_argument, NULL, OPT_GRPC_ADDR },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct hc_addr check;
+	char why[256];
+	int c;
+
+	o->timeout_ms = DEFAULT_TIMEOUT_MS;
+	while ((c = hc_cli_getopt(cmd, argc, argv, opts)) != -1) {
+		switch (c) {
+		case OPT_GRPC_ADDR:
+			o->addr = optarg;
+			break;
+		case OPT_JSON:
+			o->json = true;
+			break;
+		case OPT_TIMEOUT:
+			if (hc_cli_parse_seconds(optarg, &o->timeout_ms) < 0)
+				return hc_cli_usage_error(cmd, "invalid --timeout %s", optarg);
+			break;
+		case HC_CLI_OPT_HELP:
+			return HC_EXIT_OK;
+		default:
+			return HC_EXIT_USAGE;
+		}
+	}
+	if (optind < argc)
+		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
+	if (hc_addr_parse(o->addr, false, &check, why, sizeof(why)) < 0)
+		return hc_cli_usage_error(cmd, "invalid --%s %s: %s", addr_flag, o->addr, why);
+	return -1;
+}
+
 /* ---- cluster list ---- */
 
 static void print_ports(const Cluster__Services__Api__VmSpawnRequest *req, char *buf, size_t len)
@@ -294,56 +345,29 @@ static int print_list_json(const Cluster__Services__Api__NodesStateResponse *lis
 
 int hc_cli_cmd_cluster_list(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "grpc-bind-addr", required_argument, NULL, OPT_GRPC_ADDR },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	Cluster__Services__Api__VmQueryRequest req = CLUSTER__SERVICES__API__VM_QUERY_REQUEST__INIT;
-	const char *addr = DEFAULT_GRPC_ADDR;
-	int timeout_ms = DEFAULT_TIMEOUT_MS;
+	struct client_opts o = { .addr = DEFAULT_GRPC_ADDR };
 	char target[128], why[256];
 	ProtobufCMessage *resp = NULL;
 	struct hc_rpc_client *client;
 	struct hc_rpc_status st;
-	bool json = false;
-	int c, r;
+	int r = parse_client_opts(cmd, argc, argv, "grpc-bind-addr", &o);
 
-	while ((c = hc_cli_getopt(cmd, argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_GRPC_ADDR:
-			addr = optarg;
-			break;
-		case OPT_JSON:
-			json = true;
-			break;
-		case OPT_TIMEOUT:
-			if (hc_cli_parse_seconds(optarg, &timeout_ms) < 0)
-				return hc_cli_usage_error(cmd, "invalid --timeout %s", optarg);
-			break;
-		case HC_CLI_OPT_HELP:
-			return HC_EXIT_OK;
-		default:
-			return HC_EXIT_USAGE;
-		}
-	}
-	if (optind < argc)
-		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
-	if (hc_addr_dial_target(addr, target, sizeof(target), why, sizeof(why)) < 0)
-		return hc_cli_usage_error(cmd, "invalid --grpc-bind-addr %s: %s", addr, why);
+	if (r >= 0)
+		return r;
+	if (hc_addr_dial_target(o.addr, target, sizeof(target), why, sizeof(why)) < 0)
+		return hc_cli_usage_error(cmd, "invalid --grpc-bind-addr %s: %s", o.addr, why);
 
 	client = hc_rpc_client_new(target);
 	if (!client)
 		return hc_cli_fail("out of memory");
 	r = hc_rpc_client_call(client, "/cluster.services.api.ClusterService/List", &req.base,
 			       &cluster__services__api__nodes_state_response__descriptor, &resp,
-			       NULL, 0, timeout_ms, &st);
+			       NULL, 0, o.timeout_ms, &st);
 	hc_rpc_client_free(client);
 	if (r < 0)
 		return hc_cli_rpc_fail(target, &st);
-	r = json ? print_list_json((const void *)resp) : print_list_table((const void *)resp);
+	r = o.json ? print_list_json((const void *)resp) : print_list_table((const void *)resp);
 	protobuf_c_message_free_unpacked(resp, NULL);
 	return r;
 }
@@ -395,49 +419,20 @@ static int print_members_table(json_t *members)
 
 int hc_cli_cmd_cluster_members(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "http-bind-addr", required_argument, NULL, OPT_HTTP_ADDR },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *addr = DEFAULT_HTTP_ADDR;
-	int timeout_ms = DEFAULT_TIMEOUT_MS, c, r;
+	struct client_opts o = { .addr = DEFAULT_HTTP_ADDR };
 	json_t *doc, *members;
-	bool json = false;
-	char err[512];
+	int r = parse_client_opts(cmd, argc, argv, "http-bind-addr", &o);
 
-	while ((c = hc_cli_getopt(cmd, argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_HTTP_ADDR:
-			addr = optarg;
-			break;
-		case OPT_JSON:
-			json = true;
-			break;
-		case OPT_TIMEOUT:
-			if (hc_cli_parse_seconds(optarg, &timeout_ms) < 0)
-				return hc_cli_usage_error(cmd, "invalid --timeout %s", optarg);
-			break;
-		case HC_CLI_OPT_HELP:
-			return HC_EXIT_OK;
-		default:
-			return HC_EXIT_USAGE;
-		}
-	}
-	if (optind < argc)
-		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
-	if (hc_addr_parse(addr, false, &(struct hc_addr){ 0 }, err, sizeof(err)) < 0)
-		return hc_cli_usage_error(cmd, "invalid --http-bind-addr %s: %s", addr, err);
-	members = hc_cli_api_call(addr, "GET", "/members", NULL, 0, timeout_ms, &doc);
+	if (r >= 0)
+		return r;
+	members = hc_cli_api_call(o.addr, "GET", "/members", NULL, 0, o.timeout_ms, &doc);
 	if (!members)
 		return HC_EXIT_FAIL;
 	if (!json_is_array(members)) {
 		json_decref(doc);
-		return hc_cli_fail("agent at %s: unexpected answer", addr);
+		return hc_cli_fail("agent at %s: unexpected answer", o.addr);
 	}
-	if (json) {
+	if (o.json) {
 		r = json_dumpf(members, stdout, JSON_INDENT(2)) < 0 ? HC_EXIT_FAIL : HC_EXIT_OK;
 		putchar('\n');
 	} else {

@@ -906,7 +906,12 @@ static int64_t probe_deadline(struct hc_loop *loop, uint64_t id, void *arg)
 		awareness_delta(ml, 1);
 	if (n && ml->d.notify_probe_failed)
 		ml->d.notify_probe_failed(ml->d.arg, &n->pub);
-	if (n && n->pub.state == HC_GOSSIP_STATE_ALIVE) {
+	/* As memberlist's probeNode: suspect it even if it is suspected
+	 * already. Then our failed probe is an independent confirmation,
+	 * which pulls the suspicion deadline in from its maximum (6x) towards
+	 * the minimum, and is gossiped on as one to the others. */
+	if (n && (n->pub.state == HC_GOSSIP_STATE_ALIVE ||
+		  n->pub.state == HC_GOSSIP_STATE_SUSPECT)) {
 		struct hc_gossip_suspect s = {
 			.incarnation = n->pub.incarnation,
 			.node = hc_gossip_bytes_str(n->name),
@@ -1324,25 +1329,22 @@ static void exchange_done(void *arg, int err, const uint8_t *buf, size_t len)
 	free(x);
 }
 
-static int stream_send(struct hc_ml *ml, const struct hc_gossip_addr *to, const uint8_t *msg,
-		       size_t len, hc_gossip_stream_done_fn *done, void *arg)
+/* Sends an already wrapped stream message and tracks the exchange until
+ * done(arg, ...) runs. */
+static int start_exchange(struct hc_ml *ml, const struct hc_gossip_addr *to,
+			  const struct hc_gossip_mp_writer *wrapped, hc_gossip_stream_done_fn *done,
+			  void *arg)
 {
 	struct exchange *x = calloc(1, sizeof(*x));
-	struct hc_gossip_mp_writer w;
 	int r;
 
 	if (!x)
 		return -ENOMEM;
-	hc_gossip_mp_writer_init(&w, HC_GOSSIP_STREAM_MAX);
-	r = stream_wrap(ml, msg, len, &w);
-	if (r == 0) {
-		x->ml = ml;
-		x->done = done;
-		x->arg = arg;
-		r = ml->ops->stream_exchange(ml->ops_ctx, to, w.buf, w.len, ml->cfg.tcp_timeout_ms,
-					     stream_complete, exchange_done, x);
-	}
-	hc_gossip_mp_writer_fini(&w);
+	x->ml = ml;
+	x->done = done;
+	x->arg = arg;
+	r = ml->ops->stream_exchange(ml->ops_ctx, to, wrapped->buf, wrapped->len,
+				     ml->cfg.tcp_timeout_ms, stream_complete, exchange_done, x);
 	if (r < 0) {
 		free(x);
 		return r;
@@ -1350,6 +1352,20 @@ static int stream_send(struct hc_ml *ml, const struct hc_gossip_addr *to, const 
 	x->next = ml->exchanges;
 	ml->exchanges = x;
 	return 0;
+}
+
+static int stream_send(struct hc_ml *ml, const struct hc_gossip_addr *to, const uint8_t *msg,
+		       size_t len, hc_gossip_stream_done_fn *done, void *arg)
+{
+	struct hc_gossip_mp_writer w;
+	int r;
+
+	hc_gossip_mp_writer_init(&w, HC_GOSSIP_STREAM_MAX);
+	r = stream_wrap(ml, msg, len, &w);
+	if (r == 0)
+		r = start_exchange(ml, to, &w, done, arg);
+	hc_gossip_mp_writer_fini(&w);
+	return r;
 }
 
 static void tcp_ping_done(void *arg, int err, const uint8_t *buf, size_t len)
@@ -1451,35 +1467,22 @@ static int push_pull(struct hc_ml *ml, const struct hc_gossip_addr *to, bool joi
 {
 	struct push_pull_req *req = calloc(1, sizeof(*req));
 	struct hc_gossip_mp_writer w;
-	struct exchange *x;
 	int r;
 
-	x = calloc(1, sizeof(*x));
-	if (!req || !x) {
-		free(req);
-		free(x);
+	if (!req)
 		return -ENOMEM;
-	}
 	req->ml = ml;
 	req->join = js;
 	req->to = *to;
 	hc_gossip_mp_writer_init(&w, HC_GOSSIP_STREAM_MAX);
 	r = encode_local_state(ml, join, &w);
-	if (r == 0) {
-		x->ml = ml;
-		x->done = push_pull_done;
-		x->arg = req;
-		r = ml->ops->stream_exchange(ml->ops_ctx, to, w.buf, w.len, ml->cfg.tcp_timeout_ms,
-					     stream_complete, exchange_done, x);
-	}
+	if (r == 0)
+		r = start_exchange(ml, to, &w, push_pull_done, req);
 	hc_gossip_mp_writer_fini(&w);
 	if (r < 0) {
 		free(req);
-		free(x);
 		return r;
 	}
-	x->next = ml->exchanges;
-	ml->exchanges = x;
 	ml->st.push_pulls_out++;
 	return 0;
 }

@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "serfvec.h"
 #include <openssl/evp.h>
 
 #include "gossip/gossip_int.h"
@@ -25,45 +27,6 @@ static void capture_key(uint8_t key[32])
 		key[i] = (uint8_t)i;
 }
 
-struct vec {
-	uint8_t *p;
-	size_t len;
-};
-
-static int hex_nibble(int c)
-{
-	return isdigit(c) ? c - '0' : tolower(c) - 'a' + 10;
-}
-
-/* Reads a .hex vector: '#' lines are comments, the rest hex byte pairs. */
-static struct vec load(const char *name)
-{
-	const char *dir = getenv("HC_SERF_TESTDATA");
-	char path[512], line[1024];
-	struct vec v = { malloc(65536), 0 };
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", dir ? dir : "../shared/testdata/serf", name);
-	f = fopen(path, "r");
-	if (!f)
-		fail_msg("cannot open %s (set HC_SERF_TESTDATA)", path);
-	assert_non_null(v.p);
-	while (fgets(line, sizeof(line), f)) {
-		if (line[0] == '#')
-			continue;
-		for (char *s = line; s[0] && s[1];) {
-			if (!isxdigit((unsigned char)s[0])) {
-				s++;
-				continue;
-			}
-			assert_true(v.len < 65536);
-			v.p[v.len++] = (uint8_t)(hex_nibble(s[0]) << 4 | hex_nibble(s[1]));
-			s += 2;
-		}
-	}
-	fclose(f);
-	return v;
-}
 
 static struct hc_gossip_keyring *keyring_with(const uint8_t *key, size_t len)
 {
@@ -149,7 +112,7 @@ static void test_captured_encrypted_datagrams_decrypt(void **state)
 {
 	uint8_t key[32];
 	struct hc_gossip_keyring *kr;
-	struct vec v = load("encrypted_gossip.hex"), plain = load("alive_compound_crc.hex");
+	struct serf_vec v = serf_vec_load("encrypted_gossip.hex"), plain = serf_vec_load("alive_compound_crc.hex");
 	struct hc_gossip_serf_msg q;
 	struct seen s = { .n = 0 };
 	uint8_t *out;
@@ -171,7 +134,7 @@ static void test_captured_encrypted_datagrams_decrypt(void **state)
 	free(v.p);
 	free(plain.p);
 
-	v = load("encrypted_ping.hex");
+	v = serf_vec_load("encrypted_ping.hex");
 	s.n = 0;
 	assert_int_equal(hc_gossip_datagram_walk(kr, v.p, v.len, on_msg, &s), 0);
 	assert_int_equal(s.n, 1);
@@ -181,7 +144,7 @@ static void test_captured_encrypted_datagrams_decrypt(void **state)
 	free(v.p);
 
 	/* The walk's message borrows from freed plaintext, so decode inside. */
-	v = load("encrypted_query.hex");
+	v = serf_vec_load("encrypted_query.hex");
 	assert_int_equal(hc_gossip_decrypt_packet(kr, v.p, v.len, &out, &len), 0);
 	s.n = 0;
 	assert_int_equal(hc_gossip_packet_walk(out, len, on_msg, &s), 0);
@@ -200,7 +163,7 @@ static void test_captured_encrypted_stream_decrypts(void **state)
 {
 	uint8_t key[32], *msg, *plain;
 	struct hc_gossip_keyring *kr;
-	struct vec v = load("encrypted_pushpull_tcp.hex");
+	struct serf_vec v = serf_vec_load("encrypted_pushpull_tcp.hex");
 	struct hc_gossip_push_pull pp;
 	size_t len, plain_len, consumed;
 
@@ -236,7 +199,7 @@ static void test_wrong_key_corruption_and_bad_versions_are_dropped(void **state)
 {
 	uint8_t key[32], other[16] = { 9 }, *out;
 	struct hc_gossip_keyring *kr = keyring_with(other, sizeof(other));
-	struct vec v = load("encrypted_ping.hex");
+	struct serf_vec v = serf_vec_load("encrypted_ping.hex");
 	struct seen s = { .n = 0 };
 	size_t len;
 
@@ -258,7 +221,7 @@ static void test_wrong_key_corruption_and_bad_versions_are_dropped(void **state)
 	assert_int_equal(hc_gossip_decrypt_packet(kr, v.p, v.len, &out, &len), -EPROTONOSUPPORT);
 	/* A plaintext ping while encryption is on never reaches the decoder. */
 	free(v.p);
-	v = load("ping.hex");
+	v = serf_vec_load("ping.hex");
 	s.n = 0;
 	assert_int_equal(hc_gossip_datagram_walk(kr, v.p, v.len, on_msg, &s), -EKEYREJECTED);
 	assert_int_equal(s.n, 0);

@@ -11,6 +11,8 @@
 
 #include <cmocka.h>
 
+#include "serfvec.h"
+
 #include "gossip/gossip_int.h"
 
 /* ---- vectors ---- */
@@ -29,45 +31,6 @@ static const char *const stream_vectors[] = {
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
-struct vec {
-	uint8_t *p;
-	size_t len;
-};
-
-static int hex_nibble(int c)
-{
-	return isdigit(c) ? c - '0' : tolower(c) - 'a' + 10;
-}
-
-/* Reads a .hex vector: '#' lines are comments, the rest hex byte pairs. */
-static struct vec load(const char *name)
-{
-	const char *dir = getenv("HC_SERF_TESTDATA");
-	char path[512], line[1024];
-	struct vec v = { malloc(65536), 0 };
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", dir ? dir : "../shared/testdata/serf", name);
-	f = fopen(path, "r");
-	if (!f)
-		fail_msg("cannot open %s (set HC_SERF_TESTDATA)", path);
-	assert_non_null(v.p);
-	while (fgets(line, sizeof(line), f)) {
-		if (line[0] == '#')
-			continue;
-		for (char *s = line; s[0] && s[1];) {
-			if (!isxdigit((unsigned char)s[0])) {
-				s++;
-				continue;
-			}
-			assert_true(v.len < 65536);
-			v.p[v.len++] = (uint8_t)(hex_nibble(s[0]) << 4 | hex_nibble(s[1]));
-			s += 2;
-		}
-	}
-	fclose(f);
-	return v;
-}
 
 static void expect_bytes(struct hc_gossip_bytes b, const void *want, size_t len)
 {
@@ -173,7 +136,7 @@ static void test_every_captured_datagram_decodes(void **state)
 {
 	(void)state;
 	for (size_t i = 0; i < COUNT(udp_vectors); i++) {
-		struct vec v = load(udp_vectors[i]);
+		struct serf_vec v = serf_vec_load(udp_vectors[i]);
 		struct tally t;
 
 		if (decode_datagram(v.p, v.len, &t) != 0 || t.n == 0)
@@ -186,7 +149,7 @@ static void test_every_captured_stream_decodes(void **state)
 {
 	(void)state;
 	for (size_t i = 0; i < COUNT(stream_vectors); i++) {
-		struct vec v = load(stream_vectors[i]);
+		struct serf_vec v = serf_vec_load(stream_vectors[i]);
 		size_t nodes = 0;
 		int err = decode_stream(v.p, v.len, &nodes);
 
@@ -200,7 +163,7 @@ static void test_every_captured_stream_decodes(void **state)
 
 static void test_ping_decodes_and_reencodes(void **state)
 {
-	struct vec v = load("ping.hex");
+	struct serf_vec v = serf_vec_load("ping.hex");
 	struct hc_gossip_mp_writer w;
 	struct hc_gossip_msg m;
 
@@ -227,7 +190,7 @@ static void test_ping_decodes_and_reencodes(void **state)
 
 static void test_ack_carries_a_vivaldi_coordinate(void **state)
 {
-	struct vec v = load("ack.hex");
+	struct serf_vec v = serf_vec_load("ack.hex");
 	struct hc_gossip_mp_writer w;
 	struct hc_gossip_coord c;
 	struct hc_gossip_msg m;
@@ -255,7 +218,7 @@ static void test_ack_carries_a_vivaldi_coordinate(void **state)
 
 static void test_compressed_ack_recompresses_identically(void **state)
 {
-	struct vec v = load("ack_compressed.hex");
+	struct serf_vec v = serf_vec_load("ack_compressed.hex");
 	struct hc_gossip_mp_writer w;
 	struct hc_gossip_coord c;
 	struct hc_gossip_msg m;
@@ -279,7 +242,7 @@ static void test_compressed_ack_recompresses_identically(void **state)
 }
 
 /* Re-encodes decoded messages as a (compound of) parts under hasCrc. */
-static void expect_reencoded_gossip(const struct vec *v, const struct hc_gossip_msg *msgs,
+static void expect_reencoded_gossip(const struct serf_vec *v, const struct hc_gossip_msg *msgs,
 				    size_t n, bool crc)
 {
 	struct hc_gossip_mp_writer part[4], body, out;
@@ -310,7 +273,7 @@ static void expect_reencoded_gossip(const struct vec *v, const struct hc_gossip_
 
 static void test_alive_compound_with_crc(void **state)
 {
-	struct vec v = load("alive_compound_crc.hex");
+	struct serf_vec v = serf_vec_load("alive_compound_crc.hex");
 	struct hc_gossip_bytes parts[HC_GOSSIP_COMPOUND_MAX], inner;
 	struct hc_gossip_mp_writer w;
 	struct hc_gossip_tags tags;
@@ -373,7 +336,7 @@ static void test_legacy_meta_is_the_role(void **state)
 
 static void test_suspect_ping_compound_and_dead_messages(void **state)
 {
-	struct vec v = load("suspect_ping_compound.hex");
+	struct serf_vec v = serf_vec_load("suspect_ping_compound.hex");
 	struct tally t;
 
 	(void)state;
@@ -388,7 +351,7 @@ static void test_suspect_ping_compound_and_dead_messages(void **state)
 	expect_reencoded_gossip(&v, t.msgs, 2, true);
 	free(v.p);
 
-	v = load("dead_leave.hex");
+	v = serf_vec_load("dead_leave.hex");
 	assert_int_equal(decode_datagram(v.p, v.len, &t), 0);
 	assert_int_equal(t.msgs[0].type, HC_GOSSIP_MSG_DEAD);
 	EXPECT_STR(t.msgs[0].u.suspect.from, "c");
@@ -396,7 +359,7 @@ static void test_suspect_ping_compound_and_dead_messages(void **state)
 	expect_reencoded_gossip(&v, t.msgs, 1, true);
 	free(v.p);
 
-	v = load("dead_failed.hex");
+	v = serf_vec_load("dead_failed.hex");
 	assert_int_equal(decode_datagram(v.p, v.len, &t), 0);
 	assert_int_equal(t.msgs[0].type, HC_GOSSIP_MSG_DEAD);
 	EXPECT_STR(t.msgs[0].u.suspect.from, "a");
@@ -452,7 +415,7 @@ static void test_other_memberlist_messages_round_trip(void **state)
 /* ---- serf messages ---- */
 
 /* Decodes a CRC'd or plain user message carrying one serf message. */
-static void decode_user(const struct vec *v, struct tally *t, struct hc_gossip_serf_msg *m)
+static void decode_user(const struct serf_vec *v, struct tally *t, struct hc_gossip_serf_msg *m)
 {
 	assert_int_equal(decode_datagram(v->p, v->len, t), 0);
 	assert_int_equal(t->n, 1);
@@ -460,7 +423,7 @@ static void decode_user(const struct vec *v, struct tally *t, struct hc_gossip_s
 	assert_int_equal(hc_gossip_serf_decode(t->msgs[0].u.user.ptr, t->msgs[0].u.user.len, m), 0);
 }
 
-static void expect_reencoded_serf(const struct vec *v, const struct hc_gossip_serf_msg *m,
+static void expect_reencoded_serf(const struct serf_vec *v, const struct hc_gossip_serf_msg *m,
 				  bool crc)
 {
 	struct hc_gossip_mp_writer w;
@@ -475,7 +438,7 @@ static void expect_reencoded_serf(const struct vec *v, const struct hc_gossip_se
 
 static void test_join_and_leave_intents(void **state)
 {
-	struct vec v = load("join_intent.hex");
+	struct serf_vec v = serf_vec_load("join_intent.hex");
 	struct hc_gossip_serf_msg m;
 	struct tally t;
 
@@ -487,7 +450,7 @@ static void test_join_and_leave_intents(void **state)
 	expect_reencoded_serf(&v, &m, true);
 	free(v.p);
 
-	v = load("leave_intent.hex");
+	v = serf_vec_load("leave_intent.hex");
 	decode_user(&v, &t, &m);
 	assert_int_equal(m.type, HC_GOSSIP_SERF_LEAVE);
 	assert_int_equal(m.u.intent.ltime, 3);
@@ -499,7 +462,7 @@ static void test_join_and_leave_intents(void **state)
 
 static void test_user_event(void **state)
 {
-	struct vec v = load("user_event.hex");
+	struct serf_vec v = serf_vec_load("user_event.hex");
 	struct hc_gossip_serf_msg m;
 	struct tally t;
 
@@ -516,7 +479,7 @@ static void test_user_event(void **state)
 
 static void test_query_ack_and_response(void **state)
 {
-	struct vec v = load("query.hex");
+	struct serf_vec v = serf_vec_load("query.hex");
 	struct hc_gossip_serf_msg m;
 	struct tally t;
 
@@ -539,7 +502,7 @@ static void test_query_ack_and_response(void **state)
 	hc_gossip_serf_msg_fini(&m);
 	free(v.p);
 
-	v = load("query_ack.hex");
+	v = serf_vec_load("query_ack.hex");
 	decode_user(&v, &t, &m);
 	assert_int_equal(m.type, HC_GOSSIP_SERF_QUERY_RESPONSE);
 	assert_int_equal(m.u.response.flags, 1);
@@ -549,7 +512,7 @@ static void test_query_ack_and_response(void **state)
 	expect_reencoded_serf(&v, &m, false);
 	free(v.p);
 
-	v = load("query_response.hex");
+	v = serf_vec_load("query_response.hex");
 	decode_user(&v, &t, &m);
 	assert_int_equal(m.u.response.flags, 0);
 	EXPECT_STR(m.u.response.payload, "pong-from-b");
@@ -559,7 +522,7 @@ static void test_query_ack_and_response(void **state)
 
 static void test_filtered_query_filters(void **state)
 {
-	struct vec v = load("query_filtered.hex");
+	struct serf_vec v = serf_vec_load("query_filtered.hex");
 	struct hc_gossip_serf_filter nodes, tag;
 	struct hc_gossip_mp_writer w;
 	struct hc_gossip_serf_msg m;
@@ -593,7 +556,7 @@ static void test_filtered_query_filters(void **state)
 
 static void test_relay_wraps_a_query_response(void **state)
 {
-	struct vec v = load("relay.hex");
+	struct serf_vec v = serf_vec_load("relay.hex");
 	struct hc_gossip_serf_msg m, inner;
 	struct tally t;
 
@@ -614,7 +577,7 @@ static void test_relay_wraps_a_query_response(void **state)
 
 static void test_key_list_query_and_response(void **state)
 {
-	struct vec v = load("keys_list_query.hex");
+	struct serf_vec v = serf_vec_load("keys_list_query.hex");
 	struct hc_gossip_serf_key_response resp;
 	struct hc_gossip_serf_key_request req;
 	struct hc_gossip_mp_writer w;
@@ -636,7 +599,7 @@ static void test_key_list_query_and_response(void **state)
 	expect_reencoded_serf(&v, &m, true);
 	free(v.p);
 
-	v = load("keys_list_response.hex");
+	v = serf_vec_load("keys_list_response.hex");
 	decode_user(&v, &t, &m);
 	assert_int_equal(hc_gossip_serf_key_response_decode(m.u.response.payload.ptr,
 							    m.u.response.payload.len, &resp), 0);
@@ -703,7 +666,7 @@ struct stream_expect {
 
 static void check_stream(const struct stream_expect *e)
 {
-	struct vec v = load(e->file);
+	struct serf_vec v = serf_vec_load(e->file);
 	struct hc_gossip_push_pull pp;
 	struct hc_gossip_serf_push_pull spp;
 	struct hc_gossip_mp_writer w, wrapped;
@@ -770,7 +733,7 @@ static void test_push_pull_streams_reencode_with_identical_lzw(void **state)
 
 static void test_push_pull_events_carry_names_and_payloads(void **state)
 {
-	struct vec v = load("pushpull_tcp_events.hex");
+	struct serf_vec v = serf_vec_load("pushpull_tcp_events.hex");
 	struct hc_gossip_push_pull pp;
 	struct hc_gossip_serf_push_pull spp;
 	uint8_t *msg;
@@ -912,7 +875,7 @@ static void test_every_truncation_of_every_vector_is_an_error(void **state)
 {
 	(void)state;
 	for (size_t i = 0; i < COUNT(udp_vectors); i++) {
-		struct vec v = load(udp_vectors[i]);
+		struct serf_vec v = serf_vec_load(udp_vectors[i]);
 
 		for (size_t len = 0; len < v.len; len++) {
 			struct tally t;
@@ -925,7 +888,7 @@ static void test_every_truncation_of_every_vector_is_an_error(void **state)
 		free(v.p);
 	}
 	for (size_t i = 0; i < COUNT(stream_vectors); i++) {
-		struct vec v = load(stream_vectors[i]);
+		struct serf_vec v = serf_vec_load(stream_vectors[i]);
 
 		for (size_t len = 0; len < v.len; len++) {
 			int err = decode_stream(v.p, len, NULL);
@@ -940,7 +903,7 @@ static void test_every_truncation_of_every_vector_is_an_error(void **state)
 
 static void test_any_corrupted_byte_under_crc_is_dropped(void **state)
 {
-	struct vec v = load("query_filtered.hex");
+	struct serf_vec v = serf_vec_load("query_filtered.hex");
 	struct tally t;
 
 	(void)state;
