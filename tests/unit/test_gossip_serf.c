@@ -42,7 +42,6 @@ struct cluster {
 	uint32_t coalesce_ms;
 };
 
-static struct cluster *the_cluster;
 
 static void on_event(const struct hc_gossip_event *ev, void *arg)
 {
@@ -137,7 +136,6 @@ static struct cluster *cluster_new(int n, const char *const *keys, size_t nkeys)
 	c->n = n;
 	c->keys = keys;
 	c->nkeys = nkeys;
-	the_cluster = c;
 	for (int i = 0; i < n; i++) {
 		snprintf(c->nodes[i].name, sizeof(c->nodes[i].name), "n%d", i);
 		start_node(c, i, i % 2 ? "db" : "web");
