@@ -1,12 +1,6 @@
-/*
- * The gossip transport over real sockets: one UDP socket and one TCP
- * listener on the same address and port, driven by the loop. Incoming
- * streams are bounded in size, time and number; outgoing exchanges in time.
- * See transport_int.h.
- */
+/* The gossip transport over real sockets (UDP datagrams, bounded TCP streams) on the loop. */
 #include "gossip/transport_int.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -23,24 +17,39 @@
 #include "log/log.h"
 #include "loop/loop.h"
 
-#define UDP_BURST 64          /* datagrams read per wakeup: a flood cannot starve the loop */
-#define READ_CHUNK 65536
-#define UDP_RCVBUF (4 << 20)
+#define UDP_BURST 64           /* datagrams per wakeup: a flood cannot starve the loop */
+#define ACCEPT_BURST 64        /* connections per wakeup, for the same reason */
+#define READ_BURST (1u << 20)  /* stream bytes per wakeup: one fast peer neither */
+#define READ_CHUNK 65536u      /* first stream buffer; it doubles up to HC_GOSSIP_STREAM_MAX */
+#define DRAIN_BURST 16         /* discarded reads per wakeup after a reply */
+#define UDP_RCVBUF (4 << 20)   /* rides out bursts of gossip; the kernel may cap it */
+#define LISTEN_BACKLOG 128
+#define BIND_ATTEMPTS 8        /* port 0: TCP picks a port, UDP may find it taken */
+#define ACCEPT_PAUSE_MS 100    /* out of fds: stop accepting a while instead of spinning */
+
+enum stream_state {
+	ST_CONNECTING, /* outgoing: waiting for connect() */
+	ST_SENDING,    /* outgoing: writing the request */
+	ST_READING,    /* both: reading until the message is complete */
+	ST_REPLYING,   /* incoming: writing the reply */
+	ST_DRAINING,   /* incoming: reply sent and FIN sent, waiting for the peer's FIN */
+};
 
 /* A TCP stream, incoming (served) or outgoing (an exchange). */
 struct stream {
 	struct stream *prev, *next;
 	struct hc_gossip_net *net;
-	int fd;
-	bool outgoing, connecting;
+	int fd; /* -1 once closed, or when connecting failed at once */
+	bool outgoing;
+	bool eof; /* the peer has shut its side */
+	enum stream_state state;
 	struct hc_gossip_addr peer;
 	uint8_t *in;
 	size_t in_len, in_cap;
-	struct hc_gossip_mp_writer out; /* what we still have to write */
+	struct hc_gossip_mp_writer out; /* request (outgoing) or reply (incoming) */
 	size_t out_off;
-	bool replying; /* incoming: reply computed, writing it */
-	uint64_t timer;
-	/* outgoing */
+	uint64_t timer; /* incoming: tcp_timeout_ms from accept; outgoing: timeout_ms */
+	int err;        /* outgoing: a failure found inside stream_exchange, reported later */
 	hc_gossip_stream_complete_fn *complete;
 	hc_gossip_stream_done_fn *done;
 	void *arg;
@@ -55,16 +64,20 @@ struct hc_gossip_net {
 	uint16_t port;
 	struct stream *streams;
 	unsigned nincoming;
-	uint8_t *dgram;
+	uint64_t accept_timer; /* set while accepting is paused */
+	bool closing;          /* in hc_gossip_net_free: no new exchanges */
+	uint8_t *dgram;        /* HC_GOSSIP_UDP_MAX */
 	struct hc_gossip_net_stats st;
 };
 
 /* ---- addresses ---- */
 
-static void peer_of(const struct sockaddr_storage *ss, struct hc_gossip_addr *out)
+static void peer_of(const struct sockaddr_storage *ss, socklen_t len, struct hc_gossip_addr *out)
 {
-	struct hc_addr a = { .ss = *ss, .len = sizeof(*ss) };
+	struct hc_addr a = { .ss = *ss, .len = len };
 
+	/* Only AF_INET and AF_INET6 sockets exist here; a zero address is
+	 * harmless should the kernel ever say otherwise. */
 	if (hc_gossip_addr_from_sockaddr(&a, out) < 0)
 		memset(out, 0, sizeof(*out));
 }
@@ -74,24 +87,37 @@ static int sockaddr_of(const struct hc_gossip_net *net, const struct hc_gossip_a
 {
 	int r = hc_gossip_addr_to_sockaddr(to, out);
 
-	/* An IPv6 socket reaches IPv4 peers through mapped addresses. */
-	if (r == 0 && to->ip_len == 4 && net->family == AF_INET6) {
+	if (r < 0)
+		return r;
+	/* An IPv6 socket reaches IPv4 peers through mapped addresses (unless it
+	 * is v6-only, and then sendto/connect say so). */
+	if (to->ip_len == 4 && net->family == AF_INET6) {
 		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&out->ss;
-		uint8_t ip[4];
 
-		memcpy(ip, to->ip, 4);
 		memset(out, 0, sizeof(*out));
 		s6->sin6_family = AF_INET6;
 		s6->sin6_port = htons(to->port);
 		s6->sin6_addr.s6_addr[10] = s6->sin6_addr.s6_addr[11] = 0xff;
-		memcpy(&s6->sin6_addr.s6_addr[12], ip, 4);
+		memcpy(&s6->sin6_addr.s6_addr[12], to->ip, 4);
 		out->len = sizeof(*s6);
 	}
-	return r;
+	return 0;
 }
 
 /* ---- streams ---- */
 
+static void stream_link(struct hc_gossip_net *net, struct stream *s)
+{
+	s->net = net;
+	s->next = net->streams;
+	if (net->streams)
+		net->streams->prev = s;
+	net->streams = s;
+	if (!s->outgoing)
+		net->nincoming++;
+}
+
+/* Unlinks s, takes its fd and timer off the loop, closes and frees it. */
 static void stream_free(struct stream *s)
 {
 	struct hc_gossip_net *net = s->net;
@@ -115,51 +141,72 @@ static void stream_free(struct stream *s)
 	free(s);
 }
 
+/* Ends an incoming stream; failures count, a served stream does not. */
+static void incoming_close(struct stream *s, bool failed)
+{
+	if (failed)
+		s->net->st.stream_errors++;
+	stream_free(s);
+}
+
 /* Ends an outgoing exchange: done() exactly once, after the stream is gone
- * from the loop (done may start another exchange). */
+ * from the loop, so done may start another exchange or free what arg is. */
 static void exchange_finish(struct stream *s, int err)
 {
 	hc_gossip_stream_done_fn *done = s->done;
 	void *arg = s->arg;
-	uint8_t *buf = err ? NULL : s->in;
-	size_t len = err ? 0 : s->in_len;
+	uint8_t *buf = NULL;
+	size_t len = 0;
 
-	if (!err)
-		s->in = NULL; /* keep the bytes through the callback */
-	if (err && err != -ECANCELED)
+	if (!err) {
+		buf = s->in; /* keep the bytes through the callback */
+		len = s->in_len;
+		s->in = NULL;
+	} else if (err == -ETIMEDOUT) {
+		s->net->st.stream_timeouts++;
+	} else if (err != -ECANCELED) {
 		s->net->st.stream_errors++;
+	}
 	stream_free(s);
 	done(arg, err, buf, len);
 	free(buf);
 }
 
-static int64_t stream_timeout(struct hc_loop *loop, uint64_t id, void *arg)
+static int64_t stream_timer(struct hc_loop *loop, uint64_t id, void *arg)
 {
 	struct stream *s = arg;
 
 	(void)loop;
 	(void)id;
-	s->timer = 0;
-	s->net->st.stream_timeouts++;
-	if (s->outgoing)
-		exchange_finish(s, -ETIMEDOUT);
-	else
+	s->timer = 0; /* it is done: stream_free must not delete it */
+	if (s->outgoing) {
+		exchange_finish(s, s->err ? s->err : -ETIMEDOUT);
+	} else {
+		/* A peer that has our reply and is slow to close is no failure. */
+		if (s->state != ST_DRAINING) {
+			s->net->st.stream_timeouts++;
+			hc_log(HC_LOG_DEBUG, "gossip stream from port %u timed out after %u bytes",
+			       (unsigned)s->peer.port, (unsigned)s->in_len);
+		}
 		stream_free(s);
+	}
 	return HC_LOOP_TIMER_DONE;
 }
 
-/* Reads what is there; 1 on EOF, 0 if more may come, -errno. */
+/* Reads what is there, at most READ_BURST bytes now (level-triggered, the loop
+ * comes back for the rest) and HC_GOSSIP_STREAM_MAX in all. Sets s->eof when
+ * the peer has shut its side. Returns 0 or -errno. */
 static int stream_read(struct stream *s)
 {
-	for (;;) {
+	size_t got = 0;
+
+	while (!s->eof && got < READ_BURST && s->in_len < HC_GOSSIP_STREAM_MAX) {
 		ssize_t n;
 
 		if (s->in_len == s->in_cap) {
 			size_t cap = s->in_cap ? s->in_cap * 2 : READ_CHUNK;
 			uint8_t *grown;
 
-			if (s->in_cap >= HC_GOSSIP_STREAM_MAX)
-				return -EMSGSIZE;
 			if (cap > HC_GOSSIP_STREAM_MAX)
 				cap = HC_GOSSIP_STREAM_MAX;
 			grown = realloc(s->in, cap);
@@ -169,110 +216,273 @@ static int stream_read(struct stream *s)
 			s->in_cap = cap;
 		}
 		n = recv(s->fd, s->in + s->in_len, s->in_cap - s->in_len, 0);
-		if (n == 0)
-			return 1;
-		if (n < 0)
-			return errno == EAGAIN ? 0 : -errno;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			return -errno;
+		}
+		if (n == 0) {
+			s->eof = true;
+			break;
+		}
 		s->in_len += (size_t)n;
+		got += (size_t)n;
 		s->net->st.bytes_in += (uint64_t)n;
 	}
+	return 0;
 }
 
-/* Writes what it can of s->out; 1 when all is written, 0 if blocked. */
+/* Writes what it can of s->out. Returns 1 when all is written, 0 when the
+ * socket is full, or -errno. */
 static int stream_write(struct stream *s)
 {
 	while (s->out_off < s->out.len) {
 		ssize_t n = send(s->fd, s->out.buf + s->out_off, s->out.len - s->out_off,
 				 MSG_NOSIGNAL);
 
-		if (n < 0)
-			return errno == EAGAIN ? 0 : -errno;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 0;
+			return -errno;
+		}
 		s->out_off += (size_t)n;
 		s->net->st.bytes_out += (uint64_t)n;
 	}
 	return 1;
 }
 
+/* The reply is out: send our FIN, then wait for the peer's before closing.
+ * Closing with unread bytes in the socket would send a RST, and a RST can
+ * make the peer's kernel discard the reply it has not read yet. */
+static void incoming_replied(struct stream *s)
+{
+	if (s->eof || shutdown(s->fd, SHUT_WR) < 0 ||
+	    hc_loop_set_fd_events(s->net->loop, s->fd, HC_LOOP_READ) < 0) {
+		incoming_close(s, false);
+		return;
+	}
+	s->state = ST_DRAINING;
+}
+
+static void incoming_write(struct stream *s)
+{
+	int r = stream_write(s);
+
+	if (r < 0) {
+		incoming_close(s, true);
+	} else if (r == 0) {
+		if (hc_loop_set_fd_events(s->net->loop, s->fd, HC_LOOP_WRITE) < 0)
+			incoming_close(s, true);
+	} else {
+		incoming_replied(s);
+	}
+}
+
+static void incoming_read(struct stream *s)
+{
+	const struct hc_gossip_receiver *recv = s->net->recv;
+	size_t before = s->in_len;
+	int r = stream_read(s);
+
+	if (r < 0) {
+		incoming_close(s, true);
+		return;
+	}
+	if (s->in_len > before) {
+		/* A fresh writer each time: a partial reply from an earlier
+		 * -ENODATA call must not leak into the final one. */
+		hc_gossip_mp_writer_fini(&s->out);
+		hc_gossip_mp_writer_init(&s->out, HC_GOSSIP_STREAM_MAX);
+		r = recv->on_stream(recv->arg, &s->peer, s->in, s->in_len, &s->out);
+		if (r == 0) {
+			if (hc_gossip_mp_writer_error(&s->out) < 0) {
+				incoming_close(s, true);
+			} else if (s->out.len == 0) {
+				incoming_close(s, false);
+			} else {
+				s->state = ST_REPLYING;
+				incoming_write(s);
+			}
+			return;
+		}
+		if (r != -ENODATA) {
+			incoming_close(s, true);
+			return;
+		}
+	}
+	/* The message is incomplete and no more can come. A peer that
+	 * connected and left without a byte (a port probe) is no failure. */
+	if (s->eof || s->in_len == HC_GOSSIP_STREAM_MAX)
+		incoming_close(s, s->in_len > 0);
+}
+
+static void incoming_drain(struct stream *s)
+{
+	uint8_t sink[4096];
+
+	for (int i = 0; i < DRAIN_BURST; i++) {
+		ssize_t n = recv(s->fd, sink, sizeof(sink), 0);
+
+		if (n > 0)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			return;
+		break; /* EOF or an error: either way the peer is done */
+	}
+	incoming_close(s, false);
+}
+
 static void on_incoming(struct hc_loop *loop, int fd, unsigned events, void *arg)
 {
 	struct stream *s = arg;
+
+	(void)loop;
+	(void)fd;
+	(void)events;
+	switch (s->state) {
+	case ST_READING:
+		incoming_read(s);
+		break;
+	case ST_REPLYING:
+		incoming_write(s);
+		break;
+	case ST_DRAINING:
+		incoming_drain(s);
+		break;
+	case ST_CONNECTING:
+	case ST_SENDING:
+		break;
+	}
+}
+
+/* Takes ownership of fd, an accepted connection. Returns 0 or -errno (fd
+ * closed). */
+static int incoming_new(struct hc_gossip_net *net, int fd, const struct sockaddr_storage *ss,
+			socklen_t len)
+{
+	struct stream *s = calloc(1, sizeof(*s));
 	int r;
 
-	(void)fd;
-	if (s->replying) {
-		r = stream_write(s);
-		if (r != 0)
-			stream_free(s); /* written (or failed): close */
-		return;
+	if (!s) {
+		close(fd);
+		return -ENOMEM;
 	}
-	if (!(events & HC_LOOP_READ))
-		return;
-	r = stream_read(s);
+	s->fd = fd;
+	s->state = ST_READING;
+	peer_of(ss, len, &s->peer);
+	hc_gossip_mp_writer_init(&s->out, HC_GOSSIP_STREAM_MAX);
+	stream_link(net, s);
+	s->timer = hc_loop_add_timer(net->loop, net->cfg.tcp_timeout_ms, stream_timer, s);
+	if (!s->timer) {
+		r = -errno;
+		goto fail;
+	}
+	r = hc_loop_add_fd(net->loop, fd, HC_LOOP_READ, on_incoming, s);
 	if (r < 0) {
-		stream_free(s);
-		return;
+		s->fd = -1; /* not watched: stream_free must not del it */
+		close(fd);
+		goto fail;
 	}
-	if (s->in_len) {
-		int q = s->net->recv->on_stream(s->net->recv->arg, &s->peer, s->in, s->in_len,
-						&s->out);
+	net->st.streams_in++;
+	return 0;
+fail:
+	stream_free(s);
+	return r;
+}
 
-		if (q == -ENODATA) {
-			if (r == 1) /* the peer is done but the message is not */
-				stream_free(s);
-			return;
-		}
-		if (q < 0 || s->out.len == 0) {
-			stream_free(s);
-			return;
-		}
-		s->replying = true;
-		r = stream_write(s);
-		if (r != 0) {
-			stream_free(s);
-			return;
-		}
-		hc_loop_set_fd_events(loop, s->fd, HC_LOOP_WRITE);
-		return;
+static int64_t accept_resume(struct hc_loop *loop, uint64_t id, void *arg)
+{
+	struct hc_gossip_net *net = arg;
+
+	(void)id;
+	net->accept_timer = 0;
+	if (hc_loop_set_fd_events(loop, net->tcp, HC_LOOP_READ) < 0)
+		return ACCEPT_PAUSE_MS; /* try again later rather than never accept */
+	return HC_LOOP_TIMER_DONE;
+}
+
+/* Out of descriptors or memory: the pending connection stays queued and the
+ * level-triggered listener would wake us at once, forever. Look again later. */
+static void accept_pause(struct hc_gossip_net *net, int err)
+{
+	hc_log(HC_LOG_WARN, "gossip cannot accept streams for %d ms: %s", ACCEPT_PAUSE_MS,
+	       strerror(err));
+	net->accept_timer = hc_loop_add_timer(net->loop, ACCEPT_PAUSE_MS, accept_resume, net);
+	if (!net->accept_timer)
+		return; /* keep watching: spinning beats never accepting again */
+	if (hc_loop_set_fd_events(net->loop, net->tcp, 0) < 0) {
+		hc_loop_del_timer(net->loop, net->accept_timer);
+		net->accept_timer = 0;
 	}
-	if (r == 1)
-		stream_free(s);
 }
 
 static void on_accept(struct hc_loop *loop, int fd, unsigned events, void *arg)
 {
 	struct hc_gossip_net *net = arg;
 
+	(void)loop;
 	(void)events;
-	for (int i = 0; i < UDP_BURST; i++) {
+	for (int i = 0; i < ACCEPT_BURST; i++) {
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);
-		struct stream *s;
 		int c = accept4(fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
-		if (c < 0)
-			return; /* EAGAIN, or a transient error: try on the next wakeup */
-		if (net->nincoming >= net->cfg.max_streams || !(s = calloc(1, sizeof(*s)))) {
+		if (c < 0) {
+			int err = errno;
+
+			if (err == EINTR || err == ECONNABORTED || err == EPROTO)
+				continue; /* that connection is gone, not the listener */
+			if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
+				accept_pause(net, err);
+			else if (err != EAGAIN && err != EWOULDBLOCK)
+				hc_log(HC_LOG_WARN, "gossip accept failed: %s", strerror(err));
+			return;
+		}
+		if (net->nincoming >= net->cfg.max_streams) {
 			net->st.streams_rejected++;
 			close(c);
 			continue;
 		}
-		s->net = net;
-		s->fd = c;
-		peer_of(&ss, &s->peer);
-		hc_gossip_mp_writer_init(&s->out, HC_GOSSIP_STREAM_MAX);
-		s->next = net->streams;
-		if (net->streams)
-			net->streams->prev = s;
-		net->streams = s;
-		net->nincoming++;
-		net->st.streams_in++;
-		s->timer = hc_loop_add_timer(loop, net->cfg.tcp_timeout_ms, stream_timeout, s);
-		if (!s->timer || hc_loop_add_fd(loop, c, HC_LOOP_READ, on_incoming, s) < 0) {
-			s->fd = -1;
-			close(c);
-			stream_free(s);
+		if (incoming_new(net, c, &ss, len) < 0)
+			net->st.streams_rejected++;
+	}
+}
+
+static void outgoing_read(struct stream *s)
+{
+	size_t before = s->in_len;
+	int r = stream_read(s);
+
+	if (r < 0) {
+		exchange_finish(s, r);
+		return;
+	}
+	if (s->in_len > before) {
+		r = s->complete(s->arg, s->in, s->in_len);
+		if (r != 0) {
+			exchange_finish(s, r > 0 ? 0 : r);
+			return;
 		}
 	}
+	if (s->eof)
+		exchange_finish(s, -ECONNRESET);
+	else if (s->in_len == HC_GOSSIP_STREAM_MAX)
+		exchange_finish(s, -EMSGSIZE);
+}
+
+/* A non-blocking connect() has finished: 0 connected, or -errno. */
+static int connect_result(int fd)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		return -errno;
+	return -err;
 }
 
 static void on_outgoing(struct hc_loop *loop, int fd, unsigned events, void *arg)
@@ -280,61 +490,28 @@ static void on_outgoing(struct hc_loop *loop, int fd, unsigned events, void *arg
 	struct stream *s = arg;
 	int r;
 
-	if (s->connecting) {
-		int err = 0;
-		socklen_t len = sizeof(err);
-
-		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-			err = errno;
-		if (err) {
-			exchange_finish(s, -err);
-			return;
-		}
-		s->connecting = false;
+	(void)events;
+	if (s->state == ST_READING) {
+		outgoing_read(s);
+		return;
 	}
-	if (s->out_off < s->out.len) {
-		r = stream_write(s);
+	if (s->state == ST_CONNECTING) {
+		r = connect_result(fd);
 		if (r < 0) {
 			exchange_finish(s, r);
 			return;
 		}
-		if (r == 0) {
-			hc_loop_set_fd_events(loop, fd, HC_LOOP_WRITE);
-			return;
-		}
-		shutdown(fd, SHUT_WR); /* one message each way */
-		hc_loop_set_fd_events(loop, fd, HC_LOOP_READ);
-		return;
+		s->state = ST_SENDING;
 	}
-	if (!(events & HC_LOOP_READ))
-		return;
-	r = stream_read(s);
-	if (r < 0) {
+	r = stream_write(s);
+	if (r == 0)
+		return; /* still watching HC_LOOP_WRITE */
+	if (r > 0) {
+		s->state = ST_READING;
+		r = hc_loop_set_fd_events(loop, fd, HC_LOOP_READ);
+	}
+	if (r < 0)
 		exchange_finish(s, r);
-		return;
-	}
-	if (s->in_len) {
-		int c = s->complete(s->arg, s->in, s->in_len);
-
-		if (c != 0) {
-			exchange_finish(s, c > 0 ? 0 : c);
-			return;
-		}
-	}
-	if (r == 1)
-		exchange_finish(s, -ECONNRESET);
-}
-
-/* Failures noticed inside stream_exchange are reported from the loop. */
-static int64_t deferred_failure(struct hc_loop *loop, uint64_t id, void *arg)
-{
-	struct stream *s = arg;
-
-	(void)loop;
-	(void)id;
-	s->timer = 0;
-	exchange_finish(s, s->fd == -2 ? -ENOMEM : -ECONNREFUSED);
-	return HC_LOOP_TIMER_DONE;
 }
 
 static int net_stream_exchange(void *ctx, const struct hc_gossip_addr *to, const uint8_t *req,
@@ -343,52 +520,69 @@ static int net_stream_exchange(void *ctx, const struct hc_gossip_addr *to, const
 			       hc_gossip_stream_done_fn *done, void *arg)
 {
 	struct hc_gossip_net *net = ctx;
-	struct stream *s = calloc(1, sizeof(*s));
+	struct stream *s;
 	struct hc_addr a;
+	uint64_t delay = timeout_ms;
 	int r;
 
+	if (net->closing)
+		return -ECANCELED;
+	r = sockaddr_of(net, to, &a);
+	if (r < 0)
+		return r;
+	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	s->net = net;
 	s->outgoing = true;
+	s->state = ST_CONNECTING;
 	s->peer = *to;
 	s->complete = complete;
 	s->done = done;
 	s->arg = arg;
+	/* Our own copy: the caller's buffer need not outlive this call. */
 	hc_gossip_mp_writer_init(&s->out, 0);
 	hc_gossip_mp_write_raw(&s->out, req, len);
-	if (hc_gossip_mp_writer_error(&s->out) || sockaddr_of(net, to, &a) < 0) {
+	r = hc_gossip_mp_writer_error(&s->out);
+	if (r < 0) {
 		hc_gossip_mp_writer_fini(&s->out);
 		free(s);
-		return -EINVAL;
-	}
-	s->next = net->streams;
-	if (net->streams)
-		net->streams->prev = s;
-	net->streams = s;
-	net->st.streams_out++;
-
-	s->fd = socket(a.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (s->fd >= 0 && connect(s->fd, (struct sockaddr *)&a.ss, a.len) < 0 &&
-	    errno != EINPROGRESS) {
-		close(s->fd);
-		s->fd = -1;
-	}
-	if (s->fd < 0) {
-		/* Report from the loop, never from inside this call. */
-		s->timer = hc_loop_add_timer(net->loop, 0, deferred_failure, s);
-		return s->timer ? 0 : (stream_free(s), -ENOMEM);
-	}
-	s->connecting = true;
-	s->timer = hc_loop_add_timer(net->loop, timeout_ms, stream_timeout, s);
-	r = s->timer ? hc_loop_add_fd(net->loop, s->fd, HC_LOOP_WRITE, on_outgoing, s) : -ENOMEM;
-	if (r < 0) {
-		close(s->fd);
-		s->fd = -1;
-		stream_free(s);
 		return r;
 	}
+	s->fd = socket(a.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (s->fd < 0) {
+		r = -errno;
+		hc_gossip_mp_writer_fini(&s->out);
+		free(s);
+		return r;
+	}
+	stream_link(net, s);
+	if (connect(s->fd, (struct sockaddr *)&a.ss, a.len) < 0 && errno != EINPROGRESS) {
+		/* Refused at once (loopback does that): report it from the loop,
+		 * as the interface promises, never from inside this call. */
+		s->err = -errno;
+		close(s->fd);
+		s->fd = -1;
+		delay = 0;
+	}
+	s->timer = hc_loop_add_timer(net->loop, delay, stream_timer, s);
+	if (!s->timer) {
+		r = -errno;
+		goto fail;
+	}
+	if (s->fd >= 0) {
+		/* Writable means connected, or failed: SO_ERROR tells. */
+		r = hc_loop_add_fd(net->loop, s->fd, HC_LOOP_WRITE, on_outgoing, s);
+		if (r < 0) {
+			close(s->fd);
+			s->fd = -1;
+			goto fail;
+		}
+	}
+	net->st.streams_out++;
 	return 0;
+fail:
+	stream_free(s);
+	return r;
 }
 
 /* ---- datagrams ---- */
@@ -403,18 +597,24 @@ static void on_udp(struct hc_loop *loop, int fd, unsigned events, void *arg)
 		struct sockaddr_storage ss;
 		struct hc_gossip_addr from;
 		socklen_t len = sizeof(ss);
+		/* MSG_TRUNC: the datagram's real length, to see what did not fit. */
 		ssize_t n = recvfrom(fd, net->dgram, HC_GOSSIP_UDP_MAX, MSG_TRUNC,
 				     (struct sockaddr *)&ss, &len);
 
-		if (n < 0)
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				hc_log(HC_LOG_DEBUG, "gossip recvfrom: %s", strerror(errno));
 			return;
+		}
 		if ((size_t)n > HC_GOSSIP_UDP_MAX) {
 			net->st.truncated++;
 			continue;
 		}
 		net->st.packets_in++;
 		net->st.bytes_in += (uint64_t)n;
-		peer_of(&ss, &from);
+		peer_of(&ss, len, &from);
 		net->recv->on_packet(net->recv->arg, &from, net->dgram, (size_t)n);
 	}
 }
@@ -424,10 +624,14 @@ static int net_send_packet(void *ctx, const struct hc_gossip_addr *to, const uin
 {
 	struct hc_gossip_net *net = ctx;
 	struct hc_addr a;
+	int r = sockaddr_of(net, to, &a);
 
-	if (sockaddr_of(net, to, &a) < 0)
-		return -EINVAL;
-	if (sendto(net->udp, buf, len, MSG_NOSIGNAL, (struct sockaddr *)&a.ss, a.len) < 0) {
+	if (r < 0) {
+		net->st.send_errors++;
+		return r;
+	}
+	if (sendto(net->udp, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT, (struct sockaddr *)&a.ss,
+		   a.len) < 0) {
 		net->st.send_errors++;
 		return -errno;
 	}
@@ -443,33 +647,77 @@ const struct hc_gossip_transport_ops hc_gossip_net_ops = {
 
 /* ---- lifecycle ---- */
 
-static int bind_udp(const struct hc_addr *a, int *out)
+/* Returns a bound UDP socket or -errno. */
+static int bind_udp(const struct hc_addr *a)
 {
 	int fd = socket(a->ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	int size = UDP_RCVBUF, err;
 
 	if (fd < 0)
 		return -errno;
-	/* A bigger buffer rides out bursts; the kernel may cap it. */
-	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	/* Best effort: the default buffer works, it just drops sooner. */
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size)) < 0)
+		hc_log(HC_LOG_DEBUG, "gossip SO_RCVBUF %d: %s", size, strerror(errno));
 	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
 		err = -errno;
 		close(fd);
 		return err;
 	}
-	*out = fd;
-	return 0;
+	return fd;
 }
 
-static uint16_t local_port(int fd)
+static int local_port(int fd, uint16_t *port)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
+	struct hc_addr a;
 
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
-		return 0;
-	return ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-					: ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		return -errno;
+	a.ss = ss;
+	a.len = len;
+	*port = hc_addr_port(&a);
+	return 0;
+}
+
+/* Binds net->tcp and net->udp on one port. Returns 0 or -errno with err set. */
+static int bind_sockets(struct hc_gossip_net *net, const struct hc_addr *bind, char *err,
+			size_t errlen)
+{
+	bool any_port = hc_addr_port(bind) == 0;
+	const char *proto = "TCP";
+	char where[64];
+	int r = 0;
+
+	for (int attempt = 0; attempt < BIND_ATTEMPTS; attempt++) {
+		struct hc_addr a = *bind;
+
+		proto = "TCP";
+		r = hc_addr_listen_tcp(&a, LISTEN_BACKLOG);
+		if (r < 0)
+			break;
+		net->tcp = r;
+		r = local_port(net->tcp, &net->port);
+		if (r < 0)
+			break;
+		hc_gossip_addr_set_port(&a, net->port);
+		proto = "UDP";
+		r = bind_udp(&a);
+		if (r >= 0) {
+			net->udp = r;
+			return 0;
+		}
+		close(net->tcp);
+		net->tcp = -1;
+		/* With port 0, the kernel's TCP port may be someone's UDP port:
+		 * take another. A port the user chose is final. */
+		if (r != -EADDRINUSE || !any_port)
+			break;
+	}
+	hc_addr_format(bind, where, sizeof(where));
+	snprintf(err, errlen, "cannot bind gossip %s to %s (--cluster-bind-addr): %s", proto,
+		 where, strerror(-r));
+	return r;
 }
 
 struct hc_gossip_net *hc_gossip_net_new(struct hc_loop *loop, const struct hc_addr *bind,
@@ -478,13 +726,12 @@ struct hc_gossip_net *hc_gossip_net_new(struct hc_loop *loop, const struct hc_ad
 					size_t errlen)
 {
 	struct hc_gossip_net *net = calloc(1, sizeof(*net));
-	char where[64];
-	int r = -EADDRINUSE;
+	int r;
 
-	hc_addr_format(bind, where, sizeof(where));
-	if (!net || !(net->dgram = malloc(HC_GOSSIP_UDP_MAX + 1))) {
+	if (!net || !(net->dgram = malloc(HC_GOSSIP_UDP_MAX))) {
 		free(net);
 		snprintf(err, errlen, "out of memory");
+		errno = ENOMEM;
 		return NULL;
 	}
 	net->loop = loop;
@@ -492,42 +739,28 @@ struct hc_gossip_net *hc_gossip_net_new(struct hc_loop *loop, const struct hc_ad
 	net->family = bind->ss.ss_family;
 	net->recv = recv;
 	net->udp = net->tcp = -1;
-	/* Port 0: TCP picks one, UDP must get the same; retry if it is taken. */
-	for (int attempt = 0; attempt < 8; attempt++) {
-		struct hc_addr a = *bind;
-
-		net->tcp = hc_addr_listen_tcp(&a, 128);
-		if (net->tcp < 0) {
-			r = net->tcp;
-			break;
-		}
-		net->port = local_port(net->tcp);
-		hc_gossip_addr_set_port(&a, net->port);
-		r = bind_udp(&a, &net->udp);
-		if (r == 0 || hc_addr_port(bind) != 0)
-			break;
-		close(net->tcp);
-		net->tcp = -1;
-	}
+	r = bind_sockets(net, bind, err, errlen);
+	if (r < 0)
+		goto fail;
+	r = hc_loop_add_fd(loop, net->udp, HC_LOOP_READ, on_udp, net);
+	if (r < 0)
+		goto fail_watch;
+	r = hc_loop_add_fd(loop, net->tcp, HC_LOOP_READ, on_accept, net);
 	if (r < 0) {
-		snprintf(err, errlen, "cannot bind gossip to %s (--cluster-bind-addr): %s", where,
-			 strerror(-r));
-		goto fail;
-	}
-	if ((r = hc_loop_add_fd(loop, net->udp, HC_LOOP_READ, on_udp, net)) < 0 ||
-	    (r = hc_loop_add_fd(loop, net->tcp, HC_LOOP_READ, on_accept, net)) < 0) {
 		hc_loop_del_fd(loop, net->udp);
-		snprintf(err, errlen, "cannot watch the gossip sockets: %s", strerror(-r));
-		goto fail;
+		goto fail_watch;
 	}
 	return net;
+fail_watch:
+	snprintf(err, errlen, "cannot watch the gossip sockets: %s", strerror(-r));
 fail:
-	if (net->udp >= 0)
-		close(net->udp);
 	if (net->tcp >= 0)
 		close(net->tcp);
-	net->udp = net->tcp = -1;
-	hc_gossip_net_free(net);
+	if (net->udp >= 0)
+		close(net->udp);
+	free(net->dgram);
+	free(net);
+	errno = -r;
 	return NULL;
 }
 
@@ -535,6 +768,7 @@ void hc_gossip_net_free(struct hc_gossip_net *net)
 {
 	if (!net)
 		return;
+	net->closing = true;
 	while (net->streams) {
 		struct stream *s = net->streams;
 
@@ -543,6 +777,8 @@ void hc_gossip_net_free(struct hc_gossip_net *net)
 		else
 			stream_free(s);
 	}
+	if (net->accept_timer)
+		hc_loop_del_timer(net->loop, net->accept_timer);
 	if (net->udp >= 0) {
 		hc_loop_del_fd(net->loop, net->udp);
 		close(net->udp);
