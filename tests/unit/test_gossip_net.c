@@ -12,6 +12,7 @@
 #include <time.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -632,6 +633,50 @@ static void test_streams_over_max_are_closed_first_ones_served(void **state)
 	hc_gossip_net_free(b.net);
 }
 
+/* Out of descriptors, the listener must pause rather than wake the loop
+ * over and over for a connection it cannot take, and resume by itself. */
+static void test_accept_pauses_when_out_of_fds(void **state)
+{
+	struct fixture *f = *state;
+	struct node b;
+	struct replies r = { 0 };
+	struct stats_wait w = { .n = &b, .in = 1 };
+	struct rlimit saved, low;
+	int lowest, idle = 0;
+
+	node_start(&b, f->loop, "127.0.0.1:0", 5000, 4);
+	b.mode = ECHO;
+	r.fd[0] = raw_connect(hc_gossip_net_port(b.net));
+	r.fd[1] = raw_connect(hc_gossip_net_port(b.net));
+	lowest = dup(0);
+	assert_true(lowest >= 0);
+	close(lowest);
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+	low = saved;
+	low.rlim_cur = (rlim_t)lowest; /* no new descriptor fits */
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	/* Within the pause, most iterations find nothing to do. */
+	for (int i = 0; i < 5; i++) {
+		int n = hc_loop_run_once(f->loop, 10);
+
+		assert_true(n >= 0);
+		idle += n == 0;
+	}
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+	assert_true(idle >= 3);
+	assert_int_equal(stats(&b).streams_in, 0);
+
+	w.in = 2;
+	assert_true(run_until(f->loop, stats_reached, &w));
+	assert_int_equal(send(r.fd[0], "\0\0\0\3one", 7, 0), 7);
+	assert_int_equal(send(r.fd[1], "\0\0\0\3two", 7, 0), 7);
+	assert_true(run_until(f->loop, replies_read, &r));
+	assert_memory_equal(r.buf[0], "\0\0\0\3one", 7);
+	close(r.fd[0]);
+	close(r.fd[1]);
+	hc_gossip_net_free(b.net);
+}
+
 struct flood {
 	struct node *n;
 	int fd;
@@ -690,6 +735,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_eof_mid_message_closes_stream, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_streams_over_max_are_closed_first_ones_served,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_accept_pauses_when_out_of_fds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_oversized_stream_closed, setup, teardown),
 	};
 
