@@ -24,6 +24,9 @@
 #define COMPOUND_HEADER 2
 #define CRC_OVERHEAD 5
 #define HURRY_MS 200
+/* A push/pull this long after a join (at least 5 gossip rounds) catches
+ * what the join storm's gossip missed. */
+#define CATCHUP_MIN_MS 1000
 
 struct suspicion {
 	uint64_t start_ms;
@@ -92,7 +95,7 @@ struct hc_ml {
 
 	struct hc_gossip_bcast_queue *queue;
 	struct hc_gossip_mp_writer scratch; /* delegate broadcasts as user messages */
-	uint64_t probe_timer, gossip_timer, push_pull_timer;
+	uint64_t probe_timer, gossip_timer, push_pull_timer, catchup_timer;
 	bool leaving;
 	bool hurry; /* gossip at least every HURRY_MS */
 	void (*leave_done)(void *arg);
@@ -1113,8 +1116,14 @@ void hc_ml_on_packet(void *arg, const struct hc_gossip_addr *from, const uint8_t
 	struct walk_ctx c = { ml, from };
 	int r = hc_gossip_datagram_walk(ml->cfg.keyring, buf, len, on_msg, &c);
 
-	if (r < 0)
-		ml->st.dropped[hc_gossip_drop_reason(r)]++;
+	if (r < 0) {
+		enum hc_gossip_drop why = hc_gossip_drop_reason(r);
+		char where[64];
+
+		ml->st.dropped[why]++;
+		hc_log(HC_LOG_DEBUG, "dropped a packet of %zu bytes from %s: %s", len,
+		       addr_str(from, where, sizeof(where)), hc_gossip_drop_name(why));
+	}
 }
 
 /* ---- streams: push/pull and TCP ping ---- */
@@ -1413,10 +1422,13 @@ static const char *push_pull_reason(const struct hc_ml *ml, int r)
 }
 
 struct hc_ml_join_state {
+	struct hc_ml *ml;
 	unsigned pending, joined;
 	hc_ml_join_done_fn *done;
 	void *arg;
 };
+
+static void schedule_catchup(struct hc_ml *ml);
 
 static void push_pull_done(void *arg, int err, const uint8_t *buf, size_t len)
 {
@@ -1456,6 +1468,8 @@ static void push_pull_done(void *arg, int err, const uint8_t *buf, size_t len)
 	if (js) {
 		js->joined += r == 0;
 		if (--js->pending == 0) {
+			if (js->joined)
+				schedule_catchup(js->ml);
 			js->done(js->arg, js->joined);
 			free(js);
 		}
@@ -1485,6 +1499,38 @@ static int push_pull(struct hc_ml *ml, const struct hc_gossip_addr *to, bool joi
 	}
 	ml->st.push_pulls_out++;
 	return 0;
+}
+
+/*
+ * Nodes that join together learn of each other only from gossip, and an
+ * informed node spends its few retransmissions of a newcomer's alive while
+ * it may not yet know the other newcomers: under load one of them can miss
+ * another until the next periodic push/pull (30 s). One extra push/pull with
+ * a random member soon after a join closes that gap; on the wire it is an
+ * ordinary anti-entropy exchange.
+ */
+static int64_t catchup_tick(struct hc_loop *loop, uint64_t id, void *arg)
+{
+	struct hc_ml *ml = arg;
+	struct node *peer;
+
+	(void)loop;
+	(void)id;
+	ml->catchup_timer = 0;
+	if (!ml->leaving && random_nodes(ml, 1, skip_for_indirect, NULL, &peer) == 1)
+		push_pull(ml, &peer->pub.addr, false, NULL);
+	return HC_LOOP_TIMER_DONE;
+}
+
+static void schedule_catchup(struct hc_ml *ml)
+{
+	uint32_t delay = 5 * ml->cfg.gossip_interval_ms;
+
+	if (ml->catchup_timer)
+		return;
+	ml->catchup_timer = hc_loop_add_timer(ml->loop, delay > CATCHUP_MIN_MS ? delay
+										 : CATCHUP_MIN_MS,
+					      catchup_tick, ml);
 }
 
 static int64_t push_pull_tick(struct hc_loop *loop, uint64_t id, void *arg)
@@ -1574,6 +1620,8 @@ void hc_ml_free(struct hc_ml *ml)
 		hc_loop_del_timer(ml->loop, ml->gossip_timer);
 	if (ml->push_pull_timer)
 		hc_loop_del_timer(ml->loop, ml->push_pull_timer);
+	if (ml->catchup_timer)
+		hc_loop_del_timer(ml->loop, ml->catchup_timer);
 	if (ml->leave_timer)
 		hc_loop_del_timer(ml->loop, ml->leave_timer);
 	ml->leave_done = NULL;
@@ -1595,6 +1643,7 @@ int hc_ml_join(struct hc_ml *ml, const struct hc_gossip_addr *addrs, size_t n,
 	js = calloc(1, sizeof(*js));
 	if (!js)
 		return -ENOMEM;
+	js->ml = ml;
 	js->done = done;
 	js->arg = arg;
 	js->pending = (unsigned)n + 1; /* +1 until every exchange has started */
@@ -1603,6 +1652,8 @@ int hc_ml_join(struct hc_ml *ml, const struct hc_gossip_addr *addrs, size_t n,
 			js->pending--;
 	}
 	if (--js->pending == 0) {
+		if (js->joined)
+			schedule_catchup(ml);
 		done(arg, js->joined);
 		free(js);
 	}
