@@ -31,6 +31,11 @@
 #define QUERY_TIMEOUT_MULT 16
 #define RTT_WINDOW 16
 #define INTERNAL_PREFIX "_serf_"
+/* Queries come with the sender's timeout: we keep what we need to answer
+ * one for at most this long, and at most this many at once (the oldest
+ * goes first), so a peer cannot make us hold state without bound. */
+#define MAX_ANSWER_WINDOW_MS (10u * 60 * 1000)
+#define MAX_OPEN_QUERIES 1024
 
 struct rtt_window {
 	int64_t samples[RTT_WINDOW];
@@ -139,7 +144,8 @@ struct hc_gossip {
 	struct query_slot queries[RING];
 	struct hc_gossip_bcast_queue *intent_q, *event_q, *query_q;
 	struct out_query *out_queries;
-	struct in_query *in_queries;
+	struct in_query *in_queries; /* newest first */
+	size_t nin_queries;
 	uint64_t next_handle;
 
 	enum serf_state state;
@@ -967,8 +973,16 @@ static bool query_seen(struct hc_gossip *g, const struct hc_gossip_serf_query *q
 }
 
 static int64_t in_query_expired(struct hc_loop *loop, uint64_t id, void *arg);
+static void drop_oldest_in_query(struct hc_gossip *g);
 static void internal_query(struct hc_gossip *g, const struct hc_gossip_serf_query *q,
 			   uint64_t handle);
+
+static uint64_t answer_window_ms(int64_t timeout_ns)
+{
+	uint64_t ms = timeout_ns > 0 ? (uint64_t)timeout_ns / 1000000 : 0;
+
+	return ms < MAX_ANSWER_WINDOW_MS ? ms : MAX_ANSWER_WINDOW_MS;
+}
 
 /* serf's handleQuery: true if the query should be gossiped on. */
 static bool handle_query(struct hc_gossip *g, const struct hc_gossip_serf_query *q)
@@ -1011,11 +1025,12 @@ static bool handle_query(struct hc_gossip *g, const struct hc_gossip_serf_query 
 	in->id = q->id;
 	in->origin = origin;
 	in->relay_factor = q->relay_factor;
-	in->timer = hc_loop_add_timer(g->loop, q->timeout_ns > 0 ? (uint64_t)q->timeout_ns / 1000000
-								 : 0,
-				      in_query_expired, in);
+	in->timer = hc_loop_add_timer(g->loop, answer_window_ms(q->timeout_ns), in_query_expired,
+				      in);
 	in->next = g->in_queries;
 	g->in_queries = in;
+	if (++g->nin_queries > MAX_OPEN_QUERIES)
+		drop_oldest_in_query(g);
 	g->st.queries_delivered++;
 
 	name = bytes_dup(q->name);
@@ -1051,9 +1066,20 @@ static void in_query_free(struct hc_gossip *g, struct in_query **link)
 	struct in_query *in = *link;
 
 	*link = in->next;
+	g->nin_queries--;
 	if (in->timer)
 		hc_loop_del_timer(g->loop, in->timer);
 	free(in);
+}
+
+static void drop_oldest_in_query(struct hc_gossip *g)
+{
+	struct in_query **link = &g->in_queries;
+
+	while (*link && (*link)->next)
+		link = &(*link)->next;
+	if (*link)
+		in_query_free(g, link);
 }
 
 static int64_t in_query_expired(struct hc_loop *loop, uint64_t id, void *arg)
@@ -2347,6 +2373,7 @@ int hc_gossip_key_op(struct hc_gossip *g, enum hc_gossip_key_op op, const uint8_
 void hc_gossip_stats(const struct hc_gossip *g, struct hc_serf_stats *st)
 {
 	*st = g->st;
+	st->open_queries = g->nin_queries;
 }
 
 struct hc_ml *hc_gossip_memberlist(struct hc_gossip *g)

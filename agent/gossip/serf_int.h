@@ -17,6 +17,7 @@ struct hc_serf_stats {
 	uint64_t events_delivered, events_duplicate, events_too_old;
 	uint64_t queries_sent, queries_delivered, queries_too_old;
 	uint64_t member_events;
+	size_t open_queries; /* received queries still answerable */
 };
 
 /* hc_gossip_new over any transport (the tests' simulated network), with

@@ -541,6 +541,41 @@ static void test_forged_serf_messages_are_dropped(void **state)
 	cluster_free(c);
 }
 
+static void test_hostile_query_timeouts_are_bounded(void **state)
+{
+	struct cluster *c = joined_cluster(2);
+	struct hc_serf_stats st;
+
+	(void)state;
+	/* 1500 distinct queries asking to stay answerable for ~292 years. */
+	for (uint32_t i = 0; i < 1500; i++) {
+		struct hc_gossip_serf_msg m = { .type = HC_GOSSIP_SERF_QUERY };
+		struct hc_gossip_mp_writer w;
+		uint8_t user = HC_GOSSIP_MSG_USER;
+
+		m.u.query.ltime = 100 + i;
+		m.u.query.id = i;
+		m.u.query.addr = (struct hc_gossip_bytes){ hc_simnet_addr(c->net, 1)->ip, 4 };
+		m.u.query.port = 7946;
+		m.u.query.name = hc_gossip_bytes_str("q");
+		m.u.query.source_node = hc_gossip_bytes_str("n1");
+		m.u.query.filters_nil = true;
+		m.u.query.timeout_ns = INT64_MAX;
+		hc_gossip_mp_writer_init(&w, 0);
+		hc_gossip_mp_write_raw(&w, &user, 1);
+		assert_int_equal(hc_gossip_serf_encode(&m, &w), 0);
+		hc_ml_on_packet(hc_gossip_memberlist(c->nodes[0].g), hc_simnet_addr(c->net, 1),
+				w.buf, w.len);
+		hc_gossip_mp_writer_fini(&w);
+	}
+	hc_gossip_stats(c->nodes[0].g, &st);
+	assert_int_equal(st.open_queries, 1024);
+	hc_simnet_run_ms(c->net, 11 * 60 * 1000); /* the answer window is capped at 10 min */
+	hc_gossip_stats(c->nodes[0].g, &st);
+	assert_int_equal(st.open_queries, 0);
+	cluster_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -557,6 +592,7 @@ int main(void)
 		cmocka_unit_test(test_tag_update),
 		cmocka_unit_test(test_key_rotation_keeps_cluster),
 		cmocka_unit_test(test_forged_serf_messages_are_dropped),
+		cmocka_unit_test(test_hostile_query_timeouts_are_bounded),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
