@@ -36,6 +36,10 @@
  * goes first), so a peer cannot make us hold state without bound. */
 #define MAX_ANSWER_WINDOW_MS (10u * 60 * 1000)
 #define MAX_OPEN_QUERIES 1024
+/* Likewise for intents about nodes we do not know (kept 5 min), and for
+ * events and query ids that share one Lamport time (legitimately a few). */
+#define MAX_INTENTS 4096
+#define MAX_PER_LTIME 256
 
 struct rtt_window {
 	int64_t samples[RTT_WINDOW];
@@ -574,6 +578,12 @@ static struct intent *find_intent(struct hc_gossip *g, const char *node, size_t 
 	return NULL;
 }
 
+static void drop_intent(struct hc_gossip *g, size_t i)
+{
+	free(g->intents[i].node);
+	g->intents[i] = g->intents[--g->nintents];
+}
+
 /* Remembers an intent for a node we do not know yet; true if it is news. */
 static bool upsert_intent(struct hc_gossip *g, struct hc_gossip_bytes node, uint64_t ltime,
 			  bool leave)
@@ -584,6 +594,14 @@ static bool upsert_intent(struct hc_gossip *g, struct hc_gossip_bytes node, uint
 		if (in->ltime >= ltime)
 			return false;
 	} else {
+		if (g->nintents >= MAX_INTENTS) {
+			size_t oldest = 0;
+
+			for (size_t i = 1; i < g->nintents; i++)
+				if (g->intents[i].when_ms < g->intents[oldest].when_ms)
+					oldest = i;
+			drop_intent(g, oldest);
+		}
 		if (g->nintents == g->capintents) {
 			size_t cap = g->capintents ? g->capintents * 2 : 16;
 			struct intent *ins = realloc(g->intents, cap * sizeof(*ins));
@@ -603,12 +621,6 @@ static bool upsert_intent(struct hc_gossip *g, struct hc_gossip_bytes node, uint
 	in->leave = leave;
 	in->when_ms = now_ms(g);
 	return true;
-}
-
-static void drop_intent(struct hc_gossip *g, size_t i)
-{
-	free(g->intents[i].node);
-	g->intents[i] = g->intents[--g->nintents];
 }
 
 static void broadcast_join(struct hc_gossip *g, uint64_t ltime);
@@ -705,9 +717,11 @@ static void event_slot_clear(struct event_slot *slot)
 
 static int event_slot_add(struct event_slot *slot, const struct hc_gossip_serf_user_event *e)
 {
-	struct user_event *evs = realloc(slot->events, (slot->n + 1) * sizeof(*evs));
-	struct user_event *ue;
+	struct user_event *evs, *ue;
 
+	if (slot->n >= MAX_PER_LTIME)
+		return -ENOSPC;
+	evs = realloc(slot->events, (slot->n + 1) * sizeof(*evs));
 	if (!evs)
 		return -ENOMEM;
 	slot->events = evs;
@@ -964,6 +978,8 @@ static bool query_seen(struct hc_gossip *g, const struct hc_gossip_serf_query *q
 		slot->used = true;
 		slot->ltime = q->ltime;
 	}
+	if (slot->n >= MAX_PER_LTIME)
+		return true; /* treat a flood at one Lamport time as already seen */
 	ids = realloc(slot->ids, (slot->n + 1) * sizeof(*ids));
 	if (ids) {
 		slot->ids = ids;
@@ -2374,6 +2390,7 @@ void hc_gossip_stats(const struct hc_gossip *g, struct hc_serf_stats *st)
 {
 	*st = g->st;
 	st->open_queries = g->nin_queries;
+	st->recent_intents = g->nintents;
 }
 
 struct hc_ml *hc_gossip_memberlist(struct hc_gossip *g)

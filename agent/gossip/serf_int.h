@@ -17,7 +17,8 @@ struct hc_serf_stats {
 	uint64_t events_delivered, events_duplicate, events_too_old;
 	uint64_t queries_sent, queries_delivered, queries_too_old;
 	uint64_t member_events;
-	size_t open_queries; /* received queries still answerable */
+	size_t open_queries;   /* received queries still answerable */
+	size_t recent_intents; /* intents about nodes not (yet) members */
 };
 
 /* hc_gossip_new over any transport (the tests' simulated network), with

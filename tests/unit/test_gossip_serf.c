@@ -576,6 +576,55 @@ static void test_hostile_query_timeouts_are_bounded(void **state)
 	cluster_free(c);
 }
 
+/* Delivers one serf message to node 0 as if node 1 had sent it. */
+static void inject(struct cluster *c, const struct hc_gossip_serf_msg *m)
+{
+	struct hc_gossip_mp_writer w;
+	uint8_t user = HC_GOSSIP_MSG_USER;
+
+	hc_gossip_mp_writer_init(&w, 0);
+	hc_gossip_mp_write_raw(&w, &user, 1);
+	assert_int_equal(hc_gossip_serf_encode(m, &w), 0);
+	hc_ml_on_packet(hc_gossip_memberlist(c->nodes[0].g), hc_simnet_addr(c->net, 1), w.buf,
+			w.len);
+	hc_gossip_mp_writer_fini(&w);
+}
+
+static void test_hostile_intents_and_events_are_bounded(void **state)
+{
+	struct cluster *c = joined_cluster(2);
+	struct hc_serf_stats st;
+	char name[32];
+
+	(void)state;
+	for (int i = 0; i < 5000; i++) { /* join intents for nodes that do not exist */
+		struct hc_gossip_serf_msg m = { .type = HC_GOSSIP_SERF_JOIN };
+
+		snprintf(name, sizeof(name), "ghost-%d", i);
+		m.u.intent.ltime = 10 + (uint64_t)i;
+		m.u.intent.node = hc_gossip_bytes_str(name);
+		inject(c, &m);
+	}
+	hc_gossip_stats(c->nodes[0].g, &st);
+	assert_int_equal(st.recent_intents, 4096);
+	for (int i = 0; i < 300; i++) { /* distinct events, one Lamport time */
+		struct hc_gossip_serf_msg m = { .type = HC_GOSSIP_SERF_USER_EVENT };
+
+		snprintf(name, sizeof(name), "e%d", i);
+		m.u.event.ltime = 50;
+		m.u.event.name = hc_gossip_bytes_str(name);
+		m.u.event.payload = hc_gossip_bytes_str("");
+		inject(c, &m);
+	}
+	assert_int_equal(c->nodes[0].user_events, 256);
+	/* They expire after 5 min; rebroadcast echoes may re-add a few until
+	 * every retransmission is spent. */
+	hc_simnet_run_ms(c->net, 20 * 60 * 1000);
+	hc_gossip_stats(c->nodes[0].g, &st);
+	assert_int_equal(st.recent_intents, 0);
+	cluster_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -593,6 +642,7 @@ int main(void)
 		cmocka_unit_test(test_key_rotation_keeps_cluster),
 		cmocka_unit_test(test_forged_serf_messages_are_dropped),
 		cmocka_unit_test(test_hostile_query_timeouts_are_bounded),
+		cmocka_unit_test(test_hostile_intents_and_events_are_bounded),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
