@@ -8,6 +8,7 @@ tearDown, also when the test fails.
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -26,11 +27,37 @@ HC_BIN = os.environ.get("HC_BIN", os.path.join(ROOT, "build", "hypercore"))
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+            return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_handed_out = set()
+
+
 def free_port():
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free for both TCP and UDP on 127.0.0.1, chosen below the kernel's
+    ephemeral range: a port from bind(0) can be taken as the local port of some
+    client's connection before the agent binds it, one below the range cannot."""
+    low, _ = _ephemeral_range()
+    rng = random.Random()
+    for _ in range(2000):
+        port = rng.randint(10000, low - 1)
+        if port in _handed_out:
+            continue
+        try:
+            with socket.socket() as t, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                t.bind(("127.0.0.1", port))
+                u.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port below %d" % low)
 
 
 def run_cli(*args, timeout=30, input=None):
