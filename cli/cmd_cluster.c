@@ -490,6 +490,17 @@ static int url_param(char *url, size_t cap, const char *key, const char *value)
 	return 0;
 }
 
+/* The NAME [PAYLOAD] arguments of `cluster event` and `cluster query`:
+ * the name is argv[optind]; payload stays "" when absent. */
+static int name_and_payload(int argc, char **argv, const char **payload)
+{
+	if (optind >= argc || argc - optind > 2)
+		return -EINVAL;
+	if (argc - optind == 2)
+		*payload = argv[optind + 1];
+	return 0;
+}
+
 enum {
 	OPT_COALESCE = 512,
 	OPT_NO_COALESCE,
@@ -530,10 +541,8 @@ int hc_cli_cmd_cluster_event(const struct hc_cli_cmd *cmd, int argc, char **argv
 			return HC_EXIT_USAGE;
 		}
 	}
-	if (optind >= argc || argc - optind > 2)
+	if (name_and_payload(argc, argv, &payload) < 0)
 		return hc_cli_usage_error(cmd, "want NAME [PAYLOAD]");
-	if (argc - optind == 2)
-		payload = argv[optind + 1];
 	if (url_param(url, sizeof(url), "name", argv[optind]) < 0 ||
 	    url_param(url, sizeof(url), "coalesce", coalesce ? "1" : "0") < 0)
 		return hc_cli_usage_error(cmd, "event name too long");
@@ -607,10 +616,8 @@ int hc_cli_cmd_cluster_query(const struct hc_cli_cmd *cmd, int argc, char **argv
 			return HC_EXIT_USAGE;
 		}
 	}
-	if (optind >= argc || argc - optind > 2)
+	if (name_and_payload(argc, argv, &payload) < 0)
 		return hc_cli_usage_error(cmd, "want NAME [PAYLOAD]");
-	if (argc - optind == 2)
-		payload = argv[optind + 1];
 	bad |= url_param(url, sizeof(url), "name", argv[optind]);
 	bad |= url_param(url, sizeof(url), "ack", ack ? "1" : "0");
 	if (bad)

@@ -1,10 +1,13 @@
-/* Transmit-limited broadcast queue (memberlist's TransmitLimitedQueue). */
+/* Transmit-limited broadcast queue (memberlist's TransmitLimitedQueue) and the
+ * gossip layers' random numbers. */
 #include "gossip/memberlist_int.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 struct bcast {
 	char *key; /* NULL: never replaced */
@@ -190,4 +193,24 @@ void hc_gossip_bcast_queue_prune(struct hc_gossip_bcast_queue *q, size_t max_len
 unsigned hc_gossip_retransmit_limit(unsigned mult, size_t n)
 {
 	return mult * (unsigned)ceil(log10((double)n + 1.0));
+}
+
+void hc_gossip_rand_init(uint64_t *state, uint64_t seed)
+{
+	*state = seed;
+	if (!*state && getrandom(state, sizeof(*state), 0) != (ssize_t)sizeof(*state)) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		*state = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	}
+	*state |= 1; /* xorshift must not start at 0 */
+}
+
+uint64_t hc_gossip_rand(uint64_t *state)
+{
+	*state ^= *state >> 12;
+	*state ^= *state << 25;
+	*state ^= *state >> 27;
+	return *state * 0x2545f4914f6cdd1dull;
 }

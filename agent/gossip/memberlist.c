@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #define HC_LOG_MODULE "gossip"
 #include "log/log.h"
@@ -131,11 +130,7 @@ void hc_ml_config_lan(struct hc_ml_config *cfg)
 
 static uint64_t rnd(struct hc_ml *ml)
 {
-	/* xorshift64*: the choices need spread, not secrecy. */
-	ml->rng ^= ml->rng >> 12;
-	ml->rng ^= ml->rng << 25;
-	ml->rng ^= ml->rng >> 27;
-	return ml->rng * 0x2545f4914f6cdd1dull;
+	return hc_gossip_rand(&ml->rng);
 }
 
 static uint64_t now_ms(const struct hc_ml *ml)
@@ -1567,10 +1562,7 @@ struct hc_ml *hc_ml_new(struct hc_loop *loop, const struct hc_ml_config *cfg,
 	ml->ops_ctx = ops_ctx;
 	if (delegate)
 		ml->d = *delegate;
-	ml->rng = cfg->seed;
-	if (!ml->rng && getrandom(&ml->rng, sizeof(ml->rng), 0) != (ssize_t)sizeof(ml->rng))
-		ml->rng = hc_loop_now_ns(loop);
-	ml->rng |= 1;
+	hc_gossip_rand_init(&ml->rng, cfg->seed);
 	hc_gossip_mp_writer_init(&ml->scratch, 0);
 	ml->queue = hc_gossip_bcast_queue_new();
 	if (!ml->queue)

@@ -51,6 +51,11 @@ size_t hc_gossip_bcast_queue_len(const struct hc_gossip_bcast_queue *q);
 /* Removes the oldest messages beyond max_len (serf's MaxQueueDepth). */
 void hc_gossip_bcast_queue_prune(struct hc_gossip_bcast_queue *q, size_t max_len);
 
+/* Random choices of the gossip layers (xorshift64*: they need spread, not
+ * secrecy). _init seeds from seed, or from getrandom() when seed is 0. */
+void hc_gossip_rand_init(uint64_t *state, uint64_t seed);
+uint64_t hc_gossip_rand(uint64_t *state);
+
 /* RetransmitMult x ceil(log10(n + 1)). */
 unsigned hc_gossip_retransmit_limit(unsigned mult, size_t n);
 

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #define HC_LOG_MODULE "gossip"
 #include "gossip/gossip_int.h"
@@ -182,10 +181,7 @@ struct hc_gossip {
 
 static uint64_t rnd(struct hc_gossip *g)
 {
-	g->rng ^= g->rng >> 12;
-	g->rng ^= g->rng << 25;
-	g->rng ^= g->rng >> 27;
-	return g->rng * 0x2545f4914f6cdd1dull;
+	return hc_gossip_rand(&g->rng);
 }
 
 static uint64_t now_ms(const struct hc_gossip *g)
@@ -1904,10 +1900,7 @@ struct hc_gossip *hc_gossip_new_with_transport(struct hc_loop *loop,
 	g->name = strdup(cfg->name);
 	g->cfg.name = g->name;
 	g->clock = g->event_clock = g->query_clock = 1; /* serf increments once at start */
-	g->rng = cfg->seed;
-	if (!g->rng && getrandom(&g->rng, sizeof(g->rng), 0) != (ssize_t)sizeof(g->rng))
-		g->rng = hc_loop_now_ns(loop);
-	g->rng |= 1;
+	hc_gossip_rand_init(&g->rng, cfg->seed);
 	g->intent_q = hc_gossip_bcast_queue_new();
 	g->event_q = hc_gossip_bcast_queue_new();
 	g->query_q = hc_gossip_bcast_queue_new();
