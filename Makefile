@@ -35,7 +35,8 @@ PKG_LIBS = $(shell pkg-config --libs $(PKGS)) -lgrpc -lgpr
 WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
 	-Wmissing-prototypes -Wno-unused-parameter
 CFLAGS ?= -O2 -g
-ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE \
+# -Ulinux: gnu11 predefines "linux" as 1, and the CRI messages have fields of that name.
+ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -Ulinux \
 	-Iinclude -Iagent -Icli -Itests/lib -I$(GEN) $(PKG_CFLAGS)
 LDFLAGS ?=
 LDLIBS := $(PKG_LIBS) -lpthread -lm
@@ -59,13 +60,13 @@ ALL_CFLAGS += -DHC_VERSION='"$(VERSION)"' -DHC_GIT_REV='"$(GIT_REV)"'
 
 # Generated protobuf-c code. google/protobuf/any.proto comes from libprotobuf-dev.
 PROTO_INC := /usr/include
-PROTO_SRCS := $(GEN)/cluster.pb-c.c $(GEN)/google/protobuf/any.pb-c.c
+PROTO_SRCS := $(GEN)/cluster.pb-c.c $(GEN)/cri.pb-c.c $(GEN)/google/protobuf/any.pb-c.c
 PROTO_HDRS := $(PROTO_SRCS:.c=.h)
 
 AGENT_SRCS := $(sort $(wildcard agent/*/*.c))
 CLI_SRCS := $(sort $(filter-out cli/main.c,$(wildcard cli/*.c)))
 LIB_OBJS := $(patsubst $(GEN)/%.c,$(OBJ)/gen/%.o,$(PROTO_SRCS)) \
-	$(patsubst %.c,$(OBJ)/%.o,$(AGENT_SRCS) $(CLI_SRCS))
+	$(patsubst %.c,$(OBJ)/%.o,$(AGENT_SRCS) $(CLI_SRCS)) $(OBJ)/agent/runtime/pause_image.o
 LIB := $(BUILD)/libhypercore.a
 BIN := $(BUILD)/hypercore
 
@@ -83,10 +84,29 @@ FUZZ_BINS := $(if $(FUZZ_ENABLED),$(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FU
 
 all: $(BIN)
 
-$(GEN)/cluster.pb-c.c $(GEN)/cluster.pb-c.h &: proto/cluster.proto
+$(GEN)/%.pb-c.c $(GEN)/%.pb-c.h &: proto/%.proto
 	$(call msg,PROTOC,$<)
 	$(Q)mkdir -p $(GEN)
 	$(Q)$(PROTOC_C) -Iproto -I$(PROTO_INC) --c_out=$(GEN) $<
+
+# The pod sandbox ("pause") image: a static pause binary packed as an OCI
+# archive by tools/mkimage.py and linked into the binary, which imports it into
+# containerd at start, so pods start without any registry. Always built with
+# gcc and without sanitizers: it runs inside containers, not in our process.
+PAUSE_IMAGE := hypercore.local/pause:$(VERSION)
+$(BUILD)/pause: agent/runtime/pause/pause.c
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)gcc -static -Os -s -Wall -Wextra -Werror -o $@ $<
+
+$(BUILD)/pause-image.tar: $(BUILD)/pause tools/mkimage.py
+	$(call msg,IMAGE,$@)
+	$(Q)/usr/bin/python3 tools/mkimage.py pause --binary $< --name $(PAUSE_IMAGE) --archive $@
+
+$(OBJ)/agent/runtime/pause_image.o: agent/runtime/pause_image.S $(BUILD)/pause-image.tar
+	$(call msg,AS,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) -c -DPAUSE_IMAGE_FILE='"$(BUILD)/pause-image.tar"' -DPAUSE_IMAGE_NAME='"$(PAUSE_IMAGE)"' -o $@ $<
 
 $(GEN)/google/protobuf/any.pb-c.c $(GEN)/google/protobuf/any.pb-c.h &: $(PROTO_INC)/google/protobuf/any.proto
 	$(call msg,PROTOC,$<)

@@ -16,7 +16,10 @@ packages=(
 	libmicrohttpd-dev
 	# tests
 	libcmocka-dev python3 python3-grpcio python3-grpc-tools python3-protobuf
-	curl iproute2 procps serf
+	curl iproute2 procps serf tmux
+	# workload runtime: embedded containerd, CNI, local registry and test images
+	containerd runc containernetworking-plugins iptables docker-registry skopeo
+	busybox-static runsc
 )
 
 missing=()
