@@ -1,0 +1,223 @@
+/* The CRI client: calls to containerd's runtime.v1 services, errors mapped
+ * to -errno with one readable line, liveness probes. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define HC_LOG_MODULE "runtime"
+#include "log/log.h"
+#include "runtime_int.h"
+
+int hc_runtime_fail(struct hc_runtime_err *err, int err_no, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err) {
+		va_start(ap, fmt);
+		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+		va_end(ap);
+	}
+	return -err_no;
+}
+
+int hc_runtime_socket_path(const char *run_dir, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s/containerd.sock", run_dir);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+static char *concat(const char *a, const char *sep, const char *b)
+{
+	char *s;
+
+	if (asprintf(&s, "%s%s%s", a, sep, b) < 0)
+		return NULL;
+	return s;
+}
+
+char *hc_runtime_abspath(const char *path)
+{
+	char cwd[4096];
+
+	if (path[0] == '/')
+		return strdup(path);
+	if (!getcwd(cwd, sizeof(cwd)))
+		return NULL;
+	return concat(cwd, "/", path);
+}
+
+struct hc_runtime *hc_runtime_new(const struct hc_runtime_config *cfg)
+{
+	struct hc_runtime *rt = calloc(1, sizeof(*rt));
+	char *state_dir = hc_runtime_abspath(cfg->state_dir ? cfg->state_dir
+							  : HC_RUNTIME_DEFAULT_STATE_DIR);
+
+	if (!rt || !state_dir) {
+		free(rt);
+		free(state_dir);
+		errno = ENOMEM;
+		return NULL;
+	}
+	rt->socket = strdup(cfg->socket);
+	/* containerd resolves paths from its own working directory */
+	rt->log_root = concat(state_dir, "/", "logs");
+	free(state_dir);
+	rt->cgroup_parent = strdup(cfg->cgroup_parent ? cfg->cgroup_parent
+						      : HC_RUNTIME_DEFAULT_CGROUP_PARENT);
+	rt->capacity_cpus = cfg->capacity_cpus;
+	rt->capacity_mem_mb = cfg->capacity_mem_mb;
+	if (!rt->socket || !rt->log_root || !rt->cgroup_parent ||
+	    !(rt->target = concat("unix:", "", cfg->socket)))
+		goto fail;
+	rt->client = hc_rpc_client_new(rt->target);
+	if (!rt->client)
+		goto fail;
+	return rt;
+fail:
+	hc_runtime_free(rt);
+	errno = ENOMEM;
+	return NULL;
+}
+
+void hc_runtime_free(struct hc_runtime *rt)
+{
+	if (!rt)
+		return;
+	hc_rpc_client_free(rt->client);
+	free(rt->socket);
+	free(rt->target);
+	free(rt->log_root);
+	free(rt->cgroup_parent);
+	free(rt);
+}
+
+int hc_runtime_probe(const struct hc_runtime *rt, struct hc_runtime_err *err)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd, r = 0;
+
+	if (strlen(rt->socket) >= sizeof(sun.sun_path))
+		return hc_runtime_fail(err, ENAMETOOLONG, "socket path too long: %s", rt->socket);
+	memcpy(sun.sun_path, rt->socket, strlen(rt->socket) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return hc_runtime_fail(err, errno, "socket: %s", strerror(errno));
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
+		r = hc_runtime_fail(err, errno, "no containerd at %s (%s)", rt->socket,
+				    strerror(errno));
+	close(fd);
+	return r;
+}
+
+static int code_to_errno(enum hc_rpc_code code)
+{
+	switch (code) {
+	case HC_RPC_NOT_FOUND:
+		return ENOENT;
+	case HC_RPC_ALREADY_EXISTS:
+		return EEXIST;
+	case HC_RPC_INVALID_ARGUMENT:
+		return EINVAL;
+	case HC_RPC_UNAVAILABLE:
+		return ECONNREFUSED;
+	case HC_RPC_DEADLINE_EXCEEDED:
+		return ETIMEDOUT;
+	case HC_RPC_RESOURCE_EXHAUSTED:
+		return ENOSPC;
+	case HC_RPC_PERMISSION_DENIED:
+	case HC_RPC_UNAUTHENTICATED:
+		return EACCES;
+	default:
+		return EIO;
+	}
+}
+
+int hc_cri_call(struct hc_runtime *rt, const char *method, const ProtobufCMessage *req,
+		const ProtobufCMessageDescriptor *resp_type, ProtobufCMessage **resp, int timeout_ms,
+		const char *what, struct hc_runtime_err *err)
+{
+	char path[128];
+	struct hc_rpc_status st;
+	int e;
+
+	snprintf(path, sizeof(path), "/runtime.v1.%s", method);
+	*resp = NULL;
+	if (rt->reconnect) {
+		/* gRPC backs off reconnecting for up to minutes after containerd
+		 * went away; a fresh channel connects at once to a restarted one */
+		struct hc_rpc_client *fresh = hc_rpc_client_new(rt->target);
+
+		if (fresh) {
+			hc_rpc_client_free(rt->client);
+			rt->client = fresh;
+			rt->reconnect = 0;
+		}
+	}
+	if (hc_rpc_client_call(rt->client, path, req, resp_type, resp, NULL, 0, timeout_ms, &st) == 0)
+		return 0;
+	e = code_to_errno(st.code);
+	hc_log(HC_LOG_DEBUG, "CRI %s failed: %s %s", method,
+	       hc_rpc_code_name(st.code), st.message);
+	if (e == ECONNREFUSED) {
+		/* not retried here: the call may have reached containerd */
+		rt->reconnect = 1;
+		return hc_runtime_fail(err, e, "%s: containerd at %s is not answering (%s)", what,
+				       rt->socket, st.message);
+	}
+	if (e == ETIMEDOUT)
+		return hc_runtime_fail(err, e, "%s: containerd did not answer within %d s", what,
+				       timeout_ms / 1000);
+	return hc_runtime_fail(err, e, "%s: %s", what, st.message);
+}
+
+const char *hc_cri_map_get(Runtime__V1__StringEntry *const *entries, size_t n, const char *key)
+{
+	for (size_t i = 0; i < n; i++)
+		if (entries[i] && entries[i]->key && strcmp(entries[i]->key, key) == 0)
+			return entries[i]->value;
+	return NULL;
+}
+
+int hc_runtime_ready(struct hc_runtime *rt, int timeout_ms, struct hc_runtime_err *err)
+{
+	Runtime__V1__VersionRequest vreq = RUNTIME__V1__VERSION_REQUEST__INIT;
+	Runtime__V1__StatusRequest sreq = RUNTIME__V1__STATUS_REQUEST__INIT;
+	Runtime__V1__VersionResponse *v = NULL;
+	Runtime__V1__StatusResponse *s = NULL;
+	int r;
+
+	vreq.version = "v1";
+	r = hc_cri_call(rt, "RuntimeService/Version", &vreq.base,
+			&runtime__v1__version_response__descriptor, (ProtobufCMessage **)&v,
+			timeout_ms, "CRI version", err);
+	if (r < 0)
+		return r;
+	if (strcmp(v->runtime_api_version, "v1") != 0)
+		r = hc_runtime_fail(err, EPROTONOSUPPORT, "%s %s speaks CRI %s, not v1",
+				    v->runtime_name, v->runtime_version, v->runtime_api_version);
+	protobuf_c_message_free_unpacked(&v->base, NULL);
+	if (r < 0)
+		return r;
+	r = hc_cri_call(rt, "RuntimeService/Status", &sreq.base,
+			&runtime__v1__status_response__descriptor, (ProtobufCMessage **)&s,
+			timeout_ms, "CRI status", err);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; s->status && i < s->status->n_conditions; i++) {
+		Runtime__V1__RuntimeCondition *c = s->status->conditions[i];
+
+		if (c->status)
+			continue;
+		r = hc_runtime_fail(err, EAGAIN, "containerd not ready: %s %s %s", c->type,
+				    c->reason, c->message);
+		break;
+	}
+	protobuf_c_message_free_unpacked(&s->base, NULL);
+	return r;
+}

@@ -1,0 +1,843 @@
+/* Workload operations on CRI: spawn, stop, list, stats, capacity. */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HC_LOG_MODULE "runtime"
+#include "log/log.h"
+#include "runtime_int.h"
+
+#define CPU_PERIOD_US 100000
+#define UPSTREAM_MIN_VCPUS 225 /* upstream allows max(nproc, 225) vCPUs */
+#define LOG_PATH "workload/0.log"
+
+/* Frees a protobuf-c response (NULL ok). */
+static void free_msg(void *m)
+{
+	if (m)
+		protobuf_c_message_free_unpacked(m, NULL);
+}
+
+static void copy_str(char *dst, size_t len, const char *src)
+{
+	snprintf(dst, len, "%s", src ? src : "");
+}
+
+/* ---- finding our sandboxes ---- */
+
+/* Lists sandboxes with label key=value. */
+static int list_sandboxes(struct hc_runtime *rt, const char *key, const char *value,
+			  Runtime__V1__ListPodSandboxResponse **resp, struct hc_runtime_err *err)
+{
+	Runtime__V1__ListPodSandboxRequest req = RUNTIME__V1__LIST_POD_SANDBOX_REQUEST__INIT;
+	Runtime__V1__PodSandboxFilter filter = RUNTIME__V1__POD_SANDBOX_FILTER__INIT;
+	Runtime__V1__StringEntry sel = RUNTIME__V1__STRING_ENTRY__INIT, *selp = &sel;
+
+	sel.key = (char *)key;
+	sel.value = (char *)value;
+	filter.label_selector = &selp;
+	filter.n_label_selector = 1;
+	req.filter = &filter;
+	return hc_cri_call(rt, "RuntimeService/ListPodSandbox", &req.base,
+			   &runtime__v1__list_pod_sandbox_response__descriptor,
+			   (ProtobufCMessage **)resp, HC_CRI_TIMEOUT_MS, "listing sandboxes", err);
+}
+
+static int list_containers(struct hc_runtime *rt, const char *sandbox_id,
+			   Runtime__V1__ListContainersResponse **resp, struct hc_runtime_err *err)
+{
+	Runtime__V1__ListContainersRequest req = RUNTIME__V1__LIST_CONTAINERS_REQUEST__INIT;
+	Runtime__V1__ContainerFilter filter = RUNTIME__V1__CONTAINER_FILTER__INIT;
+	Runtime__V1__StringEntry sel = RUNTIME__V1__STRING_ENTRY__INIT, *selp = &sel;
+
+	if (sandbox_id) {
+		filter.pod_sandbox_id = (char *)sandbox_id;
+	} else {
+		sel.key = HC_LABEL_MANAGED;
+		sel.value = "true";
+		filter.label_selector = &selp;
+		filter.n_label_selector = 1;
+	}
+	req.filter = &filter;
+	return hc_cri_call(rt, "RuntimeService/ListContainers", &req.base,
+			   &runtime__v1__list_containers_response__descriptor,
+			   (ProtobufCMessage **)resp, HC_CRI_TIMEOUT_MS, "listing containers", err);
+}
+
+int hc_runtime_find(struct hc_runtime *rt, const char *id, char sandbox_id[65],
+		    char container_id[65], struct hc_runtime_err *err)
+{
+	Runtime__V1__ListPodSandboxResponse *pods = NULL;
+	Runtime__V1__ListContainersResponse *ctrs = NULL;
+	int r;
+
+	if (!hc_workload_id_valid(id))
+		return hc_runtime_fail(err, EINVAL, "invalid workload id \"%.64s\" (want a UUID)", id);
+	r = list_sandboxes(rt, HC_LABEL_WORKLOAD, id, &pods, err);
+	if (r < 0)
+		return r;
+	if (pods->n_items == 0) {
+		r = hc_runtime_fail(err, ENOENT, "no workload with id %s", id);
+		goto out;
+	}
+	copy_str(sandbox_id, 65, pods->items[0]->id);
+	container_id[0] = '\0';
+	r = list_containers(rt, sandbox_id, &ctrs, err);
+	if (r < 0)
+		goto out;
+	if (ctrs->n_containers)
+		copy_str(container_id, 65, ctrs->containers[0]->id);
+out:
+	free_msg(pods);
+	free_msg(ctrs);
+	return r;
+}
+
+/* ---- describing a workload ---- */
+
+static enum hc_workload_state state_of(Runtime__V1__ContainerState s)
+{
+	switch (s) {
+	case RUNTIME__V1__CONTAINER_STATE__CONTAINER_CREATED:
+		return HC_WORKLOAD_CREATED;
+	case RUNTIME__V1__CONTAINER_STATE__CONTAINER_RUNNING:
+		return HC_WORKLOAD_RUNNING;
+	case RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED:
+		return HC_WORKLOAD_EXITED;
+	default:
+		return HC_WORKLOAD_UNKNOWN;
+	}
+}
+
+const char *hc_workload_state_name(enum hc_workload_state s)
+{
+	static const char *const names[] = { "created", "running", "exited", "unknown" };
+
+	return (unsigned)s < 4 ? names[s] : "unknown";
+}
+
+void hc_workload_fini(struct hc_workload *w)
+{
+	if (!w)
+		return;
+	hc_workload_spec_fini(&w->spec);
+	free(w->spec_json);
+	w->spec_json = NULL;
+}
+
+void hc_workload_list_free(struct hc_workload *list, size_t n)
+{
+	for (size_t i = 0; list && i < n; i++)
+		hc_workload_fini(&list[i]);
+	free(list);
+}
+
+/* Fills w from a sandbox (id, annotations) and, if there is one, its
+ * container. A sandbox whose pause died is UNKNOWN whatever its container. */
+static int describe(struct hc_runtime *rt, const Runtime__V1__PodSandbox *pod,
+		    const char *container_id, struct hc_workload *w, struct hc_runtime_err *err)
+{
+	Runtime__V1__PodSandboxStatusRequest preq = RUNTIME__V1__POD_SANDBOX_STATUS_REQUEST__INIT;
+	Runtime__V1__ContainerStatusRequest creq = RUNTIME__V1__CONTAINER_STATUS_REQUEST__INIT;
+	Runtime__V1__PodSandboxStatusResponse *ps = NULL;
+	Runtime__V1__ContainerStatusResponse *cs = NULL;
+	const char *id = hc_cri_map_get(pod->labels, pod->n_labels, HC_LABEL_WORKLOAD);
+	const char *req = hc_cri_map_get(pod->annotations, pod->n_annotations, HC_ANNOTATION_REQUEST);
+	int r;
+
+	memset(w, 0, sizeof(*w));
+	copy_str(w->id, sizeof(w->id), id);
+	copy_str(w->sandbox_id, sizeof(w->sandbox_id), pod->id);
+	copy_str(w->runtime_handler, sizeof(w->runtime_handler),
+		 pod->runtime_handler && pod->runtime_handler[0] ? pod->runtime_handler : "runc");
+	w->created_ns = pod->created_at;
+	w->state = HC_WORKLOAD_UNKNOWN;
+	if (req) {
+		w->spec_json = strdup(req);
+		if (!w->spec_json || hc_workload_spec_from_json(req, &w->spec) < 0)
+			hc_log(HC_LOG_WARN, "workload %s: unreadable request annotation", w->id);
+	}
+	preq.pod_sandbox_id = pod->id;
+	r = hc_cri_call(rt, "RuntimeService/PodSandboxStatus", &preq.base,
+			&runtime__v1__pod_sandbox_status_response__descriptor,
+			(ProtobufCMessage **)&ps, HC_CRI_TIMEOUT_MS, "sandbox status", err);
+	if (r == -ENOENT)
+		return 0; /* removed meanwhile: report what we have */
+	if (r < 0)
+		goto out;
+	if (ps->status && ps->status->network)
+		copy_str(w->ip, sizeof(w->ip), ps->status->network->ip);
+	if (!container_id || !container_id[0])
+		goto out;
+	copy_str(w->container_id, sizeof(w->container_id), container_id);
+	creq.container_id = (char *)container_id;
+	r = hc_cri_call(rt, "RuntimeService/ContainerStatus", &creq.base,
+			&runtime__v1__container_status_response__descriptor,
+			(ProtobufCMessage **)&cs, HC_CRI_TIMEOUT_MS, "container status", err);
+	if (r == -ENOENT) {
+		r = 0;
+		goto out;
+	}
+	if (r < 0 || !cs->status)
+		goto out;
+	w->state = state_of(cs->status->state);
+	w->exit_code = cs->status->exit_code;
+	copy_str(w->reason, sizeof(w->reason), cs->status->reason);
+	copy_str(w->image_id, sizeof(w->image_id), cs->status->image_ref);
+	copy_str(w->log_path, sizeof(w->log_path), cs->status->log_path);
+	w->started_ns = cs->status->started_at;
+	w->finished_ns = cs->status->finished_at;
+	if (ps->status && ps->status->state != RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY &&
+	    w->state == HC_WORKLOAD_RUNNING)
+		w->state = HC_WORKLOAD_UNKNOWN;
+out:
+	free_msg(ps);
+	free_msg(cs);
+	if (r < 0)
+		hc_workload_fini(w);
+	return r;
+}
+
+static int by_creation(const void *a, const void *b)
+{
+	const struct hc_workload *x = a, *y = b;
+
+	return (x->created_ns > y->created_ns) - (x->created_ns < y->created_ns);
+}
+
+int hc_runtime_list(struct hc_runtime *rt, struct hc_workload **list, size_t *n,
+		    struct hc_runtime_err *err)
+{
+	Runtime__V1__ListPodSandboxResponse *pods = NULL;
+	Runtime__V1__ListContainersResponse *ctrs = NULL;
+	struct hc_workload *out = NULL;
+	size_t count = 0;
+	int r;
+
+	*list = NULL;
+	*n = 0;
+	r = list_sandboxes(rt, HC_LABEL_MANAGED, "true", &pods, err);
+	if (r < 0)
+		return r;
+	r = list_containers(rt, NULL, &ctrs, err);
+	if (r < 0)
+		goto out;
+	if (pods->n_items && !(out = calloc(pods->n_items, sizeof(*out)))) {
+		r = hc_runtime_fail(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < pods->n_items; i++) {
+		const char *cid = NULL;
+
+		/* one container per sandbox; the newest if a restart left two */
+		for (size_t j = 0; j < ctrs->n_containers; j++)
+			if (strcmp(ctrs->containers[j]->pod_sandbox_id, pods->items[i]->id) == 0)
+				cid = ctrs->containers[j]->id;
+		r = describe(rt, pods->items[i], cid, &out[count], err);
+		if (r < 0)
+			goto out;
+		count++;
+	}
+	qsort(out, count, sizeof(*out), by_creation);
+	*list = out;
+	*n = count;
+	out = NULL;
+out:
+	hc_workload_list_free(out, count);
+	free_msg(pods);
+	free_msg(ctrs);
+	return r;
+}
+
+int hc_runtime_get(struct hc_runtime *rt, const char *id, struct hc_workload *w,
+		   struct hc_runtime_err *err)
+{
+	Runtime__V1__ListPodSandboxResponse *pods = NULL;
+	char sandbox_id[65], container_id[65];
+	int r;
+
+	r = hc_runtime_find(rt, id, sandbox_id, container_id, err);
+	if (r < 0)
+		return r;
+	r = list_sandboxes(rt, HC_LABEL_WORKLOAD, id, &pods, err);
+	if (r < 0)
+		return r;
+	if (pods->n_items == 0)
+		r = hc_runtime_fail(err, ENOENT, "no workload with id %s", id);
+	else
+		r = describe(rt, pods->items[0], container_id, w, err);
+	free_msg(pods);
+	return r;
+}
+
+/* ---- capacity ---- */
+
+static uint64_t meminfo_mb(const char *key)
+{
+	FILE *f = fopen("/proc/meminfo", "re");
+	char line[256];
+	unsigned long long kb = 0;
+	size_t klen = strlen(key);
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
+			kb = strtoull(line + klen + 1, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return kb / 1024;
+}
+
+static uint32_t cpus_total(const struct hc_runtime *rt)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (rt->capacity_cpus)
+		return rt->capacity_cpus;
+	return n > UPSTREAM_MIN_VCPUS ? (uint32_t)n : UPSTREAM_MIN_VCPUS;
+}
+
+static int holds_resources(const struct hc_workload *w)
+{
+	return w->state != HC_WORKLOAD_EXITED;
+}
+
+int hc_runtime_capacity(struct hc_runtime *rt, struct hc_runtime_capacity *out,
+			struct hc_runtime_err *err)
+{
+	struct hc_workload *list;
+	size_t n;
+	int r = hc_runtime_list(rt, &list, &n, err);
+
+	if (r < 0)
+		return r;
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; i < n; i++) {
+		if (!holds_resources(&list[i]))
+			continue;
+		out->cpus_used += list[i].spec.cores;
+		out->mem_used_mb += list[i].spec.memory_mb;
+		out->workloads++;
+	}
+	hc_workload_list_free(list, n);
+	out->cpus_total = cpus_total(rt);
+	out->mem_total_mb = rt->capacity_mem_mb ? rt->capacity_mem_mb
+						: meminfo_mb("MemAvailable") + out->mem_used_mb;
+	return 0;
+}
+
+static int check_capacity(struct hc_runtime *rt, const struct hc_workload_spec *spec,
+			  struct hc_runtime_err *err)
+{
+	struct hc_runtime_capacity cap;
+	int r = hc_runtime_capacity(rt, &cap, err);
+
+	if (r < 0)
+		return r;
+	if ((uint64_t)cap.cpus_used + spec->cores > cap.cpus_total)
+		return hc_runtime_fail(err, ENOSPC,
+				       "not enough CPU: %u vCPUs requested, %u of %u in use",
+				       spec->cores, cap.cpus_used, cap.cpus_total);
+	if (cap.mem_used_mb + spec->memory_mb > cap.mem_total_mb)
+		return hc_runtime_fail(err, ENOSPC,
+				       "not enough memory: %u MB requested, %llu of %llu MB in use",
+				       spec->memory_mb, (unsigned long long)cap.mem_used_mb,
+				       (unsigned long long)cap.mem_total_mb);
+	return 0;
+}
+
+/* ---- images ---- */
+
+static int image_present(struct hc_runtime *rt, const char *ref, struct hc_runtime_err *err)
+{
+	Runtime__V1__ImageStatusRequest req = RUNTIME__V1__IMAGE_STATUS_REQUEST__INIT;
+	Runtime__V1__ImageSpec spec = RUNTIME__V1__IMAGE_SPEC__INIT;
+	Runtime__V1__ImageStatusResponse *resp = NULL;
+	int r;
+
+	spec.image = (char *)ref;
+	req.image = &spec;
+	r = hc_cri_call(rt, "ImageService/ImageStatus", &req.base,
+			&runtime__v1__image_status_response__descriptor, (ProtobufCMessage **)&resp,
+			HC_CRI_TIMEOUT_MS, "image status", err);
+	if (r < 0)
+		return r;
+	r = resp->image != NULL; /* an absent image is an answer without one */
+	free_msg(resp);
+	return r;
+}
+
+static int pull_image(struct hc_runtime *rt, const char *ref, struct hc_runtime_err *err)
+{
+	Runtime__V1__PullImageRequest req = RUNTIME__V1__PULL_IMAGE_REQUEST__INIT;
+	Runtime__V1__ImageSpec spec = RUNTIME__V1__IMAGE_SPEC__INIT;
+	Runtime__V1__PullImageResponse *resp = NULL;
+	int r;
+
+	spec.image = (char *)ref;
+	req.image = &spec;
+	r = hc_cri_call(rt, "ImageService/PullImage", &req.base,
+			&runtime__v1__pull_image_response__descriptor, (ProtobufCMessage **)&resp,
+			HC_CRI_PULL_TIMEOUT_MS, "pulling image", err);
+	if (r == 0) {
+		hc_log(HC_LOG_INFO, "pulled %s as %s", ref, resp->image_ref);
+		free_msg(resp);
+		return 0;
+	}
+	/* containerd answers NOT_FOUND for an unknown repository or tag but
+	 * UNKNOWN for most transport errors; tell the user which it was. */
+	if (r == -ENOENT || strstr(err->msg, "not found"))
+		return hc_runtime_fail(err, ENOENT, "image %s not found in its registry", ref);
+	if (strstr(err->msg, "connection refused") || strstr(err->msg, "no such host") ||
+	    strstr(err->msg, "dial tcp") || strstr(err->msg, "i/o timeout"))
+	{
+		char cause[sizeof(err->msg)];
+
+		memcpy(cause, err->msg, sizeof(cause));
+		return hc_runtime_fail(err, EHOSTUNREACH, "registry for %s unreachable (%.300s)",
+				       ref, cause);
+	}
+	return r;
+}
+
+/* ---- teardown ---- */
+
+static int remove_tree_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if ((flag == FTW_DP ? rmdir(path) : unlink(path)) < 0 && errno != ENOENT)
+		hc_log(HC_LOG_WARN, "cannot remove %s: %s", path, strerror(errno));
+	return 0;
+}
+
+static void remove_log_dir(struct hc_runtime *rt, const char *id)
+{
+	char path[4096];
+
+	/* id was checked to be a UUID, so the path stays inside log_root */
+	snprintf(path, sizeof(path), "%s/%s", rt->log_root, id);
+	if (nftw(path, remove_tree_entry, 8, FTW_DEPTH | FTW_PHYS) < 0 && errno != ENOENT)
+		hc_log(HC_LOG_WARN, "cannot remove %s: %s", path, strerror(errno));
+}
+
+static int call_id(struct hc_runtime *rt, const char *method, const ProtobufCMessage *req,
+		   const ProtobufCMessageDescriptor *resp_type, int timeout_ms, const char *what,
+		   struct hc_runtime_err *err)
+{
+	ProtobufCMessage *resp = NULL;
+	int r = hc_cri_call(rt, method, req, resp_type, &resp, timeout_ms, what, err);
+
+	free_msg(resp);
+	return r == -ENOENT ? 0 : r; /* already gone is what we want */
+}
+
+static int remove_container(struct hc_runtime *rt, const char *cid, int grace_s,
+			    struct hc_runtime_err *err)
+{
+	Runtime__V1__StopContainerRequest sreq = RUNTIME__V1__STOP_CONTAINER_REQUEST__INIT;
+	Runtime__V1__RemoveContainerRequest rreq = RUNTIME__V1__REMOVE_CONTAINER_REQUEST__INIT;
+	int r;
+
+	sreq.container_id = (char *)cid;
+	sreq.timeout = grace_s;
+	r = call_id(rt, "RuntimeService/StopContainer", &sreq.base,
+		    &runtime__v1__stop_container_response__descriptor,
+		    HC_CRI_TIMEOUT_MS + grace_s * 1000, "stopping container", err);
+	if (r < 0)
+		return r;
+	rreq.container_id = (char *)cid;
+	return call_id(rt, "RuntimeService/RemoveContainer", &rreq.base,
+		       &runtime__v1__remove_container_response__descriptor, HC_CRI_TIMEOUT_MS,
+		       "removing container", err);
+}
+
+static int remove_sandbox(struct hc_runtime *rt, const char *sid, struct hc_runtime_err *err)
+{
+	Runtime__V1__StopPodSandboxRequest sreq = RUNTIME__V1__STOP_POD_SANDBOX_REQUEST__INIT;
+	Runtime__V1__RemovePodSandboxRequest rreq = RUNTIME__V1__REMOVE_POD_SANDBOX_REQUEST__INIT;
+	int r;
+
+	sreq.pod_sandbox_id = (char *)sid;
+	r = call_id(rt, "RuntimeService/StopPodSandbox", &sreq.base,
+		    &runtime__v1__stop_pod_sandbox_response__descriptor, HC_CRI_START_TIMEOUT_MS,
+		    "stopping sandbox", err);
+	if (r < 0)
+		return r;
+	rreq.pod_sandbox_id = (char *)sid;
+	return call_id(rt, "RuntimeService/RemovePodSandbox", &rreq.base,
+		       &runtime__v1__remove_pod_sandbox_response__descriptor,
+		       HC_CRI_START_TIMEOUT_MS, "removing sandbox", err);
+}
+
+/* Removes every container of the sandbox, then the sandbox. */
+static int teardown_sandbox(struct hc_runtime *rt, const char *sid, int grace_s,
+			    struct hc_runtime_err *err)
+{
+	Runtime__V1__ListContainersResponse *ctrs = NULL;
+	int r = list_containers(rt, sid, &ctrs, err);
+
+	for (size_t i = 0; r == 0 && i < ctrs->n_containers; i++)
+		r = remove_container(rt, ctrs->containers[i]->id, grace_s, err);
+	free_msg(ctrs);
+	return r < 0 ? r : remove_sandbox(rt, sid, err);
+}
+
+int hc_runtime_stop(struct hc_runtime *rt, const char *id, int grace_s,
+		    struct hc_runtime_err *err)
+{
+	Runtime__V1__ListPodSandboxResponse *pods = NULL;
+	int r;
+
+	if (!hc_workload_id_valid(id))
+		return hc_runtime_fail(err, EINVAL, "invalid workload id \"%.64s\" (want a UUID)", id);
+	r = list_sandboxes(rt, HC_LABEL_WORKLOAD, id, &pods, err);
+	if (r < 0)
+		return r;
+	if (pods->n_items == 0)
+		r = hc_runtime_fail(err, ENOENT, "no workload with id %s", id);
+	for (size_t i = 0; r == 0 && i < pods->n_items; i++)
+		r = teardown_sandbox(rt, pods->items[i]->id, grace_s, err);
+	free_msg(pods);
+	if (r == 0) {
+		remove_log_dir(rt, id);
+		hc_log(HC_LOG_INFO, "stopped workload %s", id);
+	}
+	return r;
+}
+
+/* After a failed spawn: whatever exists under the id goes. Errors here are
+ * only logged; the caller reports the spawn's own error. */
+static void undo_spawn(struct hc_runtime *rt, const char *id)
+{
+	struct hc_runtime_err e;
+
+	if (hc_runtime_stop(rt, id, 0, &e) < 0 && !strstr(e.msg, "no workload"))
+		hc_log(HC_LOG_WARN, "cleanup after failed spawn of %s: %s", id, e.msg);
+	remove_log_dir(rt, id);
+}
+
+/* ---- spawn ---- */
+
+struct entries {
+	Runtime__V1__StringEntry items[HC_RUNTIME_MAX_LABELS + 2];
+	Runtime__V1__StringEntry *ptrs[HC_RUNTIME_MAX_LABELS + 2];
+	size_t n;
+};
+
+static void entries_add(struct entries *e, const char *key, const char *value)
+{
+	Runtime__V1__StringEntry init = RUNTIME__V1__STRING_ENTRY__INIT;
+
+	e->items[e->n] = init;
+	e->items[e->n].key = (char *)key;
+	e->items[e->n].value = (char *)value;
+	e->ptrs[e->n] = &e->items[e->n];
+	e->n++;
+}
+
+/* Everything a spawn sends, kept together because CreateContainer needs the
+ * sandbox config again (containerd 1.6 reads the log dir and cgroup parent
+ * from there). Points into spec and the caller's strings. */
+struct pod_request {
+	Runtime__V1__PodSandboxConfig config;
+	Runtime__V1__PodSandboxMetadata meta;
+	Runtime__V1__LinuxPodSandboxConfig linux_cfg;
+	Runtime__V1__LinuxSandboxSecurityContext sec;
+	Runtime__V1__NamespaceOption ns;
+	struct entries labels, annotations;
+	char log_dir[4096];
+};
+
+static void pod_request_init(struct pod_request *p, struct hc_runtime *rt, const char *id,
+			     const struct hc_workload_spec *spec, const char *spec_json)
+{
+	Runtime__V1__PodSandboxConfig config = RUNTIME__V1__POD_SANDBOX_CONFIG__INIT;
+	Runtime__V1__PodSandboxMetadata meta = RUNTIME__V1__POD_SANDBOX_METADATA__INIT;
+	Runtime__V1__LinuxPodSandboxConfig linux_cfg = RUNTIME__V1__LINUX_POD_SANDBOX_CONFIG__INIT;
+	Runtime__V1__LinuxSandboxSecurityContext sec = RUNTIME__V1__LINUX_SANDBOX_SECURITY_CONTEXT__INIT;
+	Runtime__V1__NamespaceOption ns = RUNTIME__V1__NAMESPACE_OPTION__INIT;
+
+	p->config = config;
+	p->meta = meta;
+	p->linux_cfg = linux_cfg;
+	p->sec = sec;
+	p->ns = ns;
+	p->labels.n = p->annotations.n = 0;
+
+	/* name and uid are the workload id: containerd reserves the name, so
+	 * a second spawn with the same id fails instead of duplicating it */
+	p->meta.name = (char *)id;
+	p->meta.uid = (char *)id;
+	p->meta.namespace_ = HC_SANDBOX_NAMESPACE;
+	p->config.metadata = &p->meta;
+	p->config.hostname = (char *)id;
+	snprintf(p->log_dir, sizeof(p->log_dir), "%s/%s", rt->log_root, id);
+	p->config.log_directory = p->log_dir;
+
+	for (size_t i = 0; i < spec->nlabels; i++)
+		entries_add(&p->labels, spec->labels[i].key, spec->labels[i].value);
+	entries_add(&p->labels, HC_LABEL_MANAGED, "true");
+	entries_add(&p->labels, HC_LABEL_WORKLOAD, id);
+	p->config.labels = p->labels.ptrs;
+	p->config.n_labels = p->labels.n;
+	entries_add(&p->annotations, HC_ANNOTATION_REQUEST, spec_json);
+	p->config.annotations = p->annotations.ptrs;
+	p->config.n_annotations = p->annotations.n;
+
+	p->ns.network = RUNTIME__V1__NAMESPACE_MODE__POD;
+	p->ns.pid = RUNTIME__V1__NAMESPACE_MODE__CONTAINER;
+	p->ns.ipc = RUNTIME__V1__NAMESPACE_MODE__POD;
+	p->sec.namespace_options = &p->ns;
+	p->linux_cfg.security_context = &p->sec;
+	p->linux_cfg.cgroup_parent = rt->cgroup_parent;
+	p->config.linux = &p->linux_cfg;
+}
+
+static int run_sandbox(struct hc_runtime *rt, struct pod_request *p,
+		       const struct hc_workload_spec *spec, char sandbox_id[65],
+		       struct hc_runtime_err *err)
+{
+	Runtime__V1__RunPodSandboxRequest req = RUNTIME__V1__RUN_POD_SANDBOX_REQUEST__INIT;
+	Runtime__V1__RunPodSandboxResponse *resp = NULL;
+	int r;
+
+	req.config = &p->config;
+	/* "" is containerd's default handler (runc); name others explicitly */
+	if (spec->runtime_handler && strcmp(spec->runtime_handler, "runc") != 0)
+		req.runtime_handler = spec->runtime_handler;
+	r = hc_cri_call(rt, "RuntimeService/RunPodSandbox", &req.base,
+			&runtime__v1__run_pod_sandbox_response__descriptor,
+			(ProtobufCMessage **)&resp, HC_CRI_START_TIMEOUT_MS, "starting sandbox", err);
+	if (r == 0)
+		copy_str(sandbox_id, 65, resp->pod_sandbox_id);
+	else if (strstr(err->msg, "is reserved for"))
+		r = hc_runtime_fail(err, EEXIST, "a workload with id %s exists", p->meta.name);
+	else if (strstr(err->msg, "no runtime for"))
+		r = hc_runtime_fail(err, ENOTSUP,
+				    "runtime %s is not available on this node (runsc needs gVisor's "
+				    "containerd-shim-runsc-v1, which Debian 12 does not ship)",
+				    req.runtime_handler);
+	free_msg(resp);
+	return r;
+}
+
+static int create_container(struct hc_runtime *rt, struct pod_request *p, const char *sandbox_id,
+			    const char *id, const struct hc_workload_spec *spec,
+			    char container_id[65], struct hc_runtime_err *err)
+{
+	Runtime__V1__CreateContainerRequest req = RUNTIME__V1__CREATE_CONTAINER_REQUEST__INIT;
+	Runtime__V1__ContainerConfig cfg = RUNTIME__V1__CONTAINER_CONFIG__INIT;
+	Runtime__V1__ContainerMetadata meta = RUNTIME__V1__CONTAINER_METADATA__INIT;
+	Runtime__V1__ImageSpec image = RUNTIME__V1__IMAGE_SPEC__INIT;
+	Runtime__V1__LinuxContainerConfig linux_cfg = RUNTIME__V1__LINUX_CONTAINER_CONFIG__INIT;
+	Runtime__V1__LinuxContainerResources res = RUNTIME__V1__LINUX_CONTAINER_RESOURCES__INIT;
+	Runtime__V1__CreateContainerResponse *resp = NULL;
+	Runtime__V1__KeyValue *env = calloc(spec->nenv + 1, sizeof(*env));
+	Runtime__V1__KeyValue **envp = calloc(spec->nenv + 1, sizeof(*envp));
+	char **names = calloc(spec->nenv + 1, sizeof(*names));
+	struct entries labels = { .n = 0 };
+	int r = -ENOMEM;
+
+	if (!env || !envp || !names) {
+		r = hc_runtime_fail(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i <= spec->nenv; i++) {
+		Runtime__V1__KeyValue kv = RUNTIME__V1__KEY_VALUE__INIT;
+		const char *e = i < spec->nenv ? spec->env[i] : NULL;
+
+		env[i] = kv;
+		envp[i] = &env[i];
+		if (!e) { /* last: the workload's own id, for its logs and answers */
+			env[i].key = HC_ENV_WORKLOAD_ID;
+			env[i].value = (char *)id;
+			continue;
+		}
+		names[i] = strndup(e, (size_t)(strchr(e, '=') - e));
+		if (!names[i]) {
+			r = hc_runtime_fail(err, ENOMEM, "out of memory");
+			goto out;
+		}
+		env[i].key = names[i];
+		env[i].value = strchr(e, '=') + 1;
+	}
+	meta.name = HC_CONTAINER_NAME;
+	image.image = spec->image_ref;
+	res.cpu_period = CPU_PERIOD_US;
+	res.cpu_quota = (int64_t)spec->cores * CPU_PERIOD_US;
+	res.cpu_shares = (int64_t)spec->cores * 1024;
+	res.memory_limit_in_bytes = (int64_t)spec->memory_mb << 20;
+	linux_cfg.resources = &res;
+	entries_add(&labels, HC_LABEL_MANAGED, "true");
+	entries_add(&labels, HC_LABEL_WORKLOAD, id);
+	cfg.metadata = &meta;
+	cfg.image = &image;
+	cfg.envs = envp;
+	cfg.n_envs = spec->nenv + 1;
+	cfg.labels = labels.ptrs;
+	cfg.n_labels = labels.n;
+	cfg.log_path = LOG_PATH;
+	cfg.linux = &linux_cfg;
+	req.pod_sandbox_id = (char *)sandbox_id;
+	req.config = &cfg;
+	req.sandbox_config = &p->config;
+	r = hc_cri_call(rt, "RuntimeService/CreateContainer", &req.base,
+			&runtime__v1__create_container_response__descriptor,
+			(ProtobufCMessage **)&resp, HC_CRI_START_TIMEOUT_MS, "creating container",
+			err);
+	if (r == 0)
+		copy_str(container_id, 65, resp->container_id);
+out:
+	for (size_t i = 0; names && i < spec->nenv; i++)
+		free(names[i]);
+	free(names);
+	free(envp);
+	free(env);
+	free_msg(resp);
+	return r;
+}
+
+static int start_container(struct hc_runtime *rt, const char *container_id,
+			   struct hc_runtime_err *err)
+{
+	Runtime__V1__StartContainerRequest req = RUNTIME__V1__START_CONTAINER_REQUEST__INIT;
+
+	req.container_id = (char *)container_id;
+	return call_id(rt, "RuntimeService/StartContainer", &req.base,
+		       &runtime__v1__start_container_response__descriptor, HC_CRI_START_TIMEOUT_MS,
+		       "starting container", err);
+}
+
+int hc_runtime_spawn(struct hc_runtime *rt, const struct hc_workload_spec *spec, const char *id,
+		     struct hc_workload *out, struct hc_runtime_err *err)
+{
+	char wid[HC_WORKLOAD_ID_LEN + 1], sandbox_id[65], container_id[65];
+	struct pod_request *pod = NULL;
+	char *spec_json = NULL;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	r = hc_workload_spec_validate(spec, err);
+	if (r < 0)
+		return r;
+	if (id && !hc_workload_id_valid(id))
+		return hc_runtime_fail(err, EINVAL, "invalid workload id \"%.64s\" (want a UUID)", id);
+	if (id)
+		copy_str(wid, sizeof(wid), id);
+	else if ((r = hc_workload_id_new(wid)) < 0)
+		return hc_runtime_fail(err, -r, "cannot generate an id: %s", strerror(-r));
+	r = check_capacity(rt, spec, err);
+	if (r < 0)
+		return r;
+	r = image_present(rt, spec->image_ref, err);
+	if (r == 0)
+		r = pull_image(rt, spec->image_ref, err);
+	if (r < 0)
+		return r;
+
+	spec_json = hc_workload_spec_to_json(spec);
+	pod = calloc(1, sizeof(*pod));
+	if (!spec_json || !pod) {
+		r = hc_runtime_fail(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	pod_request_init(pod, rt, wid, spec, spec_json);
+	r = run_sandbox(rt, pod, spec, sandbox_id, err);
+	if (r == -EEXIST)
+		goto out; /* the existing workload is not ours to undo */
+	if (r == 0)
+		r = create_container(rt, pod, sandbox_id, wid, spec, container_id, err);
+	if (r == 0)
+		r = start_container(rt, container_id, err);
+	if (r < 0) {
+		undo_spawn(rt, wid);
+		goto out;
+	}
+	r = hc_runtime_get(rt, wid, out, err);
+	if (r == 0)
+		hc_log(HC_LOG_INFO, "spawned workload %s image=%s ip=%s", wid, spec->image_ref, out->ip);
+out:
+	free(pod);
+	free(spec_json);
+	return r;
+}
+
+/* ---- stats ---- */
+
+int hc_runtime_stats(struct hc_runtime *rt, const char *id, struct hc_workload_stats *out,
+		     struct hc_runtime_err *err)
+{
+	Runtime__V1__ContainerStatsRequest req = RUNTIME__V1__CONTAINER_STATS_REQUEST__INIT;
+	Runtime__V1__ContainerStatsResponse *resp = NULL;
+	struct hc_workload w;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	r = hc_runtime_get(rt, id, &w, err);
+	if (r < 0)
+		return r;
+	out->memory_limit = (uint64_t)w.spec.memory_mb << 20;
+	if (!w.container_id[0]) {
+		r = hc_runtime_fail(err, ENOENT, "workload %s has no container", id);
+		goto out;
+	}
+	req.container_id = w.container_id;
+	r = hc_cri_call(rt, "RuntimeService/ContainerStats", &req.base,
+			&runtime__v1__container_stats_response__descriptor,
+			(ProtobufCMessage **)&resp, HC_CRI_TIMEOUT_MS, "container stats", err);
+	if (r < 0)
+		goto out;
+	if (resp->stats && resp->stats->cpu) {
+		out->timestamp_ns = resp->stats->cpu->timestamp;
+		if (resp->stats->cpu->usage_core_nano_seconds)
+			out->cpu_ns = resp->stats->cpu->usage_core_nano_seconds->value;
+	}
+	if (resp->stats && resp->stats->memory) {
+		if (resp->stats->memory->working_set_bytes)
+			out->memory_working_set = resp->stats->memory->working_set_bytes->value;
+		if (resp->stats->memory->usage_bytes)
+			out->memory_usage = resp->stats->memory->usage_bytes->value;
+	}
+out:
+	free_msg(resp);
+	hc_workload_fini(&w);
+	return r;
+}
+
+/* ---- orphans ---- */
+
+int hc_runtime_collect_orphans(struct hc_runtime *rt, int min_age_s, struct hc_runtime_err *err)
+{
+	struct hc_workload *list;
+	size_t n;
+	struct timespec now;
+	int r, removed = 0;
+
+	r = hc_runtime_list(rt, &list, &n, err);
+	if (r < 0)
+		return r;
+	clock_gettime(CLOCK_REALTIME, &now);
+	for (size_t i = 0; i < n; i++) {
+		struct hc_workload *w = &list[i];
+		int64_t age_s = now.tv_sec - w->created_ns / 1000000000;
+
+		/* a spawn that died between RunPodSandbox and StartContainer */
+		if (w->started_ns || age_s < min_age_s || !hc_workload_id_valid(w->id))
+			continue;
+		hc_log(HC_LOG_WARN, "removing half-created workload %s (sandbox %s, %lld s old)",
+		       w->id, w->sandbox_id, (long long)age_s);
+		if (hc_runtime_stop(rt, w->id, 0, err) == 0)
+			removed++;
+	}
+	hc_workload_list_free(list, n);
+	return removed;
+}

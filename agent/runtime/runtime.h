@@ -1,0 +1,298 @@
+/*
+ * Workloads as CRI pod sandboxes in containerd, and the embedded containerd.
+ *
+ * A workload is one pod sandbox (own network namespace, an address on the
+ * workload subnet from CNI) holding one container with CPU and memory limits.
+ * Its id is a UUID used as the sandbox name, its hostname and a label; the
+ * spawn request travels with it as an annotation in upstream's JSON, so
+ * everything list() reports is read back from containerd and survives agent
+ * restarts. containerd is reached through its CRI gRPC API (runtime.v1).
+ *
+ * The client calls block (they are gRPC calls to containerd): the CLI calls
+ * them directly, the agent from a worker thread, never from its loop thread.
+ */
+#ifndef HC_RUNTIME_H
+#define HC_RUNTIME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct hc_loop;
+struct hc_metrics;
+
+/* ---- paths and defaults ---- */
+
+#define HC_RUNTIME_DEFAULT_STATE_DIR "/var/lib/hypercore"
+#define HC_RUNTIME_DEFAULT_RUN_DIR "/run/hypercore"
+#define HC_RUNTIME_DEFAULT_CGROUP_PARENT "/hypercore"
+#define HC_RUNTIME_DEFAULT_CPUS 1
+#define HC_RUNTIME_DEFAULT_MEM_MB 512
+#define HC_RUNTIME_MIN_MEM_MB 8 /* runc refuses limits below 6 MiB */
+#define HC_RUNTIME_MAX_PORTS 64
+#define HC_RUNTIME_MAX_ENV 256
+#define HC_RUNTIME_MAX_LABELS 64
+
+/* Socket path of the embedded containerd under run_dir, into buf. */
+int hc_runtime_socket_path(const char *run_dir, char *buf, size_t len);
+
+/* ---- the CRI client ---- */
+
+struct hc_runtime_config {
+	const char *socket;	   /* containerd's socket (required) */
+	const char *state_dir;	   /* workload logs go to <state_dir>/logs */
+	const char *cgroup_parent; /* NULL: HC_RUNTIME_DEFAULT_CGROUP_PARENT */
+	uint32_t capacity_cpus;	   /* 0: max(nproc, 225), as upstream */
+	uint32_t capacity_mem_mb;  /* 0: MemAvailable plus what workloads hold */
+};
+
+struct hc_runtime;
+
+/* Errors carry one readable line for the user. */
+struct hc_runtime_err {
+	char msg[512];
+};
+
+/* Allocates a client; connects lazily. NULL + errno on allocation failure. */
+struct hc_runtime *hc_runtime_new(const struct hc_runtime_config *cfg);
+void hc_runtime_free(struct hc_runtime *rt);
+
+/* Whether something accepts connections on the socket now (no gRPC call);
+ * 0, or -ENOENT / -ECONNREFUSED / -EACCES... with err saying what is missing. */
+int hc_runtime_probe(const struct hc_runtime *rt, struct hc_runtime_err *err);
+
+/* CRI Version + Status: 0 when the runtime and its network are ready;
+ * -EAGAIN while CNI is not loaded yet; other -errno otherwise. */
+int hc_runtime_ready(struct hc_runtime *rt, int timeout_ms, struct hc_runtime_err *err);
+
+struct hc_port_map {
+	uint16_t host;
+	uint16_t container;
+};
+
+struct hc_label {
+	char *key;
+	char *value;
+};
+
+/* What a workload was asked to be; stored on the workload. */
+struct hc_workload_spec {
+	char *image_ref;
+	uint32_t cores;	    /* whole vCPUs; CPU quota = cores * period */
+	uint32_t memory_mb; /* memory limit */
+	char **env;	    /* "KEY=VALUE" */
+	size_t nenv;
+	struct hc_port_map *ports; /* host port -> container port (recorded; exposed by the proxy) */
+	size_t nports;
+	struct hc_label *labels;
+	size_t nlabels;
+	char *runtime_handler; /* NULL/"runc" or "runsc" */
+};
+
+void hc_workload_spec_fini(struct hc_workload_spec *spec);
+
+/* Checks a spec without side effects: a parsable image reference, cores and
+ * memory in range, env as KEY=VALUE, ports 1..65535 without duplicates,
+ * label keys, a known runtime handler. 0 or -EINVAL with err. */
+int hc_workload_spec_validate(const struct hc_workload_spec *spec, struct hc_runtime_err *err);
+
+/* Parses "HOST:CONTAINER[,HOST:CONTAINER...]" (or bare "PORT" = same on both
+ * sides) into spec->ports, appending. 0 or -EINVAL with err. */
+int hc_workload_spec_parse_ports(struct hc_workload_spec *spec, const char *text,
+				 struct hc_runtime_err *err);
+
+enum hc_workload_state {
+	HC_WORKLOAD_CREATED, /* container created, not started (transient) */
+	HC_WORKLOAD_RUNNING,
+	HC_WORKLOAD_EXITED,  /* its process ended; exit_code says how */
+	HC_WORKLOAD_UNKNOWN, /* no container, or the sandbox is not ready */
+};
+
+const char *hc_workload_state_name(enum hc_workload_state s);
+
+#define HC_WORKLOAD_ID_LEN 36 /* a UUID's text length */
+
+struct hc_workload {
+	char id[HC_WORKLOAD_ID_LEN + 1];
+	enum hc_workload_state state;
+	char ip[46];		  /* workload subnet address; "" if none */
+	char sandbox_id[65];
+	char container_id[65];
+	char image_id[80];	  /* sha256:... */
+	int exit_code;		  /* valid when EXITED */
+	char reason[32];	  /* containerd's: Completed, Error, OOMKilled */
+	int64_t created_ns;	  /* sandbox creation, ns since the epoch */
+	int64_t started_ns;	  /* container start; 0 if never */
+	int64_t finished_ns;	  /* container end; 0 while running */
+	char log_path[4096];	  /* absolute; "" if none */
+	char runtime_handler[16];
+	struct hc_workload_spec spec; /* the original request */
+	char *spec_json;	      /* the same, as stored (upstream's JSON) */
+};
+
+void hc_workload_fini(struct hc_workload *w);
+void hc_workload_list_free(struct hc_workload *list, size_t n);
+
+/* A workload id generated for a new spawn (UUID v4) into id. 0 or -errno. */
+int hc_workload_id_new(char id[HC_WORKLOAD_ID_LEN + 1]);
+/* 1 if s is a workload id (canonical lowercase UUID), else 0. */
+int hc_workload_id_valid(const char *s);
+
+/*
+ * Starts a workload: checks the spec and the capacity, pulls the image when
+ * absent, runs the sandbox (the IP comes from CNI), creates the container
+ * with the limits and starts it. id: a preset id (the cluster chooses ids) or
+ * NULL to generate one. On success fills *out (caller finis it) and returns 0.
+ * On failure nothing is left behind and -errno returns with err:
+ * -EINVAL bad spec, -ENOSPC over capacity, -ENOENT image not found,
+ * -EEXIST id in use, -EHOSTUNREACH registry unreachable, -ECONNREFUSED
+ * containerd not running, -EIO anything else containerd refused.
+ * Blocks for the pull and the start (seconds).
+ */
+int hc_runtime_spawn(struct hc_runtime *rt, const struct hc_workload_spec *spec, const char *id,
+		     struct hc_workload *out, struct hc_runtime_err *err);
+
+/* Stops and removes the workload: container, sandbox (netns, IP), log
+ * directory. A partly torn-down workload is finished off. -ENOENT if no
+ * workload has this id. Blocks up to the stop grace period (grace_s). */
+int hc_runtime_stop(struct hc_runtime *rt, const char *id, int grace_s,
+		    struct hc_runtime_err *err);
+
+/* Every workload of this runtime (managed by hypercore), oldest first.
+ * *list is the caller's (hc_workload_list_free). 0 or -errno. */
+int hc_runtime_list(struct hc_runtime *rt, struct hc_workload **list, size_t *n,
+		    struct hc_runtime_err *err);
+
+/* One workload by id. 0, -ENOENT or -errno. */
+int hc_runtime_get(struct hc_runtime *rt, const char *id, struct hc_workload *out,
+		   struct hc_runtime_err *err);
+
+struct hc_workload_stats {
+	int64_t timestamp_ns;
+	uint64_t cpu_ns;	     /* cumulative CPU time */
+	uint64_t memory_working_set; /* bytes */
+	uint64_t memory_usage;	     /* bytes */
+	uint64_t memory_limit;	     /* bytes, 0 if none */
+};
+
+int hc_runtime_stats(struct hc_runtime *rt, const char *id, struct hc_workload_stats *out,
+		     struct hc_runtime_err *err);
+
+struct hc_runtime_capacity {
+	uint32_t cpus_total, cpus_used;
+	uint64_t mem_total_mb, mem_used_mb;
+	size_t workloads;
+};
+
+/* Capacity from the running workloads' specs and the config. 0 or -errno. */
+int hc_runtime_capacity(struct hc_runtime *rt, struct hc_runtime_capacity *out,
+			struct hc_runtime_err *err);
+
+/* Removes sandboxes of ours that never got a started container and are older
+ * than min_age_s (left by a crash mid-spawn). Returns how many, or -errno. */
+int hc_runtime_collect_orphans(struct hc_runtime *rt, int min_age_s, struct hc_runtime_err *err);
+
+/* ---- logs ---- */
+
+enum hc_log_stream { HC_LOG_STDOUT = 1, HC_LOG_STDERR = 2 };
+
+/* One output line (P records reassembled), valid during the callback. */
+struct hc_log_line {
+	enum hc_log_stream stream;
+	const char *timestamp; /* RFC 3339 with nanoseconds, as containerd wrote it */
+	const char *text;
+	size_t len;
+	bool truncated;
+};
+
+typedef int hc_runtime_log_fn(void *arg, const struct hc_log_line *line);
+
+/* Calls fn for the last tail lines of the workload's log (tail < 0: all),
+ * then, with follow, for new lines until fn returns nonzero, stop_fd becomes
+ * readable or the workload is gone. 0, -ENOENT or -errno. Blocks. */
+int hc_runtime_logs(struct hc_runtime *rt, const char *id, long tail, bool follow, int stop_fd,
+		    hc_runtime_log_fn *fn, void *arg, struct hc_runtime_err *err);
+
+/* ---- interactive exec (hypercore attach) ---- */
+
+struct hc_runtime_exec_io {
+	int in_fd, out_fd, err_fd;
+	int tty_fd;  /* a terminal whose size is forwarded, or -1 */
+	int winch_fd; /* readable when the terminal size changed, or -1 */
+};
+
+/* Runs argv in the workload through CRI Exec and the streaming server,
+ * forwarding io until the command ends; *exit_code is its exit status.
+ * With tty, stderr is merged into stdout. 0 or -errno. Blocks. */
+int hc_runtime_exec(struct hc_runtime *rt, const char *id, char *const argv[], bool tty,
+		    const struct hc_runtime_exec_io *io, int *exit_code, struct hc_runtime_err *err);
+
+/* ---- watching workloads from the agent ---- */
+
+/* A workload whose process ended. */
+struct hc_runtime_exit {
+	char id[HC_WORKLOAD_ID_LEN + 1];
+	int exit_code;
+	char reason[32];
+	int64_t finished_ns;
+};
+
+typedef void hc_runtime_exit_fn(void *arg, const struct hc_runtime_exit *ev);
+
+struct hc_runtime_watch;
+
+/*
+ * Lists the workloads every interval_ms on a thread of its own (CRI calls
+ * block) and calls fn on the loop thread once for each workload that exited,
+ * including those found exited at the first look. It also removes sandboxes
+ * left half-created by a crash, and keeps the figures the metrics show.
+ * NULL + errno on failure.
+ */
+struct hc_runtime_watch *hc_runtime_watch_start(struct hc_loop *loop,
+						const struct hc_runtime_config *cfg,
+						unsigned interval_ms, hc_runtime_exit_fn *fn,
+						void *arg);
+
+/* Registers the workload and capacity gauges. 0 or -ENOMEM. */
+int hc_runtime_watch_register_metrics(struct hc_runtime_watch *w, struct hc_metrics *m);
+
+/* Stops and joins the thread (waits for a CRI call in flight), frees. Call
+ * after the loop stopped running, before it is freed. NULL is fine. */
+void hc_runtime_watch_stop(struct hc_runtime_watch *w);
+
+/* ---- the embedded containerd ---- */
+
+struct hc_containerd_config {
+	const char *state_dir;	 /* persistent: root, CNI config and IPAM, logs */
+	const char *run_dir;	 /* volatile: socket, task state */
+	const char *const *insecure_registries; /* HOST:PORT served over plain HTTP */
+	size_t ninsecure;
+	const char *subnet;	 /* NULL: 192.168.127.0/24 */
+	const char *binary;	 /* NULL: containerd from PATH */
+};
+
+struct hc_containerd;
+
+/*
+ * Writes the configuration (containerd TOML, the "hypercore" CNI conflist,
+ * registry hosts, the runsc wrapper) and starts containerd under the loop's
+ * supervision: waits until its CRI answers and the pause image is imported,
+ * restarts it with backoff when it dies. NULL + errno with err on failure.
+ */
+struct hc_containerd *hc_containerd_start(struct hc_loop *loop, const struct hc_containerd_config *cfg,
+					  struct hc_runtime_err *err);
+
+/* Socket path containerd serves on. */
+const char *hc_containerd_socket(const struct hc_containerd *cd);
+
+/* Number of restarts after crashes so far. */
+unsigned hc_containerd_restarts(const struct hc_containerd *cd);
+
+/* Registers containerd's up/restarts metrics. 0 or -ENOMEM. */
+int hc_containerd_register_metrics(struct hc_containerd *cd, struct hc_metrics *m);
+
+/* Stops containerd (SIGTERM, SIGKILL after timeout_ms) and frees. Running
+ * workloads keep running in their shims; a new containerd adopts them. */
+void hc_containerd_stop(struct hc_containerd *cd, int timeout_ms);
+
+#endif /* HC_RUNTIME_H */

@@ -1,0 +1,72 @@
+/* Internals shared by the runtime module's files; not for other modules. */
+#ifndef HC_RUNTIME_INT_H
+#define HC_RUNTIME_INT_H
+
+#include <jansson.h>
+
+#include "cri.pb-c.h"
+#include "rpc/rpc.h"
+#include "runtime/runtime.h"
+
+/* Labels and annotations hypercore puts on its sandboxes. The request
+ * annotation has upstream's name and JSON (a VmSpawnRequest). */
+#define HC_LABEL_MANAGED "io.hypercore.managed"
+#define HC_LABEL_WORKLOAD "io.hypercore.workload"
+#define HC_ANNOTATION_REQUEST "hypercore-request-payload"
+#define HC_SANDBOX_NAMESPACE "hypercore"
+#define HC_CONTAINER_NAME "workload"
+#define HC_ENV_WORKLOAD_ID "HC_WORKLOAD_ID"
+
+/* CRI calls that may take a while: pulls and sandbox starts. */
+#define HC_CRI_TIMEOUT_MS 30000
+#define HC_CRI_PULL_TIMEOUT_MS 600000
+#define HC_CRI_START_TIMEOUT_MS 120000
+
+struct hc_runtime {
+	struct hc_rpc_client *client;
+	char *socket;
+	char *target; /* "unix:<socket>" */
+	int reconnect; /* the last call found containerd gone */
+	char *log_root; /* <state_dir>/logs */
+	char *cgroup_parent;
+	uint32_t capacity_cpus;
+	uint32_t capacity_mem_mb;
+};
+
+/* path made absolute against the working directory (malloc'd), or NULL. */
+char *hc_runtime_abspath(const char *path);
+
+/* Fills err and returns -err_no. */
+int hc_runtime_fail(struct hc_runtime_err *err, int err_no, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/*
+ * One CRI call: "RuntimeService/RunPodSandbox" etc. On failure maps the gRPC
+ * status to -errno (NOT_FOUND -> -ENOENT, UNAVAILABLE -> -ECONNREFUSED,
+ * DEADLINE_EXCEEDED -> -ETIMEDOUT, others -EIO) and puts "what: message"
+ * into err.
+ */
+int hc_cri_call(struct hc_runtime *rt, const char *method, const ProtobufCMessage *req,
+		const ProtobufCMessageDescriptor *resp_type, ProtobufCMessage **resp, int timeout_ms,
+		const char *what, struct hc_runtime_err *err);
+
+/* The value of key in a CRI map (repeated entries), or NULL. */
+const char *hc_cri_map_get(Runtime__V1__StringEntry *const *entries, size_t n, const char *key);
+
+/* spec.c: the stored request, as upstream's VmSpawnRequest JSON plus our
+ * extra keys (labels, runtime). */
+char *hc_workload_spec_to_json(const struct hc_workload_spec *spec);
+int hc_workload_spec_from_json(const char *text, struct hc_workload_spec *spec);
+int hc_image_ref_valid(const char *ref);
+
+/* exec.c / logs.c use these from runtime.c: the workload's sandbox and
+ * container ids (container_id may come back empty). */
+int hc_runtime_find(struct hc_runtime *rt, const char *id, char sandbox_id[65],
+		    char container_id[65], struct hc_runtime_err *err);
+
+/* The pause image linked into the binary (pause_image.S). */
+extern const unsigned char hc_pause_image_start[];
+extern const unsigned char hc_pause_image_end[];
+extern const char hc_pause_image_name[];
+
+#endif /* HC_RUNTIME_INT_H */

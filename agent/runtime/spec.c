@@ -1,0 +1,431 @@
+/* Workload specs: validation, the ports syntax, the stored JSON form, ids. */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "runtime_int.h"
+
+/* Upper bounds that catch typos (--mem 5000000) before they reach the
+ * capacity check, whose message would be less clear. */
+#define MAX_CORES 1024
+#define MAX_MEM_MB (16u * 1024 * 1024) /* 16 TiB */
+#define MAX_REF_LEN 1024
+#define MAX_ENV_LEN 32768
+#define MAX_LABEL_KEY 253
+#define MAX_LABEL_VALUE 4096
+
+void hc_workload_spec_fini(struct hc_workload_spec *spec)
+{
+	if (!spec)
+		return;
+	free(spec->image_ref);
+	for (size_t i = 0; i < spec->nenv; i++)
+		free(spec->env[i]);
+	free(spec->env);
+	free(spec->ports);
+	for (size_t i = 0; i < spec->nlabels; i++) {
+		free(spec->labels[i].key);
+		free(spec->labels[i].value);
+	}
+	free(spec->labels);
+	free(spec->runtime_handler);
+	memset(spec, 0, sizeof(*spec));
+}
+
+/* ---- image references (the docker/distribution grammar, simplified) ---- */
+
+static int path_component_valid(const char *s, size_t len)
+{
+	/* [a-z0-9]+ separated by '.', '_', '__' or runs of '-' */
+	if (len == 0 || !isalnum((unsigned char)s[0]) || !isalnum((unsigned char)s[len - 1]))
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if ((c >= 'a' && c <= 'z') || isdigit(c) || c == '-')
+			continue;
+		if (c == '.' || c == '_') {
+			if (s[i + 1] == '.' || (c == '.' && s[i + 1] == '_'))
+				return 0;
+			if (c == '_' && s[i + 1] == '_' && s[i + 2] == '_')
+				return 0;
+			continue;
+		}
+		return 0;
+	}
+	return 1;
+}
+
+static int domain_valid(const char *s, size_t len)
+{
+	size_t colon = len;
+
+	for (size_t i = 0; i < len; i++)
+		if (s[i] == ':')
+			colon = i;
+	if (colon == 0)
+		return 0;
+	for (size_t i = 0; i < colon; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (!isalnum(c) && c != '.' && c != '-')
+			return 0;
+	}
+	if (colon < len) {
+		if (colon + 1 == len || len - colon - 1 > 5)
+			return 0;
+		for (size_t i = colon + 1; i < len; i++)
+			if (!isdigit((unsigned char)s[i]))
+				return 0;
+	}
+	return 1;
+}
+
+int hc_image_ref_valid(const char *ref)
+{
+	size_t len = strlen(ref), name_end = len;
+	const char *at = strchr(ref, '@'), *slash, *colon, *start = ref;
+
+	if (len == 0 || len > MAX_REF_LEN)
+		return 0;
+	if (at) {
+		/* digest: sha256:<64 hex> */
+		const char *d = at + 1;
+
+		if (strncmp(d, "sha256:", 7) != 0 || strlen(d + 7) != 64)
+			return 0;
+		for (const char *p = d + 7; *p; p++)
+			if (!isxdigit((unsigned char)*p) || isupper((unsigned char)*p))
+				return 0;
+		name_end = (size_t)(at - ref);
+	}
+	/* tag: after a ':' that follows the last '/' */
+	slash = memrchr(ref, '/', name_end);
+	colon = memrchr(ref, ':', name_end);
+	if (colon && (!slash || colon > slash)) {
+		size_t tlen = name_end - (size_t)(colon + 1 - ref);
+
+		if (tlen == 0 || tlen > 128 || !(isalnum((unsigned char)colon[1]) || colon[1] == '_'))
+			return 0;
+		for (const char *p = colon + 1; p < ref + name_end; p++)
+			if (!isalnum((unsigned char)*p) && *p != '_' && *p != '.' && *p != '-')
+				return 0;
+		name_end = (size_t)(colon - ref);
+	}
+	/* the first component is a registry host if it looks like one */
+	slash = memchr(ref, '/', name_end);
+	if (slash) {
+		size_t dlen = (size_t)(slash - ref);
+
+		if (memchr(ref, '.', dlen) || memchr(ref, ':', dlen) ||
+		    (dlen == 9 && memcmp(ref, "localhost", 9) == 0)) {
+			if (!domain_valid(ref, dlen))
+				return 0;
+			start = slash + 1;
+		}
+	}
+	if (start >= ref + name_end)
+		return 0;
+	while (start < ref + name_end) {
+		const char *end = memchr(start, '/', (size_t)(ref + name_end - start));
+
+		if (!end)
+			end = ref + name_end;
+		if (!path_component_valid(start, (size_t)(end - start)))
+			return 0;
+		start = end + 1;
+		if (end < ref + name_end && start >= ref + name_end)
+			return 0; /* trailing '/' */
+	}
+	return 1;
+}
+
+/* ---- validation ---- */
+
+static int env_valid(const char *e)
+{
+	const char *eq = strchr(e, '=');
+
+	if (!eq || eq == e || strlen(e) > MAX_ENV_LEN)
+		return 0;
+	for (const char *p = e; p < eq; p++)
+		if (!isalnum((unsigned char)*p) && *p != '_' && *p != '.' && *p != '-')
+			return 0;
+	return !isdigit((unsigned char)e[0]);
+}
+
+static int label_key_valid(const char *k)
+{
+	size_t len = strlen(k);
+
+	if (len == 0 || len > MAX_LABEL_KEY)
+		return 0;
+	for (const char *p = k; *p; p++)
+		if (!isalnum((unsigned char)*p) && !strchr("._-/", *p))
+			return 0;
+	/* our own labels cannot be set by a request */
+	return strncmp(k, "io.hypercore.", 13) != 0;
+}
+
+int hc_workload_spec_validate(const struct hc_workload_spec *spec, struct hc_runtime_err *err)
+{
+	if (!spec->image_ref || !spec->image_ref[0])
+		return hc_runtime_fail(err, EINVAL, "an image reference is required");
+	if (!hc_image_ref_valid(spec->image_ref))
+		return hc_runtime_fail(err, EINVAL, "invalid image reference \"%.200s\"",
+				       spec->image_ref);
+	if (spec->cores < 1 || spec->cores > MAX_CORES)
+		return hc_runtime_fail(err, EINVAL, "cores must be 1..%d, not %u", MAX_CORES,
+				       spec->cores);
+	if (spec->memory_mb < HC_RUNTIME_MIN_MEM_MB || spec->memory_mb > MAX_MEM_MB)
+		return hc_runtime_fail(err, EINVAL, "memory must be %d..%u MB, not %u",
+				       HC_RUNTIME_MIN_MEM_MB, MAX_MEM_MB, spec->memory_mb);
+	if (spec->nenv > HC_RUNTIME_MAX_ENV)
+		return hc_runtime_fail(err, EINVAL, "at most %d environment variables",
+				       HC_RUNTIME_MAX_ENV);
+	for (size_t i = 0; i < spec->nenv; i++)
+		if (!env_valid(spec->env[i]))
+			return hc_runtime_fail(err, EINVAL,
+					       "environment entry \"%.100s\" is not NAME=VALUE",
+					       spec->env[i]);
+	if (spec->nports > HC_RUNTIME_MAX_PORTS)
+		return hc_runtime_fail(err, EINVAL, "at most %d ports", HC_RUNTIME_MAX_PORTS);
+	for (size_t i = 0; i < spec->nports; i++) {
+		if (!spec->ports[i].host || !spec->ports[i].container)
+			return hc_runtime_fail(err, EINVAL, "ports must be 1..65535");
+		for (size_t j = 0; j < i; j++)
+			if (spec->ports[j].host == spec->ports[i].host)
+				return hc_runtime_fail(err, EINVAL, "host port %u given twice",
+						       spec->ports[i].host);
+	}
+	if (spec->nlabels > HC_RUNTIME_MAX_LABELS)
+		return hc_runtime_fail(err, EINVAL, "at most %d labels", HC_RUNTIME_MAX_LABELS);
+	for (size_t i = 0; i < spec->nlabels; i++) {
+		if (!label_key_valid(spec->labels[i].key))
+			return hc_runtime_fail(err, EINVAL, "invalid label key \"%.100s\"",
+					       spec->labels[i].key);
+		if (strlen(spec->labels[i].value) > MAX_LABEL_VALUE)
+			return hc_runtime_fail(err, EINVAL, "label %s: value too long",
+					       spec->labels[i].key);
+	}
+	if (spec->runtime_handler && strcmp(spec->runtime_handler, "runc") != 0 &&
+	    strcmp(spec->runtime_handler, "runsc") != 0)
+		return hc_runtime_fail(err, EINVAL, "unknown runtime \"%.50s\" (runc or runsc)",
+				       spec->runtime_handler);
+	return 0;
+}
+
+static int parse_port(const char *s, size_t len, uint16_t *out)
+{
+	unsigned long v = 0;
+
+	if (len == 0 || len > 5)
+		return -EINVAL;
+	for (size_t i = 0; i < len; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			return -EINVAL;
+		v = v * 10 + (unsigned long)(s[i] - '0');
+	}
+	if (v < 1 || v > 65535)
+		return -EINVAL;
+	*out = (uint16_t)v;
+	return 0;
+}
+
+int hc_workload_spec_parse_ports(struct hc_workload_spec *spec, const char *text,
+				 struct hc_runtime_err *err)
+{
+	const char *p = text;
+
+	while (*p) {
+		const char *end = strchrnul(p, ','), *colon = memchr(p, ':', (size_t)(end - p));
+		struct hc_port_map m, *grown;
+
+		if (colon) {
+			if (parse_port(p, (size_t)(colon - p), &m.host) < 0 ||
+			    parse_port(colon + 1, (size_t)(end - colon - 1), &m.container) < 0)
+				goto bad;
+		} else {
+			if (parse_port(p, (size_t)(end - p), &m.host) < 0)
+				goto bad;
+			m.container = m.host;
+		}
+		if (spec->nports >= HC_RUNTIME_MAX_PORTS)
+			return hc_runtime_fail(err, EINVAL, "at most %d ports", HC_RUNTIME_MAX_PORTS);
+		grown = realloc(spec->ports, (spec->nports + 1) * sizeof(*grown));
+		if (!grown)
+			return hc_runtime_fail(err, ENOMEM, "out of memory");
+		spec->ports = grown;
+		spec->ports[spec->nports++] = m;
+		if (*end && !end[1]) {
+			p = end + 1; /* a trailing ',' */
+			goto bad;
+		}
+		p = *end ? end + 1 : end;
+		continue;
+bad:
+		return hc_runtime_fail(err, EINVAL,
+				       "invalid port mapping \"%.*s\": want HOST:CONTAINER, ports 1..65535",
+				       (int)(end - p > 40 ? 40 : end - p), p);
+	}
+	if (p == text)
+		return hc_runtime_fail(err, EINVAL, "empty port list");
+	return 0;
+}
+
+/* ---- stored JSON: upstream's VmSpawnRequest keys, omitempty ---- */
+
+char *hc_workload_spec_to_json(const struct hc_workload_spec *spec)
+{
+	json_t *o = json_object(), *env, *ports, *labels;
+	char *text = NULL;
+
+	if (!o)
+		return NULL;
+	if (spec->cores)
+		json_object_set_new(o, "cores", json_integer(spec->cores));
+	if (spec->memory_mb)
+		json_object_set_new(o, "memory", json_integer(spec->memory_mb));
+	if (spec->image_ref)
+		json_object_set_new(o, "image_ref", json_string(spec->image_ref));
+	if (spec->nports) {
+		ports = json_object();
+		for (size_t i = 0; ports && i < spec->nports; i++) {
+			char key[8];
+
+			snprintf(key, sizeof(key), "%u", spec->ports[i].host);
+			json_object_set_new(ports, key, json_integer(spec->ports[i].container));
+		}
+		json_object_set_new(o, "ports", ports);
+	}
+	if (spec->nenv) {
+		env = json_array();
+		for (size_t i = 0; env && i < spec->nenv; i++)
+			json_array_append_new(env, json_string(spec->env[i]));
+		json_object_set_new(o, "env", env);
+	}
+	if (spec->nlabels) {
+		labels = json_object();
+		for (size_t i = 0; labels && i < spec->nlabels; i++)
+			json_object_set_new(labels, spec->labels[i].key,
+					    json_string(spec->labels[i].value));
+		json_object_set_new(o, "labels", labels);
+	}
+	if (spec->runtime_handler)
+		json_object_set_new(o, "runtime", json_string(spec->runtime_handler));
+	text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(o);
+	return text;
+}
+
+static char *dup_string(json_t *v)
+{
+	return json_is_string(v) ? strdup(json_string_value(v)) : NULL;
+}
+
+static uint32_t get_u32(json_t *o, const char *key)
+{
+	json_t *v = json_object_get(o, key);
+	json_int_t i = json_is_integer(v) ? json_integer_value(v) : 0;
+
+	return i < 0 || i > UINT32_MAX ? 0 : (uint32_t)i;
+}
+
+int hc_workload_spec_from_json(const char *text, struct hc_workload_spec *spec)
+{
+	json_t *o = json_loads(text, 0, NULL), *v, *e;
+	const char *key;
+	size_t i;
+	int r = -ENOMEM;
+
+	memset(spec, 0, sizeof(*spec));
+	if (!json_is_object(o)) {
+		json_decref(o);
+		return -EINVAL;
+	}
+	spec->cores = get_u32(o, "cores");
+	spec->memory_mb = get_u32(o, "memory");
+	spec->image_ref = dup_string(json_object_get(o, "image_ref"));
+	spec->runtime_handler = dup_string(json_object_get(o, "runtime"));
+	v = json_object_get(o, "env");
+	if (json_is_array(v) && json_array_size(v)) {
+		spec->env = calloc(json_array_size(v), sizeof(char *));
+		if (!spec->env)
+			goto out;
+		json_array_foreach(v, i, e)
+			if (json_is_string(e) && !(spec->env[spec->nenv++] = dup_string(e)))
+				goto out;
+	}
+	v = json_object_get(o, "ports");
+	if (json_is_object(v) && json_object_size(v)) {
+		spec->ports = calloc(json_object_size(v), sizeof(*spec->ports));
+		if (!spec->ports)
+			goto out;
+		json_object_foreach(v, key, e) {
+			uint16_t host;
+			json_int_t c = json_is_integer(e) ? json_integer_value(e) : 0;
+
+			if (parse_port(key, strlen(key), &host) == 0 && c > 0 && c <= 65535)
+				spec->ports[spec->nports++] = (struct hc_port_map){ host, (uint16_t)c };
+		}
+	}
+	v = json_object_get(o, "labels");
+	if (json_is_object(v) && json_object_size(v)) {
+		spec->labels = calloc(json_object_size(v), sizeof(*spec->labels));
+		if (!spec->labels)
+			goto out;
+		json_object_foreach(v, key, e) {
+			struct hc_label *l = &spec->labels[spec->nlabels];
+
+			if (!json_is_string(e))
+				continue;
+			l->key = strdup(key);
+			l->value = dup_string(e);
+			spec->nlabels++;
+			if (!l->key || !l->value)
+				goto out;
+		}
+	}
+	r = 0;
+out:
+	json_decref(o);
+	if (r < 0)
+		hc_workload_spec_fini(spec);
+	return r;
+}
+
+/* ---- ids ---- */
+
+int hc_workload_id_new(char id[HC_WORKLOAD_ID_LEN + 1])
+{
+	unsigned char b[16];
+
+	if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
+		return -errno;
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+	snprintf(id, HC_WORKLOAD_ID_LEN + 1,
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+		 b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+		 b[15]);
+	return 0;
+}
+
+int hc_workload_id_valid(const char *s)
+{
+	if (!s || strlen(s) != HC_WORKLOAD_ID_LEN)
+		return 0;
+	for (int i = 0; i < HC_WORKLOAD_ID_LEN; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				return 0;
+		} else if (!isxdigit((unsigned char)s[i]) || isupper((unsigned char)s[i])) {
+			return 0;
+		}
+	}
+	return 1;
+}

@@ -1,0 +1,280 @@
+/*
+ * The agent's view of its workloads: a thread lists them through CRI every
+ * interval (the calls block, the loop must not), reports exits to the loop
+ * thread, removes half-created sandboxes and keeps figures for /metrics.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define HC_LOG_MODULE "runtime"
+#include "log/log.h"
+#include "loop/loop.h"
+#include "metrics/metrics.h"
+#include "runtime_int.h"
+
+#define ORPHAN_MIN_AGE_S 120 /* far longer than any spawn takes */
+
+struct exit_node {
+	struct exit_node *next;
+	struct hc_runtime_exit ev;
+};
+
+/* What the last look found, for the metrics collector. */
+struct snapshot {
+	int valid;
+	size_t by_state[4];
+	struct hc_runtime_capacity cap;
+};
+
+struct hc_runtime_watch {
+	struct hc_loop *loop;
+	struct hc_runtime *rt;
+	unsigned interval_ms;
+	hc_runtime_exit_fn *fn;
+	void *arg;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	int stopping;
+	/* under lock: exits waiting for the loop thread, and the snapshot */
+	struct exit_node *pending;
+	int drain_posted;
+	struct snapshot snap;
+	/* thread-only: ids already reported, with their finish times */
+	struct hc_runtime_exit *reported;
+	size_t nreported;
+};
+
+static int was_reported(const struct hc_runtime_watch *w, const struct hc_workload *wl)
+{
+	for (size_t i = 0; i < w->nreported; i++)
+		if (strcmp(w->reported[i].id, wl->id) == 0 &&
+		    w->reported[i].finished_ns == wl->finished_ns)
+			return 1;
+	return 0;
+}
+
+/* On the loop thread: hands every pending exit to the callback. */
+static void drain(void *arg)
+{
+	struct hc_runtime_watch *w = arg;
+	struct exit_node *list, *next, *rev = NULL;
+
+	pthread_mutex_lock(&w->lock);
+	list = w->pending;
+	w->pending = NULL;
+	w->drain_posted = 0;
+	pthread_mutex_unlock(&w->lock);
+	for (; list; list = next) { /* pending is newest first */
+		next = list->next;
+		list->next = rev;
+		rev = list;
+	}
+	for (; rev; rev = next) {
+		next = rev->next;
+		w->fn(w->arg, &rev->ev);
+		free(rev);
+	}
+}
+
+static void queue_exit(struct hc_runtime_watch *w, const struct hc_workload *wl)
+{
+	struct exit_node *n = calloc(1, sizeof(*n));
+
+	if (!n) {
+		hc_log(HC_LOG_ERROR, "out of memory reporting the exit of %s", wl->id);
+		return;
+	}
+	memcpy(n->ev.id, wl->id, sizeof(n->ev.id));
+	n->ev.exit_code = wl->exit_code;
+	memcpy(n->ev.reason, wl->reason, sizeof(n->ev.reason));
+	n->ev.finished_ns = wl->finished_ns;
+	pthread_mutex_lock(&w->lock);
+	n->next = w->pending;
+	w->pending = n;
+	/* the task is loop-owned, so a loop freed before it ran frees it; it
+	 * runs only while the loop runs, and the watch outlives that */
+	if (!w->drain_posted && hc_loop_post(w->loop, drain, w) == 0)
+		w->drain_posted = 1;
+	pthread_mutex_unlock(&w->lock);
+}
+
+/* Remembers the exits now visible (forgetting removed workloads). */
+static void remember(struct hc_runtime_watch *w, const struct hc_workload *list, size_t n)
+{
+	struct hc_runtime_exit *now = n ? calloc(n, sizeof(*now)) : NULL;
+	size_t k = 0;
+
+	if (n && !now)
+		return; /* keep the old set: at worst an exit is reported twice */
+	for (size_t i = 0; i < n; i++) {
+		if (list[i].state != HC_WORKLOAD_EXITED)
+			continue;
+		memcpy(now[k].id, list[i].id, sizeof(now[k].id));
+		now[k].finished_ns = list[i].finished_ns;
+		k++;
+	}
+	free(w->reported);
+	w->reported = now;
+	w->nreported = k;
+}
+
+static void look(struct hc_runtime_watch *w)
+{
+	struct hc_runtime_err err;
+	struct hc_workload *list;
+	struct snapshot snap = { .valid = 1 };
+	size_t n;
+	int r;
+
+	if (hc_runtime_list(w->rt, &list, &n, &err) < 0) {
+		hc_log(HC_LOG_DEBUG, "cannot list workloads: %s", err.msg);
+		pthread_mutex_lock(&w->lock);
+		w->snap.valid = 0;
+		pthread_mutex_unlock(&w->lock);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct hc_workload *wl = &list[i];
+
+		snap.by_state[wl->state]++;
+		if (wl->state == HC_WORKLOAD_EXITED && !was_reported(w, wl))
+			queue_exit(w, wl);
+	}
+	remember(w, list, n);
+	hc_workload_list_free(list, n);
+	if (hc_runtime_capacity(w->rt, &snap.cap, &err) < 0)
+		snap.valid = 0;
+	pthread_mutex_lock(&w->lock);
+	w->snap = snap;
+	pthread_mutex_unlock(&w->lock);
+	r = hc_runtime_collect_orphans(w->rt, ORPHAN_MIN_AGE_S, &err);
+	if (r < 0)
+		hc_log(HC_LOG_DEBUG, "orphan collection: %s", err.msg);
+}
+
+static void *watch_main(void *arg)
+{
+	struct hc_runtime_watch *w = arg;
+	struct timespec until;
+
+	pthread_mutex_lock(&w->lock);
+	while (!w->stopping) {
+		pthread_mutex_unlock(&w->lock);
+		look(w);
+		pthread_mutex_lock(&w->lock);
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += w->interval_ms / 1000;
+		until.tv_nsec += (long)(w->interval_ms % 1000) * 1000000;
+		if (until.tv_nsec >= 1000000000) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000;
+		}
+		while (!w->stopping &&
+		       pthread_cond_timedwait(&w->wake, &w->lock, &until) != ETIMEDOUT)
+			;
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+struct hc_runtime_watch *hc_runtime_watch_start(struct hc_loop *loop,
+						const struct hc_runtime_config *cfg,
+						unsigned interval_ms, hc_runtime_exit_fn *fn,
+						void *arg)
+{
+	struct hc_runtime_watch *w = calloc(1, sizeof(*w));
+	pthread_condattr_t ca;
+	int r;
+
+	if (!w)
+		return NULL;
+	w->loop = loop;
+	w->interval_ms = interval_ms ? interval_ms : 1000;
+	w->fn = fn;
+	w->arg = arg;
+	w->rt = hc_runtime_new(cfg);
+	if (!w->rt) {
+		free(w);
+		return NULL;
+	}
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->wake, &ca);
+	pthread_condattr_destroy(&ca);
+	r = pthread_create(&w->thread, NULL, watch_main, w);
+	if (r != 0) {
+		pthread_cond_destroy(&w->wake);
+		pthread_mutex_destroy(&w->lock);
+		hc_runtime_free(w->rt);
+		free(w);
+		errno = r;
+		return NULL;
+	}
+	return w;
+}
+
+static void collect(struct hc_metrics_writer *mw, void *arg)
+{
+	struct hc_runtime_watch *w = arg;
+	struct snapshot s;
+	static const char *const states[] = { "created", "running", "exited", "unknown" };
+
+	pthread_mutex_lock(&w->lock);
+	s = w->snap;
+	pthread_mutex_unlock(&w->lock);
+	if (!s.valid)
+		return; /* containerd not answering: no figures rather than zeros */
+	hc_metrics_family(mw, "hypercore_runtime_workloads", "gauge",
+			  "Workloads on this node by state, as containerd reports them.");
+	for (int i = 0; i < 4; i++) {
+		const char *labels[] = { "state", states[i], NULL };
+
+		hc_metrics_sample(mw, "hypercore_runtime_workloads", labels, (double)s.by_state[i]);
+	}
+	hc_metrics_family(mw, "hypercore_capacity_vcpus", "gauge",
+			  "vCPUs this node offers (total) and has given to workloads (used).");
+	hc_metrics_sample(mw, "hypercore_capacity_vcpus", (const char *const[]){ "kind", "total", NULL },
+			  s.cap.cpus_total);
+	hc_metrics_sample(mw, "hypercore_capacity_vcpus", (const char *const[]){ "kind", "used", NULL },
+			  s.cap.cpus_used);
+	hc_metrics_family(mw, "hypercore_capacity_memory_bytes", "gauge",
+			  "Memory this node offers (total) and has given to workloads (used).");
+	hc_metrics_sample(mw, "hypercore_capacity_memory_bytes",
+			  (const char *const[]){ "kind", "total", NULL },
+			  (double)s.cap.mem_total_mb * 1048576.0);
+	hc_metrics_sample(mw, "hypercore_capacity_memory_bytes",
+			  (const char *const[]){ "kind", "used", NULL },
+			  (double)s.cap.mem_used_mb * 1048576.0);
+}
+
+int hc_runtime_watch_register_metrics(struct hc_runtime_watch *w, struct hc_metrics *m)
+{
+	return hc_metrics_register(m, collect, w);
+}
+
+void hc_runtime_watch_stop(struct hc_runtime_watch *w)
+{
+	struct exit_node *n, *next;
+
+	if (!w)
+		return;
+	pthread_mutex_lock(&w->lock);
+	w->stopping = 1;
+	pthread_cond_signal(&w->wake);
+	pthread_mutex_unlock(&w->lock);
+	pthread_join(w->thread, NULL);
+	for (n = w->pending; n; n = next) {
+		next = n->next;
+		free(n);
+	}
+	free(w->reported);
+	pthread_cond_destroy(&w->wake);
+	pthread_mutex_destroy(&w->lock);
+	hc_runtime_free(w->rt);
+	free(w);
+}

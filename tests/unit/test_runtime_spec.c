@@ -1,0 +1,229 @@
+/* Workload specs: image references, ports, limits, the stored JSON, ids. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "runtime/runtime_int.h"
+
+static void test_image_refs(void **state)
+{
+	static const char *const good[] = {
+		"busybox",
+		"library/busybox:1.36",
+		"127.0.0.1:5000/hypercore/web:1",
+		"localhost/app",
+		"registry.example.com/a/b/c:v1.2-rc_3",
+		"edge-registry.invalid:5000/hypercore/busybox-web:1",
+		"repo@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+		"r.io/x:tag@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+		"a__b/c-d--e",
+	};
+	static const char *const bad[] = {
+		"",
+		"UPPER/case",
+		"repo:",
+		"repo:-tag",
+		"/repo",
+		"repo/",
+		"a//b",
+		"host:99999999/x",
+		"repo@sha256:abc",
+		"repo@md5:0123456789abcdef0123456789abcdef",
+		"re po",
+		"repo:tag with space",
+		"a...b",
+		"-lead",
+		"x:y:z",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		if (!hc_image_ref_valid(good[i]))
+			fail_msg("rejected %s", good[i]);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (hc_image_ref_valid(bad[i]))
+			fail_msg("accepted %s", bad[i]);
+}
+
+static void test_ports(void **state)
+{
+	struct hc_workload_spec spec = { 0 };
+	struct hc_runtime_err err;
+	static const char *const bad[] = { "", "0:80", "80:0", "65536:1", "a:b", "80:", ":80",
+					   "80:80:80", "1,", ",1", "-1:2" };
+
+	(void)state;
+	assert_int_equal(hc_workload_spec_parse_ports(&spec, "8080:80,443,9000:9001", &err), 0);
+	assert_int_equal(spec.nports, 3);
+	assert_int_equal(spec.ports[0].host, 8080);
+	assert_int_equal(spec.ports[0].container, 80);
+	assert_int_equal(spec.ports[1].host, 443);
+	assert_int_equal(spec.ports[1].container, 443);
+	assert_int_equal(spec.ports[2].container, 9001);
+	hc_workload_spec_fini(&spec);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&spec, 0, sizeof(spec));
+		assert_int_equal(hc_workload_spec_parse_ports(&spec, bad[i], &err), -EINVAL);
+		assert_non_null(strstr(err.msg, "port"));
+		hc_workload_spec_fini(&spec);
+	}
+}
+
+static void base_spec(struct hc_workload_spec *spec)
+{
+	memset(spec, 0, sizeof(*spec));
+	spec->image_ref = strdup("127.0.0.1:5000/hypercore/web:1");
+	spec->cores = 1;
+	spec->memory_mb = 64;
+}
+
+static void test_validate(void **state)
+{
+	struct hc_workload_spec spec;
+	struct hc_runtime_err err;
+	char *env[] = { "A=1", "=bad" };
+	struct hc_port_map dup[] = { { 80, 80 }, { 80, 81 } };
+	struct hc_label own = { "io.hypercore.workload", "x" };
+
+	(void)state;
+	base_spec(&spec);
+	assert_int_equal(hc_workload_spec_validate(&spec, &err), 0);
+	spec.cores = 0;
+	assert_int_equal(hc_workload_spec_validate(&spec, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "cores"));
+	spec.cores = 100000;
+	assert_int_equal(hc_workload_spec_validate(&spec, &err), -EINVAL);
+	spec.cores = 1;
+	spec.memory_mb = 1;
+	assert_int_equal(hc_workload_spec_validate(&spec, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "memory"));
+	spec.memory_mb = 64;
+	spec.env = env;
+	spec.nenv = 2;
+	assert_int_equal(hc_workload_spec_validate(&spec, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "=bad"));
+	spec.nenv = 1;
+	assert_int_equal(hc_workload_spec_validate(&spec, &err), 0);
+	spec.env = NULL;
+	spec.nenv = 0;
+	spec.ports = dup;
+	spec.nports = 2;
+	assert_int_equal(hc_workload_spec_validate(&spec, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "twice"));
+	spec.ports = NULL;
+	spec.nports = 0;
+	spec.labels = &own;
+	spec.nlabels = 1;
+	assert_int_equal(hc_workload_spec_validate(&spec, &err), -EINVAL);
+	spec.labels = NULL;
+	spec.nlabels = 0;
+	spec.runtime_handler = "kata";
+	assert_int_equal(hc_workload_spec_validate(&spec, &err), -EINVAL);
+	spec.runtime_handler = NULL;
+	free(spec.image_ref);
+	spec.image_ref = strdup("Not A Ref");
+	assert_int_equal(hc_workload_spec_validate(&spec, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "image reference"));
+	hc_workload_spec_fini(&spec);
+}
+
+/* The stored form is upstream's VmSpawnRequest JSON, read back exactly. */
+static void test_json_round_trip(void **state)
+{
+	struct hc_workload_spec spec, back;
+	struct hc_runtime_err err;
+	char *text;
+
+	(void)state;
+	base_spec(&spec);
+	spec.cores = 2;
+	assert_int_equal(hc_workload_spec_parse_ports(&spec, "8080:80", &err), 0);
+	spec.env = calloc(2, sizeof(char *));
+	spec.env[0] = strdup("GREETING=hello world");
+	spec.env[1] = strdup("EMPTY=");
+	spec.nenv = 2;
+	spec.labels = calloc(1, sizeof(*spec.labels));
+	spec.labels[0].key = strdup("team");
+	spec.labels[0].value = strdup("edge");
+	spec.nlabels = 1;
+	spec.runtime_handler = strdup("runsc");
+	text = hc_workload_spec_to_json(&spec);
+	assert_non_null(text);
+	assert_string_equal(text, "{\"cores\":2,\"env\":[\"GREETING=hello world\",\"EMPTY=\"],"
+				  "\"image_ref\":\"127.0.0.1:5000/hypercore/web:1\",\"labels\":{\"team\":"
+				  "\"edge\"},\"memory\":64,\"ports\":{\"8080\":80},\"runtime\":\"runsc\"}");
+	assert_int_equal(hc_workload_spec_from_json(text, &back), 0);
+	assert_string_equal(back.image_ref, spec.image_ref);
+	assert_int_equal(back.cores, 2);
+	assert_int_equal(back.memory_mb, 64);
+	assert_int_equal(back.nenv, 2);
+	assert_string_equal(back.env[1], "EMPTY=");
+	assert_int_equal(back.nports, 1);
+	assert_int_equal(back.ports[0].host, 8080);
+	assert_int_equal(back.ports[0].container, 80);
+	assert_int_equal(back.nlabels, 1);
+	assert_string_equal(back.labels[0].value, "edge");
+	assert_string_equal(back.runtime_handler, "runsc");
+	free(text);
+	hc_workload_spec_fini(&back);
+	hc_workload_spec_fini(&spec);
+}
+
+static void test_json_hostile(void **state)
+{
+	struct hc_workload_spec spec;
+	static const char *const inputs[] = {
+		"", "[]", "null", "{\"cores\":-1,\"memory\":1e99}", "{\"env\":[1,null,\"A=1\"]}",
+		"{\"ports\":{\"x\":1,\"0\":2,\"80\":70000,\"81\":\"80\"}}", "{\"labels\":{\"a\":1}}",
+		"{\"image_ref\":7}",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++) {
+		int r = hc_workload_spec_from_json(inputs[i], &spec);
+
+		if (r == 0) {
+			assert_true(spec.nports == 0);
+			hc_workload_spec_fini(&spec);
+		} else {
+			assert_int_equal(r, -EINVAL);
+		}
+	}
+	assert_int_equal(hc_workload_spec_from_json("{\"env\":[1,null,\"A=1\"]}", &spec), 0);
+	assert_int_equal(spec.nenv, 1);
+	assert_string_equal(spec.env[0], "A=1");
+	hc_workload_spec_fini(&spec);
+}
+
+static void test_ids(void **state)
+{
+	char a[HC_WORKLOAD_ID_LEN + 1], b[HC_WORKLOAD_ID_LEN + 1];
+
+	(void)state;
+	assert_int_equal(hc_workload_id_new(a), 0);
+	assert_int_equal(hc_workload_id_new(b), 0);
+	assert_true(hc_workload_id_valid(a));
+	assert_string_not_equal(a, b);
+	assert_int_equal(a[14], '4');
+	assert_false(hc_workload_id_valid("../../etc/passwd"));
+	assert_false(hc_workload_id_valid("0E8C6E46-6F0B-4B0C-9D52-7B7C0E0E0E0E"));
+	assert_false(hc_workload_id_valid("0e8c6e46-6f0b-4b0c-9d52-7b7c0e0e0e0"));
+	assert_false(hc_workload_id_valid(NULL));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_image_refs),	 cmocka_unit_test(test_ports),
+		cmocka_unit_test(test_validate),	 cmocka_unit_test(test_json_round_trip),
+		cmocka_unit_test(test_json_hostile), cmocka_unit_test(test_ids),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
