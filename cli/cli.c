@@ -38,6 +38,16 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 		"  --user-event-size-limit BYTES (default 2048)\n"
 		"  --coalesce-ms N         hold member events and coalescable user events\n"
 		"                          this long, keeping the newest (default 0: off)\n"
+		"\n"
+		"Runtime (containerd through CRI):\n"
+		"  --run-dir DIR           sockets and volatile state (default /run/hypercore);\n"
+		"                          the embedded containerd serves DIR/containerd.sock\n"
+		"  --containerd-socket PATH  use this containerd instead of starting one\n"
+		"  --no-runtime            run no workloads here (gossip and APIs only)\n"
+		"  --insecure-registry HOST:PORT  pull from it over plain HTTP (repeatable)\n"
+		"  --workload-subnet CIDR  workload addresses (default 192.168.127.0/24)\n"
+		"  --capacity-cpu N        vCPUs offered to workloads (default max(nproc, 225))\n"
+		"  --capacity-mem MB       memory offered (default: MemAvailable)\n"
 		"  -h, --help              show this help\n"
 		"\n"
 		"ADDR is IPV4:PORT, [IPV6]:PORT or :PORT (all IPv4 addresses).\n"
@@ -103,6 +113,125 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 		hc_cli_cmd_cluster_query,
 	},
 	{
+		"containerd",
+		"run the embedded containerd alone, for local use without an agent",
+		"Usage: hypercore containerd [options]\n"
+		"\n"
+		"Writes hypercore's containerd configuration (CRI on, CNI network \"hypercore\":\n"
+		"ptp + host-local + firewall, overlayfs, the built-in pause image) and runs\n"
+		"containerd in the foreground until SIGINT or SIGTERM, restarting it if it\n"
+		"crashes. Workloads keep running when it stops.\n"
+		"\n"
+		"Options:\n"
+		"  --state-dir DIR         persistent root: images, CNI config and leases, logs\n"
+		"                          (default /var/lib/hypercore)\n"
+		"  --run-dir DIR           socket and volatile state (default /run/hypercore)\n"
+		"  --insecure-registry HOST:PORT  pull from this registry over plain HTTP\n"
+		"                          (repeatable)\n"
+		"  --workload-subnet CIDR  workload addresses (default 192.168.127.0/24)\n"
+		"  --log-level LEVEL       debug, info, warn or error (default info)\n"
+		"  -h, --help              show this help\n",
+		hc_cli_cmd_containerd,
+	},
+	{
+		"spawn",
+		"start a workload on this node's containerd; prints its id",
+		"Usage: hypercore spawn --image-ref REF [options]\n"
+		"\n"
+		"Pulls REF if needed, starts it in its own network namespace with an address\n"
+		"on the workload subnet and the given limits, and prints the workload id.\n"
+		"\n"
+		"Options:\n"
+		"  --image-ref REF         the OCI image, e.g. registry:5000/repo/name:tag\n"
+		"  --cpu N                 whole vCPUs (CPU quota), default 1\n"
+		"  --mem MB                memory limit in MB, default 512\n"
+		"  --env NAME=VALUE        environment variable (repeatable)\n"
+		"  --ports H:C[,H:C...]    host port -> container port, recorded for the proxy\n"
+		"  --label KEY=VALUE       label kept with the workload (repeatable)\n"
+		"  --runtime runc|runsc    OCI runtime; runsc is gVisor (default runc)\n"
+		"  --capacity-cpu N        vCPUs this node offers (default max(nproc, 225))\n"
+		"  --capacity-mem MB       memory this node offers (default: MemAvailable)\n"
+		"  --json                  print the workload as JSON\n"
+		"Where containerd is (every local verb):\n"
+		"  --run-dir DIR           the embedded containerd's socket is DIR/containerd.sock\n"
+		"                          (default /run/hypercore)\n"
+		"  --containerd-socket PATH  use this containerd instead\n"
+		"  --state-dir DIR         hypercore's state, workload logs (default /var/lib/hypercore)\n"
+		"  -h, --help              show this help\n",
+		hc_cli_cmd_spawn,
+	},
+	{
+		"stop",
+		"stop and remove a workload on this node",
+		"Usage: hypercore stop --id ID [options]\n"
+		"\n"
+		"Stops the workload (SIGTERM, SIGKILL after the grace period) and removes its\n"
+		"container, sandbox, network namespace, address and logs.\n"
+		"\n"
+		"Options:\n"
+		"  --id ID                 the workload id\n"
+		"  --grace SECONDS         time to exit after SIGTERM (default 5)\n"
+		"Where containerd is (every local verb):\n"
+		"  --run-dir DIR           the embedded containerd's socket is DIR/containerd.sock\n"
+		"                          (default /run/hypercore)\n"
+		"  --containerd-socket PATH  use this containerd instead\n"
+		"  --state-dir DIR         hypercore's state, workload logs (default /var/lib/hypercore)\n"
+		"  -h, --help              show this help\n",
+		hc_cli_cmd_stop,
+	},
+	{
+		"list",
+		"list the workloads on this node",
+		"Usage: hypercore list [options]\n"
+		"\n"
+		"Options:\n"
+		"  --json                  print JSON (with the original spawn request)\n"
+		"Where containerd is (every local verb):\n"
+		"  --run-dir DIR           the embedded containerd's socket is DIR/containerd.sock\n"
+		"                          (default /run/hypercore)\n"
+		"  --containerd-socket PATH  use this containerd instead\n"
+		"  --state-dir DIR         hypercore's state, workload logs (default /var/lib/hypercore)\n"
+		"  -h, --help              show this help\n",
+		hc_cli_cmd_list,
+	},
+	{
+		"logs",
+		"print a workload's output",
+		"Usage: hypercore logs --id ID [options]\n"
+		"\n"
+		"Prints the workload's stdout to stdout and its stderr to stderr.\n"
+		"\n"
+		"Options:\n"
+		"  --id ID                 the workload id\n"
+		"  --tail N                only the last N lines\n"
+		"  --follow                keep printing new lines until ^C\n"
+		"Where containerd is (every local verb):\n"
+		"  --run-dir DIR           the embedded containerd's socket is DIR/containerd.sock\n"
+		"                          (default /run/hypercore)\n"
+		"  --containerd-socket PATH  use this containerd instead\n"
+		"  --state-dir DIR         hypercore's state, workload logs (default /var/lib/hypercore)\n"
+		"  -h, --help              show this help\n",
+		hc_cli_cmd_logs,
+	},
+	{
+		"attach",
+		"open a shell (or run a command) inside a workload",
+		"Usage: hypercore attach --id ID [options] [-- COMMAND [ARG...]]\n"
+		"\n"
+		"Runs /bin/sh (or COMMAND) in the workload with a terminal when stdin is one,\n"
+		"through containerd's streaming server. Exits with the command's status.\n"
+		"\n"
+		"Options:\n"
+		"  --id ID                 the workload id\n"
+		"Where containerd is (every local verb):\n"
+		"  --run-dir DIR           the embedded containerd's socket is DIR/containerd.sock\n"
+		"                          (default /run/hypercore)\n"
+		"  --containerd-socket PATH  use this containerd instead\n"
+		"  --state-dir DIR         hypercore's state, workload logs (default /var/lib/hypercore)\n"
+		"  -h, --help              show this help\n",
+		hc_cli_cmd_attach,
+	},
+	{
 		"version",
 		"print the version",
 		"Usage: hypercore version\n",
@@ -163,6 +292,21 @@ int hc_cli_getopt(const struct hc_cli_cmd *cmd, int argc, char **argv,
 		return hc_cli_usage_error(cmd, "option %s needs a value", argv[optind - 1]),
 		       HC_CLI_OPT_BAD;
 	return c;
+}
+
+int hc_cli_parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
 }
 
 int hc_cli_parse_seconds(const char *s, int *ms)

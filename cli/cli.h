@@ -46,6 +46,9 @@ int hc_cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* One readable line for a failed call to the agent at addr; returns 1. */
 int hc_cli_rpc_fail(const char *addr, const struct hc_rpc_status *st);
 
+/* Parses a whole number in [min, max] (digits only). 0 or -EINVAL. */
+int hc_cli_parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out);
+
 /* Parses a positive whole number of seconds (for --timeout). */
 int hc_cli_parse_seconds(const char *s, int *ms);
 
@@ -79,6 +82,12 @@ int hc_cli_cmd_cluster_list(const struct hc_cli_cmd *cmd, int argc, char **argv)
 int hc_cli_cmd_cluster_members(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_event(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_query(const struct hc_cli_cmd *cmd, int argc, char **argv);
+int hc_cli_cmd_containerd(const struct hc_cli_cmd *cmd, int argc, char **argv);
+int hc_cli_cmd_spawn(const struct hc_cli_cmd *cmd, int argc, char **argv);
+int hc_cli_cmd_stop(const struct hc_cli_cmd *cmd, int argc, char **argv);
+int hc_cli_cmd_list(const struct hc_cli_cmd *cmd, int argc, char **argv);
+int hc_cli_cmd_logs(const struct hc_cli_cmd *cmd, int argc, char **argv);
+int hc_cli_cmd_attach(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_version(const struct hc_cli_cmd *cmd, int argc, char **argv);
 
 #endif /* HC_CLI_H */

@@ -45,23 +45,16 @@ enum {
 	OPT_GOSSIP_NODES,
 	OPT_EVENT_LIMIT,
 	OPT_COALESCE_MS,
+	OPT_RUN_DIR,
+	OPT_CONTAINERD_SOCKET,
+	OPT_INSECURE_REGISTRY,
+	OPT_WORKLOAD_SUBNET,
+	OPT_CAPACITY_CPU,
+	OPT_CAPACITY_MEM,
+	OPT_NO_RUNTIME,
 };
 
-/* Parses a whole number in [min, max]. */
-static int parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	v = strtoul(s, &end, 10);
-	if (errno || *end || v < min || v > max)
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
+#define MAX_REGISTRIES 32
 
 /* KEY=VALUE into tags[*n]; both parts non-empty keys, as serf's -tag. */
 static int parse_tag(char *arg, struct hc_gossip_kv *tags, size_t *n)
@@ -97,6 +90,13 @@ int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
 		{ "gossip-nodes", required_argument, NULL, OPT_GOSSIP_NODES },
 		{ "user-event-size-limit", required_argument, NULL, OPT_EVENT_LIMIT },
 		{ "coalesce-ms", required_argument, NULL, OPT_COALESCE_MS },
+		{ "run-dir", required_argument, NULL, OPT_RUN_DIR },
+		{ "containerd-socket", required_argument, NULL, OPT_CONTAINERD_SOCKET },
+		{ "insecure-registry", required_argument, NULL, OPT_INSECURE_REGISTRY },
+		{ "workload-subnet", required_argument, NULL, OPT_WORKLOAD_SUBNET },
+		{ "capacity-cpu", required_argument, NULL, OPT_CAPACITY_CPU },
+		{ "capacity-mem", required_argument, NULL, OPT_CAPACITY_MEM },
+		{ "no-runtime", no_argument, NULL, OPT_NO_RUNTIME },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -108,6 +108,7 @@ int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
 		.cluster_bind_addr = DEFAULT_CLUSTER_ADDR,
 	};
 	struct hc_gossip_kv tags[MAX_TAGS];
+	const char *registries[MAX_REGISTRIES];
 	enum hc_log_level level = HC_LOG_INFO;
 	unsigned long v;
 	char err[512];
@@ -160,7 +161,7 @@ int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
 			break;
 		case OPT_GOSSIP_INTERVAL:
 		case OPT_PROBE_INTERVAL:
-			if (parse_uint(optarg, 10, 600000, &v) < 0)
+			if (hc_cli_parse_uint(optarg, 10, 600000, &v) < 0)
 				return hc_cli_usage_error(cmd, "invalid --%s %s (ms, 10..600000)",
 							  c == OPT_GOSSIP_INTERVAL
 								  ? "gossip-interval-ms"
@@ -173,7 +174,7 @@ int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
 			break;
 		case OPT_SUSPICION_MULT:
 		case OPT_GOSSIP_NODES:
-			if (parse_uint(optarg, 1, 64, &v) < 0)
+			if (hc_cli_parse_uint(optarg, 1, 64, &v) < 0)
 				return hc_cli_usage_error(cmd, "invalid --%s %s (1..64)",
 							  c == OPT_SUSPICION_MULT ? "suspicion-mult"
 										  : "gossip-nodes",
@@ -184,17 +185,46 @@ int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
 				cfg.gossip_nodes = (unsigned)v;
 			break;
 		case OPT_EVENT_LIMIT:
-			if (parse_uint(optarg, 64, 9216, &v) < 0)
+			if (hc_cli_parse_uint(optarg, 64, 9216, &v) < 0)
 				return hc_cli_usage_error(cmd, "invalid --user-event-size-limit %s "
 							       "(64..9216 bytes, serf's hard maximum)",
 							  optarg);
 			cfg.user_event_size_limit = v;
 			break;
 		case OPT_COALESCE_MS:
-			if (parse_uint(optarg, 0, 600000, &v) < 0)
+			if (hc_cli_parse_uint(optarg, 0, 600000, &v) < 0)
 				return hc_cli_usage_error(cmd, "invalid --coalesce-ms %s (0..600000)",
 							  optarg);
 			cfg.coalesce_ms = (uint32_t)v;
+			break;
+		case OPT_RUN_DIR:
+			cfg.run_dir = optarg;
+			break;
+		case OPT_NO_RUNTIME:
+			cfg.no_runtime = true;
+			break;
+		case OPT_CONTAINERD_SOCKET:
+			cfg.containerd_socket = optarg;
+			break;
+		case OPT_INSECURE_REGISTRY:
+			if (cfg.ninsecure >= MAX_REGISTRIES)
+				return hc_cli_usage_error(cmd, "at most %d --insecure-registry",
+							  MAX_REGISTRIES);
+			registries[cfg.ninsecure++] = optarg;
+			cfg.insecure_registries = registries;
+			break;
+		case OPT_WORKLOAD_SUBNET:
+			cfg.workload_subnet = optarg;
+			break;
+		case OPT_CAPACITY_CPU:
+		case OPT_CAPACITY_MEM:
+			if (hc_cli_parse_uint(optarg, 1, 1ul << 30, &v) < 0)
+				return hc_cli_usage_error(cmd, "invalid --capacity-%s %s",
+							  c == OPT_CAPACITY_CPU ? "cpu" : "mem", optarg);
+			if (c == OPT_CAPACITY_CPU)
+				cfg.capacity_cpus = (uint32_t)v;
+			else
+				cfg.capacity_mem_mb = (uint32_t)v;
 			break;
 		case HC_CLI_OPT_HELP:
 			return HC_EXIT_OK;
@@ -595,13 +625,13 @@ int hc_cli_cmd_cluster_query(const struct hc_cli_cmd *cmd, int argc, char **argv
 			ack = false;
 			break;
 		case OPT_RELAY:
-			if (parse_uint(optarg, 0, 255, &relay) < 0)
+			if (hc_cli_parse_uint(optarg, 0, 255, &relay) < 0)
 				return hc_cli_usage_error(cmd, "invalid --relay-factor %s (0..255)",
 							  optarg);
 			bad |= url_param(url, sizeof(url), "relay", optarg);
 			break;
 		case OPT_QTIMEOUT:
-			if (parse_uint(optarg, 1, 600, &timeout_ms) < 0)
+			if (hc_cli_parse_uint(optarg, 1, 600, &timeout_ms) < 0)
 				return hc_cli_usage_error(cmd, "invalid --timeout %s (seconds)", optarg);
 			timeout_ms *= 1000;
 			snprintf(num, sizeof(num), "%lu", timeout_ms);

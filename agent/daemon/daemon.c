@@ -23,8 +23,11 @@
 #include "log/log.h"
 #include "loop/loop.h"
 #include "metrics/metrics.h"
+#include "runtime/runtime.h"
 
 #define LEAVE_LIMIT_MS 10000
+#define CONTAINERD_STOP_MS 10000
+#define WATCH_INTERVAL_MS 2000
 
 struct daemon {
 	struct hc_loop *loop;
@@ -32,6 +35,8 @@ struct daemon {
 	struct hc_metrics *metrics;
 	struct hc_cluster *cluster;
 	struct hc_api *api;
+	struct hc_containerd *containerd; /* NULL with --containerd-socket */
+	struct hc_runtime_watch *watch;
 	double start_time; /* unix seconds */
 	long clock_ticks;
 	long page_size;
@@ -314,11 +319,80 @@ static int gossip_config(const struct hc_daemon_config *cfg, struct gossip_setup
 	return 0;
 }
 
+/* ---- runtime ---- */
+
+static void on_workload_exit(void *arg, const struct hc_runtime_exit *ev)
+{
+	(void)arg;
+	/* restarting is the orchestration's decision (agent/cluster) */
+	hc_log(HC_LOG_WARN, "workload %s exited: code %d (%s)", ev->id, ev->exit_code,
+	       ev->reason[0] ? ev->reason : "no reason given");
+}
+
+/* Starts the embedded containerd unless one was named, then the watch. */
+static int start_runtime(struct daemon *d, const struct hc_daemon_config *cfg, char *err,
+			 size_t errlen)
+{
+	struct hc_runtime_config rcfg = {
+		.state_dir = cfg->state_dir,
+		.capacity_cpus = cfg->capacity_cpus,
+		.capacity_mem_mb = cfg->capacity_mem_mb,
+	};
+	struct hc_containerd_config ccfg = {
+		.state_dir = cfg->state_dir,
+		.run_dir = cfg->run_dir ? cfg->run_dir : HC_RUNTIME_DEFAULT_RUN_DIR,
+		.insecure_registries = cfg->insecure_registries,
+		.ninsecure = cfg->ninsecure,
+		.subnet = cfg->workload_subnet,
+	};
+	struct hc_runtime_err rerr;
+	struct hc_runtime *probe;
+	int r;
+
+	if (cfg->containerd_socket) {
+		rcfg.socket = cfg->containerd_socket;
+		probe = hc_runtime_new(&rcfg);
+		r = probe ? hc_runtime_ready(probe, 5000, &rerr) : -ENOMEM;
+		hc_runtime_free(probe);
+		if (r < 0 && r != -EAGAIN) {
+			snprintf(err, errlen, "--containerd-socket %s: %s", cfg->containerd_socket,
+				 r == -ENOMEM ? "out of memory" : rerr.msg);
+			return -1;
+		}
+		if (r == -EAGAIN)
+			hc_log(HC_LOG_WARN, "%s", rerr.msg);
+	} else {
+		d->containerd = hc_containerd_start(d->loop, &ccfg, &rerr);
+		if (!d->containerd) {
+			snprintf(err, errlen, "%s", rerr.msg);
+			return -1;
+		}
+		rcfg.socket = hc_containerd_socket(d->containerd);
+	}
+	d->watch = hc_runtime_watch_start(d->loop, &rcfg,
+					  cfg->watch_interval_ms ? cfg->watch_interval_ms
+								 : WATCH_INTERVAL_MS,
+					  on_workload_exit, d);
+	if (!d->watch) {
+		snprintf(err, errlen, "cannot start the workload watch: %s", strerror(errno));
+		return -1;
+	}
+	if (hc_runtime_watch_register_metrics(d->watch, d->metrics) < 0 ||
+	    (d->containerd && hc_containerd_register_metrics(d->containerd, d->metrics) < 0)) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 /* ---- run ---- */
 
 static void daemon_fini(struct daemon *d)
 {
 	hc_api_free(d->api);
+	hc_runtime_watch_stop(d->watch);
+	/* workloads keep running in their shims; the next agent adopts them */
+	hc_containerd_stop(d->containerd, CONTAINERD_STOP_MS);
 	hc_cluster_free(d->cluster);
 	hc_metrics_free(d->metrics);
 	hc_loop_free(d->loop);
@@ -371,6 +445,8 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, char *err, size_t errlen)
 	/* Before any thread exists (gRPC starts several), so all inherit the
 	 * blocked mask and signals arrive only through the loop. */
 	if (watch_signals(&d, err, errlen) < 0)
+		goto fail;
+	if (!cfg->no_runtime && start_runtime(&d, cfg, err, errlen) < 0)
 		goto fail;
 	d.cluster = hc_cluster_new(d.loop, &ccfg, err, errlen);
 	if (!d.cluster)

@@ -5,6 +5,7 @@
 #ifndef HC_DAEMON_H
 #define HC_DAEMON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +32,17 @@ struct hc_daemon_config {
 	unsigned suspicion_mult, gossip_nodes;
 	size_t user_event_size_limit;
 	uint32_t coalesce_ms; /* 0: events reach the agent at once */
+
+	/* Runtime */
+	bool no_runtime;               /* gossip and APIs only: no containerd */
+	const char *run_dir;           /* sockets, volatile state (/run/hypercore) */
+	const char *containerd_socket; /* NULL: start the embedded containerd */
+	const char *const *insecure_registries; /* HOST:PORT pulled over plain HTTP */
+	size_t ninsecure;
+	const char *workload_subnet;   /* NULL: 192.168.127.0/24 */
+	uint32_t capacity_cpus;        /* 0: max(nproc, 225) */
+	uint32_t capacity_mem_mb;      /* 0: MemAvailable */
+	uint32_t watch_interval_ms;    /* workload checks; 0: 2000 */
 };
 
 /*

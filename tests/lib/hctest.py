@@ -69,9 +69,13 @@ def run_cli(*args, timeout=30, input=None):
 class Agent:
     """One `hypercore cluster` process on loopback."""
 
-    def __init__(self, workdir, name="node", extra_args=()):
+    def __init__(self, workdir, name="node", extra_args=(), runtime=False):
+        """runtime: run the embedded containerd (under workdir) instead of
+        --no-runtime, which gossip and API tests use."""
         self.name = name
+        self.runtime = runtime
         self.state_dir = os.path.join(workdir, name, "state")
+        self.run_dir = os.path.join(workdir, name, "run")
         self.log_path = os.path.join(workdir, name, "agent.log")
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
         self.grpc_port = free_port()
@@ -92,7 +96,9 @@ class Agent:
         return [HC_BIN, "cluster", "--grpc-bind-addr", self.grpc_addr,
                 "--http-bind-addr", "127.0.0.1:%d" % self.http_port,
                 "--cluster-bind-addr", "127.0.0.1:%d" % self.gossip_port,
-                "--state-dir", self.state_dir, "--log-level", "debug", *self.extra_args]
+                "--state-dir", self.state_dir, "--log-level", "debug",
+                *(["--run-dir", self.run_dir] if self.runtime else ["--no-runtime"]),
+                *self.extra_args]
 
     def start(self, wait=True):
         self._log = open(self.log_path, "ab")

@@ -1,0 +1,429 @@
+#!/usr/bin/python3
+"""The workload runtime against real components: an agent with its embedded
+containerd (runc, CNI ptp + host-local + firewall), test images built from
+busybox-static by tools/mkimage.py and pushed with skopeo to Debian's
+docker-registry on loopback, and the local CLI verbs (spawn, list, logs,
+stop, attach). Everything a test creates is removed again, also on failure:
+workloads, the agent and its containerd, their shims, mounts and cgroups."""
+
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import hctest  # noqa: E402
+from registry import Registry, build_test_images  # noqa: E402
+
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def wait_for(what, fn, timeout=20, interval=0.1):
+    """Polls fn until it returns something true; returns that or fails."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+
+
+def http_get(url, timeout=2):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.read().decode()
+    except OSError:
+        return None
+
+
+def descendants(pid):
+    """PIDs of every process below pid."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for child in glob.glob("/proc/%d/task/*/children" % p):
+            try:
+                with open(child) as f:
+                    kids = [int(x) for x in f.read().split()]
+            except OSError:
+                continue
+            out += kids
+            todo += kids
+    return out
+
+
+def cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return []
+
+
+class Runtime(unittest.TestCase):
+    """One registry and one agent for the whole module; tests run in order."""
+
+    @classmethod
+    def setUpClass(cls):
+        # what CNI changes host-wide, to put back afterwards (pitfalls 10, 11)
+        cls.had_cni_chains = b"CNI-FORWARD" in subprocess.run(
+            ["iptables", "-S"], capture_output=True).stdout
+        with open("/proc/sys/net/ipv4/ip_forward") as f:
+            cls.ip_forward = f.read().strip()
+        cls.workdir = tempfile.mkdtemp(prefix="hc-rt-")
+        cls.registry = None
+        cls.agent = None
+        try:
+            cls.registry = Registry(os.path.join(cls.workdir, "registry"))
+            cls.registry.start()
+            images = build_test_images(os.path.join(cls.workdir, "images"))
+            cls.images = {}
+            for name, oci_dir in images.items():
+                cls.registry.push(oci_dir, "1", "hypercore/" + name)
+                cls.images[name] = "%s/hypercore/%s:1" % (cls.registry.addr, name)
+            cls.agent = hctest.Agent(cls.workdir, "node", runtime=True,
+                                     extra_args=["--insecure-registry", cls.registry.addr])
+            cls.agent.start()
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.agent and cls.agent.proc and cls.agent.proc.poll() is None:
+            for w in cls.list_json_or_empty():
+                cls.cli("stop", "--id", w["id"], "--grace", "0")
+        shims = cls.our_shims()
+        if cls.agent:
+            cls.agent.stop()
+            cls.agent.kill()
+        # shims outlive containerd by design; these are ours, end them
+        for pid in shims + cls.our_shims():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        cls.unmount_under(cls.workdir)
+        for d in glob.glob(os.path.join(CGROUP_ROOT, "*", "hypercore")):
+            for sub in sorted(glob.glob(os.path.join(d, "*")), reverse=True) + [d]:
+                if os.path.isdir(sub):
+                    try:
+                        os.rmdir(sub)
+                    except OSError:
+                        pass
+        if not cls.had_cni_chains:
+            for cmd in (["-D", "FORWARD", "-m", "comment", "--comment",
+                         "CNI firewall plugin rules", "-j", "CNI-FORWARD"],
+                        ["-F", "CNI-FORWARD"], ["-X", "CNI-FORWARD"],
+                        ["-F", "CNI-ADMIN"], ["-X", "CNI-ADMIN"]):
+                subprocess.run(["iptables", *cmd], capture_output=True)
+        with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+            f.write(cls.ip_forward)
+        if cls.registry:
+            cls.registry.stop()
+        shutil.rmtree(cls.workdir, ignore_errors=True)
+
+    # ---- helpers ----
+
+    @classmethod
+    def socket_path(cls):
+        return os.path.join(cls.agent.run_dir, "containerd.sock")
+
+    @classmethod
+    def cli(cls, verb, *args, timeout=120, input=None):
+        # the directories go first: attach takes a command after "--"
+        return hctest.run_cli(verb, "--run-dir", cls.agent.run_dir,
+                              "--state-dir", cls.agent.state_dir, *args, timeout=timeout,
+                              input=input)
+
+    @classmethod
+    def list_json_or_empty(cls):
+        r = cls.cli("list", "--json")
+        return json.loads(r.stdout) if r.returncode == 0 else []
+
+    @classmethod
+    def our_shims(cls):
+        sock = cls.socket_path().encode() if cls.agent else b"\0"
+        pids = []
+        for d in glob.glob("/proc/[0-9]*"):
+            argv = cmdline(int(d[6:]))
+            if argv and argv[0].endswith(b"containerd-shim-runc-v2") and sock in argv:
+                pids.append(int(d[6:]))
+        return pids
+
+    @staticmethod
+    def unmount_under(path):
+        with open("/proc/self/mounts") as f:
+            mounts = [line.split()[1] for line in f]
+        for m in sorted((m for m in mounts if m.startswith(path)), key=len, reverse=True):
+            subprocess.run(["umount", "-l", m], capture_output=True)
+
+    def containerd_pid(self):
+        for pid in descendants(self.agent.proc.pid):
+            argv = cmdline(pid)
+            if argv and os.path.basename(argv[0]) == b"containerd":
+                return pid
+        return None
+
+    def spawn(self, image, *args):
+        r = self.cli("spawn", "--image-ref", self.images[image], *args)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        wid = r.stdout.strip()
+        self.assertRegex(wid, UUID)
+        self.addCleanup(self.cli, "stop", "--id", wid, "--grace", "0")
+        return wid
+
+    def workload(self, wid):
+        for w in self.list_json_or_empty():
+            if w["id"] == wid:
+                return w
+        return None
+
+    def leases(self):
+        d = os.path.join(self.agent.state_dir, "cni-ipam", "hypercore")
+        return sorted(f for f in os.listdir(d) if re.match(r"^\d+\.\d+\.\d+\.\d+$", f)) \
+            if os.path.isdir(d) else []
+
+    def assertFails(self, r, code, *words):
+        self.assertEqual(r.returncode, code, "stdout=%r stderr=%r" % (r.stdout, r.stderr))
+        first = r.stderr.strip().splitlines()[0] if r.stderr.strip() else ""
+        self.assertTrue(first.startswith("hypercore"), r.stderr)
+        for w in words:
+            self.assertIn(w, r.stderr)
+
+    # ---- tests (run in name order) ----
+
+    def test_01_spawn_answers_http_with_limits(self):
+        wid = self.spawn("web", "--cpu", "1", "--mem", "64", "--env", "GREETING=hi",
+                         "--ports", "8080:8080", "--label", "team=edge")
+        w = self.workload(wid)
+        self.assertEqual(w["state"], "running")
+        self.assertRegex(w["ip"], r"^192\.168\.127\.\d+$")
+        self.assertEqual(w["request"]["image_ref"], self.images["web"])
+        self.assertEqual(w["request"]["cores"], 1)
+        self.assertEqual(w["request"]["memory"], 64)
+        self.assertEqual(w["request"]["ports"], {"8080": 8080})
+        self.assertEqual(w["request"]["env"], ["GREETING=hi"])
+        body = wait_for("HTTP from the workload", lambda: http_get("http://%s:8080/" % w["ip"]))
+        self.assertIn(wid, body)
+        self.assertIn("hostname=" + wid, body)
+        cg = os.path.join(CGROUP_ROOT, "%s", "hypercore", w["container_id"], "%s")
+        with open(cg % ("cpu", "cpu.cfs_quota_us")) as f:
+            self.assertEqual(int(f.read()), 100000)
+        with open(cg % ("cpu", "cpu.cfs_period_us")) as f:
+            self.assertEqual(int(f.read()), 100000)
+        with open(cg % ("memory", "memory.limit_in_bytes")) as f:
+            self.assertEqual(int(f.read()), 64 << 20)
+        r = self.cli("list")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.splitlines()[0].split(),
+                         ["ID", "STATE", "IP", "IMAGE", "CPU", "MEM", "PORTS", "AGE"])
+        row = [line.split() for line in r.stdout.splitlines() if line.startswith(wid)][0]
+        self.assertEqual(row[1:7], ["running", w["ip"], self.images["web"], "1", "64MB",
+                                    "8080:8080"])
+
+    def test_02_logs(self):
+        wid = self.spawn("logger", "--mem", "32", "--env", "LOG_INTERVAL=0.1")
+        r = wait_for("err 3 in the logs",
+                     lambda: (lambda r: r if "err 3" in r.stderr else None)(
+                         self.cli("logs", "--id", wid)))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = r.stdout.splitlines()
+        self.assertIn("out 1", out)
+        self.assertIn("err 1", r.stderr.splitlines())
+        self.assertNotIn("err 1", out)
+        # a line longer than containerd's 16 KiB record limit comes back whole
+        longest = max(out, key=len)
+        self.assertGreater(len(longest), 16384)
+        self.assertEqual(set(longest), {longest[0]})
+        r = self.cli("logs", "--id", wid, "--tail", "2")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(r.stdout.splitlines()) + len(r.stderr.splitlines()), 2)
+        # --follow prints new lines as they come and stops cleanly on ^C
+        p = subprocess.Popen([hctest.HC_BIN, "logs", "--id", wid, "--follow", "--tail", "0",
+                              "--run-dir", self.agent.run_dir, "--state-dir",
+                              self.agent.state_dir], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        try:
+            line = p.stdout.readline()
+            self.assertRegex(line, r"^out \d+$")
+            p.send_signal(signal.SIGINT)
+            self.assertEqual(p.wait(timeout=10), 0)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            p.stdout.close()
+            p.stderr.close()
+
+    def test_03_exit_is_reported(self):
+        wid = self.spawn("exiter", "--mem", "16", "--env", "EXIT_CODE=3")
+        w = wait_for("the workload to exit",
+                     lambda: (lambda w: w if w and w["state"] == "exited" else None)(
+                         self.workload(wid)))
+        self.assertEqual(w["exit_code"], 3)
+        self.assertEqual(w["reason"], "Error")
+        wait_for("the agent to report the exit",
+                 lambda: re.search(r"workload %s exited: code 3" % wid, self.agent.log()))
+        r = self.cli("list")
+        self.assertIn("exited(3)", r.stdout)
+
+    def test_04_stop_removes_everything(self):
+        before = self.leases()
+        wid = self.spawn("web", "--mem", "32")
+        w = self.workload(wid)
+        self.assertEqual(len(self.leases()), len(before) + 1)
+        log_dir = os.path.join(self.agent.state_dir, "logs", wid)
+        self.assertTrue(os.path.isdir(log_dir))
+        netns = glob.glob(os.path.join(self.agent.run_dir, "containerd", "**", "netns", "cni-*"),
+                          recursive=True)
+        t0 = time.monotonic()
+        r = self.cli("stop", "--id", wid)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertLess(time.monotonic() - t0, 15)
+        self.assertIsNone(self.workload(wid))
+        self.assertEqual(self.leases(), before)
+        self.assertFalse(os.path.exists(log_dir))
+        self.assertFalse(os.path.isdir(os.path.join(CGROUP_ROOT, "memory", "hypercore",
+                                                    w["container_id"])))
+        after = glob.glob(os.path.join(self.agent.run_dir, "containerd", "**", "netns", "cni-*"),
+                          recursive=True)
+        self.assertEqual(len(after), len(netns) - 1)
+        self.assertIsNone(http_get("http://%s:8080/" % w["ip"], timeout=0.5))
+        # stopping again: the workload is gone, and the CLI says so
+        self.assertFails(self.cli("stop", "--id", wid), 1, "no workload with id " + wid)
+
+    def test_05_agent_restart_keeps_workloads(self):
+        wid = self.spawn("web", "--mem", "32")
+        ip = self.workload(wid)["ip"]
+        self.assertEqual(self.agent.stop(), 0, self.agent.log()[-3000:])
+        # containerd went with the agent; the workload keeps serving
+        self.assertIsNotNone(http_get("http://%s:8080/" % ip))
+        r = self.cli("list")
+        self.assertFails(r, 1, "hypercore containerd", "hypercore cluster",
+                         "--containerd-socket")
+        self.agent.kill()
+        self.agent.start()
+        w = self.workload(wid)
+        self.assertIsNotNone(w, self.agent.log()[-3000:])
+        self.assertEqual(w["state"], "running")
+        self.assertEqual(w["ip"], ip)
+        self.assertIn(wid, http_get("http://%s:8080/" % ip))
+
+    def test_06_bad_inputs_leave_nothing(self):
+        before = (sorted(w["id"] for w in self.list_json_or_empty()), self.leases())
+        closed = hctest.free_port()
+        cases = [
+            (("--image-ref", "Not/A Ref"), 2, "invalid image reference"),
+            (("--image-ref", self.images["web"], "--cpu", "-1"), 2, "--cpu"),
+            (("--image-ref", self.images["web"], "--cpu", "0"), 2, "--cpu"),
+            (("--image-ref", self.images["web"], "--mem", "0"), 2, "--mem"),
+            (("--image-ref", self.images["web"], "--mem", "99999999999"), 2, "--mem"),
+            (("--image-ref", self.images["web"], "--env", "=x"), 2, "--env"),
+            (("--image-ref", self.images["web"], "--ports", "0:80"), 2, "port"),
+            (("--image-ref", self.images["web"], "--runtime", "kata"), 2, "--runtime"),
+            (("--image-ref", "%s/hypercore/web:nosuchtag" % self.registry.addr), 1, "not found"),
+            (("--image-ref", "%s/hypercore/nosuchimage:1" % self.registry.addr), 1, "not found"),
+            (("--image-ref", "127.0.0.1:%d/hypercore/web:1" % closed), 1, "unreachable"),
+            (("--image-ref", self.images["web"], "--cpu", "5", "--capacity-cpu", "4"), 1,
+             "not enough CPU"),
+            (("--image-ref", self.images["web"], "--mem", "4096", "--capacity-mem", "1024"), 1,
+             "not enough memory"),
+            ((), 2, "--image-ref is required"),
+        ]
+        for args, code, words in cases:
+            with self.subTest(args=args):
+                self.assertFails(self.cli("spawn", *args), code, words)
+        unknown = "0e8c6e46-6f0b-4b0c-9d52-7b7c0e0e0e0e"
+        for verb in ("stop", "logs"):
+            with self.subTest(verb=verb):
+                self.assertFails(self.cli(verb, "--id", unknown), 1, "no workload with id")
+                self.assertFails(self.cli(verb, "--id", "../etc"), 2, "invalid --id")
+                self.assertFails(self.cli(verb), 2, "--id is required")
+        self.assertFails(hctest.run_cli("list", "--containerd-socket",
+                                        os.path.join(self.workdir, "nothing.sock")),
+                         1, "no containerd at", "hypercore containerd")
+        self.assertEqual((sorted(w["id"] for w in self.list_json_or_empty()), self.leases()),
+                         before)
+
+    def test_07_containerd_crash_is_survived(self):
+        wid = self.spawn("web", "--mem", "32")
+        pid = self.containerd_pid()
+        self.assertIsNotNone(pid)
+        os.kill(pid, signal.SIGKILL)
+        # right after the crash a call either fails with one clear line or
+        # already reaches the restarted containerd
+        r = self.cli("list")
+        if r.returncode != 0:
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+        wait_for("containerd to be restarted",
+                 lambda: self.containerd_pid() not in (None, pid))
+        w = wait_for("the workload after the restart", lambda: self.workload(wid))
+        self.assertEqual(w["state"], "running")
+        self.assertRegex(self.agent.log(), r"containerd exited \(killed by signal 9\)")
+        r = hctest.run_cli("cluster", "list", "--grpc-bind-addr", self.agent.grpc_addr)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        status, _, body = self.agent.http("/metrics")
+        self.assertEqual(status, 200)
+        self.assertIn(b"hypercore_containerd_restarts_total 1", body)
+
+    def test_08_attach_gives_a_shell(self):
+        if not shutil.which("script"):
+            self.skipTest("script(1) from bsdutils is not installed")
+        wid = self.spawn("web", "--mem", "32")
+        cmd = "%s attach --id %s --run-dir %s --state-dir %s" % (
+            hctest.HC_BIN, wid, self.agent.run_dir, self.agent.state_dir)
+        # script(1) gives attach a pseudo-terminal, so it runs with a TTY
+        p = subprocess.run(["script", "-qefc", cmd, "/dev/null"],
+                           input="echo hello-$((6*7)); hostname; tty; exit 7\n",
+                           capture_output=True, text=True, timeout=60)
+        self.assertIn("hello-42", p.stdout)
+        self.assertIn(wid, p.stdout)
+        self.assertIn("/dev/pts/", p.stdout)
+        self.assertEqual(p.returncode, 7, p.stdout + p.stderr)
+        # without a terminal: plain pipes, a command after --
+        r = self.cli("attach", "--id", wid, "--", "sh", "-c", "echo out; echo err >&2; exit 3")
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertEqual(r.stdout, "out\n")
+        self.assertEqual(r.stderr, "err\n")
+
+    def test_09_metrics_report_capacity(self):
+        wid = self.spawn("web", "--cpu", "2", "--mem", "48")
+        self.assertTrue(wid)
+
+        def used():
+            _, _, body = self.agent.http("/metrics")
+            m = re.search(rb'hypercore_capacity_vcpus\{kind="used"\} (\d+)', body)
+            return m and int(m.group(1)) >= 2 and body
+        body = wait_for("capacity in /metrics", used)
+        self.assertRegex(body, rb'hypercore_capacity_vcpus\{kind="total"\} \d+')
+        self.assertRegex(body, rb'hypercore_capacity_memory_bytes\{kind="used"\} \d+')
+        self.assertRegex(body, rb'hypercore_runtime_workloads\{state="running"\} [1-9]')
+
+    def test_10_clean_shutdown(self):
+        sock = self.socket_path()
+        self.assertEqual(self.agent.stop(), 0)
+        log = self.agent.log()
+        for mark in hctest.SANITIZER_MARKS:
+            self.assertNotIn(mark, log)
+        self.assertIn("stopped containerd", log)
+        self.assertFalse(os.path.exists(sock) and
+                         subprocess.run(["ctr", "--address", sock, "version"],
+                                        capture_output=True, timeout=5).returncode == 0)
+        self.agent.kill()
+        self.agent.start()
+
+
+if __name__ == "__main__":
+    hctest.main()
