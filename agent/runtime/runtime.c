@@ -244,7 +244,8 @@ int hc_runtime_list(struct hc_runtime *rt, struct hc_workload **list, size_t *n,
 			goto out;
 		count++;
 	}
-	qsort(out, count, sizeof(*out), by_creation);
+	if (count)
+		qsort(out, count, sizeof(*out), by_creation);
 	*list = out;
 	*n = count;
 	out = NULL;

@@ -211,6 +211,8 @@ static int append_message(struct hc_ws *ws, const uint8_t *data, size_t len)
 {
 	if (ws->mlen + len > HC_WS_MAX_MESSAGE)
 		return -EMSGSIZE;
+	if (len == 0)
+		return 0;
 	if (ws->mlen + len > ws->mcap) {
 		size_t want = ws->mcap ? ws->mcap : 4096;
 		uint8_t *grown;
@@ -508,15 +510,15 @@ static int handshake(struct hc_ws *ws, const char *host, const char *port, const
 	{
 		size_t extra = len - (size_t)(end + 4 - head);
 
-		if (extra) {
-			ws->rbuf = malloc(extra);
-			if (!ws->rbuf) {
-				r = fail(err, errlen, ENOMEM, "%s", "out of memory");
-				goto out;
-			}
-			memcpy(ws->rbuf, end + 4, extra);
-			ws->rlen = ws->rcap = extra;
+		/* never NULL from here on: the parsers do arithmetic on it */
+		ws->rcap = extra > 4096 ? extra : 4096;
+		ws->rbuf = malloc(ws->rcap);
+		if (!ws->rbuf) {
+			r = fail(err, errlen, ENOMEM, "%s", "out of memory");
+			goto out;
 		}
+		memcpy(ws->rbuf, end + 4, extra);
+		ws->rlen = extra;
 	}
 	r = 0;
 out:
