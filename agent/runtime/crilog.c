@@ -1,91 +1,167 @@
-/* CRI container log files: record parsing, line reassembly, tail and follow. */
+/* CRI container log files: records, line reassembly, tail and follow; see crilog_int.h. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define HC_LOG_MODULE "runtime"
 #include "crilog_int.h"
+#include "log/log.h"
 
-#define BLOCK 65536
-#define HEADER_MAX 64 /* timestamp + stream + tag fit well within this */
+#define TAG_MAX 16
+/* Everything that decides whether a record is valid and what it is lies in
+ * its first HEADER_MAX bytes: timestamp, space, stream, space, tag, space. */
+#define HEADER_MAX 64
+_Static_assert(HC_CRILOG_TIMESTAMP_MAX + 1 + 6 + 1 + TAG_MAX + 1 <= HEADER_MAX, "header bound");
+
+#define BLOCK 65536	       /* read and backward-scan unit */
+#define SHRINK_ABOVE 65536     /* buffers grown past this are released after use */
+#define FOLLOW_RECHECK_MS 2000 /* with inotify: a safety net for what it cannot see */
+#define FOLLOW_POLL_MS 250     /* without inotify */
+
+/* Emission classes for skipping: one per stream, and malformed records. */
+#define CLASS_MALFORMED 2
 
 /* ---- records ---- */
 
-static int timestamp_valid(const char *s, size_t len)
+/* n decimal digits with a value in [min, max]. */
+static bool digits(const char *s, size_t n, int min, int max)
 {
-	/* 2026-11-23T20:49:19.275610613Z: digits and the RFC 3339 punctuation */
-	if (len < 20 || len >= sizeof(((struct hc_crilog_line *)0)->timestamp))
-		return 0;
-	for (size_t i = 0; i < len; i++)
-		if (!strchr("0123456789-:.TZ+", s[i]))
-			return 0;
-	return s[4] == '-' && s[10] == 'T';
+	int v = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v >= min && v <= max;
+}
+
+/* RFC 3339 as Go's RFC3339Nano writes it: 2026-11-23T20:49:19.27561Z, the
+ * fraction 0-9 digits (trailing zeros dropped), Z or +hh:mm. Ranges are
+ * checked field by field, not against the calendar. */
+static bool timestamp_valid(const char *s, size_t len)
+{
+	size_t i = 19;
+
+	if (len < 20 || len > HC_CRILOG_TIMESTAMP_MAX)
+		return false;
+	if (!digits(s, 4, 0, 9999) || s[4] != '-' || !digits(s + 5, 2, 1, 12) || s[7] != '-' ||
+	    !digits(s + 8, 2, 1, 31) || s[10] != 'T' || !digits(s + 11, 2, 0, 23) ||
+	    s[13] != ':' || !digits(s + 14, 2, 0, 59) || s[16] != ':' ||
+	    !digits(s + 17, 2, 0, 59))
+		return false;
+	if (s[i] == '.') {
+		size_t from = ++i;
+
+		while (i < len && s[i] >= '0' && s[i] <= '9')
+			i++;
+		if (i == from || i - from > 9)
+			return false;
+	}
+	if (i + 1 == len)
+		return s[i] == 'Z';
+	return i + 6 == len && (s[i] == '+' || s[i] == '-') && digits(s + i + 1, 2, 0, 23) &&
+	       s[i + 3] == ':' && digits(s + i + 4, 2, 0, 59);
 }
 
 int hc_crilog_parse_record(const char *rec, size_t len, struct hc_crilog_record *out)
 {
-	const char *end = rec + len, *sp1, *sp2;
+	const char *end = rec + len, *sp, *tag, *tag_end;
+	size_t n;
 
-	sp1 = memchr(rec, ' ', len);
-	if (!sp1 || !timestamp_valid(rec, (size_t)(sp1 - rec)))
+	if (len == 0)
 		return -EINVAL;
-	sp2 = memchr(sp1 + 1, ' ', (size_t)(end - sp1 - 1));
-	if (!sp2)
+	sp = memchr(rec, ' ', len);
+	if (!sp || !timestamp_valid(rec, (size_t)(sp - rec)))
 		return -EINVAL;
-	if (sp2 - sp1 - 1 == 6 && memcmp(sp1 + 1, "stdout", 6) == 0)
+	if (end - sp < 8 || sp[7] != ' ')
+		return -EINVAL;
+	if (memcmp(sp + 1, "stdout", 6) == 0)
 		out->stream = HC_CRILOG_STDOUT;
-	else if (sp2 - sp1 - 1 == 6 && memcmp(sp1 + 1, "stderr", 6) == 0)
+	else if (memcmp(sp + 1, "stderr", 6) == 0)
 		out->stream = HC_CRILOG_STDERR;
 	else
 		return -EINVAL;
-	/* the tag, then one space and the payload, which may be empty: a
-	 * record of an empty line is "... F" or "... F " */
-	if (end - sp2 < 2 || (sp2[1] != 'F' && sp2[1] != 'P') || (end - sp2 > 2 && sp2[2] != ' '))
+	tag = sp + 8;
+	/* the space after the tag must be there even for an empty payload:
+	 * containerd always writes it, and kubelet rejects records without */
+	n = (size_t)(end - tag) < TAG_MAX + 1 ? (size_t)(end - tag) : TAG_MAX + 1;
+	tag_end = memchr(tag, ' ', n);
+	if (!tag_end || tag_end == tag || (tag[0] != 'F' && tag[0] != 'P') ||
+	    (tag_end - tag > 1 && tag[1] != ':'))
 		return -EINVAL;
-	out->partial = sp2[1] == 'P';
+	out->partial = tag[0] == 'P';
 	out->timestamp = rec;
-	out->timestamp_len = (size_t)(sp1 - rec);
-	out->payload = end - sp2 > 2 ? sp2 + 3 : end;
+	out->timestamp_len = (size_t)(sp - rec);
+	out->payload = tag_end + 1;
 	out->len = (size_t)(end - out->payload);
 	return 0;
 }
 
-/* ---- reassembly ---- */
+/* ---- parser ---- */
 
-void hc_crilog_parser_init(struct hc_crilog_parser *p)
+struct pending {
+	char *buf;
+	size_t len, cap;
+	uint64_t seq; /* of its last record: a flush emits the oldest first */
+	bool active, truncated;
+	char timestamp[HC_CRILOG_TIMESTAMP_MAX + 1];
+};
+
+struct hc_crilog_parser {
+	size_t line_max;
+	char *rec; /* a record split across feeds, waiting for its '\n' */
+	size_t rec_len, rec_cap;
+	bool rec_cut;	       /* bytes past the cap were dropped */
+	struct pending part[2]; /* per stream: a line still taking P records */
+	uint64_t seq;
+	long skip[3];	       /* per class: lines to drop unseen (a tail's window) */
+};
+
+struct hc_crilog_parser *hc_crilog_parser_new(size_t line_max)
 {
-	memset(p, 0, sizeof(*p));
+	struct hc_crilog_parser *p;
+
+	/* the cap bounds the doubling in reserve() far from overflow */
+	if (line_max > SIZE_MAX / 4) {
+		errno = EINVAL;
+		return NULL;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	p->line_max = line_max ? line_max : HC_CRILOG_MAX_LINE;
+	return p;
 }
 
-void hc_crilog_parser_fini(struct hc_crilog_parser *p)
+void hc_crilog_parser_free(struct hc_crilog_parser *p)
 {
+	if (!p)
+		return;
 	free(p->rec);
 	free(p->part[0].buf);
 	free(p->part[1].buf);
-	memset(p, 0, sizeof(*p));
+	free(p);
 }
 
-void hc_crilog_parser_reset(struct hc_crilog_parser *p)
+/*
+ * Appends n bytes to buf (len, cap) without going past limit bytes. What
+ * does not fit, past the limit or for want of memory, is dropped and
+ * *truncated set: a line cut short is better than a reader that fails.
+ */
+static void append_capped(char **buf, size_t *len, size_t *cap, size_t limit, const char *data,
+			  size_t n, bool *truncated)
 {
-	p->rec_len = 0;
-	p->rec_overflow = false;
-	for (int i = 0; i < 2; i++) {
-		p->part[i].len = 0;
-		p->part[i].active = p->part[i].truncated = false;
-	}
-}
-
-/* Appends up to the line cap; returns -ENOMEM only if memory ran out. */
-static int append_capped(char **buf, size_t *len, size_t *cap, const char *data, size_t n,
-			 size_t limit, bool *truncated)
-{
-	if (*len + n > limit) {
-		*truncated = true;
+	if (n > limit - *len) {
 		n = limit - *len;
+		*truncated = true;
 	}
 	if (*len + n > *cap) {
 		size_t want = *cap ? *cap : 256;
@@ -96,249 +172,369 @@ static int append_capped(char **buf, size_t *len, size_t *cap, const char *data,
 		if (want > limit)
 			want = limit;
 		grown = realloc(*buf, want);
-		if (!grown)
-			return -ENOMEM;
-		*buf = grown;
-		*cap = want;
+		if (grown) {
+			*buf = grown;
+			*cap = want;
+		} else {
+			n = *cap - *len;
+			*truncated = true;
+		}
 	}
-	memcpy(*buf + *len, data, n);
-	*len += n;
-	return 0;
+	if (n) {
+		memcpy(*buf + *len, data, n);
+		*len += n;
+	}
 }
 
-static int emit(hc_crilog_line_fn *fn, void *arg, enum hc_crilog_stream stream,
-		const char *ts, size_t ts_len, const char *text, size_t len, bool truncated)
+static void release_if_big(char **buf, size_t *cap)
 {
-	struct hc_crilog_line line = { .stream = stream, .text = text, .len = len,
-				       .truncated = truncated };
-
-	if (ts_len >= sizeof(line.timestamp))
-		ts_len = sizeof(line.timestamp) - 1;
-	memcpy(line.timestamp, ts, ts_len);
-	line.timestamp[ts_len] = '\0';
-	return fn(arg, &line);
+	if (*cap > SHRINK_ABOVE) {
+		free(*buf);
+		*buf = NULL;
+		*cap = 0;
+	}
 }
 
-static int handle_record(struct hc_crilog_parser *p, const char *rec, size_t len,
-			 hc_crilog_line_fn *fn, void *arg)
+static void set_timestamp(char *dst, const char *ts, size_t len)
 {
-	struct hc_crilog_record r;
-	int ret;
+	memcpy(dst, ts, len); /* len <= HC_CRILOG_TIMESTAMP_MAX, checked by the parse */
+	dst[len] = '\0';
+}
 
-	if (len && rec[len - 1] == '\r')
-		len--; /* a CRLF-written file */
-	if (hc_crilog_parse_record(rec, len, &r) < 0) {
-		p->malformed++;
+static int emit(struct hc_crilog_parser *p, const struct hc_crilog_line *line,
+		hc_crilog_line_fn *fn, void *arg)
+{
+	long *skip = &p->skip[line->malformed ? CLASS_MALFORMED : line->stream];
+
+	if (*skip > 0) {
+		(*skip)--;
 		return 0;
 	}
-	if (!p->part[r.stream].active && !r.partial) /* the common case: no copy */
-		return emit(fn, arg, r.stream, r.timestamp, r.timestamp_len, r.payload,
-			    r.len > HC_CRILOG_MAX_LINE ? HC_CRILOG_MAX_LINE : r.len,
-			    r.len > HC_CRILOG_MAX_LINE);
-	if (!p->part[r.stream].active) {
-		size_t n = r.timestamp_len < sizeof(p->part[0].timestamp) - 1
-				   ? r.timestamp_len
-				   : sizeof(p->part[0].timestamp) - 1;
-
-		memcpy(p->part[r.stream].timestamp, r.timestamp, n);
-		p->part[r.stream].timestamp[n] = '\0';
-		p->part[r.stream].active = true;
-	}
-	if (append_capped(&p->part[r.stream].buf, &p->part[r.stream].len, &p->part[r.stream].cap,
-			  r.payload, r.len, HC_CRILOG_MAX_LINE, &p->part[r.stream].truncated) < 0)
-		return -ENOMEM;
-	if (r.partial)
-		return 0;
-	ret = emit(fn, arg, r.stream, p->part[r.stream].timestamp,
-		   strlen(p->part[r.stream].timestamp), p->part[r.stream].buf,
-		   p->part[r.stream].len, p->part[r.stream].truncated);
-	p->part[r.stream].len = 0;
-	p->part[r.stream].active = p->part[r.stream].truncated = false;
-	return ret;
+	return fn(arg, line);
 }
 
-int hc_crilog_parser_feed(struct hc_crilog_parser *p, const char *data, size_t len,
-			  hc_crilog_line_fn *fn, void *arg)
+static int emit_pending(struct hc_crilog_parser *p, enum hc_crilog_stream s, bool unfinished,
+			hc_crilog_line_fn *fn, void *arg)
 {
-	const char *end = data + len;
+	struct pending *pd = &p->part[s];
+	struct hc_crilog_line line = {
+		.stream = s,
+		.text = pd->buf ? pd->buf : "",
+		.len = pd->len,
+		.truncated = pd->truncated,
+		.unfinished = unfinished,
+	};
 	int r;
 
-	while (data < end) {
-		const char *nl = memchr(data, '\n', (size_t)(end - data));
-		size_t n = (size_t)((nl ? nl : end) - data);
-		bool dropped = false;
+	memcpy(line.timestamp, pd->timestamp, sizeof(line.timestamp));
+	pd->active = pd->truncated = false;
+	pd->len = 0;
+	r = emit(p, &line, fn, arg);
+	release_if_big(&pd->buf, &pd->cap);
+	return r;
+}
 
-		if (p->rec_overflow) {
-			/* the rest of a record too long to be containerd's */
-			if (nl)
-				p->rec_overflow = false;
-		} else if (nl && p->rec_len == 0) {
-			r = handle_record(p, data, n, fn, arg); /* whole record in the input */
-			if (r)
-				return r;
-		} else if (append_capped(&p->rec, &p->rec_len, &p->rec_cap, data, n,
-					 HC_CRILOG_MAX_RECORD, &dropped) < 0) {
-			return -ENOMEM;
-		} else if (dropped) {
-			p->malformed++;
-			p->rec_len = 0;
-			p->rec_overflow = !nl;
-		} else if (nl) {
-			r = handle_record(p, p->rec, p->rec_len, fn, arg);
-			p->rec_len = 0;
-			if (r)
-				return r;
-		}
-		data += n + (nl ? 1 : 0);
+/* One record of the file, its '\n' removed; cut: it was longer than the
+ * record buffer and only its beginning is here. */
+static int take_record(struct hc_crilog_parser *p, const char *rec, size_t len, bool cut,
+		       hc_crilog_line_fn *fn, void *arg)
+{
+	struct hc_crilog_line line = { .stream = HC_CRILOG_STDOUT };
+	struct hc_crilog_record r;
+	struct pending *pd;
+
+	/* containerd strips a '\r' before the '\n' from the payload; a file that
+	 * went through CRLF conversion reads the same */
+	if (!cut && len && rec[len - 1] == '\r')
+		len--;
+	if (hc_crilog_parse_record(rec, len, &r) < 0) {
+		/* shown as it is: a damaged or foreign file should not read as empty */
+		line.malformed = true;
+		line.text = len ? rec : "";
+		line.len = len < p->line_max ? len : p->line_max;
+		line.truncated = cut || len > p->line_max;
+		return emit(p, &line, fn, arg);
 	}
-	return 0;
+	pd = &p->part[r.stream];
+	if (!pd->active && !r.partial) {
+		/* the common case, a whole line in one record: no copy */
+		line.stream = r.stream;
+		set_timestamp(line.timestamp, r.timestamp, r.timestamp_len);
+		line.text = r.payload;
+		line.len = r.len < p->line_max ? r.len : p->line_max;
+		line.truncated = cut || r.len > p->line_max;
+		return emit(p, &line, fn, arg);
+	}
+	if (!pd->active) {
+		pd->active = true;
+		set_timestamp(pd->timestamp, r.timestamp, r.timestamp_len);
+	}
+	append_capped(&pd->buf, &pd->len, &pd->cap, p->line_max, r.payload, r.len,
+		      &pd->truncated);
+	if (cut)
+		pd->truncated = true;
+	pd->seq = ++p->seq;
+	if (r.partial)
+		return 0;
+	return emit_pending(p, r.stream, false, fn, arg);
+}
+
+static int take_held_record(struct hc_crilog_parser *p, hc_crilog_line_fn *fn, void *arg)
+{
+	int r = take_record(p, p->rec, p->rec_len, p->rec_cut, fn, arg);
+
+	p->rec_len = 0;
+	p->rec_cut = false;
+	release_if_big(&p->rec, &p->rec_cap);
+	return r;
+}
+
+int hc_crilog_parser_feed(struct hc_crilog_parser *p, const char *data, size_t len, size_t *used,
+			  hc_crilog_line_fn *fn, void *arg)
+{
+	/* enough of a record to classify it and to fill a line */
+	size_t rec_limit = p->line_max + HEADER_MAX + 1;
+	size_t pos = 0;
+	int r = 0;
+
+	while (pos < len && !r) {
+		const char *nl = memchr(data + pos, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - (data + pos)) : len - pos;
+
+		if (nl && !p->rec_len && !p->rec_cut) {
+			/* a whole record in data: parsed in place */
+			r = take_record(p, data + pos, n, false, fn, arg);
+			pos += n + 1;
+			continue;
+		}
+		append_capped(&p->rec, &p->rec_len, &p->rec_cap, rec_limit, data + pos, n,
+			      &p->rec_cut);
+		pos += n;
+		if (!nl)
+			break;
+		pos++;
+		r = take_held_record(p, fn, arg);
+	}
+	*used = pos;
+	return r;
 }
 
 int hc_crilog_parser_flush(struct hc_crilog_parser *p, hc_crilog_line_fn *fn, void *arg)
 {
 	int r = 0;
 
-	if (p->rec_len) {
-		/* a last record cut short: parse what there is */
-		size_t len = p->rec_len;
+	if (p->rec_len || p->rec_cut)
+		r = take_held_record(p, fn, arg);
+	while (!r && (p->part[0].active || p->part[1].active)) {
+		enum hc_crilog_stream s = HC_CRILOG_STDOUT;
 
-		p->rec_len = 0;
-		r = handle_record(p, p->rec, len, fn, arg);
-	}
-	for (int s = 0; !r && s < 2; s++) {
-		if (!p->part[s].active)
-			continue;
-		r = emit(fn, arg, (enum hc_crilog_stream)s, p->part[s].timestamp,
-			 strlen(p->part[s].timestamp), p->part[s].buf, p->part[s].len,
-			 p->part[s].truncated);
-		p->part[s].len = 0;
-		p->part[s].active = p->part[s].truncated = false;
+		if (!p->part[0].active || (p->part[1].active && p->part[1].seq < p->part[0].seq))
+			s = HC_CRILOG_STDERR;
+		r = emit_pending(p, s, true, fn, arg);
 	}
 	return r;
 }
 
-/* ---- the cursor ---- */
+/* ---- finding the tail ---- */
 
-struct hc_crilog_cursor {
-	char *path;
-	int fd;
-	int ino_fd; /* inotify */
-	dev_t dev;
-	ino_t ino;
-	off_t offset;
-	struct hc_crilog_parser parser;
+/*
+ * The backward scan. Going from the end, each line end (an F, a malformed
+ * record, or the last P of a stream with no F after it) is a line; the first
+ * tail of them are selected. A selected line of a stream takes the P records
+ * before it up to the previous F of that stream, and the window starts at the
+ * earliest record of a selected line. Lines ending inside the window that are
+ * not selected (an older line of the other stream, finishing between the
+ * pieces of a selected one) are counted, per class, for the parser to skip:
+ * they all end before any selected line, so they are the first of their class
+ * to come out.
+ */
+struct tail_scan {
+	long tail, count;
+	off_t start;
+	bool exceeded;
+	bool seen[2];	    /* met a record of the stream (so its later P records were a run) */
+	bool collecting[2]; /* taking the P records of a selected line */
+	long unsel[3];	    /* unselected line ends met so far */
+	long skip[3];	    /* unselected line ends inside the window */
+	long skip_run[2];   /* unselected open lines: they end after the window */
 };
 
-/* The last '\n' before position `before`, into *at; 0 if there is none. */
-static int prev_newline(int fd, off_t before, off_t *at)
+static void scan_move(struct tail_scan *t, off_t o)
 {
-	char buf[BLOCK];
+	t->start = o;
+	memcpy(t->skip, t->unsel, sizeof(t->skip));
+}
 
-	while (before > 0) {
-		off_t start = before > BLOCK ? before - BLOCK : 0;
-		ssize_t n = pread(fd, buf, (size_t)(before - start), start);
+static void scan_line_end(struct tail_scan *t, int class, off_t o, bool open_line)
+{
+	if (t->count < t->tail) {
+		t->count++;
+		if (class != CLASS_MALFORMED)
+			t->collecting[class] = true;
+		scan_move(t, o);
+	} else {
+		t->exceeded = true;
+		if (open_line)
+			t->skip_run[class]++;
+		else
+			t->unsel[class]++;
+	}
+}
+
+/* rec: the first bytes of the record at o, enough to classify it. */
+static void scan_record(struct tail_scan *t, off_t o, const char *rec, size_t len)
+{
+	struct hc_crilog_record r;
+	int s;
+
+	if (hc_crilog_parse_record(rec, len, &r) < 0) {
+		scan_line_end(t, CLASS_MALFORMED, o, false);
+		return;
+	}
+	s = r.stream;
+	if (!r.partial) {
+		t->collecting[s] = false; /* the line before this one is not ours */
+		t->seen[s] = true;
+		scan_line_end(t, s, o, false);
+	} else if (!t->seen[s]) {
+		t->seen[s] = true;
+		scan_line_end(t, s, o, true);
+	} else if (t->collecting[s]) {
+		scan_move(t, o);
+	}
+}
+
+/* A record [o, o + len) whose bytes from o are at rec, at least
+ * min(len, HEADER_MAX) of them. */
+static void scan_visit(struct tail_scan *t, off_t o, const char *rec, size_t len)
+{
+	if (len > HEADER_MAX)
+		len = HEADER_MAX; /* the rest cannot change what it is */
+	else if (len && rec[len - 1] == '\r')
+		len--; /* as the parser does */
+	scan_record(t, o, rec, len);
+}
+
+static int pread_full(int fd, char *buf, size_t len, off_t off, size_t *got)
+{
+	*got = 0;
+	while (*got < len) {
+		ssize_t n = pread(fd, buf + *got, len - *got, off + (off_t)*got);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return -errno;
 		if (n == 0)
-			return 0;
-		for (ssize_t i = n - 1; i >= 0; i--)
-			if (buf[i] == '\n') {
-				*at = start + i;
-				return 1;
-			}
-		before = start;
+			break;
+		*got += (size_t)n;
 	}
 	return 0;
 }
 
-/* Whether the record starting at off is a final (F) one. */
-static int record_is_final(int fd, off_t off, off_t end)
+/* Where to start reading a file of size bytes for its last tail lines, and
+ * how many lines of each class to skip from there. */
+static int find_tail(int fd, off_t size, long tail, off_t *start, long skip[3])
 {
-	char hdr[HEADER_MAX + 1];
-	size_t want = end - off < HEADER_MAX ? (size_t)(end - off) : HEADER_MAX;
-	ssize_t n = pread(fd, hdr, want, off);
-	struct hc_crilog_record r;
-	const char *nl;
+	struct tail_scan t = { .tail = tail };
+	off_t bend = size, next_nl = -1;
+	char *buf;
+	int r = 0;
 
-	if (n <= 0)
+	*start = 0;
+	memset(skip, 0, 3 * sizeof(skip[0]));
+	if (tail < 0 || size == 0)
 		return 0;
-	nl = memchr(hdr, '\n', (size_t)n);
-	if (nl)
-		n = nl - hdr;
-	/* the header alone parses as a record (payload cut short) */
-	return hc_crilog_parse_record(hdr, (size_t)n, &r) == 0 && !r.partial;
-}
+	/* a block, and the header bytes of a record starting at its end */
+	buf = malloc(BLOCK + HEADER_MAX);
+	if (!buf)
+		return -ENOMEM;
+	while (bend > 0) {
+		off_t bstart = bend > BLOCK ? bend - BLOCK : 0;
+		size_t want = size - bstart < BLOCK + HEADER_MAX ? (size_t)(size - bstart)
+								 : BLOCK + HEADER_MAX;
+		size_t got, i;
 
-/* The offset to start at for the last tail lines: just after the end of
- * the (tail+1)-th final record from the end, or 0. */
-static int find_tail(int fd, off_t size, long tail, off_t *start)
-{
-	off_t rec_end, q;
-	long finals = 0;
-	int r;
-
-	r = prev_newline(fd, size, &rec_end);
-	if (r <= 0) {
-		*start = 0; /* no complete record yet */
-		return r;
-	}
-	if (tail == 0) {
-		*start = rec_end + 1;
-		return 0;
-	}
-	for (;;) {
-		r = prev_newline(fd, rec_end, &q);
+		r = pread_full(fd, buf, want, bstart, &got);
 		if (r < 0)
-			return r;
-		if (record_is_final(fd, r ? q + 1 : 0, rec_end + 1) && ++finals > tail) {
-			*start = rec_end + 1;
-			return 0;
+			goto out;
+		if (got < want) {
+			/* shrank while we looked: read it all, the cursor will see
+			 * the truncation */
+			t.exceeded = false;
+			break;
 		}
-		if (!r) {
-			*start = 0;
-			return 0;
+		for (i = (size_t)(bend - bstart); i > 0;) {
+			char *nl = memrchr(buf, '\n', i);
+			off_t at;
+
+			if (!nl)
+				break;
+			i = (size_t)(nl - buf);
+			at = bstart + (off_t)i;
+			if (next_nl < 0)
+				t.start = at + 1; /* bytes after the last '\n' are being written */
+			else
+				scan_visit(&t, at + 1, nl + 1, (size_t)(next_nl - at - 1));
+			next_nl = at;
 		}
-		rec_end = q;
+		if (bstart == 0 && next_nl >= 0)
+			scan_visit(&t, 0, buf, (size_t)next_nl); /* the first record */
+		bend = bstart;
+		/* the rest of a block is scanned after the window is complete, to
+		 * find an open line of a stream not met yet: it must be skipped
+		 * too when it ends, if it does while followed */
+		if (t.exceeded && !t.collecting[0] && !t.collecting[1])
+			break;
 	}
+	if (!t.exceeded) {
+		/* every line is shown: from the start */
+		t.start = 0;
+		memset(t.skip, 0, sizeof(t.skip));
+		memset(t.skip_run, 0, sizeof(t.skip_run));
+	}
+	*start = t.start;
+	skip[HC_CRILOG_STDOUT] = t.skip[HC_CRILOG_STDOUT] + t.skip_run[HC_CRILOG_STDOUT];
+	skip[HC_CRILOG_STDERR] = t.skip[HC_CRILOG_STDERR] + t.skip_run[HC_CRILOG_STDERR];
+	skip[CLASS_MALFORMED] = t.skip[CLASS_MALFORMED];
+out:
+	free(buf);
+	return r;
 }
 
-static int watch(struct hc_crilog_cursor *c)
-{
-	char *slash = strrchr(c->path, '/');
+/* ---- cursor ---- */
 
-	if (inotify_add_watch(c->ino_fd, c->path,
-			      IN_MODIFY | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF) < 0)
-		return -errno;
-	if (slash) {
-		/* a replacement appears as a new name in the directory */
-		*slash = '\0';
-		inotify_add_watch(c->ino_fd, *c->path ? c->path : "/", IN_CREATE | IN_MOVED_TO);
-		*slash = '/';
-	}
-	return 0;
-}
+struct hc_crilog_cursor {
+	char *path;
+	int fd;
+	dev_t dev;
+	ino_t ino;
+	off_t off; /* next byte of fd to feed */
+	bool gone;
+	int ifd;	/* inotify: -1 until asked for */
+	int ifd_err;	/* why it could not be had */
+	int wd_file;
+	struct hc_crilog_parser *parser;
+	char *buf; /* BLOCK bytes */
+};
 
-static int open_file(struct hc_crilog_cursor *c)
+static int open_log(const char *path, int *fd_out, struct stat *st)
 {
-	struct stat st;
-	int fd = open(c->path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO at path must not hang us; it is refused below */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	int r = 0;
 
 	if (fd < 0)
 		return -errno;
-	if (fstat(fd, &st) < 0) {
-		int e = errno;
-
+	if (fstat(fd, st) < 0)
+		r = -errno;
+	else if (!S_ISREG(st->st_mode))
+		r = S_ISDIR(st->st_mode) ? -EISDIR : -EINVAL;
+	if (r < 0) {
 		close(fd);
-		return -e;
+		return r;
 	}
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = fd;
-	c->dev = st.st_dev;
-	c->ino = st.st_ino;
+	*fd_out = fd;
 	return 0;
 }
 
@@ -346,11 +542,12 @@ void hc_crilog_cursor_free(struct hc_crilog_cursor *c)
 {
 	if (!c)
 		return;
+	if (c->ifd >= 0)
+		close(c->ifd);
 	if (c->fd >= 0)
 		close(c->fd);
-	if (c->ino_fd >= 0)
-		close(c->ino_fd);
-	hc_crilog_parser_fini(&c->parser);
+	hc_crilog_parser_free(c->parser);
+	free(c->buf);
 	free(c->path);
 	free(c);
 }
@@ -363,21 +560,21 @@ struct hc_crilog_cursor *hc_crilog_cursor_open(const char *path, long tail)
 
 	if (!c)
 		return NULL;
-	c->fd = c->ino_fd = -1;
-	hc_crilog_parser_init(&c->parser);
+	c->fd = c->ifd = c->wd_file = -1;
 	c->path = strdup(path);
-	c->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (!c->path || c->ino_fd < 0) {
-		r = c->path ? -errno : -ENOMEM;
+	c->parser = hc_crilog_parser_new(0);
+	c->buf = malloc(BLOCK);
+	if (!c->path || !c->parser || !c->buf) {
+		r = -ENOMEM;
 		goto fail;
 	}
-	if ((r = open_file(c)) < 0 || (r = watch(c)) < 0)
+	r = open_log(path, &c->fd, &st);
+	if (r < 0)
 		goto fail;
-	if (fstat(c->fd, &st) < 0) {
-		r = -errno;
-		goto fail;
-	}
-	if (tail >= 0 && (r = find_tail(c->fd, st.st_size, tail, &c->offset)) < 0)
+	c->dev = st.st_dev;
+	c->ino = st.st_ino;
+	r = find_tail(c->fd, st.st_size, tail, &c->off, c->parser->skip);
+	if (r < 0)
 		goto fail;
 	return c;
 fail:
@@ -386,98 +583,211 @@ fail:
 	return NULL;
 }
 
-int hc_crilog_cursor_fd(const struct hc_crilog_cursor *c)
+static void watch_file(struct hc_crilog_cursor *c)
 {
-	return c->ino_fd;
+	if (c->ifd < 0)
+		return;
+	if (c->wd_file >= 0)
+		inotify_rm_watch(c->ifd, c->wd_file); /* may be gone with its inode */
+	c->wd_file = inotify_add_watch(c->ifd, c->path,
+				       IN_MODIFY | IN_ATTRIB | IN_MOVE_SELF | IN_DELETE_SELF);
 }
 
-unsigned long hc_crilog_cursor_malformed(const struct hc_crilog_cursor *c)
+int hc_crilog_cursor_fd(struct hc_crilog_cursor *c)
 {
-	return c->parser.malformed;
+	char *dir, *slash;
+	int wd_dir;
+
+	if (c->ifd >= 0)
+		return c->ifd;
+	if (c->ifd_err)
+		return c->ifd_err;
+	c->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (c->ifd < 0) {
+		c->ifd_err = -errno;
+		return c->ifd_err;
+	}
+	/* a replacement or a deletion shows in the directory, not on the file */
+	dir = strdup(c->path);
+	if (!dir) {
+		close(c->ifd);
+		c->ifd = -1;
+		return c->ifd_err = -ENOMEM;
+	}
+	slash = strrchr(dir, '/');
+	if (slash)
+		slash[slash == dir ? 1 : 0] = '\0';
+	wd_dir = inotify_add_watch(c->ifd, slash ? dir : ".",
+				   IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR);
+	free(dir);
+	watch_file(c);
+	if (wd_dir < 0 && c->wd_file < 0) {
+		c->ifd_err = -errno;
+		close(c->ifd);
+		c->ifd = -1;
+		return c->ifd_err;
+	}
+	return c->ifd;
 }
 
-static void drain_events(int fd)
+bool hc_crilog_cursor_gone(const struct hc_crilog_cursor *c)
+{
+	return c->gone;
+}
+
+static void drain_events(struct hc_crilog_cursor *c)
 {
 	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
 
-	while (read(fd, buf, sizeof(buf)) > 0)
+	if (c->ifd < 0)
+		return;
+	/* the events only say "look again": the file is stat'ed every time */
+	while (read(c->ifd, buf, sizeof(buf)) > 0)
 		;
 }
 
-/* Follows a replaced file (new inode at the path) from its start. */
-static int check_replaced(struct hc_crilog_cursor *c)
+/* Feeds fd from c->off up to size (not past: a writer as fast as us must
+ * not keep us here). */
+static int feed_file(struct hc_crilog_cursor *c, off_t size, hc_crilog_line_fn *fn, void *arg)
 {
-	struct stat st;
-
-	if (stat(c->path, &st) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (st.st_ino == c->ino && st.st_dev == c->dev)
-		return 0;
-	if (open_file(c) < 0)
-		return 0; /* gone again; next time */
-	watch(c);
-	c->offset = 0;
-	hc_crilog_parser_reset(&c->parser);
-	return 0;
-}
-
-int hc_crilog_cursor_read(struct hc_crilog_cursor *c, hc_crilog_line_fn *fn, void *arg)
-{
-	char buf[BLOCK];
-	struct stat st;
-	int r;
-
-	drain_events(c->ino_fd);
-	r = check_replaced(c);
-	if (r < 0)
-		return r;
-	if (fstat(c->fd, &st) < 0)
-		return -errno;
-	if (st.st_size < c->offset) {
-		/* truncated under us: what is there now is new */
-		c->offset = 0;
-		hc_crilog_parser_reset(&c->parser);
-	}
-	for (;;) {
-		ssize_t n = pread(c->fd, buf, sizeof(buf), c->offset);
+	while (c->off < size) {
+		size_t want = size - c->off < BLOCK ? (size_t)(size - c->off) : BLOCK;
+		ssize_t n = pread(c->fd, c->buf, want, c->off);
+		size_t used;
+		int r;
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return -errno;
 		if (n == 0)
-			return 0;
-		c->offset += n;
-		r = hc_crilog_parser_feed(&c->parser, buf, (size_t)n, fn, arg);
+			break; /* shrank meanwhile: the next read sees it */
+		r = hc_crilog_parser_feed(c->parser, c->buf, (size_t)n, &used, fn, arg);
+		c->off += (off_t)used;
 		if (r)
 			return r;
 	}
+	return 0;
+}
+
+/* Reads what the open file holds now. */
+static int feed_current(struct hc_crilog_cursor *c, hc_crilog_line_fn *fn, void *arg)
+{
+	struct stat st;
+
+	if (fstat(c->fd, &st) < 0)
+		return -errno;
+	return feed_file(c, st.st_size, fn, arg);
+}
+
+/* Ends the old content: a record cut short and open partial lines come out
+ * as they are (their rest will not), then nothing from the tail is left to
+ * skip. */
+static int finish_content(struct hc_crilog_cursor *c, hc_crilog_line_fn *fn, void *arg)
+{
+	int r = hc_crilog_parser_flush(c->parser, fn, arg);
+
+	if (r)
+		return r;
+	memset(c->parser->skip, 0, sizeof(c->parser->skip));
+	return 0;
+}
+
+/* Another file is at path: finish ours, then read that one from its start. */
+static int switch_file(struct hc_crilog_cursor *c, hc_crilog_line_fn *fn, void *arg)
+{
+	struct stat st;
+	int fd, r;
+
+	/* what was written to the old file since we looked */
+	r = feed_current(c, fn, arg);
+	if (r)
+		return r;
+	r = finish_content(c, fn, arg);
+	if (r)
+		return r;
+	r = open_log(c->path, &fd, &st);
+	if (r == -ENOENT)
+		return 0; /* gone again: the next read looks again */
+	if (r < 0)
+		return r;
+	hc_log(HC_LOG_DEBUG, "%s was replaced, reading the new file", c->path);
+	close(c->fd);
+	c->fd = fd;
+	c->dev = st.st_dev;
+	c->ino = st.st_ino;
+	c->off = 0;
+	watch_file(c);
+	return feed_file(c, st.st_size, fn, arg);
+}
+
+int hc_crilog_cursor_read(struct hc_crilog_cursor *c, hc_crilog_line_fn *fn, void *arg)
+{
+	struct stat st, at;
+	int r;
+
+	drain_events(c);
+	if (fstat(c->fd, &st) < 0)
+		return -errno;
+	if (st.st_size < c->off) {
+		/* truncated: what it holds now was written after */
+		hc_log(HC_LOG_DEBUG, "%s was truncated, reading it from the start", c->path);
+		r = finish_content(c, fn, arg);
+		if (r)
+			return r;
+		c->off = 0;
+	}
+	r = feed_file(c, st.st_size, fn, arg);
+	if (r)
+		return r;
+	if (stat(c->path, &at) == 0) {
+		c->gone = false;
+		if (at.st_dev == c->dev && at.st_ino == c->ino)
+			return 0;
+		return switch_file(c, fn, arg);
+	}
+	if (errno != ENOENT && errno != ENOTDIR)
+		return -errno;
+	if (fstat(c->fd, &st) < 0)
+		return -errno;
+	/* renamed away (rotation) still has a name and a writer: keep reading
+	 * it; deleted, it ends once what it holds is read */
+	r = feed_file(c, st.st_size, fn, arg);
+	if (r)
+		return r;
+	c->gone = st.st_nlink == 0;
+	return 0;
 }
 
 int hc_crilog_cursor_flush(struct hc_crilog_cursor *c, hc_crilog_line_fn *fn, void *arg)
 {
-	return hc_crilog_parser_flush(&c->parser, fn, arg);
+	return hc_crilog_parser_flush(c->parser, fn, arg);
 }
 
 int hc_crilog_follow(struct hc_crilog_cursor *c, hc_crilog_line_fn *fn, void *arg, int stop_fd)
 {
-	struct stat st;
-	int r;
+	int ifd = hc_crilog_cursor_fd(c);
 
+	if (ifd < 0)
+		hc_log(HC_LOG_DEBUG, "no inotify for %s (%s), polling it", c->path, strerror(-ifd));
 	for (;;) {
-		struct pollfd pfd[2] = { { .fd = c->ino_fd, .events = POLLIN },
-					 { .fd = stop_fd, .events = POLLIN } };
+		struct pollfd pfd[2];
+		nfds_t n = 0;
+		int r;
 
 		r = hc_crilog_cursor_read(c, fn, arg);
 		if (r)
 			return r;
-		if (stat(c->path, &st) < 0 && errno == ENOENT)
-			return hc_crilog_cursor_flush(c, fn, arg); /* the workload was removed */
-		/* the timeout covers changes inotify cannot see (other mounts) */
-		r = poll(pfd, stop_fd >= 0 ? 2 : 1, 1000);
+		if (c->gone)
+			return hc_crilog_cursor_flush(c, fn, arg);
+		if (stop_fd >= 0)
+			pfd[n++] = (struct pollfd){ .fd = stop_fd, .events = POLLIN };
+		if (ifd >= 0)
+			pfd[n++] = (struct pollfd){ .fd = ifd, .events = POLLIN };
+		r = poll(pfd, n, ifd >= 0 ? FOLLOW_RECHECK_MS : FOLLOW_POLL_MS);
 		if (r < 0 && errno != EINTR)
 			return -errno;
-		if (r > 0 && stop_fd >= 0 && pfd[1].revents)
+		if (r > 0 && stop_fd >= 0 && pfd[0].revents)
 			return 0;
 	}
 }
