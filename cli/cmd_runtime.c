@@ -365,6 +365,25 @@ static json_t *workload_json(const struct hc_workload *w)
 	return o;
 }
 
+/* Adds what containerd measures of a running workload: cumulative CPU time
+ * and memory (the figures execution proofs use). Left out if not available. */
+static void add_stats(struct hc_runtime *rt, json_t *o, const char *id)
+{
+	struct hc_workload_stats st;
+	struct hc_runtime_err err;
+	json_t *j;
+
+	if (hc_runtime_stats(rt, id, &st, &err) < 0)
+		return;
+	j = json_object();
+	json_object_set_new(j, "cpu_ns", json_integer((json_int_t)st.cpu_ns));
+	json_object_set_new(j, "memory_working_set_bytes",
+			    json_integer((json_int_t)st.memory_working_set));
+	json_object_set_new(j, "memory_usage_bytes", json_integer((json_int_t)st.memory_usage));
+	json_object_set_new(j, "memory_limit_bytes", json_integer((json_int_t)st.memory_limit));
+	json_object_set_new(o, "stats", j);
+}
+
 static int print_json(json_t *j)
 {
 	char *text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
@@ -594,8 +613,13 @@ int hc_cli_cmd_list(const struct hc_cli_cmd *cmd, int argc, char **argv)
 	if (json) {
 		json_t *arr = json_array();
 
-		for (size_t i = 0; i < n; i++)
-			json_array_append_new(arr, workload_json(&list[i]));
+		for (size_t i = 0; i < n; i++) {
+			json_t *item = workload_json(&list[i]);
+
+			if (list[i].state == HC_WORKLOAD_RUNNING)
+				add_stats(rt, item, list[i].id);
+			json_array_append_new(arr, item);
+		}
 		r = print_json(arr);
 	} else {
 		r = print_table(list, n);
