@@ -23,6 +23,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import hctest  # noqa: E402
 from registry import Registry, build_test_images  # noqa: E402
 
+# A registry on a non-loopback address, in a network namespace of our own:
+# containerd speaks plain HTTP to it only because of --insecure-registry.
+REMOTE_NS = "hc-test-reg"
+REMOTE_VETH = ("hc-treg0", "hc-treg1")
+REMOTE_HOST, REMOTE_NS_ADDR = "10.251.0.1/30", "10.251.0.2"
+
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 CGROUP_ROOT = "/sys/fs/cgroup"
 
@@ -82,7 +88,7 @@ class Runtime(unittest.TestCase):
         with open("/proc/sys/net/ipv4/ip_forward") as f:
             cls.ip_forward = f.read().strip()
         cls.workdir = tempfile.mkdtemp(prefix="hc-rt-")
-        cls.registry = None
+        cls.registry = cls.remote = None
         cls.agent = None
         try:
             cls.registry = Registry(os.path.join(cls.workdir, "registry"))
@@ -92,8 +98,14 @@ class Runtime(unittest.TestCase):
             for name, oci_dir in images.items():
                 cls.registry.push(oci_dir, "1", "hypercore/" + name)
                 cls.images[name] = "%s/hypercore/%s:1" % (cls.registry.addr, name)
+            cls.make_remote_netns()
+            cls.remote = Registry(os.path.join(cls.workdir, "remote"), port=5000,
+                                  host=REMOTE_NS_ADDR, netns=REMOTE_NS)
+            cls.remote.start()
+            cls.remote.push(images["web"], "1", "edge/web")
             cls.agent = hctest.Agent(cls.workdir, "node", runtime=True,
-                                     extra_args=["--insecure-registry", cls.registry.addr])
+                                     extra_args=["--insecure-registry", cls.registry.addr,
+                                                 "--insecure-registry", cls.remote.addr])
             cls.agent.start()
         except BaseException:
             cls.tearDownClass()
@@ -132,7 +144,28 @@ class Runtime(unittest.TestCase):
             f.write(cls.ip_forward)
         if cls.registry:
             cls.registry.stop()
+        if cls.remote:
+            cls.remote.stop()
+        cls.remove_remote_netns()
         shutil.rmtree(cls.workdir, ignore_errors=True)
+
+    @classmethod
+    def make_remote_netns(cls):
+        cls.remove_remote_netns()  # a crashed earlier run's
+        for cmd in (["netns", "add", REMOTE_NS],
+                    ["link", "add", REMOTE_VETH[0], "type", "veth", "peer", "name", REMOTE_VETH[1]],
+                    ["link", "set", REMOTE_VETH[1], "netns", REMOTE_NS],
+                    ["addr", "add", REMOTE_HOST, "dev", REMOTE_VETH[0]],
+                    ["link", "set", REMOTE_VETH[0], "up"],
+                    ["-n", REMOTE_NS, "addr", "add", REMOTE_NS_ADDR + "/30", "dev", REMOTE_VETH[1]],
+                    ["-n", REMOTE_NS, "link", "set", REMOTE_VETH[1], "up"],
+                    ["-n", REMOTE_NS, "link", "set", "lo", "up"]):
+            subprocess.run(["ip", *cmd], check=True, capture_output=True)
+
+    @classmethod
+    def remove_remote_netns(cls):
+        subprocess.run(["ip", "link", "del", REMOTE_VETH[0]], capture_output=True)
+        subprocess.run(["ip", "netns", "del", REMOTE_NS], capture_output=True)
 
     # ---- helpers ----
 
@@ -414,7 +447,20 @@ class Runtime(unittest.TestCase):
         self.assertRegex(body, rb'hypercore_capacity_memory_bytes\{kind="used"\} \d+')
         self.assertRegex(body, rb'hypercore_runtime_workloads\{state="running"\} [1-9]')
 
-    def test_10_clean_shutdown(self):
+    def test_10_insecure_registry_over_plain_http(self):
+        ref = "%s/edge/web:1" % self.remote.addr
+        hosts = os.path.join(self.agent.state_dir, "certs.d", self.remote.addr, "hosts.toml")
+        with open(hosts) as f:
+            self.assertIn('server = "http://%s"' % self.remote.addr, f.read())
+        r = self.cli("spawn", "--image-ref", ref, "--mem", "32")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        wid = r.stdout.strip()
+        self.addCleanup(self.cli, "stop", "--id", wid, "--grace", "0")
+        w = self.workload(wid)
+        self.assertEqual(w["state"], "running")
+        self.assertIn(wid, wait_for("HTTP", lambda: http_get("http://%s:8080/" % w["ip"])))
+
+    def test_11_clean_shutdown(self):
         sock = self.socket_path()
         self.assertEqual(self.agent.stop(), 0)
         log = self.agent.log()

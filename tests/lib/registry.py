@@ -18,10 +18,13 @@ TEST_IMAGES = ("web", "logger", "exiter")
 
 
 class Registry:
-    def __init__(self, workdir, port=None):
+    def __init__(self, workdir, port=None, host="127.0.0.1", netns=None):
+        """host/netns: serve on host inside network namespace netns (which
+        the caller created and routes to) instead of on loopback."""
         self.workdir = workdir
         self.port = port or free_port()
-        self.addr = "127.0.0.1:%d" % self.port
+        self.addr = "%s:%d" % (host, self.port)
+        self.netns = netns
         self.proc = None
         self._log = None
 
@@ -34,7 +37,8 @@ class Registry:
                     "storage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\n"
                     "http:\n  addr: %s\n" % (os.path.join(self.workdir, "storage"), self.addr))
         self._log = open(os.path.join(self.workdir, "registry.log"), "ab")
-        self.proc = subprocess.Popen([REGISTRY_BIN, "serve", config], stdout=self._log,
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        self.proc = subprocess.Popen([*prefix, REGISTRY_BIN, "serve", config], stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
