@@ -378,6 +378,10 @@ class Runtime(unittest.TestCase):
              "not enough memory"),
             ((), 2, "--image-ref is required"),
         ]
+        if not shutil.which("containerd-shim-runsc-v1"):
+            # Debian 12 ships runsc without gVisor's shim: no runsc handler
+            cases.append((("--image-ref", self.images["web"], "--runtime", "runsc"), 1,
+                          "runtime runsc is not available"))
         for args, code, words in cases:
             with self.subTest(args=args):
                 self.assertFails(self.cli("spawn", *args), code, words)
