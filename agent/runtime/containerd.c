@@ -548,7 +548,7 @@ static int wait_ready(struct hc_containerd *cd, struct hc_runtime *rt, struct hc
 			return hc_runtime_fail(err, ECHILD, "containerd exited at start (%s): %s", how,
 					       tail);
 		}
-		if (hc_runtime_probe(rt, NULL) == 0) {
+		if (hc_cri_socket_probe(cd->socket) == 0) {
 			r = hc_runtime_ready(rt, 2000, err);
 			if (r == 0)
 				return 0;
@@ -691,7 +691,7 @@ struct hc_containerd *hc_containerd_start(struct hc_loop *loop, const struct hc_
 	    (r = write_registry_hosts(cd->state_dir, cfg->insecure_registries, cfg->ninsecure, err)) < 0 ||
 	    (r = write_config(cd, cfg, err)) < 0)
 		goto fail;
-	if (hc_runtime_probe(&(struct hc_runtime){ .socket = cd->socket }, NULL) == 0) {
+	if (hc_cri_socket_probe(cd->socket) == 0) {
 		r = hc_runtime_fail(err, EADDRINUSE,
 				    "a containerd already serves %s (another agent, or `hypercore "
 				    "containerd`?)", cd->socket);

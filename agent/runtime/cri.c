@@ -97,22 +97,30 @@ void hc_runtime_free(struct hc_runtime *rt)
 	free(rt);
 }
 
-int hc_runtime_probe(const struct hc_runtime *rt, struct hc_runtime_err *err)
+int hc_cri_socket_probe(const char *path)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	int fd, r = 0;
 
-	if (strlen(rt->socket) >= sizeof(sun.sun_path))
-		return hc_runtime_fail(err, ENAMETOOLONG, "socket path too long: %s", rt->socket);
-	memcpy(sun.sun_path, rt->socket, strlen(rt->socket) + 1);
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sun.sun_path, path, strlen(path) + 1);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return hc_runtime_fail(err, errno, "socket: %s", strerror(errno));
+		return -errno;
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
-		r = hc_runtime_fail(err, errno, "no containerd at %s (%s)", rt->socket,
-				    strerror(errno));
+		r = -errno;
 	close(fd);
 	return r;
+}
+
+int hc_runtime_probe(const struct hc_runtime *rt, struct hc_runtime_err *err)
+{
+	int r = hc_cri_socket_probe(rt->socket);
+
+	if (r < 0)
+		return hc_runtime_fail(err, -r, "no containerd at %s (%s)", rt->socket, strerror(-r));
+	return 0;
 }
 
 static int code_to_errno(enum hc_rpc_code code)

@@ -36,6 +36,10 @@ struct hc_runtime {
 /* path made absolute against the working directory (malloc'd), or NULL. */
 char *hc_runtime_abspath(const char *path);
 
+/* Whether something accepts connections on the unix socket path: 0 or
+ * -errno (-ENOENT, -ECONNREFUSED...). */
+int hc_cri_socket_probe(const char *path);
+
 /* Fills err and returns -err_no. */
 int hc_runtime_fail(struct hc_runtime_err *err, int err_no, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

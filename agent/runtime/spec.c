@@ -261,10 +261,9 @@ int hc_workload_spec_parse_ports(struct hc_workload_spec *spec, const char *text
 			return hc_runtime_fail(err, ENOMEM, "out of memory");
 		spec->ports = grown;
 		spec->ports[spec->nports++] = m;
-		if (*end && !end[1]) {
-			p = end + 1; /* a trailing ',' */
-			goto bad;
-		}
+		if (*end && !end[1])
+			return hc_runtime_fail(err, EINVAL, "invalid port list \"%.40s\": it ends with ','",
+					       text);
 		p = *end ? end + 1 : end;
 		continue;
 bad:
