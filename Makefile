@@ -28,7 +28,7 @@ endif
 GEN := $(BUILD)/gen
 OBJ := $(BUILD)/obj
 
-PKGS := libprotobuf-c jansson libmicrohttpd libcrypto zlib
+PKGS := libprotobuf-c jansson libmicrohttpd libcrypto zlib libbpf
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS = $(shell pkg-config --libs $(PKGS)) -lgrpc -lgpr
 
@@ -37,7 +37,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
 CFLAGS ?= -O2 -g
 # -Ulinux: gnu11 predefines "linux" as 1, and the CRI messages have fields of that name.
 ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -Ulinux \
-	-Iinclude -Iagent -Icli -Itests/lib -I$(GEN) $(PKG_CFLAGS)
+	-Iinclude -Iagent -Icli -Itests/lib -I$(GEN) -I$(BUILD)/bpf $(PKG_CFLAGS)
 LDFLAGS ?=
 LDLIBS := $(PKG_LIBS) -lpthread -lm
 
@@ -63,6 +63,15 @@ PROTO_INC := /usr/include
 PROTO_SRCS := $(GEN)/cluster.pb-c.c $(GEN)/cri.pb-c.c $(GEN)/google/protobuf/any.pb-c.c
 PROTO_HDRS := $(PROTO_SRCS:.c=.h)
 
+# BPF programs: one object and one libbpf skeleton per bpf/hc_<x>.bpf.c.
+BPF_CLANG ?= clang
+BPFTOOL ?= bpftool
+BPF_SRCS := $(sort $(wildcard bpf/hc_*.bpf.c))
+BPF_OBJS := $(patsubst bpf/%.bpf.c,$(BUILD)/bpf/%.bpf.o,$(BPF_SRCS))
+BPF_SKELS := $(BPF_OBJS:.bpf.o=.skel.h)
+BPF_CFLAGS := -target bpf -g -O2 -Wall -Werror -Iinclude -Ibpf \
+	-I/usr/include/$(shell gcc -dumpmachine)
+
 AGENT_SRCS := $(sort $(wildcard agent/*/*.c))
 CLI_SRCS := $(sort $(filter-out cli/main.c,$(wildcard cli/*.c)))
 LIB_OBJS := $(patsubst $(GEN)/%.c,$(OBJ)/gen/%.o,$(PROTO_SRCS)) \
@@ -74,11 +83,15 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 TESTLIB_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(sort $(wildcard tests/lib/*.c)))
 TESTLIB := $(BUILD)/libhctest.a
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
+BPFTEST_SRCS := $(sort $(wildcard tests/bpf/test_*.c))
+BPFTEST_BINS := $(patsubst tests/bpf/%.c,$(BUILD)/tests/bpf/%,$(BPFTEST_SRCS))
 
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(if $(FUZZ_ENABLED),$(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS)))
 
 .DELETE_ON_ERROR:
+# Generated headers are prerequisites of pattern rules only; keep them.
+.SECONDARY: $(PROTO_SRCS) $(PROTO_HDRS) $(BPF_OBJS) $(BPF_SKELS)
 .SUFFIXES:
 .PHONY: all deps check check-run unit fuzzers run fuzz bench clean
 
@@ -113,9 +126,21 @@ $(GEN)/google/protobuf/any.pb-c.c $(GEN)/google/protobuf/any.pb-c.h &: $(PROTO_I
 	$(Q)mkdir -p $(GEN)
 	$(Q)$(PROTOC_C) -I$(PROTO_INC) --c_out=$(GEN) google/protobuf/any.proto
 
+# bpftool gen object links the clang output, which also checks its BTF.
+$(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c
+	$(call msg,BPF,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(BPF_CLANG) $(BPF_CFLAGS) -MD -MP -MF $@.d -MT $@ -c -o $@.tmp $<
+	$(Q)$(BPFTOOL) gen object $@ $@.tmp
+	$(Q)rm -f $@.tmp
+
+$(BUILD)/bpf/%.skel.h: $(BUILD)/bpf/%.bpf.o
+	$(call msg,SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name $* > $@
+
 # Generated headers must exist before any object is compiled; after the first
 # build the -MD dependency files take over.
-$(OBJ)/%.o: %.c | $(PROTO_HDRS)
+$(OBJ)/%.o: %.c | $(PROTO_HDRS) $(BPF_SKELS)
 	$(call msg,CC,$<)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(ALL_CFLAGS) -MD -MP -c -o $@ $<
@@ -144,7 +169,13 @@ $(BUILD)/tests/unit/%: $(OBJ)/tests/unit/%.o $(TESTLIB) $(LIB)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
-unit: $(UNIT_BINS)
+unit: $(UNIT_BINS) $(BPFTEST_BINS)
+
+# BPF program tests (BPF_PROG_TEST_RUN): root, no NIC.
+$(BUILD)/tests/bpf/%: $(OBJ)/tests/bpf/%.o $(TESTLIB) $(LIB)
+	$(call msg,LD,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
 $(BUILD)/fuzz/%: $(OBJ)/tests/fuzz/%.o $(LIB)
 	$(call msg,LD,$@)
@@ -182,4 +213,4 @@ bench: deps
 clean:
 	rm -rf build
 
--include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
+-include $(shell find $(OBJ) $(BUILD)/bpf -name '*.d' 2>/dev/null)

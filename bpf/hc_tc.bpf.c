@@ -1,0 +1,268 @@
+/* TC programs on each workload's host-side veth (clsact).
+ *
+ * hc_tc_from_wl (ingress: what the workload sends): counts it, keeps the
+ * workload off the node's own addresses and other workloads except for the
+ * allowed ports, applies its egress rate limit, and reverses the node-port
+ * NAT on replies, sending them straight to the uplink.
+ * hc_tc_to_wl (egress: what the stack delivers to the workload): counts it.
+ * Frames XDP redirects into the veth bypass TC; XDP counts those itself. */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "lib/maps.h"
+#include "lib/nat.h"
+#include "lib/parse.h"
+
+#ifndef AF_INET
+#define AF_INET HC_AF_INET
+#define AF_INET6 HC_AF_INET6
+#endif
+
+/* linux/icmp.h drags in libc's socket headers, which do not build for BPF. */
+#define HC_ICMP_ECHO 8
+#define HC_ICMPV6_ECHO_REQUEST 128
+
+/* Headers we need in the linear part of the skb: Ethernet, tags, IPv6 with
+ * extension headers, TCP with options. */
+#define HC_TC_PULL_LEN 256
+
+static __always_inline int hc_in_workload_net(const struct hc_config *cfg,
+					      const struct hc_ipaddr *a)
+{
+	__u32 mask;
+
+	if (cfg->workload_net.family != HC_AF_INET || a->family != HC_AF_INET)
+		return 0;
+	if (cfg->workload_prefix == 0 || cfg->workload_prefix > 32)
+		return cfg->workload_prefix == 0;
+	mask = bpf_htonl(~0u << (32 - cfg->workload_prefix));
+	return (a->ip4 & mask) == (cfg->workload_net.ip4 & mask);
+}
+
+static __always_inline int hc_host_port_allowed(const struct hc_config *cfg,
+						const struct hc_pkt *p)
+{
+	__u16 port = bpf_ntohs(p->dport);
+
+#pragma unroll
+	for (int i = 0; i < HC_ALLOWED_PORTS_MAX; i++) {
+		if (cfg->host_allowed[i].port == port && cfg->host_allowed[i].proto == p->l4_proto)
+			return 1;
+	}
+	return 0;
+}
+
+/* Guest -> host isolation. A workload may not open connections to the node's
+ * own addresses (except the allowed ports) nor to other workloads; replies to
+ * connections the host opened (the proxy's, for one) still flow, since only
+ * TCP SYNs, UDP and ICMP echo requests are refused. */
+static __always_inline int hc_isolation_allows(void *data, void *data_end, int rc,
+					       const struct hc_pkt *p, const struct hc_wl_info *wl)
+{
+	const struct hc_config *cfg;
+	__u32 zero = 0;
+	int to_host;
+
+	if (rc == HC_PARSE_BAD || (p->l3_proto != ETH_P_IP && p->l3_proto != ETH_P_IPV6))
+		return 1; /* not IP, or broken: the stack has nothing to deliver */
+	cfg = bpf_map_lookup_elem(&hc_config, &zero);
+	if (!cfg)
+		return 1;
+	to_host = bpf_map_lookup_elem(&hc_host_addrs, &p->daddr) != NULL;
+	if (!to_host && (!hc_in_workload_net(cfg, &p->daddr) || hc_addr_eq(&p->daddr, &wl->addr)))
+		return 1;
+
+	if (rc == HC_PARSE_L4) {
+		if (to_host && hc_host_port_allowed(cfg, p))
+			return 1;
+		if (p->l4_proto == IPPROTO_TCP) {
+			struct tcphdr *th = data + (p->l4_off & 0x7ff);
+
+			if ((void *)(th + 1) > data_end)
+				return 0;
+			return !(th->syn && !th->ack);
+		}
+		return 0;
+	}
+	if (p->l4_proto == IPPROTO_ICMP || p->l4_proto == IPPROTO_ICMPV6) {
+		__u8 *type = data + (p->l4_off & 0x7ff);
+
+		if (p->l4_off == 0 || (void *)(type + 1) > data_end)
+			return 0;
+		/* Errors, replies and IPv6 neighbour discovery stay possible. */
+		return *type != (p->l4_proto == IPPROTO_ICMP ? HC_ICMP_ECHO : HC_ICMPV6_ECHO_REQUEST);
+	}
+	return 0;
+}
+
+/* Token bucket of the workload's egress limit. Returns 1 if len may pass. */
+static __always_inline int hc_rate_allows(__u32 ifindex, const struct hc_wl_info *wl, __u64 len)
+{
+	struct hc_wl_rate *r;
+	__u64 now, elapsed, tokens;
+	int ok;
+
+	if (!wl->rate_bytes_per_sec)
+		return 1;
+	r = bpf_map_lookup_elem(&hc_wl_rate, &ifindex);
+	if (!r)
+		return 1;
+	now = bpf_ktime_get_ns();
+	bpf_spin_lock(&r->lock);
+	elapsed = now - r->last_ns;
+	if (elapsed > 1000000000ull)
+		elapsed = 1000000000ull; /* one second refills any sane burst */
+	tokens = r->tokens + elapsed * wl->rate_bytes_per_sec / 1000000000ull;
+	if (tokens > wl->burst_bytes)
+		tokens = wl->burst_bytes;
+	ok = tokens >= len;
+	if (ok)
+		tokens -= len;
+	r->tokens = tokens;
+	r->last_ns = now;
+	bpf_spin_unlock(&r->lock);
+	return ok;
+}
+
+/* Rewrites a reply's source back to the node address and port the client
+ * used. Returns 0 or a negative errno from the skb helpers. */
+static __always_inline int hc_tc_snat(struct __sk_buff *skb, const struct hc_pkt *p,
+				      const struct hc_ct_val *ct)
+{
+	__u32 csum_off = p->csum_off;
+	__u32 l4_flags = p->l4_proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+	int err;
+
+	if (p->l3_proto == ETH_P_IP) {
+		__u32 saddr_off = p->l3_off + offsetof(struct iphdr, saddr);
+		__u32 check_off = p->l3_off + offsetof(struct iphdr, check);
+
+		err = bpf_l4_csum_replace(skb, csum_off, p->saddr.ip4, ct->addr.ip4,
+					  l4_flags | BPF_F_PSEUDO_HDR | 4);
+		if (!err)
+			err = bpf_l3_csum_replace(skb, check_off, p->saddr.ip4, ct->addr.ip4, 4);
+		if (!err)
+			err = bpf_skb_store_bytes(skb, saddr_off, &ct->addr.ip4, 4, 0);
+	} else {
+		__u32 saddr_off = p->l3_off + offsetof(struct ipv6hdr, saddr);
+		__s64 diff = bpf_csum_diff((__be32 *)p->saddr.ip6, 16, (__be32 *)ct->addr.ip6, 16, 0);
+
+		err = bpf_l4_csum_replace(skb, csum_off, 0, diff, l4_flags | BPF_F_PSEUDO_HDR);
+		if (!err)
+			err = bpf_skb_store_bytes(skb, saddr_off, ct->addr.ip6, 16, 0);
+	}
+	if (!err)
+		err = bpf_l4_csum_replace(skb, csum_off, p->sport, ct->port, l4_flags | 2);
+	if (!err)
+		err = bpf_skb_store_bytes(skb, p->l4_off, &ct->port, 2, 0);
+	return err;
+}
+
+/* Sends a translated reply out of the interface the FIB names for its
+ * client, with MACs from the neighbour table: the stack would drop it as a
+ * martian, since its source is now one of the node's own addresses. */
+static __always_inline int hc_tc_send_reply(struct __sk_buff *skb, const struct hc_pkt *p,
+					    const struct hc_ct_val *ct)
+{
+	struct bpf_fib_lookup fib = {};
+	int rc;
+
+	fib.l4_protocol = p->l4_proto;
+	fib.sport = ct->port;
+	fib.dport = p->dport;
+	fib.tot_len = p->l3_len;
+	fib.ifindex = skb->ifindex;
+	if (p->l3_proto == ETH_P_IP) {
+		fib.family = AF_INET;
+		fib.ipv4_src = ct->addr.ip4;
+		fib.ipv4_dst = p->daddr.ip4;
+	} else {
+		fib.family = AF_INET6;
+		__builtin_memcpy(fib.ipv6_src, ct->addr.ip6, 16);
+		__builtin_memcpy(fib.ipv6_dst, p->daddr.ip6, 16);
+	}
+	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) {
+		hc_count_drop(HC_DROP_FIB);
+		return TC_ACT_SHOT;
+	}
+	return bpf_redirect_neigh(fib.ifindex, NULL, 0, 0);
+}
+
+static __always_inline void hc_count_tx(struct hc_wl_stats *st, __u64 len, int dropped)
+{
+	if (!st)
+		return;
+	if (dropped) {
+		st->dropped_packets++;
+		st->dropped_bytes += len;
+	} else {
+		st->tx_packets++;
+		st->tx_bytes += len;
+	}
+}
+
+SEC("tc")
+int hc_tc_from_wl(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex;
+	struct hc_wl_stats *st = bpf_map_lookup_elem(&hc_wl_stats, &ifindex);
+	struct hc_wl_info *wl = bpf_map_lookup_elem(&hc_workloads, &ifindex);
+	__u64 len = skb->len;
+	struct hc_ct_key rkey = {};
+	struct hc_ct_val ct;
+	struct hc_ct_val *found;
+	void *data, *data_end;
+	struct hc_pkt p;
+	int rc;
+
+	/* Best effort: a short frame cannot be pulled further and is parsed as is. */
+	bpf_skb_pull_data(skb, len < HC_TC_PULL_LEN ? len : HC_TC_PULL_LEN);
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	rc = hc_parse(data, data_end, &p);
+
+	if (wl && (wl->flags & HC_WL_F_ISOLATE) && !hc_isolation_allows(data, data_end, rc, &p, wl)) {
+		hc_count_drop(HC_DROP_ISOLATION);
+		hc_count_tx(st, len, 1);
+		return TC_ACT_SHOT;
+	}
+	if (wl && !hc_rate_allows(ifindex, wl, len)) {
+		hc_count_drop(HC_DROP_RATE);
+		hc_count_tx(st, len, 1);
+		return TC_ACT_SHOT;
+	}
+	hc_count_tx(st, len, 0);
+	if (rc != HC_PARSE_L4)
+		return TC_ACT_OK;
+
+	rkey.saddr = p.saddr;
+	rkey.daddr = p.daddr;
+	rkey.sport = p.sport;
+	rkey.dport = p.dport;
+	rkey.proto = p.l4_proto;
+	found = bpf_map_lookup_elem(&hc_conntrack, &rkey);
+	if (!found || found->dir != HC_CT_REPLY || found->addr.family != p.saddr.family)
+		return TC_ACT_OK;
+	ct = *found; /* the skb helpers below may not take map memory */
+	if (hc_tc_snat(skb, &p, &ct))
+		return TC_ACT_SHOT;
+	return hc_tc_send_reply(skb, &p, &ct);
+}
+
+SEC("tc")
+int hc_tc_to_wl(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex;
+	struct hc_wl_stats *st = bpf_map_lookup_elem(&hc_wl_stats, &ifindex);
+
+	if (st) {
+		st->rx_packets++;
+		st->rx_bytes += skb->len;
+	}
+	return TC_ACT_OK;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

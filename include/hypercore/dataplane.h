@@ -1,0 +1,216 @@
+/* Map keys and values shared by the BPF programs (bpf/) and the agent.
+ *
+ * One definition for both sides: fixed-width kernel types, explicit padding,
+ * sizes pinned by _Static_assert. Values are append-only: a retired field
+ * becomes reserved, never reused. Byte order is stated per field: what the
+ * operator reads (routes, services) is host order; what is copied from packets
+ * (conntrack) stays in network order. */
+#ifndef HYPERCORE_DATAPLANE_H
+#define HYPERCORE_DATAPLANE_H
+
+#include <linux/bpf.h> /* struct bpf_spin_lock */
+#include <linux/types.h>
+
+/* Map names: pins under the pin directory carry these names, and userspace
+ * looks maps up by them, so they are written once, here. The kernel keeps 15
+ * characters of a map name. */
+#define HC_MAP_ROUTES "hc_routes"
+#define HC_MAP_SERVICES "hc_services"
+#define HC_MAP_CONNTRACK "hc_conntrack"
+#define HC_MAP_WL_STATS "hc_wl_stats"
+#define HC_MAP_WORKLOADS "hc_workloads"
+#define HC_MAP_WL_RATE "hc_wl_rate"
+#define HC_MAP_HOST_ADDRS "hc_host_addrs"
+#define HC_MAP_CONFIG "hc_config"
+#define HC_MAP_DROPS "hc_drops"
+#define HC_MAP_SPLICE "hc_splice"
+#define HC_MAP_SPLICE_PEER "hc_splice_peer"
+
+#define HC_DEFAULT_BPF_PIN_DIR "/sys/fs/bpf/hypercore"
+
+/* Capacities; the BPF side takes them as map sizes. */
+#ifndef HC_ROUTES_MAX
+#define HC_ROUTES_MAX 65536
+#endif
+#ifndef HC_SERVICES_MAX
+#define HC_SERVICES_MAX 32768
+#endif
+#ifndef HC_CONNTRACK_MAX
+#define HC_CONNTRACK_MAX 262144
+#endif
+#ifndef HC_WORKLOADS_MAX
+#define HC_WORKLOADS_MAX 4096
+#endif
+#ifndef HC_HOST_ADDRS_MAX
+#define HC_HOST_ADDRS_MAX 256
+#endif
+#ifndef HC_SPLICE_MAX
+#define HC_SPLICE_MAX 65536
+#endif
+
+#define HC_AF_INET 2   /* AF_INET, without pulling libc into BPF */
+#define HC_AF_INET6 10 /* AF_INET6 */
+
+/* An IPv4 or IPv6 address, network byte order; family 0 means "none". */
+struct hc_ipaddr {
+	union {
+		__be32 ip4;
+		__u8 ip6[16];
+	};
+	__u8 family;
+	__u8 pad[3];
+};
+_Static_assert(sizeof(struct hc_ipaddr) == 20, "hc_ipaddr layout");
+
+/* hc_routes: (host key, host port) -> backend, read by the L7 proxy.
+ * The host key is a workload id or an exact host name, lower case,
+ * NUL-padded. */
+#define HC_ROUTE_HOST_MAX 128
+#define HC_NODE_NAME_MAX 64
+
+struct hc_route_key {
+	char host[HC_ROUTE_HOST_MAX];
+	__u16 port; /* host order; 0 = any port the proxy serves */
+	__u16 pad;
+};
+_Static_assert(sizeof(struct hc_route_key) == 132, "hc_route_key layout");
+
+#define HC_ROUTE_F_STATIC 0x1 /* written by `routes add`; state syncs never touch it */
+
+struct hc_route_val {
+	struct hc_ipaddr backend;
+	__u16 port; /* host order */
+	__u16 flags; /* HC_ROUTE_F_* */
+	char node[HC_NODE_NAME_MAX]; /* owning node's id; empty for static routes */
+};
+_Static_assert(sizeof(struct hc_route_val) == 88, "hc_route_val layout");
+
+/* hc_services: (protocol, node port) -> the workload backends behind it, read
+ * by XDP on the uplink. Several backends are spread by rendezvous hashing, so
+ * adding or removing one moves only the flows that hash to it. */
+#define HC_SERVICE_MAX_BACKENDS 16
+
+struct hc_service_key {
+	__u16 port; /* node port, host order */
+	__u8 proto; /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 pad;
+};
+_Static_assert(sizeof(struct hc_service_key) == 4, "hc_service_key layout");
+
+struct hc_backend {
+	struct hc_ipaddr addr;
+	__u16 port; /* host order */
+	__u16 pad;
+};
+_Static_assert(sizeof(struct hc_backend) == 24, "hc_backend layout");
+
+#define HC_SERVICE_F_STATIC 0x1
+
+struct hc_service_val {
+	__u32 count; /* backends in use, <= HC_SERVICE_MAX_BACKENDS */
+	__u16 flags; /* HC_SERVICE_F_* */
+	__u16 pad;
+	struct hc_backend backends[HC_SERVICE_MAX_BACKENDS];
+};
+_Static_assert(sizeof(struct hc_service_val) == 8 + 24 * HC_SERVICE_MAX_BACKENDS,
+	       "hc_service_val layout");
+
+/* hc_conntrack (LRU): NAT state of node-port flows. XDP writes both
+ * directions on a flow's first packet: the forward key (client -> node:port)
+ * maps to the chosen backend, the reply key (backend -> client) to the node
+ * address and port that TC writes back as the reply's source. */
+struct hc_ct_key {
+	struct hc_ipaddr saddr;
+	struct hc_ipaddr daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+_Static_assert(sizeof(struct hc_ct_key) == 48, "hc_ct_key layout");
+
+#define HC_CT_FORWARD 1
+#define HC_CT_REPLY 2
+
+struct hc_ct_val {
+	struct hc_ipaddr addr; /* forward: backend; reply: node address */
+	__be16 port; /* forward: backend port; reply: node port */
+	__u8 dir; /* HC_CT_FORWARD or HC_CT_REPLY */
+	__u8 backend_idx; /* forward: index into the service's backends */
+	__u64 created_ns; /* bpf_ktime_get_ns() of the first packet */
+};
+_Static_assert(sizeof(struct hc_ct_val) == 32, "hc_ct_val layout");
+
+/* hc_wl_stats (per-CPU): key is the ifindex of a workload's host-side veth.
+ * "rx" is traffic into the workload, "tx" traffic it sends. */
+struct hc_wl_stats {
+	__u64 rx_packets;
+	__u64 rx_bytes;
+	__u64 tx_packets;
+	__u64 tx_bytes;
+	__u64 dropped_packets; /* isolation and rate limit drops */
+	__u64 dropped_bytes;
+};
+_Static_assert(sizeof(struct hc_wl_stats) == 48, "hc_wl_stats layout");
+
+/* hc_workloads: host-side veth ifindex -> the workload behind it (written by
+ * the agent when it attaches TC to that veth). */
+#define HC_WORKLOAD_ID_MAX 64
+#define HC_WL_F_ISOLATE 0x1 /* enforce guest -> host isolation */
+
+struct hc_wl_info {
+	char id[HC_WORKLOAD_ID_MAX];
+	struct hc_ipaddr addr;
+	__u32 flags; /* HC_WL_F_* */
+	__u64 rate_bytes_per_sec; /* egress limit; 0 = none */
+	__u64 burst_bytes;
+};
+_Static_assert(sizeof(struct hc_wl_info) == 104, "hc_wl_info layout");
+
+/* hc_wl_rate: token bucket of a workload's egress limit, kept apart from
+ * hc_workloads so that rewriting a workload entry does not refill it. */
+struct hc_wl_rate {
+	struct bpf_spin_lock lock;
+	__u32 pad;
+	__u64 tokens; /* bytes */
+	__u64 last_ns;
+};
+
+/* hc_host_addrs: the node's own addresses -> 1. XDP translates only packets
+ * addressed to one of them; TC keeps workloads from reaching them. */
+
+/* hc_config (array of one): settings the agent writes once at start. */
+#define HC_ALLOWED_PORTS_MAX 8
+
+struct hc_port_rule {
+	__u16 port; /* host order; 0 = unused slot */
+	__u8 proto;
+	__u8 pad;
+};
+
+struct hc_config {
+	struct hc_ipaddr workload_net; /* the workload subnet ... */
+	__u8 workload_prefix; /* ... and its prefix length */
+	__u8 pad[3];
+	/* What a workload may reach on the node's own addresses. */
+	struct hc_port_rule host_allowed[HC_ALLOWED_PORTS_MAX];
+};
+_Static_assert(sizeof(struct hc_config) == 56, "hc_config layout");
+
+/* hc_drops (per-CPU array): packets dropped or left untranslated, by reason.
+ * Codes are never reused; a retired code stays reserved. */
+enum hc_drop_reason {
+	HC_DROP_NONE = 0,
+	HC_DROP_NO_BACKEND = 1, /* node port with no backend: passed to the stack */
+	HC_DROP_FIB = 2, /* no route to the backend: passed untranslated */
+	HC_DROP_ISOLATION = 3, /* workload -> host or another workload, refused */
+	HC_DROP_RATE = 4, /* over the workload's egress rate */
+	HC_DROP_CT_FULL = 5, /* conntrack insert failed: passed untranslated */
+	HC_DROP_MALFORMED = 6, /* header lengths that do not add up */
+	HC_DROP_REASONS
+};
+
+/* hc_splice_peer: socket cookie -> the cookie of the socket its bytes go to.
+ * hc_splice (sockhash) holds the sockets, keyed by cookie. */
+
+#endif /* HYPERCORE_DATAPLANE_H */
