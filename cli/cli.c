@@ -48,6 +48,13 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 		"  --workload-subnet CIDR  workload addresses (default 192.168.127.0/24)\n"
 		"  --capacity-cpu N        vCPUs offered to workloads (default max(nproc, 225))\n"
 		"  --capacity-mem MB       memory offered (default: MemAvailable)\n"
+		"\n"
+		"Data plane (XDP and TC programs, pinned maps):\n"
+		"  --dataplane-iface IF    the uplink XDP attaches to (default: the default\n"
+		"                          route's interface)\n"
+		"  --bpf-pin-dir DIR       where programs' links and maps are pinned\n"
+		"                          (default /sys/fs/bpf/hypercore)\n"
+		"  --no-dataplane          load no BPF programs (gossip, runtime and APIs only)\n"
 		"  -h, --help              show this help\n"
 		"\n"
 		"ADDR is IPV4:PORT, [IPV6]:PORT or :PORT (all IPv4 addresses).\n"
@@ -230,6 +237,72 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 		"  --state-dir DIR         hypercore's state, workload logs (default /var/lib/hypercore)\n"
 		"  -h, --help              show this help\n",
 		hc_cli_cmd_attach,
+	},
+	{
+		"routes",
+		"print the data plane's routes, node ports and workload counters",
+		"Usage: hypercore routes [options]\n"
+		"\n"
+		"Decodes the pinned maps (what `bpftool map dump pinned DIR/hc_routes` shows):\n"
+		"L7 routes (host -> backend, for the proxy), L4 node ports (-> backends, for\n"
+		"XDP), per-workload packet and byte counters, and untranslated/dropped counts.\n"
+		"\n"
+		"Options:\n"
+		"  --json                  print JSON instead of tables\n"
+"  --bpf-pin-dir DIR       where the maps are pinned (default /sys/fs/bpf/hypercore)\n"		"  -h, --help              show this help\n",
+		hc_cli_cmd_routes,
+	},
+	{
+		"routes add",
+		"add a static route or node-port backend (kept by every state sync)",
+		"Usage: hypercore routes add --host NAME --port P --backend IP:PORT [options]\n"
+		"       hypercore routes add --node-port P [--proto tcp|udp] --backend IP:PORT\n"
+		"\n"
+		"Static entries route to backends outside the cluster; state syncs never change\n"
+		"or remove them. With --host, the proxy serves NAME on port P from the backend.\n"
+		"With --node-port, XDP sends P (tcp by default) on the node's addresses to the\n"
+		"backend; adding more backends spreads flows over them by consistent hashing.\n"
+		"\n"
+		"Options:\n"
+		"  --host NAME             exact host name or workload id (Host header, SNI)\n"
+		"  --port P                the port the proxy serves NAME on\n"
+		"  --node-port P           an L4 service on the node's addresses\n"
+		"  --proto tcp|udp         the node port's protocol (default tcp)\n"
+		"  --backend IP:PORT       where the traffic goes ([IPV6]:PORT for IPv6)\n"
+"  --bpf-pin-dir DIR       where the maps are pinned (default /sys/fs/bpf/hypercore)\n"		"  -h, --help              show this help\n",
+		hc_cli_cmd_routes_add,
+	},
+	{
+		"routes del",
+		"remove a static route, node port, or one backend of it",
+		"Usage: hypercore routes del --host NAME --port P [options]\n"
+		"       hypercore routes del --node-port P [--proto tcp|udp] [--backend IP:PORT]\n"
+		"\n"
+		"Removes a static entry; the cluster's own entries are refused. With --backend,\n"
+		"only that backend leaves the node port.\n"
+		"\n"
+		"Options:\n"
+		"  --host NAME --port P    the static L7 route\n"
+		"  --node-port P           the static node port\n"
+		"  --proto tcp|udp         its protocol (default tcp)\n"
+		"  --backend IP:PORT       remove only this backend\n"
+"  --bpf-pin-dir DIR       where the maps are pinned (default /sys/fs/bpf/hypercore)\n"		"  -h, --help              show this help\n",
+		hc_cli_cmd_routes_del,
+	},
+	{
+		"dataplane cleanup",
+		"detach the BPF programs and remove the pinned maps",
+		"Usage: hypercore dataplane cleanup [options]\n"
+		"\n"
+		"Detaches XDP from the uplink and TC from every workload veth the maps name,\n"
+		"then removes the pins and the pin directory. Stop the agent first: a running\n"
+		"agent keeps its programs loaded until it exits.\n"
+		"\n"
+		"Options:\n"
+		"  --dataplane-iface IF    also detach an XDP program of ours attached to IF\n"
+		"                          without a pinned link\n"
+"  --bpf-pin-dir DIR       where the maps are pinned (default /sys/fs/bpf/hypercore)\n"		"  -h, --help              show this help\n",
+		hc_cli_cmd_dataplane_cleanup,
 	},
 	{
 		"version",

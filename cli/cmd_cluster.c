@@ -52,6 +52,9 @@ enum {
 	OPT_CAPACITY_CPU,
 	OPT_CAPACITY_MEM,
 	OPT_NO_RUNTIME,
+	OPT_NO_DATAPLANE,
+	OPT_BPF_PIN_DIR,
+	OPT_DATAPLANE_IFACE,
 };
 
 #define MAX_REGISTRIES 32
@@ -97,6 +100,9 @@ int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
 		{ "capacity-cpu", required_argument, NULL, OPT_CAPACITY_CPU },
 		{ "capacity-mem", required_argument, NULL, OPT_CAPACITY_MEM },
 		{ "no-runtime", no_argument, NULL, OPT_NO_RUNTIME },
+		{ "no-dataplane", no_argument, NULL, OPT_NO_DATAPLANE },
+		{ "bpf-pin-dir", required_argument, NULL, OPT_BPF_PIN_DIR },
+		{ "dataplane-iface", required_argument, NULL, OPT_DATAPLANE_IFACE },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -202,6 +208,15 @@ int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
 			break;
 		case OPT_NO_RUNTIME:
 			cfg.no_runtime = true;
+			break;
+		case OPT_NO_DATAPLANE:
+			cfg.no_dataplane = true;
+			break;
+		case OPT_BPF_PIN_DIR:
+			cfg.bpf_pin_dir = optarg;
+			break;
+		case OPT_DATAPLANE_IFACE:
+			cfg.dataplane_iface = optarg;
 			break;
 		case OPT_CONTAINERD_SOCKET:
 			cfg.containerd_socket = optarg;

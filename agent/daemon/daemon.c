@@ -23,6 +23,7 @@
 #include "log/log.h"
 #include "loop/loop.h"
 #include "metrics/metrics.h"
+#include "daemon/daemon_int.h"
 #include "runtime/runtime.h"
 
 #define LEAVE_LIMIT_MS 10000
@@ -37,6 +38,7 @@ struct daemon {
 	struct hc_api *api;
 	struct hc_containerd *containerd; /* NULL with --containerd-socket */
 	struct hc_runtime_watch *watch;
+	struct daemon_dataplane *dataplane; /* NULL with --no-dataplane */
 	double start_time; /* unix seconds */
 	long clock_ticks;
 	long page_size;
@@ -377,6 +379,8 @@ static int start_runtime(struct daemon *d, const struct hc_daemon_config *cfg, c
 		snprintf(err, errlen, "cannot start the workload watch: %s", strerror(errno));
 		return -1;
 	}
+	if (d->dataplane)
+		hc_runtime_watch_on_running(d->watch, daemon_dataplane_on_running, d->dataplane);
 	if (hc_runtime_watch_register_metrics(d->watch, d->metrics) < 0 ||
 	    (d->containerd && hc_containerd_register_metrics(d->containerd, d->metrics) < 0)) {
 		snprintf(err, errlen, "out of memory");
@@ -393,6 +397,8 @@ static void daemon_fini(struct daemon *d)
 	hc_runtime_watch_stop(d->watch);
 	/* workloads keep running in their shims; the next agent adopts them */
 	hc_containerd_stop(d->containerd, CONTAINERD_STOP_MS);
+	/* programs and maps stay attached: traffic flows while no agent runs */
+	daemon_dataplane_stop(d->dataplane);
 	hc_cluster_free(d->cluster);
 	hc_metrics_free(d->metrics);
 	hc_loop_free(d->loop);
@@ -446,6 +452,11 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, char *err, size_t errlen)
 	 * blocked mask and signals arrive only through the loop. */
 	if (watch_signals(&d, err, errlen) < 0)
 		goto fail;
+	if (!cfg->no_dataplane) {
+		d.dataplane = daemon_dataplane_start(d.loop, d.metrics, cfg, err, errlen);
+		if (!d.dataplane)
+			goto fail;
+	}
 	if (!cfg->no_runtime && start_runtime(&d, cfg, err, errlen) < 0)
 		goto fail;
 	d.cluster = hc_cluster_new(d.loop, &ccfg, err, errlen);

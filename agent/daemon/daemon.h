@@ -43,6 +43,11 @@ struct hc_daemon_config {
 	uint32_t capacity_cpus;        /* 0: max(nproc, 225) */
 	uint32_t capacity_mem_mb;      /* 0: MemAvailable */
 	uint32_t watch_interval_ms;    /* workload checks; 0: 2000 */
+
+	/* Data plane */
+	bool no_dataplane;             /* load no BPF programs */
+	const char *bpf_pin_dir;       /* NULL: /sys/fs/bpf/hypercore */
+	const char *dataplane_iface;   /* NULL: the default route's interface */
 };
 
 /*

@@ -253,6 +253,22 @@ struct hc_runtime_watch *hc_runtime_watch_start(struct hc_loop *loop,
 						unsigned interval_ms, hc_runtime_exit_fn *fn,
 						void *arg);
 
+/* The running workloads with an address, as the data plane needs them. */
+struct hc_runtime_running {
+	char id[HC_WORKLOAD_ID_LEN + 1];
+	char ip[46];
+	struct hc_port_map ports[HC_RUNTIME_MAX_PORTS];
+	size_t nports;
+};
+
+typedef void hc_runtime_running_fn(void *arg, const struct hc_runtime_running *list, size_t n);
+
+/* Also calls fn on the loop thread with every running workload whenever that
+ * set (ids, addresses, ports) changed, and after the first look. The list is
+ * valid during the call. Set before the first look is likely: right after
+ * hc_runtime_watch_start(). */
+void hc_runtime_watch_on_running(struct hc_runtime_watch *w, hc_runtime_running_fn *fn, void *arg);
+
 /* Registers the workload and capacity gauges. 0 or -ENOMEM. */
 int hc_runtime_watch_register_metrics(struct hc_runtime_watch *w, struct hc_metrics *m);
 

@@ -43,6 +43,12 @@ struct hc_runtime_watch {
 	struct exit_node *pending;
 	int drain_posted;
 	struct snapshot snap;
+	/* under lock: the running set, and whether the loop has seen it */
+	hc_runtime_running_fn *running_fn;
+	void *running_arg;
+	struct hc_runtime_running *running;
+	size_t nrunning;
+	int running_dirty, running_posted;
 	/* thread-only: ids already reported, with their finish times */
 	struct hc_runtime_exit *reported;
 	size_t nreported;
@@ -102,6 +108,87 @@ static void queue_exit(struct hc_runtime_watch *w, const struct hc_workload *wl)
 	pthread_mutex_unlock(&w->lock);
 }
 
+/* On the loop thread: hands the newest running set to the callback. */
+static void deliver_running(void *arg)
+{
+	struct hc_runtime_watch *w = arg;
+	struct hc_runtime_running *copy = NULL;
+	hc_runtime_running_fn *fn;
+	size_t n;
+
+	pthread_mutex_lock(&w->lock);
+	w->running_posted = 0;
+	fn = w->running_fn;
+	n = w->nrunning;
+	if (fn && w->running_dirty && n)
+		copy = malloc(n * sizeof(*copy));
+	if (copy)
+		memcpy(copy, w->running, n * sizeof(*copy));
+	if (fn && w->running_dirty && (copy || n == 0))
+		w->running_dirty = 0;
+	else
+		fn = NULL;
+	pthread_mutex_unlock(&w->lock);
+	if (fn)
+		fn(w->running_arg, copy, n);
+	free(copy);
+}
+
+static int running_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct hc_runtime_running *)a)->id,
+		      ((const struct hc_runtime_running *)b)->id);
+}
+
+/* Publishes the running workloads when they differ from the last set. */
+static void publish_running(struct hc_runtime_watch *w, const struct hc_workload *list, size_t n)
+{
+	struct hc_runtime_running *now = calloc(n ? n : 1, sizeof(*now));
+	size_t k = 0;
+
+	if (!now)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		const struct hc_workload *wl = &list[i];
+
+		if (wl->state != HC_WORKLOAD_RUNNING || !wl->ip[0])
+			continue;
+		memcpy(now[k].id, wl->id, sizeof(now[k].id));
+		memcpy(now[k].ip, wl->ip, sizeof(now[k].ip));
+		now[k].nports = wl->spec.nports < HC_RUNTIME_MAX_PORTS ? wl->spec.nports
+									 : HC_RUNTIME_MAX_PORTS;
+		if (now[k].nports)
+			memcpy(now[k].ports, wl->spec.ports,
+			       now[k].nports * sizeof(now[k].ports[0]));
+		k++;
+	}
+	qsort(now, k, sizeof(*now), running_cmp);
+	pthread_mutex_lock(&w->lock);
+	if (w->running && w->nrunning == k && memcmp(w->running, now, k * sizeof(*now)) == 0) {
+		pthread_mutex_unlock(&w->lock);
+		free(now);
+		return;
+	}
+	free(w->running);
+	w->running = now;
+	w->nrunning = k;
+	w->running_dirty = 1;
+	if (w->running_fn && !w->running_posted && hc_loop_post(w->loop, deliver_running, w) == 0)
+		w->running_posted = 1;
+	pthread_mutex_unlock(&w->lock);
+}
+
+void hc_runtime_watch_on_running(struct hc_runtime_watch *w, hc_runtime_running_fn *fn, void *arg)
+{
+	pthread_mutex_lock(&w->lock);
+	w->running_fn = fn;
+	w->running_arg = arg;
+	w->running_dirty = 1;
+	if (w->running && !w->running_posted && hc_loop_post(w->loop, deliver_running, w) == 0)
+		w->running_posted = 1;
+	pthread_mutex_unlock(&w->lock);
+}
+
 /* Remembers the exits now visible (forgetting removed workloads). */
 static void remember(struct hc_runtime_watch *w, const struct hc_workload *list, size_t n)
 {
@@ -145,6 +232,7 @@ static void look(struct hc_runtime_watch *w)
 			queue_exit(w, wl);
 	}
 	remember(w, list, n);
+	publish_running(w, list, n);
 	hc_workload_list_free(list, n);
 	if (hc_runtime_capacity(w->rt, &snap.cap, &err) < 0)
 		snap.valid = 0;
@@ -273,6 +361,7 @@ void hc_runtime_watch_stop(struct hc_runtime_watch *w)
 		free(n);
 	}
 	free(w->reported);
+	free(w->running);
 	pthread_cond_destroy(&w->wake);
 	pthread_mutex_destroy(&w->lock);
 	hc_runtime_free(w->rt);

@@ -69,11 +69,14 @@ def run_cli(*args, timeout=30, input=None):
 class Agent:
     """One `hypercore cluster` process on loopback."""
 
-    def __init__(self, workdir, name="node", extra_args=(), runtime=False):
+    def __init__(self, workdir, name="node", extra_args=(), runtime=False, dataplane=False):
         """runtime: run the embedded containerd (under workdir) instead of
-        --no-runtime, which gossip and API tests use."""
+        --no-runtime, which gossip and API tests use. dataplane: load the BPF
+        data plane (the test passes --dataplane-iface and --bpf-pin-dir in
+        extra_args) instead of --no-dataplane."""
         self.name = name
         self.runtime = runtime
+        self.dataplane = dataplane
         self.state_dir = os.path.join(workdir, name, "state")
         self.run_dir = os.path.join(workdir, name, "run")
         self.log_path = os.path.join(workdir, name, "agent.log")
@@ -98,6 +101,7 @@ class Agent:
                 "--cluster-bind-addr", "127.0.0.1:%d" % self.gossip_port,
                 "--state-dir", self.state_dir, "--log-level", "debug",
                 *(["--run-dir", self.run_dir] if self.runtime else ["--no-runtime"]),
+                *([] if self.dataplane else ["--no-dataplane"]),
                 *self.extra_args]
 
     def start(self, wait=True):

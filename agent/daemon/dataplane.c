@@ -1,0 +1,293 @@
+/* The agent's use of the data plane: start, periodic refresh, local
+ * workloads -> TC attachment, node ports and routes, metrics. */
+#define HC_LOG_MODULE "dataplane"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hypercore/defaults.h>
+
+#include "daemon/daemon_int.h"
+#include "dataplane/dataplane.h"
+#include "log/log.h"
+#include "loop/loop.h"
+#include "metrics/metrics.h"
+
+#define REFRESH_MS 2000
+
+struct daemon_dataplane {
+	struct hc_loop *loop;
+	struct hc_metrics *metrics;
+	struct hc_dataplane *dp;
+	uint64_t refresh_timer;
+	/* the local workloads last attached, to detach the ones that go */
+	struct hc_runtime_running *attached;
+	size_t nattached;
+	uint64_t syncs, sync_errors;
+};
+
+static int parse_subnet(const char *text, struct hc_ipaddr *net, uint8_t *prefix)
+{
+	char buf[64], *slash;
+	unsigned long len;
+	char *end;
+
+	if (!text) {
+		net->family = HC_AF_INET;
+		net->ip4 = htonl(HC_WORKLOAD_NET);
+		*prefix = HC_WORKLOAD_PREFIX;
+		return 0;
+	}
+	if (snprintf(buf, sizeof(buf), "%s", text) >= (int)sizeof(buf))
+		return -EINVAL;
+	slash = strchr(buf, '/');
+	if (!slash)
+		return -EINVAL;
+	*slash = '\0';
+	errno = 0;
+	len = strtoul(slash + 1, &end, 10);
+	if (errno || *end || end == slash + 1 || len > 32 || inet_pton(AF_INET, buf, &net->ip4) != 1)
+		return -EINVAL;
+	net->family = HC_AF_INET;
+	*prefix = (uint8_t)len;
+	return 0;
+}
+
+static int64_t refresh(struct hc_loop *loop, uint64_t id, void *arg)
+{
+	struct daemon_dataplane *dd = arg;
+	int rc = hc_dataplane_refresh(dd->dp);
+
+	if (rc)
+		hc_log(HC_LOG_WARN, "data plane refresh: %s", strerror(-rc));
+	return REFRESH_MS;
+}
+
+static void collect(struct hc_metrics_writer *w, void *arg)
+{
+	struct daemon_dataplane *dd = arg;
+	struct hc_dp_snapshot snap;
+	const char *info[] = {"iface", hc_dataplane_iface(dd->dp), "xdp_mode",
+			      hc_dataplane_xdp_mode(dd->dp), NULL};
+
+	hc_metrics_family(w, "hypercore_dataplane_info", "gauge",
+			  "The uplink XDP is attached to and its mode (native or generic)");
+	hc_metrics_sample(w, "hypercore_dataplane_info", info, 1);
+	hc_metrics_family(w, "hypercore_dataplane_syncs_total", "counter",
+			  "Map syncs from the local workloads' state, and failed ones");
+	hc_metrics_sample(w, "hypercore_dataplane_syncs_total", NULL, (double)dd->syncs);
+	hc_metrics_family(w, "hypercore_dataplane_sync_errors_total", "counter",
+			  "Map syncs that failed");
+	hc_metrics_sample(w, "hypercore_dataplane_sync_errors_total", NULL, (double)dd->sync_errors);
+	if (hc_dpmaps_snapshot(hc_dataplane_maps(dd->dp), &snap) < 0)
+		return;
+	hc_metrics_family(w, "hypercore_dataplane_routes", "gauge", "Entries in hc_routes");
+	hc_metrics_sample(w, "hypercore_dataplane_routes", NULL, (double)snap.n_routes);
+	hc_metrics_family(w, "hypercore_dataplane_node_ports", "gauge", "Entries in hc_services");
+	hc_metrics_sample(w, "hypercore_dataplane_node_ports", NULL, (double)snap.n_services);
+	hc_metrics_family(w, "hypercore_dataplane_conntrack_entries", "gauge",
+			  "Node-port NAT entries (both directions)");
+	hc_metrics_sample(w, "hypercore_dataplane_conntrack_entries", NULL,
+			  (double)snap.conntrack_entries);
+	hc_metrics_family(w, "hypercore_dataplane_untranslated_packets_total", "counter",
+			  "Packets XDP/TC dropped or left untranslated, by reason");
+	for (unsigned r = 1; r < HC_DROP_REASONS; r++) {
+		const char *labels[] = {"reason", hc_dp_drop_reason_name(r), NULL};
+
+		hc_metrics_sample(w, "hypercore_dataplane_untranslated_packets_total", labels,
+				  (double)snap.drops[r]);
+	}
+	hc_metrics_family(w, "hypercore_workload_network_bytes_total", "counter",
+			  "Bytes into (rx) and out of (tx) each workload, metered by BPF");
+	for (size_t i = 0; i < snap.n_workloads; i++) {
+		const struct hc_dp_workload_row *row = &snap.workloads[i];
+		const char *rx[] = {"workload", row->wl.id, "direction", "rx", NULL};
+		const char *tx[] = {"workload", row->wl.id, "direction", "tx", NULL};
+
+		hc_metrics_sample(w, "hypercore_workload_network_bytes_total", rx,
+				  (double)row->stats.rx_bytes);
+		hc_metrics_sample(w, "hypercore_workload_network_bytes_total", tx,
+				  (double)row->stats.tx_bytes);
+	}
+	hc_metrics_family(w, "hypercore_workload_network_dropped_packets_total", "counter",
+			  "Packets of each workload dropped by isolation or its rate limit");
+	for (size_t i = 0; i < snap.n_workloads; i++) {
+		const char *l[] = {"workload", snap.workloads[i].wl.id, NULL};
+
+		hc_metrics_sample(w, "hypercore_workload_network_dropped_packets_total", l,
+				  (double)snap.workloads[i].stats.dropped_packets);
+	}
+	hc_dp_snapshot_fini(&snap);
+}
+
+struct daemon_dataplane *daemon_dataplane_start(struct hc_loop *loop, struct hc_metrics *metrics,
+						const struct hc_daemon_config *cfg, char *err,
+						size_t errlen)
+{
+	struct hc_dataplane_config dcfg = {
+		.pin_dir = cfg->bpf_pin_dir,
+		.iface = cfg->dataplane_iface,
+	};
+	struct daemon_dataplane *dd;
+	struct hc_dp_err derr;
+
+	if (parse_subnet(cfg->workload_subnet, &dcfg.workload_net, &dcfg.workload_prefix) < 0) {
+		snprintf(err, errlen, "invalid --workload-subnet %s (IPV4/PREFIX)",
+			 cfg->workload_subnet);
+		return NULL;
+	}
+	dd = calloc(1, sizeof(*dd));
+	if (!dd) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	dd->loop = loop;
+	dd->dp = hc_dataplane_open(&dcfg, &derr);
+	if (!dd->dp) {
+		snprintf(err, errlen, "data plane: %s (--no-dataplane runs without it)", derr.msg);
+		free(dd);
+		return NULL;
+	}
+	dd->refresh_timer = hc_loop_add_timer(loop, REFRESH_MS, refresh, dd);
+	if (!dd->refresh_timer || hc_metrics_register(metrics, collect, dd) < 0) {
+		snprintf(err, errlen, "out of memory");
+		daemon_dataplane_stop(dd);
+		return NULL;
+	}
+	dd->metrics = metrics;
+	return dd;
+}
+
+static int to_ipaddr(const char *text, struct hc_ipaddr *a)
+{
+	memset(a, 0, sizeof(*a));
+	if (inet_pton(AF_INET, text, &a->ip4) == 1) {
+		a->family = HC_AF_INET;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, text, a->ip6) == 1) {
+		a->family = HC_AF_INET6;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static bool still_running(const struct hc_runtime_running *old, const struct hc_runtime_running *list,
+			  size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(list[i].id, old->id) == 0 && strcmp(list[i].ip, old->ip) == 0)
+			return true;
+	return false;
+}
+
+/* Node ports (TCP and UDP) for the workloads' H:C ports within the node-port
+ * range, and an L7 route from each id to its first port. The cluster will
+ * add other nodes' workloads to the same desired set. */
+static void sync_local(struct daemon_dataplane *dd, const struct hc_runtime_running *list, size_t n)
+{
+	struct hc_dp_route *routes = calloc(n + 1, sizeof(*routes));
+	struct hc_dp_service *services = calloc(2 * n * HC_RUNTIME_MAX_PORTS + 1, sizeof(*services));
+	struct hc_dp_desired want = {.routes = routes, .services = services};
+	struct hc_dp_sync_report rep;
+	int rc;
+
+	if (!routes || !services) {
+		free(routes);
+		free(services);
+		dd->sync_errors++;
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct hc_ipaddr ip;
+
+		if (to_ipaddr(list[i].ip, &ip) < 0 || list[i].nports == 0)
+			continue;
+		if (hc_dp_route_key_init(&routes[want.n_routes].key, list[i].id, 0) == 0) {
+			routes[want.n_routes].val.backend = ip;
+			routes[want.n_routes].val.port = list[i].ports[0].container;
+			want.n_routes++;
+		}
+		for (size_t p = 0; p < list[i].nports; p++) {
+			uint16_t h = list[i].ports[p].host;
+
+			if (h < HC_NODE_PORT_MIN || h > HC_NODE_PORT_MAX) {
+				hc_log(HC_LOG_DEBUG, "workload %s port %u is outside the node-port range",
+				       list[i].id, h);
+				continue;
+			}
+			for (int proto = 0; proto < 2; proto++) {
+				struct hc_dp_service *s = &services[want.n_services++];
+
+				s->key.port = h;
+				s->key.proto = proto ? IPPROTO_UDP : IPPROTO_TCP;
+				s->val.count = 1;
+				s->val.backends[0].addr = ip;
+				s->val.backends[0].port = list[i].ports[p].container;
+			}
+		}
+	}
+	rc = hc_dpmaps_sync(hc_dataplane_maps(dd->dp), &want, &rep);
+	dd->syncs++;
+	if (rc) {
+		dd->sync_errors++;
+		hc_log(HC_LOG_WARN, "map sync failed: %s", strerror(-rc));
+	} else {
+		hc_log(HC_LOG_DEBUG,
+		       "map sync: routes +%zu ~%zu -%zu, node ports +%zu ~%zu -%zu (static kept %zu)",
+		       rep.routes.added, rep.routes.updated, rep.routes.deleted, rep.services.added,
+		       rep.services.updated, rep.services.deleted,
+		       rep.routes.static_kept + rep.services.static_kept);
+	}
+	free(routes);
+	free(services);
+}
+
+void daemon_dataplane_on_running(void *arg, const struct hc_runtime_running *list, size_t n)
+{
+	struct daemon_dataplane *dd = arg;
+	struct hc_runtime_running *copy;
+
+	for (size_t i = 0; i < dd->nattached; i++) {
+		struct hc_ipaddr ip;
+
+		if (!still_running(&dd->attached[i], list, n) &&
+		    to_ipaddr(dd->attached[i].ip, &ip) == 0)
+			hc_dataplane_workload_detach(dd->dp, &ip);
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct hc_ipaddr ip;
+		struct hc_dp_err err;
+
+		if (to_ipaddr(list[i].ip, &ip) < 0)
+			continue;
+		if (hc_dataplane_workload_attach(dd->dp, list[i].id, &ip, true, 0, &err) < 0)
+			hc_log(HC_LOG_WARN, "%s", err.msg);
+	}
+	sync_local(dd, list, n);
+	copy = n ? malloc(n * sizeof(*copy)) : NULL;
+	if (n && !copy)
+		return; /* keep the old set: detaching waits for the next change */
+	if (n)
+		memcpy(copy, list, n * sizeof(*copy));
+	free(dd->attached);
+	dd->attached = copy;
+	dd->nattached = n;
+}
+
+void daemon_dataplane_stop(struct daemon_dataplane *dd)
+{
+	if (!dd)
+		return;
+	if (dd->metrics)
+		hc_metrics_unregister(dd->metrics, collect, dd);
+	if (dd->refresh_timer)
+		hc_loop_del_timer(dd->loop, dd->refresh_timer);
+	hc_dataplane_close(dd->dp);
+	free(dd->attached);
+	free(dd);
+}

@@ -1,0 +1,180 @@
+/*
+ * The data plane: the BPF programs on the uplink (XDP node-port DNAT) and on
+ * each workload's veth (TC reverse NAT, counters, isolation, rate limit), and
+ * the maps they share with userspace, pinned under a directory of bpffs so
+ * that programs and maps outlive the agent: a restarted agent re-opens them
+ * and traffic never stops.
+ *
+ * Two levels:
+ *  - struct hc_dpmaps: the pinned maps alone. The CLI (`hypercore routes`),
+ *    benchmarks and the agent's sync use it; it loads no program.
+ *  - struct hc_dataplane: the loader. Loads (or re-opens) programs and maps,
+ *    attaches XDP to the uplink through a pinned bpf_link, TC to workload
+ *    veths, and keeps hc_host_addrs in step with the node's addresses.
+ *
+ * All calls block briefly on bpf(2) and netlink; call them from the loop
+ * thread or a CLI. Errors: 0 or -errno, with one readable line in an
+ * hc_dp_err where the caller gives one.
+ */
+#ifndef HC_DATAPLANE_H
+#define HC_DATAPLANE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hypercore/dataplane.h>
+
+struct hc_dp_err {
+	char msg[512];
+};
+
+/* ---- the pinned maps ---- */
+
+struct hc_dpmaps;
+
+/* Opens the maps pinned under pin_dir. NULL + errno (ENOENT: nothing pinned
+ * there) with err filled. The caller frees with hc_dpmaps_close(). */
+struct hc_dpmaps *hc_dpmaps_open(const char *pin_dir, struct hc_dp_err *err);
+void hc_dpmaps_close(struct hc_dpmaps *m);
+
+/* One desired entry of each kind. */
+struct hc_dp_route {
+	struct hc_route_key key;
+	struct hc_route_val val;
+};
+
+struct hc_dp_service {
+	struct hc_service_key key;
+	struct hc_service_val val;
+};
+
+/* The whole set the cluster wants, as computed from state broadcasts. */
+struct hc_dp_desired {
+	const struct hc_dp_route *routes;
+	size_t n_routes;
+	const struct hc_dp_service *services;
+	size_t n_services;
+};
+
+struct hc_dp_change_count {
+	size_t added, updated, deleted, unchanged;
+	size_t static_kept; /* desired entries a static entry holds the key of */
+};
+
+struct hc_dp_sync_report {
+	struct hc_dp_change_count routes;
+	struct hc_dp_change_count services;
+};
+
+/* Makes hc_routes and hc_services hold exactly the desired entries plus the
+ * static ones: reads what the maps hold, then adds, updates and deletes only
+ * what differs (batch operations). Static entries are never changed or
+ * removed, and win over a desired entry with the same key. Desired flags
+ * must not carry the static bit. Returns 0 or -errno; report may be NULL. */
+int hc_dpmaps_sync(struct hc_dpmaps *m, const struct hc_dp_desired *want,
+		   struct hc_dp_sync_report *report);
+
+/* Static entries (operators' routes to backends outside the cluster). */
+int hc_dpmaps_route_add_static(struct hc_dpmaps *m, const char *host, uint16_t port,
+			       const struct hc_ipaddr *backend, uint16_t backend_port,
+			       struct hc_dp_err *err);
+/* -ENOENT when absent, -EPERM when the entry is the cluster's, not static. */
+int hc_dpmaps_route_del_static(struct hc_dpmaps *m, const char *host, uint16_t port,
+			       struct hc_dp_err *err);
+/* Adds a backend to a static node-port service (creating it). */
+int hc_dpmaps_service_add_static(struct hc_dpmaps *m, uint8_t proto, uint16_t node_port,
+				 const struct hc_ipaddr *backend, uint16_t backend_port,
+				 struct hc_dp_err *err);
+/* Removes one backend (backend != NULL) or the whole static service. */
+int hc_dpmaps_service_del_static(struct hc_dpmaps *m, uint8_t proto, uint16_t node_port,
+				 const struct hc_ipaddr *backend, uint16_t backend_port,
+				 struct hc_dp_err *err);
+
+/* Builds a route key from a host name (lower-cased; -EINVAL if empty, too
+ * long or not a valid host name). */
+int hc_dp_route_key_init(struct hc_route_key *key, const char *host, uint16_t port);
+
+/* A snapshot of every map, decoded, for `hypercore routes` and metrics. */
+struct hc_dp_workload_row {
+	uint32_t ifindex;
+	struct hc_wl_info wl; /* zeroed id when only counters exist */
+	struct hc_wl_stats stats; /* summed over CPUs */
+};
+
+struct hc_dp_snapshot {
+	struct hc_dp_route *routes;
+	size_t n_routes;
+	struct hc_dp_service *services;
+	size_t n_services;
+	struct hc_dp_workload_row *workloads;
+	size_t n_workloads;
+	uint64_t drops[HC_DROP_REASONS];
+	size_t conntrack_entries;
+};
+
+/* Fills snap (caller-owned, release with hc_dp_snapshot_fini). Entries are
+ * sorted (routes by host and port, services by port and protocol). */
+int hc_dpmaps_snapshot(struct hc_dpmaps *m, struct hc_dp_snapshot *snap);
+void hc_dp_snapshot_fini(struct hc_dp_snapshot *snap);
+
+/* Name of a drop reason code ("no_backend", ...). */
+const char *hc_dp_drop_reason_name(unsigned int reason);
+
+/* ---- the loader ---- */
+
+struct hc_dataplane_config {
+	const char *pin_dir; /* NULL: HC_DEFAULT_BPF_PIN_DIR */
+	const char *iface; /* uplink; NULL: the default route's interface */
+	struct hc_ipaddr workload_net; /* family 0: the default 192.168.127.0/24 */
+	uint8_t workload_prefix;
+	/* Ports workloads may reach on the node's addresses (besides DNS). */
+	const struct hc_port_rule *host_allowed;
+	size_t n_host_allowed;
+};
+
+struct hc_dataplane;
+
+/* Mounts bpffs at /sys/fs/bpf when the pin directory lies there and nothing
+ * is mounted, loads the programs with maps re-used from (or pinned to)
+ * pin_dir, and attaches XDP to the uplink: an existing pinned link is moved
+ * to the new program in place (no gap for traffic), else a new link is made,
+ * native mode when the driver has it, generic otherwise. NULL + errno with
+ * err filled. */
+struct hc_dataplane *hc_dataplane_open(const struct hc_dataplane_config *cfg,
+				       struct hc_dp_err *err);
+
+/* Releases the agent's handles; programs, links and maps stay attached and
+ * pinned. Accepts NULL. */
+void hc_dataplane_close(struct hc_dataplane *dp);
+
+/* The maps the loader opened (owned by dp). */
+struct hc_dpmaps *hc_dataplane_maps(struct hc_dataplane *dp);
+
+/* "native" or "generic", and the uplink's name. */
+const char *hc_dataplane_xdp_mode(const struct hc_dataplane *dp);
+const char *hc_dataplane_iface(const struct hc_dataplane *dp);
+
+/* Attaches TC to the host-side veth that routes to addr and records the
+ * workload (id, address, isolation, egress limit in bytes/s, 0 = none) in
+ * hc_workloads; turns on GRO on the veth's peer, which XDP redirects need.
+ * Idempotent. -ENODEV when no veth routes to addr. */
+int hc_dataplane_workload_attach(struct hc_dataplane *dp, const char *id,
+				 const struct hc_ipaddr *addr, bool isolate, uint64_t rate_bytes_per_sec,
+				 struct hc_dp_err *err);
+
+/* Detaches from the veth of the workload at addr, or of every recorded
+ * workload whose veth is gone when addr is NULL. */
+int hc_dataplane_workload_detach(struct hc_dataplane *dp, const struct hc_ipaddr *addr);
+
+/* Re-reads the node's addresses into hc_host_addrs and attaches TC to the
+ * veths behind static services' backends. Cheap; the agent calls it every
+ * few seconds. */
+int hc_dataplane_refresh(struct hc_dataplane *dp);
+
+/* Detaches XDP from iface (or from wherever the pinned link is when iface is
+ * NULL) and TC from every recorded workload veth, then removes the pins and
+ * pin_dir. Needs no running agent. */
+int hc_dataplane_cleanup(const char *pin_dir, const char *iface, struct hc_dp_err *err);
+
+#endif /* HC_DATAPLANE_H */

@@ -1,0 +1,53 @@
+/* Private interfaces between the files of agent/dataplane. */
+#ifndef HC_DATAPLANE_INT_H
+#define HC_DATAPLANE_INT_H
+
+#include <net/if.h>
+
+#include "dataplane/dataplane.h"
+
+/* Formats into err->msg (err may be NULL) and returns rc. */
+int hc_dp_fail(struct hc_dp_err *err, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* ---- maps.c ---- */
+
+struct hc_dpmaps {
+	int routes, services, conntrack, wl_stats, workloads, wl_rate;
+	int host_addrs, config, drops;
+};
+
+/* Opens from pins (fds owned by m); or adopts fds the loader got (dup'ed). */
+int hc_dpmaps_init_from_pins(struct hc_dpmaps *m, const char *pin_dir, struct hc_dp_err *err);
+void hc_dpmaps_fini(struct hc_dpmaps *m);
+
+/* Makes hc_host_addrs hold exactly addrs[0..n). */
+int hc_dpmaps_set_host_addrs(struct hc_dpmaps *m, const struct hc_ipaddr *addrs, size_t n);
+
+/* ---- netlink.c: rtnetlink queries ---- */
+
+struct hc_dp_link {
+	int ifindex;
+	char name[IF_NAMESIZE];
+	bool is_veth;
+	int peer_ifindex; /* IFLA_LINK: the peer's index in its namespace */
+	int peer_netnsid; /* IFLA_LINK_NETNSID, -1 when the peer is local */
+};
+
+/* The interface the main table routes addr through (a /32 or /128 host
+ * route for a workload). 0 and *ifindex, or -errno (-ENETUNREACH). */
+int hc_nl_route_oif(const struct hc_ipaddr *addr, int *ifindex);
+/* The interface of the IPv4 default route (IPv6 when there is none). */
+int hc_nl_default_oif(int *ifindex);
+int hc_nl_link_get(int ifindex, struct hc_dp_link *link);
+/* The netns id this namespace has for the namespace behind fd, or -errno. */
+int hc_nl_netnsid_of_fd(int nsfd);
+/* Every IPv4 and IPv6 address of this namespace. Caller frees *addrs. */
+int hc_nl_local_addrs(struct hc_ipaddr **addrs, size_t *n);
+
+/* Turns on GRO for the peer of a local veth (in whichever namespace it
+ * lives). XDP redirects into a veth drop every frame unless its peer has
+ * NAPI, which GRO (or an XDP program) gives it. */
+int hc_dp_veth_peer_enable_gro(const struct hc_dp_link *link);
+
+#endif /* HC_DATAPLANE_INT_H */

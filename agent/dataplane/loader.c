@@ -1,0 +1,670 @@
+/* Loading, attaching and pinning the BPF programs; workloads' TC attachment;
+ * cleanup. Maps are shared between the objects and with earlier agents
+ * through libbpf's pin-by-name under the pin directory. */
+#define HC_LOG_MODULE "dataplane"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <linux/if_link.h>
+#include <linux/magic.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include <hypercore/defaults.h>
+
+#include "dataplane/dataplane_int.h"
+#include "log/log.h"
+
+#include "hc_sockmap.skel.h"
+#include "hc_tc.skel.h"
+#include "hc_xdp.skel.h"
+
+#define BPFFS_ROOT "/sys/fs/bpf"
+#define XDP_LINK_PIN "link_xdp" /* pin name of the uplink's XDP link */
+#define TC_HANDLE 0x4843 /* "HC" */
+#define TC_PRIORITY 1
+#define DNS_PORT 53
+
+struct hc_dataplane {
+	char pin_dir[256];
+	char iface[IF_NAMESIZE];
+	int ifindex;
+	const char *xdp_mode;
+	struct hc_xdp *xdp;
+	struct hc_tc *tc;
+	struct hc_sockmap *sockmap;
+	struct hc_dpmaps maps;
+};
+
+/* ---- libbpf's messages ---- */
+
+/* The last warning libbpf printed on this thread: a failed load is explained
+ * by it ("couldn't reuse pinned map ..."), so it goes into the error line. */
+static __thread char libbpf_last_warning[256];
+
+static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	char line[512];
+	size_t len;
+
+	vsnprintf(line, sizeof(line), fmt, ap);
+	if (strncmp(line, "libbpf: ", 8) == 0)
+		memmove(line, line + 8, strlen(line + 8) + 1);
+	len = strlen(line);
+	while (len && line[len - 1] == '\n')
+		line[--len] = '\0';
+	if (level == LIBBPF_WARN)
+		snprintf(libbpf_last_warning, sizeof(libbpf_last_warning), "%s", line);
+	/* One level lower than libbpf's own: shown only when asked for. */
+	if (level == LIBBPF_WARN)
+		hc_log(HC_LOG_INFO, "libbpf: %s", line);
+	else if (level == LIBBPF_INFO)
+		hc_log(HC_LOG_DEBUG, "libbpf: %s", line);
+	return 0;
+}
+
+static void libbpf_setup(void)
+{
+	libbpf_set_print(libbpf_print);
+	libbpf_last_warning[0] = '\0';
+}
+
+/* ---- bpffs ---- */
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char buf[256];
+
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+		return -ENAMETOOLONG;
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, mode) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static bool is_bpffs(const char *path)
+{
+	struct statfs st;
+
+	return statfs(path, &st) == 0 && st.f_type == BPF_FS_MAGIC;
+}
+
+/* Pins need bpffs. Like other BPF agents we mount it at its usual place when
+ * the system has not; anywhere else the operator chose the place. */
+static int ensure_pin_dir(const char *pin_dir, struct hc_dp_err *err)
+{
+	int rc;
+
+	if (strncmp(pin_dir, BPFFS_ROOT "/", strlen(BPFFS_ROOT) + 1) == 0 && !is_bpffs(BPFFS_ROOT)) {
+		if (mount("bpf", BPFFS_ROOT, "bpf", 0, "mode=0700") < 0)
+			return hc_dp_fail(err, -errno, "cannot mount bpffs on %s: %s", BPFFS_ROOT,
+					  strerror(errno));
+		hc_log(HC_LOG_INFO, "mounted bpffs on %s", BPFFS_ROOT);
+	}
+	rc = mkdir_p(pin_dir, 0700);
+	if (rc)
+		return hc_dp_fail(err, rc, "cannot create %s: %s", pin_dir, strerror(-rc));
+	if (!is_bpffs(pin_dir))
+		return hc_dp_fail(err, -EINVAL, "%s is not on a bpf filesystem (mount -t bpf)", pin_dir);
+	return 0;
+}
+
+/* ---- loading ---- */
+
+static int load_failed(struct hc_dp_err *err, const char *what, int rc, const char *pin_dir)
+{
+	return hc_dp_fail(err, rc, "cannot load %s: %s%s%s%s", what, strerror(-rc),
+			  libbpf_last_warning[0] ? " (" : "", libbpf_last_warning,
+			  libbpf_last_warning[0] ? ")" : "");
+	(void)pin_dir;
+}
+
+#define OPEN_AND_LOAD(skel_type, out, pin_dir, err)                                        \
+	({                                                                                 \
+		LIBBPF_OPTS(bpf_object_open_opts, opts_, .pin_root_path = (pin_dir));     \
+		int rc_ = 0;                                                               \
+		(out) = skel_type##__open_opts(&opts_);                                    \
+		if (!(out))                                                                \
+			rc_ = load_failed((err), #skel_type, -errno, (pin_dir));           \
+		else if ((rc_ = skel_type##__load(out)) != 0)                              \
+			rc_ = load_failed((err), #skel_type, rc_ < 0 ? rc_ : -EINVAL, (pin_dir)); \
+		rc_;                                                                       \
+	})
+
+static int load_objects(struct hc_dataplane *dp, struct hc_dp_err *err)
+{
+	int rc;
+
+	rc = OPEN_AND_LOAD(hc_xdp, dp->xdp, dp->pin_dir, err);
+	if (!rc)
+		rc = OPEN_AND_LOAD(hc_tc, dp->tc, dp->pin_dir, err);
+	if (!rc)
+		rc = OPEN_AND_LOAD(hc_sockmap, dp->sockmap, dp->pin_dir, err);
+	return rc;
+}
+
+/* ---- XDP on the uplink ---- */
+
+static void xdp_link_pin_path(const struct hc_dataplane *dp, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s", dp->pin_dir, XDP_LINK_PIN);
+}
+
+/* Moves an existing pinned link on the same interface to the new program
+ * (atomically, so no packet misses the data plane). Returns 1 when done, 0
+ * when there is no usable pinned link, or -errno. */
+static int xdp_update_pinned(struct hc_dataplane *dp, int prog_fd, const char *pin)
+{
+	struct bpf_link_info info;
+	__u32 len = sizeof(info);
+	int fd, rc;
+
+	fd = bpf_obj_get(pin);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) < 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	if (info.type == BPF_LINK_TYPE_XDP && (int)info.xdp.ifindex == dp->ifindex) {
+		rc = bpf_link_update(fd, prog_fd, NULL) < 0 ? -errno : 1;
+		close(fd);
+		return rc;
+	}
+	/* The uplink changed or went away: let the old link go. */
+	hc_log(HC_LOG_INFO, "replacing the XDP link pinned for ifindex %u", info.xdp.ifindex);
+	bpf_link_detach(fd);
+	close(fd);
+	unlink(pin);
+	return 0;
+}
+
+static const char *xdp_mode_name(int ifindex)
+{
+	LIBBPF_OPTS(bpf_xdp_query_opts, q);
+
+	if (bpf_xdp_query(ifindex, 0, &q) < 0)
+		return "unknown";
+	switch (q.attach_mode) {
+	case XDP_ATTACHED_DRV:
+		return "native";
+	case XDP_ATTACHED_SKB:
+		return "generic";
+	case XDP_ATTACHED_HW:
+		return "offload";
+	case XDP_ATTACHED_MULTI:
+		return q.drv_prog_id ? "native" : "generic";
+	default:
+		return "none";
+	}
+}
+
+static int xdp_attach(struct hc_dataplane *dp, struct hc_dp_err *err)
+{
+	int prog_fd = bpf_program__fd(dp->xdp->progs.hc_xdp_ingress);
+	LIBBPF_OPTS(bpf_link_create_opts, generic, .flags = XDP_FLAGS_SKB_MODE);
+	char pin[300];
+	int fd, rc;
+
+	xdp_link_pin_path(dp, pin, sizeof(pin));
+	rc = xdp_update_pinned(dp, prog_fd, pin);
+	if (rc < 0)
+		return hc_dp_fail(err, rc, "cannot update the XDP link pinned at %s: %s", pin,
+				  strerror(-rc));
+	if (rc == 0) {
+		/* No flags: the kernel picks native mode when the driver has it. */
+		fd = bpf_link_create(prog_fd, dp->ifindex, BPF_XDP, NULL);
+		if (fd < 0 && errno != EBUSY && errno != EEXIST) {
+			hc_log(HC_LOG_INFO, "native XDP refused on %s (%s); using generic mode",
+			       dp->iface, strerror(errno));
+			fd = bpf_link_create(prog_fd, dp->ifindex, BPF_XDP, &generic);
+		}
+		if (fd < 0) {
+			rc = -errno;
+			if (rc == -EBUSY || rc == -EEXIST)
+				return hc_dp_fail(err, rc,
+						  "another XDP program is attached to %s (see `bpftool "
+						  "net show dev %s`)",
+						  dp->iface, dp->iface);
+			return hc_dp_fail(err, rc, "cannot attach XDP to %s: %s", dp->iface,
+					  strerror(-rc));
+		}
+		if (bpf_obj_pin(fd, pin) < 0) {
+			rc = -errno;
+			bpf_link_detach(fd);
+			close(fd);
+			return hc_dp_fail(err, rc, "cannot pin the XDP link at %s: %s", pin,
+					  strerror(-rc));
+		}
+		close(fd);
+	}
+	dp->xdp_mode = xdp_mode_name(dp->ifindex);
+	return 0;
+}
+
+/* ---- TC on workload veths ---- */
+
+/* has_qdisc: the veth had our programs before, so its clsact qdisc is
+ * there; creating it again (or attaching without it) only makes the kernel
+ * log a complaint, so each case takes the call that succeeds. */
+static int tc_attach_one(int ifindex, int prog_fd, enum bpf_tc_attach_point where, bool has_qdisc)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = where);
+	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = TC_HANDLE, .priority = TC_PRIORITY,
+		    .prog_fd = prog_fd, .flags = BPF_TC_F_REPLACE);
+	int rc;
+
+	if (has_qdisc) {
+		rc = bpf_tc_attach(&hook, &opts);
+		if (rc != -EINVAL && rc != -ENOENT)
+			return rc;
+		opts.prog_id = 0;
+	}
+	rc = bpf_tc_hook_create(&hook);
+	if (rc && rc != -EEXIST)
+		return rc;
+	return bpf_tc_attach(&hook, &opts);
+}
+
+static void tc_detach_all(int ifindex)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex,
+		    .attach_point = BPF_TC_INGRESS | BPF_TC_EGRESS);
+
+	/* The clsact qdisc was made for the workload's veth; it goes with
+	 * our filters. */
+	bpf_tc_hook_destroy(&hook);
+}
+
+static int tc_attach(struct hc_dataplane *dp, int ifindex, bool has_qdisc)
+{
+	int rc;
+
+	rc = tc_attach_one(ifindex, bpf_program__fd(dp->tc->progs.hc_tc_from_wl), BPF_TC_INGRESS,
+			   has_qdisc);
+	if (!rc)
+		rc = tc_attach_one(ifindex, bpf_program__fd(dp->tc->progs.hc_tc_to_wl), BPF_TC_EGRESS,
+				   has_qdisc);
+	return rc;
+}
+
+static void forget_workload(struct hc_dpmaps *m, __u32 ifindex)
+{
+	bpf_map_delete_elem(m->workloads, &ifindex);
+	bpf_map_delete_elem(m->wl_stats, &ifindex);
+	bpf_map_delete_elem(m->wl_rate, &ifindex);
+}
+
+/* The veth the main table routes addr to; -ENODEV if it is not a veth. */
+static int workload_link(struct hc_dataplane *dp, const struct hc_ipaddr *addr,
+			 struct hc_dp_link *link)
+{
+	int ifindex, rc;
+
+	rc = hc_nl_route_oif(addr, &ifindex);
+	if (rc)
+		return rc;
+	if (ifindex == dp->ifindex)
+		return -ENODEV;
+	rc = hc_nl_link_get(ifindex, link);
+	if (rc)
+		return rc;
+	return link->is_veth ? 0 : -ENODEV;
+}
+
+static void addr_format(const struct hc_ipaddr *a, char *buf, size_t len)
+{
+	if (!inet_ntop(a->family == HC_AF_INET ? AF_INET : AF_INET6, a->ip6, buf, len))
+		snprintf(buf, len, "?");
+}
+
+int hc_dataplane_workload_attach(struct hc_dataplane *dp, const char *id,
+				 const struct hc_ipaddr *addr, bool isolate, uint64_t rate_bytes_per_sec,
+				 struct hc_dp_err *err)
+{
+	struct hc_wl_info wl = {0}, have;
+	struct hc_wl_rate bucket = {0};
+	struct hc_dp_link link;
+	char text[64];
+	int ncpu = libbpf_num_possible_cpus();
+	void *zero_stats;
+	bool known;
+	__u32 key;
+	int rc;
+
+	addr_format(addr, text, sizeof(text));
+	rc = workload_link(dp, addr, &link);
+	if (rc)
+		return hc_dp_fail(err, rc, "no veth routes to workload %s at %s", id, text);
+	key = (__u32)link.ifindex;
+	snprintf(wl.id, sizeof(wl.id), "%s", id);
+	wl.addr = *addr;
+	wl.flags = isolate ? HC_WL_F_ISOLATE : 0;
+	wl.rate_bytes_per_sec = rate_bytes_per_sec;
+	/* A tenth of a second of traffic, at least a few full-sized frames. */
+	wl.burst_bytes = rate_bytes_per_sec / 10 > 65536 ? rate_bytes_per_sec / 10 : 65536;
+
+	known = bpf_map_lookup_elem(dp->maps.workloads, &key, &have) == 0;
+	if (known && memcmp(&have, &wl, sizeof(wl)) == 0)
+		return 0; /* already there: attaching again would only churn */
+	rc = tc_attach(dp, link.ifindex, known);
+	if (rc)
+		return hc_dp_fail(err, rc, "cannot attach TC to %s: %s", link.name, strerror(-rc));
+	zero_stats = calloc(ncpu > 0 ? ncpu : 1, (sizeof(struct hc_wl_stats) + 7) & ~7ul);
+	if (!zero_stats)
+		return hc_dp_fail(err, -ENOMEM, "out of memory");
+	/* Counters and bucket survive a re-attach (BPF_NOEXIST). */
+	bpf_map_update_elem(dp->maps.wl_stats, &key, zero_stats, BPF_NOEXIST);
+	free(zero_stats);
+	bucket.tokens = wl.burst_bytes;
+	bpf_map_update_elem(dp->maps.wl_rate, &key, &bucket, BPF_NOEXIST);
+	if (bpf_map_update_elem(dp->maps.workloads, &key, &wl, BPF_ANY) < 0)
+		return hc_dp_fail(err, -errno, "cannot write %s: %s", HC_MAP_WORKLOADS,
+				  strerror(errno));
+	rc = hc_dp_veth_peer_enable_gro(&link);
+	if (rc)
+		hc_log(HC_LOG_WARN,
+		       "cannot turn on GRO on the peer of %s (%s): XDP redirects to workload %s will "
+		       "be dropped by the veth",
+		       link.name, strerror(-rc), id);
+	hc_log(HC_LOG_INFO, "workload %s at %s: TC attached to %s", id, text, link.name);
+	return 0;
+}
+
+int hc_dataplane_workload_detach(struct hc_dataplane *dp, const struct hc_ipaddr *addr)
+{
+	__u32 keys[HC_WORKLOADS_MAX], key, *prev = NULL;
+	size_t n = 0;
+
+	while (n < HC_WORKLOADS_MAX && bpf_map_get_next_key(dp->maps.workloads, prev, &key) == 0) {
+		struct hc_wl_info wl;
+		struct hc_dp_link link;
+		bool gone = hc_nl_link_get((int)key, &link) != 0 || !link.is_veth;
+
+		if (bpf_map_lookup_elem(dp->maps.workloads, &key, &wl) == 0 &&
+		    ((addr && memcmp(&wl.addr, addr, sizeof(*addr)) == 0) || (!addr && gone)))
+			keys[n++] = key;
+		prev = &key;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct hc_dp_link link;
+
+		if (hc_nl_link_get((int)keys[i], &link) == 0 && link.is_veth)
+			tc_detach_all((int)keys[i]);
+		forget_workload(&dp->maps, keys[i]);
+	}
+	return 0;
+}
+
+/* Attaches to the veths behind static services' backends: an operator's
+ * backend in a namespace of its own is a workload to the data plane. */
+static void attach_static_backends(struct hc_dataplane *dp)
+{
+	struct hc_service_key key, *prev = NULL;
+	struct hc_service_val val;
+
+	while (bpf_map_get_next_key(dp->maps.services, prev, &key) == 0) {
+		prev = &key;
+		if (bpf_map_lookup_elem(dp->maps.services, &key, &val) < 0 ||
+		    !(val.flags & HC_SERVICE_F_STATIC))
+			continue;
+		for (__u32 i = 0; i < val.count && i < HC_SERVICE_MAX_BACKENDS; i++) {
+			struct hc_dp_link link;
+			char id[HC_WORKLOAD_ID_MAX], text[INET6_ADDRSTRLEN];
+
+			if (workload_link(dp, &val.backends[i].addr, &link))
+				continue;
+			addr_format(&val.backends[i].addr, text, sizeof(text));
+			snprintf(id, sizeof(id), "static:%s", text);
+			hc_dataplane_workload_attach(dp, id, &val.backends[i].addr, true, 0, NULL);
+		}
+	}
+}
+
+int hc_dataplane_refresh(struct hc_dataplane *dp)
+{
+	struct hc_ipaddr *addrs;
+	size_t n;
+	int rc;
+
+	rc = hc_nl_local_addrs(&addrs, &n);
+	if (rc)
+		return rc;
+	rc = hc_dpmaps_set_host_addrs(&dp->maps, addrs, n);
+	free(addrs);
+	attach_static_backends(dp);
+	hc_dataplane_workload_detach(dp, NULL);
+	return rc;
+}
+
+/* Moves the TC programs of recorded workloads to the new program version. */
+static void reattach_workloads(struct hc_dataplane *dp)
+{
+	__u32 key, *prev = NULL;
+
+	while (bpf_map_get_next_key(dp->maps.workloads, prev, &key) == 0) {
+		struct hc_dp_link link;
+
+		prev = &key;
+		if (hc_nl_link_get((int)key, &link) == 0 && link.is_veth && tc_attach(dp, (int)key, true) == 0)
+			hc_log(HC_LOG_DEBUG, "TC re-attached to %s", link.name);
+	}
+}
+
+static int write_config(struct hc_dataplane *dp, const struct hc_dataplane_config *cfg,
+			struct hc_dp_err *err)
+{
+	struct hc_config c = {0};
+	__u32 zero = 0;
+	size_t n = 0;
+
+	if (cfg->workload_net.family) {
+		c.workload_net = cfg->workload_net;
+		c.workload_prefix = cfg->workload_prefix;
+	} else {
+		c.workload_net.family = HC_AF_INET;
+		c.workload_net.ip4 = htonl(HC_WORKLOAD_NET);
+		c.workload_prefix = HC_WORKLOAD_PREFIX;
+	}
+	c.host_allowed[n++] = (struct hc_port_rule){.port = DNS_PORT, .proto = IPPROTO_UDP};
+	c.host_allowed[n++] = (struct hc_port_rule){.port = DNS_PORT, .proto = IPPROTO_TCP};
+	for (size_t i = 0; i < cfg->n_host_allowed; i++) {
+		if (n >= HC_ALLOWED_PORTS_MAX)
+			return hc_dp_fail(err, -E2BIG, "at most %d ports may be open to workloads",
+					  HC_ALLOWED_PORTS_MAX - 2);
+		c.host_allowed[n++] = cfg->host_allowed[i];
+	}
+	if (bpf_map_update_elem(dp->maps.config, &zero, &c, BPF_ANY) < 0)
+		return hc_dp_fail(err, -errno, "cannot write %s: %s", HC_MAP_CONFIG, strerror(errno));
+	return 0;
+}
+
+static int resolve_iface(struct hc_dataplane *dp, const char *iface, struct hc_dp_err *err)
+{
+	int rc;
+
+	if (iface) {
+		dp->ifindex = (int)if_nametoindex(iface);
+		if (!dp->ifindex)
+			return hc_dp_fail(err, -ENODEV, "no interface %s (--dataplane-iface)", iface);
+	} else {
+		rc = hc_nl_default_oif(&dp->ifindex);
+		if (rc)
+			return hc_dp_fail(err, rc,
+					  "no default route to find the uplink by; name it with "
+					  "--dataplane-iface");
+	}
+	if (!if_indextoname((unsigned)dp->ifindex, dp->iface))
+		return hc_dp_fail(err, -errno, "interface %d vanished", dp->ifindex);
+	return 0;
+}
+
+struct hc_dataplane *hc_dataplane_open(const struct hc_dataplane_config *cfg,
+				       struct hc_dp_err *err)
+{
+	struct hc_dataplane *dp = calloc(1, sizeof(*dp));
+	const char *pin_dir = cfg->pin_dir ? cfg->pin_dir : HC_DEFAULT_BPF_PIN_DIR;
+	int rc;
+
+	if (!dp) {
+		errno = ENOMEM;
+		hc_dp_fail(err, -ENOMEM, "out of memory");
+		return NULL;
+	}
+	for (int *fd = &dp->maps.routes; fd <= &dp->maps.drops; fd++)
+		*fd = -1;
+	libbpf_setup();
+	if (snprintf(dp->pin_dir, sizeof(dp->pin_dir), "%s", pin_dir) >= (int)sizeof(dp->pin_dir)) {
+		rc = hc_dp_fail(err, -ENAMETOOLONG, "pin directory path too long");
+		goto fail;
+	}
+	rc = resolve_iface(dp, cfg->iface, err);
+	if (!rc)
+		rc = ensure_pin_dir(dp->pin_dir, err);
+	if (!rc)
+		rc = load_objects(dp, err);
+	if (!rc)
+		rc = hc_dpmaps_init_from_pins(&dp->maps, dp->pin_dir, err);
+	if (!rc)
+		rc = write_config(dp, cfg, err);
+	if (!rc)
+		rc = hc_dataplane_refresh(dp);
+	if (!rc)
+		rc = xdp_attach(dp, err);
+	if (rc)
+		goto fail;
+	reattach_workloads(dp);
+	hc_log(HC_LOG_INFO, "data plane on %s (XDP %s mode), maps pinned in %s", dp->iface,
+	       dp->xdp_mode, dp->pin_dir);
+	return dp;
+fail:
+	hc_dataplane_close(dp);
+	errno = -rc;
+	return NULL;
+}
+
+void hc_dataplane_close(struct hc_dataplane *dp)
+{
+	if (!dp)
+		return;
+	hc_dpmaps_fini(&dp->maps);
+	hc_sockmap__destroy(dp->sockmap);
+	hc_tc__destroy(dp->tc);
+	hc_xdp__destroy(dp->xdp);
+	free(dp);
+}
+
+struct hc_dpmaps *hc_dataplane_maps(struct hc_dataplane *dp)
+{
+	return &dp->maps;
+}
+
+const char *hc_dataplane_xdp_mode(const struct hc_dataplane *dp)
+{
+	return dp->xdp_mode;
+}
+
+const char *hc_dataplane_iface(const struct hc_dataplane *dp)
+{
+	return dp->iface;
+}
+
+/* ---- cleanup ---- */
+
+/* Detaches an XDP program of ours that was attached without a link (by an
+ * older agent or by hand). Others' programs stay. */
+static void xdp_detach_ours(int ifindex)
+{
+	LIBBPF_OPTS(bpf_xdp_query_opts, q);
+	struct bpf_prog_info info;
+	__u32 len = sizeof(info);
+	int fd;
+
+	if (bpf_xdp_query(ifindex, 0, &q) < 0 || !q.prog_id)
+		return;
+	fd = bpf_prog_get_fd_by_id(q.prog_id);
+	if (fd < 0)
+		return;
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && strcmp(info.name, "hc_xdp_ingress") == 0)
+		bpf_xdp_detach(ifindex, 0, NULL);
+	close(fd);
+}
+
+int hc_dataplane_cleanup(const char *pin_dir, const char *iface, struct hc_dp_err *err)
+{
+	char path[512];
+	struct dirent *de;
+	DIR *d;
+	int fd, rc = 0;
+
+	libbpf_setup();
+	if (!pin_dir)
+		pin_dir = HC_DEFAULT_BPF_PIN_DIR;
+	snprintf(path, sizeof(path), "%s/%s", pin_dir, XDP_LINK_PIN);
+	fd = bpf_obj_get(path);
+	if (fd >= 0) {
+		if (bpf_link_detach(fd) < 0)
+			rc = hc_dp_fail(err, -errno, "cannot detach the XDP link %s: %s", path,
+					strerror(errno));
+		close(fd);
+	}
+	if (iface) {
+		int ifindex = (int)if_nametoindex(iface);
+
+		if (!ifindex)
+			return hc_dp_fail(err, -ENODEV, "no interface %s", iface);
+		xdp_detach_ours(ifindex);
+	}
+	snprintf(path, sizeof(path), "%s/%s", pin_dir, HC_MAP_WORKLOADS);
+	fd = bpf_obj_get(path);
+	if (fd >= 0) {
+		__u32 key, *prev = NULL;
+
+		while (bpf_map_get_next_key(fd, prev, &key) == 0) {
+			struct hc_dp_link link;
+
+			prev = &key;
+			if (hc_nl_link_get((int)key, &link) == 0 && link.is_veth)
+				tc_detach_all((int)key);
+		}
+		close(fd);
+	}
+	d = opendir(pin_dir);
+	if (!d) {
+		if (errno == ENOENT)
+			return rc;
+		return hc_dp_fail(err, -errno, "cannot read %s: %s", pin_dir, strerror(errno));
+	}
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", pin_dir, de->d_name);
+		if (unlink(path) < 0 && !rc)
+			rc = hc_dp_fail(err, -errno, "cannot remove %s: %s", path, strerror(errno));
+	}
+	closedir(d);
+	if (rmdir(pin_dir) < 0 && !rc)
+		rc = hc_dp_fail(err, -errno, "cannot remove %s: %s", pin_dir, strerror(errno));
+	return rc;
+}
