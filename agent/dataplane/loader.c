@@ -52,7 +52,8 @@ struct hc_dataplane {
  * by it ("couldn't reuse pinned map ..."), so it goes into the error line. */
 static __thread char libbpf_last_warning[256];
 
-static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static int libbpf_print(enum libbpf_print_level level,
+								const char *fmt, va_list ap)
 {
 	char line[512];
 	size_t len;

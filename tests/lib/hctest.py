@@ -69,14 +69,17 @@ def run_cli(*args, timeout=30, input=None):
 class Agent:
     """One `hypercore cluster` process on loopback."""
 
-    def __init__(self, workdir, name="node", extra_args=(), runtime=False, dataplane=False):
+    def __init__(self, workdir, name="node", extra_args=(), runtime=False, dataplane=False,
+                 netns=None):
         """runtime: run the embedded containerd (under workdir) instead of
         --no-runtime, which gossip and API tests use. dataplane: load the BPF
         data plane (the test passes --dataplane-iface and --bpf-pin-dir in
-        extra_args) instead of --no-dataplane."""
+        extra_args) instead of --no-dataplane. netns: run in that network
+        namespace (entered with nsenter, so bpffs pins stay visible here)."""
         self.name = name
         self.runtime = runtime
         self.dataplane = dataplane
+        self.netns = netns
         self.state_dir = os.path.join(workdir, name, "state")
         self.run_dir = os.path.join(workdir, name, "run")
         self.log_path = os.path.join(workdir, name, "agent.log")
@@ -96,7 +99,8 @@ class Agent:
         return "http://127.0.0.1:%d" % self.http_port
 
     def args(self):
-        return [HC_BIN, "cluster", "--grpc-bind-addr", self.grpc_addr,
+        prefix = ["nsenter", "--net=/run/netns/%s" % self.netns] if self.netns else []
+        return [*prefix, HC_BIN, "cluster", "--grpc-bind-addr", self.grpc_addr,
                 "--http-bind-addr", "127.0.0.1:%d" % self.http_port,
                 "--cluster-bind-addr", "127.0.0.1:%d" % self.gossip_port,
                 "--state-dir", self.state_dir, "--log-level", "debug",
@@ -119,10 +123,9 @@ class Agent:
                 raise AssertionError("agent %s exited with %s:\n%s" %
                                      (self.name, self.proc.returncode, self.log()))
             try:
-                with urllib.request.urlopen(self.http_url + "/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, socket.timeout):
+                if self.http("/healthz")[0] == 200:
+                    return
+            except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.05)
         raise AssertionError("agent %s not ready after %ss:\n%s" % (self.name, timeout, self.log()))
@@ -136,6 +139,15 @@ class Agent:
 
     def http(self, path, method="GET", body=None, headers=None):
         """Returns (status, headers, body bytes); HTTP errors are returned, not raised."""
+        if self.netns:
+            import netns  # only data-plane tests need it
+            c = netns.HTTPConnectionIn(self.netns, "127.0.0.1", self.http_port, timeout=10)
+            try:
+                c.request(method, path, body=body, headers=headers or {})
+                r = c.getresponse()
+                return r.status, dict(r.getheaders()), r.read()
+            finally:
+                c.close()
         req = urllib.request.Request(self.http_url + path, method=method, data=body,
                                      headers=headers or {})
         try:
