@@ -12,9 +12,24 @@ int hc_dp_fail(struct hc_dp_err *err, int rc, const char *fmt, ...)
 
 /* ---- maps.c ---- */
 
+/* What a kind of map held after the last sync: entries (key, then value,
+ * stride bytes each) and an open-addressing index on the key. A sync
+ * compares the desired set with it instead of reading the whole map. */
+struct hc_dp_mirror {
+	bool valid; /* false: read the map before the next sync */
+	char *entries;
+	unsigned char *live; /* per entry: 0 once deleted (until a rebuild) */
+	size_t n, cap, ndead, ksize, stride;
+	size_t *slots; /* entry + 1; 0 = empty */
+	size_t mask;
+};
+
+void hc_dp_mirror_fini(struct hc_dp_mirror *m);
+
 struct hc_dpmaps {
 	int routes, services, conntrack, wl_stats, workloads, wl_rate;
 	int host_addrs, config, drops;
+	struct hc_dp_mirror routes_mirror, services_mirror;
 };
 
 /* Opens from pins (fds owned by m); or adopts fds the loader got (dup'ed). */

@@ -183,9 +183,11 @@ static void test_sync_diff_and_static_entries(void **state)
 	assert_int_equal(hc_dpmaps_route_add_static(f->maps, "ext.example.com", 443, &ext, 8443, &err), 0);
 	assert_int_equal(hc_dpmaps_route_add_static(f->maps, "w00003.example.com", 443, &ext, 9443, &err), 0);
 
-	/* 10 updated, 5 removed (the last 5), 5 new. */
+	/* 10 updated, 5 removed (the last 5), 5 new, and a change to the
+	 * entry the operator holds statically, which must not go through. */
 	for (unsigned i = 0; i < 10; i++)
 		routes[i * 7].val.port = 9090;
+	routes[3].val.port = 7777;
 	for (unsigned i = 0; i < 5; i++)
 		make_route(&routes[N - 5 + i], 1000 + i, 8080);
 	assert_int_equal(hc_dpmaps_sync(f->maps, &want, &rep), 0);
