@@ -218,11 +218,12 @@ int hc_tc_from_wl(struct __sk_buff *skb)
 	struct hc_pkt p;
 	int rc;
 
-	/* Best effort: a short frame cannot be pulled further and is parsed as is. */
+	/* The headers into the linear part (best effort: a short frame is
+	 * parsed as is); payloads stay where they are. */
 	bpf_skb_pull_data(skb, len < HC_TC_PULL_LEN ? len : HC_TC_PULL_LEN);
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
-	rc = hc_parse(data, data_end, &p);
+	rc = hc_parse(data, data_end, len, &p);
 
 	if (wl && (wl->flags & HC_WL_F_ISOLATE) && !hc_isolation_allows(data, data_end, rc, &p, wl)) {
 		hc_count_drop(HC_DROP_ISOLATION);

@@ -90,7 +90,7 @@ int hc_xdp_ingress(struct xdp_md *ctx)
 	__u32 idx = 0;
 	int rc;
 
-	rc = hc_parse(data, data_end, &p);
+	rc = hc_parse(data, data_end, data_end - data, &p);
 	if (rc != HC_PARSE_L4) {
 		if (rc == HC_PARSE_BAD)
 			hc_count_drop(HC_DROP_MALFORMED);

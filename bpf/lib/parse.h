@@ -1,6 +1,8 @@
 /* Packet parsing for the XDP and TC programs: Ethernet, up to two 802.1Q/ad
  * tags, IPv4 (with options), IPv6 (with a bounded run of extension headers),
- * TCP and UDP, every read bounds-checked against data_end. */
+ * TCP and UDP, every read bounds-checked against data_end. Length fields
+ * are checked against the whole frame's length, which for an skb may exceed
+ * its linear part: headers must be readable, payloads need not be. */
 #ifndef HC_BPF_PARSE_H
 #define HC_BPF_PARSE_H
 
@@ -31,6 +33,7 @@ struct hc_pkt {
 	__u8 vlans; /* 802.1Q/802.1ad tags in front of L3 */
 	__u8 l4_proto;
 	__u16 l3_len; /* IPv4 total length or IPv6 header + payload */
+	__u32 frame_len; /* the whole frame, readable or not */
 	__u16 csum_off; /* L4 checksum field */
 	struct hc_ipaddr saddr;
 	struct hc_ipaddr daddr;
@@ -51,14 +54,20 @@ struct hc_vlan_hdr {
 	__be16 proto;
 };
 
+/* The L4 header must also end within the IP packet, not just the frame:
+ * what follows the packet is link-layer padding, and a header reaching into
+ * it means lengths that do not add up. */
 static __always_inline int hc_parse_l4(void *data, void *data_end, struct hc_pkt *p)
 {
+	__u32 l3_end = p->l3_off + p->l3_len;
+
 	if (p->l4_proto == IPPROTO_TCP) {
 		struct tcphdr *th = data + p->l4_off;
 
 		if ((void *)(th + 1) > data_end)
 			return HC_PARSE_BAD;
-		if (th->doff < 5 || (void *)th + th->doff * 4 > data_end)
+		if (th->doff < 5 || (void *)th + th->doff * 4 > data_end ||
+		    p->l4_off + th->doff * 4 > l3_end)
 			return HC_PARSE_BAD;
 		p->sport = th->source;
 		p->dport = th->dest;
@@ -70,7 +79,7 @@ static __always_inline int hc_parse_l4(void *data, void *data_end, struct hc_pkt
 
 		if ((void *)(uh + 1) > data_end)
 			return HC_PARSE_BAD;
-		if (bpf_ntohs(uh->len) < sizeof(*uh))
+		if (bpf_ntohs(uh->len) < sizeof(*uh) || p->l4_off + bpf_ntohs(uh->len) > l3_end)
 			return HC_PARSE_BAD;
 		p->sport = uh->source;
 		p->dport = uh->dest;
@@ -93,7 +102,7 @@ static __always_inline int hc_parse_ipv4(void *data, void *data_end, struct hc_p
 	if ((void *)iph + hlen > data_end)
 		return HC_PARSE_BAD;
 	p->l3_len = bpf_ntohs(iph->tot_len);
-	if (p->l3_len < hlen || (void *)iph + p->l3_len > data_end)
+	if (p->l3_len < hlen || p->l3_off + p->l3_len > p->frame_len)
 		return HC_PARSE_BAD;
 	p->saddr.ip4 = iph->saddr;
 	p->saddr.family = HC_AF_INET;
@@ -119,7 +128,7 @@ static __always_inline int hc_parse_ipv6(void *data, void *data_end, struct hc_p
 	if (ip6h->version != 6)
 		return HC_PARSE_BAD;
 	p->l3_len = sizeof(*ip6h) + bpf_ntohs(ip6h->payload_len);
-	if ((void *)ip6h + p->l3_len > data_end)
+	if (p->l3_off + p->l3_len > p->frame_len)
 		return HC_PARSE_BAD;
 	__builtin_memcpy(p->saddr.ip6, &ip6h->saddr, 16);
 	p->saddr.family = HC_AF_INET6;
@@ -147,6 +156,12 @@ static __always_inline int hc_parse_ipv6(void *data, void *data_end, struct hc_p
 			off += (oh->hdrlen + 2) * 4; /* AH counts 4-byte words */
 		else
 			off += (oh->hdrlen + 1) * 8;
+		/* Checked before the mask above can wrap a long header back
+		 * into the packet, where its bytes would pass for the next.
+		 * (A test of off against 0x7ff here too sends the verifier
+		 * past its 1M instruction budget.) */
+		if (off > p->l3_off + p->l3_len)
+			return HC_PARSE_BAD;
 		next = oh->nexthdr;
 	}
 	if (next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING || next == IPPROTO_DSTOPTS ||
@@ -160,14 +175,16 @@ static __always_inline int hc_parse_ipv6(void *data, void *data_end, struct hc_p
 	return hc_parse_l4(data, data_end, p);
 }
 
-/* Parses the frame in [data, data_end) into p. */
-static __always_inline int hc_parse(void *data, void *data_end, struct hc_pkt *p)
+/* Parses the frame of frame_len bytes whose first (data_end - data) bytes
+ * are readable at data into p. */
+static __always_inline int hc_parse(void *data, void *data_end, __u32 frame_len, struct hc_pkt *p)
 {
 	struct ethhdr *eth = data;
 	__u16 proto;
 	__u32 off;
 
 	__builtin_memset(p, 0, sizeof(*p));
+	p->frame_len = frame_len;
 	if ((void *)(eth + 1) > data_end)
 		return HC_PARSE_BAD;
 	proto = bpf_ntohs(eth->h_proto);
