@@ -89,7 +89,9 @@ class Servers:
                     return
                 if not d:
                     return
+                c.settimeout(10)  # the client may be slow to read a large echo
                 c.sendall(d)
+                c.settimeout(0.2)
 
     def _udp(self):
         while not self.stop:
@@ -207,12 +209,18 @@ class DataplaneTest(hctest.TestCase):
         return s
 
     def echo(self, s, msg):
-        s.sendall(msg)
+        # Sent from another thread: a message larger than the socket
+        # buffers comes back while it is still being sent.
+        sender = threading.Thread(target=s.sendall, args=(msg,))
+        sender.start()
         got = b""
-        while len(got) < len(msg):
-            d = s.recv(65536)
-            self.assertTrue(d, "connection closed")
-            got += d
+        try:
+            while len(got) < len(msg):
+                d = s.recv(65536)
+                self.assertTrue(d, "connection closed")
+                got += d
+        finally:
+            sender.join()
         self.assertEqual(got, msg)
 
     # ---- tests ----
