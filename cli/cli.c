@@ -156,6 +156,8 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 		"  --ports H:C[,H:C...]    host port -> container port, recorded for the proxy\n"
 		"  --label KEY=VALUE       label kept with the workload (repeatable)\n"
 		"  --runtime runc|runsc    OCI runtime; runsc is gVisor (default runc)\n"
+		"  --egress-mbit N         limit what it sends to N Mbit/s (the data plane\n"
+		"                          drops the excess; label hypercore.egress-mbit)\n"
 		"  --capacity-cpu N        vCPUs this node offers (default max(nproc, 225))\n"
 		"  --capacity-mem MB       memory this node offers (default: MemAvailable)\n"
 		"  --json                  print the workload as JSON\n"

@@ -31,6 +31,7 @@ enum {
 	OPT_PORTS,
 	OPT_LABEL,
 	OPT_RUNTIME,
+	OPT_EGRESS_MBIT,
 	OPT_ID,
 	OPT_JSON,
 	OPT_FOLLOW,
@@ -251,6 +252,7 @@ static int parse_spawn_opts(const struct hc_cli_cmd *cmd, int argc, char **argv,
 		{ "ports", required_argument, NULL, OPT_PORTS },
 		{ "label", required_argument, NULL, OPT_LABEL },
 		{ "runtime", required_argument, NULL, OPT_RUNTIME },
+		{ "egress-mbit", required_argument, NULL, OPT_EGRESS_MBIT },
 		{ "capacity-cpu", required_argument, NULL, OPT_CAP_CPU },
 		{ "capacity-mem", required_argument, NULL, OPT_CAP_MEM },
 		{ "json", no_argument, NULL, OPT_JSON },
@@ -308,6 +310,14 @@ static int parse_spawn_opts(const struct hc_cli_cmd *cmd, int argc, char **argv,
 			if (!(spec->runtime_handler = strdup(optarg)))
 				return hc_cli_fail("out of memory");
 			break;
+		case OPT_EGRESS_MBIT: {
+			char label[64];
+
+			snprintf(label, sizeof(label), "%s=%.20s", HC_LABEL_EGRESS_MBIT, optarg);
+			if (add_label(spec, label) < 0)
+				return hc_cli_fail("out of memory");
+			break;
+		}
 		case OPT_CAP_CPU:
 			if (parse_u32(optarg, 1, 1u << 20, &o->capacity_cpus) < 0)
 				return hc_cli_usage_error(cmd, "invalid --capacity-cpu %s", optarg);

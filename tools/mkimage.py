@@ -39,7 +39,7 @@ import tarfile
 
 BUSYBOX = "/bin/busybox"
 APPLETS = ("sh", "httpd", "hostname", "echo", "cat", "sleep", "printf", "head", "tr", "ls",
-           "ps", "tty", "env", "id", "true", "false", "seq")
+           "ps", "tty", "env", "id", "true", "false", "seq", "dd", "nc")
 
 WEB_INIT = """#!/bin/sh
 mkdir -p /www

@@ -265,7 +265,8 @@ void daemon_dataplane_on_running(void *arg, const struct hc_runtime_running *lis
 
 		if (to_ipaddr(list[i].ip, &ip) < 0)
 			continue;
-		if (hc_dataplane_workload_attach(dd->dp, list[i].id, &ip, true, 0, &err) < 0)
+		if (hc_dataplane_workload_attach(dd->dp, list[i].id, &ip, true,
+						 list[i].egress_bytes_per_sec, &err) < 0)
 			hc_log(HC_LOG_WARN, "%s", err.msg);
 	}
 	sync_local(dd, list, n);

@@ -91,6 +91,14 @@ struct hc_workload_spec {
 
 void hc_workload_spec_fini(struct hc_workload_spec *spec);
 
+/* The label that limits a workload's egress (what it sends), in whole
+ * Mbit/s; the data plane enforces it on the workload's veth. */
+#define HC_LABEL_EGRESS_MBIT "hypercore.egress-mbit"
+#define HC_EGRESS_MBIT_MAX 100000
+
+/* The egress limit a spec asks for, in bytes per second; 0 = none. */
+uint64_t hc_workload_spec_egress_bytes(const struct hc_workload_spec *spec);
+
 /* Checks a spec without side effects: a parsable image reference, cores and
  * memory in range, env as KEY=VALUE, ports 1..65535 without duplicates,
  * label keys, a known runtime handler. 0 or -EINVAL with err. */
@@ -259,6 +267,7 @@ struct hc_runtime_running {
 	char ip[46];
 	struct hc_port_map ports[HC_RUNTIME_MAX_PORTS];
 	size_t nports;
+	uint64_t egress_bytes_per_sec; /* 0 = no limit */
 };
 
 typedef void hc_runtime_running_fn(void *arg, const struct hc_runtime_running *list, size_t n);

@@ -171,6 +171,29 @@ static int label_key_valid(const char *k)
 	return strncmp(k, "io.hypercore.", 13) != 0;
 }
 
+/* Whole Mbit/s in 1..HC_EGRESS_MBIT_MAX, or 0 when text is not that. */
+static unsigned long egress_mbit(const char *text)
+{
+	unsigned long v = 0;
+
+	if (!text[0] || strlen(text) > 6)
+		return 0;
+	for (const char *p = text; *p; p++) {
+		if (!isdigit((unsigned char)*p))
+			return 0;
+		v = v * 10 + (unsigned long)(*p - '0');
+	}
+	return v <= HC_EGRESS_MBIT_MAX ? v : 0;
+}
+
+uint64_t hc_workload_spec_egress_bytes(const struct hc_workload_spec *spec)
+{
+	for (size_t i = 0; i < spec->nlabels; i++)
+		if (strcmp(spec->labels[i].key, HC_LABEL_EGRESS_MBIT) == 0)
+			return (uint64_t)egress_mbit(spec->labels[i].value) * 1000000 / 8;
+	return 0;
+}
+
 int hc_workload_spec_validate(const struct hc_workload_spec *spec, struct hc_runtime_err *err)
 {
 	if (!spec->image_ref || !spec->image_ref[0])
@@ -211,6 +234,12 @@ int hc_workload_spec_validate(const struct hc_workload_spec *spec, struct hc_run
 		if (strlen(spec->labels[i].value) > MAX_LABEL_VALUE)
 			return hc_runtime_fail(err, EINVAL, "label %s: value too long",
 					       spec->labels[i].key);
+		if (strcmp(spec->labels[i].key, HC_LABEL_EGRESS_MBIT) == 0 &&
+		    !egress_mbit(spec->labels[i].value))
+			return hc_runtime_fail(err, EINVAL,
+					       "label %s must be whole Mbit/s, 1..%d, not \"%.20s\"",
+					       HC_LABEL_EGRESS_MBIT, HC_EGRESS_MBIT_MAX,
+					       spec->labels[i].value);
 	}
 	if (spec->runtime_handler && strcmp(spec->runtime_handler, "runc") != 0 &&
 	    strcmp(spec->runtime_handler, "runsc") != 0)

@@ -160,6 +160,7 @@ static void publish_running(struct hc_runtime_watch *w, const struct hc_workload
 		if (now[k].nports)
 			memcpy(now[k].ports, wl->spec.ports,
 			       now[k].nports * sizeof(now[k].ports[0]));
+		now[k].egress_bytes_per_sec = hc_workload_spec_egress_bytes(&wl->spec);
 		k++;
 	}
 	qsort(now, k, sizeof(*now), running_cmp);

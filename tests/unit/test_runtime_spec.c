@@ -133,6 +133,35 @@ static void test_validate(void **state)
 	hc_workload_spec_fini(&spec);
 }
 
+/* The egress limit travels as a label in whole Mbit/s. */
+static void test_egress_label(void **state)
+{
+	struct hc_workload_spec spec;
+	struct hc_runtime_err err;
+	struct hc_label lab = { HC_LABEL_EGRESS_MBIT, "8" };
+	static const char *const bad[] = { "0", "-1", "1.5", "", "100001", "9999999", "8mbit" };
+
+	(void)state;
+	base_spec(&spec);
+	assert_int_equal(hc_workload_spec_egress_bytes(&spec), 0);
+	spec.labels = &lab;
+	spec.nlabels = 1;
+	assert_int_equal(hc_workload_spec_validate(&spec, &err), 0);
+	assert_int_equal(hc_workload_spec_egress_bytes(&spec), 1000000);
+	lab.value = "100000";
+	assert_int_equal(hc_workload_spec_validate(&spec, &err), 0);
+	assert_int_equal(hc_workload_spec_egress_bytes(&spec), 12500000000ull);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		lab.value = (char *)bad[i];
+		assert_int_equal(hc_workload_spec_validate(&spec, &err), -EINVAL);
+		assert_non_null(strstr(err.msg, HC_LABEL_EGRESS_MBIT));
+		assert_int_equal(hc_workload_spec_egress_bytes(&spec), 0);
+	}
+	spec.labels = NULL;
+	spec.nlabels = 0;
+	hc_workload_spec_fini(&spec);
+}
+
 /* The stored form is upstream's VmSpawnRequest JSON, read back exactly. */
 static void test_json_round_trip(void **state)
 {
@@ -223,6 +252,7 @@ int main(void)
 		cmocka_unit_test(test_image_refs),	 cmocka_unit_test(test_ports),
 		cmocka_unit_test(test_validate),	 cmocka_unit_test(test_json_round_trip),
 		cmocka_unit_test(test_json_hostile), cmocka_unit_test(test_ids),
+		cmocka_unit_test(test_egress_label),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
