@@ -2,10 +2,11 @@
 """Runs every hypercore test suite against one or more builds and prints one
 summary line, "N passed, N failed, N skipped".
 
-Each test program speaks TAP: the cmocka unit tests (CMOCKA_MESSAGE_OUTPUT=TAP)
-and the Python integration tests (tests/lib/hctest.py). A program that crashes,
-hangs past its time limit or prints fewer results than it planned counts as a
-failure of its own, so nothing can pass by dying quietly.
+Each test program speaks TAP: the cmocka unit and BPF program tests
+(CMOCKA_MESSAGE_OUTPUT=TAP) and the Python integration tests
+(tests/lib/hctest.py). A program that crashes, hangs past its time limit or
+prints fewer results than it planned counts as a failure of its own, so
+nothing can pass by dying quietly.
 
 Usage: tests/run.py --build build [--build build/asan] [--only SUBSTRING]
 """
@@ -21,7 +22,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = "/usr/bin/python3"  # Debian's, the one with python3-grpcio
 
-TAP_RESULT = re.compile(r"^(not ok|ok)\b\s*(\d+)?\s*(?:-\s*)?(.*?)(?:\s+#\s*(SKIP|TODO)\b(.*))?$")
+# cmocka writes a skip as "not ok 3 # SKIP name", hctest.py as "ok 3 - name
+# # SKIP reason": the directive may follow the number directly.
+TAP_RESULT = re.compile(r"^(not ok|ok)\b(?:\s+(\d+))?(?:\s+-)?\s*(.*?)(?:\s*#\s*(SKIP|TODO)\b(.*))?$")
 TAP_PLAN = re.compile(r"^1\.\.(\d+)")
 
 # Sanitizers: stop at the first error and make it visible in the output.
@@ -40,12 +43,16 @@ class Totals:
 
 def suites(build):
     """(kind, name, argv, timeout_s) for every test program of a build."""
-    unit_dir = os.path.join(build, "tests", "unit")
-    if os.path.isdir(unit_dir):
-        for name in sorted(os.listdir(unit_dir)):
-            path = os.path.join(unit_dir, name)
+    # "bpf": the BPF program tests (BPF_PROG_TEST_RUN); they need root and
+    # report every case as skipped, with the reason, without it.
+    for kind in ("unit", "bpf"):
+        d = os.path.join(build, "tests", kind)
+        if not os.path.isdir(d):
+            continue
+        for name in sorted(os.listdir(d)):
+            path = os.path.join(d, name)
             if name.startswith("test_") and os.access(path, os.X_OK) and not name.endswith(".d"):
-                yield "unit", name, [path], 300
+                yield kind, name, [path], 300
     for kind in ("integration", "interop"):
         d = os.path.join(ROOT, "tests", kind)
         if not os.path.isdir(d):
@@ -88,7 +95,8 @@ def parse_tap(output):
         if m:
             ok = m.group(1) == "ok"
             skipped = m.group(4) == "SKIP"
-            results.append((ok or skipped, m.group(3).strip() or "#%s" % m.group(2), skipped))
+            name = m.group(3).strip() or (m.group(5) or "").strip() or "#%s" % m.group(2)
+            results.append((ok or skipped, name, skipped))
     return plan, results
 
 

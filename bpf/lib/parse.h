@@ -120,7 +120,7 @@ static __always_inline int hc_parse_ipv4(void *data, void *data_end, struct hc_p
 static __always_inline int hc_parse_ipv6(void *data, void *data_end, struct hc_pkt *p)
 {
 	struct ipv6hdr *ip6h = data + p->l3_off;
-	__u32 off;
+	__u32 off, too_deep;
 	__u8 next;
 
 	if ((void *)(ip6h + 1) > data_end)
@@ -145,8 +145,12 @@ static __always_inline int hc_parse_ipv6(void *data, void *data_end, struct hc_p
 		    next != IPPROTO_DSTOPTS && next != IPPROTO_AH &&
 		    next != IPPROTO_FRAGMENT)
 			break;
-		/* Keeps the offset provably small for the verifier. */
-		off &= 0x7ff;
+		/* Keeps the offset provably small for the verifier; a test,
+		 * not a mask, so that headers reaching past 2 KiB (jumbo
+		 * frames) are left alone rather than wrapped back into the
+		 * packet, where their bytes would pass for the next header. */
+		if (off > 0x7ff)
+			return HC_PARSE_OTHER;
 		oh = data + off;
 		if ((void *)oh + 8 > data_end)
 			return HC_PARSE_BAD;
@@ -156,10 +160,9 @@ static __always_inline int hc_parse_ipv6(void *data, void *data_end, struct hc_p
 			off += (oh->hdrlen + 2) * 4; /* AH counts 4-byte words */
 		else
 			off += (oh->hdrlen + 1) * 8;
-		/* Checked before the mask above can wrap a long header back
-		 * into the packet, where its bytes would pass for the next.
-		 * (A test of off against 0x7ff here too sends the verifier
-		 * past its 1M instruction budget.) */
+		/* A header running past the packet is malformed. (Testing
+		 * off against 0x7ff here instead of at the top of the loop
+		 * sends the verifier past its 1M instruction budget.) */
 		if (off > p->l3_off + p->l3_len)
 			return HC_PARSE_BAD;
 		next = oh->nexthdr;
@@ -167,7 +170,12 @@ static __always_inline int hc_parse_ipv6(void *data, void *data_end, struct hc_p
 	if (next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING || next == IPPROTO_DSTOPTS ||
 	    next == IPPROTO_AH || next == IPPROTO_FRAGMENT)
 		return HC_PARSE_OTHER; /* more extension headers than we follow */
+	/* The same, but the mask stays: a test of off itself here sends the
+	 * verifier past its budget. */
+	too_deep = off >> 11;
 	off &= 0x7ff;
+	if (too_deep)
+		return HC_PARSE_OTHER;
 	if (off > p->l3_off + p->l3_len)
 		return HC_PARSE_BAD;
 	p->l4_proto = next;
