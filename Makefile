@@ -207,8 +207,22 @@ fuzz: deps
 	$(Q)tools/fuzz.sh --all build/asan/fuzz $(or $(FUZZ_SECONDS),300)
 
 bench: deps
-	$(Q)$(MAKE) --no-print-directory all
-	$(Q)tools/bench/run.sh
+	$(Q)$(MAKE) --no-print-directory all $(BENCH_BINS)
+	$(Q)HC_BUILD=$(BUILD) tools/bench/run.sh
+
+# Benchmark tools: standalone programs the tools/bench scripts run, and
+# benchmarks in C (tools/bench/bench_*.c) built against the library.
+BENCH_BINS += $(BUILD)/bench/hc_pktgen $(BUILD)/bench/bench_map_sync
+BENCH_BINS += $(BUILD)/bench/bench_xdp_prog
+$(BUILD)/bench/bench_%: $(OBJ)/tools/bench/bench_%.o $(TESTLIB) $(LIB)
+	$(call msg,LD,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bench/hc_pktgen: tools/bench/hc_pktgen.c
+	$(call msg,CC,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -o $@ $<
 
 clean:
 	rm -rf build

@@ -16,7 +16,7 @@ packages=(
 	libmicrohttpd-dev
 	# tests
 	libcmocka-dev python3 python3-grpcio python3-grpc-tools python3-protobuf
-	curl iproute2 procps serf tmux
+	curl iproute2 procps serf tmux ethtool
 	# workload runtime: embedded containerd, CNI, local registry and test images
 	containerd runc containernetworking-plugins iptables docker-registry skopeo
 	busybox-static runsc
