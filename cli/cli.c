@@ -292,6 +292,15 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 		hc_cli_cmd_routes_del,
 	},
 	{
+		"dataplane",
+		"the data plane's own verbs (see dataplane cleanup --help)",
+		"Usage: hypercore dataplane cleanup [options]\n"
+		"\n"
+		"The agent loads, attaches and syncs the data plane itself; `hypercore routes`\n"
+		"reads and changes its maps. `dataplane cleanup` removes it all.\n",
+		hc_cli_cmd_dataplane,
+	},
+	{
 		"dataplane cleanup",
 		"detach the BPF programs and remove the pinned maps",
 		"Usage: hypercore dataplane cleanup [options]\n"

@@ -91,6 +91,7 @@ int hc_cli_cmd_attach(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_routes(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_routes_add(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_routes_del(const struct hc_cli_cmd *cmd, int argc, char **argv);
+int hc_cli_cmd_dataplane(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_dataplane_cleanup(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_version(const struct hc_cli_cmd *cmd, int argc, char **argv);
 

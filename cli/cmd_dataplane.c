@@ -405,7 +405,18 @@ int hc_cli_cmd_routes_del(const struct hc_cli_cmd *cmd, int argc, char **argv)
 	return r < 0 ? hc_cli_fail("%s", err.msg) : HC_EXIT_OK;
 }
 
-/* ---- hypercore dataplane cleanup ---- */
+/* ---- hypercore dataplane [cleanup] ---- */
+
+/* `dataplane` alone only explains its subcommand. */
+int hc_cli_cmd_dataplane(const struct hc_cli_cmd *cmd, int argc, char **argv)
+{
+	if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		hc_cli_print_usage(cmd, stdout);
+		return HC_EXIT_OK;
+	}
+	return hc_cli_usage_error(cmd, argc > 1 ? "unknown subcommand %s" : "a subcommand is needed%s",
+				  argc > 1 ? argv[1] : "");
+}
 
 int hc_cli_cmd_dataplane_cleanup(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {

@@ -379,8 +379,6 @@ static int start_runtime(struct daemon *d, const struct hc_daemon_config *cfg, c
 		snprintf(err, errlen, "cannot start the workload watch: %s", strerror(errno));
 		return -1;
 	}
-	if (d->dataplane)
-		hc_runtime_watch_on_running(d->watch, daemon_dataplane_on_running, d->dataplane);
 	if (hc_runtime_watch_register_metrics(d->watch, d->metrics) < 0 ||
 	    (d->containerd && hc_containerd_register_metrics(d->containerd, d->metrics) < 0)) {
 		snprintf(err, errlen, "out of memory");
@@ -452,11 +450,6 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, char *err, size_t errlen)
 	 * blocked mask and signals arrive only through the loop. */
 	if (watch_signals(&d, err, errlen) < 0)
 		goto fail;
-	if (!cfg->no_dataplane) {
-		d.dataplane = daemon_dataplane_start(d.loop, d.metrics, cfg, err, errlen);
-		if (!d.dataplane)
-			goto fail;
-	}
 	if (!cfg->no_runtime && start_runtime(&d, cfg, err, errlen) < 0)
 		goto fail;
 	d.cluster = hc_cluster_new(d.loop, &ccfg, err, errlen);
@@ -465,6 +458,16 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, char *err, size_t errlen)
 	d.api = hc_api_new(d.loop, d.cluster, d.metrics, &acfg, err, errlen);
 	if (!d.api)
 		goto fail;
+	/* After every listener is bound: an agent that cannot start leaves the
+	 * data plane as it found it. */
+	if (!cfg->no_dataplane) {
+		d.dataplane = daemon_dataplane_start(d.loop, d.metrics, cfg, err, errlen);
+		if (!d.dataplane)
+			goto fail;
+		if (d.watch)
+			hc_runtime_watch_on_running(d.watch, daemon_dataplane_on_running,
+						    d.dataplane);
+	}
 	if (hc_cluster_start(d.cluster, err, errlen) < 0)
 		goto fail;
 	if (hc_metrics_register(d.metrics, collect_process, &d) < 0 ||

@@ -204,7 +204,7 @@ class DataplaneTest(hctest.TestCase):
 
     def client_tcp(self):
         s = netns.socket_in(self.client)
-        s.settimeout(3)
+        s.settimeout(15)  # losses on a loaded machine back TCP off for seconds
         s.connect((NODE_UP_IP, TCP_NODE_PORT))
         return s
 
@@ -405,6 +405,23 @@ class DataplaneTest(hctest.TestCase):
                          "/sys/fs/bpf/%s-none" % PREFIX, check=False)
         self.assertEqual(r.returncode, 1)
         self.assertIn("no data plane pinned", r.stderr)
+
+    def test_an_agent_that_cannot_start_attaches_nothing(self):
+        busy = netns.socket_in(self.node)
+        with busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen(1)
+            a = hctest.Agent(self.workdir, "busy", dataplane=True, netns=self.node,
+                             extra_args=["--dataplane-iface", self.uplink, "--bpf-pin-dir",
+                                         self.pin_dir])
+            a.http_port = busy.getsockname()[1]
+            self.agents.append(a)
+            a.start(wait=False)
+            self.assertEqual(a.proc.wait(20), 1)
+        self.assertIn("http", a.log().lower())
+        self.assertFalse(os.path.exists(self.pin_dir))
+        r = netns.run_in(self.node, "bpftool", "-j", "net", "show", "dev", self.uplink)
+        self.assertEqual(json.loads(r.stdout)[0]["xdp"], [])
 
     def test_cleanup_detaches_everything(self):
         agent = self.start_agent()
