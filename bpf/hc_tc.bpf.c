@@ -172,7 +172,9 @@ static __always_inline int hc_tc_send_reply(struct __sk_buff *skb, const struct 
 	fib.l4_protocol = p->l4_proto;
 	fib.sport = ct->port;
 	fib.dport = p->dport;
-	fib.tot_len = p->l3_len;
+	/* tot_len 0: the kernel checks the MTU against the skb itself, which
+	 * knows GSO; a GSO skb's length always exceeds the MTU. */
+	fib.tot_len = 0;
 	fib.ifindex = skb->ifindex;
 	if (p->l3_proto == ETH_P_IP) {
 		fib.family = AF_INET;
@@ -184,6 +186,10 @@ static __always_inline int hc_tc_send_reply(struct __sk_buff *skb, const struct 
 		__builtin_memcpy(fib.ipv6_dst, p->daddr.ip6, 16);
 	}
 	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+		hc_count_drop(HC_DROP_TOO_BIG);
+		return TC_ACT_SHOT;
+	}
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) {
 		hc_count_drop(HC_DROP_FIB);
 		return TC_ACT_SHOT;

@@ -799,6 +799,7 @@ static const char *const drop_reason_names[HC_DROP_REASONS] = {
 	[HC_DROP_RATE] = "rate_limit",
 	[HC_DROP_CT_FULL] = "conntrack_full",
 	[HC_DROP_MALFORMED] = "malformed",
+	[HC_DROP_TOO_BIG] = "too_big",
 };
 
 const char *hc_dp_drop_reason_name(unsigned int reason)

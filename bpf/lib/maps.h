@@ -91,7 +91,7 @@ struct {
 /* Reason code -> packets (per CPU). Written by XDP and TC; read by the agent. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, HC_DROP_REASONS);
+	__uint(max_entries, HC_DROP_REASONS_MAX);
 	__type(key, __u32);
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);

@@ -207,8 +207,14 @@ enum hc_drop_reason {
 	HC_DROP_RATE = 4, /* over the workload's egress rate */
 	HC_DROP_CT_FULL = 5, /* conntrack insert failed: passed untranslated */
 	HC_DROP_MALFORMED = 6, /* header lengths that do not add up */
+	HC_DROP_TOO_BIG = 7, /* a translated reply larger than the way out's MTU */
 	HC_DROP_REASONS
 };
+
+/* hc_drops has room for reasons yet to come, so that adding one does not
+ * change the pinned map's size and strand an upgraded agent. */
+#define HC_DROP_REASONS_MAX 64
+_Static_assert(HC_DROP_REASONS <= HC_DROP_REASONS_MAX, "hc_drops is too small");
 
 /* hc_splice_peer: socket cookie -> the cookie of the socket its bytes go to.
  * hc_splice (sockhash) holds the sockets, keyed by cookie. */

@@ -250,6 +250,8 @@ class DataplaneTest(hctest.TestCase):
 
         doc = self.routes()
         self.assertGreaterEqual(doc["conntrack_entries"], 4)  # both directions of 2 flows
+        # Every reply was translated and sent, GSO segments included.
+        self.assertEqual(doc["drops"], {r: 0 for r in doc["drops"]})
         ports = {(s["node_port"], s["proto"]): s for s in doc["services"]}
         self.assertEqual(ports[(TCP_NODE_PORT, "tcp")]["backends"],
                          [{"address": WL_IP, "port": TCP_PORT}])
