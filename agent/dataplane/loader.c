@@ -48,9 +48,10 @@ struct hc_dataplane {
 
 /* ---- libbpf's messages ---- */
 
-/* The last warning libbpf printed on this thread: a failed load is explained
- * by it ("couldn't reuse pinned map ..."), so it goes into the error line. */
-static __thread char libbpf_last_warning[256];
+/* The first warning libbpf printed on this thread since libbpf_setup(): a
+ * failed load is explained by it ("couldn't reuse pinned map ...", "BPF
+ * program load failed: ..."), better than by the summaries that follow. */
+static __thread char libbpf_first_warning[256];
 
 __attribute__((format(printf, 2, 0))) static int libbpf_print(enum libbpf_print_level level,
 								const char *fmt, va_list ap)
@@ -64,8 +65,8 @@ __attribute__((format(printf, 2, 0))) static int libbpf_print(enum libbpf_print_
 	len = strlen(line);
 	while (len && line[len - 1] == '\n')
 		line[--len] = '\0';
-	if (level == LIBBPF_WARN)
-		snprintf(libbpf_last_warning, sizeof(libbpf_last_warning), "%s", line);
+	if (level == LIBBPF_WARN && !libbpf_first_warning[0])
+		snprintf(libbpf_first_warning, sizeof(libbpf_first_warning), "%s", line);
 	/* One level lower than libbpf's own: shown only when asked for. */
 	if (level == LIBBPF_WARN)
 		hc_log(HC_LOG_INFO, "libbpf: %s", line);
@@ -77,7 +78,7 @@ __attribute__((format(printf, 2, 0))) static int libbpf_print(enum libbpf_print_
 static void libbpf_setup(void)
 {
 	libbpf_set_print(libbpf_print);
-	libbpf_last_warning[0] = '\0';
+	libbpf_first_warning[0] = '\0';
 }
 
 /* ---- bpffs ---- */
@@ -130,12 +131,13 @@ static int ensure_pin_dir(const char *pin_dir, struct hc_dp_err *err)
 
 /* ---- loading ---- */
 
-static int load_failed(struct hc_dp_err *err, const char *what, int rc, const char *pin_dir)
+/* libbpf's last warning says why (a pinned map of another layout, the
+ * verifier's verdict), so it goes into the line. */
+static int load_failed(struct hc_dp_err *err, const char *what, int rc)
 {
 	return hc_dp_fail(err, rc, "cannot load %s: %s%s%s%s", what, strerror(-rc),
-			  libbpf_last_warning[0] ? " (" : "", libbpf_last_warning,
-			  libbpf_last_warning[0] ? ")" : "");
-	(void)pin_dir;
+			  libbpf_first_warning[0] ? " (" : "", libbpf_first_warning,
+			  libbpf_first_warning[0] ? ")" : "");
 }
 
 #define OPEN_AND_LOAD(skel_type, out, pin_dir, err)                                        \
@@ -144,9 +146,9 @@ static int load_failed(struct hc_dp_err *err, const char *what, int rc, const ch
 		int rc_ = 0;                                                               \
 		(out) = skel_type##__open_opts(&opts_);                                    \
 		if (!(out))                                                                \
-			rc_ = load_failed((err), #skel_type, -errno, (pin_dir));           \
+			rc_ = load_failed((err), #skel_type, -errno);                      \
 		else if ((rc_ = skel_type##__load(out)) != 0)                              \
-			rc_ = load_failed((err), #skel_type, rc_ < 0 ? rc_ : -EINVAL, (pin_dir)); \
+			rc_ = load_failed((err), #skel_type, rc_ < 0 ? rc_ : -EINVAL);     \
 		rc_;                                                                       \
 	})
 

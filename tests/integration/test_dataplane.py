@@ -425,6 +425,27 @@ class DataplaneTest(hctest.TestCase):
         r = netns.run_in(self.node, "bpftool", "-j", "net", "show", "dev", self.uplink)
         self.assertEqual(json.loads(r.stdout)[0]["xdp"], [])
 
+    def test_pins_of_another_layout_are_refused_clearly(self):
+        # A map pinned under a data plane name with another shape (an older
+        # build's, or someone else's): the agent says which and why, and
+        # leaves it alone.
+        os.makedirs(self.pin_dir)
+        pin = os.path.join(self.pin_dir, "hc_drops")
+        subprocess.run(["bpftool", "map", "create", pin, "type", "array", "key", "4", "value",
+                        "8", "entries", "3", "name", "hc_drops"], check=True)
+        a = hctest.Agent(self.workdir, "old", dataplane=True, netns=self.node,
+                         extra_args=["--dataplane-iface", self.uplink, "--bpf-pin-dir",
+                                     self.pin_dir])
+        self.agents.append(a)
+        a.start(wait=False)
+        self.assertEqual(a.proc.wait(20), 1)
+        last = a.log().strip().splitlines()[-1]
+        self.assertIn("cannot load", last)
+        self.assertIn("hc_drops", last)
+        self.assertTrue(os.path.exists(pin))
+        r = netns.run_in(self.node, "bpftool", "-j", "net", "show", "dev", self.uplink)
+        self.assertEqual(json.loads(r.stdout)[0]["xdp"], [])
+
     def test_cleanup_detaches_everything(self):
         agent = self.start_agent()
         self.add_services()
