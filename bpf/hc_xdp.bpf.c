@@ -84,6 +84,7 @@ int hc_xdp_ingress(struct xdp_md *ctx)
 	struct hc_service_key skey = {};
 	struct hc_ct_key fkey = {};
 	struct bpf_fib_lookup fib;
+	struct hc_hop hop = {};
 	struct hc_ct_val *ct;
 	struct ethhdr *eth;
 	struct hc_pkt p;
@@ -126,13 +127,22 @@ int hc_xdp_ingress(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 
-	rc = hc_fib_to_backend(ctx, data, data_end, &p, b, &fib);
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS &&
-	    !(rc == BPF_FIB_LKUP_RET_NO_NEIGH && p.vlans == 0)) {
-		hc_count_drop(HC_DROP_FIB);
-		return XDP_PASS;
+	if (ct && hc_ct_hop(ct, b, &hop)) {
+		rc = BPF_FIB_LKUP_RET_SUCCESS; /* an established flow's way */
+	} else {
+		rc = hc_fib_to_backend(ctx, data, data_end, &p, b, &fib);
+		if (rc != BPF_FIB_LKUP_RET_SUCCESS &&
+		    !(rc == BPF_FIB_LKUP_RET_NO_NEIGH && p.vlans == 0)) {
+			hc_count_drop(HC_DROP_FIB);
+			return XDP_PASS;
+		}
+		hop.ifindex = fib.ifindex;
+		__builtin_memcpy(hop.dmac, fib.dmac, ETH_ALEN);
+		__builtin_memcpy(hop.smac, fib.smac, ETH_ALEN);
+		if (ct)
+			hc_ct_set_hop(ct, rc == BPF_FIB_LKUP_RET_SUCCESS ? &hop : NULL);
 	}
-	if (!ct && hc_ct_insert(&p, &fkey, b, idx)) {
+	if (!ct && hc_ct_insert(&p, &fkey, b, idx, rc == BPF_FIB_LKUP_RET_SUCCESS ? &hop : NULL)) {
 		hc_count_drop(HC_DROP_CT_FULL);
 		return XDP_PASS;
 	}
@@ -150,10 +160,10 @@ int hc_xdp_ingress(struct xdp_md *ctx)
 	eth = data;
 	if ((void *)(eth + 1) > data_end)
 		return XDP_ABORTED;
-	__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
-	hc_count_rx(fib.ifindex, data_end - data);
-	return bpf_redirect(fib.ifindex, 0);
+	__builtin_memcpy(eth->h_dest, hop.dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, hop.smac, ETH_ALEN);
+	hc_count_rx(hop.ifindex, data_end - data);
+	return bpf_redirect(hop.ifindex, 0);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

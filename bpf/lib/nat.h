@@ -75,9 +75,47 @@ hc_ct_backend(const struct hc_service_val *svc, const struct hc_ct_val *ct, __u3
 	return b;
 }
 
-/* Writes both directions of a new flow. Returns 0 or a negative errno. */
+/* The way to a backend: egress ifindex and the MACs to write. */
+struct hc_hop {
+	__u32 ifindex;
+	__u8 dmac[6];
+	__u8 smac[6];
+};
+
+/* The next hop a flow's forward entry remembers, if it still leads to this
+ * backend: the workload TC knows at that ifindex must have its address. A
+ * veth gone or given to another workload makes the FIB decide again. */
+static __always_inline int hc_ct_hop(const struct hc_ct_val *ct, const struct hc_backend *b,
+				     struct hc_hop *hop)
+{
+	const struct hc_wl_info *wl;
+	__u32 ifindex = ct->hop_ifindex;
+
+	if (!ifindex)
+		return 0;
+	wl = bpf_map_lookup_elem(&hc_workloads, &ifindex);
+	if (!wl || !hc_addr_eq(&wl->addr, &b->addr))
+		return 0;
+	hop->ifindex = ifindex;
+	__builtin_memcpy(hop->dmac, ct->hop_dmac, 6);
+	__builtin_memcpy(hop->smac, ct->hop_smac, 6);
+	return 1;
+}
+
+static __always_inline void hc_ct_set_hop(struct hc_ct_val *ct, const struct hc_hop *hop)
+{
+	ct->hop_ifindex = hop ? hop->ifindex : 0;
+	if (hop) {
+		__builtin_memcpy(ct->hop_dmac, hop->dmac, 6);
+		__builtin_memcpy(ct->hop_smac, hop->smac, 6);
+	}
+}
+
+/* Writes both directions of a new flow (hop: the FIB's answer to keep, or
+ * NULL). Returns 0 or a negative errno. */
 static __always_inline int hc_ct_insert(const struct hc_pkt *p, const struct hc_ct_key *fwd,
-					const struct hc_backend *b, __u32 idx)
+					const struct hc_backend *b, __u32 idx,
+					const struct hc_hop *hop)
 {
 	struct hc_ct_key rkey = {};
 	struct hc_ct_val val = {};
@@ -89,6 +127,7 @@ static __always_inline int hc_ct_insert(const struct hc_pkt *p, const struct hc_
 	val.dir = HC_CT_FORWARD;
 	val.backend_idx = idx;
 	val.created_ns = now;
+	hc_ct_set_hop(&val, hop);
 	err = bpf_map_update_elem(&hc_conntrack, fwd, &val, BPF_ANY);
 	if (err)
 		return err;

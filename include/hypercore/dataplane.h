@@ -138,8 +138,14 @@ struct hc_ct_val {
 	__u8 dir; /* HC_CT_FORWARD or HC_CT_REPLY */
 	__u8 backend_idx; /* forward: index into the service's backends */
 	__u64 created_ns; /* bpf_ktime_get_ns() of the first packet */
+	/* forward: the FIB's answer for the backend, kept so that a flow's
+	 * later packets skip the lookup; 0 = none. Used only while the
+	 * workload recorded at that ifindex still has the backend's address. */
+	__u32 hop_ifindex;
+	__u8 hop_dmac[6];
+	__u8 hop_smac[6];
 };
-_Static_assert(sizeof(struct hc_ct_val) == 32, "hc_ct_val layout");
+_Static_assert(sizeof(struct hc_ct_val) == 48, "hc_ct_val layout");
 
 /* hc_wl_stats (per-CPU): key is the ifindex of a workload's host-side veth.
  * "rx" is traffic into the workload, "tx" traffic it sends. */

@@ -713,6 +713,58 @@ static void test_backend_spread_and_stickiness(void **state)
 
 /* A conntrack entry naming a backend the hash would not choose is obeyed:
  * what keeps flows sticky is conntrack, checked directly. */
+/* An established flow reuses the next hop its forward entry remembers while
+ * the workload recorded at that veth still has the backend's address: a
+ * changed neighbour entry is not seen until the record goes. */
+static void test_established_flow_keeps_its_next_hop(void **state)
+{
+	struct hc_pktspec spec = { V4(HC_BPFNET_NODE4), .proto = IPPROTO_TCP, .sport = 34567,
+				   .dport = SVC_SPREAD, .tcp_flags = TH_ACK };
+	static const uint8_t old_mac[6] = { 2, 0, 0, 0, 2, 2 }, new_mac[6] = { 2, 0, 0, 0, 2, 0x99 };
+	uint8_t in[HC_PKT_MAX], out[HC_PKT_MAX];
+	uint32_t ifindex = (uint32_t)env.net.wl_ifindex;
+	int wl_fd = bpf_map__fd(env.skel->maps.hc_workloads);
+	struct hc_wl_info wl = { .id = "w" };
+	struct hc_ct_key key = { .proto = IPPROTO_TCP };
+	struct hc_ct_val val;
+	struct hc_pktinfo info;
+	size_t out_len;
+	int len;
+
+	(void)state;
+	REQUIRE_ENV();
+	reset_maps();
+	set_service1(SVC_SPREAD, IPPROTO_TCP, HC_BPFNET_BACKEND4, 8080);
+	assert_int_equal(hc_bpfnet_addr(HC_BPFNET_BACKEND4, &wl.addr), 0);
+	assert_int_equal(bpf_map_update_elem(wl_fd, &ifindex, &wl, BPF_ANY), 0);
+	len = hc_pkt_build(&spec, in, sizeof(in), &info);
+	assert_true(len > 0);
+
+	expect_verdict(xdp_run(in, (size_t)len, out, &out_len), XDP_REDIRECT);
+	assert_memory_equal(out, old_mac, 6);
+	hc_bpfnet_addr(HC_BPFNET_CLIENT4, &key.saddr);
+	hc_bpfnet_addr(HC_BPFNET_NODE4, &key.daddr);
+	key.sport = htons(34567);
+	key.dport = htons(SVC_SPREAD);
+	assert_int_equal(bpf_map_lookup_elem(env.conntrack, &key, &val), 0);
+	assert_int_equal(val.hop_ifindex, ifindex);
+	assert_memory_equal(val.hop_dmac, old_mac, 6);
+
+	assert_int_equal(system("ip neigh replace " HC_BPFNET_BACKEND4 " lladdr 02:00:00:00:02:99 "
+				"dev " HC_BPFNET_WL " nud permanent"), 0);
+	expect_verdict(xdp_run(in, (size_t)len, out, &out_len), XDP_REDIRECT);
+	assert_memory_equal(out, old_mac, 6); /* remembered */
+
+	assert_int_equal(bpf_map_delete_elem(wl_fd, &ifindex), 0);
+	expect_verdict(xdp_run(in, (size_t)len, out, &out_len), XDP_REDIRECT);
+	assert_memory_equal(out, new_mac, 6); /* asked the FIB again */
+	assert_int_equal(bpf_map_lookup_elem(env.conntrack, &key, &val), 0);
+	assert_memory_equal(val.hop_dmac, new_mac, 6);
+
+	assert_int_equal(system("ip neigh replace " HC_BPFNET_BACKEND4 " lladdr 02:00:00:00:02:02 "
+				"dev " HC_BPFNET_WL " nud permanent"), 0);
+}
+
 static void test_conntrack_entry_decides(void **state)
 {
 	static const uint16_t ports[] = { 8080, 8080, 8080 };
@@ -814,19 +866,21 @@ static int group_teardown(void **state)
 
 int main(void)
 {
-	enum { NCASES = sizeof(cases) / sizeof(cases[0]) };
-	struct CMUnitTest tests[NCASES + 4] = {
+	enum { NCASES = sizeof(cases) / sizeof(cases[0]), NFIXED = 5 };
+	struct CMUnitTest tests[NFIXED + NCASES] = {
 		cmocka_unit_test(test_udp_checksum_computing_to_zero),
 		cmocka_unit_test(test_every_prefix_passes),
 		cmocka_unit_test(test_backend_spread_and_stickiness),
 		cmocka_unit_test(test_conntrack_entry_decides),
+		cmocka_unit_test(test_established_flow_keeps_its_next_hop),
 	};
 
 	/* One TAP line per fixture, named by its description. */
 	for (size_t i = 0; i < NCASES; i++) {
-		tests[4 + i].name = cases[i].desc;
-		tests[4 + i].test_func = test_case;
-		tests[4 + i].initial_state = (void *)&cases[i];
+		tests[NFIXED + i].name = cases[i].desc;
+		tests[NFIXED + i].test_func = test_case;
+		tests[NFIXED + i].initial_state = (void *)&cases[i];
 	}
-	return _cmocka_run_group_tests("test_xdp", tests, NCASES + 4, group_setup, group_teardown);
+	return _cmocka_run_group_tests("test_xdp", tests, NFIXED + NCASES, group_setup,
+				       group_teardown);
 }

@@ -150,6 +150,7 @@ static int setup_maps(struct bench *b)
 	static const char *const hosts[] = { HC_BPFNET_NODE4, HC_BPFNET_BACKEND4 };
 	struct hc_service_val svc = { .count = 1 };
 	struct hc_service_key key = { .proto = IPPROTO_TCP };
+	struct hc_wl_info wl = { 0 };
 	uint32_t ifindex = (uint32_t)b->net.wl_ifindex;
 	int hosts_fd = bpf_map__fd(b->skel->maps.hc_host_addrs);
 	int svc_fd = bpf_map__fd(b->skel->maps.hc_services);
@@ -171,6 +172,12 @@ static int setup_maps(struct bench *b)
 		return -errno;
 	key.port = BACKEND_PORT;
 	if (bpf_map_update_elem(svc_fd, &key, &svc, BPF_ANY))
+		return -errno;
+	/* The workload behind the veth, as the agent records it when it
+	 * attaches TC there: established flows then reuse their next hop. */
+	wl.addr = svc.backends[0].addr;
+	snprintf(wl.id, sizeof(wl.id), "bench");
+	if (bpf_map_update_elem(bpf_map__fd(b->skel->maps.hc_workloads), &ifindex, &wl, BPF_ANY))
 		return -errno;
 	return hc_bpfnet_percpu_zero(b->stats, &ifindex, 6);
 }
