@@ -28,7 +28,7 @@ endif
 GEN := $(BUILD)/gen
 OBJ := $(BUILD)/obj
 
-PKGS := libprotobuf-c jansson libmicrohttpd libcrypto zlib libbpf
+PKGS := libprotobuf-c jansson libmicrohttpd libssl libcrypto zlib libbpf
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS = $(shell pkg-config --libs $(PKGS)) -lgrpc -lgpr
 

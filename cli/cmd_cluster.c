@@ -1,5 +1,6 @@
 /* `hypercore cluster` (the agent) and its client verbs. */
 #include "cli.h"
+#include "proxy/proxy.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -55,6 +56,15 @@ enum {
 	OPT_NO_DATAPLANE,
 	OPT_BPF_PIN_DIR,
 	OPT_DATAPLANE_IFACE,
+	OPT_NO_PROXY,
+	OPT_PROXY_BIND,
+	OPT_PROXY_WORKERS,
+	OPT_PROXY_FORWARDING,
+	OPT_PROXY_FORWARDED,
+	OPT_PROXY_HEAD_TIMEOUT,
+	OPT_PROXY_MAX_CONNS,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
 };
 
 #define MAX_REGISTRIES 32
@@ -103,6 +113,15 @@ int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
 		{ "no-dataplane", no_argument, NULL, OPT_NO_DATAPLANE },
 		{ "bpf-pin-dir", required_argument, NULL, OPT_BPF_PIN_DIR },
 		{ "dataplane-iface", required_argument, NULL, OPT_DATAPLANE_IFACE },
+		{ "no-proxy", no_argument, NULL, OPT_NO_PROXY },
+		{ "proxy-bind-addr", required_argument, NULL, OPT_PROXY_BIND },
+		{ "proxy-workers", required_argument, NULL, OPT_PROXY_WORKERS },
+		{ "proxy-forwarding", required_argument, NULL, OPT_PROXY_FORWARDING },
+		{ "proxy-forwarded-headers", no_argument, NULL, OPT_PROXY_FORWARDED },
+		{ "proxy-head-timeout-ms", required_argument, NULL, OPT_PROXY_HEAD_TIMEOUT },
+		{ "proxy-max-conns", required_argument, NULL, OPT_PROXY_MAX_CONNS },
+		{ "cluster-tls-cert", required_argument, NULL, OPT_TLS_CERT },
+		{ "cluster-tls-key", required_argument, NULL, OPT_TLS_KEY },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -217,6 +236,49 @@ int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
 			break;
 		case OPT_DATAPLANE_IFACE:
 			cfg.dataplane_iface = optarg;
+			break;
+		case OPT_NO_PROXY:
+			cfg.no_proxy = true;
+			break;
+		case OPT_PROXY_BIND:
+			cfg.proxy_bind_addr = optarg;
+			break;
+		case OPT_PROXY_WORKERS:
+			if (hc_cli_parse_uint(optarg, 1, 64, &v) < 0)
+				return hc_cli_usage_error(cmd, "invalid --proxy-workers %s (1..64)",
+							  optarg);
+			cfg.proxy_workers = (unsigned)v;
+			break;
+		case OPT_PROXY_FORWARDING: {
+			enum hc_proxy_forwarding mode;
+
+			if (hc_proxy_forwarding_parse(optarg, &mode) < 0)
+				return hc_cli_usage_error(
+					cmd, "invalid --proxy-forwarding %s (splice, sockmap or copy)",
+					optarg);
+			cfg.proxy_forwarding = (int)mode;
+			break;
+		}
+		case OPT_PROXY_FORWARDED:
+			cfg.proxy_forwarded_headers = true;
+			break;
+		case OPT_PROXY_HEAD_TIMEOUT:
+			if (hc_cli_parse_uint(optarg, 100, 3600000, &v) < 0)
+				return hc_cli_usage_error(
+					cmd, "invalid --proxy-head-timeout-ms %s (100..3600000)", optarg);
+			cfg.proxy_head_timeout_ms = (unsigned)v;
+			break;
+		case OPT_PROXY_MAX_CONNS:
+			if (hc_cli_parse_uint(optarg, 1, 1000000, &v) < 0)
+				return hc_cli_usage_error(cmd, "invalid --proxy-max-conns %s (1..1000000)",
+							  optarg);
+			cfg.proxy_max_conns = (unsigned)v;
+			break;
+		case OPT_TLS_CERT:
+			cfg.tls_cert = optarg;
+			break;
+		case OPT_TLS_KEY:
+			cfg.tls_key = optarg;
 			break;
 		case OPT_CONTAINERD_SOCKET:
 			cfg.containerd_socket = optarg;

@@ -24,6 +24,7 @@
 #include "loop/loop.h"
 #include "metrics/metrics.h"
 #include "daemon/daemon_int.h"
+#include "proxy/proxy.h"
 #include "runtime/runtime.h"
 
 #define LEAVE_LIMIT_MS 10000
@@ -39,6 +40,8 @@ struct daemon {
 	struct hc_containerd *containerd; /* NULL with --containerd-socket */
 	struct hc_runtime_watch *watch;
 	struct daemon_dataplane *dataplane; /* NULL with --no-dataplane */
+	struct hc_proxy *proxy;             /* NULL with --no-proxy or --no-dataplane */
+	uint64_t proxy_timer;
 	double start_time; /* unix seconds */
 	long clock_ticks;
 	long page_size;
@@ -199,12 +202,60 @@ static void on_stop_signal(struct hc_loop *loop, int signo, void *arg)
 
 static void on_reload_signal(struct hc_loop *loop, int signo, void *arg)
 {
+	struct daemon *d = arg;
+	char why[512];
+
 	(void)loop;
 	(void)signo;
-	(void)arg;
-	/* Reloadable pieces (TLS certificates, policy files, the keyring)
-	 * hook in here as they arrive; flags need a restart. */
-	hc_log(HC_LOG_INFO, "SIGHUP: nothing reloadable is configured");
+	/* Reloadable pieces (policy files, the keyring) hook in here as they
+	 * arrive; flags need a restart. */
+	if (d->proxy && hc_proxy_reload_tls(d->proxy, why, sizeof(why)) == 0)
+		hc_log(HC_LOG_INFO, "SIGHUP: TLS certificate reloaded");
+	else if (d->proxy && strcmp(why, "no certificate configured") != 0)
+		hc_log(HC_LOG_ERROR, "SIGHUP: keeping the old certificate: %s", why);
+	else
+		hc_log(HC_LOG_INFO, "SIGHUP: nothing reloadable is configured");
+}
+
+/* ---- proxy ---- */
+
+#define PROXY_REFRESH_MS 1000
+
+static int64_t refresh_proxy(struct hc_loop *loop, uint64_t id, void *arg)
+{
+	struct daemon *d = arg;
+
+	(void)loop;
+	(void)id;
+	hc_proxy_refresh(d->proxy);
+	return PROXY_REFRESH_MS;
+}
+
+static int start_proxy(struct daemon *d, const struct hc_daemon_config *cfg, char *err,
+		       size_t errlen)
+{
+	struct hc_proxy_config pcfg = {
+		.pin_dir = cfg->bpf_pin_dir,
+		.base_url = cfg->base_url,
+		.bind_host = cfg->proxy_bind_addr,
+		.workers = cfg->proxy_workers,
+		.forwarding = (enum hc_proxy_forwarding)cfg->proxy_forwarding,
+		.forwarded_headers = cfg->proxy_forwarded_headers,
+		.head_timeout_ms = cfg->proxy_head_timeout_ms,
+		.max_conns = cfg->proxy_max_conns,
+		.tls_cert = cfg->tls_cert,
+		.tls_key = cfg->tls_key,
+	};
+
+	d->proxy = hc_proxy_start(&pcfg, err, errlen);
+	if (!d->proxy)
+		return -1;
+	d->proxy_timer = hc_loop_add_timer(d->loop, PROXY_REFRESH_MS, refresh_proxy, d);
+	if (!d->proxy_timer || hc_proxy_register_metrics(d->proxy, d->metrics) < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
 }
 
 static int watch_signals(struct daemon *d, char *err, size_t errlen)
@@ -217,7 +268,7 @@ static int watch_signals(struct daemon *d, char *err, size_t errlen)
 	sigaction(SIGPIPE, &ign, NULL);
 	if ((r = hc_loop_watch_signal(loop, SIGINT, on_stop_signal, d)) < 0 ||
 	    (r = hc_loop_watch_signal(loop, SIGTERM, on_stop_signal, d)) < 0 ||
-	    (r = hc_loop_watch_signal(loop, SIGHUP, on_reload_signal, NULL)) < 0) {
+	    (r = hc_loop_watch_signal(loop, SIGHUP, on_reload_signal, d)) < 0) {
 		snprintf(err, errlen, "cannot watch signals: %s", strerror(-r));
 		return r;
 	}
@@ -395,6 +446,8 @@ static void daemon_fini(struct daemon *d)
 	hc_runtime_watch_stop(d->watch);
 	/* workloads keep running in their shims; the next agent adopts them */
 	hc_containerd_stop(d->containerd, CONTAINERD_STOP_MS);
+	/* the proxy's connections end with it; node ports keep flowing */
+	hc_proxy_stop(d->proxy);
 	/* programs and maps stay attached: traffic flows while no agent runs */
 	daemon_dataplane_stop(d->dataplane);
 	hc_cluster_free(d->cluster);
@@ -467,6 +520,8 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, char *err, size_t errlen)
 		if (d.watch)
 			hc_runtime_watch_on_running(d.watch, daemon_dataplane_on_running,
 						    d.dataplane);
+		if (!cfg->no_proxy && start_proxy(&d, cfg, err, errlen) < 0)
+			goto fail;
 	}
 	if (hc_cluster_start(d.cluster, err, errlen) < 0)
 		goto fail;

@@ -48,6 +48,16 @@ struct hc_daemon_config {
 	bool no_dataplane;             /* load no BPF programs */
 	const char *bpf_pin_dir;       /* NULL: /sys/fs/bpf/hypercore */
 	const char *dataplane_iface;   /* NULL: the default route's interface */
+
+	/* Proxy (runs with the data plane, whose hc_routes it serves) */
+	bool no_proxy;
+	const char *proxy_bind_addr;   /* NULL: 0.0.0.0 */
+	unsigned proxy_workers;        /* 0: one per CPU */
+	int proxy_forwarding;          /* enum hc_proxy_forwarding */
+	bool proxy_forwarded_headers;
+	unsigned proxy_head_timeout_ms; /* 0: 10000 */
+	unsigned proxy_max_conns;      /* per port; 0: 10000 */
+	const char *tls_cert, *tls_key; /* --cluster-tls-cert/-key */
 };
 
 /*

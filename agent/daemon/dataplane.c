@@ -185,12 +185,13 @@ static bool still_running(const struct hc_runtime_running *old, const struct hc_
 	return false;
 }
 
-/* Node ports (TCP and UDP) for the workloads' H:C ports within the node-port
- * range, and an L7 route from each id to its first port. The cluster will
- * add other nodes' workloads to the same desired set. */
+/* Each H:C port of a workload: H in the node-port range becomes a node port
+ * (TCP and UDP) to IP:C for XDP; any other H an L7 route (id, H) -> IP:C that
+ * the proxy serves on port H as <id>.<base-url>. The cluster will add other
+ * nodes' workloads to the same desired set. */
 static void sync_local(struct daemon_dataplane *dd, const struct hc_runtime_running *list, size_t n)
 {
-	struct hc_dp_route *routes = calloc(n + 1, sizeof(*routes));
+	struct hc_dp_route *routes = calloc(n * HC_RUNTIME_MAX_PORTS + 1, sizeof(*routes));
 	struct hc_dp_service *services = calloc(2 * n * HC_RUNTIME_MAX_PORTS + 1, sizeof(*services));
 	struct hc_dp_desired want = {.routes = routes, .services = services};
 	struct hc_dp_sync_report rep;
@@ -205,19 +206,19 @@ static void sync_local(struct daemon_dataplane *dd, const struct hc_runtime_runn
 	for (size_t i = 0; i < n; i++) {
 		struct hc_ipaddr ip;
 
-		if (to_ipaddr(list[i].ip, &ip) < 0 || list[i].nports == 0)
+		if (to_ipaddr(list[i].ip, &ip) < 0)
 			continue;
-		if (hc_dp_route_key_init(&routes[want.n_routes].key, list[i].id, 0) == 0) {
-			routes[want.n_routes].val.backend = ip;
-			routes[want.n_routes].val.port = list[i].ports[0].container;
-			want.n_routes++;
-		}
 		for (size_t p = 0; p < list[i].nports; p++) {
 			uint16_t h = list[i].ports[p].host;
 
 			if (h < HC_NODE_PORT_MIN || h > HC_NODE_PORT_MAX) {
-				hc_log(HC_LOG_DEBUG, "workload %s port %u is outside the node-port range",
-				       list[i].id, h);
+				struct hc_dp_route *r = &routes[want.n_routes];
+
+				if (hc_dp_route_key_init(&r->key, list[i].id, h) == 0) {
+					r->val.backend = ip;
+					r->val.port = list[i].ports[p].container;
+					want.n_routes++;
+				}
 				continue;
 			}
 			for (int proto = 0; proto < 2; proto++) {

@@ -53,9 +53,10 @@ def wait_for(what, fn, timeout=20, interval=0.1):
     raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
 
 
-def http_get(url, timeout=2):
+def http_get(url, timeout=2, headers=None):
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
+        req = urllib.request.Request(url, headers=headers or {})
+        with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.read().decode()
     except OSError:
         return None
@@ -505,7 +506,8 @@ class Runtime(unittest.TestCase):
         return json.loads(r.stdout)
 
     def test_12_node_port_reaches_a_workload(self):
-        wid = self.spawn("web", "--mem", "32", "--ports", "30880:8080")
+        proxy_port = hctest.free_port()
+        wid = self.spawn("web", "--mem", "32", "--ports", "30880:8080,%d:8080" % proxy_port)
         ip = self.workload(wid)["ip"]
 
         def published():
@@ -517,8 +519,13 @@ class Runtime(unittest.TestCase):
         self.assertEqual(svc[0]["backends"], [{"address": ip, "port": 8080}])
         self.assertFalse(svc[0]["static"])
         self.assertTrue(wl[0]["isolated"])
-        self.assertIn({"host": wid, "port": 0, "backend": ip, "backend_port": 8080, "node": "",
-                       "static": False}, doc["routes"])
+        # A host port outside the node-port range is the proxy's: an L7 route.
+        self.assertEqual([r for r in doc["routes"] if r["host"] == wid],
+                         [{"host": wid, "port": proxy_port, "backend": ip, "backend_port": 8080,
+                           "node": "", "static": False}])
+        body = wait_for("HTTP through the proxy", lambda: http_get(
+            "http://127.0.0.1:%d/" % proxy_port, headers={"Host": "%s.example.com" % wid}))
+        self.assertIn("hypercore-web id=%s" % wid, body)
 
         # From another machine's point of view: the client namespace.
         def fetch():

@@ -238,7 +238,8 @@ class Interop(hctest.TestCase):
         self.assertNotIn("hc-bad", s.members())
         # It says why, in words an operator can act on.
         self.assertRegex(bad.log(), r"join with 127\.0\.0\.1:\d+ failed: .*(key|hung up)")
-        self.assertIn("could not join any seed", bad.log())
+        # Five attempts a second apart: the verdict comes after the last.
+        wait_for(lambda: "could not join any seed" in bad.log(), 10, "the join verdict")
         bad.stop()
         # Rotation driven from the serf side reaches the hypercore node.
         s.cli("keys", "-install", KEY2)

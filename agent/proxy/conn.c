@@ -1,0 +1,687 @@
+/* A proxied connection from accept to close: peeking at the request head or
+ * ClientHello, routing through hc_routes, connecting to the backend, error
+ * answers, timeouts. Moving bytes afterwards is forward.c's. */
+#define HC_LOG_MODULE "proxy"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "dataplane/dataplane.h"
+#include "log/log.h"
+#include "proxy/proxy_int.h"
+
+#define ACCEPTS_PER_EVENT 64
+#define TLS_ALERT_HANDSHAKE_FAILURE 40
+#define TLS_ALERT_DECODE_ERROR 50
+#define TLS_ALERT_INTERNAL_ERROR 80
+#define TLS_ALERT_UNRECOGNIZED_NAME 112
+
+static void count_error(struct hc_proxy_conn *c, enum hc_proxy_error e)
+{
+	atomic_fetch_add(&c->w->p->stats.errors[e], 1);
+}
+
+static void conn_unlink(struct hc_proxy_conn *c)
+{
+	struct hc_proxy_worker *w = c->w;
+
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	w->nconns--;
+}
+
+void hc_proxy_conn_close(struct hc_proxy_conn *c, bool reset)
+{
+	struct hc_proxy *p = c->w->p;
+	struct linger hard = {.l_onoff = 1, .l_linger = 0};
+	struct hc_proxy_listener *l = c->l;
+
+	conn_unlink(c);
+	hc_proxy_forward_fini(c);
+	for (int side = 0; side < 2; side++) {
+		int fd = side ? c->bfd : c->cfd;
+
+		if (fd < 0)
+			continue;
+		epoll_ctl(c->w->epfd, EPOLL_CTL_DEL, fd, NULL);
+		/* An abortive close sends RST, so a reset on one side reaches
+		 * the other as a reset, not as a clean end. */
+		if (reset)
+			setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof(hard));
+		close(fd);
+	}
+	if (c->ssl)
+		SSL_free(c->ssl);
+	atomic_fetch_add(&p->stats.to_backend, c->up.bytes);
+	atomic_fetch_add(&p->stats.to_client, c->down.bytes);
+	if (c->wl) {
+		atomic_fetch_add(&c->wl->to_backend, c->up.bytes);
+		atomic_fetch_add(&c->wl->to_client, c->down.bytes);
+	}
+	atomic_fetch_sub(&p->stats.active, 1);
+	free(c->peek);
+	free(c);
+	if (--l->conns == 0 && l->fd < 0)
+		free(l); /* its listener closed while we were open */
+}
+
+/* ---- answers that end a connection ---- */
+
+/* Consumes what was only peeked, so that closing does not reset the
+ * connection before the client reads our answer. */
+static void consume_peeked(struct hc_proxy_conn *c)
+{
+	char sink[4096];
+	size_t left = c->consumed ? 0 : c->peek_len;
+
+	while (left > 0) {
+		ssize_t n = recv(c->cfd, sink, left < sizeof(sink) ? left : sizeof(sink), 0);
+
+		if (n <= 0)
+			break;
+		left -= (size_t)n;
+	}
+	c->consumed = true;
+}
+
+/* Sends bytes (small: they fit the socket buffer), shuts the write side and
+ * reads whatever the client still sends until it closes or HC_PROXY_DRAIN_MS. */
+static void answer_and_drain(struct hc_proxy_conn *c, const void *bytes, size_t len)
+{
+	int lowat = 1;
+
+	consume_peeked(c);
+	setsockopt(c->cfd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat));
+	if (c->ssl) {
+		SSL_write(c->ssl, bytes, (int)len); /* best effort: the answer is small */
+		SSL_shutdown(c->ssl);
+	} else if (send(c->cfd, bytes, len, MSG_NOSIGNAL) < 0) {
+		hc_proxy_conn_close(c, false);
+		return;
+	}
+	shutdown(c->cfd, SHUT_WR);
+	if (c->bfd >= 0) {
+		epoll_ctl(c->w->epfd, EPOLL_CTL_DEL, c->bfd, NULL);
+		close(c->bfd);
+		c->bfd = -1;
+	}
+	c->state = C_DRAIN;
+	c->deadline_ms = hc_proxy_now_ms() + HC_PROXY_DRAIN_MS;
+	if (hc_proxy_watch(c, false, EPOLLIN) < 0)
+		hc_proxy_conn_close(c, false);
+}
+
+static void http_error(struct hc_proxy_conn *c, int status, const char *reason,
+		       const char *detail, enum hc_proxy_error kind)
+{
+	char body[1024], head[256], out[1400];
+	int blen, hlen;
+
+	count_error(c, kind);
+	blen = snprintf(body, sizeof(body),
+			"<html><head><title>%d %s</title></head><body><h1>%d %s</h1><p>%s</p>"
+			"<hr>hypercore</body></html>\n",
+			status, reason, status, reason, detail);
+	if (blen < 0 || (size_t)blen >= sizeof(body))
+		blen = (int)strlen(body);
+	hlen = snprintf(head, sizeof(head),
+			"HTTP/1.1 %d %s\r\nContent-Type: text/html; charset=utf-8\r\n"
+			"Content-Length: %d\r\nConnection: close\r\nServer: hypercore\r\n\r\n",
+			status, reason, blen);
+	memcpy(out, head, (size_t)hlen);
+	memcpy(out + hlen, body, (size_t)blen);
+	answer_and_drain(c, out, (size_t)(hlen + blen));
+}
+
+static void tls_alert(struct hc_proxy_conn *c, uint8_t description, enum hc_proxy_error kind)
+{
+	const uint8_t alert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02 /* fatal */, description};
+
+	count_error(c, kind);
+	answer_and_drain(c, alert, sizeof(alert));
+}
+
+static void not_found(struct hc_proxy_conn *c)
+{
+	char host[HC_HOST_ESCAPED_MAX], detail[2048];
+
+	hc_html_escape_host(c->host, host, sizeof(host));
+	snprintf(detail, sizeof(detail), "No workload or route answers for <b>%s</b> on port %u.",
+		 host, c->l->port);
+	http_error(c, 404, "Not Found", detail, HC_PROXY_ERR_NOT_FOUND);
+}
+
+static void bad_gateway(struct hc_proxy_conn *c, const char *why)
+{
+	char host[HC_HOST_ESCAPED_MAX], detail[2048];
+
+	if (c->tls && !c->ssl) {
+		tls_alert(c, TLS_ALERT_INTERNAL_ERROR, HC_PROXY_ERR_BAD_GATEWAY);
+		return;
+	}
+	hc_html_escape_host(c->host, host, sizeof(host));
+	snprintf(detail, sizeof(detail), "The backend of <b>%s</b> did not answer: %s.", host, why);
+	http_error(c, 502, "Bad Gateway", detail, HC_PROXY_ERR_BAD_GATEWAY);
+}
+
+void hc_proxy_conn_expire(struct hc_proxy_conn *c)
+{
+	switch (c->state) {
+	case C_PEEK:
+	case C_TLS_HEAD:
+		if (c->tls && !c->ssl) {
+			count_error(c, HC_PROXY_ERR_HEAD_TIMEOUT);
+			hc_proxy_conn_close(c, false);
+		} else {
+			http_error(c, 408, "Request Timeout",
+				   "The request head did not arrive in time.", HC_PROXY_ERR_HEAD_TIMEOUT);
+		}
+		break;
+	case C_CONNECT:
+	case C_SEND_HEAD:
+		bad_gateway(c, "connecting timed out");
+		break;
+	case C_TLS_ACCEPT:
+		count_error(c, HC_PROXY_ERR_HEAD_TIMEOUT);
+		hc_proxy_conn_close(c, false);
+		break;
+	case C_DRAIN:
+	case C_FORWARD:
+		hc_proxy_conn_close(c, false);
+		break;
+	}
+}
+
+/* ---- routing ---- */
+
+static bool lookup(struct hc_proxy *p, const char *host, uint16_t port, struct hc_route_val *val,
+		   char *matched)
+{
+	struct hc_route_key key;
+
+	if (hc_dp_route_key_init(&key, host, port))
+		return false;
+	if (bpf_map_lookup_elem(p->routes_fd, &key, val) == 0 ||
+	    (key.port = 0, bpf_map_lookup_elem(p->routes_fd, &key, val) == 0)) {
+		snprintf(matched, HC_ROUTE_HOST_MAX, "%s", key.host);
+		return true;
+	}
+	return false;
+}
+
+/* An exact host name first (a static route), then "<id>.<base_url>". */
+static bool route(struct hc_proxy_conn *c, struct hc_route_val *val)
+{
+	struct hc_proxy *p = c->w->p;
+	size_t hl = strlen(c->host), bl = strlen(p->base_url);
+	char id[HC_ROUTE_HOST_MAX];
+
+	if (lookup(p, c->host, c->l->port, val, c->route_host))
+		return true;
+	if (bl == 0 || hl <= bl + 1 || c->host[hl - bl - 1] != '.' ||
+	    strcmp(c->host + hl - bl, p->base_url) != 0 || hl - bl - 1 >= sizeof(id))
+		return false;
+	memcpy(id, c->host, hl - bl - 1);
+	id[hl - bl - 1] = '\0';
+	return lookup(p, id, c->l->port, val, c->route_host);
+}
+
+/* ---- the backend ---- */
+
+static void backend_connected(struct hc_proxy_conn *c)
+{
+	if (c->consumed && c->peek_len > 0) {
+		c->state = C_SEND_HEAD;
+		hc_proxy_conn_event(c, true, EPOLLOUT);
+		return;
+	}
+	if (hc_proxy_forward_start(c) < 0)
+		hc_proxy_conn_close(c, true);
+}
+
+static void connect_backend(struct hc_proxy_conn *c, const struct hc_route_val *val)
+{
+	struct sockaddr_storage ss = {0};
+	struct epoll_event ev = {.events = EPOLLOUT};
+	socklen_t len;
+	int one = 1;
+
+	c->wl = hc_proxy_workload(c->w->p, c->route_host);
+	if (c->wl)
+		atomic_fetch_add(&c->wl->accepted, 1);
+	if (val->backend.family == HC_AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(val->port);
+		sin->sin_addr.s_addr = val->backend.ip4;
+		len = sizeof(*sin);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(val->port);
+		memcpy(&sin6->sin6_addr, val->backend.ip6, 16);
+		len = sizeof(*sin6);
+	}
+	c->bfd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->bfd < 0) {
+		bad_gateway(c, strerror(errno));
+		return;
+	}
+	setsockopt(c->bfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	ev.data.ptr = &c->hb;
+	if (epoll_ctl(c->w->epfd, EPOLL_CTL_ADD, c->bfd, &ev) < 0) {
+		bad_gateway(c, strerror(errno));
+		return;
+	}
+	c->events_b = EPOLLOUT;
+	/* The client waits while we connect: its bytes stay queued. */
+	hc_proxy_watch(c, false, 0);
+	c->state = C_CONNECT;
+	c->deadline_ms = hc_proxy_now_ms() + HC_PROXY_CONNECT_TIMEOUT_MS;
+	if (connect(c->bfd, (struct sockaddr *)&ss, len) == 0) {
+		backend_connected(c);
+		return;
+	}
+	if (errno != EINPROGRESS)
+		bad_gateway(c, strerror(errno));
+}
+
+static void on_connect_event(struct hc_proxy_conn *c)
+{
+	int soerr = 0;
+	socklen_t sl = sizeof(soerr);
+
+	if (getsockopt(c->bfd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+		soerr = errno;
+	if (soerr) {
+		bad_gateway(c, strerror(soerr));
+		return;
+	}
+	backend_connected(c);
+}
+
+static void send_head(struct hc_proxy_conn *c)
+{
+	while (c->head_len < c->peek_len) {
+		ssize_t n = send(c->bfd, c->peek + c->head_len, c->peek_len - c->head_len,
+				 MSG_NOSIGNAL);
+
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				hc_proxy_watch(c, true, EPOLLOUT);
+				return;
+			}
+			bad_gateway(c, strerror(errno));
+			return;
+		}
+		c->head_len += (size_t)n;
+		c->up.bytes += (size_t)n;
+	}
+	free(c->peek);
+	c->peek = NULL;
+	c->peek_len = c->head_len = 0;
+	if (hc_proxy_forward_start(c) < 0)
+		hc_proxy_conn_close(c, true);
+}
+
+/* ---- the request head ---- */
+
+/* With --proxy-forwarded-headers: reads the head off the socket and puts
+ * X-Forwarded-For/-Proto and Forwarded after the request line. */
+static int rewrite_head(struct hc_proxy_conn *c, size_t head_len, size_t line_len)
+{
+	struct sockaddr_storage peer;
+	socklen_t pl = sizeof(peer);
+	char ip[INET6_ADDRSTRLEN] = "unknown", extra[512];
+	const char *proto = c->ssl ? "https" : "http";
+	char *out;
+	int elen;
+
+	if (getpeername(c->cfd, (struct sockaddr *)&peer, &pl) == 0) {
+		if (peer.ss_family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&peer)->sin_addr, ip, sizeof(ip));
+		else
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&peer)->sin6_addr, ip, sizeof(ip));
+	}
+	elen = snprintf(extra, sizeof(extra),
+			"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n"
+			"Forwarded: for=%s%s%s;proto=%s\r\n",
+			ip, proto, peer.ss_family == AF_INET6 ? "\"[" : "", ip,
+			peer.ss_family == AF_INET6 ? "]\"" : "", proto);
+	if (!c->ssl) {
+		/* Take exactly the head off the socket; the body stays there. */
+		size_t got = 0;
+
+		while (got < head_len) {
+			ssize_t n = recv(c->cfd, c->peek + got, head_len - got, 0);
+
+			if (n <= 0)
+				return -EIO;
+			got += (size_t)n;
+		}
+		c->peek_len = head_len; /* what was peeked past it is still queued */
+	}
+	out = malloc(c->peek_len + (size_t)elen + 1);
+	if (!out)
+		return -ENOMEM;
+	memcpy(out, c->peek, line_len);
+	memcpy(out + line_len, extra, (size_t)elen);
+	/* For TLS the buffer may hold bytes past the head: they go too. */
+	memcpy(out + line_len + elen, c->peek + line_len, c->peek_len - line_len);
+	free(c->peek);
+	c->peek = out;
+	c->peek_len += (size_t)elen;
+	c->head_len = 0; /* from here: how much of peek went to the backend */
+	c->consumed = true;
+	return 0;
+}
+
+/* Routes on a complete HTTP head in c->peek. */
+static void route_http(struct hc_proxy_conn *c, const struct hc_http_head *head)
+{
+	struct hc_route_val val;
+	struct hc_proxy *p = c->w->p;
+
+	snprintf(c->host, sizeof(c->host), "%s", head->host);
+	if (!c->host[0]) {
+		http_error(c, 400, "Bad Request", "A Host header is needed to find the workload.",
+			   HC_PROXY_ERR_BAD_REQUEST);
+		return;
+	}
+	if (!route(c, &val)) {
+		not_found(c);
+		return;
+	}
+	c->head_len = 0;
+	if (p->cfg.forwarded_headers) {
+		if (rewrite_head(c, head->head_len, head->request_line_len) < 0) {
+			hc_proxy_conn_close(c, false);
+			return;
+		}
+	} else if (c->ssl) {
+		c->consumed = true; /* decrypted bytes in peek go first */
+	}
+	connect_backend(c, &val);
+}
+
+static int peek_more(struct hc_proxy_conn *c)
+{
+	ssize_t n;
+
+	if (!c->peek) {
+		c->peek = malloc(HC_PROXY_PEEK_MAX);
+		if (!c->peek)
+			return -ENOMEM;
+	}
+	n = recv(c->cfd, c->peek, HC_PROXY_PEEK_MAX, MSG_PEEK);
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+	if (n == 0 || (size_t)n == c->peek_len)
+		return -ECONNRESET; /* closed before saying anything useful */
+	c->peek_len = (size_t)n;
+	return 1;
+}
+
+/* Wakes us only when more than what we have peeked has arrived. */
+static void wait_for_more(struct hc_proxy_conn *c)
+{
+	int lowat = (int)c->peek_len + 1;
+
+	setsockopt(c->cfd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat));
+}
+
+static void start_termination(struct hc_proxy_conn *c, SSL_CTX *ctx)
+{
+	int lowat = 1;
+
+	setsockopt(c->cfd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat));
+	c->ssl = SSL_new(ctx);
+	SSL_CTX_free(ctx);
+	if (!c->ssl || SSL_set_fd(c->ssl, c->cfd) != 1) {
+		hc_proxy_conn_close(c, false);
+		return;
+	}
+	free(c->peek);
+	c->peek = NULL;
+	c->peek_len = 0;
+	c->consumed = true; /* OpenSSL reads the ClientHello itself */
+	c->state = C_TLS_ACCEPT;
+	atomic_fetch_add(&c->w->p->stats.tls_terminated, 1);
+	hc_proxy_conn_event(c, false, EPOLLIN);
+}
+
+static bool under_base_url(const struct hc_proxy *p, const char *host)
+{
+	size_t hl = strlen(host), bl = strlen(p->base_url);
+
+	return bl && hl > bl + 1 && host[hl - bl - 1] == '.' && strcmp(host + hl - bl, p->base_url) == 0;
+}
+
+static void route_tls(struct hc_proxy_conn *c, const struct hc_client_hello *hello)
+{
+	struct hc_proxy *p = c->w->p;
+	struct hc_route_val val;
+	SSL_CTX *ctx;
+
+	c->tls = true;
+	snprintf(c->host, sizeof(c->host), "%s", hello->sni);
+	if (under_base_url(p, c->host) && (ctx = hc_proxy_tls_ref(p))) {
+		start_termination(c, ctx);
+		return;
+	}
+	if (!c->host[0] || !route(c, &val)) {
+		tls_alert(c, TLS_ALERT_UNRECOGNIZED_NAME, HC_PROXY_ERR_NOT_FOUND);
+		return;
+	}
+	c->head_len = 0;
+	connect_backend(c, &val);
+}
+
+static void on_peek(struct hc_proxy_conn *c)
+{
+	int rc = peek_more(c);
+
+	if (rc <= 0) {
+		if (rc < 0)
+			hc_proxy_conn_close(c, false);
+		return;
+	}
+	if (hc_tls_looks_like((const uint8_t *)c->peek, c->peek_len)) {
+		struct hc_client_hello hello;
+
+		rc = hc_tls_client_hello_parse((const uint8_t *)c->peek, c->peek_len, &hello);
+		if (rc == HC_PARSE_OK)
+			route_tls(c, &hello);
+		else if (rc == HC_PARSE_MORE && c->peek_len < HC_PROXY_PEEK_MAX)
+			wait_for_more(c);
+		else
+			tls_alert(c, TLS_ALERT_DECODE_ERROR,
+				  rc == HC_PARSE_INVALID ? HC_PROXY_ERR_BAD_REQUEST
+							 : HC_PROXY_ERR_HEAD_TOO_LARGE);
+		return;
+	}
+	{
+		struct hc_http_head head;
+
+		rc = hc_http_head_parse(c->peek, c->peek_len, &head);
+		if (rc == HC_PARSE_OK)
+			route_http(c, &head);
+		else if (rc == HC_PARSE_MORE && c->peek_len < HC_HTTP_HEAD_MAX)
+			wait_for_more(c);
+		else if (rc == HC_PARSE_INVALID)
+			http_error(c, 400, "Bad Request", "The request head is malformed.",
+				   HC_PROXY_ERR_BAD_REQUEST);
+		else
+			http_error(c, 431, "Request Header Fields Too Large",
+				   "The request head is over 16 KiB.", HC_PROXY_ERR_HEAD_TOO_LARGE);
+	}
+}
+
+/* Terminating: the decrypted head is read (consumed) into c->peek. */
+static void on_tls_head(struct hc_proxy_conn *c)
+{
+	struct hc_http_head head;
+	int rc;
+
+	if (!c->peek) {
+		c->peek = malloc(HC_PROXY_PEEK_MAX);
+		if (!c->peek) {
+			hc_proxy_conn_close(c, false);
+			return;
+		}
+	}
+	while (c->peek_len < HC_PROXY_PEEK_MAX) {
+		int n = SSL_read(c->ssl, c->peek + c->peek_len, (int)(HC_PROXY_PEEK_MAX - c->peek_len));
+
+		if (n <= 0) {
+			int e = SSL_get_error(c->ssl, n);
+
+			if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+				hc_proxy_watch(c, false, e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT);
+				break;
+			}
+			hc_proxy_conn_close(c, false);
+			return;
+		}
+		c->peek_len += (size_t)n;
+		rc = hc_http_head_parse(c->peek, c->peek_len, &head);
+		if (rc == HC_PARSE_OK) {
+			route_http(c, &head);
+			return;
+		}
+		if (rc != HC_PARSE_MORE)
+			break;
+	}
+	rc = hc_http_head_parse(c->peek, c->peek_len, &head);
+	if (rc == HC_PARSE_INVALID)
+		http_error(c, 400, "Bad Request", "The request head is malformed.",
+			   HC_PROXY_ERR_BAD_REQUEST);
+	else if (rc == HC_PARSE_TOO_LARGE || c->peek_len >= HC_HTTP_HEAD_MAX)
+		http_error(c, 431, "Request Header Fields Too Large",
+			   "The request head is over 16 KiB.", HC_PROXY_ERR_HEAD_TOO_LARGE);
+}
+
+static void on_drain(struct hc_proxy_conn *c)
+{
+	char sink[4096];
+
+	for (;;) {
+		ssize_t n = recv(c->cfd, sink, sizeof(sink), 0);
+
+		if (n > 0)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		hc_proxy_conn_close(c, false);
+		return;
+	}
+}
+
+void hc_proxy_conn_event(struct hc_proxy_conn *c, bool backend_side, unsigned events)
+{
+	int rc;
+
+	switch (c->state) {
+	case C_PEEK:
+		on_peek(c);
+		break;
+	case C_CONNECT:
+		if (backend_side)
+			on_connect_event(c);
+		else if (events & (EPOLLHUP | EPOLLERR))
+			hc_proxy_conn_close(c, true);
+		break;
+	case C_SEND_HEAD:
+		if (backend_side)
+			send_head(c);
+		else if (events & (EPOLLHUP | EPOLLERR))
+			hc_proxy_conn_close(c, true);
+		break;
+	case C_FORWARD:
+		rc = hc_proxy_forward_pump(c);
+		if (rc)
+			hc_proxy_conn_close(c, rc < 0);
+		break;
+	case C_TLS_ACCEPT:
+		rc = hc_proxy_tls_handshake(c);
+		if (rc > 0) {
+			c->state = C_TLS_HEAD;
+			on_tls_head(c);
+		} else if (rc < 0) {
+			count_error(c, HC_PROXY_ERR_TLS_HANDSHAKE);
+			hc_proxy_conn_close(c, false);
+		}
+		break;
+	case C_TLS_HEAD:
+		on_tls_head(c);
+		break;
+	case C_DRAIN:
+		on_drain(c);
+		break;
+	}
+}
+
+/* ---- accepting ---- */
+
+void hc_proxy_accept(struct hc_proxy_worker *w, struct hc_proxy_listener *l)
+{
+	struct hc_proxy *p = w->p;
+
+	for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
+		struct epoll_event ev = {.events = EPOLLIN};
+		struct hc_proxy_conn *c;
+		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int one = 1;
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED)
+				hc_log(HC_LOG_WARN, "accept on port %u: %s", l->port, strerror(errno));
+			return;
+		}
+		atomic_fetch_add(&p->stats.accepted, 1);
+		if (l->conns >= w->max_conns || !(c = calloc(1, sizeof(*c)))) {
+			atomic_fetch_add(&p->stats.errors[HC_PROXY_ERR_OVER_LIMIT], 1);
+			close(fd);
+			continue;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		c->hc.kind = H_CLIENT;
+		c->hb.kind = H_BACKEND;
+		c->w = w;
+		c->l = l;
+		c->cfd = fd;
+		c->bfd = -1;
+		c->up.pipe[0] = c->up.pipe[1] = c->down.pipe[0] = c->down.pipe[1] = -1;
+		c->state = C_PEEK;
+		c->deadline_ms = hc_proxy_now_ms() + p->cfg.head_timeout_ms;
+		ev.data.ptr = &c->hc;
+		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			close(fd);
+			free(c);
+			continue;
+		}
+		c->events_c = EPOLLIN;
+		c->next = w->conns;
+		if (w->conns)
+			w->conns->prev = c;
+		w->conns = c;
+		w->nconns++;
+		l->conns++;
+		atomic_fetch_add(&p->stats.active, 1);
+	}
+}

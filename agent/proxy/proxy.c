@@ -1,0 +1,645 @@
+/* The proxy's life: configuration, the routes' port set, worker threads with
+ * their listeners and timers, TLS context swaps, metrics. */
+#define HC_LOG_MODULE "proxy"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log/log.h"
+#include "metrics/metrics.h"
+#include "proxy/proxy_int.h"
+
+#include "hc_sockmap.skel.h"
+
+#define DEFAULT_HEAD_TIMEOUT_MS 10000
+#define DEFAULT_MAX_CONNS 10000
+#define MAX_WORKERS 64
+#define EVENTS_PER_WAIT 64
+
+static const char *const forwarding_names[] = {
+	[HC_PROXY_SPLICE] = "splice",
+	[HC_PROXY_SOCKMAP] = "sockmap",
+	[HC_PROXY_COPY] = "copy",
+};
+
+int hc_proxy_forwarding_parse(const char *name, enum hc_proxy_forwarding *out)
+{
+	for (size_t i = 0; i < sizeof(forwarding_names) / sizeof(forwarding_names[0]); i++) {
+		if (strcmp(name, forwarding_names[i]) == 0) {
+			*out = (enum hc_proxy_forwarding)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+const char *hc_proxy_forwarding_name(enum hc_proxy_forwarding mode)
+{
+	return (unsigned)mode < 3 ? forwarding_names[mode] : "?";
+}
+
+uint64_t hc_proxy_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- epoll interest ---- */
+
+int hc_proxy_watch(struct hc_proxy_conn *c, bool backend_side, unsigned events)
+{
+	struct epoll_event ev = {.events = events};
+	unsigned *have = backend_side ? &c->events_b : &c->events_c;
+	int fd = backend_side ? c->bfd : c->cfd;
+
+	if (fd < 0 || *have == events)
+		return 0;
+	ev.data.ptr = backend_side ? &c->hb : &c->hc;
+	if (epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
+		return -errno;
+	*have = events;
+	return 0;
+}
+
+/* ---- per-workload counters ---- */
+
+struct hc_proxy_wl_stats *hc_proxy_workload(struct hc_proxy *p, const char *host)
+{
+	struct hc_proxy_wl_stats *found = NULL;
+
+	pthread_mutex_lock(&p->lock);
+	for (size_t i = 0; i < p->nworkloads && !found; i++)
+		if (strcmp(p->workloads[i].host, host) == 0)
+			found = &p->workloads[i];
+	if (!found && p->nworkloads < HC_PROXY_WORKLOADS_MAX) {
+		found = &p->workloads[p->nworkloads++];
+		snprintf(found->host, sizeof(found->host), "%s", host);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return found; /* NULL once the table is full: those go uncounted */
+}
+
+/* ---- TLS context ---- */
+
+SSL_CTX *hc_proxy_tls_ref(struct hc_proxy *p)
+{
+	SSL_CTX *ctx;
+
+	pthread_mutex_lock(&p->lock);
+	ctx = p->tls_ctx;
+	if (ctx)
+		SSL_CTX_up_ref(ctx);
+	pthread_mutex_unlock(&p->lock);
+	return ctx;
+}
+
+int hc_proxy_reload_tls(struct hc_proxy *p, char *err, size_t errlen)
+{
+	SSL_CTX *ctx, *old;
+
+	if (!p->tls_cert) {
+		snprintf(err, errlen, "no certificate configured");
+		return -ENOENT;
+	}
+	ctx = hc_proxy_tls_ctx_new(p->tls_cert, p->tls_key, err, errlen);
+	if (!ctx)
+		return -EINVAL;
+	pthread_mutex_lock(&p->lock);
+	old = p->tls_ctx;
+	p->tls_ctx = ctx;
+	pthread_mutex_unlock(&p->lock);
+	SSL_CTX_free(old); /* connections hold their own references */
+	return 0;
+}
+
+/* ---- listeners ---- */
+
+static int listen_on(const struct hc_proxy *p, uint16_t port)
+{
+	struct sockaddr_storage ss = {0};
+	socklen_t len;
+	int one = 1, fd;
+
+	if (inet_pton(AF_INET, p->bind_host, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
+		((struct sockaddr_in *)&ss)->sin_family = AF_INET;
+		((struct sockaddr_in *)&ss)->sin_port = htons(port);
+		len = sizeof(struct sockaddr_in);
+	} else if (inet_pton(AF_INET6, p->bind_host, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
+		((struct sockaddr_in6 *)&ss)->sin6_family = AF_INET6;
+		((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
+		len = sizeof(struct sockaddr_in6);
+	} else {
+		return -EINVAL;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* Each worker has its own socket on the port; the kernel spreads new
+	 * connections over them. */
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+	    bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 1024) < 0) {
+		int rc = -errno;
+
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+static void listener_close(struct hc_proxy_worker *w, size_t i)
+{
+	struct hc_proxy_listener *l = w->listeners[i];
+
+	epoll_ctl(w->epfd, EPOLL_CTL_DEL, l->fd, NULL);
+	close(l->fd);
+	l->fd = -1;
+	/* Connections accepted here may still point at it: keep the struct
+	 * until they are gone; it is only unlinked from the table. */
+	if (l->conns == 0)
+		free(l);
+	w->listeners[i] = w->listeners[--w->nlisteners];
+}
+
+/* Opens and closes this worker's listeners to match the proxy's port set. */
+static void sync_listeners(struct hc_proxy_worker *w)
+{
+	struct hc_proxy *p = w->p;
+	uint16_t ports[HC_PROXY_MAX_PORTS];
+	size_t n;
+
+	pthread_mutex_lock(&p->lock);
+	n = p->nports;
+	memcpy(ports, p->ports, n * sizeof(ports[0]));
+	w->seen_gen = p->gen;
+	pthread_mutex_unlock(&p->lock);
+
+	for (size_t i = 0; i < w->nlisteners;) {
+		bool wanted = false;
+
+		for (size_t k = 0; k < n && !wanted; k++)
+			wanted = ports[k] == w->listeners[i]->port;
+		if (!wanted) {
+			if (w->index == 0)
+				hc_log(HC_LOG_INFO, "no route uses port %u any more: not listening",
+				       w->listeners[i]->port);
+			listener_close(w, i);
+		} else {
+			i++;
+		}
+	}
+	for (size_t k = 0; k < n && w->nlisteners < HC_PROXY_MAX_PORTS; k++) {
+		struct hc_proxy_listener *l;
+		struct epoll_event ev = {.events = EPOLLIN};
+		bool have = false;
+		int fd;
+
+		for (size_t i = 0; i < w->nlisteners && !have; i++)
+			have = w->listeners[i]->port == ports[k];
+		if (have)
+			continue;
+		fd = listen_on(p, ports[k]);
+		if (fd < 0) {
+			if (w->index == 0)
+				hc_log(HC_LOG_WARN, "cannot listen on %s port %u: %s", p->bind_host,
+				       ports[k], strerror(-fd));
+			continue;
+		}
+		l = calloc(1, sizeof(*l));
+		if (!l) {
+			close(fd);
+			continue;
+		}
+		l->h.kind = H_LISTENER;
+		l->port = ports[k];
+		l->fd = fd;
+		ev.data.ptr = &l->h;
+		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			close(fd);
+			free(l);
+			continue;
+		}
+		w->listeners[w->nlisteners++] = l;
+		if (w->index == 0)
+			hc_log(HC_LOG_INFO, "listening on %s port %u", p->bind_host, ports[k]);
+	}
+}
+
+/* ---- workers ---- */
+
+static void expire_conns(struct hc_proxy_worker *w)
+{
+	uint64_t now = hc_proxy_now_ms();
+	struct hc_proxy_conn *c, *next;
+
+	for (c = w->conns; c; c = next) {
+		next = c->next;
+		if (c->deadline_ms && now >= c->deadline_ms)
+			hc_proxy_conn_expire(c);
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct hc_proxy_worker *w = arg;
+	struct hc_proxy *p = w->p;
+	struct epoll_event evs[EVENTS_PER_WAIT];
+
+	while (!atomic_load(&p->stopping)) {
+		int n = epoll_wait(w->epfd, evs, EVENTS_PER_WAIT, -1);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			hc_log(HC_LOG_ERROR, "worker %u: epoll_wait: %s", w->index, strerror(errno));
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			struct hc_proxy_handle *h = evs[i].data.ptr;
+			uint64_t v;
+
+			switch (h->kind) {
+			case H_WAKE:
+				if (read(w->wakefd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+					break;
+				if (w->seen_gen != p->gen)
+					sync_listeners(w);
+				break;
+			case H_TIMER:
+				if (read(w->timerfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+					break;
+				expire_conns(w);
+				break;
+			case H_LISTENER:
+				hc_proxy_accept(w, (struct hc_proxy_listener *)h);
+				break;
+			case H_CLIENT:
+			case H_BACKEND: {
+				bool backend = h->kind == H_BACKEND;
+				struct hc_proxy_conn *c =
+					(struct hc_proxy_conn *)((char *)h -
+								 (backend ? offsetof(struct hc_proxy_conn, hb)
+									  : offsetof(struct hc_proxy_conn, hc)));
+
+				hc_proxy_conn_event(c, backend, evs[i].events);
+				break;
+			}
+			}
+		}
+	}
+	while (w->conns)
+		hc_proxy_conn_close(w->conns, false);
+	while (w->nlisteners)
+		listener_close(w, 0);
+	return NULL;
+}
+
+static void worker_fini(struct hc_proxy_worker *w)
+{
+	if (w->epfd >= 0)
+		close(w->epfd);
+	if (w->wakefd >= 0)
+		close(w->wakefd);
+	if (w->timerfd >= 0)
+		close(w->timerfd);
+}
+
+static int worker_init(struct hc_proxy *p, struct hc_proxy_worker *w, unsigned index)
+{
+	struct itimerspec tick = {
+		.it_interval = {.tv_nsec = HC_PROXY_TICK_MS * 1000000L},
+		.it_value = {.tv_nsec = HC_PROXY_TICK_MS * 1000000L},
+	};
+	struct epoll_event ev = {.events = EPOLLIN};
+
+	w->p = p;
+	w->index = index;
+	w->max_conns = (p->cfg.max_conns + p->nworkers - 1) / p->nworkers;
+	w->wake_h.kind = H_WAKE;
+	w->timer_h.kind = H_TIMER;
+	w->epfd = epoll_create1(EPOLL_CLOEXEC);
+	w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	w->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (w->epfd < 0 || w->wakefd < 0 || w->timerfd < 0)
+		return -errno;
+	if (timerfd_settime(w->timerfd, 0, &tick, NULL) < 0)
+		return -errno;
+	ev.data.ptr = &w->wake_h;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wakefd, &ev) < 0)
+		return -errno;
+	ev.data.ptr = &w->timer_h;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->timerfd, &ev) < 0)
+		return -errno;
+	return 0;
+}
+
+static void wake_workers(struct hc_proxy *p)
+{
+	uint64_t one = 1;
+
+	for (unsigned i = 0; i < p->nworkers; i++)
+		if (p->workers[i].wakefd >= 0 && write(p->workers[i].wakefd, &one, sizeof(one)) < 0)
+			hc_log(HC_LOG_DEBUG, "waking worker %u: %s", i, strerror(errno));
+}
+
+/* ---- the routes' ports ---- */
+
+static int port_cmp(const void *a, const void *b)
+{
+	return (int)*(const uint16_t *)a - (int)*(const uint16_t *)b;
+}
+
+void hc_proxy_refresh(struct hc_proxy *p)
+{
+	uint16_t ports[HC_PROXY_MAX_PORTS];
+	struct hc_route_key key, *prev = NULL;
+	size_t n = 0;
+	bool changed;
+
+	while (bpf_map_get_next_key(p->routes_fd, prev, &key) == 0) {
+		bool have = false;
+
+		prev = &key;
+		if (key.port == 0)
+			continue; /* "any port": served wherever the proxy listens */
+		for (size_t i = 0; i < n && !have; i++)
+			have = ports[i] == key.port;
+		if (!have && n < HC_PROXY_MAX_PORTS)
+			ports[n++] = key.port;
+	}
+	qsort(ports, n, sizeof(ports[0]), port_cmp);
+	pthread_mutex_lock(&p->lock);
+	changed = n != p->nports || memcmp(ports, p->ports, n * sizeof(ports[0])) != 0;
+	if (changed) {
+		memcpy(p->ports, ports, n * sizeof(ports[0]));
+		p->nports = n;
+		p->gen++;
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (changed)
+		wake_workers(p);
+}
+
+/* ---- start and stop ---- */
+
+static int open_sockmap(struct hc_proxy *p, char *err, size_t errlen)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = p->pin_dir);
+	int rc;
+
+	p->sockmap = hc_sockmap__open_opts(&opts);
+	if (!p->sockmap || hc_sockmap__load(p->sockmap)) {
+		snprintf(err, errlen, "cannot load the sockmap programs");
+		return -EINVAL;
+	}
+	p->splice_fd = bpf_map__fd(p->sockmap->maps.hc_splice);
+	p->splice_peer_fd = bpf_map__fd(p->sockmap->maps.hc_splice_peer);
+	/* A parser as well as the verdict: without it the proxy's epoll is
+	 * woken for every skb (datapath-facts.md). */
+	rc = bpf_prog_attach(bpf_program__fd(p->sockmap->progs.hc_sk_parser), p->splice_fd,
+			     BPF_SK_SKB_STREAM_PARSER, 0);
+	if (!rc)
+		rc = bpf_prog_attach(bpf_program__fd(p->sockmap->progs.hc_sk_verdict), p->splice_fd,
+				     BPF_SK_SKB_STREAM_VERDICT, 0);
+	if (rc) {
+		snprintf(err, errlen, "cannot attach the sockmap programs: %s", strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+static long online_cpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n > 0 ? n : 1;
+}
+
+struct hc_proxy *hc_proxy_start(const struct hc_proxy_config *cfg, char *err, size_t errlen)
+{
+	struct hc_proxy *p = calloc(1, sizeof(*p));
+	char path[512];
+	unsigned started = 0;
+	int rc;
+
+	if (!p) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	p->cfg = *cfg;
+	p->routes_fd = p->splice_fd = p->splice_peer_fd = -1;
+	pthread_mutex_init(&p->lock, NULL);
+	p->pin_dir = dup_or_null(cfg->pin_dir ? cfg->pin_dir : HC_DEFAULT_BPF_PIN_DIR);
+	p->base_url = dup_or_null(cfg->base_url ? cfg->base_url : "");
+	p->bind_host = dup_or_null(cfg->bind_host ? cfg->bind_host : "0.0.0.0");
+	p->tls_cert = dup_or_null(cfg->tls_cert);
+	p->tls_key = dup_or_null(cfg->tls_key);
+	p->workloads = calloc(HC_PROXY_WORKLOADS_MAX, sizeof(*p->workloads));
+	if (!p->pin_dir || !p->base_url || !p->bind_host || !p->workloads ||
+	    (cfg->tls_cert && !p->tls_cert) || (cfg->tls_key && !p->tls_key)) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	if (!p->cfg.head_timeout_ms)
+		p->cfg.head_timeout_ms = DEFAULT_HEAD_TIMEOUT_MS;
+	if (!p->cfg.max_conns)
+		p->cfg.max_conns = DEFAULT_MAX_CONNS;
+	p->nworkers = cfg->workers ? cfg->workers : (unsigned)online_cpus();
+	if (p->nworkers > MAX_WORKERS)
+		p->nworkers = MAX_WORKERS;
+	{
+		struct in6_addr a6;
+		struct in_addr a4;
+
+		if (inet_pton(AF_INET, p->bind_host, &a4) != 1 &&
+		    inet_pton(AF_INET6, p->bind_host, &a6) != 1) {
+			snprintf(err, errlen, "invalid --proxy-bind-addr %s (an IPv4 or IPv6 address)",
+				 p->bind_host);
+			goto fail;
+		}
+	}
+	if (!!p->tls_cert != !!p->tls_key) {
+		snprintf(err, errlen, "--cluster-tls-cert and --cluster-tls-key go together");
+		goto fail;
+	}
+	if (p->tls_cert) {
+		p->tls_ctx = hc_proxy_tls_ctx_new(p->tls_cert, p->tls_key, err, errlen);
+		if (!p->tls_ctx)
+			goto fail;
+	}
+	snprintf(path, sizeof(path), "%s/%s", p->pin_dir, HC_MAP_ROUTES);
+	p->routes_fd = bpf_obj_get(path);
+	if (p->routes_fd < 0) {
+		snprintf(err, errlen, "proxy: cannot open %s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (p->cfg.forwarding == HC_PROXY_SOCKMAP && open_sockmap(p, err, errlen) < 0)
+		goto fail;
+	p->workers = calloc(p->nworkers, sizeof(*p->workers));
+	if (!p->workers) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	for (unsigned i = 0; i < p->nworkers; i++)
+		p->workers[i].epfd = p->workers[i].wakefd = p->workers[i].timerfd = -1;
+	for (unsigned i = 0; i < p->nworkers; i++) {
+		rc = worker_init(p, &p->workers[i], i);
+		if (rc) {
+			snprintf(err, errlen, "proxy worker: %s", strerror(-rc));
+			goto fail;
+		}
+	}
+	for (; started < p->nworkers; started++) {
+		rc = pthread_create(&p->workers[started].thread, NULL, worker_main,
+				    &p->workers[started]);
+		if (rc) {
+			snprintf(err, errlen, "cannot start a proxy worker: %s", strerror(rc));
+			goto fail;
+		}
+	}
+	hc_proxy_refresh(p);
+	hc_log(HC_LOG_INFO, "proxy: %u workers, %s forwarding, TLS termination %s", p->nworkers,
+	       hc_proxy_forwarding_name(p->cfg.forwarding), p->tls_ctx ? "on" : "off");
+	return p;
+fail:
+	atomic_store(&p->stopping, true);
+	wake_workers(p);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(p->workers[i].thread, NULL);
+	p->nworkers = started; /* only those were initialised past fds */
+	hc_proxy_stop(p);
+	return NULL;
+}
+
+void hc_proxy_stop(struct hc_proxy *p)
+{
+	if (!p)
+		return;
+	if (!atomic_exchange(&p->stopping, true)) {
+		wake_workers(p);
+		for (unsigned i = 0; i < p->nworkers; i++)
+			pthread_join(p->workers[i].thread, NULL);
+	}
+	for (unsigned i = 0; p->workers && i < p->nworkers; i++)
+		worker_fini(&p->workers[i]);
+	free(p->workers);
+	if (p->sockmap) {
+		/* Detach from the pinned map: the next proxy attaches its own. */
+		if (p->splice_fd >= 0) {
+			bpf_prog_detach2(bpf_program__fd(p->sockmap->progs.hc_sk_verdict), p->splice_fd,
+					 BPF_SK_SKB_STREAM_VERDICT);
+			bpf_prog_detach2(bpf_program__fd(p->sockmap->progs.hc_sk_parser), p->splice_fd,
+					 BPF_SK_SKB_STREAM_PARSER);
+		}
+		hc_sockmap__destroy(p->sockmap);
+	}
+	if (p->routes_fd >= 0)
+		close(p->routes_fd);
+	SSL_CTX_free(p->tls_ctx);
+	pthread_mutex_destroy(&p->lock);
+	free(p->pin_dir);
+	free(p->base_url);
+	free(p->bind_host);
+	free(p->tls_cert);
+	free(p->tls_key);
+	free(p->workloads);
+	free(p);
+}
+
+/* ---- metrics ---- */
+
+static const char *const error_names[HC_PROXY_ERRORS] = {
+	[HC_PROXY_ERR_NOT_FOUND] = "not_found",
+	[HC_PROXY_ERR_BAD_GATEWAY] = "bad_gateway",
+	[HC_PROXY_ERR_HEAD_TOO_LARGE] = "head_too_large",
+	[HC_PROXY_ERR_HEAD_TIMEOUT] = "head_timeout",
+	[HC_PROXY_ERR_BAD_REQUEST] = "bad_request",
+	[HC_PROXY_ERR_TLS_ALERT] = "tls_alert",
+	[HC_PROXY_ERR_OVER_LIMIT] = "over_limit",
+	[HC_PROXY_ERR_TLS_HANDSHAKE] = "tls_handshake",
+	[HC_PROXY_ERR_RESET] = "reset",
+};
+
+static void collect(struct hc_metrics_writer *mw, void *arg)
+{
+	struct hc_proxy *p = arg;
+	struct hc_proxy_stats *s = &p->stats;
+	const char *up[] = {"direction", "to_backend", NULL}, *down[] = {"direction", "to_client", NULL};
+
+	hc_metrics_family(mw, "hypercore_proxy_connections_accepted_total", "counter",
+			  "Connections the proxy accepted");
+	hc_metrics_sample(mw, "hypercore_proxy_connections_accepted_total", NULL,
+			  (double)atomic_load(&s->accepted));
+	hc_metrics_family(mw, "hypercore_proxy_connections_active", "gauge",
+			  "Connections open now");
+	hc_metrics_sample(mw, "hypercore_proxy_connections_active", NULL,
+			  (double)atomic_load(&s->active));
+	hc_metrics_family(mw, "hypercore_proxy_connections_forwarded_total", "counter",
+			  "Connections handed to the kernel (or the copy loop) after routing, by mode");
+	for (unsigned m = 0; m < 3; m++) {
+		const char *l[] = {"mode", forwarding_names[m], NULL};
+
+		hc_metrics_sample(mw, "hypercore_proxy_connections_forwarded_total", l,
+				  (double)atomic_load(&s->forwarded[m]));
+	}
+	hc_metrics_family(mw, "hypercore_proxy_tls_terminated_total", "counter",
+			  "TLS connections the proxy terminated");
+	hc_metrics_sample(mw, "hypercore_proxy_tls_terminated_total", NULL,
+			  (double)atomic_load(&s->tls_terminated));
+	hc_metrics_family(mw, "hypercore_proxy_bytes_total", "counter",
+			  "Bytes forwarded (not counted in sockmap mode, where the kernel moves them)");
+	hc_metrics_sample(mw, "hypercore_proxy_bytes_total", up, (double)atomic_load(&s->to_backend));
+	hc_metrics_sample(mw, "hypercore_proxy_bytes_total", down, (double)atomic_load(&s->to_client));
+	hc_metrics_family(mw, "hypercore_proxy_errors_total", "counter",
+			  "Connections answered with an error or cut, by kind");
+	for (unsigned e = 0; e < HC_PROXY_ERRORS; e++) {
+		const char *l[] = {"kind", error_names[e], NULL};
+
+		hc_metrics_sample(mw, "hypercore_proxy_errors_total", l, (double)atomic_load(&s->errors[e]));
+	}
+	hc_metrics_family(mw, "hypercore_proxy_workload_connections_total", "counter",
+			  "Connections routed to each route host (workload id or static host)");
+	pthread_mutex_lock(&p->lock);
+	for (size_t i = 0; i < p->nworkloads; i++) {
+		const char *l[] = {"host", p->workloads[i].host, NULL};
+
+		hc_metrics_sample(mw, "hypercore_proxy_workload_connections_total", l,
+				  (double)atomic_load(&p->workloads[i].accepted));
+	}
+	hc_metrics_family(mw, "hypercore_proxy_workload_bytes_total", "counter",
+			  "Bytes forwarded for each route host");
+	for (size_t i = 0; i < p->nworkloads; i++) {
+		const char *lu[] = {"host", p->workloads[i].host, "direction", "to_backend", NULL};
+		const char *ld[] = {"host", p->workloads[i].host, "direction", "to_client", NULL};
+
+		hc_metrics_sample(mw, "hypercore_proxy_workload_bytes_total", lu,
+				  (double)atomic_load(&p->workloads[i].to_backend));
+		hc_metrics_sample(mw, "hypercore_proxy_workload_bytes_total", ld,
+				  (double)atomic_load(&p->workloads[i].to_client));
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+int hc_proxy_register_metrics(struct hc_proxy *p, struct hc_metrics *m)
+{
+	return hc_metrics_register(m, collect, p);
+}

@@ -1,0 +1,68 @@
+/*
+ * The Host/SNI reverse proxy. It listens on every port some route in the
+ * pinned hc_routes map names, learns the target of each connection from its
+ * first bytes (the HTTP request head's Host, or the TLS ClientHello's SNI,
+ * both only peeked at), connects to the route's backend and then lets the
+ * kernel move the bytes: splice(2) through a pipe by default, the hc_splice
+ * sockmap or a plain copy loop when asked. With a wildcard certificate it
+ * terminates TLS for names under the base URL and copies the decrypted
+ * stream (this kernel has no kTLS).
+ *
+ * Worker threads (one per core by default) each run an epoll loop with their
+ * own SO_REUSEPORT listeners; the calls below come from the agent's loop
+ * thread and never block on a connection.
+ */
+#ifndef HC_PROXY_H
+#define HC_PROXY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct hc_metrics;
+
+enum hc_proxy_forwarding {
+	HC_PROXY_SPLICE, /* splice(2) through a pipe: zero-copy, bounded, the default */
+	HC_PROXY_SOCKMAP, /* the hc_splice sockmap: in-kernel redirect (see docs) */
+	HC_PROXY_COPY, /* read/write through a userspace buffer */
+};
+
+/* "splice", "sockmap", "copy" -> the mode; -EINVAL otherwise. */
+int hc_proxy_forwarding_parse(const char *name, enum hc_proxy_forwarding *out);
+const char *hc_proxy_forwarding_name(enum hc_proxy_forwarding mode);
+
+struct hc_proxy_config {
+	const char *pin_dir; /* where hc_routes (and hc_splice) are pinned */
+	const char *base_url; /* a route to host H also answers "H.<base_url>" */
+	const char *bind_host; /* listen address; NULL: 0.0.0.0 */
+	unsigned workers; /* 0: one per online CPU */
+	enum hc_proxy_forwarding forwarding;
+	bool forwarded_headers; /* add X-Forwarded-For/-Proto and Forwarded */
+	unsigned head_timeout_ms; /* 0: 10000 */
+	unsigned max_conns; /* per listening port; 0: 10000 */
+	const char *tls_cert, *tls_key; /* PEM; both or neither */
+};
+
+struct hc_proxy;
+
+/* Checks the configuration, loads the certificate, opens the routes and
+ * starts the workers (listeners follow with hc_proxy_refresh). NULL with a
+ * one-line reason in err. */
+struct hc_proxy *hc_proxy_start(const struct hc_proxy_config *cfg, char *err, size_t errlen);
+
+/* Re-reads which ports the routes name and has the workers open and close
+ * listeners to match. Cheap when nothing changed; call every second. */
+void hc_proxy_refresh(struct hc_proxy *p);
+
+/* Loads the certificate and key again (SIGHUP): new connections get the new
+ * one, open ones keep theirs. 0, or -errno with a reason in err; on failure
+ * the old certificate stays. */
+int hc_proxy_reload_tls(struct hc_proxy *p, char *err, size_t errlen);
+
+/* Registers the proxy's counters. 0 or -ENOMEM. */
+int hc_proxy_register_metrics(struct hc_proxy *p, struct hc_metrics *m);
+
+/* Stops the workers, closes every listener and connection. NULL is fine. */
+void hc_proxy_stop(struct hc_proxy *p);
+
+#endif /* HC_PROXY_H */

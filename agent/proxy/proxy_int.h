@@ -1,0 +1,172 @@
+/* Private structures of the proxy module, shared by its files. */
+#ifndef HC_PROXY_INT_H
+#define HC_PROXY_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+#include <hypercore/dataplane.h>
+
+#include "proxy/parse.h"
+#include "proxy/proxy.h"
+
+#define HC_PROXY_MAX_PORTS 1024
+#define HC_PROXY_PIPE_SIZE (256 * 1024) /* per direction, splice mode */
+#define HC_PROXY_COPY_BUF (64 * 1024) /* per direction, copy and TLS modes */
+/* What is peeked at before routing: a whole ClientHello, or one byte over the
+ * head limit. */
+#define HC_PROXY_PEEK_MAX (HC_TLS_INPUT_MAX > HC_HTTP_HEAD_MAX ? HC_TLS_INPUT_MAX : HC_HTTP_HEAD_MAX + 1)
+#define HC_PROXY_CONNECT_TIMEOUT_MS 5000
+#define HC_PROXY_DRAIN_MS 2000 /* reading what follows an error response */
+#define HC_PROXY_TICK_MS 250 /* timeout resolution */
+#define HC_PROXY_WORKLOADS_MAX 4096 /* per-workload counters kept */
+
+enum hc_proxy_error {
+	HC_PROXY_ERR_NOT_FOUND,
+	HC_PROXY_ERR_BAD_GATEWAY,
+	HC_PROXY_ERR_HEAD_TOO_LARGE,
+	HC_PROXY_ERR_HEAD_TIMEOUT,
+	HC_PROXY_ERR_BAD_REQUEST,
+	HC_PROXY_ERR_TLS_ALERT,
+	HC_PROXY_ERR_OVER_LIMIT,
+	HC_PROXY_ERR_TLS_HANDSHAKE,
+	HC_PROXY_ERR_RESET,
+	HC_PROXY_ERRORS
+};
+
+/* Counters for one workload (route host), summed over workers. */
+struct hc_proxy_wl_stats {
+	char host[HC_ROUTE_HOST_MAX];
+	atomic_uint_fast64_t accepted, to_backend, to_client;
+};
+
+struct hc_proxy_stats {
+	atomic_uint_fast64_t accepted, active, to_backend, to_client;
+	atomic_uint_fast64_t forwarded[3]; /* by enum hc_proxy_forwarding */
+	atomic_uint_fast64_t tls_terminated;
+	atomic_uint_fast64_t errors[HC_PROXY_ERRORS];
+};
+
+/* What epoll reports: every registered fd's data.ptr points at one. */
+enum hc_proxy_handle_kind { H_WAKE, H_TIMER, H_LISTENER, H_CLIENT, H_BACKEND };
+
+struct hc_proxy_handle {
+	enum hc_proxy_handle_kind kind;
+};
+
+struct hc_proxy_listener {
+	struct hc_proxy_handle h;
+	uint16_t port;
+	int fd;
+	unsigned conns; /* open connections accepted here (this worker) */
+	bool failed_logged;
+};
+
+enum hc_proxy_conn_state {
+	C_PEEK, /* waiting for a whole request head or ClientHello */
+	C_CONNECT, /* the backend connection is being made */
+	C_SEND_HEAD, /* writing the (rewritten) head to the backend */
+	C_FORWARD, /* bytes flow both ways */
+	C_TLS_ACCEPT, /* terminating: the handshake */
+	C_TLS_HEAD, /* terminating: reading the decrypted request head */
+	C_DRAIN, /* an error answer went out; reading until EOF, then close */
+};
+
+/* One direction of a forwarded connection. */
+struct hc_proxy_flow {
+	int src, dst; /* fds */
+	int pipe[2]; /* splice mode */
+	char *buf; /* copy and TLS modes */
+	size_t queued; /* bytes in the pipe or buffer */
+	size_t off; /* buffer: where unsent data starts */
+	bool eof; /* the source ended */
+	bool shut; /* and the destination was shut down for writing */
+	uint64_t bytes;
+};
+
+struct hc_proxy_worker;
+
+struct hc_proxy_conn {
+	struct hc_proxy_handle hc, hb; /* client fd, backend fd */
+	struct hc_proxy_worker *w;
+	struct hc_proxy_listener *l;
+	enum hc_proxy_conn_state state;
+	int cfd, bfd;
+	uint64_t deadline_ms; /* 0: none */
+	struct hc_proxy_conn *prev, *next; /* the worker's list */
+	char *peek; /* the head or ClientHello, peeked or read */
+	size_t peek_len, head_len;
+	bool tls; /* a TLS connection (passthrough or terminated) */
+	bool consumed; /* the head was read off the socket (not only peeked) */
+	SSL *ssl; /* terminating */
+	char route_host[HC_ROUTE_HOST_MAX]; /* the hc_routes key host that matched */
+	char host[HC_HOST_MAX + 1]; /* what the client asked for */
+	struct hc_proxy_flow up, down; /* client -> backend, backend -> client */
+	bool in_sockmap;
+	__u64 cookie[2];
+	struct hc_proxy_wl_stats *wl;
+	unsigned events_c, events_b; /* registered epoll interest */
+};
+
+struct hc_proxy_worker {
+	struct hc_proxy *p;
+	unsigned index;
+	pthread_t thread;
+	int epfd, wakefd, timerfd;
+	struct hc_proxy_handle wake_h, timer_h;
+	uint64_t seen_gen;
+	struct hc_proxy_listener *listeners[HC_PROXY_MAX_PORTS];
+	size_t nlisteners;
+	unsigned max_conns; /* per listener, this worker's share */
+	struct hc_proxy_conn *conns; /* every open connection */
+	size_t nconns;
+};
+
+struct hc_proxy {
+	struct hc_proxy_config cfg;
+	char *pin_dir, *base_url, *bind_host, *tls_cert, *tls_key;
+	int routes_fd;
+	int splice_fd, splice_peer_fd; /* sockmap mode */
+	struct hc_sockmap *sockmap;
+	pthread_mutex_t lock; /* ports, gen, tls_ctx, workloads */
+	uint16_t ports[HC_PROXY_MAX_PORTS];
+	size_t nports;
+	uint64_t gen;
+	SSL_CTX *tls_ctx;
+	struct hc_proxy_worker *workers;
+	unsigned nworkers;
+	atomic_bool stopping;
+	struct hc_proxy_stats stats;
+	struct hc_proxy_wl_stats *workloads;
+	size_t nworkloads;
+};
+
+/* conn.c: a connection's life. */
+void hc_proxy_accept(struct hc_proxy_worker *w, struct hc_proxy_listener *l);
+void hc_proxy_conn_event(struct hc_proxy_conn *c, bool backend_side, unsigned events);
+void hc_proxy_conn_expire(struct hc_proxy_conn *c);
+void hc_proxy_conn_close(struct hc_proxy_conn *c, bool reset);
+
+/* forward.c: moving bytes once the backend is connected. */
+int hc_proxy_forward_start(struct hc_proxy_conn *c);
+/* Moves what can be moved now. 1: the connection is finished (close it),
+ * -1: an error (reset both sides), 0: wait for events (set by it). */
+int hc_proxy_forward_pump(struct hc_proxy_conn *c);
+void hc_proxy_forward_fini(struct hc_proxy_conn *c);
+
+/* tls.c: termination. */
+SSL_CTX *hc_proxy_tls_ctx_new(const char *cert, const char *key, char *err, size_t errlen);
+/* 1: the handshake is done, 0: wants more (events set), -1: failed. */
+int hc_proxy_tls_handshake(struct hc_proxy_conn *c);
+
+/* proxy.c: shared helpers for the other files. */
+uint64_t hc_proxy_now_ms(void);
+int hc_proxy_watch(struct hc_proxy_conn *c, bool backend_side, unsigned events);
+struct hc_proxy_wl_stats *hc_proxy_workload(struct hc_proxy *p, const char *host);
+SSL_CTX *hc_proxy_tls_ref(struct hc_proxy *p); /* a reference the caller frees, or NULL */
+
+#endif /* HC_PROXY_INT_H */
