@@ -199,9 +199,16 @@ void hc_proxy_conn_expire(struct hc_proxy_conn *c)
 		hc_proxy_conn_close(c, false);
 		break;
 	case C_DRAIN:
-	case C_FORWARD:
 		hc_proxy_conn_close(c, false);
 		break;
+	case C_FORWARD: {
+		/* Only the sockmap's drain wait sets a deadline here. */
+		int rc = hc_proxy_forward_pump(c);
+
+		if (rc)
+			hc_proxy_conn_close(c, rc < 0);
+		break;
+	}
 	}
 }
 
@@ -243,6 +250,12 @@ static bool route(struct hc_proxy_conn *c, struct hc_route_val *val)
 
 static void backend_connected(struct hc_proxy_conn *c)
 {
+	/* Into the sockmap before the head goes out, so that the backend's
+	 * answer is redirected from its first byte. */
+	if (hc_proxy_forward_prepare(c) < 0) {
+		hc_proxy_conn_close(c, true);
+		return;
+	}
 	if (c->consumed && c->peek_len > 0) {
 		c->state = C_SEND_HEAD;
 		hc_proxy_conn_event(c, true, EPOLLOUT);
@@ -341,6 +354,25 @@ static void send_head(struct hc_proxy_conn *c)
 
 /* ---- the request head ---- */
 
+/* Reads the first len peeked bytes off the socket for good, so that they go
+ * to the backend from c->peek and nothing else of them stays queued. */
+static int take_head(struct hc_proxy_conn *c, size_t len)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = recv(c->cfd, c->peek + got, len - got, 0);
+
+		if (n <= 0)
+			return -EIO;
+		got += (size_t)n;
+	}
+	c->peek_len = len;
+	c->head_len = 0;
+	c->consumed = true;
+	return 0;
+}
+
 /* With --proxy-forwarded-headers: reads the head off the socket and puts
  * X-Forwarded-For/-Proto and Forwarded after the request line. */
 static int rewrite_head(struct hc_proxy_conn *c, size_t head_len, size_t line_len)
@@ -363,19 +395,9 @@ static int rewrite_head(struct hc_proxy_conn *c, size_t head_len, size_t line_le
 			"Forwarded: for=%s%s%s;proto=%s\r\n",
 			ip, proto, peer.ss_family == AF_INET6 ? "\"[" : "", ip,
 			peer.ss_family == AF_INET6 ? "]\"" : "", proto);
-	if (!c->ssl) {
-		/* Take exactly the head off the socket; the body stays there. */
-		size_t got = 0;
-
-		while (got < head_len) {
-			ssize_t n = recv(c->cfd, c->peek + got, head_len - got, 0);
-
-			if (n <= 0)
-				return -EIO;
-			got += (size_t)n;
-		}
-		c->peek_len = head_len; /* what was peeked past it is still queued */
-	}
+	/* Take exactly the head off the socket; the body stays there. */
+	if (!c->ssl && take_head(c, head_len) < 0)
+		return -EIO;
 	out = malloc(c->peek_len + (size_t)elen + 1);
 	if (!out)
 		return -ENOMEM;
@@ -415,6 +437,11 @@ static void route_http(struct hc_proxy_conn *c, const struct hc_http_head *head)
 		}
 	} else if (c->ssl) {
 		c->consumed = true; /* decrypted bytes in peek go first */
+	} else if (p->cfg.forwarding == HC_PROXY_SOCKMAP && take_head(c, head->head_len) < 0) {
+		/* The sockmap redirects only what arrives after the sockets
+		 * join it: the head must not be left queued (forward.c). */
+		hc_proxy_conn_close(c, false);
+		return;
 	}
 	connect_backend(c, &val);
 }
@@ -489,6 +516,10 @@ static void route_tls(struct hc_proxy_conn *c, const struct hc_client_hello *hel
 		return;
 	}
 	c->head_len = 0;
+	if (p->cfg.forwarding == HC_PROXY_SOCKMAP && take_head(c, hello->consumed) < 0) {
+		hc_proxy_conn_close(c, false);
+		return;
+	}
 	connect_backend(c, &val);
 }
 

@@ -8,6 +8,8 @@
 
 #include <bpf/bpf.h>
 #include <errno.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +94,26 @@ static void sockmap_remove(struct hc_proxy_conn *c)
 	for (int i = 0; i < 2; i++)
 		bpf_map_delete_elem(p->splice_fd, &c->cookie[i]);
 	c->in_sockmap = false;
+}
+
+/* With the sockmap, the kernel moves bytes behind our back, and a FIN can
+ * reach us before the data redirected ahead of it has left through the
+ * partner (facts: no API tells when that queue is empty). Shutting the
+ * partner then would cut the data off, so the FIN is passed on only once
+ * the partner has sent everything the source received; TCP_INFO's byte
+ * counts are the one measure of that. */
+#define SOCKMAP_DRAIN_POLL_MS 5
+#define SOCKMAP_DRAIN_MAX_MS 30000
+
+static bool sockmap_drained(const struct hc_proxy_flow *f)
+{
+	struct tcp_info in, out;
+	socklen_t il = sizeof(in), ol = sizeof(out);
+
+	if (getsockopt(f->src, IPPROTO_TCP, TCP_INFO, &in, &il) < 0 ||
+	    getsockopt(f->dst, IPPROTO_TCP, TCP_INFO, &out, &ol) < 0)
+		return true; /* nothing to wait for any more */
+	return out.tcpi_bytes_sent - out.tcpi_bytes_retrans >= in.tcpi_bytes_received;
 }
 
 /* ---- reading and writing one side ---- */
@@ -225,6 +247,14 @@ static int flow_move_copy(struct hc_proxy_conn *c, struct hc_proxy_flow *f)
 			}
 		}
 		if (f->eof && f->queued == 0 && !f->shut) {
+			if (c->in_sockmap && !sockmap_drained(f)) {
+				uint64_t now = hc_proxy_now_ms();
+
+				if (!f->drain_since_ms)
+					f->drain_since_ms = now;
+				if (now - f->drain_since_ms < SOCKMAP_DRAIN_MAX_MS)
+					return 0; /* the pump comes back on a timer */
+			}
 			side_shutdown(c, f->dst);
 			f->shut = true;
 		}
@@ -263,6 +293,11 @@ int hc_proxy_forward_pump(struct hc_proxy_conn *c)
 	}
 	if (c->up.shut && c->down.shut)
 		return 1;
+	/* Waiting for the sockmap to drain: look again soon. */
+	c->deadline_ms = 0;
+	if ((c->up.eof && !c->up.shut) || (c->down.eof && !c->down.shut))
+		if (c->in_sockmap)
+			c->deadline_ms = hc_proxy_now_ms() + SOCKMAP_DRAIN_POLL_MS;
 	/* Read a side while its direction has room; write it while data waits.
 	 * A full pipe or buffer stops reading, which is the backpressure. */
 	if (!c->up.eof && flow_room(c, &c->up))
@@ -282,6 +317,13 @@ int hc_proxy_forward_pump(struct hc_proxy_conn *c)
 	return 0;
 }
 
+int hc_proxy_forward_prepare(struct hc_proxy_conn *c)
+{
+	if (c->w->p->cfg.forwarding != HC_PROXY_SOCKMAP || c->ssl || c->in_sockmap)
+		return 0;
+	return sockmap_insert(c);
+}
+
 /* May close c (when the pump finds both sides already done); returns < 0
  * only when c is still open and should be closed by the caller. */
 int hc_proxy_forward_start(struct hc_proxy_conn *c)
@@ -293,8 +335,7 @@ int hc_proxy_forward_start(struct hc_proxy_conn *c)
 	rc = flow_init(c, &c->up, c->cfd, c->bfd);
 	if (!rc)
 		rc = flow_init(c, &c->down, c->bfd, c->cfd);
-	if (!rc && p->cfg.forwarding == HC_PROXY_SOCKMAP && !c->ssl)
-		rc = sockmap_insert(c);
+
 	if (rc) {
 		hc_log(HC_LOG_WARN, "cannot forward a connection for %s: %s", c->host, strerror(-rc));
 		return rc;

@@ -85,6 +85,7 @@ struct hc_proxy_flow {
 	size_t off; /* buffer: where unsent data starts */
 	bool eof; /* the source ended */
 	bool shut; /* and the destination was shut down for writing */
+	uint64_t drain_since_ms; /* sockmap: waiting since then to pass the FIN on */
 	uint64_t bytes;
 };
 
@@ -152,6 +153,10 @@ void hc_proxy_conn_expire(struct hc_proxy_conn *c);
 void hc_proxy_conn_close(struct hc_proxy_conn *c, bool reset);
 
 /* forward.c: moving bytes once the backend is connected. */
+/* Right after connecting, before the head is sent: the sockmap mode puts
+ * both sockets into hc_splice here. 0 or -errno. */
+int hc_proxy_forward_prepare(struct hc_proxy_conn *c);
+/* May close c; < 0 only when c is still open and the caller should close it. */
 int hc_proxy_forward_start(struct hc_proxy_conn *c);
 /* Moves what can be moved now. 1: the connection is finished (close it),
  * -1: an error (reset both sides), 0: wait for events (set by it). */
