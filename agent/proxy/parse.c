@@ -369,18 +369,25 @@ static int head_parse(const char *buf, size_t len, struct hc_http_head *out)
 	size_t pos = 0;
 	int r;
 
+	if (lim == 0)
+		return HC_PARSE_MORE; /* and buf may be NULL */
 	for (;;) {
 		const char *lf = memchr(buf + pos, '\n', lim - pos);
 		size_t eol, n;
 
 		if (!lf) {
-			/* the line still arriving: check what there is of it; a
-			 * CR at its very end may be the start of its CRLF */
-			n = lim - pos;
-			if (n && buf[lim - 1] == '\r')
-				n--;
-			r = pos == 0 ? request_line(buf, n, true, out, &st)
-				     : field_line(buf + pos, n, true, out, &st);
+			/* the line still arriving: check what there is of it. A
+			 * CR at its very end can only be its CRLF's, so what is
+			 * before it must already be a whole line. */
+			bool cr = lim > pos && buf[lim - 1] == '\r';
+
+			n = lim - pos - cr;
+			if (pos == 0)
+				r = request_line(buf, n, !cr, out, &st);
+			else if (cr && n == 0)
+				r = HC_PARSE_MORE; /* the CR of the empty line */
+			else
+				r = field_line(buf + pos, n, !cr, out, &st);
 			if (r == HC_PARSE_INVALID)
 				return r;
 			return lim == HC_HTTP_HEAD_MAX ? HC_PARSE_TOO_LARGE : HC_PARSE_MORE;
@@ -575,10 +582,14 @@ static int hello_body_parse(const uint8_t *p, size_t n, struct hc_client_hello *
 static int hello_parse(const uint8_t *buf, size_t len, struct hc_client_hello *out)
 {
 	uint8_t msg[HC_TLS_HELLO_MAX];
+	/* as for HTTP heads, nothing past the bound is looked at, and running
+	 * out of bytes at the bound is the end of waiting */
+	size_t lim = len < HC_TLS_INPUT_MAX ? len : HC_TLS_INPUT_MAX;
+	int more = lim == HC_TLS_INPUT_MAX ? HC_PARSE_TOO_LARGE : HC_PARSE_MORE;
 	size_t pos = 0, have = 0, need = 0; /* need: the message's size, 0 until known */
 
 	for (;;) {
-		size_t avail = len - pos, rlen, take, at = have;
+		size_t avail = lim - pos, rlen, take, at = have;
 
 		if (avail >= 1 && buf[pos] != TLS_CONTENT_HANDSHAKE)
 			return HC_PARSE_INVALID; /* also: another type between fragments */
@@ -587,7 +598,7 @@ static int hello_parse(const uint8_t *buf, size_t len, struct hc_client_hello *o
 		if (avail >= 3 && buf[pos + 2] > 0x0f)
 			return HC_PARSE_INVALID;
 		if (avail < TLS_RECORD_HEADER)
-			return HC_PARSE_MORE;
+			return more;
 		rlen = (size_t)buf[pos + 3] << 8 | buf[pos + 4];
 		/* RFC 8446 5.1: no empty handshake fragments, none over 2^14 */
 		if (rlen == 0 || rlen > TLS_RECORD_MAX)
@@ -614,7 +625,7 @@ static int hello_parse(const uint8_t *buf, size_t len, struct hc_client_hello *o
 		if (need && at + rlen > need)
 			return HC_PARSE_INVALID;
 		if (take < rlen)
-			return HC_PARSE_MORE; /* the record is still arriving */
+			return more; /* the record is still arriving */
 		pos += TLS_RECORD_HEADER + rlen;
 		if (need && have == need)
 			break;

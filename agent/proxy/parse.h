@@ -41,7 +41,7 @@ enum hc_parse_status {
 
 struct hc_http_head {
 	size_t head_len;	 /* bytes of the head, through the empty line's CRLF */
-	size_t request_line_len; /* bytes of the request line including its CRLF (where to insert headers) */
+	size_t request_line_len; /* the request line with its CRLF (where to insert headers) */
 	char host[HC_HOST_MAX + 1]; /* Host (or absolute-form authority), lower-cased, port and
 				     * a trailing dot stripped; "" if none or empty */
 	uint16_t host_port;	 /* the port given with it, 0 if none */
@@ -112,7 +112,8 @@ bool hc_tls_looks_like(const uint8_t *buf, size_t len);
  *              last byte of the ClientHello (<= len);
  *   MORE       incomplete, nothing wrong so far;
  *   TOO_LARGE  the message is over HC_TLS_HELLO_MAX, or its records go past
- *              HC_TLS_INPUT_MAX bytes;
+ *              HC_TLS_INPUT_MAX bytes (known from a record's header, or when
+ *              len >= HC_TLS_INPUT_MAX and it is not complete by then);
  *   INVALID    a record that is not a handshake record (also one of another
  *              type between the fragments), a handshake message that is not a
  *              ClientHello, a record holding bytes past the ClientHello's
