@@ -20,7 +20,6 @@
 #include "proxy/proxy_int.h"
 
 #define ACCEPTS_PER_EVENT 64
-#define TLS_ALERT_HANDSHAKE_FAILURE 40
 #define TLS_ALERT_DECODE_ERROR 50
 #define TLS_ALERT_INTERNAL_ERROR 80
 #define TLS_ALERT_UNRECOGNIZED_NAME 112
@@ -72,6 +71,7 @@ void hc_proxy_conn_close(struct hc_proxy_conn *c, bool reset)
 		atomic_fetch_add(&c->wl->to_client, c->down.bytes);
 	}
 	atomic_fetch_sub(&p->stats.active, 1);
+	atomic_fetch_sub(&p->port_conns[l->port], 1);
 	free(c->peek);
 	free(c);
 	if (--l->conns == 0 && l->fd < 0)
@@ -146,11 +146,12 @@ static void http_error(struct hc_proxy_conn *c, int status, const char *reason,
 	answer_and_drain(c, out, (size_t)(hlen + blen));
 }
 
-static void tls_alert(struct hc_proxy_conn *c, uint8_t description, enum hc_proxy_error kind)
+/* Every alert counts as tls_alert: what the client saw. */
+static void tls_alert(struct hc_proxy_conn *c, uint8_t description)
 {
 	const uint8_t alert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02 /* fatal */, description};
 
-	count_error(c, kind);
+	count_error(c, HC_PROXY_ERR_TLS_ALERT);
 	answer_and_drain(c, alert, sizeof(alert));
 }
 
@@ -169,7 +170,7 @@ static void bad_gateway(struct hc_proxy_conn *c, const char *why)
 	char host[HC_HOST_ESCAPED_MAX], detail[2048];
 
 	if (c->tls && !c->ssl) {
-		tls_alert(c, TLS_ALERT_INTERNAL_ERROR, HC_PROXY_ERR_BAD_GATEWAY);
+		tls_alert(c, TLS_ALERT_INTERNAL_ERROR);
 		return;
 	}
 	hc_html_escape_host(c->host, host, sizeof(host));
@@ -512,7 +513,7 @@ static void route_tls(struct hc_proxy_conn *c, const struct hc_client_hello *hel
 		return;
 	}
 	if (!c->host[0] || !route(c, &val)) {
-		tls_alert(c, TLS_ALERT_UNRECOGNIZED_NAME, HC_PROXY_ERR_NOT_FOUND);
+		tls_alert(c, TLS_ALERT_UNRECOGNIZED_NAME);
 		return;
 	}
 	c->head_len = 0;
@@ -541,9 +542,7 @@ static void on_peek(struct hc_proxy_conn *c)
 		else if (rc == HC_PARSE_MORE && c->peek_len < HC_PROXY_PEEK_MAX)
 			wait_for_more(c);
 		else
-			tls_alert(c, TLS_ALERT_DECODE_ERROR,
-				  rc == HC_PARSE_INVALID ? HC_PROXY_ERR_BAD_REQUEST
-							 : HC_PROXY_ERR_HEAD_TOO_LARGE);
+			tls_alert(c, TLS_ALERT_DECODE_ERROR);
 		return;
 	}
 	{
@@ -685,7 +684,9 @@ void hc_proxy_accept(struct hc_proxy_worker *w, struct hc_proxy_listener *l)
 			return;
 		}
 		atomic_fetch_add(&p->stats.accepted, 1);
-		if (l->conns >= w->max_conns || !(c = calloc(1, sizeof(*c)))) {
+		if (atomic_fetch_add(&p->port_conns[l->port], 1) >= p->cfg.max_conns ||
+		    !(c = calloc(1, sizeof(*c)))) {
+			atomic_fetch_sub(&p->port_conns[l->port], 1);
 			atomic_fetch_add(&p->stats.errors[HC_PROXY_ERR_OVER_LIMIT], 1);
 			close(fd);
 			continue;

@@ -328,7 +328,6 @@ static int worker_init(struct hc_proxy *p, struct hc_proxy_worker *w, unsigned i
 
 	w->p = p;
 	w->index = index;
-	w->max_conns = (p->cfg.max_conns + p->nworkers - 1) / p->nworkers;
 	w->wake_h.kind = H_WAKE;
 	w->timer_h.kind = H_TIMER;
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -454,7 +453,8 @@ struct hc_proxy *hc_proxy_start(const struct hc_proxy_config *cfg, char *err, si
 	p->tls_cert = dup_or_null(cfg->tls_cert);
 	p->tls_key = dup_or_null(cfg->tls_key);
 	p->workloads = calloc(HC_PROXY_WORKLOADS_MAX, sizeof(*p->workloads));
-	if (!p->pin_dir || !p->base_url || !p->bind_host || !p->workloads ||
+	p->port_conns = calloc(65536, sizeof(*p->port_conns));
+	if (!p->pin_dir || !p->base_url || !p->bind_host || !p->workloads || !p->port_conns ||
 	    (cfg->tls_cert && !p->tls_cert) || (cfg->tls_key && !p->tls_key)) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
@@ -562,6 +562,7 @@ void hc_proxy_stop(struct hc_proxy *p)
 	free(p->tls_cert);
 	free(p->tls_key);
 	free(p->workloads);
+	free(p->port_conns);
 	free(p);
 }
 

@@ -122,7 +122,6 @@ struct hc_proxy_worker {
 	uint64_t seen_gen;
 	struct hc_proxy_listener *listeners[HC_PROXY_MAX_PORTS];
 	size_t nlisteners;
-	unsigned max_conns; /* per listener, this worker's share */
 	struct hc_proxy_conn *conns; /* every open connection */
 	size_t nconns;
 };
@@ -144,6 +143,9 @@ struct hc_proxy {
 	struct hc_proxy_stats stats;
 	struct hc_proxy_wl_stats *workloads;
 	size_t nworkloads;
+	/* Open connections per port, over every worker: SO_REUSEPORT does not
+	 * spread connections evenly enough for per-worker shares of a limit. */
+	atomic_uint *port_conns; /* 65536 entries */
 };
 
 /* conn.c: a connection's life. */
