@@ -113,7 +113,9 @@ static bool sockmap_drained(const struct hc_proxy_flow *f)
 	if (getsockopt(f->src, IPPROTO_TCP, TCP_INFO, &in, &il) < 0 ||
 	    getsockopt(f->dst, IPPROTO_TCP, TCP_INFO, &out, &ol) < 0)
 		return true; /* nothing to wait for any more */
-	return out.tcpi_bytes_sent - out.tcpi_bytes_retrans >= in.tcpi_bytes_received;
+	/* The source's FIN took one sequence number, which bytes_received
+	 * counts; only the data went to the partner. */
+	return out.tcpi_bytes_sent - out.tcpi_bytes_retrans + 1 >= in.tcpi_bytes_received;
 }
 
 /* ---- reading and writing one side ---- */
