@@ -73,9 +73,22 @@ void hc_proxy_conn_close(struct hc_proxy_conn *c, bool reset)
 	atomic_fetch_sub(&p->stats.active, 1);
 	atomic_fetch_sub(&p->port_conns[l->port], 1);
 	free(c->peek);
-	free(c);
+	c->peek = NULL;
+	c->state = C_CLOSED;
+	c->next = c->w->dead;
+	c->w->dead = c;
 	if (--l->conns == 0 && l->fd < 0)
 		free(l); /* its listener closed while we were open */
+}
+
+void hc_proxy_conn_reap(struct hc_proxy_worker *w)
+{
+	while (w->dead) {
+		struct hc_proxy_conn *c = w->dead;
+
+		w->dead = c->next;
+		free(c);
+	}
 }
 
 /* ---- answers that end a connection ---- */
@@ -198,6 +211,8 @@ void hc_proxy_conn_expire(struct hc_proxy_conn *c)
 	case C_TLS_ACCEPT:
 		count_error(c, HC_PROXY_ERR_HEAD_TIMEOUT);
 		hc_proxy_conn_close(c, false);
+		break;
+	case C_CLOSED:
 		break;
 	case C_DRAIN:
 		hc_proxy_conn_close(c, false);
@@ -627,6 +642,8 @@ void hc_proxy_conn_event(struct hc_proxy_conn *c, bool backend_side, unsigned ev
 	int rc;
 
 	switch (c->state) {
+	case C_CLOSED:
+		break; /* closed by an earlier event of this batch */
 	case C_PEEK:
 		on_peek(c);
 		break;

@@ -251,6 +251,7 @@ static void expire_conns(struct hc_proxy_worker *w)
 		if (c->deadline_ms && now >= c->deadline_ms)
 			hc_proxy_conn_expire(c);
 	}
+	hc_proxy_conn_reap(w);
 }
 
 static void *worker_main(void *arg)
@@ -300,9 +301,11 @@ static void *worker_main(void *arg)
 			}
 			}
 		}
+		hc_proxy_conn_reap(w);
 	}
 	while (w->conns)
 		hc_proxy_conn_close(w->conns, false);
+	hc_proxy_conn_reap(w);
 	while (w->nlisteners)
 		listener_close(w, 0);
 	return NULL;

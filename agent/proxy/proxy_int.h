@@ -74,6 +74,7 @@ enum hc_proxy_conn_state {
 	C_TLS_ACCEPT, /* terminating: the handshake */
 	C_TLS_HEAD, /* terminating: reading the decrypted request head */
 	C_DRAIN, /* an error answer went out; reading until EOF, then close */
+	C_CLOSED, /* closed; freed after the current batch of events */
 };
 
 /* One direction of a forwarded connection. */
@@ -124,6 +125,9 @@ struct hc_proxy_worker {
 	size_t nlisteners;
 	struct hc_proxy_conn *conns; /* every open connection */
 	size_t nconns;
+	/* Closed during this batch of events: freed after it, since a later
+	 * event of the same batch may name them (both sides of one connection). */
+	struct hc_proxy_conn *dead;
 };
 
 struct hc_proxy {
@@ -152,7 +156,10 @@ struct hc_proxy {
 void hc_proxy_accept(struct hc_proxy_worker *w, struct hc_proxy_listener *l);
 void hc_proxy_conn_event(struct hc_proxy_conn *c, bool backend_side, unsigned events);
 void hc_proxy_conn_expire(struct hc_proxy_conn *c);
+/* Closes both sides and releases everything but the struct itself, which
+ * waits for hc_proxy_conn_reap (events of the same batch may name it). */
 void hc_proxy_conn_close(struct hc_proxy_conn *c, bool reset);
+void hc_proxy_conn_reap(struct hc_proxy_worker *w);
 
 /* forward.c: moving bytes once the backend is connected. */
 /* Right after connecting, before the head is sent: the sockmap mode puts
