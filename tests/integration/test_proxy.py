@@ -1226,6 +1226,8 @@ def leak_check(test, total, threads=4):
     time.sleep(0.3)
     base_fds = fd_count(pid)
     maps_before = {m: map_keys(test, m) for m in ("hc_splice", "hc_splice_peer")}
+    # Connections an earlier test left open (it failed) are not this one's.
+    active_before = metric(test.metrics(), "hypercore_proxy_connections_active")
     errors = []
     counts = {}
     lock = threading.Lock()
@@ -1294,7 +1296,8 @@ def leak_check(test, total, threads=4):
                          % (m, len(left), " (and %d from before)" % len(maps_before[m])
                             if maps_before[m] else ""))
     ms = test.metrics()
-    test.assertEqual(metric(ms, "hypercore_proxy_connections_active"), 0)
+    test.assertEqual(metric(ms, "hypercore_proxy_connections_active"), active_before,
+                     "connections still counted active")
     print("# %d connections in %.1fs; fds %d -> %d" % (total, secs, base_fds, last[0]),
           flush=True)
 
@@ -1569,6 +1572,10 @@ class SockmapModeTest(ModeTests, ProxyCase):
     @hctest.known_failure(SOCKMAP_NO_BACKPRESSURE)
     def test_slow_reader_keeps_memory_bounded_and_loses_nothing(self):
         ModeTests.test_slow_reader_keeps_memory_bounded_and_loses_nothing(self)
+
+    @hctest.known_failure(SOCKMAP_RACE + " (a connection whose FIN came first can stay open)")
+    def test_y_leak_check(self):
+        ModeTests.test_y_leak_check(self)
 
 
 
