@@ -289,4 +289,6 @@ def main():
     print("1..%d" % suite.countTestCases(), flush=True)
     result = TapResult()
     suite.run(result)
-    sys.exit(0 if result.wasSuccessful() else 1)
+    # Not wasSuccessful(): a known failure that passed is reported (TODO),
+    # not a failure of the run.
+    sys.exit(0 if not result.failures and not result.errors else 1)
