@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,8 +120,10 @@ static void answer_and_drain(struct hc_proxy_conn *c, const void *bytes, size_t 
 	consume_peeked(c);
 	setsockopt(c->cfd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat));
 	if (c->ssl) {
+		ERR_clear_error();
 		SSL_write(c->ssl, bytes, (int)len); /* best effort: the answer is small */
 		SSL_shutdown(c->ssl);
+		ERR_clear_error(); /* leave nothing for the next connection */
 	} else if (send(c->cfd, bytes, len, MSG_NOSIGNAL) < 0) {
 		hc_proxy_conn_close(c, false);
 		return;
@@ -591,7 +594,10 @@ static void on_tls_head(struct hc_proxy_conn *c)
 		}
 	}
 	while (c->peek_len < HC_PROXY_PEEK_MAX) {
-		int n = SSL_read(c->ssl, c->peek + c->peek_len, (int)(HC_PROXY_PEEK_MAX - c->peek_len));
+		int n;
+
+		ERR_clear_error(); /* the queue is per thread, shared by connections */
+		n = SSL_read(c->ssl, c->peek + c->peek_len, (int)(HC_PROXY_PEEK_MAX - c->peek_len));
 
 		if (n <= 0) {
 			int e = SSL_get_error(c->ssl, n);

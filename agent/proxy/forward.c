@@ -9,6 +9,7 @@
 #include <bpf/bpf.h>
 #include <errno.h>
 #include <linux/tcp.h>
+#include <openssl/err.h>
 #include <netinet/in.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -126,7 +127,12 @@ static ssize_t side_read(struct hc_proxy_conn *c, int fd, char *buf, size_t len)
 	ssize_t n;
 
 	if (c->ssl && fd == c->cfd) {
-		int r = SSL_read(c->ssl, buf, (int)len);
+		int r;
+
+		/* OpenSSL's error queue is per thread: another connection's
+		 * leftovers would turn our WANT_READ into an error. */
+		ERR_clear_error();
+		r = SSL_read(c->ssl, buf, (int)len);
 
 		if (r > 0)
 			return r;
@@ -153,7 +159,10 @@ static ssize_t side_write(struct hc_proxy_conn *c, int fd, const char *buf, size
 	ssize_t n;
 
 	if (c->ssl && fd == c->cfd) {
-		int r = SSL_write(c->ssl, buf, (int)len);
+		int r;
+
+		ERR_clear_error();
+		r = SSL_write(c->ssl, buf, (int)len);
 
 		if (r > 0)
 			return r;
@@ -173,8 +182,10 @@ static ssize_t side_write(struct hc_proxy_conn *c, int fd, const char *buf, size
 
 static void side_shutdown(struct hc_proxy_conn *c, int fd)
 {
-	if (c->ssl && fd == c->cfd)
+	if (c->ssl && fd == c->cfd) {
+		ERR_clear_error();
 		SSL_shutdown(c->ssl); /* close_notify, then the TCP FIN */
+	}
 	shutdown(fd, SHUT_WR);
 }
 

@@ -84,7 +84,10 @@ fail:
 
 int hc_proxy_tls_handshake(struct hc_proxy_conn *c)
 {
-	int r = SSL_accept(c->ssl);
+	int r;
+
+	ERR_clear_error(); /* per thread: not ours to judge this call by */
+	r = SSL_accept(c->ssl);
 
 	if (r == 1)
 		return 1;
