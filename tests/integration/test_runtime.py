@@ -482,7 +482,7 @@ class Runtime(unittest.TestCase):
             _, _, body = self.agent.http("/metrics")
             m = re.search(rb'hypercore_capacity_vcpus\{kind="used"\} (\d+)', body)
             return m and int(m.group(1)) >= 2 and body
-        body = wait_for("capacity in /metrics", used)
+        body = wait_for("capacity in /metrics", used, timeout=60)
         self.assertRegex(body, rb'hypercore_capacity_vcpus\{kind="total"\} \d+')
         self.assertRegex(body, rb'hypercore_capacity_memory_bytes\{kind="used"\} \d+')
         self.assertRegex(body, rb'hypercore_runtime_workloads\{state="running"\} [1-9]')
