@@ -68,11 +68,80 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 		"                          under the base URL (a wildcard certificate);\n"
 		"                          SIGHUP reloads them\n"
 		"  --no-proxy              run no proxy\n"
+		"\n"
+		"Orchestration:\n"
+		"  --respawn-on-node-failure  reschedule the workloads of failed nodes (one\n"
+		"                          respawn-enabled node each, chosen the same way by\n"
+		"                          all) and restart workloads that exit here\n"
+		"  --state-period-ms N     state broadcast period (default 5000); a node silent\n"
+		"                          for 3 periods loses its routes\n"
 		"  -h, --help              show this help\n"
 		"\n"
 		"ADDR is IPV4:PORT, [IPV6]:PORT or :PORT (all IPv4 addresses).\n"
-		"Subcommands: hypercore cluster list|members --help\n",
+		"Subcommands: hypercore cluster spawn|stop|list|logs|metrics|members|event|query\n"
+		"--help\n",
 		hc_cli_cmd_cluster,
+	},
+	{
+		"cluster spawn",
+		"start a workload somewhere in the cluster; prints its id and URL",
+		"Usage: hypercore cluster spawn --image-ref REF [options]\n"
+		"\n"
+		"Asks an agent to place the workload: it checks which nodes have capacity,\n"
+		"spawns it on the first in policy order (the next if that one fails) and\n"
+		"prints \"ID URL\"; every node's proxy then serves https://ID.<base-url>.\n"
+		"\n"
+		"Options:\n"
+		"  --grpc-bind-addr ADDR   the agent's gRPC address (default 0.0.0.0:8000,\n"
+		"                          dialled as 127.0.0.1:8000)\n"
+		"  --image-ref REF         the OCI image\n"
+		"  --cpu N                 whole vCPUs, default 1\n"
+		"  --mem MB                memory limit in MB, default 512\n"
+		"  --ports H:C[,H:C...]    host port -> container port: H in 30000-32767 is a\n"
+		"                          node port on the owner, any other H a proxy port\n"
+		"  --env NAME=VALUE        environment variable (repeatable)\n"
+		"  --id UUID               the workload id (default: a new one)\n"
+		"  --json                  print {\"id\", \"url\"}\n"
+		"  --timeout SECONDS       give up after this long (default 200)\n"
+		"  -h, --help              show this help\n",
+		hc_cli_cmd_cluster_spawn,
+	},
+	{
+		"cluster stop",
+		"stop a workload wherever it runs in the cluster",
+		"Usage: hypercore cluster stop --id ID [options]\n"
+		"\n"
+		"Options:\n"
+		"  --grpc-bind-addr ADDR   the agent's gRPC address (default 0.0.0.0:8000)\n"
+		"  --id ID                 the workload\n"
+		"  --timeout SECONDS       give up after this long (default 60)\n"
+		"  -h, --help              show this help\n",
+		hc_cli_cmd_cluster_stop,
+	},
+	{
+		"cluster logs",
+		"print a workload's output, from whichever node runs it",
+		"Usage: hypercore cluster logs --id ID [options]\n"
+		"\n"
+		"Options:\n"
+		"  --grpc-bind-addr ADDR   the agent's gRPC address (default 0.0.0.0:8000)\n"
+		"  --id ID                 the workload\n"
+		"  --tail N                only the last N lines (default: all, at most 1 MiB)\n"
+		"  --follow                keep printing new lines until interrupted\n"
+		"  --timeout SECONDS       give up on one call after this long (default 60)\n"
+		"  -h, --help              show this help\n",
+		hc_cli_cmd_cluster_logs,
+	},
+	{
+		"cluster metrics",
+		"print an agent's Prometheus metrics",
+		"Usage: hypercore cluster metrics [options]\n"
+		"\n"
+		"Options:\n"
+		"  --http-bind-addr ADDR   the agent's HTTP address (default 0.0.0.0:8001)\n"
+		"  --timeout SECONDS       give up after this long (default 60)\n"
+		"  -h, --help              show this help\n",
+		hc_cli_cmd_cluster_metrics,
 	},
 	{
 		"cluster list",

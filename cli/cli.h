@@ -79,6 +79,10 @@ void hc_cli_table_free(struct hc_cli_table *t);
 /* Command runners (cli/cmd_*.c). */
 int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_list(const struct hc_cli_cmd *cmd, int argc, char **argv);
+int hc_cli_cmd_cluster_spawn(const struct hc_cli_cmd *cmd, int argc, char **argv);
+int hc_cli_cmd_cluster_stop(const struct hc_cli_cmd *cmd, int argc, char **argv);
+int hc_cli_cmd_cluster_logs(const struct hc_cli_cmd *cmd, int argc, char **argv);
+int hc_cli_cmd_cluster_metrics(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_members(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_event(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_query(const struct hc_cli_cmd *cmd, int argc, char **argv);

@@ -65,6 +65,8 @@ enum {
 	OPT_PROXY_MAX_CONNS,
 	OPT_TLS_CERT,
 	OPT_TLS_KEY,
+	OPT_RESPAWN,
+	OPT_STATE_PERIOD,
 };
 
 #define MAX_REGISTRIES 32
@@ -122,6 +124,8 @@ int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
 		{ "proxy-max-conns", required_argument, NULL, OPT_PROXY_MAX_CONNS },
 		{ "cluster-tls-cert", required_argument, NULL, OPT_TLS_CERT },
 		{ "cluster-tls-key", required_argument, NULL, OPT_TLS_KEY },
+		{ "respawn-on-node-failure", no_argument, NULL, OPT_RESPAWN },
+		{ "state-period-ms", required_argument, NULL, OPT_STATE_PERIOD },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -279,6 +283,15 @@ int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
 			break;
 		case OPT_TLS_KEY:
 			cfg.tls_key = optarg;
+			break;
+		case OPT_RESPAWN:
+			cfg.respawn_on_node_failure = true;
+			break;
+		case OPT_STATE_PERIOD:
+			if (hc_cli_parse_uint(optarg, 100, 600000, &v) < 0)
+				return hc_cli_usage_error(cmd, "invalid --state-period-ms %s "
+							  "(100..600000)", optarg);
+			cfg.state_period_ms = (uint32_t)v;
 			break;
 		case OPT_CONTAINERD_SOCKET:
 			cfg.containerd_socket = optarg;

@@ -71,6 +71,7 @@ void hc_api_free(struct hc_api *api)
 		return;
 	if (api->grpc)
 		hc_metrics_unregister(api->metrics, hc_rpc_server_collect, api->grpc);
+	hc_api_grpc_cancel_pending(api);
 	hc_api_http_free(api->http);
 	hc_rpc_server_free(api->grpc);
 	free(api);

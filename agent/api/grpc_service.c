@@ -2,6 +2,8 @@
 #include "api/api_int.h"
 
 #include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define HC_LOG_MODULE "api"
@@ -25,49 +27,135 @@ static void on_list(struct hc_rpc_call *call, const ProtobufCMessage *request, v
 	hc_cluster_list_free(list);
 }
 
-/* Stop and Logs name a workload; until this node or a peer runs one (the
- * runtime and cluster issues), no id can match. The id is still validated
- * first so bad input gets INVALID_ARGUMENT, not NOT_FOUND. */
-static int check_workload_id(struct hc_rpc_call *call, const char *id)
+/* A call waiting for a cluster operation. The api keeps them listed so
+ * that, stopping first, it can cancel their operations before the server
+ * fails the calls. */
+struct pending {
+	struct hc_api *api;
+	struct hc_rpc_call *call;
+	struct hc_cluster_op *op;
+	struct pending *prev, *next;
+};
+
+static struct pending *pending_new(struct hc_api *api, struct hc_rpc_call *call)
 {
-	if (!id || !*id) {
-		hc_rpc_fail(call, HC_RPC_INVALID_ARGUMENT, "missing workload id");
-		return -EINVAL;
+	struct pending *p = calloc(1, sizeof(*p));
+
+	if (!p) {
+		hc_rpc_fail(call, HC_RPC_RESOURCE_EXHAUSTED, "out of memory");
+		return NULL;
 	}
-	if (!hc_api_workload_id_valid(id)) {
-		hc_rpc_fail(call, HC_RPC_INVALID_ARGUMENT,
-			    "invalid workload id (want a UUID like 3f2a...-...)");
-		return -EINVAL;
-	}
-	return 0;
+	p->api = api;
+	p->call = call;
+	p->next = api->pending;
+	if (api->pending)
+		api->pending->prev = p;
+	api->pending = p;
+	return p;
+}
+
+static void pending_end(struct pending *p)
+{
+	if (p->prev)
+		p->prev->next = p->next;
+	else
+		p->api->pending = p->next;
+	if (p->next)
+		p->next->prev = p->prev;
+	free(p);
+}
+
+/* After starting an operation: op is NULL if it answered at once. */
+static void pending_wait(struct pending *p, struct hc_cluster_op *op)
+{
+	if (op)
+		p->op = op;
+}
+
+static bool answer_failed(struct pending *p, enum hc_rpc_code code, const char *err)
+{
+	if (code == HC_RPC_OK)
+		return false;
+	hc_rpc_fail(p->call, code, "%s", err ? err : "failed");
+	pending_end(p);
+	return true;
+}
+
+static void spawned(void *arg, enum hc_rpc_code code, const char *err,
+		    const Cluster__Services__Api__VmSpawnResponse *resp)
+{
+	struct pending *p = arg;
+
+	if (answer_failed(p, code, err))
+		return;
+	hc_rpc_reply(p->call, &resp->base);
+	pending_end(p);
+}
+
+static void stopped(void *arg, enum hc_rpc_code code, const char *err,
+		    const Cluster__Services__Api__Node *node)
+{
+	struct pending *p = arg;
+
+	if (answer_failed(p, code, err))
+		return;
+	hc_rpc_reply(p->call, &node->base);
+	pending_end(p);
+}
+
+static void logs_ready(void *arg, enum hc_rpc_code code, const char *err,
+		       const Cluster__Services__Api__VmLogsResponse *resp)
+{
+	struct pending *p = arg;
+
+	if (answer_failed(p, code, err))
+		return;
+	hc_rpc_reply(p->call, &resp->base);
+	pending_end(p);
+}
+
+static void on_spawn(struct hc_rpc_call *call, const ProtobufCMessage *request, void *arg)
+{
+	struct pending *p = pending_new(arg, call);
+
+	if (p)
+		pending_wait(p, hc_cluster_spawn(p->api->cluster, (const void *)request, spawned, p));
 }
 
 static void on_stop(struct hc_rpc_call *call, const ProtobufCMessage *request, void *arg)
 {
 	const Cluster__Services__Api__VmStopRequest *req = (const void *)request;
+	struct pending *p;
 
-	(void)arg;
-	if (check_workload_id(call, req->id) < 0)
+	if (!req->id || !*req->id) {
+		hc_rpc_fail(call, HC_RPC_INVALID_ARGUMENT, "missing workload id");
 		return;
-	hc_rpc_fail(call, HC_RPC_NOT_FOUND, "no workload %s in the cluster", req->id);
+	}
+	p = pending_new(arg, call);
+	if (p)
+		pending_wait(p, hc_cluster_stop(p->api->cluster, req->id, stopped, p));
 }
 
 static void on_logs(struct hc_rpc_call *call, const ProtobufCMessage *request, void *arg)
 {
 	const Cluster__Services__Api__VmLogsRequest *req = (const void *)request;
+	struct pending *p;
 
-	(void)arg;
-	if (check_workload_id(call, req->id) < 0)
+	if (!req->id || !*req->id) {
+		hc_rpc_fail(call, HC_RPC_INVALID_ARGUMENT, "missing workload id");
 		return;
-	hc_rpc_fail(call, HC_RPC_NOT_FOUND, "no workload %s in the cluster", req->id);
+	}
+	p = pending_new(arg, call);
+	if (p)
+		pending_wait(p, hc_cluster_logs(p->api->cluster, req, false, logs_ready, p));
 }
 
-static void on_spawn(struct hc_rpc_call *call, const ProtobufCMessage *request, void *arg)
+void hc_api_grpc_cancel_pending(struct hc_api *api)
 {
-	(void)request;
-	(void)arg;
-	hc_rpc_fail(call, HC_RPC_UNIMPLEMENTED,
-		    "spawn needs the workload runtime, which this agent does not have yet");
+	while (api->pending) {
+		hc_cluster_op_cancel(api->pending->op);
+		pending_end(api->pending);
+	}
 }
 
 struct hc_rpc_server *hc_api_grpc_new(struct hc_api *api, const struct hc_addr *addr, char *err,

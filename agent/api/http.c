@@ -52,7 +52,7 @@ static const char *const route_paths[ROUTE_COUNT] = {
 };
 
 /* Status codes we answer with, for the request counter. */
-static const unsigned counted_codes[] = { 200, 400, 404, 405, 413, 500, 501, 503 };
+static const unsigned counted_codes[] = { 200, 400, 404, 405, 409, 413, 500, 503, 504 };
 #define NCODES (sizeof(counted_codes) / sizeof(counted_codes[0]))
 
 struct request;
@@ -78,6 +78,10 @@ struct request {
 	json_t *acks, *responses; /* while a query runs */
 	json_t *answer;           /* set when it is done: sent on resume */
 	unsigned answer_code;
+	enum route route;             /* of the suspended request */
+	struct hc_cluster_op *op;     /* a cluster operation it waits for */
+	bool starting;                /* the operation is being started */
+	char next_line[24];           /* /logs: X-Hypercore-Next-Line */
 	struct request *prev, *next; /* h->suspended */
 };
 
@@ -96,7 +100,8 @@ static void count(struct hc_http *h, enum route r, unsigned code)
 }
 
 static enum MHD_Result send_body(struct hc_http *h, struct MHD_Connection *conn, enum route r,
-				 unsigned code, const char *type, char *body, size_t len)
+				 unsigned code, const char *type, char *body, size_t len,
+				 const char *next_line)
 {
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
@@ -108,6 +113,8 @@ static enum MHD_Result send_body(struct hc_http *h, struct MHD_Connection *conn,
 		return MHD_NO;
 	}
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	if (next_line && *next_line)
+		MHD_add_response_header(resp, "X-Hypercore-Next-Line", next_line);
 	if (code == MHD_HTTP_METHOD_NOT_ALLOWED)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
 					r == ROUTE_SPAWN || r == ROUTE_EVENT ||
@@ -121,9 +128,11 @@ static enum MHD_Result send_body(struct hc_http *h, struct MHD_Connection *conn,
 	return ret;
 }
 
-/* Sends {"<key>": value} + "\n". Takes the reference to value. */
-static enum MHD_Result send_json(struct hc_http *h, struct MHD_Connection *conn, enum route r,
-				 unsigned code, const char *key, json_t *value)
+/* Sends {"<key>": value} + "\n" (with the /logs next-line header when
+ * given). Takes the reference to value. */
+static enum MHD_Result send_json_hdr(struct hc_http *h, struct MHD_Connection *conn,
+				     enum route r, unsigned code, const char *key, json_t *value,
+				     const char *next_line)
 {
 	json_t *obj = value ? json_pack("{so}", key, value) : NULL;
 	char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
@@ -141,7 +150,13 @@ static enum MHD_Result send_json(struct hc_http *h, struct MHD_Connection *conn,
 	}
 	body[len++] = '\n';
 	body[len] = '\0';
-	return send_body(h, conn, r, code, "application/json", body, len);
+	return send_body(h, conn, r, code, "application/json", body, len, next_line);
+}
+
+static enum MHD_Result send_json(struct hc_http *h, struct MHD_Connection *conn, enum route r,
+				 unsigned code, const char *key, json_t *value)
+{
+	return send_json_hdr(h, conn, r, code, key, value, NULL);
 }
 
 static enum MHD_Result send_error(struct hc_http *h, struct MHD_Connection *conn, enum route r,
@@ -162,7 +177,7 @@ static enum MHD_Result send_error(struct hc_http *h, struct MHD_Connection *conn
 static enum MHD_Result send_text(struct hc_http *h, struct MHD_Connection *conn, enum route r,
 				 const char *type, char *text, size_t len)
 {
-	return send_body(h, conn, r, MHD_HTTP_OK, type, text, len);
+	return send_body(h, conn, r, MHD_HTTP_OK, type, text, len, NULL);
 }
 
 /* ---- endpoints ---- */
@@ -239,40 +254,6 @@ static enum MHD_Result get_healthz(struct hc_http *h, struct MHD_Connection *con
 	if (!ok)
 		return MHD_NO;
 	return send_text(h, conn, ROUTE_HEALTHZ, "text/plain; charset=utf-8", ok, 3);
-}
-
-/* /stop?id= and /logs?id=: validate the id, then look it up. Until this node
- * or a peer runs workloads, no id matches. */
-static enum MHD_Result workload_op(struct hc_http *h, struct MHD_Connection *conn, enum route r)
-{
-	const char *id = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "id");
-
-	if (!id || !*id)
-		return send_error(h, conn, r, 400, "missing query parameter id");
-	if (!hc_api_workload_id_valid(id))
-		return send_error(h, conn, r, 400, "invalid workload id (want a UUID)");
-	return send_error(h, conn, r, 404, "no workload %s in the cluster", id);
-}
-
-static enum MHD_Result post_spawn(struct hc_http *h, struct MHD_Connection *conn,
-				  const struct request *req)
-{
-	json_error_t jerr;
-	json_t *j;
-
-	if (req->too_large)
-		return send_error(h, conn, ROUTE_SPAWN, 413, "request body over %u bytes", MAX_BODY);
-	j = json_loadb(req->body ? req->body : "", req->len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!j)
-		return send_error(h, conn, ROUTE_SPAWN, 400, "invalid JSON: %s (line %d)", jerr.text,
-				  jerr.line);
-	if (!json_is_object(j)) {
-		json_decref(j);
-		return send_error(h, conn, ROUTE_SPAWN, 400, "request must be a JSON object");
-	}
-	json_decref(j);
-	return send_error(h, conn, ROUTE_SPAWN, 501,
-			  "spawn needs the workload runtime, which this agent does not have yet");
 }
 
 static bool parse_bool(const char *v, bool dflt)
@@ -413,6 +394,19 @@ static void query_done(void *arg)
 	resume(req, MHD_HTTP_OK, answer);
 }
 
+static void suspend(struct hc_http *h, struct MHD_Connection *conn, struct request *req,
+		    enum route r)
+{
+	req->h = h;
+	req->conn = conn;
+	req->route = r;
+	req->next = h->suspended;
+	if (h->suspended)
+		h->suspended->prev = req;
+	h->suspended = req;
+	MHD_suspend_connection(conn);
+}
+
 static enum MHD_Result post_query(struct hc_http *h, struct MHD_Connection *conn,
 				  struct request *req)
 {
@@ -460,7 +454,6 @@ static enum MHD_Result post_query(struct hc_http *h, struct MHD_Connection *conn
 	if (!req->acks || !req->responses)
 		return send_error(h, conn, ROUTE_QUERY, 500, "out of memory");
 	req->h = h;
-	req->conn = conn;
 	r = hc_cluster_query(h->api->cluster, name, (const uint8_t *)req->body, req->len, &p,
 			     query_response, query_done, req);
 	if (r == -EMSGSIZE)
@@ -469,12 +462,300 @@ static enum MHD_Result post_query(struct hc_http *h, struct MHD_Connection *conn
 		return send_error(h, conn, ROUTE_QUERY, 400, "cannot send the query: %s",
 				  strerror(-r));
 	/* Answered by query_done when the query's time is up. */
-	req->next = h->suspended;
-	if (h->suspended)
-		h->suspended->prev = req;
-	h->suspended = req;
-	MHD_suspend_connection(conn);
+	suspend(h, conn, req, ROUTE_QUERY);
 	return MHD_YES;
+}
+
+/* ---- cluster operations: spawn, stop, logs (answered when done) ---- */
+
+static unsigned http_status(enum hc_rpc_code code)
+{
+	switch (code) {
+	case HC_RPC_OK:
+		return MHD_HTTP_OK;
+	case HC_RPC_INVALID_ARGUMENT:
+		return MHD_HTTP_BAD_REQUEST;
+	case HC_RPC_NOT_FOUND:
+		return MHD_HTTP_NOT_FOUND;
+	case HC_RPC_ALREADY_EXISTS:
+		return MHD_HTTP_CONFLICT;
+	case HC_RPC_DEADLINE_EXCEEDED:
+		return MHD_HTTP_GATEWAY_TIMEOUT;
+	case HC_RPC_UNAVAILABLE:
+	case HC_RPC_RESOURCE_EXHAUSTED:
+		return MHD_HTTP_SERVICE_UNAVAILABLE;
+	default:
+		return MHD_HTTP_INTERNAL_SERVER_ERROR;
+	}
+}
+
+/* Ends an operation: {"response": answer} or {"error": err}. One that
+ * ends while it is being started is answered by finish_start(). */
+static void op_answer(struct request *req, enum hc_rpc_code code, const char *err, json_t *answer)
+{
+	req->op = NULL;
+	if (code != HC_RPC_OK) {
+		json_decref(answer);
+		answer = json_string(err ? err : "failed");
+	}
+	if (req->starting) {
+		req->answer = answer ? answer : json_string("out of memory");
+		req->answer_code = answer ? http_status(code) : 500;
+		return;
+	}
+	resume(req, http_status(code), answer);
+}
+
+static void spawned(void *arg, enum hc_rpc_code code, const char *err,
+		    const Cluster__Services__Api__VmSpawnResponse *resp)
+{
+	op_answer(arg, code, err, resp ? hc_pbjson_encode(&resp->base) : NULL);
+}
+
+static void stopped(void *arg, enum hc_rpc_code code, const char *err,
+		    const Cluster__Services__Api__Node *node)
+{
+	op_answer(arg, code, err, node ? hc_pbjson_encode(&node->base) : NULL);
+}
+
+static void logs_ready(void *arg, enum hc_rpc_code code, const char *err,
+		       const Cluster__Services__Api__VmLogsResponse *resp)
+{
+	struct request *req = arg;
+
+	if (resp)
+		snprintf(req->next_line, sizeof(req->next_line), "%llu",
+			 (unsigned long long)resp->next_line);
+	/* upstream's shape: the log text itself is the response */
+	op_answer(req, code, err, resp ? json_string(resp->logs) : NULL);
+}
+
+/* Before starting an operation for req. */
+static void start(struct hc_http *h, struct MHD_Connection *conn, struct request *req,
+		  enum route r)
+{
+	req->h = h;
+	req->conn = conn;
+	req->route = r;
+	req->starting = true;
+}
+
+/* After: answers now if the operation already ended (bad input), else
+ * suspends the connection until it does, keeping op to cancel it if the
+ * server stops first. */
+static enum MHD_Result finish_start(struct request *req, struct hc_cluster_op *op)
+{
+	req->starting = false;
+	if (req->answer) {
+		json_t *answer = req->answer;
+
+		req->answer = NULL;
+		return send_json_hdr(req->h, req->conn, req->route, req->answer_code,
+				     req->answer_code == MHD_HTTP_OK ? "response" : "error", answer,
+				     req->next_line);
+	}
+	req->op = op;
+	suspend(req->h, req->conn, req, req->route);
+	return MHD_YES;
+}
+
+static const char *workload_id_arg(struct MHD_Connection *conn, char *why, size_t len)
+{
+	const char *id = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "id");
+
+	if (!id || !*id) {
+		snprintf(why, len, "missing query parameter id");
+		return NULL;
+	}
+	if (!hc_api_workload_id_valid(id)) {
+		snprintf(why, len, "invalid workload id (want a UUID)");
+		return NULL;
+	}
+	return id;
+}
+
+static enum MHD_Result get_stop(struct hc_http *h, struct MHD_Connection *conn,
+				struct request *req)
+{
+	char why[128];
+	const char *id = workload_id_arg(conn, why, sizeof(why));
+	struct hc_cluster_op *op;
+
+	if (!id)
+		return send_error(h, conn, ROUTE_STOP, 400, "%s", why);
+	start(h, conn, req, ROUTE_STOP);
+	op = hc_cluster_stop(h->api->cluster, id, stopped, req);
+	return finish_start(req, op);
+}
+
+static int uint_arg(struct MHD_Connection *conn, const char *key, unsigned long long max,
+		    unsigned long long *out)
+{
+	const char *v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, key);
+	char *end;
+
+	*out = 0;
+	if (!v || !*v)
+		return 0;
+	errno = 0;
+	*out = strtoull(v, &end, 10);
+	return errno || *end || *v == '-' || *out > max ? -EINVAL : 0;
+}
+
+static enum MHD_Result get_logs(struct hc_http *h, struct MHD_Connection *conn,
+				struct request *req)
+{
+	Cluster__Services__Api__VmLogsRequest lr = CLUSTER__SERVICES__API__VM_LOGS_REQUEST__INIT;
+	const char *local = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "local");
+	char why[128];
+	const char *id = workload_id_arg(conn, why, sizeof(why));
+	unsigned long long tail, from;
+	struct hc_cluster_op *op;
+
+	if (!id)
+		return send_error(h, conn, ROUTE_LOGS, 400, "%s", why);
+	if (uint_arg(conn, "tail", UINT32_MAX, &tail) < 0 ||
+	    uint_arg(conn, "from_line", UINT64_MAX, &from) < 0)
+		return send_error(h, conn, ROUTE_LOGS, 400, "bad tail or from_line (whole numbers)");
+	lr.id = (char *)id;
+	lr.tail = (uint32_t)tail;
+	lr.from_line = from;
+	start(h, conn, req, ROUTE_LOGS);
+	op = hc_cluster_logs(h->api->cluster, &lr, parse_bool(local, false), logs_ready, req);
+	return finish_start(req, op);
+}
+
+/* A VmSpawnRequest from upstream's JSON (Go's encoding/json of the proto
+ * struct: cores, memory, image_ref, ports {"443": 8080}, dry_run, env). */
+struct spawn_json {
+	Cluster__Services__Api__VmSpawnRequest req;
+	Cluster__Services__Api__VmSpawnRequest__PortsEntry entries[64];
+	Cluster__Services__Api__VmSpawnRequest__PortsEntry *ports[64];
+	char *env[256];
+};
+
+static int u32_field(json_t *o, const char *key, uint32_t *out, char *why, size_t len)
+{
+	json_t *v = json_object_get(o, key);
+
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+	    json_integer_value(v) > UINT32_MAX) {
+		snprintf(why, len, "%s must be a whole number", key);
+		return -EINVAL;
+	}
+	*out = (uint32_t)json_integer_value(v);
+	return 0;
+}
+
+static int spawn_from_json(json_t *o, struct spawn_json *sj, char *why, size_t len)
+{
+	Cluster__Services__Api__VmSpawnRequest *r = &sj->req;
+	json_t *v, *e;
+	const char *key;
+	size_t i;
+
+	cluster__services__api__vm_spawn_request__init(r);
+	if (u32_field(o, "cores", &r->cores, why, len) < 0 ||
+	    u32_field(o, "memory", &r->memory, why, len) < 0)
+		return -EINVAL;
+	v = json_object_get(o, "image_ref");
+	if (v && !json_is_string(v)) {
+		snprintf(why, len, "image_ref must be a string");
+		return -EINVAL;
+	}
+	r->image_ref = (char *)(v ? json_string_value(v) : "");
+	v = json_object_get(o, "dry_run");
+	if (v && !json_is_boolean(v)) {
+		snprintf(why, len, "dry_run must be true or false");
+		return -EINVAL;
+	}
+	r->dry_run = v && json_is_true(v);
+	v = json_object_get(o, "ports");
+	if (v && !json_is_null(v)) {
+		if (!json_is_object(v) || json_object_size(v) > 64) {
+			snprintf(why, len, "ports must be an object of at most 64 \"HOST\": CONTAINER");
+			return -EINVAL;
+		}
+		json_object_foreach(v, key, e) {
+			char *end;
+			unsigned long host = strtoul(key, &end, 10);
+
+			if (*end || !*key || host < 1 || host > 65535 || !json_is_integer(e) ||
+			    json_integer_value(e) < 1 || json_integer_value(e) > 65535) {
+				snprintf(why, len, "invalid port mapping \"%.16s\" (ports are 1..65535)",
+					 key);
+				return -EINVAL;
+			}
+			cluster__services__api__vm_spawn_request__ports_entry__init(
+				&sj->entries[r->n_ports]);
+			sj->entries[r->n_ports].key = (uint32_t)host;
+			sj->entries[r->n_ports].value = (uint32_t)json_integer_value(e);
+			sj->ports[r->n_ports] = &sj->entries[r->n_ports];
+			r->n_ports++;
+		}
+		r->ports = sj->ports;
+	}
+	v = json_object_get(o, "env");
+	if (v && !json_is_null(v)) {
+		if (!json_is_array(v) || json_array_size(v) > 256) {
+			snprintf(why, len, "env must be a list of at most 256 \"KEY=VALUE\"");
+			return -EINVAL;
+		}
+		json_array_foreach(v, i, e) {
+			if (!json_is_string(e)) {
+				snprintf(why, len, "env entries must be strings");
+				return -EINVAL;
+			}
+			sj->env[i] = (char *)json_string_value(e);
+		}
+		r->env = sj->env;
+		r->n_env = json_array_size(v);
+	}
+	v = json_object_get(o, "id");
+	if (v && !json_is_string(v)) {
+		snprintf(why, len, "id must be a string");
+		return -EINVAL;
+	}
+	r->id = (char *)(v ? json_string_value(v) : "");
+	return 0;
+}
+
+static enum MHD_Result post_spawn(struct hc_http *h, struct MHD_Connection *conn,
+				  struct request *req)
+{
+	struct spawn_json *sj;
+	struct hc_cluster_op *op;
+	json_error_t jerr;
+	char why[160];
+	json_t *j;
+
+	if (req->too_large)
+		return send_error(h, conn, ROUTE_SPAWN, 413, "request body over %u bytes", MAX_BODY);
+	j = json_loadb(req->body ? req->body : "", req->len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!j)
+		return send_error(h, conn, ROUTE_SPAWN, 400, "invalid JSON: %s (line %d)", jerr.text,
+				  jerr.line);
+	if (!json_is_object(j)) {
+		json_decref(j);
+		return send_error(h, conn, ROUTE_SPAWN, 400, "request must be a JSON object");
+	}
+	sj = calloc(1, sizeof(*sj));
+	if (!sj) {
+		json_decref(j);
+		return send_error(h, conn, ROUTE_SPAWN, 500, "out of memory");
+	}
+	if (spawn_from_json(j, sj, why, sizeof(why)) < 0) {
+		free(sj);
+		json_decref(j);
+		return send_error(h, conn, ROUTE_SPAWN, 400, "%s", why);
+	}
+	start(h, conn, req, ROUTE_SPAWN);
+	op = hc_cluster_spawn(h->api->cluster, &sj->req, spawned, req); /* copies the request */
+	free(sj);
+	json_decref(j);
+	return finish_start(req, op);
 }
 
 static enum route route_of(const char *url)
@@ -517,10 +798,11 @@ static enum MHD_Result dispatch(struct hc_http *h, struct MHD_Connection *conn, 
 	case ROUTE_LIST:
 		return get_list(h, conn);
 	case ROUTE_SPAWN:
-		return post_spawn(h, conn, req);
+		return post_spawn(h, conn, (struct request *)req);
 	case ROUTE_STOP:
+		return get_stop(h, conn, (struct request *)req);
 	case ROUTE_LOGS:
-		return workload_op(h, conn, r);
+		return get_logs(h, conn, (struct request *)req);
 	case ROUTE_HEALTHZ:
 		return get_healthz(h, conn);
 	case ROUTE_METRICS:
@@ -570,14 +852,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		req->body[req->len] = '\0';
 		return MHD_YES;
 	}
-	if (req->answer) { /* resumed after a query */
+	if (req->answer) { /* resumed after a query or an operation */
 		json_t *answer = req->answer;
 
 		req->answer = NULL;
-		if (req->answer_code != MHD_HTTP_OK)
-			return send_json(h, conn, ROUTE_QUERY, req->answer_code, "error", answer);
-		return send_json(h, conn, ROUTE_QUERY, MHD_HTTP_OK, "response", answer);
+		return send_json_hdr(h, conn, req->route, req->answer_code,
+				     req->answer_code == MHD_HTTP_OK ? "response" : "error", answer,
+				     req->next_line);
 	}
+	if (req->conn) /* suspended: MHD calls again once resumed */
+		return MHD_YES;
 	return dispatch(h, conn, url, method, req);
 }
 
@@ -590,6 +874,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	(void)conn;
 	(void)toe;
 	if (req) {
+		hc_cluster_op_cancel(req->op);
 		json_decref(req->acks);
 		json_decref(req->responses);
 		json_decref(req->answer);
@@ -741,8 +1026,11 @@ void hc_api_http_free(struct hc_http *h)
 		return;
 	/* Connections waiting for queries get their answer now; MHD must not
 	 * be stopped with suspended connections. */
-	while (h->suspended)
+	while (h->suspended) {
+		hc_cluster_op_cancel(h->suspended->op);
+		h->suspended->op = NULL;
 		resume(h->suspended, 503, json_string("agent shutting down"));
+	}
 	if (h->daemon)
 		MHD_run(h->daemon);
 	hc_metrics_unregister(h->api->metrics, collect, h);

@@ -1,5 +1,5 @@
 /* Node identity, state and the cluster membership it runs; see cluster.h. */
-#include "cluster/cluster.h"
+#include "cluster/cluster_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,17 +14,9 @@
 #include "log/log.h"
 #include "metrics/metrics.h"
 
-#define JOIN_ATTEMPTS 5
+static const double spawn_buckets[] = { 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120 };
 
-struct hc_cluster {
-	struct hc_loop *loop;
-	char node_id[HC_NODE_ID_LEN + 1];
-	char *base_url;
-	const struct hc_cluster_config *cfg;
-	struct hc_gossip *gossip;
-	struct hc_metrics *metrics;
-	struct leave_state *leaving; /* a leave in progress */
-};
+#define JOIN_ATTEMPTS 5
 
 struct leave_state {
 	struct hc_cluster *c;
@@ -159,19 +151,44 @@ struct hc_cluster *hc_cluster_new(struct hc_loop *loop, const struct hc_cluster_
 	if (hc_node_id_load(path, c->node_id, err, errlen) < 0)
 		goto fail;
 	c->cfg = cfg;
+	hc_metrics_histogram_init(&c->spawn_hist, spawn_buckets,
+				  sizeof(spawn_buckets) / sizeof(spawn_buckets[0]));
 	return c;
 fail:
 	hc_cluster_free(c);
 	return NULL;
 }
 
+static void collect(struct hc_metrics_writer *w, void *arg);
+
 void hc_cluster_free(struct hc_cluster *c)
 {
 	if (!c)
 		return;
-	if (c->metrics)
+	/* Jobs finish (their runtime calls cannot be interrupted) but change
+	 * nothing any more; operations in flight are dropped unanswered. */
+	c->closing = true;
+	ops_cancel_all(c);
+	jobs_drain(c);
+	if (c->metrics) {
 		hc_metrics_unregister(c->metrics, hc_gossip_collect, c->gossip);
+		hc_metrics_unregister(c->metrics, collect, c);
+	}
+	if (c->state_timer)
+		hc_loop_del_timer(c->loop, c->state_timer);
+	if (c->housekeeping_timer)
+		hc_loop_del_timer(c->loop, c->housekeeping_timer);
+	/* Queries in flight end with gossip, running their done callbacks. */
 	hc_gossip_free(c->gossip);
+	while (c->ops) {
+		struct hc_cluster_op *op = c->ops;
+
+		op->finished = true;
+		op->inflight = 0;
+		op_release_if_idle(op);
+	}
+	local_fini(c);
+	state_fini(c);
 	free(c->leaving); /* the agent stopped before the leave finished */
 	free(c->base_url);
 	free(c);
@@ -192,18 +209,36 @@ static void on_gossip_event(const struct hc_gossip_event *ev, void *arg)
 {
 	struct hc_cluster *c = arg;
 
-	/* Spawn/stop queries and state broadcasts are the cluster issue's;
-	 * until then events are logged and only the info query is answered. */
+	if (c->closing)
+		return;
 	switch (ev->type) {
 	case HC_GOSSIP_EV_USER:
-		hc_log(HC_LOG_INFO, "user event %s (%zu bytes, ltime %llu)", ev->name, ev->len,
-		       (unsigned long long)ev->ltime);
+		state_on_event(c, ev->name, ev->payload, ev->len);
 		break;
 	case HC_GOSSIP_EV_QUERY:
-		hc_log(HC_LOG_INFO, "query %s from %s (%zu bytes)", ev->name,
-		       ev->query_source ? ev->query_source : "?", ev->len);
-		if (strcmp(ev->name, HC_CLUSTER_INFO_QUERY) == 0)
+		if (strcmp(ev->name, HC_QUERY_NAME) == 0) {
+			orch_on_query(c, ev->query_id, ev->query_source ? ev->query_source : "?",
+				      ev->payload, ev->len);
+		} else if (strcmp(ev->name, HC_CLUSTER_INFO_QUERY) == 0) {
 			answer_info(c, ev->query_id);
+		} else {
+			c->queries_ignored++;
+			hc_log(HC_LOG_DEBUG, "query %s from %s ignored (%zu bytes)", ev->name,
+			       ev->query_source ? ev->query_source : "?", ev->len);
+		}
+		break;
+	case HC_GOSSIP_EV_MEMBER_JOIN:
+		/* a newcomer learns our state now, not at the next refresh */
+		c->broadcast_due = true;
+		hc_loop_del_timer(c->loop, c->state_timer);
+		c->state_timer = hc_loop_add_timer(c->loop, 0, state_tick, c);
+		break;
+	case HC_GOSSIP_EV_MEMBER_FAILED:
+		state_forget_node(c, ev->member->name, true);
+		break;
+	case HC_GOSSIP_EV_MEMBER_LEAVE:
+	case HC_GOSSIP_EV_MEMBER_REAP:
+		state_forget_node(c, ev->member->name, false);
 		break;
 	default:
 		break;
@@ -233,6 +268,42 @@ static void on_joined(void *arg, unsigned joined)
 	(void)c;
 }
 
+#define HOUSEKEEPING_MS 1000
+
+static int64_t housekeeping(struct hc_loop *loop, uint64_t id, void *arg)
+{
+	struct hc_cluster *c = arg;
+
+	(void)loop;
+	(void)id;
+	state_housekeeping(c);
+	local_housekeeping(c);
+	return HOUSEKEEPING_MS;
+}
+
+/* Our address as peers reach us: the IP of our gossip address. */
+static void our_addr(struct hc_cluster *c)
+{
+	char addr[64], *end;
+
+	hc_cluster_gossip_addr(c, addr, sizeof(addr));
+	end = strrchr(addr, ':');
+	if (end)
+		*end = '\0';
+	if (addr[0] == '[') {
+		end = strchr(addr, ']');
+		if (end)
+			*end = '\0';
+		memmove(addr, addr + 1, strlen(addr));
+	}
+	snprintf(c->node_addr, sizeof(c->node_addr), "%s", addr);
+}
+
+void hc_cluster_set_http_port(struct hc_cluster *c, uint16_t port)
+{
+	c->http_port = port;
+}
+
 int hc_cluster_start(struct hc_cluster *c, char *err, size_t errlen)
 {
 	const struct hc_cluster_config *cfg = c->cfg;
@@ -245,6 +316,14 @@ int hc_cluster_start(struct hc_cluster *c, char *err, size_t errlen)
 	c->gossip = hc_gossip_new(c->loop, &gc, err, errlen);
 	if (!c->gossip)
 		return -1;
+	our_addr(c);
+	c->state_timer = hc_loop_add_timer(c->loop, 0, state_tick, c);
+	c->housekeeping_timer = hc_loop_add_timer(c->loop, HOUSEKEEPING_MS, housekeeping, c);
+	if (!c->state_timer || !c->housekeeping_timer) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	local_refresh(c);
 	if (cfg->njoin && hc_gossip_join(c->gossip, cfg->join, cfg->njoin, JOIN_ATTEMPTS, false,
 					 on_joined, c) < 0) {
 		snprintf(err, errlen, "invalid join address");
@@ -309,6 +388,8 @@ int hc_cluster_register_metrics(struct hc_cluster *c, struct hc_metrics *m)
 {
 	int r = hc_metrics_register(m, hc_gossip_collect, c->gossip);
 
+	if (r == 0 && (r = hc_metrics_register(m, collect, c)) < 0)
+		hc_metrics_unregister(m, hc_gossip_collect, c->gossip);
 	if (r == 0)
 		c->metrics = m;
 	return r;
@@ -321,15 +402,84 @@ const char *hc_cluster_node_id(const struct hc_cluster *c)
 
 size_t hc_cluster_local_workloads(const struct hc_cluster *c)
 {
-	(void)c;
-	return 0;
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->nlocal; i++)
+		n += !c->local[i].pending;
+	return n;
 }
 
-/* Builds this node's own state. Strings point into the cluster; the
- * message's own allocations are freed by hc_cluster_list_free(). */
-static Cluster__Services__Api__NodeStateResponse *local_state(struct hc_cluster *c)
+static void counter(struct hc_metrics_writer *w, const char *name, const char *help,
+		    uint64_t value)
 {
-	Cluster__Services__Api__NodeStateResponse *st = malloc(sizeof(*st));
+	hc_metrics_family(w, name, "counter", help);
+	hc_metrics_sample(w, name, NULL, (double)value);
+}
+
+static void collect(struct hc_metrics_writer *w, void *arg)
+{
+	struct hc_cluster *c = arg;
+	static const char *const states[] = { "alive", "leaving", "left", "failed" };
+	size_t n = 0, by_state[5] = { 0 };
+	struct hc_gossip_member *ms = hc_cluster_members(c, &n);
+
+	for (size_t i = 0; ms && i < n; i++)
+		if (ms[i].status < 5)
+			by_state[ms[i].status]++;
+	hc_gossip_members_free(ms, n);
+	hc_metrics_family(w, "hypercore_cluster_members", "gauge",
+			  "Cluster members as gossip sees them, by state");
+	for (int s = 0; s < 4; s++) {
+		const char *labels[] = { "state", states[s], NULL };
+
+		hc_metrics_sample(w, "hypercore_cluster_members", labels,
+				  (double)by_state[s + 1]);
+	}
+	hc_metrics_family(w, "hypercore_serf_queue_depth", "gauge",
+			  "Messages waiting in the gossip broadcast queues");
+	hc_metrics_sample(w, "hypercore_serf_queue_depth", NULL,
+			  c->gossip ? (double)hc_gossip_queue_depth(c->gossip) : 0);
+	hc_metrics_family(w, "hypercore_workload_count", "gauge", "Workloads running on this node");
+	hc_metrics_sample(w, "hypercore_workload_count", NULL,
+			  (double)hc_cluster_local_workloads(c));
+	hc_metrics_family(w, "hypercore_cluster_known_nodes", "gauge",
+			  "Other nodes whose state this node holds");
+	hc_metrics_sample(w, "hypercore_cluster_known_nodes", NULL, (double)c->npeers);
+	counter(w, "hypercore_broadcast_skipped_total",
+		"State broadcasts skipped because the gossip queue was over 10000",
+		c->broadcast_skipped);
+	counter(w, "hypercore_state_changes_total", "Changes of this node's announced state",
+		c->state_changes);
+	counter(w, "hypercore_state_broadcasts_total", "State broadcasts sent", c->broadcasts);
+	counter(w, "hypercore_states_received_total", "Complete states received from other nodes",
+		c->states_received);
+	counter(w, "hypercore_state_chunks_dropped_total",
+		"State chunks dropped (malformed, unknown sender, missed beginning)",
+		c->chunks_dropped);
+	counter(w, "hypercore_foreign_events_total", "User events and queries not ours, ignored",
+		c->events_ignored + c->queries_ignored);
+	counter(w, "hypercore_respawns_total", "Workloads of failed nodes this node respawned",
+		c->respawns);
+	counter(w, "hypercore_restarts_total", "Exited local workloads restarted", c->restarts);
+	counter(w, "hypercore_dataplane_syncs_total",
+		"Map syncs from the cluster's state (every node's workloads)", c->map_syncs);
+	counter(w, "hypercore_dataplane_sync_errors_total", "Map syncs that failed",
+		c->map_sync_errors);
+	counter(w, "hypercore_spawns_total", "Spawns asked of this node that succeeded",
+		c->spawns_ok);
+	counter(w, "hypercore_spawn_failures_total", "Spawns asked of this node that failed",
+		c->spawns_failed);
+	hc_metrics_histogram_write(w, "hypercore_spawn_duration_seconds",
+				   "From a spawn request to the owner's answer",
+				   &c->spawn_hist);
+}
+
+/* A node's state for List: strings and workloads borrowed; the message's
+ * own allocations are freed by hc_cluster_list_free(). */
+static hc_pb_state *state_msg(const char *name, const char *addr, uint32_t http_port,
+			      bool respawn, hc_pb_workload **w, size_t n)
+{
+	hc_pb_state *st = malloc(sizeof(*st));
 	Cluster__Services__Api__Node *node = malloc(sizeof(*node));
 
 	if (!st || !node) {
@@ -339,26 +489,67 @@ static Cluster__Services__Api__NodeStateResponse *local_state(struct hc_cluster 
 	}
 	cluster__services__api__node_state_response__init(st);
 	cluster__services__api__node__init(node);
-	node->id = c->node_id;
+	node->id = (char *)name;
+	node->ip = (char *)(addr ? addr : "");
 	st->node = node;
+	st->node_addr = (char *)(addr ? addr : "");
+	st->http_port = http_port;
+	st->respawn = respawn;
+	st->workloads = w;
+	st->n_workloads = n;
 	return st;
 }
 
 Cluster__Services__Api__NodesStateResponse *hc_cluster_list(struct hc_cluster *c)
 {
-	Cluster__Services__Api__NodesStateResponse *list = malloc(sizeof(*list));
+	Cluster__Services__Api__NodesStateResponse *list = calloc(1, sizeof(*list));
+	hc_pb_workload **mine;
+	size_t n = 0;
 
 	if (!list)
-		return NULL;
+		goto oom;
 	cluster__services__api__nodes_state_response__init(list);
-	list->states = calloc(1, sizeof(*list->states));
-	if (!list->states || !(list->states[0] = local_state(c))) {
-		hc_cluster_list_free(list);
-		errno = ENOMEM;
-		return NULL;
+	list->states = calloc(c->npeers + 1, sizeof(*list->states));
+	mine = calloc(c->nlocal + 1, sizeof(*mine));
+	if (!list->states || !mine) {
+		free(mine);
+		goto oom;
+	}
+	for (size_t i = 0; i < c->nlocal; i++)
+		if (!c->local[i].pending)
+			mine[n++] = c->local[i].state;
+	list->states[0] = state_msg(c->gossip ? hc_gossip_name(c->gossip) : c->node_id,
+				    c->node_addr, c->http_port, c->cfg->respawn, mine, n);
+	if (!list->states[0]) {
+		free(mine);
+		goto oom;
 	}
 	list->n_states = 1;
+	for (size_t i = 0; i < c->npeers; i++) {
+		const struct peer *p = &c->peers[i];
+		hc_pb_state *st;
+
+		if (p->stale)
+			continue; /* silent: what it said may no longer hold */
+		st = state_msg(p->name, p->node_addr, p->http_port, p->respawn, NULL, 0);
+
+		if (!st)
+			goto oom;
+		if (p->nworkloads && !(st->workloads = malloc(p->nworkloads * sizeof(*st->workloads)))) {
+			free(st->node);
+			free(st);
+			goto oom;
+		}
+		for (size_t k = 0; k < p->nworkloads; k++)
+			st->workloads[k] = p->workloads[k];
+		st->n_workloads = p->nworkloads;
+		list->states[list->n_states++] = st;
+	}
 	return list;
+oom:
+	hc_cluster_list_free(list);
+	errno = ENOMEM;
+	return NULL;
 }
 
 void hc_cluster_list_free(Cluster__Services__Api__NodesStateResponse *list)
@@ -366,8 +557,10 @@ void hc_cluster_list_free(Cluster__Services__Api__NodesStateResponse *list)
 	if (!list)
 		return;
 	for (size_t i = 0; i < list->n_states; i++) {
-		if (list->states[i])
+		if (list->states[i]) {
 			free(list->states[i]->node);
+			free(list->states[i]->workloads);
+		}
 		free(list->states[i]);
 	}
 	free(list->states);

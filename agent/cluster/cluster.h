@@ -1,6 +1,11 @@
 /*
- * The cluster: this node's identity and state, and (as gossip, runtime and
- * data plane arrive) the orchestration that composes them. Loop thread only.
+ * The cluster: this node's identity, its workloads and every other node's
+ * last announced state, and the orchestration that composes gossip, the
+ * runtime and the data plane: spawn and stop through gossip queries, state
+ * broadcasts in upstream's chunked form, routes for every workload in the
+ * cluster synced into the data plane maps, respawn of failed nodes'
+ * workloads. Loop thread only; blocking runtime calls run on worker threads
+ * the cluster owns.
  */
 #ifndef HC_CLUSTER_H
 #define HC_CLUSTER_H
@@ -10,9 +15,14 @@
 
 #include "cluster.pb-c.h"
 #include "gossip/gossip.h"
+#include "rpc/rpc.h"
 
 struct hc_loop;
 struct hc_metrics;
+struct hc_dpmaps;
+struct hc_runtime_config;
+struct hc_runtime_running;
+struct hc_runtime_exit;
 
 struct hc_cluster_config {
 	const char *state_dir; /* exists and is writable; holds node-id */
@@ -22,6 +32,15 @@ struct hc_cluster_config {
 	struct hc_gossip_config gossip;
 	const char *const *join; /* seeds to join at start ("host:port") */
 	size_t njoin;
+	/* The local runtime (NULL: this node runs no workloads; it still
+	 * routes to others'). Its socket must stay valid. */
+	const struct hc_runtime_config *runtime;
+	/* The data plane maps to keep in sync (NULL: no data plane). */
+	struct hc_dpmaps *maps;
+	/* Reschedule failed nodes' workloads, restart exited local ones. */
+	bool respawn;
+	/* State broadcast period (0: 5000 ms); tests shorten it. */
+	uint32_t state_period_ms;
 };
 
 #define HC_NODE_ID_LEN 36 /* a UUID in text form */
@@ -50,6 +69,43 @@ void hc_cluster_list_free(Cluster__Services__Api__NodesStateResponse *list);
 
 /* Number of workloads this node runs. */
 size_t hc_cluster_local_workloads(const struct hc_cluster *c);
+
+/* The port of this node's HTTP API, announced with its state so peers can
+ * fetch logs from it. Set before hc_cluster_start(). */
+void hc_cluster_set_http_port(struct hc_cluster *c, uint16_t port);
+
+/* The runtime saw the set of running workloads change (or an exit): the
+ * cluster re-reads its workloads, re-announces and re-routes. */
+void hc_cluster_on_running(void *cluster, const struct hc_runtime_running *list, size_t n);
+void hc_cluster_on_exit(void *cluster, const struct hc_runtime_exit *ev);
+
+/* ---- operations (the API's Spawn, Stop and Logs) ----
+ * Each finishes later on the loop thread by calling its done callback once
+ * with HC_RPC_OK and the answer (valid during the call), or an error code
+ * and a one-line message. hc_cluster_op_cancel() before then means done is
+ * never called (the caller went away). */
+struct hc_cluster_op;
+
+typedef void hc_cluster_spawn_done(void *arg, enum hc_rpc_code code, const char *err,
+				   const Cluster__Services__Api__VmSpawnResponse *resp);
+typedef void hc_cluster_stop_done(void *arg, enum hc_rpc_code code, const char *err,
+				  const Cluster__Services__Api__Node *node);
+typedef void hc_cluster_logs_done(void *arg, enum hc_rpc_code code, const char *err,
+				  const Cluster__Services__Api__VmLogsResponse *resp);
+
+/* Chooses a node (policy order, dry-run capacity check) and spawns there.
+ * NULL if done already ran (bad request, out of memory). */
+struct hc_cluster_op *hc_cluster_spawn(struct hc_cluster *c,
+				       const Cluster__Services__Api__VmSpawnRequest *req,
+				       hc_cluster_spawn_done *done, void *arg);
+struct hc_cluster_op *hc_cluster_stop(struct hc_cluster *c, const char *id,
+				      hc_cluster_stop_done *done, void *arg);
+/* Logs from the owner node; local_only answers from this node's runtime
+ * only (what a peer asks for when it forwards). */
+struct hc_cluster_op *hc_cluster_logs(struct hc_cluster *c,
+				      const Cluster__Services__Api__VmLogsRequest *req,
+				      bool local_only, hc_cluster_logs_done *done, void *arg);
+void hc_cluster_op_cancel(struct hc_cluster_op *op);
 
 /* Cluster members (hc_gossip_members semantics: free with
  * hc_gossip_members_free). */

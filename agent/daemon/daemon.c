@@ -39,6 +39,8 @@ struct daemon {
 	struct hc_api *api;
 	struct hc_containerd *containerd; /* NULL with --containerd-socket */
 	struct hc_runtime_watch *watch;
+	struct hc_runtime_config runtime; /* what the cluster's jobs use */
+	bool has_runtime;
 	struct daemon_dataplane *dataplane; /* NULL with --no-dataplane */
 	struct hc_proxy *proxy;             /* NULL with --no-proxy or --no-dataplane */
 	uint64_t proxy_timer;
@@ -153,16 +155,6 @@ static void collect_process(struct hc_metrics_writer *w, void *arg)
 	hc_metrics_family(w, "process_start_time_seconds", "gauge",
 			  "Start time of the process since the Unix epoch, in seconds.");
 	hc_metrics_sample(w, "process_start_time_seconds", NULL, d->start_time);
-}
-
-static void collect_cluster(struct hc_metrics_writer *w, void *arg)
-{
-	struct daemon *d = arg;
-
-	hc_metrics_family(w, "hypercore_workload_count", "gauge",
-			  "Workloads running on this node.");
-	hc_metrics_sample(w, "hypercore_workload_count", NULL,
-			  (double)hc_cluster_local_workloads(d->cluster));
 }
 
 /* ---- signals ---- */
@@ -374,12 +366,25 @@ static int gossip_config(const struct hc_daemon_config *cfg, struct gossip_setup
 
 /* ---- runtime ---- */
 
+/* Restarting is the orchestration's decision (agent/cluster). */
 static void on_workload_exit(void *arg, const struct hc_runtime_exit *ev)
 {
-	(void)arg;
-	/* restarting is the orchestration's decision (agent/cluster) */
-	hc_log(HC_LOG_WARN, "workload %s exited: code %d (%s)", ev->id, ev->exit_code,
-	       ev->reason[0] ? ev->reason : "no reason given");
+	struct daemon *d = arg;
+
+	if (d->cluster)
+		hc_cluster_on_exit(d->cluster, ev);
+}
+
+/* The running set changed: the data plane attaches TC to new workloads,
+ * the cluster re-announces and re-routes. */
+static void on_running(void *arg, const struct hc_runtime_running *list, size_t n)
+{
+	struct daemon *d = arg;
+
+	if (d->dataplane)
+		daemon_dataplane_on_running(d->dataplane, list, n);
+	if (d->cluster)
+		hc_cluster_on_running(d->cluster, list, n);
 }
 
 /* Starts the embedded containerd unless one was named, then the watch. */
@@ -422,6 +427,8 @@ static int start_runtime(struct daemon *d, const struct hc_daemon_config *cfg, c
 		}
 		rcfg.socket = hc_containerd_socket(d->containerd);
 	}
+	d->runtime = rcfg;
+	d->has_runtime = true;
 	d->watch = hc_runtime_watch_start(d->loop, &rcfg,
 					  cfg->watch_interval_ms ? cfg->watch_interval_ms
 								 : WATCH_INTERVAL_MS,
@@ -443,6 +450,9 @@ static int start_runtime(struct daemon *d, const struct hc_daemon_config *cfg, c
 static void daemon_fini(struct daemon *d)
 {
 	hc_api_free(d->api);
+	/* before the runtime and the maps its jobs and syncs use */
+	hc_cluster_free(d->cluster);
+	d->cluster = NULL;
 	hc_runtime_watch_stop(d->watch);
 	/* workloads keep running in their shims; the next agent adopts them */
 	hc_containerd_stop(d->containerd, CONTAINERD_STOP_MS);
@@ -450,7 +460,6 @@ static void daemon_fini(struct daemon *d)
 	hc_proxy_stop(d->proxy);
 	/* programs and maps stay attached: traffic flows while no agent runs */
 	daemon_dataplane_stop(d->dataplane);
-	hc_cluster_free(d->cluster);
 	hc_metrics_free(d->metrics);
 	hc_loop_free(d->loop);
 }
@@ -458,7 +467,9 @@ static void daemon_fini(struct daemon *d)
 int hc_daemon_run(const struct hc_daemon_config *cfg, char *err, size_t errlen)
 {
 	struct hc_cluster_config ccfg = { .state_dir = cfg->state_dir, .base_url = cfg->base_url,
-					  .join = cfg->join, .njoin = cfg->njoin };
+					  .join = cfg->join, .njoin = cfg->njoin,
+					  .respawn = cfg->respawn_on_node_failure,
+					  .state_period_ms = cfg->state_period_ms };
 	struct gossip_setup gs;
 	struct hc_api_config acfg;
 	char gossip_at[64];
@@ -505,6 +516,8 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, char *err, size_t errlen)
 		goto fail;
 	if (!cfg->no_runtime && start_runtime(&d, cfg, err, errlen) < 0)
 		goto fail;
+	if (d.has_runtime)
+		ccfg.runtime = &d.runtime;
 	d.cluster = hc_cluster_new(d.loop, &ccfg, err, errlen);
 	if (!d.cluster)
 		goto fail;
@@ -517,16 +530,16 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, char *err, size_t errlen)
 		d.dataplane = daemon_dataplane_start(d.loop, d.metrics, cfg, err, errlen);
 		if (!d.dataplane)
 			goto fail;
-		if (d.watch)
-			hc_runtime_watch_on_running(d.watch, daemon_dataplane_on_running,
-						    d.dataplane);
+		ccfg.maps = daemon_dataplane_maps(d.dataplane);
 		if (!cfg->no_proxy && start_proxy(&d, cfg, err, errlen) < 0)
 			goto fail;
 	}
+	if (d.watch)
+		hc_runtime_watch_on_running(d.watch, on_running, &d);
+	hc_cluster_set_http_port(d.cluster, (uint16_t)hc_api_http_port(d.api));
 	if (hc_cluster_start(d.cluster, err, errlen) < 0)
 		goto fail;
 	if (hc_metrics_register(d.metrics, collect_process, &d) < 0 ||
-	    hc_metrics_register(d.metrics, collect_cluster, &d) < 0 ||
 	    hc_cluster_register_metrics(d.cluster, d.metrics) < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;

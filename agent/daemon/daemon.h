@@ -33,6 +33,10 @@ struct hc_daemon_config {
 	size_t user_event_size_limit;
 	uint32_t coalesce_ms; /* 0: events reach the agent at once */
 
+	/* Orchestration */
+	bool respawn_on_node_failure; /* reschedule failed nodes' workloads */
+	uint32_t state_period_ms;     /* state broadcast period; 0: 5000 */
+
 	/* Runtime */
 	bool no_runtime;               /* gossip and APIs only: no containerd */
 	const char *run_dir;           /* sockets, volatile state (/run/hypercore) */

@@ -23,6 +23,9 @@ struct daemon_dataplane *daemon_dataplane_start(struct hc_loop *loop, struct hc_
 /* The runtime's running workloads changed (hc_runtime_running_fn). */
 void daemon_dataplane_on_running(void *arg, const struct hc_runtime_running *list, size_t n);
 
+/* The maps the cluster keeps in sync. */
+struct hc_dpmaps *daemon_dataplane_maps(struct daemon_dataplane *dd);
+
 /* Releases the agent's handles; programs and maps stay attached and pinned
  * so traffic keeps flowing until the next agent. NULL is fine. */
 void daemon_dataplane_stop(struct daemon_dataplane *dd);

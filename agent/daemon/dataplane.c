@@ -1,5 +1,6 @@
 /* The agent's use of the data plane: start, periodic refresh, local
- * workloads -> TC attachment, node ports and routes, metrics. */
+ * workloads -> TC attachment, metrics. The maps' routes and node ports are
+ * the cluster's (agent/cluster), which knows every node's workloads. */
 #define HC_LOG_MODULE "dataplane"
 
 #include <arpa/inet.h>
@@ -27,7 +28,6 @@ struct daemon_dataplane {
 	/* the local workloads last attached, to detach the ones that go */
 	struct hc_runtime_running *attached;
 	size_t nattached;
-	uint64_t syncs, sync_errors;
 };
 
 static int parse_subnet(const char *text, struct hc_ipaddr *net, uint8_t *prefix)
@@ -77,12 +77,6 @@ static void collect(struct hc_metrics_writer *w, void *arg)
 	hc_metrics_family(w, "hypercore_dataplane_info", "gauge",
 			  "The uplink XDP is attached to and its mode (native or generic)");
 	hc_metrics_sample(w, "hypercore_dataplane_info", info, 1);
-	hc_metrics_family(w, "hypercore_dataplane_syncs_total", "counter",
-			  "Map syncs from the local workloads' state, and failed ones");
-	hc_metrics_sample(w, "hypercore_dataplane_syncs_total", NULL, (double)dd->syncs);
-	hc_metrics_family(w, "hypercore_dataplane_sync_errors_total", "counter",
-			  "Map syncs that failed");
-	hc_metrics_sample(w, "hypercore_dataplane_sync_errors_total", NULL, (double)dd->sync_errors);
 	if (hc_dpmaps_snapshot(hc_dataplane_maps(dd->dp), &snap) < 0)
 		return;
 	hc_metrics_family(w, "hypercore_dataplane_routes", "gauge", "Entries in hc_routes");
@@ -112,6 +106,18 @@ static void collect(struct hc_metrics_writer *w, void *arg)
 				  (double)row->stats.rx_bytes);
 		hc_metrics_sample(w, "hypercore_workload_network_bytes_total", tx,
 				  (double)row->stats.tx_bytes);
+	}
+	hc_metrics_family(w, "hypercore_workload_network_packets_total", "counter",
+			  "Packets into (rx) and out of (tx) each workload, metered by BPF");
+	for (size_t i = 0; i < snap.n_workloads; i++) {
+		const struct hc_dp_workload_row *row = &snap.workloads[i];
+		const char *rx[] = {"workload", row->wl.id, "direction", "rx", NULL};
+		const char *tx[] = {"workload", row->wl.id, "direction", "tx", NULL};
+
+		hc_metrics_sample(w, "hypercore_workload_network_packets_total", rx,
+				  (double)row->stats.rx_packets);
+		hc_metrics_sample(w, "hypercore_workload_network_packets_total", tx,
+				  (double)row->stats.tx_packets);
 	}
 	hc_metrics_family(w, "hypercore_workload_network_dropped_packets_total", "counter",
 			  "Packets of each workload dropped by isolation or its rate limit");
@@ -162,20 +168,6 @@ struct daemon_dataplane *daemon_dataplane_start(struct hc_loop *loop, struct hc_
 	return dd;
 }
 
-static int to_ipaddr(const char *text, struct hc_ipaddr *a)
-{
-	memset(a, 0, sizeof(*a));
-	if (inet_pton(AF_INET, text, &a->ip4) == 1) {
-		a->family = HC_AF_INET;
-		return 0;
-	}
-	if (inet_pton(AF_INET6, text, a->ip6) == 1) {
-		a->family = HC_AF_INET6;
-		return 0;
-	}
-	return -EINVAL;
-}
-
 static bool still_running(const struct hc_runtime_running *old, const struct hc_runtime_running *list,
 			  size_t n)
 {
@@ -183,69 +175,6 @@ static bool still_running(const struct hc_runtime_running *old, const struct hc_
 		if (strcmp(list[i].id, old->id) == 0 && strcmp(list[i].ip, old->ip) == 0)
 			return true;
 	return false;
-}
-
-/* Each H:C port of a workload: H in the node-port range becomes a node port
- * (TCP and UDP) to IP:C for XDP; any other H an L7 route (id, H) -> IP:C that
- * the proxy serves on port H as <id>.<base-url>. The cluster will add other
- * nodes' workloads to the same desired set. */
-static void sync_local(struct daemon_dataplane *dd, const struct hc_runtime_running *list, size_t n)
-{
-	struct hc_dp_route *routes = calloc(n * HC_RUNTIME_MAX_PORTS + 1, sizeof(*routes));
-	struct hc_dp_service *services = calloc(2 * n * HC_RUNTIME_MAX_PORTS + 1, sizeof(*services));
-	struct hc_dp_desired want = {.routes = routes, .services = services};
-	struct hc_dp_sync_report rep;
-	int rc;
-
-	if (!routes || !services) {
-		free(routes);
-		free(services);
-		dd->sync_errors++;
-		return;
-	}
-	for (size_t i = 0; i < n; i++) {
-		struct hc_ipaddr ip;
-
-		if (to_ipaddr(list[i].ip, &ip) < 0)
-			continue;
-		for (size_t p = 0; p < list[i].nports; p++) {
-			uint16_t h = list[i].ports[p].host;
-
-			if (h < HC_NODE_PORT_MIN || h > HC_NODE_PORT_MAX) {
-				struct hc_dp_route *r = &routes[want.n_routes];
-
-				if (hc_dp_route_key_init(&r->key, list[i].id, h) == 0) {
-					r->val.backend = ip;
-					r->val.port = list[i].ports[p].container;
-					want.n_routes++;
-				}
-				continue;
-			}
-			for (int proto = 0; proto < 2; proto++) {
-				struct hc_dp_service *s = &services[want.n_services++];
-
-				s->key.port = h;
-				s->key.proto = proto ? IPPROTO_UDP : IPPROTO_TCP;
-				s->val.count = 1;
-				s->val.backends[0].addr = ip;
-				s->val.backends[0].port = list[i].ports[p].container;
-			}
-		}
-	}
-	rc = hc_dpmaps_sync(hc_dataplane_maps(dd->dp), &want, &rep);
-	dd->syncs++;
-	if (rc) {
-		dd->sync_errors++;
-		hc_log(HC_LOG_WARN, "map sync failed: %s", strerror(-rc));
-	} else {
-		hc_log(HC_LOG_DEBUG,
-		       "map sync: routes +%zu ~%zu -%zu, node ports +%zu ~%zu -%zu (static kept %zu)",
-		       rep.routes.added, rep.routes.updated, rep.routes.deleted, rep.services.added,
-		       rep.services.updated, rep.services.deleted,
-		       rep.routes.static_kept + rep.services.static_kept);
-	}
-	free(routes);
-	free(services);
 }
 
 void daemon_dataplane_on_running(void *arg, const struct hc_runtime_running *list, size_t n)
@@ -257,20 +186,19 @@ void daemon_dataplane_on_running(void *arg, const struct hc_runtime_running *lis
 		struct hc_ipaddr ip;
 
 		if (!still_running(&dd->attached[i], list, n) &&
-		    to_ipaddr(dd->attached[i].ip, &ip) == 0)
+		    hc_dp_ipaddr_parse(dd->attached[i].ip, &ip) == 0)
 			hc_dataplane_workload_detach(dd->dp, &ip);
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct hc_ipaddr ip;
 		struct hc_dp_err err;
 
-		if (to_ipaddr(list[i].ip, &ip) < 0)
+		if (hc_dp_ipaddr_parse(list[i].ip, &ip) < 0)
 			continue;
 		if (hc_dataplane_workload_attach(dd->dp, list[i].id, &ip, true,
 						 list[i].egress_bytes_per_sec, &err) < 0)
 			hc_log(HC_LOG_WARN, "%s", err.msg);
 	}
-	sync_local(dd, list, n);
 	copy = n ? malloc(n * sizeof(*copy)) : NULL;
 	if (n && !copy)
 		return; /* keep the old set: detaching waits for the next change */
@@ -279,6 +207,11 @@ void daemon_dataplane_on_running(void *arg, const struct hc_runtime_running *lis
 	free(dd->attached);
 	dd->attached = copy;
 	dd->nattached = n;
+}
+
+struct hc_dpmaps *daemon_dataplane_maps(struct daemon_dataplane *dd)
+{
+	return hc_dataplane_maps(dd->dp);
 }
 
 void daemon_dataplane_stop(struct daemon_dataplane *dd)

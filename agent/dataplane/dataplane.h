@@ -95,6 +95,9 @@ int hc_dpmaps_service_del_static(struct hc_dpmaps *m, uint8_t proto, uint16_t no
  * long or not a valid host name). */
 int hc_dp_route_key_init(struct hc_route_key *key, const char *host, uint16_t port);
 
+/* An IPv4 or IPv6 address in text form as the maps hold it. 0 or -EINVAL. */
+int hc_dp_ipaddr_parse(const char *text, struct hc_ipaddr *out);
+
 /* A snapshot of every map, decoded, for `hypercore routes` and metrics. */
 struct hc_dp_workload_row {
 	uint32_t ifindex;

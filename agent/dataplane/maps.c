@@ -2,6 +2,7 @@
  * entries, host addresses and decoded snapshots. */
 #define HC_LOG_MODULE "dataplane"
 
+#include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <ctype.h>
@@ -626,6 +627,20 @@ _Static_assert(offsetof(struct hc_dp_service, val) == sizeof(struct hc_service_k
 
 /* Host names as the proxy will see them in Host headers and SNI: letters,
  * digits, '-', '.', '_' (workload ids are UUIDs), lower-cased. */
+int hc_dp_ipaddr_parse(const char *text, struct hc_ipaddr *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (inet_pton(AF_INET, text, &out->ip4) == 1) {
+		out->family = HC_AF_INET;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, text, out->ip6) == 1) {
+		out->family = HC_AF_INET6;
+		return 0;
+	}
+	return -EINVAL;
+}
+
 int hc_dp_route_key_init(struct hc_route_key *key, const char *host, uint16_t port)
 {
 	size_t len = host ? strlen(host) : 0;

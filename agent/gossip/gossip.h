@@ -146,8 +146,9 @@ typedef void hc_gossip_response_fn(void *arg, const char *from, const uint8_t *p
 				   size_t len, bool is_ack);
 /*
  * Queries the cluster. Each response is reported once per node until the
- * timeout, then done(arg) runs (always, exactly once). -EMSGSIZE if the
- * encoded query is over 1024 bytes. Returns 0 or -errno.
+ * timeout, then done(arg) runs exactly once if this returned 0 (never when it
+ * failed). -EMSGSIZE if the encoded query is over 1024 bytes. Returns 0 or
+ * -errno.
  */
 int hc_gossip_query(struct hc_gossip *g, const char *name, const uint8_t *payload, size_t len,
 		    const struct hc_gossip_query_params *params, hc_gossip_response_fn *on_response,

@@ -97,6 +97,7 @@ struct hc_ml {
 	uint64_t probe_timer, gossip_timer, push_pull_timer, catchup_timer;
 	bool leaving;
 	bool hurry; /* gossip at least every HURRY_MS */
+	bool busy;  /* the same until a round finds nothing to send */
 	void (*leave_done)(void *arg);
 	void *leave_arg;
 	uint64_t leave_timer;
@@ -1024,8 +1025,9 @@ static bool skip_for_gossip(struct hc_ml *ml, const struct node *n, const void *
 
 static uint32_t gossip_interval(const struct hc_ml *ml)
 {
-	return ml->hurry && ml->cfg.gossip_interval_ms > HURRY_MS ? HURRY_MS
-								 : ml->cfg.gossip_interval_ms;
+	return (ml->hurry || ml->busy) && ml->cfg.gossip_interval_ms > HURRY_MS
+		       ? HURRY_MS
+		       : ml->cfg.gossip_interval_ms;
 }
 
 static int64_t gossip_tick(struct hc_loop *loop, uint64_t id, void *arg)
@@ -1037,6 +1039,8 @@ static int64_t gossip_tick(struct hc_loop *loop, uint64_t id, void *arg)
 	size_t avail = ml->cfg.udp_buffer - COMPOUND_HEADER - CRC_OVERHEAD -
 		       (ml->cfg.keyring ? HC_GOSSIP_ENC_OVERHEAD : 0);
 
+	bool sent = false;
+
 	(void)loop;
 	(void)id;
 	for (size_t i = 0; i < k; i++) {
@@ -1047,6 +1051,7 @@ static int64_t gossip_tick(struct hc_loop *loop, uint64_t id, void *arg)
 		take_broadcasts(ml, avail, parts, &n);
 		if (n == 0)
 			break;
+		sent = true;
 		if (n == 1) {
 			send_packet(ml, &targets[i]->pub.addr, parts[0].ptr, parts[0].len);
 			continue;
@@ -1057,6 +1062,8 @@ static int64_t gossip_tick(struct hc_loop *loop, uint64_t id, void *arg)
 		hc_gossip_mp_writer_fini(&out);
 	}
 	ml->st.broadcast_queue = hc_gossip_bcast_queue_len(ml->queue);
+	if (!sent)
+		ml->busy = false;
 	return gossip_interval(ml);
 }
 
@@ -1713,6 +1720,16 @@ void hc_ml_hurry(struct hc_ml *ml)
 		return;
 	ml->hurry = true;
 	/* Do not wait out the current slow round. */
+	hc_loop_del_timer(ml->loop, ml->gossip_timer);
+	ml->gossip_timer = hc_loop_add_timer(ml->loop, 0, gossip_tick, ml);
+}
+
+void hc_ml_busy(struct hc_ml *ml)
+{
+	if (!ml || ml->busy || ml->hurry || ml->cfg.gossip_interval_ms <= HURRY_MS ||
+	    !ml->gossip_timer)
+		return;
+	ml->busy = true;
 	hc_loop_del_timer(ml->loop, ml->gossip_timer);
 	ml->gossip_timer = hc_loop_add_timer(ml->loop, 0, gossip_tick, ml);
 }

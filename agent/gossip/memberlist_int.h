@@ -168,6 +168,10 @@ int hc_ml_leave(struct hc_ml *ml, uint32_t timeout_ms, void (*done)(void *arg), 
  * last broadcasts should go out in about a second, not in several slow
  * gossip rounds. Only our pacing changes, not the protocol. */
 void hc_ml_hurry(struct hc_ml *ml);
+/* Gossips every 200 ms (at once first) until a round finds nothing queued:
+ * a user event or query reaches the cluster in a few fast rounds instead of
+ * waiting out the slow interval, and idle clusters stay quiet. */
+void hc_ml_busy(struct hc_ml *ml);
 
 /* Queues a new alive with a higher incarnation carrying this meta. */
 int hc_ml_update_meta(struct hc_ml *ml, const uint8_t *meta, size_t len);

@@ -540,6 +540,8 @@ static int queue_raw(struct hc_gossip *g, struct hc_gossip_bcast_queue *q, const
 
 	if (r < 0)
 		hc_log(HC_LOG_WARN, "cannot queue a broadcast: %s", strerror(-r));
+	else
+		hc_ml_busy(g->ml);
 	return r;
 }
 
@@ -1268,8 +1270,11 @@ int hc_gossip_query(struct hc_gossip *g, const char *name, const uint8_t *payloa
 			hc_gossip_serf_msg_fini(&local);
 		}
 	}
-	r = queue_raw(g, g->query_q, w.buf, w.len, NULL, NULL);
+	/* Registered: from here on done() runs at the deadline, so a failed
+	 * queueing (logged) is not an error the caller could clean up after. */
+	queue_raw(g, g->query_q, w.buf, w.len, NULL, NULL);
 	g->st.queries_sent++;
+	r = 0;
 out:
 	for (size_t i = 0; i < nfilters; i++)
 		hc_gossip_mp_writer_fini(&bufs[i]);

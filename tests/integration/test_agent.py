@@ -55,7 +55,10 @@ class AgentCli(hctest.TestCase):
         r = hctest.run_cli("cluster", "list", "--json", "--grpc-bind-addr", a.grpc_addr)
         self.assertEqual(r.returncode, 0, r.stderr)
         doc = json.loads(r.stdout)
-        self.assertEqual(doc, {"states": [{"node": {"id": self.node_id(a)}}]})
+        # upstream's fields, plus where the node is reached (new field numbers)
+        self.assertEqual(doc, {"states": [{"node": {"id": self.node_id(a), "ip": "127.0.0.1"},
+                                           "node_addr": "127.0.0.1",
+                                           "http_port": a.http_port}]})
         self.assertCleanExit(a)
 
     def test_node_id_is_a_uuid_and_stable_across_restarts(self):
@@ -384,9 +387,14 @@ class AgentGrpc(hctest.TestCase):
         self.assertIn(uid, details)
         code, _ = self.code_of(self.stub.Logs, self.pb.VmLogsRequest(id=uid))
         self.assertEqual(code, sc.NOT_FOUND)
+        # the only node runs no workloads: its dry-run answer says so
         code, details = self.code_of(self.stub.Spawn, self.pb.VmSpawnRequest(image_ref="x"))
-        self.assertEqual(code, sc.UNIMPLEMENTED)
-        self.assertIn("runtime", details)
+        self.assertEqual(code, sc.RESOURCE_EXHAUSTED)
+        self.assertIn("runs no workloads", details)
+        code, details = self.code_of(self.stub.Spawn, self.pb.VmSpawnRequest(
+            image_ref="x", ports={0: 80}))
+        self.assertEqual(code, sc.INVALID_ARGUMENT)
+        self.assertIn("1..65535", details)
         self.assertCleanExit(self.a)
 
     def test_malformed_and_unknown_calls(self):

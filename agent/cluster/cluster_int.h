@@ -1,0 +1,246 @@
+/*
+ * Private to agent/cluster: the cluster's state and the pieces the files
+ * share. Everything here is touched on the loop thread only, except a job's
+ * own fields while its worker runs (jobs.c).
+ */
+#ifndef HC_CLUSTER_INT_H
+#define HC_CLUSTER_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cluster/cluster.h"
+#include "loop/loop.h"
+#include "metrics/metrics.h"
+#include "runtime/runtime.h"
+
+#define HC_QUERY_NAME "hypercore_query"
+#define HC_STATE_EVENT "hypercore_state_broadcast"
+#define HC_ANY_PREFIX "type.googleapis.com/cluster.services.api."
+
+/* The label that records the node ports allocated to a workload's L7
+ * ports: "443:30001,8443:30002" (host port -> node port). */
+#define HC_LABEL_NODE_PORTS "hypercore.node-ports"
+
+#define STATE_PERIOD_MS 5000
+#define SILENCE_PERIODS 3
+#define REFRESH_PERIODS 2 /* an unchanged state is re-sent every 2 periods */
+#define QUEUE_SKIP_DEPTH 10000
+#define WORKLOADS_PER_CHUNK 10
+/* A chunk must fit one gossip UDP packet (memberlist's 1400 bytes, less
+ * framing and encryption), or it would only travel by push/pull. */
+#define CHUNK_MAX_BYTES 1100
+#define SPAWN_TIMEOUT_MS 90000
+#define STOP_TIMEOUT_MS 30000
+#define DRY_RUN_TIMEOUT_MS 5000
+
+typedef Cluster__Services__Api__WorkloadState hc_pb_workload;
+typedef Cluster__Services__Api__NodeStateResponse hc_pb_state;
+typedef Cluster__Services__Api__VmSpawnRequest hc_pb_spawn;
+
+/* ---- jobs: blocking runtime calls on worker threads (jobs.c) ---- */
+
+struct job;
+typedef void job_fn(struct job *j);
+
+struct job {
+	struct hc_cluster *c;
+	job_fn *run;  /* on the worker thread: only the job's own fields */
+	job_fn *done; /* back on the loop thread; frees the job */
+	pthread_t thread;
+	struct hc_loop_task task;
+	struct job *prev, *next; /* c->jobs */
+};
+
+/* Starts run(j) on a thread of its own, then done(j) on the loop thread.
+ * j is embedded at the start of the caller's job object. 0 or -errno (then
+ * nothing ran and the caller still owns j). */
+int job_start(struct hc_cluster *c, struct job *j, job_fn *run, job_fn *done);
+/* Waits for every job, running the loop so their done() callbacks run. */
+void jobs_drain(struct hc_cluster *c);
+/* A runtime client for a worker (one per job: calls block). */
+struct hc_runtime *job_runtime(const struct hc_cluster *c);
+
+/* ---- operations in flight (orchestrate.c, logs.c) ---- */
+
+enum op_kind { OP_SPAWN, OP_STOP, OP_LOGS };
+
+struct hc_cluster_op {
+	struct hc_cluster *c;
+	enum op_kind kind;
+	bool cancelled, finished;
+	unsigned inflight; /* queries whose done() has not run yet */
+	struct hc_cluster_op *prev, *next;
+	union {
+		hc_cluster_spawn_done *spawn;
+		hc_cluster_stop_done *stop;
+		hc_cluster_logs_done *logs;
+	} done;
+	void *arg;
+	uint64_t started_ns;
+	char id[HC_WORKLOAD_ID_LEN + 1];
+	char errors[512]; /* what the candidates said, for the final message */
+
+	/* spawn */
+	hc_pb_spawn *req;
+	char *exclude;		  /* a node not to use (respawn: the dead one) */
+	char **candidates;	  /* policy order; dry-run OKs are marked */
+	bool *capable;
+	size_t ncandidates, cand; /* the next to try */
+	size_t expected, answered; /* dry-run answers awaited / in */
+	int attempt;		  /* 0: dry run; k: k-th real query */
+	bool dry_done;
+
+	/* stop */
+	size_t stop_errors;
+};
+
+struct hc_cluster_op *op_new(struct hc_cluster *c, enum op_kind kind, void *arg);
+/* Frees op once it is finished and no query of its is in flight. */
+void op_release_if_idle(struct hc_cluster_op *op);
+
+/* ---- this node's workloads (local.c) ---- */
+
+struct local_wl {
+	hc_pb_workload *state; /* owned: id, source request, bindings */
+	char ip[46];
+	bool pending;      /* being spawned: holds its node ports, not announced */
+	uint64_t added_ms; /* when we learnt of it */
+	unsigned restarts;
+	uint64_t restart_at_ms; /* a restart is due (respawn on exit) */
+	bool restarting;
+};
+
+/* ---- other nodes' states (state.c) ---- */
+
+struct peer {
+	char *name;
+	hc_pb_workload **workloads; /* owned */
+	size_t nworkloads;
+	char *node_addr;	    /* IP text; "" if the peer did not say */
+	uint32_t http_port;
+	bool respawn;
+	uint64_t recv_ms;
+	uint64_t hash;
+	bool stale; /* silent while gossip says alive: not routed, kept for respawn */
+};
+
+/* A state arriving in chunks, per (sender, broadcast uuid). */
+struct assembly {
+	char *sender;
+	char *uuid;
+	hc_pb_workload **workloads;
+	size_t nworkloads;
+	char *node_addr;
+	uint32_t http_port;
+	bool respawn;
+	uint64_t started_ms;
+};
+
+struct hc_cluster {
+	struct hc_loop *loop;
+	char node_id[HC_NODE_ID_LEN + 1];
+	char *base_url;
+	const struct hc_cluster_config *cfg;
+	struct hc_gossip *gossip;
+	struct hc_metrics *metrics;
+	struct leave_state *leaving;
+	bool closing;
+	char node_addr[64]; /* our advertise IP */
+	uint16_t http_port;
+
+	/* local workloads, sorted by id */
+	struct local_wl *local;
+	size_t nlocal;
+	uint64_t local_gen;	  /* bumped on each local change */
+	bool refresh_running;	  /* a runtime list is in flight */
+	bool refresh_again;	  /* and another is wanted after it */
+	char (*stopped)[HC_WORKLOAD_ID_LEN + 1]; /* recently stopped here */
+	uint64_t *stopped_ms;
+	size_t nstopped;
+
+	/* others' states */
+	struct peer *peers;
+	size_t npeers;
+	struct assembly *assemblies;
+	size_t nassemblies;
+
+	/* broadcasting */
+	uint64_t state_timer, housekeeping_timer;
+	uint64_t last_hash, last_broadcast_ms;
+	bool broadcast_due;
+	uint64_t broadcasts, broadcast_skipped, state_changes, chunks_dropped;
+	uint64_t states_received, events_ignored, queries_ignored;
+	uint64_t respawns, restarts;
+
+	/* operations in flight, and jobs */
+	struct hc_cluster_op *ops;
+	struct job *jobs;
+	size_t njobs;
+
+	struct hc_metrics_histogram spawn_hist;
+	uint64_t spawns_ok, spawns_failed;
+	uint64_t map_syncs, map_sync_errors;
+};
+
+/* local.c */
+void local_on_running(struct hc_cluster *c);
+void local_refresh(struct hc_cluster *c);
+struct local_wl *local_find(struct hc_cluster *c, const char *id);
+int local_add(struct hc_cluster *c, const struct hc_workload *w, bool pending);
+void local_remove(struct hc_cluster *c, const char *id);
+/* A stop here finished: gone, and not re-adopted from a stale list. */
+void local_stopped(struct hc_cluster *c, const char *id);
+bool local_recently_stopped(struct hc_cluster *c, const char *id);
+void local_fini(struct hc_cluster *c);
+void local_on_exit(struct hc_cluster *c, const char *id);
+void local_housekeeping(struct hc_cluster *c);
+/* Node ports already used by local workloads (explicit and allocated). */
+bool local_node_port_used(const struct hc_cluster *c, uint32_t port);
+
+/* state.c */
+void state_changed(struct hc_cluster *c); /* local state changed: broadcast now */
+int64_t state_tick(struct hc_loop *loop, uint64_t id, void *arg);
+void state_on_event(struct hc_cluster *c, const char *name, const uint8_t *payload, size_t len);
+void state_forget_node(struct hc_cluster *c, const char *name, bool failed);
+void state_housekeeping(struct hc_cluster *c);
+struct peer *state_peer(struct hc_cluster *c, const char *name);
+/* Which node (ours included) runs id; NULL if none known. */
+const char *state_owner(struct hc_cluster *c, const char *id);
+void state_fini(struct hc_cluster *c);
+/* Splits st's workloads into chunk payloads; see cluster.h's encoder. */
+uint64_t state_hash(hc_pb_workload *const *w, size_t n, const char *addr);
+
+/* routes.c: the local and known remote workloads -> the data plane maps */
+void routes_sync(struct hc_cluster *c);
+
+/* orchestrate.c: spawn/stop through gossip queries, and answering them */
+void orch_on_query(struct hc_cluster *c, uint64_t query_id, const char *from,
+		   const uint8_t *payload, size_t len);
+/* Respawns (the whole spawn flow with the workload's id) a workload whose
+ * node failed. */
+void orch_respawn(struct hc_cluster *c, const hc_pb_workload *w, const char *dead_node);
+void orch_restart_local(struct hc_cluster *c, struct local_wl *l);
+void ops_cancel_all(struct hc_cluster *c);
+
+/* pb.c: protobuf helpers */
+/* Packs msg into a new buffer (*len); NULL on ENOMEM. */
+uint8_t *pb_pack(const ProtobufCMessage *msg, size_t *len);
+/* A deep copy (pack + unpack); NULL on ENOMEM. */
+void *pb_clone(const ProtobufCMessage *msg);
+void pb_free(void *msg);
+/* ClusterMessage{event, Any(msg)} packed; NULL on ENOMEM. */
+uint8_t *pb_wrap(int event, const ProtobufCMessage *msg, size_t *len);
+/* Unpacks a ClusterMessage and, when its Any holds type_name (the message
+ * name after the package), the inner message. NULL inner on any mismatch. */
+Cluster__Services__Api__ClusterMessage *pb_unwrap(const uint8_t *buf, size_t len,
+						  const ProtobufCMessageDescriptor *inner_desc,
+						  ProtobufCMessage **inner);
+/* The workload spec for a spawn request (runtime's form). 0 or -ENOMEM. */
+int pb_to_spec(const hc_pb_spawn *req, struct hc_workload_spec *spec);
+/* A WorkloadState for a runtime workload (bindings from its labels). */
+hc_pb_workload *pb_workload_of(const struct hc_workload *w);
+bool hc_port_is_node_port(uint32_t port);
+
+#endif /* HC_CLUSTER_INT_H */

@@ -1,0 +1,81 @@
+/* Blocking runtime calls on worker threads: one thread per job (spawns pull
+ * images for seconds; a pool would queue a stop behind them), its end
+ * handed back to the loop thread through an embedded task. */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HC_LOG_MODULE "cluster"
+#include "cluster/cluster_int.h"
+#include "log/log.h"
+
+static void job_finished(void *arg)
+{
+	struct job *j = arg;
+	struct hc_cluster *c = j->c;
+
+	pthread_join(j->thread, NULL);
+	if (j->prev)
+		j->prev->next = j->next;
+	else
+		c->jobs = j->next;
+	if (j->next)
+		j->next->prev = j->prev;
+	c->njobs--;
+	j->done(j);
+}
+
+static void *job_main(void *arg)
+{
+	struct job *j = arg;
+
+	j->run(j);
+	j->task.fn = job_finished;
+	j->task.arg = j;
+	hc_loop_post_task(j->c->loop, &j->task);
+	return NULL;
+}
+
+int job_start(struct hc_cluster *c, struct job *j, job_fn *run, job_fn *done)
+{
+	pthread_attr_t attr;
+	sigset_t all, old;
+	int r;
+
+	j->c = c;
+	j->run = run;
+	j->done = done;
+	memset(&j->task, 0, sizeof(j->task));
+	if ((r = pthread_attr_init(&attr)) != 0)
+		return -r;
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	/* Signals belong to the loop thread (it reads them from a signalfd). */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = pthread_create(&j->thread, &attr, job_main, j);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	if (r != 0) {
+		hc_log(HC_LOG_ERROR, "cannot start a worker thread: %s", strerror(r));
+		return -r;
+	}
+	j->prev = NULL;
+	j->next = c->jobs;
+	if (c->jobs)
+		c->jobs->prev = j;
+	c->jobs = j;
+	c->njobs++;
+	return 0;
+}
+
+void jobs_drain(struct hc_cluster *c)
+{
+	while (c->njobs)
+		hc_loop_run_once(c->loop, 100);
+}
+
+struct hc_runtime *job_runtime(const struct hc_cluster *c)
+{
+	return c->cfg->runtime ? hc_runtime_new(c->cfg->runtime) : NULL;
+}

@@ -1,0 +1,342 @@
+/* This node's workloads as the cluster announces them: learnt from spawns
+ * and stops done here at once, and re-read from the runtime whenever its
+ * watch sees the running set change. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HC_LOG_MODULE "cluster"
+#include "cluster/cluster_int.h"
+#include "log/log.h"
+
+#define STOPPED_MEMORY_MS 30000 /* a stopped id is not re-adopted from a stale list */
+#define RESTART_BACKOFF_MIN_MS 1000
+#define RESTART_BACKOFF_MAX_MS 60000
+
+static void local_wl_fini(struct local_wl *l)
+{
+	pb_free(l->state);
+	memset(l, 0, sizeof(*l));
+}
+
+struct local_wl *local_find(struct hc_cluster *c, const char *id)
+{
+	for (size_t i = 0; i < c->nlocal; i++)
+		if (strcmp(c->local[i].state->id, id) == 0)
+			return &c->local[i];
+	return NULL;
+}
+
+static int local_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct local_wl *)a)->state->id,
+		      ((const struct local_wl *)b)->state->id);
+}
+
+/* Inserts or replaces the entry for state->id; takes state. */
+static int local_put(struct hc_cluster *c, hc_pb_workload *state, const char *ip, bool pending)
+{
+	struct local_wl *l = local_find(c, state->id);
+
+	if (l) {
+		pb_free(l->state);
+	} else {
+		struct local_wl *grown = realloc(c->local, (c->nlocal + 1) * sizeof(*grown));
+
+		if (!grown) {
+			pb_free(state);
+			return -ENOMEM;
+		}
+		c->local = grown;
+		l = &c->local[c->nlocal++];
+		memset(l, 0, sizeof(*l));
+		l->added_ms = hc_loop_now_ms(c->loop);
+	}
+	l->state = state;
+	snprintf(l->ip, sizeof(l->ip), "%s", ip ? ip : "");
+	l->pending = pending;
+	qsort(c->local, c->nlocal, sizeof(*c->local), local_cmp);
+	c->local_gen++;
+	return 0;
+}
+
+int local_add(struct hc_cluster *c, const struct hc_workload *w, bool pending)
+{
+	hc_pb_workload *st = pb_workload_of(w);
+
+	if (!st)
+		return -ENOMEM;
+	return local_put(c, st, w->ip, pending);
+}
+
+void local_remove(struct hc_cluster *c, const char *id)
+{
+	struct local_wl *l = local_find(c, id);
+	size_t i;
+
+	if (!l)
+		return;
+	i = (size_t)(l - c->local);
+	local_wl_fini(l);
+	memmove(&c->local[i], &c->local[i + 1], (c->nlocal - i - 1) * sizeof(*c->local));
+	c->nlocal--;
+	c->local_gen++;
+}
+
+static void remember_stopped(struct hc_cluster *c, const char *id)
+{
+	void *ids = realloc(c->stopped, (c->nstopped + 1) * sizeof(*c->stopped));
+	uint64_t *ts;
+
+	if (!ids)
+		return;
+	c->stopped = ids;
+	ts = realloc(c->stopped_ms, (c->nstopped + 1) * sizeof(*ts));
+	if (!ts)
+		return;
+	c->stopped_ms = ts;
+	snprintf(c->stopped[c->nstopped], sizeof(c->stopped[0]), "%s", id);
+	c->stopped_ms[c->nstopped++] = hc_loop_now_ms(c->loop);
+}
+
+bool local_recently_stopped(struct hc_cluster *c, const char *id)
+{
+	uint64_t now = hc_loop_now_ms(c->loop);
+
+	for (size_t i = 0; i < c->nstopped; i++)
+		if (strcmp(c->stopped[i], id) == 0 && now - c->stopped_ms[i] < STOPPED_MEMORY_MS)
+			return true;
+	return false;
+}
+
+bool local_node_port_used(const struct hc_cluster *c, uint32_t port)
+{
+	for (size_t i = 0; i < c->nlocal; i++) {
+		const hc_pb_workload *w = c->local[i].state;
+
+		for (size_t b = 0; b < w->n_bindings; b++)
+			if (w->bindings[b]->node_port == port)
+				return true;
+		for (size_t p = 0; w->source_request && p < w->source_request->n_ports; p++)
+			if (w->source_request->ports[p]->key == port)
+				return true;
+	}
+	return false;
+}
+
+/* ---- re-reading the runtime ---- */
+
+struct refresh_job {
+	struct job job;
+	uint64_t gen;
+	struct hc_workload *list;
+	size_t n;
+	int rc;
+	struct hc_runtime_err err;
+};
+
+static void refresh_run(struct job *j)
+{
+	struct refresh_job *rj = (struct refresh_job *)j;
+	struct hc_runtime *rt = job_runtime(j->c);
+
+	rj->rc = rt ? hc_runtime_list(rt, &rj->list, &rj->n, &rj->err) : -ENOMEM;
+	hc_runtime_free(rt);
+}
+
+static bool same_state(const struct local_wl *l, const struct hc_workload *w,
+		       const hc_pb_workload *st)
+{
+	size_t a, b;
+	uint8_t *pa, *pb;
+	bool same;
+
+	if (strcmp(l->ip, w->ip) != 0 || l->pending)
+		return false;
+	pa = pb_pack(&l->state->base, &a);
+	pb = pb_pack(&st->base, &b);
+	same = pa && pb && a == b && memcmp(pa, pb, a) == 0;
+	free(pa);
+	free(pb);
+	return same;
+}
+
+/* Adopts the runtime's list: running workloads stay or join, the rest go
+ * (pending spawns and restarts in progress are kept). */
+static bool adopt(struct hc_cluster *c, const struct hc_workload *list, size_t n)
+{
+	bool changed = false;
+
+	for (size_t i = 0; i < c->nlocal;) {
+		struct local_wl *l = &c->local[i];
+		bool listed = false;
+
+		for (size_t k = 0; k < n && !listed; k++)
+			listed = list[k].state == HC_WORKLOAD_RUNNING && list[k].ip[0] &&
+				 strcmp(list[k].id, l->state->id) == 0;
+		if (listed || l->pending || l->restarting || l->restart_at_ms) {
+			i++;
+			continue;
+		}
+		hc_log(HC_LOG_INFO, "workload %s no longer runs here", l->state->id);
+		local_wl_fini(l);
+		memmove(l, l + 1, (c->nlocal - i - 1) * sizeof(*l));
+		c->nlocal--;
+		changed = true;
+	}
+	for (size_t k = 0; k < n; k++) {
+		const struct hc_workload *w = &list[k];
+		struct local_wl *l;
+		hc_pb_workload *st;
+
+		if (w->state != HC_WORKLOAD_RUNNING || !w->ip[0] ||
+		    local_recently_stopped(c, w->id))
+			continue;
+		st = pb_workload_of(w);
+		if (!st)
+			continue;
+		l = local_find(c, w->id);
+		if (l && same_state(l, w, st)) {
+			pb_free(st);
+			continue;
+		}
+		if (local_put(c, st, w->ip, false) == 0) {
+			l = local_find(c, w->id);
+			l->restarting = false;
+			l->restart_at_ms = 0;
+		}
+		changed = true;
+	}
+	return changed;
+}
+
+static void refresh_done(struct job *j)
+{
+	struct refresh_job *rj = (struct refresh_job *)j;
+	struct hc_cluster *c = j->c;
+	bool again;
+
+	c->refresh_running = false;
+	again = c->refresh_again;
+	c->refresh_again = false;
+	if (!c->closing) {
+		if (rj->rc < 0) {
+			hc_log(HC_LOG_WARN, "cannot list workloads: %s", rj->err.msg);
+		} else if (rj->gen != c->local_gen) {
+			again = true; /* listed before our own change: stale */
+		} else if (adopt(c, rj->list, rj->n)) {
+			c->local_gen++;
+			state_changed(c);
+		}
+	}
+	hc_workload_list_free(rj->list, rj->n);
+	free(rj);
+	if (again && !c->closing)
+		local_refresh(c);
+}
+
+void local_refresh(struct hc_cluster *c)
+{
+	struct refresh_job *rj;
+
+	if (!c->cfg->runtime || c->closing)
+		return;
+	if (c->refresh_running) {
+		c->refresh_again = true;
+		return;
+	}
+	rj = calloc(1, sizeof(*rj));
+	if (!rj)
+		return;
+	rj->gen = c->local_gen;
+	if (job_start(c, &rj->job, refresh_run, refresh_done) < 0) {
+		free(rj);
+		return;
+	}
+	c->refresh_running = true;
+}
+
+void hc_cluster_on_running(void *cluster, const struct hc_runtime_running *list, size_t n)
+{
+	(void)list;
+	(void)n;
+	local_refresh(cluster);
+}
+
+/* ---- exits and restarts ---- */
+
+void local_on_exit(struct hc_cluster *c, const char *id)
+{
+	struct local_wl *l = local_find(c, id);
+	unsigned shift;
+	uint64_t delay;
+
+	if (!l || l->pending)
+		return;
+	if (!c->cfg->respawn) {
+		local_refresh(c);
+		return;
+	}
+	if (l->restarting || l->restart_at_ms)
+		return;
+	/* Exponential backoff, so a workload that always fails does not spin. */
+	shift = l->restarts < 6 ? l->restarts : 6;
+	delay = (uint64_t)RESTART_BACKOFF_MIN_MS << shift;
+	if (delay > RESTART_BACKOFF_MAX_MS)
+		delay = RESTART_BACKOFF_MAX_MS;
+	l->restart_at_ms = hc_loop_now_ms(c->loop) + delay;
+	hc_log(HC_LOG_INFO, "workload %s exited: restarting in %llu ms", id,
+	       (unsigned long long)delay);
+}
+
+void hc_cluster_on_exit(void *cluster, const struct hc_runtime_exit *ev)
+{
+	struct hc_cluster *c = cluster;
+
+	hc_log(HC_LOG_WARN, "workload %s exited: code %d (%s)", ev->id, ev->exit_code,
+	       ev->reason[0] ? ev->reason : "no reason given");
+	local_on_exit(c, ev->id);
+}
+
+void local_housekeeping(struct hc_cluster *c)
+{
+	uint64_t now = hc_loop_now_ms(c->loop);
+	size_t k = 0;
+
+	for (size_t i = 0; i < c->nstopped; i++) {
+		if (now - c->stopped_ms[i] >= STOPPED_MEMORY_MS)
+			continue;
+		memmove(c->stopped[k], c->stopped[i], sizeof(c->stopped[0]));
+		c->stopped_ms[k++] = c->stopped_ms[i];
+	}
+	c->nstopped = k;
+	for (size_t i = 0; i < c->nlocal; i++) {
+		struct local_wl *l = &c->local[i];
+
+		if (l->restart_at_ms && !l->restarting && now >= l->restart_at_ms) {
+			l->restart_at_ms = 0;
+			l->restarting = true;
+			l->restarts++;
+			c->restarts++;
+			orch_restart_local(c, l);
+		}
+	}
+}
+
+void local_fini(struct hc_cluster *c)
+{
+	for (size_t i = 0; i < c->nlocal; i++)
+		local_wl_fini(&c->local[i]);
+	free(c->local);
+	free(c->stopped);
+	free(c->stopped_ms);
+	c->local = NULL;
+	c->nlocal = c->nstopped = 0;
+}
+
+void local_stopped(struct hc_cluster *c, const char *id)
+{
+	remember_stopped(c, id);
+	local_remove(c, id);
+}

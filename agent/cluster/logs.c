@@ -1,0 +1,375 @@
+/*
+ * Logs of any workload in the cluster: read from the runtime when it runs
+ * here, otherwise fetched from its owner's HTTP API (/logs?id=&local=1),
+ * whose address and port the owner announced. Ids are checked as UUIDs
+ * before anything else, so an id is never a path or a query in disguise.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HC_LOG_MODULE "cluster"
+#include "addr/addr.h"
+#include "cluster/cluster_int.h"
+#include "log/log.h"
+
+#define LOGS_MAX_BYTES (1u << 20) /* an answer: the newest MiB of the lines asked for */
+#define FETCH_TIMEOUT_MS 10000
+#define FETCH_MAX_BYTES (4u << 20)
+
+struct logs_job {
+	struct job job;
+	struct hc_cluster_op *op; /* its done callback, and whether cancelled */
+	char id[HC_WORKLOAD_ID_LEN + 1];
+	uint32_t tail;
+	uint64_t from_line;
+	/* remote: where the owner serves its HTTP API */
+	char host[64];
+	uint16_t port;
+	/* the answer */
+	enum hc_rpc_code code;
+	char err[512];
+	char *text;
+	size_t len, cap;
+	size_t *starts; /* line start offsets in text */
+	size_t nlines, lines_cap;
+	uint64_t line_no, next_line;
+};
+
+/* ---- local: collect the lines asked for ---- */
+
+/* Drops the oldest half of the kept lines: they can no longer be in an
+ * answer capped at LOGS_MAX_BYTES. Keeps memory bounded on huge logs. */
+static void compact(struct logs_job *lj)
+{
+	size_t drop = lj->nlines / 2, off = lj->starts[drop];
+
+	memmove(lj->text, lj->text + off, lj->len - off);
+	lj->len -= off;
+	for (size_t i = drop; i < lj->nlines; i++)
+		lj->starts[i - drop] = lj->starts[i] - off;
+	lj->nlines -= drop;
+}
+
+static int keep_line(void *arg, const struct hc_log_line *line)
+{
+	struct logs_job *lj = arg;
+	size_t need;
+
+	if (lj->line_no++ < lj->from_line)
+		return 0;
+	if (lj->len > 8 * LOGS_MAX_BYTES && lj->nlines > 1)
+		compact(lj);
+	need = lj->len + line->len + 1;
+	if (need > lj->cap) {
+		size_t cap = lj->cap ? lj->cap : 4096;
+		char *t;
+
+		while (cap < need)
+			cap *= 2;
+		if (!(t = realloc(lj->text, cap)))
+			return -ENOMEM;
+		lj->text = t;
+		lj->cap = cap;
+	}
+	if (lj->nlines == lj->lines_cap) {
+		size_t cap = lj->lines_cap ? 2 * lj->lines_cap : 256;
+		size_t *s = realloc(lj->starts, cap * sizeof(*s));
+
+		if (!s)
+			return -ENOMEM;
+		lj->starts = s;
+		lj->lines_cap = cap;
+	}
+	lj->starts[lj->nlines++] = lj->len;
+	memcpy(lj->text + lj->len, line->text, line->len);
+	lj->len += line->len;
+	lj->text[lj->len++] = '\n';
+	return 0;
+}
+
+/* Keeps the last `tail` lines, at most LOGS_MAX_BYTES of them. */
+static void trim(struct logs_job *lj)
+{
+	size_t first = 0;
+
+	if (lj->tail && lj->nlines > lj->tail)
+		first = lj->nlines - lj->tail;
+	while (first < lj->nlines && lj->len - lj->starts[first] > LOGS_MAX_BYTES)
+		first++;
+	if (first >= lj->nlines) {
+		lj->len = 0;
+		return;
+	}
+	memmove(lj->text, lj->text + lj->starts[first], lj->len - lj->starts[first]);
+	lj->len -= lj->starts[first];
+}
+
+static void local_run(struct job *j)
+{
+	struct logs_job *lj = (struct logs_job *)j;
+	struct hc_runtime *rt = job_runtime(j->c);
+	struct hc_runtime_err err;
+	int r;
+
+	if (!rt) {
+		lj->code = HC_RPC_UNAVAILABLE;
+		snprintf(lj->err, sizeof(lj->err), "this node runs no workloads");
+		return;
+	}
+	r = hc_runtime_logs(rt, lj->id, -1, false, -1, keep_line, lj, &err);
+	hc_runtime_free(rt);
+	if (r == -ENOENT) {
+		lj->code = HC_RPC_NOT_FOUND;
+		snprintf(lj->err, sizeof(lj->err), "no workload %s on this node", lj->id);
+	} else if (r < 0) {
+		lj->code = r == -ENOMEM ? HC_RPC_RESOURCE_EXHAUSTED : HC_RPC_INTERNAL;
+		snprintf(lj->err, sizeof(lj->err), "%s",
+			 r == -ENOMEM ? "out of memory" : err.msg);
+	} else {
+		trim(lj);
+		lj->next_line = lj->line_no;
+	}
+}
+
+/* ---- remote: GET the owner's /logs ---- */
+
+static int64_t ms_left(const struct timespec *deadline)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (deadline->tv_sec - now.tv_sec) * 1000 + (deadline->tv_nsec - now.tv_nsec) / 1000000;
+}
+
+static int wait_for(int fd, short events, const struct timespec *deadline)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+	int64_t left = ms_left(deadline);
+	int r;
+
+	if (left <= 0)
+		return -ETIMEDOUT;
+	r = poll(&p, 1, (int)left);
+	return r < 0 ? -errno : r == 0 ? -ETIMEDOUT : 0;
+}
+
+/* Sends req and reads the whole response (HTTP/1.0: until the peer closes). */
+static int http_exchange(const struct hc_addr *a, const char *req, char **resp, size_t *len)
+{
+	struct timespec deadline;
+	size_t sent = 0, want = strlen(req), cap = 0;
+	int fd, r = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += FETCH_TIMEOUT_MS / 1000;
+	*resp = NULL;
+	*len = 0;
+	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (const struct sockaddr *)&a->ss, a->len) < 0 && errno != EINPROGRESS) {
+		r = -errno;
+		goto out;
+	}
+	while (sent < want) {
+		ssize_t n;
+
+		if ((r = wait_for(fd, POLLOUT, &deadline)) < 0)
+			goto out;
+		n = send(fd, req + sent, want - sent, MSG_NOSIGNAL);
+		if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			r = -errno;
+			goto out;
+		}
+		sent += n > 0 ? (size_t)n : 0;
+	}
+	for (;;) {
+		ssize_t n;
+
+		if (*len + 4096 > cap) {
+			char *b;
+
+			cap = cap ? cap * 2 : 16384;
+			if (cap > FETCH_MAX_BYTES + 8192) {
+				r = -EFBIG;
+				goto out;
+			}
+			if (!(b = realloc(*resp, cap + 1))) {
+				r = -ENOMEM;
+				goto out;
+			}
+			*resp = b;
+		}
+		if ((r = wait_for(fd, POLLIN, &deadline)) < 0)
+			goto out;
+		n = recv(fd, *resp + *len, cap - *len, 0);
+		if (n == 0)
+			break;
+		if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			r = -errno;
+			goto out;
+		}
+		*len += n > 0 ? (size_t)n : 0;
+	}
+	(*resp)[*len] = '\0';
+out:
+	close(fd);
+	if (r < 0) {
+		free(*resp);
+		*resp = NULL;
+	}
+	return r;
+}
+
+/* Reads {"response": "..."} or {"error": "..."} and the next-line header. */
+static void read_logs_answer(struct logs_job *lj, const char *resp, size_t len)
+{
+	const char *body = strstr(resp, "\r\n\r\n"), *hdr;
+	json_t *doc, *v;
+	unsigned status = 0;
+
+	if (!body || sscanf(resp, "HTTP/1.%*d %u", &status) != 1) {
+		lj->code = HC_RPC_UNAVAILABLE;
+		snprintf(lj->err, sizeof(lj->err), "the owner answered something not HTTP");
+		return;
+	}
+	hdr = strcasestr(resp, "\r\nX-Hypercore-Next-Line:");
+	if (hdr && hdr < body)
+		lj->next_line = strtoull(hdr + 24, NULL, 10);
+	body += 4;
+	doc = json_loadb(body, len - (size_t)(body - resp), 0, NULL);
+	if (status == 200 && (v = json_object_get(doc, "response")) && json_is_string(v)) {
+		lj->len = json_string_length(v);
+		lj->text = malloc(lj->len + 1);
+		if (lj->text)
+			memcpy(lj->text, json_string_value(v), lj->len);
+		else
+			lj->code = HC_RPC_RESOURCE_EXHAUSTED;
+	} else {
+		v = json_object_get(doc, "error");
+		lj->code = status == 404 ? HC_RPC_NOT_FOUND
+			   : status == 400 ? HC_RPC_INVALID_ARGUMENT
+					   : HC_RPC_UNAVAILABLE;
+		snprintf(lj->err, sizeof(lj->err), "owner node: %s",
+			 json_is_string(v) ? json_string_value(v) : "no answer");
+	}
+	json_decref(doc);
+}
+
+static void remote_run(struct job *j)
+{
+	struct logs_job *lj = (struct logs_job *)j;
+	struct hc_addr a;
+	char hostport[96], req[512], why[128], *resp = NULL;
+	size_t len;
+	int r;
+
+	snprintf(hostport, sizeof(hostport), strchr(lj->host, ':') ? "[%s]:%u" : "%s:%u",
+		 lj->host, lj->port);
+	if (hc_addr_parse(hostport, false, &a, why, sizeof(why)) < 0) {
+		lj->code = HC_RPC_UNAVAILABLE;
+		snprintf(lj->err, sizeof(lj->err), "owner address %s: %s", hostport, why);
+		return;
+	}
+	snprintf(req, sizeof(req),
+		 "GET /logs?id=%s&local=1&tail=%u&from_line=%llu HTTP/1.0\r\nHost: %s\r\n"
+		 "User-Agent: hypercore/" HC_VERSION "\r\n\r\n",
+		 lj->id, lj->tail, (unsigned long long)lj->from_line, hostport);
+	r = http_exchange(&a, req, &resp, &len);
+	if (r < 0) {
+		lj->code = HC_RPC_UNAVAILABLE;
+		snprintf(lj->err, sizeof(lj->err), "cannot fetch logs from the owner at %s: %s",
+			 hostport, strerror(-r));
+		return;
+	}
+	read_logs_answer(lj, resp, len);
+	free(resp);
+}
+
+/* ---- the operation ---- */
+
+static void logs_done(struct job *j)
+{
+	struct logs_job *lj = (struct logs_job *)j;
+	struct hc_cluster_op *op = lj->op;
+	Cluster__Services__Api__VmLogsResponse resp = CLUSTER__SERVICES__API__VM_LOGS_RESPONSE__INIT;
+	char *text;
+
+	if (!op->cancelled && !j->c->closing) {
+		if (lj->code != HC_RPC_OK) {
+			op->done.logs(op->arg, lj->code, lj->err, NULL);
+		} else if (!(text = malloc(lj->len + 1))) {
+			op->done.logs(op->arg, HC_RPC_RESOURCE_EXHAUSTED, "out of memory", NULL);
+		} else {
+			memcpy(text, lj->text ? lj->text : "", lj->len);
+			text[lj->len] = '\0';
+			resp.logs = text;
+			resp.next_line = lj->next_line;
+			op->done.logs(op->arg, HC_RPC_OK, NULL, &resp);
+			free(text);
+		}
+	}
+	op->finished = true;
+	op_release_if_idle(op);
+	free(lj->text);
+	free(lj->starts);
+	free(lj);
+}
+
+struct hc_cluster_op *hc_cluster_logs(struct hc_cluster *c,
+				      const Cluster__Services__Api__VmLogsRequest *req,
+				      bool local_only, hc_cluster_logs_done *done, void *arg)
+{
+	struct hc_cluster_op *lj_op;
+	struct logs_job *lj;
+	const char *owner;
+	struct peer *p = NULL;
+	char msg[160];
+
+	if (!req->id || !hc_workload_id_valid(req->id)) {
+		done(arg, HC_RPC_INVALID_ARGUMENT, "invalid workload id (want a UUID)", NULL);
+		return NULL;
+	}
+	owner = local_only || local_find(c, req->id) ? NULL : state_owner(c, req->id);
+	if (!local_only && !local_find(c, req->id)) {
+		p = owner ? state_peer(c, owner) : NULL;
+		if (!p || !p->node_addr || !*p->node_addr || !p->http_port) {
+			snprintf(msg, sizeof(msg), p ? "the node running %s does not serve its logs"
+						     : "no workload %s in the cluster",
+				 req->id);
+			done(arg, p ? HC_RPC_UNAVAILABLE : HC_RPC_NOT_FOUND, msg, NULL);
+			return NULL;
+		}
+	}
+	lj = calloc(1, sizeof(*lj));
+	lj_op = lj ? op_new(c, OP_LOGS, arg) : NULL;
+	if (!lj_op) {
+		free(lj);
+		done(arg, HC_RPC_RESOURCE_EXHAUSTED, "out of memory", NULL);
+		return NULL;
+	}
+	lj->op = lj_op;
+	lj_op->done.logs = done;
+	snprintf(lj->id, sizeof(lj->id), "%s", req->id);
+	lj->tail = req->tail;
+	lj->from_line = req->from_line;
+	if (p) {
+		snprintf(lj->host, sizeof(lj->host), "%s", p->node_addr);
+		lj->port = (uint16_t)p->http_port;
+	}
+	if (job_start(c, &lj->job, p ? remote_run : local_run, logs_done) < 0) {
+		free(lj);
+		lj_op->finished = true;
+		op_release_if_idle(lj_op);
+		done(arg, HC_RPC_RESOURCE_EXHAUSTED, "cannot start a worker", NULL);
+		return NULL;
+	}
+	return lj_op;
+}

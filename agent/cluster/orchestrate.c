@@ -1,0 +1,973 @@
+/*
+ * Spawn and stop across the cluster, through upstream's hypercore_query:
+ *   spawn: candidates in policy order (for now: alive members by name) ->
+ *          dry-run query to all -> the real spawn query to the first
+ *          candidate with capacity only (node filter, 90 s) -> on an ERROR
+ *          answer or none, the next candidate -> {id, url};
+ *   stop:  a STOP query to all; the owner stops it and answers Node{id},
+ *          the others ERROR; all ERROR (or none) -> NOT_FOUND.
+ * And the other side: answering those queries with runtime work on jobs.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <hypercore/defaults.h>
+
+#define HC_LOG_MODULE "cluster"
+#include "cluster/cluster_int.h"
+#include "log/log.h"
+
+#define STOP_GRACE_S 10
+#define MAX_CANDIDATES 1024
+
+struct op_query {
+	struct hc_cluster_op *op;
+	int attempt;
+	bool answered;
+};
+
+/* ---- op lifecycle ---- */
+
+struct hc_cluster_op *op_new(struct hc_cluster *c, enum op_kind kind, void *arg)
+{
+	struct hc_cluster_op *op = calloc(1, sizeof(*op));
+	struct timespec ts;
+
+	if (!op)
+		return NULL;
+	op->c = c;
+	op->kind = kind;
+	op->arg = arg;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	op->started_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	op->next = c->ops;
+	if (c->ops)
+		c->ops->prev = op;
+	c->ops = op;
+	return op;
+}
+
+static void op_free(struct hc_cluster_op *op)
+{
+	struct hc_cluster *c = op->c;
+
+	if (op->prev)
+		op->prev->next = op->next;
+	else
+		c->ops = op->next;
+	if (op->next)
+		op->next->prev = op->prev;
+	for (size_t i = 0; i < op->ncandidates; i++)
+		free(op->candidates[i]);
+	free(op->candidates);
+	free(op->capable);
+	free(op->exclude);
+	pb_free(op->req);
+	free(op);
+}
+
+void op_release_if_idle(struct hc_cluster_op *op)
+{
+	if (op->finished && !op->inflight)
+		op_free(op);
+}
+
+static void note_error(struct hc_cluster_op *op, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void note_error(struct hc_cluster_op *op, const char *fmt, ...)
+{
+	size_t used = strlen(op->errors);
+	va_list ap;
+
+	if (used + 4 >= sizeof(op->errors))
+		return;
+	if (used)
+		used += (size_t)snprintf(op->errors + used, sizeof(op->errors) - used, "; ");
+	va_start(ap, fmt);
+	vsnprintf(op->errors + used, sizeof(op->errors) - used, fmt, ap);
+	va_end(ap);
+}
+
+static double op_seconds(const struct hc_cluster_op *op)
+{
+	struct timespec ts;
+	uint64_t now;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return (double)(now - op->started_ns) / 1e9;
+}
+
+static void spawn_finish(struct hc_cluster_op *op, enum hc_rpc_code code, const char *err,
+			 const Cluster__Services__Api__VmSpawnResponse *resp)
+{
+	struct hc_cluster *c = op->c;
+
+	if (op->finished)
+		return;
+	op->finished = true;
+	if (code == HC_RPC_OK) {
+		c->spawns_ok++;
+		hc_metrics_histogram_observe(&c->spawn_hist, op_seconds(op));
+		hc_log(HC_LOG_INFO, "workload %s spawned in %.3f s", resp->id, op_seconds(op));
+	} else {
+		c->spawns_failed++;
+		hc_log(HC_LOG_WARN, "spawn of %s failed: %s", op->id, err);
+	}
+	if (!op->cancelled && op->done.spawn)
+		op->done.spawn(op->arg, code, err, resp);
+	op_release_if_idle(op);
+}
+
+static void stop_finish(struct hc_cluster_op *op, enum hc_rpc_code code, const char *err,
+			const Cluster__Services__Api__Node *node)
+{
+	if (op->finished)
+		return;
+	op->finished = true;
+	if (!op->cancelled && op->done.stop)
+		op->done.stop(op->arg, code, err, node);
+	op_release_if_idle(op);
+}
+
+void hc_cluster_op_cancel(struct hc_cluster_op *op)
+{
+	if (op)
+		op->cancelled = true;
+}
+
+void ops_cancel_all(struct hc_cluster *c)
+{
+	for (struct hc_cluster_op *op = c->ops; op; op = op->next)
+		op->cancelled = true;
+}
+
+/* ---- queries ---- */
+
+static void query_done(void *arg);
+
+static int send_query(struct hc_cluster_op *op, const uint8_t *payload, size_t len,
+		      const char *only_node, uint32_t timeout_ms,
+		      hc_gossip_response_fn *on_response)
+{
+	struct op_query *q = calloc(1, sizeof(*q));
+	const char *nodes[1] = { only_node };
+	struct hc_gossip_query_params params = { .timeout_ms = timeout_ms };
+	int r;
+
+	if (!q)
+		return -ENOMEM;
+	q->op = op;
+	q->attempt = op->attempt;
+	if (only_node) {
+		params.nodes = nodes;
+		params.nnodes = 1;
+	}
+	op->inflight++;
+	r = hc_cluster_query(op->c, HC_QUERY_NAME, payload, len, &params, on_response, query_done,
+			     q);
+	if (r < 0) { /* not sent: done() will not run */
+		op->inflight--;
+		free(q);
+	}
+	return r;
+}
+
+/* How many hypercore nodes should answer a query to all: us and every
+ * alive member that announced a state. Foreign members never answer. */
+static size_t hypercore_nodes(struct hc_cluster *c)
+{
+	size_t n = 0, count = 1;
+	struct hc_gossip_member *ms = hc_cluster_members(c, &n);
+
+	for (size_t i = 0; ms && i < n; i++)
+		if (ms[i].status == HC_GOSSIP_ALIVE && state_peer(c, ms[i].name))
+			count++;
+	hc_gossip_members_free(ms, n);
+	return count;
+}
+
+/* ---- spawn: the asking side ---- */
+
+static void try_next_candidate(struct hc_cluster_op *op);
+
+static void dry_run_over(struct hc_cluster_op *op)
+{
+	if (op->dry_done || op->finished)
+		return;
+	op->dry_done = true;
+	op->cand = 0;
+	try_next_candidate(op);
+}
+
+static ssize_t candidate_index(const struct hc_cluster_op *op, const char *name)
+{
+	for (size_t i = 0; i < op->ncandidates; i++)
+		if (strcmp(op->candidates[i], name) == 0)
+			return (ssize_t)i;
+	return -1;
+}
+
+/* The answer's error text, or NULL if it is a SPAWN answer (*resp set). */
+static const char *read_spawn_answer(const uint8_t *payload, size_t len,
+				     Cluster__Services__Api__VmSpawnResponse **resp,
+				     Cluster__Services__Api__ErrorResponse **eresp, int *event)
+{
+	ProtobufCMessage *inner;
+	Cluster__Services__Api__ClusterMessage *cm;
+
+	*resp = NULL;
+	*eresp = NULL;
+	cm = pb_unwrap(payload, len, &cluster__services__api__vm_spawn_response__descriptor,
+		       &inner);
+	*event = cm ? (int)cm->event : -1;
+	if (cm && cm->event == CLUSTER__SERVICES__API__CLUSTER_EVENT__SPAWN && inner) {
+		*resp = (void *)inner;
+		pb_free(cm);
+		return NULL;
+	}
+	pb_free(inner);
+	if (cm && cm->event == CLUSTER__SERVICES__API__CLUSTER_EVENT__ERROR) {
+		pb_free(cm);
+		cm = pb_unwrap(payload, len, &cluster__services__api__error_response__descriptor,
+			       &inner);
+		*eresp = (void *)inner;
+		pb_free(cm);
+		return *eresp && (*eresp)->error ? (*eresp)->error : "error";
+	}
+	pb_free(cm);
+	return "an answer that is not a spawn response";
+}
+
+static void on_dry_run_answer(void *arg, const char *from, const uint8_t *payload, size_t len,
+			      bool is_ack)
+{
+	struct op_query *q = arg;
+	struct hc_cluster_op *op = q->op;
+	Cluster__Services__Api__VmSpawnResponse *resp;
+	Cluster__Services__Api__ErrorResponse *eresp;
+	ssize_t idx = candidate_index(op, from);
+	const char *err;
+	int event;
+
+	if (is_ack || op->dry_done || op->finished)
+		return;
+	err = read_spawn_answer(payload, len, &resp, &eresp, &event);
+	if (idx >= 0) {
+		if (!err)
+			op->capable[idx] = true;
+		else
+			note_error(op, "%s: %s", from, err);
+	}
+	pb_free(resp);
+	pb_free(eresp);
+	if (++op->answered >= op->expected)
+		dry_run_over(op);
+}
+
+static void on_spawn_answer(void *arg, const char *from, const uint8_t *payload, size_t len,
+			    bool is_ack)
+{
+	struct op_query *q = arg;
+	struct hc_cluster_op *op = q->op;
+	Cluster__Services__Api__VmSpawnResponse *resp;
+	Cluster__Services__Api__ErrorResponse *eresp;
+	const char *err;
+	int event;
+
+	if (is_ack || q->attempt != op->attempt || op->finished || q->answered)
+		return;
+	q->answered = true;
+	err = read_spawn_answer(payload, len, &resp, &eresp, &event);
+	if (!err && resp->id && *resp->id) {
+		Cluster__Services__Api__VmSpawnResponse out = *resp;
+		char url[512];
+
+		/* An upstream node makes its own id; the URL follows the id. */
+		if (!resp->url || !*resp->url) {
+			snprintf(url, sizeof(url), "%s.%s", resp->id, op->c->base_url);
+			out.url = url;
+		}
+		spawn_finish(op, HC_RPC_OK, NULL, &out);
+	} else {
+		note_error(op, "%s: %s", from, err ? err : "answered without an id");
+		try_next_candidate(op);
+	}
+	pb_free(resp);
+	pb_free(eresp);
+}
+
+static void query_done(void *arg)
+{
+	struct op_query *q = arg;
+	struct hc_cluster_op *op = q->op;
+
+	op->inflight--;
+	if (!op->finished && q->attempt == op->attempt) {
+		if (op->kind == OP_STOP) {
+			char msg[160];
+
+			snprintf(msg, sizeof(msg), "no workload %s in the cluster", op->id);
+			stop_finish(op, HC_RPC_NOT_FOUND, msg, NULL);
+		} else if (q->attempt == 0) {
+			dry_run_over(op);
+		} else if (!q->answered) {
+			note_error(op, "%s: no answer in time", op->candidates[op->cand - 1]);
+			try_next_candidate(op);
+		}
+	}
+	free(q);
+	op_release_if_idle(op);
+}
+
+static void try_next_candidate(struct hc_cluster_op *op)
+{
+	uint8_t *payload;
+	size_t len;
+	int r;
+
+	while (op->cand < op->ncandidates && !op->capable[op->cand])
+		op->cand++;
+	if (op->cand >= op->ncandidates) {
+		char msg[700];
+
+		snprintf(msg, sizeof(msg), "no node could take the workload%s%s",
+			 op->errors[0] ? ": " : " (no node answered)", op->errors);
+		spawn_finish(op, op->errors[0] ? HC_RPC_RESOURCE_EXHAUSTED : HC_RPC_UNAVAILABLE,
+			     msg, NULL);
+		return;
+	}
+	op->req->dry_run = false;
+	payload = pb_wrap(CLUSTER__SERVICES__API__CLUSTER_EVENT__SPAWN, &op->req->base, &len);
+	if (!payload) {
+		spawn_finish(op, HC_RPC_RESOURCE_EXHAUSTED, "out of memory", NULL);
+		return;
+	}
+	op->attempt++;
+	hc_log(HC_LOG_INFO, "spawning %s on %s", op->id, op->candidates[op->cand]);
+	r = send_query(op, payload, len, op->candidates[op->cand++], SPAWN_TIMEOUT_MS,
+		       on_spawn_answer);
+	free(payload);
+	if (r < 0 && !op->finished) {
+		note_error(op, "cannot query: %s", strerror(-r));
+		try_next_candidate(op);
+	}
+}
+
+/* Candidates in policy order. The IBRL policy engine will rank them; until
+ * then: every alive member, by name. */
+static int pick_candidates(struct hc_cluster_op *op)
+{
+	size_t n = 0;
+	struct hc_gossip_member *ms = hc_cluster_members(op->c, &n);
+
+	op->candidates = calloc(n + 1, sizeof(char *));
+	op->capable = calloc(n + 1, sizeof(bool));
+	if (!ms || !op->candidates || !op->capable) {
+		hc_gossip_members_free(ms, n);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n && op->ncandidates < MAX_CANDIDATES; i++) {
+		if (ms[i].status != HC_GOSSIP_ALIVE ||
+		    (op->exclude && strcmp(ms[i].name, op->exclude) == 0))
+			continue;
+		op->candidates[op->ncandidates] = strdup(ms[i].name);
+		if (!op->candidates[op->ncandidates])
+			break;
+		op->ncandidates++;
+	}
+	hc_gossip_members_free(ms, n);
+	return 0;
+}
+
+/* Checks a request as the runtime would, so a bad one fails here with
+ * INVALID_ARGUMENT instead of as every node's ERROR. */
+static int check_spawn_request(const hc_pb_spawn *req, char *err, size_t errlen)
+{
+	struct hc_workload_spec spec;
+	struct hc_runtime_err rerr;
+	int r;
+
+	if (!req->image_ref || !*req->image_ref) {
+		snprintf(err, errlen, "missing image_ref");
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < req->n_ports; i++) {
+		uint32_t h = req->ports[i]->key, ctr = req->ports[i]->value;
+
+		if (h < 1 || h > 65535 || ctr < 1 || ctr > 65535) {
+			snprintf(err, errlen, "invalid port mapping %u:%u (ports are 1..65535)", h, ctr);
+			return -EINVAL;
+		}
+	}
+	if (req->id && *req->id && !hc_workload_id_valid(req->id)) {
+		snprintf(err, errlen, "invalid workload id %s (want a UUID)", req->id);
+		return -EINVAL;
+	}
+	if (pb_to_spec(req, &spec) < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	r = hc_workload_spec_validate(&spec, &rerr);
+	hc_workload_spec_fini(&spec);
+	if (r < 0)
+		snprintf(err, errlen, "%s", rerr.msg);
+	return r;
+}
+
+static struct hc_cluster_op *spawn_start(struct hc_cluster *c, const hc_pb_spawn *req,
+					 const char *exclude, hc_cluster_spawn_done *done,
+					 void *arg)
+{
+	struct hc_cluster_op *op;
+	const char *owner;
+	char err[512];
+	uint8_t *payload;
+	size_t len;
+	int r;
+
+	if (check_spawn_request(req, err, sizeof(err)) < 0) {
+		if (done)
+			done(arg, HC_RPC_INVALID_ARGUMENT, err, NULL);
+		return NULL;
+	}
+	op = op_new(c, OP_SPAWN, arg);
+	if (!op || !(op->req = pb_clone(&req->base)) ||
+	    (exclude && !(op->exclude = strdup(exclude))) || pick_candidates(op) < 0) {
+		if (op)
+			op_free(op);
+		if (done)
+			done(arg, HC_RPC_RESOURCE_EXHAUSTED, "out of memory", NULL);
+		return NULL;
+	}
+	op->done.spawn = done;
+	if (op->req->id && *op->req->id) {
+		snprintf(op->id, sizeof(op->id), "%s", op->req->id);
+	} else {
+		char *id = malloc(HC_WORKLOAD_ID_LEN + 1);
+
+		if (!id || hc_workload_id_new(id) < 0) {
+			free(id);
+			spawn_finish(op, HC_RPC_RESOURCE_EXHAUSTED, "cannot make an id", NULL);
+			return NULL;
+		}
+		op->req->id = id; /* pb_free frees it with the message */
+		snprintf(op->id, sizeof(op->id), "%s", id);
+	}
+	owner = state_owner(c, op->id);
+	if (owner && !(exclude && strcmp(owner, exclude) == 0)) {
+		snprintf(err, sizeof(err), "workload %s already runs on %s", op->id, owner);
+		spawn_finish(op, HC_RPC_ALREADY_EXISTS, err, NULL);
+		return NULL;
+	}
+	op->req->dry_run = true;
+	payload = pb_wrap(CLUSTER__SERVICES__API__CLUSTER_EVENT__SPAWN, &op->req->base, &len);
+	if (!payload) {
+		spawn_finish(op, HC_RPC_RESOURCE_EXHAUSTED, "out of memory", NULL);
+		return NULL;
+	}
+	op->expected = hypercore_nodes(c);
+	r = send_query(op, payload, len, NULL, DRY_RUN_TIMEOUT_MS, on_dry_run_answer);
+	free(payload);
+	if (r == -EMSGSIZE) {
+		spawn_finish(op, HC_RPC_INVALID_ARGUMENT,
+			     "request too large for a gossip query (1024 bytes encoded): fewer "
+			     "or shorter env variables",
+			     NULL);
+		return NULL;
+	}
+	if (r < 0) {
+		snprintf(err, sizeof(err), "cannot query the cluster: %s", strerror(-r));
+		spawn_finish(op, HC_RPC_UNAVAILABLE, err, NULL);
+		return NULL;
+	}
+	return op->finished ? NULL : op;
+}
+
+struct hc_cluster_op *hc_cluster_spawn(struct hc_cluster *c, const hc_pb_spawn *req,
+				       hc_cluster_spawn_done *done, void *arg)
+{
+	return spawn_start(c, req, NULL, done, arg);
+}
+
+void orch_respawn(struct hc_cluster *c, const hc_pb_workload *w, const char *dead_node)
+{
+	hc_pb_spawn *req;
+
+	if (!w->source_request)
+		return;
+	req = pb_clone(&w->source_request->base);
+	if (!req)
+		return;
+	/* an empty string field points at protobuf-c's shared empty string */
+	if (req->id && *req->id)
+		free(req->id);
+	req->id = strdup(w->id);
+	req->dry_run = false;
+	if (req->id) {
+		hc_log(HC_LOG_INFO, "respawning %s of failed node %s", w->id, dead_node);
+		c->respawns++;
+		spawn_start(c, req, dead_node, NULL, NULL);
+	}
+	pb_free(req);
+}
+
+/* ---- stop: the asking side ---- */
+
+static void on_stop_answer(void *arg, const char *from, const uint8_t *payload, size_t len,
+			   bool is_ack)
+{
+	struct op_query *q = arg;
+	struct hc_cluster_op *op = q->op;
+	ProtobufCMessage *inner;
+	Cluster__Services__Api__ClusterMessage *cm;
+
+	if (is_ack || op->finished)
+		return;
+	cm = pb_unwrap(payload, len, &cluster__services__api__node__descriptor, &inner);
+	if (cm && cm->event == CLUSTER__SERVICES__API__CLUSTER_EVENT__STOP && inner) {
+		stop_finish(op, HC_RPC_OK, NULL, (void *)inner);
+	} else if (++op->stop_errors >= op->expected) {
+		char msg[160];
+
+		snprintf(msg, sizeof(msg), "no workload %s in the cluster", op->id);
+		stop_finish(op, HC_RPC_NOT_FOUND, msg, NULL);
+	}
+	(void)from;
+	pb_free(inner);
+	pb_free(cm);
+}
+
+struct hc_cluster_op *hc_cluster_stop(struct hc_cluster *c, const char *id,
+				      hc_cluster_stop_done *done, void *arg)
+{
+	Cluster__Services__Api__VmStopRequest req = CLUSTER__SERVICES__API__VM_STOP_REQUEST__INIT;
+	struct hc_cluster_op *op;
+	uint8_t *payload;
+	size_t len;
+	int r;
+
+	if (!id || !hc_workload_id_valid(id)) {
+		done(arg, HC_RPC_INVALID_ARGUMENT, "invalid workload id (want a UUID)", NULL);
+		return NULL;
+	}
+	op = op_new(c, OP_STOP, arg);
+	req.id = (char *)id;
+	payload = op ? pb_wrap(CLUSTER__SERVICES__API__CLUSTER_EVENT__STOP, &req.base, &len) : NULL;
+	if (!payload) {
+		if (op)
+			op_free(op);
+		done(arg, HC_RPC_RESOURCE_EXHAUSTED, "out of memory", NULL);
+		return NULL;
+	}
+	op->done.stop = done;
+	snprintf(op->id, sizeof(op->id), "%s", id);
+	op->expected = hypercore_nodes(c);
+	r = send_query(op, payload, len, NULL, STOP_TIMEOUT_MS, on_stop_answer);
+	free(payload);
+	if (r < 0) {
+		char msg[160];
+
+		snprintf(msg, sizeof(msg), "cannot query the cluster: %s", strerror(-r));
+		stop_finish(op, HC_RPC_UNAVAILABLE, msg, NULL);
+		return NULL;
+	}
+	return op->finished ? NULL : op;
+}
+
+/* ---- answering queries ---- */
+
+static void respond(struct hc_cluster *c, uint64_t query_id, int event,
+		    const ProtobufCMessage *msg)
+{
+	size_t len;
+	uint8_t *payload = pb_wrap(event, msg, &len);
+	int r = payload ? hc_gossip_respond(c->gossip, query_id, payload, len) : -ENOMEM;
+
+	if (r < 0)
+		hc_log(HC_LOG_WARN, "cannot answer query %llu: %s", (unsigned long long)query_id,
+		       r == -ENOENT ? "its time is up" : strerror(-r));
+	free(payload);
+}
+
+static void respond_error(struct hc_cluster *c, uint64_t query_id, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void respond_error(struct hc_cluster *c, uint64_t query_id, const char *fmt, ...)
+{
+	Cluster__Services__Api__ErrorResponse er = CLUSTER__SERVICES__API__ERROR_RESPONSE__INIT;
+	char msg[700]; /* the answer must stay under 1024 bytes */
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	er.error = msg;
+	respond(c, query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__ERROR, &er.base);
+}
+
+struct spawn_job {
+	struct job job;
+	uint64_t query_id; /* 0: a local restart, nobody to answer */
+	bool dry_run, restart;
+	struct hc_workload_spec spec;
+	char id[HC_WORKLOAD_ID_LEN + 1];
+	int rc;
+	struct hc_runtime_err err;
+	struct hc_workload out;
+	struct hc_runtime_capacity cap;
+};
+
+static void spawn_job_run(struct job *j)
+{
+	struct spawn_job *sj = (struct spawn_job *)j;
+	struct hc_runtime *rt = job_runtime(j->c);
+
+	if (!rt) {
+		sj->rc = -ENOMEM;
+		snprintf(sj->err.msg, sizeof(sj->err.msg), "out of memory");
+		return;
+	}
+	if (sj->dry_run) {
+		sj->rc = hc_runtime_capacity(rt, &sj->cap, &sj->err);
+		if (sj->rc == 0 && (sj->cap.cpus_used + sj->spec.cores > sj->cap.cpus_total ||
+				    sj->cap.mem_used_mb + sj->spec.memory_mb > sj->cap.mem_total_mb)) {
+			sj->rc = -ENOSPC;
+			snprintf(sj->err.msg, sizeof(sj->err.msg),
+				 "over capacity: %u of %u vCPUs and %llu of %llu MiB in use, asked "
+				 "for %u vCPUs and %u MiB",
+				 sj->cap.cpus_used, sj->cap.cpus_total,
+				 (unsigned long long)sj->cap.mem_used_mb,
+				 (unsigned long long)sj->cap.mem_total_mb, sj->spec.cores,
+				 sj->spec.memory_mb);
+		}
+	} else {
+		if (sj->restart) {
+			struct hc_runtime_err ignored;
+
+			hc_runtime_stop(rt, sj->id, 0, &ignored);
+		}
+		sj->rc = hc_runtime_spawn(rt, &sj->spec, sj->id, &sj->out, &sj->err);
+	}
+	hc_runtime_free(rt);
+}
+
+static void spawn_job_done(struct job *j)
+{
+	struct spawn_job *sj = (struct spawn_job *)j;
+	struct hc_cluster *c = j->c;
+
+	if (c->closing)
+		goto out;
+	if (sj->dry_run) {
+		Cluster__Services__Api__VmSpawnResponse resp =
+			CLUSTER__SERVICES__API__VM_SPAWN_RESPONSE__INIT;
+
+		if (sj->rc < 0)
+			respond_error(c, sj->query_id, "%s", sj->err.msg);
+		else
+			respond(c, sj->query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__SPAWN,
+				&resp.base);
+		goto out;
+	}
+	if (sj->rc < 0) {
+		struct local_wl *l = local_find(c, sj->id);
+
+		hc_log(HC_LOG_WARN, "%s %s failed: %s", sj->restart ? "restart of" : "spawn of",
+		       sj->id, sj->err.msg);
+		if (sj->restart && l) {
+			l->restarting = false;
+			local_on_exit(c, sj->id); /* try again, later */
+		} else if (l && l->pending) {
+			local_remove(c, sj->id);
+		}
+		if (sj->query_id)
+			respond_error(c, sj->query_id, "%s", sj->err.msg);
+		goto out;
+	}
+	if (local_add(c, &sj->out, false) == 0) {
+		struct local_wl *l = local_find(c, sj->id);
+
+		l->restarting = false;
+		l->restart_at_ms = 0;
+	}
+	if (sj->query_id) {
+		Cluster__Services__Api__VmSpawnResponse resp =
+			CLUSTER__SERVICES__API__VM_SPAWN_RESPONSE__INIT;
+		char url[512];
+
+		snprintf(url, sizeof(url), "%s.%s", sj->id, c->base_url);
+		resp.id = sj->id;
+		resp.url = url;
+		respond(c, sj->query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__SPAWN, &resp.base);
+	}
+	state_changed(c);
+out:
+	hc_workload_spec_fini(&sj->spec);
+	hc_workload_fini(&sj->out);
+	free(sj);
+}
+
+/* The node ports of a new workload: its own where a host port is in the
+ * node-port range, otherwise one allocated per L7 port (random start, so
+ * nodes rarely pick the same and a freed port is not reused at once). */
+static int allocate_node_ports(struct hc_cluster *c, struct hc_workload_spec *spec, char *label,
+			       size_t len)
+{
+	uint32_t span = HC_NODE_PORT_MAX - HC_NODE_PORT_MIN + 1, taken[HC_RUNTIME_MAX_PORTS];
+	size_t used = 0, ntaken = 0;
+	uint32_t start;
+
+	label[0] = '\0';
+	if (getrandom(&start, sizeof(start), 0) != (ssize_t)sizeof(start))
+		return -EIO;
+	for (size_t i = 0; i < spec->nports; i++) {
+		uint32_t host = spec->ports[i].host, port = 0;
+
+		if (hc_port_is_node_port(host)) {
+			if (local_node_port_used(c, host))
+				return -EADDRINUSE;
+			continue;
+		}
+		for (uint32_t k = 0; k < span && !port; k++) {
+			uint32_t p = HC_NODE_PORT_MIN + (start + k) % span;
+			bool mine = false;
+
+			for (size_t t = 0; t < ntaken; t++)
+				mine |= taken[t] == p;
+			for (size_t q = 0; q < spec->nports; q++)
+				mine |= spec->ports[q].host == p;
+			if (!mine && !local_node_port_used(c, p))
+				port = p;
+		}
+		if (!port)
+			return -ENOSPC;
+		taken[ntaken++] = port;
+		used += (size_t)snprintf(label + used, len - used, "%s%u:%u", used ? "," : "", host,
+					 port);
+		if (used >= len)
+			return -E2BIG;
+	}
+	return 0;
+}
+
+static int add_label(struct hc_workload_spec *spec, const char *key, const char *value)
+{
+	struct hc_label *l = realloc(spec->labels, (spec->nlabels + 1) * sizeof(*l));
+
+	if (!l)
+		return -ENOMEM;
+	spec->labels = l;
+	l[spec->nlabels].key = strdup(key);
+	l[spec->nlabels].value = strdup(value);
+	spec->nlabels++;
+	return l[spec->nlabels - 1].key && l[spec->nlabels - 1].value ? 0 : -ENOMEM;
+}
+
+/* A placeholder for a spawn in progress: it holds the node ports. */
+static int add_pending(struct hc_cluster *c, const char *id, const struct hc_workload_spec *spec)
+{
+	struct hc_workload w;
+	int r;
+
+	memset(&w, 0, sizeof(w));
+	snprintf(w.id, sizeof(w.id), "%s", id);
+	w.spec = *spec; /* borrowed */
+	r = local_add(c, &w, true);
+	return r;
+}
+
+static void serve_spawn(struct hc_cluster *c, uint64_t query_id, const hc_pb_spawn *req)
+{
+	struct spawn_job *sj;
+	char err[512], label[HC_RUNTIME_MAX_PORTS * 12 + 1];
+	int r;
+
+	if (!c->cfg->runtime) {
+		respond_error(c, query_id, "node %s runs no workloads (--no-runtime)",
+			      hc_gossip_name(c->gossip));
+		return;
+	}
+	if (check_spawn_request(req, err, sizeof(err)) < 0) {
+		respond_error(c, query_id, "%s", err);
+		return;
+	}
+	sj = calloc(1, sizeof(*sj));
+	if (!sj || pb_to_spec(req, &sj->spec) < 0) {
+		free(sj);
+		respond_error(c, query_id, "out of memory");
+		return;
+	}
+	sj->query_id = query_id;
+	sj->dry_run = req->dry_run;
+	if (!sj->dry_run) {
+		if (req->id && *req->id)
+			snprintf(sj->id, sizeof(sj->id), "%s", req->id);
+		else if (hc_workload_id_new(sj->id) < 0)
+			goto fail_msg;
+		if (local_find(c, sj->id)) {
+			respond_error(c, query_id, "workload %s already runs here", sj->id);
+			goto fail;
+		}
+		r = allocate_node_ports(c, &sj->spec, label, sizeof(label));
+		if (r < 0) {
+			respond_error(c, query_id, "%s",
+				      r == -EADDRINUSE ? "a node port it asks for is in use here"
+						       : "no free node port left here");
+			goto fail;
+		}
+		if ((label[0] && add_label(&sj->spec, HC_LABEL_NODE_PORTS, label) < 0) ||
+		    add_pending(c, sj->id, &sj->spec) < 0)
+			goto fail_msg;
+	}
+	if (job_start(c, &sj->job, spawn_job_run, spawn_job_done) < 0) {
+		if (!sj->dry_run)
+			local_remove(c, sj->id);
+		goto fail_msg;
+	}
+	return;
+fail_msg:
+	respond_error(c, query_id, "out of memory");
+fail:
+	hc_workload_spec_fini(&sj->spec);
+	free(sj);
+}
+
+void orch_restart_local(struct hc_cluster *c, struct local_wl *l)
+{
+	struct spawn_job *sj = calloc(1, sizeof(*sj));
+	const hc_pb_workload *w = l->state;
+	char label[HC_RUNTIME_MAX_PORTS * 12 + 1];
+	size_t used = 0;
+
+	if (!sj || !w->source_request || pb_to_spec(w->source_request, &sj->spec) < 0)
+		goto fail;
+	label[0] = '\0';
+	for (size_t b = 0; b < w->n_bindings && used < sizeof(label); b++)
+		if (!hc_port_is_node_port(w->bindings[b]->host_port))
+			used += (size_t)snprintf(label + used, sizeof(label) - used, "%s%u:%u",
+						 used ? "," : "", w->bindings[b]->host_port,
+						 w->bindings[b]->node_port);
+	if (label[0] && add_label(&sj->spec, HC_LABEL_NODE_PORTS, label) < 0)
+		goto fail;
+	snprintf(sj->id, sizeof(sj->id), "%s", w->id);
+	sj->restart = true;
+	hc_log(HC_LOG_INFO, "restarting workload %s (restart %u)", sj->id, l->restarts);
+	if (job_start(c, &sj->job, spawn_job_run, spawn_job_done) == 0)
+		return;
+fail:
+	if (sj)
+		hc_workload_spec_fini(&sj->spec);
+	free(sj);
+	l->restarting = false;
+	local_on_exit(c, w->id);
+}
+
+struct stop_job {
+	struct job job;
+	uint64_t query_id;
+	char id[HC_WORKLOAD_ID_LEN + 1];
+	int rc;
+	struct hc_runtime_err err;
+};
+
+static void stop_job_run(struct job *j)
+{
+	struct stop_job *sj = (struct stop_job *)j;
+	struct hc_runtime *rt = job_runtime(j->c);
+
+	sj->rc = rt ? hc_runtime_stop(rt, sj->id, STOP_GRACE_S, &sj->err) : -ENOMEM;
+	if (!rt)
+		snprintf(sj->err.msg, sizeof(sj->err.msg), "out of memory");
+	hc_runtime_free(rt);
+}
+
+static void stop_job_done(struct job *j)
+{
+	struct stop_job *sj = (struct stop_job *)j;
+	struct hc_cluster *c = j->c;
+
+	if (!c->closing) {
+		if (sj->rc < 0 && sj->rc != -ENOENT) {
+			respond_error(c, sj->query_id, "%s", sj->err.msg);
+		} else {
+			Cluster__Services__Api__Node node = CLUSTER__SERVICES__API__NODE__INIT;
+
+			node.id = (char *)hc_gossip_name(c->gossip);
+			local_stopped(c, sj->id);
+			respond(c, sj->query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__STOP,
+				&node.base);
+			state_changed(c);
+		}
+	}
+	free(sj);
+}
+
+static void serve_stop(struct hc_cluster *c, uint64_t query_id,
+		       const Cluster__Services__Api__VmStopRequest *req)
+{
+	struct local_wl *l = req->id ? local_find(c, req->id) : NULL;
+	struct stop_job *sj;
+
+	if (!l || l->pending) {
+		respond_error(c, query_id, "workload not found");
+		return;
+	}
+	sj = calloc(1, sizeof(*sj));
+	if (!sj) {
+		respond_error(c, query_id, "out of memory");
+		return;
+	}
+	sj->query_id = query_id;
+	snprintf(sj->id, sizeof(sj->id), "%s", req->id);
+	if (job_start(c, &sj->job, stop_job_run, stop_job_done) < 0) {
+		free(sj);
+		respond_error(c, query_id, "out of memory");
+	}
+}
+
+void orch_on_query(struct hc_cluster *c, uint64_t query_id, const char *from,
+		   const uint8_t *payload, size_t len)
+{
+	Cluster__Services__Api__ClusterMessage *cm;
+	ProtobufCMessage *inner = NULL;
+
+	cm = cluster__services__api__cluster_message__unpack(NULL, len, payload);
+	if (!cm) {
+		c->queries_ignored++;
+		respond_error(c, query_id, "not a ClusterMessage");
+		return;
+	}
+	switch (cm->event) {
+	case CLUSTER__SERVICES__API__CLUSTER_EVENT__SPAWN:
+		pb_free(cm);
+		cm = pb_unwrap(payload, len, &cluster__services__api__vm_spawn_request__descriptor,
+			       &inner);
+		if (!inner)
+			respond_error(c, query_id, "SPAWN wants a VmSpawnRequest");
+		else
+			serve_spawn(c, query_id, (void *)inner);
+		break;
+	case CLUSTER__SERVICES__API__CLUSTER_EVENT__STOP:
+		pb_free(cm);
+		cm = pb_unwrap(payload, len, &cluster__services__api__vm_stop_request__descriptor,
+			       &inner);
+		if (!inner)
+			respond_error(c, query_id, "STOP wants a VmStopRequest");
+		else
+			serve_stop(c, query_id, (void *)inner);
+		break;
+	default:
+		/* answers travel as responses, never as queries; IBRL events
+		 * are the IBRL issue's */
+		c->queries_ignored++;
+		hc_log(HC_LOG_DEBUG, "query from %s with event %d ignored", from, (int)cm->event);
+		break;
+	}
+	pb_free(inner);
+	pb_free(cm);
+}

@@ -1,0 +1,587 @@
+/*
+ * State broadcasts, as upstream sends them: user event hypercore_state_broadcast
+ * carrying NodeStateResponse chunks of at most 10 workloads, the chunk's kind
+ * in Node.ip as "<uuid>_complete" (one chunk) or _begin, _part..., _finish.
+ * Sent at once on every local change and on a timer; received, reassembled
+ * per sender and kept as that node's last state until it goes silent or
+ * gossip reports it gone.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HC_LOG_MODULE "cluster"
+#include "cluster/cluster_int.h"
+#include "log/log.h"
+
+#define MAX_ASSEMBLIES 64
+#define MAX_PEER_WORKLOADS 100000
+#define ASSEMBLY_TIMEOUT_MS 60000
+
+static uint32_t period_ms(const struct hc_cluster *c)
+{
+	return c->cfg->state_period_ms ? c->cfg->state_period_ms : STATE_PERIOD_MS;
+}
+
+/* FNV-1a over the packed workloads and the address: equal states, equal
+ * hashes, whatever order they were learnt in (lists are sorted by id). */
+uint64_t state_hash(hc_pb_workload *const *w, size_t n, const char *addr)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (const char *p = addr ? addr : ""; *p; p++)
+		h = (h ^ (uint8_t)*p) * 1099511628211ull;
+	for (size_t i = 0; i < n; i++) {
+		size_t len;
+		uint8_t *buf = pb_pack(&w[i]->base, &len);
+
+		for (size_t k = 0; buf && k < len; k++)
+			h = (h ^ buf[k]) * 1099511628211ull;
+		h = (h ^ 0xff) * 1099511628211ull;
+		free(buf);
+	}
+	return h;
+}
+
+/* ---- sending ---- */
+
+static const char *self_name(const struct hc_cluster *c)
+{
+	return c->gossip ? hc_gossip_name(c->gossip) : c->node_id;
+}
+
+/* The workloads we announce: started ones, not those being spawned or
+ * restarted (their address is not known yet or about to change). */
+static size_t announced(const struct hc_cluster *c, hc_pb_workload **out)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->nlocal; i++)
+		if (!c->local[i].pending && !c->local[i].restarting && !c->local[i].restart_at_ms)
+			out[n++] = c->local[i].state;
+	return n;
+}
+
+static void chunk_init(const struct hc_cluster *c, hc_pb_state *st,
+		       Cluster__Services__Api__Node *node, char *marker)
+{
+	cluster__services__api__node_state_response__init(st);
+	cluster__services__api__node__init(node);
+	node->id = (char *)self_name(c);
+	node->ip = marker;
+	st->node = node;
+	st->node_addr = (char *)c->node_addr;
+	st->http_port = c->http_port;
+	st->respawn = c->cfg->respawn;
+}
+
+/* Splits w[0..n) into chunks: at most 10 workloads and CHUNK_MAX_BYTES each
+ * (one oversized workload still goes alone). ends[k] is chunk k's end. */
+static size_t plan_chunks(const struct hc_cluster *c, hc_pb_workload **w, size_t n,
+			  size_t *ends)
+{
+	Cluster__Services__Api__Node node;
+	char marker[] = "00000000-0000-0000-0000-000000000000_finish";
+	hc_pb_state st;
+	size_t nchunks = 0, start = 0;
+
+	chunk_init(c, &st, &node, marker);
+	while (start < n) {
+		size_t end = start + 1;
+
+		while (end < n && end - start < WORKLOADS_PER_CHUNK) {
+			st.workloads = &w[start];
+			st.n_workloads = end + 1 - start;
+			if (protobuf_c_message_get_packed_size(&st.base) > CHUNK_MAX_BYTES)
+				break;
+			end++;
+		}
+		ends[nchunks++] = end;
+		start = end;
+	}
+	return nchunks;
+}
+
+static int send_chunk(struct hc_cluster *c, hc_pb_workload **w, size_t n, const char *uuid,
+		      const char *kind)
+{
+	Cluster__Services__Api__Node node;
+	char marker[64];
+	hc_pb_state st;
+	uint8_t *buf;
+	size_t len;
+	int r;
+
+	snprintf(marker, sizeof(marker), "%s_%s", uuid, kind);
+	chunk_init(c, &st, &node, marker);
+	st.workloads = w;
+	st.n_workloads = n;
+	buf = pb_pack(&st.base, &len);
+	if (!buf)
+		return -ENOMEM;
+	r = hc_gossip_user_event(c->gossip, HC_STATE_EVENT, buf, len, true);
+	free(buf);
+	return r;
+}
+
+static void broadcast_now(struct hc_cluster *c)
+{
+	hc_pb_workload **w = calloc(c->nlocal + 1, sizeof(*w));
+	size_t *ends = calloc(c->nlocal + 1, sizeof(*ends));
+	size_t n, nchunks, start = 0;
+	char uuid[HC_WORKLOAD_ID_LEN + 1];
+	uint64_t hash;
+	int r = 0;
+
+	if (!w || !ends || hc_workload_id_new(uuid) < 0) {
+		c->broadcast_due = true;
+		goto out;
+	}
+	n = announced(c, w);
+	hash = state_hash(w, n, c->node_addr);
+	if (hash != c->last_hash)
+		c->state_changes++;
+	if (hc_gossip_queue_depth(c->gossip) > QUEUE_SKIP_DEPTH) {
+		c->broadcast_skipped++;
+		c->broadcast_due = true;
+		hc_log(HC_LOG_WARN, "gossip queue over %d: state broadcast skipped",
+		       QUEUE_SKIP_DEPTH);
+		goto out;
+	}
+	nchunks = n ? plan_chunks(c, w, n, ends) : 1;
+	for (size_t k = 0; k < nchunks && r == 0; k++) {
+		size_t end = n ? ends[k] : 0;
+		const char *kind = nchunks == 1	      ? "complete"
+				   : k == 0	      ? "begin"
+				   : k + 1 == nchunks ? "finish"
+						      : "part";
+
+		r = send_chunk(c, &w[start], end - start, uuid, kind);
+		start = end;
+	}
+	if (r < 0) {
+		hc_log(HC_LOG_WARN, "state broadcast failed: %s", strerror(-r));
+		c->broadcast_due = true;
+		goto out;
+	}
+	c->broadcasts++;
+	c->broadcast_due = false;
+	c->last_hash = hash;
+	c->last_broadcast_ms = hc_loop_now_ms(c->loop);
+	hc_log(HC_LOG_DEBUG, "state broadcast: %zu workloads in %zu chunks", n, nchunks);
+out:
+	free(w);
+	free(ends);
+}
+
+void state_changed(struct hc_cluster *c)
+{
+	routes_sync(c);
+	if (c->gossip && !c->closing)
+		broadcast_now(c);
+}
+
+int64_t state_tick(struct hc_loop *loop, uint64_t id, void *arg)
+{
+	struct hc_cluster *c = arg;
+	hc_pb_workload **w = calloc(c->nlocal + 1, sizeof(*w));
+	uint64_t now = hc_loop_now_ms(loop);
+	bool changed;
+
+	(void)id;
+	if (!w)
+		return period_ms(c);
+	changed = state_hash(w, announced(c, w), c->node_addr) != c->last_hash;
+	free(w);
+	if (changed || c->broadcast_due ||
+	    now - c->last_broadcast_ms >= (uint64_t)REFRESH_PERIODS * period_ms(c))
+		broadcast_now(c);
+	return period_ms(c);
+}
+
+/* ---- receiving ---- */
+
+static void free_workloads(hc_pb_workload **w, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		pb_free(w[i]);
+	free(w);
+}
+
+struct peer *state_peer(struct hc_cluster *c, const char *name)
+{
+	for (size_t i = 0; i < c->npeers; i++)
+		if (strcmp(c->peers[i].name, name) == 0)
+			return &c->peers[i];
+	return NULL;
+}
+
+static void peer_fini(struct peer *p)
+{
+	free(p->name);
+	free(p->node_addr);
+	free_workloads(p->workloads, p->nworkloads);
+}
+
+static void assembly_fini(struct assembly *a)
+{
+	free(a->sender);
+	free(a->uuid);
+	free(a->node_addr);
+	free_workloads(a->workloads, a->nworkloads);
+}
+
+static void drop_assembly(struct hc_cluster *c, size_t i)
+{
+	assembly_fini(&c->assemblies[i]);
+	memmove(&c->assemblies[i], &c->assemblies[i + 1],
+		(c->nassemblies - i - 1) * sizeof(*c->assemblies));
+	c->nassemblies--;
+}
+
+/* Moves the chunk's workloads onto *w (the chunk keeps none). */
+static int take_workloads(hc_pb_state *chunk, hc_pb_workload ***w, size_t *n)
+{
+	hc_pb_workload **grown;
+
+	if (*n + chunk->n_workloads > MAX_PEER_WORKLOADS)
+		return -E2BIG;
+	grown = realloc(*w, (*n + chunk->n_workloads + 1) * sizeof(*grown));
+	if (!grown)
+		return -ENOMEM;
+	*w = grown;
+	for (size_t i = 0; i < chunk->n_workloads; i++) {
+		hc_pb_workload *wl = chunk->workloads[i];
+
+		/* a workload without an id cannot be routed or stopped */
+		if (wl->id && hc_workload_id_valid(wl->id))
+			grown[(*n)++] = wl;
+		else
+			pb_free(wl);
+	}
+	chunk->n_workloads = 0;
+	return 0;
+}
+
+static int workload_cmp(const void *a, const void *b)
+{
+	return strcmp((*(hc_pb_workload *const *)a)->id, (*(hc_pb_workload *const *)b)->id);
+}
+
+/* A complete state from sender: it replaces the last one. Takes w. */
+static void apply_state(struct hc_cluster *c, const char *sender, hc_pb_workload **w, size_t n,
+			const char *addr, uint32_t http_port, bool respawn)
+{
+	struct peer *p = state_peer(c, sender);
+	uint64_t hash;
+
+	if (n)
+		qsort(w, n, sizeof(*w), workload_cmp);
+	hash = state_hash(w, n, addr);
+	if (!p) {
+		struct peer *grown = realloc(c->peers, (c->npeers + 1) * sizeof(*grown));
+
+		if (!grown || !(grown[c->npeers].name = strdup(sender))) {
+			if (grown)
+				c->peers = grown;
+			free_workloads(w, n);
+			return;
+		}
+		c->peers = grown;
+		p = &c->peers[c->npeers++];
+		p->workloads = NULL;
+		p->nworkloads = 0;
+		p->node_addr = NULL;
+		p->hash = hash + 1; /* differs: routes get synced */
+	}
+	free_workloads(p->workloads, p->nworkloads);
+	p->workloads = w;
+	p->nworkloads = n;
+	free(p->node_addr);
+	p->node_addr = strdup(addr ? addr : "");
+	p->http_port = http_port;
+	p->respawn = respawn;
+	p->recv_ms = hc_loop_now_ms(c->loop);
+	c->states_received++;
+	if (p->stale) {
+		p->stale = false;
+		p->hash = hash + 1; /* routed again */
+	}
+	if (p->hash != hash) {
+		p->hash = hash;
+		hc_log(HC_LOG_DEBUG, "state of %s: %zu workloads", sender, n);
+		routes_sync(c);
+	}
+}
+
+static bool member_alive(struct hc_cluster *c, const char *name)
+{
+	size_t n = 0;
+	struct hc_gossip_member *ms = hc_gossip_members(c->gossip, &n);
+	bool alive = false;
+
+	for (size_t i = 0; ms && i < n && !alive; i++)
+		alive = strcmp(ms[i].name, name) == 0 && ms[i].status == HC_GOSSIP_ALIVE;
+	hc_gossip_members_free(ms, n);
+	return alive;
+}
+
+static struct assembly *find_assembly(struct hc_cluster *c, const char *sender, const char *uuid)
+{
+	for (size_t i = 0; i < c->nassemblies; i++)
+		if (strcmp(c->assemblies[i].sender, sender) == 0 &&
+		    strcmp(c->assemblies[i].uuid, uuid) == 0)
+			return &c->assemblies[i];
+	return NULL;
+}
+
+static struct assembly *begin_assembly(struct hc_cluster *c, const char *sender, const char *uuid)
+{
+	struct assembly *a;
+
+	/* A sender has one state in flight: a new begin ends its older one. */
+	for (size_t i = 0; i < c->nassemblies; i++)
+		if (strcmp(c->assemblies[i].sender, sender) == 0) {
+			drop_assembly(c, i);
+			break;
+		}
+	if (c->nassemblies == MAX_ASSEMBLIES)
+		drop_assembly(c, 0); /* the oldest */
+	a = realloc(c->assemblies, (c->nassemblies + 1) * sizeof(*a));
+	if (!a)
+		return NULL;
+	c->assemblies = a;
+	a = &c->assemblies[c->nassemblies];
+	memset(a, 0, sizeof(*a));
+	a->sender = strdup(sender);
+	a->uuid = strdup(uuid);
+	a->started_ms = hc_loop_now_ms(c->loop);
+	if (!a->sender || !a->uuid) {
+		assembly_fini(a);
+		return NULL;
+	}
+	c->nassemblies++;
+	return a;
+}
+
+static void drop_chunk(struct hc_cluster *c, const char *why, const char *sender)
+{
+	c->chunks_dropped++;
+	hc_log(HC_LOG_DEBUG, "state chunk from %s dropped: %s", sender ? sender : "?", why);
+}
+
+void state_on_event(struct hc_cluster *c, const char *name, const uint8_t *payload, size_t len)
+{
+	hc_pb_state *chunk;
+	const char *sender, *marker, *kind;
+	char uuid[64];
+	struct assembly *a;
+	size_t ulen;
+
+	if (strcmp(name, HC_STATE_EVENT) != 0) {
+		c->events_ignored++;
+		hc_log(HC_LOG_DEBUG, "user event %s ignored (%zu bytes)", name, len);
+		return;
+	}
+	chunk = cluster__services__api__node_state_response__unpack(NULL, len, payload);
+	if (!chunk) {
+		drop_chunk(c, "not a NodeStateResponse", NULL);
+		return;
+	}
+	sender = chunk->node ? chunk->node->id : NULL;
+	marker = chunk->node ? chunk->node->ip : NULL;
+	kind = marker ? strrchr(marker, '_') : NULL;
+	if (!sender || !*sender || !kind || kind == marker ||
+	    (ulen = (size_t)(kind - marker)) >= sizeof(uuid)) {
+		drop_chunk(c, "no node id or chunk marker", sender);
+		goto out;
+	}
+	if (strcmp(sender, self_name(c)) == 0)
+		goto out; /* our own, delivered back */
+	if (!member_alive(c, sender)) {
+		drop_chunk(c, "sender is not an alive member", sender);
+		goto out;
+	}
+	memcpy(uuid, marker, ulen);
+	uuid[ulen] = '\0';
+	kind++;
+	if (strcmp(kind, "complete") == 0) {
+		hc_pb_workload **w = NULL;
+		size_t n = 0;
+
+		if (take_workloads(chunk, &w, &n) < 0) {
+			free_workloads(w, n);
+			drop_chunk(c, "too many workloads", sender);
+			goto out;
+		}
+		apply_state(c, sender, w, n, chunk->node_addr, chunk->http_port, chunk->respawn);
+		goto out;
+	}
+	if (strcmp(kind, "begin") == 0) {
+		a = begin_assembly(c, sender, uuid);
+		if (!a)
+			goto out;
+		free(a->node_addr);
+		a->node_addr = strdup(chunk->node_addr ? chunk->node_addr : "");
+		a->http_port = chunk->http_port;
+		a->respawn = chunk->respawn;
+	} else if (strcmp(kind, "part") == 0 || strcmp(kind, "finish") == 0) {
+		a = find_assembly(c, sender, uuid);
+		if (!a) {
+			drop_chunk(c, "part of a state whose beginning was missed", sender);
+			goto out;
+		}
+	} else {
+		drop_chunk(c, "unknown chunk kind", sender);
+		goto out;
+	}
+	if (take_workloads(chunk, &a->workloads, &a->nworkloads) < 0) {
+		drop_assembly(c, (size_t)(a - c->assemblies));
+		drop_chunk(c, "state too large", sender);
+		goto out;
+	}
+	if (strcmp(kind, "finish") == 0) {
+		struct assembly done = *a;
+
+		/* detach, then apply: apply_state takes the workloads */
+		memmove(a, a + 1, (size_t)(&c->assemblies[c->nassemblies] - a - 1) * sizeof(*a));
+		c->nassemblies--;
+		apply_state(c, sender, done.workloads, done.nworkloads, done.node_addr,
+			    done.http_port, done.respawn);
+		done.workloads = NULL;
+		done.nworkloads = 0;
+		assembly_fini(&done);
+	}
+out:
+	pb_free(chunk);
+}
+
+/* ---- forgetting ---- */
+
+/* Deterministic choice of the node that respawns workload id: the highest
+ * rendezvous hash of (id, node) over the alive respawn-enabled nodes, so
+ * every node picks the same one from the same view. */
+static bool we_respawn(struct hc_cluster *c, const char *id, const char *dead)
+{
+	const char *best = NULL;
+	uint64_t best_h = 0;
+	size_t n = 0;
+	struct hc_gossip_member *ms = hc_gossip_members(c->gossip, &n);
+	bool ours;
+
+	for (size_t i = 0; ms && i < n; i++) {
+		const char *name = ms[i].name;
+		struct peer *p = state_peer(c, name);
+		bool self = strcmp(name, self_name(c)) == 0;
+		uint64_t h = 1469598103934665603ull;
+
+		if (ms[i].status != HC_GOSSIP_ALIVE || strcmp(name, dead) == 0)
+			continue;
+		if (self ? !c->cfg->respawn : !(p && p->respawn))
+			continue;
+		for (const char *s = id; *s; s++)
+			h = (h ^ (uint8_t)*s) * 1099511628211ull;
+		for (const char *s = name; *s; s++)
+			h = (h ^ (uint8_t)*s) * 1099511628211ull;
+		h ^= h >> 29;
+		h *= 0xbf58476d1ce4e5b9ull;
+		h ^= h >> 32;
+		if (!best || h > best_h || (h == best_h && strcmp(name, best) < 0)) {
+			best = name;
+			best_h = h;
+		}
+	}
+	ours = best && strcmp(best, self_name(c)) == 0;
+	hc_gossip_members_free(ms, n);
+	return ours;
+}
+
+void state_forget_node(struct hc_cluster *c, const char *name, bool failed)
+{
+	struct peer *p = state_peer(c, name);
+	size_t i;
+
+	if (!p)
+		return;
+	hc_log(HC_LOG_INFO, "node %s %s: its %zu workloads lose their routes", name,
+	       failed ? "failed" : "is gone", p->nworkloads);
+	i = (size_t)(p - c->peers);
+	if (failed && c->cfg->respawn) {
+		for (size_t k = 0; k < p->nworkloads; k++) {
+			const hc_pb_workload *w = p->workloads[k];
+			const char *owner = state_owner(c, w->id);
+
+			if (owner && strcmp(owner, name) != 0)
+				continue; /* already runs elsewhere */
+			if (we_respawn(c, w->id, name))
+				orch_respawn(c, w, name);
+		}
+	}
+	p = &c->peers[i]; /* orch_respawn does not touch peers, but be safe */
+	peer_fini(p);
+	memmove(p, p + 1, (c->npeers - i - 1) * sizeof(*p));
+	c->npeers--;
+	routes_sync(c);
+}
+
+void state_housekeeping(struct hc_cluster *c)
+{
+	uint64_t now = hc_loop_now_ms(c->loop);
+	uint64_t silence = (uint64_t)SILENCE_PERIODS * period_ms(c);
+
+	for (size_t i = 0; i < c->nassemblies;) {
+		if (now - c->assemblies[i].started_ms > ASSEMBLY_TIMEOUT_MS)
+			drop_assembly(c, i);
+		else
+			i++;
+	}
+	for (size_t i = 0; i < c->npeers;) {
+		struct peer *p = &c->peers[i];
+
+		if (now - p->recv_ms <= silence) {
+			i++;
+			continue;
+		}
+		/* Silent: gone from the routes. Respawned only once gossip too
+		 * finds it dead (a node that is merely slow would be duplicated);
+		 * until then its last state is kept for that. */
+		if (!member_alive(c, p->name)) {
+			state_forget_node(c, p->name, true);
+			continue;
+		}
+		if (!p->stale) {
+			hc_log(HC_LOG_WARN, "node %s silent for %llu ms: its routes are withdrawn",
+			       p->name, (unsigned long long)(now - p->recv_ms));
+			p->stale = true;
+			routes_sync(c);
+		}
+		i++;
+	}
+}
+
+const char *state_owner(struct hc_cluster *c, const char *id)
+{
+	struct local_wl *l = local_find(c, id);
+
+	if (l)
+		return self_name(c);
+	for (size_t i = 0; i < c->npeers; i++)
+		for (size_t k = 0; !c->peers[i].stale && k < c->peers[i].nworkloads; k++)
+			if (strcmp(c->peers[i].workloads[k]->id, id) == 0)
+				return c->peers[i].name;
+	return NULL;
+}
+
+void state_fini(struct hc_cluster *c)
+{
+	for (size_t i = 0; i < c->npeers; i++)
+		peer_fini(&c->peers[i]);
+	for (size_t i = 0; i < c->nassemblies; i++)
+		assembly_fini(&c->assemblies[i]);
+	free(c->peers);
+	free(c->assemblies);
+	c->peers = NULL;
+	c->assemblies = NULL;
+	c->npeers = c->nassemblies = 0;
+}

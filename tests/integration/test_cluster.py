@@ -1,0 +1,397 @@
+#!/usr/bin/python3
+"""The cluster end to end: three hypercore nodes in network namespaces
+(tools/netcluster.py), each with its embedded containerd, data plane and
+proxy, a registry with the test images, and a real `serf agent` joining
+them. Spawn through one node lands on some node and answers at its URL
+through every node's proxy (HTTP and TLS by SNI); every node lists the same
+state; logs come from the owner through any node; stop removes the routes
+everywhere; malformed queries and user events are answered with ERROR or
+dropped; SIGKILL of the owner with respawn on runs the workload elsewhere,
+once, at the same URL. Everything is torn down, also on failure."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
+import hctest  # noqa: E402
+from netcluster import NetCluster  # noqa: E402
+
+PREFIX, SUBNET = "hct", 248
+BASE = "example.test"
+SERF = "/usr/bin/serf"
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+def wait_for(what, fn, timeout=20, interval=0.1):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+
+
+def curl(*args, timeout=3):
+    r = subprocess.run(["curl", "-s", "-m", str(timeout), "-o", "-", "-w", "\n%{http_code}",
+                        *args], capture_output=True, text=True, timeout=timeout + 5)
+    body, _, code = r.stdout.rpartition("\n")
+    return (int(code) if code.isdigit() else 0), body
+
+
+# ---- protobuf by hand: just what the malformed-input cases need ----
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def field(num, value):
+    if isinstance(value, int):
+        return varint(num << 3) + varint(value)
+    if isinstance(value, str):
+        value = value.encode()
+    return varint(num << 3 | 2) + varint(len(value)) + value
+
+
+def cluster_message(event, type_name, inner):
+    any_ = field(1, "type.googleapis.com/cluster.services.api." + type_name) + field(2, inner)
+    return (field(1, event) if event else b"") + field(2, any_)
+
+
+class Cluster(unittest.TestCase):
+    """One cluster for the module; tests run in name order."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="hc-cl-")
+        cls.serf = None
+        cls.cluster = None
+        try:
+            cls.make_certs()
+            cls.cluster = NetCluster(
+                3, os.path.join(cls.tmp, "cluster"), prefix=PREFIX, subnet=SUBNET,
+                registry=True, base_url=BASE,
+                extra_args=["--respawn-on-node-failure", "--probe-interval-ms", "500",
+                            "--state-period-ms", "1000",
+                            "--cluster-tls-cert", os.path.join(cls.tmp, "wild.pem"),
+                            "--cluster-tls-key", os.path.join(cls.tmp, "wild.key")])
+            cls.cluster.start()
+            cls.nodes = cls.cluster.nodes
+            cls.names = {n.index: cls.node_name(n) for n in cls.nodes}
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.serf and cls.serf.poll() is None:
+            cls.serf.kill()
+            cls.serf.wait()
+        if cls.cluster:
+            cls.cluster.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    @classmethod
+    def make_certs(cls):
+        def openssl(*args):
+            subprocess.run(["openssl", *args], cwd=cls.tmp, check=True, capture_output=True)
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj",
+                "/CN=hypercore cluster test CA")
+        with open(os.path.join(cls.tmp, "wild.ext"), "w") as f:
+            f.write("subjectAltName=DNS:*.%s\nbasicConstraints=CA:FALSE\n"
+                    "extendedKeyUsage=serverAuth\n" % BASE)
+        openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", "wild.key", "-out", "wild.csr", "-subj", "/CN=*.%s" % BASE)
+        openssl("x509", "-req", "-in", "wild.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-set_serial", "0x3001", "-days", "2", "-extfile", "wild.ext", "-out",
+                "wild.pem")
+
+    @staticmethod
+    def node_name(node):
+        return json.loads(node.http("/list")[2])["response"]["states"][0]["node"]["id"]
+
+    # ---- helpers ----
+
+    def alive(self):
+        return [n for n in self.nodes if n.running()]
+
+    def cli(self, node, verb, *args, timeout=120):
+        return node.cli("cluster", verb, "--grpc-bind-addr", node.grpc_addr, *args,
+                        timeout=timeout)
+
+    def spawn(self, node, image, *args):
+        r = self.cli(node, "spawn", "--image-ref", self.cluster.images[image], "--mem", "32",
+                     *args)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        wid, url = r.stdout.split()
+        self.assertRegex(wid, UUID)
+        self.assertEqual(url, "%s.%s" % (wid, BASE))
+        return wid
+
+    def listing(self, node):
+        """{workload id: owner name} as node lists the cluster."""
+        r = self.cli(node, "list", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = {}
+        for st in json.loads(r.stdout).get("states", []):
+            for w in st.get("workloads", []):
+                out.setdefault(w["id"], []).append(st["node"]["id"])
+        return out
+
+    def owner(self, wid, via=None):
+        owners = self.listing(via or self.alive()[0]).get(wid, [])
+        return owners[0] if len(owners) == 1 else None
+
+    def node_of(self, name):
+        return [n for n in self.nodes if self.names[n.index] == name][0]
+
+    def answers_http(self, node, wid):
+        code, body = curl("-H", "Host: %s.%s" % (wid, BASE), "http://%s:80/" % node.addr)
+        return code == 200 and ("id=" + wid) in body
+
+    def answers_tls(self, node, wid):
+        host = "%s.%s" % (wid, BASE)
+        code, body = curl("--cacert", os.path.join(self.tmp, "ca.pem"), "--resolve",
+                          "%s:443:%s" % (host, node.addr), "https://%s/" % host)
+        return code == 200 and ("id=" + wid) in body
+
+    def metrics(self, node):
+        r = node.cli("cluster", "metrics", "--http-bind-addr", node.http_addr)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout
+
+    def metric(self, node, name):
+        for line in self.metrics(node).splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                return float(line.rsplit(" ", 1)[1])
+        return None
+
+    # ---- tests ----
+
+    def test_01_spawn_is_served_by_every_node(self):
+        wid = self.spawn(self.nodes[0], "web", "--ports", "80:8080,443:8080")
+        Cluster.web = wid
+        for n in self.nodes:
+            wait_for("HTTP to %s through %s" % (wid, n.name),
+                     lambda: self.answers_http(n, wid), timeout=10)
+            wait_for("TLS (SNI) to %s through %s" % (wid, n.name),
+                     lambda: self.answers_tls(n, wid), timeout=10)
+        # every node agrees on where it runs, within 2 s
+        owner = self.owner(wid)
+        self.assertIn(owner, self.names.values())
+        for n in self.nodes:
+            wait_for("%s's list" % n.name, lambda: self.listing(n).get(wid) == [owner], 2)
+        # the owner announced a node port for each proxy port, and the other
+        # nodes route to it there
+        for n in self.nodes:
+            r = n.cli("routes", "--json", "--bpf-pin-dir", n.pin_dir)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            routes = [x for x in json.loads(r.stdout)["routes"] if x["host"] == wid]
+            self.assertEqual(sorted(x["port"] for x in routes), [80, 443], routes)
+            for x in routes:
+                self.assertEqual(x["node"], owner)
+                if self.names[n.index] != owner:
+                    self.assertEqual(x["backend"], self.node_of(owner).addr)
+                    self.assertTrue(30000 <= x["backend_port"] <= 32767, x)
+        m = self.metrics(self.node_of(owner))
+        for name in ("hypercore_serf_queue_depth", "hypercore_broadcast_skipped_total 0",
+                     "hypercore_state_changes_total", 'hypercore_cluster_members{state="alive"} 3',
+                     "hypercore_workload_count 1",
+                     'hypercore_workload_network_bytes_total{workload="%s"' % wid):
+            self.assertIn(name, m)
+        self.assertGreaterEqual(self.metric(self.nodes[0], "hypercore_spawn_duration_seconds_count"),
+                                1)
+
+    def test_02_unknown_host_and_bad_requests(self):
+        code, _ = curl("-H", "Host: nobody.%s" % BASE, "http://%s:80/" % self.nodes[1].addr)
+        self.assertEqual(code, 404)
+        r = self.cli(self.nodes[1], "spawn", "--image-ref", "", "--ports", "80:8080")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        status, _, body = self.nodes[0].http("/spawn", "POST",
+                                             b'{"image_ref": "x", "ports": {"0": 80}}')
+        self.assertEqual(status, 400, body)
+        self.assertIn(b"port", body)
+        status, _, body = self.nodes[0].http("/spawn", "POST", b'{"cores": "many"}')
+        self.assertEqual(status, 400, body)
+        for path in ("/logs?id=../../etc/passwd", "/stop?id=..%2F..%2Fetc", "/logs"):
+            status, _, body = self.nodes[2].http(path)
+            self.assertEqual(status, 400, (path, body))
+            self.assertIn(b'"error"', body)
+        missing = "0" * 8 + "-0000-4000-8000-" + "0" * 12
+        r = self.cli(self.nodes[2], "stop", "--id", missing)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no workload", r.stderr)
+        self.assertTrue(r.stderr.startswith("hypercore"), r.stderr)
+
+    def test_03_logs_from_a_node_that_does_not_own_it(self):
+        wid = self.spawn(self.nodes[1], "logger", "--env", "LOG_INTERVAL=0.1")
+        Cluster.logger = wid
+        owner = wait_for("an owner", lambda: self.owner(wid))
+        other = [n for n in self.nodes if self.names[n.index] != owner][0]
+        r = wait_for("logs through %s" % other.name,
+                     lambda: (lambda r: r if "out 2" in r.stdout else None)(
+                         self.cli(other, "logs", "--id", wid)))
+        self.assertIn("out 1", r.stdout.splitlines())
+        self.assertIn("err 1", r.stdout.splitlines())
+        r = self.cli(other, "logs", "--id", wid, "--tail", "2")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(r.stdout.splitlines()), 2, r.stdout)
+        # upstream's HTTP shape, served by any node
+        status, headers, body = other.http("/logs?id=%s&tail=1" % wid)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(len(json.loads(body)["response"].splitlines()), 1)
+        # --follow keeps printing new lines
+        p = subprocess.Popen([hctest.HC_BIN, "cluster", "logs", "--grpc-bind-addr",
+                              other.grpc_addr, "--id", wid, "--follow", "--tail", "1"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            lines = [p.stdout.readline() for _ in range(6)]
+        finally:
+            p.terminate()
+            p.wait(10)
+        self.assertTrue(all(x.startswith(("out ", "err ")) for x in lines), lines)
+        numbers = [int(x.split()[1]) for x in lines if x.startswith("out ")]
+        self.assertEqual(numbers, sorted(numbers))
+
+    def test_04_stop_removes_the_route_everywhere(self):
+        wid = self.logger
+        r = self.cli(self.nodes[2], "stop", "--id", wid)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("stopped " + wid, r.stdout)
+        for n in self.nodes:
+            wait_for("%s gone from %s" % (wid, n.name),
+                     lambda: wid not in self.listing(n), timeout=2)
+        r = self.cli(self.nodes[0], "stop", "--id", wid)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no workload %s" % wid, r.stderr)
+        # a web workload's route goes within 2 s too
+        wid = self.spawn(self.nodes[2], "web", "--ports", "8081:8080")
+        for n in self.nodes:
+            wait_for("route on %s" % n.name, lambda: (lambda c: c[0] == 200)(
+                curl("-H", "Host: %s.%s" % (wid, BASE), "http://%s:8081/" % n.addr)), 10)
+        status, _, body = self.nodes[0].http("/stop?id=" + wid)
+        self.assertEqual(status, 200, body)
+        self.assertIn(b'"response"', body)
+        for n in self.nodes:
+            wait_for("no route on %s" % n.name, lambda: (lambda c: c[0] != 200)(
+                curl("-H", "Host: %s.%s" % (wid, BASE), "http://%s:8081/" % n.addr)), 2)
+
+    def query(self, node, payload, name="hypercore_query"):
+        status, _, body = node.http("/query?name=%s&timeout=2000&ack=false" % name, "POST",
+                                    payload)
+        self.assertEqual(status, 200, body)
+        return json.loads(body)["response"]["responses"]
+
+    def test_05_malformed_queries_and_events(self):
+        before = self.metric(self.nodes[1], "hypercore_state_chunks_dropped_total")
+        n1 = self.nodes[0]
+        # queries: bad protobuf, a wrong Any type, an unknown event
+        for payload in (b"\xff\xff\xff\xff", cluster_message(1, "VmStopRequest", field(1, "x")),
+                        cluster_message(1, "VmSpawnRequest", b"\x0a\x05"),
+                        cluster_message(2, "VmSpawnRequest", b"")):
+            responses = self.query(n1, payload)
+            self.assertEqual(len(responses), 3, responses)
+            for resp in responses:
+                raw = bytes.fromhex(resp["payload_hex"]) if "payload_hex" in resp \
+                    else resp["payload"].encode()
+                # event ERROR (0) is not written: the Any (field 2) comes first
+                self.assertEqual(raw[:1], b"\x12", raw)
+        self.assertEqual(self.query(n1, cluster_message(3, "BeaconAttestation", b"")), [])
+        # user events: bad protobuf, no marker, a sender that is no member,
+        # a part whose beginning never came; oversized is refused at the source
+        name = self.names[1]
+        for payload in (b"\x0a\xff", field(1, field(1, name)),
+                        field(1, field(1, "ghost") + field(2, "u_complete")),
+                        field(1, field(1, name) + field(2, "u_part"))):
+            status, _, body = n1.http("/event?name=hypercore_state_broadcast", "POST", payload)
+            self.assertEqual(status, 200, body)
+        status, _, _ = n1.http("/event?name=hypercore_state_broadcast", "POST", b"x" * 4096)
+        self.assertEqual(status, 413)
+        wait_for("chunks dropped on node 2", lambda: self.metric(
+            self.nodes[1], "hypercore_state_chunks_dropped_total") >= before + 3, 10)
+        for n in self.nodes:
+            self.assertEqual(n.http("/healthz")[0], 200)
+        self.assertIn(self.web, self.listing(self.nodes[1]))
+
+    def test_06_serf_agent_in_the_cluster(self):
+        handler = os.path.join(self.tmp, "serf-handler.sh")
+        events = os.path.join(self.tmp, "serf-events")
+        with open(handler, "w") as f:
+            f.write("#!/bin/sh\n[ \"$SERF_EVENT\" = user ] && echo \"$SERF_USER_EVENT\" >> %s\n"
+                    "exit 0\n" % events)
+        os.chmod(handler, 0o755)
+        port, rpc = hctest.free_port(), "127.0.0.1:%d" % hctest.free_port()
+        log = open(os.path.join(self.tmp, "serf.log"), "ab")
+        Cluster.serf = subprocess.Popen(
+            [SERF, "agent", "-node=serf-peer", "-bind=%s:%d" % (self.cluster.host_addr, port),
+             "-rpc-addr=" + rpc, "-event-handler=" + handler,
+             "-join=%s:7946" % self.nodes[0].addr], stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+
+        def serf(*args):
+            return subprocess.run([SERF, args[0], "-rpc-addr=" + rpc, *args[1:]],
+                                  capture_output=True, text=True, timeout=30)
+        wait_for("serf sees 4 alive members",
+                 lambda: serf("members").stdout.count(" alive") == 4, 20)
+        for n in self.nodes:
+            wait_for("%s sees the serf agent" % n.name, lambda: any(
+                m["name"] == "serf-peer" and m["status"] == "alive" for m in n.members()), 10)
+        before = self.metric(self.nodes[2], "hypercore_foreign_events_total")
+        r = serf("event", "deploy", "v2")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        wait_for("the foreign event counted", lambda: self.metric(
+            self.nodes[2], "hypercore_foreign_events_total") > before, 10)
+        # hypercore's own broadcasts reach the serf agent as user events
+        wait_for("a state broadcast at the serf agent", lambda: os.path.exists(events) and
+                 "hypercore_state_broadcast" in open(events).read(), 10)
+        # a serf query to hypercore_query gets ERROR answers, never a crash
+        r = serf("query", "-timeout=3s", "hypercore_query", "garbage")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertGreaterEqual(r.stdout.count("Response from"), 3, r.stdout)
+        # placement skips the member that is not a hypercore node
+        wid = self.spawn(self.nodes[1], "web", "--ports", "8082:8080")
+        self.assertIn(wait_for("an owner", lambda: self.owner(wid), 5), self.names.values())
+        r = self.cli(self.nodes[1], "stop", "--id", wid)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        serf("leave")
+        Cluster.serf.wait(20)
+
+    def test_07_owner_killed_workload_respawned_once(self):
+        wid = self.web
+        owner = self.owner(wid)
+        victim = self.node_of(owner)
+        survivors = [n for n in self.nodes if n is not victim]
+        victim.kill()
+        # respawned on exactly one survivor, same id, so the same URL
+        new_owner = wait_for("a new owner", lambda: (lambda o: o if o and o != owner else None)(
+            self.owner(wid, via=survivors[0])), timeout=40)
+        self.assertIn(new_owner, [self.names[n.index] for n in survivors])
+        for n in survivors:
+            wait_for("%s through %s again" % (wid, n.name), lambda: self.answers_http(n, wid),
+                     timeout=15)
+        time.sleep(3)  # a duplicate would have shown by now
+        for n in survivors:
+            self.assertEqual(self.listing(n).get(wid), [new_owner])
+        respawns = sum(self.metric(n, "hypercore_respawns_total") for n in survivors)
+        self.assertEqual(respawns, 1)
+
+
+if __name__ == "__main__":
+    hctest.main()
