@@ -168,18 +168,19 @@ void hc_cluster_free(struct hc_cluster *c)
 	/* Jobs finish (their runtime calls cannot be interrupted) but change
 	 * nothing any more; operations in flight are dropped unanswered. */
 	c->closing = true;
+	if (c->state_timer)
+		hc_loop_del_timer(c->loop, c->state_timer);
+	if (c->housekeeping_timer)
+		hc_loop_del_timer(c->loop, c->housekeeping_timer);
 	ops_cancel_all(c);
 	jobs_drain(c);
 	if (c->metrics) {
 		hc_metrics_unregister(c->metrics, hc_gossip_collect, c->gossip);
 		hc_metrics_unregister(c->metrics, collect, c);
 	}
-	if (c->state_timer)
-		hc_loop_del_timer(c->loop, c->state_timer);
-	if (c->housekeeping_timer)
-		hc_loop_del_timer(c->loop, c->housekeeping_timer);
-	/* Queries in flight end with gossip, running their done callbacks. */
+	/* Queries in flight end with gossip, unanswered. */
 	hc_gossip_free(c->gossip);
+	queries_free_all(c);
 	while (c->ops) {
 		struct hc_cluster_op *op = c->ops;
 

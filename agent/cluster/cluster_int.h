@@ -110,6 +110,7 @@ struct local_wl {
 	unsigned restarts;
 	uint64_t restart_at_ms; /* a restart is due (respawn on exit) */
 	bool restarting;
+	bool stopping; /* a stop is in progress: never restarted */
 };
 
 /* ---- other nodes' states (state.c) ---- */
@@ -174,10 +175,15 @@ struct hc_cluster {
 	uint64_t states_received, events_ignored, queries_ignored;
 	uint64_t respawns, restarts;
 
-	/* operations in flight, and jobs */
+	/* operations in flight, their gossip queries, and jobs */
 	struct hc_cluster_op *ops;
+	struct op_query *queries;
 	struct job *jobs;
 	size_t njobs;
+
+	/* Whether a state's sender is an alive member (NULL: ask gossip);
+	 * the fuzz harness replaces it to reach the reassembly. */
+	bool (*sender_alive)(struct hc_cluster *c, const char *name);
 
 	struct hc_metrics_histogram spawn_hist;
 	uint64_t spawns_ok, spawns_failed;
@@ -223,6 +229,8 @@ void orch_on_query(struct hc_cluster *c, uint64_t query_id, const char *from,
 void orch_respawn(struct hc_cluster *c, const hc_pb_workload *w, const char *dead_node);
 void orch_restart_local(struct hc_cluster *c, struct local_wl *l);
 void ops_cancel_all(struct hc_cluster *c);
+/* Frees the queries gossip dropped unanswered as it stopped. */
+void queries_free_all(struct hc_cluster *c);
 
 /* pb.c: protobuf helpers */
 /* Packs msg into a new buffer (*len); NULL on ENOMEM. */

@@ -272,7 +272,7 @@ void local_on_exit(struct hc_cluster *c, const char *id)
 	unsigned shift;
 	uint64_t delay;
 
-	if (!l || l->pending)
+	if (!l || l->pending || l->stopping)
 		return;
 	if (!c->cfg->respawn) {
 		local_refresh(c);
@@ -314,7 +314,7 @@ void local_housekeeping(struct hc_cluster *c)
 	for (size_t i = 0; i < c->nlocal; i++) {
 		struct local_wl *l = &c->local[i];
 
-		if (l->restart_at_ms && !l->restarting && now >= l->restart_at_ms) {
+		if (l->restart_at_ms && !l->restarting && !l->stopping && now >= l->restart_at_ms) {
 			l->restart_at_ms = 0;
 			l->restarting = true;
 			l->restarts++;

@@ -6,22 +6,18 @@
  */
 #include <errno.h>
 #include <jansson.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
 #define HC_LOG_MODULE "cluster"
 #include "addr/addr.h"
 #include "cluster/cluster_int.h"
+#include "httpc/httpc.h"
 #include "log/log.h"
 
 #define LOGS_MAX_BYTES (1u << 20) /* an answer: the newest MiB of the lines asked for */
 #define FETCH_TIMEOUT_MS 10000
-#define FETCH_MAX_BYTES (4u << 20)
 
 struct logs_job {
 	struct job job;
@@ -140,112 +136,13 @@ static void local_run(struct job *j)
 
 /* ---- remote: GET the owner's /logs ---- */
 
-static int64_t ms_left(const struct timespec *deadline)
+/* Reads {"response": "..."} or {"error": "..."}. */
+static void read_logs_answer(struct logs_job *lj, const struct hc_httpc_response *resp)
 {
-	struct timespec now;
+	json_t *doc = json_loadb(resp->body, resp->body_len, 0, NULL), *v;
 
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (deadline->tv_sec - now.tv_sec) * 1000 + (deadline->tv_nsec - now.tv_nsec) / 1000000;
-}
-
-static int wait_for(int fd, short events, const struct timespec *deadline)
-{
-	struct pollfd p = { .fd = fd, .events = events };
-	int64_t left = ms_left(deadline);
-	int r;
-
-	if (left <= 0)
-		return -ETIMEDOUT;
-	r = poll(&p, 1, (int)left);
-	return r < 0 ? -errno : r == 0 ? -ETIMEDOUT : 0;
-}
-
-/* Sends req and reads the whole response (HTTP/1.0: until the peer closes). */
-static int http_exchange(const struct hc_addr *a, const char *req, char **resp, size_t *len)
-{
-	struct timespec deadline;
-	size_t sent = 0, want = strlen(req), cap = 0;
-	int fd, r = 0;
-
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += FETCH_TIMEOUT_MS / 1000;
-	*resp = NULL;
-	*len = 0;
-	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (const struct sockaddr *)&a->ss, a->len) < 0 && errno != EINPROGRESS) {
-		r = -errno;
-		goto out;
-	}
-	while (sent < want) {
-		ssize_t n;
-
-		if ((r = wait_for(fd, POLLOUT, &deadline)) < 0)
-			goto out;
-		n = send(fd, req + sent, want - sent, MSG_NOSIGNAL);
-		if (n < 0 && errno != EAGAIN && errno != EINTR) {
-			r = -errno;
-			goto out;
-		}
-		sent += n > 0 ? (size_t)n : 0;
-	}
-	for (;;) {
-		ssize_t n;
-
-		if (*len + 4096 > cap) {
-			char *b;
-
-			cap = cap ? cap * 2 : 16384;
-			if (cap > FETCH_MAX_BYTES + 8192) {
-				r = -EFBIG;
-				goto out;
-			}
-			if (!(b = realloc(*resp, cap + 1))) {
-				r = -ENOMEM;
-				goto out;
-			}
-			*resp = b;
-		}
-		if ((r = wait_for(fd, POLLIN, &deadline)) < 0)
-			goto out;
-		n = recv(fd, *resp + *len, cap - *len, 0);
-		if (n == 0)
-			break;
-		if (n < 0 && errno != EAGAIN && errno != EINTR) {
-			r = -errno;
-			goto out;
-		}
-		*len += n > 0 ? (size_t)n : 0;
-	}
-	(*resp)[*len] = '\0';
-out:
-	close(fd);
-	if (r < 0) {
-		free(*resp);
-		*resp = NULL;
-	}
-	return r;
-}
-
-/* Reads {"response": "..."} or {"error": "..."} and the next-line header. */
-static void read_logs_answer(struct logs_job *lj, const char *resp, size_t len)
-{
-	const char *body = strstr(resp, "\r\n\r\n"), *hdr;
-	json_t *doc, *v;
-	unsigned status = 0;
-
-	if (!body || sscanf(resp, "HTTP/1.%*d %u", &status) != 1) {
-		lj->code = HC_RPC_UNAVAILABLE;
-		snprintf(lj->err, sizeof(lj->err), "the owner answered something not HTTP");
-		return;
-	}
-	hdr = strcasestr(resp, "\r\nX-Hypercore-Next-Line:");
-	if (hdr && hdr < body)
-		lj->next_line = strtoull(hdr + 24, NULL, 10);
-	body += 4;
-	doc = json_loadb(body, len - (size_t)(body - resp), 0, NULL);
-	if (status == 200 && (v = json_object_get(doc, "response")) && json_is_string(v)) {
+	lj->next_line = strtoull(resp->header, NULL, 10);
+	if (resp->status == 200 && (v = json_object_get(doc, "response")) && json_is_string(v)) {
 		lj->len = json_string_length(v);
 		lj->text = malloc(lj->len + 1);
 		if (lj->text)
@@ -254,9 +151,9 @@ static void read_logs_answer(struct logs_job *lj, const char *resp, size_t len)
 			lj->code = HC_RPC_RESOURCE_EXHAUSTED;
 	} else {
 		v = json_object_get(doc, "error");
-		lj->code = status == 404 ? HC_RPC_NOT_FOUND
-			   : status == 400 ? HC_RPC_INVALID_ARGUMENT
-					   : HC_RPC_UNAVAILABLE;
+		lj->code = resp->status == 404	 ? HC_RPC_NOT_FOUND
+			   : resp->status == 400 ? HC_RPC_INVALID_ARGUMENT
+						 : HC_RPC_UNAVAILABLE;
 		snprintf(lj->err, sizeof(lj->err), "owner node: %s",
 			 json_is_string(v) ? json_string_value(v) : "no answer");
 	}
@@ -266,9 +163,9 @@ static void read_logs_answer(struct logs_job *lj, const char *resp, size_t len)
 static void remote_run(struct job *j)
 {
 	struct logs_job *lj = (struct logs_job *)j;
+	struct hc_httpc_response resp;
 	struct hc_addr a;
-	char hostport[96], req[512], why[128], *resp = NULL;
-	size_t len;
+	char hostport[96], path[256], why[128];
 	int r;
 
 	snprintf(hostport, sizeof(hostport), strchr(lj->host, ':') ? "[%s]:%u" : "%s:%u",
@@ -278,19 +175,18 @@ static void remote_run(struct job *j)
 		snprintf(lj->err, sizeof(lj->err), "owner address %s: %s", hostport, why);
 		return;
 	}
-	snprintf(req, sizeof(req),
-		 "GET /logs?id=%s&local=1&tail=%u&from_line=%llu HTTP/1.0\r\nHost: %s\r\n"
-		 "User-Agent: hypercore/" HC_VERSION "\r\n\r\n",
-		 lj->id, lj->tail, (unsigned long long)lj->from_line, hostport);
-	r = http_exchange(&a, req, &resp, &len);
+	snprintf(path, sizeof(path), "/logs?id=%s&local=1&tail=%u&from_line=%llu", lj->id,
+		 lj->tail, (unsigned long long)lj->from_line);
+	r = hc_httpc_request(&a, "GET", path, hostport, NULL, 0, FETCH_TIMEOUT_MS,
+			     "X-Hypercore-Next-Line", &resp);
 	if (r < 0) {
 		lj->code = HC_RPC_UNAVAILABLE;
 		snprintf(lj->err, sizeof(lj->err), "cannot fetch logs from the owner at %s: %s",
-			 hostport, strerror(-r));
+			 hostport, r == -EBADMSG ? "not an HTTP answer" : strerror(-r));
 		return;
 	}
-	read_logs_answer(lj, resp, len);
-	free(resp);
+	read_logs_answer(lj, &resp);
+	free(resp.body);
 }
 
 /* ---- the operation ---- */

@@ -25,11 +25,37 @@
 #define STOP_GRACE_S 10
 #define MAX_CANDIDATES 1024
 
+/* One gossip query of an operation. Listed in the cluster: gossip drops
+ * queries unanswered when it stops, and then they are freed from here. */
 struct op_query {
 	struct hc_cluster_op *op;
 	int attempt;
 	bool answered;
+	struct op_query *prev, *next;
 };
+
+static void query_unlink(struct op_query *q)
+{
+	struct hc_cluster *c = q->op->c;
+
+	if (q->prev)
+		q->prev->next = q->next;
+	else
+		c->queries = q->next;
+	if (q->next)
+		q->next->prev = q->prev;
+}
+
+void queries_free_all(struct hc_cluster *c)
+{
+	while (c->queries) {
+		struct op_query *q = c->queries;
+
+		query_unlink(q);
+		q->op->inflight--;
+		free(q);
+	}
+}
 
 /* ---- op lifecycle ---- */
 
@@ -164,6 +190,10 @@ static int send_query(struct hc_cluster_op *op, const uint8_t *payload, size_t l
 		return -ENOMEM;
 	q->op = op;
 	q->attempt = op->attempt;
+	q->next = op->c->queries;
+	if (q->next)
+		q->next->prev = q;
+	op->c->queries = q;
 	if (only_node) {
 		params.nodes = nodes;
 		params.nnodes = 1;
@@ -172,6 +202,7 @@ static int send_query(struct hc_cluster_op *op, const uint8_t *payload, size_t l
 	r = hc_cluster_query(op->c, HC_QUERY_NAME, payload, len, &params, on_response, query_done,
 			     q);
 	if (r < 0) { /* not sent: done() will not run */
+		query_unlink(q);
 		op->inflight--;
 		free(q);
 	}
@@ -307,8 +338,9 @@ static void query_done(void *arg)
 	struct op_query *q = arg;
 	struct hc_cluster_op *op = q->op;
 
+	query_unlink(q);
 	op->inflight--;
-	if (!op->finished && q->attempt == op->attempt) {
+	if (!op->finished && !op->c->closing && q->attempt == op->attempt) {
 		if (op->kind == OP_STOP) {
 			char msg[160];
 
@@ -331,6 +363,10 @@ static void try_next_candidate(struct hc_cluster_op *op)
 	size_t len;
 	int r;
 
+	if (op->c->closing) {
+		spawn_finish(op, HC_RPC_UNAVAILABLE, "agent shutting down", NULL);
+		return;
+	}
 	while (op->cand < op->ncandidates && !op->capable[op->cand])
 		op->cand++;
 	if (op->cand >= op->ncandidates) {
@@ -622,6 +658,8 @@ struct spawn_job {
 	struct hc_runtime_capacity cap;
 };
 
+static int stop_local(struct hc_cluster *c, uint64_t query_id, const char *id);
+
 static void spawn_job_run(struct job *j)
 {
 	struct spawn_job *sj = (struct spawn_job *)j;
@@ -687,6 +725,14 @@ static void spawn_job_done(struct job *j)
 		}
 		if (sj->query_id)
 			respond_error(c, sj->query_id, "%s", sj->err.msg);
+		goto out;
+	}
+	if (sj->restart && (!local_find(c, sj->id) || local_find(c, sj->id)->stopping ||
+			    local_recently_stopped(c, sj->id))) {
+		/* Stopped while it restarted: that stop may have run before
+		 * this spawn, so stop what the restart started too. */
+		if (stop_local(c, 0, sj->id) < 0)
+			hc_log(HC_LOG_WARN, "cannot stop %s again", sj->id);
 		goto out;
 	}
 	if (local_add(c, &sj->out, false) == 0) {
@@ -869,7 +915,7 @@ fail:
 
 struct stop_job {
 	struct job job;
-	uint64_t query_id;
+	uint64_t query_id; /* 0: nobody to answer */
 	char id[HC_WORKLOAD_ID_LEN + 1];
 	int rc;
 	struct hc_runtime_err err;
@@ -893,41 +939,58 @@ static void stop_job_done(struct job *j)
 
 	if (!c->closing) {
 		if (sj->rc < 0 && sj->rc != -ENOENT) {
-			respond_error(c, sj->query_id, "%s", sj->err.msg);
+			struct local_wl *l = local_find(c, sj->id);
+
+			if (l)
+				l->stopping = false;
+			hc_log(HC_LOG_WARN, "stop of %s failed: %s", sj->id, sj->err.msg);
+			if (sj->query_id)
+				respond_error(c, sj->query_id, "%s", sj->err.msg);
 		} else {
 			Cluster__Services__Api__Node node = CLUSTER__SERVICES__API__NODE__INIT;
 
 			node.id = (char *)hc_gossip_name(c->gossip);
 			local_stopped(c, sj->id);
-			respond(c, sj->query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__STOP,
-				&node.base);
+			if (sj->query_id)
+				respond(c, sj->query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__STOP,
+					&node.base);
 			state_changed(c);
 		}
 	}
 	free(sj);
 }
 
+/* Stops local workload id on a job; query_id 0 answers nobody. */
+static int stop_local(struct hc_cluster *c, uint64_t query_id, const char *id)
+{
+	struct stop_job *sj = calloc(1, sizeof(*sj));
+	struct local_wl *l;
+
+	if (!sj)
+		return -ENOMEM;
+	sj->query_id = query_id;
+	snprintf(sj->id, sizeof(sj->id), "%s", id);
+	if (job_start(c, &sj->job, stop_job_run, stop_job_done) < 0) {
+		free(sj);
+		return -ENOMEM;
+	}
+	l = local_find(c, id);
+	if (l)
+		l->stopping = true;
+	return 0;
+}
+
 static void serve_stop(struct hc_cluster *c, uint64_t query_id,
 		       const Cluster__Services__Api__VmStopRequest *req)
 {
 	struct local_wl *l = req->id ? local_find(c, req->id) : NULL;
-	struct stop_job *sj;
 
 	if (!l || l->pending) {
 		respond_error(c, query_id, "workload not found");
 		return;
 	}
-	sj = calloc(1, sizeof(*sj));
-	if (!sj) {
+	if (stop_local(c, query_id, req->id) < 0)
 		respond_error(c, query_id, "out of memory");
-		return;
-	}
-	sj->query_id = query_id;
-	snprintf(sj->id, sizeof(sj->id), "%s", req->id);
-	if (job_start(c, &sj->job, stop_job_run, stop_job_done) < 0) {
-		free(sj);
-		respond_error(c, query_id, "out of memory");
-	}
 }
 
 void orch_on_query(struct hc_cluster *c, uint64_t query_id, const char *from,

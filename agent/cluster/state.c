@@ -82,7 +82,7 @@ static size_t plan_chunks(const struct hc_cluster *c, hc_pb_workload **w, size_t
 			  size_t *ends)
 {
 	Cluster__Services__Api__Node node;
-	char marker[] = "00000000-0000-0000-0000-000000000000_finish";
+	char marker[] = "00000000-0000-0000-0000-000000000000_complete"; /* the longest */
 	hc_pb_state st;
 	size_t nchunks = 0, start = 0;
 
@@ -281,18 +281,18 @@ static void apply_state(struct hc_cluster *c, const char *sender, hc_pb_workload
 	hash = state_hash(w, n, addr);
 	if (!p) {
 		struct peer *grown = realloc(c->peers, (c->npeers + 1) * sizeof(*grown));
+		char *name = strdup(sender);
 
-		if (!grown || !(grown[c->npeers].name = strdup(sender))) {
-			if (grown)
-				c->peers = grown;
+		if (grown)
+			c->peers = grown;
+		if (!grown || !name) {
+			free(name);
 			free_workloads(w, n);
 			return;
 		}
-		c->peers = grown;
 		p = &c->peers[c->npeers++];
-		p->workloads = NULL;
-		p->nworkloads = 0;
-		p->node_addr = NULL;
+		memset(p, 0, sizeof(*p));
+		p->name = name;
 		p->hash = hash + 1; /* differs: routes get synced */
 	}
 	free_workloads(p->workloads, p->nworkloads);
@@ -399,7 +399,7 @@ void state_on_event(struct hc_cluster *c, const char *name, const uint8_t *paylo
 	}
 	if (strcmp(sender, self_name(c)) == 0)
 		goto out; /* our own, delivered back */
-	if (!member_alive(c, sender)) {
+	if (!(c->sender_alive ? c->sender_alive(c, sender) : member_alive(c, sender))) {
 		drop_chunk(c, "sender is not an alive member", sender);
 		goto out;
 	}

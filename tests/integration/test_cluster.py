@@ -330,6 +330,24 @@ class Cluster(unittest.TestCase):
             self.assertEqual(n.http("/healthz")[0], 200)
         self.assertIn(self.web, self.listing(self.nodes[1]))
 
+    def test_065_exited_workload_restarted_by_its_node(self):
+        wid = self.spawn(self.nodes[0], "exiter", "--env", "EXIT_AFTER=1")
+        owner = wait_for("an owner", lambda: self.owner(wid), 5)
+        node = self.node_of(owner)
+        wait_for("two restarts", lambda: self.metric(node, "hypercore_restarts_total") >= 2, 30)
+        # still the same workload, on the same node, listed everywhere
+        for n in self.nodes:
+            self.assertEqual(wait_for("listed on %s" % n.name,
+                                      lambda: self.listing(n).get(wid), 10), [owner])
+        r = wait_for("its output", lambda: (lambda r: r if "exiting with 3" in r.stdout
+                                             else None)(self.cli(self.nodes[1], "logs", "--id",
+                                                                 wid)), 15)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.cli(self.nodes[2], "stop", "--id", wid)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for n in self.nodes:
+            wait_for("%s gone from %s" % (wid, n.name), lambda: wid not in self.listing(n), 5)
+
     def test_06_serf_agent_in_the_cluster(self):
         handler = os.path.join(self.tmp, "serf-handler.sh")
         events = os.path.join(self.tmp, "serf-events")
@@ -391,6 +409,14 @@ class Cluster(unittest.TestCase):
             self.assertEqual(self.listing(n).get(wid), [new_owner])
         respawns = sum(self.metric(n, "hypercore_respawns_total") for n in survivors)
         self.assertEqual(respawns, 1)
+
+    def test_08_clean_shutdown(self):
+        """The nodes still up leave and stop cleanly: exit status 0, nothing
+        from the sanitizers (leaks included) in their logs."""
+        for n in self.alive():
+            self.assertEqual(n.stop(), 0, n.log()[-3000:])
+            for word in ("Sanitizer", "runtime error", "double free"):
+                self.assertNotIn(word, n.log())
 
 
 if __name__ == "__main__":

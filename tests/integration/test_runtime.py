@@ -253,6 +253,11 @@ class Runtime(unittest.TestCase):
         self.addCleanup(self.cli, "stop", "--id", wid, "--grace", "0")
         return wid
 
+    def node_name(self):
+        """The agent's name in the cluster: its node id."""
+        with open(os.path.join(self.agent.state_dir, "node-id")) as f:
+            return f.read().strip()
+
     def workload(self, wid):
         for w in self.list_json_or_empty():
             if w["id"] == wid:
@@ -522,7 +527,7 @@ class Runtime(unittest.TestCase):
         # A host port outside the node-port range is the proxy's: an L7 route.
         self.assertEqual([r for r in doc["routes"] if r["host"] == wid],
                          [{"host": wid, "port": proxy_port, "backend": ip, "backend_port": 8080,
-                           "node": "", "static": False}])
+                           "node": self.node_name(), "static": False}])
         body = wait_for("HTTP through the proxy", lambda: http_get(
             "http://127.0.0.1:%d/" % proxy_port, headers={"Host": "%s.example.com" % wid}))
         self.assertIn("hypercore-web id=%s" % wid, body)

@@ -86,8 +86,9 @@ class Serf:
         return {m["name"]: m for m in json.loads(out)["members"]}
 
     def user_events(self):
+        # hypercore nodes' state broadcasts carry binary protobuf payloads
         try:
-            with open(self.events) as f:
+            with open(self.events, errors="replace") as f:
                 return f.read().splitlines()
         except FileNotFoundError:
             return []

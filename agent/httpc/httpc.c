@@ -1,0 +1,201 @@
+/* A minimal blocking HTTP/1.1 client; see httpc.h. */
+#include "httpc/httpc.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_RESPONSE (16u << 20)
+
+static int64_t ms_left(const struct timespec *deadline)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (deadline->tv_sec - now.tv_sec) * 1000 + (deadline->tv_nsec - now.tv_nsec) / 1000000;
+}
+
+static int wait_fd(int fd, short events, const struct timespec *deadline)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+	int64_t left = ms_left(deadline);
+	int r;
+
+	if (left <= 0)
+		return -ETIMEDOUT;
+	r = poll(&p, 1, (int)left);
+	if (r < 0)
+		return -errno;
+	return r == 0 ? -ETIMEDOUT : 0;
+}
+
+static int connect_to(const struct hc_addr *a, const struct timespec *deadline)
+{
+	int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int err = 0, r;
+	socklen_t len = sizeof(err);
+
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (const struct sockaddr *)&a->ss, a->len) < 0 && errno != EINPROGRESS) {
+		r = -errno;
+		goto fail;
+	}
+	r = wait_fd(fd, POLLOUT, deadline);
+	if (r == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		r = -errno;
+	if (r == 0 && err)
+		r = -err;
+	if (r == 0)
+		return fd;
+fail:
+	close(fd);
+	return r;
+}
+
+static int send_all(int fd, const char *buf, size_t len, const struct timespec *deadline)
+{
+	while (len) {
+		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+
+		if (n < 0) {
+			int r;
+
+			if (errno != EAGAIN)
+				return -errno;
+			if ((r = wait_fd(fd, POLLOUT, deadline)) < 0)
+				return r;
+			continue;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int read_all(int fd, char **out, size_t *outlen, const struct timespec *deadline)
+{
+	size_t len = 0, cap = 65536;
+	char *buf = malloc(cap + 1);
+	int r = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	for (;;) {
+		ssize_t n;
+
+		if (len == cap) {
+			char *grown;
+
+			if (cap >= MAX_RESPONSE) {
+				r = -EMSGSIZE;
+				break;
+			}
+			cap *= 2;
+			grown = realloc(buf, cap + 1);
+			if (!grown) {
+				r = -ENOMEM;
+				break;
+			}
+			buf = grown;
+		}
+		n = recv(fd, buf + len, cap - len, 0);
+		if (n == 0)
+			break;
+		if (n < 0) {
+			if (errno != EAGAIN) {
+				r = -errno;
+				break;
+			}
+			if ((r = wait_fd(fd, POLLIN, deadline)) < 0)
+				break;
+			continue;
+		}
+		len += (size_t)n;
+	}
+	if (r < 0) {
+		free(buf);
+		return r;
+	}
+	buf[len] = '\0';
+	*out = buf;
+	*outlen = len;
+	return 0;
+}
+
+/* Copies the value of header name (case-insensitive) from the head. */
+static void find_header(const char *head, const char *end, const char *name, char *out,
+			size_t len)
+{
+	size_t nlen = strlen(name);
+
+	out[0] = '\0';
+	for (const char *line = strstr(head, "\r\n"); line && line < end;
+	     line = strstr(line + 2, "\r\n")) {
+		const char *v = line + 2, *eol;
+
+		if (strncasecmp(v, name, nlen) != 0 || v[nlen] != ':')
+			continue;
+		v += nlen + 1;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		eol = strstr(v, "\r\n");
+		if (!eol)
+			return;
+		snprintf(out, len, "%.*s", (int)(eol - v), v);
+		return;
+	}
+}
+
+int hc_httpc_request(const struct hc_addr *a, const char *method, const char *path,
+		     const char *host, const void *payload, size_t payload_len, int timeout_ms,
+		     const char *want_header, struct hc_httpc_response *out)
+{
+	struct timespec deadline;
+	char req[2048], *resp = NULL, *head_end;
+	size_t len = 0;
+	int fd, r;
+
+	memset(out, 0, sizeof(*out));
+	if (snprintf(req, sizeof(req),
+		     "%s %s HTTP/1.1\r\nHost: %s\r\nAccept: application/json\r\n"
+		     "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+		     method, path, host, payload_len) >= (int)sizeof(req))
+		return -E2BIG;
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
+	fd = connect_to(a, &deadline);
+	if (fd < 0)
+		return fd;
+	r = send_all(fd, req, strlen(req), &deadline);
+	if (r == 0 && payload_len)
+		r = send_all(fd, payload, payload_len, &deadline);
+	if (r == 0)
+		r = read_all(fd, &resp, &len, &deadline);
+	close(fd);
+	if (r < 0)
+		return r;
+	head_end = strstr(resp, "\r\n\r\n");
+	if (!head_end || sscanf(resp, "HTTP/1.%*d %d", &out->status) != 1) {
+		free(resp);
+		return -EBADMSG;
+	}
+	if (want_header)
+		find_header(resp, head_end, want_header, out->header, sizeof(out->header));
+	head_end += 4;
+	out->body_len = len - (size_t)(head_end - resp);
+	memmove(resp, head_end, out->body_len + 1);
+	out->body = resp;
+	return 0;
+}
