@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define HC_LOG_MODULE "cluster"
@@ -309,6 +310,7 @@ int hc_cluster_start(struct hc_cluster *c, char *err, size_t errlen)
 {
 	const struct hc_cluster_config *cfg = c->cfg;
 	struct hc_gossip_config gc = cfg->gossip;
+	struct timespec now;
 
 	if (!gc.name)
 		gc.name = c->node_id;
@@ -318,6 +320,9 @@ int hc_cluster_start(struct hc_cluster *c, char *err, size_t errlen)
 	if (!c->gossip)
 		return -1;
 	our_addr(c);
+	/* Versions only grow, across restarts too: they start at the clock. */
+	clock_gettime(CLOCK_REALTIME, &now);
+	c->state_version = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
 	c->state_timer = hc_loop_add_timer(c->loop, 0, state_tick, c);
 	c->housekeeping_timer = hc_loop_add_timer(c->loop, HOUSEKEEPING_MS, housekeeping, c);
 	if (!c->state_timer || !c->housekeeping_timer) {
@@ -454,6 +459,9 @@ static void collect(struct hc_metrics_writer *w, void *arg)
 	counter(w, "hypercore_state_broadcasts_total", "State broadcasts sent", c->broadcasts);
 	counter(w, "hypercore_states_received_total", "Complete states received from other nodes",
 		c->states_received);
+	counter(w, "hypercore_states_outdated_total",
+		"States dropped because a newer one of their node was already held",
+		c->states_outdated);
 	counter(w, "hypercore_state_chunks_dropped_total",
 		"State chunks dropped (malformed, unknown sender, missed beginning)",
 		c->chunks_dropped);

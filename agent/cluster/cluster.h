@@ -41,6 +41,13 @@ struct hc_cluster_config {
 	bool respawn;
 	/* State broadcast period (0: 5000 ms); tests shorten it. */
 	uint32_t state_period_ms;
+	/* Told the local running workloads after every local change (so the
+	 * data plane attaches to a new one at once), and that a map sync
+	 * changed the routes (so the proxy opens new ports at once). NULL:
+	 * nobody to tell. The list is valid during the call. */
+	void (*on_local)(void *arg, const struct hc_runtime_running *list, size_t n);
+	void (*on_routes)(void *arg);
+	void *notify_arg;
 };
 
 #define HC_NODE_ID_LEN 36 /* a UUID in text form */

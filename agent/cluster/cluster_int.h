@@ -105,6 +105,7 @@ void op_release_if_idle(struct hc_cluster_op *op);
 struct local_wl {
 	hc_pb_workload *state; /* owned: id, source request, bindings */
 	char ip[46];
+	uint64_t egress_bytes_per_sec; /* its label's limit, for the data plane */
 	bool pending;      /* being spawned: holds its node ports, not announced */
 	uint64_t added_ms; /* when we learnt of it */
 	unsigned restarts;
@@ -124,14 +125,19 @@ struct peer {
 	bool respawn;
 	uint64_t recv_ms;
 	uint64_t hash;
+	uint64_t version; /* of the state held; 0 from upstream senders */
 	bool stale; /* silent while gossip says alive: not routed, kept for respawn */
 };
 
-/* A state arriving in chunks, per (sender, broadcast uuid). */
+/* A state arriving in chunks, per (sender, broadcast uuid). Chunks that
+ * carry their index are kept by it until all are in (gossip reorders);
+ * upstream's, without one, are appended from _begin to _finish. */
 struct assembly {
 	char *sender;
 	char *uuid;
-	hc_pb_workload **workloads;
+	hc_pb_state **chunks; /* indexed: chunk_count slots */
+	uint32_t count, received;
+	hc_pb_workload **workloads; /* marker order: appended */
 	size_t nworkloads;
 	char *node_addr;
 	uint32_t http_port;
@@ -170,9 +176,10 @@ struct hc_cluster {
 	/* broadcasting */
 	uint64_t state_timer, housekeeping_timer;
 	uint64_t last_hash, last_broadcast_ms;
+	uint64_t state_version; /* of our last broadcast; starts at the wall clock */
 	bool broadcast_due;
 	uint64_t broadcasts, broadcast_skipped, state_changes, chunks_dropped;
-	uint64_t states_received, events_ignored, queries_ignored;
+	uint64_t states_received, states_outdated, events_ignored, queries_ignored;
 	uint64_t respawns, restarts;
 
 	/* operations in flight, their gossip queries, and jobs */
@@ -199,6 +206,8 @@ void local_remove(struct hc_cluster *c, const char *id);
 /* A stop here finished: gone, and not re-adopted from a stale list. */
 void local_stopped(struct hc_cluster *c, const char *id);
 bool local_recently_stopped(struct hc_cluster *c, const char *id);
+/* Tells cfg->on_local the running local workloads. */
+void local_notify(struct hc_cluster *c);
 void local_fini(struct hc_cluster *c);
 void local_on_exit(struct hc_cluster *c, const char *id);
 void local_housekeeping(struct hc_cluster *c);

@@ -35,7 +35,8 @@ static int local_cmp(const void *a, const void *b)
 }
 
 /* Inserts or replaces the entry for state->id; takes state. */
-static int local_put(struct hc_cluster *c, hc_pb_workload *state, const char *ip, bool pending)
+static int local_put(struct hc_cluster *c, hc_pb_workload *state, const struct hc_workload *w,
+		     bool pending)
 {
 	struct local_wl *l = local_find(c, state->id);
 
@@ -54,7 +55,8 @@ static int local_put(struct hc_cluster *c, hc_pb_workload *state, const char *ip
 		l->added_ms = hc_loop_now_ms(c->loop);
 	}
 	l->state = state;
-	snprintf(l->ip, sizeof(l->ip), "%s", ip ? ip : "");
+	snprintf(l->ip, sizeof(l->ip), "%s", w->ip);
+	l->egress_bytes_per_sec = hc_workload_spec_egress_bytes(&w->spec);
 	l->pending = pending;
 	qsort(c->local, c->nlocal, sizeof(*c->local), local_cmp);
 	c->local_gen++;
@@ -67,7 +69,7 @@ int local_add(struct hc_cluster *c, const struct hc_workload *w, bool pending)
 
 	if (!st)
 		return -ENOMEM;
-	return local_put(c, st, w->ip, pending);
+	return local_put(c, st, w, pending);
 }
 
 void local_remove(struct hc_cluster *c, const char *id)
@@ -152,7 +154,8 @@ static bool same_state(const struct local_wl *l, const struct hc_workload *w,
 	uint8_t *pa, *pb;
 	bool same;
 
-	if (strcmp(l->ip, w->ip) != 0 || l->pending)
+	if (strcmp(l->ip, w->ip) != 0 || l->pending ||
+	    l->egress_bytes_per_sec != hc_workload_spec_egress_bytes(&w->spec))
 		return false;
 	pa = pb_pack(&l->state->base, &a);
 	pb = pb_pack(&st->base, &b);
@@ -201,7 +204,7 @@ static bool adopt(struct hc_cluster *c, const struct hc_workload *list, size_t n
 			pb_free(st);
 			continue;
 		}
-		if (local_put(c, st, w->ip, false) == 0) {
+		if (local_put(c, st, w, false) == 0) {
 			l = local_find(c, w->id);
 			l->restarting = false;
 			l->restart_at_ms = 0;
@@ -339,4 +342,35 @@ void local_stopped(struct hc_cluster *c, const char *id)
 {
 	remember_stopped(c, id);
 	local_remove(c, id);
+}
+
+void local_notify(struct hc_cluster *c)
+{
+	struct hc_runtime_running *list;
+	size_t n = 0;
+
+	if (!c->cfg->on_local || c->closing)
+		return;
+	list = calloc(c->nlocal + 1, sizeof(*list));
+	if (!list)
+		return; /* the next change tells again */
+	for (size_t i = 0; i < c->nlocal; i++) {
+		const struct local_wl *l = &c->local[i];
+		const hc_pb_spawn *req = l->state->source_request;
+		struct hc_runtime_running *r = &list[n];
+
+		if (l->pending || l->restarting || !l->ip[0])
+			continue;
+		snprintf(r->id, sizeof(r->id), "%s", l->state->id);
+		snprintf(r->ip, sizeof(r->ip), "%s", l->ip);
+		for (size_t p = 0; req && p < req->n_ports && r->nports < HC_RUNTIME_MAX_PORTS; p++) {
+			r->ports[r->nports].host = (uint16_t)req->ports[p]->key;
+			r->ports[r->nports].container = (uint16_t)req->ports[p]->value;
+			r->nports++;
+		}
+		r->egress_bytes_per_sec = l->egress_bytes_per_sec;
+		n++;
+	}
+	c->cfg->on_local(c->cfg->notify_arg, list, n);
+	free(list);
 }

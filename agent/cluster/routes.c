@@ -206,6 +206,8 @@ void routes_sync(struct hc_cluster *c)
 		       "map sync: routes +%zu ~%zu -%zu, node ports +%zu ~%zu -%zu",
 		       rep.routes.added, rep.routes.updated, rep.routes.deleted, rep.services.added,
 		       rep.services.updated, rep.services.deleted);
+		if (c->cfg->on_routes)
+			c->cfg->on_routes(c->cfg->notify_arg);
 	}
 out:
 	free(d.routes);

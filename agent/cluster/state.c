@@ -16,6 +16,7 @@
 #include "log/log.h"
 
 #define MAX_ASSEMBLIES 64
+#define MAX_CHUNKS (MAX_PEER_WORKLOADS / WORKLOADS_PER_CHUNK)
 #define MAX_PEER_WORKLOADS 100000
 #define ASSEMBLY_TIMEOUT_MS 60000
 
@@ -74,6 +75,9 @@ static void chunk_init(const struct hc_cluster *c, hc_pb_state *st,
 	st->node_addr = (char *)c->node_addr;
 	st->http_port = c->http_port;
 	st->respawn = c->cfg->respawn;
+	/* sized as sent: the index fields are there in every chunk */
+	st->chunk_index = st->chunk_count = UINT32_MAX;
+	st->state_version = UINT64_MAX;
 }
 
 /* Splits w[0..n) into chunks: at most 10 workloads and CHUNK_MAX_BYTES each
@@ -104,7 +108,7 @@ static size_t plan_chunks(const struct hc_cluster *c, hc_pb_workload **w, size_t
 }
 
 static int send_chunk(struct hc_cluster *c, hc_pb_workload **w, size_t n, const char *uuid,
-		      const char *kind)
+		      const char *kind, uint32_t index, uint32_t count)
 {
 	Cluster__Services__Api__Node node;
 	char marker[64];
@@ -117,6 +121,9 @@ static int send_chunk(struct hc_cluster *c, hc_pb_workload **w, size_t n, const 
 	chunk_init(c, &st, &node, marker);
 	st.workloads = w;
 	st.n_workloads = n;
+	st.chunk_index = index;
+	st.chunk_count = count;
+	st.state_version = c->state_version;
 	buf = pb_pack(&st.base, &len);
 	if (!buf)
 		return -ENOMEM;
@@ -150,6 +157,7 @@ static void broadcast_now(struct hc_cluster *c)
 		goto out;
 	}
 	nchunks = n ? plan_chunks(c, w, n, ends) : 1;
+	c->state_version++;
 	for (size_t k = 0; k < nchunks && r == 0; k++) {
 		size_t end = n ? ends[k] : 0;
 		const char *kind = nchunks == 1	      ? "complete"
@@ -157,7 +165,7 @@ static void broadcast_now(struct hc_cluster *c)
 				   : k + 1 == nchunks ? "finish"
 						      : "part";
 
-		r = send_chunk(c, &w[start], end - start, uuid, kind);
+		r = send_chunk(c, &w[start], end - start, uuid, kind, (uint32_t)k, (uint32_t)nchunks);
 		start = end;
 	}
 	if (r < 0) {
@@ -177,6 +185,7 @@ out:
 
 void state_changed(struct hc_cluster *c)
 {
+	local_notify(c);
 	routes_sync(c);
 	if (c->gossip && !c->closing)
 		broadcast_now(c);
@@ -226,6 +235,9 @@ static void peer_fini(struct peer *p)
 
 static void assembly_fini(struct assembly *a)
 {
+	for (uint32_t i = 0; a->chunks && i < a->count; i++)
+		pb_free(a->chunks[i]);
+	free(a->chunks);
 	free(a->sender);
 	free(a->uuid);
 	free(a->node_addr);
@@ -269,16 +281,37 @@ static int workload_cmp(const void *a, const void *b)
 	return strcmp((*(hc_pb_workload *const *)a)->id, (*(hc_pb_workload *const *)b)->id);
 }
 
-/* A complete state from sender: it replaces the last one. Takes w. */
+/* What a complete state says about its sender. */
+struct state_meta {
+	const char *addr;
+	uint32_t http_port;
+	bool respawn;
+	uint64_t version;
+};
+
+static struct state_meta meta_of(const hc_pb_state *st)
+{
+	return (struct state_meta){ st->node_addr, st->http_port, st->respawn, st->state_version };
+}
+
+/* A complete state from sender: it replaces the last one unless it is
+ * older (versions come from hypercore senders only). Takes w. */
 static void apply_state(struct hc_cluster *c, const char *sender, hc_pb_workload **w, size_t n,
-			const char *addr, uint32_t http_port, bool respawn)
+			const struct state_meta *m)
 {
 	struct peer *p = state_peer(c, sender);
 	uint64_t hash;
 
+	if (p && m->version && m->version < p->version) {
+		c->states_outdated++;
+		hc_log(HC_LOG_DEBUG, "state %llu of %s is older than %llu: dropped",
+		       (unsigned long long)m->version, sender, (unsigned long long)p->version);
+		free_workloads(w, n);
+		return;
+	}
 	if (n)
 		qsort(w, n, sizeof(*w), workload_cmp);
-	hash = state_hash(w, n, addr);
+	hash = state_hash(w, n, m->addr);
 	if (!p) {
 		struct peer *grown = realloc(c->peers, (c->npeers + 1) * sizeof(*grown));
 		char *name = strdup(sender);
@@ -299,9 +332,10 @@ static void apply_state(struct hc_cluster *c, const char *sender, hc_pb_workload
 	p->workloads = w;
 	p->nworkloads = n;
 	free(p->node_addr);
-	p->node_addr = strdup(addr ? addr : "");
-	p->http_port = http_port;
-	p->respawn = respawn;
+	p->node_addr = strdup(m->addr ? m->addr : "");
+	p->http_port = m->http_port;
+	p->respawn = m->respawn;
+	p->version = m->version;
 	p->recv_ms = hc_loop_now_ms(c->loop);
 	c->states_received++;
 	if (p->stale) {
@@ -336,13 +370,15 @@ static struct assembly *find_assembly(struct hc_cluster *c, const char *sender, 
 	return NULL;
 }
 
-static struct assembly *begin_assembly(struct hc_cluster *c, const char *sender, const char *uuid)
+/* A new assembly; in marker order a sender has one in flight (a new
+ * _begin ends its older one), indexed ones may overlap (versions decide). */
+static struct assembly *new_assembly(struct hc_cluster *c, const char *sender, const char *uuid,
+				     uint32_t count)
 {
 	struct assembly *a;
 
-	/* A sender has one state in flight: a new begin ends its older one. */
-	for (size_t i = 0; i < c->nassemblies; i++)
-		if (strcmp(c->assemblies[i].sender, sender) == 0) {
+	for (size_t i = 0; !count && i < c->nassemblies; i++)
+		if (strcmp(c->assemblies[i].sender, sender) == 0 && !c->assemblies[i].count) {
 			drop_assembly(c, i);
 			break;
 		}
@@ -356,13 +392,25 @@ static struct assembly *begin_assembly(struct hc_cluster *c, const char *sender,
 	memset(a, 0, sizeof(*a));
 	a->sender = strdup(sender);
 	a->uuid = strdup(uuid);
+	a->count = count;
+	a->chunks = count ? calloc(count, sizeof(*a->chunks)) : NULL;
 	a->started_ms = hc_loop_now_ms(c->loop);
-	if (!a->sender || !a->uuid) {
+	if (!a->sender || !a->uuid || (count && !a->chunks)) {
 		assembly_fini(a);
 		return NULL;
 	}
 	c->nassemblies++;
 	return a;
+}
+
+/* Takes assembly a out of the list (the caller finis it). */
+static struct assembly detach_assembly(struct hc_cluster *c, struct assembly *a)
+{
+	struct assembly done = *a;
+
+	memmove(a, a + 1, (size_t)(&c->assemblies[c->nassemblies] - a - 1) * sizeof(*a));
+	c->nassemblies--;
+	return done;
 }
 
 static void drop_chunk(struct hc_cluster *c, const char *why, const char *sender)
@@ -371,12 +419,90 @@ static void drop_chunk(struct hc_cluster *c, const char *why, const char *sender
 	hc_log(HC_LOG_DEBUG, "state chunk from %s dropped: %s", sender ? sender : "?", why);
 }
 
+/* A chunk of an indexed state: kept until every index is in, then the
+ * workloads are joined in index order and applied. Takes chunk. */
+static void on_indexed_chunk(struct hc_cluster *c, const char *sender, const char *uuid,
+			     hc_pb_state *chunk)
+{
+	struct assembly *a = find_assembly(c, sender, uuid);
+	struct assembly done;
+	hc_pb_workload **w = NULL;
+	struct state_meta m;
+	size_t n = 0;
+	int r = 0;
+
+	if (!a && !(a = new_assembly(c, sender, uuid, chunk->chunk_count))) {
+		pb_free(chunk);
+		return;
+	}
+	if (a->count != chunk->chunk_count || a->chunks[chunk->chunk_index]) {
+		drop_chunk(c, a->count != chunk->chunk_count ? "chunk count changed"
+							     : "chunk seen already",
+			   sender);
+		pb_free(chunk);
+		return;
+	}
+	a->chunks[chunk->chunk_index] = chunk;
+	if (++a->received < a->count)
+		return;
+	done = detach_assembly(c, a);
+	for (uint32_t i = 0; i < done.count && r == 0; i++)
+		r = take_workloads(done.chunks[i], &w, &n);
+	m = meta_of(done.chunks[0]);
+	if (r < 0) {
+		free_workloads(w, n);
+		drop_chunk(c, "state too large", sender);
+	} else {
+		apply_state(c, sender, w, n, &m);
+	}
+	assembly_fini(&done);
+}
+
+/* A chunk in upstream's marker order: _begin, _part..., _finish. */
+static void on_marked_chunk(struct hc_cluster *c, const char *sender, const char *uuid,
+			    const char *kind, hc_pb_state *chunk)
+{
+	struct assembly *a;
+	struct assembly done;
+	struct state_meta m;
+
+	if (strcmp(kind, "begin") == 0) {
+		a = new_assembly(c, sender, uuid, 0);
+		if (!a)
+			return;
+		a->node_addr = strdup(chunk->node_addr ? chunk->node_addr : "");
+		a->http_port = chunk->http_port;
+		a->respawn = chunk->respawn;
+	} else if (strcmp(kind, "part") == 0 || strcmp(kind, "finish") == 0) {
+		a = find_assembly(c, sender, uuid);
+		if (!a || a->count) {
+			drop_chunk(c, "part of a state whose beginning was missed", sender);
+			return;
+		}
+	} else {
+		drop_chunk(c, "unknown chunk kind", sender);
+		return;
+	}
+	if (take_workloads(chunk, &a->workloads, &a->nworkloads) < 0) {
+		drop_assembly(c, (size_t)(a - c->assemblies));
+		drop_chunk(c, "state too large", sender);
+		return;
+	}
+	if (strcmp(kind, "finish") != 0)
+		return;
+	done = detach_assembly(c, a);
+	m = (struct state_meta){ done.node_addr, done.http_port, done.respawn, 0 };
+	apply_state(c, sender, done.workloads, done.nworkloads, &m);
+	done.workloads = NULL;
+	done.nworkloads = 0;
+	assembly_fini(&done);
+}
+
 void state_on_event(struct hc_cluster *c, const char *name, const uint8_t *payload, size_t len)
 {
 	hc_pb_state *chunk;
 	const char *sender, *marker, *kind;
 	char uuid[64];
-	struct assembly *a;
 	size_t ulen;
 
 	if (strcmp(name, HC_STATE_EVENT) != 0) {
@@ -406,8 +532,17 @@ void state_on_event(struct hc_cluster *c, const char *name, const uint8_t *paylo
 	memcpy(uuid, marker, ulen);
 	uuid[ulen] = '\0';
 	kind++;
-	if (strcmp(kind, "complete") == 0) {
+	if (chunk->chunk_count > MAX_CHUNKS || (chunk->chunk_count ? chunk->chunk_index >= chunk->chunk_count : chunk->chunk_index != 0)) {
+		drop_chunk(c, "chunk index out of range", sender);
+		goto out;
+	}
+	if (chunk->chunk_count > 1) {
+		on_indexed_chunk(c, sender, uuid, chunk); /* takes it */
+		return;
+	}
+	if (chunk->chunk_count == 1 || strcmp(kind, "complete") == 0) {
 		hc_pb_workload **w = NULL;
+		struct state_meta m = meta_of(chunk);
 		size_t n = 0;
 
 		if (take_workloads(chunk, &w, &n) < 0) {
@@ -415,44 +550,10 @@ void state_on_event(struct hc_cluster *c, const char *name, const uint8_t *paylo
 			drop_chunk(c, "too many workloads", sender);
 			goto out;
 		}
-		apply_state(c, sender, w, n, chunk->node_addr, chunk->http_port, chunk->respawn);
+		apply_state(c, sender, w, n, &m);
 		goto out;
 	}
-	if (strcmp(kind, "begin") == 0) {
-		a = begin_assembly(c, sender, uuid);
-		if (!a)
-			goto out;
-		free(a->node_addr);
-		a->node_addr = strdup(chunk->node_addr ? chunk->node_addr : "");
-		a->http_port = chunk->http_port;
-		a->respawn = chunk->respawn;
-	} else if (strcmp(kind, "part") == 0 || strcmp(kind, "finish") == 0) {
-		a = find_assembly(c, sender, uuid);
-		if (!a) {
-			drop_chunk(c, "part of a state whose beginning was missed", sender);
-			goto out;
-		}
-	} else {
-		drop_chunk(c, "unknown chunk kind", sender);
-		goto out;
-	}
-	if (take_workloads(chunk, &a->workloads, &a->nworkloads) < 0) {
-		drop_assembly(c, (size_t)(a - c->assemblies));
-		drop_chunk(c, "state too large", sender);
-		goto out;
-	}
-	if (strcmp(kind, "finish") == 0) {
-		struct assembly done = *a;
-
-		/* detach, then apply: apply_state takes the workloads */
-		memmove(a, a + 1, (size_t)(&c->assemblies[c->nassemblies] - a - 1) * sizeof(*a));
-		c->nassemblies--;
-		apply_state(c, sender, done.workloads, done.nworkloads, done.node_addr,
-			    done.http_port, done.respawn);
-		done.workloads = NULL;
-		done.nworkloads = 0;
-		assembly_fini(&done);
-	}
+	on_marked_chunk(c, sender, uuid, kind, chunk);
 out:
 	pb_free(chunk);
 }

@@ -375,16 +375,33 @@ static void on_workload_exit(void *arg, const struct hc_runtime_exit *ev)
 		hc_cluster_on_exit(d->cluster, ev);
 }
 
-/* The running set changed: the data plane attaches TC to new workloads,
- * the cluster re-announces and re-routes. */
+/* The runtime's running set changed: the cluster re-reads it. */
 static void on_running(void *arg, const struct hc_runtime_running *list, size_t n)
+{
+	struct daemon *d = arg;
+
+	if (d->cluster)
+		hc_cluster_on_running(d->cluster, list, n);
+}
+
+/* The cluster's local workloads changed (a spawn done, a stop, an exit):
+ * TC goes on new ones at once, not at the watch's next look. */
+static void on_local_workloads(void *arg, const struct hc_runtime_running *list, size_t n)
 {
 	struct daemon *d = arg;
 
 	if (d->dataplane)
 		daemon_dataplane_on_running(d->dataplane, list, n);
-	if (d->cluster)
-		hc_cluster_on_running(d->cluster, list, n);
+}
+
+/* A map sync changed the routes: the proxy opens new ports now rather
+ * than at its next refresh. */
+static void on_routes_changed(void *arg)
+{
+	struct daemon *d = arg;
+
+	if (d->proxy)
+		hc_proxy_refresh(d->proxy);
 }
 
 /* Starts the embedded containerd unless one was named, then the watch. */
@@ -518,6 +535,9 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, char *err, size_t errlen)
 		goto fail;
 	if (d.has_runtime)
 		ccfg.runtime = &d.runtime;
+	ccfg.on_local = on_local_workloads;
+	ccfg.on_routes = on_routes_changed;
+	ccfg.notify_arg = &d;
 	d.cluster = hc_cluster_new(d.loop, &ccfg, err, errlen);
 	if (!d.cluster)
 		goto fail;

@@ -23,6 +23,8 @@
 #define COMPOUND_HEADER 2
 #define CRC_OVERHEAD 5
 #define HURRY_MS 200
+#define BUSY_BURST 16 /* packets per target per round while broadcasts wait */
+#define BURST_MIN_LEFTOVER 512 /* a packet with less room left was full */
 /* A push/pull this long after a join (at least 5 gossip rounds) catches
  * what the join storm's gossip missed. */
 #define CATCHUP_MIN_MS 1000
@@ -1030,6 +1032,28 @@ static uint32_t gossip_interval(const struct hc_ml *ml)
 		       : ml->cfg.gossip_interval_ms;
 }
 
+/* One gossip packet of queued broadcasts to target. Returns the bytes of
+ * broadcasts it carried (0: none were queued). */
+static size_t gossip_to(struct hc_ml *ml, struct node *target, size_t avail)
+{
+	struct hc_gossip_bytes parts[MAX_PARTS];
+	struct hc_gossip_mp_writer out;
+	size_t n = 0, used = 0;
+
+	take_broadcasts(ml, avail, parts, &n);
+	for (size_t i = 0; i < n; i++)
+		used += parts[i].len;
+	if (n == 1) {
+		send_packet(ml, &target->pub.addr, parts[0].ptr, parts[0].len);
+	} else if (n > 1) {
+		hc_gossip_mp_writer_init(&out, 0);
+		if (hc_gossip_compound_encode(parts, n, &out) == 0)
+			send_packet(ml, &target->pub.addr, out.buf, out.len);
+		hc_gossip_mp_writer_fini(&out);
+	}
+	return used;
+}
+
 static int64_t gossip_tick(struct hc_loop *loop, uint64_t id, void *arg)
 {
 	struct hc_ml *ml = arg;
@@ -1038,28 +1062,23 @@ static int64_t gossip_tick(struct hc_loop *loop, uint64_t id, void *arg)
 				skip_for_gossip, NULL, targets);
 	size_t avail = ml->cfg.udp_buffer - COMPOUND_HEADER - CRC_OVERHEAD -
 		       (ml->cfg.keyring ? HC_GOSSIP_ENC_OVERHEAD : 0);
-
-	bool sent = false;
+	bool sent = false, full = true;
 
 	(void)loop;
 	(void)id;
-	for (size_t i = 0; i < k; i++) {
-		struct hc_gossip_bytes parts[MAX_PARTS];
-		struct hc_gossip_mp_writer out;
-		size_t n = 0;
+	/* One packet per target, as memberlist does. While broadcasts wait
+	 * (a big state in chunks) and packets leave full, more passes follow,
+	 * round robin, so a deep queue drains in a few rounds; a packet with
+	 * room to spare means the queue had nothing more to give this round,
+	 * and another pass would only repeat it to the same targets. */
+	for (unsigned pass = 0; pass < (ml->busy ? BUSY_BURST : 1) && full; pass++) {
+		full = false;
+		for (size_t i = 0; i < k; i++) {
+			size_t used = gossip_to(ml, targets[i], avail);
 
-		take_broadcasts(ml, avail, parts, &n);
-		if (n == 0)
-			break;
-		sent = true;
-		if (n == 1) {
-			send_packet(ml, &targets[i]->pub.addr, parts[0].ptr, parts[0].len);
-			continue;
+			sent |= used > 0;
+			full |= used > 0 && avail - used < BURST_MIN_LEFTOVER;
 		}
-		hc_gossip_mp_writer_init(&out, 0);
-		if (hc_gossip_compound_encode(parts, n, &out) == 0)
-			send_packet(ml, &targets[i]->pub.addr, out.buf, out.len);
-		hc_gossip_mp_writer_fini(&out);
 	}
 	ml->st.broadcast_queue = hc_gossip_bcast_queue_len(ml->queue);
 	if (!sent)
