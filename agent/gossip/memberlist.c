@@ -23,7 +23,7 @@
 #define COMPOUND_HEADER 2
 #define CRC_OVERHEAD 5
 #define HURRY_MS 200
-#define BUSY_BURST 16 /* packets per target per round while broadcasts wait */
+#define BUSY_BURST 16 /* packets per round while broadcasts wait */
 #define BURST_MIN_LEFTOVER 512 /* a packet with less room left was full */
 /* A push/pull this long after a join (at least 5 gossip rounds) catches
  * what the join storm's gossip missed. */
@@ -1032,9 +1032,9 @@ static uint32_t gossip_interval(const struct hc_ml *ml)
 		       : ml->cfg.gossip_interval_ms;
 }
 
-/* One gossip packet of queued broadcasts to target. Returns the bytes of
- * broadcasts it carried (0: none were queued). */
-static size_t gossip_to(struct hc_ml *ml, struct node *target, size_t avail)
+/* One gossip packet of queued broadcasts, sent to each of targets[0..k).
+ * Returns the bytes of broadcasts it carried (0: none were queued). */
+static size_t gossip_to(struct hc_ml *ml, struct node **targets, size_t k, size_t avail)
 {
 	struct hc_gossip_bytes parts[MAX_PARTS];
 	struct hc_gossip_mp_writer out;
@@ -1044,11 +1044,13 @@ static size_t gossip_to(struct hc_ml *ml, struct node *target, size_t avail)
 	for (size_t i = 0; i < n; i++)
 		used += parts[i].len;
 	if (n == 1) {
-		send_packet(ml, &target->pub.addr, parts[0].ptr, parts[0].len);
+		for (size_t t = 0; t < k; t++)
+			send_packet(ml, &targets[t]->pub.addr, parts[0].ptr, parts[0].len);
 	} else if (n > 1) {
 		hc_gossip_mp_writer_init(&out, 0);
 		if (hc_gossip_compound_encode(parts, n, &out) == 0)
-			send_packet(ml, &target->pub.addr, out.buf, out.len);
+			for (size_t t = 0; t < k; t++)
+				send_packet(ml, &targets[t]->pub.addr, out.buf, out.len);
 		hc_gossip_mp_writer_fini(&out);
 	}
 	return used;
@@ -1066,19 +1068,22 @@ static int64_t gossip_tick(struct hc_loop *loop, uint64_t id, void *arg)
 
 	(void)loop;
 	(void)id;
-	/* One packet per target, as memberlist does. While broadcasts wait
-	 * (a big state in chunks) and packets leave full, more passes follow,
-	 * round robin, so a deep queue drains in a few rounds; a packet with
-	 * room to spare means the queue had nothing more to give this round,
-	 * and another pass would only repeat it to the same targets. */
-	for (unsigned pass = 0; pass < (ml->busy ? BUSY_BURST : 1) && full; pass++) {
-		full = false;
-		for (size_t i = 0; i < k; i++) {
-			size_t used = gossip_to(ml, targets[i], avail);
+	if (!ml->busy) {
+		/* as memberlist: a packet per target, each taken on its own */
+		for (size_t i = 0; i < k; i++)
+			sent |= gossip_to(ml, &targets[i], 1, avail) > 0;
+	}
+	/* While broadcasts wait (a big state in chunks): each packet goes to
+	 * every target, so each transmission reaches all of them (taken per
+	 * target, a message's few transmissions can all miss one node, which
+	 * then waits for push/pull), and more packets follow while they leave
+	 * full. A packet with room to spare means the queue had nothing more
+	 * to give this round. */
+	for (unsigned pass = 0; ml->busy && k && pass < BUSY_BURST && full; pass++) {
+		size_t used = gossip_to(ml, targets, k, avail);
 
-			sent |= used > 0;
-			full |= used > 0 && avail - used < BURST_MIN_LEFTOVER;
-		}
+		sent |= used > 0;
+		full = used > 0 && avail - used < BURST_MIN_LEFTOVER;
 	}
 	ml->st.broadcast_queue = hc_gossip_bcast_queue_len(ml->queue);
 	if (!sent)
