@@ -470,6 +470,8 @@ static void collect(struct hc_metrics_writer *w, void *arg)
 	counter(w, "hypercore_respawns_total", "Workloads of failed nodes this node respawned",
 		c->respawns);
 	counter(w, "hypercore_restarts_total", "Exited local workloads restarted", c->restarts);
+	counter(w, "hypercore_duplicates_stopped_total",
+		"Local copies stopped because another node runs the same workload", c->duplicates_stopped);
 	counter(w, "hypercore_dataplane_syncs_total",
 		"Map syncs from the cluster's state (every node's workloads)", c->map_syncs);
 	counter(w, "hypercore_dataplane_sync_errors_total", "Map syncs that failed",

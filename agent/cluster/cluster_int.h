@@ -180,7 +180,7 @@ struct hc_cluster {
 	bool broadcast_due;
 	uint64_t broadcasts, broadcast_skipped, state_changes, chunks_dropped;
 	uint64_t states_received, states_outdated, events_ignored, queries_ignored;
-	uint64_t respawns, restarts;
+	uint64_t respawns, restarts, duplicates_stopped;
 
 	/* operations in flight, their gossip queries, and jobs */
 	struct hc_cluster_op *ops;
@@ -237,6 +237,8 @@ void orch_on_query(struct hc_cluster *c, uint64_t query_id, const char *from,
  * node failed. */
 void orch_respawn(struct hc_cluster *c, const hc_pb_workload *w, const char *dead_node);
 void orch_restart_local(struct hc_cluster *c, struct local_wl *l);
+/* Stops local workload id in the background (nobody to answer). */
+void orch_stop_local(struct hc_cluster *c, const char *id);
 void ops_cancel_all(struct hc_cluster *c);
 /* Frees the queries gossip dropped unanswered as it stopped. */
 void queries_free_all(struct hc_cluster *c);

@@ -20,11 +20,22 @@ static void local_wl_fini(struct local_wl *l)
 	memset(l, 0, sizeof(*l));
 }
 
+/* c->local is kept sorted by id. */
 struct local_wl *local_find(struct hc_cluster *c, const char *id)
 {
-	for (size_t i = 0; i < c->nlocal; i++)
-		if (strcmp(c->local[i].state->id, id) == 0)
-			return &c->local[i];
+	size_t lo = 0, hi = c->nlocal;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int cmp = strcmp(c->local[mid].state->id, id);
+
+		if (cmp == 0)
+			return &c->local[mid];
+		if (cmp < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
 	return NULL;
 }
 
@@ -173,12 +184,15 @@ static bool adopt(struct hc_cluster *c, const struct hc_workload *list, size_t n
 
 	for (size_t i = 0; i < c->nlocal;) {
 		struct local_wl *l = &c->local[i];
-		bool listed = false;
+		const struct hc_workload *w = NULL;
 
-		for (size_t k = 0; k < n && !listed; k++)
-			listed = list[k].state == HC_WORKLOAD_RUNNING && list[k].ip[0] &&
-				 strcmp(list[k].id, l->state->id) == 0;
-		if (listed || l->pending || l->restarting || l->restart_at_ms) {
+		for (size_t k = 0; k < n && !w; k++)
+			if (strcmp(list[k].id, l->state->id) == 0)
+				w = &list[k];
+		if (w && w->state == HC_WORKLOAD_EXITED && c->cfg->respawn)
+			local_on_exit(c, w->id); /* its exit may not have been reported yet */
+		if ((w && w->state == HC_WORKLOAD_RUNNING && w->ip[0]) || l->pending ||
+		    l->restarting || l->restart_at_ms || l->stopping) {
 			i++;
 			continue;
 		}

@@ -660,6 +660,12 @@ struct spawn_job {
 
 static int stop_local(struct hc_cluster *c, uint64_t query_id, const char *id);
 
+void orch_stop_local(struct hc_cluster *c, const char *id)
+{
+	if (stop_local(c, 0, id) < 0)
+		hc_log(HC_LOG_WARN, "cannot stop %s: out of memory", id);
+}
+
 static void spawn_job_run(struct job *j)
 {
 	struct spawn_job *sj = (struct spawn_job *)j;

@@ -183,8 +183,14 @@ out:
 	free(ends);
 }
 
+static void settle_duplicates(struct hc_cluster *c, const struct peer *p);
+
 void state_changed(struct hc_cluster *c)
 {
+	/* a workload adopted here may be one a peer runs already */
+	for (size_t i = 0; i < c->npeers; i++)
+		if (!c->peers[i].stale)
+			settle_duplicates(c, &c->peers[i]);
 	local_notify(c);
 	routes_sync(c);
 	if (c->gossip && !c->closing)
@@ -210,6 +216,47 @@ int64_t state_tick(struct hc_loop *loop, uint64_t id, void *arg)
 }
 
 /* ---- receiving ---- */
+
+/* The rendezvous weight of node for workload id: every node computes the
+ * same, so choices made from it agree cluster-wide. */
+static uint64_t rendezvous(const char *id, const char *node)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (const char *s = id; *s; s++)
+		h = (h ^ (uint8_t)*s) * 1099511628211ull;
+	for (const char *s = node; *s; s++)
+		h = (h ^ (uint8_t)*s) * 1099511628211ull;
+	h ^= h >> 29;
+	h *= 0xbf58476d1ce4e5b9ull;
+	h ^= h >> 32;
+	return h;
+}
+
+/* Whether our copy of a workload that peer also runs is the one to keep. */
+static bool keep_ours(struct hc_cluster *c, const char *id, const char *peer)
+{
+	uint64_t ours = rendezvous(id, self_name(c)), theirs = rendezvous(id, peer);
+
+	return ours > theirs || (ours == theirs && strcmp(self_name(c), peer) < 0);
+}
+
+/* Two nodes claim the same workload (a failed node came back with what was
+ * respawned elsewhere meanwhile, its shims having outlived its agent): both
+ * make the same choice and the other copy stops, so it runs once. */
+static void settle_duplicates(struct hc_cluster *c, const struct peer *p)
+{
+	for (size_t i = 0; i < p->nworkloads; i++) {
+		const char *id = p->workloads[i]->id;
+		struct local_wl *l = local_find(c, id);
+
+		if (!l || l->pending || l->stopping || keep_ours(c, id, p->name))
+			continue;
+		hc_log(HC_LOG_WARN, "workload %s also runs on %s: stopping our copy", id, p->name);
+		c->duplicates_stopped++;
+		orch_stop_local(c, id);
+	}
+}
 
 static void free_workloads(hc_pb_workload **w, size_t n)
 {
@@ -345,6 +392,7 @@ static void apply_state(struct hc_cluster *c, const char *sender, hc_pb_workload
 	if (p->hash != hash) {
 		p->hash = hash;
 		hc_log(HC_LOG_DEBUG, "state of %s: %zu workloads", sender, n);
+		settle_duplicates(c, p);
 		routes_sync(c);
 	}
 }
@@ -575,19 +623,13 @@ static bool we_respawn(struct hc_cluster *c, const char *id, const char *dead)
 		const char *name = ms[i].name;
 		struct peer *p = state_peer(c, name);
 		bool self = strcmp(name, self_name(c)) == 0;
-		uint64_t h = 1469598103934665603ull;
+		uint64_t h;
 
 		if (ms[i].status != HC_GOSSIP_ALIVE || strcmp(name, dead) == 0)
 			continue;
 		if (self ? !c->cfg->respawn : !(p && p->respawn))
 			continue;
-		for (const char *s = id; *s; s++)
-			h = (h ^ (uint8_t)*s) * 1099511628211ull;
-		for (const char *s = name; *s; s++)
-			h = (h ^ (uint8_t)*s) * 1099511628211ull;
-		h ^= h >> 29;
-		h *= 0xbf58476d1ce4e5b9ull;
-		h ^= h >> 32;
+		h = rendezvous(id, name);
 		if (!best || h > best_h || (h == best_h && strcmp(name, best) < 0)) {
 			best = name;
 			best_h = h;
