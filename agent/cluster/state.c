@@ -673,6 +673,12 @@ void state_housekeeping(struct hc_cluster *c)
 	uint64_t now = hc_loop_now_ms(c->loop);
 	uint64_t silence = (uint64_t)SILENCE_PERIODS * period_ms(c);
 
+	/* Duplicates are settled on every change; this retries a stop that
+	 * failed (a containerd still starting after the node came back). */
+	for (size_t i = 0; c->nlocal && i < c->npeers; i++)
+		if (!c->peers[i].stale)
+			settle_duplicates(c, &c->peers[i]);
+
 	for (size_t i = 0; i < c->nassemblies;) {
 		if (now - c->assemblies[i].started_ms > ASSEMBLY_TIMEOUT_MS)
 			drop_assembly(c, i);

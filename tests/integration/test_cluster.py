@@ -419,7 +419,14 @@ class Cluster(unittest.TestCase):
             views = [self.listing(n).get(wid) for n in self.nodes]
             return views[0] if all(v == views[0] and v and len(v) == 1 for v in views) \
                 else None
-        keeper = wait_for("one owner on every node", settled, timeout=40)
+        try:
+            keeper = wait_for("one owner on every node", settled, timeout=40)
+        except AssertionError as e:
+            views = {n.name: self.listing(n).get(wid) for n in self.nodes}
+            tails = "\n".join("--- %s\n%s" % (n.name, "\n".join(
+                x for x in n.log().splitlines()[-400:] if "module=cluster" in x)[-4000:])
+                for n in self.nodes)
+            raise AssertionError("%s\nviews: %r\n%s" % (e, views, tails)) from e
         stopped = sum(self.metric(n, "hypercore_duplicates_stopped_total") for n in self.nodes)
         self.assertEqual(stopped, 1)
         time.sleep(3)
