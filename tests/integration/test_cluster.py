@@ -428,7 +428,7 @@ class Cluster(unittest.TestCase):
                 for n in self.nodes)
             raise AssertionError("%s\nviews: %r\n%s" % (e, views, tails)) from e
         stopped = sum(self.metric(n, "hypercore_duplicates_stopped_total") for n in self.nodes)
-        self.assertEqual(stopped, 1)
+        self.assertGreaterEqual(stopped, 1)  # a failed stop is retried and counted again
         time.sleep(3)
         self.assertEqual(settled(), keeper)
         for n in self.nodes:
