@@ -1,11 +1,14 @@
-/* TC programs on each workload's host-side veth (clsact).
+/* TC programs (clsact): on each workload's host-side veth, and in TC mode
+ * on the uplink.
  *
  * hc_tc_from_wl (ingress: what the workload sends): counts it, keeps the
  * workload off the node's own addresses and other workloads except for the
  * allowed ports, applies its egress rate limit, and reverses the node-port
  * NAT on replies, sending them straight to the uplink.
  * hc_tc_to_wl (egress: what the stack delivers to the workload): counts it.
- * Frames XDP redirects into the veth bypass TC; XDP counts those itself. */
+ * Frames XDP redirects into the veth bypass TC; XDP counts those itself.
+ * hc_tc_uplink (the uplink's ingress, --dataplane-mode tc): node-port DNAT
+ * where XDP cannot do it right. */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_endian.h>
@@ -14,11 +17,7 @@
 #include "lib/maps.h"
 #include "lib/nat.h"
 #include "lib/parse.h"
-
-#ifndef AF_INET
-#define AF_INET HC_AF_INET
-#define AF_INET6 HC_AF_INET6
-#endif
+#include "lib/skb_nat.h"
 
 /* linux/icmp.h drags in libc's socket headers, which do not build for BPF. */
 #define HC_ICMP_ECHO 8
@@ -131,33 +130,7 @@ static __always_inline int hc_rate_allows(__u32 ifindex, const struct hc_wl_info
 static __always_inline int hc_tc_snat(struct __sk_buff *skb, const struct hc_pkt *p,
 				      const struct hc_ct_val *ct)
 {
-	__u32 csum_off = p->csum_off;
-	__u32 l4_flags = p->l4_proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
-	int err;
-
-	if (p->l3_proto == ETH_P_IP) {
-		__u32 saddr_off = p->l3_off + offsetof(struct iphdr, saddr);
-		__u32 check_off = p->l3_off + offsetof(struct iphdr, check);
-
-		err = bpf_l4_csum_replace(skb, csum_off, p->saddr.ip4, ct->addr.ip4,
-					  l4_flags | BPF_F_PSEUDO_HDR | 4);
-		if (!err)
-			err = bpf_l3_csum_replace(skb, check_off, p->saddr.ip4, ct->addr.ip4, 4);
-		if (!err)
-			err = bpf_skb_store_bytes(skb, saddr_off, &ct->addr.ip4, 4, 0);
-	} else {
-		__u32 saddr_off = p->l3_off + offsetof(struct ipv6hdr, saddr);
-		__s64 diff = bpf_csum_diff((__be32 *)p->saddr.ip6, 16, (__be32 *)ct->addr.ip6, 16, 0);
-
-		err = bpf_l4_csum_replace(skb, csum_off, 0, diff, l4_flags | BPF_F_PSEUDO_HDR);
-		if (!err)
-			err = bpf_skb_store_bytes(skb, saddr_off, ct->addr.ip6, 16, 0);
-	}
-	if (!err)
-		err = bpf_l4_csum_replace(skb, csum_off, p->sport, ct->port, l4_flags | 2);
-	if (!err)
-		err = bpf_skb_store_bytes(skb, p->l4_off, &ct->port, 2, 0);
-	return err;
+	return hc_skb_rewrite(skb, p, 1, &ct->addr, ct->port);
 }
 
 /* Sends a translated reply out of the interface the FIB names for its
@@ -270,6 +243,85 @@ int hc_tc_to_wl(struct __sk_buff *skb)
 		st->rx_bytes += skb->len;
 	}
 	return TC_ACT_OK;
+}
+
+/* Parses an skb's frame, pulling the headers into its linear part first
+ * only when they reach past it (a pull may copy the head of a cloned skb:
+ * not worth doing for every frame on the uplink). */
+static __always_inline int hc_tc_parse(struct __sk_buff *skb, struct hc_pkt *p)
+{
+	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
+	__u32 len = skb->len;
+	int rc;
+
+	rc = hc_parse(data, data_end, len, p);
+	if (rc != HC_PARSE_BAD || data_end - data >= len)
+		return rc;
+	bpf_skb_pull_data(skb, len < HC_TC_PULL_LEN ? len : HC_TC_PULL_LEN);
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	return hc_parse(data, data_end, len, p);
+}
+
+/* Sends a translated frame to the backend's veth without its VLAN tags (the
+ * one the driver took into the skb and those still in the data) and with
+ * the next hop's MACs. */
+static __always_inline int hc_tc_redirect(struct __sk_buff *skb, const struct hc_hop *hop,
+					  __u32 tags)
+{
+	/* A bounded loop (the verifier follows it); clang cannot unroll a
+	 * loop around a helper that moves the packet. */
+	for (__u32 i = 0; i < HC_VLAN_MAX + 1; i++) {
+		if (i >= tags)
+			break;
+		if (bpf_skb_vlan_pop(skb))
+			return TC_ACT_SHOT;
+	}
+	if (bpf_skb_store_bytes(skb, 0, hop->dmac, ETH_ALEN, 0) ||
+	    bpf_skb_store_bytes(skb, ETH_ALEN, hop->smac, ETH_ALEN, 0))
+		return TC_ACT_SHOT;
+	return bpf_redirect(hop->ifindex, 0);
+}
+
+/* hc_tc_uplink (the uplink's ingress): node-port DNAT, as hc_xdp_ingress
+ * does it, for uplinks whose frames may carry partial checksums (a veth or
+ * a tap: what the peer sent with transmit offload). XDP cannot see that a
+ * checksum is partial and would fix it up as a whole one, breaking it; the
+ * skb helpers know. The workload veth's own TC egress program counts what
+ * this one redirects there. */
+SEC("tc")
+int hc_tc_uplink(struct __sk_buff *skb)
+{
+	struct hc_nodeport_flow f;
+	struct hc_backend b;
+	struct hc_ingress in;
+	struct hc_pkt p;
+	__u32 tags;
+	int rc;
+
+	rc = hc_tc_parse(skb, &p);
+	if (rc != HC_PARSE_L4) {
+		if (rc == HC_PARSE_BAD)
+			hc_count_drop(HC_DROP_MALFORMED);
+		return TC_ACT_OK;
+	}
+	if (!hc_nodeport_match(&p, &f))
+		return TC_ACT_OK;
+	tags = p.vlans + (skb->vlan_present ? 1 : 0);
+	in.ctx = skb;
+	in.ifindex = skb->ifindex;
+	in.tot_len = 0;
+	in.tagged = tags != 0;
+	if (hc_nodeport_route(&in, &p, &f))
+		return TC_ACT_OK;
+	b = *f.b; /* the agent may rewrite the service while we use it */
+	if (hc_skb_rewrite(skb, &p, 0, &b.addr, bpf_htons(b.port)))
+		return TC_ACT_SHOT;
+	/* Without a neighbour entry the stack forwards the rewritten packet
+	 * and resolves the backend's MAC; the next packets take the fast way. */
+	if (!f.neigh)
+		return TC_ACT_OK;
+	return hc_tc_redirect(skb, &f.hop, tags);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

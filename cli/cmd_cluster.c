@@ -11,6 +11,7 @@
 #include "cluster.pb-c.h"
 #include "hypercore/defaults.h"
 #include "daemon/daemon.h"
+#include "dataplane/dataplane.h"
 #include "log/log.h"
 #include "pbjson/pbjson.h"
 #include "rpc/rpc.h"
@@ -56,6 +57,7 @@ enum {
 	OPT_NO_DATAPLANE,
 	OPT_BPF_PIN_DIR,
 	OPT_DATAPLANE_IFACE,
+	OPT_DATAPLANE_MODE,
 	OPT_NO_PROXY,
 	OPT_PROXY_BIND,
 	OPT_PROXY_WORKERS,
@@ -115,6 +117,7 @@ int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
 		{ "no-dataplane", no_argument, NULL, OPT_NO_DATAPLANE },
 		{ "bpf-pin-dir", required_argument, NULL, OPT_BPF_PIN_DIR },
 		{ "dataplane-iface", required_argument, NULL, OPT_DATAPLANE_IFACE },
+		{ "dataplane-mode", required_argument, NULL, OPT_DATAPLANE_MODE },
 		{ "no-proxy", no_argument, NULL, OPT_NO_PROXY },
 		{ "proxy-bind-addr", required_argument, NULL, OPT_PROXY_BIND },
 		{ "proxy-workers", required_argument, NULL, OPT_PROXY_WORKERS },
@@ -240,6 +243,11 @@ int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
 			break;
 		case OPT_DATAPLANE_IFACE:
 			cfg.dataplane_iface = optarg;
+			break;
+		case OPT_DATAPLANE_MODE:
+			if (hc_dp_mode_parse(optarg, &cfg.dataplane_mode) < 0)
+				return hc_cli_usage_error(cmd, "invalid --dataplane-mode %s (auto, xdp or tc)",
+							  optarg);
 			break;
 		case OPT_NO_PROXY:
 			cfg.no_proxy = true;

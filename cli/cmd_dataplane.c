@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,6 +156,34 @@ static void format_endpoint(const struct hc_ipaddr *a, uint16_t port, char *buf,
 
 /* ---- hypercore routes ---- */
 
+/* The uplink the agent recorded and how node ports are served there. */
+struct uplink_text {
+	char iface[IF_NAMESIZE];
+	const char *mode; /* "xdp", "tc"; "none" before an agent attached */
+	const char *xdp_mode; /* "native", "generic"; "none" in tc mode */
+};
+
+static void uplink_describe(const struct hc_config *c, struct uplink_text *u)
+{
+	if (!c->uplink_ifindex || !if_indextoname(c->uplink_ifindex, u->iface))
+		snprintf(u->iface, sizeof(u->iface), "%s", c->uplink_ifindex ? "?" : "");
+	u->mode = c->uplink_mode == HC_UPLINK_XDP ? "xdp"
+		  : c->uplink_mode == HC_UPLINK_TC ? "tc"
+						   : "none";
+	u->xdp_mode = c->uplink_mode != HC_UPLINK_XDP ? "none"
+		      : c->uplink_xdp_native	      ? "native"
+						      : "generic";
+}
+
+static json_t *uplink_json(const struct hc_config *c)
+{
+	struct uplink_text u;
+
+	uplink_describe(c, &u);
+	return json_pack("{s:s, s:i, s:s, s:s}", "iface", u.iface, "ifindex", (int)c->uplink_ifindex,
+			 "mode", u.mode, "xdp_mode", u.xdp_mode);
+}
+
 static json_t *snapshot_json(const struct hc_dp_snapshot *s)
 {
 	json_t *root = json_object(), *routes = json_array(), *services = json_array();
@@ -204,6 +233,7 @@ static json_t *snapshot_json(const struct hc_dp_snapshot *s)
 	}
 	for (unsigned r = 1; r < HC_DROP_REASONS; r++)
 		json_object_set_new(drops, hc_dp_drop_reason_name(r), json_integer((json_int_t)s->drops[r]));
+	json_object_set_new(root, "uplink", uplink_json(&s->config));
 	json_object_set_new(root, "routes", routes);
 	json_object_set_new(root, "services", services);
 	json_object_set_new(root, "workloads", wls);
@@ -220,7 +250,15 @@ static int print_tables(const struct hc_dp_snapshot *s)
 					 "RX BYTES", "TX PKTS", "TX BYTES", "DROPPED"};
 	struct hc_cli_table *t;
 	char a[64], b[64], c[32], d[32], e[32], f[32], g[32], backends[1024];
+	struct uplink_text u;
 
+	uplink_describe(&s->config, &u);
+	if (strcmp(u.mode, "tc") == 0)
+		printf("Uplink: %s, node ports by TC ingress\n\n", u.iface);
+	else if (strcmp(u.mode, "xdp") == 0)
+		printf("Uplink: %s, node ports by XDP (%s mode)\n\n", u.iface, u.xdp_mode);
+	else
+		printf("Uplink: none recorded\n\n");
 	t = hc_cli_table_new(5, rh);
 	for (size_t i = 0; t && i < s->n_routes; i++) {
 		const struct hc_dp_route *r = &s->routes[i];

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dataplane/dataplane.h"
 #include "gossip/gossip.h"
 
 struct hc_daemon_config {
@@ -52,6 +53,7 @@ struct hc_daemon_config {
 	bool no_dataplane;             /* load no BPF programs */
 	const char *bpf_pin_dir;       /* NULL: /sys/fs/bpf/hypercore */
 	const char *dataplane_iface;   /* NULL: the default route's interface */
+	enum hc_dp_mode dataplane_mode; /* how node ports are served; auto by default */
 
 	/* Proxy (runs with the data plane, whose hc_routes it serves) */
 	bool no_proxy;

@@ -71,11 +71,13 @@ static void collect(struct hc_metrics_writer *w, void *arg)
 {
 	struct daemon_dataplane *dd = arg;
 	struct hc_dp_snapshot snap;
-	const char *info[] = {"iface", hc_dataplane_iface(dd->dp), "xdp_mode",
+	const char *info[] = {"iface", hc_dataplane_iface(dd->dp), "mode",
+			      hc_dp_mode_name(hc_dataplane_mode(dd->dp)), "xdp_mode",
 			      hc_dataplane_xdp_mode(dd->dp), NULL};
 
 	hc_metrics_family(w, "hypercore_dataplane_info", "gauge",
-			  "The uplink XDP is attached to and its mode (native or generic)");
+			  "The uplink, how node ports are served there (mode xdp or tc) and XDP's "
+			  "mode (native, generic; none in tc mode)");
 	hc_metrics_sample(w, "hypercore_dataplane_info", info, 1);
 	if (hc_dpmaps_snapshot(hc_dataplane_maps(dd->dp), &snap) < 0)
 		return;
@@ -137,6 +139,7 @@ struct daemon_dataplane *daemon_dataplane_start(struct hc_loop *loop, struct hc_
 	struct hc_dataplane_config dcfg = {
 		.pin_dir = cfg->bpf_pin_dir,
 		.iface = cfg->dataplane_iface,
+		.mode = cfg->dataplane_mode,
 	};
 	struct daemon_dataplane *dd;
 	struct hc_dp_err derr;

@@ -114,6 +114,7 @@ struct hc_dp_snapshot {
 	size_t n_workloads;
 	uint64_t drops[HC_DROP_REASONS];
 	size_t conntrack_entries;
+	struct hc_config config; /* the uplink and its mode among the rest */
 };
 
 /* Fills snap (caller-owned, release with hc_dp_snapshot_fini). Entries are
@@ -126,9 +127,24 @@ const char *hc_dp_drop_reason_name(unsigned int reason);
 
 /* ---- the loader ---- */
 
+/* How node ports are served on the uplink. */
+enum hc_dp_mode {
+	/* XDP where the driver runs it natively and delivers whole checksums
+	 * (NICs); TC where frames may carry partial ones (veth, tun/tap) or
+	 * the driver has no native XDP. */
+	HC_DP_MODE_AUTO = 0,
+	HC_DP_MODE_XDP, /* XDP: native when the driver has it, else generic */
+	HC_DP_MODE_TC,	/* TC ingress: skb-aware, right with any checksums */
+};
+
+/* "auto", "xdp", "tc" <-> the mode. Parse returns 0 or -EINVAL. */
+int hc_dp_mode_parse(const char *text, enum hc_dp_mode *out);
+const char *hc_dp_mode_name(enum hc_dp_mode mode);
+
 struct hc_dataplane_config {
 	const char *pin_dir; /* NULL: HC_DEFAULT_BPF_PIN_DIR */
 	const char *iface; /* uplink; NULL: the default route's interface */
+	enum hc_dp_mode mode;
 	struct hc_ipaddr workload_net; /* family 0: the default 192.168.127.0/24 */
 	uint8_t workload_prefix;
 	/* Ports workloads may reach on the node's addresses (besides DNS). */
@@ -140,10 +156,10 @@ struct hc_dataplane;
 
 /* Mounts bpffs at /sys/fs/bpf when the pin directory lies there and nothing
  * is mounted, loads the programs with maps re-used from (or pinned to)
- * pin_dir, and attaches XDP to the uplink: an existing pinned link is moved
- * to the new program in place (no gap for traffic), else a new link is made,
- * native mode when the driver has it, generic otherwise. NULL + errno with
- * err filled. */
+ * pin_dir, and attaches node-port translation to the uplink as cfg->mode
+ * says: XDP through a pinned link (an existing one is moved to the new
+ * program in place, no gap for traffic), or a TC ingress filter (replaced
+ * in place); the other is detached. NULL + errno with err filled. */
 struct hc_dataplane *hc_dataplane_open(const struct hc_dataplane_config *cfg,
 				       struct hc_dp_err *err);
 
@@ -154,7 +170,9 @@ void hc_dataplane_close(struct hc_dataplane *dp);
 /* The maps the loader opened (owned by dp). */
 struct hc_dpmaps *hc_dataplane_maps(struct hc_dataplane *dp);
 
-/* "native" or "generic", and the uplink's name. */
+/* How node ports are served, as resolved: HC_DP_MODE_XDP or HC_DP_MODE_TC. */
+enum hc_dp_mode hc_dataplane_mode(const struct hc_dataplane *dp);
+/* "native" or "generic" in XDP mode, "none" in TC mode; the uplink's name. */
 const char *hc_dataplane_xdp_mode(const struct hc_dataplane *dp);
 const char *hc_dataplane_iface(const struct hc_dataplane *dp);
 
@@ -176,7 +194,8 @@ int hc_dataplane_workload_detach(struct hc_dataplane *dp, const struct hc_ipaddr
 int hc_dataplane_refresh(struct hc_dataplane *dp);
 
 /* Detaches XDP from iface (or from wherever the pinned link is when iface is
- * NULL) and TC from every recorded workload veth, then removes the pins and
+ * NULL), the TC uplink filter from iface (NULL: the uplink hc_config names)
+ * and TC from every recorded workload veth, then removes the pins and
  * pin_dir. Needs no running agent. */
 int hc_dataplane_cleanup(const char *pin_dir, const char *iface, struct hc_dp_err *err);
 

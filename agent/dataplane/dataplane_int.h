@@ -2,6 +2,7 @@
 #ifndef HC_DATAPLANE_INT_H
 #define HC_DATAPLANE_INT_H
 
+#include <bpf/libbpf.h>
 #include <net/if.h>
 
 #include "dataplane/dataplane.h"
@@ -32,12 +33,52 @@ struct hc_dpmaps {
 	struct hc_dp_mirror routes_mirror, services_mirror;
 };
 
+struct hc_xdp;
+struct hc_tc;
+struct hc_sockmap;
+
+/* The loader's state (loader.c), shared with uplink.c. */
+struct hc_dataplane {
+	char pin_dir[256];
+	char iface[IF_NAMESIZE];
+	int ifindex;
+	enum hc_dp_mode mode; /* as resolved: HC_DP_MODE_XDP or HC_DP_MODE_TC */
+	const char *xdp_mode; /* "native", "generic"; "none" in TC mode */
+	struct hc_config config; /* as last written to hc_config */
+	struct hc_xdp *xdp;
+	struct hc_tc *tc;
+	struct hc_sockmap *sockmap;
+	struct hc_dpmaps maps;
+};
+
 /* Opens from pins (fds owned by m); or adopts fds the loader got (dup'ed). */
 int hc_dpmaps_init_from_pins(struct hc_dpmaps *m, const char *pin_dir, struct hc_dp_err *err);
 void hc_dpmaps_fini(struct hc_dpmaps *m);
 
 /* Makes hc_host_addrs hold exactly addrs[0..n). */
 int hc_dpmaps_set_host_addrs(struct hc_dpmaps *m, const struct hc_ipaddr *addrs, size_t n);
+
+/* ---- loader.c: TC ---- */
+
+/* Our filters' handle and priority, on workload veths and the uplink. */
+#define HC_DP_TC_HANDLE 0x4843 /* "HC" */
+#define HC_DP_TC_PRIORITY 1
+
+/* Attaches prog_fd at ifindex's clsact hook `where` (creating the qdisc
+ * unless has_qdisc says it is there), replacing our earlier filter. 0 or
+ * -errno. */
+int hc_dp_tc_attach_one(int ifindex, int prog_fd, enum bpf_tc_attach_point where, bool has_qdisc);
+
+/* ---- uplink.c: how node ports are served on the uplink ---- */
+
+/* Attaches XDP or TC to dp's uplink as want says (auto: see uplink.c),
+ * detaching the other, and records the outcome in dp->mode and
+ * dp->xdp_mode. 0 or -errno with err filled. */
+int hc_dp_uplink_attach(struct hc_dataplane *dp, enum hc_dp_mode want, struct hc_dp_err *err);
+
+/* Detaches the pinned XDP link, and (ifindex > 0) any XDP program or TC
+ * uplink filter of ours on ifindex. 0 or -errno with err filled. */
+int hc_dp_uplink_cleanup(const char *pin_dir, int ifindex, struct hc_dp_err *err);
 
 /* ---- netlink.c: rtnetlink queries ---- */
 

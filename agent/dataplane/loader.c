@@ -30,21 +30,7 @@
 #include "hc_xdp.skel.h"
 
 #define BPFFS_ROOT "/sys/fs/bpf"
-#define XDP_LINK_PIN "link_xdp" /* pin name of the uplink's XDP link */
-#define TC_HANDLE 0x4843 /* "HC" */
-#define TC_PRIORITY 1
 #define DNS_PORT 53
-
-struct hc_dataplane {
-	char pin_dir[256];
-	char iface[IF_NAMESIZE];
-	int ifindex;
-	const char *xdp_mode;
-	struct hc_xdp *xdp;
-	struct hc_tc *tc;
-	struct hc_sockmap *sockmap;
-	struct hc_dpmaps maps;
-};
 
 /* ---- libbpf's messages ---- */
 
@@ -164,116 +150,15 @@ static int load_objects(struct hc_dataplane *dp, struct hc_dp_err *err)
 	return rc;
 }
 
-/* ---- XDP on the uplink ---- */
-
-static void xdp_link_pin_path(const struct hc_dataplane *dp, char *buf, size_t len)
-{
-	snprintf(buf, len, "%s/%s", dp->pin_dir, XDP_LINK_PIN);
-}
-
-/* Moves an existing pinned link on the same interface to the new program
- * (atomically, so no packet misses the data plane). Returns 1 when done, 0
- * when there is no usable pinned link, or -errno. */
-static int xdp_update_pinned(struct hc_dataplane *dp, int prog_fd, const char *pin)
-{
-	struct bpf_link_info info;
-	__u32 len = sizeof(info);
-	int fd, rc;
-
-	fd = bpf_obj_get(pin);
-	if (fd < 0)
-		return errno == ENOENT ? 0 : -errno;
-	memset(&info, 0, sizeof(info));
-	if (bpf_obj_get_info_by_fd(fd, &info, &len) < 0) {
-		rc = -errno;
-		close(fd);
-		return rc;
-	}
-	if (info.type == BPF_LINK_TYPE_XDP && (int)info.xdp.ifindex == dp->ifindex) {
-		rc = bpf_link_update(fd, prog_fd, NULL) < 0 ? -errno : 1;
-		close(fd);
-		return rc;
-	}
-	/* The uplink changed or went away: let the old link go. */
-	hc_log(HC_LOG_INFO, "replacing the XDP link pinned for ifindex %u", info.xdp.ifindex);
-	bpf_link_detach(fd);
-	close(fd);
-	unlink(pin);
-	return 0;
-}
-
-static const char *xdp_mode_name(int ifindex)
-{
-	LIBBPF_OPTS(bpf_xdp_query_opts, q);
-
-	if (bpf_xdp_query(ifindex, 0, &q) < 0)
-		return "unknown";
-	switch (q.attach_mode) {
-	case XDP_ATTACHED_DRV:
-		return "native";
-	case XDP_ATTACHED_SKB:
-		return "generic";
-	case XDP_ATTACHED_HW:
-		return "offload";
-	case XDP_ATTACHED_MULTI:
-		return q.drv_prog_id ? "native" : "generic";
-	default:
-		return "none";
-	}
-}
-
-static int xdp_attach(struct hc_dataplane *dp, struct hc_dp_err *err)
-{
-	int prog_fd = bpf_program__fd(dp->xdp->progs.hc_xdp_ingress);
-	LIBBPF_OPTS(bpf_link_create_opts, generic, .flags = XDP_FLAGS_SKB_MODE);
-	char pin[300];
-	int fd, rc;
-
-	xdp_link_pin_path(dp, pin, sizeof(pin));
-	rc = xdp_update_pinned(dp, prog_fd, pin);
-	if (rc < 0)
-		return hc_dp_fail(err, rc, "cannot update the XDP link pinned at %s: %s", pin,
-				  strerror(-rc));
-	if (rc == 0) {
-		/* No flags: the kernel picks native mode when the driver has it. */
-		fd = bpf_link_create(prog_fd, dp->ifindex, BPF_XDP, NULL);
-		if (fd < 0 && errno != EBUSY && errno != EEXIST) {
-			hc_log(HC_LOG_INFO, "native XDP refused on %s (%s); using generic mode",
-			       dp->iface, strerror(errno));
-			fd = bpf_link_create(prog_fd, dp->ifindex, BPF_XDP, &generic);
-		}
-		if (fd < 0) {
-			rc = -errno;
-			if (rc == -EBUSY || rc == -EEXIST)
-				return hc_dp_fail(err, rc,
-						  "another XDP program is attached to %s (see `bpftool "
-						  "net show dev %s`)",
-						  dp->iface, dp->iface);
-			return hc_dp_fail(err, rc, "cannot attach XDP to %s: %s", dp->iface,
-					  strerror(-rc));
-		}
-		if (bpf_obj_pin(fd, pin) < 0) {
-			rc = -errno;
-			bpf_link_detach(fd);
-			close(fd);
-			return hc_dp_fail(err, rc, "cannot pin the XDP link at %s: %s", pin,
-					  strerror(-rc));
-		}
-		close(fd);
-	}
-	dp->xdp_mode = xdp_mode_name(dp->ifindex);
-	return 0;
-}
-
 /* ---- TC on workload veths ---- */
 
 /* has_qdisc: the veth had our programs before, so its clsact qdisc is
  * there; creating it again (or attaching without it) only makes the kernel
  * log a complaint, so each case takes the call that succeeds. */
-static int tc_attach_one(int ifindex, int prog_fd, enum bpf_tc_attach_point where, bool has_qdisc)
+int hc_dp_tc_attach_one(int ifindex, int prog_fd, enum bpf_tc_attach_point where, bool has_qdisc)
 {
 	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = where);
-	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = TC_HANDLE, .priority = TC_PRIORITY,
+	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = HC_DP_TC_HANDLE, .priority = HC_DP_TC_PRIORITY,
 		    .prog_fd = prog_fd, .flags = BPF_TC_F_REPLACE);
 	int rc;
 
@@ -303,10 +188,10 @@ static int tc_attach(struct hc_dataplane *dp, int ifindex, bool has_qdisc)
 {
 	int rc;
 
-	rc = tc_attach_one(ifindex, bpf_program__fd(dp->tc->progs.hc_tc_from_wl), BPF_TC_INGRESS,
+	rc = hc_dp_tc_attach_one(ifindex, bpf_program__fd(dp->tc->progs.hc_tc_from_wl), BPF_TC_INGRESS,
 			   has_qdisc);
 	if (!rc)
-		rc = tc_attach_one(ifindex, bpf_program__fd(dp->tc->progs.hc_tc_to_wl), BPF_TC_EGRESS,
+		rc = hc_dp_tc_attach_one(ifindex, bpf_program__fd(dp->tc->progs.hc_tc_to_wl), BPF_TC_EGRESS,
 				   has_qdisc);
 	return rc;
 }
@@ -474,32 +359,78 @@ static void reattach_workloads(struct hc_dataplane *dp)
 	}
 }
 
-static int write_config(struct hc_dataplane *dp, const struct hc_dataplane_config *cfg,
-			struct hc_dp_err *err)
+/* hc_config is written whole: the settings, then (once the uplink is
+ * attached) where node ports are served. */
+static int config_write(struct hc_dataplane *dp, struct hc_dp_err *err)
 {
-	struct hc_config c = {0};
 	__u32 zero = 0;
+
+	if (bpf_map_update_elem(dp->maps.config, &zero, &dp->config, BPF_ANY) < 0)
+		return hc_dp_fail(err, -errno, "cannot write %s: %s", HC_MAP_CONFIG, strerror(errno));
+	return 0;
+}
+
+static int config_init(struct hc_dataplane *dp, const struct hc_dataplane_config *cfg,
+		       struct hc_dp_err *err)
+{
+	struct hc_config *c = &dp->config;
 	size_t n = 0;
 
+	memset(c, 0, sizeof(*c));
 	if (cfg->workload_net.family) {
-		c.workload_net = cfg->workload_net;
-		c.workload_prefix = cfg->workload_prefix;
+		c->workload_net = cfg->workload_net;
+		c->workload_prefix = cfg->workload_prefix;
 	} else {
-		c.workload_net.family = HC_AF_INET;
-		c.workload_net.ip4 = htonl(HC_WORKLOAD_NET);
-		c.workload_prefix = HC_WORKLOAD_PREFIX;
+		c->workload_net.family = HC_AF_INET;
+		c->workload_net.ip4 = htonl(HC_WORKLOAD_NET);
+		c->workload_prefix = HC_WORKLOAD_PREFIX;
 	}
-	c.host_allowed[n++] = (struct hc_port_rule){.port = DNS_PORT, .proto = IPPROTO_UDP};
-	c.host_allowed[n++] = (struct hc_port_rule){.port = DNS_PORT, .proto = IPPROTO_TCP};
+	c->host_allowed[n++] = (struct hc_port_rule){.port = DNS_PORT, .proto = IPPROTO_UDP};
+	c->host_allowed[n++] = (struct hc_port_rule){.port = DNS_PORT, .proto = IPPROTO_TCP};
 	for (size_t i = 0; i < cfg->n_host_allowed; i++) {
 		if (n >= HC_ALLOWED_PORTS_MAX)
 			return hc_dp_fail(err, -E2BIG, "at most %d ports may be open to workloads",
 					  HC_ALLOWED_PORTS_MAX - 2);
-		c.host_allowed[n++] = cfg->host_allowed[i];
+		c->host_allowed[n++] = cfg->host_allowed[i];
 	}
-	if (bpf_map_update_elem(dp->maps.config, &zero, &c, BPF_ANY) < 0)
-		return hc_dp_fail(err, -errno, "cannot write %s: %s", HC_MAP_CONFIG, strerror(errno));
-	return 0;
+	return config_write(dp, err);
+}
+
+static int uplink_attach(struct hc_dataplane *dp, enum hc_dp_mode mode, struct hc_dp_err *err)
+{
+	int rc = hc_dp_uplink_attach(dp, mode, err);
+
+	if (rc)
+		return rc;
+	dp->config.uplink_ifindex = (__u32)dp->ifindex;
+	dp->config.uplink_mode = dp->mode == HC_DP_MODE_TC ? HC_UPLINK_TC : HC_UPLINK_XDP;
+	dp->config.uplink_xdp_native = strcmp(dp->xdp_mode, "native") == 0;
+	return config_write(dp, err);
+}
+
+/* hc_config is rewritten whole at every start, so a pin of it from an agent
+ * with an older layout is let go (a new one is pinned) rather than refused
+ * as a map of another shape. The old programs keep their map until they are
+ * replaced a moment later. */
+static void drop_stale_config_pin(const char *pin_dir)
+{
+	struct bpf_map_info info;
+	__u32 len = sizeof(info);
+	char path[300];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", pin_dir, HC_MAP_CONFIG);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return;
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 &&
+	    info.value_size != sizeof(struct hc_config)) {
+		hc_log(HC_LOG_INFO, "replacing %s of an older layout (%u bytes a value)", path,
+		       info.value_size);
+		unlink(path);
+	}
+	close(fd);
 }
 
 static int resolve_iface(struct hc_dataplane *dp, const char *iface, struct hc_dp_err *err)
@@ -544,21 +475,24 @@ struct hc_dataplane *hc_dataplane_open(const struct hc_dataplane_config *cfg,
 	rc = resolve_iface(dp, cfg->iface, err);
 	if (!rc)
 		rc = ensure_pin_dir(dp->pin_dir, err);
-	if (!rc)
+	if (!rc) {
+		drop_stale_config_pin(dp->pin_dir);
 		rc = load_objects(dp, err);
+	}
 	if (!rc)
 		rc = hc_dpmaps_init_from_pins(&dp->maps, dp->pin_dir, err);
 	if (!rc)
-		rc = write_config(dp, cfg, err);
+		rc = config_init(dp, cfg, err);
 	if (!rc)
 		rc = hc_dataplane_refresh(dp);
 	if (!rc)
-		rc = xdp_attach(dp, err);
+		rc = uplink_attach(dp, cfg->mode, err);
 	if (rc)
 		goto fail;
 	reattach_workloads(dp);
-	hc_log(HC_LOG_INFO, "data plane on %s (XDP %s mode), maps pinned in %s", dp->iface,
-	       dp->xdp_mode, dp->pin_dir);
+	hc_log(HC_LOG_INFO, "data plane on %s (node ports by %s%s%s), maps pinned in %s", dp->iface,
+	       dp->mode == HC_DP_MODE_TC ? "TC" : "XDP ", dp->mode == HC_DP_MODE_TC ? "" : dp->xdp_mode,
+	       dp->mode == HC_DP_MODE_TC ? "" : " mode", dp->pin_dir);
 	return dp;
 fail:
 	hc_dataplane_close(dp);
@@ -582,6 +516,11 @@ struct hc_dpmaps *hc_dataplane_maps(struct hc_dataplane *dp)
 	return &dp->maps;
 }
 
+enum hc_dp_mode hc_dataplane_mode(const struct hc_dataplane *dp)
+{
+	return dp->mode;
+}
+
 const char *hc_dataplane_xdp_mode(const struct hc_dataplane *dp)
 {
 	return dp->xdp_mode;
@@ -594,24 +533,22 @@ const char *hc_dataplane_iface(const struct hc_dataplane *dp)
 
 /* ---- cleanup ---- */
 
-/* Detaches an XDP program of ours that was attached without a link (by an
- * older agent or by hand). Others' programs stay. */
-static void xdp_detach_ours(int ifindex)
+/* The uplink an agent recorded in the pinned hc_config; 0 when unknown. */
+static int recorded_uplink(const char *pin_dir)
 {
-	LIBBPF_OPTS(bpf_xdp_query_opts, q);
-	struct bpf_prog_info info;
-	__u32 len = sizeof(info);
-	int fd;
+	struct hc_config c;
+	char path[300];
+	__u32 zero = 0;
+	int fd, ifindex = 0;
 
-	if (bpf_xdp_query(ifindex, 0, &q) < 0 || !q.prog_id)
-		return;
-	fd = bpf_prog_get_fd_by_id(q.prog_id);
+	snprintf(path, sizeof(path), "%s/%s", pin_dir, HC_MAP_CONFIG);
+	fd = bpf_obj_get(path);
 	if (fd < 0)
-		return;
-	memset(&info, 0, sizeof(info));
-	if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && strcmp(info.name, "hc_xdp_ingress") == 0)
-		bpf_xdp_detach(ifindex, 0, NULL);
+		return 0;
+	if (bpf_map_lookup_elem(fd, &zero, &c) == 0 && c.uplink_mode != HC_UPLINK_NONE)
+		ifindex = (int)c.uplink_ifindex;
 	close(fd);
+	return ifindex;
 }
 
 int hc_dataplane_cleanup(const char *pin_dir, const char *iface, struct hc_dp_err *err)
@@ -619,26 +556,19 @@ int hc_dataplane_cleanup(const char *pin_dir, const char *iface, struct hc_dp_er
 	char path[512];
 	struct dirent *de;
 	DIR *d;
-	int fd, rc = 0;
+	int fd, rc, ifindex;
 
 	libbpf_setup();
 	if (!pin_dir)
 		pin_dir = HC_DEFAULT_BPF_PIN_DIR;
-	snprintf(path, sizeof(path), "%s/%s", pin_dir, XDP_LINK_PIN);
-	fd = bpf_obj_get(path);
-	if (fd >= 0) {
-		if (bpf_link_detach(fd) < 0)
-			rc = hc_dp_fail(err, -errno, "cannot detach the XDP link %s: %s", path,
-					strerror(errno));
-		close(fd);
-	}
 	if (iface) {
-		int ifindex = (int)if_nametoindex(iface);
-
+		ifindex = (int)if_nametoindex(iface);
 		if (!ifindex)
 			return hc_dp_fail(err, -ENODEV, "no interface %s", iface);
-		xdp_detach_ours(ifindex);
+	} else {
+		ifindex = recorded_uplink(pin_dir);
 	}
+	rc = hc_dp_uplink_cleanup(pin_dir, ifindex, err);
 	snprintf(path, sizeof(path), "%s/%s", pin_dir, HC_MAP_WORKLOADS);
 	fd = bpf_obj_get(path);
 	if (fd >= 0) {

@@ -960,6 +960,16 @@ static int count_entries(int fd, size_t ksize, size_t *n)
 	return 0;
 }
 
+/* The settings, uplink and mode included; zeros when nothing was written
+ * (an agent of an older layout wrote fewer bytes: the rest stay zero). */
+static void snapshot_config(struct hc_dpmaps *m, struct hc_dp_snapshot *snap)
+{
+	__u32 zero = 0;
+
+	if (bpf_map_lookup_elem(m->config, &zero, &snap->config) < 0)
+		memset(&snap->config, 0, sizeof(snap->config));
+}
+
 int hc_dpmaps_snapshot(struct hc_dpmaps *m, struct hc_dp_snapshot *snap)
 {
 	struct map_dump d;
@@ -998,6 +1008,7 @@ int hc_dpmaps_snapshot(struct hc_dpmaps *m, struct hc_dp_snapshot *snap)
 		rc = count_entries(m->conntrack, sizeof(struct hc_ct_key), &snap->conntrack_entries);
 	if (rc)
 		goto fail;
+	snapshot_config(m, snap);
 	return 0;
 fail:
 	hc_dp_snapshot_fini(snap);

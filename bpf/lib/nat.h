@@ -1,12 +1,18 @@
-/* Node-port NAT for XDP: backend choice by rendezvous hashing, the conntrack
- * entries of a new flow, and the destination rewrite with incremental
- * checksums. */
+/* Node-port NAT, shared by the uplink's XDP and TC programs: which packets
+ * are for a node port, backend choice by rendezvous hashing, the way to the
+ * backend, the conntrack entries of a new flow, and (for XDP, which sees
+ * whole checksums) the destination rewrite with incremental checksums. */
 #ifndef HC_BPF_NAT_H
 #define HC_BPF_NAT_H
 
 #include "csum.h"
 #include "maps.h"
 #include "parse.h"
+
+#ifndef AF_INET
+#define AF_INET HC_AF_INET
+#define AF_INET6 HC_AF_INET6
+#endif
 
 static __always_inline __u32 hc_hash32(__u32 h)
 {
@@ -143,6 +149,129 @@ static __always_inline int hc_ct_insert(const struct hc_pkt *p, const struct hc_
 	val.dir = HC_CT_REPLY;
 	val.created_ns = now;
 	return bpf_map_update_elem(&hc_conntrack, &rkey, &val, BPF_ANY);
+}
+
+/* A packet for one of the node's node ports, on its way to a backend. */
+struct hc_nodeport_flow {
+	struct hc_ct_key fkey; /* the forward conntrack key: the packet's 5-tuple */
+	struct hc_ct_val *ct; /* its forward entry; NULL for a new flow */
+	const struct hc_backend *b; /* the chosen backend, in hc_services */
+	__u32 idx; /* b's index in the service */
+	struct hc_hop hop; /* the way to b: egress ifindex and MACs */
+	int neigh; /* 0: no neighbour entry yet, the stack must resolve it */
+};
+
+/* Decides whether p goes to a node port's backend. Returns 1 with f's
+ * backend and conntrack entry filled, or 0 to leave the packet alone (a
+ * drop reason counted where the node port exists but cannot be served). */
+static __always_inline int hc_nodeport_match(const struct hc_pkt *p, struct hc_nodeport_flow *f)
+{
+	const struct hc_service_val *svc;
+	struct hc_service_key skey = {};
+
+	skey.port = bpf_ntohs(p->dport);
+	skey.proto = p->l4_proto;
+	svc = bpf_map_lookup_elem(&hc_services, &skey);
+	if (!svc)
+		return 0;
+	if (!bpf_map_lookup_elem(&hc_host_addrs, &p->daddr))
+		return 0;
+
+	__builtin_memset(&f->fkey, 0, sizeof(f->fkey));
+	f->fkey.saddr = p->saddr;
+	f->fkey.daddr = p->daddr;
+	f->fkey.sport = p->sport;
+	f->fkey.dport = p->dport;
+	f->fkey.proto = p->l4_proto;
+	f->b = NULL;
+	f->idx = 0;
+	f->ct = bpf_map_lookup_elem(&hc_conntrack, &f->fkey);
+	if (f->ct)
+		f->b = hc_ct_backend(svc, f->ct, &f->idx);
+	if (!f->b) {
+		f->idx = hc_pick_backend(svc, p);
+		if (f->idx >= HC_SERVICE_MAX_BACKENDS) {
+			hc_count_drop(HC_DROP_NO_BACKEND);
+			return 0;
+		}
+		f->b = &svc->backends[f->idx];
+		f->ct = NULL;
+	}
+	if (f->b->addr.family != p->daddr.family) {
+		hc_count_drop(HC_DROP_NO_BACKEND);
+		return 0;
+	}
+	return 1;
+}
+
+/* Where a node-port packet came in, for the FIB. */
+struct hc_ingress {
+	void *ctx; /* the program's own: xdp_md or __sk_buff */
+	__u32 ifindex;
+	/* The length the FIB checks against the MTU: the IP packet's for XDP;
+	 * 0 for an skb, whose own length the kernel then checks knowing GSO
+	 * (a GRO'd skb is longer than the MTU, yet fits once segmented). */
+	__u16 tot_len;
+	__u8 tagged; /* VLAN tags, which only a redirect removes */
+};
+
+/* Asks the kernel's FIB for the way to the backend. Returns a
+ * BPF_FIB_LKUP_RET_* code. */
+static __always_inline int hc_fib_to_backend(const struct hc_ingress *in, const struct hc_pkt *p,
+					     const struct hc_backend *b,
+					     struct bpf_fib_lookup *fib)
+{
+	__builtin_memset(fib, 0, sizeof(*fib));
+	fib->l4_protocol = p->l4_proto;
+	fib->sport = p->sport;
+	fib->dport = bpf_htons(b->port);
+	fib->tot_len = in->tot_len;
+	fib->ifindex = in->ifindex;
+	if (p->l3_proto == ETH_P_IP) {
+		fib->family = AF_INET;
+		fib->tos = p->tos;
+		fib->ipv4_src = p->saddr.ip4;
+		fib->ipv4_dst = b->addr.ip4;
+	} else {
+		fib->family = AF_INET6;
+		__builtin_memcpy(fib->ipv6_src, p->saddr.ip6, 16);
+		__builtin_memcpy(fib->ipv6_dst, b->addr.ip6, 16);
+	}
+	return bpf_fib_lookup(in->ctx, fib, sizeof(*fib), 0);
+}
+
+/* Finds the way to f's backend (the one an established flow remembers, else
+ * the FIB's) and records a new flow in conntrack. A tagged frame without a
+ * neighbour entry is not translated: only a redirect removes its tags, and
+ * the stack could not forward it. Returns 0 to go on with the rewrite, or -1
+ * to leave the packet untranslated (its drop reason counted). */
+static __always_inline int hc_nodeport_route(const struct hc_ingress *in, const struct hc_pkt *p,
+					     struct hc_nodeport_flow *f)
+{
+	struct bpf_fib_lookup fib;
+	int rc;
+
+	if (f->ct && hc_ct_hop(f->ct, f->b, &f->hop)) {
+		f->neigh = 1; /* an established flow's way */
+	} else {
+		rc = hc_fib_to_backend(in, p, f->b, &fib);
+		if (rc != BPF_FIB_LKUP_RET_SUCCESS &&
+		    !(rc == BPF_FIB_LKUP_RET_NO_NEIGH && !in->tagged)) {
+			hc_count_drop(HC_DROP_FIB);
+			return -1;
+		}
+		f->neigh = rc == BPF_FIB_LKUP_RET_SUCCESS;
+		f->hop.ifindex = fib.ifindex;
+		__builtin_memcpy(f->hop.dmac, fib.dmac, ETH_ALEN);
+		__builtin_memcpy(f->hop.smac, fib.smac, ETH_ALEN);
+		if (f->ct)
+			hc_ct_set_hop(f->ct, f->neigh ? &f->hop : NULL);
+	}
+	if (!f->ct && hc_ct_insert(p, &f->fkey, f->b, f->idx, f->neigh ? &f->hop : NULL)) {
+		hc_count_drop(HC_DROP_CT_FULL);
+		return -1;
+	}
+	return 0;
 }
 
 /* Rewrites the destination address and port to the backend's, keeping the

@@ -35,6 +35,7 @@ struct hc_pkt {
 	__u16 l3_len; /* IPv4 total length or IPv6 header + payload */
 	__u32 frame_len; /* the whole frame, readable or not */
 	__u16 csum_off; /* L4 checksum field */
+	__u8 tos; /* IPv4 TOS (0 for IPv6), for the FIB */
 	struct hc_ipaddr saddr;
 	struct hc_ipaddr daddr;
 	__be16 sport;
@@ -104,6 +105,7 @@ static __always_inline int hc_parse_ipv4(void *data, void *data_end, struct hc_p
 	p->l3_len = bpf_ntohs(iph->tot_len);
 	if (p->l3_len < hlen || p->l3_off + p->l3_len > p->frame_len)
 		return HC_PARSE_BAD;
+	p->tos = iph->tos;
 	p->saddr.ip4 = iph->saddr;
 	p->saddr.family = HC_AF_INET;
 	p->daddr.ip4 = iph->daddr;

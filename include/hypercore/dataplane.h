@@ -194,14 +194,27 @@ struct hc_port_rule {
 	__u8 pad;
 };
 
+/* Where node ports are translated (hc_config.uplink_mode). XDP needs frames
+ * with whole checksums, as NICs deliver them; a veth or tap passes on the
+ * sender's partial ones, which only skb-aware TC can rewrite correctly. */
+#define HC_UPLINK_NONE 0
+#define HC_UPLINK_XDP 1 /* hc_xdp_ingress on the uplink */
+#define HC_UPLINK_TC 2 /* hc_tc_uplink at the uplink's TC ingress */
+
 struct hc_config {
 	struct hc_ipaddr workload_net; /* the workload subnet ... */
 	__u8 workload_prefix; /* ... and its prefix length */
 	__u8 pad[3];
 	/* What a workload may reach on the node's own addresses. */
 	struct hc_port_rule host_allowed[HC_ALLOWED_PORTS_MAX];
+	/* The uplink and how node ports are served there; for `hypercore
+	 * routes` and cleanup (no program reads them). */
+	__u32 uplink_ifindex;
+	__u8 uplink_mode; /* HC_UPLINK_* */
+	__u8 uplink_xdp_native; /* with HC_UPLINK_XDP: 1 native, 0 generic */
+	__u8 pad2[2];
 };
-_Static_assert(sizeof(struct hc_config) == 56, "hc_config layout");
+_Static_assert(sizeof(struct hc_config) == 64, "hc_config layout");
 
 /* hc_drops (per-CPU array): packets dropped or left untranslated, by reason.
  * Codes are never reused; a retired code stays reserved. */

@@ -1,10 +1,14 @@
 #!/usr/bin/python3
 """The data plane in network namespaces, with real traffic:
 
-    client ns --veth--> node ns (agent; XDP on its uplink) --veth--> workload ns
+    client ns --veth--> node ns (agent; XDP or TC on its uplink) --veth--> workload ns
 
-Node-port flows (TCP and UDP) reach the workload through XDP and its replies
-come back from the node's address through TC; the workload's counters match
+Every test runs in both ways of serving node ports: the default (auto, which
+on this veth uplink is TC ingress, with the client's checksum offloads left
+on as a new user has them) and XDP (forced, with whole checksums from the
+client as a NIC would deliver them). Node-port flows (TCP and UDP) reach the
+workload and its replies come back from the node's address through TC; the
+workload's counters match
 the bytes sent; the workload cannot reach the node's own addresses; traffic
 survives the agent being SIGKILLed and a new agent takes over the pinned
 programs; `hypercore routes`, bpftool and `dataplane cleanup` see and remove
@@ -119,7 +123,10 @@ class Servers:
 
 
 class DataplaneTest(hctest.TestCase):
+    """Default flags: --dataplane-mode auto, which picks TC on a veth."""
     topo = None
+    MODE = None  # --dataplane-mode; None: the default
+    UPLINK_MODE = "tc"  # what auto chooses for a veth uplink
 
     @classmethod
     def setUpClass(cls):
@@ -136,9 +143,11 @@ class DataplaneTest(hctest.TestCase):
             netns.run_in(cls.wl, "ip", "route", "add", "default", "via", NODE_WL_IP)
             netns.run_in(cls.client, "ip", "route", "add", "10.231.0.0/24", "via", NODE_UP_IP)
             netns.run_in(cls.node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-            # A NIC hands XDP frames with whole checksums; a veth's transmit
-            # offload would leave them partial (datapath-facts.md, trap 2).
-            netns.run_in(cls.client, "ethtool", "-K", PREFIX + "cl", "tx", "off")
+            if cls.MODE == "xdp":
+                # A NIC hands XDP frames with whole checksums; a veth's
+                # transmit offload would leave them partial
+                # (datapath-facts.md, trap 2). Auto mode needs no such help.
+                netns.run_in(cls.client, "ethtool", "-K", PREFIX + "cl", "tx", "off")
             cls.servers = Servers(cls.wl)
         except Exception:
             cls.topo.destroy()
@@ -174,11 +183,13 @@ class DataplaneTest(hctest.TestCase):
             self.assertEqual(r.returncode, 0, "hypercore %s: %s" % (" ".join(args), r.stderr))
         return r
 
-    def start_agent(self):
+    def start_agent(self, mode=None):
+        mode = mode or self.MODE
         a = hctest.Agent(self.workdir, "node%d" % len(self.agents), dataplane=True,
                          netns=self.node,
                          extra_args=["--dataplane-iface", self.uplink, "--bpf-pin-dir",
-                                     self.pin_dir])
+                                     self.pin_dir,
+                                     *(["--dataplane-mode", mode] if mode else [])])
         self.agents.append(a)
         a.start()
         return a
@@ -345,27 +356,59 @@ class DataplaneTest(hctest.TestCase):
             agent.proc.send_signal(signal.SIGKILL)
             agent.proc.wait()
             # The pins are visible from the host's mount namespace.
-            for name in ("hc_routes", "hc_services", "hc_conntrack", "link_xdp"):
+            pins = ["hc_routes", "hc_services", "hc_conntrack"]
+            if self.UPLINK_MODE == "xdp":
+                pins.append("link_xdp")
+            for name in pins:
                 self.assertTrue(os.path.exists(os.path.join(self.pin_dir, name)), name)
             self.echo(s, b"while no agent runs")
             with self.client_tcp() as s2:
                 self.echo(s2, b"a new flow without an agent")
-            link_before = self.xdp_prog_id()
+            prog_before = self.uplink_prog_id()
 
             self.start_agent()
             self.echo(s, b"after the restart")
-            self.assertNotEqual(self.xdp_prog_id(), link_before)  # new program, same link
+            # a new program in the same place (link or filter)
+            self.assertNotEqual(self.uplink_prog_id(), prog_before)
         self.assertEqual(len([x for x in self.routes()["services"] if x["static"]]), 3)
 
-    def xdp_prog_id(self):
+    def uplink_progs(self):
+        """bpftool's view of the uplink: (xdp, tc) program lists."""
         r = netns.run_in(self.node, "bpftool", "-j", "net", "show", "dev", self.uplink)
-        xdp = json.loads(r.stdout)[0]["xdp"]
-        self.assertEqual(len(xdp), 1, xdp)
-        self.assertEqual(xdp[0]["mode"], "driver")  # native XDP on a veth
-        r = subprocess.run(["bpftool", "-j", "prog", "show", "id", str(xdp[0]["id"])],
+        doc = json.loads(r.stdout)[0]
+        return doc["xdp"], doc["tc"]
+
+    def uplink_prog_id(self, mode=None):
+        """The id of the one program serving node ports on the uplink, in
+        the way this class expects (or mode); nothing else is attached."""
+        xdp, tc = self.uplink_progs()
+        if (mode or self.UPLINK_MODE) == "xdp":
+            self.assertEqual(tc, [])
+            self.assertEqual(len(xdp), 1, xdp)
+            self.assertEqual(xdp[0]["mode"], "driver")  # native XDP on a veth
+            prog_id, name = xdp[0]["id"], "hc_xdp_ingress"
+        else:
+            self.assertEqual(xdp, [])
+            self.assertEqual(len(tc), 1, tc)
+            self.assertEqual(tc[0]["kind"], "clsact/ingress")
+            prog_id, name = tc[0]["id"], "hc_tc_uplink"
+        r = subprocess.run(["bpftool", "-j", "prog", "show", "id", str(prog_id)],
                            capture_output=True, text=True, check=True)
-        self.assertEqual(json.loads(r.stdout)["name"], "hc_xdp_ingress")
-        return xdp[0]["id"]
+        self.assertEqual(json.loads(r.stdout)["name"], name)
+        return prog_id
+
+    def test_mode_switch_leaves_one_program(self):
+        other = "xdp" if self.UPLINK_MODE == "tc" else "tc"
+        agent = self.start_agent(mode=other)
+        self.uplink_prog_id(mode=other)
+        self.assertCleanExit(agent)
+        agent = self.start_agent()
+        self.add_services()
+        self.workload_row()
+        self.uplink_prog_id()
+        self.assertEqual(self.routes()["uplink"]["mode"], self.UPLINK_MODE)
+        with self.client_tcp() as s:
+            self.echo(s, b"after the switch")
 
     def test_routes_verbs_and_bpftool(self):
         self.start_agent()
@@ -408,6 +451,14 @@ class DataplaneTest(hctest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("no data plane pinned", r.stderr)
 
+        doc = self.routes()["uplink"]
+        self.assertEqual(doc["iface"], self.uplink)
+        self.assertEqual(doc["mode"], self.UPLINK_MODE)
+        self.assertEqual(doc["xdp_mode"], "native" if self.UPLINK_MODE == "xdp" else "none")
+        self.assertIn("Uplink: %s, node ports by %s" % (
+            self.uplink, "XDP (native mode)" if self.UPLINK_MODE == "xdp" else "TC ingress"),
+            table)
+
     def test_an_agent_that_cannot_start_attaches_nothing(self):
         busy = netns.socket_in(self.node)
         with busy:
@@ -422,8 +473,7 @@ class DataplaneTest(hctest.TestCase):
             self.assertEqual(a.proc.wait(20), 1)
         self.assertIn("http", a.log().lower())
         self.assertFalse(os.path.exists(self.pin_dir))
-        r = netns.run_in(self.node, "bpftool", "-j", "net", "show", "dev", self.uplink)
-        self.assertEqual(json.loads(r.stdout)[0]["xdp"], [])
+        self.assertEqual(self.uplink_progs(), ([], []))
 
     def test_pins_of_another_layout_are_refused_clearly(self):
         # A map pinned under a data plane name with another shape (an older
@@ -443,8 +493,7 @@ class DataplaneTest(hctest.TestCase):
         self.assertIn("cannot load", last)
         self.assertIn("hc_drops", last)
         self.assertTrue(os.path.exists(pin))
-        r = netns.run_in(self.node, "bpftool", "-j", "net", "show", "dev", self.uplink)
-        self.assertEqual(json.loads(r.stdout)[0]["xdp"], [])
+        self.assertEqual(self.uplink_progs(), ([], []))
 
     def test_cleanup_detaches_everything(self):
         agent = self.start_agent()
@@ -452,18 +501,30 @@ class DataplaneTest(hctest.TestCase):
         self.workload_row()
         status, _, body = agent.http("/metrics")
         self.assertEqual(status, 200)
-        self.assertIn(('hypercore_dataplane_info{iface="%s",xdp_mode="native"} 1'
-                       % self.uplink).encode(), body)
+        self.assertIn(('hypercore_dataplane_info{iface="%s",mode="%s",xdp_mode="%s"} 1'
+                       % (self.uplink, self.UPLINK_MODE,
+                          "native" if self.UPLINK_MODE == "xdp" else "none")).encode(), body)
+        self.assertIn(("node ports on %s by %s" % (
+            self.uplink, "XDP in native mode" if self.UPLINK_MODE == "xdp"
+            else "TC ingress: veth hands on its peer's partial checksums")), agent.log())
         self.assertCleanExit(agent)
         # A stopped agent leaves the data plane in place ...
-        self.assertEqual(self.xdp_prog_id() > 0, True)
-        self.cli("dataplane", "cleanup", "--dataplane-iface", self.uplink)
+        self.assertGreater(self.uplink_prog_id(), 0)
+        # ... and cleanup, told nothing but the pin directory, finds the
+        # uplink the agent recorded ...
+        self.cli("dataplane", "cleanup")
         # ... and cleanup takes all of it away.
         self.assertFalse(os.path.exists(self.pin_dir))
         r = netns.run_in(self.node, "bpftool", "-j", "net", "show")
         doc = json.loads(r.stdout)[0]
         self.assertEqual(doc["xdp"], [])
         self.assertEqual(doc["tc"], [])
+
+
+class XdpModeTest(DataplaneTest):
+    """--dataplane-mode xdp: the same tests with XDP on the uplink."""
+    MODE = "xdp"
+    UPLINK_MODE = "xdp"
 
 
 if __name__ == "__main__":
