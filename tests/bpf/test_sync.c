@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <linux/magic.h>
@@ -42,9 +43,13 @@ static int setup(void **state)
 	if (!f)
 		return -1;
 	libbpf_set_print(silent);
-	if (statfs("/sys/fs/bpf", &st) < 0 || st.f_type != BPF_FS_MAGIC) {
+	/* A fresh machine may have no bpffs yet (the agent mounts it when it
+	 * first starts): mount it as the agent would. */
+	if ((statfs("/sys/fs/bpf", &st) < 0 || st.f_type != BPF_FS_MAGIC) &&
+	    mount("bpf", "/sys/fs/bpf", "bpf", 0, "mode=0700") < 0) {
+		fprintf(stderr, "# cannot mount bpffs on /sys/fs/bpf: %s\n", strerror(errno));
 		free(f);
-		return -1; /* the runner mounts bpffs; without it nothing here can run */
+		return -1;
 	}
 	snprintf(f->pin_dir, sizeof(f->pin_dir), "/sys/fs/bpf/hc-test-sync-%d", (int)getpid());
 	if (mkdir(f->pin_dir, 0700) < 0) {
