@@ -625,7 +625,6 @@ static void set_service(uint16_t port, uint8_t proto, const char *backend)
  * through pins; nothing is pinned here. Returns 0 or sets env.broken. */
 static int load_programs(void)
 {
-	struct bpf_map *map;
 	int err;
 
 	env.xdp = hc_xdp__open();
@@ -642,15 +641,10 @@ static int load_programs(void)
 		snprintf(env.broken, sizeof(env.broken), "hc_xdp__load: %s", strerror(-err));
 		return -1;
 	}
-	bpf_object__for_each_map(map, env.tc->obj) {
-		struct bpf_map *shared =
-			bpf_object__find_map_by_name(env.xdp->obj, bpf_map__name(map));
-
-		if (shared && (err = bpf_map__reuse_fd(map, bpf_map__fd(shared)))) {
-			snprintf(env.broken, sizeof(env.broken), "sharing %s: %s",
-				 bpf_map__name(map), strerror(-err));
-			return -1;
-		}
+	err = hc_bpfnet_share_maps(env.xdp->obj, env.tc->obj);
+	if (err) {
+		snprintf(env.broken, sizeof(env.broken), "sharing the maps: %s", strerror(-err));
+		return -1;
 	}
 	err = hc_tc__load(env.tc);
 	if (err) {

@@ -1,7 +1,10 @@
-/* hc_xdp_ingress under BPF_PROG_TEST_RUN: a fixture table of frames (what
- * goes in, the verdict, the exact bytes that come out, what the maps show
- * afterwards), every prefix of valid frames, and the backend choice across
- * many flows. Runs as root in a network namespace of its own (tests/lib/
+/* The uplink's node-port programs under BPF_PROG_TEST_RUN, both of them:
+ * hc_xdp_ingress and hc_tc_uplink (TC mode) must do the same to every frame.
+ * A fixture table of frames (what goes in, the verdict, the exact bytes that
+ * come out, what the maps show afterwards), every prefix of valid frames,
+ * and the backend choice across many flows, each run against both; verdicts
+ * are compared in XDP's terms (TC_ACT_OK is XDP_PASS, TC_ACT_REDIRECT is
+ * XDP_REDIRECT). Runs as root in a network namespace of its own (tests/lib/
  * bpfnet.h) so that bpf_fib_lookup finds known routes and neighbours. */
 #include <errno.h>
 #include <setjmp.h>
@@ -14,6 +17,7 @@
 
 #include <arpa/inet.h>
 #include <linux/if_ether.h>
+#include <linux/pkt_cls.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
@@ -23,6 +27,7 @@
 #include <bpf/libbpf.h>
 
 #include "bpfnet.h"
+#include "hc_tc.skel.h"
 #include "hc_xdp.skel.h"
 #include "pktbuild.h"
 #include "bpfexpect.h"
@@ -42,12 +47,26 @@
 #define CLIENT_PORT 40000
 #define NOT_THE_NODE4 "198.51.100.77"
 
+/* A program that serves node ports on the uplink. */
+struct prog_under_test {
+	const char *name;
+	bool tc; /* an skb program: test-run with an __sk_buff context */
+	int fd;
+};
+
+static struct prog_under_test progs[] = {
+	{ "xdp", false, -1 },
+	{ "tc", true, -1 },
+};
+
 static struct {
 	struct hc_bpfnet net;
 	struct hc_xdp *skel;
+	struct hc_tc *tc;
+	const struct prog_under_test *cur; /* the one the running test runs */
 	char skip[256]; /* why every test is skipped, if set */
 	char broken[512]; /* why every test fails, if set */
-	int prog, services, conntrack, wl_stats, drops, hosts;
+	int services, conntrack, wl_stats, drops, hosts;
 } env;
 
 enum out_kind {
@@ -175,24 +194,41 @@ static void expect_conntrack(const struct hc_pktspec *in, const char *backend, u
 
 /* ---- running the program ---- */
 
-/* Runs the program once on frame as received on the uplink; out gets the
- * frame as the program left it (HC_PKT_MAX bytes at most). Returns 0 with
- * the verdict, or -errno from the kernel. */
+/* A TC verdict in XDP's terms; anything else comes out as 100 + v. */
+static int tc_verdict_as_xdp(int v)
+{
+	switch (v) {
+	case TC_ACT_OK:
+		return XDP_PASS;
+	case TC_ACT_REDIRECT:
+		return XDP_REDIRECT;
+	case TC_ACT_SHOT:
+		return XDP_DROP;
+	default:
+		return 100 + v;
+	}
+}
+
+/* Runs the program under test once on frame as received on the uplink; out
+ * gets the frame as the program left it (HC_PKT_MAX bytes at most).
+ * Returns 0 with the verdict, or -errno from the kernel. */
 static int xdp_try(const uint8_t *frame, size_t len, uint8_t *out, size_t *out_len,
 		   int *verdict)
 {
-	struct xdp_md ctx = {
+	struct xdp_md xdp = {
 		.data_end = (uint32_t)len,
 		.ingress_ifindex = (uint32_t)env.net.uplink_ifindex,
 	};
+	struct __sk_buff skb = { .ifindex = (uint32_t)env.net.uplink_ifindex };
 	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = (uint32_t)len,
-		    .data_out = out, .data_size_out = HC_PKT_MAX, .ctx_in = &ctx,
-		    .ctx_size_in = sizeof(ctx), .repeat = 1);
+		    .data_out = out, .data_size_out = HC_PKT_MAX, .repeat = 1);
 
-	if (bpf_prog_test_run_opts(env.prog, &opts))
+	opts.ctx_in = env.cur->tc ? (void *)&skb : (void *)&xdp;
+	opts.ctx_size_in = env.cur->tc ? sizeof(skb) : sizeof(xdp);
+	if (bpf_prog_test_run_opts(env.cur->fd, &opts))
 		return -errno;
 	*out_len = opts.data_size_out;
-	*verdict = (int)opts.retval;
+	*verdict = env.cur->tc ? tc_verdict_as_xdp((int)opts.retval) : (int)opts.retval;
 	return 0;
 }
 
@@ -210,13 +246,14 @@ static const char *verdict_name(int v)
 	static const char *const names[] = { "XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX",
 					     "XDP_REDIRECT" };
 
-	return v >= 0 && v < 5 ? names[v] : "?";
+	return v >= 0 && v < 5 ? names[v] : v >= 100 ? "an unexpected TC verdict" : "?";
 }
 
 static void expect_verdict(int got, int want)
 {
 	if (got != want)
-		fail_msg("verdict %s (%d), want %s", verdict_name(got), got, verdict_name(want));
+		fail_msg("%s: verdict %s (%d), want %s", env.cur->name, verdict_name(got), got,
+			 verdict_name(want));
 }
 
 /* The frame a DNAT of `in` to backend:port must give. */
@@ -481,9 +518,16 @@ static const struct xdp_case cases[] = {
 	  .tcp_flags = TH_SYN }, ip6_version_4, MALFORMED },
 };
 
+/* A table case run against one program. */
+struct case_run {
+	const struct xdp_case *c;
+	const struct prog_under_test *prog;
+};
+
 static void test_case(void **state)
 {
-	const struct xdp_case *c = *state;
+	const struct case_run *run = *state;
+	const struct xdp_case *c = run->c;
 	uint8_t in[HC_PKT_MAX], out[HC_PKT_MAX], want[HC_PKT_MAX];
 	struct hc_pktinfo info;
 	size_t len, out_len, want_len;
@@ -492,6 +536,7 @@ static void test_case(void **state)
 	int n, verdict;
 
 	REQUIRE_ENV();
+	env.cur = run->prog;
 	reset_maps();
 	n = hc_pkt_build(&c->in, in, sizeof(in), &info);
 	assert_true(n > 0);
@@ -516,9 +561,11 @@ static void test_case(void **state)
 		expect_conntrack(&c->in, c->backend, c->backend_port, 0, t0, t1);
 	}
 	expect_drops(c->drop, 1);
+	/* XDP counts what it redirects into a veth, which skips the veth's TC;
+	 * after a TC redirect the veth's own egress program counts. */
 	st = wl_stats();
-	assert_int_equal(st.rx_packets, c->out == OUT_DNAT);
-	assert_int_equal(st.rx_bytes, c->out == OUT_DNAT ? out_len : 0);
+	assert_int_equal(st.rx_packets, c->out == OUT_DNAT && !env.cur->tc);
+	assert_int_equal(st.rx_bytes, c->out == OUT_DNAT && !env.cur->tc ? out_len : 0);
 	assert_int_equal(st.tx_packets + st.tx_bytes + st.dropped_packets + st.dropped_bytes, 0);
 }
 
@@ -536,8 +583,8 @@ static void test_udp_checksum_computing_to_zero(void **state)
 	size_t want_len, out_len;
 	int len;
 
-	(void)state;
 	REQUIRE_ENV();
+	env.cur = *state;
 	reset_maps();
 	assert_true(hc_pkt_build(&spec, in, sizeof(in), &info) > 0);
 	build_dnat(&spec, OUT_DNAT, HC_BPFNET_BACKEND4, 5353, want);
@@ -554,11 +601,21 @@ static void test_udp_checksum_computing_to_zero(void **state)
 	expect_csums("output", out, out_len);
 }
 
+/* The shortest frame the kernel test-runs: an Ethernet header; for an skb
+ * whose EtherType is IPv4 or IPv6 (untagged), also the fixed IP header. */
+static int shortest_run(const struct hc_pktspec *spec, const struct hc_pktinfo *info)
+{
+	if (!env.cur->tc || spec->vlan[0].tpid)
+		return ETH_HLEN;
+	return info->l3_off + (strchr(spec->dst, ':') ? 40 : 20);
+}
+
 /* Every prefix of a valid frame (every header boundary and every byte in
  * between) passes untouched and is counted malformed; the whole frame is
  * translated, so the prefixes fail only for being short. The kernel refuses
  * to test-run frames shorter than an Ethernet header (no driver hands XDP
- * one either): those lengths must be refused, not run. */
+ * one either), and IP skbs without their fixed IP header: those lengths
+ * must be refused, not run. */
 static void test_every_prefix_passes(void **state)
 {
 	static const struct hc_pktspec frames[] = {
@@ -570,20 +627,22 @@ static void test_every_prefix_passes(void **state)
 		  .tcp_optlen = 4 },
 	};
 	uint8_t in[HC_PKT_MAX], out[HC_PKT_MAX];
+	struct hc_pktinfo info;
 	size_t out_len;
 
-	(void)state;
 	REQUIRE_ENV();
+	env.cur = *state;
 	for (size_t f = 0; f < sizeof(frames) / sizeof(frames[0]); f++) {
-		int len = hc_pkt_build(&frames[f], in, sizeof(in), NULL), refused = 0;
+		int len = hc_pkt_build(&frames[f], in, sizeof(in), &info), refused = 0, min_len;
 		struct hc_wl_stats st;
 
 		assert_true(len > 0);
+		min_len = shortest_run(&frames[f], &info);
 		reset_maps();
 		for (int cut = 0; cut < len; cut++) {
 			int verdict, err = xdp_try(in, (size_t)cut, out, &out_len, &verdict);
 
-			if (cut < ETH_HLEN && err == -EINVAL) {
+			if (cut < min_len && err == -EINVAL) {
 				refused++;
 				continue;
 			}
@@ -595,8 +654,9 @@ static void test_every_prefix_passes(void **state)
 					 verdict_name(verdict));
 			expect_frame("prefix", out, out_len, in, (size_t)cut);
 		}
-		print_message("# frame %zu: %d prefixes run, %d shorter than %d bytes refused "
-			      "by the kernel\n", f, len - refused, refused, ETH_HLEN);
+		print_message("# %s: frame %zu: %d prefixes run, %d shorter than %d bytes "
+			      "refused by the kernel\n", env.cur->name, f, len - refused, refused,
+			      min_len);
 		expect_drops(HC_DROP_MALFORMED, (uint64_t)(len - refused));
 		assert_int_equal(hc_bpfnet_map_count(env.conntrack, sizeof(struct hc_ct_key)), 0);
 		st = wl_stats();
@@ -655,8 +715,8 @@ static void test_backend_spread_and_stickiness(void **state)
 	const char *const b245[] = { "10.244.0.2", "10.244.0.4", "10.244.0.5" };
 	int first[FLOWS], second[FLOWS], per[8] = { 0 }, moved_to[8] = { 0 }, to5 = 0;
 
-	(void)state;
 	REQUIRE_ENV();
+	env.cur = *state;
 	reset_maps();
 
 	set_service(SVC_SPREAD, IPPROTO_TCP, b234, ports, 3);
@@ -731,8 +791,8 @@ static void test_established_flow_keeps_its_next_hop(void **state)
 	size_t out_len;
 	int len;
 
-	(void)state;
 	REQUIRE_ENV();
+	env.cur = *state;
 	reset_maps();
 	set_service1(SVC_SPREAD, IPPROTO_TCP, HC_BPFNET_BACKEND4, 8080);
 	assert_int_equal(hc_bpfnet_addr(HC_BPFNET_BACKEND4, &wl.addr), 0);
@@ -773,8 +833,8 @@ static void test_conntrack_entry_decides(void **state)
 	struct hc_ct_val val = { .dir = HC_CT_FORWARD, .port = htons(8080) };
 	int chosen, other;
 
-	(void)state;
 	REQUIRE_ENV();
+	env.cur = *state;
 	reset_maps();
 	set_service(SVC_SPREAD, IPPROTO_TCP, b234, ports, 3);
 	chosen = spread_flow(33333);
@@ -808,18 +868,32 @@ static int group_setup(void **state)
 	if (hc_bpfnet_enter(&env.net, env.skip, sizeof(env.skip)))
 		return 0;
 	env.skel = hc_xdp__open();
-	if (!env.skel) {
-		snprintf(env.broken, sizeof(env.broken), "hc_xdp__open: %s", strerror(errno));
+	env.tc = hc_tc__open();
+	if (!env.skel || !env.tc) {
+		snprintf(env.broken, sizeof(env.broken), "opening the skeletons: %s",
+			 strerror(errno));
 		return 0;
 	}
 	hc_bpfnet_unpin(env.skel->obj);
+	hc_bpfnet_unpin(env.tc->obj);
 	err = hc_xdp__load(env.skel);
 	if (err) {
 		/* The verifier's log went to stderr through libbpf. */
 		snprintf(env.broken, sizeof(env.broken), "hc_xdp__load: %s", strerror(-err));
 		return 0;
 	}
-	env.prog = bpf_program__fd(env.skel->progs.hc_xdp_ingress);
+	err = hc_bpfnet_share_maps(env.skel->obj, env.tc->obj);
+	if (err) {
+		snprintf(env.broken, sizeof(env.broken), "sharing the maps: %s", strerror(-err));
+		return 0;
+	}
+	err = hc_tc__load(env.tc);
+	if (err) {
+		snprintf(env.broken, sizeof(env.broken), "hc_tc__load: %s", strerror(-err));
+		return 0;
+	}
+	progs[0].fd = bpf_program__fd(env.skel->progs.hc_xdp_ingress);
+	progs[1].fd = bpf_program__fd(env.tc->progs.hc_tc_uplink);
 	env.services = bpf_map__fd(env.skel->maps.hc_services);
 	env.conntrack = bpf_map__fd(env.skel->maps.hc_conntrack);
 	env.wl_stats = bpf_map__fd(env.skel->maps.hc_wl_stats);
@@ -849,7 +923,7 @@ static int group_setup(void **state)
 			    .data_out = out, .data_size_out = sizeof(out), .ctx_in = &ctx,
 			    .ctx_size_in = sizeof(ctx), .repeat = 1);
 
-		if (bpf_prog_test_run_opts(env.prog, &opts))
+		if (bpf_prog_test_run_opts(progs[0].fd, &opts))
 			snprintf(env.skip, sizeof(env.skip),
 				 "this kernel cannot test-run XDP with an ingress ifindex: %s",
 				 strerror(errno));
@@ -860,27 +934,48 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
 	(void)state;
+	hc_tc__destroy(env.tc);
 	hc_xdp__destroy(env.skel); /* the namespace goes with the process */
 	return 0;
 }
 
+#define NPROGS (sizeof(progs) / sizeof(progs[0]))
+#define NCASES (sizeof(cases) / sizeof(cases[0]))
+
 int main(void)
 {
-	enum { NCASES = sizeof(cases) / sizeof(cases[0]), NFIXED = 5 };
-	struct CMUnitTest tests[NFIXED + NCASES] = {
+	static const struct CMUnitTest fixed[] = {
 		cmocka_unit_test(test_udp_checksum_computing_to_zero),
 		cmocka_unit_test(test_every_prefix_passes),
 		cmocka_unit_test(test_backend_spread_and_stickiness),
 		cmocka_unit_test(test_conntrack_entry_decides),
 		cmocka_unit_test(test_established_flow_keeps_its_next_hop),
 	};
+	enum { NFIXED = sizeof(fixed) / sizeof(fixed[0]), NTESTS = NPROGS * (NFIXED + NCASES) };
+	static struct CMUnitTest tests[NTESTS];
+	static struct case_run runs[NPROGS * NCASES];
+	static char names[NTESTS][192];
+	size_t n = 0;
 
-	/* One TAP line per fixture, named by its description. */
-	for (size_t i = 0; i < NCASES; i++) {
-		tests[NFIXED + i].name = cases[i].desc;
-		tests[NFIXED + i].test_func = test_case;
-		tests[NFIXED + i].initial_state = (void *)&cases[i];
+	/* One TAP line per program and test, fixtures named by their
+	 * description: "xdp: <desc>", "tc: <desc>". */
+	for (size_t p = 0; p < NPROGS; p++) {
+		for (size_t i = 0; i < NFIXED; i++, n++) {
+			tests[n] = fixed[i];
+			tests[n].initial_state = &progs[p];
+			snprintf(names[n], sizeof(names[n]), "%s: %s", progs[p].name, fixed[i].name);
+			tests[n].name = names[n];
+		}
+		for (size_t i = 0; i < NCASES; i++, n++) {
+			struct case_run *run = &runs[p * NCASES + i];
+
+			run->c = &cases[i];
+			run->prog = &progs[p];
+			snprintf(names[n], sizeof(names[n]), "%s: %s", progs[p].name, cases[i].desc);
+			tests[n].name = names[n];
+			tests[n].test_func = test_case;
+			tests[n].initial_state = run;
+		}
 	}
-	return _cmocka_run_group_tests("test_xdp", tests, NFIXED + NCASES, group_setup,
-				       group_teardown);
+	return _cmocka_run_group_tests("test_xdp", tests, n, group_setup, group_teardown);
 }

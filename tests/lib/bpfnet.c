@@ -200,3 +200,17 @@ int hc_bpfnet_map_clear(int map_fd, size_t key_size)
 	}
 	return 0;
 }
+
+int hc_bpfnet_share_maps(const struct bpf_object *from, struct bpf_object *to)
+{
+	struct bpf_map *map;
+	int err;
+
+	bpf_object__for_each_map(map, to) {
+		struct bpf_map *shared = bpf_object__find_map_by_name(from, bpf_map__name(map));
+
+		if (shared && (err = bpf_map__reuse_fd(map, bpf_map__fd(shared))))
+			return err;
+	}
+	return 0;
+}

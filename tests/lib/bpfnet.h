@@ -68,6 +68,11 @@ int hc_bpfnet_addr(const char *text, struct hc_ipaddr *out);
  * private maps): clears every map's pin path. Call between open and load. */
 void hc_bpfnet_unpin(struct bpf_object *obj);
 
+/* Makes every map of `to` that `from` (loaded) has by name use from's map,
+ * as the agent's pins do: programs of both objects then share their maps.
+ * Call between to's open and load. Returns 0 or -errno. */
+int hc_bpfnet_share_maps(const struct bpf_object *from, struct bpf_object *to);
+
 /* Sums a per-CPU value made of `words` u64 counters over all CPUs into out.
  * Returns 0 or -errno (-ENOENT: no such key). */
 int hc_bpfnet_percpu_sum(int map_fd, const void *key, size_t words, uint64_t *out);
