@@ -53,10 +53,12 @@ __attribute__((format(printf, 2, 0))) static int libbpf_print(enum libbpf_print_
 		line[--len] = '\0';
 	if (level == LIBBPF_WARN && !libbpf_first_warning[0])
 		snprintf(libbpf_first_warning, sizeof(libbpf_first_warning), "%s", line);
-	/* One level lower than libbpf's own: shown only when asked for. */
-	if (level == LIBBPF_WARN)
+	/* One level lower than libbpf's own: shown only when asked for. The
+	 * kernel's own words on a failed netlink call (a TC attach probing
+	 * for its qdisc) are for debugging: the caller acts on the error. */
+	if (level == LIBBPF_WARN && strncmp(line, "Kernel error message:", 21) != 0)
 		hc_log(HC_LOG_INFO, "libbpf: %s", line);
-	else if (level == LIBBPF_INFO)
+	else if (level != LIBBPF_DEBUG)
 		hc_log(HC_LOG_DEBUG, "libbpf: %s", line);
 	return 0;
 }
