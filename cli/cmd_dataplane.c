@@ -165,8 +165,8 @@ struct uplink_text {
 
 static void uplink_describe(const struct hc_config *c, struct uplink_text *u)
 {
-	if (!c->uplink_ifindex || !if_indextoname(c->uplink_ifindex, u->iface))
-		snprintf(u->iface, sizeof(u->iface), "%s", c->uplink_ifindex ? "?" : "");
+	snprintf(u->iface, sizeof(u->iface), "%.*s", (int)sizeof(c->uplink_iface) - 1,
+		 c->uplink_iface);
 	u->mode = c->uplink_mode == HC_UPLINK_XDP ? "xdp"
 		  : c->uplink_mode == HC_UPLINK_TC ? "tc"
 						   : "none";

@@ -407,6 +407,7 @@ static int uplink_attach(struct hc_dataplane *dp, enum hc_dp_mode mode, struct h
 	dp->config.uplink_ifindex = (__u32)dp->ifindex;
 	dp->config.uplink_mode = dp->mode == HC_DP_MODE_TC ? HC_UPLINK_TC : HC_UPLINK_XDP;
 	dp->config.uplink_xdp_native = strcmp(dp->xdp_mode, "native") == 0;
+	snprintf(dp->config.uplink_iface, sizeof(dp->config.uplink_iface), "%s", dp->iface);
 	return config_write(dp, err);
 }
 

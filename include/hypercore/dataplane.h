@@ -208,13 +208,15 @@ struct hc_config {
 	/* What a workload may reach on the node's own addresses. */
 	struct hc_port_rule host_allowed[HC_ALLOWED_PORTS_MAX];
 	/* The uplink and how node ports are served there; for `hypercore
-	 * routes` and cleanup (no program reads them). */
+	 * routes` and cleanup (no program reads them). The name too: an
+	 * ifindex means nothing in another network namespace. */
 	__u32 uplink_ifindex;
 	__u8 uplink_mode; /* HC_UPLINK_* */
 	__u8 uplink_xdp_native; /* with HC_UPLINK_XDP: 1 native, 0 generic */
 	__u8 pad2[2];
+	char uplink_iface[16]; /* IFNAMSIZ, NUL-terminated */
 };
-_Static_assert(sizeof(struct hc_config) == 64, "hc_config layout");
+_Static_assert(sizeof(struct hc_config) == 80, "hc_config layout");
 
 /* hc_drops (per-CPU array): packets dropped or left untranslated, by reason.
  * Codes are never reused; a retired code stays reserved. */
