@@ -13,8 +13,10 @@ Topology (PREFIX default "hcc", X = the subnet byte, default 253):
 Node i runs `build/hypercore cluster` in netns PREFIX-n<i> (entered with
 `nsenter --net`, so /sys/fs/bpf stays the host's): gRPC on 10.X.0.i:8000, HTTP
 on 10.X.0.i:8001, gossip on 10.X.0.i:7946 (nodes 2..N join node 1), state and
-run dirs under WORKDIR/n<i>/, its log in WORKDIR/n<i>/agent.log, XDP on its
-eth0, pins in /sys/fs/bpf/PREFIX-n<i>, and by default the embedded containerd.
+run dirs under WORKDIR/n<i>/, its log in WORKDIR/n<i>/agent.log, node ports on
+its eth0 (TC ingress: what --dataplane-mode auto picks for a veth, whose
+offloads stay as Linux sets them), pins in /sys/fs/bpf/PREFIX-n<i>, and by
+default the embedded containerd.
 Everything is reachable from the root netns, and nodes reach a registry served
 in the root netns at 10.X.0.254. The root netns's sysctls are never changed.
 
@@ -315,8 +317,15 @@ class Node(hctest.Agent):
         else:
             argv += ["--no-runtime", "--no-dataplane"]
         argv += self.extra_args
-        if self.index != 1:
-            argv.append(c.node(1).gossip_addr)  # the seed, a positional JOIN-ADDR
+        # Seeds, positional JOIN-ADDRs: node 1 for a first start; for a
+        # restart every other running node, as an operator would name them
+        # (a node does not rejoin by itself, and the others' reconnect
+        # attempts, serf's, come at random every 30 s).
+        if self.proc is None:
+            if self.index != 1:
+                argv.append(c.node(1).gossip_addr)
+        else:
+            argv += [n.gossip_addr for n in c.nodes if n is not self and n.running()]
         return argv
 
     def running(self):
@@ -528,9 +537,6 @@ class NetCluster:
         _ip("-n", sw, "link", "set", "host", "master", "br0", "up")
         _ip("addr", "add", "%s/24" % self.host_addr, "dev", self.host_veth)
         _ip("link", "set", self.host_veth, "up")
-        # whole checksums in what this end sends, for the nodes' XDP
-        # (datapath-facts.md, trap 2)
-        _run(["ethtool", "-K", self.host_veth, "tx", "off"], check=True)
         for nd in self.nodes:
             _ip("netns", "add", nd.netns)
             _ip("link", "add", "eth0", "netns", nd.netns, "type", "veth",
@@ -544,7 +550,6 @@ class NetCluster:
                         # root netns does not forward, so nothing leaks out
                         ["route", "add", "default", "via", self.host_addr]):
                 _ip("-n", nd.netns, *cmd)
-            _run(_nsenter(nd.netns, "ethtool", "-K", "eth0", "tx", "off"), check=True)
             # in the node's netns only: workloads are routed through the node
             _run(_nsenter(nd.netns, "sysctl", "-qw", "net.ipv4.ip_forward=1"), check=True)
         for ns in [sw] + [nd.netns for nd in self.nodes]:

@@ -185,6 +185,20 @@ class Cluster(unittest.TestCase):
 
     # ---- tests ----
 
+    def test_00_node_ports_by_tc_with_offloads_left_on(self):
+        # A cluster on a veth bridge as a new user builds it: the veths keep
+        # their transmit checksum offload, so frames arrive with partial
+        # checksums, and auto mode serves node ports at TC ingress.
+        for n in self.nodes:
+            r = n.ns_run("ethtool", "-k", "eth0")
+            self.assertRegex(r.stdout, r"(?m)^tx-checksumming: on$")
+            r = n.cli("routes", "--json", "--bpf-pin-dir", n.pin_dir)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            uplink = json.loads(r.stdout)["uplink"]
+            self.assertEqual((uplink["iface"], uplink["mode"]), ("eth0", "tc"), uplink)
+            self.assertIn('hypercore_dataplane_info{iface="eth0",mode="tc",xdp_mode="none"} 1',
+                          self.metrics(n))
+
     def test_01_spawn_is_served_by_every_node(self):
         wid = self.spawn(self.nodes[0], "web", "--ports", "80:8080,443:8080")
         Cluster.web = wid
