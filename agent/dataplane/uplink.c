@@ -141,27 +141,25 @@ static int xdp_update_pinned(struct hc_dataplane *dp, int prog_fd, const char *p
 	memset(&info, 0, sizeof(info));
 	if (bpf_obj_get_info_by_fd(fd, &info, &len) < 0) {
 		rc = -errno;
-		close(fd);
-		return rc;
+	} else if (info.type == BPF_LINK_TYPE_XDP && (int)info.xdp.ifindex == dp->ifindex &&
+		   (!native_only || strcmp(xdp_mode_name(dp->ifindex), "native") == 0)) {
+		rc = bpf_link_update(fd, prog_fd, NULL) < 0 ? -errno : 1;
+	} else {
+		/* The uplink changed, went away or runs XDP in a mode not
+		 * wanted. */
+		hc_log(HC_LOG_INFO, "replacing the XDP link pinned for ifindex %u",
+		       info.xdp.ifindex);
+		bpf_link_detach(fd);
+		unlink(pin);
+		rc = 0;
 	}
 	close(fd);
-	if (info.type == BPF_LINK_TYPE_XDP && (int)info.xdp.ifindex == dp->ifindex &&
-	    (!native_only || strcmp(xdp_mode_name(dp->ifindex), "native") == 0)) {
-		fd = bpf_obj_get(pin);
-		if (fd < 0)
-			return -errno;
-		rc = bpf_link_update(fd, prog_fd, NULL) < 0 ? -errno : 1;
-		close(fd);
-		return rc;
-	}
-	/* The uplink changed, went away or runs XDP in a mode not wanted. */
-	hc_log(HC_LOG_INFO, "replacing the XDP link pinned for ifindex %u", info.xdp.ifindex);
-	xdp_link_drop(pin);
-	return 0;
+	return rc;
 }
 
 /* Attaches hc_xdp_ingress to the uplink through a pinned link. native_only:
- * -EOPNOTSUPP when the driver has no native XDP (generic mode otherwise). */
+ * -EOPNOTSUPP when the driver has no native XDP (generic mode otherwise).
+ * -EBUSY when another program holds the uplink's XDP hook. */
 static int xdp_attach(struct hc_dataplane *dp, bool native_only, struct hc_dp_err *err)
 {
 	int prog_fd = bpf_program__fd(dp->xdp->progs.hc_xdp_ingress);
@@ -190,7 +188,7 @@ static int xdp_attach(struct hc_dataplane *dp, bool native_only, struct hc_dp_er
 	if (fd < 0) {
 		rc = -errno;
 		if (rc == -EBUSY || rc == -EEXIST)
-			return hc_dp_fail(err, rc,
+			return hc_dp_fail(err, -EBUSY,
 					  "another XDP program is attached to %s (see `bpftool net "
 					  "show dev %s`)",
 					  dp->iface, dp->iface);
@@ -294,7 +292,9 @@ int hc_dp_uplink_attach(struct hc_dataplane *dp, enum hc_dp_mode want, struct hc
 		struct hc_dp_err xerr;
 
 		rc = xdp_attach(dp, mode == HC_DP_MODE_AUTO, &xerr);
-		if (rc == -EOPNOTSUPP && mode == HC_DP_MODE_AUTO) {
+		/* No native XDP, or another program holds the hook: TC works
+		 * as well, beside whatever that program does. */
+		if ((rc == -EOPNOTSUPP || rc == -EBUSY) && mode == HC_DP_MODE_AUTO) {
 			snprintf(why, sizeof(why), "%s", xerr.msg);
 			mode = HC_DP_MODE_TC;
 		} else if (rc) {
