@@ -79,7 +79,13 @@ void hc_proxy_conn_close(struct hc_proxy_conn *c, bool reset)
 	c->next = c->w->dead;
 	c->w->dead = c;
 	if (--l->conns == 0 && l->fd < 0)
-		free(l); /* its listener closed while we were open */
+		hc_proxy_listener_retire(c->w, l); /* it closed while we were open */
+}
+
+void hc_proxy_listener_retire(struct hc_proxy_worker *w, struct hc_proxy_listener *l)
+{
+	l->next_dead = w->dead_listeners;
+	w->dead_listeners = l;
 }
 
 void hc_proxy_conn_reap(struct hc_proxy_worker *w)
@@ -89,6 +95,12 @@ void hc_proxy_conn_reap(struct hc_proxy_worker *w)
 
 		w->dead = c->next;
 		free(c);
+	}
+	while (w->dead_listeners) {
+		struct hc_proxy_listener *l = w->dead_listeners;
+
+		w->dead_listeners = l->next_dead;
+		free(l);
 	}
 }
 

@@ -169,9 +169,10 @@ static void listener_close(struct hc_proxy_worker *w, size_t i)
 	close(l->fd);
 	l->fd = -1;
 	/* Connections accepted here may still point at it: keep the struct
-	 * until they are gone; it is only unlinked from the table. */
+	 * until they are gone; it is only unlinked from the table. Freed by
+	 * the reap after the batch, which may hold an event of it. */
 	if (l->conns == 0)
-		free(l);
+		hc_proxy_listener_retire(w, l);
 	w->listeners[i] = w->listeners[--w->nlisteners];
 }
 
@@ -241,6 +242,9 @@ static void sync_listeners(struct hc_proxy_worker *w)
 
 /* ---- workers ---- */
 
+/* Runs from the timer's event, in the middle of a batch: what it closes is
+ * freed by the reap after the batch, since later events of the batch may
+ * name those connections (reaping here freed them under those events). */
 static void expire_conns(struct hc_proxy_worker *w)
 {
 	uint64_t now = hc_proxy_now_ms();
@@ -251,7 +255,6 @@ static void expire_conns(struct hc_proxy_worker *w)
 		if (c->deadline_ms && now >= c->deadline_ms)
 			hc_proxy_conn_expire(c);
 	}
-	hc_proxy_conn_reap(w);
 }
 
 static void *worker_main(void *arg)
@@ -286,7 +289,9 @@ static void *worker_main(void *arg)
 				expire_conns(w);
 				break;
 			case H_LISTENER:
-				hc_proxy_accept(w, (struct hc_proxy_listener *)h);
+				/* closed earlier in this batch: nothing to accept */
+				if (((struct hc_proxy_listener *)h)->fd >= 0)
+					hc_proxy_accept(w, (struct hc_proxy_listener *)h);
 				break;
 			case H_CLIENT:
 			case H_BACKEND: {
@@ -308,6 +313,7 @@ static void *worker_main(void *arg)
 	hc_proxy_conn_reap(w);
 	while (w->nlisteners)
 		listener_close(w, 0);
+	hc_proxy_conn_reap(w);
 	return NULL;
 }
 

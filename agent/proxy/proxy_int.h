@@ -64,6 +64,7 @@ struct hc_proxy_listener {
 	int fd;
 	unsigned conns; /* open connections accepted here (this worker) */
 	bool failed_logged;
+	struct hc_proxy_listener *next_dead; /* on the worker's dead_listeners */
 };
 
 enum hc_proxy_conn_state {
@@ -128,6 +129,9 @@ struct hc_proxy_worker {
 	/* Closed during this batch of events: freed after it, since a later
 	 * event of the same batch may name them (both sides of one connection). */
 	struct hc_proxy_conn *dead;
+	/* Closed listeners no connection points at any more: freed after the
+	 * batch too, since a later event of it may be in the same batch. */
+	struct hc_proxy_listener *dead_listeners;
 };
 
 struct hc_proxy {
@@ -159,6 +163,9 @@ void hc_proxy_conn_expire(struct hc_proxy_conn *c);
 /* Closes both sides and releases everything but the struct itself, which
  * waits for hc_proxy_conn_reap (events of the same batch may name it). */
 void hc_proxy_conn_close(struct hc_proxy_conn *c, bool reset);
+/* A closed listener with no connection left: freed by the next reap. */
+void hc_proxy_listener_retire(struct hc_proxy_worker *w, struct hc_proxy_listener *l);
+/* Frees what was closed during the batch of events just handled. */
 void hc_proxy_conn_reap(struct hc_proxy_worker *w);
 
 /* forward.c: moving bytes once the backend is connected. */
