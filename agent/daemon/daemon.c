@@ -385,13 +385,15 @@ static void on_running(void *arg, const struct hc_runtime_running *list, size_t 
 }
 
 /* The cluster's local workloads changed (a spawn done, a stop, an exit):
- * TC goes on new ones at once, not at the watch's next look. */
+ * TC goes on new ones at once, and the watch looks again now (its gauges
+ * follow), not at its next period. */
 static void on_local_workloads(void *arg, const struct hc_runtime_running *list, size_t n)
 {
 	struct daemon *d = arg;
 
 	if (d->dataplane)
 		daemon_dataplane_on_running(d->dataplane, list, n);
+	hc_runtime_watch_refresh(d->watch);
 }
 
 /* A map sync changed the routes: the proxy opens new ports now rather

@@ -311,6 +311,22 @@ static int holds_resources(const struct hc_workload *w)
 	return w->state != HC_WORKLOAD_EXITED;
 }
 
+void hc_runtime_capacity_of(const struct hc_runtime *rt, const struct hc_workload *list,
+			    size_t n, struct hc_runtime_capacity *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; i < n; i++) {
+		if (!holds_resources(&list[i]))
+			continue;
+		out->cpus_used += list[i].spec.cores;
+		out->mem_used_mb += list[i].spec.memory_mb;
+		out->workloads++;
+	}
+	out->cpus_total = cpus_total(rt);
+	out->mem_total_mb = rt->capacity_mem_mb ? rt->capacity_mem_mb
+						: meminfo_mb("MemAvailable") + out->mem_used_mb;
+}
+
 int hc_runtime_capacity(struct hc_runtime *rt, struct hc_runtime_capacity *out,
 			struct hc_runtime_err *err)
 {
@@ -320,18 +336,8 @@ int hc_runtime_capacity(struct hc_runtime *rt, struct hc_runtime_capacity *out,
 
 	if (r < 0)
 		return r;
-	memset(out, 0, sizeof(*out));
-	for (size_t i = 0; i < n; i++) {
-		if (!holds_resources(&list[i]))
-			continue;
-		out->cpus_used += list[i].spec.cores;
-		out->mem_used_mb += list[i].spec.memory_mb;
-		out->workloads++;
-	}
+	hc_runtime_capacity_of(rt, list, n, out);
 	hc_workload_list_free(list, n);
-	out->cpus_total = cpus_total(rt);
-	out->mem_total_mb = rt->capacity_mem_mb ? rt->capacity_mem_mb
-						: meminfo_mb("MemAvailable") + out->mem_used_mb;
 	return 0;
 }
 

@@ -278,6 +278,12 @@ typedef void hc_runtime_running_fn(void *arg, const struct hc_runtime_running *l
  * hc_runtime_watch_start(). */
 void hc_runtime_watch_on_running(struct hc_runtime_watch *w, hc_runtime_running_fn *fn, void *arg);
 
+/* Asks for a look now instead of at the end of the period: after a spawn or
+ * stop on this node, so that the running set and the gauges follow it at
+ * once. A look in progress is followed by another. Does not block (beyond
+ * the watch's lock); NULL is fine. */
+void hc_runtime_watch_refresh(struct hc_runtime_watch *w);
+
 /* Registers the workload and capacity gauges. 0 or -ENOMEM. */
 int hc_runtime_watch_register_metrics(struct hc_runtime_watch *w, struct hc_metrics *m);
 

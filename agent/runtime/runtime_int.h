@@ -68,6 +68,11 @@ int hc_image_ref_valid(const char *ref);
 int hc_runtime_find(struct hc_runtime *rt, const char *id, char sandbox_id[65],
 		    char container_id[65], struct hc_runtime_err *err);
 
+/* Capacity as hc_runtime_capacity() counts it, from a listing the caller
+ * already has (hc_runtime_list's), so that figures and list agree. */
+void hc_runtime_capacity_of(const struct hc_runtime *rt, const struct hc_workload *list,
+			    size_t n, struct hc_runtime_capacity *out);
+
 /* The pause image linked into the binary (pause_image.S). */
 extern const unsigned char hc_pause_image_start[];
 extern const unsigned char hc_pause_image_end[];

@@ -39,6 +39,7 @@ struct hc_runtime_watch {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	int stopping;
+	int refresh; /* under lock: look again now, not at the end of the period */
 	/* under lock: exits waiting for the loop thread, and the snapshot */
 	struct exit_node *pending;
 	int drain_posted;
@@ -52,6 +53,7 @@ struct hc_runtime_watch {
 	/* thread-only: ids already reported, with their finish times */
 	struct hc_runtime_exit *reported;
 	size_t nreported;
+	int failing; /* thread-only: the last look could not list (and said so) */
 };
 
 static int was_reported(const struct hc_runtime_watch *w, const struct hc_workload *wl)
@@ -210,36 +212,53 @@ static void remember(struct hc_runtime_watch *w, const struct hc_workload *list,
 	w->nreported = k;
 }
 
+/* The figures /metrics shows, from the listing the rest of the look uses:
+ * one listing per look, so that states and capacity agree and a second
+ * CRI round trip can neither fail on its own nor delay them. */
+static void take_snapshot(struct hc_runtime_watch *w, const struct hc_workload *list, size_t n)
+{
+	struct snapshot snap = { .valid = 1 };
+
+	for (size_t i = 0; i < n; i++)
+		snap.by_state[list[i].state]++;
+	hc_runtime_capacity_of(w->rt, list, n, &snap.cap);
+	pthread_mutex_lock(&w->lock);
+	w->snap = snap;
+	pthread_mutex_unlock(&w->lock);
+}
+
+/* No listing: no figures rather than stale ones, and the reason in the log
+ * once per outage (every look would repeat it). */
+static void look_failed(struct hc_runtime_watch *w, const char *why)
+{
+	pthread_mutex_lock(&w->lock);
+	w->snap.valid = 0;
+	pthread_mutex_unlock(&w->lock);
+	hc_log(w->failing ? HC_LOG_DEBUG : HC_LOG_WARN, "cannot list workloads: %s", why);
+	w->failing = 1;
+}
+
 static void look(struct hc_runtime_watch *w)
 {
 	struct hc_runtime_err err;
 	struct hc_workload *list;
-	struct snapshot snap = { .valid = 1 };
 	size_t n;
 	int r;
 
 	if (hc_runtime_list(w->rt, &list, &n, &err) < 0) {
-		hc_log(HC_LOG_DEBUG, "cannot list workloads: %s", err.msg);
-		pthread_mutex_lock(&w->lock);
-		w->snap.valid = 0;
-		pthread_mutex_unlock(&w->lock);
+		look_failed(w, err.msg);
 		return;
 	}
-	for (size_t i = 0; i < n; i++) {
-		const struct hc_workload *wl = &list[i];
-
-		snap.by_state[wl->state]++;
-		if (wl->state == HC_WORKLOAD_EXITED && !was_reported(w, wl))
-			queue_exit(w, wl);
-	}
+	if (w->failing)
+		hc_log(HC_LOG_INFO, "workloads listed again");
+	w->failing = 0;
+	take_snapshot(w, list, n);
+	for (size_t i = 0; i < n; i++)
+		if (list[i].state == HC_WORKLOAD_EXITED && !was_reported(w, &list[i]))
+			queue_exit(w, &list[i]);
 	remember(w, list, n);
 	publish_running(w, list, n);
 	hc_workload_list_free(list, n);
-	if (hc_runtime_capacity(w->rt, &snap.cap, &err) < 0)
-		snap.valid = 0;
-	pthread_mutex_lock(&w->lock);
-	w->snap = snap;
-	pthread_mutex_unlock(&w->lock);
 	r = hc_runtime_collect_orphans(w->rt, ORPHAN_MIN_AGE_S, &err);
 	if (r < 0)
 		hc_log(HC_LOG_DEBUG, "orphan collection: %s", err.msg);
@@ -252,6 +271,7 @@ static void *watch_main(void *arg)
 
 	pthread_mutex_lock(&w->lock);
 	while (!w->stopping) {
+		w->refresh = 0; /* this look answers every refresh asked so far */
 		pthread_mutex_unlock(&w->lock);
 		look(w);
 		pthread_mutex_lock(&w->lock);
@@ -262,12 +282,22 @@ static void *watch_main(void *arg)
 			until.tv_sec++;
 			until.tv_nsec -= 1000000000;
 		}
-		while (!w->stopping &&
+		while (!w->stopping && !w->refresh &&
 		       pthread_cond_timedwait(&w->wake, &w->lock, &until) != ETIMEDOUT)
 			;
 	}
 	pthread_mutex_unlock(&w->lock);
 	return NULL;
+}
+
+void hc_runtime_watch_refresh(struct hc_runtime_watch *w)
+{
+	if (!w)
+		return;
+	pthread_mutex_lock(&w->lock);
+	w->refresh = 1;
+	pthread_cond_signal(&w->wake);
+	pthread_mutex_unlock(&w->lock);
 }
 
 struct hc_runtime_watch *hc_runtime_watch_start(struct hc_loop *loop,
