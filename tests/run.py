@@ -84,12 +84,15 @@ def run_program(argv, env, timeout):
 
 
 def parse_tap(output):
-    """Returns (plan or None, [(ok, name, skipped)])."""
-    plan, results = None, []
+    """Returns (plan or None, [(ok, name, skipped, diagnostics)]): a result's
+    diagnostics are the "#" lines right after it (hctest.py prints there a
+    failure's traceback, the time it took and its agents' logs)."""
+    plan, results, block = None, [], None
     for line in output.splitlines():
         m = TAP_PLAN.match(line.strip())
         if m and plan is None:
             plan = int(m.group(1))
+            block = None
             continue
         m = TAP_RESULT.match(line.strip())
         if m:
@@ -99,11 +102,17 @@ def parse_tap(output):
             name = m.group(3).strip() or (m.group(5) or "").strip() or "#%s" % m.group(2)
             if m.group(4) == "TODO":
                 name += " [known failure: %s]" % (m.group(5) or "").strip()
-            results.append((ok or skipped, name, skipped))
+            block = []
+            results.append((ok or skipped, name, skipped, block))
+        elif block is not None and line.lstrip().startswith("#"):
+            block.append(line)
+        else:
+            block = None  # anything else ends the block
     return plan, results
 
 
-def record(totals, label, ok, skipped, output=None):
+def record(totals, label, ok, skipped, output=None, diagnostics=()):
+    """Counts one result; a failure's diagnostics follow its FAIL line."""
     if skipped:
         totals.skipped += 1
         print("SKIP %s" % label, flush=True)
@@ -112,8 +121,10 @@ def record(totals, label, ok, skipped, output=None):
         print("PASS %s" % label, flush=True)
     else:
         totals.failed += 1
-        totals.failures.append((label, output))
+        totals.failures.append((label, output, diagnostics))
         print("FAIL %s" % label, flush=True)
+        for line in diagnostics:
+            print("    " + line, flush=True)
 
 
 def run_suite(totals, build, kind, name, argv, timeout):
@@ -129,12 +140,13 @@ def run_suite(totals, build, kind, name, argv, timeout):
     rc, out, secs = run_program(argv, env, timeout)
     plan, results = parse_tap(out)
     prefix = "[%s] %s/%s" % (build, kind, name)
-    for ok, case, skipped in results:
-        record(totals, "%s: %s" % (prefix, case), ok, skipped, out if not ok else None)
+    for ok, case, skipped, diagnostics in results:
+        record(totals, "%s: %s" % (prefix, case), ok, skipped, out if not ok else None,
+               diagnostics)
     if plan is not None and plan != len(results):
         record(totals, "%s: planned %d results, got %d" % (prefix, plan, len(results)),
                False, False, out)
-    elif rc != 0 and all(ok for ok, _, _ in results):
+    elif rc != 0 and all(r[0] for r in results):
         # Crashed, leaked (sanitizers exit non-zero at exit) or timed out
         # without a failing result to show for it.
         record(totals, "%s: exited %s" % (prefix, rc), False, False, out)
@@ -160,8 +172,11 @@ def main():
             if args.only in "%s/%s" % (kind, name):
                 run_suite(totals, build, kind, name, argv, timeout)
 
-    for label, output in totals.failures:
-        print("\n==== %s ====\n%s" % (label, (output or "").rstrip()[-6000:]))
+    # Each failure again: its own diagnostics, or (a crash, a timeout, a
+    # test program without them) the end of its program's output.
+    for label, output, diagnostics in totals.failures:
+        text = "\n".join(diagnostics) if diagnostics else (output or "").rstrip()[-6000:]
+        print("\n==== %s ====\n%s" % (label, text))
     print()
     print("%d passed, %d failed, %d skipped" % (totals.passed, totals.failed, totals.skipped))
     return 1 if totals.failed else 0

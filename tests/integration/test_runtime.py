@@ -26,16 +26,30 @@ import hctest  # noqa: E402
 import netns  # noqa: E402
 from registry import Registry, build_test_images  # noqa: E402
 
+# Everything this run makes outside its temporary directory is named after
+# its pid, so runs side by side (and a killed run's leftovers) never meet.
+PREFIX = "hcrt%d" % (os.getpid() % 100000)  # + 2 characters: <= 15 for a link
+RUN_INDEX = os.getpid() % 16384  # which /30 of a /16 this run's veths take
+
+
+def net30(second):
+    """(host side, namespace side) addresses of this run's /30 in 10.second/16."""
+    a, b = RUN_INDEX // 64, RUN_INDEX % 64 * 4
+    return "10.%d.%d.%d" % (second, a, b + 1), "10.%d.%d.%d" % (second, a, b + 2)
+
+
 # A registry on a non-loopback address, in a network namespace of our own:
 # containerd speaks plain HTTP to it only because of --insecure-registry.
-REMOTE_NS = "hc-test-reg"
-REMOTE_VETH = ("hc-treg0", "hc-treg1")
-REMOTE_HOST, REMOTE_NS_ADDR = "10.251.0.1/30", "10.251.0.2"
+REMOTE_NS = PREFIX + "-reg"
+REMOTE_VETH = (PREFIX + "r0", PREFIX + "r1")
+REMOTE_HOST, REMOTE_NS_ADDR = net30(251)
 # The agent's data plane uplink: a veth of the test's own (XDP never goes on
 # the machine's real interface), with a client namespace on the other end.
-UPLINK, CLIENT_NS, CLIENT_VETH = "hc-tup0", "hc-test-cl", "hc-tup1"
-UPLINK_ADDR, CLIENT_ADDR = "10.252.0.1", "10.252.0.2"
-PIN_DIR = "/sys/fs/bpf/hc-test-runtime"
+UPLINK, CLIENT_NS, CLIENT_VETH = PREFIX + "u0", PREFIX + "-cl", PREFIX + "u1"
+UPLINK_ADDR, CLIENT_ADDR = net30(252)
+PIN_DIR = "/sys/fs/bpf/" + PREFIX
+# The workloads' addresses: CNI routes each one on the host.
+WORKLOAD_NET = "10.%d.%d" % (232 + RUN_INDEX % 2048 // 256, RUN_INDEX % 256)
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -86,11 +100,46 @@ def cmdline(pid):
         return []
 
 
+def stale_prefixes():
+    """Prefixes of earlier runs of this file that were killed before they
+    cleaned up: their namespaces or pins are still there, and no process
+    (neither the run nor an agent it left) names them."""
+    live = set()
+    for d in glob.glob("/proc/[0-9]*"):
+        argv = cmdline(int(d[6:]))
+        if any(a.endswith(b"test_runtime.py") for a in argv):
+            live.add("hcrt%d" % (int(d[6:]) % 100000))
+        live.update(m.decode() for a in argv for m in re.findall(rb"/sys/fs/bpf/(hcrt\d+)", a))
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True,
+                           text=True).stdout.split()
+    names += [os.path.basename(p) for p in glob.glob("/sys/fs/bpf/hcrt*")]
+    return {m.group(1) for m in map(re.compile(r"^(hcrt\d+)(-reg|-cl)?$").match, names)
+            if m} - live
+
+
+def remove_run_resources(prefix):
+    """Removes what a run named prefix made on the host: its pins (and the
+    XDP program behind them), veths and namespaces."""
+    pin, uplink = "/sys/fs/bpf/" + prefix, prefix + "u0"
+    if os.path.exists("/sys/class/net/" + uplink):
+        hctest.run_cli("dataplane", "cleanup", "--dataplane-iface", uplink, "--bpf-pin-dir", pin)
+    elif os.path.isdir(pin):  # no uplink to name: dropping the pins releases the rest
+        for f in os.listdir(pin):
+            os.unlink(os.path.join(pin, f))
+        os.rmdir(pin)
+    for link in (prefix + "r0", uplink):
+        subprocess.run(["ip", "link", "del", link], capture_output=True)
+    for ns in (prefix + "-reg", prefix + "-cl"):
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
 class Runtime(unittest.TestCase):
     """One registry and one agent for the whole module; tests run in order."""
 
     @classmethod
     def setUpClass(cls):
+        for prefix in stale_prefixes():
+            remove_run_resources(prefix)
         # what CNI changes host-wide, to put back afterwards (pitfalls 10, 11)
         cls.had_cni_chains = b"CNI-FORWARD" in subprocess.run(
             ["iptables", "-S"], capture_output=True).stdout
@@ -117,7 +166,8 @@ class Runtime(unittest.TestCase):
                                      extra_args=["--insecure-registry", cls.registry.addr,
                                                  "--insecure-registry", cls.remote.addr,
                                                  "--dataplane-iface", UPLINK,
-                                                 "--bpf-pin-dir", PIN_DIR])
+                                                 "--bpf-pin-dir", PIN_DIR,
+                                                 "--workload-subnet", WORKLOAD_NET + ".0/24"])
             cls.agent.start()
         except BaseException:
             cls.tearDownClass()
@@ -125,15 +175,38 @@ class Runtime(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
+        """Undoes setUpClass, also after a failure half-way: every step runs
+        even if one before it failed; the first error is raised at the end."""
+        errors, shims = [], []
+        for step in (cls.stop_workloads, lambda: shims.extend(cls.our_shims()),
+                     cls.stop_agent, lambda: cls.end_shims(shims), cls.restore_host,
+                     lambda: cls.registry and cls.registry.stop(),
+                     lambda: cls.remote and cls.remote.stop(),
+                     lambda: remove_run_resources(PREFIX),
+                     lambda: shutil.rmtree(cls.workdir, ignore_errors=True)):
+            try:
+                step()
+            except Exception as e:  # noqa: BLE001 (raised below)
+                errors.append(e)
+        if errors:
+            raise errors[0]
+
+    @classmethod
+    def stop_workloads(cls):
         if cls.agent and cls.agent.proc and cls.agent.proc.poll() is None:
             for w in cls.list_json_or_empty():
                 cls.cli("stop", "--id", w["id"], "--grace", "0")
-        shims = cls.our_shims()
+
+    @classmethod
+    def stop_agent(cls):
         if cls.agent:
-            cls.agent.stop()
-            cls.agent.kill()
-        hctest.run_cli("dataplane", "cleanup", "--dataplane-iface", UPLINK, "--bpf-pin-dir",
-                       PIN_DIR)
+            try:
+                cls.agent.stop()
+            finally:
+                cls.agent.kill()
+
+    @classmethod
+    def end_shims(cls, shims):
         # shims outlive containerd by design; these are ours, end them
         for pid in shims + cls.our_shims():
             try:
@@ -148,6 +221,9 @@ class Runtime(unittest.TestCase):
                         os.rmdir(sub)
                     except OSError:
                         pass
+
+    @classmethod
+    def restore_host(cls):
         if not cls.had_cni_chains:
             for cmd in (["-D", "FORWARD", "-m", "comment", "--comment",
                          "CNI firewall plugin rules", "-j", "CNI-FORWARD"],
@@ -156,21 +232,13 @@ class Runtime(unittest.TestCase):
                 subprocess.run(["iptables", *cmd], capture_output=True)
         with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
             f.write(cls.ip_forward)
-        if cls.registry:
-            cls.registry.stop()
-        if cls.remote:
-            cls.remote.stop()
-        cls.remove_remote_netns()
-        cls.remove_client_netns()
-        shutil.rmtree(cls.workdir, ignore_errors=True)
 
     @classmethod
     def make_remote_netns(cls):
-        cls.remove_remote_netns()  # a crashed earlier run's
         for cmd in (["netns", "add", REMOTE_NS],
                     ["link", "add", REMOTE_VETH[0], "type", "veth", "peer", "name", REMOTE_VETH[1]],
                     ["link", "set", REMOTE_VETH[1], "netns", REMOTE_NS],
-                    ["addr", "add", REMOTE_HOST, "dev", REMOTE_VETH[0]],
+                    ["addr", "add", REMOTE_HOST + "/30", "dev", REMOTE_VETH[0]],
                     ["link", "set", REMOTE_VETH[0], "up"],
                     ["-n", REMOTE_NS, "addr", "add", REMOTE_NS_ADDR + "/30", "dev", REMOTE_VETH[1]],
                     ["-n", REMOTE_NS, "link", "set", REMOTE_VETH[1], "up"],
@@ -179,7 +247,6 @@ class Runtime(unittest.TestCase):
 
     @classmethod
     def make_client_netns(cls):
-        cls.remove_client_netns()
         for cmd in (["netns", "add", CLIENT_NS],
                     ["link", "add", UPLINK, "type", "veth", "peer", "name", CLIENT_VETH],
                     ["link", "set", CLIENT_VETH, "netns", CLIENT_NS],
@@ -189,19 +256,19 @@ class Runtime(unittest.TestCase):
                     ["-n", CLIENT_NS, "link", "set", CLIENT_VETH, "up"],
                     ["-n", CLIENT_NS, "link", "set", "lo", "up"]):
             subprocess.run(["ip", *cmd], check=True, capture_output=True)
-        # whole checksums on what XDP sees, as from a NIC (datapath-facts.md, trap 2)
-        subprocess.run(["nsenter", "--net=/run/netns/" + CLIENT_NS, "ethtool", "-K",
-                        CLIENT_VETH, "tx", "off"], check=True, capture_output=True)
+        # The client's veth keeps its transmit offloads: its frames reach the
+        # agent's uplink with partial checksums, which the default data
+        # plane mode (TC on a veth uplink) translates correctly.
 
-    @classmethod
-    def remove_client_netns(cls):
-        subprocess.run(["ip", "link", "del", UPLINK], capture_output=True)
-        subprocess.run(["ip", "netns", "del", CLIENT_NS], capture_output=True)
-
-    @classmethod
-    def remove_remote_netns(cls):
-        subprocess.run(["ip", "link", "del", REMOTE_VETH[0]], capture_output=True)
-        subprocess.run(["ip", "netns", "del", REMOTE_NS], capture_output=True)
+    def diagnostics(self):
+        """After a failure (hctest.TapResult): the agent's log and its
+        containerd's, whose errors the agent's log only summarizes."""
+        out = hctest.agent_diagnostics(hctest.agents_of(self))
+        if self.agent:
+            path = os.path.join(self.agent.state_dir, "containerd.log")
+            out.append("containerd, last lines of %s:" % path)
+            out += ["  " + x for x in hctest.log_tail(path)]
+        return out
 
     # ---- helpers ----
 
@@ -279,15 +346,16 @@ class Runtime(unittest.TestCase):
     # ---- tests (run in name order) ----
 
     def test_01_spawn_answers_http_with_limits(self):
+        port = hctest.free_port()  # the proxy listens there: not a fixed one
         wid = self.spawn("web", "--cpu", "1", "--mem", "64", "--env", "GREETING=hi",
-                         "--ports", "8080:8080", "--label", "team=edge")
+                         "--ports", "%d:8080" % port, "--label", "team=edge")
         w = self.workload(wid)
         self.assertEqual(w["state"], "running")
-        self.assertRegex(w["ip"], r"^192\.168\.127\.\d+$")
+        self.assertRegex(w["ip"], r"^%s\.\d+$" % re.escape(WORKLOAD_NET))
         self.assertEqual(w["request"]["image_ref"], self.images["web"])
         self.assertEqual(w["request"]["cores"], 1)
         self.assertEqual(w["request"]["memory"], 64)
-        self.assertEqual(w["request"]["ports"], {"8080": 8080})
+        self.assertEqual(w["request"]["ports"], {str(port): 8080})
         self.assertEqual(w["request"]["env"], ["GREETING=hi"])
         self.assertGreater(w["stats"]["cpu_ns"], 0)
         self.assertGreater(w["stats"]["memory_working_set_bytes"], 0)
@@ -308,7 +376,7 @@ class Runtime(unittest.TestCase):
                          ["ID", "STATE", "IP", "IMAGE", "CPU", "MEM", "PORTS", "AGE"])
         row = [line.split() for line in r.stdout.splitlines() if line.startswith(wid)][0]
         self.assertEqual(row[1:7], ["running", w["ip"], self.images["web"], "1", "64MB",
-                                    "8080:8080"])
+                                    "%d:8080" % port])
 
     def test_02_logs(self):
         wid = self.spawn("logger", "--mem", "32", "--env", "LOG_INTERVAL=0.1")
@@ -487,7 +555,9 @@ class Runtime(unittest.TestCase):
             _, _, body = self.agent.http("/metrics")
             m = re.search(rb'hypercore_capacity_vcpus\{kind="used"\} (\d+)', body)
             return m and int(m.group(1)) >= 2 and body
-        body = wait_for("capacity in /metrics", used, timeout=60)
+        # the agent's next look (every 2 s) sees a spawn made without it;
+        # 20 s is that with room for a loaded machine, not for a stuck watch
+        body = wait_for("capacity in /metrics", used, timeout=20)
         self.assertRegex(body, rb'hypercore_capacity_vcpus\{kind="total"\} \d+')
         self.assertRegex(body, rb'hypercore_capacity_memory_bytes\{kind="used"\} \d+')
         self.assertRegex(body, rb'hypercore_runtime_workloads\{state="running"\} [1-9]')

@@ -6,9 +6,11 @@ tests/run.py can count them. Every process a test starts is ended by PID in
 tearDown, also when the test fails.
 """
 
+import collections
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -37,16 +39,20 @@ def _ephemeral_range():
 
 
 _handed_out = set()
+# hypercore's node-port range (include/hypercore/defaults.h): a workload's
+# host port there is a node port, elsewhere a proxy route.
+NODE_PORT_MIN = 30000
 
 
 def free_port():
     """A port free for both TCP and UDP on 127.0.0.1, chosen below the kernel's
     ephemeral range: a port from bind(0) can be taken as the local port of some
-    client's connection before the agent binds it, one below the range cannot."""
+    client's connection before the agent binds it, one below the range cannot.
+    Also below the node-port range, so that a test's proxy port is one."""
     low, _ = _ephemeral_range()
     rng = random.Random()
     for _ in range(2000):
-        port = rng.randint(10000, low - 1)
+        port = rng.randint(10000, min(low, NODE_PORT_MIN) - 1)
         if port in _handed_out:
             continue
         try:
@@ -57,7 +63,7 @@ def free_port():
             continue
         _handed_out.add(port)
         return port
-    raise RuntimeError("no free port below %d" % low)
+    raise RuntimeError("no free port below %d" % min(low, NODE_PORT_MIN))
 
 
 def run_cli(*args, timeout=30, input=None):
@@ -183,6 +189,76 @@ class Agent:
             self._log = None
 
 
+LOG_TAIL_LINES = 40
+
+
+def log_tail(path, n=LOG_TAIL_LINES):
+    """The last n lines of a log, without the HTTP API's debug line for each
+    request (a test polling an endpoint would fill the tail with them); from
+    the head of a sanitizer's report instead, when the log holds one."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        return ["(cannot read %s: %s)" % (path, e.strerror)]
+    for i, line in enumerate(lines):
+        if any(mark in line for mark in SANITIZER_MARKS):
+            return lines[max(0, i - 5):i + n]
+    kept = collections.deque((x for x in lines if "level=debug module=http " not in x),
+                             maxlen=n)
+    return list(kept)
+
+
+def _with_logs(value):
+    """The objects with a log (Agents, netcluster's nodes) in value, which
+    may be one of them or a list or tuple of them."""
+    items = value if isinstance(value, (list, tuple)) else [value]
+    return [x for x in items if isinstance(getattr(x, "log_path", None), str)]
+
+
+def agents_of(test):
+    """Every agent a test (or a test class) can reach, each once: its own
+    (self.agents and other attributes) and its class's (a class-wide agent
+    or cluster)."""
+    cls = test if isinstance(test, type) else type(test)
+    scopes = [vars(c) for c in cls.__mro__]
+    if cls is not test:
+        scopes.insert(0, vars(test))
+    found, seen = [], set()
+    for scope in scopes:
+        for value in list(scope.values()):
+            for a in _with_logs(value):
+                if a.log_path not in seen:
+                    seen.add(a.log_path)
+                    found.append(a)
+    return found
+
+
+def agent_diagnostics(agents, n=LOG_TAIL_LINES):
+    """The last lines of each agent's log, headed by its name and path."""
+    out = []
+    for a in agents:
+        out.append("agent %s, last lines of %s:" % (getattr(a, "name", "?"), a.log_path))
+        out += ["  " + x for x in log_tail(a.log_path, n)]
+    return out
+
+
+def diagnostics_of(test):
+    """What a failing test says about itself beyond its traceback: its own
+    diagnostics() if it has one (hctest.TestCase does), else the logs of
+    the agents found on it."""
+    fn = getattr(test, "diagnostics", None)
+    if callable(fn):
+        return fn()
+    if isinstance(test, unittest.TestCase):
+        return agent_diagnostics(agents_of(test))
+    # a class fixture's error: its stand-in names the class, "setUpClass
+    # (__main__.Runtime)"
+    m = re.search(r"\(__main__\.(\w+)\)$", getattr(test, "description", ""))
+    cls = getattr(sys.modules["__main__"], m.group(1), None) if m else None
+    return agent_diagnostics(agents_of(cls)) if isinstance(cls, type) else []
+
+
 class TestCase(unittest.TestCase):
     """Gives each test a scratch directory and ends its agents afterwards."""
 
@@ -200,6 +276,11 @@ class TestCase(unittest.TestCase):
         self.agents.append(a)
         return a.start() if start else a
 
+    def diagnostics(self):
+        """Lines printed after a failure of this test (TAP diagnostics):
+        the tails of its agents' logs. Subclasses add what they know."""
+        return agent_diagnostics(agents_of(self))
+
     def assertCleanExit(self, agent, sig=signal.SIGTERM):
         rc = agent.stop(sig)
         log = agent.log()
@@ -209,45 +290,87 @@ class TestCase(unittest.TestCase):
 
 
 class TapResult(unittest.TestResult):
-    """Prints one TAP line per test as it finishes."""
+    """Prints one TAP line per test as it finishes. A failure is followed by
+    TAP diagnostic lines ("# "): the traceback, the time the test took and
+    the test's diagnostics (its agents' logs), gathered at the failure,
+    before tearDown removes what the test made."""
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
         self.n = 0
+        self._t0 = time.monotonic()
         self._subtest_errors = []
+        self._subtest_diag = None
+        self._reported = False
+
+    def startTest(self, test):
+        super().startTest(test)
+        self._t0 = time.monotonic()
+        self._reported = False
+
+    @staticmethod
+    def _name(test):
+        # a class or module fixture's error comes with a stand-in, not a test
+        if not hasattr(test, "_testMethodName"):
+            return getattr(test, "description", str(test))
+        return "%s.%s" % (type(test).__name__, test._testMethodName)
 
     def _line(self, ok, test, extra=""):
         self.n += 1
-        name = "%s.%s" % (type(test).__name__, test._testMethodName)
-        print("%s %d - %s%s" % ("ok" if ok else "not ok", self.n, name, extra), flush=True)
+        self._reported = True
+        print("%s %d - %s%s" % ("ok" if ok else "not ok", self.n, self._name(test), extra),
+              flush=True)
 
     def addSuccess(self, test):
         super().addSuccess(test)
         self._line(True, test)
 
+    @staticmethod
+    def _diag(lines):
+        for text in lines:
+            print("# " + text.replace("\n", "\n# "), flush=True)
+
+    def _took(self):
+        return "took %.1fs" % (time.monotonic() - self._t0)
+
+    def _safe_diagnostics(self, test):
+        try:
+            return diagnostics_of(test)
+        except Exception as e:  # the report must not hide the failure
+            return ["(diagnostics failed: %r)" % e]
+
+    def _fail(self, test, err):
+        self._line(False, test)
+        self._diag([self._exc_info_to_string(err, test).rstrip("\n"), self._took()])
+        self._diag(self._safe_diagnostics(test))
+
     def addFailure(self, test, err):
         super().addFailure(test, err)
-        self._line(False, test)
-        print("# " + self._exc_info_to_string(err, test).replace("\n", "\n# "), flush=True)
+        self._fail(test, err)
 
     def addError(self, test, err):
         super().addError(test, err)
-        self._line(False, test)
-        print("# " + self._exc_info_to_string(err, test).replace("\n", "\n# "), flush=True)
+        self._fail(test, err)
 
     def addSubTest(self, test, subtest, err):
         super().addSubTest(test, subtest, err)
         if err is not None:
             self._subtest_errors.append(
-                "%s: %s" % (subtest, self._exc_info_to_string(err, test)))
+                "%s: %s" % (subtest, self._exc_info_to_string(err, test).rstrip("\n")))
+            if self._subtest_diag is None:  # the logs as they were at the first
+                self._subtest_diag = self._safe_diagnostics(test)
 
     def stopTest(self, test):
         # A test whose subtests failed gets no addFailure call of its own.
-        if self._subtest_errors:
+        if self._subtest_errors and not self._reported:
             self._line(False, test)
-            for e in self._subtest_errors:
-                print("# " + e.replace("\n", "\n# "), flush=True)
-            self._subtest_errors = []
+            self._diag(self._subtest_errors + [self._took()])
+            self._diag(self._subtest_diag or [])
+        elif self._subtest_errors:  # its own failure is reported: add theirs
+            self._diag(self._subtest_errors)
+        self._subtest_errors = []
+        self._subtest_diag = None
+        self._t0 = time.monotonic()  # a class fixture's error is timed from here
         super().stopTest(test)
 
     def addSkip(self, test, reason):
@@ -260,7 +383,7 @@ class TapResult(unittest.TestResult):
     def addExpectedFailure(self, test, err):
         super().addExpectedFailure(test, err)
         self._line(False, test, " # TODO %s" % _known_reason(test))
-        print("# " + self._exc_info_to_string(err, test).replace("\n", "\n# "), flush=True)
+        self._diag([self._exc_info_to_string(err, test).rstrip("\n"), self._took()])
 
     def addUnexpectedSuccess(self, test):
         super().addUnexpectedSuccess(test)
