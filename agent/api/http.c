@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #define HC_LOG_MODULE "http"
+#include "base/base.h"
 #include "cluster/cluster.h"
 #include "log/log.h"
 #include "loop/loop.h"
@@ -567,7 +568,9 @@ static const char *workload_id_arg(struct MHD_Connection *conn, char *why, size_
 		snprintf(why, len, "missing query parameter id");
 		return NULL;
 	}
-	if (!hc_api_workload_id_valid(id)) {
+	/* a workload id as upstream makes them (a UUID) is the only form
+	 * accepted from clients, so an id is never a path or a query in disguise */
+	if (!hc_uuid_valid(id)) {
 		snprintf(why, len, "invalid workload id (want a UUID)");
 		return NULL;
 	}

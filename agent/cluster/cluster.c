@@ -6,12 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #define HC_LOG_MODULE "cluster"
+#include "base/base.h"
 #include "log/log.h"
 #include "metrics/metrics.h"
 
@@ -24,38 +24,6 @@ struct leave_state {
 	void (*done)(void *arg);
 	void *arg;
 };
-
-int hc_node_id_valid(const char *s)
-{
-	static const int dash[] = { 8, 13, 18, 23 };
-
-	if (strlen(s) != HC_NODE_ID_LEN)
-		return 0;
-	for (int i = 0; i < HC_NODE_ID_LEN; i++) {
-		int want_dash = i == dash[0] || i == dash[1] || i == dash[2] || i == dash[3];
-
-		if (want_dash ? s[i] != '-'
-			      : !((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-			return 0;
-	}
-	return 1;
-}
-
-static int new_uuid(char *out)
-{
-	unsigned char b[16];
-	ssize_t n = getrandom(b, sizeof(b), 0);
-
-	if (n != (ssize_t)sizeof(b))
-		return n < 0 ? -errno : -EIO;
-	b[6] = (b[6] & 0x0f) | 0x40; /* version 4 */
-	b[8] = (b[8] & 0x3f) | 0x80; /* RFC 4122 variant */
-	snprintf(out, HC_NODE_ID_LEN + 1,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-		 b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-		 b[14], b[15]);
-	return 0;
-}
 
 static int read_id(const char *path, char *id, char *err, size_t errlen)
 {
@@ -75,7 +43,7 @@ static int read_id(const char *path, char *id, char *err, size_t errlen)
 	if (n == HC_NODE_ID_LEN + 1 && buf[HC_NODE_ID_LEN] == '\n')
 		n--;
 	buf[n] = '\0';
-	if (n != HC_NODE_ID_LEN || !hc_node_id_valid(buf)) {
+	if (n != HC_NODE_ID_LEN || !hc_uuid_valid(buf)) {
 		snprintf(err, errlen,
 			 "%s does not hold a node id (a lowercase UUID); fix or remove it", path);
 		return -EINVAL;
@@ -126,7 +94,7 @@ int hc_node_id_load(const char *path, char *id, char *err, size_t errlen)
 			snprintf(err, errlen, "cannot open %s: %s", path, strerror(-r));
 		return r;
 	}
-	r = new_uuid(id);
+	r = hc_uuid_new(id);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot make a node id: %s", strerror(-r));
 		return r;

@@ -19,6 +19,7 @@
 #include <hypercore/defaults.h>
 
 #define HC_LOG_MODULE "cluster"
+#include "base/base.h"
 #include "cluster/cluster_int.h"
 #include "log/log.h"
 
@@ -441,7 +442,7 @@ static int check_spawn_request(const hc_pb_spawn *req, char *err, size_t errlen)
 			return -EINVAL;
 		}
 	}
-	if (req->id && *req->id && !hc_workload_id_valid(req->id)) {
+	if (req->id && *req->id && !hc_uuid_valid(req->id)) {
 		snprintf(err, errlen, "invalid workload id %s (want a UUID)", req->id);
 		return -EINVAL;
 	}
@@ -487,7 +488,7 @@ static struct hc_cluster_op *spawn_start(struct hc_cluster *c, const hc_pb_spawn
 	} else {
 		char *id = malloc(HC_WORKLOAD_ID_LEN + 1);
 
-		if (!id || hc_workload_id_new(id) < 0) {
+		if (!id || hc_uuid_new(id) < 0) {
 			free(id);
 			spawn_finish(op, HC_RPC_RESOURCE_EXHAUSTED, "cannot make an id", NULL);
 			return NULL;
@@ -588,7 +589,7 @@ struct hc_cluster_op *hc_cluster_stop(struct hc_cluster *c, const char *id,
 	size_t len;
 	int r;
 
-	if (!id || !hc_workload_id_valid(id)) {
+	if (!id || !hc_uuid_valid(id)) {
 		done(arg, HC_RPC_INVALID_ARGUMENT, "invalid workload id (want a UUID)", NULL);
 		return NULL;
 	}
@@ -859,7 +860,7 @@ static void serve_spawn(struct hc_cluster *c, uint64_t query_id, const hc_pb_spa
 	if (!sj->dry_run) {
 		if (req->id && *req->id)
 			snprintf(sj->id, sizeof(sj->id), "%s", req->id);
-		else if (hc_workload_id_new(sj->id) < 0)
+		else if (hc_uuid_new(sj->id) < 0)
 			goto fail_msg;
 		if (local_find(c, sj->id)) {
 			respond_error(c, query_id, "workload %s already runs here", sj->id);
