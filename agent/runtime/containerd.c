@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #define HC_LOG_MODULE "containerd"
+#include "base/base.h"
 #include "log/log.h"
 #include "loop/loop.h"
 #include "metrics/metrics.h"
@@ -60,27 +61,6 @@ static int path_printf(char **out, const char *fmt, ...)
 		*out = NULL;
 		return -ENOMEM;
 	}
-	return 0;
-}
-
-static int mkdir_p(const char *path, mode_t mode)
-{
-	char buf[4096];
-	size_t len = strlen(path);
-
-	if (len >= sizeof(buf))
-		return -ENAMETOOLONG;
-	memcpy(buf, path, len + 1);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, mode) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(buf, mode) < 0 && errno != EEXIST)
-		return -errno;
 	return 0;
 }
 
@@ -232,7 +212,7 @@ static int write_registry_hosts(const char *state_dir, const char *const *hosts,
 		/* containerd looks for a directory named exactly HOST:PORT */
 		r = path_printf(&path, "%s/%s", dir, hosts[i]);
 		if (r == 0)
-			r = mkdir_p(path, 0755);
+			r = hc_mkdir_p(path, 0755);
 		free(path);
 		path = NULL;
 		if (r == 0)
@@ -359,12 +339,12 @@ static int prepare_dirs(const struct hc_containerd *cd, struct hc_runtime_err *e
 
 	for (size_t i = 0; i < sizeof(state_sub) / sizeof(state_sub[0]); i++) {
 		snprintf(path, sizeof(path), "%s/%s", cd->state_dir, state_sub[i]);
-		r = mkdir_p(path, 0700);
+		r = hc_mkdir_p(path, 0700);
 		if (r < 0)
 			return hc_runtime_fail(err, -r, "cannot create %s: %s", path, strerror(-r));
 	}
 	snprintf(path, sizeof(path), "%s/containerd", cd->run_dir);
-	r = mkdir_p(path, 0700);
+	r = hc_mkdir_p(path, 0700);
 	if (r < 0)
 		return hc_runtime_fail(err, -r, "cannot create %s: %s", path, strerror(-r));
 	return 0;
