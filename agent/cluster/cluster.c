@@ -54,34 +54,13 @@ static int read_id(const char *path, char *id, char *err, size_t errlen)
 
 static int write_id(const char *path, const char *id, char *err, size_t errlen)
 {
-	char tmp[4096], line[HC_NODE_ID_LEN + 2];
-	int fd, r = 0;
+	char line[HC_NODE_ID_LEN + 2];
+	int r;
 
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
-		snprintf(err, errlen, "path too long: %s", path);
-		return -ENAMETOOLONG;
-	}
 	snprintf(line, sizeof(line), "%s\n", id);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		r = -errno;
-		snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
-		return r;
-	}
-	if (write(fd, line, HC_NODE_ID_LEN + 1) != HC_NODE_ID_LEN + 1 || fsync(fd) < 0) {
-		r = errno ? -errno : -EIO;
-		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(-r));
-	}
-	if (close(fd) < 0 && !r) {
-		r = -errno;
-		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-	}
-	if (!r && rename(tmp, path) < 0) {
-		r = -errno;
-		snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-	}
-	if (r)
-		unlink(tmp);
+	r = hc_file_write_atomic(path, line, HC_NODE_ID_LEN + 1, 0644);
+	if (r < 0)
+		snprintf(err, errlen, "cannot write %s: %s", path, strerror(-r));
 	return r;
 }
 

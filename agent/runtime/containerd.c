@@ -64,38 +64,11 @@ static int path_printf(char **out, const char *fmt, ...)
 	return 0;
 }
 
-/* Writes text to path through a temporary file and rename, so containerd
- * never reads half a file (it watches the CNI directory). */
+/* Writes text to path atomically, so containerd never reads half a file
+ * (it watches the CNI directory). */
 static int write_file(const char *path, const char *text, mode_t mode)
 {
-	char tmp[4200];
-	size_t len = strlen(text), off = 0;
-	int fd, r = 0;
-
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-	if (fd < 0)
-		return -errno;
-	while (off < len) {
-		ssize_t n = write(fd, text + off, len - off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			break;
-		}
-		off += (size_t)n;
-	}
-	if (r == 0 && fchmod(fd, mode) < 0)
-		r = -errno;
-	if (close(fd) < 0 && r == 0)
-		r = -errno;
-	if (r == 0 && rename(tmp, path) < 0)
-		r = -errno;
-	if (r < 0)
-		unlink(tmp);
-	return r;
+	return hc_file_write_atomic(path, text, strlen(text), mode);
 }
 
 /* Paths and hosts go into TOML and JSON strings unescaped. */
@@ -564,23 +537,17 @@ static int import_pause_image(struct hc_containerd *cd, struct hc_runtime_err *e
 		goto done;
 	}
 	{
+		/* a scratch copy for ctr, removed below: no temp file or fsync */
 		int fd = open(archive, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-		size_t off = 0;
 
 		if (fd < 0) {
 			r = hc_runtime_fail(err, errno, "cannot write %s: %s", archive, strerror(errno));
 			goto done;
 		}
-		while (off < len) {
-			ssize_t n = write(fd, hc_pause_image_start + off, len - off);
-
-			if (n < 0 && errno != EINTR)
-				break;
-			if (n > 0)
-				off += (size_t)n;
-		}
-		close(fd);
-		if (off < len) {
+		r = hc_write_all(fd, hc_pause_image_start, len);
+		if (close(fd) < 0 && r == 0)
+			r = -errno;
+		if (r < 0) {
 			r = hc_runtime_fail(err, EIO, "cannot write %s", archive);
 			goto done;
 		}
