@@ -486,10 +486,10 @@ static void log_tail(const char *path, char *buf, size_t len)
 /* Waits until containerd's CRI answers with runtime and network ready. */
 static int wait_ready(struct hc_containerd *cd, struct hc_runtime *rt, struct hc_runtime_err *err)
 {
-	struct timespec start, now;
+	struct timespec deadline;
 	int r;
 
-	clock_gettime(CLOCK_MONOTONIC, &start);
+	hc_deadline_in(&deadline, READY_TIMEOUT_MS);
 	for (;;) {
 		struct pollfd pfd = { .fd = cd->pidfd, .events = POLLIN };
 
@@ -508,9 +508,7 @@ static int wait_ready(struct hc_containerd *cd, struct hc_runtime *rt, struct hc
 		} else {
 			r = hc_runtime_fail(err, ETIMEDOUT, "containerd did not open %s", cd->socket);
 		}
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 >
-		    READY_TIMEOUT_MS) {
+		if (hc_deadline_left_ms(&deadline) < 0) {
 			char last[sizeof(err->msg)];
 
 			memcpy(last, err->msg, sizeof(last));

@@ -17,6 +17,7 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
+#include "base/base.h"
 #include "ws_int.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -352,28 +353,6 @@ static int parse_url(const char *url, char *host, size_t hostlen, char *port, ch
 	return 0;
 }
 
-static long remaining_ms(const struct timespec *deadline)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (deadline->tv_sec - now.tv_sec) * 1000 + (deadline->tv_nsec - now.tv_nsec) / 1000000;
-}
-
-static int wait_fd(int fd, short events, const struct timespec *deadline)
-{
-	struct pollfd pfd = { .fd = fd, .events = events };
-	long ms = remaining_ms(deadline);
-	int r;
-
-	if (ms <= 0)
-		return -ETIMEDOUT;
-	do
-		r = poll(&pfd, 1, (int)ms);
-	while (r < 0 && errno == EINTR);
-	return r < 0 ? -errno : r == 0 ? -ETIMEDOUT : 0;
-}
-
 static int dial(const char *host, const char *port, const struct timespec *deadline)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai, *a;
@@ -390,7 +369,7 @@ static int dial(const char *host, const char *port, const struct timespec *deadl
 			continue;
 		}
 		if (connect(fd, a->ai_addr, a->ai_addrlen) == 0 ||
-		    (errno == EINPROGRESS && wait_fd(fd, POLLOUT, deadline) == 0 &&
+		    (errno == EINPROGRESS && hc_deadline_wait_fd(fd, POLLOUT, deadline) == 0 &&
 		     getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &elen) == 0 && e == 0))
 			break;
 		if (errno != EINPROGRESS)
@@ -463,7 +442,7 @@ static int handshake(struct hc_ws *ws, const char *host, const char *port, const
 	for (;;) {
 		ssize_t got_n;
 
-		r = wait_fd(ws->fd, POLLIN, deadline);
+		r = hc_deadline_wait_fd(ws->fd, POLLIN, deadline);
 		if (r < 0) {
 			free(head);
 			return fail(err, errlen, -r, "streaming server: %s", strerror(-r));
@@ -538,13 +517,7 @@ struct hc_ws *hc_ws_connect(const char *url, const char *subprotocol, int timeou
 		fail(err, errlen, EINVAL, "unusable streaming URL %.200s", url);
 		return NULL;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-	if (deadline.tv_nsec >= 1000000000) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000;
-	}
+	hc_deadline_in(&deadline, timeout_ms);
 	fd = dial(host, port, &deadline);
 	if (fd < 0) {
 		fail(err, errlen, -fd, "cannot connect to the streaming server: %s", strerror(-fd));
