@@ -25,6 +25,7 @@ struct hc_api *hc_api_new(struct hc_loop *loop, struct hc_cluster *cluster,
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	hc_list_init(&api->pending);
 	api->loop = loop;
 	api->cluster = cluster;
 	api->metrics = metrics;
