@@ -87,6 +87,11 @@ struct hc_cluster *hc_cluster_new(struct hc_loop *loop, const struct hc_cluster_
 	struct hc_cluster *c = calloc(1, sizeof(*c));
 	char path[4096];
 
+	if (c) { /* before anything can fail: hc_cluster_free walks them */
+		hc_list_init(&c->ops);
+		hc_list_init(&c->queries);
+		hc_list_init(&c->jobs);
+	}
 	if (!c || !(c->base_url = strdup(cfg->base_url))) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
@@ -129,8 +134,8 @@ void hc_cluster_free(struct hc_cluster *c)
 	/* Queries in flight end with gossip, unanswered. */
 	hc_gossip_free(c->gossip);
 	queries_free_all(c);
-	while (c->ops) {
-		struct hc_cluster_op *op = c->ops;
+	while (!hc_list_empty(&c->ops)) {
+		struct hc_cluster_op *op = hc_list_first(&c->ops, struct hc_cluster_op, link);
 
 		op->finished = true;
 		op->inflight = 0;
