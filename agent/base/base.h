@@ -1,6 +1,6 @@
 /*
  * Small helpers every module needs, written once: UUIDs, directories and
- * atomic file writes, deadlines for blocking I/O. base is the leaf layer: it
+ * atomic file writes, whole writes to fds, deadlines for blocking I/O. base is the leaf layer: it
  * includes no other agent module, and any module may include it. The
  * intrusive list is header-only and lives apart in base/list.h.
  */
@@ -34,11 +34,6 @@ int hc_uuid_valid(const char *s);
  * -ENAMETOOLONG for a path over PATH_MAX. */
 int hc_mkdir_p(const char *path, mode_t mode);
 
-/* Writes all len bytes of buf to fd with write(2), retrying after EINTR
- * and short writes. Blocks as fd does. 0 or -errno (-EAGAIN from a
- * non-blocking fd that is full). */
-int hc_write_all(int fd, const void *buf, size_t len);
-
 /* Replaces path with len bytes of data so that readers see the old file or
  * the new one, never a part: a temporary file in the same directory
  * (O_EXCL, O_NOFOLLOW), all written, fsync, rename over path, fsync of the
@@ -47,6 +42,19 @@ int hc_write_all(int fd, const void *buf, size_t len);
  * directory's fsync failed (the new file is in place, maybe not durable).
  * Blocks on the disk. 0 or -errno. */
 int hc_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
+
+/* ---- whole writes (io.c) ---- */
+
+/* Writes all len bytes of buf to fd with write(2), retrying after EINTR
+ * and short writes. Blocks as fd does. 0 or -errno (-EAGAIN from a
+ * non-blocking fd that is full). */
+int hc_write_all(int fd, const void *buf, size_t len);
+
+/* Sends all len bytes of buf on socket fd. MSG_NOSIGNAL: a peer that hung
+ * up gives -EPIPE, not SIGPIPE. When a non-blocking socket is full it
+ * waits until it drains, until *deadline (then -ETIMEDOUT), or without
+ * limit if deadline is NULL. 0 or -errno. */
+int hc_send_all(int fd, const void *buf, size_t len, const struct timespec *deadline);
 
 /* ---- deadlines (deadline.c) ---- */
 

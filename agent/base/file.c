@@ -41,23 +41,6 @@ int hc_mkdir_p(const char *path, mode_t mode)
 	return mkdir_one(buf, mode);
 }
 
-int hc_write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Creates "<path>.tmp.<random>" beside path, so the rename stays within one
  * file system. O_EXCL and O_NOFOLLOW: never write through a file or link
  * someone else put there. Returns the fd, or -errno. */

@@ -39,26 +39,6 @@ fail:
 	return r;
 }
 
-static int send_all(int fd, const char *buf, size_t len, const struct timespec *deadline)
-{
-	while (len) {
-		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
-
-		if (n < 0) {
-			int r;
-
-			if (errno != EAGAIN)
-				return -errno;
-			if ((r = hc_deadline_wait_fd(fd, POLLOUT, deadline)) < 0)
-				return r;
-			continue;
-		}
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int read_all(int fd, char **out, size_t *outlen, const struct timespec *deadline)
 {
 	size_t len = 0, cap = 65536;
@@ -152,9 +132,9 @@ int hc_httpc_request(const struct hc_addr *a, const char *method, const char *pa
 	fd = connect_to(a, &deadline);
 	if (fd < 0)
 		return fd;
-	r = send_all(fd, req, strlen(req), &deadline);
+	r = hc_send_all(fd, req, strlen(req), &deadline);
 	if (r == 0 && payload_len)
-		r = send_all(fd, payload, payload_len, &deadline);
+		r = hc_send_all(fd, payload, payload_len, &deadline);
 	if (r == 0)
 		r = read_all(fd, &resp, &len, &deadline);
 	close(fd);

@@ -84,31 +84,6 @@ int hc_ws_frame_parse(const uint8_t *buf, size_t len, struct hc_ws_frame *frame)
 	return (int)(hdr + plen);
 }
 
-/* send(2) with MSG_NOSIGNAL: a server that hung up must give EPIPE, not
- * kill the CLI with SIGPIPE. */
-static int write_all(int fd, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-
-	while (len) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN) {
-			struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-
-			poll(&pfd, 1, 1000);
-			continue;
-		}
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int send_frame(struct hc_ws *ws, uint8_t opcode, const void *data, size_t len)
 {
 	uint8_t hdr[14], mask[4], *frame;
@@ -138,7 +113,7 @@ static int send_frame(struct hc_ws *ws, uint8_t opcode, const void *data, size_t
 	memcpy(frame, hdr, h);
 	for (size_t i = 0; i < len; i++)
 		frame[h + i] = ((const uint8_t *)data)[i] ^ mask[i & 3];
-	r = write_all(ws->fd, frame, h + len);
+	r = hc_send_all(ws->fd, frame, h + len, NULL); /* a hung-up server: EPIPE, not SIGPIPE */
 	free(frame);
 	return r;
 }
@@ -432,7 +407,7 @@ static int handshake(struct hc_ws *ws, const char *host, const char *port, const
 		     key, subprotocol);
 	if (n < 0 || (size_t)n >= sizeof(req))
 		return fail(err, errlen, EINVAL, "%s", "streaming URL too long");
-	r = write_all(ws->fd, req, (size_t)n);
+	r = hc_send_all(ws->fd, req, (size_t)n, NULL);
 	if (r < 0)
 		return fail(err, errlen, -r, "cannot send the upgrade request: %s", strerror(-r));
 	head = malloc(MAX_HEADERS + 1);
@@ -537,7 +512,7 @@ struct hc_ws *hc_ws_connect(const char *url, const char *subprotocol, int timeou
 		errno = e;
 		return NULL;
 	}
-	/* from here on, reads block and writes wait in write_all */
+	/* from here on, reads block and writes wait in hc_send_all */
 	flags = fcntl(fd, F_GETFL);
 	if (flags >= 0)
 		fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);

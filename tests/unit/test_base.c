@@ -1,4 +1,4 @@
-/* The base helpers: UUIDs, mkdir -p, atomic writes, deadlines, the list. */
+/* The base helpers: UUIDs, mkdir -p, atomic and whole writes, deadlines, the list. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -284,6 +285,56 @@ static void test_write_all_to_a_pipe(void **state)
 	assert_int_equal(hc_write_all(-1, "x", 1), -EBADF);
 }
 
+/* The reader end of a socket pair in a child that reads len bytes and
+ * exits 0 if they match buf. */
+static pid_t read_in_child(int fd, const char *buf, size_t len)
+{
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		static char back[256 * 1024];
+		size_t got = 0;
+
+		while (got < len) {
+			ssize_t n = read(fd, back + got, len - got);
+
+			if (n <= 0)
+				_exit(2);
+			got += (size_t)n;
+		}
+		_exit(memcmp(buf, back, len) == 0 ? 0 : 1);
+	}
+	return pid;
+}
+
+static void test_send_all(void **state)
+{
+	static char buf[256 * 1024];
+	struct timespec d;
+	int sv[2], status;
+	pid_t pid;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (char)(i * 13);
+	/* non-blocking and more than the socket holds: waits for the reader
+	 * (whose end blocks) */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(fcntl(sv[0], F_SETFL, O_NONBLOCK), 0);
+	pid = read_in_child(sv[1], buf, sizeof(buf));
+	assert_int_equal(hc_send_all(sv[0], buf, sizeof(buf), NULL), 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* nobody reads: the deadline ends the wait */
+	hc_deadline_in(&d, 20);
+	assert_int_equal(hc_send_all(sv[0], buf, sizeof(buf), &d), -ETIMEDOUT);
+	/* the peer is gone: EPIPE, and no SIGPIPE ends the test */
+	close(sv[1]);
+	assert_int_equal(hc_send_all(sv[0], "x", 1, NULL), -EPIPE);
+	close(sv[0]);
+}
+
 /* ---- deadlines ---- */
 
 static void test_deadline_left(void **state)
@@ -438,6 +489,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_atomic_write_errors, setup, teardown),
 		cmocka_unit_test(test_write_all_to_a_pipe),
+		cmocka_unit_test(test_send_all),
 		cmocka_unit_test(test_deadline_left),
 		cmocka_unit_test(test_deadline_wait_fd),
 		cmocka_unit_test(test_list_insert_append_remove),
