@@ -22,39 +22,20 @@
 
 #include "base/base.h"
 #include "base/list.h"
+#include "tmpdir.h"
 
 static char dir[64];
 
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/hc-base-XXXXXX");
-	return mkdtemp(dir) ? 0 : -1;
+	return hc_tmpdir_new(dir, sizeof(dir), "hc-base");
 }
 
-static int remove_entry(const char *path)
-{
-	struct stat st;
-
-	if (lstat(path, &st) < 0)
-		return -1;
-	return S_ISDIR(st.st_mode) ? rmdir(path) : unlink(path);
-}
-
-/* Removes what a test left in dir, deepest first (the tests make at most
- * a few levels, all named here). */
 static int teardown(void **state)
 {
-	static const char *const names[] = { "a/b/c/d", "a/b/c", "a/b", "a", "file", "target",
-					     "link", "sub/file", "sub" };
-	char path[PATH_MAX];
-
 	(void)state;
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-		remove_entry(path);
-	}
-	return rmdir(dir);
+	return hc_tmpdir_remove(dir);
 }
 
 static void in_dir(char *path, size_t len, const char *name)

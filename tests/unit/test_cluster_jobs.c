@@ -15,10 +15,11 @@
 
 #include "cluster/cluster_int.h"
 #include "loop/loop.h"
+#include "tmpdir.h"
 
 #define NJOBS 5
 
-static char dir[64], path[128];
+static char dir[64]; /* the state dir: the cluster writes its node id there */
 
 struct test_job {
 	struct job j; /* first: job_start's callbacks get &j */
@@ -50,18 +51,13 @@ static void done_job(struct job *j)
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/hc-jobs-XXXXXX");
-	if (!mkdtemp(dir))
-		return -1;
-	snprintf(path, sizeof(path), "%s/node-id", dir);
-	return 0;
+	return hc_tmpdir_new(dir, sizeof(dir), "hc-jobs");
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	unlink(path);
-	return rmdir(dir);
+	return hc_tmpdir_remove(dir);
 }
 
 static size_t listed(struct hc_cluster *c)
