@@ -57,8 +57,6 @@ static const char *const route_paths[ROUTE_COUNT] = {
 static const unsigned counted_codes[] = { 200, 400, 404, 405, 409, 413, 500, 503, 504 };
 #define NCODES (sizeof(counted_codes) / sizeof(counted_codes[0]))
 
-struct request;
-
 struct hc_http {
 	struct hc_api *api;
 	struct MHD_Daemon *daemon;
