@@ -15,6 +15,7 @@
 #include <hypercore/defaults.h>
 
 #include "addr/addr.h"
+#include "base/base.h"
 #include "cluster.pb-c.h"
 #include "rpc/rpc.h"
 #include "runtime/runtime.h"
@@ -154,7 +155,7 @@ int hc_cli_cmd_cluster_spawn(const struct hc_cli_cmd *cmd, int argc, char **argv
 			a.env[a.req.n_env++] = optarg;
 			break;
 		case OPT_ID:
-			if (!hc_workload_id_valid(optarg)) {
+			if (!hc_uuid_valid(optarg)) {
 				r = hc_cli_usage_error(cmd, "invalid --id %s (a lowercase UUID)", optarg);
 				goto out;
 			}
@@ -262,7 +263,7 @@ static int parse_id_args(const struct hc_cli_cmd *cmd, int argc, char **argv, bo
 		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
 	if (!a->id)
 		return hc_cli_usage_error(cmd, "--id is required");
-	if (!hc_workload_id_valid(a->id))
+	if (!hc_uuid_valid(a->id))
 		return hc_cli_usage_error(cmd, "invalid --id %s (a workload id is a lowercase UUID)",
 					  a->id);
 	return -1;

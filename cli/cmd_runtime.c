@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/base.h"
 #include "log/log.h"
 #include "loop/loop.h"
 #include "runtime/runtime.h"
@@ -480,7 +481,7 @@ static int parse_id_opts(const struct hc_cli_cmd *cmd, int argc, char **argv, st
 	}
 	if (need_id && !*id)
 		return hc_cli_usage_error(cmd, "--id is required");
-	if (need_id && !hc_workload_id_valid(*id))
+	if (need_id && !hc_uuid_valid(*id))
 		return hc_cli_usage_error(cmd, "invalid --id %s (a workload id is a UUID)", *id);
 	return -1;
 }

@@ -13,11 +13,6 @@
 #include "metrics/metrics.h"
 #include "rpc/rpc.h"
 
-int hc_api_workload_id_valid(const char *id)
-{
-	return id && hc_node_id_valid(id);
-}
-
 struct hc_api *hc_api_new(struct hc_loop *loop, struct hc_cluster *cluster,
 			  struct hc_metrics *metrics, const struct hc_api_config *cfg, char *err,
 			  size_t errlen)
@@ -30,6 +25,7 @@ struct hc_api *hc_api_new(struct hc_loop *loop, struct hc_cluster *cluster,
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	hc_list_init(&api->pending);
 	api->loop = loop;
 	api->cluster = cluster;
 	api->metrics = metrics;

@@ -34,8 +34,5 @@ void hc_api_free(struct hc_api *api);
 int hc_api_grpc_port(const struct hc_api *api);
 int hc_api_http_port(const struct hc_api *api);
 
-/* A workload id as upstream makes them (a UUID) — the only form accepted
- * from clients, so an id is never a path or a query in disguise. */
-int hc_api_workload_id_valid(const char *id);
 
 #endif /* HC_API_H */

@@ -3,10 +3,10 @@
 #define HC_API_INT_H
 
 #include "api/api.h"
+#include "base/list.h"
 #include "rpc/rpc.h"
 
 struct hc_http;
-struct pending;
 
 #define HC_API_GRPC_METHODS 4
 
@@ -17,7 +17,7 @@ struct hc_api {
 	struct hc_rpc_server *grpc;
 	struct hc_rpc_method grpc_methods[HC_API_GRPC_METHODS]; /* the server points here */
 	struct hc_http *http;
-	struct pending *pending; /* gRPC calls waiting for cluster operations */
+	struct hc_list pending; /* gRPC calls waiting for cluster operations */
 };
 
 /* gRPC ClusterService (grpc_service.c). */

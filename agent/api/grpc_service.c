@@ -34,7 +34,7 @@ struct pending {
 	struct hc_api *api;
 	struct hc_rpc_call *call;
 	struct hc_cluster_op *op;
-	struct pending *prev, *next;
+	struct hc_list link; /* api->pending */
 };
 
 static struct pending *pending_new(struct hc_api *api, struct hc_rpc_call *call)
@@ -47,21 +47,13 @@ static struct pending *pending_new(struct hc_api *api, struct hc_rpc_call *call)
 	}
 	p->api = api;
 	p->call = call;
-	p->next = api->pending;
-	if (api->pending)
-		api->pending->prev = p;
-	api->pending = p;
+	hc_list_insert(&api->pending, &p->link);
 	return p;
 }
 
 static void pending_end(struct pending *p)
 {
-	if (p->prev)
-		p->prev->next = p->next;
-	else
-		p->api->pending = p->next;
-	if (p->next)
-		p->next->prev = p->prev;
+	hc_list_remove(&p->link);
 	free(p);
 }
 
@@ -152,9 +144,11 @@ static void on_logs(struct hc_rpc_call *call, const ProtobufCMessage *request, v
 
 void hc_api_grpc_cancel_pending(struct hc_api *api)
 {
-	while (api->pending) {
-		hc_cluster_op_cancel(api->pending->op);
-		pending_end(api->pending);
+	while (!hc_list_empty(&api->pending)) {
+		struct pending *p = hc_list_first(&api->pending, struct pending, link);
+
+		hc_cluster_op_cancel(p->op);
+		pending_end(p);
 	}
 }
 

@@ -21,6 +21,8 @@
 #include <unistd.h>
 
 #define HC_LOG_MODULE "http"
+#include "base/base.h"
+#include "base/list.h"
 #include "cluster/cluster.h"
 #include "log/log.h"
 #include "loop/loop.h"
@@ -55,15 +57,13 @@ static const char *const route_paths[ROUTE_COUNT] = {
 static const unsigned counted_codes[] = { 200, 400, 404, 405, 409, 413, 500, 503, 504 };
 #define NCODES (sizeof(counted_codes) / sizeof(counted_codes[0]))
 
-struct request;
-
 struct hc_http {
 	struct hc_api *api;
 	struct MHD_Daemon *daemon;
 	int epfd;
 	int port;
 	uint64_t timer;
-	struct request *suspended; /* connections waiting for a query */
+	struct hc_list suspended; /* requests waiting for a query or an operation */
 	uint64_t requests[ROUTE_COUNT][NCODES + 1]; /* last column: any other code */
 };
 
@@ -82,7 +82,7 @@ struct request {
 	struct hc_cluster_op *op;     /* a cluster operation it waits for */
 	bool starting;                /* the operation is being started */
 	char next_line[24];           /* /logs: X-Hypercore-Next-Line */
-	struct request *prev, *next; /* h->suspended */
+	struct hc_list link;          /* in h->suspended while suspended */
 };
 
 static void schedule(struct hc_http *h);
@@ -357,17 +357,6 @@ static void query_response(void *arg, const char *from, const uint8_t *payload, 
 	}
 }
 
-static void unlink_suspended(struct request *req)
-{
-	if (req->prev)
-		req->prev->next = req->next;
-	else
-		req->h->suspended = req->next;
-	if (req->next)
-		req->next->prev = req->prev;
-	req->prev = req->next = NULL;
-}
-
 /* Resumes a suspended query connection with its answer. */
 static void resume(struct request *req, unsigned code, json_t *answer)
 {
@@ -375,7 +364,7 @@ static void resume(struct request *req, unsigned code, json_t *answer)
 
 	req->answer = answer ? answer : json_string("out of memory");
 	req->answer_code = answer ? code : 500;
-	unlink_suspended(req);
+	hc_list_remove(&req->link);
 	MHD_resume_connection(req->conn);
 	/* Nothing on MHD's sockets may change, so its epoll fd will not wake
 	 * us: run it now (from a timer, as we may be inside a loop callback
@@ -400,10 +389,7 @@ static void suspend(struct hc_http *h, struct MHD_Connection *conn, struct reque
 	req->h = h;
 	req->conn = conn;
 	req->route = r;
-	req->next = h->suspended;
-	if (h->suspended)
-		h->suspended->prev = req;
-	h->suspended = req;
+	hc_list_insert(&h->suspended, &req->link);
 	MHD_suspend_connection(conn);
 }
 
@@ -567,7 +553,9 @@ static const char *workload_id_arg(struct MHD_Connection *conn, char *why, size_
 		snprintf(why, len, "missing query parameter id");
 		return NULL;
 	}
-	if (!hc_api_workload_id_valid(id)) {
+	/* a workload id as upstream makes them (a UUID) is the only form
+	 * accepted from clients, so an id is never a path or a query in disguise */
+	if (!hc_uuid_valid(id)) {
 		snprintf(why, len, "invalid workload id (want a UUID)");
 		return NULL;
 	}
@@ -831,6 +819,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		req = calloc(1, sizeof(*req));
 		if (!req)
 			return MHD_NO;
+		hc_list_init(&req->link);
 		*con_cls = req;
 		return MHD_YES;
 	}
@@ -981,6 +970,7 @@ struct hc_http *hc_api_http_new(struct hc_api *api, int listen_fd, char *err, si
 	}
 	h->api = api;
 	h->epfd = -1;
+	hc_list_init(&h->suspended);
 	h->daemon = MHD_start_daemon(
 		MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL,
 		on_request, h,
@@ -1026,10 +1016,12 @@ void hc_api_http_free(struct hc_http *h)
 		return;
 	/* Connections waiting for queries get their answer now; MHD must not
 	 * be stopped with suspended connections. */
-	while (h->suspended) {
-		hc_cluster_op_cancel(h->suspended->op);
-		h->suspended->op = NULL;
-		resume(h->suspended, 503, json_string("agent shutting down"));
+	while (!hc_list_empty(&h->suspended)) {
+		struct request *req = hc_list_first(&h->suspended, struct request, link);
+
+		hc_cluster_op_cancel(req->op);
+		req->op = NULL;
+		resume(req, 503, json_string("agent shutting down")); /* unlinks it */
 	}
 	if (h->daemon)
 		MHD_run(h->daemon);

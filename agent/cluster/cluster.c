@@ -6,12 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #define HC_LOG_MODULE "cluster"
+#include "base/base.h"
 #include "log/log.h"
 #include "metrics/metrics.h"
 
@@ -24,38 +24,6 @@ struct leave_state {
 	void (*done)(void *arg);
 	void *arg;
 };
-
-int hc_node_id_valid(const char *s)
-{
-	static const int dash[] = { 8, 13, 18, 23 };
-
-	if (strlen(s) != HC_NODE_ID_LEN)
-		return 0;
-	for (int i = 0; i < HC_NODE_ID_LEN; i++) {
-		int want_dash = i == dash[0] || i == dash[1] || i == dash[2] || i == dash[3];
-
-		if (want_dash ? s[i] != '-'
-			      : !((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-			return 0;
-	}
-	return 1;
-}
-
-static int new_uuid(char *out)
-{
-	unsigned char b[16];
-	ssize_t n = getrandom(b, sizeof(b), 0);
-
-	if (n != (ssize_t)sizeof(b))
-		return n < 0 ? -errno : -EIO;
-	b[6] = (b[6] & 0x0f) | 0x40; /* version 4 */
-	b[8] = (b[8] & 0x3f) | 0x80; /* RFC 4122 variant */
-	snprintf(out, HC_NODE_ID_LEN + 1,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-		 b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-		 b[14], b[15]);
-	return 0;
-}
 
 static int read_id(const char *path, char *id, char *err, size_t errlen)
 {
@@ -75,7 +43,7 @@ static int read_id(const char *path, char *id, char *err, size_t errlen)
 	if (n == HC_NODE_ID_LEN + 1 && buf[HC_NODE_ID_LEN] == '\n')
 		n--;
 	buf[n] = '\0';
-	if (n != HC_NODE_ID_LEN || !hc_node_id_valid(buf)) {
+	if (n != HC_NODE_ID_LEN || !hc_uuid_valid(buf)) {
 		snprintf(err, errlen,
 			 "%s does not hold a node id (a lowercase UUID); fix or remove it", path);
 		return -EINVAL;
@@ -86,34 +54,13 @@ static int read_id(const char *path, char *id, char *err, size_t errlen)
 
 static int write_id(const char *path, const char *id, char *err, size_t errlen)
 {
-	char tmp[4096], line[HC_NODE_ID_LEN + 2];
-	int fd, r = 0;
+	char line[HC_NODE_ID_LEN + 2];
+	int r;
 
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
-		snprintf(err, errlen, "path too long: %s", path);
-		return -ENAMETOOLONG;
-	}
 	snprintf(line, sizeof(line), "%s\n", id);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		r = -errno;
-		snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
-		return r;
-	}
-	if (write(fd, line, HC_NODE_ID_LEN + 1) != HC_NODE_ID_LEN + 1 || fsync(fd) < 0) {
-		r = errno ? -errno : -EIO;
-		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(-r));
-	}
-	if (close(fd) < 0 && !r) {
-		r = -errno;
-		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-	}
-	if (!r && rename(tmp, path) < 0) {
-		r = -errno;
-		snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-	}
-	if (r)
-		unlink(tmp);
+	r = hc_file_write_atomic(path, line, HC_NODE_ID_LEN + 1, 0644);
+	if (r < 0)
+		snprintf(err, errlen, "cannot write %s: %s", path, strerror(-r));
 	return r;
 }
 
@@ -126,7 +73,7 @@ int hc_node_id_load(const char *path, char *id, char *err, size_t errlen)
 			snprintf(err, errlen, "cannot open %s: %s", path, strerror(-r));
 		return r;
 	}
-	r = new_uuid(id);
+	r = hc_uuid_new(id);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot make a node id: %s", strerror(-r));
 		return r;
@@ -140,6 +87,11 @@ struct hc_cluster *hc_cluster_new(struct hc_loop *loop, const struct hc_cluster_
 	struct hc_cluster *c = calloc(1, sizeof(*c));
 	char path[4096];
 
+	if (c) { /* before anything can fail: hc_cluster_free walks them */
+		hc_list_init(&c->ops);
+		hc_list_init(&c->queries);
+		hc_list_init(&c->jobs);
+	}
 	if (!c || !(c->base_url = strdup(cfg->base_url))) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
@@ -182,8 +134,8 @@ void hc_cluster_free(struct hc_cluster *c)
 	/* Queries in flight end with gossip, unanswered. */
 	hc_gossip_free(c->gossip);
 	queries_free_all(c);
-	while (c->ops) {
-		struct hc_cluster_op *op = c->ops;
+	while (!hc_list_empty(&c->ops)) {
+		struct hc_cluster_op *op = hc_list_first(&c->ops, struct hc_cluster_op, link);
 
 		op->finished = true;
 		op->inflight = 0;

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "base/base.h"
 #include "cluster.pb-c.h"
 #include "gossip/gossip.h"
 #include "rpc/rpc.h"
@@ -50,7 +51,7 @@ struct hc_cluster_config {
 	void *notify_arg;
 };
 
-#define HC_NODE_ID_LEN 36 /* a UUID in text form */
+#define HC_NODE_ID_LEN HC_UUID_LEN /* a node id is a UUID (base.h) */
 
 /* Loads the node id from <state_dir>/node-id, creating it on first start.
  * Returns NULL with a one-line reason in err. cfg must outlive the call to
@@ -145,7 +146,5 @@ int hc_cluster_register_metrics(struct hc_cluster *c, struct hc_metrics *m);
  * Returns 0 or -errno, with a reason in err.
  */
 int hc_node_id_load(const char *path, char *id, char *err, size_t errlen);
-/* True if s is a UUID in canonical lowercase text form. */
-int hc_node_id_valid(const char *s);
 
 #endif /* HC_CLUSTER_H */

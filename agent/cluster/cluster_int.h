@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/list.h"
 #include "cluster/cluster.h"
 #include "loop/loop.h"
 #include "metrics/metrics.h"
@@ -50,7 +51,7 @@ struct job {
 	job_fn *done; /* back on the loop thread; frees the job */
 	pthread_t thread;
 	struct hc_loop_task task;
-	struct job *prev, *next; /* c->jobs */
+	struct hc_list link; /* c->jobs */
 };
 
 /* Starts run(j) on a thread of its own, then done(j) on the loop thread.
@@ -71,7 +72,7 @@ struct hc_cluster_op {
 	enum op_kind kind;
 	bool cancelled, finished;
 	unsigned inflight; /* queries whose done() has not run yet */
-	struct hc_cluster_op *prev, *next;
+	struct hc_list link; /* c->ops */
 	union {
 		hc_cluster_spawn_done *spawn;
 		hc_cluster_stop_done *stop;
@@ -183,9 +184,9 @@ struct hc_cluster {
 	uint64_t respawns, restarts, duplicates_stopped;
 
 	/* operations in flight, their gossip queries, and jobs */
-	struct hc_cluster_op *ops;
-	struct op_query *queries;
-	struct job *jobs;
+	struct hc_list ops;	/* struct hc_cluster_op */
+	struct hc_list queries; /* struct op_query (orchestrate.c) */
+	struct hc_list jobs;	/* struct job */
 	size_t njobs;
 
 	/* Whether a state's sender is an alive member (NULL: ask gossip);

@@ -16,12 +16,7 @@ static void job_finished(void *arg)
 	struct hc_cluster *c = j->c;
 
 	pthread_join(j->thread, NULL);
-	if (j->prev)
-		j->prev->next = j->next;
-	else
-		c->jobs = j->next;
-	if (j->next)
-		j->next->prev = j->prev;
+	hc_list_remove(&j->link);
 	c->njobs--;
 	j->done(j);
 }
@@ -60,11 +55,7 @@ int job_start(struct hc_cluster *c, struct job *j, job_fn *run, job_fn *done)
 		hc_log(HC_LOG_ERROR, "cannot start a worker thread: %s", strerror(r));
 		return -r;
 	}
-	j->prev = NULL;
-	j->next = c->jobs;
-	if (c->jobs)
-		c->jobs->prev = j;
-	c->jobs = j;
+	hc_list_insert(&c->jobs, &j->link);
 	c->njobs++;
 	return 0;
 }

@@ -12,6 +12,7 @@
 
 #define HC_LOG_MODULE "cluster"
 #include "addr/addr.h"
+#include "base/base.h"
 #include "cluster/cluster_int.h"
 #include "httpc/httpc.h"
 #include "log/log.h"
@@ -229,7 +230,7 @@ struct hc_cluster_op *hc_cluster_logs(struct hc_cluster *c,
 	struct peer *p = NULL;
 	char msg[160];
 
-	if (!req->id || !hc_workload_id_valid(req->id)) {
+	if (!req->id || !hc_uuid_valid(req->id)) {
 		done(arg, HC_RPC_INVALID_ARGUMENT, "invalid workload id (want a UUID)", NULL);
 		return NULL;
 	}

@@ -19,6 +19,7 @@
 #include <hypercore/defaults.h>
 
 #define HC_LOG_MODULE "cluster"
+#include "base/base.h"
 #include "cluster/cluster_int.h"
 #include "log/log.h"
 
@@ -31,27 +32,15 @@ struct op_query {
 	struct hc_cluster_op *op;
 	int attempt;
 	bool answered;
-	struct op_query *prev, *next;
+	struct hc_list link; /* c->queries */
 };
-
-static void query_unlink(struct op_query *q)
-{
-	struct hc_cluster *c = q->op->c;
-
-	if (q->prev)
-		q->prev->next = q->next;
-	else
-		c->queries = q->next;
-	if (q->next)
-		q->next->prev = q->prev;
-}
 
 void queries_free_all(struct hc_cluster *c)
 {
-	while (c->queries) {
-		struct op_query *q = c->queries;
+	while (!hc_list_empty(&c->queries)) {
+		struct op_query *q = hc_list_first(&c->queries, struct op_query, link);
 
-		query_unlink(q);
+		hc_list_remove(&q->link);
 		q->op->inflight--;
 		free(q);
 	}
@@ -71,23 +60,13 @@ struct hc_cluster_op *op_new(struct hc_cluster *c, enum op_kind kind, void *arg)
 	op->arg = arg;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	op->started_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-	op->next = c->ops;
-	if (c->ops)
-		c->ops->prev = op;
-	c->ops = op;
+	hc_list_insert(&c->ops, &op->link);
 	return op;
 }
 
 static void op_free(struct hc_cluster_op *op)
 {
-	struct hc_cluster *c = op->c;
-
-	if (op->prev)
-		op->prev->next = op->next;
-	else
-		c->ops = op->next;
-	if (op->next)
-		op->next->prev = op->prev;
+	hc_list_remove(&op->link);
 	for (size_t i = 0; i < op->ncandidates; i++)
 		free(op->candidates[i]);
 	free(op->candidates);
@@ -169,7 +148,9 @@ void hc_cluster_op_cancel(struct hc_cluster_op *op)
 
 void ops_cancel_all(struct hc_cluster *c)
 {
-	for (struct hc_cluster_op *op = c->ops; op; op = op->next)
+	struct hc_cluster_op *op;
+
+	hc_list_for_each(op, &c->ops, link)
 		op->cancelled = true;
 }
 
@@ -190,10 +171,7 @@ static int send_query(struct hc_cluster_op *op, const uint8_t *payload, size_t l
 		return -ENOMEM;
 	q->op = op;
 	q->attempt = op->attempt;
-	q->next = op->c->queries;
-	if (q->next)
-		q->next->prev = q;
-	op->c->queries = q;
+	hc_list_insert(&op->c->queries, &q->link);
 	if (only_node) {
 		params.nodes = nodes;
 		params.nnodes = 1;
@@ -202,7 +180,7 @@ static int send_query(struct hc_cluster_op *op, const uint8_t *payload, size_t l
 	r = hc_cluster_query(op->c, HC_QUERY_NAME, payload, len, &params, on_response, query_done,
 			     q);
 	if (r < 0) { /* not sent: done() will not run */
-		query_unlink(q);
+		hc_list_remove(&q->link);
 		op->inflight--;
 		free(q);
 	}
@@ -338,7 +316,7 @@ static void query_done(void *arg)
 	struct op_query *q = arg;
 	struct hc_cluster_op *op = q->op;
 
-	query_unlink(q);
+	hc_list_remove(&q->link);
 	op->inflight--;
 	if (!op->finished && !op->c->closing && q->attempt == op->attempt) {
 		if (op->kind == OP_STOP) {
@@ -441,7 +419,7 @@ static int check_spawn_request(const hc_pb_spawn *req, char *err, size_t errlen)
 			return -EINVAL;
 		}
 	}
-	if (req->id && *req->id && !hc_workload_id_valid(req->id)) {
+	if (req->id && *req->id && !hc_uuid_valid(req->id)) {
 		snprintf(err, errlen, "invalid workload id %s (want a UUID)", req->id);
 		return -EINVAL;
 	}
@@ -487,7 +465,7 @@ static struct hc_cluster_op *spawn_start(struct hc_cluster *c, const hc_pb_spawn
 	} else {
 		char *id = malloc(HC_WORKLOAD_ID_LEN + 1);
 
-		if (!id || hc_workload_id_new(id) < 0) {
+		if (!id || hc_uuid_new(id) < 0) {
 			free(id);
 			spawn_finish(op, HC_RPC_RESOURCE_EXHAUSTED, "cannot make an id", NULL);
 			return NULL;
@@ -588,7 +566,7 @@ struct hc_cluster_op *hc_cluster_stop(struct hc_cluster *c, const char *id,
 	size_t len;
 	int r;
 
-	if (!id || !hc_workload_id_valid(id)) {
+	if (!id || !hc_uuid_valid(id)) {
 		done(arg, HC_RPC_INVALID_ARGUMENT, "invalid workload id (want a UUID)", NULL);
 		return NULL;
 	}
@@ -859,7 +837,7 @@ static void serve_spawn(struct hc_cluster *c, uint64_t query_id, const hc_pb_spa
 	if (!sj->dry_run) {
 		if (req->id && *req->id)
 			snprintf(sj->id, sizeof(sj->id), "%s", req->id);
-		else if (hc_workload_id_new(sj->id) < 0)
+		else if (hc_uuid_new(sj->id) < 0)
 			goto fail_msg;
 		if (local_find(c, sj->id)) {
 			respond_error(c, query_id, "workload %s already runs here", sj->id);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #define HC_LOG_MODULE "cluster"
+#include "base/base.h"
 #include "cluster/cluster_int.h"
 #include "log/log.h"
 
@@ -141,7 +142,7 @@ static void broadcast_now(struct hc_cluster *c)
 	uint64_t hash;
 	int r = 0;
 
-	if (!w || !ends || hc_workload_id_new(uuid) < 0) {
+	if (!w || !ends || hc_uuid_new(uuid) < 0) {
 		c->broadcast_due = true;
 		goto out;
 	}
@@ -314,7 +315,7 @@ static int take_workloads(hc_pb_state *chunk, hc_pb_workload ***w, size_t *n)
 		hc_pb_workload *wl = chunk->workloads[i];
 
 		/* a workload without an id cannot be routed or stopped */
-		if (wl->id && hc_workload_id_valid(wl->id))
+		if (wl->id && hc_uuid_valid(wl->id))
 			grown[(*n)++] = wl;
 		else
 			pb_free(wl);

@@ -19,6 +19,7 @@
 #define HC_LOG_MODULE "daemon"
 #include "addr/addr.h"
 #include "api/api.h"
+#include "base/base.h"
 #include "cluster/cluster.h"
 #include "log/log.h"
 #include "loop/loop.h"
@@ -49,40 +50,16 @@ struct daemon {
 	long page_size;
 };
 
-static int mkdir_p(char *path, mode_t mode)
-{
-	for (char *p = path + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(path, mode) < 0 && errno != EEXIST) {
-			*p = '/';
-			return -errno;
-		}
-		*p = '/';
-	}
-	if (mkdir(path, mode) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
 int hc_daemon_prepare_state_dir(const char *dir, char *err, size_t errlen)
 {
 	struct stat st;
-	char *copy;
 	int r, fd;
 
 	if (!dir || !*dir) {
 		snprintf(err, errlen, "--state-dir is empty");
 		return -EINVAL;
 	}
-	copy = strdup(dir);
-	if (!copy) {
-		snprintf(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
-	r = mkdir_p(copy, 0755);
-	free(copy);
+	r = hc_mkdir_p(dir, 0755);
 	if (r < 0 || stat(dir, &st) < 0) {
 		r = r < 0 ? r : -errno;
 		snprintf(err, errlen, "cannot create state dir %s: %s", dir, strerror(-r));

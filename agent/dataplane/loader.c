@@ -22,6 +22,7 @@
 
 #include <hypercore/defaults.h>
 
+#include "base/base.h"
 #include "dataplane/dataplane_int.h"
 #include "log/log.h"
 
@@ -71,25 +72,6 @@ static void libbpf_setup(void)
 
 /* ---- bpffs ---- */
 
-static int mkdir_p(const char *path, mode_t mode)
-{
-	char buf[256];
-
-	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
-		return -ENAMETOOLONG;
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, mode) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(buf, mode) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
 static bool is_bpffs(const char *path)
 {
 	struct statfs st;
@@ -109,7 +91,7 @@ static int ensure_pin_dir(const char *pin_dir, struct hc_dp_err *err)
 					  strerror(errno));
 		hc_log(HC_LOG_INFO, "mounted bpffs on %s", BPFFS_ROOT);
 	}
-	rc = mkdir_p(pin_dir, 0700);
+	rc = hc_mkdir_p(pin_dir, 0700);
 	if (rc)
 		return hc_dp_fail(err, rc, "cannot create %s: %s", pin_dir, strerror(-rc));
 	if (!is_bpffs(pin_dir))

@@ -584,8 +584,8 @@ int hc_gossip_key_to_base64(const uint8_t *key, size_t len, char *out, size_t ou
 /* Keyring file (serf -keyring-file): JSON array of base64 keys, first =
  * primary. load replaces kr's keys with the file's, only if the whole file is
  * valid and holds at least one key (-ENOENT, -EINVAL otherwise); save writes
- * serf's layout to a temporary file (mode 0600), fsyncs and renames it over
- * path. Both block on file I/O. */
+ * serf's layout over path atomically with mode 0600 (hc_file_write_atomic).
+ * Both block on file I/O. */
 int hc_gossip_keyring_load(struct hc_gossip_keyring *kr, const char *path);
 int hc_gossip_keyring_save(const struct hc_gossip_keyring *kr, const char *path);
 

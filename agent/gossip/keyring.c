@@ -2,6 +2,7 @@
 #define HC_LOG_MODULE "gossip"
 #include "log/log.h"
 
+#include "base/base.h"
 #include "gossip/gossip_int.h"
 
 #include <errno.h>
@@ -417,56 +418,18 @@ static json_t *keys_to_json(const struct hc_gossip_keyring *kr)
 	return arr;
 }
 
-static int write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int hc_gossip_keyring_save(const struct hc_gossip_keyring *kr, const char *path)
 {
 	json_t *arr = keys_to_json(kr);
-	size_t tmp_size = strlen(path) + 32;
-	char *text = NULL, *tmp = malloc(tmp_size);
-	int fd, err;
-
 	/* Same layout as serf's json.MarshalIndent(keys, "", "  "). */
-	text = arr ? json_dumps(arr, JSON_INDENT(2)) : NULL;
-	if (!text || !tmp) {
-		err = -ENOMEM;
-		goto out;
-	}
-	snprintf(tmp, tmp_size, "%s.tmp.%ld", path, (long)getpid());
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		err = -errno;
-		goto out;
-	}
-	err = write_all(fd, text, strlen(text));
-	if (!err && fsync(fd) < 0)
-		err = -errno;
-	if (close(fd) < 0 && !err)
-		err = -errno;
-	if (!err && rename(tmp, path) < 0)
-		err = -errno;
-	if (err)
-		unlink(tmp);
-out:
+	char *text = arr ? json_dumps(arr, JSON_INDENT(2)) : NULL;
+	int err = -ENOMEM;
+
 	if (text) {
+		err = hc_file_write_atomic(path, text, strlen(text), 0600);
 		OPENSSL_cleanse(text, strlen(text));
 		free(text);
 	}
-	free(tmp);
 	json_decref(arr);
 	return err;
 }

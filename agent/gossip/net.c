@@ -12,6 +12,7 @@
 
 #define HC_LOG_MODULE "gossip"
 #include "addr/addr.h"
+#include "base/list.h"
 #include "gossip/gossip_int.h"
 #include "gossip/serf_int.h"
 #include "log/log.h"
@@ -37,7 +38,7 @@ enum stream_state {
 
 /* A TCP stream, incoming (served) or outgoing (an exchange). */
 struct stream {
-	struct stream *prev, *next;
+	struct hc_list link; /* net->streams */
 	struct hc_gossip_net *net;
 	int fd; /* -1 once closed, or when connecting failed at once */
 	bool outgoing;
@@ -62,7 +63,7 @@ struct hc_gossip_net {
 	int family; /* of the bound sockets */
 	int udp, tcp;
 	uint16_t port;
-	struct stream *streams;
+	struct hc_list streams;
 	unsigned nincoming;
 	uint64_t accept_timer; /* set while accepting is paused */
 	bool closing;          /* in hc_gossip_net_free: no new exchanges */
@@ -109,10 +110,7 @@ static int sockaddr_of(const struct hc_gossip_net *net, const struct hc_gossip_a
 static void stream_link(struct hc_gossip_net *net, struct stream *s)
 {
 	s->net = net;
-	s->next = net->streams;
-	if (net->streams)
-		net->streams->prev = s;
-	net->streams = s;
+	hc_list_insert(&net->streams, &s->link);
 	if (!s->outgoing)
 		net->nincoming++;
 }
@@ -122,12 +120,7 @@ static void stream_free(struct stream *s)
 {
 	struct hc_gossip_net *net = s->net;
 
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		net->streams = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
+	hc_list_remove(&s->link);
 	if (!s->outgoing)
 		net->nincoming--;
 	if (s->timer)
@@ -734,6 +727,7 @@ struct hc_gossip_net *hc_gossip_net_new(struct hc_loop *loop, const struct hc_ad
 		errno = ENOMEM;
 		return NULL;
 	}
+	hc_list_init(&net->streams);
 	net->loop = loop;
 	net->cfg = *cfg;
 	net->family = bind->ss.ss_family;
@@ -769,8 +763,9 @@ void hc_gossip_net_free(struct hc_gossip_net *net)
 	if (!net)
 		return;
 	net->closing = true;
-	while (net->streams) {
-		struct stream *s = net->streams;
+	/* the first until none is left (closing: done() starts no other) */
+	while (!hc_list_empty(&net->streams)) {
+		struct stream *s = hc_list_first(&net->streams, struct stream, link);
 
 		if (s->outgoing)
 			exchange_finish(s, -ECANCELED);

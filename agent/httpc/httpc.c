@@ -1,6 +1,8 @@
 /* A minimal blocking HTTP/1.1 client; see httpc.h. */
 #include "httpc/httpc.h"
 
+#include "base/base.h"
+
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -12,28 +14,6 @@
 #include <unistd.h>
 
 #define MAX_RESPONSE (16u << 20)
-
-static int64_t ms_left(const struct timespec *deadline)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (deadline->tv_sec - now.tv_sec) * 1000 + (deadline->tv_nsec - now.tv_nsec) / 1000000;
-}
-
-static int wait_fd(int fd, short events, const struct timespec *deadline)
-{
-	struct pollfd p = { .fd = fd, .events = events };
-	int64_t left = ms_left(deadline);
-	int r;
-
-	if (left <= 0)
-		return -ETIMEDOUT;
-	r = poll(&p, 1, (int)left);
-	if (r < 0)
-		return -errno;
-	return r == 0 ? -ETIMEDOUT : 0;
-}
 
 static int connect_to(const struct hc_addr *a, const struct timespec *deadline)
 {
@@ -47,7 +27,7 @@ static int connect_to(const struct hc_addr *a, const struct timespec *deadline)
 		r = -errno;
 		goto fail;
 	}
-	r = wait_fd(fd, POLLOUT, deadline);
+	r = hc_deadline_wait_fd(fd, POLLOUT, deadline);
 	if (r == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 		r = -errno;
 	if (r == 0 && err)
@@ -57,26 +37,6 @@ static int connect_to(const struct hc_addr *a, const struct timespec *deadline)
 fail:
 	close(fd);
 	return r;
-}
-
-static int send_all(int fd, const char *buf, size_t len, const struct timespec *deadline)
-{
-	while (len) {
-		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
-
-		if (n < 0) {
-			int r;
-
-			if (errno != EAGAIN)
-				return -errno;
-			if ((r = wait_fd(fd, POLLOUT, deadline)) < 0)
-				return r;
-			continue;
-		}
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
 }
 
 static int read_all(int fd, char **out, size_t *outlen, const struct timespec *deadline)
@@ -113,7 +73,7 @@ static int read_all(int fd, char **out, size_t *outlen, const struct timespec *d
 				r = -errno;
 				break;
 			}
-			if ((r = wait_fd(fd, POLLIN, deadline)) < 0)
+			if ((r = hc_deadline_wait_fd(fd, POLLIN, deadline)) < 0)
 				break;
 			continue;
 		}
@@ -168,19 +128,13 @@ int hc_httpc_request(const struct hc_addr *a, const char *method, const char *pa
 		     "Content-Length: %zu\r\nConnection: close\r\n\r\n",
 		     method, path, host, payload_len) >= (int)sizeof(req))
 		return -E2BIG;
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-	if (deadline.tv_nsec >= 1000000000) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000;
-	}
+	hc_deadline_in(&deadline, timeout_ms);
 	fd = connect_to(a, &deadline);
 	if (fd < 0)
 		return fd;
-	r = send_all(fd, req, strlen(req), &deadline);
+	r = hc_send_all(fd, req, strlen(req), &deadline);
 	if (r == 0 && payload_len)
-		r = send_all(fd, payload, payload_len, &deadline);
+		r = hc_send_all(fd, payload, payload_len, &deadline);
 	if (r == 0)
 		r = read_all(fd, &resp, &len, &deadline);
 	close(fd);

@@ -23,6 +23,7 @@
 #include <grpc/support/time.h>
 
 #define HC_LOG_MODULE "rpc"
+#include "base/list.h"
 #include "log/log.h"
 #include "loop/loop.h"
 #include "metrics/metrics.h"
@@ -105,7 +106,7 @@ struct hc_rpc_call {
 	grpc_slice status_details;
 	int cancelled;
 	enum hc_rpc_code code;
-	struct hc_rpc_call *prev, *next; /* srv->live */
+	struct hc_list link; /* srv->live */
 };
 
 struct method_slot {
@@ -123,7 +124,7 @@ struct hc_rpc_server {
 	struct method_slot *methods;
 	size_t nmethods;
 	uint64_t unknown_counts[HC_RPC_NCODES];
-	struct hc_rpc_call *live; /* every call struct grpc or a handler holds */
+	struct hc_list live; /* every call struct grpc or a handler holds */
 	size_t nlive;
 	struct tag shutdown_tag;
 	bool shutting_down;
@@ -166,10 +167,7 @@ static struct hc_rpc_call *call_new(struct hc_rpc_server *srv, long method)
 	c->state = CALL_REQUESTED;
 	grpc_metadata_array_init(&c->md);
 	grpc_call_details_init(&c->details);
-	c->next = srv->live;
-	if (srv->live)
-		srv->live->prev = c;
-	srv->live = c;
+	hc_list_insert(&srv->live, &c->link);
 	srv->nlive++;
 	return c;
 }
@@ -178,12 +176,7 @@ static void call_free(struct hc_rpc_call *c)
 {
 	struct hc_rpc_server *srv = c->tag.srv;
 
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		srv->live = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	hc_list_remove(&c->link);
 	srv->nlive--;
 
 	if (c->request)
@@ -430,6 +423,7 @@ struct hc_rpc_server *hc_rpc_server_new(struct hc_loop *loop, const struct hc_ad
 		return NULL;
 	}
 	grpc_ref();
+	hc_list_init(&srv->live);
 	srv->loop = loop;
 	srv->shutdown_tag.kind = TAG_SHUTDOWN;
 	srv->shutdown_tag.srv = srv;
@@ -475,6 +469,7 @@ int hc_rpc_server_port(const struct hc_rpc_server *srv)
 
 void hc_rpc_server_free(struct hc_rpc_server *srv)
 {
+	struct hc_rpc_call *c, *next;
 	uint64_t deadline;
 
 	if (!srv)
@@ -483,9 +478,9 @@ void hc_rpc_server_free(struct hc_rpc_server *srv)
 	grpc_server_shutdown_and_notify(srv->server, srv->cq, &srv->shutdown_tag);
 	grpc_server_cancel_all_calls(srv->server);
 	/* Handlers that still hold calls lose them now: their clients were just
-	 * cancelled, and the batch completion frees the state. */
-	for (struct hc_rpc_call *c = srv->live, *next; c; c = next) {
-		next = c->next;
+	 * cancelled, and the batch completion frees the state (or the failed
+	 * start of the batch frees c at once: safe iteration). */
+	hc_list_for_each_safe(c, next, &srv->live, link) {
 		if (c->state == CALL_HANDLING)
 			hc_rpc_fail(c, HC_RPC_UNAVAILABLE, "server shutting down");
 	}
@@ -510,8 +505,8 @@ void hc_rpc_server_free(struct hc_rpc_server *srv)
 			;
 	}
 	grpc_completion_queue_destroy(srv->cq);
-	while (srv->live)
-		call_free(srv->live);
+	while (!hc_list_empty(&srv->live))
+		call_free(hc_list_first(&srv->live, struct hc_rpc_call, link));
 	free(srv->methods);
 	free(srv);
 	grpc_unref();

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #define HC_LOG_MODULE "containerd"
+#include "base/base.h"
 #include "log/log.h"
 #include "loop/loop.h"
 #include "metrics/metrics.h"
@@ -63,59 +64,11 @@ static int path_printf(char **out, const char *fmt, ...)
 	return 0;
 }
 
-static int mkdir_p(const char *path, mode_t mode)
-{
-	char buf[4096];
-	size_t len = strlen(path);
-
-	if (len >= sizeof(buf))
-		return -ENAMETOOLONG;
-	memcpy(buf, path, len + 1);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, mode) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(buf, mode) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
-/* Writes text to path through a temporary file and rename, so containerd
- * never reads half a file (it watches the CNI directory). */
+/* Writes text to path atomically, so containerd never reads half a file
+ * (it watches the CNI directory). */
 static int write_file(const char *path, const char *text, mode_t mode)
 {
-	char tmp[4200];
-	size_t len = strlen(text), off = 0;
-	int fd, r = 0;
-
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-	if (fd < 0)
-		return -errno;
-	while (off < len) {
-		ssize_t n = write(fd, text + off, len - off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			break;
-		}
-		off += (size_t)n;
-	}
-	if (r == 0 && fchmod(fd, mode) < 0)
-		r = -errno;
-	if (close(fd) < 0 && r == 0)
-		r = -errno;
-	if (r == 0 && rename(tmp, path) < 0)
-		r = -errno;
-	if (r < 0)
-		unlink(tmp);
-	return r;
+	return hc_file_write_atomic(path, text, strlen(text), mode);
 }
 
 /* Paths and hosts go into TOML and JSON strings unescaped. */
@@ -232,7 +185,7 @@ static int write_registry_hosts(const char *state_dir, const char *const *hosts,
 		/* containerd looks for a directory named exactly HOST:PORT */
 		r = path_printf(&path, "%s/%s", dir, hosts[i]);
 		if (r == 0)
-			r = mkdir_p(path, 0755);
+			r = hc_mkdir_p(path, 0755);
 		free(path);
 		path = NULL;
 		if (r == 0)
@@ -359,12 +312,12 @@ static int prepare_dirs(const struct hc_containerd *cd, struct hc_runtime_err *e
 
 	for (size_t i = 0; i < sizeof(state_sub) / sizeof(state_sub[0]); i++) {
 		snprintf(path, sizeof(path), "%s/%s", cd->state_dir, state_sub[i]);
-		r = mkdir_p(path, 0700);
+		r = hc_mkdir_p(path, 0700);
 		if (r < 0)
 			return hc_runtime_fail(err, -r, "cannot create %s: %s", path, strerror(-r));
 	}
 	snprintf(path, sizeof(path), "%s/containerd", cd->run_dir);
-	r = mkdir_p(path, 0700);
+	r = hc_mkdir_p(path, 0700);
 	if (r < 0)
 		return hc_runtime_fail(err, -r, "cannot create %s: %s", path, strerror(-r));
 	return 0;
@@ -533,10 +486,10 @@ static void log_tail(const char *path, char *buf, size_t len)
 /* Waits until containerd's CRI answers with runtime and network ready. */
 static int wait_ready(struct hc_containerd *cd, struct hc_runtime *rt, struct hc_runtime_err *err)
 {
-	struct timespec start, now;
+	struct timespec deadline;
 	int r;
 
-	clock_gettime(CLOCK_MONOTONIC, &start);
+	hc_deadline_in(&deadline, READY_TIMEOUT_MS);
 	for (;;) {
 		struct pollfd pfd = { .fd = cd->pidfd, .events = POLLIN };
 
@@ -555,9 +508,7 @@ static int wait_ready(struct hc_containerd *cd, struct hc_runtime *rt, struct hc
 		} else {
 			r = hc_runtime_fail(err, ETIMEDOUT, "containerd did not open %s", cd->socket);
 		}
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 >
-		    READY_TIMEOUT_MS) {
+		if (hc_deadline_left_ms(&deadline) < 0) {
 			char last[sizeof(err->msg)];
 
 			memcpy(last, err->msg, sizeof(last));
@@ -584,23 +535,17 @@ static int import_pause_image(struct hc_containerd *cd, struct hc_runtime_err *e
 		goto done;
 	}
 	{
+		/* a scratch copy for ctr, removed below: no temp file or fsync */
 		int fd = open(archive, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-		size_t off = 0;
 
 		if (fd < 0) {
 			r = hc_runtime_fail(err, errno, "cannot write %s: %s", archive, strerror(errno));
 			goto done;
 		}
-		while (off < len) {
-			ssize_t n = write(fd, hc_pause_image_start + off, len - off);
-
-			if (n < 0 && errno != EINTR)
-				break;
-			if (n > 0)
-				off += (size_t)n;
-		}
-		close(fd);
-		if (off < len) {
+		r = hc_write_all(fd, hc_pause_image_start, len);
+		if (close(fd) < 0 && r == 0)
+			r = -errno;
+		if (r < 0) {
 			r = hc_runtime_fail(err, EIO, "cannot write %s", archive);
 			goto done;
 		}

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #define HC_LOG_MODULE "runtime"
+#include "base/base.h"
 #include "log/log.h"
 #include "runtime_int.h"
 
@@ -77,7 +78,7 @@ int hc_runtime_find(struct hc_runtime *rt, const char *id, char sandbox_id[65],
 	Runtime__V1__ListContainersResponse *ctrs = NULL;
 	int r;
 
-	if (!hc_workload_id_valid(id))
+	if (!hc_uuid_valid(id))
 		return hc_runtime_fail(err, EINVAL, "invalid workload id \"%.64s\" (want a UUID)", id);
 	r = list_sandboxes(rt, HC_LABEL_WORKLOAD, id, &pods, err);
 	if (r < 0)
@@ -504,7 +505,7 @@ int hc_runtime_stop(struct hc_runtime *rt, const char *id, int grace_s,
 	Runtime__V1__ListPodSandboxResponse *pods = NULL;
 	int r;
 
-	if (!hc_workload_id_valid(id))
+	if (!hc_uuid_valid(id))
 		return hc_runtime_fail(err, EINVAL, "invalid workload id \"%.64s\" (want a UUID)", id);
 	r = list_sandboxes(rt, HC_LABEL_WORKLOAD, id, &pods, err);
 	if (r < 0)
@@ -736,11 +737,11 @@ int hc_runtime_spawn(struct hc_runtime *rt, const struct hc_workload_spec *spec,
 	r = hc_workload_spec_validate(spec, err);
 	if (r < 0)
 		return r;
-	if (id && !hc_workload_id_valid(id))
+	if (id && !hc_uuid_valid(id))
 		return hc_runtime_fail(err, EINVAL, "invalid workload id \"%.64s\" (want a UUID)", id);
 	if (id)
 		copy_str(wid, sizeof(wid), id);
-	else if ((r = hc_workload_id_new(wid)) < 0)
+	else if ((r = hc_uuid_new(wid)) < 0)
 		return hc_runtime_fail(err, -r, "cannot generate an id: %s", strerror(-r));
 	r = check_capacity(rt, spec, err);
 	if (r < 0)
@@ -838,7 +839,7 @@ int hc_runtime_collect_orphans(struct hc_runtime *rt, int min_age_s, struct hc_r
 		int64_t age_s = now.tv_sec - w->created_ns / 1000000000;
 
 		/* a spawn that died between RunPodSandbox and StartContainer */
-		if (w->started_ns || age_s < min_age_s || !hc_workload_id_valid(w->id))
+		if (w->started_ns || age_s < min_age_s || !hc_uuid_valid(w->id))
 			continue;
 		hc_log(HC_LOG_WARN, "removing half-created workload %s (sandbox %s, %lld s old)",
 		       w->id, w->sandbox_id, (long long)age_s);

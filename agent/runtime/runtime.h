@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/base.h"
+
 struct hc_loop;
 struct hc_metrics;
 
@@ -118,7 +120,7 @@ enum hc_workload_state {
 
 const char *hc_workload_state_name(enum hc_workload_state s);
 
-#define HC_WORKLOAD_ID_LEN 36 /* a UUID's text length */
+#define HC_WORKLOAD_ID_LEN HC_UUID_LEN /* a workload id is a UUID (base.h) */
 
 struct hc_workload {
 	char id[HC_WORKLOAD_ID_LEN + 1];
@@ -140,11 +142,6 @@ struct hc_workload {
 
 void hc_workload_fini(struct hc_workload *w);
 void hc_workload_list_free(struct hc_workload *list, size_t n);
-
-/* A workload id generated for a new spawn (UUID v4) into id. 0 or -errno. */
-int hc_workload_id_new(char id[HC_WORKLOAD_ID_LEN + 1]);
-/* 1 if s is a workload id (canonical lowercase UUID), else 0. */
-int hc_workload_id_valid(const char *s);
 
 /*
  * Starts a workload: checks the spec and the capacity, pulls the image when

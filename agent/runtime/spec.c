@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "runtime_int.h"
 
@@ -424,36 +423,4 @@ out:
 	if (r < 0)
 		hc_workload_spec_fini(spec);
 	return r;
-}
-
-/* ---- ids ---- */
-
-int hc_workload_id_new(char id[HC_WORKLOAD_ID_LEN + 1])
-{
-	unsigned char b[16];
-
-	if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
-		return -errno;
-	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
-	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-	snprintf(id, HC_WORKLOAD_ID_LEN + 1,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-		 b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-		 b[15]);
-	return 0;
-}
-
-int hc_workload_id_valid(const char *s)
-{
-	if (!s || strlen(s) != HC_WORKLOAD_ID_LEN)
-		return 0;
-	for (int i = 0; i < HC_WORKLOAD_ID_LEN; i++) {
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (s[i] != '-')
-				return 0;
-		} else if (!isxdigit((unsigned char)s[i]) || isupper((unsigned char)s[i])) {
-			return 0;
-		}
-	}
-	return 1;
 }

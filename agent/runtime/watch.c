@@ -10,6 +10,7 @@
 #include <time.h>
 
 #define HC_LOG_MODULE "runtime"
+#include "base/base.h"
 #include "log/log.h"
 #include "loop/loop.h"
 #include "metrics/metrics.h"
@@ -275,13 +276,7 @@ static void *watch_main(void *arg)
 		pthread_mutex_unlock(&w->lock);
 		look(w);
 		pthread_mutex_lock(&w->lock);
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_sec += w->interval_ms / 1000;
-		until.tv_nsec += (long)(w->interval_ms % 1000) * 1000000;
-		if (until.tv_nsec >= 1000000000) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000;
-		}
+		hc_deadline_in(&until, w->interval_ms); /* the cond waits on CLOCK_MONOTONIC */
 		while (!w->stopping && !w->refresh &&
 		       pthread_cond_timedwait(&w->wake, &w->lock, &until) != ETIMEDOUT)
 			;

@@ -17,6 +17,7 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
+#include "base/base.h"
 #include "ws_int.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -83,31 +84,6 @@ int hc_ws_frame_parse(const uint8_t *buf, size_t len, struct hc_ws_frame *frame)
 	return (int)(hdr + plen);
 }
 
-/* send(2) with MSG_NOSIGNAL: a server that hung up must give EPIPE, not
- * kill the CLI with SIGPIPE. */
-static int write_all(int fd, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-
-	while (len) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN) {
-			struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-
-			poll(&pfd, 1, 1000);
-			continue;
-		}
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int send_frame(struct hc_ws *ws, uint8_t opcode, const void *data, size_t len)
 {
 	uint8_t hdr[14], mask[4], *frame;
@@ -137,7 +113,7 @@ static int send_frame(struct hc_ws *ws, uint8_t opcode, const void *data, size_t
 	memcpy(frame, hdr, h);
 	for (size_t i = 0; i < len; i++)
 		frame[h + i] = ((const uint8_t *)data)[i] ^ mask[i & 3];
-	r = write_all(ws->fd, frame, h + len);
+	r = hc_send_all(ws->fd, frame, h + len, NULL); /* a hung-up server: EPIPE, not SIGPIPE */
 	free(frame);
 	return r;
 }
@@ -352,28 +328,6 @@ static int parse_url(const char *url, char *host, size_t hostlen, char *port, ch
 	return 0;
 }
 
-static long remaining_ms(const struct timespec *deadline)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (deadline->tv_sec - now.tv_sec) * 1000 + (deadline->tv_nsec - now.tv_nsec) / 1000000;
-}
-
-static int wait_fd(int fd, short events, const struct timespec *deadline)
-{
-	struct pollfd pfd = { .fd = fd, .events = events };
-	long ms = remaining_ms(deadline);
-	int r;
-
-	if (ms <= 0)
-		return -ETIMEDOUT;
-	do
-		r = poll(&pfd, 1, (int)ms);
-	while (r < 0 && errno == EINTR);
-	return r < 0 ? -errno : r == 0 ? -ETIMEDOUT : 0;
-}
-
 static int dial(const char *host, const char *port, const struct timespec *deadline)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai, *a;
@@ -390,7 +344,7 @@ static int dial(const char *host, const char *port, const struct timespec *deadl
 			continue;
 		}
 		if (connect(fd, a->ai_addr, a->ai_addrlen) == 0 ||
-		    (errno == EINPROGRESS && wait_fd(fd, POLLOUT, deadline) == 0 &&
+		    (errno == EINPROGRESS && hc_deadline_wait_fd(fd, POLLOUT, deadline) == 0 &&
 		     getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &elen) == 0 && e == 0))
 			break;
 		if (errno != EINPROGRESS)
@@ -453,7 +407,7 @@ static int handshake(struct hc_ws *ws, const char *host, const char *port, const
 		     key, subprotocol);
 	if (n < 0 || (size_t)n >= sizeof(req))
 		return fail(err, errlen, EINVAL, "%s", "streaming URL too long");
-	r = write_all(ws->fd, req, (size_t)n);
+	r = hc_send_all(ws->fd, req, (size_t)n, NULL);
 	if (r < 0)
 		return fail(err, errlen, -r, "cannot send the upgrade request: %s", strerror(-r));
 	head = malloc(MAX_HEADERS + 1);
@@ -463,7 +417,7 @@ static int handshake(struct hc_ws *ws, const char *host, const char *port, const
 	for (;;) {
 		ssize_t got_n;
 
-		r = wait_fd(ws->fd, POLLIN, deadline);
+		r = hc_deadline_wait_fd(ws->fd, POLLIN, deadline);
 		if (r < 0) {
 			free(head);
 			return fail(err, errlen, -r, "streaming server: %s", strerror(-r));
@@ -538,13 +492,7 @@ struct hc_ws *hc_ws_connect(const char *url, const char *subprotocol, int timeou
 		fail(err, errlen, EINVAL, "unusable streaming URL %.200s", url);
 		return NULL;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-	if (deadline.tv_nsec >= 1000000000) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000;
-	}
+	hc_deadline_in(&deadline, timeout_ms);
 	fd = dial(host, port, &deadline);
 	if (fd < 0) {
 		fail(err, errlen, -fd, "cannot connect to the streaming server: %s", strerror(-fd));
@@ -564,7 +512,7 @@ struct hc_ws *hc_ws_connect(const char *url, const char *subprotocol, int timeou
 		errno = e;
 		return NULL;
 	}
-	/* from here on, reads block and writes wait in write_all */
+	/* from here on, reads block and writes wait in hc_send_all */
 	flags = fcntl(fd, F_GETFL);
 	if (flags >= 0)
 		fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);

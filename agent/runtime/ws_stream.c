@@ -11,6 +11,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "base/base.h"
 #include "ws_int.h"
 
 #define STDIN_CHUNK 32768
@@ -51,21 +52,6 @@ int hc_ws_status_parse(const char *text, size_t len, int *exit_code, char *err, 
 	return 0;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int send_channel(struct hc_ws *ws, uint8_t channel, const void *data, size_t len)
 {
 	uint8_t *buf = malloc(len + 1);
@@ -103,9 +89,9 @@ static int on_message(const struct hc_ws_message *m, const struct hc_ws_stream_i
 		return 0;
 	switch (m->payload[0]) {
 	case HC_WS_CHANNEL_STDOUT:
-		return write_all(io->out_fd, data, len);
+		return hc_write_all(io->out_fd, data, len);
 	case HC_WS_CHANNEL_STDERR:
-		return write_all(io->err_fd, data, len);
+		return hc_write_all(io->err_fd, data, len);
 	case HC_WS_CHANNEL_STATUS:
 		if (hc_ws_status_parse((const char *)data, len, exit_code, err, errlen) < 0) {
 			snprintf(err, errlen, "unreadable status from the streaming server");

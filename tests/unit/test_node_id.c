@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "base/base.h"
 #include "cluster/cluster.h"
 
 static char dir[64], path[128];
@@ -52,7 +53,7 @@ static void test_created_once_then_read_back(void **state)
 
 	(void)state;
 	assert_int_equal(hc_node_id_load(path, a, err, sizeof(err)), 0);
-	assert_true(hc_node_id_valid(a));
+	assert_true(hc_uuid_valid(a));
 	assert_int_equal(a[14], '4'); /* version 4 */
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0644);

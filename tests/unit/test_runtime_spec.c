@@ -230,28 +230,12 @@ static void test_json_hostile(void **state)
 	hc_workload_spec_fini(&spec);
 }
 
-static void test_ids(void **state)
-{
-	char a[HC_WORKLOAD_ID_LEN + 1], b[HC_WORKLOAD_ID_LEN + 1];
-
-	(void)state;
-	assert_int_equal(hc_workload_id_new(a), 0);
-	assert_int_equal(hc_workload_id_new(b), 0);
-	assert_true(hc_workload_id_valid(a));
-	assert_string_not_equal(a, b);
-	assert_int_equal(a[14], '4');
-	assert_false(hc_workload_id_valid("../../etc/passwd"));
-	assert_false(hc_workload_id_valid("0E8C6E46-6F0B-4B0C-9D52-7B7C0E0E0E0E"));
-	assert_false(hc_workload_id_valid("0e8c6e46-6f0b-4b0c-9d52-7b7c0e0e0e0"));
-	assert_false(hc_workload_id_valid(NULL));
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_image_refs),	 cmocka_unit_test(test_ports),
 		cmocka_unit_test(test_validate),	 cmocka_unit_test(test_json_round_trip),
-		cmocka_unit_test(test_json_hostile), cmocka_unit_test(test_ids),
+		cmocka_unit_test(test_json_hostile),
 		cmocka_unit_test(test_egress_label),
 	};
 

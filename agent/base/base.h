@@ -1,0 +1,72 @@
+/*
+ * Small helpers every module needs, written once: UUIDs, directories and
+ * atomic file writes, whole writes to fds, deadlines for blocking I/O. base is the leaf layer: it
+ * includes no other agent module, and any module may include it. The
+ * intrusive list is header-only and lives apart in base/list.h.
+ */
+#ifndef HC_BASE_H
+#define HC_BASE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+/* ---- UUIDs (uuid.c) ---- */
+
+#define HC_UUID_LEN 36 /* text form, without the NUL */
+
+/* Writes a new random UUID (version 4, RFC 4122 variant) in canonical
+ * lowercase text into out. Does not block once the kernel's random pool is
+ * ready. Returns 0 or -errno. */
+int hc_uuid_new(char out[HC_UUID_LEN + 1]);
+
+/* 1 if s is a UUID in canonical lowercase text form (8-4-4-4-12 hex
+ * digits), else 0; NULL is 0. Any version and variant is accepted: ids made
+ * by other implementations (upstream's workload ids) must pass. */
+int hc_uuid_valid(const char *s);
+
+/* ---- files (file.c) ---- */
+
+/* Creates path and its missing parents with mode (before the umask), like
+ * mkdir -p. A component that already exists, whatever it is, counts as
+ * made: callers that need a directory check for one. 0 or -errno,
+ * -ENAMETOOLONG for a path over PATH_MAX. */
+int hc_mkdir_p(const char *path, mode_t mode);
+
+/* Replaces path with len bytes of data so that readers see the old file or
+ * the new one, never a part: a temporary file in the same directory
+ * (O_EXCL, O_NOFOLLOW), all written, fsync, rename over path, fsync of the
+ * directory. The file gets exactly mode, whatever the umask. On failure the
+ * temporary file is removed and path is as it was, except when only the
+ * directory's fsync failed (the new file is in place, maybe not durable).
+ * Blocks on the disk. 0 or -errno. */
+int hc_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
+
+/* ---- whole writes (io.c) ---- */
+
+/* Writes all len bytes of buf to fd with write(2), retrying after EINTR
+ * and short writes. Blocks as fd does. 0 or -errno (-EAGAIN from a
+ * non-blocking fd that is full). */
+int hc_write_all(int fd, const void *buf, size_t len);
+
+/* Sends all len bytes of buf on socket fd. MSG_NOSIGNAL: a peer that hung
+ * up gives -EPIPE, not SIGPIPE. When a non-blocking socket is full it
+ * waits until it drains, until *deadline (then -ETIMEDOUT), or without
+ * limit if deadline is NULL. 0 or -errno. */
+int hc_send_all(int fd, const void *buf, size_t len, const struct timespec *deadline);
+
+/* ---- deadlines (deadline.c) ---- */
+
+/* A point on CLOCK_MONOTONIC ms milliseconds from now, into *d. */
+void hc_deadline_in(struct timespec *d, int64_t ms);
+
+/* Milliseconds from now until *d; zero or negative once it has passed. */
+int64_t hc_deadline_left_ms(const struct timespec *d);
+
+/* Waits until fd is ready for events (POLLIN, POLLOUT...) or *d passes,
+ * retrying after EINTR. 0 when ready (or in error or hung up: the next
+ * read or write tells), -ETIMEDOUT at the deadline, else -errno. */
+int hc_deadline_wait_fd(int fd, short events, const struct timespec *d);
+
+#endif /* HC_BASE_H */

@@ -1,0 +1,136 @@
+/* The cluster's worker jobs: listed while they run, done() once each on the
+ * loop thread, drained before the cluster goes. No gossip, no runtime. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cluster/cluster_int.h"
+#include "loop/loop.h"
+#include "tmpdir.h"
+
+#define NJOBS 5
+
+static char dir[64]; /* the state dir: the cluster writes its node id there */
+
+struct test_job {
+	struct job j; /* first: job_start's callbacks get &j */
+	int index;
+	atomic_int *ran;
+	int *done_order;
+	int *ndone;
+	pthread_t loop_thread;
+};
+
+static void run_job(struct job *j)
+{
+	struct test_job *t = (struct test_job *)j;
+
+	atomic_fetch_add(t->ran, 1);
+}
+
+static void done_job(struct job *j)
+{
+	struct test_job *t = (struct test_job *)j;
+
+	/* back on the loop thread, already off the cluster's list */
+	assert_true(pthread_equal(pthread_self(), t->loop_thread));
+	assert_false(hc_list_linked(&t->j.link));
+	t->done_order[(*t->ndone)++] = t->index;
+	free(t);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	return hc_tmpdir_new(dir, sizeof(dir), "hc-jobs");
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	return hc_tmpdir_remove(dir);
+}
+
+static size_t listed(struct hc_cluster *c)
+{
+	struct job *j;
+	size_t n = 0;
+
+	hc_list_for_each(j, &c->jobs, link)
+		n++;
+	return n;
+}
+
+static void test_jobs_listed_then_drained(void **state)
+{
+	struct hc_cluster_config cfg = { .state_dir = dir, .base_url = "example.test" };
+	struct hc_loop *loop = hc_loop_new(NULL, NULL);
+	struct hc_cluster *c;
+	atomic_int ran = 0;
+	int order[NJOBS], ndone = 0, seen = 0;
+	char err[256];
+
+	(void)state;
+	assert_non_null(loop);
+	c = hc_cluster_new(loop, &cfg, err, sizeof(err));
+	assert_non_null(c);
+	assert_true(hc_list_empty(&c->jobs));
+	for (int i = 0; i < NJOBS; i++) {
+		struct test_job *t = calloc(1, sizeof(*t));
+
+		assert_non_null(t);
+		*t = (struct test_job){ .index = i, .ran = &ran, .done_order = order,
+					.ndone = &ndone, .loop_thread = pthread_self() };
+		assert_int_equal(job_start(c, &t->j, run_job, done_job), 0);
+	}
+	/* done() runs only from the loop, so all are still listed */
+	assert_int_equal(c->njobs, NJOBS);
+	assert_int_equal(listed(c), NJOBS);
+	jobs_drain(c);
+	assert_int_equal(c->njobs, 0);
+	assert_true(hc_list_empty(&c->jobs));
+	assert_int_equal(atomic_load(&ran), NJOBS);
+	assert_int_equal(ndone, NJOBS);
+	for (int i = 0; i < NJOBS; i++)
+		seen |= 1 << order[i];
+	assert_int_equal(seen, (1 << NJOBS) - 1); /* each one's done() once */
+	hc_cluster_free(c);
+	hc_loop_free(loop);
+}
+
+/* A cluster that never started frees its (empty) lists of operations,
+ * queries and jobs. */
+static void test_unstarted_cluster_frees(void **state)
+{
+	struct hc_cluster_config cfg = { .state_dir = dir, .base_url = "example.test" };
+	struct hc_loop *loop = hc_loop_new(NULL, NULL);
+	char err[256];
+	struct hc_cluster *c;
+
+	(void)state;
+	assert_non_null(loop);
+	c = hc_cluster_new(loop, &cfg, err, sizeof(err));
+	assert_non_null(c);
+	assert_true(hc_list_empty(&c->ops) && hc_list_empty(&c->queries));
+	hc_cluster_free(c);
+	hc_loop_free(loop);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_jobs_listed_then_drained),
+		cmocka_unit_test(test_unstarted_cluster_frees),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
