@@ -134,9 +134,6 @@ def run_suite(totals, build, kind, name, argv, timeout):
     env["HC_BUILD"] = os.path.join(ROOT, build)
     env["HC_BIN"] = os.path.join(ROOT, build, "hypercore")
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    # The captured serf traffic lives in shared/, beside the repository.
-    env.setdefault("HC_SERF_TESTDATA", os.path.join(os.path.dirname(ROOT), "shared",
-                                                    "testdata", "serf"))
     rc, out, secs = run_program(argv, env, timeout)
     plan, results = parse_tap(out)
     prefix = "[%s] %s/%s" % (build, kind, name)
@@ -161,11 +158,6 @@ def main():
     ap.add_argument("--only", default="")
     args = ap.parse_args()
 
-    vectors = os.environ.get("HC_SERF_TESTDATA",
-                             os.path.join(os.path.dirname(ROOT), "shared", "testdata", "serf"))
-    if not os.path.isdir(vectors):
-        print("note: %s is missing (shared/ must sit beside the repository, as in CI, or set "
-              "HC_SERF_TESTDATA): the gossip codec tests will fail" % vectors, flush=True)
     totals = Totals()
     for build in args.build:
         for kind, name, argv, timeout in suites(build):
