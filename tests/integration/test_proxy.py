@@ -69,15 +69,9 @@ CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def wait_for(what, fn, timeout=10, interval=0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
-        time.sleep(interval)
+# Finer polling than hctest's: some cases time what they wait for (a
+# listener that opens or closes within a second).
+wait_for = functools.partial(hctest.wait_for, timeout=10, interval=0.02)
 
 
 # ---- the byte pattern the big transfers carry -------------------------------
