@@ -12,7 +12,6 @@ Names made on the host carry the pid of the process that imports this
 """
 
 import base64
-import ctypes
 import functools
 import hashlib
 import json
@@ -30,6 +29,7 @@ import unittest
 import urllib.parse
 
 import hctest
+import netns
 
 PREFIX = "hcpx%d" % (os.getpid() % 100000)
 NS = PREFIX
@@ -37,9 +37,6 @@ VETH = PREFIX + "a"  # the agent's XDP goes here; nothing is sent over it
 BASE = "example.test"
 PASS_HOST = "secure.passthrough.test"  # a TLS backend holding its own certificate
 KiB, MiB = 1024, 1024 * 1024
-
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 # ---- the byte pattern the big transfers carry -------------------------------
@@ -452,12 +449,7 @@ class Env:
         cls.home_ns = os.open("/proc/self/ns/net", os.O_RDONLY)
         subprocess.run(["ip", "netns", "add", NS], check=True, capture_output=True)
         cls.made_ns = True
-        fd = os.open("/run/netns/%s" % NS, os.O_RDONLY)
-        try:
-            if _libc.setns(fd, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns %s" % NS)
-        finally:
-            os.close(fd)
+        netns.enter(NS)
         for argv in (["ip", "link", "set", "lo", "up"],
                      ["ip", "link", "add", VETH, "type", "veth", "peer", "name", VETH + "b"],
                      ["ip", "link", "set", VETH, "up"], ["ip", "link", "set", VETH + "b", "up"],
@@ -518,7 +510,10 @@ class Env:
             if getattr(cls, b, None):
                 getattr(cls, b).close()
         if getattr(cls, "home_ns", None) is not None:
-            _libc.setns(cls.home_ns, CLONE_NEWNET)
+            try:
+                netns.setns(cls.home_ns, "back home")
+            except OSError:
+                pass  # the namespace goes anyway; the rest must still be removed
             os.close(cls.home_ns)
             cls.home_ns = None
         if getattr(cls, "made_ns", False):
