@@ -82,6 +82,9 @@ BIN := $(BUILD)/hypercore
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 TESTLIB_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(sort $(wildcard tests/lib/*.c)))
 TESTLIB := $(BUILD)/libhctest.a
+# The test library reads the repository's tests/data (the captured serf
+# traffic) by an absolute path, so a test finds it from any directory.
+$(TESTLIB_OBJS): ALL_CFLAGS += -DHC_TEST_DATA_DIR='"$(CURDIR)/tests/data"'
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
 BPFTEST_SRCS := $(sort $(wildcard tests/bpf/test_*.c))
 BPFTEST_BINS := $(patsubst tests/bpf/%.c,$(BUILD)/tests/bpf/%,$(BPFTEST_SRCS))

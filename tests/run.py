@@ -3,8 +3,9 @@
 summary line, "N passed, N failed, N skipped".
 
 Each test program speaks TAP: the cmocka unit and BPF program tests
-(CMOCKA_MESSAGE_OUTPUT=TAP) and the Python integration tests
-(tests/lib/hctest.py). A program that crashes, hangs past its time limit or
+(CMOCKA_MESSAGE_OUTPUT=TAP), the Python integration tests
+(tests/lib/hctest.py) and the checks of the source tree (tests/source,
+once per run: the layer check). A program that crashes, hangs past its time limit or
 prints fewer results than it planned counts as a failure of its own, so
 nothing can pass by dying quietly.
 
@@ -41,8 +42,15 @@ class Totals:
         self.failures = []
 
 
-def suites(build):
-    """(kind, name, argv, timeout_s) for every test program of a build."""
+def suites(build, first=True):
+    """(kind, name, argv, timeout_s) for every test program of a build;
+    first: the first build of the run, which also runs the checks of the
+    source tree (tests/source), since they read no build."""
+    if first:
+        d = os.path.join(ROOT, "tests", "source")
+        for name in sorted(os.listdir(d)) if os.path.isdir(d) else ():
+            if name.startswith("test_") and name.endswith(".py"):
+                yield "source", name, [PYTHON, os.path.join(d, name)], 60
     # "bpf": the BPF program tests (BPF_PROG_TEST_RUN); they need root and
     # report every case as skipped, with the reason, without it.
     for kind in ("unit", "bpf"):
@@ -134,9 +142,6 @@ def run_suite(totals, build, kind, name, argv, timeout):
     env["HC_BUILD"] = os.path.join(ROOT, build)
     env["HC_BIN"] = os.path.join(ROOT, build, "hypercore")
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    # The captured serf traffic lives in shared/, beside the repository.
-    env.setdefault("HC_SERF_TESTDATA", os.path.join(os.path.dirname(ROOT), "shared",
-                                                    "testdata", "serf"))
     rc, out, secs = run_program(argv, env, timeout)
     plan, results = parse_tap(out)
     prefix = "[%s] %s/%s" % (build, kind, name)
@@ -161,14 +166,9 @@ def main():
     ap.add_argument("--only", default="")
     args = ap.parse_args()
 
-    vectors = os.environ.get("HC_SERF_TESTDATA",
-                             os.path.join(os.path.dirname(ROOT), "shared", "testdata", "serf"))
-    if not os.path.isdir(vectors):
-        print("note: %s is missing (shared/ must sit beside the repository, as in CI, or set "
-              "HC_SERF_TESTDATA): the gossip codec tests will fail" % vectors, flush=True)
     totals = Totals()
-    for build in args.build:
-        for kind, name, argv, timeout in suites(build):
+    for i, build in enumerate(args.build):
+        for kind, name, argv, timeout in suites(build, first=i == 0):
             if args.only in "%s/%s" % (kind, name):
                 run_suite(totals, build, kind, name, argv, timeout)
 

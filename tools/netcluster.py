@@ -154,21 +154,6 @@ def _alive(pid):
         return False
 
 
-def _descendants(pid):
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        for path in glob.glob("/proc/%d/task/*/children" % p):
-            try:
-                with open(path) as f:
-                    kids = [int(x) for x in f.read().split()]
-            except OSError:
-                continue
-            out += kids
-            todo += kids
-    return out
-
-
 def _all_pids():
     return [int(d[6:]) for d in glob.glob("/proc/[0-9]*")]
 
@@ -691,7 +676,7 @@ def _teardown(prefix, workdir, nodes, own_registry=None, node_indices=()):
                 sock = _shim_socket(argv)
                 if sock:
                     shim_sockets.add(sock)
-                victims += _descendants(p)
+                victims += hctest.descendants(p)
         for p in victims:
             cgroups |= _workload_cgroups(p)
         victims += pids

@@ -51,15 +51,7 @@ static struct {
 	int services, conntrack, wl_stats, drops, hosts, workloads, wl_rate, config;
 } env;
 
-#define REQUIRE_ENV()                                                      \
-	do {                                                               \
-		if (env.skip[0]) {                                         \
-			print_message("# skipped: %s\n", env.skip);        \
-			skip();                                            \
-		}                                                          \
-		if (env.broken[0])                                         \
-			fail_msg("setup failed: %s", env.broken);          \
-	} while (0)
+#define REQUIRE_ENV() REQUIRE_SETUP(env.skip, env.broken)
 
 /* ---- maps ---- */
 
@@ -78,33 +70,15 @@ static void reset_maps(void)
 	uint32_t ifindex = (uint32_t)env.net.wl_ifindex;
 
 	assert_int_equal(hc_bpfnet_map_clear(env.conntrack, sizeof(struct hc_ct_key)), 0);
-	for (uint32_t r = 0; r < HC_DROP_REASONS; r++)
-		assert_int_equal(hc_bpfnet_percpu_zero(env.drops, &r, 1), 0);
+	reset_drops(env.drops);
 	assert_int_equal(hc_bpfnet_percpu_zero(env.wl_stats, &ifindex, 6), 0);
 	assert_int_equal(hc_bpfnet_map_clear(env.wl_rate, sizeof(uint32_t)), 0);
 	set_workload(HC_WL_F_ISOLATE, 0, 0);
 }
 
-static void expect_drops(enum hc_drop_reason reason, uint64_t count)
-{
-	for (uint32_t r = 1; r < HC_DROP_REASONS; r++) {
-		uint64_t want = r == reason ? count : 0, got;
-
-		assert_int_equal(hc_bpfnet_percpu_sum(env.drops, &r, 1, &got), 0);
-		if (got != want)
-			fail_msg("hc_drops[%u] = %llu, want %llu", r, (unsigned long long)got,
-				 (unsigned long long)want);
-	}
-}
-
 static struct hc_wl_stats wl_stats(void)
 {
-	uint32_t ifindex = (uint32_t)env.net.wl_ifindex;
-	struct hc_wl_stats st;
-
-	_Static_assert(sizeof(st) == 6 * sizeof(uint64_t), "hc_wl_stats is six counters");
-	assert_int_equal(hc_bpfnet_percpu_sum(env.wl_stats, &ifindex, 6, (uint64_t *)&st), 0);
-	return st;
+	return wl_stats_of(env.wl_stats, (uint32_t)env.net.wl_ifindex);
 }
 
 static void expect_stats(uint64_t tx, uint64_t tx_bytes, uint64_t dropped,
@@ -361,7 +335,7 @@ static void run_case(const struct tc_case *c, void (*mangle)(uint8_t *, const st
 		expect_frame("output", out, out_len, want, want_len);
 		expect_csums("output", out, out_len);
 	}
-	expect_drops(c->drop, 1);
+	expect_drops(env.drops, c->drop, 1);
 	if (c->verdict == TC_ACT_SHOT && c->drop != HC_DROP_FIB)
 		expect_stats(0, 0, 1, (uint64_t)n);
 	else
@@ -439,7 +413,7 @@ static void test_every_prefix_passes(void **state)
 		}
 		print_message("# frame %zu: %d prefixes run, %d shorter than %d bytes refused "
 			      "by the kernel\n", f, len - refused, refused, min_run);
-		expect_drops(HC_DROP_NONE, 0);
+		expect_drops(env.drops, HC_DROP_NONE, 0);
 		st = wl_stats();
 		assert_int_equal(st.tx_packets, (uint64_t)(len - refused));
 		assert_int_equal(st.dropped_packets, 0);
@@ -505,7 +479,7 @@ static void test_rate_limit(void **state)
 	for (int i = 0; i < 5; i++)
 		expect_verdict(tc_run(env.from_wl, in, len, out, &out_len),
 			       i < 3 ? TC_ACT_OK : TC_ACT_SHOT);
-	expect_drops(HC_DROP_RATE, 2);
+	expect_drops(env.drops, HC_DROP_RATE, 2);
 	expect_stats(3, 3 * len, 2, 2 * len);
 
 	/* Two frames' worth per second, the last refill "two seconds" ago. */
@@ -517,7 +491,7 @@ static void test_rate_limit(void **state)
 	for (int i = 0; i < 3; i++)
 		expect_verdict(tc_run(env.from_wl, in, len, out, &out_len),
 			       i < 2 ? TC_ACT_OK : TC_ACT_SHOT);
-	expect_drops(HC_DROP_RATE, 3);
+	expect_drops(env.drops, HC_DROP_RATE, 3);
 	expect_stats(5, 5 * len, 3, 3 * len);
 
 	/* Without a bucket entry the limit is not enforced. */
@@ -596,7 +570,7 @@ static void round_trip(const char *client, const char *node, uint16_t node_port,
 	want_len = build_snat(&reply, node, node_port, want);
 	expect_frame("reply", out, out_len, want, want_len);
 	expect_csums("reply", out, out_len);
-	expect_drops(HC_DROP_NONE, 0);
+	expect_drops(env.drops, HC_DROP_NONE, 0);
 }
 
 static void test_round_trip_through_xdp_and_tc(void **state)

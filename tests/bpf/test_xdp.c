@@ -87,15 +87,7 @@ struct xdp_case {
 	enum hc_drop_reason drop; /* counted once; all other reasons stay 0 */
 };
 
-#define REQUIRE_ENV()                                                      \
-	do {                                                               \
-		if (env.skip[0]) {                                         \
-			print_message("# skipped: %s\n", env.skip);        \
-			skip();                                            \
-		}                                                          \
-		if (env.broken[0])                                         \
-			fail_msg("setup failed: %s", env.broken);          \
-	} while (0)
+#define REQUIRE_ENV() REQUIRE_SETUP(env.skip, env.broken)
 
 /* ---- maps ---- */
 
@@ -122,39 +114,14 @@ static void reset_maps(void)
 	uint32_t ifindex = (uint32_t)env.net.wl_ifindex;
 
 	assert_int_equal(hc_bpfnet_map_clear(env.conntrack, sizeof(struct hc_ct_key)), 0);
-	for (uint32_t r = 0; r < HC_DROP_REASONS; r++)
-		assert_int_equal(hc_bpfnet_percpu_zero(env.drops, &r, 1), 0);
+	reset_drops(env.drops);
 	/* The agent creates a workload's counters; the programs only add. */
 	assert_int_equal(hc_bpfnet_percpu_zero(env.wl_stats, &ifindex, 6), 0);
 }
 
-static uint64_t drops(uint32_t reason)
-{
-	uint64_t n;
-
-	assert_int_equal(hc_bpfnet_percpu_sum(env.drops, &reason, 1, &n), 0);
-	return n;
-}
-
-static void expect_drops(enum hc_drop_reason reason, uint64_t count)
-{
-	for (uint32_t r = 1; r < HC_DROP_REASONS; r++) {
-		uint64_t want = r == reason ? count : 0, got = drops(r);
-
-		if (got != want)
-			fail_msg("hc_drops[%u] = %llu, want %llu", r, (unsigned long long)got,
-				 (unsigned long long)want);
-	}
-}
-
 static struct hc_wl_stats wl_stats(void)
 {
-	uint32_t ifindex = (uint32_t)env.net.wl_ifindex;
-	struct hc_wl_stats st;
-
-	_Static_assert(sizeof(st) == 6 * sizeof(uint64_t), "hc_wl_stats is six counters");
-	assert_int_equal(hc_bpfnet_percpu_sum(env.wl_stats, &ifindex, 6, (uint64_t *)&st), 0);
-	return st;
+	return wl_stats_of(env.wl_stats, (uint32_t)env.net.wl_ifindex);
 }
 
 /* Checks the two conntrack entries of a translated flow, as the node-port
@@ -560,7 +527,7 @@ static void test_case(void **state)
 		expect_csums("output", out, out_len);
 		expect_conntrack(&c->in, c->backend, c->backend_port, 0, t0, t1);
 	}
-	expect_drops(c->drop, 1);
+	expect_drops(env.drops, c->drop, 1);
 	/* XDP counts what it redirects into a veth, which skips the veth's TC;
 	 * after a TC redirect the veth's own egress program counts. */
 	st = wl_stats();
@@ -657,7 +624,7 @@ static void test_every_prefix_passes(void **state)
 		print_message("# %s: frame %zu: %d prefixes run, %d shorter than %d bytes "
 			      "refused by the kernel\n", env.cur->name, f, len - refused, refused,
 			      min_len);
-		expect_drops(HC_DROP_MALFORMED, (uint64_t)(len - refused));
+		expect_drops(env.drops, HC_DROP_MALFORMED, (uint64_t)(len - refused));
 		assert_int_equal(hc_bpfnet_map_count(env.conntrack, sizeof(struct hc_ct_key)), 0);
 		st = wl_stats();
 		assert_int_equal(st.rx_packets, 0);
@@ -768,7 +735,7 @@ static void test_backend_spread_and_stickiness(void **state)
 	}
 	print_message("# flows moved to the new .5: %d of %d\n", to5, FLOWS);
 	assert_true(to5 >= FLOWS / 3 / 2 && to5 <= FLOWS / 2);
-	expect_drops(HC_DROP_NONE, 0);
+	expect_drops(env.drops, HC_DROP_NONE, 0);
 }
 
 /* A conntrack entry naming a backend the hash would not choose is obeyed:

@@ -23,23 +23,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
 import hctest  # noqa: E402
+from hctest import wait_for  # noqa: E402
 from netcluster import NetCluster  # noqa: E402
 
 PREFIX, SUBNET = "hct", 248
 BASE = "example.test"
 SERF = "/usr/bin/serf"
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-
-
-def wait_for(what, fn, timeout=20, interval=0.1):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
 
 
 def curl(*args, timeout=3):

@@ -15,6 +15,7 @@ programs; `hypercore routes`, bpftool and `dataplane cleanup` see and remove
 what was made. Static routes stand in for the cluster's (issue 7).
 """
 
+import functools
 import json
 import os
 import signal
@@ -38,14 +39,8 @@ ETH_IP_UDP = 14 + 20 + 8  # frame bytes around a UDP payload
 ARP_FRAME = 42
 
 
-def wait_for(what, fn, timeout=10, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(interval)
-    raise AssertionError("timed out waiting for %s" % what)
+# What happens here happens within milliseconds: shorter waits than hctest's.
+wait_for = functools.partial(hctest.wait_for, timeout=10, interval=0.05)
 
 
 class Servers:

@@ -23,6 +23,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import hctest  # noqa: E402
+from hctest import descendants, wait_for  # noqa: E402
 import netns  # noqa: E402
 from registry import Registry, build_test_images  # noqa: E402
 
@@ -55,18 +56,6 @@ UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9
 CGROUP_ROOT = "/sys/fs/cgroup"
 
 
-def wait_for(what, fn, timeout=20, interval=0.1):
-    """Polls fn until it returns something true; returns that or fails."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
-
-
 def http_get(url, timeout=2, headers=None):
     try:
         req = urllib.request.Request(url, headers=headers or {})
@@ -74,22 +63,6 @@ def http_get(url, timeout=2, headers=None):
             return r.read().decode()
     except OSError:
         return None
-
-
-def descendants(pid):
-    """PIDs of every process below pid."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        for child in glob.glob("/proc/%d/task/*/children" % p):
-            try:
-                with open(child) as f:
-                    kids = [int(x) for x in f.read().split()]
-            except OSError:
-                continue
-            out += kids
-            todo += kids
-    return out
 
 
 def cmdline(pid):

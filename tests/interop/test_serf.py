@@ -17,6 +17,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import hctest  # noqa: E402
+from hctest import wait_for  # noqa: E402
 
 SERF = "/usr/bin/serf"
 KEY = "cg8StVXbQJ0gPvMd9o7yrg=="        # 16 bytes, base64, as `serf keygen` prints
@@ -24,16 +25,6 @@ KEY2 = "T9jncgl9mbLus+baTTa7q7nPSUrXwbDi2dhbtqir37s="  # 32 bytes
 # hypercore nodes use serf's LAN timing so failures show within seconds.
 FAST = ["--gossip-interval-ms", "200", "--probe-interval-ms", "1000", "--suspicion-mult", "4",
         "--gossip-nodes", "3"]
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
 
 
 class Serf:
@@ -70,8 +61,8 @@ class Serf:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
-        wait_for(lambda: self.cli("members", check=False).returncode == 0, 15,
-                 "serf agent %s to answer RPC" % self.name)
+        wait_for("serf agent %s to answer RPC" % self.name,
+                 lambda: self.cli("members", check=False).returncode == 0, 15)
         return self
 
     def cli(self, *args, check=True, timeout=30):
@@ -147,13 +138,13 @@ class Interop(hctest.TestCase):
     def test_membership_both_ways(self):
         s = self.serf("serf1", "-tag", "role=web")
         h = self.hc("hc1", join=[s.addr])
-        wait_for(lambda: self.status_in_serf(s, "hc1") == "alive", 15, "serf to list hc1")
+        wait_for("serf to list hc1", lambda: self.status_in_serf(s, "hc1") == "alive", 15)
         self.assertEqual(s.members()["hc1"]["tags"], {"role": "hypercore"})
         self.assertEqual(self.hc_members(h)["serf1"]["tags"], {"role": "web"})
         # A serf agent joining the hypercore node.
         s2 = self.serf("serf2")
         s2.cli("join", "127.0.0.1:%d" % h.gossip_port)
-        wait_for(lambda: self.status_in_hc(h, "serf2") == "alive", 15, "hc1 to list serf2")
+        wait_for("hc1 to list serf2", lambda: self.status_in_hc(h, "serf2") == "alive", 15)
         r = hctest.run_cli("cluster", "members", "--http-bind-addr", "127.0.0.1:%d" % h.http_port)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertRegex(r.stdout, r"serf2\s+127\.0\.0\.1:%d\s+alive" % s2.port)
@@ -163,13 +154,13 @@ class Interop(hctest.TestCase):
     def test_user_events_both_ways_once(self):
         s = self.serf("serf1")
         h = self.hc("hc1", join=[s.addr])
-        wait_for(lambda: self.status_in_serf(s, "hc1") == "alive", 15, "join")
+        wait_for("join", lambda: self.status_in_serf(s, "hc1") == "alive", 15)
         s.cli("event", "deploy", "v42")
-        wait_for(lambda: "user event deploy" in h.log(), 10, "the event at hc1")
+        wait_for("the event at hc1", lambda: "user event deploy" in h.log(), 10)
         r = hctest.run_cli("cluster", "event", "--http-bind-addr",
                            "127.0.0.1:%d" % h.http_port, "from-hc", "payload-1")
         self.assertEqual(r.returncode, 0, r.stderr)
-        wait_for(lambda: "from-hc payload-1" in s.user_events(), 10, "the event at serf1")
+        wait_for("the event at serf1", lambda: "from-hc payload-1" in s.user_events(), 10)
         time.sleep(3)  # every retransmission has happened by now
         self.assertEqual(len(re.findall(r"user event deploy ", h.log())), 1)
         self.assertEqual(s.user_events().count("from-hc payload-1"), 1)
@@ -179,7 +170,7 @@ class Interop(hctest.TestCase):
     def test_queries_both_ways(self):
         s = self.serf("serf1")
         h = self.hc("hc1", join=[s.addr])
-        wait_for(lambda: self.status_in_serf(s, "hc1") == "alive", 15, "join")
+        wait_for("join", lambda: self.status_in_serf(s, "hc1") == "alive", 15)
         out = s.cli("query", "-format=json", "-timeout=3s", "hypercore-info", "").stdout
         doc = json.loads(out)
         self.assertIn("hc1", doc["Acks"])
@@ -199,15 +190,15 @@ class Interop(hctest.TestCase):
         s1 = self.serf("serf1")
         s2 = self.serf("serf2", "-join", s1.addr)
         h = self.hc("hc1", join=[s1.addr])
-        wait_for(lambda: self.status_in_hc(h, "serf2") == "alive", 15, "convergence")
+        wait_for("convergence", lambda: self.status_in_hc(h, "serf2") == "alive", 15)
         t0 = time.monotonic()
         s2.kill(signal.SIGKILL)
-        wait_for(lambda: self.status_in_hc(h, "serf2") == "failed", 30, "hc1 to see serf2 fail")
+        wait_for("hc1 to see serf2 fail", lambda: self.status_in_hc(h, "serf2") == "failed", 30)
         print("# hypercore saw the SIGKILLed serf agent as failed after %.1f s" %
               (time.monotonic() - t0))
         t0 = time.monotonic()
         h.kill()
-        wait_for(lambda: self.status_in_serf(s1, "hc1") == "failed", 30, "serf1 to see hc1 fail")
+        wait_for("serf1 to see hc1 fail", lambda: self.status_in_serf(s1, "hc1") == "failed", 30)
         print("# serf saw the SIGKILLed hypercore node as failed after %.1f s" %
               (time.monotonic() - t0))
 
@@ -217,12 +208,12 @@ class Interop(hctest.TestCase):
         s2 = self.serf("serf2", "-join", s1.addr)
         h = self.hc("hc1", join=[s1.addr])
         h2 = self.hc("hc2", join=[s1.addr])
-        wait_for(lambda: self.status_in_hc(h, "serf2") == "alive" and
-                 self.status_in_serf(s1, "hc2") == "alive", 15, "convergence")
+        wait_for("convergence", lambda: self.status_in_hc(h, "serf2") == "alive" and
+                 self.status_in_serf(s1, "hc2") == "alive", 15)
         s2.cli("leave")
-        wait_for(lambda: self.status_in_hc(h, "serf2") == "left", 15, "hc1 to see serf2 leave")
+        wait_for("hc1 to see serf2 leave", lambda: self.status_in_hc(h, "serf2") == "left", 15)
         self.assertCleanExit(h2)  # SIGTERM: leave, then exit
-        wait_for(lambda: self.status_in_serf(s1, "hc2") == "left", 15, "serf1 to see hc2 leave")
+        wait_for("serf1 to see hc2 leave", lambda: self.status_in_serf(s1, "hc2") == "left", 15)
         time.sleep(3)
         self.assertEqual(self.status_in_serf(s1, "hc2"), "left")
         self.assertCleanExit(h)
@@ -233,14 +224,14 @@ class Interop(hctest.TestCase):
         keyring = os.path.join(self.workdir, "hc1-keyring.json")
         h = self.hc("hc1", join=[s.addr], extra=["--cluster-encrypt", KEY,
                                                 "--cluster-keyring", keyring])
-        wait_for(lambda: self.status_in_serf(s, "hc1") == "alive", 15, "encrypted join")
+        wait_for("encrypted join", lambda: self.status_in_serf(s, "hc1") == "alive", 15)
         bad = self.hc("hc-bad", join=[s.addr], extra=["--cluster-encrypt", KEY2])
         time.sleep(4)
         self.assertNotIn("hc-bad", s.members())
         # It says why, in words an operator can act on.
         self.assertRegex(bad.log(), r"join with 127\.0\.0\.1:\d+ failed: .*(key|hung up)")
         # Five attempts a second apart: the verdict comes after the last.
-        wait_for(lambda: "could not join any seed" in bad.log(), 10, "the join verdict")
+        wait_for("the join verdict", lambda: "could not join any seed" in bad.log(), 10)
         bad.stop()
         # Rotation driven from the serf side reaches the hypercore node.
         s.cli("keys", "-install", KEY2)
@@ -268,7 +259,7 @@ class Interop(hctest.TestCase):
             return all({n for n, m in v.items() if m["status"] == "alive"} == names
                        for v in views)
         t0 = time.monotonic()
-        wait_for(converged, 20, "5 alive members everywhere")
+        wait_for("5 alive members everywhere", converged, 20)
         print("# 2 serf + 3 hypercore converged in %.1f s" % (time.monotonic() - t0))
         for h in hs:
             self.assertCleanExit(h)

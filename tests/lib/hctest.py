@@ -7,6 +7,7 @@ tearDown, also when the test fails.
 """
 
 import collections
+import glob
 import json
 import os
 import random
@@ -64,6 +65,40 @@ def free_port():
         _handed_out.add(port)
         return port
     raise RuntimeError("no free port below %d" % min(low, NODE_PORT_MIN))
+
+
+def wait_for(what, fn, timeout=20, interval=0.1):
+    """Polls fn every interval seconds until it returns something true and
+    returns that. Fails (AssertionError) after timeout seconds, naming what
+    it waited for and fn's last value. fn runs at least once, and the
+    deadline is looked at only after each call, so a poll that ends past
+    the deadline still counts."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last = fn()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %ss waiting for %s (last: %r)"
+                                 % (timeout, what, last))
+        time.sleep(interval)
+
+
+def descendants(pid):
+    """PIDs of every process below pid (children, theirs, and so on), from
+    /proc; a process that exits meanwhile is left out."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for child in glob.glob("/proc/%d/task/*/children" % p):
+            try:
+                with open(child) as f:
+                    kids = [int(x) for x in f.read().split()]
+            except OSError:
+                continue
+            out += kids
+            todo += kids
+    return out
 
 
 def run_cli(*args, timeout=30, input=None):

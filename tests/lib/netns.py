@@ -1,5 +1,6 @@
-"""Network namespaces for data-plane tests: creating them and their veths,
-sockets opened inside them from this process, commands run in them.
+"""Network namespaces for the data-plane and proxy tests: creating them and
+their veths, sockets opened inside them from this process, this process's
+threads moved into them, commands run in them.
 
 Commands run through `nsenter --net=/run/netns/NAME`, never `ip netns exec`:
 the latter gives the command a private mount namespace with a fresh /sys, so
@@ -34,18 +35,29 @@ def run_in(ns, *argv, check=True, timeout=30):
                           timeout=timeout)
 
 
+def setns(fd, what):
+    """Moves the calling thread (only it) into the network namespace open
+    at fd; what names it in the error."""
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), "setns %s" % what)
+
+
+def enter(ns):
+    """Moves the calling thread (only it) into namespace ns."""
+    fd = os.open("/run/netns/%s" % ns, os.O_RDONLY)
+    try:
+        setns(fd, ns)
+    finally:
+        os.close(fd)
+
+
 def socket_in(ns, family=socket.AF_INET, type=socket.SOCK_STREAM):
     """A socket that lives in namespace ns."""
     result = {}
 
     def make():
         try:
-            fd = os.open("/run/netns/%s" % ns, os.O_RDONLY)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), "setns %s" % ns)
-            finally:
-                os.close(fd)
+            enter(ns)
             result["sock"] = socket.socket(family, type)
         except Exception as e:  # handed to the caller's thread
             result["error"] = e

@@ -2,14 +2,22 @@
 #include "serfvec.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cmocka.h>
 
 #define MAX_VECTOR 65536
+
+/* The repository's tests/data, an absolute path the Makefile passes in, so
+ * that a test finds its vectors from any working directory. */
+#ifndef HC_TEST_DATA_DIR
+#error "HC_TEST_DATA_DIR must name the repository's tests/data (the Makefile sets it)"
+#endif
 
 static int hex_nibble(int c)
 {
@@ -23,10 +31,10 @@ struct serf_vec serf_vec_load(const char *name)
 	struct serf_vec v = { malloc(MAX_VECTOR), 0 };
 	FILE *f;
 
-	snprintf(path, sizeof(path), "%s/%s", dir ? dir : "../shared/testdata/serf", name);
+	snprintf(path, sizeof(path), "%s/%s", dir ? dir : HC_TEST_DATA_DIR "/serf", name);
 	f = fopen(path, "r");
 	if (!f)
-		fail_msg("cannot open %s (set HC_SERF_TESTDATA)", path);
+		fail_msg("cannot open %s: %s", path, strerror(errno));
 	assert_non_null(v.p);
 	while (fgets(line, sizeof(line), f)) {
 		if (line[0] == '#')

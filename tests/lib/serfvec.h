@@ -1,4 +1,4 @@
-/* Captured serf traffic (shared/testdata/serf, the .hex files) for codec tests. */
+/* Captured serf traffic (tests/data/serf, the .hex files) for codec tests. */
 #ifndef HC_TEST_SERFVEC_H
 #define HC_TEST_SERFVEC_H
 
@@ -11,8 +11,8 @@ struct serf_vec {
 };
 
 /* Reads a .hex vector ('#' lines are comments, the rest hex byte pairs)
- * from $HC_SERF_TESTDATA, default ../shared/testdata/serf. Fails the
- * running cmocka test if it cannot. */
+ * from the repository's tests/data/serf (or $HC_SERF_TESTDATA, when set).
+ * Fails the running cmocka test if it cannot. */
 struct serf_vec serf_vec_load(const char *name);
 
 #endif /* HC_TEST_SERFVEC_H */
