@@ -7,8 +7,9 @@
  * rounds are in memberlist_probe.c, streams (push/pull, joins, TCP ping) in
  * memberlist_stream.c, the state they share in memberlist_engine_int.h.
  */
-#include "gossip/memberlist_int.h"
+#include "gossip/keyring_int.h"
 #include "gossip/memberlist_engine_int.h"
+#include "gossip/memberlist_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

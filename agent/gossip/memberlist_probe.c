@@ -1,6 +1,7 @@
 /* memberlist's probing (SWIM with Lifeguard's nacks and indirect pings) and gossip rounds. */
-#include "gossip/memberlist_int.h"
+#include "gossip/keyring_int.h"
 #include "gossip/memberlist_engine_int.h"
+#include "gossip/memberlist_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

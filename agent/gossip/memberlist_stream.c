@@ -1,6 +1,7 @@
 /* memberlist's streams: push/pull anti-entropy, joins, TCP pings. */
-#include "gossip/memberlist_int.h"
+#include "gossip/keyring_int.h"
 #include "gossip/memberlist_engine_int.h"
+#include "gossip/memberlist_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -9,9 +9,9 @@
 #include <string.h>
 
 #define HC_LOG_MODULE "gossip"
-#include "gossip/gossip_int.h"
 #include "gossip/memberlist_int.h"
 #include "gossip/serf_int.h"
+#include "gossip/wire_int.h"
 #include "log/log.h"
 #include "loop/loop.h"
 #include "metrics/metrics.h"

@@ -8,7 +8,7 @@
 
 #include "addr/addr.h"
 #include "gossip/gossip.h"
-#include "gossip/gossip_int.h"
+#include "gossip/wire_int.h"
 #include "gossip/memberlist_int.h"
 #include "gossip/transport_int.h"
 
