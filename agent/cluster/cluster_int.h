@@ -231,18 +231,23 @@ uint64_t state_hash(hc_pb_workload *const *w, size_t n, const char *addr);
 /* routes.c: the local and known remote workloads -> the data plane maps */
 void routes_sync(struct hc_cluster *c);
 
-/* orchestrate.c: spawn/stop through gossip queries, and answering them */
-void orch_on_query(struct hc_cluster *c, uint64_t query_id, const char *from,
-		   const uint8_t *payload, size_t len);
+/* orchestrate.c: spawn/stop through gossip queries, the asking side */
 /* Respawns (the whole spawn flow with the workload's id) a workload whose
  * node failed. */
 void orch_respawn(struct hc_cluster *c, const hc_pb_workload *w, const char *dead_node);
-void orch_restart_local(struct hc_cluster *c, struct local_wl *l);
-/* Stops local workload id in the background (nobody to answer). */
-void orch_stop_local(struct hc_cluster *c, const char *id);
 void ops_cancel_all(struct hc_cluster *c);
 /* Frees the queries gossip dropped unanswered as it stopped. */
 void queries_free_all(struct hc_cluster *c);
+/* Checks a spawn request as the runtime would (both sides do): 0, or
+ * -EINVAL with the reason in err. */
+int hc_cluster_check_spawn_request(const hc_pb_spawn *req, char *err, size_t errlen);
+
+/* serve.c: the answering side, runtime work on jobs and node ports */
+void orch_on_query(struct hc_cluster *c, uint64_t query_id, const char *from,
+		   const uint8_t *payload, size_t len);
+void orch_restart_local(struct hc_cluster *c, struct local_wl *l);
+/* Stops local workload id in the background (nobody to answer). */
+void orch_stop_local(struct hc_cluster *c, const char *id);
 
 /* pb.c: protobuf helpers */
 /* Packs msg into a new buffer (*len); NULL on ENOMEM. */

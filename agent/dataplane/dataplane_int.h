@@ -11,7 +11,7 @@
 int hc_dp_fail(struct hc_dp_err *err, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* ---- maps.c ---- */
+/* ---- maps.c, maps_sync.c (the mirror), maps_snapshot.c ---- */
 
 /* What a kind of map held after the last sync: entries (key, then value,
  * stride bytes each) and an open-addressing index on the key. A sync
@@ -26,6 +26,21 @@ struct hc_dp_mirror {
 };
 
 void hc_dp_mirror_fini(struct hc_dp_mirror *m);
+
+/* Entries read or written per batch call. */
+#define HC_DP_BATCH 4096
+
+/* Every key and value of a (non per-CPU) hash map, into malloc'ed arrays. */
+struct hc_dp_map_dump {
+	void *keys;
+	void *vals;
+	size_t n;
+};
+
+/* Fills d (vsize: the value size as userspace sees it; per-CPU maps: times
+ * CPUs). 0 or -errno. */
+int hc_dp_map_dump_all(int fd, size_t ksize, size_t vsize, struct hc_dp_map_dump *d);
+void hc_dp_map_dump_fini(struct hc_dp_map_dump *d);
 
 struct hc_dpmaps {
 	int routes, services, conntrack, wl_stats, workloads, wl_rate;

@@ -3,7 +3,8 @@
 #include "log/log.h"
 
 #include "base/base.h"
-#include "gossip/gossip_int.h"
+#include "gossip/keyring_int.h"
+#include "gossip/wire_int.h"
 
 #include <errno.h>
 #include <fcntl.h>

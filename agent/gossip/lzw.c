@@ -1,5 +1,5 @@
 /* LZW exactly as Go's compress/lzw with LSB bit order and 8-bit literals (memberlist's compression). */
-#include "gossip/gossip_int.h"
+#include "gossip/lzw_int.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gossip/gossip_int.h"
+#include "gossip/wire_int.h"
 #include "gossip/transport_int.h"
 
 struct hc_loop;

@@ -1,5 +1,5 @@
 /* Bounded msgpack reader and go-msgpack 0.5.5 compatible writer for the gossip codec. */
-#include "gossip/gossip_int.h"
+#include "gossip/msgpack_int.h"
 
 #include <errno.h>
 #include <stdlib.h>

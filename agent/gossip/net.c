@@ -13,8 +13,8 @@
 #define HC_LOG_MODULE "gossip"
 #include "addr/addr.h"
 #include "base/list.h"
-#include "gossip/gossip_int.h"
 #include "gossip/serf_int.h"
+#include "gossip/wire_int.h"
 #include "log/log.h"
 #include "loop/loop.h"
 

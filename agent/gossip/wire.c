@@ -2,7 +2,8 @@
 #define HC_LOG_MODULE "gossip"
 #include "log/log.h"
 
-#include "gossip/gossip_int.h"
+#include "gossip/keyring_int.h"
+#include "gossip/wire_int.h"
 
 #include <errno.h>
 #include <stdlib.h>

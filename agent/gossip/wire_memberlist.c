@@ -1,5 +1,6 @@
 /* memberlist 0.2.2 messages: structs, compound, hasCrc, compress and push/pull framing. */
-#include "gossip/gossip_int.h"
+#include "gossip/lzw_int.h"
+#include "gossip/wire_int.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* serf 0.9.4 messages carried in memberlist user messages, push/pull state and query payloads. */
-#include "gossip/gossip_int.h"
+#include "gossip/wire_int.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -3,7 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gossip/gossip_int.h"
+#include "gossip/keyring_int.h"
+#include "gossip/wire_int.h"
 #include "log/log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

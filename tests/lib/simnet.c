@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gossip/gossip_int.h"
+#include "gossip/msgpack_int.h"
 #include "loop/loop.h"
 
 #define MAX_NODES 64

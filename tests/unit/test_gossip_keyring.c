@@ -16,7 +16,8 @@
 #include "serfvec.h"
 #include <openssl/evp.h>
 
-#include "gossip/gossip_int.h"
+#include "gossip/keyring_int.h"
+#include "gossip/wire_int.h"
 
 /* The key of the captured encrypted run (KEY.txt). */
 static const char key_b64[] = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";

@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "gossip/keyring_int.h"
 #include "gossip/memberlist_int.h"
 #include "loop/loop.h"
 #include "simnet.h"

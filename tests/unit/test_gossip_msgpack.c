@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "gossip/gossip_int.h"
+#include "gossip/msgpack_int.h"
 
 #define BYTES(...) ((const uint8_t[]){ __VA_ARGS__ })
 #define NBYTES(...) sizeof((const uint8_t[]){ __VA_ARGS__ })

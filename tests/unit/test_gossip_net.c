@@ -19,8 +19,8 @@
 #include <cmocka.h>
 
 #include "addr/addr.h"
-#include "gossip/gossip_int.h"
 #include "gossip/transport_int.h"
+#include "gossip/wire_int.h"
 #include "loop/loop.h"
 
 /* Every run_until is bounded by this, so a bug fails a test instead of hanging it. */

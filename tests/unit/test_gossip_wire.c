@@ -13,7 +13,9 @@
 
 #include "serfvec.h"
 
-#include "gossip/gossip_int.h"
+#include "gossip/keyring_int.h"
+#include "gossip/lzw_int.h"
+#include "gossip/wire_int.h"
 
 /* ---- vectors ---- */
 

@@ -1,4 +1,4 @@
-/* The agent's use of the data plane: start, periodic refresh, local
+/* The agent's use of the data plane (daemon_dataplane_*): start, periodic refresh, local
  * workloads -> TC attachment, metrics. The maps' routes and node ports are
  * the cluster's (agent/cluster), which knows every node's workloads. */
 #define HC_LOG_MODULE "dataplane"

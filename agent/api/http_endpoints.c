@@ -1,0 +1,648 @@
+/* The HTTP API's endpoints: routing, reading requests, answering from the cluster. */
+#include "api/api_int.h"
+#include "api/http_int.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define HC_LOG_MODULE "http"
+#include "base/base.h"
+#include "base/list.h"
+#include "cluster/cluster.h"
+#include "log/log.h"
+#include "loop/loop.h"
+#include "metrics/metrics.h"
+#include "pbjson/pbjson.h"
+
+/* ---- endpoints ---- */
+
+static enum MHD_Result get_list(struct hc_http *h, struct MHD_Connection *conn)
+{
+	Cluster__Services__Api__NodesStateResponse *list = hc_cluster_list(h->api->cluster);
+	json_t *j;
+
+	if (!list)
+		return hc_http_send_error(h, conn, ROUTE_LIST, 500, "out of memory");
+	j = hc_pbjson_encode(&list->base);
+	hc_cluster_list_free(list);
+	if (!j)
+		return hc_http_send_error(h, conn, ROUTE_LIST, 500, "out of memory");
+	return hc_http_send_json(h, conn, ROUTE_LIST, MHD_HTTP_OK, "response", j);
+}
+
+static enum MHD_Result get_metrics(struct hc_http *h, struct MHD_Connection *conn)
+{
+	size_t len;
+	char *text = hc_metrics_render(h->api->metrics, &len);
+
+	if (!text)
+		return hc_http_send_error(h, conn, ROUTE_METRICS, 500, "out of memory");
+	return hc_http_send_text(h, conn, ROUTE_METRICS, "text/plain; version=0.0.4; charset=utf-8", text,
+				 len);
+}
+
+static json_t *member_json(const struct hc_gossip_member *m)
+{
+	json_t *tags = json_object(), *o;
+
+	for (size_t i = 0; tags && i < m->ntags; i++)
+		json_object_set_new(tags, m->tags[i].key, json_string(m->tags[i].value));
+	o = json_pack("{s:s, s:s, s:s, s:o, s:[iii], s:[iii], s:o, s:o, s:o, s:f}", "name",
+		      m->name, "addr", m->addr, "status", hc_gossip_status_name(m->status), "tags",
+		      tags ? tags : json_object(), "protocol", m->protocol_min, m->protocol_max,
+		      m->protocol_cur, "delegate", m->delegate_min, m->delegate_max,
+		      m->delegate_cur, "rtt_ms",
+		      m->rtt_us >= 0 ? json_real((double)m->rtt_us / 1000.0) : json_null(),
+		      "rtt_mean_ms",
+		      m->rtt_mean_us >= 0 ? json_real((double)m->rtt_mean_us / 1000.0) : json_null(),
+		      "jitter_ms",
+		      m->jitter_us >= 0 ? json_real((double)m->jitter_us / 1000.0) : json_null(),
+		      "loss", m->loss);
+	return o;
+}
+
+static enum MHD_Result get_members(struct hc_http *h, struct MHD_Connection *conn)
+{
+	size_t n = 0;
+	struct hc_gossip_member *ms = hc_cluster_members(h->api->cluster, &n);
+	json_t *arr = ms ? json_array() : NULL;
+
+	for (size_t i = 0; arr && i < n; i++) {
+		json_t *m = member_json(&ms[i]);
+
+		if (!m || json_array_append_new(arr, m) < 0) {
+			json_decref(arr);
+			arr = NULL;
+		}
+	}
+	hc_gossip_members_free(ms, n);
+	if (!arr)
+		return hc_http_send_error(h, conn, ROUTE_MEMBERS, 500, "out of memory");
+	return hc_http_send_json(h, conn, ROUTE_MEMBERS, MHD_HTTP_OK, "response", arr);
+}
+
+static enum MHD_Result get_healthz(struct hc_http *h, struct MHD_Connection *conn)
+{
+	char *ok = strdup("ok\n");
+
+	if (!ok)
+		return MHD_NO;
+	return hc_http_send_text(h, conn, ROUTE_HEALTHZ, "text/plain; charset=utf-8", ok, 3);
+}
+
+static bool parse_bool(const char *v, bool dflt)
+{
+	if (!v)
+		return dflt;
+	return strcmp(v, "1") == 0 || strcmp(v, "true") == 0 || strcmp(v, "yes") == 0;
+}
+
+static enum MHD_Result post_event(struct hc_http *h, struct MHD_Connection *conn,
+				  const struct request *req)
+{
+	const char *name = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "name");
+	bool coalesce = parse_bool(MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
+								"coalesce"),
+				   true);
+	int r;
+
+	if (!name || !*name)
+		return hc_http_send_error(h, conn, ROUTE_EVENT, 400, "missing query parameter name");
+	if (req->too_large)
+		return hc_http_send_error(h, conn, ROUTE_EVENT, 413, "payload over %u bytes", MAX_BODY);
+	r = hc_cluster_user_event(h->api->cluster, name, (const uint8_t *)req->body, req->len,
+				  coalesce);
+	if (r == -EMSGSIZE)
+		return hc_http_send_error(h, conn, ROUTE_EVENT, 413,
+					  "event name and payload exceed the user event size limit");
+	if (r < 0)
+		return hc_http_send_error(h, conn, ROUTE_EVENT, 500, "cannot send the event: %s",
+					  strerror(-r));
+	return hc_http_send_json(h, conn, ROUTE_EVENT, MHD_HTTP_OK, "response",
+				 json_pack("{s:s, s:i}", "name", name, "bytes", (int)req->len));
+}
+
+/* Query parameters repeated in the URL: node=N (any number) and tag=K=RE. */
+struct query_args {
+	const char *nodes[32];
+	size_t nnodes;
+	struct hc_gossip_kv tags[16];
+	char tag_keys[16][128];
+	size_t ntags;
+	bool bad;
+};
+
+static enum MHD_Result collect_query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+					 const char *value)
+{
+	struct query_args *qa = cls;
+
+	(void)kind;
+	if (!value)
+		return MHD_YES;
+	if (strcmp(key, "node") == 0) {
+		if (qa->nnodes < 32)
+			qa->nodes[qa->nnodes++] = value;
+		else
+			qa->bad = true;
+	} else if (strcmp(key, "tag") == 0) {
+		const char *eq = strchr(value, '=');
+
+		if (!eq || eq == value || qa->ntags >= 16 || (size_t)(eq - value) >= 128) {
+			qa->bad = true;
+			return MHD_YES;
+		}
+		memcpy(qa->tag_keys[qa->ntags], value, (size_t)(eq - value));
+		qa->tag_keys[qa->ntags][eq - value] = '\0';
+		qa->tags[qa->ntags].key = qa->tag_keys[qa->ntags];
+		qa->tags[qa->ntags].value = eq + 1;
+		qa->ntags++;
+	}
+	return MHD_YES;
+}
+
+static void query_response(void *arg, const char *from, const uint8_t *payload, size_t len,
+			   bool is_ack)
+{
+	struct request *req = arg;
+	json_t *p;
+
+	if (is_ack) {
+		json_array_append_new(req->acks, json_string(from));
+		return;
+	}
+	/* Payloads are bytes; most are text. Other bytes go as hex (a
+	 * response is at most 1 KiB). */
+	p = json_stringn((const char *)payload, len);
+	if (p) {
+		json_array_append_new(req->responses,
+				      json_pack("{s:s, s:o}", "from", from, "payload", p));
+	} else {
+		char *hex = malloc(2 * len + 1);
+
+		for (size_t i = 0; hex && i < len; i++)
+			snprintf(hex + 2 * i, 3, "%02x", payload[i]);
+		if (hex) {
+			hex[2 * len] = '\0';
+			json_array_append_new(req->responses, json_pack("{s:s, s:s}", "from", from,
+									"payload_hex", hex));
+		}
+		free(hex);
+	}
+}
+
+/* Resumes a suspended query connection with its answer. */
+void hc_http_resume(struct request *req, unsigned code, json_t *answer)
+{
+	struct hc_http *h = req->h;
+
+	req->answer = answer ? answer : json_string("out of memory");
+	req->answer_code = answer ? code : 500;
+	hc_list_remove(&req->link);
+	MHD_resume_connection(req->conn);
+	/* Nothing on MHD's sockets may change, so its epoll fd will not wake
+	 * us: run it now (from a timer, as we may be inside a loop callback
+	 * that MHD itself made). */
+	if (h->timer)
+		hc_loop_del_timer(h->api->loop, h->timer);
+	h->timer = hc_loop_add_timer(h->api->loop, 0, hc_http_on_timeout, h);
+}
+
+static void query_done(void *arg)
+{
+	struct request *req = arg;
+	json_t *answer = json_pack("{s:o, s:o}", "acks", req->acks, "responses", req->responses);
+
+	req->acks = req->responses = NULL; /* json_pack took them */
+	hc_http_resume(req, MHD_HTTP_OK, answer);
+}
+
+static void suspend(struct hc_http *h, struct MHD_Connection *conn, struct request *req,
+		    enum route r)
+{
+	req->h = h;
+	req->conn = conn;
+	req->route = r;
+	hc_list_insert(&h->suspended, &req->link);
+	MHD_suspend_connection(conn);
+}
+
+static enum MHD_Result post_query(struct hc_http *h, struct MHD_Connection *conn,
+				  struct request *req)
+{
+	const char *name = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "name");
+	const char *timeout = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "timeout");
+	const char *relay = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "relay");
+	struct query_args qa = { 0 };
+	struct hc_gossip_query_params p = { 0 };
+	int r;
+
+	if (!name || !*name)
+		return hc_http_send_error(h, conn, ROUTE_QUERY, 400, "missing query parameter name");
+	if (strncmp(name, "_serf_", 6) == 0)
+		return hc_http_send_error(h, conn, ROUTE_QUERY, 400, "names starting _serf_ are internal");
+	if (req->too_large)
+		return hc_http_send_error(h, conn, ROUTE_QUERY, 413, "payload over %u bytes", MAX_BODY);
+	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_query_arg, &qa);
+	if (qa.bad)
+		return hc_http_send_error(h, conn, ROUTE_QUERY, 400,
+					  "bad node or tag filter (tag=KEY=REGEXP; at most 32 nodes, "
+					  "16 tags)");
+	if (timeout) {
+		char *end;
+		long ms = strtol(timeout, &end, 10);
+
+		if (*end || ms <= 0 || ms > 600000)
+			return hc_http_send_error(h, conn, ROUTE_QUERY, 400, "bad timeout (ms, 1..600000)");
+		p.timeout_ms = (uint32_t)ms;
+	}
+	if (relay) {
+		char *end;
+		long n = strtol(relay, &end, 10);
+
+		if (*end || n < 0 || n > 255)
+			return hc_http_send_error(h, conn, ROUTE_QUERY, 400, "bad relay factor (0..255)");
+		p.relay_factor = (uint8_t)n;
+	}
+	p.nodes = qa.nodes;
+	p.nnodes = qa.nnodes;
+	p.tags = qa.tags;
+	p.ntags = qa.ntags;
+	p.ack = parse_bool(MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "ack"), true);
+	req->acks = json_array();
+	req->responses = json_array();
+	if (!req->acks || !req->responses)
+		return hc_http_send_error(h, conn, ROUTE_QUERY, 500, "out of memory");
+	req->h = h;
+	r = hc_cluster_query(h->api->cluster, name, (const uint8_t *)req->body, req->len, &p,
+			     query_response, query_done, req);
+	if (r == -EMSGSIZE)
+		return hc_http_send_error(h, conn, ROUTE_QUERY, 413, "query over 1024 bytes encoded");
+	if (r < 0)
+		return hc_http_send_error(h, conn, ROUTE_QUERY, 400, "cannot send the query: %s",
+					  strerror(-r));
+	/* Answered by query_done when the query's time is up. */
+	suspend(h, conn, req, ROUTE_QUERY);
+	return MHD_YES;
+}
+
+/* ---- cluster operations: spawn, stop, logs (answered when done) ---- */
+
+static unsigned http_status(enum hc_rpc_code code)
+{
+	switch (code) {
+	case HC_RPC_OK:
+		return MHD_HTTP_OK;
+	case HC_RPC_INVALID_ARGUMENT:
+		return MHD_HTTP_BAD_REQUEST;
+	case HC_RPC_NOT_FOUND:
+		return MHD_HTTP_NOT_FOUND;
+	case HC_RPC_ALREADY_EXISTS:
+		return MHD_HTTP_CONFLICT;
+	case HC_RPC_DEADLINE_EXCEEDED:
+		return MHD_HTTP_GATEWAY_TIMEOUT;
+	case HC_RPC_UNAVAILABLE:
+	case HC_RPC_RESOURCE_EXHAUSTED:
+		return MHD_HTTP_SERVICE_UNAVAILABLE;
+	default:
+		return MHD_HTTP_INTERNAL_SERVER_ERROR;
+	}
+}
+
+/* Ends an operation: {"response": answer} or {"error": err}. One that
+ * ends while it is being started is answered by finish_start(). */
+static void op_answer(struct request *req, enum hc_rpc_code code, const char *err, json_t *answer)
+{
+	req->op = NULL;
+	if (code != HC_RPC_OK) {
+		json_decref(answer);
+		answer = json_string(err ? err : "failed");
+	}
+	if (req->starting) {
+		req->answer = answer ? answer : json_string("out of memory");
+		req->answer_code = answer ? http_status(code) : 500;
+		return;
+	}
+	hc_http_resume(req, http_status(code), answer);
+}
+
+static void spawned(void *arg, enum hc_rpc_code code, const char *err,
+		    const Cluster__Services__Api__VmSpawnResponse *resp)
+{
+	op_answer(arg, code, err, resp ? hc_pbjson_encode(&resp->base) : NULL);
+}
+
+static void stopped(void *arg, enum hc_rpc_code code, const char *err,
+		    const Cluster__Services__Api__Node *node)
+{
+	op_answer(arg, code, err, node ? hc_pbjson_encode(&node->base) : NULL);
+}
+
+static void logs_ready(void *arg, enum hc_rpc_code code, const char *err,
+		       const Cluster__Services__Api__VmLogsResponse *resp)
+{
+	struct request *req = arg;
+
+	if (resp)
+		snprintf(req->next_line, sizeof(req->next_line), "%llu",
+			 (unsigned long long)resp->next_line);
+	/* upstream's shape: the log text itself is the response */
+	op_answer(req, code, err, resp ? json_string(resp->logs) : NULL);
+}
+
+/* Before starting an operation for req. */
+static void start(struct hc_http *h, struct MHD_Connection *conn, struct request *req,
+		  enum route r)
+{
+	req->h = h;
+	req->conn = conn;
+	req->route = r;
+	req->starting = true;
+}
+
+/* After: answers now if the operation already ended (bad input), else
+ * suspends the connection until it does, keeping op to cancel it if the
+ * server stops first. */
+static enum MHD_Result finish_start(struct request *req, struct hc_cluster_op *op)
+{
+	req->starting = false;
+	if (req->answer) {
+		json_t *answer = req->answer;
+
+		req->answer = NULL;
+		return hc_http_send_json_hdr(req->h, req->conn, req->route, req->answer_code,
+					     req->answer_code == MHD_HTTP_OK ? "response" : "error", answer,
+					     req->next_line);
+	}
+	req->op = op;
+	suspend(req->h, req->conn, req, req->route);
+	return MHD_YES;
+}
+
+static const char *workload_id_arg(struct MHD_Connection *conn, char *why, size_t len)
+{
+	const char *id = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "id");
+
+	if (!id || !*id) {
+		snprintf(why, len, "missing query parameter id");
+		return NULL;
+	}
+	/* a workload id as upstream makes them (a UUID) is the only form
+	 * accepted from clients, so an id is never a path or a query in disguise */
+	if (!hc_uuid_valid(id)) {
+		snprintf(why, len, "invalid workload id (want a UUID)");
+		return NULL;
+	}
+	return id;
+}
+
+static enum MHD_Result get_stop(struct hc_http *h, struct MHD_Connection *conn,
+				struct request *req)
+{
+	char why[128];
+	const char *id = workload_id_arg(conn, why, sizeof(why));
+	struct hc_cluster_op *op;
+
+	if (!id)
+		return hc_http_send_error(h, conn, ROUTE_STOP, 400, "%s", why);
+	start(h, conn, req, ROUTE_STOP);
+	op = hc_cluster_stop(h->api->cluster, id, stopped, req);
+	return finish_start(req, op);
+}
+
+static int uint_arg(struct MHD_Connection *conn, const char *key, unsigned long long max,
+		    unsigned long long *out)
+{
+	const char *v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, key);
+	char *end;
+
+	*out = 0;
+	if (!v || !*v)
+		return 0;
+	errno = 0;
+	*out = strtoull(v, &end, 10);
+	return errno || *end || *v == '-' || *out > max ? -EINVAL : 0;
+}
+
+static enum MHD_Result get_logs(struct hc_http *h, struct MHD_Connection *conn,
+				struct request *req)
+{
+	Cluster__Services__Api__VmLogsRequest lr = CLUSTER__SERVICES__API__VM_LOGS_REQUEST__INIT;
+	const char *local = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "local");
+	char why[128];
+	const char *id = workload_id_arg(conn, why, sizeof(why));
+	unsigned long long tail, from;
+	struct hc_cluster_op *op;
+
+	if (!id)
+		return hc_http_send_error(h, conn, ROUTE_LOGS, 400, "%s", why);
+	if (uint_arg(conn, "tail", UINT32_MAX, &tail) < 0 ||
+	    uint_arg(conn, "from_line", UINT64_MAX, &from) < 0)
+		return hc_http_send_error(h, conn, ROUTE_LOGS, 400, "bad tail or from_line (whole numbers)");
+	lr.id = (char *)id;
+	lr.tail = (uint32_t)tail;
+	lr.from_line = from;
+	start(h, conn, req, ROUTE_LOGS);
+	op = hc_cluster_logs(h->api->cluster, &lr, parse_bool(local, false), logs_ready, req);
+	return finish_start(req, op);
+}
+
+/* A VmSpawnRequest from upstream's JSON (Go's encoding/json of the proto
+ * struct: cores, memory, image_ref, ports {"443": 8080}, dry_run, env). */
+struct spawn_json {
+	Cluster__Services__Api__VmSpawnRequest req;
+	Cluster__Services__Api__VmSpawnRequest__PortsEntry entries[64];
+	Cluster__Services__Api__VmSpawnRequest__PortsEntry *ports[64];
+	char *env[256];
+};
+
+static int u32_field(json_t *o, const char *key, uint32_t *out, char *why, size_t len)
+{
+	json_t *v = json_object_get(o, key);
+
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+	    json_integer_value(v) > UINT32_MAX) {
+		snprintf(why, len, "%s must be a whole number", key);
+		return -EINVAL;
+	}
+	*out = (uint32_t)json_integer_value(v);
+	return 0;
+}
+
+static int spawn_from_json(json_t *o, struct spawn_json *sj, char *why, size_t len)
+{
+	Cluster__Services__Api__VmSpawnRequest *r = &sj->req;
+	json_t *v, *e;
+	const char *key;
+	size_t i;
+
+	cluster__services__api__vm_spawn_request__init(r);
+	if (u32_field(o, "cores", &r->cores, why, len) < 0 ||
+	    u32_field(o, "memory", &r->memory, why, len) < 0)
+		return -EINVAL;
+	v = json_object_get(o, "image_ref");
+	if (v && !json_is_string(v)) {
+		snprintf(why, len, "image_ref must be a string");
+		return -EINVAL;
+	}
+	r->image_ref = (char *)(v ? json_string_value(v) : "");
+	v = json_object_get(o, "dry_run");
+	if (v && !json_is_boolean(v)) {
+		snprintf(why, len, "dry_run must be true or false");
+		return -EINVAL;
+	}
+	r->dry_run = v && json_is_true(v);
+	v = json_object_get(o, "ports");
+	if (v && !json_is_null(v)) {
+		if (!json_is_object(v) || json_object_size(v) > 64) {
+			snprintf(why, len, "ports must be an object of at most 64 \"HOST\": CONTAINER");
+			return -EINVAL;
+		}
+		json_object_foreach(v, key, e) {
+			char *end;
+			unsigned long host = strtoul(key, &end, 10);
+
+			if (*end || !*key || host < 1 || host > 65535 || !json_is_integer(e) ||
+			    json_integer_value(e) < 1 || json_integer_value(e) > 65535) {
+				snprintf(why, len, "invalid port mapping \"%.16s\" (ports are 1..65535)",
+					 key);
+				return -EINVAL;
+			}
+			cluster__services__api__vm_spawn_request__ports_entry__init(
+				&sj->entries[r->n_ports]);
+			sj->entries[r->n_ports].key = (uint32_t)host;
+			sj->entries[r->n_ports].value = (uint32_t)json_integer_value(e);
+			sj->ports[r->n_ports] = &sj->entries[r->n_ports];
+			r->n_ports++;
+		}
+		r->ports = sj->ports;
+	}
+	v = json_object_get(o, "env");
+	if (v && !json_is_null(v)) {
+		if (!json_is_array(v) || json_array_size(v) > 256) {
+			snprintf(why, len, "env must be a list of at most 256 \"KEY=VALUE\"");
+			return -EINVAL;
+		}
+		json_array_foreach(v, i, e) {
+			if (!json_is_string(e)) {
+				snprintf(why, len, "env entries must be strings");
+				return -EINVAL;
+			}
+			sj->env[i] = (char *)json_string_value(e);
+		}
+		r->env = sj->env;
+		r->n_env = json_array_size(v);
+	}
+	v = json_object_get(o, "id");
+	if (v && !json_is_string(v)) {
+		snprintf(why, len, "id must be a string");
+		return -EINVAL;
+	}
+	r->id = (char *)(v ? json_string_value(v) : "");
+	return 0;
+}
+
+static enum MHD_Result post_spawn(struct hc_http *h, struct MHD_Connection *conn,
+				  struct request *req)
+{
+	struct spawn_json *sj;
+	struct hc_cluster_op *op;
+	json_error_t jerr;
+	char why[160];
+	json_t *j;
+
+	if (req->too_large)
+		return hc_http_send_error(h, conn, ROUTE_SPAWN, 413, "request body over %u bytes", MAX_BODY);
+	j = json_loadb(req->body ? req->body : "", req->len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!j)
+		return hc_http_send_error(h, conn, ROUTE_SPAWN, 400, "invalid JSON: %s (line %d)", jerr.text,
+					  jerr.line);
+	if (!json_is_object(j)) {
+		json_decref(j);
+		return hc_http_send_error(h, conn, ROUTE_SPAWN, 400, "request must be a JSON object");
+	}
+	sj = calloc(1, sizeof(*sj));
+	if (!sj) {
+		json_decref(j);
+		return hc_http_send_error(h, conn, ROUTE_SPAWN, 500, "out of memory");
+	}
+	if (spawn_from_json(j, sj, why, sizeof(why)) < 0) {
+		free(sj);
+		json_decref(j);
+		return hc_http_send_error(h, conn, ROUTE_SPAWN, 400, "%s", why);
+	}
+	start(h, conn, req, ROUTE_SPAWN);
+	op = hc_cluster_spawn(h->api->cluster, &sj->req, spawned, req); /* copies the request */
+	free(sj);
+	json_decref(j);
+	return finish_start(req, op);
+}
+
+static enum route route_of(const char *url)
+{
+	for (int r = 0; r < ROUTE_OTHER; r++)
+		if (strcmp(url, hc_http_route_paths[r]) == 0)
+			return r;
+	return ROUTE_OTHER;
+}
+
+static bool method_allowed(enum route r, const char *method)
+{
+	bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
+		   strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+	bool post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
+
+	switch (r) {
+	case ROUTE_SPAWN:
+	case ROUTE_EVENT:
+	case ROUTE_QUERY:
+		return post;
+	case ROUTE_STOP:
+		return get || post;
+	default:
+		return get;
+	}
+}
+
+enum MHD_Result hc_http_dispatch(struct hc_http *h, struct MHD_Connection *conn, const char *url,
+				 const char *method, const struct request *req)
+{
+	enum route r = route_of(url);
+
+	hc_log(HC_LOG_DEBUG, "%s %s", method, url);
+	if (r == ROUTE_OTHER)
+		return hc_http_send_error(h, conn, r, 404, "no such endpoint %s", url);
+	if (!method_allowed(r, method))
+		return hc_http_send_error(h, conn, r, 405, "method %s not allowed on %s", method, url);
+	switch (r) {
+	case ROUTE_LIST:
+		return get_list(h, conn);
+	case ROUTE_SPAWN:
+		return post_spawn(h, conn, (struct request *)req);
+	case ROUTE_STOP:
+		return get_stop(h, conn, (struct request *)req);
+	case ROUTE_LOGS:
+		return get_logs(h, conn, (struct request *)req);
+	case ROUTE_HEALTHZ:
+		return get_healthz(h, conn);
+	case ROUTE_METRICS:
+		return get_metrics(h, conn);
+	case ROUTE_MEMBERS:
+		return get_members(h, conn);
+	case ROUTE_EVENT:
+		return post_event(h, conn, req);
+	case ROUTE_QUERY:
+		return post_query(h, conn, (struct request *)req);
+	default:
+		return MHD_NO;
+	}
+}
