@@ -3,15 +3,14 @@
  * for a veth peer that may live in another network namespace.
  *
  * Routes, links and addresses go through libnl-route-3. What it does not
- * cover stays raw, each place says so: netns ids (no libnl object) and
- * GRO (ethtool's ioctl). */
+ * cover stays raw, each place says so: netns ids (no libnl object; the
+ * message is built with libnl-3's core) and GRO (ethtool's ioctl). */
 #define HC_LOG_MODULE "dataplane"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/ethtool.h>
-#include <linux/netlink.h>
 #include <linux/net_namespace.h>
 #include <linux/rtnetlink.h>
 #include <linux/sockios.h>
@@ -262,126 +261,64 @@ int hc_nl_link_get(int ifindex, struct hc_dp_link *link)
 	return rc;
 }
 
-/* ---- netns ids (raw: libnl-route has no object for RTM_GETNSID) ---- */
+/* ---- netns ids (raw: libnl-route has no object for RTM_GETNSID; the
+ * message is built and parsed with libnl-3's core) ---- */
 
-#define NL_BUF 32768
-
-struct nl_req {
-	struct nlmsghdr nh;
-	union {
-		struct rtmsg rt;
-		struct ifinfomsg ifi;
-		struct rtgenmsg gen;
-	};
-	char attrs[64];
-};
-
-static void nl_put_attr(struct nl_req *req, unsigned short type, const void *data, size_t len)
+static int nsid_answer(struct nl_msg *msg, void *arg)
 {
-	struct rtattr *rta = (struct rtattr *)((char *)req + NLMSG_ALIGN(req->nh.nlmsg_len));
+	struct nlmsghdr *nh = nlmsg_hdr(msg);
+	struct nlattr *tb[NETNSA_MAX + 1];
 
-	rta->rta_type = type;
-	rta->rta_len = RTA_LENGTH(len);
-	memcpy(RTA_DATA(rta), data, len);
-	req->nh.nlmsg_len = NLMSG_ALIGN(req->nh.nlmsg_len) + RTA_ALIGN(rta->rta_len);
+	if (nh->nlmsg_type != RTM_NEWNSID ||
+	    nlmsg_parse(nh, sizeof(struct rtgenmsg), tb, NETNSA_MAX, NULL) < 0 || !tb[NETNSA_NSID])
+		return NL_SKIP;
+	*(int *)arg = nla_get_s32(tb[NETNSA_NSID]);
+	return NL_OK;
 }
 
-typedef int (*nl_cb)(const struct nlmsghdr *nh, void *arg);
-
-/* Sends req and feeds each answer to cb until the request is done: one
- * message for a get, NLMSG_DONE for a dump. Returns 0, cb's first non-zero
- * result, or -errno from the kernel. */
-static int nl_talk(struct nl_req *req, nl_cb cb, void *arg)
+/* The id this namespace has for the one behind nsfd, asked on s. */
+static int netnsid_of_fd(struct route_sock *s, int nsfd)
 {
-	struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
-	bool dump = req->nh.nlmsg_flags & NLM_F_DUMP;
-	char *buf;
-	int fd, rc = 0;
+	struct rtgenmsg gen = {.rtgen_family = AF_UNSPEC};
+	struct nl_msg *msg;
+	int nsid = -1, rc;
 
-	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-	if (fd < 0)
-		return -errno;
-	buf = malloc(NL_BUF);
-	if (!buf) {
-		close(fd);
+	/* Set again for each question: the answer lands in this call's nsid. */
+	rc = nl_socket_modify_cb(s->sk, NL_CB_VALID, NL_CB_CUSTOM, nsid_answer, &nsid);
+	if (rc < 0)
+		return nle_errno(rc);
+	msg = nlmsg_alloc_simple(RTM_GETNSID, NLM_F_REQUEST);
+	if (!msg)
+		return -ENOMEM;
+	if (nlmsg_append(msg, &gen, sizeof(gen), NLMSG_ALIGNTO) < 0 ||
+	    nla_put_u32(msg, NETNSA_FD, (uint32_t)nsfd) < 0) {
+		nlmsg_free(msg);
 		return -ENOMEM;
 	}
-	req->nh.nlmsg_seq = 1;
-	if (sendto(fd, req, req->nh.nlmsg_len, 0, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		rc = -errno;
-		goto out;
-	}
-	for (;;) {
-		ssize_t n = recv(fd, buf, NL_BUF, 0);
-		struct nlmsghdr *nh;
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			rc = -errno;
-			goto out;
-		}
-		for (nh = (struct nlmsghdr *)buf; NLMSG_OK(nh, (size_t)n); nh = NLMSG_NEXT(nh, n)) {
-			if (nh->nlmsg_type == NLMSG_DONE)
-				goto out;
-			if (nh->nlmsg_type == NLMSG_ERROR) {
-				struct nlmsgerr *e = NLMSG_DATA(nh);
-
-				rc = e->error;
-				goto out;
-			}
-			if (rc == 0)
-				rc = cb(nh, arg);
-			if (!dump)
-				goto out;
-		}
-	}
-out:
-	free(buf);
-	close(fd);
-	return rc;
-}
-
-/* Attribute table of a message body starting at attrs. */
-static void nl_parse_attrs(struct rtattr *rta, int len, struct rtattr **tb, int max)
-{
-	memset(tb, 0, sizeof(*tb) * (max + 1));
-	for (; RTA_OK(rta, len); rta = RTA_NEXT(rta, len)) {
-		if (rta->rta_type <= max && !tb[rta->rta_type])
-			tb[rta->rta_type] = rta;
-	}
-}
-
-static int nsid_cb(const struct nlmsghdr *nh, void *arg)
-{
-	struct rtattr *tb[NETNSA_MAX + 1];
-	struct rtgenmsg *g = NLMSG_DATA(nh);
-
-	if (nh->nlmsg_type != RTM_NEWNSID)
-		return 0;
-	nl_parse_attrs((struct rtattr *)((char *)g + NLMSG_ALIGN(sizeof(*g))),
-		       nh->nlmsg_len - NLMSG_LENGTH(NLMSG_ALIGN(sizeof(*g))), tb, NETNSA_MAX);
-	if (!tb[NETNSA_NSID])
-		return -ENOENT;
-	*(int *)arg = *(int *)RTA_DATA(tb[NETNSA_NSID]);
-	return 0;
+	/* The answer, then the ack, as two reads: nl_send_sync() would take
+	 * the answer for the ack and leave the ack to the next question. */
+	rc = nl_send_auto(s->sk, msg);
+	nlmsg_free(msg);
+	if (rc >= 0)
+		rc = nl_recvmsgs_default(s->sk);
+	if (rc >= 0)
+		rc = nl_wait_for_ack(s->sk);
+	if (rc < 0)
+		return route_sock_err(s, rc);
+	return nsid < 0 ? -ENOENT : nsid;
 }
 
 int hc_nl_netnsid_of_fd(int nsfd)
 {
-	struct nl_req req = {0};
-	uint32_t fd = (uint32_t)nsfd;
-	int nsid = -1, rc;
+	struct route_sock s;
+	int rc;
 
-	req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct rtgenmsg));
-	req.nh.nlmsg_type = RTM_GETNSID;
-	req.nh.nlmsg_flags = NLM_F_REQUEST;
-	req.gen.rtgen_family = AF_UNSPEC;
-	nl_put_attr(&req, NETNSA_FD, &fd, sizeof(fd));
-	rc = nl_talk(&req, nsid_cb, &nsid);
+	rc = route_sock_open(&s);
 	if (rc)
 		return rc;
-	return nsid < 0 ? -ENOENT : nsid;
+	rc = netnsid_of_fd(&s, nsfd);
+	route_sock_close(&s);
+	return rc;
 }
 
 /* ---- addresses (libnl-route) ---- */
@@ -444,8 +381,9 @@ out:
  * on, where ethtool's genetlink needs 5.6 and libnl-genl) ---- */
 
 /* Looks through the entries of dir for the namespace whose id is nsid;
- * under_proc: dir is /proc, its entries are pids and the file is ns/net. */
-static int find_netns_in(const char *dir, bool under_proc, int nsid)
+ * under_proc: dir is /proc, its entries are pids and the file is ns/net.
+ * Asks every candidate on s. */
+static int find_netns_in(struct route_sock *s, const char *dir, bool under_proc, int nsid)
 {
 	char path[512];
 	struct dirent *de;
@@ -463,7 +401,7 @@ static int find_netns_in(const char *dir, bool under_proc, int nsid)
 		fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
 			continue;
-		if (hc_nl_netnsid_of_fd(fd) == nsid)
+		if (netnsid_of_fd(s, fd) == nsid)
 			found = fd;
 		else
 			close(fd);
@@ -473,18 +411,24 @@ static int find_netns_in(const char *dir, bool under_proc, int nsid)
 }
 
 /* Opens the namespace whose id (as seen from here) is nsid: the named ones
- * (ip netns, CNI) first, then every process's. Returns an fd or -ENOENT. */
+ * (ip netns, CNI) first, then every process's. Returns an fd or -errno
+ * (-ENOENT). */
 static int open_netns_by_id(int nsid)
 {
-	int fd = find_netns_in("/run/netns", false, nsid);
+	struct route_sock s;
+	int fd;
 
+	fd = route_sock_open(&s);
+	if (fd)
+		return fd;
+	fd = find_netns_in(&s, "/run/netns", false, nsid);
 	if (fd < 0)
-		fd = find_netns_in("/var/run/netns", false, nsid);
+		fd = find_netns_in(&s, "/var/run/netns", false, nsid);
 	if (fd < 0)
-		fd = find_netns_in("/proc", true, nsid);
+		fd = find_netns_in(&s, "/proc", true, nsid);
+	route_sock_close(&s);
 	return fd;
 }
-
 struct gro_job {
 	int nsfd; /* -1: this namespace */
 	int ifindex;
