@@ -1,19 +1,28 @@
 /* rtnetlink queries the loader needs: the route to an address, the default
  * route, a link's veth peer, netns ids, local addresses; and turning on GRO
- * for a veth peer that may live in another network namespace. */
+ * for a veth peer that may live in another network namespace.
+ *
+ * Routes, links and addresses go through libnl-route-3. What it does not
+ * cover stays raw, each place says so: netns ids (no libnl object; the
+ * message is built with libnl-3's core) and GRO (ethtool's ioctl). */
 #define HC_LOG_MODULE "dataplane"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ifaddrs.h>
 #include <linux/ethtool.h>
-#include <linux/if_link.h>
 #include <linux/net_namespace.h>
-#include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <linux/sockios.h>
-#include <netinet/in.h>
+#include <netlink/addr.h>
+#include <netlink/cache.h>
+#include <netlink/errno.h>
+#include <netlink/msg.h>
+#include <netlink/netlink.h>
+#include <netlink/route/addr.h>
+#include <netlink/route/link.h>
+#include <netlink/route/route.h>
+#include <netlink/socket.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -26,285 +35,355 @@
 #include "dataplane/dataplane_int.h"
 #include "log/log.h"
 
-#define NL_BUF 32768
+/* ---- one rtnetlink socket per call ----
+ *
+ * Each public function opens its own socket and frees it before it
+ * returns, rather than keeping one: these are free functions with no owner
+ * to close a kept socket (the CLI's cleanup and the tests call them too,
+ * not only the loop), a socket left with an unread answer after an error
+ * would hand the next call a sequence mismatch, and a socket costs a few
+ * syscalls next to the map syscalls of the same 2 s refresh. A call that
+ * asks many questions (the netns scan) reuses its one socket. */
 
-struct nl_req {
-	struct nlmsghdr nh;
-	union {
-		struct rtmsg rt;
-		struct ifinfomsg ifi;
-		struct rtgenmsg gen;
-	};
-	char attrs[64];
+struct route_sock {
+	struct nl_sock *sk;
+	int syserr; /* the kernel's -errno from its last NLMSG_ERROR, 0 if none */
 };
 
-static void nl_put_attr(struct nl_req *req, unsigned short type, const void *data, size_t len)
+/* libnl turns the kernel's errno into an -NLE_* code, and not one to one
+ * (ENETUNREACH becomes NLE_FAILURE): keep the kernel's own. */
+static int kernel_err(struct sockaddr_nl *who, struct nlmsgerr *e, void *arg)
 {
-	struct rtattr *rta = (struct rtattr *)((char *)req + NLMSG_ALIGN(req->nh.nlmsg_len));
-
-	rta->rta_type = type;
-	rta->rta_len = RTA_LENGTH(len);
-	memcpy(RTA_DATA(rta), data, len);
-	req->nh.nlmsg_len = NLMSG_ALIGN(req->nh.nlmsg_len) + RTA_ALIGN(rta->rta_len);
+	*(int *)arg = e->error;
+	return NL_STOP;
 }
 
-typedef int (*nl_cb)(const struct nlmsghdr *nh, void *arg);
-
-/* Sends req and feeds each answer to cb until the request is done: one
- * message for a get, NLMSG_DONE for a dump. Returns 0, cb's first non-zero
- * result, or -errno from the kernel. */
-static int nl_talk(struct nl_req *req, nl_cb cb, void *arg)
+/* libnl's -NLE_* codes as -errno: nl_syserr2nlerr() read backwards where
+ * it is one to one, the nearest errno where libnl made the code up. */
+static int nle_errno(int nle)
 {
-	struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
-	bool dump = req->nh.nlmsg_flags & NLM_F_DUMP;
-	char *buf;
-	int fd, rc = 0;
-
-	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-	if (fd < 0)
-		return -errno;
-	buf = malloc(NL_BUF);
-	if (!buf) {
-		close(fd);
-		return -ENOMEM;
+	switch (nle < 0 ? -nle : nle) {
+	case NLE_SUCCESS: return 0;
+	case NLE_INTR: return -EINTR;
+	case NLE_BAD_SOCK: return -EBADF;
+	case NLE_AGAIN: return -EAGAIN;
+	case NLE_NOMEM: return -ENOMEM;
+	case NLE_EXIST: return -EEXIST;
+	case NLE_INVAL: return -EINVAL;
+	case NLE_RANGE: return -ERANGE;
+	case NLE_MSGSIZE: return -EMSGSIZE;
+	case NLE_OPNOTSUPP: return -EOPNOTSUPP;
+	case NLE_AF_NOSUPPORT: return -EAFNOSUPPORT;
+	case NLE_OBJ_NOTFOUND: return -ENOENT;
+	case NLE_NOADDR: return -EADDRNOTAVAIL;
+	case NLE_BUSY: return -EBUSY;
+	case NLE_PROTO_MISMATCH: return -EPROTONOSUPPORT;
+	case NLE_NOACCESS: return -EACCES;
+	case NLE_PERM: return -EPERM;
+	case NLE_NODEV: return -ENODEV;
+	case NLE_DUMP_INTR: return -EAGAIN;
+	case NLE_NOATTR:
+	case NLE_MISSING_ATTR:
+	case NLE_SEQ_MISMATCH:
+	case NLE_MSG_OVERFLOW:
+	case NLE_MSG_TRUNC:
+	case NLE_MSG_TOOSHORT:
+	case NLE_PARSE_ERR:
+	case NLE_ATTRSIZE: return -EBADMSG;
+	default: return -EIO;
 	}
-	req->nh.nlmsg_seq = 1;
-	if (sendto(fd, req, req->nh.nlmsg_len, 0, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		rc = -errno;
-		goto out;
-	}
-	for (;;) {
-		ssize_t n = recv(fd, buf, NL_BUF, 0);
-		struct nlmsghdr *nh;
+}
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			rc = -errno;
-			goto out;
-		}
-		for (nh = (struct nlmsghdr *)buf; NLMSG_OK(nh, (size_t)n); nh = NLMSG_NEXT(nh, n)) {
-			if (nh->nlmsg_type == NLMSG_DONE)
-				goto out;
-			if (nh->nlmsg_type == NLMSG_ERROR) {
-				struct nlmsgerr *e = NLMSG_DATA(nh);
+/* The -errno of a failed libnl call on s: the kernel's own when it sent
+ * one, else nle mapped. Clears the kernel's for the next call on s. */
+static int route_sock_err(struct route_sock *s, int nle)
+{
+	int rc = s->syserr < 0 ? s->syserr : nle_errno(nle);
 
-				rc = e->error;
-				goto out;
-			}
-			if (rc == 0)
-				rc = cb(nh, arg);
-			if (!dump)
-				goto out;
-		}
-	}
-out:
-	free(buf);
-	close(fd);
+	s->syserr = 0;
 	return rc;
 }
 
-/* Attribute table of a message body starting at attrs. */
-static void nl_parse_attrs(struct rtattr *rta, int len, struct rtattr **tb, int max)
+static int route_sock_open(struct route_sock *s)
 {
-	memset(tb, 0, sizeof(*tb) * (max + 1));
-	for (; RTA_OK(rta, len); rta = RTA_NEXT(rta, len)) {
-		if (rta->rta_type <= max && !tb[rta->rta_type])
-			tb[rta->rta_type] = rta;
+	int rc;
+
+	s->syserr = 0;
+	s->sk = nl_socket_alloc();
+	if (!s->sk)
+		return -ENOMEM;
+	rc = nl_socket_modify_err_cb(s->sk, NL_CB_CUSTOM, kernel_err, &s->syserr);
+	if (rc == 0)
+		rc = nl_connect(s->sk, NETLINK_ROUTE);
+	if (rc < 0) {
+		nl_socket_free(s->sk);
+		s->sk = NULL;
+		return nle_errno(rc);
 	}
+	return 0;
 }
 
-static int route_oif_cb(const struct nlmsghdr *nh, void *arg)
+static void route_sock_close(struct route_sock *s)
 {
-	struct rtmsg *rt = NLMSG_DATA(nh);
-	struct rtattr *tb[RTA_MAX + 1];
+	nl_socket_free(s->sk); /* closes the fd, frees the callbacks */
+	s->sk = NULL;
+}
 
-	if (nh->nlmsg_type != RTM_NEWROUTE)
+/* ---- routes (libnl-route) ---- */
+
+/* The interface of a route with one next hop (RTA_OIF); 0 for a multipath
+ * route or one without an interface. */
+static int route_single_oif(struct rtnl_route *route)
+{
+	if (!route || rtnl_route_get_nnexthops(route) != 1)
 		return 0;
-	nl_parse_attrs(RTM_RTA(rt), RTM_PAYLOAD(nh), tb, RTA_MAX);
-	if (!tb[RTA_OIF])
-		return -ENETUNREACH;
-	*(int *)arg = *(int *)RTA_DATA(tb[RTA_OIF]);
-	return 0;
+	return rtnl_route_nh_get_ifindex(rtnl_route_nexthop_n(route, 0));
 }
 
 int hc_nl_route_oif(const struct hc_ipaddr *addr, int *ifindex)
 {
-	struct nl_req req = {0};
 	bool v4 = addr->family == HC_AF_INET;
+	struct nl_addr *dst = nl_addr_build(v4 ? AF_INET : AF_INET6, addr->ip6, v4 ? 4 : 16);
+	struct rtnl_route *route = NULL;
+	struct route_sock s;
+	int rc;
 
-	req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct rtmsg));
-	req.nh.nlmsg_type = RTM_GETROUTE;
-	req.nh.nlmsg_flags = NLM_F_REQUEST;
-	req.rt.rtm_family = v4 ? AF_INET : AF_INET6;
-	req.rt.rtm_dst_len = v4 ? 32 : 128;
-	nl_put_attr(&req, RTA_DST, v4 ? (const void *)&addr->ip4 : addr->ip6, v4 ? 4 : 16);
 	*ifindex = 0;
-	return nl_talk(&req, route_oif_cb, ifindex);
+	if (!dst)
+		return -ENOMEM;
+	rc = route_sock_open(&s);
+	if (rc == 0) {
+		rc = rtnl_route_lookup(s.sk, dst, &route); /* RTM_GETROUTE to a /32 or /128 */
+		if (rc < 0)
+			rc = route_sock_err(&s, rc);
+		else if (!(*ifindex = route_single_oif(route)))
+			rc = -ENETUNREACH;
+		rtnl_route_put(route);
+		route_sock_close(&s);
+	}
+	nl_addr_put(dst);
+	return rc;
 }
 
-struct default_route {
-	int ifindex;
-	uint32_t best_metric;
-};
-
-static int default_route_cb(const struct nlmsghdr *nh, void *arg)
+/* Whether route is a unicast default route of the main table. */
+static bool route_is_main_default(struct rtnl_route *route)
 {
-	struct default_route *d = arg;
-	struct rtmsg *rt = NLMSG_DATA(nh);
-	struct rtattr *tb[RTA_MAX + 1];
-	uint32_t table, metric = 0;
+	struct nl_addr *dst = rtnl_route_get_dst(route);
 
-	if (nh->nlmsg_type != RTM_NEWROUTE || rt->rtm_dst_len != 0 || rt->rtm_type != RTN_UNICAST)
-		return 0;
-	nl_parse_attrs(RTM_RTA(rt), RTM_PAYLOAD(nh), tb, RTA_MAX);
-	table = tb[RTA_TABLE] ? *(uint32_t *)RTA_DATA(tb[RTA_TABLE]) : rt->rtm_table;
-	if (table != RT_TABLE_MAIN || !tb[RTA_OIF])
-		return 0;
-	if (tb[RTA_PRIORITY])
-		metric = *(uint32_t *)RTA_DATA(tb[RTA_PRIORITY]);
-	if (d->ifindex == 0 || metric < d->best_metric) {
-		d->ifindex = *(int *)RTA_DATA(tb[RTA_OIF]);
-		d->best_metric = metric;
+	return dst && nl_addr_get_prefixlen(dst) == 0 && rtnl_route_get_type(route) == RTN_UNICAST &&
+	       rtnl_route_get_table(route) == RT_TABLE_MAIN;
+}
+
+/* The interface of family's lowest-metric default route into *ifindex.
+ * 0, -ENETUNREACH when there is none, or -errno. */
+static int default_oif_of(struct route_sock *s, int family, int *ifindex)
+{
+	struct nl_cache *routes;
+	struct nl_object *obj;
+	uint32_t best = 0;
+	int rc, found = 0;
+
+	rc = rtnl_route_alloc_cache(s->sk, family, 0, &routes); /* RTM_GETROUTE dump */
+	if (rc < 0)
+		return route_sock_err(s, rc);
+	for (obj = nl_cache_get_first(routes); obj; obj = nl_cache_get_next(obj)) {
+		struct rtnl_route *route = (struct rtnl_route *)obj;
+		int oif = route_single_oif(route);
+
+		if (!oif || !route_is_main_default(route))
+			continue;
+		if (found == 0 || rtnl_route_get_priority(route) < best) {
+			found = oif;
+			best = rtnl_route_get_priority(route);
+		}
 	}
+	nl_cache_free(routes);
+	if (!found)
+		return -ENETUNREACH;
+	*ifindex = found;
 	return 0;
 }
 
 int hc_nl_default_oif(int *ifindex)
 {
-	static const unsigned char families[] = {AF_INET, AF_INET6};
+	struct route_sock s;
+	int rc;
 
-	for (size_t i = 0; i < sizeof(families); i++) {
-		struct default_route d = {0};
-		struct nl_req req = {0};
-		int rc;
-
-		req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct rtmsg));
-		req.nh.nlmsg_type = RTM_GETROUTE;
-		req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-		req.rt.rtm_family = families[i];
-		rc = nl_talk(&req, default_route_cb, &d);
-		if (rc)
-			return rc;
-		if (d.ifindex) {
-			*ifindex = d.ifindex;
-			return 0;
-		}
-	}
-	return -ENETUNREACH;
+	rc = route_sock_open(&s);
+	if (rc)
+		return rc;
+	rc = default_oif_of(&s, AF_INET, ifindex);
+	if (rc == -ENETUNREACH)
+		rc = default_oif_of(&s, AF_INET6, ifindex);
+	route_sock_close(&s);
+	return rc;
 }
 
-static int link_cb(const struct nlmsghdr *nh, void *arg)
-{
-	struct hc_dp_link *link = arg;
-	struct ifinfomsg *ifi = NLMSG_DATA(nh);
-	struct rtattr *tb[IFLA_MAX + 1], *info[IFLA_INFO_MAX + 1];
+/* ---- links (libnl-route) ---- */
 
-	if (nh->nlmsg_type != RTM_NEWLINK)
-		return 0;
-	nl_parse_attrs(IFLA_RTA(ifi), IFLA_PAYLOAD(nh), tb, IFLA_MAX);
-	link->ifindex = ifi->ifi_index;
-	if (tb[IFLA_IFNAME])
-		snprintf(link->name, sizeof(link->name), "%s", (char *)RTA_DATA(tb[IFLA_IFNAME]));
-	if (tb[IFLA_LINK])
-		link->peer_ifindex = *(int *)RTA_DATA(tb[IFLA_LINK]);
-	if (tb[IFLA_LINK_NETNSID])
-		link->peer_netnsid = *(int *)RTA_DATA(tb[IFLA_LINK_NETNSID]);
-	if (tb[IFLA_LINKINFO]) {
-		nl_parse_attrs(RTA_DATA(tb[IFLA_LINKINFO]), RTA_PAYLOAD(tb[IFLA_LINKINFO]), info,
-			       IFLA_INFO_MAX);
-		if (info[IFLA_INFO_KIND] &&
-		    strncmp(RTA_DATA(info[IFLA_INFO_KIND]), "veth", RTA_PAYLOAD(info[IFLA_INFO_KIND])) == 0)
-			link->is_veth = true;
-	}
-	return 0;
+static void link_fill(struct hc_dp_link *out, struct rtnl_link *link)
+{
+	const char *name = rtnl_link_get_name(link);
+	const char *kind = rtnl_link_get_type(link); /* IFLA_INFO_KIND */
+	int32_t nsid;
+
+	out->ifindex = rtnl_link_get_ifindex(link);
+	if (name)
+		snprintf(out->name, sizeof(out->name), "%s", name);
+	out->peer_ifindex = rtnl_link_get_link(link); /* IFLA_LINK, 0 without */
+	if (rtnl_link_get_link_netnsid(link, &nsid) == 0)
+		out->peer_netnsid = nsid;
+	out->is_veth = kind && strcmp(kind, "veth") == 0;
 }
 
 int hc_nl_link_get(int ifindex, struct hc_dp_link *link)
 {
-	struct nl_req req = {0};
+	struct rtnl_link *found = NULL;
+	struct route_sock s;
+	int rc;
 
 	memset(link, 0, sizeof(*link));
 	link->peer_netnsid = -1;
-	req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct ifinfomsg));
-	req.nh.nlmsg_type = RTM_GETLINK;
-	req.nh.nlmsg_flags = NLM_F_REQUEST;
-	req.ifi.ifi_family = AF_UNSPEC;
-	req.ifi.ifi_index = ifindex;
-	return nl_talk(&req, link_cb, link);
+	if (ifindex <= 0)
+		return -EINVAL; /* as the kernel answers; libnl would ask for a name */
+	rc = route_sock_open(&s);
+	if (rc)
+		return rc;
+	rc = rtnl_link_get_kernel(s.sk, ifindex, NULL, &found);
+	if (rc < 0)
+		rc = route_sock_err(&s, rc);
+	else if (!found)
+		rc = -ENODEV;
+	else
+		link_fill(link, found);
+	rtnl_link_put(found);
+	route_sock_close(&s);
+	return rc;
 }
 
-static int nsid_cb(const struct nlmsghdr *nh, void *arg)
-{
-	struct rtattr *tb[NETNSA_MAX + 1];
-	struct rtgenmsg *g = NLMSG_DATA(nh);
+/* ---- netns ids (raw: libnl-route has no object for RTM_GETNSID; the
+ * message is built and parsed with libnl-3's core) ---- */
 
-	if (nh->nlmsg_type != RTM_NEWNSID)
-		return 0;
-	nl_parse_attrs((struct rtattr *)((char *)g + NLMSG_ALIGN(sizeof(*g))),
-		       nh->nlmsg_len - NLMSG_LENGTH(NLMSG_ALIGN(sizeof(*g))), tb, NETNSA_MAX);
-	if (!tb[NETNSA_NSID])
-		return -ENOENT;
-	*(int *)arg = *(int *)RTA_DATA(tb[NETNSA_NSID]);
-	return 0;
+static int nsid_answer(struct nl_msg *msg, void *arg)
+{
+	struct nlmsghdr *nh = nlmsg_hdr(msg);
+	struct nlattr *tb[NETNSA_MAX + 1];
+
+	if (nh->nlmsg_type != RTM_NEWNSID ||
+	    nlmsg_parse(nh, sizeof(struct rtgenmsg), tb, NETNSA_MAX, NULL) < 0 || !tb[NETNSA_NSID])
+		return NL_SKIP;
+	*(int *)arg = nla_get_s32(tb[NETNSA_NSID]);
+	return NL_OK;
+}
+
+/* The id this namespace has for the one behind nsfd, asked on s. */
+static int netnsid_of_fd(struct route_sock *s, int nsfd)
+{
+	struct rtgenmsg gen = {.rtgen_family = AF_UNSPEC};
+	struct nl_msg *msg;
+	int nsid = -1, rc;
+
+	/* Set again for each question: the answer lands in this call's nsid. */
+	rc = nl_socket_modify_cb(s->sk, NL_CB_VALID, NL_CB_CUSTOM, nsid_answer, &nsid);
+	if (rc < 0)
+		return nle_errno(rc);
+	msg = nlmsg_alloc_simple(RTM_GETNSID, NLM_F_REQUEST);
+	if (!msg)
+		return -ENOMEM;
+	if (nlmsg_append(msg, &gen, sizeof(gen), NLMSG_ALIGNTO) < 0 ||
+	    nla_put_u32(msg, NETNSA_FD, (uint32_t)nsfd) < 0) {
+		nlmsg_free(msg);
+		return -ENOMEM;
+	}
+	/* The answer, then the ack, as two reads: nl_send_sync() would take
+	 * the answer for the ack and leave the ack to the next question. */
+	rc = nl_send_auto(s->sk, msg);
+	nlmsg_free(msg);
+	if (rc >= 0)
+		rc = nl_recvmsgs_default(s->sk);
+	if (rc >= 0)
+		rc = nl_wait_for_ack(s->sk);
+	if (rc < 0)
+		return route_sock_err(s, rc);
+	return nsid < 0 ? -ENOENT : nsid;
 }
 
 int hc_nl_netnsid_of_fd(int nsfd)
 {
-	struct nl_req req = {0};
-	uint32_t fd = (uint32_t)nsfd;
-	int nsid = -1, rc;
+	struct route_sock s;
+	int rc;
 
-	req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct rtgenmsg));
-	req.nh.nlmsg_type = RTM_GETNSID;
-	req.nh.nlmsg_flags = NLM_F_REQUEST;
-	req.gen.rtgen_family = AF_UNSPEC;
-	nl_put_attr(&req, NETNSA_FD, &fd, sizeof(fd));
-	rc = nl_talk(&req, nsid_cb, &nsid);
+	rc = route_sock_open(&s);
 	if (rc)
 		return rc;
-	return nsid < 0 ? -ENOENT : nsid;
+	rc = netnsid_of_fd(&s, nsfd);
+	route_sock_close(&s);
+	return rc;
+}
+
+/* ---- addresses (libnl-route) ---- */
+
+/* a as an hc_ipaddr; false for another family. */
+static bool ipaddr_of(struct nl_addr *a, struct hc_ipaddr *out)
+{
+	int family = a ? nl_addr_get_family(a) : AF_UNSPEC;
+	unsigned int len = a ? nl_addr_get_len(a) : 0;
+
+	if (family == AF_INET && len == 4) {
+		out->family = HC_AF_INET;
+		memcpy(&out->ip4, nl_addr_get_binary_addr(a), 4);
+	} else if (family == AF_INET6 && len == 16) {
+		out->family = HC_AF_INET6;
+		memcpy(out->ip6, nl_addr_get_binary_addr(a), 16);
+	} else {
+		return false;
+	}
+	return true;
 }
 
 int hc_nl_local_addrs(struct hc_ipaddr **addrs, size_t *n)
 {
-	struct ifaddrs *ifa, *it;
+	struct nl_cache *cache = NULL;
 	struct hc_ipaddr *out;
-	size_t count = 0, cap = 0;
+	struct nl_object *obj;
+	struct route_sock s;
+	size_t count = 0;
+	int rc;
 
 	*addrs = NULL;
 	*n = 0;
-	if (getifaddrs(&ifa) < 0)
-		return -errno;
-	for (it = ifa; it; it = it->ifa_next)
-		cap++;
-	out = calloc(cap ? cap : 1, sizeof(*out));
+	rc = route_sock_open(&s);
+	if (rc)
+		return rc;
+	rc = rtnl_addr_alloc_cache(s.sk, &cache); /* RTM_GETADDR dump, every family */
+	if (rc < 0) {
+		rc = route_sock_err(&s, rc);
+		goto out;
+	}
+	out = calloc(nl_cache_nitems(cache) > 0 ? (size_t)nl_cache_nitems(cache) : 1, sizeof(*out));
 	if (!out) {
-		freeifaddrs(ifa);
-		return -ENOMEM;
+		rc = -ENOMEM;
+		goto out;
 	}
-	for (it = ifa; it; it = it->ifa_next) {
-		if (!it->ifa_addr)
-			continue;
-		if (it->ifa_addr->sa_family == AF_INET) {
-			out[count].family = HC_AF_INET;
-			out[count].ip4 = ((struct sockaddr_in *)it->ifa_addr)->sin_addr.s_addr;
+	for (obj = nl_cache_get_first(cache); obj; obj = nl_cache_get_next(obj))
+		if (ipaddr_of(rtnl_addr_get_local((struct rtnl_addr *)obj), &out[count]))
 			count++;
-		} else if (it->ifa_addr->sa_family == AF_INET6) {
-			out[count].family = HC_AF_INET6;
-			memcpy(out[count].ip6, &((struct sockaddr_in6 *)it->ifa_addr)->sin6_addr, 16);
-			count++;
-		}
-	}
-	freeifaddrs(ifa);
 	*addrs = out;
 	*n = count;
-	return 0;
+out:
+	nl_cache_free(cache);
+	route_sock_close(&s);
+	return rc;
 }
 
+/* ---- the veth peer's GRO (raw: ethtool is not rtnetlink, libnl-route
+ * has no call for it; the SIOCETHTOOL ioctl works on every kernel we run
+ * on, where ethtool's genetlink needs 5.6 and libnl-genl) ---- */
+
 /* Looks through the entries of dir for the namespace whose id is nsid;
- * under_proc: dir is /proc, its entries are pids and the file is ns/net. */
-static int find_netns_in(const char *dir, bool under_proc, int nsid)
+ * under_proc: dir is /proc, its entries are pids and the file is ns/net.
+ * Asks every candidate on s. */
+static int find_netns_in(struct route_sock *s, const char *dir, bool under_proc, int nsid)
 {
 	char path[512];
 	struct dirent *de;
@@ -322,7 +401,7 @@ static int find_netns_in(const char *dir, bool under_proc, int nsid)
 		fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
 			continue;
-		if (hc_nl_netnsid_of_fd(fd) == nsid)
+		if (netnsid_of_fd(s, fd) == nsid)
 			found = fd;
 		else
 			close(fd);
@@ -332,18 +411,24 @@ static int find_netns_in(const char *dir, bool under_proc, int nsid)
 }
 
 /* Opens the namespace whose id (as seen from here) is nsid: the named ones
- * (ip netns, CNI) first, then every process's. Returns an fd or -ENOENT. */
+ * (ip netns, CNI) first, then every process's. Returns an fd or -errno
+ * (-ENOENT). */
 static int open_netns_by_id(int nsid)
 {
-	int fd = find_netns_in("/run/netns", false, nsid);
+	struct route_sock s;
+	int fd;
 
+	fd = route_sock_open(&s);
+	if (fd)
+		return fd;
+	fd = find_netns_in(&s, "/run/netns", false, nsid);
 	if (fd < 0)
-		fd = find_netns_in("/var/run/netns", false, nsid);
+		fd = find_netns_in(&s, "/var/run/netns", false, nsid);
 	if (fd < 0)
-		fd = find_netns_in("/proc", true, nsid);
+		fd = find_netns_in(&s, "/proc", true, nsid);
+	route_sock_close(&s);
 	return fd;
 }
-
 struct gro_job {
 	int nsfd; /* -1: this namespace */
 	int ifindex;
