@@ -125,24 +125,24 @@ void hc_cluster_free(struct hc_cluster *c)
 		hc_loop_del_timer(c->loop, c->state_timer);
 	if (c->housekeeping_timer)
 		hc_loop_del_timer(c->loop, c->housekeeping_timer);
-	ops_cancel_all(c);
-	jobs_drain(c);
+	hc_cluster_ops_cancel_all(c);
+	hc_cluster_jobs_drain(c);
 	if (c->metrics) {
 		hc_metrics_unregister(c->metrics, hc_gossip_collect, c->gossip);
 		hc_metrics_unregister(c->metrics, collect, c);
 	}
 	/* Queries in flight end with gossip, unanswered. */
 	hc_gossip_free(c->gossip);
-	queries_free_all(c);
+	hc_cluster_queries_free_all(c);
 	while (!hc_list_empty(&c->ops)) {
 		struct hc_cluster_op *op = hc_list_first(&c->ops, struct hc_cluster_op, link);
 
 		op->finished = true;
 		op->inflight = 0;
-		op_release_if_idle(op);
+		hc_cluster_op_release_if_idle(op);
 	}
-	local_fini(c);
-	state_fini(c);
+	hc_cluster_local_fini(c);
+	hc_cluster_state_fini(c);
 	free(c->leaving); /* the agent stopped before the leave finished */
 	free(c->base_url);
 	free(c);
@@ -167,11 +167,11 @@ static void on_gossip_event(const struct hc_gossip_event *ev, void *arg)
 		return;
 	switch (ev->type) {
 	case HC_GOSSIP_EV_USER:
-		state_on_event(c, ev->name, ev->payload, ev->len);
+		hc_cluster_state_on_event(c, ev->name, ev->payload, ev->len);
 		break;
 	case HC_GOSSIP_EV_QUERY:
 		if (strcmp(ev->name, HC_QUERY_NAME) == 0) {
-			orch_on_query(c, ev->query_id, ev->query_source ? ev->query_source : "?",
+			hc_cluster_orch_on_query(c, ev->query_id, ev->query_source ? ev->query_source : "?",
 				      ev->payload, ev->len);
 		} else if (strcmp(ev->name, HC_CLUSTER_INFO_QUERY) == 0) {
 			answer_info(c, ev->query_id);
@@ -185,14 +185,14 @@ static void on_gossip_event(const struct hc_gossip_event *ev, void *arg)
 		/* a newcomer learns our state now, not at the next refresh */
 		c->broadcast_due = true;
 		hc_loop_del_timer(c->loop, c->state_timer);
-		c->state_timer = hc_loop_add_timer(c->loop, 0, state_tick, c);
+		c->state_timer = hc_loop_add_timer(c->loop, 0, hc_cluster_state_tick, c);
 		break;
 	case HC_GOSSIP_EV_MEMBER_FAILED:
-		state_forget_node(c, ev->member->name, true);
+		hc_cluster_state_forget_node(c, ev->member->name, true);
 		break;
 	case HC_GOSSIP_EV_MEMBER_LEAVE:
 	case HC_GOSSIP_EV_MEMBER_REAP:
-		state_forget_node(c, ev->member->name, false);
+		hc_cluster_state_forget_node(c, ev->member->name, false);
 		break;
 	default:
 		break;
@@ -230,8 +230,8 @@ static int64_t housekeeping(struct hc_loop *loop, uint64_t id, void *arg)
 
 	(void)loop;
 	(void)id;
-	state_housekeeping(c);
-	local_housekeeping(c);
+	hc_cluster_state_housekeeping(c);
+	hc_cluster_local_housekeeping(c);
 	return HOUSEKEEPING_MS;
 }
 
@@ -275,13 +275,13 @@ int hc_cluster_start(struct hc_cluster *c, char *err, size_t errlen)
 	/* Versions only grow, across restarts too: they start at the clock. */
 	clock_gettime(CLOCK_REALTIME, &now);
 	c->state_version = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
-	c->state_timer = hc_loop_add_timer(c->loop, 0, state_tick, c);
+	c->state_timer = hc_loop_add_timer(c->loop, 0, hc_cluster_state_tick, c);
 	c->housekeeping_timer = hc_loop_add_timer(c->loop, HOUSEKEEPING_MS, housekeeping, c);
 	if (!c->state_timer || !c->housekeeping_timer) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	local_refresh(c);
+	hc_cluster_local_refresh(c);
 	if (cfg->njoin && hc_gossip_join(c->gossip, cfg->join, cfg->njoin, JOIN_ATTEMPTS, false,
 					 on_joined, c) < 0) {
 		snprintf(err, errlen, "invalid join address");

@@ -57,11 +57,11 @@ struct job {
 /* Starts run(j) on a thread of its own, then done(j) on the loop thread.
  * j is embedded at the start of the caller's job object. 0 or -errno (then
  * nothing ran and the caller still owns j). */
-int job_start(struct hc_cluster *c, struct job *j, job_fn *run, job_fn *done);
+int hc_cluster_job_start(struct hc_cluster *c, struct job *j, job_fn *run, job_fn *done);
 /* Waits for every job, running the loop so their done() callbacks run. */
-void jobs_drain(struct hc_cluster *c);
+void hc_cluster_jobs_drain(struct hc_cluster *c);
 /* A runtime client for a worker (one per job: calls block). */
-struct hc_runtime *job_runtime(const struct hc_cluster *c);
+struct hc_runtime *hc_cluster_job_runtime(const struct hc_cluster *c);
 
 /* ---- operations in flight (orchestrate.c, logs.c) ---- */
 
@@ -97,9 +97,9 @@ struct hc_cluster_op {
 	size_t stop_errors;
 };
 
-struct hc_cluster_op *op_new(struct hc_cluster *c, enum op_kind kind, void *arg);
+struct hc_cluster_op *hc_cluster_op_new(struct hc_cluster *c, enum op_kind kind, void *arg);
 /* Frees op once it is finished and no query of its is in flight. */
-void op_release_if_idle(struct hc_cluster_op *op);
+void hc_cluster_op_release_if_idle(struct hc_cluster_op *op);
 
 /* ---- this node's workloads (local.c) ---- */
 
@@ -200,72 +200,73 @@ struct hc_cluster {
 
 /* local.c */
 void local_on_running(struct hc_cluster *c);
-void local_refresh(struct hc_cluster *c);
-struct local_wl *local_find(struct hc_cluster *c, const char *id);
-int local_add(struct hc_cluster *c, const struct hc_workload *w, bool pending);
-void local_remove(struct hc_cluster *c, const char *id);
+void hc_cluster_local_refresh(struct hc_cluster *c);
+struct local_wl *hc_cluster_local_find(struct hc_cluster *c, const char *id);
+int hc_cluster_local_add(struct hc_cluster *c, const struct hc_workload *w, bool pending);
+void hc_cluster_local_remove(struct hc_cluster *c, const char *id);
 /* A stop here finished: gone, and not re-adopted from a stale list. */
-void local_stopped(struct hc_cluster *c, const char *id);
-bool local_recently_stopped(struct hc_cluster *c, const char *id);
+void hc_cluster_local_stopped(struct hc_cluster *c, const char *id);
+bool hc_cluster_local_recently_stopped(struct hc_cluster *c, const char *id);
 /* Tells cfg->on_local the running local workloads. */
-void local_notify(struct hc_cluster *c);
-void local_fini(struct hc_cluster *c);
-void local_on_exit(struct hc_cluster *c, const char *id);
-void local_housekeeping(struct hc_cluster *c);
+void hc_cluster_local_notify(struct hc_cluster *c);
+void hc_cluster_local_fini(struct hc_cluster *c);
+void hc_cluster_local_on_exit(struct hc_cluster *c, const char *id);
+void hc_cluster_local_housekeeping(struct hc_cluster *c);
 /* Node ports already used by local workloads (explicit and allocated). */
-bool local_node_port_used(const struct hc_cluster *c, uint32_t port);
+bool hc_cluster_local_node_port_used(const struct hc_cluster *c, uint32_t port);
 
 /* state.c */
-void state_changed(struct hc_cluster *c); /* local state changed: broadcast now */
-int64_t state_tick(struct hc_loop *loop, uint64_t id, void *arg);
-void state_on_event(struct hc_cluster *c, const char *name, const uint8_t *payload, size_t len);
-void state_forget_node(struct hc_cluster *c, const char *name, bool failed);
-void state_housekeeping(struct hc_cluster *c);
-struct peer *state_peer(struct hc_cluster *c, const char *name);
+void hc_cluster_state_changed(struct hc_cluster *c); /* local state changed: broadcast now */
+int64_t hc_cluster_state_tick(struct hc_loop *loop, uint64_t id, void *arg);
+void hc_cluster_state_on_event(struct hc_cluster *c, const char *name, const uint8_t *payload,
+			       size_t len);
+void hc_cluster_state_forget_node(struct hc_cluster *c, const char *name, bool failed);
+void hc_cluster_state_housekeeping(struct hc_cluster *c);
+struct peer *hc_cluster_state_peer(struct hc_cluster *c, const char *name);
 /* Which node (ours included) runs id; NULL if none known. */
-const char *state_owner(struct hc_cluster *c, const char *id);
-void state_fini(struct hc_cluster *c);
+const char *hc_cluster_state_owner(struct hc_cluster *c, const char *id);
+void hc_cluster_state_fini(struct hc_cluster *c);
 /* Splits st's workloads into chunk payloads; see cluster.h's encoder. */
-uint64_t state_hash(hc_pb_workload *const *w, size_t n, const char *addr);
+uint64_t hc_cluster_state_hash(hc_pb_workload *const *w, size_t n, const char *addr);
 
 /* routes.c: the local and known remote workloads -> the data plane maps */
-void routes_sync(struct hc_cluster *c);
+void hc_cluster_routes_sync(struct hc_cluster *c);
 
 /* orchestrate.c: spawn/stop through gossip queries, the asking side */
 /* Respawns (the whole spawn flow with the workload's id) a workload whose
  * node failed. */
-void orch_respawn(struct hc_cluster *c, const hc_pb_workload *w, const char *dead_node);
-void ops_cancel_all(struct hc_cluster *c);
+void hc_cluster_orch_respawn(struct hc_cluster *c, const hc_pb_workload *w, const char *dead_node);
+void hc_cluster_ops_cancel_all(struct hc_cluster *c);
 /* Frees the queries gossip dropped unanswered as it stopped. */
-void queries_free_all(struct hc_cluster *c);
+void hc_cluster_queries_free_all(struct hc_cluster *c);
 /* Checks a spawn request as the runtime would (both sides do): 0, or
  * -EINVAL with the reason in err. */
 int hc_cluster_check_spawn_request(const hc_pb_spawn *req, char *err, size_t errlen);
 
 /* serve.c: the answering side, runtime work on jobs and node ports */
-void orch_on_query(struct hc_cluster *c, uint64_t query_id, const char *from,
+void hc_cluster_orch_on_query(struct hc_cluster *c, uint64_t query_id, const char *from,
 		   const uint8_t *payload, size_t len);
-void orch_restart_local(struct hc_cluster *c, struct local_wl *l);
+void hc_cluster_orch_restart_local(struct hc_cluster *c, struct local_wl *l);
 /* Stops local workload id in the background (nobody to answer). */
-void orch_stop_local(struct hc_cluster *c, const char *id);
+void hc_cluster_orch_stop_local(struct hc_cluster *c, const char *id);
 
 /* pb.c: protobuf helpers */
 /* Packs msg into a new buffer (*len); NULL on ENOMEM. */
-uint8_t *pb_pack(const ProtobufCMessage *msg, size_t *len);
+uint8_t *hc_cluster_pb_pack(const ProtobufCMessage *msg, size_t *len);
 /* A deep copy (pack + unpack); NULL on ENOMEM. */
-void *pb_clone(const ProtobufCMessage *msg);
-void pb_free(void *msg);
+void *hc_cluster_pb_clone(const ProtobufCMessage *msg);
+void hc_cluster_pb_free(void *msg);
 /* ClusterMessage{event, Any(msg)} packed; NULL on ENOMEM. */
-uint8_t *pb_wrap(int event, const ProtobufCMessage *msg, size_t *len);
+uint8_t *hc_cluster_pb_wrap(int event, const ProtobufCMessage *msg, size_t *len);
 /* Unpacks a ClusterMessage and, when its Any holds type_name (the message
  * name after the package), the inner message. NULL inner on any mismatch. */
-Cluster__Services__Api__ClusterMessage *pb_unwrap(const uint8_t *buf, size_t len,
+Cluster__Services__Api__ClusterMessage *hc_cluster_pb_unwrap(const uint8_t *buf, size_t len,
 						  const ProtobufCMessageDescriptor *inner_desc,
 						  ProtobufCMessage **inner);
 /* The workload spec for a spawn request (runtime's form). 0 or -ENOMEM. */
-int pb_to_spec(const hc_pb_spawn *req, struct hc_workload_spec *spec);
+int hc_cluster_pb_to_spec(const hc_pb_spawn *req, struct hc_workload_spec *spec);
 /* A WorkloadState for a runtime workload (bindings from its labels). */
-hc_pb_workload *pb_workload_of(const struct hc_workload *w);
+hc_pb_workload *hc_cluster_pb_workload_of(const struct hc_workload *w);
 bool hc_port_is_node_port(uint32_t port);
 
 #endif /* HC_CLUSTER_INT_H */

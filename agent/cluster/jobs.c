@@ -32,7 +32,7 @@ static void *job_main(void *arg)
 	return NULL;
 }
 
-int job_start(struct hc_cluster *c, struct job *j, job_fn *run, job_fn *done)
+int hc_cluster_job_start(struct hc_cluster *c, struct job *j, job_fn *run, job_fn *done)
 {
 	pthread_attr_t attr;
 	sigset_t all, old;
@@ -60,13 +60,13 @@ int job_start(struct hc_cluster *c, struct job *j, job_fn *run, job_fn *done)
 	return 0;
 }
 
-void jobs_drain(struct hc_cluster *c)
+void hc_cluster_jobs_drain(struct hc_cluster *c)
 {
 	while (c->njobs)
 		hc_loop_run_once(c->loop, 100);
 }
 
-struct hc_runtime *job_runtime(const struct hc_cluster *c)
+struct hc_runtime *hc_cluster_job_runtime(const struct hc_cluster *c)
 {
 	return c->cfg->runtime ? hc_runtime_new(c->cfg->runtime) : NULL;
 }

@@ -16,12 +16,12 @@
 
 static void local_wl_fini(struct local_wl *l)
 {
-	pb_free(l->state);
+	hc_cluster_pb_free(l->state);
 	memset(l, 0, sizeof(*l));
 }
 
 /* c->local is kept sorted by id. */
-struct local_wl *local_find(struct hc_cluster *c, const char *id)
+struct local_wl *hc_cluster_local_find(struct hc_cluster *c, const char *id)
 {
 	size_t lo = 0, hi = c->nlocal;
 
@@ -49,15 +49,15 @@ static int local_cmp(const void *a, const void *b)
 static int local_put(struct hc_cluster *c, hc_pb_workload *state, const struct hc_workload *w,
 		     bool pending)
 {
-	struct local_wl *l = local_find(c, state->id);
+	struct local_wl *l = hc_cluster_local_find(c, state->id);
 
 	if (l) {
-		pb_free(l->state);
+		hc_cluster_pb_free(l->state);
 	} else {
 		struct local_wl *grown = realloc(c->local, (c->nlocal + 1) * sizeof(*grown));
 
 		if (!grown) {
-			pb_free(state);
+			hc_cluster_pb_free(state);
 			return -ENOMEM;
 		}
 		c->local = grown;
@@ -74,18 +74,18 @@ static int local_put(struct hc_cluster *c, hc_pb_workload *state, const struct h
 	return 0;
 }
 
-int local_add(struct hc_cluster *c, const struct hc_workload *w, bool pending)
+int hc_cluster_local_add(struct hc_cluster *c, const struct hc_workload *w, bool pending)
 {
-	hc_pb_workload *st = pb_workload_of(w);
+	hc_pb_workload *st = hc_cluster_pb_workload_of(w);
 
 	if (!st)
 		return -ENOMEM;
 	return local_put(c, st, w, pending);
 }
 
-void local_remove(struct hc_cluster *c, const char *id)
+void hc_cluster_local_remove(struct hc_cluster *c, const char *id)
 {
-	struct local_wl *l = local_find(c, id);
+	struct local_wl *l = hc_cluster_local_find(c, id);
 	size_t i;
 
 	if (!l)
@@ -113,7 +113,7 @@ static void remember_stopped(struct hc_cluster *c, const char *id)
 	c->stopped_ms[c->nstopped++] = hc_loop_now_ms(c->loop);
 }
 
-bool local_recently_stopped(struct hc_cluster *c, const char *id)
+bool hc_cluster_local_recently_stopped(struct hc_cluster *c, const char *id)
 {
 	uint64_t now = hc_loop_now_ms(c->loop);
 
@@ -123,7 +123,7 @@ bool local_recently_stopped(struct hc_cluster *c, const char *id)
 	return false;
 }
 
-bool local_node_port_used(const struct hc_cluster *c, uint32_t port)
+bool hc_cluster_local_node_port_used(const struct hc_cluster *c, uint32_t port)
 {
 	for (size_t i = 0; i < c->nlocal; i++) {
 		const hc_pb_workload *w = c->local[i].state;
@@ -152,7 +152,7 @@ struct refresh_job {
 static void refresh_run(struct job *j)
 {
 	struct refresh_job *rj = (struct refresh_job *)j;
-	struct hc_runtime *rt = job_runtime(j->c);
+	struct hc_runtime *rt = hc_cluster_job_runtime(j->c);
 
 	rj->rc = rt ? hc_runtime_list(rt, &rj->list, &rj->n, &rj->err) : -ENOMEM;
 	hc_runtime_free(rt);
@@ -168,8 +168,8 @@ static bool same_state(const struct local_wl *l, const struct hc_workload *w,
 	if (strcmp(l->ip, w->ip) != 0 || l->pending ||
 	    l->egress_bytes_per_sec != hc_workload_spec_egress_bytes(&w->spec))
 		return false;
-	pa = pb_pack(&l->state->base, &a);
-	pb = pb_pack(&st->base, &b);
+	pa = hc_cluster_pb_pack(&l->state->base, &a);
+	pb = hc_cluster_pb_pack(&st->base, &b);
 	same = pa && pb && a == b && memcmp(pa, pb, a) == 0;
 	free(pa);
 	free(pb);
@@ -190,7 +190,7 @@ static bool adopt(struct hc_cluster *c, const struct hc_workload *list, size_t n
 			if (strcmp(list[k].id, l->state->id) == 0)
 				w = &list[k];
 		if (w && w->state == HC_WORKLOAD_EXITED && c->cfg->respawn)
-			local_on_exit(c, w->id); /* its exit may not have been reported yet */
+			hc_cluster_local_on_exit(c, w->id); /* its exit may not have been reported yet */
 		if ((w && w->state == HC_WORKLOAD_RUNNING && w->ip[0]) || l->pending ||
 		    l->restarting || l->restart_at_ms || l->stopping) {
 			i++;
@@ -208,18 +208,18 @@ static bool adopt(struct hc_cluster *c, const struct hc_workload *list, size_t n
 		hc_pb_workload *st;
 
 		if (w->state != HC_WORKLOAD_RUNNING || !w->ip[0] ||
-		    local_recently_stopped(c, w->id))
+		    hc_cluster_local_recently_stopped(c, w->id))
 			continue;
-		st = pb_workload_of(w);
+		st = hc_cluster_pb_workload_of(w);
 		if (!st)
 			continue;
-		l = local_find(c, w->id);
+		l = hc_cluster_local_find(c, w->id);
 		if (l && same_state(l, w, st)) {
-			pb_free(st);
+			hc_cluster_pb_free(st);
 			continue;
 		}
 		if (local_put(c, st, w, false) == 0) {
-			l = local_find(c, w->id);
+			l = hc_cluster_local_find(c, w->id);
 			l->restarting = false;
 			l->restart_at_ms = 0;
 		}
@@ -244,16 +244,16 @@ static void refresh_done(struct job *j)
 			again = true; /* listed before our own change: stale */
 		} else if (adopt(c, rj->list, rj->n)) {
 			c->local_gen++;
-			state_changed(c);
+			hc_cluster_state_changed(c);
 		}
 	}
 	hc_workload_list_free(rj->list, rj->n);
 	free(rj);
 	if (again && !c->closing)
-		local_refresh(c);
+		hc_cluster_local_refresh(c);
 }
 
-void local_refresh(struct hc_cluster *c)
+void hc_cluster_local_refresh(struct hc_cluster *c)
 {
 	struct refresh_job *rj;
 
@@ -267,7 +267,7 @@ void local_refresh(struct hc_cluster *c)
 	if (!rj)
 		return;
 	rj->gen = c->local_gen;
-	if (job_start(c, &rj->job, refresh_run, refresh_done) < 0) {
+	if (hc_cluster_job_start(c, &rj->job, refresh_run, refresh_done) < 0) {
 		free(rj);
 		return;
 	}
@@ -278,21 +278,21 @@ void hc_cluster_on_running(void *cluster, const struct hc_runtime_running *list,
 {
 	(void)list;
 	(void)n;
-	local_refresh(cluster);
+	hc_cluster_local_refresh(cluster);
 }
 
 /* ---- exits and restarts ---- */
 
-void local_on_exit(struct hc_cluster *c, const char *id)
+void hc_cluster_local_on_exit(struct hc_cluster *c, const char *id)
 {
-	struct local_wl *l = local_find(c, id);
+	struct local_wl *l = hc_cluster_local_find(c, id);
 	unsigned shift;
 	uint64_t delay;
 
 	if (!l || l->pending || l->stopping)
 		return;
 	if (!c->cfg->respawn) {
-		local_refresh(c);
+		hc_cluster_local_refresh(c);
 		return;
 	}
 	if (l->restarting || l->restart_at_ms)
@@ -313,10 +313,10 @@ void hc_cluster_on_exit(void *cluster, const struct hc_runtime_exit *ev)
 
 	hc_log(HC_LOG_WARN, "workload %s exited: code %d (%s)", ev->id, ev->exit_code,
 	       ev->reason[0] ? ev->reason : "no reason given");
-	local_on_exit(c, ev->id);
+	hc_cluster_local_on_exit(c, ev->id);
 }
 
-void local_housekeeping(struct hc_cluster *c)
+void hc_cluster_local_housekeeping(struct hc_cluster *c)
 {
 	uint64_t now = hc_loop_now_ms(c->loop);
 	size_t k = 0;
@@ -336,12 +336,12 @@ void local_housekeeping(struct hc_cluster *c)
 			l->restarting = true;
 			l->restarts++;
 			c->restarts++;
-			orch_restart_local(c, l);
+			hc_cluster_orch_restart_local(c, l);
 		}
 	}
 }
 
-void local_fini(struct hc_cluster *c)
+void hc_cluster_local_fini(struct hc_cluster *c)
 {
 	for (size_t i = 0; i < c->nlocal; i++)
 		local_wl_fini(&c->local[i]);
@@ -352,13 +352,13 @@ void local_fini(struct hc_cluster *c)
 	c->nlocal = c->nstopped = 0;
 }
 
-void local_stopped(struct hc_cluster *c, const char *id)
+void hc_cluster_local_stopped(struct hc_cluster *c, const char *id)
 {
 	remember_stopped(c, id);
-	local_remove(c, id);
+	hc_cluster_local_remove(c, id);
 }
 
-void local_notify(struct hc_cluster *c)
+void hc_cluster_local_notify(struct hc_cluster *c)
 {
 	struct hc_runtime_running *list;
 	size_t n = 0;

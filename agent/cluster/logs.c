@@ -111,7 +111,7 @@ static void trim(struct logs_job *lj)
 static void local_run(struct job *j)
 {
 	struct logs_job *lj = (struct logs_job *)j;
-	struct hc_runtime *rt = job_runtime(j->c);
+	struct hc_runtime *rt = hc_cluster_job_runtime(j->c);
 	struct hc_runtime_err err;
 	int r;
 
@@ -214,7 +214,7 @@ static void logs_done(struct job *j)
 		}
 	}
 	op->finished = true;
-	op_release_if_idle(op);
+	hc_cluster_op_release_if_idle(op);
 	free(lj->text);
 	free(lj->starts);
 	free(lj);
@@ -234,9 +234,10 @@ struct hc_cluster_op *hc_cluster_logs(struct hc_cluster *c,
 		done(arg, HC_RPC_INVALID_ARGUMENT, "invalid workload id (want a UUID)", NULL);
 		return NULL;
 	}
-	owner = local_only || local_find(c, req->id) ? NULL : state_owner(c, req->id);
-	if (!local_only && !local_find(c, req->id)) {
-		p = owner ? state_peer(c, owner) : NULL;
+	owner = local_only || hc_cluster_local_find(c, req->id) ? NULL
+								: hc_cluster_state_owner(c, req->id);
+	if (!local_only && !hc_cluster_local_find(c, req->id)) {
+		p = owner ? hc_cluster_state_peer(c, owner) : NULL;
 		if (!p || !p->node_addr || !*p->node_addr || !p->http_port) {
 			snprintf(msg, sizeof(msg), p ? "the node running %s does not serve its logs"
 						     : "no workload %s in the cluster",
@@ -246,7 +247,7 @@ struct hc_cluster_op *hc_cluster_logs(struct hc_cluster *c,
 		}
 	}
 	lj = calloc(1, sizeof(*lj));
-	lj_op = lj ? op_new(c, OP_LOGS, arg) : NULL;
+	lj_op = lj ? hc_cluster_op_new(c, OP_LOGS, arg) : NULL;
 	if (!lj_op) {
 		free(lj);
 		done(arg, HC_RPC_RESOURCE_EXHAUSTED, "out of memory", NULL);
@@ -261,10 +262,10 @@ struct hc_cluster_op *hc_cluster_logs(struct hc_cluster *c,
 		snprintf(lj->host, sizeof(lj->host), "%s", p->node_addr);
 		lj->port = (uint16_t)p->http_port;
 	}
-	if (job_start(c, &lj->job, p ? remote_run : local_run, logs_done) < 0) {
+	if (hc_cluster_job_start(c, &lj->job, p ? remote_run : local_run, logs_done) < 0) {
 		free(lj);
 		lj_op->finished = true;
-		op_release_if_idle(lj_op);
+		hc_cluster_op_release_if_idle(lj_op);
 		done(arg, HC_RPC_RESOURCE_EXHAUSTED, "cannot start a worker", NULL);
 		return NULL;
 	}

@@ -35,7 +35,7 @@ struct op_query {
 	struct hc_list link; /* c->queries */
 };
 
-void queries_free_all(struct hc_cluster *c)
+void hc_cluster_queries_free_all(struct hc_cluster *c)
 {
 	while (!hc_list_empty(&c->queries)) {
 		struct op_query *q = hc_list_first(&c->queries, struct op_query, link);
@@ -48,7 +48,7 @@ void queries_free_all(struct hc_cluster *c)
 
 /* ---- op lifecycle ---- */
 
-struct hc_cluster_op *op_new(struct hc_cluster *c, enum op_kind kind, void *arg)
+struct hc_cluster_op *hc_cluster_op_new(struct hc_cluster *c, enum op_kind kind, void *arg)
 {
 	struct hc_cluster_op *op = calloc(1, sizeof(*op));
 	struct timespec ts;
@@ -72,11 +72,11 @@ static void op_free(struct hc_cluster_op *op)
 	free(op->candidates);
 	free(op->capable);
 	free(op->exclude);
-	pb_free(op->req);
+	hc_cluster_pb_free(op->req);
 	free(op);
 }
 
-void op_release_if_idle(struct hc_cluster_op *op)
+void hc_cluster_op_release_if_idle(struct hc_cluster_op *op)
 {
 	if (op->finished && !op->inflight)
 		op_free(op);
@@ -126,7 +126,7 @@ static void spawn_finish(struct hc_cluster_op *op, enum hc_rpc_code code, const 
 	}
 	if (!op->cancelled && op->done.spawn)
 		op->done.spawn(op->arg, code, err, resp);
-	op_release_if_idle(op);
+	hc_cluster_op_release_if_idle(op);
 }
 
 static void stop_finish(struct hc_cluster_op *op, enum hc_rpc_code code, const char *err,
@@ -137,7 +137,7 @@ static void stop_finish(struct hc_cluster_op *op, enum hc_rpc_code code, const c
 	op->finished = true;
 	if (!op->cancelled && op->done.stop)
 		op->done.stop(op->arg, code, err, node);
-	op_release_if_idle(op);
+	hc_cluster_op_release_if_idle(op);
 }
 
 void hc_cluster_op_cancel(struct hc_cluster_op *op)
@@ -146,7 +146,7 @@ void hc_cluster_op_cancel(struct hc_cluster_op *op)
 		op->cancelled = true;
 }
 
-void ops_cancel_all(struct hc_cluster *c)
+void hc_cluster_ops_cancel_all(struct hc_cluster *c)
 {
 	struct hc_cluster_op *op;
 
@@ -195,7 +195,7 @@ static size_t hypercore_nodes(struct hc_cluster *c)
 	struct hc_gossip_member *ms = hc_cluster_members(c, &n);
 
 	for (size_t i = 0; ms && i < n; i++)
-		if (ms[i].status == HC_GOSSIP_ALIVE && state_peer(c, ms[i].name))
+		if (ms[i].status == HC_GOSSIP_ALIVE && hc_cluster_state_peer(c, ms[i].name))
 			count++;
 	hc_gossip_members_free(ms, n);
 	return count;
@@ -232,24 +232,24 @@ static const char *read_spawn_answer(const uint8_t *payload, size_t len,
 
 	*resp = NULL;
 	*eresp = NULL;
-	cm = pb_unwrap(payload, len, &cluster__services__api__vm_spawn_response__descriptor,
+	cm = hc_cluster_pb_unwrap(payload, len, &cluster__services__api__vm_spawn_response__descriptor,
 		       &inner);
 	*event = cm ? (int)cm->event : -1;
 	if (cm && cm->event == CLUSTER__SERVICES__API__CLUSTER_EVENT__SPAWN && inner) {
 		*resp = (void *)inner;
-		pb_free(cm);
+		hc_cluster_pb_free(cm);
 		return NULL;
 	}
-	pb_free(inner);
+	hc_cluster_pb_free(inner);
 	if (cm && cm->event == CLUSTER__SERVICES__API__CLUSTER_EVENT__ERROR) {
-		pb_free(cm);
-		cm = pb_unwrap(payload, len, &cluster__services__api__error_response__descriptor,
+		hc_cluster_pb_free(cm);
+		cm = hc_cluster_pb_unwrap(payload, len, &cluster__services__api__error_response__descriptor,
 			       &inner);
 		*eresp = (void *)inner;
-		pb_free(cm);
+		hc_cluster_pb_free(cm);
 		return *eresp && (*eresp)->error ? (*eresp)->error : "error";
 	}
-	pb_free(cm);
+	hc_cluster_pb_free(cm);
 	return "an answer that is not a spawn response";
 }
 
@@ -273,8 +273,8 @@ static void on_dry_run_answer(void *arg, const char *from, const uint8_t *payloa
 		else
 			note_error(op, "%s: %s", from, err);
 	}
-	pb_free(resp);
-	pb_free(eresp);
+	hc_cluster_pb_free(resp);
+	hc_cluster_pb_free(eresp);
 	if (++op->answered >= op->expected)
 		dry_run_over(op);
 }
@@ -307,8 +307,8 @@ static void on_spawn_answer(void *arg, const char *from, const uint8_t *payload,
 		note_error(op, "%s: %s", from, err ? err : "answered without an id");
 		try_next_candidate(op);
 	}
-	pb_free(resp);
-	pb_free(eresp);
+	hc_cluster_pb_free(resp);
+	hc_cluster_pb_free(eresp);
 }
 
 static void query_done(void *arg)
@@ -332,7 +332,7 @@ static void query_done(void *arg)
 		}
 	}
 	free(q);
-	op_release_if_idle(op);
+	hc_cluster_op_release_if_idle(op);
 }
 
 static void try_next_candidate(struct hc_cluster_op *op)
@@ -357,7 +357,7 @@ static void try_next_candidate(struct hc_cluster_op *op)
 		return;
 	}
 	op->req->dry_run = false;
-	payload = pb_wrap(CLUSTER__SERVICES__API__CLUSTER_EVENT__SPAWN, &op->req->base, &len);
+	payload = hc_cluster_pb_wrap(CLUSTER__SERVICES__API__CLUSTER_EVENT__SPAWN, &op->req->base, &len);
 	if (!payload) {
 		spawn_finish(op, HC_RPC_RESOURCE_EXHAUSTED, "out of memory", NULL);
 		return;
@@ -423,7 +423,7 @@ int hc_cluster_check_spawn_request(const hc_pb_spawn *req, char *err, size_t err
 		snprintf(err, errlen, "invalid workload id %s (want a UUID)", req->id);
 		return -EINVAL;
 	}
-	if (pb_to_spec(req, &spec) < 0) {
+	if (hc_cluster_pb_to_spec(req, &spec) < 0) {
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
@@ -450,8 +450,8 @@ static struct hc_cluster_op *spawn_start(struct hc_cluster *c, const hc_pb_spawn
 			done(arg, HC_RPC_INVALID_ARGUMENT, err, NULL);
 		return NULL;
 	}
-	op = op_new(c, OP_SPAWN, arg);
-	if (!op || !(op->req = pb_clone(&req->base)) ||
+	op = hc_cluster_op_new(c, OP_SPAWN, arg);
+	if (!op || !(op->req = hc_cluster_pb_clone(&req->base)) ||
 	    (exclude && !(op->exclude = strdup(exclude))) || pick_candidates(op) < 0) {
 		if (op)
 			op_free(op);
@@ -470,17 +470,17 @@ static struct hc_cluster_op *spawn_start(struct hc_cluster *c, const hc_pb_spawn
 			spawn_finish(op, HC_RPC_RESOURCE_EXHAUSTED, "cannot make an id", NULL);
 			return NULL;
 		}
-		op->req->id = id; /* pb_free frees it with the message */
+		op->req->id = id; /* hc_cluster_pb_free frees it with the message */
 		snprintf(op->id, sizeof(op->id), "%s", id);
 	}
-	owner = state_owner(c, op->id);
+	owner = hc_cluster_state_owner(c, op->id);
 	if (owner && !(exclude && strcmp(owner, exclude) == 0)) {
 		snprintf(err, sizeof(err), "workload %s already runs on %s", op->id, owner);
 		spawn_finish(op, HC_RPC_ALREADY_EXISTS, err, NULL);
 		return NULL;
 	}
 	op->req->dry_run = true;
-	payload = pb_wrap(CLUSTER__SERVICES__API__CLUSTER_EVENT__SPAWN, &op->req->base, &len);
+	payload = hc_cluster_pb_wrap(CLUSTER__SERVICES__API__CLUSTER_EVENT__SPAWN, &op->req->base, &len);
 	if (!payload) {
 		spawn_finish(op, HC_RPC_RESOURCE_EXHAUSTED, "out of memory", NULL);
 		return NULL;
@@ -509,13 +509,13 @@ struct hc_cluster_op *hc_cluster_spawn(struct hc_cluster *c, const hc_pb_spawn *
 	return spawn_start(c, req, NULL, done, arg);
 }
 
-void orch_respawn(struct hc_cluster *c, const hc_pb_workload *w, const char *dead_node)
+void hc_cluster_orch_respawn(struct hc_cluster *c, const hc_pb_workload *w, const char *dead_node)
 {
 	hc_pb_spawn *req;
 
 	if (!w->source_request)
 		return;
-	req = pb_clone(&w->source_request->base);
+	req = hc_cluster_pb_clone(&w->source_request->base);
 	if (!req)
 		return;
 	/* an empty string field points at protobuf-c's shared empty string */
@@ -528,7 +528,7 @@ void orch_respawn(struct hc_cluster *c, const hc_pb_workload *w, const char *dea
 		c->respawns++;
 		spawn_start(c, req, dead_node, NULL, NULL);
 	}
-	pb_free(req);
+	hc_cluster_pb_free(req);
 }
 
 /* ---- stop: the asking side ---- */
@@ -543,7 +543,7 @@ static void on_stop_answer(void *arg, const char *from, const uint8_t *payload, 
 
 	if (is_ack || op->finished)
 		return;
-	cm = pb_unwrap(payload, len, &cluster__services__api__node__descriptor, &inner);
+	cm = hc_cluster_pb_unwrap(payload, len, &cluster__services__api__node__descriptor, &inner);
 	if (cm && cm->event == CLUSTER__SERVICES__API__CLUSTER_EVENT__STOP && inner) {
 		stop_finish(op, HC_RPC_OK, NULL, (void *)inner);
 	} else if (++op->stop_errors >= op->expected) {
@@ -553,8 +553,8 @@ static void on_stop_answer(void *arg, const char *from, const uint8_t *payload, 
 		stop_finish(op, HC_RPC_NOT_FOUND, msg, NULL);
 	}
 	(void)from;
-	pb_free(inner);
-	pb_free(cm);
+	hc_cluster_pb_free(inner);
+	hc_cluster_pb_free(cm);
 }
 
 struct hc_cluster_op *hc_cluster_stop(struct hc_cluster *c, const char *id,
@@ -570,9 +570,11 @@ struct hc_cluster_op *hc_cluster_stop(struct hc_cluster *c, const char *id,
 		done(arg, HC_RPC_INVALID_ARGUMENT, "invalid workload id (want a UUID)", NULL);
 		return NULL;
 	}
-	op = op_new(c, OP_STOP, arg);
+	op = hc_cluster_op_new(c, OP_STOP, arg);
 	req.id = (char *)id;
-	payload = op ? pb_wrap(CLUSTER__SERVICES__API__CLUSTER_EVENT__STOP, &req.base, &len) : NULL;
+	payload = op ? hc_cluster_pb_wrap(CLUSTER__SERVICES__API__CLUSTER_EVENT__STOP, &req.base,
+					  &len)
+		     : NULL;
 	if (!payload) {
 		if (op)
 			op_free(op);

@@ -9,7 +9,7 @@
 
 #include "cluster/cluster_int.h"
 
-uint8_t *pb_pack(const ProtobufCMessage *msg, size_t *len)
+uint8_t *hc_cluster_pb_pack(const ProtobufCMessage *msg, size_t *len)
 {
 	size_t n = protobuf_c_message_get_packed_size(msg);
 	uint8_t *buf = malloc(n ? n : 1);
@@ -20,10 +20,10 @@ uint8_t *pb_pack(const ProtobufCMessage *msg, size_t *len)
 	return buf;
 }
 
-void *pb_clone(const ProtobufCMessage *msg)
+void *hc_cluster_pb_clone(const ProtobufCMessage *msg)
 {
 	size_t len;
-	uint8_t *buf = pb_pack(msg, &len);
+	uint8_t *buf = hc_cluster_pb_pack(msg, &len);
 	void *copy;
 
 	if (!buf)
@@ -33,13 +33,13 @@ void *pb_clone(const ProtobufCMessage *msg)
 	return copy;
 }
 
-void pb_free(void *msg)
+void hc_cluster_pb_free(void *msg)
 {
 	if (msg)
 		protobuf_c_message_free_unpacked(msg, NULL);
 }
 
-uint8_t *pb_wrap(int event, const ProtobufCMessage *msg, size_t *len)
+uint8_t *hc_cluster_pb_wrap(int event, const ProtobufCMessage *msg, size_t *len)
 {
 	Cluster__Services__Api__ClusterMessage cm = CLUSTER__SERVICES__API__CLUSTER_MESSAGE__INIT;
 	Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT;
@@ -48,17 +48,17 @@ uint8_t *pb_wrap(int event, const ProtobufCMessage *msg, size_t *len)
 
 	snprintf(type_url, sizeof(type_url), "type.googleapis.com/%s", msg->descriptor->name);
 	any.type_url = type_url;
-	any.value.data = pb_pack(msg, &any.value.len);
+	any.value.data = hc_cluster_pb_pack(msg, &any.value.len);
 	if (!any.value.data)
 		return NULL;
 	cm.event = (Cluster__Services__Api__ClusterEvent)event;
 	cm.wrappedmessage = &any;
-	out = pb_pack(&cm.base, len);
+	out = hc_cluster_pb_pack(&cm.base, len);
 	free(any.value.data);
 	return out;
 }
 
-Cluster__Services__Api__ClusterMessage *pb_unwrap(const uint8_t *buf, size_t len,
+Cluster__Services__Api__ClusterMessage *hc_cluster_pb_unwrap(const uint8_t *buf, size_t len,
 						  const ProtobufCMessageDescriptor *inner_desc,
 						  ProtobufCMessage **inner)
 {
@@ -83,7 +83,7 @@ bool hc_port_is_node_port(uint32_t port)
 	return port >= HC_NODE_PORT_MIN && port <= HC_NODE_PORT_MAX;
 }
 
-int pb_to_spec(const hc_pb_spawn *req, struct hc_workload_spec *spec)
+int hc_cluster_pb_to_spec(const hc_pb_spawn *req, struct hc_workload_spec *spec)
 {
 	memset(spec, 0, sizeof(*spec));
 	spec->cores = req->cores ? req->cores : HC_RUNTIME_DEFAULT_CPUS;
@@ -135,7 +135,7 @@ static uint32_t labelled_node_port(const struct hc_workload_spec *spec, uint32_t
 	return 0;
 }
 
-hc_pb_workload *pb_workload_of(const struct hc_workload *w)
+hc_pb_workload *hc_cluster_pb_workload_of(const struct hc_workload *w)
 {
 	const struct hc_workload_spec *s = &w->spec;
 	Cluster__Services__Api__VmSpawnRequest req = CLUSTER__SERVICES__API__VM_SPAWN_REQUEST__INIT;
@@ -176,5 +176,5 @@ hc_pb_workload *pb_workload_of(const struct hc_workload *w)
 	st.source_request = &req;
 	st.bindings = pbp;
 	st.n_bindings = nb;
-	return pb_clone(&st.base);
+	return hc_cluster_pb_clone(&st.base);
 }

@@ -173,7 +173,7 @@ static void add_peer(struct hc_cluster *c, struct desired *d, const struct peer 
 	}
 }
 
-void routes_sync(struct hc_cluster *c)
+void hc_cluster_routes_sync(struct hc_cluster *c)
 {
 	const char *self = c->gossip ? hc_gossip_name(c->gossip) : c->node_id;
 	struct desired d = { 0 };

@@ -24,7 +24,7 @@ static void respond(struct hc_cluster *c, uint64_t query_id, int event,
 		    const ProtobufCMessage *msg)
 {
 	size_t len;
-	uint8_t *payload = pb_wrap(event, msg, &len);
+	uint8_t *payload = hc_cluster_pb_wrap(event, msg, &len);
 	int r = payload ? hc_gossip_respond(c->gossip, query_id, payload, len) : -ENOMEM;
 
 	if (r < 0)
@@ -62,7 +62,7 @@ struct spawn_job {
 
 static int stop_local(struct hc_cluster *c, uint64_t query_id, const char *id);
 
-void orch_stop_local(struct hc_cluster *c, const char *id)
+void hc_cluster_orch_stop_local(struct hc_cluster *c, const char *id)
 {
 	if (stop_local(c, 0, id) < 0)
 		hc_log(HC_LOG_WARN, "cannot stop %s: out of memory", id);
@@ -71,7 +71,7 @@ void orch_stop_local(struct hc_cluster *c, const char *id)
 static void spawn_job_run(struct job *j)
 {
 	struct spawn_job *sj = (struct spawn_job *)j;
-	struct hc_runtime *rt = job_runtime(j->c);
+	struct hc_runtime *rt = hc_cluster_job_runtime(j->c);
 
 	if (!rt) {
 		sj->rc = -ENOMEM;
@@ -121,30 +121,31 @@ static void spawn_job_done(struct job *j)
 		goto out;
 	}
 	if (sj->rc < 0) {
-		struct local_wl *l = local_find(c, sj->id);
+		struct local_wl *l = hc_cluster_local_find(c, sj->id);
 
 		hc_log(HC_LOG_WARN, "%s %s failed: %s", sj->restart ? "restart of" : "spawn of",
 		       sj->id, sj->err.msg);
 		if (sj->restart && l) {
 			l->restarting = false;
-			local_on_exit(c, sj->id); /* try again, later */
+			hc_cluster_local_on_exit(c, sj->id); /* try again, later */
 		} else if (l && l->pending) {
-			local_remove(c, sj->id);
+			hc_cluster_local_remove(c, sj->id);
 		}
 		if (sj->query_id)
 			respond_error(c, sj->query_id, "%s", sj->err.msg);
 		goto out;
 	}
-	if (sj->restart && (!local_find(c, sj->id) || local_find(c, sj->id)->stopping ||
-			    local_recently_stopped(c, sj->id))) {
+	if (sj->restart &&
+	    (!hc_cluster_local_find(c, sj->id) || hc_cluster_local_find(c, sj->id)->stopping ||
+	     hc_cluster_local_recently_stopped(c, sj->id))) {
 		/* Stopped while it restarted: that stop may have run before
 		 * this spawn, so stop what the restart started too. */
 		if (stop_local(c, 0, sj->id) < 0)
 			hc_log(HC_LOG_WARN, "cannot stop %s again", sj->id);
 		goto out;
 	}
-	if (local_add(c, &sj->out, false) == 0) {
-		struct local_wl *l = local_find(c, sj->id);
+	if (hc_cluster_local_add(c, &sj->out, false) == 0) {
+		struct local_wl *l = hc_cluster_local_find(c, sj->id);
 
 		l->restarting = false;
 		l->restart_at_ms = 0;
@@ -159,7 +160,7 @@ static void spawn_job_done(struct job *j)
 		resp.url = url;
 		respond(c, sj->query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__SPAWN, &resp.base);
 	}
-	state_changed(c);
+	hc_cluster_state_changed(c);
 out:
 	hc_workload_spec_fini(&sj->spec);
 	hc_workload_fini(&sj->out);
@@ -192,7 +193,7 @@ static int allocate_node_ports(struct hc_cluster *c, struct hc_workload_spec *sp
 		uint32_t host = spec->ports[i].host, port = 0;
 
 		if (hc_port_is_node_port(host)) {
-			if (local_node_port_used(c, host))
+			if (hc_cluster_local_node_port_used(c, host))
 				return -EADDRINUSE;
 			continue;
 		}
@@ -204,7 +205,7 @@ static int allocate_node_ports(struct hc_cluster *c, struct hc_workload_spec *sp
 				mine |= taken[t] == p;
 			for (size_t q = 0; q < spec->nports; q++)
 				mine |= spec->ports[q].host == p;
-			if (!mine && !local_node_port_used(c, p))
+			if (!mine && !hc_cluster_local_node_port_used(c, p))
 				port = p;
 		}
 		if (!port)
@@ -239,7 +240,7 @@ static int add_pending(struct hc_cluster *c, const char *id, const struct hc_wor
 	memset(&w, 0, sizeof(w));
 	snprintf(w.id, sizeof(w.id), "%s", id);
 	w.spec = *spec; /* borrowed */
-	r = local_add(c, &w, true);
+	r = hc_cluster_local_add(c, &w, true);
 	return r;
 }
 
@@ -259,7 +260,7 @@ static void serve_spawn(struct hc_cluster *c, uint64_t query_id, const hc_pb_spa
 		return;
 	}
 	sj = calloc(1, sizeof(*sj));
-	if (!sj || pb_to_spec(req, &sj->spec) < 0) {
+	if (!sj || hc_cluster_pb_to_spec(req, &sj->spec) < 0) {
 		free(sj);
 		respond_error(c, query_id, "out of memory");
 		return;
@@ -271,7 +272,7 @@ static void serve_spawn(struct hc_cluster *c, uint64_t query_id, const hc_pb_spa
 			snprintf(sj->id, sizeof(sj->id), "%s", req->id);
 		else if (hc_uuid_new(sj->id) < 0)
 			goto fail_msg;
-		if (local_find(c, sj->id)) {
+		if (hc_cluster_local_find(c, sj->id)) {
 			respond_error(c, query_id, "workload %s already runs here", sj->id);
 			goto fail;
 		}
@@ -286,9 +287,9 @@ static void serve_spawn(struct hc_cluster *c, uint64_t query_id, const hc_pb_spa
 		    add_pending(c, sj->id, &sj->spec) < 0)
 			goto fail_msg;
 	}
-	if (job_start(c, &sj->job, spawn_job_run, spawn_job_done) < 0) {
+	if (hc_cluster_job_start(c, &sj->job, spawn_job_run, spawn_job_done) < 0) {
 		if (!sj->dry_run)
-			local_remove(c, sj->id);
+			hc_cluster_local_remove(c, sj->id);
 		goto fail_msg;
 	}
 	return;
@@ -299,14 +300,14 @@ fail:
 	free(sj);
 }
 
-void orch_restart_local(struct hc_cluster *c, struct local_wl *l)
+void hc_cluster_orch_restart_local(struct hc_cluster *c, struct local_wl *l)
 {
 	struct spawn_job *sj = calloc(1, sizeof(*sj));
 	const hc_pb_workload *w = l->state;
 	char label[NODE_PORT_LABEL_LEN];
 	size_t used = 0;
 
-	if (!sj || !w->source_request || pb_to_spec(w->source_request, &sj->spec) < 0)
+	if (!sj || !w->source_request || hc_cluster_pb_to_spec(w->source_request, &sj->spec) < 0)
 		goto fail;
 	label[0] = '\0';
 	for (size_t b = 0; b < w->n_bindings && used < sizeof(label); b++)
@@ -319,14 +320,14 @@ void orch_restart_local(struct hc_cluster *c, struct local_wl *l)
 	snprintf(sj->id, sizeof(sj->id), "%s", w->id);
 	sj->restart = true;
 	hc_log(HC_LOG_INFO, "restarting workload %s (restart %u)", sj->id, l->restarts);
-	if (job_start(c, &sj->job, spawn_job_run, spawn_job_done) == 0)
+	if (hc_cluster_job_start(c, &sj->job, spawn_job_run, spawn_job_done) == 0)
 		return;
 fail:
 	if (sj)
 		hc_workload_spec_fini(&sj->spec);
 	free(sj);
 	l->restarting = false;
-	local_on_exit(c, w->id);
+	hc_cluster_local_on_exit(c, w->id);
 }
 
 struct stop_job {
@@ -340,7 +341,7 @@ struct stop_job {
 static void stop_job_run(struct job *j)
 {
 	struct stop_job *sj = (struct stop_job *)j;
-	struct hc_runtime *rt = job_runtime(j->c);
+	struct hc_runtime *rt = hc_cluster_job_runtime(j->c);
 
 	sj->rc = rt ? hc_runtime_stop(rt, sj->id, STOP_GRACE_S, &sj->err) : -ENOMEM;
 	if (!rt)
@@ -355,7 +356,7 @@ static void stop_job_done(struct job *j)
 
 	if (!c->closing) {
 		if (sj->rc < 0 && sj->rc != -ENOENT) {
-			struct local_wl *l = local_find(c, sj->id);
+			struct local_wl *l = hc_cluster_local_find(c, sj->id);
 
 			if (l)
 				l->stopping = false;
@@ -366,11 +367,11 @@ static void stop_job_done(struct job *j)
 			Cluster__Services__Api__Node node = CLUSTER__SERVICES__API__NODE__INIT;
 
 			node.id = (char *)hc_gossip_name(c->gossip);
-			local_stopped(c, sj->id);
+			hc_cluster_local_stopped(c, sj->id);
 			if (sj->query_id)
 				respond(c, sj->query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__STOP,
 					&node.base);
-			state_changed(c);
+			hc_cluster_state_changed(c);
 		}
 	}
 	free(sj);
@@ -386,11 +387,11 @@ static int stop_local(struct hc_cluster *c, uint64_t query_id, const char *id)
 		return -ENOMEM;
 	sj->query_id = query_id;
 	snprintf(sj->id, sizeof(sj->id), "%s", id);
-	if (job_start(c, &sj->job, stop_job_run, stop_job_done) < 0) {
+	if (hc_cluster_job_start(c, &sj->job, stop_job_run, stop_job_done) < 0) {
 		free(sj);
 		return -ENOMEM;
 	}
-	l = local_find(c, id);
+	l = hc_cluster_local_find(c, id);
 	if (l)
 		l->stopping = true;
 	return 0;
@@ -399,7 +400,7 @@ static int stop_local(struct hc_cluster *c, uint64_t query_id, const char *id)
 static void serve_stop(struct hc_cluster *c, uint64_t query_id,
 		       const Cluster__Services__Api__VmStopRequest *req)
 {
-	struct local_wl *l = req->id ? local_find(c, req->id) : NULL;
+	struct local_wl *l = req->id ? hc_cluster_local_find(c, req->id) : NULL;
 
 	if (!l || l->pending) {
 		respond_error(c, query_id, "workload not found");
@@ -409,7 +410,7 @@ static void serve_stop(struct hc_cluster *c, uint64_t query_id,
 		respond_error(c, query_id, "out of memory");
 }
 
-void orch_on_query(struct hc_cluster *c, uint64_t query_id, const char *from,
+void hc_cluster_orch_on_query(struct hc_cluster *c, uint64_t query_id, const char *from,
 		   const uint8_t *payload, size_t len)
 {
 	Cluster__Services__Api__ClusterMessage *cm;
@@ -423,8 +424,8 @@ void orch_on_query(struct hc_cluster *c, uint64_t query_id, const char *from,
 	}
 	switch (cm->event) {
 	case CLUSTER__SERVICES__API__CLUSTER_EVENT__SPAWN:
-		pb_free(cm);
-		cm = pb_unwrap(payload, len, &cluster__services__api__vm_spawn_request__descriptor,
+		hc_cluster_pb_free(cm);
+		cm = hc_cluster_pb_unwrap(payload, len, &cluster__services__api__vm_spawn_request__descriptor,
 			       &inner);
 		if (!inner)
 			respond_error(c, query_id, "SPAWN wants a VmSpawnRequest");
@@ -432,8 +433,8 @@ void orch_on_query(struct hc_cluster *c, uint64_t query_id, const char *from,
 			serve_spawn(c, query_id, (void *)inner);
 		break;
 	case CLUSTER__SERVICES__API__CLUSTER_EVENT__STOP:
-		pb_free(cm);
-		cm = pb_unwrap(payload, len, &cluster__services__api__vm_stop_request__descriptor,
+		hc_cluster_pb_free(cm);
+		cm = hc_cluster_pb_unwrap(payload, len, &cluster__services__api__vm_stop_request__descriptor,
 			       &inner);
 		if (!inner)
 			respond_error(c, query_id, "STOP wants a VmStopRequest");
@@ -447,6 +448,6 @@ void orch_on_query(struct hc_cluster *c, uint64_t query_id, const char *from,
 		hc_log(HC_LOG_DEBUG, "query from %s with event %d ignored", from, (int)cm->event);
 		break;
 	}
-	pb_free(inner);
-	pb_free(cm);
+	hc_cluster_pb_free(inner);
+	hc_cluster_pb_free(cm);
 }

@@ -28,7 +28,7 @@ static uint32_t period_ms(const struct hc_cluster *c)
 
 /* FNV-1a over the packed workloads and the address: equal states, equal
  * hashes, whatever order they were learnt in (lists are sorted by id). */
-uint64_t state_hash(hc_pb_workload *const *w, size_t n, const char *addr)
+uint64_t hc_cluster_state_hash(hc_pb_workload *const *w, size_t n, const char *addr)
 {
 	uint64_t h = 1469598103934665603ull;
 
@@ -36,7 +36,7 @@ uint64_t state_hash(hc_pb_workload *const *w, size_t n, const char *addr)
 		h = (h ^ (uint8_t)*p) * 1099511628211ull;
 	for (size_t i = 0; i < n; i++) {
 		size_t len;
-		uint8_t *buf = pb_pack(&w[i]->base, &len);
+		uint8_t *buf = hc_cluster_pb_pack(&w[i]->base, &len);
 
 		for (size_t k = 0; buf && k < len; k++)
 			h = (h ^ buf[k]) * 1099511628211ull;
@@ -125,7 +125,7 @@ static int send_chunk(struct hc_cluster *c, hc_pb_workload **w, size_t n, const 
 	st.chunk_index = index;
 	st.chunk_count = count;
 	st.state_version = c->state_version;
-	buf = pb_pack(&st.base, &len);
+	buf = hc_cluster_pb_pack(&st.base, &len);
 	if (!buf)
 		return -ENOMEM;
 	r = hc_gossip_user_event(c->gossip, HC_STATE_EVENT, buf, len, true);
@@ -147,7 +147,7 @@ static void broadcast_now(struct hc_cluster *c)
 		goto out;
 	}
 	n = announced(c, w);
-	hash = state_hash(w, n, c->node_addr);
+	hash = hc_cluster_state_hash(w, n, c->node_addr);
 	if (hash != c->last_hash)
 		c->state_changes++;
 	if (hc_gossip_queue_depth(c->gossip) > QUEUE_SKIP_DEPTH) {
@@ -186,19 +186,19 @@ out:
 
 static void settle_duplicates(struct hc_cluster *c, const struct peer *p);
 
-void state_changed(struct hc_cluster *c)
+void hc_cluster_state_changed(struct hc_cluster *c)
 {
 	/* a workload adopted here may be one a peer runs already */
 	for (size_t i = 0; i < c->npeers; i++)
 		if (!c->peers[i].stale)
 			settle_duplicates(c, &c->peers[i]);
-	local_notify(c);
-	routes_sync(c);
+	hc_cluster_local_notify(c);
+	hc_cluster_routes_sync(c);
 	if (c->gossip && !c->closing)
 		broadcast_now(c);
 }
 
-int64_t state_tick(struct hc_loop *loop, uint64_t id, void *arg)
+int64_t hc_cluster_state_tick(struct hc_loop *loop, uint64_t id, void *arg)
 {
 	struct hc_cluster *c = arg;
 	hc_pb_workload **w = calloc(c->nlocal + 1, sizeof(*w));
@@ -208,7 +208,7 @@ int64_t state_tick(struct hc_loop *loop, uint64_t id, void *arg)
 	(void)id;
 	if (!w)
 		return period_ms(c);
-	changed = state_hash(w, announced(c, w), c->node_addr) != c->last_hash;
+	changed = hc_cluster_state_hash(w, announced(c, w), c->node_addr) != c->last_hash;
 	free(w);
 	if (changed || c->broadcast_due ||
 	    now - c->last_broadcast_ms >= (uint64_t)REFRESH_PERIODS * period_ms(c))
@@ -249,24 +249,24 @@ static void settle_duplicates(struct hc_cluster *c, const struct peer *p)
 {
 	for (size_t i = 0; i < p->nworkloads; i++) {
 		const char *id = p->workloads[i]->id;
-		struct local_wl *l = local_find(c, id);
+		struct local_wl *l = hc_cluster_local_find(c, id);
 
 		if (!l || l->pending || l->stopping || keep_ours(c, id, p->name))
 			continue;
 		hc_log(HC_LOG_WARN, "workload %s also runs on %s: stopping our copy", id, p->name);
 		c->duplicates_stopped++;
-		orch_stop_local(c, id);
+		hc_cluster_orch_stop_local(c, id);
 	}
 }
 
 static void free_workloads(hc_pb_workload **w, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		pb_free(w[i]);
+		hc_cluster_pb_free(w[i]);
 	free(w);
 }
 
-struct peer *state_peer(struct hc_cluster *c, const char *name)
+struct peer *hc_cluster_state_peer(struct hc_cluster *c, const char *name)
 {
 	for (size_t i = 0; i < c->npeers; i++)
 		if (strcmp(c->peers[i].name, name) == 0)
@@ -284,7 +284,7 @@ static void peer_fini(struct peer *p)
 static void assembly_fini(struct assembly *a)
 {
 	for (uint32_t i = 0; a->chunks && i < a->count; i++)
-		pb_free(a->chunks[i]);
+		hc_cluster_pb_free(a->chunks[i]);
 	free(a->chunks);
 	free(a->sender);
 	free(a->uuid);
@@ -318,7 +318,7 @@ static int take_workloads(hc_pb_state *chunk, hc_pb_workload ***w, size_t *n)
 		if (wl->id && hc_uuid_valid(wl->id))
 			grown[(*n)++] = wl;
 		else
-			pb_free(wl);
+			hc_cluster_pb_free(wl);
 	}
 	chunk->n_workloads = 0;
 	return 0;
@@ -347,7 +347,7 @@ static struct state_meta meta_of(const hc_pb_state *st)
 static void apply_state(struct hc_cluster *c, const char *sender, hc_pb_workload **w, size_t n,
 			const struct state_meta *m)
 {
-	struct peer *p = state_peer(c, sender);
+	struct peer *p = hc_cluster_state_peer(c, sender);
 	uint64_t hash;
 
 	if (p && m->version && m->version < p->version) {
@@ -359,7 +359,7 @@ static void apply_state(struct hc_cluster *c, const char *sender, hc_pb_workload
 	}
 	if (n)
 		qsort(w, n, sizeof(*w), workload_cmp);
-	hash = state_hash(w, n, m->addr);
+	hash = hc_cluster_state_hash(w, n, m->addr);
 	if (!p) {
 		struct peer *grown = realloc(c->peers, (c->npeers + 1) * sizeof(*grown));
 		char *name = strdup(sender);
@@ -394,7 +394,7 @@ static void apply_state(struct hc_cluster *c, const char *sender, hc_pb_workload
 		p->hash = hash;
 		hc_log(HC_LOG_DEBUG, "state of %s: %zu workloads", sender, n);
 		settle_duplicates(c, p);
-		routes_sync(c);
+		hc_cluster_routes_sync(c);
 	}
 }
 
@@ -481,14 +481,14 @@ static void on_indexed_chunk(struct hc_cluster *c, const char *sender, const cha
 	int r = 0;
 
 	if (!a && !(a = new_assembly(c, sender, uuid, chunk->chunk_count))) {
-		pb_free(chunk);
+		hc_cluster_pb_free(chunk);
 		return;
 	}
 	if (a->count != chunk->chunk_count || a->chunks[chunk->chunk_index]) {
 		drop_chunk(c, a->count != chunk->chunk_count ? "chunk count changed"
 							     : "chunk seen already",
 			   sender);
-		pb_free(chunk);
+		hc_cluster_pb_free(chunk);
 		return;
 	}
 	a->chunks[chunk->chunk_index] = chunk;
@@ -547,7 +547,8 @@ static void on_marked_chunk(struct hc_cluster *c, const char *sender, const char
 	assembly_fini(&done);
 }
 
-void state_on_event(struct hc_cluster *c, const char *name, const uint8_t *payload, size_t len)
+void hc_cluster_state_on_event(struct hc_cluster *c, const char *name, const uint8_t *payload,
+			       size_t len)
 {
 	hc_pb_state *chunk;
 	const char *sender, *marker, *kind;
@@ -604,7 +605,7 @@ void state_on_event(struct hc_cluster *c, const char *name, const uint8_t *paylo
 	}
 	on_marked_chunk(c, sender, uuid, kind, chunk);
 out:
-	pb_free(chunk);
+	hc_cluster_pb_free(chunk);
 }
 
 /* ---- forgetting ---- */
@@ -622,7 +623,7 @@ static bool we_respawn(struct hc_cluster *c, const char *id, const char *dead)
 
 	for (size_t i = 0; ms && i < n; i++) {
 		const char *name = ms[i].name;
-		struct peer *p = state_peer(c, name);
+		struct peer *p = hc_cluster_state_peer(c, name);
 		bool self = strcmp(name, self_name(c)) == 0;
 		uint64_t h;
 
@@ -641,9 +642,9 @@ static bool we_respawn(struct hc_cluster *c, const char *id, const char *dead)
 	return ours;
 }
 
-void state_forget_node(struct hc_cluster *c, const char *name, bool failed)
+void hc_cluster_state_forget_node(struct hc_cluster *c, const char *name, bool failed)
 {
-	struct peer *p = state_peer(c, name);
+	struct peer *p = hc_cluster_state_peer(c, name);
 	size_t i;
 
 	if (!p)
@@ -654,22 +655,22 @@ void state_forget_node(struct hc_cluster *c, const char *name, bool failed)
 	if (failed && c->cfg->respawn) {
 		for (size_t k = 0; k < p->nworkloads; k++) {
 			const hc_pb_workload *w = p->workloads[k];
-			const char *owner = state_owner(c, w->id);
+			const char *owner = hc_cluster_state_owner(c, w->id);
 
 			if (owner && strcmp(owner, name) != 0)
 				continue; /* already runs elsewhere */
 			if (we_respawn(c, w->id, name))
-				orch_respawn(c, w, name);
+				hc_cluster_orch_respawn(c, w, name);
 		}
 	}
-	p = &c->peers[i]; /* orch_respawn does not touch peers, but be safe */
+	p = &c->peers[i]; /* hc_cluster_orch_respawn does not touch peers, but be safe */
 	peer_fini(p);
 	memmove(p, p + 1, (c->npeers - i - 1) * sizeof(*p));
 	c->npeers--;
-	routes_sync(c);
+	hc_cluster_routes_sync(c);
 }
 
-void state_housekeeping(struct hc_cluster *c)
+void hc_cluster_state_housekeeping(struct hc_cluster *c)
 {
 	uint64_t now = hc_loop_now_ms(c->loop);
 	uint64_t silence = (uint64_t)SILENCE_PERIODS * period_ms(c);
@@ -697,22 +698,22 @@ void state_housekeeping(struct hc_cluster *c)
 		 * finds it dead (a node that is merely slow would be duplicated);
 		 * until then its last state is kept for that. */
 		if (!member_alive(c, p->name)) {
-			state_forget_node(c, p->name, true);
+			hc_cluster_state_forget_node(c, p->name, true);
 			continue;
 		}
 		if (!p->stale) {
 			hc_log(HC_LOG_WARN, "node %s silent for %llu ms: its routes are withdrawn",
 			       p->name, (unsigned long long)(now - p->recv_ms));
 			p->stale = true;
-			routes_sync(c);
+			hc_cluster_routes_sync(c);
 		}
 		i++;
 	}
 }
 
-const char *state_owner(struct hc_cluster *c, const char *id)
+const char *hc_cluster_state_owner(struct hc_cluster *c, const char *id)
 {
-	struct local_wl *l = local_find(c, id);
+	struct local_wl *l = hc_cluster_local_find(c, id);
 
 	if (l)
 		return self_name(c);
@@ -723,7 +724,7 @@ const char *state_owner(struct hc_cluster *c, const char *id)
 	return NULL;
 }
 
-void state_fini(struct hc_cluster *c)
+void hc_cluster_state_fini(struct hc_cluster *c)
 {
 	for (size_t i = 0; i < c->npeers; i++)
 		peer_fini(&c->peers[i]);

@@ -369,7 +369,7 @@ static void on_local_workloads(void *arg, const struct hc_runtime_running *list,
 	struct daemon *d = arg;
 
 	if (d->dataplane)
-		daemon_dataplane_on_running(d->dataplane, list, n);
+		hc_daemon_dataplane_on_running(d->dataplane, list, n);
 	hc_runtime_watch_refresh(d->watch);
 }
 
@@ -455,7 +455,7 @@ static void daemon_fini(struct daemon *d)
 	/* the proxy's connections end with it; node ports keep flowing */
 	hc_proxy_stop(d->proxy);
 	/* programs and maps stay attached: traffic flows while no agent runs */
-	daemon_dataplane_stop(d->dataplane);
+	hc_daemon_dataplane_stop(d->dataplane);
 	hc_metrics_free(d->metrics);
 	hc_loop_free(d->loop);
 }
@@ -526,10 +526,10 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, char *err, size_t errlen)
 	/* After every listener is bound: an agent that cannot start leaves the
 	 * data plane as it found it. */
 	if (!cfg->no_dataplane) {
-		d.dataplane = daemon_dataplane_start(d.loop, d.metrics, cfg, err, errlen);
+		d.dataplane = hc_daemon_dataplane_start(d.loop, d.metrics, cfg, err, errlen);
 		if (!d.dataplane)
 			goto fail;
-		ccfg.maps = daemon_dataplane_maps(d.dataplane);
+		ccfg.maps = hc_daemon_dataplane_maps(d.dataplane);
 		if (!cfg->no_proxy && start_proxy(&d, cfg, err, errlen) < 0)
 			goto fail;
 	}

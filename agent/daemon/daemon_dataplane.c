@@ -132,7 +132,7 @@ static void collect(struct hc_metrics_writer *w, void *arg)
 	hc_dp_snapshot_fini(&snap);
 }
 
-struct daemon_dataplane *daemon_dataplane_start(struct hc_loop *loop, struct hc_metrics *metrics,
+struct daemon_dataplane *hc_daemon_dataplane_start(struct hc_loop *loop, struct hc_metrics *metrics,
 						const struct hc_daemon_config *cfg, char *err,
 						size_t errlen)
 {
@@ -164,7 +164,7 @@ struct daemon_dataplane *daemon_dataplane_start(struct hc_loop *loop, struct hc_
 	dd->refresh_timer = hc_loop_add_timer(loop, REFRESH_MS, refresh, dd);
 	if (!dd->refresh_timer || hc_metrics_register(metrics, collect, dd) < 0) {
 		snprintf(err, errlen, "out of memory");
-		daemon_dataplane_stop(dd);
+		hc_daemon_dataplane_stop(dd);
 		return NULL;
 	}
 	dd->metrics = metrics;
@@ -180,7 +180,7 @@ static bool still_running(const struct hc_runtime_running *old, const struct hc_
 	return false;
 }
 
-void daemon_dataplane_on_running(void *arg, const struct hc_runtime_running *list, size_t n)
+void hc_daemon_dataplane_on_running(void *arg, const struct hc_runtime_running *list, size_t n)
 {
 	struct daemon_dataplane *dd = arg;
 	struct hc_runtime_running *copy;
@@ -212,12 +212,12 @@ void daemon_dataplane_on_running(void *arg, const struct hc_runtime_running *lis
 	dd->nattached = n;
 }
 
-struct hc_dpmaps *daemon_dataplane_maps(struct daemon_dataplane *dd)
+struct hc_dpmaps *hc_daemon_dataplane_maps(struct daemon_dataplane *dd)
 {
 	return hc_dataplane_maps(dd->dp);
 }
 
-void daemon_dataplane_stop(struct daemon_dataplane *dd)
+void hc_daemon_dataplane_stop(struct daemon_dataplane *dd)
 {
 	if (!dd)
 		return;

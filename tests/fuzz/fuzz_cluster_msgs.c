@@ -65,7 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size == 0)
 		return 0;
 	if (data[0] & 1) {
-		orch_on_query(cluster, 1, "fuzz", data + 1, size - 1);
+		hc_cluster_orch_on_query(cluster, 1, "fuzz", data + 1, size - 1);
 	} else {
 		size_t off = 1;
 
@@ -75,12 +75,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			off += 2;
 			if (len > size - off)
 				len = size - off;
-			state_on_event(cluster, HC_STATE_EVENT, data + off, len);
+			hc_cluster_state_on_event(cluster, HC_STATE_EVENT, data + off, len);
 			off += len;
 		}
 	}
 	/* every input starts from an empty view of the cluster */
-	state_fini(cluster);
-	local_fini(cluster);
+	hc_cluster_state_fini(cluster);
+	hc_cluster_local_fini(cluster);
 	return 0;
 }

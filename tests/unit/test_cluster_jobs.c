@@ -22,7 +22,7 @@
 static char dir[64]; /* the state dir: the cluster writes its node id there */
 
 struct test_job {
-	struct job j; /* first: job_start's callbacks get &j */
+	struct job j; /* first: hc_cluster_job_start's callbacks get &j */
 	int index;
 	atomic_int *ran;
 	int *done_order;
@@ -90,12 +90,12 @@ static void test_jobs_listed_then_drained(void **state)
 		assert_non_null(t);
 		*t = (struct test_job){ .index = i, .ran = &ran, .done_order = order,
 					.ndone = &ndone, .loop_thread = pthread_self() };
-		assert_int_equal(job_start(c, &t->j, run_job, done_job), 0);
+		assert_int_equal(hc_cluster_job_start(c, &t->j, run_job, done_job), 0);
 	}
 	/* done() runs only from the loop, so all are still listed */
 	assert_int_equal(c->njobs, NJOBS);
 	assert_int_equal(listed(c), NJOBS);
-	jobs_drain(c);
+	hc_cluster_jobs_drain(c);
 	assert_int_equal(c->njobs, 0);
 	assert_true(hc_list_empty(&c->jobs));
 	assert_int_equal(atomic_load(&ran), NJOBS);
