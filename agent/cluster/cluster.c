@@ -97,6 +97,7 @@ struct hc_cluster *hc_cluster_new(struct hc_loop *loop, const struct hc_cluster_
 		goto fail;
 	}
 	c->loop = loop;
+	hc_cluster_orch_init(c);
 	if (snprintf(path, sizeof(path), "%s/node-id", cfg->state_dir) >= (int)sizeof(path)) {
 		snprintf(err, errlen, "state dir path too long");
 		goto fail;

@@ -336,7 +336,8 @@ void hc_cluster_local_housekeeping(struct hc_cluster *c)
 			l->restarting = true;
 			l->restarts++;
 			c->restarts++;
-			hc_cluster_orch_restart_local(c, l);
+			c->report(c, &(struct hc_cluster_report){
+					     .kind = HC_CLUSTER_REPORT_RESTART_DUE, .local = l });
 		}
 	}
 }

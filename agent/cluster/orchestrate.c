@@ -501,7 +501,8 @@ struct hc_cluster_op *hc_cluster_spawn(struct hc_cluster *c, const hc_pb_spawn *
 	return spawn_start(c, req, NULL, done, arg);
 }
 
-void hc_cluster_orch_respawn(struct hc_cluster *c, const hc_pb_workload *w, const char *dead_node)
+/* Respawns a workload whose node failed: the whole spawn flow, with its id. */
+static void respawn(struct hc_cluster *c, const hc_pb_workload *w, const char *dead_node)
 {
 	hc_pb_spawn *req;
 
@@ -521,6 +522,28 @@ void hc_cluster_orch_respawn(struct hc_cluster *c, const hc_pb_workload *w, cons
 		spawn_start(c, req, dead_node, NULL, NULL);
 	}
 	hc_cluster_pb_free(req);
+}
+
+/* ---- acting on what state.c and local.c report ---- */
+
+static void on_report(struct hc_cluster *c, const struct hc_cluster_report *r)
+{
+	switch (r->kind) {
+	case HC_CLUSTER_REPORT_ORPHANED:
+		respawn(c, r->w, r->node);
+		break;
+	case HC_CLUSTER_REPORT_DUPLICATE:
+		hc_cluster_orch_stop_local(c, r->id);
+		break;
+	case HC_CLUSTER_REPORT_RESTART_DUE:
+		hc_cluster_orch_restart_local(c, r->local);
+		break;
+	}
+}
+
+void hc_cluster_orch_init(struct hc_cluster *c)
+{
+	c->report = on_report;
 }
 
 /* ---- stop: the asking side ---- */

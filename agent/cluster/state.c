@@ -255,7 +255,8 @@ static void settle_duplicates(struct hc_cluster *c, const struct peer *p)
 			continue;
 		hc_log(HC_LOG_WARN, "workload %s also runs on %s: stopping our copy", id, p->name);
 		c->duplicates_stopped++;
-		hc_cluster_orch_stop_local(c, id);
+		c->report(c, &(struct hc_cluster_report){ .kind = HC_CLUSTER_REPORT_DUPLICATE,
+							  .node = p->name, .id = id });
 	}
 }
 
@@ -660,10 +661,12 @@ void hc_cluster_state_forget_node(struct hc_cluster *c, const char *name, bool f
 			if (owner && strcmp(owner, name) != 0)
 				continue; /* already runs elsewhere */
 			if (we_respawn(c, w->id, name))
-				hc_cluster_orch_respawn(c, w, name);
+				c->report(c, &(struct hc_cluster_report){
+						     .kind = HC_CLUSTER_REPORT_ORPHANED,
+						     .node = name, .w = w });
 		}
 	}
-	p = &c->peers[i]; /* hc_cluster_orch_respawn does not touch peers, but be safe */
+	p = &c->peers[i]; /* the report handler does not touch peers, but be safe */
 	peer_fini(p);
 	memmove(p, p + 1, (c->npeers - i - 1) * sizeof(*p));
 	c->npeers--;
