@@ -177,7 +177,7 @@ struct hc_cluster {
 	struct hc_loop *loop;
 	char node_id[HC_NODE_ID_LEN + 1];
 	char *base_url;
-	const struct hc_cluster_config *cfg;
+	struct hc_cluster_config cfg; /* a copy; .maps may come later (hc_cluster_set_maps) */
 	struct hc_gossip *gossip;
 	struct hc_metrics *metrics;
 	struct leave_state *leaving;

@@ -23,7 +23,7 @@
 
 static uint32_t period_ms(const struct hc_cluster *c)
 {
-	return c->cfg->state_period_ms ? c->cfg->state_period_ms : STATE_PERIOD_MS;
+	return c->cfg.state_period_ms ? c->cfg.state_period_ms : STATE_PERIOD_MS;
 }
 
 /* FNV-1a over the packed workloads and the address: equal states, equal
@@ -75,7 +75,7 @@ static void chunk_init(const struct hc_cluster *c, hc_pb_state *st,
 	st->node = node;
 	st->node_addr = (char *)c->node_addr;
 	st->http_port = c->http_port;
-	st->respawn = c->cfg->respawn;
+	st->respawn = c->cfg.respawn;
 	/* sized as sent: the index fields are there in every chunk */
 	st->chunk_index = st->chunk_count = UINT32_MAX;
 	st->state_version = UINT64_MAX;
@@ -630,7 +630,7 @@ static bool we_respawn(struct hc_cluster *c, const char *id, const char *dead)
 
 		if (ms[i].status != HC_GOSSIP_ALIVE || strcmp(name, dead) == 0)
 			continue;
-		if (self ? !c->cfg->respawn : !(p && p->respawn))
+		if (self ? !c->cfg.respawn : !(p && p->respawn))
 			continue;
 		h = rendezvous(id, name);
 		if (!best || h > best_h || (h == best_h && strcmp(name, best) < 0)) {
@@ -653,7 +653,7 @@ void hc_cluster_state_forget_node(struct hc_cluster *c, const char *name, bool f
 	hc_log(HC_LOG_INFO, "node %s %s: its %zu workloads lose their routes", name,
 	       failed ? "failed" : "is gone", p->nworkloads);
 	i = (size_t)(p - c->peers);
-	if (failed && c->cfg->respawn) {
+	if (failed && c->cfg.respawn) {
 		for (size_t k = 0; k < p->nworkloads; k++) {
 			const hc_pb_workload *w = p->workloads[k];
 			const char *owner = hc_cluster_state_owner(c, w->id);
