@@ -134,10 +134,10 @@ enum hc_cluster_report_kind {
 
 struct hc_cluster_report {
 	enum hc_cluster_report_kind kind;
-	const char *node;	   /* ORPHANED: the failed node; DUPLICATE: the peer */
+	const char *node;	 /* ORPHANED: the failed node; DUPLICATE: the peer */
 	const hc_pb_workload *w; /* ORPHANED */
-	const char *id;		   /* DUPLICATE */
-	struct local_wl *local;	   /* RESTART_DUE */
+	const char *id;		 /* DUPLICATE */
+	struct local_wl *local;	 /* RESTART_DUE */
 };
 
 typedef void hc_cluster_report_fn(struct hc_cluster *c, const struct hc_cluster_report *r);
