@@ -97,13 +97,14 @@ struct hc_cluster *hc_cluster_new(struct hc_loop *loop, const struct hc_cluster_
 		goto fail;
 	}
 	c->loop = loop;
+	hc_cluster_orch_init(c);
 	if (snprintf(path, sizeof(path), "%s/node-id", cfg->state_dir) >= (int)sizeof(path)) {
 		snprintf(err, errlen, "state dir path too long");
 		goto fail;
 	}
 	if (hc_node_id_load(path, c->node_id, err, errlen) < 0)
 		goto fail;
-	c->cfg = cfg;
+	c->cfg = *cfg; /* a copy: the caller may reuse its own */
 	hc_metrics_histogram_init(&c->spawn_hist, spawn_buckets,
 				  sizeof(spawn_buckets) / sizeof(spawn_buckets[0]));
 	return c;
@@ -258,9 +259,14 @@ void hc_cluster_set_http_port(struct hc_cluster *c, uint16_t port)
 	c->http_port = port;
 }
 
+void hc_cluster_set_maps(struct hc_cluster *c, struct hc_dpmaps *maps)
+{
+	c->cfg.maps = maps;
+}
+
 int hc_cluster_start(struct hc_cluster *c, char *err, size_t errlen)
 {
-	const struct hc_cluster_config *cfg = c->cfg;
+	const struct hc_cluster_config *cfg = &c->cfg;
 	struct hc_gossip_config gc = cfg->gossip;
 	struct timespec now;
 
@@ -482,7 +488,7 @@ Cluster__Services__Api__NodesStateResponse *hc_cluster_list(struct hc_cluster *c
 		if (!c->local[i].pending)
 			mine[n++] = c->local[i].state;
 	list->states[0] = state_msg(c->gossip ? hc_gossip_name(c->gossip) : c->node_id,
-				    c->node_addr, c->http_port, c->cfg->respawn, mine, n);
+				    c->node_addr, c->http_port, c->cfg.respawn, mine, n);
 	if (!list->states[0]) {
 		free(mine);
 		goto oom;

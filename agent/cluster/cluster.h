@@ -36,7 +36,8 @@ struct hc_cluster_config {
 	/* The local runtime (NULL: this node runs no workloads; it still
 	 * routes to others'). Its socket must stay valid. */
 	const struct hc_runtime_config *runtime;
-	/* The data plane maps to keep in sync (NULL: no data plane). */
+	/* The data plane maps to keep in sync (NULL: no data plane, or not
+	 * yet: see hc_cluster_set_maps()). Borrowed: must outlive the cluster. */
 	struct hc_dpmaps *maps;
 	/* Reschedule failed nodes' workloads, restart exited local ones. */
 	bool respawn;
@@ -54,8 +55,11 @@ struct hc_cluster_config {
 #define HC_NODE_ID_LEN HC_UUID_LEN /* a node id is a UUID (base.h) */
 
 /* Loads the node id from <state_dir>/node-id, creating it on first start.
- * Returns NULL with a one-line reason in err. cfg must outlive the call to
- * hc_cluster_start(). */
+ * Returns NULL with a one-line reason in err. The cluster keeps a copy of
+ * *cfg (the caller may reuse or drop it); what its pointers point at is
+ * borrowed: the gossip settings and join list until hc_cluster_start()
+ * returns, the runtime config, the maps and notify_arg for the cluster's
+ * life. */
 struct hc_cluster *hc_cluster_new(struct hc_loop *loop, const struct hc_cluster_config *cfg,
 				  char *err, size_t errlen);
 /* Binds gossip and starts joining the seeds. Separate from _new so the
@@ -81,6 +85,12 @@ size_t hc_cluster_local_workloads(const struct hc_cluster *c);
 /* The port of this node's HTTP API, announced with its state so peers can
  * fetch logs from it. Set before hc_cluster_start(). */
 void hc_cluster_set_http_port(struct hc_cluster *c, uint16_t port);
+
+/* The data plane maps to keep in sync, when they exist only after the
+ * cluster does (the agent starts the data plane once every listener is
+ * bound). Replaces cfg.maps; borrowed, must outlive the cluster. Set before
+ * hc_cluster_start(): routes are synced into them from then on. */
+void hc_cluster_set_maps(struct hc_cluster *c, struct hc_dpmaps *maps);
 
 /* The runtime saw the set of running workloads change (or an exit): the
  * cluster re-reads its workloads, re-announces and re-routes. */

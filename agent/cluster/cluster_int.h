@@ -115,6 +115,33 @@ struct local_wl {
 	bool stopping; /* a stop is in progress: never restarted */
 };
 
+/* ---- reports: what state.c and local.c see, for orchestrate to act on ---- */
+
+/* state.c and local.c do not call into orchestrate: they record what they
+ * see and hand it to c->report, which orchestrate set (hc_cluster_orch_init).
+ * The handler runs at once, inside the reporter's loop, so the action keeps
+ * its place in the tick; it must not add or remove peers. */
+enum hc_cluster_report_kind {
+	/* Node `node` failed while running workload w (which runs nowhere
+	 * else), and the rendezvous over respawn-enabled nodes picked us. */
+	HC_CLUSTER_REPORT_ORPHANED,
+	/* Local workload `id` also runs on peer `node`, whose copy is kept. */
+	HC_CLUSTER_REPORT_DUPLICATE,
+	/* Local workload l exited and its restart is due (counted, and marked
+	 * restarting, already). */
+	HC_CLUSTER_REPORT_RESTART_DUE,
+};
+
+struct hc_cluster_report {
+	enum hc_cluster_report_kind kind;
+	const char *node;	 /* ORPHANED: the failed node; DUPLICATE: the peer */
+	const hc_pb_workload *w; /* ORPHANED */
+	const char *id;		 /* DUPLICATE */
+	struct local_wl *local;	 /* RESTART_DUE */
+};
+
+typedef void hc_cluster_report_fn(struct hc_cluster *c, const struct hc_cluster_report *r);
+
 /* ---- other nodes' states (state.c) ---- */
 
 struct peer {
@@ -150,7 +177,7 @@ struct hc_cluster {
 	struct hc_loop *loop;
 	char node_id[HC_NODE_ID_LEN + 1];
 	char *base_url;
-	const struct hc_cluster_config *cfg;
+	struct hc_cluster_config cfg; /* a copy; .maps may come later (hc_cluster_set_maps) */
 	struct hc_gossip *gossip;
 	struct hc_metrics *metrics;
 	struct leave_state *leaving;
@@ -188,6 +215,9 @@ struct hc_cluster {
 	struct hc_list queries; /* struct op_query (orchestrate.c) */
 	struct hc_list jobs;	/* struct job */
 	size_t njobs;
+
+	/* Where state.c and local.c report what they see (orchestrate.c). */
+	hc_cluster_report_fn *report;
 
 	/* Whether a state's sender is an alive member (NULL: ask gossip);
 	 * the fuzz harness replaces it to reach the reassembly. */
@@ -233,9 +263,10 @@ uint64_t hc_cluster_state_hash(hc_pb_workload *const *w, size_t n, const char *a
 void hc_cluster_routes_sync(struct hc_cluster *c);
 
 /* orchestrate.c: spawn/stop through gossip queries, the asking side */
-/* Respawns (the whole spawn flow with the workload's id) a workload whose
- * node failed. */
-void hc_cluster_orch_respawn(struct hc_cluster *c, const hc_pb_workload *w, const char *dead_node);
+/* Sets c->report to orchestrate's handler: a failed node's workload is
+ * respawned (the whole spawn flow with its id), our copy of a duplicate is
+ * stopped, an exited local workload is restarted. */
+void hc_cluster_orch_init(struct hc_cluster *c);
 void hc_cluster_ops_cancel_all(struct hc_cluster *c);
 /* Frees the queries gossip dropped unanswered as it stopped. */
 void hc_cluster_queries_free_all(struct hc_cluster *c);
@@ -243,7 +274,8 @@ void hc_cluster_queries_free_all(struct hc_cluster *c);
  * -EINVAL with the reason in err. */
 int hc_cluster_check_spawn_request(const hc_pb_spawn *req, char *err, size_t errlen);
 
-/* serve.c: the answering side, runtime work on jobs and node ports */
+/* serve.c: the answering side, runtime work on jobs and node ports; the
+ * two local actions are orchestrate's own (its report handler calls them). */
 void hc_cluster_orch_on_query(struct hc_cluster *c, uint64_t query_id, const char *from,
 		   const uint8_t *payload, size_t len);
 void hc_cluster_orch_restart_local(struct hc_cluster *c, struct local_wl *l);

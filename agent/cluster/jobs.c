@@ -68,5 +68,5 @@ void hc_cluster_jobs_drain(struct hc_cluster *c)
 
 struct hc_runtime *hc_cluster_job_runtime(const struct hc_cluster *c)
 {
-	return c->cfg->runtime ? hc_runtime_new(c->cfg->runtime) : NULL;
+	return c->cfg.runtime ? hc_runtime_new(c->cfg.runtime) : NULL;
 }

@@ -189,7 +189,7 @@ static bool adopt(struct hc_cluster *c, const struct hc_workload *list, size_t n
 		for (size_t k = 0; k < n && !w; k++)
 			if (strcmp(list[k].id, l->state->id) == 0)
 				w = &list[k];
-		if (w && w->state == HC_WORKLOAD_EXITED && c->cfg->respawn)
+		if (w && w->state == HC_WORKLOAD_EXITED && c->cfg.respawn)
 			hc_cluster_local_on_exit(c, w->id); /* its exit may not have been reported yet */
 		if ((w && w->state == HC_WORKLOAD_RUNNING && w->ip[0]) || l->pending ||
 		    l->restarting || l->restart_at_ms || l->stopping) {
@@ -257,7 +257,7 @@ void hc_cluster_local_refresh(struct hc_cluster *c)
 {
 	struct refresh_job *rj;
 
-	if (!c->cfg->runtime || c->closing)
+	if (!c->cfg.runtime || c->closing)
 		return;
 	if (c->refresh_running) {
 		c->refresh_again = true;
@@ -291,7 +291,7 @@ void hc_cluster_local_on_exit(struct hc_cluster *c, const char *id)
 
 	if (!l || l->pending || l->stopping)
 		return;
-	if (!c->cfg->respawn) {
+	if (!c->cfg.respawn) {
 		hc_cluster_local_refresh(c);
 		return;
 	}
@@ -336,7 +336,8 @@ void hc_cluster_local_housekeeping(struct hc_cluster *c)
 			l->restarting = true;
 			l->restarts++;
 			c->restarts++;
-			hc_cluster_orch_restart_local(c, l);
+			c->report(c, &(struct hc_cluster_report){
+					     .kind = HC_CLUSTER_REPORT_RESTART_DUE, .local = l });
 		}
 	}
 }
@@ -363,7 +364,7 @@ void hc_cluster_local_notify(struct hc_cluster *c)
 	struct hc_runtime_running *list;
 	size_t n = 0;
 
-	if (!c->cfg->on_local || c->closing)
+	if (!c->cfg.on_local || c->closing)
 		return;
 	list = calloc(c->nlocal + 1, sizeof(*list));
 	if (!list)
@@ -385,6 +386,6 @@ void hc_cluster_local_notify(struct hc_cluster *c)
 		r->egress_bytes_per_sec = l->egress_bytes_per_sec;
 		n++;
 	}
-	c->cfg->on_local(c->cfg->notify_arg, list, n);
+	c->cfg.on_local(c->cfg.notify_arg, list, n);
 	free(list);
 }

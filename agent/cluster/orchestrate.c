@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 
 #include <hypercore/defaults.h>
 
@@ -51,15 +50,13 @@ void hc_cluster_queries_free_all(struct hc_cluster *c)
 struct hc_cluster_op *hc_cluster_op_new(struct hc_cluster *c, enum op_kind kind, void *arg)
 {
 	struct hc_cluster_op *op = calloc(1, sizeof(*op));
-	struct timespec ts;
 
 	if (!op)
 		return NULL;
 	op->c = c;
 	op->kind = kind;
 	op->arg = arg;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	op->started_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	op->started_ns = hc_loop_now_ns(c->loop);
 	hc_list_insert(&c->ops, &op->link);
 	return op;
 }
@@ -100,12 +97,7 @@ static void note_error(struct hc_cluster_op *op, const char *fmt, ...)
 
 static double op_seconds(const struct hc_cluster_op *op)
 {
-	struct timespec ts;
-	uint64_t now;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-	return (double)(now - op->started_ns) / 1e9;
+	return (double)(hc_loop_now_ns(op->c->loop) - op->started_ns) / 1e9;
 }
 
 static void spawn_finish(struct hc_cluster_op *op, enum hc_rpc_code code, const char *err,
@@ -509,7 +501,8 @@ struct hc_cluster_op *hc_cluster_spawn(struct hc_cluster *c, const hc_pb_spawn *
 	return spawn_start(c, req, NULL, done, arg);
 }
 
-void hc_cluster_orch_respawn(struct hc_cluster *c, const hc_pb_workload *w, const char *dead_node)
+/* Respawns a workload whose node failed: the whole spawn flow, with its id. */
+static void respawn(struct hc_cluster *c, const hc_pb_workload *w, const char *dead_node)
 {
 	hc_pb_spawn *req;
 
@@ -529,6 +522,28 @@ void hc_cluster_orch_respawn(struct hc_cluster *c, const hc_pb_workload *w, cons
 		spawn_start(c, req, dead_node, NULL, NULL);
 	}
 	hc_cluster_pb_free(req);
+}
+
+/* ---- acting on what state.c and local.c report ---- */
+
+static void on_report(struct hc_cluster *c, const struct hc_cluster_report *r)
+{
+	switch (r->kind) {
+	case HC_CLUSTER_REPORT_ORPHANED:
+		respawn(c, r->w, r->node);
+		break;
+	case HC_CLUSTER_REPORT_DUPLICATE:
+		hc_cluster_orch_stop_local(c, r->id);
+		break;
+	case HC_CLUSTER_REPORT_RESTART_DUE:
+		hc_cluster_orch_restart_local(c, r->local);
+		break;
+	}
+}
+
+void hc_cluster_orch_init(struct hc_cluster *c)
+{
+	c->report = on_report;
 }
 
 /* ---- stop: the asking side ---- */

@@ -181,7 +181,7 @@ void hc_cluster_routes_sync(struct hc_cluster *c)
 	struct hc_dp_sync_report rep;
 	int rc;
 
-	if (!c->cfg->maps || c->closing)
+	if (!c->cfg.maps || c->closing)
 		return;
 	for (size_t i = 0; i < c->nlocal; i++)
 		add_local(c, &d, &c->local[i], self);
@@ -195,7 +195,7 @@ void hc_cluster_routes_sync(struct hc_cluster *c)
 	}
 	want = (struct hc_dp_desired){ .routes = d.routes, .n_routes = d.nroutes,
 				       .services = d.services, .n_services = d.nservices };
-	rc = hc_dpmaps_sync(c->cfg->maps, &want, &rep);
+	rc = hc_dpmaps_sync(c->cfg.maps, &want, &rep);
 	c->map_syncs++;
 	if (rc) {
 		c->map_sync_errors++;
@@ -206,8 +206,8 @@ void hc_cluster_routes_sync(struct hc_cluster *c)
 		       "map sync: routes +%zu ~%zu -%zu, node ports +%zu ~%zu -%zu",
 		       rep.routes.added, rep.routes.updated, rep.routes.deleted, rep.services.added,
 		       rep.services.updated, rep.services.deleted);
-		if (c->cfg->on_routes)
-			c->cfg->on_routes(c->cfg->notify_arg);
+		if (c->cfg.on_routes)
+			c->cfg.on_routes(c->cfg.notify_arg);
 	}
 out:
 	free(d.routes);

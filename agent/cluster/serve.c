@@ -250,7 +250,7 @@ static void serve_spawn(struct hc_cluster *c, uint64_t query_id, const hc_pb_spa
 	char err[512], label[NODE_PORT_LABEL_LEN];
 	int r;
 
-	if (!c->cfg->runtime) {
+	if (!c->cfg.runtime) {
 		respond_error(c, query_id, "node %s runs no workloads (--no-runtime)",
 			      hc_gossip_name(c->gossip));
 		return;

@@ -23,7 +23,7 @@
 
 static uint32_t period_ms(const struct hc_cluster *c)
 {
-	return c->cfg->state_period_ms ? c->cfg->state_period_ms : STATE_PERIOD_MS;
+	return c->cfg.state_period_ms ? c->cfg.state_period_ms : STATE_PERIOD_MS;
 }
 
 /* FNV-1a over the packed workloads and the address: equal states, equal
@@ -75,7 +75,7 @@ static void chunk_init(const struct hc_cluster *c, hc_pb_state *st,
 	st->node = node;
 	st->node_addr = (char *)c->node_addr;
 	st->http_port = c->http_port;
-	st->respawn = c->cfg->respawn;
+	st->respawn = c->cfg.respawn;
 	/* sized as sent: the index fields are there in every chunk */
 	st->chunk_index = st->chunk_count = UINT32_MAX;
 	st->state_version = UINT64_MAX;
@@ -255,7 +255,8 @@ static void settle_duplicates(struct hc_cluster *c, const struct peer *p)
 			continue;
 		hc_log(HC_LOG_WARN, "workload %s also runs on %s: stopping our copy", id, p->name);
 		c->duplicates_stopped++;
-		hc_cluster_orch_stop_local(c, id);
+		c->report(c, &(struct hc_cluster_report){ .kind = HC_CLUSTER_REPORT_DUPLICATE,
+							  .node = p->name, .id = id });
 	}
 }
 
@@ -629,7 +630,7 @@ static bool we_respawn(struct hc_cluster *c, const char *id, const char *dead)
 
 		if (ms[i].status != HC_GOSSIP_ALIVE || strcmp(name, dead) == 0)
 			continue;
-		if (self ? !c->cfg->respawn : !(p && p->respawn))
+		if (self ? !c->cfg.respawn : !(p && p->respawn))
 			continue;
 		h = rendezvous(id, name);
 		if (!best || h > best_h || (h == best_h && strcmp(name, best) < 0)) {
@@ -652,7 +653,7 @@ void hc_cluster_state_forget_node(struct hc_cluster *c, const char *name, bool f
 	hc_log(HC_LOG_INFO, "node %s %s: its %zu workloads lose their routes", name,
 	       failed ? "failed" : "is gone", p->nworkloads);
 	i = (size_t)(p - c->peers);
-	if (failed && c->cfg->respawn) {
+	if (failed && c->cfg.respawn) {
 		for (size_t k = 0; k < p->nworkloads; k++) {
 			const hc_pb_workload *w = p->workloads[k];
 			const char *owner = hc_cluster_state_owner(c, w->id);
@@ -660,10 +661,12 @@ void hc_cluster_state_forget_node(struct hc_cluster *c, const char *name, bool f
 			if (owner && strcmp(owner, name) != 0)
 				continue; /* already runs elsewhere */
 			if (we_respawn(c, w->id, name))
-				hc_cluster_orch_respawn(c, w, name);
+				c->report(c, &(struct hc_cluster_report){
+						     .kind = HC_CLUSTER_REPORT_ORPHANED,
+						     .node = name, .w = w });
 		}
 	}
-	p = &c->peers[i]; /* hc_cluster_orch_respawn does not touch peers, but be safe */
+	p = &c->peers[i]; /* the report handler does not touch peers, but be safe */
 	peer_fini(p);
 	memmove(p, p + 1, (c->npeers - i - 1) * sizeof(*p));
 	c->npeers--;

@@ -529,7 +529,7 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, char *err, size_t errlen)
 		d.dataplane = hc_daemon_dataplane_start(d.loop, d.metrics, cfg, err, errlen);
 		if (!d.dataplane)
 			goto fail;
-		ccfg.maps = hc_daemon_dataplane_maps(d.dataplane);
+		hc_cluster_set_maps(d.cluster, hc_daemon_dataplane_maps(d.dataplane));
 		if (!cfg->no_proxy && start_proxy(&d, cfg, err, errlen) < 0)
 			goto fail;
 	}
