@@ -456,7 +456,9 @@ int hc_cli_getopt(const struct hc_cli_cmd *cmd, int argc, char **argv,
 	if (c == '?') {
 		const char *arg = argv[optind - 1];
 
-		if (optopt && optopt != '?')
+		/* optopt is a short option's letter, or a long option's val when it
+		 * was given a value it does not take: name the argument then. */
+		if (optopt && optopt != '?' && optopt < 256)
 			return hc_cli_usage_error(cmd, "unknown option -%c", optopt), HC_CLI_OPT_BAD;
 		return hc_cli_usage_error(cmd, "unknown option %s", arg), HC_CLI_OPT_BAD;
 	}

@@ -3,10 +3,19 @@
 #define HC_CLI_H
 
 #include <getopt.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "hypercore/defaults.h"
+
 struct hc_rpc_status;
+
+/* The agent's API addresses the clients dial by default. */
+#define HC_CLI_QUOTE_(x) #x
+#define HC_CLI_QUOTE(x) HC_CLI_QUOTE_(x)
+#define HC_CLI_DEFAULT_GRPC_ADDR "0.0.0.0:" HC_CLI_QUOTE(HC_DEFAULT_GRPC_PORT)
+#define HC_CLI_DEFAULT_HTTP_ADDR "0.0.0.0:" HC_CLI_QUOTE(HC_DEFAULT_HTTP_PORT)
 
 /* Exit statuses: 0 success, 1 the operation failed, 2 bad usage. */
 #define HC_EXIT_OK 0
@@ -36,6 +45,52 @@ extern const unsigned hc_cli_ncmds;
  */
 int hc_cli_getopt(const struct hc_cli_cmd *cmd, int argc, char **argv,
 		  const struct option *opts);
+
+/*
+ * Option tables, after xdp-tools' DEFINE_OPTION: one row per long option
+ * ties its name, how its value is parsed and where in the caller's struct
+ * it lands, so a command is a table and not a switch.
+ */
+enum hc_cli_opt_type {
+	HC_CLI_OPT_STR,  /* const char *: the value as is */
+	HC_CLI_OPT_FLAG, /* bool: set true; takes no value */
+	HC_CLI_OPT_UINT, /* unsigned, uint32_t or size_t in [min, max] */
+	HC_CLI_OPT_LIST, /* const char *[max], repeatable; count in the size_t at .aux */
+	HC_CLI_OPT_FUNC, /* .parse(value, field): 0 or -errno */
+};
+
+struct hc_cli_opt {
+	const char *name; /* long name without "--"; NULL ends a table */
+	enum hc_cli_opt_type type;
+	size_t off;        /* the field's offset in the caller's struct */
+	size_t size;       /* the field's size (HC_CLI_OPT_UINT) */
+	size_t aux;        /* HC_CLI_OPT_LIST: the count's offset */
+	unsigned long min, max;
+	int (*parse)(char *value, void *field);
+	const char *why; /* appended to "invalid --NAME VALUE" as " (why)" */
+};
+
+#define HC_CLI_FIELD_(s, f) .off = offsetof(s, f), .size = sizeof(((s *)0)->f)
+#define HC_CLI_STR(n, s, f) { .name = n, .type = HC_CLI_OPT_STR, HC_CLI_FIELD_(s, f) }
+#define HC_CLI_FLAG(n, s, f) { .name = n, .type = HC_CLI_OPT_FLAG, HC_CLI_FIELD_(s, f) }
+#define HC_CLI_UINT(n, s, f, lo, hi, w)                                               \
+	{ .name = n, .type = HC_CLI_OPT_UINT, HC_CLI_FIELD_(s, f), .min = lo, .max = hi, \
+	  .why = w }
+#define HC_CLI_LIST(n, s, f, count)                                                   \
+	{ .name = n, .type = HC_CLI_OPT_LIST, HC_CLI_FIELD_(s, f),                    \
+	  .aux = offsetof(s, count), .max = sizeof(((s *)0)->f) / sizeof(char *) }
+#define HC_CLI_FUNC(n, s, f, fn, w)                                                   \
+	{ .name = n, .type = HC_CLI_OPT_FUNC, HC_CLI_FIELD_(s, f), .parse = fn, .why = w }
+
+/*
+ * Parses argv's options (argv[0] is the command path) into args as the
+ * table says, through hc_cli_getopt(): a bad value prints
+ * "invalid --NAME VALUE (why)" and the usage. Returns -1 when the options
+ * are done (optind is the first operand), else the exit status: 0 after
+ * --help, 2 after a usage error.
+ */
+int hc_cli_parse_opts(const struct hc_cli_cmd *cmd, int argc, char **argv,
+		      const struct hc_cli_opt *table, void *args);
 
 void hc_cli_print_usage(const struct hc_cli_cmd *cmd, FILE *out);
 /* Prints "hypercore <path>: <message>" and the usage to stderr; returns 2. */

@@ -1,0 +1,85 @@
+/* The generic option parser: walks a command's table of struct hc_cli_opt. */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_OPTS 64 /* rows in one table */
+
+static int store_uint(const struct hc_cli_opt *o, const char *value, void *field)
+{
+	unsigned long v;
+
+	if (hc_cli_parse_uint(value, o->min, o->max, &v) < 0)
+		return -EINVAL;
+	if (o->size == sizeof(uint64_t))
+		*(uint64_t *)field = v;
+	else
+		*(uint32_t *)field = (uint32_t)v;
+	return 0;
+}
+
+/* Stores one option's value; -E2BIG when a list is full. */
+static int store(const struct hc_cli_opt *o, char *value, void *args)
+{
+	void *field = (char *)args + o->off;
+	size_t *count;
+
+	switch (o->type) {
+	case HC_CLI_OPT_STR:
+		*(const char **)field = value;
+		return 0;
+	case HC_CLI_OPT_FLAG:
+		*(bool *)field = true;
+		return 0;
+	case HC_CLI_OPT_UINT:
+		return store_uint(o, value, field);
+	case HC_CLI_OPT_LIST:
+		count = (size_t *)((char *)args + o->aux);
+		if (*count >= o->max)
+			return -E2BIG;
+		((const char **)field)[(*count)++] = value;
+		return 0;
+	case HC_CLI_OPT_FUNC:
+		return o->parse(value, field);
+	}
+	return -EINVAL;
+}
+
+int hc_cli_parse_opts(const struct hc_cli_cmd *cmd, int argc, char **argv,
+		      const struct hc_cli_opt *table, void *args)
+{
+	struct option lo[MAX_OPTS + 2];
+	size_t n = 0;
+	int c, r;
+
+	for (; table[n].name; n++) {
+		if (n >= MAX_OPTS)
+			return hc_cli_fail("%s: more than %d options", cmd->path, MAX_OPTS);
+		lo[n] = (struct option){ table[n].name,
+					 table[n].type == HC_CLI_OPT_FLAG ? no_argument
+									  : required_argument,
+					 NULL, 256 + (int)n };
+	}
+	lo[n] = (struct option){ "help", no_argument, NULL, 'h' };
+	lo[n + 1] = (struct option){ NULL, 0, NULL, 0 };
+
+	while ((c = hc_cli_getopt(cmd, argc, argv, lo)) != -1) {
+		const struct hc_cli_opt *o;
+
+		if (c == HC_CLI_OPT_HELP)
+			return HC_EXIT_OK;
+		if (c < 256 || c >= 256 + (int)n)
+			return HC_EXIT_USAGE;
+		o = &table[c - 256];
+		r = store(o, optarg, args);
+		if (r == -E2BIG)
+			return hc_cli_usage_error(cmd, "at most %lu --%s", o->max, o->name);
+		if (r < 0)
+			return hc_cli_usage_error(cmd, "invalid --%s %s%s%s%s", o->name, optarg,
+						  o->why ? " (" : "", o->why ? o->why : "",
+						  o->why ? ")" : "");
+	}
+	return -1;
+}
