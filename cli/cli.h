@@ -56,7 +56,7 @@ enum hc_cli_opt_type {
 	HC_CLI_OPT_FLAG, /* bool: set true; takes no value */
 	HC_CLI_OPT_UINT, /* unsigned, uint32_t or size_t in [min, max] */
 	HC_CLI_OPT_LIST, /* const char *[max], repeatable; count in the size_t at .aux */
-	HC_CLI_OPT_FUNC, /* .parse(value, field): 0 or -errno */
+	HC_CLI_OPT_FUNC, /* .parse(value, field, why, len): 0 or -errno */
 };
 
 struct hc_cli_opt {
@@ -66,7 +66,9 @@ struct hc_cli_opt {
 	size_t size;       /* the field's size (HC_CLI_OPT_UINT) */
 	size_t aux;        /* HC_CLI_OPT_LIST: the count's offset */
 	unsigned long min, max;
-	int (*parse)(char *value, void *field);
+	/* Fills field from value; on -errno it may write a reason into why,
+	 * printed as "invalid --NAME VALUE: reason" instead of .why. */
+	int (*parse)(char *value, void *field, char *why, size_t len);
 	const char *why; /* appended to "invalid --NAME VALUE" as " (why)" */
 };
 
@@ -81,6 +83,13 @@ struct hc_cli_opt {
 	  .aux = offsetof(s, count), .max = sizeof(((s *)0)->f) / sizeof(char *) }
 #define HC_CLI_FUNC(n, s, f, fn, w)                                                   \
 	{ .name = n, .type = HC_CLI_OPT_FUNC, HC_CLI_FIELD_(s, f), .parse = fn, .why = w }
+
+/* Rows every client verb shares: the agent's address and --timeout SECONDS
+ * into an int of milliseconds. */
+int hc_cli_opt_seconds(char *value, void *field, char *why, size_t len);
+#define HC_CLI_GRPC_ADDR(s, f) HC_CLI_STR("grpc-bind-addr", s, f)
+#define HC_CLI_HTTP_ADDR(s, f) HC_CLI_STR("http-bind-addr", s, f)
+#define HC_CLI_TIMEOUT(s, f) HC_CLI_FUNC("timeout", s, f, hc_cli_opt_seconds, NULL)
 
 /*
  * Parses argv's options (argv[0] is the command path) into args as the

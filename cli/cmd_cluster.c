@@ -35,11 +35,13 @@ struct cluster_args {
 
 /* KEY=VALUE into the next tag; both parts non-empty keys, as serf's -tag.
  * field is the whole struct cluster_args. */
-static int parse_tag(char *arg, void *field)
+static int parse_tag(char *arg, void *field, char *why, size_t len)
 {
 	struct cluster_args *a = field;
 	char *eq = strchr(arg, '=');
 
+	(void)why;
+	(void)len;
 	if (!eq || eq == arg || a->cfg.ntags >= MAX_TAGS)
 		return -EINVAL;
 	*eq = '\0';
@@ -49,10 +51,12 @@ static int parse_tag(char *arg, void *field)
 	return 0;
 }
 
-static int parse_node_name(char *arg, void *field)
+static int parse_node_name(char *arg, void *field, char *why, size_t whylen)
 {
 	size_t len = strlen(arg);
 
+	(void)why;
+	(void)whylen;
 	if (!len || len > 128 ||
 	    strspn(arg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 			"0123456789-_.") != len)
@@ -61,18 +65,24 @@ static int parse_node_name(char *arg, void *field)
 	return 0;
 }
 
-static int parse_log_level(char *arg, void *field)
+static int parse_log_level(char *arg, void *field, char *why, size_t len)
 {
+	(void)why;
+	(void)len;
 	return hc_log_level_parse(arg, field);
 }
 
-static int parse_dp_mode(char *arg, void *field)
+static int parse_dp_mode(char *arg, void *field, char *why, size_t len)
 {
+	(void)why;
+	(void)len;
 	return hc_dp_mode_parse(arg, field);
 }
 
-static int parse_forwarding(char *arg, void *field)
+static int parse_forwarding(char *arg, void *field, char *why, size_t len)
 {
+	(void)why;
+	(void)len;
 	enum hc_proxy_forwarding mode;
 
 	if (hc_proxy_forwarding_parse(arg, &mode) < 0)
@@ -175,22 +185,17 @@ struct client_opts {
 	int timeout_ms;
 };
 
-static int parse_timeout(char *arg, void *field)
-{
-	return hc_cli_parse_seconds(arg, field);
-}
-
 #define C struct client_opts
 static const struct hc_cli_opt grpc_client_opts[] = {
-	HC_CLI_STR("grpc-bind-addr", C, addr),
+	HC_CLI_GRPC_ADDR(C, addr),
 	HC_CLI_FLAG("json", C, json),
-	HC_CLI_FUNC("timeout", C, timeout_ms, parse_timeout, NULL),
+	HC_CLI_TIMEOUT(C, timeout_ms),
 	{ .name = NULL },
 };
 static const struct hc_cli_opt http_client_opts[] = {
-	HC_CLI_STR("http-bind-addr", C, addr),
+	HC_CLI_HTTP_ADDR(C, addr),
 	HC_CLI_FLAG("json", C, json),
-	HC_CLI_FUNC("timeout", C, timeout_ms, parse_timeout, NULL),
+	HC_CLI_TIMEOUT(C, timeout_ms),
 	{ .name = NULL },
 };
 #undef C

@@ -20,8 +20,15 @@ static int store_uint(const struct hc_cli_opt *o, const char *value, void *field
 	return 0;
 }
 
+int hc_cli_opt_seconds(char *value, void *field, char *why, size_t len)
+{
+	(void)why;
+	(void)len;
+	return hc_cli_parse_seconds(value, field);
+}
+
 /* Stores one option's value; -E2BIG when a list is full. */
-static int store(const struct hc_cli_opt *o, char *value, void *args)
+static int store(const struct hc_cli_opt *o, char *value, void *args, char *why, size_t len)
 {
 	void *field = (char *)args + o->off;
 	size_t *count;
@@ -42,7 +49,7 @@ static int store(const struct hc_cli_opt *o, char *value, void *args)
 		((const char **)field)[(*count)++] = value;
 		return 0;
 	case HC_CLI_OPT_FUNC:
-		return o->parse(value, field);
+		return o->parse(value, field, why, len);
 	}
 	return -EINVAL;
 }
@@ -51,6 +58,7 @@ int hc_cli_parse_opts(const struct hc_cli_cmd *cmd, int argc, char **argv,
 		      const struct hc_cli_opt *table, void *args)
 {
 	struct option lo[MAX_OPTS + 2];
+	char why[256];
 	size_t n = 0;
 	int c, r;
 
@@ -73,9 +81,12 @@ int hc_cli_parse_opts(const struct hc_cli_cmd *cmd, int argc, char **argv,
 		if (c < 256 || c >= 256 + (int)n)
 			return HC_EXIT_USAGE;
 		o = &table[c - 256];
-		r = store(o, optarg, args);
+		why[0] = '\0';
+		r = store(o, optarg, args, why, sizeof(why));
 		if (r == -E2BIG)
 			return hc_cli_usage_error(cmd, "at most %lu --%s", o->max, o->name);
+		if (r < 0 && why[0])
+			return hc_cli_usage_error(cmd, "invalid --%s %s: %s", o->name, optarg, why);
 		if (r < 0)
 			return hc_cli_usage_error(cmd, "invalid --%s %s%s%s%s", o->name, optarg,
 						  o->why ? " (" : "", o->why ? o->why : "",
