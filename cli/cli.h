@@ -90,6 +90,9 @@ int hc_cli_opt_seconds(char *value, void *field, char *why, size_t len);
 #define HC_CLI_GRPC_ADDR(s, f) HC_CLI_STR("grpc-bind-addr", s, f)
 #define HC_CLI_HTTP_ADDR(s, f) HC_CLI_STR("http-bind-addr", s, f)
 #define HC_CLI_TIMEOUT(s, f) HC_CLI_FUNC("timeout", s, f, hc_cli_opt_seconds, NULL)
+/* --log-level LEVEL into an enum hc_log_level, for the commands that run. */
+int hc_cli_opt_log_level(char *value, void *field, char *why, size_t len);
+#define HC_CLI_LOG_LEVEL(s, f) HC_CLI_FUNC("log-level", s, f, hc_cli_opt_log_level, NULL)
 
 /*
  * Parses argv's options (argv[0] is the command path) into args as the

@@ -65,13 +65,6 @@ static int parse_node_name(char *arg, void *field, char *why, size_t whylen)
 	return 0;
 }
 
-static int parse_log_level(char *arg, void *field, char *why, size_t len)
-{
-	(void)why;
-	(void)len;
-	return hc_log_level_parse(arg, field);
-}
-
 static int parse_dp_mode(char *arg, void *field, char *why, size_t len)
 {
 	(void)why;
@@ -97,7 +90,7 @@ static const struct hc_cli_opt cluster_opts[] = {
 	HC_CLI_STR("http-bind-addr", A, cfg.http_bind_addr),
 	HC_CLI_STR("state-dir", A, cfg.state_dir),
 	HC_CLI_STR("cluster-base-url", A, cfg.base_url),
-	HC_CLI_FUNC("log-level", A, level, parse_log_level, NULL),
+	HC_CLI_LOG_LEVEL(A, level),
 	HC_CLI_STR("cluster-bind-addr", A, cfg.cluster_bind_addr),
 	HC_CLI_STR("cluster-advertise-addr", A, cfg.cluster_advertise_addr),
 	HC_CLI_FUNC("node-name", A, cfg.node_name, parse_node_name,

@@ -37,9 +37,6 @@ enum {
 	OPT_JSON,
 	OPT_FOLLOW,
 	OPT_TAIL,
-	OPT_INSECURE,
-	OPT_SUBNET,
-	OPT_LOG_LEVEL,
 	OPT_CAP_CPU,
 	OPT_CAP_MEM,
 	OPT_GRACE,
@@ -136,59 +133,45 @@ static void on_stop_signal(struct hc_loop *loop, int signo, void *arg)
 	hc_loop_stop(loop);
 }
 
+/* What `hypercore containerd` parses into. */
+struct containerd_args {
+	struct hc_containerd_config cfg;
+	enum hc_log_level level;
+	const char *registries[MAX_REGISTRIES];
+};
+
+#define D struct containerd_args
+static const struct hc_cli_opt containerd_opts[] = {
+	HC_CLI_STR("run-dir", D, cfg.run_dir),
+	HC_CLI_STR("state-dir", D, cfg.state_dir),
+	HC_CLI_LIST("insecure-registry", D, registries, cfg.ninsecure),
+	HC_CLI_STR("workload-subnet", D, cfg.subnet),
+	HC_CLI_LOG_LEVEL(D, level),
+	{ .name = NULL },
+};
+#undef D
+
 int hc_cli_cmd_containerd(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "run-dir", required_argument, NULL, OPT_RUN_DIR },
-		{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
-		{ "insecure-registry", required_argument, NULL, OPT_INSECURE },
-		{ "workload-subnet", required_argument, NULL, OPT_SUBNET },
-		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	struct containerd_args a = {
+		.cfg = {
+			.state_dir = HC_RUNTIME_DEFAULT_STATE_DIR,
+			.run_dir = HC_RUNTIME_DEFAULT_RUN_DIR,
+		},
+		.level = HC_LOG_INFO,
 	};
-	const char *registries[MAX_REGISTRIES];
-	struct hc_containerd_config cfg = {
-		.state_dir = HC_RUNTIME_DEFAULT_STATE_DIR,
-		.run_dir = HC_RUNTIME_DEFAULT_RUN_DIR,
-		.insecure_registries = registries,
-	};
-	enum hc_log_level level = HC_LOG_INFO;
+	struct hc_containerd_config *cfg = &a.cfg;
 	struct hc_runtime_err err;
 	struct hc_containerd *cd;
 	struct hc_loop *loop;
-	int c, r;
+	int r = hc_cli_parse_opts(cmd, argc, argv, containerd_opts, &a);
 
-	while ((c = hc_cli_getopt(cmd, argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_RUN_DIR:
-			cfg.run_dir = optarg;
-			break;
-		case OPT_STATE_DIR:
-			cfg.state_dir = optarg;
-			break;
-		case OPT_INSECURE:
-			if (cfg.ninsecure >= MAX_REGISTRIES)
-				return hc_cli_usage_error(cmd, "at most %d --insecure-registry",
-							  MAX_REGISTRIES);
-			registries[cfg.ninsecure++] = optarg;
-			break;
-		case OPT_SUBNET:
-			cfg.subnet = optarg;
-			break;
-		case OPT_LOG_LEVEL:
-			if (hc_log_level_parse(optarg, &level) < 0)
-				return hc_cli_usage_error(cmd, "invalid --log-level %s", optarg);
-			break;
-		case HC_CLI_OPT_HELP:
-			return HC_EXIT_OK;
-		default:
-			return HC_EXIT_USAGE;
-		}
-	}
+	if (r >= 0)
+		return r;
+	cfg->insecure_registries = a.registries;
 	if (optind < argc)
 		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
-	hc_log_set_level(level);
+	hc_log_set_level(a.level);
 	loop = hc_loop_new(NULL, NULL);
 	if (!loop)
 		return hc_cli_fail("cannot create the event loop: %s", strerror(errno));
@@ -197,7 +180,7 @@ int hc_cli_cmd_containerd(const struct hc_cli_cmd *cmd, int argc, char **argv)
 		hc_loop_free(loop);
 		return hc_cli_fail("cannot watch signals");
 	}
-	cd = hc_containerd_start(loop, &cfg, &err);
+	cd = hc_containerd_start(loop, cfg, &err);
 	if (!cd) {
 		hc_loop_free(loop);
 		return hc_cli_fail("%s", err.msg);

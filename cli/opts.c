@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "log/log.h"
+
 #define MAX_OPTS 64 /* rows in one table */
 
 static int store_uint(const struct hc_cli_opt *o, const char *value, void *field)
@@ -25,6 +27,13 @@ int hc_cli_opt_seconds(char *value, void *field, char *why, size_t len)
 	(void)why;
 	(void)len;
 	return hc_cli_parse_seconds(value, field);
+}
+
+int hc_cli_opt_log_level(char *value, void *field, char *why, size_t len)
+{
+	(void)why;
+	(void)len;
+	return hc_log_level_parse(value, field);
 }
 
 /* Stores one option's value; -E2BIG when a list is full. */
