@@ -54,6 +54,7 @@ int hc_cli_getopt(const struct hc_cli_cmd *cmd, int argc, char **argv,
 enum hc_cli_opt_type {
 	HC_CLI_OPT_STR,  /* const char *: the value as is */
 	HC_CLI_OPT_FLAG, /* bool: set true; takes no value */
+	HC_CLI_OPT_NOFLAG, /* bool: set false; takes no value */
 	HC_CLI_OPT_UINT, /* unsigned, uint32_t or size_t in [min, max] */
 	HC_CLI_OPT_LIST, /* const char *[max], repeatable; count in the size_t at .aux */
 	HC_CLI_OPT_FUNC, /* .parse(value, field, why, len): 0 or -errno */
@@ -75,6 +76,7 @@ struct hc_cli_opt {
 #define HC_CLI_FIELD_(s, f) .off = offsetof(s, f), .size = sizeof(((s *)0)->f)
 #define HC_CLI_STR(n, s, f) { .name = n, .type = HC_CLI_OPT_STR, HC_CLI_FIELD_(s, f) }
 #define HC_CLI_FLAG(n, s, f) { .name = n, .type = HC_CLI_OPT_FLAG, HC_CLI_FIELD_(s, f) }
+#define HC_CLI_NOFLAG(n, s, f) { .name = n, .type = HC_CLI_OPT_NOFLAG, HC_CLI_FIELD_(s, f) }
 #define HC_CLI_UINT(n, s, f, lo, hi, w)                                               \
 	{ .name = n, .type = HC_CLI_OPT_UINT, HC_CLI_FIELD_(s, f), .min = lo, .max = hi, \
 	  .why = w }

@@ -448,135 +448,140 @@ static int name_and_payload(int argc, char **argv, const char **payload)
 	return 0;
 }
 
-enum {
-	OPT_HTTP_ADDR = 256,
-	OPT_JSON,
-	OPT_COALESCE,
-	OPT_NO_COALESCE,
-	OPT_NODE,
-	OPT_QTAG,
-	OPT_NO_ACK,
-	OPT_RELAY,
-	OPT_QTIMEOUT,
+struct event_args {
+	const char *addr;
+	bool coalesce;
 };
+
+#define E struct event_args
+static const struct hc_cli_opt event_opts[] = {
+	HC_CLI_HTTP_ADDR(E, addr),
+	HC_CLI_FLAG("coalesce", E, coalesce),
+	HC_CLI_NOFLAG("no-coalesce", E, coalesce),
+	{ .name = NULL },
+};
+#undef E
 
 int hc_cli_cmd_cluster_event(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "http-bind-addr", required_argument, NULL, OPT_HTTP_ADDR },
-		{ "coalesce", no_argument, NULL, OPT_COALESCE },
-		{ "no-coalesce", no_argument, NULL, OPT_NO_COALESCE },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *addr = HC_CLI_DEFAULT_HTTP_ADDR, *payload = "";
-	bool coalesce = true;
+	struct event_args a = { .addr = HC_CLI_DEFAULT_HTTP_ADDR, .coalesce = true };
+	const char *payload = "";
 	char url[1024] = "/event";
 	json_t *doc, *resp;
-	int c;
+	int r = hc_cli_parse_opts(cmd, argc, argv, event_opts, &a);
 
-	while ((c = hc_cli_getopt(cmd, argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_HTTP_ADDR:
-			addr = optarg;
-			break;
-		case OPT_COALESCE:
-		case OPT_NO_COALESCE:
-			coalesce = c == OPT_COALESCE;
-			break;
-		case HC_CLI_OPT_HELP:
-			return HC_EXIT_OK;
-		default:
-			return HC_EXIT_USAGE;
-		}
-	}
+	if (r >= 0)
+		return r;
 	if (name_and_payload(argc, argv, &payload) < 0)
 		return hc_cli_usage_error(cmd, "want NAME [PAYLOAD]");
 	if (url_param(url, sizeof(url), "name", argv[optind]) < 0 ||
-	    url_param(url, sizeof(url), "coalesce", coalesce ? "1" : "0") < 0)
+	    url_param(url, sizeof(url), "coalesce", a.coalesce ? "1" : "0") < 0)
 		return hc_cli_usage_error(cmd, "event name too long");
-	resp = hc_cli_api_call(addr, "POST", url, payload, strlen(payload), DEFAULT_TIMEOUT_MS,
+	resp = hc_cli_api_call(a.addr, "POST", url, payload, strlen(payload), DEFAULT_TIMEOUT_MS,
 			       &doc);
 	if (!resp)
 		return HC_EXIT_FAIL;
 	printf("Event '%s' dispatched! Coalescing enabled: %s\n", argv[optind],
-	       coalesce ? "true" : "false");
+	       a.coalesce ? "true" : "false");
 	json_decref(doc);
 	return HC_EXIT_OK;
 }
 
+/* What `cluster query` parses into: its filters go straight into the URL,
+ * in the order given. */
+struct query_args {
+	const char *addr;
+	char url[4096];
+	unsigned long timeout_ms;
+	bool json, ack;
+	int bad; /* the URL ran out of room */
+};
+
+static int query_node(char *arg, void *field, char *why, size_t len)
+{
+	struct query_args *q = field;
+
+	(void)why;
+	(void)len;
+	q->bad |= url_param(q->url, sizeof(q->url), "node", arg);
+	return 0;
+}
+
+static int query_tag(char *arg, void *field, char *why, size_t len)
+{
+	struct query_args *q = field;
+
+	(void)why;
+	(void)len;
+	if (!strchr(arg, '='))
+		return -EINVAL;
+	q->bad |= url_param(q->url, sizeof(q->url), "tag", arg);
+	return 0;
+}
+
+static int query_relay(char *arg, void *field, char *why, size_t len)
+{
+	struct query_args *q = field;
+	unsigned long relay;
+
+	(void)why;
+	(void)len;
+	if (hc_cli_parse_uint(arg, 0, 255, &relay) < 0)
+		return -EINVAL;
+	q->bad |= url_param(q->url, sizeof(q->url), "relay", arg);
+	return 0;
+}
+
+static int query_timeout(char *arg, void *field, char *why, size_t len)
+{
+	struct query_args *q = field;
+	char num[32];
+
+	(void)why;
+	(void)len;
+	if (hc_cli_parse_uint(arg, 1, 600, &q->timeout_ms) < 0)
+		return -EINVAL;
+	q->timeout_ms *= 1000;
+	snprintf(num, sizeof(num), "%lu", q->timeout_ms);
+	q->bad |= url_param(q->url, sizeof(q->url), "timeout", num);
+	return 0;
+}
+
+#define Q struct query_args
+static const struct hc_cli_opt query_opts[] = {
+	HC_CLI_HTTP_ADDR(Q, addr),
+	{ .name = "node", .type = HC_CLI_OPT_FUNC, .parse = query_node },
+	{ .name = "tag", .type = HC_CLI_OPT_FUNC, .parse = query_tag, .why = "want KEY=REGEXP" },
+	HC_CLI_NOFLAG("no-ack", Q, ack),
+	{ .name = "relay-factor", .type = HC_CLI_OPT_FUNC, .parse = query_relay, .why = "0..255" },
+	{ .name = "timeout", .type = HC_CLI_OPT_FUNC, .parse = query_timeout, .why = "seconds" },
+	HC_CLI_FLAG("json", Q, json),
+	{ .name = NULL },
+};
+#undef Q
+
 int hc_cli_cmd_cluster_query(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "http-bind-addr", required_argument, NULL, OPT_HTTP_ADDR },
-		{ "node", required_argument, NULL, OPT_NODE },
-		{ "tag", required_argument, NULL, OPT_QTAG },
-		{ "no-ack", no_argument, NULL, OPT_NO_ACK },
-		{ "relay-factor", required_argument, NULL, OPT_RELAY },
-		{ "timeout", required_argument, NULL, OPT_QTIMEOUT },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *addr = HC_CLI_DEFAULT_HTTP_ADDR, *payload = "";
-	char url[4096] = "/query", num[32];
-	unsigned long timeout_ms = 0, relay;
-	bool json = false, ack = true;
+	struct query_args q = { .addr = HC_CLI_DEFAULT_HTTP_ADDR, .url = "/query", .ack = true };
+	const char *payload = "";
 	json_t *doc, *resp, *item;
 	size_t i;
-	int c, bad = 0;
+	int r = hc_cli_parse_opts(cmd, argc, argv, query_opts, &q);
 
-	while ((c = hc_cli_getopt(cmd, argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_HTTP_ADDR:
-			addr = optarg;
-			break;
-		case OPT_NODE:
-			bad |= url_param(url, sizeof(url), "node", optarg);
-			break;
-		case OPT_QTAG:
-			if (!strchr(optarg, '='))
-				return hc_cli_usage_error(cmd, "invalid --tag %s (want KEY=REGEXP)",
-							  optarg);
-			bad |= url_param(url, sizeof(url), "tag", optarg);
-			break;
-		case OPT_NO_ACK:
-			ack = false;
-			break;
-		case OPT_RELAY:
-			if (hc_cli_parse_uint(optarg, 0, 255, &relay) < 0)
-				return hc_cli_usage_error(cmd, "invalid --relay-factor %s (0..255)",
-							  optarg);
-			bad |= url_param(url, sizeof(url), "relay", optarg);
-			break;
-		case OPT_QTIMEOUT:
-			if (hc_cli_parse_uint(optarg, 1, 600, &timeout_ms) < 0)
-				return hc_cli_usage_error(cmd, "invalid --timeout %s (seconds)", optarg);
-			timeout_ms *= 1000;
-			snprintf(num, sizeof(num), "%lu", timeout_ms);
-			bad |= url_param(url, sizeof(url), "timeout", num);
-			break;
-		case OPT_JSON:
-			json = true;
-			break;
-		case HC_CLI_OPT_HELP:
-			return HC_EXIT_OK;
-		default:
-			return HC_EXIT_USAGE;
-		}
-	}
+	if (r >= 0)
+		return r;
 	if (name_and_payload(argc, argv, &payload) < 0)
 		return hc_cli_usage_error(cmd, "want NAME [PAYLOAD]");
-	bad |= url_param(url, sizeof(url), "name", argv[optind]);
-	bad |= url_param(url, sizeof(url), "ack", ack ? "1" : "0");
-	if (bad)
+	q.bad |= url_param(q.url, sizeof(q.url), "name", argv[optind]);
+	q.bad |= url_param(q.url, sizeof(q.url), "ack", q.ack ? "1" : "0");
+	if (q.bad)
 		return hc_cli_usage_error(cmd, "too many filters");
 	/* The agent answers when the query's time is up: wait a bit longer. */
-	resp = hc_cli_api_call(addr, "POST", url, payload, strlen(payload),
-			       (int)(timeout_ms ? timeout_ms : 60000) + 10000, &doc);
+	resp = hc_cli_api_call(q.addr, "POST", q.url, payload, strlen(payload),
+			       (int)(q.timeout_ms ? q.timeout_ms : 60000) + 10000, &doc);
 	if (!resp)
 		return HC_EXIT_FAIL;
-	if (json) {
+	if (q.json) {
 		json_dumpf(resp, stdout, JSON_INDENT(2));
 		putchar('\n');
 	} else {

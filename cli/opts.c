@@ -47,7 +47,8 @@ static int store(const struct hc_cli_opt *o, char *value, void *args, char *why,
 		*(const char **)field = value;
 		return 0;
 	case HC_CLI_OPT_FLAG:
-		*(bool *)field = true;
+	case HC_CLI_OPT_NOFLAG:
+		*(bool *)field = o->type == HC_CLI_OPT_FLAG;
 		return 0;
 	case HC_CLI_OPT_UINT:
 		return store_uint(o, value, field);
@@ -75,8 +76,10 @@ int hc_cli_parse_opts(const struct hc_cli_cmd *cmd, int argc, char **argv,
 		if (n >= MAX_OPTS)
 			return hc_cli_fail("%s: more than %d options", cmd->path, MAX_OPTS);
 		lo[n] = (struct option){ table[n].name,
-					 table[n].type == HC_CLI_OPT_FLAG ? no_argument
-									  : required_argument,
+					 table[n].type == HC_CLI_OPT_FLAG ||
+							 table[n].type == HC_CLI_OPT_NOFLAG
+						 ? no_argument
+						 : required_argument,
 					 NULL, 256 + (int)n };
 	}
 	lo[n] = (struct option){ "help", no_argument, NULL, 'h' };
