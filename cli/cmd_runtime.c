@@ -33,13 +33,9 @@ enum {
 	OPT_LABEL,
 	OPT_RUNTIME,
 	OPT_EGRESS_MBIT,
-	OPT_ID,
-	OPT_JSON,
-	OPT_FOLLOW,
-	OPT_TAIL,
 	OPT_CAP_CPU,
 	OPT_CAP_MEM,
-	OPT_GRACE,
+	OPT_JSON,
 };
 
 /* Options every local verb shares: where containerd and our state are. */
@@ -426,94 +422,99 @@ out:
 
 /* ---- hypercore stop / list ---- */
 
-/* Parses the shared options plus --id (required when need_id) and extra
- * options handled by on_extra. Arguments after the options are the caller's
- * to check. Returns -1 to go on, else the exit status to return. */
-static int parse_id_opts(const struct hc_cli_cmd *cmd, int argc, char **argv, struct local_opts *o,
-			 const char **id, bool need_id, const struct option *extra,
-			 int (*on_extra)(const struct hc_cli_cmd *, int, void *), void *arg)
-{
-	struct option opts[16] = {
-		{ "id", required_argument, NULL, OPT_ID },
-		{ "containerd-socket", required_argument, NULL, OPT_SOCKET },
-		{ "run-dir", required_argument, NULL, OPT_RUN_DIR },
-		{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
-		{ "help", no_argument, NULL, 'h' },
-	};
-	size_t n = 5;
-	int c, r;
+/* What the local verbs that name a workload parse into. */
+struct local_args {
+	struct local_opts o;
+	const char *id;
+	uint32_t grace; /* stop */
+	bool json;      /* list */
+	bool follow;    /* logs */
+	long tail;      /* logs; -1: all */
+};
 
-	for (; extra && extra->name && n < 15; extra++)
-		opts[n++] = *extra;
-	while ((c = hc_cli_getopt(cmd, argc, argv, opts)) != -1) {
-		if (local_opt(o, c))
-			continue;
-		switch (c) {
-		case OPT_ID:
-			*id = optarg;
-			break;
-		case HC_CLI_OPT_HELP:
-			return HC_EXIT_OK;
-		case HC_CLI_OPT_BAD:
-			return HC_EXIT_USAGE;
-		default:
-			r = on_extra ? on_extra(cmd, c, arg) : HC_EXIT_USAGE;
-			if (r >= 0)
-				return r;
-		}
-	}
-	if (need_id && !*id)
-		return hc_cli_usage_error(cmd, "--id is required");
-	if (need_id && !hc_uuid_valid(*id))
-		return hc_cli_usage_error(cmd, "invalid --id %s (a workload id is a UUID)", *id);
-	return -1;
+static int parse_tail(char *arg, void *field, char *why, size_t len)
+{
+	long *tail = field;
+	char *end;
+
+	(void)why;
+	(void)len;
+	errno = 0;
+	*tail = strtol(arg, &end, 10);
+	return !errno && end != arg && !*end && *tail >= 0 ? 0 : -EINVAL;
 }
 
-static int stop_extra(const struct hc_cli_cmd *cmd, int c, void *arg)
-{
-	uint32_t *grace = arg;
+/* The rows every local verb shares: where containerd and our state are. */
+#define LOCAL_ROWS(s)                                            \
+	HC_CLI_STR("id", s, id), HC_CLI_STR("containerd-socket", s, o.socket), \
+		HC_CLI_STR("run-dir", s, o.run_dir), HC_CLI_STR("state-dir", s, o.state_dir)
 
-	if (c == OPT_GRACE && parse_u32(optarg, 0, 3600, grace) == 0)
-		return -1;
-	return hc_cli_usage_error(cmd, "invalid --grace %s (seconds, 0..3600)", optarg);
+#define L struct local_args
+static const struct hc_cli_opt stop_opts[] = {
+	LOCAL_ROWS(L),
+	HC_CLI_UINT("grace", L, grace, 0, 3600, "seconds, 0..3600"),
+	{ .name = NULL },
+};
+static const struct hc_cli_opt list_opts[] = {
+	LOCAL_ROWS(L),
+	HC_CLI_FLAG("json", L, json),
+	{ .name = NULL },
+};
+static const struct hc_cli_opt logs_opts[] = {
+	LOCAL_ROWS(L),
+	HC_CLI_FLAG("follow", L, follow),
+	HC_CLI_FUNC("tail", L, tail, parse_tail, "a number of lines"),
+	{ .name = NULL },
+};
+static const struct hc_cli_opt attach_opts[] = {
+	LOCAL_ROWS(L),
+	{ .name = NULL },
+};
+#undef L
+
+/* Parses a local verb's options into a (initialised here) with --id
+ * required when need_id. Arguments after the options are the caller's to
+ * check. Returns -1 to go on, else the exit status to return. */
+static int parse_id_opts(const struct hc_cli_cmd *cmd, int argc, char **argv,
+			 const struct hc_cli_opt *table, bool need_id, struct local_args *a)
+{
+	int r;
+
+	memset(a, 0, sizeof(*a));
+	local_opts_init(&a->o);
+	a->grace = STOP_GRACE_S;
+	a->tail = -1;
+	r = hc_cli_parse_opts(cmd, argc, argv, table, a);
+	if (r >= 0)
+		return r;
+	if (need_id && !a->id)
+		return hc_cli_usage_error(cmd, "--id is required");
+	if (need_id && !hc_uuid_valid(a->id))
+		return hc_cli_usage_error(cmd, "invalid --id %s (a workload id is a UUID)", a->id);
+	return -1;
 }
 
 int hc_cli_cmd_stop(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
-	static const struct option extra[] = {
-		{ "grace", required_argument, NULL, OPT_GRACE },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct local_opts o;
+	struct local_args a;
 	struct hc_runtime_err err;
 	struct hc_runtime *rt;
-	const char *id = NULL;
-	uint32_t grace = STOP_GRACE_S;
 	int r;
 
-	local_opts_init(&o);
-	r = parse_id_opts(cmd, argc, argv, &o, &id, true, extra, stop_extra, &grace);
+	r = parse_id_opts(cmd, argc, argv, stop_opts, true, &a);
 	if (r >= 0)
 		return r;
 	if (optind < argc)
 		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
-	rt = open_runtime(&o);
+	rt = open_runtime(&a.o);
 	if (!rt)
 		return HC_EXIT_FAIL;
-	r = hc_runtime_stop(rt, id, (int)grace, &err) < 0 ? hc_cli_fail("%s", err.msg) : HC_EXIT_OK;
+	r = hc_runtime_stop(rt, a.id, (int)a.grace, &err) < 0 ? hc_cli_fail("%s", err.msg)
+								: HC_EXIT_OK;
 	if (r == HC_EXIT_OK)
-		printf("%s\n", id);
+		printf("%s\n", a.id);
 	hc_runtime_free(rt);
 	return r;
-}
-
-static int list_extra(const struct hc_cli_cmd *cmd, int c, void *arg)
-{
-	if (c == OPT_JSON) {
-		*(bool *)arg = true;
-		return -1;
-	}
-	return HC_EXIT_USAGE;
 }
 
 static void format_age(int64_t since_ns, char *buf, size_t len)
@@ -578,33 +579,26 @@ static int print_table(const struct hc_workload *list, size_t n)
 
 int hc_cli_cmd_list(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
-	static const struct option extra[] = {
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct local_opts o;
+	struct local_args a;
 	struct hc_runtime_err err;
 	struct hc_runtime *rt;
 	struct hc_workload *list;
-	const char *id = NULL;
-	bool json = false;
 	size_t n;
 	int r;
 
-	local_opts_init(&o);
-	r = parse_id_opts(cmd, argc, argv, &o, &id, false, extra, list_extra, &json);
+	r = parse_id_opts(cmd, argc, argv, list_opts, false, &a);
 	if (r >= 0)
 		return r;
-	if (optind < argc || id)
-		return hc_cli_usage_error(cmd, "unexpected argument %s", id ? "--id" : argv[optind]);
-	rt = open_runtime(&o);
+	if (optind < argc || a.id)
+		return hc_cli_usage_error(cmd, "unexpected argument %s", a.id ? "--id" : argv[optind]);
+	rt = open_runtime(&a.o);
 	if (!rt)
 		return HC_EXIT_FAIL;
 	if (hc_runtime_list(rt, &list, &n, &err) < 0) {
 		hc_runtime_free(rt);
 		return hc_cli_fail("%s", err.msg);
 	}
-	if (json) {
+	if (a.json) {
 		json_t *arr = json_array();
 
 		for (size_t i = 0; i < n; i++) {
@@ -625,30 +619,6 @@ int hc_cli_cmd_list(const struct hc_cli_cmd *cmd, int argc, char **argv)
 
 /* ---- hypercore logs ---- */
 
-struct logs_opts {
-	bool follow;
-	long tail;
-};
-
-static int logs_extra(const struct hc_cli_cmd *cmd, int c, void *arg)
-{
-	struct logs_opts *lo = arg;
-	char *end;
-
-	if (c == OPT_FOLLOW) {
-		lo->follow = true;
-		return -1;
-	}
-	if (c == OPT_TAIL) {
-		errno = 0;
-		lo->tail = strtol(optarg, &end, 10);
-		if (!errno && end != optarg && !*end && lo->tail >= 0)
-			return -1;
-		return hc_cli_usage_error(cmd, "invalid --tail %s (a number of lines)", optarg);
-	}
-	return HC_EXIT_USAGE;
-}
-
 static int print_log_line(void *arg, const struct hc_log_line *line)
 {
 	FILE *out = line->stream == HC_LOG_STDERR ? stderr : stdout;
@@ -664,27 +634,19 @@ static int print_log_line(void *arg, const struct hc_log_line *line)
 
 int hc_cli_cmd_logs(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
-	static const struct option extra[] = {
-		{ "follow", no_argument, NULL, OPT_FOLLOW },
-		{ "tail", required_argument, NULL, OPT_TAIL },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct logs_opts lo = { .follow = false, .tail = -1 };
-	struct local_opts o;
+	struct local_args a;
 	struct hc_runtime_err err;
 	struct hc_runtime *rt;
-	const char *id = NULL;
 	bool timestamps = false;
 	sigset_t stop_set;
 	int stop_fd = -1, r;
 
-	local_opts_init(&o);
-	r = parse_id_opts(cmd, argc, argv, &o, &id, true, extra, logs_extra, &lo);
+	r = parse_id_opts(cmd, argc, argv, logs_opts, true, &a);
 	if (r >= 0)
 		return r;
 	if (optind < argc)
 		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
-	if (lo.follow) {
+	if (a.follow) {
 		/* ^C ends following cleanly instead of killing us mid-line. Blocked
 		 * before the runtime client starts gRPC's threads, which inherit
 		 * the mask; otherwise one of them would take the signal and die. */
@@ -696,13 +658,13 @@ int hc_cli_cmd_logs(const struct hc_cli_cmd *cmd, int argc, char **argv)
 		if (stop_fd < 0)
 			return hc_cli_fail("signalfd: %s", strerror(errno));
 	}
-	rt = open_runtime(&o);
+	rt = open_runtime(&a.o);
 	if (!rt) {
 		if (stop_fd >= 0)
 			close(stop_fd);
 		return HC_EXIT_FAIL;
 	}
-	r = hc_runtime_logs(rt, id, lo.tail, lo.follow, stop_fd, print_log_line, &timestamps, &err);
+	r = hc_runtime_logs(rt, a.id, a.tail, a.follow, stop_fd, print_log_line, &timestamps, &err);
 	if (stop_fd >= 0)
 		close(stop_fd);
 	hc_runtime_free(rt);
@@ -739,18 +701,16 @@ static int make_raw(int fd)
 int hc_cli_cmd_attach(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
 	static char *default_argv[] = { "/bin/sh", NULL };
-	struct local_opts o;
+	struct local_args a;
 	struct hc_runtime_err err;
 	struct hc_runtime_exec_io io = { STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO, -1, -1 };
 	struct hc_runtime *rt;
-	const char *id = NULL;
 	char **command = default_argv;
 	bool tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
 	sigset_t winch;
 	int exit_code = 0, r;
 
-	local_opts_init(&o);
-	r = parse_id_opts(cmd, argc, argv, &o, &id, true, NULL, NULL, NULL);
+	r = parse_id_opts(cmd, argc, argv, attach_opts, true, &a);
 	if (r >= 0)
 		return r;
 	/* after "--": the command to run instead of a shell */
@@ -764,7 +724,7 @@ int hc_cli_cmd_attach(const struct hc_cli_cmd *cmd, int argc, char **argv)
 		io.winch_fd = signalfd(-1, &winch, SFD_CLOEXEC);
 		io.tty_fd = STDIN_FILENO;
 	}
-	rt = open_runtime(&o);
+	rt = open_runtime(&a.o);
 	if (!rt) {
 		if (io.winch_fd >= 0)
 			close(io.winch_fd);
@@ -774,7 +734,7 @@ int hc_cli_cmd_attach(const struct hc_cli_cmd *cmd, int argc, char **argv)
 		tty = false;
 		io.tty_fd = -1;
 	}
-	r = hc_runtime_exec(rt, id, command, tty, &io, &exit_code, &err);
+	r = hc_runtime_exec(rt, a.id, command, tty, &io, &exit_code, &err);
 	restore_terminal();
 	if (io.winch_fd >= 0)
 		close(io.winch_fd);
