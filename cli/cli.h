@@ -71,6 +71,7 @@ struct hc_cli_opt {
 	 * printed as "invalid --NAME VALUE: reason" instead of .why. */
 	int (*parse)(char *value, void *field, char *why, size_t len);
 	const char *why; /* appended to "invalid --NAME VALUE" as " (why)" */
+	bool bare;       /* print the parse function's reason alone */
 };
 
 #define HC_CLI_FIELD_(s, f) .off = offsetof(s, f), .size = sizeof(((s *)0)->f)
@@ -99,7 +100,8 @@ int hc_cli_opt_log_level(char *value, void *field, char *why, size_t len);
 /*
  * Parses argv's options (argv[0] is the command path) into args as the
  * table says, through hc_cli_getopt(): a bad value prints
- * "invalid --NAME VALUE (why)" and the usage. Returns -1 when the options
+ * "invalid --NAME VALUE (why)" and the usage; a parse function's -ENOMEM
+ * prints "out of memory" and exits 1. Returns -1 when the options
  * are done (optind is the first operand), else the exit status: 0 after
  * --help, 2 after a usage error.
  */

@@ -21,23 +21,6 @@
 #define MAX_REGISTRIES 32
 #define STOP_GRACE_S 5
 
-enum {
-	OPT_SOCKET = 300,
-	OPT_RUN_DIR,
-	OPT_STATE_DIR,
-	OPT_IMAGE,
-	OPT_CPU,
-	OPT_MEM,
-	OPT_ENV,
-	OPT_PORTS,
-	OPT_LABEL,
-	OPT_RUNTIME,
-	OPT_EGRESS_MBIT,
-	OPT_CAP_CPU,
-	OPT_CAP_MEM,
-	OPT_JSON,
-};
-
 /* Options every local verb shares: where containerd and our state are. */
 struct local_opts {
 	const char *socket; /* NULL: <run_dir>/containerd.sock */
@@ -54,33 +37,10 @@ static void local_opts_init(struct local_opts *o)
 	o->state_dir = HC_RUNTIME_DEFAULT_STATE_DIR;
 }
 
-/* Handles a shared option; returns 1 if c was one. */
-static int local_opt(struct local_opts *o, int c)
-{
-	switch (c) {
-	case OPT_SOCKET:
-		o->socket = optarg;
-		return 1;
-	case OPT_RUN_DIR:
-		o->run_dir = optarg;
-		return 1;
-	case OPT_STATE_DIR:
-		o->state_dir = optarg;
-		return 1;
-	default:
-		return 0;
-	}
-}
-
-static int parse_u32(const char *s, unsigned long min, unsigned long max, uint32_t *out)
-{
-	unsigned long v;
-
-	if (hc_cli_parse_uint(s, min, max, &v) < 0)
-		return -EINVAL;
-	*out = (uint32_t)v;
-	return 0;
-}
+/* The rows every local verb shares: where containerd and our state are. */
+#define LOCAL_ROWS(s)                                                                  \
+	HC_CLI_STR("containerd-socket", s, o.socket), HC_CLI_STR("run-dir", s, o.run_dir), \
+		HC_CLI_STR("state-dir", s, o.state_dir)
 
 /*
  * Opens a runtime client on the local containerd, after checking that
@@ -221,100 +181,111 @@ static int add_label(struct hc_workload_spec *spec, const char *kv)
 	return grown[spec->nlabels - 1].key && grown[spec->nlabels - 1].value ? 0 : -ENOMEM;
 }
 
-static int parse_spawn_opts(const struct hc_cli_cmd *cmd, int argc, char **argv,
-			    struct local_opts *o, struct hc_workload_spec *spec, bool *json)
+/* What `hypercore spawn` parses into. */
+struct spawn_args {
+	struct local_opts o;
+	struct hc_workload_spec spec;
+	bool json;
+};
+
+static int replace_string(char **field, const char *value)
 {
-	static const struct option opts[] = {
-		{ "image-ref", required_argument, NULL, OPT_IMAGE },
-		{ "cpu", required_argument, NULL, OPT_CPU },
-		{ "mem", required_argument, NULL, OPT_MEM },
-		{ "env", required_argument, NULL, OPT_ENV },
-		{ "ports", required_argument, NULL, OPT_PORTS },
-		{ "label", required_argument, NULL, OPT_LABEL },
-		{ "runtime", required_argument, NULL, OPT_RUNTIME },
-		{ "egress-mbit", required_argument, NULL, OPT_EGRESS_MBIT },
-		{ "capacity-cpu", required_argument, NULL, OPT_CAP_CPU },
-		{ "capacity-mem", required_argument, NULL, OPT_CAP_MEM },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "containerd-socket", required_argument, NULL, OPT_SOCKET },
-		{ "run-dir", required_argument, NULL, OPT_RUN_DIR },
-		{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
+	char *copy = strdup(value);
+
+	if (!copy)
+		return -ENOMEM;
+	free(*field);
+	*field = copy;
+	return 0;
+}
+
+static int parse_image(char *arg, void *field, char *why, size_t len)
+{
+	(void)why;
+	(void)len;
+	return replace_string(field, arg);
+}
+
+static int parse_env(char *arg, void *field, char *why, size_t len)
+{
+	struct hc_workload_spec *spec = field;
+
+	(void)why;
+	(void)len;
+	if (!strchr(arg, '=') || arg[0] == '=')
+		return -EINVAL;
+	return add_string(&spec->env, &spec->nenv, arg);
+}
+
+static int parse_ports(char *arg, void *field, char *why, size_t len)
+{
 	struct hc_runtime_err err;
-	int c;
+
+	if (hc_workload_spec_parse_ports(field, arg, &err) < 0) {
+		snprintf(why, len, "%s", err.msg);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int parse_label(char *arg, void *field, char *why, size_t len)
+{
+	(void)why;
+	(void)len;
+	return add_label(field, arg) < 0 ? -EINVAL : 0;
+}
+
+static int parse_runtime(char *arg, void *field, char *why, size_t len)
+{
+	(void)why;
+	(void)len;
+	if (strcmp(arg, "runc") != 0 && strcmp(arg, "runsc") != 0)
+		return -EINVAL;
+	return replace_string(field, arg);
+}
+
+static int parse_egress(char *arg, void *field, char *why, size_t len)
+{
+	char label[64];
+
+	(void)why;
+	(void)len;
+	snprintf(label, sizeof(label), "%s=%.20s", HC_LABEL_EGRESS_MBIT, arg);
+	return add_label(field, label) < 0 ? -ENOMEM : 0;
+}
+
+#define S struct spawn_args
+static const struct hc_cli_opt spawn_opts[] = {
+	HC_CLI_FUNC("image-ref", S, spec.image_ref, parse_image, NULL),
+	HC_CLI_UINT("cpu", S, spec.cores, 1, 1024, "whole vCPUs, 1..1024"),
+	HC_CLI_UINT("mem", S, spec.memory_mb, HC_RUNTIME_MIN_MEM_MB, 16u << 20,
+		    "MB, " HC_CLI_QUOTE(HC_RUNTIME_MIN_MEM_MB) "..16777216"),
+	HC_CLI_FUNC("env", S, spec, parse_env, "want NAME=VALUE"),
+	{ .name = "ports", .type = HC_CLI_OPT_FUNC, .off = offsetof(S, spec), .parse = parse_ports,
+	  .bare = true },
+	HC_CLI_FUNC("label", S, spec, parse_label, "want KEY=VALUE"),
+	HC_CLI_FUNC("runtime", S, spec.runtime_handler, parse_runtime, "runc or runsc"),
+	HC_CLI_FUNC("egress-mbit", S, spec, parse_egress, NULL),
+	HC_CLI_UINT("capacity-cpu", S, o.capacity_cpus, 1, 1u << 20, NULL),
+	HC_CLI_UINT("capacity-mem", S, o.capacity_mem_mb, 1, 1u << 30, NULL),
+	HC_CLI_FLAG("json", S, json),
+	LOCAL_ROWS(S),
+	{ .name = NULL },
+};
+#undef S
+
+static int parse_spawn_opts(const struct hc_cli_cmd *cmd, int argc, char **argv,
+			    struct spawn_args *a)
+{
+	struct hc_workload_spec *spec = &a->spec;
+	struct hc_runtime_err err;
+	int r;
 
 	spec->cores = HC_RUNTIME_DEFAULT_CPUS;
 	spec->memory_mb = HC_RUNTIME_DEFAULT_MEM_MB;
-	while ((c = hc_cli_getopt(cmd, argc, argv, opts)) != -1) {
-		if (local_opt(o, c))
-			continue;
-		switch (c) {
-		case OPT_IMAGE:
-			free(spec->image_ref);
-			if (!(spec->image_ref = strdup(optarg)))
-				return hc_cli_fail("out of memory");
-			break;
-		case OPT_CPU:
-			if (parse_u32(optarg, 1, 1024, &spec->cores) < 0)
-				return hc_cli_usage_error(cmd, "invalid --cpu %s (whole vCPUs, 1..1024)",
-							  optarg);
-			break;
-		case OPT_MEM:
-			if (parse_u32(optarg, HC_RUNTIME_MIN_MEM_MB, 16u << 20, &spec->memory_mb) < 0)
-				return hc_cli_usage_error(cmd, "invalid --mem %s (MB, %d..%u)", optarg,
-							  HC_RUNTIME_MIN_MEM_MB, 16u << 20);
-			break;
-		case OPT_ENV:
-			if (!strchr(optarg, '=') || optarg[0] == '=')
-				return hc_cli_usage_error(cmd, "invalid --env %s (want NAME=VALUE)",
-							  optarg);
-			if (add_string(&spec->env, &spec->nenv, optarg) < 0)
-				return hc_cli_fail("out of memory");
-			break;
-		case OPT_PORTS:
-			if (hc_workload_spec_parse_ports(spec, optarg, &err) < 0)
-				return hc_cli_usage_error(cmd, "%s", err.msg);
-			break;
-		case OPT_LABEL:
-			if (add_label(spec, optarg) < 0)
-				return hc_cli_usage_error(cmd, "invalid --label %s (want KEY=VALUE)",
-							  optarg);
-			break;
-		case OPT_RUNTIME:
-			if (strcmp(optarg, "runc") != 0 && strcmp(optarg, "runsc") != 0)
-				return hc_cli_usage_error(cmd, "invalid --runtime %s (runc or runsc)",
-							  optarg);
-			free(spec->runtime_handler);
-			if (!(spec->runtime_handler = strdup(optarg)))
-				return hc_cli_fail("out of memory");
-			break;
-		case OPT_EGRESS_MBIT: {
-			char label[64];
-
-			snprintf(label, sizeof(label), "%s=%.20s", HC_LABEL_EGRESS_MBIT, optarg);
-			if (add_label(spec, label) < 0)
-				return hc_cli_fail("out of memory");
-			break;
-		}
-		case OPT_CAP_CPU:
-			if (parse_u32(optarg, 1, 1u << 20, &o->capacity_cpus) < 0)
-				return hc_cli_usage_error(cmd, "invalid --capacity-cpu %s", optarg);
-			break;
-		case OPT_CAP_MEM:
-			if (parse_u32(optarg, 1, 1u << 30, &o->capacity_mem_mb) < 0)
-				return hc_cli_usage_error(cmd, "invalid --capacity-mem %s", optarg);
-			break;
-		case OPT_JSON:
-			*json = true;
-			break;
-		case HC_CLI_OPT_HELP:
-			return HC_EXIT_OK;
-		default:
-			return HC_EXIT_USAGE;
-		}
-	}
+	r = hc_cli_parse_opts(cmd, argc, argv, spawn_opts, a);
+	if (r >= 0)
+		return r;
 	if (optind < argc)
 		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
 	if (!spec->image_ref)
@@ -388,34 +359,32 @@ static int print_json(json_t *j)
 
 int hc_cli_cmd_spawn(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
-	struct hc_workload_spec spec = { 0 };
-	struct local_opts o;
+	struct spawn_args a = { .json = false };
 	struct hc_runtime_err err;
 	struct hc_runtime *rt = NULL;
 	struct hc_workload w;
-	bool json = false;
 	int r;
 
-	local_opts_init(&o);
-	r = parse_spawn_opts(cmd, argc, argv, &o, &spec, &json);
+	local_opts_init(&a.o);
+	r = parse_spawn_opts(cmd, argc, argv, &a);
 	if (r >= 0)
 		goto out;
-	rt = open_runtime(&o);
+	rt = open_runtime(&a.o);
 	if (!rt) {
 		r = HC_EXIT_FAIL;
 		goto out;
 	}
-	if (hc_runtime_spawn(rt, &spec, NULL, &w, &err) < 0) {
+	if (hc_runtime_spawn(rt, &a.spec, NULL, &w, &err) < 0) {
 		r = hc_cli_fail("%s", err.msg);
 		goto out;
 	}
-	if (json)
+	if (a.json)
 		r = print_json(workload_json(&w));
 	else
 		printf("%s\n", w.id), r = HC_EXIT_OK;
 	hc_workload_fini(&w);
 out:
-	hc_workload_spec_fini(&spec);
+	hc_workload_spec_fini(&a.spec);
 	hc_runtime_free(rt);
 	return r;
 }
@@ -445,28 +414,29 @@ static int parse_tail(char *arg, void *field, char *why, size_t len)
 }
 
 /* The rows every local verb shares: where containerd and our state are. */
-#define LOCAL_ROWS(s)                                            \
-	HC_CLI_STR("id", s, id), HC_CLI_STR("containerd-socket", s, o.socket), \
-		HC_CLI_STR("run-dir", s, o.run_dir), HC_CLI_STR("state-dir", s, o.state_dir)
 
 #define L struct local_args
 static const struct hc_cli_opt stop_opts[] = {
+	HC_CLI_STR("id", L, id),
 	LOCAL_ROWS(L),
 	HC_CLI_UINT("grace", L, grace, 0, 3600, "seconds, 0..3600"),
 	{ .name = NULL },
 };
 static const struct hc_cli_opt list_opts[] = {
+	HC_CLI_STR("id", L, id),
 	LOCAL_ROWS(L),
 	HC_CLI_FLAG("json", L, json),
 	{ .name = NULL },
 };
 static const struct hc_cli_opt logs_opts[] = {
+	HC_CLI_STR("id", L, id),
 	LOCAL_ROWS(L),
 	HC_CLI_FLAG("follow", L, follow),
 	HC_CLI_FUNC("tail", L, tail, parse_tail, "a number of lines"),
 	{ .name = NULL },
 };
 static const struct hc_cli_opt attach_opts[] = {
+	HC_CLI_STR("id", L, id),
 	LOCAL_ROWS(L),
 	{ .name = NULL },
 };

@@ -97,6 +97,10 @@ int hc_cli_parse_opts(const struct hc_cli_cmd *cmd, int argc, char **argv,
 		r = store(o, optarg, args, why, sizeof(why));
 		if (r == -E2BIG)
 			return hc_cli_usage_error(cmd, "at most %lu --%s", o->max, o->name);
+		if (r == -ENOMEM)
+			return hc_cli_fail("out of memory");
+		if (r < 0 && why[0] && o->bare)
+			return hc_cli_usage_error(cmd, "%s", why);
 		if (r < 0 && why[0])
 			return hc_cli_usage_error(cmd, "invalid --%s %s: %s", o->name, optarg, why);
 		if (r < 0)
