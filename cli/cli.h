@@ -33,19 +33,6 @@ struct hc_cli_cmd {
 extern const struct hc_cli_cmd hc_cli_cmds[];
 extern const unsigned hc_cli_ncmds;
 
-/* Returned by hc_cli_getopt() besides option values and -1. */
-#define HC_CLI_OPT_HELP (-2) /* --help was printed: exit 0 */
-#define HC_CLI_OPT_BAD (-3)  /* an error and the usage were printed: exit 2 */
-
-/*
- * getopt_long() over argv (argv[0] is the command path) with our error
- * handling: every command takes -h/--help; unknown options and missing
- * values print one line and the usage to stderr. Returns the option's val,
- * -1 at the end of the options, or HC_CLI_OPT_HELP/HC_CLI_OPT_BAD.
- */
-int hc_cli_getopt(const struct hc_cli_cmd *cmd, int argc, char **argv,
-		  const struct option *opts);
-
 /*
  * Option tables, after xdp-tools' DEFINE_OPTION: one row per long option
  * ties its name, how its value is parsed and where in the caller's struct
@@ -99,7 +86,8 @@ int hc_cli_opt_log_level(char *value, void *field, char *why, size_t len);
 
 /*
  * Parses argv's options (argv[0] is the command path) into args as the
- * table says, through hc_cli_getopt(): a bad value prints
+ * table says, with getopt_long(): every command takes -h/--help; unknown
+ * options and missing values print one line and the usage; a bad value prints
  * "invalid --NAME VALUE (why)" and the usage; a parse function's -ENOMEM
  * prints "out of memory" and exits 1. Returns -1 when the options
  * are done (optind is the first operand), else the exit status: 0 after

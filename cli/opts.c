@@ -9,6 +9,37 @@
 
 #define MAX_OPTS 64 /* rows in one table */
 
+#define OPT_HELP (-2) /* --help was printed: exit 0 */
+#define OPT_BAD (-3)  /* an error and the usage were printed: exit 2 */
+
+/* getopt_long() with our messages: returns the option's val, -1 at the end
+ * of the options, or OPT_HELP/OPT_BAD. */
+static int next_opt(const struct hc_cli_cmd *cmd, int argc, char **argv,
+		    const struct option *opts)
+{
+	int c, idx = -1;
+
+	opterr = 0; /* we print our own messages */
+	c = getopt_long(argc, argv, "+:h", opts, &idx);
+	if (c == 'h' || (c >= 0 && idx >= 0 && strcmp(opts[idx].name, "help") == 0)) {
+		hc_cli_print_usage(cmd, stdout);
+		return OPT_HELP;
+	}
+	if (c == '?') {
+		const char *arg = argv[optind - 1];
+
+		/* optopt is a short option's letter, or a long option's val when it
+		 * was given a value it does not take: name the argument then. */
+		if (optopt && optopt != '?' && optopt < 256)
+			return hc_cli_usage_error(cmd, "unknown option -%c", optopt), OPT_BAD;
+		return hc_cli_usage_error(cmd, "unknown option %s", arg), OPT_BAD;
+	}
+	if (c == ':')
+		return hc_cli_usage_error(cmd, "option %s needs a value", argv[optind - 1]),
+		       OPT_BAD;
+	return c;
+}
+
 static int store_uint(const struct hc_cli_opt *o, const char *value, void *field)
 {
 	unsigned long v;
@@ -85,10 +116,10 @@ int hc_cli_parse_opts(const struct hc_cli_cmd *cmd, int argc, char **argv,
 	lo[n] = (struct option){ "help", no_argument, NULL, 'h' };
 	lo[n + 1] = (struct option){ NULL, 0, NULL, 0 };
 
-	while ((c = hc_cli_getopt(cmd, argc, argv, lo)) != -1) {
+	while ((c = next_opt(cmd, argc, argv, lo)) != -1) {
 		const struct hc_cli_opt *o;
 
-		if (c == HC_CLI_OPT_HELP)
+		if (c == OPT_HELP)
 			return HC_EXIT_OK;
 		if (c < 256 || c >= 256 + (int)n)
 			return HC_EXIT_USAGE;
