@@ -39,20 +39,20 @@ extern const unsigned hc_cli_ncmds;
  * it lands, so a command is a table and not a switch.
  */
 enum hc_cli_opt_type {
-	HC_CLI_OPT_STR,  /* const char *: the value as is */
-	HC_CLI_OPT_FLAG, /* bool: set true; takes no value */
+	HC_CLI_OPT_STR,    /* const char *: the value as is */
+	HC_CLI_OPT_FLAG,   /* bool: set true; takes no value */
 	HC_CLI_OPT_NOFLAG, /* bool: set false; takes no value */
-	HC_CLI_OPT_UINT, /* unsigned, uint32_t or size_t in [min, max] */
-	HC_CLI_OPT_LIST, /* const char *[max], repeatable; count in the size_t at .aux */
-	HC_CLI_OPT_FUNC, /* .parse(value, field, why, len): 0 or -errno */
+	HC_CLI_OPT_UINT,   /* an unsigned integer of any size, in [min, max] */
+	HC_CLI_OPT_LIST,   /* const char *[max], repeatable; count in the size_t at .aux */
+	HC_CLI_OPT_FUNC,   /* .parse(value, field, why, len): 0 or -errno */
 };
 
 struct hc_cli_opt {
 	const char *name; /* long name without "--"; NULL ends a table */
 	enum hc_cli_opt_type type;
-	size_t off;        /* the field's offset in the caller's struct */
-	size_t size;       /* the field's size (HC_CLI_OPT_UINT) */
-	size_t aux;        /* HC_CLI_OPT_LIST: the count's offset */
+	size_t off;  /* the field's offset in the caller's struct */
+	size_t size; /* the field's size (HC_CLI_OPT_UINT) */
+	size_t aux;  /* HC_CLI_OPT_LIST: the count's offset */
 	unsigned long min, max;
 	/* Fills field from value; on -errno it may write a reason into why,
 	 * printed as "invalid --NAME VALUE: reason" instead of .why. */

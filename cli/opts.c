@@ -46,10 +46,22 @@ static int store_uint(const struct hc_cli_opt *o, const char *value, void *field
 
 	if (hc_cli_parse_uint(value, o->min, o->max, &v) < 0)
 		return -EINVAL;
-	if (o->size == sizeof(uint64_t))
-		*(uint64_t *)field = v;
-	else
+	switch (o->size) {
+	case sizeof(uint8_t):
+		*(uint8_t *)field = (uint8_t)v;
+		break;
+	case sizeof(uint16_t):
+		*(uint16_t *)field = (uint16_t)v;
+		break;
+	case sizeof(uint32_t):
 		*(uint32_t *)field = (uint32_t)v;
+		break;
+	case sizeof(uint64_t):
+		*(uint64_t *)field = v;
+		break;
+	default:
+		return -EINVAL;
+	}
 	return 0;
 }
 
