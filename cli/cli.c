@@ -442,30 +442,6 @@ int hc_cli_fail(const char *fmt, ...)
 	return HC_EXIT_FAIL;
 }
 
-int hc_cli_getopt(const struct hc_cli_cmd *cmd, int argc, char **argv,
-		  const struct option *opts)
-{
-	int c, idx = -1;
-
-	opterr = 0; /* we print our own messages */
-	c = getopt_long(argc, argv, "+:h", opts, &idx);
-	if (c == 'h' || (c >= 0 && idx >= 0 && strcmp(opts[idx].name, "help") == 0)) {
-		hc_cli_print_usage(cmd, stdout);
-		return HC_CLI_OPT_HELP;
-	}
-	if (c == '?') {
-		const char *arg = argv[optind - 1];
-
-		if (optopt && optopt != '?')
-			return hc_cli_usage_error(cmd, "unknown option -%c", optopt), HC_CLI_OPT_BAD;
-		return hc_cli_usage_error(cmd, "unknown option %s", arg), HC_CLI_OPT_BAD;
-	}
-	if (c == ':')
-		return hc_cli_usage_error(cmd, "option %s needs a value", argv[optind - 1]),
-		       HC_CLI_OPT_BAD;
-	return c;
-}
-
 int hc_cli_parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out)
 {
 	char *end;

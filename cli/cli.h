@@ -3,10 +3,19 @@
 #define HC_CLI_H
 
 #include <getopt.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "hypercore/defaults.h"
+
 struct hc_rpc_status;
+
+/* The agent's API addresses the clients dial by default. */
+#define HC_CLI_QUOTE_(x) #x
+#define HC_CLI_QUOTE(x) HC_CLI_QUOTE_(x)
+#define HC_CLI_DEFAULT_GRPC_ADDR "0.0.0.0:" HC_CLI_QUOTE(HC_DEFAULT_GRPC_PORT)
+#define HC_CLI_DEFAULT_HTTP_ADDR "0.0.0.0:" HC_CLI_QUOTE(HC_DEFAULT_HTTP_PORT)
 
 /* Exit statuses: 0 success, 1 the operation failed, 2 bad usage. */
 #define HC_EXIT_OK 0
@@ -24,18 +33,68 @@ struct hc_cli_cmd {
 extern const struct hc_cli_cmd hc_cli_cmds[];
 extern const unsigned hc_cli_ncmds;
 
-/* Returned by hc_cli_getopt() besides option values and -1. */
-#define HC_CLI_OPT_HELP (-2) /* --help was printed: exit 0 */
-#define HC_CLI_OPT_BAD (-3)  /* an error and the usage were printed: exit 2 */
+/*
+ * Option tables, after xdp-tools' DEFINE_OPTION: one row per long option
+ * ties its name, how its value is parsed and where in the caller's struct
+ * it lands, so a command is a table and not a switch.
+ */
+enum hc_cli_opt_type {
+	HC_CLI_OPT_STR,    /* const char *: the value as is */
+	HC_CLI_OPT_FLAG,   /* bool: set true; takes no value */
+	HC_CLI_OPT_NOFLAG, /* bool: set false; takes no value */
+	HC_CLI_OPT_UINT,   /* an unsigned integer of any size, in [min, max] */
+	HC_CLI_OPT_LIST,   /* const char *[max], repeatable; count in the size_t at .aux */
+	HC_CLI_OPT_FUNC,   /* .parse(value, field, why, len): 0 or -errno */
+};
+
+struct hc_cli_opt {
+	const char *name; /* long name without "--"; NULL ends a table */
+	enum hc_cli_opt_type type;
+	size_t off;  /* the field's offset in the caller's struct */
+	size_t size; /* the field's size (HC_CLI_OPT_UINT) */
+	size_t aux;  /* HC_CLI_OPT_LIST: the count's offset */
+	unsigned long min, max;
+	/* Fills field from value; on -errno it may write a reason into why,
+	 * printed as "invalid --NAME VALUE: reason" instead of .why. */
+	int (*parse)(char *value, void *field, char *why, size_t len);
+	const char *why; /* appended to "invalid --NAME VALUE" as " (why)" */
+	bool bare;       /* print the parse function's reason alone */
+};
+
+#define HC_CLI_FIELD_(s, f) .off = offsetof(s, f), .size = sizeof(((s *)0)->f)
+#define HC_CLI_STR(n, s, f) { .name = n, .type = HC_CLI_OPT_STR, HC_CLI_FIELD_(s, f) }
+#define HC_CLI_FLAG(n, s, f) { .name = n, .type = HC_CLI_OPT_FLAG, HC_CLI_FIELD_(s, f) }
+#define HC_CLI_NOFLAG(n, s, f) { .name = n, .type = HC_CLI_OPT_NOFLAG, HC_CLI_FIELD_(s, f) }
+#define HC_CLI_UINT(n, s, f, lo, hi, w)                                               \
+	{ .name = n, .type = HC_CLI_OPT_UINT, HC_CLI_FIELD_(s, f), .min = lo, .max = hi, \
+	  .why = w }
+#define HC_CLI_LIST(n, s, f, count)                                                   \
+	{ .name = n, .type = HC_CLI_OPT_LIST, HC_CLI_FIELD_(s, f),                    \
+	  .aux = offsetof(s, count), .max = sizeof(((s *)0)->f) / sizeof(char *) }
+#define HC_CLI_FUNC(n, s, f, fn, w)                                                   \
+	{ .name = n, .type = HC_CLI_OPT_FUNC, HC_CLI_FIELD_(s, f), .parse = fn, .why = w }
+
+/* Rows every client verb shares: the agent's address and --timeout SECONDS
+ * into an int of milliseconds. */
+int hc_cli_opt_seconds(char *value, void *field, char *why, size_t len);
+#define HC_CLI_GRPC_ADDR(s, f) HC_CLI_STR("grpc-bind-addr", s, f)
+#define HC_CLI_HTTP_ADDR(s, f) HC_CLI_STR("http-bind-addr", s, f)
+#define HC_CLI_TIMEOUT(s, f) HC_CLI_FUNC("timeout", s, f, hc_cli_opt_seconds, NULL)
+/* --log-level LEVEL into an enum hc_log_level, for the commands that run. */
+int hc_cli_opt_log_level(char *value, void *field, char *why, size_t len);
+#define HC_CLI_LOG_LEVEL(s, f) HC_CLI_FUNC("log-level", s, f, hc_cli_opt_log_level, NULL)
 
 /*
- * getopt_long() over argv (argv[0] is the command path) with our error
- * handling: every command takes -h/--help; unknown options and missing
- * values print one line and the usage to stderr. Returns the option's val,
- * -1 at the end of the options, or HC_CLI_OPT_HELP/HC_CLI_OPT_BAD.
+ * Parses argv's options (argv[0] is the command path) into args as the
+ * table says, with getopt_long(): every command takes -h/--help; unknown
+ * options and missing values print one line and the usage; a bad value prints
+ * "invalid --NAME VALUE (why)" and the usage; a parse function's -ENOMEM
+ * prints "out of memory" and exits 1. Returns -1 when the options
+ * are done (optind is the first operand), else the exit status: 0 after
+ * --help, 2 after a usage error.
  */
-int hc_cli_getopt(const struct hc_cli_cmd *cmd, int argc, char **argv,
-		  const struct option *opts);
+int hc_cli_parse_opts(const struct hc_cli_cmd *cmd, int argc, char **argv,
+		      const struct hc_cli_opt *table, void *args);
 
 void hc_cli_print_usage(const struct hc_cli_cmd *cmd, FILE *out);
 /* Prints "hypercore <path>: <message>" and the usage to stderr; returns 2. */

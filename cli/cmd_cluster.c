@@ -9,336 +9,162 @@
 
 #include "addr/addr.h"
 #include "cluster.pb-c.h"
-#include "hypercore/defaults.h"
 #include "daemon/daemon.h"
 #include "dataplane/dataplane.h"
 #include "log/log.h"
 #include "pbjson/pbjson.h"
 #include "rpc/rpc.h"
 
-#define STR_(x) #x
-#define STR(x) STR_(x)
-#define DEFAULT_GRPC_ADDR "0.0.0.0:" STR(HC_DEFAULT_GRPC_PORT)
-#define DEFAULT_HTTP_ADDR "0.0.0.0:" STR(HC_DEFAULT_HTTP_PORT)
 #define DEFAULT_STATE_DIR "/var/lib/hypercore"
 #define DEFAULT_BASE_URL "example.com"
 #define DEFAULT_TIMEOUT_MS 10000
 
-#define DEFAULT_CLUSTER_ADDR "0.0.0.0:" STR(HC_DEFAULT_GOSSIP_PORT)
+#define DEFAULT_CLUSTER_ADDR "0.0.0.0:" HC_CLI_QUOTE(HC_DEFAULT_GOSSIP_PORT)
 #define MAX_TAGS 64
-
-enum {
-	OPT_GRPC_ADDR = 256,
-	OPT_HTTP_ADDR,
-	OPT_STATE_DIR,
-	OPT_BASE_URL,
-	OPT_LOG_LEVEL,
-	OPT_JSON,
-	OPT_TIMEOUT,
-	OPT_CLUSTER_ADDR,
-	OPT_ADVERTISE,
-	OPT_NODE_NAME,
-	OPT_ENCRYPT,
-	OPT_KEYRING,
-	OPT_TAG,
-	OPT_GOSSIP_INTERVAL,
-	OPT_PROBE_INTERVAL,
-	OPT_SUSPICION_MULT,
-	OPT_GOSSIP_NODES,
-	OPT_EVENT_LIMIT,
-	OPT_COALESCE_MS,
-	OPT_RUN_DIR,
-	OPT_CONTAINERD_SOCKET,
-	OPT_INSECURE_REGISTRY,
-	OPT_WORKLOAD_SUBNET,
-	OPT_CAPACITY_CPU,
-	OPT_CAPACITY_MEM,
-	OPT_NO_RUNTIME,
-	OPT_NO_DATAPLANE,
-	OPT_BPF_PIN_DIR,
-	OPT_DATAPLANE_IFACE,
-	OPT_DATAPLANE_MODE,
-	OPT_NO_PROXY,
-	OPT_PROXY_BIND,
-	OPT_PROXY_WORKERS,
-	OPT_PROXY_FORWARDING,
-	OPT_PROXY_FORWARDED,
-	OPT_PROXY_HEAD_TIMEOUT,
-	OPT_PROXY_MAX_CONNS,
-	OPT_TLS_CERT,
-	OPT_TLS_KEY,
-	OPT_RESPAWN,
-	OPT_STATE_PERIOD,
-};
 
 #define MAX_REGISTRIES 32
 
-/* KEY=VALUE into tags[*n]; both parts non-empty keys, as serf's -tag. */
-static int parse_tag(char *arg, struct hc_gossip_kv *tags, size_t *n)
+/* What `hypercore cluster` parses into: the agent's configuration and the
+ * storage its pointers refer to. */
+struct cluster_args {
+	struct hc_daemon_config cfg;
+	enum hc_log_level level;
+	struct hc_gossip_kv tags[MAX_TAGS];
+	const char *registries[MAX_REGISTRIES];
+};
+
+/* KEY=VALUE into the next tag; both parts non-empty keys, as serf's -tag.
+ * field is the whole struct cluster_args. */
+static int parse_tag(char *arg, void *field, char *why, size_t len)
 {
+	struct cluster_args *a = field;
 	char *eq = strchr(arg, '=');
 
-	if (!eq || eq == arg || *n >= MAX_TAGS)
+	(void)why;
+	(void)len;
+	if (!eq || eq == arg || a->cfg.ntags >= MAX_TAGS)
 		return -EINVAL;
 	*eq = '\0';
-	tags[*n].key = arg;
-	tags[*n].value = eq + 1;
-	(*n)++;
+	a->tags[a->cfg.ntags].key = arg;
+	a->tags[a->cfg.ntags].value = eq + 1;
+	a->cfg.ntags++;
 	return 0;
 }
 
+static int parse_node_name(char *arg, void *field, char *why, size_t whylen)
+{
+	size_t len = strlen(arg);
+
+	(void)why;
+	(void)whylen;
+	if (!len || len > 128 ||
+	    strspn(arg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			"0123456789-_.") != len)
+		return -EINVAL;
+	*(const char **)field = arg;
+	return 0;
+}
+
+static int parse_dp_mode(char *arg, void *field, char *why, size_t len)
+{
+	(void)why;
+	(void)len;
+	return hc_dp_mode_parse(arg, field);
+}
+
+static int parse_forwarding(char *arg, void *field, char *why, size_t len)
+{
+	(void)why;
+	(void)len;
+	enum hc_proxy_forwarding mode;
+
+	if (hc_proxy_forwarding_parse(arg, &mode) < 0)
+		return -EINVAL;
+	*(int *)field = (int)mode;
+	return 0;
+}
+
+#define A struct cluster_args
+static const struct hc_cli_opt cluster_opts[] = {
+	HC_CLI_STR("grpc-bind-addr", A, cfg.grpc_bind_addr),
+	HC_CLI_STR("http-bind-addr", A, cfg.http_bind_addr),
+	HC_CLI_STR("state-dir", A, cfg.state_dir),
+	HC_CLI_STR("cluster-base-url", A, cfg.base_url),
+	HC_CLI_LOG_LEVEL(A, level),
+	HC_CLI_STR("cluster-bind-addr", A, cfg.cluster_bind_addr),
+	HC_CLI_STR("cluster-advertise-addr", A, cfg.cluster_advertise_addr),
+	HC_CLI_FUNC("node-name", A, cfg.node_name, parse_node_name,
+		    "letters, digits, -, _ and ., at most 128"),
+	HC_CLI_STR("cluster-encrypt", A, cfg.encrypt_key),
+	HC_CLI_STR("cluster-keyring", A, cfg.keyring_file),
+	{ .name = "cluster-tag", .type = HC_CLI_OPT_FUNC, .parse = parse_tag,
+	  .why = "want KEY=VALUE" },
+	HC_CLI_UINT("gossip-interval-ms", A, cfg.gossip_interval_ms, 10, 600000, "ms, 10..600000"),
+	HC_CLI_UINT("probe-interval-ms", A, cfg.probe_interval_ms, 10, 600000, "ms, 10..600000"),
+	HC_CLI_UINT("suspicion-mult", A, cfg.suspicion_mult, 1, 64, "1..64"),
+	HC_CLI_UINT("gossip-nodes", A, cfg.gossip_nodes, 1, 64, "1..64"),
+	HC_CLI_UINT("user-event-size-limit", A, cfg.user_event_size_limit, 64, 9216,
+		    "64..9216 bytes, serf's hard maximum"),
+	HC_CLI_UINT("coalesce-ms", A, cfg.coalesce_ms, 0, 600000, "0..600000"),
+	HC_CLI_STR("run-dir", A, cfg.run_dir),
+	HC_CLI_STR("containerd-socket", A, cfg.containerd_socket),
+	HC_CLI_LIST("insecure-registry", A, registries, cfg.ninsecure),
+	HC_CLI_STR("workload-subnet", A, cfg.workload_subnet),
+	HC_CLI_UINT("capacity-cpu", A, cfg.capacity_cpus, 1, 1ul << 30, NULL),
+	HC_CLI_UINT("capacity-mem", A, cfg.capacity_mem_mb, 1, 1ul << 30, NULL),
+	HC_CLI_FLAG("no-runtime", A, cfg.no_runtime),
+	HC_CLI_FLAG("no-dataplane", A, cfg.no_dataplane),
+	HC_CLI_STR("bpf-pin-dir", A, cfg.bpf_pin_dir),
+	HC_CLI_STR("dataplane-iface", A, cfg.dataplane_iface),
+	HC_CLI_FUNC("dataplane-mode", A, cfg.dataplane_mode, parse_dp_mode, "auto, xdp or tc"),
+	HC_CLI_FLAG("no-proxy", A, cfg.no_proxy),
+	HC_CLI_STR("proxy-bind-addr", A, cfg.proxy_bind_addr),
+	HC_CLI_UINT("proxy-workers", A, cfg.proxy_workers, 1, 64, "1..64"),
+	HC_CLI_FUNC("proxy-forwarding", A, cfg.proxy_forwarding, parse_forwarding,
+		    "splice, sockmap or copy"),
+	HC_CLI_FLAG("proxy-forwarded-headers", A, cfg.proxy_forwarded_headers),
+	HC_CLI_UINT("proxy-head-timeout-ms", A, cfg.proxy_head_timeout_ms, 100, 3600000,
+		    "100..3600000"),
+	HC_CLI_UINT("proxy-max-conns", A, cfg.proxy_max_conns, 1, 1000000, "1..1000000"),
+	HC_CLI_STR("cluster-tls-cert", A, cfg.tls_cert),
+	HC_CLI_STR("cluster-tls-key", A, cfg.tls_key),
+	HC_CLI_FLAG("respawn-on-node-failure", A, cfg.respawn_on_node_failure),
+	HC_CLI_UINT("state-period-ms", A, cfg.state_period_ms, 100, 600000, "100..600000"),
+	{ .name = NULL },
+};
+#undef A
+
 int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "grpc-bind-addr", required_argument, NULL, OPT_GRPC_ADDR },
-		{ "http-bind-addr", required_argument, NULL, OPT_HTTP_ADDR },
-		{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
-		{ "cluster-base-url", required_argument, NULL, OPT_BASE_URL },
-		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
-		{ "cluster-bind-addr", required_argument, NULL, OPT_CLUSTER_ADDR },
-		{ "cluster-advertise-addr", required_argument, NULL, OPT_ADVERTISE },
-		{ "node-name", required_argument, NULL, OPT_NODE_NAME },
-		{ "cluster-encrypt", required_argument, NULL, OPT_ENCRYPT },
-		{ "cluster-keyring", required_argument, NULL, OPT_KEYRING },
-		{ "cluster-tag", required_argument, NULL, OPT_TAG },
-		{ "gossip-interval-ms", required_argument, NULL, OPT_GOSSIP_INTERVAL },
-		{ "probe-interval-ms", required_argument, NULL, OPT_PROBE_INTERVAL },
-		{ "suspicion-mult", required_argument, NULL, OPT_SUSPICION_MULT },
-		{ "gossip-nodes", required_argument, NULL, OPT_GOSSIP_NODES },
-		{ "user-event-size-limit", required_argument, NULL, OPT_EVENT_LIMIT },
-		{ "coalesce-ms", required_argument, NULL, OPT_COALESCE_MS },
-		{ "run-dir", required_argument, NULL, OPT_RUN_DIR },
-		{ "containerd-socket", required_argument, NULL, OPT_CONTAINERD_SOCKET },
-		{ "insecure-registry", required_argument, NULL, OPT_INSECURE_REGISTRY },
-		{ "workload-subnet", required_argument, NULL, OPT_WORKLOAD_SUBNET },
-		{ "capacity-cpu", required_argument, NULL, OPT_CAPACITY_CPU },
-		{ "capacity-mem", required_argument, NULL, OPT_CAPACITY_MEM },
-		{ "no-runtime", no_argument, NULL, OPT_NO_RUNTIME },
-		{ "no-dataplane", no_argument, NULL, OPT_NO_DATAPLANE },
-		{ "bpf-pin-dir", required_argument, NULL, OPT_BPF_PIN_DIR },
-		{ "dataplane-iface", required_argument, NULL, OPT_DATAPLANE_IFACE },
-		{ "dataplane-mode", required_argument, NULL, OPT_DATAPLANE_MODE },
-		{ "no-proxy", no_argument, NULL, OPT_NO_PROXY },
-		{ "proxy-bind-addr", required_argument, NULL, OPT_PROXY_BIND },
-		{ "proxy-workers", required_argument, NULL, OPT_PROXY_WORKERS },
-		{ "proxy-forwarding", required_argument, NULL, OPT_PROXY_FORWARDING },
-		{ "proxy-forwarded-headers", no_argument, NULL, OPT_PROXY_FORWARDED },
-		{ "proxy-head-timeout-ms", required_argument, NULL, OPT_PROXY_HEAD_TIMEOUT },
-		{ "proxy-max-conns", required_argument, NULL, OPT_PROXY_MAX_CONNS },
-		{ "cluster-tls-cert", required_argument, NULL, OPT_TLS_CERT },
-		{ "cluster-tls-key", required_argument, NULL, OPT_TLS_KEY },
-		{ "respawn-on-node-failure", no_argument, NULL, OPT_RESPAWN },
-		{ "state-period-ms", required_argument, NULL, OPT_STATE_PERIOD },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	struct cluster_args a = {
+		.cfg = {
+			.grpc_bind_addr = HC_CLI_DEFAULT_GRPC_ADDR,
+			.http_bind_addr = HC_CLI_DEFAULT_HTTP_ADDR,
+			.state_dir = DEFAULT_STATE_DIR,
+			.base_url = DEFAULT_BASE_URL,
+			.cluster_bind_addr = DEFAULT_CLUSTER_ADDR,
+		},
+		.level = HC_LOG_INFO,
 	};
-	struct hc_daemon_config cfg = {
-		.grpc_bind_addr = DEFAULT_GRPC_ADDR,
-		.http_bind_addr = DEFAULT_HTTP_ADDR,
-		.state_dir = DEFAULT_STATE_DIR,
-		.base_url = DEFAULT_BASE_URL,
-		.cluster_bind_addr = DEFAULT_CLUSTER_ADDR,
-	};
-	struct hc_gossip_kv tags[MAX_TAGS];
-	const char *registries[MAX_REGISTRIES];
-	enum hc_log_level level = HC_LOG_INFO;
-	unsigned long v;
+	struct hc_daemon_config *cfg = &a.cfg;
 	char err[512];
-	int c;
+	int r = hc_cli_parse_opts(cmd, argc, argv, cluster_opts, &a);
 
-	while ((c = hc_cli_getopt(cmd, argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_GRPC_ADDR:
-			cfg.grpc_bind_addr = optarg;
-			break;
-		case OPT_HTTP_ADDR:
-			cfg.http_bind_addr = optarg;
-			break;
-		case OPT_STATE_DIR:
-			cfg.state_dir = optarg;
-			break;
-		case OPT_BASE_URL:
-			cfg.base_url = optarg;
-			break;
-		case OPT_LOG_LEVEL:
-			if (hc_log_level_parse(optarg, &level) < 0)
-				return hc_cli_usage_error(cmd, "invalid --log-level %s", optarg);
-			break;
-		case OPT_CLUSTER_ADDR:
-			cfg.cluster_bind_addr = optarg;
-			break;
-		case OPT_ADVERTISE:
-			cfg.cluster_advertise_addr = optarg;
-			break;
-		case OPT_NODE_NAME:
-			if (!*optarg || strlen(optarg) > 128 ||
-			    strspn(optarg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-					   "0123456789-_.") != strlen(optarg))
-				return hc_cli_usage_error(cmd, "invalid --node-name %s (letters, digits, "
-							       "-, _ and ., at most 128)",
-							  optarg);
-			cfg.node_name = optarg;
-			break;
-		case OPT_ENCRYPT:
-			cfg.encrypt_key = optarg;
-			break;
-		case OPT_KEYRING:
-			cfg.keyring_file = optarg;
-			break;
-		case OPT_TAG:
-			if (parse_tag(optarg, tags, &cfg.ntags) < 0)
-				return hc_cli_usage_error(cmd, "invalid --cluster-tag %s (want KEY=VALUE)",
-							  optarg);
-			cfg.tags = tags;
-			break;
-		case OPT_GOSSIP_INTERVAL:
-		case OPT_PROBE_INTERVAL:
-			if (hc_cli_parse_uint(optarg, 10, 600000, &v) < 0)
-				return hc_cli_usage_error(cmd, "invalid --%s %s (ms, 10..600000)",
-							  c == OPT_GOSSIP_INTERVAL
-								  ? "gossip-interval-ms"
-								  : "probe-interval-ms",
-							  optarg);
-			if (c == OPT_GOSSIP_INTERVAL)
-				cfg.gossip_interval_ms = (uint32_t)v;
-			else
-				cfg.probe_interval_ms = (uint32_t)v;
-			break;
-		case OPT_SUSPICION_MULT:
-		case OPT_GOSSIP_NODES:
-			if (hc_cli_parse_uint(optarg, 1, 64, &v) < 0)
-				return hc_cli_usage_error(cmd, "invalid --%s %s (1..64)",
-							  c == OPT_SUSPICION_MULT ? "suspicion-mult"
-										  : "gossip-nodes",
-							  optarg);
-			if (c == OPT_SUSPICION_MULT)
-				cfg.suspicion_mult = (unsigned)v;
-			else
-				cfg.gossip_nodes = (unsigned)v;
-			break;
-		case OPT_EVENT_LIMIT:
-			if (hc_cli_parse_uint(optarg, 64, 9216, &v) < 0)
-				return hc_cli_usage_error(cmd, "invalid --user-event-size-limit %s "
-							       "(64..9216 bytes, serf's hard maximum)",
-							  optarg);
-			cfg.user_event_size_limit = v;
-			break;
-		case OPT_COALESCE_MS:
-			if (hc_cli_parse_uint(optarg, 0, 600000, &v) < 0)
-				return hc_cli_usage_error(cmd, "invalid --coalesce-ms %s (0..600000)",
-							  optarg);
-			cfg.coalesce_ms = (uint32_t)v;
-			break;
-		case OPT_RUN_DIR:
-			cfg.run_dir = optarg;
-			break;
-		case OPT_NO_RUNTIME:
-			cfg.no_runtime = true;
-			break;
-		case OPT_NO_DATAPLANE:
-			cfg.no_dataplane = true;
-			break;
-		case OPT_BPF_PIN_DIR:
-			cfg.bpf_pin_dir = optarg;
-			break;
-		case OPT_DATAPLANE_IFACE:
-			cfg.dataplane_iface = optarg;
-			break;
-		case OPT_DATAPLANE_MODE:
-			if (hc_dp_mode_parse(optarg, &cfg.dataplane_mode) < 0)
-				return hc_cli_usage_error(cmd, "invalid --dataplane-mode %s (auto, xdp or tc)",
-							  optarg);
-			break;
-		case OPT_NO_PROXY:
-			cfg.no_proxy = true;
-			break;
-		case OPT_PROXY_BIND:
-			cfg.proxy_bind_addr = optarg;
-			break;
-		case OPT_PROXY_WORKERS:
-			if (hc_cli_parse_uint(optarg, 1, 64, &v) < 0)
-				return hc_cli_usage_error(cmd, "invalid --proxy-workers %s (1..64)",
-							  optarg);
-			cfg.proxy_workers = (unsigned)v;
-			break;
-		case OPT_PROXY_FORWARDING: {
-			enum hc_proxy_forwarding mode;
-
-			if (hc_proxy_forwarding_parse(optarg, &mode) < 0)
-				return hc_cli_usage_error(
-					cmd, "invalid --proxy-forwarding %s (splice, sockmap or copy)",
-					optarg);
-			cfg.proxy_forwarding = (int)mode;
-			break;
-		}
-		case OPT_PROXY_FORWARDED:
-			cfg.proxy_forwarded_headers = true;
-			break;
-		case OPT_PROXY_HEAD_TIMEOUT:
-			if (hc_cli_parse_uint(optarg, 100, 3600000, &v) < 0)
-				return hc_cli_usage_error(
-					cmd, "invalid --proxy-head-timeout-ms %s (100..3600000)", optarg);
-			cfg.proxy_head_timeout_ms = (unsigned)v;
-			break;
-		case OPT_PROXY_MAX_CONNS:
-			if (hc_cli_parse_uint(optarg, 1, 1000000, &v) < 0)
-				return hc_cli_usage_error(cmd, "invalid --proxy-max-conns %s (1..1000000)",
-							  optarg);
-			cfg.proxy_max_conns = (unsigned)v;
-			break;
-		case OPT_TLS_CERT:
-			cfg.tls_cert = optarg;
-			break;
-		case OPT_TLS_KEY:
-			cfg.tls_key = optarg;
-			break;
-		case OPT_RESPAWN:
-			cfg.respawn_on_node_failure = true;
-			break;
-		case OPT_STATE_PERIOD:
-			if (hc_cli_parse_uint(optarg, 100, 600000, &v) < 0)
-				return hc_cli_usage_error(cmd, "invalid --state-period-ms %s "
-							  "(100..600000)", optarg);
-			cfg.state_period_ms = (uint32_t)v;
-			break;
-		case OPT_CONTAINERD_SOCKET:
-			cfg.containerd_socket = optarg;
-			break;
-		case OPT_INSECURE_REGISTRY:
-			if (cfg.ninsecure >= MAX_REGISTRIES)
-				return hc_cli_usage_error(cmd, "at most %d --insecure-registry",
-							  MAX_REGISTRIES);
-			registries[cfg.ninsecure++] = optarg;
-			cfg.insecure_registries = registries;
-			break;
-		case OPT_WORKLOAD_SUBNET:
-			cfg.workload_subnet = optarg;
-			break;
-		case OPT_CAPACITY_CPU:
-		case OPT_CAPACITY_MEM:
-			if (hc_cli_parse_uint(optarg, 1, 1ul << 30, &v) < 0)
-				return hc_cli_usage_error(cmd, "invalid --capacity-%s %s",
-							  c == OPT_CAPACITY_CPU ? "cpu" : "mem", optarg);
-			if (c == OPT_CAPACITY_CPU)
-				cfg.capacity_cpus = (uint32_t)v;
-			else
-				cfg.capacity_mem_mb = (uint32_t)v;
-			break;
-		case HC_CLI_OPT_HELP:
-			return HC_EXIT_OK;
-		default:
-			return HC_EXIT_USAGE;
-		}
-	}
+	if (r >= 0)
+		return r;
+	if (cfg->ntags)
+		cfg->tags = a.tags;
+	if (cfg->ninsecure)
+		cfg->insecure_registries = a.registries;
 	/* Positional arguments are seeds to join, as upstream's. */
-	cfg.join = (const char *const *)argv + optind;
-	cfg.njoin = (size_t)(argc - optind);
-	if (!*cfg.base_url || strchr(cfg.base_url, '/') || strchr(cfg.base_url, ' '))
+	cfg->join = (const char *const *)argv + optind;
+	cfg->njoin = (size_t)(argc - optind);
+	if (!*cfg->base_url || strchr(cfg->base_url, '/') || strchr(cfg->base_url, ' '))
 		return hc_cli_usage_error(cmd, "invalid --cluster-base-url %s (want a domain)",
-					  cfg.base_url);
+					  cfg->base_url);
 
-	hc_log_set_level(level);
-	if (hc_daemon_run(&cfg, err, sizeof(err)) < 0)
+	hc_log_set_level(a.level);
+	if (hc_daemon_run(cfg, err, sizeof(err)) < 0)
 		return hc_cli_fail("%s", err);
 	return HC_EXIT_OK;
 }
@@ -352,45 +178,38 @@ struct client_opts {
 	int timeout_ms;
 };
 
-/* Parses a read-only verb's options; addr_flag is "grpc-bind-addr" or
- * "http-bind-addr". Returns -1 to go on, else the exit status to return. */
+#define C struct client_opts
+static const struct hc_cli_opt grpc_client_opts[] = {
+	HC_CLI_GRPC_ADDR(C, addr),
+	HC_CLI_FLAG("json", C, json),
+	HC_CLI_TIMEOUT(C, timeout_ms),
+	{ .name = NULL },
+};
+static const struct hc_cli_opt http_client_opts[] = {
+	HC_CLI_HTTP_ADDR(C, addr),
+	HC_CLI_FLAG("json", C, json),
+	HC_CLI_TIMEOUT(C, timeout_ms),
+	{ .name = NULL },
+};
+#undef C
+
+/* Parses a read-only verb's options (table: grpc_ or http_client_opts).
+ * Returns -1 to go on, else the exit status to return. */
 static int parse_client_opts(const struct hc_cli_cmd *cmd, int argc, char **argv,
-			     const char *addr_flag, struct client_opts *o)
+			     const struct hc_cli_opt *table, struct client_opts *o)
 {
-	const struct option opts[] = {
-		{ addr_flag, required_argument, NULL, OPT_GRPC_ADDR },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct hc_addr check;
 	char why[256];
-	int c;
+	int r;
 
 	o->timeout_ms = DEFAULT_TIMEOUT_MS;
-	while ((c = hc_cli_getopt(cmd, argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_GRPC_ADDR:
-			o->addr = optarg;
-			break;
-		case OPT_JSON:
-			o->json = true;
-			break;
-		case OPT_TIMEOUT:
-			if (hc_cli_parse_seconds(optarg, &o->timeout_ms) < 0)
-				return hc_cli_usage_error(cmd, "invalid --timeout %s", optarg);
-			break;
-		case HC_CLI_OPT_HELP:
-			return HC_EXIT_OK;
-		default:
-			return HC_EXIT_USAGE;
-		}
-	}
+	r = hc_cli_parse_opts(cmd, argc, argv, table, o);
+	if (r >= 0)
+		return r;
 	if (optind < argc)
 		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
 	if (hc_addr_parse(o->addr, false, &check, why, sizeof(why)) < 0)
-		return hc_cli_usage_error(cmd, "invalid --%s %s: %s", addr_flag, o->addr, why);
+		return hc_cli_usage_error(cmd, "invalid --%s %s: %s", table[0].name, o->addr, why);
 	return -1;
 }
 
@@ -474,12 +293,12 @@ static int print_list_json(const Cluster__Services__Api__NodesStateResponse *lis
 int hc_cli_cmd_cluster_list(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
 	Cluster__Services__Api__VmQueryRequest req = CLUSTER__SERVICES__API__VM_QUERY_REQUEST__INIT;
-	struct client_opts o = { .addr = DEFAULT_GRPC_ADDR };
+	struct client_opts o = { .addr = HC_CLI_DEFAULT_GRPC_ADDR };
 	char target[128], why[256];
 	ProtobufCMessage *resp = NULL;
 	struct hc_rpc_client *client;
 	struct hc_rpc_status st;
-	int r = parse_client_opts(cmd, argc, argv, "grpc-bind-addr", &o);
+	int r = parse_client_opts(cmd, argc, argv, grpc_client_opts, &o);
 
 	if (r >= 0)
 		return r;
@@ -547,9 +366,9 @@ static int print_members_table(json_t *members)
 
 int hc_cli_cmd_cluster_members(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
-	struct client_opts o = { .addr = DEFAULT_HTTP_ADDR };
+	struct client_opts o = { .addr = HC_CLI_DEFAULT_HTTP_ADDR };
 	json_t *doc, *members;
-	int r = parse_client_opts(cmd, argc, argv, "http-bind-addr", &o);
+	int r = parse_client_opts(cmd, argc, argv, http_client_opts, &o);
 
 	if (r >= 0)
 		return r;
@@ -629,133 +448,140 @@ static int name_and_payload(int argc, char **argv, const char **payload)
 	return 0;
 }
 
-enum {
-	OPT_COALESCE = 512,
-	OPT_NO_COALESCE,
-	OPT_NODE,
-	OPT_QTAG,
-	OPT_NO_ACK,
-	OPT_RELAY,
-	OPT_QTIMEOUT,
+struct event_args {
+	const char *addr;
+	bool coalesce;
 };
+
+#define E struct event_args
+static const struct hc_cli_opt event_opts[] = {
+	HC_CLI_HTTP_ADDR(E, addr),
+	HC_CLI_FLAG("coalesce", E, coalesce),
+	HC_CLI_NOFLAG("no-coalesce", E, coalesce),
+	{ .name = NULL },
+};
+#undef E
 
 int hc_cli_cmd_cluster_event(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "http-bind-addr", required_argument, NULL, OPT_HTTP_ADDR },
-		{ "coalesce", no_argument, NULL, OPT_COALESCE },
-		{ "no-coalesce", no_argument, NULL, OPT_NO_COALESCE },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *addr = DEFAULT_HTTP_ADDR, *payload = "";
-	bool coalesce = true;
+	struct event_args a = { .addr = HC_CLI_DEFAULT_HTTP_ADDR, .coalesce = true };
+	const char *payload = "";
 	char url[1024] = "/event";
 	json_t *doc, *resp;
-	int c;
+	int r = hc_cli_parse_opts(cmd, argc, argv, event_opts, &a);
 
-	while ((c = hc_cli_getopt(cmd, argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_HTTP_ADDR:
-			addr = optarg;
-			break;
-		case OPT_COALESCE:
-		case OPT_NO_COALESCE:
-			coalesce = c == OPT_COALESCE;
-			break;
-		case HC_CLI_OPT_HELP:
-			return HC_EXIT_OK;
-		default:
-			return HC_EXIT_USAGE;
-		}
-	}
+	if (r >= 0)
+		return r;
 	if (name_and_payload(argc, argv, &payload) < 0)
 		return hc_cli_usage_error(cmd, "want NAME [PAYLOAD]");
 	if (url_param(url, sizeof(url), "name", argv[optind]) < 0 ||
-	    url_param(url, sizeof(url), "coalesce", coalesce ? "1" : "0") < 0)
+	    url_param(url, sizeof(url), "coalesce", a.coalesce ? "1" : "0") < 0)
 		return hc_cli_usage_error(cmd, "event name too long");
-	resp = hc_cli_api_call(addr, "POST", url, payload, strlen(payload), DEFAULT_TIMEOUT_MS,
+	resp = hc_cli_api_call(a.addr, "POST", url, payload, strlen(payload), DEFAULT_TIMEOUT_MS,
 			       &doc);
 	if (!resp)
 		return HC_EXIT_FAIL;
 	printf("Event '%s' dispatched! Coalescing enabled: %s\n", argv[optind],
-	       coalesce ? "true" : "false");
+	       a.coalesce ? "true" : "false");
 	json_decref(doc);
 	return HC_EXIT_OK;
 }
 
+/* What `cluster query` parses into: its filters go straight into the URL,
+ * in the order given. */
+struct query_args {
+	const char *addr;
+	char url[4096];
+	unsigned long timeout_ms;
+	bool json, ack;
+	int bad; /* the URL ran out of room */
+};
+
+static int query_node(char *arg, void *field, char *why, size_t len)
+{
+	struct query_args *q = field;
+
+	(void)why;
+	(void)len;
+	q->bad |= url_param(q->url, sizeof(q->url), "node", arg);
+	return 0;
+}
+
+static int query_tag(char *arg, void *field, char *why, size_t len)
+{
+	struct query_args *q = field;
+
+	(void)why;
+	(void)len;
+	if (!strchr(arg, '='))
+		return -EINVAL;
+	q->bad |= url_param(q->url, sizeof(q->url), "tag", arg);
+	return 0;
+}
+
+static int query_relay(char *arg, void *field, char *why, size_t len)
+{
+	struct query_args *q = field;
+	unsigned long relay;
+
+	(void)why;
+	(void)len;
+	if (hc_cli_parse_uint(arg, 0, 255, &relay) < 0)
+		return -EINVAL;
+	q->bad |= url_param(q->url, sizeof(q->url), "relay", arg);
+	return 0;
+}
+
+static int query_timeout(char *arg, void *field, char *why, size_t len)
+{
+	struct query_args *q = field;
+	char num[32];
+
+	(void)why;
+	(void)len;
+	if (hc_cli_parse_uint(arg, 1, 600, &q->timeout_ms) < 0)
+		return -EINVAL;
+	q->timeout_ms *= 1000;
+	snprintf(num, sizeof(num), "%lu", q->timeout_ms);
+	q->bad |= url_param(q->url, sizeof(q->url), "timeout", num);
+	return 0;
+}
+
+#define Q struct query_args
+static const struct hc_cli_opt query_opts[] = {
+	HC_CLI_HTTP_ADDR(Q, addr),
+	{ .name = "node", .type = HC_CLI_OPT_FUNC, .parse = query_node },
+	{ .name = "tag", .type = HC_CLI_OPT_FUNC, .parse = query_tag, .why = "want KEY=REGEXP" },
+	HC_CLI_NOFLAG("no-ack", Q, ack),
+	{ .name = "relay-factor", .type = HC_CLI_OPT_FUNC, .parse = query_relay, .why = "0..255" },
+	{ .name = "timeout", .type = HC_CLI_OPT_FUNC, .parse = query_timeout, .why = "seconds" },
+	HC_CLI_FLAG("json", Q, json),
+	{ .name = NULL },
+};
+#undef Q
+
 int hc_cli_cmd_cluster_query(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "http-bind-addr", required_argument, NULL, OPT_HTTP_ADDR },
-		{ "node", required_argument, NULL, OPT_NODE },
-		{ "tag", required_argument, NULL, OPT_QTAG },
-		{ "no-ack", no_argument, NULL, OPT_NO_ACK },
-		{ "relay-factor", required_argument, NULL, OPT_RELAY },
-		{ "timeout", required_argument, NULL, OPT_QTIMEOUT },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *addr = DEFAULT_HTTP_ADDR, *payload = "";
-	char url[4096] = "/query", num[32];
-	unsigned long timeout_ms = 0, relay;
-	bool json = false, ack = true;
+	struct query_args q = { .addr = HC_CLI_DEFAULT_HTTP_ADDR, .url = "/query", .ack = true };
+	const char *payload = "";
 	json_t *doc, *resp, *item;
 	size_t i;
-	int c, bad = 0;
+	int r = hc_cli_parse_opts(cmd, argc, argv, query_opts, &q);
 
-	while ((c = hc_cli_getopt(cmd, argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_HTTP_ADDR:
-			addr = optarg;
-			break;
-		case OPT_NODE:
-			bad |= url_param(url, sizeof(url), "node", optarg);
-			break;
-		case OPT_QTAG:
-			if (!strchr(optarg, '='))
-				return hc_cli_usage_error(cmd, "invalid --tag %s (want KEY=REGEXP)",
-							  optarg);
-			bad |= url_param(url, sizeof(url), "tag", optarg);
-			break;
-		case OPT_NO_ACK:
-			ack = false;
-			break;
-		case OPT_RELAY:
-			if (hc_cli_parse_uint(optarg, 0, 255, &relay) < 0)
-				return hc_cli_usage_error(cmd, "invalid --relay-factor %s (0..255)",
-							  optarg);
-			bad |= url_param(url, sizeof(url), "relay", optarg);
-			break;
-		case OPT_QTIMEOUT:
-			if (hc_cli_parse_uint(optarg, 1, 600, &timeout_ms) < 0)
-				return hc_cli_usage_error(cmd, "invalid --timeout %s (seconds)", optarg);
-			timeout_ms *= 1000;
-			snprintf(num, sizeof(num), "%lu", timeout_ms);
-			bad |= url_param(url, sizeof(url), "timeout", num);
-			break;
-		case OPT_JSON:
-			json = true;
-			break;
-		case HC_CLI_OPT_HELP:
-			return HC_EXIT_OK;
-		default:
-			return HC_EXIT_USAGE;
-		}
-	}
+	if (r >= 0)
+		return r;
 	if (name_and_payload(argc, argv, &payload) < 0)
 		return hc_cli_usage_error(cmd, "want NAME [PAYLOAD]");
-	bad |= url_param(url, sizeof(url), "name", argv[optind]);
-	bad |= url_param(url, sizeof(url), "ack", ack ? "1" : "0");
-	if (bad)
+	q.bad |= url_param(q.url, sizeof(q.url), "name", argv[optind]);
+	q.bad |= url_param(q.url, sizeof(q.url), "ack", q.ack ? "1" : "0");
+	if (q.bad)
 		return hc_cli_usage_error(cmd, "too many filters");
 	/* The agent answers when the query's time is up: wait a bit longer. */
-	resp = hc_cli_api_call(addr, "POST", url, payload, strlen(payload),
-			       (int)(timeout_ms ? timeout_ms : 60000) + 10000, &doc);
+	resp = hc_cli_api_call(q.addr, "POST", q.url, payload, strlen(payload),
+			       (int)(q.timeout_ms ? q.timeout_ms : 60000) + 10000, &doc);
 	if (!resp)
 		return HC_EXIT_FAIL;
-	if (json) {
+	if (q.json) {
 		json_dumpf(resp, stdout, JSON_INDENT(2));
 		putchar('\n');
 	} else {

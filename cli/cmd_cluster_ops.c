@@ -20,28 +20,10 @@
 #include "rpc/rpc.h"
 #include "runtime/runtime.h"
 
-#define STR_(x) #x
-#define STR(x) STR_(x)
-#define DEFAULT_GRPC_ADDR "0.0.0.0:" STR(HC_DEFAULT_GRPC_PORT)
-#define DEFAULT_HTTP_ADDR "0.0.0.0:" STR(HC_DEFAULT_HTTP_PORT)
 #define SERVICE "/cluster.services.api.ClusterService/"
 #define SPAWN_TIMEOUT_MS 200000 /* the agent tries candidates for 90 s each */
 #define DEFAULT_TIMEOUT_MS 60000
 #define FOLLOW_POLL_US 500000
-
-enum {
-	OPT_ADDR = 256,
-	OPT_CPU,
-	OPT_MEM,
-	OPT_IMAGE,
-	OPT_PORTS,
-	OPT_ENV,
-	OPT_ID,
-	OPT_JSON,
-	OPT_TIMEOUT,
-	OPT_TAIL,
-	OPT_FOLLOW,
-};
 
 /* One call to the agent at addr (a bind address, dialled as the CLI's
  * other verbs do). 0 with *resp, or the exit status after one line. */
@@ -73,6 +55,9 @@ struct spawn_args {
 	Cluster__Services__Api__VmSpawnRequest__PortsEntry *entries;
 	Cluster__Services__Api__VmSpawnRequest__PortsEntry **ports;
 	char *env[HC_RUNTIME_MAX_ENV];
+	const char *addr;
+	int timeout_ms;
+	bool json;
 };
 
 static int to_request(struct spawn_args *a)
@@ -93,90 +78,70 @@ static int to_request(struct spawn_args *a)
 	return 0;
 }
 
+static int parse_ports(char *arg, void *field, char *why, size_t len)
+{
+	struct hc_runtime_err rerr;
+
+	if (hc_workload_spec_parse_ports(field, arg, &rerr) < 0) {
+		snprintf(why, len, "%s", rerr.msg);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* NAME=VALUE into the next env slot; field is the whole struct spawn_args. */
+static int parse_env(char *arg, void *field, char *why, size_t len)
+{
+	struct spawn_args *a = field;
+
+	(void)why;
+	(void)len;
+	if (!strchr(arg, '=') || arg[0] == '=' || a->req.n_env >= HC_RUNTIME_MAX_ENV)
+		return -EINVAL;
+	a->env[a->req.n_env++] = arg;
+	return 0;
+}
+
+static int parse_id(char *arg, void *field, char *why, size_t len)
+{
+	(void)why;
+	(void)len;
+	if (!hc_uuid_valid(arg))
+		return -EINVAL;
+	*(char **)field = arg;
+	return 0;
+}
+
+#define S struct spawn_args
+static const struct hc_cli_opt spawn_opts[] = {
+	HC_CLI_GRPC_ADDR(S, addr),
+	HC_CLI_UINT("cpu", S, req.cores, 1, 1024, "1..1024"),
+	HC_CLI_UINT("mem", S, req.memory, HC_RUNTIME_MIN_MEM_MB, 16u << 20,
+		    "MB, at least " HC_CLI_QUOTE(HC_RUNTIME_MIN_MEM_MB)),
+	HC_CLI_STR("image-ref", S, req.image_ref),
+	HC_CLI_FUNC("ports", S, spec, parse_ports, NULL),
+	{ .name = "env", .type = HC_CLI_OPT_FUNC, .parse = parse_env,
+	  .why = "NAME=VALUE, at most " HC_CLI_QUOTE(HC_RUNTIME_MAX_ENV) },
+	HC_CLI_FUNC("id", S, req.id, parse_id, "a lowercase UUID"),
+	HC_CLI_FLAG("json", S, json),
+	HC_CLI_TIMEOUT(S, timeout_ms),
+	{ .name = NULL },
+};
+#undef S
+
 int hc_cli_cmd_cluster_spawn(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "grpc-bind-addr", required_argument, NULL, OPT_ADDR },
-		{ "cpu", required_argument, NULL, OPT_CPU },
-		{ "mem", required_argument, NULL, OPT_MEM },
-		{ "image-ref", required_argument, NULL, OPT_IMAGE },
-		{ "ports", required_argument, NULL, OPT_PORTS },
-		{ "env", required_argument, NULL, OPT_ENV },
-		{ "id", required_argument, NULL, OPT_ID },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	struct spawn_args a = {
+		.req = CLUSTER__SERVICES__API__VM_SPAWN_REQUEST__INIT,
+		.addr = HC_CLI_DEFAULT_GRPC_ADDR,
+		.timeout_ms = SPAWN_TIMEOUT_MS,
 	};
-	struct spawn_args a = { .req = CLUSTER__SERVICES__API__VM_SPAWN_REQUEST__INIT };
-	const char *addr = DEFAULT_GRPC_ADDR;
 	Cluster__Services__Api__VmSpawnResponse *resp = NULL;
-	struct hc_runtime_err rerr;
-	int timeout_ms = SPAWN_TIMEOUT_MS, c, r = HC_EXIT_OK;
-	bool json = false;
-	unsigned long v;
+	int r = hc_cli_parse_opts(cmd, argc, argv, spawn_opts, &a);
 
-	while ((c = hc_cli_getopt(cmd, argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_ADDR:
-			addr = optarg;
-			break;
-		case OPT_CPU:
-			if (hc_cli_parse_uint(optarg, 1, 1024, &v) < 0) {
-				r = hc_cli_usage_error(cmd, "invalid --cpu %s (1..1024)", optarg);
-				goto out;
-			}
-			a.req.cores = (uint32_t)v;
-			break;
-		case OPT_MEM:
-			if (hc_cli_parse_uint(optarg, HC_RUNTIME_MIN_MEM_MB, 16u << 20, &v) < 0) {
-				r = hc_cli_usage_error(cmd, "invalid --mem %s (MB, at least %d)", optarg,
-						       HC_RUNTIME_MIN_MEM_MB);
-				goto out;
-			}
-			a.req.memory = (uint32_t)v;
-			break;
-		case OPT_IMAGE:
-			a.req.image_ref = optarg;
-			break;
-		case OPT_PORTS:
-			if (hc_workload_spec_parse_ports(&a.spec, optarg, &rerr) < 0) {
-				r = hc_cli_usage_error(cmd, "invalid --ports %s: %s", optarg, rerr.msg);
-				goto out;
-			}
-			break;
-		case OPT_ENV:
-			if (!strchr(optarg, '=') || optarg[0] == '=' ||
-			    a.req.n_env >= HC_RUNTIME_MAX_ENV) {
-				r = hc_cli_usage_error(cmd, "invalid --env %s (NAME=VALUE, at most %d)",
-						       optarg, HC_RUNTIME_MAX_ENV);
-				goto out;
-			}
-			a.env[a.req.n_env++] = optarg;
-			break;
-		case OPT_ID:
-			if (!hc_uuid_valid(optarg)) {
-				r = hc_cli_usage_error(cmd, "invalid --id %s (a lowercase UUID)", optarg);
-				goto out;
-			}
-			a.req.id = optarg;
-			break;
-		case OPT_JSON:
-			json = true;
-			break;
-		case OPT_TIMEOUT:
-			if (hc_cli_parse_seconds(optarg, &timeout_ms) < 0) {
-				r = hc_cli_usage_error(cmd, "invalid --timeout %s", optarg);
-				goto out;
-			}
-			break;
-		case HC_CLI_OPT_HELP:
-			goto out;
-		default:
-			r = HC_EXIT_USAGE;
-			goto out;
-		}
-	}
+	if (r >= 0)
+		goto out;
+	r = HC_EXIT_OK;
 	if (optind < argc) {
 		r = hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
 		goto out;
@@ -189,12 +154,12 @@ int hc_cli_cmd_cluster_spawn(const struct hc_cli_cmd *cmd, int argc, char **argv
 		r = hc_cli_fail("out of memory");
 		goto out;
 	}
-	r = call_agent(cmd, addr, "Spawn", &a.req.base,
+	r = call_agent(cmd, a.addr, "Spawn", &a.req.base,
 		       &cluster__services__api__vm_spawn_response__descriptor,
-		       (ProtobufCMessage **)&resp, timeout_ms);
+		       (ProtobufCMessage **)&resp, a.timeout_ms);
 	if (r)
 		goto out;
-	if (json)
+	if (a.json)
 		printf("{\"id\": \"%s\", \"url\": \"%s\"}\n", resp->id, resp->url);
 	else
 		printf("%s %s\n", resp->id, resp->url);
@@ -217,48 +182,33 @@ struct id_args {
 	bool follow;
 };
 
+#define I struct id_args
+static const struct hc_cli_opt stop_opts[] = {
+	HC_CLI_GRPC_ADDR(I, addr),
+	HC_CLI_STR("id", I, id),
+	HC_CLI_TIMEOUT(I, timeout_ms),
+	{ .name = NULL },
+};
+static const struct hc_cli_opt logs_opts[] = {
+	HC_CLI_GRPC_ADDR(I, addr),
+	HC_CLI_STR("id", I, id),
+	HC_CLI_TIMEOUT(I, timeout_ms),
+	HC_CLI_UINT("tail", I, tail, 0, 100000000, NULL),
+	HC_CLI_FLAG("follow", I, follow),
+	{ .name = NULL },
+};
+#undef I
+
 static int parse_id_args(const struct hc_cli_cmd *cmd, int argc, char **argv, bool logs,
 			 struct id_args *a)
 {
-	const struct option opts[] = {
-		{ "grpc-bind-addr", required_argument, NULL, OPT_ADDR },
-		{ "id", required_argument, NULL, OPT_ID },
-		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
-		{ logs ? "tail" : "help", logs ? required_argument : no_argument, NULL,
-		  logs ? OPT_TAIL : 'h' },
-		{ logs ? "follow" : "help", no_argument, NULL, logs ? OPT_FOLLOW : 'h' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	int c;
+	int r;
 
-	a->addr = DEFAULT_GRPC_ADDR;
+	a->addr = HC_CLI_DEFAULT_GRPC_ADDR;
 	a->timeout_ms = DEFAULT_TIMEOUT_MS;
-	while ((c = hc_cli_getopt(cmd, argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_ADDR:
-			a->addr = optarg;
-			break;
-		case OPT_ID:
-			a->id = optarg;
-			break;
-		case OPT_TIMEOUT:
-			if (hc_cli_parse_seconds(optarg, &a->timeout_ms) < 0)
-				return hc_cli_usage_error(cmd, "invalid --timeout %s", optarg);
-			break;
-		case OPT_TAIL:
-			if (hc_cli_parse_uint(optarg, 0, 100000000, &a->tail) < 0)
-				return hc_cli_usage_error(cmd, "invalid --tail %s", optarg);
-			break;
-		case OPT_FOLLOW:
-			a->follow = true;
-			break;
-		case HC_CLI_OPT_HELP:
-			return HC_EXIT_OK;
-		default:
-			return HC_EXIT_USAGE;
-		}
-	}
+	r = hc_cli_parse_opts(cmd, argc, argv, logs ? logs_opts : stop_opts, a);
+	if (r >= 0)
+		return r;
 	if (optind < argc)
 		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
 	if (!a->id)
@@ -337,37 +287,33 @@ int hc_cli_cmd_cluster_logs(const struct hc_cli_cmd *cmd, int argc, char **argv)
 
 /* ---- metrics ---- */
 
+struct metrics_args {
+	const char *addr;
+	int timeout_ms;
+};
+
+#define M struct metrics_args
+static const struct hc_cli_opt metrics_opts[] = {
+	HC_CLI_HTTP_ADDR(M, addr),
+	HC_CLI_TIMEOUT(M, timeout_ms),
+	{ .name = NULL },
+};
+#undef M
+
 int hc_cli_cmd_cluster_metrics(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "http-bind-addr", required_argument, NULL, OPT_ADDR },
-		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *addr = DEFAULT_HTTP_ADDR;
-	int timeout_ms = DEFAULT_TIMEOUT_MS, c, status = 0, r;
+	struct metrics_args a = { HC_CLI_DEFAULT_HTTP_ADDR, DEFAULT_TIMEOUT_MS };
+	const char *addr = a.addr;
 	char err[256], *body = NULL;
+	int status = 0, r = hc_cli_parse_opts(cmd, argc, argv, metrics_opts, &a);
 	size_t len = 0;
 
-	while ((c = hc_cli_getopt(cmd, argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_ADDR:
-			addr = optarg;
-			break;
-		case OPT_TIMEOUT:
-			if (hc_cli_parse_seconds(optarg, &timeout_ms) < 0)
-				return hc_cli_usage_error(cmd, "invalid --timeout %s", optarg);
-			break;
-		case HC_CLI_OPT_HELP:
-			return HC_EXIT_OK;
-		default:
-			return HC_EXIT_USAGE;
-		}
-	}
+	if (r >= 0)
+		return r;
+	addr = a.addr;
 	if (optind < argc)
 		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
-	r = hc_cli_http(addr, "GET", "/metrics", NULL, 0, timeout_ms, &status, &body, &len, err,
+	r = hc_cli_http(addr, "GET", "/metrics", NULL, 0, a.timeout_ms, &status, &body, &len, err,
 			sizeof(err));
 	if (r < 0)
 		return hc_cli_fail("cannot reach the agent's HTTP API at %s: %s", addr, err);

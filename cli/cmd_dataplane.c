@@ -12,16 +12,6 @@
 #include "cli.h"
 #include "dataplane/dataplane.h"
 
-enum {
-	OPT_PIN_DIR = 0x100,
-	OPT_JSON,
-	OPT_HOST,
-	OPT_PORT,
-	OPT_NODE_PORT,
-	OPT_PROTO,
-	OPT_BACKEND,
-	OPT_IFACE,
-};
 
 struct route_opts {
 	const char *pin_dir;
@@ -35,27 +25,30 @@ struct route_opts {
 	bool json;
 };
 
-static const struct option route_options[] = {
-	{"bpf-pin-dir", required_argument, NULL, OPT_PIN_DIR},
-	{"json", no_argument, NULL, OPT_JSON},
-	{"host", required_argument, NULL, OPT_HOST},
-	{"port", required_argument, NULL, OPT_PORT},
-	{"node-port", required_argument, NULL, OPT_NODE_PORT},
-	{"proto", required_argument, NULL, OPT_PROTO},
-	{"backend", required_argument, NULL, OPT_BACKEND},
-	{"dataplane-iface", required_argument, NULL, OPT_IFACE},
-	{"help", no_argument, NULL, 'h'},
-	{NULL, 0, NULL, 0},
-};
-
-static int parse_backend(const struct hc_cli_cmd *cmd, const char *text, struct route_opts *o)
+static int parse_proto(char *text, void *field, char *why, size_t len)
 {
-	struct hc_addr a;
-	char why[128];
+	(void)why;
+	(void)len;
+	if (strcmp(text, "tcp") == 0)
+		*(uint8_t *)field = IPPROTO_TCP;
+	else if (strcmp(text, "udp") == 0)
+		*(uint8_t *)field = IPPROTO_UDP;
+	else
+		return -EINVAL;
+	return 0;
+}
 
-	if (hc_addr_parse(text, false, &a, why, sizeof(why)) < 0 || hc_addr_is_any(&a))
-		return hc_cli_usage_error(cmd, "invalid --backend %s (IPV4:PORT or [IPV6]:PORT)",
-					  text);
+/* IPV4:PORT or [IPV6]:PORT into the backend; field is the whole route_opts. */
+static int parse_backend(char *text, void *field, char *why, size_t len)
+{
+	struct route_opts *o = field;
+	struct hc_addr a;
+	char reason[128];
+
+	(void)why;
+	(void)len;
+	if (hc_addr_parse(text, false, &a, reason, sizeof(reason)) < 0 || hc_addr_is_any(&a))
+		return -EINVAL;
 	memset(&o->backend, 0, sizeof(o->backend));
 	if (a.ss.ss_family == AF_INET) {
 		o->backend.family = HC_AF_INET;
@@ -66,60 +59,36 @@ static int parse_backend(const struct hc_cli_cmd *cmd, const char *text, struct 
 	}
 	o->backend_port = hc_addr_port(&a);
 	o->has_backend = true;
-	return -1;
+	return 0;
 }
+
+#define R struct route_opts
+static const struct hc_cli_opt route_options[] = {
+	HC_CLI_STR("bpf-pin-dir", R, pin_dir),
+	HC_CLI_FLAG("json", R, json),
+	HC_CLI_STR("host", R, host),
+	HC_CLI_UINT("port", R, port, 1, 65535, "1..65535"),
+	HC_CLI_UINT("node-port", R, node_port, 1, 65535, "1..65535"),
+	HC_CLI_FUNC("proto", R, proto, parse_proto, "tcp or udp"),
+	{ .name = "backend", .type = HC_CLI_OPT_FUNC, .parse = parse_backend,
+	  .why = "IPV4:PORT or [IPV6]:PORT" },
+	HC_CLI_STR("dataplane-iface", R, iface),
+	{ .name = NULL },
+};
+#undef R
 
 /* Returns -1 to go on, else the exit status. */
 static int parse_route_opts(const struct hc_cli_cmd *cmd, int argc, char **argv,
 			    struct route_opts *o)
 {
-	int c, r;
+	int r;
 
 	memset(o, 0, sizeof(*o));
 	o->pin_dir = HC_DEFAULT_BPF_PIN_DIR;
 	o->proto = IPPROTO_TCP;
-	while ((c = hc_cli_getopt(cmd, argc, argv, route_options)) != -1) {
-		switch (c) {
-		case OPT_PIN_DIR:
-			o->pin_dir = optarg;
-			break;
-		case OPT_JSON:
-			o->json = true;
-			break;
-		case OPT_HOST:
-			o->host = optarg;
-			break;
-		case OPT_PORT:
-			if (hc_cli_parse_uint(optarg, 1, 65535, &o->port))
-				return hc_cli_usage_error(cmd, "invalid --port %s (1..65535)", optarg);
-			break;
-		case OPT_NODE_PORT:
-			if (hc_cli_parse_uint(optarg, 1, 65535, &o->node_port))
-				return hc_cli_usage_error(cmd, "invalid --node-port %s (1..65535)",
-							  optarg);
-			break;
-		case OPT_PROTO:
-			if (strcmp(optarg, "tcp") == 0)
-				o->proto = IPPROTO_TCP;
-			else if (strcmp(optarg, "udp") == 0)
-				o->proto = IPPROTO_UDP;
-			else
-				return hc_cli_usage_error(cmd, "invalid --proto %s (tcp or udp)", optarg);
-			break;
-		case OPT_BACKEND:
-			r = parse_backend(cmd, optarg, o);
-			if (r >= 0)
-				return r;
-			break;
-		case OPT_IFACE:
-			o->iface = optarg;
-			break;
-		case HC_CLI_OPT_HELP:
-			return HC_EXIT_OK;
-		default:
-			return HC_EXIT_USAGE;
-		}
-	}
+	r = hc_cli_parse_opts(cmd, argc, argv, route_options, o);
+	if (r >= 0)
+		return r;
 	if (optind < argc)
 		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
 	return -1;

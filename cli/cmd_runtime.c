@@ -21,30 +21,6 @@
 #define MAX_REGISTRIES 32
 #define STOP_GRACE_S 5
 
-enum {
-	OPT_SOCKET = 300,
-	OPT_RUN_DIR,
-	OPT_STATE_DIR,
-	OPT_IMAGE,
-	OPT_CPU,
-	OPT_MEM,
-	OPT_ENV,
-	OPT_PORTS,
-	OPT_LABEL,
-	OPT_RUNTIME,
-	OPT_EGRESS_MBIT,
-	OPT_ID,
-	OPT_JSON,
-	OPT_FOLLOW,
-	OPT_TAIL,
-	OPT_INSECURE,
-	OPT_SUBNET,
-	OPT_LOG_LEVEL,
-	OPT_CAP_CPU,
-	OPT_CAP_MEM,
-	OPT_GRACE,
-};
-
 /* Options every local verb shares: where containerd and our state are. */
 struct local_opts {
 	const char *socket; /* NULL: <run_dir>/containerd.sock */
@@ -61,33 +37,10 @@ static void local_opts_init(struct local_opts *o)
 	o->state_dir = HC_RUNTIME_DEFAULT_STATE_DIR;
 }
 
-/* Handles a shared option; returns 1 if c was one. */
-static int local_opt(struct local_opts *o, int c)
-{
-	switch (c) {
-	case OPT_SOCKET:
-		o->socket = optarg;
-		return 1;
-	case OPT_RUN_DIR:
-		o->run_dir = optarg;
-		return 1;
-	case OPT_STATE_DIR:
-		o->state_dir = optarg;
-		return 1;
-	default:
-		return 0;
-	}
-}
-
-static int parse_u32(const char *s, unsigned long min, unsigned long max, uint32_t *out)
-{
-	unsigned long v;
-
-	if (hc_cli_parse_uint(s, min, max, &v) < 0)
-		return -EINVAL;
-	*out = (uint32_t)v;
-	return 0;
-}
+/* The rows every local verb shares: where containerd and our state are. */
+#define LOCAL_ROWS(s)                                                                  \
+	HC_CLI_STR("containerd-socket", s, o.socket), HC_CLI_STR("run-dir", s, o.run_dir), \
+		HC_CLI_STR("state-dir", s, o.state_dir)
 
 /*
  * Opens a runtime client on the local containerd, after checking that
@@ -136,59 +89,45 @@ static void on_stop_signal(struct hc_loop *loop, int signo, void *arg)
 	hc_loop_stop(loop);
 }
 
+/* What `hypercore containerd` parses into. */
+struct containerd_args {
+	struct hc_containerd_config cfg;
+	enum hc_log_level level;
+	const char *registries[MAX_REGISTRIES];
+};
+
+#define D struct containerd_args
+static const struct hc_cli_opt containerd_opts[] = {
+	HC_CLI_STR("run-dir", D, cfg.run_dir),
+	HC_CLI_STR("state-dir", D, cfg.state_dir),
+	HC_CLI_LIST("insecure-registry", D, registries, cfg.ninsecure),
+	HC_CLI_STR("workload-subnet", D, cfg.subnet),
+	HC_CLI_LOG_LEVEL(D, level),
+	{ .name = NULL },
+};
+#undef D
+
 int hc_cli_cmd_containerd(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "run-dir", required_argument, NULL, OPT_RUN_DIR },
-		{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
-		{ "insecure-registry", required_argument, NULL, OPT_INSECURE },
-		{ "workload-subnet", required_argument, NULL, OPT_SUBNET },
-		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	struct containerd_args a = {
+		.cfg = {
+			.state_dir = HC_RUNTIME_DEFAULT_STATE_DIR,
+			.run_dir = HC_RUNTIME_DEFAULT_RUN_DIR,
+		},
+		.level = HC_LOG_INFO,
 	};
-	const char *registries[MAX_REGISTRIES];
-	struct hc_containerd_config cfg = {
-		.state_dir = HC_RUNTIME_DEFAULT_STATE_DIR,
-		.run_dir = HC_RUNTIME_DEFAULT_RUN_DIR,
-		.insecure_registries = registries,
-	};
-	enum hc_log_level level = HC_LOG_INFO;
+	struct hc_containerd_config *cfg = &a.cfg;
 	struct hc_runtime_err err;
 	struct hc_containerd *cd;
 	struct hc_loop *loop;
-	int c, r;
+	int r = hc_cli_parse_opts(cmd, argc, argv, containerd_opts, &a);
 
-	while ((c = hc_cli_getopt(cmd, argc, argv, opts)) != -1) {
-		switch (c) {
-		case OPT_RUN_DIR:
-			cfg.run_dir = optarg;
-			break;
-		case OPT_STATE_DIR:
-			cfg.state_dir = optarg;
-			break;
-		case OPT_INSECURE:
-			if (cfg.ninsecure >= MAX_REGISTRIES)
-				return hc_cli_usage_error(cmd, "at most %d --insecure-registry",
-							  MAX_REGISTRIES);
-			registries[cfg.ninsecure++] = optarg;
-			break;
-		case OPT_SUBNET:
-			cfg.subnet = optarg;
-			break;
-		case OPT_LOG_LEVEL:
-			if (hc_log_level_parse(optarg, &level) < 0)
-				return hc_cli_usage_error(cmd, "invalid --log-level %s", optarg);
-			break;
-		case HC_CLI_OPT_HELP:
-			return HC_EXIT_OK;
-		default:
-			return HC_EXIT_USAGE;
-		}
-	}
+	if (r >= 0)
+		return r;
+	cfg->insecure_registries = a.registries;
 	if (optind < argc)
 		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
-	hc_log_set_level(level);
+	hc_log_set_level(a.level);
 	loop = hc_loop_new(NULL, NULL);
 	if (!loop)
 		return hc_cli_fail("cannot create the event loop: %s", strerror(errno));
@@ -197,7 +136,7 @@ int hc_cli_cmd_containerd(const struct hc_cli_cmd *cmd, int argc, char **argv)
 		hc_loop_free(loop);
 		return hc_cli_fail("cannot watch signals");
 	}
-	cd = hc_containerd_start(loop, &cfg, &err);
+	cd = hc_containerd_start(loop, cfg, &err);
 	if (!cd) {
 		hc_loop_free(loop);
 		return hc_cli_fail("%s", err.msg);
@@ -242,100 +181,111 @@ static int add_label(struct hc_workload_spec *spec, const char *kv)
 	return grown[spec->nlabels - 1].key && grown[spec->nlabels - 1].value ? 0 : -ENOMEM;
 }
 
-static int parse_spawn_opts(const struct hc_cli_cmd *cmd, int argc, char **argv,
-			    struct local_opts *o, struct hc_workload_spec *spec, bool *json)
+/* What `hypercore spawn` parses into. */
+struct spawn_args {
+	struct local_opts o;
+	struct hc_workload_spec spec;
+	bool json;
+};
+
+static int replace_string(char **field, const char *value)
 {
-	static const struct option opts[] = {
-		{ "image-ref", required_argument, NULL, OPT_IMAGE },
-		{ "cpu", required_argument, NULL, OPT_CPU },
-		{ "mem", required_argument, NULL, OPT_MEM },
-		{ "env", required_argument, NULL, OPT_ENV },
-		{ "ports", required_argument, NULL, OPT_PORTS },
-		{ "label", required_argument, NULL, OPT_LABEL },
-		{ "runtime", required_argument, NULL, OPT_RUNTIME },
-		{ "egress-mbit", required_argument, NULL, OPT_EGRESS_MBIT },
-		{ "capacity-cpu", required_argument, NULL, OPT_CAP_CPU },
-		{ "capacity-mem", required_argument, NULL, OPT_CAP_MEM },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "containerd-socket", required_argument, NULL, OPT_SOCKET },
-		{ "run-dir", required_argument, NULL, OPT_RUN_DIR },
-		{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
+	char *copy = strdup(value);
+
+	if (!copy)
+		return -ENOMEM;
+	free(*field);
+	*field = copy;
+	return 0;
+}
+
+static int parse_image(char *arg, void *field, char *why, size_t len)
+{
+	(void)why;
+	(void)len;
+	return replace_string(field, arg);
+}
+
+static int parse_env(char *arg, void *field, char *why, size_t len)
+{
+	struct hc_workload_spec *spec = field;
+
+	(void)why;
+	(void)len;
+	if (!strchr(arg, '=') || arg[0] == '=')
+		return -EINVAL;
+	return add_string(&spec->env, &spec->nenv, arg);
+}
+
+static int parse_ports(char *arg, void *field, char *why, size_t len)
+{
 	struct hc_runtime_err err;
-	int c;
+
+	if (hc_workload_spec_parse_ports(field, arg, &err) < 0) {
+		snprintf(why, len, "%s", err.msg);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int parse_label(char *arg, void *field, char *why, size_t len)
+{
+	(void)why;
+	(void)len;
+	return add_label(field, arg) < 0 ? -EINVAL : 0;
+}
+
+static int parse_runtime(char *arg, void *field, char *why, size_t len)
+{
+	(void)why;
+	(void)len;
+	if (strcmp(arg, "runc") != 0 && strcmp(arg, "runsc") != 0)
+		return -EINVAL;
+	return replace_string(field, arg);
+}
+
+static int parse_egress(char *arg, void *field, char *why, size_t len)
+{
+	char label[64];
+
+	(void)why;
+	(void)len;
+	snprintf(label, sizeof(label), "%s=%.20s", HC_LABEL_EGRESS_MBIT, arg);
+	return add_label(field, label) < 0 ? -ENOMEM : 0;
+}
+
+#define S struct spawn_args
+static const struct hc_cli_opt spawn_opts[] = {
+	HC_CLI_FUNC("image-ref", S, spec.image_ref, parse_image, NULL),
+	HC_CLI_UINT("cpu", S, spec.cores, 1, 1024, "whole vCPUs, 1..1024"),
+	HC_CLI_UINT("mem", S, spec.memory_mb, HC_RUNTIME_MIN_MEM_MB, 16u << 20,
+		    "MB, " HC_CLI_QUOTE(HC_RUNTIME_MIN_MEM_MB) "..16777216"),
+	HC_CLI_FUNC("env", S, spec, parse_env, "want NAME=VALUE"),
+	{ .name = "ports", .type = HC_CLI_OPT_FUNC, .off = offsetof(S, spec), .parse = parse_ports,
+	  .bare = true },
+	HC_CLI_FUNC("label", S, spec, parse_label, "want KEY=VALUE"),
+	HC_CLI_FUNC("runtime", S, spec.runtime_handler, parse_runtime, "runc or runsc"),
+	HC_CLI_FUNC("egress-mbit", S, spec, parse_egress, NULL),
+	HC_CLI_UINT("capacity-cpu", S, o.capacity_cpus, 1, 1u << 20, NULL),
+	HC_CLI_UINT("capacity-mem", S, o.capacity_mem_mb, 1, 1u << 30, NULL),
+	HC_CLI_FLAG("json", S, json),
+	LOCAL_ROWS(S),
+	{ .name = NULL },
+};
+#undef S
+
+static int parse_spawn_opts(const struct hc_cli_cmd *cmd, int argc, char **argv,
+			    struct spawn_args *a)
+{
+	struct hc_workload_spec *spec = &a->spec;
+	struct hc_runtime_err err;
+	int r;
 
 	spec->cores = HC_RUNTIME_DEFAULT_CPUS;
 	spec->memory_mb = HC_RUNTIME_DEFAULT_MEM_MB;
-	while ((c = hc_cli_getopt(cmd, argc, argv, opts)) != -1) {
-		if (local_opt(o, c))
-			continue;
-		switch (c) {
-		case OPT_IMAGE:
-			free(spec->image_ref);
-			if (!(spec->image_ref = strdup(optarg)))
-				return hc_cli_fail("out of memory");
-			break;
-		case OPT_CPU:
-			if (parse_u32(optarg, 1, 1024, &spec->cores) < 0)
-				return hc_cli_usage_error(cmd, "invalid --cpu %s (whole vCPUs, 1..1024)",
-							  optarg);
-			break;
-		case OPT_MEM:
-			if (parse_u32(optarg, HC_RUNTIME_MIN_MEM_MB, 16u << 20, &spec->memory_mb) < 0)
-				return hc_cli_usage_error(cmd, "invalid --mem %s (MB, %d..%u)", optarg,
-							  HC_RUNTIME_MIN_MEM_MB, 16u << 20);
-			break;
-		case OPT_ENV:
-			if (!strchr(optarg, '=') || optarg[0] == '=')
-				return hc_cli_usage_error(cmd, "invalid --env %s (want NAME=VALUE)",
-							  optarg);
-			if (add_string(&spec->env, &spec->nenv, optarg) < 0)
-				return hc_cli_fail("out of memory");
-			break;
-		case OPT_PORTS:
-			if (hc_workload_spec_parse_ports(spec, optarg, &err) < 0)
-				return hc_cli_usage_error(cmd, "%s", err.msg);
-			break;
-		case OPT_LABEL:
-			if (add_label(spec, optarg) < 0)
-				return hc_cli_usage_error(cmd, "invalid --label %s (want KEY=VALUE)",
-							  optarg);
-			break;
-		case OPT_RUNTIME:
-			if (strcmp(optarg, "runc") != 0 && strcmp(optarg, "runsc") != 0)
-				return hc_cli_usage_error(cmd, "invalid --runtime %s (runc or runsc)",
-							  optarg);
-			free(spec->runtime_handler);
-			if (!(spec->runtime_handler = strdup(optarg)))
-				return hc_cli_fail("out of memory");
-			break;
-		case OPT_EGRESS_MBIT: {
-			char label[64];
-
-			snprintf(label, sizeof(label), "%s=%.20s", HC_LABEL_EGRESS_MBIT, optarg);
-			if (add_label(spec, label) < 0)
-				return hc_cli_fail("out of memory");
-			break;
-		}
-		case OPT_CAP_CPU:
-			if (parse_u32(optarg, 1, 1u << 20, &o->capacity_cpus) < 0)
-				return hc_cli_usage_error(cmd, "invalid --capacity-cpu %s", optarg);
-			break;
-		case OPT_CAP_MEM:
-			if (parse_u32(optarg, 1, 1u << 30, &o->capacity_mem_mb) < 0)
-				return hc_cli_usage_error(cmd, "invalid --capacity-mem %s", optarg);
-			break;
-		case OPT_JSON:
-			*json = true;
-			break;
-		case HC_CLI_OPT_HELP:
-			return HC_EXIT_OK;
-		default:
-			return HC_EXIT_USAGE;
-		}
-	}
+	r = hc_cli_parse_opts(cmd, argc, argv, spawn_opts, a);
+	if (r >= 0)
+		return r;
 	if (optind < argc)
 		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
 	if (!spec->image_ref)
@@ -409,128 +359,132 @@ static int print_json(json_t *j)
 
 int hc_cli_cmd_spawn(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
-	struct hc_workload_spec spec = { 0 };
-	struct local_opts o;
+	struct spawn_args a = { .json = false };
 	struct hc_runtime_err err;
 	struct hc_runtime *rt = NULL;
 	struct hc_workload w;
-	bool json = false;
 	int r;
 
-	local_opts_init(&o);
-	r = parse_spawn_opts(cmd, argc, argv, &o, &spec, &json);
+	local_opts_init(&a.o);
+	r = parse_spawn_opts(cmd, argc, argv, &a);
 	if (r >= 0)
 		goto out;
-	rt = open_runtime(&o);
+	rt = open_runtime(&a.o);
 	if (!rt) {
 		r = HC_EXIT_FAIL;
 		goto out;
 	}
-	if (hc_runtime_spawn(rt, &spec, NULL, &w, &err) < 0) {
+	if (hc_runtime_spawn(rt, &a.spec, NULL, &w, &err) < 0) {
 		r = hc_cli_fail("%s", err.msg);
 		goto out;
 	}
-	if (json)
+	if (a.json)
 		r = print_json(workload_json(&w));
 	else
 		printf("%s\n", w.id), r = HC_EXIT_OK;
 	hc_workload_fini(&w);
 out:
-	hc_workload_spec_fini(&spec);
+	hc_workload_spec_fini(&a.spec);
 	hc_runtime_free(rt);
 	return r;
 }
 
 /* ---- hypercore stop / list ---- */
 
-/* Parses the shared options plus --id (required when need_id) and extra
- * options handled by on_extra. Arguments after the options are the caller's
- * to check. Returns -1 to go on, else the exit status to return. */
-static int parse_id_opts(const struct hc_cli_cmd *cmd, int argc, char **argv, struct local_opts *o,
-			 const char **id, bool need_id, const struct option *extra,
-			 int (*on_extra)(const struct hc_cli_cmd *, int, void *), void *arg)
-{
-	struct option opts[16] = {
-		{ "id", required_argument, NULL, OPT_ID },
-		{ "containerd-socket", required_argument, NULL, OPT_SOCKET },
-		{ "run-dir", required_argument, NULL, OPT_RUN_DIR },
-		{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
-		{ "help", no_argument, NULL, 'h' },
-	};
-	size_t n = 5;
-	int c, r;
+/* What the local verbs that name a workload parse into. */
+struct local_args {
+	struct local_opts o;
+	const char *id;
+	uint32_t grace; /* stop */
+	bool json;      /* list */
+	bool follow;    /* logs */
+	long tail;      /* logs; -1: all */
+};
 
-	for (; extra && extra->name && n < 15; extra++)
-		opts[n++] = *extra;
-	while ((c = hc_cli_getopt(cmd, argc, argv, opts)) != -1) {
-		if (local_opt(o, c))
-			continue;
-		switch (c) {
-		case OPT_ID:
-			*id = optarg;
-			break;
-		case HC_CLI_OPT_HELP:
-			return HC_EXIT_OK;
-		case HC_CLI_OPT_BAD:
-			return HC_EXIT_USAGE;
-		default:
-			r = on_extra ? on_extra(cmd, c, arg) : HC_EXIT_USAGE;
-			if (r >= 0)
-				return r;
-		}
-	}
-	if (need_id && !*id)
-		return hc_cli_usage_error(cmd, "--id is required");
-	if (need_id && !hc_uuid_valid(*id))
-		return hc_cli_usage_error(cmd, "invalid --id %s (a workload id is a UUID)", *id);
-	return -1;
+static int parse_tail(char *arg, void *field, char *why, size_t len)
+{
+	long *tail = field;
+	char *end;
+
+	(void)why;
+	(void)len;
+	errno = 0;
+	*tail = strtol(arg, &end, 10);
+	return !errno && end != arg && !*end && *tail >= 0 ? 0 : -EINVAL;
 }
 
-static int stop_extra(const struct hc_cli_cmd *cmd, int c, void *arg)
-{
-	uint32_t *grace = arg;
+/* The rows every local verb shares: where containerd and our state are. */
 
-	if (c == OPT_GRACE && parse_u32(optarg, 0, 3600, grace) == 0)
-		return -1;
-	return hc_cli_usage_error(cmd, "invalid --grace %s (seconds, 0..3600)", optarg);
+#define L struct local_args
+static const struct hc_cli_opt stop_opts[] = {
+	HC_CLI_STR("id", L, id),
+	LOCAL_ROWS(L),
+	HC_CLI_UINT("grace", L, grace, 0, 3600, "seconds, 0..3600"),
+	{ .name = NULL },
+};
+static const struct hc_cli_opt list_opts[] = {
+	HC_CLI_STR("id", L, id),
+	LOCAL_ROWS(L),
+	HC_CLI_FLAG("json", L, json),
+	{ .name = NULL },
+};
+static const struct hc_cli_opt logs_opts[] = {
+	HC_CLI_STR("id", L, id),
+	LOCAL_ROWS(L),
+	HC_CLI_FLAG("follow", L, follow),
+	HC_CLI_FUNC("tail", L, tail, parse_tail, "a number of lines"),
+	{ .name = NULL },
+};
+static const struct hc_cli_opt attach_opts[] = {
+	HC_CLI_STR("id", L, id),
+	LOCAL_ROWS(L),
+	{ .name = NULL },
+};
+#undef L
+
+/* Parses a local verb's options into a (initialised here) with --id
+ * required when need_id. Arguments after the options are the caller's to
+ * check. Returns -1 to go on, else the exit status to return. */
+static int parse_id_opts(const struct hc_cli_cmd *cmd, int argc, char **argv,
+			 const struct hc_cli_opt *table, bool need_id, struct local_args *a)
+{
+	int r;
+
+	memset(a, 0, sizeof(*a));
+	local_opts_init(&a->o);
+	a->grace = STOP_GRACE_S;
+	a->tail = -1;
+	r = hc_cli_parse_opts(cmd, argc, argv, table, a);
+	if (r >= 0)
+		return r;
+	if (need_id && !a->id)
+		return hc_cli_usage_error(cmd, "--id is required");
+	if (need_id && !hc_uuid_valid(a->id))
+		return hc_cli_usage_error(cmd, "invalid --id %s (a workload id is a UUID)", a->id);
+	return -1;
 }
 
 int hc_cli_cmd_stop(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
-	static const struct option extra[] = {
-		{ "grace", required_argument, NULL, OPT_GRACE },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct local_opts o;
+	struct local_args a;
 	struct hc_runtime_err err;
 	struct hc_runtime *rt;
-	const char *id = NULL;
-	uint32_t grace = STOP_GRACE_S;
 	int r;
 
-	local_opts_init(&o);
-	r = parse_id_opts(cmd, argc, argv, &o, &id, true, extra, stop_extra, &grace);
+	r = parse_id_opts(cmd, argc, argv, stop_opts, true, &a);
 	if (r >= 0)
 		return r;
 	if (optind < argc)
 		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
-	rt = open_runtime(&o);
+	rt = open_runtime(&a.o);
 	if (!rt)
 		return HC_EXIT_FAIL;
-	r = hc_runtime_stop(rt, id, (int)grace, &err) < 0 ? hc_cli_fail("%s", err.msg) : HC_EXIT_OK;
+	r = hc_runtime_stop(rt, a.id, (int)a.grace, &err) < 0 ? hc_cli_fail("%s", err.msg)
+								: HC_EXIT_OK;
 	if (r == HC_EXIT_OK)
-		printf("%s\n", id);
+		printf("%s\n", a.id);
 	hc_runtime_free(rt);
 	return r;
-}
-
-static int list_extra(const struct hc_cli_cmd *cmd, int c, void *arg)
-{
-	if (c == OPT_JSON) {
-		*(bool *)arg = true;
-		return -1;
-	}
-	return HC_EXIT_USAGE;
 }
 
 static void format_age(int64_t since_ns, char *buf, size_t len)
@@ -595,33 +549,26 @@ static int print_table(const struct hc_workload *list, size_t n)
 
 int hc_cli_cmd_list(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
-	static const struct option extra[] = {
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct local_opts o;
+	struct local_args a;
 	struct hc_runtime_err err;
 	struct hc_runtime *rt;
 	struct hc_workload *list;
-	const char *id = NULL;
-	bool json = false;
 	size_t n;
 	int r;
 
-	local_opts_init(&o);
-	r = parse_id_opts(cmd, argc, argv, &o, &id, false, extra, list_extra, &json);
+	r = parse_id_opts(cmd, argc, argv, list_opts, false, &a);
 	if (r >= 0)
 		return r;
-	if (optind < argc || id)
-		return hc_cli_usage_error(cmd, "unexpected argument %s", id ? "--id" : argv[optind]);
-	rt = open_runtime(&o);
+	if (optind < argc || a.id)
+		return hc_cli_usage_error(cmd, "unexpected argument %s", a.id ? "--id" : argv[optind]);
+	rt = open_runtime(&a.o);
 	if (!rt)
 		return HC_EXIT_FAIL;
 	if (hc_runtime_list(rt, &list, &n, &err) < 0) {
 		hc_runtime_free(rt);
 		return hc_cli_fail("%s", err.msg);
 	}
-	if (json) {
+	if (a.json) {
 		json_t *arr = json_array();
 
 		for (size_t i = 0; i < n; i++) {
@@ -642,30 +589,6 @@ int hc_cli_cmd_list(const struct hc_cli_cmd *cmd, int argc, char **argv)
 
 /* ---- hypercore logs ---- */
 
-struct logs_opts {
-	bool follow;
-	long tail;
-};
-
-static int logs_extra(const struct hc_cli_cmd *cmd, int c, void *arg)
-{
-	struct logs_opts *lo = arg;
-	char *end;
-
-	if (c == OPT_FOLLOW) {
-		lo->follow = true;
-		return -1;
-	}
-	if (c == OPT_TAIL) {
-		errno = 0;
-		lo->tail = strtol(optarg, &end, 10);
-		if (!errno && end != optarg && !*end && lo->tail >= 0)
-			return -1;
-		return hc_cli_usage_error(cmd, "invalid --tail %s (a number of lines)", optarg);
-	}
-	return HC_EXIT_USAGE;
-}
-
 static int print_log_line(void *arg, const struct hc_log_line *line)
 {
 	FILE *out = line->stream == HC_LOG_STDERR ? stderr : stdout;
@@ -681,27 +604,19 @@ static int print_log_line(void *arg, const struct hc_log_line *line)
 
 int hc_cli_cmd_logs(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
-	static const struct option extra[] = {
-		{ "follow", no_argument, NULL, OPT_FOLLOW },
-		{ "tail", required_argument, NULL, OPT_TAIL },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct logs_opts lo = { .follow = false, .tail = -1 };
-	struct local_opts o;
+	struct local_args a;
 	struct hc_runtime_err err;
 	struct hc_runtime *rt;
-	const char *id = NULL;
 	bool timestamps = false;
 	sigset_t stop_set;
 	int stop_fd = -1, r;
 
-	local_opts_init(&o);
-	r = parse_id_opts(cmd, argc, argv, &o, &id, true, extra, logs_extra, &lo);
+	r = parse_id_opts(cmd, argc, argv, logs_opts, true, &a);
 	if (r >= 0)
 		return r;
 	if (optind < argc)
 		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
-	if (lo.follow) {
+	if (a.follow) {
 		/* ^C ends following cleanly instead of killing us mid-line. Blocked
 		 * before the runtime client starts gRPC's threads, which inherit
 		 * the mask; otherwise one of them would take the signal and die. */
@@ -713,13 +628,13 @@ int hc_cli_cmd_logs(const struct hc_cli_cmd *cmd, int argc, char **argv)
 		if (stop_fd < 0)
 			return hc_cli_fail("signalfd: %s", strerror(errno));
 	}
-	rt = open_runtime(&o);
+	rt = open_runtime(&a.o);
 	if (!rt) {
 		if (stop_fd >= 0)
 			close(stop_fd);
 		return HC_EXIT_FAIL;
 	}
-	r = hc_runtime_logs(rt, id, lo.tail, lo.follow, stop_fd, print_log_line, &timestamps, &err);
+	r = hc_runtime_logs(rt, a.id, a.tail, a.follow, stop_fd, print_log_line, &timestamps, &err);
 	if (stop_fd >= 0)
 		close(stop_fd);
 	hc_runtime_free(rt);
@@ -756,18 +671,16 @@ static int make_raw(int fd)
 int hc_cli_cmd_attach(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
 	static char *default_argv[] = { "/bin/sh", NULL };
-	struct local_opts o;
+	struct local_args a;
 	struct hc_runtime_err err;
 	struct hc_runtime_exec_io io = { STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO, -1, -1 };
 	struct hc_runtime *rt;
-	const char *id = NULL;
 	char **command = default_argv;
 	bool tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
 	sigset_t winch;
 	int exit_code = 0, r;
 
-	local_opts_init(&o);
-	r = parse_id_opts(cmd, argc, argv, &o, &id, true, NULL, NULL, NULL);
+	r = parse_id_opts(cmd, argc, argv, attach_opts, true, &a);
 	if (r >= 0)
 		return r;
 	/* after "--": the command to run instead of a shell */
@@ -781,7 +694,7 @@ int hc_cli_cmd_attach(const struct hc_cli_cmd *cmd, int argc, char **argv)
 		io.winch_fd = signalfd(-1, &winch, SFD_CLOEXEC);
 		io.tty_fd = STDIN_FILENO;
 	}
-	rt = open_runtime(&o);
+	rt = open_runtime(&a.o);
 	if (!rt) {
 		if (io.winch_fd >= 0)
 			close(io.winch_fd);
@@ -791,7 +704,7 @@ int hc_cli_cmd_attach(const struct hc_cli_cmd *cmd, int argc, char **argv)
 		tty = false;
 		io.tty_fd = -1;
 	}
-	r = hc_runtime_exec(rt, id, command, tty, &io, &exit_code, &err);
+	r = hc_runtime_exec(rt, a.id, command, tty, &io, &exit_code, &err);
 	restore_terminal();
 	if (io.winch_fd >= 0)
 		close(io.winch_fd);
