@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,9 +30,14 @@ def load_grpc_stubs():
                     "-I", include, "--python_out", out, "--grpc_python_out", out, "cluster.proto"],
                    check=True)
     sys.path.insert(0, out)
-    import grpc
-    import cluster_pb2
-    import cluster_pb2_grpc
+    try:
+        import grpc
+        import cluster_pb2
+        import cluster_pb2_grpc
+    finally:
+        # imported (or failed): the generated files are no longer needed
+        sys.path.remove(out)
+        shutil.rmtree(out, ignore_errors=True)
     return grpc, cluster_pb2, cluster_pb2_grpc
 
 
