@@ -10,411 +10,216 @@
 
 const struct hc_cli_cmd hc_cli_cmds[] = {
 	{
-		"cluster",
-		"run the node agent (gossip, runtime, data plane, proxy, APIs)",
-		"Usage: hypercore cluster [options] [JOIN-ADDR...]\n"
-		"\n"
-		"Runs the node agent in the foreground until SIGINT or SIGTERM.\n"
-		"\n"
-		"Options:\n"
-		"  --grpc-bind-addr ADDR   gRPC API address (default 0.0.0.0:8000)\n"
-		"  --http-bind-addr ADDR   HTTP API address (default 0.0.0.0:8001)\n"
-		"  --state-dir DIR         persistent state: node id, keys (default /var/lib/hypercore)\n"
-		"  --cluster-base-url DOM  workloads are served at <id>.DOM (default example.com)\n"
-		"  --log-level LEVEL       debug, info, warn or error (default info)\n"
-		"\n"
-		"Gossip (the Serf protocol; serf agents can join the same cluster):\n"
-		"  JOIN-ADDR...            seeds to join, HOST:PORT of any member\n"
-		"  --cluster-bind-addr ADDR     gossip UDP+TCP address (default 0.0.0.0:7946)\n"
-		"  --cluster-advertise-addr ADDR  address peers dial (default: the bind\n"
-		"                          address, or the default route's for a wildcard)\n"
-		"  --node-name NAME        name in the cluster (default: the node id)\n"
-		"  --cluster-encrypt KEY   base64 key, as `serf agent -encrypt` takes\n"
-		"  --cluster-keyring FILE  JSON list of base64 keys, first primary; kept up\n"
-		"                          to date when keys rotate (as serf -keyring-file)\n"
-		"  --cluster-tag KEY=VALUE a tag of this node (repeatable)\n"
-		"  --gossip-interval-ms N  (default 2000)   --probe-interval-ms N (default 5000)\n"
-		"  --suspicion-mult N      (default 6)      --gossip-nodes N      (default 2)\n"
-		"  --user-event-size-limit BYTES (default 2048)\n"
-		"  --coalesce-ms N         hold member events and coalescable user events\n"
-		"                          this long, keeping the newest (default 0: off)\n"
-		"\n"
-		"Runtime (containerd through CRI):\n"
-		"  --run-dir DIR           sockets and volatile state (default /run/hypercore);\n"
-		"                          the embedded containerd serves DIR/containerd.sock\n"
-		"  --containerd-socket PATH  use this containerd instead of starting one\n"
-		"  --no-runtime            run no workloads here (gossip and APIs only)\n"
-		"  --insecure-registry HOST:PORT  pull from it over plain HTTP (repeatable)\n"
-		"  --workload-subnet CIDR  workload addresses (default 192.168.127.0/24)\n"
-		"  --capacity-cpu N        vCPUs offered to workloads (default max(nproc, 225))\n"
-		"  --capacity-mem MB       memory offered (default: MemAvailable)\n"
-		"\n"
-		"Data plane (XDP and TC programs, pinned maps):\n"
-		"  --dataplane-iface IF    the uplink node ports are served on (default: the\n"
-		"                          default route's interface)\n"
-		"  --dataplane-mode MODE   how: xdp, tc or auto (default): XDP where the\n"
-		"                          driver runs it natively and hands it whole\n"
-		"                          checksums, TC ingress on veth/tap uplinks (their\n"
-		"                          frames may carry partial checksums) or without\n"
-		"                          native XDP\n"
-		"  --bpf-pin-dir DIR       where programs' links and maps are pinned\n"
-		"                          (default /sys/fs/bpf/hypercore)\n"
-		"  --no-dataplane          load no BPF programs (gossip, runtime and APIs only;\n"
-		"                          no proxy either)\n"
-		"\n"
-		"Proxy (Host/SNI routing of hc_routes on every port a route names):\n"
-		"  --proxy-bind-addr IP    listen address (default 0.0.0.0)\n"
-		"  --proxy-workers N       worker threads (default: one per CPU)\n"
-		"  --proxy-forwarding M    splice (default), sockmap or copy\n"
-		"  --proxy-forwarded-headers  add X-Forwarded-For/-Proto and Forwarded\n"
-		"  --proxy-head-timeout-ms N  408 for a head not complete by then (10000)\n"
-		"  --proxy-max-conns N     open connections per port (default 10000)\n"
-		"  --cluster-tls-cert FILE --cluster-tls-key FILE  terminate TLS for names\n"
-		"                          under the base URL (a wildcard certificate);\n"
-		"                          SIGHUP reloads them\n"
-		"  --no-proxy              run no proxy\n"
-		"\n"
-		"Orchestration:\n"
-		"  --respawn-on-node-failure  reschedule the workloads of failed nodes (one\n"
-		"                          respawn-enabled node each, chosen the same way by\n"
-		"                          all) and restart workloads that exit here\n"
-		"  --state-period-ms N     state broadcast period (default 5000); a node silent\n"
-		"                          for 3 periods loses its routes\n"
-		"  -h, --help              show this help\n"
-		"\n"
-		"ADDR is IPV4:PORT, [IPV6]:PORT or :PORT (all IPv4 addresses).\n"
-		"Subcommands: hypercore cluster spawn|stop|list|logs|metrics|members|event|query\n"
-		"--help\n",
-		hc_cli_cmd_cluster,
+		.path = "cluster",
+		.summary = "run the node agent (gossip, runtime, data plane, proxy, APIs)",
+		.usage = "Usage: hypercore cluster [options] [JOIN-ADDR...]\n"
+			 "\n"
+			 "Runs the node agent in the foreground until SIGINT or SIGTERM. JOIN-ADDR...\n"
+			 "are seeds to join: HOST:PORT of any member.\n",
+		.opts = hc_cli_opts_cluster,
+		.epilogue = "ADDR is IPV4:PORT, [IPV6]:PORT or :PORT (all IPv4 addresses).\n"
+			    "Subcommands: spawn, stop, list, logs, metrics, members, event, query\n"
+			    "(hypercore cluster SUBCOMMAND --help).\n",
+		.run = hc_cli_cmd_cluster,
 	},
 	{
-		"cluster spawn",
-		"start a workload somewhere in the cluster; prints its id and URL",
-		"Usage: hypercore cluster spawn --image-ref REF [options]\n"
-		"\n"
-		"Asks an agent to place the workload: it checks which nodes have capacity,\n"
-		"spawns it on the first in policy order (the next if that one fails) and\n"
-		"prints \"ID URL\"; every node's proxy then serves https://ID.<base-url>.\n"
-		"\n"
-		"Options:\n"
-		"  --grpc-bind-addr ADDR   the agent's gRPC address (default 0.0.0.0:8000,\n"
-		"                          dialled as 127.0.0.1:8000)\n"
-		"  --image-ref REF         the OCI image\n"
-		"  --cpu N                 whole vCPUs, default 1\n"
-		"  --mem MB                memory limit in MB, default 512\n"
-		"  --ports H:C[,H:C...]    host port -> container port: H in 30000-32767 is a\n"
-		"                          node port on the owner, any other H a proxy port\n"
-		"  --env NAME=VALUE        environment variable (repeatable)\n"
-		"  --id UUID               the workload id (default: a new one)\n"
-		"  --json                  print {\"id\", \"url\"}\n"
-		"  --timeout SECONDS       give up after this long (default 200)\n"
-		"  -h, --help              show this help\n",
-		hc_cli_cmd_cluster_spawn,
+		.path = "cluster spawn",
+		.summary = "start a workload somewhere in the cluster; prints its id and URL",
+		.usage = "Usage: hypercore cluster spawn --image-ref REF [options]\n"
+			 "\n"
+			 "Asks an agent to place the workload: it checks which nodes have capacity,\n"
+			 "spawns it on the first in policy order (the next if that one fails) and\n"
+			 "prints \"ID URL\"; every node's proxy then serves https://ID.<base-url>.\n",
+		.opts = hc_cli_opts_cluster_spawn,
+		.run = hc_cli_cmd_cluster_spawn,
 	},
 	{
-		"cluster stop",
-		"stop a workload wherever it runs in the cluster",
-		"Usage: hypercore cluster stop --id ID [options]\n"
-		"\n"
-		"Options:\n"
-		"  --grpc-bind-addr ADDR   the agent's gRPC address (default 0.0.0.0:8000)\n"
-		"  --id ID                 the workload\n"
-		"  --timeout SECONDS       give up after this long (default 60)\n"
-		"  -h, --help              show this help\n",
-		hc_cli_cmd_cluster_stop,
+		.path = "cluster stop",
+		.summary = "stop a workload wherever it runs in the cluster",
+		.usage = "Usage: hypercore cluster stop --id ID [options]\n",
+		.opts = hc_cli_opts_cluster_stop,
+		.run = hc_cli_cmd_cluster_stop,
 	},
 	{
-		"cluster logs",
-		"print a workload's output, from whichever node runs it",
-		"Usage: hypercore cluster logs --id ID [options]\n"
-		"\n"
-		"Options:\n"
-		"  --grpc-bind-addr ADDR   the agent's gRPC address (default 0.0.0.0:8000)\n"
-		"  --id ID                 the workload\n"
-		"  --tail N                only the last N lines (default: all, at most 1 MiB)\n"
-		"  --follow                keep printing new lines until interrupted\n"
-		"  --timeout SECONDS       give up on one call after this long (default 60)\n"
-		"  -h, --help              show this help\n",
-		hc_cli_cmd_cluster_logs,
+		.path = "cluster logs",
+		.summary = "print a workload's output, from whichever node runs it",
+		.usage = "Usage: hypercore cluster logs --id ID [options]\n",
+		.opts = hc_cli_opts_cluster_logs,
+		.run = hc_cli_cmd_cluster_logs,
 	},
 	{
-		"cluster metrics",
-		"print an agent's Prometheus metrics",
-		"Usage: hypercore cluster metrics [options]\n"
-		"\n"
-		"Options:\n"
-		"  --http-bind-addr ADDR   the agent's HTTP address (default 0.0.0.0:8001)\n"
-		"  --timeout SECONDS       give up after this long (default 60)\n"
-		"  -h, --help              show this help\n",
-		hc_cli_cmd_cluster_metrics,
+		.path = "cluster metrics",
+		.summary = "print an agent's Prometheus metrics",
+		.usage = "Usage: hypercore cluster metrics [options]\n",
+		.opts = hc_cli_opts_cluster_metrics,
+		.run = hc_cli_cmd_cluster_metrics,
 	},
 	{
-		"cluster list",
-		"list the cluster's nodes and workloads",
-		"Usage: hypercore cluster list [options]\n"
-		"\n"
-		"Asks an agent for the state of every node it knows.\n"
-		"\n"
-		"Options:\n"
-		"  --grpc-bind-addr ADDR   the agent's gRPC address (default 0.0.0.0:8000,\n"
-		"                          dialled as 127.0.0.1:8000)\n"
-		"  --json                  print JSON instead of a table\n"
-		"  --timeout SECONDS       give up after this long (default 10)\n"
-		"  -h, --help              show this help\n",
-		hc_cli_cmd_cluster_list,
+		.path = "cluster list",
+		.summary = "list the cluster's nodes and workloads",
+		.usage = "Usage: hypercore cluster list [options]\n"
+			 "\n"
+			 "Asks an agent for the state of every node it knows.\n",
+		.opts = hc_cli_opts_cluster_list,
+		.run = hc_cli_cmd_cluster_list,
 	},
 	{
-		"cluster members",
-		"list the cluster's members as gossip sees them (like `serf members`)",
-		"Usage: hypercore cluster members [options]\n"
-		"\n"
-		"Asks an agent's HTTP API for every member: name, address, status (alive,\n"
-		"leaving, left, failed), last probe round trip and tags.\n"
-		"\n"
-		"Options:\n"
-		"  --http-bind-addr ADDR   the agent's HTTP address (default 0.0.0.0:8001,\n"
-		"                          dialled as 127.0.0.1:8001)\n"
-		"  --json                  print JSON instead of a table\n"
-		"  --timeout SECONDS       give up after this long (default 10)\n"
-		"  -h, --help              show this help\n",
-		hc_cli_cmd_cluster_members,
+		.path = "cluster members",
+		.summary = "list the cluster's members as gossip sees them (like `serf members`)",
+		.usage = "Usage: hypercore cluster members [options]\n"
+			 "\n"
+			 "Asks an agent's HTTP API for every member: name, address, status (alive,\n"
+			 "leaving, left, failed), last probe round trip and tags.\n",
+		.opts = hc_cli_opts_cluster_members,
+		.run = hc_cli_cmd_cluster_members,
 	},
 	{
-		"cluster event",
-		"send a user event to the cluster (like `serf event`)",
-		"Usage: hypercore cluster event [options] NAME [PAYLOAD]\n"
-		"\n"
-		"Options:\n"
-		"  --http-bind-addr ADDR   the agent's HTTP address (default 0.0.0.0:8001)\n"
-		"  --no-coalesce           ask receivers not to coalesce it (default: may)\n"
-		"  -h, --help              show this help\n",
-		hc_cli_cmd_cluster_event,
+		.path = "cluster event",
+		.summary = "send a user event to the cluster (like `serf event`)",
+		.usage = "Usage: hypercore cluster event [options] NAME [PAYLOAD]\n",
+		.opts = hc_cli_opts_cluster_event,
+		.run = hc_cli_cmd_cluster_event,
 	},
 	{
-		"cluster query",
-		"query the cluster and print acks and responses (like `serf query`)",
-		"Usage: hypercore cluster query [options] NAME [PAYLOAD]\n"
-		"\n"
-		"Options:\n"
-		"  --http-bind-addr ADDR   the agent's HTTP address (default 0.0.0.0:8001)\n"
-		"  --node NAME             only this node answers (repeatable)\n"
-		"  --tag KEY=REGEXP        only nodes whose tag matches (repeatable)\n"
-		"  --no-ack                do not ask for acknowledgements\n"
-		"  --relay-factor N        responses also come through N other members\n"
-		"  --timeout SECONDS       how long to collect (default: serf's formula)\n"
-		"  --json                  print JSON\n"
-		"  -h, --help              show this help\n",
-		hc_cli_cmd_cluster_query,
+		.path = "cluster query",
+		.summary = "query the cluster and print acks and responses (like `serf query`)",
+		.usage = "Usage: hypercore cluster query [options] NAME [PAYLOAD]\n",
+		.opts = hc_cli_opts_cluster_query,
+		.run = hc_cli_cmd_cluster_query,
 	},
 	{
-		"containerd",
-		"run the embedded containerd alone, for local use without an agent",
-		"Usage: hypercore containerd [options]\n"
-		"\n"
-		"Writes hypercore's containerd configuration (CRI on, CNI network \"hypercore\":\n"
-		"ptp + host-local + firewall, overlayfs, the built-in pause image) and runs\n"
-		"containerd in the foreground until SIGINT or SIGTERM, restarting it if it\n"
-		"crashes. Workloads keep running when it stops.\n"
-		"\n"
-		"Options:\n"
-		"  --state-dir DIR         persistent root: images, CNI config and leases, logs\n"
-		"                          (default /var/lib/hypercore)\n"
-		"  --run-dir DIR           socket and volatile state (default /run/hypercore)\n"
-		"  --insecure-registry HOST:PORT  pull from this registry over plain HTTP\n"
-		"                          (repeatable)\n"
-		"  --workload-subnet CIDR  workload addresses (default 192.168.127.0/24)\n"
-		"  --log-level LEVEL       debug, info, warn or error (default info)\n"
-		"  -h, --help              show this help\n",
-		hc_cli_cmd_containerd,
+		.path = "containerd",
+		.summary = "run the embedded containerd alone, for local use without an agent",
+		.usage = "Usage: hypercore containerd [options]\n"
+			 "\n"
+			 "Writes hypercore's containerd configuration (CRI on, CNI network \"hypercore\":\n"
+			 "ptp + host-local + firewall, overlayfs, the built-in pause image) and runs\n"
+			 "containerd in the foreground until SIGINT or SIGTERM, restarting it if it\n"
+			 "crashes. Workloads keep running when it stops.\n",
+		.opts = hc_cli_opts_containerd,
+		.run = hc_cli_cmd_containerd,
 	},
 	{
-		"spawn",
-		"start a workload on this node's containerd; prints its id",
-		"Usage: hypercore spawn --image-ref REF [options]\n"
-		"\n"
-		"Pulls REF if needed, starts it in its own network namespace with an address\n"
-		"on the workload subnet and the given limits, and prints the workload id.\n"
-		"\n"
-		"Options:\n"
-		"  --image-ref REF         the OCI image, e.g. registry:5000/repo/name:tag\n"
-		"  --cpu N                 whole vCPUs (CPU quota), default 1\n"
-		"  --mem MB                memory limit in MB, default 512\n"
-		"  --env NAME=VALUE        environment variable (repeatable)\n"
-		"  --ports H:C[,H:C...]    host port -> container port, recorded for the proxy\n"
-		"  --label KEY=VALUE       label kept with the workload (repeatable)\n"
-		"  --runtime runc|runsc    OCI runtime; runsc is gVisor (default runc)\n"
-		"  --egress-mbit N         limit what it sends to N Mbit/s (the data plane\n"
-		"                          drops the excess; label hypercore.egress-mbit)\n"
-		"  --capacity-cpu N        vCPUs this node offers (default max(nproc, 225))\n"
-		"  --capacity-mem MB       memory this node offers (default: MemAvailable)\n"
-		"  --json                  print the workload as JSON\n"
-		"Where containerd is (every local verb):\n"
-		"  --run-dir DIR           the embedded containerd's socket is DIR/containerd.sock\n"
-		"                          (default /run/hypercore)\n"
-		"  --containerd-socket PATH  use this containerd instead\n"
-		"  --state-dir DIR         hypercore's state, workload logs (default /var/lib/hypercore)\n"
-		"  -h, --help              show this help\n",
-		hc_cli_cmd_spawn,
+		.path = "spawn",
+		.summary = "start a workload on this node's containerd; prints its id",
+		.usage = "Usage: hypercore spawn --image-ref REF [options]\n"
+			 "\n"
+			 "Pulls REF if needed, starts it in its own network namespace with an address\n"
+			 "on the workload subnet and the given limits, and prints the workload id.\n",
+		.opts = hc_cli_opts_spawn,
+		.run = hc_cli_cmd_spawn,
 	},
 	{
-		"stop",
-		"stop and remove a workload on this node",
-		"Usage: hypercore stop --id ID [options]\n"
-		"\n"
-		"Stops the workload (SIGTERM, SIGKILL after the grace period) and removes its\n"
-		"container, sandbox, network namespace, address and logs.\n"
-		"\n"
-		"Options:\n"
-		"  --id ID                 the workload id\n"
-		"  --grace SECONDS         time to exit after SIGTERM (default 5)\n"
-		"Where containerd is (every local verb):\n"
-		"  --run-dir DIR           the embedded containerd's socket is DIR/containerd.sock\n"
-		"                          (default /run/hypercore)\n"
-		"  --containerd-socket PATH  use this containerd instead\n"
-		"  --state-dir DIR         hypercore's state, workload logs (default /var/lib/hypercore)\n"
-		"  -h, --help              show this help\n",
-		hc_cli_cmd_stop,
+		.path = "stop",
+		.summary = "stop and remove a workload on this node",
+		.usage = "Usage: hypercore stop --id ID [options]\n"
+			 "\n"
+			 "Stops the workload (SIGTERM, SIGKILL after the grace period) and removes its\n"
+			 "container, sandbox, network namespace, address and logs.\n",
+		.opts = hc_cli_opts_stop,
+		.run = hc_cli_cmd_stop,
 	},
 	{
-		"list",
-		"list the workloads on this node",
-		"Usage: hypercore list [options]\n"
-		"\n"
-		"Options:\n"
-		"  --json                  print JSON (with the original spawn request)\n"
-		"Where containerd is (every local verb):\n"
-		"  --run-dir DIR           the embedded containerd's socket is DIR/containerd.sock\n"
-		"                          (default /run/hypercore)\n"
-		"  --containerd-socket PATH  use this containerd instead\n"
-		"  --state-dir DIR         hypercore's state, workload logs (default /var/lib/hypercore)\n"
-		"  -h, --help              show this help\n",
-		hc_cli_cmd_list,
+		.path = "list",
+		.summary = "list the workloads on this node",
+		.usage = "Usage: hypercore list [options]\n",
+		.opts = hc_cli_opts_list,
+		.run = hc_cli_cmd_list,
 	},
 	{
-		"logs",
-		"print a workload's output",
-		"Usage: hypercore logs --id ID [options]\n"
-		"\n"
-		"Prints the workload's stdout to stdout and its stderr to stderr.\n"
-		"\n"
-		"Options:\n"
-		"  --id ID                 the workload id\n"
-		"  --tail N                only the last N lines\n"
-		"  --follow                keep printing new lines until ^C\n"
-		"Where containerd is (every local verb):\n"
-		"  --run-dir DIR           the embedded containerd's socket is DIR/containerd.sock\n"
-		"                          (default /run/hypercore)\n"
-		"  --containerd-socket PATH  use this containerd instead\n"
-		"  --state-dir DIR         hypercore's state, workload logs (default /var/lib/hypercore)\n"
-		"  -h, --help              show this help\n",
-		hc_cli_cmd_logs,
+		.path = "logs",
+		.summary = "print a workload's output",
+		.usage = "Usage: hypercore logs --id ID [options]\n"
+			 "\n"
+			 "Prints the workload's stdout to stdout and its stderr to stderr.\n",
+		.opts = hc_cli_opts_logs,
+		.run = hc_cli_cmd_logs,
 	},
 	{
-		"attach",
-		"open a shell (or run a command) inside a workload",
-		"Usage: hypercore attach --id ID [options] [-- COMMAND [ARG...]]\n"
-		"\n"
-		"Runs /bin/sh (or COMMAND) in the workload with a terminal when stdin is one,\n"
-		"through containerd's streaming server. Exits with the command's status.\n"
-		"\n"
-		"Options:\n"
-		"  --id ID                 the workload id\n"
-		"Where containerd is (every local verb):\n"
-		"  --run-dir DIR           the embedded containerd's socket is DIR/containerd.sock\n"
-		"                          (default /run/hypercore)\n"
-		"  --containerd-socket PATH  use this containerd instead\n"
-		"  --state-dir DIR         hypercore's state, workload logs (default /var/lib/hypercore)\n"
-		"  -h, --help              show this help\n",
-		hc_cli_cmd_attach,
+		.path = "attach",
+		.summary = "open a shell (or run a command) inside a workload",
+		.usage = "Usage: hypercore attach --id ID [options] [-- COMMAND [ARG...]]\n"
+			 "\n"
+			 "Runs /bin/sh (or COMMAND) in the workload with a terminal when stdin is one,\n"
+			 "through containerd's streaming server. Exits with the command's status.\n",
+		.opts = hc_cli_opts_attach,
+		.run = hc_cli_cmd_attach,
 	},
 	{
-		"routes",
-		"print the data plane's routes, node ports and workload counters",
-		"Usage: hypercore routes [options]\n"
-		"\n"
-		"Decodes the pinned maps (what `bpftool map dump pinned DIR/hc_routes` shows):\n"
-		"L7 routes (host -> backend, for the proxy), L4 node ports (-> backends, for\n"
-		"XDP), per-workload packet and byte counters, and untranslated/dropped counts.\n"
-		"\n"
-		"Options:\n"
-		"  --json                  print JSON instead of tables\n"
-"  --bpf-pin-dir DIR       where the maps are pinned (default /sys/fs/bpf/hypercore)\n"		"  -h, --help              show this help\n",
-		hc_cli_cmd_routes,
+		.path = "routes",
+		.summary = "print the data plane's routes, node ports and workload counters",
+		.usage = "Usage: hypercore routes [options]\n"
+			 "\n"
+			 "Decodes the pinned maps (what `bpftool map dump pinned DIR/hc_routes` shows):\n"
+			 "L7 routes (host -> backend, for the proxy), L4 node ports (-> backends, for\n"
+			 "XDP), per-workload packet and byte counters, and untranslated/dropped counts.\n",
+		.opts = hc_cli_opts_routes,
+		.run = hc_cli_cmd_routes,
 	},
 	{
-		"routes add",
-		"add a static route or node-port backend (kept by every state sync)",
-		"Usage: hypercore routes add --host NAME --port P --backend IP:PORT [options]\n"
-		"       hypercore routes add --node-port P [--proto tcp|udp] --backend IP:PORT\n"
-		"\n"
-		"Static entries route to backends outside the cluster; state syncs never change\n"
-		"or remove them. With --host, the proxy serves NAME on port P from the backend.\n"
-		"With --node-port, XDP sends P (tcp by default) on the node's addresses to the\n"
-		"backend; adding more backends spreads flows over them by consistent hashing.\n"
-		"\n"
-		"Options:\n"
-		"  --host NAME             exact host name or workload id (Host header, SNI)\n"
-		"  --port P                the port the proxy serves NAME on\n"
-		"  --node-port P           an L4 service on the node's addresses\n"
-		"  --proto tcp|udp         the node port's protocol (default tcp)\n"
-		"  --backend IP:PORT       where the traffic goes ([IPV6]:PORT for IPv6)\n"
-"  --bpf-pin-dir DIR       where the maps are pinned (default /sys/fs/bpf/hypercore)\n"		"  -h, --help              show this help\n",
-		hc_cli_cmd_routes_add,
+		.path = "routes add",
+		.summary = "add a static route or node-port backend (kept by every state sync)",
+		.usage = "Usage: hypercore routes add --host NAME --port P --backend IP:PORT [options]\n"
+			 "       hypercore routes add --node-port P [--proto tcp|udp] --backend IP:PORT\n"
+			 "\n"
+			 "Static entries route to backends outside the cluster; state syncs never change\n"
+			 "or remove them. With --host, the proxy serves NAME on port P from the backend.\n"
+			 "With --node-port, XDP sends P (tcp by default) on the node's addresses to the\n"
+			 "backend; adding more backends spreads flows over them by consistent hashing.\n",
+		.opts = hc_cli_opts_routes_add,
+		.run = hc_cli_cmd_routes_add,
 	},
 	{
-		"routes del",
-		"remove a static route, node port, or one backend of it",
-		"Usage: hypercore routes del --host NAME --port P [options]\n"
-		"       hypercore routes del --node-port P [--proto tcp|udp] [--backend IP:PORT]\n"
-		"\n"
-		"Removes a static entry; the cluster's own entries are refused. With --backend,\n"
-		"only that backend leaves the node port.\n"
-		"\n"
-		"Options:\n"
-		"  --host NAME --port P    the static L7 route\n"
-		"  --node-port P           the static node port\n"
-		"  --proto tcp|udp         its protocol (default tcp)\n"
-		"  --backend IP:PORT       remove only this backend\n"
-"  --bpf-pin-dir DIR       where the maps are pinned (default /sys/fs/bpf/hypercore)\n"		"  -h, --help              show this help\n",
-		hc_cli_cmd_routes_del,
+		.path = "routes del",
+		.summary = "remove a static route, node port, or one backend of it",
+		.usage = "Usage: hypercore routes del --host NAME --port P [options]\n"
+			 "       hypercore routes del --node-port P [--proto tcp|udp] [--backend IP:PORT]\n"
+			 "\n"
+			 "Removes a static entry; the cluster's own entries are refused. With --backend,\n"
+			 "only that backend leaves the node port.\n",
+		.opts = hc_cli_opts_routes_del,
+		.run = hc_cli_cmd_routes_del,
 	},
 	{
-		"dataplane",
-		"the data plane's own verbs (see dataplane cleanup --help)",
-		"Usage: hypercore dataplane cleanup [options]\n"
-		"\n"
-		"The agent loads, attaches and syncs the data plane itself; `hypercore routes`\n"
-		"reads and changes its maps. `dataplane cleanup` removes it all.\n",
-		hc_cli_cmd_dataplane,
+		.path = "dataplane",
+		.summary = "the data plane's own verbs (see dataplane cleanup --help)",
+		.usage = "Usage: hypercore dataplane cleanup [options]\n"
+			 "\n"
+			 "The agent loads, attaches and syncs the data plane itself; `hypercore routes`\n"
+			 "reads and changes its maps. `dataplane cleanup` removes it all.\n",
+		.run = hc_cli_cmd_dataplane,
 	},
 	{
-		"dataplane cleanup",
-		"detach the BPF programs and remove the pinned maps",
-		"Usage: hypercore dataplane cleanup [options]\n"
-		"\n"
-		"Detaches XDP or TC from the uplink and TC from every workload veth the maps\n"
-		"name, then removes the pins and the pin directory. Stop the agent first: a\n"
-		"running agent keeps its programs loaded until it exits.\n"
-		"\n"
-		"Options:\n"
-		"  --dataplane-iface IF    the uplink (default: the one the agent recorded);\n"
-		"                          also detaches an XDP program of ours attached to\n"
-		"                          IF without a pinned link\n"
-"  --bpf-pin-dir DIR       where the maps are pinned (default /sys/fs/bpf/hypercore)\n"		"  -h, --help              show this help\n",
-		hc_cli_cmd_dataplane_cleanup,
+		.path = "dataplane cleanup",
+		.summary = "detach the BPF programs and remove the pinned maps",
+		.usage = "Usage: hypercore dataplane cleanup [options]\n"
+			 "\n"
+			 "Detaches XDP or TC from the uplink and TC from every workload veth the maps\n"
+			 "name, then removes the pins and the pin directory. Stop the agent first: a\n"
+			 "running agent keeps its programs loaded until it exits.\n",
+		.opts = hc_cli_opts_dataplane_cleanup,
+		.run = hc_cli_cmd_dataplane_cleanup,
 	},
 	{
-		"version",
-		"print the version",
-		"Usage: hypercore version\n",
-		hc_cli_cmd_version,
+		.path = "version",
+		.summary = "print the version",
+		.usage = "Usage: hypercore version\n",
+		.run = hc_cli_cmd_version,
 	},
 };
 const unsigned hc_cli_ncmds = sizeof(hc_cli_cmds) / sizeof(hc_cli_cmds[0]);
 
-void hc_cli_print_usage(const struct hc_cli_cmd *cmd, FILE *out)
+int hc_cli_cmd_version(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
-	fputs(cmd->usage, out);
+	if (argc > 1) {
+		if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+			hc_cli_print_usage(cmd, stdout);
+			return HC_EXIT_OK;
+		}
+		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[1]);
+	}
+	printf("hypercore %s (%s)\n", HC_VERSION, HC_GIT_REV);
+	return HC_EXIT_OK;
 }
 
 int hc_cli_usage_error(const struct hc_cli_cmd *cmd, const char *fmt, ...)

@@ -22,10 +22,19 @@ struct hc_rpc_status;
 #define HC_EXIT_FAIL 1
 #define HC_EXIT_USAGE 2
 
+struct hc_cli_opt;
+
+/*
+ * A command. Its --help is the usage text, then "Options:" generated from
+ * the option table (and -h, --help), then the epilogue: no option is
+ * described anywhere but in its table row.
+ */
 struct hc_cli_cmd {
 	const char *path;    /* "cluster list": words after `hypercore` */
 	const char *summary; /* one line for the command list */
-	const char *usage;   /* the options block of --help */
+	const char *usage;   /* the usage line(s) and what the command does */
+	const struct hc_cli_opt *opts; /* its options; NULL: it takes none */
+	const char *epilogue;          /* after the options, or NULL */
 	int (*run)(const struct hc_cli_cmd *cmd, int argc, char **argv);
 };
 
@@ -35,8 +44,9 @@ extern const unsigned hc_cli_ncmds;
 
 /*
  * Option tables, after xdp-tools' DEFINE_OPTION: one row per long option
- * ties its name, how its value is parsed and where in the caller's struct
- * it lands, so a command is a table and not a switch.
+ * ties its name, how its value is parsed, where in the caller's struct it
+ * lands and how --help describes it, so a command is a table and not a
+ * switch, and its help cannot leave an option out.
  */
 enum hc_cli_opt_type {
 	HC_CLI_OPT_STR,    /* const char *: the value as is */
@@ -45,6 +55,7 @@ enum hc_cli_opt_type {
 	HC_CLI_OPT_UINT,   /* an unsigned integer of any size, in [min, max] */
 	HC_CLI_OPT_LIST,   /* const char *[max], repeatable; count in the size_t at .aux */
 	HC_CLI_OPT_FUNC,   /* .parse(value, field, why, len): 0 or -errno */
+	HC_CLI_OPT_GROUP,  /* not an option: a heading in --help (.help) for the rows after */
 };
 
 struct hc_cli_opt {
@@ -59,43 +70,70 @@ struct hc_cli_opt {
 	int (*parse)(char *value, void *field, char *why, size_t len);
 	const char *why; /* appended to "invalid --NAME VALUE" as " (why)" */
 	bool bare;       /* print the parse function's reason alone */
+	const char *metavar; /* the value in --help ("ADDR"); NULL for a flag */
+	const char *help;    /* one paragraph for --help, wrapped there; "\n" breaks */
 };
 
+/* Rows. mv is the metavar, h the help text; every row has both (a flag
+ * only h). */
 #define HC_CLI_FIELD_(s, f) .off = offsetof(s, f), .size = sizeof(((s *)0)->f)
-#define HC_CLI_STR(n, s, f) { .name = n, .type = HC_CLI_OPT_STR, HC_CLI_FIELD_(s, f) }
-#define HC_CLI_FLAG(n, s, f) { .name = n, .type = HC_CLI_OPT_FLAG, HC_CLI_FIELD_(s, f) }
-#define HC_CLI_NOFLAG(n, s, f) { .name = n, .type = HC_CLI_OPT_NOFLAG, HC_CLI_FIELD_(s, f) }
-#define HC_CLI_UINT(n, s, f, lo, hi, w)                                               \
+#define HC_CLI_STR(n, s, f, mv, h)                                                    \
+	{ .name = n, .type = HC_CLI_OPT_STR, HC_CLI_FIELD_(s, f), .metavar = mv, .help = h }
+#define HC_CLI_FLAG(n, s, f, h) { .name = n, .type = HC_CLI_OPT_FLAG, HC_CLI_FIELD_(s, f), .help = h }
+#define HC_CLI_NOFLAG(n, s, f, h)                                                     \
+	{ .name = n, .type = HC_CLI_OPT_NOFLAG, HC_CLI_FIELD_(s, f), .help = h }
+#define HC_CLI_UINT(n, s, f, lo, hi, w, mv, h)                                        \
 	{ .name = n, .type = HC_CLI_OPT_UINT, HC_CLI_FIELD_(s, f), .min = lo, .max = hi, \
-	  .why = w }
-#define HC_CLI_LIST(n, s, f, count)                                                   \
+	  .why = w, .metavar = mv, .help = h }
+#define HC_CLI_LIST(n, s, f, count, mv, h)                                            \
 	{ .name = n, .type = HC_CLI_OPT_LIST, HC_CLI_FIELD_(s, f),                    \
-	  .aux = offsetof(s, count), .max = sizeof(((s *)0)->f) / sizeof(char *) }
-#define HC_CLI_FUNC(n, s, f, fn, w)                                                   \
-	{ .name = n, .type = HC_CLI_OPT_FUNC, HC_CLI_FIELD_(s, f), .parse = fn, .why = w }
+	  .aux = offsetof(s, count), .max = sizeof(((s *)0)->f) / sizeof(char *),     \
+	  .metavar = mv, .help = h }
+#define HC_CLI_FUNC(n, s, f, fn, w, mv, h)                                            \
+	{ .name = n, .type = HC_CLI_OPT_FUNC, HC_CLI_FIELD_(s, f), .parse = fn, .why = w, \
+	  .metavar = mv, .help = h }
+/* A heading for the rows after it, as "Gossip (the Serf protocol)". */
+#define HC_CLI_GROUP(title) { .name = "", .type = HC_CLI_OPT_GROUP, .help = title }
 
 /* Rows every client verb shares: the agent's address and --timeout SECONDS
- * into an int of milliseconds. */
+ * into an int of milliseconds (h: its help, which names the default). */
 int hc_cli_opt_seconds(char *value, void *field, char *why, size_t len);
-#define HC_CLI_GRPC_ADDR(s, f) HC_CLI_STR("grpc-bind-addr", s, f)
-#define HC_CLI_HTTP_ADDR(s, f) HC_CLI_STR("http-bind-addr", s, f)
-#define HC_CLI_TIMEOUT(s, f) HC_CLI_FUNC("timeout", s, f, hc_cli_opt_seconds, NULL)
+#define HC_CLI_GRPC_ADDR(s, f)                                                        \
+	HC_CLI_STR("grpc-bind-addr", s, f, "ADDR",                                    \
+		   "the agent's gRPC address (default " HC_CLI_DEFAULT_GRPC_ADDR       \
+		   ", dialled as 127.0.0.1:" HC_CLI_QUOTE(HC_DEFAULT_GRPC_PORT) ")")
+#define HC_CLI_HTTP_ADDR(s, f)                                                        \
+	HC_CLI_STR("http-bind-addr", s, f, "ADDR",                                    \
+		   "the agent's HTTP address (default " HC_CLI_DEFAULT_HTTP_ADDR       \
+		   ", dialled as 127.0.0.1:" HC_CLI_QUOTE(HC_DEFAULT_HTTP_PORT) ")")
+#define HC_CLI_TIMEOUT(s, f, h) HC_CLI_FUNC("timeout", s, f, hc_cli_opt_seconds, NULL, "SECONDS", h)
 /* --log-level LEVEL into an enum hc_log_level, for the commands that run. */
 int hc_cli_opt_log_level(char *value, void *field, char *why, size_t len);
-#define HC_CLI_LOG_LEVEL(s, f) HC_CLI_FUNC("log-level", s, f, hc_cli_opt_log_level, NULL)
+#define HC_CLI_LOG_LEVEL(s, f)                                                        \
+	HC_CLI_FUNC("log-level", s, f, hc_cli_opt_log_level, NULL, "LEVEL",           \
+		    "debug, info, warn or error (default info)")
+
+/* Every command's table (cli/cmd_*.c), named in hc_cli_cmds[]. */
+extern const struct hc_cli_opt hc_cli_opts_cluster[], hc_cli_opts_cluster_spawn[],
+	hc_cli_opts_cluster_stop[], hc_cli_opts_cluster_logs[], hc_cli_opts_cluster_metrics[],
+	hc_cli_opts_cluster_list[], hc_cli_opts_cluster_members[], hc_cli_opts_cluster_event[],
+	hc_cli_opts_cluster_query[], hc_cli_opts_containerd[], hc_cli_opts_spawn[],
+	hc_cli_opts_stop[], hc_cli_opts_list[], hc_cli_opts_logs[], hc_cli_opts_attach[],
+	hc_cli_opts_routes[], hc_cli_opts_routes_add[], hc_cli_opts_routes_del[],
+	hc_cli_opts_dataplane_cleanup[];
 
 /*
  * Parses argv's options (argv[0] is the command path) into args as the
- * table says, with getopt_long(): every command takes -h/--help; unknown
+ * command's table says, with getopt_long(): every command takes -h/--help; unknown
  * options and missing values print one line and the usage; a bad value prints
  * "invalid --NAME VALUE (why)" and the usage; a parse function's -ENOMEM
  * prints "out of memory" and exits 1. Returns -1 when the options
  * are done (optind is the first operand), else the exit status: 0 after
  * --help, 2 after a usage error.
  */
-int hc_cli_parse_opts(const struct hc_cli_cmd *cmd, int argc, char **argv,
-		      const struct hc_cli_opt *table, void *args);
+int hc_cli_parse_opts(const struct hc_cli_cmd *cmd, int argc, char **argv, void *args);
 
+/* Prints the command's --help: usage, the options from its table, epilogue. */
 void hc_cli_print_usage(const struct hc_cli_cmd *cmd, FILE *out);
 /* Prints "hypercore <path>: <message>" and the usage to stderr; returns 2. */
 int hc_cli_usage_error(const struct hc_cli_cmd *cmd, const char *fmt, ...)

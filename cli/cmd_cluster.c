@@ -85,51 +85,106 @@ static int parse_forwarding(char *arg, void *field, char *why, size_t len)
 }
 
 #define A struct cluster_args
-static const struct hc_cli_opt cluster_opts[] = {
-	HC_CLI_STR("grpc-bind-addr", A, cfg.grpc_bind_addr),
-	HC_CLI_STR("http-bind-addr", A, cfg.http_bind_addr),
-	HC_CLI_STR("state-dir", A, cfg.state_dir),
-	HC_CLI_STR("cluster-base-url", A, cfg.base_url),
+const struct hc_cli_opt hc_cli_opts_cluster[] = {
+	HC_CLI_STR("grpc-bind-addr", A, cfg.grpc_bind_addr, "ADDR",
+		   "gRPC API address (default " HC_CLI_DEFAULT_GRPC_ADDR ")"),
+	HC_CLI_STR("http-bind-addr", A, cfg.http_bind_addr, "ADDR",
+		   "HTTP API address (default " HC_CLI_DEFAULT_HTTP_ADDR ")"),
+	HC_CLI_STR("state-dir", A, cfg.state_dir, "DIR",
+		   "persistent state: node id, keys (default " DEFAULT_STATE_DIR ")"),
+	HC_CLI_STR("cluster-base-url", A, cfg.base_url, "DOM",
+		   "workloads are served at <id>.DOM (default " DEFAULT_BASE_URL ")"),
 	HC_CLI_LOG_LEVEL(A, level),
-	HC_CLI_STR("cluster-bind-addr", A, cfg.cluster_bind_addr),
-	HC_CLI_STR("cluster-advertise-addr", A, cfg.cluster_advertise_addr),
+
+	HC_CLI_GROUP("Gossip (the Serf protocol; serf agents can join the same cluster)"),
+	HC_CLI_STR("cluster-bind-addr", A, cfg.cluster_bind_addr, "ADDR",
+		   "gossip UDP+TCP address (default " DEFAULT_CLUSTER_ADDR ")"),
+	HC_CLI_STR("cluster-advertise-addr", A, cfg.cluster_advertise_addr, "ADDR",
+		   "address peers dial (default: the bind address, or the default route's for "
+		   "a wildcard)"),
 	HC_CLI_FUNC("node-name", A, cfg.node_name, parse_node_name,
-		    "letters, digits, -, _ and ., at most 128"),
-	HC_CLI_STR("cluster-encrypt", A, cfg.encrypt_key),
-	HC_CLI_STR("cluster-keyring", A, cfg.keyring_file),
+		    "letters, digits, -, _ and ., at most 128", "NAME",
+		    "name in the cluster (default: the node id)"),
+	HC_CLI_STR("cluster-encrypt", A, cfg.encrypt_key, "KEY",
+		   "base64 key, as `serf agent -encrypt` takes"),
+	HC_CLI_STR("cluster-keyring", A, cfg.keyring_file, "FILE",
+		   "JSON list of base64 keys, first primary; kept up to date when keys rotate "
+		   "(as serf -keyring-file)"),
 	{ .name = "cluster-tag", .type = HC_CLI_OPT_FUNC, .parse = parse_tag,
-	  .why = "want KEY=VALUE" },
-	HC_CLI_UINT("gossip-interval-ms", A, cfg.gossip_interval_ms, 10, 600000, "ms, 10..600000"),
-	HC_CLI_UINT("probe-interval-ms", A, cfg.probe_interval_ms, 10, 600000, "ms, 10..600000"),
-	HC_CLI_UINT("suspicion-mult", A, cfg.suspicion_mult, 1, 64, "1..64"),
-	HC_CLI_UINT("gossip-nodes", A, cfg.gossip_nodes, 1, 64, "1..64"),
+	  .why = "want KEY=VALUE", .metavar = "KEY=VALUE",
+	  .help = "a tag of this node (repeatable)" },
+	HC_CLI_UINT("gossip-interval-ms", A, cfg.gossip_interval_ms, 10, 600000, "ms, 10..600000",
+		    "N", "gossip round period (default 2000)"),
+	HC_CLI_UINT("probe-interval-ms", A, cfg.probe_interval_ms, 10, 600000, "ms, 10..600000",
+		    "N", "failure detection probe period (default 5000)"),
+	HC_CLI_UINT("suspicion-mult", A, cfg.suspicion_mult, 1, 64, "1..64", "N",
+		    "how many probe periods, scaled by the cluster's size, a suspect member has "
+		    "to refute it before it counts as failed (default 6)"),
+	HC_CLI_UINT("gossip-nodes", A, cfg.gossip_nodes, 1, 64, "1..64", "N",
+		    "members each gossip round sends to (default 2)"),
 	HC_CLI_UINT("user-event-size-limit", A, cfg.user_event_size_limit, 64, 9216,
-		    "64..9216 bytes, serf's hard maximum"),
-	HC_CLI_UINT("coalesce-ms", A, cfg.coalesce_ms, 0, 600000, "0..600000"),
-	HC_CLI_STR("run-dir", A, cfg.run_dir),
-	HC_CLI_STR("containerd-socket", A, cfg.containerd_socket),
-	HC_CLI_LIST("insecure-registry", A, registries, cfg.ninsecure),
-	HC_CLI_STR("workload-subnet", A, cfg.workload_subnet),
-	HC_CLI_UINT("capacity-cpu", A, cfg.capacity_cpus, 1, 1ul << 30, NULL),
-	HC_CLI_UINT("capacity-mem", A, cfg.capacity_mem_mb, 1, 1ul << 30, NULL),
-	HC_CLI_FLAG("no-runtime", A, cfg.no_runtime),
-	HC_CLI_FLAG("no-dataplane", A, cfg.no_dataplane),
-	HC_CLI_STR("bpf-pin-dir", A, cfg.bpf_pin_dir),
-	HC_CLI_STR("dataplane-iface", A, cfg.dataplane_iface),
-	HC_CLI_FUNC("dataplane-mode", A, cfg.dataplane_mode, parse_dp_mode, "auto, xdp or tc"),
-	HC_CLI_FLAG("no-proxy", A, cfg.no_proxy),
-	HC_CLI_STR("proxy-bind-addr", A, cfg.proxy_bind_addr),
-	HC_CLI_UINT("proxy-workers", A, cfg.proxy_workers, 1, 64, "1..64"),
+		    "64..9216 bytes, serf's hard maximum", "BYTES",
+		    "largest user event sent or accepted (default 2048)"),
+	HC_CLI_UINT("coalesce-ms", A, cfg.coalesce_ms, 0, 600000, "0..600000", "N",
+		    "hold member events and coalescable user events this long, keeping the "
+		    "newest (default 0: off)"),
+
+	HC_CLI_GROUP("Runtime (containerd through CRI)"),
+	HC_CLI_STR("run-dir", A, cfg.run_dir, "DIR",
+		   "sockets and volatile state (default /run/hypercore); the embedded "
+		   "containerd serves DIR/containerd.sock"),
+	HC_CLI_STR("containerd-socket", A, cfg.containerd_socket, "PATH",
+		   "use this containerd instead of starting one"),
+	HC_CLI_FLAG("no-runtime", A, cfg.no_runtime, "run no workloads here (gossip and APIs only)"),
+	HC_CLI_LIST("insecure-registry", A, registries, cfg.ninsecure, "HOST:PORT",
+		    "pull from it over plain HTTP (repeatable)"),
+	HC_CLI_STR("workload-subnet", A, cfg.workload_subnet, "CIDR",
+		   "workload addresses (default 192.168.127.0/24)"),
+	HC_CLI_UINT("capacity-cpu", A, cfg.capacity_cpus, 1, 1ul << 30, NULL, "N",
+		    "vCPUs offered to workloads (default max(nproc, 225))"),
+	HC_CLI_UINT("capacity-mem", A, cfg.capacity_mem_mb, 1, 1ul << 30, NULL, "MB",
+		    "memory offered (default: MemAvailable)"),
+
+	HC_CLI_GROUP("Data plane (XDP and TC programs, pinned maps)"),
+	HC_CLI_STR("dataplane-iface", A, cfg.dataplane_iface, "IF",
+		   "the uplink node ports are served on (default: the default route's "
+		   "interface)"),
+	HC_CLI_FUNC("dataplane-mode", A, cfg.dataplane_mode, parse_dp_mode, "auto, xdp or tc",
+		    "MODE",
+		    "how: xdp, tc or auto (default): XDP where the driver runs it natively and "
+		    "hands it whole checksums, TC ingress on veth/tap uplinks (their frames may "
+		    "carry partial checksums) or without native XDP"),
+	HC_CLI_STR("bpf-pin-dir", A, cfg.bpf_pin_dir, "DIR",
+		   "where programs' links and maps are pinned (default " HC_DEFAULT_BPF_PIN_DIR
+		   ")"),
+	HC_CLI_FLAG("no-dataplane", A, cfg.no_dataplane,
+		    "load no BPF programs (gossip, runtime and APIs only; no proxy either)"),
+
+	HC_CLI_GROUP("Proxy (Host/SNI routing of hc_routes on every port a route names)"),
+	HC_CLI_STR("proxy-bind-addr", A, cfg.proxy_bind_addr, "IP", "listen address (default 0.0.0.0)"),
+	HC_CLI_UINT("proxy-workers", A, cfg.proxy_workers, 1, 64, "1..64", "N",
+		    "worker threads (default: one per CPU)"),
 	HC_CLI_FUNC("proxy-forwarding", A, cfg.proxy_forwarding, parse_forwarding,
-		    "splice, sockmap or copy"),
-	HC_CLI_FLAG("proxy-forwarded-headers", A, cfg.proxy_forwarded_headers),
+		    "splice, sockmap or copy", "M", "splice (default), sockmap or copy"),
+	HC_CLI_FLAG("proxy-forwarded-headers", A, cfg.proxy_forwarded_headers,
+		    "add X-Forwarded-For/-Proto and Forwarded"),
 	HC_CLI_UINT("proxy-head-timeout-ms", A, cfg.proxy_head_timeout_ms, 100, 3600000,
-		    "100..3600000"),
-	HC_CLI_UINT("proxy-max-conns", A, cfg.proxy_max_conns, 1, 1000000, "1..1000000"),
-	HC_CLI_STR("cluster-tls-cert", A, cfg.tls_cert),
-	HC_CLI_STR("cluster-tls-key", A, cfg.tls_key),
-	HC_CLI_FLAG("respawn-on-node-failure", A, cfg.respawn_on_node_failure),
-	HC_CLI_UINT("state-period-ms", A, cfg.state_period_ms, 100, 600000, "100..600000"),
+		    "100..3600000", "N", "408 for a head not complete by then (default 10000)"),
+	HC_CLI_UINT("proxy-max-conns", A, cfg.proxy_max_conns, 1, 1000000, "1..1000000", "N",
+		    "open connections per port (default 10000)"),
+	HC_CLI_STR("cluster-tls-cert", A, cfg.tls_cert, "FILE",
+		   "terminate TLS for names under the base URL with this (wildcard) "
+		   "certificate; SIGHUP reloads it and the key"),
+	HC_CLI_STR("cluster-tls-key", A, cfg.tls_key, "FILE", "the certificate's private key"),
+	HC_CLI_FLAG("no-proxy", A, cfg.no_proxy, "run no proxy"),
+
+	HC_CLI_GROUP("Orchestration"),
+	HC_CLI_FLAG("respawn-on-node-failure", A, cfg.respawn_on_node_failure,
+		    "reschedule the workloads of failed nodes (one respawn-enabled node each, "
+		    "chosen the same way by all) and restart workloads that exit here"),
+	HC_CLI_UINT("state-period-ms", A, cfg.state_period_ms, 100, 600000, "100..600000", "N",
+		    "state broadcast period (default 5000); a node silent for 3 periods loses "
+		    "its routes"),
 	{ .name = NULL },
 };
 #undef A
@@ -148,7 +203,7 @@ int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
 	};
 	struct hc_daemon_config *cfg = &a.cfg;
 	char err[512];
-	int r = hc_cli_parse_opts(cmd, argc, argv, cluster_opts, &a);
+	int r = hc_cli_parse_opts(cmd, argc, argv, &a);
 
 	if (r >= 0)
 		return r;
@@ -179,37 +234,37 @@ struct client_opts {
 };
 
 #define C struct client_opts
-static const struct hc_cli_opt grpc_client_opts[] = {
+const struct hc_cli_opt hc_cli_opts_cluster_list[] = {
 	HC_CLI_GRPC_ADDR(C, addr),
-	HC_CLI_FLAG("json", C, json),
-	HC_CLI_TIMEOUT(C, timeout_ms),
+	HC_CLI_FLAG("json", C, json, "print JSON instead of a table"),
+	HC_CLI_TIMEOUT(C, timeout_ms, "give up after this long (default 10)"),
 	{ .name = NULL },
 };
-static const struct hc_cli_opt http_client_opts[] = {
+const struct hc_cli_opt hc_cli_opts_cluster_members[] = {
 	HC_CLI_HTTP_ADDR(C, addr),
-	HC_CLI_FLAG("json", C, json),
-	HC_CLI_TIMEOUT(C, timeout_ms),
+	HC_CLI_FLAG("json", C, json, "print JSON instead of a table"),
+	HC_CLI_TIMEOUT(C, timeout_ms, "give up after this long (default 10)"),
 	{ .name = NULL },
 };
 #undef C
 
-/* Parses a read-only verb's options (table: grpc_ or http_client_opts).
+/* Parses a read-only verb's options (its table starts with the address).
  * Returns -1 to go on, else the exit status to return. */
 static int parse_client_opts(const struct hc_cli_cmd *cmd, int argc, char **argv,
-			     const struct hc_cli_opt *table, struct client_opts *o)
+			     struct client_opts *o)
 {
 	struct hc_addr check;
 	char why[256];
 	int r;
 
 	o->timeout_ms = DEFAULT_TIMEOUT_MS;
-	r = hc_cli_parse_opts(cmd, argc, argv, table, o);
+	r = hc_cli_parse_opts(cmd, argc, argv, o);
 	if (r >= 0)
 		return r;
 	if (optind < argc)
 		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
 	if (hc_addr_parse(o->addr, false, &check, why, sizeof(why)) < 0)
-		return hc_cli_usage_error(cmd, "invalid --%s %s: %s", table[0].name, o->addr, why);
+		return hc_cli_usage_error(cmd, "invalid --%s %s: %s", cmd->opts[0].name, o->addr, why);
 	return -1;
 }
 
@@ -298,7 +353,7 @@ int hc_cli_cmd_cluster_list(const struct hc_cli_cmd *cmd, int argc, char **argv)
 	ProtobufCMessage *resp = NULL;
 	struct hc_rpc_client *client;
 	struct hc_rpc_status st;
-	int r = parse_client_opts(cmd, argc, argv, grpc_client_opts, &o);
+	int r = parse_client_opts(cmd, argc, argv, &o);
 
 	if (r >= 0)
 		return r;
@@ -368,7 +423,7 @@ int hc_cli_cmd_cluster_members(const struct hc_cli_cmd *cmd, int argc, char **ar
 {
 	struct client_opts o = { .addr = HC_CLI_DEFAULT_HTTP_ADDR };
 	json_t *doc, *members;
-	int r = parse_client_opts(cmd, argc, argv, http_client_opts, &o);
+	int r = parse_client_opts(cmd, argc, argv, &o);
 
 	if (r >= 0)
 		return r;
@@ -454,10 +509,11 @@ struct event_args {
 };
 
 #define E struct event_args
-static const struct hc_cli_opt event_opts[] = {
+const struct hc_cli_opt hc_cli_opts_cluster_event[] = {
 	HC_CLI_HTTP_ADDR(E, addr),
-	HC_CLI_FLAG("coalesce", E, coalesce),
-	HC_CLI_NOFLAG("no-coalesce", E, coalesce),
+	HC_CLI_FLAG("coalesce", E, coalesce,
+		    "let receivers coalesce it (the default; as serf's -coalesce=true)"),
+	HC_CLI_NOFLAG("no-coalesce", E, coalesce, "ask receivers not to coalesce it"),
 	{ .name = NULL },
 };
 #undef E
@@ -468,7 +524,7 @@ int hc_cli_cmd_cluster_event(const struct hc_cli_cmd *cmd, int argc, char **argv
 	const char *payload = "";
 	char url[1024] = "/event";
 	json_t *doc, *resp;
-	int r = hc_cli_parse_opts(cmd, argc, argv, event_opts, &a);
+	int r = hc_cli_parse_opts(cmd, argc, argv, &a);
 
 	if (r >= 0)
 		return r;
@@ -548,14 +604,18 @@ static int query_timeout(char *arg, void *field, char *why, size_t len)
 }
 
 #define Q struct query_args
-static const struct hc_cli_opt query_opts[] = {
+const struct hc_cli_opt hc_cli_opts_cluster_query[] = {
 	HC_CLI_HTTP_ADDR(Q, addr),
-	{ .name = "node", .type = HC_CLI_OPT_FUNC, .parse = query_node },
-	{ .name = "tag", .type = HC_CLI_OPT_FUNC, .parse = query_tag, .why = "want KEY=REGEXP" },
-	HC_CLI_NOFLAG("no-ack", Q, ack),
-	{ .name = "relay-factor", .type = HC_CLI_OPT_FUNC, .parse = query_relay, .why = "0..255" },
-	{ .name = "timeout", .type = HC_CLI_OPT_FUNC, .parse = query_timeout, .why = "seconds" },
-	HC_CLI_FLAG("json", Q, json),
+	{ .name = "node", .type = HC_CLI_OPT_FUNC, .parse = query_node, .metavar = "NAME",
+	  .help = "only this node answers (repeatable)" },
+	{ .name = "tag", .type = HC_CLI_OPT_FUNC, .parse = query_tag, .why = "want KEY=REGEXP",
+	  .metavar = "KEY=REGEXP", .help = "only nodes whose tag matches (repeatable)" },
+	HC_CLI_NOFLAG("no-ack", Q, ack, "do not ask for acknowledgements"),
+	{ .name = "relay-factor", .type = HC_CLI_OPT_FUNC, .parse = query_relay, .why = "0..255",
+	  .metavar = "N", .help = "responses also come through N other members" },
+	{ .name = "timeout", .type = HC_CLI_OPT_FUNC, .parse = query_timeout, .why = "seconds",
+	  .metavar = "SECONDS", .help = "how long to collect (default: serf's formula)" },
+	HC_CLI_FLAG("json", Q, json, "print JSON"),
 	{ .name = NULL },
 };
 #undef Q
@@ -566,7 +626,7 @@ int hc_cli_cmd_cluster_query(const struct hc_cli_cmd *cmd, int argc, char **argv
 	const char *payload = "";
 	json_t *doc, *resp, *item;
 	size_t i;
-	int r = hc_cli_parse_opts(cmd, argc, argv, query_opts, &q);
+	int r = hc_cli_parse_opts(cmd, argc, argv, &q);
 
 	if (r >= 0)
 		return r;

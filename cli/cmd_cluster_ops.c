@@ -113,18 +113,23 @@ static int parse_id(char *arg, void *field, char *why, size_t len)
 }
 
 #define S struct spawn_args
-static const struct hc_cli_opt spawn_opts[] = {
+const struct hc_cli_opt hc_cli_opts_cluster_spawn[] = {
 	HC_CLI_GRPC_ADDR(S, addr),
-	HC_CLI_UINT("cpu", S, req.cores, 1, 1024, "1..1024"),
+	HC_CLI_STR("image-ref", S, req.image_ref, "REF", "the OCI image"),
+	HC_CLI_UINT("cpu", S, req.cores, 1, 1024, "1..1024", "N", "whole vCPUs, default 1"),
 	HC_CLI_UINT("mem", S, req.memory, HC_RUNTIME_MIN_MEM_MB, 16u << 20,
-		    "MB, at least " HC_CLI_QUOTE(HC_RUNTIME_MIN_MEM_MB)),
-	HC_CLI_STR("image-ref", S, req.image_ref),
-	HC_CLI_FUNC("ports", S, spec, parse_ports, NULL),
+		    "MB, at least " HC_CLI_QUOTE(HC_RUNTIME_MIN_MEM_MB), "MB",
+		    "memory limit in MB, default 512"),
+	HC_CLI_FUNC("ports", S, spec, parse_ports, NULL, "H:C[,H:C...]",
+		    "host port -> container port: H in 30000-32767 is a node port on the owner, "
+		    "any other H a proxy port"),
 	{ .name = "env", .type = HC_CLI_OPT_FUNC, .parse = parse_env,
-	  .why = "NAME=VALUE, at most " HC_CLI_QUOTE(HC_RUNTIME_MAX_ENV) },
-	HC_CLI_FUNC("id", S, req.id, parse_id, "a lowercase UUID"),
-	HC_CLI_FLAG("json", S, json),
-	HC_CLI_TIMEOUT(S, timeout_ms),
+	  .why = "NAME=VALUE, at most " HC_CLI_QUOTE(HC_RUNTIME_MAX_ENV), .metavar = "NAME=VALUE",
+	  .help = "environment variable (repeatable)" },
+	HC_CLI_FUNC("id", S, req.id, parse_id, "a lowercase UUID", "UUID",
+		    "the workload id (default: a new one)"),
+	HC_CLI_FLAG("json", S, json, "print {\"id\", \"url\"}"),
+	HC_CLI_TIMEOUT(S, timeout_ms, "give up after this long (default 200)"),
 	{ .name = NULL },
 };
 #undef S
@@ -137,7 +142,7 @@ int hc_cli_cmd_cluster_spawn(const struct hc_cli_cmd *cmd, int argc, char **argv
 		.timeout_ms = SPAWN_TIMEOUT_MS,
 	};
 	Cluster__Services__Api__VmSpawnResponse *resp = NULL;
-	int r = hc_cli_parse_opts(cmd, argc, argv, spawn_opts, &a);
+	int r = hc_cli_parse_opts(cmd, argc, argv, &a);
 
 	if (r >= 0)
 		goto out;
@@ -183,30 +188,30 @@ struct id_args {
 };
 
 #define I struct id_args
-static const struct hc_cli_opt stop_opts[] = {
+const struct hc_cli_opt hc_cli_opts_cluster_stop[] = {
 	HC_CLI_GRPC_ADDR(I, addr),
-	HC_CLI_STR("id", I, id),
-	HC_CLI_TIMEOUT(I, timeout_ms),
+	HC_CLI_STR("id", I, id, "ID", "the workload"),
+	HC_CLI_TIMEOUT(I, timeout_ms, "give up after this long (default 60)"),
 	{ .name = NULL },
 };
-static const struct hc_cli_opt logs_opts[] = {
+const struct hc_cli_opt hc_cli_opts_cluster_logs[] = {
 	HC_CLI_GRPC_ADDR(I, addr),
-	HC_CLI_STR("id", I, id),
-	HC_CLI_TIMEOUT(I, timeout_ms),
-	HC_CLI_UINT("tail", I, tail, 0, 100000000, NULL),
-	HC_CLI_FLAG("follow", I, follow),
+	HC_CLI_STR("id", I, id, "ID", "the workload"),
+	HC_CLI_UINT("tail", I, tail, 0, 100000000, NULL, "N",
+		    "only the last N lines (default: all, at most 1 MiB)"),
+	HC_CLI_FLAG("follow", I, follow, "keep printing new lines until interrupted"),
+	HC_CLI_TIMEOUT(I, timeout_ms, "give up on one call after this long (default 60)"),
 	{ .name = NULL },
 };
 #undef I
 
-static int parse_id_args(const struct hc_cli_cmd *cmd, int argc, char **argv, bool logs,
-			 struct id_args *a)
+static int parse_id_args(const struct hc_cli_cmd *cmd, int argc, char **argv, struct id_args *a)
 {
 	int r;
 
 	a->addr = HC_CLI_DEFAULT_GRPC_ADDR;
 	a->timeout_ms = DEFAULT_TIMEOUT_MS;
-	r = hc_cli_parse_opts(cmd, argc, argv, logs ? logs_opts : stop_opts, a);
+	r = hc_cli_parse_opts(cmd, argc, argv, a);
 	if (r >= 0)
 		return r;
 	if (optind < argc)
@@ -224,7 +229,7 @@ int hc_cli_cmd_cluster_stop(const struct hc_cli_cmd *cmd, int argc, char **argv)
 	Cluster__Services__Api__VmStopRequest req = CLUSTER__SERVICES__API__VM_STOP_REQUEST__INIT;
 	Cluster__Services__Api__Node *node = NULL;
 	struct id_args a = { 0 };
-	int r = parse_id_args(cmd, argc, argv, false, &a);
+	int r = parse_id_args(cmd, argc, argv, &a);
 
 	if (r >= 0)
 		return r;
@@ -253,7 +258,7 @@ int hc_cli_cmd_cluster_logs(const struct hc_cli_cmd *cmd, int argc, char **argv)
 	Cluster__Services__Api__VmLogsRequest req = CLUSTER__SERVICES__API__VM_LOGS_REQUEST__INIT;
 	struct sigaction sa = { .sa_handler = on_interrupt };
 	struct id_args a = { 0 };
-	int r = parse_id_args(cmd, argc, argv, true, &a);
+	int r = parse_id_args(cmd, argc, argv, &a);
 
 	if (r >= 0)
 		return r;
@@ -293,9 +298,9 @@ struct metrics_args {
 };
 
 #define M struct metrics_args
-static const struct hc_cli_opt metrics_opts[] = {
+const struct hc_cli_opt hc_cli_opts_cluster_metrics[] = {
 	HC_CLI_HTTP_ADDR(M, addr),
-	HC_CLI_TIMEOUT(M, timeout_ms),
+	HC_CLI_TIMEOUT(M, timeout_ms, "give up after this long (default 60)"),
 	{ .name = NULL },
 };
 #undef M
@@ -305,7 +310,7 @@ int hc_cli_cmd_cluster_metrics(const struct hc_cli_cmd *cmd, int argc, char **ar
 	struct metrics_args a = { HC_CLI_DEFAULT_HTTP_ADDR, DEFAULT_TIMEOUT_MS };
 	const char *addr = a.addr;
 	char err[256], *body = NULL;
-	int status = 0, r = hc_cli_parse_opts(cmd, argc, argv, metrics_opts, &a);
+	int status = 0, r = hc_cli_parse_opts(cmd, argc, argv, &a);
 	size_t len = 0;
 
 	if (r >= 0)

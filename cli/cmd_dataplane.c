@@ -62,19 +62,49 @@ static int parse_backend(char *text, void *field, char *why, size_t len)
 	return 0;
 }
 
+/* Each verb's table; they share struct route_opts. */
 #define R struct route_opts
-static const struct hc_cli_opt route_options[] = {
-	HC_CLI_STR("bpf-pin-dir", R, pin_dir),
-	HC_CLI_FLAG("json", R, json),
-	HC_CLI_STR("host", R, host),
-	HC_CLI_UINT("port", R, port, 1, 65535, "1..65535"),
-	HC_CLI_UINT("node-port", R, node_port, 1, 65535, "1..65535"),
-	HC_CLI_FUNC("proto", R, proto, parse_proto, "tcp or udp"),
-	{ .name = "backend", .type = HC_CLI_OPT_FUNC, .parse = parse_backend,
-	  .why = "IPV4:PORT or [IPV6]:PORT" },
-	HC_CLI_STR("dataplane-iface", R, iface),
+#define PIN_DIR_ROW                                                                    \
+	HC_CLI_STR("bpf-pin-dir", R, pin_dir, "DIR",                                  \
+		   "where the maps are pinned (default " HC_DEFAULT_BPF_PIN_DIR ")")
+#define PROTO_ROW(h) HC_CLI_FUNC("proto", R, proto, parse_proto, "tcp or udp", "tcp|udp", h)
+#define BACKEND_ROW(h)                                                                 \
+	{ .name = "backend", .type = HC_CLI_OPT_FUNC, .parse = parse_backend,          \
+	  .why = "IPV4:PORT or [IPV6]:PORT", .metavar = "IP:PORT", .help = h }
+const struct hc_cli_opt hc_cli_opts_routes[] = {
+	HC_CLI_FLAG("json", R, json, "print JSON instead of tables"),
+	PIN_DIR_ROW,
 	{ .name = NULL },
 };
+const struct hc_cli_opt hc_cli_opts_routes_add[] = {
+	HC_CLI_STR("host", R, host, "NAME", "exact host name or workload id (Host header, SNI)"),
+	HC_CLI_UINT("port", R, port, 1, 65535, "1..65535", "P", "the port the proxy serves NAME on"),
+	HC_CLI_UINT("node-port", R, node_port, 1, 65535, "1..65535", "P",
+		    "an L4 service on the node's addresses"),
+	PROTO_ROW("the node port's protocol (default tcp)"),
+	BACKEND_ROW("where the traffic goes ([IPV6]:PORT for IPv6)"),
+	PIN_DIR_ROW,
+	{ .name = NULL },
+};
+const struct hc_cli_opt hc_cli_opts_routes_del[] = {
+	HC_CLI_STR("host", R, host, "NAME", "the static L7 route's host name, with --port"),
+	HC_CLI_UINT("port", R, port, 1, 65535, "1..65535", "P", "the static L7 route's port"),
+	HC_CLI_UINT("node-port", R, node_port, 1, 65535, "1..65535", "P", "the static node port"),
+	PROTO_ROW("its protocol (default tcp)"),
+	BACKEND_ROW("remove only this backend"),
+	PIN_DIR_ROW,
+	{ .name = NULL },
+};
+const struct hc_cli_opt hc_cli_opts_dataplane_cleanup[] = {
+	HC_CLI_STR("dataplane-iface", R, iface, "IF",
+		   "the uplink (default: the one the agent recorded); also detaches an XDP "
+		   "program of ours attached to IF without a pinned link"),
+	PIN_DIR_ROW,
+	{ .name = NULL },
+};
+#undef BACKEND_ROW
+#undef PROTO_ROW
+#undef PIN_DIR_ROW
 #undef R
 
 /* Returns -1 to go on, else the exit status. */
@@ -86,7 +116,7 @@ static int parse_route_opts(const struct hc_cli_cmd *cmd, int argc, char **argv,
 	memset(o, 0, sizeof(*o));
 	o->pin_dir = HC_DEFAULT_BPF_PIN_DIR;
 	o->proto = IPPROTO_TCP;
-	r = hc_cli_parse_opts(cmd, argc, argv, route_options, o);
+	r = hc_cli_parse_opts(cmd, argc, argv, o);
 	if (r >= 0)
 		return r;
 	if (optind < argc)
@@ -307,8 +337,6 @@ int hc_cli_cmd_routes(const struct hc_cli_cmd *cmd, int argc, char **argv)
 	r = parse_route_opts(cmd, argc, argv, &o);
 	if (r >= 0)
 		return r;
-	if (o.host || o.port || o.node_port || o.has_backend || o.iface)
-		return hc_cli_usage_error(cmd, "only --json and --bpf-pin-dir go with `routes`");
 	m = open_maps(o.pin_dir);
 	if (!m)
 		return HC_EXIT_FAIL;
@@ -335,8 +363,6 @@ int hc_cli_cmd_routes(const struct hc_cli_cmd *cmd, int argc, char **argv)
 /* Either --host with --port (an L7 route) or --node-port (an L4 service). */
 static int check_target(const struct hc_cli_cmd *cmd, const struct route_opts *o)
 {
-	if (o->json || o->iface)
-		return hc_cli_usage_error(cmd, "--json and --dataplane-iface do not go here");
 	if (o->host && o->node_port)
 		return hc_cli_usage_error(cmd, "give either --host with --port or --node-port");
 	if (o->host && !o->port)
@@ -434,8 +460,6 @@ int hc_cli_cmd_dataplane_cleanup(const struct hc_cli_cmd *cmd, int argc, char **
 	r = parse_route_opts(cmd, argc, argv, &o);
 	if (r >= 0)
 		return r;
-	if (o.host || o.port || o.node_port || o.has_backend || o.json)
-		return hc_cli_usage_error(cmd, "only --dataplane-iface and --bpf-pin-dir go here");
 	if (hc_dataplane_cleanup(o.pin_dir, o.iface, &err) < 0)
 		return hc_cli_fail("%s", err.msg);
 	return HC_EXIT_OK;

@@ -37,10 +37,18 @@ static void local_opts_init(struct local_opts *o)
 	o->state_dir = HC_RUNTIME_DEFAULT_STATE_DIR;
 }
 
-/* The rows every local verb shares: where containerd and our state are. */
+/* The rows every local verb ends its table with: where containerd and our
+ * state are. */
 #define LOCAL_ROWS(s)                                                                  \
-	HC_CLI_STR("containerd-socket", s, o.socket), HC_CLI_STR("run-dir", s, o.run_dir), \
-		HC_CLI_STR("state-dir", s, o.state_dir)
+	HC_CLI_GROUP("Where containerd is (every local verb)"),                        \
+		HC_CLI_STR("run-dir", s, o.run_dir, "DIR",                             \
+			   "the embedded containerd's socket is DIR/containerd.sock "   \
+			   "(default " HC_RUNTIME_DEFAULT_RUN_DIR ")"),                 \
+		HC_CLI_STR("containerd-socket", s, o.socket, "PATH",                   \
+			   "use this containerd instead"),                              \
+		HC_CLI_STR("state-dir", s, o.state_dir, "DIR",                         \
+			   "hypercore's state, workload logs (default "                 \
+			   HC_RUNTIME_DEFAULT_STATE_DIR ")")
 
 /*
  * Opens a runtime client on the local containerd, after checking that
@@ -97,11 +105,16 @@ struct containerd_args {
 };
 
 #define D struct containerd_args
-static const struct hc_cli_opt containerd_opts[] = {
-	HC_CLI_STR("run-dir", D, cfg.run_dir),
-	HC_CLI_STR("state-dir", D, cfg.state_dir),
-	HC_CLI_LIST("insecure-registry", D, registries, cfg.ninsecure),
-	HC_CLI_STR("workload-subnet", D, cfg.subnet),
+const struct hc_cli_opt hc_cli_opts_containerd[] = {
+	HC_CLI_STR("state-dir", D, cfg.state_dir, "DIR",
+		   "persistent root: images, CNI config and leases, logs (default "
+		   HC_RUNTIME_DEFAULT_STATE_DIR ")"),
+	HC_CLI_STR("run-dir", D, cfg.run_dir, "DIR",
+		   "socket and volatile state (default " HC_RUNTIME_DEFAULT_RUN_DIR ")"),
+	HC_CLI_LIST("insecure-registry", D, registries, cfg.ninsecure, "HOST:PORT",
+		    "pull from this registry over plain HTTP (repeatable)"),
+	HC_CLI_STR("workload-subnet", D, cfg.subnet, "CIDR",
+		   "workload addresses (default 192.168.127.0/24)"),
 	HC_CLI_LOG_LEVEL(D, level),
 	{ .name = NULL },
 };
@@ -120,7 +133,7 @@ int hc_cli_cmd_containerd(const struct hc_cli_cmd *cmd, int argc, char **argv)
 	struct hc_runtime_err err;
 	struct hc_containerd *cd;
 	struct hc_loop *loop;
-	int r = hc_cli_parse_opts(cmd, argc, argv, containerd_opts, &a);
+	int r = hc_cli_parse_opts(cmd, argc, argv, &a);
 
 	if (r >= 0)
 		return r;
@@ -255,20 +268,31 @@ static int parse_egress(char *arg, void *field, char *why, size_t len)
 }
 
 #define S struct spawn_args
-static const struct hc_cli_opt spawn_opts[] = {
-	HC_CLI_FUNC("image-ref", S, spec.image_ref, parse_image, NULL),
-	HC_CLI_UINT("cpu", S, spec.cores, 1, 1024, "whole vCPUs, 1..1024"),
+const struct hc_cli_opt hc_cli_opts_spawn[] = {
+	HC_CLI_FUNC("image-ref", S, spec.image_ref, parse_image, NULL, "REF",
+		    "the OCI image, e.g. registry:5000/repo/name:tag"),
+	HC_CLI_UINT("cpu", S, spec.cores, 1, 1024, "whole vCPUs, 1..1024", "N",
+		    "whole vCPUs (CPU quota), default " HC_CLI_QUOTE(HC_RUNTIME_DEFAULT_CPUS)),
 	HC_CLI_UINT("mem", S, spec.memory_mb, HC_RUNTIME_MIN_MEM_MB, 16u << 20,
-		    "MB, " HC_CLI_QUOTE(HC_RUNTIME_MIN_MEM_MB) "..16777216"),
-	HC_CLI_FUNC("env", S, spec, parse_env, "want NAME=VALUE"),
+		    "MB, " HC_CLI_QUOTE(HC_RUNTIME_MIN_MEM_MB) "..16777216", "MB",
+		    "memory limit in MB, default " HC_CLI_QUOTE(HC_RUNTIME_DEFAULT_MEM_MB)),
+	HC_CLI_FUNC("env", S, spec, parse_env, "want NAME=VALUE", "NAME=VALUE",
+		    "environment variable (repeatable)"),
 	{ .name = "ports", .type = HC_CLI_OPT_FUNC, .off = offsetof(S, spec), .parse = parse_ports,
-	  .bare = true },
-	HC_CLI_FUNC("label", S, spec, parse_label, "want KEY=VALUE"),
-	HC_CLI_FUNC("runtime", S, spec.runtime_handler, parse_runtime, "runc or runsc"),
-	HC_CLI_FUNC("egress-mbit", S, spec, parse_egress, NULL),
-	HC_CLI_UINT("capacity-cpu", S, o.capacity_cpus, 1, 1u << 20, NULL),
-	HC_CLI_UINT("capacity-mem", S, o.capacity_mem_mb, 1, 1u << 30, NULL),
-	HC_CLI_FLAG("json", S, json),
+	  .bare = true, .metavar = "H:C[,H:C...]",
+	  .help = "host port -> container port, recorded for the proxy" },
+	HC_CLI_FUNC("label", S, spec, parse_label, "want KEY=VALUE", "KEY=VALUE",
+		    "label kept with the workload (repeatable)"),
+	HC_CLI_FUNC("runtime", S, spec.runtime_handler, parse_runtime, "runc or runsc",
+		    "runc|runsc", "OCI runtime; runsc is gVisor (default runc)"),
+	HC_CLI_FUNC("egress-mbit", S, spec, parse_egress, NULL, "N",
+		    "limit what it sends to N Mbit/s (the data plane drops the excess; label "
+		    HC_LABEL_EGRESS_MBIT ")"),
+	HC_CLI_UINT("capacity-cpu", S, o.capacity_cpus, 1, 1u << 20, NULL, "N",
+		    "vCPUs this node offers (default max(nproc, 225))"),
+	HC_CLI_UINT("capacity-mem", S, o.capacity_mem_mb, 1, 1u << 30, NULL, "MB",
+		    "memory this node offers (default: MemAvailable)"),
+	HC_CLI_FLAG("json", S, json, "print the workload as JSON"),
 	LOCAL_ROWS(S),
 	{ .name = NULL },
 };
@@ -283,7 +307,7 @@ static int parse_spawn_opts(const struct hc_cli_cmd *cmd, int argc, char **argv,
 
 	spec->cores = HC_RUNTIME_DEFAULT_CPUS;
 	spec->memory_mb = HC_RUNTIME_DEFAULT_MEM_MB;
-	r = hc_cli_parse_opts(cmd, argc, argv, spawn_opts, a);
+	r = hc_cli_parse_opts(cmd, argc, argv, a);
 	if (r >= 0)
 		return r;
 	if (optind < argc)
@@ -413,30 +437,28 @@ static int parse_tail(char *arg, void *field, char *why, size_t len)
 	return !errno && end != arg && !*end && *tail >= 0 ? 0 : -EINVAL;
 }
 
-/* The rows every local verb shares: where containerd and our state are. */
-
 #define L struct local_args
-static const struct hc_cli_opt stop_opts[] = {
-	HC_CLI_STR("id", L, id),
+const struct hc_cli_opt hc_cli_opts_stop[] = {
+	HC_CLI_STR("id", L, id, "ID", "the workload id"),
+	HC_CLI_UINT("grace", L, grace, 0, 3600, "seconds, 0..3600", "SECONDS",
+		    "time to exit after SIGTERM (default " HC_CLI_QUOTE(STOP_GRACE_S) ")"),
 	LOCAL_ROWS(L),
-	HC_CLI_UINT("grace", L, grace, 0, 3600, "seconds, 0..3600"),
 	{ .name = NULL },
 };
-static const struct hc_cli_opt list_opts[] = {
-	HC_CLI_STR("id", L, id),
+const struct hc_cli_opt hc_cli_opts_list[] = {
+	HC_CLI_FLAG("json", L, json, "print JSON (with the original spawn request)"),
 	LOCAL_ROWS(L),
-	HC_CLI_FLAG("json", L, json),
 	{ .name = NULL },
 };
-static const struct hc_cli_opt logs_opts[] = {
-	HC_CLI_STR("id", L, id),
+const struct hc_cli_opt hc_cli_opts_logs[] = {
+	HC_CLI_STR("id", L, id, "ID", "the workload id"),
+	HC_CLI_FUNC("tail", L, tail, parse_tail, "a number of lines", "N", "only the last N lines"),
+	HC_CLI_FLAG("follow", L, follow, "keep printing new lines until ^C"),
 	LOCAL_ROWS(L),
-	HC_CLI_FLAG("follow", L, follow),
-	HC_CLI_FUNC("tail", L, tail, parse_tail, "a number of lines"),
 	{ .name = NULL },
 };
-static const struct hc_cli_opt attach_opts[] = {
-	HC_CLI_STR("id", L, id),
+const struct hc_cli_opt hc_cli_opts_attach[] = {
+	HC_CLI_STR("id", L, id, "ID", "the workload id"),
 	LOCAL_ROWS(L),
 	{ .name = NULL },
 };
@@ -445,8 +467,8 @@ static const struct hc_cli_opt attach_opts[] = {
 /* Parses a local verb's options into a (initialised here) with --id
  * required when need_id. Arguments after the options are the caller's to
  * check. Returns -1 to go on, else the exit status to return. */
-static int parse_id_opts(const struct hc_cli_cmd *cmd, int argc, char **argv,
-			 const struct hc_cli_opt *table, bool need_id, struct local_args *a)
+static int parse_id_opts(const struct hc_cli_cmd *cmd, int argc, char **argv, bool need_id,
+			 struct local_args *a)
 {
 	int r;
 
@@ -454,7 +476,7 @@ static int parse_id_opts(const struct hc_cli_cmd *cmd, int argc, char **argv,
 	local_opts_init(&a->o);
 	a->grace = STOP_GRACE_S;
 	a->tail = -1;
-	r = hc_cli_parse_opts(cmd, argc, argv, table, a);
+	r = hc_cli_parse_opts(cmd, argc, argv, a);
 	if (r >= 0)
 		return r;
 	if (need_id && !a->id)
@@ -471,7 +493,7 @@ int hc_cli_cmd_stop(const struct hc_cli_cmd *cmd, int argc, char **argv)
 	struct hc_runtime *rt;
 	int r;
 
-	r = parse_id_opts(cmd, argc, argv, stop_opts, true, &a);
+	r = parse_id_opts(cmd, argc, argv, true, &a);
 	if (r >= 0)
 		return r;
 	if (optind < argc)
@@ -556,11 +578,11 @@ int hc_cli_cmd_list(const struct hc_cli_cmd *cmd, int argc, char **argv)
 	size_t n;
 	int r;
 
-	r = parse_id_opts(cmd, argc, argv, list_opts, false, &a);
+	r = parse_id_opts(cmd, argc, argv, false, &a);
 	if (r >= 0)
 		return r;
-	if (optind < argc || a.id)
-		return hc_cli_usage_error(cmd, "unexpected argument %s", a.id ? "--id" : argv[optind]);
+	if (optind < argc)
+		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
 	rt = open_runtime(&a.o);
 	if (!rt)
 		return HC_EXIT_FAIL;
@@ -611,7 +633,7 @@ int hc_cli_cmd_logs(const struct hc_cli_cmd *cmd, int argc, char **argv)
 	sigset_t stop_set;
 	int stop_fd = -1, r;
 
-	r = parse_id_opts(cmd, argc, argv, logs_opts, true, &a);
+	r = parse_id_opts(cmd, argc, argv, true, &a);
 	if (r >= 0)
 		return r;
 	if (optind < argc)
@@ -680,7 +702,7 @@ int hc_cli_cmd_attach(const struct hc_cli_cmd *cmd, int argc, char **argv)
 	sigset_t winch;
 	int exit_code = 0, r;
 
-	r = parse_id_opts(cmd, argc, argv, attach_opts, true, &a);
+	r = parse_id_opts(cmd, argc, argv, true, &a);
 	if (r >= 0)
 		return r;
 	/* after "--": the command to run instead of a shell */

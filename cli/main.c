@@ -15,19 +15,6 @@ static void print_help(FILE *out)
 	fputs("\nRun 'hypercore <command> --help' for its options.\n", out);
 }
 
-int hc_cli_cmd_version(const struct hc_cli_cmd *cmd, int argc, char **argv)
-{
-	if (argc > 1) {
-		if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-			hc_cli_print_usage(cmd, stdout);
-			return HC_EXIT_OK;
-		}
-		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[1]);
-	}
-	printf("hypercore %s (%s)\n", HC_VERSION, HC_GIT_REV);
-	return HC_EXIT_OK;
-}
-
 /* The longest command path that matches the leading words of argv. */
 static const struct hc_cli_cmd *find_cmd(int argc, char **argv, int *nwords)
 {

@@ -1,4 +1,5 @@
-/* The generic option parser: walks a command's table of struct hc_cli_opt. */
+/* The generic option parser and --help: both walk a command's table of
+ * struct hc_cli_opt. */
 #include "cli.h"
 
 #include <errno.h>
@@ -103,30 +104,37 @@ static int store(const struct hc_cli_opt *o, char *value, void *args, char *why,
 		return 0;
 	case HC_CLI_OPT_FUNC:
 		return o->parse(value, field, why, len);
+	case HC_CLI_OPT_GROUP:
+		break;
 	}
 	return -EINVAL;
 }
 
-int hc_cli_parse_opts(const struct hc_cli_cmd *cmd, int argc, char **argv,
-		      const struct hc_cli_opt *table, void *args)
+static bool takes_value(const struct hc_cli_opt *o)
 {
+	return o->type != HC_CLI_OPT_FLAG && o->type != HC_CLI_OPT_NOFLAG;
+}
+
+int hc_cli_parse_opts(const struct hc_cli_cmd *cmd, int argc, char **argv, void *args)
+{
+	const struct hc_cli_opt *table = cmd->opts;
 	struct option lo[MAX_OPTS + 2];
 	char why[256];
-	size_t n = 0;
+	size_t n = 0, nlo = 0;
 	int c, r;
 
-	for (; table[n].name; n++) {
-		if (n >= MAX_OPTS)
+	for (; table && table[n].name; n++) {
+		if (table[n].type == HC_CLI_OPT_GROUP)
+			continue;
+		if (nlo >= MAX_OPTS)
 			return hc_cli_fail("%s: more than %d options", cmd->path, MAX_OPTS);
-		lo[n] = (struct option){ table[n].name,
-					 table[n].type == HC_CLI_OPT_FLAG ||
-							 table[n].type == HC_CLI_OPT_NOFLAG
-						 ? no_argument
-						 : required_argument,
-					 NULL, 256 + (int)n };
+		lo[nlo++] = (struct option){ table[n].name,
+					     takes_value(&table[n]) ? required_argument
+								    : no_argument,
+					     NULL, 256 + (int)n };
 	}
-	lo[n] = (struct option){ "help", no_argument, NULL, 'h' };
-	lo[n + 1] = (struct option){ NULL, 0, NULL, 0 };
+	lo[nlo] = (struct option){ "help", no_argument, NULL, 'h' };
+	lo[nlo + 1] = (struct option){ NULL, 0, NULL, 0 };
 
 	while ((c = next_opt(cmd, argc, argv, lo)) != -1) {
 		const struct hc_cli_opt *o;
@@ -152,4 +160,75 @@ int hc_cli_parse_opts(const struct hc_cli_cmd *cmd, int argc, char **argv,
 						  o->why ? ")" : "");
 	}
 	return -1;
+}
+
+/* ---- --help ---- */
+
+#define HELP_COL 26   /* where descriptions start */
+#define HELP_WIDTH 79 /* the longest line, unless one word is longer */
+
+/* Prints text from column col (the cursor is there), wrapped at HELP_WIDTH
+ * with continuation lines at HELP_COL; "\n" in text breaks the line. */
+static void print_wrapped(FILE *out, const char *text, size_t col)
+{
+	bool first = true; /* no word on this line yet */
+
+	while (*text) {
+		size_t n = strcspn(text, " \n");
+
+		if (!first && col + 1 + n > HELP_WIDTH) {
+			fprintf(out, "\n%*s", HELP_COL, "");
+			col = HELP_COL;
+			first = true;
+		}
+		if (!first) {
+			fputc(' ', out);
+			col++;
+		}
+		fwrite(text, 1, n, out);
+		col += n;
+		first = false;
+		text += n;
+		if (*text == '\n') {
+			fprintf(out, "\n%*s", HELP_COL, "");
+			col = HELP_COL;
+			first = true;
+		}
+		text += strspn(text, " \n");
+	}
+	fputc('\n', out);
+}
+
+/* "  --name METAVAR" padded to HELP_COL (or two spaces past a longer one),
+ * then the help. */
+static void print_row(FILE *out, const char *label, const char *metavar, const char *help)
+{
+	int col = fprintf(out, "  %s%s%s", label, metavar ? " " : "", metavar ? metavar : "");
+
+	col += fprintf(out, "%*s", col + 2 <= HELP_COL ? HELP_COL - col : 2, "");
+	print_wrapped(out, help ? help : "", (size_t)col);
+}
+
+void hc_cli_print_usage(const struct hc_cli_cmd *cmd, FILE *out)
+{
+	const struct hc_cli_opt *o = cmd->opts;
+	char label[128];
+
+	fputs(cmd->usage, out);
+	if (o) {
+		fputs("\nOptions:\n", out);
+		for (; o->name; o++) {
+			if (o->type == HC_CLI_OPT_GROUP) {
+				fprintf(out, "\n%s:\n", o->help);
+				continue;
+			}
+			snprintf(label, sizeof(label), "--%s", o->name);
+			print_row(out, label, takes_value(o) ? o->metavar : NULL, o->help);
+		}
+		print_row(out, "-h, --help", NULL, "show this help");
+	}
+	if (cmd->epilogue) {
+		fputc('\n', out);
+		fputs(cmd->epilogue, out);
+	}
 }

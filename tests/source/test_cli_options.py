@@ -1,9 +1,11 @@
 #!/usr/bin/python3
-"""The CLI's option tables and its help agree: every long option a table in
-cli/*.c defines (struct hc_cli_opt rows, and the shared row macros of
-cli/cli.h) is named in the usage texts of cli/cli.c, and every --flag those
-texts name is in some table. The help is written by hand (its layout is not
-one line per option), so this keeps the two from drifting apart.
+"""The CLI's help is generated from its option tables: every table in cli/*.c
+(struct hc_cli_opt rows, with the row macros that cli/*.[ch] define) is the
+.opts of a command in cli/cli.c's hc_cli_cmds[], whose texts (usage lines,
+what the command does, epilogue) describe no option themselves, and every
+--flag those texts mention is an option of some table. Rows written out as
+designated initializers carry their help (the row macros take it as an
+argument). tests/unit/test_cli_help.c checks the help itself, as printed.
 
 Prints TAP; exits 1 on a failure.
 
@@ -17,47 +19,67 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-TABLE = re.compile(r"static const struct hc_cli_opt (\w+)\[\] = \{(.*?)\n\};", re.S)
+TABLE = re.compile(r"^(?:static )?const struct hc_cli_opt (\w+)\[\] = \{(.*?)\n\};", re.S | re.M)
 ROW_NAME = re.compile(r'(?:HC_CLI_\w+\(|\.name = )"([a-z0-9-]+)"')
-# Rows that macros name for the tables (cli/cli.h, cli/cmd_runtime.c).
-MACROS = {
-    "HC_CLI_GRPC_ADDR": ["grpc-bind-addr"],
-    "HC_CLI_HTTP_ADDR": ["http-bind-addr"],
-    "HC_CLI_TIMEOUT": ["timeout"],
-    "HC_CLI_LOG_LEVEL": ["log-level"],
-    "LOCAL_ROWS": ["containerd-socket", "run-dir", "state-dir"],
-}
-# Flags the help names that no table holds: the parser's own.
+DEFINE = re.compile(r"^#define (\w+)\b((?:.*\\\n)*.*)$", re.M)
+# A designated row: from "{ .name =" to its closing brace.
+DESIGNATED = re.compile(r'\{\s*\.name = "([a-z0-9-]+)"(.*?)\}', re.S)
+# Flags the texts name that no table holds: the parser's own.
 BUILTIN = {"help"}
-# Options left out of the help on purpose, with why; an entry that no
-# longer matches fails, so the list only shrinks.
-UNDOCUMENTED = {
-    "coalesce": "cluster event's default; the flag exists for serf's -coalesce=true",
-}
 
 
-def table_flags(root):
-    flags = {}
-    for name in sorted(os.listdir(os.path.join(root, "cli"))):
-        if not name.endswith(".c"):
-            continue
-        with open(os.path.join(root, "cli", name)) as f:
-            text = f.read()
+def sources(root):
+    d = os.path.join(root, "cli")
+    for name in sorted(os.listdir(d)):
+        if name.endswith((".c", ".h")):
+            with open(os.path.join(d, name)) as f:
+                yield name, f.read()
+
+
+def row_macros(root):
+    """Macros that expand to rows with fixed names: {macro: [names]}."""
+    macros = {}
+    for _, text in sources(root):
+        for m in DEFINE.finditer(text):
+            names = ROW_NAME.findall(m.group(2))
+            if names:
+                macros[m.group(1)] = names
+    return macros
+
+
+def tables(root):
+    """{table: (file, set of option names, body)}."""
+    macros = row_macros(root)
+    found = {}
+    for name, text in sources(root):
         for m in TABLE.finditer(text):
             rows = set(ROW_NAME.findall(m.group(2)))
-            for macro, names in MACROS.items():
-                if re.search(r"\b%s\(" % macro, m.group(2)):
+            for macro, names in macros.items():
+                if re.search(r"\b%s\b" % macro, m.group(2)):
                     rows.update(names)
-            flags["%s:%s" % (name, m.group(1))] = rows
-    return flags
+            found[m.group(1)] = (name, rows, m.group(2))
+    return found
 
 
-def help_flags(root):
+def commands(root):
+    """The hc_cli_cmds[] entries: [(path, opts table or None, texts)]."""
     with open(os.path.join(root, "cli", "cli.c")) as f:
         text = f.read()
     start = text.index("hc_cli_cmds[] = {")
     end = text.index("\n};", start)
-    return set(re.findall(r"--([a-z][a-z0-9-]*)", text[start:end]))
+    cmds = []
+    for entry in re.split(r"\n\t\},?\n", text[start:end]):
+        path = re.search(r'\.path = "([^"]+)"', entry)
+        if not path:
+            continue
+        opts = re.search(r"\.opts = (\w+)", entry)
+        texts = []
+        for field in ("usage", "epilogue"):
+            m = re.search(r"\.%s = ((?:\s*\"(?:[^\"\\]|\\.)*\")+)" % field, entry)
+            if m:
+                texts.append("".join(re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(1))))
+        cmds.append((path.group(1), opts.group(1) if opts else None, "".join(texts)))
+    return cmds
 
 
 def main():
@@ -65,21 +87,41 @@ def main():
     ap.add_argument("--root", default=ROOT)
     args = ap.parse_args()
     results = []
-    tables = table_flags(args.root)
-    documented = help_flags(args.root)
-    results.append((len(tables) > 0, "option tables found in cli/*.c (%d)" % len(tables), []))
+    tabs = tables(args.root)
+    cmds = commands(args.root)
+    results.append((len(tabs) > 0, "option tables found in cli/*.c (%d)" % len(tabs), []))
+    results.append((len(cmds) > 0, "commands found in cli/cli.c (%d)" % len(cmds), []))
+
+    used = {opts for _, opts, _ in cmds if opts}
+    unused = sorted(set(tabs) - used)
+    results.append((not unused, "every option table is a command's .opts",
+                    ["%s (%s) is no command's .opts" % (t, tabs[t][0]) for t in unused]))
+    unknown = sorted(used - set(tabs))
+    results.append((not unknown, "every command's .opts is a table in cli/*.c",
+                    ["%s: no such table" % t for t in unknown]))
+
+    undocumented = []
+    for t, (where, _, body) in sorted(tabs.items()):
+        for m in DESIGNATED.finditer(body):
+            if ".help = " not in m.group(2):
+                undocumented.append("%s %s: --%s has no .help" % (where, t, m.group(1)))
+    results.append((not undocumented, "every designated row carries its help", undocumented))
+
+    described = ["%s: %r" % (path, line) for path, _, text in cmds
+                 for line in text.split("\\n") if line.startswith("  -") or line == "Options:"]
+    results.append((not described, "the commands' texts describe no option (the tables do)",
+                    described))
+
     defined = set()
-    for where, rows in sorted(tables.items()):
+    for _, rows, _ in tabs.values():
         defined |= rows
-        missing = sorted(rows - documented - set(UNDOCUMENTED))
-        results.append((not missing, "%s: every option is in the help" % where,
-                        ["--%s is not named in cli/cli.c's usage texts" % f for f in missing]))
-    stale = sorted(f for f in UNDOCUMENTED if f in documented or f not in defined)
-    results.append((not stale, "every option left out of the help is still left out",
-                    ["--%s: remove it from UNDOCUMENTED" % f for f in stale]))
-    extra = sorted(documented - defined - BUILTIN)
-    results.append((not extra, "every --flag the help names is in a table",
-                    ["--%s: in the help, in no table" % f for f in extra]))
+    mentioned = set()
+    for _, _, text in cmds:
+        mentioned |= set(re.findall(r"--([a-z][a-z0-9-]*)", text))
+    extra = sorted(mentioned - defined - BUILTIN)
+    results.append((not extra, "every --flag the texts mention is in a table",
+                    ["--%s: mentioned, in no table" % f for f in extra]))
+
     print("1..%d" % len(results))
     for i, (ok, name, diag) in enumerate(results, 1):
         print("%s %d - %s" % ("ok" if ok else "not ok", i, name))
