@@ -18,7 +18,8 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 			 "are seeds to join: HOST:PORT of any member.\n",
 		.opts = hc_cli_opts_cluster,
 		.epilogue = "ADDR is IPV4:PORT, [IPV6]:PORT or :PORT (all IPv4 addresses).\n"
-			    "Subcommands: spawn, stop, list, logs, metrics, members, event, query\n"
+			    "Subcommands: spawn, stop, list, logs, metrics, members, event, query,\n"
+			    "join-token, api-token\n"
 			    "(hypercore cluster SUBCOMMAND --help).\n",
 		.run = hc_cli_cmd_cluster,
 	},
@@ -86,6 +87,30 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 		.usage = "Usage: hypercore cluster query [options] NAME [PAYLOAD]\n",
 		.opts = hc_cli_opts_cluster_query,
 		.run = hc_cli_cmd_cluster_query,
+	},
+	{
+		.path = "cluster join-token",
+		.summary = "print what another node needs to join this node's cluster",
+		.usage = "Usage: hypercore cluster join-token [--state-dir DIR]\n"
+			 "\n"
+			 "Prints one string holding the cluster's gossip key and API token, read\n"
+			 "from a member's state dir (no running agent needed). On the new node:\n"
+			 "  hypercore cluster --join-token STRING MEMBER-ADDR:7946\n"
+			 "Anyone holding it can join the cluster and control it: pass it as a\n"
+			 "secret.\n",
+		.opts = hc_cli_opts_cluster_join_token,
+		.run = hc_cli_cmd_cluster_join_token,
+	},
+	{
+		.path = "cluster api-token",
+		.summary = "print the token the agents' APIs want (admin or read-only)",
+		.usage = "Usage: hypercore cluster api-token [--read-only] [--state-dir DIR]\n"
+			 "\n"
+			 "Prints a bearer token for the gRPC and HTTP APIs of every node of the\n"
+			 "cluster, read from a member's state dir. Send it as `Authorization: Bearer\n"
+			 "TOKEN`, or give it to the CLI with --token or $HYPERCORE_TOKEN.\n",
+		.opts = hc_cli_opts_cluster_api_token,
+		.run = hc_cli_cmd_cluster_api_token,
 	},
 	{
 		.path = "containerd",
@@ -295,6 +320,8 @@ int hc_cli_rpc_fail(const char *addr, const struct hc_rpc_status *st)
 				   addr, msg);
 	case HC_RPC_DEADLINE_EXCEEDED:
 		return hc_cli_fail("the agent at %s did not answer in time", addr);
+	case HC_RPC_UNAUTHENTICATED:
+		return hc_cli_fail("the agent at %s refused: %s (%s)", addr, msg, hc_cli_token_hint());
 	default:
 		return hc_cli_fail("%s (agent at %s: %s)", *msg ? msg : "call failed", addr,
 				   hc_rpc_code_name(st->code));

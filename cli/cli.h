@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include <protobuf-c/protobuf-c.h>
+
 #include "hypercore/defaults.h"
 
 struct hc_rpc_status;
@@ -113,6 +115,33 @@ int hc_cli_opt_log_level(char *value, void *field, char *why, size_t len);
 	HC_CLI_FUNC("log-level", s, f, hc_cli_opt_log_level, NULL, "LEVEL",           \
 		    "debug, info, warn or error (default info)")
 
+/* Rows every client verb shares for its credentials (cli/cmd_auth.c):
+ * --token TOKEN, and --state-dir DIR to read the agent's own token file. */
+int hc_cli_opt_token(char *value, void *field, char *why, size_t len);
+int hc_cli_opt_token_state_dir(char *value, void *field, char *why, size_t len);
+#define HC_CLI_AUTH_ROWS                                                              \
+	{ .name = "token", .type = HC_CLI_OPT_FUNC, .parse = hc_cli_opt_token,            \
+	  .bare = true, .metavar = "TOKEN",                                              \
+	  .help = "the bearer token the agent wants (default: $HYPERCORE_TOKEN, else the " \
+		  "agent's token file in --state-dir)" },                                \
+	{ .name = "state-dir", .type = HC_CLI_OPT_FUNC, .parse = hc_cli_opt_token_state_dir, \
+	  .metavar = "DIR",                                                              \
+	  .help = "a local agent's state dir, to read its API token from (default "      \
+		  HC_DEFAULT_STATE_DIR ")" }
+
+/* The token client verbs send: --token, $HYPERCORE_TOKEN, the token file of
+ * --state-dir or of the default state dir; NULL when none was found. */
+const char *hc_cli_token(void);
+/* hc_rpc_client_call with the token (authorization metadata) and, when
+ * show_env, List's ask for env values. */
+struct hc_rpc_client;
+int hc_cli_rpc_call(struct hc_rpc_client *client, const char *path, const ProtobufCMessage *req,
+		    const ProtobufCMessageDescriptor *resp_type, ProtobufCMessage **resp,
+		    bool show_env, int timeout_ms, struct hc_rpc_status *st);
+/* What to tell a user the agent refused: where tokens come from, and why
+ * the state dir gave none. */
+const char *hc_cli_token_hint(void);
+
 /* Every command's table (cli/cmd_*.c), named in hc_cli_cmds[]. */
 extern const struct hc_cli_opt hc_cli_opts_cluster[], hc_cli_opts_cluster_spawn[],
 	hc_cli_opts_cluster_stop[], hc_cli_opts_cluster_logs[], hc_cli_opts_cluster_metrics[],
@@ -120,7 +149,8 @@ extern const struct hc_cli_opt hc_cli_opts_cluster[], hc_cli_opts_cluster_spawn[
 	hc_cli_opts_cluster_query[], hc_cli_opts_containerd[], hc_cli_opts_spawn[],
 	hc_cli_opts_stop[], hc_cli_opts_list[], hc_cli_opts_logs[], hc_cli_opts_attach[],
 	hc_cli_opts_routes[], hc_cli_opts_routes_add[], hc_cli_opts_routes_del[],
-	hc_cli_opts_dataplane_cleanup[];
+	hc_cli_opts_dataplane_cleanup[], hc_cli_opts_cluster_join_token[],
+	hc_cli_opts_cluster_api_token[];
 
 /*
  * Parses argv's options (argv[0] is the command path) into args as the
@@ -183,6 +213,8 @@ int hc_cli_cmd_cluster_metrics(const struct hc_cli_cmd *cmd, int argc, char **ar
 int hc_cli_cmd_cluster_members(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_event(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_query(const struct hc_cli_cmd *cmd, int argc, char **argv);
+int hc_cli_cmd_cluster_join_token(const struct hc_cli_cmd *cmd, int argc, char **argv);
+int hc_cli_cmd_cluster_api_token(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_containerd(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_spawn(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_stop(const struct hc_cli_cmd *cmd, int argc, char **argv);

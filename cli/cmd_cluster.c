@@ -15,7 +15,6 @@
 #include "pbjson/pbjson.h"
 #include "rpc/rpc.h"
 
-#define DEFAULT_STATE_DIR "/var/lib/hypercore"
 #define DEFAULT_BASE_URL "example.com"
 #define DEFAULT_TIMEOUT_MS 10000
 
@@ -84,6 +83,16 @@ static int parse_forwarding(char *arg, void *field, char *why, size_t len)
 	return 0;
 }
 
+static int parse_api_auth(char *arg, void *field, char *why, size_t len)
+{
+	(void)why;
+	(void)len;
+	if (strcmp(arg, "token") != 0 && strcmp(arg, "none") != 0)
+		return -EINVAL;
+	*(bool *)field = strcmp(arg, "none") == 0;
+	return 0;
+}
+
 #define A struct cluster_args
 const struct hc_cli_opt hc_cli_opts_cluster[] = {
 	HC_CLI_STR("grpc-bind-addr", A, cfg.grpc_bind_addr, "ADDR",
@@ -91,7 +100,7 @@ const struct hc_cli_opt hc_cli_opts_cluster[] = {
 	HC_CLI_STR("http-bind-addr", A, cfg.http_bind_addr, "ADDR",
 		   "HTTP API address (default " HC_CLI_DEFAULT_HTTP_ADDR ")"),
 	HC_CLI_STR("state-dir", A, cfg.state_dir, "DIR",
-		   "persistent state: node id, keys (default " DEFAULT_STATE_DIR ")"),
+		   "persistent state: node id, keys (default " HC_DEFAULT_STATE_DIR ")"),
 	HC_CLI_STR("cluster-base-url", A, cfg.base_url, "DOM",
 		   "workloads are served at <id>.DOM (default " DEFAULT_BASE_URL ")"),
 	HC_CLI_LOG_LEVEL(A, level),
@@ -110,6 +119,14 @@ const struct hc_cli_opt hc_cli_opts_cluster[] = {
 	HC_CLI_STR("cluster-keyring", A, cfg.keyring_file, "FILE",
 		   "JSON list of base64 keys, first primary; kept up to date when keys rotate "
 		   "(as serf -keyring-file)"),
+	HC_CLI_STR("join-token", A, cfg.join_token, "STRING",
+		   "join the cluster whose key and API token it carries (what `hypercore cluster "
+		   "join-token` prints on a member); kept in --state-dir. Without a key, token or "
+		   "keyring, a node with no seeds makes a new cluster key there, and a node with "
+		   "seeds refuses to start"),
+	HC_CLI_FLAG("cluster-insecure", A, cfg.cluster_insecure,
+		    "plaintext gossip, for upstream nodes and serf agents without a key: anyone "
+		    "who reaches the gossip port can join and forge states"),
 	{ .name = "cluster-tag", .type = HC_CLI_OPT_FUNC, .parse = parse_tag,
 	  .why = "want KEY=VALUE", .metavar = "KEY=VALUE",
 	  .help = "a tag of this node (repeatable)" },
@@ -128,6 +145,16 @@ const struct hc_cli_opt hc_cli_opts_cluster[] = {
 	HC_CLI_UINT("coalesce-ms", A, cfg.coalesce_ms, 0, 600000, "0..600000", "N",
 		    "hold member events and coalescable user events this long, keeping the "
 		    "newest (default 0: off)"),
+
+	HC_CLI_GROUP("API authentication (bearer tokens on gRPC and HTTP)"),
+	HC_CLI_FUNC("api-auth", A, cfg.api_auth_none, parse_api_auth, "token or none", "MODE",
+		    "token (default): every call but /healthz wants a token; none: upstream's "
+		    "open APIs, for closed networks only"),
+	HC_CLI_STR("api-token-file", A, cfg.api_token_file, "FILE",
+		   "the admin tokens accepted, one per line, the first also sent to other "
+		   "nodes (default: <state-dir>/api-token, made on first start); SIGHUP re-reads "
+		   "it"),
+	HC_CLI_FLAG("metrics-auth", A, cfg.metrics_auth, "/metrics wants a token too"),
 
 	HC_CLI_GROUP("Runtime (containerd through CRI)"),
 	HC_CLI_STR("run-dir", A, cfg.run_dir, "DIR",
@@ -195,7 +222,7 @@ int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
 		.cfg = {
 			.grpc_bind_addr = HC_CLI_DEFAULT_GRPC_ADDR,
 			.http_bind_addr = HC_CLI_DEFAULT_HTTP_ADDR,
-			.state_dir = DEFAULT_STATE_DIR,
+			.state_dir = HC_DEFAULT_STATE_DIR,
 			.base_url = DEFAULT_BASE_URL,
 			.cluster_bind_addr = DEFAULT_CLUSTER_ADDR,
 		},
@@ -230,6 +257,7 @@ int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
 struct client_opts {
 	const char *addr;
 	bool json;
+	bool show_env; /* cluster list */
 	int timeout_ms;
 };
 
@@ -237,13 +265,17 @@ struct client_opts {
 const struct hc_cli_opt hc_cli_opts_cluster_list[] = {
 	HC_CLI_GRPC_ADDR(C, addr),
 	HC_CLI_FLAG("json", C, json, "print JSON instead of a table"),
+	HC_CLI_FLAG("show-env", C, show_env,
+		    "with --json, env values as given (admin token only; else NAME=<redacted>)"),
 	HC_CLI_TIMEOUT(C, timeout_ms, "give up after this long (default 10)"),
+	HC_CLI_AUTH_ROWS,
 	{ .name = NULL },
 };
 const struct hc_cli_opt hc_cli_opts_cluster_members[] = {
 	HC_CLI_HTTP_ADDR(C, addr),
 	HC_CLI_FLAG("json", C, json, "print JSON instead of a table"),
 	HC_CLI_TIMEOUT(C, timeout_ms, "give up after this long (default 10)"),
+	HC_CLI_AUTH_ROWS,
 	{ .name = NULL },
 };
 #undef C
@@ -363,9 +395,9 @@ int hc_cli_cmd_cluster_list(const struct hc_cli_cmd *cmd, int argc, char **argv)
 	client = hc_rpc_client_new(target);
 	if (!client)
 		return hc_cli_fail("out of memory");
-	r = hc_rpc_client_call(client, "/cluster.services.api.ClusterService/List", &req.base,
-			       &cluster__services__api__nodes_state_response__descriptor, &resp,
-			       NULL, 0, o.timeout_ms, &st);
+	r = hc_cli_rpc_call(client, "/cluster.services.api.ClusterService/List", &req.base,
+			    &cluster__services__api__nodes_state_response__descriptor, &resp,
+			    o.show_env, o.timeout_ms, &st);
 	hc_rpc_client_free(client);
 	if (r < 0)
 		return hc_cli_rpc_fail(target, &st);
@@ -465,8 +497,9 @@ json_t *hc_cli_api_call(const char *addr, const char *method, const char *path,
 	if (status == 200 && resp)
 		return resp;
 	e = json_object_get(*doc, "error");
-	hc_cli_fail("%s (agent at %s: HTTP %d)",
-		    json_is_string(e) ? json_string_value(e) : "unexpected answer", addr, status);
+	hc_cli_fail("%s (agent at %s: HTTP %d)%s%s",
+		    json_is_string(e) ? json_string_value(e) : "unexpected answer", addr, status,
+		    status == 401 ? "; " : "", status == 401 ? hc_cli_token_hint() : "");
 	json_decref(*doc);
 	*doc = NULL;
 	return NULL;
@@ -514,6 +547,7 @@ const struct hc_cli_opt hc_cli_opts_cluster_event[] = {
 	HC_CLI_FLAG("coalesce", E, coalesce,
 		    "let receivers coalesce it (the default; as serf's -coalesce=true)"),
 	HC_CLI_NOFLAG("no-coalesce", E, coalesce, "ask receivers not to coalesce it"),
+	HC_CLI_AUTH_ROWS,
 	{ .name = NULL },
 };
 #undef E
@@ -616,6 +650,7 @@ const struct hc_cli_opt hc_cli_opts_cluster_query[] = {
 	{ .name = "timeout", .type = HC_CLI_OPT_FUNC, .parse = query_timeout, .why = "seconds",
 	  .metavar = "SECONDS", .help = "how long to collect (default: serf's formula)" },
 	HC_CLI_FLAG("json", Q, json, "print JSON"),
+	HC_CLI_AUTH_ROWS,
 	{ .name = NULL },
 };
 #undef Q

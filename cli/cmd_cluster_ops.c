@@ -42,7 +42,7 @@ static int call_agent(const struct hc_cli_cmd *cmd, const char *addr, const char
 	if (!client)
 		return hc_cli_fail("out of memory");
 	snprintf(path, sizeof(path), SERVICE "%s", method);
-	r = hc_rpc_client_call(client, path, req, resp_type, resp, NULL, 0, timeout_ms, &st);
+	r = hc_cli_rpc_call(client, path, req, resp_type, resp, false, timeout_ms, &st);
 	hc_rpc_client_free(client);
 	return r < 0 ? hc_cli_rpc_fail(target, &st) : 0;
 }
@@ -130,6 +130,7 @@ const struct hc_cli_opt hc_cli_opts_cluster_spawn[] = {
 		    "the workload id (default: a new one)"),
 	HC_CLI_FLAG("json", S, json, "print {\"id\", \"url\"}"),
 	HC_CLI_TIMEOUT(S, timeout_ms, "give up after this long (default 200)"),
+	HC_CLI_AUTH_ROWS,
 	{ .name = NULL },
 };
 #undef S
@@ -192,6 +193,7 @@ const struct hc_cli_opt hc_cli_opts_cluster_stop[] = {
 	HC_CLI_GRPC_ADDR(I, addr),
 	HC_CLI_STR("id", I, id, "ID", "the workload"),
 	HC_CLI_TIMEOUT(I, timeout_ms, "give up after this long (default 60)"),
+	HC_CLI_AUTH_ROWS,
 	{ .name = NULL },
 };
 const struct hc_cli_opt hc_cli_opts_cluster_logs[] = {
@@ -201,6 +203,7 @@ const struct hc_cli_opt hc_cli_opts_cluster_logs[] = {
 		    "only the last N lines (default: all, at most 1 MiB)"),
 	HC_CLI_FLAG("follow", I, follow, "keep printing new lines until interrupted"),
 	HC_CLI_TIMEOUT(I, timeout_ms, "give up on one call after this long (default 60)"),
+	HC_CLI_AUTH_ROWS,
 	{ .name = NULL },
 };
 #undef I
@@ -301,6 +304,7 @@ struct metrics_args {
 const struct hc_cli_opt hc_cli_opts_cluster_metrics[] = {
 	HC_CLI_HTTP_ADDR(M, addr),
 	HC_CLI_TIMEOUT(M, timeout_ms, "give up after this long (default 60)"),
+	HC_CLI_AUTH_ROWS,
 	{ .name = NULL },
 };
 #undef M
@@ -324,7 +328,8 @@ int hc_cli_cmd_cluster_metrics(const struct hc_cli_cmd *cmd, int argc, char **ar
 		return hc_cli_fail("cannot reach the agent's HTTP API at %s: %s", addr, err);
 	if (status != 200) {
 		free(body);
-		return hc_cli_fail("the agent answered /metrics with HTTP %d", status);
+		return hc_cli_fail("the agent answered /metrics with HTTP %d%s%s", status,
+				   status == 401 ? "; " : "", status == 401 ? hc_cli_token_hint() : "");
 	}
 	fwrite(body, 1, len, stdout);
 	free(body);

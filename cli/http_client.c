@@ -12,6 +12,15 @@ int hc_cli_http(const char *addr, const char *method, const char *path, const vo
 		size_t payload_len, int timeout_ms, int *status, char **body, size_t *body_len,
 		char *err, size_t errlen)
 {
+	struct hc_httpc_request rq = {
+		.method = method,
+		.path = path,
+		.payload = payload,
+		.payload_len = payload_len,
+		.content_type = strcmp(method, "POST") == 0 ? "application/octet-stream" : NULL,
+		.bearer = hc_cli_token(),
+		.timeout_ms = timeout_ms,
+	};
 	struct hc_httpc_response resp;
 	char target[128], why[256];
 	struct hc_addr a;
@@ -22,8 +31,8 @@ int hc_cli_http(const char *addr, const char *method, const char *path, const vo
 		snprintf(err, errlen, "invalid address %s: %s", addr, why);
 		return -EINVAL;
 	}
-	r = hc_httpc_request(&a, method, path, target, payload, payload_len, timeout_ms, NULL,
-			     &resp);
+	rq.host = target;
+	r = hc_httpc_request(&a, &rq, &resp);
 	if (r == -E2BIG) {
 		snprintf(err, errlen, "request too long");
 	} else if (r == -EBADMSG) {

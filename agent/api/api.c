@@ -22,6 +22,7 @@ struct hc_api *hc_api_new(struct hc_loop *loop, struct hc_cluster *cluster,
 	int http_fd;
 
 	if (!api) {
+		hc_auth_free(cfg->auth);
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
@@ -29,6 +30,8 @@ struct hc_api *hc_api_new(struct hc_loop *loop, struct hc_cluster *cluster,
 	api->loop = loop;
 	api->cluster = cluster;
 	api->metrics = metrics;
+	api->auth = cfg->auth;
+	api->metrics_auth = cfg->metrics_auth;
 
 	/* Bind HTTP first (we own that socket) so a busy port fails before
 	 * gRPC has started anything. */
@@ -49,7 +52,8 @@ struct hc_api *hc_api_new(struct hc_loop *loop, struct hc_cluster *cluster,
 	api->http = hc_api_http_new(api, http_fd, err, errlen);
 	if (!api->http)
 		goto fail;
-	if (hc_metrics_register(metrics, hc_rpc_server_collect, api->grpc) < 0) {
+	if (hc_metrics_register(metrics, hc_rpc_server_collect, api->grpc) < 0 ||
+	    hc_metrics_register(metrics, hc_api_auth_collect, api) < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -67,9 +71,11 @@ void hc_api_free(struct hc_api *api)
 		return;
 	if (api->grpc)
 		hc_metrics_unregister(api->metrics, hc_rpc_server_collect, api->grpc);
+	hc_metrics_unregister(api->metrics, hc_api_auth_collect, api);
 	hc_api_grpc_cancel_pending(api);
 	hc_api_http_free(api->http);
 	hc_rpc_server_free(api->grpc);
+	hc_auth_free(api->auth);
 	free(api);
 }
 

@@ -12,19 +12,59 @@
 #include "rpc/rpc.h"
 
 #define SERVICE "/cluster.services.api.ClusterService/"
+/* Request metadata: the bearer token, and List's ask for env values. */
+#define MD_AUTHORIZATION "authorization"
+#define MD_SHOW_ENV "hypercore-show-env"
+#define AUTHORIZATION_MAX (HC_AUTH_TOKEN_MAX + 16)
+
+/* Whether the caller may run this call; if not, fails it. */
+static bool allowed(struct hc_api *api, struct hc_rpc_call *call, enum hc_auth_role need)
+{
+	char authz[AUTHORIZATION_MAX], peer[96];
+	const char *value = hc_rpc_call_metadata(call, MD_AUTHORIZATION, authz, sizeof(authz));
+	enum hc_api_refusal why;
+
+	if (!api->auth)
+		return true;
+	why = hc_api_authorize(api, HC_API_GRPC, value, need, hc_rpc_call_path(call),
+			       hc_rpc_call_peer(call, peer, sizeof(peer)));
+	explicit_bzero(authz, sizeof(authz));
+	if (why == HC_API_NREFUSALS)
+		return true;
+	if (why == HC_API_READ_ONLY)
+		hc_rpc_fail(call, HC_RPC_PERMISSION_DENIED, "a read-only token may not call %s",
+			    hc_rpc_call_path(call));
+	else
+		hc_rpc_fail(call, HC_RPC_UNAUTHENTICATED, "%s",
+			    why == HC_API_NO_TOKEN
+				    ? "this node wants a bearer token (authorization metadata)"
+				    : "this node does not accept that token");
+	return false;
+}
 
 static void on_list(struct hc_rpc_call *call, const ProtobufCMessage *request, void *arg)
 {
 	struct hc_api *api = arg;
-	Cluster__Services__Api__NodesStateResponse *list = hc_cluster_list(api->cluster);
+	Cluster__Services__Api__NodesStateResponse *list;
+	char authz[AUTHORIZATION_MAX], show[8];
+	bool show_env;
 
 	(void)request;
+	if (!allowed(api, call, HC_AUTH_READ_ONLY))
+		return;
+	/* env values only for an admin who asks: they are tenants' secrets */
+	show_env = hc_rpc_call_metadata(call, MD_SHOW_ENV, show, sizeof(show)) &&
+		   strcmp(show, "1") == 0 &&
+		   hc_api_role(api, hc_rpc_call_metadata(call, MD_AUTHORIZATION, authz,
+							 sizeof(authz))) == HC_AUTH_ADMIN;
+	explicit_bzero(authz, sizeof(authz));
+	list = hc_api_list(api, show_env);
 	if (!list) {
 		hc_rpc_fail(call, HC_RPC_RESOURCE_EXHAUSTED, "out of memory");
 		return;
 	}
 	hc_rpc_reply(call, &list->base);
-	hc_cluster_list_free(list);
+	cluster__services__api__nodes_state_response__free_unpacked(list, NULL);
 }
 
 /* A call waiting for a cluster operation. The api keeps them listed so
@@ -108,7 +148,7 @@ static void logs_ready(void *arg, enum hc_rpc_code code, const char *err,
 
 static void on_spawn(struct hc_rpc_call *call, const ProtobufCMessage *request, void *arg)
 {
-	struct pending *p = pending_new(arg, call);
+	struct pending *p = allowed(arg, call, HC_AUTH_ADMIN) ? pending_new(arg, call) : NULL;
 
 	if (p)
 		pending_wait(p, hc_cluster_spawn(p->api->cluster, (const void *)request, spawned, p));
@@ -119,6 +159,8 @@ static void on_stop(struct hc_rpc_call *call, const ProtobufCMessage *request, v
 	const Cluster__Services__Api__VmStopRequest *req = (const void *)request;
 	struct pending *p;
 
+	if (!allowed(arg, call, HC_AUTH_ADMIN))
+		return;
 	if (!req->id || !*req->id) {
 		hc_rpc_fail(call, HC_RPC_INVALID_ARGUMENT, "missing workload id");
 		return;
@@ -133,6 +175,8 @@ static void on_logs(struct hc_rpc_call *call, const ProtobufCMessage *request, v
 	const Cluster__Services__Api__VmLogsRequest *req = (const void *)request;
 	struct pending *p;
 
+	if (!allowed(arg, call, HC_AUTH_READ_ONLY))
+		return;
 	if (!req->id || !*req->id) {
 		hc_rpc_fail(call, HC_RPC_INVALID_ARGUMENT, "missing workload id");
 		return;

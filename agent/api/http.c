@@ -43,7 +43,8 @@ const char *const hc_http_route_paths[ROUTE_COUNT] = {
 };
 
 /* Status codes we answer with, for the request counter. */
-static const unsigned counted_codes[] = { 200, 400, 404, 405, 409, 413, 500, 503, 504 };
+static const unsigned counted_codes[] = { 200, 400, 401, 403, 404, 405, 409,
+					  413, 415, 500, 503, 504 };
 #define NCODES (sizeof(counted_codes) / sizeof(counted_codes[0]))
 _Static_assert(NCODES == HC_HTTP_NCODES, "struct hc_http counts each code");
 
@@ -78,11 +79,13 @@ static enum MHD_Result send_body(struct hc_http *h, struct MHD_Connection *conn,
 		MHD_add_response_header(resp, "X-Hypercore-Next-Line", next_line);
 	if (code == MHD_HTTP_METHOD_NOT_ALLOWED)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
-					r == ROUTE_SPAWN || r == ROUTE_EVENT ||
-							r == ROUTE_QUERY
+					r == ROUTE_SPAWN || r == ROUTE_EVENT || r == ROUTE_QUERY ||
+							r == ROUTE_STOP
 						? "POST"
-					: r == ROUTE_STOP ? "GET, POST"
-							  : "GET, HEAD");
+						: "GET, HEAD");
+	if (code == MHD_HTTP_UNAUTHORIZED)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+					"Bearer realm=\"hypercore\"");
 	ret = MHD_queue_response(conn, code, resp);
 	MHD_destroy_response(resp);
 	count(h, r, code);

@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <netdb.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define HC_LOG_MODULE "http"
@@ -23,15 +26,31 @@
 
 /* ---- endpoints ---- */
 
+static const char *authorization(struct MHD_Connection *conn)
+{
+	return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+}
+
+static bool parse_bool(const char *v, bool dflt)
+{
+	if (!v)
+		return dflt;
+	return strcmp(v, "1") == 0 || strcmp(v, "true") == 0 || strcmp(v, "yes") == 0;
+}
+
 static enum MHD_Result get_list(struct hc_http *h, struct MHD_Connection *conn)
 {
-	Cluster__Services__Api__NodesStateResponse *list = hc_cluster_list(h->api->cluster);
+	/* env values only for an admin who asks: they are tenants' secrets */
+	bool show_env = parse_bool(MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "env"),
+				   false) &&
+			hc_api_role(h->api, authorization(conn)) == HC_AUTH_ADMIN;
+	Cluster__Services__Api__NodesStateResponse *list = hc_api_list(h->api, show_env);
 	json_t *j;
 
 	if (!list)
 		return hc_http_send_error(h, conn, ROUTE_LIST, 500, "out of memory");
 	j = hc_pbjson_encode(&list->base);
-	hc_cluster_list_free(list);
+	cluster__services__api__nodes_state_response__free_unpacked(list, NULL);
 	if (!j)
 		return hc_http_send_error(h, conn, ROUTE_LIST, 500, "out of memory");
 	return hc_http_send_json(h, conn, ROUTE_LIST, MHD_HTTP_OK, "response", j);
@@ -97,11 +116,12 @@ static enum MHD_Result get_healthz(struct hc_http *h, struct MHD_Connection *con
 	return hc_http_send_text(h, conn, ROUTE_HEALTHZ, "text/plain; charset=utf-8", ok, 3);
 }
 
-static bool parse_bool(const char *v, bool dflt)
+/* Names the cluster itself sends (its states and queries) or serf keeps
+ * for its internal queries: a caller of /event or /query must not speak
+ * for the cluster, whose every node obeys them. */
+static bool reserved_name(const char *name)
 {
-	if (!v)
-		return dflt;
-	return strcmp(v, "1") == 0 || strcmp(v, "true") == 0 || strcmp(v, "yes") == 0;
+	return strncasecmp(name, "hypercore", 9) == 0 || strncasecmp(name, "_serf", 5) == 0;
 }
 
 static enum MHD_Result post_event(struct hc_http *h, struct MHD_Connection *conn,
@@ -115,6 +135,9 @@ static enum MHD_Result post_event(struct hc_http *h, struct MHD_Connection *conn
 
 	if (!name || !*name)
 		return hc_http_send_error(h, conn, ROUTE_EVENT, 400, "missing query parameter name");
+	if (reserved_name(name))
+		return hc_http_send_error(h, conn, ROUTE_EVENT, 403,
+					  "event names starting hypercore or _serf are the cluster's own");
 	if (req->too_large)
 		return hc_http_send_error(h, conn, ROUTE_EVENT, 413, "payload over %u bytes", MAX_BODY);
 	r = hc_cluster_user_event(h->api->cluster, name, (const uint8_t *)req->body, req->len,
@@ -246,8 +269,9 @@ static enum MHD_Result post_query(struct hc_http *h, struct MHD_Connection *conn
 
 	if (!name || !*name)
 		return hc_http_send_error(h, conn, ROUTE_QUERY, 400, "missing query parameter name");
-	if (strncmp(name, "_serf_", 6) == 0)
-		return hc_http_send_error(h, conn, ROUTE_QUERY, 400, "names starting _serf_ are internal");
+	if (reserved_name(name))
+		return hc_http_send_error(h, conn, ROUTE_QUERY, 403,
+					  "query names starting hypercore or _serf are the cluster's own");
 	if (req->too_large)
 		return hc_http_send_error(h, conn, ROUTE_QUERY, 413, "payload over %u bytes", MAX_BODY);
 	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_query_arg, &qa);
@@ -386,10 +410,38 @@ static enum MHD_Result finish_start(struct request *req, struct hc_cluster_op *o
 	return MHD_YES;
 }
 
-static const char *workload_id_arg(struct MHD_Connection *conn, char *why, size_t len)
+/* /stop's id from a JSON body {"id": ...} or a form body id=...; the
+ * query string's ?id= comes first. A UUID needs no URL decoding. */
+static const char *id_from_body(const struct request *req, char out[HC_UUID_LEN + 1])
+{
+	json_t *doc, *v;
+	const char *p;
+
+	if (!req->body)
+		return NULL;
+	doc = json_loadb(req->body, req->len, 0, NULL);
+	v = json_is_object(doc) ? json_object_get(doc, "id") : NULL;
+	if (json_is_string(v) && strlen(json_string_value(v)) <= HC_UUID_LEN) {
+		snprintf(out, HC_UUID_LEN + 1, "%s", json_string_value(v));
+		json_decref(doc);
+		return out;
+	}
+	json_decref(doc);
+	for (p = req->body; p; p = strchr(p, '&'), p = p ? p + 1 : NULL)
+		if (strncmp(p, "id=", 3) == 0 && strcspn(p + 3, "&") == HC_UUID_LEN) {
+			snprintf(out, HC_UUID_LEN + 1, "%.*s", HC_UUID_LEN, p + 3);
+			return out;
+		}
+	return NULL;
+}
+
+static const char *workload_id_arg(struct MHD_Connection *conn, const struct request *req,
+				   char body_id[HC_UUID_LEN + 1], char *why, size_t len)
 {
 	const char *id = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "id");
 
+	if ((!id || !*id) && req)
+		id = id_from_body(req, body_id);
 	if (!id || !*id) {
 		snprintf(why, len, "missing query parameter id");
 		return NULL;
@@ -403,11 +455,11 @@ static const char *workload_id_arg(struct MHD_Connection *conn, char *why, size_
 	return id;
 }
 
-static enum MHD_Result get_stop(struct hc_http *h, struct MHD_Connection *conn,
-				struct request *req)
+static enum MHD_Result post_stop(struct hc_http *h, struct MHD_Connection *conn,
+				 struct request *req)
 {
-	char why[128];
-	const char *id = workload_id_arg(conn, why, sizeof(why));
+	char why[128], body_id[HC_UUID_LEN + 1];
+	const char *id = workload_id_arg(conn, req, body_id, why, sizeof(why));
 	struct hc_cluster_op *op;
 
 	if (!id)
@@ -437,7 +489,7 @@ static enum MHD_Result get_logs(struct hc_http *h, struct MHD_Connection *conn,
 	Cluster__Services__Api__VmLogsRequest lr = CLUSTER__SERVICES__API__VM_LOGS_REQUEST__INIT;
 	const char *local = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "local");
 	char why[128];
-	const char *id = workload_id_arg(conn, why, sizeof(why));
+	const char *id = workload_id_arg(conn, NULL, NULL, why, sizeof(why));
 	unsigned long long tail, from;
 	struct hc_cluster_op *op;
 
@@ -605,31 +657,107 @@ static bool method_allowed(enum route r, const char *method)
 	case ROUTE_SPAWN:
 	case ROUTE_EVENT:
 	case ROUTE_QUERY:
-		return post;
 	case ROUTE_STOP:
-		return get || post;
+		return post;
 	default:
 		return get;
 	}
+}
+
+/* What a route needs: /healthz nothing, reads a read-only token, changes
+ * the admin token. */
+static enum hc_auth_role role_needed(const struct hc_http *h, enum route r)
+{
+	switch (r) {
+	case ROUTE_HEALTHZ:
+		return HC_AUTH_DENIED;
+	case ROUTE_METRICS:
+		return h->api->metrics_auth ? HC_AUTH_READ_ONLY : HC_AUTH_DENIED;
+	case ROUTE_LIST:
+	case ROUTE_LOGS:
+	case ROUTE_MEMBERS:
+		return HC_AUTH_READ_ONLY;
+	default:
+		return HC_AUTH_ADMIN;
+	}
+}
+
+static const char *peer_of(struct MHD_Connection *conn, char *buf, size_t len)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+	socklen_t salen = sa && sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+							  : sizeof(struct sockaddr_in);
+
+	if (!sa || getnameinfo(sa, salen, buf, (socklen_t)len, NULL, 0, NI_NUMERICHOST) != 0)
+		snprintf(buf, len, "unknown");
+	return buf;
+}
+
+/* 401 or 403 unless the caller may use route r. */
+static bool refused(struct hc_http *h, struct MHD_Connection *conn, enum route r,
+		    enum MHD_Result *ret)
+{
+	enum hc_auth_role need = role_needed(h, r);
+	enum hc_api_refusal why;
+	char peer[64];
+
+	if (need == HC_AUTH_DENIED || !h->api->auth)
+		return false;
+	why = hc_api_authorize(h->api, HC_API_HTTP, authorization(conn), need,
+			       hc_http_route_paths[r], peer_of(conn, peer, sizeof(peer)));
+	if (why == HC_API_NREFUSALS)
+		return false;
+	if (why == HC_API_READ_ONLY)
+		*ret = hc_http_send_error(h, conn, r, 403, "a read-only token may not use %s",
+					  hc_http_route_paths[r]);
+	else
+		*ret = hc_http_send_error(h, conn, r, 401, "%s",
+					  why == HC_API_NO_TOKEN
+						  ? "this node wants a bearer token (Authorization: "
+						    "Bearer TOKEN)"
+						  : "this node does not accept that token");
+	return true;
+}
+
+/* /spawn and /stop change things: only bodies a browser cannot send
+ * across sites without asking first, or a form (which still needs the
+ * token, which a cross-site form cannot carry). */
+static bool content_type_ok(struct MHD_Connection *conn)
+{
+	const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+						     MHD_HTTP_HEADER_CONTENT_TYPE);
+	size_t n = ct ? strcspn(ct, "; \t") : 0;
+
+	return ct && ((n == 16 && strncasecmp(ct, "application/json", n) == 0) ||
+		      (n == 33 && strncasecmp(ct, "application/x-www-form-urlencoded", n) == 0));
 }
 
 enum MHD_Result hc_http_dispatch(struct hc_http *h, struct MHD_Connection *conn, const char *url,
 				 const char *method, const struct request *req)
 {
 	enum route r = route_of(url);
+	enum MHD_Result ret;
 
 	hc_log(HC_LOG_DEBUG, "%s %s", method, url);
 	if (r == ROUTE_OTHER)
 		return hc_http_send_error(h, conn, r, 404, "no such endpoint %s", url);
+	if (refused(h, conn, r, &ret))
+		return ret;
 	if (!method_allowed(r, method))
 		return hc_http_send_error(h, conn, r, 405, "method %s not allowed on %s", method, url);
+	if ((r == ROUTE_SPAWN || r == ROUTE_STOP) && !content_type_ok(conn))
+		return hc_http_send_error(h, conn, r, 415, "%s wants Content-Type application/json "
+							   "(or application/x-www-form-urlencoded)",
+					  url);
 	switch (r) {
 	case ROUTE_LIST:
 		return get_list(h, conn);
 	case ROUTE_SPAWN:
 		return post_spawn(h, conn, (struct request *)req);
 	case ROUTE_STOP:
-		return get_stop(h, conn, (struct request *)req);
+		return post_stop(h, conn, (struct request *)req);
 	case ROUTE_LOGS:
 		return get_logs(h, conn, (struct request *)req);
 	case ROUTE_HEALTHZ:

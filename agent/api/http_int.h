@@ -33,7 +33,7 @@ enum route {
 extern const char *const hc_http_route_paths[ROUTE_COUNT];
 
 /* Status codes the request counter tells apart (counted_codes in http.c). */
-#define HC_HTTP_NCODES 9
+#define HC_HTTP_NCODES 12
 
 struct hc_http {
 	struct hc_api *api;

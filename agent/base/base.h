@@ -43,6 +43,11 @@ int hc_mkdir_p(const char *path, mode_t mode);
  * Blocks on the disk. 0 or -errno. */
 int hc_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
+/* As hc_file_write_atomic, but never replaces: -EEXIST when path exists
+ * (checked by the final rename itself, so two writers racing cannot both
+ * win). For secrets made once and kept. */
+int hc_file_create_atomic(const char *path, const void *data, size_t len, mode_t mode);
+
 /* ---- whole writes (io.c) ---- */
 
 /* Writes all len bytes of buf to fd with write(2), retrying after EINTR

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -97,7 +98,23 @@ static int fill_temp(int fd, const void *data, size_t len, mode_t mode)
 	return r;
 }
 
-int hc_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
+/* Moves tmp to path without replacing anything there: renameat2's
+ * RENAME_NOREPLACE, or link(2) where the file system lacks it (link fails
+ * with EEXIST just the same). 0 or -errno; tmp stays on failure. */
+static int rename_noreplace(const char *tmp, const char *path)
+{
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -errno;
+	if (link(tmp, path) < 0)
+		return -errno;
+	unlink(tmp);
+	return 0;
+}
+
+static int write_file(const char *path, const void *data, size_t len, mode_t mode,
+		      bool replace)
 {
 	char tmp[PATH_MAX];
 	int fd = open_temp(path, tmp, sizeof(tmp), mode);
@@ -106,11 +123,21 @@ int hc_file_write_atomic(const char *path, const void *data, size_t len, mode_t 
 	if (fd < 0)
 		return fd;
 	r = fill_temp(fd, data, len, mode);
-	if (!r && rename(tmp, path) < 0)
-		r = -errno;
+	if (!r)
+		r = replace ? (rename(tmp, path) < 0 ? -errno : 0) : rename_noreplace(tmp, path);
 	if (r < 0) {
 		unlink(tmp);
 		return r;
 	}
 	return sync_dir_of(path);
+}
+
+int hc_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+	return write_file(path, data, len, mode, true);
+}
+
+int hc_file_create_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+	return write_file(path, data, len, mode, false);
 }

@@ -259,6 +259,11 @@ void hc_cluster_set_http_port(struct hc_cluster *c, uint16_t port)
 	c->http_port = port;
 }
 
+void hc_cluster_set_api_token(struct hc_cluster *c, const char *token)
+{
+	snprintf(c->api_token, sizeof(c->api_token), "%s", token ? token : "");
+}
+
 void hc_cluster_set_maps(struct hc_cluster *c, struct hc_dpmaps *maps)
 {
 	c->cfg.maps = maps;

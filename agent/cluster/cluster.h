@@ -86,6 +86,11 @@ size_t hc_cluster_local_workloads(const struct hc_cluster *c);
  * fetch logs from it. Set before hc_cluster_start(). */
 void hc_cluster_set_http_port(struct hc_cluster *c, uint16_t port);
 
+/* The bearer token this node shows other nodes' APIs (fetching logs from
+ * a workload's owner); NULL or "" for none. Copied; may change at any time
+ * on the loop thread (token rotation). */
+void hc_cluster_set_api_token(struct hc_cluster *c, const char *token);
+
 /* The data plane maps to keep in sync, when they exist only after the
  * cluster does (the agent starts the data plane once every listener is
  * bound). Replaces cfg.maps; borrowed, must outlive the cluster. Set before

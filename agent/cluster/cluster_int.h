@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "auth/auth.h"
 #include "base/list.h"
 #include "cluster/cluster.h"
 #include "loop/loop.h"
@@ -184,6 +185,7 @@ struct hc_cluster {
 	bool closing;
 	char node_addr[64]; /* our advertise IP */
 	uint16_t http_port;
+	char api_token[HC_AUTH_TOKEN_MAX + 1]; /* sent to peers' APIs; "" for none */
 
 	/* local workloads, sorted by id */
 	struct local_wl *local;

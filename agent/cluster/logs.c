@@ -29,6 +29,7 @@ struct logs_job {
 	/* remote: where the owner serves its HTTP API */
 	char host[64];
 	uint16_t port;
+	char token[HC_AUTH_TOKEN_MAX + 1]; /* what the owner's API wants; "" for none */
 	/* the answer */
 	enum hc_rpc_code code;
 	char err[512];
@@ -178,8 +179,13 @@ static void remote_run(struct job *j)
 	}
 	snprintf(path, sizeof(path), "/logs?id=%s&local=1&tail=%u&from_line=%llu", lj->id,
 		 lj->tail, (unsigned long long)lj->from_line);
-	r = hc_httpc_request(&a, "GET", path, hostport, NULL, 0, FETCH_TIMEOUT_MS,
-			     "X-Hypercore-Next-Line", &resp);
+	r = hc_httpc_request(&a,
+			     &(struct hc_httpc_request){ .method = "GET", .path = path,
+							 .host = hostport,
+							 .bearer = lj->token[0] ? lj->token : NULL,
+							 .timeout_ms = FETCH_TIMEOUT_MS,
+							 .want_header = "X-Hypercore-Next-Line" },
+			     &resp);
 	if (r < 0) {
 		lj->code = HC_RPC_UNAVAILABLE;
 		snprintf(lj->err, sizeof(lj->err), "cannot fetch logs from the owner at %s: %s",
@@ -217,6 +223,7 @@ static void logs_done(struct job *j)
 	hc_cluster_op_release_if_idle(op);
 	free(lj->text);
 	free(lj->starts);
+	explicit_bzero(lj->token, sizeof(lj->token));
 	free(lj);
 }
 
@@ -261,6 +268,7 @@ struct hc_cluster_op *hc_cluster_logs(struct hc_cluster *c,
 	if (p) {
 		snprintf(lj->host, sizeof(lj->host), "%s", p->node_addr);
 		lj->port = (uint16_t)p->http_port;
+		snprintf(lj->token, sizeof(lj->token), "%s", c->api_token);
 	}
 	if (hc_cluster_job_start(c, &lj->job, p ? remote_run : local_run, logs_done) < 0) {
 		free(lj);

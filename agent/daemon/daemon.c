@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
+#include <limits.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -19,6 +20,7 @@
 #define HC_LOG_MODULE "daemon"
 #include "addr/addr.h"
 #include "api/api.h"
+#include "auth/auth.h"
 #include "base/base.h"
 #include "cluster/cluster.h"
 #include "log/log.h"
@@ -45,6 +47,7 @@ struct daemon {
 	struct daemon_dataplane *dataplane; /* NULL with --no-dataplane */
 	struct hc_proxy *proxy;             /* NULL with --no-proxy or --no-dataplane */
 	uint64_t proxy_timer;
+	char token_path[PATH_MAX]; /* the API token file, re-read on SIGHUP; "" for none */
 	double start_time; /* unix seconds */
 	long clock_ticks;
 	long page_size;
@@ -169,6 +172,26 @@ static void on_stop_signal(struct hc_loop *loop, int signo, void *arg)
 	hc_cluster_leave(d->cluster, left_cluster, d);
 }
 
+/* A token file being rotated holds the old token and the new one: both
+ * work until the old line goes. A file that no longer loads changes
+ * nothing. */
+static void reload_api_tokens(struct daemon *d)
+{
+	struct hc_auth *auth;
+	char why[512];
+
+	if (!d->token_path[0])
+		return;
+	auth = hc_auth_load(d->token_path, why, sizeof(why));
+	if (!auth) {
+		hc_log(HC_LOG_ERROR, "SIGHUP: keeping the API tokens: %s", why);
+		return;
+	}
+	hc_cluster_set_api_token(d->cluster, hc_auth_token(auth));
+	hc_api_set_auth(d->api, auth);
+	hc_log(HC_LOG_INFO, "SIGHUP: API tokens reloaded from %s", d->token_path);
+}
+
 static void on_reload_signal(struct hc_loop *loop, int signo, void *arg)
 {
 	struct daemon *d = arg;
@@ -176,8 +199,9 @@ static void on_reload_signal(struct hc_loop *loop, int signo, void *arg)
 
 	(void)loop;
 	(void)signo;
-	/* Reloadable pieces (policy files, the keyring) hook in here as they
-	 * arrive; flags need a restart. */
+	/* Reloadable pieces (policy files) hook in here as they arrive; flags
+	 * need a restart. */
+	reload_api_tokens(d);
 	if (d->proxy && hc_proxy_reload_tls(d->proxy, why, sizeof(why)) == 0)
 		hc_log(HC_LOG_INFO, "SIGHUP: TLS certificate reloaded");
 	else if (d->proxy && strcmp(why, "no certificate configured") != 0)
@@ -467,7 +491,8 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, char *err, size_t errlen)
 					  .respawn = cfg->respawn_on_node_failure,
 					  .state_period_ms = cfg->state_period_ms };
 	struct gossip_setup gs;
-	struct hc_api_config acfg;
+	struct daemon_secrets secrets;
+	struct hc_api_config acfg = { 0 };
 	char gossip_at[64];
 	struct daemon d = { 0 };
 	struct timespec now;
@@ -495,6 +520,14 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, char *err, size_t errlen)
 	}
 	if (hc_daemon_prepare_state_dir(cfg->state_dir, err, errlen) < 0)
 		return -1;
+	r = hc_daemon_secrets_gossip(cfg, &secrets, &ccfg.gossip, err, errlen);
+	if (r == 0)
+		r = hc_daemon_secrets_api(cfg, &secrets, &acfg.auth, err, errlen);
+	hc_daemon_secrets_clear(&secrets);
+	if (r < 0)
+		return -1;
+	acfg.metrics_auth = cfg->metrics_auth;
+	snprintf(d.token_path, sizeof(d.token_path), "%s", secrets.token_path);
 
 	clock_gettime(CLOCK_REALTIME, &now);
 	d.start_time = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
@@ -520,7 +553,10 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, char *err, size_t errlen)
 	d.cluster = hc_cluster_new(d.loop, &ccfg, err, errlen);
 	if (!d.cluster)
 		goto fail;
+	if (acfg.auth)
+		hc_cluster_set_api_token(d.cluster, hc_auth_token(acfg.auth));
 	d.api = hc_api_new(d.loop, d.cluster, d.metrics, &acfg, err, errlen);
+	acfg.auth = NULL; /* the api's now, also if it failed */
 	if (!d.api)
 		goto fail;
 	/* After every listener is bound: an agent that cannot start leaves the
@@ -556,6 +592,7 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, char *err, size_t errlen)
 	hc_log(HC_LOG_INFO, "stopped");
 	return 0;
 fail:
+	hc_auth_free(acfg.auth); /* when the api never took it */
 	daemon_fini(&d);
 	return -1;
 }

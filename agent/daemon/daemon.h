@@ -12,6 +12,11 @@
 #include "dataplane/dataplane.h"
 #include "gossip/gossip.h"
 
+/* The cluster's gossip keyring in the state dir (a serf keyring file):
+ * made on a cluster's first node, read by `hypercore cluster join-token`.
+ * The API token file beside it is auth.h's HC_AUTH_TOKEN_FILE. */
+#define HC_DAEMON_KEYRING_FILE "cluster-keyring.json"
+
 struct hc_daemon_config {
 	const char *grpc_bind_addr; /* "HOST:PORT" */
 	const char *http_bind_addr;
@@ -24,6 +29,8 @@ struct hc_daemon_config {
 	const char *node_name;              /* NULL: the node id */
 	const char *encrypt_key;            /* base64, as serf agent -encrypt */
 	const char *keyring_file;           /* JSON list of base64 keys */
+	const char *join_token;             /* `hypercore cluster join-token`'s string */
+	bool cluster_insecure;              /* plaintext gossip, for keyless peers */
 	const struct hc_gossip_kv *tags;
 	size_t ntags;
 	const char *const *join; /* seeds */
@@ -33,6 +40,11 @@ struct hc_daemon_config {
 	unsigned suspicion_mult, gossip_nodes;
 	size_t user_event_size_limit;
 	uint32_t coalesce_ms; /* 0: events reach the agent at once */
+
+	/* API authentication */
+	bool api_auth_none;         /* upstream's open APIs, for closed networks */
+	const char *api_token_file; /* NULL: <state_dir>/api-token */
+	bool metrics_auth;          /* /metrics wants a token too */
 
 	/* Orchestration */
 	bool respawn_on_node_failure; /* reschedule failed nodes' workloads */

@@ -2,8 +2,10 @@
 #ifndef HC_DAEMON_INT_H
 #define HC_DAEMON_INT_H
 
+#include <limits.h>
 #include <stddef.h>
 
+#include "auth/auth.h"
 #include "daemon/daemon.h"
 #include "runtime/runtime.h"
 
@@ -29,5 +31,36 @@ struct hc_dpmaps *hc_daemon_dataplane_maps(struct daemon_dataplane *dd);
 /* Releases the agent's handles; programs and maps stay attached and pinned
  * so traffic keeps flowing until the next agent. NULL is fine. */
 void hc_daemon_dataplane_stop(struct daemon_dataplane *dd);
+
+/* ---- secrets (daemon_secrets.c) ---- */
+
+struct hc_auth;
+struct hc_gossip_config;
+
+/* What the agent's secrets settled to; keys are wiped by
+ * hc_daemon_secrets_clear once the modules have what they need. */
+struct daemon_secrets {
+	const char *state_dir;
+	char keyring_path[PATH_MAX]; /* the state dir's cluster keyring */
+	char token_path[PATH_MAX];   /* the API token file; "" with --api-auth none */
+	char key[64];                /* the gossip primary key (base64); "" if plaintext */
+	char join_key[64];           /* from --join-token */
+	char join_admin[HC_AUTH_TOKEN_MAX + 1];
+};
+
+/* Settles gossip encryption: the given key or keyring, a join token's key,
+ * the state dir's keyring, or (first node) a new key written there; none
+ * only with --cluster-insecure. Fills gc->keyring_file when the state dir's
+ * keyring is used. 0, or -errno with a one-line reason in err. */
+int hc_daemon_secrets_gossip(const struct hc_daemon_config *cfg, struct daemon_secrets *s,
+			     struct hc_gossip_config *gc, char *err, size_t errlen);
+
+/* Settles the API tokens (after hc_daemon_secrets_gossip): the token file
+ * is made in the state dir on first start, and loaded. *out is NULL with
+ * --api-auth none. 0, or -errno with a reason in err. */
+int hc_daemon_secrets_api(const struct hc_daemon_config *cfg, struct daemon_secrets *s,
+			  struct hc_auth **out, char *err, size_t errlen);
+
+void hc_daemon_secrets_clear(struct daemon_secrets *s);
 
 #endif /* HC_DAEMON_INT_H */

@@ -175,6 +175,33 @@ int hc_gossip_key_op(struct hc_gossip *g, enum hc_gossip_key_op op, const uint8_
 		     size_t len, void (*done)(void *arg, unsigned ok, unsigned failed),
 		     void *arg);
 
+/* ---- the cluster secret as a keyring file ----
+ *
+ * A node that makes its cluster's secret keeps it as a serf keyring file
+ * (a JSON list of base64 keys, the first primary), so key rotation (above)
+ * keeps it current and `serf agent -keyring-file` reads it too. Keys cross
+ * these functions in base64, as users see them. All block on file I/O. */
+
+#define HC_GOSSIP_KEY_B64_MAX 45 /* a 32-byte key in base64, and the NUL */
+
+/* A new random 32-byte (AES-256) key, in base64. 0 or -errno. */
+int hc_gossip_key_generate(char out[HC_GOSSIP_KEY_B64_MAX]);
+
+/* 0 if b64 is a valid gossip key (16, 24 or 32 bytes), else -EINVAL. */
+int hc_gossip_key_check(const char *b64);
+
+/* Creates the keyring file path holding the one key b64, mode 0600,
+ * written atomically; -EEXIST if path exists (it is never replaced). */
+int hc_gossip_keyring_file_create(const char *path, const char *b64);
+
+/* The primary key of the keyring file at path, in base64. -ENOENT if there
+ * is no such file, -EINVAL if it is not a valid keyring. */
+int hc_gossip_keyring_file_primary(const char *path, char out[HC_GOSSIP_KEY_B64_MAX]);
+
+/* 1 if the keyring file at path holds the key b64, 0 if not, or -errno as
+ * hc_gossip_keyring_file_primary. */
+int hc_gossip_keyring_file_holds(const char *path, const char *b64);
+
 /* Writes hypercore_gossip_* metrics (a metrics collector). */
 void hc_gossip_collect(struct hc_metrics_writer *w, void *g);
 

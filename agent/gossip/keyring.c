@@ -3,6 +3,7 @@
 #include "log/log.h"
 
 #include "base/base.h"
+#include "gossip/gossip.h"
 #include "gossip/keyring_int.h"
 #include "gossip/wire_int.h"
 
@@ -432,5 +433,111 @@ int hc_gossip_keyring_save(const struct hc_gossip_keyring *kr, const char *path)
 		free(text);
 	}
 	json_decref(arr);
+	return err;
+}
+
+/* ---- the cluster secret (gossip.h) ---- */
+
+_Static_assert(HC_GOSSIP_KEY_B64_MAX == 4 * ((HC_GOSSIP_KEY_MAX + 2) / 3) + 1,
+	       "a base64 key and its NUL");
+
+int hc_gossip_key_generate(char out[HC_GOSSIP_KEY_B64_MAX])
+{
+	uint8_t key[HC_GOSSIP_KEY_MAX];
+	int err;
+
+	if (RAND_bytes(key, sizeof(key)) != 1)
+		return -EIO;
+	err = hc_gossip_key_to_base64(key, sizeof(key), out, HC_GOSSIP_KEY_B64_MAX);
+	OPENSSL_cleanse(key, sizeof(key));
+	return err;
+}
+
+int hc_gossip_key_check(const char *b64)
+{
+	uint8_t key[HC_GOSSIP_KEY_MAX];
+	size_t len;
+	int err = b64 ? hc_gossip_key_from_base64(b64, key, &len) : -EINVAL;
+
+	OPENSSL_cleanse(key, sizeof(key));
+	return err;
+}
+
+int hc_gossip_keyring_file_create(const char *path, const char *b64)
+{
+	json_t *arr = json_array();
+	char *text;
+	int err;
+
+	if ((err = hc_gossip_key_check(b64)) < 0) {
+		json_decref(arr);
+		return err;
+	}
+	if (!arr || json_array_append_new(arr, json_string(b64)) < 0) {
+		json_decref(arr);
+		return -ENOMEM;
+	}
+	text = json_dumps(arr, JSON_INDENT(2));
+	json_decref(arr);
+	if (!text)
+		return -ENOMEM;
+	err = hc_file_create_atomic(path, text, strlen(text), 0600);
+	OPENSSL_cleanse(text, strlen(text));
+	free(text);
+	return err;
+}
+
+/* Loads the keyring file at path into a fresh keyring (*out). */
+static int load_file(const char *path, struct hc_gossip_keyring **out)
+{
+	struct hc_gossip_keyring *kr = hc_gossip_keyring_new();
+	int err;
+
+	if (!kr)
+		return -ENOMEM;
+	if (access(path, F_OK) < 0) {
+		err = -errno;
+		hc_gossip_keyring_free(kr);
+		return err;
+	}
+	err = hc_gossip_keyring_load(kr, path);
+	if (err < 0) {
+		hc_gossip_keyring_free(kr);
+		return err;
+	}
+	*out = kr;
+	return 0;
+}
+
+int hc_gossip_keyring_file_primary(const char *path, char out[HC_GOSSIP_KEY_B64_MAX])
+{
+	struct hc_gossip_keyring *kr;
+	const uint8_t *key;
+	size_t len;
+	int err = load_file(path, &kr);
+
+	if (err < 0)
+		return err;
+	key = hc_gossip_keyring_key(kr, 0, &len);
+	err = key ? hc_gossip_key_to_base64(key, len, out, HC_GOSSIP_KEY_B64_MAX) : -EINVAL;
+	hc_gossip_keyring_free(kr);
+	return err;
+}
+
+int hc_gossip_keyring_file_holds(const char *path, const char *b64)
+{
+	struct hc_gossip_keyring *kr;
+	uint8_t key[HC_GOSSIP_KEY_MAX];
+	size_t len;
+	int err = hc_gossip_key_from_base64(b64, key, &len);
+
+	if (err < 0)
+		return err;
+	err = load_file(path, &kr);
+	if (err == 0) {
+		err = find_key(kr, key, len) >= 0;
+		hc_gossip_keyring_free(kr);
+	}
+	OPENSSL_cleanse(key, sizeof(key));
 	return err;
 }

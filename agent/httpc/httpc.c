@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,9 +114,29 @@ static void find_header(const char *head, const char *end, const char *name, cha
 	}
 }
 
-int hc_httpc_request(const struct hc_addr *a, const char *method, const char *path,
-		     const char *host, const void *payload, size_t payload_len, int timeout_ms,
-		     const char *want_header, struct hc_httpc_response *out)
+/* A header value must not end the line it is on (request splitting). */
+static bool header_safe(const char *v)
+{
+	return !v || !strpbrk(v, "\r\n");
+}
+
+/* The request head into buf; -E2BIG if it does not fit. */
+static int format_head(const struct hc_httpc_request *rq, char *buf, size_t size)
+{
+	int n = snprintf(buf, size,
+			 "%s %s HTTP/1.1\r\nHost: %s\r\nAccept: application/json\r\n"
+			 "Content-Length: %zu\r\nConnection: close\r\n%s%s%s%s%s%s\r\n",
+			 rq->method, rq->path, rq->host, rq->payload_len,
+			 rq->content_type ? "Content-Type: " : "",
+			 rq->content_type ? rq->content_type : "", rq->content_type ? "\r\n" : "",
+			 rq->bearer ? "Authorization: Bearer " : "", rq->bearer ? rq->bearer : "",
+			 rq->bearer ? "\r\n" : "");
+
+	return n < 0 || (size_t)n >= size ? -E2BIG : 0;
+}
+
+int hc_httpc_request(const struct hc_addr *a, const struct hc_httpc_request *rq,
+		     struct hc_httpc_response *out)
 {
 	struct timespec deadline;
 	char req[2048], *resp = NULL, *head_end;
@@ -123,18 +144,19 @@ int hc_httpc_request(const struct hc_addr *a, const char *method, const char *pa
 	int fd, r;
 
 	memset(out, 0, sizeof(*out));
-	if (snprintf(req, sizeof(req),
-		     "%s %s HTTP/1.1\r\nHost: %s\r\nAccept: application/json\r\n"
-		     "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-		     method, path, host, payload_len) >= (int)sizeof(req))
-		return -E2BIG;
-	hc_deadline_in(&deadline, timeout_ms);
+	if (!header_safe(rq->method) || !header_safe(rq->path) || !header_safe(rq->host) ||
+	    !header_safe(rq->content_type) || !header_safe(rq->bearer))
+		return -EINVAL;
+	if ((r = format_head(rq, req, sizeof(req))) < 0)
+		return r;
+	hc_deadline_in(&deadline, rq->timeout_ms);
 	fd = connect_to(a, &deadline);
 	if (fd < 0)
 		return fd;
 	r = hc_send_all(fd, req, strlen(req), &deadline);
-	if (r == 0 && payload_len)
-		r = hc_send_all(fd, payload, payload_len, &deadline);
+	if (r == 0 && rq->payload_len)
+		r = hc_send_all(fd, rq->payload, rq->payload_len, &deadline);
+	explicit_bzero(req, sizeof(req)); /* it may hold a token */
 	if (r == 0)
 		r = read_all(fd, &resp, &len, &deadline);
 	close(fd);
@@ -145,8 +167,8 @@ int hc_httpc_request(const struct hc_addr *a, const char *method, const char *pa
 		free(resp);
 		return -EBADMSG;
 	}
-	if (want_header)
-		find_header(resp, head_end, want_header, out->header, sizeof(out->header));
+	if (rq->want_header)
+		find_header(resp, head_end, rq->want_header, out->header, sizeof(out->header));
 	head_end += 4;
 	out->body_len = len - (size_t)(head_end - resp);
 	memmove(resp, head_end, out->body_len + 1);

@@ -18,16 +18,25 @@ struct hc_httpc_response {
 	char header[128]; /* the value of the header asked for; "" if absent */
 };
 
+struct hc_httpc_request {
+	const char *method, *path;
+	const char *host; /* the Host header */
+	const void *payload;
+	size_t payload_len;
+	const char *content_type; /* NULL: no Content-Type header */
+	const char *bearer;       /* NULL: no Authorization header */
+	int timeout_ms;           /* for everything: connect, send, the whole answer */
+	const char *want_header;  /* NULL, or a response header to copy into out->header */
+};
+
 /*
- * Sends method path (with payload, if any) to a and reads the answer within
- * timeout_ms. host goes in the Host header; want_header (or NULL) names a
- * response header to copy into out->header. Returns 0 with *out filled, or
- * -errno: connect errors as connect(2) gives them, -ETIMEDOUT, -EMSGSIZE for
- * an answer over 16 MiB, -EBADMSG for one that is not HTTP, -E2BIG for a
- * request line too long.
+ * Sends req to a and reads the answer within req->timeout_ms. Returns 0
+ * with *out filled, or -errno: connect errors as connect(2) gives them,
+ * -ETIMEDOUT, -EMSGSIZE for an answer over 16 MiB, -EBADMSG for one that is
+ * not HTTP, -E2BIG for a request head too long, -EINVAL for a header value
+ * holding a line break.
  */
-int hc_httpc_request(const struct hc_addr *a, const char *method, const char *path,
-		     const char *host, const void *payload, size_t payload_len, int timeout_ms,
-		     const char *want_header, struct hc_httpc_response *out);
+int hc_httpc_request(const struct hc_addr *a, const struct hc_httpc_request *req,
+		     struct hc_httpc_response *out);
 
 #endif /* HC_HTTPC_H */

@@ -263,6 +263,38 @@ const char *hc_rpc_call_path(const struct hc_rpc_call *c)
 	return "(unknown method)";
 }
 
+const char *hc_rpc_call_metadata(const struct hc_rpc_call *c, const char *key, char *buf,
+				 size_t len)
+{
+	size_t klen = strlen(key);
+
+	for (size_t i = 0; i < c->md.count; i++) {
+		const grpc_metadata *m = &c->md.metadata[i];
+		size_t vlen = GRPC_SLICE_LENGTH(m->value);
+
+		if (GRPC_SLICE_LENGTH(m->key) != klen ||
+		    memcmp(GRPC_SLICE_START_PTR(m->key), key, klen) != 0)
+			continue;
+		/* "-bin" keys carry bytes, and a value with a NUL is not text */
+		if (vlen >= len || (klen > 4 && strcmp(key + klen - 4, "-bin") == 0) ||
+		    memchr(GRPC_SLICE_START_PTR(m->value), '\0', vlen))
+			return NULL;
+		memcpy(buf, GRPC_SLICE_START_PTR(m->value), vlen);
+		buf[vlen] = '\0';
+		return buf;
+	}
+	return NULL;
+}
+
+const char *hc_rpc_call_peer(const struct hc_rpc_call *c, char *buf, size_t len)
+{
+	char *peer = grpc_call_get_peer(c->call);
+
+	snprintf(buf, len, "%s", peer ? peer : "unknown");
+	gpr_free(peer);
+	return buf;
+}
+
 void hc_rpc_reply(struct hc_rpc_call *c, const ProtobufCMessage *response)
 {
 	size_t len = protobuf_c_message_get_packed_size(response);

@@ -87,6 +87,14 @@ void hc_rpc_fail(struct hc_rpc_call *call, enum hc_rpc_code code, const char *fm
 /* The method path of a call, for logs. */
 const char *hc_rpc_call_path(const struct hc_rpc_call *call);
 
+/* The value of the request's metadata key (lowercase) copied into buf as a
+ * string, or NULL when absent, binary-valued or longer than len - 1. */
+const char *hc_rpc_call_metadata(const struct hc_rpc_call *call, const char *key, char *buf,
+				 size_t len);
+
+/* The caller's address as gRPC names it ("ipv4:10.0.0.2:51234"), into buf. */
+const char *hc_rpc_call_peer(const struct hc_rpc_call *call, char *buf, size_t len);
+
 /* ---- client ---- */
 
 struct hc_rpc_client;

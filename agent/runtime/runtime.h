@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hypercore/defaults.h"
+
 #include "base/base.h"
 
 struct hc_loop;
@@ -25,7 +27,7 @@ struct hc_metrics;
 
 /* ---- paths and defaults ---- */
 
-#define HC_RUNTIME_DEFAULT_STATE_DIR "/var/lib/hypercore"
+#define HC_RUNTIME_DEFAULT_STATE_DIR HC_DEFAULT_STATE_DIR
 #define HC_RUNTIME_DEFAULT_RUN_DIR "/run/hypercore"
 #define HC_RUNTIME_DEFAULT_CGROUP_PARENT "/hypercore"
 #define HC_RUNTIME_DEFAULT_CPUS 1

@@ -7,6 +7,9 @@
 #define HC_DEFAULT_HTTP_PORT 8001
 #define HC_DEFAULT_GOSSIP_PORT 7946
 
+/* The agent's persistent state: node id, cluster key, API token, logs. */
+#define HC_DEFAULT_STATE_DIR "/var/lib/hypercore"
+
 /* Workload subnet 192.168.127.0/24, host byte order. */
 #define HC_WORKLOAD_NET 0xc0a87f00u
 #define HC_WORKLOAD_PREFIX 24
