@@ -19,7 +19,7 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 		.opts = hc_cli_opts_cluster,
 		.epilogue = "ADDR is IPV4:PORT, [IPV6]:PORT or :PORT (all IPv4 addresses).\n"
 			    "Subcommands: spawn, stop, list, logs, metrics, members, event, query,\n"
-			    "join-token, api-token\n"
+			    "join-token, api-token, keys\n"
 			    "(hypercore cluster SUBCOMMAND --help).\n",
 		.run = hc_cli_cmd_cluster,
 	},
@@ -111,6 +111,20 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 			 "TOKEN`, or give it to the CLI with --token or $HYPERCORE_TOKEN.\n",
 		.opts = hc_cli_opts_cluster_api_token,
 		.run = hc_cli_cmd_cluster_api_token,
+	},
+	{
+		.path = "cluster keys",
+		.summary = "rotate the cluster's gossip key on every member (like `serf keys`)",
+		.usage = "Usage: hypercore cluster keys generate\n"
+			 "       hypercore cluster keys install|use|remove KEY [options]\n"
+			 "\n"
+			 "generate prints a new random key. install adds KEY to every member's\n"
+			 "keyring, use makes it the one members encrypt with, remove drops it (not\n"
+			 "the one in use). Rotating without downtime: generate, install, use, then\n"
+			 "remove the old key; each step waits for every member's answer. Members\n"
+			 "keep their keyring file (--state-dir or --cluster-keyring) up to date.\n",
+		.opts = hc_cli_opts_cluster_keys,
+		.run = hc_cli_cmd_cluster_keys,
 	},
 	{
 		.path = "containerd",

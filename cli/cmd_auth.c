@@ -7,6 +7,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -206,5 +207,66 @@ int hc_cli_cmd_cluster_join_token(const struct hc_cli_cmd *cmd, int argc, char *
 		return hc_cli_fail("the API token cannot go into a join token: %s", strerror(-r));
 	printf("%s\n", join);
 	explicit_bzero(join, sizeof(join));
+	return HC_EXIT_OK;
+}
+
+/* ---- cluster keys ---- */
+
+struct keys_args {
+	const char *addr;
+	int timeout_ms;
+};
+
+#define K struct keys_args
+const struct hc_cli_opt hc_cli_opts_cluster_keys[] = {
+	HC_CLI_HTTP_ADDR(K, addr),
+	HC_CLI_TIMEOUT(K, timeout_ms, "give up after this long (default 60)"),
+	HC_CLI_AUTH_ROWS,
+	{ .name = NULL },
+};
+#undef K
+
+static int print_new_key(void)
+{
+	char key[HC_GOSSIP_KEY_B64_MAX];
+
+	if (hc_gossip_key_generate(key) < 0)
+		return hc_cli_fail("cannot make a key: no randomness");
+	printf("%s\n", key);
+	explicit_bzero(key, sizeof(key));
+	return HC_EXIT_OK;
+}
+
+int hc_cli_cmd_cluster_keys(const struct hc_cli_cmd *cmd, int argc, char **argv)
+{
+	struct keys_args a = { HC_CLI_DEFAULT_HTTP_ADDR, 60000 };
+	char path[64], body[128];
+	struct json_t *doc, *resp;
+	const char *op, *key;
+	int r = hc_cli_parse_opts(cmd, argc, argv, &a);
+
+	if (r >= 0)
+		return r;
+	if (argc - optind == 1 && strcmp(argv[optind], "generate") == 0)
+		return print_new_key();
+	if (argc - optind != 2)
+		return hc_cli_usage_error(cmd, "want generate, or an operation (install, use or "
+					       "remove) and a key");
+	op = argv[optind];
+	key = argv[optind + 1];
+	if (strcmp(op, "install") != 0 && strcmp(op, "use") != 0 && strcmp(op, "remove") != 0)
+		return hc_cli_usage_error(cmd, "unknown operation %s (install, use or remove)", op);
+	if (hc_gossip_key_check(key) < 0)
+		return hc_cli_usage_error(cmd, "invalid key (want base64 of 16, 24 or 32 bytes, as "
+					       "`hypercore cluster keys generate` prints)");
+	snprintf(path, sizeof(path), "/keys?op=%s", op);
+	snprintf(body, sizeof(body), "{\"key\":\"%s\"}", key);
+	resp = hc_cli_api_call(a.addr, "POST", path, body, strlen(body), a.timeout_ms, &doc);
+	explicit_bzero(body, sizeof(body));
+	if (!resp)
+		return HC_EXIT_FAIL;
+	printf("%s: done on %lld members\n", op,
+	       (long long)json_integer_value(json_object_get(resp, "members")));
+	json_decref(doc);
 	return HC_EXIT_OK;
 }

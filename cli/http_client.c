@@ -17,7 +17,8 @@ int hc_cli_http(const char *addr, const char *method, const char *path, const vo
 		.path = path,
 		.payload = payload,
 		.payload_len = payload_len,
-		.content_type = strcmp(method, "POST") == 0 ? "application/octet-stream" : NULL,
+		/* /keys wants JSON; /event and /query take any payload */
+		.content_type = strcmp(method, "POST") == 0 ? "application/json" : NULL,
 		.bearer = hc_cli_token(),
 		.timeout_ms = timeout_ms,
 	};

@@ -247,8 +247,8 @@ static void query_done(void *arg)
 	hc_http_resume(req, MHD_HTTP_OK, answer);
 }
 
-static void suspend(struct hc_http *h, struct MHD_Connection *conn, struct request *req,
-		    enum route r)
+void hc_http_suspend(struct hc_http *h, struct MHD_Connection *conn, struct request *req,
+		     enum route r)
 {
 	req->h = h;
 	req->conn = conn;
@@ -313,7 +313,7 @@ static enum MHD_Result post_query(struct hc_http *h, struct MHD_Connection *conn
 		return hc_http_send_error(h, conn, ROUTE_QUERY, 400, "cannot send the query: %s",
 					  strerror(-r));
 	/* Answered by query_done when the query's time is up. */
-	suspend(h, conn, req, ROUTE_QUERY);
+	hc_http_suspend(h, conn, req, ROUTE_QUERY);
 	return MHD_YES;
 }
 
@@ -406,7 +406,7 @@ static enum MHD_Result finish_start(struct request *req, struct hc_cluster_op *o
 					     req->next_line);
 	}
 	req->op = op;
-	suspend(req->h, req->conn, req, req->route);
+	hc_http_suspend(req->h, req->conn, req, req->route);
 	return MHD_YES;
 }
 
@@ -658,6 +658,7 @@ static bool method_allowed(enum route r, const char *method)
 	case ROUTE_EVENT:
 	case ROUTE_QUERY:
 	case ROUTE_STOP:
+	case ROUTE_KEYS:
 		return post;
 	default:
 		return get;
@@ -747,7 +748,7 @@ enum MHD_Result hc_http_dispatch(struct hc_http *h, struct MHD_Connection *conn,
 		return ret;
 	if (!method_allowed(r, method))
 		return hc_http_send_error(h, conn, r, 405, "method %s not allowed on %s", method, url);
-	if ((r == ROUTE_SPAWN || r == ROUTE_STOP) && !content_type_ok(conn))
+	if ((r == ROUTE_SPAWN || r == ROUTE_STOP || r == ROUTE_KEYS) && !content_type_ok(conn))
 		return hc_http_send_error(h, conn, r, 415, "%s wants Content-Type application/json "
 							   "(or application/x-www-form-urlencoded)",
 					  url);
@@ -770,6 +771,8 @@ enum MHD_Result hc_http_dispatch(struct hc_http *h, struct MHD_Connection *conn,
 		return post_event(h, conn, req);
 	case ROUTE_QUERY:
 		return post_query(h, conn, (struct request *)req);
+	case ROUTE_KEYS:
+		return hc_http_post_keys(h, conn, (struct request *)req);
 	default:
 		return MHD_NO;
 	}

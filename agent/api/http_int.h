@@ -25,6 +25,7 @@ enum route {
 	ROUTE_MEMBERS,
 	ROUTE_EVENT,
 	ROUTE_QUERY,
+	ROUTE_KEYS,
 	ROUTE_OTHER,
 	ROUTE_COUNT,
 };
@@ -80,6 +81,15 @@ int64_t hc_http_on_timeout(struct hc_loop *loop, uint64_t id, void *arg);
 /* ---- http_endpoints.c ---- */
 
 void hc_http_resume(struct request *req, unsigned code, json_t *answer);
+/* Holds the request's connection until hc_http_resume answers it. */
+void hc_http_suspend(struct hc_http *h, struct MHD_Connection *conn, struct request *req,
+		     enum route r);
+
+/* ---- http_keys.c ---- */
+
+/* POST /keys?op=install|use|remove, body {"key": "<base64>"}. */
+enum MHD_Result hc_http_post_keys(struct hc_http *h, struct MHD_Connection *conn,
+				  struct request *req);
 enum MHD_Result hc_http_dispatch(struct hc_http *h, struct MHD_Connection *conn, const char *url,
 				 const char *method, const struct request *req);
 

@@ -213,6 +213,19 @@ int hc_cluster_query(struct hc_cluster *c, const char *name, const uint8_t *payl
 	return hc_gossip_query(c->gossip, name, payload, len, params, on_response, done, arg);
 }
 
+int hc_cluster_key_op(struct hc_cluster *c, enum hc_gossip_key_op op, const char *key_b64,
+		      void (*done)(void *arg, unsigned ok, unsigned failed), void *arg)
+{
+	uint8_t key[32];
+	size_t len;
+	int r = hc_gossip_key_decode(key_b64, key, &len);
+
+	if (r == 0)
+		r = hc_gossip_key_op(c->gossip, op, key, len, done, arg);
+	explicit_bzero(key, sizeof(key));
+	return r;
+}
+
 static void on_joined(void *arg, unsigned joined)
 {
 	struct hc_cluster *c = arg;

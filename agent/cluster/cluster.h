@@ -86,6 +86,13 @@ size_t hc_cluster_local_workloads(const struct hc_cluster *c);
  * fetch logs from it. Set before hc_cluster_start(). */
 void hc_cluster_set_http_port(struct hc_cluster *c, uint16_t port);
 
+/* Key rotation across the cluster (serf's install/use/remove-key internal
+ * queries): key_b64 is a 16, 24 or 32-byte key in base64. done(arg, ok,
+ * failed) when the answers are in (nodes that applied it, and that did
+ * not). 0, -EINVAL for a bad key or op, or -errno. */
+int hc_cluster_key_op(struct hc_cluster *c, enum hc_gossip_key_op op, const char *key_b64,
+		      void (*done)(void *arg, unsigned ok, unsigned failed), void *arg);
+
 /* The bearer token this node shows other nodes' APIs (fetching logs from
  * a workload's owner); NULL or "" for none. Copied; may change at any time
  * on the loop thread (token rotation). */

@@ -190,6 +190,10 @@ int hc_gossip_key_generate(char out[HC_GOSSIP_KEY_B64_MAX]);
 /* 0 if b64 is a valid gossip key (16, 24 or 32 bytes), else -EINVAL. */
 int hc_gossip_key_check(const char *b64);
 
+/* Decodes a base64 gossip key into out (up to 32 bytes) and *len: 0, or
+ * -EINVAL for anything but a 16, 24 or 32-byte key. */
+int hc_gossip_key_decode(const char *b64, uint8_t out[32], size_t *len);
+
 /* Creates the keyring file path holding the one key b64, mode 0600,
  * written atomically; -EEXIST if path exists (it is never replaced). */
 int hc_gossip_keyring_file_create(const char *path, const char *b64);

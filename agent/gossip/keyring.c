@@ -453,6 +453,13 @@ int hc_gossip_key_generate(char out[HC_GOSSIP_KEY_B64_MAX])
 	return err;
 }
 
+_Static_assert(HC_GOSSIP_KEY_MAX == 32, "gossip.h promises 32-byte keys at most");
+
+int hc_gossip_key_decode(const char *b64, uint8_t out[32], size_t *len)
+{
+	return b64 ? hc_gossip_key_from_base64(b64, out, len) : -EINVAL;
+}
+
 int hc_gossip_key_check(const char *b64)
 {
 	uint8_t key[HC_GOSSIP_KEY_MAX];

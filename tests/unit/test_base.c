@@ -234,6 +234,29 @@ static void test_atomic_write_errors(void **state)
 	assert_int_equal(count_entries(sub), 1);
 }
 
+/* A secret made once is never replaced: neither a file nor a link (even a
+ * dangling one) where it goes; nothing is left behind. */
+static void test_create_atomic_never_replaces(void **state)
+{
+	char path[PATH_MAX], link_path[PATH_MAX], target[PATH_MAX];
+	struct stat st;
+
+	(void)state;
+	in_dir(path, sizeof(path), "secret");
+	assert_int_equal(hc_file_create_atomic(path, "one", 3, 0600), 0);
+	assert_string_equal(read_text(path), "one");
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(hc_file_create_atomic(path, "two", 3, 0600), -EEXIST);
+	assert_string_equal(read_text(path), "one");
+	in_dir(link_path, sizeof(link_path), "link");
+	in_dir(target, sizeof(target), "elsewhere");
+	assert_int_equal(symlink(target, link_path), 0);
+	assert_int_equal(hc_file_create_atomic(link_path, "x", 1, 0600), -EEXIST);
+	assert_int_equal(lstat(target, &st), -1); /* not written through the link */
+	assert_int_equal(count_entries(dir), 2);
+}
+
 static void test_write_all_to_a_pipe(void **state)
 {
 	static char buf[200 * 1024], back[sizeof(buf)];
@@ -469,6 +492,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_atomic_write_failure_keeps_the_old_file, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_atomic_write_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_create_atomic_never_replaces, setup, teardown),
 		cmocka_unit_test(test_write_all_to_a_pipe),
 		cmocka_unit_test(test_send_all),
 		cmocka_unit_test(test_deadline_left),

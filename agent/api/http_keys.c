@@ -1,0 +1,70 @@
+/*
+ * POST /keys: rotating the cluster's gossip key without downtime, as
+ * `serf keys` does: install the new key everywhere, make it primary, then
+ * remove the old one. Every member answers; the answer counts them.
+ */
+#include "api/api_int.h"
+#include "api/http_int.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define HC_LOG_MODULE "http"
+#include "cluster/cluster.h"
+#include "log/log.h"
+
+static void keys_done(void *arg, unsigned ok, unsigned failed)
+{
+	struct request *req = arg;
+
+	if (failed)
+		hc_http_resume(req, 500,
+			       json_sprintf("%u of %u members did not apply it", failed, ok + failed));
+	else
+		hc_http_resume(req, 200, json_pack("{s:i}", "members", (int)ok));
+}
+
+static int parse_op(const char *s, enum hc_gossip_key_op *op)
+{
+	static const char *const names[] = { "install", "use", "remove" };
+
+	for (int i = 0; s && i < 3; i++)
+		if (strcmp(s, names[i]) == 0) {
+			*op = (enum hc_gossip_key_op)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+enum MHD_Result hc_http_post_keys(struct hc_http *h, struct MHD_Connection *conn,
+				  struct request *req)
+{
+	enum hc_gossip_key_op op;
+	json_t *doc, *key;
+	int r;
+
+	if (parse_op(MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "op"), &op) < 0)
+		return hc_http_send_error(h, conn, ROUTE_KEYS, 400,
+					  "want op=install, op=use or op=remove");
+	/* the key in the body, not the URL: URLs end up in logs */
+	doc = req->body ? json_loadb(req->body, req->len, 0, NULL) : NULL;
+	key = json_is_object(doc) ? json_object_get(doc, "key") : NULL;
+	if (!json_is_string(key)) {
+		json_decref(doc);
+		return hc_http_send_error(h, conn, ROUTE_KEYS, 400,
+					  "want a body {\"key\": \"<base64 key>\"}");
+	}
+	r = hc_cluster_key_op(h->api->cluster, op, json_string_value(key), keys_done, req);
+	json_decref(doc);
+	if (r == -EINVAL)
+		return hc_http_send_error(h, conn, ROUTE_KEYS, 400,
+					  "not a gossip key (base64 of 16, 24 or 32 bytes)");
+	if (r < 0)
+		return hc_http_send_error(h, conn, ROUTE_KEYS, 503, "cannot ask the members: %s",
+					  strerror(-r));
+	hc_log(HC_LOG_INFO, "key %s asked of every member", op == HC_GOSSIP_KEY_INSTALL ? "install"
+							 : op == HC_GOSSIP_KEY_USE ? "use"
+										   : "remove");
+	hc_http_suspend(h, conn, req, ROUTE_KEYS);
+	return MHD_YES;
+}
