@@ -50,6 +50,7 @@ struct job {
 	job_fn *run;  /* on the worker thread: only the job's own fields */
 	job_fn *done; /* back on the loop thread; frees the job */
 	pthread_t thread;
+	bool threaded; /* on a thread of ours (else the runtime's run_job ran it) */
 	struct hc_loop_task task;
 	struct hc_list link; /* c->jobs */
 };
@@ -60,8 +61,6 @@ struct job {
 int hc_cluster_job_start(struct hc_cluster *c, struct job *j, job_fn *run, job_fn *done);
 /* Waits for every job, running the loop so their done() callbacks run. */
 void hc_cluster_jobs_drain(struct hc_cluster *c);
-/* A runtime client for a worker (one per job: calls block). */
-struct hc_runtime *hc_cluster_job_runtime(const struct hc_cluster *c);
 
 /* ---- operations in flight (orchestrate.c, logs.c) ---- */
 

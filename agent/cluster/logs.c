@@ -111,7 +111,7 @@ static void trim(struct logs_job *lj)
 static void local_run(struct job *j)
 {
 	struct logs_job *lj = (struct logs_job *)j;
-	struct hc_runtime *rt = hc_cluster_job_runtime(j->c);
+	const struct hc_cluster_runtime_ops *rt = j->c->cfg.runtime;
 	struct hc_runtime_err err;
 	int r;
 
@@ -120,8 +120,7 @@ static void local_run(struct job *j)
 		snprintf(lj->err, sizeof(lj->err), "this node runs no workloads");
 		return;
 	}
-	r = hc_runtime_logs(rt, lj->id, -1, false, -1, keep_line, lj, &err);
-	hc_runtime_free(rt);
+	r = rt->logs(j->c->cfg.runtime_ctx, lj->id, -1, false, -1, keep_line, lj, &err);
 	if (r == -ENOENT) {
 		lj->code = HC_RPC_NOT_FOUND;
 		snprintf(lj->err, sizeof(lj->err), "no workload %s on this node", lj->id);

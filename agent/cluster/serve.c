@@ -71,15 +71,11 @@ void hc_cluster_orch_stop_local(struct hc_cluster *c, const char *id)
 static void spawn_job_run(struct job *j)
 {
 	struct spawn_job *sj = (struct spawn_job *)j;
-	struct hc_runtime *rt = hc_cluster_job_runtime(j->c);
+	const struct hc_cluster_runtime_ops *rt = j->c->cfg.runtime;
+	void *ctx = j->c->cfg.runtime_ctx;
 
-	if (!rt) {
-		sj->rc = -ENOMEM;
-		snprintf(sj->err.msg, sizeof(sj->err.msg), "out of memory");
-		return;
-	}
 	if (sj->dry_run) {
-		sj->rc = hc_runtime_capacity(rt, &sj->cap, &sj->err);
+		sj->rc = rt->capacity(ctx, &sj->cap, &sj->err);
 		if (sj->rc == 0 && (sj->cap.cpus_used + sj->spec.cores > sj->cap.cpus_total ||
 				    sj->cap.mem_used_mb + sj->spec.memory_mb > sj->cap.mem_total_mb)) {
 			sj->rc = -ENOSPC;
@@ -95,11 +91,10 @@ static void spawn_job_run(struct job *j)
 		if (sj->restart) {
 			struct hc_runtime_err ignored;
 
-			hc_runtime_stop(rt, sj->id, 0, &ignored);
+			rt->stop(ctx, sj->id, 0, &ignored);
 		}
-		sj->rc = hc_runtime_spawn(rt, &sj->spec, sj->id, &sj->out, &sj->err);
+		sj->rc = rt->spawn(ctx, &sj->spec, sj->id, &sj->out, &sj->err);
 	}
-	hc_runtime_free(rt);
 }
 
 static void spawn_job_done(struct job *j)
@@ -341,12 +336,8 @@ struct stop_job {
 static void stop_job_run(struct job *j)
 {
 	struct stop_job *sj = (struct stop_job *)j;
-	struct hc_runtime *rt = hc_cluster_job_runtime(j->c);
 
-	sj->rc = rt ? hc_runtime_stop(rt, sj->id, STOP_GRACE_S, &sj->err) : -ENOMEM;
-	if (!rt)
-		snprintf(sj->err.msg, sizeof(sj->err.msg), "out of memory");
-	hc_runtime_free(rt);
+	sj->rc = j->c->cfg.runtime->stop(j->c->cfg.runtime_ctx, sj->id, STOP_GRACE_S, &sj->err);
 }
 
 static void stop_job_done(struct job *j)
