@@ -112,6 +112,10 @@ struct local_wl {
 	uint64_t restart_at_ms; /* a restart is due (respawn on exit) */
 	bool restarting;
 	bool stopping; /* a stop is in progress: never restarted */
+	/* A stop was asked while it was being spawned: once the spawn ends,
+	 * it is stopped and stop_query answered. */
+	bool stop_asked;
+	uint64_t stop_query;
 };
 
 /* ---- reports: what state.c and local.c see, for orchestrate to act on ---- */

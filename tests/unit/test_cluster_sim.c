@@ -661,6 +661,76 @@ static void test_stop_running_workload(void **state)
 	tcluster_free(tc);
 }
 
+/* ---- stop during a spawn ---- */
+
+struct stop_spawn {
+	struct tcluster *tc;
+	struct answer spawn, stop;
+};
+
+static bool both_answered(const void *ctx)
+{
+	const struct stop_spawn *s = ctx;
+
+	return s->spawn.done && s->stop.done;
+}
+
+/* No operation left on any node: their queries ended too (a spawn query
+ * lives until its 90 s timeout, answered or not). */
+static bool no_ops(const void *ctx)
+{
+	const struct tcluster *tc = ctx;
+
+	for (int i = 0; i < tc->n; i++)
+		if (!hc_list_empty(&tc->nodes[i].c->ops) || !hc_list_empty(&tc->nodes[i].c->queries))
+			return false;
+	return true;
+}
+
+static bool pending_on_n0(const void *ctx)
+{
+	const struct tcluster *tc = ctx;
+	struct local_wl *l = hc_cluster_local_find(tc->nodes[0].c, WL_A);
+
+	return l && l->pending;
+}
+
+/* The owner takes its time to spawn; a stop asked meanwhile wins: the
+ * workload ends stopped, and nothing is left of it anywhere. */
+static void test_stop_while_spawning(void **state)
+{
+	Cluster__Services__Api__VmSpawnRequest req = CLUSTER__SERVICES__API__VM_SPAWN_REQUEST__INIT;
+	struct stop_spawn s = { .tc = joined_cluster(2, false) };
+	struct tcluster *tc = s.tc;
+
+	(void)state;
+	hc_fakert_set_latency(tc->nodes[0].rt, HC_FAKERT_SPAWN, 5000);
+	req.image_ref = (char *)"registry.test/app:1";
+	req.id = (char *)WL_A;
+	hc_cluster_spawn(tc->nodes[1].c, &req, on_spawned, &s.spawn);
+	assert_true(hc_simnet_run_until(tc->net, pending_on_n0, tc, 10000) >= 0);
+	hc_cluster_stop(tc->nodes[1].c, WL_A, on_stopped, &s.stop);
+	assert_true(hc_simnet_run_until(tc->net, both_answered, &s, 120000) >= 0);
+	assert_true(hc_simnet_run_until(tc->net, runtimes_idle, tc, 60000) >= 0);
+	assert_true(hc_simnet_run_until(tc->net, no_ops, tc, 120000) >= 0);
+
+	assert_int_equal(s.spawn.code, HC_RPC_OK);
+	assert_int_equal(s.stop.code, HC_RPC_OK);
+	assert_string_equal(s.stop.node, "n0");
+	/* spawned once, then stopped once: the stop waited for the spawn */
+	assert_int_equal(hc_fakert_spawns_of(tc->nodes[0].rt, WL_A), 1);
+	assert_int_equal(hc_fakert_calls(tc->nodes[0].rt, HC_FAKERT_STOP), 1);
+	assert_int_equal(hc_fakert_calls(tc->nodes[1].rt, HC_FAKERT_SPAWN), 0);
+	assert_int_equal(copies(tc, WL_A), 0);
+	for (int i = 0; i < tc->n; i++) {
+		assert_null(hc_cluster_local_find(tc->nodes[i].c, WL_A));
+		assert_int_equal(tc->nodes[i].c->njobs, 0);
+		assert_int_equal(tc->nodes[i].c->nlocal, 0); /* no placeholder either */
+	}
+	assert_owner_agreed(tc, WL_A, NULL);
+	tcluster_free(tc);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -671,6 +741,7 @@ int main(void)
 		cmocka_unit_test(test_duplicate_settles_to_one_copy),
 		cmocka_unit_test(test_state_chunks_reassemble_in_any_order),
 		cmocka_unit_test(test_stop_running_workload),
+		cmocka_unit_test(test_stop_while_spawning),
 	};
 
 	hc_log_set_level(HC_LOG_ERROR);
