@@ -46,7 +46,7 @@ struct hc_cluster_runtime_ops {
 		    struct hc_runtime_err *err);
 	int (*capacity)(void *ctx, struct hc_runtime_capacity *out, struct hc_runtime_err *err);
 	/*
-	 * Optional: runs one job, run(arg) (which makes the calls above), then
+	 * Optional: runs one job, run(arg) (which makes calls above), then
 	 * done(arg) on the loop thread. NULL: run on a thread of its own, as
 	 * blocking calls need. A runtime whose calls never block may run it on
 	 * the loop thread instead, which is what makes a cluster on a simulated

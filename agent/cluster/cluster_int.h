@@ -55,10 +55,14 @@ struct job {
 	struct hc_list link; /* c->jobs */
 };
 
-/* Starts run(j) on a thread of its own, then done(j) on the loop thread.
- * j is embedded at the start of the caller's job object. 0 or -errno (then
+/* Starts run(j), which calls the runtime, then done(j) on the loop thread:
+ * run on a thread of its own, or however the runtime's run_job runs it. j is
+ * embedded at the start of the caller's job object. 0 or -errno (then
  * nothing ran and the caller still owns j). */
 int hc_cluster_job_start(struct hc_cluster *c, struct job *j, job_fn *run, job_fn *done);
+/* The same, always on a thread: for a job that blocks on something other
+ * than the runtime (a fetch from another node). */
+int hc_cluster_job_start_thread(struct hc_cluster *c, struct job *j, job_fn *run, job_fn *done);
 /* Waits for every job, running the loop so their done() callbacks run. */
 void hc_cluster_jobs_drain(struct hc_cluster *c);
 

@@ -59,6 +59,17 @@ static int job_start_external(struct hc_cluster *c, struct job *j)
 
 int hc_cluster_job_start(struct hc_cluster *c, struct job *j, job_fn *run, job_fn *done)
 {
+	if (!c->cfg.runtime || !c->cfg.runtime->run_job)
+		return hc_cluster_job_start_thread(c, j, run, done);
+	j->c = c;
+	j->run = run;
+	j->done = done;
+	memset(&j->task, 0, sizeof(j->task));
+	return job_start_external(c, j);
+}
+
+int hc_cluster_job_start_thread(struct hc_cluster *c, struct job *j, job_fn *run, job_fn *done)
+{
 	pthread_attr_t attr;
 	sigset_t all, old;
 	int r;
@@ -67,8 +78,6 @@ int hc_cluster_job_start(struct hc_cluster *c, struct job *j, job_fn *run, job_f
 	j->run = run;
 	j->done = done;
 	memset(&j->task, 0, sizeof(j->task));
-	if (c->cfg.runtime && c->cfg.runtime->run_job)
-		return job_start_external(c, j);
 	j->threaded = true;
 	if ((r = pthread_attr_init(&attr)) != 0)
 		return -r;

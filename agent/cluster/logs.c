@@ -228,6 +228,7 @@ struct hc_cluster_op *hc_cluster_logs(struct hc_cluster *c,
 	const char *owner;
 	struct peer *p = NULL;
 	char msg[160];
+	int r;
 
 	if (!req->id || !hc_uuid_valid(req->id)) {
 		done(arg, HC_RPC_INVALID_ARGUMENT, "invalid workload id (want a UUID)", NULL);
@@ -261,7 +262,9 @@ struct hc_cluster_op *hc_cluster_logs(struct hc_cluster *c,
 		snprintf(lj->host, sizeof(lj->host), "%s", p->node_addr);
 		lj->port = (uint16_t)p->http_port;
 	}
-	if (hc_cluster_job_start(c, &lj->job, p ? remote_run : local_run, logs_done) < 0) {
+	r = p ? hc_cluster_job_start_thread(c, &lj->job, remote_run, logs_done)
+	      : hc_cluster_job_start(c, &lj->job, local_run, logs_done);
+	if (r < 0) {
 		free(lj);
 		lj_op->finished = true;
 		hc_cluster_op_release_if_idle(lj_op);

@@ -661,6 +661,58 @@ static void test_stop_running_workload(void **state)
 	tcluster_free(tc);
 }
 
+/* ---- logs ---- */
+
+struct logs_answer {
+	bool done;
+	enum hc_rpc_code code;
+	char text[512];
+	uint64_t next_line;
+};
+
+static void on_logs(void *arg, enum hc_rpc_code code, const char *err,
+		    const Cluster__Services__Api__VmLogsResponse *resp)
+{
+	struct logs_answer *a = arg;
+
+	(void)err;
+	a->done = true;
+	a->code = code;
+	if (resp) {
+		snprintf(a->text, sizeof(a->text), "%s", resp->logs);
+		a->next_line = resp->next_line;
+	}
+}
+
+static bool answered_logs(const void *ctx)
+{
+	return ((const struct logs_answer *)ctx)->done;
+}
+
+/* The owner reads a workload's log from its runtime (a job, like every
+ * runtime call), keeping the last `tail` lines. */
+static void test_logs_from_the_owners_runtime(void **state)
+{
+	Cluster__Services__Api__VmLogsRequest req = CLUSTER__SERVICES__API__VM_LOGS_REQUEST__INIT;
+	struct tcluster *tc = joined_cluster(2, false);
+	struct logs_answer la = { 0 };
+	struct answer a;
+
+	(void)state;
+	spawn_from(tc, 1, WL_A, &a);
+	assert_int_equal(a.code, HC_RPC_OK);
+	req.id = (char *)WL_A;
+	req.tail = 2;
+	hc_cluster_logs(tc->nodes[0].c, &req, false, on_logs, &la);
+	assert_false(la.done); /* the runtime is read on a job */
+	assert_true(hc_simnet_run_until(tc->net, answered_logs, &la, 1000) >= 0);
+	assert_int_equal(la.code, HC_RPC_OK);
+	assert_string_equal(la.text, "line 1 of " WL_A "\nline 2 of " WL_A "\n");
+	assert_int_equal(la.next_line, 3);
+	assert_int_equal(hc_fakert_calls(tc->nodes[0].rt, HC_FAKERT_LOGS), 1);
+	tcluster_free(tc);
+}
+
 /* ---- stop during a spawn ---- */
 
 struct stop_spawn {
@@ -742,6 +794,7 @@ int main(void)
 		cmocka_unit_test(test_state_chunks_reassemble_in_any_order),
 		cmocka_unit_test(test_stop_running_workload),
 		cmocka_unit_test(test_stop_while_spawning),
+		cmocka_unit_test(test_logs_from_the_owners_runtime),
 	};
 
 	hc_log_set_level(HC_LOG_ERROR);
