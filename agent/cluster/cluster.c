@@ -292,7 +292,8 @@ int hc_cluster_start(struct hc_cluster *c, char *err, size_t errlen)
 		gc.name = c->node_id;
 	gc.on_event = on_gossip_event;
 	gc.event_arg = c;
-	c->gossip = hc_gossip_new(c->loop, &gc, err, errlen);
+	c->gossip = cfg->gossip_new ? cfg->gossip_new(cfg->gossip_arg, c->loop, &gc, err, errlen)
+				    : hc_gossip_new(c->loop, &gc, err, errlen);
 	if (!c->gossip)
 		return -1;
 	our_addr(c);

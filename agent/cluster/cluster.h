@@ -21,9 +21,46 @@
 struct hc_loop;
 struct hc_metrics;
 struct hc_dpmaps;
-struct hc_runtime_config;
 struct hc_runtime_running;
 struct hc_runtime_exit;
+struct hc_runtime_err;
+struct hc_runtime_capacity;
+struct hc_workload_spec;
+struct hc_workload;
+struct hc_log_line;
+
+/*
+ * What the cluster asks of the local runtime, as agent/runtime's calls of
+ * the same names say (runtime.h): the agent passes hc_cluster_runtime_cri,
+ * the unit tests a fake. The calls may block (for seconds: a spawn pulls its
+ * image), so the cluster makes them on worker threads, never on the loop
+ * thread; several at once, from different threads, each with the same ctx.
+ */
+struct hc_cluster_runtime_ops {
+	int (*spawn)(void *ctx, const struct hc_workload_spec *spec, const char *id,
+		     struct hc_workload *out, struct hc_runtime_err *err);
+	int (*stop)(void *ctx, const char *id, int grace_s, struct hc_runtime_err *err);
+	int (*list)(void *ctx, struct hc_workload **list, size_t *n, struct hc_runtime_err *err);
+	int (*logs)(void *ctx, const char *id, long tail, bool follow, int stop_fd,
+		    int (*fn)(void *arg, const struct hc_log_line *line), void *arg,
+		    struct hc_runtime_err *err);
+	int (*capacity)(void *ctx, struct hc_runtime_capacity *out, struct hc_runtime_err *err);
+	/*
+	 * Optional: runs one job, run(arg) (which makes calls above), then
+	 * done(arg) on the loop thread. NULL: run on a thread of its own, as
+	 * blocking calls need. A runtime whose calls never block may run it on
+	 * the loop thread instead, which is what makes a cluster on a simulated
+	 * clock deterministic (the tests' fake). done must run once, never from
+	 * inside run_job, and must not wait for the clock to advance once the
+	 * cluster is being freed (hc_cluster_free() runs the loop until every
+	 * job is done). 0, or -errno when neither will run.
+	 */
+	int (*run_job)(void *ctx, void (*run)(void *arg), void (*done)(void *arg), void *arg);
+};
+
+/* agent/runtime's calls, a client per call; ctx: a struct hc_runtime_config
+ * (its socket must stay valid). */
+extern const struct hc_cluster_runtime_ops hc_cluster_runtime_cri;
 
 struct hc_cluster_config {
 	const char *state_dir; /* exists and is writable; holds node-id */
@@ -33,9 +70,18 @@ struct hc_cluster_config {
 	struct hc_gossip_config gossip;
 	const char *const *join; /* seeds to join at start ("host:port") */
 	size_t njoin;
-	/* The local runtime (NULL: this node runs no workloads; it still
-	 * routes to others'). Its socket must stay valid. */
-	const struct hc_runtime_config *runtime;
+	/* The local runtime and the ctx its calls get (NULL: this node runs
+	 * no workloads; it still routes to others'). Borrowed: both must
+	 * outlive the cluster. */
+	const struct hc_cluster_runtime_ops *runtime;
+	void *runtime_ctx;
+	/* Makes the gossip engine from the settings the cluster completed
+	 * (NULL: hc_gossip_new, on real sockets); the unit tests make one on
+	 * their simulated network. NULL with a reason in err on failure. */
+	struct hc_gossip *(*gossip_new)(void *arg, struct hc_loop *loop,
+					const struct hc_gossip_config *cfg, char *err,
+					size_t errlen);
+	void *gossip_arg;
 	/* The data plane maps to keep in sync (NULL: no data plane, or not
 	 * yet: see hc_cluster_set_maps()). Borrowed: must outlive the cluster. */
 	struct hc_dpmaps *maps;
@@ -58,8 +104,8 @@ struct hc_cluster_config {
  * Returns NULL with a one-line reason in err. The cluster keeps a copy of
  * *cfg (the caller may reuse or drop it); what its pointers point at is
  * borrowed: the gossip settings and join list until hc_cluster_start()
- * returns, the runtime config, the maps and notify_arg for the cluster's
- * life. */
+ * returns, the runtime and its ctx, the maps, gossip_arg and notify_arg for
+ * the cluster's life. */
 struct hc_cluster *hc_cluster_new(struct hc_loop *loop, const struct hc_cluster_config *cfg,
 				  char *err, size_t errlen);
 /* Binds gossip and starts joining the seeds. Separate from _new so the

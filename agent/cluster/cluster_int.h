@@ -51,18 +51,21 @@ struct job {
 	job_fn *run;  /* on the worker thread: only the job's own fields */
 	job_fn *done; /* back on the loop thread; frees the job */
 	pthread_t thread;
+	bool threaded; /* on a thread of ours (else the runtime's run_job ran it) */
 	struct hc_loop_task task;
 	struct hc_list link; /* c->jobs */
 };
 
-/* Starts run(j) on a thread of its own, then done(j) on the loop thread.
- * j is embedded at the start of the caller's job object. 0 or -errno (then
+/* Starts run(j), which calls the runtime, then done(j) on the loop thread:
+ * run on a thread of its own, or however the runtime's run_job runs it. j is
+ * embedded at the start of the caller's job object. 0 or -errno (then
  * nothing ran and the caller still owns j). */
 int hc_cluster_job_start(struct hc_cluster *c, struct job *j, job_fn *run, job_fn *done);
+/* The same, always on a thread: for a job that blocks on something other
+ * than the runtime (a fetch from another node). */
+int hc_cluster_job_start_thread(struct hc_cluster *c, struct job *j, job_fn *run, job_fn *done);
 /* Waits for every job, running the loop so their done() callbacks run. */
 void hc_cluster_jobs_drain(struct hc_cluster *c);
-/* A runtime client for a worker (one per job: calls block). */
-struct hc_runtime *hc_cluster_job_runtime(const struct hc_cluster *c);
 
 /* ---- operations in flight (orchestrate.c, logs.c) ---- */
 
@@ -114,6 +117,10 @@ struct local_wl {
 	uint64_t restart_at_ms; /* a restart is due (respawn on exit) */
 	bool restarting;
 	bool stopping; /* a stop is in progress: never restarted */
+	/* A stop was asked while it was being spawned: once the spawn ends,
+	 * it is stopped and stop_query answered. */
+	bool stop_asked;
+	uint64_t stop_query;
 };
 
 /* ---- reports: what state.c and local.c see, for orchestrate to act on ---- */

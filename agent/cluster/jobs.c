@@ -1,6 +1,7 @@
 /* Blocking runtime calls on worker threads: one thread per job (spawns pull
  * images for seconds; a pool would queue a stop behind them), its end
- * handed back to the loop thread through an embedded task. */
+ * handed back to the loop thread through an embedded task. A runtime whose
+ * calls never block may run the jobs itself (run_job in cluster.h). */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -15,7 +16,8 @@ static void job_finished(void *arg)
 	struct job *j = arg;
 	struct hc_cluster *c = j->c;
 
-	pthread_join(j->thread, NULL);
+	if (j->threaded)
+		pthread_join(j->thread, NULL);
 	hc_list_remove(&j->link);
 	c->njobs--;
 	j->done(j);
@@ -32,7 +34,41 @@ static void *job_main(void *arg)
 	return NULL;
 }
 
+static void job_run(void *arg)
+{
+	struct job *j = arg;
+
+	j->run(j);
+}
+
+/* Hands the job to the runtime's own runner. */
+static int job_start_external(struct hc_cluster *c, struct job *j)
+{
+	int r;
+
+	j->threaded = false;
+	hc_list_insert(&c->jobs, &j->link);
+	c->njobs++;
+	r = c->cfg.runtime->run_job(c->cfg.runtime_ctx, job_run, job_finished, j);
+	if (r < 0) {
+		hc_list_remove(&j->link);
+		c->njobs--;
+	}
+	return r;
+}
+
 int hc_cluster_job_start(struct hc_cluster *c, struct job *j, job_fn *run, job_fn *done)
+{
+	if (!c->cfg.runtime || !c->cfg.runtime->run_job)
+		return hc_cluster_job_start_thread(c, j, run, done);
+	j->c = c;
+	j->run = run;
+	j->done = done;
+	memset(&j->task, 0, sizeof(j->task));
+	return job_start_external(c, j);
+}
+
+int hc_cluster_job_start_thread(struct hc_cluster *c, struct job *j, job_fn *run, job_fn *done)
 {
 	pthread_attr_t attr;
 	sigset_t all, old;
@@ -42,6 +78,7 @@ int hc_cluster_job_start(struct hc_cluster *c, struct job *j, job_fn *run, job_f
 	j->run = run;
 	j->done = done;
 	memset(&j->task, 0, sizeof(j->task));
+	j->threaded = true;
 	if ((r = pthread_attr_init(&attr)) != 0)
 		return -r;
 	pthread_attr_setstacksize(&attr, 256 * 1024);
@@ -64,9 +101,4 @@ void hc_cluster_jobs_drain(struct hc_cluster *c)
 {
 	while (c->njobs)
 		hc_loop_run_once(c->loop, 100);
-}
-
-struct hc_runtime *hc_cluster_job_runtime(const struct hc_cluster *c)
-{
-	return c->cfg.runtime ? hc_runtime_new(c->cfg.runtime) : NULL;
 }

@@ -152,10 +152,8 @@ struct refresh_job {
 static void refresh_run(struct job *j)
 {
 	struct refresh_job *rj = (struct refresh_job *)j;
-	struct hc_runtime *rt = hc_cluster_job_runtime(j->c);
 
-	rj->rc = rt ? hc_runtime_list(rt, &rj->list, &rj->n, &rj->err) : -ENOMEM;
-	hc_runtime_free(rt);
+	rj->rc = j->c->cfg.runtime->list(j->c->cfg.runtime_ctx, &rj->list, &rj->n, &rj->err);
 }
 
 static bool same_state(const struct local_wl *l, const struct hc_workload *w,

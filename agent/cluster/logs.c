@@ -112,7 +112,7 @@ static void trim(struct logs_job *lj)
 static void local_run(struct job *j)
 {
 	struct logs_job *lj = (struct logs_job *)j;
-	struct hc_runtime *rt = hc_cluster_job_runtime(j->c);
+	const struct hc_cluster_runtime_ops *rt = j->c->cfg.runtime;
 	struct hc_runtime_err err;
 	int r;
 
@@ -121,8 +121,7 @@ static void local_run(struct job *j)
 		snprintf(lj->err, sizeof(lj->err), "this node runs no workloads");
 		return;
 	}
-	r = hc_runtime_logs(rt, lj->id, -1, false, -1, keep_line, lj, &err);
-	hc_runtime_free(rt);
+	r = rt->logs(j->c->cfg.runtime_ctx, lj->id, -1, false, -1, keep_line, lj, &err);
 	if (r == -ENOENT) {
 		lj->code = HC_RPC_NOT_FOUND;
 		snprintf(lj->err, sizeof(lj->err), "no workload %s on this node", lj->id);
@@ -236,6 +235,7 @@ struct hc_cluster_op *hc_cluster_logs(struct hc_cluster *c,
 	const char *owner;
 	struct peer *p = NULL;
 	char msg[160];
+	int r;
 
 	if (!req->id || !hc_uuid_valid(req->id)) {
 		done(arg, HC_RPC_INVALID_ARGUMENT, "invalid workload id (want a UUID)", NULL);
@@ -270,7 +270,9 @@ struct hc_cluster_op *hc_cluster_logs(struct hc_cluster *c,
 		lj->port = (uint16_t)p->http_port;
 		snprintf(lj->token, sizeof(lj->token), "%s", c->api_token);
 	}
-	if (hc_cluster_job_start(c, &lj->job, p ? remote_run : local_run, logs_done) < 0) {
+	r = p ? hc_cluster_job_start_thread(c, &lj->job, remote_run, logs_done)
+	      : hc_cluster_job_start(c, &lj->job, local_run, logs_done);
+	if (r < 0) {
 		free(lj);
 		lj_op->finished = true;
 		hc_cluster_op_release_if_idle(lj_op);

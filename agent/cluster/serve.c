@@ -48,6 +48,15 @@ static void respond_error(struct hc_cluster *c, uint64_t query_id, const char *f
 	respond(c, query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__ERROR, &er.base);
 }
 
+/* The STOP answer: the workload no longer runs on this node. */
+static void respond_stopped(struct hc_cluster *c, uint64_t query_id)
+{
+	Cluster__Services__Api__Node node = CLUSTER__SERVICES__API__NODE__INIT;
+
+	node.id = (char *)hc_gossip_name(c->gossip);
+	respond(c, query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__STOP, &node.base);
+}
+
 struct spawn_job {
 	struct job job;
 	uint64_t query_id; /* 0: a local restart, nobody to answer */
@@ -71,15 +80,11 @@ void hc_cluster_orch_stop_local(struct hc_cluster *c, const char *id)
 static void spawn_job_run(struct job *j)
 {
 	struct spawn_job *sj = (struct spawn_job *)j;
-	struct hc_runtime *rt = hc_cluster_job_runtime(j->c);
+	const struct hc_cluster_runtime_ops *rt = j->c->cfg.runtime;
+	void *ctx = j->c->cfg.runtime_ctx;
 
-	if (!rt) {
-		sj->rc = -ENOMEM;
-		snprintf(sj->err.msg, sizeof(sj->err.msg), "out of memory");
-		return;
-	}
 	if (sj->dry_run) {
-		sj->rc = hc_runtime_capacity(rt, &sj->cap, &sj->err);
+		sj->rc = rt->capacity(ctx, &sj->cap, &sj->err);
 		if (sj->rc == 0 && (sj->cap.cpus_used + sj->spec.cores > sj->cap.cpus_total ||
 				    sj->cap.mem_used_mb + sj->spec.memory_mb > sj->cap.mem_total_mb)) {
 			sj->rc = -ENOSPC;
@@ -95,17 +100,53 @@ static void spawn_job_run(struct job *j)
 		if (sj->restart) {
 			struct hc_runtime_err ignored;
 
-			hc_runtime_stop(rt, sj->id, 0, &ignored);
+			rt->stop(ctx, sj->id, 0, &ignored);
 		}
-		sj->rc = hc_runtime_spawn(rt, &sj->spec, sj->id, &sj->out, &sj->err);
+		sj->rc = rt->spawn(ctx, &sj->spec, sj->id, &sj->out, &sj->err);
 	}
-	hc_runtime_free(rt);
+}
+
+/* A spawn or restart failed: a restart is tried again later, a new
+ * workload's placeholder goes (and a stop asked meanwhile is done). */
+static void spawn_failed(struct hc_cluster *c, struct spawn_job *sj)
+{
+	struct local_wl *l = hc_cluster_local_find(c, sj->id);
+
+	hc_log(HC_LOG_WARN, "%s %s failed: %s", sj->restart ? "restart of" : "spawn of", sj->id,
+	       sj->err.msg);
+	if (sj->restart && l) {
+		l->restarting = false;
+		hc_cluster_local_on_exit(c, sj->id); /* try again, later */
+	} else if (l && l->pending) {
+		bool stop_asked = l->stop_asked;
+		uint64_t stop_query = l->stop_query;
+
+		hc_cluster_local_remove(c, sj->id);
+		if (stop_asked) /* nothing runs: the stop is done */
+			respond_stopped(c, stop_query);
+	}
+	if (sj->query_id)
+		respond_error(c, sj->query_id, "%s", sj->err.msg);
+}
+
+static void respond_spawned(struct hc_cluster *c, uint64_t query_id, char *id)
+{
+	Cluster__Services__Api__VmSpawnResponse resp = CLUSTER__SERVICES__API__VM_SPAWN_RESPONSE__INIT;
+	char url[512];
+
+	snprintf(url, sizeof(url), "%s.%s", id, c->base_url);
+	resp.id = id;
+	resp.url = url;
+	respond(c, query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__SPAWN, &resp.base);
 }
 
 static void spawn_job_done(struct job *j)
 {
 	struct spawn_job *sj = (struct spawn_job *)j;
 	struct hc_cluster *c = j->c;
+	struct local_wl *l;
+	bool stop_asked;
+	uint64_t stop_query;
 
 	if (c->closing)
 		goto out;
@@ -121,44 +162,34 @@ static void spawn_job_done(struct job *j)
 		goto out;
 	}
 	if (sj->rc < 0) {
-		struct local_wl *l = hc_cluster_local_find(c, sj->id);
-
-		hc_log(HC_LOG_WARN, "%s %s failed: %s", sj->restart ? "restart of" : "spawn of",
-		       sj->id, sj->err.msg);
-		if (sj->restart && l) {
-			l->restarting = false;
-			hc_cluster_local_on_exit(c, sj->id); /* try again, later */
-		} else if (l && l->pending) {
-			hc_cluster_local_remove(c, sj->id);
-		}
-		if (sj->query_id)
-			respond_error(c, sj->query_id, "%s", sj->err.msg);
+		spawn_failed(c, sj);
 		goto out;
 	}
-	if (sj->restart &&
-	    (!hc_cluster_local_find(c, sj->id) || hc_cluster_local_find(c, sj->id)->stopping ||
-	     hc_cluster_local_recently_stopped(c, sj->id))) {
+	l = hc_cluster_local_find(c, sj->id);
+	if (sj->restart && (!l || l->stopping || hc_cluster_local_recently_stopped(c, sj->id))) {
 		/* Stopped while it restarted: that stop may have run before
 		 * this spawn, so stop what the restart started too. */
 		if (stop_local(c, 0, sj->id) < 0)
 			hc_log(HC_LOG_WARN, "cannot stop %s again", sj->id);
 		goto out;
 	}
+	stop_asked = l && l->stop_asked;
+	stop_query = l ? l->stop_query : 0;
 	if (hc_cluster_local_add(c, &sj->out, false) == 0) {
-		struct local_wl *l = hc_cluster_local_find(c, sj->id);
-
+		l = hc_cluster_local_find(c, sj->id);
 		l->restarting = false;
 		l->restart_at_ms = 0;
+		l->stop_asked = false;
 	}
-	if (sj->query_id) {
-		Cluster__Services__Api__VmSpawnResponse resp =
-			CLUSTER__SERVICES__API__VM_SPAWN_RESPONSE__INIT;
-		char url[512];
-
-		snprintf(url, sizeof(url), "%s.%s", sj->id, c->base_url);
-		resp.id = sj->id;
-		resp.url = url;
-		respond(c, sj->query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__SPAWN, &resp.base);
+	if (sj->query_id)
+		respond_spawned(c, sj->query_id, sj->id);
+	if (stop_asked) {
+		/* The spawn did succeed (an error would have the asker place it
+		 * again elsewhere); the stop asked meanwhile follows, and
+		 * answers when done. */
+		if (stop_local(c, stop_query, sj->id) < 0)
+			respond_error(c, stop_query, "out of memory");
+		goto out;
 	}
 	hc_cluster_state_changed(c);
 out:
@@ -341,12 +372,8 @@ struct stop_job {
 static void stop_job_run(struct job *j)
 {
 	struct stop_job *sj = (struct stop_job *)j;
-	struct hc_runtime *rt = hc_cluster_job_runtime(j->c);
 
-	sj->rc = rt ? hc_runtime_stop(rt, sj->id, STOP_GRACE_S, &sj->err) : -ENOMEM;
-	if (!rt)
-		snprintf(sj->err.msg, sizeof(sj->err.msg), "out of memory");
-	hc_runtime_free(rt);
+	sj->rc = j->c->cfg.runtime->stop(j->c->cfg.runtime_ctx, sj->id, STOP_GRACE_S, &sj->err);
 }
 
 static void stop_job_done(struct job *j)
@@ -364,13 +391,9 @@ static void stop_job_done(struct job *j)
 			if (sj->query_id)
 				respond_error(c, sj->query_id, "%s", sj->err.msg);
 		} else {
-			Cluster__Services__Api__Node node = CLUSTER__SERVICES__API__NODE__INIT;
-
-			node.id = (char *)hc_gossip_name(c->gossip);
 			hc_cluster_local_stopped(c, sj->id);
 			if (sj->query_id)
-				respond(c, sj->query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__STOP,
-					&node.base);
+				respond_stopped(c, sj->query_id);
 			hc_cluster_state_changed(c);
 		}
 	}
@@ -402,8 +425,19 @@ static void serve_stop(struct hc_cluster *c, uint64_t query_id,
 {
 	struct local_wl *l = req->id ? hc_cluster_local_find(c, req->id) : NULL;
 
-	if (!l || l->pending) {
+	if (!l) {
 		respond_error(c, query_id, "workload not found");
+		return;
+	}
+	if (l->pending) {
+		/* Being spawned: stopped (and answered) once the spawn ends;
+		 * stopping it now could race the spawn's own steps. */
+		if (l->stop_asked) {
+			respond_error(c, query_id, "workload %s is being stopped already", req->id);
+			return;
+		}
+		l->stop_asked = true;
+		l->stop_query = query_id;
 		return;
 	}
 	if (stop_local(c, query_id, req->id) < 0)

@@ -545,8 +545,10 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, char *err, size_t errlen)
 		goto fail;
 	if (!cfg->no_runtime && start_runtime(&d, cfg, err, errlen) < 0)
 		goto fail;
-	if (d.has_runtime)
-		ccfg.runtime = &d.runtime;
+	if (d.has_runtime) {
+		ccfg.runtime = &hc_cluster_runtime_cri;
+		ccfg.runtime_ctx = &d.runtime;
+	}
 	ccfg.on_local = on_local_workloads;
 	ccfg.on_routes = on_routes_changed;
 	ccfg.notify_arg = &d;

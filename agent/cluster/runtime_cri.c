@@ -1,0 +1,74 @@
+/* The cluster's runtime operations (cluster.h) over agent/runtime, which
+ * reaches containerd through CRI. A client per call: the calls block and run
+ * on several job threads at once, and a client connects lazily. */
+#include <errno.h>
+#include <stdio.h>
+
+#include "cluster/cluster.h"
+#include "runtime/runtime.h"
+
+/* A client for one call; NULL with err filled when out of memory. */
+static struct hc_runtime *client(void *ctx, struct hc_runtime_err *err)
+{
+	struct hc_runtime *rt = hc_runtime_new(ctx);
+
+	if (!rt)
+		snprintf(err->msg, sizeof(err->msg), "out of memory");
+	return rt;
+}
+
+static int cri_spawn(void *ctx, const struct hc_workload_spec *spec, const char *id,
+		     struct hc_workload *out, struct hc_runtime_err *err)
+{
+	struct hc_runtime *rt = client(ctx, err);
+	int r = rt ? hc_runtime_spawn(rt, spec, id, out, err) : -ENOMEM;
+
+	hc_runtime_free(rt);
+	return r;
+}
+
+static int cri_stop(void *ctx, const char *id, int grace_s, struct hc_runtime_err *err)
+{
+	struct hc_runtime *rt = client(ctx, err);
+	int r = rt ? hc_runtime_stop(rt, id, grace_s, err) : -ENOMEM;
+
+	hc_runtime_free(rt);
+	return r;
+}
+
+static int cri_list(void *ctx, struct hc_workload **list, size_t *n, struct hc_runtime_err *err)
+{
+	struct hc_runtime *rt = client(ctx, err);
+	int r = rt ? hc_runtime_list(rt, list, n, err) : -ENOMEM;
+
+	hc_runtime_free(rt);
+	return r;
+}
+
+static int cri_logs(void *ctx, const char *id, long tail, bool follow, int stop_fd,
+		    hc_runtime_log_fn *fn, void *arg, struct hc_runtime_err *err)
+{
+	struct hc_runtime *rt = client(ctx, err);
+	int r = rt ? hc_runtime_logs(rt, id, tail, follow, stop_fd, fn, arg, err) : -ENOMEM;
+
+	hc_runtime_free(rt);
+	return r;
+}
+
+static int cri_capacity(void *ctx, struct hc_runtime_capacity *out, struct hc_runtime_err *err)
+{
+	struct hc_runtime *rt = client(ctx, err);
+	int r = rt ? hc_runtime_capacity(rt, out, err) : -ENOMEM;
+
+	hc_runtime_free(rt);
+	return r;
+}
+
+const struct hc_cluster_runtime_ops hc_cluster_runtime_cri = {
+	.spawn = cri_spawn,
+	.stop = cri_stop,
+	.list = cri_list,
+	.logs = cri_logs,
+	.capacity = cri_capacity,
+	/* run_job NULL: every call blocks, so each job gets a thread */
+};

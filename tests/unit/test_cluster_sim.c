@@ -1,0 +1,802 @@
+/*
+ * Whole clusters in one process: several nodes running the real
+ * agent/cluster code and real serf engines over tests/lib simnet (simulated
+ * network and clock), each with a fake runtime (tests/lib fakert) that runs
+ * the cluster's jobs on the loop thread, so every run is the same run. No
+ * sockets, no containerd, no wall-clock waits.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cluster/cluster_int.h"
+#include "fakert.h"
+#include "gossip/gossip.h"
+#include "gossip/memberlist_int.h"
+#include "gossip/serf_int.h"
+#include "log/log.h"
+#include "loop/loop.h"
+#include "simnet.h"
+#include "tmpdir.h"
+
+#define MAX_NODES 5
+#define MAX_CAPTURED 64
+#define BASE_URL "example.test"
+
+/* Workload ids: fixed, so every run places and hashes the same. */
+#define WL_A "0b8e1f52-6f0e-4c55-9d3a-1d2f0c9e7a01"
+
+struct tnode {
+	struct tcluster *tc;
+	int idx;
+	char name[16];
+	char dir[64];
+	struct hc_cluster *c;
+	struct hc_fakert *rt;
+	struct hc_gossip_receiver recv;
+	/* the cluster's own event handler, behind our tap */
+	hc_gossip_event_fn *on_event;
+	void *event_arg;
+	/* state chunks this node received, as sent (payload copies) */
+	uint8_t *captured[MAX_CAPTURED];
+	size_t captured_len[MAX_CAPTURED];
+	size_t ncaptured;
+};
+
+struct tcluster {
+	struct hc_simnet *net;
+	struct tnode nodes[MAX_NODES];
+	int n;
+};
+
+/* What an operation's done callback said. */
+struct answer {
+	bool done;
+	enum hc_rpc_code code;
+	char err[512];
+	char id[HC_WORKLOAD_ID_LEN + 1];
+	char url[256];
+	char node[64];
+};
+
+/* ---- the harness ---- */
+
+static void tap_event(const struct hc_gossip_event *ev, void *arg)
+{
+	struct tnode *nd = arg;
+
+	if (ev->type == HC_GOSSIP_EV_USER && strcmp(ev->name, HC_STATE_EVENT) == 0 &&
+	    nd->ncaptured < MAX_CAPTURED) {
+		nd->captured[nd->ncaptured] = malloc(ev->len ? ev->len : 1);
+		assert_non_null(nd->captured[nd->ncaptured]);
+		memcpy(nd->captured[nd->ncaptured], ev->payload, ev->len);
+		nd->captured_len[nd->ncaptured++] = ev->len;
+	}
+	nd->on_event(ev, nd->event_arg);
+}
+
+/* The cluster's gossip engine, on the simulated network. */
+static struct hc_gossip *sim_gossip_new(void *arg, struct hc_loop *loop,
+					const struct hc_gossip_config *cfg, char *err,
+					size_t errlen)
+{
+	struct tnode *nd = arg;
+	struct hc_simnet *net = nd->tc->net;
+	struct hc_gossip_config gc = *cfg;
+	struct hc_gossip *g;
+
+	nd->on_event = gc.on_event;
+	nd->event_arg = gc.event_arg;
+	gc.on_event = tap_event;
+	gc.event_arg = nd;
+	g = hc_gossip_new_with_transport(loop, &gc, hc_simnet_addr(net, nd->idx), &hc_simnet_ops,
+					 hc_simnet_ctx(net, nd->idx), err, errlen);
+	if (!g)
+		return NULL;
+	nd->recv = (struct hc_gossip_receiver){ hc_ml_on_packet, hc_ml_on_stream,
+						hc_gossip_memberlist(g) };
+	hc_simnet_attach(net, nd->idx, &nd->recv);
+	return g;
+}
+
+static void node_start(struct tcluster *tc, int i, bool respawn)
+{
+	struct tnode *nd = &tc->nodes[i];
+	static const char *const seed[] = { "10.0.0.1:7946" };
+	struct hc_cluster_config cfg = {
+		.state_dir = nd->dir,
+		.base_url = BASE_URL,
+		.gossip = {
+			.name = nd->name,
+			/* LAN-like timing, as the gossip tests use */
+			.gossip_interval_ms = 200,
+			.probe_interval_ms = 1000,
+			.suspicion_mult = 4,
+			.gossip_nodes = 3,
+			.reconnect_interval_ms = 2000,
+			.reconnect_timeout_ms = 600000,
+			.reap_interval_ms = 1000,
+			.seed = 77 + (uint64_t)i,
+		},
+		.join = seed,
+		.njoin = i ? 1 : 0,
+		.runtime = &hc_fakert_ops,
+		.runtime_ctx = nd->rt,
+		.respawn = respawn,
+		.state_period_ms = 1000,
+		.gossip_new = sim_gossip_new,
+		.gossip_arg = nd,
+	};
+	char err[256];
+
+	nd->c = hc_cluster_new(hc_simnet_loop(tc->net), &cfg, err, sizeof(err));
+	assert_non_null(nd->c);
+	assert_int_equal(hc_cluster_start(nd->c, err, sizeof(err)), 0);
+}
+
+/* n nodes n0..n<n-1>, each with a fake runtime, not started. */
+static struct tcluster *tcluster_new(int n)
+{
+	struct tcluster *tc = calloc(1, sizeof(*tc));
+
+	assert_non_null(tc);
+	tc->net = hc_simnet_new(n, 99);
+	assert_non_null(tc->net);
+	tc->n = n;
+	for (int i = 0; i < n; i++) {
+		struct tnode *nd = &tc->nodes[i];
+		char prefix[32];
+
+		nd->tc = tc;
+		nd->idx = i;
+		snprintf(nd->name, sizeof(nd->name), "n%d", i);
+		assert_int_equal(hc_tmpdir_new(nd->dir, sizeof(nd->dir), "hc-clsim"), 0);
+		snprintf(prefix, sizeof(prefix), "10.88.%d.", i + 1);
+		nd->rt = hc_fakert_new(hc_simnet_loop(tc->net), prefix);
+		assert_non_null(nd->rt);
+	}
+	return tc;
+}
+
+static bool all_alive(const void *ctx)
+{
+	const struct tcluster *tc = ctx;
+
+	for (int v = 0; v < tc->n; v++) {
+		struct hc_gossip_member *ms;
+		size_t n = 0, alive = 0, up = 0;
+
+		if (hc_simnet_is_down(tc->net, v))
+			continue;
+		for (int j = 0; j < tc->n; j++)
+			up += !hc_simnet_is_down(tc->net, j);
+		ms = hc_cluster_members(tc->nodes[v].c, &n);
+		for (size_t k = 0; k < n; k++)
+			alive += ms[k].status == HC_GOSSIP_ALIVE;
+		hc_gossip_members_free(ms, n);
+		if (alive != up)
+			return false;
+	}
+	return true;
+}
+
+/* Every node also holds every other node's state. */
+static bool all_states_known(const void *ctx)
+{
+	const struct tcluster *tc = ctx;
+
+	for (int v = 0; v < tc->n; v++)
+		for (int j = 0; j < tc->n; j++)
+			if (j != v && !hc_cluster_state_peer(tc->nodes[v].c, tc->nodes[j].name))
+				return false;
+	return true;
+}
+
+static struct tcluster *joined_cluster(int n, bool respawn)
+{
+	struct tcluster *tc = tcluster_new(n);
+
+	for (int i = 0; i < n; i++)
+		node_start(tc, i, respawn);
+	assert_true(hc_simnet_run_until(tc->net, all_alive, tc, 30000) >= 0);
+	assert_true(hc_simnet_run_until(tc->net, all_states_known, tc, 30000) >= 0);
+	return tc;
+}
+
+static bool runtimes_idle(const void *ctx)
+{
+	const struct tcluster *tc = ctx;
+
+	for (int i = 0; i < tc->n; i++)
+		if (tc->nodes[i].c && hc_fakert_pending(tc->nodes[i].rt))
+			return false;
+	return true;
+}
+
+static void tcluster_free(struct tcluster *tc)
+{
+	/* jobs end before their clusters go (the clock stands still in free) */
+	assert_true(hc_simnet_run_until(tc->net, runtimes_idle, tc, 120000) >= 0);
+	for (int i = 0; i < tc->n; i++) {
+		struct tnode *nd = &tc->nodes[i];
+
+		if (nd->c) {
+			hc_fakert_flush(nd->rt);
+			hc_cluster_free(nd->c);
+		}
+		hc_simnet_attach(tc->net, i, NULL);
+		hc_fakert_free(nd->rt);
+		for (size_t k = 0; k < nd->ncaptured; k++)
+			free(nd->captured[k]);
+		assert_int_equal(hc_tmpdir_remove(nd->dir), 0);
+	}
+	hc_simnet_free(tc->net);
+	free(tc);
+}
+
+static void on_spawned(void *arg, enum hc_rpc_code code, const char *err,
+		       const Cluster__Services__Api__VmSpawnResponse *resp)
+{
+	struct answer *a = arg;
+
+	assert_false(a->done); /* once */
+	a->done = true;
+	a->code = code;
+	snprintf(a->err, sizeof(a->err), "%s", err ? err : "");
+	if (resp) {
+		snprintf(a->id, sizeof(a->id), "%s", resp->id);
+		snprintf(a->url, sizeof(a->url), "%s", resp->url);
+	}
+}
+
+static void on_stopped(void *arg, enum hc_rpc_code code, const char *err,
+		       const Cluster__Services__Api__Node *node)
+{
+	struct answer *a = arg;
+
+	assert_false(a->done);
+	a->done = true;
+	a->code = code;
+	snprintf(a->err, sizeof(a->err), "%s", err ? err : "");
+	if (node)
+		snprintf(a->node, sizeof(a->node), "%s", node->id);
+}
+
+static bool answered(const void *ctx)
+{
+	return ((const struct answer *)ctx)->done;
+}
+
+/* Asks node `from` to spawn workload id and runs until the answer. */
+static void spawn_from(struct tcluster *tc, int from, const char *id, struct answer *a)
+{
+	Cluster__Services__Api__VmSpawnRequest req = CLUSTER__SERVICES__API__VM_SPAWN_REQUEST__INIT;
+
+	memset(a, 0, sizeof(*a));
+	req.image_ref = (char *)"registry.test/app:1";
+	req.cores = 1;
+	req.memory = 64;
+	req.id = (char *)id;
+	hc_cluster_spawn(tc->nodes[from].c, &req, on_spawned, a);
+	assert_true(hc_simnet_run_until(tc->net, answered, a, 120000) >= 0);
+}
+
+/* How many of the up nodes' runtimes hold workload id. */
+static int copies(const struct tcluster *tc, const char *id)
+{
+	int n = 0;
+
+	for (int i = 0; i < tc->n; i++)
+		n += hc_fakert_has(tc->nodes[i].rt, id);
+	return n;
+}
+
+struct owner_check {
+	const struct tcluster *tc;
+	const char *id, *owner; /* owner NULL: nobody */
+};
+
+/* Every up node says the same node runs id. */
+static bool owner_agreed(const void *ctx)
+{
+	const struct owner_check *oc = ctx;
+
+	for (int i = 0; i < oc->tc->n; i++) {
+		const char *o;
+
+		if (hc_simnet_is_down(oc->tc->net, i))
+			continue;
+		o = hc_cluster_state_owner(oc->tc->nodes[i].c, oc->id);
+		if (oc->owner ? !o || strcmp(o, oc->owner) != 0 : o != NULL)
+			return false;
+	}
+	return true;
+}
+
+static void assert_owner_agreed(struct tcluster *tc, const char *id, const char *owner)
+{
+	struct owner_check oc = { tc, id, owner };
+
+	assert_true(hc_simnet_run_until(tc->net, owner_agreed, &oc, 20000) >= 0);
+}
+
+/* ---- placement ---- */
+
+/* The first candidate (n0, by name) fails the spawn: the next one takes it,
+ * and the failed one keeps nothing (no pending entry holding node ports). */
+static void test_placement_tries_next_node_after_failure(void **state)
+{
+	struct tcluster *tc = joined_cluster(3, false);
+	struct answer a;
+
+	(void)state;
+	hc_fakert_fail_spawns(tc->nodes[0].rt, 1, EIO);
+	spawn_from(tc, 2, WL_A, &a);
+	assert_int_equal(a.code, HC_RPC_OK);
+	assert_string_equal(a.id, WL_A);
+	assert_string_equal(a.url, WL_A "." BASE_URL);
+	assert_int_equal(hc_fakert_spawns_of(tc->nodes[0].rt, WL_A), 1);
+	assert_int_equal(hc_fakert_spawns_of(tc->nodes[1].rt, WL_A), 1);
+	assert_int_equal(hc_fakert_spawns_of(tc->nodes[2].rt, WL_A), 0);
+	assert_false(hc_fakert_has(tc->nodes[0].rt, WL_A));
+	assert_true(hc_fakert_has(tc->nodes[1].rt, WL_A));
+	assert_null(hc_cluster_local_find(tc->nodes[0].c, WL_A));
+	assert_int_equal(hc_cluster_local_workloads(tc->nodes[1].c), 1);
+	assert_owner_agreed(tc, WL_A, "n1");
+	assert_int_equal(tc->nodes[2].c->spawns_ok, 1);
+	tcluster_free(tc);
+}
+
+/* Every candidate fails: the caller hears each one's reason. */
+static void test_placement_fails_when_every_node_fails(void **state)
+{
+	struct tcluster *tc = joined_cluster(2, false);
+	struct answer a;
+
+	(void)state;
+	hc_fakert_fail_spawns(tc->nodes[0].rt, 1, EIO);
+	hc_fakert_fail_spawns(tc->nodes[1].rt, 1, ENOSPC);
+	spawn_from(tc, 1, WL_A, &a);
+	assert_int_equal(a.code, HC_RPC_RESOURCE_EXHAUSTED);
+	assert_non_null(strstr(a.err, "n0: fake runtime: spawn failed as told"));
+	assert_non_null(strstr(a.err, "n1: fake runtime: spawn failed as told"));
+	assert_int_equal(copies(tc, WL_A), 0);
+	assert_null(hc_cluster_local_find(tc->nodes[0].c, WL_A));
+	assert_null(hc_cluster_local_find(tc->nodes[1].c, WL_A));
+	tcluster_free(tc);
+}
+
+/* ---- respawn and duplicates ---- */
+
+static int total_respawns(const struct tcluster *tc)
+{
+	int n = 0;
+
+	for (int i = 0; i < tc->n; i++)
+		n += (int)tc->nodes[i].c->respawns;
+	return n;
+}
+
+struct copies_check {
+	const struct tcluster *tc;
+	const char *id;
+	int from, want; /* copies on nodes from.. */
+};
+
+static bool copies_are(const void *ctx)
+{
+	const struct copies_check *cc = ctx;
+	int n = 0;
+
+	for (int i = cc->from; i < cc->tc->n; i++)
+		n += hc_fakert_has(cc->tc->nodes[i].rt, cc->id);
+	return n == cc->want;
+}
+
+/* The first survivor (by name) that runs id, or -1. */
+static int runner_of(const struct tcluster *tc, const char *id, int from)
+{
+	for (int i = from; i < tc->n; i++)
+		if (hc_fakert_has(tc->nodes[i].rt, id))
+			return i;
+	return -1;
+}
+
+/* Four respawning nodes; WL_A on n0, which then fails: the survivors
+ * respawn it once between them. Returns the cluster, n0 still down. */
+static struct tcluster *respawned_after_failure(int *runner)
+{
+	struct tcluster *tc = joined_cluster(4, true);
+	struct copies_check one = { tc, WL_A, 1, 1 };
+	struct answer a;
+
+	spawn_from(tc, 3, WL_A, &a);
+	assert_int_equal(a.code, HC_RPC_OK);
+	assert_true(hc_fakert_has(tc->nodes[0].rt, WL_A));
+	assert_owner_agreed(tc, WL_A, "n0");
+
+	hc_simnet_set_down(tc->net, 0, true);
+	assert_true(hc_simnet_run_until(tc->net, copies_are, &one, 60000) >= 0);
+	/* long after every survivor saw n0 fail: still one copy */
+	hc_simnet_run_ms(tc->net, 30000);
+	assert_true(copies_are(&one));
+	*runner = runner_of(tc, WL_A, 1);
+	assert_true(*runner >= 1);
+	assert_int_equal(total_respawns(tc), 1);
+	for (int i = 1; i < tc->n; i++)
+		assert_int_equal(hc_fakert_spawns_of(tc->nodes[i].rt, WL_A), i == *runner ? 1 : 0);
+	assert_owner_agreed(tc, WL_A, tc->nodes[*runner].name);
+	return tc;
+}
+
+static void test_respawn_happens_once_cluster_wide(void **state)
+{
+	int runner;
+	struct tcluster *tc = respawned_after_failure(&runner);
+
+	(void)state;
+	/* the failed node's runtime still holds its copy: it only lost its network */
+	assert_true(hc_fakert_has(tc->nodes[0].rt, WL_A));
+	tcluster_free(tc);
+}
+
+/* Without --respawn-on-node-failure a failed node's workloads stay lost. */
+static void test_no_respawn_when_disabled(void **state)
+{
+	struct tcluster *tc = joined_cluster(3, false);
+	struct answer a;
+
+	(void)state;
+	spawn_from(tc, 2, WL_A, &a);
+	assert_int_equal(a.code, HC_RPC_OK);
+	assert_owner_agreed(tc, WL_A, "n0");
+	hc_simnet_set_down(tc->net, 0, true);
+	hc_simnet_run_ms(tc->net, 40000);
+	assert_int_equal(copies(tc, WL_A) - hc_fakert_has(tc->nodes[0].rt, WL_A), 0);
+	assert_int_equal(total_respawns(tc), 0);
+	assert_owner_agreed(tc, WL_A, NULL);
+	tcluster_free(tc);
+}
+
+/* n0 comes back with the copy that was respawned elsewhere meanwhile: both
+ * owners make the same choice and exactly one copy is left. */
+static void test_duplicate_settles_to_one_copy(void **state)
+{
+	int runner;
+	struct tcluster *tc = respawned_after_failure(&runner);
+	struct copies_check one = { tc, WL_A, 0, 1 };
+	int survivor;
+	uint64_t stopped = 0;
+
+	(void)state;
+	hc_simnet_set_down(tc->net, 0, false);
+	assert_true(hc_simnet_run_until(tc->net, all_alive, tc, 60000) >= 0);
+	assert_true(hc_simnet_run_until(tc->net, copies_are, &one, 60000) >= 0);
+	hc_simnet_run_ms(tc->net, 20000); /* and it stays so */
+	assert_true(copies_are(&one));
+	survivor = runner_of(tc, WL_A, 0);
+	assert_true(survivor == 0 || survivor == runner);
+	for (int i = 0; i < tc->n; i++)
+		stopped += tc->nodes[i].c->duplicates_stopped;
+	assert_int_equal(stopped, 1);
+	assert_int_equal(total_respawns(tc), 1); /* no respawn of the stopped copy */
+	assert_owner_agreed(tc, WL_A, tc->nodes[survivor].name);
+	tcluster_free(tc);
+}
+
+/* ---- state chunks ---- */
+
+/* Spec of the i-th preloaded workload; its id into id. */
+static void preload(struct hc_fakert *rt, int i, char *id)
+{
+	struct hc_workload_spec spec = { .image_ref = (char *)"registry.test/app:1", .cores = 1,
+					 .memory_mb = 64 };
+
+	snprintf(id, HC_WORKLOAD_ID_LEN + 1, "5e0c0a7d-0000-4000-8000-%012d", i);
+	assert_int_equal(hc_fakert_add(rt, id, &spec), 0);
+}
+
+/* The chunks of one complete broadcast of `sender` that node nd captured,
+ * by index; returns their count. */
+static uint32_t one_broadcast(struct tnode *nd, const char *sender, const uint8_t **chunks,
+			      size_t *lens, uint32_t max)
+{
+	char uuid[64] = "";
+	uint32_t count = 0, have = 0;
+
+	for (size_t k = 0; k < nd->ncaptured && (!count || have < count); k++) {
+		hc_pb_state *st = cluster__services__api__node_state_response__unpack(
+			NULL, nd->captured_len[k], nd->captured[k]);
+		const char *marker = st && st->node ? st->node->ip : NULL;
+
+		if (marker && strcmp(st->node->id, sender) == 0 && st->chunk_count > 2 &&
+		    st->chunk_count <= max && (!count || strncmp(marker, uuid, 36) == 0)) {
+			if (!count) {
+				snprintf(uuid, sizeof(uuid), "%.36s", marker);
+				count = st->chunk_count;
+				memset(chunks, 0, max * sizeof(*chunks));
+			}
+			if (!chunks[st->chunk_index]) {
+				chunks[st->chunk_index] = nd->captured[k];
+				lens[st->chunk_index] = nd->captured_len[k];
+				have++;
+			}
+		}
+		hc_cluster_pb_free(st);
+	}
+	return have == count ? count : 0;
+}
+
+static bool any_sender(struct hc_cluster *c, const char *name)
+{
+	(void)c;
+	(void)name;
+	return true;
+}
+
+/* Feeds the chunks to a new cluster in the given order; checks that the
+ * state shows up whole with the last chunk and not before. */
+static void assemble_in_order(const char *dir, const uint8_t *const *chunks, const size_t *lens,
+			      const uint32_t *order, uint32_t count, char ids[][HC_WORKLOAD_ID_LEN + 1],
+			      size_t nids)
+{
+	struct hc_cluster_config cfg = { .state_dir = dir, .base_url = BASE_URL };
+	struct hc_loop *loop = hc_loop_new(NULL, NULL);
+	struct hc_cluster *c;
+	struct peer *p;
+	char err[256];
+
+	assert_non_null(loop);
+	c = hc_cluster_new(loop, &cfg, err, sizeof(err));
+	assert_non_null(c);
+	c->sender_alive = any_sender;
+	for (uint32_t k = 0; k < count; k++) {
+		assert_null(hc_cluster_state_peer(c, "n0"));
+		hc_cluster_state_on_event(c, HC_STATE_EVENT, chunks[order[k]], lens[order[k]]);
+		if (k == 0) { /* a chunk seen twice is dropped, not counted twice */
+			hc_cluster_state_on_event(c, HC_STATE_EVENT, chunks[order[k]],
+						  lens[order[k]]);
+			assert_int_equal(c->chunks_dropped, 1);
+		}
+	}
+	p = hc_cluster_state_peer(c, "n0");
+	assert_non_null(p);
+	assert_int_equal(p->nworkloads, nids);
+	for (size_t i = 0; i < nids; i++) /* sorted by id, as the sender sent them */
+		assert_string_equal(p->workloads[i]->id, ids[i]);
+	assert_string_equal(p->node_addr, "10.0.0.1");
+	assert_int_equal(c->states_received, 1);
+	assert_int_equal(c->nassemblies, 0);
+	hc_cluster_free(c);
+	hc_loop_free(loop);
+}
+
+static bool next_permutation(uint32_t *a, uint32_t n)
+{
+	uint32_t i = n - 1, j = n - 1, t;
+
+	while (i > 0 && a[i - 1] >= a[i])
+		i--;
+	if (i == 0)
+		return false;
+	while (a[j] <= a[i - 1])
+		j--;
+	t = a[i - 1], a[i - 1] = a[j], a[j] = t;
+	for (j = n - 1; i < j; i++, j--)
+		t = a[i], a[i] = a[j], a[j] = t;
+	return true;
+}
+
+#define NPRELOAD 35 /* 4 chunks of at most 10 */
+#define MAX_TEST_CHUNKS 8
+
+static void test_state_chunks_reassemble_in_any_order(void **state)
+{
+	struct tcluster *tc = tcluster_new(2);
+	char ids[NPRELOAD][HC_WORKLOAD_ID_LEN + 1];
+	const uint8_t *chunks[MAX_TEST_CHUNKS];
+	size_t lens[MAX_TEST_CHUNKS];
+	uint32_t count, order[MAX_TEST_CHUNKS];
+	char dir[64];
+	unsigned orders = 0;
+
+	(void)state;
+	for (int i = 0; i < NPRELOAD; i++)
+		preload(tc->nodes[0].rt, i, ids[i]);
+	for (int i = 0; i < tc->n; i++)
+		node_start(tc, i, false);
+	assert_true(hc_simnet_run_until(tc->net, all_alive, tc, 30000) >= 0);
+	hc_simnet_run_ms(tc->net, 3000);
+	/* over the simulated network, too, n1 has all of n0's workloads */
+	assert_int_equal(hc_cluster_local_workloads(tc->nodes[0].c), NPRELOAD);
+	assert_non_null(hc_cluster_state_peer(tc->nodes[1].c, "n0"));
+	assert_int_equal(hc_cluster_state_peer(tc->nodes[1].c, "n0")->nworkloads, NPRELOAD);
+
+	count = one_broadcast(&tc->nodes[1], "n0", chunks, lens, MAX_TEST_CHUNKS);
+	assert_int_equal(count, (NPRELOAD + WORKLOADS_PER_CHUNK - 1) / WORKLOADS_PER_CHUNK);
+	assert_int_equal(hc_tmpdir_new(dir, sizeof(dir), "hc-clsim"), 0);
+	for (uint32_t k = 0; k < count; k++)
+		order[k] = k;
+	do { /* every order, in order and reversed among them */
+		assemble_in_order(dir, chunks, lens, order, count, ids, NPRELOAD);
+		orders++;
+	} while (next_permutation(order, count));
+	assert_int_equal(orders, 24);
+	assert_int_equal(hc_tmpdir_remove(dir), 0);
+	tcluster_free(tc);
+}
+
+/* ---- stop ---- */
+
+/* A stop asked of any node reaches the owner; the workload is gone
+ * everywhere and the other nodes' routes forget it. */
+static void test_stop_running_workload(void **state)
+{
+	struct tcluster *tc = joined_cluster(3, false);
+	struct answer a, st = { 0 };
+
+	(void)state;
+	spawn_from(tc, 2, WL_A, &a);
+	assert_int_equal(a.code, HC_RPC_OK);
+	assert_owner_agreed(tc, WL_A, "n0");
+	hc_cluster_stop(tc->nodes[2].c, WL_A, on_stopped, &st);
+	assert_true(hc_simnet_run_until(tc->net, answered, &st, 60000) >= 0);
+	assert_int_equal(st.code, HC_RPC_OK);
+	assert_string_equal(st.node, "n0");
+	assert_int_equal(hc_fakert_calls(tc->nodes[0].rt, HC_FAKERT_STOP), 1);
+	assert_int_equal(copies(tc, WL_A), 0);
+	assert_owner_agreed(tc, WL_A, NULL);
+	/* a second stop finds nothing */
+	memset(&st, 0, sizeof(st));
+	hc_cluster_stop(tc->nodes[1].c, WL_A, on_stopped, &st);
+	assert_true(hc_simnet_run_until(tc->net, answered, &st, 60000) >= 0);
+	assert_int_equal(st.code, HC_RPC_NOT_FOUND);
+	tcluster_free(tc);
+}
+
+/* ---- logs ---- */
+
+struct logs_answer {
+	bool done;
+	enum hc_rpc_code code;
+	char text[512];
+	uint64_t next_line;
+};
+
+static void on_logs(void *arg, enum hc_rpc_code code, const char *err,
+		    const Cluster__Services__Api__VmLogsResponse *resp)
+{
+	struct logs_answer *a = arg;
+
+	(void)err;
+	a->done = true;
+	a->code = code;
+	if (resp) {
+		snprintf(a->text, sizeof(a->text), "%s", resp->logs);
+		a->next_line = resp->next_line;
+	}
+}
+
+static bool answered_logs(const void *ctx)
+{
+	return ((const struct logs_answer *)ctx)->done;
+}
+
+/* The owner reads a workload's log from its runtime (a job, like every
+ * runtime call), keeping the last `tail` lines. */
+static void test_logs_from_the_owners_runtime(void **state)
+{
+	Cluster__Services__Api__VmLogsRequest req = CLUSTER__SERVICES__API__VM_LOGS_REQUEST__INIT;
+	struct tcluster *tc = joined_cluster(2, false);
+	struct logs_answer la = { 0 };
+	struct answer a;
+
+	(void)state;
+	spawn_from(tc, 1, WL_A, &a);
+	assert_int_equal(a.code, HC_RPC_OK);
+	req.id = (char *)WL_A;
+	req.tail = 2;
+	hc_cluster_logs(tc->nodes[0].c, &req, false, on_logs, &la);
+	assert_false(la.done); /* the runtime is read on a job */
+	assert_true(hc_simnet_run_until(tc->net, answered_logs, &la, 1000) >= 0);
+	assert_int_equal(la.code, HC_RPC_OK);
+	assert_string_equal(la.text, "line 1 of " WL_A "\nline 2 of " WL_A "\n");
+	assert_int_equal(la.next_line, 3);
+	assert_int_equal(hc_fakert_calls(tc->nodes[0].rt, HC_FAKERT_LOGS), 1);
+	tcluster_free(tc);
+}
+
+/* ---- stop during a spawn ---- */
+
+struct stop_spawn {
+	struct tcluster *tc;
+	struct answer spawn, stop;
+};
+
+static bool both_answered(const void *ctx)
+{
+	const struct stop_spawn *s = ctx;
+
+	return s->spawn.done && s->stop.done;
+}
+
+/* No operation left on any node: their queries ended too (a spawn query
+ * lives until its 90 s timeout, answered or not). */
+static bool no_ops(const void *ctx)
+{
+	const struct tcluster *tc = ctx;
+
+	for (int i = 0; i < tc->n; i++)
+		if (!hc_list_empty(&tc->nodes[i].c->ops) || !hc_list_empty(&tc->nodes[i].c->queries))
+			return false;
+	return true;
+}
+
+static bool pending_on_n0(const void *ctx)
+{
+	const struct tcluster *tc = ctx;
+	struct local_wl *l = hc_cluster_local_find(tc->nodes[0].c, WL_A);
+
+	return l && l->pending;
+}
+
+/* The owner takes its time to spawn; a stop asked meanwhile wins: the
+ * workload ends stopped, and nothing is left of it anywhere. */
+static void test_stop_while_spawning(void **state)
+{
+	Cluster__Services__Api__VmSpawnRequest req = CLUSTER__SERVICES__API__VM_SPAWN_REQUEST__INIT;
+	struct stop_spawn s = { .tc = joined_cluster(2, false) };
+	struct tcluster *tc = s.tc;
+
+	(void)state;
+	hc_fakert_set_latency(tc->nodes[0].rt, HC_FAKERT_SPAWN, 5000);
+	req.image_ref = (char *)"registry.test/app:1";
+	req.id = (char *)WL_A;
+	hc_cluster_spawn(tc->nodes[1].c, &req, on_spawned, &s.spawn);
+	assert_true(hc_simnet_run_until(tc->net, pending_on_n0, tc, 10000) >= 0);
+	hc_cluster_stop(tc->nodes[1].c, WL_A, on_stopped, &s.stop);
+	assert_true(hc_simnet_run_until(tc->net, both_answered, &s, 120000) >= 0);
+	assert_true(hc_simnet_run_until(tc->net, runtimes_idle, tc, 60000) >= 0);
+	assert_true(hc_simnet_run_until(tc->net, no_ops, tc, 120000) >= 0);
+
+	assert_int_equal(s.spawn.code, HC_RPC_OK);
+	assert_int_equal(s.stop.code, HC_RPC_OK);
+	assert_string_equal(s.stop.node, "n0");
+	/* spawned once, then stopped once: the stop waited for the spawn */
+	assert_int_equal(hc_fakert_spawns_of(tc->nodes[0].rt, WL_A), 1);
+	assert_int_equal(hc_fakert_calls(tc->nodes[0].rt, HC_FAKERT_STOP), 1);
+	assert_int_equal(hc_fakert_calls(tc->nodes[1].rt, HC_FAKERT_SPAWN), 0);
+	assert_int_equal(copies(tc, WL_A), 0);
+	for (int i = 0; i < tc->n; i++) {
+		assert_null(hc_cluster_local_find(tc->nodes[i].c, WL_A));
+		assert_int_equal(tc->nodes[i].c->njobs, 0);
+		assert_int_equal(tc->nodes[i].c->nlocal, 0); /* no placeholder either */
+	}
+	assert_owner_agreed(tc, WL_A, NULL);
+	tcluster_free(tc);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_placement_tries_next_node_after_failure),
+		cmocka_unit_test(test_placement_fails_when_every_node_fails),
+		cmocka_unit_test(test_respawn_happens_once_cluster_wide),
+		cmocka_unit_test(test_no_respawn_when_disabled),
+		cmocka_unit_test(test_duplicate_settles_to_one_copy),
+		cmocka_unit_test(test_state_chunks_reassemble_in_any_order),
+		cmocka_unit_test(test_stop_running_workload),
+		cmocka_unit_test(test_stop_while_spawning),
+		cmocka_unit_test(test_logs_from_the_owners_runtime),
+	};
+
+	hc_log_set_level(HC_LOG_ERROR);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
