@@ -403,6 +403,12 @@ const char *const hc_cluster_state_reject_names[STATE_REJECT_REASONS] = {
 	[STATE_REJECT_VERSION_MISSING] = "version_missing",
 };
 
+const char *const hc_cluster_answer_reject_names[ANSWER_REJECT_KINDS] = {
+	[ANSWER_REJECT_DRY_RUN] = "dry_run",
+	[ANSWER_REJECT_SPAWN] = "spawn",
+	[ANSWER_REJECT_STOP] = "stop",
+};
+
 void hc_cluster_note_rejected(struct hc_cluster *c, uint64_t *counter, const char *what,
 			      const char *sender, const char *why)
 {
@@ -469,6 +475,10 @@ static void collect(struct hc_metrics_writer *w, void *arg)
 			  "address, or a version too far ahead or missing",
 			  "reason", hc_cluster_state_reject_names, c->states_rejected,
 			  STATE_REJECT_REASONS);
+	labelled_counters(w, "hypercore_answers_rejected_total",
+			  "Query answers ignored: not from a node the query was sent to",
+			  "query", hc_cluster_answer_reject_names, c->answers_rejected,
+			  ANSWER_REJECT_KINDS);
 	counter(w, "hypercore_state_chunks_dropped_total",
 		"State chunks dropped (malformed, unknown sender, missed beginning)",
 		c->chunks_dropped);

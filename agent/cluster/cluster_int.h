@@ -140,6 +140,14 @@ enum state_reject {
 };
 extern const char *const hc_cluster_state_reject_names[STATE_REJECT_REASONS];
 
+enum answer_reject {
+	ANSWER_REJECT_DRY_RUN, /* a dry-run answer from a node not asked */
+	ANSWER_REJECT_SPAWN,   /* a spawn answer from another node than the one asked */
+	ANSWER_REJECT_STOP,    /* a stop answer from a name no alive member has */
+	ANSWER_REJECT_KINDS,
+};
+extern const char *const hc_cluster_answer_reject_names[ANSWER_REJECT_KINDS];
+
 /* ---- reports: what state.c and local.c see, for orchestrate to act on ---- */
 
 /* state.c and local.c do not call into orchestrate: they record what they
@@ -235,6 +243,7 @@ struct hc_cluster {
 	uint64_t states_received, states_outdated, events_ignored, queries_ignored;
 	uint64_t respawns, restarts, duplicates_stopped;
 	uint64_t states_rejected[STATE_REJECT_REASONS];
+	uint64_t answers_rejected[ANSWER_REJECT_KINDS];
 	uint64_t reject_warn_next_ms; /* when a rejection may be logged as a warning again */
 	uint64_t rejects_unlogged; /* rejections since, logged at debug only */
 
