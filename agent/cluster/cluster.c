@@ -210,6 +210,8 @@ int hc_cluster_query(struct hc_cluster *c, const char *name, const uint8_t *payl
 		     const struct hc_gossip_query_params *params,
 		     hc_gossip_response_fn *on_response, void (*done)(void *arg), void *arg)
 {
+	if (c->query_hook)
+		return c->query_hook(c, name, payload, len, params, on_response, done, arg);
 	return hc_gossip_query(c->gossip, name, payload, len, params, on_response, done, arg);
 }
 
@@ -330,6 +332,8 @@ void hc_cluster_gossip_addr(const struct hc_cluster *c, char *buf, size_t len)
 
 struct hc_gossip_member *hc_cluster_members(struct hc_cluster *c, size_t *n)
 {
+	if (c->members_hook)
+		return c->members_hook(c, n);
 	if (!c->gossip) {
 		*n = 0;
 		return calloc(1, sizeof(struct hc_gossip_member));
@@ -399,6 +403,52 @@ static void counter(struct hc_metrics_writer *w, const char *name, const char *h
 	hc_metrics_sample(w, name, NULL, (double)value);
 }
 
+static void labelled_counters(struct hc_metrics_writer *w, const char *name, const char *help,
+			      const char *label, const char *const *values,
+			      const uint64_t *counts, size_t n)
+{
+	hc_metrics_family(w, name, "counter", help);
+	for (size_t i = 0; i < n; i++) {
+		const char *labels[] = { label, values[i], NULL };
+
+		hc_metrics_sample(w, name, labels, (double)counts[i]);
+	}
+}
+
+const char *const hc_cluster_state_reject_names[STATE_REJECT_REASONS] = {
+	[STATE_REJECT_ADDR_MISMATCH] = "addr_mismatch",
+	[STATE_REJECT_VERSION_AHEAD] = "version_ahead",
+	[STATE_REJECT_VERSION_JUMP] = "version_jump",
+	[STATE_REJECT_VERSION_MISSING] = "version_missing",
+};
+
+const char *const hc_cluster_answer_reject_names[ANSWER_REJECT_KINDS] = {
+	[ANSWER_REJECT_DRY_RUN] = "dry_run",
+	[ANSWER_REJECT_SPAWN] = "spawn",
+	[ANSWER_REJECT_STOP] = "stop",
+};
+
+void hc_cluster_note_rejected(struct hc_cluster *c, uint64_t *counter, const char *what,
+			      const char *sender, const char *why)
+{
+	uint64_t now = hc_loop_now_ms(c->loop);
+
+	(*counter)++;
+	if (now < c->reject_warn_next_ms) {
+		c->rejects_unlogged++;
+		hc_log(HC_LOG_DEBUG, "%s from %s rejected: %s", what, sender, why);
+		return;
+	}
+	if (c->rejects_unlogged)
+		hc_log(HC_LOG_WARN, "%s from %s rejected: %s; %llu more rejected since the last "
+				    "warning (debug shows them)",
+		       what, sender, why, (unsigned long long)c->rejects_unlogged);
+	else
+		hc_log(HC_LOG_WARN, "%s from %s rejected: %s", what, sender, why);
+	c->reject_warn_next_ms = now + REJECT_WARN_EVERY_MS;
+	c->rejects_unlogged = 0;
+}
+
 static void collect(struct hc_metrics_writer *w, void *arg)
 {
 	struct hc_cluster *c = arg;
@@ -439,6 +489,15 @@ static void collect(struct hc_metrics_writer *w, void *arg)
 	counter(w, "hypercore_states_outdated_total",
 		"States dropped because a newer one of their node was already held",
 		c->states_outdated);
+	labelled_counters(w, "hypercore_states_rejected_total",
+			  "States from other nodes not used: node_addr not the sender's member "
+			  "address, or a version too far ahead or missing",
+			  "reason", hc_cluster_state_reject_names, c->states_rejected,
+			  STATE_REJECT_REASONS);
+	labelled_counters(w, "hypercore_answers_rejected_total",
+			  "Query answers ignored: not from a node the query was sent to",
+			  "query", hc_cluster_answer_reject_names, c->answers_rejected,
+			  ANSWER_REJECT_KINDS);
 	counter(w, "hypercore_state_chunks_dropped_total",
 		"State chunks dropped (malformed, unknown sender, missed beginning)",
 		c->chunks_dropped);

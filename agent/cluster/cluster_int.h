@@ -36,6 +36,19 @@
 #define SPAWN_TIMEOUT_MS 90000
 #define STOP_TIMEOUT_MS 30000
 #define DRY_RUN_TIMEOUT_MS 5000
+/* How far a state's version may run ahead: of this node's wall clock, and
+ * of the last version held from its sender by more than the time since
+ * that one came. Versions are the sender's wall clock in ms at each
+ * broadcast (at least one more than its last), so a version further ahead
+ * is forged or from a clock that is off by more than clocks drift; unbounded,
+ * one state with version 2^64-1 would make every later state of its node
+ * "older" and silence it for good. An hour leaves room for unsynchronised
+ * clocks and bursts of broadcasts, and bounds how long a forged version can
+ * hold back the real node's states. */
+#define STATE_VERSION_AHEAD_MAX_MS (60ull * 60 * 1000)
+/* Rejected states and answers are logged at most this often (a forger
+ * could flood the log otherwise); all are counted. */
+#define REJECT_WARN_EVERY_MS 10000
 
 typedef Cluster__Services__Api__WorkloadState hc_pb_workload;
 typedef Cluster__Services__Api__NodeStateResponse hc_pb_state;
@@ -122,6 +135,26 @@ struct local_wl {
 	bool stop_asked;
 	uint64_t stop_query;
 };
+
+/* Why a received state or query answer was not used: the label of
+ * hypercore_states_rejected_total / hypercore_answers_rejected_total.
+ * Append only: dashboards know the names. */
+enum state_reject {
+	STATE_REJECT_ADDR_MISMATCH,   /* node_addr is not its sender's member IP */
+	STATE_REJECT_VERSION_AHEAD,   /* version ahead of our wall clock */
+	STATE_REJECT_VERSION_JUMP,    /* version too far ahead of the last one held */
+	STATE_REJECT_VERSION_MISSING, /* unversioned, from a node that versions */
+	STATE_REJECT_REASONS,
+};
+extern const char *const hc_cluster_state_reject_names[STATE_REJECT_REASONS];
+
+enum answer_reject {
+	ANSWER_REJECT_DRY_RUN, /* a dry-run answer from a node not asked */
+	ANSWER_REJECT_SPAWN,   /* a spawn answer from another node than the one asked */
+	ANSWER_REJECT_STOP,    /* a stop answer from a name no alive member has */
+	ANSWER_REJECT_KINDS,
+};
+extern const char *const hc_cluster_answer_reject_names[ANSWER_REJECT_KINDS];
 
 /* ---- reports: what state.c and local.c see, for orchestrate to act on ---- */
 
@@ -218,6 +251,10 @@ struct hc_cluster {
 	uint64_t broadcasts, broadcast_skipped, state_changes, chunks_dropped;
 	uint64_t states_received, states_outdated, events_ignored, queries_ignored;
 	uint64_t respawns, restarts, duplicates_stopped;
+	uint64_t states_rejected[STATE_REJECT_REASONS];
+	uint64_t answers_rejected[ANSWER_REJECT_KINDS];
+	uint64_t reject_warn_next_ms; /* when a rejection may be logged as a warning again */
+	uint64_t rejects_unlogged; /* rejections since, logged at debug only */
 
 	/* operations in flight, their gossip queries, and jobs */
 	struct hc_list ops;	/* struct hc_cluster_op */
@@ -231,6 +268,14 @@ struct hc_cluster {
 	/* Whether a state's sender is an alive member (NULL: ask gossip);
 	 * the fuzz harness replaces it to reach the reassembly. */
 	bool (*sender_alive)(struct hc_cluster *c, const char *name);
+
+	/* Unit tests' stand-ins for gossip (NULL: gossip's own): the member
+	 * list as hc_gossip_members reports it (freed with
+	 * hc_gossip_members_free), and sending a query. */
+	struct hc_gossip_member *(*members_hook)(struct hc_cluster *c, size_t *n);
+	int (*query_hook)(struct hc_cluster *c, const char *name, const uint8_t *payload,
+			  size_t len, const struct hc_gossip_query_params *params,
+			  hc_gossip_response_fn *on_response, void (*done)(void *arg), void *arg);
 
 	struct hc_metrics_histogram spawn_hist;
 	uint64_t spawns_ok, spawns_failed;
@@ -265,6 +310,17 @@ struct peer *hc_cluster_state_peer(struct hc_cluster *c, const char *name);
 /* Which node (ours included) runs id; NULL if none known. */
 const char *hc_cluster_state_owner(struct hc_cluster *c, const char *id);
 void hc_cluster_state_fini(struct hc_cluster *c);
+/* Whether name is an alive member (c->sender_alive decides when set). */
+bool hc_cluster_member_alive(struct hc_cluster *c, const char *name);
+/* The IP of member name's gossip address, as the member list reports it.
+ * 0, -ENOENT (no such member) or -EINVAL (no IP in its address). */
+struct hc_ipaddr;
+int hc_cluster_member_ip(struct hc_cluster *c, const char *name, struct hc_ipaddr *out);
+/* Counts a rejected state or answer and logs it: a warning at most every
+ * REJECT_WARN_EVERY_MS, debug otherwise. what names it ("state", "spawn
+ * answer"...), why the reason. */
+void hc_cluster_note_rejected(struct hc_cluster *c, uint64_t *counter, const char *what,
+			      const char *sender, const char *why);
 /* Splits st's workloads into chunk payloads; see cluster.h's encoder. */
 uint64_t hc_cluster_state_hash(hc_pb_workload *const *w, size_t n, const char *addr);
 

@@ -31,6 +31,7 @@ struct op_query {
 	struct hc_cluster_op *op;
 	int attempt;
 	bool answered;
+	const char *target; /* the one node asked (op's candidate), or NULL: all */
 	struct hc_list link; /* c->queries */
 };
 
@@ -163,6 +164,7 @@ static int send_query(struct hc_cluster_op *op, const uint8_t *payload, size_t l
 		return -ENOMEM;
 	q->op = op;
 	q->attempt = op->attempt;
+	q->target = only_node;
 	hc_list_insert(&op->c->queries, &q->link);
 	if (only_node) {
 		params.nodes = nodes;
@@ -258,6 +260,13 @@ static void on_dry_run_answer(void *arg, const char *from, const uint8_t *payloa
 
 	if (is_ack || op->dry_done || op->finished)
 		return;
+	/* answers count from the nodes asked: the candidates, and a node the
+	 * spawn may not go to (respawn: the failed one, back meanwhile) */
+	if (idx < 0 && !(op->exclude && strcmp(from, op->exclude) == 0)) {
+		hc_cluster_note_rejected(op->c, &op->c->answers_rejected[ANSWER_REJECT_DRY_RUN],
+					 "dry-run answer", from, "not an alive member when asked");
+		return;
+	}
 	err = read_spawn_answer(payload, len, &resp, &eresp, &event);
 	if (idx >= 0) {
 		if (!err)
@@ -283,6 +292,14 @@ static void on_spawn_answer(void *arg, const char *from, const uint8_t *payload,
 
 	if (is_ack || q->attempt != op->attempt || op->finished || q->answered)
 		return;
+	if (!q->target || strcmp(from, q->target) != 0) {
+		char why[160];
+
+		snprintf(why, sizeof(why), "the spawn went to %s", q->target ? q->target : "?");
+		hc_cluster_note_rejected(op->c, &op->c->answers_rejected[ANSWER_REJECT_SPAWN],
+					 "spawn answer", from, why);
+		return;
+	}
 	q->answered = true;
 	err = read_spawn_answer(payload, len, &resp, &eresp, &event);
 	if (!err && resp->id && *resp->id) {
@@ -558,6 +575,13 @@ static void on_stop_answer(void *arg, const char *from, const uint8_t *payload, 
 
 	if (is_ack || op->finished)
 		return;
+	/* a stop goes to all, so no one node is its target; but each answer
+	 * counts towards NOT_FOUND, so it must come from a member */
+	if (!hc_cluster_member_alive(op->c, from)) {
+		hc_cluster_note_rejected(op->c, &op->c->answers_rejected[ANSWER_REJECT_STOP],
+					 "stop answer", from, "not an alive member");
+		return;
+	}
 	cm = hc_cluster_pb_unwrap(payload, len, &cluster__services__api__node__descriptor, &inner);
 	if (cm && cm->event == CLUSTER__SERVICES__API__CLUSTER_EVENT__STOP && inner) {
 		stop_finish(op, HC_RPC_OK, NULL, (void *)inner);
@@ -567,7 +591,6 @@ static void on_stop_answer(void *arg, const char *from, const uint8_t *payload, 
 		snprintf(msg, sizeof(msg), "no workload %s in the cluster", op->id);
 		stop_finish(op, HC_RPC_NOT_FOUND, msg, NULL);
 	}
-	(void)from;
 	hc_cluster_pb_free(inner);
 	hc_cluster_pb_free(cm);
 }

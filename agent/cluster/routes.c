@@ -121,35 +121,12 @@ static void add_local(struct hc_cluster *c, struct desired *d, const struct loca
 	}
 }
 
-/* The IP of a member's gossip address ("ip:port" or "[ip6]:port"). */
-static int member_ip(struct hc_cluster *c, const char *name, struct hc_ipaddr *out)
-{
-	size_t n = 0;
-	struct hc_gossip_member *ms = hc_gossip_members(c->gossip, &n);
-	int r = -ENOENT;
-
-	for (size_t i = 0; ms && i < n && r; i++) {
-		const char *a = ms[i].addr;
-		const char *end = a[0] == '[' ? strchr(a, ']') : strrchr(a, ':');
-		char host[64];
-
-		if (strcmp(ms[i].name, name) != 0 || !end)
-			continue;
-		if (a[0] == '[')
-			a++;
-		snprintf(host, sizeof(host), "%.*s", (int)(end - a), a);
-		r = hc_dp_ipaddr_parse(host, out);
-	}
-	hc_gossip_members_free(ms, n);
-	return r;
-}
-
 static void add_peer(struct hc_cluster *c, struct desired *d, const struct peer *p)
 {
 	struct hc_ipaddr addr;
 
 	if (!(p->node_addr && *p->node_addr && hc_dp_ipaddr_parse(p->node_addr, &addr) == 0) &&
-	    member_ip(c, p->name, &addr) < 0)
+	    hc_cluster_member_ip(c, p->name, &addr) < 0)
 		return;
 	for (size_t i = 0; i < p->nworkloads; i++) {
 		const hc_pb_workload *w = p->workloads[i];

@@ -10,10 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define HC_LOG_MODULE "cluster"
 #include "base/base.h"
 #include "cluster/cluster_int.h"
+#include "dataplane/dataplane.h"
 #include "log/log.h"
 
 #define MAX_ASSEMBLIES 64
@@ -24,6 +26,15 @@
 static uint32_t period_ms(const struct hc_cluster *c)
 {
 	return c->cfg.state_period_ms ? c->cfg.state_period_ms : STATE_PERIOD_MS;
+}
+
+/* Unix time in ms: state versions follow it, on both sides. */
+static uint64_t wall_ms(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	return (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
 }
 
 /* FNV-1a over the packed workloads and the address: equal states, equal
@@ -139,7 +150,7 @@ static void broadcast_now(struct hc_cluster *c)
 	size_t *ends = calloc(c->nlocal + 1, sizeof(*ends));
 	size_t n, nchunks, start = 0;
 	char uuid[HC_WORKLOAD_ID_LEN + 1];
-	uint64_t hash;
+	uint64_t hash, clock;
 	int r = 0;
 
 	if (!w || !ends || hc_uuid_new(uuid) < 0) {
@@ -158,7 +169,10 @@ static void broadcast_now(struct hc_cluster *c)
 		goto out;
 	}
 	nchunks = n ? plan_chunks(c, w, n, ends) : 1;
-	c->state_version++;
+	/* The clock, so receivers can bound a version by theirs; and always
+	 * more than the last, should the clock step back. */
+	clock = wall_ms();
+	c->state_version = clock > c->state_version ? clock : c->state_version + 1;
 	for (size_t k = 0; k < nchunks && r == 0; k++) {
 		size_t end = n ? ends[k] : 0;
 		const char *kind = nchunks == 1	      ? "complete"
@@ -343,14 +357,120 @@ static struct state_meta meta_of(const hc_pb_state *st)
 	return (struct state_meta){ st->node_addr, st->http_port, st->respawn, st->state_version };
 }
 
+bool hc_cluster_member_alive(struct hc_cluster *c, const char *name)
+{
+	size_t n = 0;
+	struct hc_gossip_member *ms;
+	bool alive = false;
+
+	if (c->sender_alive)
+		return c->sender_alive(c, name);
+	ms = hc_cluster_members(c, &n);
+	for (size_t i = 0; ms && i < n && !alive; i++)
+		alive = strcmp(ms[i].name, name) == 0 && ms[i].status == HC_GOSSIP_ALIVE;
+	hc_gossip_members_free(ms, n);
+	return alive;
+}
+
+int hc_cluster_member_ip(struct hc_cluster *c, const char *name, struct hc_ipaddr *out)
+{
+	size_t n = 0;
+	struct hc_gossip_member *ms = hc_cluster_members(c, &n);
+	int r = -ENOENT;
+
+	for (size_t i = 0; ms && i < n && r; i++) {
+		const char *a = ms[i].addr; /* "ip:port" or "[ip6]:port" */
+		const char *end = a[0] == '[' ? strchr(a, ']') : strrchr(a, ':');
+		char host[64];
+
+		if (strcmp(ms[i].name, name) != 0)
+			continue;
+		if (!end) {
+			r = -EINVAL;
+			break;
+		}
+		if (a[0] == '[')
+			a++;
+		snprintf(host, sizeof(host), "%.*s", (int)(end - a), a);
+		r = hc_dp_ipaddr_parse(host, out);
+		break;
+	}
+	hc_gossip_members_free(ms, n);
+	return r;
+}
+
+/* Serf user events carry no sender: any member could name another node in
+ * a state. Until states are signed, what needs no keys is checked: */
+
+/* node_addr, where routes send the sender's traffic, must be the IP of the
+ * gossip address of the member it names, which is what hypercore senders
+ * announce. Empty (upstream senders have no such field) stands for that
+ * same address: routes.c then uses the member's. No member tag carries
+ * another address today, so no other one is accepted. */
+static bool addr_plausible(struct hc_cluster *c, const char *sender, const char *addr)
+{
+	struct hc_ipaddr said, member;
+
+	if (!addr || !*addr)
+		return true;
+	return hc_dp_ipaddr_parse(addr, &said) == 0 &&
+	       hc_cluster_member_ip(c, sender, &member) == 0 &&
+	       memcmp(&said, &member, sizeof(said)) == 0;
+}
+
+/* The version may not run ahead of our clock, nor of the version held
+ * from the sender by more than the time since it came (both give the
+ * bound's slack), and a node that versions its states does not drop them.
+ * The last two only while that state is fresh: a node that was silent
+ * (restarted, its clock stepped) starts again under the first rule alone.
+ * A node restarting after an outage was forgotten meanwhile, or is
+ * silent; its first version is then its clock at the start. */
+static int version_reject(struct hc_cluster *c, const struct peer *p, uint64_t version)
+{
+	uint64_t now = hc_loop_now_ms(c->loop);
+	uint64_t since = p ? now - p->recv_ms : 0;
+	bool fresh = p && p->version && since <= (uint64_t)SILENCE_PERIODS * period_ms(c);
+
+	if (!version)
+		return fresh ? STATE_REJECT_VERSION_MISSING : -1;
+	if (version > wall_ms() + STATE_VERSION_AHEAD_MAX_MS)
+		return STATE_REJECT_VERSION_AHEAD;
+	if (fresh && version > p->version &&
+	    version - p->version > since + STATE_VERSION_AHEAD_MAX_MS)
+		return STATE_REJECT_VERSION_JUMP;
+	return -1;
+}
+
+/* Why a complete state from sender must not be used (STATE_REJECT_*), or
+ * -1. A rejected state changes nothing: no route, no peer, no stop. */
+static int state_reject(struct hc_cluster *c, const char *sender, const struct peer *p,
+			const struct state_meta *m)
+{
+	if (!addr_plausible(c, sender, m->addr))
+		return STATE_REJECT_ADDR_MISMATCH;
+	return version_reject(c, p, m->version);
+}
+
 /* A complete state from sender: it replaces the last one unless it is
- * older (versions come from hypercore senders only). Takes w. */
+ * implausible or older (versions come from hypercore senders only).
+ * Takes w. */
 static void apply_state(struct hc_cluster *c, const char *sender, hc_pb_workload **w, size_t n,
 			const struct state_meta *m)
 {
 	struct peer *p = hc_cluster_state_peer(c, sender);
+	int reject = state_reject(c, sender, p, m);
 	uint64_t hash;
 
+	if (reject >= 0) {
+		char why[160];
+
+		snprintf(why, sizeof(why), "%s (node_addr \"%s\", version %llu)",
+			 hc_cluster_state_reject_names[reject], m->addr ? m->addr : "",
+			 (unsigned long long)m->version);
+		hc_cluster_note_rejected(c, &c->states_rejected[reject], "state", sender, why);
+		free_workloads(w, n);
+		return;
+	}
 	if (p && m->version && m->version < p->version) {
 		c->states_outdated++;
 		hc_log(HC_LOG_DEBUG, "state %llu of %s is older than %llu: dropped",
@@ -397,18 +517,6 @@ static void apply_state(struct hc_cluster *c, const char *sender, hc_pb_workload
 		settle_duplicates(c, p);
 		hc_cluster_routes_sync(c);
 	}
-}
-
-static bool member_alive(struct hc_cluster *c, const char *name)
-{
-	size_t n = 0;
-	struct hc_gossip_member *ms = hc_gossip_members(c->gossip, &n);
-	bool alive = false;
-
-	for (size_t i = 0; ms && i < n && !alive; i++)
-		alive = strcmp(ms[i].name, name) == 0 && ms[i].status == HC_GOSSIP_ALIVE;
-	hc_gossip_members_free(ms, n);
-	return alive;
 }
 
 static struct assembly *find_assembly(struct hc_cluster *c, const char *sender, const char *uuid)
@@ -576,7 +684,7 @@ void hc_cluster_state_on_event(struct hc_cluster *c, const char *name, const uin
 	}
 	if (strcmp(sender, self_name(c)) == 0)
 		goto out; /* our own, delivered back */
-	if (!(c->sender_alive ? c->sender_alive(c, sender) : member_alive(c, sender))) {
+	if (!hc_cluster_member_alive(c, sender)) {
 		drop_chunk(c, "sender is not an alive member", sender);
 		goto out;
 	}
@@ -619,7 +727,7 @@ static bool we_respawn(struct hc_cluster *c, const char *id, const char *dead)
 	const char *best = NULL;
 	uint64_t best_h = 0;
 	size_t n = 0;
-	struct hc_gossip_member *ms = hc_gossip_members(c->gossip, &n);
+	struct hc_gossip_member *ms = hc_cluster_members(c, &n);
 	bool ours;
 
 	for (size_t i = 0; ms && i < n; i++) {
@@ -700,7 +808,7 @@ void hc_cluster_state_housekeeping(struct hc_cluster *c)
 		/* Silent: gone from the routes. Respawned only once gossip too
 		 * finds it dead (a node that is merely slow would be duplicated);
 		 * until then its last state is kept for that. */
-		if (!member_alive(c, p->name)) {
+		if (!hc_cluster_member_alive(c, p->name)) {
 			hc_cluster_state_forget_node(c, p->name, true);
 			continue;
 		}

@@ -1,0 +1,652 @@
+/* Forged states and answers: a state is used only with its sender's member
+ * address and a version that does not run ahead; spawn, dry-run and stop
+ * answers only from the nodes asked. No gossip, no runtime: the member list
+ * and queries go through the cluster's test hooks, time through the loop's
+ * clock. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "base/base.h"
+#include "cluster/cluster_int.h"
+#include "log/log.h"
+#include "loop/loop.h"
+#include "metrics/metrics.h"
+#include "tmpdir.h"
+
+/* Fixed, so the rendezvous choices (which copy of a duplicate stays) are
+ * the same on every run. */
+#define SELF "0b5e6f3c-9c1d-4a8e-8f2b-3d4c5e6f7a80"
+#define WL "5d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+#define HOUR_MS (60ull * 60 * 1000)
+
+static char dir[64];
+
+/* ---- the world the cluster sees ---- */
+
+struct fake_member {
+	char name[64];
+	char addr[64];
+	enum hc_gossip_status status;
+};
+
+static struct fake_member members[24];
+static size_t nmembers;
+static uint64_t clock_ns;
+
+static void add_member(const char *name, const char *addr)
+{
+	struct fake_member *m = &members[nmembers++];
+
+	snprintf(m->name, sizeof(m->name), "%s", name);
+	snprintf(m->addr, sizeof(m->addr), "%s", addr);
+	m->status = HC_GOSSIP_ALIVE;
+}
+
+static struct hc_gossip_member *fake_members(struct hc_cluster *c, size_t *n)
+{
+	struct hc_gossip_member *ms = calloc(nmembers + 1, sizeof(*ms));
+
+	(void)c;
+	assert_non_null(ms);
+	for (size_t i = 0; i < nmembers; i++) {
+		ms[i].name = strdup(members[i].name);
+		assert_non_null(ms[i].name);
+		snprintf(ms[i].addr, sizeof(ms[i].addr), "%s", members[i].addr);
+		ms[i].status = members[i].status;
+	}
+	*n = nmembers;
+	return ms;
+}
+
+static uint64_t fake_clock(void *ctx)
+{
+	return *(uint64_t *)ctx;
+}
+
+static unsigned duplicates_reported;
+
+static void record_report(struct hc_cluster *c, const struct hc_cluster_report *r)
+{
+	(void)c;
+	if (r->kind == HC_CLUSTER_REPORT_DUPLICATE)
+		duplicates_reported++;
+}
+
+/* A query the cluster sent, kept so the test can answer it. */
+struct sent_query {
+	char only[64]; /* "" when to all */
+	hc_gossip_response_fn *on_response;
+	void (*done)(void *arg);
+	void *arg;
+};
+
+static struct sent_query queries[8];
+static size_t nqueries;
+
+static int fake_query(struct hc_cluster *c, const char *name, const uint8_t *payload, size_t len,
+		      const struct hc_gossip_query_params *params,
+		      hc_gossip_response_fn *on_response, void (*done)(void *arg), void *arg)
+{
+	struct sent_query *q = &queries[nqueries++];
+
+	(void)c, (void)name, (void)payload, (void)len;
+	snprintf(q->only, sizeof(q->only), "%s", params->nnodes ? params->nodes[0] : "");
+	q->on_response = on_response;
+	q->done = done;
+	q->arg = arg;
+	return 0;
+}
+
+static struct hc_loop *loop;
+
+static struct hc_cluster *cluster_new(void)
+{
+	struct hc_cluster_config cfg = { .state_dir = dir, .base_url = "example.test" };
+	struct hc_cluster *c;
+	char err[256];
+
+	clock_ns = 1000ull * 1000000000; /* 1000 s */
+	loop = hc_loop_new(fake_clock, &clock_ns);
+	assert_non_null(loop);
+	c = hc_cluster_new(loop, &cfg, err, sizeof(err));
+	assert_non_null(c);
+	assert_string_equal(c->node_id, SELF);
+	c->members_hook = fake_members;
+	c->query_hook = fake_query;
+	c->report = record_report;
+	nmembers = 0;
+	nqueries = 0;
+	duplicates_reported = 0;
+	add_member(SELF, "10.0.0.1:7946");
+	add_member("node-b", "10.0.0.2:7946");
+	add_member("node-c", "10.0.0.3:7946"); /* the forger */
+	return c;
+}
+
+static void cluster_free(struct hc_cluster *c)
+{
+	hc_cluster_free(c);
+	hc_loop_free(loop);
+}
+
+static void advance_ms(uint64_t ms)
+{
+	clock_ns += ms * 1000000;
+}
+
+static uint64_t wall_ms(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	return (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+}
+
+/* ---- states as senders put them on the wire ---- */
+
+struct chunk {
+	const char *sender, *addr, *kind; /* kind: "complete", "begin", "finish"... */
+	const char *uuid;
+	uint64_t version;
+	uint32_t index, count; /* count 0: upstream's unindexed chunk */
+	const char *const *ids;
+	size_t nids;
+};
+
+static void deliver(struct hc_cluster *c, const struct chunk *ch)
+{
+	Cluster__Services__Api__Node node = CLUSTER__SERVICES__API__NODE__INIT;
+	hc_pb_state st = CLUSTER__SERVICES__API__NODE_STATE_RESPONSE__INIT;
+	hc_pb_workload wl[4], *w[4];
+	char marker[96];
+	uint8_t *buf;
+	size_t len;
+
+	assert_true(ch->nids <= 4);
+	snprintf(marker, sizeof(marker), "%s_%s",
+		 ch->uuid ? ch->uuid : "11111111-2222-4333-8444-555555555555",
+		 ch->kind ? ch->kind : "complete");
+	node.id = (char *)ch->sender;
+	node.ip = marker;
+	st.node = &node;
+	st.node_addr = (char *)(ch->addr ? ch->addr : "");
+	st.state_version = ch->version;
+	st.chunk_index = ch->index;
+	st.chunk_count = ch->count;
+	for (size_t i = 0; i < ch->nids; i++) {
+		cluster__services__api__workload_state__init(&wl[i]);
+		wl[i].id = (char *)ch->ids[i];
+		w[i] = &wl[i];
+	}
+	st.workloads = w;
+	st.n_workloads = ch->nids;
+	buf = hc_cluster_pb_pack(&st.base, &len);
+	assert_non_null(buf);
+	hc_cluster_state_on_event(c, HC_STATE_EVENT, buf, len);
+	free(buf);
+}
+
+/* One single-chunk hypercore state. */
+static void send_state(struct hc_cluster *c, const char *sender, const char *addr,
+		       uint64_t version, const char *const *ids, size_t nids)
+{
+	deliver(c, &(struct chunk){ .sender = sender, .addr = addr, .version = version,
+				    .count = 1, .ids = ids, .nids = nids });
+}
+
+static const char *const one_wl[] = { WL };
+
+static uint64_t rejected(const struct hc_cluster *c, enum state_reject why)
+{
+	return c->states_rejected[why];
+}
+
+/* What the cluster holds of peer name; all that routes are made from. */
+static void assert_peer(struct hc_cluster *c, const char *name, const char *addr,
+			uint64_t version, size_t nworkloads)
+{
+	struct peer *p = hc_cluster_state_peer(c, name);
+
+	assert_non_null(p);
+	assert_string_equal(p->node_addr, addr);
+	assert_int_equal(p->version, version);
+	assert_int_equal(p->nworkloads, nworkloads);
+}
+
+/* ---- node_addr ---- */
+
+static void test_another_nodes_name_with_another_address(void **state)
+{
+	struct hc_cluster *c = cluster_new();
+	uint64_t v = wall_ms();
+
+	(void)state;
+	send_state(c, "node-b", "10.0.0.2", v, one_wl, 1);
+	assert_peer(c, "node-b", "10.0.0.2", v, 1);
+	assert_int_equal(c->states_received, 1);
+
+	/* node-c names node-b: its own address, loopback, the metadata
+	 * service, something that is no address */
+	send_state(c, "node-b", "10.0.0.3", v + 1, NULL, 0);
+	send_state(c, "node-b", "127.0.0.1", v + 2, NULL, 0);
+	send_state(c, "node-b", "169.254.169.254", v + 3, NULL, 0);
+	send_state(c, "node-b", "node-b.example", v + 4, NULL, 0);
+	assert_int_equal(rejected(c, STATE_REJECT_ADDR_MISMATCH), 4);
+	assert_peer(c, "node-b", "10.0.0.2", v, 1);
+	assert_int_equal(c->states_received, 1);
+
+	/* a node we hold no state from yet: none is made */
+	add_member("node-d", "10.0.0.4:7946");
+	send_state(c, "node-d", "10.0.0.3", v, one_wl, 1);
+	assert_null(hc_cluster_state_peer(c, "node-d"));
+	assert_int_equal(rejected(c, STATE_REJECT_ADDR_MISMATCH), 5);
+
+	/* the real node goes on as before */
+	send_state(c, "node-b", "10.0.0.2", v + 5, NULL, 0);
+	assert_peer(c, "node-b", "10.0.0.2", v + 5, 0);
+	cluster_free(c);
+}
+
+/* Every way a state is reassembled checks the address of the whole. */
+static void test_address_checked_on_every_chunk_path(void **state)
+{
+	struct hc_cluster *c = cluster_new();
+	uint64_t v = wall_ms();
+	const char *u1 = "aaaaaaaa-2222-4333-8444-555555555555";
+	const char *u2 = "bbbbbbbb-2222-4333-8444-555555555555";
+
+	(void)state;
+	/* indexed, two chunks, out of order */
+	deliver(c, &(struct chunk){ "node-b", "10.0.0.3", "finish", u1, v, 1, 2, one_wl, 1 });
+	deliver(c, &(struct chunk){ "node-b", "10.0.0.3", "begin", u1, v, 0, 2, NULL, 0 });
+	assert_int_equal(rejected(c, STATE_REJECT_ADDR_MISMATCH), 1);
+	assert_null(hc_cluster_state_peer(c, "node-b"));
+	/* upstream's marker order: the beginning's address is the state's */
+	deliver(c, &(struct chunk){ "node-b", "10.0.0.3", "begin", u2, 0, 0, 0, one_wl, 1 });
+	deliver(c, &(struct chunk){ "node-b", "", "finish", u2, 0, 0, 0, NULL, 0 });
+	assert_int_equal(rejected(c, STATE_REJECT_ADDR_MISMATCH), 2);
+	assert_null(hc_cluster_state_peer(c, "node-b"));
+	/* upstream's single chunk */
+	deliver(c, &(struct chunk){ "node-b", "10.0.0.3", "complete", NULL, 0, 0, 0, one_wl, 1 });
+	assert_int_equal(rejected(c, STATE_REJECT_ADDR_MISMATCH), 3);
+	assert_null(hc_cluster_state_peer(c, "node-b"));
+	assert_int_equal(c->states_received, 0);
+
+	/* the same, right */
+	deliver(c, &(struct chunk){ "node-b", "10.0.0.2", "finish", u1, v, 1, 2, one_wl, 1 });
+	deliver(c, &(struct chunk){ "node-b", "10.0.0.2", "begin", u1, v, 0, 2, NULL, 0 });
+	assert_peer(c, "node-b", "10.0.0.2", v, 1);
+	assert_int_equal(c->states_received, 1);
+	cluster_free(c);
+}
+
+/* Upstream senders give no address: it stands for the member's, and routes
+ * use that one. Addresses compare as addresses, not as text. */
+static void test_upstream_empty_address_and_ipv6(void **state)
+{
+	struct hc_cluster *c = cluster_new();
+	uint64_t v = wall_ms();
+
+	(void)state;
+	deliver(c, &(struct chunk){ "node-b", "", "complete", NULL, 0, 0, 0, one_wl, 1 });
+	assert_peer(c, "node-b", "", 0, 1);
+	deliver(c, &(struct chunk){ "node-b", NULL, "complete", NULL, 0, 0, 0, NULL, 0 });
+	assert_peer(c, "node-b", "", 0, 0);
+
+	add_member("node-6", "[fd00::6]:7946");
+	send_state(c, "node-6", "fd00:0:0::6", v, one_wl, 1);
+	assert_peer(c, "node-6", "fd00:0:0::6", v, 1);
+	send_state(c, "node-6", "fd00::7", v + 1, NULL, 0);
+	assert_peer(c, "node-6", "fd00:0:0::6", v, 1);
+	assert_int_equal(rejected(c, STATE_REJECT_ADDR_MISMATCH), 1);
+	cluster_free(c);
+}
+
+/* A forged state that claims our workload for a node the rendezvous would
+ * keep it on stops nothing; the real states of those nodes would. */
+static void test_rejected_state_stops_nothing(void **state)
+{
+	struct hc_cluster *c = cluster_new();
+	struct hc_workload w = { .id = WL, .state = HC_WORKLOAD_RUNNING, .ip = "192.168.127.5" };
+	uint64_t v = wall_ms();
+	char name[16], addr[32];
+
+	(void)state;
+	assert_int_equal(hc_cluster_local_add(c, &w, false), 0);
+	for (int i = 0; i < 16; i++) {
+		snprintf(name, sizeof(name), "node-%02d", i);
+		snprintf(addr, sizeof(addr), "10.0.1.%d:7946", i);
+		add_member(name, addr);
+		send_state(c, name, "10.0.0.3", v, one_wl, 1);
+		send_state(c, name, "10.0.1.99", v, one_wl, 1);
+		send_state(c, name, addr, UINT64_MAX, one_wl, 1); /* "10.0.1.i:7946": no IP */
+	}
+	assert_int_equal(duplicates_reported, 0);
+	assert_int_equal(c->duplicates_stopped, 0);
+	assert_int_equal(c->npeers, 0);
+	assert_int_equal(rejected(c, STATE_REJECT_ADDR_MISMATCH), 48);
+
+	for (int i = 0; i < 16; i++) {
+		snprintf(name, sizeof(name), "node-%02d", i);
+		snprintf(addr, sizeof(addr), "10.0.1.%d", i);
+		send_state(c, name, addr, v, one_wl, 1);
+	}
+	assert_true(duplicates_reported > 0); /* so the forged ones would have */
+	cluster_free(c);
+}
+
+/* ---- versions ---- */
+
+static void test_huge_version_silences_nobody(void **state)
+{
+	struct hc_cluster *c = cluster_new();
+	uint64_t v = wall_ms();
+
+	(void)state;
+	/* before any real state: none is made */
+	send_state(c, "node-b", "10.0.0.2", UINT64_MAX, one_wl, 1);
+	assert_null(hc_cluster_state_peer(c, "node-b"));
+	send_state(c, "node-b", "10.0.0.2", v, one_wl, 1);
+	send_state(c, "node-b", "10.0.0.2", UINT64_MAX, NULL, 0);
+	send_state(c, "node-b", "10.0.0.2", v + 2 * HOUR_MS, NULL, 0);
+	assert_int_equal(rejected(c, STATE_REJECT_VERSION_AHEAD), 3);
+	assert_peer(c, "node-b", "10.0.0.2", v, 1);
+	/* the real node's next state is still newer than what we hold */
+	send_state(c, "node-b", "10.0.0.2", v + 1, NULL, 0);
+	assert_peer(c, "node-b", "10.0.0.2", v + 1, 0);
+	assert_int_equal(c->states_outdated, 0);
+
+	/* the same through indexed chunks */
+	deliver(c, &(struct chunk){ "node-b", "10.0.0.2", "begin", NULL, UINT64_MAX, 0, 2, NULL, 0 });
+	deliver(c, &(struct chunk){ "node-b", "10.0.0.2", "finish", NULL, UINT64_MAX, 1, 2, one_wl, 1 });
+	assert_int_equal(rejected(c, STATE_REJECT_VERSION_AHEAD), 4);
+	assert_peer(c, "node-b", "10.0.0.2", v + 1, 0);
+	cluster_free(c);
+}
+
+/* A version may not run ahead of the last one held by more than the time
+ * since it came and the bound (a sender whose version lags its clock). */
+static void test_version_jump(void **state)
+{
+	struct hc_cluster *c = cluster_new();
+	uint64_t v0 = wall_ms() - 3 * HOUR_MS;
+
+	(void)state;
+	send_state(c, "node-b", "10.0.0.2", v0, one_wl, 1);
+	advance_ms(10000);
+	send_state(c, "node-b", "10.0.0.2", v0 + 10000 + HOUR_MS + 1, NULL, 0);
+	assert_int_equal(rejected(c, STATE_REJECT_VERSION_JUMP), 1);
+	assert_peer(c, "node-b", "10.0.0.2", v0, 1);
+	send_state(c, "node-b", "10.0.0.2", v0 + 10000 + HOUR_MS, NULL, 0);
+	assert_peer(c, "node-b", "10.0.0.2", v0 + 10000 + HOUR_MS, 0);
+	assert_int_equal(rejected(c, STATE_REJECT_VERSION_JUMP), 1);
+	assert_int_equal(rejected(c, STATE_REJECT_VERSION_AHEAD), 0);
+	cluster_free(c);
+}
+
+/* A node back after a long outage starts at its clock: accepted once it
+ * was forgotten (gossip said failed or left) or fell silent. */
+static void test_restart_after_outage_accepted(void **state)
+{
+	struct hc_cluster *c = cluster_new();
+	uint64_t old = wall_ms() - 3 * 24 * HOUR_MS;
+
+	(void)state;
+	send_state(c, "node-b", "10.0.0.2", old, one_wl, 1);
+	hc_cluster_state_forget_node(c, "node-b", false);
+	assert_null(hc_cluster_state_peer(c, "node-b"));
+	send_state(c, "node-b", "10.0.0.2", wall_ms(), NULL, 0);
+	assert_non_null(hc_cluster_state_peer(c, "node-b"));
+
+	/* crashed and back before gossip noticed: held, but silent */
+	send_state(c, "node-c", "10.0.0.3", old, one_wl, 1);
+	send_state(c, "node-c", "10.0.0.3", wall_ms(), NULL, 0);
+	assert_int_equal(rejected(c, STATE_REJECT_VERSION_JUMP), 1);
+	advance_ms((uint64_t)SILENCE_PERIODS * STATE_PERIOD_MS + 1);
+	send_state(c, "node-c", "10.0.0.3", wall_ms(), NULL, 0);
+	assert_int_equal(hc_cluster_state_peer(c, "node-c")->nworkloads, 0);
+	assert_int_equal(rejected(c, STATE_REJECT_VERSION_JUMP), 1);
+	cluster_free(c);
+}
+
+/* Version 0 is upstream's: always accepted from a node that never versions;
+ * not while a versioned state of the same node is fresh. */
+static void test_unversioned_states(void **state)
+{
+	struct hc_cluster *c = cluster_new();
+	uint64_t v = wall_ms();
+
+	(void)state;
+	send_state(c, "node-b", "", 0, one_wl, 1);
+	send_state(c, "node-b", "", 0, NULL, 0);
+	assert_peer(c, "node-b", "", 0, 0);
+
+	send_state(c, "node-c", "10.0.0.3", v, one_wl, 1);
+	send_state(c, "node-c", "", 0, NULL, 0);
+	assert_int_equal(rejected(c, STATE_REJECT_VERSION_MISSING), 1);
+	assert_peer(c, "node-c", "10.0.0.3", v, 1);
+	advance_ms((uint64_t)SILENCE_PERIODS * STATE_PERIOD_MS + 1);
+	send_state(c, "node-c", "", 0, NULL, 0);
+	assert_peer(c, "node-c", "", 0, 0);
+	assert_int_equal(rejected(c, STATE_REJECT_VERSION_MISSING), 1);
+	cluster_free(c);
+}
+
+/* ---- counters and log ---- */
+
+static void test_rejections_counted_in_metrics_and_logged_sparingly(void **state)
+{
+	struct hc_cluster *c = cluster_new();
+	struct hc_metrics *m = hc_metrics_new();
+	char logpath[128], buf[4096];
+	size_t len, warns = 0;
+	char *text;
+	int fd;
+	ssize_t n;
+
+	(void)state;
+	snprintf(logpath, sizeof(logpath), "%s/log", dir);
+	fd = open(logpath, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	hc_log_set_fd(fd);
+	hc_log_set_level(HC_LOG_WARN);
+	send_state(c, "node-b", "10.0.0.3", wall_ms(), NULL, 0);
+	send_state(c, "node-b", "10.0.0.2", UINT64_MAX, NULL, 0);
+	advance_ms(REJECT_WARN_EVERY_MS);
+	send_state(c, "node-b", "10.0.0.3", wall_ms(), NULL, 0);
+	hc_log_set_level(HC_LOG_ERROR);
+	hc_log_set_fd(2);
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	close(fd);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	for (char *p = buf; (p = strstr(p, "level=warn")); p++)
+		warns++;
+	assert_int_equal(warns, 2);
+	assert_non_null(strstr(buf, "state from node-b rejected: addr_mismatch"));
+	assert_non_null(strstr(buf, "1 more rejected"));
+
+	assert_int_equal(hc_cluster_register_metrics(c, m), 0);
+	hc_metrics_unregister(m, hc_gossip_collect, NULL); /* no gossip here */
+	text = hc_metrics_render(m, &len);
+	assert_non_null(text);
+	assert_non_null(strstr(text, "hypercore_states_rejected_total{reason=\"addr_mismatch\"} 2\n"));
+	assert_non_null(strstr(text, "hypercore_states_rejected_total{reason=\"version_ahead\"} 1\n"));
+	assert_non_null(strstr(text, "hypercore_states_rejected_total{reason=\"version_jump\"} 0\n"));
+	assert_non_null(strstr(text, "hypercore_answers_rejected_total{query=\"spawn\"} 0\n"));
+	free(text);
+	cluster_free(c);
+	hc_metrics_free(m);
+}
+
+/* ---- answers ---- */
+
+struct outcome {
+	int calls;
+	enum hc_rpc_code code;
+	char id[64];
+};
+
+static void spawn_done(void *arg, enum hc_rpc_code code, const char *err,
+		       const Cluster__Services__Api__VmSpawnResponse *resp)
+{
+	struct outcome *o = arg;
+
+	(void)err;
+	o->calls++;
+	o->code = code;
+	snprintf(o->id, sizeof(o->id), "%s", resp ? resp->id : "");
+}
+
+static void stop_done(void *arg, enum hc_rpc_code code, const char *err,
+		      const Cluster__Services__Api__Node *node)
+{
+	struct outcome *o = arg;
+
+	(void)err, (void)node;
+	o->calls++;
+	o->code = code;
+}
+
+static void answer(const struct sent_query *q, const char *from, int event,
+		   const ProtobufCMessage *msg)
+{
+	size_t len;
+	uint8_t *buf = hc_cluster_pb_wrap(event, msg, &len);
+
+	assert_non_null(buf);
+	q->on_response(q->arg, from, buf, len, false);
+	free(buf);
+}
+
+static void answer_spawned(const struct sent_query *q, const char *from, const char *id)
+{
+	Cluster__Services__Api__VmSpawnResponse r = CLUSTER__SERVICES__API__VM_SPAWN_RESPONSE__INIT;
+
+	r.id = (char *)id;
+	r.url = (char *)"";
+	answer(q, from, CLUSTER__SERVICES__API__CLUSTER_EVENT__SPAWN, &r.base);
+}
+
+static void answer_error(const struct sent_query *q, const char *from)
+{
+	Cluster__Services__Api__ErrorResponse r = CLUSTER__SERVICES__API__ERROR_RESPONSE__INIT;
+
+	r.error = (char *)"no";
+	answer(q, from, CLUSTER__SERVICES__API__CLUSTER_EVENT__ERROR, &r.base);
+}
+
+static void finish_queries(void)
+{
+	for (size_t i = 0; i < nqueries; i++)
+		queries[i].done(queries[i].arg);
+	nqueries = 0;
+}
+
+static void test_spawn_answers_only_from_the_node_asked(void **state)
+{
+	struct hc_cluster *c = cluster_new();
+	hc_pb_spawn req = CLUSTER__SERVICES__API__VM_SPAWN_REQUEST__INIT;
+	struct outcome o = { 0 };
+
+	(void)state;
+	req.image_ref = (char *)"registry.test/web:1";
+	req.cores = 1;
+	req.memory = 128;
+	req.id = (char *)WL;
+	/* node-b announced a state: a hypercore node, expected to answer */
+	send_state(c, "node-b", "10.0.0.2", wall_ms(), NULL, 0);
+	assert_non_null(hc_cluster_spawn(c, &req, spawn_done, &o));
+	assert_int_equal(nqueries, 1);
+	assert_string_equal(queries[0].only, "");
+
+	/* dry run: a name no member has neither counts nor marks */
+	answer_spawned(&queries[0], "mallory", WL);
+	assert_int_equal(c->answers_rejected[ANSWER_REJECT_DRY_RUN], 1);
+	answer_error(&queries[0], SELF);
+	assert_int_equal(nqueries, 1); /* still waiting for node-b */
+	answer_spawned(&queries[0], "node-b", WL);
+	assert_int_equal(nqueries, 2);
+	assert_string_equal(queries[1].only, "node-b");
+
+	/* the real spawn: only node-b's answer counts */
+	answer_spawned(&queries[1], "node-c", WL);
+	answer_spawned(&queries[1], SELF, WL);
+	assert_int_equal(c->answers_rejected[ANSWER_REJECT_SPAWN], 2);
+	assert_int_equal(o.calls, 0);
+	answer_spawned(&queries[1], "node-b", WL);
+	assert_int_equal(o.calls, 1);
+	assert_int_equal(o.code, HC_RPC_OK);
+	assert_string_equal(o.id, WL);
+	finish_queries();
+	cluster_free(c);
+}
+
+static void test_stop_answers_only_from_members(void **state)
+{
+	struct hc_cluster *c = cluster_new();
+	struct outcome o = { 0 };
+
+	(void)state;
+	assert_non_null(hc_cluster_stop(c, WL, stop_done, &o));
+	assert_int_equal(nqueries, 1);
+	/* alone (no peer announced a state), one ERROR would be NOT_FOUND */
+	answer_error(&queries[0], "mallory");
+	assert_int_equal(c->answers_rejected[ANSWER_REJECT_STOP], 1);
+	assert_int_equal(o.calls, 0);
+	answer_error(&queries[0], SELF);
+	assert_int_equal(o.calls, 1);
+	assert_int_equal(o.code, HC_RPC_NOT_FOUND);
+	finish_queries();
+	cluster_free(c);
+}
+
+static int setup(void **state)
+{
+	char path[128];
+	int r;
+
+	(void)state;
+	hc_log_set_level(HC_LOG_ERROR);
+	r = hc_tmpdir_new(dir, sizeof(dir), "hc-plausible");
+	if (r < 0)
+		return r;
+	snprintf(path, sizeof(path), "%s/node-id", dir);
+	return hc_file_write_atomic(path, SELF "\n", sizeof(SELF), 0644);
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	return hc_tmpdir_remove(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_another_nodes_name_with_another_address),
+		cmocka_unit_test(test_address_checked_on_every_chunk_path),
+		cmocka_unit_test(test_upstream_empty_address_and_ipv6),
+		cmocka_unit_test(test_rejected_state_stops_nothing),
+		cmocka_unit_test(test_huge_version_silences_nobody),
+		cmocka_unit_test(test_version_jump),
+		cmocka_unit_test(test_restart_after_outage_accepted),
+		cmocka_unit_test(test_unversioned_states),
+		cmocka_unit_test(test_rejections_counted_in_metrics_and_logged_sparingly),
+		cmocka_unit_test(test_spawn_answers_only_from_the_node_asked),
+		cmocka_unit_test(test_stop_answers_only_from_members),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
