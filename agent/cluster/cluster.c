@@ -453,8 +453,9 @@ static void collect(struct hc_metrics_writer *w, void *arg)
 {
 	struct hc_cluster *c = arg;
 	static const char *const states[] = { "alive", "leaving", "left", "failed" };
-	size_t n = 0, by_state[5] = { 0 };
+	size_t n = 0, by_state[5] = { 0 }, queued;
 	struct hc_gossip_member *ms = hc_cluster_members(c, &n);
+	unsigned threads;
 
 	for (size_t i = 0; ms && i < n; i++)
 		if (ms[i].status < 5)
@@ -512,6 +513,13 @@ static void collect(struct hc_metrics_writer *w, void *arg)
 		"Map syncs from the cluster's state (every node's workloads)", c->map_syncs);
 	counter(w, "hypercore_dataplane_sync_errors_total", "Map syncs that failed",
 		c->map_sync_errors);
+	counter(w, "hypercore_jobs_refused_total",
+		"Runtime jobs refused because the worker pool's queue was full", c->jobs_refused);
+	hc_cluster_jobs_threads(c, &threads, &queued);
+	hc_metrics_family(w, "hypercore_job_threads", "gauge", "Worker threads of the job pool.");
+	hc_metrics_sample(w, "hypercore_job_threads", NULL, threads);
+	hc_metrics_family(w, "hypercore_jobs_queued", "gauge", "Runtime jobs waiting for a thread.");
+	hc_metrics_sample(w, "hypercore_jobs_queued", NULL, (double)queued);
 	counter(w, "hypercore_spawns_total", "Spawns asked of this node that succeeded",
 		c->spawns_ok);
 	counter(w, "hypercore_spawn_failures_total", "Spawns asked of this node that failed",

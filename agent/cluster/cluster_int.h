@@ -57,27 +57,32 @@ typedef Cluster__Services__Api__VmSpawnRequest hc_pb_spawn;
 /* ---- jobs: blocking runtime calls on worker threads (jobs.c) ---- */
 
 struct job;
+struct job_pool;
 typedef void job_fn(struct job *j);
 
 struct job {
 	struct hc_cluster *c;
 	job_fn *run;  /* on the worker thread: only the job's own fields */
 	job_fn *done; /* back on the loop thread; frees the job */
-	pthread_t thread;
-	bool threaded; /* on a thread of ours (else the runtime's run_job ran it) */
+	bool slow;    /* set by the caller: a spawn, which may take minutes */
 	struct hc_loop_task task;
-	struct hc_list link; /* c->jobs */
+	struct hc_list link;   /* c->jobs, until done */
+	struct hc_list queued; /* the pool's queue, until a worker takes it */
 };
 
 /* Starts run(j), which calls the runtime, then done(j) on the loop thread:
- * run on a thread of its own, or however the runtime's run_job runs it. j is
+ * run on the worker pool, or however the runtime's run_job runs it. j is
  * embedded at the start of the caller's job object. 0 or -errno (then
- * nothing ran and the caller still owns j). */
+ * nothing ran and the caller still owns j): -EBUSY when the pool's queue is
+ * full (counted). Loop thread. */
 int hc_cluster_job_start(struct hc_cluster *c, struct job *j, job_fn *run, job_fn *done);
-/* The same, always on a thread: for a job that blocks on something other
+/* The same, always on the pool: for a job that blocks on something other
  * than the runtime (a fetch from another node). */
 int hc_cluster_job_start_thread(struct hc_cluster *c, struct job *j, job_fn *run, job_fn *done);
-/* Waits for every job, running the loop so their done() callbacks run. */
+/* The pool's threads and waiting jobs now (metrics). */
+void hc_cluster_jobs_threads(struct hc_cluster *c, unsigned *threads, size_t *queued);
+/* Waits for every job, running the loop so their done() callbacks run,
+ * then ends the pool's threads. */
 void hc_cluster_jobs_drain(struct hc_cluster *c);
 
 /* ---- operations in flight (orchestrate.c, logs.c) ---- */
@@ -261,6 +266,9 @@ struct hc_cluster {
 	struct hc_list queries; /* struct op_query (orchestrate.c) */
 	struct hc_list jobs;	/* struct job */
 	size_t njobs;
+	struct job_pool *job_pool; /* made with the first job */
+	uint64_t jobs_refused;
+	uint64_t busy_warn_next_ms;
 
 	/* Where state.c and local.c report what they see (orchestrate.c). */
 	hc_cluster_report_fn *report;

@@ -276,7 +276,9 @@ struct hc_cluster_op *hc_cluster_logs(struct hc_cluster *c,
 		free(lj);
 		lj_op->finished = true;
 		hc_cluster_op_release_if_idle(lj_op);
-		done(arg, HC_RPC_RESOURCE_EXHAUSTED, "cannot start a worker", NULL);
+		done(arg, HC_RPC_RESOURCE_EXHAUSTED,
+		     r == -EBUSY ? "this node is busy (too many runtime jobs waiting)"
+				 : "cannot start a worker", NULL);
 		return NULL;
 	}
 	return lj_op;

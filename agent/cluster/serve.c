@@ -318,10 +318,15 @@ static void serve_spawn(struct hc_cluster *c, uint64_t query_id, const hc_pb_spa
 		    add_pending(c, sj->id, &sj->spec) < 0)
 			goto fail_msg;
 	}
-	if (hc_cluster_job_start(c, &sj->job, spawn_job_run, spawn_job_done) < 0) {
+	sj->job.slow = !sj->dry_run;
+	r = hc_cluster_job_start(c, &sj->job, spawn_job_run, spawn_job_done);
+	if (r < 0) {
 		if (!sj->dry_run)
 			hc_cluster_local_remove(c, sj->id);
-		goto fail_msg;
+		if (r != -EBUSY)
+			goto fail_msg;
+		respond_error(c, query_id, "this node is busy (too many runtime jobs waiting)");
+		goto fail;
 	}
 	return;
 fail_msg:
@@ -350,6 +355,7 @@ void hc_cluster_orch_restart_local(struct hc_cluster *c, struct local_wl *l)
 		goto fail;
 	snprintf(sj->id, sizeof(sj->id), "%s", w->id);
 	sj->restart = true;
+	sj->job.slow = true;
 	hc_log(HC_LOG_INFO, "restarting workload %s (restart %u)", sj->id, l->restarts);
 	if (hc_cluster_job_start(c, &sj->job, spawn_job_run, spawn_job_done) == 0)
 		return;
@@ -410,9 +416,11 @@ static int stop_local(struct hc_cluster *c, uint64_t query_id, const char *id)
 		return -ENOMEM;
 	sj->query_id = query_id;
 	snprintf(sj->id, sizeof(sj->id), "%s", id);
-	if (hc_cluster_job_start(c, &sj->job, stop_job_run, stop_job_done) < 0) {
+	int r = hc_cluster_job_start(c, &sj->job, stop_job_run, stop_job_done);
+
+	if (r < 0) {
 		free(sj);
-		return -ENOMEM;
+		return r;
 	}
 	l = hc_cluster_local_find(c, id);
 	if (l)
@@ -424,6 +432,7 @@ static void serve_stop(struct hc_cluster *c, uint64_t query_id,
 		       const Cluster__Services__Api__VmStopRequest *req)
 {
 	struct local_wl *l = req->id ? hc_cluster_local_find(c, req->id) : NULL;
+	int r;
 
 	if (!l) {
 		respond_error(c, query_id, "workload not found");
@@ -440,8 +449,11 @@ static void serve_stop(struct hc_cluster *c, uint64_t query_id,
 		l->stop_query = query_id;
 		return;
 	}
-	if (stop_local(c, query_id, req->id) < 0)
-		respond_error(c, query_id, "out of memory");
+	r = stop_local(c, query_id, req->id);
+	if (r < 0)
+		respond_error(c, query_id, "%s",
+			      r == -EBUSY ? "this node is busy (too many runtime jobs waiting)"
+					  : "out of memory");
 }
 
 void hc_cluster_orch_on_query(struct hc_cluster *c, uint64_t query_id, const char *from,

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,6 +51,7 @@ struct daemon {
 	char token_path[PATH_MAX]; /* the API token file, re-read on SIGHUP; "" for none */
 	double start_time; /* unix seconds */
 	long clock_ticks;
+	rlim_t nofile; /* the descriptor limit, raised at start */
 	long page_size;
 };
 
@@ -224,6 +226,43 @@ static int64_t refresh_proxy(struct hc_loop *loop, uint64_t id, void *arg)
 	return PROXY_REFRESH_MS;
 }
 
+/* Descriptors kept for everything but the proxy: gossip streams (at most
+ * 128), API connections (512 HTTP, gRPC's), CRI channels, job threads'
+ * sockets, log files, BPF objects. */
+#define RESERVED_FDS 2048
+/* A spliced connection holds two sockets and two pipes (four fds). */
+#define FDS_PER_PROXY_CONN 6
+
+/* Raises the soft descriptor limit to the hard one (the proxy alone can
+ * want tens of thousands; select() is used nowhere) and returns it. */
+static rlim_t raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 1024;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t old = rl.rlim_cur;
+
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+			hc_log(HC_LOG_WARN, "cannot raise the descriptor limit from %llu: %s",
+			       (unsigned long long)old, strerror(errno));
+			rl.rlim_cur = old;
+		}
+	}
+	return rl.rlim_cur == RLIM_INFINITY ? (rlim_t)1 << 20 : rl.rlim_cur;
+}
+
+/* How many connections the proxy may hold at once so that the rest of the
+ * agent always has RESERVED_FDS (half the limit when it is small). */
+static unsigned proxy_conn_budget(rlim_t nofile)
+{
+	if (nofile <= 2 * RESERVED_FDS)
+		return (unsigned)(nofile / 2 / FDS_PER_PROXY_CONN);
+	return (unsigned)((nofile - RESERVED_FDS) / FDS_PER_PROXY_CONN);
+}
+
 static int start_proxy(struct daemon *d, const struct hc_daemon_config *cfg, char *err,
 		       size_t errlen)
 {
@@ -236,6 +275,7 @@ static int start_proxy(struct daemon *d, const struct hc_daemon_config *cfg, cha
 		.forwarded_headers = cfg->proxy_forwarded_headers,
 		.head_timeout_ms = cfg->proxy_head_timeout_ms,
 		.max_conns = cfg->proxy_max_conns,
+		.max_total_conns = proxy_conn_budget(d->nofile),
 		.tls_cert = cfg->tls_cert,
 		.tls_key = cfg->tls_key,
 	};
@@ -243,6 +283,9 @@ static int start_proxy(struct daemon *d, const struct hc_daemon_config *cfg, cha
 	d->proxy = hc_proxy_start(&pcfg, err, errlen);
 	if (!d->proxy)
 		return -1;
+	hc_log(HC_LOG_INFO, "proxy: at most %u connections over all ports (what the descriptor "
+			    "limit leaves after %d for the rest of the agent)",
+	       pcfg.max_total_conns, RESERVED_FDS);
 	d->proxy_timer = hc_loop_add_timer(d->loop, PROXY_REFRESH_MS, refresh_proxy, d);
 	if (!d->proxy_timer || hc_proxy_register_metrics(d->proxy, d->metrics) < 0) {
 		snprintf(err, errlen, "out of memory");
@@ -543,6 +586,7 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, char *err, size_t errlen)
 	 * blocked mask and signals arrive only through the loop. */
 	if (watch_signals(&d, err, errlen) < 0)
 		goto fail;
+	d.nofile = raise_fd_limit();
 	if (!cfg->no_runtime && start_runtime(&d, cfg, err, errlen) < 0)
 		goto fail;
 	if (d.has_runtime) {

@@ -73,6 +73,7 @@ void hc_proxy_conn_close(struct hc_proxy_conn *c, bool reset)
 	}
 	atomic_fetch_sub(&p->stats.active, 1);
 	atomic_fetch_sub(&p->port_conns[l->port], 1);
+	atomic_fetch_sub(&p->total_conns, 1);
 	free(c->peek);
 	c->peek = NULL;
 	c->state = C_CLOSED;
@@ -719,9 +720,13 @@ void hc_proxy_accept(struct hc_proxy_worker *w, struct hc_proxy_listener *l)
 			return;
 		}
 		atomic_fetch_add(&p->stats.accepted, 1);
+		atomic_fetch_add(&p->total_conns, 1);
 		if (atomic_fetch_add(&p->port_conns[l->port], 1) >= p->cfg.max_conns ||
+		    (p->cfg.max_total_conns &&
+		     atomic_load(&p->total_conns) > p->cfg.max_total_conns) ||
 		    !(c = calloc(1, sizeof(*c)))) {
 			atomic_fetch_sub(&p->port_conns[l->port], 1);
+			atomic_fetch_sub(&p->total_conns, 1);
 			atomic_fetch_add(&p->stats.errors[HC_PROXY_ERR_OVER_LIMIT], 1);
 			close(fd);
 			continue;
@@ -738,6 +743,8 @@ void hc_proxy_accept(struct hc_proxy_worker *w, struct hc_proxy_listener *l)
 		c->deadline_ms = hc_proxy_now_ms() + p->cfg.head_timeout_ms;
 		ev.data.ptr = &c->hc;
 		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			atomic_fetch_sub(&p->port_conns[l->port], 1);
+			atomic_fetch_sub(&p->total_conns, 1);
 			close(fd);
 			free(c);
 			continue;

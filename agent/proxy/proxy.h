@@ -40,6 +40,10 @@ struct hc_proxy_config {
 	bool forwarded_headers; /* add X-Forwarded-For/-Proto and Forwarded */
 	unsigned head_timeout_ms; /* 0: 10000 */
 	unsigned max_conns; /* per listening port; 0: 10000 */
+	/* Over every port: the connections the descriptors left to the proxy
+	 * allow, so the agent's own sockets (gossip, APIs, CRI) never run out;
+	 * 0: no cap beyond max_conns. */
+	unsigned max_total_conns;
 	const char *tls_cert, *tls_key; /* PEM; both or neither */
 };
 

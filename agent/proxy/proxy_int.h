@@ -154,6 +154,7 @@ struct hc_proxy {
 	/* Open connections per port, over every worker: SO_REUSEPORT does not
 	 * spread connections evenly enough for per-worker shares of a limit. */
 	atomic_uint *port_conns; /* 65536 entries */
+	atomic_uint total_conns; /* over every port, against cfg.max_total_conns */
 };
 
 /* conn.c: a connection's life. */

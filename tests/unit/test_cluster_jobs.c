@@ -3,7 +3,9 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -107,6 +109,105 @@ static void test_jobs_listed_then_drained(void **state)
 	hc_loop_free(loop);
 }
 
+/* Jobs that wait at a gate until the test opens it. */
+static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
+static bool gate_open;
+static atomic_int running_slow, running_fast, finished;
+
+static void gated_run(struct job *j)
+{
+	atomic_int *running = j->slow ? &running_slow : &running_fast;
+
+	atomic_fetch_add(running, 1);
+	pthread_mutex_lock(&gate_lock);
+	while (!gate_open)
+		pthread_cond_wait(&gate_cond, &gate_lock);
+	pthread_mutex_unlock(&gate_lock);
+	atomic_fetch_add(&finished, 1);
+}
+
+static void gated_done(struct job *j)
+{
+	free(j);
+}
+
+static int start_gated(struct hc_cluster *c, bool slow)
+{
+	struct job *j = calloc(1, sizeof(*j));
+	int r;
+
+	assert_non_null(j);
+	j->slow = slow;
+	r = hc_cluster_job_start(c, j, gated_run, gated_done);
+	if (r < 0)
+		free(j);
+	return r;
+}
+
+/* Waits (on the wall clock: the jobs are real threads) until *n == want. */
+static void wait_count(atomic_int *n, int want)
+{
+	for (int i = 0; i < 500 && atomic_load(n) != want; i++)
+		usleep(10000);
+	assert_int_equal(atomic_load(n), want);
+}
+
+/* The pool is bounded: slow jobs (spawns) hold at most their share of the
+ * threads, so a fast one still runs; the threads never pass their cap; a
+ * full queue refuses (-EBUSY, counted) instead of growing; every accepted
+ * job still runs and is done once the gate opens. */
+static void test_pool_is_bounded(void **state)
+{
+	struct hc_cluster_config cfg = { .state_dir = dir, .base_url = "example.test" };
+	struct hc_loop *loop = hc_loop_new(NULL, NULL);
+	struct hc_cluster *c;
+	int accepted = 0, r = 0;
+	unsigned threads;
+	size_t queued;
+	char err[256];
+
+	(void)state;
+	gate_open = false;
+	atomic_store(&running_slow, 0);
+	atomic_store(&running_fast, 0);
+	atomic_store(&finished, 0);
+	assert_non_null(loop);
+	c = hc_cluster_new(loop, &cfg, err, sizeof(err));
+	assert_non_null(c);
+	for (int i = 0; i < 30; i++, accepted++)
+		assert_int_equal(start_gated(c, true), 0);
+	wait_count(&running_slow, 24);
+	usleep(50000);
+	assert_int_equal(atomic_load(&running_slow), 24); /* 6 wait, threads or not */
+	assert_int_equal(start_gated(c, false), 0);
+	accepted++;
+	wait_count(&running_fast, 1);
+	for (int i = 0; i < 7; i++, accepted++) /* the threads left: 32 in all */
+		assert_int_equal(start_gated(c, false), 0);
+	wait_count(&running_fast, 8);
+	hc_cluster_jobs_threads(c, &threads, &queued);
+	assert_int_equal(threads, 32);
+	assert_int_equal(queued, 6);
+	while ((r = start_gated(c, false)) == 0)
+		accepted++;
+	assert_int_equal(r, -EBUSY);
+	assert_int_equal(c->jobs_refused, 1);
+	hc_cluster_jobs_threads(c, &threads, &queued);
+	assert_int_equal(threads, 32);
+	assert_int_equal(queued, 512);
+	assert_int_equal(accepted, 32 + 512);
+	pthread_mutex_lock(&gate_lock);
+	gate_open = true;
+	pthread_cond_broadcast(&gate_cond);
+	pthread_mutex_unlock(&gate_lock);
+	hc_cluster_jobs_drain(c);
+	assert_int_equal(atomic_load(&finished), accepted);
+	assert_int_equal(c->njobs, 0);
+	hc_cluster_free(c);
+	hc_loop_free(loop);
+}
+
 /* A cluster that never started frees its (empty) lists of operations,
  * queries and jobs. */
 static void test_unstarted_cluster_frees(void **state)
@@ -130,6 +231,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_jobs_listed_then_drained),
 		cmocka_unit_test(test_unstarted_cluster_frees),
+		cmocka_unit_test(test_pool_is_bounded),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
