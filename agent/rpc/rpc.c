@@ -31,6 +31,10 @@
 /* Requests kept posted per method: enough for bursts of concurrent calls;
  * each completed request is replaced at once. */
 #define REQUESTS_PER_METHOD 4
+/* Calls in a handler or waiting for one's answer at once; more are refused
+ * at once (RESOURCE_EXHAUSTED), so a flood costs a refusal each, not memory
+ * and work held for as long as the clients wait. */
+#define MAX_CALLS_IN_FLIGHT 1024
 #define GENERIC_REQUESTS 2
 #define SHUTDOWN_DRAIN_MS 5000
 
@@ -105,6 +109,7 @@ struct hc_rpc_call {
 	grpc_byte_buffer *response;
 	grpc_slice status_details;
 	int cancelled;
+	bool in_handler; /* counted in srv->nhandling until answered */
 	enum hc_rpc_code code;
 	struct hc_list link; /* srv->live */
 };
@@ -126,6 +131,7 @@ struct hc_rpc_server {
 	uint64_t unknown_counts[HC_RPC_NCODES];
 	struct hc_list live; /* every call struct grpc or a handler holds */
 	size_t nlive;
+	size_t nhandling; /* given to a handler, not yet answered */
 	struct tag shutdown_tag;
 	bool shutting_down;
 	bool shutdown_seen;
@@ -228,6 +234,10 @@ static void send_reply(struct hc_rpc_call *c, enum hc_rpc_code code, const char 
 	grpc_call_error e;
 
 	c->state = CALL_SENDING;
+	if (c->in_handler) {
+		c->in_handler = false;
+		c->tag.srv->nhandling--;
+	}
 	c->code = code;
 	memset(ops, 0, sizeof(ops));
 	op->op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -352,6 +362,11 @@ static void on_new_call(struct hc_rpc_call *c)
 		return;
 	}
 	m = srv->methods[c->method].m;
+	if (srv->nhandling >= MAX_CALLS_IN_FLIGHT) {
+		hc_rpc_fail(c, HC_RPC_RESOURCE_EXHAUSTED, "%d calls in flight: try again later",
+			    MAX_CALLS_IN_FLIGHT);
+		return;
+	}
 	if (!c->payload) {
 		hc_rpc_fail(c, HC_RPC_INVALID_ARGUMENT, "%s: request has no message", m->path);
 		return;
@@ -363,6 +378,8 @@ static void on_new_call(struct hc_rpc_call *c)
 			    m->request_type->name);
 		return;
 	}
+	c->in_handler = true;
+	srv->nhandling++;
 	m->handler(c, c->request, m->arg);
 }
 
