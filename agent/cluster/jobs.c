@@ -70,17 +70,20 @@ static size_t runnable(const struct job_pool *pool)
 
 static void run_one(struct job_pool *pool, struct job *j)
 {
+	bool slow = j->slow;
+
 	hc_list_remove(&j->queued);
 	pool->nqueued--;
 	pool->nqueued_slow -= j->slow;
-	pool->nslow += j->slow;
+	pool->nslow += slow;
 	pthread_mutex_unlock(&pool->lock);
 	j->run(j);
 	j->task.fn = job_finished;
 	j->task.arg = j;
+	/* from here on the loop thread may free j */
 	hc_loop_post_task(j->c->loop, &j->task);
 	pthread_mutex_lock(&pool->lock);
-	if (j->slow) {
+	if (slow) {
 		pool->nslow--;
 		pthread_cond_broadcast(&pool->wake); /* a slow job may now run */
 	}
