@@ -80,7 +80,7 @@ static int to_request(struct spawn_args *a)
 
 static int parse_ports(char *arg, void *field, char *why, size_t len)
 {
-	struct hc_runtime_err rerr;
+	struct hc_err rerr;
 
 	if (hc_workload_spec_parse_ports(field, arg, &rerr) < 0) {
 		snprintf(why, len, "%s", rerr.msg);

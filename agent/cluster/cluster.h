@@ -23,7 +23,7 @@ struct hc_metrics;
 struct hc_dpmaps;
 struct hc_runtime_running;
 struct hc_runtime_exit;
-struct hc_runtime_err;
+struct hc_err;
 struct hc_runtime_capacity;
 struct hc_workload_spec;
 struct hc_workload;
@@ -38,13 +38,13 @@ struct hc_log_line;
  */
 struct hc_cluster_runtime_ops {
 	int (*spawn)(void *ctx, const struct hc_workload_spec *spec, const char *id,
-		     struct hc_workload *out, struct hc_runtime_err *err);
-	int (*stop)(void *ctx, const char *id, int grace_s, struct hc_runtime_err *err);
-	int (*list)(void *ctx, struct hc_workload **list, size_t *n, struct hc_runtime_err *err);
+		     struct hc_workload *out, struct hc_err *err);
+	int (*stop)(void *ctx, const char *id, int grace_s, struct hc_err *err);
+	int (*list)(void *ctx, struct hc_workload **list, size_t *n, struct hc_err *err);
 	int (*logs)(void *ctx, const char *id, long tail, bool follow, int stop_fd,
 		    int (*fn)(void *arg, const struct hc_log_line *line), void *arg,
-		    struct hc_runtime_err *err);
-	int (*capacity)(void *ctx, struct hc_runtime_capacity *out, struct hc_runtime_err *err);
+		    struct hc_err *err);
+	int (*capacity)(void *ctx, struct hc_runtime_capacity *out, struct hc_err *err);
 	/*
 	 * Optional: runs one job, run(arg) (which makes calls above), then
 	 * done(arg) on the loop thread. NULL: run on a thread of its own, as

@@ -113,7 +113,7 @@ static void local_run(struct job *j)
 {
 	struct logs_job *lj = (struct logs_job *)j;
 	const struct hc_cluster_runtime_ops *rt = j->c->cfg.runtime;
-	struct hc_runtime_err err;
+	struct hc_err err;
 	int r;
 
 	if (!rt) {

@@ -413,7 +413,7 @@ static int pick_candidates(struct hc_cluster_op *op)
 int hc_cluster_check_spawn_request(const hc_pb_spawn *req, char *err, size_t errlen)
 {
 	struct hc_workload_spec spec;
-	struct hc_runtime_err rerr;
+	struct hc_err rerr;
 	int r;
 
 	if (!req->image_ref || !*req->image_ref) {

@@ -64,7 +64,7 @@ struct spawn_job {
 	struct hc_workload_spec spec;
 	char id[HC_WORKLOAD_ID_LEN + 1];
 	int rc;
-	struct hc_runtime_err err;
+	struct hc_err err;
 	struct hc_workload out;
 	struct hc_runtime_capacity cap;
 };
@@ -98,7 +98,7 @@ static void spawn_job_run(struct job *j)
 		}
 	} else {
 		if (sj->restart) {
-			struct hc_runtime_err ignored;
+			struct hc_err ignored;
 
 			rt->stop(ctx, sj->id, 0, &ignored);
 		}
@@ -372,7 +372,7 @@ struct stop_job {
 	uint64_t query_id; /* 0: nobody to answer */
 	char id[HC_WORKLOAD_ID_LEN + 1];
 	int rc;
-	struct hc_runtime_err err;
+	struct hc_err err;
 };
 
 static void stop_job_run(struct job *j)

@@ -466,7 +466,7 @@ static int start_runtime(struct daemon *d, const struct hc_daemon_config *cfg, c
 		.ninsecure = cfg->ninsecure,
 		.subnet = cfg->workload_subnet,
 	};
-	struct hc_runtime_err rerr;
+	struct hc_err rerr;
 	struct hc_runtime *probe;
 	int r;
 

@@ -142,7 +142,7 @@ struct daemon_dataplane *hc_daemon_dataplane_start(struct hc_loop *loop, struct 
 		.mode = cfg->dataplane_mode,
 	};
 	struct daemon_dataplane *dd;
-	struct hc_dp_err derr;
+	struct hc_err derr;
 
 	if (parse_subnet(cfg->workload_subnet, &dcfg.workload_net, &dcfg.workload_prefix) < 0) {
 		snprintf(err, errlen, "invalid --workload-subnet %s (IPV4/PREFIX)",
@@ -194,7 +194,7 @@ void hc_daemon_dataplane_on_running(void *arg, const struct hc_runtime_running *
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct hc_ipaddr ip;
-		struct hc_dp_err err;
+		struct hc_err err;
 
 		if (hc_dp_ipaddr_parse(list[i].ip, &ip) < 0)
 			continue;
