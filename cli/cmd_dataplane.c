@@ -43,11 +43,10 @@ static int parse_backend(char *text, void *field, char *why, size_t len)
 {
 	struct route_opts *o = field;
 	struct hc_addr a;
-	char reason[128];
 
 	(void)why;
 	(void)len;
-	if (hc_addr_parse(text, false, &a, reason, sizeof(reason)) < 0 || hc_addr_is_any(&a))
+	if (hc_addr_parse(text, false, &a, NULL) < 0 || hc_addr_is_any(&a))
 		return -EINVAL;
 	memset(&o->backend, 0, sizeof(o->backend));
 	if (a.ss.ss_family == AF_INET) {

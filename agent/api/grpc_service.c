@@ -196,8 +196,8 @@ void hc_api_grpc_cancel_pending(struct hc_api *api)
 	}
 }
 
-struct hc_rpc_server *hc_api_grpc_new(struct hc_api *api, const struct hc_addr *addr, char *err,
-				      size_t errlen)
+struct hc_rpc_server *hc_api_grpc_new(struct hc_api *api, const struct hc_addr *addr,
+				      struct hc_err *err)
 {
 	static const struct hc_rpc_method methods[HC_API_GRPC_METHODS] = {
 		{ SERVICE "Spawn", &cluster__services__api__vm_spawn_request__descriptor, on_spawn,
@@ -214,6 +214,5 @@ struct hc_rpc_server *hc_api_grpc_new(struct hc_api *api, const struct hc_addr *
 		api->grpc_methods[i] = methods[i];
 		api->grpc_methods[i].arg = api;
 	}
-	return hc_rpc_server_new(api->loop, addr, api->grpc_methods, HC_API_GRPC_METHODS, err,
-				 errlen);
+	return hc_rpc_server_new(api->loop, addr, api->grpc_methods, HC_API_GRPC_METHODS, err);
 }

@@ -8,6 +8,7 @@
 #ifndef HC_BASE_H
 #define HC_BASE_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -31,6 +32,9 @@ struct hc_err {
  * `return hc_err_set(err, -EINVAL, "bad %s", what);`. */
 int hc_err_set(struct hc_err *err, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* The same with a va_list, for a module's own variadic fail helper. */
+int hc_err_vset(struct hc_err *err, int code, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
 
 /* ---- UUIDs (uuid.c) ---- */
 

@@ -79,8 +79,7 @@ struct hc_cluster_config {
 	 * (NULL: hc_gossip_new, on real sockets); the unit tests make one on
 	 * their simulated network. NULL with a reason in err on failure. */
 	struct hc_gossip *(*gossip_new)(void *arg, struct hc_loop *loop,
-					const struct hc_gossip_config *cfg, char *err,
-					size_t errlen);
+					const struct hc_gossip_config *cfg, struct hc_err *err);
 	void *gossip_arg;
 	/* The data plane maps to keep in sync (NULL: no data plane, or not
 	 * yet: see hc_cluster_set_maps()). Borrowed: must outlive the cluster. */
@@ -107,11 +106,11 @@ struct hc_cluster_config {
  * returns, the runtime and its ctx, the maps, gossip_arg and notify_arg for
  * the cluster's life. */
 struct hc_cluster *hc_cluster_new(struct hc_loop *loop, const struct hc_cluster_config *cfg,
-				  char *err, size_t errlen);
+				  struct hc_err *err);
 /* Binds gossip and starts joining the seeds. Separate from _new so the
  * agent can bind all its listeners before any of them starts talking.
  * Returns 0, or -1 with a one-line reason in err. */
-int hc_cluster_start(struct hc_cluster *c, char *err, size_t errlen);
+int hc_cluster_start(struct hc_cluster *c, struct hc_err *err);
 /* The gossip address peers dial ("ip:port"), once started. */
 void hc_cluster_gossip_addr(const struct hc_cluster *c, char *buf, size_t len);
 void hc_cluster_free(struct hc_cluster *c);
@@ -213,6 +212,6 @@ int hc_cluster_register_metrics(struct hc_cluster *c, struct hc_metrics *m);
  * the id is the node's name in the cluster. id must hold HC_NODE_ID_LEN + 1.
  * Returns 0 or -errno, with a reason in err.
  */
-int hc_node_id_load(const char *path, char *id, char *err, size_t errlen);
+int hc_node_id_load(const char *path, char *id, struct hc_err *err);
 
 #endif /* HC_CLUSTER_H */

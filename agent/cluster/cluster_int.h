@@ -345,7 +345,7 @@ void hc_cluster_ops_cancel_all(struct hc_cluster *c);
 void hc_cluster_queries_free_all(struct hc_cluster *c);
 /* Checks a spawn request as the runtime would (both sides do): 0, or
  * -EINVAL with the reason in err. */
-int hc_cluster_check_spawn_request(const hc_pb_spawn *req, char *err, size_t errlen);
+int hc_cluster_check_spawn_request(const hc_pb_spawn *req, struct hc_err *err);
 
 /* serve.c: the answering side, runtime work on jobs and node ports; the
  * two local actions are orchestrate's own (its report handler calls them). */

@@ -166,14 +166,15 @@ static void remote_run(struct job *j)
 	struct logs_job *lj = (struct logs_job *)j;
 	struct hc_httpc_response resp;
 	struct hc_addr a;
-	char hostport[96], path[256], why[128];
+	char hostport[96], path[256];
+	struct hc_err why;
 	int r;
 
 	snprintf(hostport, sizeof(hostport), strchr(lj->host, ':') ? "[%s]:%u" : "%s:%u",
 		 lj->host, lj->port);
-	if (hc_addr_parse(hostport, false, &a, why, sizeof(why)) < 0) {
+	if (hc_addr_parse(hostport, false, &a, &why) < 0) {
 		lj->code = HC_RPC_UNAVAILABLE;
-		snprintf(lj->err, sizeof(lj->err), "owner address %s: %s", hostport, why);
+		snprintf(lj->err, sizeof(lj->err), "owner address %s: %.128s", hostport, why.msg);
 		return;
 	}
 	snprintf(path, sizeof(path), "/logs?id=%s&local=1&tail=%u&from_line=%llu", lj->id,

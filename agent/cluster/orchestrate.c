@@ -410,36 +410,37 @@ static int pick_candidates(struct hc_cluster_op *op)
 
 /* Checks a request as the runtime would, so a bad one fails here with
  * INVALID_ARGUMENT instead of as every node's ERROR. */
-int hc_cluster_check_spawn_request(const hc_pb_spawn *req, char *err, size_t errlen)
+int hc_cluster_check_spawn_request(const hc_pb_spawn *req, struct hc_err *err)
 {
 	struct hc_workload_spec spec;
 	struct hc_err rerr;
 	int r;
 
 	if (!req->image_ref || !*req->image_ref) {
-		snprintf(err, errlen, "missing image_ref");
+		hc_err_set(err, -EINVAL, "missing image_ref");
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < req->n_ports; i++) {
 		uint32_t h = req->ports[i]->key, ctr = req->ports[i]->value;
 
 		if (h < 1 || h > 65535 || ctr < 1 || ctr > 65535) {
-			snprintf(err, errlen, "invalid port mapping %u:%u (ports are 1..65535)", h, ctr);
+			hc_err_set(err, -EINVAL, "invalid port mapping %u:%u (ports are 1..65535)",
+				   h, ctr);
 			return -EINVAL;
 		}
 	}
 	if (req->id && *req->id && !hc_uuid_valid(req->id)) {
-		snprintf(err, errlen, "invalid workload id %s (want a UUID)", req->id);
+		hc_err_set(err, -EINVAL, "invalid workload id %s (want a UUID)", req->id);
 		return -EINVAL;
 	}
 	if (hc_cluster_pb_to_spec(req, &spec) < 0) {
-		snprintf(err, errlen, "out of memory");
+		hc_err_set(err, -ENOMEM, "out of memory");
 		return -ENOMEM;
 	}
 	r = hc_workload_spec_validate(&spec, &rerr);
 	hc_workload_spec_fini(&spec);
 	if (r < 0)
-		snprintf(err, errlen, "%s", rerr.msg);
+		hc_err_set(err, r, "%s", rerr.msg);
 	return r;
 }
 
@@ -449,14 +450,15 @@ static struct hc_cluster_op *spawn_start(struct hc_cluster *c, const hc_pb_spawn
 {
 	struct hc_cluster_op *op;
 	const char *owner;
+	struct hc_err bad;
 	char err[512];
 	uint8_t *payload;
 	size_t len;
 	int r;
 
-	if (hc_cluster_check_spawn_request(req, err, sizeof(err)) < 0) {
+	if (hc_cluster_check_spawn_request(req, &bad) < 0) {
 		if (done)
-			done(arg, HC_RPC_INVALID_ARGUMENT, err, NULL);
+			done(arg, HC_RPC_INVALID_ARGUMENT, bad.msg, NULL);
 		return NULL;
 	}
 	op = hc_cluster_op_new(c, OP_SPAWN, arg);

@@ -278,7 +278,8 @@ static int add_pending(struct hc_cluster *c, const char *id, const struct hc_wor
 static void serve_spawn(struct hc_cluster *c, uint64_t query_id, const hc_pb_spawn *req)
 {
 	struct spawn_job *sj;
-	char err[512], label[NODE_PORT_LABEL_LEN];
+	char label[NODE_PORT_LABEL_LEN];
+	struct hc_err err;
 	int r;
 
 	if (!c->cfg.runtime) {
@@ -286,8 +287,8 @@ static void serve_spawn(struct hc_cluster *c, uint64_t query_id, const hc_pb_spa
 			      hc_gossip_name(c->gossip));
 		return;
 	}
-	if (hc_cluster_check_spawn_request(req, err, sizeof(err)) < 0) {
-		respond_error(c, query_id, "%s", err);
+	if (hc_cluster_check_spawn_request(req, &err) < 0) {
+		respond_error(c, query_id, "%s", err.msg);
 		return;
 	}
 	sj = calloc(1, sizeof(*sj));

@@ -181,7 +181,7 @@ int hc_proxy_forward_pump(struct hc_proxy_conn *c);
 void hc_proxy_forward_fini(struct hc_proxy_conn *c);
 
 /* tls.c: termination. */
-SSL_CTX *hc_proxy_tls_ctx_new(const char *cert, const char *key, char *err, size_t errlen);
+SSL_CTX *hc_proxy_tls_ctx_new(const char *cert, const char *key, struct hc_err *err);
 /* 1: the handshake is done, 0: wants more (events set), -1: failed. */
 int hc_proxy_tls_handshake(struct hc_proxy_conn *c);
 

@@ -422,11 +422,11 @@ static void on_event(void *arg)
 }
 
 static int register_methods(struct hc_rpc_server *srv, const struct hc_rpc_method *methods,
-			    size_t n, char *err, size_t errlen)
+			    size_t n, struct hc_err *err)
 {
 	srv->methods = calloc(n ? n : 1, sizeof(*srv->methods));
 	if (!srv->methods) {
-		snprintf(err, errlen, "out of memory");
+		hc_err_set(err, -ENOMEM, "out of memory");
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -435,7 +435,7 @@ static int register_methods(struct hc_rpc_server *srv, const struct hc_rpc_metho
 			srv->server, methods[i].path, NULL,
 			GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
 		if (!srv->methods[i].handle) {
-			snprintf(err, errlen, "cannot register gRPC method %s", methods[i].path);
+			hc_err_set(err, -EINVAL, "cannot register gRPC method %s", methods[i].path);
 			return -EINVAL;
 		}
 	}
@@ -445,7 +445,7 @@ static int register_methods(struct hc_rpc_server *srv, const struct hc_rpc_metho
 
 struct hc_rpc_server *hc_rpc_server_new(struct hc_loop *loop, const struct hc_addr *addr,
 					const struct hc_rpc_method *methods, size_t nmethods,
-					char *err, size_t errlen)
+					struct hc_err *err)
 {
 	grpc_arg arg = {
 		.type = GRPC_ARG_INTEGER,
@@ -463,12 +463,12 @@ struct hc_rpc_server *hc_rpc_server_new(struct hc_loop *loop, const struct hc_ad
 	 * the user the real reason. */
 	r = hc_addr_probe_tcp(addr);
 	if (r < 0) {
-		snprintf(err, errlen, "cannot listen on %s: %s", where, strerror(-r));
+		hc_err_set(err, r, "cannot listen on %s: %s", where, strerror(-r));
 		return NULL;
 	}
 	srv = calloc(1, sizeof(*srv));
 	if (!srv) {
-		snprintf(err, errlen, "out of memory");
+		hc_err_set(err, -ENOMEM, "out of memory");
 		return NULL;
 	}
 	grpc_ref();
@@ -481,21 +481,21 @@ struct hc_rpc_server *hc_rpc_server_new(struct hc_loop *loop, const struct hc_ad
 	srv->server = grpc_server_create(&args, NULL);
 	srv->cq = grpc_completion_queue_create_for_next(NULL);
 	grpc_server_register_completion_queue(srv->server, srv->cq, NULL);
-	if (register_methods(srv, methods, nmethods, err, errlen) < 0)
+	if (register_methods(srv, methods, nmethods, err) < 0)
 		goto fail;
 
 	creds = grpc_insecure_server_credentials_create();
 	srv->port = grpc_server_add_http2_port(srv->server, where, creds);
 	grpc_server_credentials_release(creds);
 	if (srv->port == 0) {
-		snprintf(err, errlen, "cannot listen on %s (address in use or not available)",
-			 where);
+		hc_err_set(err, -EADDRINUSE,
+			   "cannot listen on %s (address in use or not available)", where);
 		goto fail;
 	}
 	grpc_server_start(srv->server);
 	r = pthread_create(&srv->pump, NULL, pump_main, srv);
 	if (r) {
-		snprintf(err, errlen, "cannot start the gRPC thread: %s", strerror(r));
+		hc_err_set(err, -r, "cannot start the gRPC thread: %s", strerror(r));
 		hc_rpc_server_free(srv);
 		return NULL;
 	}

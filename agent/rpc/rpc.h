@@ -10,6 +10,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "addr/addr.h"
+#include "base/base.h"
 
 struct hc_loop;
 struct hc_metrics_writer;
@@ -68,7 +69,7 @@ struct hc_rpc_method {
  */
 struct hc_rpc_server *hc_rpc_server_new(struct hc_loop *loop, const struct hc_addr *addr,
 					const struct hc_rpc_method *methods, size_t nmethods,
-					char *err, size_t errlen);
+					struct hc_err *err);
 /* The TCP port actually bound. */
 int hc_rpc_server_port(const struct hc_rpc_server *srv);
 /*

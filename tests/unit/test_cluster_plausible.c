@@ -114,12 +114,12 @@ static struct hc_cluster *cluster_new(void)
 {
 	struct hc_cluster_config cfg = { .state_dir = dir, .base_url = "example.test" };
 	struct hc_cluster *c;
-	char err[256];
+	struct hc_err err;
 
 	clock_ns = 1000ull * 1000000000; /* 1000 s */
 	loop = hc_loop_new(fake_clock, &clock_ns);
 	assert_non_null(loop);
-	c = hc_cluster_new(loop, &cfg, err, sizeof(err));
+	c = hc_cluster_new(loop, &cfg, &err);
 	assert_non_null(c);
 	assert_string_equal(c->node_id, SELF);
 	c->members_hook = fake_members;

@@ -67,7 +67,7 @@ static int setup(void **state)
 {
 	static struct server s;
 	struct hc_addr addr;
-	char err[256];
+	struct hc_err err;
 
 	memset(&s, 0, sizeof(s));
 	methods[0] = (struct hc_rpc_method){ ECHO, &cluster__services__api__vm_logs_request__descriptor,
@@ -75,8 +75,8 @@ static int setup(void **state)
 	methods[1] = (struct hc_rpc_method){ HOLD, &cluster__services__api__vm_logs_request__descriptor,
 					     on_hold, &s };
 	s.loop = hc_loop_new(NULL, NULL);
-	assert_int_equal(hc_addr_parse("127.0.0.1:0", true, &addr, err, sizeof(err)), 0);
-	s.srv = hc_rpc_server_new(s.loop, &addr, methods, 2, err, sizeof(err));
+	assert_int_equal(hc_addr_parse("127.0.0.1:0", true, &addr, &err), 0);
+	s.srv = hc_rpc_server_new(s.loop, &addr, methods, 2, &err);
 	assert_non_null(s.srv);
 	snprintf(s.target, sizeof(s.target), "127.0.0.1:%d", hc_rpc_server_port(s.srv));
 	assert_int_equal(pthread_create(&s.thread, NULL, loop_main, s.loop), 0);
@@ -206,12 +206,12 @@ static void test_busy_port_is_a_clear_error(void **state)
 	struct server *s = *state;
 	struct hc_loop *loop = hc_loop_new(NULL, NULL);
 	struct hc_addr addr;
-	char err[256];
+	struct hc_err err;
 
-	assert_int_equal(hc_addr_parse(s->target, false, &addr, err, sizeof(err)), 0);
-	assert_null(hc_rpc_server_new(loop, &addr, methods, 2, err, sizeof(err)));
-	assert_non_null(strstr(err, "Address already in use"));
-	assert_non_null(strstr(err, s->target));
+	assert_int_equal(hc_addr_parse(s->target, false, &addr, &err), 0);
+	assert_null(hc_rpc_server_new(loop, &addr, methods, 2, &err));
+	assert_non_null(strstr(err.msg, "Address already in use"));
+	assert_non_null(strstr(err.msg, s->target));
 	hc_loop_free(loop);
 }
 
