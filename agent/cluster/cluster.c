@@ -289,6 +289,7 @@ int hc_cluster_start(struct hc_cluster *c, struct hc_err *err)
 	const struct hc_cluster_config *cfg = &c->cfg;
 	struct hc_gossip_config gc = cfg->gossip;
 	struct timespec now;
+	int r;
 
 	if (!gc.name)
 		gc.name = c->node_id;
@@ -297,22 +298,21 @@ int hc_cluster_start(struct hc_cluster *c, struct hc_err *err)
 	c->gossip = cfg->gossip_new ? cfg->gossip_new(cfg->gossip_arg, c->loop, &gc, err)
 				    : hc_gossip_new(c->loop, &gc, err);
 	if (!c->gossip)
-		return -1;
+		return err && err->code < 0 ? err->code : -EIO;
 	our_addr(c);
 	/* Versions only grow, across restarts too: they start at the clock. */
 	clock_gettime(CLOCK_REALTIME, &now);
 	c->state_version = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
 	c->state_timer = hc_loop_add_timer(c->loop, 0, hc_cluster_state_tick, c);
 	c->housekeeping_timer = hc_loop_add_timer(c->loop, HOUSEKEEPING_MS, housekeeping, c);
-	if (!c->state_timer || !c->housekeeping_timer) {
-		hc_err_set(err, -ENOMEM, "out of memory");
-		return -1;
-	}
+	if (!c->state_timer || !c->housekeeping_timer)
+		return hc_err_set(err, -ENOMEM, "out of memory");
 	hc_cluster_local_refresh(c);
-	if (cfg->njoin && hc_gossip_join(c->gossip, cfg->join, cfg->njoin, JOIN_ATTEMPTS, false,
-					 on_joined, c) < 0) {
-		hc_err_set(err, -EINVAL, "invalid join address");
-		return -1;
+	if (cfg->njoin) {
+		r = hc_gossip_join(c->gossip, cfg->join, cfg->njoin, JOIN_ATTEMPTS, false,
+				   on_joined, c);
+		if (r < 0)
+			return hc_err_set(err, r, "invalid join address");
 	}
 	return 0;
 }

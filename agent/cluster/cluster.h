@@ -109,7 +109,7 @@ struct hc_cluster *hc_cluster_new(struct hc_loop *loop, const struct hc_cluster_
 				  struct hc_err *err);
 /* Binds gossip and starts joining the seeds. Separate from _new so the
  * agent can bind all its listeners before any of them starts talking.
- * Returns 0, or -1 with a one-line reason in err. */
+ * Returns 0, or -errno with a one-line reason in err. */
 int hc_cluster_start(struct hc_cluster *c, struct hc_err *err);
 /* The gossip address peers dial ("ip:port"), once started. */
 void hc_cluster_gossip_addr(const struct hc_cluster *c, char *buf, size_t len);

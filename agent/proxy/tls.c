@@ -93,11 +93,13 @@ int hc_proxy_tls_handshake(struct hc_proxy_conn *c)
 		return 1;
 	switch (SSL_get_error(c->ssl, r)) {
 	case SSL_ERROR_WANT_READ:
-		return hc_proxy_watch(c, false, EPOLLIN) < 0 ? -1 : 0;
+		r = hc_proxy_watch(c, false, EPOLLIN);
+		return r < 0 ? r : 0;
 	case SSL_ERROR_WANT_WRITE:
-		return hc_proxy_watch(c, false, EPOLLOUT) < 0 ? -1 : 0;
+		r = hc_proxy_watch(c, false, EPOLLOUT);
+		return r < 0 ? r : 0;
 	default:
 		ERR_clear_error();
-		return -1;
+		return -EPROTO;
 	}
 }

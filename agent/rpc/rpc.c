@@ -52,6 +52,29 @@ const char *hc_rpc_code_name(int code)
 	return code_names[code];
 }
 
+int hc_rpc_code_errno(enum hc_rpc_code code)
+{
+	switch (code) {
+	case HC_RPC_NOT_FOUND:
+		return -ENOENT;
+	case HC_RPC_ALREADY_EXISTS:
+		return -EEXIST;
+	case HC_RPC_INVALID_ARGUMENT:
+		return -EINVAL;
+	case HC_RPC_UNAVAILABLE:
+		return -ECONNREFUSED;
+	case HC_RPC_DEADLINE_EXCEEDED:
+		return -ETIMEDOUT;
+	case HC_RPC_RESOURCE_EXHAUSTED:
+		return -ENOSPC;
+	case HC_RPC_PERMISSION_DENIED:
+	case HC_RPC_UNAUTHENTICATED:
+		return -EACCES;
+	default:
+		return -EIO;
+	}
+}
+
 /* ---- grpc library lifetime and logging ---- */
 
 static void route_grpc_log(gpr_log_func_args *args)
@@ -656,7 +679,7 @@ int hc_rpc_client_call(struct hc_rpc_client *cl, const char *path,
 		send_md = calloc(nmd, sizeof(*send_md));
 		if (!send_md) {
 			set_status(st, HC_RPC_RESOURCE_EXHAUSTED, "out of memory");
-			return -1;
+			return hc_rpc_code_errno(st->code);
 		}
 		for (size_t i = 0; i < nmd; i++) {
 			send_md[i].key = grpc_slice_from_copied_string(md[i].key);
@@ -734,5 +757,5 @@ out:
 		grpc_slice_unref(send_md[i].value);
 	}
 	free(send_md);
-	return ret;
+	return ret < 0 ? hc_rpc_code_errno(st->code) : 0;
 }

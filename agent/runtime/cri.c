@@ -111,29 +111,6 @@ int hc_runtime_probe(const struct hc_runtime *rt, struct hc_err *err)
 	return 0;
 }
 
-static int code_to_errno(enum hc_rpc_code code)
-{
-	switch (code) {
-	case HC_RPC_NOT_FOUND:
-		return ENOENT;
-	case HC_RPC_ALREADY_EXISTS:
-		return EEXIST;
-	case HC_RPC_INVALID_ARGUMENT:
-		return EINVAL;
-	case HC_RPC_UNAVAILABLE:
-		return ECONNREFUSED;
-	case HC_RPC_DEADLINE_EXCEEDED:
-		return ETIMEDOUT;
-	case HC_RPC_RESOURCE_EXHAUSTED:
-		return ENOSPC;
-	case HC_RPC_PERMISSION_DENIED:
-	case HC_RPC_UNAUTHENTICATED:
-		return EACCES;
-	default:
-		return EIO;
-	}
-}
-
 int hc_cri_call(struct hc_runtime *rt, const char *method, const ProtobufCMessage *req,
 		const ProtobufCMessageDescriptor *resp_type, ProtobufCMessage **resp, int timeout_ms,
 		const char *what, struct hc_err *err)
@@ -157,7 +134,7 @@ int hc_cri_call(struct hc_runtime *rt, const char *method, const ProtobufCMessag
 	}
 	if (hc_rpc_client_call(rt->client, path, req, resp_type, resp, NULL, 0, timeout_ms, &st) == 0)
 		return 0;
-	e = code_to_errno(st.code);
+	e = -hc_rpc_code_errno(st.code);
 	hc_log(HC_LOG_DEBUG, "CRI %s failed: %s %s", method,
 	       hc_rpc_code_name(st.code), st.message);
 	if (e == ECONNREFUSED) {
