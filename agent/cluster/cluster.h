@@ -157,29 +157,27 @@ void hc_cluster_on_exit(void *cluster, const struct hc_runtime_exit *ev);
 /* ---- operations (the API's Spawn, Stop and Logs) ----
  * Each finishes later on the loop thread by calling its done callback once
  * with HC_RPC_OK and the answer (valid during the call), or an error code
- * and a one-line message. hc_cluster_op_cancel() before then means done is
- * never called (the caller went away). */
+ * and a one-line message (answer NULL). hc_cluster_op_cancel() before then
+ * means done is never called (the caller went away). */
 struct hc_cluster_op;
 
-typedef void hc_cluster_spawn_done(void *arg, enum hc_rpc_code code, const char *err,
-				   const Cluster__Services__Api__VmSpawnResponse *resp);
-typedef void hc_cluster_stop_done(void *arg, enum hc_rpc_code code, const char *err,
-				  const Cluster__Services__Api__Node *node);
-typedef void hc_cluster_logs_done(void *arg, enum hc_rpc_code code, const char *err,
-				  const Cluster__Services__Api__VmLogsResponse *resp);
+/* The answer is the gRPC method's response message: a VmSpawnResponse for
+ * spawn, the Node that stopped it for stop, a VmLogsResponse for logs. */
+typedef void hc_cluster_op_done(void *arg, enum hc_rpc_code code, const char *err,
+				const ProtobufCMessage *answer);
 
 /* Chooses a node (policy order, dry-run capacity check) and spawns there.
  * NULL if done already ran (bad request, out of memory). */
 struct hc_cluster_op *hc_cluster_spawn(struct hc_cluster *c,
 				       const Cluster__Services__Api__VmSpawnRequest *req,
-				       hc_cluster_spawn_done *done, void *arg);
+				       hc_cluster_op_done *done, void *arg);
 struct hc_cluster_op *hc_cluster_stop(struct hc_cluster *c, const char *id,
-				      hc_cluster_stop_done *done, void *arg);
+				      hc_cluster_op_done *done, void *arg);
 /* Logs from the owner node; local_only answers from this node's runtime
  * only (what a peer asks for when it forwards). */
 struct hc_cluster_op *hc_cluster_logs(struct hc_cluster *c,
 				      const Cluster__Services__Api__VmLogsRequest *req,
-				      bool local_only, hc_cluster_logs_done *done, void *arg);
+				      bool local_only, hc_cluster_op_done *done, void *arg);
 void hc_cluster_op_cancel(struct hc_cluster_op *op);
 
 /* Cluster members (hc_gossip_members semantics: free with

@@ -95,11 +95,7 @@ struct hc_cluster_op {
 	bool cancelled, finished;
 	unsigned inflight; /* queries whose done() has not run yet */
 	struct hc_list link; /* c->ops */
-	union {
-		hc_cluster_spawn_done *spawn;
-		hc_cluster_stop_done *stop;
-		hc_cluster_logs_done *logs;
-	} done;
+	hc_cluster_op_done *done;
 	void *arg;
 	uint64_t started_ns;
 	char id[HC_WORKLOAD_ID_LEN + 1];

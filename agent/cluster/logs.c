@@ -207,15 +207,15 @@ static void logs_done(struct job *j)
 
 	if (!op->cancelled && !j->c->closing) {
 		if (lj->code != HC_RPC_OK) {
-			op->done.logs(op->arg, lj->code, lj->err, NULL);
+			op->done(op->arg, lj->code, lj->err, NULL);
 		} else if (!(text = malloc(lj->len + 1))) {
-			op->done.logs(op->arg, HC_RPC_RESOURCE_EXHAUSTED, "out of memory", NULL);
+			op->done(op->arg, HC_RPC_RESOURCE_EXHAUSTED, "out of memory", NULL);
 		} else {
 			memcpy(text, lj->text ? lj->text : "", lj->len);
 			text[lj->len] = '\0';
 			resp.logs = text;
 			resp.next_line = lj->next_line;
-			op->done.logs(op->arg, HC_RPC_OK, NULL, &resp);
+			op->done(op->arg, HC_RPC_OK, NULL, &resp.base);
 			free(text);
 		}
 	}
@@ -229,7 +229,7 @@ static void logs_done(struct job *j)
 
 struct hc_cluster_op *hc_cluster_logs(struct hc_cluster *c,
 				      const Cluster__Services__Api__VmLogsRequest *req,
-				      bool local_only, hc_cluster_logs_done *done, void *arg)
+				      bool local_only, hc_cluster_op_done *done, void *arg)
 {
 	struct hc_cluster_op *lj_op;
 	struct logs_job *lj;
@@ -262,7 +262,7 @@ struct hc_cluster_op *hc_cluster_logs(struct hc_cluster *c,
 		return NULL;
 	}
 	lj->op = lj_op;
-	lj_op->done.logs = done;
+	lj_op->done = done;
 	snprintf(lj->id, sizeof(lj->id), "%s", req->id);
 	lj->tail = req->tail;
 	lj->from_line = req->from_line;

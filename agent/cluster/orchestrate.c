@@ -117,8 +117,8 @@ static void spawn_finish(struct hc_cluster_op *op, enum hc_rpc_code code, const 
 		c->spawns_failed++;
 		hc_log(HC_LOG_WARN, "spawn of %s failed: %s", op->id, err);
 	}
-	if (!op->cancelled && op->done.spawn)
-		op->done.spawn(op->arg, code, err, resp);
+	if (!op->cancelled && op->done)
+		op->done(op->arg, code, err, resp ? &resp->base : NULL);
 	hc_cluster_op_release_if_idle(op);
 }
 
@@ -128,8 +128,8 @@ static void stop_finish(struct hc_cluster_op *op, enum hc_rpc_code code, const c
 	if (op->finished)
 		return;
 	op->finished = true;
-	if (!op->cancelled && op->done.stop)
-		op->done.stop(op->arg, code, err, node);
+	if (!op->cancelled && op->done)
+		op->done(op->arg, code, err, node ? &node->base : NULL);
 	hc_cluster_op_release_if_idle(op);
 }
 
@@ -445,7 +445,7 @@ int hc_cluster_check_spawn_request(const hc_pb_spawn *req, struct hc_err *err)
 }
 
 static struct hc_cluster_op *spawn_start(struct hc_cluster *c, const hc_pb_spawn *req,
-					 const char *exclude, hc_cluster_spawn_done *done,
+					 const char *exclude, hc_cluster_op_done *done,
 					 void *arg)
 {
 	struct hc_cluster_op *op;
@@ -470,7 +470,7 @@ static struct hc_cluster_op *spawn_start(struct hc_cluster *c, const hc_pb_spawn
 			done(arg, HC_RPC_RESOURCE_EXHAUSTED, "out of memory", NULL);
 		return NULL;
 	}
-	op->done.spawn = done;
+	op->done = done;
 	if (op->req->id && *op->req->id) {
 		snprintf(op->id, sizeof(op->id), "%s", op->req->id);
 	} else {
@@ -515,7 +515,7 @@ static struct hc_cluster_op *spawn_start(struct hc_cluster *c, const hc_pb_spawn
 }
 
 struct hc_cluster_op *hc_cluster_spawn(struct hc_cluster *c, const hc_pb_spawn *req,
-				       hc_cluster_spawn_done *done, void *arg)
+				       hc_cluster_op_done *done, void *arg)
 {
 	return spawn_start(c, req, NULL, done, arg);
 }
@@ -598,7 +598,7 @@ static void on_stop_answer(void *arg, const char *from, const uint8_t *payload, 
 }
 
 struct hc_cluster_op *hc_cluster_stop(struct hc_cluster *c, const char *id,
-				      hc_cluster_stop_done *done, void *arg)
+				      hc_cluster_op_done *done, void *arg)
 {
 	Cluster__Services__Api__VmStopRequest req = CLUSTER__SERVICES__API__VM_STOP_REQUEST__INIT;
 	struct hc_cluster_op *op;
@@ -621,7 +621,7 @@ struct hc_cluster_op *hc_cluster_stop(struct hc_cluster *c, const char *id,
 		done(arg, HC_RPC_RESOURCE_EXHAUSTED, "out of memory", NULL);
 		return NULL;
 	}
-	op->done.stop = done;
+	op->done = done;
 	snprintf(op->id, sizeof(op->id), "%s", id);
 	op->expected = hypercore_nodes(c);
 	r = send_query(op, payload, len, NULL, STOP_TIMEOUT_MS, on_stop_answer);

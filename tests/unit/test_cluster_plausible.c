@@ -499,8 +499,9 @@ struct outcome {
 };
 
 static void spawn_done(void *arg, enum hc_rpc_code code, const char *err,
-		       const Cluster__Services__Api__VmSpawnResponse *resp)
+		       const ProtobufCMessage *answer)
 {
+	const Cluster__Services__Api__VmSpawnResponse *resp = (const void *)answer;
 	struct outcome *o = arg;
 
 	(void)err;
@@ -510,8 +511,9 @@ static void spawn_done(void *arg, enum hc_rpc_code code, const char *err,
 }
 
 static void stop_done(void *arg, enum hc_rpc_code code, const char *err,
-		      const Cluster__Services__Api__Node *node)
+		      const ProtobufCMessage *answer)
 {
+	const Cluster__Services__Api__Node *node = (const void *)answer;
 	struct outcome *o = arg;
 
 	(void)err, (void)node;

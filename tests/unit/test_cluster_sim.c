@@ -241,8 +241,9 @@ static void tcluster_free(struct tcluster *tc)
 }
 
 static void on_spawned(void *arg, enum hc_rpc_code code, const char *err,
-		       const Cluster__Services__Api__VmSpawnResponse *resp)
+		       const ProtobufCMessage *answer)
 {
+	const Cluster__Services__Api__VmSpawnResponse *resp = (const void *)answer;
 	struct answer *a = arg;
 
 	assert_false(a->done); /* once */
@@ -256,8 +257,9 @@ static void on_spawned(void *arg, enum hc_rpc_code code, const char *err,
 }
 
 static void on_stopped(void *arg, enum hc_rpc_code code, const char *err,
-		       const Cluster__Services__Api__Node *node)
+		       const ProtobufCMessage *answer)
 {
+	const Cluster__Services__Api__Node *node = (const void *)answer;
 	struct answer *a = arg;
 
 	assert_false(a->done);
@@ -687,8 +689,9 @@ struct logs_answer {
 };
 
 static void on_logs(void *arg, enum hc_rpc_code code, const char *err,
-		    const Cluster__Services__Api__VmLogsResponse *resp)
+		    const ProtobufCMessage *answer)
 {
+	const Cluster__Services__Api__VmLogsResponse *resp = (const void *)answer;
 	struct logs_answer *a = arg;
 
 	(void)err;
