@@ -9,6 +9,7 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "base/base.h"
 #include "hypercore/defaults.h"
 
 struct hc_rpc_status;
@@ -185,7 +186,7 @@ int hc_cli_parse_seconds(const char *s, int *ms);
  * the body (free it). Otherwise -errno with a one-line reason in err. */
 int hc_cli_http(const char *addr, const char *method, const char *path, const void *payload,
 		size_t payload_len, int timeout_ms, int *status, char **body, size_t *body_len,
-		char *err, size_t errlen);
+		struct hc_err *err);
 
 /* Calls the agent's HTTP API and returns the "response" member of its JSON
  * answer (the caller json_decref()s *doc, which owns it), or prints one

@@ -49,14 +49,15 @@ int hc_cli_opt_token_state_dir(char *value, void *field, char *why, size_t len)
 /* The first token of <dir>/api-token into found; why not into not_found. */
 static const char *token_of_state_dir(const char *dir, bool quiet)
 {
-	char path[PATH_MAX], why[400];
+	char path[PATH_MAX];
 	struct hc_auth *auth;
+	struct hc_err why;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, HC_AUTH_TOKEN_FILE);
-	auth = hc_auth_load(path, why, sizeof(why));
+	auth = hc_auth_load(path, &why);
 	if (!auth) {
 		if (!quiet)
-			snprintf(not_found, sizeof(not_found), "%s", why);
+			snprintf(not_found, sizeof(not_found), "%s", why.msg);
 		return NULL;
 	}
 	snprintf(found, sizeof(found), "%s", hc_auth_token(auth));
@@ -151,13 +152,14 @@ static int parse_token_args(const struct hc_cli_cmd *cmd, int argc, char **argv,
 /* The admin token of the node whose state dir is dir, into out. */
 static int admin_token(const char *dir, char out[HC_AUTH_TOKEN_MAX + 1])
 {
-	char path[PATH_MAX], why[400];
+	char path[PATH_MAX];
 	struct hc_auth *auth;
+	struct hc_err why;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, HC_AUTH_TOKEN_FILE);
-	auth = hc_auth_load(path, why, sizeof(why));
+	auth = hc_auth_load(path, &why);
 	if (!auth)
-		return hc_cli_fail("%s (has an agent run with --state-dir %s?)", why, dir);
+		return hc_cli_fail("%s (has an agent run with --state-dir %s?)", why.msg, dir);
 	snprintf(out, HC_AUTH_TOKEN_MAX + 1, "%s", hc_auth_token(auth));
 	hc_auth_free(auth);
 	return HC_EXIT_OK;

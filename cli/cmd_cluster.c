@@ -229,7 +229,7 @@ int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
 		.level = HC_LOG_INFO,
 	};
 	struct hc_daemon_config *cfg = &a.cfg;
-	char err[512];
+	struct hc_err err;
 	int r = hc_cli_parse_opts(cmd, argc, argv, &a);
 
 	if (r >= 0)
@@ -246,8 +246,8 @@ int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
 					  cfg->base_url);
 
 	hc_log_set_level(a.level);
-	if (hc_daemon_run(cfg, err, sizeof(err)) < 0)
-		return hc_cli_fail("%s", err);
+	if (hc_daemon_run(cfg, &err) < 0)
+		return hc_cli_fail("%s", err.msg);
 	return HC_EXIT_OK;
 }
 
@@ -286,7 +286,7 @@ static int parse_client_opts(const struct hc_cli_cmd *cmd, int argc, char **argv
 			     struct client_opts *o)
 {
 	struct hc_addr check;
-	char why[256];
+	struct hc_err why;
 	int r;
 
 	o->timeout_ms = DEFAULT_TIMEOUT_MS;
@@ -295,8 +295,9 @@ static int parse_client_opts(const struct hc_cli_cmd *cmd, int argc, char **argv
 		return r;
 	if (optind < argc)
 		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
-	if (hc_addr_parse(o->addr, false, &check, why, sizeof(why)) < 0)
-		return hc_cli_usage_error(cmd, "invalid --%s %s: %s", cmd->opts[0].name, o->addr, why);
+	if (hc_addr_parse(o->addr, false, &check, &why) < 0)
+		return hc_cli_usage_error(cmd, "invalid --%s %s: %s", cmd->opts[0].name, o->addr,
+					  why.msg);
 	return -1;
 }
 
@@ -381,7 +382,8 @@ int hc_cli_cmd_cluster_list(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
 	Cluster__Services__Api__VmQueryRequest req = CLUSTER__SERVICES__API__VM_QUERY_REQUEST__INIT;
 	struct client_opts o = { .addr = HC_CLI_DEFAULT_GRPC_ADDR };
-	char target[128], why[256];
+	char target[128];
+	struct hc_err why;
 	ProtobufCMessage *resp = NULL;
 	struct hc_rpc_client *client;
 	struct hc_rpc_status st;
@@ -389,8 +391,8 @@ int hc_cli_cmd_cluster_list(const struct hc_cli_cmd *cmd, int argc, char **argv)
 
 	if (r >= 0)
 		return r;
-	if (hc_addr_dial_target(o.addr, target, sizeof(target), why, sizeof(why)) < 0)
-		return hc_cli_usage_error(cmd, "invalid --grpc-bind-addr %s: %s", o.addr, why);
+	if (hc_addr_dial_target(o.addr, target, sizeof(target), &why) < 0)
+		return hc_cli_usage_error(cmd, "invalid --grpc-bind-addr %s: %s", o.addr, why.msg);
 
 	client = hc_rpc_client_new(target);
 	if (!client)
@@ -479,16 +481,17 @@ int hc_cli_cmd_cluster_members(const struct hc_cli_cmd *cmd, int argc, char **ar
 json_t *hc_cli_api_call(const char *addr, const char *method, const char *path,
 			const void *payload, size_t len, int timeout_ms, json_t **doc)
 {
-	char err[512], *body;
+	struct hc_err err;
+	char *body;
 	json_error_t jerr;
 	json_t *resp, *e;
 	size_t blen;
 	int status;
 
 	*doc = NULL;
-	if (hc_cli_http(addr, method, path, payload, len, timeout_ms, &status, &body, &blen, err,
-			sizeof(err)) < 0) {
-		hc_cli_fail("%s", err);
+	if (hc_cli_http(addr, method, path, payload, len, timeout_ms, &status, &body, &blen,
+			&err) < 0) {
+		hc_cli_fail("%s", err.msg);
 		return NULL;
 	}
 	*doc = json_loadb(body, blen, 0, &jerr);

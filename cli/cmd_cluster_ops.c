@@ -31,13 +31,14 @@ static int call_agent(const struct hc_cli_cmd *cmd, const char *addr, const char
 		      const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_type,
 		      ProtobufCMessage **resp, int timeout_ms)
 {
-	char target[128], why[256], path[128];
+	char target[128], path[128];
+	struct hc_err why;
 	struct hc_rpc_client *client;
 	struct hc_rpc_status st;
 	int r;
 
-	if (hc_addr_dial_target(addr, target, sizeof(target), why, sizeof(why)) < 0)
-		return hc_cli_usage_error(cmd, "invalid --grpc-bind-addr %s: %s", addr, why);
+	if (hc_addr_dial_target(addr, target, sizeof(target), &why) < 0)
+		return hc_cli_usage_error(cmd, "invalid --grpc-bind-addr %s: %s", addr, why.msg);
 	client = hc_rpc_client_new(target);
 	if (!client)
 		return hc_cli_fail("out of memory");
@@ -80,7 +81,7 @@ static int to_request(struct spawn_args *a)
 
 static int parse_ports(char *arg, void *field, char *why, size_t len)
 {
-	struct hc_runtime_err rerr;
+	struct hc_err rerr;
 
 	if (hc_workload_spec_parse_ports(field, arg, &rerr) < 0) {
 		snprintf(why, len, "%s", rerr.msg);
@@ -313,7 +314,8 @@ int hc_cli_cmd_cluster_metrics(const struct hc_cli_cmd *cmd, int argc, char **ar
 {
 	struct metrics_args a = { HC_CLI_DEFAULT_HTTP_ADDR, DEFAULT_TIMEOUT_MS };
 	const char *addr = a.addr;
-	char err[256], *body = NULL;
+	struct hc_err err;
+	char *body = NULL;
 	int status = 0, r = hc_cli_parse_opts(cmd, argc, argv, &a);
 	size_t len = 0;
 
@@ -322,10 +324,10 @@ int hc_cli_cmd_cluster_metrics(const struct hc_cli_cmd *cmd, int argc, char **ar
 	addr = a.addr;
 	if (optind < argc)
 		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
-	r = hc_cli_http(addr, "GET", "/metrics", NULL, 0, a.timeout_ms, &status, &body, &len, err,
-			sizeof(err));
+	r = hc_cli_http(addr, "GET", "/metrics", NULL, 0, a.timeout_ms, &status, &body, &len,
+			&err);
 	if (r < 0)
-		return hc_cli_fail("cannot reach the agent's HTTP API at %s: %s", addr, err);
+		return hc_cli_fail("cannot reach the agent's HTTP API at %s: %s", addr, err.msg);
 	if (status != 200) {
 		free(body);
 		return hc_cli_fail("the agent answered /metrics with HTTP %d%s%s", status,

@@ -43,11 +43,10 @@ static int parse_backend(char *text, void *field, char *why, size_t len)
 {
 	struct route_opts *o = field;
 	struct hc_addr a;
-	char reason[128];
 
 	(void)why;
 	(void)len;
-	if (hc_addr_parse(text, false, &a, reason, sizeof(reason)) < 0 || hc_addr_is_any(&a))
+	if (hc_addr_parse(text, false, &a, NULL) < 0 || hc_addr_is_any(&a))
 		return -EINVAL;
 	memset(&o->backend, 0, sizeof(o->backend));
 	if (a.ss.ss_family == AF_INET) {
@@ -126,7 +125,7 @@ static int parse_route_opts(const struct hc_cli_cmd *cmd, int argc, char **argv,
 
 static struct hc_dpmaps *open_maps(const char *pin_dir)
 {
-	struct hc_dp_err err;
+	struct hc_err err;
 	struct hc_dpmaps *m = hc_dpmaps_open(pin_dir, &err);
 
 	if (!m)
@@ -377,7 +376,7 @@ static int check_target(const struct hc_cli_cmd *cmd, const struct route_opts *o
 int hc_cli_cmd_routes_add(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
 	struct route_opts o;
-	struct hc_dp_err err;
+	struct hc_err err;
 	struct hc_dpmaps *m;
 	int r;
 
@@ -414,7 +413,7 @@ int hc_cli_cmd_routes_add(const struct hc_cli_cmd *cmd, int argc, char **argv)
 int hc_cli_cmd_routes_del(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
 	struct route_opts o;
-	struct hc_dp_err err;
+	struct hc_err err;
 	struct hc_dpmaps *m;
 	int r;
 
@@ -454,7 +453,7 @@ int hc_cli_cmd_dataplane(const struct hc_cli_cmd *cmd, int argc, char **argv)
 int hc_cli_cmd_dataplane_cleanup(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
 	struct route_opts o;
-	struct hc_dp_err err;
+	struct hc_err err;
 	int r;
 
 	r = parse_route_opts(cmd, argc, argv, &o);

@@ -61,7 +61,7 @@ static struct hc_runtime *open_runtime(struct local_opts *o)
 		.capacity_cpus = o->capacity_cpus,
 		.capacity_mem_mb = o->capacity_mem_mb,
 	};
-	struct hc_runtime_err err;
+	struct hc_err err;
 	struct hc_runtime *rt;
 
 	if (!o->socket) {
@@ -130,7 +130,7 @@ int hc_cli_cmd_containerd(const struct hc_cli_cmd *cmd, int argc, char **argv)
 		.level = HC_LOG_INFO,
 	};
 	struct hc_containerd_config *cfg = &a.cfg;
-	struct hc_runtime_err err;
+	struct hc_err err;
 	struct hc_containerd *cd;
 	struct hc_loop *loop;
 	int r = hc_cli_parse_opts(cmd, argc, argv, &a);
@@ -232,7 +232,7 @@ static int parse_env(char *arg, void *field, char *why, size_t len)
 
 static int parse_ports(char *arg, void *field, char *why, size_t len)
 {
-	struct hc_runtime_err err;
+	struct hc_err err;
 
 	if (hc_workload_spec_parse_ports(field, arg, &err) < 0) {
 		snprintf(why, len, "%s", err.msg);
@@ -302,7 +302,7 @@ static int parse_spawn_opts(const struct hc_cli_cmd *cmd, int argc, char **argv,
 			    struct spawn_args *a)
 {
 	struct hc_workload_spec *spec = &a->spec;
-	struct hc_runtime_err err;
+	struct hc_err err;
 	int r;
 
 	spec->cores = HC_RUNTIME_DEFAULT_CPUS;
@@ -355,7 +355,7 @@ static json_t *workload_json(const struct hc_workload *w)
 static void add_stats(struct hc_runtime *rt, json_t *o, const char *id)
 {
 	struct hc_workload_stats st;
-	struct hc_runtime_err err;
+	struct hc_err err;
 	json_t *j;
 
 	if (hc_runtime_stats(rt, id, &st, &err) < 0)
@@ -384,7 +384,7 @@ static int print_json(json_t *j)
 int hc_cli_cmd_spawn(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
 	struct spawn_args a = { .json = false };
-	struct hc_runtime_err err;
+	struct hc_err err;
 	struct hc_runtime *rt = NULL;
 	struct hc_workload w;
 	int r;
@@ -489,7 +489,7 @@ static int parse_id_opts(const struct hc_cli_cmd *cmd, int argc, char **argv, bo
 int hc_cli_cmd_stop(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
 	struct local_args a;
-	struct hc_runtime_err err;
+	struct hc_err err;
 	struct hc_runtime *rt;
 	int r;
 
@@ -572,7 +572,7 @@ static int print_table(const struct hc_workload *list, size_t n)
 int hc_cli_cmd_list(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
 	struct local_args a;
-	struct hc_runtime_err err;
+	struct hc_err err;
 	struct hc_runtime *rt;
 	struct hc_workload *list;
 	size_t n;
@@ -627,7 +627,7 @@ static int print_log_line(void *arg, const struct hc_log_line *line)
 int hc_cli_cmd_logs(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
 	struct local_args a;
-	struct hc_runtime_err err;
+	struct hc_err err;
 	struct hc_runtime *rt;
 	bool timestamps = false;
 	sigset_t stop_set;
@@ -694,7 +694,7 @@ int hc_cli_cmd_attach(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
 	static char *default_argv[] = { "/bin/sh", NULL };
 	struct local_args a;
-	struct hc_runtime_err err;
+	struct hc_err err;
 	struct hc_runtime_exec_io io = { STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO, -1, -1 };
 	struct hc_runtime *rt;
 	char **command = default_argv;

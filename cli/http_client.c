@@ -10,7 +10,7 @@
 
 int hc_cli_http(const char *addr, const char *method, const char *path, const void *payload,
 		size_t payload_len, int timeout_ms, int *status, char **body, size_t *body_len,
-		char *err, size_t errlen)
+		struct hc_err *err)
 {
 	struct hc_httpc_request rq = {
 		.method = method,
@@ -23,28 +23,29 @@ int hc_cli_http(const char *addr, const char *method, const char *path, const vo
 		.timeout_ms = timeout_ms,
 	};
 	struct hc_httpc_response resp;
-	char target[128], why[256];
+	char target[128];
+	struct hc_err why;
 	struct hc_addr a;
 	int r;
 
-	if (hc_addr_dial_target(addr, target, sizeof(target), why, sizeof(why)) < 0 ||
-	    hc_addr_parse(target, false, &a, why, sizeof(why)) < 0) {
-		snprintf(err, errlen, "invalid address %s: %s", addr, why);
+	if (hc_addr_dial_target(addr, target, sizeof(target), &why) < 0 ||
+	    hc_addr_parse(target, false, &a, &why) < 0) {
+		hc_err_set(err, -EINVAL, "invalid address %s: %s", addr, why.msg);
 		return -EINVAL;
 	}
 	rq.host = target;
 	r = hc_httpc_request(&a, &rq, &resp);
 	if (r == -E2BIG) {
-		snprintf(err, errlen, "request too long");
+		hc_err_set(err, r, "request too long");
 	} else if (r == -EBADMSG) {
-		snprintf(err, errlen, "the agent at %s sent no valid HTTP answer", target);
+		hc_err_set(err, r, "the agent at %s sent no valid HTTP answer", target);
 	} else if (r == -ECONNREFUSED || r == -ENETUNREACH || r == -EHOSTUNREACH ||
 		   r == -ETIMEDOUT) {
-		snprintf(err, errlen, "cannot reach the agent at %s: %s (is `hypercore cluster` "
-				      "running there?)",
-			 target, strerror(-r));
+		hc_err_set(err, r, "cannot reach the agent at %s: %s (is `hypercore cluster` "
+			   "running there?)",
+			   target, strerror(-r));
 	} else if (r < 0) {
-		snprintf(err, errlen, "the agent at %s did not answer: %s", target, strerror(-r));
+		hc_err_set(err, r, "the agent at %s did not answer: %s", target, strerror(-r));
 	}
 	if (r < 0)
 		return r;

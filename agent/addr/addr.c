@@ -9,11 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
-static int fail(char *err, size_t errlen, const char *why)
+static int fail(struct hc_err *err, const char *why)
 {
-	if (err && errlen)
-		snprintf(err, errlen, "%s", why);
-	return -EINVAL;
+	return hc_err_set(err, -EINVAL, "%s", why);
 }
 
 static int parse_port(const char *s, bool allow_zero, uint16_t *port)
@@ -31,8 +29,8 @@ static int parse_port(const char *s, bool allow_zero, uint16_t *port)
 	return 0;
 }
 
-int hc_addr_parse(const char *text, bool allow_port_zero, struct hc_addr *addr, char *err,
-		  size_t errlen)
+int hc_addr_parse(const char *text, bool allow_port_zero, struct hc_addr *addr,
+		  struct hc_err *err)
 {
 	char host[INET6_ADDRSTRLEN + 1];
 	const char *colon, *hstart, *hend;
@@ -41,29 +39,29 @@ int hc_addr_parse(const char *text, bool allow_port_zero, struct hc_addr *addr, 
 
 	memset(addr, 0, sizeof(*addr));
 	if (!text || !*text)
-		return fail(err, errlen, "empty address (want HOST:PORT)");
+		return fail(err, "empty address (want HOST:PORT)");
 	if (text[0] == '[') {
 		hend = strchr(text, ']');
 		if (!hend || hend[1] != ':')
-			return fail(err, errlen, "bad IPv6 address (want [ADDR]:PORT)");
+			return fail(err, "bad IPv6 address (want [ADDR]:PORT)");
 		hstart = text + 1;
 		colon = hend + 1;
 	} else {
 		colon = strrchr(text, ':');
 		if (!colon)
-			return fail(err, errlen, "missing port (want HOST:PORT)");
+			return fail(err, "missing port (want HOST:PORT)");
 		if (memchr(text, ':', (size_t)(colon - text)))
-			return fail(err, errlen, "IPv6 addresses need brackets ([ADDR]:PORT)");
+			return fail(err, "IPv6 addresses need brackets ([ADDR]:PORT)");
 		hstart = text;
 		hend = colon;
 	}
 	if (parse_port(colon + 1, allow_port_zero, &port) < 0)
-		return fail(err, errlen,
+		return fail(err,
 			    allow_port_zero ? "port must be a number from 0 to 65535"
 					    : "port must be a number from 1 to 65535");
 	hlen = (size_t)(hend - hstart);
 	if (hlen >= sizeof(host))
-		return fail(err, errlen, "host part too long");
+		return fail(err, "host part too long");
 	memcpy(host, hstart, hlen);
 	host[hlen] = '\0';
 
@@ -71,7 +69,7 @@ int hc_addr_parse(const char *text, bool allow_port_zero, struct hc_addr *addr, 
 		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&addr->ss;
 
 		if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
-			return fail(err, errlen, "not an IPv6 address");
+			return fail(err, "not an IPv6 address");
 		s6->sin6_family = AF_INET6;
 		s6->sin6_port = htons(port);
 		addr->len = sizeof(*s6);
@@ -83,7 +81,7 @@ int hc_addr_parse(const char *text, bool allow_port_zero, struct hc_addr *addr, 
 		else if (strcmp(host, "localhost") == 0)
 			s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 		else if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
-			return fail(err, errlen, "not an IPv4 address (host names are not resolved)");
+			return fail(err, "not an IPv4 address (host names are not resolved)");
 		s4->sin_family = AF_INET;
 		s4->sin_port = htons(port);
 		addr->len = sizeof(*s4);
@@ -152,10 +150,10 @@ int hc_addr_probe_tcp(const struct hc_addr *addr)
 	return 0;
 }
 
-int hc_addr_dial_target(const char *text, char *out, size_t outlen, char *err, size_t errlen)
+int hc_addr_dial_target(const char *text, char *out, size_t outlen, struct hc_err *err)
 {
 	struct hc_addr addr;
-	int r = hc_addr_parse(text, false, &addr, err, errlen);
+	int r = hc_addr_parse(text, false, &addr, err);
 
 	if (r < 0)
 		return r;

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "base/base.h"
+
 struct hc_addr {
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -16,10 +18,11 @@ struct hc_addr {
  * Parses "IPV4:PORT", "[IPV6]:PORT", ":PORT" (all IPv4 addresses) or
  * "localhost:PORT". Host names are not resolved: a bind or agent address must
  * not depend on DNS. The port must be 0..65535 (0 only if allow_port_zero).
- * Returns 0, or -EINVAL with a reason in err (for a one-line message).
+ * Returns 0, or -EINVAL with a reason in err (for a one-line message; err
+ * may be NULL).
  */
-int hc_addr_parse(const char *text, bool allow_port_zero, struct hc_addr *addr, char *err,
-		  size_t errlen);
+int hc_addr_parse(const char *text, bool allow_port_zero, struct hc_addr *addr,
+		  struct hc_err *err);
 
 /* Formats as "1.2.3.4:80" or "[::1]:80". Returns buf. */
 char *hc_addr_format(const struct hc_addr *addr, char *buf, size_t len);
@@ -39,6 +42,6 @@ int hc_addr_probe_tcp(const struct hc_addr *addr);
 
 /* For a client: the address to dial to reach a server bound on text, i.e.
  * the wildcard address becomes loopback. Writes "host:port" into out. */
-int hc_addr_dial_target(const char *text, char *out, size_t outlen, char *err, size_t errlen);
+int hc_addr_dial_target(const char *text, char *out, size_t outlen, struct hc_err *err);
 
 #endif /* HC_ADDR_H */

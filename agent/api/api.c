@@ -14,8 +14,8 @@
 #include "rpc/rpc.h"
 
 struct hc_api *hc_api_new(struct hc_loop *loop, struct hc_cluster *cluster,
-			  struct hc_metrics *metrics, const struct hc_api_config *cfg, char *err,
-			  size_t errlen)
+			  struct hc_metrics *metrics, const struct hc_api_config *cfg,
+			  struct hc_err *err)
 {
 	struct hc_api *api = calloc(1, sizeof(*api));
 	char where[64];
@@ -23,7 +23,7 @@ struct hc_api *hc_api_new(struct hc_loop *loop, struct hc_cluster *cluster,
 
 	if (!api) {
 		hc_auth_free(cfg->auth);
-		snprintf(err, errlen, "out of memory");
+		hc_err_set(err, -ENOMEM, "out of memory");
 		return NULL;
 	}
 	hc_list_init(&api->pending);
@@ -37,24 +37,25 @@ struct hc_api *hc_api_new(struct hc_loop *loop, struct hc_cluster *cluster,
 	 * gRPC has started anything. */
 	http_fd = hc_addr_listen_tcp(&cfg->http_addr, 128);
 	if (http_fd < 0) {
-		snprintf(err, errlen, "cannot listen on %s (--http-bind-addr): %s",
-			 hc_addr_format(&cfg->http_addr, where, sizeof(where)), strerror(-http_fd));
+		hc_err_set(err, http_fd, "cannot listen on %s (--http-bind-addr): %s",
+			   hc_addr_format(&cfg->http_addr, where, sizeof(where)),
+			   strerror(-http_fd));
 		goto fail;
 	}
-	api->grpc = hc_api_grpc_new(api, &cfg->grpc_addr, err, errlen);
+	api->grpc = hc_api_grpc_new(api, &cfg->grpc_addr, err);
 	if (!api->grpc) {
-		size_t n = strlen(err);
+		size_t n = strlen(err->msg);
 
-		snprintf(err + n, errlen - n, " (--grpc-bind-addr)");
+		snprintf(err->msg + n, sizeof(err->msg) - n, " (--grpc-bind-addr)");
 		close(http_fd);
 		goto fail;
 	}
-	api->http = hc_api_http_new(api, http_fd, err, errlen);
+	api->http = hc_api_http_new(api, http_fd, err);
 	if (!api->http)
 		goto fail;
 	if (hc_metrics_register(metrics, hc_rpc_server_collect, api->grpc) < 0 ||
 	    hc_metrics_register(metrics, hc_api_auth_collect, api) < 0) {
-		snprintf(err, errlen, "out of memory");
+		hc_err_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
 	/* The daemon's "ready" line reports the ports once everything is up:

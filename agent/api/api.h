@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "addr/addr.h"
+#include "base/base.h"
 
 struct hc_auth;
 struct hc_loop;
@@ -32,8 +33,8 @@ struct hc_api_config {
  * metrics must outlive the api.
  */
 struct hc_api *hc_api_new(struct hc_loop *loop, struct hc_cluster *cluster,
-			  struct hc_metrics *metrics, const struct hc_api_config *cfg, char *err,
-			  size_t errlen);
+			  struct hc_metrics *metrics, const struct hc_api_config *cfg,
+			  struct hc_err *err);
 /* Stops both servers, failing calls in flight. Loop thread; NULL is fine. */
 void hc_api_free(struct hc_api *api);
 

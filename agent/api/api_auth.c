@@ -6,6 +6,7 @@
  */
 #include "api/api_int.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,7 +119,7 @@ static int redact_env(char **entry)
 	name_len = (size_t)(eq - *entry) + 1;
 	red = malloc(name_len + sizeof(REDACTED));
 	if (!red)
-		return -1;
+		return -ENOMEM;
 	memcpy(red, *entry, name_len);
 	memcpy(red + name_len, REDACTED, sizeof(REDACTED));
 	explicit_bzero(*entry, strlen(*entry));
@@ -137,7 +138,7 @@ static int redact_list(Cluster__Services__Api__NodesStateResponse *list)
 
 			for (size_t k = 0; rq && k < rq->n_env; k++)
 				if (redact_env(&rq->env[k]) < 0)
-					return -1;
+					return -ENOMEM;
 		}
 	}
 	return 0;

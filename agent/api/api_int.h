@@ -73,15 +73,15 @@ Cluster__Services__Api__NodesStateResponse *hc_api_list(struct hc_api *api, bool
 void hc_api_auth_collect(struct hc_metrics_writer *w, void *api);
 
 /* gRPC ClusterService (grpc_service.c). */
-struct hc_rpc_server *hc_api_grpc_new(struct hc_api *api, const struct hc_addr *addr, char *err,
-				      size_t errlen);
+struct hc_rpc_server *hc_api_grpc_new(struct hc_api *api, const struct hc_addr *addr,
+				      struct hc_err *err);
 
 /* Cancels the cluster operations gRPC calls wait for (the server then
  * fails the calls as it stops). */
 void hc_api_grpc_cancel_pending(struct hc_api *api);
 
 /* HTTP API (http.c). listen_fd is taken over, also on failure. */
-struct hc_http *hc_api_http_new(struct hc_api *api, int listen_fd, char *err, size_t errlen);
+struct hc_http *hc_api_http_new(struct hc_api *api, int listen_fd, struct hc_err *err);
 void hc_api_http_free(struct hc_http *http);
 int hc_api_http_port(const struct hc_api *api);
 

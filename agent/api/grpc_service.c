@@ -113,36 +113,15 @@ static bool answer_failed(struct pending *p, enum hc_rpc_code code, const char *
 	return true;
 }
 
-static void spawned(void *arg, enum hc_rpc_code code, const char *err,
-		    const Cluster__Services__Api__VmSpawnResponse *resp)
+/* Spawn, Stop and Logs alike: the operation's answer is the reply. */
+static void answered(void *arg, enum hc_rpc_code code, const char *err,
+		     const ProtobufCMessage *answer)
 {
 	struct pending *p = arg;
 
 	if (answer_failed(p, code, err))
 		return;
-	hc_rpc_reply(p->call, &resp->base);
-	pending_end(p);
-}
-
-static void stopped(void *arg, enum hc_rpc_code code, const char *err,
-		    const Cluster__Services__Api__Node *node)
-{
-	struct pending *p = arg;
-
-	if (answer_failed(p, code, err))
-		return;
-	hc_rpc_reply(p->call, &node->base);
-	pending_end(p);
-}
-
-static void logs_ready(void *arg, enum hc_rpc_code code, const char *err,
-		       const Cluster__Services__Api__VmLogsResponse *resp)
-{
-	struct pending *p = arg;
-
-	if (answer_failed(p, code, err))
-		return;
-	hc_rpc_reply(p->call, &resp->base);
+	hc_rpc_reply(p->call, answer);
 	pending_end(p);
 }
 
@@ -151,7 +130,8 @@ static void on_spawn(struct hc_rpc_call *call, const ProtobufCMessage *request, 
 	struct pending *p = allowed(arg, call, HC_AUTH_ADMIN) ? pending_new(arg, call) : NULL;
 
 	if (p)
-		pending_wait(p, hc_cluster_spawn(p->api->cluster, (const void *)request, spawned, p));
+		pending_wait(p, hc_cluster_spawn(p->api->cluster, (const void *)request,
+						 answered, p));
 }
 
 static void on_stop(struct hc_rpc_call *call, const ProtobufCMessage *request, void *arg)
@@ -167,7 +147,7 @@ static void on_stop(struct hc_rpc_call *call, const ProtobufCMessage *request, v
 	}
 	p = pending_new(arg, call);
 	if (p)
-		pending_wait(p, hc_cluster_stop(p->api->cluster, req->id, stopped, p));
+		pending_wait(p, hc_cluster_stop(p->api->cluster, req->id, answered, p));
 }
 
 static void on_logs(struct hc_rpc_call *call, const ProtobufCMessage *request, void *arg)
@@ -183,7 +163,7 @@ static void on_logs(struct hc_rpc_call *call, const ProtobufCMessage *request, v
 	}
 	p = pending_new(arg, call);
 	if (p)
-		pending_wait(p, hc_cluster_logs(p->api->cluster, req, false, logs_ready, p));
+		pending_wait(p, hc_cluster_logs(p->api->cluster, req, false, answered, p));
 }
 
 void hc_api_grpc_cancel_pending(struct hc_api *api)
@@ -196,8 +176,8 @@ void hc_api_grpc_cancel_pending(struct hc_api *api)
 	}
 }
 
-struct hc_rpc_server *hc_api_grpc_new(struct hc_api *api, const struct hc_addr *addr, char *err,
-				      size_t errlen)
+struct hc_rpc_server *hc_api_grpc_new(struct hc_api *api, const struct hc_addr *addr,
+				      struct hc_err *err)
 {
 	static const struct hc_rpc_method methods[HC_API_GRPC_METHODS] = {
 		{ SERVICE "Spawn", &cluster__services__api__vm_spawn_request__descriptor, on_spawn,
@@ -214,6 +194,5 @@ struct hc_rpc_server *hc_api_grpc_new(struct hc_api *api, const struct hc_addr *
 		api->grpc_methods[i] = methods[i];
 		api->grpc_methods[i].arg = api;
 	}
-	return hc_rpc_server_new(api->loop, addr, api->grpc_methods, HC_API_GRPC_METHODS, err,
-				 errlen);
+	return hc_rpc_server_new(api->loop, addr, api->grpc_methods, HC_API_GRPC_METHODS, err);
 }

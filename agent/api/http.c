@@ -292,7 +292,7 @@ static void collect(struct hc_metrics_writer *w, void *arg)
 	}
 }
 
-struct hc_http *hc_api_http_new(struct hc_api *api, int listen_fd, char *err, size_t errlen)
+struct hc_http *hc_api_http_new(struct hc_api *api, int listen_fd, struct hc_err *err)
 {
 	struct hc_http *h = calloc(1, sizeof(*h));
 	const union MHD_DaemonInfo *info;
@@ -300,7 +300,7 @@ struct hc_http *hc_api_http_new(struct hc_api *api, int listen_fd, char *err, si
 
 	if (!h) {
 		close(listen_fd);
-		snprintf(err, errlen, "out of memory");
+		hc_err_set(err, -ENOMEM, "out of memory");
 		return NULL;
 	}
 	h->api = api;
@@ -316,7 +316,7 @@ struct hc_http *hc_api_http_new(struct hc_api *api, int listen_fd, char *err, si
 		MHD_OPTION_END);
 	if (!h->daemon) {
 		close(listen_fd);
-		snprintf(err, errlen, "cannot start the HTTP server");
+		hc_err_set(err, -EIO, "cannot start the HTTP server");
 		free(h);
 		return NULL;
 	}
@@ -325,17 +325,17 @@ struct hc_http *hc_api_http_new(struct hc_api *api, int listen_fd, char *err, si
 	info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
 	h->port = info ? info->port : 0;
 	if (h->epfd < 0) {
-		snprintf(err, errlen, "microhttpd gave no epoll fd");
+		hc_err_set(err, -EIO, "microhttpd gave no epoll fd");
 		goto fail;
 	}
 	r = hc_loop_add_fd(api->loop, h->epfd, HC_LOOP_READ, on_epoll_ready, h);
 	if (r < 0) {
-		snprintf(err, errlen, "cannot watch the HTTP server: %s", strerror(-r));
+		hc_err_set(err, r, "cannot watch the HTTP server: %s", strerror(-r));
 		h->epfd = -1;
 		goto fail;
 	}
 	if (hc_metrics_register(api->metrics, collect, h) < 0) {
-		snprintf(err, errlen, "out of memory");
+		hc_err_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
 	schedule(h);

@@ -358,21 +358,17 @@ static void op_answer(struct request *req, enum hc_rpc_code code, const char *er
 	hc_http_resume(req, http_status(code), answer);
 }
 
-static void spawned(void *arg, enum hc_rpc_code code, const char *err,
-		    const Cluster__Services__Api__VmSpawnResponse *resp)
+/* Spawn and Stop: the answer as JSON. */
+static void answered(void *arg, enum hc_rpc_code code, const char *err,
+		     const ProtobufCMessage *answer)
 {
-	op_answer(arg, code, err, resp ? hc_pbjson_encode(&resp->base) : NULL);
-}
-
-static void stopped(void *arg, enum hc_rpc_code code, const char *err,
-		    const Cluster__Services__Api__Node *node)
-{
-	op_answer(arg, code, err, node ? hc_pbjson_encode(&node->base) : NULL);
+	op_answer(arg, code, err, answer ? hc_pbjson_encode(answer) : NULL);
 }
 
 static void logs_ready(void *arg, enum hc_rpc_code code, const char *err,
-		       const Cluster__Services__Api__VmLogsResponse *resp)
+		       const ProtobufCMessage *answer)
 {
+	const Cluster__Services__Api__VmLogsResponse *resp = (const void *)answer;
 	struct request *req = arg;
 
 	if (resp)
@@ -466,7 +462,7 @@ static enum MHD_Result post_stop(struct hc_http *h, struct MHD_Connection *conn,
 	if (!id)
 		return hc_http_send_error(h, conn, ROUTE_STOP, 400, "%s", why);
 	start(h, conn, req, ROUTE_STOP);
-	op = hc_cluster_stop(h->api->cluster, id, stopped, req);
+	op = hc_cluster_stop(h->api->cluster, id, answered, req);
 	return finish_start(req, op);
 }
 
@@ -634,7 +630,7 @@ static enum MHD_Result post_spawn(struct hc_http *h, struct MHD_Connection *conn
 		return hc_http_send_error(h, conn, ROUTE_SPAWN, 400, "%s", why);
 	}
 	start(h, conn, req, ROUTE_SPAWN);
-	op = hc_cluster_spawn(h->api->cluster, &sj->req, spawned, req); /* copies the request */
+	op = hc_cluster_spawn(h->api->cluster, &sj->req, answered, req); /* copies the request */
 	free(sj);
 	json_decref(j);
 	return finish_start(req, op);

@@ -126,7 +126,7 @@ int hc_auth_token_file_create(const char *path, const char *token)
 
 /* Reads the whole (small) file at path into buf; refuses files others may
  * read, as ssh does with keys: a token there is no longer a secret. */
-static int read_secret_file(const char *path, char *buf, size_t size, char *err, size_t errlen)
+static int read_secret_file(const char *path, char *buf, size_t size, struct hc_err *err)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	struct stat st;
@@ -135,20 +135,20 @@ static int read_secret_file(const char *path, char *buf, size_t size, char *err,
 	if (fd < 0) {
 		int e = errno;
 
-		snprintf(err, errlen, "cannot read API token file %s: %s", path, strerror(e));
+		hc_err_set(err, -e, "cannot read API token file %s: %s", path, strerror(e));
 		return -e;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077)) {
-		snprintf(err, errlen, "API token file %s must be a regular file only its owner "
-				      "can read (chmod 600 %s)", path, path);
+		hc_err_set(err, -EPERM, "API token file %s must be a regular file only its owner "
+			   "can read (chmod 600 %s)", path, path);
 		close(fd);
 		return -EPERM;
 	}
 	n = read(fd, buf, size - 1);
 	close(fd);
 	if (n < 0 || (size_t)n == size - 1) {
-		snprintf(err, errlen, "cannot read API token file %s: %s", path,
-			 n < 0 ? strerror(errno) : "too large");
+		hc_err_set(err, -errno, "cannot read API token file %s: %s", path,
+			   n < 0 ? strerror(errno) : "too large");
 		return n < 0 ? -EIO : -EFBIG;
 	}
 	buf[n] = '\0';
@@ -156,8 +156,7 @@ static int read_secret_file(const char *path, char *buf, size_t size, char *err,
 }
 
 /* Adds one line's token to auth. */
-static int add_token(struct hc_auth *auth, char *line, const char *path, char *err,
-		     size_t errlen)
+static int add_token(struct hc_auth *auth, char *line, const char *path, struct hc_err *err)
 {
 	size_t len = strlen(line);
 
@@ -168,39 +167,39 @@ static int add_token(struct hc_auth *auth, char *line, const char *path, char *e
 	if (!*line || *line == '#')
 		return 0;
 	if (hc_auth_token_check(line) < 0) {
-		snprintf(err, errlen, "API token file %s: a token must be %d to %d printable "
-				      "characters without spaces", path, HC_AUTH_TOKEN_MIN,
-			 HC_AUTH_TOKEN_MAX);
+		hc_err_set(err, -EINVAL, "API token file %s: a token must be %d to %d printable "
+			   "characters without spaces", path, HC_AUTH_TOKEN_MIN,
+			   HC_AUTH_TOKEN_MAX);
 		return -EINVAL;
 	}
 	if (auth->n == HC_AUTH_MAX_TOKENS) {
-		snprintf(err, errlen, "API token file %s: more than %d tokens", path,
-			 HC_AUTH_MAX_TOKENS);
+		hc_err_set(err, -E2BIG, "API token file %s: more than %d tokens", path,
+			   HC_AUTH_MAX_TOKENS);
 		return -E2BIG;
 	}
 	snprintf(auth->admin[auth->n].s, sizeof(auth->admin[0].s), "%s", line);
 	if (hc_auth_read_only_token(line, auth->read_only[auth->n].s) < 0) {
-		snprintf(err, errlen, "cannot derive the read-only token");
+		hc_err_set(err, -EIO, "cannot derive the read-only token");
 		return -EIO;
 	}
 	auth->n++;
 	return 0;
 }
 
-struct hc_auth *hc_auth_load(const char *path, char *err, size_t errlen)
+struct hc_auth *hc_auth_load(const char *path, struct hc_err *err)
 {
 	struct hc_auth *auth = calloc(1, sizeof(*auth));
 	char buf[TOKEN_FILE_MAX], *save = NULL;
-	int r = auth ? read_secret_file(path, buf, sizeof(buf), err, errlen) : -ENOMEM;
+	int r = auth ? read_secret_file(path, buf, sizeof(buf), err) : -ENOMEM;
 
 	if (!auth)
-		snprintf(err, errlen, "out of memory");
+		hc_err_set(err, -ENOMEM, "out of memory");
 	for (char *line = r == 0 ? strtok_r(buf, "\n", &save) : NULL; line && r == 0;
 	     line = strtok_r(NULL, "\n", &save))
-		r = add_token(auth, line, path, err, errlen);
+		r = add_token(auth, line, path, err);
 	OPENSSL_cleanse(buf, sizeof(buf));
 	if (r == 0 && auth->n == 0) {
-		snprintf(err, errlen, "API token file %s holds no token", path);
+		hc_err_set(err, -EINVAL, "API token file %s holds no token", path);
 		r = -EINVAL;
 	}
 	if (r < 0) {

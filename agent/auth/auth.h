@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "base/base.h"
+
 #define HC_AUTH_TOKEN_FILE "api-token"   /* in the state dir */
 #define HC_AUTH_TOKEN_MIN 16             /* shorter tokens are refused */
 #define HC_AUTH_TOKEN_MAX 128            /* characters, without the NUL */
@@ -56,7 +58,7 @@ int hc_auth_token_file_create(const char *path, const char *token);
  * sends. Refused (with a reason in err) when missing, empty, holding a
  * malformed token, or readable by group or others. */
 struct hc_auth;
-struct hc_auth *hc_auth_load(const char *path, char *err, size_t errlen);
+struct hc_auth *hc_auth_load(const char *path, struct hc_err *err);
 void hc_auth_free(struct hc_auth *auth);
 
 /* The token this node sends to other nodes (the file's first). */

@@ -1,16 +1,40 @@
 /*
- * Small helpers every module needs, written once: UUIDs, directories and
- * atomic file writes, whole writes to fds, deadlines for blocking I/O. base is the leaf layer: it
+ * Small helpers every module needs, written once: the error type, UUIDs,
+ * directories and atomic file writes, whole writes to fds, deadlines for
+ * blocking I/O. base is the leaf layer: it
  * includes no other agent module, and any module may include it. The
  * intrusive list is header-only and lives apart in base/list.h.
  */
 #ifndef HC_BASE_H
 #define HC_BASE_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <time.h>
+
+/* ---- errors (err.c) ---- */
+
+/*
+ * What a failed call tells its caller beyond its -errno return: the same
+ * code and one line for a person ("cannot open /x: No such file or
+ * directory"), which the CLI and the API pass on as they are. Callers own
+ * it (on the stack); functions that take one fill it only when they fail.
+ */
+struct hc_err {
+	int code;      /* -errno, as the call returned; 0 before a failure */
+	char msg[512]; /* NUL-terminated, without a trailing newline */
+};
+
+/* Sets err (NULL is allowed: the message is dropped) to code and the
+ * formatted message, truncated to fit; returns code, so a failure path is
+ * `return hc_err_set(err, -EINVAL, "bad %s", what);`. */
+int hc_err_set(struct hc_err *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* The same with a va_list, for a module's own variadic fail helper. */
+int hc_err_vset(struct hc_err *err, int code, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
 
 /* ---- UUIDs (uuid.c) ---- */
 

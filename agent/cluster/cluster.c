@@ -25,7 +25,7 @@ struct leave_state {
 	void *arg;
 };
 
-static int read_id(const char *path, char *id, char *err, size_t errlen)
+static int read_id(const char *path, char *id, struct hc_err *err)
 {
 	/* Room for the id, its newline, one byte to detect longer files, NUL. */
 	char buf[HC_NODE_ID_LEN + 3];
@@ -37,22 +37,22 @@ static int read_id(const char *path, char *id, char *err, size_t errlen)
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n < 0) {
-		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+		hc_err_set(err, -EIO, "cannot read %s: %s", path, strerror(errno));
 		return -EIO;
 	}
 	if (n == HC_NODE_ID_LEN + 1 && buf[HC_NODE_ID_LEN] == '\n')
 		n--;
 	buf[n] = '\0';
 	if (n != HC_NODE_ID_LEN || !hc_uuid_valid(buf)) {
-		snprintf(err, errlen,
-			 "%s does not hold a node id (a lowercase UUID); fix or remove it", path);
-		return -EINVAL;
+		return hc_err_set(err, -EINVAL,
+				  "%s does not hold a node id (a lowercase UUID); fix or remove it",
+				  path);
 	}
 	memcpy(id, buf, HC_NODE_ID_LEN + 1);
 	return 0;
 }
 
-static int write_id(const char *path, const char *id, char *err, size_t errlen)
+static int write_id(const char *path, const char *id, struct hc_err *err)
 {
 	char line[HC_NODE_ID_LEN + 2];
 	int r;
@@ -60,29 +60,29 @@ static int write_id(const char *path, const char *id, char *err, size_t errlen)
 	snprintf(line, sizeof(line), "%s\n", id);
 	r = hc_file_write_atomic(path, line, HC_NODE_ID_LEN + 1, 0644);
 	if (r < 0)
-		snprintf(err, errlen, "cannot write %s: %s", path, strerror(-r));
+		hc_err_set(err, r, "cannot write %s: %s", path, strerror(-r));
 	return r;
 }
 
-int hc_node_id_load(const char *path, char *id, char *err, size_t errlen)
+int hc_node_id_load(const char *path, char *id, struct hc_err *err)
 {
-	int r = read_id(path, id, err, errlen);
+	int r = read_id(path, id, err);
 
 	if (r != -ENOENT) {
 		if (r < 0 && r != -EINVAL && r != -EIO)
-			snprintf(err, errlen, "cannot open %s: %s", path, strerror(-r));
+			hc_err_set(err, r, "cannot open %s: %s", path, strerror(-r));
 		return r;
 	}
 	r = hc_uuid_new(id);
 	if (r < 0) {
-		snprintf(err, errlen, "cannot make a node id: %s", strerror(-r));
+		hc_err_set(err, r, "cannot make a node id: %s", strerror(-r));
 		return r;
 	}
-	return write_id(path, id, err, errlen);
+	return write_id(path, id, err);
 }
 
 struct hc_cluster *hc_cluster_new(struct hc_loop *loop, const struct hc_cluster_config *cfg,
-				  char *err, size_t errlen)
+				  struct hc_err *err)
 {
 	struct hc_cluster *c = calloc(1, sizeof(*c));
 	char path[4096];
@@ -93,16 +93,16 @@ struct hc_cluster *hc_cluster_new(struct hc_loop *loop, const struct hc_cluster_
 		hc_list_init(&c->jobs);
 	}
 	if (!c || !(c->base_url = strdup(cfg->base_url))) {
-		snprintf(err, errlen, "out of memory");
+		hc_err_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
 	c->loop = loop;
 	hc_cluster_orch_init(c);
 	if (snprintf(path, sizeof(path), "%s/node-id", cfg->state_dir) >= (int)sizeof(path)) {
-		snprintf(err, errlen, "state dir path too long");
+		hc_err_set(err, -ENAMETOOLONG, "state dir path too long");
 		goto fail;
 	}
-	if (hc_node_id_load(path, c->node_id, err, errlen) < 0)
+	if (hc_node_id_load(path, c->node_id, err) < 0)
 		goto fail;
 	c->cfg = *cfg; /* a copy: the caller may reuse its own */
 	hc_metrics_histogram_init(&c->spawn_hist, spawn_buckets,
@@ -284,35 +284,35 @@ void hc_cluster_set_maps(struct hc_cluster *c, struct hc_dpmaps *maps)
 	c->cfg.maps = maps;
 }
 
-int hc_cluster_start(struct hc_cluster *c, char *err, size_t errlen)
+int hc_cluster_start(struct hc_cluster *c, struct hc_err *err)
 {
 	const struct hc_cluster_config *cfg = &c->cfg;
 	struct hc_gossip_config gc = cfg->gossip;
 	struct timespec now;
+	int r;
 
 	if (!gc.name)
 		gc.name = c->node_id;
 	gc.on_event = on_gossip_event;
 	gc.event_arg = c;
-	c->gossip = cfg->gossip_new ? cfg->gossip_new(cfg->gossip_arg, c->loop, &gc, err, errlen)
-				    : hc_gossip_new(c->loop, &gc, err, errlen);
+	c->gossip = cfg->gossip_new ? cfg->gossip_new(cfg->gossip_arg, c->loop, &gc, err)
+				    : hc_gossip_new(c->loop, &gc, err);
 	if (!c->gossip)
-		return -1;
+		return err && err->code < 0 ? err->code : -EIO;
 	our_addr(c);
 	/* Versions only grow, across restarts too: they start at the clock. */
 	clock_gettime(CLOCK_REALTIME, &now);
 	c->state_version = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
 	c->state_timer = hc_loop_add_timer(c->loop, 0, hc_cluster_state_tick, c);
 	c->housekeeping_timer = hc_loop_add_timer(c->loop, HOUSEKEEPING_MS, housekeeping, c);
-	if (!c->state_timer || !c->housekeeping_timer) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
+	if (!c->state_timer || !c->housekeeping_timer)
+		return hc_err_set(err, -ENOMEM, "out of memory");
 	hc_cluster_local_refresh(c);
-	if (cfg->njoin && hc_gossip_join(c->gossip, cfg->join, cfg->njoin, JOIN_ATTEMPTS, false,
-					 on_joined, c) < 0) {
-		snprintf(err, errlen, "invalid join address");
-		return -1;
+	if (cfg->njoin) {
+		r = hc_gossip_join(c->gossip, cfg->join, cfg->njoin, JOIN_ATTEMPTS, false,
+				   on_joined, c);
+		if (r < 0)
+			return hc_err_set(err, r, "invalid join address");
 	}
 	return 0;
 }

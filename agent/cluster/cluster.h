@@ -23,7 +23,7 @@ struct hc_metrics;
 struct hc_dpmaps;
 struct hc_runtime_running;
 struct hc_runtime_exit;
-struct hc_runtime_err;
+struct hc_err;
 struct hc_runtime_capacity;
 struct hc_workload_spec;
 struct hc_workload;
@@ -38,13 +38,13 @@ struct hc_log_line;
  */
 struct hc_cluster_runtime_ops {
 	int (*spawn)(void *ctx, const struct hc_workload_spec *spec, const char *id,
-		     struct hc_workload *out, struct hc_runtime_err *err);
-	int (*stop)(void *ctx, const char *id, int grace_s, struct hc_runtime_err *err);
-	int (*list)(void *ctx, struct hc_workload **list, size_t *n, struct hc_runtime_err *err);
+		     struct hc_workload *out, struct hc_err *err);
+	int (*stop)(void *ctx, const char *id, int grace_s, struct hc_err *err);
+	int (*list)(void *ctx, struct hc_workload **list, size_t *n, struct hc_err *err);
 	int (*logs)(void *ctx, const char *id, long tail, bool follow, int stop_fd,
 		    int (*fn)(void *arg, const struct hc_log_line *line), void *arg,
-		    struct hc_runtime_err *err);
-	int (*capacity)(void *ctx, struct hc_runtime_capacity *out, struct hc_runtime_err *err);
+		    struct hc_err *err);
+	int (*capacity)(void *ctx, struct hc_runtime_capacity *out, struct hc_err *err);
 	/*
 	 * Optional: runs one job, run(arg) (which makes calls above), then
 	 * done(arg) on the loop thread. NULL: run on a thread of its own, as
@@ -79,8 +79,7 @@ struct hc_cluster_config {
 	 * (NULL: hc_gossip_new, on real sockets); the unit tests make one on
 	 * their simulated network. NULL with a reason in err on failure. */
 	struct hc_gossip *(*gossip_new)(void *arg, struct hc_loop *loop,
-					const struct hc_gossip_config *cfg, char *err,
-					size_t errlen);
+					const struct hc_gossip_config *cfg, struct hc_err *err);
 	void *gossip_arg;
 	/* The data plane maps to keep in sync (NULL: no data plane, or not
 	 * yet: see hc_cluster_set_maps()). Borrowed: must outlive the cluster. */
@@ -107,11 +106,11 @@ struct hc_cluster_config {
  * returns, the runtime and its ctx, the maps, gossip_arg and notify_arg for
  * the cluster's life. */
 struct hc_cluster *hc_cluster_new(struct hc_loop *loop, const struct hc_cluster_config *cfg,
-				  char *err, size_t errlen);
+				  struct hc_err *err);
 /* Binds gossip and starts joining the seeds. Separate from _new so the
  * agent can bind all its listeners before any of them starts talking.
- * Returns 0, or -1 with a one-line reason in err. */
-int hc_cluster_start(struct hc_cluster *c, char *err, size_t errlen);
+ * Returns 0, or -errno with a one-line reason in err. */
+int hc_cluster_start(struct hc_cluster *c, struct hc_err *err);
 /* The gossip address peers dial ("ip:port"), once started. */
 void hc_cluster_gossip_addr(const struct hc_cluster *c, char *buf, size_t len);
 void hc_cluster_free(struct hc_cluster *c);
@@ -158,29 +157,27 @@ void hc_cluster_on_exit(void *cluster, const struct hc_runtime_exit *ev);
 /* ---- operations (the API's Spawn, Stop and Logs) ----
  * Each finishes later on the loop thread by calling its done callback once
  * with HC_RPC_OK and the answer (valid during the call), or an error code
- * and a one-line message. hc_cluster_op_cancel() before then means done is
- * never called (the caller went away). */
+ * and a one-line message (answer NULL). hc_cluster_op_cancel() before then
+ * means done is never called (the caller went away). */
 struct hc_cluster_op;
 
-typedef void hc_cluster_spawn_done(void *arg, enum hc_rpc_code code, const char *err,
-				   const Cluster__Services__Api__VmSpawnResponse *resp);
-typedef void hc_cluster_stop_done(void *arg, enum hc_rpc_code code, const char *err,
-				  const Cluster__Services__Api__Node *node);
-typedef void hc_cluster_logs_done(void *arg, enum hc_rpc_code code, const char *err,
-				  const Cluster__Services__Api__VmLogsResponse *resp);
+/* The answer is the gRPC method's response message: a VmSpawnResponse for
+ * spawn, the Node that stopped it for stop, a VmLogsResponse for logs. */
+typedef void hc_cluster_op_done(void *arg, enum hc_rpc_code code, const char *err,
+				const ProtobufCMessage *answer);
 
 /* Chooses a node (policy order, dry-run capacity check) and spawns there.
  * NULL if done already ran (bad request, out of memory). */
 struct hc_cluster_op *hc_cluster_spawn(struct hc_cluster *c,
 				       const Cluster__Services__Api__VmSpawnRequest *req,
-				       hc_cluster_spawn_done *done, void *arg);
+				       hc_cluster_op_done *done, void *arg);
 struct hc_cluster_op *hc_cluster_stop(struct hc_cluster *c, const char *id,
-				      hc_cluster_stop_done *done, void *arg);
+				      hc_cluster_op_done *done, void *arg);
 /* Logs from the owner node; local_only answers from this node's runtime
  * only (what a peer asks for when it forwards). */
 struct hc_cluster_op *hc_cluster_logs(struct hc_cluster *c,
 				      const Cluster__Services__Api__VmLogsRequest *req,
-				      bool local_only, hc_cluster_logs_done *done, void *arg);
+				      bool local_only, hc_cluster_op_done *done, void *arg);
 void hc_cluster_op_cancel(struct hc_cluster_op *op);
 
 /* Cluster members (hc_gossip_members semantics: free with
@@ -213,6 +210,6 @@ int hc_cluster_register_metrics(struct hc_cluster *c, struct hc_metrics *m);
  * the id is the node's name in the cluster. id must hold HC_NODE_ID_LEN + 1.
  * Returns 0 or -errno, with a reason in err.
  */
-int hc_node_id_load(const char *path, char *id, char *err, size_t errlen);
+int hc_node_id_load(const char *path, char *id, struct hc_err *err);
 
 #endif /* HC_CLUSTER_H */

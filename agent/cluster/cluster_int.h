@@ -95,11 +95,7 @@ struct hc_cluster_op {
 	bool cancelled, finished;
 	unsigned inflight; /* queries whose done() has not run yet */
 	struct hc_list link; /* c->ops */
-	union {
-		hc_cluster_spawn_done *spawn;
-		hc_cluster_stop_done *stop;
-		hc_cluster_logs_done *logs;
-	} done;
+	hc_cluster_op_done *done;
 	void *arg;
 	uint64_t started_ns;
 	char id[HC_WORKLOAD_ID_LEN + 1];
@@ -345,7 +341,7 @@ void hc_cluster_ops_cancel_all(struct hc_cluster *c);
 void hc_cluster_queries_free_all(struct hc_cluster *c);
 /* Checks a spawn request as the runtime would (both sides do): 0, or
  * -EINVAL with the reason in err. */
-int hc_cluster_check_spawn_request(const hc_pb_spawn *req, char *err, size_t errlen);
+int hc_cluster_check_spawn_request(const hc_pb_spawn *req, struct hc_err *err);
 
 /* serve.c: the answering side, runtime work on jobs and node ports; the
  * two local actions are orchestrate's own (its report handler calls them). */

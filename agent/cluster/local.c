@@ -146,7 +146,7 @@ struct refresh_job {
 	struct hc_workload *list;
 	size_t n;
 	int rc;
-	struct hc_runtime_err err;
+	struct hc_err err;
 };
 
 static void refresh_run(struct job *j)

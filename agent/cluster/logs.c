@@ -113,7 +113,7 @@ static void local_run(struct job *j)
 {
 	struct logs_job *lj = (struct logs_job *)j;
 	const struct hc_cluster_runtime_ops *rt = j->c->cfg.runtime;
-	struct hc_runtime_err err;
+	struct hc_err err;
 	int r;
 
 	if (!rt) {
@@ -166,14 +166,15 @@ static void remote_run(struct job *j)
 	struct logs_job *lj = (struct logs_job *)j;
 	struct hc_httpc_response resp;
 	struct hc_addr a;
-	char hostport[96], path[256], why[128];
+	char hostport[96], path[256];
+	struct hc_err why;
 	int r;
 
 	snprintf(hostport, sizeof(hostport), strchr(lj->host, ':') ? "[%s]:%u" : "%s:%u",
 		 lj->host, lj->port);
-	if (hc_addr_parse(hostport, false, &a, why, sizeof(why)) < 0) {
+	if (hc_addr_parse(hostport, false, &a, &why) < 0) {
 		lj->code = HC_RPC_UNAVAILABLE;
-		snprintf(lj->err, sizeof(lj->err), "owner address %s: %s", hostport, why);
+		snprintf(lj->err, sizeof(lj->err), "owner address %s: %.128s", hostport, why.msg);
 		return;
 	}
 	snprintf(path, sizeof(path), "/logs?id=%s&local=1&tail=%u&from_line=%llu", lj->id,
@@ -206,15 +207,15 @@ static void logs_done(struct job *j)
 
 	if (!op->cancelled && !j->c->closing) {
 		if (lj->code != HC_RPC_OK) {
-			op->done.logs(op->arg, lj->code, lj->err, NULL);
+			op->done(op->arg, lj->code, lj->err, NULL);
 		} else if (!(text = malloc(lj->len + 1))) {
-			op->done.logs(op->arg, HC_RPC_RESOURCE_EXHAUSTED, "out of memory", NULL);
+			op->done(op->arg, HC_RPC_RESOURCE_EXHAUSTED, "out of memory", NULL);
 		} else {
 			memcpy(text, lj->text ? lj->text : "", lj->len);
 			text[lj->len] = '\0';
 			resp.logs = text;
 			resp.next_line = lj->next_line;
-			op->done.logs(op->arg, HC_RPC_OK, NULL, &resp);
+			op->done(op->arg, HC_RPC_OK, NULL, &resp.base);
 			free(text);
 		}
 	}
@@ -228,7 +229,7 @@ static void logs_done(struct job *j)
 
 struct hc_cluster_op *hc_cluster_logs(struct hc_cluster *c,
 				      const Cluster__Services__Api__VmLogsRequest *req,
-				      bool local_only, hc_cluster_logs_done *done, void *arg)
+				      bool local_only, hc_cluster_op_done *done, void *arg)
 {
 	struct hc_cluster_op *lj_op;
 	struct logs_job *lj;
@@ -261,7 +262,7 @@ struct hc_cluster_op *hc_cluster_logs(struct hc_cluster *c,
 		return NULL;
 	}
 	lj->op = lj_op;
-	lj_op->done.logs = done;
+	lj_op->done = done;
 	snprintf(lj->id, sizeof(lj->id), "%s", req->id);
 	lj->tail = req->tail;
 	lj->from_line = req->from_line;

@@ -117,8 +117,8 @@ static void spawn_finish(struct hc_cluster_op *op, enum hc_rpc_code code, const 
 		c->spawns_failed++;
 		hc_log(HC_LOG_WARN, "spawn of %s failed: %s", op->id, err);
 	}
-	if (!op->cancelled && op->done.spawn)
-		op->done.spawn(op->arg, code, err, resp);
+	if (!op->cancelled && op->done)
+		op->done(op->arg, code, err, resp ? &resp->base : NULL);
 	hc_cluster_op_release_if_idle(op);
 }
 
@@ -128,8 +128,8 @@ static void stop_finish(struct hc_cluster_op *op, enum hc_rpc_code code, const c
 	if (op->finished)
 		return;
 	op->finished = true;
-	if (!op->cancelled && op->done.stop)
-		op->done.stop(op->arg, code, err, node);
+	if (!op->cancelled && op->done)
+		op->done(op->arg, code, err, node ? &node->base : NULL);
 	hc_cluster_op_release_if_idle(op);
 }
 
@@ -410,53 +410,55 @@ static int pick_candidates(struct hc_cluster_op *op)
 
 /* Checks a request as the runtime would, so a bad one fails here with
  * INVALID_ARGUMENT instead of as every node's ERROR. */
-int hc_cluster_check_spawn_request(const hc_pb_spawn *req, char *err, size_t errlen)
+int hc_cluster_check_spawn_request(const hc_pb_spawn *req, struct hc_err *err)
 {
 	struct hc_workload_spec spec;
-	struct hc_runtime_err rerr;
+	struct hc_err rerr;
 	int r;
 
 	if (!req->image_ref || !*req->image_ref) {
-		snprintf(err, errlen, "missing image_ref");
+		hc_err_set(err, -EINVAL, "missing image_ref");
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < req->n_ports; i++) {
 		uint32_t h = req->ports[i]->key, ctr = req->ports[i]->value;
 
 		if (h < 1 || h > 65535 || ctr < 1 || ctr > 65535) {
-			snprintf(err, errlen, "invalid port mapping %u:%u (ports are 1..65535)", h, ctr);
+			hc_err_set(err, -EINVAL, "invalid port mapping %u:%u (ports are 1..65535)",
+				   h, ctr);
 			return -EINVAL;
 		}
 	}
 	if (req->id && *req->id && !hc_uuid_valid(req->id)) {
-		snprintf(err, errlen, "invalid workload id %s (want a UUID)", req->id);
+		hc_err_set(err, -EINVAL, "invalid workload id %s (want a UUID)", req->id);
 		return -EINVAL;
 	}
 	if (hc_cluster_pb_to_spec(req, &spec) < 0) {
-		snprintf(err, errlen, "out of memory");
+		hc_err_set(err, -ENOMEM, "out of memory");
 		return -ENOMEM;
 	}
 	r = hc_workload_spec_validate(&spec, &rerr);
 	hc_workload_spec_fini(&spec);
 	if (r < 0)
-		snprintf(err, errlen, "%s", rerr.msg);
+		hc_err_set(err, r, "%s", rerr.msg);
 	return r;
 }
 
 static struct hc_cluster_op *spawn_start(struct hc_cluster *c, const hc_pb_spawn *req,
-					 const char *exclude, hc_cluster_spawn_done *done,
+					 const char *exclude, hc_cluster_op_done *done,
 					 void *arg)
 {
 	struct hc_cluster_op *op;
 	const char *owner;
+	struct hc_err bad;
 	char err[512];
 	uint8_t *payload;
 	size_t len;
 	int r;
 
-	if (hc_cluster_check_spawn_request(req, err, sizeof(err)) < 0) {
+	if (hc_cluster_check_spawn_request(req, &bad) < 0) {
 		if (done)
-			done(arg, HC_RPC_INVALID_ARGUMENT, err, NULL);
+			done(arg, HC_RPC_INVALID_ARGUMENT, bad.msg, NULL);
 		return NULL;
 	}
 	op = hc_cluster_op_new(c, OP_SPAWN, arg);
@@ -468,7 +470,7 @@ static struct hc_cluster_op *spawn_start(struct hc_cluster *c, const hc_pb_spawn
 			done(arg, HC_RPC_RESOURCE_EXHAUSTED, "out of memory", NULL);
 		return NULL;
 	}
-	op->done.spawn = done;
+	op->done = done;
 	if (op->req->id && *op->req->id) {
 		snprintf(op->id, sizeof(op->id), "%s", op->req->id);
 	} else {
@@ -513,7 +515,7 @@ static struct hc_cluster_op *spawn_start(struct hc_cluster *c, const hc_pb_spawn
 }
 
 struct hc_cluster_op *hc_cluster_spawn(struct hc_cluster *c, const hc_pb_spawn *req,
-				       hc_cluster_spawn_done *done, void *arg)
+				       hc_cluster_op_done *done, void *arg)
 {
 	return spawn_start(c, req, NULL, done, arg);
 }
@@ -596,7 +598,7 @@ static void on_stop_answer(void *arg, const char *from, const uint8_t *payload, 
 }
 
 struct hc_cluster_op *hc_cluster_stop(struct hc_cluster *c, const char *id,
-				      hc_cluster_stop_done *done, void *arg)
+				      hc_cluster_op_done *done, void *arg)
 {
 	Cluster__Services__Api__VmStopRequest req = CLUSTER__SERVICES__API__VM_STOP_REQUEST__INIT;
 	struct hc_cluster_op *op;
@@ -619,7 +621,7 @@ struct hc_cluster_op *hc_cluster_stop(struct hc_cluster *c, const char *id,
 		done(arg, HC_RPC_RESOURCE_EXHAUSTED, "out of memory", NULL);
 		return NULL;
 	}
-	op->done.stop = done;
+	op->done = done;
 	snprintf(op->id, sizeof(op->id), "%s", id);
 	op->expected = hypercore_nodes(c);
 	r = send_query(op, payload, len, NULL, STOP_TIMEOUT_MS, on_stop_answer);

@@ -8,7 +8,7 @@
 #include "runtime/runtime.h"
 
 /* A client for one call; NULL with err filled when out of memory. */
-static struct hc_runtime *client(void *ctx, struct hc_runtime_err *err)
+static struct hc_runtime *client(void *ctx, struct hc_err *err)
 {
 	struct hc_runtime *rt = hc_runtime_new(ctx);
 
@@ -18,7 +18,7 @@ static struct hc_runtime *client(void *ctx, struct hc_runtime_err *err)
 }
 
 static int cri_spawn(void *ctx, const struct hc_workload_spec *spec, const char *id,
-		     struct hc_workload *out, struct hc_runtime_err *err)
+		     struct hc_workload *out, struct hc_err *err)
 {
 	struct hc_runtime *rt = client(ctx, err);
 	int r = rt ? hc_runtime_spawn(rt, spec, id, out, err) : -ENOMEM;
@@ -27,7 +27,7 @@ static int cri_spawn(void *ctx, const struct hc_workload_spec *spec, const char 
 	return r;
 }
 
-static int cri_stop(void *ctx, const char *id, int grace_s, struct hc_runtime_err *err)
+static int cri_stop(void *ctx, const char *id, int grace_s, struct hc_err *err)
 {
 	struct hc_runtime *rt = client(ctx, err);
 	int r = rt ? hc_runtime_stop(rt, id, grace_s, err) : -ENOMEM;
@@ -36,7 +36,7 @@ static int cri_stop(void *ctx, const char *id, int grace_s, struct hc_runtime_er
 	return r;
 }
 
-static int cri_list(void *ctx, struct hc_workload **list, size_t *n, struct hc_runtime_err *err)
+static int cri_list(void *ctx, struct hc_workload **list, size_t *n, struct hc_err *err)
 {
 	struct hc_runtime *rt = client(ctx, err);
 	int r = rt ? hc_runtime_list(rt, list, n, err) : -ENOMEM;
@@ -46,7 +46,7 @@ static int cri_list(void *ctx, struct hc_workload **list, size_t *n, struct hc_r
 }
 
 static int cri_logs(void *ctx, const char *id, long tail, bool follow, int stop_fd,
-		    hc_runtime_log_fn *fn, void *arg, struct hc_runtime_err *err)
+		    hc_runtime_log_fn *fn, void *arg, struct hc_err *err)
 {
 	struct hc_runtime *rt = client(ctx, err);
 	int r = rt ? hc_runtime_logs(rt, id, tail, follow, stop_fd, fn, arg, err) : -ENOMEM;
@@ -55,7 +55,7 @@ static int cri_logs(void *ctx, const char *id, long tail, bool follow, int stop_
 	return r;
 }
 
-static int cri_capacity(void *ctx, struct hc_runtime_capacity *out, struct hc_runtime_err *err)
+static int cri_capacity(void *ctx, struct hc_runtime_capacity *out, struct hc_err *err)
 {
 	struct hc_runtime *rt = client(ctx, err);
 	int r = rt ? hc_runtime_capacity(rt, out, err) : -ENOMEM;

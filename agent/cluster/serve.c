@@ -64,7 +64,7 @@ struct spawn_job {
 	struct hc_workload_spec spec;
 	char id[HC_WORKLOAD_ID_LEN + 1];
 	int rc;
-	struct hc_runtime_err err;
+	struct hc_err err;
 	struct hc_workload out;
 	struct hc_runtime_capacity cap;
 };
@@ -98,7 +98,7 @@ static void spawn_job_run(struct job *j)
 		}
 	} else {
 		if (sj->restart) {
-			struct hc_runtime_err ignored;
+			struct hc_err ignored;
 
 			rt->stop(ctx, sj->id, 0, &ignored);
 		}
@@ -278,7 +278,8 @@ static int add_pending(struct hc_cluster *c, const char *id, const struct hc_wor
 static void serve_spawn(struct hc_cluster *c, uint64_t query_id, const hc_pb_spawn *req)
 {
 	struct spawn_job *sj;
-	char err[512], label[NODE_PORT_LABEL_LEN];
+	char label[NODE_PORT_LABEL_LEN];
+	struct hc_err err;
 	int r;
 
 	if (!c->cfg.runtime) {
@@ -286,8 +287,8 @@ static void serve_spawn(struct hc_cluster *c, uint64_t query_id, const hc_pb_spa
 			      hc_gossip_name(c->gossip));
 		return;
 	}
-	if (hc_cluster_check_spawn_request(req, err, sizeof(err)) < 0) {
-		respond_error(c, query_id, "%s", err);
+	if (hc_cluster_check_spawn_request(req, &err) < 0) {
+		respond_error(c, query_id, "%s", err.msg);
 		return;
 	}
 	sj = calloc(1, sizeof(*sj));
@@ -372,7 +373,7 @@ struct stop_job {
 	uint64_t query_id; /* 0: nobody to answer */
 	char id[HC_WORKLOAD_ID_LEN + 1];
 	int rc;
-	struct hc_runtime_err err;
+	struct hc_err err;
 };
 
 static void stop_job_run(struct job *j)

@@ -55,23 +55,23 @@ struct daemon {
 	long page_size;
 };
 
-int hc_daemon_prepare_state_dir(const char *dir, char *err, size_t errlen)
+int hc_daemon_prepare_state_dir(const char *dir, struct hc_err *err)
 {
 	struct stat st;
 	int r, fd;
 
 	if (!dir || !*dir) {
-		snprintf(err, errlen, "--state-dir is empty");
+		hc_err_set(err, -EINVAL, "--state-dir is empty");
 		return -EINVAL;
 	}
 	r = hc_mkdir_p(dir, 0755);
 	if (r < 0 || stat(dir, &st) < 0) {
 		r = r < 0 ? r : -errno;
-		snprintf(err, errlen, "cannot create state dir %s: %s", dir, strerror(-r));
+		hc_err_set(err, r, "cannot create state dir %s: %s", dir, strerror(-r));
 		return r;
 	}
 	if (!S_ISDIR(st.st_mode)) {
-		snprintf(err, errlen, "state dir %s is not a directory", dir);
+		hc_err_set(err, -ENOTDIR, "state dir %s is not a directory", dir);
 		return -ENOTDIR;
 	}
 	/* access(2) says yes to root for nearly everything; an unnamed file
@@ -79,7 +79,7 @@ int hc_daemon_prepare_state_dir(const char *dir, char *err, size_t errlen)
 	fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
 	if (fd < 0 && errno != EOPNOTSUPP && errno != EISDIR) {
 		r = -errno;
-		snprintf(err, errlen, "cannot write in state dir %s: %s", dir, strerror(-r));
+		hc_err_set(err, r, "cannot write in state dir %s: %s", dir, strerror(-r));
 		return r;
 	}
 	if (fd >= 0)
@@ -180,13 +180,13 @@ static void on_stop_signal(struct hc_loop *loop, int signo, void *arg)
 static void reload_api_tokens(struct daemon *d)
 {
 	struct hc_auth *auth;
-	char why[512];
+	struct hc_err why;
 
 	if (!d->token_path[0])
 		return;
-	auth = hc_auth_load(d->token_path, why, sizeof(why));
+	auth = hc_auth_load(d->token_path, &why);
 	if (!auth) {
-		hc_log(HC_LOG_ERROR, "SIGHUP: keeping the API tokens: %s", why);
+		hc_log(HC_LOG_ERROR, "SIGHUP: keeping the API tokens: %s", why.msg);
 		return;
 	}
 	hc_cluster_set_api_token(d->cluster, hc_auth_token(auth));
@@ -197,17 +197,17 @@ static void reload_api_tokens(struct daemon *d)
 static void on_reload_signal(struct hc_loop *loop, int signo, void *arg)
 {
 	struct daemon *d = arg;
-	char why[512];
+	struct hc_err why;
 
 	(void)loop;
 	(void)signo;
 	/* Reloadable pieces (policy files) hook in here as they arrive; flags
 	 * need a restart. */
 	reload_api_tokens(d);
-	if (d->proxy && hc_proxy_reload_tls(d->proxy, why, sizeof(why)) == 0)
+	if (d->proxy && hc_proxy_reload_tls(d->proxy, &why) == 0)
 		hc_log(HC_LOG_INFO, "SIGHUP: TLS certificate reloaded");
-	else if (d->proxy && strcmp(why, "no certificate configured") != 0)
-		hc_log(HC_LOG_ERROR, "SIGHUP: keeping the old certificate: %s", why);
+	else if (d->proxy && why.code != -ENOENT)
+		hc_log(HC_LOG_ERROR, "SIGHUP: keeping the old certificate: %s", why.msg);
 	else
 		hc_log(HC_LOG_INFO, "SIGHUP: nothing reloadable is configured");
 }
@@ -263,8 +263,7 @@ static unsigned proxy_conn_budget(rlim_t nofile)
 	return (unsigned)((nofile - RESERVED_FDS) / FDS_PER_PROXY_CONN);
 }
 
-static int start_proxy(struct daemon *d, const struct hc_daemon_config *cfg, char *err,
-		       size_t errlen)
+static int start_proxy(struct daemon *d, const struct hc_daemon_config *cfg, struct hc_err *err)
 {
 	struct hc_proxy_config pcfg = {
 		.pin_dir = cfg->bpf_pin_dir,
@@ -280,21 +279,19 @@ static int start_proxy(struct daemon *d, const struct hc_daemon_config *cfg, cha
 		.tls_key = cfg->tls_key,
 	};
 
-	d->proxy = hc_proxy_start(&pcfg, err, errlen);
+	d->proxy = hc_proxy_start(&pcfg, err);
 	if (!d->proxy)
-		return -1;
+		return err->code;
 	hc_log(HC_LOG_INFO, "proxy: at most %u connections over all ports (what the descriptor "
 			    "limit leaves after %d for the rest of the agent)",
 	       pcfg.max_total_conns, RESERVED_FDS);
 	d->proxy_timer = hc_loop_add_timer(d->loop, PROXY_REFRESH_MS, refresh_proxy, d);
-	if (!d->proxy_timer || hc_proxy_register_metrics(d->proxy, d->metrics) < 0) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
+	if (!d->proxy_timer || hc_proxy_register_metrics(d->proxy, d->metrics) < 0)
+		return hc_err_set(err, -ENOMEM, "out of memory");
 	return 0;
 }
 
-static int watch_signals(struct daemon *d, char *err, size_t errlen)
+static int watch_signals(struct daemon *d, struct hc_err *err)
 {
 	struct sigaction ign = { .sa_handler = SIG_IGN };
 	struct hc_loop *loop = d->loop;
@@ -305,7 +302,7 @@ static int watch_signals(struct daemon *d, char *err, size_t errlen)
 	if ((r = hc_loop_watch_signal(loop, SIGINT, on_stop_signal, d)) < 0 ||
 	    (r = hc_loop_watch_signal(loop, SIGTERM, on_stop_signal, d)) < 0 ||
 	    (r = hc_loop_watch_signal(loop, SIGHUP, on_reload_signal, d)) < 0) {
-		snprintf(err, errlen, "cannot watch signals: %s", strerror(-r));
+		hc_err_set(err, r, "cannot watch signals: %s", strerror(-r));
 		return r;
 	}
 	return 0;
@@ -361,33 +358,29 @@ struct gossip_setup {
 };
 
 static int gossip_config(const struct hc_daemon_config *cfg, struct gossip_setup *gs,
-			 struct hc_gossip_config *gc, char *err, size_t errlen)
+			 struct hc_gossip_config *gc, struct hc_err *err)
 {
-	char why[256];
+	struct hc_err why;
 
 	memset(gc, 0, sizeof(*gc));
-	if (hc_addr_parse(cfg->cluster_bind_addr, true, &gs->bind, why, sizeof(why)) < 0) {
-		snprintf(err, errlen, "invalid --cluster-bind-addr %s: %s", cfg->cluster_bind_addr,
-			 why);
-		return -1;
-	}
+	if (hc_addr_parse(cfg->cluster_bind_addr, true, &gs->bind, &why) < 0)
+		return hc_err_set(err, -EINVAL, "invalid --cluster-bind-addr %s: %s",
+				  cfg->cluster_bind_addr, why.msg);
 	gc->bind = gs->bind;
 	if (cfg->cluster_advertise_addr) {
-		if (hc_addr_parse(cfg->cluster_advertise_addr, true, &gs->advertise, why,
-				  sizeof(why)) < 0 || hc_addr_is_any(&gs->advertise)) {
-			snprintf(err, errlen, "invalid --cluster-advertise-addr %s: %s",
-				 cfg->cluster_advertise_addr,
-				 hc_addr_is_any(&gs->advertise) ? "a wildcard address" : why);
-			return -1;
-		}
+		if (hc_addr_parse(cfg->cluster_advertise_addr, true, &gs->advertise, &why) < 0 ||
+		    hc_addr_is_any(&gs->advertise))
+			return hc_err_set(err, -EINVAL, "invalid --cluster-advertise-addr %s: %s",
+					  cfg->cluster_advertise_addr,
+					  hc_addr_is_any(&gs->advertise) ? "a wildcard address"
+					  : why.msg);
 		gc->advertise = &gs->advertise;
 	} else if (hc_addr_is_any(&gs->bind)) {
-		if (default_route_addr(&gs->advertise, hc_addr_port(&gs->bind)) < 0) {
-			snprintf(err, errlen, "--cluster-bind-addr %s is a wildcard and no default "
-					      "route address was found: give --cluster-advertise-addr",
-				 cfg->cluster_bind_addr);
-			return -1;
-		}
+		if (default_route_addr(&gs->advertise, hc_addr_port(&gs->bind)) < 0)
+			return hc_err_set(err, -EADDRNOTAVAIL,
+					  "--cluster-bind-addr %s is a wildcard and no default "
+					  "route address was found: give --cluster-advertise-addr",
+					  cfg->cluster_bind_addr);
 		gc->advertise = &gs->advertise;
 	}
 	if (cfg->encrypt_key) {
@@ -451,8 +444,7 @@ static void on_routes_changed(void *arg)
 }
 
 /* Starts the embedded containerd unless one was named, then the watch. */
-static int start_runtime(struct daemon *d, const struct hc_daemon_config *cfg, char *err,
-			 size_t errlen)
+static int start_runtime(struct daemon *d, const struct hc_daemon_config *cfg, struct hc_err *err)
 {
 	struct hc_runtime_config rcfg = {
 		.state_dir = cfg->state_dir,
@@ -466,7 +458,7 @@ static int start_runtime(struct daemon *d, const struct hc_daemon_config *cfg, c
 		.ninsecure = cfg->ninsecure,
 		.subnet = cfg->workload_subnet,
 	};
-	struct hc_runtime_err rerr;
+	struct hc_err rerr;
 	struct hc_runtime *probe;
 	int r;
 
@@ -476,18 +468,16 @@ static int start_runtime(struct daemon *d, const struct hc_daemon_config *cfg, c
 		r = probe ? hc_runtime_ready(probe, 5000, &rerr) : -ENOMEM;
 		hc_runtime_free(probe);
 		if (r < 0 && r != -EAGAIN) {
-			snprintf(err, errlen, "--containerd-socket %s: %s", cfg->containerd_socket,
-				 r == -ENOMEM ? "out of memory" : rerr.msg);
-			return -1;
+			return hc_err_set(err, r, "--containerd-socket %s: %s",
+					  cfg->containerd_socket,
+					  r == -ENOMEM ? "out of memory" : rerr.msg);
 		}
 		if (r == -EAGAIN)
 			hc_log(HC_LOG_WARN, "%s", rerr.msg);
 	} else {
 		d->containerd = hc_containerd_start(d->loop, &ccfg, &rerr);
-		if (!d->containerd) {
-			snprintf(err, errlen, "%s", rerr.msg);
-			return -1;
-		}
+		if (!d->containerd)
+			return hc_err_set(err, rerr.code, "%s", rerr.msg);
 		rcfg.socket = hc_containerd_socket(d->containerd);
 	}
 	d->runtime = rcfg;
@@ -496,15 +486,12 @@ static int start_runtime(struct daemon *d, const struct hc_daemon_config *cfg, c
 					  cfg->watch_interval_ms ? cfg->watch_interval_ms
 								 : WATCH_INTERVAL_MS,
 					  on_workload_exit, d);
-	if (!d->watch) {
-		snprintf(err, errlen, "cannot start the workload watch: %s", strerror(errno));
-		return -1;
-	}
+	if (!d->watch)
+		return hc_err_set(err, errno ? -errno : -ENOMEM,
+				  "cannot start the workload watch: %s", strerror(errno));
 	if (hc_runtime_watch_register_metrics(d->watch, d->metrics) < 0 ||
-	    (d->containerd && hc_containerd_register_metrics(d->containerd, d->metrics) < 0)) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
+	    (d->containerd && hc_containerd_register_metrics(d->containerd, d->metrics) < 0))
+		return hc_err_set(err, -ENOMEM, "out of memory");
 	return 0;
 }
 
@@ -527,7 +514,7 @@ static void daemon_fini(struct daemon *d)
 	hc_loop_free(d->loop);
 }
 
-int hc_daemon_run(const struct hc_daemon_config *cfg, char *err, size_t errlen)
+int hc_daemon_run(const struct hc_daemon_config *cfg, struct hc_err *err)
 {
 	struct hc_cluster_config ccfg = { .state_dir = cfg->state_dir, .base_url = cfg->base_url,
 					  .join = cfg->join, .njoin = cfg->njoin,
@@ -538,37 +525,39 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, char *err, size_t errlen)
 	struct hc_api_config acfg = { 0 };
 	char gossip_at[64];
 	struct daemon d = { 0 };
+	struct hc_err why, none;
 	struct timespec now;
-	char why[256];
 	int r;
 
+	if (!err)
+		err = &none;
+	err->code = 0;
 	/* Check every input before starting anything. */
-	if (hc_addr_parse(cfg->grpc_bind_addr, true, &acfg.grpc_addr, why, sizeof(why)) < 0) {
-		snprintf(err, errlen, "invalid --grpc-bind-addr %s: %s", cfg->grpc_bind_addr, why);
-		return -1;
-	}
-	if (hc_addr_parse(cfg->http_bind_addr, true, &acfg.http_addr, why, sizeof(why)) < 0) {
-		snprintf(err, errlen, "invalid --http-bind-addr %s: %s", cfg->http_bind_addr, why);
-		return -1;
-	}
-	if (gossip_config(cfg, &gs, &ccfg.gossip, err, errlen) < 0)
-		return -1;
+	if (hc_addr_parse(cfg->grpc_bind_addr, true, &acfg.grpc_addr, &why) < 0)
+		return hc_err_set(err, -EINVAL, "invalid --grpc-bind-addr %s: %s",
+				  cfg->grpc_bind_addr, why.msg);
+	if (hc_addr_parse(cfg->http_bind_addr, true, &acfg.http_addr, &why) < 0)
+		return hc_err_set(err, -EINVAL, "invalid --http-bind-addr %s: %s",
+				  cfg->http_bind_addr, why.msg);
+	r = gossip_config(cfg, &gs, &ccfg.gossip, err);
+	if (r < 0)
+		return r;
 	for (size_t i = 0; i < cfg->njoin; i++) {
 		struct hc_addr a;
 
-		if (hc_addr_parse(cfg->join[i], false, &a, why, sizeof(why)) < 0) {
-			snprintf(err, errlen, "invalid join address %s: %s", cfg->join[i], why);
-			return -1;
-		}
+		if (hc_addr_parse(cfg->join[i], false, &a, &why) < 0)
+			return hc_err_set(err, -EINVAL, "invalid join address %s: %s", cfg->join[i],
+					  why.msg);
 	}
-	if (hc_daemon_prepare_state_dir(cfg->state_dir, err, errlen) < 0)
-		return -1;
-	r = hc_daemon_secrets_gossip(cfg, &secrets, &ccfg.gossip, err, errlen);
+	r = hc_daemon_prepare_state_dir(cfg->state_dir, err);
+	if (r < 0)
+		return r;
+	r = hc_daemon_secrets_gossip(cfg, &secrets, &ccfg.gossip, err);
 	if (r == 0)
-		r = hc_daemon_secrets_api(cfg, &secrets, &acfg.auth, err, errlen);
+		r = hc_daemon_secrets_api(cfg, &secrets, &acfg.auth, err);
 	hc_daemon_secrets_clear(&secrets);
 	if (r < 0)
-		return -1;
+		return r;
 	acfg.metrics_auth = cfg->metrics_auth;
 	snprintf(d.token_path, sizeof(d.token_path), "%s", secrets.token_path);
 
@@ -579,15 +568,16 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, char *err, size_t errlen)
 	d.loop = hc_loop_new(NULL, NULL);
 	d.metrics = hc_metrics_new();
 	if (!d.loop || !d.metrics) {
-		snprintf(err, errlen, "cannot start the event loop: %s", strerror(errno));
+		hc_err_set(err, errno ? -errno : -ENOMEM, "cannot start the event loop: %s",
+			   strerror(errno));
 		goto fail;
 	}
 	/* Before any thread exists (gRPC starts several), so all inherit the
 	 * blocked mask and signals arrive only through the loop. */
-	if (watch_signals(&d, err, errlen) < 0)
+	if (watch_signals(&d, err) < 0)
 		goto fail;
 	d.nofile = raise_fd_limit();
-	if (!cfg->no_runtime && start_runtime(&d, cfg, err, errlen) < 0)
+	if (!cfg->no_runtime && start_runtime(&d, cfg, err) < 0)
 		goto fail;
 	if (d.has_runtime) {
 		ccfg.runtime = &hc_cluster_runtime_cri;
@@ -596,33 +586,33 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, char *err, size_t errlen)
 	ccfg.on_local = on_local_workloads;
 	ccfg.on_routes = on_routes_changed;
 	ccfg.notify_arg = &d;
-	d.cluster = hc_cluster_new(d.loop, &ccfg, err, errlen);
+	d.cluster = hc_cluster_new(d.loop, &ccfg, err);
 	if (!d.cluster)
 		goto fail;
 	if (acfg.auth)
 		hc_cluster_set_api_token(d.cluster, hc_auth_token(acfg.auth));
-	d.api = hc_api_new(d.loop, d.cluster, d.metrics, &acfg, err, errlen);
+	d.api = hc_api_new(d.loop, d.cluster, d.metrics, &acfg, err);
 	acfg.auth = NULL; /* the api's now, also if it failed */
 	if (!d.api)
 		goto fail;
 	/* After every listener is bound: an agent that cannot start leaves the
 	 * data plane as it found it. */
 	if (!cfg->no_dataplane) {
-		d.dataplane = hc_daemon_dataplane_start(d.loop, d.metrics, cfg, err, errlen);
+		d.dataplane = hc_daemon_dataplane_start(d.loop, d.metrics, cfg, err);
 		if (!d.dataplane)
 			goto fail;
 		hc_cluster_set_maps(d.cluster, hc_daemon_dataplane_maps(d.dataplane));
-		if (!cfg->no_proxy && start_proxy(&d, cfg, err, errlen) < 0)
+		if (!cfg->no_proxy && start_proxy(&d, cfg, err) < 0)
 			goto fail;
 	}
 	if (d.watch)
 		hc_runtime_watch_on_running(d.watch, on_running, &d);
 	hc_cluster_set_http_port(d.cluster, (uint16_t)hc_api_http_port(d.api));
-	if (hc_cluster_start(d.cluster, err, errlen) < 0)
+	if (hc_cluster_start(d.cluster, err) < 0)
 		goto fail;
 	if (hc_metrics_register(d.metrics, collect_process, &d) < 0 ||
 	    hc_cluster_register_metrics(d.cluster, d.metrics) < 0) {
-		snprintf(err, errlen, "out of memory");
+		hc_err_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
 
@@ -640,5 +630,5 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, char *err, size_t errlen)
 fail:
 	hc_auth_free(acfg.auth); /* when the api never took it */
 	daemon_fini(&d);
-	return -1;
+	return err->code < 0 ? err->code : -EIO;
 }

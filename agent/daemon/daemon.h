@@ -81,13 +81,13 @@ struct hc_daemon_config {
 /*
  * Runs the agent in the calling thread, which must be the process's only
  * thread so far (signals are blocked before any other starts). Returns 0
- * after a clean shutdown, or -1 with a one-line reason in err if it could not
- * start; then nothing was left running or listening.
+ * after a clean shutdown, or -errno with a one-line reason in err if it could
+ * not start; then nothing was left running or listening.
  */
-int hc_daemon_run(const struct hc_daemon_config *cfg, char *err, size_t errlen);
+int hc_daemon_run(const struct hc_daemon_config *cfg, struct hc_err *err);
 
 /* Creates dir (and parents) if missing and checks that files can be created
  * in it. Returns 0 or -errno with a reason in err. */
-int hc_daemon_prepare_state_dir(const char *dir, char *err, size_t errlen);
+int hc_daemon_prepare_state_dir(const char *dir, struct hc_err *err);
 
 #endif /* HC_DAEMON_H */

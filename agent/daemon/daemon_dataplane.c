@@ -133,8 +133,8 @@ static void collect(struct hc_metrics_writer *w, void *arg)
 }
 
 struct daemon_dataplane *hc_daemon_dataplane_start(struct hc_loop *loop, struct hc_metrics *metrics,
-						const struct hc_daemon_config *cfg, char *err,
-						size_t errlen)
+						const struct hc_daemon_config *cfg,
+						struct hc_err *err)
 {
 	struct hc_dataplane_config dcfg = {
 		.pin_dir = cfg->bpf_pin_dir,
@@ -142,28 +142,29 @@ struct daemon_dataplane *hc_daemon_dataplane_start(struct hc_loop *loop, struct 
 		.mode = cfg->dataplane_mode,
 	};
 	struct daemon_dataplane *dd;
-	struct hc_dp_err derr;
+	struct hc_err derr;
 
 	if (parse_subnet(cfg->workload_subnet, &dcfg.workload_net, &dcfg.workload_prefix) < 0) {
-		snprintf(err, errlen, "invalid --workload-subnet %s (IPV4/PREFIX)",
-			 cfg->workload_subnet);
+		hc_err_set(err, -EINVAL, "invalid --workload-subnet %s (IPV4/PREFIX)",
+			   cfg->workload_subnet);
 		return NULL;
 	}
 	dd = calloc(1, sizeof(*dd));
 	if (!dd) {
-		snprintf(err, errlen, "out of memory");
+		hc_err_set(err, -ENOMEM, "out of memory");
 		return NULL;
 	}
 	dd->loop = loop;
 	dd->dp = hc_dataplane_open(&dcfg, &derr);
 	if (!dd->dp) {
-		snprintf(err, errlen, "data plane: %s (--no-dataplane runs without it)", derr.msg);
+		hc_err_set(err, derr.code, "data plane: %s (--no-dataplane runs without it)",
+			   derr.msg);
 		free(dd);
 		return NULL;
 	}
 	dd->refresh_timer = hc_loop_add_timer(loop, REFRESH_MS, refresh, dd);
 	if (!dd->refresh_timer || hc_metrics_register(metrics, collect, dd) < 0) {
-		snprintf(err, errlen, "out of memory");
+		hc_err_set(err, -ENOMEM, "out of memory");
 		hc_daemon_dataplane_stop(dd);
 		return NULL;
 	}
@@ -194,7 +195,7 @@ void hc_daemon_dataplane_on_running(void *arg, const struct hc_runtime_running *
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct hc_ipaddr ip;
-		struct hc_dp_err err;
+		struct hc_err err;
 
 		if (hc_dp_ipaddr_parse(list[i].ip, &ip) < 0)
 			continue;

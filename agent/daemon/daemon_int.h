@@ -19,8 +19,8 @@ struct daemon_dataplane;
 
 /* NULL with a reason in err when the data plane cannot start. */
 struct daemon_dataplane *hc_daemon_dataplane_start(struct hc_loop *loop, struct hc_metrics *metrics,
-						const struct hc_daemon_config *cfg, char *err,
-						size_t errlen);
+						const struct hc_daemon_config *cfg,
+						struct hc_err *err);
 
 /* The runtime's running workloads changed (hc_runtime_running_fn). */
 void hc_daemon_dataplane_on_running(void *arg, const struct hc_runtime_running *list, size_t n);
@@ -53,13 +53,13 @@ struct daemon_secrets {
  * only with --cluster-insecure. Fills gc->keyring_file when the state dir's
  * keyring is used. 0, or -errno with a one-line reason in err. */
 int hc_daemon_secrets_gossip(const struct hc_daemon_config *cfg, struct daemon_secrets *s,
-			     struct hc_gossip_config *gc, char *err, size_t errlen);
+			     struct hc_gossip_config *gc, struct hc_err *err);
 
 /* Settles the API tokens (after hc_daemon_secrets_gossip): the token file
  * is made in the state dir on first start, and loaded. *out is NULL with
  * --api-auth none. 0, or -errno with a reason in err. */
 int hc_daemon_secrets_api(const struct hc_daemon_config *cfg, struct daemon_secrets *s,
-			  struct hc_auth **out, char *err, size_t errlen);
+			  struct hc_auth **out, struct hc_err *err);
 
 void hc_daemon_secrets_clear(struct daemon_secrets *s);
 

@@ -13,8 +13,8 @@
  *    veths, and keeps hc_host_addrs in step with the node's addresses.
  *
  * All calls block briefly on bpf(2) and netlink; call them from the loop
- * thread or a CLI. Errors: 0 or -errno, with one readable line in an
- * hc_dp_err where the caller gives one.
+ * thread or a CLI. Errors: 0 or -errno, with one readable line in a
+ * struct hc_err (base.h) where the caller gives one.
  */
 #ifndef HC_DATAPLANE_H
 #define HC_DATAPLANE_H
@@ -25,9 +25,7 @@
 
 #include <hypercore/dataplane.h>
 
-struct hc_dp_err {
-	char msg[512];
-};
+#include "base/base.h"
 
 /* ---- the pinned maps ---- */
 
@@ -35,7 +33,7 @@ struct hc_dpmaps;
 
 /* Opens the maps pinned under pin_dir. NULL + errno (ENOENT: nothing pinned
  * there) with err filled. The caller frees with hc_dpmaps_close(). */
-struct hc_dpmaps *hc_dpmaps_open(const char *pin_dir, struct hc_dp_err *err);
+struct hc_dpmaps *hc_dpmaps_open(const char *pin_dir, struct hc_err *err);
 void hc_dpmaps_close(struct hc_dpmaps *m);
 
 /* One desired entry of each kind. */
@@ -78,18 +76,18 @@ int hc_dpmaps_sync(struct hc_dpmaps *m, const struct hc_dp_desired *want,
 /* Static entries (operators' routes to backends outside the cluster). */
 int hc_dpmaps_route_add_static(struct hc_dpmaps *m, const char *host, uint16_t port,
 			       const struct hc_ipaddr *backend, uint16_t backend_port,
-			       struct hc_dp_err *err);
+			       struct hc_err *err);
 /* -ENOENT when absent, -EPERM when the entry is the cluster's, not static. */
 int hc_dpmaps_route_del_static(struct hc_dpmaps *m, const char *host, uint16_t port,
-			       struct hc_dp_err *err);
+			       struct hc_err *err);
 /* Adds a backend to a static node-port service (creating it). */
 int hc_dpmaps_service_add_static(struct hc_dpmaps *m, uint8_t proto, uint16_t node_port,
 				 const struct hc_ipaddr *backend, uint16_t backend_port,
-				 struct hc_dp_err *err);
+				 struct hc_err *err);
 /* Removes one backend (backend != NULL) or the whole static service. */
 int hc_dpmaps_service_del_static(struct hc_dpmaps *m, uint8_t proto, uint16_t node_port,
 				 const struct hc_ipaddr *backend, uint16_t backend_port,
-				 struct hc_dp_err *err);
+				 struct hc_err *err);
 
 /* Builds a route key from a host name (lower-cased; -EINVAL if empty, too
  * long or not a valid host name). */
@@ -161,7 +159,7 @@ struct hc_dataplane;
  * program in place, no gap for traffic), or a TC ingress filter (replaced
  * in place); the other is detached. NULL + errno with err filled. */
 struct hc_dataplane *hc_dataplane_open(const struct hc_dataplane_config *cfg,
-				       struct hc_dp_err *err);
+				       struct hc_err *err);
 
 /* Releases the agent's handles; programs, links and maps stay attached and
  * pinned. Accepts NULL. */
@@ -182,7 +180,7 @@ const char *hc_dataplane_iface(const struct hc_dataplane *dp);
  * Idempotent. -ENODEV when no veth routes to addr. */
 int hc_dataplane_workload_attach(struct hc_dataplane *dp, const char *id,
 				 const struct hc_ipaddr *addr, bool isolate, uint64_t rate_bytes_per_sec,
-				 struct hc_dp_err *err);
+				 struct hc_err *err);
 
 /* Detaches from the veth of the workload at addr, or of every recorded
  * workload whose veth is gone when addr is NULL. */
@@ -197,6 +195,6 @@ int hc_dataplane_refresh(struct hc_dataplane *dp);
  * NULL), the TC uplink filter from iface (NULL: the uplink hc_config names)
  * and TC from every recorded workload veth, then removes the pins and
  * pin_dir. Needs no running agent. */
-int hc_dataplane_cleanup(const char *pin_dir, const char *iface, struct hc_dp_err *err);
+int hc_dataplane_cleanup(const char *pin_dir, const char *iface, struct hc_err *err);
 
 #endif /* HC_DATAPLANE_H */

@@ -7,10 +7,6 @@
 
 #include "dataplane/dataplane.h"
 
-/* Formats into err->msg (err may be NULL) and returns rc. */
-int hc_dp_fail(struct hc_dp_err *err, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
 /* ---- maps.c, maps_sync.c (the mirror), maps_snapshot.c ---- */
 
 /* What a kind of map held after the last sync: entries (key, then value,
@@ -67,7 +63,7 @@ struct hc_dataplane {
 };
 
 /* Opens from pins (fds owned by m); or adopts fds the loader got (dup'ed). */
-int hc_dpmaps_init_from_pins(struct hc_dpmaps *m, const char *pin_dir, struct hc_dp_err *err);
+int hc_dpmaps_init_from_pins(struct hc_dpmaps *m, const char *pin_dir, struct hc_err *err);
 void hc_dpmaps_fini(struct hc_dpmaps *m);
 
 /* Makes hc_host_addrs hold exactly addrs[0..n). */
@@ -89,11 +85,11 @@ int hc_dp_tc_attach_one(int ifindex, int prog_fd, enum bpf_tc_attach_point where
 /* Attaches XDP or TC to dp's uplink as want says (auto: see uplink.c),
  * detaching the other, and records the outcome in dp->mode and
  * dp->xdp_mode. 0 or -errno with err filled. */
-int hc_dp_uplink_attach(struct hc_dataplane *dp, enum hc_dp_mode want, struct hc_dp_err *err);
+int hc_dp_uplink_attach(struct hc_dataplane *dp, enum hc_dp_mode want, struct hc_err *err);
 
 /* Detaches the pinned XDP link, and (ifindex > 0) any XDP program or TC
  * uplink filter of ours on ifindex. 0 or -errno with err filled. */
-int hc_dp_uplink_cleanup(const char *pin_dir, int ifindex, struct hc_dp_err *err);
+int hc_dp_uplink_cleanup(const char *pin_dir, int ifindex, struct hc_err *err);
 
 /* ---- netlink.c: rtnetlink queries ---- */
 

@@ -81,21 +81,21 @@ static bool is_bpffs(const char *path)
 
 /* Pins need bpffs. Like other BPF agents we mount it at its usual place when
  * the system has not; anywhere else the operator chose the place. */
-static int ensure_pin_dir(const char *pin_dir, struct hc_dp_err *err)
+static int ensure_pin_dir(const char *pin_dir, struct hc_err *err)
 {
 	int rc;
 
 	if (strncmp(pin_dir, BPFFS_ROOT "/", strlen(BPFFS_ROOT) + 1) == 0 && !is_bpffs(BPFFS_ROOT)) {
 		if (mount("bpf", BPFFS_ROOT, "bpf", 0, "mode=0700") < 0)
-			return hc_dp_fail(err, -errno, "cannot mount bpffs on %s: %s", BPFFS_ROOT,
+			return hc_err_set(err, -errno, "cannot mount bpffs on %s: %s", BPFFS_ROOT,
 					  strerror(errno));
 		hc_log(HC_LOG_INFO, "mounted bpffs on %s", BPFFS_ROOT);
 	}
 	rc = hc_mkdir_p(pin_dir, 0700);
 	if (rc)
-		return hc_dp_fail(err, rc, "cannot create %s: %s", pin_dir, strerror(-rc));
+		return hc_err_set(err, rc, "cannot create %s: %s", pin_dir, strerror(-rc));
 	if (!is_bpffs(pin_dir))
-		return hc_dp_fail(err, -EINVAL, "%s is not on a bpf filesystem (mount -t bpf)", pin_dir);
+		return hc_err_set(err, -EINVAL, "%s is not on a bpf filesystem (mount -t bpf)", pin_dir);
 	return 0;
 }
 
@@ -103,9 +103,9 @@ static int ensure_pin_dir(const char *pin_dir, struct hc_dp_err *err)
 
 /* libbpf's last warning says why (a pinned map of another layout, the
  * verifier's verdict), so it goes into the line. */
-static int load_failed(struct hc_dp_err *err, const char *what, int rc)
+static int load_failed(struct hc_err *err, const char *what, int rc)
 {
-	return hc_dp_fail(err, rc, "cannot load %s: %s%s%s%s", what, strerror(-rc),
+	return hc_err_set(err, rc, "cannot load %s: %s%s%s%s", what, strerror(-rc),
 			  libbpf_first_warning[0] ? " (" : "", libbpf_first_warning,
 			  libbpf_first_warning[0] ? ")" : "");
 }
@@ -122,7 +122,7 @@ static int load_failed(struct hc_dp_err *err, const char *what, int rc)
 		rc_;                                                                       \
 	})
 
-static int load_objects(struct hc_dataplane *dp, struct hc_dp_err *err)
+static int load_objects(struct hc_dataplane *dp, struct hc_err *err)
 {
 	int rc;
 
@@ -212,7 +212,7 @@ static void addr_format(const struct hc_ipaddr *a, char *buf, size_t len)
 
 int hc_dataplane_workload_attach(struct hc_dataplane *dp, const char *id,
 				 const struct hc_ipaddr *addr, bool isolate, uint64_t rate_bytes_per_sec,
-				 struct hc_dp_err *err)
+				 struct hc_err *err)
 {
 	struct hc_wl_info wl = {0}, have;
 	struct hc_wl_rate bucket = {0};
@@ -227,7 +227,7 @@ int hc_dataplane_workload_attach(struct hc_dataplane *dp, const char *id,
 	addr_format(addr, text, sizeof(text));
 	rc = workload_link(dp, addr, &link);
 	if (rc)
-		return hc_dp_fail(err, rc, "no veth routes to workload %s at %s", id, text);
+		return hc_err_set(err, rc, "no veth routes to workload %s at %s", id, text);
 	key = (__u32)link.ifindex;
 	snprintf(wl.id, sizeof(wl.id), "%s", id);
 	wl.addr = *addr;
@@ -241,17 +241,17 @@ int hc_dataplane_workload_attach(struct hc_dataplane *dp, const char *id,
 		return 0; /* already there: attaching again would only churn */
 	rc = tc_attach(dp, link.ifindex, known);
 	if (rc)
-		return hc_dp_fail(err, rc, "cannot attach TC to %s: %s", link.name, strerror(-rc));
+		return hc_err_set(err, rc, "cannot attach TC to %s: %s", link.name, strerror(-rc));
 	zero_stats = calloc(ncpu > 0 ? ncpu : 1, (sizeof(struct hc_wl_stats) + 7) & ~7ul);
 	if (!zero_stats)
-		return hc_dp_fail(err, -ENOMEM, "out of memory");
+		return hc_err_set(err, -ENOMEM, "out of memory");
 	/* Counters and bucket survive a re-attach (BPF_NOEXIST). */
 	bpf_map_update_elem(dp->maps.wl_stats, &key, zero_stats, BPF_NOEXIST);
 	free(zero_stats);
 	bucket.tokens = wl.burst_bytes;
 	bpf_map_update_elem(dp->maps.wl_rate, &key, &bucket, BPF_NOEXIST);
 	if (bpf_map_update_elem(dp->maps.workloads, &key, &wl, BPF_ANY) < 0)
-		return hc_dp_fail(err, -errno, "cannot write %s: %s", HC_MAP_WORKLOADS,
+		return hc_err_set(err, -errno, "cannot write %s: %s", HC_MAP_WORKLOADS,
 				  strerror(errno));
 	rc = hc_dp_veth_peer_enable_gro(&link);
 	if (rc)
@@ -345,17 +345,17 @@ static void reattach_workloads(struct hc_dataplane *dp)
 
 /* hc_config is written whole: the settings, then (once the uplink is
  * attached) where node ports are served. */
-static int config_write(struct hc_dataplane *dp, struct hc_dp_err *err)
+static int config_write(struct hc_dataplane *dp, struct hc_err *err)
 {
 	__u32 zero = 0;
 
 	if (bpf_map_update_elem(dp->maps.config, &zero, &dp->config, BPF_ANY) < 0)
-		return hc_dp_fail(err, -errno, "cannot write %s: %s", HC_MAP_CONFIG, strerror(errno));
+		return hc_err_set(err, -errno, "cannot write %s: %s", HC_MAP_CONFIG, strerror(errno));
 	return 0;
 }
 
 static int config_init(struct hc_dataplane *dp, const struct hc_dataplane_config *cfg,
-		       struct hc_dp_err *err)
+		       struct hc_err *err)
 {
 	struct hc_config *c = &dp->config;
 	size_t n = 0;
@@ -373,14 +373,14 @@ static int config_init(struct hc_dataplane *dp, const struct hc_dataplane_config
 	c->host_allowed[n++] = (struct hc_port_rule){.port = DNS_PORT, .proto = IPPROTO_TCP};
 	for (size_t i = 0; i < cfg->n_host_allowed; i++) {
 		if (n >= HC_ALLOWED_PORTS_MAX)
-			return hc_dp_fail(err, -E2BIG, "at most %d ports may be open to workloads",
+			return hc_err_set(err, -E2BIG, "at most %d ports may be open to workloads",
 					  HC_ALLOWED_PORTS_MAX - 2);
 		c->host_allowed[n++] = cfg->host_allowed[i];
 	}
 	return config_write(dp, err);
 }
 
-static int uplink_attach(struct hc_dataplane *dp, enum hc_dp_mode mode, struct hc_dp_err *err)
+static int uplink_attach(struct hc_dataplane *dp, enum hc_dp_mode mode, struct hc_err *err)
 {
 	int rc = hc_dp_uplink_attach(dp, mode, err);
 
@@ -418,28 +418,28 @@ static void drop_stale_config_pin(const char *pin_dir)
 	close(fd);
 }
 
-static int resolve_iface(struct hc_dataplane *dp, const char *iface, struct hc_dp_err *err)
+static int resolve_iface(struct hc_dataplane *dp, const char *iface, struct hc_err *err)
 {
 	int rc;
 
 	if (iface) {
 		dp->ifindex = (int)if_nametoindex(iface);
 		if (!dp->ifindex)
-			return hc_dp_fail(err, -ENODEV, "no interface %s (--dataplane-iface)", iface);
+			return hc_err_set(err, -ENODEV, "no interface %s (--dataplane-iface)", iface);
 	} else {
 		rc = hc_nl_default_oif(&dp->ifindex);
 		if (rc)
-			return hc_dp_fail(err, rc,
+			return hc_err_set(err, rc,
 					  "no default route to find the uplink by; name it with "
 					  "--dataplane-iface");
 	}
 	if (!if_indextoname((unsigned)dp->ifindex, dp->iface))
-		return hc_dp_fail(err, -errno, "interface %d vanished", dp->ifindex);
+		return hc_err_set(err, -errno, "interface %d vanished", dp->ifindex);
 	return 0;
 }
 
 struct hc_dataplane *hc_dataplane_open(const struct hc_dataplane_config *cfg,
-				       struct hc_dp_err *err)
+				       struct hc_err *err)
 {
 	struct hc_dataplane *dp = calloc(1, sizeof(*dp));
 	const char *pin_dir = cfg->pin_dir ? cfg->pin_dir : HC_DEFAULT_BPF_PIN_DIR;
@@ -447,14 +447,14 @@ struct hc_dataplane *hc_dataplane_open(const struct hc_dataplane_config *cfg,
 
 	if (!dp) {
 		errno = ENOMEM;
-		hc_dp_fail(err, -ENOMEM, "out of memory");
+		hc_err_set(err, -ENOMEM, "out of memory");
 		return NULL;
 	}
 	for (int *fd = &dp->maps.routes; fd <= &dp->maps.drops; fd++)
 		*fd = -1;
 	libbpf_setup();
 	if (snprintf(dp->pin_dir, sizeof(dp->pin_dir), "%s", pin_dir) >= (int)sizeof(dp->pin_dir)) {
-		rc = hc_dp_fail(err, -ENAMETOOLONG, "pin directory path too long");
+		rc = hc_err_set(err, -ENAMETOOLONG, "pin directory path too long");
 		goto fail;
 	}
 	rc = resolve_iface(dp, cfg->iface, err);
@@ -536,7 +536,7 @@ static int recorded_uplink(const char *pin_dir)
 	return ifindex;
 }
 
-int hc_dataplane_cleanup(const char *pin_dir, const char *iface, struct hc_dp_err *err)
+int hc_dataplane_cleanup(const char *pin_dir, const char *iface, struct hc_err *err)
 {
 	char path[512];
 	struct dirent *de;
@@ -549,7 +549,7 @@ int hc_dataplane_cleanup(const char *pin_dir, const char *iface, struct hc_dp_er
 	if (iface) {
 		ifindex = (int)if_nametoindex(iface);
 		if (!ifindex)
-			return hc_dp_fail(err, -ENODEV, "no interface %s", iface);
+			return hc_err_set(err, -ENODEV, "no interface %s", iface);
 	} else {
 		ifindex = recorded_uplink(pin_dir);
 	}
@@ -572,17 +572,17 @@ int hc_dataplane_cleanup(const char *pin_dir, const char *iface, struct hc_dp_er
 	if (!d) {
 		if (errno == ENOENT)
 			return rc;
-		return hc_dp_fail(err, -errno, "cannot read %s: %s", pin_dir, strerror(errno));
+		return hc_err_set(err, -errno, "cannot read %s: %s", pin_dir, strerror(errno));
 	}
 	while ((de = readdir(d))) {
 		if (de->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", pin_dir, de->d_name);
 		if (unlink(path) < 0 && !rc)
-			rc = hc_dp_fail(err, -errno, "cannot remove %s: %s", path, strerror(errno));
+			rc = hc_err_set(err, -errno, "cannot remove %s: %s", path, strerror(errno));
 	}
 	closedir(d);
 	if (rmdir(pin_dir) < 0 && !rc)
-		rc = hc_dp_fail(err, -errno, "cannot remove %s: %s", pin_dir, strerror(errno));
+		rc = hc_err_set(err, -errno, "cannot remove %s: %s", pin_dir, strerror(errno));
 	return rc;
 }

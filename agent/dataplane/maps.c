@@ -17,18 +17,6 @@
 #include "dataplane/dataplane_int.h"
 #include "log/log.h"
 
-int hc_dp_fail(struct hc_dp_err *err, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err) {
-		va_start(ap, fmt);
-		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
 /* ---- opening ---- */
 
 struct map_slot {
@@ -51,7 +39,7 @@ static int *slot_fd(struct hc_dpmaps *m, const struct map_slot *s)
 	return (int *)((char *)m + s->offset);
 }
 
-int hc_dpmaps_init_from_pins(struct hc_dpmaps *m, const char *pin_dir, struct hc_dp_err *err)
+int hc_dpmaps_init_from_pins(struct hc_dpmaps *m, const char *pin_dir, struct hc_err *err)
 {
 	char path[512];
 
@@ -67,11 +55,11 @@ int hc_dpmaps_init_from_pins(struct hc_dpmaps *m, const char *pin_dir, struct hc
 			rc = -errno;
 			hc_dpmaps_fini(m);
 			if (rc == -ENOENT)
-				return hc_dp_fail(err, rc,
+				return hc_err_set(err, rc,
 						  "no data plane pinned in %s (%s missing): start an agent "
 						  "(hypercore cluster) or give --bpf-pin-dir",
 						  pin_dir, map_slots[i].name);
-			return hc_dp_fail(err, rc, "cannot open %s: %s", path, strerror(-rc));
+			return hc_err_set(err, rc, "cannot open %s: %s", path, strerror(-rc));
 		}
 		*slot_fd(m, &map_slots[i]) = fd;
 	}
@@ -91,13 +79,13 @@ void hc_dpmaps_fini(struct hc_dpmaps *m)
 	}
 }
 
-struct hc_dpmaps *hc_dpmaps_open(const char *pin_dir, struct hc_dp_err *err)
+struct hc_dpmaps *hc_dpmaps_open(const char *pin_dir, struct hc_err *err)
 {
 	struct hc_dpmaps *m = calloc(1, sizeof(*m));
 	int rc;
 
 	if (!m) {
-		hc_dp_fail(err, -ENOMEM, "out of memory");
+		hc_err_set(err, -ENOMEM, "out of memory");
 		errno = ENOMEM;
 		return NULL;
 	}
@@ -214,9 +202,9 @@ int hc_dp_route_key_init(struct hc_route_key *key, const char *host, uint16_t po
 	return 0;
 }
 
-static int bad_host(struct hc_dp_err *err, const char *host)
+static int bad_host(struct hc_err *err, const char *host)
 {
-	return hc_dp_fail(err, -EINVAL,
+	return hc_err_set(err, -EINVAL,
 			  "invalid host %s%s%s: 1-%d characters of letters, digits, '-', '.', '_'",
 			  host ? "\"" : "", host ? host : "(none)", host ? "\"" : "",
 			  HC_ROUTE_HOST_MAX - 1);
@@ -224,7 +212,7 @@ static int bad_host(struct hc_dp_err *err, const char *host)
 
 int hc_dpmaps_route_add_static(struct hc_dpmaps *m, const char *host, uint16_t port,
 			       const struct hc_ipaddr *backend, uint16_t backend_port,
-			       struct hc_dp_err *err)
+			       struct hc_err *err)
 {
 	struct hc_route_key key;
 	struct hc_route_val val = {0};
@@ -235,12 +223,12 @@ int hc_dpmaps_route_add_static(struct hc_dpmaps *m, const char *host, uint16_t p
 	val.port = backend_port;
 	val.flags = HC_ROUTE_F_STATIC;
 	if (bpf_map_update_elem(m->routes, &key, &val, BPF_ANY) < 0)
-		return hc_dp_fail(err, -errno, "cannot write %s: %s", HC_MAP_ROUTES, strerror(errno));
+		return hc_err_set(err, -errno, "cannot write %s: %s", HC_MAP_ROUTES, strerror(errno));
 	return 0;
 }
 
 int hc_dpmaps_route_del_static(struct hc_dpmaps *m, const char *host, uint16_t port,
-			       struct hc_dp_err *err)
+			       struct hc_err *err)
 {
 	struct hc_route_key key;
 	struct hc_route_val val;
@@ -248,13 +236,13 @@ int hc_dpmaps_route_del_static(struct hc_dpmaps *m, const char *host, uint16_t p
 	if (hc_dp_route_key_init(&key, host, port))
 		return bad_host(err, host);
 	if (bpf_map_lookup_elem(m->routes, &key, &val) < 0)
-		return hc_dp_fail(err, -errno, "no route for %s port %u", key.host, port);
+		return hc_err_set(err, -errno, "no route for %s port %u", key.host, port);
 	if (!(val.flags & HC_ROUTE_F_STATIC))
-		return hc_dp_fail(err, -EPERM,
+		return hc_err_set(err, -EPERM,
 				  "the route for %s port %u belongs to the cluster, not a static route",
 				  key.host, port);
 	if (bpf_map_delete_elem(m->routes, &key) < 0 && errno != ENOENT)
-		return hc_dp_fail(err, -errno, "cannot delete from %s: %s", HC_MAP_ROUTES,
+		return hc_err_set(err, -errno, "cannot delete from %s: %s", HC_MAP_ROUTES,
 				  strerror(errno));
 	return 0;
 }
@@ -267,64 +255,64 @@ static bool backend_eq(const struct hc_backend *b, const struct hc_ipaddr *addr,
 
 int hc_dpmaps_service_add_static(struct hc_dpmaps *m, uint8_t proto, uint16_t node_port,
 				 const struct hc_ipaddr *backend, uint16_t backend_port,
-				 struct hc_dp_err *err)
+				 struct hc_err *err)
 {
 	struct hc_service_key key = {.port = node_port, .proto = proto};
 	struct hc_service_val val;
 
 	if (bpf_map_lookup_elem(m->services, &key, &val) < 0) {
 		if (errno != ENOENT)
-			return hc_dp_fail(err, -errno, "cannot read %s: %s", HC_MAP_SERVICES,
+			return hc_err_set(err, -errno, "cannot read %s: %s", HC_MAP_SERVICES,
 					  strerror(errno));
 		memset(&val, 0, sizeof(val));
 		val.flags = HC_SERVICE_F_STATIC;
 	} else if (!(val.flags & HC_SERVICE_F_STATIC)) {
-		return hc_dp_fail(err, -EPERM, "node port %u belongs to a cluster workload", node_port);
+		return hc_err_set(err, -EPERM, "node port %u belongs to a cluster workload", node_port);
 	}
 	for (uint32_t i = 0; i < val.count; i++)
 		if (backend_eq(&val.backends[i], backend, backend_port))
 			return 0;
 	if (val.count >= HC_SERVICE_MAX_BACKENDS)
-		return hc_dp_fail(err, -ENOSPC, "node port %u already has %d backends", node_port,
+		return hc_err_set(err, -ENOSPC, "node port %u already has %d backends", node_port,
 				  HC_SERVICE_MAX_BACKENDS);
 	val.backends[val.count].addr = *backend;
 	val.backends[val.count].port = backend_port;
 	val.count++;
 	if (bpf_map_update_elem(m->services, &key, &val, BPF_ANY) < 0)
-		return hc_dp_fail(err, -errno, "cannot write %s: %s", HC_MAP_SERVICES,
+		return hc_err_set(err, -errno, "cannot write %s: %s", HC_MAP_SERVICES,
 				  strerror(errno));
 	return 0;
 }
 
 int hc_dpmaps_service_del_static(struct hc_dpmaps *m, uint8_t proto, uint16_t node_port,
 				 const struct hc_ipaddr *backend, uint16_t backend_port,
-				 struct hc_dp_err *err)
+				 struct hc_err *err)
 {
 	struct hc_service_key key = {.port = node_port, .proto = proto};
 	struct hc_service_val val;
 	uint32_t kept = 0;
 
 	if (bpf_map_lookup_elem(m->services, &key, &val) < 0)
-		return hc_dp_fail(err, -errno, "no service on node port %u", node_port);
+		return hc_err_set(err, -errno, "no service on node port %u", node_port);
 	if (!(val.flags & HC_SERVICE_F_STATIC))
-		return hc_dp_fail(err, -EPERM, "node port %u belongs to a cluster workload", node_port);
+		return hc_err_set(err, -EPERM, "node port %u belongs to a cluster workload", node_port);
 	if (backend) {
 		for (uint32_t i = 0; i < val.count; i++)
 			if (!backend_eq(&val.backends[i], backend, backend_port))
 				val.backends[kept++] = val.backends[i];
 		if (kept == val.count)
-			return hc_dp_fail(err, -ENOENT, "node port %u has no such backend", node_port);
+			return hc_err_set(err, -ENOENT, "node port %u has no such backend", node_port);
 		memset(&val.backends[kept], 0, (val.count - kept) * sizeof(val.backends[0]));
 		val.count = kept;
 	}
 	if (kept > 0) {
 		if (bpf_map_update_elem(m->services, &key, &val, BPF_EXIST) < 0)
-			return hc_dp_fail(err, -errno, "cannot write %s: %s", HC_MAP_SERVICES,
+			return hc_err_set(err, -errno, "cannot write %s: %s", HC_MAP_SERVICES,
 					  strerror(errno));
 		return 0;
 	}
 	if (bpf_map_delete_elem(m->services, &key) < 0 && errno != ENOENT)
-		return hc_dp_fail(err, -errno, "cannot delete from %s: %s", HC_MAP_SERVICES,
+		return hc_err_set(err, -errno, "cannot delete from %s: %s", HC_MAP_SERVICES,
 				  strerror(errno));
 	return 0;
 }

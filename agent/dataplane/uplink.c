@@ -160,7 +160,7 @@ static int xdp_update_pinned(struct hc_dataplane *dp, int prog_fd, const char *p
 /* Attaches hc_xdp_ingress to the uplink through a pinned link. native_only:
  * -EOPNOTSUPP when the driver has no native XDP (generic mode otherwise).
  * -EBUSY when another program holds the uplink's XDP hook. */
-static int xdp_attach(struct hc_dataplane *dp, bool native_only, struct hc_dp_err *err)
+static int xdp_attach(struct hc_dataplane *dp, bool native_only, struct hc_err *err)
 {
 	int prog_fd = bpf_program__fd(dp->xdp->progs.hc_xdp_ingress);
 	LIBBPF_OPTS(bpf_link_create_opts, generic, .flags = XDP_FLAGS_SKB_MODE);
@@ -171,7 +171,7 @@ static int xdp_attach(struct hc_dataplane *dp, bool native_only, struct hc_dp_er
 	xdp_link_pin_path(dp->pin_dir, pin, sizeof(pin));
 	rc = xdp_update_pinned(dp, prog_fd, pin, native_only);
 	if (rc < 0)
-		return hc_dp_fail(err, rc, "cannot update the XDP link pinned at %s: %s", pin,
+		return hc_err_set(err, rc, "cannot update the XDP link pinned at %s: %s", pin,
 				  strerror(-rc));
 	if (rc == 1)
 		return 0;
@@ -179,7 +179,7 @@ static int xdp_attach(struct hc_dataplane *dp, bool native_only, struct hc_dp_er
 	fd = bpf_link_create(prog_fd, dp->ifindex, BPF_XDP, native_only ? &native : NULL);
 	if (fd < 0 && errno != EBUSY && errno != EEXIST) {
 		if (native_only)
-			return hc_dp_fail(err, -EOPNOTSUPP, "no native XDP on %s (%s)", dp->iface,
+			return hc_err_set(err, -EOPNOTSUPP, "no native XDP on %s (%s)", dp->iface,
 					  strerror(errno));
 		hc_log(HC_LOG_INFO, "native XDP refused on %s (%s); using generic mode", dp->iface,
 		       strerror(errno));
@@ -188,17 +188,17 @@ static int xdp_attach(struct hc_dataplane *dp, bool native_only, struct hc_dp_er
 	if (fd < 0) {
 		rc = -errno;
 		if (rc == -EBUSY || rc == -EEXIST)
-			return hc_dp_fail(err, -EBUSY,
+			return hc_err_set(err, -EBUSY,
 					  "another XDP program is attached to %s (see `bpftool net "
 					  "show dev %s`)",
 					  dp->iface, dp->iface);
-		return hc_dp_fail(err, rc, "cannot attach XDP to %s: %s", dp->iface, strerror(-rc));
+		return hc_err_set(err, rc, "cannot attach XDP to %s: %s", dp->iface, strerror(-rc));
 	}
 	if (bpf_obj_pin(fd, pin) < 0) {
 		rc = -errno;
 		bpf_link_detach(fd);
 		close(fd);
-		return hc_dp_fail(err, rc, "cannot pin the XDP link at %s: %s", pin, strerror(-rc));
+		return hc_err_set(err, rc, "cannot pin the XDP link at %s: %s", pin, strerror(-rc));
 	}
 	close(fd);
 	return 0;
@@ -236,13 +236,13 @@ static void xdp_detach_ours(int ifindex)
 
 /* ---- TC ingress ---- */
 
-static int tc_uplink_attach(struct hc_dataplane *dp, struct hc_dp_err *err)
+static int tc_uplink_attach(struct hc_dataplane *dp, struct hc_err *err)
 {
 	int rc = hc_dp_tc_attach_one(dp->ifindex, bpf_program__fd(dp->tc->progs.hc_tc_uplink),
 				     BPF_TC_INGRESS, true);
 
 	if (rc)
-		return hc_dp_fail(err, rc, "cannot attach TC to %s: %s", dp->iface, strerror(-rc));
+		return hc_err_set(err, rc, "cannot attach TC to %s: %s", dp->iface, strerror(-rc));
 	return 0;
 }
 
@@ -280,16 +280,16 @@ static enum hc_dp_mode auto_mode(const struct hc_dataplane *dp, char *why, size_
 	return HC_DP_MODE_AUTO;
 }
 
-int hc_dp_uplink_attach(struct hc_dataplane *dp, enum hc_dp_mode want, struct hc_dp_err *err)
+int hc_dp_uplink_attach(struct hc_dataplane *dp, enum hc_dp_mode want, struct hc_err *err)
 {
 	enum hc_dp_mode mode = want;
-	char why[sizeof(((struct hc_dp_err *)0)->msg)] = "";
+	char why[sizeof(((struct hc_err *)0)->msg)] = "";
 	int rc;
 
 	if (mode == HC_DP_MODE_AUTO)
 		mode = auto_mode(dp, why, sizeof(why));
 	if (mode != HC_DP_MODE_TC) {
-		struct hc_dp_err xerr;
+		struct hc_err xerr;
 
 		rc = xdp_attach(dp, mode == HC_DP_MODE_AUTO, &xerr);
 		/* No native XDP, or another program holds the hook: TC works
@@ -298,7 +298,7 @@ int hc_dp_uplink_attach(struct hc_dataplane *dp, enum hc_dp_mode want, struct hc
 			snprintf(why, sizeof(why), "%s", xerr.msg);
 			mode = HC_DP_MODE_TC;
 		} else if (rc) {
-			return hc_dp_fail(err, rc, "%s", xerr.msg);
+			return hc_err_set(err, rc, "%s", xerr.msg);
 		} else {
 			mode = HC_DP_MODE_XDP;
 		}
@@ -327,7 +327,7 @@ int hc_dp_uplink_attach(struct hc_dataplane *dp, enum hc_dp_mode want, struct hc
 	return 0;
 }
 
-int hc_dp_uplink_cleanup(const char *pin_dir, int ifindex, struct hc_dp_err *err)
+int hc_dp_uplink_cleanup(const char *pin_dir, int ifindex, struct hc_err *err)
 {
 	char pin[512];
 	int fd, rc = 0;
@@ -336,7 +336,7 @@ int hc_dp_uplink_cleanup(const char *pin_dir, int ifindex, struct hc_dp_err *err
 	fd = bpf_obj_get(pin);
 	if (fd >= 0) {
 		if (bpf_link_detach(fd) < 0)
-			rc = hc_dp_fail(err, -errno, "cannot detach the XDP link %s: %s", pin,
+			rc = hc_err_set(err, -errno, "cannot detach the XDP link %s: %s", pin,
 					strerror(errno));
 		close(fd);
 	}

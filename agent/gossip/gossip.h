@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "addr/addr.h"
+#include "base/base.h"
 
 struct hc_loop;
 struct hc_metrics_writer;
@@ -108,7 +109,7 @@ struct hc_gossip_config {
 /* Binds the sockets and starts as a cluster of one. Returns NULL with a
  * one-line reason in err. */
 struct hc_gossip *hc_gossip_new(struct hc_loop *loop, const struct hc_gossip_config *cfg,
-				char *err, size_t errlen);
+				struct hc_err *err);
 /* Stops at once (no leave message; see hc_gossip_leave). NULL is fine. */
 void hc_gossip_free(struct hc_gossip *g);
 

@@ -674,8 +674,7 @@ static int local_port(int fd, uint16_t *port)
 }
 
 /* Binds net->tcp and net->udp on one port. Returns 0 or -errno with err set. */
-static int bind_sockets(struct hc_gossip_net *net, const struct hc_addr *bind, char *err,
-			size_t errlen)
+static int bind_sockets(struct hc_gossip_net *net, const struct hc_addr *bind, struct hc_err *err)
 {
 	bool any_port = hc_addr_port(bind) == 0;
 	const char *proto = "TCP";
@@ -708,22 +707,21 @@ static int bind_sockets(struct hc_gossip_net *net, const struct hc_addr *bind, c
 			break;
 	}
 	hc_addr_format(bind, where, sizeof(where));
-	snprintf(err, errlen, "cannot bind gossip %s to %s (--cluster-bind-addr): %s", proto,
-		 where, strerror(-r));
+	hc_err_set(err, r, "cannot bind gossip %s to %s (--cluster-bind-addr): %s", proto,
+		   where, strerror(-r));
 	return r;
 }
 
 struct hc_gossip_net *hc_gossip_net_new(struct hc_loop *loop, const struct hc_addr *bind,
 					const struct hc_gossip_net_config *cfg,
-					const struct hc_gossip_receiver *recv, char *err,
-					size_t errlen)
+					const struct hc_gossip_receiver *recv, struct hc_err *err)
 {
 	struct hc_gossip_net *net = calloc(1, sizeof(*net));
 	int r;
 
 	if (!net || !(net->dgram = malloc(HC_GOSSIP_UDP_MAX))) {
 		free(net);
-		snprintf(err, errlen, "out of memory");
+		hc_err_set(err, -ENOMEM, "out of memory");
 		errno = ENOMEM;
 		return NULL;
 	}
@@ -733,7 +731,7 @@ struct hc_gossip_net *hc_gossip_net_new(struct hc_loop *loop, const struct hc_ad
 	net->family = bind->ss.ss_family;
 	net->recv = recv;
 	net->udp = net->tcp = -1;
-	r = bind_sockets(net, bind, err, errlen);
+	r = bind_sockets(net, bind, err);
 	if (r < 0)
 		goto fail;
 	r = hc_loop_add_fd(loop, net->udp, HC_LOOP_READ, on_udp, net);
@@ -746,7 +744,7 @@ struct hc_gossip_net *hc_gossip_net_new(struct hc_loop *loop, const struct hc_ad
 	}
 	return net;
 fail_watch:
-	snprintf(err, errlen, "cannot watch the gossip sockets: %s", strerror(-r));
+	hc_err_set(err, r, "cannot watch the gossip sockets: %s", strerror(-r));
 fail:
 	if (net->tcp >= 0)
 		close(net->tcp);

@@ -283,8 +283,7 @@ static void apply_defaults(struct hc_gossip_config *c)
 #undef DEFAULT
 }
 
-static int open_keyring(struct hc_gossip *g, const struct hc_gossip_config *cfg, char *err,
-			size_t errlen)
+static int open_keyring(struct hc_gossip *g, const struct hc_gossip_config *cfg, struct hc_err *err)
 {
 	int r;
 
@@ -292,7 +291,7 @@ static int open_keyring(struct hc_gossip *g, const struct hc_gossip_config *cfg,
 		return 0;
 	g->keyring = hc_gossip_keyring_new();
 	if (!g->keyring) {
-		snprintf(err, errlen, "out of memory");
+		hc_err_set(err, -ENOMEM, "out of memory");
 		return -ENOMEM;
 	}
 	if (cfg->keyring_file) {
@@ -300,8 +299,8 @@ static int open_keyring(struct hc_gossip *g, const struct hc_gossip_config *cfg,
 		r = g->keyring_file ? hc_gossip_keyring_load(g->keyring, cfg->keyring_file)
 				    : -ENOMEM;
 		if (r < 0 && r != -ENOENT) {
-			snprintf(err, errlen, "cannot load keyring %s: %s", cfg->keyring_file,
-				 strerror(-r));
+			hc_err_set(err, r, "cannot load keyring %s: %s", cfg->keyring_file,
+				   strerror(-r));
 			return r;
 		}
 	}
@@ -316,17 +315,17 @@ static int open_keyring(struct hc_gossip *g, const struct hc_gossip_config *cfg,
 		if (r == 0)
 			r = hc_gossip_keyring_use(g->keyring, key, len);
 		if (r < 0) {
-			snprintf(err, errlen, "invalid encryption key: want base64 of 16, 24 or 32 "
-					      "bytes (as `serf keygen` makes)");
+			hc_err_set(err, r, "invalid encryption key: want base64 of 16, 24 or 32 "
+				   "bytes (as `serf keygen` makes)");
 			return r;
 		}
 	}
 	if (hc_gossip_keyring_count(g->keyring) == 0) {
-		snprintf(err, errlen, "keyring %s holds no keys", cfg->keyring_file);
+		hc_err_set(err, -EINVAL, "keyring %s holds no keys", cfg->keyring_file);
 		return -EINVAL;
 	}
 	if (g->keyring_file && (r = hc_gossip_keyring_save(g->keyring, g->keyring_file)) < 0) {
-		snprintf(err, errlen, "cannot write keyring %s: %s", g->keyring_file, strerror(-r));
+		hc_err_set(err, r, "cannot write keyring %s: %s", g->keyring_file, strerror(-r));
 		return r;
 	}
 	return 0;
@@ -336,14 +335,14 @@ struct hc_gossip *hc_gossip_new_with_transport(struct hc_loop *loop,
 					       const struct hc_gossip_config *cfg,
 					       const struct hc_gossip_addr *advertise,
 					       const struct hc_gossip_transport_ops *ops,
-					       void *ops_ctx, char *err, size_t errlen)
+					       void *ops_ctx, struct hc_err *err)
 {
 	struct hc_gossip *g = calloc(1, sizeof(*g));
 	struct hc_ml_delegate d;
 	struct hc_ml_config mc;
 
 	if (!g) {
-		snprintf(err, errlen, "out of memory");
+		hc_err_set(err, -ENOMEM, "out of memory");
 		return NULL;
 	}
 	g->loop = loop;
@@ -358,15 +357,15 @@ struct hc_gossip *hc_gossip_new_with_transport(struct hc_loop *loop,
 	g->query_q = hc_gossip_bcast_queue_new();
 	if (!g->name || !g->intent_q || !g->event_q || !g->query_q ||
 	    copy_tags(g, cfg->tags, cfg->ntags) < 0) {
-		snprintf(err, errlen, "out of memory");
+		hc_err_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
 	g->cfg.tags = g->tags;
 	if (encode_meta(g) < 0) {
-		snprintf(err, errlen, "tags take more than 512 bytes");
+		hc_err_set(err, -EINVAL, "tags take more than 512 bytes");
 		goto fail;
 	}
-	if (open_keyring(g, cfg, err, errlen) < 0)
+	if (open_keyring(g, cfg, err) < 0)
 		goto fail;
 
 	hc_ml_config_lan(&mc);
@@ -385,7 +384,7 @@ struct hc_gossip *hc_gossip_new_with_transport(struct hc_loop *loop,
 	d = hc_serf_delegate(g);
 	g->ml = hc_ml_new(loop, &mc, ops, ops_ctx, &d);
 	if (!g->ml) {
-		snprintf(err, errlen, "cannot start the membership engine");
+		hc_err_set(err, errno ? -errno : -ENOMEM, "cannot start the membership engine");
 		goto fail;
 	}
 	g->reap_timer = hc_loop_add_timer(loop, g->cfg.reap_interval_ms, reap_tick, g);
@@ -463,7 +462,7 @@ static int bridge_stream(void *arg, const struct hc_gossip_addr *from, const uin
 }
 
 struct hc_gossip *hc_gossip_new(struct hc_loop *loop, const struct hc_gossip_config *cfg,
-				char *err, size_t errlen)
+				struct hc_err *err)
 {
 	struct hc_gossip_net_config nc = { .tcp_timeout_ms = 10000, .max_streams = 128 };
 	const struct hc_addr *adv = cfg->advertise ? cfg->advertise : &cfg->bind;
@@ -474,17 +473,17 @@ struct hc_gossip *hc_gossip_new(struct hc_loop *loop, const struct hc_gossip_con
 	struct hc_addr bound;
 
 	if (hc_addr_is_any(adv)) {
-		snprintf(err, errlen, "cannot advertise a wildcard address: give a specific "
-				      "bind or advertise address");
+		hc_err_set(err, -EINVAL, "cannot advertise a wildcard address: give a specific "
+			   "bind or advertise address");
 		return NULL;
 	}
 	bridge = calloc(1, sizeof(*bridge));
 	if (!bridge) {
-		snprintf(err, errlen, "out of memory");
+		hc_err_set(err, -ENOMEM, "out of memory");
 		return NULL;
 	}
 	bridge->recv = (struct hc_gossip_receiver){ bridge_packet, bridge_stream, bridge };
-	net = hc_gossip_net_new(loop, &cfg->bind, &nc, &bridge->recv, err, errlen);
+	net = hc_gossip_net_new(loop, &cfg->bind, &nc, &bridge->recv, err);
 	if (!net) {
 		free(bridge);
 		return NULL;
@@ -493,8 +492,7 @@ struct hc_gossip *hc_gossip_new(struct hc_loop *loop, const struct hc_gossip_con
 	if (!cfg->advertise || hc_addr_port(adv) == 0)
 		hc_gossip_addr_set_port(&bound, hc_gossip_net_port(net));
 	hc_gossip_addr_from_sockaddr(&bound, &advertise);
-	g = hc_gossip_new_with_transport(loop, cfg, &advertise, &hc_gossip_net_ops, net, err,
-					 errlen);
+	g = hc_gossip_new_with_transport(loop, cfg, &advertise, &hc_gossip_net_ops, net, err);
 	if (!g) {
 		hc_gossip_net_free(net);
 		free(bridge);
@@ -562,7 +560,7 @@ int hc_gossip_join(struct hc_gossip *g, const char *const *seeds, size_t n, unsi
 		   bool ignore_old_events, hc_gossip_join_done_fn *done, void *arg)
 {
 	struct join_state *js;
-	char why[128];
+	struct hc_err why;
 
 	if (n == 0)
 		return -EINVAL;
@@ -577,9 +575,9 @@ int hc_gossip_join(struct hc_gossip *g, const char *const *seeds, size_t n, unsi
 	for (size_t i = 0; i < n; i++) {
 		struct hc_addr a;
 
-		if (hc_addr_parse(seeds[i], false, &a, why, sizeof(why)) < 0 ||
+		if (hc_addr_parse(seeds[i], false, &a, &why) < 0 ||
 		    hc_gossip_addr_from_sockaddr(&a, &js->addrs[i]) < 0) {
-			hc_log(HC_LOG_ERROR, "invalid join address %s: %s", seeds[i], why);
+			hc_log(HC_LOG_ERROR, "invalid join address %s: %s", seeds[i], why.msg);
 			free(js->addrs);
 			free(js);
 			return -EINVAL;

@@ -30,7 +30,7 @@ struct hc_gossip *hc_gossip_new_with_transport(struct hc_loop *loop,
 					       const struct hc_gossip_config *cfg,
 					       const struct hc_gossip_addr *advertise,
 					       const struct hc_gossip_transport_ops *ops,
-					       void *ops_ctx, char *err, size_t errlen);
+					       void *ops_ctx, struct hc_err *err);
 /* The engine underneath, for transports that deliver into it. */
 struct hc_ml *hc_gossip_memberlist(struct hc_gossip *g);
 void hc_gossip_stats(const struct hc_gossip *g, struct hc_serf_stats *st);

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/base.h"
+
 struct hc_loop;
 struct hc_addr;
 struct hc_gossip_mp_writer;
@@ -78,8 +80,7 @@ struct hc_gossip_net_config {
  * NULL with a one-line reason in err. recv must outlive the net. */
 struct hc_gossip_net *hc_gossip_net_new(struct hc_loop *loop, const struct hc_addr *bind,
 					const struct hc_gossip_net_config *cfg,
-					const struct hc_gossip_receiver *recv, char *err,
-					size_t errlen);
+					const struct hc_gossip_receiver *recv, struct hc_err *err);
 /* Closes every socket; pending exchanges complete with -ECANCELED first. */
 void hc_gossip_net_free(struct hc_gossip_net *net);
 /* The bound port, and ops/ctx to hand to the engine. */

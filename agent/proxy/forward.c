@@ -302,7 +302,7 @@ int hc_proxy_forward_pump(struct hc_proxy_conn *c)
 		if (rc != -ECONNRESET && rc != -EPIPE)
 			hc_log(HC_LOG_DEBUG, "connection for %s: %s", c->host, strerror(-rc));
 		atomic_fetch_add(&c->w->p->stats.errors[HC_PROXY_ERR_RESET], 1);
-		return -1;
+		return rc;
 	}
 	if (c->up.shut && c->down.shut)
 		return 1;
@@ -325,8 +325,8 @@ int hc_proxy_forward_pump(struct hc_proxy_conn *c)
 	 * record half read, a key update): listen for both then. */
 	if (c->ssl && (ev_c & EPOLLIN) && SSL_want_write(c->ssl))
 		ev_c |= EPOLLOUT;
-	if (hc_proxy_watch(c, false, ev_c) < 0 || hc_proxy_watch(c, true, ev_b) < 0)
-		return -1;
+	if ((rc = hc_proxy_watch(c, false, ev_c)) < 0 || (rc = hc_proxy_watch(c, true, ev_b)) < 0)
+		return rc;
 	return 0;
 }
 

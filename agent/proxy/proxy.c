@@ -107,15 +107,15 @@ SSL_CTX *hc_proxy_tls_ref(struct hc_proxy *p)
 	return ctx;
 }
 
-int hc_proxy_reload_tls(struct hc_proxy *p, char *err, size_t errlen)
+int hc_proxy_reload_tls(struct hc_proxy *p, struct hc_err *err)
 {
 	SSL_CTX *ctx, *old;
 
 	if (!p->tls_cert) {
-		snprintf(err, errlen, "no certificate configured");
+		hc_err_set(err, -ENOENT, "no certificate configured");
 		return -ENOENT;
 	}
-	ctx = hc_proxy_tls_ctx_new(p->tls_cert, p->tls_key, err, errlen);
+	ctx = hc_proxy_tls_ctx_new(p->tls_cert, p->tls_key, err);
 	if (!ctx)
 		return -EINVAL;
 	pthread_mutex_lock(&p->lock);
@@ -404,14 +404,14 @@ void hc_proxy_refresh(struct hc_proxy *p)
 
 /* ---- start and stop ---- */
 
-static int open_sockmap(struct hc_proxy *p, char *err, size_t errlen)
+static int open_sockmap(struct hc_proxy *p, struct hc_err *err)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = p->pin_dir);
 	int rc;
 
 	p->sockmap = hc_sockmap__open_opts(&opts);
 	if (!p->sockmap || hc_sockmap__load(p->sockmap)) {
-		snprintf(err, errlen, "cannot load the sockmap programs");
+		hc_err_set(err, -EINVAL, "cannot load the sockmap programs");
 		return -EINVAL;
 	}
 	p->splice_fd = bpf_map__fd(p->sockmap->maps.hc_splice);
@@ -424,7 +424,7 @@ static int open_sockmap(struct hc_proxy *p, char *err, size_t errlen)
 		rc = bpf_prog_attach(bpf_program__fd(p->sockmap->progs.hc_sk_verdict), p->splice_fd,
 				     BPF_SK_SKB_STREAM_VERDICT, 0);
 	if (rc) {
-		snprintf(err, errlen, "cannot attach the sockmap programs: %s", strerror(errno));
+		hc_err_set(err, -errno, "cannot attach the sockmap programs: %s", strerror(errno));
 		return -errno;
 	}
 	return 0;
@@ -442,7 +442,7 @@ static long online_cpus(void)
 	return n > 0 ? n : 1;
 }
 
-struct hc_proxy *hc_proxy_start(const struct hc_proxy_config *cfg, char *err, size_t errlen)
+struct hc_proxy *hc_proxy_start(const struct hc_proxy_config *cfg, struct hc_err *err)
 {
 	struct hc_proxy *p = calloc(1, sizeof(*p));
 	char path[512];
@@ -450,7 +450,7 @@ struct hc_proxy *hc_proxy_start(const struct hc_proxy_config *cfg, char *err, si
 	int rc;
 
 	if (!p) {
-		snprintf(err, errlen, "out of memory");
+		hc_err_set(err, -ENOMEM, "out of memory");
 		return NULL;
 	}
 	p->cfg = *cfg;
@@ -465,7 +465,7 @@ struct hc_proxy *hc_proxy_start(const struct hc_proxy_config *cfg, char *err, si
 	p->port_conns = calloc(65536, sizeof(*p->port_conns));
 	if (!p->pin_dir || !p->base_url || !p->bind_host || !p->workloads || !p->port_conns ||
 	    (cfg->tls_cert && !p->tls_cert) || (cfg->tls_key && !p->tls_key)) {
-		snprintf(err, errlen, "out of memory");
+		hc_err_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
 	if (!p->cfg.head_timeout_ms)
@@ -481,31 +481,32 @@ struct hc_proxy *hc_proxy_start(const struct hc_proxy_config *cfg, char *err, si
 
 		if (inet_pton(AF_INET, p->bind_host, &a4) != 1 &&
 		    inet_pton(AF_INET6, p->bind_host, &a6) != 1) {
-			snprintf(err, errlen, "invalid --proxy-bind-addr %s (an IPv4 or IPv6 address)",
-				 p->bind_host);
+			hc_err_set(err, -EINVAL,
+				   "invalid --proxy-bind-addr %s (an IPv4 or IPv6 address)",
+				   p->bind_host);
 			goto fail;
 		}
 	}
 	if (!!p->tls_cert != !!p->tls_key) {
-		snprintf(err, errlen, "--cluster-tls-cert and --cluster-tls-key go together");
+		hc_err_set(err, -EINVAL, "--cluster-tls-cert and --cluster-tls-key go together");
 		goto fail;
 	}
 	if (p->tls_cert) {
-		p->tls_ctx = hc_proxy_tls_ctx_new(p->tls_cert, p->tls_key, err, errlen);
+		p->tls_ctx = hc_proxy_tls_ctx_new(p->tls_cert, p->tls_key, err);
 		if (!p->tls_ctx)
 			goto fail;
 	}
 	snprintf(path, sizeof(path), "%s/%s", p->pin_dir, HC_MAP_ROUTES);
 	p->routes_fd = bpf_obj_get(path);
 	if (p->routes_fd < 0) {
-		snprintf(err, errlen, "proxy: cannot open %s: %s", path, strerror(errno));
+		hc_err_set(err, -errno, "proxy: cannot open %s: %s", path, strerror(errno));
 		goto fail;
 	}
-	if (p->cfg.forwarding == HC_PROXY_SOCKMAP && open_sockmap(p, err, errlen) < 0)
+	if (p->cfg.forwarding == HC_PROXY_SOCKMAP && open_sockmap(p, err) < 0)
 		goto fail;
 	p->workers = calloc(p->nworkers, sizeof(*p->workers));
 	if (!p->workers) {
-		snprintf(err, errlen, "out of memory");
+		hc_err_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
 	for (unsigned i = 0; i < p->nworkers; i++)
@@ -513,7 +514,7 @@ struct hc_proxy *hc_proxy_start(const struct hc_proxy_config *cfg, char *err, si
 	for (unsigned i = 0; i < p->nworkers; i++) {
 		rc = worker_init(p, &p->workers[i], i);
 		if (rc) {
-			snprintf(err, errlen, "proxy worker: %s", strerror(-rc));
+			hc_err_set(err, rc, "proxy worker: %s", strerror(-rc));
 			goto fail;
 		}
 	}
@@ -521,7 +522,7 @@ struct hc_proxy *hc_proxy_start(const struct hc_proxy_config *cfg, char *err, si
 		rc = pthread_create(&p->workers[started].thread, NULL, worker_main,
 				    &p->workers[started]);
 		if (rc) {
-			snprintf(err, errlen, "cannot start a proxy worker: %s", strerror(rc));
+			hc_err_set(err, -rc, "cannot start a proxy worker: %s", strerror(rc));
 			goto fail;
 		}
 	}

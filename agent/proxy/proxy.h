@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/base.h"
+
 struct hc_metrics;
 
 enum hc_proxy_forwarding {
@@ -52,7 +54,7 @@ struct hc_proxy;
 /* Checks the configuration, loads the certificate, opens the routes and
  * starts the workers (listeners follow with hc_proxy_refresh). NULL with a
  * one-line reason in err. */
-struct hc_proxy *hc_proxy_start(const struct hc_proxy_config *cfg, char *err, size_t errlen);
+struct hc_proxy *hc_proxy_start(const struct hc_proxy_config *cfg, struct hc_err *err);
 
 /* Re-reads which ports the routes name and has the workers open and close
  * listeners to match. Cheap when nothing changed; call every second. */
@@ -61,7 +63,7 @@ void hc_proxy_refresh(struct hc_proxy *p);
 /* Loads the certificate and key again (SIGHUP): new connections get the new
  * one, open ones keep theirs. 0, or -errno with a reason in err; on failure
  * the old certificate stays. */
-int hc_proxy_reload_tls(struct hc_proxy *p, char *err, size_t errlen);
+int hc_proxy_reload_tls(struct hc_proxy *p, struct hc_err *err);
 
 /* Registers the proxy's counters. 0 or -ENOMEM. */
 int hc_proxy_register_metrics(struct hc_proxy *p, struct hc_metrics *m);

@@ -176,13 +176,14 @@ int hc_proxy_forward_prepare(struct hc_proxy_conn *c);
 /* May close c; < 0 only when c is still open and the caller should close it. */
 int hc_proxy_forward_start(struct hc_proxy_conn *c);
 /* Moves what can be moved now. 1: the connection is finished (close it),
- * -1: an error (reset both sides), 0: wait for events (set by it). */
+ * -errno: an error (reset both sides), 0: wait for events (set by it). */
 int hc_proxy_forward_pump(struct hc_proxy_conn *c);
 void hc_proxy_forward_fini(struct hc_proxy_conn *c);
 
 /* tls.c: termination. */
-SSL_CTX *hc_proxy_tls_ctx_new(const char *cert, const char *key, char *err, size_t errlen);
-/* 1: the handshake is done, 0: wants more (events set), -1: failed. */
+SSL_CTX *hc_proxy_tls_ctx_new(const char *cert, const char *key, struct hc_err *err);
+/* 1: the handshake is done, 0: wants more (events set), -errno: failed
+ * (-EPROTO for the TLS handshake itself). */
 int hc_proxy_tls_handshake(struct hc_proxy_conn *c);
 
 /* proxy.c: shared helpers for the other files. */

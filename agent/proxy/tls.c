@@ -45,14 +45,14 @@ static void openssl_reason(char *buf, size_t len)
 	ERR_clear_error();
 }
 
-SSL_CTX *hc_proxy_tls_ctx_new(const char *cert, const char *key, char *err, size_t errlen)
+SSL_CTX *hc_proxy_tls_ctx_new(const char *cert, const char *key, struct hc_err *err)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 	char why[256];
 
 	if (!ctx) {
 		openssl_reason(why, sizeof(why));
-		snprintf(err, errlen, "TLS: %s", why);
+		hc_err_set(err, -EINVAL, "TLS: %s", why);
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -61,17 +61,17 @@ SSL_CTX *hc_proxy_tls_ctx_new(const char *cert, const char *key, char *err, size
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
 		openssl_reason(why, sizeof(why));
-		snprintf(err, errlen, "--cluster-tls-cert %s: %s", cert, why);
+		hc_err_set(err, -EINVAL, "--cluster-tls-cert %s: %s", cert, why);
 		goto fail;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
 		openssl_reason(why, sizeof(why));
-		snprintf(err, errlen, "--cluster-tls-key %s: %s", key, why);
+		hc_err_set(err, -EINVAL, "--cluster-tls-key %s: %s", key, why);
 		goto fail;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
-		snprintf(err, errlen, "--cluster-tls-key %s does not match the certificate %s", key,
-			 cert);
+		hc_err_set(err, -EINVAL, "--cluster-tls-key %s does not match the certificate %s",
+			   key, cert);
 		ERR_clear_error();
 		goto fail;
 	}
@@ -93,11 +93,13 @@ int hc_proxy_tls_handshake(struct hc_proxy_conn *c)
 		return 1;
 	switch (SSL_get_error(c->ssl, r)) {
 	case SSL_ERROR_WANT_READ:
-		return hc_proxy_watch(c, false, EPOLLIN) < 0 ? -1 : 0;
+		r = hc_proxy_watch(c, false, EPOLLIN);
+		return r < 0 ? r : 0;
 	case SSL_ERROR_WANT_WRITE:
-		return hc_proxy_watch(c, false, EPOLLOUT) < 0 ? -1 : 0;
+		r = hc_proxy_watch(c, false, EPOLLOUT);
+		return r < 0 ? r : 0;
 	default:
 		ERR_clear_error();
-		return -1;
+		return -EPROTO;
 	}
 }

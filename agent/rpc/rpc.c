@@ -52,6 +52,29 @@ const char *hc_rpc_code_name(int code)
 	return code_names[code];
 }
 
+int hc_rpc_code_errno(enum hc_rpc_code code)
+{
+	switch (code) {
+	case HC_RPC_NOT_FOUND:
+		return -ENOENT;
+	case HC_RPC_ALREADY_EXISTS:
+		return -EEXIST;
+	case HC_RPC_INVALID_ARGUMENT:
+		return -EINVAL;
+	case HC_RPC_UNAVAILABLE:
+		return -ECONNREFUSED;
+	case HC_RPC_DEADLINE_EXCEEDED:
+		return -ETIMEDOUT;
+	case HC_RPC_RESOURCE_EXHAUSTED:
+		return -ENOSPC;
+	case HC_RPC_PERMISSION_DENIED:
+	case HC_RPC_UNAUTHENTICATED:
+		return -EACCES;
+	default:
+		return -EIO;
+	}
+}
+
 /* ---- grpc library lifetime and logging ---- */
 
 static void route_grpc_log(gpr_log_func_args *args)
@@ -422,11 +445,11 @@ static void on_event(void *arg)
 }
 
 static int register_methods(struct hc_rpc_server *srv, const struct hc_rpc_method *methods,
-			    size_t n, char *err, size_t errlen)
+			    size_t n, struct hc_err *err)
 {
 	srv->methods = calloc(n ? n : 1, sizeof(*srv->methods));
 	if (!srv->methods) {
-		snprintf(err, errlen, "out of memory");
+		hc_err_set(err, -ENOMEM, "out of memory");
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -435,7 +458,7 @@ static int register_methods(struct hc_rpc_server *srv, const struct hc_rpc_metho
 			srv->server, methods[i].path, NULL,
 			GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
 		if (!srv->methods[i].handle) {
-			snprintf(err, errlen, "cannot register gRPC method %s", methods[i].path);
+			hc_err_set(err, -EINVAL, "cannot register gRPC method %s", methods[i].path);
 			return -EINVAL;
 		}
 	}
@@ -445,7 +468,7 @@ static int register_methods(struct hc_rpc_server *srv, const struct hc_rpc_metho
 
 struct hc_rpc_server *hc_rpc_server_new(struct hc_loop *loop, const struct hc_addr *addr,
 					const struct hc_rpc_method *methods, size_t nmethods,
-					char *err, size_t errlen)
+					struct hc_err *err)
 {
 	grpc_arg arg = {
 		.type = GRPC_ARG_INTEGER,
@@ -463,12 +486,12 @@ struct hc_rpc_server *hc_rpc_server_new(struct hc_loop *loop, const struct hc_ad
 	 * the user the real reason. */
 	r = hc_addr_probe_tcp(addr);
 	if (r < 0) {
-		snprintf(err, errlen, "cannot listen on %s: %s", where, strerror(-r));
+		hc_err_set(err, r, "cannot listen on %s: %s", where, strerror(-r));
 		return NULL;
 	}
 	srv = calloc(1, sizeof(*srv));
 	if (!srv) {
-		snprintf(err, errlen, "out of memory");
+		hc_err_set(err, -ENOMEM, "out of memory");
 		return NULL;
 	}
 	grpc_ref();
@@ -481,21 +504,21 @@ struct hc_rpc_server *hc_rpc_server_new(struct hc_loop *loop, const struct hc_ad
 	srv->server = grpc_server_create(&args, NULL);
 	srv->cq = grpc_completion_queue_create_for_next(NULL);
 	grpc_server_register_completion_queue(srv->server, srv->cq, NULL);
-	if (register_methods(srv, methods, nmethods, err, errlen) < 0)
+	if (register_methods(srv, methods, nmethods, err) < 0)
 		goto fail;
 
 	creds = grpc_insecure_server_credentials_create();
 	srv->port = grpc_server_add_http2_port(srv->server, where, creds);
 	grpc_server_credentials_release(creds);
 	if (srv->port == 0) {
-		snprintf(err, errlen, "cannot listen on %s (address in use or not available)",
-			 where);
+		hc_err_set(err, -EADDRINUSE,
+			   "cannot listen on %s (address in use or not available)", where);
 		goto fail;
 	}
 	grpc_server_start(srv->server);
 	r = pthread_create(&srv->pump, NULL, pump_main, srv);
 	if (r) {
-		snprintf(err, errlen, "cannot start the gRPC thread: %s", strerror(r));
+		hc_err_set(err, -r, "cannot start the gRPC thread: %s", strerror(r));
 		hc_rpc_server_free(srv);
 		return NULL;
 	}
@@ -656,7 +679,7 @@ int hc_rpc_client_call(struct hc_rpc_client *cl, const char *path,
 		send_md = calloc(nmd, sizeof(*send_md));
 		if (!send_md) {
 			set_status(st, HC_RPC_RESOURCE_EXHAUSTED, "out of memory");
-			return -1;
+			return hc_rpc_code_errno(st->code);
 		}
 		for (size_t i = 0; i < nmd; i++) {
 			send_md[i].key = grpc_slice_from_copied_string(md[i].key);
@@ -734,5 +757,5 @@ out:
 		grpc_slice_unref(send_md[i].value);
 	}
 	free(send_md);
-	return ret;
+	return ret < 0 ? hc_rpc_code_errno(st->code) : 0;
 }

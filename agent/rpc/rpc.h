@@ -10,6 +10,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "addr/addr.h"
+#include "base/base.h"
 
 struct hc_loop;
 struct hc_metrics_writer;
@@ -38,6 +39,12 @@ enum hc_rpc_code {
 
 /* "INVALID_ARGUMENT" etc.; "UNKNOWN_CODE" outside the range. */
 const char *hc_rpc_code_name(int code);
+
+/* The -errno a failed call's code stands for: NOT_FOUND -ENOENT,
+ * ALREADY_EXISTS -EEXIST, INVALID_ARGUMENT -EINVAL, UNAVAILABLE
+ * -ECONNREFUSED, DEADLINE_EXCEEDED -ETIMEDOUT, RESOURCE_EXHAUSTED -ENOSPC,
+ * PERMISSION_DENIED and UNAUTHENTICATED -EACCES, any other -EIO. */
+int hc_rpc_code_errno(enum hc_rpc_code code);
 
 /* ---- server ---- */
 
@@ -68,7 +75,7 @@ struct hc_rpc_method {
  */
 struct hc_rpc_server *hc_rpc_server_new(struct hc_loop *loop, const struct hc_addr *addr,
 					const struct hc_rpc_method *methods, size_t nmethods,
-					char *err, size_t errlen);
+					struct hc_err *err);
 /* The TCP port actually bound. */
 int hc_rpc_server_port(const struct hc_rpc_server *srv);
 /*
@@ -117,9 +124,10 @@ void hc_rpc_client_free(struct hc_rpc_client *client);
 /*
  * Calls path with request and waits, at most timeout_ms, for the answer.
  * On success returns 0 and *response, which the caller frees with
- * protobuf_c_message_free_unpacked(*response, NULL). Otherwise returns -1,
- * *response stays NULL and status says why (UNAVAILABLE if nothing answers,
- * DEADLINE_EXCEEDED on timeout, the server's code and message otherwise).
+ * protobuf_c_message_free_unpacked(*response, NULL). Otherwise returns
+ * hc_rpc_code_errno(status->code), *response stays NULL and status says why
+ * (UNAVAILABLE if nothing answers, DEADLINE_EXCEEDED on timeout, the
+ * server's code and message otherwise).
  * Blocks the calling thread; several threads may call at once.
  */
 int hc_rpc_client_call(struct hc_rpc_client *client, const char *path,

@@ -112,14 +112,14 @@ static int subnet_gateway(const char *subnet, char *gw, size_t len)
 	return (d & ((1u << (32 - prefix)) - 1) & 0xff) == 0 ? 0 : -EINVAL;
 }
 
-static int write_conflist(const char *state_dir, const char *subnet, struct hc_runtime_err *err)
+static int write_conflist(const char *state_dir, const char *subnet, struct hc_err *err)
 {
 	char gw[32], *path = NULL, *text = NULL;
 	int r;
 
 	if (subnet_gateway(subnet, gw, sizeof(gw)) < 0)
-		return hc_runtime_fail(err, EINVAL, "invalid workload subnet %s (want a.b.c.0/8..28)",
-				       subnet);
+		return hc_err_set(err, -EINVAL, "invalid workload subnet %s (want a.b.c.0/8..28)",
+				  subnet);
 	/* ptp: a veth per workload with a /32 route, no shared bridge to
 	 * attach to; host-local keeps its leases under our state dir so two
 	 * instances never share an allocation file; firewall opens FORWARD for
@@ -149,8 +149,8 @@ static int write_conflist(const char *state_dir, const char *subnet, struct hc_r
 	if (r == 0)
 		r = write_file(path, text, 0644);
 	if (r < 0)
-		hc_runtime_fail(err, -r, "cannot write the CNI config %s: %s", path ? path : "",
-				strerror(-r));
+		hc_err_set(err, r, "cannot write the CNI config %s: %s", path ? path : "",
+			   strerror(-r));
 	free(path);
 	free(text);
 	return r;
@@ -165,7 +165,7 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 }
 
 static int write_registry_hosts(const char *state_dir, const char *const *hosts, size_t n,
-				struct hc_runtime_err *err)
+				struct hc_err *err)
 {
 	char *dir = NULL, *path = NULL, *text = NULL;
 	int r = path_printf(&dir, "%s/certs.d", state_dir);
@@ -175,8 +175,8 @@ static int write_registry_hosts(const char *state_dir, const char *const *hosts,
 		r = -errno;
 	for (size_t i = 0; r == 0 && i < n; i++) {
 		if (!registry_host_valid(hosts[i])) {
-			r = hc_runtime_fail(err, EINVAL, "invalid --insecure-registry %s (want HOST:PORT)",
-					    hosts[i]);
+			r = hc_err_set(err, -EINVAL, "invalid --insecure-registry %s (want HOST:PORT)",
+				       hosts[i]);
 			goto out;
 		}
 		free(path);
@@ -201,8 +201,8 @@ static int write_registry_hosts(const char *state_dir, const char *const *hosts,
 			r = write_file(path, text, 0644);
 	}
 	if (r < 0)
-		hc_runtime_fail(err, -r, "cannot write registry hosts under %s: %s", dir,
-				strerror(-r));
+		hc_err_set(err, r, "cannot write registry hosts under %s: %s", dir,
+			   strerror(-r));
 out:
 	free(dir);
 	free(path);
@@ -235,7 +235,7 @@ static int have_runsc_shim(void)
 }
 
 static int write_config(struct hc_containerd *cd, const struct hc_containerd_config *cfg,
-			struct hc_runtime_err *err)
+			struct hc_err *err)
 {
 	const char *runsc = "";
 	char *text = NULL;
@@ -295,15 +295,15 @@ static int write_config(struct hc_containerd *cd, const struct hc_containerd_con
 		"    config_path = \"%1$s/certs.d\"\n",
 		cd->state_dir, cd->run_dir, cd->socket, hc_pause_image_name, runsc);
 	if (r < 0)
-		return hc_runtime_fail(err, ENOMEM, "out of memory");
+		return hc_err_set(err, -ENOMEM, "out of memory");
 	r = write_file(cd->config_path, text, 0600);
 	free(text);
 	if (r < 0)
-		return hc_runtime_fail(err, -r, "cannot write %s: %s", cd->config_path, strerror(-r));
+		return hc_err_set(err, r, "cannot write %s: %s", cd->config_path, strerror(-r));
 	return 0;
 }
 
-static int prepare_dirs(const struct hc_containerd *cd, struct hc_runtime_err *err)
+static int prepare_dirs(const struct hc_containerd *cd, struct hc_err *err)
 {
 	static const char *const state_sub[] = { "containerd", "net.d", "certs.d", "cni-ipam",
 						 "logs" };
@@ -314,12 +314,12 @@ static int prepare_dirs(const struct hc_containerd *cd, struct hc_runtime_err *e
 		snprintf(path, sizeof(path), "%s/%s", cd->state_dir, state_sub[i]);
 		r = hc_mkdir_p(path, 0700);
 		if (r < 0)
-			return hc_runtime_fail(err, -r, "cannot create %s: %s", path, strerror(-r));
+			return hc_err_set(err, r, "cannot create %s: %s", path, strerror(-r));
 	}
 	snprintf(path, sizeof(path), "%s/containerd", cd->run_dir);
 	r = hc_mkdir_p(path, 0700);
 	if (r < 0)
-		return hc_runtime_fail(err, -r, "cannot create %s: %s", path, strerror(-r));
+		return hc_err_set(err, r, "cannot create %s: %s", path, strerror(-r));
 	return 0;
 }
 
@@ -334,19 +334,19 @@ static void on_exit_event(struct hc_loop *loop, int fd, unsigned events, void *a
 
 /* Starts the containerd process; it runs in its own process group so a ^C
  * at the agent's terminal reaches only the agent, which stops it in order. */
-static int spawn_process(struct hc_containerd *cd, struct hc_runtime_err *err)
+static int spawn_process(struct hc_containerd *cd, struct hc_err *err)
 {
 	pid_t parent = getpid(), pid;
 	int logfd, pidfd;
 
 	logfd = open(cd->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (logfd < 0)
-		return hc_runtime_fail(err, errno, "cannot open %s: %s", cd->log_path,
-				       strerror(errno));
+		return hc_err_set(err, -errno, "cannot open %s: %s", cd->log_path,
+				  strerror(errno));
 	pid = fork();
 	if (pid < 0) {
 		close(logfd);
-		return hc_runtime_fail(err, errno, "fork: %s", strerror(errno));
+		return hc_err_set(err, -errno, "fork: %s", strerror(errno));
 	}
 	if (pid == 0) {
 		sigset_t none;
@@ -375,7 +375,7 @@ static int spawn_process(struct hc_containerd *cd, struct hc_runtime_err *err)
 
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
-		return hc_runtime_fail(err, e, "pidfd_open: %s", strerror(e));
+		return hc_err_set(err, -e, "pidfd_open: %s", strerror(e));
 	}
 	cd->pid = pid;
 	cd->pidfd = pidfd;
@@ -386,7 +386,7 @@ static int spawn_process(struct hc_containerd *cd, struct hc_runtime_err *err)
 		close(pidfd);
 		cd->pid = 0;
 		cd->pidfd = -1;
-		return hc_runtime_fail(err, ENOMEM, "cannot watch containerd");
+		return hc_err_set(err, -ENOMEM, "cannot watch containerd");
 	}
 	hc_log(HC_LOG_INFO, "started containerd pid=%d socket=%s log=%s", (int)pid, cd->socket,
 	       cd->log_path);
@@ -420,7 +420,7 @@ static void describe_status(int status, char *buf, size_t len)
 static int64_t on_restart_timer(struct hc_loop *loop, uint64_t id, void *arg)
 {
 	struct hc_containerd *cd = arg;
-	struct hc_runtime_err err;
+	struct hc_err err;
 
 	(void)loop;
 	(void)id;
@@ -484,7 +484,7 @@ static void log_tail(const char *path, char *buf, size_t len)
 }
 
 /* Waits until containerd's CRI answers with runtime and network ready. */
-static int wait_ready(struct hc_containerd *cd, struct hc_runtime *rt, struct hc_runtime_err *err)
+static int wait_ready(struct hc_containerd *cd, struct hc_runtime *rt, struct hc_err *err)
 {
 	struct timespec deadline;
 	int r;
@@ -498,22 +498,22 @@ static int wait_ready(struct hc_containerd *cd, struct hc_runtime *rt, struct hc
 
 			describe_status(reap(cd), how, sizeof(how));
 			log_tail(cd->log_path, tail, sizeof(tail));
-			return hc_runtime_fail(err, ECHILD, "containerd exited at start (%s): %s", how,
-					       tail);
+			return hc_err_set(err, -ECHILD, "containerd exited at start (%s): %s", how,
+					  tail);
 		}
 		if (hc_cri_socket_probe(cd->socket) == 0) {
 			r = hc_runtime_ready(rt, 2000, err);
 			if (r == 0)
 				return 0;
 		} else {
-			r = hc_runtime_fail(err, ETIMEDOUT, "containerd did not open %s", cd->socket);
+			r = hc_err_set(err, -ETIMEDOUT, "containerd did not open %s", cd->socket);
 		}
 		if (hc_deadline_left_ms(&deadline) < 0) {
 			char last[sizeof(err->msg)];
 
 			memcpy(last, err->msg, sizeof(last));
-			return hc_runtime_fail(err, ETIMEDOUT, "containerd not ready after %d s: %s",
-					       READY_TIMEOUT_MS / 1000, last);
+			return hc_err_set(err, -ETIMEDOUT, "containerd not ready after %d s: %s",
+					  READY_TIMEOUT_MS / 1000, last);
 		}
 		usleep(20000);
 	}
@@ -522,7 +522,7 @@ static int wait_ready(struct hc_containerd *cd, struct hc_runtime *rt, struct hc
 /* Imports the pause image linked into this binary with ctr, so sandboxes
  * start without a registry. Idempotent: the same archive gives the same
  * digests. */
-static int import_pause_image(struct hc_containerd *cd, struct hc_runtime_err *err)
+static int import_pause_image(struct hc_containerd *cd, struct hc_err *err)
 {
 	size_t len = (size_t)(hc_pause_image_end - hc_pause_image_start);
 	char *archive = NULL, *out = NULL, tail[400];
@@ -531,7 +531,7 @@ static int import_pause_image(struct hc_containerd *cd, struct hc_runtime_err *e
 
 	if (path_printf(&archive, "%s/pause-image.tar", cd->run_dir) < 0 ||
 	    path_printf(&out, "%s/ctr-import.log", cd->run_dir) < 0) {
-		r = hc_runtime_fail(err, ENOMEM, "out of memory");
+		r = hc_err_set(err, -ENOMEM, "out of memory");
 		goto done;
 	}
 	{
@@ -539,20 +539,20 @@ static int import_pause_image(struct hc_containerd *cd, struct hc_runtime_err *e
 		int fd = open(archive, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 
 		if (fd < 0) {
-			r = hc_runtime_fail(err, errno, "cannot write %s: %s", archive, strerror(errno));
+			r = hc_err_set(err, -errno, "cannot write %s: %s", archive, strerror(errno));
 			goto done;
 		}
 		r = hc_write_all(fd, hc_pause_image_start, len);
 		if (close(fd) < 0 && r == 0)
 			r = -errno;
 		if (r < 0) {
-			r = hc_runtime_fail(err, EIO, "cannot write %s", archive);
+			r = hc_err_set(err, -EIO, "cannot write %s", archive);
 			goto done;
 		}
 	}
 	pid = fork();
 	if (pid < 0) {
-		r = hc_runtime_fail(err, errno, "fork: %s", strerror(errno));
+		r = hc_err_set(err, -errno, "fork: %s", strerror(errno));
 		goto done;
 	}
 	if (pid == 0) {
@@ -571,7 +571,7 @@ static int import_pause_image(struct hc_containerd *cd, struct hc_runtime_err *e
 		;
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		log_tail(out, tail, sizeof(tail));
-		r = hc_runtime_fail(err, EIO, "importing the pause image failed: %s", tail);
+		r = hc_err_set(err, -EIO, "importing the pause image failed: %s", tail);
 		goto done;
 	}
 	hc_log(HC_LOG_INFO, "imported the pause image %s", hc_pause_image_name);
@@ -600,7 +600,7 @@ static void containerd_free(struct hc_containerd *cd)
 }
 
 struct hc_containerd *hc_containerd_start(struct hc_loop *loop, const struct hc_containerd_config *cfg,
-					  struct hc_runtime_err *err)
+					  struct hc_err *err)
 {
 	struct hc_containerd *cd = calloc(1, sizeof(*cd));
 	struct hc_runtime *rt = NULL;
@@ -608,7 +608,7 @@ struct hc_containerd *hc_containerd_start(struct hc_loop *loop, const struct hc_
 	int r = -ENOMEM;
 
 	if (!cd) {
-		hc_runtime_fail(err, ENOMEM, "out of memory");
+		hc_err_set(err, -ENOMEM, "out of memory");
 		errno = ENOMEM;
 		return NULL;
 	}
@@ -616,8 +616,8 @@ struct hc_containerd *hc_containerd_start(struct hc_loop *loop, const struct hc_
 	cd->pidfd = -1;
 	cd->backoff_ms = BACKOFF_MIN_MS;
 	if (!plain_text(cfg->state_dir) || !plain_text(cfg->run_dir)) {
-		r = hc_runtime_fail(err, EINVAL, "state and run directories must not contain quotes, "
-				    "backslashes or control characters");
+		r = hc_err_set(err, -EINVAL, "state and run directories must not contain quotes, "
+			       "backslashes or control characters");
 		goto fail;
 	}
 	/* containerd and its shims resolve relative paths elsewhere */
@@ -628,7 +628,7 @@ struct hc_containerd *hc_containerd_start(struct hc_loop *loop, const struct hc_
 	    path_printf(&cd->config_path, "%s/containerd.toml", cd->state_dir) < 0 ||
 	    path_printf(&cd->socket, "%s/containerd.sock", cd->run_dir) < 0 ||
 	    path_printf(&cd->log_path, "%s/containerd.log", cd->state_dir) < 0) {
-		hc_runtime_fail(err, ENOMEM, "out of memory");
+		hc_err_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
 	if ((r = prepare_dirs(cd, err)) < 0 ||
@@ -637,16 +637,16 @@ struct hc_containerd *hc_containerd_start(struct hc_loop *loop, const struct hc_
 	    (r = write_config(cd, cfg, err)) < 0)
 		goto fail;
 	if (hc_cri_socket_probe(cd->socket) == 0) {
-		r = hc_runtime_fail(err, EADDRINUSE,
-				    "a containerd already serves %s (another agent, or `hypercore "
-				    "containerd`?)", cd->socket);
+		r = hc_err_set(err, -EADDRINUSE,
+			       "a containerd already serves %s (another agent, or `hypercore "
+			       "containerd`?)", cd->socket);
 		goto fail;
 	}
 	rcfg.socket = cd->socket;
 	rcfg.state_dir = cd->state_dir;
 	rt = hc_runtime_new(&rcfg);
 	if (!rt) {
-		r = hc_runtime_fail(err, ENOMEM, "out of memory");
+		r = hc_err_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
 	if ((r = spawn_process(cd, err)) < 0 || (r = wait_ready(cd, rt, err)) < 0 ||

@@ -13,18 +13,6 @@
 #include "log/log.h"
 #include "runtime_int.h"
 
-int hc_runtime_fail(struct hc_runtime_err *err, int err_no, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err) {
-		va_start(ap, fmt);
-		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-		va_end(ap);
-	}
-	return -err_no;
-}
-
 int hc_runtime_socket_path(const char *run_dir, char *buf, size_t len)
 {
 	int n = snprintf(buf, len, "%s/containerd.sock", run_dir);
@@ -114,41 +102,18 @@ int hc_cri_socket_probe(const char *path)
 	return r;
 }
 
-int hc_runtime_probe(const struct hc_runtime *rt, struct hc_runtime_err *err)
+int hc_runtime_probe(const struct hc_runtime *rt, struct hc_err *err)
 {
 	int r = hc_cri_socket_probe(rt->socket);
 
 	if (r < 0)
-		return hc_runtime_fail(err, -r, "no containerd at %s (%s)", rt->socket, strerror(-r));
+		return hc_err_set(err, r, "no containerd at %s (%s)", rt->socket, strerror(-r));
 	return 0;
-}
-
-static int code_to_errno(enum hc_rpc_code code)
-{
-	switch (code) {
-	case HC_RPC_NOT_FOUND:
-		return ENOENT;
-	case HC_RPC_ALREADY_EXISTS:
-		return EEXIST;
-	case HC_RPC_INVALID_ARGUMENT:
-		return EINVAL;
-	case HC_RPC_UNAVAILABLE:
-		return ECONNREFUSED;
-	case HC_RPC_DEADLINE_EXCEEDED:
-		return ETIMEDOUT;
-	case HC_RPC_RESOURCE_EXHAUSTED:
-		return ENOSPC;
-	case HC_RPC_PERMISSION_DENIED:
-	case HC_RPC_UNAUTHENTICATED:
-		return EACCES;
-	default:
-		return EIO;
-	}
 }
 
 int hc_cri_call(struct hc_runtime *rt, const char *method, const ProtobufCMessage *req,
 		const ProtobufCMessageDescriptor *resp_type, ProtobufCMessage **resp, int timeout_ms,
-		const char *what, struct hc_runtime_err *err)
+		const char *what, struct hc_err *err)
 {
 	char path[128];
 	struct hc_rpc_status st;
@@ -169,19 +134,19 @@ int hc_cri_call(struct hc_runtime *rt, const char *method, const ProtobufCMessag
 	}
 	if (hc_rpc_client_call(rt->client, path, req, resp_type, resp, NULL, 0, timeout_ms, &st) == 0)
 		return 0;
-	e = code_to_errno(st.code);
+	e = -hc_rpc_code_errno(st.code);
 	hc_log(HC_LOG_DEBUG, "CRI %s failed: %s %s", method,
 	       hc_rpc_code_name(st.code), st.message);
 	if (e == ECONNREFUSED) {
 		/* not retried here: the call may have reached containerd */
 		rt->reconnect = 1;
-		return hc_runtime_fail(err, e, "%s: containerd at %s is not answering (%s)", what,
-				       rt->socket, st.message);
+		return hc_err_set(err, -e, "%s: containerd at %s is not answering (%s)", what,
+				  rt->socket, st.message);
 	}
 	if (e == ETIMEDOUT)
-		return hc_runtime_fail(err, e, "%s: containerd did not answer within %d s", what,
-				       timeout_ms / 1000);
-	return hc_runtime_fail(err, e, "%s: %s", what, st.message);
+		return hc_err_set(err, -e, "%s: containerd did not answer within %d s", what,
+				  timeout_ms / 1000);
+	return hc_err_set(err, -e, "%s: %s", what, st.message);
 }
 
 const char *hc_cri_map_get(Runtime__V1__StringEntry *const *entries, size_t n, const char *key)
@@ -192,7 +157,7 @@ const char *hc_cri_map_get(Runtime__V1__StringEntry *const *entries, size_t n, c
 	return NULL;
 }
 
-int hc_runtime_ready(struct hc_runtime *rt, int timeout_ms, struct hc_runtime_err *err)
+int hc_runtime_ready(struct hc_runtime *rt, int timeout_ms, struct hc_err *err)
 {
 	Runtime__V1__VersionRequest vreq = RUNTIME__V1__VERSION_REQUEST__INIT;
 	Runtime__V1__StatusRequest sreq = RUNTIME__V1__STATUS_REQUEST__INIT;
@@ -207,8 +172,8 @@ int hc_runtime_ready(struct hc_runtime *rt, int timeout_ms, struct hc_runtime_er
 	if (r < 0)
 		return r;
 	if (strcmp(v->runtime_api_version, "v1") != 0)
-		r = hc_runtime_fail(err, EPROTONOSUPPORT, "%s %s speaks CRI %s, not v1",
-				    v->runtime_name, v->runtime_version, v->runtime_api_version);
+		r = hc_err_set(err, -EPROTONOSUPPORT, "%s %s speaks CRI %s, not v1",
+			       v->runtime_name, v->runtime_version, v->runtime_api_version);
 	protobuf_c_message_free_unpacked(&v->base, NULL);
 	if (r < 0)
 		return r;
@@ -222,8 +187,8 @@ int hc_runtime_ready(struct hc_runtime *rt, int timeout_ms, struct hc_runtime_er
 
 		if (c->status)
 			continue;
-		r = hc_runtime_fail(err, EAGAIN, "containerd not ready: %s %s %s", c->type,
-				    c->reason, c->message);
+		r = hc_err_set(err, -EAGAIN, "containerd not ready: %s %s %s", c->type,
+			       c->reason, c->message);
 		break;
 	}
 	protobuf_c_message_free_unpacked(&s->base, NULL);

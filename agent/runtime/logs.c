@@ -26,7 +26,7 @@ static int forward_line(void *arg, const struct hc_crilog_line *line)
 }
 
 int hc_runtime_logs(struct hc_runtime *rt, const char *id, long tail, bool follow, int stop_fd,
-		    hc_runtime_log_fn *fn, void *arg, struct hc_runtime_err *err)
+		    hc_runtime_log_fn *fn, void *arg, struct hc_err *err)
 {
 	struct forward f = { fn, arg };
 	struct hc_crilog_cursor *c;
@@ -38,13 +38,13 @@ int hc_runtime_logs(struct hc_runtime *rt, const char *id, long tail, bool follo
 		return r;
 	if (!w.log_path[0]) {
 		hc_workload_fini(&w);
-		return hc_runtime_fail(err, ENOENT, "workload %s has no log", id);
+		return hc_err_set(err, -ENOENT, "workload %s has no log", id);
 	}
 	c = hc_crilog_cursor_open(w.log_path, tail);
 	if (!c) {
-		r = errno == ENOENT ? hc_runtime_fail(err, ENOENT, "workload %s has written no output yet", id)
-				    : hc_runtime_fail(err, errno, "cannot read %s: %s", w.log_path,
-						      strerror(errno));
+		r = errno == ENOENT ? hc_err_set(err, -ENOENT, "workload %s has written no output yet", id)
+				    : hc_err_set(err, -errno, "cannot read %s: %s", w.log_path,
+						 strerror(errno));
 		hc_workload_fini(&w);
 		return r;
 	}
@@ -55,6 +55,6 @@ int hc_runtime_logs(struct hc_runtime *rt, const char *id, long tail, bool follo
 		r = hc_crilog_cursor_flush(c, forward_line, &f);
 	hc_crilog_cursor_free(c);
 	if (r < 0)
-		return hc_runtime_fail(err, -r, "reading the log of %s: %s", id, strerror(-r));
+		return hc_err_set(err, r, "reading the log of %s: %s", id, strerror(-r));
 	return 0;
 }

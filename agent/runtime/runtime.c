@@ -34,7 +34,7 @@ static void copy_str(char *dst, size_t len, const char *src)
 
 /* Lists sandboxes with label key=value. */
 static int list_sandboxes(struct hc_runtime *rt, const char *key, const char *value,
-			  Runtime__V1__ListPodSandboxResponse **resp, struct hc_runtime_err *err)
+			  Runtime__V1__ListPodSandboxResponse **resp, struct hc_err *err)
 {
 	Runtime__V1__ListPodSandboxRequest req = RUNTIME__V1__LIST_POD_SANDBOX_REQUEST__INIT;
 	Runtime__V1__PodSandboxFilter filter = RUNTIME__V1__POD_SANDBOX_FILTER__INIT;
@@ -51,7 +51,7 @@ static int list_sandboxes(struct hc_runtime *rt, const char *key, const char *va
 }
 
 static int list_containers(struct hc_runtime *rt, const char *sandbox_id,
-			   Runtime__V1__ListContainersResponse **resp, struct hc_runtime_err *err)
+			   Runtime__V1__ListContainersResponse **resp, struct hc_err *err)
 {
 	Runtime__V1__ListContainersRequest req = RUNTIME__V1__LIST_CONTAINERS_REQUEST__INIT;
 	Runtime__V1__ContainerFilter filter = RUNTIME__V1__CONTAINER_FILTER__INIT;
@@ -72,19 +72,19 @@ static int list_containers(struct hc_runtime *rt, const char *sandbox_id,
 }
 
 int hc_runtime_find(struct hc_runtime *rt, const char *id, char sandbox_id[65],
-		    char container_id[65], struct hc_runtime_err *err)
+		    char container_id[65], struct hc_err *err)
 {
 	Runtime__V1__ListPodSandboxResponse *pods = NULL;
 	Runtime__V1__ListContainersResponse *ctrs = NULL;
 	int r;
 
 	if (!hc_uuid_valid(id))
-		return hc_runtime_fail(err, EINVAL, "invalid workload id \"%.64s\" (want a UUID)", id);
+		return hc_err_set(err, -EINVAL, "invalid workload id \"%.64s\" (want a UUID)", id);
 	r = list_sandboxes(rt, HC_LABEL_WORKLOAD, id, &pods, err);
 	if (r < 0)
 		return r;
 	if (pods->n_items == 0) {
-		r = hc_runtime_fail(err, ENOENT, "no workload with id %s", id);
+		r = hc_err_set(err, -ENOENT, "no workload with id %s", id);
 		goto out;
 	}
 	copy_str(sandbox_id, 65, pods->items[0]->id);
@@ -142,7 +142,7 @@ void hc_workload_list_free(struct hc_workload *list, size_t n)
 /* Fills w from a sandbox (id, annotations) and, if there is one, its
  * container. A sandbox whose pause died is UNKNOWN whatever its container. */
 static int describe(struct hc_runtime *rt, const Runtime__V1__PodSandbox *pod,
-		    const char *container_id, struct hc_workload *w, struct hc_runtime_err *err)
+		    const char *container_id, struct hc_workload *w, struct hc_err *err)
 {
 	Runtime__V1__PodSandboxStatusRequest preq = RUNTIME__V1__POD_SANDBOX_STATUS_REQUEST__INIT;
 	Runtime__V1__ContainerStatusRequest creq = RUNTIME__V1__CONTAINER_STATUS_REQUEST__INIT;
@@ -213,7 +213,7 @@ static int by_creation(const void *a, const void *b)
 }
 
 int hc_runtime_list(struct hc_runtime *rt, struct hc_workload **list, size_t *n,
-		    struct hc_runtime_err *err)
+		    struct hc_err *err)
 {
 	Runtime__V1__ListPodSandboxResponse *pods = NULL;
 	Runtime__V1__ListContainersResponse *ctrs = NULL;
@@ -230,7 +230,7 @@ int hc_runtime_list(struct hc_runtime *rt, struct hc_workload **list, size_t *n,
 	if (r < 0)
 		goto out;
 	if (pods->n_items && !(out = calloc(pods->n_items, sizeof(*out)))) {
-		r = hc_runtime_fail(err, ENOMEM, "out of memory");
+		r = hc_err_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < pods->n_items; i++) {
@@ -258,7 +258,7 @@ out:
 }
 
 int hc_runtime_get(struct hc_runtime *rt, const char *id, struct hc_workload *w,
-		   struct hc_runtime_err *err)
+		   struct hc_err *err)
 {
 	Runtime__V1__ListPodSandboxResponse *pods = NULL;
 	char sandbox_id[65], container_id[65];
@@ -271,7 +271,7 @@ int hc_runtime_get(struct hc_runtime *rt, const char *id, struct hc_workload *w,
 	if (r < 0)
 		return r;
 	if (pods->n_items == 0)
-		r = hc_runtime_fail(err, ENOENT, "no workload with id %s", id);
+		r = hc_err_set(err, -ENOENT, "no workload with id %s", id);
 	else
 		r = describe(rt, pods->items[0], container_id, w, err);
 	free_msg(pods);
@@ -329,7 +329,7 @@ void hc_runtime_capacity_of(const struct hc_runtime *rt, const struct hc_workloa
 }
 
 int hc_runtime_capacity(struct hc_runtime *rt, struct hc_runtime_capacity *out,
-			struct hc_runtime_err *err)
+			struct hc_err *err)
 {
 	struct hc_workload *list;
 	size_t n;
@@ -343,7 +343,7 @@ int hc_runtime_capacity(struct hc_runtime *rt, struct hc_runtime_capacity *out,
 }
 
 static int check_capacity(struct hc_runtime *rt, const struct hc_workload_spec *spec,
-			  struct hc_runtime_err *err)
+			  struct hc_err *err)
 {
 	struct hc_runtime_capacity cap;
 	int r = hc_runtime_capacity(rt, &cap, err);
@@ -351,20 +351,20 @@ static int check_capacity(struct hc_runtime *rt, const struct hc_workload_spec *
 	if (r < 0)
 		return r;
 	if ((uint64_t)cap.cpus_used + spec->cores > cap.cpus_total)
-		return hc_runtime_fail(err, ENOSPC,
-				       "not enough CPU: %u vCPUs requested, %u of %u in use",
-				       spec->cores, cap.cpus_used, cap.cpus_total);
+		return hc_err_set(err, -ENOSPC,
+				  "not enough CPU: %u vCPUs requested, %u of %u in use",
+				  spec->cores, cap.cpus_used, cap.cpus_total);
 	if (cap.mem_used_mb + spec->memory_mb > cap.mem_total_mb)
-		return hc_runtime_fail(err, ENOSPC,
-				       "not enough memory: %u MB requested, %llu of %llu MB in use",
-				       spec->memory_mb, (unsigned long long)cap.mem_used_mb,
-				       (unsigned long long)cap.mem_total_mb);
+		return hc_err_set(err, -ENOSPC,
+				  "not enough memory: %u MB requested, %llu of %llu MB in use",
+				  spec->memory_mb, (unsigned long long)cap.mem_used_mb,
+				  (unsigned long long)cap.mem_total_mb);
 	return 0;
 }
 
 /* ---- images ---- */
 
-static int image_present(struct hc_runtime *rt, const char *ref, struct hc_runtime_err *err)
+static int image_present(struct hc_runtime *rt, const char *ref, struct hc_err *err)
 {
 	Runtime__V1__ImageStatusRequest req = RUNTIME__V1__IMAGE_STATUS_REQUEST__INIT;
 	Runtime__V1__ImageSpec spec = RUNTIME__V1__IMAGE_SPEC__INIT;
@@ -383,7 +383,7 @@ static int image_present(struct hc_runtime *rt, const char *ref, struct hc_runti
 	return r;
 }
 
-static int pull_image(struct hc_runtime *rt, const char *ref, struct hc_runtime_err *err)
+static int pull_image(struct hc_runtime *rt, const char *ref, struct hc_err *err)
 {
 	Runtime__V1__PullImageRequest req = RUNTIME__V1__PULL_IMAGE_REQUEST__INIT;
 	Runtime__V1__ImageSpec spec = RUNTIME__V1__IMAGE_SPEC__INIT;
@@ -403,15 +403,15 @@ static int pull_image(struct hc_runtime *rt, const char *ref, struct hc_runtime_
 	/* containerd answers NOT_FOUND for an unknown repository or tag but
 	 * UNKNOWN for most transport errors; tell the user which it was. */
 	if (r == -ENOENT || strstr(err->msg, "not found"))
-		return hc_runtime_fail(err, ENOENT, "image %s not found in its registry", ref);
+		return hc_err_set(err, -ENOENT, "image %s not found in its registry", ref);
 	if (strstr(err->msg, "connection refused") || strstr(err->msg, "no such host") ||
 	    strstr(err->msg, "dial tcp") || strstr(err->msg, "i/o timeout"))
 	{
 		char cause[sizeof(err->msg)];
 
 		memcpy(cause, err->msg, sizeof(cause));
-		return hc_runtime_fail(err, EHOSTUNREACH, "registry for %s unreachable (%.300s)",
-				       ref, cause);
+		return hc_err_set(err, -EHOSTUNREACH, "registry for %s unreachable (%.300s)",
+				  ref, cause);
 	}
 	return r;
 }
@@ -439,7 +439,7 @@ static void remove_log_dir(struct hc_runtime *rt, const char *id)
 
 static int call_id(struct hc_runtime *rt, const char *method, const ProtobufCMessage *req,
 		   const ProtobufCMessageDescriptor *resp_type, int timeout_ms, const char *what,
-		   struct hc_runtime_err *err)
+		   struct hc_err *err)
 {
 	ProtobufCMessage *resp = NULL;
 	int r = hc_cri_call(rt, method, req, resp_type, &resp, timeout_ms, what, err);
@@ -449,7 +449,7 @@ static int call_id(struct hc_runtime *rt, const char *method, const ProtobufCMes
 }
 
 static int remove_container(struct hc_runtime *rt, const char *cid, int grace_s,
-			    struct hc_runtime_err *err)
+			    struct hc_err *err)
 {
 	Runtime__V1__StopContainerRequest sreq = RUNTIME__V1__STOP_CONTAINER_REQUEST__INIT;
 	Runtime__V1__RemoveContainerRequest rreq = RUNTIME__V1__REMOVE_CONTAINER_REQUEST__INIT;
@@ -468,7 +468,7 @@ static int remove_container(struct hc_runtime *rt, const char *cid, int grace_s,
 		       "removing container", err);
 }
 
-static int remove_sandbox(struct hc_runtime *rt, const char *sid, struct hc_runtime_err *err)
+static int remove_sandbox(struct hc_runtime *rt, const char *sid, struct hc_err *err)
 {
 	Runtime__V1__StopPodSandboxRequest sreq = RUNTIME__V1__STOP_POD_SANDBOX_REQUEST__INIT;
 	Runtime__V1__RemovePodSandboxRequest rreq = RUNTIME__V1__REMOVE_POD_SANDBOX_REQUEST__INIT;
@@ -488,7 +488,7 @@ static int remove_sandbox(struct hc_runtime *rt, const char *sid, struct hc_runt
 
 /* Removes every container of the sandbox, then the sandbox. */
 static int teardown_sandbox(struct hc_runtime *rt, const char *sid, int grace_s,
-			    struct hc_runtime_err *err)
+			    struct hc_err *err)
 {
 	Runtime__V1__ListContainersResponse *ctrs = NULL;
 	int r = list_containers(rt, sid, &ctrs, err);
@@ -500,18 +500,18 @@ static int teardown_sandbox(struct hc_runtime *rt, const char *sid, int grace_s,
 }
 
 int hc_runtime_stop(struct hc_runtime *rt, const char *id, int grace_s,
-		    struct hc_runtime_err *err)
+		    struct hc_err *err)
 {
 	Runtime__V1__ListPodSandboxResponse *pods = NULL;
 	int r;
 
 	if (!hc_uuid_valid(id))
-		return hc_runtime_fail(err, EINVAL, "invalid workload id \"%.64s\" (want a UUID)", id);
+		return hc_err_set(err, -EINVAL, "invalid workload id \"%.64s\" (want a UUID)", id);
 	r = list_sandboxes(rt, HC_LABEL_WORKLOAD, id, &pods, err);
 	if (r < 0)
 		return r;
 	if (pods->n_items == 0)
-		r = hc_runtime_fail(err, ENOENT, "no workload with id %s", id);
+		r = hc_err_set(err, -ENOENT, "no workload with id %s", id);
 	for (size_t i = 0; r == 0 && i < pods->n_items; i++)
 		r = teardown_sandbox(rt, pods->items[i]->id, grace_s, err);
 	free_msg(pods);
@@ -526,7 +526,7 @@ int hc_runtime_stop(struct hc_runtime *rt, const char *id, int grace_s,
  * only logged; the caller reports the spawn's own error. */
 static void undo_spawn(struct hc_runtime *rt, const char *id)
 {
-	struct hc_runtime_err e;
+	struct hc_err e;
 
 	if (hc_runtime_stop(rt, id, 0, &e) < 0 && !strstr(e.msg, "no workload"))
 		hc_log(HC_LOG_WARN, "cleanup after failed spawn of %s: %s", id, e.msg);
@@ -612,7 +612,7 @@ static void pod_request_init(struct pod_request *p, struct hc_runtime *rt, const
 
 static int run_sandbox(struct hc_runtime *rt, struct pod_request *p,
 		       const struct hc_workload_spec *spec, char sandbox_id[65],
-		       struct hc_runtime_err *err)
+		       struct hc_err *err)
 {
 	Runtime__V1__RunPodSandboxRequest req = RUNTIME__V1__RUN_POD_SANDBOX_REQUEST__INIT;
 	Runtime__V1__RunPodSandboxResponse *resp = NULL;
@@ -628,19 +628,19 @@ static int run_sandbox(struct hc_runtime *rt, struct pod_request *p,
 	if (r == 0)
 		copy_str(sandbox_id, 65, resp->pod_sandbox_id);
 	else if (strstr(err->msg, "is reserved for"))
-		r = hc_runtime_fail(err, EEXIST, "a workload with id %s exists", p->meta.name);
+		r = hc_err_set(err, -EEXIST, "a workload with id %s exists", p->meta.name);
 	else if (strstr(err->msg, "no runtime for"))
-		r = hc_runtime_fail(err, ENOTSUP,
-				    "runtime %s is not available on this node (runsc needs gVisor's "
-				    "containerd-shim-runsc-v1, which Debian 12 does not ship)",
-				    req.runtime_handler);
+		r = hc_err_set(err, -ENOTSUP,
+			       "runtime %s is not available on this node (runsc needs gVisor's "
+			       "containerd-shim-runsc-v1, which Debian 12 does not ship)",
+			       req.runtime_handler);
 	free_msg(resp);
 	return r;
 }
 
 static int create_container(struct hc_runtime *rt, struct pod_request *p, const char *sandbox_id,
 			    const char *id, const struct hc_workload_spec *spec,
-			    char container_id[65], struct hc_runtime_err *err)
+			    char container_id[65], struct hc_err *err)
 {
 	Runtime__V1__CreateContainerRequest req = RUNTIME__V1__CREATE_CONTAINER_REQUEST__INIT;
 	Runtime__V1__ContainerConfig cfg = RUNTIME__V1__CONTAINER_CONFIG__INIT;
@@ -656,7 +656,7 @@ static int create_container(struct hc_runtime *rt, struct pod_request *p, const 
 	int r = -ENOMEM;
 
 	if (!env || !envp || !names) {
-		r = hc_runtime_fail(err, ENOMEM, "out of memory");
+		r = hc_err_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i <= spec->nenv; i++) {
@@ -672,7 +672,7 @@ static int create_container(struct hc_runtime *rt, struct pod_request *p, const 
 		}
 		names[i] = strndup(e, (size_t)(strchr(e, '=') - e));
 		if (!names[i]) {
-			r = hc_runtime_fail(err, ENOMEM, "out of memory");
+			r = hc_err_set(err, -ENOMEM, "out of memory");
 			goto out;
 		}
 		env[i].key = names[i];
@@ -715,7 +715,7 @@ out:
 }
 
 static int start_container(struct hc_runtime *rt, const char *container_id,
-			   struct hc_runtime_err *err)
+			   struct hc_err *err)
 {
 	Runtime__V1__StartContainerRequest req = RUNTIME__V1__START_CONTAINER_REQUEST__INIT;
 
@@ -726,7 +726,7 @@ static int start_container(struct hc_runtime *rt, const char *container_id,
 }
 
 int hc_runtime_spawn(struct hc_runtime *rt, const struct hc_workload_spec *spec, const char *id,
-		     struct hc_workload *out, struct hc_runtime_err *err)
+		     struct hc_workload *out, struct hc_err *err)
 {
 	char wid[HC_WORKLOAD_ID_LEN + 1], sandbox_id[65], container_id[65];
 	struct pod_request *pod = NULL;
@@ -738,11 +738,11 @@ int hc_runtime_spawn(struct hc_runtime *rt, const struct hc_workload_spec *spec,
 	if (r < 0)
 		return r;
 	if (id && !hc_uuid_valid(id))
-		return hc_runtime_fail(err, EINVAL, "invalid workload id \"%.64s\" (want a UUID)", id);
+		return hc_err_set(err, -EINVAL, "invalid workload id \"%.64s\" (want a UUID)", id);
 	if (id)
 		copy_str(wid, sizeof(wid), id);
 	else if ((r = hc_uuid_new(wid)) < 0)
-		return hc_runtime_fail(err, -r, "cannot generate an id: %s", strerror(-r));
+		return hc_err_set(err, r, "cannot generate an id: %s", strerror(-r));
 	r = check_capacity(rt, spec, err);
 	if (r < 0)
 		return r;
@@ -755,7 +755,7 @@ int hc_runtime_spawn(struct hc_runtime *rt, const struct hc_workload_spec *spec,
 	spec_json = hc_workload_spec_to_json(spec);
 	pod = calloc(1, sizeof(*pod));
 	if (!spec_json || !pod) {
-		r = hc_runtime_fail(err, ENOMEM, "out of memory");
+		r = hc_err_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
 	pod_request_init(pod, rt, wid, spec, spec_json);
@@ -782,7 +782,7 @@ out:
 /* ---- stats ---- */
 
 int hc_runtime_stats(struct hc_runtime *rt, const char *id, struct hc_workload_stats *out,
-		     struct hc_runtime_err *err)
+		     struct hc_err *err)
 {
 	Runtime__V1__ContainerStatsRequest req = RUNTIME__V1__CONTAINER_STATS_REQUEST__INIT;
 	Runtime__V1__ContainerStatsResponse *resp = NULL;
@@ -795,7 +795,7 @@ int hc_runtime_stats(struct hc_runtime *rt, const char *id, struct hc_workload_s
 		return r;
 	out->memory_limit = (uint64_t)w.spec.memory_mb << 20;
 	if (!w.container_id[0]) {
-		r = hc_runtime_fail(err, ENOENT, "workload %s has no container", id);
+		r = hc_err_set(err, -ENOENT, "workload %s has no container", id);
 		goto out;
 	}
 	req.container_id = w.container_id;
@@ -823,7 +823,7 @@ out:
 
 /* ---- orphans ---- */
 
-int hc_runtime_collect_orphans(struct hc_runtime *rt, int min_age_s, struct hc_runtime_err *err)
+int hc_runtime_collect_orphans(struct hc_runtime *rt, int min_age_s, struct hc_err *err)
 {
 	struct hc_workload *list;
 	size_t n;

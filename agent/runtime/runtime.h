@@ -52,10 +52,7 @@ struct hc_runtime_config {
 
 struct hc_runtime;
 
-/* Errors carry one readable line for the user. */
-struct hc_runtime_err {
-	char msg[512];
-};
+/* Errors: -errno, with one readable line in a struct hc_err (base.h). */
 
 /* Allocates a client; connects lazily. NULL + errno on allocation failure. */
 struct hc_runtime *hc_runtime_new(const struct hc_runtime_config *cfg);
@@ -63,11 +60,11 @@ void hc_runtime_free(struct hc_runtime *rt);
 
 /* Whether something accepts connections on the socket now (no gRPC call);
  * 0, or -ENOENT / -ECONNREFUSED / -EACCES... with err saying what is missing. */
-int hc_runtime_probe(const struct hc_runtime *rt, struct hc_runtime_err *err);
+int hc_runtime_probe(const struct hc_runtime *rt, struct hc_err *err);
 
 /* CRI Version + Status: 0 when the runtime and its network are ready;
  * -EAGAIN while CNI is not loaded yet; other -errno otherwise. */
-int hc_runtime_ready(struct hc_runtime *rt, int timeout_ms, struct hc_runtime_err *err);
+int hc_runtime_ready(struct hc_runtime *rt, int timeout_ms, struct hc_err *err);
 
 struct hc_port_map {
 	uint16_t host;
@@ -106,12 +103,12 @@ uint64_t hc_workload_spec_egress_bytes(const struct hc_workload_spec *spec);
 /* Checks a spec without side effects: a parsable image reference, cores and
  * memory in range, env as KEY=VALUE, ports 1..65535 without duplicates,
  * label keys, a known runtime handler. 0 or -EINVAL with err. */
-int hc_workload_spec_validate(const struct hc_workload_spec *spec, struct hc_runtime_err *err);
+int hc_workload_spec_validate(const struct hc_workload_spec *spec, struct hc_err *err);
 
 /* Parses "HOST:CONTAINER[,HOST:CONTAINER...]" (or bare "PORT" = same on both
  * sides) into spec->ports, appending. 0 or -EINVAL with err. */
 int hc_workload_spec_parse_ports(struct hc_workload_spec *spec, const char *text,
-				 struct hc_runtime_err *err);
+				 struct hc_err *err);
 
 enum hc_workload_state {
 	HC_WORKLOAD_CREATED, /* container created, not started (transient) */
@@ -157,22 +154,22 @@ void hc_workload_list_free(struct hc_workload *list, size_t n);
  * Blocks for the pull and the start (seconds).
  */
 int hc_runtime_spawn(struct hc_runtime *rt, const struct hc_workload_spec *spec, const char *id,
-		     struct hc_workload *out, struct hc_runtime_err *err);
+		     struct hc_workload *out, struct hc_err *err);
 
 /* Stops and removes the workload: container, sandbox (netns, IP), log
  * directory. A partly torn-down workload is finished off. -ENOENT if no
  * workload has this id. Blocks up to the stop grace period (grace_s). */
 int hc_runtime_stop(struct hc_runtime *rt, const char *id, int grace_s,
-		    struct hc_runtime_err *err);
+		    struct hc_err *err);
 
 /* Every workload of this runtime (managed by hypercore), oldest first.
  * *list is the caller's (hc_workload_list_free). 0 or -errno. */
 int hc_runtime_list(struct hc_runtime *rt, struct hc_workload **list, size_t *n,
-		    struct hc_runtime_err *err);
+		    struct hc_err *err);
 
 /* One workload by id. 0, -ENOENT or -errno. */
 int hc_runtime_get(struct hc_runtime *rt, const char *id, struct hc_workload *out,
-		   struct hc_runtime_err *err);
+		   struct hc_err *err);
 
 struct hc_workload_stats {
 	int64_t timestamp_ns;
@@ -183,7 +180,7 @@ struct hc_workload_stats {
 };
 
 int hc_runtime_stats(struct hc_runtime *rt, const char *id, struct hc_workload_stats *out,
-		     struct hc_runtime_err *err);
+		     struct hc_err *err);
 
 struct hc_runtime_capacity {
 	uint32_t cpus_total, cpus_used;
@@ -193,11 +190,11 @@ struct hc_runtime_capacity {
 
 /* Capacity from the running workloads' specs and the config. 0 or -errno. */
 int hc_runtime_capacity(struct hc_runtime *rt, struct hc_runtime_capacity *out,
-			struct hc_runtime_err *err);
+			struct hc_err *err);
 
 /* Removes sandboxes of ours that never got a started container and are older
  * than min_age_s (left by a crash mid-spawn). Returns how many, or -errno. */
-int hc_runtime_collect_orphans(struct hc_runtime *rt, int min_age_s, struct hc_runtime_err *err);
+int hc_runtime_collect_orphans(struct hc_runtime *rt, int min_age_s, struct hc_err *err);
 
 /* ---- logs ---- */
 
@@ -218,7 +215,7 @@ typedef int hc_runtime_log_fn(void *arg, const struct hc_log_line *line);
  * then, with follow, for new lines until fn returns nonzero, stop_fd becomes
  * readable or the workload is gone. 0, -ENOENT or -errno. Blocks. */
 int hc_runtime_logs(struct hc_runtime *rt, const char *id, long tail, bool follow, int stop_fd,
-		    hc_runtime_log_fn *fn, void *arg, struct hc_runtime_err *err);
+		    hc_runtime_log_fn *fn, void *arg, struct hc_err *err);
 
 /* ---- interactive exec (hypercore attach) ---- */
 
@@ -232,7 +229,7 @@ struct hc_runtime_exec_io {
  * forwarding io until the command ends; *exit_code is its exit status.
  * With tty, stderr is merged into stdout. 0 or -errno. Blocks. */
 int hc_runtime_exec(struct hc_runtime *rt, const char *id, char *const argv[], bool tty,
-		    const struct hc_runtime_exec_io *io, int *exit_code, struct hc_runtime_err *err);
+		    const struct hc_runtime_exec_io *io, int *exit_code, struct hc_err *err);
 
 /* ---- watching workloads from the agent ---- */
 
@@ -310,7 +307,7 @@ struct hc_containerd;
  * restarts it with backoff when it dies. NULL + errno with err on failure.
  */
 struct hc_containerd *hc_containerd_start(struct hc_loop *loop, const struct hc_containerd_config *cfg,
-					  struct hc_runtime_err *err);
+					  struct hc_err *err);
 
 /* Socket path containerd serves on. */
 const char *hc_containerd_socket(const struct hc_containerd *cd);

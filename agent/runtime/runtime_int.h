@@ -40,10 +40,6 @@ char *hc_runtime_abspath(const char *path);
  * -errno (-ENOENT, -ECONNREFUSED...). */
 int hc_cri_socket_probe(const char *path);
 
-/* Fills err and returns -err_no. */
-int hc_runtime_fail(struct hc_runtime_err *err, int err_no, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
 /*
  * One CRI call: "RuntimeService/RunPodSandbox" etc. On failure maps the gRPC
  * status to -errno (NOT_FOUND -> -ENOENT, UNAVAILABLE -> -ECONNREFUSED,
@@ -52,7 +48,7 @@ int hc_runtime_fail(struct hc_runtime_err *err, int err_no, const char *fmt, ...
  */
 int hc_cri_call(struct hc_runtime *rt, const char *method, const ProtobufCMessage *req,
 		const ProtobufCMessageDescriptor *resp_type, ProtobufCMessage **resp, int timeout_ms,
-		const char *what, struct hc_runtime_err *err);
+		const char *what, struct hc_err *err);
 
 /* The value of key in a CRI map (repeated entries), or NULL. */
 const char *hc_cri_map_get(Runtime__V1__StringEntry *const *entries, size_t n, const char *key);
@@ -66,7 +62,7 @@ int hc_image_ref_valid(const char *ref);
 /* exec.c / logs.c use these from runtime.c: the workload's sandbox and
  * container ids (container_id may come back empty). */
 int hc_runtime_find(struct hc_runtime *rt, const char *id, char sandbox_id[65],
-		    char container_id[65], struct hc_runtime_err *err);
+		    char container_id[65], struct hc_err *err);
 
 /* Capacity as hc_runtime_capacity() counts it, from a listing the caller
  * already has (hc_runtime_list's), so that figures and list agree. */

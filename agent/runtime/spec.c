@@ -193,57 +193,57 @@ uint64_t hc_workload_spec_egress_bytes(const struct hc_workload_spec *spec)
 	return 0;
 }
 
-int hc_workload_spec_validate(const struct hc_workload_spec *spec, struct hc_runtime_err *err)
+int hc_workload_spec_validate(const struct hc_workload_spec *spec, struct hc_err *err)
 {
 	if (!spec->image_ref || !spec->image_ref[0])
-		return hc_runtime_fail(err, EINVAL, "an image reference is required");
+		return hc_err_set(err, -EINVAL, "an image reference is required");
 	if (!hc_image_ref_valid(spec->image_ref))
-		return hc_runtime_fail(err, EINVAL, "invalid image reference \"%.200s\"",
-				       spec->image_ref);
+		return hc_err_set(err, -EINVAL, "invalid image reference \"%.200s\"",
+				  spec->image_ref);
 	if (spec->cores < 1 || spec->cores > MAX_CORES)
-		return hc_runtime_fail(err, EINVAL, "cores must be 1..%d, not %u", MAX_CORES,
-				       spec->cores);
+		return hc_err_set(err, -EINVAL, "cores must be 1..%d, not %u", MAX_CORES,
+				  spec->cores);
 	if (spec->memory_mb < HC_RUNTIME_MIN_MEM_MB || spec->memory_mb > MAX_MEM_MB)
-		return hc_runtime_fail(err, EINVAL, "memory must be %d..%u MB, not %u",
-				       HC_RUNTIME_MIN_MEM_MB, MAX_MEM_MB, spec->memory_mb);
+		return hc_err_set(err, -EINVAL, "memory must be %d..%u MB, not %u",
+				  HC_RUNTIME_MIN_MEM_MB, MAX_MEM_MB, spec->memory_mb);
 	if (spec->nenv > HC_RUNTIME_MAX_ENV)
-		return hc_runtime_fail(err, EINVAL, "at most %d environment variables",
-				       HC_RUNTIME_MAX_ENV);
+		return hc_err_set(err, -EINVAL, "at most %d environment variables",
+				  HC_RUNTIME_MAX_ENV);
 	for (size_t i = 0; i < spec->nenv; i++)
 		if (!env_valid(spec->env[i]))
-			return hc_runtime_fail(err, EINVAL,
-					       "environment entry \"%.100s\" is not NAME=VALUE",
-					       spec->env[i]);
+			return hc_err_set(err, -EINVAL,
+					  "environment entry \"%.100s\" is not NAME=VALUE",
+					  spec->env[i]);
 	if (spec->nports > HC_RUNTIME_MAX_PORTS)
-		return hc_runtime_fail(err, EINVAL, "at most %d ports", HC_RUNTIME_MAX_PORTS);
+		return hc_err_set(err, -EINVAL, "at most %d ports", HC_RUNTIME_MAX_PORTS);
 	for (size_t i = 0; i < spec->nports; i++) {
 		if (!spec->ports[i].host || !spec->ports[i].container)
-			return hc_runtime_fail(err, EINVAL, "ports must be 1..65535");
+			return hc_err_set(err, -EINVAL, "ports must be 1..65535");
 		for (size_t j = 0; j < i; j++)
 			if (spec->ports[j].host == spec->ports[i].host)
-				return hc_runtime_fail(err, EINVAL, "host port %u given twice",
-						       spec->ports[i].host);
+				return hc_err_set(err, -EINVAL, "host port %u given twice",
+						  spec->ports[i].host);
 	}
 	if (spec->nlabels > HC_RUNTIME_MAX_LABELS)
-		return hc_runtime_fail(err, EINVAL, "at most %d labels", HC_RUNTIME_MAX_LABELS);
+		return hc_err_set(err, -EINVAL, "at most %d labels", HC_RUNTIME_MAX_LABELS);
 	for (size_t i = 0; i < spec->nlabels; i++) {
 		if (!label_key_valid(spec->labels[i].key))
-			return hc_runtime_fail(err, EINVAL, "invalid label key \"%.100s\"",
-					       spec->labels[i].key);
+			return hc_err_set(err, -EINVAL, "invalid label key \"%.100s\"",
+					  spec->labels[i].key);
 		if (strlen(spec->labels[i].value) > MAX_LABEL_VALUE)
-			return hc_runtime_fail(err, EINVAL, "label %s: value too long",
-					       spec->labels[i].key);
+			return hc_err_set(err, -EINVAL, "label %s: value too long",
+					  spec->labels[i].key);
 		if (strcmp(spec->labels[i].key, HC_LABEL_EGRESS_MBIT) == 0 &&
 		    !egress_mbit(spec->labels[i].value))
-			return hc_runtime_fail(err, EINVAL,
-					       "label %s must be whole Mbit/s, 1..%d, not \"%.20s\"",
-					       HC_LABEL_EGRESS_MBIT, HC_EGRESS_MBIT_MAX,
-					       spec->labels[i].value);
+			return hc_err_set(err, -EINVAL,
+					  "label %s must be whole Mbit/s, 1..%d, not \"%.20s\"",
+					  HC_LABEL_EGRESS_MBIT, HC_EGRESS_MBIT_MAX,
+					  spec->labels[i].value);
 	}
 	if (spec->runtime_handler && strcmp(spec->runtime_handler, "runc") != 0 &&
 	    strcmp(spec->runtime_handler, "runsc") != 0)
-		return hc_runtime_fail(err, EINVAL, "unknown runtime \"%.50s\" (runc or runsc)",
-				       spec->runtime_handler);
+		return hc_err_set(err, -EINVAL, "unknown runtime \"%.50s\" (runc or runsc)",
+				  spec->runtime_handler);
 	return 0;
 }
 
@@ -265,7 +265,7 @@ static int parse_port(const char *s, size_t len, uint16_t *out)
 }
 
 int hc_workload_spec_parse_ports(struct hc_workload_spec *spec, const char *text,
-				 struct hc_runtime_err *err)
+				 struct hc_err *err)
 {
 	const char *p = text;
 
@@ -283,24 +283,24 @@ int hc_workload_spec_parse_ports(struct hc_workload_spec *spec, const char *text
 			m.container = m.host;
 		}
 		if (spec->nports >= HC_RUNTIME_MAX_PORTS)
-			return hc_runtime_fail(err, EINVAL, "at most %d ports", HC_RUNTIME_MAX_PORTS);
+			return hc_err_set(err, -EINVAL, "at most %d ports", HC_RUNTIME_MAX_PORTS);
 		grown = realloc(spec->ports, (spec->nports + 1) * sizeof(*grown));
 		if (!grown)
-			return hc_runtime_fail(err, ENOMEM, "out of memory");
+			return hc_err_set(err, -ENOMEM, "out of memory");
 		spec->ports = grown;
 		spec->ports[spec->nports++] = m;
 		if (*end && !end[1])
-			return hc_runtime_fail(err, EINVAL, "invalid port list \"%.40s\": it ends with ','",
-					       text);
+			return hc_err_set(err, -EINVAL, "invalid port list \"%.40s\": it ends with ','",
+					  text);
 		p = *end ? end + 1 : end;
 		continue;
 bad:
-		return hc_runtime_fail(err, EINVAL,
-				       "invalid port mapping \"%.*s\": want HOST:CONTAINER, ports 1..65535",
-				       (int)(end - p > 40 ? 40 : end - p), p);
+		return hc_err_set(err, -EINVAL,
+				  "invalid port mapping \"%.*s\": want HOST:CONTAINER, ports 1..65535",
+				  (int)(end - p > 40 ? 40 : end - p), p);
 	}
 	if (p == text)
-		return hc_runtime_fail(err, EINVAL, "empty port list");
+		return hc_err_set(err, -EINVAL, "empty port list");
 	return 0;
 }
 

@@ -241,7 +241,7 @@ static void look_failed(struct hc_runtime_watch *w, const char *why)
 
 static void look(struct hc_runtime_watch *w)
 {
-	struct hc_runtime_err err;
+	struct hc_err err;
 	struct hc_workload *list;
 	size_t n;
 	int r;

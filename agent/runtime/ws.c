@@ -275,14 +275,14 @@ int hc_ws_recv(struct hc_ws *ws, struct hc_ws_message *msg)
 
 /* ---- connecting ---- */
 
-static int fail(char *err, size_t errlen, int e, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int e, const char *fmt, ...)
+static int fail(struct hc_err *err, int e, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int fail(struct hc_err *err, int e, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
+	hc_err_vset(err, -e, fmt, ap);
 	va_end(ap);
 	errno = e;
 	return -e;
@@ -388,8 +388,7 @@ static void expected_accept(const char *key, char out[64])
 }
 
 static int handshake(struct hc_ws *ws, const char *host, const char *port, const char *path,
-		     const char *subprotocol, const struct timespec *deadline, char *err,
-		     size_t errlen)
+		     const char *subprotocol, const struct timespec *deadline, struct hc_err *err)
 {
 	unsigned char nonce[16];
 	char key[32], accept[64], got[128], req[1024], *head = NULL, *end;
@@ -397,7 +396,7 @@ static int handshake(struct hc_ws *ws, const char *host, const char *port, const
 	int n, r;
 
 	if (getrandom(nonce, sizeof(nonce), 0) != (ssize_t)sizeof(nonce))
-		return fail(err, errlen, EIO, "%s", "no random bytes for the WebSocket key");
+		return fail(err, EIO, "%s", "no random bytes for the WebSocket key");
 	EVP_EncodeBlock((unsigned char *)key, nonce, sizeof(nonce));
 	n = snprintf(req, sizeof(req),
 		     "GET %s HTTP/1.1\r\nHost: %s%s%s:%s\r\nUpgrade: websocket\r\n"
@@ -406,13 +405,13 @@ static int handshake(struct hc_ws *ws, const char *host, const char *port, const
 		     path, strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", port,
 		     key, subprotocol);
 	if (n < 0 || (size_t)n >= sizeof(req))
-		return fail(err, errlen, EINVAL, "%s", "streaming URL too long");
+		return fail(err, EINVAL, "%s", "streaming URL too long");
 	r = hc_send_all(ws->fd, req, (size_t)n, NULL);
 	if (r < 0)
-		return fail(err, errlen, -r, "cannot send the upgrade request: %s", strerror(-r));
+		return fail(err, -r, "cannot send the upgrade request: %s", strerror(-r));
 	head = malloc(MAX_HEADERS + 1);
 	if (!head)
-		return fail(err, errlen, ENOMEM, "%s", "out of memory");
+		return fail(err, ENOMEM, "%s", "out of memory");
 	/* read the response head; bytes after it already belong to frames */
 	for (;;) {
 		ssize_t got_n;
@@ -420,14 +419,14 @@ static int handshake(struct hc_ws *ws, const char *host, const char *port, const
 		r = hc_deadline_wait_fd(ws->fd, POLLIN, deadline);
 		if (r < 0) {
 			free(head);
-			return fail(err, errlen, -r, "streaming server: %s", strerror(-r));
+			return fail(err, -r, "streaming server: %s", strerror(-r));
 		}
 		got_n = read(ws->fd, head + len, MAX_HEADERS - len);
 		if (got_n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (got_n <= 0) {
 			free(head);
-			return fail(err, errlen, ECONNRESET, "%s",
+			return fail(err, ECONNRESET, "%s",
 				    "the streaming server closed the connection during the upgrade");
 		}
 		len += (size_t)got_n;
@@ -437,7 +436,7 @@ static int handshake(struct hc_ws *ws, const char *host, const char *port, const
 			break;
 		if (len == MAX_HEADERS) {
 			free(head);
-			return fail(err, errlen, EPROTO, "%s", "the streaming server's answer is too long");
+			return fail(err, EPROTO, "%s", "the streaming server's answer is too long");
 		}
 	}
 	end[2] = '\0'; /* keep the last header's CRLF for header_value */
@@ -446,18 +445,18 @@ static int handshake(struct hc_ws *ws, const char *host, const char *port, const
 
 		if (eol)
 			*eol = '\0';
-		r = fail(err, errlen, EPROTO, "streaming server answered \"%.100s\"", head);
+		r = fail(err, EPROTO, "streaming server answered \"%.100s\"", head);
 		goto out;
 	}
 	expected_accept(key, accept);
 	if (header_value(head, "Sec-WebSocket-Accept", got, sizeof(got)) < 0 ||
 	    strcmp(got, accept) != 0) {
-		r = fail(err, errlen, EPROTO, "%s", "the streaming server's Sec-WebSocket-Accept is wrong");
+		r = fail(err, EPROTO, "%s", "the streaming server's Sec-WebSocket-Accept is wrong");
 		goto out;
 	}
 	if (header_value(head, "Sec-WebSocket-Protocol", got, sizeof(got)) < 0 ||
 	    strcmp(got, subprotocol) != 0) {
-		r = fail(err, errlen, EPROTO, "the streaming server did not accept protocol %s",
+		r = fail(err, EPROTO, "the streaming server did not accept protocol %s",
 			 subprotocol);
 		goto out;
 	}
@@ -468,7 +467,7 @@ static int handshake(struct hc_ws *ws, const char *host, const char *port, const
 		ws->rcap = extra > 4096 ? extra : 4096;
 		ws->rbuf = malloc(ws->rcap);
 		if (!ws->rbuf) {
-			r = fail(err, errlen, ENOMEM, "%s", "out of memory");
+			r = fail(err, ENOMEM, "%s", "out of memory");
 			goto out;
 		}
 		memcpy(ws->rbuf, end + 4, extra);
@@ -480,8 +479,8 @@ out:
 	return r;
 }
 
-struct hc_ws *hc_ws_connect(const char *url, const char *subprotocol, int timeout_ms, char *err,
-			    size_t errlen)
+struct hc_ws *hc_ws_connect(const char *url, const char *subprotocol, int timeout_ms,
+			    struct hc_err *err)
 {
 	char host[256], port[6], path[1024];
 	struct timespec deadline;
@@ -489,23 +488,23 @@ struct hc_ws *hc_ws_connect(const char *url, const char *subprotocol, int timeou
 	int fd, flags;
 
 	if (parse_url(url, host, sizeof(host), port, path, sizeof(path)) < 0) {
-		fail(err, errlen, EINVAL, "unusable streaming URL %.200s", url);
+		fail(err, EINVAL, "unusable streaming URL %.200s", url);
 		return NULL;
 	}
 	hc_deadline_in(&deadline, timeout_ms);
 	fd = dial(host, port, &deadline);
 	if (fd < 0) {
-		fail(err, errlen, -fd, "cannot connect to the streaming server: %s", strerror(-fd));
+		fail(err, -fd, "cannot connect to the streaming server: %s", strerror(-fd));
 		return NULL;
 	}
 	ws = calloc(1, sizeof(*ws));
 	if (!ws) {
 		close(fd);
-		fail(err, errlen, ENOMEM, "%s", "out of memory");
+		fail(err, ENOMEM, "%s", "out of memory");
 		return NULL;
 	}
 	ws->fd = fd;
-	if (handshake(ws, host, port, path, subprotocol, &deadline, err, errlen) < 0) {
+	if (handshake(ws, host, port, path, subprotocol, &deadline, err) < 0) {
 		int e = errno;
 
 		hc_ws_free(ws);

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/base.h"
+
 #define HC_WS_MAX_MESSAGE (16u << 20) /* a bigger message is a protocol error */
 
 enum hc_ws_opcode {
@@ -57,8 +59,8 @@ struct hc_ws_message {
  * answer, Sec-WebSocket-Accept and the protocol chosen. Blocks at most
  * timeout_ms. NULL with errno and one readable line in err on failure.
  */
-struct hc_ws *hc_ws_connect(const char *url, const char *subprotocol, int timeout_ms, char *err,
-			    size_t errlen);
+struct hc_ws *hc_ws_connect(const char *url, const char *subprotocol, int timeout_ms,
+			    struct hc_err *err);
 
 /* The socket, for poll(). */
 int hc_ws_fd(const struct hc_ws *ws);
@@ -108,11 +110,11 @@ struct hc_ws_stream_io {
  * protocol errors (err says which). Blocks.
  */
 int hc_ws_stream_run(struct hc_ws *ws, const struct hc_ws_stream_io *io, int *exit_code,
-		     char *err, size_t errlen);
+		     struct hc_err *err);
 
 /* Reads the channel-3 Status JSON: {"status":"Success"} -> 0;
  * NonZeroExitCode with an ExitCode cause -> that code; else -1 and the
  * message in err. 0 or -EINVAL for unreadable JSON. Pure. */
-int hc_ws_status_parse(const char *json, size_t len, int *exit_code, char *err, size_t errlen);
+int hc_ws_status_parse(const char *json, size_t len, int *exit_code, struct hc_err *err);
 
 #endif /* HC_WS_INT_H */

@@ -16,7 +16,7 @@
 
 #define STDIN_CHUNK 32768
 
-int hc_ws_status_parse(const char *text, size_t len, int *exit_code, char *err, size_t errlen)
+int hc_ws_status_parse(const char *text, size_t len, int *exit_code, struct hc_err *err)
 {
 	json_t *doc = json_loadb(text, len, 0, NULL), *causes, *cause;
 	const char *status, *reason, *message;
@@ -30,7 +30,7 @@ int hc_ws_status_parse(const char *text, size_t len, int *exit_code, char *err, 
 	reason = json_string_value(json_object_get(doc, "reason"));
 	message = json_string_value(json_object_get(doc, "message"));
 	*exit_code = -1;
-	snprintf(err, errlen, "%s", message ? message : "the command failed");
+	hc_err_set(err, -EIO, "%s", message ? message : "the command failed");
 	if (status && strcmp(status, "Success") == 0) {
 		*exit_code = 0;
 	} else if (reason && strcmp(reason, "NonZeroExitCode") == 0) {
@@ -80,7 +80,7 @@ static int send_size(struct hc_ws *ws, int tty_fd)
 
 /* Handles one message from the server; sets *done at the end. */
 static int on_message(const struct hc_ws_message *m, const struct hc_ws_stream_io *io,
-		      bool *have_status, int *exit_code, char *err, size_t errlen)
+		      bool *have_status, int *exit_code, struct hc_err *err)
 {
 	const uint8_t *data = m->payload + 1;
 	size_t len = m->len ? m->len - 1 : 0;
@@ -93,8 +93,8 @@ static int on_message(const struct hc_ws_message *m, const struct hc_ws_stream_i
 	case HC_WS_CHANNEL_STDERR:
 		return hc_write_all(io->err_fd, data, len);
 	case HC_WS_CHANNEL_STATUS:
-		if (hc_ws_status_parse((const char *)data, len, exit_code, err, errlen) < 0) {
-			snprintf(err, errlen, "unreadable status from the streaming server");
+		if (hc_ws_status_parse((const char *)data, len, exit_code, err) < 0) {
+			hc_err_set(err, -EPROTO, "unreadable status from the streaming server");
 			return -EPROTO;
 		}
 		*have_status = true;
@@ -105,7 +105,7 @@ static int on_message(const struct hc_ws_message *m, const struct hc_ws_stream_i
 }
 
 int hc_ws_stream_run(struct hc_ws *ws, const struct hc_ws_stream_io *io, int *exit_code,
-		     char *err, size_t errlen)
+		     struct hc_err *err)
 {
 	bool have_status = false, stdin_open = io->in_fd >= 0;
 	uint8_t *chunk = malloc(STDIN_CHUNK);
@@ -113,7 +113,7 @@ int hc_ws_stream_run(struct hc_ws *ws, const struct hc_ws_stream_io *io, int *ex
 
 	*exit_code = -1;
 	if (!chunk) {
-		snprintf(err, errlen, "out of memory");
+		hc_err_set(err, -ENOMEM, "out of memory");
 		return -ENOMEM;
 	}
 	if (io->tty_fd >= 0 && (r = send_size(ws, io->tty_fd)) < 0)
@@ -167,18 +167,18 @@ int hc_ws_stream_run(struct hc_ws *ws, const struct hc_ws_stream_io *io, int *ex
 				break; /* closed without a close frame after the status */
 			goto io_error;
 		}
-		r = on_message(&m, io, &have_status, exit_code, err, errlen);
+		r = on_message(&m, io, &have_status, exit_code, err);
 		if (r < 0)
 			goto out;
 	}
 	r = 0;
 	if (!have_status) {
-		snprintf(err, errlen, "the stream ended without the command's status");
+		hc_err_set(err, -ECONNRESET, "the stream ended without the command's status");
 		r = -ECONNRESET;
 	}
 	goto out;
 io_error:
-	snprintf(err, errlen, "stream: %s", strerror(-r));
+	hc_err_set(err, r, "stream: %s", strerror(-r));
 out:
 	free(chunk);
 	return r;

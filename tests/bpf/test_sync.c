@@ -38,7 +38,7 @@ static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	struct statfs st;
-	struct hc_dp_err err;
+	struct hc_err err;
 
 	if (!f)
 		return -1;
@@ -175,7 +175,7 @@ static void test_sync_diff_and_static_entries(void **state)
 	struct hc_dp_desired want = {routes, N, NULL, 0};
 	struct hc_dp_sync_report rep;
 	struct hc_ipaddr ext = {.family = HC_AF_INET, .ip4 = htonl(0x0a000005)};
-	struct hc_dp_err err;
+	struct hc_err err;
 	struct hc_route_key key;
 	struct hc_route_val val;
 	int fd = map_fd(f, HC_MAP_ROUTES);
@@ -243,7 +243,7 @@ static void test_static_services(void **state)
 	struct hc_dp_service cluster;
 	struct hc_dp_desired want = {NULL, 0, &cluster, 1};
 	struct hc_dp_sync_report rep;
-	struct hc_dp_err err;
+	struct hc_err err;
 	int fd = map_fd(f, HC_MAP_SERVICES);
 
 	assert_int_equal(hc_dpmaps_service_add_static(f->maps, IPPROTO_TCP, 30500, &a, 80, &err), 0);
@@ -293,7 +293,7 @@ static void test_snapshot_decodes(void **state)
 	struct fixture *f = *state;
 	struct hc_ipaddr a = {.family = HC_AF_INET, .ip4 = htonl(0x0a000001)};
 	struct hc_dp_snapshot snap;
-	struct hc_dp_err err;
+	struct hc_err err;
 
 	assert_int_equal(hc_dpmaps_route_add_static(f->maps, "b.example", 80, &a, 8080, &err), 0);
 	assert_int_equal(hc_dpmaps_route_add_static(f->maps, "a.example", 80, &a, 8080, &err), 0);
@@ -310,7 +310,7 @@ static void test_snapshot_decodes(void **state)
 
 static void test_open_without_pins_says_so(void **state)
 {
-	struct hc_dp_err err;
+	struct hc_err err;
 
 	(void)state;
 	assert_null(hc_dpmaps_open("/sys/fs/bpf/hc-test-nothing-here", &err));

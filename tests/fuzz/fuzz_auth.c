@@ -27,7 +27,8 @@ static char read_only[HC_AUTH_TOKEN_MAX + 1];
 
 static void load_once(void)
 {
-	char path[] = "/tmp/hc-fuzz-auth-XXXXXX", err[256];
+	char path[] = "/tmp/hc-fuzz-auth-XXXXXX";
+	struct hc_err err;
 	int fd;
 
 	if (auth)
@@ -36,7 +37,7 @@ static void load_once(void)
 	if (fd < 0 || write(fd, ADMIN "\n", sizeof(ADMIN)) != (ssize_t)sizeof(ADMIN))
 		abort();
 	close(fd);
-	auth = hc_auth_load(path, err, sizeof(err));
+	auth = hc_auth_load(path, &err);
 	unlink(path);
 	if (!auth || hc_auth_read_only_token(ADMIN, read_only) < 0)
 		abort();

@@ -40,7 +40,7 @@ static bool any_sender(struct hc_cluster *c, const char *name)
 
 static void setup(void)
 {
-	char err[256];
+	struct hc_err err;
 	struct hc_loop *loop;
 
 	hc_log_set_level(HC_LOG_ERROR);
@@ -50,10 +50,10 @@ static void setup(void)
 	loop = hc_loop_new(NULL, NULL);
 	cfg.state_dir = dir;
 	cfg.base_url = "example.test";
-	if (!loop || hc_addr_parse("127.0.0.1:0", true, &cfg.gossip.bind, err, sizeof(err)) < 0)
+	if (!loop || hc_addr_parse("127.0.0.1:0", true, &cfg.gossip.bind, &err) < 0)
 		abort();
-	cluster = hc_cluster_new(loop, &cfg, err, sizeof(err));
-	if (!cluster || hc_cluster_start(cluster, err, sizeof(err)) < 0)
+	cluster = hc_cluster_new(loop, &cfg, &err);
+	if (!cluster || hc_cluster_start(cluster, &err) < 0)
 		abort();
 	cluster->sender_alive = any_sender;
 }

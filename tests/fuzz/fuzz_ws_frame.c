@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct hc_ws_frame f;
 	size_t off = 0;
-	char err[128];
+	struct hc_err err;
 	int code, n;
 
 	/* a stream of frames, as the reader walks it */
@@ -25,7 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		off += (size_t)n;
 	}
-	if (hc_ws_status_parse((const char *)data, size, &code, err, sizeof(err)) == 0 &&
+	if (hc_ws_status_parse((const char *)data, size, &code, &err) == 0 &&
 	    (code < -1 || code > 255))
 		abort();
 	return 0;

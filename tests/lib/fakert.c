@@ -184,7 +184,7 @@ int hc_fakert_add(struct hc_fakert *fr, const char *id, const struct hc_workload
 }
 
 static int fake_spawn(void *ctx, const struct hc_workload_spec *spec, const char *id,
-		      struct hc_workload *out, struct hc_runtime_err *err)
+		      struct hc_workload *out, struct hc_err *err)
 {
 	struct hc_fakert *fr = ctx;
 	int r;
@@ -204,7 +204,7 @@ static int fake_spawn(void *ctx, const struct hc_workload_spec *spec, const char
 	return r;
 }
 
-static int fake_stop(void *ctx, const char *id, int grace_s, struct hc_runtime_err *err)
+static int fake_stop(void *ctx, const char *id, int grace_s, struct hc_err *err)
 {
 	struct hc_fakert *fr = ctx;
 	struct fake_wl *f = find(fr, id);
@@ -223,7 +223,7 @@ static int fake_stop(void *ctx, const char *id, int grace_s, struct hc_runtime_e
 	return 0;
 }
 
-static int fake_list(void *ctx, struct hc_workload **list, size_t *n, struct hc_runtime_err *err)
+static int fake_list(void *ctx, struct hc_workload **list, size_t *n, struct hc_err *err)
 {
 	struct hc_fakert *fr = ctx;
 	struct hc_workload *l = calloc(fr->n + 1, sizeof(*l));
@@ -243,7 +243,7 @@ static int fake_list(void *ctx, struct hc_workload **list, size_t *n, struct hc_
 }
 
 static int fake_logs(void *ctx, const char *id, long tail, bool follow, int stop_fd,
-		     hc_runtime_log_fn *fn, void *arg, struct hc_runtime_err *err)
+		     hc_runtime_log_fn *fn, void *arg, struct hc_err *err)
 {
 	struct hc_fakert *fr = ctx;
 	char text[128];
@@ -265,7 +265,7 @@ static int fake_logs(void *ctx, const char *id, long tail, bool follow, int stop
 	return r < 0 ? r : 0;
 }
 
-static int fake_capacity(void *ctx, struct hc_runtime_capacity *out, struct hc_runtime_err *err)
+static int fake_capacity(void *ctx, struct hc_runtime_capacity *out, struct hc_err *err)
 {
 	struct hc_fakert *fr = ctx;
 

@@ -17,6 +17,8 @@ import os
 import re
 import sys
 
+import tap
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 TABLE = re.compile(r"^(?:static )?const struct hc_cli_opt (\w+)\[\] = \{(.*?)\n\};", re.S | re.M)
@@ -122,12 +124,7 @@ def main():
     results.append((not extra, "every --flag the texts mention is in a table",
                     ["--%s: mentioned, in no table" % f for f in extra]))
 
-    print("1..%d" % len(results))
-    for i, (ok, name, diag) in enumerate(results, 1):
-        print("%s %d - %s" % ("ok" if ok else "not ok", i, name))
-        for line in diag:
-            print("# " + line)
-    return 0 if all(r[0] for r in results) else 1
+    return tap.report(results)
 
 
 if __name__ == "__main__":

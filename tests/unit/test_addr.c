@@ -14,19 +14,21 @@
 static void expect_ok(const char *in, bool port0, const char *formatted)
 {
 	struct hc_addr a;
-	char err[128], out[64];
+	struct hc_err err;
+	char out[64];
 
-	assert_int_equal(hc_addr_parse(in, port0, &a, err, sizeof(err)), 0);
+	assert_int_equal(hc_addr_parse(in, port0, &a, &err), 0);
 	assert_string_equal(hc_addr_format(&a, out, sizeof(out)), formatted);
 }
 
 static void expect_bad(const char *in, const char *why)
 {
 	struct hc_addr a;
-	char err[128] = "";
+	struct hc_err err = { 0 };
 
-	assert_int_equal(hc_addr_parse(in, false, &a, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, why));
+	assert_int_equal(hc_addr_parse(in, false, &a, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, why));
+	assert_int_equal(err.code, -EINVAL);
 }
 
 static void test_valid_addresses(void **state)
@@ -62,26 +64,27 @@ static void test_invalid_addresses(void **state)
 
 static void test_dial_target_turns_wildcard_into_loopback(void **state)
 {
-	char out[64], err[128];
+	char out[64];
+	struct hc_err err;
 
 	(void)state;
-	assert_int_equal(hc_addr_dial_target("0.0.0.0:8000", out, sizeof(out), err, sizeof(err)), 0);
+	assert_int_equal(hc_addr_dial_target("0.0.0.0:8000", out, sizeof(out), &err), 0);
 	assert_string_equal(out, "127.0.0.1:8000");
-	assert_int_equal(hc_addr_dial_target("[::]:8000", out, sizeof(out), err, sizeof(err)), 0);
+	assert_int_equal(hc_addr_dial_target("[::]:8000", out, sizeof(out), &err), 0);
 	assert_string_equal(out, "[::1]:8000");
-	assert_int_equal(hc_addr_dial_target("10.1.2.3:9", out, sizeof(out), err, sizeof(err)), 0);
+	assert_int_equal(hc_addr_dial_target("10.1.2.3:9", out, sizeof(out), &err), 0);
 	assert_string_equal(out, "10.1.2.3:9");
-	assert_int_equal(hc_addr_dial_target("x", out, sizeof(out), err, sizeof(err)), -EINVAL);
+	assert_int_equal(hc_addr_dial_target("x", out, sizeof(out), &err), -EINVAL);
 }
 
 static void test_listen_and_probe(void **state)
 {
 	struct hc_addr a;
-	char err[128];
+	struct hc_err err;
 	int fd;
 
 	(void)state;
-	assert_int_equal(hc_addr_parse("127.0.0.1:0", true, &a, err, sizeof(err)), 0);
+	assert_int_equal(hc_addr_parse("127.0.0.1:0", true, &a, &err), 0);
 	fd = hc_addr_listen_tcp(&a, 8);
 	assert_true(fd >= 0);
 	{

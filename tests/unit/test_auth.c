@@ -76,7 +76,8 @@ static void test_derived_tokens_are_stable(void **state)
 
 static void test_roles(void **state)
 {
-	char path[PATH_MAX], err[256], ro[HC_AUTH_TOKEN_MAX + 1], ro_other[HC_AUTH_TOKEN_MAX + 1];
+	char path[PATH_MAX], ro[HC_AUTH_TOKEN_MAX + 1], ro_other[HC_AUTH_TOKEN_MAX + 1];
+	struct hc_err err;
 	const char *admin = "0123456789abcdef0123456789abcdef";
 	const char *other = "fedcba9876543210fedcba9876543210";
 	struct hc_auth *auth;
@@ -84,7 +85,7 @@ static void test_roles(void **state)
 	(void)state;
 	snprintf(path, sizeof(path), "%s/api-token", dir);
 	assert_int_equal(hc_auth_token_file_create(path, admin), 0);
-	auth = hc_auth_load(path, err, sizeof(err));
+	auth = hc_auth_load(path, &err);
 	assert_non_null(auth);
 	assert_string_equal(hc_auth_token(auth), admin);
 	assert_int_equal(hc_auth_read_only_token(admin, ro), 0);
@@ -109,14 +110,15 @@ static void test_roles(void **state)
  * own read-only token; comments and blank lines are skipped. */
 static void test_rotation_file(void **state)
 {
-	char path[PATH_MAX], err[256], ro[HC_AUTH_TOKEN_MAX + 1];
+	char path[PATH_MAX], ro[HC_AUTH_TOKEN_MAX + 1];
+	struct hc_err err;
 	struct hc_auth *auth;
 
 	(void)state;
 	snprintf(path, sizeof(path), "%s/tokens", dir);
 	write_file(path, "# new first: nodes send it\n\n  newtoken-0123456789abcdef \n"
 			 "oldtoken-0123456789abcdef\n", 0600);
-	auth = hc_auth_load(path, err, sizeof(err));
+	auth = hc_auth_load(path, &err);
 	assert_non_null(auth);
 	assert_string_equal(hc_auth_token(auth), "newtoken-0123456789abcdef");
 	assert_int_equal(hc_auth_check(auth, "oldtoken-0123456789abcdef"), HC_AUTH_ADMIN);
@@ -127,21 +129,22 @@ static void test_rotation_file(void **state)
 
 static void test_bad_files_are_refused(void **state)
 {
-	char path[PATH_MAX], err[256];
+	char path[PATH_MAX];
+	struct hc_err err;
 
 	(void)state;
 	snprintf(path, sizeof(path), "%s/tokens", dir);
-	assert_null(hc_auth_load(path, err, sizeof(err)));
-	assert_non_null(strstr(err, "No such file"));
+	assert_null(hc_auth_load(path, &err));
+	assert_non_null(strstr(err.msg, "No such file"));
 	write_file(path, "0123456789abcdef0123456789abcdef\n", 0644);
-	assert_null(hc_auth_load(path, err, sizeof(err)));
-	assert_non_null(strstr(err, "chmod 600"));
+	assert_null(hc_auth_load(path, &err));
+	assert_non_null(strstr(err.msg, "chmod 600"));
 	write_file(path, "# only a comment\n\n", 0600);
-	assert_null(hc_auth_load(path, err, sizeof(err)));
-	assert_non_null(strstr(err, "no token"));
+	assert_null(hc_auth_load(path, &err));
+	assert_non_null(strstr(err.msg, "no token"));
 	write_file(path, "tooshort\n", 0600);
-	assert_null(hc_auth_load(path, err, sizeof(err)));
-	assert_non_null(strstr(err, "printable"));
+	assert_null(hc_auth_load(path, &err));
+	assert_non_null(strstr(err.msg, "printable"));
 }
 
 static void test_bearer(void **state)

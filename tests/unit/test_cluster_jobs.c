@@ -79,11 +79,11 @@ static void test_jobs_listed_then_drained(void **state)
 	struct hc_cluster *c;
 	atomic_int ran = 0;
 	int order[NJOBS], ndone = 0, seen = 0;
-	char err[256];
+	struct hc_err err;
 
 	(void)state;
 	assert_non_null(loop);
-	c = hc_cluster_new(loop, &cfg, err, sizeof(err));
+	c = hc_cluster_new(loop, &cfg, &err);
 	assert_non_null(c);
 	assert_true(hc_list_empty(&c->jobs));
 	for (int i = 0; i < NJOBS; i++) {
@@ -165,7 +165,7 @@ static void test_pool_is_bounded(void **state)
 	int accepted = 0, r = 0;
 	unsigned threads;
 	size_t queued;
-	char err[256];
+	struct hc_err err;
 
 	(void)state;
 	gate_open = false;
@@ -173,7 +173,7 @@ static void test_pool_is_bounded(void **state)
 	atomic_store(&running_fast, 0);
 	atomic_store(&finished, 0);
 	assert_non_null(loop);
-	c = hc_cluster_new(loop, &cfg, err, sizeof(err));
+	c = hc_cluster_new(loop, &cfg, &err);
 	assert_non_null(c);
 	for (int i = 0; i < 30; i++, accepted++)
 		assert_int_equal(start_gated(c, true), 0);
@@ -214,12 +214,12 @@ static void test_unstarted_cluster_frees(void **state)
 {
 	struct hc_cluster_config cfg = { .state_dir = dir, .base_url = "example.test" };
 	struct hc_loop *loop = hc_loop_new(NULL, NULL);
-	char err[256];
+	struct hc_err err;
 	struct hc_cluster *c;
 
 	(void)state;
 	assert_non_null(loop);
-	c = hc_cluster_new(loop, &cfg, err, sizeof(err));
+	c = hc_cluster_new(loop, &cfg, &err);
 	assert_non_null(c);
 	assert_true(hc_list_empty(&c->ops) && hc_list_empty(&c->queries));
 	hc_cluster_free(c);

@@ -114,12 +114,12 @@ static struct hc_cluster *cluster_new(void)
 {
 	struct hc_cluster_config cfg = { .state_dir = dir, .base_url = "example.test" };
 	struct hc_cluster *c;
-	char err[256];
+	struct hc_err err;
 
 	clock_ns = 1000ull * 1000000000; /* 1000 s */
 	loop = hc_loop_new(fake_clock, &clock_ns);
 	assert_non_null(loop);
-	c = hc_cluster_new(loop, &cfg, err, sizeof(err));
+	c = hc_cluster_new(loop, &cfg, &err);
 	assert_non_null(c);
 	assert_string_equal(c->node_id, SELF);
 	c->members_hook = fake_members;
@@ -499,8 +499,9 @@ struct outcome {
 };
 
 static void spawn_done(void *arg, enum hc_rpc_code code, const char *err,
-		       const Cluster__Services__Api__VmSpawnResponse *resp)
+		       const ProtobufCMessage *answer)
 {
+	const Cluster__Services__Api__VmSpawnResponse *resp = (const void *)answer;
 	struct outcome *o = arg;
 
 	(void)err;
@@ -510,8 +511,9 @@ static void spawn_done(void *arg, enum hc_rpc_code code, const char *err,
 }
 
 static void stop_done(void *arg, enum hc_rpc_code code, const char *err,
-		      const Cluster__Services__Api__Node *node)
+		      const ProtobufCMessage *answer)
 {
+	const Cluster__Services__Api__Node *node = (const void *)answer;
 	struct outcome *o = arg;
 
 	(void)err, (void)node;

@@ -84,8 +84,7 @@ static void tap_event(const struct hc_gossip_event *ev, void *arg)
 
 /* The cluster's gossip engine, on the simulated network. */
 static struct hc_gossip *sim_gossip_new(void *arg, struct hc_loop *loop,
-					const struct hc_gossip_config *cfg, char *err,
-					size_t errlen)
+					const struct hc_gossip_config *cfg, struct hc_err *err)
 {
 	struct tnode *nd = arg;
 	struct hc_simnet *net = nd->tc->net;
@@ -97,7 +96,7 @@ static struct hc_gossip *sim_gossip_new(void *arg, struct hc_loop *loop,
 	gc.on_event = tap_event;
 	gc.event_arg = nd;
 	g = hc_gossip_new_with_transport(loop, &gc, hc_simnet_addr(net, nd->idx), &hc_simnet_ops,
-					 hc_simnet_ctx(net, nd->idx), err, errlen);
+					 hc_simnet_ctx(net, nd->idx), err);
 	if (!g)
 		return NULL;
 	nd->recv = (struct hc_gossip_receiver){ hc_ml_on_packet, hc_ml_on_stream,
@@ -134,11 +133,11 @@ static void node_start(struct tcluster *tc, int i, bool respawn)
 		.gossip_new = sim_gossip_new,
 		.gossip_arg = nd,
 	};
-	char err[256];
+	struct hc_err err;
 
-	nd->c = hc_cluster_new(hc_simnet_loop(tc->net), &cfg, err, sizeof(err));
+	nd->c = hc_cluster_new(hc_simnet_loop(tc->net), &cfg, &err);
 	assert_non_null(nd->c);
-	assert_int_equal(hc_cluster_start(nd->c, err, sizeof(err)), 0);
+	assert_int_equal(hc_cluster_start(nd->c, &err), 0);
 }
 
 /* n nodes n0..n<n-1>, each with a fake runtime, not started. */
@@ -242,8 +241,9 @@ static void tcluster_free(struct tcluster *tc)
 }
 
 static void on_spawned(void *arg, enum hc_rpc_code code, const char *err,
-		       const Cluster__Services__Api__VmSpawnResponse *resp)
+		       const ProtobufCMessage *answer)
 {
+	const Cluster__Services__Api__VmSpawnResponse *resp = (const void *)answer;
 	struct answer *a = arg;
 
 	assert_false(a->done); /* once */
@@ -257,8 +257,9 @@ static void on_spawned(void *arg, enum hc_rpc_code code, const char *err,
 }
 
 static void on_stopped(void *arg, enum hc_rpc_code code, const char *err,
-		       const Cluster__Services__Api__Node *node)
+		       const ProtobufCMessage *answer)
 {
+	const Cluster__Services__Api__Node *node = (const void *)answer;
 	struct answer *a = arg;
 
 	assert_false(a->done);
@@ -567,10 +568,10 @@ static void assemble_in_order(const char *dir, const uint8_t *const *chunks, con
 	struct hc_loop *loop = hc_loop_new(NULL, NULL);
 	struct hc_cluster *c;
 	struct peer *p;
-	char err[256];
+	struct hc_err err;
 
 	assert_non_null(loop);
-	c = hc_cluster_new(loop, &cfg, err, sizeof(err));
+	c = hc_cluster_new(loop, &cfg, &err);
 	assert_non_null(c);
 	c->sender_alive = any_sender;
 	c->members_hook = n0_only;
@@ -688,8 +689,9 @@ struct logs_answer {
 };
 
 static void on_logs(void *arg, enum hc_rpc_code code, const char *err,
-		    const Cluster__Services__Api__VmLogsResponse *resp)
+		    const ProtobufCMessage *answer)
 {
+	const Cluster__Services__Api__VmLogsResponse *resp = (const void *)answer;
 	struct logs_answer *a = arg;
 
 	(void)err;

@@ -161,12 +161,12 @@ static void node_start(struct node *n, struct hc_loop *loop, const char *bind,
 {
 	struct hc_gossip_net_config cfg = { tcp_timeout_ms, max_streams };
 	struct hc_addr addr;
-	char err[256];
+	struct hc_err err;
 
 	memset(n, 0, sizeof(*n));
 	n->recv = (struct hc_gossip_receiver){ on_packet, on_stream, n };
-	assert_int_equal(hc_addr_parse(bind, true, &addr, err, sizeof(err)), 0);
-	n->net = hc_gossip_net_new(loop, &addr, &cfg, &n->recv, err, sizeof(err));
+	assert_int_equal(hc_addr_parse(bind, true, &addr, &err), 0);
+	n->net = hc_gossip_net_new(loop, &addr, &cfg, &n->recv, &err);
 	if (!n->net)
 		fail_msg("%s", err);
 	assert_int_not_equal(hc_gossip_net_port(n->net), 0);
@@ -369,14 +369,15 @@ static void test_busy_port_is_a_clear_error(void **state)
 	struct hc_gossip_net_config cfg = { 1000, 4 };
 	struct node a;
 	struct hc_addr addr;
-	char text[64], err[256];
+	char text[64];
+	struct hc_err err;
 
 	node_start(&a, f->loop, "127.0.0.1:0", 1000, 4);
 	snprintf(text, sizeof(text), "127.0.0.1:%u", hc_gossip_net_port(a.net));
-	assert_int_equal(hc_addr_parse(text, false, &addr, err, sizeof(err)), 0);
-	assert_null(hc_gossip_net_new(f->loop, &addr, &cfg, &a.recv, err, sizeof(err)));
-	assert_non_null(strstr(err, text));
-	assert_non_null(strstr(err, "Address already in use"));
+	assert_int_equal(hc_addr_parse(text, false, &addr, &err), 0);
+	assert_null(hc_gossip_net_new(f->loop, &addr, &cfg, &a.recv, &err));
+	assert_non_null(strstr(err.msg, text));
+	assert_non_null(strstr(err.msg, "Address already in use"));
 	hc_gossip_net_free(a.net);
 }
 

@@ -101,12 +101,12 @@ static void start_node(struct cluster *c, int i, const char *role)
 		.event_arg = nd,
 		.seed = 77 + (uint64_t)i,
 	};
-	char err[256];
+	struct hc_err err;
 
 	hc_simnet_set_down(c->net, i, false);
 	nd->g = hc_gossip_new_with_transport(hc_simnet_loop(c->net), &cfg,
 					     hc_simnet_addr(c->net, i), &hc_simnet_ops,
-					     hc_simnet_ctx(c->net, i), err, sizeof(err));
+					     hc_simnet_ctx(c->net, i), &err);
 	assert_non_null(nd->g);
 	nd->recv = (struct hc_gossip_receiver){ hc_ml_on_packet, hc_ml_on_stream,
 						hc_gossip_memberlist(nd->g) };

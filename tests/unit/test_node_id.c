@@ -48,28 +48,30 @@ static void write_file(const char *text)
 
 static void test_created_once_then_read_back(void **state)
 {
-	char a[HC_NODE_ID_LEN + 1], b[HC_NODE_ID_LEN + 1], err[256];
+	char a[HC_NODE_ID_LEN + 1], b[HC_NODE_ID_LEN + 1];
+	struct hc_err err;
 	struct stat st;
 
 	(void)state;
-	assert_int_equal(hc_node_id_load(path, a, err, sizeof(err)), 0);
+	assert_int_equal(hc_node_id_load(path, a, &err), 0);
 	assert_true(hc_uuid_valid(a));
 	assert_int_equal(a[14], '4'); /* version 4 */
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0644);
 	assert_int_equal(st.st_size, HC_NODE_ID_LEN + 1);
-	assert_int_equal(hc_node_id_load(path, b, err, sizeof(err)), 0);
+	assert_int_equal(hc_node_id_load(path, b, &err), 0);
 	assert_string_equal(a, b);
 	unlink(path);
 }
 
 static void test_file_without_newline_is_accepted(void **state)
 {
-	char id[HC_NODE_ID_LEN + 1], err[256];
+	char id[HC_NODE_ID_LEN + 1];
+	struct hc_err err;
 
 	(void)state;
 	write_file("0b5c3c52-6a11-4c39-9a57-1f0a6b6a2f10");
-	assert_int_equal(hc_node_id_load(path, id, err, sizeof(err)), 0);
+	assert_int_equal(hc_node_id_load(path, id, &err), 0);
 	assert_string_equal(id, "0b5c3c52-6a11-4c39-9a57-1f0a6b6a2f10");
 	unlink(path);
 }
@@ -80,7 +82,8 @@ static void test_corrupt_file_is_an_error_and_kept(void **state)
 		"", "garbage\n", "0B5C3C52-6A11-4C39-9A57-1F0A6B6A2F10\n",
 		"0b5c3c52-6a11-4c39-9a57-1f0a6b6a2f10\n\n", "0b5c3c52x6a11-4c39-9a57-1f0a6b6a2f10\n",
 	};
-	char id[HC_NODE_ID_LEN + 1], err[256], back[128];
+	char id[HC_NODE_ID_LEN + 1], back[128];
+	struct hc_err err;
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -88,9 +91,9 @@ static void test_corrupt_file_is_an_error_and_kept(void **state)
 		size_t n;
 
 		write_file(bad[i]);
-		err[0] = '\0';
-		assert_int_equal(hc_node_id_load(path, id, err, sizeof(err)), -EINVAL);
-		assert_non_null(strstr(err, path));
+		err.msg[0] = '\0';
+		assert_int_equal(hc_node_id_load(path, id, &err), -EINVAL);
+		assert_non_null(strstr(err.msg, path));
 		f = fopen(path, "r");
 		n = fread(back, 1, sizeof(back) - 1, f);
 		fclose(f);
@@ -102,12 +105,13 @@ static void test_corrupt_file_is_an_error_and_kept(void **state)
 
 static void test_unreadable_path_is_an_error(void **state)
 {
-	char id[HC_NODE_ID_LEN + 1], err[256];
+	char id[HC_NODE_ID_LEN + 1];
+	struct hc_err err;
 
 	(void)state;
 	assert_int_equal(mkdir(path, 0755), 0);
-	assert_true(hc_node_id_load(path, id, err, sizeof(err)) < 0);
-	assert_non_null(strstr(err, path));
+	assert_true(hc_node_id_load(path, id, &err) < 0);
+	assert_non_null(strstr(err.msg, path));
 	rmdir(path);
 }
 

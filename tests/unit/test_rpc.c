@@ -67,7 +67,7 @@ static int setup(void **state)
 {
 	static struct server s;
 	struct hc_addr addr;
-	char err[256];
+	struct hc_err err;
 
 	memset(&s, 0, sizeof(s));
 	methods[0] = (struct hc_rpc_method){ ECHO, &cluster__services__api__vm_logs_request__descriptor,
@@ -75,8 +75,8 @@ static int setup(void **state)
 	methods[1] = (struct hc_rpc_method){ HOLD, &cluster__services__api__vm_logs_request__descriptor,
 					     on_hold, &s };
 	s.loop = hc_loop_new(NULL, NULL);
-	assert_int_equal(hc_addr_parse("127.0.0.1:0", true, &addr, err, sizeof(err)), 0);
-	s.srv = hc_rpc_server_new(s.loop, &addr, methods, 2, err, sizeof(err));
+	assert_int_equal(hc_addr_parse("127.0.0.1:0", true, &addr, &err), 0);
+	s.srv = hc_rpc_server_new(s.loop, &addr, methods, 2, &err);
 	assert_non_null(s.srv);
 	snprintf(s.target, sizeof(s.target), "127.0.0.1:%d", hc_rpc_server_port(s.srv));
 	assert_int_equal(pthread_create(&s.thread, NULL, loop_main, s.loop), 0);
@@ -133,7 +133,8 @@ static void test_handler_status_and_message_reach_the_client(void **state)
 	struct hc_rpc_status st;
 	char out[256];
 
-	assert_int_equal(call(*state, ECHO, "fail:no such thing", 5000, &st, out, sizeof(out)), -1);
+	assert_int_equal(call(*state, ECHO, "fail:no such thing", 5000, &st, out, sizeof(out)),
+			 -ENOENT);
 	assert_int_equal(st.code, HC_RPC_NOT_FOUND);
 	assert_string_equal(st.message, "no such thing");
 	assert_string_equal(hc_rpc_code_name(st.code), "NOT_FOUND");
@@ -145,7 +146,8 @@ static void test_unknown_method_is_unimplemented_not_a_hang(void **state)
 	char out[256];
 
 	for (int i = 0; i < 5; i++) { /* more than the generic requests posted */
-		assert_int_equal(call(*state, "/test.Echo/Nope", "x", 5000, &st, out, sizeof(out)), -1);
+		assert_int_equal(call(*state, "/test.Echo/Nope", "x", 5000, &st, out, sizeof(out)),
+				 -EIO);
 		assert_int_equal(st.code, HC_RPC_UNIMPLEMENTED);
 		assert_non_null(strstr(st.message, "/test.Echo/Nope"));
 	}
@@ -165,7 +167,7 @@ static void test_undecodable_request_is_invalid_argument(void **state)
 	assert_int_equal(hc_rpc_client_call(cl, ECHO, &req.base,
 					    &cluster__services__api__vm_logs_response__descriptor,
 					    &resp, NULL, 0, 5000, &st),
-			 -1);
+			 -EINVAL);
 	assert_int_equal(st.code, HC_RPC_INVALID_ARGUMENT);
 	hc_rpc_client_free(cl);
 }
@@ -175,7 +177,7 @@ static void test_deadline_exceeded_while_handler_holds_the_call(void **state)
 	struct hc_rpc_status st;
 	char out[256];
 
-	assert_int_equal(call(*state, HOLD, "x", 300, &st, out, sizeof(out)), -1);
+	assert_int_equal(call(*state, HOLD, "x", 300, &st, out, sizeof(out)), -ETIMEDOUT);
 	assert_int_equal(st.code, HC_RPC_DEADLINE_EXCEEDED);
 	/* The server keeps serving other calls meanwhile. */
 	assert_int_equal(call(*state, ECHO, "still", 5000, &st, out, sizeof(out)), 0);
@@ -196,7 +198,7 @@ static void test_nothing_listening_is_unavailable(void **state)
 	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
 	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
 	snprintf(fake.target, sizeof(fake.target), "127.0.0.1:%d", ntohs(sin.sin_port));
-	assert_int_equal(call(&fake, ECHO, "x", 5000, &st, out, sizeof(out)), -1);
+	assert_int_equal(call(&fake, ECHO, "x", 5000, &st, out, sizeof(out)), -ECONNREFUSED);
 	assert_int_equal(st.code, HC_RPC_UNAVAILABLE);
 	close(fd);
 }
@@ -206,12 +208,12 @@ static void test_busy_port_is_a_clear_error(void **state)
 	struct server *s = *state;
 	struct hc_loop *loop = hc_loop_new(NULL, NULL);
 	struct hc_addr addr;
-	char err[256];
+	struct hc_err err;
 
-	assert_int_equal(hc_addr_parse(s->target, false, &addr, err, sizeof(err)), 0);
-	assert_null(hc_rpc_server_new(loop, &addr, methods, 2, err, sizeof(err)));
-	assert_non_null(strstr(err, "Address already in use"));
-	assert_non_null(strstr(err, s->target));
+	assert_int_equal(hc_addr_parse(s->target, false, &addr, &err), 0);
+	assert_null(hc_rpc_server_new(loop, &addr, methods, 2, &err));
+	assert_non_null(strstr(err.msg, "Address already in use"));
+	assert_non_null(strstr(err.msg, s->target));
 	hc_loop_free(loop);
 }
 

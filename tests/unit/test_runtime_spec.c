@@ -54,7 +54,7 @@ static void test_image_refs(void **state)
 static void test_ports(void **state)
 {
 	struct hc_workload_spec spec = { 0 };
-	struct hc_runtime_err err;
+	struct hc_err err;
 	static const char *const bad[] = { "", "0:80", "80:0", "65536:1", "a:b", "80:", ":80",
 					   "80:80:80", "1,", ",1", "-1:2" };
 
@@ -86,7 +86,7 @@ static void base_spec(struct hc_workload_spec *spec)
 static void test_validate(void **state)
 {
 	struct hc_workload_spec spec;
-	struct hc_runtime_err err;
+	struct hc_err err;
 	char *env[] = { "A=1", "=bad" };
 	struct hc_port_map dup[] = { { 80, 80 }, { 80, 81 } };
 	struct hc_label own = { "io.hypercore.workload", "x" };
@@ -137,7 +137,7 @@ static void test_validate(void **state)
 static void test_egress_label(void **state)
 {
 	struct hc_workload_spec spec;
-	struct hc_runtime_err err;
+	struct hc_err err;
 	struct hc_label lab = { HC_LABEL_EGRESS_MBIT, "8" };
 	static const char *const bad[] = { "0", "-1", "1.5", "", "100001", "9999999", "8mbit" };
 
@@ -166,7 +166,7 @@ static void test_egress_label(void **state)
 static void test_json_round_trip(void **state)
 {
 	struct hc_workload_spec spec, back;
-	struct hc_runtime_err err;
+	struct hc_err err;
 	char *text;
 
 	(void)state;

@@ -154,7 +154,8 @@ static void test_exec_stream(void **state)
 	size_t n = 0;
 	struct server s = { .status_line = "101 Switching Protocols", .protocol = "v4.channel.k8s.io" };
 	int in[2], out[2], errp[2], exit_code = 0;
-	char url[64], err[256];
+	char url[64];
+	struct hc_err err;
 	struct hc_ws *ws;
 	struct hc_ws_stream_io io;
 
@@ -179,10 +180,10 @@ static void test_exec_stream(void **state)
 	assert_int_equal(pipe(errp), 0);
 	assert_int_equal(write(in[1], "input\n", 6), 6);
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/exec/abc", s.port);
-	ws = hc_ws_connect(url, "v4.channel.k8s.io", 5000, err, sizeof(err));
+	ws = hc_ws_connect(url, "v4.channel.k8s.io", 5000, &err);
 	assert_non_null(ws);
 	io = (struct hc_ws_stream_io){ in[0], out[1], errp[1], -1, -1 };
-	assert_int_equal(hc_ws_stream_run(ws, &io, &exit_code, err, sizeof(err)), 0);
+	assert_int_equal(hc_ws_stream_run(ws, &io, &exit_code, &err), 0);
 	assert_int_equal(exit_code, 7);
 	hc_ws_free(ws);
 	server_join(&s);
@@ -209,20 +210,21 @@ static void test_upgrade_refused(void **state)
 				     .protocol = "v4.channel.k8s.io", .bad_accept = true };
 	struct server *cases[] = { &bad_status, &no_proto, &bad_accept };
 	const char *words[] = { "404 Not Found", "did not accept protocol", "Accept" };
-	char url[64], err[256];
+	char url[64];
+	struct hc_err err;
 
 	(void)state;
 	for (int i = 0; i < 3; i++) {
 		server_start(cases[i]);
 		snprintf(url, sizeof(url), "http://127.0.0.1:%d/exec/abc", cases[i]->port);
-		assert_null(hc_ws_connect(url, "v4.channel.k8s.io", 5000, err, sizeof(err)));
-		assert_non_null(strstr(err, words[i]));
+		assert_null(hc_ws_connect(url, "v4.channel.k8s.io", 5000, &err));
+		assert_non_null(strstr(err.msg, words[i]));
 		server_join(cases[i]);
 	}
-	assert_null(hc_ws_connect("ftp://x/y", "p", 1000, err, sizeof(err)));
-	assert_non_null(strstr(err, "URL"));
-	assert_null(hc_ws_connect("http://127.0.0.1:1/x", "p", 1000, err, sizeof(err)));
-	assert_non_null(strstr(err, "connect"));
+	assert_null(hc_ws_connect("ftp://x/y", "p", 1000, &err));
+	assert_non_null(strstr(err.msg, "URL"));
+	assert_null(hc_ws_connect("http://127.0.0.1:1/x", "p", 1000, &err));
+	assert_non_null(strstr(err.msg, "connect"));
 }
 
 static void test_frame_parse(void **state)
@@ -255,16 +257,16 @@ static void test_frame_parse(void **state)
 
 static void test_status_parse(void **state)
 {
-	char err[128];
+	struct hc_err err;
 	int code;
 
 	(void)state;
-#define PARSE(text) hc_ws_status_parse(text, strlen(text), &code, err, sizeof(err))
+#define PARSE(text) hc_ws_status_parse(text, strlen(text), &code, &err)
 	assert_int_equal(PARSE("{\"metadata\":{},\"status\":\"Success\"}"), 0);
 	assert_int_equal(code, 0);
 	assert_int_equal(PARSE("{\"status\":\"Failure\",\"message\":\"no such file\"}"), 0);
 	assert_int_equal(code, -1);
-	assert_string_equal(err, "no such file");
+	assert_string_equal(err.msg, "no such file");
 	assert_int_equal(PARSE("{\"status\":\"Failure\",\"reason\":\"NonZeroExitCode\","
 			       "\"details\":{\"causes\":[{\"reason\":\"ExitCode\","
 			       "\"message\":\"999\"}]}}"),

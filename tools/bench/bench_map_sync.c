@@ -132,7 +132,7 @@ static double median(double *v, int n)
 static int bench(size_t n)
 {
 	char pin_dir[128];
-	struct hc_dp_err err;
+	struct hc_err err;
 	struct hc_xdp *skel;
 	struct hc_dpmaps *maps;
 	struct hc_dp_route *routes = calloc(n, sizeof(*routes));
