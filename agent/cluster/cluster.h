@@ -58,8 +58,8 @@ struct hc_cluster_runtime_ops {
 	int (*run_job)(void *ctx, void (*run)(void *arg), void (*done)(void *arg), void *arg);
 };
 
-/* agent/runtime's calls, a client per call; ctx: a struct hc_runtime_config
- * (its socket must stay valid). */
+/* agent/runtime's calls; ctx: a struct hc_runtime (hc_runtime_new), one
+ * client shared by every job thread, which must outlive the cluster. */
 extern const struct hc_cluster_runtime_ops hc_cluster_runtime_cri;
 
 struct hc_cluster_config {
