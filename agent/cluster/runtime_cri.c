@@ -23,10 +23,10 @@ static int cri_list(void *ctx, struct hc_workload **list, size_t *n, struct hc_e
 	return hc_runtime_list(ctx, list, n, err);
 }
 
-static int cri_logs(void *ctx, const char *id, long tail, bool follow, int stop_fd,
-		    hc_runtime_log_fn *fn, void *arg, struct hc_err *err)
+static int cri_logs(void *ctx, const char *id, uint32_t tail, uint64_t from_line, uint64_t window,
+		    hc_runtime_log_fn *fn, void *arg, uint64_t *next_line, struct hc_err *err)
 {
-	return hc_runtime_logs(ctx, id, tail, follow, stop_fd, fn, arg, err);
+	return hc_runtime_logs_lines(ctx, id, tail, from_line, window, fn, arg, next_line, err);
 }
 
 static int cri_capacity(void *ctx, struct hc_runtime_capacity *out, struct hc_err *err)

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #define HC_LOG_MODULE "runtime"
+#include "crilog_int.h"
 #include "log/log.h"
 #include "runtime_int.h"
 
@@ -123,8 +124,14 @@ struct hc_runtime *hc_runtime_new(const struct hc_runtime_config *cfg)
 						      : HC_RUNTIME_DEFAULT_CGROUP_PARENT);
 	rt->capacity_cpus = cfg->capacity_cpus;
 	rt->capacity_mem_mb = cfg->capacity_mem_mb;
+	rt->log_max_size = cfg->log_max_size ? cfg->log_max_size : HC_RUNTIME_DEFAULT_LOG_MAX_SIZE;
+	rt->log_max_files = cfg->log_max_files ? cfg->log_max_files
+					       : HC_RUNTIME_DEFAULT_LOG_MAX_FILES;
+	if (rt->log_max_files > HC_RUNTIME_LOG_MAX_FILES)
+		rt->log_max_files = HC_RUNTIME_LOG_MAX_FILES;
+	rt->log_marks = hc_crilog_marks_new();
 	pthread_mutex_init(&rt->lock, NULL);
-	if (!rt->socket || !rt->log_root || !rt->cgroup_parent ||
+	if (!rt->socket || !rt->log_root || !rt->cgroup_parent || !rt->log_marks ||
 	    !(rt->target = concat("unix:", "", cfg->socket)))
 		goto fail;
 	rt->chan = chan_new(rt->target);
@@ -145,6 +152,7 @@ void hc_runtime_free(struct hc_runtime *rt)
 	if (rt->chan)
 		chan_put(rt, rt->chan);
 	pthread_mutex_destroy(&rt->lock);
+	hc_crilog_marks_free(rt->log_marks);
 	free(rt->socket);
 	free(rt->target);
 	free(rt->log_root);

@@ -15,9 +15,7 @@
 #include "log/log.h"
 
 #define TAG_MAX 16
-/* Everything that decides whether a record is valid and what it is lies in
- * its first HEADER_MAX bytes: timestamp, space, stream, space, tag, space. */
-#define HEADER_MAX 64
+#define HEADER_MAX HC_CRILOG_HEADER_MAX
 _Static_assert(HC_CRILOG_TIMESTAMP_MAX + 1 + 6 + 1 + TAG_MAX + 1 <= HEADER_MAX, "header bound");
 
 #define BLOCK 65536	       /* read and backward-scan unit */
@@ -319,6 +317,16 @@ int hc_crilog_parser_feed(struct hc_crilog_parser *p, const char *data, size_t l
 	return r;
 }
 
+void hc_crilog_parser_skip(struct hc_crilog_parser *p, const long skip[3])
+{
+	memcpy(p->skip, skip, sizeof(p->skip));
+}
+
+bool hc_crilog_parser_idle(const struct hc_crilog_parser *p)
+{
+	return !p->rec_len && !p->rec_cut && !p->part[0].active && !p->part[1].active;
+}
+
 int hc_crilog_parser_flush(struct hc_crilog_parser *p, hc_crilog_line_fn *fn, void *arg)
 {
 	int r = 0;
@@ -432,9 +440,7 @@ static int pread_full(int fd, char *buf, size_t len, off_t off, size_t *got)
 	return 0;
 }
 
-/* Where to start reading a file of size bytes for its last tail lines, and
- * how many lines of each class to skip from there. */
-static int find_tail(int fd, off_t size, long tail, off_t *start, long skip[3])
+int hc_crilog_find_tail(int fd, off_t size, long tail, off_t *start, long skip[3], long *found)
 {
 	struct tail_scan t = { .tail = tail };
 	off_t bend = size, next_nl = -1;
@@ -442,6 +448,7 @@ static int find_tail(int fd, off_t size, long tail, off_t *start, long skip[3])
 	int r = 0;
 
 	*start = 0;
+	*found = 0;
 	memset(skip, 0, 3 * sizeof(skip[0]));
 	if (tail < 0 || size == 0)
 		return 0;
@@ -494,6 +501,7 @@ static int find_tail(int fd, off_t size, long tail, off_t *start, long skip[3])
 		memset(t.skip_run, 0, sizeof(t.skip_run));
 	}
 	*start = t.start;
+	*found = t.count;
 	skip[HC_CRILOG_STDOUT] = t.skip[HC_CRILOG_STDOUT] + t.skip_run[HC_CRILOG_STDOUT];
 	skip[HC_CRILOG_STDERR] = t.skip[HC_CRILOG_STDERR] + t.skip_run[HC_CRILOG_STDERR];
 	skip[CLASS_MALFORMED] = t.skip[CLASS_MALFORMED];
@@ -516,6 +524,10 @@ struct hc_crilog_cursor {
 	int wd_file;
 	struct hc_crilog_parser *parser;
 	char *buf; /* BLOCK bytes */
+	/* a tail reaching into rotated files: their part, read first */
+	struct hc_crilog_seg *backlog;
+	size_t nbacklog, ibacklog;
+	long skip[3]; /* the current file's tail window, after the backlog */
 };
 
 static int open_log(const char *path, int *fd_out, struct stat *st)
@@ -546,6 +558,9 @@ void hc_crilog_cursor_free(struct hc_crilog_cursor *c)
 		close(c->ifd);
 	if (c->fd >= 0)
 		close(c->fd);
+	for (size_t i = c->ibacklog; i < c->nbacklog; i++)
+		close(c->backlog[i].fd);
+	free(c->backlog);
 	hc_crilog_parser_free(c->parser);
 	free(c->buf);
 	free(c->path);
@@ -556,7 +571,8 @@ struct hc_crilog_cursor *hc_crilog_cursor_open(const char *path, long tail)
 {
 	struct hc_crilog_cursor *c = calloc(1, sizeof(*c));
 	struct stat st;
-	int r;
+	long found;
+	int dfd = -1, r;
 
 	if (!c)
 		return NULL;
@@ -568,16 +584,32 @@ struct hc_crilog_cursor *hc_crilog_cursor_open(const char *path, long tail)
 		r = -ENOMEM;
 		goto fail;
 	}
+	/* no rotation between opening the file and its rotated ones */
+	dfd = hc_crilog_lock_dir(path, false);
 	r = open_log(path, &c->fd, &st);
 	if (r < 0)
 		goto fail;
 	c->dev = st.st_dev;
 	c->ino = st.st_ino;
-	r = find_tail(c->fd, st.st_size, tail, &c->off, c->parser->skip);
+	r = hc_crilog_find_tail(c->fd, st.st_size, tail, &c->off, c->skip, &found);
 	if (r < 0)
 		goto fail;
+	if (tail < 0 || found < tail) {
+		c->backlog = calloc(HC_CRILOG_MAX_FILES, sizeof(*c->backlog));
+		r = c->backlog ? hc_crilog_backlog_open(path, tail < 0 ? -1 : tail - found,
+							c->backlog, &c->nbacklog)
+			       : -ENOMEM;
+		if (r < 0)
+			goto fail;
+	}
+	if (!c->nbacklog)
+		hc_crilog_parser_skip(c->parser, c->skip);
+	if (dfd >= 0)
+		close(dfd);
 	return c;
 fail:
+	if (dfd >= 0)
+		close(dfd);
 	hc_crilog_cursor_free(c);
 	errno = -r;
 	return NULL;
@@ -721,11 +753,46 @@ static int switch_file(struct hc_crilog_cursor *c, hc_crilog_line_fn *fn, void *
 	return feed_file(c, st.st_size, fn, arg);
 }
 
+/* The rotated files' part of a tail, once, before the current file. */
+static int read_backlog(struct hc_crilog_cursor *c, hc_crilog_line_fn *fn, void *arg)
+{
+	while (c->ibacklog < c->nbacklog) {
+		struct hc_crilog_seg *g = &c->backlog[c->ibacklog];
+
+		hc_crilog_parser_skip(c->parser, g->skip);
+		while (g->from < g->to) {
+			size_t want = g->to - g->from < BLOCK ? (size_t)(g->to - g->from) : BLOCK;
+			ssize_t n = pread(g->fd, c->buf, want, g->from);
+			size_t used;
+			int r;
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0)
+				return -errno;
+			if (n == 0)
+				break;
+			r = hc_crilog_parser_feed(c->parser, c->buf, (size_t)n, &used, fn, arg);
+			g->from += (off_t)used;
+			if (r)
+				return r;
+		}
+		close(g->fd);
+		c->ibacklog++;
+		if (c->ibacklog == c->nbacklog)
+			hc_crilog_parser_skip(c->parser, c->skip);
+	}
+	return 0;
+}
+
 int hc_crilog_cursor_read(struct hc_crilog_cursor *c, hc_crilog_line_fn *fn, void *arg)
 {
 	struct stat st, at;
 	int r;
 
+	r = read_backlog(c, fn, arg);
+	if (r)
+		return r;
 	drain_events(c);
 	if (fstat(c->fd, &st) < 0)
 		return -errno;

@@ -48,7 +48,17 @@ struct hc_runtime_config {
 	const char *cgroup_parent; /* NULL: HC_RUNTIME_DEFAULT_CGROUP_PARENT */
 	uint32_t capacity_cpus;	   /* 0: max(nproc, 225), as upstream */
 	uint32_t capacity_mem_mb;  /* 0: MemAvailable plus what workloads hold */
+	uint64_t log_max_size;	   /* a workload's log is rotated past it; 0: default */
+	unsigned log_max_files;	   /* rotated files kept besides the current; 0: default */
 };
+
+/* Logs: at most (files + 1) x size per workload, plus what is written
+ * between two checks (the watch looks every HC_RUNTIME_LOG_CHECK_MS). */
+#define HC_RUNTIME_DEFAULT_LOG_MAX_SIZE (10ull << 20)
+#define HC_RUNTIME_DEFAULT_LOG_MAX_FILES 3
+#define HC_RUNTIME_LOG_MIN_SIZE (64ull << 10)
+#define HC_RUNTIME_LOG_MAX_FILES 32
+#define HC_RUNTIME_LOG_CHECK_MS 200
 
 struct hc_runtime;
 
@@ -216,6 +226,21 @@ typedef int hc_runtime_log_fn(void *arg, const struct hc_log_line *line);
  * readable or the workload is gone. 0, -ENOENT or -errno. Blocks. */
 int hc_runtime_logs(struct hc_runtime *rt, const char *id, long tail, bool follow, int stop_fd,
 		    hc_runtime_log_fn *fn, void *arg, struct hc_err *err);
+
+/*
+ * Numbered reads, for the APIs: calls fn for the lines from from_line on
+ * (lines are numbered from the workload's first, across rotations), the
+ * last tail of them (0: no limit), read from at most window bytes back from
+ * the log's end (0: no limit); *next_line is what the next read asks for.
+ * A read that continues where the last one ended (a follower) starts at the
+ * offset remembered for it; a tail is found backwards: the cost is what is
+ * returned plus what was written since. Safe from several threads at once.
+ * 0, -ENOENT (no such workload, or no output yet: err says) or -errno. Blocks
+ * on a CRI call and the files.
+ */
+int hc_runtime_logs_lines(struct hc_runtime *rt, const char *id, uint32_t tail,
+			  uint64_t from_line, uint64_t window, hc_runtime_log_fn *fn, void *arg,
+			  uint64_t *next_line, struct hc_err *err);
 
 /* ---- interactive exec (hypercore attach) ---- */
 

@@ -45,7 +45,16 @@ struct hc_runtime {
 	char *cgroup_parent;
 	uint32_t capacity_cpus;
 	uint32_t capacity_mem_mb;
+	uint64_t log_max_size;
+	unsigned log_max_files;
+	struct hc_crilog_marks *log_marks; /* where readers stopped (crilog_int.h) */
 };
+
+/* logs.c, for the watch: rotates the log of a running workload (container
+ * container_id) if it holds at least min_size bytes (the watch passes less
+ * than the cap for a fast writer). 1 rotated, 0 not needed, -errno. */
+int hc_runtime_log_rotate(struct hc_runtime *rt, const char *log_path, const char *container_id,
+			  uint64_t min_size, struct hc_err *err);
 
 /* path made absolute against the working directory (malloc'd), or NULL. */
 char *hc_runtime_abspath(const char *path);

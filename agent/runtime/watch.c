@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define HC_LOG_MODULE "runtime"
@@ -28,6 +29,13 @@ struct snapshot {
 	int valid;
 	size_t by_state[4];
 	struct hc_runtime_capacity cap;
+};
+
+/* A running workload's log, checked for size between looks. */
+struct watched_log {
+	char path[4096];
+	char container_id[65];
+	off_t last_size; /* at the previous check */
 };
 
 struct hc_runtime_watch {
@@ -55,6 +63,11 @@ struct hc_runtime_watch {
 	struct hc_runtime_exit *reported;
 	size_t nreported;
 	int failing; /* thread-only: the last look could not list (and said so) */
+	/* thread-only: the running workloads' logs, from the last look */
+	struct watched_log *logs;
+	size_t nlogs;
+	/* under lock: for the metrics */
+	uint64_t rotations, rotation_errors;
 };
 
 static int was_reported(const struct hc_runtime_watch *w, const struct hc_workload *wl)
@@ -239,6 +252,68 @@ static void look_failed(struct hc_runtime_watch *w, const char *why)
 	w->failing = 1;
 }
 
+/* Keeps the running workloads' logs (and their last sizes) to check. */
+static void keep_logs(struct hc_runtime_watch *w, const struct hc_workload *list, size_t n)
+{
+	struct watched_log *now = calloc(n ? n : 1, sizeof(*now));
+	size_t k = 0;
+
+	if (!now)
+		return; /* the old set stays: a removed file is only a failed stat */
+	for (size_t i = 0; i < n; i++) {
+		if (list[i].state != HC_WORKLOAD_RUNNING || !list[i].log_path[0] ||
+		    !list[i].container_id[0])
+			continue;
+		memcpy(now[k].path, list[i].log_path, sizeof(now[k].path));
+		memcpy(now[k].container_id, list[i].container_id, sizeof(now[k].container_id));
+		for (size_t j = 0; j < w->nlogs; j++)
+			if (strcmp(w->logs[j].path, now[k].path) == 0)
+				now[k].last_size = w->logs[j].last_size;
+		k++;
+	}
+	free(w->logs);
+	w->logs = now;
+	w->nlogs = k;
+}
+
+/*
+ * A stat per running workload. A log is rotated once it would pass the cap
+ * before the next check at the pace it grew since the last one, so a fast
+ * writer's files stay near the cap rather than a period's output past it.
+ */
+static void check_logs(struct hc_runtime_watch *w)
+{
+	for (size_t i = 0; i < w->nlogs; i++) {
+		struct watched_log *l = &w->logs[i];
+		struct hc_err err;
+		struct stat st;
+		off_t grew;
+		int r;
+
+		if (stat(l->path, &st) < 0)
+			continue;
+		grew = st.st_size > l->last_size ? st.st_size - l->last_size : 0;
+		l->last_size = st.st_size;
+		if ((uint64_t)(st.st_size + grew) < w->rt->log_max_size ||
+		    (uint64_t)st.st_size < w->rt->log_max_size / 2)
+			continue;
+		/* at the cap, or sooner at this pace, but never below half of it */
+		r = hc_runtime_log_rotate(w->rt, l->path, l->container_id,
+					  st.st_size < (off_t)(w->rt->log_max_size / 2)
+						  ? w->rt->log_max_size / 2
+						  : (uint64_t)st.st_size,
+					  &err);
+		pthread_mutex_lock(&w->lock);
+		w->rotations += r > 0;
+		w->rotation_errors += r < 0;
+		pthread_mutex_unlock(&w->lock);
+		if (r < 0)
+			hc_log(HC_LOG_WARN, "cannot rotate %s: %s", l->path, err.msg);
+		else if (r > 0)
+			l->last_size = 0;
+	}
+}
+
 static void look(struct hc_runtime_watch *w)
 {
 	struct hc_err err;
@@ -259,16 +334,19 @@ static void look(struct hc_runtime_watch *w)
 			queue_exit(w, &list[i]);
 	remember(w, list, n);
 	publish_running(w, list, n);
+	keep_logs(w, list, n);
 	hc_workload_list_free(list, n);
 	r = hc_runtime_collect_orphans(w->rt, ORPHAN_MIN_AGE_S, &err);
 	if (r < 0)
 		hc_log(HC_LOG_DEBUG, "orphan collection: %s", err.msg);
 }
 
+/* Looks every interval, checks the logs' sizes every
+ * HC_RUNTIME_LOG_CHECK_MS in between. */
 static void *watch_main(void *arg)
 {
 	struct hc_runtime_watch *w = arg;
-	struct timespec until;
+	struct timespec look_at, until;
 
 	pthread_mutex_lock(&w->lock);
 	while (!w->stopping) {
@@ -276,10 +354,21 @@ static void *watch_main(void *arg)
 		pthread_mutex_unlock(&w->lock);
 		look(w);
 		pthread_mutex_lock(&w->lock);
-		hc_deadline_in(&until, w->interval_ms); /* the cond waits on CLOCK_MONOTONIC */
-		while (!w->stopping && !w->refresh &&
-		       pthread_cond_timedwait(&w->wake, &w->lock, &until) != ETIMEDOUT)
-			;
+		hc_deadline_in(&look_at, w->interval_ms); /* the cond waits on CLOCK_MONOTONIC */
+		while (!w->stopping && !w->refresh && hc_deadline_left_ms(&look_at) > 0) {
+			int64_t left = hc_deadline_left_ms(&look_at);
+
+			hc_deadline_in(&until, left < HC_RUNTIME_LOG_CHECK_MS ? left
+								   : HC_RUNTIME_LOG_CHECK_MS);
+			while (!w->stopping && !w->refresh &&
+			       pthread_cond_timedwait(&w->wake, &w->lock, &until) != ETIMEDOUT)
+				;
+			if (w->stopping || w->refresh)
+				break;
+			pthread_mutex_unlock(&w->lock);
+			check_logs(w);
+			pthread_mutex_lock(&w->lock);
+		}
 	}
 	pthread_mutex_unlock(&w->lock);
 	return NULL;
@@ -335,12 +424,21 @@ struct hc_runtime_watch *hc_runtime_watch_start(struct hc_loop *loop,
 static void collect(struct hc_metrics_writer *mw, void *arg)
 {
 	struct hc_runtime_watch *w = arg;
+	uint64_t rotations, rotation_errors;
 	struct snapshot s;
 	static const char *const states[] = { "created", "running", "exited", "unknown" };
 
 	pthread_mutex_lock(&w->lock);
 	s = w->snap;
+	rotations = w->rotations;
+	rotation_errors = w->rotation_errors;
 	pthread_mutex_unlock(&w->lock);
+	hc_metrics_family(mw, "hypercore_log_rotations_total", "counter",
+			  "Workload log files rotated at their size cap (and rotations that failed).");
+	hc_metrics_sample(mw, "hypercore_log_rotations_total",
+			  (const char *const[]){ "result", "ok", NULL }, (double)rotations);
+	hc_metrics_sample(mw, "hypercore_log_rotations_total",
+			  (const char *const[]){ "result", "error", NULL }, (double)rotation_errors);
 	if (!s.valid)
 		return; /* containerd not answering: no figures rather than zeros */
 	hc_metrics_family(mw, "hypercore_runtime_workloads", "gauge",
@@ -388,6 +486,7 @@ void hc_runtime_watch_stop(struct hc_runtime_watch *w)
 	}
 	free(w->reported);
 	free(w->running);
+	free(w->logs);
 	pthread_cond_destroy(&w->wake);
 	pthread_mutex_destroy(&w->lock);
 	hc_runtime_free(w->rt);
