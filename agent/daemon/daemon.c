@@ -449,6 +449,8 @@ static int start_runtime(struct daemon *d, const struct hc_daemon_config *cfg, s
 		.state_dir = cfg->state_dir,
 		.capacity_cpus = cfg->capacity_cpus,
 		.capacity_mem_mb = cfg->capacity_mem_mb,
+		.log_max_size = cfg->log_max_size,
+		.log_max_files = cfg->log_max_files,
 	};
 	struct hc_containerd_config ccfg = {
 		.state_dir = cfg->state_dir,
