@@ -114,6 +114,7 @@ static int lock_dir(const char *path, int how)
 /* ---- the set of files and the index ---- */
 
 struct logfile {
+	uint64_t key; /* the log's path, hashed: marks of other logs never match */
 	int fd;
 	dev_t dev;
 	ino_t ino;
@@ -189,6 +190,16 @@ static int open_file(const char *name, struct logfile *lf)
 	return 0;
 }
 
+/* FNV-1a */
+static uint64_t path_key(const char *path)
+{
+	uint64_t h = 14695981039346656037ull;
+
+	for (; *path; path++)
+		h = (h ^ (unsigned char)*path) * 1099511628211ull;
+	return h;
+}
+
 /* Opens <path>.k ... <path>.1, <path> (those that exist, with the
  * directory locked by the caller) and numbers their lines. -ENOENT when
  * there is no <path>. */
@@ -220,6 +231,7 @@ static int set_open_locked(const char *path, struct logset *s)
 		struct logfile *lf = &s->f[i];
 		bool known = false;
 
+		lf->key = path_key(path);
 		for (size_t j = 0; j < nidx && !known; j++)
 			if (idx[j].ino == lf->ino) {
 				lf->first = idx[j].first;
@@ -359,6 +371,7 @@ out:
 /* ---- marks: offsets of line numbers seen lately ---- */
 
 struct mark {
+	uint64_t key;
 	dev_t dev;
 	ino_t ino;
 	off_t off; /* a clean place: a record starts here, no line open */
@@ -396,12 +409,12 @@ static void mark_put(struct hc_crilog_marks *m, const struct logfile *lf, off_t 
 		return;
 	pthread_mutex_lock(&m->lock);
 	for (size_t i = 0; i < MARKS; i++)
-		if (m->m[i].used && m->m[i].dev == lf->dev && m->m[i].ino == lf->ino &&
-		    m->m[i].line == line) {
+		if (m->m[i].used && m->m[i].key == lf->key && m->m[i].dev == lf->dev &&
+		    m->m[i].ino == lf->ino && m->m[i].line == line) {
 			pthread_mutex_unlock(&m->lock);
 			return;
 		}
-	m->m[m->next] = (struct mark){ lf->dev, lf->ino, off, line, true };
+	m->m[m->next] = (struct mark){ lf->key, lf->dev, lf->ino, off, line, true };
 	m->next = (m->next + 1) % MARKS;
 	pthread_mutex_unlock(&m->lock);
 }
@@ -419,8 +432,11 @@ static bool mark_get(struct hc_crilog_marks *m, const struct logfile *lf, uint64
 	for (size_t i = 0; i < MARKS; i++) {
 		const struct mark *k = &m->m[i];
 
-		if (!k->used || k->dev != lf->dev || k->ino != lf->ino || k->line > line ||
-		    k->off > lf->size || (exact && k->line != line))
+		/* a mark below the file's first line is of an older file
+		 * whose inode number the file reuses */
+		if (!k->used || k->key != lf->key || k->dev != lf->dev || k->ino != lf->ino ||
+		    k->line > line || k->line < lf->first || k->off > lf->size ||
+		    (exact && k->line != line))
 			continue;
 		if (!found || k->line > out->line) {
 			*out = *k;
@@ -517,6 +533,23 @@ static int record_after(int fd, off_t o, off_t to, off_t *out)
 	return 0;
 }
 
+/* Whether the last budget bytes before to hold at most `lines` lines: then
+ * the window, not the line, decides where a read starts, and no backward
+ * scan past the window is needed. Errors say no (the scan will tell). */
+static bool window_holds_fewer(const struct logfile *lf, off_t to, uint64_t budget,
+			       uint64_t lines)
+{
+	uint64_t n;
+	off_t w0, end;
+
+	if (budget >= (uint64_t)to)
+		return false;
+	if (record_after(lf->fd, to - (off_t)budget, to, &w0) < 0 ||
+	    hc_crilog_count_lines(lf->fd, w0, to, &n, &end) < 0)
+		return false;
+	return n <= lines;
+}
+
 /*
  * Plans the segments to read: from line `from` (in file i, at most `want`
  * lines before the end) to end_off in the current file, no more than
@@ -546,11 +579,13 @@ static int plan(struct logset *s, struct hc_crilog_marks *marks, uint64_t from, 
 			break; /* nothing wanted here or before */
 		if (from >= lf->first && mark_get(marks, lf, from, true, &k)) {
 			g->from = k.off;
-		} else if (from >= lf->first) {
+		} else if (from >= lf->first && !window_holds_fewer(lf, to, budget, last - from)) {
 			r = hc_crilog_find_tail(lf->fd, to, (long)(last - from), &g->from, g->skip,
 						&found);
 			if (r < 0)
 				return r;
+		} else if (from >= lf->first) {
+			g->from = 0; /* the window cuts it below */
 		}
 		/* else: the whole file (g->from 0), and the ones before */
 		if ((uint64_t)(g->to - g->from) > budget) {
