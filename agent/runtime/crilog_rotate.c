@@ -19,6 +19,8 @@
 #define BLOCK 65536
 #define INDEX_SUFFIX ".lines"
 #define MARKS 1024 /* offsets remembered, over every log */
+#define QUIET_STEP_US 2000
+#define QUIET_TRIES 10
 
 int hc_crilog_rotated_name(const char *path, unsigned k, char *buf, size_t len)
 {
@@ -120,6 +122,7 @@ struct logfile {
 	ino_t ino;
 	off_t size;
 	uint64_t first; /* number of its first line */
+	off_t counted;	/* a rotated file's lines are counted up to here */
 };
 
 struct logset {
@@ -137,13 +140,15 @@ static void set_close(struct logset *s)
 struct index_entry {
 	ino_t ino;
 	uint64_t first;
+	off_t counted;
 };
 
-/* Reads <path>.lines: "INODE FIRST_LINE" per line. Missing: none. */
+/* Reads <path>.lines: "INODE FIRST_LINE COUNTED_BYTES" per line. Missing:
+ * none. */
 static size_t index_read(const char *path, struct index_entry *e, size_t max)
 {
 	char name[4096];
-	unsigned long long ino, first;
+	unsigned long long ino, first, counted;
 	size_t n = 0;
 	FILE *f;
 
@@ -152,23 +157,47 @@ static size_t index_read(const char *path, struct index_entry *e, size_t max)
 	f = fopen(name, "re");
 	if (!f)
 		return 0;
-	while (n < max && fscanf(f, "%llu %llu\n", &ino, &first) == 2)
-		e[n++] = (struct index_entry){ (ino_t)ino, first };
+	while (n < max && fscanf(f, "%llu %llu %llu\n", &ino, &first, &counted) == 3)
+		e[n++] = (struct index_entry){ (ino_t)ino, first, (off_t)counted };
 	fclose(f);
 	return n;
 }
 
+/* The index replaced by a rename, without fsync: it must survive the
+ * agent, not the machine (a stale one is recounted, see set_open_locked),
+ * and a rotation must not wait for the disk while the writer goes on. */
+static int write_replace(const char *name, const char *text, size_t len)
+{
+	char tmp[4096 + 8];
+	int fd, r;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", name) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
+	if (fd < 0)
+		return -errno;
+	r = hc_write_all(fd, text, len);
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
+	if (r == 0 && rename(tmp, name) < 0)
+		r = -errno;
+	if (r < 0)
+		unlink(tmp);
+	return r;
+}
+
 static int index_write(const char *path, const struct logset *s)
 {
-	char name[4096], text[(HC_CRILOG_MAX_FILES + 1) * 48];
+	char name[4096], text[(HC_CRILOG_MAX_FILES + 1) * 72];
 	size_t len = 0;
 
 	if (snprintf(name, sizeof(name), "%s%s", path, INDEX_SUFFIX) >= (int)sizeof(name))
 		return -ENAMETOOLONG;
 	for (size_t i = 0; i < s->n; i++)
-		len += (size_t)snprintf(text + len, sizeof(text) - len, "%llu %" PRIu64 "\n",
-					(unsigned long long)s->f[i].ino, s->f[i].first);
-	return hc_file_write_atomic(name, text, len, 0640);
+		len += (size_t)snprintf(text + len, sizeof(text) - len, "%llu %" PRIu64 " %lld\n",
+					(unsigned long long)s->f[i].ino, s->f[i].first,
+					(long long)s->f[i].counted);
+	return write_replace(name, text, len);
 }
 
 static int open_file(const char *name, struct logfile *lf)
@@ -200,6 +229,54 @@ static uint64_t path_key(const char *path)
 	return h;
 }
 
+/*
+ * Numbers the files' lines from the index. A file the index misses starts
+ * where the one before it ends, counted. A rotated file that grew past what
+ * was counted of it (containerd flushes the last of the old file after
+ * ReopenContainerLog answered) shifts the files after it by the lines it
+ * gained: the numbers heal once the old file is complete.
+ */
+static int number_files(struct logset *s, const struct index_entry *idx, size_t nidx)
+{
+	uint64_t shift = 0, lines;
+	off_t end;
+	int r;
+
+	for (size_t i = 0; i < s->n; i++) {
+		struct logfile *lf = &s->f[i];
+		bool known = false, last = i == s->n - 1;
+
+		for (size_t j = 0; j < nidx && !known; j++)
+			if (idx[j].ino == lf->ino) {
+				lf->first = idx[j].first + shift;
+				lf->counted = idx[j].counted;
+				known = true;
+			}
+		if (!known) {
+			/* a crash mid-rotation: after the one before, counted */
+			lf->first = 0;
+			if (i > 0) {
+				struct logfile *prev = &s->f[i - 1];
+
+				r = hc_crilog_count_lines(prev->fd, 0, prev->size, &lines, &end);
+				if (r < 0)
+					return r;
+				lf->first = prev->first + lines;
+			}
+			lf->counted = lf->size;
+			continue;
+		}
+		if (last || lf->counted >= lf->size)
+			continue;
+		r = hc_crilog_count_lines(lf->fd, lf->counted, lf->size, &lines, &end);
+		if (r < 0)
+			return r;
+		shift += lines;
+		lf->counted = end;
+	}
+	return 0;
+}
+
 /* Opens <path>.k ... <path>.1, <path> (those that exist, with the
  * directory locked by the caller) and numbers their lines. -ENOENT when
  * there is no <path>. */
@@ -226,33 +303,13 @@ static int set_open_locked(const char *path, struct logset *s)
 		return r;
 	}
 	s->n++;
+	for (size_t i = 0; i < s->n; i++)
+		s->f[i].key = path_key(path);
 	nidx = index_read(path, idx, HC_CRILOG_MAX_FILES + 1);
-	for (size_t i = 0; i < s->n; i++) {
-		struct logfile *lf = &s->f[i];
-		bool known = false;
-
-		lf->key = path_key(path);
-		for (size_t j = 0; j < nidx && !known; j++)
-			if (idx[j].ino == lf->ino) {
-				lf->first = idx[j].first;
-				known = true;
-			}
-		if (!known && i > 0) {
-			/* not indexed (a crash mid-rotation): after the one before */
-			uint64_t lines;
-			off_t end;
-
-			r = hc_crilog_count_lines(s->f[i - 1].fd, 0, s->f[i - 1].size, &lines, &end);
-			if (r < 0) {
-				set_close(s);
-				return r;
-			}
-			lf->first = s->f[i - 1].first + lines;
-		} else if (!known) {
-			lf->first = 0;
-		}
-	}
-	return 0;
+	r = number_files(s, idx, nidx);
+	if (r < 0)
+		set_close(s);
+	return r;
 }
 
 static int set_open(const char *path, struct logset *s)
@@ -290,6 +347,25 @@ static void unshift(const char *path, unsigned nrot)
 			       strerror(errno));
 }
 
+/* containerd writes what its old log writer still held after it answered
+ * ReopenContainerLog: waits (briefly) until the old file stops growing, so
+ * that it is counted whole. What comes later is counted when the numbers are
+ * next read (number_files). */
+static int wait_quiet(int fd, struct stat *st)
+{
+	off_t last = -1;
+
+	for (int i = 0; i < QUIET_TRIES; i++) {
+		if (fstat(fd, st) < 0)
+			return -errno;
+		if (st->st_size == last)
+			return 0;
+		last = st->st_size;
+		usleep(QUIET_STEP_US);
+	}
+	return 0;
+}
+
 /* After the rename and the reopen: drops files past max_files and writes
  * where each remaining file's lines start. old: the set before (its last
  * file is now <path>.1, complete). */
@@ -303,16 +379,16 @@ static int finish_rotation(const char *path, struct logset *old, unsigned max_fi
 	off_t end;
 	int r;
 
-	for (unsigned k = max_files + 1; k <= HC_CRILOG_MAX_FILES; k++) {
-		if (hc_crilog_rotated_name(path, k, name, sizeof(name)) < 0 ||
-		    (unlink(name) < 0 && errno == ENOENT))
-			break;
-	}
-	if (fstat(prev->fd, &st) < 0)
-		return -errno;
+	/* no rotated file kept at all: the one just renamed goes too */
+	if (max_files == 0 && hc_crilog_rotated_name(path, 1, name, sizeof(name)) == 0)
+		unlink(name);
+	r = wait_quiet(prev->fd, &st);
+	if (r < 0)
+		return r;
 	r = hc_crilog_count_lines(prev->fd, 0, st.st_size, &lines, &end);
 	if (r < 0)
 		return r;
+	prev->counted = end;
 	/* the files kept, old and new, numbered as the set had them */
 	for (size_t i = old->n > max_files ? old->n - max_files : 0; i < old->n; i++)
 		now.f[now.n++] = old->f[i];
@@ -343,7 +419,17 @@ int hc_crilog_rotate(const char *path, uint64_t min_size, unsigned max_files,
 		r = r == -ENOENT ? 0 : r; /* gone, or rotated by another meanwhile */
 		goto out;
 	}
+	/* the oldest go first: never more than max_files rotated files */
 	nrot = (unsigned)s.n - 1;
+	for (; nrot >= max_files && nrot > 0; nrot--) {
+		char name[4096];
+
+		if (hc_crilog_rotated_name(path, nrot, name, sizeof(name)) == 0 && unlink(name) < 0 &&
+		    errno != ENOENT) {
+			r = -errno;
+			goto out;
+		}
+	}
 	for (unsigned k = nrot; k > 0 && r == 0; k--)
 		r = rename_k(path, k, k + 1);
 	if (r == 0)
@@ -358,6 +444,7 @@ int hc_crilog_rotate(const char *path, uint64_t min_size, unsigned max_files,
 		goto out;
 	}
 	r = finish_rotation(path, &s, max_files);
+	hc_log(HC_LOG_DEBUG, "rotated %s at %lld bytes", path, (long long)s.f[s.n - 1].size);
 	if (r < 0)
 		hc_log(HC_LOG_WARN, "rotated %s, but its line index: %s (recounted when read)",
 		       path, strerror(-r));

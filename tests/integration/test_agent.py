@@ -8,10 +8,8 @@ import os
 import re
 import signal
 import socket
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
@@ -19,26 +17,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import hctest  # noqa: E402
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-
-
-def load_grpc_stubs():
-    """Generates Python stubs from proto/cluster.proto at test time."""
-    import grpc_tools
-    out = tempfile.mkdtemp(prefix="hc-stubs-")
-    include = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
-    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", os.path.join(hctest.ROOT, "proto"),
-                    "-I", include, "--python_out", out, "--grpc_python_out", out, "cluster.proto"],
-                   check=True)
-    sys.path.insert(0, out)
-    try:
-        import grpc
-        import cluster_pb2
-        import cluster_pb2_grpc
-    finally:
-        # imported (or failed): the generated files are no longer needed
-        sys.path.remove(out)
-        shutil.rmtree(out, ignore_errors=True)
-    return grpc, cluster_pb2, cluster_pb2_grpc
 
 
 class AgentCli(hctest.TestCase):
@@ -358,7 +336,7 @@ class AgentHttp(hctest.TestCase):
 class AgentGrpc(hctest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.grpc, cls.pb, cls.pb_grpc = load_grpc_stubs()
+        cls.grpc, cls.pb, cls.pb_grpc = hctest.load_grpc_stubs()
 
     def setUp(self):
         super().setUp()

@@ -107,6 +107,26 @@ def run_cli(*args, timeout=30, input=None):
                           input=input)
 
 
+def load_grpc_stubs():
+    """Generates Python stubs from proto/cluster.proto at test time."""
+    import grpc_tools
+    out = tempfile.mkdtemp(prefix="hc-stubs-")
+    include = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
+    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", os.path.join(ROOT, "proto"),
+                    "-I", include, "--python_out", out, "--grpc_python_out", out, "cluster.proto"],
+                   check=True)
+    sys.path.insert(0, out)
+    try:
+        import grpc
+        import cluster_pb2
+        import cluster_pb2_grpc
+    finally:
+        # imported (or failed): the generated files are no longer needed
+        sys.path.remove(out)
+        shutil.rmtree(out, ignore_errors=True)
+    return grpc, cluster_pb2, cluster_pb2_grpc
+
+
 class Agent:
     """One `hypercore cluster` process on loopback."""
 

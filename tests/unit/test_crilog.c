@@ -1370,6 +1370,37 @@ static void test_numbers_survive_restart_and_crash(void **state)
 	got_free(&g);
 }
 
+/* containerd flushes the last of the old file after its reopen answered:
+ * the lines it gained are counted when the numbers are next read, and the
+ * next rotation records them. */
+static void test_late_lines_in_the_rotated_file(void **state)
+{
+	struct reopen_double rd = { 0 };
+	struct got g = { 0 };
+	char one[160];
+	uint64_t next;
+
+	(void)state;
+	hc_crilog_rotated_name(path, 1, one, sizeof(one));
+	append_numbered(path, 0, 10);
+	assert_int_equal(hc_crilog_rotate(path, 1, 3, reopen_double, &rd), 1);
+	append_numbered(one, 10, 12);
+	append_numbered(path, 12, 15);
+	read_lines(NULL, 0, 0, 0, &g, &next);
+	assert_numbered(&g, 0, 15);
+	assert_int_equal(next, 15);
+	got_free(&g);
+	read_lines(NULL, 13, 0, 0, &g, &next);
+	assert_numbered(&g, 13, 15);
+	got_free(&g);
+	assert_int_equal(hc_crilog_rotate(path, 1, 3, reopen_double, &rd), 1);
+	append_numbered(path, 15, 16);
+	read_lines(NULL, 14, 0, 0, &g, &next);
+	assert_numbered(&g, 14, 16);
+	assert_int_equal(next, 16);
+	got_free(&g);
+}
+
 /* "logs --tail N" with fewer lines in the current file: the rest comes
  * from the rotated files, oldest first. */
 static void test_cursor_tail_across_rotation(void **state)
@@ -1465,6 +1496,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_follower_across_rotation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_numbers_survive_restart_and_crash, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_late_lines_in_the_rotated_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cursor_tail_across_rotation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_numbered_reads_cost_what_they_return, setup,
 						teardown),
