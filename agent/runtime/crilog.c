@@ -18,7 +18,7 @@
 #define HEADER_MAX HC_CRILOG_HEADER_MAX
 _Static_assert(HC_CRILOG_TIMESTAMP_MAX + 1 + 6 + 1 + TAG_MAX + 1 <= HEADER_MAX, "header bound");
 
-#define BLOCK 65536	       /* read and backward-scan unit */
+#define BLOCK HC_CRILOG_BLOCK /* read and backward-scan unit */
 #define SHRINK_ABOVE 65536     /* buffers grown past this are released after use */
 #define FOLLOW_RECHECK_MS 2000 /* with inotify: a safety net for what it cannot see */
 #define FOLLOW_POLL_MS 250     /* without inotify */
@@ -678,13 +678,12 @@ static void drain_events(struct hc_crilog_cursor *c)
 		;
 }
 
-/* Feeds fd from c->off up to size (not past: a writer as fast as us must
- * not keep us here). */
-static int feed_file(struct hc_crilog_cursor *c, off_t size, hc_crilog_line_fn *fn, void *arg)
+int hc_crilog_feed_range(struct hc_crilog_parser *p, int fd, off_t *off, off_t to, char *buf,
+			 hc_crilog_line_fn *fn, void *arg)
 {
-	while (c->off < size) {
-		size_t want = size - c->off < BLOCK ? (size_t)(size - c->off) : BLOCK;
-		ssize_t n = pread(c->fd, c->buf, want, c->off);
+	while (*off < to) {
+		size_t want = to - *off < BLOCK ? (size_t)(to - *off) : BLOCK;
+		ssize_t n = pread(fd, buf, want, *off);
 		size_t used;
 		int r;
 
@@ -694,12 +693,19 @@ static int feed_file(struct hc_crilog_cursor *c, off_t size, hc_crilog_line_fn *
 			return -errno;
 		if (n == 0)
 			break; /* shrank meanwhile: the next read sees it */
-		r = hc_crilog_parser_feed(c->parser, c->buf, (size_t)n, &used, fn, arg);
-		c->off += (off_t)used;
+		r = hc_crilog_parser_feed(p, buf, (size_t)n, &used, fn, arg);
+		*off += (off_t)used;
 		if (r)
 			return r;
 	}
 	return 0;
+}
+
+/* Feeds fd from c->off up to size (not past: a writer as fast as us must
+ * not keep us here). */
+static int feed_file(struct hc_crilog_cursor *c, off_t size, hc_crilog_line_fn *fn, void *arg)
+{
+	return hc_crilog_feed_range(c->parser, c->fd, &c->off, size, c->buf, fn, arg);
 }
 
 /* Reads what the open file holds now. */
@@ -759,24 +765,12 @@ static int read_backlog(struct hc_crilog_cursor *c, hc_crilog_line_fn *fn, void 
 	while (c->ibacklog < c->nbacklog) {
 		struct hc_crilog_seg *g = &c->backlog[c->ibacklog];
 
-		hc_crilog_parser_skip(c->parser, g->skip);
-		while (g->from < g->to) {
-			size_t want = g->to - g->from < BLOCK ? (size_t)(g->to - g->from) : BLOCK;
-			ssize_t n = pread(g->fd, c->buf, want, g->from);
-			size_t used;
-			int r;
+		int r;
 
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0)
-				return -errno;
-			if (n == 0)
-				break;
-			r = hc_crilog_parser_feed(c->parser, c->buf, (size_t)n, &used, fn, arg);
-			g->from += (off_t)used;
-			if (r)
-				return r;
-		}
+		hc_crilog_parser_skip(c->parser, g->skip);
+		r = hc_crilog_feed_range(c->parser, g->fd, &g->from, g->to, c->buf, fn, arg);
+		if (r)
+			return r;
 		close(g->fd);
 		c->ibacklog++;
 		if (c->ibacklog == c->nbacklog)

@@ -26,6 +26,8 @@
 /* Everything that decides whether a record is valid and what it is lies in
  * its first HC_CRILOG_HEADER_MAX bytes: timestamp, stream, tag, spaces. */
 #define HC_CRILOG_HEADER_MAX 64
+/* The unit files are read in, forwards and backwards. */
+#define HC_CRILOG_BLOCK 65536
 
 enum hc_crilog_stream { HC_CRILOG_STDOUT = 0, HC_CRILOG_STDERR = 1 };
 
@@ -100,6 +102,12 @@ int hc_crilog_parser_feed(struct hc_crilog_parser *p, const char *data, size_t l
  * parser holds nothing. 0 or fn's nonzero value (the rest stays pending).
  */
 int hc_crilog_parser_flush(struct hc_crilog_parser *p, hc_crilog_line_fn *fn, void *arg);
+
+/* Feeds p from fd's bytes [*off, to), read into buf (HC_CRILOG_BLOCK
+ * bytes); *off advances past what the parser took. A file shorter than to
+ * ends the feed early (not an error). 0, fn's nonzero value or -errno. */
+int hc_crilog_feed_range(struct hc_crilog_parser *p, int fd, off_t *off, off_t to, char *buf,
+			 hc_crilog_line_fn *fn, void *arg);
 
 /* Sets how many lines of each class (stdout, stderr, malformed) the parser
  * drops unseen before it emits any: a tail's window (hc_crilog_find_tail). */

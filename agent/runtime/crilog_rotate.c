@@ -16,7 +16,7 @@
 #include "crilog_int.h"
 #include "log/log.h"
 
-#define BLOCK 65536
+#define BLOCK HC_CRILOG_BLOCK
 #define INDEX_SUFFIX ".lines"
 #define MARKS 1024 /* offsets remembered, over every log */
 #define QUIET_STEP_US 2000
@@ -572,23 +572,7 @@ static int feed_segment(struct reader *rd, const struct segment *sg, char *buf)
 	off_t o = sg->from;
 
 	hc_crilog_parser_skip(rd->p, sg->skip);
-	while (o < sg->to) {
-		size_t want = sg->to - o < BLOCK ? (size_t)(sg->to - o) : BLOCK, used;
-		ssize_t n = pread(sg->lf->fd, buf, want, o);
-		int r;
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		r = hc_crilog_parser_feed(rd->p, buf, (size_t)n, &used, rd->fn, rd->arg);
-		if (r)
-			return r;
-		o += n;
-	}
-	return 0;
+	return hc_crilog_feed_range(rd->p, sg->lf->fd, &o, sg->to, buf, rd->fn, rd->arg);
 }
 
 /* The start of the first record at or after o (to if none before it). */
