@@ -440,7 +440,8 @@ static int pread_full(int fd, char *buf, size_t len, off_t off, size_t *got)
 	return 0;
 }
 
-int hc_crilog_find_tail(int fd, off_t size, long tail, off_t *start, long skip[3], long *found)
+int hc_crilog_find_tail(int fd, off_t size, off_t floor, long tail, off_t *start, long skip[3],
+			long *found)
 {
 	struct tail_scan t = { .tail = tail };
 	off_t bend = size, next_nl = -1;
@@ -456,8 +457,8 @@ int hc_crilog_find_tail(int fd, off_t size, long tail, off_t *start, long skip[3
 	buf = malloc(BLOCK + HEADER_MAX);
 	if (!buf)
 		return -ENOMEM;
-	while (bend > 0) {
-		off_t bstart = bend > BLOCK ? bend - BLOCK : 0;
+	while (bend > floor) {
+		off_t bstart = bend - floor > BLOCK ? bend - BLOCK : floor;
 		size_t want = size - bstart < BLOCK + HEADER_MAX ? (size_t)(size - bstart)
 								 : BLOCK + HEADER_MAX;
 		size_t got, i;
@@ -495,8 +496,9 @@ int hc_crilog_find_tail(int fd, off_t size, long tail, off_t *start, long skip[3
 			break;
 	}
 	if (!t.exceeded) {
-		/* every line is shown: from the start */
-		t.start = 0;
+		/* every line is shown: from the start, or the first whole
+		 * record past the floor */
+		t.start = floor == 0 ? 0 : next_nl >= 0 ? next_nl + 1 : size;
 		memset(t.skip, 0, sizeof(t.skip));
 		memset(t.skip_run, 0, sizeof(t.skip_run));
 	}
@@ -591,7 +593,7 @@ struct hc_crilog_cursor *hc_crilog_cursor_open(const char *path, long tail)
 		goto fail;
 	c->dev = st.st_dev;
 	c->ino = st.st_ino;
-	r = hc_crilog_find_tail(c->fd, st.st_size, tail, &c->off, c->skip, &found);
+	r = hc_crilog_find_tail(c->fd, st.st_size, 0, tail, &c->off, c->skip, &found);
 	if (r < 0)
 		goto fail;
 	if (tail < 0 || found < tail) {

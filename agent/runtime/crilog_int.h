@@ -121,9 +121,11 @@ bool hc_crilog_parser_idle(const struct hc_crilog_parser *p);
  * Where to start reading the first size bytes of fd for their last tail
  * lines (tail < 0: all), how many lines of each class to skip from there,
  * and how many lines that yields (*found, at most tail). Reads backwards in
- * 64 KiB blocks: the cost is what is shown. 0 or -errno.
+ * 64 KiB blocks, never below floor (a window: then at most from the first
+ * whole record past it): the cost is what is shown. 0 or -errno.
  */
-int hc_crilog_find_tail(int fd, off_t size, long tail, off_t *start, long skip[3], long *found);
+int hc_crilog_find_tail(int fd, off_t size, off_t floor, long tail, off_t *start, long skip[3],
+			long *found);
 
 /* ---- rotation: <path>, then <path>.1 (newest rotated) ... <path>.N ----
  *

@@ -604,23 +604,6 @@ static int record_after(int fd, off_t o, off_t to, off_t *out)
 	return 0;
 }
 
-/* Whether the last budget bytes before to hold at most `lines` lines: then
- * the window, not the line, decides where a read starts, and no backward
- * scan past the window is needed. Errors say no (the scan will tell). */
-static bool window_holds_fewer(const struct logfile *lf, off_t to, uint64_t budget,
-			       uint64_t lines)
-{
-	uint64_t n;
-	off_t w0, end;
-
-	if (budget >= (uint64_t)to)
-		return false;
-	if (record_after(lf->fd, to - (off_t)budget, to, &w0) < 0 ||
-	    hc_crilog_count_lines(lf->fd, w0, to, &n, &end) < 0)
-		return false;
-	return n <= lines;
-}
-
 /*
  * Plans the segments to read: from line `from` (in file i, at most `want`
  * lines before the end) to end_off in the current file, no more than
@@ -650,13 +633,13 @@ static int plan(struct logset *s, struct hc_crilog_marks *marks, uint64_t from, 
 			break; /* nothing wanted here or before */
 		if (from >= lf->first && mark_get(marks, lf, from, true, &k)) {
 			g->from = k.off;
-		} else if (from >= lf->first && !window_holds_fewer(lf, to, budget, last - from)) {
-			r = hc_crilog_find_tail(lf->fd, to, (long)(last - from), &g->from, g->skip,
-						&found);
+		} else if (from >= lf->first) {
+			off_t floor = budget < (uint64_t)to ? to - (off_t)budget : 0;
+
+			r = hc_crilog_find_tail(lf->fd, to, floor, (long)(last - from), &g->from,
+						g->skip, &found);
 			if (r < 0)
 				return r;
-		} else if (from >= lf->first) {
-			g->from = 0; /* the window cuts it below */
 		}
 		/* else: the whole file (g->from 0), and the ones before */
 		if ((uint64_t)(g->to - g->from) > budget) {
@@ -746,7 +729,7 @@ int hc_crilog_backlog_open(const char *path, long want, struct hc_crilog_seg *se
 		struct hc_crilog_seg *g = &segs[*nsegs];
 		long found;
 
-		r = hc_crilog_find_tail(s.f[i].fd, s.f[i].size, want, &g->from, g->skip, &found);
+		r = hc_crilog_find_tail(s.f[i].fd, s.f[i].size, 0, want, &g->from, g->skip, &found);
 		if (r < 0)
 			break;
 		g->fd = s.f[i].fd;
