@@ -322,11 +322,6 @@ void hc_crilog_parser_skip(struct hc_crilog_parser *p, const long skip[3])
 	memcpy(p->skip, skip, sizeof(p->skip));
 }
 
-bool hc_crilog_parser_idle(const struct hc_crilog_parser *p)
-{
-	return !p->rec_len && !p->rec_cut && !p->part[0].active && !p->part[1].active;
-}
-
 int hc_crilog_parser_flush(struct hc_crilog_parser *p, hc_crilog_line_fn *fn, void *arg)
 {
 	int r = 0;

@@ -113,10 +113,6 @@ int hc_crilog_feed_range(struct hc_crilog_parser *p, int fd, off_t *off, off_t t
  * drops unseen before it emits any: a tail's window (hc_crilog_find_tail). */
 void hc_crilog_parser_skip(struct hc_crilog_parser *p, const long skip[3]);
 
-/* Whether the parser holds nothing: no record split across feeds, no open
- * partial line. A position where it is idle is a clean place to restart. */
-bool hc_crilog_parser_idle(const struct hc_crilog_parser *p);
-
 /*
  * Where to start reading the first size bytes of fd for their last tail
  * lines (tail < 0: all), how many lines of each class to skip from there,
