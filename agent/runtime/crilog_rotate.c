@@ -461,7 +461,7 @@ struct mark {
 	uint64_t key;
 	dev_t dev;
 	ino_t ino;
-	off_t off; /* a clean place: a record starts here, no line open */
+	off_t off; /* a record starts here (a line of over 16 KiB may be open) */
 	uint64_t line;
 	bool used;
 };

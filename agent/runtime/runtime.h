@@ -274,7 +274,10 @@ struct hc_runtime_watch;
  * Lists the workloads every interval_ms on a thread of its own (CRI calls
  * block) and calls fn on the loop thread once for each workload that exited,
  * including those found exited at the first look. It also removes sandboxes
- * left half-created by a crash, and keeps the figures the metrics show.
+ * left half-created by a crash, and keeps the figures the metrics show. A
+ * second thread keeps the running workloads' logs under cfg's size cap,
+ * rotating them (a stat per log when it was written, or every
+ * HC_RUNTIME_LOG_CHECK_MS; see docs/runtime.md).
  * NULL + errno on failure.
  */
 struct hc_runtime_watch *hc_runtime_watch_start(struct hc_loop *loop,
