@@ -116,12 +116,13 @@ static enum MHD_Result get_healthz(struct hc_http *h, struct MHD_Connection *con
 	return hc_http_send_text(h, conn, ROUTE_HEALTHZ, "text/plain; charset=utf-8", ok, 3);
 }
 
-/* Names the cluster itself sends (its states and queries) or serf keeps
- * for its internal queries: a caller of /event or /query must not speak
- * for the cluster, whose every node obeys them. */
+/* Names the cluster itself sends (hypercore_state_broadcast,
+ * hypercore_query: every node obeys them) or serf keeps for its internal
+ * queries: a caller of /event or /query must not speak for the cluster.
+ * The read-only hypercore-info query stays open: users ask it (README). */
 static bool reserved_name(const char *name)
 {
-	return strncasecmp(name, "hypercore", 9) == 0 || strncasecmp(name, "_serf", 5) == 0;
+	return strncasecmp(name, "hypercore_", 10) == 0 || strncasecmp(name, "_serf", 5) == 0;
 }
 
 static enum MHD_Result post_event(struct hc_http *h, struct MHD_Connection *conn,
@@ -137,7 +138,7 @@ static enum MHD_Result post_event(struct hc_http *h, struct MHD_Connection *conn
 		return hc_http_send_error(h, conn, ROUTE_EVENT, 400, "missing query parameter name");
 	if (reserved_name(name))
 		return hc_http_send_error(h, conn, ROUTE_EVENT, 403,
-					  "event names starting hypercore or _serf are the cluster's own");
+					  "event names starting hypercore_ or _serf are the cluster's own");
 	if (req->too_large)
 		return hc_http_send_error(h, conn, ROUTE_EVENT, 413, "payload over %u bytes", MAX_BODY);
 	r = hc_cluster_user_event(h->api->cluster, name, (const uint8_t *)req->body, req->len,
@@ -271,7 +272,7 @@ static enum MHD_Result post_query(struct hc_http *h, struct MHD_Connection *conn
 		return hc_http_send_error(h, conn, ROUTE_QUERY, 400, "missing query parameter name");
 	if (reserved_name(name))
 		return hc_http_send_error(h, conn, ROUTE_QUERY, 403,
-					  "query names starting hypercore or _serf are the cluster's own");
+					  "query names starting hypercore_ or _serf are the cluster's own");
 	if (req->too_large)
 		return hc_http_send_error(h, conn, ROUTE_QUERY, 413, "payload over %u bytes", MAX_BODY);
 	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_query_arg, &qa);
