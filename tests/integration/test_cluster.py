@@ -2,8 +2,9 @@
 """The cluster end to end: three hypercore nodes in network namespaces
 (tools/netcluster.py), each with its embedded containerd, data plane and
 proxy, a registry with the test images, and real `serf agent`s joining
-them with the cluster key node 1 made (the nodes join with its join token). Spawn through one node lands on some node and answers at its URL
-through every node's proxy (HTTP and TLS by SNI); every node lists the same
+them with the cluster key node 1 made (the nodes join with its join token).
+Spawn through one node lands on some node and answers at its URL through
+every node's proxy (HTTP and TLS by SNI); every node lists the same
 state; logs come from the owner through any node; stop removes the routes
 everywhere; malformed queries and user events are answered with ERROR or
 dropped; SIGKILL of the owner with respawn on runs the workload elsewhere,
