@@ -616,6 +616,7 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, struct hc_err *err)
 		goto fail;
 	}
 
+	hc_daemon_secrets_report(&secrets);
 	hc_cluster_gossip_addr(d.cluster, gossip_at, sizeof(gossip_at));
 	hc_log(HC_LOG_INFO,
 	       "hypercore %s ready: node %s, gRPC port %d, HTTP port %d, gossip %s", HC_VERSION,
