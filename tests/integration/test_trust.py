@@ -505,6 +505,45 @@ class Trust(hctest.TestCase):
         self.assertCleanExit(b)
         self.assertCleanExit(a)
 
+    def test_cluster_key_rotates_on_every_member(self):
+        """`cluster keys` install, use, remove: every member's keyring file
+        follows, the cluster stays whole throughout, and the old key (and
+        a join token carrying it) no longer gets anyone in."""
+        fast = ["--gossip-interval-ms", "200"]  # queries time out in seconds
+        a = self.agent("first", extra_args=fast)
+        old_join = a.join_token()
+        b = self.agent("second", extra_args=[*fast, *a.join_args()])
+        for x in (a, b):
+            wait_for("2 alive members on %s" % x.name,
+                     lambda: x.members() == {"first": "alive", "second": "alive"}, 30)
+        old = a.keyring()[0]
+        r = a.local_cli("cluster", "keys", "generate")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        new = r.stdout.strip()
+        self.assertEqual(len(base64.b64decode(new)), 32)
+        http = ["--http-bind-addr", "127.0.0.1:%d" % a.http_port, "--state-dir", a.state_dir]
+        for op, key, want in (("install", new, [old, new]), ("use", new, [new, old]),
+                              ("remove", old, [new])):
+            r = a.local_cli("cluster", "keys", *http, op, key, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("done on 2 members", r.stdout)
+            for x in (a, b):
+                self.assertEqual(x.keyring(), want, "%s after %s" % (x.name, op))
+                self.assertEqual(x.members(), {"first": "alive", "second": "alive"})
+        # the key in use cannot be removed; a bad key is a usage error
+        r = a.local_cli("cluster", "keys", *http, "remove", new, timeout=120)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("did not apply it", r.stderr)
+        r = a.local_cli("cluster", "keys", *http, "install", "bm90IGEga2V5")
+        self.assertEqual(r.returncode, 2)
+        # a node holding only the old key stays out
+        c = self.agent("late", extra_args=["--join-token", old_join, a.seed])
+        wait_for("the join verdict", lambda: "could not join any seed" in c.log(), 60)
+        self.assertNotIn("late", a.members())
+        self.assertCleanExit(c)
+        self.assertCleanExit(b)
+        self.assertCleanExit(a)
+
     def test_wrong_key_never_a_member(self):
         a = self.agent("first")
         c = self.agent("intruder", extra_args=["--cluster-encrypt", new_key(), a.seed])
@@ -638,14 +677,61 @@ class Trust(hctest.TestCase):
         os.chmod(path, 0o600)
         self.assertCleanExit(a)
 
-    @unittest.skip("TODO(issue 15): wire after the change adding hypercore_states_rejected_total")
-    def test_forged_state_changes_nothing(self):
-        """TODO: a member (a keyed serf agent) sends, as a
-        hypercore_state_broadcast user event, a state naming another node,
-        with another node_addr and state_version 2^64-1: no route changes,
-        nothing is stopped, the owner's later states still apply, and
-        hypercore_states_rejected_total counts it."""
+    # ---- only plausible states ----
 
+    def test_forged_state_changes_nothing(self):
+        """A member holding the key (a serf agent) sends states in the name
+        of another node: with another address (where routes would then
+        lead), and with the right address but state_version 2^64-1 (which
+        would silence the real node for good). Neither is used: the named
+        node's entry and the lists stay as they were, nothing is stopped,
+        both are counted by reason, and the real node's later states still
+        apply."""
+        a = self.agent("first", extra_args=["--state-period-ms", "500"])
+        b = self.agent("second", extra_args=["--state-period-ms", "500", *a.join_args()])
+        wait_for("second's state at first", lambda: any(
+            st["node"]["id"] == "second" for st in a.http_json("/list")[1]["response"]["states"]),
+            30)
+        s = self.serf("serf-forger", "-encrypt=" + a.keyring()[0], "-join=" + a.seed)
+        wait_for("the forger in first's members",
+                 lambda: a.members().get("serf-forger") == "alive", 30)
+        rejected_before = metric_values(a, "hypercore_states_rejected_total")
+        stopped_before = metric_values(a, "hypercore_duplicates_stopped_total")[""]
+        wid = str(uuid.uuid4())
+
+        def forged(addr, version):
+            st = pb.NodeStateResponse(
+                node=pb.Node(id="second", ip=str(uuid.uuid4()) + "_complete"),
+                workloads=[pb.WorkloadState(id=wid, source_request=pb.VmSpawnRequest(
+                    cores=1, memory=64, image_ref="registry.test/evil:1"))],
+                node_addr=addr, http_port=1, chunk_index=0, chunk_count=1,
+                state_version=version)
+            payload = st.SerializeToString()
+            self.assertNotIn(b"\0", payload)  # it goes through argv
+            r = s.cli("event", "-coalesce=false", "hypercore_state_broadcast", payload)
+            self.assertEqual(r.returncode, 0, r.stderr)
+
+        def rejected(reason):
+            return metric_values(a, "hypercore_states_rejected_total").get(
+                '{reason="%s"}' % reason, 0) - rejected_before.get('{reason="%s"}' % reason, 0)
+
+        forged("169.254.169.254", int(time.time() * 1000))
+        wait_for("the forged address counted", lambda: rejected("addr_mismatch") >= 1, 30)
+        forged("127.0.0.1", 2 ** 64 - 1)
+        wait_for("the forged version counted", lambda: rejected("version_ahead") >= 1, 30)
+        received = metric_values(a, "hypercore_states_received_total")[""]
+        # the real node keeps being heard, and nothing of the forgeries shows
+        wait_for("second's own states still applied", lambda: metric_values(
+            a, "hypercore_states_received_total")[""] >= received + 3, 30)
+        states = {st["node"]["id"]: st for st in a.http_json("/list")[1]["response"]["states"]}
+        self.assertNotIn(wid, json.dumps(states))
+        self.assertEqual(states["second"].get("node_addr"), "127.0.0.1")
+        self.assertEqual(states["second"].get("http_port"), b.http_port)
+        self.assertEqual(metric_values(a, "hypercore_duplicates_stopped_total")[""],
+                         stopped_before)
+        self.assertIn("rejected", a.log())
+        self.assertCleanExit(b)
+        self.assertCleanExit(a)
 
 if __name__ == "__main__":
     hctest.main()
