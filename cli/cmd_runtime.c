@@ -461,9 +461,13 @@ static int isolate(void *arg, const struct hc_runtime_sandbox *sb, struct hc_err
 				  sb->ip);
 	r = hc_dataplane_workload_attach(arg, sb->id, &ip, true,
 					 hc_workload_spec_egress_bytes(sb->spec), err);
-	if (r < 0)
+	if (r < 0) {
+		char why[sizeof(err->msg)];
+
+		memcpy(why, err->msg, sizeof(why));
 		return hc_err_set(err, r, "isolating workload %s before it starts: %s", sb->id,
-				  err->msg);
+				  why);
+	}
 	return 0;
 }
 

@@ -225,9 +225,13 @@ int hc_daemon_dataplane_on_sandbox(void *arg, const struct hc_runtime_sandbox *s
 	rc = hc_dataplane_workload_attach(dd->dp, sb->id, &ip, true,
 					  hc_workload_spec_egress_bytes(sb->spec), err);
 	pthread_mutex_unlock(&dd->lock);
-	if (rc < 0)
+	if (rc < 0) {
+		char why[sizeof(err->msg)];
+
+		memcpy(why, err->msg, sizeof(why));
 		return hc_err_set(err, rc, "isolating workload %s before it starts: %s", sb->id,
-				  err->msg);
+				  why);
+	}
 	return 0;
 }
 

@@ -534,7 +534,8 @@ class Runtime(unittest.TestCase):
         w = wait_for("the workload after the restart", lambda: self.workload(wid))
         self.assertEqual(w["state"], "running")
         self.assertRegex(self.agent.log(), r"containerd exited \(killed by signal 9\)")
-        r = hctest.run_cli("cluster", "list", "--grpc-bind-addr", self.agent.grpc_addr)
+        r = hctest.run_cli("cluster", "list", "--grpc-bind-addr", self.agent.grpc_addr,
+                           "--state-dir", self.agent.state_dir)
         self.assertEqual(r.returncode, 0, r.stderr)
         status, _, body = self.agent.http("/metrics")
         self.assertEqual(status, 200)
@@ -752,7 +753,7 @@ class Runtime(unittest.TestCase):
 
         def in_cluster():
             r = hctest.run_cli("cluster", "list", "--json", "--grpc-bind-addr",
-                               self.agent.grpc_addr)
+                               self.agent.grpc_addr, "--state-dir", self.agent.state_dir)
             self.assertEqual(r.returncode, 0, r.stderr)
             for st in json.loads(r.stdout).get("states", []):
                 for x in st.get("workloads", []):
@@ -800,7 +801,7 @@ class Runtime(unittest.TestCase):
         def cluster(env):
             args = [a for e in env for a in ("--env", e)]
             r = hctest.run_cli("cluster", "spawn", "--grpc-bind-addr", self.agent.grpc_addr,
-                               "--image-ref", self.images["probe"], "--mem", "16", *args,
+                               "--state-dir", self.agent.state_dir, "--image-ref", self.images["probe"], "--mem", "16", *args,
                                "--timeout", "120")
             self.assertEqual(r.returncode, 0, r.stderr)
             wid = r.stdout.split()[0]
