@@ -82,16 +82,6 @@ static int to_request(struct spawn_args *a)
 	return 0;
 }
 
-static int parse_cap(char *arg, void *field, char *why, size_t len)
-{
-	struct hc_err rerr;
-
-	if (hc_workload_spec_add_cap(field, arg, &rerr) < 0) {
-		snprintf(why, len, "%s", rerr.msg);
-		return -EINVAL;
-	}
-	return 0;
-}
 
 static int parse_ports(char *arg, void *field, char *why, size_t len)
 {
@@ -143,16 +133,7 @@ const struct hc_cli_opt hc_cli_opts_cluster_spawn[] = {
 	  .help = "environment variable (repeatable)" },
 	HC_CLI_FUNC("id", S, req.id, parse_id, "a lowercase UUID", "UUID",
 		    "the workload id (default: a new one)"),
-	{ .name = "cap-add", .type = HC_CLI_OPT_FUNC, .off = offsetof(S, spec), .parse = parse_cap,
-	  .bare = true, .metavar = "CAP",
-	  .help = "a capability beyond the default set, e.g. NET_RAW (repeatable)" },
-	HC_CLI_UINT("pids-limit", S, req.pids_limit, HC_RUNTIME_MIN_PIDS_LIMIT,
-		    HC_RUNTIME_MAX_PIDS_LIMIT,
-		    HC_CLI_QUOTE(HC_RUNTIME_MIN_PIDS_LIMIT) ".." HC_CLI_QUOTE(HC_RUNTIME_MAX_PIDS_LIMIT),
-		    "N", "at most N processes and threads (default "
-		    HC_CLI_QUOTE(HC_RUNTIME_DEFAULT_PIDS_LIMIT) ")"),
-	HC_CLI_FLAG("read-only-rootfs", S, spec.read_only_rootfs,
-		    "mount the image's root filesystem read-only"),
+	HC_CLI_HARDENING_ROWS(S, spec, req.pids_limit, spec.read_only_rootfs),
 	HC_CLI_FLAG("json", S, json, "print {\"id\", \"url\"}"),
 	HC_CLI_TIMEOUT(S, timeout_ms, "give up after this long (default 200)"),
 	HC_CLI_AUTH_ROWS,

@@ -282,16 +282,6 @@ static int parse_egress(char *arg, void *field, char *why, size_t len)
 	return add_label(field, label) < 0 ? -ENOMEM : 0;
 }
 
-static int parse_cap(char *arg, void *field, char *why, size_t len)
-{
-	struct hc_err err;
-
-	if (hc_workload_spec_add_cap(field, arg, &err) < 0) {
-		snprintf(why, len, "%s", err.msg);
-		return -EINVAL;
-	}
-	return 0;
-}
 
 #define S struct spawn_args
 const struct hc_cli_opt hc_cli_opts_spawn[] = {
@@ -315,16 +305,7 @@ const struct hc_cli_opt hc_cli_opts_spawn[] = {
 		    "limit what it sends to N Mbit/s (the data plane drops the excess; label "
 		    HC_LABEL_EGRESS_MBIT ")"),
 	HC_CLI_GROUP("Hardening (docs/runtime.md)"),
-	{ .name = "cap-add", .type = HC_CLI_OPT_FUNC, .off = offsetof(S, spec), .parse = parse_cap,
-	  .bare = true, .metavar = "CAP",
-	  .help = "a capability beyond the default set, e.g. NET_RAW (repeatable)" },
-	HC_CLI_UINT("pids-limit", S, spec.pids_limit, HC_RUNTIME_MIN_PIDS_LIMIT,
-		    HC_RUNTIME_MAX_PIDS_LIMIT,
-		    HC_CLI_QUOTE(HC_RUNTIME_MIN_PIDS_LIMIT) ".." HC_CLI_QUOTE(HC_RUNTIME_MAX_PIDS_LIMIT),
-		    "N", "at most N processes and threads (default "
-		    HC_CLI_QUOTE(HC_RUNTIME_DEFAULT_PIDS_LIMIT) ")"),
-	HC_CLI_FLAG("read-only-rootfs", S, spec.read_only_rootfs,
-		    "mount the image's root filesystem read-only"),
+	HC_CLI_HARDENING_ROWS(S, spec, spec.pids_limit, spec.read_only_rootfs),
 	HC_CLI_STR("bpf-pin-dir", S, pin_dir, "DIR",
 		   "the agent's pinned data plane, which isolates the workload before it "
 		   "starts (default " HC_DEFAULT_BPF_PIN_DIR ")"),
