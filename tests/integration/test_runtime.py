@@ -534,8 +534,7 @@ class Runtime(unittest.TestCase):
         w = wait_for("the workload after the restart", lambda: self.workload(wid))
         self.assertEqual(w["state"], "running")
         self.assertRegex(self.agent.log(), r"containerd exited \(killed by signal 9\)")
-        r = hctest.run_cli("cluster", "list", "--grpc-bind-addr", self.agent.grpc_addr,
-                           "--state-dir", self.agent.state_dir)
+        r = hctest.run_cli("cluster", "list", "--grpc-bind-addr", self.agent.grpc_addr)
         self.assertEqual(r.returncode, 0, r.stderr)
         status, _, body = self.agent.http("/metrics")
         self.assertEqual(status, 200)
