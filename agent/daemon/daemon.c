@@ -602,6 +602,10 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, struct hc_err *err)
 		if (!d.dataplane)
 			goto fail;
 		hc_cluster_set_maps(d.cluster, hc_daemon_dataplane_maps(d.dataplane));
+		/* every spawn of the cluster's (a spawn, a respawn, a restart) is
+		 * isolated before its container exists; set before any job runs */
+		d.runtime.on_sandbox = hc_daemon_dataplane_on_sandbox;
+		d.runtime.on_sandbox_arg = d.dataplane;
 		if (!cfg->no_proxy && start_proxy(&d, cfg, err) < 0)
 			goto fail;
 	}

@@ -26,6 +26,12 @@ struct daemon_dataplane *hc_daemon_dataplane_start(struct hc_loop *loop, struct 
 /* The runtime's running workloads changed (hc_runtime_running_fn). */
 void hc_daemon_dataplane_on_running(void *arg, const struct hc_runtime_running *list, size_t n);
 
+/* hc_runtime_sandbox_fn: attaches TC (isolated, with the spec's egress
+ * limit) to a new sandbox's veth before its container is created; a failure
+ * fails the spawn. Safe on any thread (the cluster's job threads call it). */
+int hc_daemon_dataplane_on_sandbox(void *arg, const struct hc_runtime_sandbox *sb,
+				   struct hc_err *err);
+
 /* The maps the cluster keeps in sync. */
 struct hc_dpmaps *hc_daemon_dataplane_maps(struct daemon_dataplane *dd);
 

@@ -161,6 +161,14 @@ struct hc_dataplane;
 struct hc_dataplane *hc_dataplane_open(const struct hc_dataplane_config *cfg,
 				       struct hc_err *err);
 
+/* The part of a running (or stopped) agent's data plane a workload needs,
+ * from its pins alone: the maps and the workload veths' TC programs the
+ * agent pinned, nothing loaded or attached. For processes other than the
+ * agent (the CLI's local spawn): with it, hc_dataplane_workload_attach()
+ * attaches the agent's own programs. NULL + errno (ENOENT: no data plane
+ * pinned in pin_dir) with err filled; free with hc_dataplane_close(). */
+struct hc_dataplane *hc_dataplane_open_pinned(const char *pin_dir, struct hc_err *err);
+
 /* Releases the agent's handles; programs, links and maps stay attached and
  * pinned. Accepts NULL. */
 void hc_dataplane_close(struct hc_dataplane *dp);

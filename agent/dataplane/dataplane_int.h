@@ -60,7 +60,16 @@ struct hc_dataplane {
 	struct hc_tc *tc;
 	struct hc_sockmap *sockmap;
 	struct hc_dpmaps maps;
+	/* The workload veths' programs: the tc skeleton's, or (opened from
+	 * their pins by hc_dataplane_open_pinned) owned here. */
+	int tc_from_wl_fd, tc_to_wl_fd;
+	bool own_prog_fds;
 };
+
+/* Pins of the workload veths' TC programs, so that a process that loads
+ * nothing (the CLI's local spawn) attaches the agent's own programs. */
+#define HC_PIN_TC_FROM_WL "hc_prog_tc_from_wl"
+#define HC_PIN_TC_TO_WL "hc_prog_tc_to_wl"
 
 /* Opens from pins (fds owned by m); or adopts fds the loader got (dup'ed). */
 int hc_dpmaps_init_from_pins(struct hc_dpmaps *m, const char *pin_dir, struct hc_err *err);

@@ -122,6 +122,20 @@ static int load_failed(struct hc_err *err, const char *what, int rc)
 		rc_;                                                                       \
 	})
 
+/* Pins a workload program under pin_dir, replacing an earlier agent's pin
+ * (the TC filters keep whichever program they hold until re-attached). */
+static int pin_prog(const char *pin_dir, const char *name, int fd, struct hc_err *err)
+{
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/%s", pin_dir, name);
+	if (unlink(path) < 0 && errno != ENOENT)
+		return hc_err_set(err, -errno, "cannot replace %s: %s", path, strerror(errno));
+	if (bpf_obj_pin(fd, path) < 0)
+		return hc_err_set(err, -errno, "cannot pin %s: %s", path, strerror(errno));
+	return 0;
+}
+
 static int load_objects(struct hc_dataplane *dp, struct hc_err *err)
 {
 	int rc;
@@ -131,6 +145,13 @@ static int load_objects(struct hc_dataplane *dp, struct hc_err *err)
 		rc = OPEN_AND_LOAD(hc_tc, dp->tc, dp->pin_dir, err);
 	if (!rc)
 		rc = OPEN_AND_LOAD(hc_sockmap, dp->sockmap, dp->pin_dir, err);
+	if (rc)
+		return rc;
+	dp->tc_from_wl_fd = bpf_program__fd(dp->tc->progs.hc_tc_from_wl);
+	dp->tc_to_wl_fd = bpf_program__fd(dp->tc->progs.hc_tc_to_wl);
+	rc = pin_prog(dp->pin_dir, HC_PIN_TC_FROM_WL, dp->tc_from_wl_fd, err);
+	if (!rc)
+		rc = pin_prog(dp->pin_dir, HC_PIN_TC_TO_WL, dp->tc_to_wl_fd, err);
 	return rc;
 }
 
@@ -172,11 +193,9 @@ static int tc_attach(struct hc_dataplane *dp, int ifindex, bool has_qdisc)
 {
 	int rc;
 
-	rc = hc_dp_tc_attach_one(ifindex, bpf_program__fd(dp->tc->progs.hc_tc_from_wl), BPF_TC_INGRESS,
-			   has_qdisc);
+	rc = hc_dp_tc_attach_one(ifindex, dp->tc_from_wl_fd, BPF_TC_INGRESS, has_qdisc);
 	if (!rc)
-		rc = hc_dp_tc_attach_one(ifindex, bpf_program__fd(dp->tc->progs.hc_tc_to_wl), BPF_TC_EGRESS,
-				   has_qdisc);
+		rc = hc_dp_tc_attach_one(ifindex, dp->tc_to_wl_fd, BPF_TC_EGRESS, has_qdisc);
 	return rc;
 }
 
@@ -485,10 +504,70 @@ fail:
 	return NULL;
 }
 
+/* The pinned program name under pin_dir, as an fd; -errno. */
+static int prog_from_pin(const char *pin_dir, const char *name, struct hc_err *err)
+{
+	char path[512];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", pin_dir, name);
+	fd = bpf_obj_get(path);
+	if (fd >= 0)
+		return fd;
+	if (errno == ENOENT)
+		return hc_err_set(err, -ENOENT,
+				  "no data plane pinned in %s (%s missing): start an agent "
+				  "(hypercore cluster) or give --bpf-pin-dir", pin_dir, name);
+	return hc_err_set(err, -errno, "cannot open %s: %s", path, strerror(errno));
+}
+
+struct hc_dataplane *hc_dataplane_open_pinned(const char *pin_dir, struct hc_err *err)
+{
+	struct hc_dataplane *dp = calloc(1, sizeof(*dp));
+	__u32 zero = 0;
+	int rc;
+
+	if (!dp) {
+		errno = ENOMEM;
+		hc_err_set(err, -ENOMEM, "out of memory");
+		return NULL;
+	}
+	if (!pin_dir)
+		pin_dir = HC_DEFAULT_BPF_PIN_DIR;
+	for (int *fd = &dp->maps.routes; fd <= &dp->maps.drops; fd++)
+		*fd = -1;
+	dp->own_prog_fds = true;
+	dp->tc_from_wl_fd = dp->tc_to_wl_fd = -1;
+	snprintf(dp->pin_dir, sizeof(dp->pin_dir), "%s", pin_dir);
+	rc = hc_dpmaps_init_from_pins(&dp->maps, dp->pin_dir, err);
+	if (!rc && (rc = prog_from_pin(dp->pin_dir, HC_PIN_TC_FROM_WL, err)) >= 0) {
+		dp->tc_from_wl_fd = rc;
+		rc = prog_from_pin(dp->pin_dir, HC_PIN_TC_TO_WL, err);
+		if (rc >= 0)
+			dp->tc_to_wl_fd = rc;
+	}
+	if (rc < 0)
+		goto fail;
+	/* the uplink is never a workload's veth */
+	if (bpf_map_lookup_elem(dp->maps.config, &zero, &dp->config) == 0)
+		dp->ifindex = (int)dp->config.uplink_ifindex;
+	return dp;
+fail:
+	hc_dataplane_close(dp);
+	errno = -rc;
+	return NULL;
+}
+
 void hc_dataplane_close(struct hc_dataplane *dp)
 {
 	if (!dp)
 		return;
+	if (dp->own_prog_fds) {
+		if (dp->tc_from_wl_fd >= 0)
+			close(dp->tc_from_wl_fd);
+		if (dp->tc_to_wl_fd >= 0)
+			close(dp->tc_to_wl_fd);
+	}
 	hc_dpmaps_fini(&dp->maps);
 	hc_sockmap__destroy(dp->sockmap);
 	hc_tc__destroy(dp->tc);

@@ -60,6 +60,8 @@ struct hc_runtime *hc_runtime_new(const struct hc_runtime_config *cfg)
 						      : HC_RUNTIME_DEFAULT_CGROUP_PARENT);
 	rt->capacity_cpus = cfg->capacity_cpus;
 	rt->capacity_mem_mb = cfg->capacity_mem_mb;
+	rt->on_sandbox = cfg->on_sandbox;
+	rt->on_sandbox_arg = cfg->on_sandbox_arg;
 	if (!rt->socket || !rt->log_root || !rt->cgroup_parent ||
 	    !(rt->target = concat("unix:", "", cfg->socket)))
 		goto fail;

@@ -4,7 +4,12 @@ containerd (runc, CNI ptp + host-local + firewall), test images built from
 busybox-static by tools/mkimage.py and pushed with skopeo to Debian's
 docker-registry on loopback, and the local CLI verbs (spawn, list, logs,
 stop, attach). Everything a test creates is removed again, also on failure:
-workloads, the agent and its containerd, their shims, mounts and cgroups."""
+workloads, the agent and its containerd, their shims, mounts and cgroups.
+
+The hardening tests run tests/integration/probe/hcprobe.c (built static here,
+packed as the "probe" image) inside real workloads: a raw socket, a fork
+bomb, a setuid escalation, a write to a read-only root, and a connection to
+the node from the entrypoint's first instruction."""
 
 import glob
 import json
@@ -49,6 +54,13 @@ REMOTE_HOST, REMOTE_NS_ADDR = net30(251)
 UPLINK, CLIENT_NS, CLIENT_VETH = PREFIX + "u0", PREFIX + "-cl", PREFIX + "u1"
 UPLINK_ADDR, CLIENT_ADDR = net30(252)
 PIN_DIR = "/sys/fs/bpf/" + PREFIX
+BAD_PIN_DIR = PIN_DIR + "-bad"  # a data plane whose TC programs cannot attach
+PROBE_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probe", "hcprobe.c")
+DEFAULT_CAPS = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+                "NET_BIND_SERVICE"]
+# linux/capability.h numbers of the default set, for CapBnd in /proc/PID/status
+CAP_BITS = {"CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "FSETID": 4, "KILL": 5, "SETGID": 6,
+            "SETUID": 7, "NET_BIND_SERVICE": 10, "NET_RAW": 13}
 # The workloads' addresses: CNI routes each one on the host.
 WORKLOAD_NET = "10.%d.%d" % (232 + RUN_INDEX % 2048 // 256, RUN_INDEX % 256)
 
@@ -86,7 +98,7 @@ def stale_prefixes():
     names = subprocess.run(["ip", "netns", "list"], capture_output=True,
                            text=True).stdout.split()
     names += [os.path.basename(p) for p in glob.glob("/sys/fs/bpf/hcrt*")]
-    return {m.group(1) for m in map(re.compile(r"^(hcrt\d+)(-reg|-cl)?$").match, names)
+    return {m.group(1) for m in map(re.compile(r"^(hcrt\d+)(-reg|-cl|-bad)?$").match, names)
             if m} - live
 
 
@@ -94,6 +106,11 @@ def remove_run_resources(prefix):
     """Removes what a run named prefix made on the host: its pins (and the
     XDP program behind them), veths and namespaces."""
     pin, uplink = "/sys/fs/bpf/" + prefix, prefix + "u0"
+    bad = pin + "-bad"
+    if os.path.isdir(bad):
+        for f in os.listdir(bad):
+            os.unlink(os.path.join(bad, f))
+        os.rmdir(bad)
     if os.path.exists("/sys/class/net/" + uplink):
         hctest.run_cli("dataplane", "cleanup", "--dataplane-iface", uplink, "--bpf-pin-dir", pin)
     elif os.path.isdir(pin):  # no uplink to name: dropping the pins releases the rest
@@ -108,6 +125,8 @@ def remove_run_resources(prefix):
 
 class Runtime(unittest.TestCase):
     """One registry and one agent for the whole module; tests run in order."""
+
+    spawned = set()  # workload ids this run made (their cgroups go at the end)
 
     @classmethod
     def setUpClass(cls):
@@ -125,6 +144,7 @@ class Runtime(unittest.TestCase):
             cls.registry = Registry(os.path.join(cls.workdir, "registry"))
             cls.registry.start()
             images = build_test_images(os.path.join(cls.workdir, "images"))
+            images["probe"] = cls.build_probe_image()
             cls.images = {}
             for name, oci_dir in images.items():
                 cls.registry.push(oci_dir, "1", "hypercore/" + name)
@@ -145,6 +165,15 @@ class Runtime(unittest.TestCase):
         except BaseException:
             cls.tearDownClass()
             raise
+
+    @classmethod
+    def build_probe_image(cls):
+        binary, oci = os.path.join(cls.workdir, "hcprobe"), os.path.join(cls.workdir, "probe")
+        subprocess.run(["gcc", "-static", "-O2", "-Wall", "-Werror", "-o", binary, PROBE_SRC],
+                       check=True)
+        subprocess.run([sys.executable, os.path.join(hctest.ROOT, "tools", "mkimage.py"),
+                        "probe", "--binary", binary, "--oci-dir", oci, "--tag", "1"], check=True)
+        return oci
 
     @classmethod
     def tearDownClass(cls):
@@ -187,13 +216,16 @@ class Runtime(unittest.TestCase):
             except ProcessLookupError:
                 pass
         cls.unmount_under(cls.workdir)
-        for d in glob.glob(os.path.join(CGROUP_ROOT, "*", "hypercore")):
-            for sub in sorted(glob.glob(os.path.join(d, "*")), reverse=True) + [d]:
-                if os.path.isdir(sub):
-                    try:
-                        os.rmdir(sub)
-                    except OSError:
-                        pass
+        # each workload has its own parent, hypercore/<id>; only this run's
+        # go (other agents on the machine share the hypercore directory)
+        for wid in cls.spawned:
+            for d in glob.glob(os.path.join(CGROUP_ROOT, "*", "hypercore", wid)):
+                for sub in sorted(glob.glob(os.path.join(d, "*")), reverse=True) + [d]:
+                    if os.path.isdir(sub):
+                        try:
+                            os.rmdir(sub)
+                        except OSError:
+                            pass
 
     @classmethod
     def restore_host(cls):
@@ -251,10 +283,16 @@ class Runtime(unittest.TestCase):
 
     @classmethod
     def cli(cls, verb, *args, timeout=120, input=None):
-        # the directories go first: attach takes a command after "--"
-        return hctest.run_cli(verb, "--run-dir", cls.agent.run_dir,
-                              "--state-dir", cls.agent.state_dir, *args, timeout=timeout,
-                              input=input)
+        # the directories go first: attach takes a command after "--"; a
+        # spawn isolates its workload with this agent's pinned data plane
+        pins = ("--bpf-pin-dir", PIN_DIR) if verb == "spawn" and "--bpf-pin-dir" not in args \
+            else ()
+        r = hctest.run_cli(verb, "--run-dir", cls.agent.run_dir,
+                           "--state-dir", cls.agent.state_dir, *pins, *args, timeout=timeout,
+                           input=input)
+        if verb == "spawn":
+            cls.spawned.update(re.findall(r"[0-9a-f]{8}-[0-9a-f-]{27}", r.stdout + r.stderr))
+        return r
 
     @classmethod
     def list_json_or_empty(cls):
@@ -336,7 +374,7 @@ class Runtime(unittest.TestCase):
         body = wait_for("HTTP from the workload", lambda: http_get("http://%s:8080/" % w["ip"]))
         self.assertIn(wid, body)
         self.assertIn("hostname=" + wid, body)
-        cg = os.path.join(CGROUP_ROOT, "%s", "hypercore", w["container_id"], "%s")
+        cg = os.path.join(CGROUP_ROOT, "%s", "hypercore", wid, w["container_id"], "%s")
         with open(cg % ("cpu", "cpu.cfs_quota_us")) as f:
             self.assertEqual(int(f.read()), 100000)
         with open(cg % ("cpu", "cpu.cfs_period_us")) as f:
@@ -413,8 +451,10 @@ class Runtime(unittest.TestCase):
         self.assertIsNone(self.workload(wid))
         self.assertEqual(self.leases(), before)
         self.assertFalse(os.path.exists(log_dir))
-        self.assertFalse(os.path.isdir(os.path.join(CGROUP_ROOT, "memory", "hypercore",
+        self.assertFalse(os.path.isdir(os.path.join(CGROUP_ROOT, "memory", "hypercore", wid,
                                                     w["container_id"])))
+        # the workload's own parent (its pids limit) goes too, everywhere
+        self.assertEqual(glob.glob(os.path.join(CGROUP_ROOT, "*", "hypercore", wid)), [])
         after = glob.glob(os.path.join(self.agent.run_dir, "containerd", "**", "netns", "cni-*"),
                           recursive=True)
         self.assertEqual(len(after), len(netns) - 1)
@@ -636,6 +676,187 @@ class Runtime(unittest.TestCase):
         row = [x for x in self.routes()["workloads"] if x["id"] == wid][0]
         self.assertGreater(row["dropped_packets"], 0)
         self.assertGreater(self.routes()["drops"]["rate_limit"], 0)
+
+    # ---- hardening and isolation before start (issue 16) ----
+
+    def probe(self, wid, *args):
+        """Runs hcprobe VERB in the workload; its one line of output."""
+        r = self.cli("attach", "--id", wid, "--", "/hcprobe", *args, timeout=60)
+        return r.stdout.strip() + r.stderr.strip()
+
+    def workload_pid(self, wid, cid):
+        with open(os.path.join(CGROUP_ROOT, "pids", "hypercore", wid, cid, "cgroup.procs")) as f:
+            return int(f.read().split()[0])
+
+    @staticmethod
+    def proc_status(pid):
+        with open("/proc/%d/status" % pid) as f:
+            return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+    def test_14_hardened_by_default(self):
+        wid = self.spawn("probe", "--mem", "32")
+        w = self.workload(wid)
+        self.assertEqual(w["security"], {"seccomp": "RuntimeDefault", "no_new_privs": True,
+                                         "capabilities": DEFAULT_CAPS, "pids_limit": 1024,
+                                         "read_only_rootfs": False})
+        self.assertEqual(w["request"]["pids_limit"], 1024)
+        # what the kernel holds for the workload's process
+        st = self.proc_status(self.workload_pid(wid, w["container_id"]))
+        self.assertEqual(st["Seccomp"].strip(), "2")  # a filter
+        self.assertEqual(st["NoNewPrivs"].strip(), "1")
+        want = sum(1 << CAP_BITS[c] for c in DEFAULT_CAPS)
+        self.assertEqual(int(st["CapBnd"], 16), want)
+        self.assertEqual(int(st["CapEff"], 16), want)
+        with open(os.path.join(CGROUP_ROOT, "pids", "hypercore", wid, "pids.max")) as f:
+            self.assertEqual(f.read().strip(), "1024")
+        # from inside: no raw sockets, setuid binaries grant nothing, the
+        # root filesystem is writable unless asked otherwise
+        self.assertEqual(self.probe(wid, "raw"), "raw: EPERM")
+        self.assertEqual(self.probe(wid, "setuid"), "setuid: euid=1000 nnp=1")
+        self.assertEqual(self.probe(wid, "write", "/probe-file"), "write: ok")
+
+    def test_15_pids_limit_holds_a_fork_bomb(self):
+        wid = self.spawn("probe", "--mem", "64", "--pids-limit", "64")
+        self.assertEqual(self.workload(wid)["security"]["pids_limit"], 64)
+        with open(os.path.join(CGROUP_ROOT, "pids", "hypercore", wid, "pids.max")) as f:
+            self.assertEqual(f.read().strip(), "64")
+        out = self.probe(wid, "forkbomb")
+        m = re.match(r"^forkbomb: (\d+) children, then EAGAIN$", out)
+        self.assertTrue(m, out)
+        # pause, the entrypoint and the probe itself hold three of the 64
+        self.assertLessEqual(int(m.group(1)), 61)
+        self.assertGreater(int(m.group(1)), 32)
+        # the node is fine: its API answers, the workload still runs and
+        # takes commands, and another workload starts
+        self.assertEqual(self.agent.http("/healthz")[0], 200)
+        self.assertEqual(self.probe(wid, "raw"), "raw: EPERM")
+        self.assertEqual(self.workload(self.spawn("probe", "--mem", "16"))["state"], "running")
+        for args in (("--pids-limit", "3"), ("--pids-limit", "99999999"),
+                     ("--cap-add", "NET_RAWR"), ("--cap-add", "ALL")):
+            with self.subTest(args=args):
+                self.assertFails(self.cli("spawn", "--image-ref", self.images["probe"], *args),
+                                 2, args[0])
+
+    def test_16_read_only_rootfs_and_cap_add(self):
+        wid = self.spawn("probe", "--mem", "32", "--read-only-rootfs", "--cap-add", "net_raw",
+                         "--cap-add", "CAP_NET_RAW", "--cap-add", "CHOWN")
+        w = self.workload(wid)
+        self.assertEqual(w["request"]["cap_add"], ["NET_RAW"])
+        self.assertTrue(w["request"]["read_only_rootfs"])
+        self.assertEqual(w["security"]["capabilities"], DEFAULT_CAPS + ["NET_RAW"])
+        self.assertTrue(w["security"]["read_only_rootfs"])
+        self.assertEqual(self.probe(wid, "write", "/probe-file"), "write: EROFS")
+        self.assertEqual(self.probe(wid, "raw"), "raw: ok")
+        self.assertEqual(self.probe(wid, "setuid"), "setuid: euid=1000 nnp=1")
+        # the cluster's view carries the same settings in the spawn request
+
+        def in_cluster():
+            r = hctest.run_cli("cluster", "list", "--json", "--grpc-bind-addr",
+                               self.agent.grpc_addr, "--state-dir", self.agent.state_dir)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            for st in json.loads(r.stdout).get("states", []):
+                for x in st.get("workloads", []):
+                    if x.get("id") == wid:
+                        return x["source_request"]
+            return None
+        req = wait_for("the workload in the cluster's state", in_cluster, timeout=20)
+        self.assertEqual(req.get("cap_add"), ["NET_RAW"])
+        self.assertEqual(req.get("pids_limit"), 1024)
+        self.assertTrue(req.get("read_only_rootfs"))
+
+    def first_instruction_connects(self, spawn):
+        """Spawns (with spawn(env)) a probe whose entrypoint connects to the
+        node's gateway address at its first instruction; returns (what the
+        probe printed, connections the node accepted)."""
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("0.0.0.0", 0))
+        listener.listen(16)
+        listener.settimeout(0.1)
+        target = "%s.1:%d" % (WORKLOAD_NET, listener.getsockname()[1])
+        accepted = []
+        try:
+            wid = spawn(["PROBE_CONNECT=" + target, "PROBE_SECONDS=3"])
+            deadline = time.monotonic() + 30
+            line = None
+            while time.monotonic() < deadline and not line:
+                try:
+                    c, peer = listener.accept()
+                    accepted.append(peer)
+                    c.close()
+                except socket.timeout:
+                    pass
+                r = self.cli("logs", "--id", wid)
+                line = next((x for x in r.stdout.splitlines() if x.startswith("connect:")), None)
+            return line, accepted
+        finally:
+            listener.close()
+
+    def test_17_isolated_from_the_first_instruction(self):
+        def local(env, *extra):
+            args = [a for e in env for a in ("--env", e)]
+            return self.spawn("probe", "--mem", "16", *args, *extra)
+
+        def cluster(env):
+            args = [a for e in env for a in ("--env", e)]
+            r = hctest.run_cli("cluster", "spawn", "--grpc-bind-addr", self.agent.grpc_addr,
+                               "--state-dir", self.agent.state_dir, "--image-ref", self.images["probe"], "--mem", "16", *args,
+                               "--timeout", "120")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            wid = r.stdout.split()[0]
+            self.spawned.add(wid)
+            self.addCleanup(self.cli, "stop", "--id", wid, "--grace", "0")
+            return wid
+        # the local verb and a spawn through the agent (its job thread)
+        for name, spawn in (("local", local), ("cluster", cluster)):
+            with self.subTest(path=name):
+                line, accepted = self.first_instruction_connects(spawn)
+                self.assertRegex(line or "", r"^connect: never in \d+ tries")
+                self.assertEqual(accepted, [])
+        # the control: without isolation the same probe gets through at once
+        line, accepted = self.first_instruction_connects(lambda env: local(env,
+                                                                           "--no-isolation"))
+        self.assertRegex(line or "", r"^connect: got through")
+        self.assertTrue(accepted)
+
+    def test_18_attach_failure_tears_the_sandbox_down(self):
+        # A data plane whose "TC programs" are maps: the attach fails after
+        # RunPodSandbox, before CreateContainer.
+        os.makedirs(BAD_PIN_DIR, exist_ok=True)
+        for name in os.listdir(PIN_DIR):
+            if name.startswith("hc_") and not name.startswith("hc_prog_"):
+                subprocess.run(["bpftool", "map", "pin", "pinned", os.path.join(PIN_DIR, name),
+                                os.path.join(BAD_PIN_DIR, name)], check=True)
+        for name in ("hc_prog_tc_from_wl", "hc_prog_tc_to_wl"):
+            subprocess.run(["bpftool", "map", "pin", "pinned", os.path.join(PIN_DIR, "hc_drops"),
+                            os.path.join(BAD_PIN_DIR, name)], check=True)
+        netns_glob = os.path.join(self.agent.run_dir, "containerd", "**", "netns", "cni-*")
+        before = (sorted(w["id"] for w in self.list_json_or_empty()), self.leases(),
+                  len(glob.glob(netns_glob, recursive=True)))
+        r = self.cli("spawn", "--image-ref", self.images["probe"], "--mem", "16",
+                     "--bpf-pin-dir", BAD_PIN_DIR)
+        self.assertFails(r, 1, "isolating workload", "cannot attach TC")
+        wid = re.search(r"isolating workload ([0-9a-f-]{36})", r.stderr).group(1)
+        self.assertEqual((sorted(w["id"] for w in self.list_json_or_empty()), self.leases(),
+                          len(glob.glob(netns_glob, recursive=True))), before)
+        self.assertEqual(glob.glob(os.path.join(CGROUP_ROOT, "*", "hypercore", wid)), [])
+        self.assertFalse(os.path.exists(os.path.join(self.agent.state_dir, "logs", wid)))
+        # containerd ran the sandbox and was never asked for a container in it
+        with open(os.path.join(self.agent.state_dir, "containerd.log")) as f:
+            log = f.read()
+        m = re.search(r'RunPodSandbox for &PodSandboxMetadata\{Name:%s,.*?returns sandbox id '
+                      r'\\?"([0-9a-f]{64})' % wid, log)
+        self.assertTrue(m, "no RunPodSandbox of %s in containerd's log" % wid)
+        self.assertNotIn("CreateContainer within sandbox \\\"%s" % m.group(1), log)
+        self.assertNotIn('CreateContainer within sandbox "%s' % m.group(1), log)
+
+    def test_19_no_data_plane_no_local_spawn(self):
+        before = (sorted(w["id"] for w in self.list_json_or_empty()), self.leases())
+        r = self.cli("spawn", "--image-ref", self.images["probe"], "--mem", "16",
+                     "--bpf-pin-dir", "/sys/fs/bpf/%s-none" % PREFIX)
+        self.assertFails(r, 1, "no data plane pinned", "--no-isolation")
+        self.assertEqual((sorted(w["id"] for w in self.list_json_or_empty()), self.leases()),
+                         before)
 
     def test_11_clean_shutdown(self):
         sock = self.socket_path()
