@@ -323,9 +323,10 @@ static __always_inline __u32 hc_egress_verdict(void *data, void *data_end, int r
 		return 0;
 	if (type >= 0 && c >= HC_DST_MEMBER && hc_icmp_harmless(p, type))
 		return 0;
-	if (l4 && (ct_reply || hc_flow_known(p)))
-		return 0;
+	/* Cheapest first: the open ports need no map but an array. */
 	if (l4 && c == HC_DST_MEMBER && hc_member_port_open(cfg, p))
+		return 0;
+	if (l4 && (ct_reply || hc_flow_known(p)))
 		return 0;
 	if (hc_egress_allowed(p, l4))
 		return 0;
