@@ -45,34 +45,32 @@ ARP_FRAME = 42
 wait_for = functools.partial(hctest.wait_for, timeout=10, interval=0.05)
 
 
-class Servers:
-    """TCP echo, UDP echo and UDP sink servers bound inside the workload ns,
-    run by threads of this process."""
+class Echo:
+    """An echo server (TCP, or UDP) bound at (addr, port) in namespace ns,
+    run by threads of this process. peers: a list to append each client's
+    address to; sink: count datagrams instead of answering them."""
 
-    def __init__(self, ns):
+    def __init__(self, ns, addr, port, udp=False, peers=None, sink=False):
+        family = socket.AF_INET6 if ":" in addr else socket.AF_INET
         self.stop = False
-        self.sink_count = 0
-        self.peers = []
-        self.tcp = netns.socket_in(ns)
-        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.tcp.bind(("0.0.0.0", TCP_PORT))
-        self.tcp.listen(16)
-        self.tcp.settimeout(0.2)
-        self.udp = netns.socket_in(ns, type=socket.SOCK_DGRAM)
-        self.udp.bind(("0.0.0.0", UDP_PORT))
-        self.udp.settimeout(0.2)
-        self.sink = netns.socket_in(ns, type=socket.SOCK_DGRAM)
-        self.sink.bind(("0.0.0.0", SINK_PORT))
-        self.sink.settimeout(0.2)
-        self.threads = [threading.Thread(target=f, daemon=True)
-                        for f in (self._tcp, self._udp, self._sink)]
-        for t in self.threads:
-            t.start()
+        self.count = 0
+        self.peers = peers if peers is not None else []
+        self.sink = sink
+        self.sock = netns.socket_in(ns, family, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        self.sock.bind((addr, port))
+        if not udp:
+            self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.thread = threading.Thread(target=self._udp if udp else self._tcp, daemon=True)
+        self.thread.start()
 
     def _tcp(self):
         while not self.stop:
             try:
-                c, peer = self.tcp.accept()
+                c, peer = self.sock.accept()
             except socket.timeout:
                 continue
             self.peers.append(peer)
@@ -97,26 +95,54 @@ class Servers:
     def _udp(self):
         while not self.stop:
             try:
-                d, peer = self.udp.recvfrom(65536)
+                d, peer = self.sock.recvfrom(65536)
             except socket.timeout:
                 continue
-            self.peers.append(peer)
-            self.udp.sendto(d, peer)
-
-    def _sink(self):
-        while not self.stop:
-            try:
-                self.sink.recv(65536)
-            except socket.timeout:
-                continue
-            self.sink_count += 1
+            self.count += 1
+            if not self.sink:
+                self.peers.append(peer)
+                self.sock.sendto(d, peer)
 
     def close(self):
         self.stop = True
-        for t in self.threads:
-            t.join()
-        for s in (self.tcp, self.udp, self.sink):
-            s.close()
+        self.thread.join()
+        self.sock.close()
+
+
+class Servers:
+    """TCP echo, UDP echo and UDP sink servers in the workload ns."""
+
+    def __init__(self, ns):
+        self.peers = []
+        self.echoes = [Echo(ns, "0.0.0.0", TCP_PORT, peers=self.peers),
+                       Echo(ns, "0.0.0.0", UDP_PORT, udp=True, peers=self.peers),
+                       Echo(ns, "0.0.0.0", SINK_PORT, udp=True, sink=True)]
+
+    @property
+    def sink_count(self):
+        return self.echoes[2].count
+
+    def close(self):
+        for e in self.echoes:
+            e.close()
+
+
+def node_topology(topo, outer, outer_ip, node_up_ip, node_wl_ip, wl_ip):
+    """outer ns --veth-- node ns --veth-- workload ns, /24s, made in topo
+    (netns.Topology): the workload routes through the node, the outer side
+    reaches the workload subnet through it, the node forwards. Returns the
+    namespaces (outer, node, workload) and the node's uplink name; the veths
+    are PREFIX + outer + "u" / "up" and "wh" / "we"."""
+    p = topo.prefix
+    outer_ns, node, wl = topo.ns(outer), topo.ns("n"), topo.ns("w")
+    topo.link(outer_ns, p + outer + "u", outer_ip + "/24",
+              node, p + "up", node_up_ip + "/24")
+    topo.link(node, p + "wh", node_wl_ip + "/24", wl, p + "we", wl_ip + "/24")
+    netns.run_in(wl, "ip", "route", "add", "default", "via", node_wl_ip)
+    netns.run_in(outer_ns, "ip", "route", "add", wl_ip.rsplit(".", 1)[0] + ".0/24", "via",
+                 node_up_ip)
+    netns.run_in(node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    return outer_ns, node, wl, p + "up"
 
 
 class DataplaneTest(hctest.TestCase):
@@ -129,22 +155,13 @@ class DataplaneTest(hctest.TestCase):
     def setUpClass(cls):
         cls.topo = netns.Topology(PREFIX)
         try:
-            cls.client = cls.topo.ns("c")
-            cls.node = cls.topo.ns("n")
-            cls.wl = cls.topo.ns("w")
-            cls.uplink = PREFIX + "up"
-            cls.topo.link(cls.client, PREFIX + "cl", CLIENT_IP + "/24",
-                          cls.node, cls.uplink, NODE_UP_IP + "/24")
-            cls.topo.link(cls.node, PREFIX + "wh", NODE_WL_IP + "/24",
-                          cls.wl, PREFIX + "we", WL_IP + "/24")
-            netns.run_in(cls.wl, "ip", "route", "add", "default", "via", NODE_WL_IP)
-            netns.run_in(cls.client, "ip", "route", "add", "10.231.0.0/24", "via", NODE_UP_IP)
-            netns.run_in(cls.node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+            cls.client, cls.node, cls.wl, cls.uplink = node_topology(
+                cls.topo, "c", CLIENT_IP, NODE_UP_IP, NODE_WL_IP, WL_IP)
             if cls.MODE == "xdp":
                 # A NIC hands XDP frames with whole checksums; a veth's
                 # transmit offload would leave them partial
                 # (datapath-facts.md, trap 2). Auto mode needs no such help.
-                netns.run_in(cls.client, "ethtool", "-K", PREFIX + "cl", "tx", "off")
+                netns.run_in(cls.client, "ethtool", "-K", PREFIX + "cu", "tx", "off")
             cls.servers = Servers(cls.wl)
         except Exception:
             cls.topo.destroy()
@@ -532,60 +549,6 @@ METADATA_IP = "169.254.169.254"
 PROXY_PORT, NODE_PORT, WL_PORT = 8443, 30090, 8080
 
 
-class Echo:
-    """Echo servers (TCP, or UDP) bound at (addr, port) in namespace ns, run
-    by threads of this process."""
-
-    def __init__(self, ns, addr, port, udp=False):
-        family = socket.AF_INET6 if ":" in addr else socket.AF_INET
-        self.stop = False
-        self.sock = netns.socket_in(ns, family, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        self.sock.bind((addr, port))
-        if not udp:
-            self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.thread = threading.Thread(target=self._udp if udp else self._tcp, daemon=True)
-        self.thread.start()
-
-    def _tcp(self):
-        while not self.stop:
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            threading.Thread(target=self._echo, args=(c,), daemon=True).start()
-
-    def _echo(self, c):
-        c.settimeout(0.2)
-        with c:
-            while not self.stop:
-                try:
-                    d = c.recv(65536)
-                except socket.timeout:
-                    continue
-                except OSError:
-                    return
-                if not d:
-                    return
-                c.sendall(d)
-
-    def _udp(self):
-        while not self.stop:
-            try:
-                d, peer = self.sock.recvfrom(65536)
-            except socket.timeout:
-                continue
-            self.sock.sendto(d, peer)
-
-    def close(self):
-        self.stop = True
-        self.thread.join()
-        self.sock.close()
-
-
 class EgressTest(hctest.TestCase):
     """The workload egress policy (bpf/lib/egress.h) with real traffic and
     the veths' offloads left on:
@@ -604,25 +567,15 @@ class EgressTest(hctest.TestCase):
         cls.topo = netns.Topology(EG_PREFIX)
         cls.echoes = []
         try:
-            cls.member = cls.topo.ns("m")
-            cls.node = cls.topo.ns("n")
-            cls.wl = cls.topo.ns("w")
-            cls.uplink = EG_PREFIX + "up"
-            cls.topo.link(cls.member, EG_PREFIX + "mu", EG_MEMBER_IP + "/24",
-                          cls.node, cls.uplink, EG_NODE_UP_IP + "/24")
+            cls.member, cls.node, cls.wl, cls.uplink = node_topology(
+                cls.topo, "m", EG_MEMBER_IP, EG_NODE_UP_IP, EG_NODE_WL_IP, EG_WL_IP)
             netns.run_in(cls.member, "ip", "addr", "add", EG_NET_IP + "/24", "dev",
                          EG_PREFIX + "mu")
-            cls.topo.link(cls.node, EG_PREFIX + "wh", EG_NODE_WL_IP + "/24",
-                          cls.wl, EG_PREFIX + "we", EG_WL_IP + "/24")
             # IPv6 on the workload's veth pair only, link-local addresses.
             for ns, dev, ll in ((cls.node, EG_PREFIX + "wh", EG_NODE_LL6),
                                 (cls.wl, EG_PREFIX + "we", EG_WL_LL6)):
                 netns.run_in(ns, "sysctl", "-qw", "net.ipv6.conf.%s.disable_ipv6=0" % dev)
                 netns.run_in(ns, "ip", "addr", "add", ll + "/64", "dev", dev, "nodad")
-            netns.run_in(cls.wl, "ip", "route", "add", "default", "via", EG_NODE_WL_IP)
-            netns.run_in(cls.member, "ip", "route", "add", "10.233.0.0/24", "via",
-                         EG_NODE_UP_IP)
-            netns.run_in(cls.node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
             netns.run_in(cls.node, "ip", "addr", "add", METADATA_IP + "/32", "dev", "lo")
             for port in (8000, 8001, PROXY_PORT, NODE_PORT):
                 cls.echoes.append(Echo(cls.member, "0.0.0.0", port))

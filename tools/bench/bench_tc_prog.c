@@ -29,6 +29,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "benchstat.h"
 #include "bpfnet.h"
 #include "hc_tc.skel.h"
 #include "pktbuild.h"
@@ -55,19 +56,6 @@ struct frame {
 	int len;
 	double ns[2][RUNS]; /* [old, new][run] */
 };
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(v[0]), cmp_double);
-	return v[n / 2];
-}
 
 /* Writes value (our layout) into the map called name of obj, cut or padded
  * with zeros to the map's own value size: the baseline's maps have the
@@ -257,7 +245,7 @@ int main(void)
 	       "%d alternating runs (ns):\n", REPEAT, RUNS);
 	printf("  %-52s %8s %8s %6s\n", "", "before", "after", "ratio");
 	for (int i = 0; i < NF; i++) {
-		double old = median(frames[i].ns[0], RUNS), new = median(frames[i].ns[1], RUNS);
+		double old = hc_bench_median(frames[i].ns[0], RUNS), new = hc_bench_median(frames[i].ns[1], RUNS);
 
 		printf("  %-52s %8.1f %8.1f %6.2f\n", frames[i].what, old, new,
 		       old > 0 ? new / old : 0.0);
