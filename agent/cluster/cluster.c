@@ -307,6 +307,7 @@ int hc_cluster_start(struct hc_cluster *c, char *err, size_t errlen)
 	if (!c->gossip)
 		return -1;
 	our_addr(c);
+	hc_cluster_members_sync(c); /* ourselves: no event says we joined */
 	/* Versions only grow, across restarts too: they start at the clock. */
 	clock_gettime(CLOCK_REALTIME, &now);
 	c->state_version = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
