@@ -745,6 +745,35 @@ class EgressTest(hctest.TestCase):
                       for e in (x.get("formatted", x) for x in json.loads(r.stdout))}
         self.assertEqual(per_reason[11], after["drops"]["wl_member"])
 
+    def test_workloads_of_an_older_layout_are_carried_over(self):
+        # An agent from before the egress policy pinned hc_workloads with
+        # 104-byte values; a new agent replaces the map and keeps its
+        # entries, so the veth moves to the new programs at once.
+        os.makedirs(self.pin_dir)
+        pin = os.path.join(self.pin_dir, "hc_workloads")
+        subprocess.run(["bpftool", "map", "create", pin, "type", "hash", "key", "4", "value",
+                        "104", "entries", "4096", "name", "hc_workloads"], check=True)
+        ifindex = json.loads(netns.run_in(self.node, "ip", "-j", "link", "show", "dev",
+                                          EG_PREFIX + "wh").stdout)[0]["ifindex"]
+        value = (b"old-wl".ljust(64, b"\0") + socket.inet_aton(EG_WL_IP) + bytes(12) +
+                 bytes([socket.AF_INET, 0, 0, 0]) + (1).to_bytes(4, "little") + bytes(16))
+        self.assertEqual(len(value), 104)
+        subprocess.run(["bpftool", "map", "update", "pinned", pin, "key", *map(str, ifindex
+                        .to_bytes(4, "little")), "value", *map(str, value)], check=True)
+        node = hctest.Agent(self.workdir, "node", dataplane=True, netns=self.node,
+                            extra_args=["--dataplane-iface", self.uplink, "--bpf-pin-dir",
+                                        self.pin_dir])
+        self.agents.append(node)
+        node.start()
+        rows = [w for w in self.routes()["workloads"] if w["id"] == "old-wl"]
+        self.assertEqual(len(rows), 1, self.routes()["workloads"])
+        self.assertTrue(rows[0]["isolated"])
+        self.assertEqual(rows[0]["address"], EG_WL_IP)
+        self.assertIn("replacing %s of an older layout" % pin, node.log())
+        # The veth runs the new programs: the metadata address is refused.
+        self.wl_ifindex = 0
+        self.assertRefused(METADATA_IP, 80)
+
 
 if __name__ == "__main__":
     hctest.main()
