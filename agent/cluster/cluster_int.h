@@ -284,6 +284,7 @@ struct hc_cluster {
 	struct hc_metrics_histogram spawn_hist;
 	uint64_t spawns_ok, spawns_failed;
 	uint64_t map_syncs, map_sync_errors;
+	bool members_sync_due; /* the last hc_members write failed: retry */
 };
 
 /* local.c */
@@ -330,6 +331,11 @@ uint64_t hc_cluster_state_hash(hc_pb_workload *const *w, size_t n, const char *a
 
 /* routes.c: the local and known remote workloads -> the data plane maps */
 void hc_cluster_routes_sync(struct hc_cluster *c);
+/* The IP of a member's "ip:port" or "[ip6]:port" address. 0 or -EINVAL. */
+int hc_cluster_addr_ip(const char *hostport, struct hc_ipaddr *out);
+/* Every member's address (the member list, ours included) -> hc_members,
+ * which keeps workloads off them. On every member event. */
+void hc_cluster_members_sync(struct hc_cluster *c);
 
 /* orchestrate.c: spawn/stop through gossip queries, the asking side */
 /* Sets c->report to orchestrate's handler: a failed node's workload is

@@ -10,6 +10,8 @@
  *    none, are reached at their address and the container port, as upstream
  *    itself routes).
  * Node ports are served by the owner only: XDP DNATs to local workloads.
+ * And every member's address -> hc_members, which TC keeps workloads off
+ * (but for the proxy's, node and DNS ports).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -189,4 +191,45 @@ void hc_cluster_routes_sync(struct hc_cluster *c)
 out:
 	free(d.routes);
 	free(d.services);
+}
+
+int hc_cluster_addr_ip(const char *hostport, struct hc_ipaddr *out)
+{
+	const char *a = hostport; /* "ip:port" or "[ip6]:port" */
+	const char *end = a[0] == '[' ? strchr(a, ']') : strrchr(a, ':');
+	char host[64];
+
+	if (!end)
+		return -EINVAL;
+	if (a[0] == '[')
+		a++;
+	snprintf(host, sizeof(host), "%.*s", (int)(end - a), a);
+	return hc_dp_ipaddr_parse(host, out);
+}
+
+/* Members in any state count: a failed node may come back, and a left one
+ * stays in the list until reaped. Our advertise address is our member's. */
+void hc_cluster_members_sync(struct hc_cluster *c)
+{
+	struct hc_gossip_member *ms;
+	struct hc_ipaddr *addrs;
+	size_t n = 0, k = 0;
+	int rc = -ENOMEM;
+
+	if (!c->cfg.maps || c->closing)
+		return;
+	ms = hc_cluster_members(c, &n);
+	addrs = calloc(n + 1, sizeof(*addrs));
+	if (!ms || !addrs)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		if (hc_cluster_addr_ip(ms[i].addr, &addrs[k]) == 0)
+			k++;
+	rc = hc_dpmaps_set_members(c->cfg.maps, addrs, k);
+out:
+	if (rc)
+		hc_log(HC_LOG_WARN, "member addresses not synced (retrying): %s", strerror(-rc));
+	c->members_sync_due = rc != 0; /* housekeeping retries */
+	free(addrs);
+	hc_gossip_members_free(ms, n);
 }

@@ -379,20 +379,9 @@ int hc_cluster_member_ip(struct hc_cluster *c, const char *name, struct hc_ipadd
 	int r = -ENOENT;
 
 	for (size_t i = 0; ms && i < n && r; i++) {
-		const char *a = ms[i].addr; /* "ip:port" or "[ip6]:port" */
-		const char *end = a[0] == '[' ? strchr(a, ']') : strrchr(a, ':');
-		char host[64];
-
 		if (strcmp(ms[i].name, name) != 0)
 			continue;
-		if (!end) {
-			r = -EINVAL;
-			break;
-		}
-		if (a[0] == '[')
-			a++;
-		snprintf(host, sizeof(host), "%.*s", (int)(end - a), a);
-		r = hc_dp_ipaddr_parse(host, out);
+		r = hc_cluster_addr_ip(ms[i].addr, out);
 		break;
 	}
 	hc_gossip_members_free(ms, n);

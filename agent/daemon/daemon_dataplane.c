@@ -157,6 +157,7 @@ struct daemon_dataplane *hc_daemon_dataplane_start(struct hc_loop *loop, struct 
 		.iface = cfg->dataplane_iface,
 		.mode = cfg->dataplane_mode,
 	};
+	struct hc_dp_egress_rule *allow = NULL;
 	struct daemon_dataplane *dd;
 	struct hc_err derr;
 
@@ -165,14 +166,35 @@ struct daemon_dataplane *hc_daemon_dataplane_start(struct hc_loop *loop, struct 
 			   cfg->workload_subnet);
 		return NULL;
 	}
+	if (cfg->nworkload_allow_egress) {
+		allow = calloc(cfg->nworkload_allow_egress, sizeof(*allow));
+		if (!allow) {
+			hc_err_set(err, -ENOMEM, "out of memory");
+			return NULL;
+		}
+	}
+	for (size_t i = 0; i < cfg->nworkload_allow_egress; i++) {
+		if (hc_dp_egress_rule_parse(cfg->workload_allow_egress[i], &allow[i]) < 0) {
+			hc_err_set(err, -EINVAL,
+				   "invalid --workload-allow-egress %s (CIDR[:PORT[-PORT][/tcp|/udp]], "
+				   "IPv6 with a port in brackets)",
+				   cfg->workload_allow_egress[i]);
+			free(allow);
+			return NULL;
+		}
+	}
+	dcfg.egress_allow = allow;
+	dcfg.n_egress_allow = cfg->nworkload_allow_egress;
 	dd = calloc(1, sizeof(*dd));
 	if (!dd) {
 		hc_err_set(err, -ENOMEM, "out of memory");
+		free(allow);
 		return NULL;
 	}
 	dd->loop = loop;
 	pthread_mutex_init(&dd->lock, NULL);
 	dd->dp = hc_dataplane_open(&dcfg, &derr);
+	free(allow);
 	if (!dd->dp) {
 		hc_err_set(err, derr.code, "data plane: %s (--no-dataplane runs without it)",
 			   derr.msg);

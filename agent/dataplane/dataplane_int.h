@@ -41,6 +41,7 @@ void hc_dp_map_dump_fini(struct hc_dp_map_dump *d);
 struct hc_dpmaps {
 	int routes, services, conntrack, wl_stats, workloads, wl_rate;
 	int host_addrs, config, drops;
+	int members, egress_allow, proxy_ports, wl_flows; /* the egress policy's */
 	struct hc_dp_mirror routes_mirror, services_mirror;
 };
 
@@ -64,6 +65,12 @@ struct hc_dataplane {
 	 * their pins by hc_dataplane_open_pinned) owned here. */
 	int tc_from_wl_fd, tc_to_wl_fd;
 	bool own_prog_fds;
+	/* hc_workloads entries of an older layout, until the new map takes them */
+	struct {
+		__u32 ifindex;
+		struct hc_wl_info wl;
+	} *carried;
+	size_t n_carried;
 };
 
 /* Pins of the workload veths' TC programs, so that a process that loads
@@ -75,8 +82,16 @@ struct hc_dataplane {
 int hc_dpmaps_init_from_pins(struct hc_dpmaps *m, const char *pin_dir, struct hc_err *err);
 void hc_dpmaps_fini(struct hc_dpmaps *m);
 
-/* Makes hc_host_addrs hold exactly addrs[0..n). */
+/* Makes hc_host_addrs hold exactly addrs[0..n), and the entries of
+ * hc_members flagged HC_MEMBER_F_LOCAL. */
 int hc_dpmaps_set_host_addrs(struct hc_dpmaps *m, const struct hc_ipaddr *addrs, size_t n);
+
+/* ---- egress.c ---- */
+
+/* Makes exactly addrs[0..n) carry flag in hc_members, leaving the other
+ * flags alone (an entry without any is deleted). 0 or -errno. */
+int hc_dp_members_set_flag(struct hc_dpmaps *m, __u8 flag, const struct hc_ipaddr *addrs,
+			   size_t n);
 
 /* ---- loader.c: TC ---- */
 

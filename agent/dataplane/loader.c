@@ -343,6 +343,8 @@ int hc_dataplane_refresh(struct hc_dataplane *dp)
 		return rc;
 	rc = hc_dpmaps_set_host_addrs(&dp->maps, addrs, n);
 	free(addrs);
+	if (!rc)
+		rc = hc_dpmaps_sync_proxy_ports(&dp->maps);
 	attach_static_backends(dp);
 	hc_dataplane_workload_detach(dp, NULL);
 	return rc;
@@ -388,6 +390,10 @@ static int config_init(struct hc_dataplane *dp, const struct hc_dataplane_config
 		c->workload_net.ip4 = htonl(HC_WORKLOAD_NET);
 		c->workload_prefix = HC_WORKLOAD_PREFIX;
 	}
+	if (cfg->workload_net6.family == HC_AF_INET6) {
+		c->workload_net6 = cfg->workload_net6;
+		c->workload_prefix6 = cfg->workload_prefix6;
+	}
 	c->host_allowed[n++] = (struct hc_port_rule){.port = DNS_PORT, .proto = IPPROTO_UDP};
 	c->host_allowed[n++] = (struct hc_port_rule){.port = DNS_PORT, .proto = IPPROTO_TCP};
 	for (size_t i = 0; i < cfg->n_host_allowed; i++) {
@@ -412,29 +418,79 @@ static int uplink_attach(struct hc_dataplane *dp, enum hc_dp_mode mode, struct h
 	return config_write(dp, err);
 }
 
-/* hc_config is rewritten whole at every start, so a pin of it from an agent
- * with an older layout is let go (a new one is pinned) rather than refused
- * as a map of another shape. The old programs keep their map until they are
- * replaced a moment later. */
-static void drop_stale_config_pin(const char *pin_dir)
+/* The fd of the map pinned as name under pin_dir when its values are not
+ * value_size bytes (an agent of an older layout pinned it), else -1. */
+static int stale_pin(const char *pin_dir, const char *name, __u32 value_size, char *path,
+		     size_t len, __u32 *old_size)
 {
 	struct bpf_map_info info;
-	__u32 len = sizeof(info);
-	char path[300];
+	__u32 ilen = sizeof(info);
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/%s", pin_dir, HC_MAP_CONFIG);
+	snprintf(path, len, "%s/%s", pin_dir, name);
 	fd = bpf_obj_get(path);
 	if (fd < 0)
-		return;
+		return -1;
 	memset(&info, 0, sizeof(info));
-	if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 &&
-	    info.value_size != sizeof(struct hc_config)) {
+	if (bpf_obj_get_info_by_fd(fd, &info, &ilen) == 0 && info.value_size != value_size) {
 		hc_log(HC_LOG_INFO, "replacing %s of an older layout (%u bytes a value)", path,
 		       info.value_size);
-		unlink(path);
+		*old_size = info.value_size;
+		return fd;
 	}
 	close(fd);
+	return -1;
+}
+
+/* hc_config is rewritten whole at every start, so a pin of it from an agent
+ * with an older layout is let go (a new one is pinned) rather than refused
+ * as a map of another shape. hc_workloads' entries are carried over into
+ * the new map (values are append-only: the old ones are a prefix of ours),
+ * so the workloads' veths move to the new programs. The old programs keep
+ * their maps until they are replaced a moment later. */
+static void drop_stale_pins(struct hc_dataplane *dp)
+{
+	char path[300];
+	__u32 key, *prev = NULL, old_size = 0;
+	char *val;
+	int fd;
+
+	fd = stale_pin(dp->pin_dir, HC_MAP_CONFIG, sizeof(struct hc_config), path, sizeof(path),
+		       &old_size);
+	if (fd >= 0) {
+		unlink(path);
+		close(fd);
+	}
+	fd = stale_pin(dp->pin_dir, HC_MAP_WORKLOADS, sizeof(struct hc_wl_info), path,
+		       sizeof(path), &old_size);
+	if (fd < 0)
+		return;
+	val = calloc(1, old_size > sizeof(struct hc_wl_info) ? old_size : sizeof(struct hc_wl_info));
+	while (val && dp->n_carried < HC_WORKLOADS_MAX &&
+	       bpf_map_get_next_key(fd, prev, &key) == 0) {
+		prev = &key;
+		if (!dp->carried &&
+		    !(dp->carried = calloc(HC_WORKLOADS_MAX, sizeof(*dp->carried))))
+			break;
+		memset(val, 0, sizeof(struct hc_wl_info));
+		if (bpf_map_lookup_elem(fd, &key, val) < 0)
+			continue;
+		dp->carried[dp->n_carried].ifindex = key;
+		memcpy(&dp->carried[dp->n_carried++].wl, val, sizeof(struct hc_wl_info));
+	}
+	free(val);
+	unlink(path);
+	close(fd);
+}
+
+static void carry_workloads(struct hc_dataplane *dp)
+{
+	for (size_t i = 0; i < dp->n_carried; i++)
+		bpf_map_update_elem(dp->maps.workloads, &dp->carried[i].ifindex, &dp->carried[i].wl,
+				    BPF_NOEXIST);
+	free(dp->carried);
+	dp->carried = NULL;
+	dp->n_carried = 0;
 }
 
 static int resolve_iface(struct hc_dataplane *dp, const char *iface, struct hc_err *err)
@@ -469,7 +525,7 @@ struct hc_dataplane *hc_dataplane_open(const struct hc_dataplane_config *cfg,
 		hc_err_set(err, -ENOMEM, "out of memory");
 		return NULL;
 	}
-	for (int *fd = &dp->maps.routes; fd <= &dp->maps.drops; fd++)
+	for (int *fd = &dp->maps.routes; fd <= &dp->maps.wl_flows; fd++)
 		*fd = -1;
 	libbpf_setup();
 	if (snprintf(dp->pin_dir, sizeof(dp->pin_dir), "%s", pin_dir) >= (int)sizeof(dp->pin_dir)) {
@@ -480,13 +536,18 @@ struct hc_dataplane *hc_dataplane_open(const struct hc_dataplane_config *cfg,
 	if (!rc)
 		rc = ensure_pin_dir(dp->pin_dir, err);
 	if (!rc) {
-		drop_stale_config_pin(dp->pin_dir);
+		drop_stale_pins(dp);
 		rc = load_objects(dp, err);
 	}
 	if (!rc)
 		rc = hc_dpmaps_init_from_pins(&dp->maps, dp->pin_dir, err);
 	if (!rc)
+		carry_workloads(dp);
+	if (!rc)
 		rc = config_init(dp, cfg, err);
+	if (!rc)
+		rc = hc_dpmaps_set_egress_allow(&dp->maps, cfg->egress_allow, cfg->n_egress_allow,
+						err);
 	if (!rc)
 		rc = hc_dataplane_refresh(dp);
 	if (!rc)
@@ -569,6 +630,7 @@ void hc_dataplane_close(struct hc_dataplane *dp)
 			close(dp->tc_to_wl_fd);
 	}
 	hc_dpmaps_fini(&dp->maps);
+	free(dp->carried);
 	hc_sockmap__destroy(dp->sockmap);
 	hc_tc__destroy(dp->tc);
 	hc_xdp__destroy(dp->xdp);
