@@ -168,7 +168,7 @@ static void node_start(struct node *n, struct hc_loop *loop, const char *bind,
 	assert_int_equal(hc_addr_parse(bind, true, &addr, &err), 0);
 	n->net = hc_gossip_net_new(loop, &addr, &cfg, &n->recv, &err);
 	if (!n->net)
-		fail_msg("%s", err);
+		fail_msg("%s", err.msg);
 	assert_int_not_equal(hc_gossip_net_port(n->net), 0);
 }
 
