@@ -858,6 +858,96 @@ class Runtime(unittest.TestCase):
         self.assertEqual((sorted(w["id"] for w in self.list_json_or_empty()), self.leases()),
                          before)
 
+    def test_20_proxy_at_its_limit_leaves_the_agent_working(self):
+        """The proxy may hold only what the descriptor limit leaves after the
+        agent's own share: held at that limit (every connection forwarding
+        to a backend that never answers), it refuses one more at once, and
+        the agent still answers /healthz, gossips (a second node joins) and
+        spawns a workload."""
+        budget = int(re.search(r"proxy: at most (\d+) connections", self.agent.log()).group(1))
+        self.assertGreater(budget, 100)
+        backend = socket.socket()
+        backend.bind(("127.0.0.1", 0))
+        backend.listen(4096)
+        accepted = []
+        stop = threading.Event()
+
+        def accept_all():  # accepts and keeps, never answers
+            backend.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    accepted.append(backend.accept()[0])
+                except OSError:
+                    pass
+        acceptor = threading.Thread(target=accept_all, daemon=True)
+        acceptor.start()
+        port = hctest.free_port()
+        r = self.cli("routes", "add", "--bpf-pin-dir", PIN_DIR, "--host", "limit.test",
+                     "--port", str(port), "--backend", "127.0.0.1:%d" % backend.getsockname()[1])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        held = []
+
+        def cleanup():
+            for c in held:
+                c.close()
+            stop.set()
+            acceptor.join()
+            for c in accepted:
+                c.close()
+            backend.close()
+            self.cli("routes", "del", "--bpf-pin-dir", PIN_DIR, "--host", "limit.test",
+                     "--port", str(port))
+        self.addCleanup(cleanup)
+
+        def proxy_metric(name, **labels):
+            _, _, body = self.agent.http("/metrics")
+            total = 0.0
+            for line in body.decode().splitlines():
+                if line.startswith(name) and all('%s="%s"' % kv in line for kv in labels.items()):
+                    total += float(line.rsplit(" ", 1)[1])
+            return total
+        def listening():
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+        wait_for("the proxy on port %d" % port, listening, 20)
+        active0 = proxy_metric("hypercore_proxy_connections_active")
+        for _ in range(budget - int(active0)):
+            c = socket.create_connection(("127.0.0.1", port), timeout=10)
+            c.sendall(b"GET / HTTP/1.1\r\nHost: limit.test\r\n\r\n")
+            held.append(c)
+        wait_for("the proxy at its limit", lambda: proxy_metric(
+            "hypercore_proxy_connections_active") >= budget, 60)
+        over = proxy_metric("hypercore_proxy_errors_total", kind="over_limit")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+            c.sendall(b"GET / HTTP/1.1\r\nHost: limit.test\r\n\r\n")
+            try:
+                self.assertEqual(c.recv(100), b"", "one more was served")
+            except ConnectionResetError:
+                pass
+        wait_for("the refusal counted", lambda: proxy_metric(
+            "hypercore_proxy_errors_total", kind="over_limit") > over, 10)
+        # the agent's own work still has descriptors
+        self.assertEqual(self.agent.http("/healthz")[0], 200)
+        peer = hctest.Agent(self.workdir, "limit-peer", extra_args=self.agent.join_args())
+        peer.start()
+        self.addCleanup(peer.kill)
+        def joined():
+            members = json.loads(peer.http("/members")[2])["response"]
+            return any(m["name"] == self.node_name() and m["status"] == "alive"
+                       for m in members)
+        wait_for("the peer joined", joined, 30)
+        r = hctest.run_cli("cluster", "spawn", "--grpc-bind-addr", self.agent.grpc_addr,
+                           "--state-dir", self.agent.state_dir, "--image-ref", self.images["web"],
+                           "--mem", "32", "--timeout", "120")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        wid = r.stdout.split()[0]
+        self.spawned.add(wid)
+        self.addCleanup(self.cli, "stop", "--id", wid, "--grace", "0")
+        self.assertEqual(peer.stop(), 0)
+
     def test_11_clean_shutdown(self):
         sock = self.socket_path()
         self.assertEqual(self.agent.stop(), 0)
