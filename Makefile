@@ -216,7 +216,7 @@ bench: deps
 # Benchmark tools: standalone programs the tools/bench scripts run, and
 # benchmarks in C (tools/bench/bench_*.c) built against the library.
 BENCH_BINS += $(BUILD)/bench/hc_pktgen $(BUILD)/bench/bench_map_sync
-BENCH_BINS += $(BUILD)/bench/bench_xdp_prog
+BENCH_BINS += $(BUILD)/bench/bench_xdp_prog $(BUILD)/bench/bench_routes
 $(BUILD)/bench/bench_%: $(OBJ)/tools/bench/bench_%.o $(TESTLIB) $(LIB)
 	$(call msg,LD,$@)
 	$(Q)mkdir -p $(@D)
