@@ -339,6 +339,25 @@ fail:
 	return err;
 }
 
+int hc_gossip_push_pull_header_decode(const uint8_t *buf, size_t len, uint64_t *nodes,
+				      uint64_t *user_state_len)
+{
+	struct push_pull_header h = { 0 };
+	struct hc_gossip_mp_reader r;
+	int err;
+
+	hc_gossip_mp_reader_init(&r, buf, len);
+	err = hc_gossip_mp_read_struct(&r, push_pull_header_fields,
+				       NFIELDS(push_pull_header_fields), &h);
+	if (err)
+		return err;
+	if (h.nodes < 0 || h.user_state_len < 0)
+		return -EBADMSG;
+	*nodes = (uint64_t)h.nodes;
+	*user_state_len = (uint64_t)h.user_state_len;
+	return 0;
+}
+
 int hc_gossip_push_pull_encode(const struct hc_gossip_push_pull *pp,
 			       struct hc_gossip_mp_writer *w)
 {
@@ -394,6 +413,23 @@ int hc_gossip_user_stream_decode(const uint8_t *buf, size_t len, struct hc_gossi
 	if ((uint64_t)h.user_msg_len > hc_gossip_mp_remaining(&r))
 		return (uint64_t)h.user_msg_len > HC_GOSSIP_STREAM_MAX ? -EMSGSIZE : -ENODATA;
 	*msg = (struct hc_gossip_bytes){ r.buf + r.pos, (size_t)h.user_msg_len };
+	return 0;
+}
+
+int hc_gossip_user_header_decode(const uint8_t *buf, size_t len, uint64_t *msg_len)
+{
+	struct user_msg_header h = { 0 };
+	struct hc_gossip_mp_reader r;
+	int err;
+
+	hc_gossip_mp_reader_init(&r, buf, len);
+	err = hc_gossip_mp_read_struct(&r, user_msg_header_fields,
+				       NFIELDS(user_msg_header_fields), &h);
+	if (err)
+		return err;
+	if (h.user_msg_len < 0)
+		return -EBADMSG;
+	*msg_len = (uint64_t)h.user_msg_len;
 	return 0;
 }
 
