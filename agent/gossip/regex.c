@@ -1,8 +1,8 @@
 /*
  * Tag-filter regular expressions, as Go's regexp matches them: a parser for
- * RE2's syntax into a small tree, a compiler into a Pike VM program (one
- * kind of consuming instruction: a sorted set of rune ranges), and a VM
- * that runs every thread in lockstep over the text, one rune at a time.
+ * RE2's syntax into a small tree and a compiler into a Pike VM program (one
+ * kind of consuming instruction: a sorted set of rune ranges), which
+ * regex_vm.c runs every thread of in lockstep over the text.
  * Patterns come from the network and run on the loop thread, so the work
  * is bounded everywhere: the pattern's length (which bounds the parser's
  * and compiler's recursion), the program's size, the compile work of
@@ -18,63 +18,17 @@
 #include <string.h>
 
 #define RUNE_MAX 0x10FFFFu
-#define RUNE_ERROR 0xFFFDu
 #define REPEAT_MAX 1000 /* RE2's limit on a count */
 #define EMIT_WORK_MAX (4 * HC_GOSSIP_RE_PROG_MAX) /* tree nodes visited compiling */
-
-/* ---- UTF-8, as Go's utf8.DecodeRune: a bad byte is U+FFFD, 1 byte ---- */
-
-static bool cont(uint8_t c, uint8_t lo, uint8_t hi)
-{
-	return c >= lo && c <= hi;
-}
-
-static uint32_t decode_rune(const uint8_t *s, size_t n, size_t *size, bool *bad)
-{
-	uint8_t c = s[0];
-
-	*size = 1;
-	*bad = false;
-	if (c < 0x80)
-		return c;
-	if (c >= 0xC2 && c < 0xE0 && n >= 2 && cont(s[1], 0x80, 0xBF)) {
-		*size = 2;
-		return (uint32_t)(c & 0x1F) << 6 | (s[1] & 0x3F);
-	}
-	if (c >= 0xE0 && c < 0xF0 && n >= 3 &&
-	    cont(s[1], c == 0xE0 ? 0xA0 : 0x80, c == 0xED ? 0x9F : 0xBF) && cont(s[2], 0x80, 0xBF)) {
-		*size = 3;
-		return (uint32_t)(c & 0x0F) << 12 | (uint32_t)(s[1] & 0x3F) << 6 | (s[2] & 0x3F);
-	}
-	if (c >= 0xF0 && c < 0xF5 && n >= 4 &&
-	    cont(s[1], c == 0xF0 ? 0x90 : 0x80, c == 0xF4 ? 0x8F : 0xBF) &&
-	    cont(s[2], 0x80, 0xBF) && cont(s[3], 0x80, 0xBF)) {
-		*size = 4;
-		return (uint32_t)(c & 0x07) << 18 | (uint32_t)(s[1] & 0x3F) << 12 |
-		       (uint32_t)(s[2] & 0x3F) << 6 | (s[3] & 0x3F);
-	}
-	*bad = true;
-	return RUNE_ERROR;
-}
 
 /* ---- the tree ---- */
 
 enum node_kind { N_EMPTY, N_CLASS, N_CAT, N_ALT, N_REPEAT, N_ASSERT };
 
-enum assert_kind { A_BOT, A_EOT, A_BOL, A_EOL, A_WORD, A_NOT_WORD };
-
 struct node {
 	enum node_kind kind;
 	int a, b;     /* children; N_CLASS: class index; N_ASSERT: assert_kind */
 	int min, max; /* N_REPEAT; max -1: unbounded */
-};
-
-struct range {
-	uint32_t lo, hi;
-};
-
-struct cls {
-	size_t first, n; /* in ranges[] */
 };
 
 enum { F_FOLD = 1, F_MULTILINE = 2, F_DOTNL = 4, F_UNGREEDY = 8 };
@@ -86,9 +40,9 @@ struct parser {
 	int err;
 	struct node *nodes;
 	size_t nnodes, node_cap;
-	struct range *ranges; /* every class's, back to back */
+	struct hc_gossip_re_range *ranges; /* every class's, back to back */
 	size_t nranges, range_cap;
-	struct cls *classes;
+	struct hc_gossip_re_class *classes;
 	size_t nclasses, class_cap;
 };
 
@@ -131,12 +85,12 @@ static void add_range(struct parser *ps, uint32_t lo, uint32_t hi)
 		fail(ps, -ENOMEM);
 		return;
 	}
-	ps->ranges[ps->nranges++] = (struct range){ lo, hi };
+	ps->ranges[ps->nranges++] = (struct hc_gossip_re_range){ lo, hi };
 }
 
 static int range_cmp(const void *a, const void *b)
 {
-	const struct range *x = a, *y = b;
+	const struct hc_gossip_re_range *x = a, *y = b;
 
 	return (x->lo > y->lo) - (x->lo < y->lo);
 }
@@ -147,7 +101,7 @@ static void fold_ranges(struct parser *ps, size_t first)
 	size_t n = ps->nranges;
 
 	for (size_t i = first; i < n; i++) {
-		struct range r = ps->ranges[i];
+		struct hc_gossip_re_range r = ps->ranges[i];
 		uint32_t lo, hi;
 
 		lo = r.lo > 'a' ? r.lo : 'a';
@@ -166,7 +120,7 @@ static void fold_ranges(struct parser *ps, size_t first)
 static int class_end(struct parser *ps, size_t first, bool negate)
 {
 	size_t n = ps->nranges - first, k = 0;
-	struct range *r = ps->ranges + first;
+	struct hc_gossip_re_range *r = ps->ranges + first;
 
 	if (ps->err)
 		return -1;
@@ -182,7 +136,7 @@ static int class_end(struct parser *ps, size_t first, bool negate)
 	ps->nranges = first + k;
 	if (negate) {
 		uint32_t next = 0;
-		struct range *copy = malloc((k ? k : 1) * sizeof(*copy));
+		struct hc_gossip_re_range *copy = malloc((k ? k : 1) * sizeof(*copy));
 
 		if (!copy)
 			return fail(ps, -ENOMEM);
@@ -199,7 +153,7 @@ static int class_end(struct parser *ps, size_t first, bool negate)
 	}
 	if (!grow((void **)&ps->classes, &ps->class_cap, ps->nclasses, sizeof(*ps->classes)))
 		return fail(ps, -ENOMEM);
-	ps->classes[ps->nclasses] = (struct cls){ first, ps->nranges - first };
+	ps->classes[ps->nclasses] = (struct hc_gossip_re_class){ first, ps->nranges - first };
 	return ps->err ? -1 : node_new(ps, N_CLASS, (int)ps->nclasses++, 0);
 }
 
@@ -229,7 +183,8 @@ static int next_rune(struct parser *ps, uint32_t *r)
 
 	if (ps->p >= ps->end)
 		return fail(ps, -EINVAL);
-	*r = decode_rune((const uint8_t *)ps->p, (size_t)(ps->end - ps->p), &size, &bad);
+	*r = hc_gossip_re_decode_rune((const uint8_t *)ps->p, (size_t)(ps->end - ps->p), &size,
+				      &bad);
 	if (bad)
 		return fail(ps, -EINVAL); /* Go rejects invalid UTF-8 in a pattern */
 	ps->p += size;
@@ -461,7 +416,7 @@ static int parse_class(struct parser *ps)
 	return class_end(ps, first, negate);
 }
 
-static int assert_node(struct parser *ps, enum assert_kind k)
+static int assert_node(struct parser *ps, enum hc_gossip_re_assert k)
 {
 	return node_new(ps, N_ASSERT, (int)k, 0);
 }
@@ -658,12 +613,7 @@ static int parse_atom(struct parser *ps, bool *repeatable)
 		return assert_node(ps, ps->flags & F_MULTILINE ? A_EOL : A_EOT);
 	case '\\':
 		ps->p++;
-		if (at(ps, "E")) { /* \E outside \Q: ignored, as Go does */
-			ps->p++;
-			*repeatable = false;
-			return node_new(ps, N_EMPTY, 0, 0);
-		}
-		return parse_escape(ps);
+		return parse_escape(ps); /* \E outside \Q is an error there, as in Go */
 	case '*':
 	case '+':
 	case '?':
@@ -756,24 +706,9 @@ static int parse_alt(struct parser *ps)
 
 /* ---- the program ---- */
 
-enum op { OP_CLASS, OP_SPLIT, OP_JMP, OP_ASSERT, OP_MATCH };
-
-struct inst {
-	uint8_t op;
-	uint8_t arg;	/* OP_ASSERT: assert_kind */
-	uint32_t x, y;	/* OP_CLASS: class; OP_SPLIT: both; OP_JMP: x */
-};
-
-struct hc_gossip_re {
-	struct inst *prog;
-	size_t n;
-	struct range *ranges;
-	struct cls *classes;
-};
-
 struct compiler {
 	struct parser *ps;
-	struct inst *prog;
+	struct hc_gossip_re_inst *prog;
 	size_t n;
 	unsigned work;
 };
@@ -782,7 +717,7 @@ static int emit(struct compiler *cc, uint8_t op, uint8_t arg, uint32_t x, uint32
 {
 	if (cc->n >= HC_GOSSIP_RE_PROG_MAX)
 		return fail(cc->ps, -E2BIG);
-	cc->prog[cc->n] = (struct inst){ op, arg, x, y };
+	cc->prog[cc->n] = (struct hc_gossip_re_inst){ op, arg, x, y };
 	return (int)cc->n++;
 }
 
@@ -845,16 +780,6 @@ static int compile_node(struct compiler *cc, int id)
 	return fail(cc->ps, -EINVAL);
 }
 
-void hc_gossip_re_free(struct hc_gossip_re *re)
-{
-	if (!re)
-		return;
-	free(re->prog);
-	free(re->ranges);
-	free(re->classes);
-	free(re);
-}
-
 int hc_gossip_re_compile(const char *pattern, size_t len, struct hc_gossip_re **out)
 {
 	struct parser ps = { .p = pattern, .end = pattern + len };
@@ -890,167 +815,4 @@ int hc_gossip_re_compile(const char *pattern, size_t len, struct hc_gossip_re **
 	re->classes = ps.classes;
 	*out = re;
 	return 0;
-}
-
-/* ---- the VM ---- */
-
-static bool class_has(const struct hc_gossip_re *re, uint32_t cls, uint32_t r)
-{
-	const struct range *rg = re->ranges + re->classes[cls].first;
-	size_t lo = 0, hi = re->classes[cls].n;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (r < rg[mid].lo)
-			hi = mid;
-		else if (r > rg[mid].hi)
-			lo = mid + 1;
-		else
-			return true;
-	}
-	return false;
-}
-
-static bool is_word(int32_t r)
-{
-	return r >= 0 && (is_alnum((uint32_t)r) || r == '_');
-}
-
-/* Where the VM stands: the runes on either side (-1 at an end). */
-struct pos {
-	int32_t prev, next;
-};
-
-static bool assert_holds(uint8_t kind, struct pos at)
-{
-	switch (kind) {
-	case A_BOT:
-		return at.prev < 0;
-	case A_EOT:
-		return at.next < 0;
-	case A_BOL:
-		return at.prev < 0 || at.prev == '\n';
-	case A_EOL:
-		return at.next < 0 || at.next == '\n';
-	case A_WORD:
-		return is_word(at.prev) != is_word(at.next);
-	case A_NOT_WORD:
-		return is_word(at.prev) == is_word(at.next);
-	}
-	return false;
-}
-
-struct vm {
-	const struct hc_gossip_re *re;
-	uint32_t *mark; /* per instruction: the generation that added it */
-	uint32_t *stack;
-	uint32_t gen;
-	uint64_t steps;
-};
-
-struct list {
-	uint32_t *pc;
-	size_t n;
-};
-
-/* Adds pc and everything it reaches without consuming to l, each
- * instruction once per generation. true if that reaches a match. */
-static bool add_thread(struct vm *vm, struct list *l, uint32_t pc, struct pos at)
-{
-	size_t sp = 0;
-
-	vm->stack[sp++] = pc;
-	while (sp) {
-		const struct inst *in;
-
-		pc = vm->stack[--sp];
-		vm->steps++;
-		if (vm->mark[pc] == vm->gen)
-			continue;
-		vm->mark[pc] = vm->gen;
-		in = &vm->re->prog[pc];
-		switch (in->op) {
-		case OP_MATCH:
-			return true;
-		case OP_CLASS:
-			l->pc[l->n++] = pc;
-			break;
-		case OP_JMP:
-			vm->stack[sp++] = in->x;
-			break;
-		case OP_SPLIT:
-			vm->stack[sp++] = in->y;
-			vm->stack[sp++] = in->x;
-			break;
-		case OP_ASSERT:
-			if (assert_holds(in->arg, at))
-				vm->stack[sp++] = pc + 1;
-			break;
-		}
-	}
-	return false;
-}
-
-static int32_t rune_at(const uint8_t *s, size_t len, size_t i, size_t *size)
-{
-	bool bad;
-
-	*size = 0;
-	return i < len ? (int32_t)decode_rune(s + i, len - i, size, &bad) : -1;
-}
-
-int hc_gossip_re_search(const struct hc_gossip_re *re, const char *text, size_t len,
-			uint64_t *steps)
-{
-	/* each instruction is marked once per generation and pushes at most
-	 * two: the stack never holds more than 2n + 1 */
-	uint32_t *mem = calloc(re->n * 5 + 1, sizeof(*mem));
-	struct vm vm = { .re = re, .mark = mem, .stack = mem + re->n * 3, .gen = 1 };
-	struct list cur = { mem + re->n, 0 }, next = { mem + re->n * 2, 0 }, tmp;
-	const uint8_t *s = (const uint8_t *)text;
-	size_t i = 0, size, size2;
-	struct pos at = { -1, rune_at(s, len, 0, &size) };
-	bool found = false;
-
-	if (!mem)
-		return -ENOMEM;
-	for (;;) {
-		struct pos after;
-
-		/* cur holds the threads that reached position i (generation
-		 * gen); unanchored, a match may also start here */
-		if ((found = add_thread(&vm, &cur, 0, at)) || i >= len)
-			break;
-		after = (struct pos){ at.next, rune_at(s, len, i + size, &size2) };
-		vm.gen++;
-		next.n = 0;
-		for (size_t k = 0; k < cur.n && !found; k++) {
-			vm.steps++;
-			if (class_has(re, re->prog[cur.pc[k]].x, (uint32_t)at.next))
-				found = add_thread(&vm, &next, cur.pc[k] + 1, after);
-		}
-		if (found)
-			break;
-		tmp = cur, cur = next, next = tmp;
-		i += size;
-		size = size2;
-		at = after;
-	}
-	if (steps)
-		*steps = vm.steps;
-	free(mem);
-	return found;
-}
-
-int hc_gossip_re_match(const char *pattern, size_t plen, const char *text, size_t len)
-{
-	struct hc_gossip_re *re;
-	int r = hc_gossip_re_compile(pattern, plen, &re);
-
-	if (r < 0)
-		return r;
-	r = hc_gossip_re_search(re, text, len, NULL);
-	hc_gossip_re_free(re);
-	return r;
 }

@@ -4,6 +4,7 @@
 #ifndef HC_GOSSIP_REGEX_INT_H
 #define HC_GOSSIP_REGEX_INT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,5 +41,37 @@ int hc_gossip_re_search(const struct hc_gossip_re *re, const char *text, size_t 
 
 /* Compile and search in one: 1 match, 0 none, or compile's -errno. */
 int hc_gossip_re_match(const char *pattern, size_t plen, const char *text, size_t len);
+
+/* ---- the compiled program: regex.c writes it, regex_vm.c runs it ---- */
+
+/* Go's utf8.DecodeRune: the rune at s (n > 0 bytes) and its size; a bad
+ * byte is U+FFFD of size 1 (*bad set). */
+uint32_t hc_gossip_re_decode_rune(const uint8_t *s, size_t n, size_t *size, bool *bad);
+
+enum hc_gossip_re_assert { A_BOT, A_EOT, A_BOL, A_EOL, A_WORD, A_NOT_WORD };
+
+/* A class is a sorted run of disjoint rune ranges. */
+struct hc_gossip_re_range {
+	uint32_t lo, hi;
+};
+
+struct hc_gossip_re_class {
+	size_t first, n; /* in ranges[] */
+};
+
+enum hc_gossip_re_op { OP_CLASS, OP_SPLIT, OP_JMP, OP_ASSERT, OP_MATCH };
+
+struct hc_gossip_re_inst {
+	uint8_t op;
+	uint8_t arg;   /* OP_ASSERT: enum hc_gossip_re_assert */
+	uint32_t x, y; /* OP_CLASS: the class; OP_SPLIT: both ways; OP_JMP: x */
+};
+
+struct hc_gossip_re {
+	struct hc_gossip_re_inst *prog;
+	size_t n;
+	struct hc_gossip_re_range *ranges;
+	struct hc_gossip_re_class *classes;
+};
 
 #endif /* HC_GOSSIP_REGEX_INT_H */

@@ -83,10 +83,10 @@ static int mp_header(const uint8_t *p, size_t avail, size_t *hlen, uint64_t *chi
 	case 0xd0: case 0xd1: case 0xd2: case 0xd3: /* ints */
 		*hlen = 1 + (1u << (c & 3));
 		return avail >= *hlen;
-	default: /* 0xd4..0xd8: fixext */
+	default: /* 0xd4..0xd8: fixext, then a type byte */
 		*hlen = 2;
 		*payload = fixext[c - 0xd4];
-		return 1;
+		return avail >= 2;
 	}
 	if (avail < 1 + lenbytes)
 		return 0;

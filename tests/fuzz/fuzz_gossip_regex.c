@@ -6,7 +6,7 @@
  *  - compiling and searching stay in bounds (under ASan) and finish: the
  *    VM's steps stay within (text + 1) x 3 x the largest program;
  *  - compile gives 0 or one of its documented errors;
- *  - wrapping a pattern in (?:...) changes nothing, and anchoring it
+ *  - wrapping a pattern (without \Q) in (?:...) changes nothing, and anchoring it
  *    (^(?:...)) can only take matches away;
  *  - \Q...\E over a piece of the text matches exactly when memmem finds it.
  */
@@ -46,7 +46,8 @@ static void check_wrapped(const char *p, size_t plen, const char *text, size_t t
 	char w[HC_GOSSIP_RE_PATTERN_MAX + 8];
 	int again;
 
-	if (r < 0 || plen + 6 > HC_GOSSIP_RE_PATTERN_MAX)
+	/* \Q quotes to the end of the pattern without \E: it would quote the ) */
+	if (r < 0 || plen + 6 > HC_GOSSIP_RE_PATTERN_MAX || memmem(p, plen, "\\Q", 2))
 		return;
 	memcpy(w, "(?:", 3);
 	memcpy(w + 3, p, plen);

@@ -116,6 +116,7 @@ static void test_what_go_refuses(void **state)
 		{ "\\Z", "", -EINVAL },	  { "(?<n>a)", "", -EINVAL }, { "(?x)", "", -EINVAL },
 		{ "(?)", "", -EINVAL },	  { "(?i-)", "", -EINVAL }, { "(?i)*", "", -EINVAL },
 		{ "[[:foo:]]", "", -EINVAL }, { "\xff", "", -EINVAL }, { "[\\b]", "", -EINVAL },
+		{ "\\E", "", -EINVAL },   { "a\\Qb\\E\\E", "", -EINVAL },
 		{ "\\pL", "", -ENOTSUP }, { "[\\p{Greek}]", "", -ENOTSUP },
 	};
 
