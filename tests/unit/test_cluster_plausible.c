@@ -701,6 +701,19 @@ static void test_full_slots_spare_the_quiet_sender(void **state)
 
 /* ---- routes from a big state ---- */
 
+/* The old dedup took 86 s for 100,000 workloads; the sort takes tens of ms,
+ * a few hundred under ASan on a busy machine. */
+#if defined(__SANITIZE_ADDRESS__)
+#define ROUTES_100K_MAX_MS 2000
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ROUTES_100K_MAX_MS 2000
+#endif
+#endif
+#ifndef ROUTES_100K_MAX_MS
+#define ROUTES_100K_MAX_MS 500
+#endif
+
 static double mono_ms(void)
 {
 	struct timespec ts;
@@ -772,7 +785,7 @@ static void test_routes_from_100k_workloads(void **state)
 	assert_int_equal(hc_cluster_routes_build(c, &d), 0);
 	ms = mono_ms() - t0;
 	print_message("routes from 150,000 workloads (100,000 distinct): %.1f ms\n", ms);
-	assert_true(ms < 500);
+	assert_true(ms < ROUTES_100K_MAX_MS);
 	assert_int_equal(d.nroutes, 100000);
 	assert_int_equal(hc_dp_ipaddr_parse("10.0.0.2", &b), 0);
 	for (size_t i = 0; i < d.nroutes; i++) {
