@@ -33,6 +33,17 @@ struct node {
 
 enum { F_FOLD = 1, F_MULTILINE = 2, F_DOTNL = 4, F_UNGREEDY = 8 };
 
+/*
+ * What a pattern of len bytes can make at most, so the parser's arrays are
+ * sized once: a tree node per atom, repetition, concatenation or
+ * alternative (a few per byte); a class per byte; and a class item's
+ * ranges (\W's five, tripled by case folding) come from at least two
+ * bytes. Past these the pattern is refused (-E2BIG), which none can reach.
+ */
+#define NODES_MAX(len) (4 * (len) + 8)
+#define CLASSES_MAX(len) ((len) + 1)
+#define RANGES_MAX(len) (16 * (len) + 16)
+
 struct parser {
 	const char *p, *end;
 	unsigned flags;
@@ -46,22 +57,6 @@ struct parser {
 	size_t nclasses, class_cap;
 };
 
-static bool grow(void **arr, size_t *cap, size_t n, size_t size)
-{
-	size_t want;
-	void *p;
-
-	if (n < *cap)
-		return true;
-	want = *cap ? 2 * *cap : 32;
-	p = realloc(*arr, want * size);
-	if (!p)
-		return false;
-	*arr = p;
-	*cap = want;
-	return true;
-}
-
 static int fail(struct parser *ps, int err)
 {
 	if (!ps->err)
@@ -71,8 +66,8 @@ static int fail(struct parser *ps, int err)
 
 static int node_new(struct parser *ps, enum node_kind kind, int a, int b)
 {
-	if (!grow((void **)&ps->nodes, &ps->node_cap, ps->nnodes, sizeof(*ps->nodes)))
-		return fail(ps, -ENOMEM);
+	if (ps->nnodes == ps->node_cap)
+		return fail(ps, -E2BIG);
 	ps->nodes[ps->nnodes] = (struct node){ .kind = kind, .a = a, .b = b };
 	return (int)ps->nnodes++;
 }
@@ -81,8 +76,8 @@ static int node_new(struct parser *ps, enum node_kind kind, int a, int b)
 
 static void add_range(struct parser *ps, uint32_t lo, uint32_t hi)
 {
-	if (!grow((void **)&ps->ranges, &ps->range_cap, ps->nranges, sizeof(*ps->ranges))) {
-		fail(ps, -ENOMEM);
+	if (ps->nranges == ps->range_cap) {
+		fail(ps, -E2BIG);
 		return;
 	}
 	ps->ranges[ps->nranges++] = (struct hc_gossip_re_range){ lo, hi };
@@ -151,8 +146,8 @@ static int class_end(struct parser *ps, size_t first, bool negate)
 			add_range(ps, next, RUNE_MAX);
 		free(copy);
 	}
-	if (!grow((void **)&ps->classes, &ps->class_cap, ps->nclasses, sizeof(*ps->classes)))
-		return fail(ps, -ENOMEM);
+	if (ps->nclasses == ps->class_cap)
+		return fail(ps, -E2BIG);
 	ps->classes[ps->nclasses] = (struct hc_gossip_re_class){ first, ps->nranges - first };
 	return ps->err ? -1 : node_new(ps, N_CLASS, (int)ps->nclasses++, 0);
 }
@@ -790,7 +785,13 @@ int hc_gossip_re_compile(const char *pattern, size_t len, struct hc_gossip_re **
 	*out = NULL;
 	if (len > HC_GOSSIP_RE_PATTERN_MAX)
 		return -E2BIG;
-	root = parse_alt(&ps);
+	ps.node_cap = NODES_MAX(len);
+	ps.range_cap = RANGES_MAX(len);
+	ps.class_cap = CLASSES_MAX(len);
+	ps.nodes = malloc(ps.node_cap * sizeof(*ps.nodes));
+	ps.ranges = malloc(ps.range_cap * sizeof(*ps.ranges));
+	ps.classes = malloc(ps.class_cap * sizeof(*ps.classes));
+	root = !ps.nodes || !ps.ranges || !ps.classes ? fail(&ps, -ENOMEM) : parse_alt(&ps);
 	if (root >= 0 && ps.p < ps.end)
 		fail(&ps, -EINVAL); /* an unmatched ) */
 	if (!ps.err) {

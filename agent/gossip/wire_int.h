@@ -162,12 +162,12 @@ struct hc_gossip_push_pull {
 /* Decodes a plaintext, uncompressed stream message that starts with 06.
  * -ENODATA means the message is incomplete (a stream reader may read more). */
 int hc_gossip_push_pull_decode(const uint8_t *buf, size_t len, struct hc_gossip_push_pull *pp);
-/* The header objects of a push/pull and of a streamed user message alone
- * (buf holds exactly the msgpack map after the type byte): the counts of
- * what follows them. 0 or -errno. */
-int hc_gossip_push_pull_header_decode(const uint8_t *buf, size_t len, uint64_t *nodes,
-				      uint64_t *user_state_len);
-int hc_gossip_user_header_decode(const uint8_t *buf, size_t len, uint64_t *msg_len);
+/* The header object alone (buf holds the msgpack map after the type byte)
+ * of a push/pull (type 06: *objects node states, then *raw bytes of user
+ * state) or of a streamed user message (08: no objects, *raw bytes).
+ * 0 or -errno. */
+int hc_gossip_stream_header_decode(uint8_t type, const uint8_t *buf, size_t len,
+				   uint64_t *objects, uint64_t *raw);
 int hc_gossip_push_pull_encode(const struct hc_gossip_push_pull *pp,
 			       struct hc_gossip_mp_writer *w);
 void hc_gossip_push_pull_fini(struct hc_gossip_push_pull *pp);
@@ -419,6 +419,7 @@ struct hc_gossip_stream_scan {
 	size_t mark;	    /* where the header object being skipped began */
 	uint64_t objects;   /* msgpack objects still to skip */
 	uint64_t skip;	    /* raw bytes still to skip */
+	uint64_t raw;	    /* raw bytes that follow the objects still to come */
 	size_t end;	    /* the message's length, once found */
 	int stage;
 	int err;

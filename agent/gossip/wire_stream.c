@@ -15,9 +15,8 @@
 enum stage {
 	S_TYPE,	       /* the type byte */
 	S_FRAME,       /* an encrypted frame's 4-byte length */
-	S_PP_HEADER,   /* a push/pull's header object */
-	S_PP_NODES,    /* its node states */
-	S_USER_HEADER, /* a streamed user message's header object */
+	S_HEADER,      /* a push/pull's or a streamed user message's header object */
+	S_BODY,	       /* a push/pull's node states (a user message has none) */
 	S_LAST,	       /* the objects or bytes that end the message */
 	S_DONE,
 };
@@ -145,10 +144,8 @@ static void start(struct hc_gossip_stream_scan *sc, uint8_t type)
 		sc->stage = S_FRAME;
 		break;
 	case HC_GOSSIP_MSG_PUSH_PULL:
-		sc->stage = S_PP_HEADER;
-		break;
 	case HC_GOSSIP_MSG_USER:
-		sc->stage = S_USER_HEADER;
+		sc->stage = S_HEADER;
 		break;
 	case HC_GOSSIP_MSG_COMPRESS:
 	case HC_GOSSIP_MSG_PING:
@@ -166,33 +163,24 @@ static void start(struct hc_gossip_stream_scan *sc, uint8_t type)
 /* After a stage's objects: what comes next. 0 to go on, or -errno. */
 static int next_stage(struct hc_gossip_stream_scan *sc, const uint8_t *buf)
 {
-	uint64_t nodes, raw;
+	uint64_t objects, raw;
 	int r;
 
 	switch (sc->stage) {
-	case S_PP_HEADER:
-		r = hc_gossip_push_pull_header_decode(buf + sc->mark, sc->pos - sc->mark, &nodes,
-						      &raw);
+	case S_HEADER:
+		r = hc_gossip_stream_header_decode(buf[0], buf + sc->mark, sc->pos - sc->mark,
+						   &objects, &raw);
 		if (r < 0)
 			return r;
-		if (nodes > HC_GOSSIP_STREAM_MAX || raw > HC_GOSSIP_STREAM_MAX)
+		if (objects > HC_GOSSIP_STREAM_MAX || raw > HC_GOSSIP_STREAM_MAX)
 			return -EMSGSIZE;
-		sc->objects = nodes;
-		sc->skip = 0;
-		sc->mark = (size_t)raw; /* kept for S_PP_NODES */
-		sc->stage = S_PP_NODES;
+		/* a push/pull's node states come before its raw user state */
+		sc->objects = objects;
+		sc->raw = raw;
+		sc->stage = S_BODY;
 		return 0;
-	case S_PP_NODES:
-		sc->skip = sc->mark;
-		sc->stage = S_LAST;
-		return 0;
-	case S_USER_HEADER:
-		r = hc_gossip_user_header_decode(buf + sc->mark, sc->pos - sc->mark, &raw);
-		if (r < 0)
-			return r;
-		if (raw > HC_GOSSIP_STREAM_MAX)
-			return -EMSGSIZE;
-		sc->skip = raw;
+	case S_BODY:
+		sc->skip = sc->raw;
 		sc->stage = S_LAST;
 		return 0;
 	default:

@@ -641,6 +641,19 @@ static void test_streams_over_max_are_closed_first_ones_served(void **state)
 	hc_gossip_net_free(b.net);
 }
 
+/* Sends a framed message on each of r's two streams, checks the echoes,
+ * and closes both. */
+static void echo_two_and_close(struct fixture *f, struct replies *r)
+{
+	assert_int_equal(send(r->fd[0], "\0\0\0\3one", 7, 0), 7);
+	assert_int_equal(send(r->fd[1], "\0\0\0\3two", 7, 0), 7);
+	assert_true(run_until(f->loop, replies_read, r));
+	assert_memory_equal(r->buf[0], "\0\0\0\3one", 7);
+	assert_memory_equal(r->buf[1], "\0\0\0\3two", 7);
+	close(r->fd[0]);
+	close(r->fd[1]);
+}
+
 /* Out of descriptors, the listener must pause rather than wake the loop
  * over and over for a connection it cannot take, and resume by itself. */
 static void test_accept_pauses_when_out_of_fds(void **state)
@@ -676,12 +689,7 @@ static void test_accept_pauses_when_out_of_fds(void **state)
 
 	w.in = 2;
 	assert_true(run_until(f->loop, stats_reached, &w));
-	assert_int_equal(send(r.fd[0], "\0\0\0\3one", 7, 0), 7);
-	assert_int_equal(send(r.fd[1], "\0\0\0\3two", 7, 0), 7);
-	assert_true(run_until(f->loop, replies_read, &r));
-	assert_memory_equal(r.buf[0], "\0\0\0\3one", 7);
-	close(r.fd[0]);
-	close(r.fd[1]);
+	echo_two_and_close(f, &r);
 	hc_gossip_net_free(b.net);
 }
 
@@ -798,12 +806,7 @@ static void test_streams_share_one_budget(void **state)
 	b.mode = ECHO;
 	r.fd[0] = raw_connect(hc_gossip_net_port(b.net));
 	r.fd[1] = raw_connect(hc_gossip_net_port(b.net));
-	assert_int_equal(send(r.fd[0], "\0\0\0\3one", 7, 0), 7);
-	assert_int_equal(send(r.fd[1], "\0\0\0\3two", 7, 0), 7);
-	assert_true(run_until(f->loop, replies_read, &r));
-	assert_memory_equal(r.buf[0], "\0\0\0\3one", 7);
-	close(r.fd[0]);
-	close(r.fd[1]);
+	echo_two_and_close(f, &r);
 	hc_gossip_net_free(b.net);
 }
 
