@@ -511,6 +511,9 @@ static void collect(struct hc_metrics_writer *w, void *arg)
 	counter(w, "hypercore_state_chunks_dropped_total",
 		"State chunks dropped (malformed, unknown sender, missed beginning)",
 		c->chunks_dropped);
+	counter(w, "hypercore_state_assemblies_evicted_total",
+		"Multi-chunk states in flight dropped to make room (per-sender or overall limit)",
+		c->assemblies_evicted);
 	counter(w, "hypercore_foreign_events_total", "User events and queries not ours, ignored",
 		c->events_ignored + c->queries_ignored);
 	counter(w, "hypercore_respawns_total", "Workloads of failed nodes this node respawned",
