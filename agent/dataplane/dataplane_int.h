@@ -65,6 +65,7 @@ struct hc_dataplane {
 	 * their pins by hc_dataplane_open_pinned) owned here. */
 	int tc_from_wl_fd, tc_to_wl_fd;
 	bool own_prog_fds;
+	bool warned_addrs; /* said once that the host has too many addresses */
 	/* hc_workloads entries of an older layout, until the new map takes them */
 	struct {
 		__u32 ifindex;
@@ -133,7 +134,8 @@ int hc_nl_default_oif(int *ifindex);
 int hc_nl_link_get(int ifindex, struct hc_dp_link *link);
 /* The netns id this namespace has for the namespace behind fd, or -errno. */
 int hc_nl_netnsid_of_fd(int nsfd);
-/* Every IPv4 and IPv6 address of this namespace. Caller frees *addrs. */
+/* Every IPv4 and IPv6 address of this namespace, each once, link-local
+ * ones left out. Caller frees *addrs. */
 int hc_nl_local_addrs(struct hc_ipaddr **addrs, size_t *n);
 
 /* Turns on GRO for the peer of a local veth (in whichever namespace it
