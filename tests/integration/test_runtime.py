@@ -215,6 +215,13 @@ class Runtime(unittest.TestCase):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        # a workload whose shim is gone is left to init: its processes run
+        # from this run's snapshots, and each holds a netns and a veth
+        for pid in cls.processes_rooted_under(cls.workdir):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         cls.unmount_under(cls.workdir)
         # each workload has its own parent, hypercore/<id>; only this run's
         # go (other agents on the machine share the hypercore directory)
@@ -226,6 +233,21 @@ class Runtime(unittest.TestCase):
                             os.rmdir(sub)
                         except OSError:
                             pass
+
+    @staticmethod
+    def processes_rooted_under(path):
+        """PIDs whose root file system is an overlay from a snapshot under
+        path (the workloads of this run's containerd)."""
+        out, mark = [], ("upperdir=" + path).encode()
+        for d in glob.glob("/proc/[0-9]*"):
+            try:
+                with open(d + "/mountinfo", "rb") as f:
+                    first = f.readline()
+            except OSError:
+                continue
+            if b" / / " in first and mark in first:
+                out.append(int(d[6:]))
+        return out
 
     @classmethod
     def restore_host(cls):
