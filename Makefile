@@ -216,7 +216,21 @@ bench: deps
 # Benchmark tools: standalone programs the tools/bench scripts run, and
 # benchmarks in C (tools/bench/bench_*.c) built against the library.
 BENCH_BINS += $(BUILD)/bench/hc_pktgen $(BUILD)/bench/bench_map_sync
-BENCH_BINS += $(BUILD)/bench/bench_xdp_prog
+BENCH_BINS += $(BUILD)/bench/bench_xdp_prog $(BUILD)/bench/bench_tc_prog
+# bench_tc_prog times the TC programs beside their version before the egress
+# policy (issue 16), built from git at TC_BASE_REV with that commit's bpf/ and
+# include/.
+TC_BASE_REV := a705338
+BENCH_BINS += $(BUILD)/bench/base/hc_tc.bpf.o
+$(BUILD)/bench/base/hc_tc.bpf.o:
+	$(call msg,BPF,$@)
+	$(Q)rm -rf $(@D)/src && mkdir -p $(@D)/src
+	$(Q)git archive $(TC_BASE_REV) bpf include | tar -x -C $(@D)/src
+	$(Q)$(BPF_CLANG) $(filter-out -Iinclude -Ibpf,$(BPF_CFLAGS)) -I$(@D)/src/include \
+		-I$(@D)/src/bpf -c -o $@.tmp $(@D)/src/bpf/hc_tc.bpf.c
+	$(Q)$(BPFTOOL) gen object $@ $@.tmp
+	$(Q)rm -f $@.tmp
+BENCH_BINS += $(BUILD)/bench/bench_routes
 $(BUILD)/bench/bench_%: $(OBJ)/tools/bench/bench_%.o $(TESTLIB) $(LIB)
 	$(call msg,LD,$@)
 	$(Q)mkdir -p $(@D)

@@ -1,11 +1,13 @@
 /* TC programs (clsact): on each workload's host-side veth, and in TC mode
  * on the uplink.
  *
- * hc_tc_from_wl (ingress: what the workload sends): counts it, keeps the
- * workload off the node's own addresses and other workloads except for the
- * allowed ports, applies its egress rate limit, and reverses the node-port
- * NAT on replies, sending them straight to the uplink.
- * hc_tc_to_wl (egress: what the stack delivers to the workload): counts it.
+ * hc_tc_from_wl (ingress: what the workload sends): counts it, applies the
+ * egress policy of lib/egress.h (deny by default towards the cluster), its
+ * egress rate limit, and reverses the node-port NAT on replies, sending them
+ * straight to the uplink.
+ * hc_tc_to_wl (egress: what the stack delivers to the workload): counts it
+ * and notes flows that members or this node open to the workload, whose
+ * replies the policy then lets through.
  * Frames XDP redirects into the veth bypass TC; XDP counts those itself.
  * hc_tc_uplink (the uplink's ingress, --dataplane-mode tc): node-port DNAT
  * where XDP cannot do it right. */
@@ -14,87 +16,15 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
+#include "lib/egress.h"
 #include "lib/maps.h"
 #include "lib/nat.h"
 #include "lib/parse.h"
 #include "lib/skb_nat.h"
 
-/* linux/icmp.h drags in libc's socket headers, which do not build for BPF. */
-#define HC_ICMP_ECHO 8
-#define HC_ICMPV6_ECHO_REQUEST 128
-
 /* Headers we need in the linear part of the skb: Ethernet, tags, IPv6 with
  * extension headers, TCP with options. */
 #define HC_TC_PULL_LEN 256
-
-static __always_inline int hc_in_workload_net(const struct hc_config *cfg,
-					      const struct hc_ipaddr *a)
-{
-	__u32 mask;
-
-	if (cfg->workload_net.family != HC_AF_INET || a->family != HC_AF_INET)
-		return 0;
-	if (cfg->workload_prefix == 0 || cfg->workload_prefix > 32)
-		return cfg->workload_prefix == 0;
-	mask = bpf_htonl(~0u << (32 - cfg->workload_prefix));
-	return (a->ip4 & mask) == (cfg->workload_net.ip4 & mask);
-}
-
-static __always_inline int hc_host_port_allowed(const struct hc_config *cfg,
-						const struct hc_pkt *p)
-{
-	__u16 port = bpf_ntohs(p->dport);
-
-#pragma unroll
-	for (int i = 0; i < HC_ALLOWED_PORTS_MAX; i++) {
-		if (cfg->host_allowed[i].port == port && cfg->host_allowed[i].proto == p->l4_proto)
-			return 1;
-	}
-	return 0;
-}
-
-/* Guest -> host isolation. A workload may not open connections to the node's
- * own addresses (except the allowed ports) nor to other workloads; replies to
- * connections the host opened (the proxy's, for one) still flow, since only
- * TCP SYNs, UDP and ICMP echo requests are refused. */
-static __always_inline int hc_isolation_allows(void *data, void *data_end, int rc,
-					       const struct hc_pkt *p, const struct hc_wl_info *wl)
-{
-	const struct hc_config *cfg;
-	__u32 zero = 0;
-	int to_host;
-
-	if (rc == HC_PARSE_BAD || (p->l3_proto != ETH_P_IP && p->l3_proto != ETH_P_IPV6))
-		return 1; /* not IP, or broken: the stack has nothing to deliver */
-	cfg = bpf_map_lookup_elem(&hc_config, &zero);
-	if (!cfg)
-		return 1;
-	to_host = bpf_map_lookup_elem(&hc_host_addrs, &p->daddr) != NULL;
-	if (!to_host && (!hc_in_workload_net(cfg, &p->daddr) || hc_addr_eq(&p->daddr, &wl->addr)))
-		return 1;
-
-	if (rc == HC_PARSE_L4) {
-		if (to_host && hc_host_port_allowed(cfg, p))
-			return 1;
-		if (p->l4_proto == IPPROTO_TCP) {
-			struct tcphdr *th = data + (p->l4_off & 0x7ff);
-
-			if ((void *)(th + 1) > data_end)
-				return 0;
-			return !(th->syn && !th->ack);
-		}
-		return 0;
-	}
-	if (p->l4_proto == IPPROTO_ICMP || p->l4_proto == IPPROTO_ICMPV6) {
-		__u8 *type = data + (p->l4_off & 0x7ff);
-
-		if (p->l4_off == 0 || (void *)(type + 1) > data_end)
-			return 0;
-		/* Errors, replies and IPv6 neighbour discovery stay possible. */
-		return *type != (p->l4_proto == IPPROTO_ICMP ? HC_ICMP_ECHO : HC_ICMPV6_ECHO_REQUEST);
-	}
-	return 0;
-}
 
 /* Token bucket of the workload's egress limit. Returns 1 if len may pass. */
 static __always_inline int hc_rate_allows(__u32 ifindex, const struct hc_wl_info *wl, __u64 len)
@@ -183,6 +113,24 @@ static __always_inline void hc_count_tx(struct hc_wl_stats *st, __u64 len, int d
 	}
 }
 
+/* The reply entry hc_conntrack holds for the frame's tuple, if it is the
+ * reply of a node-port flow. */
+static __always_inline struct hc_ct_val *hc_ct_reply(const struct hc_pkt *p)
+{
+	struct hc_ct_key rkey = {};
+	struct hc_ct_val *found;
+
+	rkey.saddr = p->saddr;
+	rkey.daddr = p->daddr;
+	rkey.sport = p->sport;
+	rkey.dport = p->dport;
+	rkey.proto = p->l4_proto;
+	found = bpf_map_lookup_elem(&hc_conntrack, &rkey);
+	if (!found || found->dir != HC_CT_REPLY || found->addr.family != p->saddr.family)
+		return NULL;
+	return found;
+}
+
 SEC("tc")
 int hc_tc_from_wl(struct __sk_buff *skb)
 {
@@ -190,11 +138,11 @@ int hc_tc_from_wl(struct __sk_buff *skb)
 	struct hc_wl_stats *st = bpf_map_lookup_elem(&hc_wl_stats, &ifindex);
 	struct hc_wl_info *wl = bpf_map_lookup_elem(&hc_workloads, &ifindex);
 	__u64 len = skb->len;
-	struct hc_ct_key rkey = {};
+	struct hc_ct_val *found = NULL;
 	struct hc_ct_val ct;
-	struct hc_ct_val *found;
 	void *data, *data_end;
 	struct hc_pkt p;
+	__u32 reason;
 	int rc;
 
 	/* The headers into the linear part (best effort: a short frame is
@@ -203,11 +151,16 @@ int hc_tc_from_wl(struct __sk_buff *skb)
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
 	rc = hc_parse(data, data_end, len, &p);
+	if (rc == HC_PARSE_L4)
+		found = hc_ct_reply(&p);
 
-	if (wl && (wl->flags & HC_WL_F_ISOLATE) && !hc_isolation_allows(data, data_end, rc, &p, wl)) {
-		hc_count_drop(HC_DROP_ISOLATION);
-		hc_count_tx(st, len, 1);
-		return TC_ACT_SHOT;
+	if (wl && (wl->flags & HC_WL_F_ISOLATE)) {
+		reason = hc_egress_verdict(data, data_end, rc, &p, wl, found != NULL);
+		if (reason) {
+			hc_count_drop(reason);
+			hc_count_tx(st, len, 1);
+			return TC_ACT_SHOT;
+		}
 	}
 	if (wl && !hc_rate_allows(ifindex, wl, len)) {
 		hc_count_drop(HC_DROP_RATE);
@@ -215,34 +168,12 @@ int hc_tc_from_wl(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 	hc_count_tx(st, len, 0);
-	if (rc != HC_PARSE_L4)
-		return TC_ACT_OK;
-
-	rkey.saddr = p.saddr;
-	rkey.daddr = p.daddr;
-	rkey.sport = p.sport;
-	rkey.dport = p.dport;
-	rkey.proto = p.l4_proto;
-	found = bpf_map_lookup_elem(&hc_conntrack, &rkey);
-	if (!found || found->dir != HC_CT_REPLY || found->addr.family != p.saddr.family)
+	if (!found)
 		return TC_ACT_OK;
 	ct = *found; /* the skb helpers below may not take map memory */
 	if (hc_tc_snat(skb, &p, &ct))
 		return TC_ACT_SHOT;
 	return hc_tc_send_reply(skb, &p, &ct);
-}
-
-SEC("tc")
-int hc_tc_to_wl(struct __sk_buff *skb)
-{
-	__u32 ifindex = skb->ifindex;
-	struct hc_wl_stats *st = bpf_map_lookup_elem(&hc_wl_stats, &ifindex);
-
-	if (st) {
-		st->rx_packets++;
-		st->rx_bytes += skb->len;
-	}
-	return TC_ACT_OK;
 }
 
 /* Parses an skb's frame, pulling the headers into its linear part first
@@ -261,6 +192,22 @@ static __always_inline int hc_tc_parse(struct __sk_buff *skb, struct hc_pkt *p)
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
 	return hc_parse(data, data_end, len, p);
+}
+
+SEC("tc")
+int hc_tc_to_wl(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex;
+	struct hc_wl_stats *st = bpf_map_lookup_elem(&hc_wl_stats, &ifindex);
+	struct hc_pkt p;
+
+	if (st) {
+		st->rx_packets++;
+		st->rx_bytes += skb->len;
+	}
+	if (hc_tc_parse(skb, &p) == HC_PARSE_L4)
+		hc_flow_note((void *)(long)skb->data, (void *)(long)skb->data_end, &p);
+	return TC_ACT_OK;
 }
 
 /* Sends a translated frame to the backend's veth without its VLAN tags (the

@@ -116,6 +116,22 @@ int hc_cli_opt_log_level(char *value, void *field, char *why, size_t len);
 	HC_CLI_FUNC("log-level", s, f, hc_cli_opt_log_level, NULL, "LEVEL",           \
 		    "debug, info, warn or error (default info)")
 
+/* Rows both spawn verbs (local and cluster) share for hardening: --cap-add
+ * CAP into the struct hc_workload_spec at spec (validated, repeatable),
+ * --pids-limit N into the uint32_t pids, --read-only-rootfs into the bool ro. */
+int hc_cli_opt_cap(char *value, void *field, char *why, size_t len);
+#define HC_CLI_HARDENING_ROWS(s, spec, pids, ro)                                       \
+	{ .name = "cap-add", .type = HC_CLI_OPT_FUNC, .off = offsetof(s, spec),          \
+	  .parse = hc_cli_opt_cap, .bare = true, .metavar = "CAP",                       \
+	  .help = "a capability beyond the default set, e.g. NET_RAW (repeatable)" },    \
+	HC_CLI_UINT("pids-limit", s, pids, HC_RUNTIME_MIN_PIDS_LIMIT,                     \
+		    HC_RUNTIME_MAX_PIDS_LIMIT,                                            \
+		    HC_CLI_QUOTE(HC_RUNTIME_MIN_PIDS_LIMIT) ".." HC_CLI_QUOTE(            \
+			    HC_RUNTIME_MAX_PIDS_LIMIT),                                   \
+		    "N", "at most N processes and threads (default "                     \
+		    HC_CLI_QUOTE(HC_RUNTIME_DEFAULT_PIDS_LIMIT) ")"),                     \
+	HC_CLI_FLAG("read-only-rootfs", s, ro, "mount the image's root filesystem read-only")
+
 /* Rows every client verb shares for its credentials (cli/cmd_auth.c):
  * --token TOKEN, and --state-dir DIR to read the agent's own token file. */
 int hc_cli_opt_token(char *value, void *field, char *why, size_t len);

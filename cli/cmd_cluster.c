@@ -23,6 +23,7 @@
 #define MAX_TAGS 64
 
 #define MAX_REGISTRIES 32
+#define MAX_EGRESS_RULES 64
 
 /* What `hypercore cluster` parses into: the agent's configuration and the
  * storage its pointers refer to. */
@@ -31,6 +32,7 @@ struct cluster_args {
 	enum hc_log_level level;
 	struct hc_gossip_kv tags[MAX_TAGS];
 	const char *registries[MAX_REGISTRIES];
+	const char *egress[MAX_EGRESS_RULES];
 };
 
 /* KEY=VALUE into the next tag; both parts non-empty keys, as serf's -tag.
@@ -189,6 +191,14 @@ const struct hc_cli_opt hc_cli_opts_cluster[] = {
 		    "how: xdp, tc or auto (default): XDP where the driver runs it natively and "
 		    "hands it whole checksums, TC ingress on veth/tap uplinks (their frames may "
 		    "carry partial checksums) or without native XDP"),
+	HC_CLI_LIST("workload-allow-egress", A, egress, cfg.nworkload_allow_egress,
+		    "CIDR[:PORTS]",
+		    "let workloads reach this destination, which the egress policy refuses "
+		    "them (cluster members' addresses but for the proxy, node and DNS ports; "
+		    "link-local and metadata addresses; other workloads): a prefix, with a port "
+		    "or range and /tcp or /udp if given (10.0.0.5:5432, 10.1.0.0/16:8000-8099/tcp, "
+		    "169.254.169.253:53, [2001:db8::1]:443); every port and protocol without one "
+		    "(repeatable)"),
 	HC_CLI_STR("bpf-pin-dir", A, cfg.bpf_pin_dir, "DIR",
 		   "where programs' links and maps are pinned (default " HC_DEFAULT_BPF_PIN_DIR
 		   ")"),
@@ -246,6 +256,8 @@ int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
 		cfg->tags = a.tags;
 	if (cfg->ninsecure)
 		cfg->insecure_registries = a.registries;
+	if (cfg->nworkload_allow_egress)
+		cfg->workload_allow_egress = a.egress;
 	/* Positional arguments are seeds to join, as upstream's. */
 	cfg->join = (const char *const *)argv + optind;
 	cfg->njoin = (size_t)(argc - optind);

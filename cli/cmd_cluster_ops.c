@@ -76,8 +76,12 @@ static int to_request(struct spawn_args *a)
 	a->req.ports = a->ports;
 	a->req.n_ports = a->spec.nports;
 	a->req.env = a->env;
+	a->req.cap_add = a->spec.cap_add;
+	a->req.n_cap_add = a->spec.ncap_add;
+	a->req.read_only_rootfs = a->spec.read_only_rootfs;
 	return 0;
 }
+
 
 static int parse_ports(char *arg, void *field, char *why, size_t len)
 {
@@ -129,6 +133,7 @@ const struct hc_cli_opt hc_cli_opts_cluster_spawn[] = {
 	  .help = "environment variable (repeatable)" },
 	HC_CLI_FUNC("id", S, req.id, parse_id, "a lowercase UUID", "UUID",
 		    "the workload id (default: a new one)"),
+	HC_CLI_HARDENING_ROWS(S, spec, req.pids_limit, spec.read_only_rootfs),
 	HC_CLI_FLAG("json", S, json, "print {\"id\", \"url\"}"),
 	HC_CLI_TIMEOUT(S, timeout_ms, "give up after this long (default 200)"),
 	HC_CLI_AUTH_ROWS,

@@ -182,6 +182,40 @@ static json_t *uplink_json(const struct hc_config *c)
 			 "mode", u.mode, "xdp_mode", u.xdp_mode);
 }
 
+/* The egress policy's state: how many addresses it keeps workloads off,
+ * the flows it lets answer, the proxy's ports, the operator's rules. */
+static json_t *egress_json(const struct hc_dp_snapshot *s)
+{
+	json_t *ports = json_array(), *allow = json_array();
+	char rule[256];
+
+	for (size_t i = 0; i < s->n_proxy_ports; i++)
+		json_array_append_new(ports, json_integer(s->proxy_ports[i]));
+	for (size_t i = 0; i < s->n_allow; i++) {
+		hc_dp_egress_format(&s->allow[i].key, &s->allow[i].val, rule, sizeof(rule));
+		json_array_append_new(allow, json_string(rule));
+	}
+	return json_pack("{s:I, s:I, s:I, s:o, s:o}", "member_addresses",
+			 (json_int_t)s->member_addrs, "local_addresses", (json_int_t)s->local_addrs,
+			 "flows", (json_int_t)s->wl_flows, "proxy_ports", ports, "allow", allow);
+}
+
+static void print_egress(const struct hc_dp_snapshot *s)
+{
+	char rule[256];
+
+	printf("\nWorkload egress: kept off %zu member and %zu local addresses, %zu flows opened "
+	       "to workloads\n  proxy ports:", s->member_addrs, s->local_addrs, s->wl_flows);
+	for (size_t i = 0; i < s->n_proxy_ports; i++)
+		printf("%s%u", i ? "," : " ", s->proxy_ports[i]);
+	printf("%s\n  allowed by the operator:", s->n_proxy_ports ? "" : " none");
+	for (size_t i = 0; i < s->n_allow; i++) {
+		hc_dp_egress_format(&s->allow[i].key, &s->allow[i].val, rule, sizeof(rule));
+		printf("%s%s", i ? ", " : " ", rule);
+	}
+	printf("%s\n", s->n_allow ? "" : " none");
+}
+
 static json_t *snapshot_json(const struct hc_dp_snapshot *s)
 {
 	json_t *root = json_object(), *routes = json_array(), *services = json_array();
@@ -236,6 +270,7 @@ static json_t *snapshot_json(const struct hc_dp_snapshot *s)
 	json_object_set_new(root, "services", services);
 	json_object_set_new(root, "workloads", wls);
 	json_object_set_new(root, "drops", drops);
+	json_object_set_new(root, "egress", egress_json(s));
 	json_object_set_new(root, "conntrack_entries", json_integer((json_int_t)s->conntrack_entries));
 	return root;
 }
@@ -319,6 +354,7 @@ static int print_tables(const struct hc_dp_snapshot *s)
 	hc_cli_table_print(t, stdout);
 	hc_cli_table_free(t);
 
+	print_egress(s);
 	printf("\nConntrack entries: %zu\nUntranslated or dropped:", s->conntrack_entries);
 	for (unsigned r = 1; r < HC_DROP_REASONS; r++)
 		printf(" %s=%llu", hc_dp_drop_reason_name(r), (unsigned long long)s->drops[r]);

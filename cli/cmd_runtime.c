@@ -1,5 +1,9 @@
 /* The local verbs: `hypercore containerd|spawn|stop|list|logs|attach`, which
- * talk to this node's containerd directly, without an agent. */
+ * talk to this node's containerd directly, without an agent. A local spawn
+ * isolates its workload itself, before the container exists, with the data
+ * plane the agent pinned (its maps and TC programs): it works whether the
+ * agent runs or not, and the agent, when it next looks, finds the workload
+ * already attached. */
 #include "cli.h"
 
 #include <errno.h>
@@ -14,6 +18,7 @@
 #include <unistd.h>
 
 #include "base/base.h"
+#include "dataplane/dataplane.h"
 #include "log/log.h"
 #include "loop/loop.h"
 #include "runtime/runtime.h"
@@ -54,12 +59,15 @@ static void local_opts_init(struct local_opts *o)
  * Opens a runtime client on the local containerd, after checking that
  * something answers there: otherwise one line naming both ways to start one.
  */
-static struct hc_runtime *open_runtime(struct local_opts *o)
+static struct hc_runtime *open_runtime_with(struct local_opts *o, hc_runtime_sandbox_fn *hook,
+					    void *hook_arg)
 {
 	struct hc_runtime_config cfg = {
 		.state_dir = o->state_dir,
 		.capacity_cpus = o->capacity_cpus,
 		.capacity_mem_mb = o->capacity_mem_mb,
+		.on_sandbox = hook,
+		.on_sandbox_arg = hook_arg,
 	};
 	struct hc_err err;
 	struct hc_runtime *rt;
@@ -86,6 +94,11 @@ static struct hc_runtime *open_runtime(struct local_opts *o)
 		return NULL;
 	}
 	return rt;
+}
+
+static struct hc_runtime *open_runtime(struct local_opts *o)
+{
+	return open_runtime_with(o, NULL, NULL);
 }
 
 /* ---- hypercore containerd ---- */
@@ -198,6 +211,8 @@ static int add_label(struct hc_workload_spec *spec, const char *kv)
 struct spawn_args {
 	struct local_opts o;
 	struct hc_workload_spec spec;
+	const char *pin_dir;
+	bool no_isolation;
 	bool json;
 };
 
@@ -267,6 +282,7 @@ static int parse_egress(char *arg, void *field, char *why, size_t len)
 	return add_label(field, label) < 0 ? -ENOMEM : 0;
 }
 
+
 #define S struct spawn_args
 const struct hc_cli_opt hc_cli_opts_spawn[] = {
 	HC_CLI_FUNC("image-ref", S, spec.image_ref, parse_image, NULL, "REF",
@@ -288,6 +304,14 @@ const struct hc_cli_opt hc_cli_opts_spawn[] = {
 	HC_CLI_FUNC("egress-mbit", S, spec, parse_egress, NULL, "N",
 		    "limit what it sends to N Mbit/s (the data plane drops the excess; label "
 		    HC_LABEL_EGRESS_MBIT ")"),
+	HC_CLI_GROUP("Hardening (docs/runtime.md)"),
+	HC_CLI_HARDENING_ROWS(S, spec, spec.pids_limit, spec.read_only_rootfs),
+	HC_CLI_STR("bpf-pin-dir", S, pin_dir, "DIR",
+		   "the agent's pinned data plane, which isolates the workload before it "
+		   "starts (default " HC_DEFAULT_BPF_PIN_DIR ")"),
+	HC_CLI_FLAG("no-isolation", S, no_isolation,
+		    "run it even without a data plane: it may then reach the node and other "
+		    "workloads"),
 	HC_CLI_UINT("capacity-cpu", S, o.capacity_cpus, 1, 1u << 20, NULL, "N",
 		    "vCPUs this node offers (default max(nproc, 225))"),
 	HC_CLI_UINT("capacity-mem", S, o.capacity_mem_mb, 1, 1u << 30, NULL, "MB",
@@ -326,6 +350,29 @@ static json_t *spec_json(const struct hc_workload *w)
 	return j ? j : json_object();
 }
 
+/* How the workload is confined: null for one spawned before hardening
+ * (its stored request has no pids limit), which runs with containerd's
+ * defaults. */
+static json_t *security_json(const struct hc_workload_spec *spec)
+{
+	const char *caps[HC_RUNTIME_MAX_CAP_ADD + 16];
+	size_t n = hc_workload_spec_caps(spec, caps, sizeof(caps) / sizeof(caps[0]));
+	json_t *o, *list;
+
+	if (!spec->pids_limit)
+		return json_null();
+	o = json_object();
+	list = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(list, json_string(caps[i]));
+	json_object_set_new(o, "seccomp", json_string("RuntimeDefault"));
+	json_object_set_new(o, "no_new_privs", json_true());
+	json_object_set_new(o, "capabilities", list);
+	json_object_set_new(o, "pids_limit", json_integer(spec->pids_limit));
+	json_object_set_new(o, "read_only_rootfs", json_boolean(spec->read_only_rootfs));
+	return o;
+}
+
 static json_t *workload_json(const struct hc_workload *w)
 {
 	json_t *o = json_object();
@@ -347,6 +394,7 @@ static json_t *workload_json(const struct hc_workload *w)
 	}
 	json_object_set_new(o, "log_path", json_string(w->log_path));
 	json_object_set_new(o, "request", spec_json(w));
+	json_object_set_new(o, "security", security_json(&w->spec));
 	return o;
 }
 
@@ -381,9 +429,51 @@ static int print_json(json_t *j)
 	return HC_EXIT_OK;
 }
 
+/* hc_runtime_sandbox_fn of the local spawn: the data plane's attach, as
+ * the agent does it (isolated, with the spec's egress limit). */
+static int isolate(void *arg, const struct hc_runtime_sandbox *sb, struct hc_err *err)
+{
+	struct hc_ipaddr ip;
+	int r;
+
+	if (hc_dp_ipaddr_parse(sb->ip, &ip) < 0)
+		return hc_err_set(err, -EADDRNOTAVAIL,
+				  "workload %s has no address to isolate (\"%s\" from CNI)", sb->id,
+				  sb->ip);
+	r = hc_dataplane_workload_attach(arg, sb->id, &ip, true,
+					 hc_workload_spec_egress_bytes(sb->spec), err);
+	if (r < 0) {
+		char why[sizeof(err->msg)];
+
+		memcpy(why, err->msg, sizeof(why));
+		return hc_err_set(err, r, "isolating workload %s before it starts: %s", sb->id,
+				  why);
+	}
+	return 0;
+}
+
+/* The pinned data plane, or NULL with the reason printed (exit status in
+ * *r): without one the spawn is refused unless --no-isolation says so. */
+static struct hc_dataplane *open_isolation(const struct spawn_args *a, int *r)
+{
+	struct hc_dataplane *dp;
+	struct hc_err err;
+
+	*r = HC_EXIT_OK;
+	if (a->no_isolation)
+		return NULL;
+	dp = hc_dataplane_open_pinned(a->pin_dir, &err);
+	if (!dp)
+		*r = hc_cli_fail("%s; a local spawn isolates the workload with the agent's data "
+				 "plane before it starts (--no-isolation runs it without)",
+				 err.msg);
+	return dp;
+}
+
 int hc_cli_cmd_spawn(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
 	struct spawn_args a = { .json = false };
+	struct hc_dataplane *dp = NULL;
 	struct hc_err err;
 	struct hc_runtime *rt = NULL;
 	struct hc_workload w;
@@ -393,7 +483,13 @@ int hc_cli_cmd_spawn(const struct hc_cli_cmd *cmd, int argc, char **argv)
 	r = parse_spawn_opts(cmd, argc, argv, &a);
 	if (r >= 0)
 		goto out;
-	rt = open_runtime(&a.o);
+	dp = open_isolation(&a, &r);
+	if (r != HC_EXIT_OK)
+		goto out;
+	if (!dp)
+		fprintf(stderr, "hypercore: warning: --no-isolation: the workload runs without the "
+				"data plane's isolation\n");
+	rt = open_runtime_with(&a.o, dp ? isolate : NULL, dp);
 	if (!rt) {
 		r = HC_EXIT_FAIL;
 		goto out;
@@ -410,6 +506,7 @@ int hc_cli_cmd_spawn(const struct hc_cli_cmd *cmd, int argc, char **argv)
 out:
 	hc_workload_spec_fini(&a.spec);
 	hc_runtime_free(rt);
+	hc_dataplane_close(dp);
 	return r;
 }
 

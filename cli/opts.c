@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "log/log.h"
+#include "runtime/runtime.h"
 
 #define MAX_OPTS 64 /* rows in one table */
 
@@ -61,6 +62,17 @@ static int store_uint(const struct hc_cli_opt *o, const char *value, void *field
 		*(uint64_t *)field = v;
 		break;
 	default:
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int hc_cli_opt_cap(char *value, void *field, char *why, size_t len)
+{
+	struct hc_err err;
+
+	if (hc_workload_spec_add_cap(field, value, &err) < 0) {
+		snprintf(why, len, "%s", err.msg);
 		return -EINVAL;
 	}
 	return 0;

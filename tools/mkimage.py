@@ -16,6 +16,9 @@ Images:
   flooder after LOG_DELAY seconds (default 3) writes LOG_MIB MiB (default 200)
           of 1 KiB lines to stdout, one MiB every LOG_PAUSE seconds (default
           0: as fast as it can), then "flood done", then sleeps
+  probe   --binary PATH  a static tests/integration/probe/hcprobe.c as the
+          entrypoint /hcprobe, its setuid-root copy /hcprobe-suid, busybox
+          for attach, and a user 1000
 
 The busybox images carry Debian's busybox-static (/bin/busybox) with the
 applets they use linked to it.
@@ -128,7 +131,7 @@ class Layer:
         return self.buf.getvalue()
 
 
-def busybox_layer(init):
+def busybox_layer(init, extra=(), users=b""):
     layer = Layer()
     for d in ("bin", "dev", "etc", "proc", "sys", "tmp", "www"):
         layer.dir(d, 0o1777 if d == "tmp" else 0o755)
@@ -136,9 +139,11 @@ def busybox_layer(init):
         layer.file("bin/busybox", f.read(), 0o755)
     for applet in APPLETS:
         layer.symlink("bin/" + applet, "busybox")
-    layer.file("etc/passwd", b"root:x:0:0:root:/:/bin/sh\n")
+    layer.file("etc/passwd", b"root:x:0:0:root:/:/bin/sh\n" + users)
     layer.file("etc/group", b"root:x:0:\n")
     layer.file("init", init.encode(), 0o755)
+    for name, data, mode in extra:
+        layer.file(name, data, mode)
     return layer.bytes()
 
 
@@ -165,6 +170,15 @@ def build(kind, binary=None):
     elif kind == "flooder":
         data = busybox_layer(FLOODER_INIT)
         config.update(Entrypoint=["/init"])
+    elif kind == "probe":
+        if not binary:
+            sys.exit("mkimage: probe needs --binary")
+        with open(binary, "rb") as f:
+            probe = f.read()
+        data = busybox_layer(EXITER_INIT, extra=[("hcprobe", probe, 0o755),
+                                                 ("hcprobe-suid", probe, 0o4755)],
+                             users=b"probe:x:1000:1000:probe:/:/bin/sh\n")
+        config.update(Entrypoint=["/hcprobe"])
     else:
         sys.exit("mkimage: unknown image %s" % kind)
     return data, config
@@ -233,8 +247,8 @@ def write_archive(path, name, blobs, manifest):
 
 def main():
     ap = argparse.ArgumentParser(description="Build small reproducible OCI images.")
-    ap.add_argument("kind", choices=("pause", "web", "logger", "exiter", "flooder"))
-    ap.add_argument("--binary", help="the pause executable (pause only)")
+    ap.add_argument("kind", choices=("pause", "web", "logger", "exiter", "flooder", "probe"))
+    ap.add_argument("--binary", help="the pause or hcprobe executable (pause, probe)")
     ap.add_argument("--oci-dir", help="write an OCI image layout here")
     ap.add_argument("--tag", default="latest", help="tag inside the OCI layout")
     ap.add_argument("--archive", help="write an OCI archive tar here")

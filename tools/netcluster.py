@@ -12,7 +12,10 @@ Topology (PREFIX default "hcc", X = the subnet byte, default 253):
 
 Node i runs `build/hypercore cluster` in netns PREFIX-n<i> (entered with
 `nsenter --net`, so /sys/fs/bpf stays the host's): gRPC on 10.X.0.i:8000, HTTP
-on 10.X.0.i:8001, gossip on 10.X.0.i:7946 (nodes 2..N join node 1), state and
+on 10.X.0.i:8001, gossip on 10.X.0.i:7946 (nodes 2..N join node 1 with the
+join token `hypercore cluster join-token` prints from node 1's state dir, so
+gossip is encrypted with the key node 1 made and every node accepts node 1's
+API token; a restarted node finds both in its state dir), state and
 run dirs under WORKDIR/n<i>/, its log in WORKDIR/n<i>/agent.log, node ports on
 its eth0 (TC ingress: what --dataplane-mode auto picks for a veth, whose
 offloads stay as Linux sets them), pins in /sys/fs/bpf/PREFIX-n<i>, and by
@@ -50,8 +53,10 @@ As a module (tests/benchmarks: `sys.path.insert(0, "<repo>/tools")`):
 
   A node: .index .name .netns .addr .grpc_addr .http_addr .http_url
     .gossip_addr .state_dir .run_dir .pin_dir .socket .log_path .proc
-    .log() .http(path, method="GET", body=None, headers=None, timeout=10)
-    .http_json(path) .members() .cli(*args, timeout=60, input=None)
+    .log() .http(path, method="GET", body=None, headers=None, timeout=10, token=...)
+    .http_json(path) .members() .cli(*args, timeout=60, input=None, token=...)
+    .token() (the admin token: http() and cli() send it unless token= says
+    otherwise) .read_only_token() .join_token()
     .local_cli(verb, *args, timeout=120, input=None) .ns_run(*argv, timeout=30)
     .kill(sig=SIGKILL) .stop(timeout=20) -> exit status .start() .restart()
     .running()
@@ -112,15 +117,22 @@ IFNAMSIZ = 15
 
 # ---- small helpers ----
 
-def _run(argv, timeout=60, check=False, input=None):
+def _run(argv, timeout=60, check=False, input=None, env=None):
     """argv with text output. Its own session: a ^C at the terminal reaches
     only us, so teardown commands are not killed half-way by the same ^C."""
     r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input,
-                       start_new_session=True)
+                       start_new_session=True, env=env)
     if check and r.returncode != 0:
         raise RuntimeError("%s failed (%d): %s" % (" ".join(argv), r.returncode,
                                                    (r.stderr or r.stdout).strip()))
     return r
+
+
+def _gives_key(argv):
+    """Whether agent arguments settle gossip encryption themselves (else a
+    node joins with node 1's join token)."""
+    return any(a in argv for a in ("--join-token", "--cluster-encrypt", "--cluster-keyring",
+                                   "--cluster-insecure"))
 
 
 def _nsenter(ns, *argv):
@@ -308,6 +320,10 @@ class Node(hctest.Agent):
         # attempts, serf's, come at random every 30 s).
         if self.proc is None:
             if self.index != 1:
+                # node 1 made the cluster key; a join token carries it and
+                # the API token (a restart finds both in the state dir)
+                if not _gives_key(argv) and c.join_token:
+                    argv += ["--join-token", c.join_token]
                 argv.append(c.node(1).gossip_addr)
         else:
             argv += [n.gossip_addr for n in c.nodes if n is not self and n.running()]
@@ -340,13 +356,18 @@ class Node(hctest.Agent):
         raise RuntimeError("agent %s not ready after %ss; its log ends:\n%s"
                            % (self.name, timeout, self.log()[-3000:]))
 
-    def http(self, path, method="GET", body=None, headers=None, timeout=10):
+    def http(self, path, method="GET", body=None, headers=None, timeout=10,
+             token=hctest.OWN_TOKEN):
         """(status, headers, body bytes) from the node's HTTP API, from the
         root netns; HTTP errors are returned, not raised. http.client, not
-        urllib: no proxy from the environment may get in between."""
+        urllib: no proxy from the environment may get in between. Sends the
+        node's admin token (token=: another, None for none) and, on a POST,
+        Content-Type application/json unless headers say."""
+        headers = hctest.with_token(headers, self.token() if token is hctest.OWN_TOKEN
+                                    else token, method)
         c = http.client.HTTPConnection(self.addr, HTTP_PORT, timeout=timeout)
         try:
-            c.request(method, path, body=body, headers=headers or {})
+            c.request(method, path, body=body, headers=headers)
             r = c.getresponse()
             return r.status, dict(r.getheaders()), r.read()
         finally:
@@ -363,9 +384,16 @@ class Node(hctest.Agent):
         """The node's /members list: dicts with name, addr, status, ..."""
         return self.http_json("/members")["response"]
 
-    def cli(self, *args, timeout=60, input=None):
-        """`hypercore ARGS` in the root netns (name this node's addresses)."""
-        return _run([HC_BIN, *args], timeout=timeout, input=input)
+    def cli(self, *args, timeout=60, input=None, token=hctest.OWN_TOKEN):
+        """`hypercore ARGS` in the root netns (name this node's addresses),
+        with the node's admin token in $HYPERCORE_TOKEN (token=: another,
+        None for none)."""
+        token = self.token() if token is hctest.OWN_TOKEN else token
+        env = dict(os.environ)
+        env.pop("HYPERCORE_TOKEN", None)
+        if token is not None:
+            env["HYPERCORE_TOKEN"] = token
+        return _run([HC_BIN, *args], timeout=timeout, input=input, env=env)
 
     def local_cli(self, verb, *args, timeout=120, input=None):
         """A local runtime verb (spawn, stop, list, logs, attach) against this
@@ -449,6 +477,7 @@ class NetCluster:
         self.registry = None
         self.images = {}
         self.nodes = []
+        self.join_token = None  # `cluster join-token` of node 1, once it runs
         self._claimed = False  # names, record and workdir are ours to remove
         self._started = False
 
@@ -557,6 +586,8 @@ class NetCluster:
         # node 1 first: the others join it, and its join port is bound once
         # it answers /healthz
         self.node(1).start(wait=True, timeout=timeout)
+        if self.n > 1 and not _gives_key(self.node(1).extra_args):
+            self.join_token = self.node(1).join_token()
         for nd in self.nodes[1:]:
             nd.start(wait=False)
         for nd in self.nodes[1:]:
@@ -868,6 +899,8 @@ def main(argv=None):
                   % (nd.name, nd.netns, nd.http_url, nd.grpc_addr, nd.proc.pid, nd.log_path))
             print("       local verbs: %s VERB --run-dir %s --state-dir %s"
                   % (HC_BIN, nd.run_dir, nd.state_dir))
+        print("  API token: %s cluster api-token --state-dir %s (the CLI takes it as "
+              "$HYPERCORE_TOKEN)" % (HC_BIN, c.node(1).state_dir))
         for name, ref in sorted(c.images.items()):
             print("  image %-7s %s" % (name, ref))
         print("ready; ^C or SIGTERM tears it down", flush=True)

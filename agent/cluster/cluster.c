@@ -183,6 +183,7 @@ static void on_gossip_event(const struct hc_gossip_event *ev, void *arg)
 		}
 		break;
 	case HC_GOSSIP_EV_MEMBER_JOIN:
+		hc_cluster_members_sync(c);
 		/* a newcomer learns our state now, not at the next refresh */
 		c->broadcast_due = true;
 		hc_loop_del_timer(c->loop, c->state_timer);
@@ -193,7 +194,11 @@ static void on_gossip_event(const struct hc_gossip_event *ev, void *arg)
 		break;
 	case HC_GOSSIP_EV_MEMBER_LEAVE:
 	case HC_GOSSIP_EV_MEMBER_REAP:
+		hc_cluster_members_sync(c);
 		hc_cluster_state_forget_node(c, ev->member->name, false);
+		break;
+	case HC_GOSSIP_EV_MEMBER_UPDATE:
+		hc_cluster_members_sync(c);
 		break;
 	default:
 		break;
@@ -248,6 +253,8 @@ static int64_t housekeeping(struct hc_loop *loop, uint64_t id, void *arg)
 	(void)id;
 	hc_cluster_state_housekeeping(c);
 	hc_cluster_local_housekeeping(c);
+	if (c->members_sync_due)
+		hc_cluster_members_sync(c);
 	return HOUSEKEEPING_MS;
 }
 
@@ -282,6 +289,7 @@ void hc_cluster_set_api_token(struct hc_cluster *c, const char *token)
 void hc_cluster_set_maps(struct hc_cluster *c, struct hc_dpmaps *maps)
 {
 	c->cfg.maps = maps;
+	hc_cluster_members_sync(c);
 }
 
 int hc_cluster_start(struct hc_cluster *c, struct hc_err *err)
@@ -300,6 +308,7 @@ int hc_cluster_start(struct hc_cluster *c, struct hc_err *err)
 	if (!c->gossip)
 		return err && err->code < 0 ? err->code : -EIO;
 	our_addr(c);
+	hc_cluster_members_sync(c); /* ourselves: no event says we joined */
 	/* Versions only grow, across restarts too: they start at the clock. */
 	clock_gettime(CLOCK_REALTIME, &now);
 	c->state_version = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
@@ -502,6 +511,9 @@ static void collect(struct hc_metrics_writer *w, void *arg)
 	counter(w, "hypercore_state_chunks_dropped_total",
 		"State chunks dropped (malformed, unknown sender, missed beginning)",
 		c->chunks_dropped);
+	counter(w, "hypercore_state_assemblies_evicted_total",
+		"Multi-chunk states in flight dropped to make room (per-sender or overall limit)",
+		c->assemblies_evicted);
 	counter(w, "hypercore_foreign_events_total", "User events and queries not ours, ignored",
 		c->events_ignored + c->queries_ignored);
 	counter(w, "hypercore_respawns_total", "Workloads of failed nodes this node respawned",

@@ -249,7 +249,7 @@ struct hc_cluster {
 	uint64_t last_hash, last_broadcast_ms;
 	uint64_t state_version; /* of our last broadcast; starts at the wall clock */
 	bool broadcast_due;
-	uint64_t broadcasts, broadcast_skipped, state_changes, chunks_dropped;
+	uint64_t broadcasts, broadcast_skipped, state_changes, chunks_dropped, assemblies_evicted;
 	uint64_t states_received, states_outdated, events_ignored, queries_ignored;
 	uint64_t respawns, restarts, duplicates_stopped;
 	uint64_t states_rejected[STATE_REJECT_REASONS];
@@ -286,6 +286,7 @@ struct hc_cluster {
 	struct hc_metrics_histogram spawn_hist;
 	uint64_t spawns_ok, spawns_failed;
 	uint64_t map_syncs, map_sync_errors;
+	bool members_sync_due; /* the last hc_members write failed: retry */
 };
 
 /* local.c */
@@ -332,6 +333,26 @@ uint64_t hc_cluster_state_hash(hc_pb_workload *const *w, size_t n, const char *a
 
 /* routes.c: the local and known remote workloads -> the data plane maps */
 void hc_cluster_routes_sync(struct hc_cluster *c);
+/* The IP of a member's "ip:port" or "[ip6]:port" address. 0 or -EINVAL. */
+int hc_cluster_addr_ip(const char *hostport, struct hc_ipaddr *out);
+/* Every member's address (the member list, ours included) -> hc_members,
+ * which keeps workloads off them. On every member event. */
+void hc_cluster_members_sync(struct hc_cluster *c);
+/* The entries the maps should hold, each key once (the first claim wins). */
+struct hc_dp_route;
+struct hc_dp_service;
+struct hc_cluster_desired {
+	struct hc_dp_route *routes;
+	size_t nroutes, route_cap;
+	struct hc_dp_service *services;
+	size_t nservices, service_cap;
+	bool oom;
+};
+/* Builds d (caller-owned, filled from scratch) from the local workloads and
+ * the peers' states in O(n log n) for n entries; 0 or -ENOMEM. Release d
+ * with hc_cluster_desired_fini() either way. */
+int hc_cluster_routes_build(struct hc_cluster *c, struct hc_cluster_desired *d);
+void hc_cluster_desired_fini(struct hc_cluster_desired *d);
 
 /* orchestrate.c: spawn/stop through gossip queries, the asking side */
 /* Sets c->report to orchestrate's handler: a failed node's workload is

@@ -108,6 +108,16 @@ int hc_cluster_pb_to_spec(const hc_pb_spawn *req, struct hc_workload_spec *spec)
 		spec->ports[i].container = p->value > 65535 ? 0 : (uint16_t)p->value;
 		spec->nports++;
 	}
+	/* names kept as given, so validation names a wrong one */
+	if (req->n_cap_add && !(spec->cap_add = calloc(req->n_cap_add, sizeof(char *))))
+		goto oom;
+	for (size_t i = 0; i < req->n_cap_add; i++) {
+		if (!(spec->cap_add[i] = strdup(req->cap_add[i])))
+			goto oom;
+		spec->ncap_add++;
+	}
+	spec->pids_limit = req->pids_limit;
+	spec->read_only_rootfs = req->read_only_rootfs;
 	return 0;
 oom:
 	hc_workload_spec_fini(spec);
@@ -152,6 +162,10 @@ hc_pb_workload *hc_cluster_pb_workload_of(const struct hc_workload *w)
 	req.image_ref = s->image_ref ? s->image_ref : (char *)"";
 	req.env = s->env;
 	req.n_env = s->nenv;
+	req.cap_add = s->cap_add;
+	req.n_cap_add = s->ncap_add;
+	req.pids_limit = s->pids_limit;
+	req.read_only_rootfs = s->read_only_rootfs;
 	for (size_t i = 0; i < np; i++) {
 		uint32_t host = s->ports[i].host, node;
 

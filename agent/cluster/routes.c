@@ -10,6 +10,8 @@
  *    none, are reached at their address and the container port, as upstream
  *    itself routes).
  * Node ports are served by the owner only: XDP DNATs to local workloads.
+ * And every member's address -> hc_members, which TC keeps workloads off
+ * (but for the proxy's, node and DNS ports).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,14 +24,6 @@
 #include "cluster/cluster_int.h"
 #include "dataplane/dataplane.h"
 #include "log/log.h"
-
-struct desired {
-	struct hc_dp_route *routes;
-	size_t nroutes, route_cap;
-	struct hc_dp_service *services;
-	size_t nservices, service_cap;
-	bool oom;
-};
 
 static bool grow(void **arr, size_t *cap, size_t n, size_t size)
 {
@@ -47,7 +41,7 @@ static bool grow(void **arr, size_t *cap, size_t n, size_t size)
 	return true;
 }
 
-static void add_route(struct desired *d, const char *id, uint32_t port,
+static void add_route(struct hc_cluster_desired *d, const char *id, uint32_t port,
 		      const struct hc_ipaddr *to, uint32_t to_port, const char *node)
 {
 	struct hc_dp_route *r;
@@ -60,24 +54,17 @@ static void add_route(struct desired *d, const char *id, uint32_t port,
 	memset(r, 0, sizeof(*r));
 	if (hc_dp_route_key_init(&r->key, id, (uint16_t)port) < 0)
 		return;
-	/* the first owner wins: a workload two nodes claim stays where it was */
-	for (size_t i = 0; i < d->nroutes; i++)
-		if (memcmp(&d->routes[i].key, &r->key, sizeof(r->key)) == 0)
-			return;
 	r->val.backend = *to;
 	r->val.port = (uint16_t)to_port;
 	snprintf(r->val.node, sizeof(r->val.node), "%s", node);
 	d->nroutes++;
 }
 
-static void add_service(struct desired *d, uint8_t proto, uint32_t port,
+static void add_service(struct hc_cluster_desired *d, uint8_t proto, uint32_t port,
 			const struct hc_ipaddr *to, uint32_t to_port)
 {
 	struct hc_dp_service *s;
 
-	for (size_t i = 0; i < d->nservices; i++)
-		if (d->services[i].key.port == port && d->services[i].key.proto == proto)
-			return;
 	if (!grow((void **)&d->services, &d->service_cap, d->nservices, sizeof(*s))) {
 		d->oom = true;
 		return;
@@ -91,7 +78,7 @@ static void add_service(struct desired *d, uint8_t proto, uint32_t port,
 	s->val.backends[0].port = (uint16_t)to_port;
 }
 
-static void add_local(struct hc_cluster *c, struct desired *d, const struct local_wl *l,
+static void add_local(struct hc_cluster *c, struct hc_cluster_desired *d, const struct local_wl *l,
 		      const char *self)
 {
 	const hc_pb_workload *w = l->state;
@@ -121,7 +108,7 @@ static void add_local(struct hc_cluster *c, struct desired *d, const struct loca
 	}
 }
 
-static void add_peer(struct hc_cluster *c, struct desired *d, const struct peer *p)
+static void add_peer(struct hc_cluster *c, struct hc_cluster_desired *d, const struct peer *p)
 {
 	struct hc_ipaddr addr;
 
@@ -150,22 +137,101 @@ static void add_peer(struct hc_cluster *c, struct desired *d, const struct peer 
 	}
 }
 
-void hc_cluster_routes_sync(struct hc_cluster *c)
+/*
+ * Duplicate keys: the first one added wins (a workload two nodes claim
+ * stays where it was; local workloads come first). Sorting positions by
+ * (key, position) finds them in O(n log n) whatever the keys (a peer's
+ * state may hold 100,000 workloads, and a hash of keys from the network
+ * could be made to collide); the survivors keep their order.
+ */
+struct dedup {
+	const char *base;
+	size_t stride, ksize;
+};
+
+static int pos_cmp(const void *a, const void *b, void *arg)
+{
+	const struct dedup *dd = arg;
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	int r = memcmp(dd->base + x * dd->stride, dd->base + y * dd->stride, dd->ksize);
+
+	return r ? r : (x > y) - (x < y);
+}
+
+/* Keeps the first of each key among n entries of stride bytes. Returns
+ * the count kept, or -ENOMEM (entries untouched). */
+static ssize_t dedup_first(void *entries, size_t n, size_t stride, size_t ksize)
+{
+	struct dedup dd = { entries, stride, ksize };
+	uint32_t *pos = malloc((n ? n : 1) * sizeof(*pos));
+	unsigned char *drop = calloc(n ? n : 1, 1);
+	size_t kept = 0;
+
+	if (!pos || !drop || n > UINT32_MAX) {
+		free(pos);
+		free(drop);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		pos[i] = (uint32_t)i;
+	qsort_r(pos, n, sizeof(*pos), pos_cmp, &dd);
+	for (size_t i = 1; i < n; i++)
+		if (memcmp(dd.base + pos[i] * stride, dd.base + pos[i - 1] * stride, ksize) == 0)
+			drop[pos[i]] = 1;
+	for (size_t i = 0; i < n; i++) {
+		if (drop[i])
+			continue;
+		if (kept != i)
+			memcpy((char *)entries + kept * stride, (char *)entries + i * stride, stride);
+		kept++;
+	}
+	free(pos);
+	free(drop);
+	return (ssize_t)kept;
+}
+
+int hc_cluster_routes_build(struct hc_cluster *c, struct hc_cluster_desired *d)
 {
 	const char *self = c->gossip ? hc_gossip_name(c->gossip) : c->node_id;
-	struct desired d = { 0 };
+	ssize_t n;
+
+	memset(d, 0, sizeof(*d));
+	for (size_t i = 0; i < c->nlocal; i++)
+		add_local(c, d, &c->local[i], self);
+	for (size_t i = 0; i < c->npeers; i++)
+		if (!c->peers[i].stale)
+			add_peer(c, d, &c->peers[i]);
+	if (d->oom)
+		return -ENOMEM;
+	n = dedup_first(d->routes, d->nroutes, sizeof(*d->routes), sizeof(d->routes->key));
+	if (n < 0)
+		return (int)n;
+	d->nroutes = (size_t)n;
+	n = dedup_first(d->services, d->nservices, sizeof(*d->services),
+			sizeof(d->services->key));
+	if (n < 0)
+		return (int)n;
+	d->nservices = (size_t)n;
+	return 0;
+}
+
+void hc_cluster_desired_fini(struct hc_cluster_desired *d)
+{
+	free(d->routes);
+	free(d->services);
+	memset(d, 0, sizeof(*d));
+}
+
+void hc_cluster_routes_sync(struct hc_cluster *c)
+{
+	struct hc_cluster_desired d;
 	struct hc_dp_desired want;
 	struct hc_dp_sync_report rep;
 	int rc;
 
 	if (!c->cfg.maps || c->closing)
 		return;
-	for (size_t i = 0; i < c->nlocal; i++)
-		add_local(c, &d, &c->local[i], self);
-	for (size_t i = 0; c->gossip && i < c->npeers; i++)
-		if (!c->peers[i].stale)
-			add_peer(c, &d, &c->peers[i]);
-	if (d.oom) {
+	if (hc_cluster_routes_build(c, &d) < 0) {
 		c->map_sync_errors++;
 		hc_log(HC_LOG_WARN, "map sync skipped: out of memory");
 		goto out;
@@ -187,6 +253,46 @@ void hc_cluster_routes_sync(struct hc_cluster *c)
 			c->cfg.on_routes(c->cfg.notify_arg);
 	}
 out:
-	free(d.routes);
-	free(d.services);
+	hc_cluster_desired_fini(&d);
+}
+
+int hc_cluster_addr_ip(const char *hostport, struct hc_ipaddr *out)
+{
+	const char *a = hostport; /* "ip:port" or "[ip6]:port" */
+	const char *end = a[0] == '[' ? strchr(a, ']') : strrchr(a, ':');
+	char host[64];
+
+	if (!end)
+		return -EINVAL;
+	if (a[0] == '[')
+		a++;
+	snprintf(host, sizeof(host), "%.*s", (int)(end - a), a);
+	return hc_dp_ipaddr_parse(host, out);
+}
+
+/* Members in any state count: a failed node may come back, and a left one
+ * stays in the list until reaped. Our advertise address is our member's. */
+void hc_cluster_members_sync(struct hc_cluster *c)
+{
+	struct hc_gossip_member *ms;
+	struct hc_ipaddr *addrs;
+	size_t n = 0, k = 0;
+	int rc = -ENOMEM;
+
+	if (!c->cfg.maps || c->closing)
+		return;
+	ms = hc_cluster_members(c, &n);
+	addrs = calloc(n + 1, sizeof(*addrs));
+	if (!ms || !addrs)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		if (hc_cluster_addr_ip(ms[i].addr, &addrs[k]) == 0)
+			k++;
+	rc = hc_dpmaps_set_members(c->cfg.maps, addrs, k);
+out:
+	if (rc)
+		hc_log(HC_LOG_WARN, "member addresses not synced (retrying): %s", strerror(-rc));
+	c->members_sync_due = rc != 0; /* housekeeping retries */
+	free(addrs);
+	hc_gossip_members_free(ms, n);
 }

@@ -18,7 +18,11 @@
 #include "dataplane/dataplane.h"
 #include "log/log.h"
 
-#define MAX_ASSEMBLIES 64
+/* States in flight: a sender has at most MAX_SENDER_ASSEMBLIES (its newest
+ * and the one before, which gossip's reordering may still complete), and
+ * all senders together MAX_ASSEMBLIES. */
+#define MAX_ASSEMBLIES 256
+#define MAX_SENDER_ASSEMBLIES 2
 #define MAX_CHUNKS (MAX_PEER_WORKLOADS / WORKLOADS_PER_CHUNK)
 #define MAX_PEER_WORKLOADS 100000
 #define ASSEMBLY_TIMEOUT_MS 60000
@@ -379,20 +383,9 @@ int hc_cluster_member_ip(struct hc_cluster *c, const char *name, struct hc_ipadd
 	int r = -ENOENT;
 
 	for (size_t i = 0; ms && i < n && r; i++) {
-		const char *a = ms[i].addr; /* "ip:port" or "[ip6]:port" */
-		const char *end = a[0] == '[' ? strchr(a, ']') : strrchr(a, ':');
-		char host[64];
-
 		if (strcmp(ms[i].name, name) != 0)
 			continue;
-		if (!end) {
-			r = -EINVAL;
-			break;
-		}
-		if (a[0] == '[')
-			a++;
-		snprintf(host, sizeof(host), "%.*s", (int)(end - a), a);
-		r = hc_dp_ipaddr_parse(host, out);
+		r = hc_cluster_addr_ip(ms[i].addr, out);
 		break;
 	}
 	hc_gossip_members_free(ms, n);
@@ -528,20 +521,79 @@ static struct assembly *find_assembly(struct hc_cluster *c, const char *sender, 
 	return NULL;
 }
 
+static int by_sender(const void *a, const void *b, void *arg)
+{
+	const struct assembly *as = arg;
+	uint16_t x = *(const uint16_t *)a, y = *(const uint16_t *)b;
+	int r = strcmp(as[x].sender, as[y].sender);
+
+	return r ? r : (x > y) - (x < y);
+}
+
+/* The oldest assembly of the sender holding the most (all slots taken). */
+static ssize_t busiest_oldest(const struct hc_cluster *c)
+{
+	uint16_t pos[MAX_ASSEMBLIES];
+	size_t n = c->nassemblies, most = 0;
+	ssize_t victim = -1;
+
+	for (size_t i = 0; i < n; i++)
+		pos[i] = (uint16_t)i;
+	qsort_r(pos, n, sizeof(*pos), by_sender, c->assemblies);
+	for (size_t i = 0, run = 0; i < n; i += run) {
+		for (run = 1; i + run < n && strcmp(c->assemblies[pos[i]].sender,
+						    c->assemblies[pos[i + run]].sender) == 0;)
+			run++;
+		if (run > most || (run == most && pos[i] < victim)) {
+			most = run;
+			victim = pos[i]; /* the first of a run is that sender's oldest */
+		}
+	}
+	return victim;
+}
+
+/*
+ * Which assembly makes room for a new one from sender, or -1 for none
+ * needed. A sender at its limit replaces its own oldest; otherwise, when all
+ * slots are taken, the oldest of whoever holds the most goes. A flood of
+ * fake chunks under one member's name thus only ever evicts that member's
+ * own states, and one under many names evicts none of a sender that keeps
+ * fewer in flight than the flooders (MAX_ASSEMBLIES / MAX_SENDER_ASSEMBLIES
+ * senders fit side by side).
+ */
+static ssize_t assembly_victim(const struct hc_cluster *c, const char *sender)
+{
+	size_t own = 0;
+	ssize_t own_oldest = -1;
+
+	for (size_t i = 0; i < c->nassemblies; i++)
+		if (strcmp(c->assemblies[i].sender, sender) == 0 && own++ == 0)
+			own_oldest = (ssize_t)i;
+	if (own >= MAX_SENDER_ASSEMBLIES)
+		return own_oldest;
+	return c->nassemblies >= MAX_ASSEMBLIES ? busiest_oldest(c) : -1;
+}
+
 /* A new assembly; in marker order a sender has one in flight (a new
  * _begin ends its older one), indexed ones may overlap (versions decide). */
 static struct assembly *new_assembly(struct hc_cluster *c, const char *sender, const char *uuid,
 				     uint32_t count)
 {
 	struct assembly *a;
+	ssize_t victim;
 
 	for (size_t i = 0; !count && i < c->nassemblies; i++)
 		if (strcmp(c->assemblies[i].sender, sender) == 0 && !c->assemblies[i].count) {
 			drop_assembly(c, i);
 			break;
 		}
-	if (c->nassemblies == MAX_ASSEMBLIES)
-		drop_assembly(c, 0); /* the oldest */
+	victim = assembly_victim(c, sender);
+	if (victim >= 0) {
+		c->assemblies_evicted++;
+		hc_log(HC_LOG_DEBUG, "state of %s in flight dropped for a newer one from %s",
+		       c->assemblies[victim].sender, sender);
+		drop_assembly(c, (size_t)victim);
+	}
 	a = realloc(c->assemblies, (c->nassemblies + 1) * sizeof(*a));
 	if (!a)
 		return NULL;

@@ -605,6 +605,11 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, struct hc_err *err)
 		if (!d.dataplane)
 			goto fail;
 		hc_cluster_set_maps(d.cluster, hc_daemon_dataplane_maps(d.dataplane));
+		/* every spawn of the cluster's (a spawn, a respawn, a restart) is
+		 * isolated before its container exists; set before any job runs */
+		if (d.runtime)
+			hc_runtime_set_on_sandbox(d.runtime, hc_daemon_dataplane_on_sandbox,
+						  d.dataplane);
 		if (!cfg->no_proxy && start_proxy(&d, cfg, err) < 0)
 			goto fail;
 	}
@@ -619,6 +624,7 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, struct hc_err *err)
 		goto fail;
 	}
 
+	hc_daemon_secrets_report(&secrets);
 	hc_cluster_gossip_addr(d.cluster, gossip_at, sizeof(gossip_at));
 	hc_log(HC_LOG_INFO,
 	       "hypercore %s ready: node %s, gRPC port %d, HTTP port %d, gossip %s", HC_VERSION,

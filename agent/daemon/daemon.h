@@ -68,6 +68,10 @@ struct hc_daemon_config {
 	const char *bpf_pin_dir;       /* NULL: /sys/fs/bpf/hypercore */
 	const char *dataplane_iface;   /* NULL: the default route's interface */
 	enum hc_dp_mode dataplane_mode; /* how node ports are served; auto by default */
+	/* Destinations opened to workloads beyond the egress policy's rules:
+	 * "CIDR[:PORT[-PORT][/tcp|/udp]]" (hc_dp_egress_rule_parse). */
+	const char *const *workload_allow_egress;
+	size_t nworkload_allow_egress;
 
 	/* Proxy (runs with the data plane, whose hc_routes it serves) */
 	bool no_proxy;

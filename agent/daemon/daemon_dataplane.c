@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,9 +21,20 @@
 
 #define REFRESH_MS 2000
 
+/*
+ * Threads: the loop thread refreshes and attaches the running set; the
+ * cluster's job threads attach each new sandbox before its container starts
+ * (hc_daemon_dataplane_on_sandbox, called inside hc_runtime_spawn). The
+ * loader's calls are plain bpf(2) and netlink requests on sockets of their
+ * own, but hc_dataplane keeps no lock, so `lock` serializes every use of dp
+ * here: an attach holds it for a few milliseconds. Done on the job thread
+ * itself rather than handed to the loop thread because the spawn must wait
+ * for the outcome, and a loop that is stopping would never answer.
+ */
 struct daemon_dataplane {
 	struct hc_loop *loop;
 	struct hc_metrics *metrics;
+	pthread_mutex_t lock;
 	struct hc_dataplane *dp;
 	uint64_t refresh_timer;
 	/* the local workloads last attached, to detach the ones that go */
@@ -60,7 +72,11 @@ static int parse_subnet(const char *text, struct hc_ipaddr *net, uint8_t *prefix
 static int64_t refresh(struct hc_loop *loop, uint64_t id, void *arg)
 {
 	struct daemon_dataplane *dd = arg;
-	int rc = hc_dataplane_refresh(dd->dp);
+	int rc;
+
+	pthread_mutex_lock(&dd->lock);
+	rc = hc_dataplane_refresh(dd->dp);
+	pthread_mutex_unlock(&dd->lock);
 
 	if (rc)
 		hc_log(HC_LOG_WARN, "data plane refresh: %s", strerror(-rc));
@@ -141,6 +157,7 @@ struct daemon_dataplane *hc_daemon_dataplane_start(struct hc_loop *loop, struct 
 		.iface = cfg->dataplane_iface,
 		.mode = cfg->dataplane_mode,
 	};
+	struct hc_dp_egress_rule *allow = NULL;
 	struct daemon_dataplane *dd;
 	struct hc_err derr;
 
@@ -149,16 +166,39 @@ struct daemon_dataplane *hc_daemon_dataplane_start(struct hc_loop *loop, struct 
 			   cfg->workload_subnet);
 		return NULL;
 	}
+	if (cfg->nworkload_allow_egress) {
+		allow = calloc(cfg->nworkload_allow_egress, sizeof(*allow));
+		if (!allow) {
+			hc_err_set(err, -ENOMEM, "out of memory");
+			return NULL;
+		}
+	}
+	for (size_t i = 0; i < cfg->nworkload_allow_egress; i++) {
+		if (hc_dp_egress_rule_parse(cfg->workload_allow_egress[i], &allow[i]) < 0) {
+			hc_err_set(err, -EINVAL,
+				   "invalid --workload-allow-egress %s (CIDR[:PORT[-PORT][/tcp|/udp]], "
+				   "IPv6 with a port in brackets)",
+				   cfg->workload_allow_egress[i]);
+			free(allow);
+			return NULL;
+		}
+	}
+	dcfg.egress_allow = allow;
+	dcfg.n_egress_allow = cfg->nworkload_allow_egress;
 	dd = calloc(1, sizeof(*dd));
 	if (!dd) {
 		hc_err_set(err, -ENOMEM, "out of memory");
+		free(allow);
 		return NULL;
 	}
 	dd->loop = loop;
+	pthread_mutex_init(&dd->lock, NULL);
 	dd->dp = hc_dataplane_open(&dcfg, &derr);
+	free(allow);
 	if (!dd->dp) {
 		hc_err_set(err, derr.code, "data plane: %s (--no-dataplane runs without it)",
 			   derr.msg);
+		pthread_mutex_destroy(&dd->lock);
 		free(dd);
 		return NULL;
 	}
@@ -181,15 +221,53 @@ static bool still_running(const struct hc_runtime_running *old, const struct hc_
 	return false;
 }
 
+/* Whether old's address now belongs to another running workload (CNI
+ * handed it on): detaching by address would take that one's TC away. */
+static bool address_reused(const struct hc_runtime_running *old,
+			   const struct hc_runtime_running *list, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(list[i].ip, old->ip) == 0 && strcmp(list[i].id, old->id) != 0)
+			return true;
+	return false;
+}
+
+int hc_daemon_dataplane_on_sandbox(void *arg, const struct hc_runtime_sandbox *sb,
+				   struct hc_err *err)
+{
+	struct daemon_dataplane *dd = arg;
+	struct hc_ipaddr ip;
+	int rc;
+
+	if (!sb->ip[0] || hc_dp_ipaddr_parse(sb->ip, &ip) < 0)
+		return hc_err_set(err, -EADDRNOTAVAIL,
+				  "workload %s has no address to isolate (\"%s\" from CNI)", sb->id,
+				  sb->ip);
+	pthread_mutex_lock(&dd->lock);
+	rc = hc_dataplane_workload_attach(dd->dp, sb->id, &ip, true,
+					  hc_workload_spec_egress_bytes(sb->spec), err);
+	pthread_mutex_unlock(&dd->lock);
+	if (rc < 0) {
+		char why[sizeof(err->msg)];
+
+		memcpy(why, err->msg, sizeof(why));
+		return hc_err_set(err, rc, "isolating workload %s before it starts: %s", sb->id,
+				  why);
+	}
+	return 0;
+}
+
 void hc_daemon_dataplane_on_running(void *arg, const struct hc_runtime_running *list, size_t n)
 {
 	struct daemon_dataplane *dd = arg;
 	struct hc_runtime_running *copy;
 
+	pthread_mutex_lock(&dd->lock);
 	for (size_t i = 0; i < dd->nattached; i++) {
 		struct hc_ipaddr ip;
 
 		if (!still_running(&dd->attached[i], list, n) &&
+		    !address_reused(&dd->attached[i], list, n) &&
 		    hc_dp_ipaddr_parse(dd->attached[i].ip, &ip) == 0)
 			hc_dataplane_workload_detach(dd->dp, &ip);
 	}
@@ -203,6 +281,7 @@ void hc_daemon_dataplane_on_running(void *arg, const struct hc_runtime_running *
 						 list[i].egress_bytes_per_sec, &err) < 0)
 			hc_log(HC_LOG_WARN, "%s", err.msg);
 	}
+	pthread_mutex_unlock(&dd->lock);
 	copy = n ? malloc(n * sizeof(*copy)) : NULL;
 	if (n && !copy)
 		return; /* keep the old set: detaching waits for the next change */
@@ -227,6 +306,7 @@ void hc_daemon_dataplane_stop(struct daemon_dataplane *dd)
 	if (dd->refresh_timer)
 		hc_loop_del_timer(dd->loop, dd->refresh_timer);
 	hc_dataplane_close(dd->dp);
+	pthread_mutex_destroy(&dd->lock);
 	free(dd->attached);
 	free(dd);
 }

@@ -3,6 +3,7 @@
 #define HC_DAEMON_INT_H
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "auth/auth.h"
@@ -25,6 +26,12 @@ struct daemon_dataplane *hc_daemon_dataplane_start(struct hc_loop *loop, struct 
 /* The runtime's running workloads changed (hc_runtime_running_fn). */
 void hc_daemon_dataplane_on_running(void *arg, const struct hc_runtime_running *list, size_t n);
 
+/* hc_runtime_sandbox_fn: attaches TC (isolated, with the spec's egress
+ * limit) to a new sandbox's veth before its container is created; a failure
+ * fails the spawn. Safe on any thread (the cluster's job threads call it). */
+int hc_daemon_dataplane_on_sandbox(void *arg, const struct hc_runtime_sandbox *sb,
+				   struct hc_err *err);
+
 /* The maps the cluster keeps in sync. */
 struct hc_dpmaps *hc_daemon_dataplane_maps(struct daemon_dataplane *dd);
 
@@ -46,6 +53,10 @@ struct daemon_secrets {
 	char key[64];                /* the gossip primary key (base64); "" if plaintext */
 	char join_key[64];           /* from --join-token */
 	char join_admin[HC_AUTH_TOKEN_MAX + 1];
+	/* Told by hc_daemon_secrets_report once the agent is ready: a start
+	 * that fails says only why, on one line. */
+	bool made_key, wrote_token, insecure, api_open;
+	const char *gossip_bind; /* for the --cluster-insecure warning */
 };
 
 /* Settles gossip encryption: the given key or keyring, a join token's key,
@@ -62,5 +73,9 @@ int hc_daemon_secrets_api(const struct hc_daemon_config *cfg, struct daemon_secr
 			  struct hc_auth **out, struct hc_err *err);
 
 void hc_daemon_secrets_clear(struct daemon_secrets *s);
+
+/* Logs what settling the secrets did or gave up (a new key or token file,
+ * --cluster-insecure, --api-auth none); called once the agent is ready. */
+void hc_daemon_secrets_report(const struct daemon_secrets *s);
 
 #endif /* HC_DAEMON_INT_H */

@@ -78,7 +78,7 @@ static int keyring_from_join_token(const struct daemon_secrets *s, const char *k
 }
 
 /* A cluster's first node: a new key in the state dir. */
-static int make_cluster_key(const struct daemon_secrets *s, struct hc_err *err)
+static int make_cluster_key(struct daemon_secrets *s, struct hc_err *err)
 {
 	char key[HC_GOSSIP_KEY_B64_MAX];
 	int r = hc_gossip_key_generate(key);
@@ -91,9 +91,7 @@ static int make_cluster_key(const struct daemon_secrets *s, struct hc_err *err)
 			   strerror(-r));
 		return r;
 	}
-	hc_log(HC_LOG_INFO, "made a new cluster key in %s: other nodes join with the string "
-			    "`hypercore cluster join-token --state-dir %s` prints",
-	       s->keyring_path, s->state_dir);
+	s->made_key = true;
 	return 0;
 }
 
@@ -155,9 +153,8 @@ int hc_daemon_secrets_gossip(const struct hc_daemon_config *cfg, struct daemon_s
 		return -EINVAL;
 	}
 	if (cfg->cluster_insecure) {
-		hc_log(HC_LOG_WARN, "gossip is plaintext (--cluster-insecure): anyone who reaches "
-				    "%s can join the cluster, read spawn requests and forge states",
-		       cfg->cluster_bind_addr);
+		s->insecure = true;
+		s->gossip_bind = cfg->cluster_bind_addr;
 		return 0;
 	}
 	return settle_gossip_key(cfg, s, gc, err);
@@ -166,7 +163,7 @@ int hc_daemon_secrets_gossip(const struct hc_daemon_config *cfg, struct daemon_s
 /* The state dir's token file: the join token's token, else one derived
  * from the cluster key (nodes given the same key agree), else a random
  * one. An existing file is kept; one of another cluster is an error. */
-static int settle_token_file(const struct daemon_secrets *s, const char *path, struct hc_err *err)
+static int settle_token_file(struct daemon_secrets *s, const char *path, struct hc_err *err)
 {
 	char token[HC_AUTH_TOKEN_MAX + 1];
 	struct hc_auth *held;
@@ -197,8 +194,7 @@ static int settle_token_file(const struct daemon_secrets *s, const char *path, s
 	if (r < 0)
 		hc_err_set(err, r, "cannot write the API token to %s: %s", path, strerror(-r));
 	else
-		hc_log(HC_LOG_INFO, "API token written to %s (`hypercore cluster api-token` "
-				    "prints it)", path);
+		s->wrote_token = true;
 	return r;
 }
 
@@ -209,8 +205,7 @@ int hc_daemon_secrets_api(const struct hc_daemon_config *cfg, struct daemon_secr
 
 	*out = NULL;
 	if (cfg->api_auth_none) {
-		hc_log(HC_LOG_WARN, "the gRPC and HTTP APIs take no token (--api-auth none): "
-				    "anyone who reaches them controls this node");
+		s->api_open = true;
 		s->token_path[0] = '\0';
 		return 0;
 	}
@@ -233,4 +228,22 @@ void hc_daemon_secrets_clear(struct daemon_secrets *s)
 	explicit_bzero(s->key, sizeof(s->key));
 	explicit_bzero(s->join_key, sizeof(s->join_key));
 	explicit_bzero(s->join_admin, sizeof(s->join_admin));
+}
+
+void hc_daemon_secrets_report(const struct daemon_secrets *s)
+{
+	if (s->made_key)
+		hc_log(HC_LOG_INFO, "made a new cluster key in %s: other nodes join with the "
+				    "string `hypercore cluster join-token --state-dir %s` prints",
+		       s->keyring_path, s->state_dir);
+	if (s->wrote_token)
+		hc_log(HC_LOG_INFO, "API token written to %s (`hypercore cluster api-token` "
+				    "prints it)", s->token_path);
+	if (s->insecure)
+		hc_log(HC_LOG_WARN, "gossip is plaintext (--cluster-insecure): anyone who reaches "
+				    "%s can join the cluster, read spawn requests and forge states",
+		       s->gossip_bind);
+	if (s->api_open)
+		hc_log(HC_LOG_WARN, "the gRPC and HTTP APIs take no token (--api-auth none): "
+				    "anyone who reaches them controls this node");
 }

@@ -89,6 +89,42 @@ int hc_dpmaps_service_del_static(struct hc_dpmaps *m, uint8_t proto, uint16_t no
 				 const struct hc_ipaddr *backend, uint16_t backend_port,
 				 struct hc_err *err);
 
+/* ---- the workload egress policy (docs/dataplane.md, "Isolation") ---- */
+
+/* One --workload-allow-egress rule: a prefix, and the ports opened there. */
+struct hc_dp_egress_rule {
+	struct hc_ipaddr net;
+	uint8_t prefix;
+	bool any; /* no port given: every port and protocol */
+	struct hc_port_range ports; /* when !any; proto 0: TCP and UDP */
+};
+
+/* "CIDR[:PORT[-PORT][/tcp|/udp]]": "10.0.0.0/8", "10.0.0.5:5432",
+ * "192.0.2.0/24:8000-8100/tcp", "2001:db8::/32", "[2001:db8::1]:443/tcp"
+ * (IPv6 takes a port only in brackets). An address without /N is one host;
+ * host bits must be zero. 0 or -EINVAL. */
+int hc_dp_egress_rule_parse(const char *text, struct hc_dp_egress_rule *out);
+
+/* An hc_egress_allow entry as text, in the syntax above (several port
+ * ranges joined by ','). */
+void hc_dp_egress_format(const struct hc_egress_key *key, const struct hc_egress_val *val,
+			 char *buf, size_t len);
+
+/* Makes hc_egress_allow hold exactly rules[0..n), each prefix's value
+ * folding in the rules of the shorter prefixes that cover it (the trie
+ * answers with the longest match alone). 0 or -errno with err filled
+ * (-E2BIG: more than HC_EGRESS_PORTS_MAX ranges on one prefix). */
+int hc_dpmaps_set_egress_allow(struct hc_dpmaps *m, const struct hc_dp_egress_rule *rules,
+			       size_t n, struct hc_err *err);
+
+/* Makes the cluster members' addresses in hc_members exactly addrs[0..n)
+ * (this node's own, which the loader keeps, are not touched). 0 or -errno. */
+int hc_dpmaps_set_members(struct hc_dpmaps *m, const struct hc_ipaddr *addrs, size_t n);
+
+/* Recomputes hc_proxy_ports from the ports hc_routes names. Route syncs and
+ * static route changes call it; 0 or -errno. */
+int hc_dpmaps_sync_proxy_ports(struct hc_dpmaps *m);
+
 /* Builds a route key from a host name (lower-cased; -EINVAL if empty, too
  * long or not a valid host name). */
 int hc_dp_route_key_init(struct hc_route_key *key, const char *host, uint16_t port);
@@ -103,6 +139,12 @@ struct hc_dp_workload_row {
 	struct hc_wl_stats stats; /* summed over CPUs */
 };
 
+/* An entry of hc_egress_allow. */
+struct hc_dp_allow {
+	struct hc_egress_key key;
+	struct hc_egress_val val;
+};
+
 struct hc_dp_snapshot {
 	struct hc_dp_route *routes;
 	size_t n_routes;
@@ -113,6 +155,13 @@ struct hc_dp_snapshot {
 	uint64_t drops[HC_DROP_REASONS];
 	size_t conntrack_entries;
 	struct hc_config config; /* the uplink and its mode among the rest */
+	/* the egress policy */
+	size_t member_addrs, local_addrs; /* hc_members, by flag */
+	size_t wl_flows; /* hc_wl_flows */
+	struct hc_dp_allow *allow;
+	size_t n_allow;
+	uint16_t *proxy_ports; /* hc_proxy_ports, ascending */
+	size_t n_proxy_ports;
 };
 
 /* Fills snap (caller-owned, release with hc_dp_snapshot_fini). Entries are
@@ -145,9 +194,16 @@ struct hc_dataplane_config {
 	enum hc_dp_mode mode;
 	struct hc_ipaddr workload_net; /* family 0: the default 192.168.127.0/24 */
 	uint8_t workload_prefix;
-	/* Ports workloads may reach on the node's addresses (besides DNS). */
+	/* Ports workloads may reach on members' addresses (besides DNS, node
+	 * ports and the proxy's). */
 	const struct hc_port_rule *host_allowed;
 	size_t n_host_allowed;
+	/* The IPv6 workload subnet; family 0: none. */
+	struct hc_ipaddr workload_net6;
+	uint8_t workload_prefix6;
+	/* Destinations opened to workloads (--workload-allow-egress). */
+	const struct hc_dp_egress_rule *egress_allow;
+	size_t n_egress_allow;
 };
 
 struct hc_dataplane;
@@ -160,6 +216,14 @@ struct hc_dataplane;
  * in place); the other is detached. NULL + errno with err filled. */
 struct hc_dataplane *hc_dataplane_open(const struct hc_dataplane_config *cfg,
 				       struct hc_err *err);
+
+/* The part of a running (or stopped) agent's data plane a workload needs,
+ * from its pins alone: the maps and the workload veths' TC programs the
+ * agent pinned, nothing loaded or attached. For processes other than the
+ * agent (the CLI's local spawn): with it, hc_dataplane_workload_attach()
+ * attaches the agent's own programs. NULL + errno (ENOENT: no data plane
+ * pinned in pin_dir) with err filled; free with hc_dataplane_close(). */
+struct hc_dataplane *hc_dataplane_open_pinned(const char *pin_dir, struct hc_err *err);
 
 /* Releases the agent's handles; programs, links and maps stay attached and
  * pinned. Accepts NULL. */
@@ -186,8 +250,9 @@ int hc_dataplane_workload_attach(struct hc_dataplane *dp, const char *id,
  * workload whose veth is gone when addr is NULL. */
 int hc_dataplane_workload_detach(struct hc_dataplane *dp, const struct hc_ipaddr *addr);
 
-/* Re-reads the node's addresses into hc_host_addrs and attaches TC to the
- * veths behind static services' backends. Cheap; the agent calls it every
+/* Re-reads the node's addresses into hc_host_addrs (and hc_members), the
+ * proxy's ports into hc_proxy_ports, and attaches TC to the veths behind
+ * static services' backends. Cheap; the agent calls it every
  * few seconds. */
 int hc_dataplane_refresh(struct hc_dataplane *dp);
 

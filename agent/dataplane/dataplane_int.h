@@ -41,6 +41,7 @@ void hc_dp_map_dump_fini(struct hc_dp_map_dump *d);
 struct hc_dpmaps {
 	int routes, services, conntrack, wl_stats, workloads, wl_rate;
 	int host_addrs, config, drops;
+	int members, egress_allow, proxy_ports, wl_flows; /* the egress policy's */
 	struct hc_dp_mirror routes_mirror, services_mirror;
 };
 
@@ -60,14 +61,38 @@ struct hc_dataplane {
 	struct hc_tc *tc;
 	struct hc_sockmap *sockmap;
 	struct hc_dpmaps maps;
+	/* The workload veths' programs: the tc skeleton's, or (opened from
+	 * their pins by hc_dataplane_open_pinned) owned here. */
+	int tc_from_wl_fd, tc_to_wl_fd;
+	bool own_prog_fds;
+	bool warned_addrs; /* said once that the host has too many addresses */
+	/* hc_workloads entries of an older layout, until the new map takes them */
+	struct {
+		__u32 ifindex;
+		struct hc_wl_info wl;
+	} *carried;
+	size_t n_carried;
 };
+
+/* Pins of the workload veths' TC programs, so that a process that loads
+ * nothing (the CLI's local spawn) attaches the agent's own programs. */
+#define HC_PIN_TC_FROM_WL "hc_prog_tc_from_wl"
+#define HC_PIN_TC_TO_WL "hc_prog_tc_to_wl"
 
 /* Opens from pins (fds owned by m); or adopts fds the loader got (dup'ed). */
 int hc_dpmaps_init_from_pins(struct hc_dpmaps *m, const char *pin_dir, struct hc_err *err);
 void hc_dpmaps_fini(struct hc_dpmaps *m);
 
-/* Makes hc_host_addrs hold exactly addrs[0..n). */
+/* Makes hc_host_addrs hold exactly addrs[0..n), and the entries of
+ * hc_members flagged HC_MEMBER_F_LOCAL. */
 int hc_dpmaps_set_host_addrs(struct hc_dpmaps *m, const struct hc_ipaddr *addrs, size_t n);
+
+/* ---- egress.c ---- */
+
+/* Makes exactly addrs[0..n) carry flag in hc_members, leaving the other
+ * flags alone (an entry without any is deleted). 0 or -errno. */
+int hc_dp_members_set_flag(struct hc_dpmaps *m, __u8 flag, const struct hc_ipaddr *addrs,
+			   size_t n);
 
 /* ---- loader.c: TC ---- */
 
@@ -109,7 +134,8 @@ int hc_nl_default_oif(int *ifindex);
 int hc_nl_link_get(int ifindex, struct hc_dp_link *link);
 /* The netns id this namespace has for the namespace behind fd, or -errno. */
 int hc_nl_netnsid_of_fd(int nsfd);
-/* Every IPv4 and IPv6 address of this namespace. Caller frees *addrs. */
+/* Every IPv4 and IPv6 address of this namespace, each once, link-local
+ * ones left out. Caller frees *addrs. */
 int hc_nl_local_addrs(struct hc_ipaddr **addrs, size_t *n);
 
 /* Turns on GRO for the peer of a local veth (in whichever namespace it

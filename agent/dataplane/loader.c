@@ -122,6 +122,20 @@ static int load_failed(struct hc_err *err, const char *what, int rc)
 		rc_;                                                                       \
 	})
 
+/* Pins a workload program under pin_dir, replacing an earlier agent's pin
+ * (the TC filters keep whichever program they hold until re-attached). */
+static int pin_prog(const char *pin_dir, const char *name, int fd, struct hc_err *err)
+{
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/%s", pin_dir, name);
+	if (unlink(path) < 0 && errno != ENOENT)
+		return hc_err_set(err, -errno, "cannot replace %s: %s", path, strerror(errno));
+	if (bpf_obj_pin(fd, path) < 0)
+		return hc_err_set(err, -errno, "cannot pin %s: %s", path, strerror(errno));
+	return 0;
+}
+
 static int load_objects(struct hc_dataplane *dp, struct hc_err *err)
 {
 	int rc;
@@ -131,6 +145,13 @@ static int load_objects(struct hc_dataplane *dp, struct hc_err *err)
 		rc = OPEN_AND_LOAD(hc_tc, dp->tc, dp->pin_dir, err);
 	if (!rc)
 		rc = OPEN_AND_LOAD(hc_sockmap, dp->sockmap, dp->pin_dir, err);
+	if (rc)
+		return rc;
+	dp->tc_from_wl_fd = bpf_program__fd(dp->tc->progs.hc_tc_from_wl);
+	dp->tc_to_wl_fd = bpf_program__fd(dp->tc->progs.hc_tc_to_wl);
+	rc = pin_prog(dp->pin_dir, HC_PIN_TC_FROM_WL, dp->tc_from_wl_fd, err);
+	if (!rc)
+		rc = pin_prog(dp->pin_dir, HC_PIN_TC_TO_WL, dp->tc_to_wl_fd, err);
 	return rc;
 }
 
@@ -172,11 +193,9 @@ static int tc_attach(struct hc_dataplane *dp, int ifindex, bool has_qdisc)
 {
 	int rc;
 
-	rc = hc_dp_tc_attach_one(ifindex, bpf_program__fd(dp->tc->progs.hc_tc_from_wl), BPF_TC_INGRESS,
-			   has_qdisc);
+	rc = hc_dp_tc_attach_one(ifindex, dp->tc_from_wl_fd, BPF_TC_INGRESS, has_qdisc);
 	if (!rc)
-		rc = hc_dp_tc_attach_one(ifindex, bpf_program__fd(dp->tc->progs.hc_tc_to_wl), BPF_TC_EGRESS,
-				   has_qdisc);
+		rc = hc_dp_tc_attach_one(ifindex, dp->tc_to_wl_fd, BPF_TC_EGRESS, has_qdisc);
 	return rc;
 }
 
@@ -322,8 +341,18 @@ int hc_dataplane_refresh(struct hc_dataplane *dp)
 	rc = hc_nl_local_addrs(&addrs, &n);
 	if (rc)
 		return rc;
+	if (n > HC_HOST_ADDRS_MAX) {
+		/* the first ones (lo, the uplink) come first in the dump */
+		if (!dp->warned_addrs)
+			hc_log(HC_LOG_WARN, "%zu local addresses: only the first %d are kept from "
+					    "workloads", n, HC_HOST_ADDRS_MAX);
+		dp->warned_addrs = true;
+		n = HC_HOST_ADDRS_MAX;
+	}
 	rc = hc_dpmaps_set_host_addrs(&dp->maps, addrs, n);
 	free(addrs);
+	if (!rc)
+		rc = hc_dpmaps_sync_proxy_ports(&dp->maps);
 	attach_static_backends(dp);
 	hc_dataplane_workload_detach(dp, NULL);
 	return rc;
@@ -369,6 +398,10 @@ static int config_init(struct hc_dataplane *dp, const struct hc_dataplane_config
 		c->workload_net.ip4 = htonl(HC_WORKLOAD_NET);
 		c->workload_prefix = HC_WORKLOAD_PREFIX;
 	}
+	if (cfg->workload_net6.family == HC_AF_INET6) {
+		c->workload_net6 = cfg->workload_net6;
+		c->workload_prefix6 = cfg->workload_prefix6;
+	}
 	c->host_allowed[n++] = (struct hc_port_rule){.port = DNS_PORT, .proto = IPPROTO_UDP};
 	c->host_allowed[n++] = (struct hc_port_rule){.port = DNS_PORT, .proto = IPPROTO_TCP};
 	for (size_t i = 0; i < cfg->n_host_allowed; i++) {
@@ -393,29 +426,79 @@ static int uplink_attach(struct hc_dataplane *dp, enum hc_dp_mode mode, struct h
 	return config_write(dp, err);
 }
 
-/* hc_config is rewritten whole at every start, so a pin of it from an agent
- * with an older layout is let go (a new one is pinned) rather than refused
- * as a map of another shape. The old programs keep their map until they are
- * replaced a moment later. */
-static void drop_stale_config_pin(const char *pin_dir)
+/* The fd of the map pinned as name under pin_dir when its values are not
+ * value_size bytes (an agent of an older layout pinned it), else -1. */
+static int stale_pin(const char *pin_dir, const char *name, __u32 value_size, char *path,
+		     size_t len, __u32 *old_size)
 {
 	struct bpf_map_info info;
-	__u32 len = sizeof(info);
-	char path[300];
+	__u32 ilen = sizeof(info);
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/%s", pin_dir, HC_MAP_CONFIG);
+	snprintf(path, len, "%s/%s", pin_dir, name);
 	fd = bpf_obj_get(path);
 	if (fd < 0)
-		return;
+		return -1;
 	memset(&info, 0, sizeof(info));
-	if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 &&
-	    info.value_size != sizeof(struct hc_config)) {
+	if (bpf_obj_get_info_by_fd(fd, &info, &ilen) == 0 && info.value_size != value_size) {
 		hc_log(HC_LOG_INFO, "replacing %s of an older layout (%u bytes a value)", path,
 		       info.value_size);
-		unlink(path);
+		*old_size = info.value_size;
+		return fd;
 	}
 	close(fd);
+	return -1;
+}
+
+/* hc_config is rewritten whole at every start, so a pin of it from an agent
+ * with an older layout is let go (a new one is pinned) rather than refused
+ * as a map of another shape. hc_workloads' entries are carried over into
+ * the new map (values are append-only: the old ones are a prefix of ours),
+ * so the workloads' veths move to the new programs. The old programs keep
+ * their maps until they are replaced a moment later. */
+static void drop_stale_pins(struct hc_dataplane *dp)
+{
+	char path[300];
+	__u32 key, *prev = NULL, old_size = 0;
+	char *val;
+	int fd;
+
+	fd = stale_pin(dp->pin_dir, HC_MAP_CONFIG, sizeof(struct hc_config), path, sizeof(path),
+		       &old_size);
+	if (fd >= 0) {
+		unlink(path);
+		close(fd);
+	}
+	fd = stale_pin(dp->pin_dir, HC_MAP_WORKLOADS, sizeof(struct hc_wl_info), path,
+		       sizeof(path), &old_size);
+	if (fd < 0)
+		return;
+	val = calloc(1, old_size > sizeof(struct hc_wl_info) ? old_size : sizeof(struct hc_wl_info));
+	while (val && dp->n_carried < HC_WORKLOADS_MAX &&
+	       bpf_map_get_next_key(fd, prev, &key) == 0) {
+		prev = &key;
+		if (!dp->carried &&
+		    !(dp->carried = calloc(HC_WORKLOADS_MAX, sizeof(*dp->carried))))
+			break;
+		memset(val, 0, sizeof(struct hc_wl_info));
+		if (bpf_map_lookup_elem(fd, &key, val) < 0)
+			continue;
+		dp->carried[dp->n_carried].ifindex = key;
+		memcpy(&dp->carried[dp->n_carried++].wl, val, sizeof(struct hc_wl_info));
+	}
+	free(val);
+	unlink(path);
+	close(fd);
+}
+
+static void carry_workloads(struct hc_dataplane *dp)
+{
+	for (size_t i = 0; i < dp->n_carried; i++)
+		bpf_map_update_elem(dp->maps.workloads, &dp->carried[i].ifindex, &dp->carried[i].wl,
+				    BPF_NOEXIST);
+	free(dp->carried);
+	dp->carried = NULL;
+	dp->n_carried = 0;
 }
 
 static int resolve_iface(struct hc_dataplane *dp, const char *iface, struct hc_err *err)
@@ -450,7 +533,7 @@ struct hc_dataplane *hc_dataplane_open(const struct hc_dataplane_config *cfg,
 		hc_err_set(err, -ENOMEM, "out of memory");
 		return NULL;
 	}
-	for (int *fd = &dp->maps.routes; fd <= &dp->maps.drops; fd++)
+	for (int *fd = &dp->maps.routes; fd <= &dp->maps.wl_flows; fd++)
 		*fd = -1;
 	libbpf_setup();
 	if (snprintf(dp->pin_dir, sizeof(dp->pin_dir), "%s", pin_dir) >= (int)sizeof(dp->pin_dir)) {
@@ -461,15 +544,20 @@ struct hc_dataplane *hc_dataplane_open(const struct hc_dataplane_config *cfg,
 	if (!rc)
 		rc = ensure_pin_dir(dp->pin_dir, err);
 	if (!rc) {
-		drop_stale_config_pin(dp->pin_dir);
+		drop_stale_pins(dp);
 		rc = load_objects(dp, err);
 	}
 	if (!rc)
 		rc = hc_dpmaps_init_from_pins(&dp->maps, dp->pin_dir, err);
 	if (!rc)
+		carry_workloads(dp);
+	if (!rc)
 		rc = config_init(dp, cfg, err);
 	if (!rc)
-		rc = hc_dataplane_refresh(dp);
+		rc = hc_dpmaps_set_egress_allow(&dp->maps, cfg->egress_allow, cfg->n_egress_allow,
+						err);
+	if (!rc && (rc = hc_dataplane_refresh(dp)) < 0)
+		hc_err_set(err, rc, "cannot fill the address maps: %s", strerror(-rc));
 	if (!rc)
 		rc = uplink_attach(dp, cfg->mode, err);
 	if (rc)
@@ -485,11 +573,72 @@ fail:
 	return NULL;
 }
 
+/* The pinned program name under pin_dir, as an fd; -errno. */
+static int prog_from_pin(const char *pin_dir, const char *name, struct hc_err *err)
+{
+	char path[512];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", pin_dir, name);
+	fd = bpf_obj_get(path);
+	if (fd >= 0)
+		return fd;
+	if (errno == ENOENT)
+		return hc_err_set(err, -ENOENT,
+				  "no data plane pinned in %s (%s missing): start an agent "
+				  "(hypercore cluster) or give --bpf-pin-dir", pin_dir, name);
+	return hc_err_set(err, -errno, "cannot open %s: %s", path, strerror(errno));
+}
+
+struct hc_dataplane *hc_dataplane_open_pinned(const char *pin_dir, struct hc_err *err)
+{
+	struct hc_dataplane *dp = calloc(1, sizeof(*dp));
+	__u32 zero = 0;
+	int rc;
+
+	if (!dp) {
+		errno = ENOMEM;
+		hc_err_set(err, -ENOMEM, "out of memory");
+		return NULL;
+	}
+	if (!pin_dir)
+		pin_dir = HC_DEFAULT_BPF_PIN_DIR;
+	for (int *fd = &dp->maps.routes; fd <= &dp->maps.drops; fd++)
+		*fd = -1;
+	dp->own_prog_fds = true;
+	dp->tc_from_wl_fd = dp->tc_to_wl_fd = -1;
+	snprintf(dp->pin_dir, sizeof(dp->pin_dir), "%s", pin_dir);
+	rc = hc_dpmaps_init_from_pins(&dp->maps, dp->pin_dir, err);
+	if (!rc && (rc = prog_from_pin(dp->pin_dir, HC_PIN_TC_FROM_WL, err)) >= 0) {
+		dp->tc_from_wl_fd = rc;
+		rc = prog_from_pin(dp->pin_dir, HC_PIN_TC_TO_WL, err);
+		if (rc >= 0)
+			dp->tc_to_wl_fd = rc;
+	}
+	if (rc < 0)
+		goto fail;
+	/* the uplink is never a workload's veth */
+	if (bpf_map_lookup_elem(dp->maps.config, &zero, &dp->config) == 0)
+		dp->ifindex = (int)dp->config.uplink_ifindex;
+	return dp;
+fail:
+	hc_dataplane_close(dp);
+	errno = -rc;
+	return NULL;
+}
+
 void hc_dataplane_close(struct hc_dataplane *dp)
 {
 	if (!dp)
 		return;
+	if (dp->own_prog_fds) {
+		if (dp->tc_from_wl_fd >= 0)
+			close(dp->tc_from_wl_fd);
+		if (dp->tc_to_wl_fd >= 0)
+			close(dp->tc_to_wl_fd);
+	}
 	hc_dpmaps_fini(&dp->maps);
+	free(dp->carried);
 	hc_sockmap__destroy(dp->sockmap);
 	hc_tc__destroy(dp->tc);
 	hc_xdp__destroy(dp->xdp);

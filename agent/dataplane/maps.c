@@ -30,7 +30,9 @@ static const struct map_slot map_slots[] = {
 	SLOT(conntrack, HC_MAP_CONNTRACK),   SLOT(wl_stats, HC_MAP_WL_STATS),
 	SLOT(workloads, HC_MAP_WORKLOADS),   SLOT(wl_rate, HC_MAP_WL_RATE),
 	SLOT(host_addrs, HC_MAP_HOST_ADDRS), SLOT(config, HC_MAP_CONFIG),
-	SLOT(drops, HC_MAP_DROPS),
+	SLOT(drops, HC_MAP_DROPS),	     SLOT(members, HC_MAP_MEMBERS),
+	SLOT(egress_allow, HC_MAP_EGRESS_ALLOW), SLOT(proxy_ports, HC_MAP_PROXY_PORTS),
+	SLOT(wl_flows, HC_MAP_WL_FLOWS),
 };
 #undef SLOT
 
@@ -224,6 +226,7 @@ int hc_dpmaps_route_add_static(struct hc_dpmaps *m, const char *host, uint16_t p
 	val.flags = HC_ROUTE_F_STATIC;
 	if (bpf_map_update_elem(m->routes, &key, &val, BPF_ANY) < 0)
 		return hc_err_set(err, -errno, "cannot write %s: %s", HC_MAP_ROUTES, strerror(errno));
+	hc_dpmaps_sync_proxy_ports(m); /* else the agent's next refresh does */
 	return 0;
 }
 
@@ -244,6 +247,7 @@ int hc_dpmaps_route_del_static(struct hc_dpmaps *m, const char *host, uint16_t p
 	if (bpf_map_delete_elem(m->routes, &key) < 0 && errno != ENOENT)
 		return hc_err_set(err, -errno, "cannot delete from %s: %s", HC_MAP_ROUTES,
 				  strerror(errno));
+	hc_dpmaps_sync_proxy_ports(m);
 	return 0;
 }
 
@@ -325,7 +329,7 @@ int hc_dpmaps_set_host_addrs(struct hc_dpmaps *m, const struct hc_ipaddr *addrs,
 	size_t n_stale = 0;
 	__u8 one = 1;
 	void *prev = NULL;
-	int rc = 0;
+	int rc = 0, local_rc;
 
 	/* Collect what is no longer ours first: deleting during the walk
 	 * would restart it. */
@@ -344,5 +348,6 @@ int hc_dpmaps_set_host_addrs(struct hc_dpmaps *m, const struct hc_ipaddr *addrs,
 	for (size_t i = 0; i < n; i++)
 		if (bpf_map_update_elem(m->host_addrs, &addrs[i], &one, BPF_ANY) < 0)
 			rc = rc ? rc : -errno;
-	return rc;
+	local_rc = hc_dp_members_set_flag(m, HC_MEMBER_F_LOCAL, addrs, n);
+	return rc ? rc : local_rc;
 }

@@ -26,6 +26,13 @@ static const char *const drop_reason_names[HC_DROP_REASONS] = {
 	[HC_DROP_CT_FULL] = "conntrack_full",
 	[HC_DROP_MALFORMED] = "malformed",
 	[HC_DROP_TOO_BIG] = "too_big",
+	[HC_DROP_WL_MALFORMED] = "wl_malformed",
+	[HC_DROP_WL_SPOOFED] = "wl_spoofed",
+	[HC_DROP_WL_NOT_IP] = "wl_not_ip",
+	[HC_DROP_WL_MEMBER] = "wl_member",
+	[HC_DROP_WL_WORKLOAD] = "wl_workload",
+	[HC_DROP_WL_LINK_LOCAL] = "wl_link_local",
+	[HC_DROP_WL_METADATA] = "wl_metadata",
 };
 
 const char *hc_dp_drop_reason_name(unsigned int reason)
@@ -181,6 +188,54 @@ static void snapshot_config(struct hc_dpmaps *m, struct hc_dp_snapshot *snap)
 		memset(&snap->config, 0, sizeof(snap->config));
 }
 
+/* The egress policy's maps: hc_members by flag, hc_wl_flows' size, the
+ * allow rules, the proxy's ports. */
+static int snapshot_egress(struct hc_dpmaps *m, struct hc_dp_snapshot *snap)
+{
+	struct hc_egress_key key, *prev = NULL;
+	struct hc_port_bitmap *ports;
+	struct hc_dp_map_dump d;
+	__u32 zero = 0;
+	int rc;
+
+	rc = hc_dp_map_dump_all(m->members, sizeof(struct hc_ipaddr), sizeof(__u8), &d);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < d.n; i++) {
+		__u8 f = ((const __u8 *)d.vals)[i];
+
+		snap->member_addrs += (f & HC_MEMBER_F_PEER) != 0;
+		snap->local_addrs += (f & HC_MEMBER_F_LOCAL) != 0;
+	}
+	hc_dp_map_dump_fini(&d);
+	rc = count_entries(m->wl_flows, sizeof(struct hc_ct_key), &snap->wl_flows);
+	if (rc)
+		return rc;
+	/* An LPM trie has no batch lookups: key by key. */
+	snap->allow = calloc(HC_EGRESS_ALLOW_MAX, sizeof(*snap->allow));
+	ports = calloc(1, sizeof(*ports));
+	snap->proxy_ports = calloc(65536, sizeof(*snap->proxy_ports));
+	if (!snap->allow || !ports || !snap->proxy_ports) {
+		free(ports);
+		return -ENOMEM;
+	}
+	while (snap->n_allow < HC_EGRESS_ALLOW_MAX &&
+	       bpf_map_get_next_key(m->egress_allow, prev, &key) == 0) {
+		struct hc_dp_allow *a = &snap->allow[snap->n_allow];
+
+		a->key = key;
+		prev = &a->key;
+		if (bpf_map_lookup_elem(m->egress_allow, &key, &a->val) == 0)
+			snap->n_allow++;
+	}
+	if (bpf_map_lookup_elem(m->proxy_ports, &zero, ports) == 0)
+		for (unsigned p = 1; p < 65536; p++)
+			if ((ports->bits[p / 64] >> (p % 64)) & 1)
+				snap->proxy_ports[snap->n_proxy_ports++] = (uint16_t)p;
+	free(ports);
+	return 0;
+}
+
 int hc_dpmaps_snapshot(struct hc_dpmaps *m, struct hc_dp_snapshot *snap)
 {
 	struct hc_dp_map_dump d;
@@ -217,6 +272,8 @@ int hc_dpmaps_snapshot(struct hc_dpmaps *m, struct hc_dp_snapshot *snap)
 		rc = snapshot_drops(m, snap);
 	if (!rc)
 		rc = count_entries(m->conntrack, sizeof(struct hc_ct_key), &snap->conntrack_entries);
+	if (!rc)
+		rc = snapshot_egress(m, snap);
 	if (rc)
 		goto fail;
 	snapshot_config(m, snap);
@@ -231,5 +288,7 @@ void hc_dp_snapshot_fini(struct hc_dp_snapshot *snap)
 	free(snap->routes);
 	free(snap->services);
 	free(snap->workloads);
+	free(snap->allow);
+	free(snap->proxy_ports);
 	memset(snap, 0, sizeof(*snap));
 }

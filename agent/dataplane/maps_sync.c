@@ -442,6 +442,8 @@ int hc_dpmaps_sync(struct hc_dpmaps *m, const struct hc_dp_desired *want,
 	rc = sync_kind(&routes, &m->routes_mirror, want->routes, want->n_routes, &report->routes);
 	if (rc)
 		return rc;
+	if (report->routes.added + report->routes.deleted)
+		hc_dpmaps_sync_proxy_ports(m); /* else the agent's next refresh does */
 	return sync_kind(&services, &m->services_mirror, want->services, want->n_services,
 			 &report->services);
 }

@@ -341,6 +341,26 @@ static bool ipaddr_of(struct nl_addr *a, struct hc_ipaddr *out)
 	return true;
 }
 
+/* Link-local addresses (169.254/16, fe80::/10): every veth has its own v6
+ * one, and workloads are kept off the whole range by their own rule. */
+static bool link_local(const struct hc_ipaddr *a)
+{
+	if (a->family == HC_AF_INET)
+		return (ntohl(a->ip4) >> 16) == 0xa9fe;
+	return a->ip6[0] == 0xfe && (a->ip6[1] & 0xc0) == 0x80;
+}
+
+/* Already among out[0..n)? Workload veths all carry the same gateway
+ * address, so a node with many workloads has it many times. */
+static bool seen_before(const struct hc_ipaddr *out, size_t n, const struct hc_ipaddr *a)
+{
+	for (size_t i = 0; i < n; i++)
+		if (out[i].family == a->family &&
+		    memcmp(out[i].ip6, a->ip6, a->family == HC_AF_INET ? 4 : 16) == 0)
+			return true;
+	return false;
+}
+
 int hc_nl_local_addrs(struct hc_ipaddr **addrs, size_t *n)
 {
 	struct nl_cache *cache = NULL;
@@ -365,9 +385,13 @@ int hc_nl_local_addrs(struct hc_ipaddr **addrs, size_t *n)
 		rc = -ENOMEM;
 		goto out;
 	}
-	for (obj = nl_cache_get_first(cache); obj; obj = nl_cache_get_next(obj))
-		if (ipaddr_of(rtnl_addr_get_local((struct rtnl_addr *)obj), &out[count]))
-			count++;
+	for (obj = nl_cache_get_first(cache); obj; obj = nl_cache_get_next(obj)) {
+		struct hc_ipaddr a = { 0 };
+
+		if (ipaddr_of(rtnl_addr_get_local((struct rtnl_addr *)obj), &a) && !link_local(&a) &&
+		    !seen_before(out, count, &a))
+			out[count++] = a;
+	}
 	*addrs = out;
 	*n = count;
 out:

@@ -42,6 +42,8 @@ enum hc_gossip_drop {
 				      * ciphertext without one */
 	HC_GOSSIP_DROP_NO_MEMORY,    /* -ENOMEM */
 	HC_GOSSIP_DROP_OTHER,        /* any other errno */
+	HC_GOSSIP_DROP_OVER_BUDGET,  /* -ENOBUFS: streams' buffers over their total budget */
+	HC_GOSSIP_DROP_BAD_FILTER,   /* a query's tag filter too long, too large or invalid */
 	HC_GOSSIP_DROP_COUNT
 };
 

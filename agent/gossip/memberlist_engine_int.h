@@ -62,6 +62,7 @@ struct probe {
 struct exchange {
 	struct exchange *next;
 	struct hc_ml *ml;
+	struct hc_gossip_stream_scan scan; /* of the reply */
 	hc_gossip_stream_done_fn *done;
 	void *arg;
 };

@@ -137,6 +137,9 @@ struct hc_ml_stats {
 	uint64_t dropped[HC_GOSSIP_DROP_COUNT];   /* packets and streams, by reason */
 	uint64_t probes, probe_failures, indirect_probes, refutations;
 	uint64_t push_pulls_out, push_pulls_in, push_pull_failures;
+	/* stream parsing work: whole decodes (one per message), and bytes the
+	 * scans for their ends looked at; tests check both stay linear */
+	uint64_t stream_decodes, stream_scanned;
 	size_t broadcast_queue;
 	unsigned awareness;
 };
@@ -151,7 +154,8 @@ void hc_ml_free(struct hc_ml *ml);
 /* Receivers to hand to the transport (struct hc_gossip_receiver, arg = ml). */
 void hc_ml_on_packet(void *ml, const struct hc_gossip_addr *from, const uint8_t *buf,
 		     size_t len);
-int hc_ml_on_stream(void *ml, const struct hc_gossip_addr *from, const uint8_t *buf, size_t len,
+int hc_ml_on_stream(void *ml, const struct hc_gossip_addr *from,
+		    struct hc_gossip_stream_scan *scan, const uint8_t *buf, size_t len,
 		    struct hc_gossip_mp_writer *reply);
 
 /* Push/pull with Join = true to each address; done(arg, joined) runs once

@@ -39,7 +39,24 @@ static int stream_wrap(struct hc_ml *ml, const uint8_t *msg, size_t len,
 	return r ? r : hc_gossip_mp_writer_error(out);
 }
 
-/* 1 if buf holds one whole stream message (as stream_complete_fn). */
+/* Scans for the end of a stream message as its bytes arrive: 1 when buf
+ * holds all of it (or a scan error says it never will, for the decoder to
+ * name), 0 to read more. Counts the work for the stats. */
+static int stream_scan(struct hc_ml *ml, struct hc_gossip_stream_scan *scan, const uint8_t *buf,
+		       size_t len)
+{
+	uint64_t before = scan->examined;
+	int r = hc_gossip_stream_scan(scan, buf, len);
+
+	ml->st.stream_scanned += scan->examined - before;
+	if (r == 0)
+		return 0;
+	ml->st.stream_decodes++;
+	return 1;
+}
+
+/* 1 if buf holds one whole stream message (as stream_complete_fn): found
+ * by the scan, then opened and decoded once. */
 static int stream_complete(void *arg, const uint8_t *buf, size_t len)
 {
 	struct exchange *x = arg;
@@ -51,19 +68,20 @@ static int stream_complete(void *arg, const uint8_t *buf, size_t len)
 
 	if (!ml)
 		return -ECANCELED;
-	r = hc_gossip_stream_open(ml->cfg.keyring, buf, len, &msg, &mlen);
-	if (r == -ENODATA)
+	if (stream_scan(ml, &x->scan, buf, len) == 0)
 		return 0;
+	/* The end is found: a message that still does not open or decode
+	 * (-ENODATA too) never will. */
+	r = hc_gossip_stream_open(ml->cfg.keyring, buf, len, &msg, &mlen);
 	if (r < 0)
 		return r;
-	/* A plaintext, uncompressed push/pull has no length: parse to know. */
 	if (mlen && msg[0] == HC_GOSSIP_MSG_PUSH_PULL) {
 		r = hc_gossip_push_pull_decode(msg, mlen, &pp);
 		if (r == 0)
 			hc_gossip_push_pull_fini(&pp);
 	}
 	free(msg);
-	return r == -ENODATA ? 0 : r < 0 ? r : 1;
+	return r < 0 ? r : 1;
 }
 
 static int encode_local_state(struct hc_ml *ml, bool join, struct hc_gossip_mp_writer *out)
@@ -143,25 +161,27 @@ static int open_stream(struct hc_ml *ml, const uint8_t *buf, size_t len, uint8_t
 	return hc_gossip_stream_open(ml->cfg.keyring, buf, len, msg, mlen);
 }
 
-int hc_ml_on_stream(void *arg, const struct hc_gossip_addr *from, const uint8_t *buf, size_t len,
+int hc_ml_on_stream(void *arg, const struct hc_gossip_addr *from,
+		    struct hc_gossip_stream_scan *scan, const uint8_t *buf, size_t len,
 		    struct hc_gossip_mp_writer *reply)
 {
 	struct hc_ml *ml = arg;
 	struct hc_gossip_push_pull pp;
 	uint8_t *msg = NULL;
 	size_t mlen;
-	int r = open_stream(ml, buf, len, &msg, &mlen);
+	int r;
 
 	(void)from;
-	if (r == -ENODATA)
-		return r;
+	if (stream_scan(ml, scan, buf, len) == 0)
+		return -ENODATA;
+	/* The scan found the end: what does not open or decode now (-ENODATA
+	 * too) never will, and is dropped rather than decoded again. */
+	r = open_stream(ml, buf, len, &msg, &mlen);
 	if (r < 0 || mlen == 0)
 		goto drop;
 	switch (msg[0]) {
 	case HC_GOSSIP_MSG_PUSH_PULL:
 		r = hc_gossip_push_pull_decode(msg, mlen, &pp);
-		if (r == -ENODATA)
-			break;
 		if (r < 0)
 			goto drop;
 		ml->st.push_pulls_in++;

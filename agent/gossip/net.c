@@ -45,8 +45,10 @@ struct stream {
 	bool eof; /* the peer has shut its side */
 	enum stream_state state;
 	struct hc_gossip_addr peer;
+	struct hc_gossip_stream_scan scan; /* incoming: where the message ends */
 	uint8_t *in;
 	size_t in_len, in_cap;
+	size_t in_held, out_held; /* bytes charged to net->buffered */
 	struct hc_gossip_mp_writer out; /* request (outgoing) or reply (incoming) */
 	size_t out_off;
 	uint64_t timer; /* incoming: tcp_timeout_ms from accept; outgoing: timeout_ms */
@@ -65,6 +67,8 @@ struct hc_gossip_net {
 	uint16_t port;
 	struct hc_list streams;
 	unsigned nincoming;
+	size_t buffered; /* read buffers and replies of all streams: <= budget */
+	size_t budget;
 	uint64_t accept_timer; /* set while accepting is paused */
 	bool closing;          /* in hc_gossip_net_free: no new exchanges */
 	uint8_t *dgram;        /* HC_GOSSIP_UDP_MAX */
@@ -115,11 +119,29 @@ static void stream_link(struct hc_gossip_net *net, struct stream *s)
 		net->nincoming++;
 }
 
+/* Sets what s holds of the streams' common budget to want bytes:
+ * 0, or -ENOBUFS (counted) when that would take all streams over it. */
+static int budget_hold(struct stream *s, size_t *held, size_t want)
+{
+	struct hc_gossip_net *net = s->net;
+
+	if (want > *held && net->buffered - *held + want > net->budget) {
+		net->st.over_budget++;
+		return -ENOBUFS;
+	}
+	net->buffered = net->buffered - *held + want;
+	*held = want;
+	if (net->buffered > net->st.buffered_peak)
+		net->st.buffered_peak = net->buffered;
+	return 0;
+}
+
 /* Unlinks s, takes its fd and timer off the loop, closes and frees it. */
 static void stream_free(struct stream *s)
 {
 	struct hc_gossip_net *net = s->net;
 
+	net->buffered -= s->in_held + s->out_held;
 	hc_list_remove(&s->link);
 	if (!s->outgoing)
 		net->nincoming--;
@@ -187,8 +209,9 @@ static int64_t stream_timer(struct hc_loop *loop, uint64_t id, void *arg)
 }
 
 /* Reads what is there, at most READ_BURST bytes now (level-triggered, the loop
- * comes back for the rest) and HC_GOSSIP_STREAM_MAX in all. Sets s->eof when
- * the peer has shut its side. Returns 0 or -errno. */
+ * comes back for the rest) and HC_GOSSIP_STREAM_MAX in all, the buffer within
+ * the streams' common budget. Sets s->eof when the peer has shut its side.
+ * Returns 0, -ENOBUFS over the budget, or another -errno. */
 static int stream_read(struct stream *s)
 {
 	size_t got = 0;
@@ -202,6 +225,8 @@ static int stream_read(struct stream *s)
 
 			if (cap > HC_GOSSIP_STREAM_MAX)
 				cap = HC_GOSSIP_STREAM_MAX;
+			if (budget_hold(s, &s->in_held, cap) < 0)
+				return -ENOBUFS;
 			grown = realloc(s->in, cap);
 			if (!grown)
 				return -ENOMEM;
@@ -290,9 +315,15 @@ static void incoming_read(struct stream *s)
 		 * -ENODATA call must not leak into the final one. */
 		hc_gossip_mp_writer_fini(&s->out);
 		hc_gossip_mp_writer_init(&s->out, HC_GOSSIP_STREAM_MAX);
-		r = recv->on_stream(recv->arg, &s->peer, s->in, s->in_len, &s->out);
+		r = recv->on_stream(recv->arg, &s->peer, &s->scan, s->in, s->in_len, &s->out);
 		if (r == 0) {
-			if (hc_gossip_mp_writer_error(&s->out) < 0) {
+			/* the request is read: its buffer goes, the reply's counts */
+			free(s->in);
+			s->in = NULL;
+			s->in_len = s->in_cap = 0;
+			budget_hold(s, &s->in_held, 0);
+			if (hc_gossip_mp_writer_error(&s->out) < 0 ||
+			    budget_hold(s, &s->out_held, s->out.cap) < 0) {
 				incoming_close(s, true);
 			} else if (s->out.len == 0) {
 				incoming_close(s, false);
@@ -728,6 +759,7 @@ struct hc_gossip_net *hc_gossip_net_new(struct hc_loop *loop, const struct hc_ad
 	hc_list_init(&net->streams);
 	net->loop = loop;
 	net->cfg = *cfg;
+	net->budget = cfg->stream_budget ? cfg->stream_budget : HC_GOSSIP_STREAM_BUDGET;
 	net->family = bind->ss.ss_family;
 	net->recv = recv;
 	net->udp = net->tcp = -1;
@@ -792,4 +824,5 @@ uint16_t hc_gossip_net_port(const struct hc_gossip_net *net)
 void hc_gossip_net_stats(const struct hc_gossip_net *net, struct hc_gossip_net_stats *st)
 {
 	*st = net->st;
+	st->buffered = net->buffered;
 }

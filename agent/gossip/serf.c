@@ -13,7 +13,6 @@
 
 #include <errno.h>
 #include <math.h>
-#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -453,12 +452,13 @@ static void bridge_packet(void *arg, const struct hc_gossip_addr *from, const ui
 		hc_ml_on_packet(b->ml, from, buf, len);
 }
 
-static int bridge_stream(void *arg, const struct hc_gossip_addr *from, const uint8_t *buf,
-			 size_t len, struct hc_gossip_mp_writer *reply)
+static int bridge_stream(void *arg, const struct hc_gossip_addr *from,
+			 struct hc_gossip_stream_scan *scan, const uint8_t *buf, size_t len,
+			 struct hc_gossip_mp_writer *reply)
 {
 	struct net_bridge *b = arg;
 
-	return b->ml ? hc_ml_on_stream(b->ml, from, buf, len, reply) : -ECONNREFUSED;
+	return b->ml ? hc_ml_on_stream(b->ml, from, scan, buf, len, reply) : -ECONNREFUSED;
 }
 
 struct hc_gossip *hc_gossip_new(struct hc_loop *loop, const struct hc_gossip_config *cfg,
@@ -839,9 +839,13 @@ void hc_gossip_collect(struct hc_metrics_writer *w, void *arg)
 						"has_crc", "err" };
 	size_t counts[5] = { 0 };
 	struct hc_ml_stats ms;
+	struct hc_gossip_net_stats ns = { 0 };
 	char depth[32];
 
 	hc_ml_stats(g->ml, &ms);
+	if (g->net)
+		hc_gossip_net_stats(g->net, &ns);
+	ms.dropped[HC_GOSSIP_DROP_OVER_BUDGET] += ns.over_budget; /* the transport's */
 	hc_metrics_family(w, "hypercore_gossip_members", "gauge", "Cluster members by status.");
 	for (size_t i = 0; i < g->nmembers; i++)
 		counts[g->members[i]->status < 5 ? g->members[i]->status : 0]++;

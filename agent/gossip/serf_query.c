@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <math.h>
-#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +10,7 @@
 #define HC_LOG_MODULE "gossip"
 #include "gossip/keyring_int.h"
 #include "gossip/memberlist_int.h"
+#include "gossip/regex_int.h"
 #include "gossip/serf_int.h"
 #include "gossip/wire_int.h"
 #include "log/log.h"
@@ -136,33 +136,31 @@ out:
 	return r;
 }
 
-static bool tag_matches(const struct hc_gossip *g, struct hc_gossip_bytes tag,
+/* Unanchored, as Go's MatchString, by our own RE2 matcher: the pattern
+ * comes from the network and runs on the loop thread of every node, so it
+ * is bounded in length and runs in linear time without recursion. One Go
+ * would reject, or that is too long or large here, matches nothing (a Go
+ * node answers nothing to an invalid one either). */
+static bool tag_matches(struct hc_gossip *g, struct hc_gossip_bytes tag,
 			struct hc_gossip_bytes expr)
 {
 	const char *value = "";
-	char *pattern = hc_serf_bytes_dup(expr);
-	regex_t re;
-	bool ok;
+	int r;
 
 	for (size_t i = 0; i < g->ntags; i++)
 		if (hc_serf_bytes_eq_str(tag, g->tags[i].key))
 			value = g->tags[i].value;
-	/* Go's regexp (RE2) and POSIX EREs agree on the patterns people use
-	 * in tag filters; an expression POSIX cannot compile matches nothing,
-	 * as Go's behaviour for an invalid one. Unanchored, as Go's
-	 * MatchString. */
-	if (!pattern || regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB) != 0) {
-		free(pattern);
-		return false;
+	r = hc_gossip_re_match((const char *)expr.ptr, expr.len, value, strlen(value));
+	if (r < 0) {
+		g->st.dropped[HC_GOSSIP_DROP_BAD_FILTER]++;
+		hc_log(HC_LOG_DEBUG, "query tag filter refused (%zu bytes): %s", expr.len,
+		       strerror(-r));
 	}
-	ok = regexec(&re, value, 0, NULL, 0) == 0;
-	regfree(&re);
-	free(pattern);
-	return ok;
+	return r == 1;
 }
 
 /* serf's shouldProcessQuery: every filter must match. */
-static bool query_matches(const struct hc_gossip *g, const struct hc_gossip_serf_query *q)
+static bool query_matches(struct hc_gossip *g, const struct hc_gossip_serf_query *q)
 {
 	for (size_t i = 0; i < q->nfilters; i++) {
 		struct hc_gossip_serf_filter f;

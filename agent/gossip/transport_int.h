@@ -14,6 +14,7 @@
 struct hc_loop;
 struct hc_addr;
 struct hc_gossip_mp_writer;
+struct hc_gossip_stream_scan;
 
 /* A peer address as memberlist carries it: raw 4- or 16-byte IP and a port. */
 struct hc_gossip_addr {
@@ -57,9 +58,12 @@ struct hc_gossip_receiver {
 	 * Bytes read so far on an incoming stream. Returns -ENODATA to read
 	 * more, 0 with the reply appended to reply (write it all, then close;
 	 * an empty reply just closes), or another -errno to close at once.
+	 * scan is the stream's own, zeroed when it opens, for the receiver
+	 * to find the message's end incrementally (hc_gossip_stream_scan).
 	 */
-	int (*on_stream)(void *arg, const struct hc_gossip_addr *from, const uint8_t *buf,
-			 size_t len, struct hc_gossip_mp_writer *reply);
+	int (*on_stream)(void *arg, const struct hc_gossip_addr *from,
+			 struct hc_gossip_stream_scan *scan, const uint8_t *buf, size_t len,
+			 struct hc_gossip_mp_writer *reply);
 	void *arg;
 };
 
@@ -68,12 +72,18 @@ struct hc_gossip_receiver {
  * same address and port, driven by the loop. Incoming streams are bounded in
  * size (HC_GOSSIP_STREAM_MAX), in time (tcp_timeout_ms from accept to the
  * last byte written) and in number (max_streams at once; more are closed).
+ * All streams' read buffers and the replies to incoming ones share one
+ * budget (stream_budget bytes): a stream whose buffer would take them over
+ * it is closed (an exchange fails with -ENOBUFS), and counted.
  */
 struct hc_gossip_net;
+
+#define HC_GOSSIP_STREAM_BUDGET (64u * 1024 * 1024)
 
 struct hc_gossip_net_config {
 	uint32_t tcp_timeout_ms;
 	unsigned max_streams;
+	size_t stream_budget; /* 0: HC_GOSSIP_STREAM_BUDGET */
 };
 
 /* Binds both sockets (port 0: the kernel picks one free for both). Returns
@@ -91,6 +101,8 @@ struct hc_gossip_net_stats {
 	uint64_t packets_in, packets_out, bytes_in, bytes_out;
 	uint64_t truncated, send_errors;
 	uint64_t streams_in, streams_out, streams_rejected, stream_timeouts, stream_errors;
+	uint64_t over_budget;	/* streams closed: their buffer would go over the budget */
+	size_t buffered, buffered_peak; /* bytes held against the budget, now and at most */
 };
 void hc_gossip_net_stats(const struct hc_gossip_net *net, struct hc_gossip_net_stats *st);
 

@@ -25,6 +25,8 @@ static const struct {
 	[HC_GOSSIP_DROP_UNENCRYPTED] = { EACCES, "unencrypted" },
 	[HC_GOSSIP_DROP_NO_MEMORY] = { ENOMEM, "no_memory" },
 	[HC_GOSSIP_DROP_OTHER] = { -1, "other" },
+	[HC_GOSSIP_DROP_OVER_BUDGET] = { ENOBUFS, "over_budget" },
+	[HC_GOSSIP_DROP_BAD_FILTER] = { -2, "bad_filter" }, /* counted where it happens */
 };
 
 enum hc_gossip_drop hc_gossip_drop_reason(int err)

@@ -162,6 +162,12 @@ struct hc_gossip_push_pull {
 /* Decodes a plaintext, uncompressed stream message that starts with 06.
  * -ENODATA means the message is incomplete (a stream reader may read more). */
 int hc_gossip_push_pull_decode(const uint8_t *buf, size_t len, struct hc_gossip_push_pull *pp);
+/* The header object alone (buf holds the msgpack map after the type byte)
+ * of a push/pull (type 06: *objects node states, then *raw bytes of user
+ * state) or of a streamed user message (08: no objects, *raw bytes).
+ * 0 or -errno. */
+int hc_gossip_stream_header_decode(uint8_t type, const uint8_t *buf, size_t len,
+				   uint64_t *objects, uint64_t *raw);
 int hc_gossip_push_pull_encode(const struct hc_gossip_push_pull *pp,
 			       struct hc_gossip_mp_writer *w);
 void hc_gossip_push_pull_fini(struct hc_gossip_push_pull *pp);
@@ -399,5 +405,32 @@ int hc_gossip_datagram_walk(const struct hc_gossip_keyring *kr, const uint8_t *b
  * incomplete. */
 int hc_gossip_stream_open(const struct hc_gossip_keyring *kr, const uint8_t *buf, size_t len,
 			  uint8_t **msg, size_t *msg_len);
+
+/*
+ * Where a stream message ends, found as its bytes arrive (wire_stream.c):
+ * each call looks only at what came since the last one (and at most the
+ * few bytes of a msgpack header cut by a read), never at a str, bin or
+ * user state's contents, so finding the end of an n-byte message costs
+ * O(n) over any number of reads. Zero the struct for a new stream and pass
+ * the whole buffer read so far each time.
+ */
+struct hc_gossip_stream_scan {
+	size_t pos;	    /* bytes of the message accounted for */
+	size_t mark;	    /* where the header object being skipped began */
+	uint64_t objects;   /* msgpack objects still to skip */
+	uint64_t skip;	    /* raw bytes still to skip */
+	uint64_t raw;	    /* raw bytes that follow the objects still to come */
+	size_t end;	    /* the message's length, once found */
+	int stage;
+	int err;
+	uint64_t examined;  /* bytes looked at over every call, cut headers twice */
+};
+
+/* 1 when buf (len bytes, the stream so far) holds a whole message of
+ * sc->end bytes; 0 to read more; -EMSGSIZE when it claims more than
+ * HC_GOSSIP_STREAM_MAX, -EBADMSG when it is not msgpack. The unwrapping
+ * and decoding that follow report anything else. Wrapped messages (an
+ * encrypted frame, a compressed message) end with their wrapper. */
+int hc_gossip_stream_scan(struct hc_gossip_stream_scan *sc, const uint8_t *buf, size_t len);
 
 #endif /* HC_GOSSIP_WIRE_INT_H */

@@ -285,15 +285,23 @@ static const struct hc_gossip_field push_node_fields[] = {
 	FIELD(struct hc_gossip_push_node, vsn, BYTES, "Vsn"),
 };
 
-static int read_push_header(struct hc_gossip_mp_reader *r, struct push_pull_header *h)
+/* The header alone: what the counts say, not yet whether they fit. */
+static int read_push_header_fields(struct hc_gossip_mp_reader *r, struct push_pull_header *h)
 {
 	int err = hc_gossip_mp_read_struct(r, push_pull_header_fields,
 					   NFIELDS(push_pull_header_fields), h);
 
 	if (err)
 		return err;
-	if (h->nodes < 0 || h->user_state_len < 0)
-		return -EBADMSG;
+	return h->nodes < 0 || h->user_state_len < 0 ? -EBADMSG : 0;
+}
+
+static int read_push_header(struct hc_gossip_mp_reader *r, struct push_pull_header *h)
+{
+	int err = read_push_header_fields(r, h);
+
+	if (err)
+		return err;
 	/* Each node state takes at least one byte: a bigger count is a lie
 	 * about data we do not have (yet). */
 	if ((uint64_t)h->nodes > hc_gossip_mp_remaining(r))
@@ -374,6 +382,16 @@ static const struct hc_gossip_field user_msg_header_fields[] = {
 	FIELD(struct user_msg_header, user_msg_len, I64, "UserMsgLen"),
 };
 
+static int read_user_header(struct hc_gossip_mp_reader *r, struct user_msg_header *h)
+{
+	int err = hc_gossip_mp_read_struct(r, user_msg_header_fields,
+					   NFIELDS(user_msg_header_fields), h);
+
+	if (err)
+		return err;
+	return h->user_msg_len < 0 ? -EBADMSG : 0;
+}
+
 int hc_gossip_user_stream_decode(const uint8_t *buf, size_t len, struct hc_gossip_bytes *msg)
 {
 	struct user_msg_header h = { 0 };
@@ -385,16 +403,33 @@ int hc_gossip_user_stream_decode(const uint8_t *buf, size_t len, struct hc_gossi
 	if (buf[0] != HC_GOSSIP_MSG_USER)
 		return -EINVAL;
 	hc_gossip_mp_reader_init(&r, buf + 1, len - 1);
-	err = hc_gossip_mp_read_struct(&r, user_msg_header_fields,
-				       NFIELDS(user_msg_header_fields), &h);
+	err = read_user_header(&r, &h);
 	if (err)
 		return err;
-	if (h.user_msg_len < 0)
-		return -EBADMSG;
 	if ((uint64_t)h.user_msg_len > hc_gossip_mp_remaining(&r))
 		return (uint64_t)h.user_msg_len > HC_GOSSIP_STREAM_MAX ? -EMSGSIZE : -ENODATA;
 	*msg = (struct hc_gossip_bytes){ r.buf + r.pos, (size_t)h.user_msg_len };
 	return 0;
+}
+
+int hc_gossip_stream_header_decode(uint8_t type, const uint8_t *buf, size_t len,
+				   uint64_t *objects, uint64_t *raw)
+{
+	struct push_pull_header pp = { 0 };
+	struct user_msg_header um = { 0 };
+	struct hc_gossip_mp_reader r;
+	int err;
+
+	hc_gossip_mp_reader_init(&r, buf, len);
+	if (type == HC_GOSSIP_MSG_PUSH_PULL)
+		err = read_push_header_fields(&r, &pp);
+	else if (type == HC_GOSSIP_MSG_USER)
+		err = read_user_header(&r, &um);
+	else
+		err = -EINVAL;
+	*objects = (uint64_t)pp.nodes;
+	*raw = (uint64_t)(type == HC_GOSSIP_MSG_USER ? um.user_msg_len : pp.user_state_len);
+	return err;
 }
 
 int hc_gossip_user_stream_encode(const uint8_t *msg, size_t len, struct hc_gossip_mp_writer *w)

@@ -124,6 +124,8 @@ struct hc_runtime *hc_runtime_new(const struct hc_runtime_config *cfg)
 						      : HC_RUNTIME_DEFAULT_CGROUP_PARENT);
 	rt->capacity_cpus = cfg->capacity_cpus;
 	rt->capacity_mem_mb = cfg->capacity_mem_mb;
+	rt->on_sandbox = cfg->on_sandbox;
+	rt->on_sandbox_arg = cfg->on_sandbox_arg;
 	rt->log_max_size = cfg->log_max_size ? cfg->log_max_size : HC_RUNTIME_DEFAULT_LOG_MAX_SIZE;
 	rt->log_max_files = cfg->log_max_files ? cfg->log_max_files
 					       : HC_RUNTIME_DEFAULT_LOG_MAX_FILES;
@@ -158,6 +160,12 @@ void hc_runtime_free(struct hc_runtime *rt)
 	free(rt->log_root);
 	free(rt->cgroup_parent);
 	free(rt);
+}
+
+void hc_runtime_set_on_sandbox(struct hc_runtime *rt, hc_runtime_sandbox_fn *fn, void *arg)
+{
+	rt->on_sandbox = fn;
+	rt->on_sandbox_arg = arg;
 }
 
 int hc_cri_socket_probe(const char *path)

@@ -517,6 +517,7 @@ int hc_runtime_stop(struct hc_runtime *rt, const char *id, int grace_s,
 	free_msg(pods);
 	if (r == 0) {
 		remove_log_dir(rt, id);
+		hc_runtime_cgroup_remove(rt->cgroup_parent, id);
 		hc_log(HC_LOG_INFO, "stopped workload %s", id);
 	}
 	return r;
@@ -531,6 +532,7 @@ static void undo_spawn(struct hc_runtime *rt, const char *id)
 	if (hc_runtime_stop(rt, id, 0, &e) < 0 && !strstr(e.msg, "no workload"))
 		hc_log(HC_LOG_WARN, "cleanup after failed spawn of %s: %s", id, e.msg);
 	remove_log_dir(rt, id);
+	hc_runtime_cgroup_remove(rt->cgroup_parent, id);
 }
 
 /* ---- spawn ---- */
@@ -561,8 +563,10 @@ struct pod_request {
 	Runtime__V1__LinuxPodSandboxConfig linux_cfg;
 	Runtime__V1__LinuxSandboxSecurityContext sec;
 	Runtime__V1__NamespaceOption ns;
+	Runtime__V1__SecurityProfile seccomp;
 	struct entries labels, annotations;
 	char log_dir[4096];
+	char cgroup_parent[512]; /* <rt's parent>/<id>: the workload's pids limit */
 };
 
 static void pod_request_init(struct pod_request *p, struct hc_runtime *rt, const char *id,
@@ -573,8 +577,10 @@ static void pod_request_init(struct pod_request *p, struct hc_runtime *rt, const
 	Runtime__V1__LinuxPodSandboxConfig linux_cfg = RUNTIME__V1__LINUX_POD_SANDBOX_CONFIG__INIT;
 	Runtime__V1__LinuxSandboxSecurityContext sec = RUNTIME__V1__LINUX_SANDBOX_SECURITY_CONTEXT__INIT;
 	Runtime__V1__NamespaceOption ns = RUNTIME__V1__NAMESPACE_OPTION__INIT;
+	Runtime__V1__SecurityProfile seccomp = RUNTIME__V1__SECURITY_PROFILE__INIT;
 
 	p->config = config;
+	p->seccomp = seccomp;
 	p->meta = meta;
 	p->linux_cfg = linux_cfg;
 	p->sec = sec;
@@ -605,8 +611,12 @@ static void pod_request_init(struct pod_request *p, struct hc_runtime *rt, const
 	p->ns.pid = RUNTIME__V1__NAMESPACE_MODE__CONTAINER;
 	p->ns.ipc = RUNTIME__V1__NAMESPACE_MODE__POD;
 	p->sec.namespace_options = &p->ns;
+	/* the pause process too runs under the default seccomp filter */
+	p->seccomp.profile_type = RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__RUNTIME_DEFAULT;
+	p->sec.seccomp = &p->seccomp;
 	p->linux_cfg.security_context = &p->sec;
-	p->linux_cfg.cgroup_parent = rt->cgroup_parent;
+	snprintf(p->cgroup_parent, sizeof(p->cgroup_parent), "%s/%s", rt->cgroup_parent, id);
+	p->linux_cfg.cgroup_parent = p->cgroup_parent;
 	p->config.linux = &p->linux_cfg;
 }
 
@@ -638,6 +648,28 @@ static int run_sandbox(struct hc_runtime *rt, struct pod_request *p,
 	return r;
 }
 
+/* The container's hardening (docs/runtime.md): containerd's default seccomp
+ * filter, no_new_privs (setuid binaries and file capabilities grant
+ * nothing), every capability dropped and only the spec's set added back,
+ * optionally a read-only root filesystem. Points into spec and caps. */
+static void harden(Runtime__V1__LinuxContainerSecurityContext *sec, Runtime__V1__Capability *cap,
+		   Runtime__V1__SecurityProfile *seccomp, const struct hc_workload_spec *spec,
+		   const char **caps, size_t ncaps)
+{
+	static char *drop_all[] = { "ALL" };
+
+	seccomp->profile_type = RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__RUNTIME_DEFAULT;
+	sec->seccomp = seccomp;
+	sec->no_new_privs = true;
+	/* containerd applies "drop ALL" first, then the adds */
+	cap->drop_capabilities = drop_all;
+	cap->n_drop_capabilities = 1;
+	cap->add_capabilities = (char **)caps;
+	cap->n_add_capabilities = ncaps;
+	sec->capabilities = cap;
+	sec->readonly_rootfs = spec->read_only_rootfs;
+}
+
 static int create_container(struct hc_runtime *rt, struct pod_request *p, const char *sandbox_id,
 			    const char *id, const struct hc_workload_spec *spec,
 			    char container_id[65], struct hc_err *err)
@@ -648,6 +680,12 @@ static int create_container(struct hc_runtime *rt, struct pod_request *p, const 
 	Runtime__V1__ImageSpec image = RUNTIME__V1__IMAGE_SPEC__INIT;
 	Runtime__V1__LinuxContainerConfig linux_cfg = RUNTIME__V1__LINUX_CONTAINER_CONFIG__INIT;
 	Runtime__V1__LinuxContainerResources res = RUNTIME__V1__LINUX_CONTAINER_RESOURCES__INIT;
+	Runtime__V1__LinuxContainerSecurityContext sec =
+		RUNTIME__V1__LINUX_CONTAINER_SECURITY_CONTEXT__INIT;
+	Runtime__V1__Capability cap = RUNTIME__V1__CAPABILITY__INIT;
+	Runtime__V1__SecurityProfile seccomp = RUNTIME__V1__SECURITY_PROFILE__INIT;
+	const char *caps[HC_RUNTIME_MAX_CAP_ADD + 16];
+	size_t ncaps = hc_workload_spec_caps(spec, caps, sizeof(caps) / sizeof(caps[0]));
 	Runtime__V1__CreateContainerResponse *resp = NULL;
 	Runtime__V1__KeyValue *env = calloc(spec->nenv + 1, sizeof(*env));
 	Runtime__V1__KeyValue **envp = calloc(spec->nenv + 1, sizeof(*envp));
@@ -685,6 +723,8 @@ static int create_container(struct hc_runtime *rt, struct pod_request *p, const 
 	res.cpu_shares = (int64_t)spec->cores * 1024;
 	res.memory_limit_in_bytes = (int64_t)spec->memory_mb << 20;
 	linux_cfg.resources = &res;
+	harden(&sec, &cap, &seccomp, spec, caps, ncaps);
+	linux_cfg.security_context = &sec;
 	entries_add(&labels, HC_LABEL_MANAGED, "true");
 	entries_add(&labels, HC_LABEL_WORKLOAD, id);
 	cfg.metadata = &meta;
@@ -725,9 +765,51 @@ static int start_container(struct hc_runtime *rt, const char *container_id,
 		       "starting container", err);
 }
 
+/* The sandbox's address from CNI, into ip ("" if none). 0 or -errno. */
+static int sandbox_ip(struct hc_runtime *rt, const char *sandbox_id, char ip[46],
+		      struct hc_err *err)
+{
+	Runtime__V1__PodSandboxStatusRequest req = RUNTIME__V1__POD_SANDBOX_STATUS_REQUEST__INIT;
+	Runtime__V1__PodSandboxStatusResponse *resp = NULL;
+	int r;
+
+	req.pod_sandbox_id = (char *)sandbox_id;
+	r = hc_cri_call(rt, "RuntimeService/PodSandboxStatus", &req.base,
+			&runtime__v1__pod_sandbox_status_response__descriptor,
+			(ProtobufCMessage **)&resp, HC_CRI_TIMEOUT_MS, "sandbox status", err);
+	ip[0] = '\0';
+	if (r == 0 && resp->status && resp->status->network)
+		copy_str(ip, 46, resp->status->network->ip);
+	free_msg(resp);
+	return r;
+}
+
+/* The sandbox is up, nothing runs in it yet: the caller's hook (the data
+ * plane's attach) goes here, before CreateContainer, so that the workload
+ * never runs a single instruction without it. */
+static int sandbox_ready(struct hc_runtime *rt, const char *id, const char *sandbox_id,
+			 const struct hc_workload_spec *spec, struct hc_err *err)
+{
+	struct hc_runtime_sandbox sb = { .id = id, .sandbox_id = sandbox_id, .spec = spec };
+	char ip[46];
+	int r;
+
+	if (!rt->on_sandbox)
+		return 0;
+	r = sandbox_ip(rt, sandbox_id, ip, err);
+	if (r < 0)
+		return r;
+	sb.ip = ip;
+	r = rt->on_sandbox(rt->on_sandbox_arg, &sb, err);
+	if (r < 0 && !err->msg[0])
+		hc_err_set(err, r, "preparing the sandbox of %s: %s", id, strerror(-r));
+	return r < 0 ? r : 0;
+}
+
 int hc_runtime_spawn(struct hc_runtime *rt, const struct hc_workload_spec *spec, const char *id,
 		     struct hc_workload *out, struct hc_err *err)
 {
+	struct hc_workload_spec stored;
 	char wid[HC_WORKLOAD_ID_LEN + 1], sandbox_id[65], container_id[65];
 	struct pod_request *pod = NULL;
 	char *spec_json = NULL;
@@ -752,16 +834,28 @@ int hc_runtime_spawn(struct hc_runtime *rt, const struct hc_workload_spec *spec,
 	if (r < 0)
 		return r;
 
-	spec_json = hc_workload_spec_to_json(spec);
+	/* the request is stored with the pids limit it got, not "default" */
+	stored = *spec;
+	stored.pids_limit = hc_workload_spec_pids_limit(spec);
+	spec_json = hc_workload_spec_to_json(&stored);
 	pod = calloc(1, sizeof(*pod));
 	if (!spec_json || !pod) {
 		r = hc_err_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
 	pod_request_init(pod, rt, wid, spec, spec_json);
-	r = run_sandbox(rt, pod, spec, sandbox_id, err);
+	r = hc_runtime_find(rt, wid, sandbox_id, container_id, err);
+	if (r == 0) /* its cgroup is not ours to touch either */
+		r = hc_err_set(err, -EEXIST, "a workload with id %s exists", wid);
+	if (r != -ENOENT)
+		goto out;
+	r = hc_runtime_cgroup_prepare(rt->cgroup_parent, wid, stored.pids_limit, err);
+	if (r == 0)
+		r = run_sandbox(rt, pod, spec, sandbox_id, err);
 	if (r == -EEXIST)
 		goto out; /* the existing workload is not ours to undo */
+	if (r == 0)
+		r = sandbox_ready(rt, wid, sandbox_id, spec, err);
 	if (r == 0)
 		r = create_container(rt, pod, sandbox_id, wid, spec, container_id, err);
 	if (r == 0)

@@ -36,11 +36,33 @@ struct hc_metrics;
 #define HC_RUNTIME_MAX_PORTS 64
 #define HC_RUNTIME_MAX_ENV 256
 #define HC_RUNTIME_MAX_LABELS 64
+#define HC_RUNTIME_DEFAULT_PIDS_LIMIT 1024
+#define HC_RUNTIME_MIN_PIDS_LIMIT 8 /* the pause process and a shell's first forks */
+#define HC_RUNTIME_MAX_PIDS_LIMIT 4194304 /* the kernel's pid_max ceiling */
+#define HC_RUNTIME_MAX_CAP_ADD 41
 
 /* Socket path of the embedded containerd under run_dir, into buf. */
 int hc_runtime_socket_path(const char *run_dir, char *buf, size_t len);
 
 /* ---- the CRI client ---- */
+
+struct hc_workload_spec;
+
+/* A spawn's sandbox is up (RunPodSandbox done: network namespace, veth and
+ * address from CNI) and nothing of the workload runs yet. */
+struct hc_runtime_sandbox {
+	const char *id;	/* the workload id */
+	const char *sandbox_id;
+	const char *ip; /* its address on the workload subnet; "" if CNI gave none */
+	const struct hc_workload_spec *spec;
+};
+
+/* Called by hc_runtime_spawn() on the spawning thread, between RunPodSandbox
+ * and CreateContainer: the agent attaches the workload's TC program there,
+ * so the workload's first instruction already runs isolated. 0 to go on;
+ * -errno (with err) fails the spawn, which then removes the sandbox. */
+typedef int hc_runtime_sandbox_fn(void *arg, const struct hc_runtime_sandbox *sb,
+				  struct hc_err *err);
 
 struct hc_runtime_config {
 	const char *socket;	   /* containerd's socket (required) */
@@ -50,6 +72,8 @@ struct hc_runtime_config {
 	uint32_t capacity_mem_mb;  /* 0: MemAvailable plus what workloads hold */
 	uint64_t log_max_size;	   /* a workload's log is rotated past it; 0: default */
 	unsigned log_max_files;	   /* rotated files kept besides the current; 0: default */
+	hc_runtime_sandbox_fn *on_sandbox; /* NULL: nothing between sandbox and container */
+	void *on_sandbox_arg;
 };
 
 /* Logs: at most (files + 1) x size per workload, plus what is written
@@ -67,6 +91,11 @@ struct hc_runtime;
 /* Allocates a client; connects lazily. NULL + errno on allocation failure. */
 struct hc_runtime *hc_runtime_new(const struct hc_runtime_config *cfg);
 void hc_runtime_free(struct hc_runtime *rt);
+
+/* Sets the client's on_sandbox hook (as hc_runtime_config's) after it was
+ * made: the agent's shared client gets it once the data plane is up. Call
+ * before any spawn runs on rt; not synchronised with calls in flight. */
+void hc_runtime_set_on_sandbox(struct hc_runtime *rt, hc_runtime_sandbox_fn *fn, void *arg);
 
 /* Whether something accepts connections on the socket now (no gRPC call);
  * 0, or -ENOENT / -ECONNREFUSED / -EACCES... with err saying what is missing. */
@@ -98,9 +127,37 @@ struct hc_workload_spec {
 	struct hc_label *labels;
 	size_t nlabels;
 	char *runtime_handler; /* NULL/"runc" or "runsc" */
+	/* Hardening beyond the fixed defaults (seccomp RuntimeDefault,
+	 * no_new_privs, HC_RUNTIME_DEFAULT_CAPS): docs/runtime.md. */
+	char **cap_add;	     /* capability names, no CAP_ prefix, upper case */
+	size_t ncap_add;
+	uint32_t pids_limit; /* 0: HC_RUNTIME_DEFAULT_PIDS_LIMIT */
+	bool read_only_rootfs;
 };
 
 void hc_workload_spec_fini(struct hc_workload_spec *spec);
+
+/* The capabilities every workload gets, containerd's default set without
+ * NET_RAW, MKNOD, SETFCAP, SETPCAP, SYS_CHROOT and AUDIT_WRITE: what a web
+ * service needs to prepare its files as root, drop to a user of its own,
+ * signal its children and listen below 1024. */
+#define HC_RUNTIME_DEFAULT_CAPS                                                          \
+	"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",         \
+		"NET_BIND_SERVICE"
+
+/* Adds a capability to spec->cap_add: a Linux capability name, with or
+ * without CAP_, any case ("net_raw", "CAP_NET_RAW"), stored as "NET_RAW";
+ * a repeat or a default one is accepted and not stored twice. 0, or
+ * -EINVAL (unknown name) / -ENOMEM with err. */
+int hc_workload_spec_add_cap(struct hc_workload_spec *spec, const char *name,
+			     struct hc_err *err);
+
+/* The capabilities a workload of this spec runs with: the defaults, then
+ * cap_add; up to max names into out (static strings). Returns the count. */
+size_t hc_workload_spec_caps(const struct hc_workload_spec *spec, const char **out, size_t max);
+
+/* The pids limit a spec asks for (its own or the default). */
+uint32_t hc_workload_spec_pids_limit(const struct hc_workload_spec *spec);
 
 /* The label that limits a workload's egress (what it sends), in whole
  * Mbit/s; the data plane enforces it on the workload's veth. */

@@ -48,6 +48,8 @@ struct hc_runtime {
 	uint64_t log_max_size;
 	unsigned log_max_files;
 	struct hc_crilog_marks *log_marks; /* where readers stopped (crilog_int.h) */
+	hc_runtime_sandbox_fn *on_sandbox;
+	void *on_sandbox_arg;
 };
 
 /* logs.c, for the watch: rotates the log of a running workload (container
@@ -91,6 +93,13 @@ int hc_runtime_find(struct hc_runtime *rt, const char *id, char sandbox_id[65],
  * already has (hc_runtime_list's), so that figures and list agree. */
 void hc_runtime_capacity_of(const struct hc_runtime *rt, const struct hc_workload *list,
 			    size_t n, struct hc_runtime_capacity *out);
+
+/* cgroup.c: the workload's own cgroup parent <parent>/<id>, made before its
+ * sandbox with pids.max set (0 or -errno with err), removed after it in
+ * every hierarchy (what is not there is skipped). */
+int hc_runtime_cgroup_prepare(const char *parent, const char *id, uint32_t pids_max,
+			      struct hc_err *err);
+void hc_runtime_cgroup_remove(const char *parent, const char *id);
 
 /* The pause image linked into the binary (pause_image.S). */
 extern const unsigned char hc_pause_image_start[];

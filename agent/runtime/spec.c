@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "runtime_int.h"
 
@@ -32,7 +33,94 @@ void hc_workload_spec_fini(struct hc_workload_spec *spec)
 	}
 	free(spec->labels);
 	free(spec->runtime_handler);
+	for (size_t i = 0; i < spec->ncap_add; i++)
+		free(spec->cap_add[i]);
+	free(spec->cap_add);
 	memset(spec, 0, sizeof(*spec));
+}
+
+/* ---- capabilities and the pids limit ---- */
+
+/* Linux's capability names (linux/capability.h, up to CAP_CHECKPOINT_RESTORE)
+ * without CAP_, as CRI takes them. */
+static const char *const cap_names[] = {
+	"CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
+	"SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST",
+	"NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO",
+	"SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+	"SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE",
+	"AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM",
+	"BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+};
+static const char *const default_caps[] = { HC_RUNTIME_DEFAULT_CAPS };
+
+_Static_assert(sizeof(cap_names) / sizeof(cap_names[0]) == HC_RUNTIME_MAX_CAP_ADD,
+	       "one cap_add slot per capability");
+
+#define NCAPS (sizeof(cap_names) / sizeof(cap_names[0]))
+#define NDEFAULT_CAPS (sizeof(default_caps) / sizeof(default_caps[0]))
+
+/* The canonical name of a capability ("net_raw", "CAP_NET_RAW" ->
+ * "NET_RAW"), or NULL. */
+static const char *cap_lookup(const char *name)
+{
+	if (strncasecmp(name, "CAP_", 4) == 0)
+		name += 4;
+	for (size_t i = 0; i < NCAPS; i++)
+		if (strcasecmp(name, cap_names[i]) == 0)
+			return cap_names[i];
+	return NULL;
+}
+
+static bool in_list(const char *name, const char *const *list, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(list[i], name) == 0)
+			return true;
+	return false;
+}
+
+int hc_workload_spec_add_cap(struct hc_workload_spec *spec, const char *name,
+			     struct hc_err *err)
+{
+	const char *cap = cap_lookup(name);
+	char **grown;
+
+	if (!cap)
+		return hc_err_set(err, -EINVAL,
+				  "unknown capability \"%.40s\" (a Linux capability name such as "
+				  "NET_RAW or NET_ADMIN)", name);
+	if (in_list(cap, default_caps, NDEFAULT_CAPS) ||
+	    in_list(cap, (const char *const *)spec->cap_add, spec->ncap_add))
+		return 0;
+	grown = realloc(spec->cap_add, (spec->ncap_add + 1) * sizeof(*grown));
+	if (!grown)
+		return hc_err_set(err, -ENOMEM, "out of memory");
+	spec->cap_add = grown;
+	if (!(grown[spec->ncap_add] = strdup(cap)))
+		return hc_err_set(err, -ENOMEM, "out of memory");
+	spec->ncap_add++;
+	return 0;
+}
+
+size_t hc_workload_spec_caps(const struct hc_workload_spec *spec, const char **out, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < NDEFAULT_CAPS && n < max; i++)
+		out[n++] = default_caps[i];
+	for (size_t i = 0; i < spec->ncap_add && n < max; i++) {
+		const char *cap = cap_lookup(spec->cap_add[i]);
+
+		if (cap && !in_list(cap, out, n))
+			out[n++] = cap;
+	}
+	return n;
+}
+
+uint32_t hc_workload_spec_pids_limit(const struct hc_workload_spec *spec)
+{
+	return spec->pids_limit ? spec->pids_limit : HC_RUNTIME_DEFAULT_PIDS_LIMIT;
 }
 
 /* ---- image references (the docker/distribution grammar, simplified) ---- */
@@ -240,6 +328,18 @@ int hc_workload_spec_validate(const struct hc_workload_spec *spec, struct hc_err
 					  HC_LABEL_EGRESS_MBIT, HC_EGRESS_MBIT_MAX,
 					  spec->labels[i].value);
 	}
+	if (spec->ncap_add > HC_RUNTIME_MAX_CAP_ADD)
+		return hc_err_set(err, -EINVAL, "at most %d capabilities to add",
+				  HC_RUNTIME_MAX_CAP_ADD);
+	for (size_t i = 0; i < spec->ncap_add; i++)
+		if (!cap_lookup(spec->cap_add[i]))
+			return hc_err_set(err, -EINVAL, "unknown capability \"%.40s\"",
+					  spec->cap_add[i]);
+	if (spec->pids_limit && (spec->pids_limit < HC_RUNTIME_MIN_PIDS_LIMIT ||
+				 spec->pids_limit > HC_RUNTIME_MAX_PIDS_LIMIT))
+		return hc_err_set(err, -EINVAL, "pids limit must be %d..%d, not %u",
+				  HC_RUNTIME_MIN_PIDS_LIMIT, HC_RUNTIME_MAX_PIDS_LIMIT,
+				  spec->pids_limit);
 	if (spec->runtime_handler && strcmp(spec->runtime_handler, "runc") != 0 &&
 	    strcmp(spec->runtime_handler, "runsc") != 0)
 		return hc_err_set(err, -EINVAL, "unknown runtime \"%.50s\" (runc or runsc)",
@@ -344,6 +444,17 @@ char *hc_workload_spec_to_json(const struct hc_workload_spec *spec)
 	}
 	if (spec->runtime_handler)
 		json_object_set_new(o, "runtime", json_string(spec->runtime_handler));
+	if (spec->ncap_add) {
+		json_t *caps = json_array();
+
+		for (size_t i = 0; caps && i < spec->ncap_add; i++)
+			json_array_append_new(caps, json_string(spec->cap_add[i]));
+		json_object_set_new(o, "cap_add", caps);
+	}
+	if (spec->pids_limit)
+		json_object_set_new(o, "pids_limit", json_integer(spec->pids_limit));
+	if (spec->read_only_rootfs)
+		json_object_set_new(o, "read_only_rootfs", json_true());
 	text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(o);
 	return text;
@@ -378,6 +489,17 @@ int hc_workload_spec_from_json(const char *text, struct hc_workload_spec *spec)
 	spec->memory_mb = get_u32(o, "memory");
 	spec->image_ref = dup_string(json_object_get(o, "image_ref"));
 	spec->runtime_handler = dup_string(json_object_get(o, "runtime"));
+	spec->pids_limit = get_u32(o, "pids_limit");
+	spec->read_only_rootfs = json_is_true(json_object_get(o, "read_only_rootfs"));
+	v = json_object_get(o, "cap_add");
+	if (json_is_array(v) && json_array_size(v)) {
+		spec->cap_add = calloc(json_array_size(v), sizeof(char *));
+		if (!spec->cap_add)
+			goto out;
+		json_array_foreach(v, i, e)
+			if (json_is_string(e) && !(spec->cap_add[spec->ncap_add++] = dup_string(e)))
+				goto out;
+	}
 	v = json_object_get(o, "env");
 	if (json_is_array(v) && json_array_size(v)) {
 		spec->env = calloc(json_array_size(v), sizeof(char *));

@@ -70,7 +70,8 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } hc_wl_rate SEC(".maps");
 
-/* The node's own addresses -> 1. Written by the agent; read by XDP and TC. */
+/* The node's own addresses -> 1. Written by the agent (every 2 s); read by
+ * XDP. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, HC_HOST_ADDRS_MAX);
@@ -78,6 +79,48 @@ struct {
 	__type(value, __u8);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } hc_host_addrs SEC(".maps");
+
+/* Addresses of cluster members and of this node -> HC_MEMBER_F_*. Written
+ * by the agent (member events; this node's addresses every 2 s); read by TC,
+ * which keeps workloads off them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, HC_MEMBER_ADDRS_MAX);
+	__type(key, struct hc_ipaddr);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} hc_members SEC(".maps");
+
+/* The operator's exceptions for workload egress (--workload-allow-egress):
+ * prefix -> ports. Written by the agent at start; read by TC. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, HC_EGRESS_ALLOW_MAX);
+	__type(key, struct hc_egress_key);
+	__type(value, struct hc_egress_val);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} hc_egress_allow SEC(".maps");
+
+/* The proxy's TCP ports, a bitmap. Written by the agent from hc_routes (every
+ * 2 s and after each route sync); read by TC. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct hc_port_bitmap);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} hc_proxy_ports SEC(".maps");
+
+/* Flows members or this node opened to workloads, as the replies travel ->
+ * when. Written by TC (to the workload); read by TC (from it). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, HC_WL_FLOWS_MAX);
+	__type(key, struct hc_ct_key);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} hc_wl_flows SEC(".maps");
 
 /* Settings written once by the agent; read by TC. */
 struct {

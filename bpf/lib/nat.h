@@ -31,14 +31,6 @@ static __always_inline __u32 hc_addr_hash(const struct hc_ipaddr *a)
 	return w[0] ^ w[1] ^ w[2] ^ w[3];
 }
 
-static __always_inline int hc_addr_eq(const struct hc_ipaddr *a, const struct hc_ipaddr *b)
-{
-	const __u32 *x = (const __u32 *)a->ip6, *y = (const __u32 *)b->ip6;
-
-	return a->family == b->family && x[0] == y[0] && x[1] == y[1] && x[2] == y[2] &&
-	       x[3] == y[3];
-}
-
 /* Rendezvous (highest random weight) choice among a service's backends: a
  * flow keeps its backend when others come or go, and only flows of a removed
  * backend move. Returns HC_SERVICE_MAX_BACKENDS when there is none. */

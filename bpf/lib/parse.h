@@ -36,6 +36,7 @@ struct hc_pkt {
 	__u32 frame_len; /* the whole frame, readable or not */
 	__u16 csum_off; /* L4 checksum field */
 	__u8 tos; /* IPv4 TOS (0 for IPv6), for the FIB */
+	__u8 frag; /* 1: a fragment (ports unknown unless the first) */
 	struct hc_ipaddr saddr;
 	struct hc_ipaddr daddr;
 	__be16 sport;
@@ -43,12 +44,25 @@ struct hc_pkt {
 };
 
 /* Parse results: HC_PARSE_L4 when a TCP or UDP header (ports included) was
- * found in an unfragmented IP packet; anything else is left alone. */
+ * found in an unfragmented IP packet; anything else is left alone. With
+ * HC_PARSE_OTHER an IP packet has its addresses filled, and l4_off (with
+ * l4_proto) when its L4 header was reached (ICMP, other protocols), 0 when
+ * it was not: a fragment (frag), or IPv6 extension headers beyond what we
+ * follow. */
 enum hc_parse_result {
 	HC_PARSE_L4 = 0,
 	HC_PARSE_OTHER = 1, /* not IP, not TCP/UDP, a fragment, ICMP, ... */
 	HC_PARSE_BAD = 2, /* lengths that do not add up */
 };
+
+/* Addresses as the parser fills them: the bytes past an IPv4 address are 0. */
+static __always_inline int hc_addr_eq(const struct hc_ipaddr *a, const struct hc_ipaddr *b)
+{
+	const __u32 *x = (const __u32 *)a->ip6, *y = (const __u32 *)b->ip6;
+
+	return a->family == b->family && x[0] == y[0] && x[1] == y[1] && x[2] == y[2] &&
+	       x[3] == y[3];
+}
 
 struct hc_vlan_hdr {
 	__be16 tci;
@@ -113,8 +127,10 @@ static __always_inline int hc_parse_ipv4(void *data, void *data_end, struct hc_p
 	p->l4_proto = iph->protocol;
 	/* Only the first fragment has ports, and translating it alone would
 	 * split the datagram: fragments go to the stack untouched. */
-	if (iph->frag_off & bpf_htons(0x3fff))
+	if (iph->frag_off & bpf_htons(0x3fff)) {
+		p->frag = 1;
 		return HC_PARSE_OTHER;
+	}
 	p->l4_off = p->l3_off + hlen;
 	return hc_parse_l4(data, data_end, p);
 }
@@ -156,8 +172,10 @@ static __always_inline int hc_parse_ipv6(void *data, void *data_end, struct hc_p
 		oh = data + off;
 		if ((void *)oh + 8 > data_end)
 			return HC_PARSE_BAD;
-		if (next == IPPROTO_FRAGMENT)
+		if (next == IPPROTO_FRAGMENT) {
+			p->frag = 1;
 			return HC_PARSE_OTHER;
+		}
 		if (next == IPPROTO_AH)
 			off += (oh->hdrlen + 2) * 4; /* AH counts 4-byte words */
 		else

@@ -25,6 +25,10 @@
 #define HC_MAP_DROPS "hc_drops"
 #define HC_MAP_SPLICE "hc_splice"
 #define HC_MAP_SPLICE_PEER "hc_splice_peer"
+#define HC_MAP_MEMBERS "hc_members"
+#define HC_MAP_EGRESS_ALLOW "hc_egress_allow"
+#define HC_MAP_PROXY_PORTS "hc_proxy_ports"
+#define HC_MAP_WL_FLOWS "hc_wl_flows"
 
 #define HC_DEFAULT_BPF_PIN_DIR "/sys/fs/bpf/hypercore"
 
@@ -46,6 +50,15 @@
 #endif
 #ifndef HC_SPLICE_MAX
 #define HC_SPLICE_MAX 65536
+#endif
+#ifndef HC_MEMBER_ADDRS_MAX
+#define HC_MEMBER_ADDRS_MAX 16384
+#endif
+#ifndef HC_EGRESS_ALLOW_MAX
+#define HC_EGRESS_ALLOW_MAX 1024
+#endif
+#ifndef HC_WL_FLOWS_MAX
+#define HC_WL_FLOWS_MAX 65536
 #endif
 
 #define HC_AF_INET 2   /* AF_INET, without pulling libc into BPF */
@@ -166,12 +179,16 @@ _Static_assert(sizeof(struct hc_wl_stats) == 48, "hc_wl_stats layout");
 
 struct hc_wl_info {
 	char id[HC_WORKLOAD_ID_MAX];
-	struct hc_ipaddr addr;
+	struct hc_ipaddr addr; /* the address it may send from (IPv4 or IPv6) */
 	__u32 flags; /* HC_WL_F_* */
 	__u64 rate_bytes_per_sec; /* egress limit; 0 = none */
 	__u64 burst_bytes;
+	/* A second address of the other family (dual stack); family 0: none.
+	 * The runtime gives workloads IPv4 only today. */
+	struct hc_ipaddr addr2;
+	__u32 pad;
 };
-_Static_assert(sizeof(struct hc_wl_info) == 104, "hc_wl_info layout");
+_Static_assert(sizeof(struct hc_wl_info) == 128, "hc_wl_info layout");
 
 /* hc_wl_rate: token bucket of a workload's egress limit, kept apart from
  * hc_workloads so that rewriting a workload entry does not refill it. */
@@ -183,7 +200,58 @@ struct hc_wl_rate {
 };
 
 /* hc_host_addrs: the node's own addresses -> 1. XDP translates only packets
- * addressed to one of them; TC keeps workloads from reaching them. */
+ * addressed to one of them. */
+
+/* hc_members: an address of a cluster member or of this node -> who put it
+ * there (HC_MEMBER_F_*, a __u8). TC refuses workloads these addresses but
+ * for the ports open there (the proxy's, node ports, DNS). */
+#define HC_MEMBER_F_PEER 0x1 /* a member's gossip or advertised address (member list) */
+#define HC_MEMBER_F_LOCAL 0x2 /* one of this node's own addresses (netlink) */
+
+/* hc_egress_allow (LPM trie): destinations the operator opened to workloads
+ * (--workload-allow-egress), beyond what the rules allow. The key is
+ * (family, address) matched on its first prefixlen bits: 32 for the family
+ * word, then the address prefix. */
+struct hc_egress_key {
+	__u32 prefixlen; /* 32 + the address prefix length */
+	__u8 family; /* HC_AF_INET or HC_AF_INET6 */
+	__u8 pad[3];
+	__u8 addr[16]; /* network order; IPv4 in the first 4 bytes */
+};
+_Static_assert(sizeof(struct hc_egress_key) == 24, "hc_egress_key layout");
+
+#define HC_EGRESS_PORTS_MAX 8
+
+struct hc_port_range {
+	__u16 lo, hi; /* host order, inclusive */
+	__u8 proto; /* IPPROTO_TCP or IPPROTO_UDP; 0: both */
+	__u8 pad[3];
+};
+_Static_assert(sizeof(struct hc_port_range) == 8, "hc_port_range layout");
+
+/* The longest matching prefix decides alone, so the agent folds the rules
+ * of every shorter prefix covering it into its value. */
+struct hc_egress_val {
+	__u8 any; /* 1: every port and protocol (ICMP, fragments too) */
+	__u8 count; /* port ranges in use */
+	__u8 pad[6];
+	struct hc_port_range ports[HC_EGRESS_PORTS_MAX];
+};
+_Static_assert(sizeof(struct hc_egress_val) == 8 + 8 * HC_EGRESS_PORTS_MAX,
+	       "hc_egress_val layout");
+
+/* hc_proxy_ports (array of one): the TCP ports the proxy serves (those
+ * hc_routes names), one bit each, open to workloads on members' addresses
+ * (hairpin: a workload calls another's public URL through the proxy). */
+struct hc_port_bitmap {
+	__u64 bits[65536 / 64]; /* bit p % 64 of bits[p / 64]: port p, host order */
+};
+_Static_assert(sizeof(struct hc_port_bitmap) == 8192, "hc_port_bitmap layout");
+
+/* hc_wl_flows (LRU): flows a cluster member or this node opened to a
+ * workload, keyed as the workload's replies travel (saddr = the workload),
+ * -> bpf_ktime_get_ns() of the opening packet. hc_tc_to_wl writes them
+ * (TCP SYN, UDP) so that hc_tc_from_wl lets the replies through. */
 
 /* hc_config (array of one): settings the agent writes once at start. */
 #define HC_ALLOWED_PORTS_MAX 8
@@ -215,8 +283,11 @@ struct hc_config {
 	__u8 uplink_xdp_native; /* with HC_UPLINK_XDP: 1 native, 0 generic */
 	__u8 pad2[2];
 	char uplink_iface[16]; /* IFNAMSIZ, NUL-terminated */
+	struct hc_ipaddr workload_net6; /* the IPv6 workload subnet; family 0: none */
+	__u8 workload_prefix6;
+	__u8 pad3[3];
 };
-_Static_assert(sizeof(struct hc_config) == 80, "hc_config layout");
+_Static_assert(sizeof(struct hc_config) == 104, "hc_config layout");
 
 /* hc_drops (per-CPU array): packets dropped or left untranslated, by reason.
  * Codes are never reused; a retired code stays reserved. */
@@ -224,11 +295,19 @@ enum hc_drop_reason {
 	HC_DROP_NONE = 0,
 	HC_DROP_NO_BACKEND = 1, /* node port with no backend: passed to the stack */
 	HC_DROP_FIB = 2, /* no route to the backend: passed untranslated */
-	HC_DROP_ISOLATION = 3, /* workload -> host or another workload, refused */
+	HC_DROP_ISOLATION = 3, /* retired: TC counts the HC_DROP_WL_* reasons now */
 	HC_DROP_RATE = 4, /* over the workload's egress rate */
 	HC_DROP_CT_FULL = 5, /* conntrack insert failed: passed untranslated */
 	HC_DROP_MALFORMED = 6, /* header lengths that do not add up */
 	HC_DROP_TOO_BIG = 7, /* a translated reply larger than the way out's MTU */
+	/* What a workload sends (hc_tc_from_wl), refused: */
+	HC_DROP_WL_MALFORMED = 8, /* an IP packet that does not parse */
+	HC_DROP_WL_SPOOFED = 9, /* a source address not the workload's own */
+	HC_DROP_WL_NOT_IP = 10, /* neither IPv4, IPv6 nor ARP, or VLAN-tagged */
+	HC_DROP_WL_MEMBER = 11, /* a member's (or this node's) address, port not open */
+	HC_DROP_WL_WORKLOAD = 12, /* another workload, directly */
+	HC_DROP_WL_LINK_LOCAL = 13, /* link-local, loopback, multicast, broadcast */
+	HC_DROP_WL_METADATA = 14, /* a cloud metadata address */
 	HC_DROP_REASONS
 };
 

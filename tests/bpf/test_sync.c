@@ -1,4 +1,4 @@
-/* hc_dpmaps_sync and the static entries against real BPF maps: the XDP
+/* hc_dpmaps_sync, the static entries and the egress policy's maps against real BPF maps: the XDP
  * object is loaded with its maps pinned in a scratch directory of bpffs,
  * then opened through the pins as the CLI and the agent do. */
 #include <bpf/bpf.h>
@@ -308,6 +308,183 @@ static void test_snapshot_decodes(void **state)
 	assert_string_equal(hc_dp_drop_reason_name(999), "unknown");
 }
 
+/* ---- the egress policy's maps ---- */
+
+static void test_egress_rule_parse(void **state)
+{
+	static const struct {
+		const char *text, *net;
+		uint8_t prefix;
+		bool any;
+		uint16_t lo, hi;
+		uint8_t proto;
+	} good[] = {
+		{ "10.0.0.0/8", "10.0.0.0", 8, true, 0, 0, 0 },
+		{ "10.0.0.5", "10.0.0.5", 32, true, 0, 0, 0 },
+		{ "10.0.0.5:5432", "10.0.0.5", 32, false, 5432, 5432, 0 },
+		{ "10.1.0.0/16:8000-8099/tcp", "10.1.0.0", 16, false, 8000, 8099, IPPROTO_TCP },
+		{ "169.254.169.253:53/udp", "169.254.169.253", 32, false, 53, 53, IPPROTO_UDP },
+		{ "2001:db8::/32", "2001:db8::", 32, true, 0, 0, 0 },
+		{ "[2001:db8::1]:443/tcp", "2001:db8::1", 128, false, 443, 443, IPPROTO_TCP },
+		{ "[fd00::/8]:1-65535", "fd00::", 8, false, 1, 65535, 0 },
+		{ "0.0.0.0/0:443", "0.0.0.0", 0, false, 443, 443, 0 },
+		{ "[2001:db8::1]", "2001:db8::1", 128, true, 0, 0, 0 },
+	};
+	static const char *const bad[] = {
+		"", "10.0.0.1/8", "10.0.0.0/33", "10.0.0.0/8:", "10.0.0.0/8:0", "10.0.0.5:70000",
+		"10.0.0.5:90-80", "10.0.0.5:53/sctp", "10.0.0.5:53/", "host.example:80",
+		"[2001:db8::1]443", "[10.0.0.1]:80x", "2001:db8::/129", "10.0.0.5:5x",
+	};
+	struct hc_dp_egress_rule r;
+	struct hc_ipaddr want;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		if (hc_dp_egress_rule_parse(good[i].text, &r) != 0)
+			fail_msg("%s: refused", good[i].text);
+		assert_int_equal(hc_dp_ipaddr_parse(good[i].net, &want), 0);
+		assert_memory_equal(&r.net, &want, sizeof(want));
+		assert_int_equal(r.prefix, good[i].prefix);
+		assert_int_equal(r.any, good[i].any);
+		assert_int_equal(r.ports.lo, good[i].lo);
+		assert_int_equal(r.ports.hi, good[i].hi);
+		assert_int_equal(r.ports.proto, good[i].proto);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (hc_dp_egress_rule_parse(bad[i], &r) != -EINVAL)
+			fail_msg("\"%s\": accepted", bad[i]);
+}
+
+/* The trie's longest match must carry the rules of the prefixes covering
+ * it; a second write replaces the first whole. */
+static void test_egress_allow_folds_covering_rules(void **state)
+{
+	static const char *const texts[] = { "10.0.0.0/8:443/tcp", "10.1.0.0/16:80",
+					     "10.1.2.3", "[2001:db8::/32]:53/udp" };
+	struct fixture *f = *state;
+	struct hc_dp_egress_rule rules[HC_EGRESS_PORTS_MAX + 1];
+	struct hc_egress_key key = { 0 };
+	struct hc_egress_val val;
+	struct hc_dp_snapshot snap;
+	struct hc_err err;
+	char text[256];
+	int fd = map_fd(f, HC_MAP_EGRESS_ALLOW);
+
+	for (size_t i = 0; i < 4; i++)
+		assert_int_equal(hc_dp_egress_rule_parse(texts[i], &rules[i]), 0);
+	assert_int_equal(hc_dpmaps_set_egress_allow(f->maps, rules, 4, &err), 0);
+	key.prefixlen = 64;
+	key.family = HC_AF_INET;
+	memcpy(key.addr, (uint8_t[]){ 10, 1, 5, 5 }, 4);
+	assert_int_equal(bpf_map_lookup_elem(fd, &key, &val), 0);
+	assert_int_equal(val.any, 0);
+	assert_int_equal(val.count, 2); /* the /16's port 80 and the /8's 443/tcp */
+	memcpy(key.addr, (uint8_t[]){ 10, 1, 2, 3 }, 4);
+	assert_int_equal(bpf_map_lookup_elem(fd, &key, &val), 0);
+	assert_int_equal(val.any, 1);
+	memcpy(key.addr, (uint8_t[]){ 10, 9, 0, 1 }, 4);
+	assert_int_equal(bpf_map_lookup_elem(fd, &key, &val), 0);
+	assert_int_equal(val.count, 1);
+	assert_int_equal(val.ports[0].lo, 443);
+	memcpy(key.addr, (uint8_t[]){ 11, 0, 0, 1 }, 4);
+	assert_int_not_equal(bpf_map_lookup_elem(fd, &key, &val), 0);
+
+	assert_int_equal(hc_dpmaps_snapshot(f->maps, &snap), 0);
+	assert_int_equal(snap.n_allow, 4);
+	for (size_t i = 0; i < snap.n_allow; i++) {
+		hc_dp_egress_format(&snap.allow[i].key, &snap.allow[i].val, text, sizeof(text));
+		if (snap.allow[i].key.family == HC_AF_INET6)
+			assert_string_equal(text, "[2001:db8::/32]:53/udp");
+	}
+	hc_dp_snapshot_fini(&snap);
+
+	/* Rewritten whole: only the last rule is left. */
+	assert_int_equal(hc_dpmaps_set_egress_allow(f->maps, &rules[2], 1, &err), 0);
+	assert_int_equal(count(fd, sizeof(key)), 1);
+	/* Nine ranges on one prefix do not fit. */
+	for (size_t i = 0; i < HC_EGRESS_PORTS_MAX + 1; i++) {
+		snprintf(text, sizeof(text), "10.0.0.0/8:%zu", 1000 + i);
+		assert_int_equal(hc_dp_egress_rule_parse(text, &rules[i]), 0);
+	}
+	assert_int_equal(hc_dpmaps_set_egress_allow(f->maps, rules, HC_EGRESS_PORTS_MAX + 1, &err),
+			 -E2BIG);
+	close(fd);
+}
+
+/* Members' addresses and this node's share hc_members under two flags; each
+ * writer changes only its own. */
+static void test_members_keep_local_addresses(void **state)
+{
+	struct fixture *f = *state;
+	struct hc_ipaddr a, b, c, v6;
+	struct hc_dp_snapshot snap;
+	uint8_t local = HC_MEMBER_F_LOCAL, got;
+	int fd = map_fd(f, HC_MAP_MEMBERS);
+
+	hc_dp_ipaddr_parse("198.51.100.1", &a);
+	hc_dp_ipaddr_parse("198.51.100.2", &b);
+	hc_dp_ipaddr_parse("198.51.100.3", &c);
+	hc_dp_ipaddr_parse("2001:db8::3", &v6);
+	/* As the loader writes this node's addresses. */
+	assert_int_equal(bpf_map_update_elem(fd, &a, &local, BPF_ANY), 0);
+	assert_int_equal(bpf_map_update_elem(fd, &b, &local, BPF_ANY), 0);
+
+	assert_int_equal(hc_dpmaps_set_members(f->maps, (struct hc_ipaddr[]){ b, c, v6 }, 3), 0);
+	assert_int_equal(count(fd, sizeof(a)), 4);
+	assert_int_equal(bpf_map_lookup_elem(fd, &b, &got), 0);
+	assert_int_equal(got, HC_MEMBER_F_LOCAL | HC_MEMBER_F_PEER);
+	assert_int_equal(bpf_map_lookup_elem(fd, &v6, &got), 0);
+	assert_int_equal(got, HC_MEMBER_F_PEER);
+	assert_int_equal(hc_dpmaps_snapshot(f->maps, &snap), 0);
+	assert_int_equal(snap.member_addrs, 3);
+	assert_int_equal(snap.local_addrs, 2);
+	hc_dp_snapshot_fini(&snap);
+
+	/* A member left: its address goes, this node's stay. */
+	assert_int_equal(hc_dpmaps_set_members(f->maps, (struct hc_ipaddr[]){ v6 }, 1), 0);
+	assert_int_equal(count(fd, sizeof(a)), 3);
+	assert_int_equal(bpf_map_lookup_elem(fd, &b, &got), 0);
+	assert_int_equal(got, HC_MEMBER_F_LOCAL);
+	assert_int_not_equal(bpf_map_lookup_elem(fd, &c, &got), 0);
+	assert_int_equal(hc_dpmaps_set_members(f->maps, NULL, 0), 0);
+	assert_int_equal(count(fd, sizeof(a)), 2);
+	close(fd);
+}
+
+/* hc_proxy_ports follows the ports hc_routes names, after syncs and static
+ * route changes alike. */
+static void test_proxy_ports_follow_routes(void **state)
+{
+	struct fixture *f = *state;
+	struct hc_dp_route routes[3];
+	struct hc_dp_desired want = { routes, 3, NULL, 0 };
+	struct hc_ipaddr a = { .family = HC_AF_INET, .ip4 = htonl(0x0a000001) };
+	struct hc_dp_snapshot snap;
+	struct hc_err err;
+
+	make_route(&routes[0], 0, 8080);
+	make_route(&routes[1], 1, 8080);
+	make_route(&routes[2], 2, 8080);
+	routes[1].key.port = 8443;
+	routes[2].key.port = 0; /* any port the proxy serves: names none */
+	assert_int_equal(hc_dpmaps_sync(f->maps, &want, NULL), 0);
+	assert_int_equal(hc_dpmaps_route_add_static(f->maps, "s.example", 9443, &a, 80, &err), 0);
+	assert_int_equal(hc_dpmaps_snapshot(f->maps, &snap), 0);
+	assert_int_equal(snap.n_proxy_ports, 3);
+	assert_int_equal(snap.proxy_ports[0], 443);
+	assert_int_equal(snap.proxy_ports[1], 8443);
+	assert_int_equal(snap.proxy_ports[2], 9443);
+	hc_dp_snapshot_fini(&snap);
+
+	want.n_routes = 1;
+	assert_int_equal(hc_dpmaps_sync(f->maps, &want, NULL), 0);
+	assert_int_equal(hc_dpmaps_route_del_static(f->maps, "s.example", 9443, &err), 0);
+	assert_int_equal(hc_dpmaps_snapshot(f->maps, &snap), 0);
+	assert_int_equal(snap.n_proxy_ports, 1);
+	assert_int_equal(snap.proxy_ports[0], 443);
+	hc_dp_snapshot_fini(&snap);
+}
+
 static void test_open_without_pins_says_so(void **state)
 {
 	struct hc_err err;
@@ -327,6 +504,10 @@ int main(void)
 		cmocka_unit_test(test_route_key_validation),
 		cmocka_unit_test_setup_teardown(test_snapshot_decodes, setup, teardown),
 		cmocka_unit_test(test_open_without_pins_says_so),
+		cmocka_unit_test(test_egress_rule_parse),
+		cmocka_unit_test_setup_teardown(test_egress_allow_folds_covering_rules, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_members_keep_local_addresses, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_proxy_ports_follow_routes, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -8,12 +8,15 @@ import os
 import re
 import signal
 import socket
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import grpcstubs  # noqa: E402
 import hctest  # noqa: E402
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -26,7 +29,7 @@ class AgentCli(hctest.TestCase):
 
     def test_list_table_shows_this_node(self):
         a = self.agent()
-        r = hctest.run_cli("cluster", "list", "--grpc-bind-addr", a.grpc_addr)
+        r = a.cli("cluster", "list", "--grpc-bind-addr", a.grpc_addr)
         self.assertEqual(r.returncode, 0, r.stderr)
         lines = r.stdout.splitlines()
         self.assertEqual(lines[0].split(), ["NODE", "ADDRESS", "WORKLOADS"])
@@ -36,7 +39,7 @@ class AgentCli(hctest.TestCase):
 
     def test_list_json(self):
         a = self.agent()
-        r = hctest.run_cli("cluster", "list", "--json", "--grpc-bind-addr", a.grpc_addr)
+        r = a.cli("cluster", "list", "--json", "--grpc-bind-addr", a.grpc_addr)
         self.assertEqual(r.returncode, 0, r.stderr)
         doc = json.loads(r.stdout)
         # upstream's fields, plus where the node is reached (new field numbers)
@@ -51,7 +54,7 @@ class AgentCli(hctest.TestCase):
         self.assertRegex(first, UUID)
         self.assertCleanExit(a)
         a.start()
-        r = hctest.run_cli("cluster", "list", "--json", "--grpc-bind-addr", a.grpc_addr)
+        r = a.cli("cluster", "list", "--json", "--grpc-bind-addr", a.grpc_addr)
         self.assertEqual(json.loads(r.stdout)["states"][0]["node"]["id"], first)
         self.assertCleanExit(a)
 
@@ -68,7 +71,7 @@ class AgentCli(hctest.TestCase):
     def test_default_address_is_dialled_on_loopback(self):
         # 0.0.0.0:PORT, the bind form, must work as a client address too.
         a = self.agent()
-        r = hctest.run_cli("cluster", "list", "--grpc-bind-addr", "0.0.0.0:%d" % a.grpc_port)
+        r = a.cli("cluster", "list", "--grpc-bind-addr", "0.0.0.0:%d" % a.grpc_port)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertCleanExit(a)
 
@@ -193,7 +196,7 @@ class AgentGossip(hctest.TestCase):
     def test_two_agents_form_a_cluster(self):
         a = self.agent("a", extra_args=["--cluster-tag", "zone=x"])
         b = self.agent("b", start=False)
-        b.extra_args = ["127.0.0.1:%d" % a.gossip_port]
+        b.extra_args = a.join_args()
         b.start()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and len(self.members(a)) < 2:
@@ -206,8 +209,8 @@ class AgentGossip(hctest.TestCase):
         self.assertEqual(ms[self.node_id(a)]["tags"], {"zone": "x"})
         _, _, body = a.http("/metrics")
         self.assertIn('hypercore_gossip_members{status="alive"} 2', body.decode())
-        r = hctest.run_cli("cluster", "members", "--json", "--http-bind-addr",
-                           "127.0.0.1:%d" % b.http_port)
+        r = b.cli("cluster", "members", "--json", "--http-bind-addr",
+                  "127.0.0.1:%d" % b.http_port)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual({m["name"] for m in json.loads(r.stdout)}, ids)
         # b leaves on SIGTERM: a sees it left, not failed.
@@ -221,15 +224,16 @@ class AgentGossip(hctest.TestCase):
 
     def test_event_and_query_api_errors(self):
         a = self.agent()
-        for path, want in (("/event", 400), ("/query", 400), ("/query?name=_serf_ping", 400),
+        # _serf_* (serf's own queries) are refused: 403
+        for path, want in (("/event", 400), ("/query", 400), ("/query?name=_serf_ping", 403),
                            ("/query?name=x&timeout=0", 400), ("/query?name=x&relay=999", 400),
                            ("/query?name=x&tag=novalue", 400), ("/event?name=x", 200)):
             with self.subTest(path=path):
                 self.assertEqual(a.http(path, method="POST", body=b"p")[0], want)
         status, _, body = a.http("/event?name=big", method="POST", body=b"x" * 4096)
         self.assertEqual(status, 413, body)
-        r = hctest.run_cli("cluster", "query", "--json", "--timeout", "1", "--http-bind-addr",
-                           "127.0.0.1:%d" % a.http_port, "hypercore-info")
+        r = a.cli("cluster", "query", "--json", "--timeout", "1", "--http-bind-addr",
+                  "127.0.0.1:%d" % a.http_port, "hypercore-info")
         self.assertEqual(r.returncode, 0, r.stderr)
         got = json.loads(r.stdout)
         self.assertEqual(len(got["acks"]), 1)
@@ -258,7 +262,7 @@ class AgentHttp(hctest.TestCase):
         self.assertCleanExit(self.a)
 
     def test_metrics_is_prometheus_text(self):
-        hctest.run_cli("cluster", "list", "--grpc-bind-addr", self.a.grpc_addr)
+        self.a.cli("cluster", "list", "--grpc-bind-addr", self.a.grpc_addr)
         self.a.http("/nope")
         status, headers, body = self.a.http("/metrics")
         self.assertEqual(status, 200)
@@ -287,11 +291,14 @@ class AgentHttp(hctest.TestCase):
             ("/nope", "GET", None, 404),
             ("/list", "POST", b"", 405),
             ("/spawn", "GET", None, 405),
-            ("/stop", "GET", None, 400),
-            ("/stop?id=", "GET", None, 400),
-            ("/stop?id=../../etc/passwd", "GET", None, 400),
+            ("/stop", "GET", None, 405),  # POST only: a link or <img> cannot stop
+            ("/stop", "POST", None, 400),
+            ("/stop?id=", "POST", None, 400),
+            ("/stop?id=../../etc/passwd", "POST", None, 400),
+            ("/stop", "POST", b'{"id": "../../etc/passwd"}', 400),
             ("/logs?id=%2e%2e%2fetc", "GET", None, 400),
-            ("/stop?id=5b0c3c52-6a11-4c39-9a57-1f0a6b6a2f10", "GET", None, 404),
+            ("/stop?id=5b0c3c52-6a11-4c39-9a57-1f0a6b6a2f10", "POST", None, 404),
+            ("/stop", "POST", b'{"id": "5b0c3c52-6a11-4c39-9a57-1f0a6b6a2f10"}', 404),
             ("/logs?id=5b0c3c52-6a11-4c39-9a57-1f0a6b6a2f10", "GET", None, 404),
             ("/spawn", "POST", b"{not json", 400),
             ("/spawn", "POST", b"[1,2]", 400),
@@ -336,12 +343,13 @@ class AgentHttp(hctest.TestCase):
 class AgentGrpc(hctest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.grpc, cls.pb, cls.pb_grpc = hctest.load_grpc_stubs()
+        cls.grpc, cls.pb, cls.pb_grpc = grpcstubs.load()
 
     def setUp(self):
         super().setUp()
         self.a = self.agent()
-        self.channel = self.grpc.insecure_channel(self.a.grpc_addr)
+        self.channel = grpcstubs.channel_with(self.grpc, self.a.grpc_addr,
+                                              grpcstubs.bearer(self.a.token()))
         self.stub = self.pb_grpc.ClusterServiceStub(self.channel)
 
     def tearDown(self):

@@ -13,6 +13,8 @@ the bytes sent; the workload cannot reach the node's own addresses; traffic
 survives the agent being SIGKILLed and a new agent takes over the pinned
 programs; `hypercore routes`, bpftool and `dataplane cleanup` see and remove
 what was made. Static routes stand in for the cluster's (issue 7).
+EgressTest shows the workload egress policy (issue 16) with a second agent
+as another member of the cluster.
 """
 
 import functools
@@ -43,34 +45,32 @@ ARP_FRAME = 42
 wait_for = functools.partial(hctest.wait_for, timeout=10, interval=0.05)
 
 
-class Servers:
-    """TCP echo, UDP echo and UDP sink servers bound inside the workload ns,
-    run by threads of this process."""
+class Echo:
+    """An echo server (TCP, or UDP) bound at (addr, port) in namespace ns,
+    run by threads of this process. peers: a list to append each client's
+    address to; sink: count datagrams instead of answering them."""
 
-    def __init__(self, ns):
+    def __init__(self, ns, addr, port, udp=False, peers=None, sink=False):
+        family = socket.AF_INET6 if ":" in addr else socket.AF_INET
         self.stop = False
-        self.sink_count = 0
-        self.peers = []
-        self.tcp = netns.socket_in(ns)
-        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.tcp.bind(("0.0.0.0", TCP_PORT))
-        self.tcp.listen(16)
-        self.tcp.settimeout(0.2)
-        self.udp = netns.socket_in(ns, type=socket.SOCK_DGRAM)
-        self.udp.bind(("0.0.0.0", UDP_PORT))
-        self.udp.settimeout(0.2)
-        self.sink = netns.socket_in(ns, type=socket.SOCK_DGRAM)
-        self.sink.bind(("0.0.0.0", SINK_PORT))
-        self.sink.settimeout(0.2)
-        self.threads = [threading.Thread(target=f, daemon=True)
-                        for f in (self._tcp, self._udp, self._sink)]
-        for t in self.threads:
-            t.start()
+        self.count = 0
+        self.peers = peers if peers is not None else []
+        self.sink = sink
+        self.sock = netns.socket_in(ns, family, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        self.sock.bind((addr, port))
+        if not udp:
+            self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.thread = threading.Thread(target=self._udp if udp else self._tcp, daemon=True)
+        self.thread.start()
 
     def _tcp(self):
         while not self.stop:
             try:
-                c, peer = self.tcp.accept()
+                c, peer = self.sock.accept()
             except socket.timeout:
                 continue
             self.peers.append(peer)
@@ -95,26 +95,54 @@ class Servers:
     def _udp(self):
         while not self.stop:
             try:
-                d, peer = self.udp.recvfrom(65536)
+                d, peer = self.sock.recvfrom(65536)
             except socket.timeout:
                 continue
-            self.peers.append(peer)
-            self.udp.sendto(d, peer)
-
-    def _sink(self):
-        while not self.stop:
-            try:
-                self.sink.recv(65536)
-            except socket.timeout:
-                continue
-            self.sink_count += 1
+            self.count += 1
+            if not self.sink:
+                self.peers.append(peer)
+                self.sock.sendto(d, peer)
 
     def close(self):
         self.stop = True
-        for t in self.threads:
-            t.join()
-        for s in (self.tcp, self.udp, self.sink):
-            s.close()
+        self.thread.join()
+        self.sock.close()
+
+
+class Servers:
+    """TCP echo, UDP echo and UDP sink servers in the workload ns."""
+
+    def __init__(self, ns):
+        self.peers = []
+        self.echoes = [Echo(ns, "0.0.0.0", TCP_PORT, peers=self.peers),
+                       Echo(ns, "0.0.0.0", UDP_PORT, udp=True, peers=self.peers),
+                       Echo(ns, "0.0.0.0", SINK_PORT, udp=True, sink=True)]
+
+    @property
+    def sink_count(self):
+        return self.echoes[2].count
+
+    def close(self):
+        for e in self.echoes:
+            e.close()
+
+
+def node_topology(topo, outer, outer_ip, node_up_ip, node_wl_ip, wl_ip):
+    """outer ns --veth-- node ns --veth-- workload ns, /24s, made in topo
+    (netns.Topology): the workload routes through the node, the outer side
+    reaches the workload subnet through it, the node forwards. Returns the
+    namespaces (outer, node, workload) and the node's uplink name; the veths
+    are PREFIX + outer + "u" / "up" and "wh" / "we"."""
+    p = topo.prefix
+    outer_ns, node, wl = topo.ns(outer), topo.ns("n"), topo.ns("w")
+    topo.link(outer_ns, p + outer + "u", outer_ip + "/24",
+              node, p + "up", node_up_ip + "/24")
+    topo.link(node, p + "wh", node_wl_ip + "/24", wl, p + "we", wl_ip + "/24")
+    netns.run_in(wl, "ip", "route", "add", "default", "via", node_wl_ip)
+    netns.run_in(outer_ns, "ip", "route", "add", wl_ip.rsplit(".", 1)[0] + ".0/24", "via",
+                 node_up_ip)
+    netns.run_in(node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    return outer_ns, node, wl, p + "up"
 
 
 class DataplaneTest(hctest.TestCase):
@@ -127,22 +155,13 @@ class DataplaneTest(hctest.TestCase):
     def setUpClass(cls):
         cls.topo = netns.Topology(PREFIX)
         try:
-            cls.client = cls.topo.ns("c")
-            cls.node = cls.topo.ns("n")
-            cls.wl = cls.topo.ns("w")
-            cls.uplink = PREFIX + "up"
-            cls.topo.link(cls.client, PREFIX + "cl", CLIENT_IP + "/24",
-                          cls.node, cls.uplink, NODE_UP_IP + "/24")
-            cls.topo.link(cls.node, PREFIX + "wh", NODE_WL_IP + "/24",
-                          cls.wl, PREFIX + "we", WL_IP + "/24")
-            netns.run_in(cls.wl, "ip", "route", "add", "default", "via", NODE_WL_IP)
-            netns.run_in(cls.client, "ip", "route", "add", "10.231.0.0/24", "via", NODE_UP_IP)
-            netns.run_in(cls.node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+            cls.client, cls.node, cls.wl, cls.uplink = node_topology(
+                cls.topo, "c", CLIENT_IP, NODE_UP_IP, NODE_WL_IP, WL_IP)
             if cls.MODE == "xdp":
                 # A NIC hands XDP frames with whole checksums; a veth's
                 # transmit offload would leave them partial
                 # (datapath-facts.md, trap 2). Auto mode needs no such help.
-                netns.run_in(cls.client, "ethtool", "-K", PREFIX + "cl", "tx", "off")
+                netns.run_in(cls.client, "ethtool", "-K", PREFIX + "cu", "tx", "off")
             cls.servers = Servers(cls.wl)
         except Exception:
             cls.topo.destroy()
@@ -338,7 +357,7 @@ class DataplaneTest(hctest.TestCase):
             for s in listeners:
                 s.close()
         doc = self.routes()
-        self.assertGreaterEqual(doc["drops"]["isolation"], 2)
+        self.assertGreaterEqual(doc["drops"]["wl_member"], 2)
         self.assertGreaterEqual(self.workload_row()["dropped_packets"], 2)
 
     def test_traffic_survives_a_killed_agent(self):
@@ -520,6 +539,240 @@ class XdpModeTest(DataplaneTest):
     """--dataplane-mode xdp: the same tests with XDP on the uplink."""
     MODE = "xdp"
     UPLINK_MODE = "xdp"
+
+
+EG_PREFIX = "hceg%d" % (os.getpid() % 100000)
+EG_MEMBER_IP, EG_NET_IP, EG_NODE_UP_IP = "10.232.0.3", "10.232.0.9", "10.232.0.2"
+EG_NODE_WL_IP, EG_WL_IP = "10.233.0.1", "10.233.0.2"
+EG_NODE_LL6, EG_WL_LL6 = "fe80::1", "fe80::2"
+METADATA_IP = "169.254.169.254"
+PROXY_PORT, NODE_PORT, WL_PORT = 8443, 30090, 8080
+
+
+class EgressTest(hctest.TestCase):
+    """The workload egress policy (bpf/lib/egress.h) with real traffic and
+    the veths' offloads left on:
+
+        member ns (another agent at .3; "the internet" at .9)
+          --veth-- node ns (agent; its gossip at .2) --veth-- workload ns
+
+    The workload cannot reach a member's :8000/:8001/:7946, this node's,
+    169.254.169.254 or an IPv6 link-local address, and a connection it
+    opened before TC came keeps nothing; it reaches the same ports on an
+    internet address, the proxy's port and a node port on a member, DNS on
+    the node, and another workload's URL through the node's proxy."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.topo = netns.Topology(EG_PREFIX)
+        cls.echoes = []
+        try:
+            cls.member, cls.node, cls.wl, cls.uplink = node_topology(
+                cls.topo, "m", EG_MEMBER_IP, EG_NODE_UP_IP, EG_NODE_WL_IP, EG_WL_IP)
+            netns.run_in(cls.member, "ip", "addr", "add", EG_NET_IP + "/24", "dev",
+                         EG_PREFIX + "mu")
+            # IPv6 on the workload's veth pair only, link-local addresses.
+            for ns, dev, ll in ((cls.node, EG_PREFIX + "wh", EG_NODE_LL6),
+                                (cls.wl, EG_PREFIX + "we", EG_WL_LL6)):
+                netns.run_in(ns, "sysctl", "-qw", "net.ipv6.conf.%s.disable_ipv6=0" % dev)
+                netns.run_in(ns, "ip", "addr", "add", ll + "/64", "dev", dev, "nodad")
+            netns.run_in(cls.node, "ip", "addr", "add", METADATA_IP + "/32", "dev", "lo")
+            for port in (8000, 8001, PROXY_PORT, NODE_PORT):
+                cls.echoes.append(Echo(cls.member, "0.0.0.0", port))
+            cls.echoes.append(Echo(cls.member, EG_NET_IP, 7946))
+            for port in (8000, 8001):
+                cls.echoes.append(Echo(cls.node, "0.0.0.0", port))
+            cls.echoes.append(Echo(cls.node, "::", 8000))
+            cls.echoes.append(Echo(cls.node, METADATA_IP, 80))
+            cls.echoes.append(Echo(cls.node, EG_NODE_WL_IP, 53, udp=True))
+            cls.echoes.append(Echo(cls.wl, "0.0.0.0", WL_PORT))
+        except Exception:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        for e in cls.echoes:
+            e.close()
+        cls.topo.destroy()
+
+    def setUp(self):
+        super().setUp()
+        self.pin_dir = "/sys/fs/bpf/%s" % EG_PREFIX
+
+    def tearDown(self):
+        try:
+            for a in self.agents:
+                a.kill()
+            r = netns.run_in(self.node, hctest.HC_BIN, "dataplane", "cleanup",
+                             "--dataplane-iface", self.uplink, "--bpf-pin-dir", self.pin_dir,
+                             check=False)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertFalse(os.path.exists(self.pin_dir))
+        finally:
+            super().tearDown()
+
+    def cli(self, *args):
+        r = netns.run_in(self.node, hctest.HC_BIN, *args, "--bpf-pin-dir", self.pin_dir,
+                         check=False)
+        self.assertEqual(r.returncode, 0, "hypercore %s: %s" % (" ".join(args), r.stderr))
+        return r
+
+    def routes(self):
+        return json.loads(self.cli("routes", "--json").stdout)
+
+    def connect(self, addr, port, timeout=1.0):
+        """A TCP connection from the workload, or OSError."""
+        family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+        s = netns.socket_in(self.wl, family)
+        s.settimeout(timeout)
+        try:
+            # IPv6 here is link-local: scoped to the workload's veth.
+            s.connect((addr, port) if family == socket.AF_INET else
+                      (addr, port, 0, self.wl_ifindex))
+        except OSError:
+            s.close()
+            raise
+        return s
+
+    def echo(self, s, msg=b"ping"):
+        s.sendall(msg)
+        got = b""
+        while len(got) < len(msg):
+            d = s.recv(65536)
+            if not d:
+                break
+            got += d
+        return got
+
+    def assertReaches(self, addr, port):
+        with self.connect(addr, port, timeout=5) as s:
+            self.assertEqual(self.echo(s, b"hello %d" % port), b"hello %d" % port,
+                             "%s:%d" % (addr, port))
+
+    def assertRefused(self, addr, port):
+        with self.assertRaises(OSError, msg="the workload reached %s:%d" % (addr, port)):
+            self.connect(addr, port).close()
+
+    def test_deny_by_default_with_real_traffic(self):
+        self.wl_ifindex = json.loads(netns.run_in(self.wl, "ip", "-j", "link", "show", "dev",
+                                                  EG_PREFIX + "we").stdout)[0]["ifindex"]
+        # Before the data plane, everything is in reach (so what fails
+        # below fails by the policy), and a connection is opened early.
+        early = self.connect(EG_MEMBER_IP, 8000, timeout=5)
+        for addr, port in ((EG_MEMBER_IP, 8001), (METADATA_IP, 80), (EG_NODE_LL6, 8000)):
+            self.assertReaches(addr, port)
+
+        node = hctest.Agent(self.workdir, "node", dataplane=True, netns=self.node,
+                            extra_args=["--dataplane-iface", self.uplink, "--bpf-pin-dir",
+                                        self.pin_dir, "--cluster-bind-addr",
+                                        EG_NODE_UP_IP + ":7946"])
+        self.agents.append(node)
+        node.start()
+        token = hctest.run_cli("cluster", "join-token", "--state-dir", node.state_dir)
+        self.assertEqual(token.returncode, 0, token.stderr)
+        member = hctest.Agent(self.workdir, "member", netns=self.member,
+                              extra_args=["--cluster-bind-addr", EG_MEMBER_IP + ":7946",
+                                          "--join-token", token.stdout.strip(),
+                                          EG_NODE_UP_IP + ":7946"])
+        self.agents.append(member)
+        member.start()
+        # A node port to the workload attaches TC to its veth; a route makes
+        # the proxy serve PROXY_PORT.
+        self.cli("routes", "add", "--node-port", str(NODE_PORT), "--backend",
+                 "%s:%d" % (EG_WL_IP, WL_PORT))
+        self.cli("routes", "add", "--host", "app.test", "--port", str(PROXY_PORT), "--backend",
+                 "%s:%d" % (EG_WL_IP, WL_PORT))
+        wait_for("TC on the workload's veth", lambda: any(
+            w["address"] == EG_WL_IP and w["isolated"] for w in self.routes()["workloads"]))
+        wait_for("both members' addresses in hc_members",
+                 lambda: self.routes()["egress"]["member_addresses"] >= 2)
+        self.assertIn(PROXY_PORT, self.routes()["egress"]["proxy_ports"])
+        before = self.routes()["drops"]
+
+        # The connection opened before TC carries nothing any more.
+        with early:
+            early.settimeout(2)
+            early.sendall(b"still there?")
+            with self.assertRaises(socket.timeout):
+                early.recv(100)
+
+        for addr, port in ((EG_MEMBER_IP, 8000), (EG_MEMBER_IP, 8001), (EG_MEMBER_IP, 7946),
+                           (EG_NODE_UP_IP, 8000), (EG_NODE_UP_IP, 7946),
+                           (EG_NODE_WL_IP, 8001)):
+            self.assertRefused(addr, port)
+        self.assertRefused(METADATA_IP, 80)
+        self.assertRefused(EG_NODE_LL6, 8000)
+
+        # The same ports on an internet address; the proxy's port and a node
+        # port on a member; DNS on the node.
+        for port in (8000, 8001, 7946):
+            self.assertReaches(EG_NET_IP, port)
+        self.assertReaches(EG_MEMBER_IP, PROXY_PORT)
+        self.assertReaches(EG_MEMBER_IP, NODE_PORT)
+        u = netns.socket_in(self.wl, type=socket.SOCK_DGRAM)
+        with u:
+            u.settimeout(5)
+            u.sendto(b"dns?", (EG_NODE_WL_IP, 53))
+            self.assertEqual(u.recvfrom(100)[0], b"dns?")
+
+        # Hairpin: a workload's URL through this node's proxy. The proxy
+        # opens the connection to the workload, whose echo comes back to
+        # the proxy: the request itself.
+        request = b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n"
+        with self.connect(EG_NODE_UP_IP, PROXY_PORT, timeout=5) as s:
+            self.assertEqual(self.echo(s, request), request)
+
+        after = self.routes()
+        drops = {r: after["drops"][r] - before[r] for r in before}
+        self.assertGreaterEqual(drops["wl_member"], 7, drops)  # 6 refused + the early one
+        self.assertGreaterEqual(drops["wl_metadata"], 1, drops)
+        # The workload's IPv6 source is link-local, which is not an address it
+        # may send from: refused as spoofed before its destination is looked at.
+        self.assertGreaterEqual(drops["wl_spoofed"] + drops["wl_link_local"], 1, drops)
+        for r in ("wl_malformed", "wl_not_ip", "wl_workload"):
+            self.assertEqual(drops[r], 0, drops)
+        row = [w for w in after["workloads"] if w["address"] == EG_WL_IP][0]
+        self.assertGreater(row["dropped_packets"], 0)
+        # The counters as bpftool shows them (one value per CPU).
+        r = subprocess.run(["bpftool", "-j", "map", "dump", "pinned",
+                            os.path.join(self.pin_dir, "hc_drops")], capture_output=True,
+                           text=True, check=True)
+        def number(v):  # BTF-formatted, or raw little-endian bytes
+            return v if isinstance(v, int) else int.from_bytes(bytes(int(b, 16) for b in v),
+                                                                "little")
+        per_reason = {number(e["key"]): sum(number(v["value"]) for v in e["values"])
+                      for e in (x.get("formatted", x) for x in json.loads(r.stdout))}
+        self.assertEqual(per_reason[11], after["drops"]["wl_member"])
+
+    def test_workloads_of_an_older_layout_are_carried_over(self):
+        # An agent from before the egress policy pinned hc_workloads with
+        # 104-byte values; a new agent replaces the map and keeps its
+        # entries, so the veth moves to the new programs at once.
+        os.makedirs(self.pin_dir)
+        pin = os.path.join(self.pin_dir, "hc_workloads")
+        subprocess.run(["bpftool", "map", "create", pin, "type", "hash", "key", "4", "value",
+                        "104", "entries", "4096", "name", "hc_workloads"], check=True)
+        ifindex = json.loads(netns.run_in(self.node, "ip", "-j", "link", "show", "dev",
+                                          EG_PREFIX + "wh").stdout)[0]["ifindex"]
+        value = (b"old-wl".ljust(64, b"\0") + socket.inet_aton(EG_WL_IP) + bytes(12) +
+                 bytes([socket.AF_INET, 0, 0, 0]) + (1).to_bytes(4, "little") + bytes(16))
+        self.assertEqual(len(value), 104)
+        subprocess.run(["bpftool", "map", "update", "pinned", pin, "key", *map(str, ifindex
+                        .to_bytes(4, "little")), "value", *map(str, value)], check=True)
+        node = hctest.Agent(self.workdir, "node", dataplane=True, netns=self.node,
+                            extra_args=["--dataplane-iface", self.uplink, "--bpf-pin-dir",
+                                        self.pin_dir])
+        self.agents.append(node)
+        node.start()
+        rows = [w for w in self.routes()["workloads"] if w["id"] == "old-wl"]
+        self.assertEqual(len(rows), 1, self.routes()["workloads"])
+        self.assertTrue(rows[0]["isolated"])
+        self.assertEqual(rows[0]["address"], EG_WL_IP)
+        self.assertIn("replacing %s of an older layout" % pin, node.log())
+        # The veth runs the new programs: the metadata address is refused.
+        self.wl_ifindex = 0
+        self.assertRefused(METADATA_IP, 80)
 
 
 if __name__ == "__main__":

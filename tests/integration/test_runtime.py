@@ -4,7 +4,12 @@ containerd (runc, CNI ptp + host-local + firewall), test images built from
 busybox-static by tools/mkimage.py and pushed with skopeo to Debian's
 docker-registry on loopback, and the local CLI verbs (spawn, list, logs,
 stop, attach). Everything a test creates is removed again, also on failure:
-workloads, the agent and its containerd, their shims, mounts and cgroups."""
+workloads, the agent and its containerd, their shims, mounts and cgroups.
+
+The hardening tests run tests/integration/probe/hcprobe.c (built static here,
+packed as the "probe" image) inside real workloads: a raw socket, a fork
+bomb, a setuid escalation, a write to a read-only root, and a connection to
+the node from the entrypoint's first instruction."""
 
 import collections
 import glob
@@ -23,6 +28,7 @@ import unittest
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import grpcstubs  # noqa: E402
 import hctest  # noqa: E402
 from hctest import descendants, wait_for  # noqa: E402
 import netns  # noqa: E402
@@ -60,6 +66,13 @@ REMOTE_HOST, REMOTE_NS_ADDR = net30(251)
 UPLINK, CLIENT_NS, CLIENT_VETH = PREFIX + "u0", PREFIX + "-cl", PREFIX + "u1"
 UPLINK_ADDR, CLIENT_ADDR = net30(252)
 PIN_DIR = "/sys/fs/bpf/" + PREFIX
+BAD_PIN_DIR = PIN_DIR + "-bad"  # a data plane whose TC programs cannot attach
+PROBE_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probe", "hcprobe.c")
+DEFAULT_CAPS = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+                "NET_BIND_SERVICE"]
+# linux/capability.h numbers of the default set, for CapBnd in /proc/PID/status
+CAP_BITS = {"CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "FSETID": 4, "KILL": 5, "SETGID": 6,
+            "SETUID": 7, "NET_BIND_SERVICE": 10, "NET_RAW": 13}
 # The workloads' addresses: CNI routes each one on the host.
 WORKLOAD_NET = "10.%d.%d" % (232 + RUN_INDEX % 2048 // 256, RUN_INDEX % 256)
 
@@ -97,7 +110,7 @@ def stale_prefixes():
     names = subprocess.run(["ip", "netns", "list"], capture_output=True,
                            text=True).stdout.split()
     names += [os.path.basename(p) for p in glob.glob("/sys/fs/bpf/hcrt*")]
-    return {m.group(1) for m in map(re.compile(r"^(hcrt\d+)(-reg|-cl)?$").match, names)
+    return {m.group(1) for m in map(re.compile(r"^(hcrt\d+)(-reg|-cl|-bad)?$").match, names)
             if m} - live
 
 
@@ -105,6 +118,11 @@ def remove_run_resources(prefix):
     """Removes what a run named prefix made on the host: its pins (and the
     XDP program behind them), veths and namespaces."""
     pin, uplink = "/sys/fs/bpf/" + prefix, prefix + "u0"
+    bad = pin + "-bad"
+    if os.path.isdir(bad):
+        for f in os.listdir(bad):
+            os.unlink(os.path.join(bad, f))
+        os.rmdir(bad)
     if os.path.exists("/sys/class/net/" + uplink):
         hctest.run_cli("dataplane", "cleanup", "--dataplane-iface", uplink, "--bpf-pin-dir", pin)
     elif os.path.isdir(pin):  # no uplink to name: dropping the pins releases the rest
@@ -119,6 +137,8 @@ def remove_run_resources(prefix):
 
 class Runtime(unittest.TestCase):
     """One registry and one agent for the whole module; tests run in order."""
+
+    spawned = set()  # workload ids this run made (their cgroups go at the end)
 
     @classmethod
     def setUpClass(cls):
@@ -136,6 +156,7 @@ class Runtime(unittest.TestCase):
             cls.registry = Registry(os.path.join(cls.workdir, "registry"))
             cls.registry.start()
             images = build_test_images(os.path.join(cls.workdir, "images"))
+            images["probe"] = cls.build_probe_image()
             cls.images = {}
             for name, oci_dir in images.items():
                 cls.registry.push(oci_dir, "1", "hypercore/" + name)
@@ -158,6 +179,15 @@ class Runtime(unittest.TestCase):
         except BaseException:
             cls.tearDownClass()
             raise
+
+    @classmethod
+    def build_probe_image(cls):
+        binary, oci = os.path.join(cls.workdir, "hcprobe"), os.path.join(cls.workdir, "probe")
+        subprocess.run(["gcc", "-static", "-O2", "-Wall", "-Werror", "-o", binary, PROBE_SRC],
+                       check=True)
+        subprocess.run([sys.executable, os.path.join(hctest.ROOT, "tools", "mkimage.py"),
+                        "probe", "--binary", binary, "--oci-dir", oci, "--tag", "1"], check=True)
+        return oci
 
     @classmethod
     def tearDownClass(cls):
@@ -199,14 +229,39 @@ class Runtime(unittest.TestCase):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        # a workload whose shim is gone is left to init: its processes run
+        # from this run's snapshots, and each holds a netns and a veth
+        for pid in cls.processes_rooted_under(cls.workdir):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         cls.unmount_under(cls.workdir)
-        for d in glob.glob(os.path.join(CGROUP_ROOT, "*", "hypercore")):
-            for sub in sorted(glob.glob(os.path.join(d, "*")), reverse=True) + [d]:
-                if os.path.isdir(sub):
-                    try:
-                        os.rmdir(sub)
-                    except OSError:
-                        pass
+        # each workload has its own parent, hypercore/<id>; only this run's
+        # go (other agents on the machine share the hypercore directory)
+        for wid in cls.spawned:
+            for d in glob.glob(os.path.join(CGROUP_ROOT, "*", "hypercore", wid)):
+                for sub in sorted(glob.glob(os.path.join(d, "*")), reverse=True) + [d]:
+                    if os.path.isdir(sub):
+                        try:
+                            os.rmdir(sub)
+                        except OSError:
+                            pass
+
+    @staticmethod
+    def processes_rooted_under(path):
+        """PIDs whose root file system is an overlay from a snapshot under
+        path (the workloads of this run's containerd)."""
+        out, mark = [], ("upperdir=" + path).encode()
+        for d in glob.glob("/proc/[0-9]*"):
+            try:
+                with open(d + "/mountinfo", "rb") as f:
+                    first = f.readline()
+            except OSError:
+                continue
+            if b" / / " in first and mark in first:
+                out.append(int(d[6:]))
+        return out
 
     @classmethod
     def restore_host(cls):
@@ -264,10 +319,16 @@ class Runtime(unittest.TestCase):
 
     @classmethod
     def cli(cls, verb, *args, timeout=120, input=None):
-        # the directories go first: attach takes a command after "--"
-        return hctest.run_cli(verb, "--run-dir", cls.agent.run_dir,
-                              "--state-dir", cls.agent.state_dir, *args, timeout=timeout,
-                              input=input)
+        # the directories go first: attach takes a command after "--"; a
+        # spawn isolates its workload with this agent's pinned data plane
+        pins = ("--bpf-pin-dir", PIN_DIR) if verb == "spawn" and "--bpf-pin-dir" not in args \
+            else ()
+        r = hctest.run_cli(verb, "--run-dir", cls.agent.run_dir,
+                           "--state-dir", cls.agent.state_dir, *pins, *args, timeout=timeout,
+                           input=input)
+        if verb == "spawn":
+            cls.spawned.update(re.findall(r"[0-9a-f]{8}-[0-9a-f-]{27}", r.stdout + r.stderr))
+        return r
 
     @classmethod
     def list_json_or_empty(cls):
@@ -349,7 +410,7 @@ class Runtime(unittest.TestCase):
         body = wait_for("HTTP from the workload", lambda: http_get("http://%s:8080/" % w["ip"]))
         self.assertIn(wid, body)
         self.assertIn("hostname=" + wid, body)
-        cg = os.path.join(CGROUP_ROOT, "%s", "hypercore", w["container_id"], "%s")
+        cg = os.path.join(CGROUP_ROOT, "%s", "hypercore", wid, w["container_id"], "%s")
         with open(cg % ("cpu", "cpu.cfs_quota_us")) as f:
             self.assertEqual(int(f.read()), 100000)
         with open(cg % ("cpu", "cpu.cfs_period_us")) as f:
@@ -426,8 +487,10 @@ class Runtime(unittest.TestCase):
         self.assertIsNone(self.workload(wid))
         self.assertEqual(self.leases(), before)
         self.assertFalse(os.path.exists(log_dir))
-        self.assertFalse(os.path.isdir(os.path.join(CGROUP_ROOT, "memory", "hypercore",
+        self.assertFalse(os.path.isdir(os.path.join(CGROUP_ROOT, "memory", "hypercore", wid,
                                                     w["container_id"])))
+        # the workload's own parent (its pids limit) goes too, everywhere
+        self.assertEqual(glob.glob(os.path.join(CGROUP_ROOT, "*", "hypercore", wid)), [])
         after = glob.glob(os.path.join(self.agent.run_dir, "containerd", "**", "netns", "cni-*"),
                           recursive=True)
         self.assertEqual(len(after), len(netns) - 1)
@@ -507,7 +570,7 @@ class Runtime(unittest.TestCase):
         w = wait_for("the workload after the restart", lambda: self.workload(wid))
         self.assertEqual(w["state"], "running")
         self.assertRegex(self.agent.log(), r"containerd exited \(killed by signal 9\)")
-        r = hctest.run_cli("cluster", "list", "--grpc-bind-addr", self.agent.grpc_addr)
+        r = self.agent.cli("cluster", "list", "--grpc-bind-addr", self.agent.grpc_addr)
         self.assertEqual(r.returncode, 0, r.stderr)
         status, _, body = self.agent.http("/metrics")
         self.assertEqual(status, 200)
@@ -650,6 +713,278 @@ class Runtime(unittest.TestCase):
         self.assertGreater(row["dropped_packets"], 0)
         self.assertGreater(self.routes()["drops"]["rate_limit"], 0)
 
+
+    # ---- hardening and isolation before start (issue 16) ----
+
+    def probe(self, wid, *args):
+        """Runs hcprobe VERB in the workload; its one line of output."""
+        r = self.cli("attach", "--id", wid, "--", "/hcprobe", *args, timeout=60)
+        return r.stdout.strip() + r.stderr.strip()
+
+    def workload_pid(self, wid, cid):
+        with open(os.path.join(CGROUP_ROOT, "pids", "hypercore", wid, cid, "cgroup.procs")) as f:
+            return int(f.read().split()[0])
+
+    @staticmethod
+    def proc_status(pid):
+        with open("/proc/%d/status" % pid) as f:
+            return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+    def test_14_hardened_by_default(self):
+        wid = self.spawn("probe", "--mem", "32")
+        w = self.workload(wid)
+        self.assertEqual(w["security"], {"seccomp": "RuntimeDefault", "no_new_privs": True,
+                                         "capabilities": DEFAULT_CAPS, "pids_limit": 1024,
+                                         "read_only_rootfs": False})
+        self.assertEqual(w["request"]["pids_limit"], 1024)
+        # what the kernel holds for the workload's process
+        st = self.proc_status(self.workload_pid(wid, w["container_id"]))
+        self.assertEqual(st["Seccomp"].strip(), "2")  # a filter
+        self.assertEqual(st["NoNewPrivs"].strip(), "1")
+        want = sum(1 << CAP_BITS[c] for c in DEFAULT_CAPS)
+        self.assertEqual(int(st["CapBnd"], 16), want)
+        self.assertEqual(int(st["CapEff"], 16), want)
+        with open(os.path.join(CGROUP_ROOT, "pids", "hypercore", wid, "pids.max")) as f:
+            self.assertEqual(f.read().strip(), "1024")
+        # from inside: no raw sockets, setuid binaries grant nothing, the
+        # root filesystem is writable unless asked otherwise
+        self.assertEqual(self.probe(wid, "raw"), "raw: EPERM")
+        self.assertEqual(self.probe(wid, "setuid"), "setuid: euid=1000 nnp=1")
+        self.assertEqual(self.probe(wid, "write", "/probe-file"), "write: ok")
+
+    def test_15_pids_limit_holds_a_fork_bomb(self):
+        wid = self.spawn("probe", "--mem", "64", "--pids-limit", "64")
+        self.assertEqual(self.workload(wid)["security"]["pids_limit"], 64)
+        with open(os.path.join(CGROUP_ROOT, "pids", "hypercore", wid, "pids.max")) as f:
+            self.assertEqual(f.read().strip(), "64")
+        out = self.probe(wid, "forkbomb")
+        m = re.match(r"^forkbomb: (\d+) children, then EAGAIN$", out)
+        self.assertTrue(m, out)
+        # pause, the entrypoint and the probe itself hold three of the 64
+        self.assertLessEqual(int(m.group(1)), 61)
+        self.assertGreater(int(m.group(1)), 32)
+        # the node is fine: its API answers, the workload still runs and
+        # takes commands, and another workload starts
+        self.assertEqual(self.agent.http("/healthz")[0], 200)
+        self.assertEqual(self.probe(wid, "raw"), "raw: EPERM")
+        self.assertEqual(self.workload(self.spawn("probe", "--mem", "16"))["state"], "running")
+        for args in (("--pids-limit", "3"), ("--pids-limit", "99999999"),
+                     ("--cap-add", "NET_RAWR"), ("--cap-add", "ALL")):
+            with self.subTest(args=args):
+                self.assertFails(self.cli("spawn", "--image-ref", self.images["probe"], *args),
+                                 2, args[0])
+
+    def test_16_read_only_rootfs_and_cap_add(self):
+        wid = self.spawn("probe", "--mem", "32", "--read-only-rootfs", "--cap-add", "net_raw",
+                         "--cap-add", "CAP_NET_RAW", "--cap-add", "CHOWN")
+        w = self.workload(wid)
+        self.assertEqual(w["request"]["cap_add"], ["NET_RAW"])
+        self.assertTrue(w["request"]["read_only_rootfs"])
+        self.assertEqual(w["security"]["capabilities"], DEFAULT_CAPS + ["NET_RAW"])
+        self.assertTrue(w["security"]["read_only_rootfs"])
+        self.assertEqual(self.probe(wid, "write", "/probe-file"), "write: EROFS")
+        self.assertEqual(self.probe(wid, "raw"), "raw: ok")
+        self.assertEqual(self.probe(wid, "setuid"), "setuid: euid=1000 nnp=1")
+        # the cluster's view carries the same settings in the spawn request
+
+        def in_cluster():
+            r = hctest.run_cli("cluster", "list", "--json", "--grpc-bind-addr",
+                               self.agent.grpc_addr, "--state-dir", self.agent.state_dir)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            for st in json.loads(r.stdout).get("states", []):
+                for x in st.get("workloads", []):
+                    if x.get("id") == wid:
+                        return x["source_request"]
+            return None
+        req = wait_for("the workload in the cluster's state", in_cluster, timeout=20)
+        self.assertEqual(req.get("cap_add"), ["NET_RAW"])
+        self.assertEqual(req.get("pids_limit"), 1024)
+        self.assertTrue(req.get("read_only_rootfs"))
+
+    def first_instruction_connects(self, spawn):
+        """Spawns (with spawn(env)) a probe whose entrypoint connects to the
+        node's gateway address at its first instruction; returns (what the
+        probe printed, connections the node accepted)."""
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("0.0.0.0", 0))
+        listener.listen(16)
+        listener.settimeout(0.1)
+        target = "%s.1:%d" % (WORKLOAD_NET, listener.getsockname()[1])
+        accepted = []
+        try:
+            wid = spawn(["PROBE_CONNECT=" + target, "PROBE_SECONDS=3"])
+            deadline = time.monotonic() + 30
+            line = None
+            while time.monotonic() < deadline and not line:
+                try:
+                    c, peer = listener.accept()
+                    accepted.append(peer)
+                    c.close()
+                except socket.timeout:
+                    pass
+                r = self.cli("logs", "--id", wid)
+                line = next((x for x in r.stdout.splitlines() if x.startswith("connect:")), None)
+            return line, accepted
+        finally:
+            listener.close()
+
+    def test_17_isolated_from_the_first_instruction(self):
+        def local(env, *extra):
+            args = [a for e in env for a in ("--env", e)]
+            return self.spawn("probe", "--mem", "16", *args, *extra)
+
+        def cluster(env):
+            args = [a for e in env for a in ("--env", e)]
+            r = hctest.run_cli("cluster", "spawn", "--grpc-bind-addr", self.agent.grpc_addr,
+                               "--state-dir", self.agent.state_dir, "--image-ref", self.images["probe"], "--mem", "16", *args,
+                               "--timeout", "120")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            wid = r.stdout.split()[0]
+            self.spawned.add(wid)
+            self.addCleanup(self.cli, "stop", "--id", wid, "--grace", "0")
+            return wid
+        # the local verb and a spawn through the agent (its job thread)
+        for name, spawn in (("local", local), ("cluster", cluster)):
+            with self.subTest(path=name):
+                line, accepted = self.first_instruction_connects(spawn)
+                self.assertRegex(line or "", r"^connect: never in \d+ tries")
+                self.assertEqual(accepted, [])
+        # the control: without isolation the same probe gets through at once
+        line, accepted = self.first_instruction_connects(lambda env: local(env,
+                                                                           "--no-isolation"))
+        self.assertRegex(line or "", r"^connect: got through")
+        self.assertTrue(accepted)
+
+    def test_18_attach_failure_tears_the_sandbox_down(self):
+        # A data plane whose "TC programs" are maps: the attach fails after
+        # RunPodSandbox, before CreateContainer.
+        os.makedirs(BAD_PIN_DIR, exist_ok=True)
+        for name in os.listdir(PIN_DIR):
+            if name.startswith("hc_") and not name.startswith("hc_prog_"):
+                subprocess.run(["bpftool", "map", "pin", "pinned", os.path.join(PIN_DIR, name),
+                                os.path.join(BAD_PIN_DIR, name)], check=True)
+        for name in ("hc_prog_tc_from_wl", "hc_prog_tc_to_wl"):
+            subprocess.run(["bpftool", "map", "pin", "pinned", os.path.join(PIN_DIR, "hc_drops"),
+                            os.path.join(BAD_PIN_DIR, name)], check=True)
+        netns_glob = os.path.join(self.agent.run_dir, "containerd", "**", "netns", "cni-*")
+        before = (sorted(w["id"] for w in self.list_json_or_empty()), self.leases(),
+                  len(glob.glob(netns_glob, recursive=True)))
+        r = self.cli("spawn", "--image-ref", self.images["probe"], "--mem", "16",
+                     "--bpf-pin-dir", BAD_PIN_DIR)
+        self.assertFails(r, 1, "isolating workload", "cannot attach TC")
+        wid = re.search(r"isolating workload ([0-9a-f-]{36})", r.stderr).group(1)
+        self.assertEqual((sorted(w["id"] for w in self.list_json_or_empty()), self.leases(),
+                          len(glob.glob(netns_glob, recursive=True))), before)
+        self.assertEqual(glob.glob(os.path.join(CGROUP_ROOT, "*", "hypercore", wid)), [])
+        self.assertFalse(os.path.exists(os.path.join(self.agent.state_dir, "logs", wid)))
+        # containerd ran the sandbox and was never asked for a container in it
+        with open(os.path.join(self.agent.state_dir, "containerd.log")) as f:
+            log = f.read()
+        m = re.search(r'RunPodSandbox for &PodSandboxMetadata\{Name:%s,.*?returns sandbox id '
+                      r'\\?"([0-9a-f]{64})' % wid, log)
+        self.assertTrue(m, "no RunPodSandbox of %s in containerd's log" % wid)
+        self.assertNotIn("CreateContainer within sandbox \\\"%s" % m.group(1), log)
+        self.assertNotIn('CreateContainer within sandbox "%s' % m.group(1), log)
+
+    def test_19_no_data_plane_no_local_spawn(self):
+        before = (sorted(w["id"] for w in self.list_json_or_empty()), self.leases())
+        r = self.cli("spawn", "--image-ref", self.images["probe"], "--mem", "16",
+                     "--bpf-pin-dir", "/sys/fs/bpf/%s-none" % PREFIX)
+        self.assertFails(r, 1, "no data plane pinned", "--no-isolation")
+        self.assertEqual((sorted(w["id"] for w in self.list_json_or_empty()), self.leases()),
+                         before)
+
+    def test_20_proxy_at_its_limit_leaves_the_agent_working(self):
+        """The proxy may hold only what the descriptor limit leaves after the
+        agent's own share: held at that limit (every connection forwarding
+        to a backend that never answers), it refuses one more at once, and
+        the agent still answers /healthz, gossips (a second node joins) and
+        spawns a workload."""
+        budget = int(re.search(r"proxy: at most (\d+) connections", self.agent.log()).group(1))
+        self.assertGreater(budget, 100)
+        backend = socket.socket()
+        backend.bind(("127.0.0.1", 0))
+        backend.listen(4096)
+        accepted = []
+        stop = threading.Event()
+
+        def accept_all():  # accepts and keeps, never answers
+            backend.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    accepted.append(backend.accept()[0])
+                except OSError:
+                    pass
+        acceptor = threading.Thread(target=accept_all, daemon=True)
+        acceptor.start()
+        port = hctest.free_port()
+        r = self.cli("routes", "add", "--bpf-pin-dir", PIN_DIR, "--host", "limit.test",
+                     "--port", str(port), "--backend", "127.0.0.1:%d" % backend.getsockname()[1])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        held = []
+
+        def cleanup():
+            for c in held:
+                c.close()
+            stop.set()
+            acceptor.join()
+            for c in accepted:
+                c.close()
+            backend.close()
+            self.cli("routes", "del", "--bpf-pin-dir", PIN_DIR, "--host", "limit.test",
+                     "--port", str(port))
+        self.addCleanup(cleanup)
+
+        def proxy_metric(name, **labels):
+            _, _, body = self.agent.http("/metrics")
+            total = 0.0
+            for line in body.decode().splitlines():
+                if line.startswith(name) and all('%s="%s"' % kv in line for kv in labels.items()):
+                    total += float(line.rsplit(" ", 1)[1])
+            return total
+        def listening():
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+        wait_for("the proxy on port %d" % port, listening, 20)
+        active0 = proxy_metric("hypercore_proxy_connections_active")
+        for _ in range(budget - int(active0)):
+            c = socket.create_connection(("127.0.0.1", port), timeout=10)
+            c.sendall(b"GET / HTTP/1.1\r\nHost: limit.test\r\n\r\n")
+            held.append(c)
+        wait_for("the proxy at its limit", lambda: proxy_metric(
+            "hypercore_proxy_connections_active") >= budget, 60)
+        over = proxy_metric("hypercore_proxy_errors_total", kind="over_limit")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+            c.sendall(b"GET / HTTP/1.1\r\nHost: limit.test\r\n\r\n")
+            try:
+                self.assertEqual(c.recv(100), b"", "one more was served")
+            except ConnectionResetError:
+                pass
+        wait_for("the refusal counted", lambda: proxy_metric(
+            "hypercore_proxy_errors_total", kind="over_limit") > over, 10)
+        # the agent's own work still has descriptors
+        self.assertEqual(self.agent.http("/healthz")[0], 200)
+        peer = hctest.Agent(self.workdir, "limit-peer", extra_args=self.agent.join_args())
+        peer.start()
+        self.addCleanup(peer.kill)
+        def joined():
+            members = json.loads(peer.http("/members")[2])["response"]
+            return any(m["name"] == self.node_name() and m["status"] == "alive"
+                       for m in members)
+        wait_for("the peer joined", joined, 30)
+        r = hctest.run_cli("cluster", "spawn", "--grpc-bind-addr", self.agent.grpc_addr,
+                           "--state-dir", self.agent.state_dir, "--image-ref", self.images["web"],
+                           "--mem", "32", "--timeout", "120")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        wid = r.stdout.split()[0]
+        self.spawned.add(wid)
+        self.addCleanup(self.cli, "stop", "--id", wid, "--grace", "0")
+        self.assertEqual(peer.stop(), 0)
+
     def log_files(self, wid):
         d = os.path.join(self.agent.state_dir, "logs", wid, "workload")
         try:
@@ -666,25 +1001,18 @@ class Runtime(unittest.TestCase):
         return out
 
     def grpc_stub(self):
-        grpc, pb, pb_grpc = hctest.load_grpc_stubs()
+        grpc, pb, pb_grpc = grpcstubs.load()
         channel = grpc.insecure_channel(self.agent.grpc_addr)
         self.addCleanup(channel.close)
-        with open(os.path.join(self.agent.state_dir, "api-token")) as f:
-            token = f.readline().strip()
-        return grpc, pb, pb_grpc.ClusterServiceStub(channel), [("authorization",
-                                                                 "Bearer " + token)]
+        return grpc, pb, pb_grpc.ClusterServiceStub(channel), grpcstubs.bearer(self.agent.token())
 
     def metric(self, name):
-        status, _, body = self.agent.http("/metrics", headers=self.grpc_auth_header())
+        status, _, body = self.agent.http("/metrics")
         self.assertEqual(status, 200)
         m = re.search(r"^%s (\S+)$" % re.escape(name), body.decode(), re.M)
         return float(m.group(1)) if m else 0.0
 
-    def grpc_auth_header(self):
-        with open(os.path.join(self.agent.state_dir, "api-token")) as f:
-            return {"Authorization": "Bearer " + f.readline().strip()}
-
-    def test_14_logs_stay_under_the_cap(self):
+    def test_21_logs_stay_under_the_cap(self):
         """A workload writing 200 MiB of 1 KiB lines as fast as it can: its
         log files never hold more than --log-max-size x (--log-max-files + 1)
         on disk, and tails and numbered reads still work, numbered across
@@ -744,7 +1072,7 @@ class Runtime(unittest.TestCase):
                          timeout=30)
         self.assertEqual(resp.logs, "")
 
-    def test_15_flood_of_logs_and_dry_runs(self):
+    def test_22_flood_of_logs_and_dry_runs(self):
         """2,000 concurrent Logs calls and 500 dry-run spawns at once: the
         agent's threads stay within THREADS_OVER_IDLE_MAX of its idle count,
         /healthz answers throughout, and every call is answered, with its

@@ -2,7 +2,8 @@
 """hypercore nodes and real Debian `serf agent` processes in one cluster, on
 loopback: membership both ways, events and queries both ways, failure and
 graceful leave both ways, encryption (same key, wrong key, key rotation) and a
-mixed cluster. Every process is ended by PID, also when a test fails."""
+mixed cluster. The serf agents run without a key unless a test gives one, so
+the hypercore nodes there run with --cluster-insecure. Every process is ended by PID, also when a test fails."""
 
 import json
 import os
@@ -117,9 +118,12 @@ class Interop(hctest.TestCase):
         return s.start()
 
     def hc(self, name, join=(), extra=()):
+        """A hypercore node; plaintext gossip (--cluster-insecure) like the
+        serf agents here, unless extra gives it a key."""
         a = hctest.Agent(self.workdir, name)
+        keyed = any(x in extra for x in ("--cluster-encrypt", "--cluster-keyring"))
         a.extra_args = ["--node-name", name, "--cluster-tag", "role=hypercore",
-                        *FAST, *extra, *join]
+                        *([] if keyed else ["--cluster-insecure"]), *FAST, *extra, *join]
         self.agents.append(a)
         return a.start()
 
@@ -145,7 +149,7 @@ class Interop(hctest.TestCase):
         s2 = self.serf("serf2")
         s2.cli("join", "127.0.0.1:%d" % h.gossip_port)
         wait_for("hc1 to list serf2", lambda: self.status_in_hc(h, "serf2") == "alive", 15)
-        r = hctest.run_cli("cluster", "members", "--http-bind-addr", "127.0.0.1:%d" % h.http_port)
+        r = h.cli("cluster", "members", "--http-bind-addr", "127.0.0.1:%d" % h.http_port)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertRegex(r.stdout, r"serf2\s+127\.0\.0\.1:%d\s+alive" % s2.port)
         self.assertCleanExit(h)
@@ -157,8 +161,8 @@ class Interop(hctest.TestCase):
         wait_for("join", lambda: self.status_in_serf(s, "hc1") == "alive", 15)
         s.cli("event", "deploy", "v42")
         wait_for("the event at hc1", lambda: "user event deploy" in h.log(), 10)
-        r = hctest.run_cli("cluster", "event", "--http-bind-addr",
-                           "127.0.0.1:%d" % h.http_port, "from-hc", "payload-1")
+        r = h.cli("cluster", "event", "--http-bind-addr",
+                  "127.0.0.1:%d" % h.http_port, "from-hc", "payload-1")
         self.assertEqual(r.returncode, 0, r.stderr)
         wait_for("the event at serf1", lambda: "from-hc payload-1" in s.user_events(), 10)
         time.sleep(3)  # every retransmission has happened by now
@@ -177,8 +181,8 @@ class Interop(hctest.TestCase):
         info = json.loads(doc["Responses"]["hc1"])
         self.assertEqual(info["name"], "hc1")
         self.assertRegex(info["node_id"], r"^[0-9a-f-]{36}$")
-        r = hctest.run_cli("cluster", "query", "--json", "--timeout", "3", "--http-bind-addr",
-                           "127.0.0.1:%d" % h.http_port, "ask-serf", "hello")
+        r = h.cli("cluster", "query", "--json", "--timeout", "3", "--http-bind-addr",
+                  "127.0.0.1:%d" % h.http_port, "ask-serf", "hello")
         self.assertEqual(r.returncode, 0, r.stderr)
         got = json.loads(r.stdout)
         self.assertIn("serf1", got["acks"])

@@ -101,30 +101,46 @@ def descendants(pid):
     return out
 
 
-def run_cli(*args, timeout=30, input=None):
-    """Runs `hypercore ARGS...`; returns CompletedProcess with text output."""
+def run_cli(*args, timeout=30, input=None, token=None):
+    """Runs `hypercore ARGS...`; returns CompletedProcess with text output.
+    token: the API token for client verbs, given as $HYPERCORE_TOKEN (None:
+    whatever the environment holds)."""
+    env = None
+    if token is not None:
+        env = dict(os.environ, HYPERCORE_TOKEN=token)
     return subprocess.run([HC_BIN, *args], capture_output=True, text=True, timeout=timeout,
-                          input=input)
+                          input=input, env=env)
 
 
-def load_grpc_stubs():
-    """Generates Python stubs from proto/cluster.proto at test time."""
-    import grpc_tools
-    out = tempfile.mkdtemp(prefix="hc-stubs-")
-    include = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
-    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", os.path.join(ROOT, "proto"),
-                    "-I", include, "--python_out", out, "--grpc_python_out", out, "cluster.proto"],
-                   check=True)
-    sys.path.insert(0, out)
+# Agent.http(token=...) and Agent.cli(token=...): the default is the agent's
+# own admin token, read from its state dir.
+OWN_TOKEN = object()
+
+
+def read_token_file(path):
+    """The first token of a token file (what the agent sends and the CLI
+    reads), or None when the file does not exist."""
     try:
-        import grpc
-        import cluster_pb2
-        import cluster_pb2_grpc
-    finally:
-        # imported (or failed): the generated files are no longer needed
-        sys.path.remove(out)
-        shutil.rmtree(out, ignore_errors=True)
-    return grpc, cluster_pb2, cluster_pb2_grpc
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    return line
+    except FileNotFoundError:
+        return None
+    return None
+
+
+def with_token(headers, token, method):
+    """headers (a new dict) with `Authorization: Bearer token` unless token
+    is None; a POST without a Content-Type gets application/json, as the
+    APIs want on /spawn and /stop."""
+    out = dict(headers or {})
+    if token is not None and not any(k.lower() == "authorization" for k in out):
+        out["Authorization"] = "Bearer " + token
+    if method == "POST" and not any(k.lower() == "content-type" for k in out):
+        out["Content-Type"] = "application/json"
+    return out
 
 
 class Agent:
@@ -150,6 +166,41 @@ class Agent:
         self.gossip_port = free_port()
         self.extra_args = list(extra_args)
         self.proc = None
+        # None: the agent's own admin token, from its state dir (or
+        # --api-token-file); a test that gives the agent another sets it
+        self.api_token = None
+
+    def token(self):
+        """The admin token this agent accepts (the first line of its token
+        file), None when it has none (--api-auth none, or not started)."""
+        if self.api_token is not None:
+            return self.api_token
+        return read_token_file(os.path.join(self.state_dir, "api-token"))
+
+    def read_only_token(self):
+        """The read-only token, as `hypercore cluster api-token --read-only`
+        prints it."""
+        r = run_cli("cluster", "api-token", "--read-only", "--state-dir", self.state_dir)
+        if r.returncode != 0:
+            raise AssertionError("cluster api-token --read-only: %s" % r.stderr)
+        return r.stdout.strip()
+
+    def join_token(self):
+        """What another node needs to join this one's cluster."""
+        r = run_cli("cluster", "join-token", "--state-dir", self.state_dir)
+        if r.returncode != 0:
+            raise AssertionError("cluster join-token: %s" % r.stderr)
+        return r.stdout.strip()
+
+    def join_args(self):
+        """Arguments that make another agent join this one: its join token
+        and its gossip address as the seed."""
+        return ["--join-token", self.join_token(), "127.0.0.1:%d" % self.gossip_port]
+
+    def cli(self, *args, token=OWN_TOKEN, **kw):
+        """run_cli with this agent's admin token (token=: another one, or
+        None to give none)."""
+        return run_cli(*args, token=self.token() if token is OWN_TOKEN else token, **kw)
 
     @property
     def grpc_addr(self):
@@ -198,19 +249,22 @@ class Agent:
         except FileNotFoundError:
             return ""
 
-    def http(self, path, method="GET", body=None, headers=None):
-        """Returns (status, headers, body bytes); HTTP errors are returned, not raised."""
+    def http(self, path, method="GET", body=None, headers=None, token=OWN_TOKEN):
+        """Returns (status, headers, body bytes); HTTP errors are returned, not raised.
+        Sends the agent's admin token (token=: another one, None for none)
+        and, on a POST, Content-Type application/json unless headers say."""
+        headers = with_token(headers, self.token() if token is OWN_TOKEN else token, method)
         if self.netns:
             import netns  # only data-plane tests need it
             c = netns.HTTPConnectionIn(self.netns, "127.0.0.1", self.http_port, timeout=10)
             try:
-                c.request(method, path, body=body, headers=headers or {})
+                c.request(method, path, body=body, headers=headers)
                 r = c.getresponse()
                 return r.status, dict(r.getheaders()), r.read()
             finally:
                 c.close()
         req = urllib.request.Request(self.http_url + path, method=method, data=body,
-                                     headers=headers or {})
+                                     headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=10) as r:
                 return r.status, dict(r.headers), r.read()

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "gossip/msgpack_int.h"
+#include "gossip/wire_int.h"
 #include "loop/loop.h"
 
 #define MAX_NODES 64
@@ -227,6 +228,7 @@ static int64_t finish_stream(struct hc_loop *loop, uint64_t id, void *arg)
 	hc_gossip_stream_done_fn *done = d->done;
 	void *darg = d->arg;
 	struct hc_gossip_mp_writer reply;
+	struct hc_gossip_stream_scan scan = { 0 }; /* the whole stream comes at once */
 	int err;
 
 	(void)id;
@@ -247,7 +249,7 @@ static int64_t finish_stream(struct hc_loop *loop, uint64_t id, void *arg)
 		return HC_LOOP_TIMER_DONE;
 	}
 	hc_gossip_mp_writer_init(&reply, 0);
-	err = r->on_stream(r->arg, &s->nodes[d->from].addr, d->buf, d->len, &reply);
+	err = r->on_stream(r->arg, &s->nodes[d->from].addr, &scan, d->buf, d->len, &reply);
 	if (err == 0 && d->complete(darg, reply.buf, reply.len) != 1)
 		err = -EBADMSG;
 	delivery_free(d);

@@ -115,12 +115,14 @@ static void on_packet(void *arg, const struct hc_gossip_addr *from, const uint8_
 	memcpy(n->packet, buf, n->packet_len);
 }
 
-static int on_stream(void *arg, const struct hc_gossip_addr *from, const uint8_t *buf,
-		     size_t len, struct hc_gossip_mp_writer *reply)
+static int on_stream(void *arg, const struct hc_gossip_addr *from,
+		     struct hc_gossip_stream_scan *scan, const uint8_t *buf, size_t len,
+		     struct hc_gossip_mp_writer *reply)
 {
 	struct node *n = arg;
 
 	(void)from;
+	(void)scan; /* these tests frame their own messages */
 	switch (n->mode) {
 	case ECHO:
 		if (!framed_complete(NULL, buf, len))
@@ -156,10 +158,10 @@ static bool exchange_ended(void *arg)
 	return ((struct exchange *)arg)->calls > 0;
 }
 
-static void node_start(struct node *n, struct hc_loop *loop, const char *bind,
-		       uint32_t tcp_timeout_ms, unsigned max_streams)
+static void node_start_budget(struct node *n, struct hc_loop *loop, const char *bind,
+			      uint32_t tcp_timeout_ms, unsigned max_streams, size_t budget)
 {
-	struct hc_gossip_net_config cfg = { tcp_timeout_ms, max_streams };
+	struct hc_gossip_net_config cfg = { tcp_timeout_ms, max_streams, budget };
 	struct hc_addr addr;
 	struct hc_err err;
 
@@ -168,8 +170,14 @@ static void node_start(struct node *n, struct hc_loop *loop, const char *bind,
 	assert_int_equal(hc_addr_parse(bind, true, &addr, &err), 0);
 	n->net = hc_gossip_net_new(loop, &addr, &cfg, &n->recv, &err);
 	if (!n->net)
-		fail_msg("%s", err);
+		fail_msg("%s", err.msg);
 	assert_int_not_equal(hc_gossip_net_port(n->net), 0);
+}
+
+static void node_start(struct node *n, struct hc_loop *loop, const char *bind,
+		       uint32_t tcp_timeout_ms, unsigned max_streams)
+{
+	node_start_budget(n, loop, bind, tcp_timeout_ms, max_streams, 0);
 }
 
 static struct hc_gossip_addr loopback4(uint16_t port)
@@ -366,7 +374,7 @@ static void test_send_to_bad_address_fails_and_counts(void **state)
 static void test_busy_port_is_a_clear_error(void **state)
 {
 	struct fixture *f = *state;
-	struct hc_gossip_net_config cfg = { 1000, 4 };
+	struct hc_gossip_net_config cfg = { 1000, 4, 0 };
 	struct node a;
 	struct hc_addr addr;
 	char text[64];
@@ -634,6 +642,19 @@ static void test_streams_over_max_are_closed_first_ones_served(void **state)
 	hc_gossip_net_free(b.net);
 }
 
+/* Sends a framed message on each of r's two streams, checks the echoes,
+ * and closes both. */
+static void echo_two_and_close(struct fixture *f, struct replies *r)
+{
+	assert_int_equal(send(r->fd[0], "\0\0\0\3one", 7, 0), 7);
+	assert_int_equal(send(r->fd[1], "\0\0\0\3two", 7, 0), 7);
+	assert_true(run_until(f->loop, replies_read, r));
+	assert_memory_equal(r->buf[0], "\0\0\0\3one", 7);
+	assert_memory_equal(r->buf[1], "\0\0\0\3two", 7);
+	close(r->fd[0]);
+	close(r->fd[1]);
+}
+
 /* Out of descriptors, the listener must pause rather than wake the loop
  * over and over for a connection it cannot take, and resume by itself. */
 static void test_accept_pauses_when_out_of_fds(void **state)
@@ -669,12 +690,7 @@ static void test_accept_pauses_when_out_of_fds(void **state)
 
 	w.in = 2;
 	assert_true(run_until(f->loop, stats_reached, &w));
-	assert_int_equal(send(r.fd[0], "\0\0\0\3one", 7, 0), 7);
-	assert_int_equal(send(r.fd[1], "\0\0\0\3two", 7, 0), 7);
-	assert_true(run_until(f->loop, replies_read, &r));
-	assert_memory_equal(r.buf[0], "\0\0\0\3one", 7);
-	close(r.fd[0]);
-	close(r.fd[1]);
+	echo_two_and_close(f, &r);
 	hc_gossip_net_free(b.net);
 }
 
@@ -716,6 +732,85 @@ static void test_oversized_stream_closed(void **state)
 	hc_gossip_net_free(b.net);
 }
 
+#define BUDGET (1u << 20)
+#define FLOODERS 64
+#define FLOOD_BYTES (256u << 10)
+
+struct budget_flood {
+	struct node *n;
+	int fd[FLOODERS];
+	size_t sent[FLOODERS];
+	bool gone[FLOODERS];
+};
+
+/* Every flooder pushes its share without ever completing a message; the
+ * streams' buffers together never go over the budget, checked on every
+ * turn of the loop. Done once all but the few that fit were closed. */
+static bool budget_flooded(void *arg)
+{
+	static const uint8_t chunk[16384];
+	struct budget_flood *bf = arg;
+	struct hc_gossip_net_stats st = stats(bf->n);
+
+	assert_true(st.buffered <= BUDGET);
+	for (int i = 0; i < FLOODERS; i++) {
+		size_t want = FLOOD_BYTES - bf->sent[i];
+		ssize_t n;
+
+		if (bf->gone[i] || !want)
+			continue;
+		n = send(bf->fd[i], chunk, want < sizeof(chunk) ? want : sizeof(chunk),
+			 MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n > 0)
+			bf->sent[i] += (size_t)n;
+		else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+			bf->gone[i] = true;
+	}
+	/* a survivor holds FLOOD_BYTES: at most BUDGET / FLOOD_BYTES survive */
+	return st.over_budget >= FLOODERS - BUDGET / FLOOD_BYTES;
+}
+
+static bool all_closed(void *arg)
+{
+	struct node *n = arg;
+
+	return stats(n).buffered == 0 &&
+	       stats(n).stream_errors + stats(n).stream_timeouts >= FLOODERS;
+}
+
+/* Many streams at once, each within the per-stream cap, cannot make the
+ * node buffer more than the budget in all: the ones that would are closed
+ * and counted, and the node still answers a stream afterwards. */
+static void test_streams_share_one_budget(void **state)
+{
+	struct fixture *f = *state;
+	struct node b;
+	struct budget_flood bf = { .n = &b };
+	struct replies r = { 0 };
+	struct stats_wait w = { .n = &b, .in = FLOODERS };
+	struct hc_gossip_net_stats st;
+
+	node_start_budget(&b, f->loop, "127.0.0.1:0", LIMIT_MS, 128, BUDGET);
+	b.mode = SILENT;
+	for (int i = 0; i < FLOODERS; i++)
+		bf.fd[i] = raw_connect(hc_gossip_net_port(b.net));
+	assert_true(run_until(f->loop, stats_reached, &w));
+	assert_true(run_until(f->loop, budget_flooded, &bf));
+	st = stats(&b);
+	assert_true(st.buffered_peak <= BUDGET);
+	assert_true(st.buffered <= BUDGET);
+	assert_true(st.over_budget >= FLOODERS - BUDGET / FLOOD_BYTES);
+	for (int i = 0; i < FLOODERS; i++)
+		close(bf.fd[i]);
+	assert_true(run_until(f->loop, all_closed, &b));
+
+	b.mode = ECHO;
+	r.fd[0] = raw_connect(hc_gossip_net_port(b.net));
+	r.fd[1] = raw_connect(hc_gossip_net_port(b.net));
+	echo_two_and_close(f, &r);
+	hc_gossip_net_free(b.net);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -738,6 +833,7 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_accept_pauses_when_out_of_fds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_oversized_stream_closed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_streams_share_one_budget, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -386,6 +386,46 @@ static void test_query_filters(void **state)
 	cluster_free(c);
 }
 
+/* Tag filters from the network: a pattern a backtracking matcher would
+ * take exponential time on is answered (by no node) at once; one too long
+ * or invalid matches no node and is counted as a bad filter. */
+static void test_hostile_tag_filters(void **state)
+{
+	struct cluster *c = joined_cluster(3);
+	char longer[300];
+	struct hc_gossip_kv slow[] = { { "role", "^(d|d|b*)*(b*)*(x+x+)+y$" } };
+	struct hc_gossip_kv big[] = { { "role", longer } };
+	struct hc_gossip_kv bad[] = { { "role", "(d" } };
+	struct hc_gossip_query_params p = { .ntags = 1, .timeout_ms = 2000 };
+	struct collected got[3] = { 0 };
+	struct hc_serf_stats st;
+	uint64_t refused = 0;
+
+	(void)state;
+	memset(longer, 'd', sizeof(longer) - 1);
+	longer[sizeof(longer) - 1] = '\0';
+	for (int i = 0; i < 3; i++)
+		c->nodes[i].respond = true;
+	p.tags = slow;
+	assert_int_equal(hc_gossip_query(c->nodes[0].g, "q1", NULL, 0, &p, on_response, on_done,
+					 &got[0]), 0);
+	p.tags = big;
+	assert_int_equal(hc_gossip_query(c->nodes[0].g, "q2", NULL, 0, &p, on_response, on_done,
+					 &got[1]), 0);
+	p.tags = bad;
+	assert_int_equal(hc_gossip_query(c->nodes[0].g, "q3", NULL, 0, &p, on_response, on_done,
+					 &got[2]), 0);
+	hc_simnet_run_ms(c->net, 3000);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(got[i].responses, 0);
+		assert_int_equal(got[i].done, 1);
+		hc_gossip_stats(c->nodes[i].g, &st);
+		refused += st.dropped[HC_GOSSIP_DROP_BAD_FILTER];
+	}
+	assert_int_equal(refused, 2 * 3); /* q2 and q3, on every node */
+	cluster_free(c);
+}
+
 static void test_respond_rules(void **state)
 {
 	struct cluster *c = joined_cluster(2);
@@ -635,6 +675,7 @@ int main(void)
 		cmocka_unit_test(test_old_events_reach_a_later_joiner),
 		cmocka_unit_test(test_query_acks_and_responses),
 		cmocka_unit_test(test_query_filters),
+		cmocka_unit_test(test_hostile_tag_filters),
 		cmocka_unit_test(test_respond_rules),
 		cmocka_unit_test(test_failure_then_reap),
 		cmocka_unit_test(test_graceful_leave_is_left_not_failed),

@@ -204,6 +204,96 @@ static void test_json_round_trip(void **state)
 	hc_workload_spec_fini(&spec);
 }
 
+/* Capabilities: names checked against Linux's, normalised, defaults and
+ * repeats not stored twice; the effective set is the defaults then cap_add. */
+static void test_capabilities(void **state)
+{
+	struct hc_workload_spec spec;
+	const char *caps[64];
+	struct hc_err err;
+	size_t n;
+
+	(void)state;
+	base_spec(&spec);
+	assert_int_equal(hc_workload_spec_add_cap(&spec, "net_raw", &err), 0);
+	assert_int_equal(hc_workload_spec_add_cap(&spec, "CAP_NET_RAW", &err), 0);
+	assert_int_equal(hc_workload_spec_add_cap(&spec, "chown", &err), 0); /* a default */
+	assert_int_equal(hc_workload_spec_add_cap(&spec, "Sys_Ptrace", &err), 0);
+	assert_int_equal(spec.ncap_add, 2);
+	assert_string_equal(spec.cap_add[0], "NET_RAW");
+	assert_string_equal(spec.cap_add[1], "SYS_PTRACE");
+	assert_int_equal(hc_workload_spec_add_cap(&spec, "ALL", &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "unknown capability"));
+	assert_int_equal(hc_workload_spec_add_cap(&spec, "NET_RAWR", &err), -EINVAL);
+	assert_int_equal(hc_workload_spec_add_cap(&spec, "", &err), -EINVAL);
+	assert_int_equal(hc_workload_spec_add_cap(&spec, "CAP_", &err), -EINVAL);
+	n = hc_workload_spec_caps(&spec, caps, 64);
+	assert_int_equal(n, 10);
+	assert_string_equal(caps[0], "CHOWN");
+	assert_string_equal(caps[7], "NET_BIND_SERVICE");
+	assert_string_equal(caps[8], "NET_RAW");
+	assert_string_equal(caps[9], "SYS_PTRACE");
+	for (size_t i = 0; i < n; i++)
+		assert_string_not_equal(caps[i], "MKNOD");
+	assert_int_equal(hc_workload_spec_validate(&spec, &err), 0);
+	/* a name that came over the wire unchecked is caught by validation */
+	free(spec.cap_add[1]);
+	spec.cap_add[1] = strdup("BOGUS");
+	assert_int_equal(hc_workload_spec_validate(&spec, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "BOGUS"));
+	hc_workload_spec_fini(&spec);
+}
+
+static void test_pids_limit(void **state)
+{
+	struct hc_workload_spec spec;
+	struct hc_err err;
+
+	(void)state;
+	base_spec(&spec);
+	assert_int_equal(hc_workload_spec_pids_limit(&spec), HC_RUNTIME_DEFAULT_PIDS_LIMIT);
+	spec.pids_limit = 64;
+	assert_int_equal(hc_workload_spec_pids_limit(&spec), 64);
+	assert_int_equal(hc_workload_spec_validate(&spec, &err), 0);
+	spec.pids_limit = HC_RUNTIME_MIN_PIDS_LIMIT - 1;
+	assert_int_equal(hc_workload_spec_validate(&spec, &err), -EINVAL);
+	spec.pids_limit = HC_RUNTIME_MAX_PIDS_LIMIT + 1u;
+	assert_int_equal(hc_workload_spec_validate(&spec, &err), -EINVAL);
+	hc_workload_spec_fini(&spec);
+}
+
+/* The hardening settings survive the stored JSON; absent keys read back as
+ * "not hardened" (pids_limit 0), as for workloads spawned before them. */
+static void test_json_hardening(void **state)
+{
+	struct hc_workload_spec spec, back;
+	struct hc_err err;
+	char *text;
+
+	(void)state;
+	base_spec(&spec);
+	assert_int_equal(hc_workload_spec_add_cap(&spec, "NET_RAW", &err), 0);
+	spec.pids_limit = 1024;
+	spec.read_only_rootfs = true;
+	text = hc_workload_spec_to_json(&spec);
+	assert_non_null(text);
+	assert_non_null(strstr(text, "\"cap_add\":[\"NET_RAW\"]"));
+	assert_non_null(strstr(text, "\"pids_limit\":1024"));
+	assert_non_null(strstr(text, "\"read_only_rootfs\":true"));
+	assert_int_equal(hc_workload_spec_from_json(text, &back), 0);
+	assert_int_equal(back.ncap_add, 1);
+	assert_string_equal(back.cap_add[0], "NET_RAW");
+	assert_int_equal(back.pids_limit, 1024);
+	assert_true(back.read_only_rootfs);
+	hc_workload_spec_fini(&back);
+	free(text);
+	assert_int_equal(hc_workload_spec_from_json("{\"cores\":1,\"cap_add\":[1,\"X\"]}", &back), 0);
+	assert_int_equal(back.pids_limit, 0);
+	assert_false(back.read_only_rootfs);
+	hc_workload_spec_fini(&back);
+	hc_workload_spec_fini(&spec);
+}
+
 static void test_json_hostile(void **state)
 {
 	struct hc_workload_spec spec;
@@ -237,6 +327,8 @@ int main(void)
 		cmocka_unit_test(test_validate),	 cmocka_unit_test(test_json_round_trip),
 		cmocka_unit_test(test_json_hostile),
 		cmocka_unit_test(test_egress_label),
+		cmocka_unit_test(test_capabilities),	 cmocka_unit_test(test_pids_limit),
+		cmocka_unit_test(test_json_hardening),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

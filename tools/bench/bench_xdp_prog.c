@@ -35,6 +35,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "benchstat.h"
 #include "bpfnet.h"
 #include "hc_xdp.skel.h"
 #include "pktbuild.h"
@@ -54,20 +55,6 @@ struct bench {
 	struct hc_xdp *skel;
 	int prog, stats;
 };
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Sorts v and returns its median. */
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(v[0]), cmp_double);
-	return v[n / 2];
-}
 
 static uint64_t rx_packets(struct bench *b)
 {
@@ -250,8 +237,8 @@ int main(void)
 	    measure_single(&b, dnat, (size_t)dnat_len, XDP_REDIRECT, &dnat_single))
 		goto out;
 
-	pass_med = median(pass_ns, RUNS);
-	dnat_med = median(dnat_ns, RUNS);
+	pass_med = hc_bench_median(pass_ns, RUNS);
+	dnat_med = hc_bench_median(dnat_ns, RUNS);
 	printf("hc_xdp_ingress, %d-byte TCP frames, BPF_PROG_TEST_RUN repeat %d, "
 	       "%d alternating runs per path (median, min-max):\n", pass_len, REPEAT, RUNS);
 	printf("  pass-through (no service)      %5.0f ns/packet  (%.0f-%.0f)\n", pass_med,
@@ -259,7 +246,7 @@ int main(void)
 	printf("  DNAT + redirect (established)  %5.0f ns/packet  (%.0f-%.0f)\n", dnat_med,
 	       dnat_ns[0], dnat_ns[RUNS - 1]);
 	printf("  ratio DNAT / pass-through      %5.2f  (median of the per-run ratios %.2f)\n",
-	       pass_med > 0 ? dnat_med / pass_med : 0.0, median(ratio, RUNS));
+	       pass_med > 0 ? dnat_med / pass_med : 0.0, hc_bench_median(ratio, RUNS));
 	printf("cross-check, repeat 1 on a fresh frame, mean of %d calls (includes the "
 	       "timer's own cost per call):\n", SINGLE_CALLS);
 	printf("  pass-through %.1f ns, DNAT %.1f ns, ratio %.2f\n", pass_single, dnat_single,
