@@ -487,6 +487,8 @@ class Runtime(unittest.TestCase):
     def test_05_agent_restart_keeps_workloads(self):
         wid = self.spawn("web", "--mem", "32")
         ip = self.workload(wid)["ip"]
+        # serving before the agent goes (a spawn returns once it started)
+        wait_for("the workload serving", lambda: http_get("http://%s:8080/" % ip), 20)
         self.assertEqual(self.agent.stop(), 0, self.agent.log()[-3000:])
         # containerd went with the agent; the workload keeps serving
         self.assertIsNotNone(http_get("http://%s:8080/" % ip))
@@ -904,8 +906,9 @@ class Runtime(unittest.TestCase):
         acceptor = threading.Thread(target=accept_all, daemon=True)
         acceptor.start()
         port = hctest.free_port()
-        r = self.cli("routes", "add", "--bpf-pin-dir", PIN_DIR, "--host", "limit.test",
-                     "--port", str(port), "--backend", "127.0.0.1:%d" % backend.getsockname()[1])
+        r = hctest.run_cli("routes", "add", "--bpf-pin-dir", PIN_DIR, "--host", "limit.test",
+                           "--port", str(port), "--backend",
+                           "127.0.0.1:%d" % backend.getsockname()[1])
         self.assertEqual(r.returncode, 0, r.stderr)
         held = []
 
@@ -917,8 +920,8 @@ class Runtime(unittest.TestCase):
             for c in accepted:
                 c.close()
             backend.close()
-            self.cli("routes", "del", "--bpf-pin-dir", PIN_DIR, "--host", "limit.test",
-                     "--port", str(port))
+            hctest.run_cli("routes", "del", "--bpf-pin-dir", PIN_DIR, "--host", "limit.test",
+                           "--port", str(port))
         self.addCleanup(cleanup)
 
         def proxy_metric(name, **labels):
