@@ -548,8 +548,12 @@ struct hc_dataplane *hc_dataplane_open(const struct hc_dataplane_config *cfg,
 	if (!rc)
 		rc = hc_dpmaps_set_egress_allow(&dp->maps, cfg->egress_allow, cfg->n_egress_allow,
 						err);
-	if (!rc)
+	if (!rc) {
 		rc = hc_dataplane_refresh(dp);
+		if (rc)
+			hc_err_set(err, rc, "cannot record this node's addresses in %s and %s: %s",
+				   HC_MAP_HOST_ADDRS, HC_MAP_MEMBERS, strerror(-rc));
+	}
 	if (!rc)
 		rc = uplink_attach(dp, cfg->mode, err);
 	if (rc)
