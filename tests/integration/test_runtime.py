@@ -465,6 +465,9 @@ class Runtime(unittest.TestCase):
     def test_05_agent_restart_keeps_workloads(self):
         wid = self.spawn("web", "--mem", "32")
         ip = self.workload(wid)["ip"]
+        # serving before the agent goes, so what is checked below is that it
+        # keeps serving (a spawn returns before httpd listens)
+        wait_for("HTTP from the workload", lambda: http_get("http://%s:8080/" % ip))
         self.assertEqual(self.agent.stop(), 0, self.agent.log()[-3000:])
         # containerd went with the agent; the workload keeps serving
         self.assertIsNotNone(http_get("http://%s:8080/" % ip))
