@@ -570,13 +570,14 @@ class Runtime(unittest.TestCase):
         def used():
             _, _, body = self.agent.http("/metrics")
             m = re.search(rb'hypercore_capacity_vcpus\{kind="used"\} (\d+)', body)
-            return m and int(m.group(1)) >= 2 and body
+            # the capacity counts it from "created" on, the state lags
+            running = re.search(rb'hypercore_runtime_workloads\{state="running"\} [1-9]', body)
+            return m and int(m.group(1)) >= 2 and running and body
         # the agent's next look (every 2 s) sees a spawn made without it;
         # 20 s is that with room for a loaded machine, not for a stuck watch
         body = wait_for("capacity in /metrics", used, timeout=20)
         self.assertRegex(body, rb'hypercore_capacity_vcpus\{kind="total"\} \d+')
         self.assertRegex(body, rb'hypercore_capacity_memory_bytes\{kind="used"\} \d+')
-        self.assertRegex(body, rb'hypercore_runtime_workloads\{state="running"\} [1-9]')
 
     def test_10_insecure_registry_over_plain_http(self):
         ref = "%s/edge/web:1" % self.remote.addr
