@@ -117,7 +117,7 @@ def remove_run_resources(prefix):
         for f in os.listdir(pin):
             os.unlink(os.path.join(pin, f))
         os.rmdir(pin)
-    for link in (prefix + "r0", uplink):
+    for link in (prefix + "r0", uplink, prefix + "m0"):
         subprocess.run(["ip", "link", "del", link], capture_output=True)
     for ns in (prefix + "-reg", prefix + "-cl", prefix + "-mb"):
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
@@ -898,7 +898,10 @@ class Runtime(unittest.TestCase):
     @classmethod
     def make_escape(cls):
         servers = NsServers(MEMBER_NS)
+        # the veth first: a namespace's own go only when the kernel frees it
         cls.addClassCleanup(lambda: subprocess.run(["ip", "netns", "del", MEMBER_NS],
+                                                   capture_output=True))
+        cls.addClassCleanup(lambda: subprocess.run(["ip", "link", "del", MEMBER_VETH[0]],
                                                    capture_output=True))
         cls.addClassCleanup(servers.close)
         for cmd in (["netns", "add", MEMBER_NS],
