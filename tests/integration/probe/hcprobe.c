@@ -511,6 +511,7 @@ static int http_probe(double secs, const char *target, const char *host)
 	char req[256], resp[4096], *body, *eol;
 	size_t n = 0;
 	double deadline = now_s() + secs;
+	struct timeval tv = { .tv_sec = (time_t)secs };
 	union sa_any sa;
 	socklen_t len = parse_target(target, &sa);
 	int fd, status = 0;
@@ -520,8 +521,6 @@ static int http_probe(double secs, const char *target, const char *host)
 	fd = socket(sa.sa.sa_family, SOCK_STREAM, 0);
 	if (fd < 0)
 		goto fail;
-	struct timeval tv = { .tv_sec = (time_t)secs };
-
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	if (connect(fd, &sa.sa, len) < 0)
