@@ -155,7 +155,13 @@ int hc_tc_from_wl(struct __sk_buff *skb)
 		found = hc_ct_reply(&p);
 
 	if (wl && (wl->flags & HC_WL_F_ISOLATE)) {
-		reason = hc_egress_verdict(data, data_end, rc, &p, wl, found != NULL);
+		/* The kernel takes a VLAN tag out of the frame into the skb
+		 * before TC sees it; a tag it is all the same (untagged frames
+		 * only), and a reply redirected to the uplink would carry it
+		 * onto the wire there. */
+		reason = skb->vlan_present ? HC_DROP_WL_NOT_IP
+					   : hc_egress_verdict(data, data_end, rc, &p, wl,
+							       found != NULL);
 		if (reason) {
 			hc_count_drop(reason);
 			hc_count_tx(st, len, 1);

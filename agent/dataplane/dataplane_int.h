@@ -65,7 +65,6 @@ struct hc_dataplane {
 	 * their pins by hc_dataplane_open_pinned) owned here. */
 	int tc_from_wl_fd, tc_to_wl_fd;
 	bool own_prog_fds;
-	bool warned_addrs; /* said once that the host has too many addresses */
 	/* hc_workloads entries of an older layout, until the new map takes them */
 	struct {
 		__u32 ifindex;
@@ -83,8 +82,9 @@ struct hc_dataplane {
 int hc_dpmaps_init_from_pins(struct hc_dpmaps *m, const char *pin_dir, struct hc_err *err);
 void hc_dpmaps_fini(struct hc_dpmaps *m);
 
-/* Makes hc_host_addrs hold exactly addrs[0..n), and the entries of
- * hc_members flagged HC_MEMBER_F_LOCAL. */
+/* Makes hc_host_addrs hold addrs[0..n) (each once; IPv6 link-local ones
+ * only as room allows, after the rest), and the entries of hc_members
+ * flagged HC_MEMBER_F_LOCAL exactly addrs[0..n). */
 int hc_dpmaps_set_host_addrs(struct hc_dpmaps *m, const struct hc_ipaddr *addrs, size_t n);
 
 /* ---- egress.c ---- */

@@ -341,14 +341,6 @@ int hc_dataplane_refresh(struct hc_dataplane *dp)
 	rc = hc_nl_local_addrs(&addrs, &n);
 	if (rc)
 		return rc;
-	if (n > HC_HOST_ADDRS_MAX) {
-		/* the first ones (lo, the uplink) come first in the dump */
-		if (!dp->warned_addrs)
-			hc_log(HC_LOG_WARN, "%zu local addresses: only the first %d are kept from "
-					    "workloads", n, HC_HOST_ADDRS_MAX);
-		dp->warned_addrs = true;
-		n = HC_HOST_ADDRS_MAX;
-	}
 	rc = hc_dpmaps_set_host_addrs(&dp->maps, addrs, n);
 	free(addrs);
 	if (!rc)
@@ -556,8 +548,12 @@ struct hc_dataplane *hc_dataplane_open(const struct hc_dataplane_config *cfg,
 	if (!rc)
 		rc = hc_dpmaps_set_egress_allow(&dp->maps, cfg->egress_allow, cfg->n_egress_allow,
 						err);
-	if (!rc && (rc = hc_dataplane_refresh(dp)) < 0)
-		hc_err_set(err, rc, "cannot fill the address maps: %s", strerror(-rc));
+	if (!rc) {
+		rc = hc_dataplane_refresh(dp);
+		if (rc)
+			hc_err_set(err, rc, "cannot record this node's addresses in %s and %s: %s",
+				   HC_MAP_HOST_ADDRS, HC_MAP_MEMBERS, strerror(-rc));
+	}
 	if (!rc)
 		rc = uplink_attach(dp, cfg->mode, err);
 	if (rc)

@@ -323,31 +323,69 @@ int hc_dpmaps_service_del_static(struct hc_dpmaps *m, uint8_t proto, uint16_t no
 
 /* ---- host addresses ---- */
 
+/* fe80::/10: the host side of every workload's veth has one of its own. */
+static bool ip6_link_local(const struct hc_ipaddr *a)
+{
+	return a->family == HC_AF_INET6 && a->ip6[0] == 0xfe && (a->ip6[1] & 0xc0) == 0x80;
+}
+
+static bool addr_listed(const struct hc_ipaddr *list, size_t n, const struct hc_ipaddr *a)
+{
+	for (size_t i = 0; i < n; i++)
+		if (memcmp(&list[i], a, sizeof(*a)) == 0)
+			return true;
+	return false;
+}
+
+/* What hc_host_addrs should hold, into want (HC_HOST_ADDRS_MAX entries):
+ * each address once, the routable ones first, then IPv6 link-local ones
+ * as room allows. The map is sized for a node's own addresses, not for the
+ * link-local address each workload's veth adds (some 250 workloads would
+ * fill it), and node ports come to the uplink's routable addresses.
+ * -E2BIG when a routable address found no room. */
+static int host_addrs_wanted(const struct hc_ipaddr *addrs, size_t n, struct hc_ipaddr *want,
+			     size_t *k)
+{
+	int rc = 0;
+
+	*k = 0;
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < n; i++) {
+			if (ip6_link_local(&addrs[i]) != (pass == 1) || addr_listed(want, *k, &addrs[i]))
+				continue;
+			if (*k == HC_HOST_ADDRS_MAX) {
+				rc = pass == 0 ? -E2BIG : rc;
+				break;
+			}
+			want[(*k)++] = addrs[i];
+		}
+	}
+	return rc;
+}
+
 int hc_dpmaps_set_host_addrs(struct hc_dpmaps *m, const struct hc_ipaddr *addrs, size_t n)
 {
-	struct hc_ipaddr stale[HC_HOST_ADDRS_MAX], key;
-	size_t n_stale = 0;
+	struct hc_ipaddr stale[HC_HOST_ADDRS_MAX], want[HC_HOST_ADDRS_MAX], key;
+	size_t n_stale = 0, n_want;
 	__u8 one = 1;
 	void *prev = NULL;
-	int rc = 0, local_rc;
+	int rc, local_rc;
 
+	rc = host_addrs_wanted(addrs, n, want, &n_want);
 	/* Collect what is no longer ours first: deleting during the walk
 	 * would restart it. */
 	while (n_stale < HC_HOST_ADDRS_MAX && bpf_map_get_next_key(m->host_addrs, prev, &key) == 0) {
-		bool keep = false;
-
-		for (size_t i = 0; i < n && !keep; i++)
-			keep = memcmp(&addrs[i], &key, sizeof(key)) == 0;
-		if (!keep)
+		if (!addr_listed(want, n_want, &key))
 			stale[n_stale++] = key;
 		prev = &key;
 	}
 	for (size_t i = 0; i < n_stale; i++)
 		if (bpf_map_delete_elem(m->host_addrs, &stale[i]) < 0 && errno != ENOENT)
 			rc = rc ? rc : -errno;
-	for (size_t i = 0; i < n; i++)
-		if (bpf_map_update_elem(m->host_addrs, &addrs[i], &one, BPF_ANY) < 0)
+	for (size_t i = 0; i < n_want; i++)
+		if (bpf_map_update_elem(m->host_addrs, &want[i], &one, BPF_ANY) < 0)
 			rc = rc ? rc : -errno;
+	/* every address, whatever hc_host_addrs could take: this isolates */
 	local_rc = hc_dp_members_set_flag(m, HC_MEMBER_F_LOCAL, addrs, n);
 	return rc ? rc : local_rc;
 }
