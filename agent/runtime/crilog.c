@@ -525,6 +525,10 @@ struct hc_crilog_cursor {
 	struct hc_crilog_seg *backlog;
 	size_t nbacklog, ibacklog;
 	long skip[3]; /* the current file's tail window, after the backlog */
+	/* the file before a replacement: a rotated log's writer may still add
+	 * its last lines after the new file appeared; read until the next one */
+	int prev_fd;
+	off_t prev_off;
 };
 
 static int open_log(const char *path, int *fd_out, struct stat *st)
@@ -555,6 +559,8 @@ void hc_crilog_cursor_free(struct hc_crilog_cursor *c)
 		close(c->ifd);
 	if (c->fd >= 0)
 		close(c->fd);
+	if (c->prev_fd >= 0)
+		close(c->prev_fd);
 	for (size_t i = c->ibacklog; i < c->nbacklog; i++)
 		close(c->backlog[i].fd);
 	free(c->backlog);
@@ -573,7 +579,7 @@ struct hc_crilog_cursor *hc_crilog_cursor_open(const char *path, long tail)
 
 	if (!c)
 		return NULL;
-	c->fd = c->ifd = c->wd_file = -1;
+	c->fd = c->ifd = c->wd_file = c->prev_fd = -1;
 	c->path = strdup(path);
 	c->parser = hc_crilog_parser_new(0);
 	c->buf = malloc(BLOCK);
@@ -747,7 +753,10 @@ static int switch_file(struct hc_crilog_cursor *c, hc_crilog_line_fn *fn, void *
 	if (r < 0)
 		return r;
 	hc_log(HC_LOG_DEBUG, "%s was replaced, reading the new file", c->path);
-	close(c->fd);
+	if (c->prev_fd >= 0)
+		close(c->prev_fd);
+	c->prev_fd = c->fd;
+	c->prev_off = c->off;
 	c->fd = fd;
 	c->dev = st.st_dev;
 	c->ino = st.st_ino;
@@ -785,6 +794,13 @@ int hc_crilog_cursor_read(struct hc_crilog_cursor *c, hc_crilog_line_fn *fn, voi
 	if (r)
 		return r;
 	drain_events(c);
+	if (c->prev_fd >= 0 && fstat(c->prev_fd, &st) == 0 && st.st_size > c->prev_off) {
+		/* late lines of the file before (out of order, but not lost) */
+		r = hc_crilog_feed_range(c->parser, c->prev_fd, &c->prev_off, st.st_size, c->buf,
+					 fn, arg);
+		if (r)
+			return r;
+	}
 	if (fstat(c->fd, &st) < 0)
 		return -errno;
 	if (st.st_size < c->off) {

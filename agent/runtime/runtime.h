@@ -279,8 +279,10 @@ struct hc_log_line {
 typedef int hc_runtime_log_fn(void *arg, const struct hc_log_line *line);
 
 /* Calls fn for the last tail lines of the workload's log (tail < 0: all),
- * then, with follow, for new lines until fn returns nonzero, stop_fd becomes
- * readable or the workload is gone. 0, -ENOENT or -errno. Blocks. */
+ * reaching into its rotated files when the current one holds fewer, then,
+ * with follow, for new lines (going on in the new file after a rotation)
+ * until fn returns nonzero, stop_fd becomes readable or the workload is
+ * gone. 0, -ENOENT or -errno. Blocks. */
 int hc_runtime_logs(struct hc_runtime *rt, const char *id, long tail, bool follow, int stop_fd,
 		    hc_runtime_log_fn *fn, void *arg, struct hc_err *err);
 

@@ -1401,6 +1401,34 @@ static void test_late_lines_in_the_rotated_file(void **state)
 	got_free(&g);
 }
 
+/* "logs --follow" across a rotation: the new file after the old one, and
+ * what containerd still writes to the old one after the new one appeared
+ * is read too. */
+static void test_follow_across_rotation(void **state)
+{
+	struct hc_crilog_cursor *c;
+	struct reopen_double rd = { 0 };
+	struct got g = { 0 };
+	char one[160];
+
+	(void)state;
+	hc_crilog_rotated_name(path, 1, one, sizeof(one));
+	append_numbered(path, 0, 3);
+	c = hc_crilog_cursor_open(path, -1);
+	assert_non_null(c);
+	assert_int_equal(hc_crilog_cursor_read(c, collect, &g), 0);
+	append_numbered(path, 3, 5);
+	assert_int_equal(hc_crilog_rotate(path, 1, 3, reopen_double, &rd), 1);
+	append_numbered(path, 5, 7);
+	assert_int_equal(hc_crilog_cursor_read(c, collect, &g), 0);
+	assert_numbered(&g, 0, 7);
+	append_numbered(one, 7, 8); /* late, to the old file */
+	assert_int_equal(hc_crilog_cursor_read(c, collect, &g), 0);
+	assert_numbered(&g, 0, 8);
+	hc_crilog_cursor_free(c);
+	got_free(&g);
+}
+
 /* "logs --tail N" with fewer lines in the current file: the rest comes
  * from the rotated files, oldest first. */
 static void test_cursor_tail_across_rotation(void **state)
@@ -1498,6 +1526,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_late_lines_in_the_rotated_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cursor_tail_across_rotation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_follow_across_rotation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_numbered_reads_cost_what_they_return, setup,
 						teardown),
 	};
