@@ -14,6 +14,7 @@
 #include "log/log.h"
 #include "pbjson/pbjson.h"
 #include "rpc/rpc.h"
+#include "runtime/runtime.h"
 
 #define DEFAULT_BASE_URL "example.com"
 #define DEFAULT_TIMEOUT_MS 10000
@@ -173,6 +174,13 @@ const struct hc_cli_opt hc_cli_opts_cluster[] = {
 		    "vCPUs offered to workloads (default max(nproc, 225))"),
 	HC_CLI_UINT("capacity-mem", A, cfg.capacity_mem_mb, 1, 1ul << 30, NULL, "MB",
 		    "memory offered (default: MemAvailable)"),
+	HC_CLI_UINT("log-max-size", A, cfg.log_max_size, HC_RUNTIME_LOG_MIN_SIZE, 1ul << 40, NULL,
+		    "BYTES",
+		    "rotate a workload's log when it reaches this size (default 10485760, "
+		    "10 MiB; at least 65536)"),
+	HC_CLI_UINT("log-max-files", A, cfg.log_max_files, 1, HC_RUNTIME_LOG_MAX_FILES, NULL, "N",
+		    "rotated log files kept per workload besides the current one (default 3): "
+		    "a workload's logs take at most (N + 1) x --log-max-size"),
 
 	HC_CLI_GROUP("Data plane (XDP and TC programs, pinned maps)"),
 	HC_CLI_STR("dataplane-iface", A, cfg.dataplane_iface, "IF",

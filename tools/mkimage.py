@@ -13,6 +13,9 @@ Images:
           (longer than containerd's 16 KiB log record)
   exiter  prints "exiting with $EXIT_CODE" and exits with EXIT_CODE (default 3)
           after EXIT_AFTER seconds (default 0.5)
+  flooder after LOG_DELAY seconds (default 3) writes LOG_MIB MiB (default 200)
+          of 1 KiB lines to stdout, one MiB every LOG_PAUSE seconds (default
+          0: as fast as it can), then "flood done", then sleeps
   probe   --binary PATH  a static tests/integration/probe/hcprobe.c as the
           entrypoint /hcprobe, its setuid-root copy /hcprobe-suid, busybox
           for attach, and a user 1000
@@ -42,7 +45,7 @@ import tarfile
 
 BUSYBOX = "/bin/busybox"
 APPLETS = ("sh", "httpd", "hostname", "echo", "cat", "sleep", "printf", "head", "tr", "ls",
-           "ps", "tty", "env", "id", "true", "false", "seq", "dd", "nc")
+           "ps", "tty", "env", "id", "true", "false", "seq", "dd", "nc", "yes")
 
 WEB_INIT = """#!/bin/sh
 mkdir -p /www
@@ -62,6 +65,19 @@ while :; do
     n=$((n + 1))
     sleep "${LOG_INTERVAL:-0.2}"
 done
+"""
+
+FLOODER_INIT = """#!/bin/sh
+sleep "${LOG_DELAY:-3}"
+line=$(head -c 1023 /dev/zero | tr '\\0' x)
+i=0
+while [ "$i" -lt "${LOG_MIB:-200}" ]; do
+    yes "$line" | head -n 1024
+    i=$((i + 1))
+    sleep "${LOG_PAUSE:-0}"
+done
+echo "flood done"
+exec sleep 86400
 """
 
 EXITER_INIT = """#!/bin/sh
@@ -151,6 +167,9 @@ def build(kind, binary=None):
     elif kind == "exiter":
         data = busybox_layer(EXITER_INIT)
         config.update(Entrypoint=["/init"])
+    elif kind == "flooder":
+        data = busybox_layer(FLOODER_INIT)
+        config.update(Entrypoint=["/init"])
     elif kind == "probe":
         if not binary:
             sys.exit("mkimage: probe needs --binary")
@@ -228,7 +247,7 @@ def write_archive(path, name, blobs, manifest):
 
 def main():
     ap = argparse.ArgumentParser(description="Build small reproducible OCI images.")
-    ap.add_argument("kind", choices=("pause", "web", "logger", "exiter", "probe"))
+    ap.add_argument("kind", choices=("pause", "web", "logger", "exiter", "flooder", "probe"))
     ap.add_argument("--binary", help="the pause or hcprobe executable (pause, probe)")
     ap.add_argument("--oci-dir", help="write an OCI image layout here")
     ap.add_argument("--tag", default="latest", help="tag inside the OCI layout")

@@ -527,6 +527,9 @@ static void collect(struct hc_metrics_writer *w, void *arg)
 		c->map_sync_errors);
 	counter(w, "hypercore_jobs_refused_total",
 		"Runtime jobs refused because the worker pool's queue was full", c->jobs_refused);
+	counter(w, "hypercore_logs_refused_total",
+		"Logs calls refused because too many reads of that workload's log, or of all "
+		"logs, were in flight", c->logs_refused);
 	hc_cluster_jobs_threads(c, &threads, &queued);
 	hc_metrics_family(w, "hypercore_job_threads", "gauge", "Worker threads of the job pool.");
 	hc_metrics_sample(w, "hypercore_job_threads", NULL, threads);

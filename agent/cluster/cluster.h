@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "base/base.h"
 #include "cluster.pb-c.h"
@@ -41,9 +42,10 @@ struct hc_cluster_runtime_ops {
 		     struct hc_workload *out, struct hc_err *err);
 	int (*stop)(void *ctx, const char *id, int grace_s, struct hc_err *err);
 	int (*list)(void *ctx, struct hc_workload **list, size_t *n, struct hc_err *err);
-	int (*logs)(void *ctx, const char *id, long tail, bool follow, int stop_fd,
+	/* hc_runtime_logs_lines: numbered reads from a line on */
+	int (*logs)(void *ctx, const char *id, uint32_t tail, uint64_t from_line, uint64_t window,
 		    int (*fn)(void *arg, const struct hc_log_line *line), void *arg,
-		    struct hc_err *err);
+		    uint64_t *next_line, struct hc_err *err);
 	int (*capacity)(void *ctx, struct hc_runtime_capacity *out, struct hc_err *err);
 	/*
 	 * Optional: runs one job, run(arg) (which makes calls above), then
@@ -58,8 +60,8 @@ struct hc_cluster_runtime_ops {
 	int (*run_job)(void *ctx, void (*run)(void *arg), void (*done)(void *arg), void *arg);
 };
 
-/* agent/runtime's calls, a client per call; ctx: a struct hc_runtime_config
- * (its socket must stay valid). */
+/* agent/runtime's calls; ctx: a struct hc_runtime (hc_runtime_new), one
+ * client shared by every job thread, which must outlive the cluster. */
 extern const struct hc_cluster_runtime_ops hc_cluster_runtime_cri;
 
 struct hc_cluster_config {

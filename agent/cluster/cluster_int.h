@@ -265,6 +265,8 @@ struct hc_cluster {
 	struct job_pool *job_pool; /* made with the first job */
 	uint64_t jobs_refused;
 	uint64_t busy_warn_next_ms;
+	size_t logs_inflight;  /* Logs operations not finished (logs.c) */
+	uint64_t logs_refused; /* over its bounds */
 
 	/* Where state.c and local.c report what they see (orchestrate.c). */
 	hc_cluster_report_fn *report;

@@ -18,7 +18,15 @@
 #include "log/log.h"
 
 #define LOGS_MAX_BYTES (1u << 20) /* an answer: the newest MiB of the lines asked for */
+/* What a read looks at, back from the log's end: a call costs at most this
+ * much file, however far back from_line is. */
+#define LOGS_WINDOW_BYTES (8ull << 20)
 #define FETCH_TIMEOUT_MS 10000
+/* Reads of one workload's log in flight on this node (followers poll with
+ * from_line, so this bounds followers too), and of all logs: logs never
+ * take the whole job pool from spawns and stops. Over: RESOURCE_EXHAUSTED. */
+#define LOGS_PER_WORKLOAD 16
+#define LOGS_INFLIGHT_MAX 128
 
 struct logs_job {
 	struct job job;
@@ -37,7 +45,7 @@ struct logs_job {
 	size_t len, cap;
 	size_t *starts; /* line start offsets in text */
 	size_t nlines, lines_cap;
-	uint64_t line_no, next_line;
+	uint64_t next_line;
 };
 
 /* ---- local: collect the lines asked for ---- */
@@ -60,8 +68,6 @@ static int keep_line(void *arg, const struct hc_log_line *line)
 	struct logs_job *lj = arg;
 	size_t need;
 
-	if (lj->line_no++ < lj->from_line)
-		return 0;
 	if (lj->len > 8 * LOGS_MAX_BYTES && lj->nlines > 1)
 		compact(lj);
 	need = lj->len + line->len + 1;
@@ -121,7 +127,8 @@ static void local_run(struct job *j)
 		snprintf(lj->err, sizeof(lj->err), "this node runs no workloads");
 		return;
 	}
-	r = rt->logs(j->c->cfg.runtime_ctx, lj->id, -1, false, -1, keep_line, lj, &err);
+	r = rt->logs(j->c->cfg.runtime_ctx, lj->id, lj->tail, lj->from_line, LOGS_WINDOW_BYTES,
+		     keep_line, lj, &lj->next_line, &err);
 	if (r == -ENOENT) {
 		lj->code = HC_RPC_NOT_FOUND;
 		snprintf(lj->err, sizeof(lj->err), "no workload %s on this node", lj->id);
@@ -131,7 +138,6 @@ static void local_run(struct job *j)
 			 r == -ENOMEM ? "out of memory" : err.msg);
 	} else {
 		trim(lj);
-		lj->next_line = lj->line_no;
 	}
 }
 
@@ -220,11 +226,33 @@ static void logs_done(struct job *j)
 		}
 	}
 	op->finished = true;
+	j->c->logs_inflight--;
 	hc_cluster_op_release_if_idle(op);
 	free(lj->text);
 	free(lj->starts);
 	explicit_bzero(lj->token, sizeof(lj->token));
 	free(lj);
+}
+
+/* Whether another read of id's log may start: under both bounds. */
+static bool logs_room(struct hc_cluster *c, const char *id, char *msg, size_t len)
+{
+	struct hc_cluster_op *op;
+	size_t same = 0;
+
+	if (c->logs_inflight >= LOGS_INFLIGHT_MAX) {
+		snprintf(msg, len, "this node is busy: %d log reads in flight", LOGS_INFLIGHT_MAX);
+		return false;
+	}
+	hc_list_for_each(op, &c->ops, link)
+		if (op->kind == OP_LOGS && !op->finished && strcmp(op->id, id) == 0)
+			same++;
+	if (same >= LOGS_PER_WORKLOAD) {
+		snprintf(msg, len, "too many reads of the log of %s in flight (%d): try again later",
+			 id, LOGS_PER_WORKLOAD);
+		return false;
+	}
+	return true;
 }
 
 struct hc_cluster_op *hc_cluster_logs(struct hc_cluster *c,
@@ -254,6 +282,11 @@ struct hc_cluster_op *hc_cluster_logs(struct hc_cluster *c,
 			return NULL;
 		}
 	}
+	if (!logs_room(c, req->id, msg, sizeof(msg))) {
+		c->logs_refused++;
+		done(arg, HC_RPC_RESOURCE_EXHAUSTED, msg, NULL);
+		return NULL;
+	}
 	lj = calloc(1, sizeof(*lj));
 	lj_op = lj ? hc_cluster_op_new(c, OP_LOGS, arg) : NULL;
 	if (!lj_op) {
@@ -264,6 +297,7 @@ struct hc_cluster_op *hc_cluster_logs(struct hc_cluster *c,
 	lj->op = lj_op;
 	lj_op->done = done;
 	snprintf(lj->id, sizeof(lj->id), "%s", req->id);
+	snprintf(lj_op->id, sizeof(lj_op->id), "%s", req->id);
 	lj->tail = req->tail;
 	lj->from_line = req->from_line;
 	if (p) {
@@ -271,12 +305,14 @@ struct hc_cluster_op *hc_cluster_logs(struct hc_cluster *c,
 		lj->port = (uint16_t)p->http_port;
 		snprintf(lj->token, sizeof(lj->token), "%s", c->api_token);
 	}
+	c->logs_inflight++;
 	r = p ? hc_cluster_job_start_thread(c, &lj->job, remote_run, logs_done)
 	      : hc_cluster_job_start(c, &lj->job, local_run, logs_done);
 	if (r < 0) {
 		free(lj);
 		lj_op->finished = true;
 		hc_cluster_op_release_if_idle(lj_op);
+		c->logs_inflight--;
 		done(arg, HC_RPC_RESOURCE_EXHAUSTED,
 		     r == -EBUSY ? "this node is busy (too many runtime jobs waiting)"
 				 : "cannot start a worker", NULL);

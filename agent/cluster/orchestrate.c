@@ -325,8 +325,9 @@ static void query_done(void *arg)
 	struct op_query *q = arg;
 	struct hc_cluster_op *op = q->op;
 
+	/* this query still counts while its end is handled: a spawn it ends
+	 * releases op when idle, which must wait for the release below */
 	hc_list_remove(&q->link);
-	op->inflight--;
 	if (!op->finished && !op->c->closing && q->attempt == op->attempt) {
 		if (op->kind == OP_STOP) {
 			char msg[160];
@@ -341,6 +342,7 @@ static void query_done(void *arg)
 		}
 	}
 	free(q);
+	op->inflight--;
 	hc_cluster_op_release_if_idle(op);
 }
 

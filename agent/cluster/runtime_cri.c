@@ -1,67 +1,37 @@
 /* The cluster's runtime operations (cluster.h) over agent/runtime, which
- * reaches containerd through CRI. A client per call: the calls block and run
- * on several job threads at once, and a client connects lazily. */
+ * reaches containerd through CRI. ctx is one struct hc_runtime shared by
+ * every job thread: its calls are thread-safe and share one gRPC channel
+ * (runtime_int.h), instead of a channel opened and torn down per call. */
 #include <errno.h>
-#include <stdio.h>
 
 #include "cluster/cluster.h"
 #include "runtime/runtime.h"
 
-/* A client for one call; NULL with err filled when out of memory. */
-static struct hc_runtime *client(void *ctx, struct hc_err *err)
-{
-	struct hc_runtime *rt = hc_runtime_new(ctx);
-
-	if (!rt)
-		snprintf(err->msg, sizeof(err->msg), "out of memory");
-	return rt;
-}
-
 static int cri_spawn(void *ctx, const struct hc_workload_spec *spec, const char *id,
 		     struct hc_workload *out, struct hc_err *err)
 {
-	struct hc_runtime *rt = client(ctx, err);
-	int r = rt ? hc_runtime_spawn(rt, spec, id, out, err) : -ENOMEM;
-
-	hc_runtime_free(rt);
-	return r;
+	return hc_runtime_spawn(ctx, spec, id, out, err);
 }
 
 static int cri_stop(void *ctx, const char *id, int grace_s, struct hc_err *err)
 {
-	struct hc_runtime *rt = client(ctx, err);
-	int r = rt ? hc_runtime_stop(rt, id, grace_s, err) : -ENOMEM;
-
-	hc_runtime_free(rt);
-	return r;
+	return hc_runtime_stop(ctx, id, grace_s, err);
 }
 
 static int cri_list(void *ctx, struct hc_workload **list, size_t *n, struct hc_err *err)
 {
-	struct hc_runtime *rt = client(ctx, err);
-	int r = rt ? hc_runtime_list(rt, list, n, err) : -ENOMEM;
-
-	hc_runtime_free(rt);
-	return r;
+	return hc_runtime_list(ctx, list, n, err);
 }
 
-static int cri_logs(void *ctx, const char *id, long tail, bool follow, int stop_fd,
-		    hc_runtime_log_fn *fn, void *arg, struct hc_err *err)
+static int cri_logs(void *ctx, const char *id, uint32_t tail, uint64_t from_line, uint64_t window,
+		    hc_runtime_log_fn *fn, void *arg, uint64_t *next_line, struct hc_err *err)
 {
-	struct hc_runtime *rt = client(ctx, err);
-	int r = rt ? hc_runtime_logs(rt, id, tail, follow, stop_fd, fn, arg, err) : -ENOMEM;
-
-	hc_runtime_free(rt);
-	return r;
+	return hc_runtime_logs_lines(ctx, id, tail, from_line, window, fn, arg, next_line, err);
 }
 
 static int cri_capacity(void *ctx, struct hc_runtime_capacity *out, struct hc_err *err)
 {
-	struct hc_runtime *rt = client(ctx, err);
-	int r = rt ? hc_runtime_capacity(rt, out, err) : -ENOMEM;
-
-	hc_runtime_free(rt);
-	return r;
+	return hc_runtime_capacity(ctx, out, err);
 }
 
 const struct hc_cluster_runtime_ops hc_cluster_runtime_cri = {

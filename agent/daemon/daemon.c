@@ -43,8 +43,7 @@ struct daemon {
 	struct hc_api *api;
 	struct hc_containerd *containerd; /* NULL with --containerd-socket */
 	struct hc_runtime_watch *watch;
-	struct hc_runtime_config runtime; /* what the cluster's jobs use */
-	bool has_runtime;
+	struct hc_runtime *runtime; /* one CRI client, shared by the cluster's job threads */
 	struct daemon_dataplane *dataplane; /* NULL with --no-dataplane */
 	struct hc_proxy *proxy;             /* NULL with --no-proxy or --no-dataplane */
 	uint64_t proxy_timer;
@@ -450,6 +449,8 @@ static int start_runtime(struct daemon *d, const struct hc_daemon_config *cfg, s
 		.state_dir = cfg->state_dir,
 		.capacity_cpus = cfg->capacity_cpus,
 		.capacity_mem_mb = cfg->capacity_mem_mb,
+		.log_max_size = cfg->log_max_size,
+		.log_max_files = cfg->log_max_files,
 	};
 	struct hc_containerd_config ccfg = {
 		.state_dir = cfg->state_dir,
@@ -480,8 +481,9 @@ static int start_runtime(struct daemon *d, const struct hc_daemon_config *cfg, s
 			return hc_err_set(err, rerr.code, "%s", rerr.msg);
 		rcfg.socket = hc_containerd_socket(d->containerd);
 	}
-	d->runtime = rcfg;
-	d->has_runtime = true;
+	d->runtime = hc_runtime_new(&rcfg);
+	if (!d->runtime)
+		return hc_err_set(err, -ENOMEM, "out of memory");
 	d->watch = hc_runtime_watch_start(d->loop, &rcfg,
 					  cfg->watch_interval_ms ? cfg->watch_interval_ms
 								 : WATCH_INTERVAL_MS,
@@ -504,6 +506,7 @@ static void daemon_fini(struct daemon *d)
 	hc_cluster_free(d->cluster);
 	d->cluster = NULL;
 	hc_runtime_watch_stop(d->watch);
+	hc_runtime_free(d->runtime); /* after the cluster's jobs ended */
 	/* workloads keep running in their shims; the next agent adopts them */
 	hc_containerd_stop(d->containerd, CONTAINERD_STOP_MS);
 	/* the proxy's connections end with it; node ports keep flowing */
@@ -579,9 +582,9 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, struct hc_err *err)
 	d.nofile = raise_fd_limit();
 	if (!cfg->no_runtime && start_runtime(&d, cfg, err) < 0)
 		goto fail;
-	if (d.has_runtime) {
+	if (d.runtime) {
 		ccfg.runtime = &hc_cluster_runtime_cri;
-		ccfg.runtime_ctx = &d.runtime;
+		ccfg.runtime_ctx = d.runtime;
 	}
 	ccfg.on_local = on_local_workloads;
 	ccfg.on_routes = on_routes_changed;
@@ -604,8 +607,9 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, struct hc_err *err)
 		hc_cluster_set_maps(d.cluster, hc_daemon_dataplane_maps(d.dataplane));
 		/* every spawn of the cluster's (a spawn, a respawn, a restart) is
 		 * isolated before its container exists; set before any job runs */
-		d.runtime.on_sandbox = hc_daemon_dataplane_on_sandbox;
-		d.runtime.on_sandbox_arg = d.dataplane;
+		if (d.runtime)
+			hc_runtime_set_on_sandbox(d.runtime, hc_daemon_dataplane_on_sandbox,
+						  d.dataplane);
 		if (!cfg->no_proxy && start_proxy(&d, cfg, err) < 0)
 			goto fail;
 	}

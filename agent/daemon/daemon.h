@@ -60,6 +60,8 @@ struct hc_daemon_config {
 	uint32_t capacity_cpus;        /* 0: max(nproc, 225) */
 	uint32_t capacity_mem_mb;      /* 0: MemAvailable */
 	uint32_t watch_interval_ms;    /* workload checks; 0: 2000 */
+	uint64_t log_max_size;         /* a workload log's rotation size; 0: 10 MiB */
+	unsigned log_max_files;        /* rotated files kept; 0: 3 */
 
 	/* Data plane */
 	bool no_dataplane;             /* load no BPF programs */

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #define HC_LOG_MODULE "runtime"
+#include "crilog_int.h"
 #include "log/log.h"
 #include "runtime_int.h"
 
@@ -40,6 +41,69 @@ char *hc_runtime_abspath(const char *path)
 	return concat(cwd, "/", path);
 }
 
+static struct hc_cri_chan *chan_new(const char *target)
+{
+	struct hc_cri_chan *ch = calloc(1, sizeof(*ch));
+
+	if (!ch)
+		return NULL;
+	ch->client = hc_rpc_client_new(target);
+	if (!ch->client) {
+		free(ch);
+		return NULL;
+	}
+	ch->refs = 1;
+	return ch;
+}
+
+/* Drops a reference; the last one closes the channel (outside the lock:
+ * closing waits for gRPC). */
+static void chan_put(struct hc_runtime *rt, struct hc_cri_chan *ch)
+{
+	bool last;
+
+	pthread_mutex_lock(&rt->lock);
+	last = --ch->refs == 0;
+	pthread_mutex_unlock(&rt->lock);
+	if (last) {
+		hc_rpc_client_free(ch->client);
+		free(ch);
+	}
+}
+
+/* The channel for one call, with a reference the caller puts back. After
+ * containerd went away a fresh channel replaces the current one: gRPC backs
+ * off reconnecting for up to minutes, a new channel connects at once to a
+ * restarted containerd. The old one stays until its calls in flight end. */
+static struct hc_cri_chan *chan_get(struct hc_runtime *rt)
+{
+	struct hc_cri_chan *fresh = NULL, *old = NULL, *ch;
+	bool want;
+
+	pthread_mutex_lock(&rt->lock);
+	want = rt->reconnect;
+	pthread_mutex_unlock(&rt->lock);
+	if (want)
+		fresh = chan_new(rt->target); /* not under the lock: it allocates */
+	pthread_mutex_lock(&rt->lock);
+	if (fresh && rt->reconnect) {
+		old = rt->chan;
+		rt->chan = fresh;
+		rt->reconnect = false;
+		fresh = NULL;
+	}
+	ch = rt->chan;
+	ch->refs++;
+	pthread_mutex_unlock(&rt->lock);
+	if (old)
+		chan_put(rt, old);
+	if (fresh) { /* another thread swapped first */
+		hc_rpc_client_free(fresh->client);
+		free(fresh);
+	}
+	return ch;
+}
+
 struct hc_runtime *hc_runtime_new(const struct hc_runtime_config *cfg)
 {
 	struct hc_runtime *rt = calloc(1, sizeof(*rt));
@@ -62,11 +126,18 @@ struct hc_runtime *hc_runtime_new(const struct hc_runtime_config *cfg)
 	rt->capacity_mem_mb = cfg->capacity_mem_mb;
 	rt->on_sandbox = cfg->on_sandbox;
 	rt->on_sandbox_arg = cfg->on_sandbox_arg;
-	if (!rt->socket || !rt->log_root || !rt->cgroup_parent ||
+	rt->log_max_size = cfg->log_max_size ? cfg->log_max_size : HC_RUNTIME_DEFAULT_LOG_MAX_SIZE;
+	rt->log_max_files = cfg->log_max_files ? cfg->log_max_files
+					       : HC_RUNTIME_DEFAULT_LOG_MAX_FILES;
+	if (rt->log_max_files > HC_RUNTIME_LOG_MAX_FILES)
+		rt->log_max_files = HC_RUNTIME_LOG_MAX_FILES;
+	rt->log_marks = hc_crilog_marks_new();
+	pthread_mutex_init(&rt->lock, NULL);
+	if (!rt->socket || !rt->log_root || !rt->cgroup_parent || !rt->log_marks ||
 	    !(rt->target = concat("unix:", "", cfg->socket)))
 		goto fail;
-	rt->client = hc_rpc_client_new(rt->target);
-	if (!rt->client)
+	rt->chan = chan_new(rt->target);
+	if (!rt->chan)
 		goto fail;
 	return rt;
 fail:
@@ -79,12 +150,22 @@ void hc_runtime_free(struct hc_runtime *rt)
 {
 	if (!rt)
 		return;
-	hc_rpc_client_free(rt->client);
+	/* no call is in flight any more: the caller's promise */
+	if (rt->chan)
+		chan_put(rt, rt->chan);
+	pthread_mutex_destroy(&rt->lock);
+	hc_crilog_marks_free(rt->log_marks);
 	free(rt->socket);
 	free(rt->target);
 	free(rt->log_root);
 	free(rt->cgroup_parent);
 	free(rt);
+}
+
+void hc_runtime_set_on_sandbox(struct hc_runtime *rt, hc_runtime_sandbox_fn *fn, void *arg)
+{
+	rt->on_sandbox = fn;
+	rt->on_sandbox_arg = arg;
 }
 
 int hc_cri_socket_probe(const char *path)
@@ -121,27 +202,28 @@ int hc_cri_call(struct hc_runtime *rt, const char *method, const ProtobufCMessag
 	struct hc_rpc_status st;
 	int e;
 
+	struct hc_cri_chan *ch;
+	int rc;
+
 	snprintf(path, sizeof(path), "/runtime.v1.%s", method);
 	*resp = NULL;
-	if (rt->reconnect) {
-		/* gRPC backs off reconnecting for up to minutes after containerd
-		 * went away; a fresh channel connects at once to a restarted one */
-		struct hc_rpc_client *fresh = hc_rpc_client_new(rt->target);
-
-		if (fresh) {
-			hc_rpc_client_free(rt->client);
-			rt->client = fresh;
-			rt->reconnect = 0;
-		}
+	ch = chan_get(rt);
+	rc = hc_rpc_client_call(ch->client, path, req, resp_type, resp, NULL, 0, timeout_ms, &st);
+	e = rc == 0 ? 0 : -hc_rpc_code_errno(st.code);
+	if (e == ECONNREFUSED) {
+		/* only if no other call replaced the channel meanwhile */
+		pthread_mutex_lock(&rt->lock);
+		if (rt->chan == ch)
+			rt->reconnect = true;
+		pthread_mutex_unlock(&rt->lock);
 	}
-	if (hc_rpc_client_call(rt->client, path, req, resp_type, resp, NULL, 0, timeout_ms, &st) == 0)
+	chan_put(rt, ch);
+	if (rc == 0)
 		return 0;
-	e = -hc_rpc_code_errno(st.code);
 	hc_log(HC_LOG_DEBUG, "CRI %s failed: %s %s", method,
 	       hc_rpc_code_name(st.code), st.message);
 	if (e == ECONNREFUSED) {
 		/* not retried here: the call may have reached containerd */
-		rt->reconnect = 1;
 		return hc_err_set(err, -e, "%s: containerd at %s is not answering (%s)", what,
 				  rt->socket, st.message);
 	}

@@ -15,12 +15,10 @@
 #include "log/log.h"
 
 #define TAG_MAX 16
-/* Everything that decides whether a record is valid and what it is lies in
- * its first HEADER_MAX bytes: timestamp, space, stream, space, tag, space. */
-#define HEADER_MAX 64
+#define HEADER_MAX HC_CRILOG_HEADER_MAX
 _Static_assert(HC_CRILOG_TIMESTAMP_MAX + 1 + 6 + 1 + TAG_MAX + 1 <= HEADER_MAX, "header bound");
 
-#define BLOCK 65536	       /* read and backward-scan unit */
+#define BLOCK HC_CRILOG_BLOCK /* read and backward-scan unit */
 #define SHRINK_ABOVE 65536     /* buffers grown past this are released after use */
 #define FOLLOW_RECHECK_MS 2000 /* with inotify: a safety net for what it cannot see */
 #define FOLLOW_POLL_MS 250     /* without inotify */
@@ -319,6 +317,11 @@ int hc_crilog_parser_feed(struct hc_crilog_parser *p, const char *data, size_t l
 	return r;
 }
 
+void hc_crilog_parser_skip(struct hc_crilog_parser *p, const long skip[3])
+{
+	memcpy(p->skip, skip, sizeof(p->skip));
+}
+
 int hc_crilog_parser_flush(struct hc_crilog_parser *p, hc_crilog_line_fn *fn, void *arg)
 {
 	int r = 0;
@@ -432,9 +435,8 @@ static int pread_full(int fd, char *buf, size_t len, off_t off, size_t *got)
 	return 0;
 }
 
-/* Where to start reading a file of size bytes for its last tail lines, and
- * how many lines of each class to skip from there. */
-static int find_tail(int fd, off_t size, long tail, off_t *start, long skip[3])
+int hc_crilog_find_tail(int fd, off_t size, off_t floor, long tail, off_t *start, long skip[3],
+			long *found)
 {
 	struct tail_scan t = { .tail = tail };
 	off_t bend = size, next_nl = -1;
@@ -442,6 +444,7 @@ static int find_tail(int fd, off_t size, long tail, off_t *start, long skip[3])
 	int r = 0;
 
 	*start = 0;
+	*found = 0;
 	memset(skip, 0, 3 * sizeof(skip[0]));
 	if (tail < 0 || size == 0)
 		return 0;
@@ -449,8 +452,8 @@ static int find_tail(int fd, off_t size, long tail, off_t *start, long skip[3])
 	buf = malloc(BLOCK + HEADER_MAX);
 	if (!buf)
 		return -ENOMEM;
-	while (bend > 0) {
-		off_t bstart = bend > BLOCK ? bend - BLOCK : 0;
+	while (bend > floor) {
+		off_t bstart = bend - floor > BLOCK ? bend - BLOCK : floor;
 		size_t want = size - bstart < BLOCK + HEADER_MAX ? (size_t)(size - bstart)
 								 : BLOCK + HEADER_MAX;
 		size_t got, i;
@@ -488,12 +491,14 @@ static int find_tail(int fd, off_t size, long tail, off_t *start, long skip[3])
 			break;
 	}
 	if (!t.exceeded) {
-		/* every line is shown: from the start */
-		t.start = 0;
+		/* every line is shown: from the start, or the first whole
+		 * record past the floor */
+		t.start = floor == 0 ? 0 : next_nl >= 0 ? next_nl + 1 : size;
 		memset(t.skip, 0, sizeof(t.skip));
 		memset(t.skip_run, 0, sizeof(t.skip_run));
 	}
 	*start = t.start;
+	*found = t.count;
 	skip[HC_CRILOG_STDOUT] = t.skip[HC_CRILOG_STDOUT] + t.skip_run[HC_CRILOG_STDOUT];
 	skip[HC_CRILOG_STDERR] = t.skip[HC_CRILOG_STDERR] + t.skip_run[HC_CRILOG_STDERR];
 	skip[CLASS_MALFORMED] = t.skip[CLASS_MALFORMED];
@@ -516,6 +521,14 @@ struct hc_crilog_cursor {
 	int wd_file;
 	struct hc_crilog_parser *parser;
 	char *buf; /* BLOCK bytes */
+	/* a tail reaching into rotated files: their part, read first */
+	struct hc_crilog_seg *backlog;
+	size_t nbacklog, ibacklog;
+	long skip[3]; /* the current file's tail window, after the backlog */
+	/* the file before a replacement: a rotated log's writer may still add
+	 * its last lines after the new file appeared; read until the next one */
+	int prev_fd;
+	off_t prev_off;
 };
 
 static int open_log(const char *path, int *fd_out, struct stat *st)
@@ -546,6 +559,11 @@ void hc_crilog_cursor_free(struct hc_crilog_cursor *c)
 		close(c->ifd);
 	if (c->fd >= 0)
 		close(c->fd);
+	if (c->prev_fd >= 0)
+		close(c->prev_fd);
+	for (size_t i = c->ibacklog; i < c->nbacklog; i++)
+		close(c->backlog[i].fd);
+	free(c->backlog);
 	hc_crilog_parser_free(c->parser);
 	free(c->buf);
 	free(c->path);
@@ -556,11 +574,12 @@ struct hc_crilog_cursor *hc_crilog_cursor_open(const char *path, long tail)
 {
 	struct hc_crilog_cursor *c = calloc(1, sizeof(*c));
 	struct stat st;
-	int r;
+	long found;
+	int dfd = -1, r;
 
 	if (!c)
 		return NULL;
-	c->fd = c->ifd = c->wd_file = -1;
+	c->fd = c->ifd = c->wd_file = c->prev_fd = -1;
 	c->path = strdup(path);
 	c->parser = hc_crilog_parser_new(0);
 	c->buf = malloc(BLOCK);
@@ -568,16 +587,32 @@ struct hc_crilog_cursor *hc_crilog_cursor_open(const char *path, long tail)
 		r = -ENOMEM;
 		goto fail;
 	}
+	/* no rotation between opening the file and its rotated ones */
+	dfd = hc_crilog_lock_dir(path, false);
 	r = open_log(path, &c->fd, &st);
 	if (r < 0)
 		goto fail;
 	c->dev = st.st_dev;
 	c->ino = st.st_ino;
-	r = find_tail(c->fd, st.st_size, tail, &c->off, c->parser->skip);
+	r = hc_crilog_find_tail(c->fd, st.st_size, 0, tail, &c->off, c->skip, &found);
 	if (r < 0)
 		goto fail;
+	if (tail < 0 || found < tail) {
+		c->backlog = calloc(HC_CRILOG_MAX_FILES, sizeof(*c->backlog));
+		r = c->backlog ? hc_crilog_backlog_open(path, tail < 0 ? -1 : tail - found,
+							c->backlog, &c->nbacklog)
+			       : -ENOMEM;
+		if (r < 0)
+			goto fail;
+	}
+	if (!c->nbacklog)
+		hc_crilog_parser_skip(c->parser, c->skip);
+	if (dfd >= 0)
+		close(dfd);
 	return c;
 fail:
+	if (dfd >= 0)
+		close(dfd);
 	hc_crilog_cursor_free(c);
 	errno = -r;
 	return NULL;
@@ -646,13 +681,12 @@ static void drain_events(struct hc_crilog_cursor *c)
 		;
 }
 
-/* Feeds fd from c->off up to size (not past: a writer as fast as us must
- * not keep us here). */
-static int feed_file(struct hc_crilog_cursor *c, off_t size, hc_crilog_line_fn *fn, void *arg)
+int hc_crilog_feed_range(struct hc_crilog_parser *p, int fd, off_t *off, off_t to, char *buf,
+			 hc_crilog_line_fn *fn, void *arg)
 {
-	while (c->off < size) {
-		size_t want = size - c->off < BLOCK ? (size_t)(size - c->off) : BLOCK;
-		ssize_t n = pread(c->fd, c->buf, want, c->off);
+	while (*off < to) {
+		size_t want = to - *off < BLOCK ? (size_t)(to - *off) : BLOCK;
+		ssize_t n = pread(fd, buf, want, *off);
 		size_t used;
 		int r;
 
@@ -662,12 +696,19 @@ static int feed_file(struct hc_crilog_cursor *c, off_t size, hc_crilog_line_fn *
 			return -errno;
 		if (n == 0)
 			break; /* shrank meanwhile: the next read sees it */
-		r = hc_crilog_parser_feed(c->parser, c->buf, (size_t)n, &used, fn, arg);
-		c->off += (off_t)used;
+		r = hc_crilog_parser_feed(p, buf, (size_t)n, &used, fn, arg);
+		*off += (off_t)used;
 		if (r)
 			return r;
 	}
 	return 0;
+}
+
+/* Feeds fd from c->off up to size (not past: a writer as fast as us must
+ * not keep us here). */
+static int feed_file(struct hc_crilog_cursor *c, off_t size, hc_crilog_line_fn *fn, void *arg)
+{
+	return hc_crilog_feed_range(c->parser, c->fd, &c->off, size, c->buf, fn, arg);
 }
 
 /* Reads what the open file holds now. */
@@ -712,7 +753,10 @@ static int switch_file(struct hc_crilog_cursor *c, hc_crilog_line_fn *fn, void *
 	if (r < 0)
 		return r;
 	hc_log(HC_LOG_DEBUG, "%s was replaced, reading the new file", c->path);
-	close(c->fd);
+	if (c->prev_fd >= 0)
+		close(c->prev_fd);
+	c->prev_fd = c->fd;
+	c->prev_off = c->off;
 	c->fd = fd;
 	c->dev = st.st_dev;
 	c->ino = st.st_ino;
@@ -721,12 +765,42 @@ static int switch_file(struct hc_crilog_cursor *c, hc_crilog_line_fn *fn, void *
 	return feed_file(c, st.st_size, fn, arg);
 }
 
+/* The rotated files' part of a tail, once, before the current file. */
+static int read_backlog(struct hc_crilog_cursor *c, hc_crilog_line_fn *fn, void *arg)
+{
+	while (c->ibacklog < c->nbacklog) {
+		struct hc_crilog_seg *g = &c->backlog[c->ibacklog];
+
+		int r;
+
+		hc_crilog_parser_skip(c->parser, g->skip);
+		r = hc_crilog_feed_range(c->parser, g->fd, &g->from, g->to, c->buf, fn, arg);
+		if (r)
+			return r;
+		close(g->fd);
+		c->ibacklog++;
+		if (c->ibacklog == c->nbacklog)
+			hc_crilog_parser_skip(c->parser, c->skip);
+	}
+	return 0;
+}
+
 int hc_crilog_cursor_read(struct hc_crilog_cursor *c, hc_crilog_line_fn *fn, void *arg)
 {
 	struct stat st, at;
 	int r;
 
+	r = read_backlog(c, fn, arg);
+	if (r)
+		return r;
 	drain_events(c);
+	if (c->prev_fd >= 0 && fstat(c->prev_fd, &st) == 0 && st.st_size > c->prev_off) {
+		/* late lines of the file before (out of order, but not lost) */
+		r = hc_crilog_feed_range(c->parser, c->prev_fd, &c->prev_off, st.st_size, c->buf,
+					 fn, arg);
+		if (r)
+			return r;
+	}
 	if (fstat(c->fd, &st) < 0)
 		return -errno;
 	if (st.st_size < c->off) {

@@ -14,6 +14,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 /* Longest line handed out; the rest of a longer one is dropped and the line
  * marked truncated, so a workload printing without newlines costs at most
@@ -21,6 +23,11 @@
 #define HC_CRILOG_MAX_LINE (1u << 20)
 /* The longest timestamp accepted: "2006-01-02T15:04:05.999999999-07:00" */
 #define HC_CRILOG_TIMESTAMP_MAX 35
+/* Everything that decides whether a record is valid and what it is lies in
+ * its first HC_CRILOG_HEADER_MAX bytes: timestamp, stream, tag, spaces. */
+#define HC_CRILOG_HEADER_MAX 64
+/* The unit files are read in, forwards and backwards. */
+#define HC_CRILOG_BLOCK 65536
 
 enum hc_crilog_stream { HC_CRILOG_STDOUT = 0, HC_CRILOG_STDERR = 1 };
 
@@ -96,6 +103,111 @@ int hc_crilog_parser_feed(struct hc_crilog_parser *p, const char *data, size_t l
  */
 int hc_crilog_parser_flush(struct hc_crilog_parser *p, hc_crilog_line_fn *fn, void *arg);
 
+/* Feeds p from fd's bytes [*off, to), read into buf (HC_CRILOG_BLOCK
+ * bytes); *off advances past what the parser took. A file shorter than to
+ * ends the feed early (not an error). 0, fn's nonzero value or -errno. */
+int hc_crilog_feed_range(struct hc_crilog_parser *p, int fd, off_t *off, off_t to, char *buf,
+			 hc_crilog_line_fn *fn, void *arg);
+
+/* Sets how many lines of each class (stdout, stderr, malformed) the parser
+ * drops unseen before it emits any: a tail's window (hc_crilog_find_tail). */
+void hc_crilog_parser_skip(struct hc_crilog_parser *p, const long skip[3]);
+
+/*
+ * Where to start reading the first size bytes of fd for their last tail
+ * lines (tail < 0: all), how many lines of each class to skip from there,
+ * and how many lines that yields (*found, at most tail). Reads backwards in
+ * 64 KiB blocks, never below floor (a window: then at most from the first
+ * whole record past it): the cost is what is shown. 0 or -errno.
+ */
+int hc_crilog_find_tail(int fd, off_t size, off_t floor, long tail, off_t *start, long skip[3],
+			long *found);
+
+/* ---- rotation: <path>, then <path>.1 (newest rotated) ... <path>.N ----
+ *
+ * The agent renames a log that reached its size cap to <path>.1 (shifting
+ * older ones, dropping those past the count kept) and has containerd reopen
+ * <path> (CRI ReopenContainerLog). Lines are numbered from the workload's
+ * first, across rotations: <path>.lines records, per file (by inode), the
+ * number of its first line, so numbers survive rotations, dropped files and
+ * agent restarts. A file the index does not know (a crash mid-rotation)
+ * starts where the one before it ends, counted. A line's number is that of
+ * the record that ends it (an F record or a malformed one).
+ *
+ * Rotation takes an exclusive flock on the log's directory, readers a shared
+ * one while they open the files, so a reader never sees a rotation half
+ * done; once open, a file is read through its descriptor whatever its name.
+ */
+#define HC_CRILOG_MAX_FILES 32 /* rotated files at most */
+
+/* The name of rotated file k of path (k 0: path). 0 or -ENAMETOOLONG. */
+int hc_crilog_rotated_name(const char *path, unsigned k, char *buf, size_t len);
+
+/* Counts the lines that end in fd's bytes [from, to): F and malformed
+ * records. *end: just past the last whole record ('\n') in the range.
+ * 0 or -errno. Reads forward; no allocation beyond one block. */
+int hc_crilog_count_lines(int fd, off_t from, off_t to, uint64_t *lines, off_t *end);
+
+/* Has containerd write path afresh (CRI ReopenContainerLog); the unit
+ * tests pass a double. 0 or -errno. */
+typedef int hc_crilog_reopen_fn(void *arg);
+
+/*
+ * Rotates path when it holds at least min_size bytes: drops rotated files
+ * numbered max_files and up, shifts the others up by one, renames path to
+ * <path>.1, calls reopen, and records in the index where the new file's
+ * lines start. If reopen fails the renames are undone (the writer never
+ * lost its file) and its error returned. 1 rotated, 0 not needed, -errno.
+ * Blocks on the disk and on reopen.
+ */
+int hc_crilog_rotate(const char *path, uint64_t min_size, unsigned max_files,
+		     hc_crilog_reopen_fn *reopen, void *arg);
+
+/* Byte offsets of line numbers seen lately, shared by the readers of every
+ * log (thread-safe), so that a follower's next read starts where its last
+ * one ended instead of counting from the file's start. Bounded. */
+struct hc_crilog_marks;
+
+struct hc_crilog_marks *hc_crilog_marks_new(void);
+void hc_crilog_marks_free(struct hc_crilog_marks *m);
+
+struct hc_crilog_query {
+	uint64_t from_line; /* the first line wanted */
+	uint32_t tail;	    /* at most the last tail of them; 0: no limit */
+	uint64_t window;    /* bytes of log read at most, back from its end; 0: all */
+	bool flush;	    /* also an open partial line at the end (not counted) */
+};
+
+/*
+ * Numbered reads of a rotated log: calls fn for the lines from q->from_line
+ * on (across rotated files, oldest first), the last q->tail of them, within
+ * q->window bytes of the end; *next_line is the number after the last whole
+ * line now in the log, what the next read asks for. Lines older than the
+ * oldest file kept are gone: the read starts at its first. Cost: the lines
+ * returned, plus what was written since the last read (counted once).
+ * 0, -ENOENT without a log, fn's nonzero value or -errno. marks may be NULL.
+ */
+int hc_crilog_read_lines(const char *path, const struct hc_crilog_query *q,
+			 struct hc_crilog_marks *marks, hc_crilog_line_fn *fn, void *arg,
+			 uint64_t *next_line);
+
+/* For the cursor (crilog.c): the rotated files' part of a tail. */
+struct hc_crilog_seg {
+	int fd;
+	off_t from, to;
+	long skip[3];
+};
+
+/* The log's directory, flocked shared (or exclusive): a descriptor to
+ * close when done, or -errno. */
+int hc_crilog_lock_dir(const char *path, bool exclusive);
+
+/* With the directory locked: the last want lines (want < 0: all) of the
+ * rotated files of path, oldest first, as segments to read (their fds are
+ * the caller's). 0 or -errno. */
+int hc_crilog_backlog_open(const char *path, long want, struct hc_crilog_seg *segs,
+			   size_t *nsegs);
+
 /* ---- cursor: a log file on disk ---- */
 
 struct hc_crilog_cursor;
@@ -112,6 +224,8 @@ struct hc_crilog_cursor;
  * the tail are skipped, so exactly min(tail, lines) come out. (One thing is
  * not searched for: a line of a stream left open long before the window, in
  * blocks not scanned; if it ends while followed, its last piece comes out.)
+ * When the file holds fewer than tail lines, the rest come from the rotated
+ * files before it (newest first, as far as needed), read before it.
  * Caller owns the cursor (hc_crilog_cursor_free). NULL + errno: ENOENT when
  * there is no file, EISDIR/EINVAL for something not a regular file, ENOMEM,
  * or open(2)/read(2)'s errno. Blocks only on the file's I/O.

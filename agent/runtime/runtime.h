@@ -70,9 +70,19 @@ struct hc_runtime_config {
 	const char *cgroup_parent; /* NULL: HC_RUNTIME_DEFAULT_CGROUP_PARENT */
 	uint32_t capacity_cpus;	   /* 0: max(nproc, 225), as upstream */
 	uint32_t capacity_mem_mb;  /* 0: MemAvailable plus what workloads hold */
+	uint64_t log_max_size;	   /* a workload's log is rotated past it; 0: default */
+	unsigned log_max_files;	   /* rotated files kept besides the current; 0: default */
 	hc_runtime_sandbox_fn *on_sandbox; /* NULL: nothing between sandbox and container */
 	void *on_sandbox_arg;
 };
+
+/* Logs: at most (files + 1) x size per workload, plus what is written
+ * between two checks (the watch looks every HC_RUNTIME_LOG_CHECK_MS). */
+#define HC_RUNTIME_DEFAULT_LOG_MAX_SIZE (10ull << 20)
+#define HC_RUNTIME_DEFAULT_LOG_MAX_FILES 3
+#define HC_RUNTIME_LOG_MIN_SIZE (64ull << 10)
+#define HC_RUNTIME_LOG_MAX_FILES 32
+#define HC_RUNTIME_LOG_CHECK_MS 200
 
 struct hc_runtime;
 
@@ -81,6 +91,11 @@ struct hc_runtime;
 /* Allocates a client; connects lazily. NULL + errno on allocation failure. */
 struct hc_runtime *hc_runtime_new(const struct hc_runtime_config *cfg);
 void hc_runtime_free(struct hc_runtime *rt);
+
+/* Sets the client's on_sandbox hook (as hc_runtime_config's) after it was
+ * made: the agent's shared client gets it once the data plane is up. Call
+ * before any spawn runs on rt; not synchronised with calls in flight. */
+void hc_runtime_set_on_sandbox(struct hc_runtime *rt, hc_runtime_sandbox_fn *fn, void *arg);
 
 /* Whether something accepts connections on the socket now (no gRPC call);
  * 0, or -ENOENT / -ECONNREFUSED / -EACCES... with err saying what is missing. */
@@ -264,10 +279,27 @@ struct hc_log_line {
 typedef int hc_runtime_log_fn(void *arg, const struct hc_log_line *line);
 
 /* Calls fn for the last tail lines of the workload's log (tail < 0: all),
- * then, with follow, for new lines until fn returns nonzero, stop_fd becomes
- * readable or the workload is gone. 0, -ENOENT or -errno. Blocks. */
+ * reaching into its rotated files when the current one holds fewer, then,
+ * with follow, for new lines (going on in the new file after a rotation)
+ * until fn returns nonzero, stop_fd becomes readable or the workload is
+ * gone. 0, -ENOENT or -errno. Blocks. */
 int hc_runtime_logs(struct hc_runtime *rt, const char *id, long tail, bool follow, int stop_fd,
 		    hc_runtime_log_fn *fn, void *arg, struct hc_err *err);
+
+/*
+ * Numbered reads, for the APIs: calls fn for the lines from from_line on
+ * (lines are numbered from the workload's first, across rotations), the
+ * last tail of them (0: no limit), read from at most window bytes back from
+ * the log's end (0: no limit); *next_line is what the next read asks for.
+ * A read that continues where the last one ended (a follower) starts at the
+ * offset remembered for it; a tail is found backwards: the cost is what is
+ * returned plus what was written since. Safe from several threads at once.
+ * 0, -ENOENT (no such workload, or no output yet: err says) or -errno. Blocks
+ * on a CRI call and the files.
+ */
+int hc_runtime_logs_lines(struct hc_runtime *rt, const char *id, uint32_t tail,
+			  uint64_t from_line, uint64_t window, hc_runtime_log_fn *fn, void *arg,
+			  uint64_t *next_line, struct hc_err *err);
 
 /* ---- interactive exec (hypercore attach) ---- */
 
@@ -301,7 +333,10 @@ struct hc_runtime_watch;
  * Lists the workloads every interval_ms on a thread of its own (CRI calls
  * block) and calls fn on the loop thread once for each workload that exited,
  * including those found exited at the first look. It also removes sandboxes
- * left half-created by a crash, and keeps the figures the metrics show.
+ * left half-created by a crash, and keeps the figures the metrics show. A
+ * second thread keeps the running workloads' logs under cfg's size cap,
+ * rotating them (a stat per log when it was written, or every
+ * HC_RUNTIME_LOG_CHECK_MS; see docs/runtime.md).
  * NULL + errno on failure.
  */
 struct hc_runtime_watch *hc_runtime_watch_start(struct hc_loop *loop,

@@ -3,6 +3,7 @@
 #define HC_RUNTIME_INT_H
 
 #include <jansson.h>
+#include <pthread.h>
 
 #include "cri.pb-c.h"
 #include "rpc/rpc.h"
@@ -22,18 +23,40 @@
 #define HC_CRI_PULL_TIMEOUT_MS 600000
 #define HC_CRI_START_TIMEOUT_MS 120000
 
-struct hc_runtime {
+/* A gRPC channel to containerd, shared by the calls in flight on it. */
+struct hc_cri_chan {
 	struct hc_rpc_client *client;
+	unsigned refs; /* the runtime's own (while current) + one per call; under rt->lock */
+};
+
+/*
+ * One client may serve several threads at once (the agent's job pool):
+ * hc_rpc_client calls are thread-safe, and the channel is swapped for a
+ * fresh one after containerd went away under the lock, the old one living
+ * on until the last call made on it returned.
+ */
+struct hc_runtime {
+	pthread_mutex_t lock;	  /* chan, reconnect */
+	struct hc_cri_chan *chan; /* the current channel */
+	bool reconnect;		  /* a call on chan found containerd gone */
 	char *socket;
 	char *target; /* "unix:<socket>" */
-	int reconnect; /* the last call found containerd gone */
 	char *log_root; /* <state_dir>/logs */
 	char *cgroup_parent;
 	uint32_t capacity_cpus;
 	uint32_t capacity_mem_mb;
+	uint64_t log_max_size;
+	unsigned log_max_files;
+	struct hc_crilog_marks *log_marks; /* where readers stopped (crilog_int.h) */
 	hc_runtime_sandbox_fn *on_sandbox;
 	void *on_sandbox_arg;
 };
+
+/* logs.c, for the watch: rotates the log of a running workload (container
+ * container_id) if it holds at least min_size bytes (the watch passes less
+ * than the cap for a fast writer). 1 rotated, 0 not needed, -errno. */
+int hc_runtime_log_rotate(struct hc_runtime *rt, const char *log_path, const char *container_id,
+			  uint64_t min_size, struct hc_err *err);
 
 /* path made absolute against the working directory (malloc'd), or NULL. */
 char *hc_runtime_abspath(const char *path);

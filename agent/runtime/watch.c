@@ -7,7 +7,11 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define HC_LOG_MODULE "runtime"
 #include "base/base.h"
@@ -17,6 +21,9 @@
 #include "runtime_int.h"
 
 #define ORPHAN_MIN_AGE_S 120 /* far longer than any spawn takes */
+#define LOG_FAST_CHECK_MS 5 /* log checks while a log grows fast */
+#define LOG_ROTATE_MS 10     /* about what a rotation takes (rename, CRI reopen) */
+#define LOG_FAST_HOLD_MS 2000
 
 struct exit_node {
 	struct exit_node *next;
@@ -28,6 +35,16 @@ struct snapshot {
 	int valid;
 	size_t by_state[4];
 	struct hc_runtime_capacity cap;
+};
+
+/* A running workload's log, checked for size between looks. */
+struct watched_log {
+	char path[4096];
+	char container_id[65];
+	off_t last_size;  /* at the previous check */
+	int64_t last_ms;  /* when that was (monotonic) */
+	int64_t fast_until_ms; /* checked often until then: it grew fast lately */
+	int wd;		       /* its inotify watch, or -1 */
 };
 
 struct hc_runtime_watch {
@@ -55,6 +72,18 @@ struct hc_runtime_watch {
 	struct hc_runtime_exit *reported;
 	size_t nreported;
 	int failing; /* thread-only: the last look could not list (and said so) */
+	/* The log thread's: the running workloads' logs it checks. */
+	pthread_t log_thread;
+	bool log_thread_live;
+	int log_ifd; /* inotify: a log was written to; -1 without (then timers only) */
+	struct watched_log *logs;
+	size_t nlogs;
+	/* under lock: the newest list from a look, for the log thread to take */
+	struct watched_log *logs_new;
+	size_t nlogs_new;
+	bool logs_changed;
+	/* under lock: for the metrics */
+	uint64_t rotations, rotation_errors;
 };
 
 static int was_reported(const struct hc_runtime_watch *w, const struct hc_workload *wl)
@@ -239,6 +268,124 @@ static void look_failed(struct hc_runtime_watch *w, const char *why)
 	w->failing = 1;
 }
 
+/* Hands the running workloads' logs to the log thread. */
+static void publish_logs(struct hc_runtime_watch *w, const struct hc_workload *list, size_t n)
+{
+	struct watched_log *now = calloc(n ? n : 1, sizeof(*now));
+	size_t k = 0;
+
+	if (!now)
+		return; /* the old set stays: a removed file is only a failed stat */
+	for (size_t i = 0; i < n; i++) {
+		if (list[i].state != HC_WORKLOAD_RUNNING || !list[i].log_path[0] ||
+		    !list[i].container_id[0])
+			continue;
+		memcpy(now[k].path, list[i].log_path, sizeof(now[k].path));
+		memcpy(now[k].container_id, list[i].container_id, sizeof(now[k].container_id));
+		k++;
+	}
+	pthread_mutex_lock(&w->lock);
+	free(w->logs_new);
+	w->logs_new = now;
+	w->nlogs_new = k;
+	w->logs_changed = true;
+	pthread_mutex_unlock(&w->lock);
+}
+
+/* Log thread: takes the newest list, keeping the sizes it knew. Under lock. */
+static void take_logs(struct hc_runtime_watch *w)
+{
+	struct watched_log *now = w->logs_new;
+
+	if (!w->logs_changed)
+		return;
+	for (size_t i = 0; i < w->nlogs_new; i++) {
+		now[i].wd = -1;
+		for (size_t j = 0; j < w->nlogs; j++)
+			if (strcmp(w->logs[j].path, now[i].path) == 0) {
+				now[i] = w->logs[j];
+				w->logs[j].wd = -1; /* kept */
+			}
+	}
+	for (size_t j = 0; j < w->nlogs; j++)
+		if (w->logs[j].wd >= 0 && w->log_ifd >= 0)
+			inotify_rm_watch(w->log_ifd, w->logs[j].wd);
+	free(w->logs);
+	w->logs = now;
+	w->nlogs = w->nlogs_new;
+	w->logs_new = NULL;
+	w->nlogs_new = 0;
+	w->logs_changed = false;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * A stat per running workload. A log is rotated once it would reach the
+ * cap before the next check and the rotation are done, at the pace it grew
+ * since the last check (never below half the cap): a fast writer's files
+ * stay under the cap rather than a period's output past it. Returns whether
+ * a log grew fast lately (an eighth of the cap per HC_RUNTIME_LOG_CHECK_MS,
+ * within LOG_FAST_HOLD_MS): then the next check comes after LOG_FAST_CHECK_MS.
+ */
+static bool check_logs(struct hc_runtime_watch *w)
+{
+	uint64_t max = w->rt->log_max_size;
+	int64_t now = mono_ms();
+	bool fast = false;
+
+	for (size_t i = 0; i < w->nlogs; i++) {
+		struct watched_log *l = &w->logs[i];
+		uint64_t grew, ahead;
+		int64_t elapsed = l->last_ms && now > l->last_ms ? now - l->last_ms : 1;
+		bool this_fast;
+		struct hc_err err;
+		struct stat st;
+		int r;
+
+		if (l->wd < 0 && w->log_ifd >= 0)
+			l->wd = inotify_add_watch(w->log_ifd, l->path, IN_MODIFY);
+		if (stat(l->path, &st) < 0)
+			continue;
+		grew = st.st_size > l->last_size ? (uint64_t)(st.st_size - l->last_size) : 0;
+		l->last_size = st.st_size;
+		l->last_ms = now;
+		/* writes come in bursts: a pause of a few ms is no slowdown */
+		if (grew * HC_RUNTIME_LOG_CHECK_MS / (uint64_t)elapsed >= max / 8)
+			l->fast_until_ms = now + LOG_FAST_HOLD_MS;
+		this_fast = now < l->fast_until_ms;
+		fast |= this_fast;
+		ahead = grew * ((this_fast ? LOG_FAST_CHECK_MS : HC_RUNTIME_LOG_CHECK_MS) +
+				LOG_ROTATE_MS) / (uint64_t)elapsed;
+		/* a fast writer's pace is noisy: its files go at 3/4 of the cap */
+		if (this_fast && ahead < max / 4)
+			ahead = max / 4;
+		if ((uint64_t)st.st_size + ahead < max || (uint64_t)st.st_size < max / 2)
+			continue;
+		r = hc_runtime_log_rotate(w->rt, l->path, l->container_id, max / 2, &err);
+		pthread_mutex_lock(&w->lock);
+		w->rotations += r > 0;
+		w->rotation_errors += r < 0;
+		pthread_mutex_unlock(&w->lock);
+		if (r < 0)
+			hc_log(HC_LOG_WARN, "cannot rotate %s: %s", l->path, err.msg);
+		else if (r > 0) {
+			l->last_size = 0;
+			/* the watch went with the renamed file: the new one's next */
+			if (l->wd >= 0)
+				inotify_rm_watch(w->log_ifd, l->wd);
+			l->wd = -1;
+		}
+	}
+	return fast;
+}
+
 static void look(struct hc_runtime_watch *w)
 {
 	struct hc_err err;
@@ -259,6 +406,7 @@ static void look(struct hc_runtime_watch *w)
 			queue_exit(w, &list[i]);
 	remember(w, list, n);
 	publish_running(w, list, n);
+	publish_logs(w, list, n);
 	hc_workload_list_free(list, n);
 	r = hc_runtime_collect_orphans(w->rt, ORPHAN_MIN_AGE_S, &err);
 	if (r < 0)
@@ -285,13 +433,54 @@ static void *watch_main(void *arg)
 	return NULL;
 }
 
+/* Waits up to ms for a log to be written to (or the time to pass without
+ * inotify), draining the events: they only say "look". */
+static void wait_for_writes(struct hc_runtime_watch *w, int ms)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	struct pollfd pfd = { .fd = w->log_ifd, .events = POLLIN };
+
+	if (poll(&pfd, w->log_ifd >= 0 ? 1 : 0, ms) > 0)
+		while (read(w->log_ifd, buf, sizeof(buf)) > 0)
+			;
+}
+
+/*
+ * The log thread: a look's CRI listing may take a while, the logs' sizes
+ * are checked meanwhile, when one was written to (inotify) but at most every
+ * LOG_FAST_CHECK_MS, and every HC_RUNTIME_LOG_CHECK_MS anyway. A stop is
+ * seen within HC_RUNTIME_LOG_CHECK_MS.
+ */
+static void *logs_main(void *arg)
+{
+	struct hc_runtime_watch *w = arg;
+	bool fast = false;
+
+	pthread_mutex_lock(&w->lock);
+	while (!w->stopping) {
+		take_logs(w);
+		pthread_mutex_unlock(&w->lock);
+		fast = check_logs(w);
+		if (fast || w->log_ifd < 0)
+			wait_for_writes(w, fast ? LOG_FAST_CHECK_MS : HC_RUNTIME_LOG_CHECK_MS);
+		else
+			wait_for_writes(w, HC_RUNTIME_LOG_CHECK_MS);
+		/* at most one check per LOG_FAST_CHECK_MS, however often it is written */
+		if (!fast)
+			usleep(LOG_FAST_CHECK_MS * 1000);
+		pthread_mutex_lock(&w->lock);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
 void hc_runtime_watch_refresh(struct hc_runtime_watch *w)
 {
 	if (!w)
 		return;
 	pthread_mutex_lock(&w->lock);
 	w->refresh = 1;
-	pthread_cond_signal(&w->wake);
+	pthread_cond_broadcast(&w->wake); /* the log thread waits on it too */
 	pthread_mutex_unlock(&w->lock);
 }
 
@@ -320,8 +509,24 @@ struct hc_runtime_watch *hc_runtime_watch_start(struct hc_loop *loop,
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&w->wake, &ca);
 	pthread_condattr_destroy(&ca);
-	r = pthread_create(&w->thread, NULL, watch_main, w);
+	w->log_ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (w->log_ifd < 0)
+		hc_log(HC_LOG_WARN, "no inotify for the logs' sizes (%s): checked every %d ms",
+		       strerror(errno), HC_RUNTIME_LOG_CHECK_MS);
+	r = pthread_create(&w->log_thread, NULL, logs_main, w);
+	w->log_thread_live = r == 0;
+	if (r == 0)
+		r = pthread_create(&w->thread, NULL, watch_main, w);
 	if (r != 0) {
+		if (w->log_thread_live) {
+			pthread_mutex_lock(&w->lock);
+			w->stopping = 1;
+			pthread_cond_broadcast(&w->wake);
+			pthread_mutex_unlock(&w->lock);
+			pthread_join(w->log_thread, NULL);
+		}
+		if (w->log_ifd >= 0)
+			close(w->log_ifd);
 		pthread_cond_destroy(&w->wake);
 		pthread_mutex_destroy(&w->lock);
 		hc_runtime_free(w->rt);
@@ -335,12 +540,21 @@ struct hc_runtime_watch *hc_runtime_watch_start(struct hc_loop *loop,
 static void collect(struct hc_metrics_writer *mw, void *arg)
 {
 	struct hc_runtime_watch *w = arg;
+	uint64_t rotations, rotation_errors;
 	struct snapshot s;
 	static const char *const states[] = { "created", "running", "exited", "unknown" };
 
 	pthread_mutex_lock(&w->lock);
 	s = w->snap;
+	rotations = w->rotations;
+	rotation_errors = w->rotation_errors;
 	pthread_mutex_unlock(&w->lock);
+	hc_metrics_family(mw, "hypercore_log_rotations_total", "counter",
+			  "Workload log files rotated at their size cap (and rotations that failed).");
+	hc_metrics_sample(mw, "hypercore_log_rotations_total",
+			  (const char *const[]){ "result", "ok", NULL }, (double)rotations);
+	hc_metrics_sample(mw, "hypercore_log_rotations_total",
+			  (const char *const[]){ "result", "error", NULL }, (double)rotation_errors);
 	if (!s.valid)
 		return; /* containerd not answering: no figures rather than zeros */
 	hc_metrics_family(mw, "hypercore_runtime_workloads", "gauge",
@@ -379,15 +593,21 @@ void hc_runtime_watch_stop(struct hc_runtime_watch *w)
 		return;
 	pthread_mutex_lock(&w->lock);
 	w->stopping = 1;
-	pthread_cond_signal(&w->wake);
+	pthread_cond_broadcast(&w->wake);
 	pthread_mutex_unlock(&w->lock);
 	pthread_join(w->thread, NULL);
+	if (w->log_thread_live)
+		pthread_join(w->log_thread, NULL);
 	for (n = w->pending; n; n = next) {
 		next = n->next;
 		free(n);
 	}
 	free(w->reported);
 	free(w->running);
+	free(w->logs);
+	free(w->logs_new);
+	if (w->log_ifd >= 0)
+		close(w->log_ifd);
 	pthread_cond_destroy(&w->wake);
 	pthread_mutex_destroy(&w->lock);
 	hc_runtime_free(w->rt);

@@ -11,6 +11,7 @@ packed as the "probe" image) inside real workloads: a raw socket, a fork
 bomb, a setuid escalation, a write to a read-only root, and a connection to
 the node from the entrypoint's first instruction."""
 
+import collections
 import glob
 import json
 import os
@@ -27,6 +28,7 @@ import unittest
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import grpcstubs  # noqa: E402
 import hctest  # noqa: E402
 from hctest import descendants, wait_for  # noqa: E402
 import netns  # noqa: E402
@@ -36,6 +38,16 @@ from registry import Registry, build_test_images  # noqa: E402
 # its pid, so runs side by side (and a killed run's leftovers) never meet.
 PREFIX = "hcrt%d" % (os.getpid() % 100000)  # + 2 characters: <= 15 for a link
 RUN_INDEX = os.getpid() % 16384  # which /30 of a /16 this run's veths take
+# Workload logs: rotated at 4 MiB, 3 rotated files kept: at most 16 MiB each
+LOG_MAX_SIZE = 4 << 20
+LOG_MAX_FILES = 3
+LOG_FLOOD_MIB = 200
+# The flood test's bound on the agent's threads, above what it runs idle:
+# the job pool's 32 workers and room for gRPC's own (its executor and
+# timer threads come and go with the load).
+THREADS_OVER_IDLE_MAX = 32 + 16
+# ... and /healthz answers within this during the flood (seen: 0.13-1.2 s)
+HEALTHZ_SLOWEST_S = 5
 
 
 def net30(second):
@@ -160,7 +172,9 @@ class Runtime(unittest.TestCase):
                                                  "--insecure-registry", cls.remote.addr,
                                                  "--dataplane-iface", UPLINK,
                                                  "--bpf-pin-dir", PIN_DIR,
-                                                 "--workload-subnet", WORKLOAD_NET + ".0/24"])
+                                                 "--workload-subnet", WORKLOAD_NET + ".0/24",
+                                                 "--log-max-size", str(LOG_MAX_SIZE),
+                                                 "--log-max-files", str(LOG_MAX_FILES)])
             cls.agent.start()
         except BaseException:
             cls.tearDownClass()
@@ -703,6 +717,7 @@ class Runtime(unittest.TestCase):
         self.assertGreater(row["dropped_packets"], 0)
         self.assertGreater(self.routes()["drops"]["rate_limit"], 0)
 
+
     # ---- hardening and isolation before start (issue 16) ----
 
     def probe(self, wid, *args):
@@ -974,6 +989,185 @@ class Runtime(unittest.TestCase):
         self.spawned.add(wid)
         self.addCleanup(self.cli, "stop", "--id", wid, "--grace", "0")
         self.assertEqual(peer.stop(), 0)
+
+    def log_files(self, wid):
+        d = os.path.join(self.agent.state_dir, "logs", wid, "workload")
+        try:
+            names = os.listdir(d)
+        except FileNotFoundError:
+            return {}
+        out = {}
+        for n in names:
+            if re.match(r"^0\.log(\.\d+)?$", n):
+                try:
+                    out[n] = os.stat(os.path.join(d, n)).st_size
+                except FileNotFoundError:
+                    pass
+        return out
+
+    def grpc_stub(self):
+        grpc, pb, pb_grpc = grpcstubs.load()
+        channel = grpc.insecure_channel(self.agent.grpc_addr)
+        self.addCleanup(channel.close)
+        return grpc, pb, pb_grpc.ClusterServiceStub(channel), grpcstubs.bearer(self.agent.token())
+
+    def metric(self, name):
+        status, _, body = self.agent.http("/metrics")
+        self.assertEqual(status, 200)
+        m = re.search(r"^%s (\S+)$" % re.escape(name), body.decode(), re.M)
+        return float(m.group(1)) if m else 0.0
+
+    def test_21_logs_stay_under_the_cap(self):
+        """A workload writing 200 MiB of 1 KiB lines as fast as it can: its
+        log files never hold more than --log-max-size x (--log-max-files + 1)
+        on disk, and tails and numbered reads still work, numbered across
+        every rotation."""
+        bound = LOG_MAX_SIZE * (LOG_MAX_FILES + 1)
+        rotated_before = self.metric('hypercore_log_rotations_total{result="ok"}')
+        wid = self.spawn("flooder", "--mem", "32", "--env", "LOG_MIB=%d" % LOG_FLOOD_MIB)
+        peak, nfiles, done = [0], [0], threading.Event()
+        series = []
+
+        def sample():
+            while not done.is_set():
+                files = self.log_files(wid)
+                if sum(files.values()) > peak[0]:
+                    series.append((time.monotonic(), files))
+                peak[0] = max(peak[0], sum(files.values()))
+                nfiles[0] = max(nfiles[0], len(files))
+                time.sleep(0.005)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            wait_for("the flood to end", lambda: (lambda r: r.returncode == 0 and
+                                                   r.stdout.strip() == "flood done")(
+                self.cli("logs", "--id", wid, "--tail", "1")), timeout=180, interval=0.5)
+        finally:
+            done.set()
+            sampler.join()
+        total = sum(self.log_files(wid).values())
+        sys.stderr.write("# log flood: peak %.1f MiB on disk (bound %.1f MiB), now %.1f MiB, "
+                         "%d files at most\n" % (peak[0] / 1048576, bound / 1048576,
+                                                  total / 1048576, nfiles[0]))
+        if peak[0] > bound:
+            for t, files in series[-5:]:
+                sys.stderr.write("# %.3f %s\n" % (t, files))
+            sys.stderr.write("".join("# " + line + "\n" for line in self.agent.log().splitlines()
+                                     if "rotat" in line or "log" in line and "WARN" in line))
+        self.assertLessEqual(peak[0], bound)
+        self.assertLessEqual(nfiles[0], LOG_MAX_FILES + 1)
+        self.assertGreaterEqual(
+            self.metric('hypercore_log_rotations_total{result="ok"}') - rotated_before,
+            LOG_FLOOD_MIB * (1 << 20) // LOG_MAX_SIZE // 2)
+        self.assertEqual(self.metric('hypercore_log_rotations_total{result="error"}'), 0)
+        # the local tail, reaching back into a rotated file if need be
+        r = self.cli("logs", "--id", wid, "--tail", "5")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.splitlines(), ["x" * 1023] * 4 + ["flood done"])
+        # numbered reads: every line of the flood counted across rotations
+        grpc, pb, stub, auth = self.grpc_stub()
+        resp = stub.Logs(pb.VmLogsRequest(id=wid, tail=3), metadata=auth, timeout=30)
+        self.assertEqual(resp.logs.splitlines(), ["x" * 1023] * 2 + ["flood done"])
+        self.assertEqual(resp.next_line, LOG_FLOOD_MIB * 1024 + 1)
+        resp = stub.Logs(pb.VmLogsRequest(id=wid, from_line=resp.next_line - 2), metadata=auth,
+                         timeout=30)
+        self.assertEqual(resp.logs.splitlines(), ["x" * 1023, "flood done"])
+        resp = stub.Logs(pb.VmLogsRequest(id=wid, from_line=resp.next_line), metadata=auth,
+                         timeout=30)
+        self.assertEqual(resp.logs, "")
+
+    def test_22_flood_of_logs_and_dry_runs(self):
+        """2,000 concurrent Logs calls and 500 dry-run queries at once: the
+        agent's threads stay within THREADS_OVER_IDLE_MAX of its idle count,
+        /healthz answers throughout, and every call is answered, with its
+        lines or a refusal (RESOURCE_EXHAUSTED, counted)."""
+        wid = self.spawn("logger", "--mem", "32", "--env", "LOG_INTERVAL=0.01")
+        before = sorted(w["id"] for w in self.list_json_or_empty())
+        grpc, pb, stub, auth = self.grpc_stub()
+        wait_for("the cluster to know the workload", lambda: (lambda r: r)(
+            self._logs_ok(grpc, pb, stub, auth, wid)), timeout=30)
+        pid = self.agent.proc.pid
+
+        def threads():
+            with open("/proc/%d/status" % pid) as f:
+                return int(re.search(r"^Threads:\s+(\d+)", f.read(), re.M).group(1))
+
+        time.sleep(1)
+        idle = threads()
+        refused_before = (self.metric("hypercore_logs_refused_total") +
+                          self.metric("hypercore_jobs_refused_total"))
+        peak, health, done = [idle], {"ok": 0, "failed": 0, "slowest": 0.0}, threading.Event()
+
+        def watch():
+            while not done.is_set():
+                peak[0] = max(peak[0], threads())
+                t0 = time.monotonic()
+                try:
+                    ok = self.agent.http("/healthz")[0] == 200
+                except OSError:
+                    ok = False
+                health["ok" if ok else "failed"] += 1
+                health["slowest"] = max(health["slowest"], time.monotonic() - t0)
+                time.sleep(0.02)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            calls = []
+            for i in range(2500):
+                if i % 5 == 4:
+                    # a client's spawn is a dry-run query to every node, then
+                    # a real spawn on the first that can: asking for more CPU
+                    # than any node has makes it the dry run alone
+                    req = pb.VmSpawnRequest(cores=1000, memory=32, image_ref=self.images["web"],
+                                            dry_run=True)
+                    calls.append(("spawn", stub.Spawn.future(req, metadata=auth, timeout=120)))
+                else:
+                    req = pb.VmLogsRequest(id=wid, tail=10)
+                    calls.append(("logs", stub.Logs.future(req, metadata=auth, timeout=120)))
+            codes = collections.Counter()
+            for kind, f in calls:
+                try:
+                    f.result()
+                    codes[kind, "OK"] += 1
+                except grpc.RpcError as e:
+                    codes[kind, e.code().name] += 1
+        finally:
+            done.set()
+            watcher.join()
+        sys.stderr.write("# flood: threads idle %d, peak %d; answers %s; /healthz %d ok, "
+                         "%d failed, slowest %.3f s\n" %
+                         (idle, peak[0], dict(codes), health["ok"], health["failed"],
+                          health["slowest"]))
+        self.assertIsNone(self.agent.proc.poll())
+        self.assertLessEqual(peak[0], idle + THREADS_OVER_IDLE_MAX)
+        self.assertEqual(health["failed"], 0)
+        self.assertGreater(health["ok"], 0)
+        self.assertLess(health["slowest"], HEALTHZ_SLOWEST_S)
+        # a dry run answers RESOURCE_EXHAUSTED (no node can take 1000 vCPUs,
+        # or this one was too busy to answer), or UNAVAILABLE when its
+        # answer came after its 5 s ("no node answered"): answers all, neither
+        # a crash nor a hang
+        for (kind, code), n in codes.items():
+            self.assertIn(code, ("OK", "RESOURCE_EXHAUSTED") if kind == "logs" else
+                          ("RESOURCE_EXHAUSTED", "UNAVAILABLE"), (kind, code, n))
+        self.assertEqual(sum(codes.values()), 2500)
+        refused = sum(n for (_, code), n in codes.items() if code == "RESOURCE_EXHAUSTED")
+        if refused:
+            self.assertGreater(self.metric("hypercore_logs_refused_total") +
+                               self.metric("hypercore_jobs_refused_total"), refused_before)
+        # and afterwards it serves as before, with no workload more
+        self.assertTrue(self._logs_ok(grpc, pb, stub, auth, wid))
+        self.assertEqual(sorted(w["id"] for w in self.list_json_or_empty()), before)
+
+    @staticmethod
+    def _logs_ok(grpc, pb, stub, auth, wid):
+        try:
+            resp = stub.Logs(pb.VmLogsRequest(id=wid, tail=1), metadata=auth, timeout=10)
+        except grpc.RpcError:
+            return False
+        return resp.next_line > 0
 
     def test_11_clean_shutdown(self):
         sock = self.socket_path()

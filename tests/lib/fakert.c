@@ -242,24 +242,28 @@ static int fake_list(void *ctx, struct hc_workload **list, size_t *n, struct hc_
 	return 0;
 }
 
-static int fake_logs(void *ctx, const char *id, long tail, bool follow, int stop_fd,
-		     hc_runtime_log_fn *fn, void *arg, struct hc_err *err)
+/* Three lines, numbered 0..2, read as the runtime's numbered reads do. */
+static int fake_logs(void *ctx, const char *id, uint32_t tail, uint64_t from_line,
+		     uint64_t window, hc_runtime_log_fn *fn, void *arg, uint64_t *next_line,
+		     struct hc_err *err)
 {
 	struct hc_fakert *fr = ctx;
 	char text[128];
 	struct hc_log_line line = { .stream = HC_LOG_STDOUT, .timestamp = "", .text = text };
+	uint64_t first = from_line;
 	int r = 0;
 
-	(void)tail;
-	(void)follow;
-	(void)stop_fd;
+	(void)window;
 	called(fr, HC_FAKERT_LOGS);
 	if (!find(fr, id)) {
 		snprintf(err->msg, sizeof(err->msg), "no workload %s", id);
 		return -ENOENT;
 	}
-	for (int i = 0; i < 3 && r == 0; i++) {
-		line.len = (size_t)snprintf(text, sizeof(text), "line %d of %s", i, id);
+	*next_line = 3;
+	if (tail && tail < 3 && 3 - tail > first)
+		first = 3 - tail;
+	for (uint64_t i = first; i < 3 && r == 0; i++) {
+		line.len = (size_t)snprintf(text, sizeof(text), "line %d of %s", (int)i, id);
 		r = fn(arg, &line);
 	}
 	return r < 0 ? r : 0;

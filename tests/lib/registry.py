@@ -14,7 +14,7 @@ from hctest import ROOT, free_port
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
 SKOPEO_BIN = "/usr/bin/skopeo"
-TEST_IMAGES = ("web", "logger", "exiter")
+TEST_IMAGES = ("web", "logger", "exiter", "flooder")
 
 
 class Registry:

@@ -1172,6 +1172,326 @@ static void test_follow_ends_when_deleted(void **state)
 	got_free(&s.g);
 }
 
+/* ---- rotation, numbered reads ---- */
+
+/* Appends lines "line FROM" .. "line TO-1" to file p. */
+static void append_numbered(const char *p, int from, int to)
+{
+	struct sb b = { 0 };
+	char text[32];
+
+	for (int i = from; i < to; i++) {
+		snprintf(text, sizeof(text), "line %d", i);
+		sb_rec(&b, "stdout", 'F', text);
+	}
+	write_at(p, b.p ? b.p : "", b.len, true);
+	free(b.p);
+}
+
+/* The reopen double: containerd opens the path afresh (an empty file). */
+struct reopen_double {
+	int calls;
+	int fail; /* -errno to return instead */
+};
+
+static int reopen_double(void *arg)
+{
+	struct reopen_double *rd = arg;
+
+	rd->calls++;
+	if (rd->fail)
+		return rd->fail;
+	write_at(path, "", 0, false);
+	return 0;
+}
+
+static bool exists_k(unsigned k)
+{
+	char name[160];
+
+	assert_int_equal(hc_crilog_rotated_name(path, k, name, sizeof(name)), 0);
+	return access(name, F_OK) == 0;
+}
+
+/* Numbered read; the lines' texts into g, *next the next line. */
+static void read_lines(struct hc_crilog_marks *m, uint64_t from, uint32_t tail, uint64_t window,
+		       struct got *g, uint64_t *next)
+{
+	struct hc_crilog_query q = { .from_line = from, .tail = tail, .window = window };
+
+	assert_int_equal(hc_crilog_read_lines(path, &q, m, collect, g, next), 0);
+}
+
+/* g holds exactly "line FROM" .. "line TO-1". */
+static void assert_numbered(const struct got *g, int from, int to)
+{
+	char want[32];
+
+	assert_int_equal(g->n, (size_t)(to - from));
+	for (int i = from; i < to; i++) {
+		snprintf(want, sizeof(want), "line %d", i);
+		assert_string_equal(g->v[i - from].text, want);
+	}
+}
+
+static void test_rotated_names(void **state)
+{
+	char buf[32], longp[64];
+
+	(void)state;
+	assert_int_equal(hc_crilog_rotated_name("/l/0.log", 0, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "/l/0.log");
+	assert_int_equal(hc_crilog_rotated_name("/l/0.log", 1, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "/l/0.log.1");
+	assert_int_equal(hc_crilog_rotated_name("/l/0.log", 12, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "/l/0.log.12");
+	memset(longp, 'a', sizeof(longp) - 1);
+	longp[sizeof(longp) - 1] = '\0';
+	assert_int_equal(hc_crilog_rotated_name(longp, 1, buf, sizeof(buf)), -ENAMETOOLONG);
+}
+
+/* Four rotations keeping two files: the oldest are dropped, the renames
+ * shift, and lines keep their numbers across all of it. */
+static void test_rotate_shifts_drops_and_numbers(void **state)
+{
+	struct hc_crilog_marks *m = hc_crilog_marks_new();
+	struct reopen_double rd = { 0 };
+	struct got g = { 0 };
+	uint64_t next;
+
+	(void)state;
+	assert_non_null(m);
+	for (int round = 0; round < 4; round++) {
+		append_numbered(path, 10 * round, 10 * round + 10);
+		assert_int_equal(hc_crilog_rotate(path, 1, 2, reopen_double, &rd), 1);
+	}
+	append_numbered(path, 40, 45);
+	assert_int_equal(rd.calls, 4);
+	assert_true(exists_k(0) && exists_k(1) && exists_k(2));
+	assert_false(exists_k(3));
+	/* from the oldest line kept */
+	read_lines(m, 0, 0, 0, &g, &next);
+	assert_numbered(&g, 20, 45);
+	assert_int_equal(next, 45);
+	got_free(&g);
+	/* from a line in the oldest file kept, through both renamed ones */
+	read_lines(m, 25, 0, 0, &g, &next);
+	assert_numbered(&g, 25, 45);
+	got_free(&g);
+	/* a tail reaching back into .1 */
+	read_lines(m, 0, 8, 0, &g, &next);
+	assert_numbered(&g, 37, 45);
+	got_free(&g);
+	/* nothing new */
+	read_lines(m, 45, 0, 0, &g, &next);
+	assert_int_equal(g.n, 0);
+	assert_int_equal(next, 45);
+	hc_crilog_marks_free(m);
+}
+
+static void test_rotate_below_size_or_failing(void **state)
+{
+	struct reopen_double rd = { 0 };
+	struct got g = { 0 };
+	uint64_t next;
+
+	(void)state;
+	assert_int_equal(hc_crilog_rotate(path, 1, 2, reopen_double, &rd), 0); /* no file */
+	append_numbered(path, 0, 10);
+	assert_int_equal(hc_crilog_rotate(path, 1 << 20, 2, reopen_double, &rd), 0);
+	assert_int_equal(rd.calls, 0);
+	/* a reopen that fails: containerd still writes the file, under its name */
+	assert_int_equal(hc_crilog_rotate(path, 1, 2, reopen_double, &rd), 1);
+	append_numbered(path, 10, 20);
+	rd.fail = -EIO;
+	assert_int_equal(hc_crilog_rotate(path, 1, 2, reopen_double, &rd), -EIO);
+	assert_true(exists_k(0) && exists_k(1));
+	assert_false(exists_k(2));
+	read_lines(NULL, 0, 0, 0, &g, &next);
+	assert_numbered(&g, 0, 20);
+	assert_int_equal(next, 20);
+	got_free(&g);
+}
+
+/* A follower asks from the line after its last: it gets every line once,
+ * also when the log was rotated (twice) between two of its reads. */
+static void test_follower_across_rotation(void **state)
+{
+	struct hc_crilog_marks *m = hc_crilog_marks_new();
+	struct reopen_double rd = { 0 };
+	struct got g = { 0 };
+	uint64_t next;
+
+	(void)state;
+	append_numbered(path, 0, 7);
+	read_lines(m, 0, 0, 0, &g, &next);
+	assert_numbered(&g, 0, 7);
+	got_free(&g);
+	append_numbered(path, 7, 12);
+	assert_int_equal(hc_crilog_rotate(path, 1, 3, reopen_double, &rd), 1);
+	append_numbered(path, 12, 15);
+	assert_int_equal(hc_crilog_rotate(path, 1, 3, reopen_double, &rd), 1);
+	append_numbered(path, 15, 16);
+	read_lines(m, next, 0, 0, &g, &next);
+	assert_numbered(&g, 7, 16);
+	assert_int_equal(next, 16);
+	got_free(&g);
+	hc_crilog_marks_free(m);
+}
+
+/* Numbers live on disk: a reader with no marks (an agent restarted) and a
+ * file the index misses (a crash between the rename and the index) number
+ * lines as before. */
+static void test_numbers_survive_restart_and_crash(void **state)
+{
+	struct reopen_double rd = { 0 };
+	struct got g = { 0 };
+	char one[160], two[160];
+	uint64_t next;
+
+	(void)state;
+	append_numbered(path, 0, 10);
+	assert_int_equal(hc_crilog_rotate(path, 1, 1, reopen_double, &rd), 1);
+	append_numbered(path, 10, 20);
+	assert_int_equal(hc_crilog_rotate(path, 1, 1, reopen_double, &rd), 1);
+	append_numbered(path, 20, 25);
+	read_lines(NULL, 12, 0, 0, &g, &next);
+	assert_numbered(&g, 12, 25);
+	got_free(&g);
+	/* a rotation cut short after its renames: no index entry for the new file */
+	hc_crilog_rotated_name(path, 1, one, sizeof(one));
+	hc_crilog_rotated_name(path, 2, two, sizeof(two));
+	assert_int_equal(rename(one, two), 0);
+	assert_int_equal(rename(path, one), 0);
+	append_numbered(path, 25, 30);
+	read_lines(NULL, 22, 0, 0, &g, &next);
+	assert_numbered(&g, 22, 30);
+	assert_int_equal(next, 30);
+	got_free(&g);
+}
+
+/* containerd flushes the last of the old file after its reopen answered:
+ * the lines it gained are counted when the numbers are next read, and the
+ * next rotation records them. */
+static void test_late_lines_in_the_rotated_file(void **state)
+{
+	struct reopen_double rd = { 0 };
+	struct got g = { 0 };
+	char one[160];
+	uint64_t next;
+
+	(void)state;
+	hc_crilog_rotated_name(path, 1, one, sizeof(one));
+	append_numbered(path, 0, 10);
+	assert_int_equal(hc_crilog_rotate(path, 1, 3, reopen_double, &rd), 1);
+	append_numbered(one, 10, 12);
+	append_numbered(path, 12, 15);
+	read_lines(NULL, 0, 0, 0, &g, &next);
+	assert_numbered(&g, 0, 15);
+	assert_int_equal(next, 15);
+	got_free(&g);
+	read_lines(NULL, 13, 0, 0, &g, &next);
+	assert_numbered(&g, 13, 15);
+	got_free(&g);
+	assert_int_equal(hc_crilog_rotate(path, 1, 3, reopen_double, &rd), 1);
+	append_numbered(path, 15, 16);
+	read_lines(NULL, 14, 0, 0, &g, &next);
+	assert_numbered(&g, 14, 16);
+	assert_int_equal(next, 16);
+	got_free(&g);
+}
+
+/* "logs --follow" across a rotation: the new file after the old one, and
+ * what containerd still writes to the old one after the new one appeared
+ * is read too. */
+static void test_follow_across_rotation(void **state)
+{
+	struct hc_crilog_cursor *c;
+	struct reopen_double rd = { 0 };
+	struct got g = { 0 };
+	char one[160];
+
+	(void)state;
+	hc_crilog_rotated_name(path, 1, one, sizeof(one));
+	append_numbered(path, 0, 3);
+	c = hc_crilog_cursor_open(path, -1);
+	assert_non_null(c);
+	assert_int_equal(hc_crilog_cursor_read(c, collect, &g), 0);
+	append_numbered(path, 3, 5);
+	assert_int_equal(hc_crilog_rotate(path, 1, 3, reopen_double, &rd), 1);
+	append_numbered(path, 5, 7);
+	assert_int_equal(hc_crilog_cursor_read(c, collect, &g), 0);
+	assert_numbered(&g, 0, 7);
+	append_numbered(one, 7, 8); /* late, to the old file */
+	assert_int_equal(hc_crilog_cursor_read(c, collect, &g), 0);
+	assert_numbered(&g, 0, 8);
+	hc_crilog_cursor_free(c);
+	got_free(&g);
+}
+
+/* "logs --tail N" with fewer lines in the current file: the rest comes
+ * from the rotated files, oldest first. */
+static void test_cursor_tail_across_rotation(void **state)
+{
+	struct reopen_double rd = { 0 };
+	struct got g = { 0 };
+
+	(void)state;
+	append_numbered(path, 0, 10);
+	assert_int_equal(hc_crilog_rotate(path, 1, 3, reopen_double, &rd), 1);
+	append_numbered(path, 10, 13);
+	assert_int_equal(hc_crilog_rotate(path, 1, 3, reopen_double, &rd), 1);
+	append_numbered(path, 13, 15);
+	read_tail(6, &g);
+	assert_numbered(&g, 9, 15);
+	got_free(&g);
+	read_tail(-1, &g);
+	assert_numbered(&g, 0, 15);
+	got_free(&g);
+	read_tail(1, &g);
+	assert_numbered(&g, 14, 15);
+	got_free(&g);
+}
+
+/* On a large log, a follower's read and a tail cost what they return and
+ * what was written since (the end is counted once, then remembered), and a
+ * read from far back stops at its window. */
+static void test_numbered_reads_cost_what_they_return(void **state)
+{
+	struct hc_crilog_marks *m = hc_crilog_marks_new();
+	struct got g = { 0 };
+	long long before;
+	uint64_t next, n;
+	const int lines = 200000; /* about 10 MiB */
+
+	(void)state;
+	append_numbered(path, 0, lines);
+	read_lines(m, 0, 5, 0, &g, &next); /* counts the file once */
+	assert_numbered(&g, lines - 5, lines);
+	assert_int_equal(next, lines);
+	got_free(&g);
+	append_numbered(path, lines, lines + 10);
+	before = bytes_read();
+	read_lines(m, next, 0, 0, &g, &n);
+	assert_numbered(&g, lines, lines + 10);
+	assert_int_equal(n, lines + 10);
+	got_free(&g);
+	read_lines(m, 0, 3, 8 << 20, &g, &n); /* as the API asks: a window too */
+	assert_numbered(&g, lines + 7, lines + 10);
+	got_free(&g);
+	if (before >= 0 && bytes_read() - before > 1 << 20)
+		fail_msg("read %lld bytes for 13 lines", bytes_read() - before);
+	/* from the first line, but a window of 64 KiB: only the newest lines */
+	before = bytes_read();
+	read_lines(m, 0, 0, 65536, &g, &n);
+	assert_true(g.n > 100 && g.n < 2000);
+	assert_string_equal(g.v[g.n - 1].text, "line 200009");
+	if (before >= 0 && bytes_read() - before > 1 << 20)
+		fail_msg("read %lld bytes for a 64 KiB window", bytes_read() - before);
+	got_free(&g);
+	hc_crilog_marks_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1198,6 +1518,17 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_follow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_follow_stop_fd, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_follow_ends_when_deleted, setup, teardown),
+		cmocka_unit_test(test_rotated_names),
+		cmocka_unit_test_setup_teardown(test_rotate_shifts_drops_and_numbers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rotate_below_size_or_failing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_follower_across_rotation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_numbers_survive_restart_and_crash, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_late_lines_in_the_rotated_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cursor_tail_across_rotation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_follow_across_rotation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_numbered_reads_cost_what_they_return, setup,
+						teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
