@@ -376,10 +376,10 @@ static void print_ports(const Cluster__Services__Api__VmSpawnRequest *req, char 
 
 static int print_list_table(const Cluster__Services__Api__NodesStateResponse *list)
 {
-	static const char *const node_hdr[] = { "NODE", "ADDRESS", "WORKLOADS" };
+	static const char *const node_hdr[] = { "NODE", "ADDRESS", "WORKLOADS", "TRUST" };
 	static const char *const wl_hdr[] = { "WORKLOAD", "NODE", "IMAGE", "CPU", "MEM(MB)",
 					      "PORTS" };
-	struct hc_cli_table *nodes = hc_cli_table_new(3, node_hdr);
+	struct hc_cli_table *nodes = hc_cli_table_new(4, node_hdr);
 	struct hc_cli_table *wls = hc_cli_table_new(6, wl_hdr);
 	size_t total = 0;
 	int r = 0;
@@ -396,7 +396,7 @@ static int print_list_table(const Cluster__Services__Api__NodesStateResponse *li
 		snprintf(count, sizeof(count), "%zu", st->n_workloads);
 		r |= hc_cli_table_add(nodes,
 				      (const char *const[]){ id, st->node ? st->node->ip : NULL,
-							     count });
+							     count, st->trust });
 		for (size_t k = 0; k < st->n_workloads; k++) {
 			const Cluster__Services__Api__WorkloadState *w = st->workloads[k];
 			const Cluster__Services__Api__VmSpawnRequest *req = w->source_request;

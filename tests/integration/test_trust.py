@@ -36,6 +36,9 @@ SERF = "/usr/bin/serf"
 GRPCCALL = os.path.join(HERE, "..", "lib", "grpccall.py")
 MISSING = "5b0c3c52-6a11-4c39-9a57-1f0a6b6a2f10"  # a workload id nobody has
 WRONG = "0123456789abcdef" * 4                   # well-formed, accepted nowhere
+# inject_workload's serf agent sends unsigned states, which an encrypted
+# cluster refuses by default (IBRL enforce mode): agents it feeds take them
+UNSIGNED_OK = ("--ibrl-mode", "permissive")
 REFUSED_FLAGS = ("--join-token", "--cluster-encrypt", "--cluster-keyring", "--cluster-insecure")
 
 pb = None  # cluster_pb2, loaded once (setUpModule)
@@ -282,7 +285,8 @@ class Trust(hctest.TestCase):
     def inject_workload(self, a, env):
         """A keyed serf agent joins a's cluster and announces, as its own
         state, one workload spawned with env; returns (serf, workload id)
-        once a lists it. (No runtime needed to have env values to redact.)"""
+        once a lists it. (No runtime needed to have env values to redact.)
+        The state is unsigned: a must run with UNSIGNED_OK."""
         s = self.serf("serf-peer", "-encrypt=" + a.keyring()[0], "-join=" + a.seed)
         wait_for("the serf agent in %s's members" % a.name,
                  lambda: a.members().get("serf-peer") == "alive", 30)
@@ -433,7 +437,7 @@ class Trust(hctest.TestCase):
     # ---- secrets stay secret ----
 
     def test_env_values_redacted_unless_admin_asks(self):
-        a = self.agent()
+        a = self.agent(extra_args=UNSIGNED_OK)
         secret = "hunter2-%s" % uuid.uuid4().hex
         _, wid = self.inject_workload(a, ["API_KEY=" + secret, "MODE=fast", "FLAG"])
         redacted = ["API_KEY=<redacted>", "MODE=<redacted>", "FLAG"]
@@ -601,7 +605,7 @@ class Trust(hctest.TestCase):
         self.assertCleanExit(a)
 
     def test_browser_form_post_to_stop_does_nothing(self):
-        a = self.agent()
+        a = self.agent(extra_args=UNSIGNED_OK)
         form = "application/x-www-form-urlencoded"
         # the form with the admin token is understood (a missing id: 404);
         # asked before a serf agent joins, which would not answer the
