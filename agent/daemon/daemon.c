@@ -509,7 +509,6 @@ static int ibrl_config(struct daemon *d, const struct hc_daemon_config *cfg,
 		       struct hc_cluster_config *ccfg, struct hc_err *err)
 {
 	int r = hc_ibrl_identity_open(cfg->state_dir, &d->identity, err);
-	char id[HC_IBRL_BEACON_ID_LEN + 1];
 
 	if (r < 0)
 		return r;
@@ -521,12 +520,20 @@ static int ibrl_config(struct daemon *d, const struct hc_daemon_config *cfg,
 	ccfg->beacon_price = cfg->beacon_price;
 	ccfg->beacon_reputation = cfg->beacon_reputation;
 	ccfg->beacon_endpoint = cfg->beacon_endpoint;
+	return 0;
+}
+
+/* Once the agent is ready (a failed start says one thing only). */
+static void log_identity(const struct daemon *d, const struct hc_daemon_config *cfg,
+			 const struct hc_cluster_config *ccfg)
+{
+	char id[HC_IBRL_BEACON_ID_LEN + 1];
+
 	hc_ibrl_beacon_node_id(hc_ibrl_identity_public(d->identity), id);
 	hc_log(HC_LOG_INFO, "node key %s/%s: beacon id %s; peers' states: %s%s", cfg->state_dir,
 	       HC_IBRL_KEY_FILE, id,
 	       ccfg->ibrl_mode == HC_CLUSTER_IBRL_ENFORCE ? "signed only" : "unsigned accepted",
 	       cfg->trusted_keys ? " (keys from --trusted-keys)" : " (keys pinned on first use)");
-	return 0;
 }
 
 /* What this node really has, for the beacon: a runtime that answered at
@@ -682,6 +689,7 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, struct hc_err *err)
 	       "hypercore %s ready: node %s, gRPC port %d, HTTP port %d, gossip %s", HC_VERSION,
 	       hc_cluster_node_id(d.cluster), hc_api_grpc_port(d.api), hc_api_http_port(d.api),
 	       gossip_at);
+	log_identity(&d, cfg, &ccfg);
 	r = hc_loop_run(d.loop);
 	if (r < 0)
 		hc_log(HC_LOG_ERROR, "event loop failed: %s", strerror(-r));

@@ -12,7 +12,6 @@ import base64
 import hashlib
 import json
 import os
-import re
 import struct
 import subprocess
 import sys
@@ -25,7 +24,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 import grpcstubs  # noqa: E402
 import hctest  # noqa: E402
 import serfrpc  # noqa: E402
-from hctest import wait_for  # noqa: E402
+from hctest import metric_values, wait_for  # noqa: E402
 
 SERF = "/usr/bin/serf"
 pb = None
@@ -67,17 +66,6 @@ def canonical_digest(node, addr, http_port, respawn, version, beacon, workloads)
 def raw_public(key):
     return key.public_key().public_bytes(serialization.Encoding.Raw,
                                          serialization.PublicFormat.Raw)
-
-
-def metric_values(agent, name):
-    status, _, body = agent.http("/metrics")
-    assert status == 200, body
-    out = {}
-    for line in body.decode().splitlines():
-        m = re.match(r"^%s(\{[^}]*\})? (\S+)$" % re.escape(name), line)
-        if m:
-            out[m.group(1) or ""] = float(m.group(2))
-    return out
 
 
 def rejected(agent, reason):
