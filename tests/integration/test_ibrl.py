@@ -293,6 +293,36 @@ class Ibrl(hctest.TestCase):
         self.assertCleanExit(b)
         self.assertCleanExit(a)
 
+    def test_beacon_endpoint_checked(self):
+        import http.server
+        import threading
+
+        class Health(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200 if self.path == "/beacon/health" else 404)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        try:
+            url = "http://127.0.0.1:%d" % srv.server_address[1]
+            up = self.agent("up", extra_args=["--beacon-endpoint", url + "/beacon"])
+            wrong = self.agent("wrong", extra_args=["--beacon-endpoint", url])  # 404
+            gone = self.agent("gone", extra_args=["--beacon-endpoint",
+                                                  "127.0.0.1:%d" % hctest.free_port()])
+            wait_for("the endpoint's health seen", lambda: metric_values(
+                up, "hypercore_ibrl_beacon_connected") == {"": 1}, 20)
+            time.sleep(1)
+            for a in (wrong, gone):
+                self.assertEqual(metric_values(a, "hypercore_ibrl_beacon_connected"), {"": 0})
+            for a in (up, wrong, gone):
+                self.assertCleanExit(a)
+        finally:
+            srv.shutdown()
+
     def test_trusted_keys_file(self):
         k1 = ed25519.Ed25519PrivateKey.generate()
         keys = os.path.join(self.workdir, "keys.json")
