@@ -231,6 +231,7 @@ $(BUILD)/bench/base/hc_tc.bpf.o:
 	$(Q)$(BPFTOOL) gen object $@ $@.tmp
 	$(Q)rm -f $@.tmp
 BENCH_BINS += $(BUILD)/bench/bench_routes
+BENCH_BINS += $(BUILD)/bench/bench_ibrl_sign
 $(BUILD)/bench/bench_%: $(OBJ)/tools/bench/bench_%.o $(TESTLIB) $(LIB)
 	$(call msg,LD,$@)
 	$(Q)mkdir -p $(@D)

@@ -113,6 +113,18 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 		.run = hc_cli_cmd_cluster_api_token,
 	},
 	{
+		.path = "identity",
+		.summary = "print this node's name and IBRL identity (beacon id, public key)",
+		.usage = "Usage: hypercore identity [--state-dir DIR] [--json]\n"
+			 "\n"
+			 "Prints the node name (its node id), its beacon_node_id (hex of the public\n"
+			 "key's first 8 bytes, as upstream derives it) and its Ed25519 public key in\n"
+			 "base64, the form a --trusted-keys file takes. Read from the state dir, where\n"
+			 "the agent made the key (node-key.pem) on its first start; no agent needed.\n",
+		.opts = hc_cli_opts_identity,
+		.run = hc_cli_cmd_identity,
+	},
+	{
 		.path = "cluster keys",
 		.summary = "rotate the cluster's gossip key on every member (like `serf keys`)",
 		.usage = "Usage: hypercore cluster keys generate\n"

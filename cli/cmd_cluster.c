@@ -9,6 +9,7 @@
 
 #include "addr/addr.h"
 #include "cluster.pb-c.h"
+#include "cluster/cluster.h"
 #include "daemon/daemon.h"
 #include "dataplane/dataplane.h"
 #include "log/log.h"
@@ -93,6 +94,34 @@ static int parse_api_auth(char *arg, void *field, char *why, size_t len)
 	if (strcmp(arg, "token") != 0 && strcmp(arg, "none") != 0)
 		return -EINVAL;
 	*(bool *)field = strcmp(arg, "none") == 0;
+	return 0;
+}
+
+static int parse_ibrl_mode(char *arg, void *field, char *why, size_t len)
+{
+	(void)why;
+	(void)len;
+	if (strcmp(arg, "enforce") == 0)
+		*(int *)field = HC_CLUSTER_IBRL_ENFORCE + 1;
+	else if (strcmp(arg, "permissive") == 0)
+		*(int *)field = HC_CLUSTER_IBRL_PERMISSIVE + 1;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static int parse_price(char *arg, void *field, char *why, size_t len)
+{
+	char *end;
+	double v;
+
+	(void)why;
+	(void)len;
+	errno = 0;
+	v = strtod(arg, &end);
+	if (errno || end == arg || *end || !(v >= 0 && v <= 1e9))
+		return -EINVAL;
+	*(double *)field = v;
 	return 0;
 }
 
@@ -230,6 +259,25 @@ const struct hc_cli_opt hc_cli_opts_cluster[] = {
 	HC_CLI_UINT("state-period-ms", A, cfg.state_period_ms, 100, 600000, "100..600000", "N",
 		    "state broadcast period (default 5000); a node silent for 3 periods loses "
 		    "its routes"),
+
+	HC_CLI_GROUP("IBRL beacon (signed states; the node key is <state-dir>/node-key.pem)"),
+	HC_CLI_FUNC("ibrl-mode", A, cfg.ibrl_mode, parse_ibrl_mode, "enforce or permissive",
+		    "MODE",
+		    "enforce (default with encrypted gossip): only states signed by their node's "
+		    "key are used; permissive (default with --cluster-insecure): unsigned states "
+		    "of nodes that never signed (upstream's) are used too, shown unverified"),
+	HC_CLI_STR("trusted-keys", A, cfg.trusted_keys, "FILE",
+		   "JSON {\"node name\": \"base64 public key\"}: the only keys accepted "
+		   "(default: each node's key is pinned the first time it is seen, in "
+		   "<state-dir>/trusted-keys.json)"),
+	HC_CLI_FUNC("beacon-price", A, cfg.beacon_price, parse_price, "a number >= 0", "N",
+		    "price per GB announced in the beacon (default 0.01)"),
+	HC_CLI_STR("beacon-reputation", A, cfg.beacon_reputation, "SCORE",
+		   "reputation score announced, as upstream a string (default 1.0)"),
+	HC_CLI_STR("beacon-endpoint", A, cfg.beacon_endpoint, "URL|HOST:PORT",
+		   "beacon network endpoint, checked every 30 s (http://: GET /health must "
+		   "answer 200; otherwise a TCP connect; 5 s) into "
+		   "hypercore_ibrl_beacon_connected"),
 	{ .name = NULL },
 };
 #undef A
@@ -243,6 +291,7 @@ int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
 			.state_dir = HC_DEFAULT_STATE_DIR,
 			.base_url = DEFAULT_BASE_URL,
 			.cluster_bind_addr = DEFAULT_CLUSTER_ADDR,
+			.beacon_price = 0.01,
 		},
 		.level = HC_LOG_INFO,
 	};
@@ -335,10 +384,10 @@ static void print_ports(const Cluster__Services__Api__VmSpawnRequest *req, char 
 
 static int print_list_table(const Cluster__Services__Api__NodesStateResponse *list)
 {
-	static const char *const node_hdr[] = { "NODE", "ADDRESS", "WORKLOADS" };
+	static const char *const node_hdr[] = { "NODE", "ADDRESS", "WORKLOADS", "TRUST" };
 	static const char *const wl_hdr[] = { "WORKLOAD", "NODE", "IMAGE", "CPU", "MEM(MB)",
 					      "PORTS" };
-	struct hc_cli_table *nodes = hc_cli_table_new(3, node_hdr);
+	struct hc_cli_table *nodes = hc_cli_table_new(4, node_hdr);
 	struct hc_cli_table *wls = hc_cli_table_new(6, wl_hdr);
 	size_t total = 0;
 	int r = 0;
@@ -355,7 +404,7 @@ static int print_list_table(const Cluster__Services__Api__NodesStateResponse *li
 		snprintf(count, sizeof(count), "%zu", st->n_workloads);
 		r |= hc_cli_table_add(nodes,
 				      (const char *const[]){ id, st->node ? st->node->ip : NULL,
-							     count });
+							     count, st->trust });
 		for (size_t k = 0; k < st->n_workloads; k++) {
 			const Cluster__Services__Api__WorkloadState *w = st->workloads[k];
 			const Cluster__Services__Api__VmSpawnRequest *req = w->source_request;

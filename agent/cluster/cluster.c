@@ -64,6 +64,15 @@ static int write_id(const char *path, const char *id, struct hc_err *err)
 	return r;
 }
 
+int hc_node_id_read(const char *path, char *id, struct hc_err *err)
+{
+	int r = read_id(path, id, err);
+
+	if (r < 0 && r != -EINVAL && r != -EIO)
+		hc_err_set(err, r, "cannot open %s: %s", path, strerror(-r));
+	return r;
+}
+
 int hc_node_id_load(const char *path, char *id, struct hc_err *err)
 {
 	int r = read_id(path, id, err);
@@ -105,6 +114,8 @@ struct hc_cluster *hc_cluster_new(struct hc_loop *loop, const struct hc_cluster_
 	if (hc_node_id_load(path, c->node_id, err) < 0)
 		goto fail;
 	c->cfg = *cfg; /* a copy: the caller may reuse its own */
+	if (hc_cluster_beacon_init(c, cfg, err) < 0)
+		goto fail;
 	hc_metrics_histogram_init(&c->spawn_hist, spawn_buckets,
 				  sizeof(spawn_buckets) / sizeof(spawn_buckets[0]));
 	return c;
@@ -144,6 +155,7 @@ void hc_cluster_free(struct hc_cluster *c)
 	}
 	hc_cluster_local_fini(c);
 	hc_cluster_state_fini(c);
+	hc_cluster_beacon_fini(c);
 	free(c->leaving); /* the agent stopped before the leave finished */
 	free(c->base_url);
 	free(c);
@@ -314,7 +326,7 @@ int hc_cluster_start(struct hc_cluster *c, struct hc_err *err)
 	c->state_version = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
 	c->state_timer = hc_loop_add_timer(c->loop, 0, hc_cluster_state_tick, c);
 	c->housekeeping_timer = hc_loop_add_timer(c->loop, HOUSEKEEPING_MS, housekeeping, c);
-	if (!c->state_timer || !c->housekeeping_timer)
+	if (!c->state_timer || !c->housekeeping_timer || hc_cluster_beacon_start(c) < 0)
 		return hc_err_set(err, -ENOMEM, "out of memory");
 	hc_cluster_local_refresh(c);
 	if (cfg->njoin) {
@@ -542,12 +554,14 @@ static void collect(struct hc_metrics_writer *w, void *arg)
 	hc_metrics_histogram_write(w, "hypercore_spawn_duration_seconds",
 				   "From a spawn request to the owner's answer",
 				   &c->spawn_hist);
+	hc_cluster_beacon_collect(c, w);
 }
 
 /* A node's state for List: strings and workloads borrowed; the message's
  * own allocations are freed by hc_cluster_list_free(). */
 static hc_pb_state *state_msg(const char *name, const char *addr, uint32_t http_port,
-			      bool respawn, hc_pb_workload **w, size_t n)
+			      bool respawn, hc_pb_workload **w, size_t n, hc_pb_beacon *beacon,
+			      bool verified)
 {
 	hc_pb_state *st = malloc(sizeof(*st));
 	Cluster__Services__Api__Node *node = malloc(sizeof(*node));
@@ -567,6 +581,8 @@ static hc_pb_state *state_msg(const char *name, const char *addr, uint32_t http_
 	st->respawn = respawn;
 	st->workloads = w;
 	st->n_workloads = n;
+	st->beacon = beacon;
+	st->trust = (char *)(verified ? "verified" : "unverified");
 	return st;
 }
 
@@ -589,7 +605,8 @@ Cluster__Services__Api__NodesStateResponse *hc_cluster_list(struct hc_cluster *c
 		if (!c->local[i].pending)
 			mine[n++] = c->local[i].state;
 	list->states[0] = state_msg(c->gossip ? hc_gossip_name(c->gossip) : c->node_id,
-				    c->node_addr, c->http_port, c->cfg.respawn, mine, n);
+				    c->node_addr, c->http_port, c->cfg.respawn, mine, n,
+				    c->beacon_out, c->identity != NULL);
 	if (!list->states[0]) {
 		free(mine);
 		goto oom;
@@ -601,7 +618,8 @@ Cluster__Services__Api__NodesStateResponse *hc_cluster_list(struct hc_cluster *c
 
 		if (p->stale)
 			continue; /* silent: what it said may no longer hold */
-		st = state_msg(p->name, p->node_addr, p->http_port, p->respawn, NULL, 0);
+		st = state_msg(p->name, p->node_addr, p->http_port, p->respawn, NULL, 0, p->beacon,
+			       p->verified);
 
 		if (!st)
 			goto oom;

@@ -29,6 +29,17 @@ struct hc_runtime_capacity;
 struct hc_workload_spec;
 struct hc_workload;
 struct hc_log_line;
+struct hc_ibrl_identity;
+
+/* How received states are judged by their signatures (docs/cluster.md,
+ * "Signed states"). */
+enum hc_cluster_ibrl_mode {
+	/* unsigned states from nodes without a key (upstream's) are used,
+	 * shown unverified */
+	HC_CLUSTER_IBRL_PERMISSIVE = 0,
+	/* only states signed by their node's pinned or trusted key */
+	HC_CLUSTER_IBRL_ENFORCE,
+};
 
 /*
  * What the cluster asks of the local runtime, as agent/runtime's calls of
@@ -97,6 +108,14 @@ struct hc_cluster_config {
 	void (*on_local)(void *arg, const struct hc_runtime_running *list, size_t n);
 	void (*on_routes)(void *arg);
 	void *notify_arg;
+	/* IBRL beacon. The node key that signs our states (NULL: they go
+	 * unsigned); borrowed, must outlive the cluster. */
+	const struct hc_ibrl_identity *identity;
+	enum hc_cluster_ibrl_mode ibrl_mode;
+	const char *trusted_keys;      /* a fixed trusted-keys file; NULL: TOFU pins */
+	double beacon_price;	       /* price_per_gb announced */
+	const char *beacon_reputation; /* reputation_score announced; NULL: "1.0" */
+	const char *beacon_endpoint;   /* checked every 30 s; NULL: none */
 };
 
 #define HC_NODE_ID_LEN HC_UUID_LEN /* a node id is a UUID (base.h) */
@@ -144,6 +163,21 @@ int hc_cluster_key_op(struct hc_cluster *c, enum hc_gossip_key_op op, const char
  * a workload's owner); NULL or "" for none. Copied; may change at any time
  * on the loop thread (token rotation). */
 void hc_cluster_set_api_token(struct hc_cluster *c, const char *token);
+
+/* What this node can run, announced in BeaconMetadata.node_capabilities
+ * ("container", "xdp-native"...): known once the runtime and the data plane
+ * are up. Copied. 0 or -ENOMEM. */
+int hc_cluster_set_capabilities(struct hc_cluster *c, const char *const *caps, size_t n);
+
+/* Asks node for a fresh attestation (BEACON_ATTEST bound to a new nonce)
+ * and checks it: done(arg, 0, "verified") when it is signed for our nonce
+ * by the key pinned for node; else -errno and why (-ETIMEDOUT no answer,
+ * -EBADMSG bad or for another nonce, -EALREADY replayed, -EKEYREJECTED
+ * another key, -ENOKEY no key pinned yet, -ESTALE too old). done runs
+ * once, on the loop, unless the cluster is freed first. 0 or -errno. */
+typedef void hc_cluster_attest_done(void *arg, int result, const char *why);
+int hc_cluster_attest(struct hc_cluster *c, const char *node, hc_cluster_attest_done *done,
+		      void *arg);
 
 /* The data plane maps to keep in sync, when they exist only after the
  * cluster does (the agent starts the data plane once every listener is
@@ -213,5 +247,7 @@ int hc_cluster_register_metrics(struct hc_cluster *c, struct hc_metrics *m);
  * Returns 0 or -errno, with a reason in err.
  */
 int hc_node_id_load(const char *path, char *id, struct hc_err *err);
+/* Reads an existing node id file only: -ENOENT when there is none. */
+int hc_node_id_read(const char *path, char *id, struct hc_err *err);
 
 #endif /* HC_CLUSTER_H */

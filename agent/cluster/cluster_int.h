@@ -13,6 +13,7 @@
 #include "auth/auth.h"
 #include "base/list.h"
 #include "cluster/cluster.h"
+#include "ibrl/ibrl.h"
 #include "loop/loop.h"
 #include "metrics/metrics.h"
 #include "runtime/runtime.h"
@@ -53,6 +54,7 @@
 typedef Cluster__Services__Api__WorkloadState hc_pb_workload;
 typedef Cluster__Services__Api__NodeStateResponse hc_pb_state;
 typedef Cluster__Services__Api__VmSpawnRequest hc_pb_spawn;
+typedef Cluster__Services__Api__BeaconMetadata hc_pb_beacon;
 
 /* ---- jobs: blocking runtime calls on worker threads (jobs.c) ---- */
 
@@ -149,6 +151,18 @@ enum state_reject {
 };
 extern const char *const hc_cluster_state_reject_names[STATE_REJECT_REASONS];
 
+/* Why a received state failed its signature check: the label of
+ * hypercore_ibrl_states_rejected_total. Append only. */
+enum ibrl_reject {
+	IBRL_REJECT_UNSIGNED,	   /* no signature: enforce mode, or its node has a key */
+	IBRL_REJECT_NO_KEY,	   /* a signature, but no public key in its beacon */
+	IBRL_REJECT_BAD_SIGNATURE, /* not the beacon key's signature of this state */
+	IBRL_REJECT_KEY_MISMATCH,  /* signed by another key than its node's pinned one */
+	IBRL_REJECT_UNTRUSTED,	   /* a node the trusted-keys file does not name */
+	IBRL_REJECT_REASONS,
+};
+extern const char *const hc_cluster_ibrl_reject_names[IBRL_REJECT_REASONS];
+
 enum answer_reject {
 	ANSWER_REJECT_DRY_RUN, /* a dry-run answer from a node not asked */
 	ANSWER_REJECT_SPAWN,   /* a spawn answer from another node than the one asked */
@@ -197,6 +211,8 @@ struct peer {
 	uint64_t hash;
 	uint64_t version; /* of the state held; 0 from upstream senders */
 	bool stale; /* silent while gossip says alive: not routed, kept for respawn */
+	hc_pb_beacon *beacon; /* owned copy of its state's BeaconMetadata; NULL: none */
+	bool verified; /* signed by the key pinned or trusted for its name */
 };
 
 /* A state arriving in chunks, per (sender, broadcast uuid). Chunks that
@@ -213,6 +229,8 @@ struct assembly {
 	uint32_t http_port;
 	bool respawn;
 	uint64_t started_ms;
+	hc_pb_beacon *beacon; /* marker order: the latest chunk's */
+	char *signature;      /* marker order: the latest chunk's state_signature */
 };
 
 struct hc_cluster {
@@ -267,6 +285,23 @@ struct hc_cluster {
 	uint64_t busy_warn_next_ms;
 	size_t logs_inflight;  /* Logs operations not finished (logs.c) */
 	uint64_t logs_refused; /* over its bounds */
+
+	/* IBRL beacon (beacon.c) */
+	const struct hc_ibrl_identity *identity; /* cfg's: signs our states; NULL: unsigned */
+	char beacon_id[HC_IBRL_BEACON_ID_LEN + 1];
+	char *beacon_reputation, *beacon_endpoint;
+	char **capabilities;
+	size_t ncapabilities;
+	struct hc_ibrl_trust *trust;
+	hc_pb_beacon *beacon_out; /* of the broadcast being sent */
+	char state_sig[HC_IBRL_STATE_SIG_B64_LEN + 1]; /* "" when unsigned */
+	uint64_t ibrl_rejected[IBRL_REJECT_REASONS];
+	uint64_t ibrl_verified, ibrl_unverified;
+	uint64_t endpoint_timer, endpoint_checks;
+	bool endpoint_check_running, beacon_connected;
+	struct hc_ibrl_nonces nonces; /* of our BEACON_ATTEST queries */
+	struct hc_list attests;       /* those queries in flight */
+	uint64_t attests_answered, attests_verified, attests_rejected;
 
 	/* Where state.c and local.c report what they see (orchestrate.c). */
 	hc_cluster_report_fn *report;
@@ -330,6 +365,42 @@ void hc_cluster_note_rejected(struct hc_cluster *c, uint64_t *counter, const cha
 			      const char *sender, const char *why);
 /* Splits st's workloads into chunk payloads; see cluster.h's encoder. */
 uint64_t hc_cluster_state_hash(hc_pb_workload *const *w, size_t n, const char *addr);
+
+/* This node's gossip name (its node id before gossip runs). */
+const char *hc_cluster_self(const struct hc_cluster *c);
+
+/* beacon.c: the IBRL beacon, signatures and trust */
+/* From cfg: the identity (borrowed), the beacon flags (copied), the trust
+ * store (opened: blocks on the disk). 0 or -errno with err. */
+int hc_cluster_beacon_init(struct hc_cluster *c, const struct hc_cluster_config *cfg,
+			   struct hc_err *err);
+void hc_cluster_beacon_fini(struct hc_cluster *c);
+/* Starts the endpoint checks (every 30 s on a worker thread). */
+int hc_cluster_beacon_start(struct hc_cluster *c);
+/* c->beacon_out for the next broadcast: measured now. 0 or -ENOMEM. */
+int hc_cluster_beacon_build(struct hc_cluster *c);
+/* c->state_sig: our signature of v ("" without a key). 0 or -errno. */
+int hc_cluster_beacon_sign(struct hc_cluster *c, const struct hc_ibrl_state_view *v);
+/* Whether a complete state v with signature sig may be used: -1 (yes;
+ * *verified if its signature holds under its node's key, *pin if that key
+ * is new and may be pinned once the state is otherwise accepted) or why
+ * not (IBRL_REJECT_*). */
+int hc_cluster_beacon_check(struct hc_cluster *c, const struct hc_ibrl_state_view *v,
+			    const char *sig, bool *verified, bool *pin);
+/* Pins the key of beacon for node (TOFU), persisted; logs a failure. */
+void hc_cluster_beacon_pin(struct hc_cluster *c, const char *node, const hc_pb_beacon *beacon);
+/* Answers a BEACON_ATTEST query (serve.c hands it over). */
+void hc_cluster_beacon_serve_attest(struct hc_cluster *c, uint64_t query_id, const char *from,
+				    const uint8_t *payload, size_t len);
+/* Judges a BEACON_ATTEST answer: from node, for nonce, signed by node's
+ * pinned key, the nonce not used before (it is then). 0 or -errno, why. */
+int hc_cluster_attest_judge(struct hc_cluster *c, const char *node, const char *from,
+			    const uint8_t nonce[HC_IBRL_NONCE_LEN], const uint8_t *payload,
+			    size_t len, char *why, size_t why_len);
+/* Whether the beacon endpoint is healthy (blocks up to 10 s). */
+bool hc_cluster_beacon_endpoint_ok(const char *endpoint);
+struct hc_metrics_writer;
+void hc_cluster_beacon_collect(struct hc_cluster *c, struct hc_metrics_writer *w);
 
 /* routes.c: the local and known remote workloads -> the data plane maps */
 void hc_cluster_routes_sync(struct hc_cluster *c);

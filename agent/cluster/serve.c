@@ -488,6 +488,9 @@ void hc_cluster_orch_on_query(struct hc_cluster *c, uint64_t query_id, const cha
 		else
 			serve_stop(c, query_id, (void *)inner);
 		break;
+	case CLUSTER__SERVICES__API__CLUSTER_EVENT__BEACON_ATTEST:
+		hc_cluster_beacon_serve_attest(c, query_id, from, payload, len);
+		break;
 	default:
 		/* answers travel as responses, never as queries; IBRL events
 		 * are the IBRL issue's */

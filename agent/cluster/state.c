@@ -68,6 +68,11 @@ static const char *self_name(const struct hc_cluster *c)
 	return c->gossip ? hc_gossip_name(c->gossip) : c->node_id;
 }
 
+const char *hc_cluster_self(const struct hc_cluster *c)
+{
+	return self_name(c);
+}
+
 /* The workloads we announce: started ones, not those being spawned or
  * restarted (their address is not known yet or about to change). */
 static size_t announced(const struct hc_cluster *c, hc_pb_workload **out)
@@ -91,6 +96,11 @@ static void chunk_init(const struct hc_cluster *c, hc_pb_state *st,
 	st->node_addr = (char *)c->node_addr;
 	st->http_port = c->http_port;
 	st->respawn = c->cfg.respawn;
+	/* every chunk carries the beacon and the whole state's signature, so
+	 * any chunk tells upstream receivers (which keep the first or the
+	 * last) the node's figures; ours use the last index's */
+	st->beacon = c->beacon_out;
+	st->state_signature = (char *)c->state_sig;
 	/* sized as sent: the index fields are there in every chunk */
 	st->chunk_index = st->chunk_count = UINT32_MAX;
 	st->state_version = UINT64_MAX;
@@ -172,11 +182,22 @@ static void broadcast_now(struct hc_cluster *c)
 		       QUEUE_SKIP_DEPTH);
 		goto out;
 	}
-	nchunks = n ? plan_chunks(c, w, n, ends) : 1;
 	/* The clock, so receivers can bound a version by theirs; and always
 	 * more than the last, should the clock step back. */
 	clock = wall_ms();
 	c->state_version = clock > c->state_version ? clock : c->state_version + 1;
+	r = hc_cluster_beacon_build(c);
+	if (r == 0)
+		r = hc_cluster_beacon_sign(c, &(struct hc_ibrl_state_view){
+			.node = self_name(c), .node_addr = c->node_addr, .http_port = c->http_port,
+			.respawn = c->cfg.respawn, .version = c->state_version,
+			.beacon = c->beacon_out, .workloads = w, .nworkloads = n });
+	if (r < 0) {
+		hc_log(HC_LOG_WARN, "state not signed: %s", strerror(-r));
+		c->broadcast_due = true;
+		goto out;
+	}
+	nchunks = n ? plan_chunks(c, w, n, ends) : 1;
 	for (size_t k = 0; k < nchunks && r == 0; k++) {
 		size_t end = n ? ends[k] : 0;
 		const char *kind = nchunks == 1	      ? "complete"
@@ -295,6 +316,7 @@ struct peer *hc_cluster_state_peer(struct hc_cluster *c, const char *name)
 
 static void peer_fini(struct peer *p)
 {
+	hc_cluster_pb_free(p->beacon);
 	free(p->name);
 	free(p->node_addr);
 	free_workloads(p->workloads, p->nworkloads);
@@ -308,6 +330,8 @@ static void assembly_fini(struct assembly *a)
 	free(a->sender);
 	free(a->uuid);
 	free(a->node_addr);
+	hc_cluster_pb_free(a->beacon);
+	free(a->signature);
 	free_workloads(a->workloads, a->nworkloads);
 }
 
@@ -354,11 +378,14 @@ struct state_meta {
 	uint32_t http_port;
 	bool respawn;
 	uint64_t version;
+	const hc_pb_beacon *beacon; /* NULL: none */
+	const char *signature;	    /* NULL or "": unsigned */
 };
 
 static struct state_meta meta_of(const hc_pb_state *st)
 {
-	return (struct state_meta){ st->node_addr, st->http_port, st->respawn, st->state_version };
+	return (struct state_meta){ st->node_addr, st->http_port, st->respawn, st->state_version,
+				    st->beacon, st->state_signature };
 }
 
 bool hc_cluster_member_alive(struct hc_cluster *c, const char *name)
@@ -451,9 +478,32 @@ static void apply_state(struct hc_cluster *c, const char *sender, hc_pb_workload
 			const struct state_meta *m)
 {
 	struct peer *p = hc_cluster_state_peer(c, sender);
-	int reject = state_reject(c, sender, p, m);
+	struct hc_ibrl_state_view view = {
+		.node = sender, .node_addr = m->addr, .http_port = m->http_port,
+		.respawn = m->respawn, .version = m->version, .beacon = m->beacon,
+		.workloads = w, .nworkloads = n,
+	};
+	bool verified, pin;
+	int reject = hc_cluster_beacon_check(c, &view, m->signature, &verified, &pin);
+	hc_pb_beacon *beacon = NULL;
 	uint64_t hash;
 
+	/* before anything else looks at it: an unsigned or forged state
+	 * touches no route, no placement, no respawn */
+	if (reject >= 0) {
+		char why[160];
+		const uint8_t *pub = hc_ibrl_beacon_public(m->beacon);
+		char id[HC_IBRL_BEACON_ID_LEN + 1] = "none";
+
+		if (pub)
+			hc_ibrl_beacon_node_id(pub, id);
+		snprintf(why, sizeof(why), "%s (key %s, version %llu)",
+			 hc_cluster_ibrl_reject_names[reject], id, (unsigned long long)m->version);
+		hc_cluster_note_rejected(c, &c->ibrl_rejected[reject], "state", sender, why);
+		free_workloads(w, n);
+		return;
+	}
+	reject = state_reject(c, sender, p, m);
 	if (reject >= 0) {
 		char why[160];
 
@@ -471,6 +521,12 @@ static void apply_state(struct hc_cluster *c, const char *sender, hc_pb_workload
 		free_workloads(w, n);
 		return;
 	}
+	if (m->beacon && !(beacon = hc_cluster_pb_clone(&m->beacon->base))) {
+		free_workloads(w, n);
+		return;
+	}
+	if (pin)
+		hc_cluster_beacon_pin(c, sender, m->beacon);
 	if (n)
 		qsort(w, n, sizeof(*w), workload_cmp);
 	hash = hc_cluster_state_hash(w, n, m->addr);
@@ -482,6 +538,7 @@ static void apply_state(struct hc_cluster *c, const char *sender, hc_pb_workload
 			c->peers = grown;
 		if (!grown || !name) {
 			free(name);
+			hc_cluster_pb_free(beacon);
 			free_workloads(w, n);
 			return;
 		}
@@ -499,6 +556,13 @@ static void apply_state(struct hc_cluster *c, const char *sender, hc_pb_workload
 	p->respawn = m->respawn;
 	p->version = m->version;
 	p->recv_ms = hc_loop_now_ms(c->loop);
+	hc_cluster_pb_free(p->beacon);
+	p->beacon = beacon;
+	p->verified = verified;
+	if (verified)
+		c->ibrl_verified++;
+	else
+		c->ibrl_unverified++;
 	c->states_received++;
 	if (p->stale) {
 		p->stale = false;
@@ -659,6 +723,9 @@ static void on_indexed_chunk(struct hc_cluster *c, const char *sender, const cha
 	for (uint32_t i = 0; i < done.count && r == 0; i++)
 		r = take_workloads(done.chunks[i], &w, &n);
 	m = meta_of(done.chunks[0]);
+	/* the beacon and the signature of the last chunk (all carry them) */
+	m.beacon = done.chunks[done.count - 1]->beacon;
+	m.signature = done.chunks[done.count - 1]->state_signature;
 	if (r < 0) {
 		free_workloads(w, n);
 		drop_chunk(c, "state too large", sender);
@@ -693,6 +760,14 @@ static void on_marked_chunk(struct hc_cluster *c, const char *sender, const char
 		drop_chunk(c, "unknown chunk kind", sender);
 		return;
 	}
+	if (chunk->beacon) { /* upstream keeps the latest chunk's */
+		hc_cluster_pb_free(a->beacon);
+		a->beacon = hc_cluster_pb_clone(&chunk->beacon->base);
+	}
+	if (chunk->state_signature && *chunk->state_signature) {
+		free(a->signature);
+		a->signature = strdup(chunk->state_signature);
+	}
 	if (take_workloads(chunk, &a->workloads, &a->nworkloads) < 0) {
 		drop_assembly(c, (size_t)(a - c->assemblies));
 		drop_chunk(c, "state too large", sender);
@@ -701,7 +776,8 @@ static void on_marked_chunk(struct hc_cluster *c, const char *sender, const char
 	if (strcmp(kind, "finish") != 0)
 		return;
 	done = detach_assembly(c, a);
-	m = (struct state_meta){ done.node_addr, done.http_port, done.respawn, 0 };
+	m = (struct state_meta){ done.node_addr, done.http_port, done.respawn, 0, done.beacon,
+				 done.signature };
 	apply_state(c, sender, done.workloads, done.nworkloads, &m);
 	done.workloads = NULL;
 	done.nworkloads = 0;

@@ -24,6 +24,7 @@
 #include "auth/auth.h"
 #include "base/base.h"
 #include "cluster/cluster.h"
+#include "ibrl/ibrl.h"
 #include "log/log.h"
 #include "loop/loop.h"
 #include "metrics/metrics.h"
@@ -41,6 +42,7 @@ struct daemon {
 	struct hc_metrics *metrics;
 	struct hc_cluster *cluster;
 	struct hc_api *api;
+	struct hc_ibrl_identity *identity; /* the node key; outlives the cluster */
 	struct hc_containerd *containerd; /* NULL with --containerd-socket */
 	struct hc_runtime_watch *watch;
 	struct hc_runtime *runtime; /* one CRI client, shared by the cluster's job threads */
@@ -499,12 +501,67 @@ static int start_runtime(struct daemon *d, const struct hc_daemon_config *cfg, s
 
 /* ---- run ---- */
 
+/* ---- IBRL ---- */
+
+/* The node key (made on first start) and how peers' states are judged:
+ * enforce by default when gossip is encrypted (only key holders send
+ * anything, and each name's key is pinned on first sight), permissive for
+ * insecure clusters, whose upstream nodes never sign. */
+static int ibrl_config(struct daemon *d, const struct hc_daemon_config *cfg,
+		       struct hc_cluster_config *ccfg, struct hc_err *err)
+{
+	int r = hc_ibrl_identity_open(cfg->state_dir, &d->identity, err);
+
+	if (r < 0)
+		return r;
+	ccfg->identity = d->identity;
+	ccfg->ibrl_mode = cfg->ibrl_mode ? (enum hc_cluster_ibrl_mode)(cfg->ibrl_mode - 1)
+			  : cfg->cluster_insecure ? HC_CLUSTER_IBRL_PERMISSIVE
+						  : HC_CLUSTER_IBRL_ENFORCE;
+	ccfg->trusted_keys = cfg->trusted_keys;
+	ccfg->beacon_price = cfg->beacon_price;
+	ccfg->beacon_reputation = cfg->beacon_reputation;
+	ccfg->beacon_endpoint = cfg->beacon_endpoint;
+	return 0;
+}
+
+/* Once the agent is ready (a failed start says one thing only). */
+static void log_identity(const struct daemon *d, const struct hc_daemon_config *cfg,
+			 const struct hc_cluster_config *ccfg)
+{
+	char id[HC_IBRL_BEACON_ID_LEN + 1];
+
+	hc_ibrl_beacon_node_id(hc_ibrl_identity_public(d->identity), id);
+	hc_log(HC_LOG_INFO, "node key %s/%s: beacon id %s; peers' states: %s%s", cfg->state_dir,
+	       HC_IBRL_KEY_FILE, id,
+	       ccfg->ibrl_mode == HC_CLUSTER_IBRL_ENFORCE ? "signed only" : "unsigned accepted",
+	       cfg->trusted_keys ? " (keys from --trusted-keys)" : " (keys pinned on first use)");
+}
+
+/* What this node really has, for the beacon: a runtime that answered at
+ * start, the data plane's mode, TLS termination. */
+static int set_capabilities(struct daemon *d, const struct hc_daemon_config *cfg)
+{
+	const char *caps[4];
+	size_t n = 0;
+
+	if (d->has_runtime)
+		caps[n++] = "container";
+	if (d->dataplane)
+		caps[n++] = hc_daemon_dataplane_capability(d->dataplane);
+	if (d->proxy && cfg->tls_cert)
+		caps[n++] = "tls";
+	return hc_cluster_set_capabilities(d->cluster, caps, n);
+}
+
 static void daemon_fini(struct daemon *d)
 {
 	hc_api_free(d->api);
 	/* before the runtime and the maps its jobs and syncs use */
 	hc_cluster_free(d->cluster);
 	d->cluster = NULL;
+	hc_ibrl_identity_free(d->identity);
+	d->identity = NULL;
 	hc_runtime_watch_stop(d->watch);
 	hc_runtime_free(d->runtime); /* after the cluster's jobs ended */
 	/* workloads keep running in their shims; the next agent adopts them */
@@ -586,6 +643,8 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, struct hc_err *err)
 		ccfg.runtime = &hc_cluster_runtime_cri;
 		ccfg.runtime_ctx = d.runtime;
 	}
+	if (ibrl_config(&d, cfg, &ccfg, err) < 0)
+		goto fail;
 	ccfg.on_local = on_local_workloads;
 	ccfg.on_routes = on_routes_changed;
 	ccfg.notify_arg = &d;
@@ -615,6 +674,10 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, struct hc_err *err)
 	}
 	if (d.watch)
 		hc_runtime_watch_on_running(d.watch, on_running, &d);
+	if (set_capabilities(&d, cfg) < 0) {
+		hc_err_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
 	hc_cluster_set_http_port(d.cluster, (uint16_t)hc_api_http_port(d.api));
 	if (hc_cluster_start(d.cluster, err) < 0)
 		goto fail;
@@ -630,6 +693,7 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, struct hc_err *err)
 	       "hypercore %s ready: node %s, gRPC port %d, HTTP port %d, gossip %s", HC_VERSION,
 	       hc_cluster_node_id(d.cluster), hc_api_grpc_port(d.api), hc_api_http_port(d.api),
 	       gossip_at);
+	log_identity(&d, cfg, &ccfg);
 	r = hc_loop_run(d.loop);
 	if (r < 0)
 		hc_log(HC_LOG_ERROR, "event loop failed: %s", strerror(-r));

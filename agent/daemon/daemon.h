@@ -82,6 +82,13 @@ struct hc_daemon_config {
 	unsigned proxy_head_timeout_ms; /* 0: 10000 */
 	unsigned proxy_max_conns;      /* per port; 0: 10000 */
 	const char *tls_cert, *tls_key; /* --cluster-tls-cert/-key */
+
+	/* IBRL beacon (the node key is <state_dir>/node-key.pem) */
+	int ibrl_mode;                 /* enum hc_cluster_ibrl_mode + 1; 0: by encryption */
+	const char *trusted_keys;      /* fixed node name -> key file; NULL: TOFU */
+	double beacon_price;           /* price_per_gb (upstream's default 0.01) */
+	const char *beacon_reputation; /* NULL: "1.0" */
+	const char *beacon_endpoint;   /* NULL: none */
 };
 
 /*

@@ -297,6 +297,13 @@ struct hc_dpmaps *hc_daemon_dataplane_maps(struct daemon_dataplane *dd)
 	return hc_dataplane_maps(dd->dp);
 }
 
+const char *hc_daemon_dataplane_capability(struct daemon_dataplane *dd)
+{
+	if (hc_dataplane_mode(dd->dp) == HC_DP_MODE_TC)
+		return "tc";
+	return strcmp(hc_dataplane_xdp_mode(dd->dp), "native") == 0 ? "xdp-native" : "xdp-generic";
+}
+
 void hc_daemon_dataplane_stop(struct daemon_dataplane *dd)
 {
 	if (!dd)

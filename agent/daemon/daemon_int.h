@@ -34,6 +34,9 @@ int hc_daemon_dataplane_on_sandbox(void *arg, const struct hc_runtime_sandbox *s
 
 /* The maps the cluster keeps in sync. */
 struct hc_dpmaps *hc_daemon_dataplane_maps(struct daemon_dataplane *dd);
+/* The beacon capability of how node ports are served: "xdp-native",
+ * "xdp-generic" or "tc". */
+const char *hc_daemon_dataplane_capability(struct daemon_dataplane *dd);
 
 /* Releases the agent's handles; programs and maps stay attached and pinned
  * so traffic keeps flowing until the next agent. NULL is fine. */

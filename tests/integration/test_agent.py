@@ -32,9 +32,9 @@ class AgentCli(hctest.TestCase):
         r = a.cli("cluster", "list", "--grpc-bind-addr", a.grpc_addr)
         self.assertEqual(r.returncode, 0, r.stderr)
         lines = r.stdout.splitlines()
-        self.assertEqual(lines[0].split(), ["NODE", "ADDRESS", "WORKLOADS"])
+        self.assertEqual(lines[0].split(), ["NODE", "ADDRESS", "WORKLOADS", "TRUST"])
         self.assertEqual(lines[1].split()[0], self.node_id(a))
-        self.assertEqual(lines[1].split()[-1], "0")
+        self.assertEqual(lines[1].split()[-2:], ["0", "verified"])
         self.assertCleanExit(a)
 
     def test_list_json(self):
@@ -42,10 +42,14 @@ class AgentCli(hctest.TestCase):
         r = a.cli("cluster", "list", "--json", "--grpc-bind-addr", a.grpc_addr)
         self.assertEqual(r.returncode, 0, r.stderr)
         doc = json.loads(r.stdout)
-        # upstream's fields, plus where the node is reached (new field numbers)
+        # upstream's fields (the beacon: its own test is test_ibrl.py), plus
+        # where the node is reached and its trust (new field numbers)
+        beacon = doc["states"][0].pop("beacon")
+        self.assertEqual(len(beacon["beacon_node_id"]), 16)
         self.assertEqual(doc, {"states": [{"node": {"id": self.node_id(a), "ip": "127.0.0.1"},
                                            "node_addr": "127.0.0.1",
-                                           "http_port": a.http_port}]})
+                                           "http_port": a.http_port,
+                                           "trust": "verified"}]})
         self.assertCleanExit(a)
 
     def test_node_id_is_a_uuid_and_stable_across_restarts(self):

@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 import grpcstubs  # noqa: E402
 import hctest  # noqa: E402
 import netns  # noqa: E402
-from hctest import wait_for  # noqa: E402
+from hctest import metric_values, wait_for  # noqa: E402
 
 PREFIX = "hctr%d" % (os.getpid() % 100000)      # + "-srv": a namespace name
 SRV_NS, CLI_NS = PREFIX + "-srv", PREFIX + "-cli"
@@ -36,6 +36,9 @@ SERF = "/usr/bin/serf"
 GRPCCALL = os.path.join(HERE, "..", "lib", "grpccall.py")
 MISSING = "5b0c3c52-6a11-4c39-9a57-1f0a6b6a2f10"  # a workload id nobody has
 WRONG = "0123456789abcdef" * 4                   # well-formed, accepted nowhere
+# inject_workload's serf agent sends unsigned states, which an encrypted
+# cluster refuses by default (IBRL enforce mode): agents it feeds take them
+UNSIGNED_OK = ("--ibrl-mode", "permissive")
 REFUSED_FLAGS = ("--join-token", "--cluster-encrypt", "--cluster-keyring", "--cluster-insecure")
 
 pb = None  # cluster_pb2, loaded once (setUpModule)
@@ -116,18 +119,6 @@ def grpc_calls(agent, calls):
 
 def md(token=None, *extra):
     return [list(kv) for kv in grpcstubs.bearer(token)] + [list(kv) for kv in extra]
-
-
-def metric_values(agent, name):
-    """{labels text: value} of one metric family, from the agent's /metrics."""
-    status, _, body = agent.http("/metrics")
-    assert status == 200, body
-    out = {}
-    for line in body.decode().splitlines():
-        m = re.match(r"^%s(\{[^}]*\})? (\S+)$" % re.escape(name), line)
-        if m:
-            out[m.group(1) or ""] = float(m.group(2))
-    return out
 
 
 def refusals(agent):
@@ -282,7 +273,8 @@ class Trust(hctest.TestCase):
     def inject_workload(self, a, env):
         """A keyed serf agent joins a's cluster and announces, as its own
         state, one workload spawned with env; returns (serf, workload id)
-        once a lists it. (No runtime needed to have env values to redact.)"""
+        once a lists it. (No runtime needed to have env values to redact.)
+        The state is unsigned: a must run with UNSIGNED_OK."""
         s = self.serf("serf-peer", "-encrypt=" + a.keyring()[0], "-join=" + a.seed)
         wait_for("the serf agent in %s's members" % a.name,
                  lambda: a.members().get("serf-peer") == "alive", 30)
@@ -433,7 +425,7 @@ class Trust(hctest.TestCase):
     # ---- secrets stay secret ----
 
     def test_env_values_redacted_unless_admin_asks(self):
-        a = self.agent()
+        a = self.agent(extra_args=UNSIGNED_OK)
         secret = "hunter2-%s" % uuid.uuid4().hex
         _, wid = self.inject_workload(a, ["API_KEY=" + secret, "MODE=fast", "FLAG"])
         redacted = ["API_KEY=<redacted>", "MODE=<redacted>", "FLAG"]
@@ -601,7 +593,7 @@ class Trust(hctest.TestCase):
         self.assertCleanExit(a)
 
     def test_browser_form_post_to_stop_does_nothing(self):
-        a = self.agent()
+        a = self.agent(extra_args=UNSIGNED_OK)
         form = "application/x-www-form-urlencoded"
         # the form with the admin token is understood (a missing id: 404);
         # asked before a serf agent joins, which would not answer the
@@ -685,8 +677,11 @@ class Trust(hctest.TestCase):
         lead), and with the right address but state_version 2^64-1 (which
         would silence the real node for good). Neither is used: the named
         node's entry and the lists stay as they were, nothing is stopped,
-        both are counted by reason, and the real node's later states still
-        apply."""
+        both are counted, and the real node's later states still apply.
+        The forgeries are unsigned and second signs its states, so each is
+        dropped by its signature check first (IBRL, counted as unsigned); the
+        address and version checks behind it are unit-tested
+        (tests/unit/test_cluster_plausible.c)."""
         a = self.agent("first", extra_args=["--state-period-ms", "500"])
         b = self.agent("second", extra_args=["--state-period-ms", "500", *a.join_args()])
         wait_for("second's state at first", lambda: any(
@@ -695,7 +690,7 @@ class Trust(hctest.TestCase):
         s = self.serf("serf-forger", "-encrypt=" + a.keyring()[0], "-join=" + a.seed)
         wait_for("the forger in first's members",
                  lambda: a.members().get("serf-forger") == "alive", 30)
-        rejected_before = metric_values(a, "hypercore_states_rejected_total")
+        rejected_before = metric_values(a, "hypercore_ibrl_states_rejected_total")
         stopped_before = metric_values(a, "hypercore_duplicates_stopped_total")[""]
         wid = str(uuid.uuid4())
 
@@ -712,13 +707,13 @@ class Trust(hctest.TestCase):
             self.assertEqual(r.returncode, 0, r.stderr)
 
         def rejected(reason):
-            return metric_values(a, "hypercore_states_rejected_total").get(
+            return metric_values(a, "hypercore_ibrl_states_rejected_total").get(
                 '{reason="%s"}' % reason, 0) - rejected_before.get('{reason="%s"}' % reason, 0)
 
         forged("169.254.169.254", int(time.time() * 1000))
-        wait_for("the forged address counted", lambda: rejected("addr_mismatch") >= 1, 30)
+        wait_for("the forged address counted", lambda: rejected("unsigned") >= 1, 30)
         forged("127.0.0.1", 2 ** 64 - 1)
-        wait_for("the forged version counted", lambda: rejected("version_ahead") >= 1, 30)
+        wait_for("the forged version counted", lambda: rejected("unsigned") >= 2, 30)
         received = metric_values(a, "hypercore_states_received_total")[""]
         # the real node keeps being heard, and nothing of the forgeries shows
         wait_for("second's own states still applied", lambda: metric_values(

@@ -131,6 +131,18 @@ def read_token_file(path):
     return None
 
 
+def metric_values(agent, name):
+    """{labels text: value} of one metric family, from the agent's /metrics."""
+    status, _, body = agent.http("/metrics")
+    assert status == 200, body
+    out = {}
+    for line in body.decode().splitlines():
+        m = re.match(r"^%s(\{[^}]*\})? (\S+)$" % re.escape(name), line)
+        if m:
+            out[m.group(1) or ""] = float(m.group(2))
+    return out
+
+
 def with_token(headers, token, method):
     """headers (a new dict) with `Authorization: Bearer token` unless token
     is None; a POST without a Content-Type gets application/json, as the

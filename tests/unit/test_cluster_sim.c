@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -21,6 +22,7 @@
 #include "gossip/gossip.h"
 #include "gossip/memberlist_int.h"
 #include "gossip/serf_int.h"
+#include "ibrl/ibrl.h"
 #include "log/log.h"
 #include "loop/loop.h"
 #include "simnet.h"
@@ -40,6 +42,7 @@ struct tnode {
 	char dir[64];
 	struct hc_cluster *c;
 	struct hc_fakert *rt;
+	struct hc_ibrl_identity *key; /* its node key, in dir */
 	struct hc_gossip_receiver recv;
 	/* the cluster's own event handler, behind our tap */
 	hc_gossip_event_fn *on_event;
@@ -132,9 +135,15 @@ static void node_start(struct tcluster *tc, int i, bool respawn)
 		.state_period_ms = 1000,
 		.gossip_new = sim_gossip_new,
 		.gossip_arg = nd,
+		/* as the agent runs with encrypted gossip: signed states only */
+		.ibrl_mode = HC_CLUSTER_IBRL_ENFORCE,
+		.beacon_price = 0.01,
 	};
 	struct hc_err err;
 
+	if (!nd->key)
+		assert_int_equal(hc_ibrl_identity_open(nd->dir, &nd->key, &err), 0);
+	cfg.identity = nd->key;
 	nd->c = hc_cluster_new(hc_simnet_loop(tc->net), &cfg, &err);
 	assert_non_null(nd->c);
 	assert_int_equal(hc_cluster_start(nd->c, &err), 0);
@@ -230,6 +239,7 @@ static void tcluster_free(struct tcluster *tc)
 			hc_fakert_flush(nd->rt);
 			hc_cluster_free(nd->c);
 		}
+		hc_ibrl_identity_free(nd->key);
 		hc_simnet_attach(tc->net, i, NULL);
 		hc_fakert_free(nd->rt);
 		for (size_t k = 0; k < nd->ncaptured; k++)
@@ -590,6 +600,7 @@ static void assemble_in_order(const char *dir, const uint8_t *const *chunks, con
 	for (size_t i = 0; i < nids; i++) /* sorted by id, as the sender sent them */
 		assert_string_equal(p->workloads[i]->id, ids[i]);
 	assert_string_equal(p->node_addr, "10.0.0.1");
+	assert_true(p->verified); /* signed over all chunks, any order */
 	assert_int_equal(c->states_received, 1);
 	assert_int_equal(c->nassemblies, 0);
 	hc_cluster_free(c);
@@ -802,6 +813,272 @@ static void test_stop_while_spawning(void **state)
 	tcluster_free(tc);
 }
 
+/* ---- rogue members (IBRL: signed states) ---- */
+
+#define WL_FORGED "f0f0f0f0-0000-4000-8000-00000000f0f0"
+
+/* What a rogue member sends: a one-chunk state in `name`'s name. */
+struct forgery {
+	const char *name, *addr;
+	const char *const *ids; /* workloads claimed, each with a proxy port */
+	size_t nids;
+	const struct hc_ibrl_identity *signer; /* NULL: unsigned */
+	const uint8_t *claimed_pub; /* in the beacon; NULL: the signer's */
+	const char *reputation;
+};
+
+static uint64_t wall_ms(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	return (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+}
+
+static void send_forgery(struct tnode *from, const struct forgery *f)
+{
+	Cluster__Services__Api__VmSpawnRequest__PortsEntry port =
+		CLUSTER__SERVICES__API__VM_SPAWN_REQUEST__PORTS_ENTRY__INIT, *ports[1] = { &port };
+	Cluster__Services__Api__VmSpawnRequest req = CLUSTER__SERVICES__API__VM_SPAWN_REQUEST__INIT;
+	Cluster__Services__Api__BeaconMetadata beacon =
+		CLUSTER__SERVICES__API__BEACON_METADATA__INIT;
+	Cluster__Services__Api__Node node = CLUSTER__SERVICES__API__NODE__INIT;
+	hc_pb_state st = CLUSTER__SERVICES__API__NODE_STATE_RESPONSE__INIT;
+	hc_pb_workload w[4], *wp[4];
+	char sig[HC_IBRL_STATE_SIG_B64_LEN + 1] = "";
+	char marker[] = "6d1e2c3b-0000-4000-8000-000000000001_complete";
+	uint8_t *buf;
+	size_t len;
+
+	assert_true(f->nids <= 4);
+	port.key = 80;
+	port.value = 8080;
+	req.image_ref = (char *)"registry.test/evil:1";
+	req.cores = 1;
+	req.memory = 64;
+	req.ports = ports;
+	req.n_ports = 1;
+	for (size_t i = 0; i < f->nids; i++) {
+		cluster__services__api__workload_state__init(&w[i]);
+		w[i].id = (char *)f->ids[i];
+		w[i].source_request = &req;
+		wp[i] = &w[i];
+	}
+	beacon.beacon_node_id = (char *)"0000000000000000";
+	beacon.reputation_score = (char *)f->reputation;
+	beacon.price_per_gb = 0.0001;
+	if (f->claimed_pub || f->signer) {
+		beacon.node_signature.data = (uint8_t *)(f->claimed_pub ? f->claimed_pub
+						       : hc_ibrl_identity_public(f->signer));
+		beacon.node_signature.len = HC_IBRL_PUBLIC_LEN;
+	}
+	node.id = (char *)f->name;
+	node.ip = marker;
+	st.node = &node;
+	st.node_addr = (char *)f->addr;
+	st.http_port = 8001;
+	st.workloads = wp;
+	st.n_workloads = f->nids;
+	st.chunk_index = 0;
+	st.chunk_count = 1;
+	st.state_version = wall_ms() + 1000;
+	st.beacon = &beacon;
+	if (f->signer)
+		assert_int_equal(hc_ibrl_state_sign(f->signer, &(struct hc_ibrl_state_view){
+			.node = f->name, .node_addr = f->addr, .http_port = 8001,
+			.version = st.state_version, .beacon = &beacon, .workloads = wp,
+			.nworkloads = f->nids }, sig), 0);
+	st.state_signature = sig;
+	buf = hc_cluster_pb_pack(&st.base, &len);
+	assert_non_null(buf);
+	assert_int_equal(hc_cluster_user_event(from->c, HC_STATE_EVENT, buf, len, false), 0);
+	free(buf);
+}
+
+static size_t routes_of(struct hc_cluster *c)
+{
+	struct hc_cluster_desired d;
+	size_t n;
+
+	assert_int_equal(hc_cluster_routes_build(c, &d), 0);
+	n = d.nroutes;
+	hc_cluster_desired_fini(&d);
+	return n;
+}
+
+static uint64_t rejected(const struct tcluster *tc, int skip, enum ibrl_reject why)
+{
+	uint64_t n = 0;
+
+	for (int i = 0; i < tc->n; i++)
+		n += i == skip ? 0 : tc->nodes[i].c->ibrl_rejected[why];
+	return n;
+}
+
+/* n2 claims to be n0 with its own key: every node has n0's key pinned from
+ * its real states, so the forgery is dropped everywhere (counted), and
+ * n0's workloads, routes and beacon stay as n0 said. */
+static void test_rogue_key_for_existing_name(void **state)
+{
+	struct tcluster *tc = joined_cluster(3, false);
+	static const char *const ids[] = { WL_FORGED };
+	struct answer a;
+	size_t routes1;
+
+	(void)state;
+	spawn_from(tc, 1, WL_A, &a);
+	assert_int_equal(a.code, HC_RPC_OK);
+	assert_owner_agreed(tc, WL_A, "n0");
+	routes1 = routes_of(tc->nodes[1].c);
+	assert_true(hc_cluster_state_peer(tc->nodes[1].c, "n0")->verified);
+	for (int k = 0; k < 3; k++) {
+		send_forgery(&tc->nodes[2], &(struct forgery){
+			.name = "n0", .addr = "10.0.0.1", .ids = ids, .nids = 1,
+			.signer = tc->nodes[2].key, .reputation = "9.9" });
+		hc_simnet_run_ms(tc->net, 2000);
+	}
+	assert_true(rejected(tc, 0, IBRL_REJECT_KEY_MISMATCH) >= 1);
+	for (int i = 1; i < tc->n; i++) {
+		struct peer *p = hc_cluster_state_peer(tc->nodes[i].c, "n0");
+
+		assert_non_null(p);
+		assert_true(p->verified);
+		assert_int_equal(p->nworkloads, 1);
+		assert_string_equal(p->workloads[0]->id, WL_A);
+		/* the forged beacon reaches no placement either */
+		assert_non_null(p->beacon);
+		assert_string_equal(p->beacon->reputation_score, "1.0");
+		assert_null(hc_cluster_state_owner(tc->nodes[i].c, WL_FORGED));
+	}
+	assert_int_equal(routes_of(tc->nodes[1].c), routes1);
+	assert_owner_agreed(tc, WL_A, "n0");
+	tcluster_free(tc);
+}
+
+/* n3 sends states in n1's name claiming n0's workload: unsigned, then with
+ * n1's real key in the beacon but its own signature. Accepted, they would
+ * make n0 stop its copy (duplicate settling) or keep the others from
+ * respawning it when n0 fails (it would seem to run on n1). Neither
+ * happens: both are dropped and counted, and the respawn goes ahead. */
+static void test_forged_states_for_another_nodes_workloads(void **state)
+{
+	struct tcluster *tc = joined_cluster(4, true);
+	static const char *const ids[] = { WL_A };
+	struct copies_check one = { tc, WL_A, 1, 1 };
+	uint8_t n1_pub[HC_IBRL_PUBLIC_LEN];
+	struct answer a;
+
+	(void)state;
+	memcpy(n1_pub, hc_ibrl_identity_public(tc->nodes[1].key), sizeof(n1_pub));
+	spawn_from(tc, 3, WL_A, &a);
+	assert_int_equal(a.code, HC_RPC_OK);
+	assert_owner_agreed(tc, WL_A, "n0");
+	for (int k = 0; k < 3; k++) {
+		send_forgery(&tc->nodes[3], &(struct forgery){
+			.name = "n1", .addr = "10.0.0.2", .ids = ids, .nids = 1,
+			.reputation = "9.9" });
+		send_forgery(&tc->nodes[3], &(struct forgery){
+			.name = "n1", .addr = "10.0.0.2", .ids = ids, .nids = 1,
+			.signer = tc->nodes[3].key, .claimed_pub = n1_pub, .reputation = "9.9" });
+		hc_simnet_run_ms(tc->net, 2000);
+	}
+	assert_true(rejected(tc, 1, IBRL_REJECT_UNSIGNED) >= 1);
+	assert_true(rejected(tc, 1, IBRL_REJECT_BAD_SIGNATURE) >= 1);
+	assert_true(hc_fakert_has(tc->nodes[0].rt, WL_A));
+	assert_int_equal(tc->nodes[0].c->duplicates_stopped, 0);
+	for (int i = 0; i < tc->n; i++) {
+		struct peer *p = i == 1 ? NULL : hc_cluster_state_peer(tc->nodes[i].c, "n1");
+
+		if (i == 1)
+			continue;
+		assert_non_null(p);
+		assert_int_equal(p->nworkloads, 0);
+		assert_string_equal(p->beacon->reputation_score, "1.0");
+	}
+	assert_owner_agreed(tc, WL_A, "n0");
+	/* n0 fails: WL_A is respawned once, as without the forgery */
+	hc_simnet_set_down(tc->net, 0, true);
+	assert_true(hc_simnet_run_until(tc->net, copies_are, &one, 60000) >= 0);
+	assert_int_equal(total_respawns(tc), 1);
+	tcluster_free(tc);
+}
+
+/* BEACON_ATTEST: n1 asks n0 for a fresh attestation and verifies it
+ * against n0's pinned key; an answer replayed for the same nonce, or one
+ * for another nonce, is refused. */
+struct attest_answer {
+	bool done;
+	int result;
+	char why[256];
+};
+
+static void on_attest(void *arg, int result, const char *why)
+{
+	struct attest_answer *aa = arg;
+
+	aa->done = true;
+	aa->result = result;
+	snprintf(aa->why, sizeof(aa->why), "%s", why);
+}
+
+static bool attest_answered(const void *ctx)
+{
+	return ((const struct attest_answer *)ctx)->done;
+}
+
+static void test_beacon_attest_fresh_and_not_replayed(void **state)
+{
+	struct tcluster *tc = joined_cluster(3, false);
+	struct hc_cluster *c1 = tc->nodes[1].c;
+	uint8_t nonce[HC_IBRL_NONCE_LEN], data[HC_IBRL_ATTEST_DATA_LEN];
+	Cluster__Services__Api__BeaconAttestation ans;
+	struct attest_answer aa = { 0 };
+	char why[256];
+	uint8_t *buf;
+	size_t len;
+
+	(void)state;
+	assert_int_equal(hc_cluster_attest(c1, "n0", on_attest, &aa), 0);
+	assert_true(hc_simnet_run_until(tc->net, attest_answered, &aa, 30000) >= 0);
+	assert_int_equal(aa.result, 0);
+	assert_string_equal(aa.why, "verified");
+	assert_int_equal(c1->attests_verified, 1);
+	assert_int_equal(tc->nodes[0].c->attests_answered, 1);
+
+	/* an answer as n0 would give it, judged twice: the second is a replay */
+	assert_int_equal(hc_ibrl_nonce_new(&c1->nonces, nonce), 0);
+	assert_int_equal(hc_ibrl_attest_make(tc->nodes[0].key, "n0", nonce, sizeof(nonce),
+					     (uint64_t)time(NULL), data), 0);
+	cluster__services__api__beacon_attestation__init(&ans);
+	ans.node_id = (char *)"n0";
+	ans.attestation_type = (char *)HC_IBRL_ATTEST_TYPE;
+	ans.attestation_data.data = data;
+	ans.attestation_data.len = sizeof(data);
+	buf = hc_cluster_pb_wrap(CLUSTER__SERVICES__API__CLUSTER_EVENT__BEACON_ATTEST, &ans.base,
+				 &len);
+	assert_non_null(buf);
+	assert_int_equal(hc_cluster_attest_judge(c1, "n0", "n2", nonce, buf, len, why,
+						 sizeof(why)), -EBADMSG); /* not from n0 */
+	assert_int_equal(hc_cluster_attest_judge(c1, "n0", "n0", nonce, buf, len, why,
+						 sizeof(why)), 0);
+	assert_int_equal(hc_cluster_attest_judge(c1, "n0", "n0", nonce, buf, len, why,
+						 sizeof(why)), -EALREADY);
+	/* the same answer offered for a fresh nonce */
+	assert_int_equal(hc_ibrl_nonce_new(&c1->nonces, nonce), 0);
+	assert_int_equal(hc_cluster_attest_judge(c1, "n0", "n0", nonce, buf, len, why,
+						 sizeof(why)), -EBADMSG);
+	free(buf);
+	/* signed by n2's key in n0's name: not the key pinned for n0 */
+	assert_int_equal(hc_ibrl_attest_make(tc->nodes[2].key, "n0", nonce, sizeof(nonce),
+					     (uint64_t)time(NULL), data), 0);
+	buf = hc_cluster_pb_wrap(CLUSTER__SERVICES__API__CLUSTER_EVENT__BEACON_ATTEST, &ans.base,
+				 &len);
+	assert_int_equal(hc_cluster_attest_judge(c1, "n0", "n0", nonce, buf, len, why,
+						 sizeof(why)), -EKEYREJECTED);
+	free(buf);
+	tcluster_free(tc);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -814,6 +1091,9 @@ int main(void)
 		cmocka_unit_test(test_stop_running_workload),
 		cmocka_unit_test(test_stop_while_spawning),
 		cmocka_unit_test(test_logs_from_the_owners_runtime),
+		cmocka_unit_test(test_rogue_key_for_existing_name),
+		cmocka_unit_test(test_forged_states_for_another_nodes_workloads),
+		cmocka_unit_test(test_beacon_attest_fresh_and_not_replayed),
 	};
 
 	hc_log_set_level(HC_LOG_ERROR);
