@@ -28,6 +28,7 @@ struct hc_runtime_capacity;
 struct hc_workload_spec;
 struct hc_workload;
 struct hc_log_line;
+struct hc_ibrl_identity;
 
 /*
  * What the cluster asks of the local runtime, as agent/runtime's calls of
@@ -95,6 +96,10 @@ struct hc_cluster_config {
 	void (*on_local)(void *arg, const struct hc_runtime_running *list, size_t n);
 	void (*on_routes)(void *arg);
 	void *notify_arg;
+	/* The node key (agent/ibrl), which signs what this node vouches for
+	 * (execution proofs). NULL: nothing is signed. Borrowed: must outlive
+	 * the cluster. */
+	const struct hc_ibrl_identity *identity;
 };
 
 #define HC_NODE_ID_LEN HC_UUID_LEN /* a node id is a UUID (base.h) */

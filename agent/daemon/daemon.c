@@ -24,6 +24,7 @@
 #include "auth/auth.h"
 #include "base/base.h"
 #include "cluster/cluster.h"
+#include "ibrl/ibrl.h"
 #include "log/log.h"
 #include "loop/loop.h"
 #include "metrics/metrics.h"
@@ -53,6 +54,7 @@ struct daemon {
 	long clock_ticks;
 	rlim_t nofile; /* the descriptor limit, raised at start */
 	long page_size;
+	struct hc_ibrl_identity *identity; /* the node key (ibrl) */
 };
 
 int hc_daemon_prepare_state_dir(const char *dir, struct hc_err *err)
@@ -503,6 +505,8 @@ static void daemon_fini(struct daemon *d)
 	/* before the runtime and the maps its jobs and syncs use */
 	hc_cluster_free(d->cluster);
 	d->cluster = NULL;
+	hc_ibrl_identity_free(d->identity);
+	d->identity = NULL;
 	hc_runtime_watch_stop(d->watch);
 	/* workloads keep running in their shims; the next agent adopts them */
 	hc_containerd_stop(d->containerd, CONTAINERD_STOP_MS);
@@ -559,6 +563,10 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, struct hc_err *err)
 	if (r < 0)
 		return r;
 	acfg.metrics_auth = cfg->metrics_auth;
+	r = hc_ibrl_identity_open(cfg->state_dir, &d.identity, err);
+	if (r < 0)
+		return r;
+	ccfg.identity = d.identity;
 	snprintf(d.token_path, sizeof(d.token_path), "%s", secrets.token_path);
 
 	clock_gettime(CLOCK_REALTIME, &now);
