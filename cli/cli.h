@@ -167,7 +167,7 @@ extern const struct hc_cli_opt hc_cli_opts_cluster[], hc_cli_opts_cluster_spawn[
 	hc_cli_opts_stop[], hc_cli_opts_list[], hc_cli_opts_logs[], hc_cli_opts_attach[],
 	hc_cli_opts_routes[], hc_cli_opts_routes_add[], hc_cli_opts_routes_del[],
 	hc_cli_opts_dataplane_cleanup[], hc_cli_opts_cluster_join_token[],
-	hc_cli_opts_cluster_api_token[], hc_cli_opts_cluster_keys[];
+	hc_cli_opts_cluster_api_token[], hc_cli_opts_cluster_keys[], hc_cli_opts_cluster_proof[];
 
 /*
  * Parses argv's options (argv[0] is the command path) into args as the
@@ -227,6 +227,8 @@ int hc_cli_cmd_cluster_spawn(const struct hc_cli_cmd *cmd, int argc, char **argv
 int hc_cli_cmd_cluster_stop(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_logs(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_metrics(const struct hc_cli_cmd *cmd, int argc, char **argv);
+int hc_cli_cmd_cluster_proof_show(const struct hc_cli_cmd *cmd, int argc, char **argv);
+int hc_cli_cmd_cluster_proof_verify(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_members(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_event(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_query(const struct hc_cli_cmd *cmd, int argc, char **argv);

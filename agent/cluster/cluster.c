@@ -539,6 +539,7 @@ static void collect(struct hc_metrics_writer *w, void *arg)
 	hc_metrics_histogram_write(w, "hypercore_spawn_duration_seconds",
 				   "From a spawn request to the owner's answer",
 				   &c->spawn_hist);
+	hc_cluster_proofs_collect(c, w);
 }
 
 /* A node's state for List: strings and workloads borrowed; the message's

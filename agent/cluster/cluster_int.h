@@ -13,6 +13,7 @@
 #include "auth/auth.h"
 #include "base/list.h"
 #include "cluster/cluster.h"
+#include "ibrl/ibrl.h"
 #include "loop/loop.h"
 #include "metrics/metrics.h"
 #include "runtime/runtime.h"
@@ -87,7 +88,7 @@ void hc_cluster_jobs_drain(struct hc_cluster *c);
 
 /* ---- operations in flight (orchestrate.c, logs.c) ---- */
 
-enum op_kind { OP_SPAWN, OP_STOP, OP_LOGS };
+enum op_kind { OP_SPAWN, OP_STOP, OP_LOGS, OP_PROOFS };
 
 struct hc_cluster_op {
 	struct hc_cluster *c;
@@ -135,6 +136,10 @@ struct local_wl {
 	 * it is stopped and stop_query answered. */
 	bool stop_asked;
 	uint64_t stop_query;
+	/* execution proofs (proofs.c) */
+	int64_t started_ns;	   /* its container's start, from the runtime; 0 unknown */
+	char handler[16];	   /* the runtime handler: runc, runsc */
+	struct proof_chain *chain; /* NULL until its first proof */
 };
 
 /* Why a received state or query answer was not used: the label of
@@ -285,6 +290,13 @@ struct hc_cluster {
 	uint64_t spawns_ok, spawns_failed;
 	uint64_t map_syncs, map_sync_errors;
 	bool members_sync_due; /* the last hc_members write failed: retry */
+
+	/* execution proofs (proofs.c) */
+	bool proof_running;	/* a round is on a worker */
+	uint64_t proof_rounds;
+	uint64_t proofs_generated, proof_errors, proofs_verified;
+	uint64_t proofs_unknown;
+	uint64_t proofs_invalid[HC_IBRL_REASONS]; /* INVALID verdicts by reason */
 };
 
 /* local.c */
@@ -371,6 +383,24 @@ void hc_cluster_orch_on_query(struct hc_cluster *c, uint64_t query_id, const cha
 void hc_cluster_orch_restart_local(struct hc_cluster *c, struct local_wl *l);
 /* Stops local workload id in the background (nobody to answer). */
 void hc_cluster_orch_stop_local(struct hc_cluster *c, const char *id);
+
+/* proofs.c: execution proofs of the local workloads */
+struct proof_chain;
+/* Every period: a proof for each running local workload, on a worker
+ * (cgroup and BPF reads, signing, the log append); the next broadcast
+ * carries them. Nothing without an identity or a runtime. */
+void hc_cluster_proofs_tick(struct hc_cluster *c);
+/* Puts each local workload's latest proof into its state (on), or takes it
+ * out again (off): only while a broadcast is encoded, so the states the
+ * cluster compares and hashes never hold one. */
+void hc_cluster_proofs_attach(struct hc_cluster *c, bool on);
+/* Workload id is gone from this node: its log goes with it. */
+void hc_cluster_proofs_forget(struct hc_cluster *c, const char *id);
+void hc_cluster_proof_chain_free(struct proof_chain *chain);
+/* The hash of l's latest proof (hex), or "" before its first. */
+void hc_cluster_proofs_head(const struct local_wl *l, char out[2 * HC_IBRL_HASH_LEN + 1]);
+/* The proof metrics (hypercore_ibrl_proofs_*). */
+void hc_cluster_proofs_collect(struct hc_cluster *c, struct hc_metrics_writer *w);
 
 /* pb.c: protobuf helpers */
 /* Packs msg into a new buffer (*len); NULL on ENOMEM. */
