@@ -312,6 +312,8 @@ int hc_cluster_start(struct hc_cluster *c, struct hc_err *err)
 	/* Versions only grow, across restarts too: they start at the clock. */
 	clock_gettime(CLOCK_REALTIME, &now);
 	c->state_version = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+	/* gossip's event of our own join may have armed it already: once */
+	hc_loop_del_timer(c->loop, c->state_timer);
 	c->state_timer = hc_loop_add_timer(c->loop, 0, hc_cluster_state_tick, c);
 	c->housekeeping_timer = hc_loop_add_timer(c->loop, HOUSEKEEPING_MS, housekeeping, c);
 	if (!c->state_timer || !c->housekeeping_timer)
