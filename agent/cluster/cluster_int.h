@@ -286,6 +286,11 @@ struct hc_cluster {
 			  size_t len, const struct hc_gossip_query_params *params,
 			  hc_gossip_response_fn *on_response, void (*done)(void *arg), void *arg);
 
+	/* Unit tests' stand-in for the owner's /proofs?local=1 (NULL: HTTP):
+	 * node's log of id into *log (malloc'd) and its key. 0 or -errno. */
+	int (*proofs_fetch_hook)(struct hc_cluster *c, const char *node, const char *id,
+				 char **log, size_t *len, uint8_t key[HC_IBRL_PUBLIC_LEN]);
+
 	struct hc_metrics_histogram spawn_hist;
 	uint64_t spawns_ok, spawns_failed;
 	uint64_t map_syncs, map_sync_errors;

@@ -156,8 +156,18 @@ static void local_run(struct job *j)
 static void remote_run(struct job *j)
 {
 	struct proofs_job *pj = (struct proofs_job *)j;
+	struct hc_cluster *c = j->c;
+	int r;
 
-	remote_read(pj);
+	if (!c->proofs_fetch_hook) {
+		remote_read(pj);
+	} else if ((r = c->proofs_fetch_hook(c, pj->node, pj->id, &pj->log, &pj->len, pj->key)) < 0) {
+		pj->code = HC_RPC_UNAVAILABLE;
+		snprintf(pj->err, sizeof(pj->err), "cannot fetch proofs from %s: %s", pj->node,
+			 strerror(-r));
+	} else {
+		pj->has_key = true;
+	}
 	check(pj);
 }
 
@@ -264,7 +274,7 @@ static int locate(struct hc_cluster *c, const char *id, bool local_only, struct 
 		return -ENOENT;
 	}
 	snprintf(pj->node, sizeof(pj->node), "%s", owner);
-	if (!(*p)->node_addr || !*(*p)->node_addr || !(*p)->http_port) {
+	if (!c->proofs_fetch_hook && (!(*p)->node_addr || !*(*p)->node_addr || !(*p)->http_port)) {
 		snprintf(pj->err, sizeof(pj->err), "the node running %s does not serve its proofs",
 			 id);
 		return -EHOSTUNREACH;
@@ -302,7 +312,10 @@ struct hc_cluster_op *hc_cluster_proofs(struct hc_cluster *c, const char *id, bo
 	snprintf(pj->id, sizeof(pj->id), "%s", id);
 	r = locate(c, id, local_only, &p, pj);
 	if (r == 0)
-		r = hc_cluster_job_start_thread(c, &pj->job, p ? remote_run : local_run, proofs_done);
+		r = p && !c->proofs_fetch_hook
+			    ? hc_cluster_job_start_thread(c, &pj->job, remote_run, proofs_done)
+			    : hc_cluster_job_start(c, &pj->job, p ? remote_run : local_run,
+						   proofs_done);
 	else
 		pj->code = r == -ENOENT ? HC_RPC_NOT_FOUND : HC_RPC_UNAVAILABLE;
 	if (r < 0) {

@@ -21,6 +21,7 @@
 #include "gossip/gossip.h"
 #include "gossip/memberlist_int.h"
 #include "gossip/serf_int.h"
+#include "ibrl/ibrl.h"
 #include "log/log.h"
 #include "loop/loop.h"
 #include "simnet.h"
@@ -40,6 +41,8 @@ struct tnode {
 	char dir[64];
 	struct hc_cluster *c;
 	struct hc_fakert *rt;
+	struct hc_ibrl_identity *key; /* with tc->proofs: the node key */
+	bool restarted; /* started again after hc_cluster_free */
 	struct hc_gossip_receiver recv;
 	/* the cluster's own event handler, behind our tap */
 	hc_gossip_event_fn *on_event;
@@ -54,7 +57,10 @@ struct tcluster {
 	struct hc_simnet *net;
 	struct tnode nodes[MAX_NODES];
 	int n;
+	bool proofs; /* nodes get a key and make execution proofs */
 };
+
+static struct tcluster *proof_tc; /* the cluster proofs_fetch() serves */
 
 /* What an operation's done callback said. */
 struct answer {
@@ -105,10 +111,34 @@ static struct hc_gossip *sim_gossip_new(void *arg, struct hc_loop *loop,
 	return g;
 }
 
+/* What a node's /proofs?id=&local=1 answers, without HTTP: its log and key. */
+static int proofs_fetch(struct hc_cluster *c, const char *node, const char *id, char **log,
+			size_t *len, uint8_t key[HC_IBRL_PUBLIC_LEN])
+{
+	(void)c;
+	for (int i = 0; i < proof_tc->n; i++) {
+		struct tnode *nd = &proof_tc->nodes[i];
+		int r;
+
+		if (strcmp(nd->name, node) != 0)
+			continue;
+		r = hc_ibrl_proof_log_read(nd->dir, id, log, len);
+		if (r == -ENOENT) {
+			*log = strdup("");
+			*len = 0;
+			r = *log ? 0 : -ENOMEM;
+		}
+		memcpy(key, hc_ibrl_identity_public(nd->key), HC_IBRL_PUBLIC_LEN);
+		return r;
+	}
+	return -EHOSTUNREACH;
+}
+
 static void node_start(struct tcluster *tc, int i, bool respawn)
 {
 	struct tnode *nd = &tc->nodes[i];
-	static const char *const seed[] = { "10.0.0.1:7946" };
+	/* a restarted n0 rejoins through n1 */
+	static const char *const seed[] = { "10.0.0.1:7946" }, *const seed1[] = { "10.0.0.2:7946" };
 	struct hc_cluster_config cfg = {
 		.state_dir = nd->dir,
 		.base_url = BASE_URL,
@@ -124,8 +154,8 @@ static void node_start(struct tcluster *tc, int i, bool respawn)
 			.reap_interval_ms = 1000,
 			.seed = 77 + (uint64_t)i,
 		},
-		.join = seed,
-		.njoin = i ? 1 : 0,
+		.join = i || !nd->restarted ? seed : seed1,
+		.njoin = i || nd->restarted ? 1 : 0,
 		.runtime = &hc_fakert_ops,
 		.runtime_ctx = nd->rt,
 		.respawn = respawn,
@@ -135,8 +165,15 @@ static void node_start(struct tcluster *tc, int i, bool respawn)
 	};
 	struct hc_err err;
 
+	if (tc->proofs) {
+		if (!nd->key)
+			assert_int_equal(hc_ibrl_identity_open(nd->dir, &nd->key, &err), 0);
+		cfg.identity = nd->key;
+	}
 	nd->c = hc_cluster_new(hc_simnet_loop(tc->net), &cfg, &err);
 	assert_non_null(nd->c);
+	if (tc->proofs)
+		nd->c->proofs_fetch_hook = proofs_fetch;
 	assert_int_equal(hc_cluster_start(nd->c, &err), 0);
 }
 
@@ -232,6 +269,7 @@ static void tcluster_free(struct tcluster *tc)
 		}
 		hc_simnet_attach(tc->net, i, NULL);
 		hc_fakert_free(nd->rt);
+		hc_ibrl_identity_free(nd->key);
 		for (size_t k = 0; k < nd->ncaptured; k++)
 			free(nd->captured[k]);
 		assert_int_equal(hc_tmpdir_remove(nd->dir), 0);
@@ -802,6 +840,175 @@ static void test_stop_while_spawning(void **state)
 	tcluster_free(tc);
 }
 
+/* ---- execution proofs ---- */
+
+struct proofs_answer {
+	bool done;
+	enum hc_rpc_code code;
+	int verdict, reason;
+	size_t entries;
+	char node[64], head[65];
+};
+
+static void on_proofs(void *arg, enum hc_rpc_code code, const char *err,
+		      const struct hc_cluster_proofs *a)
+{
+	struct proofs_answer *pa = arg;
+
+	(void)err;
+	assert_false(pa->done);
+	pa->done = true;
+	pa->code = code;
+	if (a) {
+		pa->verdict = a->verdict;
+		pa->reason = a->reason;
+		pa->entries = a->entries;
+		snprintf(pa->node, sizeof(pa->node), "%s", a->node);
+		snprintf(pa->head, sizeof(pa->head), "%s", a->head);
+	}
+}
+
+static bool proofs_answered(const void *ctx)
+{
+	return ((const struct proofs_answer *)ctx)->done;
+}
+
+static void verify_on(struct tcluster *tc, int i, const char *id, struct proofs_answer *pa)
+{
+	memset(pa, 0, sizeof(*pa));
+	hc_cluster_proofs(tc->nodes[i].c, id, false, true, on_proofs, pa);
+	assert_true(hc_simnet_run_until(tc->net, proofs_answered, pa, 20000) >= 0);
+	assert_int_equal(pa->code, HC_RPC_OK);
+}
+
+/* Every node's state of the owner carries a proof of id. */
+static bool proof_announced(const void *ctx)
+{
+	const struct owner_check *oc = ctx;
+
+	for (int i = 0; i < oc->tc->n; i++) {
+		struct peer *p;
+		bool seen = false;
+
+		if (strcmp(oc->tc->nodes[i].name, oc->owner) == 0)
+			continue;
+		p = hc_cluster_state_peer(oc->tc->nodes[i].c, oc->owner);
+		for (size_t k = 0; p && k < p->nworkloads; k++)
+			seen |= strcmp(p->workloads[k]->id, oc->id) == 0 && p->workloads[k]->proof &&
+				p->workloads[k]->proof->n_metrics == HC_IBRL_METRICS;
+		if (!seen)
+			return false;
+	}
+	return true;
+}
+
+static int owner_index(struct tcluster *tc, const char *id)
+{
+	for (int i = 0; i < tc->n; i++)
+		if (hc_cluster_local_find(tc->nodes[i].c, id))
+			return i;
+	fail_msg("nobody runs %s", id);
+	return -1;
+}
+
+/* Edits the first digit of entry `line`'s cpu_ns in node o's log of id. */
+static void tamper(struct tcluster *tc, int o, const char *id, int line)
+{
+	char path[256], *text, *p;
+	size_t len;
+	FILE *f;
+
+	assert_int_equal(hc_ibrl_proof_log_read(tc->nodes[o].dir, id, &text, &len), 0);
+	for (p = text; line > 1; line--)
+		p = strchr(p, '\n') + 1;
+	p = strstr(p, " runc ") + 6;
+	*p = *p == '9' ? '1' : (char)(*p + 1);
+	assert_int_equal(hc_ibrl_proof_log_path(tc->nodes[o].dir, id, path, sizeof(path)), 0);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite(text, 1, len, f), len);
+	fclose(f);
+	free(text);
+}
+
+/* A running workload's proofs reach every node's state each period and
+ * verify VALID on every node; an agent restart continues the chain; an
+ * edited log is INVALID everywhere; the log goes with the workload. */
+static void test_proofs_verify_on_every_node(void **state)
+{
+	struct tcluster *tc = tcluster_new(3);
+	struct proofs_answer pa;
+	struct owner_check oc = { tc, WL_A, NULL };
+	struct answer a;
+	char owner[16], path[256];
+	size_t before;
+	int o;
+
+	(void)state;
+	tc->proofs = true;
+	proof_tc = tc;
+	for (int i = 0; i < tc->n; i++)
+		node_start(tc, i, false);
+	assert_true(hc_simnet_run_until(tc->net, all_alive, tc, 30000) >= 0);
+	assert_true(hc_simnet_run_until(tc->net, all_states_known, tc, 30000) >= 0);
+	spawn_from(tc, 1, WL_A, &a);
+	assert_int_equal(a.code, HC_RPC_OK);
+	o = owner_index(tc, WL_A);
+	snprintf(owner, sizeof(owner), "%s", tc->nodes[o].name);
+	oc.owner = owner;
+	assert_true(hc_simnet_run_until(tc->net, proof_announced, &oc, 20000) >= 0);
+	hc_simnet_run_ms(tc->net, 3000);
+	assert_true(tc->nodes[o].c->proofs_generated >= 3);
+	assert_true(hc_fakert_usage_calls(tc->nodes[o].rt) >= 3);
+	for (int i = 0; i < tc->n; i++) {
+		verify_on(tc, i, WL_A, &pa);
+		assert_int_equal(pa.verdict, HC_IBRL_VALID);
+		assert_string_equal(pa.node, owner);
+		assert_true(pa.entries >= 3);
+		assert_int_equal(strlen(pa.head), 64); /* checked against the announced head */
+		assert_int_equal(tc->nodes[i].c->proofs_verified, 1);
+	}
+
+	/* the owner's agent restarts: the chain goes on from its log */
+	before = pa.entries;
+	hc_fakert_flush(tc->nodes[o].rt);
+	hc_cluster_free(tc->nodes[o].c);
+	tc->nodes[o].c = NULL;
+	hc_simnet_attach(tc->net, o, NULL);
+	tc->nodes[o].restarted = true;
+	node_start(tc, o, false);
+	hc_cluster_local_refresh(tc->nodes[o].c); /* the runtime watch's first report */
+	hc_simnet_run_ms(tc->net, 5000);
+	assert_true(hc_simnet_run_until(tc->net, all_alive, tc, 30000) >= 0);
+	assert_owner_agreed(tc, WL_A, owner);
+	for (int i = 0; i < tc->n; i++) {
+		verify_on(tc, i, WL_A, &pa);
+		assert_int_equal(pa.verdict, HC_IBRL_VALID);
+		assert_true(pa.entries > before);
+	}
+
+	/* an edited entry: INVALID on every node, counted */
+	tamper(tc, o, WL_A, 2);
+	for (int i = 0; i < tc->n; i++) {
+		verify_on(tc, i, WL_A, &pa);
+		assert_int_equal(pa.verdict, HC_IBRL_INVALID);
+		assert_int_equal(pa.reason, HC_IBRL_HASH_MISMATCH);
+		assert_int_equal(tc->nodes[i].c->proofs_invalid[HC_IBRL_HASH_MISMATCH], 1);
+	}
+
+	/* stopped: its log is gone; asked again, nobody knows it */
+	memset(&a, 0, sizeof(a));
+	hc_cluster_stop(tc->nodes[0].c, WL_A, on_stopped, &a);
+	assert_true(hc_simnet_run_until(tc->net, answered, &a, 60000) >= 0);
+	assert_int_equal(a.code, HC_RPC_OK);
+	assert_true(hc_simnet_run_until(tc->net, runtimes_idle, tc, 60000) >= 0);
+	assert_int_equal(hc_ibrl_proof_log_path(tc->nodes[o].dir, WL_A, path, sizeof(path)), 0);
+	assert_int_equal(hc_ibrl_proof_log_last(tc->nodes[o].dir, WL_A, &(struct hc_ibrl_proof){ 0 }),
+			 -ENOENT);
+	tcluster_free(tc);
+	proof_tc = NULL;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -814,6 +1021,7 @@ int main(void)
 		cmocka_unit_test(test_stop_running_workload),
 		cmocka_unit_test(test_stop_while_spawning),
 		cmocka_unit_test(test_logs_from_the_owners_runtime),
+		cmocka_unit_test(test_proofs_verify_on_every_node),
 	};
 
 	hc_log_set_level(HC_LOG_ERROR);
