@@ -404,6 +404,13 @@ void hc_cluster_proofs_forget(struct hc_cluster *c, const char *id);
 void hc_cluster_proof_chain_free(struct proof_chain *chain);
 /* The hash of l's latest proof (hex), or "" before its first. */
 void hc_cluster_proofs_head(const struct local_wl *l, char out[2 * HC_IBRL_HASH_LEN + 1]);
+/* PROOF_VERIFY: verifies req's workload's chain here (fetching it from its
+ * owner) and answers ProofVerification{workload_id, proof_hash: the head
+ * checked, verification_result: VALID, "INVALID: <reason>" or "UNKNOWN:
+ * <why>"}, or ERROR for a bad request. The query must last long enough
+ * for the fetch (up to 10 s). */
+void hc_cluster_proofs_serve(struct hc_cluster *c, uint64_t query_id,
+			     const Cluster__Services__Api__ProofVerification *req);
 /* The proof metrics (hypercore_ibrl_proofs_*). */
 void hc_cluster_proofs_collect(struct hc_cluster *c, struct hc_metrics_writer *w);
 

@@ -341,3 +341,64 @@ struct hc_cluster_op *hc_cluster_proofs(struct hc_cluster *c, const char *id, bo
 	}
 	return op;
 }
+
+/* ---- PROOF_VERIFY queries ---- */
+
+struct serve_arg {
+	struct hc_cluster *c;
+	uint64_t query_id;
+};
+
+static void answer_query(struct hc_cluster *c, uint64_t query_id, int event,
+			 const ProtobufCMessage *msg)
+{
+	size_t len;
+	uint8_t *payload = hc_cluster_pb_wrap(event, msg, &len);
+	int r = payload ? hc_gossip_respond(c->gossip, query_id, payload, len) : -ENOMEM;
+
+	if (r < 0)
+		hc_log(HC_LOG_WARN, "cannot answer PROOF_VERIFY %llu: %s",
+		       (unsigned long long)query_id, r == -ENOENT ? "its time is up" : strerror(-r));
+	free(payload);
+}
+
+static void served(void *arg, enum hc_rpc_code code, const char *err,
+		   const struct hc_cluster_proofs *a)
+{
+	Cluster__Services__Api__ProofVerification pv = CLUSTER__SERVICES__API__PROOF_VERIFICATION__INIT;
+	Cluster__Services__Api__ErrorResponse er = CLUSTER__SERVICES__API__ERROR_RESPONSE__INIT;
+	struct serve_arg *sa = arg;
+	char result[300];
+
+	if (code != HC_RPC_OK || !a) {
+		er.error = (char *)(err ? err : "failed");
+		answer_query(sa->c, sa->query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__ERROR,
+			     &er.base);
+		free(sa);
+		return;
+	}
+	if (a->verdict == HC_IBRL_VALID)
+		snprintf(result, sizeof(result), "VALID");
+	else
+		snprintf(result, sizeof(result), "%s: %.250s",
+			 hc_ibrl_verdict_name((enum hc_ibrl_verdict)a->verdict),
+			 a->reason ? hc_ibrl_reason_names[a->reason] : a->detail);
+	pv.workload_id = (char *)a->id;
+	pv.proof_hash = (char *)a->head;
+	pv.verification_result = result;
+	answer_query(sa->c, sa->query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__PROOF_VERIFY,
+		     &pv.base);
+	free(sa);
+}
+
+void hc_cluster_proofs_serve(struct hc_cluster *c, uint64_t query_id,
+			     const Cluster__Services__Api__ProofVerification *req)
+{
+	struct serve_arg *sa = malloc(sizeof(*sa));
+
+	if (!sa)
+		return; /* unanswered: the asker's time runs out */
+	sa->c = c;
+	sa->query_id = query_id;
+	hc_cluster_proofs(c, req->workload_id, false, true, served, sa);
+}

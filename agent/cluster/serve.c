@@ -488,9 +488,18 @@ void hc_cluster_orch_on_query(struct hc_cluster *c, uint64_t query_id, const cha
 		else
 			serve_stop(c, query_id, (void *)inner);
 		break;
+	case CLUSTER__SERVICES__API__CLUSTER_EVENT__PROOF_VERIFY:
+		hc_cluster_pb_free(cm);
+		cm = hc_cluster_pb_unwrap(payload, len,
+					  &cluster__services__api__proof_verification__descriptor, &inner);
+		if (!inner)
+			respond_error(c, query_id, "PROOF_VERIFY wants a ProofVerification");
+		else
+			hc_cluster_proofs_serve(c, query_id, (void *)inner);
+		break;
 	default:
-		/* answers travel as responses, never as queries; IBRL events
-		 * are the IBRL issue's */
+		/* answers travel as responses, never as queries; the other
+		 * IBRL events are the IBRL issue's */
 		c->queries_ignored++;
 		hc_log(HC_LOG_DEBUG, "query from %s with event %d ignored", from, (int)cm->event);
 		break;

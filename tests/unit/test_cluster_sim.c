@@ -931,6 +931,65 @@ static void tamper(struct tcluster *tc, int o, const char *id, int line)
 	free(text);
 }
 
+/* What PROOF_VERIFY answers said. */
+struct pv_answers {
+	bool done;
+	int valid, other;
+};
+
+static void on_pv_response(void *arg, const char *from, const uint8_t *payload, size_t len,
+			   bool is_ack)
+{
+	struct pv_answers *pa = arg;
+	ProtobufCMessage *inner = NULL;
+	Cluster__Services__Api__ClusterMessage *cm =
+		hc_cluster_pb_unwrap(payload, len,
+				     &cluster__services__api__proof_verification__descriptor, &inner);
+	const Cluster__Services__Api__ProofVerification *pv = (const void *)inner;
+
+	(void)from;
+	if (is_ack)
+		return;
+	if (pv && cm->event == CLUSTER__SERVICES__API__CLUSTER_EVENT__PROOF_VERIFY &&
+	    strcmp(pv->verification_result, "VALID") == 0 && strcmp(pv->workload_id, WL_A) == 0 &&
+	    strlen(pv->proof_hash) == 64)
+		pa->valid++;
+	else
+		pa->other++;
+	hc_cluster_pb_free(inner);
+	hc_cluster_pb_free(cm);
+}
+
+static void on_pv_done(void *arg)
+{
+	((struct pv_answers *)arg)->done = true;
+}
+
+static bool pv_done(const void *ctx)
+{
+	return ((const struct pv_answers *)ctx)->done;
+}
+
+/* PROOF_VERIFY asked of the cluster: every node verifies and answers. */
+static void query_proof_verify(struct tcluster *tc, int from, struct pv_answers *pa)
+{
+	Cluster__Services__Api__ProofVerification pv = CLUSTER__SERVICES__API__PROOF_VERIFICATION__INIT;
+	struct hc_gossip_query_params params = { .timeout_ms = 5000 };
+	size_t len;
+	uint8_t *payload;
+
+	memset(pa, 0, sizeof(*pa));
+	pv.workload_id = (char *)WL_A;
+	payload = hc_cluster_pb_wrap(CLUSTER__SERVICES__API__CLUSTER_EVENT__PROOF_VERIFY, &pv.base,
+				     &len);
+	assert_non_null(payload);
+	assert_int_equal(hc_cluster_query(tc->nodes[from].c, HC_QUERY_NAME, payload, len, &params,
+					  on_pv_response, on_pv_done, pa),
+			 0);
+	free(payload);
+	assert_true(hc_simnet_run_until(tc->net, pv_done, pa, 20000) >= 0);
+}
+
 /* A running workload's proofs reach every node's state each period and
  * verify VALID on every node; an agent restart continues the chain; an
  * edited log is INVALID everywhere; the log goes with the workload. */
@@ -939,6 +998,7 @@ static void test_proofs_verify_on_every_node(void **state)
 	struct tcluster *tc = tcluster_new(3);
 	struct proofs_answer pa;
 	struct owner_check oc = { tc, WL_A, NULL };
+	struct pv_answers pva;
 	struct answer a;
 	char owner[16], path[256];
 	size_t before;
@@ -969,6 +1029,10 @@ static void test_proofs_verify_on_every_node(void **state)
 		assert_int_equal(tc->nodes[i].c->proofs_verified, 1);
 	}
 
+	query_proof_verify(tc, 2, &pva);
+	assert_int_equal(pva.valid, tc->n);
+	assert_int_equal(pva.other, 0);
+
 	/* the owner's agent restarts: the chain goes on from its log */
 	before = pa.entries;
 	hc_fakert_flush(tc->nodes[o].rt);
@@ -981,10 +1045,15 @@ static void test_proofs_verify_on_every_node(void **state)
 	hc_simnet_run_ms(tc->net, 5000);
 	assert_true(hc_simnet_run_until(tc->net, all_alive, tc, 30000) >= 0);
 	assert_owner_agreed(tc, WL_A, owner);
+	/* the workload's counters start again from zero (a new container):
+	 * the chain's stay cumulative */
+	assert_int_equal(hc_fakert_set_usage(tc->nodes[o].rt, WL_A, &(struct hc_cluster_usage){ 0 }),
+			 0);
+	hc_simnet_run_ms(tc->net, 3000);
 	for (int i = 0; i < tc->n; i++) {
 		verify_on(tc, i, WL_A, &pa);
 		assert_int_equal(pa.verdict, HC_IBRL_VALID);
-		assert_true(pa.entries > before);
+		assert_true(pa.entries > before + 3);
 	}
 
 	/* an edited entry: INVALID on every node, counted */
