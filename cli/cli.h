@@ -159,6 +159,20 @@ int hc_cli_rpc_call(struct hc_rpc_client *client, const char *path, const Protob
  * the state dir gave none. */
 const char *hc_cli_token_hint(void);
 
+/* What the verbs on one workload parse: the agent's address, --id,
+ * --timeout, and (some of them) --tail, --follow, --json. */
+struct hc_cli_id_args {
+	const char *addr, *id;
+	int timeout_ms;
+	unsigned long tail;
+	bool follow, json;
+};
+/* Parses them (addr defaults to default_addr, the timeout to 60 s) and
+ * checks --id is a workload id; -1 when the command runs, else the exit
+ * status, as hc_cli_parse_opts. */
+int hc_cli_parse_id_args(const struct hc_cli_cmd *cmd, int argc, char **argv,
+			 struct hc_cli_id_args *a, const char *default_addr);
+
 /* Every command's table (cli/cmd_*.c), named in hc_cli_cmds[]. */
 extern const struct hc_cli_opt hc_cli_opts_cluster[], hc_cli_opts_cluster_spawn[],
 	hc_cli_opts_cluster_stop[], hc_cli_opts_cluster_logs[], hc_cli_opts_cluster_metrics[],

@@ -10,15 +10,9 @@
 #include "cli.h"
 #include "ibrl/ibrl.h"
 
-#define DEFAULT_TIMEOUT_MS 60000
+#define HC_EXIT_UNKNOWN 3 /* verify: neither VALID nor INVALID */
 
-struct proof_args {
-	const char *addr, *id;
-	int timeout_ms;
-	bool json;
-};
-
-#define P struct proof_args
+#define P struct hc_cli_id_args
 const struct hc_cli_opt hc_cli_opts_cluster_proof[] = {
 	HC_CLI_HTTP_ADDR(P, addr),
 	HC_CLI_STR("id", P, id, "ID", "the workload"),
@@ -29,23 +23,21 @@ const struct hc_cli_opt hc_cli_opts_cluster_proof[] = {
 };
 #undef P
 
-static int parse(const struct hc_cli_cmd *cmd, int argc, char **argv, struct proof_args *a)
+/* Parses the command line and asks the agent for <endpoint>?id=ID: the
+ * answer's "response" (doc owns it), or NULL with *rc the exit status. */
+static json_t *ask(const struct hc_cli_cmd *cmd, int argc, char **argv, const char *endpoint,
+		   struct hc_cli_id_args *a, json_t **doc, int *rc)
 {
-	int r;
+	char path[96];
+	json_t *resp;
 
-	a->addr = HC_CLI_DEFAULT_HTTP_ADDR;
-	a->timeout_ms = DEFAULT_TIMEOUT_MS;
-	r = hc_cli_parse_opts(cmd, argc, argv, a);
-	if (r >= 0)
-		return r;
-	if (optind < argc)
-		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
-	if (!a->id)
-		return hc_cli_usage_error(cmd, "--id is required");
-	if (!hc_uuid_valid(a->id))
-		return hc_cli_usage_error(cmd, "invalid --id %s (a workload id is a lowercase UUID)",
-					  a->id);
-	return -1;
+	*rc = hc_cli_parse_id_args(cmd, argc, argv, a, HC_CLI_DEFAULT_HTTP_ADDR);
+	if (*rc >= 0)
+		return NULL;
+	snprintf(path, sizeof(path), "%s?id=%s", endpoint, a->id);
+	resp = hc_cli_api_call(a->addr, "GET", path, NULL, 0, a->timeout_ms, doc);
+	*rc = HC_EXIT_FAIL;
+	return resp;
 }
 
 static const char *str(json_t *o, const char *key)
@@ -99,17 +91,12 @@ static void print_chain(const char *log)
 
 int hc_cli_cmd_cluster_proof_show(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
-	struct proof_args a = { 0 };
-	char path[96];
+	struct hc_cli_id_args a = { 0 };
 	json_t *doc, *resp;
-	int r = parse(cmd, argc, argv, &a);
+	int r;
 
-	if (r >= 0)
+	if (!(resp = ask(cmd, argc, argv, "/proofs", &a, &doc, &r)))
 		return r;
-	snprintf(path, sizeof(path), "/proofs?id=%s", a.id);
-	resp = hc_cli_api_call(a.addr, "GET", path, NULL, 0, a.timeout_ms, &doc);
-	if (!resp)
-		return HC_EXIT_FAIL;
 	if (a.json) {
 		r = print_json(resp);
 	} else {
@@ -125,18 +112,13 @@ int hc_cli_cmd_cluster_proof_show(const struct hc_cli_cmd *cmd, int argc, char *
 /* Exit status: 0 VALID, 1 INVALID or a failure, 3 UNKNOWN. */
 int hc_cli_cmd_cluster_proof_verify(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
-	struct proof_args a = { 0 };
-	char path[96];
+	struct hc_cli_id_args a = { 0 };
 	json_t *doc, *resp;
 	const char *verdict, *detail;
-	int r = parse(cmd, argc, argv, &a);
+	int r;
 
-	if (r >= 0)
+	if (!(resp = ask(cmd, argc, argv, "/proofs/verify", &a, &doc, &r)))
 		return r;
-	snprintf(path, sizeof(path), "/proofs/verify?id=%s", a.id);
-	resp = hc_cli_api_call(a.addr, "GET", path, NULL, 0, a.timeout_ms, &doc);
-	if (!resp)
-		return HC_EXIT_FAIL;
 	verdict = str(resp, "verification_result");
 	detail = str(resp, "detail");
 	if (a.json)
@@ -147,7 +129,9 @@ int hc_cli_cmd_cluster_proof_verify(const struct hc_cli_cmd *cmd, int argc, char
 		       str(resp, "node"), str(resp, "proof_hash"));
 	else
 		printf("%s: %s%s%s\n", verdict, str(resp, "reason"), *detail ? ": " : "", detail);
-	r = strcmp(verdict, "VALID") == 0 ? HC_EXIT_OK : strcmp(verdict, "INVALID") == 0 ? HC_EXIT_FAIL : 3;
+	r = strcmp(verdict, "VALID") == 0	? HC_EXIT_OK
+	    : strcmp(verdict, "INVALID") == 0 ? HC_EXIT_FAIL
+					       : HC_EXIT_UNKNOWN;
 	json_decref(doc);
 	return r;
 }

@@ -541,7 +541,21 @@ static void collect(struct hc_metrics_writer *w, void *arg)
 	hc_metrics_histogram_write(w, "hypercore_spawn_duration_seconds",
 				   "From a spawn request to the owner's answer",
 				   &c->spawn_hist);
-	hc_cluster_proofs_collect(c, w);
+	counter(w, "hypercore_ibrl_proofs_generated_total",
+		"Execution proofs this node sealed and logged for its workloads", c->proofs_generated);
+	counter(w, "hypercore_ibrl_proof_errors_total",
+		"Proofs not made (log unreadable or unwritable)", c->proof_errors);
+	counter(w, "hypercore_ibrl_proofs_verified_total", "Proof chains this node verified VALID",
+		c->proofs_verified);
+	counter(w, "hypercore_ibrl_proofs_unknown_total",
+		"Proof verifications that could not decide (no log, no key, owner unreachable)",
+		c->proofs_unknown);
+	/* the reasons of INVALID: from malformed to truncated */
+	labelled_counters(w, "hypercore_ibrl_proofs_invalid_total",
+			  "Proof chains this node found INVALID, by reason", "reason",
+			  &hc_ibrl_reason_names[HC_IBRL_MALFORMED],
+			  &c->proofs_invalid[HC_IBRL_MALFORMED],
+			  HC_IBRL_TRUNCATED - HC_IBRL_MALFORMED + 1);
 }
 
 /* A node's state for List: strings and workloads borrowed; the message's

@@ -386,8 +386,26 @@ int hc_cluster_check_spawn_request(const hc_pb_spawn *req, struct hc_err *err);
 void hc_cluster_orch_on_query(struct hc_cluster *c, uint64_t query_id, const char *from,
 		   const uint8_t *payload, size_t len);
 void hc_cluster_orch_restart_local(struct hc_cluster *c, struct local_wl *l);
+/* Answers query query_id with ClusterMessage{event, Any(msg)}; a failure
+ * (the query's time is up) is logged. */
+void hc_cluster_respond(struct hc_cluster *c, uint64_t query_id, int event,
+			const ProtobufCMessage *msg);
 /* Stops local workload id in the background (nobody to answer). */
 void hc_cluster_orch_stop_local(struct hc_cluster *c, const char *id);
+
+/* logs.c: what nodes fetch from each other's HTTP API (logs, proofs) */
+struct hc_httpc_response;
+/* GETs path from the owner's API at host:port with token ("" for none),
+ * keeping want_header (NULL: none). HC_RPC_OK with *resp filled (the caller
+ * frees resp->body), or HC_RPC_UNAVAILABLE with the reason (naming what)
+ * in err. Blocks up to 10 s: on a worker. */
+enum hc_rpc_code hc_cluster_owner_get(const char *host, uint16_t port, const char *token,
+				      const char *path, const char *want_header, const char *what,
+				      struct hc_httpc_response *resp, char *err, size_t len);
+/* An owner's refusal (HTTP status, its {"error"} text or NULL) as a code
+ * and "owner node: ..." in err. */
+enum hc_rpc_code hc_cluster_owner_refused(int status, const char *msg, char *err,
+					  size_t len);
 
 /* proofs.c: execution proofs of the local workloads */
 struct proof_chain;
@@ -411,8 +429,6 @@ void hc_cluster_proofs_head(const struct local_wl *l, char out[2 * HC_IBRL_HASH_
  * for the fetch (up to 10 s). */
 void hc_cluster_proofs_serve(struct hc_cluster *c, uint64_t query_id,
 			     const Cluster__Services__Api__ProofVerification *req);
-/* The proof metrics (hypercore_ibrl_proofs_*). */
-void hc_cluster_proofs_collect(struct hc_cluster *c, struct hc_metrics_writer *w);
 
 /* pb.c: protobuf helpers */
 /* Packs msg into a new buffer (*len); NULL on ENOMEM. */

@@ -301,30 +301,3 @@ void hc_cluster_proofs_forget(struct hc_cluster *c, const char *id)
 	if (r < 0)
 		hc_log(HC_LOG_WARN, "cannot remove the proof log of %s: %s", id, strerror(-r));
 }
-
-void hc_cluster_proofs_collect(struct hc_cluster *c, struct hc_metrics_writer *w)
-{
-	hc_metrics_family(w, "hypercore_ibrl_proofs_generated_total", "counter",
-			  "Execution proofs this node sealed and logged for its workloads");
-	hc_metrics_sample(w, "hypercore_ibrl_proofs_generated_total", NULL,
-			  (double)c->proofs_generated);
-	hc_metrics_family(w, "hypercore_ibrl_proof_errors_total", "counter",
-			  "Proofs not made (log unreadable or unwritable)");
-	hc_metrics_sample(w, "hypercore_ibrl_proof_errors_total", NULL, (double)c->proof_errors);
-	hc_metrics_family(w, "hypercore_ibrl_proofs_verified_total", "counter",
-			  "Proof chains this node verified VALID");
-	hc_metrics_sample(w, "hypercore_ibrl_proofs_verified_total", NULL,
-			  (double)c->proofs_verified);
-	hc_metrics_family(w, "hypercore_ibrl_proofs_unknown_total", "counter",
-			  "Proof verifications that could not decide (no log, no key, owner unreachable)");
-	hc_metrics_sample(w, "hypercore_ibrl_proofs_unknown_total", NULL,
-			  (double)c->proofs_unknown);
-	hc_metrics_family(w, "hypercore_ibrl_proofs_invalid_total", "counter",
-			  "Proof chains this node found INVALID, by reason");
-	for (int r = HC_IBRL_MALFORMED; r <= HC_IBRL_TRUNCATED; r++) {
-		const char *labels[] = { "reason", hc_ibrl_reason_names[r], NULL };
-
-		hc_metrics_sample(w, "hypercore_ibrl_proofs_invalid_total", labels,
-				  (double)c->proofs_invalid[r]);
-	}
-}

@@ -12,12 +12,9 @@
 #include <string.h>
 
 #define HC_LOG_MODULE "cluster"
-#include "addr/addr.h"
 #include "cluster/cluster_int.h"
 #include "httpc/httpc.h"
 #include "log/log.h"
-
-#define FETCH_TIMEOUT_MS 10000
 
 struct proofs_job {
 	struct job job;
@@ -94,11 +91,8 @@ static void read_answer(struct proofs_job *pj, const struct hc_httpc_response *r
 			      klen == HC_IBRL_PUBLIC_LEN;
 	} else {
 		e = json_object_get(doc, "error");
-		pj->code = resp->status == 404	 ? HC_RPC_NOT_FOUND
-			   : resp->status == 400 ? HC_RPC_INVALID_ARGUMENT
-						 : HC_RPC_UNAVAILABLE;
-		snprintf(pj->err, sizeof(pj->err), "owner node: %s",
-			 json_is_string(e) ? json_string_value(e) : "no answer");
+		pj->code = hc_cluster_owner_refused(resp->status, json_string_value(e), pj->err,
+						    sizeof(pj->err));
 	}
 	json_decref(doc);
 }
@@ -106,31 +100,13 @@ static void read_answer(struct proofs_job *pj, const struct hc_httpc_response *r
 static void remote_read(struct proofs_job *pj)
 {
 	struct hc_httpc_response resp;
-	struct hc_addr a;
-	char hostport[96], path[128];
-	struct hc_err why;
-	int r;
+	char path[128];
 
-	snprintf(hostport, sizeof(hostport), strchr(pj->host, ':') ? "[%s]:%u" : "%s:%u",
-		 pj->host, pj->port);
-	if (hc_addr_parse(hostport, false, &a, &why) < 0) {
-		pj->code = HC_RPC_UNAVAILABLE;
-		snprintf(pj->err, sizeof(pj->err), "owner address %s: %.128s", hostport, why.msg);
-		return;
-	}
 	snprintf(path, sizeof(path), "/proofs?id=%s&local=1", pj->id);
-	r = hc_httpc_request(&a,
-			     &(struct hc_httpc_request){ .method = "GET", .path = path,
-							 .host = hostport,
-							 .bearer = pj->token[0] ? pj->token : NULL,
-							 .timeout_ms = FETCH_TIMEOUT_MS },
-			     &resp);
-	if (r < 0) {
-		pj->code = HC_RPC_UNAVAILABLE;
-		snprintf(pj->err, sizeof(pj->err), "cannot fetch proofs from the owner at %s: %s",
-			 hostport, r == -EBADMSG ? "not an HTTP answer" : strerror(-r));
+	pj->code = hc_cluster_owner_get(pj->host, pj->port, pj->token, path, NULL, "proofs", &resp,
+					pj->err, sizeof(pj->err));
+	if (pj->code != HC_RPC_OK)
 		return;
-	}
 	read_answer(pj, &resp);
 	free(resp.body);
 }
@@ -349,19 +325,6 @@ struct serve_arg {
 	uint64_t query_id;
 };
 
-static void answer_query(struct hc_cluster *c, uint64_t query_id, int event,
-			 const ProtobufCMessage *msg)
-{
-	size_t len;
-	uint8_t *payload = hc_cluster_pb_wrap(event, msg, &len);
-	int r = payload ? hc_gossip_respond(c->gossip, query_id, payload, len) : -ENOMEM;
-
-	if (r < 0)
-		hc_log(HC_LOG_WARN, "cannot answer PROOF_VERIFY %llu: %s",
-		       (unsigned long long)query_id, r == -ENOENT ? "its time is up" : strerror(-r));
-	free(payload);
-}
-
 static void served(void *arg, enum hc_rpc_code code, const char *err,
 		   const struct hc_cluster_proofs *a)
 {
@@ -372,7 +335,7 @@ static void served(void *arg, enum hc_rpc_code code, const char *err,
 
 	if (code != HC_RPC_OK || !a) {
 		er.error = (char *)(err ? err : "failed");
-		answer_query(sa->c, sa->query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__ERROR,
+		hc_cluster_respond(sa->c, sa->query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__ERROR,
 			     &er.base);
 		free(sa);
 		return;
@@ -386,7 +349,7 @@ static void served(void *arg, enum hc_rpc_code code, const char *err,
 	pv.workload_id = (char *)a->id;
 	pv.proof_hash = (char *)a->head;
 	pv.verification_result = result;
-	answer_query(sa->c, sa->query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__PROOF_VERIFY,
+	hc_cluster_respond(sa->c, sa->query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__PROOF_VERIFY,
 		     &pv.base);
 	free(sa);
 }
