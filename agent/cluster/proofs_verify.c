@@ -21,6 +21,7 @@ struct proofs_job {
 	struct hc_cluster_op *op; /* whether cancelled */
 	hc_cluster_proofs_done *done;
 	void *arg;
+	bool owns_arg; /* arg is freed if done never runs (cancelled) */
 	bool verify;
 	char id[HC_WORKLOAD_ID_LEN + 1];
 	char node[256];
@@ -205,6 +206,8 @@ static void proofs_done(struct job *j)
 			pj->done(pj->arg, pj->code, pj->code == HC_RPC_OK ? NULL : pj->err,
 				 pj->code == HC_RPC_OK ? &a : NULL);
 		}
+	} else if (pj->owns_arg) {
+		free(pj->arg);
 	}
 	op->finished = true;
 	hc_cluster_op_release_if_idle(op);
@@ -262,8 +265,9 @@ static int locate(struct hc_cluster *c, const char *id, bool local_only, struct 
 	return 0;
 }
 
-struct hc_cluster_op *hc_cluster_proofs(struct hc_cluster *c, const char *id, bool local_only,
-					bool verify, hc_cluster_proofs_done *done, void *arg)
+static struct hc_cluster_op *proofs_start(struct hc_cluster *c, const char *id, bool local_only,
+					  bool verify, hc_cluster_proofs_done *done, void *arg,
+					  bool owns_arg)
 {
 	struct proofs_job *pj;
 	struct hc_cluster_op *op;
@@ -284,6 +288,7 @@ struct hc_cluster_op *hc_cluster_proofs(struct hc_cluster *c, const char *id, bo
 	pj->op = op;
 	pj->done = done;
 	pj->arg = arg;
+	pj->owns_arg = owns_arg;
 	pj->verify = verify;
 	snprintf(pj->id, sizeof(pj->id), "%s", id);
 	r = locate(c, id, local_only, &p, pj);
@@ -316,6 +321,12 @@ struct hc_cluster_op *hc_cluster_proofs(struct hc_cluster *c, const char *id, bo
 		return NULL;
 	}
 	return op;
+}
+
+struct hc_cluster_op *hc_cluster_proofs(struct hc_cluster *c, const char *id, bool local_only,
+					bool verify, hc_cluster_proofs_done *done, void *arg)
+{
+	return proofs_start(c, id, local_only, verify, done, arg, false);
 }
 
 /* ---- PROOF_VERIFY queries ---- */
@@ -363,5 +374,5 @@ void hc_cluster_proofs_serve(struct hc_cluster *c, uint64_t query_id,
 		return; /* unanswered: the asker's time runs out */
 	sa->c = c;
 	sa->query_id = query_id;
-	hc_cluster_proofs(c, req->workload_id, false, true, served, sa);
+	proofs_start(c, req->workload_id, false, true, served, sa, true);
 }
