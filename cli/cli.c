@@ -19,7 +19,7 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 		.opts = hc_cli_opts_cluster,
 		.epilogue = "ADDR is IPV4:PORT, [IPV6]:PORT or :PORT (all IPv4 addresses).\n"
 			    "Subcommands: spawn, stop, list, logs, metrics, members, event, query,\n"
-			    "join-token, api-token, keys\n"
+			    "join-token, api-token, keys, proof\n"
 			    "(hypercore cluster SUBCOMMAND --help).\n",
 		.run = hc_cli_cmd_cluster,
 	},
@@ -137,6 +137,29 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 			 "keep their keyring file (--state-dir or --cluster-keyring) up to date.\n",
 		.opts = hc_cli_opts_cluster_keys,
 		.run = hc_cli_cmd_cluster_keys,
+	},
+	{
+		.path = "cluster proof show",
+		.summary = "print a workload's execution proofs, from whichever node runs it",
+		.usage = "Usage: hypercore cluster proof show --id ID [options]\n"
+			 "\n"
+			 "Prints the workload's proof chain as its owner logged it: one signed entry\n"
+			 "per broadcast period with its metrics and hash.\n",
+		.opts = hc_cli_opts_cluster_proof,
+		.run = hc_cli_cmd_cluster_proof_show,
+	},
+	{
+		.path = "cluster proof verify",
+		.summary = "verify a workload's execution proofs: VALID, INVALID or UNKNOWN",
+		.usage = "Usage: hypercore cluster proof verify --id ID [options]\n"
+			 "\n"
+			 "The agent fetches the workload's proof chain from its owner and checks every\n"
+			 "entry: signature under the owner's key, hash, chain continuity, counters that\n"
+			 "never go down, timestamps that always go up, and that the head the owner\n"
+			 "announces is in it. Exits 0 for VALID, 1 for INVALID (with the reason) or a\n"
+			 "failure, 3 for UNKNOWN (no proofs yet, owner unreachable).\n",
+		.opts = hc_cli_opts_cluster_proof,
+		.run = hc_cli_cmd_cluster_proof_verify,
 	},
 	{
 		.path = "containerd",

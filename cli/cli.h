@@ -159,6 +159,20 @@ int hc_cli_rpc_call(struct hc_rpc_client *client, const char *path, const Protob
  * the state dir gave none. */
 const char *hc_cli_token_hint(void);
 
+/* What the verbs on one workload parse: the agent's address, --id,
+ * --timeout, and (some of them) --tail, --follow, --json. */
+struct hc_cli_id_args {
+	const char *addr, *id;
+	int timeout_ms;
+	unsigned long tail;
+	bool follow, json;
+};
+/* Parses them (addr defaults to default_addr, the timeout to 60 s) and
+ * checks --id is a workload id; -1 when the command runs, else the exit
+ * status, as hc_cli_parse_opts. */
+int hc_cli_parse_id_args(const struct hc_cli_cmd *cmd, int argc, char **argv,
+			 struct hc_cli_id_args *a, const char *default_addr);
+
 /* Every command's table (cli/cmd_*.c), named in hc_cli_cmds[]. */
 extern const struct hc_cli_opt hc_cli_opts_cluster[], hc_cli_opts_cluster_spawn[],
 	hc_cli_opts_cluster_stop[], hc_cli_opts_cluster_logs[], hc_cli_opts_cluster_metrics[],
@@ -167,7 +181,8 @@ extern const struct hc_cli_opt hc_cli_opts_cluster[], hc_cli_opts_cluster_spawn[
 	hc_cli_opts_stop[], hc_cli_opts_list[], hc_cli_opts_logs[], hc_cli_opts_attach[],
 	hc_cli_opts_routes[], hc_cli_opts_routes_add[], hc_cli_opts_routes_del[],
 	hc_cli_opts_dataplane_cleanup[], hc_cli_opts_cluster_join_token[],
-	hc_cli_opts_cluster_api_token[], hc_cli_opts_cluster_keys[], hc_cli_opts_identity[];
+	hc_cli_opts_cluster_api_token[], hc_cli_opts_cluster_keys[], hc_cli_opts_identity[],
+	hc_cli_opts_cluster_proof[];
 
 /*
  * Parses argv's options (argv[0] is the command path) into args as the
@@ -227,6 +242,8 @@ int hc_cli_cmd_cluster_spawn(const struct hc_cli_cmd *cmd, int argc, char **argv
 int hc_cli_cmd_cluster_stop(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_logs(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_metrics(const struct hc_cli_cmd *cmd, int argc, char **argv);
+int hc_cli_cmd_cluster_proof_show(const struct hc_cli_cmd *cmd, int argc, char **argv);
+int hc_cli_cmd_cluster_proof_verify(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_members(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_event(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_query(const struct hc_cli_cmd *cmd, int argc, char **argv);

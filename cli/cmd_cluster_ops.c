@@ -186,15 +186,7 @@ out:
 
 /* ---- stop ---- */
 
-/* --grpc-bind-addr, --id, --timeout, and for logs --tail and --follow. */
-struct id_args {
-	const char *addr, *id;
-	int timeout_ms;
-	unsigned long tail;
-	bool follow;
-};
-
-#define I struct id_args
+#define I struct hc_cli_id_args
 const struct hc_cli_opt hc_cli_opts_cluster_stop[] = {
 	HC_CLI_GRPC_ADDR(I, addr),
 	HC_CLI_STR("id", I, id, "ID", "the workload"),
@@ -214,11 +206,12 @@ const struct hc_cli_opt hc_cli_opts_cluster_logs[] = {
 };
 #undef I
 
-static int parse_id_args(const struct hc_cli_cmd *cmd, int argc, char **argv, struct id_args *a)
+int hc_cli_parse_id_args(const struct hc_cli_cmd *cmd, int argc, char **argv,
+			 struct hc_cli_id_args *a, const char *default_addr)
 {
 	int r;
 
-	a->addr = HC_CLI_DEFAULT_GRPC_ADDR;
+	a->addr = default_addr;
 	a->timeout_ms = DEFAULT_TIMEOUT_MS;
 	r = hc_cli_parse_opts(cmd, argc, argv, a);
 	if (r >= 0)
@@ -237,8 +230,8 @@ int hc_cli_cmd_cluster_stop(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
 	Cluster__Services__Api__VmStopRequest req = CLUSTER__SERVICES__API__VM_STOP_REQUEST__INIT;
 	Cluster__Services__Api__Node *node = NULL;
-	struct id_args a = { 0 };
-	int r = parse_id_args(cmd, argc, argv, &a);
+	struct hc_cli_id_args a = { 0 };
+	int r = hc_cli_parse_id_args(cmd, argc, argv, &a, HC_CLI_DEFAULT_GRPC_ADDR);
 
 	if (r >= 0)
 		return r;
@@ -266,8 +259,8 @@ int hc_cli_cmd_cluster_logs(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
 	Cluster__Services__Api__VmLogsRequest req = CLUSTER__SERVICES__API__VM_LOGS_REQUEST__INIT;
 	struct sigaction sa = { .sa_handler = on_interrupt };
-	struct id_args a = { 0 };
-	int r = parse_id_args(cmd, argc, argv, &a);
+	struct hc_cli_id_args a = { 0 };
+	int r = hc_cli_parse_id_args(cmd, argc, argv, &a, HC_CLI_DEFAULT_GRPC_ADDR);
 
 	if (r >= 0)
 		return r;

@@ -39,7 +39,7 @@
 
 const char *const hc_http_route_paths[ROUTE_COUNT] = {
 	"/list", "/spawn", "/stop", "/logs", "/healthz", "/metrics", "/members", "/event",
-	"/query", "/keys", "other",
+	"/query", "/keys", "/proofs", "/proofs/verify", "other",
 };
 
 /* Status codes we answer with, for the request counter. */

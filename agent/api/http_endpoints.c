@@ -19,6 +19,7 @@
 #include "base/base.h"
 #include "base/list.h"
 #include "cluster/cluster.h"
+#include "ibrl/ibrl.h"
 #include "log/log.h"
 #include "loop/loop.h"
 #include "metrics/metrics.h"
@@ -503,6 +504,59 @@ static enum MHD_Result get_logs(struct hc_http *h, struct MHD_Connection *conn,
 	return finish_start(req, op);
 }
 
+/* /proofs and /proofs/verify: a workload's proof chain as its owner keeps
+ * it, and this node's verdict on it (docs/api.md). */
+static json_t *proofs_json(const struct hc_cluster_proofs *a, bool verify)
+{
+	char key[48] = "";
+	json_t *o;
+
+	if (a->has_key)
+		hc_ibrl_b64_encode(a->node_key, sizeof(a->node_key), key, sizeof(key));
+	o = json_pack("{s:s, s:s, s:s, s:s}", "workload_id", a->id, "node", a->node, "node_key",
+		      key, verify ? "proof_hash" : "head", a->head);
+	if (!o)
+		return NULL;
+	if (!verify) {
+		json_object_set_new(o, "log", json_stringn(a->log, a->len));
+		return o;
+	}
+	json_object_set_new(o, "verification_result",
+			    json_string(hc_ibrl_verdict_name((enum hc_ibrl_verdict)a->verdict)));
+	json_object_set_new(o, "beacon_registry_hash", json_string(""));
+	json_object_set_new(o, "reason",
+			    json_string(a->reason < HC_IBRL_REASONS ? hc_ibrl_reason_names[a->reason]
+								    : "unknown"));
+	json_object_set_new(o, "detail", json_string(a->detail));
+	json_object_set_new(o, "entries", json_integer((json_int_t)a->entries));
+	json_object_set_new(o, "line", json_integer((json_int_t)a->line));
+	return o;
+}
+
+static void proofs_ready(void *arg, enum hc_rpc_code code, const char *err,
+			 const struct hc_cluster_proofs *a)
+{
+	struct request *req = arg;
+
+	op_answer(req, code, err, a ? proofs_json(a, req->route == ROUTE_PROOFS_VERIFY) : NULL);
+}
+
+static enum MHD_Result get_proofs(struct hc_http *h, struct MHD_Connection *conn,
+				  struct request *req, enum route r)
+{
+	const char *local = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "local");
+	char why[128];
+	const char *id = workload_id_arg(conn, NULL, NULL, why, sizeof(why));
+	struct hc_cluster_op *op;
+
+	if (!id)
+		return hc_http_send_error(h, conn, r, 400, "%s", why);
+	start(h, conn, req, r);
+	op = hc_cluster_proofs(h->api->cluster, id, parse_bool(local, false),
+			       r == ROUTE_PROOFS_VERIFY, proofs_ready, req);
+	return finish_start(req, op);
+}
+
 /* A VmSpawnRequest from upstream's JSON (Go's encoding/json of the proto
  * struct: cores, memory, image_ref, ports {"443": 8080}, dry_run, env). */
 struct spawn_json {
@@ -674,6 +728,8 @@ static enum hc_auth_role role_needed(const struct hc_http *h, enum route r)
 	case ROUTE_LIST:
 	case ROUTE_LOGS:
 	case ROUTE_MEMBERS:
+	case ROUTE_PROOFS:
+	case ROUTE_PROOFS_VERIFY:
 		return HC_AUTH_READ_ONLY;
 	default:
 		return HC_AUTH_ADMIN;
@@ -770,6 +826,9 @@ enum MHD_Result hc_http_dispatch(struct hc_http *h, struct MHD_Connection *conn,
 		return post_query(h, conn, (struct request *)req);
 	case ROUTE_KEYS:
 		return hc_http_post_keys(h, conn, (struct request *)req);
+	case ROUTE_PROOFS:
+	case ROUTE_PROOFS_VERIFY:
+		return get_proofs(h, conn, (struct request *)req, r);
 	default:
 		return MHD_NO;
 	}

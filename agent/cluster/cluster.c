@@ -324,6 +324,8 @@ int hc_cluster_start(struct hc_cluster *c, struct hc_err *err)
 	/* Versions only grow, across restarts too: they start at the clock. */
 	clock_gettime(CLOCK_REALTIME, &now);
 	c->state_version = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+	/* gossip's event of our own join may have armed it already: once */
+	hc_loop_del_timer(c->loop, c->state_timer);
 	c->state_timer = hc_loop_add_timer(c->loop, 0, hc_cluster_state_tick, c);
 	c->housekeeping_timer = hc_loop_add_timer(c->loop, HOUSEKEEPING_MS, housekeeping, c);
 	if (!c->state_timer || !c->housekeeping_timer || hc_cluster_beacon_start(c) < 0)
@@ -555,6 +557,21 @@ static void collect(struct hc_metrics_writer *w, void *arg)
 				   "From a spawn request to the owner's answer",
 				   &c->spawn_hist);
 	hc_cluster_beacon_collect(c, w);
+	counter(w, "hypercore_ibrl_proofs_generated_total",
+		"Execution proofs this node sealed and logged for its workloads", c->proofs_generated);
+	counter(w, "hypercore_ibrl_proof_errors_total",
+		"Proofs not made (log unreadable or unwritable)", c->proof_errors);
+	counter(w, "hypercore_ibrl_proofs_verified_total", "Proof chains this node verified VALID",
+		c->proofs_verified);
+	counter(w, "hypercore_ibrl_proofs_unknown_total",
+		"Proof verifications that could not decide (no log, no key, owner unreachable)",
+		c->proofs_unknown);
+	/* the reasons of INVALID: from malformed to truncated */
+	labelled_counters(w, "hypercore_ibrl_proofs_invalid_total",
+			  "Proof chains this node found INVALID, by reason", "reason",
+			  &hc_ibrl_reason_names[HC_IBRL_MALFORMED],
+			  &c->proofs_invalid[HC_IBRL_MALFORMED],
+			  HC_IBRL_TRUNCATED - HC_IBRL_MALFORMED + 1);
 }
 
 /* A node's state for List: strings and workloads borrowed; the message's

@@ -41,6 +41,13 @@ enum hc_cluster_ibrl_mode {
 	HC_CLUSTER_IBRL_ENFORCE,
 };
 
+/* What a workload used so far (hc_cluster_runtime_ops.usage). */
+struct hc_cluster_usage {
+	uint64_t cpu_ns;       /* cumulative CPU time */
+	uint64_t memory_bytes; /* in use now */
+	uint64_t rx_bytes, tx_bytes;
+};
+
 /*
  * What the cluster asks of the local runtime, as agent/runtime's calls of
  * the same names say (runtime.h): the agent passes hc_cluster_runtime_cri,
@@ -69,6 +76,14 @@ struct hc_cluster_runtime_ops {
 	 * job is done). 0, or -errno when neither will run.
 	 */
 	int (*run_job)(void *ctx, void (*run)(void *arg), void (*done)(void *arg), void *arg);
+	/*
+	 * Optional: what workload id uses now, read cheaply (it runs every
+	 * period for every workload, for execution proofs): CPU time and
+	 * memory, and network bytes when the runtime meters them (the agent's
+	 * come from the data plane's BPF counters instead, which override
+	 * these when there are maps). NULL: zeros. 0 or -errno.
+	 */
+	int (*usage)(void *ctx, const char *id, struct hc_cluster_usage *out, struct hc_err *err);
 };
 
 /* agent/runtime's calls; ctx: a struct hc_runtime (hc_runtime_new), one
@@ -108,9 +123,10 @@ struct hc_cluster_config {
 	void (*on_local)(void *arg, const struct hc_runtime_running *list, size_t n);
 	void (*on_routes)(void *arg);
 	void *notify_arg;
-	/* IBRL beacon. The node key that signs our states (NULL: they go
-	 * unsigned); borrowed, must outlive the cluster. */
+	/* IBRL. The node key that signs our states and execution proofs
+	 * (NULL: they go unsigned); borrowed, must outlive the cluster. */
 	const struct hc_ibrl_identity *identity;
+	bool no_proofs; /* with a key, sign states but make no execution proofs (tests) */
 	enum hc_cluster_ibrl_mode ibrl_mode;
 	const char *trusted_keys;      /* a fixed trusted-keys file; NULL: TOFU pins */
 	double beacon_price;	       /* price_per_gb announced */
@@ -215,6 +231,37 @@ struct hc_cluster_op *hc_cluster_logs(struct hc_cluster *c,
 				      const Cluster__Services__Api__VmLogsRequest *req,
 				      bool local_only, hc_cluster_op_done *done, void *arg);
 void hc_cluster_op_cancel(struct hc_cluster_op *op);
+
+/* ---- execution proofs (proofs.c; docs/cluster.md#execution-proofs) ---- */
+
+/* A workload's proof chain as its owner keeps it, and what this node made
+ * of it. Valid during the done call only. */
+struct hc_cluster_proofs {
+	const char *id;
+	const char *node;     /* the owner */
+	const char *log;      /* the owner's log, as fetched (complete lines) */
+	size_t len;
+	bool has_key;	      /* node_key known (announced by the owner, or ours) */
+	uint8_t node_key[32]; /* what the chain is checked against */
+	char head[65];	      /* the proof hash the owner's state announces; "" */
+	/* verify only */
+	int verdict;	      /* enum hc_ibrl_verdict */
+	int reason;	      /* enum hc_ibrl_reason */
+	size_t entries, line; /* entries checked; the faulty one (1-based) */
+	char detail[512];     /* UNKNOWN or INVALID in words */
+};
+
+typedef void hc_cluster_proofs_done(void *arg, enum hc_rpc_code code, const char *err,
+				    const struct hc_cluster_proofs *answer);
+
+/* The proof chain of workload id from its owner: read here when it runs
+ * here (local_only: only then), else fetched from the owner's HTTP API
+ * (/proofs?id=&local=1) with this node's API token. verify: also checks the
+ * chain (signatures, continuity, counters, time, the key, the announced
+ * head) on a worker thread and counts the verdict. done runs once on the
+ * loop thread, unless hc_cluster_op_cancel() first. NULL if done already ran. */
+struct hc_cluster_op *hc_cluster_proofs(struct hc_cluster *c, const char *id, bool local_only,
+					bool verify, hc_cluster_proofs_done *done, void *arg);
 
 /* Cluster members (hc_gossip_members semantics: free with
  * hc_gossip_members_free). */

@@ -89,7 +89,7 @@ void hc_cluster_jobs_drain(struct hc_cluster *c);
 
 /* ---- operations in flight (orchestrate.c, logs.c) ---- */
 
-enum op_kind { OP_SPAWN, OP_STOP, OP_LOGS };
+enum op_kind { OP_SPAWN, OP_STOP, OP_LOGS, OP_PROOFS };
 
 struct hc_cluster_op {
 	struct hc_cluster *c;
@@ -137,6 +137,10 @@ struct local_wl {
 	 * it is stopped and stop_query answered. */
 	bool stop_asked;
 	uint64_t stop_query;
+	/* execution proofs (proofs.c) */
+	int64_t started_ns;	   /* its container's start, from the runtime; 0 unknown */
+	char handler[16];	   /* the runtime handler: runc, runsc */
+	struct proof_chain *chain; /* NULL until its first proof */
 };
 
 /* Why a received state or query answer was not used: the label of
@@ -318,10 +322,22 @@ struct hc_cluster {
 			  size_t len, const struct hc_gossip_query_params *params,
 			  hc_gossip_response_fn *on_response, void (*done)(void *arg), void *arg);
 
+	/* Unit tests' stand-in for the owner's /proofs?local=1 (NULL: HTTP):
+	 * node's log of id into *log (malloc'd) and its key. 0 or -errno. */
+	int (*proofs_fetch_hook)(struct hc_cluster *c, const char *node, const char *id,
+				 char **log, size_t *len, uint8_t key[HC_IBRL_PUBLIC_LEN]);
+
 	struct hc_metrics_histogram spawn_hist;
 	uint64_t spawns_ok, spawns_failed;
 	uint64_t map_syncs, map_sync_errors;
 	bool members_sync_due; /* the last hc_members write failed: retry */
+
+	/* execution proofs (proofs.c) */
+	bool proof_running;	/* a round is on a worker */
+	uint64_t proof_rounds;
+	uint64_t proofs_generated, proof_errors, proofs_verified;
+	uint64_t proofs_unknown;
+	uint64_t proofs_invalid[HC_IBRL_REASONS]; /* INVALID verdicts by reason */
 };
 
 /* local.c */
@@ -442,8 +458,49 @@ int hc_cluster_check_spawn_request(const hc_pb_spawn *req, struct hc_err *err);
 void hc_cluster_orch_on_query(struct hc_cluster *c, uint64_t query_id, const char *from,
 		   const uint8_t *payload, size_t len);
 void hc_cluster_orch_restart_local(struct hc_cluster *c, struct local_wl *l);
+/* Answers query query_id with ClusterMessage{event, Any(msg)}; a failure
+ * (the query's time is up) is logged. */
+void hc_cluster_respond(struct hc_cluster *c, uint64_t query_id, int event,
+			const ProtobufCMessage *msg);
 /* Stops local workload id in the background (nobody to answer). */
 void hc_cluster_orch_stop_local(struct hc_cluster *c, const char *id);
+
+/* logs.c: what nodes fetch from each other's HTTP API (logs, proofs) */
+struct hc_httpc_response;
+/* GETs path from the owner's API at host:port with token ("" for none),
+ * keeping want_header (NULL: none). HC_RPC_OK with *resp filled (the caller
+ * frees resp->body), or HC_RPC_UNAVAILABLE with the reason (naming what)
+ * in err. Blocks up to 10 s: on a worker. */
+enum hc_rpc_code hc_cluster_owner_get(const char *host, uint16_t port, const char *token,
+				      const char *path, const char *want_header, const char *what,
+				      struct hc_httpc_response *resp, char *err, size_t len);
+/* An owner's refusal (HTTP status, its {"error"} text or NULL) as a code
+ * and "owner node: ..." in err. */
+enum hc_rpc_code hc_cluster_owner_refused(int status, const char *msg, char *err,
+					  size_t len);
+
+/* proofs.c: execution proofs of the local workloads */
+struct proof_chain;
+/* Every period: a proof for each running local workload, on a worker
+ * (cgroup and BPF reads, signing, the log append); the next broadcast
+ * carries them. Nothing without an identity or a runtime. */
+void hc_cluster_proofs_tick(struct hc_cluster *c);
+/* Puts each local workload's latest proof into its state (on), or takes it
+ * out again (off): only while a broadcast is encoded, so the states the
+ * cluster compares and hashes never hold one. */
+void hc_cluster_proofs_attach(struct hc_cluster *c, bool on);
+/* Workload id is gone from this node: its log goes with it. */
+void hc_cluster_proofs_forget(struct hc_cluster *c, const char *id);
+void hc_cluster_proof_chain_free(struct proof_chain *chain);
+/* The hash of l's latest proof (hex), or "" before its first. */
+void hc_cluster_proofs_head(const struct local_wl *l, char out[2 * HC_IBRL_HASH_LEN + 1]);
+/* PROOF_VERIFY: verifies req's workload's chain here (fetching it from its
+ * owner) and answers ProofVerification{workload_id, proof_hash: the head
+ * checked, verification_result: VALID, "INVALID: <reason>" or "UNKNOWN:
+ * <why>"}, or ERROR for a bad request. The query must last long enough
+ * for the fetch (up to 10 s). */
+void hc_cluster_proofs_serve(struct hc_cluster *c, uint64_t query_id,
+			     const Cluster__Services__Api__ProofVerification *req);
 
 /* pb.c: protobuf helpers */
 /* Packs msg into a new buffer (*len); NULL on ENOMEM. */

@@ -17,6 +17,7 @@
 static void local_wl_fini(struct local_wl *l)
 {
 	hc_cluster_pb_free(l->state);
+	hc_cluster_proof_chain_free(l->chain);
 	memset(l, 0, sizeof(*l));
 }
 
@@ -69,6 +70,8 @@ static int local_put(struct hc_cluster *c, hc_pb_workload *state, const struct h
 	snprintf(l->ip, sizeof(l->ip), "%s", w->ip);
 	l->egress_bytes_per_sec = hc_workload_spec_egress_bytes(&w->spec);
 	l->pending = pending;
+	l->started_ns = w->started_ns;
+	snprintf(l->handler, sizeof(l->handler), "%s", w->runtime_handler);
 	qsort(c->local, c->nlocal, sizeof(*c->local), local_cmp);
 	c->local_gen++;
 	return 0;
@@ -195,6 +198,7 @@ static bool adopt(struct hc_cluster *c, const struct hc_workload *list, size_t n
 			continue;
 		}
 		hc_log(HC_LOG_INFO, "workload %s no longer runs here", l->state->id);
+		hc_cluster_proofs_forget(c, l->state->id);
 		local_wl_fini(l);
 		memmove(l, l + 1, (c->nlocal - i - 1) * sizeof(*l));
 		c->nlocal--;
@@ -354,6 +358,7 @@ void hc_cluster_local_fini(struct hc_cluster *c)
 void hc_cluster_local_stopped(struct hc_cluster *c, const char *id)
 {
 	remember_stopped(c, id);
+	hc_cluster_proofs_forget(c, id);
 	hc_cluster_local_remove(c, id);
 }
 

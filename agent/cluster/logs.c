@@ -158,46 +158,63 @@ static void read_logs_answer(struct logs_job *lj, const struct hc_httpc_response
 			lj->code = HC_RPC_RESOURCE_EXHAUSTED;
 	} else {
 		v = json_object_get(doc, "error");
-		lj->code = resp->status == 404	 ? HC_RPC_NOT_FOUND
-			   : resp->status == 400 ? HC_RPC_INVALID_ARGUMENT
-						 : HC_RPC_UNAVAILABLE;
-		snprintf(lj->err, sizeof(lj->err), "owner node: %s",
-			 json_is_string(v) ? json_string_value(v) : "no answer");
+		lj->code = hc_cluster_owner_refused(resp->status, json_string_value(v), lj->err,
+						    sizeof(lj->err));
 	}
 	json_decref(doc);
+}
+
+enum hc_rpc_code hc_cluster_owner_refused(int status, const char *msg, char *err,
+					  size_t len)
+{
+	snprintf(err, len, "owner node: %s", msg ? msg : "no answer");
+	return status == 404 ? HC_RPC_NOT_FOUND
+	       : status == 400 ? HC_RPC_INVALID_ARGUMENT
+			       : HC_RPC_UNAVAILABLE;
+}
+
+enum hc_rpc_code hc_cluster_owner_get(const char *host, uint16_t port, const char *token,
+				      const char *path, const char *want_header, const char *what,
+				      struct hc_httpc_response *resp, char *err, size_t len)
+{
+	struct hc_addr a;
+	char hostport[96];
+	struct hc_err why;
+	int r;
+
+	snprintf(hostport, sizeof(hostport), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+	if (hc_addr_parse(hostport, false, &a, &why) < 0) {
+		snprintf(err, len, "owner address %s: %.128s", hostport, why.msg);
+		return HC_RPC_UNAVAILABLE;
+	}
+	r = hc_httpc_request(&a,
+			     &(struct hc_httpc_request){ .method = "GET", .path = path,
+							 .host = hostport,
+							 .bearer = token[0] ? token : NULL,
+							 .timeout_ms = FETCH_TIMEOUT_MS,
+							 .want_header = want_header },
+			     resp);
+	if (r < 0) {
+		snprintf(err, len, "cannot fetch %s from the owner at %s: %s", what, hostport,
+			 r == -EBADMSG ? "not an HTTP answer" : strerror(-r));
+		return HC_RPC_UNAVAILABLE;
+	}
+	return HC_RPC_OK;
 }
 
 static void remote_run(struct job *j)
 {
 	struct logs_job *lj = (struct logs_job *)j;
 	struct hc_httpc_response resp;
-	struct hc_addr a;
-	char hostport[96], path[256];
-	struct hc_err why;
-	int r;
+	char path[256];
 
-	snprintf(hostport, sizeof(hostport), strchr(lj->host, ':') ? "[%s]:%u" : "%s:%u",
-		 lj->host, lj->port);
-	if (hc_addr_parse(hostport, false, &a, &why) < 0) {
-		lj->code = HC_RPC_UNAVAILABLE;
-		snprintf(lj->err, sizeof(lj->err), "owner address %s: %.128s", hostport, why.msg);
-		return;
-	}
 	snprintf(path, sizeof(path), "/logs?id=%s&local=1&tail=%u&from_line=%llu", lj->id,
 		 lj->tail, (unsigned long long)lj->from_line);
-	r = hc_httpc_request(&a,
-			     &(struct hc_httpc_request){ .method = "GET", .path = path,
-							 .host = hostport,
-							 .bearer = lj->token[0] ? lj->token : NULL,
-							 .timeout_ms = FETCH_TIMEOUT_MS,
-							 .want_header = "X-Hypercore-Next-Line" },
-			     &resp);
-	if (r < 0) {
-		lj->code = HC_RPC_UNAVAILABLE;
-		snprintf(lj->err, sizeof(lj->err), "cannot fetch logs from the owner at %s: %s",
-			 hostport, r == -EBADMSG ? "not an HTTP answer" : strerror(-r));
+	lj->code = hc_cluster_owner_get(lj->host, lj->port, lj->token, path,
+					"X-Hypercore-Next-Line", "logs", &resp, lj->err,
+					sizeof(lj->err));
+	if (lj->code != HC_RPC_OK)
 		return;
-	}
 	read_logs_answer(lj, &resp);
 	free(resp.body);
 }

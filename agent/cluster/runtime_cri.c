@@ -3,6 +3,8 @@
  * every job thread: its calls are thread-safe and share one gRPC channel
  * (runtime_int.h), instead of a channel opened and torn down per call. */
 #include <errno.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "cluster/cluster.h"
 #include "runtime/runtime.h"
@@ -34,11 +36,26 @@ static int cri_capacity(void *ctx, struct hc_runtime_capacity *out, struct hc_er
 	return hc_runtime_capacity(ctx, out, err);
 }
 
+/* No client: the cgroup's files are read directly (the data plane counts
+ * the network bytes). */
+static int cri_usage(void *ctx, const char *id, struct hc_cluster_usage *out, struct hc_err *err)
+{
+	const struct hc_runtime_config *cfg = ctx;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	r = hc_runtime_cgroup_usage(cfg->cgroup_parent, id, &out->cpu_ns, &out->memory_bytes);
+	if (r < 0)
+		hc_err_set(err, r, "cannot read the cgroup of %s: %s", id, strerror(-r));
+	return r;
+}
+
 const struct hc_cluster_runtime_ops hc_cluster_runtime_cri = {
 	.spawn = cri_spawn,
 	.stop = cri_stop,
 	.list = cri_list,
 	.logs = cri_logs,
 	.capacity = cri_capacity,
+	.usage = cri_usage,
 	/* run_job NULL: every call blocks, so each job gets a thread */
 };

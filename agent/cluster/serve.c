@@ -20,8 +20,8 @@
 
 /* ---- answering queries ---- */
 
-static void respond(struct hc_cluster *c, uint64_t query_id, int event,
-		    const ProtobufCMessage *msg)
+void hc_cluster_respond(struct hc_cluster *c, uint64_t query_id, int event,
+			const ProtobufCMessage *msg)
 {
 	size_t len;
 	uint8_t *payload = hc_cluster_pb_wrap(event, msg, &len);
@@ -45,7 +45,7 @@ static void respond_error(struct hc_cluster *c, uint64_t query_id, const char *f
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	er.error = msg;
-	respond(c, query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__ERROR, &er.base);
+	hc_cluster_respond(c, query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__ERROR, &er.base);
 }
 
 /* The STOP answer: the workload no longer runs on this node. */
@@ -54,7 +54,7 @@ static void respond_stopped(struct hc_cluster *c, uint64_t query_id)
 	Cluster__Services__Api__Node node = CLUSTER__SERVICES__API__NODE__INIT;
 
 	node.id = (char *)hc_gossip_name(c->gossip);
-	respond(c, query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__STOP, &node.base);
+	hc_cluster_respond(c, query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__STOP, &node.base);
 }
 
 struct spawn_job {
@@ -137,7 +137,7 @@ static void respond_spawned(struct hc_cluster *c, uint64_t query_id, char *id)
 	snprintf(url, sizeof(url), "%s.%s", id, c->base_url);
 	resp.id = id;
 	resp.url = url;
-	respond(c, query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__SPAWN, &resp.base);
+	hc_cluster_respond(c, query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__SPAWN, &resp.base);
 }
 
 static void spawn_job_done(struct job *j)
@@ -157,7 +157,7 @@ static void spawn_job_done(struct job *j)
 		if (sj->rc < 0)
 			respond_error(c, sj->query_id, "%s", sj->err.msg);
 		else
-			respond(c, sj->query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__SPAWN,
+			hc_cluster_respond(c, sj->query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__SPAWN,
 				&resp.base);
 		goto out;
 	}
@@ -491,9 +491,18 @@ void hc_cluster_orch_on_query(struct hc_cluster *c, uint64_t query_id, const cha
 	case CLUSTER__SERVICES__API__CLUSTER_EVENT__BEACON_ATTEST:
 		hc_cluster_beacon_serve_attest(c, query_id, from, payload, len);
 		break;
+	case CLUSTER__SERVICES__API__CLUSTER_EVENT__PROOF_VERIFY:
+		hc_cluster_pb_free(cm);
+		cm = hc_cluster_pb_unwrap(payload, len,
+					  &cluster__services__api__proof_verification__descriptor, &inner);
+		if (!inner)
+			respond_error(c, query_id, "PROOF_VERIFY wants a ProofVerification");
+		else
+			hc_cluster_proofs_serve(c, query_id, (void *)inner);
+		break;
 	default:
-		/* answers travel as responses, never as queries; IBRL events
-		 * are the IBRL issue's */
+		/* answers travel as responses, never as queries; the other
+		 * IBRL events are the IBRL issue's */
 		c->queries_ignored++;
 		hc_log(HC_LOG_DEBUG, "query from %s with event %d ignored", from, (int)cm->event);
 		break;

@@ -41,8 +41,9 @@ static uint64_t wall_ms(void)
 	return (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
 }
 
-/* FNV-1a over the packed workloads and the address: equal states, equal
- * hashes, whatever order they were learnt in (lists are sorted by id). */
+/* FNV-1a over the packed workloads (their proofs left out) and the
+ * address: equal states, equal hashes, whatever order they were learnt in
+ * (lists are sorted by id). */
 uint64_t hc_cluster_state_hash(hc_pb_workload *const *w, size_t n, const char *addr)
 {
 	uint64_t h = 1469598103934665603ull;
@@ -50,8 +51,14 @@ uint64_t hc_cluster_state_hash(hc_pb_workload *const *w, size_t n, const char *a
 	for (const char *p = addr ? addr : ""; *p; p++)
 		h = (h ^ (uint8_t)*p) * 1099511628211ull;
 	for (size_t i = 0; i < n; i++) {
+		/* without its proof, which changes every period and routes nothing */
+		Cluster__Services__Api__WorkloadProof *proof = w[i]->proof;
 		size_t len;
-		uint8_t *buf = hc_cluster_pb_pack(&w[i]->base, &len);
+		uint8_t *buf;
+
+		w[i]->proof = NULL;
+		buf = hc_cluster_pb_pack(&w[i]->base, &len);
+		w[i]->proof = proof;
 
 		for (size_t k = 0; buf && k < len; k++)
 			h = (h ^ buf[k]) * 1099511628211ull;
@@ -182,6 +189,8 @@ static void broadcast_now(struct hc_cluster *c)
 		       QUEUE_SKIP_DEPTH);
 		goto out;
 	}
+	/* before signing: the proofs are part of the workloads signed */
+	hc_cluster_proofs_attach(c, true); /* until out: sized and sent with them */
 	/* The clock, so receivers can bound a version by theirs; and always
 	 * more than the last, should the clock step back. */
 	clock = wall_ms();
@@ -219,6 +228,7 @@ static void broadcast_now(struct hc_cluster *c)
 	c->last_broadcast_ms = hc_loop_now_ms(c->loop);
 	hc_log(HC_LOG_DEBUG, "state broadcast: %zu workloads in %zu chunks", n, nchunks);
 out:
+	hc_cluster_proofs_attach(c, false);
 	free(w);
 	free(ends);
 }
@@ -245,6 +255,7 @@ int64_t hc_cluster_state_tick(struct hc_loop *loop, uint64_t id, void *arg)
 	bool changed;
 
 	(void)id;
+	hc_cluster_proofs_tick(c); /* carried by the next broadcast */
 	if (!w)
 		return period_ms(c);
 	changed = hc_cluster_state_hash(w, announced(c, w), c->node_addr) != c->last_hash;

@@ -545,7 +545,7 @@ static int set_capabilities(struct daemon *d, const struct hc_daemon_config *cfg
 	const char *caps[4];
 	size_t n = 0;
 
-	if (d->has_runtime)
+	if (d->runtime)
 		caps[n++] = "container";
 	if (d->dataplane)
 		caps[n++] = hc_daemon_dataplane_capability(d->dataplane);

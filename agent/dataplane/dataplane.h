@@ -169,6 +169,12 @@ struct hc_dp_snapshot {
 int hc_dpmaps_snapshot(struct hc_dpmaps *m, struct hc_dp_snapshot *snap);
 void hc_dp_snapshot_fini(struct hc_dp_snapshot *snap);
 
+/* The workload rows alone (hc_workloads and hc_wl_stats summed over CPUs,
+ * sorted as in a snapshot): what execution proofs read each period, without
+ * dumping the other maps. *rows is the caller's (free()). Any thread: only
+ * the maps' fds are used. 0 or -errno. */
+int hc_dpmaps_workload_rows(struct hc_dpmaps *m, struct hc_dp_workload_row **rows, size_t *n);
+
 /* Name of a drop reason code ("no_backend", ...). */
 const char *hc_dp_drop_reason_name(unsigned int reason);
 

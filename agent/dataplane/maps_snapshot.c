@@ -236,6 +236,24 @@ static int snapshot_egress(struct hc_dpmaps *m, struct hc_dp_snapshot *snap)
 	return 0;
 }
 
+int hc_dpmaps_workload_rows(struct hc_dpmaps *m, struct hc_dp_workload_row **rows, size_t *n)
+{
+	struct hc_dp_snapshot snap;
+	int rc;
+
+	memset(&snap, 0, sizeof(snap));
+	*rows = NULL;
+	*n = 0;
+	rc = snapshot_workloads(m, &snap);
+	if (rc) {
+		free(snap.workloads);
+		return rc;
+	}
+	*rows = snap.workloads;
+	*n = snap.n_workloads;
+	return 0;
+}
+
 int hc_dpmaps_snapshot(struct hc_dpmaps *m, struct hc_dp_snapshot *snap)
 {
 	struct hc_dp_map_dump d;

@@ -173,4 +173,124 @@ int hc_ibrl_nonce_new(struct hc_ibrl_nonces *n, uint8_t out[HC_IBRL_NONCE_LEN]);
  * forgotten). */
 int hc_ibrl_nonce_use(struct hc_ibrl_nonces *n, const uint8_t nonce[HC_IBRL_NONCE_LEN]);
 
+/* ---- proofs (proof.c: entries and chains; proof_log.c: the log) ----
+ *
+ * An execution proof is one signed entry of a per-workload hash chain: what
+ * the workload used up to a moment (metrics), bound to the previous entry
+ * by its hash. docs/cluster.md defines the canonical encoding, the log line
+ * and the verification rules. */
+
+#define HC_IBRL_HASH_LEN 32		/* SHA-256 */
+#define HC_IBRL_HYPERVISOR_MAX 16	/* "runc", "runsc": [a-z0-9._-], at most 15 */
+#define HC_IBRL_PROOF_DIR "proofs"	/* in the state dir: <id>.log each */
+#define HC_IBRL_PROOF_LINE_MAX 512	/* a log line, newline included */
+#define HC_IBRL_PROOF_LOG_MAX (64u << 20) /* a log read whole for verification */
+
+/* The metrics of a proof, in the canonical order; their names are the keys
+ * of WorkloadProof.metrics. Counters (all but memory_bytes) are cumulative
+ * over the chain; uptime_s restarts only with a restart. */
+enum hc_ibrl_metric {
+	HC_IBRL_CPU_NS,
+	HC_IBRL_MEMORY_BYTES,
+	HC_IBRL_RX_BYTES,
+	HC_IBRL_TX_BYTES,
+	HC_IBRL_UPTIME_S,
+	HC_IBRL_RESTARTS,
+	HC_IBRL_METRICS,
+};
+extern const char *const hc_ibrl_metric_names[HC_IBRL_METRICS];
+
+struct hc_ibrl_proof {
+	char workload_id[HC_UUID_LEN + 1];
+	uint8_t node_key[HC_IBRL_PUBLIC_LEN];
+	int64_t timestamp_ms; /* Unix time */
+	uint64_t metrics[HC_IBRL_METRICS];
+	char hypervisor[HC_IBRL_HYPERVISOR_MAX];
+	uint8_t prev_hash[HC_IBRL_HASH_LEN]; /* zeros for a chain's first entry */
+	uint8_t hash[HC_IBRL_HASH_LEN];
+	uint8_t sig[HC_IBRL_SIGNATURE_LEN];
+};
+
+/* The canonical encoding of p's signed fields into out (cap bytes: 128 are
+ * always enough). Its length, or -EINVAL for an id or hypervisor out of form. */
+int hc_ibrl_proof_encode(const struct hc_ibrl_proof *p, uint8_t *out, size_t cap);
+/* SHA-256(prev_hash || encoding). 0 or -errno. */
+int hc_ibrl_proof_hash(const struct hc_ibrl_proof *p, uint8_t out[HC_IBRL_HASH_LEN]);
+/* Completes p (workload_id, timestamp, metrics, hypervisor and prev_hash
+ * filled by the caller): node_key, hash and sig under id. Thread-safe.
+ * 0 or -errno. */
+int hc_ibrl_proof_seal(const struct hc_ibrl_identity *id, struct hc_ibrl_proof *p);
+
+/* One log line (no NUL inside, newline at the end) into line. Its length,
+ * or -ENOSPC. */
+int hc_ibrl_proof_format(const struct hc_ibrl_proof *p, char *line, size_t size);
+/* Parses one log line (without or with its newline). 0 or -EINVAL. */
+int hc_ibrl_proof_parse(const char *line, size_t len, struct hc_ibrl_proof *out);
+/* The hash as 64 lowercase hex digits (WorkloadProof.proof_hash). */
+void hc_ibrl_hash_hex(const uint8_t hash[HC_IBRL_HASH_LEN], char out[2 * HC_IBRL_HASH_LEN + 1]);
+int hc_ibrl_hash_parse(const char *hex, uint8_t out[HC_IBRL_HASH_LEN]);
+
+enum hc_ibrl_verdict { HC_IBRL_UNKNOWN, HC_IBRL_VALID, HC_IBRL_INVALID };
+
+/* Why a chain is INVALID (or UNKNOWN). Append only: metrics label them. */
+enum hc_ibrl_reason {
+	HC_IBRL_OK,
+	HC_IBRL_MALFORMED,	   /* a line that does not parse */
+	HC_IBRL_WRONG_WORKLOAD,	   /* an entry of another workload */
+	HC_IBRL_WRONG_KEY,	   /* signed by another key than the node's */
+	HC_IBRL_HASH_MISMATCH,	   /* fields edited after sealing */
+	HC_IBRL_BAD_SIGNATURE,	   /* a signature that does not verify */
+	HC_IBRL_BROKEN_CHAIN,	   /* prev_hash is not the entry before's: reordered or removed */
+	HC_IBRL_REPLAYED,	   /* an older genuine entry out of its place */
+	HC_IBRL_TIMESTAMP,	   /* a timestamp not after the one before */
+	HC_IBRL_COUNTER,	   /* a counter went down (or uptime without a restart) */
+	HC_IBRL_TRUNCATED,	   /* entries missing at the start, or the announced head absent */
+	HC_IBRL_NO_PROOFS,	   /* UNKNOWN: an empty log */
+	HC_IBRL_NO_KEY,		   /* UNKNOWN: no key known for the node */
+	HC_IBRL_REASONS,
+};
+extern const char *const hc_ibrl_reason_names[HC_IBRL_REASONS];
+const char *hc_ibrl_verdict_name(enum hc_ibrl_verdict v); /* "VALID"... */
+
+struct hc_ibrl_chain_report {
+	enum hc_ibrl_verdict verdict;
+	enum hc_ibrl_reason reason;
+	size_t entries;		   /* complete lines read */
+	size_t line;		   /* 1-based line of the fault; 0 for none */
+	struct hc_ibrl_proof last; /* the last entry checked good (valid if entries) */
+};
+
+/* Whether next may follow prev in one chain (timestamps, counters); both
+ * already checked on their own. HC_IBRL_OK or the reason. */
+enum hc_ibrl_reason hc_ibrl_proof_follows(const struct hc_ibrl_proof *prev,
+					  const struct hc_ibrl_proof *next);
+
+/* Verifies a whole log (text[0..len), complete lines; a last line without
+ * its newline is a write in progress and ignored) of workload id under the
+ * node key pub (NULL: UNKNOWN, no key), and, when head is not NULL, that the
+ * entry of that hash (the one the owner announced) is in it. Blocks on CPU
+ * only: about 60 us an entry. Always fills out; returns its verdict. */
+enum hc_ibrl_verdict hc_ibrl_chain_verify(const char *text, size_t len, const char *id,
+					  const uint8_t *pub, const uint8_t *head,
+					  struct hc_ibrl_chain_report *out);
+
+/* The log of workload id under state_dir: <state_dir>/proofs/<id>.log.
+ * id must be a UUID (never a path). 0 or -EINVAL / -ENAMETOOLONG. */
+int hc_ibrl_proof_log_path(const char *state_dir, const char *id, char *buf, size_t size);
+/* The log's last complete entry into *out. A torn last line (a write cut
+ * by a crash) is cut off the file. 0, -ENOENT (no log, or no entry), or
+ * -errno (-EINVAL: the last line does not parse). Blocks on the disk. */
+int hc_ibrl_proof_log_last(const char *state_dir, const char *id, struct hc_ibrl_proof *out);
+/* Appends p's line (one write, O_APPEND; the proofs directory made 0700 if
+ * missing); fsync only when sync. 0 or -errno. Blocks on the disk. */
+int hc_ibrl_proof_log_append(const char *state_dir, const char *id,
+			     const struct hc_ibrl_proof *p, bool sync);
+/* The whole log, at most HC_IBRL_PROOF_LOG_MAX bytes (-EFBIG beyond), into
+ * *text (NUL-terminated, the caller frees). 0, -ENOENT or -errno. */
+int hc_ibrl_proof_log_read(const char *state_dir, const char *id, char **text, size_t *len);
+/* Removes the log. 0 (also when there was none) or -errno. */
+int hc_ibrl_proof_log_remove(const char *state_dir, const char *id);
+/* Flushes every log of state_dir to disk at once (syncfs). 0 or -errno. */
+int hc_ibrl_proof_log_sync(const char *state_dir);
+
 #endif /* HC_IBRL_H */

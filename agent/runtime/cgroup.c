@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -117,4 +118,60 @@ void hc_runtime_cgroup_remove(const char *parent, const char *id)
 		remove_dir(path);
 	}
 	closedir(d);
+}
+
+/* The first number in file (after "key " when key is given). */
+static int read_number(const char *path, const char *key, uint64_t *out)
+{
+	char buf[1024], *p = buf;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	if (key) {
+		size_t klen = strlen(key);
+
+		for (p = buf; p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+			if (strncmp(p, key, klen) == 0 && p[klen] == ' ')
+				break;
+		if (!p)
+			return -ENOENT;
+		p += klen + 1;
+	}
+	if (sscanf(p, "%" SCNu64, out) != 1)
+		return -EINVAL;
+	return 0;
+}
+
+int hc_runtime_cgroup_usage(const char *parent, const char *id, uint64_t *cpu_ns,
+			    uint64_t *memory_bytes)
+{
+	char path[1100];
+	uint64_t usec = 0;
+	int r;
+
+	if (!parent)
+		parent = HC_RUNTIME_DEFAULT_CGROUP_PARENT;
+	if (!hc_uuid_valid(id))
+		return -EINVAL;
+	if (cgroup_v2()) {
+		snprintf(path, sizeof(path), CGROUP_ROOT "%s/%s/cpu.stat", parent, id);
+		r = read_number(path, "usage_usec", &usec);
+		*cpu_ns = usec * 1000;
+		snprintf(path, sizeof(path), CGROUP_ROOT "%s/%s/memory.current", parent, id);
+	} else {
+		snprintf(path, sizeof(path), CGROUP_ROOT "/cpuacct%s/%s/cpuacct.usage", parent, id);
+		r = read_number(path, NULL, cpu_ns);
+		snprintf(path, sizeof(path), CGROUP_ROOT "/memory%s/%s/memory.usage_in_bytes",
+			 parent, id);
+	}
+	if (r == 0)
+		r = read_number(path, NULL, memory_bytes);
+	return r;
 }

@@ -249,6 +249,14 @@ struct hc_workload_stats {
 int hc_runtime_stats(struct hc_runtime *rt, const char *id, struct hc_workload_stats *out,
 		     struct hc_err *err);
 
+/* Workload id's CPU time (ns, cumulative) and memory in use (bytes) from
+ * its cgroup <parent>/<id> (parent NULL: HC_RUNTIME_DEFAULT_CGROUP_PARENT;
+ * v2: cpu.stat usage_usec and memory.current; v1: cpuacct.usage and
+ * memory.usage_in_bytes): two small file reads, no CRI call, so it can run
+ * every period for every workload. 0 or -errno (-ENOENT: no such cgroup). */
+int hc_runtime_cgroup_usage(const char *parent, const char *id, uint64_t *cpu_ns,
+			    uint64_t *memory_bytes);
+
 struct hc_runtime_capacity {
 	uint32_t cpus_total, cpus_used;
 	uint64_t mem_total_mb, mem_used_mb;

@@ -1529,5 +1529,102 @@ class NsServers:
             s.close()  # a second close (dns()'s) is harmless
 
 
+# ---- execution proofs (issue 17): self-contained, added to Runtime ----
+
+def proof_metric(agent, name, **labels):
+    _, _, body = agent.http("/metrics")
+    total = 0.0
+    for line in body.decode().splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            if all('%s="%s"' % kv in line for kv in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def proofs_of(agent, wid):
+    status, _, body = agent.http("/proofs?id=" + wid)
+    return json.loads(body)["response"] if status == 200 else None
+
+
+def test_60_execution_proofs(self):
+    """A real workload's proofs: CPU and memory from its cgroup, rx/tx from
+    the BPF counters, one signed entry per period in the state dir's log;
+    `cluster proof verify` says VALID here and on a second node (which
+    fetches the log from this one), INVALID on both once an entry is
+    edited, and the log goes with the workload."""
+    wid = self.spawn("web", "--mem", "32")
+    ip = self.workload(wid)["ip"]
+    wait_for("the workload serving", lambda: http_get("http://%s:8080/" % ip), 20)
+    log = os.path.join(self.agent.state_dir, "proofs", wid + ".log")
+
+    def entries(n):
+        doc = proofs_of(self.agent, wid)
+        lines = doc["log"].splitlines() if doc else []
+        return lines if len(lines) >= n else None
+    lines = wait_for("three proofs", lambda: entries(3), 40)
+    self.assertTrue(os.path.exists(log))
+    self.assertEqual(os.stat(log).st_mode & 0o777, 0o600)
+    last = lines[-1].split()
+    self.assertEqual(last[1], wid)
+    self.assertEqual(last[3], "runc")
+    cpu_ns, memory, rx, tx = (int(x) for x in last[4:8])
+    self.assertGreater(cpu_ns, 0)     # the cgroup was read
+    self.assertGreater(memory, 0)
+    self.assertGreater(rx + tx, 0)    # the BPF counters were read (HTTP above)
+
+    def verify(agent, want_rc):
+        r = agent.cli("cluster", "proof", "verify", "--id", wid, "--json",
+                      "--http-bind-addr", "127.0.0.1:%d" % agent.http_port)
+        self.assertEqual(r.returncode, want_rc, r.stdout + r.stderr)
+        return json.loads(r.stdout)
+    doc = verify(self.agent, 0)
+    self.assertEqual(doc["verification_result"], "VALID")
+    self.assertGreaterEqual(doc["entries"], 3)
+    show = self.agent.cli("cluster", "proof", "show", "--id", wid,
+                          "--http-bind-addr", "127.0.0.1:%d" % self.agent.http_port)
+    self.assertEqual(show.returncode, 0, show.stderr)
+    self.assertIn("runc", show.stdout)
+
+    peer = hctest.Agent(self.workdir, "proof-peer", extra_args=self.agent.join_args())
+    peer.start()
+    self.addCleanup(peer.kill)
+    wait_for("the peer knows the owner", lambda: any(
+        w["id"] == wid for st in json.loads(peer.http("/list")[2])["response"].get("states", [])
+        for w in st.get("workloads", [])), 30)
+    doc = verify(peer, 0)
+    self.assertEqual(doc["verification_result"], "VALID")
+    self.assertEqual(doc["node"], self.node_name())
+    self.assertEqual(len(doc["proof_hash"]), 64)
+    self.assertGreaterEqual(proof_metric(peer, "hypercore_ibrl_proofs_verified_total"), 1)
+
+    # an edited entry (its cpu_ns's last digit, in place: the agent keeps
+    # appending): INVALID wherever it is checked
+    with open(log, "rb") as f:
+        text = f.read()
+    start = text.index(b"\n") + 1
+    fields = text[start:text.index(b"\n", start)].split(b" ")
+    at = start + sum(len(x) + 1 for x in fields[:5]) - 2
+    with open(log, "r+b") as f:
+        f.seek(at)
+        f.write(b"%d" % ((text[at] - 48 + 1) % 10))
+    for agent in (self.agent, peer):
+        doc = verify(agent, 1)
+        self.assertEqual(doc["verification_result"], "INVALID")
+        self.assertEqual(doc["reason"], "hash_mismatch")
+        self.assertEqual(doc["line"], 2)
+        self.assertGreaterEqual(proof_metric(agent, "hypercore_ibrl_proofs_invalid_total",
+                                             reason="hash_mismatch"), 1)
+    self.assertGreaterEqual(proof_metric(self.agent, "hypercore_ibrl_proofs_generated_total"), 3)
+    self.assertEqual(peer.stop(), 0)
+
+    r = self.cli("stop", "--id", wid, "--grace", "0")
+    self.assertEqual(r.returncode, 0, r.stderr)
+    wait_for("the proof log removed", lambda: not os.path.exists(log), 20)
+
+
+Runtime.test_60_execution_proofs = test_60_execution_proofs
+del test_60_execution_proofs
+
+
 if __name__ == "__main__":
     hctest.main()

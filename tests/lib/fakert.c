@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/list.h"
 #include "loop/loop.h"
@@ -13,6 +14,7 @@
 
 struct fake_wl {
 	struct hc_workload w;
+	struct hc_cluster_usage usage; /* grows at each usage call */
 };
 
 struct fake_job {
@@ -40,6 +42,7 @@ struct hc_fakert {
 	size_t nspawned_ids;
 	struct hc_list jobs;
 	size_t npending;
+	unsigned usage_calls;
 };
 
 struct hc_fakert *hc_fakert_new(struct hc_loop *loop, const char *ip_prefix)
@@ -165,6 +168,7 @@ int hc_fakert_add(struct hc_fakert *fr, const char *id, const struct hc_workload
 {
 	struct fake_wl *grown;
 	struct hc_workload *w;
+	struct timespec now;
 
 	if (find(fr, id))
 		return -EEXIST;
@@ -177,6 +181,10 @@ int hc_fakert_add(struct hc_fakert *fr, const char *id, const struct hc_workload
 	snprintf(w->id, sizeof(w->id), "%s", id);
 	w->state = HC_WORKLOAD_RUNNING;
 	snprintf(w->ip, sizeof(w->ip), "%s%u", fr->ip_prefix, fr->next_ip++);
+	clock_gettime(CLOCK_REALTIME, &now); /* proofs measure uptime on the wall clock */
+	w->started_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+	snprintf(w->runtime_handler, sizeof(w->runtime_handler), "runc");
+	memset(&fr->wls[fr->n].usage, 0, sizeof(fr->wls[fr->n].usage));
 	if (spec_copy(&w->spec, spec) < 0)
 		return -ENOMEM;
 	fr->n++;
@@ -331,6 +339,41 @@ static int fake_run_job(void *ctx, void (*run)(void *arg), void (*done)(void *ar
 	return 0;
 }
 
+/* Every call: 1 ms more CPU, 100 bytes more in, 200 out, 1 MiB in use. */
+static int fake_usage(void *ctx, const char *id, struct hc_cluster_usage *out,
+		      struct hc_err *err)
+{
+	struct hc_fakert *fr = ctx;
+	struct fake_wl *f = find(fr, id);
+
+	fr->usage_calls++;
+	if (!f) {
+		snprintf(err->msg, sizeof(err->msg), "no workload %s", id);
+		return -ENOENT;
+	}
+	f->usage.cpu_ns += 1000000;
+	f->usage.rx_bytes += 100;
+	f->usage.tx_bytes += 200;
+	f->usage.memory_bytes = 1 << 20;
+	*out = f->usage;
+	return 0;
+}
+
+int hc_fakert_set_usage(struct hc_fakert *fr, const char *id, const struct hc_cluster_usage *u)
+{
+	struct fake_wl *f = find(fr, id);
+
+	if (!f)
+		return -ENOENT;
+	f->usage = *u;
+	return 0;
+}
+
+unsigned hc_fakert_usage_calls(const struct hc_fakert *fr)
+{
+	return fr->usage_calls;
+}
+
 const struct hc_cluster_runtime_ops hc_fakert_ops = {
 	.spawn = fake_spawn,
 	.stop = fake_stop,
@@ -338,6 +381,7 @@ const struct hc_cluster_runtime_ops hc_fakert_ops = {
 	.logs = fake_logs,
 	.capacity = fake_capacity,
 	.run_job = fake_run_job,
+	.usage = fake_usage,
 };
 
 void hc_fakert_flush(struct hc_fakert *fr)

@@ -43,6 +43,12 @@ int hc_fakert_add(struct hc_fakert *fr, const char *id, const struct hc_workload
  * 0 or -ENOENT. */
 int hc_fakert_exit(struct hc_fakert *fr, const char *id, int code, struct hc_runtime_exit *ev);
 
+/* What workload id reports used from now on (each usage call then adds to
+ * it, as a running workload would); a lower value is a reset of its
+ * counters (a restarted container). 0 or -ENOENT. */
+int hc_fakert_set_usage(struct hc_fakert *fr, const char *id, const struct hc_cluster_usage *u);
+unsigned hc_fakert_usage_calls(const struct hc_fakert *fr);
+
 /* Whether workload id is held (running or exited), and how many are. */
 bool hc_fakert_has(const struct hc_fakert *fr, const char *id);
 size_t hc_fakert_count(const struct hc_fakert *fr);

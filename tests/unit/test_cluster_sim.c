@@ -43,6 +43,7 @@ struct tnode {
 	struct hc_cluster *c;
 	struct hc_fakert *rt;
 	struct hc_ibrl_identity *key; /* its node key, in dir */
+	bool restarted; /* started again after hc_cluster_free */
 	struct hc_gossip_receiver recv;
 	/* the cluster's own event handler, behind our tap */
 	hc_gossip_event_fn *on_event;
@@ -57,7 +58,10 @@ struct tcluster {
 	struct hc_simnet *net;
 	struct tnode nodes[MAX_NODES];
 	int n;
+	bool proofs; /* nodes get a key and make execution proofs */
 };
+
+static struct tcluster *proof_tc; /* the cluster proofs_fetch() serves */
 
 /* What an operation's done callback said. */
 struct answer {
@@ -108,10 +112,34 @@ static struct hc_gossip *sim_gossip_new(void *arg, struct hc_loop *loop,
 	return g;
 }
 
+/* What a node's /proofs?id=&local=1 answers, without HTTP: its log and key. */
+static int proofs_fetch(struct hc_cluster *c, const char *node, const char *id, char **log,
+			size_t *len, uint8_t key[HC_IBRL_PUBLIC_LEN])
+{
+	(void)c;
+	for (int i = 0; i < proof_tc->n; i++) {
+		struct tnode *nd = &proof_tc->nodes[i];
+		int r;
+
+		if (strcmp(nd->name, node) != 0)
+			continue;
+		r = hc_ibrl_proof_log_read(nd->dir, id, log, len);
+		if (r == -ENOENT) {
+			*log = strdup("");
+			*len = 0;
+			r = *log ? 0 : -ENOMEM;
+		}
+		memcpy(key, hc_ibrl_identity_public(nd->key), HC_IBRL_PUBLIC_LEN);
+		return r;
+	}
+	return -EHOSTUNREACH;
+}
+
 static void node_start(struct tcluster *tc, int i, bool respawn)
 {
 	struct tnode *nd = &tc->nodes[i];
-	static const char *const seed[] = { "10.0.0.1:7946" };
+	/* a restarted n0 rejoins through n1 */
+	static const char *const seed[] = { "10.0.0.1:7946" }, *const seed1[] = { "10.0.0.2:7946" };
 	struct hc_cluster_config cfg = {
 		.state_dir = nd->dir,
 		.base_url = BASE_URL,
@@ -127,8 +155,8 @@ static void node_start(struct tcluster *tc, int i, bool respawn)
 			.reap_interval_ms = 1000,
 			.seed = 77 + (uint64_t)i,
 		},
-		.join = seed,
-		.njoin = i ? 1 : 0,
+		.join = i || !nd->restarted ? seed : seed1,
+		.njoin = i || nd->restarted ? 1 : 0,
 		.runtime = &hc_fakert_ops,
 		.runtime_ctx = nd->rt,
 		.respawn = respawn,
@@ -144,8 +172,11 @@ static void node_start(struct tcluster *tc, int i, bool respawn)
 	if (!nd->key)
 		assert_int_equal(hc_ibrl_identity_open(nd->dir, &nd->key, &err), 0);
 	cfg.identity = nd->key;
+	cfg.no_proofs = !tc->proofs;
 	nd->c = hc_cluster_new(hc_simnet_loop(tc->net), &cfg, &err);
 	assert_non_null(nd->c);
+	if (tc->proofs)
+		nd->c->proofs_fetch_hook = proofs_fetch;
 	assert_int_equal(hc_cluster_start(nd->c, &err), 0);
 }
 
@@ -239,9 +270,9 @@ static void tcluster_free(struct tcluster *tc)
 			hc_fakert_flush(nd->rt);
 			hc_cluster_free(nd->c);
 		}
-		hc_ibrl_identity_free(nd->key);
 		hc_simnet_attach(tc->net, i, NULL);
 		hc_fakert_free(nd->rt);
+		hc_ibrl_identity_free(nd->key);
 		for (size_t k = 0; k < nd->ncaptured; k++)
 			free(nd->captured[k]);
 		assert_int_equal(hc_tmpdir_remove(nd->dir), 0);
@@ -1079,6 +1110,244 @@ static void test_beacon_attest_fresh_and_not_replayed(void **state)
 	tcluster_free(tc);
 }
 
+/* ---- execution proofs ---- */
+
+struct proofs_answer {
+	bool done;
+	enum hc_rpc_code code;
+	int verdict, reason;
+	size_t entries;
+	char node[64], head[65];
+};
+
+static void on_proofs(void *arg, enum hc_rpc_code code, const char *err,
+		      const struct hc_cluster_proofs *a)
+{
+	struct proofs_answer *pa = arg;
+
+	(void)err;
+	assert_false(pa->done);
+	pa->done = true;
+	pa->code = code;
+	if (a) {
+		pa->verdict = a->verdict;
+		pa->reason = a->reason;
+		pa->entries = a->entries;
+		snprintf(pa->node, sizeof(pa->node), "%s", a->node);
+		snprintf(pa->head, sizeof(pa->head), "%s", a->head);
+	}
+}
+
+static bool proofs_answered(const void *ctx)
+{
+	return ((const struct proofs_answer *)ctx)->done;
+}
+
+static void verify_on(struct tcluster *tc, int i, const char *id, struct proofs_answer *pa)
+{
+	memset(pa, 0, sizeof(*pa));
+	hc_cluster_proofs(tc->nodes[i].c, id, false, true, on_proofs, pa);
+	assert_true(hc_simnet_run_until(tc->net, proofs_answered, pa, 20000) >= 0);
+	assert_int_equal(pa->code, HC_RPC_OK);
+}
+
+/* Every node's state of the owner carries a proof of id. */
+static bool proof_announced(const void *ctx)
+{
+	const struct owner_check *oc = ctx;
+
+	for (int i = 0; i < oc->tc->n; i++) {
+		struct peer *p;
+		bool seen = false;
+
+		if (strcmp(oc->tc->nodes[i].name, oc->owner) == 0)
+			continue;
+		p = hc_cluster_state_peer(oc->tc->nodes[i].c, oc->owner);
+		for (size_t k = 0; p && k < p->nworkloads; k++)
+			seen |= strcmp(p->workloads[k]->id, oc->id) == 0 && p->workloads[k]->proof &&
+				p->workloads[k]->proof->n_metrics == HC_IBRL_METRICS;
+		if (!seen)
+			return false;
+	}
+	return true;
+}
+
+static int owner_index(struct tcluster *tc, const char *id)
+{
+	for (int i = 0; i < tc->n; i++)
+		if (hc_cluster_local_find(tc->nodes[i].c, id))
+			return i;
+	fail_msg("nobody runs %s", id);
+	return -1;
+}
+
+/* Edits the first digit of entry `line`'s cpu_ns in node o's log of id. */
+static void tamper(struct tcluster *tc, int o, const char *id, int line)
+{
+	char path[256], *text, *p;
+	size_t len;
+	FILE *f;
+
+	assert_int_equal(hc_ibrl_proof_log_read(tc->nodes[o].dir, id, &text, &len), 0);
+	for (p = text; line > 1; line--)
+		p = strchr(p, '\n') + 1;
+	p = strstr(p, " runc ") + 6;
+	*p = *p == '9' ? '1' : (char)(*p + 1);
+	assert_int_equal(hc_ibrl_proof_log_path(tc->nodes[o].dir, id, path, sizeof(path)), 0);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite(text, 1, len, f), len);
+	fclose(f);
+	free(text);
+}
+
+/* What PROOF_VERIFY answers said. */
+struct pv_answers {
+	bool done;
+	int valid, other;
+};
+
+static void on_pv_response(void *arg, const char *from, const uint8_t *payload, size_t len,
+			   bool is_ack)
+{
+	struct pv_answers *pa = arg;
+	ProtobufCMessage *inner = NULL;
+	Cluster__Services__Api__ClusterMessage *cm =
+		hc_cluster_pb_unwrap(payload, len,
+				     &cluster__services__api__proof_verification__descriptor, &inner);
+	const Cluster__Services__Api__ProofVerification *pv = (const void *)inner;
+
+	(void)from;
+	if (is_ack)
+		return;
+	if (pv && cm->event == CLUSTER__SERVICES__API__CLUSTER_EVENT__PROOF_VERIFY &&
+	    strcmp(pv->verification_result, "VALID") == 0 && strcmp(pv->workload_id, WL_A) == 0 &&
+	    strlen(pv->proof_hash) == 64)
+		pa->valid++;
+	else
+		pa->other++;
+	hc_cluster_pb_free(inner);
+	hc_cluster_pb_free(cm);
+}
+
+static void on_pv_done(void *arg)
+{
+	((struct pv_answers *)arg)->done = true;
+}
+
+static bool pv_done(const void *ctx)
+{
+	return ((const struct pv_answers *)ctx)->done;
+}
+
+/* PROOF_VERIFY asked of the cluster: every node verifies and answers. */
+static void query_proof_verify(struct tcluster *tc, int from, struct pv_answers *pa)
+{
+	Cluster__Services__Api__ProofVerification pv = CLUSTER__SERVICES__API__PROOF_VERIFICATION__INIT;
+	struct hc_gossip_query_params params = { .timeout_ms = 5000 };
+	size_t len;
+	uint8_t *payload;
+
+	memset(pa, 0, sizeof(*pa));
+	pv.workload_id = (char *)WL_A;
+	payload = hc_cluster_pb_wrap(CLUSTER__SERVICES__API__CLUSTER_EVENT__PROOF_VERIFY, &pv.base,
+				     &len);
+	assert_non_null(payload);
+	assert_int_equal(hc_cluster_query(tc->nodes[from].c, HC_QUERY_NAME, payload, len, &params,
+					  on_pv_response, on_pv_done, pa),
+			 0);
+	free(payload);
+	assert_true(hc_simnet_run_until(tc->net, pv_done, pa, 20000) >= 0);
+}
+
+/* A running workload's proofs reach every node's state each period and
+ * verify VALID on every node; an agent restart continues the chain; an
+ * edited log is INVALID everywhere; the log goes with the workload. */
+static void test_proofs_verify_on_every_node(void **state)
+{
+	struct tcluster *tc = tcluster_new(3);
+	struct proofs_answer pa;
+	struct owner_check oc = { tc, WL_A, NULL };
+	struct pv_answers pva;
+	struct answer a;
+	char owner[16], path[256];
+	size_t before;
+	int o;
+
+	(void)state;
+	tc->proofs = true;
+	proof_tc = tc;
+	for (int i = 0; i < tc->n; i++)
+		node_start(tc, i, false);
+	assert_true(hc_simnet_run_until(tc->net, all_alive, tc, 30000) >= 0);
+	assert_true(hc_simnet_run_until(tc->net, all_states_known, tc, 30000) >= 0);
+	spawn_from(tc, 1, WL_A, &a);
+	assert_int_equal(a.code, HC_RPC_OK);
+	o = owner_index(tc, WL_A);
+	snprintf(owner, sizeof(owner), "%s", tc->nodes[o].name);
+	oc.owner = owner;
+	assert_true(hc_simnet_run_until(tc->net, proof_announced, &oc, 20000) >= 0);
+	hc_simnet_run_ms(tc->net, 3000);
+	assert_true(tc->nodes[o].c->proofs_generated >= 3);
+	assert_true(hc_fakert_usage_calls(tc->nodes[o].rt) >= 3);
+	for (int i = 0; i < tc->n; i++) {
+		verify_on(tc, i, WL_A, &pa);
+		assert_int_equal(pa.verdict, HC_IBRL_VALID);
+		assert_string_equal(pa.node, owner);
+		assert_true(pa.entries >= 3);
+		assert_int_equal(strlen(pa.head), 64); /* checked against the announced head */
+		assert_int_equal(tc->nodes[i].c->proofs_verified, 1);
+	}
+
+	query_proof_verify(tc, 2, &pva);
+	assert_int_equal(pva.valid, tc->n);
+	assert_int_equal(pva.other, 0);
+
+	/* the owner's agent restarts: the chain goes on from its log */
+	before = pa.entries;
+	hc_fakert_flush(tc->nodes[o].rt);
+	hc_cluster_free(tc->nodes[o].c);
+	tc->nodes[o].c = NULL;
+	hc_simnet_attach(tc->net, o, NULL);
+	tc->nodes[o].restarted = true;
+	node_start(tc, o, false);
+	hc_cluster_local_refresh(tc->nodes[o].c); /* the runtime watch's first report */
+	hc_simnet_run_ms(tc->net, 5000);
+	assert_true(hc_simnet_run_until(tc->net, all_alive, tc, 30000) >= 0);
+	assert_owner_agreed(tc, WL_A, owner);
+	/* the workload's counters start again from zero (a new container):
+	 * the chain's stay cumulative */
+	assert_int_equal(hc_fakert_set_usage(tc->nodes[o].rt, WL_A, &(struct hc_cluster_usage){ 0 }),
+			 0);
+	hc_simnet_run_ms(tc->net, 3000);
+	for (int i = 0; i < tc->n; i++) {
+		verify_on(tc, i, WL_A, &pa);
+		assert_int_equal(pa.verdict, HC_IBRL_VALID);
+		assert_true(pa.entries > before + 3);
+	}
+
+	/* an edited entry: INVALID on every node, counted */
+	tamper(tc, o, WL_A, 2);
+	for (int i = 0; i < tc->n; i++) {
+		verify_on(tc, i, WL_A, &pa);
+		assert_int_equal(pa.verdict, HC_IBRL_INVALID);
+		assert_int_equal(pa.reason, HC_IBRL_HASH_MISMATCH);
+		assert_int_equal(tc->nodes[i].c->proofs_invalid[HC_IBRL_HASH_MISMATCH], 1);
+	}
+
+	/* stopped: its log is gone; asked again, nobody knows it */
+	memset(&a, 0, sizeof(a));
+	hc_cluster_stop(tc->nodes[0].c, WL_A, on_stopped, &a);
+	assert_true(hc_simnet_run_until(tc->net, answered, &a, 60000) >= 0);
+	assert_int_equal(a.code, HC_RPC_OK);
+	assert_true(hc_simnet_run_until(tc->net, runtimes_idle, tc, 60000) >= 0);
+	assert_int_equal(hc_ibrl_proof_log_path(tc->nodes[o].dir, WL_A, path, sizeof(path)), 0);
+	assert_int_equal(hc_ibrl_proof_log_last(tc->nodes[o].dir, WL_A, &(struct hc_ibrl_proof){ 0 }),
+			 -ENOENT);
+	tcluster_free(tc);
+	proof_tc = NULL;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1094,6 +1363,7 @@ int main(void)
 		cmocka_unit_test(test_rogue_key_for_existing_name),
 		cmocka_unit_test(test_forged_states_for_another_nodes_workloads),
 		cmocka_unit_test(test_beacon_attest_fresh_and_not_replayed),
+		cmocka_unit_test(test_proofs_verify_on_every_node),
 	};
 
 	hc_log_set_level(HC_LOG_ERROR);
