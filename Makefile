@@ -162,6 +162,9 @@ $(BIN): $(OBJ)/cli/main.o $(LIB)
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# The policy tests read the shipped examples/policies by an absolute path.
+$(OBJ)/tests/unit/test_ibrl_policy.o: ALL_CFLAGS += -DHC_EXAMPLES_DIR='"$(CURDIR)/examples"'
+
 $(TESTLIB): $(TESTLIB_OBJS)
 	$(call msg,AR,$@)
 	$(Q)rm -f $@
