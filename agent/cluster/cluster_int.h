@@ -53,6 +53,7 @@
 typedef Cluster__Services__Api__WorkloadState hc_pb_workload;
 typedef Cluster__Services__Api__NodeStateResponse hc_pb_state;
 typedef Cluster__Services__Api__VmSpawnRequest hc_pb_spawn;
+typedef Cluster__Services__Api__BeaconMetadata hc_pb_beacon;
 
 /* ---- jobs: blocking runtime calls on worker threads (jobs.c) ---- */
 
@@ -197,6 +198,7 @@ struct peer {
 	uint64_t hash;
 	uint64_t version; /* of the state held; 0 from upstream senders */
 	bool stale; /* silent while gossip says alive: not routed, kept for respawn */
+	hc_pb_beacon *beacon; /* owned: its state's BeaconMetadata; NULL: none */
 };
 
 /* A state arriving in chunks, per (sender, broadcast uuid). Chunks that

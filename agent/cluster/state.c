@@ -298,6 +298,7 @@ static void peer_fini(struct peer *p)
 	free(p->name);
 	free(p->node_addr);
 	free_workloads(p->workloads, p->nworkloads);
+	hc_cluster_pb_free(p->beacon);
 }
 
 static void assembly_fini(struct assembly *a)
@@ -354,11 +355,13 @@ struct state_meta {
 	uint32_t http_port;
 	bool respawn;
 	uint64_t version;
+	const hc_pb_beacon *beacon; /* NULL: none */
 };
 
 static struct state_meta meta_of(const hc_pb_state *st)
 {
-	return (struct state_meta){ st->node_addr, st->http_port, st->respawn, st->state_version };
+	return (struct state_meta){ st->node_addr, st->http_port, st->respawn, st->state_version,
+				    st->beacon };
 }
 
 bool hc_cluster_member_alive(struct hc_cluster *c, const char *name)
@@ -498,6 +501,8 @@ static void apply_state(struct hc_cluster *c, const char *sender, hc_pb_workload
 	p->http_port = m->http_port;
 	p->respawn = m->respawn;
 	p->version = m->version;
+	hc_cluster_pb_free(p->beacon);
+	p->beacon = m->beacon ? hc_cluster_pb_clone(&m->beacon->base) : NULL;
 	p->recv_ms = hc_loop_now_ms(c->loop);
 	c->states_received++;
 	if (p->stale) {
@@ -701,7 +706,7 @@ static void on_marked_chunk(struct hc_cluster *c, const char *sender, const char
 	if (strcmp(kind, "finish") != 0)
 		return;
 	done = detach_assembly(c, a);
-	m = (struct state_meta){ done.node_addr, done.http_port, done.respawn, 0 };
+	m = (struct state_meta){ done.node_addr, done.http_port, done.respawn, 0, chunk->beacon };
 	apply_state(c, sender, done.workloads, done.nworkloads, &m);
 	done.workloads = NULL;
 	done.nworkloads = 0;
