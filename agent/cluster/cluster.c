@@ -144,6 +144,7 @@ void hc_cluster_free(struct hc_cluster *c)
 	}
 	hc_cluster_local_fini(c);
 	hc_cluster_state_fini(c);
+	hc_cluster_placement_fini(c);
 	free(c->leaving); /* the agent stopped before the leave finished */
 	free(c->base_url);
 	free(c);
@@ -525,6 +526,7 @@ static void collect(struct hc_metrics_writer *w, void *arg)
 		"Map syncs from the cluster's state (every node's workloads)", c->map_syncs);
 	counter(w, "hypercore_dataplane_sync_errors_total", "Map syncs that failed",
 		c->map_sync_errors);
+	hc_cluster_placement_collect(c, w);
 	counter(w, "hypercore_jobs_refused_total",
 		"Runtime jobs refused because the worker pool's queue was full", c->jobs_refused);
 	hc_cluster_jobs_threads(c, &threads, &queued);

@@ -112,6 +112,18 @@ struct hc_cluster_op {
 	int attempt;		  /* 0: dry run; k: k-th real query */
 	bool dry_done;
 
+	/* placement (placement.c) */
+	struct hc_ibrl_policy *policy; /* owned: the request's, or the cluster's as it was */
+	uint32_t *free_cores;	       /* per candidate, from its dry-run answer */
+	uint64_t *free_mem_mb;
+	char **refusal; /* per candidate: what its dry run answered instead */
+	char **avoid;	/* nodes earlier replicas of this spawn went to */
+	size_t navoid;
+	Cluster__Services__Api__VmSpawnResponse **placed; /* replicas placed so far */
+	size_t nplaced;
+	hc_cluster_explain_done *explain_done; /* set: explain the placement, spawn nothing */
+	bool no_match; /* the policy left no node to try */
+
 	/* stop */
 	size_t stop_errors;
 };
@@ -283,6 +295,12 @@ struct hc_cluster {
 			  size_t len, const struct hc_gossip_query_params *params,
 			  hc_gossip_response_fn *on_response, void (*done)(void *arg), void *arg);
 
+	/* placement: the --cluster-policy (NULL: upstream's default) and the
+	 * placements by policy name and result (placement.c) */
+	struct hc_ibrl_policy *policy;
+	struct hc_placement_count *placements;
+	size_t nplacements;
+
 	struct hc_metrics_histogram spawn_hist;
 	uint64_t spawns_ok, spawns_failed;
 	uint64_t map_syncs, map_sync_errors;
@@ -373,6 +391,23 @@ void hc_cluster_orch_on_query(struct hc_cluster *c, uint64_t query_id, const cha
 void hc_cluster_orch_restart_local(struct hc_cluster *c, struct local_wl *l);
 /* Stops local workload id in the background (nobody to answer). */
 void hc_cluster_orch_stop_local(struct hc_cluster *c, const char *id);
+
+/* placement.c: candidates ordered by the policy (agent/ibrl) */
+enum hc_placement_result { PLACEMENT_PLACED, PLACEMENT_NO_MATCH, PLACEMENT_FAILED, PLACEMENT_RESULTS };
+/* The op's policy: the request's (stripped from it: never gossiped) or a
+ * copy of the cluster's. 0, or -EINVAL with the reason in err. */
+int hc_cluster_placement_policy(struct hc_cluster_op *op, struct hc_err *err);
+/* After the dry run: orders op's candidates by its policy, keeping only
+ * those it may try. 0; -ENOENT when none may be tried (why says, per
+ * node, the rules that excluded it); -ENOMEM. With explain_done set, the
+ * explanation goes to it instead (op finished). */
+int hc_cluster_placement_order(struct hc_cluster_op *op, char *why, size_t len);
+/* Counts a placement's end under the op's policy name. */
+void hc_cluster_placement_count(struct hc_cluster_op *op, enum hc_placement_result r);
+void hc_cluster_placement_collect(struct hc_cluster *c, struct hc_metrics_writer *w);
+void hc_cluster_placement_fini(struct hc_cluster *c);
+/* Frees what placement added to op. */
+void hc_cluster_placement_op_fini(struct hc_cluster_op *op);
 
 /* pb.c: protobuf helpers */
 /* Packs msg into a new buffer (*len); NULL on ENOMEM. */

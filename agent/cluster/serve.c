@@ -154,11 +154,14 @@ static void spawn_job_done(struct job *j)
 		Cluster__Services__Api__VmSpawnResponse resp =
 			CLUSTER__SERVICES__API__VM_SPAWN_RESPONSE__INIT;
 
-		if (sj->rc < 0)
+		if (sj->rc < 0) {
 			respond_error(c, sj->query_id, "%s", sj->err.msg);
-		else
-			respond(c, sj->query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__SPAWN,
-				&resp.base);
+			goto out;
+		}
+		/* what is free once this workload runs: placement's spread/binpack */
+		resp.free_cores = sj->cap.cpus_total - sj->cap.cpus_used - sj->spec.cores;
+		resp.free_memory = sj->cap.mem_total_mb - sj->cap.mem_used_mb - sj->spec.memory_mb;
+		respond(c, sj->query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__SPAWN, &resp.base);
 		goto out;
 	}
 	if (sj->rc < 0) {
