@@ -24,6 +24,8 @@
 /* The label that records the node ports allocated to a workload's L7
  * ports: "443:30001,8443:30002" (host port -> node port). */
 #define HC_LABEL_NODE_PORTS "hypercore.node-ports"
+/* The anti_affinity label a placement gave the workload (placement.c). */
+#define HC_LABEL_ANTI_AFFINITY "hypercore.anti-affinity"
 
 #define STATE_PERIOD_MS 5000
 #define SILENCE_PERIODS 3
@@ -394,6 +396,10 @@ void hc_cluster_orch_stop_local(struct hc_cluster *c, const char *id);
 
 /* placement.c: candidates ordered by the policy (agent/ibrl) */
 enum hc_placement_result { PLACEMENT_PLACED, PLACEMENT_NO_MATCH, PLACEMENT_FAILED, PLACEMENT_RESULTS };
+struct hc_placement_count {
+	char policy[64];
+	uint64_t n[PLACEMENT_RESULTS];
+};
 /* The op's policy: the request's (stripped from it: never gossiped) or a
  * copy of the cluster's. 0, or -EINVAL with the reason in err. */
 int hc_cluster_placement_policy(struct hc_cluster_op *op, struct hc_err *err);

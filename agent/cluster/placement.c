@@ -22,11 +22,6 @@
  * "other", so per-spawn policies cannot grow the metrics without bound. */
 #define MAX_COUNTED_POLICIES 32
 
-struct hc_placement_count {
-	char policy[64];
-	uint64_t n[PLACEMENT_RESULTS];
-};
-
 static const char *const result_names[PLACEMENT_RESULTS] = {
 	[PLACEMENT_PLACED] = "placed",
 	[PLACEMENT_NO_MATCH] = "no_match",

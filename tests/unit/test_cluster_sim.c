@@ -15,12 +15,14 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "cluster/cluster_int.h"
 #include "fakert.h"
 #include "gossip/gossip.h"
 #include "gossip/memberlist_int.h"
 #include "gossip/serf_int.h"
+#include "ibrl/ibrl.h"
 #include "log/log.h"
 #include "loop/loop.h"
 #include "simnet.h"
@@ -371,6 +373,224 @@ static void test_placement_fails_when_every_node_fails(void **state)
 	assert_int_equal(copies(tc, WL_A), 0);
 	assert_null(hc_cluster_local_find(tc->nodes[0].c, WL_A));
 	assert_null(hc_cluster_local_find(tc->nodes[1].c, WL_A));
+	tcluster_free(tc);
+}
+
+
+/* ---- placement by policy ---- */
+
+#define WL_BIG "0b8e1f52-6f0e-4c55-9d3a-1d2f0c9e7a0b"
+#define WL_B "0b8e1f52-6f0e-4c55-9d3a-1d2f0c9e7a02"
+
+/* A workload already on node i taking cores vCPUs. */
+static void occupy(struct tcluster *tc, int i, const char *id, uint32_t cores)
+{
+	struct hc_workload_spec spec = { .image_ref = (char *)"registry.test/big:1",
+					 .cores = cores, .memory_mb = 64 };
+
+	assert_int_equal(hc_fakert_add(tc->nodes[i].rt, id, &spec), 0);
+}
+
+struct explained {
+	bool done;
+	enum hc_rpc_code code;
+	char err[512];
+	json_t *doc;
+};
+
+static void on_explained(void *arg, enum hc_rpc_code code, const char *err, const char *json)
+{
+	struct explained *e = arg;
+
+	assert_false(e->done);
+	e->done = true;
+	e->code = code;
+	snprintf(e->err, sizeof(e->err), "%s", err ? err : "");
+	if (json)
+		e->doc = json_loads(json, 0, NULL);
+}
+
+static bool explained_done(const void *ctx)
+{
+	return ((const struct explained *)ctx)->done;
+}
+
+static void request(Cluster__Services__Api__VmSpawnRequest *req, const char *id, const char *policy)
+{
+	cluster__services__api__vm_spawn_request__init(req);
+	req->image_ref = (char *)"registry.test/app:1";
+	req->cores = 1;
+	req->memory = 64;
+	req->id = (char *)(id ? id : "");
+	req->policy = (char *)(policy ? policy : "");
+}
+
+/* Which node's runtime holds id (-1: none). */
+static int holder(const struct tcluster *tc, const char *id)
+{
+	for (int i = 0; i < tc->n; i++)
+		if (hc_fakert_has(tc->nodes[i].rt, id))
+			return i;
+	return -1;
+}
+
+/* The explain's first choice is where the spawn then goes: binpack puts
+ * the workload on the fullest node that still has room (n1 here), not on
+ * the first by name. */
+static void test_policy_explain_matches_spawn(void **state)
+{
+	static const char policy[] = "{\"name\": \"pack\", \"mode\": \"permissive\", "
+				     "\"strategy\": \"binpack\"}";
+	struct tcluster *tc = joined_cluster(3, false);
+	Cluster__Services__Api__VmSpawnRequest req;
+	struct explained e = { 0 };
+	struct answer a;
+	json_t *order, *nodes;
+
+	(void)state;
+	occupy(tc, 1, WL_BIG, 60);
+	request(&req, WL_A, policy);
+	hc_cluster_policy_explain(tc->nodes[2].c, &req, on_explained, &e);
+	assert_true(hc_simnet_run_until(tc->net, explained_done, &e, 60000) >= 0);
+	assert_int_equal(e.code, HC_RPC_OK);
+	assert_non_null(e.doc);
+	order = json_object_get(e.doc, "order");
+	nodes = json_object_get(e.doc, "nodes");
+	assert_int_equal(json_array_size(order), 3);
+	assert_int_equal(json_array_size(nodes), 3);
+	assert_string_equal(json_string_value(json_array_get(order, 0)), "n1");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(nodes, 0), "name")),
+			    "n1");
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(nodes, 0), "free_cores")),
+			 3);
+	assert_string_equal(json_string_value(json_object_get(
+				    json_object_get(json_array_get(nodes, 0), "rules"), "capacity")),
+			    "pass");
+	assert_int_equal(copies(tc, WL_A), 0); /* explaining spawns nothing */
+
+	memset(&a, 0, sizeof(a));
+	hc_cluster_spawn(tc->nodes[2].c, &req, on_spawned, &a);
+	assert_true(hc_simnet_run_until(tc->net, answered, &a, 120000) >= 0);
+	assert_int_equal(a.code, HC_RPC_OK);
+	assert_int_equal(holder(tc, WL_A), 1);
+	json_decref(e.doc);
+	tcluster_free(tc);
+}
+
+/* An enforce policy nobody satisfies fails the spawn with each node's
+ * reasons, and nothing starts anywhere: no fallback. */
+static void test_policy_enforce_fails_with_reasons(void **state)
+{
+	static const char policy[] = "{\"name\": \"strict\", \"mode\": \"enforce\", "
+				     "\"node_selector\": {\"zone\": \"eu\"}}";
+	struct tcluster *tc = joined_cluster(3, false);
+	Cluster__Services__Api__VmSpawnRequest req;
+	struct answer a = { 0 };
+	struct hc_ibrl_policy *bad;
+	struct hc_err err;
+
+	(void)state;
+	occupy(tc, 0, WL_BIG, 64);
+	request(&req, WL_A, policy);
+	hc_cluster_spawn(tc->nodes[2].c, &req, on_spawned, &a);
+	assert_true(hc_simnet_run_until(tc->net, answered, &a, 120000) >= 0);
+	assert_int_equal(a.code, HC_RPC_RESOURCE_EXHAUSTED);
+	assert_non_null(strstr(a.err, "no node satisfies policy strict (enforce): n0: capacity: "
+				      "over capacity"));
+	assert_non_null(strstr(a.err, "n1: node_selector: zone=eu (no such tag); no beacon data"));
+	assert_non_null(strstr(a.err, "n2: node_selector: zone=eu (no such tag); no beacon data"));
+	assert_int_equal(copies(tc, WL_A), 0);
+	assert_int_equal(tc->nodes[2].c->nplacements, 1);
+	assert_string_equal(tc->nodes[2].c->placements[0].policy, "strict");
+	assert_int_equal(tc->nodes[2].c->placements[0].n[PLACEMENT_NO_MATCH], 1);
+
+	/* the same from the cluster's policy; a bad per-spawn policy is INVALID_ARGUMENT */
+	assert_int_equal(hc_ibrl_policy_parse(policy, strlen(policy), "t", &bad, &err), 0);
+	hc_cluster_set_policy(tc->nodes[1].c, bad);
+	spawn_from(tc, 1, WL_A, &a);
+	assert_int_equal(a.code, HC_RPC_RESOURCE_EXHAUSTED);
+	assert_non_null(strstr(a.err, "no node satisfies policy strict"));
+	request(&req, WL_A, "{\"name\": \"x\", \"mode\": \"strict\"}");
+	memset(&a, 0, sizeof(a));
+	hc_cluster_spawn(tc->nodes[2].c, &req, on_spawned, &a);
+	assert_true(a.done);
+	assert_int_equal(a.code, HC_RPC_INVALID_ARGUMENT);
+	assert_non_null(strstr(a.err, "the spawn's policy: mode: must be"));
+	assert_int_equal(copies(tc, WL_A), 0);
+	tcluster_free(tc);
+}
+
+struct replicas_answer {
+	struct answer a;
+	size_t n;
+	char ids[4][HC_WORKLOAD_ID_LEN + 1];
+};
+
+static void on_replicas(void *arg, enum hc_rpc_code code, const char *err,
+			const ProtobufCMessage *answer)
+{
+	const Cluster__Services__Api__VmSpawnResponse *resp = (const void *)answer;
+	struct replicas_answer *r = arg;
+
+	on_spawned(&r->a, code, err, answer);
+	for (size_t i = 0; resp && i < resp->n_replicas && i < 4; i++)
+		snprintf(r->ids[r->n++], sizeof(r->ids[0]), "%s", resp->replicas[i]->id);
+}
+
+static bool label_known(const void *ctx)
+{
+	const struct tcluster *tc = ctx;
+	int n = 0;
+
+	for (size_t i = 0; i < tc->nodes[0].c->npeers; i++) {
+		const struct peer *p = &tc->nodes[0].c->peers[i];
+
+		for (size_t k = 0; k < p->nworkloads; k++)
+			n += p->workloads[k]->source_request &&
+			     p->workloads[k]->source_request->anti_affinity &&
+			     strcmp(p->workloads[k]->source_request->anti_affinity, "web") == 0;
+	}
+	return n == 2;
+}
+
+/* replicas 3 with anti_affinity: three ids on three distinct nodes; a
+ * fourth under the same label then finds no node, and says why. */
+static void test_policy_replicas_anti_affinity(void **state)
+{
+	static const char policy[] = "{\"name\": \"web\", \"mode\": \"permissive\", \"replicas\": "
+				     "3, \"anti_affinity\": \"web\"}";
+	struct tcluster *tc = joined_cluster(3, false);
+	Cluster__Services__Api__VmSpawnRequest req;
+	struct replicas_answer r = { 0 };
+	struct answer a = { 0 };
+
+	(void)state;
+	request(&req, NULL, policy);
+	hc_cluster_spawn(tc->nodes[0].c, &req, on_replicas, &r);
+	assert_true(hc_simnet_run_until(tc->net, answered, &r.a, 200000) >= 0);
+	assert_int_equal(r.a.code, HC_RPC_OK);
+	assert_int_equal(r.n, 3);
+	assert_string_equal(r.a.id, r.ids[0]);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(hc_fakert_count(tc->nodes[i].rt), 1);
+	assert_int_not_equal(holder(tc, r.ids[0]), holder(tc, r.ids[1]));
+	assert_int_not_equal(holder(tc, r.ids[1]), holder(tc, r.ids[2]));
+	assert_int_not_equal(holder(tc, r.ids[0]), holder(tc, r.ids[2]));
+	/* a preset id cannot name several workloads */
+	request(&req, WL_B, policy);
+	hc_cluster_spawn(tc->nodes[0].c, &req, on_spawned, &a);
+	assert_int_equal(a.code, HC_RPC_INVALID_ARGUMENT);
+	/* the labels travel in states: every node is taken */
+	assert_true(hc_simnet_run_until(tc->net, label_known, tc, 20000) >= 0);
+	request(&req, WL_B, "{\"name\": \"web\", \"mode\": \"permissive\", \"anti_affinity\": "
+			    "\"web\"}");
+	memset(&a, 0, sizeof(a));
+	hc_cluster_spawn(tc->nodes[0].c, &req, on_spawned, &a);
+	assert_true(hc_simnet_run_until(tc->net, answered, &a, 120000) >= 0);
+	assert_int_equal(a.code, HC_RPC_RESOURCE_EXHAUSTED);
+	assert_non_null(strstr(a.err, "n0: anti_affinity: runs a workload labelled web"));
+	assert_non_null(strstr(a.err, "n2: anti_affinity: runs a workload labelled web"));
+	assert_int_equal(copies(tc, WL_B), 0);
 	tcluster_free(tc);
 }
 
@@ -807,6 +1027,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_placement_tries_next_node_after_failure),
 		cmocka_unit_test(test_placement_fails_when_every_node_fails),
+		cmocka_unit_test(test_policy_explain_matches_spawn),
+		cmocka_unit_test(test_policy_enforce_fails_with_reasons),
+		cmocka_unit_test(test_policy_replicas_anti_affinity),
 		cmocka_unit_test(test_respawn_happens_once_cluster_wide),
 		cmocka_unit_test(test_no_respawn_when_disabled),
 		cmocka_unit_test(test_duplicate_settles_to_one_copy),
