@@ -612,6 +612,7 @@ Cluster__Services__Api__NodesStateResponse *hc_cluster_list(struct hc_cluster *c
 		for (size_t k = 0; k < p->nworkloads; k++)
 			st->workloads[k] = p->workloads[k];
 		st->n_workloads = p->nworkloads;
+		st->beacon = p->beacon; /* borrowed, as the workloads */
 		list->states[list->n_states++] = st;
 	}
 	return list;
