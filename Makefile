@@ -233,7 +233,7 @@ $(BUILD)/bench/base/hc_tc.bpf.o:
 		-I$(@D)/src/bpf -c -o $@.tmp $(@D)/src/bpf/hc_tc.bpf.c
 	$(Q)$(BPFTOOL) gen object $@ $@.tmp
 	$(Q)rm -f $@.tmp
-BENCH_BINS += $(BUILD)/bench/bench_routes
+BENCH_BINS += $(BUILD)/bench/bench_routes $(BUILD)/bench/bench_placement
 $(BUILD)/bench/bench_%: $(OBJ)/tools/bench/bench_%.o $(TESTLIB) $(LIB)
 	$(call msg,LD,$@)
 	$(Q)mkdir -p $(@D)
