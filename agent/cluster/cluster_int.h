@@ -412,6 +412,13 @@ int hc_cluster_placement_order(struct hc_cluster_op *op, char *why, size_t len);
 void hc_cluster_placement_count(struct hc_cluster_op *op, enum hc_placement_result r);
 void hc_cluster_placement_collect(struct hc_cluster *c, struct hc_metrics_writer *w);
 void hc_cluster_placement_fini(struct hc_cluster *c);
+/* The answer to a POLICY_QUERY (upstream's event, which upstream never
+ * answers): the policy this node places by, in the PolicyQuery's context
+ * (name, mode, strategy, replicas, anti_affinity, node_selector, the
+ * policy's JSON when it fits the 1024-byte answer), workload_id echoed,
+ * policy_type "placement". Free with hc_cluster_pb_free; NULL on ENOMEM. */
+Cluster__Services__Api__PolicyQuery *hc_cluster_placement_describe(
+	struct hc_cluster *c, const Cluster__Services__Api__PolicyQuery *q);
 /* Frees what placement added to op. */
 void hc_cluster_placement_op_fini(struct hc_cluster_op *op);
 

@@ -367,6 +367,55 @@ int hc_cluster_placement_order(struct hc_cluster_op *op, char *why, size_t len)
 	return r;
 }
 
+/* ---- POLICY_QUERY ---- */
+
+Cluster__Services__Api__PolicyQuery *hc_cluster_placement_describe(
+	struct hc_cluster *c, const Cluster__Services__Api__PolicyQuery *q)
+{
+	static const char *const strategies[] = { "score", "spread", "binpack" };
+	Cluster__Services__Api__PolicyQuery out = CLUSTER__SERVICES__API__POLICY_QUERY__INIT;
+	Cluster__Services__Api__PolicyQuery__ContextEntry e[8], *ep[8];
+	struct hc_ibrl_policy *dflt = c->policy ? NULL : hc_ibrl_policy_default();
+	const struct hc_ibrl_policy *p = c->policy ? c->policy : dflt;
+	Cluster__Services__Api__PolicyQuery *ans;
+	char replicas[16], selector[256] = "";
+	size_t n = 0, off = 0;
+
+	if (!p)
+		return NULL;
+	for (size_t i = 0; i < p->nselector && off < sizeof(selector); i++)
+		off += (size_t)snprintf(selector + off, sizeof(selector) - off, "%s%s=%s",
+					i ? "," : "", p->node_selector[i].key,
+					p->node_selector[i].value);
+	snprintf(replicas, sizeof(replicas), "%u", p->replicas);
+#define ENTRY(k, v)                                                                       \
+	do {                                                                              \
+		cluster__services__api__policy_query__context_entry__init(&e[n]);         \
+		e[n].key = (char *)(k);                                                   \
+		e[n].value = (char *)(v);                                                 \
+		ep[n] = &e[n];                                                            \
+		n++;                                                                      \
+	} while (0)
+	ENTRY("name", p->name);
+	ENTRY("mode", p->mode == HC_IBRL_MODE_ENFORCE ? "enforce" : "permissive");
+	ENTRY("strategy", strategies[p->strategy]);
+	ENTRY("replicas", replicas);
+	if (p->anti_affinity)
+		ENTRY("anti_affinity", p->anti_affinity);
+	if (selector[0])
+		ENTRY("node_selector", selector);
+	if (strlen(p->json) < 600) /* the whole answer stays under 1024 bytes */
+		ENTRY("policy", p->json);
+#undef ENTRY
+	out.workload_id = q->workload_id;
+	out.policy_type = (char *)"placement";
+	out.context = ep;
+	out.n_context = n;
+	ans = hc_cluster_pb_clone(&out.base);
+	hc_ibrl_policy_free(dflt);
+	return ans;
+}
+
 /* ---- metrics ---- */
 
 void hc_cluster_placement_count(struct hc_cluster_op *op, enum hc_placement_result res)

@@ -491,6 +491,21 @@ void hc_cluster_orch_on_query(struct hc_cluster *c, uint64_t query_id, const cha
 		else
 			serve_stop(c, query_id, (void *)inner);
 		break;
+	case CLUSTER__SERVICES__API__CLUSTER_EVENT__POLICY_QUERY: {
+		Cluster__Services__Api__PolicyQuery *ans;
+
+		hc_cluster_pb_free(cm);
+		cm = hc_cluster_pb_unwrap(payload, len, &cluster__services__api__policy_query__descriptor,
+					  &inner);
+		ans = inner ? hc_cluster_placement_describe(c, (void *)inner) : NULL;
+		if (ans)
+			respond(c, query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__POLICY_QUERY, &ans->base);
+		else
+			respond_error(c, query_id, "%s", inner ? "out of memory"
+							     : "POLICY_QUERY wants a PolicyQuery");
+		hc_cluster_pb_free(ans);
+		break;
+	}
 	default:
 		/* answers travel as responses, never as queries; IBRL events
 		 * are the IBRL issue's */

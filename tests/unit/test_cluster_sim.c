@@ -594,6 +594,84 @@ static void test_policy_replicas_anti_affinity(void **state)
 	tcluster_free(tc);
 }
 
+
+struct policy_answers {
+	bool done;
+	int n;
+	char names[MAX_NODES][64];
+};
+
+static void on_policy_answer(void *arg, const char *from, const uint8_t *payload, size_t len,
+			     bool is_ack)
+{
+	struct policy_answers *pa = arg;
+	ProtobufCMessage *inner = NULL;
+	Cluster__Services__Api__ClusterMessage *cm;
+	const Cluster__Services__Api__PolicyQuery *q;
+
+	(void)from;
+	if (is_ack)
+		return;
+	cm = hc_cluster_pb_unwrap(payload, len, &cluster__services__api__policy_query__descriptor,
+				  &inner);
+	assert_non_null(cm);
+	assert_int_equal(cm->event, CLUSTER__SERVICES__API__CLUSTER_EVENT__POLICY_QUERY);
+	q = (const void *)inner;
+	assert_non_null(q);
+	assert_string_equal(q->workload_id, WL_A);
+	assert_string_equal(q->policy_type, "placement");
+	for (size_t i = 0; i < q->n_context; i++)
+		if (strcmp(q->context[i]->key, "name") == 0 && pa->n < MAX_NODES)
+			snprintf(pa->names[pa->n++], sizeof(pa->names[0]), "%s", q->context[i]->value);
+	hc_cluster_pb_free(inner);
+	hc_cluster_pb_free(cm);
+}
+
+static void policy_query_done(void *arg)
+{
+	((struct policy_answers *)arg)->done = true;
+}
+
+static bool policy_answers_done(const void *ctx)
+{
+	return ((const struct policy_answers *)ctx)->done;
+}
+
+/* POLICY_QUERY (upstream's event, never answered there): every node says
+ * which policy it places by. */
+static void test_policy_query_answered(void **state)
+{
+	static const char policy[] = "{\"name\": \"strict\", \"mode\": \"enforce\"}";
+	struct tcluster *tc = joined_cluster(3, false);
+	Cluster__Services__Api__PolicyQuery q = CLUSTER__SERVICES__API__POLICY_QUERY__INIT;
+	struct hc_gossip_query_params params = { .timeout_ms = 3000 };
+	struct policy_answers pa = { 0 };
+	struct hc_ibrl_policy *p;
+	struct hc_err err;
+	uint8_t *payload;
+	size_t len;
+	int strict = 0, dflt = 0;
+
+	(void)state;
+	assert_int_equal(hc_ibrl_policy_parse(policy, strlen(policy), "t", &p, &err), 0);
+	hc_cluster_set_policy(tc->nodes[1].c, p);
+	q.workload_id = (char *)WL_A;
+	payload = hc_cluster_pb_wrap(CLUSTER__SERVICES__API__CLUSTER_EVENT__POLICY_QUERY, &q.base, &len);
+	assert_non_null(payload);
+	assert_int_equal(hc_cluster_query(tc->nodes[0].c, HC_QUERY_NAME, payload, len, &params,
+					  on_policy_answer, policy_query_done, &pa), 0);
+	free(payload);
+	assert_true(hc_simnet_run_until(tc->net, policy_answers_done, &pa, 10000) >= 0);
+	assert_int_equal(pa.n, 3);
+	for (int i = 0; i < pa.n; i++) {
+		strict += strcmp(pa.names[i], "strict") == 0;
+		dflt += strcmp(pa.names[i], "default") == 0;
+	}
+	assert_int_equal(strict, 1);
+	assert_int_equal(dflt, 2);
+	tcluster_free(tc);
+}
+
 /* ---- respawn and duplicates ---- */
 
 static int total_respawns(const struct tcluster *tc)
@@ -1030,6 +1108,7 @@ int main(void)
 		cmocka_unit_test(test_policy_explain_matches_spawn),
 		cmocka_unit_test(test_policy_enforce_fails_with_reasons),
 		cmocka_unit_test(test_policy_replicas_anti_affinity),
+		cmocka_unit_test(test_policy_query_answered),
 		cmocka_unit_test(test_respawn_happens_once_cluster_wide),
 		cmocka_unit_test(test_no_respawn_when_disabled),
 		cmocka_unit_test(test_duplicate_settles_to_one_copy),
