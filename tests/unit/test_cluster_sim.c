@@ -672,6 +672,92 @@ static void test_policy_query_answered(void **state)
 	tcluster_free(tc);
 }
 
+
+/* What the beacon would have stored from n's state. */
+static void give_beacon(struct tcluster *tc, int at, const char *n, double price, const char *rep)
+{
+	Cluster__Services__Api__BeaconMetadata b = CLUSTER__SERVICES__API__BEACON_METADATA__INIT;
+	static char *caps[] = { (char *)"container" };
+	struct peer *p = hc_cluster_state_peer(tc->nodes[at].c, n);
+
+	assert_non_null(p);
+	b.price_per_gb = price;
+	b.reputation_score = (char *)rep;
+	b.latency_ms = 999; /* its own claim: placement uses our probes instead */
+	b.node_capabilities = caps;
+	b.n_node_capabilities = 1;
+	hc_cluster_pb_free(p->beacon);
+	p->beacon = hc_cluster_pb_clone(&b.base);
+	assert_non_null(p->beacon);
+}
+
+/* n2 has probed every other member: it has its own link metrics. */
+static bool probed(const void *ctx)
+{
+	const struct tcluster *tc = ctx;
+	size_t n = 0, measured = 0;
+	struct hc_gossip_member *ms = hc_cluster_members(tc->nodes[2].c, &n);
+
+	for (size_t i = 0; i < n; i++)
+		measured += strcmp(ms[i].name, "n2") != 0 && ms[i].rtt_mean_us >= 0;
+	hc_gossip_members_free(ms, n);
+	return measured == 2;
+}
+
+/* Until the beacon broadcasts BeaconMetadata, each peer's next state
+ * would replace what a test gave it: n2 takes no more states meanwhile. */
+static bool no_sender_alive(struct hc_cluster *c, const char *name)
+{
+	(void)c, (void)name;
+	return false;
+}
+
+/* With beacon data: the placing node's own probe metrics and the peers'
+ * BeaconMetadata decide; enforce keeps only the node that passes. */
+static void test_policy_uses_beacons_and_probes(void **state)
+{
+	static const char policy[] = "{\"name\": \"balanced\", \"mode\": \"enforce\", \"rules\": "
+				     "{\"max_latency_ms\": 200, \"max_price_per_gb\": 0.02, "
+				     "\"min_reputation_score\": 0.7, \"required_capabilities\": "
+				     "[\"container\"]}}";
+	struct tcluster *tc = joined_cluster(3, false);
+	Cluster__Services__Api__VmSpawnRequest req;
+	struct explained e = { 0 };
+	json_t *nodes, *first;
+
+	(void)state;
+	assert_true(hc_simnet_run_until(tc->net, probed, tc, 30000) >= 0);
+	tc->nodes[2].c->sender_alive = no_sender_alive;
+	give_beacon(tc, 2, "n0", 0.5, "0.9"); /* too dear */
+	give_beacon(tc, 2, "n1", 0.01, "0.8");
+	request(&req, WL_A, policy);
+	hc_cluster_policy_explain(tc->nodes[2].c, &req, on_explained, &e);
+	assert_true(hc_simnet_run_until(tc->net, explained_done, &e, 60000) >= 0);
+	assert_int_equal(e.code, HC_RPC_OK);
+	assert_non_null(e.doc);
+	if (json_array_size(json_object_get(e.doc, "order")) != 1)
+		fail_msg("%s", json_dumps(e.doc, JSON_INDENT(1)));
+	nodes = json_object_get(e.doc, "nodes");
+	first = json_array_get(nodes, 0);
+	assert_string_equal(json_string_value(json_object_get(first, "name")), "n1");
+	assert_string_equal(json_string_value(json_object_get(first, "link")), "measured");
+	assert_true(json_real_value(json_object_get(first, "latency_ms")) < 200);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(first, "rules"),
+							      "max_latency_ms")), "pass");
+	for (size_t i = 1; i < json_array_size(nodes); i++) {
+		json_t *n = json_array_get(nodes, i);
+		const char *name = json_string_value(json_object_get(n, "name"));
+		const char *why = json_string_value(json_object_get(n, "reasons"));
+
+		if (strcmp(name, "n0") == 0)
+			assert_string_equal(why, "max_price_per_gb: 0.5 > 0.02");
+		else
+			assert_string_equal(why, "no beacon data (enforce skips such nodes)");
+	}
+	json_decref(e.doc);
+	tcluster_free(tc);
+}
+
 /* ---- respawn and duplicates ---- */
 
 static int total_respawns(const struct tcluster *tc)
@@ -1109,6 +1195,7 @@ int main(void)
 		cmocka_unit_test(test_policy_enforce_fails_with_reasons),
 		cmocka_unit_test(test_policy_replicas_anti_affinity),
 		cmocka_unit_test(test_policy_query_answered),
+		cmocka_unit_test(test_policy_uses_beacons_and_probes),
 		cmocka_unit_test(test_respawn_happens_once_cluster_wide),
 		cmocka_unit_test(test_no_respawn_when_disabled),
 		cmocka_unit_test(test_duplicate_settles_to_one_copy),
