@@ -162,6 +162,9 @@ $(BIN): $(OBJ)/cli/main.o $(LIB)
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# The policy tests read the shipped examples/policies by an absolute path.
+$(OBJ)/tests/unit/test_ibrl_policy.o: ALL_CFLAGS += -DHC_EXAMPLES_DIR='"$(CURDIR)/examples"'
+
 $(TESTLIB): $(TESTLIB_OBJS)
 	$(call msg,AR,$@)
 	$(Q)rm -f $@
@@ -230,7 +233,7 @@ $(BUILD)/bench/base/hc_tc.bpf.o:
 		-I$(@D)/src/bpf -c -o $@.tmp $(@D)/src/bpf/hc_tc.bpf.c
 	$(Q)$(BPFTOOL) gen object $@ $@.tmp
 	$(Q)rm -f $@.tmp
-BENCH_BINS += $(BUILD)/bench/bench_routes
+BENCH_BINS += $(BUILD)/bench/bench_routes $(BUILD)/bench/bench_placement
 BENCH_BINS += $(BUILD)/bench/bench_ibrl_sign
 $(BUILD)/bench/bench_%: $(OBJ)/tools/bench/bench_%.o $(TESTLIB) $(LIB)
 	$(call msg,LD,$@)

@@ -19,7 +19,7 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 		.opts = hc_cli_opts_cluster,
 		.epilogue = "ADDR is IPV4:PORT, [IPV6]:PORT or :PORT (all IPv4 addresses).\n"
 			    "Subcommands: spawn, stop, list, logs, metrics, members, event, query,\n"
-			    "join-token, api-token, keys, proof\n"
+			    "join-token, api-token, keys, proof, policy explain\n"
 			    "(hypercore cluster SUBCOMMAND --help).\n",
 		.run = hc_cli_cmd_cluster,
 	},
@@ -50,10 +50,27 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 	},
 	{
 		.path = "cluster metrics",
-		.summary = "print an agent's Prometheus metrics",
-		.usage = "Usage: hypercore cluster metrics [options]\n",
+		.summary = "print every node's beacon metrics (--prometheus: the agent's metrics)",
+		.usage = "Usage: hypercore cluster metrics [--prometheus] [options]\n"
+			 "\n"
+			 "Prints upstream's per-node table: latency, jitter, loss, queue depth,\n"
+			 "price, reputation and capabilities as each node's BeaconMetadata says,\n"
+			 "and its workloads. --prometheus prints the agent's Prometheus text.\n",
 		.opts = hc_cli_opts_cluster_metrics,
 		.run = hc_cli_cmd_cluster_metrics,
+	},
+	{
+		.path = "cluster policy explain",
+		.summary = "explain where a spawn would go: every node, each rule, scores, the order",
+		.usage = "Usage: hypercore cluster policy explain --image-ref REF [--cores N] [--mem MB]\n"
+			 "                                       [--policy FILE] [--json] [options]\n"
+			 "\n"
+			 "Asks an agent to place the workload without spawning it (a dry run on\n"
+			 "every node, then the policy): prints every node with its verdict, the\n"
+			 "values measured, its score and the rules it fails, then the order a\n"
+			 "spawn would try. Exit status 1 when no node may take it.\n",
+		.opts = hc_cli_opts_cluster_policy_explain,
+		.run = hc_cli_cmd_cluster_policy_explain,
 	},
 	{
 		.path = "cluster list",

@@ -182,7 +182,13 @@ extern const struct hc_cli_opt hc_cli_opts_cluster[], hc_cli_opts_cluster_spawn[
 	hc_cli_opts_routes[], hc_cli_opts_routes_add[], hc_cli_opts_routes_del[],
 	hc_cli_opts_dataplane_cleanup[], hc_cli_opts_cluster_join_token[],
 	hc_cli_opts_cluster_api_token[], hc_cli_opts_cluster_keys[], hc_cli_opts_identity[],
-	hc_cli_opts_cluster_proof[];
+	hc_cli_opts_cluster_proof[], hc_cli_opts_cluster_policy_explain[];
+
+/* Reads and checks a policy file (cli/cmd_cluster_policy.c): 0 with *text
+ * (free it), or the exit status after one line naming the file and field. */
+int hc_cli_read_policy(const char *path, char **text);
+/* Prints upstream's per-node beacon table from the agent's /list. */
+int hc_cli_cluster_beacon_table(const char *addr, int timeout_ms);
 
 /*
  * Parses argv's options (argv[0] is the command path) into args as the
@@ -244,6 +250,7 @@ int hc_cli_cmd_cluster_logs(const struct hc_cli_cmd *cmd, int argc, char **argv)
 int hc_cli_cmd_cluster_metrics(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_proof_show(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_proof_verify(const struct hc_cli_cmd *cmd, int argc, char **argv);
+int hc_cli_cmd_cluster_policy_explain(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_members(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_event(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_query(const struct hc_cli_cmd *cmd, int argc, char **argv);

@@ -256,6 +256,9 @@ const struct hc_cli_opt hc_cli_opts_cluster[] = {
 	HC_CLI_FLAG("respawn-on-node-failure", A, cfg.respawn_on_node_failure,
 		    "reschedule the workloads of failed nodes (one respawn-enabled node each, "
 		    "chosen the same way by all) and restart workloads that exit here"),
+	HC_CLI_STR("cluster-policy", A, cfg.cluster_policy, "FILE",
+		   "place spawns by this policy (JSON: examples/policies); checked at start, "
+		   "SIGHUP reloads it (default: upstream's permissive default)"),
 	HC_CLI_UINT("state-period-ms", A, cfg.state_period_ms, 100, 600000, "100..600000", "N",
 		    "state broadcast period (default 5000); a node silent for 3 periods loses "
 		    "its routes"),

@@ -1,5 +1,6 @@
 /* `hypercore cluster spawn|stop|logs|metrics`: cluster operations through
- * an agent's gRPC API (metrics through its HTTP API). */
+ * an agent's gRPC API (metrics through its HTTP API; its beacon table is
+ * cmd_cluster_policy.c's). */
 #include "cli.h"
 
 #include <errno.h>
@@ -57,6 +58,7 @@ struct spawn_args {
 	Cluster__Services__Api__VmSpawnRequest__PortsEntry **ports;
 	char *env[HC_RUNTIME_MAX_ENV];
 	const char *addr;
+	const char *policy; /* --policy FILE */
 	int timeout_ms;
 	bool json;
 };
@@ -134,12 +136,32 @@ const struct hc_cli_opt hc_cli_opts_cluster_spawn[] = {
 	HC_CLI_FUNC("id", S, req.id, parse_id, "a lowercase UUID", "UUID",
 		    "the workload id (default: a new one)"),
 	HC_CLI_HARDENING_ROWS(S, spec, req.pids_limit, spec.read_only_rootfs),
-	HC_CLI_FLAG("json", S, json, "print {\"id\", \"url\"}"),
+	HC_CLI_STR("policy", S, policy, "FILE",
+		   "place by this policy instead of the agent's --cluster-policy (JSON: "
+		   "examples/policies); replicas N prints N lines"),
+	HC_CLI_FLAG("json", S, json, "print {\"id\", \"url\"} (and \"replicas\")"),
 	HC_CLI_TIMEOUT(S, timeout_ms, "give up after this long (default 200)"),
 	HC_CLI_AUTH_ROWS,
 	{ .name = NULL },
 };
 #undef S
+
+/* "ID URL", one line per replica; or the JSON. */
+static void print_spawned(const Cluster__Services__Api__VmSpawnResponse *resp, bool json)
+{
+	if (json) {
+		printf("{\"id\": \"%s\", \"url\": \"%s\"", resp->id, resp->url);
+		for (size_t i = 0; i < resp->n_replicas; i++)
+			printf("%s{\"id\": \"%s\", \"url\": \"%s\"}", i ? ", " : ", \"replicas\": [",
+			       resp->replicas[i]->id, resp->replicas[i]->url);
+		printf("%s}\n", resp->n_replicas ? "]" : "");
+		return;
+	}
+	if (!resp->n_replicas)
+		printf("%s %s\n", resp->id, resp->url);
+	for (size_t i = 0; i < resp->n_replicas; i++)
+		printf("%s %s\n", resp->replicas[i]->id, resp->replicas[i]->url);
+}
 
 int hc_cli_cmd_cluster_spawn(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
@@ -149,6 +171,7 @@ int hc_cli_cmd_cluster_spawn(const struct hc_cli_cmd *cmd, int argc, char **argv
 		.timeout_ms = SPAWN_TIMEOUT_MS,
 	};
 	Cluster__Services__Api__VmSpawnResponse *resp = NULL;
+	char *policy = NULL;
 	int r = hc_cli_parse_opts(cmd, argc, argv, &a);
 
 	if (r >= 0)
@@ -166,16 +189,17 @@ int hc_cli_cmd_cluster_spawn(const struct hc_cli_cmd *cmd, int argc, char **argv
 		r = hc_cli_fail("out of memory");
 		goto out;
 	}
+	if (a.policy && (r = hc_cli_read_policy(a.policy, &policy)) != 0)
+		goto out;
+	a.req.policy = policy;
 	r = call_agent(cmd, a.addr, "Spawn", &a.req.base,
 		       &cluster__services__api__vm_spawn_response__descriptor,
 		       (ProtobufCMessage **)&resp, a.timeout_ms);
 	if (r)
 		goto out;
-	if (a.json)
-		printf("{\"id\": \"%s\", \"url\": \"%s\"}\n", resp->id, resp->url);
-	else
-		printf("%s %s\n", resp->id, resp->url);
+	print_spawned(resp, a.json);
 out:
+	free(policy);
 	if (resp)
 		protobuf_c_message_free_unpacked(&resp->base, NULL);
 	hc_workload_spec_fini(&a.spec);
@@ -297,11 +321,14 @@ int hc_cli_cmd_cluster_logs(const struct hc_cli_cmd *cmd, int argc, char **argv)
 struct metrics_args {
 	const char *addr;
 	int timeout_ms;
+	bool prometheus;
 };
 
 #define M struct metrics_args
 const struct hc_cli_opt hc_cli_opts_cluster_metrics[] = {
 	HC_CLI_HTTP_ADDR(M, addr),
+	HC_CLI_FLAG("prometheus", M, prometheus,
+		    "print the agent's Prometheus text instead of the beacon table"),
 	HC_CLI_TIMEOUT(M, timeout_ms, "give up after this long (default 60)"),
 	HC_CLI_AUTH_ROWS,
 	{ .name = NULL },
@@ -310,7 +337,7 @@ const struct hc_cli_opt hc_cli_opts_cluster_metrics[] = {
 
 int hc_cli_cmd_cluster_metrics(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
-	struct metrics_args a = { HC_CLI_DEFAULT_HTTP_ADDR, DEFAULT_TIMEOUT_MS };
+	struct metrics_args a = { HC_CLI_DEFAULT_HTTP_ADDR, DEFAULT_TIMEOUT_MS, false };
 	const char *addr = a.addr;
 	struct hc_err err;
 	char *body = NULL;
@@ -322,6 +349,8 @@ int hc_cli_cmd_cluster_metrics(const struct hc_cli_cmd *cmd, int argc, char **ar
 	addr = a.addr;
 	if (optind < argc)
 		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
+	if (!a.prometheus)
+		return hc_cli_cluster_beacon_table(addr, a.timeout_ms);
 	r = hc_cli_http(addr, "GET", "/metrics", NULL, 0, a.timeout_ms, &status, &body, &len,
 			&err);
 	if (r < 0)

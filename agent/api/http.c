@@ -39,7 +39,7 @@
 
 const char *const hc_http_route_paths[ROUTE_COUNT] = {
 	"/list", "/spawn", "/stop", "/logs", "/healthz", "/metrics", "/members", "/event",
-	"/query", "/keys", "/proofs", "/proofs/verify", "other",
+	"/query", "/keys", "/proofs", "/proofs/verify", "/policy/explain", "other",
 };
 
 /* Status codes we answer with, for the request counter. */
@@ -80,7 +80,8 @@ static enum MHD_Result send_body(struct hc_http *h, struct MHD_Connection *conn,
 	if (code == MHD_HTTP_METHOD_NOT_ALLOWED)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
 					r == ROUTE_SPAWN || r == ROUTE_EVENT || r == ROUTE_QUERY ||
-							r == ROUTE_STOP || r == ROUTE_KEYS
+							r == ROUTE_STOP || r == ROUTE_KEYS ||
+							r == ROUTE_POLICY_EXPLAIN
 						? "POST"
 						: "GET, HEAD");
 	if (code == MHD_HTTP_UNAUTHORIZED)

@@ -564,6 +564,7 @@ struct spawn_json {
 	Cluster__Services__Api__VmSpawnRequest__PortsEntry entries[64];
 	Cluster__Services__Api__VmSpawnRequest__PortsEntry *ports[64];
 	char *env[256];
+	char *policy; /* owned, when given as an object */
 };
 
 static int u32_field(json_t *o, const char *key, uint32_t *out, char *why, size_t len)
@@ -651,11 +652,32 @@ static int spawn_from_json(json_t *o, struct spawn_json *sj, char *why, size_t l
 		return -EINVAL;
 	}
 	r->id = (char *)(v ? json_string_value(v) : "");
+	/* hypercore: a placement policy, as its JSON text or the object itself */
+	v = json_object_get(o, "policy");
+	if (v && json_is_object(v)) {
+		sj->policy = json_dumps(v, JSON_COMPACT);
+		if (!sj->policy) {
+			snprintf(why, len, "out of memory");
+			return -ENOMEM;
+		}
+		r->policy = sj->policy;
+	} else if (v && json_is_string(v)) {
+		r->policy = (char *)json_string_value(v);
+	} else if (v && !json_is_null(v)) {
+		snprintf(why, len, "policy must be a policy object or its JSON text");
+		return -EINVAL;
+	}
 	return 0;
 }
 
+static void explained(void *arg, enum hc_rpc_code code, const char *err, const char *json)
+{
+	op_answer(arg, code, err, json ? json_loads(json, 0, NULL) : NULL);
+}
+
+/* /spawn and /policy/explain: the same request, placed or explained. */
 static enum MHD_Result post_spawn(struct hc_http *h, struct MHD_Connection *conn,
-				  struct request *req)
+				  struct request *req, enum route route)
 {
 	struct spawn_json *sj;
 	struct hc_cluster_op *op;
@@ -664,27 +686,33 @@ static enum MHD_Result post_spawn(struct hc_http *h, struct MHD_Connection *conn
 	json_t *j;
 
 	if (req->too_large)
-		return hc_http_send_error(h, conn, ROUTE_SPAWN, 413, "request body over %u bytes", MAX_BODY);
+		return hc_http_send_error(h, conn, route, 413, "request body over %u bytes", MAX_BODY);
 	j = json_loadb(req->body ? req->body : "", req->len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!j)
-		return hc_http_send_error(h, conn, ROUTE_SPAWN, 400, "invalid JSON: %s (line %d)", jerr.text,
+		return hc_http_send_error(h, conn, route, 400, "invalid JSON: %s (line %d)", jerr.text,
 					  jerr.line);
 	if (!json_is_object(j)) {
 		json_decref(j);
-		return hc_http_send_error(h, conn, ROUTE_SPAWN, 400, "request must be a JSON object");
+		return hc_http_send_error(h, conn, route, 400, "request must be a JSON object");
 	}
 	sj = calloc(1, sizeof(*sj));
 	if (!sj) {
 		json_decref(j);
-		return hc_http_send_error(h, conn, ROUTE_SPAWN, 500, "out of memory");
+		return hc_http_send_error(h, conn, route, 500, "out of memory");
 	}
 	if (spawn_from_json(j, sj, why, sizeof(why)) < 0) {
+		free(sj->policy);
 		free(sj);
 		json_decref(j);
-		return hc_http_send_error(h, conn, ROUTE_SPAWN, 400, "%s", why);
+		return hc_http_send_error(h, conn, route, 400, "%s", why);
 	}
-	start(h, conn, req, ROUTE_SPAWN);
-	op = hc_cluster_spawn(h->api->cluster, &sj->req, answered, req); /* copies the request */
+	start(h, conn, req, route);
+	/* both copy the request */
+	if (route == ROUTE_POLICY_EXPLAIN)
+		op = hc_cluster_policy_explain(h->api->cluster, &sj->req, explained, req);
+	else
+		op = hc_cluster_spawn(h->api->cluster, &sj->req, answered, req);
+	free(sj->policy);
 	free(sj);
 	json_decref(j);
 	return finish_start(req, op);
@@ -706,6 +734,7 @@ static bool method_allowed(enum route r, const char *method)
 
 	switch (r) {
 	case ROUTE_SPAWN:
+	case ROUTE_POLICY_EXPLAIN:
 	case ROUTE_EVENT:
 	case ROUTE_QUERY:
 	case ROUTE_STOP:
@@ -730,6 +759,7 @@ static enum hc_auth_role role_needed(const struct hc_http *h, enum route r)
 	case ROUTE_MEMBERS:
 	case ROUTE_PROOFS:
 	case ROUTE_PROOFS_VERIFY:
+	case ROUTE_POLICY_EXPLAIN: /* a dry run: nothing changes */
 		return HC_AUTH_READ_ONLY;
 	default:
 		return HC_AUTH_ADMIN;
@@ -809,7 +839,9 @@ enum MHD_Result hc_http_dispatch(struct hc_http *h, struct MHD_Connection *conn,
 	case ROUTE_LIST:
 		return get_list(h, conn);
 	case ROUTE_SPAWN:
-		return post_spawn(h, conn, (struct request *)req);
+		return post_spawn(h, conn, (struct request *)req, ROUTE_SPAWN);
+	case ROUTE_POLICY_EXPLAIN:
+		return post_spawn(h, conn, (struct request *)req, ROUTE_POLICY_EXPLAIN);
 	case ROUTE_STOP:
 		return post_stop(h, conn, (struct request *)req);
 	case ROUTE_LOGS:

@@ -156,6 +156,7 @@ void hc_cluster_free(struct hc_cluster *c)
 	hc_cluster_local_fini(c);
 	hc_cluster_state_fini(c);
 	hc_cluster_beacon_fini(c);
+	hc_cluster_placement_fini(c);
 	free(c->leaving); /* the agent stopped before the leave finished */
 	free(c->base_url);
 	free(c);
@@ -539,6 +540,7 @@ static void collect(struct hc_metrics_writer *w, void *arg)
 		"Map syncs from the cluster's state (every node's workloads)", c->map_syncs);
 	counter(w, "hypercore_dataplane_sync_errors_total", "Map syncs that failed",
 		c->map_sync_errors);
+	hc_cluster_placement_collect(c, w);
 	counter(w, "hypercore_jobs_refused_total",
 		"Runtime jobs refused because the worker pool's queue was full", c->jobs_refused);
 	counter(w, "hypercore_logs_refused_total",
@@ -648,6 +650,7 @@ Cluster__Services__Api__NodesStateResponse *hc_cluster_list(struct hc_cluster *c
 		for (size_t k = 0; k < p->nworkloads; k++)
 			st->workloads[k] = p->workloads[k];
 		st->n_workloads = p->nworkloads;
+		st->beacon = p->beacon; /* borrowed, as the workloads */
 		list->states[list->n_states++] = st;
 	}
 	return list;

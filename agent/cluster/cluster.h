@@ -263,6 +263,24 @@ typedef void hc_cluster_proofs_done(void *arg, enum hc_rpc_code code, const char
 struct hc_cluster_op *hc_cluster_proofs(struct hc_cluster *c, const char *id, bool local_only,
 					bool verify, hc_cluster_proofs_done *done, void *arg);
 
+/* ---- placement policy ---- */
+struct hc_ibrl_policy;
+/* The policy spawns are placed by unless they bring their own (the
+ * agent's --cluster-policy; NULL: upstream's default, permissive). Takes
+ * p; the one before is freed (spawns under way keep their own copy). */
+void hc_cluster_set_policy(struct hc_cluster *c, struct hc_ibrl_policy *p);
+/* Explains where a spawn of req would go, without spawning: the dry run,
+ * then every node with each rule's verdict and the values measured, its
+ * score, and the final order, as JSON text (valid during the call; code
+ * HC_RPC_OK even when no node matches: "error" in it says why). A bad
+ * request or policy: INVALID_ARGUMENT and json NULL. Same contract as
+ * spawn's done otherwise (hc_cluster_op_cancel). */
+typedef void hc_cluster_explain_done(void *arg, enum hc_rpc_code code, const char *err,
+				     const char *json);
+struct hc_cluster_op *hc_cluster_policy_explain(struct hc_cluster *c,
+						const Cluster__Services__Api__VmSpawnRequest *req,
+						hc_cluster_explain_done *done, void *arg);
+
 /* Cluster members (hc_gossip_members semantics: free with
  * hc_gossip_members_free). */
 struct hc_gossip_member *hc_cluster_members(struct hc_cluster *c, size_t *n);

@@ -25,6 +25,8 @@
 /* The label that records the node ports allocated to a workload's L7
  * ports: "443:30001,8443:30002" (host port -> node port). */
 #define HC_LABEL_NODE_PORTS "hypercore.node-ports"
+/* The anti_affinity label a placement gave the workload (placement.c). */
+#define HC_LABEL_ANTI_AFFINITY "hypercore.anti-affinity"
 
 #define STATE_PERIOD_MS 5000
 #define SILENCE_PERIODS 3
@@ -112,6 +114,19 @@ struct hc_cluster_op {
 	size_t expected, answered; /* dry-run answers awaited / in */
 	int attempt;		  /* 0: dry run; k: k-th real query */
 	bool dry_done;
+
+	/* placement (placement.c) */
+	struct hc_ibrl_policy *policy; /* owned: the request's, or the cluster's as it was */
+	bool policy_implicit;          /* none was given: the default, in name order */
+	uint32_t *free_cores;	       /* per candidate, from its dry-run answer */
+	uint64_t *free_mem_mb;
+	char **refusal; /* per candidate: what its dry run answered instead */
+	char **avoid;	/* nodes earlier replicas of this spawn went to */
+	size_t navoid;
+	Cluster__Services__Api__VmSpawnResponse **placed; /* replicas placed so far */
+	size_t nplaced;
+	hc_cluster_explain_done *explain_done; /* set: explain the placement, spawn nothing */
+	bool no_match; /* the policy left no node to try */
 
 	/* stop */
 	size_t stop_errors;
@@ -326,6 +341,11 @@ struct hc_cluster {
 	 * node's log of id into *log (malloc'd) and its key. 0 or -errno. */
 	int (*proofs_fetch_hook)(struct hc_cluster *c, const char *node, const char *id,
 				 char **log, size_t *len, uint8_t key[HC_IBRL_PUBLIC_LEN]);
+	/* placement: the --cluster-policy (NULL: upstream's default) and the
+	 * placements by policy name and result (placement.c) */
+	struct hc_ibrl_policy *policy;
+	struct hc_placement_count *placements;
+	size_t nplacements;
 
 	struct hc_metrics_histogram spawn_hist;
 	uint64_t spawns_ok, spawns_failed;
@@ -501,6 +521,33 @@ void hc_cluster_proofs_head(const struct local_wl *l, char out[2 * HC_IBRL_HASH_
  * for the fetch (up to 10 s). */
 void hc_cluster_proofs_serve(struct hc_cluster *c, uint64_t query_id,
 			     const Cluster__Services__Api__ProofVerification *req);
+/* placement.c: candidates ordered by the policy (agent/ibrl) */
+enum hc_placement_result { PLACEMENT_PLACED, PLACEMENT_NO_MATCH, PLACEMENT_FAILED, PLACEMENT_RESULTS };
+struct hc_placement_count {
+	char policy[64];
+	uint64_t n[PLACEMENT_RESULTS];
+};
+/* The op's policy: the request's (stripped from it: never gossiped) or a
+ * copy of the cluster's. 0, or -EINVAL with the reason in err. */
+int hc_cluster_placement_policy(struct hc_cluster_op *op, struct hc_err *err);
+/* After the dry run: orders op's candidates by its policy, keeping only
+ * those it may try. 0; -ENOENT when none may be tried (why says, per
+ * node, the rules that excluded it); -ENOMEM. With explain_done set, the
+ * explanation goes to it instead (op finished). */
+int hc_cluster_placement_order(struct hc_cluster_op *op, char *why, size_t len);
+/* Counts a placement's end under the op's policy name. */
+void hc_cluster_placement_count(struct hc_cluster_op *op, enum hc_placement_result r);
+void hc_cluster_placement_collect(struct hc_cluster *c, struct hc_metrics_writer *w);
+void hc_cluster_placement_fini(struct hc_cluster *c);
+/* The answer to a POLICY_QUERY (upstream's event, which upstream never
+ * answers): the policy this node places by, in the PolicyQuery's context
+ * (name, mode, strategy, replicas, anti_affinity, node_selector, the
+ * policy's JSON when it fits the 1024-byte answer), workload_id echoed,
+ * policy_type "placement". Free with hc_cluster_pb_free; NULL on ENOMEM. */
+Cluster__Services__Api__PolicyQuery *hc_cluster_placement_describe(
+	struct hc_cluster *c, const Cluster__Services__Api__PolicyQuery *q);
+/* Frees what placement added to op. */
+void hc_cluster_placement_op_fini(struct hc_cluster_op *op);
 
 /* pb.c: protobuf helpers */
 /* Packs msg into a new buffer (*len); NULL on ENOMEM. */

@@ -1,9 +1,11 @@
 /*
  * Spawn and stop across the cluster, through upstream's hypercore_query:
- *   spawn: candidates in policy order (for now: alive members by name) ->
- *          dry-run query to all -> the real spawn query to the first
- *          candidate with capacity only (node filter, 90 s) -> on an ERROR
- *          answer or none, the next candidate -> {id, url};
+ *   spawn: dry-run query to all alive members -> the candidates with
+ *          capacity ordered by the policy (placement.c; enforce: none
+ *          matching is an error naming why, never a fallback) -> the real
+ *          spawn query to the first (node filter, 90 s) -> on an ERROR
+ *          answer or none, the next candidate -> {id, url}; a policy with
+ *          replicas N does that N times, each time avoiding the nodes taken;
  *   stop:  a STOP query to all; the owner stops it and answers Node{id},
  *          the others ERROR; all ERROR (or none) -> NOT_FOUND.
  * The other side, answering those queries with runtime work on jobs, is
@@ -21,6 +23,7 @@
 #define HC_LOG_MODULE "cluster"
 #include "base/base.h"
 #include "cluster/cluster_int.h"
+#include "ibrl/ibrl.h"
 #include "log/log.h"
 
 #define MAX_CANDIDATES 1024
@@ -31,6 +34,7 @@ struct op_query {
 	struct hc_cluster_op *op;
 	int attempt;
 	bool answered;
+	bool dry; /* the dry run to all */
 	const char *target; /* the one node asked (op's candidate), or NULL: all */
 	struct hc_list link; /* c->queries */
 };
@@ -65,6 +69,7 @@ struct hc_cluster_op *hc_cluster_op_new(struct hc_cluster *c, enum op_kind kind,
 static void op_free(struct hc_cluster_op *op)
 {
 	hc_list_remove(&op->link);
+	hc_cluster_placement_op_fini(op);
 	for (size_t i = 0; i < op->ncandidates; i++)
 		free(op->candidates[i]);
 	free(op->candidates);
@@ -101,14 +106,42 @@ static double op_seconds(const struct hc_cluster_op *op)
 	return (double)(hc_loop_now_ns(op->c->loop) - op->started_ns) / 1e9;
 }
 
+static void ignore_answer(void *arg, enum hc_rpc_code code, const char *err,
+			  const ProtobufCMessage *answer)
+{
+	(void)arg, (void)answer;
+	if (code != HC_RPC_OK)
+		hc_log(HC_LOG_WARN, "stopping a replica: %s", err);
+}
+
 static void spawn_finish(struct hc_cluster_op *op, enum hc_rpc_code code, const char *err,
 			 const Cluster__Services__Api__VmSpawnResponse *resp)
 {
 	struct hc_cluster *c = op->c;
 
+	char msg[900];
+
 	if (op->finished)
 		return;
 	op->finished = true;
+	if (op->explain_done) {
+		if (!op->cancelled)
+			op->explain_done(op->arg, code, err, NULL);
+		hc_cluster_op_release_if_idle(op);
+		return;
+	}
+	if (op->policy)
+		hc_cluster_placement_count(op, code == HC_RPC_OK ? PLACEMENT_PLACED
+					       : op->no_match	 ? PLACEMENT_NO_MATCH
+								 : PLACEMENT_FAILED);
+	if (code != HC_RPC_OK && op->nplaced) {
+		/* all replicas or none: the ones placed go again */
+		for (size_t i = 0; i < op->nplaced; i++)
+			hc_cluster_stop(c, op->placed[i]->id, ignore_answer, NULL);
+		snprintf(msg, sizeof(msg), "replica %zu of %u: %s (the %zu placed before are being "
+			 "stopped)", op->nplaced + 1, op->policy->replicas, err, op->nplaced);
+		err = msg;
+	}
 	if (code == HC_RPC_OK) {
 		c->spawns_ok++;
 		hc_metrics_histogram_observe(&c->spawn_hist, op_seconds(op));
@@ -164,6 +197,7 @@ static int send_query(struct hc_cluster_op *op, const uint8_t *payload, size_t l
 		return -ENOMEM;
 	q->op = op;
 	q->attempt = op->attempt;
+	q->dry = !only_node && op->kind == OP_SPAWN;
 	q->target = only_node;
 	hc_list_insert(&op->c->queries, &q->link);
 	if (only_node) {
@@ -198,13 +232,45 @@ static size_t hypercore_nodes(struct hc_cluster *c)
 /* ---- spawn: the asking side ---- */
 
 static void try_next_candidate(struct hc_cluster_op *op);
+static void spawn_placed(struct hc_cluster_op *op,
+			 const Cluster__Services__Api__VmSpawnResponse *resp, const char *node);
 
+static bool any_capable(const struct hc_cluster_op *op)
+{
+	for (size_t i = 0; i < op->ncandidates; i++)
+		if (op->capable[i])
+			return true;
+	return false;
+}
+
+/* The dry run is over: the policy orders the candidates, then the first
+ * is asked. */
 static void dry_run_over(struct hc_cluster_op *op)
 {
+	char why[1500];
+	int r;
+
 	if (op->dry_done || op->finished)
 		return;
 	op->dry_done = true;
 	op->cand = 0;
+	if (!op->explain_done && !any_capable(op) && !op->errors[0]) {
+		try_next_candidate(op); /* nobody answered: UNAVAILABLE */
+		return;
+	}
+	r = hc_cluster_placement_order(op, why, sizeof(why));
+	if (op->finished) { /* explained */
+		hc_cluster_op_release_if_idle(op);
+		return;
+	}
+	if (r == -ENOENT) {
+		op->no_match = true;
+		spawn_finish(op, HC_RPC_RESOURCE_EXHAUSTED, why, NULL);
+		return;
+	}
+	if (r < 0)
+		hc_log(HC_LOG_WARN, "placement of %s: %s; trying the nodes as the dry run found them",
+		       op->id, strerror(-r));
 	try_next_candidate(op);
 }
 
@@ -258,7 +324,7 @@ static void on_dry_run_answer(void *arg, const char *from, const uint8_t *payloa
 	const char *err;
 	int event;
 
-	if (is_ack || op->dry_done || op->finished)
+	if (is_ack || op->dry_done || op->finished || q->attempt != op->attempt)
 		return;
 	/* answers count from the nodes asked: the candidates, and a node the
 	 * spawn may not go to (respawn: the failed one, back meanwhile) */
@@ -269,10 +335,15 @@ static void on_dry_run_answer(void *arg, const char *from, const uint8_t *payloa
 	}
 	err = read_spawn_answer(payload, len, &resp, &eresp, &event);
 	if (idx >= 0) {
-		if (!err)
+		if (!err) {
 			op->capable[idx] = true;
-		else
+			op->free_cores[idx] = resp->free_cores;
+			op->free_mem_mb[idx] = resp->free_memory;
+		} else {
 			note_error(op, "%s: %s", from, err);
+			free(op->refusal[idx]);
+			op->refusal[idx] = strdup(err);
+		}
 	}
 	hc_cluster_pb_free(resp);
 	hc_cluster_pb_free(eresp);
@@ -311,7 +382,7 @@ static void on_spawn_answer(void *arg, const char *from, const uint8_t *payload,
 			snprintf(url, sizeof(url), "%s.%s", resp->id, op->c->base_url);
 			out.url = url;
 		}
-		spawn_finish(op, HC_RPC_OK, NULL, &out);
+		spawn_placed(op, &out, from);
 	} else {
 		note_error(op, "%s: %s", from, err ? err : "answered without an id");
 		try_next_candidate(op);
@@ -334,7 +405,7 @@ static void query_done(void *arg)
 
 			snprintf(msg, sizeof(msg), "no workload %s in the cluster", op->id);
 			stop_finish(op, HC_RPC_NOT_FOUND, msg, NULL);
-		} else if (q->attempt == 0) {
+		} else if (q->dry) {
 			dry_run_over(op);
 		} else if (!q->answered) {
 			note_error(op, "%s: no answer in time", op->candidates[op->cand - 1]);
@@ -384,8 +455,8 @@ static void try_next_candidate(struct hc_cluster_op *op)
 	}
 }
 
-/* Candidates in policy order. The IBRL policy engine will rank them; until
- * then: every alive member, by name. */
+/* The candidates: every alive member, as gossip lists them (by name); the
+ * policy orders them once the dry run is over. */
 static int pick_candidates(struct hc_cluster_op *op)
 {
 	size_t n = 0;
@@ -393,7 +464,11 @@ static int pick_candidates(struct hc_cluster_op *op)
 
 	op->candidates = calloc(n + 1, sizeof(char *));
 	op->capable = calloc(n + 1, sizeof(bool));
-	if (!ms || !op->candidates || !op->capable) {
+	op->free_cores = calloc(n + 1, sizeof(*op->free_cores));
+	op->free_mem_mb = calloc(n + 1, sizeof(*op->free_mem_mb));
+	op->refusal = calloc(n + 1, sizeof(*op->refusal));
+	if (!ms || !op->candidates || !op->capable || !op->free_cores || !op->free_mem_mb ||
+	    !op->refusal) {
 		hc_gossip_members_free(ms, n);
 		return -ENOMEM;
 	}
@@ -446,33 +521,21 @@ int hc_cluster_check_spawn_request(const hc_pb_spawn *req, struct hc_err *err)
 	return r;
 }
 
-static struct hc_cluster_op *spawn_start(struct hc_cluster *c, const hc_pb_spawn *req,
-					 const char *exclude, hc_cluster_op_done *done,
-					 void *arg)
+/* A round: a new id unless preset, the candidates, the dry run to all.
+ * 0, or the op is finished (with the reason) and -1. */
+static int start_round(struct hc_cluster_op *op, const char *exclude)
 {
-	struct hc_cluster_op *op;
+	struct hc_cluster *c = op->c;
 	const char *owner;
-	struct hc_err bad;
 	char err[512];
 	uint8_t *payload;
 	size_t len;
 	int r;
 
-	if (hc_cluster_check_spawn_request(req, &bad) < 0) {
-		if (done)
-			done(arg, HC_RPC_INVALID_ARGUMENT, bad.msg, NULL);
-		return NULL;
+	if (pick_candidates(op) < 0) {
+		spawn_finish(op, HC_RPC_RESOURCE_EXHAUSTED, "out of memory", NULL);
+		return -1;
 	}
-	op = hc_cluster_op_new(c, OP_SPAWN, arg);
-	if (!op || !(op->req = hc_cluster_pb_clone(&req->base)) ||
-	    (exclude && !(op->exclude = strdup(exclude))) || pick_candidates(op) < 0) {
-		if (op)
-			op_free(op);
-		if (done)
-			done(arg, HC_RPC_RESOURCE_EXHAUSTED, "out of memory", NULL);
-		return NULL;
-	}
-	op->done = done;
 	if (op->req->id && *op->req->id) {
 		snprintf(op->id, sizeof(op->id), "%s", op->req->id);
 	} else {
@@ -481,7 +544,7 @@ static struct hc_cluster_op *spawn_start(struct hc_cluster *c, const hc_pb_spawn
 		if (!id || hc_uuid_new(id) < 0) {
 			free(id);
 			spawn_finish(op, HC_RPC_RESOURCE_EXHAUSTED, "cannot make an id", NULL);
-			return NULL;
+			return -1;
 		}
 		op->req->id = id; /* hc_cluster_pb_free frees it with the message */
 		snprintf(op->id, sizeof(op->id), "%s", id);
@@ -490,13 +553,13 @@ static struct hc_cluster_op *spawn_start(struct hc_cluster *c, const hc_pb_spawn
 	if (owner && !(exclude && strcmp(owner, exclude) == 0)) {
 		snprintf(err, sizeof(err), "workload %s already runs on %s", op->id, owner);
 		spawn_finish(op, HC_RPC_ALREADY_EXISTS, err, NULL);
-		return NULL;
+		return -1;
 	}
 	op->req->dry_run = true;
 	payload = hc_cluster_pb_wrap(CLUSTER__SERVICES__API__CLUSTER_EVENT__SPAWN, &op->req->base, &len);
 	if (!payload) {
 		spawn_finish(op, HC_RPC_RESOURCE_EXHAUSTED, "out of memory", NULL);
-		return NULL;
+		return -1;
 	}
 	op->expected = hypercore_nodes(c);
 	r = send_query(op, payload, len, NULL, DRY_RUN_TIMEOUT_MS, on_dry_run_answer);
@@ -506,20 +569,151 @@ static struct hc_cluster_op *spawn_start(struct hc_cluster *c, const hc_pb_spawn
 			     "request too large for a gossip query (1024 bytes encoded): fewer "
 			     "or shorter env variables",
 			     NULL);
-		return NULL;
+		return -1;
 	}
 	if (r < 0) {
 		snprintf(err, sizeof(err), "cannot query the cluster: %s", strerror(-r));
 		spawn_finish(op, HC_RPC_UNAVAILABLE, err, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+/* Back to a fresh round: what the last one collected goes. */
+static void reset_round(struct hc_cluster_op *op)
+{
+	for (size_t i = 0; i < op->ncandidates; i++) {
+		free(op->candidates[i]);
+		free(op->refusal[i]);
+	}
+	free(op->candidates), free(op->capable), free(op->refusal);
+	free(op->free_cores), free(op->free_mem_mb);
+	op->candidates = NULL, op->capable = NULL, op->refusal = NULL;
+	op->free_cores = NULL, op->free_mem_mb = NULL;
+	op->ncandidates = op->cand = op->expected = op->answered = 0;
+	op->dry_done = false;
+	op->errors[0] = '\0';
+	op->attempt++; /* answers to the last round's queries are stale */
+	free(op->req->id);
+	op->req->id = NULL;
+}
+
+/* A replica is placed on node: the next round, or the answer with all. */
+static void spawn_placed(struct hc_cluster_op *op, const Cluster__Services__Api__VmSpawnResponse *resp,
+			 const char *node)
+{
+	Cluster__Services__Api__VmSpawnResponse **grown, *copy, out;
+	char **avoid;
+
+	if (op->nplaced + 1 >= op->policy->replicas) {
+		if (!op->nplaced) {
+			spawn_finish(op, HC_RPC_OK, NULL, resp);
+			return;
+		}
+		out = *op->placed[0];
+		grown = realloc(op->placed, (op->nplaced + 1) * sizeof(*grown));
+		if (!grown || !(grown[op->nplaced] = hc_cluster_pb_clone(&resp->base))) {
+			if (grown)
+				op->placed = grown;
+			spawn_finish(op, HC_RPC_RESOURCE_EXHAUSTED, "out of memory", NULL);
+			return;
+		}
+		op->placed = grown;
+		out.replicas = op->placed;
+		out.n_replicas = ++op->nplaced;
+		op->nplaced = 0; /* none to stop: the spawn succeeded */
+		spawn_finish(op, HC_RPC_OK, NULL, &out);
+		op->nplaced = out.n_replicas;
+		return;
+	}
+	grown = realloc(op->placed, (op->nplaced + 1) * sizeof(*grown));
+	if (grown)
+		op->placed = grown;
+	avoid = realloc(op->avoid, (op->navoid + 1) * sizeof(*avoid));
+	if (avoid)
+		op->avoid = avoid;
+	copy = grown ? hc_cluster_pb_clone(&resp->base) : NULL;
+	if (!copy || !avoid || !(op->avoid[op->navoid] = strdup(node))) {
+		hc_cluster_pb_free(copy);
+		spawn_finish(op, HC_RPC_RESOURCE_EXHAUSTED, "out of memory", NULL);
+		return;
+	}
+	op->navoid++;
+	op->placed[op->nplaced++] = copy;
+	hc_log(HC_LOG_INFO, "replica %zu of %u: %s on %s", op->nplaced, op->policy->replicas,
+	       resp->id, node);
+	reset_round(op);
+	start_round(op, NULL);
+}
+
+static void fail_early(hc_cluster_op_done *done, hc_cluster_explain_done *explain_done, void *arg,
+		       enum hc_rpc_code code, const char *msg)
+{
+	if (explain_done)
+		explain_done(arg, code, msg, NULL);
+	else if (done)
+		done(arg, code, msg, NULL);
+}
+
+static struct hc_cluster_op *spawn_start(struct hc_cluster *c, const hc_pb_spawn *req,
+					 const char *exclude, hc_cluster_op_done *done,
+					 hc_cluster_explain_done *explain_done, void *arg)
+{
+	struct hc_cluster_op *op;
+	struct hc_err bad;
+
+	if (hc_cluster_check_spawn_request(req, &bad) < 0) {
+		fail_early(done, explain_done, arg, HC_RPC_INVALID_ARGUMENT, bad.msg);
 		return NULL;
 	}
+	op = hc_cluster_op_new(c, OP_SPAWN, arg);
+	if (!op || !(op->req = hc_cluster_pb_clone(&req->base)) ||
+	    (exclude && !(op->exclude = strdup(exclude)))) {
+		if (op)
+			op_free(op);
+		fail_early(done, explain_done, arg, HC_RPC_RESOURCE_EXHAUSTED, "out of memory");
+		return NULL;
+	}
+	if (hc_cluster_placement_policy(op, &bad) < 0) {
+		op_free(op);
+		fail_early(done, explain_done, arg,
+			   bad.code == -ENOMEM ? HC_RPC_RESOURCE_EXHAUSTED : HC_RPC_INVALID_ARGUMENT,
+			   bad.msg);
+		return NULL;
+	}
+	if (exclude) /* a respawn replaces one workload */
+		op->policy->replicas = 1;
+	if (op->policy->replicas > 1 && op->req->id && *op->req->id) {
+		op_free(op);
+		fail_early(done, explain_done, arg, HC_RPC_INVALID_ARGUMENT,
+			   "a preset id and a policy with replicas > 1 exclude each other");
+		return NULL;
+	}
+	if (op->req->anti_affinity && *op->req->anti_affinity)
+		free(op->req->anti_affinity);
+	op->req->anti_affinity = NULL;
+	if (op->policy->anti_affinity && !(op->req->anti_affinity = strdup(op->policy->anti_affinity))) {
+		op_free(op);
+		fail_early(done, explain_done, arg, HC_RPC_RESOURCE_EXHAUSTED, "out of memory");
+		return NULL;
+	}
+	op->done = done;
+	op->explain_done = explain_done;
+	if (start_round(op, exclude) < 0)
+		return NULL;
 	return op->finished ? NULL : op;
 }
 
 struct hc_cluster_op *hc_cluster_spawn(struct hc_cluster *c, const hc_pb_spawn *req,
 				       hc_cluster_op_done *done, void *arg)
 {
-	return spawn_start(c, req, NULL, done, arg);
+	return spawn_start(c, req, NULL, done, NULL, arg);
+}
+
+struct hc_cluster_op *hc_cluster_policy_explain(struct hc_cluster *c, const hc_pb_spawn *req,
+						hc_cluster_explain_done *done, void *arg)
+{
+	return spawn_start(c, req, NULL, NULL, done, arg);
 }
 
 /* Respawns a workload whose node failed: the whole spawn flow, with its id. */
@@ -540,7 +734,7 @@ static void respawn(struct hc_cluster *c, const hc_pb_workload *w, const char *d
 	if (req->id) {
 		hc_log(HC_LOG_INFO, "respawning %s of failed node %s", w->id, dead_node);
 		c->respawns++;
-		spawn_start(c, req, dead_node, NULL, NULL);
+		spawn_start(c, req, dead_node, NULL, NULL, NULL);
 	}
 	hc_cluster_pb_free(req);
 }

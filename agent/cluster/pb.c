@@ -118,6 +118,16 @@ int hc_cluster_pb_to_spec(const hc_pb_spawn *req, struct hc_workload_spec *spec)
 	}
 	spec->pids_limit = req->pids_limit;
 	spec->read_only_rootfs = req->read_only_rootfs;
+	/* kept on the workload, so its state names it after restarts too */
+	if (req->anti_affinity && *req->anti_affinity) {
+		if (!(spec->labels = calloc(1, sizeof(*spec->labels))))
+			goto oom;
+		spec->nlabels = 1;
+		spec->labels[0].key = strdup(HC_LABEL_ANTI_AFFINITY);
+		spec->labels[0].value = strdup(req->anti_affinity);
+		if (!spec->labels[0].key || !spec->labels[0].value)
+			goto oom;
+	}
 	return 0;
 oom:
 	hc_workload_spec_fini(spec);
@@ -166,6 +176,9 @@ hc_pb_workload *hc_cluster_pb_workload_of(const struct hc_workload *w)
 	req.n_cap_add = s->ncap_add;
 	req.pids_limit = s->pids_limit;
 	req.read_only_rootfs = s->read_only_rootfs;
+	for (size_t i = 0; i < s->nlabels; i++)
+		if (strcmp(s->labels[i].key, HC_LABEL_ANTI_AFFINITY) == 0)
+			req.anti_affinity = s->labels[i].value;
 	for (size_t i = 0; i < np; i++) {
 		uint32_t host = s->ports[i].host, node;
 

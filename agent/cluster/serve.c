@@ -154,11 +154,14 @@ static void spawn_job_done(struct job *j)
 		Cluster__Services__Api__VmSpawnResponse resp =
 			CLUSTER__SERVICES__API__VM_SPAWN_RESPONSE__INIT;
 
-		if (sj->rc < 0)
+		if (sj->rc < 0) {
 			respond_error(c, sj->query_id, "%s", sj->err.msg);
-		else
-			hc_cluster_respond(c, sj->query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__SPAWN,
-				&resp.base);
+			goto out;
+		}
+		/* what is free once this workload runs: placement's spread/binpack */
+		resp.free_cores = sj->cap.cpus_total - sj->cap.cpus_used - sj->spec.cores;
+		resp.free_memory = sj->cap.mem_total_mb - sj->cap.mem_used_mb - sj->spec.memory_mb;
+		hc_cluster_respond(c, sj->query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__SPAWN, &resp.base);
 		goto out;
 	}
 	if (sj->rc < 0) {
@@ -500,6 +503,21 @@ void hc_cluster_orch_on_query(struct hc_cluster *c, uint64_t query_id, const cha
 		else
 			hc_cluster_proofs_serve(c, query_id, (void *)inner);
 		break;
+	case CLUSTER__SERVICES__API__CLUSTER_EVENT__POLICY_QUERY: {
+		Cluster__Services__Api__PolicyQuery *ans;
+
+		hc_cluster_pb_free(cm);
+		cm = hc_cluster_pb_unwrap(payload, len, &cluster__services__api__policy_query__descriptor,
+					  &inner);
+		ans = inner ? hc_cluster_placement_describe(c, (void *)inner) : NULL;
+		if (ans)
+			hc_cluster_respond(c, query_id, CLUSTER__SERVICES__API__CLUSTER_EVENT__POLICY_QUERY, &ans->base);
+		else
+			respond_error(c, query_id, "%s", inner ? "out of memory"
+							     : "POLICY_QUERY wants a PolicyQuery");
+		hc_cluster_pb_free(ans);
+		break;
+	}
 	default:
 		/* answers travel as responses, never as queries; the other
 		 * IBRL events are the IBRL issue's */

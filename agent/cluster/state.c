@@ -327,10 +327,10 @@ struct peer *hc_cluster_state_peer(struct hc_cluster *c, const char *name)
 
 static void peer_fini(struct peer *p)
 {
-	hc_cluster_pb_free(p->beacon);
 	free(p->name);
 	free(p->node_addr);
 	free_workloads(p->workloads, p->nworkloads);
+	hc_cluster_pb_free(p->beacon);
 }
 
 static void assembly_fini(struct assembly *a)

@@ -38,6 +38,7 @@
 
 struct daemon {
 	struct hc_loop *loop;
+	const char *policy_path; /* --cluster-policy, re-read on SIGHUP */
 	bool stopping;
 	struct hc_metrics *metrics;
 	struct hc_cluster *cluster;
@@ -195,6 +196,24 @@ static void reload_api_tokens(struct daemon *d)
 	hc_log(HC_LOG_INFO, "SIGHUP: API tokens reloaded from %s", d->token_path);
 }
 
+/* A policy file that no longer parses changes nothing: spawns keep the
+ * policy they had, and the error says which field. */
+static void reload_policy(struct daemon *d)
+{
+	struct hc_ibrl_policy *p;
+	struct hc_err why;
+
+	if (!d->policy_path)
+		return;
+	if (hc_ibrl_policy_load(d->policy_path, &p, &why) < 0) {
+		hc_log(HC_LOG_ERROR, "SIGHUP: keeping the placement policy: %s", why.msg);
+		return;
+	}
+	hc_log(HC_LOG_INFO, "SIGHUP: placement policy %s (%s) reloaded from %s", p->name,
+	       p->mode == HC_IBRL_MODE_ENFORCE ? "enforce" : "permissive", d->policy_path);
+	hc_cluster_set_policy(d->cluster, p);
+}
+
 static void on_reload_signal(struct hc_loop *loop, int signo, void *arg)
 {
 	struct daemon *d = arg;
@@ -202,14 +221,15 @@ static void on_reload_signal(struct hc_loop *loop, int signo, void *arg)
 
 	(void)loop;
 	(void)signo;
-	/* Reloadable pieces (policy files) hook in here as they arrive; flags
-	 * need a restart. */
+	/* Reloadable pieces: tokens, the placement policy, the certificate;
+	 * flags need a restart. */
 	reload_api_tokens(d);
+	reload_policy(d);
 	if (d->proxy && hc_proxy_reload_tls(d->proxy, &why) == 0)
 		hc_log(HC_LOG_INFO, "SIGHUP: TLS certificate reloaded");
 	else if (d->proxy && why.code != -ENOENT)
 		hc_log(HC_LOG_ERROR, "SIGHUP: keeping the old certificate: %s", why.msg);
-	else
+	else if (!d->policy_path)
 		hc_log(HC_LOG_INFO, "SIGHUP: nothing reloadable is configured");
 }
 
@@ -585,6 +605,7 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, struct hc_err *err)
 	struct hc_api_config acfg = { 0 };
 	char gossip_at[64];
 	struct daemon d = { 0 };
+	struct hc_ibrl_policy *policy = NULL;
 	struct hc_err why, none;
 	struct timespec now;
 	int r;
@@ -620,6 +641,10 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, struct hc_err *err)
 		return r;
 	acfg.metrics_auth = cfg->metrics_auth;
 	snprintf(d.token_path, sizeof(d.token_path), "%s", secrets.token_path);
+	if (cfg->cluster_policy &&
+	    (r = hc_ibrl_policy_load(cfg->cluster_policy, &policy, err)) < 0)
+		return r;
+	d.policy_path = cfg->cluster_policy;
 
 	clock_gettime(CLOCK_REALTIME, &now);
 	d.start_time = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
@@ -651,6 +676,13 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, struct hc_err *err)
 	d.cluster = hc_cluster_new(d.loop, &ccfg, err);
 	if (!d.cluster)
 		goto fail;
+	if (policy) {
+		hc_log(HC_LOG_INFO, "placement policy %s (%s) from %s", policy->name,
+		       policy->mode == HC_IBRL_MODE_ENFORCE ? "enforce" : "permissive",
+		       cfg->cluster_policy);
+		hc_cluster_set_policy(d.cluster, policy);
+		policy = NULL;
+	}
 	if (acfg.auth)
 		hc_cluster_set_api_token(d.cluster, hc_auth_token(acfg.auth));
 	d.api = hc_api_new(d.loop, d.cluster, d.metrics, &acfg, err);
@@ -702,6 +734,7 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, struct hc_err *err)
 	return 0;
 fail:
 	hc_auth_free(acfg.auth); /* when the api never took it */
+	hc_ibrl_policy_free(policy);
 	daemon_fini(&d);
 	return err->code < 0 ? err->code : -EIO;
 }

@@ -168,7 +168,7 @@ class Cluster(unittest.TestCase):
         return code == 200 and ("id=" + wid) in body
 
     def metrics(self, node):
-        r = node.cli("cluster", "metrics", "--http-bind-addr", node.http_addr)
+        r = node.cli("cluster", "metrics", "--prometheus", "--http-bind-addr", node.http_addr)
         self.assertEqual(r.returncode, 0, r.stderr)
         return r.stdout
 

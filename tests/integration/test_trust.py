@@ -388,7 +388,8 @@ class Trust(hctest.TestCase):
         grpc = ["--grpc-bind-addr", a.grpc_addr]
         http = ["--http-bind-addr", "127.0.0.1:%d" % a.http_port]
         # the local CLI: the agent's state dir
-        for verb, where in (("list", grpc), ("members", http), ("metrics", http)):
+        for verb, where in (("list", grpc), ("members", http),
+                            ("metrics", http + ["--prometheus"]), ("metrics", http)):
             with self.subTest(verb=verb):
                 r = a.local_cli("cluster", verb, *where, "--state-dir", a.state_dir)
                 self.assertEqual(r.returncode, 0, r.stderr)

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "cluster/cluster_int.h"
 #include "fakert.h"
@@ -412,6 +413,388 @@ static void test_placement_fails_when_every_node_fails(void **state)
 	assert_int_equal(copies(tc, WL_A), 0);
 	assert_null(hc_cluster_local_find(tc->nodes[0].c, WL_A));
 	assert_null(hc_cluster_local_find(tc->nodes[1].c, WL_A));
+	tcluster_free(tc);
+}
+
+
+/* ---- placement by policy ---- */
+
+#define WL_BIG "0b8e1f52-6f0e-4c55-9d3a-1d2f0c9e7a0b"
+#define WL_B "0b8e1f52-6f0e-4c55-9d3a-1d2f0c9e7a02"
+
+/* A workload already on node i taking cores vCPUs. */
+static void occupy(struct tcluster *tc, int i, const char *id, uint32_t cores)
+{
+	struct hc_workload_spec spec = { .image_ref = (char *)"registry.test/big:1",
+					 .cores = cores, .memory_mb = 64 };
+
+	assert_int_equal(hc_fakert_add(tc->nodes[i].rt, id, &spec), 0);
+}
+
+struct explained {
+	bool done;
+	enum hc_rpc_code code;
+	char err[512];
+	json_t *doc;
+};
+
+static void on_explained(void *arg, enum hc_rpc_code code, const char *err, const char *json)
+{
+	struct explained *e = arg;
+
+	assert_false(e->done);
+	e->done = true;
+	e->code = code;
+	snprintf(e->err, sizeof(e->err), "%s", err ? err : "");
+	if (json)
+		e->doc = json_loads(json, 0, NULL);
+}
+
+static bool explained_done(const void *ctx)
+{
+	return ((const struct explained *)ctx)->done;
+}
+
+static void request(Cluster__Services__Api__VmSpawnRequest *req, const char *id, const char *policy)
+{
+	cluster__services__api__vm_spawn_request__init(req);
+	req->image_ref = (char *)"registry.test/app:1";
+	req->cores = 1;
+	req->memory = 64;
+	req->id = (char *)(id ? id : "");
+	req->policy = (char *)(policy ? policy : "");
+}
+
+/* Which node's runtime holds id (-1: none). */
+static int holder(const struct tcluster *tc, const char *id)
+{
+	for (int i = 0; i < tc->n; i++)
+		if (hc_fakert_has(tc->nodes[i].rt, id))
+			return i;
+	return -1;
+}
+
+/* The explain's first choice is where the spawn then goes: binpack puts
+ * the workload on the fullest node that still has room (n1 here), not on
+ * the first by name. */
+static void test_policy_explain_matches_spawn(void **state)
+{
+	static const char policy[] = "{\"name\": \"pack\", \"mode\": \"permissive\", "
+				     "\"strategy\": \"binpack\"}";
+	struct tcluster *tc = joined_cluster(3, false);
+	Cluster__Services__Api__VmSpawnRequest req;
+	struct explained e = { 0 };
+	struct answer a;
+	json_t *order, *nodes;
+
+	(void)state;
+	occupy(tc, 1, WL_BIG, 60);
+	request(&req, WL_A, policy);
+	hc_cluster_policy_explain(tc->nodes[2].c, &req, on_explained, &e);
+	assert_true(hc_simnet_run_until(tc->net, explained_done, &e, 60000) >= 0);
+	assert_int_equal(e.code, HC_RPC_OK);
+	assert_non_null(e.doc);
+	order = json_object_get(e.doc, "order");
+	nodes = json_object_get(e.doc, "nodes");
+	assert_int_equal(json_array_size(order), 3);
+	assert_int_equal(json_array_size(nodes), 3);
+	assert_string_equal(json_string_value(json_array_get(order, 0)), "n1");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(nodes, 0), "name")),
+			    "n1");
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(nodes, 0), "free_cores")),
+			 3);
+	assert_string_equal(json_string_value(json_object_get(
+				    json_object_get(json_array_get(nodes, 0), "rules"), "capacity")),
+			    "pass");
+	assert_int_equal(copies(tc, WL_A), 0); /* explaining spawns nothing */
+
+	memset(&a, 0, sizeof(a));
+	hc_cluster_spawn(tc->nodes[2].c, &req, on_spawned, &a);
+	assert_true(hc_simnet_run_until(tc->net, answered, &a, 120000) >= 0);
+	assert_int_equal(a.code, HC_RPC_OK);
+	assert_int_equal(holder(tc, WL_A), 1);
+	json_decref(e.doc);
+	tcluster_free(tc);
+}
+
+/* An enforce policy nobody satisfies fails the spawn with each node's
+ * reasons, and nothing starts anywhere: no fallback. */
+static void test_policy_enforce_fails_with_reasons(void **state)
+{
+	static const char policy[] = "{\"name\": \"strict\", \"mode\": \"enforce\", "
+				     "\"node_selector\": {\"zone\": \"eu\"}}";
+	struct tcluster *tc = joined_cluster(3, false);
+	Cluster__Services__Api__VmSpawnRequest req;
+	struct answer a = { 0 };
+	struct hc_ibrl_policy *bad;
+	struct hc_err err;
+
+	(void)state;
+	occupy(tc, 0, WL_BIG, 64);
+	request(&req, WL_A, policy);
+	hc_cluster_spawn(tc->nodes[2].c, &req, on_spawned, &a);
+	assert_true(hc_simnet_run_until(tc->net, answered, &a, 120000) >= 0);
+	assert_int_equal(a.code, HC_RPC_RESOURCE_EXHAUSTED);
+	assert_non_null(strstr(a.err, "no node satisfies policy strict (enforce): n0: capacity: "
+				      "over capacity"));
+	assert_non_null(strstr(a.err, "n1: node_selector: zone=eu (no such tag)"));
+	assert_non_null(strstr(a.err, "n2: node_selector: zone=eu (no such tag)"));
+	assert_int_equal(copies(tc, WL_A), 0);
+	assert_int_equal(tc->nodes[2].c->nplacements, 1);
+	assert_string_equal(tc->nodes[2].c->placements[0].policy, "strict");
+	assert_int_equal(tc->nodes[2].c->placements[0].n[PLACEMENT_NO_MATCH], 1);
+
+	/* the same from the cluster's policy; a bad per-spawn policy is INVALID_ARGUMENT */
+	assert_int_equal(hc_ibrl_policy_parse(policy, strlen(policy), "t", &bad, &err), 0);
+	hc_cluster_set_policy(tc->nodes[1].c, bad);
+	spawn_from(tc, 1, WL_A, &a);
+	assert_int_equal(a.code, HC_RPC_RESOURCE_EXHAUSTED);
+	assert_non_null(strstr(a.err, "no node satisfies policy strict"));
+	request(&req, WL_A, "{\"name\": \"x\", \"mode\": \"strict\"}");
+	memset(&a, 0, sizeof(a));
+	hc_cluster_spawn(tc->nodes[2].c, &req, on_spawned, &a);
+	assert_true(a.done);
+	assert_int_equal(a.code, HC_RPC_INVALID_ARGUMENT);
+	assert_non_null(strstr(a.err, "the spawn's policy: mode: must be"));
+	assert_int_equal(copies(tc, WL_A), 0);
+	tcluster_free(tc);
+}
+
+struct replicas_answer {
+	struct answer a;
+	size_t n;
+	char ids[4][HC_WORKLOAD_ID_LEN + 1];
+};
+
+static void on_replicas(void *arg, enum hc_rpc_code code, const char *err,
+			const ProtobufCMessage *answer)
+{
+	const Cluster__Services__Api__VmSpawnResponse *resp = (const void *)answer;
+	struct replicas_answer *r = arg;
+
+	on_spawned(&r->a, code, err, answer);
+	for (size_t i = 0; resp && i < resp->n_replicas && i < 4; i++)
+		snprintf(r->ids[r->n++], sizeof(r->ids[0]), "%s", resp->replicas[i]->id);
+}
+
+static bool label_known(const void *ctx)
+{
+	const struct tcluster *tc = ctx;
+	int n = 0;
+
+	for (size_t i = 0; i < tc->nodes[0].c->npeers; i++) {
+		const struct peer *p = &tc->nodes[0].c->peers[i];
+
+		for (size_t k = 0; k < p->nworkloads; k++)
+			n += p->workloads[k]->source_request &&
+			     p->workloads[k]->source_request->anti_affinity &&
+			     strcmp(p->workloads[k]->source_request->anti_affinity, "web") == 0;
+	}
+	return n == 2;
+}
+
+/* replicas 3 with anti_affinity: three ids on three distinct nodes; a
+ * fourth under the same label then finds no node, and says why. */
+static void test_policy_replicas_anti_affinity(void **state)
+{
+	static const char policy[] = "{\"name\": \"web\", \"mode\": \"permissive\", \"replicas\": "
+				     "3, \"anti_affinity\": \"web\"}";
+	struct tcluster *tc = joined_cluster(3, false);
+	Cluster__Services__Api__VmSpawnRequest req;
+	struct replicas_answer r = { 0 };
+	struct answer a = { 0 };
+
+	(void)state;
+	request(&req, NULL, policy);
+	hc_cluster_spawn(tc->nodes[0].c, &req, on_replicas, &r);
+	assert_true(hc_simnet_run_until(tc->net, answered, &r.a, 200000) >= 0);
+	assert_int_equal(r.a.code, HC_RPC_OK);
+	assert_int_equal(r.n, 3);
+	assert_string_equal(r.a.id, r.ids[0]);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(hc_fakert_count(tc->nodes[i].rt), 1);
+	assert_int_not_equal(holder(tc, r.ids[0]), holder(tc, r.ids[1]));
+	assert_int_not_equal(holder(tc, r.ids[1]), holder(tc, r.ids[2]));
+	assert_int_not_equal(holder(tc, r.ids[0]), holder(tc, r.ids[2]));
+	/* a preset id cannot name several workloads */
+	request(&req, WL_B, policy);
+	hc_cluster_spawn(tc->nodes[0].c, &req, on_spawned, &a);
+	assert_int_equal(a.code, HC_RPC_INVALID_ARGUMENT);
+	/* the labels travel in states: every node is taken */
+	assert_true(hc_simnet_run_until(tc->net, label_known, tc, 20000) >= 0);
+	request(&req, WL_B, "{\"name\": \"web\", \"mode\": \"permissive\", \"anti_affinity\": "
+			    "\"web\"}");
+	memset(&a, 0, sizeof(a));
+	hc_cluster_spawn(tc->nodes[0].c, &req, on_spawned, &a);
+	assert_true(hc_simnet_run_until(tc->net, answered, &a, 120000) >= 0);
+	assert_int_equal(a.code, HC_RPC_RESOURCE_EXHAUSTED);
+	assert_non_null(strstr(a.err, "n0: anti_affinity: runs a workload labelled web"));
+	assert_non_null(strstr(a.err, "n2: anti_affinity: runs a workload labelled web"));
+	assert_int_equal(copies(tc, WL_B), 0);
+	tcluster_free(tc);
+}
+
+
+struct policy_answers {
+	bool done;
+	int n;
+	char names[MAX_NODES][64];
+};
+
+static void on_policy_answer(void *arg, const char *from, const uint8_t *payload, size_t len,
+			     bool is_ack)
+{
+	struct policy_answers *pa = arg;
+	ProtobufCMessage *inner = NULL;
+	Cluster__Services__Api__ClusterMessage *cm;
+	const Cluster__Services__Api__PolicyQuery *q;
+
+	(void)from;
+	if (is_ack)
+		return;
+	cm = hc_cluster_pb_unwrap(payload, len, &cluster__services__api__policy_query__descriptor,
+				  &inner);
+	assert_non_null(cm);
+	assert_int_equal(cm->event, CLUSTER__SERVICES__API__CLUSTER_EVENT__POLICY_QUERY);
+	q = (const void *)inner;
+	assert_non_null(q);
+	assert_string_equal(q->workload_id, WL_A);
+	assert_string_equal(q->policy_type, "placement");
+	for (size_t i = 0; i < q->n_context; i++)
+		if (strcmp(q->context[i]->key, "name") == 0 && pa->n < MAX_NODES)
+			snprintf(pa->names[pa->n++], sizeof(pa->names[0]), "%s", q->context[i]->value);
+	hc_cluster_pb_free(inner);
+	hc_cluster_pb_free(cm);
+}
+
+static void policy_query_done(void *arg)
+{
+	((struct policy_answers *)arg)->done = true;
+}
+
+static bool policy_answers_done(const void *ctx)
+{
+	return ((const struct policy_answers *)ctx)->done;
+}
+
+/* POLICY_QUERY (upstream's event, never answered there): every node says
+ * which policy it places by. */
+static void test_policy_query_answered(void **state)
+{
+	static const char policy[] = "{\"name\": \"strict\", \"mode\": \"enforce\"}";
+	struct tcluster *tc = joined_cluster(3, false);
+	Cluster__Services__Api__PolicyQuery q = CLUSTER__SERVICES__API__POLICY_QUERY__INIT;
+	struct hc_gossip_query_params params = { .timeout_ms = 3000 };
+	struct policy_answers pa = { 0 };
+	struct hc_ibrl_policy *p;
+	struct hc_err err;
+	uint8_t *payload;
+	size_t len;
+	int strict = 0, dflt = 0;
+
+	(void)state;
+	assert_int_equal(hc_ibrl_policy_parse(policy, strlen(policy), "t", &p, &err), 0);
+	hc_cluster_set_policy(tc->nodes[1].c, p);
+	q.workload_id = (char *)WL_A;
+	payload = hc_cluster_pb_wrap(CLUSTER__SERVICES__API__CLUSTER_EVENT__POLICY_QUERY, &q.base, &len);
+	assert_non_null(payload);
+	assert_int_equal(hc_cluster_query(tc->nodes[0].c, HC_QUERY_NAME, payload, len, &params,
+					  on_policy_answer, policy_query_done, &pa), 0);
+	free(payload);
+	assert_true(hc_simnet_run_until(tc->net, policy_answers_done, &pa, 10000) >= 0);
+	assert_int_equal(pa.n, 3);
+	for (int i = 0; i < pa.n; i++) {
+		strict += strcmp(pa.names[i], "strict") == 0;
+		dflt += strcmp(pa.names[i], "default") == 0;
+	}
+	assert_int_equal(strict, 1);
+	assert_int_equal(dflt, 2);
+	tcluster_free(tc);
+}
+
+
+/* What the beacon would have stored from n's state. */
+static void give_beacon(struct tcluster *tc, int at, const char *n, double price, const char *rep)
+{
+	Cluster__Services__Api__BeaconMetadata b = CLUSTER__SERVICES__API__BEACON_METADATA__INIT;
+	static char *caps[] = { (char *)"container" };
+	struct peer *p = hc_cluster_state_peer(tc->nodes[at].c, n);
+
+	assert_non_null(p);
+	b.price_per_gb = price;
+	b.reputation_score = (char *)rep;
+	b.latency_ms = 999; /* its own claim: placement uses our probes instead */
+	b.node_capabilities = caps;
+	b.n_node_capabilities = 1;
+	hc_cluster_pb_free(p->beacon);
+	p->beacon = hc_cluster_pb_clone(&b.base);
+	assert_non_null(p->beacon);
+}
+
+/* n2 has probed every other member: it has its own link metrics. */
+static bool probed(const void *ctx)
+{
+	const struct tcluster *tc = ctx;
+	size_t n = 0, measured = 0;
+	struct hc_gossip_member *ms = hc_cluster_members(tc->nodes[2].c, &n);
+
+	for (size_t i = 0; i < n; i++)
+		measured += strcmp(ms[i].name, "n2") != 0 && ms[i].rtt_mean_us >= 0;
+	hc_gossip_members_free(ms, n);
+	return measured == 2;
+}
+
+/* Until the beacon broadcasts BeaconMetadata, each peer's next state
+ * would replace what a test gave it: n2 takes no more states meanwhile. */
+static bool no_sender_alive(struct hc_cluster *c, const char *name)
+{
+	(void)c, (void)name;
+	return false;
+}
+
+/* With beacon data: the placing node's own probe metrics and the peers'
+ * BeaconMetadata decide; enforce keeps only the node that passes. */
+static void test_policy_uses_beacons_and_probes(void **state)
+{
+	static const char policy[] = "{\"name\": \"balanced\", \"mode\": \"enforce\", \"rules\": "
+				     "{\"max_latency_ms\": 200, \"max_price_per_gb\": 0.02, "
+				     "\"min_reputation_score\": 0.7, \"required_capabilities\": "
+				     "[\"container\"]}}";
+	struct tcluster *tc = joined_cluster(3, false);
+	Cluster__Services__Api__VmSpawnRequest req;
+	struct explained e = { 0 };
+	json_t *nodes, *first;
+
+	(void)state;
+	assert_true(hc_simnet_run_until(tc->net, probed, tc, 30000) >= 0);
+	tc->nodes[2].c->sender_alive = no_sender_alive;
+	give_beacon(tc, 2, "n0", 0.5, "0.9"); /* too dear */
+	give_beacon(tc, 2, "n1", 0.01, "0.8");
+	request(&req, WL_A, policy);
+	hc_cluster_policy_explain(tc->nodes[2].c, &req, on_explained, &e);
+	assert_true(hc_simnet_run_until(tc->net, explained_done, &e, 60000) >= 0);
+	assert_int_equal(e.code, HC_RPC_OK);
+	assert_non_null(e.doc);
+	if (json_array_size(json_object_get(e.doc, "order")) != 1)
+		fail_msg("%s", json_dumps(e.doc, JSON_INDENT(1)));
+	nodes = json_object_get(e.doc, "nodes");
+	first = json_array_get(nodes, 0);
+	assert_string_equal(json_string_value(json_object_get(first, "name")), "n1");
+	assert_string_equal(json_string_value(json_object_get(first, "link")), "measured");
+	assert_true(json_real_value(json_object_get(first, "latency_ms")) < 200);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(first, "rules"),
+							      "max_latency_ms")), "pass");
+	for (size_t i = 1; i < json_array_size(nodes); i++) {
+		json_t *n = json_array_get(nodes, i);
+		const char *name = json_string_value(json_object_get(n, "name"));
+		const char *why = json_string_value(json_object_get(n, "reasons"));
+
+		if (strcmp(name, "n0") == 0)
+			assert_string_equal(why, "max_price_per_gb: 0.5 > 0.02");
+		else /* n2 itself: its own beacon, and no runtime told it "container" */
+			assert_string_equal(why, "required_capabilities: lacks container");
+	}
+	json_decref(e.doc);
 	tcluster_free(tc);
 }
 
@@ -1353,6 +1736,11 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_placement_tries_next_node_after_failure),
 		cmocka_unit_test(test_placement_fails_when_every_node_fails),
+		cmocka_unit_test(test_policy_explain_matches_spawn),
+		cmocka_unit_test(test_policy_enforce_fails_with_reasons),
+		cmocka_unit_test(test_policy_replicas_anti_affinity),
+		cmocka_unit_test(test_policy_query_answered),
+		cmocka_unit_test(test_policy_uses_beacons_and_probes),
 		cmocka_unit_test(test_respawn_happens_once_cluster_wide),
 		cmocka_unit_test(test_no_respawn_when_disabled),
 		cmocka_unit_test(test_duplicate_settles_to_one_copy),
