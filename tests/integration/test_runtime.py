@@ -1585,7 +1585,11 @@ def test_60_execution_proofs(self):
     self.assertEqual(show.returncode, 0, show.stderr)
     self.assertIn("runc", show.stdout)
 
-    peer = hctest.Agent(self.workdir, "proof-peer", extra_args=self.agent.join_args())
+    # the owner may gossip on the uplink's address by now (test_50 moves it)
+    join = self.agent.join_args()
+    if "--cluster-bind-addr" in self.agent.extra_args:
+        join[-1] = self.agent.extra_args[self.agent.extra_args.index("--cluster-bind-addr") + 1]
+    peer = hctest.Agent(self.workdir, "proof-peer", extra_args=join)
     peer.start()
     self.addCleanup(peer.kill)
     wait_for("the peer knows the owner", lambda: any(
