@@ -1546,7 +1546,7 @@ def proofs_of(agent, wid):
     return json.loads(body)["response"] if status == 200 else None
 
 
-def test_60_execution_proofs(self):
+def test_45_execution_proofs(self):
     """A real workload's proofs: CPU and memory from its cgroup, rx/tx from
     the BPF counters, one signed entry per period in the state dir's log;
     `cluster proof verify` says VALID here and on a second node (which
@@ -1585,11 +1585,9 @@ def test_60_execution_proofs(self):
     self.assertEqual(show.returncode, 0, show.stderr)
     self.assertIn("runc", show.stdout)
 
-    # the owner may gossip on the uplink's address by now (test_50 moves it)
-    join = self.agent.join_args()
-    if "--cluster-bind-addr" in self.agent.extra_args:
-        join[-1] = self.agent.extra_args[self.agent.extra_args.index("--cluster-bind-addr") + 1]
-    peer = hctest.Agent(self.workdir, "proof-peer", extra_args=join)
+    # (before test_50, which moves the owner's gossip to the uplink's
+    # address while its HTTP API stays on loopback, where peers fetch from)
+    peer = hctest.Agent(self.workdir, "proof-peer", extra_args=self.agent.join_args())
     peer.start()
     self.addCleanup(peer.kill)
     wait_for("the peer knows the owner", lambda: any(
@@ -1626,8 +1624,8 @@ def test_60_execution_proofs(self):
     wait_for("the proof log removed", lambda: not os.path.exists(log), 20)
 
 
-Runtime.test_60_execution_proofs = test_60_execution_proofs
-del test_60_execution_proofs
+Runtime.test_45_execution_proofs = test_45_execution_proofs
+del test_45_execution_proofs
 
 
 if __name__ == "__main__":
