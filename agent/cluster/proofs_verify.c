@@ -35,6 +35,7 @@ struct proofs_job {
 	char *log;
 	size_t len;
 	bool has_key;
+	bool key_pinned; /* key is the one this node verifies the owner's states with */
 	uint8_t key[HC_IBRL_PUBLIC_LEN];
 	char head[2 * HC_IBRL_HASH_LEN + 1];
 	struct hc_ibrl_chain_report rep;
@@ -86,10 +87,12 @@ static void read_answer(struct proofs_job *pj, const struct hc_httpc_response *r
 			memcpy(pj->log, json_string_value(log), pj->len + 1);
 		else
 			pj->code = HC_RPC_RESOURCE_EXHAUSTED;
-		pj->has_key = json_is_string(key) &&
-			      hc_ibrl_b64_decode(json_string_value(key), pj->key, sizeof(pj->key),
-						 &klen) == 0 &&
-			      klen == HC_IBRL_PUBLIC_LEN;
+		/* the owner's word for its key only when none is pinned for it */
+		if (!pj->key_pinned)
+			pj->has_key = json_is_string(key) &&
+				      hc_ibrl_b64_decode(json_string_value(key), pj->key,
+							 sizeof(pj->key), &klen) == 0 &&
+				      klen == HC_IBRL_PUBLIC_LEN;
 	} else {
 		e = json_object_get(doc, "error");
 		pj->code = hc_cluster_owner_refused(resp->status, json_string_value(e), pj->err,
@@ -134,15 +137,17 @@ static void remote_run(struct job *j)
 {
 	struct proofs_job *pj = (struct proofs_job *)j;
 	struct hc_cluster *c = j->c;
+	uint8_t said[HC_IBRL_PUBLIC_LEN];
 	int r;
 
 	if (!c->proofs_fetch_hook) {
 		remote_read(pj);
-	} else if ((r = c->proofs_fetch_hook(c, pj->node, pj->id, &pj->log, &pj->len, pj->key)) < 0) {
+	} else if ((r = c->proofs_fetch_hook(c, pj->node, pj->id, &pj->log, &pj->len, said)) < 0) {
 		pj->code = HC_RPC_UNAVAILABLE;
 		snprintf(pj->err, sizeof(pj->err), "cannot fetch proofs from %s: %s", pj->node,
 			 strerror(-r));
-	} else {
+	} else if (!pj->key_pinned) {
+		memcpy(pj->key, said, sizeof(said));
 		pj->has_key = true;
 	}
 	check(pj);
@@ -226,6 +231,19 @@ static void announced_head(const struct peer *p, const char *id, char *out, size
 			snprintf(out, size, "%s", p->workloads[i]->proof->proof_hash);
 }
 
+/* The chain must be signed by the key the owner's states verified with
+ * (pinned on first use or from --trusted-keys), not by whatever key the
+ * owner names when asked. */
+static void pin_owner_key(const struct peer *p, struct proofs_job *pj)
+{
+	const uint8_t *pub = p->verified && p->beacon ? hc_ibrl_beacon_public(p->beacon) : NULL;
+
+	if (!pub)
+		return;
+	memcpy(pj->key, pub, HC_IBRL_PUBLIC_LEN);
+	pj->has_key = pj->key_pinned = true;
+}
+
 /* Where id's chain is: here (0), at peer *p (0), or nowhere (-errno and
  * done told why). */
 static int locate(struct hc_cluster *c, const char *id, bool local_only, struct peer **p,
@@ -262,6 +280,7 @@ static int locate(struct hc_cluster *c, const char *id, bool local_only, struct 
 	pj->port = (uint16_t)(*p)->http_port;
 	snprintf(pj->token, sizeof(pj->token), "%s", c->api_token);
 	announced_head(*p, id, pj->head, sizeof(pj->head));
+	pin_owner_key(*p, pj);
 	return 0;
 }
 

@@ -114,6 +114,8 @@ static struct hc_gossip *sim_gossip_new(void *arg, struct hc_loop *loop,
 }
 
 /* What a node's /proofs?id=&local=1 answers, without HTTP: its log and key. */
+static int lying_node = -1; /* its /proofs answer names another node's key */
+
 static int proofs_fetch(struct hc_cluster *c, const char *node, const char *id, char **log,
 			size_t *len, uint8_t key[HC_IBRL_PUBLIC_LEN])
 {
@@ -130,7 +132,9 @@ static int proofs_fetch(struct hc_cluster *c, const char *node, const char *id, 
 			*len = 0;
 			r = *log ? 0 : -ENOMEM;
 		}
-		memcpy(key, hc_ibrl_identity_public(nd->key), HC_IBRL_PUBLIC_LEN);
+		memcpy(key, hc_ibrl_identity_public(proof_tc->nodes[i == lying_node ? (i + 1) %
+								  proof_tc->n : i].key),
+		       HC_IBRL_PUBLIC_LEN);
 		return r;
 	}
 	return -EHOSTUNREACH;
@@ -1681,6 +1685,13 @@ static void test_proofs_verify_on_every_node(void **state)
 		assert_int_equal(strlen(pa.head), 64); /* checked against the announced head */
 		assert_int_equal(tc->nodes[i].c->proofs_verified, 1);
 	}
+	/* the owner naming another key when asked changes nothing: peers check
+	 * the chain against the key its states verified with */
+	lying_node = o;
+	verify_on(tc, (o + 1) % tc->n, WL_A, &pa);
+	assert_int_equal(pa.verdict, HC_IBRL_VALID);
+	lying_node = -1;
+	tc->nodes[(o + 1) % tc->n].c->proofs_verified--; /* the counts below stay as they were */
 
 	query_proof_verify(tc, 2, &pva);
 	assert_int_equal(pva.valid, tc->n);
