@@ -142,6 +142,18 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 		.run = hc_cli_cmd_identity,
 	},
 	{
+		.path = "cluster attest",
+		.summary = "ask a member to prove it holds the key pinned for it (BEACON_ATTEST)",
+		.usage = "Usage: hypercore cluster attest --node NAME [options]\n"
+			 "\n"
+			 "The agent sends NAME a BEACON_ATTEST query with a fresh nonce; the answer\n"
+			 "must be signed for that nonce, by the key pinned (or trusted) for NAME, and\n"
+			 "recent. Prints \"NAME: verified\", or fails naming why (no answer, another\n"
+			 "key, a replay, no key pinned yet).\n",
+		.opts = hc_cli_opts_cluster_attest,
+		.run = hc_cli_cmd_cluster_attest,
+	},
+	{
 		.path = "cluster keys",
 		.summary = "rotate the cluster's gossip key on every member (like `serf keys`)",
 		.usage = "Usage: hypercore cluster keys generate\n"

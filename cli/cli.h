@@ -182,7 +182,8 @@ extern const struct hc_cli_opt hc_cli_opts_cluster[], hc_cli_opts_cluster_spawn[
 	hc_cli_opts_routes[], hc_cli_opts_routes_add[], hc_cli_opts_routes_del[],
 	hc_cli_opts_dataplane_cleanup[], hc_cli_opts_cluster_join_token[],
 	hc_cli_opts_cluster_api_token[], hc_cli_opts_cluster_keys[], hc_cli_opts_identity[],
-	hc_cli_opts_cluster_proof[], hc_cli_opts_cluster_policy_explain[];
+	hc_cli_opts_cluster_proof[], hc_cli_opts_cluster_policy_explain[],
+	hc_cli_opts_cluster_attest[];
 
 /* Reads and checks a policy file (cli/cmd_cluster_policy.c): 0 with *text
  * (free it), or the exit status after one line naming the file and field. */
@@ -233,6 +234,10 @@ struct json_t *hc_cli_api_call(const char *addr, const char *method, const char 
 			       const void *payload, size_t len, int timeout_ms,
 			       struct json_t **doc);
 
+/* Appends "?key=<value, percent-encoded>" (or "&...") to the URL being
+ * built in url. 0, or -E2BIG when it does not fit in cap. */
+int hc_cli_url_param(char *url, size_t cap, const char *key, const char *value);
+
 /* Tables: column widths are measured over all rows before printing. */
 struct hc_cli_table;
 struct hc_cli_table *hc_cli_table_new(unsigned ncols, const char *const *headers);
@@ -251,6 +256,7 @@ int hc_cli_cmd_cluster_metrics(const struct hc_cli_cmd *cmd, int argc, char **ar
 int hc_cli_cmd_cluster_proof_show(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_proof_verify(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_policy_explain(const struct hc_cli_cmd *cmd, int argc, char **argv);
+int hc_cli_cmd_cluster_attest(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_members(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_event(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_query(const struct hc_cli_cmd *cmd, int argc, char **argv);

@@ -581,7 +581,7 @@ json_t *hc_cli_api_call(const char *addr, const char *method, const char *path,
 }
 
 /* Appends "&key=<value, percent-encoded>" to a URL being built. */
-static int url_param(char *url, size_t cap, const char *key, const char *value)
+int hc_cli_url_param(char *url, size_t cap, const char *key, const char *value)
 {
 	size_t n = strlen(url);
 
@@ -639,8 +639,8 @@ int hc_cli_cmd_cluster_event(const struct hc_cli_cmd *cmd, int argc, char **argv
 		return r;
 	if (name_and_payload(argc, argv, &payload) < 0)
 		return hc_cli_usage_error(cmd, "want NAME [PAYLOAD]");
-	if (url_param(url, sizeof(url), "name", argv[optind]) < 0 ||
-	    url_param(url, sizeof(url), "coalesce", a.coalesce ? "1" : "0") < 0)
+	if (hc_cli_url_param(url, sizeof(url), "name", argv[optind]) < 0 ||
+	    hc_cli_url_param(url, sizeof(url), "coalesce", a.coalesce ? "1" : "0") < 0)
 		return hc_cli_usage_error(cmd, "event name too long");
 	resp = hc_cli_api_call(a.addr, "POST", url, payload, strlen(payload), DEFAULT_TIMEOUT_MS,
 			       &doc);
@@ -668,7 +668,7 @@ static int query_node(char *arg, void *field, char *why, size_t len)
 
 	(void)why;
 	(void)len;
-	q->bad |= url_param(q->url, sizeof(q->url), "node", arg);
+	q->bad |= hc_cli_url_param(q->url, sizeof(q->url), "node", arg);
 	return 0;
 }
 
@@ -680,7 +680,7 @@ static int query_tag(char *arg, void *field, char *why, size_t len)
 	(void)len;
 	if (!strchr(arg, '='))
 		return -EINVAL;
-	q->bad |= url_param(q->url, sizeof(q->url), "tag", arg);
+	q->bad |= hc_cli_url_param(q->url, sizeof(q->url), "tag", arg);
 	return 0;
 }
 
@@ -693,7 +693,7 @@ static int query_relay(char *arg, void *field, char *why, size_t len)
 	(void)len;
 	if (hc_cli_parse_uint(arg, 0, 255, &relay) < 0)
 		return -EINVAL;
-	q->bad |= url_param(q->url, sizeof(q->url), "relay", arg);
+	q->bad |= hc_cli_url_param(q->url, sizeof(q->url), "relay", arg);
 	return 0;
 }
 
@@ -708,7 +708,7 @@ static int query_timeout(char *arg, void *field, char *why, size_t len)
 		return -EINVAL;
 	q->timeout_ms *= 1000;
 	snprintf(num, sizeof(num), "%lu", q->timeout_ms);
-	q->bad |= url_param(q->url, sizeof(q->url), "timeout", num);
+	q->bad |= hc_cli_url_param(q->url, sizeof(q->url), "timeout", num);
 	return 0;
 }
 
@@ -742,8 +742,8 @@ int hc_cli_cmd_cluster_query(const struct hc_cli_cmd *cmd, int argc, char **argv
 		return r;
 	if (name_and_payload(argc, argv, &payload) < 0)
 		return hc_cli_usage_error(cmd, "want NAME [PAYLOAD]");
-	q.bad |= url_param(q.url, sizeof(q.url), "name", argv[optind]);
-	q.bad |= url_param(q.url, sizeof(q.url), "ack", q.ack ? "1" : "0");
+	q.bad |= hc_cli_url_param(q.url, sizeof(q.url), "name", argv[optind]);
+	q.bad |= hc_cli_url_param(q.url, sizeof(q.url), "ack", q.ack ? "1" : "0");
 	if (q.bad)
 		return hc_cli_usage_error(cmd, "too many filters");
 	/* The agent answers when the query's time is up: wait a bit longer. */

@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "cluster/cluster.h"
 #include "ibrl/ibrl.h"
@@ -68,5 +69,47 @@ int hc_cli_cmd_identity(const struct hc_cli_cmd *cmd, int argc, char **argv)
 	if (a.json)
 		return print_json(name, id, pub);
 	printf("node name:      %s\nbeacon_node_id: %s\npublic key:     %s\n", name, id, pub);
+	return HC_EXIT_OK;
+}
+
+/* ---- cluster attest ---- */
+
+struct attest_args {
+	const char *addr;
+	const char *node;
+	int timeout_ms;
+};
+
+#define T struct attest_args
+const struct hc_cli_opt hc_cli_opts_cluster_attest[] = {
+	HC_CLI_HTTP_ADDR(T, addr),
+	HC_CLI_STR("node", T, node, "NAME", "the member to attest"),
+	HC_CLI_TIMEOUT(T, timeout_ms, "give up after this long (default 30)"),
+	HC_CLI_AUTH_ROWS,
+	{ .name = NULL },
+};
+#undef T
+
+int hc_cli_cmd_cluster_attest(const struct hc_cli_cmd *cmd, int argc, char **argv)
+{
+	struct attest_args a = { HC_CLI_DEFAULT_HTTP_ADDR, NULL, 30000 };
+	char path[256] = "/beacon/attest";
+	struct json_t *doc, *resp;
+	int r = hc_cli_parse_opts(cmd, argc, argv, &a);
+
+	if (r >= 0)
+		return r;
+	if (optind < argc)
+		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
+	if (!a.node || !*a.node)
+		return hc_cli_usage_error(cmd, "--node is required");
+	if (hc_cli_url_param(path, sizeof(path), "node", a.node) < 0)
+		return hc_cli_usage_error(cmd, "--node too long");
+	resp = hc_cli_api_call(a.addr, "GET", path, NULL, 0, a.timeout_ms, &doc);
+	if (!resp)
+		return HC_EXIT_FAIL;
+	printf("%s: %s\n", json_string_value(json_object_get(resp, "node")),
+	       json_string_value(json_object_get(resp, "result")));
+	json_decref(doc);
 	return HC_EXIT_OK;
 }

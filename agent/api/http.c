@@ -39,7 +39,8 @@
 
 const char *const hc_http_route_paths[ROUTE_COUNT] = {
 	"/list", "/spawn", "/stop", "/logs", "/healthz", "/metrics", "/members", "/event",
-	"/query", "/keys", "/proofs", "/proofs/verify", "/policy/explain", "other",
+	"/query", "/keys", "/proofs", "/proofs/verify", "/policy/explain", "/beacon/attest",
+	"other",
 };
 
 /* Status codes we answer with, for the request counter. */

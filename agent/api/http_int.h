@@ -29,6 +29,7 @@ enum route {
 	ROUTE_PROOFS,
 	ROUTE_PROOFS_VERIFY,
 	ROUTE_POLICY_EXPLAIN,
+	ROUTE_ATTEST,
 	ROUTE_OTHER,
 	ROUTE_COUNT,
 };
@@ -64,6 +65,7 @@ struct request {
 	struct hc_cluster_op *op;     /* a cluster operation it waits for */
 	bool starting;                /* the operation is being started */
 	char next_line[24];           /* /logs: X-Hypercore-Next-Line */
+	char attest_node[136];        /* /beacon/attest: the node asked */
 	struct hc_list link;          /* in h->suspended while suspended */
 };
 
@@ -93,6 +95,10 @@ void hc_http_suspend(struct hc_http *h, struct MHD_Connection *conn, struct requ
 /* POST /keys?op=install|use|remove, body {"key": "<base64>"}. */
 enum MHD_Result hc_http_post_keys(struct hc_http *h, struct MHD_Connection *conn,
 				  struct request *req);
+
+/* GET /beacon/attest?node=NAME: a fresh BEACON_ATTEST of that node. */
+enum MHD_Result hc_http_get_attest(struct hc_http *h, struct MHD_Connection *conn,
+				   struct request *req);
 enum MHD_Result hc_http_dispatch(struct hc_http *h, struct MHD_Connection *conn, const char *url,
 				 const char *method, const struct request *req);
 

@@ -1,7 +1,9 @@
 /*
- * POST /keys: rotating the cluster's gossip key without downtime, as
- * `serf keys` does: install the new key everywhere, make it primary, then
- * remove the old one. Every member answers; the answer counts them.
+ * The cluster's keys over HTTP. POST /keys: rotating the gossip key without
+ * downtime, as `serf keys` does: install the new key everywhere, make it
+ * primary, then remove the old one; every member answers and the answer
+ * counts them. GET /beacon/attest: a node's proof that it holds the key
+ * pinned for it, fresh for our nonce.
  */
 #include "api/api_int.h"
 #include "api/http_int.h"
@@ -66,5 +68,36 @@ enum MHD_Result hc_http_post_keys(struct hc_http *h, struct MHD_Connection *conn
 							 : op == HC_GOSSIP_KEY_USE ? "use"
 										   : "remove");
 	hc_http_suspend(h, conn, req, ROUTE_KEYS);
+	return MHD_YES;
+}
+
+static void attested(void *arg, int result, const char *why)
+{
+	struct request *req = arg;
+
+	if (result == 0)
+		hc_http_resume(req, 200, json_pack("{s:s, s:s}", "node", req->attest_node,
+						   "result", "verified"));
+	else
+		hc_http_resume(req, result == -ETIMEDOUT || result == -ENOKEY ? 503 : 409,
+			       json_sprintf("%s: %s", req->attest_node, why ? why : strerror(-result)));
+}
+
+enum MHD_Result hc_http_get_attest(struct hc_http *h, struct MHD_Connection *conn,
+				   struct request *req)
+{
+	const char *node = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "node");
+	int r;
+
+	if (!node || !*node || strlen(node) >= sizeof(req->attest_node))
+		return hc_http_send_error(h, conn, ROUTE_ATTEST, 400, "want ?node=NAME");
+	snprintf(req->attest_node, sizeof(req->attest_node), "%s", node);
+	r = hc_cluster_attest(h->api->cluster, node, attested, req);
+	if (r == -ENOENT)
+		return hc_http_send_error(h, conn, ROUTE_ATTEST, 404, "no alive member %s", node);
+	if (r < 0)
+		return hc_http_send_error(h, conn, ROUTE_ATTEST, 503, "cannot ask %s: %s", node,
+					  strerror(-r));
+	hc_http_suspend(h, conn, req, ROUTE_ATTEST);
 	return MHD_YES;
 }

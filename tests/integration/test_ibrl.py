@@ -293,6 +293,26 @@ class Ibrl(hctest.TestCase):
         self.assertCleanExit(b)
         self.assertCleanExit(a)
 
+    def test_attest_a_member(self):
+        """`cluster attest`: a member proves it holds its pinned key, fresh
+        for the asker's nonce; a name nobody answers for fails."""
+        a = self.agent("first", extra_args=["--node-name", "first"])
+        b = self.agent("second", extra_args=["--node-name", "second", *a.join_args()])
+        wait_for("first and second verified by each other",
+                 lambda: trust_of(a, "second") == "verified" and
+                 trust_of(b, "first") == "verified", 30)
+        http = ["--http-bind-addr", "127.0.0.1:%d" % a.http_port]
+        r = a.cli("cluster", "attest", *http, "--node", "second")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), "second: verified")
+        r = a.cli("cluster", "attest", *http, "--node", "nobody", "--timeout", "60")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("nobody", r.stderr)
+        self.assertEqual(metric_values(a, "hypercore_ibrl_attestations_total").get(
+            '{result="verified"}'), 1)
+        self.assertCleanExit(b)
+        self.assertCleanExit(a)
+
     def test_beacon_endpoint_checked(self):
         import http.server
         import threading
