@@ -194,7 +194,7 @@ deps:
 	$(Q)tools/deps.sh
 
 # The README's test command: install, build (gcc, and clang with ASan+UBSan),
-# run every suite under both builds, print one "N passed, N failed" line.
+# run the suites (agents under the sanitizer build), print one "N passed, N failed" line.
 check: deps
 	$(Q)$(MAKE) --no-print-directory all unit
 	$(Q)$(MAKE) --no-print-directory BUILD=build/asan CC=clang SAN=1 all unit fuzzers

@@ -9,10 +9,20 @@ once per run: the layer check). A program that crashes, hangs past its time limi
 prints fewer results than it planned counts as a failure of its own, so
 nothing can pass by dying quietly.
 
+The unit, BPF and fuzz programs run against every build given. The
+integration and interop suites start real agents and take most of the time, so
+they run once, against the last build given (make check: the clang build with
+ASan and UBSan, which checks everything the plain build would and memory
+errors besides); --integration-all runs them against every build. The fuzz
+harnesses are single-threaded and independent: they run side by side, one
+per CPU.
+
 Usage: tests/run.py --build build [--build build/asan] [--only SUBSTRING]
+                    [--integration-all]
 """
 
 import argparse
+import concurrent.futures
 import os
 import re
 import signal
@@ -42,10 +52,11 @@ class Totals:
         self.failures = []
 
 
-def suites(build, first=True):
+def suites(build, first=True, integration=True):
     """(kind, name, argv, timeout_s) for every test program of a build;
     first: the first build of the run, which also runs the checks of the
-    source tree (tests/source), since they read no build."""
+    source tree (tests/source), since they read no build; integration: whether
+    the suites that start agents run against this build."""
     if first:
         d = os.path.join(ROOT, "tests", "source")
         for name in sorted(os.listdir(d)) if os.path.isdir(d) else ():
@@ -61,7 +72,7 @@ def suites(build, first=True):
             path = os.path.join(d, name)
             if name.startswith("test_") and os.access(path, os.X_OK) and not name.endswith(".d"):
                 yield kind, name, [path], 300
-    for kind in ("integration", "interop"):
+    for kind in ("integration", "interop") if integration else ():
         d = os.path.join(ROOT, "tests", kind)
         if not os.path.isdir(d):
             continue
@@ -135,14 +146,30 @@ def record(totals, label, ok, skipped, output=None, diagnostics=()):
             print("    " + line, flush=True)
 
 
-def run_suite(totals, build, kind, name, argv, timeout):
+def suite_env(build):
     env = dict(os.environ)
     env.update(SAN_ENV)
     env["CMOCKA_MESSAGE_OUTPUT"] = "TAP"
     env["HC_BUILD"] = os.path.join(ROOT, build)
     env["HC_BIN"] = os.path.join(ROOT, build, "hypercore")
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    rc, out, secs = run_program(argv, env, timeout)
+    return env
+
+
+def run_suite(totals, build, kind, name, argv, timeout):
+    report_suite(totals, build, kind, name, *run_program(argv, suite_env(build), timeout))
+
+
+def run_side_by_side(totals, build, batch):
+    """Runs the suites of batch at once, one per CPU; reports them in order."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        futures = [pool.submit(run_program, argv, suite_env(build), timeout)
+                   for _, _, argv, timeout in batch]
+        for (kind, name, _, _), future in zip(batch, futures):
+            report_suite(totals, build, kind, name, *future.result())
+
+
+def report_suite(totals, build, kind, name, rc, out, secs):
     plan, results = parse_tap(out)
     prefix = "[%s] %s/%s" % (build, kind, name)
     for ok, case, skipped, diagnostics in results:
@@ -164,13 +191,20 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", action="append", required=True)
     ap.add_argument("--only", default="")
+    ap.add_argument("--integration-all", action="store_true",
+                    help="run the integration and interop suites against every build")
     args = ap.parse_args()
 
     totals = Totals()
     for i, build in enumerate(args.build):
-        for kind, name, argv, timeout in suites(build, first=i == 0):
-            if args.only in "%s/%s" % (kind, name):
+        last = i == len(args.build) - 1
+        chosen = [s for s in suites(build, first=i == 0,
+                                    integration=last or args.integration_all)
+                  if args.only in "%s/%s" % (s[0], s[1])]
+        for kind, name, argv, timeout in chosen:
+            if kind != "fuzz":
                 run_suite(totals, build, kind, name, argv, timeout)
+        run_side_by_side(totals, build, [s for s in chosen if s[0] == "fuzz"])
 
     # Each failure again: its own diagnostics, or (a crash, a timeout, a
     # test program without them) the end of its program's output.
