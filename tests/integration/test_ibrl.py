@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import struct
-import subprocess
 import sys
 import time
 import unittest
@@ -23,10 +22,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 import grpcstubs  # noqa: E402
 import hctest  # noqa: E402
-import serfrpc  # noqa: E402
+from serfagent import SERF, SerfAgent  # noqa: E402
 from hctest import metric_values, wait_for  # noqa: E402
 
-SERF = "/usr/bin/serf"
 pb = None
 ed25519 = serialization = None
 
@@ -83,57 +81,21 @@ def trust_of(agent, node):
     return None
 
 
-class Serf:
-    """A keyed `serf agent`: a member that sends what we give it (through
-    its RPC, binary payloads) and keeps every state broadcast it receives,
-    one file each."""
+# The serf agents keep every state broadcast they receive, one file each.
+SERF_HANDLER = ('[ "$SERF_USER_EVENT" = hypercore_state_broadcast ] || '
+                '{{ cat >/dev/null; exit 0; }}\n'
+                'mkdir -p {events} && cat > {events}/$(date +%s%N)-$$.bin\n')
 
-    def __init__(self, workdir, name, key, seed):
-        self.name = name
-        self.dir = os.path.join(workdir, name)
-        self.events = os.path.join(self.dir, "events")
-        os.makedirs(self.events, exist_ok=True)
-        handler = os.path.join(self.dir, "handler.sh")
-        with open(handler, "w") as f:
-            f.write('#!/bin/sh\n[ "$SERF_USER_EVENT" = hypercore_state_broadcast ] || '
-                    '{ cat >/dev/null; exit 0; }\n'
-                    'cat > %s/$(date +%%s%%N)-$$.bin\n' % self.events)
-        os.chmod(handler, 0o755)
-        self.rpc = "127.0.0.1:%d" % hctest.free_port()
-        self._log = open(os.path.join(self.dir, "serf.log"), "ab")
-        self.proc = subprocess.Popen(
-            [SERF, "agent", "-node=" + name, "-bind=127.0.0.1:%d" % hctest.free_port(),
-             "-rpc-addr=" + self.rpc, "-encrypt=" + key, "-join=" + seed,
-             "-event-handler=" + handler, "-log-level=debug"],
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for("serf agent %s RPC" % name, self._rpc_up, 30)
 
-    def _rpc_up(self):
-        try:
-            serfrpc.SerfRPC(self.rpc).close()
-            return True
-        except OSError:
-            return False
-
-    def send(self, state):
-        c = serfrpc.SerfRPC(self.rpc)
-        try:
-            c.event("hypercore_state_broadcast", state.SerializeToString(), coalesce=False)
-        finally:
-            c.close()
-
-    def states(self):
-        out = []
-        for name in sorted(os.listdir(self.events)):
-            with open(os.path.join(self.events, name), "rb") as f:
-                out.append(f.read())
-        return out
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
+def received_states(serf):
+    """Every state broadcast serf received, oldest first."""
+    if not os.path.isdir(serf.events):
+        return []
+    out = []
+    for name in sorted(os.listdir(serf.events)):
+        with open(os.path.join(serf.events, name), "rb") as f:
+            out.append(f.read())
+    return out
 
 
 class Ibrl(hctest.TestCase):
@@ -149,8 +111,11 @@ class Ibrl(hctest.TestCase):
 
     def serf(self, a, name="serf-peer"):
         key = json.load(open(os.path.join(a.state_dir, "cluster-keyring.json")))[0]
-        s = Serf(self.workdir, name, key, "127.0.0.1:%d" % a.gossip_port)
+        s = SerfAgent(self.workdir, name, ("-encrypt=" + key,
+                                           "-join=127.0.0.1:%d" % a.gossip_port),
+                      handler=SERF_HANDLER)
         self.serfs.append(s)
+        s.start()
         wait_for("%s a member of %s" % (name, a.name),
                  lambda: any(m["name"] == name and m["status"] == "alive"
                              for m in json.loads(a.http("/members")[2])["response"]), 30)
@@ -207,8 +172,8 @@ class Ibrl(hctest.TestCase):
         self.assertIn("node-id", r.stderr)
 
         s = self.serf(a)
-        wait_for("a state broadcast of first's at the serf agent", lambda: s.states(), 30)
-        for payload in s.states():
+        wait_for("a state broadcast of first's at the serf agent", lambda: received_states(s), 30)
+        for payload in received_states(s):
             # the C++ protobuf runtime refuses strings that are not UTF-8,
             # as upstream's Go decoder does
             if payload.endswith(b"\n"):  # serf's handler adds a line end to stdin
@@ -253,7 +218,7 @@ class Ibrl(hctest.TestCase):
         s = self.serf(a)
         # unsigned, from a node without a key (upstream's): permissive shows
         # it unverified, enforce drops it
-        s.send(self.state("serf-peer"))
+        s.send_event("hypercore_state_broadcast", self.state("serf-peer").SerializeToString())
         wait_for("serf-peer unverified on first", lambda: trust_of(a, "serf-peer") ==
                  "unverified", 30)
         wait_for("serf-peer's unsigned state rejected on second",
@@ -269,7 +234,7 @@ class Ibrl(hctest.TestCase):
         # signed with a key of ours: pinned on first use on both
         k1, k2 = ed25519.Ed25519PrivateKey.generate(), ed25519.Ed25519PrivateKey.generate()
         wid = str(uuid.uuid4())
-        s.send(self.state("serf-peer", key=k1, wid=wid))
+        s.send_event("hypercore_state_broadcast", self.state("serf-peer", key=k1, wid=wid).SerializeToString())
         for n in (a, b):
             wait_for("serf-peer verified on %s" % n.name,
                      lambda n=n: trust_of(n, "serf-peer") == "verified", 30)
@@ -279,9 +244,9 @@ class Ibrl(hctest.TestCase):
                          base64.b64decode(self.identity(a)["public_key"]))
         # another key under that name, then unsigned again: both refused
         # everywhere, the workload the pinned key announced still listed
-        s.send(self.state("serf-peer", key=k2))
-        s.send(self.state("serf-peer", key=k2, beacon_key=k1))
-        s.send(self.state("serf-peer"))
+        s.send_event("hypercore_state_broadcast", self.state("serf-peer", key=k2).SerializeToString())
+        s.send_event("hypercore_state_broadcast", self.state("serf-peer", key=k2, beacon_key=k1).SerializeToString())
+        s.send_event("hypercore_state_broadcast", self.state("serf-peer").SerializeToString())
         for n in (a, b):
             wait_for("the forgeries counted on %s" % n.name,
                      lambda n=n: (rejected(n, "key_mismatch"), rejected(n, "bad_signature"),
@@ -351,10 +316,10 @@ class Ibrl(hctest.TestCase):
         a = self.agent("first", extra_args=["--node-name", "first", "--trusted-keys", keys])
         s = self.serf(a)
         k2 = ed25519.Ed25519PrivateKey.generate()
-        s.send(self.state("serf-peer", key=k2))
+        s.send_event("hypercore_state_broadcast", self.state("serf-peer", key=k2).SerializeToString())
         wait_for("a key not in the file refused",
                  lambda: rejected(a, "key_mismatch") >= 1, 30)
-        s.send(self.state("serf-peer", key=k1))
+        s.send_event("hypercore_state_broadcast", self.state("serf-peer", key=k1).SerializeToString())
         wait_for("the file's key verified", lambda: trust_of(a, "serf-peer") == "verified", 30)
         self.assertFalse(os.path.exists(os.path.join(a.state_dir, "trusted-keys.json")))
         self.assertCleanExit(a)

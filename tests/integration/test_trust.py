@@ -26,19 +26,22 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 import grpcstubs  # noqa: E402
 import hctest  # noqa: E402
 import netns  # noqa: E402
+import serfagent  # noqa: E402
+from serfagent import SerfAgent  # noqa: E402
 from hctest import metric_values, wait_for  # noqa: E402
 
 PREFIX = "hctr%d" % (os.getpid() % 100000)      # + "-srv": a namespace name
 SRV_NS, CLI_NS = PREFIX + "-srv", PREFIX + "-cli"
 SRV_VETH, CLI_VETH = PREFIX + "s", PREFIX + "c"  # <= 15 characters
 SRV_IP, CLI_IP = "10.226.0.1", "10.226.0.2"      # a /30 that exists only in them
-SERF = "/usr/bin/serf"
 GRPCCALL = os.path.join(HERE, "..", "lib", "grpccall.py")
 MISSING = "5b0c3c52-6a11-4c39-9a57-1f0a6b6a2f10"  # a workload id nobody has
 WRONG = "0123456789abcdef" * 4                   # well-formed, accepted nowhere
 # inject_workload's serf agent sends unsigned states, which an encrypted
 # cluster refuses by default (IBRL enforce mode): agents it feeds take them
 UNSIGNED_OK = ("--ibrl-mode", "permissive")
+# The serf agents' handler: every user event and query (name, payload), one line each.
+SERF_HANDLER = 'echo "$SERF_EVENT $SERF_USER_EVENT$SERF_QUERY_NAME $(cat)" >> {events}\nexit 0\n'
 REFUSED_FLAGS = ("--join-token", "--cluster-encrypt", "--cluster-keyring", "--cluster-insecure")
 
 pb = None  # cluster_pb2, loaded once (setUpModule)
@@ -48,7 +51,7 @@ def setUpModule():
     global pb
     if os.geteuid() != 0:
         raise unittest.SkipTest("needs root (network namespaces)")
-    for tool in ("ip", "nsenter", "curl", SERF):
+    for tool in ("ip", "nsenter", "curl", serfagent.SERF):
         if not any(os.access(os.path.join(d, tool), os.X_OK)
                    for d in ["/"] + os.environ.get("PATH", "").split(":")):
             raise unittest.SkipTest("%s is not installed" % tool)
@@ -180,71 +183,6 @@ class TrustAgent(hctest.Agent):
             return json.load(f)
 
 
-class SerfAgent:
-    """A `serf agent` in the server namespace; its event handler appends
-    every user event and query it gets (name and payload) to a file."""
-
-    def __init__(self, workdir, name, extra=()):
-        self.name = name
-        self.port = hctest.free_port()
-        self.rpc = "127.0.0.1:%d" % hctest.free_port()
-        self.dir = os.path.join(workdir, name)
-        os.makedirs(self.dir, exist_ok=True)
-        self.events = os.path.join(self.dir, "events.log")
-        handler = os.path.join(self.dir, "handler.sh")
-        with open(handler, "w") as f:
-            f.write("#!/bin/sh\necho \"$SERF_EVENT $SERF_USER_EVENT$SERF_QUERY_NAME $(cat)\" "
-                    ">> %s\nexit 0\n" % self.events)
-        os.chmod(handler, 0o755)
-        self.args = netns.nsenter(SRV_NS, SERF, "agent", "-node=" + name,
-                                  "-bind=127.0.0.1:%d" % self.port, "-rpc-addr=" + self.rpc,
-                                  "-event-handler=" + handler, "-log-level=debug", *extra)
-        self.log_path = os.path.join(self.dir, "serf.log")
-        self.proc = None
-        self._log = None
-
-    def start(self, wait_rpc=True):
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        if wait_rpc:
-            wait_for("serf agent %s to answer RPC" % self.name,
-                     lambda: self.cli("members").returncode == 0, 30)
-        return self
-
-    def cli(self, *args, timeout=30):
-        return subprocess.run(netns.nsenter(SRV_NS, SERF, args[0], "-rpc-addr=" + self.rpc,
-                                            *args[1:]), capture_output=True, timeout=timeout)
-
-    def members(self):
-        r = self.cli("members", "-format=json")
-        if r.returncode != 0:
-            return None
-        return {m["name"]: m["status"] for m in json.loads(r.stdout)["members"]}
-
-    def seen(self):
-        try:
-            with open(self.events, "rb") as f:
-                return f.read()
-        except FileNotFoundError:
-            return b""
-
-    def log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        if self._log:
-            self._log.close()
-            self._log = None
-
-
 class Trust(hctest.TestCase):
     def setUp(self):
         super().setUp()
@@ -261,7 +199,7 @@ class Trust(hctest.TestCase):
         return a.start() if start else a
 
     def serf(self, name, *extra, wait_rpc=True):
-        s = SerfAgent(self.workdir, name, extra)
+        s = SerfAgent(self.workdir, name, extra, handler=SERF_HANDLER, ns=SRV_NS)
         self.serfs.append(s)
         return s.start(wait_rpc)
 
@@ -586,8 +524,8 @@ class Trust(hctest.TestCase):
         # a marker sent after them arrives; had they been sent, they would have too
         code, _, _ = curl("POST", "/event?name=trust-marker", a, admin, data="marker-payload")
         self.assertEqual(code, 200)
-        wait_for("the marker at the serf agent", lambda: b"marker-payload" in s.seen(), 30)
-        self.assertNotIn(b"refused-by-trust-test", s.seen())
+        wait_for("the marker at the serf agent", lambda: b"marker-payload" in s.read_events(), 30)
+        self.assertNotIn(b"refused-by-trust-test", s.read_events())
         after = metric_values(a, "hypercore_gossip_queries_total")
         self.assertEqual(after['{direction="out"}'] - sent_queries['{direction="out"}'], 1,
                          "only hypercore-info went out")

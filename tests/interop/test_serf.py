@@ -9,18 +9,14 @@ import json
 import os
 import re
 import signal
-import stat
-import subprocess
 import sys
-import tempfile
 import time
-import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import hctest  # noqa: E402
+from serfagent import SerfAgent  # noqa: E402
 from hctest import wait_for  # noqa: E402
 
-SERF = "/usr/bin/serf"
 KEY = "cg8StVXbQJ0gPvMd9o7yrg=="        # 16 bytes, base64, as `serf keygen` prints
 KEY2 = "T9jncgl9mbLus+baTTa7q7nPSUrXwbDi2dhbtqir37s="  # 32 bytes
 # hypercore nodes use serf's LAN timing so failures show within seconds.
@@ -28,78 +24,18 @@ FAST = ["--gossip-interval-ms", "200", "--probe-interval-ms", "1000", "--suspici
         "--gossip-nodes", "3"]
 
 
-class Serf:
-    """One `serf agent` on 127.0.0.1 with its own gossip and RPC ports."""
+# Every user event appended to a file (one line: name and payload); queries
+# answered with the agent's name.
+SERF_HANDLER = ('if [ "$SERF_EVENT" = user ]; then\n'
+                '  echo "$SERF_USER_EVENT $(cat)" >> {events}\n'
+                'elif [ "$SERF_EVENT" = query ]; then\n'
+                "  cat >/dev/null; printf 'serf-{name}-answers'\n"
+                'fi\n')
 
-    def __init__(self, workdir, name, extra=()):
-        self.name = name
-        self.port = hctest.free_port()
-        self.rpc = "127.0.0.1:%d" % hctest.free_port()
-        self.dir = os.path.join(workdir, name)
-        os.makedirs(self.dir, exist_ok=True)
-        self.events = os.path.join(self.dir, "events.log")
-        handler = os.path.join(self.dir, "handler.sh")
-        with open(handler, "w") as f:
-            # User events are appended to a file; queries are answered.
-            f.write("#!/bin/sh\n"
-                    "if [ \"$SERF_EVENT\" = user ]; then\n"
-                    "  echo \"$SERF_USER_EVENT $(cat)\" >> %s\n"
-                    "elif [ \"$SERF_EVENT\" = query ]; then\n"
-                    "  cat >/dev/null; printf 'serf-%s-answers'\n"
-                    "fi\n" % (self.events, name))
-        os.chmod(handler, stat.S_IRWXU)
-        self.args = [SERF, "agent", "-node=" + name, "-bind=127.0.0.1:%d" % self.port,
-                     "-rpc-addr=" + self.rpc, "-event-handler=" + handler, "-log-level=debug",
-                     *extra]
-        self.log_path = os.path.join(self.dir, "serf.log")
-        self.proc = None
 
-    @property
-    def addr(self):
-        return "127.0.0.1:%d" % self.port
-
-    def start(self):
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        wait_for("serf agent %s to answer RPC" % self.name,
-                 lambda: self.cli("members", check=False).returncode == 0, 15)
-        return self
-
-    def cli(self, *args, check=True, timeout=30):
-        r = subprocess.run([SERF, args[0], "-rpc-addr=" + self.rpc, *args[1:]],
-                           capture_output=True, text=True, timeout=timeout)
-        if check and r.returncode != 0:
-            raise AssertionError("serf %s failed: %s%s" % (args, r.stdout, r.stderr))
-        return r
-
-    def members(self):
-        out = self.cli("members", "-format=json").stdout
-        return {m["name"]: m for m in json.loads(out)["members"]}
-
-    def user_events(self):
-        # hypercore nodes' state broadcasts carry binary protobuf payloads
-        try:
-            with open(self.events, errors="replace") as f:
-                return f.read().splitlines()
-        except FileNotFoundError:
-            return []
-
-    def log(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
-
-    def kill(self, sig=signal.SIGKILL):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if getattr(self, "_log", None):
-            self._log.close()
-            self._log = None
+def user_events(serf):
+    # hypercore nodes' state broadcasts carry binary protobuf payloads
+    return serf.read_events().decode(errors="replace").splitlines()
 
 
 class Interop(hctest.TestCase):
@@ -113,7 +49,7 @@ class Interop(hctest.TestCase):
         super().tearDown()
 
     def serf(self, name, *extra):
-        s = Serf(self.workdir, name, extra)
+        s = SerfAgent(self.workdir, name, extra, handler=SERF_HANDLER)
         self.serfs.append(s)
         return s.start()
 
@@ -147,7 +83,7 @@ class Interop(hctest.TestCase):
         self.assertEqual(self.hc_members(h)["serf1"]["tags"], {"role": "web"})
         # A serf agent joining the hypercore node.
         s2 = self.serf("serf2")
-        s2.cli("join", "127.0.0.1:%d" % h.gossip_port)
+        s2.cli("join", "127.0.0.1:%d" % h.gossip_port, check=True)
         wait_for("hc1 to list serf2", lambda: self.status_in_hc(h, "serf2") == "alive", 15)
         r = h.cli("cluster", "members", "--http-bind-addr", "127.0.0.1:%d" % h.http_port)
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -159,15 +95,15 @@ class Interop(hctest.TestCase):
         s = self.serf("serf1")
         h = self.hc("hc1", join=[s.addr])
         wait_for("join", lambda: self.status_in_serf(s, "hc1") == "alive", 15)
-        s.cli("event", "deploy", "v42")
+        s.cli("event", "deploy", "v42", check=True)
         wait_for("the event at hc1", lambda: "user event deploy" in h.log(), 10)
         r = h.cli("cluster", "event", "--http-bind-addr",
                   "127.0.0.1:%d" % h.http_port, "from-hc", "payload-1")
         self.assertEqual(r.returncode, 0, r.stderr)
-        wait_for("the event at serf1", lambda: "from-hc payload-1" in s.user_events(), 10)
+        wait_for("the event at serf1", lambda: "from-hc payload-1" in user_events(s), 10)
         time.sleep(3)  # every retransmission has happened by now
         self.assertEqual(len(re.findall(r"user event deploy ", h.log())), 1)
-        self.assertEqual(s.user_events().count("from-hc payload-1"), 1)
+        self.assertEqual(user_events(s).count("from-hc payload-1"), 1)
         self.assertCleanExit(h)
 
     # 5
@@ -175,7 +111,7 @@ class Interop(hctest.TestCase):
         s = self.serf("serf1")
         h = self.hc("hc1", join=[s.addr])
         wait_for("join", lambda: self.status_in_serf(s, "hc1") == "alive", 15)
-        out = s.cli("query", "-format=json", "-timeout=3s", "hypercore-info", "").stdout
+        out = s.cli("query", "-format=json", "-timeout=3s", "hypercore-info", "", check=True).stdout
         doc = json.loads(out)
         self.assertIn("hc1", doc["Acks"])
         info = json.loads(doc["Responses"]["hc1"])
@@ -214,7 +150,7 @@ class Interop(hctest.TestCase):
         h2 = self.hc("hc2", join=[s1.addr])
         wait_for("convergence", lambda: self.status_in_hc(h, "serf2") == "alive" and
                  self.status_in_serf(s1, "hc2") == "alive", 15)
-        s2.cli("leave")
+        s2.cli("leave", check=True)
         wait_for("hc1 to see serf2 leave", lambda: self.status_in_hc(h, "serf2") == "left", 15)
         self.assertCleanExit(h2)  # SIGTERM: leave, then exit
         wait_for("serf1 to see hc2 leave", lambda: self.status_in_serf(s1, "hc2") == "left", 15)
@@ -238,10 +174,10 @@ class Interop(hctest.TestCase):
         wait_for("the join verdict", lambda: "could not join any seed" in bad.log(), 10)
         bad.stop()
         # Rotation driven from the serf side reaches the hypercore node.
-        s.cli("keys", "-install", KEY2)
-        s.cli("keys", "-use", KEY2)
-        s.cli("keys", "-remove", KEY)
-        listed = s.cli("keys", "-list").stdout
+        s.cli("keys", "-install", KEY2, check=True)
+        s.cli("keys", "-use", KEY2, check=True)
+        s.cli("keys", "-remove", KEY, check=True)
+        listed = s.cli("keys", "-list", check=True).stdout
         self.assertIn(KEY2, listed)
         self.assertNotIn(KEY, listed)
         with open(keyring) as f:
