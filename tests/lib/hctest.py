@@ -101,6 +101,19 @@ def descendants(pid):
     return out
 
 
+def end_process(proc, sig=signal.SIGTERM, timeout=10):
+    """Ends a process this test started (by its Popen): sig, then SIGKILL
+    after timeout seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def run_cli(*args, timeout=30, input=None, token=None):
     """Runs `hypercore ARGS...`; returns CompletedProcess with text output.
     token: the API token for client verbs, given as $HYPERCORE_TOKEN (None:

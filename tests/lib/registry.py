@@ -10,7 +10,7 @@ import time
 import urllib.error
 import urllib.request
 
-from hctest import ROOT, free_port
+from hctest import ROOT, end_process, free_port
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
 SKOPEO_BIN = "/usr/bin/skopeo"
@@ -71,13 +71,7 @@ class Registry:
         return "%s/%s:%s" % (self.addr, repo, tag)
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        end_process(self.proc)
         if self._log:
             self._log.close()
             self._log = None

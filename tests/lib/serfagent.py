@@ -105,13 +105,7 @@ class SerfAgent:
             return ""
 
     def kill(self, sig=signal.SIGKILL):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        hctest.end_process(self.proc, sig, timeout=15)
         if self._log:
             self._log.close()
             self._log = None
