@@ -325,8 +325,7 @@ void hc_cli_print_config(const struct hc_cli_cmd *cmd, const void *args, FILE *o
 	struct hc_cli_table *t = hc_cli_table_new(3, hdr);
 
 	record_for(cmd);
-	fprintf(out, "# `hypercore %s`, flag > env ($" ENV_PREFIX "<OPTION>) > config > default\n",
-		cmd->path);
+	fputs("# effective options: flag > env ($" ENV_PREFIX "<OPTION>) > config > default\n", out);
 	fprintf(out, "# config file: %s\n", rec.file ? rec.file : "none (" HC_CLI_DEFAULT_CONFIG
 							     " is absent)");
 	for (size_t i = 0; t && cmd->opts && cmd->opts[i].name; i++) {

@@ -4,8 +4,8 @@
  * line, $HYPERCORE_ENV or the file) are parsed by code of our own. The first
  * byte chooses: odd, a comma-separated list; even, a TOML file. Checked:
  *  - nothing is read past the input (an exact-size copy, under ASan);
- *  - a parse either fails with a "f:LINE: " message whose line is within the
- *    input, or gives entries whose items are NUL-free strings of at most
+ *  - a parse either fails with a message naming the file "f" (and a line
+ *    within the input when it names one), or gives entries whose items are NUL-free strings of at most
  *    HC_TOML_MAX_VALUE bytes and whose lines are in order;
  *  - a list splits into fields no longer than the input, and re-joining a
  *    list without quotes gives the input back.
@@ -29,8 +29,9 @@ static void check_toml(const char *text, size_t len)
 	for (size_t i = 0; i < len; i++)
 		lines += text[i] == '\n';
 	if (hc_toml_parse(text, len, "f", &t, &err) < 0) {
-		if (err.code != -ENOMEM && strncmp(err.msg, "f:", 2) == 0 &&
-		    (sscanf(err.msg, "f:%u: ", &at) != 1 || at < 1 || at > lines))
+		if (err.code != -ENOMEM && strncmp(err.msg, "f:", 2) != 0)
+			abort();
+		if (sscanf(err.msg, "f:%u: ", &at) == 1 && (at < 1 || at > lines))
 			abort();
 		return;
 	}
