@@ -231,7 +231,7 @@ extern int hc_cli_dashdash;
  * "--" is a usage error, as is an id that is no workload id. Then optind is
  * hc_cli_dashdash: the operands left are those after "--". -1 to go on,
  * else the exit status. */
-int hc_cli_take_id(const struct hc_cli_cmd *cmd, int argc, char **argv, const char **id);
+int hc_cli_take_id(const struct hc_cli_cmd *cmd, char **argv, const char **id);
 
 /* Prints every option of cmd's table with its effective value in args and
  * where it came from (default, config, env, flag), as the last

@@ -238,7 +238,7 @@ int hc_cli_parse_id_args(const struct hc_cli_cmd *cmd, int argc, char **argv,
 	a->addr = default_addr;
 	a->timeout_ms = DEFAULT_TIMEOUT_MS;
 	r = hc_cli_parse_opts(cmd, argc, argv, a);
-	if (r >= 0 || (r = hc_cli_take_id(cmd, argc, argv, &a->id)) >= 0)
+	if (r >= 0 || (r = hc_cli_take_id(cmd, argv, &a->id)) >= 0)
 		return r;
 	if (optind < argc)
 		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind]);

@@ -577,7 +577,7 @@ static int parse_id_opts(const struct hc_cli_cmd *cmd, int argc, char **argv, bo
 	r = hc_cli_parse_opts(cmd, argc, argv, a);
 	if (r >= 0 || !need_id)
 		return r;
-	return hc_cli_take_id(cmd, argc, argv, &a->id);
+	return hc_cli_take_id(cmd, argv, &a->id);
 }
 
 int hc_cli_cmd_stop(const struct hc_cli_cmd *cmd, int argc, char **argv)

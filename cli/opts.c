@@ -339,11 +339,10 @@ out:
 	return r;
 }
 
-int hc_cli_take_id(const struct hc_cli_cmd *cmd, int argc, char **argv, const char **id)
+int hc_cli_take_id(const struct hc_cli_cmd *cmd, char **argv, const char **id)
 {
 	const char *pos = optind < hc_cli_dashdash ? argv[optind] : NULL;
 
-	(void)argc;
 	if (hc_cli_dashdash - optind > 1)
 		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind + 1]);
 	if (pos && *id && strcmp(pos, *id) != 0)

@@ -102,10 +102,11 @@ class UpstreamCli(hctest.TestCase):
                 self.assertEqual(r.returncode, 2, r.stderr)
                 self.assertIn("want the workload id", r.stderr)
 
-    def start_configured(self, name, config, env, http_port=None):
-        """An agent with config as its configuration file (%(http)d: a port)
-        and env in its environment (its other addresses from the test's
-        Agent); http_port: where it serves HTTP then, if not the file's."""
+    def start_configured(self, name, config, env, http_port=None, flags=()):
+        """An agent with config as its configuration file (%(http)d: a port),
+        env in its environment and flags after its own (its other addresses
+        from the test's Agent); http_port: where it serves HTTP then, if not
+        the file's."""
         a = self.agent(name, start=False)
         path = os.path.join(self.workdir, name + ".toml")
         with open(path, "w") as f:
@@ -114,7 +115,7 @@ class UpstreamCli(hctest.TestCase):
         own = a.args()
         i = own.index("--http-bind-addr")
         del own[i:i + 2]
-        a.args = lambda: [*own, "--config", path]
+        a.args = lambda: [*own, "--config", path, *flags]
         saved = dict(os.environ)
         os.environ.update(env)
         try:
@@ -166,6 +167,12 @@ class UpstreamCli(hctest.TestCase):
         for k in env:
             del os.environ[k]
         self.assertCleanExit(b)
+
+        # and the running agent: the flag over the environment over the file
+        c, _ = self.start_configured("c", config, env, http_port=flag_port,
+                                     flags=["--http-bind-addr", "127.0.0.1:%d" % flag_port])
+        self.assertEqual(c.http("/healthz")[0], 200)
+        self.assertCleanExit(c)
 
     def test_bad_config_is_one_line_naming_file_and_line(self):
         path = os.path.join(self.workdir, "bad.toml")

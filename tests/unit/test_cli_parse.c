@@ -271,28 +271,28 @@ static void test_positional_id(void **state)
 	(void)state;
 	r = parse(&a, argv, "fake", ID1, "--json", NULL);
 	assert_int_equal(r.rc, -1);
-	assert_int_equal(hc_cli_take_id(&fake, 3, argv, &a.id), -1);
+	assert_int_equal(hc_cli_take_id(&fake, argv, &a.id), -1);
 	assert_string_equal(a.id, ID1);
 	assert_int_equal(optind, 3);
 
 	r = parse(&a, argv, "fake", "--id", ID1, ID1, "--", "sh", "-c", NULL);
-	assert_int_equal(hc_cli_take_id(&fake, 7, argv, &a.id), -1);
+	assert_int_equal(hc_cli_take_id(&fake, argv, &a.id), -1);
 	assert_string_equal(a.id, ID1);
 	assert_string_equal(argv[optind], "sh");
 
 	r = parse(&a, argv, "fake", "--id", ID1, NULL);
-	assert_int_equal(hc_cli_take_id(&fake, 3, argv, &a.id), -1);
+	assert_int_equal(hc_cli_take_id(&fake, argv, &a.id), -1);
 	assert_string_equal(a.id, ID1);
 }
 
 /* take_id's failures, each with stderr out of the way. */
-static int take_id_fails(int argc, char **argv, const char **id)
+static int take_id_fails(char **argv, const char **id)
 {
 	int saved = dup(2), devnull = open("/dev/null", O_WRONLY), rc;
 
 	fflush(stderr);
 	dup2(devnull, 2);
-	rc = hc_cli_take_id(&fake, argc, argv, id);
+	rc = hc_cli_take_id(&fake, argv, id);
 	fflush(stderr);
 	dup2(saved, 2);
 	close(saved);
@@ -307,13 +307,13 @@ static void test_positional_id_errors(void **state)
 
 	(void)state;
 	parse(&a, argv, "fake", "--id", ID1, ID2, NULL);
-	assert_int_equal(take_id_fails(4, argv, &a.id), 2);
+	assert_int_equal(take_id_fails(argv, &a.id), 2);
 	parse(&a, argv, "fake", NULL);
-	assert_int_equal(take_id_fails(1, argv, &a.id), 2);
+	assert_int_equal(take_id_fails(argv, &a.id), 2);
 	parse(&a, argv, "fake", "not-an-id", NULL);
-	assert_int_equal(take_id_fails(2, argv, &a.id), 2);
+	assert_int_equal(take_id_fails(argv, &a.id), 2);
 	parse(&a, argv, "fake", ID1, ID2, NULL);
-	assert_int_equal(take_id_fails(3, argv, &a.id), 2);
+	assert_int_equal(take_id_fails(argv, &a.id), 2);
 }
 
 static void write_config(const char *path, const char *text)
