@@ -43,7 +43,8 @@ void hc_cli_record(const struct hc_cli_cmd *cmd, const struct hc_cli_opt *o, enu
 		return;
 	if (!value)
 		value = "true"; /* a flag given bare */
-	if (rec.src[i] == src && rec.text[i]) {
+	/* the values of a repeated option add up; a flag's last one counts */
+	if (rec.src[i] == src && rec.text[i] && hc_cli_takes_value(o)) {
 		if (asprintf(&text, "%s,%s", rec.text[i], value) < 0)
 			return;
 	} else if (!(text = strdup(value))) {
@@ -168,8 +169,10 @@ static int load_config(const char *config, struct hc_toml *t, struct hc_err *err
 
 	memset(t, 0, sizeof(*t));
 	if (!path || !*path) {
+		/* absent, or the agent's alone (0600, it may hold secrets): a
+		 * user's client verb runs without it */
 		path = HC_CLI_DEFAULT_CONFIG;
-		if (access(path, F_OK) < 0 && errno == ENOENT)
+		if (access(path, R_OK) < 0 && (errno == ENOENT || errno == EACCES))
 			return 0;
 	}
 	if ((r = read_text(path, &text, &len, err)) < 0)
