@@ -347,14 +347,13 @@ int hc_cli_take_id(const struct hc_cli_cmd *cmd, char **argv, const char **id)
 		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind + 1]);
 	if (pos && *id && strcmp(pos, *id) != 0)
 		return hc_cli_usage_error(cmd, "two different ids: %s and --id %s", pos, *id);
-	if (pos)
-		*id = pos;
 	optind = hc_cli_dashdash;
-	if (!*id)
-		return hc_cli_usage_error(cmd, "want the workload id (ID or --id ID)");
-	if (!hc_uuid_valid(*id))
-		return hc_cli_usage_error(cmd, "invalid id %s (a workload id is a lowercase UUID)",
-					  *id);
+	if (!pos && !*id)
+		return hc_cli_usage_error(cmd, "--id is required (or the id as the operand: ID)");
+	if (!hc_uuid_valid(pos ? pos : *id))
+		return hc_cli_usage_error(cmd, "invalid %s %s (a workload id is a lowercase UUID)",
+					  pos ? "id" : "--id", pos ? pos : *id);
+	*id = pos ? pos : *id;
 	return -1;
 }
 

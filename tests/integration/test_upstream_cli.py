@@ -100,7 +100,7 @@ class UpstreamCli(hctest.TestCase):
                 self.assertIn(sock, r.stderr)
                 r = run_cli(verb, "--containerd-socket", sock)
                 self.assertEqual(r.returncode, 2, r.stderr)
-                self.assertIn("want the workload id", r.stderr)
+                self.assertIn("--id is required (or the id as the operand: ID)", r.stderr)
 
     def start_configured(self, name, config, env, http_port=None, flags=()):
         """An agent with config as its configuration file (%(http)d: a port),
