@@ -285,19 +285,28 @@ static void test_positional_id(void **state)
 	assert_string_equal(a.id, ID1);
 }
 
-/* take_id's failures, each with stderr out of the way. */
-static int take_id_fails(char **argv, const char **id)
+/* take_id's failure: its exit status, and its first line in want. */
+static void take_id_fails(char **argv, const char **id, const char *want)
 {
-	int saved = dup(2), devnull = open("/dev/null", O_WRONLY), rc;
+	char path[128], err[4096];
+	int saved = dup(2), fd, rc;
+	ssize_t n;
 
+	snprintf(path, sizeof(path), "%s/stderr", tmpdir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0 && saved >= 0);
 	fflush(stderr);
-	dup2(devnull, 2);
+	dup2(fd, 2);
 	rc = hc_cli_take_id(&fake, argv, id);
 	fflush(stderr);
 	dup2(saved, 2);
 	close(saved);
-	close(devnull);
-	return rc;
+	n = pread(fd, err, sizeof(err) - 1, 0);
+	err[n > 0 ? n : 0] = '\0';
+	close(fd);
+	assert_int_equal(rc, 2);
+	if (strncmp(err, want, strlen(want)) != 0)
+		fail_msg("wanted \"%s\", got \"%s\"", want, err);
 }
 
 static void test_positional_id_errors(void **state)
@@ -307,13 +316,15 @@ static void test_positional_id_errors(void **state)
 
 	(void)state;
 	parse(&a, argv, "fake", "--id", ID1, ID2, NULL);
-	assert_int_equal(take_id_fails(argv, &a.id), 2);
+	take_id_fails(argv, &a.id, "hypercore fake: two different ids: " ID2 " and --id " ID1);
 	parse(&a, argv, "fake", NULL);
-	assert_int_equal(take_id_fails(argv, &a.id), 2);
+	take_id_fails(argv, &a.id, "hypercore fake: --id is required (or the id as the operand");
 	parse(&a, argv, "fake", "not-an-id", NULL);
-	assert_int_equal(take_id_fails(argv, &a.id), 2);
+	take_id_fails(argv, &a.id, "hypercore fake: invalid id not-an-id (a workload id is");
+	parse(&a, argv, "fake", "--id", "../etc", NULL);
+	take_id_fails(argv, &a.id, "hypercore fake: invalid --id ../etc (a workload id is");
 	parse(&a, argv, "fake", ID1, ID2, NULL);
-	assert_int_equal(take_id_fails(argv, &a.id), 2);
+	take_id_fails(argv, &a.id, "hypercore fake: unexpected argument " ID2);
 }
 
 static void write_config(const char *path, const char *text)
