@@ -37,14 +37,14 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 	{
 		.path = "cluster stop",
 		.summary = "stop a workload wherever it runs in the cluster",
-		.usage = "Usage: hypercore cluster stop --id ID [options]\n",
+		.usage = "Usage: hypercore cluster stop [--id] ID [options]\n",
 		.opts = hc_cli_opts_cluster_stop,
 		.run = hc_cli_cmd_cluster_stop,
 	},
 	{
 		.path = "cluster logs",
 		.summary = "print a workload's output, from whichever node runs it",
-		.usage = "Usage: hypercore cluster logs --id ID [options]\n",
+		.usage = "Usage: hypercore cluster logs [--id] ID [options]\n",
 		.opts = hc_cli_opts_cluster_logs,
 		.run = hc_cli_cmd_cluster_logs,
 	},
@@ -170,7 +170,7 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 	{
 		.path = "cluster proof show",
 		.summary = "print a workload's execution proofs, from whichever node runs it",
-		.usage = "Usage: hypercore cluster proof show --id ID [options]\n"
+		.usage = "Usage: hypercore cluster proof show [--id] ID [options]\n"
 			 "\n"
 			 "Prints the workload's proof chain as its owner logged it: one signed entry\n"
 			 "per broadcast period with its metrics and hash.\n",
@@ -180,7 +180,7 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 	{
 		.path = "cluster proof verify",
 		.summary = "verify a workload's execution proofs: VALID, INVALID or UNKNOWN",
-		.usage = "Usage: hypercore cluster proof verify --id ID [options]\n"
+		.usage = "Usage: hypercore cluster proof verify [--id] ID [options]\n"
 			 "\n"
 			 "The agent fetches the workload's proof chain from its owner and checks every\n"
 			 "entry: signature under the owner's key, hash, chain continuity, counters that\n"
@@ -215,7 +215,7 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 	{
 		.path = "stop",
 		.summary = "stop and remove a workload on this node",
-		.usage = "Usage: hypercore stop --id ID [options]\n"
+		.usage = "Usage: hypercore stop [--id] ID [options]\n"
 			 "\n"
 			 "Stops the workload (SIGTERM, SIGKILL after the grace period) and removes its\n"
 			 "container, sandbox, network namespace, address and logs.\n",
@@ -232,7 +232,7 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 	{
 		.path = "logs",
 		.summary = "print a workload's output",
-		.usage = "Usage: hypercore logs --id ID [options]\n"
+		.usage = "Usage: hypercore logs [--id] ID [options]\n"
 			 "\n"
 			 "Prints the workload's stdout to stdout and its stderr to stderr.\n",
 		.opts = hc_cli_opts_logs,
@@ -241,7 +241,7 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 	{
 		.path = "attach",
 		.summary = "open a shell (or run a command) inside a workload",
-		.usage = "Usage: hypercore attach --id ID [options] [-- COMMAND [ARG...]]\n"
+		.usage = "Usage: hypercore attach [--id] ID [options] [-- COMMAND [ARG...]]\n"
 			 "\n"
 			 "Runs /bin/sh (or COMMAND) in the workload with a terminal when stdin is one,\n"
 			 "through containerd's streaming server. Exits with the command's status.\n",
@@ -302,6 +302,18 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 			 "running agent keeps its programs loaded until it exits.\n",
 		.opts = hc_cli_opts_dataplane_cleanup,
 		.run = hc_cli_cmd_dataplane_cleanup,
+	},
+	{
+		.path = "config show",
+		.summary = "print the agent's effective options and where each comes from",
+		.usage = "Usage: hypercore config show [options] [JOIN-ADDR...]\n"
+			 "\n"
+			 "Prints every option of `hypercore cluster` with the value it would run with\n"
+			 "and its source: flag (these arguments), env ($HYPERCORE_<OPTION>: upper\n"
+			 "case, '-' as '_'), config (the --config file, by default\n"
+			 HC_CLI_DEFAULT_CONFIG ") or default. Secrets show only their length.\n",
+		.opts = hc_cli_opts_cluster,
+		.run = hc_cli_cmd_config_show,
 	},
 	{
 		.path = "version",

@@ -73,6 +73,8 @@ struct hc_cli_opt {
 	int (*parse)(char *value, void *field, char *why, size_t len);
 	const char *why; /* appended to "invalid --NAME VALUE" as " (why)" */
 	bool bare;       /* print the parse function's reason alone */
+	bool csv;        /* a value is a comma-separated list, as pflag's StringSlice */
+	bool secret;     /* never printed in full (config show) */
 	const char *metavar; /* the value in --help ("ADDR"); NULL for a flag */
 	const char *help;    /* one paragraph for --help, wrapped there; "\n" breaks */
 };
@@ -95,6 +97,10 @@ struct hc_cli_opt {
 #define HC_CLI_FUNC(n, s, f, fn, w, mv, h)                                            \
 	{ .name = n, .type = HC_CLI_OPT_FUNC, HC_CLI_FIELD_(s, f), .parse = fn, .why = w, \
 	  .metavar = mv, .help = h }
+/* A string that is a secret: config show prints its length, not it. */
+#define HC_CLI_SECRET(n, s, f, mv, h)                                                 \
+	{ .name = n, .type = HC_CLI_OPT_STR, HC_CLI_FIELD_(s, f), .secret = true,     \
+	  .metavar = mv, .help = h }
 /* A heading for the rows after it, as "Gossip (the Serf protocol)". */
 #define HC_CLI_GROUP(title) { .name = "", .type = HC_CLI_OPT_GROUP, .help = title }
 
@@ -115,6 +121,12 @@ int hc_cli_opt_log_level(char *value, void *field, char *why, size_t len);
 #define HC_CLI_LOG_LEVEL(s, f)                                                        \
 	HC_CLI_FUNC("log-level", s, f, hc_cli_opt_log_level, NULL, "LEVEL",           \
 		    "debug, info, warn or error (default info)")
+
+/* The help of both spawn verbs' --env, a list as upstream's StringSlice. */
+#define HC_CLI_ENV_HELP                                                               \
+	"environment variables, comma-separated as upstream's: A=1,B=2 is two; a "     \
+	"value with a comma in quotes, '\"A=x,y\"' (the quotes go) or 'A=\"x,y\"' "     \
+	"(they stay) (repeatable)"
 
 /* Rows both spawn verbs (local and cluster) share for hardening: --cap-add
  * CAP into the struct hc_workload_spec at spec (validated, repeatable),
@@ -138,7 +150,7 @@ int hc_cli_opt_token(char *value, void *field, char *why, size_t len);
 int hc_cli_opt_token_state_dir(char *value, void *field, char *why, size_t len);
 #define HC_CLI_AUTH_ROWS                                                              \
 	{ .name = "token", .type = HC_CLI_OPT_FUNC, .parse = hc_cli_opt_token,            \
-	  .bare = true, .metavar = "TOKEN",                                              \
+	  .bare = true, .secret = true, .metavar = "TOKEN",                              \
 	  .help = "the bearer token the agent wants (default: $HYPERCORE_TOKEN, else the " \
 		  "agent's token file in --state-dir)" },                                \
 	{ .name = "state-dir", .type = HC_CLI_OPT_FUNC, .parse = hc_cli_opt_token_state_dir, \
@@ -168,8 +180,8 @@ struct hc_cli_id_args {
 	bool follow, json;
 };
 /* Parses them (addr defaults to default_addr, the timeout to 60 s) and
- * checks --id is a workload id; -1 when the command runs, else the exit
- * status, as hc_cli_parse_opts. */
+ * takes the id (ID or --id ID, hc_cli_take_id); -1 when the command runs,
+ * else the exit status, as hc_cli_parse_opts. */
 int hc_cli_parse_id_args(const struct hc_cli_cmd *cmd, int argc, char **argv,
 			 struct hc_cli_id_args *a, const char *default_addr);
 
@@ -193,14 +205,80 @@ int hc_cli_cluster_beacon_table(const char *addr, int timeout_ms);
 
 /*
  * Parses argv's options (argv[0] is the command path) into args as the
- * command's table says, with getopt_long(): every command takes -h/--help; unknown
- * options and missing values print one line and the usage; a bad value prints
- * "invalid --NAME VALUE (why)" and the usage; a parse function's -ENOMEM
- * prints "out of memory" and exits 1. Returns -1 when the options
- * are done (optind is the first operand), else the exit status: 0 after
- * --help, 2 after a usage error.
+ * command's table says, as upstream's pflag does: options anywhere among the
+ * operands, "--NAME VALUE" or "--NAME=VALUE" (a flag takes "=true"/"=false"),
+ * "--" ends the options. Every command takes -h/--help and --config FILE.
+ * Each option's value comes from, strongest first: the command line,
+ * $HYPERCORE_<NAME> (upper case, '-' as '_'), the configuration file
+ * (--config, $HYPERCORE_CONFIG, else HC_CLI_DEFAULT_CONFIG when present), the
+ * caller's default in args. Unknown options and missing values print one
+ * line naming the option and the usage; a bad value prints "invalid --NAME
+ * VALUE (why)" and the usage; a bad file or variable one line naming it; a
+ * parse function's -ENOMEM prints "out of memory" and exits 1. Returns -1
+ * when the options are done, else the exit status: 0 after --help, 2 after a
+ * usage error. Then the operands are argv[optind..argc), in order (argv is
+ * reordered to put them there), those from argv[hc_cli_dashdash] on given
+ * after "--". Values stay valid until the process exits.
  */
 int hc_cli_parse_opts(const struct hc_cli_cmd *cmd, int argc, char **argv, void *args);
+extern int hc_cli_dashdash;
+
+#define HC_CLI_DEFAULT_CONFIG "/etc/hypercore/hypercore.toml"
+
+/* After hc_cli_parse_opts: the workload id as the operand before "--" (as
+ * upstream's `stop ID`) or --id, whichever was given (*id, the --id field,
+ * is updated); both and different, none, or more than one operand before
+ * "--" is a usage error, as is an id that is no workload id. Then optind is
+ * hc_cli_dashdash: the operands left are those after "--". -1 to go on,
+ * else the exit status. */
+int hc_cli_take_id(const struct hc_cli_cmd *cmd, char **argv, const char **id);
+
+/* Prints every option of cmd's table with its effective value in args and
+ * where it came from (default, config, env, flag), as the last
+ * hc_cli_parse_opts on cmd found them; secrets only as their length. */
+void hc_cli_print_config(const struct hc_cli_cmd *cmd, const void *args, FILE *out);
+
+/* ---- the configuration file: a strict TOML subset (cli/toml.c) ---- */
+
+enum hc_toml_type { HC_TOML_STRING, HC_TOML_INT, HC_TOML_FLOAT, HC_TOML_BOOL, HC_TOML_ARRAY };
+#define HC_TOML_MAX_VALUE 4096 /* bytes of one value, unescaped */
+
+/* One `key = value`. The value as text: strings unescaped, numbers as
+ * written without '_' or a leading '+', booleans "true" or "false"; an
+ * array has one item per element, all of type elem. */
+struct hc_toml_entry {
+	char *table; /* "" before any [table], else its dotted name */
+	char *key;
+	enum hc_toml_type type, elem;
+	char **items;
+	size_t nitems;
+	unsigned line;
+};
+
+struct hc_toml {
+	struct hc_toml_entry *entries; /* in file order */
+	size_t n;
+};
+
+/*
+ * Parses len bytes of text (name: the file, for messages) into out (free it
+ * with hc_toml_fini). The subset: comments; `key = value` with bare or
+ * quoted keys; basic and literal one-line strings, decimal integers and
+ * floats, booleans, arrays of one scalar type over several lines; [table]
+ * and [a.b] headers. Anything else (dotted keys, multi-line strings, dates,
+ * inline tables, arrays of tables, keys or tables given twice) is refused.
+ * 0, or -EINVAL with "NAME:LINE: what is wrong" in err (-ENOMEM).
+ */
+int hc_toml_parse(const char *text, size_t len, const char *name, struct hc_toml *out,
+		  struct hc_err *err);
+void hc_toml_fini(struct hc_toml *t);
+
+/* Splits a pflag StringSlice value: comma-separated, a field in double
+ * quotes may hold commas ("" is a quote in it), as encoding/csv reads it;
+ * a quote inside a field also protects commas up to the next one, and
+ * stays. Fields go to *out (free each and the array). 0, -EINVAL for an
+ * unterminated quote, -ENOMEM. */
+int hc_cli_split_csv(const char *s, char ***out, size_t *n);
 
 /* Prints the command's --help: usage, the options from its table, epilogue. */
 void hc_cli_print_usage(const struct hc_cli_cmd *cmd, FILE *out);
@@ -276,5 +354,6 @@ int hc_cli_cmd_routes_del(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_dataplane(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_dataplane_cleanup(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_version(const struct hc_cli_cmd *cmd, int argc, char **argv);
+int hc_cli_cmd_config_show(const struct hc_cli_cmd *cmd, int argc, char **argv);
 
 #endif /* HC_CLI_H */

@@ -146,12 +146,12 @@ const struct hc_cli_opt hc_cli_opts_cluster[] = {
 	HC_CLI_FUNC("node-name", A, cfg.node_name, parse_node_name,
 		    "letters, digits, -, _ and ., at most 128", "NAME",
 		    "name in the cluster (default: the node id)"),
-	HC_CLI_STR("cluster-encrypt", A, cfg.encrypt_key, "KEY",
+	HC_CLI_SECRET("cluster-encrypt", A, cfg.encrypt_key, "KEY",
 		   "base64 key, as `serf agent -encrypt` takes"),
 	HC_CLI_STR("cluster-keyring", A, cfg.keyring_file, "FILE",
 		   "JSON list of base64 keys, first primary; kept up to date when keys rotate "
 		   "(as serf -keyring-file)"),
-	HC_CLI_STR("join-token", A, cfg.join_token, "STRING",
+	HC_CLI_SECRET("join-token", A, cfg.join_token, "STRING",
 		   "join the cluster whose key and API token it carries (what `hypercore cluster "
 		   "join-token` prints on a member); kept in --state-dir. Without a key, token or "
 		   "keyring, a node with no seeds makes a new cluster key there, and a node with "
@@ -285,9 +285,12 @@ const struct hc_cli_opt hc_cli_opts_cluster[] = {
 };
 #undef A
 
-int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
+/* The agent's options with their defaults, then as argv, the environment
+ * and the configuration file set them. -1 to go on, else the exit status. */
+static int parse_cluster_args(const struct hc_cli_cmd *cmd, int argc, char **argv,
+			      struct cluster_args *a)
 {
-	struct cluster_args a = {
+	*a = (struct cluster_args){
 		.cfg = {
 			.grpc_bind_addr = HC_CLI_DEFAULT_GRPC_ADDR,
 			.http_bind_addr = HC_CLI_DEFAULT_HTTP_ADDR,
@@ -298,9 +301,32 @@ int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
 		},
 		.level = HC_LOG_INFO,
 	};
+	return hc_cli_parse_opts(cmd, argc, argv, a);
+}
+
+int hc_cli_cmd_config_show(const struct hc_cli_cmd *cmd, int argc, char **argv)
+{
+	struct cluster_args a;
+	int r = parse_cluster_args(cmd, argc, argv, &a);
+
+	if (r >= 0)
+		return r;
+	hc_cli_print_config(cmd, &a, stdout);
+	if (optind < argc) {
+		printf("\nJOIN-ADDR:");
+		for (int i = optind; i < argc; i++)
+			printf(" %s", argv[i]);
+		putchar('\n');
+	}
+	return HC_EXIT_OK;
+}
+
+int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
+{
+	struct cluster_args a;
 	struct hc_daemon_config *cfg = &a.cfg;
 	struct hc_err err;
-	int r = hc_cli_parse_opts(cmd, argc, argv, &a);
+	int r = parse_cluster_args(cmd, argc, argv, &a);
 
 	if (r >= 0)
 		return r;

@@ -130,9 +130,9 @@ const struct hc_cli_opt hc_cli_opts_cluster_spawn[] = {
 	HC_CLI_FUNC("ports", S, spec, parse_ports, NULL, "H:C[,H:C...]",
 		    "host port -> container port: H in 30000-32767 is a node port on the owner, "
 		    "any other H a proxy port"),
-	{ .name = "env", .type = HC_CLI_OPT_FUNC, .parse = parse_env,
-	  .why = "NAME=VALUE, at most " HC_CLI_QUOTE(HC_RUNTIME_MAX_ENV), .metavar = "NAME=VALUE",
-	  .help = "environment variable (repeatable)" },
+	{ .name = "env", .type = HC_CLI_OPT_FUNC, .parse = parse_env, .csv = true,
+	  .why = "NAME=VALUE, at most " HC_CLI_QUOTE(HC_RUNTIME_MAX_ENV),
+	  .metavar = "NAME=VALUE[,...]", .help = HC_CLI_ENV_HELP },
 	HC_CLI_FUNC("id", S, req.id, parse_id, "a lowercase UUID", "UUID",
 		    "the workload id (default: a new one)"),
 	HC_CLI_HARDENING_ROWS(S, spec, req.pids_limit, spec.read_only_rootfs),
@@ -238,15 +238,10 @@ int hc_cli_parse_id_args(const struct hc_cli_cmd *cmd, int argc, char **argv,
 	a->addr = default_addr;
 	a->timeout_ms = DEFAULT_TIMEOUT_MS;
 	r = hc_cli_parse_opts(cmd, argc, argv, a);
-	if (r >= 0)
+	if (r >= 0 || (r = hc_cli_take_id(cmd, argv, &a->id)) >= 0)
 		return r;
 	if (optind < argc)
 		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
-	if (!a->id)
-		return hc_cli_usage_error(cmd, "--id is required");
-	if (!hc_uuid_valid(a->id))
-		return hc_cli_usage_error(cmd, "invalid --id %s (a workload id is a lowercase UUID)",
-					  a->id);
 	return -1;
 }
 

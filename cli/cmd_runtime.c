@@ -292,8 +292,9 @@ const struct hc_cli_opt hc_cli_opts_spawn[] = {
 	HC_CLI_UINT("mem", S, spec.memory_mb, HC_RUNTIME_MIN_MEM_MB, 16u << 20,
 		    "MB, " HC_CLI_QUOTE(HC_RUNTIME_MIN_MEM_MB) "..16777216", "MB",
 		    "memory limit in MB, default " HC_CLI_QUOTE(HC_RUNTIME_DEFAULT_MEM_MB)),
-	HC_CLI_FUNC("env", S, spec, parse_env, "want NAME=VALUE", "NAME=VALUE",
-		    "environment variable (repeatable)"),
+	{ .name = "env", .type = HC_CLI_OPT_FUNC, .off = offsetof(S, spec), .parse = parse_env,
+	  .csv = true, .why = "want NAME=VALUE", .metavar = "NAME=VALUE[,...]",
+	  .help = HC_CLI_ENV_HELP },
 	{ .name = "ports", .type = HC_CLI_OPT_FUNC, .off = offsetof(S, spec), .parse = parse_ports,
 	  .bare = true, .metavar = "H:C[,H:C...]",
 	  .help = "host port -> container port, recorded for the proxy" },
@@ -561,9 +562,9 @@ const struct hc_cli_opt hc_cli_opts_attach[] = {
 };
 #undef L
 
-/* Parses a local verb's options into a (initialised here) with --id
- * required when need_id. Arguments after the options are the caller's to
- * check. Returns -1 to go on, else the exit status to return. */
+/* Parses a local verb's options into a (initialised here) with the id
+ * (ID or --id ID) required when need_id. Operands after it are the
+ * caller's to check. Returns -1 to go on, else the exit status to return. */
 static int parse_id_opts(const struct hc_cli_cmd *cmd, int argc, char **argv, bool need_id,
 			 struct local_args *a)
 {
@@ -574,13 +575,9 @@ static int parse_id_opts(const struct hc_cli_cmd *cmd, int argc, char **argv, bo
 	a->grace = STOP_GRACE_S;
 	a->tail = -1;
 	r = hc_cli_parse_opts(cmd, argc, argv, a);
-	if (r >= 0)
+	if (r >= 0 || !need_id)
 		return r;
-	if (need_id && !a->id)
-		return hc_cli_usage_error(cmd, "--id is required");
-	if (need_id && !hc_uuid_valid(a->id))
-		return hc_cli_usage_error(cmd, "invalid --id %s (a workload id is a UUID)", a->id);
-	return -1;
+	return hc_cli_take_id(cmd, argv, &a->id);
 }
 
 int hc_cli_cmd_stop(const struct hc_cli_cmd *cmd, int argc, char **argv)

@@ -27,7 +27,7 @@ DEFINE = re.compile(r"^#define (\w+)\b((?:.*\\\n)*.*)$", re.M)
 # A designated row: from "{ .name =" to its closing brace.
 DESIGNATED = re.compile(r'\{\s*\.name = "([a-z0-9-]+)"(.*?)\}', re.S)
 # Flags the texts name that no table holds: the parser's own.
-BUILTIN = {"help"}
+BUILTIN = {"help", "config"}
 
 
 def sources(root):

@@ -149,6 +149,12 @@ static void test_layout(void **state)
 			    "                          line, and even a third one since it goes on and on\n"
 			    "  --n N                   first line\n"
 			    "                          second line\n"
+			    "\n"
+			    "Every command:\n"
+			    "  --config FILE           read options from this TOML file, by their long names\n"
+			    "                          (default /etc/hypercore/hypercore.toml when present);\n"
+			    "                          $HYPERCORE_<OPTION> overrides it, the command line\n"
+			    "                          both\n"
 			    "  -h, --help              show this help\n"
 			    "\n"
 			    "The end.\n");
