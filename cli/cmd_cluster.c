@@ -198,7 +198,8 @@ const struct hc_cli_opt hc_cli_opts_cluster[] = {
 	HC_CLI_LIST("insecure-registry", A, registries, cfg.ninsecure, "HOST:PORT",
 		    "pull from it over plain HTTP (repeatable)"),
 	HC_CLI_STR("workload-subnet", A, cfg.workload_subnet, "CIDR",
-		   "workload addresses (default 192.168.127.0/24)"),
+		   "workload addresses (default " HC_WORKLOAD_SUBNET "); must overlap no "
+		   "route the node has"),
 	HC_CLI_UINT("capacity-cpu", A, cfg.capacity_cpus, 1, 1ul << 30, NULL, "N",
 		    "vCPUs offered to workloads (default max(nproc, 225))"),
 	HC_CLI_UINT("capacity-mem", A, cfg.capacity_mem_mb, 1, 1ul << 30, NULL, "MB",

@@ -127,7 +127,8 @@ const struct hc_cli_opt hc_cli_opts_containerd[] = {
 	HC_CLI_LIST("insecure-registry", D, registries, cfg.ninsecure, "HOST:PORT",
 		    "pull from this registry over plain HTTP (repeatable)"),
 	HC_CLI_STR("workload-subnet", D, cfg.subnet, "CIDR",
-		   "workload addresses (default 192.168.127.0/24)"),
+		   "workload addresses (default " HC_WORKLOAD_SUBNET "); must overlap no "
+		   "route the node has"),
 	HC_CLI_LOG_LEVEL(D, level),
 	{ .name = NULL },
 };

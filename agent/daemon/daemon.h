@@ -57,7 +57,7 @@ struct hc_daemon_config {
 	const char *containerd_socket; /* NULL: start the embedded containerd */
 	const char *const *insecure_registries; /* HOST:PORT pulled over plain HTTP */
 	size_t ninsecure;
-	const char *workload_subnet;   /* NULL: 192.168.127.0/24 */
+	const char *workload_subnet;   /* NULL: HC_WORKLOAD_SUBNET (10.88.0.0/16) */
 	uint32_t capacity_cpus;        /* 0: max(nproc, 225) */
 	uint32_t capacity_mem_mb;      /* 0: MemAvailable */
 	uint32_t watch_interval_ms;    /* workload checks; 0: 2000 */

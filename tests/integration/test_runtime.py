@@ -383,6 +383,11 @@ class Runtime(unittest.TestCase):
         return sorted(f for f in os.listdir(d) if re.match(r"^\d+\.\d+\.\d+\.\d+$", f)) \
             if os.path.isdir(d) else []
 
+    def netns_glob(self):
+        """The workloads' network namespaces: under containerd's state,
+        a directory of our own (not upstream's containerd's)."""
+        return os.path.join(self.agent.run_dir, "embedded-containerd", "**", "netns", "cni-*")
+
     def assertFails(self, r, code, *words):
         self.assertEqual(r.returncode, code, "stdout=%r stderr=%r" % (r.stdout, r.stderr))
         first = r.stderr.strip().splitlines()[0] if r.stderr.strip() else ""
@@ -478,8 +483,7 @@ class Runtime(unittest.TestCase):
         self.assertEqual(len(self.leases()), len(before) + 1)
         log_dir = os.path.join(self.agent.state_dir, "logs", wid)
         self.assertTrue(os.path.isdir(log_dir))
-        netns = glob.glob(os.path.join(self.agent.run_dir, "containerd", "**", "netns", "cni-*"),
-                          recursive=True)
+        netns = glob.glob(self.netns_glob(), recursive=True)
         t0 = time.monotonic()
         r = self.cli("stop", "--id", wid)
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -491,8 +495,7 @@ class Runtime(unittest.TestCase):
                                                     w["container_id"])))
         # the workload's own parent (its pids limit) goes too, everywhere
         self.assertEqual(glob.glob(os.path.join(CGROUP_ROOT, "*", "hypercore", wid)), [])
-        after = glob.glob(os.path.join(self.agent.run_dir, "containerd", "**", "netns", "cni-*"),
-                          recursive=True)
+        after = glob.glob(self.netns_glob(), recursive=True)
         self.assertEqual(len(after), len(netns) - 1)
         self.assertIsNone(http_get("http://%s:8080/" % w["ip"], timeout=0.5))
         # stopping again: the workload is gone, and the CLI says so
@@ -871,7 +874,7 @@ class Runtime(unittest.TestCase):
         for name in ("hc_prog_tc_from_wl", "hc_prog_tc_to_wl"):
             subprocess.run(["bpftool", "map", "pin", "pinned", os.path.join(PIN_DIR, "hc_drops"),
                             os.path.join(BAD_PIN_DIR, name)], check=True)
-        netns_glob = os.path.join(self.agent.run_dir, "containerd", "**", "netns", "cni-*")
+        netns_glob = self.netns_glob()
         before = (sorted(w["id"] for w in self.list_json_or_empty()), self.leases(),
                   len(glob.glob(netns_glob, recursive=True)))
         r = self.cli("spawn", "--image-ref", self.images["probe"], "--mem", "16",
