@@ -119,6 +119,19 @@ static int parse_id(char *arg, void *field, char *why, size_t len)
 	return 0;
 }
 
+/* always, on-failure or never: req.restart points at the policy's name. */
+static int parse_restart(char *arg, void *field, char *why, size_t len)
+{
+	enum hc_restart_policy p = hc_restart_policy_parse(arg);
+
+	(void)why;
+	(void)len;
+	if (p == HC_RESTART_UNSET)
+		return -EINVAL;
+	*(char **)field = (char *)hc_restart_policy_name(p);
+	return 0;
+}
+
 #define S struct spawn_args
 const struct hc_cli_opt hc_cli_opts_cluster_spawn[] = {
 	HC_CLI_GRPC_ADDR(S, addr),
@@ -135,6 +148,11 @@ const struct hc_cli_opt hc_cli_opts_cluster_spawn[] = {
 	  .help = "environment variable (repeatable)" },
 	HC_CLI_FUNC("id", S, req.id, parse_id, "a lowercase UUID", "UUID",
 		    "the workload id (default: a new one)"),
+	HC_CLI_FUNC("restart", S, req.restart, parse_restart, "always, on-failure or never",
+		    "POLICY",
+		    "when it exits, its node brings it back (same id, with a backoff): always, "
+		    "on-failure (exit code not 0) or never (default: the agent's "
+		    "--default-restart, always unless set)"),
 	HC_CLI_HARDENING_ROWS(S, spec, req.pids_limit, spec.read_only_rootfs),
 	HC_CLI_STR("policy", S, policy, "FILE",
 		   "place by this policy instead of the agent's --cluster-policy (JSON: "

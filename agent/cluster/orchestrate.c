@@ -689,6 +689,16 @@ static struct hc_cluster_op *spawn_start(struct hc_cluster *c, const hc_pb_spawn
 			   "a preset id and a policy with replicas > 1 exclude each other");
 		return NULL;
 	}
+	/* the cluster's default, decided here, travels with the request: its
+	 * node restarts it as the node asked said */
+	if (!op->req->restart || !*op->req->restart) {
+		op->req->restart = strdup(hc_restart_policy_name(hc_cluster_restart_policy(c, op->req)));
+		if (!op->req->restart) {
+			op_free(op);
+			fail_early(done, explain_done, arg, HC_RPC_RESOURCE_EXHAUSTED, "out of memory");
+			return NULL;
+		}
+	}
 	if (op->req->anti_affinity && *op->req->anti_affinity)
 		free(op->req->anti_affinity);
 	op->req->anti_affinity = NULL;
@@ -723,6 +733,13 @@ static void respawn(struct hc_cluster *c, const hc_pb_workload *w, const char *d
 
 	if (!w->source_request)
 		return;
+	/* "never": it must not run twice (a job with side effects), so a node
+	 * failure does not start it again either */
+	if (hc_cluster_restart_policy(c, w->source_request) == HC_RESTART_NEVER) {
+		hc_log(HC_LOG_INFO, "not respawning %s of failed node %s: its restart policy is never",
+		       w->id, dead_node);
+		return;
+	}
 	req = hc_cluster_pb_clone(&w->source_request->base);
 	if (!req)
 		return;

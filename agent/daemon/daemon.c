@@ -605,6 +605,7 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, struct hc_err *err)
 	struct hc_cluster_config ccfg = { .state_dir = cfg->state_dir, .base_url = cfg->base_url,
 					  .join = cfg->join, .njoin = cfg->njoin,
 					  .respawn = cfg->respawn_on_node_failure,
+					  .default_restart = cfg->default_restart,
 					  .state_period_ms = cfg->state_period_ms };
 	struct gossip_setup gs;
 	struct daemon_secrets secrets;

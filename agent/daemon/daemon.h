@@ -48,6 +48,7 @@ struct hc_daemon_config {
 
 	/* Orchestration */
 	bool respawn_on_node_failure; /* reschedule failed nodes' workloads */
+	int default_restart;          /* enum hc_restart_policy of spawns naming none; 0: always */
 	const char *cluster_policy;     /* --cluster-policy FILE; NULL: upstream's default */
 	uint32_t state_period_ms;     /* state broadcast period; 0: 5000 */
 

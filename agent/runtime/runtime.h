@@ -171,6 +171,24 @@ uint32_t hc_workload_spec_pids_limit(const struct hc_workload_spec *spec);
 #define HC_LABEL_EGRESS_MBIT "hypercore.egress-mbit"
 #define HC_EGRESS_MBIT_MAX 100000
 
+/* The label that says what the agent does when the workload exits (see
+ * enum hc_restart_policy); no label: the agent's --default-restart. */
+#define HC_LABEL_RESTART "hypercore.restart"
+
+enum hc_restart_policy {
+	HC_RESTART_UNSET,      /* not said: the default applies */
+	HC_RESTART_ALWAYS,     /* bring it back whatever its exit code (upstream's way) */
+	HC_RESTART_ON_FAILURE, /* only when its exit code is not 0 */
+	HC_RESTART_NEVER,      /* an exit is final */
+};
+
+/* "always", "on-failure", "never"; "" for UNSET. */
+const char *hc_restart_policy_name(enum hc_restart_policy p);
+/* The policy of a name above (not ""), or HC_RESTART_UNSET for anything else. */
+enum hc_restart_policy hc_restart_policy_parse(const char *name);
+/* The policy a spec's label asks for; UNSET without one. */
+enum hc_restart_policy hc_workload_spec_restart(const struct hc_workload_spec *spec);
+
 /* The egress limit a spec asks for, in bytes per second; 0 = none. */
 uint64_t hc_workload_spec_egress_bytes(const struct hc_workload_spec *spec);
 
