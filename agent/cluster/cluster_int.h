@@ -404,6 +404,18 @@ bool hc_cluster_member_alive(struct hc_cluster *c, const char *name);
  * 0, -ENOENT (no such member) or -EINVAL (no IP in its address). */
 struct hc_ipaddr;
 int hc_cluster_member_ip(struct hc_cluster *c, const char *name, struct hc_ipaddr *out);
+
+/* logs.c: where peer p's HTTP API is: the address and port it announced,
+ * or, for an upstream node (none announced), its gossip address' IP and
+ * upstream's fixed port 8001; our API token goes only to nodes that
+ * announced a port (ours). 0, or -ENOENT when p is no member now. */
+struct owner_endpoint {
+	char host[46]; /* INET6_ADDRSTRLEN */
+	uint16_t port;
+	bool send_token;
+};
+int hc_cluster_owner_endpoint(struct hc_cluster *c, const struct peer *p,
+			      struct owner_endpoint *ep);
 /* Counts a rejected state or answer and logs it: a warning at most every
  * REJECT_WARN_EVERY_MS, debug otherwise. what names it ("state", "spawn
  * answer"...), why the reason. */

@@ -417,6 +417,24 @@ static void query_done(void *arg)
 	hc_cluster_op_release_if_idle(op);
 }
 
+/* When nodes refused for memory: which one has the most free, so the
+ * caller knows what fits ("" when none said). */
+static void most_memory_free(const struct hc_cluster_op *op, char *buf, size_t len)
+{
+	uint64_t most = 0, mb;
+	ssize_t at = -1;
+
+	buf[0] = '\0';
+	for (size_t i = 0; op->refusal && i < op->ncandidates; i++)
+		if (hc_runtime_refusal_free_mb(op->refusal[i], &mb) == 0 && (at < 0 || mb > most)) {
+			most = mb;
+			at = (ssize_t)i;
+		}
+	if (at >= 0)
+		snprintf(buf, len, " (the most memory free: %llu MB, on %s)",
+			 (unsigned long long)most, op->candidates[at]);
+}
+
 static void try_next_candidate(struct hc_cluster_op *op)
 {
 	uint8_t *payload;
@@ -430,10 +448,11 @@ static void try_next_candidate(struct hc_cluster_op *op)
 	while (op->cand < op->ncandidates && !op->capable[op->cand])
 		op->cand++;
 	if (op->cand >= op->ncandidates) {
-		char msg[700];
+		char msg[900], best[160];
 
-		snprintf(msg, sizeof(msg), "no node could take the workload%s%s",
-			 op->errors[0] ? ": " : " (no node answered)", op->errors);
+		most_memory_free(op, best, sizeof(best));
+		snprintf(msg, sizeof(msg), "no node could take the workload%s%s%s",
+			 op->errors[0] ? ": " : " (no node answered)", op->errors, best);
 		spawn_finish(op, op->errors[0] ? HC_RPC_RESOURCE_EXHAUSTED : HC_RPC_UNAVAILABLE,
 			     msg, NULL);
 		return;

@@ -407,6 +407,11 @@ int hc_runtime_watch_register_metrics(struct hc_runtime_watch *w, struct hc_metr
  * after the loop stopped running, before it is freed. NULL is fine. */
 void hc_runtime_watch_stop(struct hc_runtime_watch *w);
 
+/* The memory free on the node that refused a spawn with msg ("not enough
+ * memory: N MB requested, F MB free ..."; a node's answer may carry it
+ * after its name). 0 with *free_mb, or -EINVAL for any other message. */
+int hc_runtime_refusal_free_mb(const char *msg, uint64_t *free_mb);
+
 /* ---- the embedded containerd ---- */
 
 struct hc_containerd_config {

@@ -1252,6 +1252,33 @@ static void test_logs_from_the_owners_runtime(void **state)
 	tcluster_free(tc);
 }
 
+/* Logs of a workload on another node come from that node's HTTP API: where
+ * it announced it, or, from an upstream node (no address or port in its
+ * state), its member address and upstream's port 8001, without our token. */
+static void test_logs_endpoint_of_upstream_nodes(void **state)
+{
+	struct tcluster *tc = joined_cluster(2, false);
+	struct peer *p = hc_cluster_state_peer(tc->nodes[1].c, "n0");
+	struct owner_endpoint ep;
+
+	(void)state;
+	assert_non_null(p);
+	free(p->node_addr);
+	p->node_addr = strdup("");
+	p->http_port = 0; /* as upstream's states say */
+	assert_int_equal(hc_cluster_owner_endpoint(tc->nodes[1].c, p, &ep), 0);
+	assert_string_equal(ep.host, "10.0.0.1");
+	assert_int_equal(ep.port, 8001);
+	assert_false(ep.send_token);
+	free(p->node_addr);
+	p->node_addr = strdup("10.0.0.1");
+	p->http_port = 18001; /* ours announce both */
+	assert_int_equal(hc_cluster_owner_endpoint(tc->nodes[1].c, p, &ep), 0);
+	assert_int_equal(ep.port, 18001);
+	assert_true(ep.send_token);
+	tcluster_free(tc);
+}
+
 /* ---- stop during a spawn ---- */
 
 struct stop_spawn {
@@ -1852,6 +1879,7 @@ int main(void)
 		cmocka_unit_test(test_stop_running_workload),
 		cmocka_unit_test(test_stop_while_spawning),
 		cmocka_unit_test(test_logs_from_the_owners_runtime),
+		cmocka_unit_test(test_logs_endpoint_of_upstream_nodes),
 		cmocka_unit_test(test_rogue_key_for_existing_name),
 		cmocka_unit_test(test_forged_states_for_another_nodes_workloads),
 		cmocka_unit_test(test_beacon_attest_fresh_and_not_replayed),
