@@ -125,8 +125,7 @@ static int parse_price(char *arg, void *field, char *why, size_t len)
 	return 0;
 }
 
-/* always, on-failure or never, as enum hc_restart_policy. */
-static int parse_restart(char *arg, void *field, char *why, size_t len)
+int hc_cli_parse_restart(char *arg, void *field, char *why, size_t len)
 {
 	enum hc_restart_policy p = hc_restart_policy_parse(arg);
 
@@ -270,7 +269,7 @@ const struct hc_cli_opt hc_cli_opts_cluster[] = {
 	HC_CLI_FLAG("respawn-on-node-failure", A, cfg.respawn_on_node_failure,
 		    "reschedule the workloads of failed nodes (one respawn-enabled node each, "
 		    "chosen the same way by all), except those whose restart policy is never"),
-	HC_CLI_FUNC("default-restart", A, cfg.default_restart, parse_restart,
+	HC_CLI_FUNC("default-restart", A, cfg.default_restart, hc_cli_parse_restart,
 		    "always, on-failure or never", "POLICY",
 		    "restart policy of spawns that name none (default always, as upstream: a "
 		    "workload that exits is brought back with the same id)"),

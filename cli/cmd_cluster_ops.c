@@ -59,6 +59,7 @@ struct spawn_args {
 	char *env[HC_RUNTIME_MAX_ENV];
 	const char *addr;
 	const char *policy; /* --policy FILE */
+	int restart;	    /* enum hc_restart_policy; UNSET: the agent's default */
 	int timeout_ms;
 	bool json;
 };
@@ -81,6 +82,8 @@ static int to_request(struct spawn_args *a)
 	a->req.cap_add = a->spec.cap_add;
 	a->req.n_cap_add = a->spec.ncap_add;
 	a->req.read_only_rootfs = a->spec.read_only_rootfs;
+	if (a->restart != HC_RESTART_UNSET)
+		a->req.restart = (char *)hc_restart_policy_name((enum hc_restart_policy)a->restart);
 	return 0;
 }
 
@@ -119,19 +122,6 @@ static int parse_id(char *arg, void *field, char *why, size_t len)
 	return 0;
 }
 
-/* always, on-failure or never: req.restart points at the policy's name. */
-static int parse_restart(char *arg, void *field, char *why, size_t len)
-{
-	enum hc_restart_policy p = hc_restart_policy_parse(arg);
-
-	(void)why;
-	(void)len;
-	if (p == HC_RESTART_UNSET)
-		return -EINVAL;
-	*(char **)field = (char *)hc_restart_policy_name(p);
-	return 0;
-}
-
 #define S struct spawn_args
 const struct hc_cli_opt hc_cli_opts_cluster_spawn[] = {
 	HC_CLI_GRPC_ADDR(S, addr),
@@ -148,7 +138,7 @@ const struct hc_cli_opt hc_cli_opts_cluster_spawn[] = {
 	  .help = "environment variable (repeatable)" },
 	HC_CLI_FUNC("id", S, req.id, parse_id, "a lowercase UUID", "UUID",
 		    "the workload id (default: a new one)"),
-	HC_CLI_FUNC("restart", S, req.restart, parse_restart, "always, on-failure or never",
+	HC_CLI_FUNC("restart", S, restart, hc_cli_parse_restart, "always, on-failure or never",
 		    "POLICY",
 		    "when it exits, its node brings it back (same id, with a backoff): always, "
 		    "on-failure (exit code not 0) or never (default: the agent's "

@@ -207,8 +207,37 @@ static bool same_state(const struct local_wl *l, const struct hc_workload *w,
 	return same;
 }
 
+/* Whether policy p brings back a workload that exited with exit_code. */
+static bool policy_restarts(enum hc_restart_policy p, int exit_code)
+{
+	return p == HC_RESTART_ALWAYS || (p == HC_RESTART_ON_FAILURE && exit_code != 0);
+}
+
+/* A workload found exited that this agent never saw run: it exited while no
+ * agent watched (the agent was down, the node rebooted), or a local spawn's
+ * exited before the first look. Its policy decides, as for one seen exiting. */
+static void adopt_exited(struct hc_cluster *c, const struct hc_workload *w)
+{
+	hc_pb_workload *st = hc_uuid_valid(w->id) ? local_state_of(c, w) : NULL;
+	enum hc_restart_policy p;
+
+	if (!st)
+		return; /* not ours, or out of memory: the next look tries again */
+	p = hc_cluster_restart_policy(c, st->source_request);
+	if (!policy_restarts(p, w->exit_code)) {
+		hc_cluster_pb_free(st);
+		return;
+	}
+	if (local_put(c, st, w, false) < 0)
+		return;
+	hc_log(HC_LOG_INFO, "workload %s found exited (code %d): restarting it (--restart %s)",
+	       w->id, w->exit_code, hc_restart_policy_name(p));
+	hc_cluster_local_on_exit(c, w->id);
+}
+
 /* Adopts the runtime's list: running workloads stay or join, the rest go
- * (pending spawns and restarts in progress are kept). */
+ * (pending spawns and restarts in progress are kept); exited ones are
+ * restarted as their policy says. */
 static bool adopt(struct hc_cluster *c, const struct hc_workload *list, size_t n)
 {
 	bool changed = false;
@@ -240,8 +269,13 @@ static bool adopt(struct hc_cluster *c, const struct hc_workload *list, size_t n
 		struct local_wl *l;
 		hc_pb_workload *st;
 
-		if (w->state != HC_WORKLOAD_RUNNING || !w->ip[0] ||
-		    hc_cluster_local_recently_stopped(c, w->id))
+		if (hc_cluster_local_recently_stopped(c, w->id))
+			continue;
+		if (w->state == HC_WORKLOAD_EXITED && !hc_cluster_local_find(c, w->id)) {
+			adopt_exited(c, w);
+			continue;
+		}
+		if (w->state != HC_WORKLOAD_RUNNING || !w->ip[0])
 			continue;
 		st = local_state_of(c, w);
 		if (!st)
@@ -342,7 +376,7 @@ void hc_cluster_local_exited(struct hc_cluster *c, const char *id, int exit_code
 	if (!l || l->pending || l->stopping || l->restarting || l->restart_at_ms)
 		return;
 	p = hc_cluster_restart_policy(c, l->state->source_request);
-	if (p == HC_RESTART_ALWAYS || (p == HC_RESTART_ON_FAILURE && exit_code != 0)) {
+	if (policy_restarts(p, exit_code)) {
 		hc_cluster_local_on_exit(c, id);
 		return;
 	}

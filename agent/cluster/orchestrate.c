@@ -232,6 +232,7 @@ static size_t hypercore_nodes(struct hc_cluster *c)
 /* ---- spawn: the asking side ---- */
 
 static void try_next_candidate(struct hc_cluster_op *op);
+static void most_memory_free(const struct hc_cluster_op *op, char *buf, size_t len);
 static void spawn_placed(struct hc_cluster_op *op,
 			 const Cluster__Services__Api__VmSpawnResponse *resp, const char *node);
 
@@ -264,8 +265,14 @@ static void dry_run_over(struct hc_cluster_op *op)
 		return;
 	}
 	if (r == -ENOENT) {
+		char msg[sizeof(why) + 160];
+
+		most_memory_free(op, msg, sizeof(msg));
+		/* the summary goes after what the policy said */
+		memmove(msg + strlen(why), msg, strlen(msg) + 1);
+		memcpy(msg, why, strlen(why));
 		op->no_match = true;
-		spawn_finish(op, HC_RPC_RESOURCE_EXHAUSTED, why, NULL);
+		spawn_finish(op, HC_RPC_RESOURCE_EXHAUSTED, msg, NULL);
 		return;
 	}
 	if (r < 0)

@@ -362,26 +362,30 @@ int hc_runtime_refusal_free_mb(const char *msg, uint64_t *free_mb)
 	return 0;
 }
 
+int hc_runtime_capacity_check(const struct hc_runtime_capacity *cap,
+			      const struct hc_workload_spec *spec, struct hc_err *err)
+{
+	if ((uint64_t)cap->cpus_used + spec->cores > cap->cpus_total)
+		return hc_err_set(err, -ENOSPC,
+				  "not enough CPU: %u vCPUs requested, %u of %u in use",
+				  spec->cores, cap->cpus_used, cap->cpus_total);
+	if (cap->mem_used_mb + spec->memory_mb > cap->mem_total_mb)
+		return hc_err_set(err, -ENOSPC, MEM_REFUSAL, spec->memory_mb,
+				  (unsigned long long)(cap->mem_total_mb > cap->mem_used_mb
+							       ? cap->mem_total_mb - cap->mem_used_mb
+							       : 0),
+				  (unsigned long long)cap->mem_used_mb,
+				  (unsigned long long)cap->mem_total_mb);
+	return 0;
+}
+
 static int check_capacity(struct hc_runtime *rt, const struct hc_workload_spec *spec,
 			  struct hc_err *err)
 {
 	struct hc_runtime_capacity cap;
 	int r = hc_runtime_capacity(rt, &cap, err);
 
-	if (r < 0)
-		return r;
-	if ((uint64_t)cap.cpus_used + spec->cores > cap.cpus_total)
-		return hc_err_set(err, -ENOSPC,
-				  "not enough CPU: %u vCPUs requested, %u of %u in use",
-				  spec->cores, cap.cpus_used, cap.cpus_total);
-	if (cap.mem_used_mb + spec->memory_mb > cap.mem_total_mb)
-		return hc_err_set(err, -ENOSPC, MEM_REFUSAL, spec->memory_mb,
-				  (unsigned long long)(cap.mem_total_mb > cap.mem_used_mb
-							       ? cap.mem_total_mb - cap.mem_used_mb
-							       : 0),
-				  (unsigned long long)cap.mem_used_mb,
-				  (unsigned long long)cap.mem_total_mb);
-	return 0;
+	return r < 0 ? r : hc_runtime_capacity_check(&cap, spec, err);
 }
 
 /* ---- images ---- */

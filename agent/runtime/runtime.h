@@ -288,6 +288,12 @@ struct hc_runtime_capacity {
 	size_t workloads;
 };
 
+/* Whether a workload of spec fits in cap: 0, or -ENOSPC with err saying
+ * what is short ("not enough CPU: …", "not enough memory: N MB requested,
+ * F MB free … --capacity-mem …"), for a spawn and a cluster's dry run alike. */
+int hc_runtime_capacity_check(const struct hc_runtime_capacity *cap,
+			      const struct hc_workload_spec *spec, struct hc_err *err);
+
 /* Capacity from the running workloads' specs and the config. 0 or -errno. */
 int hc_runtime_capacity(struct hc_runtime *rt, struct hc_runtime_capacity *out,
 			struct hc_err *err);

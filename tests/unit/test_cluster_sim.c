@@ -550,7 +550,7 @@ static void test_policy_enforce_fails_with_reasons(void **state)
 	assert_true(hc_simnet_run_until(tc->net, answered, &a, 120000) >= 0);
 	assert_int_equal(a.code, HC_RPC_RESOURCE_EXHAUSTED);
 	assert_non_null(strstr(a.err, "no node satisfies policy strict (enforce): n0: capacity: "
-				      "over capacity"));
+				      "not enough CPU: 1 vCPUs requested, 64 of 64 in use"));
 	assert_non_null(strstr(a.err, "n1: node_selector: zone=eu (no such tag)"));
 	assert_non_null(strstr(a.err, "n2: node_selector: zone=eu (no such tag)"));
 	assert_int_equal(copies(tc, WL_A), 0);
@@ -886,40 +886,38 @@ static void test_respawn_happens_once_cluster_wide(void **state)
 	tcluster_free(tc);
 }
 
-/* Without --respawn-on-node-failure a failed node's workloads stay lost. */
-static void test_no_respawn_when_disabled(void **state)
+/* Node n0, running WL_A (with restart policy `restart`), fails: nothing
+ * is started elsewhere, with respawn on or off. */
+static void assert_not_respawned(bool respawn, const char *restart)
 {
-	struct tcluster *tc = joined_cluster(3, false);
+	struct tcluster *tc = joined_cluster(3, respawn);
 	struct answer a;
 
-	(void)state;
-	spawn_from(tc, 2, WL_A, &a);
+	spawn_restart(tc, 2, WL_A, restart, &a);
 	assert_int_equal(a.code, HC_RPC_OK);
 	assert_owner_agreed(tc, WL_A, "n0");
 	hc_simnet_set_down(tc->net, 0, true);
 	hc_simnet_run_ms(tc->net, 40000);
 	assert_int_equal(copies(tc, WL_A) - hc_fakert_has(tc->nodes[0].rt, WL_A), 0);
 	assert_int_equal(total_respawns(tc), 0);
-	assert_owner_agreed(tc, WL_A, NULL);
+	if (!respawn)
+		assert_owner_agreed(tc, WL_A, NULL);
 	tcluster_free(tc);
+}
+
+/* Without --respawn-on-node-failure a failed node's workloads stay lost. */
+static void test_no_respawn_when_disabled(void **state)
+{
+	(void)state;
+	assert_not_respawned(false, NULL);
 }
 
 /* A workload whose restart policy is never is not started again when its
  * node fails, even with --respawn-on-node-failure: it must not run twice. */
 static void test_no_respawn_of_restart_never(void **state)
 {
-	struct tcluster *tc = joined_cluster(3, true);
-	struct answer a;
-
 	(void)state;
-	spawn_restart(tc, 2, WL_A, "never", &a);
-	assert_int_equal(a.code, HC_RPC_OK);
-	assert_owner_agreed(tc, WL_A, "n0");
-	hc_simnet_set_down(tc->net, 0, true);
-	hc_simnet_run_ms(tc->net, 40000);
-	assert_int_equal(copies(tc, WL_A) - hc_fakert_has(tc->nodes[0].rt, WL_A), 0);
-	assert_int_equal(total_respawns(tc), 0);
-	tcluster_free(tc);
+	assert_not_respawned(true, "never");
 }
 
 /* ---- restarts of exited workloads ---- */
@@ -978,6 +976,28 @@ static void test_restart_policies(void **state)
 	assert_int_equal(a.code, HC_RPC_OK);
 	assert_string_equal(announced_restart(tc, ids[4]), "never");
 	assert_int_equal(spawns_after_exit(tc, ids[4], 1), 1);
+	/* exited while no agent watched (never seen running): restarted if
+	 * its policy says so, the label of the local verb's --restart too */
+	{
+		static const char *const found[] = { "0b8e1f52-6f0e-4c55-9d3a-1d2f0c9e7a16",
+						     "0b8e1f52-6f0e-4c55-9d3a-1d2f0c9e7a17" };
+		struct hc_label always = { (char *)HC_LABEL_RESTART, (char *)"always" };
+		struct hc_workload_spec spec = { .image_ref = (char *)"registry.test/app:1",
+						 .cores = 1, .memory_mb = 64 };
+		struct hc_runtime_exit ev;
+
+		for (int i = 0; i < 2; i++) {
+			/* the first with --restart always, the second with the default (never) */
+			spec.labels = i == 0 ? &always : NULL;
+			spec.nlabels = i == 0;
+			assert_int_equal(hc_fakert_add(tc->nodes[0].rt, found[i], &spec), 0);
+			assert_int_equal(hc_fakert_exit(tc->nodes[0].rt, found[i], 0, &ev), 0);
+		}
+		hc_cluster_local_refresh(tc->nodes[0].c);
+		hc_simnet_run_ms(tc->net, 10000);
+		assert_int_equal(hc_fakert_spawns_of(tc->nodes[0].rt, found[0]), 1);
+		assert_int_equal(hc_fakert_spawns_of(tc->nodes[0].rt, found[1]), 0);
+	}
 	/* a bad name is refused before anything runs */
 	spawn_restart(tc, 0, WL_A, "sometimes", &a);
 	assert_int_equal(a.code, HC_RPC_INVALID_ARGUMENT);
