@@ -265,12 +265,10 @@ static void dry_run_over(struct hc_cluster_op *op)
 		return;
 	}
 	if (r == -ENOENT) {
-		char msg[sizeof(why) + 160];
+		char best[160], msg[sizeof(why) + sizeof(best)];
 
-		most_memory_free(op, msg, sizeof(msg));
-		/* the summary goes after what the policy said */
-		memmove(msg + strlen(why), msg, strlen(msg) + 1);
-		memcpy(msg, why, strlen(why));
+		most_memory_free(op, best, sizeof(best));
+		snprintf(msg, sizeof(msg), "%s%s", why, best);
 		op->no_match = true;
 		spawn_finish(op, HC_RPC_RESOURCE_EXHAUSTED, msg, NULL);
 		return;

@@ -31,6 +31,7 @@
  * names of our own, not upstream's containerd's (docs/runtime.md) */
 #define HC_CONTAINERD_ROOT "embedded-containerd"
 #define READY_TIMEOUT_MS 20000
+#define ROOT_RELEASE_MS 5000 /* a stopping containerd's database lock goes within this */
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 30000
 #define STABLE_AFTER_MS 60000 /* a containerd up this long resets the backoff */
@@ -375,25 +376,28 @@ int hc_containerd_layout(const char *state_dir, const char *run_dir, char **root
 
 /* Refuses a root another containerd holds: containerd keeps its metadata
  * database locked (bolt's flock) while it runs, and a second one on the same
- * root would wait on that lock forever. */
+ * root would wait on that lock forever. One that is stopping (the previous
+ * agent's, after a SIGKILL of the agent) lets go within ROOT_RELEASE_MS. */
 static int check_root_free(const struct hc_containerd *cd, struct hc_err *err)
 {
+	struct timespec deadline;
 	char path[4096];
-	int fd, r = 0;
+	int fd, r;
 
 	snprintf(path, sizeof(path), "%s/io.containerd.metadata.v1.bolt/meta.db", cd->root);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return 0; /* a new root */
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		if (errno == EWOULDBLOCK)
-			r = hc_err_set(err, -EBUSY,
-				       "another containerd holds %s (its database %s is locked): "
-				       "stop it, or give this node another --state-dir",
-				       cd->root, path);
-		else
-			r = hc_err_set(err, -errno, "cannot lock %s: %s", path, strerror(errno));
-	}
+	hc_deadline_in(&deadline, ROOT_RELEASE_MS);
+	while ((r = flock(fd, LOCK_EX | LOCK_NB)) < 0 && errno == EWOULDBLOCK &&
+	       hc_deadline_left_ms(&deadline) > 0)
+		usleep(50000);
+	if (r < 0 && errno == EWOULDBLOCK)
+		r = hc_err_set(err, -EBUSY,
+			       "another containerd holds %s (its database %s is locked): stop it, "
+			       "or give this node another --state-dir", cd->root, path);
+	else if (r < 0)
+		r = hc_err_set(err, -errno, "cannot lock %s: %s", path, strerror(errno));
 	close(fd); /* releases our probe's lock */
 	return r;
 }
