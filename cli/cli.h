@@ -186,6 +186,10 @@ int hc_cli_parse_id_args(const struct hc_cli_cmd *cmd, int argc, char **argv,
 			 struct hc_cli_id_args *a, const char *default_addr);
 
 /* Every command's table (cli/cmd_*.c), named in hc_cli_cmds[]. */
+/* A restart policy (always, on-failure, never) into an int field holding
+ * enum hc_restart_policy; -EINVAL for anything else. An HC_CLI_FUNC parser. */
+int hc_cli_parse_restart(char *arg, void *field, char *why, size_t len);
+
 extern const struct hc_cli_opt hc_cli_opts_cluster[], hc_cli_opts_cluster_spawn[],
 	hc_cli_opts_cluster_stop[], hc_cli_opts_cluster_logs[], hc_cli_opts_cluster_metrics[],
 	hc_cli_opts_cluster_list[], hc_cli_opts_cluster_members[], hc_cli_opts_cluster_event[],

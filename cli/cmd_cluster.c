@@ -125,6 +125,18 @@ static int parse_price(char *arg, void *field, char *why, size_t len)
 	return 0;
 }
 
+int hc_cli_parse_restart(char *arg, void *field, char *why, size_t len)
+{
+	enum hc_restart_policy p = hc_restart_policy_parse(arg);
+
+	(void)why;
+	(void)len;
+	if (p == HC_RESTART_UNSET)
+		return -EINVAL;
+	*(int *)field = (int)p;
+	return 0;
+}
+
 #define A struct cluster_args
 const struct hc_cli_opt hc_cli_opts_cluster[] = {
 	HC_CLI_STR("grpc-bind-addr", A, cfg.grpc_bind_addr, "ADDR",
@@ -198,7 +210,8 @@ const struct hc_cli_opt hc_cli_opts_cluster[] = {
 	HC_CLI_LIST("insecure-registry", A, registries, cfg.ninsecure, "HOST:PORT",
 		    "pull from it over plain HTTP (repeatable)"),
 	HC_CLI_STR("workload-subnet", A, cfg.workload_subnet, "CIDR",
-		   "workload addresses (default 192.168.127.0/24)"),
+		   "workload addresses (default " HC_WORKLOAD_SUBNET "); must overlap no "
+		   "route the node has"),
 	HC_CLI_UINT("capacity-cpu", A, cfg.capacity_cpus, 1, 1ul << 30, NULL, "N",
 		    "vCPUs offered to workloads (default max(nproc, 225))"),
 	HC_CLI_UINT("capacity-mem", A, cfg.capacity_mem_mb, 1, 1ul << 30, NULL, "MB",
@@ -255,7 +268,11 @@ const struct hc_cli_opt hc_cli_opts_cluster[] = {
 	HC_CLI_GROUP("Orchestration"),
 	HC_CLI_FLAG("respawn-on-node-failure", A, cfg.respawn_on_node_failure,
 		    "reschedule the workloads of failed nodes (one respawn-enabled node each, "
-		    "chosen the same way by all) and restart workloads that exit here"),
+		    "chosen the same way by all), except those whose restart policy is never"),
+	HC_CLI_FUNC("default-restart", A, cfg.default_restart, hc_cli_parse_restart,
+		    "always, on-failure or never", "POLICY",
+		    "restart policy of spawns that name none (default always, as upstream: a "
+		    "workload that exits is brought back with the same id)"),
 	HC_CLI_STR("cluster-policy", A, cfg.cluster_policy, "FILE",
 		   "place spawns by this policy (JSON: examples/policies); checked at start, "
 		   "SIGHUP reloads it (default: upstream's permissive default)"),
@@ -415,9 +432,9 @@ static int print_list_table(const Cluster__Services__Api__NodesStateResponse *li
 {
 	static const char *const node_hdr[] = { "NODE", "ADDRESS", "WORKLOADS", "TRUST" };
 	static const char *const wl_hdr[] = { "WORKLOAD", "NODE", "IMAGE", "CPU", "MEM(MB)",
-					      "PORTS" };
+					      "PORTS", "RESTART" };
 	struct hc_cli_table *nodes = hc_cli_table_new(4, node_hdr);
-	struct hc_cli_table *wls = hc_cli_table_new(6, wl_hdr);
+	struct hc_cli_table *wls = hc_cli_table_new(7, wl_hdr);
 	size_t total = 0;
 	int r = 0;
 
@@ -444,9 +461,13 @@ static int print_list_table(const Cluster__Services__Api__NodesStateResponse *li
 				snprintf(mem, sizeof(mem), "%u", req->memory);
 			}
 			print_ports(req, ports, sizeof(ports));
+			/* upstream nodes say nothing: they always bring it back */
 			r |= hc_cli_table_add(wls, (const char *const[]){
 							   w->id, id, req ? req->image_ref : NULL,
-							   cpu, mem, ports });
+							   cpu, mem, ports,
+							   req && req->restart && *req->restart
+								   ? req->restart
+								   : "always" });
 			total++;
 		}
 	}

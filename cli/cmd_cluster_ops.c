@@ -59,6 +59,7 @@ struct spawn_args {
 	char *env[HC_RUNTIME_MAX_ENV];
 	const char *addr;
 	const char *policy; /* --policy FILE */
+	int restart;	    /* enum hc_restart_policy; UNSET: the agent's default */
 	int timeout_ms;
 	bool json;
 };
@@ -81,6 +82,8 @@ static int to_request(struct spawn_args *a)
 	a->req.cap_add = a->spec.cap_add;
 	a->req.n_cap_add = a->spec.ncap_add;
 	a->req.read_only_rootfs = a->spec.read_only_rootfs;
+	if (a->restart != HC_RESTART_UNSET)
+		a->req.restart = (char *)hc_restart_policy_name((enum hc_restart_policy)a->restart);
 	return 0;
 }
 
@@ -135,6 +138,11 @@ const struct hc_cli_opt hc_cli_opts_cluster_spawn[] = {
 	  .metavar = "NAME=VALUE[,...]", .help = HC_CLI_ENV_HELP },
 	HC_CLI_FUNC("id", S, req.id, parse_id, "a lowercase UUID", "UUID",
 		    "the workload id (default: a new one)"),
+	HC_CLI_FUNC("restart", S, restart, hc_cli_parse_restart, "always, on-failure or never",
+		    "POLICY",
+		    "when it exits, its node brings it back (same id, with a backoff): always, "
+		    "on-failure (exit code not 0) or never (default: the agent's "
+		    "--default-restart, always unless set)"),
 	HC_CLI_HARDENING_ROWS(S, spec, req.pids_limit, spec.read_only_rootfs),
 	HC_CLI_STR("policy", S, policy, "FILE",
 		   "place by this policy instead of the agent's --cluster-policy (JSON: "

@@ -127,7 +127,8 @@ const struct hc_cli_opt hc_cli_opts_containerd[] = {
 	HC_CLI_LIST("insecure-registry", D, registries, cfg.ninsecure, "HOST:PORT",
 		    "pull from this registry over plain HTTP (repeatable)"),
 	HC_CLI_STR("workload-subnet", D, cfg.subnet, "CIDR",
-		   "workload addresses (default 192.168.127.0/24)"),
+		   "workload addresses (default " HC_WORKLOAD_SUBNET "); must overlap no "
+		   "route the node has"),
 	HC_CLI_LOG_LEVEL(D, level),
 	{ .name = NULL },
 };
@@ -282,6 +283,18 @@ static int parse_egress(char *arg, void *field, char *why, size_t len)
 	return add_label(field, label) < 0 ? -ENOMEM : 0;
 }
 
+/* always, on-failure or never, kept as the label the agent reads. */
+static int parse_restart(char *arg, void *field, char *why, size_t len)
+{
+	char label[64];
+
+	(void)why;
+	(void)len;
+	if (hc_restart_policy_parse(arg) == HC_RESTART_UNSET)
+		return -EINVAL;
+	snprintf(label, sizeof(label), "%s=%s", HC_LABEL_RESTART, arg);
+	return add_label(field, label) < 0 ? -ENOMEM : 0;
+}
 
 #define S struct spawn_args
 const struct hc_cli_opt hc_cli_opts_spawn[] = {
@@ -305,6 +318,10 @@ const struct hc_cli_opt hc_cli_opts_spawn[] = {
 	HC_CLI_FUNC("egress-mbit", S, spec, parse_egress, NULL, "N",
 		    "limit what it sends to N Mbit/s (the data plane drops the excess; label "
 		    HC_LABEL_EGRESS_MBIT ")"),
+	HC_CLI_FUNC("restart", S, spec, parse_restart, "always, on-failure or never", "POLICY",
+		    "when it exits, the agent brings it back (same id, with a backoff): always, "
+		    "on-failure (exit code not 0) or never (default: the agent's "
+		    "--default-restart; label " HC_LABEL_RESTART ")"),
 	HC_CLI_GROUP("Hardening (docs/runtime.md)"),
 	HC_CLI_HARDENING_ROWS(S, spec, spec.pids_limit, spec.read_only_rootfs),
 	HC_CLI_STR("bpf-pin-dir", S, pin_dir, "DIR",
@@ -394,6 +411,9 @@ static json_t *workload_json(const struct hc_workload *w)
 		json_object_set_new(o, "finished_ns", json_integer(w->finished_ns));
 	}
 	json_object_set_new(o, "log_path", json_string(w->log_path));
+	/* "" without a policy of its own: the agent's --default-restart */
+	json_object_set_new(o, "restart",
+			    json_string(hc_restart_policy_name(hc_workload_spec_restart(&w->spec))));
 	json_object_set_new(o, "request", spec_json(w));
 	json_object_set_new(o, "security", security_json(&w->spec));
 	return o;
@@ -635,15 +655,19 @@ static void format_ports(const struct hc_workload_spec *spec, char *buf, size_t 
 static int print_table(const struct hc_workload *list, size_t n)
 {
 	static const char *const headers[] = { "ID", "STATE", "IP", "IMAGE", "CPU", "MEM", "PORTS",
-					       "AGE" };
-	struct hc_cli_table *t = hc_cli_table_new(8, headers);
+					       "RESTART", "AGE" };
+	struct hc_cli_table *t = hc_cli_table_new(9, headers);
 
 	if (!t)
 		return hc_cli_fail("out of memory");
 	for (size_t i = 0; i < n; i++) {
 		const struct hc_workload *w = &list[i];
 		char state[48], cpu[16], mem[24], ports[256], age[24];
-		const char *cells[8] = { w->id, state, w->ip, w->spec.image_ref, cpu, mem, ports, age };
+		enum hc_restart_policy rp = hc_workload_spec_restart(&w->spec);
+		/* without a policy of its own, the agent's --default-restart applies */
+		const char *restart = rp ? hc_restart_policy_name(rp) : "default";
+		const char *cells[9] = { w->id, state, w->ip, w->spec.image_ref, cpu, mem, ports,
+					 restart, age };
 
 		if (w->state == HC_WORKLOAD_EXITED)
 			snprintf(state, sizeof(state), "exited(%d)", w->exit_code);

@@ -32,7 +32,7 @@ As a module (tests/benchmarks: `sys.path.insert(0, "<repo>/tools")`):
         n1.http("/list")                         # (status, headers, body bytes)
         n1.cli("cluster", "list", "--grpc-bind-addr", n1.grpc_addr)
         n1.local_cli("spawn", "--image-ref", c.images["web"], "--ports", "8080:8080")
-        n1.ns_run("curl", "-s", "http://192.168.127.2:8080/")  # from inside n1's netns
+        n1.ns_run("curl", "-s", "http://10.88.0.2:8080/")  # from inside n1's netns
         c.node(2).kill()                         # SIGKILL, as a crashed node
         c.node(2).restart()                      # same arguments, waits for /healthz
 

@@ -112,8 +112,12 @@ struct hc_cluster_config {
 	/* The data plane maps to keep in sync (NULL: no data plane, or not
 	 * yet: see hc_cluster_set_maps()). Borrowed: must outlive the cluster. */
 	struct hc_dpmaps *maps;
-	/* Reschedule failed nodes' workloads, restart exited local ones. */
+	/* Reschedule failed nodes' workloads (those whose restart policy is
+	 * not "never") on another node. */
 	bool respawn;
+	/* What to do when a local workload exits, for spawns that do not say
+	 * (enum hc_restart_policy, runtime.h; 0: always, as upstream). */
+	int default_restart;
 	/* State broadcast period (0: 5000 ms); tests shorten it. */
 	uint32_t state_period_ms;
 	/* Told the local running workloads after every local change (so the

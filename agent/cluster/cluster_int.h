@@ -145,9 +145,10 @@ struct local_wl {
 	bool pending;      /* being spawned: holds its node ports, not announced */
 	uint64_t added_ms; /* when we learnt of it */
 	unsigned restarts;
-	uint64_t restart_at_ms; /* a restart is due (respawn on exit) */
+	uint64_t restart_at_ms; /* a restart is due (its policy, on exit) */
 	bool restarting;
 	bool stopping; /* a stop is in progress: never restarted */
+	bool exit_final; /* exited, and its policy keeps it down (said once) */
 	/* A stop was asked while it was being spawned: once the spawn ends,
 	 * it is stopped and stop_query answered. */
 	bool stop_asked;
@@ -372,7 +373,16 @@ bool hc_cluster_local_recently_stopped(struct hc_cluster *c, const char *id);
 /* Tells cfg->on_local the running local workloads. */
 void hc_cluster_local_notify(struct hc_cluster *c);
 void hc_cluster_local_fini(struct hc_cluster *c);
+/* Local workload id exited with exit_code: restarted if its policy says so
+ * (after the backoff), otherwise left as it is. */
+void hc_cluster_local_exited(struct hc_cluster *c, const char *id, int exit_code);
+/* A restart of local workload id is wanted (it exited, or a restart
+ * failed): due after the backoff. */
 void hc_cluster_local_on_exit(struct hc_cluster *c, const char *id);
+/* The restart policy in force for a spawn request: its own, else the
+ * cluster's default. */
+enum hc_restart_policy hc_cluster_restart_policy(const struct hc_cluster *c,
+						 const hc_pb_spawn *req);
 void hc_cluster_local_housekeeping(struct hc_cluster *c);
 /* Node ports already used by local workloads (explicit and allocated). */
 bool hc_cluster_local_node_port_used(const struct hc_cluster *c, uint32_t port);
@@ -394,6 +404,18 @@ bool hc_cluster_member_alive(struct hc_cluster *c, const char *name);
  * 0, -ENOENT (no such member) or -EINVAL (no IP in its address). */
 struct hc_ipaddr;
 int hc_cluster_member_ip(struct hc_cluster *c, const char *name, struct hc_ipaddr *out);
+
+/* logs.c: where peer p's HTTP API is: the address and port it announced,
+ * or, for an upstream node (none announced), its gossip address' IP and
+ * upstream's fixed port 8001; our API token goes only to nodes that
+ * announced a port (ours). 0, or -ENOENT when p is no member now. */
+struct owner_endpoint {
+	char host[46]; /* INET6_ADDRSTRLEN */
+	uint16_t port;
+	bool send_token;
+};
+int hc_cluster_owner_endpoint(struct hc_cluster *c, const struct peer *p,
+			      struct owner_endpoint *ep);
 /* Counts a rejected state or answer and logs it: a warning at most every
  * REJECT_WARN_EVERY_MS, debug otherwise. what names it ("state", "spawn
  * answer"...), why the reason. */

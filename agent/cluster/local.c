@@ -77,9 +77,39 @@ static int local_put(struct hc_cluster *c, hc_pb_workload *state, const struct h
 	return 0;
 }
 
-int hc_cluster_local_add(struct hc_cluster *c, const struct hc_workload *w, bool pending)
+enum hc_restart_policy hc_cluster_restart_policy(const struct hc_cluster *c,
+						 const hc_pb_spawn *req)
+{
+	enum hc_restart_policy p = hc_restart_policy_parse(req ? req->restart : NULL);
+
+	if (p == HC_RESTART_UNSET)
+		p = (enum hc_restart_policy)c->cfg.default_restart;
+	return p == HC_RESTART_UNSET ? HC_RESTART_ALWAYS : p;
+}
+
+/* A local workload's state as announced: its restart policy always named
+ * (the default filled in), so lists show what this node will do. */
+static hc_pb_workload *local_state_of(const struct hc_cluster *c, const struct hc_workload *w)
 {
 	hc_pb_workload *st = hc_cluster_pb_workload_of(w);
+	hc_pb_spawn *req = st ? st->source_request : NULL;
+	char *name;
+
+	if (!req || (req->restart && *req->restart))
+		return st;
+	name = strdup(hc_restart_policy_name(hc_cluster_restart_policy(c, req)));
+	if (!name) {
+		hc_cluster_pb_free(st);
+		return NULL;
+	}
+	/* the empty string was protobuf-c's shared one: not freed */
+	req->restart = name;
+	return st;
+}
+
+int hc_cluster_local_add(struct hc_cluster *c, const struct hc_workload *w, bool pending)
+{
+	hc_pb_workload *st = local_state_of(c, w);
 
 	if (!st)
 		return -ENOMEM;
@@ -177,8 +207,37 @@ static bool same_state(const struct local_wl *l, const struct hc_workload *w,
 	return same;
 }
 
+/* Whether policy p brings back a workload that exited with exit_code. */
+static bool policy_restarts(enum hc_restart_policy p, int exit_code)
+{
+	return p == HC_RESTART_ALWAYS || (p == HC_RESTART_ON_FAILURE && exit_code != 0);
+}
+
+/* A workload found exited that this agent never saw run: it exited while no
+ * agent watched (the agent was down, the node rebooted), or a local spawn's
+ * exited before the first look. Its policy decides, as for one seen exiting. */
+static void adopt_exited(struct hc_cluster *c, const struct hc_workload *w)
+{
+	hc_pb_workload *st = hc_uuid_valid(w->id) ? local_state_of(c, w) : NULL;
+	enum hc_restart_policy p;
+
+	if (!st)
+		return; /* not ours, or out of memory: the next look tries again */
+	p = hc_cluster_restart_policy(c, st->source_request);
+	if (!policy_restarts(p, w->exit_code)) {
+		hc_cluster_pb_free(st);
+		return;
+	}
+	if (local_put(c, st, w, false) < 0)
+		return;
+	hc_log(HC_LOG_INFO, "workload %s found exited (code %d): restarting it (--restart %s)",
+	       w->id, w->exit_code, hc_restart_policy_name(p));
+	hc_cluster_local_on_exit(c, w->id);
+}
+
 /* Adopts the runtime's list: running workloads stay or join, the rest go
- * (pending spawns and restarts in progress are kept). */
+ * (pending spawns and restarts in progress are kept); exited ones are
+ * restarted as their policy says. */
 static bool adopt(struct hc_cluster *c, const struct hc_workload *list, size_t n)
 {
 	bool changed = false;
@@ -190,8 +249,9 @@ static bool adopt(struct hc_cluster *c, const struct hc_workload *list, size_t n
 		for (size_t k = 0; k < n && !w; k++)
 			if (strcmp(list[k].id, l->state->id) == 0)
 				w = &list[k];
-		if (w && w->state == HC_WORKLOAD_EXITED && c->cfg.respawn)
-			hc_cluster_local_on_exit(c, w->id); /* its exit may not have been reported yet */
+		if (w && w->state == HC_WORKLOAD_EXITED)
+			/* its exit may not have been reported yet */
+			hc_cluster_local_exited(c, w->id, w->exit_code);
 		if ((w && w->state == HC_WORKLOAD_RUNNING && w->ip[0]) || l->pending ||
 		    l->restarting || l->restart_at_ms || l->stopping) {
 			i++;
@@ -209,10 +269,15 @@ static bool adopt(struct hc_cluster *c, const struct hc_workload *list, size_t n
 		struct local_wl *l;
 		hc_pb_workload *st;
 
-		if (w->state != HC_WORKLOAD_RUNNING || !w->ip[0] ||
-		    hc_cluster_local_recently_stopped(c, w->id))
+		if (hc_cluster_local_recently_stopped(c, w->id))
 			continue;
-		st = hc_cluster_pb_workload_of(w);
+		if (w->state == HC_WORKLOAD_EXITED && !hc_cluster_local_find(c, w->id)) {
+			adopt_exited(c, w);
+			continue;
+		}
+		if (w->state != HC_WORKLOAD_RUNNING || !w->ip[0])
+			continue;
+		st = local_state_of(c, w);
 		if (!st)
 			continue;
 		l = hc_cluster_local_find(c, w->id);
@@ -291,13 +356,7 @@ void hc_cluster_local_on_exit(struct hc_cluster *c, const char *id)
 	unsigned shift;
 	uint64_t delay;
 
-	if (!l || l->pending || l->stopping)
-		return;
-	if (!c->cfg.respawn) {
-		hc_cluster_local_refresh(c);
-		return;
-	}
-	if (l->restarting || l->restart_at_ms)
+	if (!l || l->pending || l->stopping || l->restarting || l->restart_at_ms)
 		return;
 	/* Exponential backoff, so a workload that always fails does not spin. */
 	shift = l->restarts < 6 ? l->restarts : 6;
@@ -309,13 +368,32 @@ void hc_cluster_local_on_exit(struct hc_cluster *c, const char *id)
 	       (unsigned long long)delay);
 }
 
+void hc_cluster_local_exited(struct hc_cluster *c, const char *id, int exit_code)
+{
+	struct local_wl *l = hc_cluster_local_find(c, id);
+	enum hc_restart_policy p;
+
+	if (!l || l->pending || l->stopping || l->restarting || l->restart_at_ms)
+		return;
+	p = hc_cluster_restart_policy(c, l->state->source_request);
+	if (policy_restarts(p, exit_code)) {
+		hc_cluster_local_on_exit(c, id);
+		return;
+	}
+	if (!l->exit_final) /* once, not at every look */
+		hc_log(HC_LOG_INFO, "workload %s exited with code %d: not restarted (--restart %s)",
+		       id, exit_code, hc_restart_policy_name(p));
+	l->exit_final = true;
+	hc_cluster_local_refresh(c);
+}
+
 void hc_cluster_on_exit(void *cluster, const struct hc_runtime_exit *ev)
 {
 	struct hc_cluster *c = cluster;
 
 	hc_log(HC_LOG_WARN, "workload %s exited: code %d (%s)", ev->id, ev->exit_code,
 	       ev->reason[0] ? ev->reason : "no reason given");
-	hc_cluster_local_on_exit(c, ev->id);
+	hc_cluster_local_exited(c, ev->id, ev->exit_code);
 }
 
 void hc_cluster_local_housekeeping(struct hc_cluster *c)

@@ -4,6 +4,7 @@
  * whose address and port the owner announced. Ids are checked as UUIDs
  * before anything else, so an id is never a path or a query in disguise.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include "addr/addr.h"
 #include "base/base.h"
 #include "cluster/cluster_int.h"
+#include "dataplane/dataplane.h"
 #include "httpc/httpc.h"
 #include "log/log.h"
 
@@ -202,6 +204,28 @@ enum hc_rpc_code hc_cluster_owner_get(const char *host, uint16_t port, const cha
 	return HC_RPC_OK;
 }
 
+int hc_cluster_owner_endpoint(struct hc_cluster *c, const struct peer *p,
+			      struct owner_endpoint *ep)
+{
+	struct hc_ipaddr ip;
+
+	memset(ep, 0, sizeof(*ep));
+	/* An upstream node announces neither its address nor its HTTP port:
+	 * it serves /logs on its gossip address' IP, port 8001 (fixed there).
+	 * It checks no token, and is not given ours. */
+	ep->port = p->http_port ? (uint16_t)p->http_port : HC_DEFAULT_HTTP_PORT;
+	ep->send_token = p->http_port != 0;
+	if (p->node_addr && *p->node_addr) {
+		snprintf(ep->host, sizeof(ep->host), "%s", p->node_addr);
+		return 0;
+	}
+	if (hc_cluster_member_ip(c, p->name, &ip) < 0 ||
+	    !inet_ntop(ip.family == HC_AF_INET6 ? AF_INET6 : AF_INET, ip.ip6, ep->host,
+		       sizeof(ep->host)))
+		return -ENOENT;
+	return 0;
+}
+
 static void remote_run(struct job *j)
 {
 	struct logs_job *lj = (struct logs_job *)j;
@@ -280,7 +304,8 @@ struct hc_cluster_op *hc_cluster_logs(struct hc_cluster *c,
 	struct logs_job *lj;
 	const char *owner;
 	struct peer *p = NULL;
-	char msg[160];
+	struct owner_endpoint ep;
+	char msg[200];
 	int r;
 
 	if (!req->id || !hc_uuid_valid(req->id)) {
@@ -291,11 +316,15 @@ struct hc_cluster_op *hc_cluster_logs(struct hc_cluster *c,
 								: hc_cluster_state_owner(c, req->id);
 	if (!local_only && !hc_cluster_local_find(c, req->id)) {
 		p = owner ? hc_cluster_state_peer(c, owner) : NULL;
-		if (!p || !p->node_addr || !*p->node_addr || !p->http_port) {
-			snprintf(msg, sizeof(msg), p ? "the node running %s does not serve its logs"
-						     : "no workload %s in the cluster",
-				 req->id);
-			done(arg, p ? HC_RPC_UNAVAILABLE : HC_RPC_NOT_FOUND, msg, NULL);
+		if (!p) {
+			snprintf(msg, sizeof(msg), "no workload %s in the cluster", req->id);
+			done(arg, HC_RPC_NOT_FOUND, msg, NULL);
+			return NULL;
+		}
+		if (hc_cluster_owner_endpoint(c, p, &ep) < 0) {
+			snprintf(msg, sizeof(msg), "the node running %s (%s) is not a member now",
+				 req->id, p->name);
+			done(arg, HC_RPC_UNAVAILABLE, msg, NULL);
 			return NULL;
 		}
 	}
@@ -318,9 +347,10 @@ struct hc_cluster_op *hc_cluster_logs(struct hc_cluster *c,
 	lj->tail = req->tail;
 	lj->from_line = req->from_line;
 	if (p) {
-		snprintf(lj->host, sizeof(lj->host), "%s", p->node_addr);
-		lj->port = (uint16_t)p->http_port;
-		snprintf(lj->token, sizeof(lj->token), "%s", c->api_token);
+		snprintf(lj->host, sizeof(lj->host), "%s", ep.host);
+		lj->port = ep.port;
+		if (ep.send_token)
+			snprintf(lj->token, sizeof(lj->token), "%s", c->api_token);
 	}
 	c->logs_inflight++;
 	r = p ? hc_cluster_job_start_thread(c, &lj->job, remote_run, logs_done)

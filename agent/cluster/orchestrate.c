@@ -232,6 +232,7 @@ static size_t hypercore_nodes(struct hc_cluster *c)
 /* ---- spawn: the asking side ---- */
 
 static void try_next_candidate(struct hc_cluster_op *op);
+static void most_memory_free(const struct hc_cluster_op *op, char *buf, size_t len);
 static void spawn_placed(struct hc_cluster_op *op,
 			 const Cluster__Services__Api__VmSpawnResponse *resp, const char *node);
 
@@ -264,8 +265,12 @@ static void dry_run_over(struct hc_cluster_op *op)
 		return;
 	}
 	if (r == -ENOENT) {
+		char best[160], msg[sizeof(why) + sizeof(best)];
+
+		most_memory_free(op, best, sizeof(best));
+		snprintf(msg, sizeof(msg), "%s%s", why, best);
 		op->no_match = true;
-		spawn_finish(op, HC_RPC_RESOURCE_EXHAUSTED, why, NULL);
+		spawn_finish(op, HC_RPC_RESOURCE_EXHAUSTED, msg, NULL);
 		return;
 	}
 	if (r < 0)
@@ -417,6 +422,24 @@ static void query_done(void *arg)
 	hc_cluster_op_release_if_idle(op);
 }
 
+/* When nodes refused for memory: which one has the most free, so the
+ * caller knows what fits ("" when none said). */
+static void most_memory_free(const struct hc_cluster_op *op, char *buf, size_t len)
+{
+	uint64_t most = 0, mb;
+	ssize_t at = -1;
+
+	buf[0] = '\0';
+	for (size_t i = 0; op->refusal && i < op->ncandidates; i++)
+		if (hc_runtime_refusal_free_mb(op->refusal[i], &mb) == 0 && (at < 0 || mb > most)) {
+			most = mb;
+			at = (ssize_t)i;
+		}
+	if (at >= 0)
+		snprintf(buf, len, " (the most memory free: %llu MB, on %s)",
+			 (unsigned long long)most, op->candidates[at]);
+}
+
 static void try_next_candidate(struct hc_cluster_op *op)
 {
 	uint8_t *payload;
@@ -430,10 +453,11 @@ static void try_next_candidate(struct hc_cluster_op *op)
 	while (op->cand < op->ncandidates && !op->capable[op->cand])
 		op->cand++;
 	if (op->cand >= op->ncandidates) {
-		char msg[700];
+		char msg[900], best[160];
 
-		snprintf(msg, sizeof(msg), "no node could take the workload%s%s",
-			 op->errors[0] ? ": " : " (no node answered)", op->errors);
+		most_memory_free(op, best, sizeof(best));
+		snprintf(msg, sizeof(msg), "no node could take the workload%s%s%s",
+			 op->errors[0] ? ": " : " (no node answered)", op->errors, best);
 		spawn_finish(op, op->errors[0] ? HC_RPC_RESOURCE_EXHAUSTED : HC_RPC_UNAVAILABLE,
 			     msg, NULL);
 		return;
@@ -689,6 +713,16 @@ static struct hc_cluster_op *spawn_start(struct hc_cluster *c, const hc_pb_spawn
 			   "a preset id and a policy with replicas > 1 exclude each other");
 		return NULL;
 	}
+	/* the cluster's default, decided here, travels with the request: its
+	 * node restarts it as the node asked said */
+	if (!op->req->restart || !*op->req->restart) {
+		op->req->restart = strdup(hc_restart_policy_name(hc_cluster_restart_policy(c, op->req)));
+		if (!op->req->restart) {
+			op_free(op);
+			fail_early(done, explain_done, arg, HC_RPC_RESOURCE_EXHAUSTED, "out of memory");
+			return NULL;
+		}
+	}
 	if (op->req->anti_affinity && *op->req->anti_affinity)
 		free(op->req->anti_affinity);
 	op->req->anti_affinity = NULL;
@@ -723,6 +757,13 @@ static void respawn(struct hc_cluster *c, const hc_pb_workload *w, const char *d
 
 	if (!w->source_request)
 		return;
+	/* "never": it must not run twice (a job with side effects), so a node
+	 * failure does not start it again either */
+	if (hc_cluster_restart_policy(c, w->source_request) == HC_RESTART_NEVER) {
+		hc_log(HC_LOG_INFO, "not respawning %s of failed node %s: its restart policy is never",
+		       w->id, dead_node);
+		return;
+	}
 	req = hc_cluster_pb_clone(&w->source_request->base);
 	if (!req)
 		return;

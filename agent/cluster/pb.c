@@ -83,6 +83,17 @@ bool hc_port_is_node_port(uint32_t port)
 	return port >= HC_NODE_PORT_MIN && port <= HC_NODE_PORT_MAX;
 }
 
+/* Appends key=value to labels the caller sized. */
+static int add_label(struct hc_workload_spec *spec, const char *key, const char *value)
+{
+	struct hc_label *l = &spec->labels[spec->nlabels];
+
+	l->key = strdup(key);
+	l->value = strdup(value);
+	spec->nlabels++; /* counted now, so that fini frees what was made */
+	return l->key && l->value ? 0 : -ENOMEM;
+}
+
 int hc_cluster_pb_to_spec(const hc_pb_spawn *req, struct hc_workload_spec *spec)
 {
 	memset(spec, 0, sizeof(*spec));
@@ -118,16 +129,15 @@ int hc_cluster_pb_to_spec(const hc_pb_spawn *req, struct hc_workload_spec *spec)
 	}
 	spec->pids_limit = req->pids_limit;
 	spec->read_only_rootfs = req->read_only_rootfs;
-	/* kept on the workload, so its state names it after restarts too */
-	if (req->anti_affinity && *req->anti_affinity) {
-		if (!(spec->labels = calloc(1, sizeof(*spec->labels))))
-			goto oom;
-		spec->nlabels = 1;
-		spec->labels[0].key = strdup(HC_LABEL_ANTI_AFFINITY);
-		spec->labels[0].value = strdup(req->anti_affinity);
-		if (!spec->labels[0].key || !spec->labels[0].value)
-			goto oom;
-	}
+	/* kept on the workload as labels, so its state names them after
+	 * restarts (of the agent and of the workload) too */
+	if (!(spec->labels = calloc(2, sizeof(*spec->labels))))
+		goto oom;
+	if (req->anti_affinity && *req->anti_affinity &&
+	    add_label(spec, HC_LABEL_ANTI_AFFINITY, req->anti_affinity) < 0)
+		goto oom;
+	if (req->restart && *req->restart && add_label(spec, HC_LABEL_RESTART, req->restart) < 0)
+		goto oom;
 	return 0;
 oom:
 	hc_workload_spec_fini(spec);
@@ -176,9 +186,12 @@ hc_pb_workload *hc_cluster_pb_workload_of(const struct hc_workload *w)
 	req.n_cap_add = s->ncap_add;
 	req.pids_limit = s->pids_limit;
 	req.read_only_rootfs = s->read_only_rootfs;
-	for (size_t i = 0; i < s->nlabels; i++)
+	for (size_t i = 0; i < s->nlabels; i++) {
 		if (strcmp(s->labels[i].key, HC_LABEL_ANTI_AFFINITY) == 0)
 			req.anti_affinity = s->labels[i].value;
+		if (strcmp(s->labels[i].key, HC_LABEL_RESTART) == 0)
+			req.restart = s->labels[i].value;
+	}
 	for (size_t i = 0; i < np; i++) {
 		uint32_t host = s->ports[i].host, node;
 

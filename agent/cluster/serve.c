@@ -85,17 +85,9 @@ static void spawn_job_run(struct job *j)
 
 	if (sj->dry_run) {
 		sj->rc = rt->capacity(ctx, &sj->cap, &sj->err);
-		if (sj->rc == 0 && (sj->cap.cpus_used + sj->spec.cores > sj->cap.cpus_total ||
-				    sj->cap.mem_used_mb + sj->spec.memory_mb > sj->cap.mem_total_mb)) {
-			sj->rc = -ENOSPC;
-			snprintf(sj->err.msg, sizeof(sj->err.msg),
-				 "over capacity: %u of %u vCPUs and %llu of %llu MiB in use, asked "
-				 "for %u vCPUs and %u MiB",
-				 sj->cap.cpus_used, sj->cap.cpus_total,
-				 (unsigned long long)sj->cap.mem_used_mb,
-				 (unsigned long long)sj->cap.mem_total_mb, sj->spec.cores,
-				 sj->spec.memory_mb);
-		}
+		/* the runtime's own words: what is free, and the flag that sets it */
+		if (sj->rc == 0)
+			sj->rc = hc_runtime_capacity_check(&sj->cap, &sj->spec, &sj->err);
 	} else {
 		if (sj->restart) {
 			struct hc_err ignored;

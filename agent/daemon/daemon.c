@@ -483,6 +483,7 @@ static int start_runtime(struct daemon *d, const struct hc_daemon_config *cfg, s
 	};
 	struct hc_err rerr;
 	struct hc_runtime *probe;
+	char lease_dir[4096];
 	int r;
 
 	if (cfg->containerd_socket) {
@@ -502,6 +503,11 @@ static int start_runtime(struct daemon *d, const struct hc_daemon_config *cfg, s
 		if (!d->containerd)
 			return hc_err_set(err, rerr.code, "%s", rerr.msg);
 		rcfg.socket = hc_containerd_socket(d->containerd);
+		/* its CNI leases are ours to collect and count */
+		if (hc_containerd_lease_dir(cfg->state_dir, lease_dir, sizeof(lease_dir)) == 0) {
+			rcfg.lease_dir = lease_dir;
+			rcfg.subnet = cfg->workload_subnet;
+		}
 	}
 	d->runtime = hc_runtime_new(&rcfg);
 	if (!d->runtime)
@@ -599,6 +605,7 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, struct hc_err *err)
 	struct hc_cluster_config ccfg = { .state_dir = cfg->state_dir, .base_url = cfg->base_url,
 					  .join = cfg->join, .njoin = cfg->njoin,
 					  .respawn = cfg->respawn_on_node_failure,
+					  .default_restart = cfg->default_restart,
 					  .state_period_ms = cfg->state_period_ms };
 	struct gossip_setup gs;
 	struct daemon_secrets secrets;

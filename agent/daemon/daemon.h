@@ -48,6 +48,7 @@ struct hc_daemon_config {
 
 	/* Orchestration */
 	bool respawn_on_node_failure; /* reschedule failed nodes' workloads */
+	int default_restart;          /* enum hc_restart_policy of spawns naming none; 0: always */
 	const char *cluster_policy;     /* --cluster-policy FILE; NULL: upstream's default */
 	uint32_t state_period_ms;     /* state broadcast period; 0: 5000 */
 
@@ -57,7 +58,7 @@ struct hc_daemon_config {
 	const char *containerd_socket; /* NULL: start the embedded containerd */
 	const char *const *insecure_registries; /* HOST:PORT pulled over plain HTTP */
 	size_t ninsecure;
-	const char *workload_subnet;   /* NULL: 192.168.127.0/24 */
+	const char *workload_subnet;   /* NULL: HC_WORKLOAD_SUBNET (10.88.0.0/16) */
 	uint32_t capacity_cpus;        /* 0: max(nproc, 225) */
 	uint32_t capacity_mem_mb;      /* 0: MemAvailable */
 	uint32_t watch_interval_ms;    /* workload checks; 0: 2000 */

@@ -198,7 +198,7 @@ struct hc_dataplane_config {
 	const char *pin_dir; /* NULL: HC_DEFAULT_BPF_PIN_DIR */
 	const char *iface; /* uplink; NULL: the default route's interface */
 	enum hc_dp_mode mode;
-	struct hc_ipaddr workload_net; /* family 0: the default 192.168.127.0/24 */
+	struct hc_ipaddr workload_net; /* family 0: the default HC_WORKLOAD_SUBNET */
 	uint8_t workload_prefix;
 	/* Ports workloads may reach on members' addresses (besides DNS, node
 	 * ports and the proxy's). */

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -26,8 +27,11 @@
 #include "metrics/metrics.h"
 #include "runtime_int.h"
 
-#define DEFAULT_SUBNET "192.168.127.0/24"
+/* containerd's root under the state dir and its state under the run dir:
+ * names of our own, not upstream's containerd's (docs/runtime.md) */
+#define HC_CONTAINERD_ROOT "embedded-containerd"
 #define READY_TIMEOUT_MS 20000
+#define ROOT_RELEASE_MS 5000 /* a stopping containerd's database lock goes within this */
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 30000
 #define STABLE_AFTER_MS 60000 /* a containerd up this long resets the backoff */
@@ -36,6 +40,7 @@
 struct hc_containerd {
 	struct hc_loop *loop;
 	char *state_dir, *run_dir, *binary;
+	char *root, *state; /* containerd's own root and state directories */
 	char *config_path, *socket, *log_path;
 	pid_t pid;
 	int pidfd;
@@ -99,27 +104,25 @@ static int registry_host_valid(const char *h)
 	return strspn(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") == hostlen;
 }
 
-/* a.b.c.d/len with a usable size; the gateway is the first address. */
-static int subnet_gateway(const char *subnet, char *gw, size_t len)
+/* The gateway of a subnet hc_runtime_subnet_parse accepts: its first address. */
+static void subnet_gateway(uint32_t net, char *gw, size_t len)
 {
-	unsigned a, b, c, d, prefix;
-	char tail;
-
-	if (sscanf(subnet, "%u.%u.%u.%u/%u%c", &a, &b, &c, &d, &prefix, &tail) != 5 || a > 255 ||
-	    b > 255 || c > 255 || d > 255 || prefix < 8 || prefix > 28)
-		return -EINVAL;
-	snprintf(gw, len, "%u.%u.%u.%u", a, b, c, d + 1);
-	return (d & ((1u << (32 - prefix)) - 1) & 0xff) == 0 ? 0 : -EINVAL;
+	net++;
+	snprintf(gw, len, "%u.%u.%u.%u", net >> 24, net >> 16 & 255, net >> 8 & 255, net & 255);
 }
 
 static int write_conflist(const char *state_dir, const char *subnet, struct hc_err *err)
 {
 	char gw[32], *path = NULL, *text = NULL;
+	uint32_t net;
+	unsigned prefix;
 	int r;
 
-	if (subnet_gateway(subnet, gw, sizeof(gw)) < 0)
-		return hc_err_set(err, -EINVAL, "invalid workload subnet %s (want a.b.c.0/8..28)",
-				  subnet);
+	if (hc_runtime_subnet_parse(subnet, &net, &prefix) < 0)
+		return hc_err_set(err, -EINVAL, "invalid workload subnet %s (want a.b.c.d/%d..%d, "
+				  "the network's own address)", subnet,
+				  HC_RUNTIME_SUBNET_MIN_PREFIX, HC_RUNTIME_SUBNET_MAX_PREFIX);
+	subnet_gateway(net, gw, sizeof(gw));
 	/* ptp: a veth per workload with a /32 route, no shared bridge to
 	 * attach to; host-local keeps its leases under our state dir so two
 	 * instances never share an allocation file; firewall opens FORWARD for
@@ -252,8 +255,8 @@ static int write_config(struct hc_containerd *cd, const struct hc_containerd_con
 	r = path_printf(&text,
 		"# written by hypercore at every start; edits are lost\n"
 		"version = 2\n"
-		"root = \"%1$s/containerd\"\n"
-		"state = \"%2$s/containerd\"\n"
+		"root = \"%6$s\"\n"
+		"state = \"%7$s\"\n"
 		"disabled_plugins = [\"io.containerd.snapshotter.v1.aufs\", \"io.containerd.snapshotter.v1.btrfs\",\n"
 		"  \"io.containerd.snapshotter.v1.devmapper\", \"io.containerd.snapshotter.v1.zfs\",\n"
 		"  \"io.containerd.tracing.processor.v1.otlp\", \"io.containerd.internal.v1.tracing\"]\n"
@@ -293,7 +296,8 @@ static int write_config(struct hc_containerd *cd, const struct hc_containerd_con
 		"\n"
 		"  [plugins.\"io.containerd.grpc.v1.cri\".registry]\n"
 		"    config_path = \"%1$s/certs.d\"\n",
-		cd->state_dir, cd->run_dir, cd->socket, hc_pause_image_name, runsc);
+		cd->state_dir, cd->run_dir, cd->socket, hc_pause_image_name, runsc, cd->root,
+		cd->state);
 	if (r < 0)
 		return hc_err_set(err, -ENOMEM, "out of memory");
 	r = write_file(cd->config_path, text, 0600);
@@ -305,8 +309,7 @@ static int write_config(struct hc_containerd *cd, const struct hc_containerd_con
 
 static int prepare_dirs(const struct hc_containerd *cd, struct hc_err *err)
 {
-	static const char *const state_sub[] = { "containerd", "net.d", "certs.d", "cni-ipam",
-						 "logs" };
+	static const char *const state_sub[] = { "net.d", "certs.d", "cni-ipam", "logs" };
 	char path[4096];
 	int r;
 
@@ -316,11 +319,87 @@ static int prepare_dirs(const struct hc_containerd *cd, struct hc_err *err)
 		if (r < 0)
 			return hc_err_set(err, r, "cannot create %s: %s", path, strerror(-r));
 	}
-	snprintf(path, sizeof(path), "%s/containerd", cd->run_dir);
-	r = hc_mkdir_p(path, 0700);
-	if (r < 0)
-		return hc_err_set(err, r, "cannot create %s: %s", path, strerror(-r));
+	if ((r = hc_mkdir_p(cd->root, 0700)) < 0 || (r = hc_mkdir_p(cd->state, 0700)) < 0)
+		return hc_err_set(err, r, "cannot create %s: %s",
+				  access(cd->root, F_OK) == 0 ? cd->state : cd->root, strerror(-r));
 	return 0;
+}
+
+/* Whether state_dir holds the layout of an earlier hypercore: its
+ * containerd root at <state_dir>/containerd, named so by the configuration
+ * that version wrote (upstream's containerd uses the same directory, but
+ * writes no containerd.toml there). */
+static bool earlier_layout(const char *state_dir)
+{
+	char path[4096], want[4200], text[4096];
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", state_dir, HC_CONTAINERD_ROOT);
+	if (stat(path, &st) == 0)
+		return false; /* the current layout is there already */
+	snprintf(path, sizeof(path), "%s/containerd", state_dir);
+	if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+		return false;
+	snprintf(path, sizeof(path), "%s/containerd.toml", state_dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	text[n] = '\0';
+	snprintf(want, sizeof(want), "root = \"%s/containerd\"\n", state_dir);
+	return strncmp(text, "# written by hypercore", 22) == 0 && strstr(text, want);
+}
+
+int hc_containerd_layout(const char *state_dir, const char *run_dir, char **root, char **state)
+{
+	bool earlier = earlier_layout(state_dir);
+
+	/* An earlier hypercore kept containerd in <state>/containerd and
+	 * <run>/containerd, the directories upstream's containerd uses too.
+	 * Its workloads keep running in their shims, whose bundles, runc
+	 * state and network namespaces are recorded under those paths, so
+	 * they are kept rather than moved (hc_containerd_start says so). */
+	*state = NULL;
+	if (path_printf(root, "%s/%s", state_dir, earlier ? "containerd" : HC_CONTAINERD_ROOT) < 0 ||
+	    path_printf(state, "%s/%s", run_dir, earlier ? "containerd" : HC_CONTAINERD_ROOT) < 0) {
+		free(*root);
+		*root = NULL;
+		return -ENOMEM;
+	}
+	return earlier;
+}
+
+/* Refuses a root another containerd holds: containerd keeps its metadata
+ * database locked (bolt's flock) while it runs, and a second one on the same
+ * root would wait on that lock forever. One that is stopping (the previous
+ * agent's, after a SIGKILL of the agent) lets go within ROOT_RELEASE_MS. */
+static int check_root_free(const struct hc_containerd *cd, struct hc_err *err)
+{
+	struct timespec deadline;
+	char path[4096];
+	int fd, r;
+
+	snprintf(path, sizeof(path), "%s/io.containerd.metadata.v1.bolt/meta.db", cd->root);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0; /* a new root */
+	hc_deadline_in(&deadline, ROOT_RELEASE_MS);
+	while ((r = flock(fd, LOCK_EX | LOCK_NB)) < 0 && errno == EWOULDBLOCK &&
+	       hc_deadline_left_ms(&deadline) > 0)
+		usleep(50000);
+	if (r < 0 && errno == EWOULDBLOCK)
+		r = hc_err_set(err, -EBUSY,
+			       "another containerd holds %s (its database %s is locked): stop it, "
+			       "or give this node another --state-dir", cd->root, path);
+	else if (r < 0)
+		r = hc_err_set(err, -errno, "cannot lock %s: %s", path, strerror(errno));
+	close(fd); /* releases our probe's lock */
+	return r;
 }
 
 /* ---- the process ---- */
@@ -592,6 +671,8 @@ static void containerd_free(struct hc_containerd *cd)
 		return;
 	free(cd->state_dir);
 	free(cd->run_dir);
+	free(cd->root);
+	free(cd->state);
 	free(cd->binary);
 	free(cd->config_path);
 	free(cd->socket);
@@ -605,6 +686,8 @@ struct hc_containerd *hc_containerd_start(struct hc_loop *loop, const struct hc_
 	struct hc_containerd *cd = calloc(1, sizeof(*cd));
 	struct hc_runtime *rt = NULL;
 	struct hc_runtime_config rcfg = { 0 };
+	char lease_dir[4096];
+	const char *subnet;
 	int r = -ENOMEM;
 
 	if (!cd) {
@@ -627,12 +710,25 @@ struct hc_containerd *hc_containerd_start(struct hc_loop *loop, const struct hc_
 	if (!cd->state_dir || !cd->run_dir || !cd->binary ||
 	    path_printf(&cd->config_path, "%s/containerd.toml", cd->state_dir) < 0 ||
 	    path_printf(&cd->socket, "%s/containerd.sock", cd->run_dir) < 0 ||
-	    path_printf(&cd->log_path, "%s/containerd.log", cd->state_dir) < 0) {
-		hc_err_set(err, -ENOMEM, "out of memory");
+	    path_printf(&cd->log_path, "%s/containerd.log", cd->state_dir) < 0 ||
+	    (r = hc_containerd_layout(cd->state_dir, cd->run_dir, &cd->root, &cd->state)) < 0) {
+		r = hc_err_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
-	if ((r = prepare_dirs(cd, err)) < 0 ||
-	    (r = write_conflist(cd->state_dir, cfg->subnet ? cfg->subnet : DEFAULT_SUBNET, err)) < 0 ||
+	if (r == 1)
+		hc_log(HC_LOG_WARN, "keeping containerd in %s and %s, where an earlier hypercore put "
+		       "it (upstream's containerd uses them too): to move it to %s/%s, stop every "
+		       "workload and the agent, then remove both", cd->root, cd->state, cd->state_dir,
+		       HC_CONTAINERD_ROOT);
+	subnet = cfg->subnet ? cfg->subnet : HC_WORKLOAD_SUBNET;
+	if (hc_containerd_lease_dir(cd->state_dir, lease_dir, sizeof(lease_dir)) < 0) {
+		r = hc_err_set(err, -ENAMETOOLONG, "state directory path too long");
+		goto fail;
+	}
+	if ((r = check_root_free(cd, err)) < 0 ||
+	    (r = hc_runtime_subnet_check_node(subnet, lease_dir, err)) < 0 ||
+	    (r = prepare_dirs(cd, err)) < 0 ||
+	    (r = write_conflist(cd->state_dir, subnet, err)) < 0 ||
 	    (r = write_registry_hosts(cd->state_dir, cfg->insecure_registries, cfg->ninsecure, err)) < 0 ||
 	    (r = write_config(cd, cfg, err)) < 0)
 		goto fail;
@@ -659,6 +755,14 @@ fail:
 	hc_containerd_stop(cd, 5000);
 	errno = -r;
 	return NULL;
+}
+
+int hc_containerd_lease_dir(const char *state_dir, char *buf, size_t len)
+{
+	/* host-local's dataDir (the conflist's) plus the network's name */
+	int n = snprintf(buf, len, "%s/cni-ipam/hypercore", state_dir);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
 const char *hc_containerd_socket(const struct hc_containerd *cd)

@@ -342,24 +342,50 @@ int hc_runtime_capacity(struct hc_runtime *rt, struct hc_runtime_capacity *out,
 	return 0;
 }
 
+/* Refused where upstream only warned (an overcommitted node kills
+ * workloads), so the message says what would fit and how to offer more;
+ * hc_runtime_refusal_free_mb() reads the figure back. */
+#define MEM_REFUSAL                                                                      \
+	"not enough memory: %u MB requested, %llu MB free (%llu of %llu MB in use; the "   \
+	"agent's --capacity-mem MB sets what a node offers)"
+
+int hc_runtime_refusal_free_mb(const char *msg, uint64_t *free_mb)
+{
+	const char *p = msg ? strstr(msg, "not enough memory: ") : NULL;
+	unsigned requested;
+	unsigned long long mb;
+
+	if (!p || sscanf(p, "not enough memory: %u MB requested, %llu MB free", &requested,
+			 &mb) != 2)
+		return -EINVAL;
+	*free_mb = mb;
+	return 0;
+}
+
+int hc_runtime_capacity_check(const struct hc_runtime_capacity *cap,
+			      const struct hc_workload_spec *spec, struct hc_err *err)
+{
+	if ((uint64_t)cap->cpus_used + spec->cores > cap->cpus_total)
+		return hc_err_set(err, -ENOSPC,
+				  "not enough CPU: %u vCPUs requested, %u of %u in use",
+				  spec->cores, cap->cpus_used, cap->cpus_total);
+	if (cap->mem_used_mb + spec->memory_mb > cap->mem_total_mb)
+		return hc_err_set(err, -ENOSPC, MEM_REFUSAL, spec->memory_mb,
+				  (unsigned long long)(cap->mem_total_mb > cap->mem_used_mb
+							       ? cap->mem_total_mb - cap->mem_used_mb
+							       : 0),
+				  (unsigned long long)cap->mem_used_mb,
+				  (unsigned long long)cap->mem_total_mb);
+	return 0;
+}
+
 static int check_capacity(struct hc_runtime *rt, const struct hc_workload_spec *spec,
 			  struct hc_err *err)
 {
 	struct hc_runtime_capacity cap;
 	int r = hc_runtime_capacity(rt, &cap, err);
 
-	if (r < 0)
-		return r;
-	if ((uint64_t)cap.cpus_used + spec->cores > cap.cpus_total)
-		return hc_err_set(err, -ENOSPC,
-				  "not enough CPU: %u vCPUs requested, %u of %u in use",
-				  spec->cores, cap.cpus_used, cap.cpus_total);
-	if (cap.mem_used_mb + spec->memory_mb > cap.mem_total_mb)
-		return hc_err_set(err, -ENOSPC,
-				  "not enough memory: %u MB requested, %llu of %llu MB in use",
-				  spec->memory_mb, (unsigned long long)cap.mem_used_mb,
-				  (unsigned long long)cap.mem_total_mb);
-	return 0;
+	return r < 0 ? r : hc_runtime_capacity_check(&cap, spec, err);
 }
 
 /* ---- images ---- */

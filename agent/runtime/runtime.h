@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "hypercore/defaults.h"
 
@@ -74,6 +75,12 @@ struct hc_runtime_config {
 	unsigned log_max_files;	   /* rotated files kept besides the current; 0: default */
 	hc_runtime_sandbox_fn *on_sandbox; /* NULL: nothing between sandbox and container */
 	void *on_sandbox_arg;
+	/* The embedded containerd's CNI leases (hc_containerd_lease_dir) and
+	 * subnet: the watch collects leases whose sandbox is gone and reports
+	 * the free addresses. NULL: not ours to look after (an external
+	 * containerd). */
+	const char *lease_dir;
+	const char *subnet;
 };
 
 /* Logs: at most (files + 1) x size per workload, plus what is written
@@ -163,6 +170,24 @@ uint32_t hc_workload_spec_pids_limit(const struct hc_workload_spec *spec);
  * Mbit/s; the data plane enforces it on the workload's veth. */
 #define HC_LABEL_EGRESS_MBIT "hypercore.egress-mbit"
 #define HC_EGRESS_MBIT_MAX 100000
+
+/* The label that says what the agent does when the workload exits (see
+ * enum hc_restart_policy); no label: the agent's --default-restart. */
+#define HC_LABEL_RESTART "hypercore.restart"
+
+enum hc_restart_policy {
+	HC_RESTART_UNSET,      /* not said: the default applies */
+	HC_RESTART_ALWAYS,     /* bring it back whatever its exit code (upstream's way) */
+	HC_RESTART_ON_FAILURE, /* only when its exit code is not 0 */
+	HC_RESTART_NEVER,      /* an exit is final */
+};
+
+/* "always", "on-failure", "never"; "" for UNSET. */
+const char *hc_restart_policy_name(enum hc_restart_policy p);
+/* The policy of a name above (not ""), or HC_RESTART_UNSET for anything else. */
+enum hc_restart_policy hc_restart_policy_parse(const char *name);
+/* The policy a spec's label asks for; UNSET without one. */
+enum hc_restart_policy hc_workload_spec_restart(const struct hc_workload_spec *spec);
 
 /* The egress limit a spec asks for, in bytes per second; 0 = none. */
 uint64_t hc_workload_spec_egress_bytes(const struct hc_workload_spec *spec);
@@ -262,6 +287,12 @@ struct hc_runtime_capacity {
 	uint64_t mem_total_mb, mem_used_mb;
 	size_t workloads;
 };
+
+/* Whether a workload of spec fits in cap: 0, or -ENOSPC with err saying
+ * what is short ("not enough CPU: …", "not enough memory: N MB requested,
+ * F MB free … --capacity-mem …"), for a spawn and a cluster's dry run alike. */
+int hc_runtime_capacity_check(const struct hc_runtime_capacity *cap,
+			      const struct hc_workload_spec *spec, struct hc_err *err);
 
 /* Capacity from the running workloads' specs and the config. 0 or -errno. */
 int hc_runtime_capacity(struct hc_runtime *rt, struct hc_runtime_capacity *out,
@@ -382,6 +413,11 @@ int hc_runtime_watch_register_metrics(struct hc_runtime_watch *w, struct hc_metr
  * after the loop stopped running, before it is freed. NULL is fine. */
 void hc_runtime_watch_stop(struct hc_runtime_watch *w);
 
+/* The memory free on the node that refused a spawn with msg ("not enough
+ * memory: N MB requested, F MB free ..."; a node's answer may carry it
+ * after its name). 0 with *free_mb, or -EINVAL for any other message. */
+int hc_runtime_refusal_free_mb(const char *msg, uint64_t *free_mb);
+
 /* ---- the embedded containerd ---- */
 
 struct hc_containerd_config {
@@ -389,7 +425,7 @@ struct hc_containerd_config {
 	const char *run_dir;	 /* volatile: socket, task state */
 	const char *const *insecure_registries; /* HOST:PORT served over plain HTTP */
 	size_t ninsecure;
-	const char *subnet;	 /* NULL: 192.168.127.0/24 */
+	const char *subnet;	 /* NULL: HC_WORKLOAD_SUBNET (10.88.0.0/16) */
 	const char *binary;	 /* NULL: containerd from PATH */
 };
 
@@ -416,5 +452,69 @@ int hc_containerd_register_metrics(struct hc_containerd *cd, struct hc_metrics *
 /* Stops containerd (SIGTERM, SIGKILL after timeout_ms) and frees. Running
  * workloads keep running in their shims; a new containerd adopts them. */
 void hc_containerd_stop(struct hc_containerd *cd, int timeout_ms);
+
+/* Where the embedded containerd under state_dir keeps host-local's leases
+ * (one file per address), into buf. 0 or -ENAMETOOLONG. */
+int hc_containerd_lease_dir(const char *state_dir, char *buf, size_t len);
+
+/*
+ * containerd's root and state directories (malloc'd, the caller frees):
+ * <state_dir>/embedded-containerd and <run_dir>/embedded-containerd, or
+ * <state_dir>/containerd and <run_dir>/containerd where an earlier
+ * hypercore left its containerd there (its configuration in
+ * <state_dir>/containerd.toml names that root), so its workloads keep
+ * running. 0 (current layout), 1 (earlier layout) or -ENOMEM.
+ */
+int hc_containerd_layout(const char *state_dir, const char *run_dir, char **root, char **state);
+
+/* ---- the workload subnet and its CNI leases (cni.c) ---- */
+
+#define HC_RUNTIME_SUBNET_MIN_PREFIX 8
+#define HC_RUNTIME_SUBNET_MAX_PREFIX 28
+
+/* "a.b.c.d/p" (the network's own address, p in MIN..MAX_PREFIX) into net
+ * (host order) and prefix. 0 or -EINVAL. */
+int hc_runtime_subnet_parse(const char *text, uint32_t *net, unsigned *prefix);
+
+/* Addresses host-local can hand out on a subnet of this prefix (all but
+ * the network, broadcast and gateway addresses). */
+uint32_t hc_runtime_subnet_addresses(unsigned prefix);
+
+/*
+ * Checks that subnet overlaps no route of route_table (the text of
+ * /proc/net/route: the main table) but the default route and the /32 routes
+ * to addresses leased in lease_dir (our own workloads, from an earlier
+ * run; NULL: none). 0; -EINVAL for a bad subnet; -EADDRINUSE with err
+ * naming the first overlapping route and --workload-subnet.
+ */
+int hc_runtime_subnet_check(const char *subnet, const char *route_table, const char *lease_dir,
+			    struct hc_err *err);
+
+/* The same against the node's own /proc/net/route. */
+int hc_runtime_subnet_check_node(const char *subnet, const char *lease_dir, struct hc_err *err);
+
+struct hc_runtime_leases {
+	size_t leases;	  /* left after the sweep */
+	size_t collected; /* removed by it */
+};
+
+/*
+ * Removes the leases in lease_dir whose sandbox id is not in ids, unless
+ * younger than min_age_s at now (a sandbox being made holds its lease
+ * before containerd lists it), under host-local's own lock. Logs each one
+ * removed. A missing directory holds no leases. 0 or -errno with err.
+ */
+int hc_runtime_leases_sweep(const char *lease_dir, const char *const *ids, size_t nids,
+			    int min_age_s, time_t now, struct hc_runtime_leases *out,
+			    struct hc_err *err);
+
+/* The number of leases in lease_dir (0 when it does not exist yet), or
+ * -errno. */
+long hc_runtime_leases_count(const char *lease_dir);
+
+/* The same with the ids of every sandbox containerd lists (CRI call,
+ * blocks). 0 or -errno with err. */
+int hc_runtime_collect_leases(struct hc_runtime *rt, const char *lease_dir, int min_age_s,
+			      struct hc_runtime_leases *out, struct hc_err *err);
 
 #endif /* HC_RUNTIME_H */

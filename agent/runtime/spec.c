@@ -281,6 +281,30 @@ uint64_t hc_workload_spec_egress_bytes(const struct hc_workload_spec *spec)
 	return 0;
 }
 
+static const char *const restart_names[] = { "", "always", "on-failure", "never" };
+
+const char *hc_restart_policy_name(enum hc_restart_policy p)
+{
+	return (unsigned)p < sizeof(restart_names) / sizeof(restart_names[0]) ? restart_names[p]
+									       : "";
+}
+
+enum hc_restart_policy hc_restart_policy_parse(const char *name)
+{
+	for (size_t i = 1; name && i < sizeof(restart_names) / sizeof(restart_names[0]); i++)
+		if (strcmp(name, restart_names[i]) == 0)
+			return (enum hc_restart_policy)i;
+	return HC_RESTART_UNSET;
+}
+
+enum hc_restart_policy hc_workload_spec_restart(const struct hc_workload_spec *spec)
+{
+	for (size_t i = 0; i < spec->nlabels; i++)
+		if (strcmp(spec->labels[i].key, HC_LABEL_RESTART) == 0)
+			return hc_restart_policy_parse(spec->labels[i].value);
+	return HC_RESTART_UNSET;
+}
+
 int hc_workload_spec_validate(const struct hc_workload_spec *spec, struct hc_err *err)
 {
 	if (!spec->image_ref || !spec->image_ref[0])
@@ -327,6 +351,11 @@ int hc_workload_spec_validate(const struct hc_workload_spec *spec, struct hc_err
 					  "label %s must be whole Mbit/s, 1..%d, not \"%.20s\"",
 					  HC_LABEL_EGRESS_MBIT, HC_EGRESS_MBIT_MAX,
 					  spec->labels[i].value);
+		if (strcmp(spec->labels[i].key, HC_LABEL_RESTART) == 0 &&
+		    !hc_restart_policy_parse(spec->labels[i].value))
+			return hc_err_set(err, -EINVAL,
+					  "restart policy must be always, on-failure or never, not "
+					  "\"%.20s\"", spec->labels[i].value);
 	}
 	if (spec->ncap_add > HC_RUNTIME_MAX_CAP_ADD)
 		return hc_err_set(err, -EINVAL, "at most %d capabilities to add",

@@ -21,6 +21,8 @@
 #include "runtime_int.h"
 
 #define ORPHAN_MIN_AGE_S 120 /* far longer than any spawn takes */
+#define LEASE_MIN_AGE_S 120  /* the same: a lease that young may be a spawn's */
+#define LEASE_SWEEP_MS 30000 /* leases of vanished sandboxes are collected this often */
 #define LOG_FAST_CHECK_MS 5 /* log checks while a log grows fast */
 #define LOG_ROTATE_MS 10     /* about what a rotation takes (rename, CRI reopen) */
 #define LOG_FAST_HOLD_MS 2000
@@ -84,6 +86,13 @@ struct hc_runtime_watch {
 	bool logs_changed;
 	/* under lock: for the metrics */
 	uint64_t rotations, rotation_errors;
+
+	/* CNI leases (cni.c): NULL lease_dir when the containerd is not ours */
+	char *lease_dir;
+	uint32_t addresses;    /* the subnet's, 0: unknown */
+	int64_t next_sweep_ms; /* thread-only: monotonic; 0: at the first look */
+	long leases;	       /* under lock: at the last look; -1 unknown */
+	uint64_t leases_collected;
 };
 
 static int was_reported(const struct hc_runtime_watch *w, const struct hc_workload *wl)
@@ -386,6 +395,32 @@ static bool check_logs(struct hc_runtime_watch *w)
 	return fast;
 }
 
+/* Collects the leases whose sandbox is gone at the first look and every
+ * LEASE_SWEEP_MS, and counts them at every look for the free addresses. */
+static void look_leases(struct hc_runtime_watch *w)
+{
+	struct hc_runtime_leases got = { 0 };
+	struct hc_err err;
+	int64_t now = mono_ms();
+	long n;
+
+	if (!w->lease_dir)
+		return;
+	if (now >= w->next_sweep_ms) {
+		if (hc_runtime_collect_leases(w->rt, w->lease_dir, LEASE_MIN_AGE_S, &got, &err) < 0)
+			hc_log(HC_LOG_WARN, "CNI lease collection: %s", err.msg);
+		else if (got.collected)
+			hc_log(HC_LOG_INFO, "collected %zu CNI leases of vanished sandboxes",
+			       got.collected);
+		w->next_sweep_ms = now + LEASE_SWEEP_MS;
+	}
+	n = hc_runtime_leases_count(w->lease_dir);
+	pthread_mutex_lock(&w->lock);
+	w->leases = n;
+	w->leases_collected += got.collected;
+	pthread_mutex_unlock(&w->lock);
+}
+
 static void look(struct hc_runtime_watch *w)
 {
 	struct hc_err err;
@@ -411,6 +446,7 @@ static void look(struct hc_runtime_watch *w)
 	r = hc_runtime_collect_orphans(w->rt, ORPHAN_MIN_AGE_S, &err);
 	if (r < 0)
 		hc_log(HC_LOG_DEBUG, "orphan collection: %s", err.msg);
+	look_leases(w);
 }
 
 static void *watch_main(void *arg)
@@ -500,8 +536,21 @@ struct hc_runtime_watch *hc_runtime_watch_start(struct hc_loop *loop,
 	w->fn = fn;
 	w->arg = arg;
 	w->rt = hc_runtime_new(cfg);
-	if (!w->rt) {
+	w->leases = -1;
+	if (cfg->lease_dir) {
+		uint32_t net;
+		unsigned prefix;
+
+		w->lease_dir = strdup(cfg->lease_dir);
+		if (hc_runtime_subnet_parse(cfg->subnet ? cfg->subnet : HC_WORKLOAD_SUBNET, &net,
+					    &prefix) == 0)
+			w->addresses = hc_runtime_subnet_addresses(prefix);
+	}
+	if (!w->rt || (cfg->lease_dir && !w->lease_dir)) {
+		hc_runtime_free(w->rt);
+		free(w->lease_dir);
 		free(w);
+		errno = ENOMEM;
 		return NULL;
 	}
 	pthread_mutex_init(&w->lock, NULL);
@@ -530,6 +579,7 @@ struct hc_runtime_watch *hc_runtime_watch_start(struct hc_loop *loop,
 		pthread_cond_destroy(&w->wake);
 		pthread_mutex_destroy(&w->lock);
 		hc_runtime_free(w->rt);
+		free(w->lease_dir);
 		free(w);
 		errno = r;
 		return NULL;
@@ -543,12 +593,31 @@ static void collect(struct hc_metrics_writer *mw, void *arg)
 	uint64_t rotations, rotation_errors;
 	struct snapshot s;
 	static const char *const states[] = { "created", "running", "exited", "unknown" };
+	uint64_t collected;
+	long leases;
 
 	pthread_mutex_lock(&w->lock);
 	s = w->snap;
 	rotations = w->rotations;
 	rotation_errors = w->rotation_errors;
+	leases = w->leases;
+	collected = w->leases_collected;
 	pthread_mutex_unlock(&w->lock);
+	if (w->lease_dir) {
+		hc_metrics_family(mw, "hypercore_cni_leases_collected_total", "counter",
+				  "CNI address leases removed because their sandbox was gone.");
+		hc_metrics_sample(mw, "hypercore_cni_leases_collected_total", NULL,
+				  (double)collected);
+	}
+	if (w->lease_dir && w->addresses && leases >= 0) {
+		hc_metrics_family(mw, "hypercore_workload_addresses_total", "gauge",
+				  "Addresses of the workload subnet CNI can hand out.");
+		hc_metrics_sample(mw, "hypercore_workload_addresses_total", NULL, w->addresses);
+		hc_metrics_family(mw, "hypercore_workload_addresses_free", "gauge",
+				  "Addresses of the workload subnet not leased to a sandbox.");
+		hc_metrics_sample(mw, "hypercore_workload_addresses_free", NULL,
+				  (unsigned long)leases >= w->addresses ? 0 : w->addresses - leases);
+	}
 	hc_metrics_family(mw, "hypercore_log_rotations_total", "counter",
 			  "Workload log files rotated at their size cap (and rotations that failed).");
 	hc_metrics_sample(mw, "hypercore_log_rotations_total",
@@ -606,6 +675,7 @@ void hc_runtime_watch_stop(struct hc_runtime_watch *w)
 	free(w->running);
 	free(w->logs);
 	free(w->logs_new);
+	free(w->lease_dir);
 	if (w->log_ifd >= 0)
 		close(w->log_ifd);
 	pthread_cond_destroy(&w->wake);

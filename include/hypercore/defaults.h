@@ -10,9 +10,11 @@
 /* The agent's persistent state: node id, cluster key, API token, logs. */
 #define HC_DEFAULT_STATE_DIR "/var/lib/hypercore"
 
-/* Workload subnet 192.168.127.0/24, host byte order. */
-#define HC_WORKLOAD_NET 0xc0a87f00u
-#define HC_WORKLOAD_PREFIX 24
+/* Workload subnet 10.88.0.0/16 (upstream's since it ran out of a /24's
+ * 253 addresses), host byte order, and as text for CNI and help. */
+#define HC_WORKLOAD_NET 0x0a580000u
+#define HC_WORKLOAD_PREFIX 16
+#define HC_WORKLOAD_SUBNET "10.88.0.0/16"
 
 /* Node ports given to workload ports, inclusive. */
 #define HC_NODE_PORT_MIN 30000

@@ -12,6 +12,7 @@ bomb, a setuid escalation, a write to a read-only root, and a connection to
 the node from the entrypoint's first instruction."""
 
 import collections
+import fcntl
 import glob
 import json
 import os
@@ -75,6 +76,10 @@ CAP_BITS = {"CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "FSETID": 4, "KILL": 5, 
             "SETUID": 7, "NET_BIND_SERVICE": 10, "NET_RAW": 13}
 # The workloads' addresses: CNI routes each one on the host.
 WORKLOAD_NET = "10.%d.%d" % (232 + RUN_INDEX % 2048 // 256, RUN_INDEX % 256)
+
+# Leases of sandboxes that do not exist, for the collection tests (host-local
+# hands out addresses round-robin from .2: a run never gets this far)
+PLANTED_LEASES = (WORKLOAD_NET + ".250", WORKLOAD_NET + ".251")
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -378,10 +383,29 @@ class Runtime(unittest.TestCase):
                 return w
         return None
 
-    def leases(self):
+    def leases(self, planted=False):
+        """The leases in the agent's IPAM directory; those plant_stale_lease
+        made (for the collection tests) only when asked."""
         d = os.path.join(self.agent.state_dir, "cni-ipam", "hypercore")
-        return sorted(f for f in os.listdir(d) if re.match(r"^\d+\.\d+\.\d+\.\d+$", f)) \
-            if os.path.isdir(d) else []
+        return sorted(f for f in os.listdir(d) if re.match(r"^\d+\.\d+\.\d+\.\d+$", f) and
+                      (planted or f not in PLANTED_LEASES)) if os.path.isdir(d) else []
+
+    def plant_stale_lease(self, addr):
+        """A host-local lease for addr held by a sandbox that no longer
+        exists, written an hour ago (younger ones may belong to a spawn in
+        progress and are left alone). Returns its path."""
+        d = os.path.join(self.agent.state_dir, "cni-ipam", "hypercore")
+        os.makedirs(d, exist_ok=True)
+        path = os.path.join(d, addr)
+        with open(path, "w") as f:
+            f.write("0" * 64 + "\r\neth0")
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+        return path
+
+    def netns_glob(self):
+        """The workloads' network namespaces: under containerd's state,
+        a directory of our own (not upstream's containerd's)."""
+        return os.path.join(self.agent.run_dir, "embedded-containerd", "**", "netns", "cni-*")
 
     def assertFails(self, r, code, *words):
         self.assertEqual(r.returncode, code, "stdout=%r stderr=%r" % (r.stdout, r.stderr))
@@ -420,7 +444,8 @@ class Runtime(unittest.TestCase):
         r = self.cli("list")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout.splitlines()[0].split(),
-                         ["ID", "STATE", "IP", "IMAGE", "CPU", "MEM", "PORTS", "AGE"])
+                         ["ID", "STATE", "IP", "IMAGE", "CPU", "MEM", "PORTS", "RESTART",
+                          "AGE"])
         row = [line.split() for line in r.stdout.splitlines() if line.startswith(wid)][0]
         self.assertEqual(row[1:7], ["running", w["ip"], self.images["web"], "1", "64MB",
                                     "%d:8080" % port])
@@ -460,16 +485,18 @@ class Runtime(unittest.TestCase):
             p.stderr.close()
 
     def test_03_exit_is_reported(self):
-        wid = self.spawn("exiter", "--mem", "16", "--env", "EXIT_CODE=3")
+        # an exit stays only with --restart never: the default brings it back
+        wid = self.spawn("exiter", "--restart", "never", "--mem", "16", "--env", "EXIT_CODE=3")
         w = wait_for("the workload to exit",
                      lambda: (lambda w: w if w and w["state"] == "exited" else None)(
                          self.workload(wid)))
         self.assertEqual(w["exit_code"], 3)
         self.assertEqual(w["reason"], "Error")
+        self.assertEqual(w["restart"], "never")
         wait_for("the agent to report the exit",
                  lambda: re.search(r"workload %s exited: code 3" % wid, self.agent.log()))
         r = self.cli("list")
-        self.assertIn("exited(3)", r.stdout)
+        self.assertRegex(r.stdout, r"%s +exited\(3\) .* never " % wid)
 
     def test_04_stop_removes_everything(self):
         before = self.leases()
@@ -478,8 +505,7 @@ class Runtime(unittest.TestCase):
         self.assertEqual(len(self.leases()), len(before) + 1)
         log_dir = os.path.join(self.agent.state_dir, "logs", wid)
         self.assertTrue(os.path.isdir(log_dir))
-        netns = glob.glob(os.path.join(self.agent.run_dir, "containerd", "**", "netns", "cni-*"),
-                          recursive=True)
+        netns = glob.glob(self.netns_glob(), recursive=True)
         t0 = time.monotonic()
         r = self.cli("stop", "--id", wid)
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -491,8 +517,7 @@ class Runtime(unittest.TestCase):
                                                     w["container_id"])))
         # the workload's own parent (its pids limit) goes too, everywhere
         self.assertEqual(glob.glob(os.path.join(CGROUP_ROOT, "*", "hypercore", wid)), [])
-        after = glob.glob(os.path.join(self.agent.run_dir, "containerd", "**", "netns", "cni-*"),
-                          recursive=True)
+        after = glob.glob(self.netns_glob(), recursive=True)
         self.assertEqual(len(after), len(netns) - 1)
         self.assertIsNone(http_get("http://%s:8080/" % w["ip"], timeout=0.5))
         # stopping again: the workload is gone, and the CLI says so
@@ -511,7 +536,13 @@ class Runtime(unittest.TestCase):
         self.assertFails(r, 1, "hypercore containerd", "hypercore cluster",
                          "--containerd-socket")
         self.agent.kill()
+        # a lease whose sandbox is gone (a crash between CNI ADD and DEL)
+        stale = self.plant_stale_lease(PLANTED_LEASES[0])
         self.agent.start()
+        wait_for("the stale lease collected", lambda: not os.path.exists(stale), timeout=30)
+        self.assertRegex(self.agent.log(), r"collected the CNI lease of %s: its sandbox "
+                         r"0{64} is gone" % re.escape(PLANTED_LEASES[0]))
+        self.assertGreaterEqual(self.metric("hypercore_cni_leases_collected_total"), 1)
         w = self.workload(wid)
         self.assertIsNotNone(w, self.agent.log()[-3000:])
         self.assertEqual(w["state"], "running")
@@ -546,6 +577,19 @@ class Runtime(unittest.TestCase):
         for args, code, words in cases:
             with self.subTest(args=args):
                 self.assertFails(self.cli("spawn", *args), code, words)
+        # refused where upstream only warned: the message says what fits
+        r = self.cli("spawn", "--image-ref", self.images["web"], "--mem", "4096",
+                     "--capacity-mem", "1024")
+        self.assertRegex(r.stderr, r"not enough memory: 4096 MB requested, \d+ MB free "
+                         r"\(\d+ of 1024 MB in use; the agent's --capacity-mem MB sets")
+        # through the cluster: which node has the most free
+        r = hctest.run_cli("cluster", "spawn", "--grpc-bind-addr", self.agent.grpc_addr,
+                           "--state-dir", self.agent.state_dir, "--image-ref",
+                           self.images["web"], "--mem", "16000000", "--timeout", "60")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertRegex(r.stderr, r"not enough memory: 16000000 MB requested, \d+ MB free")
+        self.assertIn("--capacity-mem", r.stderr)
+        self.assertRegex(r.stderr, r"the most memory free: \d+ MB, on %s" % self.node_name())
         unknown = "0e8c6e46-6f0b-4b0c-9d52-7b7c0e0e0e0e"
         for verb in ("stop", "logs"):
             with self.subTest(verb=verb):
@@ -613,6 +657,11 @@ class Runtime(unittest.TestCase):
         # 20 s is that with room for a loaded machine, not for a stuck watch
         body = wait_for("capacity in /metrics", used, timeout=20)
         self.assertRegex(body, rb'hypercore_capacity_vcpus\{kind="total"\} \d+')
+        # the workload subnet's addresses (a /24 here: 253), less the leases
+        self.assertIn(b"hypercore_workload_addresses_total 253\n", body)
+        wait_for("free addresses = 253 - leases", lambda: self.metric(
+            "hypercore_workload_addresses_free") == 253 - len(self.leases(planted=True)),
+            timeout=20)
         self.assertRegex(body, rb'hypercore_capacity_memory_bytes\{kind="used"\} \d+')
 
     def test_10_insecure_registry_over_plain_http(self):
@@ -871,7 +920,7 @@ class Runtime(unittest.TestCase):
         for name in ("hc_prog_tc_from_wl", "hc_prog_tc_to_wl"):
             subprocess.run(["bpftool", "map", "pin", "pinned", os.path.join(PIN_DIR, "hc_drops"),
                             os.path.join(BAD_PIN_DIR, name)], check=True)
-        netns_glob = os.path.join(self.agent.run_dir, "containerd", "**", "netns", "cni-*")
+        netns_glob = self.netns_glob()
         before = (sorted(w["id"] for w in self.list_json_or_empty()), self.leases(),
                   len(glob.glob(netns_glob, recursive=True)))
         r = self.cli("spawn", "--image-ref", self.images["probe"], "--mem", "16",
@@ -1181,6 +1230,83 @@ class Runtime(unittest.TestCase):
                                         capture_output=True, timeout=5).returncode == 0)
         self.agent.kill()
         self.agent.start()
+        # left for the periodic sweep, after the agent's first look:
+        # test_23 sees it gone
+        type(self).periodic_lease = self.plant_stale_lease(PLANTED_LEASES[1])
+
+    def test_23_leases_collected_periodically(self):
+        """A stale lease planted after the agent's first look (test_11) goes
+        at a later sweep (every 30 s)."""
+        path = getattr(type(self), "periodic_lease", None)
+        self.assertIsNotNone(path, "test_11 did not run")
+        wait_for("the lease collected by a periodic sweep", lambda: not os.path.exists(path),
+                 timeout=60)
+
+    def test_24_restart_policies(self):
+        """Upstream brings a workload that exits back: so does the default
+        here (--restart always), with the same id; on-failure keeps one that
+        exited with 0 down. Both lists show the policy."""
+        def cluster_spawn(exit_after, *args):
+            r = hctest.run_cli("cluster", "spawn", "--grpc-bind-addr", self.agent.grpc_addr,
+                               "--state-dir", self.agent.state_dir, "--image-ref",
+                               self.images["exiter"], "--mem", "16", "--env", "EXIT_CODE=0",
+                               "--env", "EXIT_AFTER=%d" % exit_after, *args, "--timeout", "120")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            wid = r.stdout.split()[0]
+            self.spawned.add(wid)
+            self.addCleanup(self.cli, "stop", "--id", wid, "--grace", "0")
+            return wid
+
+        def cluster_list():
+            return hctest.run_cli("cluster", "list", "--grpc-bind-addr", self.agent.grpc_addr,
+                                  "--state-dir", self.agent.state_dir).stdout
+        # runs 5 s each time: long enough to be seen running again
+        always = cluster_spawn(5)
+        on_failure = cluster_spawn(1, "--restart", "on-failure")
+        wait_for("on-failure leaving %s down" % on_failure, lambda: re.search(
+            r"workload %s exited with code 0: not restarted \(--restart on-failure\)"
+            % on_failure, self.agent.log()), timeout=60)
+        wait_for("the default policy restarting %s" % always, lambda: re.search(
+            r"restarting workload %s" % always, self.agent.log()), timeout=60)
+        self.assertNotRegex(self.agent.log(), r"restarting workload %s" % on_failure)
+        wait_for("%s running again" % always, lambda: (
+            lambda w: w and w["state"] == "running")(self.workload(always)), timeout=30)
+        # the same id, listed with the policy its node applies
+        wait_for("%s listed with its policy" % always, lambda: re.search(
+            r"(?m)^%s .* always *$" % always, cluster_list()), timeout=30)
+        self.assertIn("RESTART", cluster_list())
+        self.assertEqual(self.workload(on_failure)["state"], "exited")
+        self.assertEqual(self.workload(on_failure)["restart"], "on-failure")
+
+    def test_25_subnet_and_containerd_root_checked_at_start(self):
+        """The workload subnet must overlap no route of the node, and
+        containerd's root is its own (not upstream's containerd's), refused
+        while another containerd holds it: both say so at once."""
+        # this run's uplink /30 is a route of the node
+        prefix3 = UPLINK_ADDR.rsplit(".", 1)[0]
+        net = prefix3 + ".0/24"
+        d = tempfile.mkdtemp(prefix="hc-rt-chk-", dir=self.workdir)
+        r = hctest.run_cli("containerd", "--state-dir", os.path.join(d, "state"),
+                           "--run-dir", os.path.join(d, "run"), "--workload-subnet", net)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        # (ours, or another run's /30 in the same /24: the first the table lists)
+        self.assertRegex(r.stderr, r"the workload subnet %s overlaps the route %s\.\d+/30 dev "
+                         r"\S+ this node already has: choose a free subnet with "
+                         r"--workload-subnet CIDR" % (re.escape(net), re.escape(prefix3)))
+        # the agent's own containerd root is its own directory
+        self.assertTrue(os.path.isdir(os.path.join(self.agent.state_dir, "embedded-containerd",
+                                                   "io.containerd.metadata.v1.bolt")))
+        self.assertFalse(os.path.exists(os.path.join(self.agent.state_dir, "containerd")))
+        # another containerd holding the root (its database locked)
+        db = os.path.join(d, "state", "embedded-containerd", "io.containerd.metadata.v1.bolt")
+        os.makedirs(db)
+        with open(os.path.join(db, "meta.db"), "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            r = hctest.run_cli("containerd", "--state-dir", os.path.join(d, "state"),
+                               "--run-dir", os.path.join(d, "run"))
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("another containerd holds %s/state/embedded-containerd" % d, r.stderr)
+        self.assertIn("--state-dir", r.stderr)
 
     # ---- escapes from a real workload, and what it may still do (issue 16) ----
 

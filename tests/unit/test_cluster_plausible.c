@@ -320,7 +320,7 @@ static void test_upstream_empty_address_and_ipv6(void **state)
 static void test_rejected_state_stops_nothing(void **state)
 {
 	struct hc_cluster *c = cluster_new();
-	struct hc_workload w = { .id = WL, .state = HC_WORKLOAD_RUNNING, .ip = "192.168.127.5" };
+	struct hc_workload w = { .id = WL, .state = HC_WORKLOAD_RUNNING, .ip = "10.88.0.5" };
 	uint64_t v = wall_ms();
 	char name[16], addr[32];
 

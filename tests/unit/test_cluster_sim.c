@@ -321,8 +321,10 @@ static bool answered(const void *ctx)
 	return ((const struct answer *)ctx)->done;
 }
 
-/* Asks node `from` to spawn workload id and runs until the answer. */
-static void spawn_from(struct tcluster *tc, int from, const char *id, struct answer *a)
+/* Asks node `from` to spawn workload id with a restart policy (NULL: none
+ * named) and runs until the answer. */
+static void spawn_restart(struct tcluster *tc, int from, const char *id, const char *restart,
+			  struct answer *a)
 {
 	Cluster__Services__Api__VmSpawnRequest req = CLUSTER__SERVICES__API__VM_SPAWN_REQUEST__INIT;
 
@@ -331,8 +333,16 @@ static void spawn_from(struct tcluster *tc, int from, const char *id, struct ans
 	req.cores = 1;
 	req.memory = 64;
 	req.id = (char *)id;
+	if (restart)
+		req.restart = (char *)restart;
 	hc_cluster_spawn(tc->nodes[from].c, &req, on_spawned, a);
 	assert_true(hc_simnet_run_until(tc->net, answered, a, 120000) >= 0);
+}
+
+/* Asks node `from` to spawn workload id and runs until the answer. */
+static void spawn_from(struct tcluster *tc, int from, const char *id, struct answer *a)
+{
+	spawn_restart(tc, from, id, NULL, a);
 }
 
 /* How many of the up nodes' runtimes hold workload id. */
@@ -540,7 +550,7 @@ static void test_policy_enforce_fails_with_reasons(void **state)
 	assert_true(hc_simnet_run_until(tc->net, answered, &a, 120000) >= 0);
 	assert_int_equal(a.code, HC_RPC_RESOURCE_EXHAUSTED);
 	assert_non_null(strstr(a.err, "no node satisfies policy strict (enforce): n0: capacity: "
-				      "over capacity"));
+				      "not enough CPU: 1 vCPUs requested, 64 of 64 in use"));
 	assert_non_null(strstr(a.err, "n1: node_selector: zone=eu (no such tag)"));
 	assert_non_null(strstr(a.err, "n2: node_selector: zone=eu (no such tag)"));
 	assert_int_equal(copies(tc, WL_A), 0);
@@ -876,21 +886,122 @@ static void test_respawn_happens_once_cluster_wide(void **state)
 	tcluster_free(tc);
 }
 
-/* Without --respawn-on-node-failure a failed node's workloads stay lost. */
-static void test_no_respawn_when_disabled(void **state)
+/* Node n0, running WL_A (with restart policy `restart`), fails: nothing
+ * is started elsewhere, with respawn on or off. */
+static void assert_not_respawned(bool respawn, const char *restart)
 {
-	struct tcluster *tc = joined_cluster(3, false);
+	struct tcluster *tc = joined_cluster(3, respawn);
 	struct answer a;
 
-	(void)state;
-	spawn_from(tc, 2, WL_A, &a);
+	spawn_restart(tc, 2, WL_A, restart, &a);
 	assert_int_equal(a.code, HC_RPC_OK);
 	assert_owner_agreed(tc, WL_A, "n0");
 	hc_simnet_set_down(tc->net, 0, true);
 	hc_simnet_run_ms(tc->net, 40000);
 	assert_int_equal(copies(tc, WL_A) - hc_fakert_has(tc->nodes[0].rt, WL_A), 0);
 	assert_int_equal(total_respawns(tc), 0);
-	assert_owner_agreed(tc, WL_A, NULL);
+	if (!respawn)
+		assert_owner_agreed(tc, WL_A, NULL);
+	tcluster_free(tc);
+}
+
+/* Without --respawn-on-node-failure a failed node's workloads stay lost. */
+static void test_no_respawn_when_disabled(void **state)
+{
+	(void)state;
+	assert_not_respawned(false, NULL);
+}
+
+/* A workload whose restart policy is never is not started again when its
+ * node fails, even with --respawn-on-node-failure: it must not run twice. */
+static void test_no_respawn_of_restart_never(void **state)
+{
+	(void)state;
+	assert_not_respawned(true, "never");
+}
+
+/* ---- restarts of exited workloads ---- */
+
+static const char *announced_restart(struct tcluster *tc, const char *id)
+{
+	struct local_wl *l = hc_cluster_local_find(tc->nodes[0].c, id);
+
+	assert_non_null(l);
+	assert_non_null(l->state->source_request);
+	return l->state->source_request->restart;
+}
+
+/* Workload id on the one node exits with code; returns how many times the
+ * runtime was asked to spawn it, 10 s later (the backoff's first step is 1 s). */
+static unsigned spawns_after_exit(struct tcluster *tc, const char *id, int code)
+{
+	struct hc_runtime_exit ev;
+
+	assert_int_equal(hc_fakert_exit(tc->nodes[0].rt, id, code, &ev), 0);
+	hc_cluster_on_exit(tc->nodes[0].c, &ev);
+	hc_simnet_run_ms(tc->net, 10000);
+	return hc_fakert_spawns_of(tc->nodes[0].rt, id);
+}
+
+/* --restart always (the default, as upstream), on-failure and never, with
+ * the same id; and the cluster's --default-restart for spawns naming none. */
+static void test_restart_policies(void **state)
+{
+	static const char *const ids[] = {
+		"0b8e1f52-6f0e-4c55-9d3a-1d2f0c9e7a11", "0b8e1f52-6f0e-4c55-9d3a-1d2f0c9e7a12",
+		"0b8e1f52-6f0e-4c55-9d3a-1d2f0c9e7a13", "0b8e1f52-6f0e-4c55-9d3a-1d2f0c9e7a14",
+		"0b8e1f52-6f0e-4c55-9d3a-1d2f0c9e7a15",
+	};
+	static const char *const policy[] = { NULL, "on-failure", "on-failure", "never", NULL };
+	struct tcluster *tc = joined_cluster(1, false);
+	struct answer a;
+
+	(void)state;
+	for (int i = 0; i < 4; i++) {
+		spawn_restart(tc, 0, ids[i], policy[i], &a);
+		assert_int_equal(a.code, HC_RPC_OK);
+	}
+	/* the default is named in the state, so lists show it */
+	assert_string_equal(announced_restart(tc, ids[0]), "always");
+	assert_string_equal(announced_restart(tc, ids[1]), "on-failure");
+	assert_int_equal(spawns_after_exit(tc, ids[0], 0), 2);	/* always: even on success */
+	assert_string_equal(announced_restart(tc, ids[0]), "always");
+	assert_int_equal(spawns_after_exit(tc, ids[1], 0), 1);	/* on-failure, succeeded */
+	assert_int_equal(spawns_after_exit(tc, ids[2], 137), 2); /* on-failure, failed */
+	assert_int_equal(spawns_after_exit(tc, ids[3], 1), 1);	/* never */
+	assert_null(hc_cluster_local_find(tc->nodes[0].c, ids[3]));
+	/* the cluster-wide default, for a spawn naming none */
+	tc->nodes[0].c->cfg.default_restart = HC_RESTART_NEVER;
+	spawn_restart(tc, 0, ids[4], policy[4], &a);
+	assert_int_equal(a.code, HC_RPC_OK);
+	assert_string_equal(announced_restart(tc, ids[4]), "never");
+	assert_int_equal(spawns_after_exit(tc, ids[4], 1), 1);
+	/* exited while no agent watched (never seen running): restarted if
+	 * its policy says so, the label of the local verb's --restart too */
+	{
+		static const char *const found[] = { "0b8e1f52-6f0e-4c55-9d3a-1d2f0c9e7a16",
+						     "0b8e1f52-6f0e-4c55-9d3a-1d2f0c9e7a17" };
+		struct hc_label always = { (char *)HC_LABEL_RESTART, (char *)"always" };
+		struct hc_workload_spec spec = { .image_ref = (char *)"registry.test/app:1",
+						 .cores = 1, .memory_mb = 64 };
+		struct hc_runtime_exit ev;
+
+		for (int i = 0; i < 2; i++) {
+			/* the first with --restart always, the second with the default (never) */
+			spec.labels = i == 0 ? &always : NULL;
+			spec.nlabels = i == 0;
+			assert_int_equal(hc_fakert_add(tc->nodes[0].rt, found[i], &spec), 0);
+			assert_int_equal(hc_fakert_exit(tc->nodes[0].rt, found[i], 0, &ev), 0);
+		}
+		hc_cluster_local_refresh(tc->nodes[0].c);
+		hc_simnet_run_ms(tc->net, 10000);
+		assert_int_equal(hc_fakert_spawns_of(tc->nodes[0].rt, found[0]), 1);
+		assert_int_equal(hc_fakert_spawns_of(tc->nodes[0].rt, found[1]), 0);
+	}
+	/* a bad name is refused before anything runs */
+	spawn_restart(tc, 0, WL_A, "sometimes", &a);
+	assert_int_equal(a.code, HC_RPC_INVALID_ARGUMENT);
+	assert_non_null(strstr(a.err, "always, on-failure or never"));
 	tcluster_free(tc);
 }
 
@@ -1158,6 +1269,33 @@ static void test_logs_from_the_owners_runtime(void **state)
 	assert_string_equal(la.text, "line 1 of " WL_A "\nline 2 of " WL_A "\n");
 	assert_int_equal(la.next_line, 3);
 	assert_int_equal(hc_fakert_calls(tc->nodes[0].rt, HC_FAKERT_LOGS), 1);
+	tcluster_free(tc);
+}
+
+/* Logs of a workload on another node come from that node's HTTP API: where
+ * it announced it, or, from an upstream node (no address or port in its
+ * state), its member address and upstream's port 8001, without our token. */
+static void test_logs_endpoint_of_upstream_nodes(void **state)
+{
+	struct tcluster *tc = joined_cluster(2, false);
+	struct peer *p = hc_cluster_state_peer(tc->nodes[1].c, "n0");
+	struct owner_endpoint ep;
+
+	(void)state;
+	assert_non_null(p);
+	free(p->node_addr);
+	p->node_addr = strdup("");
+	p->http_port = 0; /* as upstream's states say */
+	assert_int_equal(hc_cluster_owner_endpoint(tc->nodes[1].c, p, &ep), 0);
+	assert_string_equal(ep.host, "10.0.0.1");
+	assert_int_equal(ep.port, 8001);
+	assert_false(ep.send_token);
+	free(p->node_addr);
+	p->node_addr = strdup("10.0.0.1");
+	p->http_port = 18001; /* ours announce both */
+	assert_int_equal(hc_cluster_owner_endpoint(tc->nodes[1].c, p, &ep), 0);
+	assert_int_equal(ep.port, 18001);
+	assert_true(ep.send_token);
 	tcluster_free(tc);
 }
 
@@ -1754,11 +1892,14 @@ int main(void)
 		cmocka_unit_test(test_policy_uses_beacons_and_probes),
 		cmocka_unit_test(test_respawn_happens_once_cluster_wide),
 		cmocka_unit_test(test_no_respawn_when_disabled),
+		cmocka_unit_test(test_no_respawn_of_restart_never),
+		cmocka_unit_test(test_restart_policies),
 		cmocka_unit_test(test_duplicate_settles_to_one_copy),
 		cmocka_unit_test(test_state_chunks_reassemble_in_any_order),
 		cmocka_unit_test(test_stop_running_workload),
 		cmocka_unit_test(test_stop_while_spawning),
 		cmocka_unit_test(test_logs_from_the_owners_runtime),
+		cmocka_unit_test(test_logs_endpoint_of_upstream_nodes),
 		cmocka_unit_test(test_rogue_key_for_existing_name),
 		cmocka_unit_test(test_forged_states_for_another_nodes_workloads),
 		cmocka_unit_test(test_beacon_attest_fresh_and_not_replayed),
