@@ -119,7 +119,9 @@ struct node *hc_ml_find_node(const struct hc_ml *ml, struct hc_gossip_bytes name
 
 static struct hc_gossip_bytes name_key(const void *item)
 {
-	return hc_gossip_bytes_str(((const struct node *)item)->name);
+	const struct node *n = item;
+
+	return (struct hc_gossip_bytes){ (const uint8_t *)n->name, n->name_len };
 }
 
 static struct hc_gossip_bytes addr_key(const void *item)
@@ -216,6 +218,7 @@ static struct node *node_add(struct hc_ml *ml, struct hc_gossip_bytes name,
 		return NULL;
 	}
 	n->ml = ml;
+	n->name_len = strlen(n->name); /* a name with a NUL was refused above */
 	n->pub.name = n->name;
 	n->pub.state = HC_GOSSIP_STATE_DEAD; /* aliveNode makes it alive */
 	n->pub.rtt_us = -1;

@@ -31,6 +31,7 @@ struct suspicion {
 struct node {
 	struct hc_ml_node pub; /* pub.name and pub.meta point to the fields below */
 	char *name;
+	size_t name_len; /* the by_name index's key is name[0..name_len) */
 	uint8_t *meta;
 	uint8_t addr_key[18]; /* pub.addr's ip and port, the by_addr index's key */
 	uint8_t addr_key_len;

@@ -58,6 +58,7 @@ struct rtt_window {
 
 struct member {
 	char *name;
+	size_t name_len; /* member_ix's key is name[0..name_len) */
 	struct hc_gossip_addr addr;
 	struct hc_gossip_kv *tags; /* owned strings */
 	size_t ntags;

@@ -24,7 +24,9 @@ struct member *hc_serf_find_member(const struct hc_gossip *g, const char *name, 
 
 struct hc_gossip_bytes hc_serf_member_key(const void *item)
 {
-	return hc_gossip_bytes_str(((const struct member *)item)->name);
+	const struct member *m = item;
+
+	return (struct hc_gossip_bytes){ (const uint8_t *)m->name, m->name_len };
 }
 
 void hc_serf_tags_free(struct hc_gossip_kv *tags, size_t n)
@@ -93,7 +95,9 @@ struct member *hc_serf_member_add(struct hc_gossip *g, const char *name)
 		g->capmembers = cap;
 	}
 	m = calloc(1, sizeof(*m));
-	if (!m || !(m->name = strdup(name)) || hc_gossip_index_add(&g->member_ix, m) < 0) {
+	if (m && (m->name = strdup(name)))
+		m->name_len = strlen(name);
+	if (!m || !m->name || hc_gossip_index_add(&g->member_ix, m) < 0) {
 		if (m)
 			free(m->name);
 		free(m);
