@@ -104,6 +104,84 @@ static void test_index_shared_keys(void **state)
 	hc_gossip_index_fini(&ix); /* twice is fine */
 }
 
+/* A model of memberlist's TransmitLimitedQueue: a full sort before every
+ * packet (fewest transmissions, then longer, then newer). */
+struct ref_msg {
+	int id;
+	size_t len;
+	unsigned transmits;
+	bool gone;
+};
+
+static int ref_cmp(const void *pa, const void *pb)
+{
+	const struct ref_msg *a = pa, *b = pb;
+
+	if (a->transmits != b->transmits)
+		return a->transmits < b->transmits ? -1 : 1;
+	if (a->len != b->len)
+		return a->len > b->len ? -1 : 1;
+	return b->id - a->id; /* ids grow with pushes: newer first */
+}
+
+/* The queue keeps its order incrementally (sorting only what was pushed
+ * since, merging back what it sent); it must hand out exactly what a full
+ * sort before every packet would, packet after packet. */
+static void test_broadcast_queue_order_matches_full_sort(void **state)
+{
+	enum { STEPS = 400, MAXMSG = STEPS * 3, LIMIT = 3 };
+	struct hc_gossip_bcast_queue *q = hc_gossip_bcast_queue_new();
+	struct ref_msg *ref = calloc(MAXMSG, sizeof(*ref));
+	int next = 0;
+	uint64_t rng = 12345;
+
+	(void)state;
+	assert_non_null(q);
+	assert_non_null(ref);
+	for (int step = 0; step < STEPS; step++) {
+		struct hc_gossip_bytes out[16];
+		struct ref_msg *sorted = calloc(MAXMSG, sizeof(*sorted));
+		size_t n = 0, nref = 0, used = 0, limit, k = 0;
+		int pushes = (int)(hc_gossip_rand(&rng) % 4);
+
+		assert_non_null(sorted);
+		for (int p = 0; p < pushes && next < MAXMSG; p++, next++) {
+			uint8_t msg[80];
+			size_t len = 8 + hc_gossip_rand(&rng) % 60;
+
+			memset(msg, 0, sizeof(msg));
+			memcpy(msg, &next, sizeof(next));
+			assert_int_equal(hc_gossip_bcast_queue_push(q, NULL, msg, len, NULL, NULL), 0);
+			ref[next] = (struct ref_msg){ .id = next, .len = len };
+		}
+		limit = 60 + hc_gossip_rand(&rng) % 300;
+		hc_gossip_bcast_queue_take(q, 2, limit, LIMIT, out, 16, &n);
+		for (int i = 0; i < next; i++)
+			if (!ref[i].gone)
+				sorted[nref++] = ref[i];
+		qsort(sorted, nref, sizeof(*sorted), ref_cmp);
+		for (size_t i = 0; i < nref && k < 16; i++) {
+			struct ref_msg *r = &ref[sorted[i].id];
+			int id;
+
+			if (used + 2 + r->len > limit)
+				continue;
+			used += 2 + r->len;
+			assert_true(k < n);
+			memcpy(&id, out[k].ptr, sizeof(id));
+			assert_int_equal(id, r->id);
+			assert_int_equal(out[k].len, r->len);
+			k++;
+			if (++r->transmits >= LIMIT)
+				r->gone = true;
+		}
+		assert_int_equal(n, k);
+		free(sorted);
+	}
+	hc_gossip_bcast_queue_free(q);
+	free(ref);
+}
+
 /* 100 nodes of the real engine at memberlist's LAN timing: they form, a
  * join and a failure reach every node, and with no loss nobody that stayed
  * up is ever declared failed. The bounds are generous (minutes of
@@ -152,6 +230,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_index_add_get_remove),
 		cmocka_unit_test(test_index_shared_keys),
+		cmocka_unit_test(test_broadcast_queue_order_matches_full_sort),
 		cmocka_unit_test(test_hundred_nodes_converge_without_false_failures),
 	};
 
