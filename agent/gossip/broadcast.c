@@ -215,6 +215,14 @@ void hc_gossip_bcast_queue_take(struct hc_gossip_bcast_queue *q, size_t overhead
 		q->tmp[nsent++] = *b;
 	}
 	merge_back(q, nrest, nsent);
+	if (q->n == 0) {
+		/* A burst (a join storm: an alive per member) grew the arrays;
+		 * an idle queue gives that memory back. */
+		free(q->items);
+		free(q->tmp);
+		q->items = q->tmp = NULL;
+		q->cap = 0;
+	}
 }
 
 size_t hc_gossip_bcast_queue_len(const struct hc_gossip_bcast_queue *q)
