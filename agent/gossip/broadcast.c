@@ -19,9 +19,18 @@ struct bcast {
 	void *arg;
 };
 
+/*
+ * items[0..sorted) are in take order (bcast_cmp); items[sorted..n) were
+ * pushed since the last take, in no order. A take sorts only those and
+ * merges them in, and after it puts the messages it sent back in order by
+ * another merge (a transmission more keeps their order among themselves):
+ * O(n) per packet rather than a sort of the whole queue, which at 1,000
+ * members (a queue of about as many alive messages) dominated the cost.
+ */
 struct hc_gossip_bcast_queue {
 	struct bcast *items;
-	size_t n, cap;
+	size_t n, cap, sorted;
+	struct bcast *tmp; /* cap of them, for the merges */
 	uint64_t next_seq;
 	/* Messages handed out by the last take are freed only at the next call,
 	 * so the borrowed pointers stay valid until then. */
@@ -60,11 +69,19 @@ void hc_gossip_bcast_queue_free(struct hc_gossip_bcast_queue *q)
 	free_retired(q);
 	free(q->retired);
 	free(q->items);
+	free(q->tmp);
 	free(q);
 }
 
+/* Removes item i, keeping the sorted part sorted. */
 static void remove_at(struct hc_gossip_bcast_queue *q, size_t i)
 {
+	if (i < q->sorted) {
+		memmove(&q->items[i], &q->items[i + 1], (q->n - i - 1) * sizeof(*q->items));
+		q->sorted--;
+		q->n--;
+		return;
+	}
 	q->items[i] = q->items[--q->n];
 }
 
@@ -85,13 +102,16 @@ int hc_gossip_bcast_queue_push(struct hc_gossip_bcast_queue *q, const char *key,
 	if (q->n == q->cap) {
 		size_t cap = q->cap ? q->cap * 2 : 32;
 		struct bcast *items = realloc(q->items, cap * sizeof(*items));
+		struct bcast *tmp = items ? realloc(q->tmp, cap * sizeof(*tmp)) : NULL;
 
-		if (!items) {
+		if (items)
+			q->items = items;
+		if (!tmp) {
 			free(b.msg);
 			free(b.key);
 			return -ENOMEM;
 		}
-		q->items = items;
+		q->tmp = tmp;
 		q->cap = cap;
 	}
 	if (key) {
@@ -138,23 +158,50 @@ static int retire(struct hc_gossip_bcast_queue *q, struct bcast *b)
 	return 0;
 }
 
+/* Merges the sorted run tmp[0..nb) into the sorted run items[0..na), from
+ * the back so that items needs no copy; the queue then holds na + nb. */
+static void merge_back(struct hc_gossip_bcast_queue *q, size_t na, size_t nb)
+{
+	size_t i = na, j = nb, k = na + nb;
+
+	while (j > 0) {
+		if (i > 0 && bcast_cmp(&q->items[i - 1], &q->tmp[j - 1]) > 0)
+			q->items[--k] = q->items[--i];
+		else
+			q->items[--k] = q->tmp[--j];
+	}
+	q->n = q->sorted = na + nb;
+}
+
+/* Brings the messages pushed since the last take into order. */
+static void sort_new(struct hc_gossip_bcast_queue *q)
+{
+	size_t fresh = q->n - q->sorted;
+
+	if (!fresh)
+		return;
+	qsort(q->items + q->sorted, fresh, sizeof(*q->items), bcast_cmp);
+	memcpy(q->tmp, q->items + q->sorted, fresh * sizeof(*q->items));
+	merge_back(q, q->sorted, fresh);
+}
+
 void hc_gossip_bcast_queue_take(struct hc_gossip_bcast_queue *q, size_t overhead, size_t limit,
 				unsigned transmit_limit, struct hc_gossip_bytes *out, size_t max,
 				size_t *n)
 {
-	size_t used = 0, i = 0;
+	size_t used = 0, nsent = 0, nrest = 0;
 
 	free_retired(q);
 	if (q->n == 0)
 		return;
-	/* Queues hold tens to a few thousand messages; a sort per packet is
-	 * what memberlist's btree buys too, at this size. */
-	qsort(q->items, q->n, sizeof(*q->items), bcast_cmp);
-	while (i < q->n && *n < max) {
+	sort_new(q);
+	/* Messages not sent close up in place (in order); those sent, a
+	 * transmission more, go to tmp in order; then one merge. */
+	for (size_t i = 0; i < q->n; i++) {
 		struct bcast *b = &q->items[i];
 
-		if (used + overhead + b->len > limit) {
-			i++;
+		if (*n >= max || used + overhead + b->len > limit) {
+			q->items[nrest++] = *b;
 			continue;
 		}
 		used += overhead + b->len;
@@ -162,13 +209,19 @@ void hc_gossip_bcast_queue_take(struct hc_gossip_bcast_queue *q, size_t overhead
 		if (b->transmits >= transmit_limit && retire(q, b) == 0) {
 			out[(*n)++] = (struct hc_gossip_bytes){ q->retired[q->nretired - 1].msg,
 								 b->len };
-			remove_at(q, i);
-			/* remove_at moved the last item here: look at i again,
-			 * but the order is only approximate until the next sort. */
 			continue;
 		}
 		out[(*n)++] = (struct hc_gossip_bytes){ b->msg, b->len };
-		i++;
+		q->tmp[nsent++] = *b;
+	}
+	merge_back(q, nrest, nsent);
+	if (q->n == 0) {
+		/* A burst (a join storm: an alive per member) grew the arrays;
+		 * an idle queue gives that memory back. */
+		free(q->items);
+		free(q->tmp);
+		q->items = q->tmp = NULL;
+		q->cap = 0;
 	}
 }
 

@@ -114,21 +114,48 @@ void hc_ml_awareness_delta(struct hc_ml *ml, int delta)
 
 struct node *hc_ml_find_node(const struct hc_ml *ml, struct hc_gossip_bytes name)
 {
-	for (size_t i = 0; i < ml->nnodes; i++) {
-		const struct node *n = ml->nodes[i];
+	return hc_gossip_index_get(&ml->by_name, name.ptr, name.len);
+}
 
-		if (strlen(n->name) == name.len && memcmp(n->name, name.ptr, name.len) == 0)
-			return ml->nodes[i];
-	}
-	return NULL;
+static struct hc_gossip_bytes name_key(const void *item)
+{
+	const struct node *n = item;
+
+	return (struct hc_gossip_bytes){ (const uint8_t *)n->name, n->name_len };
+}
+
+static struct hc_gossip_bytes addr_key(const void *item)
+{
+	const struct node *n = item;
+
+	return (struct hc_gossip_bytes){ n->addr_key, n->addr_key_len };
+}
+
+/* The bytes by_addr files an address under: the IP, then the port. */
+static size_t addr_key_of(const struct hc_gossip_addr *a, uint8_t key[18])
+{
+	size_t len = a->ip_len <= 16 ? a->ip_len : 16;
+
+	memcpy(key, a->ip, len);
+	key[len] = (uint8_t)(a->port >> 8);
+	key[len + 1] = (uint8_t)a->port;
+	return len + 2;
 }
 
 static struct node *find_by_addr(const struct hc_ml *ml, const struct hc_gossip_addr *a)
 {
-	for (size_t i = 0; i < ml->nnodes; i++)
-		if (addr_eq(&ml->nodes[i]->pub.addr, a))
-			return ml->nodes[i];
-	return NULL;
+	uint8_t key[18];
+
+	return hc_gossip_index_get(&ml->by_addr, key, addr_key_of(a, key));
+}
+
+/* Moves n to a new address, in its index too. */
+static int node_set_addr(struct hc_ml *ml, struct node *n, const struct hc_gossip_addr *a)
+{
+	hc_gossip_index_remove(&ml->by_addr, n);
+	n->pub.addr = *a;
+	n->addr_key_len = (uint8_t)addr_key_of(a, n->addr_key);
+	return hc_gossip_index_add(&ml->by_addr, n);
 }
 
 static void suspicion_free(struct hc_ml *ml, struct node *n)
@@ -191,10 +218,19 @@ static struct node *node_add(struct hc_ml *ml, struct hc_gossip_bytes name,
 		return NULL;
 	}
 	n->ml = ml;
+	n->name_len = strlen(n->name); /* a name with a NUL was refused above */
 	n->pub.name = n->name;
-	n->pub.addr = *addr;
 	n->pub.state = HC_GOSSIP_STATE_DEAD; /* aliveNode makes it alive */
 	n->pub.rtt_us = -1;
+	if (hc_gossip_index_add(&ml->by_name, n) < 0) {
+		node_free(ml, n);
+		return NULL;
+	}
+	if (node_set_addr(ml, n, addr) < 0) {
+		hc_gossip_index_remove(&ml->by_name, n);
+		node_free(ml, n);
+		return NULL;
+	}
 	/* Insert at a random position so probe order is not join order. */
 	{
 		size_t at = ml->nnodes ? hc_ml_rnd(ml) % (ml->nnodes + 1) : 0;
@@ -357,10 +393,17 @@ static void refute(struct hc_ml *ml, uint32_t accused)
 	broadcast(ml, me->name, &m, NULL, NULL);
 }
 
+static bool counts_alive(enum hc_gossip_node_state state)
+{
+	return state == HC_GOSSIP_STATE_ALIVE || state == HC_GOSSIP_STATE_SUSPECT;
+}
+
 static void set_state(struct hc_ml *ml, struct node *n, enum hc_gossip_node_state state)
 {
 	if (n->pub.state != state)
 		n->pub.state_change_ms = hc_ml_now_ms(ml);
+	ml->nalive += counts_alive(state);
+	ml->nalive -= counts_alive(n->pub.state);
 	n->pub.state = state;
 }
 
@@ -388,7 +431,8 @@ void hc_ml_on_alive(struct hc_ml *ml, const struct hc_gossip_alive *a, bool boot
 			       hc_ml_addr_str(&n->pub.addr, known, sizeof(known)));
 			return;
 		}
-		n->pub.addr = addr;
+		if (node_set_addr(ml, n, &addr) < 0)
+			hc_log(HC_LOG_WARN, "out of memory indexing %s by address", n->name);
 	} else if (a->incarnation <= n->pub.incarnation && n != ml->self) {
 		return;
 	}
@@ -653,6 +697,8 @@ struct hc_ml *hc_ml_new(struct hc_loop *loop, const struct hc_ml_config *cfg,
 	if (delegate)
 		ml->d = *delegate;
 	hc_gossip_rand_init(&ml->rng, cfg->seed);
+	hc_gossip_index_init(&ml->by_name, name_key);
+	hc_gossip_index_init(&ml->by_addr, addr_key);
 	hc_gossip_mp_writer_init(&ml->scratch, 0);
 	ml->queue = hc_gossip_bcast_queue_new();
 	if (!ml->queue)
@@ -712,6 +758,8 @@ void hc_ml_free(struct hc_ml *ml)
 	for (size_t i = 0; i < ml->nnodes; i++)
 		node_free(ml, ml->nodes[i]);
 	free(ml->nodes);
+	hc_gossip_index_fini(&ml->by_name);
+	hc_gossip_index_fini(&ml->by_addr);
 	free(ml);
 }
 
@@ -830,12 +878,7 @@ const struct hc_ml_node *hc_ml_find(const struct hc_ml *ml, const char *name)
 
 size_t hc_ml_alive_count(const struct hc_ml *ml)
 {
-	size_t n = 0;
-
-	for (size_t i = 0; i < ml->nnodes; i++)
-		n += ml->nodes[i]->pub.state == HC_GOSSIP_STATE_ALIVE ||
-		     ml->nodes[i]->pub.state == HC_GOSSIP_STATE_SUSPECT;
-	return n;
+	return ml->nalive;
 }
 
 const struct hc_ml_node *hc_ml_self(const struct hc_ml *ml)

@@ -11,8 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gossip/index_int.h"
 #include "gossip/memberlist_int.h"
-
 
 #define MAX_PARTS 64    /* messages per gossip packet */
 #define COMPOUND_HEADER 2
@@ -31,7 +31,10 @@ struct suspicion {
 struct node {
 	struct hc_ml_node pub; /* pub.name and pub.meta point to the fields below */
 	char *name;
+	size_t name_len; /* the by_name index's key is name[0..name_len) */
 	uint8_t *meta;
+	uint8_t addr_key[18]; /* pub.addr's ip and port, the by_addr index's key */
+	uint8_t addr_key_len;
 	struct suspicion *susp;
 	struct hc_ml *ml; /* for the suspicion timer */
 };
@@ -76,6 +79,9 @@ struct hc_ml {
 
 	struct node **nodes;
 	size_t nnodes, capnodes;
+	/* Lookups per packet stay O(1) at thousands of members. */
+	struct hc_gossip_index by_name, by_addr;
+	size_t nalive; /* alive or suspect, self included */
 	struct node *self;
 	size_t probe_index;
 

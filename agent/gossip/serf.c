@@ -351,6 +351,7 @@ struct hc_gossip *hc_gossip_new_with_transport(struct hc_loop *loop,
 	g->cfg.name = g->name;
 	g->clock = g->event_clock = g->query_clock = 1; /* serf increments once at start */
 	hc_gossip_rand_init(&g->rng, cfg->seed);
+	hc_gossip_index_init(&g->member_ix, hc_serf_member_key);
 	g->intent_q = hc_gossip_bcast_queue_new();
 	g->event_q = hc_gossip_bcast_queue_new();
 	g->query_q = hc_gossip_bcast_queue_new();
@@ -433,6 +434,7 @@ void hc_gossip_free(struct hc_gossip *g)
 	for (size_t i = 0; i < g->nmembers; i++)
 		hc_serf_member_free(g->members[i]);
 	free(g->members);
+	hc_gossip_index_fini(&g->member_ix);
 	while (g->nintents)
 		hc_serf_drop_intent(g, 0);
 	free(g->intents);

@@ -8,6 +8,7 @@
 
 #include "addr/addr.h"
 #include "gossip/gossip.h"
+#include "gossip/index_int.h"
 #include "gossip/wire_int.h"
 #include "gossip/memberlist_int.h"
 #include "gossip/transport_int.h"
@@ -57,6 +58,7 @@ struct rtt_window {
 
 struct member {
 	char *name;
+	size_t name_len; /* member_ix's key is name[0..name_len) */
 	struct hc_gossip_addr addr;
 	struct hc_gossip_kv *tags; /* owned strings */
 	size_t ntags;
@@ -150,6 +152,7 @@ struct hc_gossip {
 
 	struct member **members;
 	size_t nmembers, capmembers;
+	struct hc_gossip_index member_ix; /* members by name */
 	struct intent *intents;
 	size_t nintents, capintents;
 	struct event_slot events[RING];
@@ -206,6 +209,8 @@ int hc_serf_send_to(struct hc_gossip *g, const struct hc_gossip_addr *to, const 
 /* ---- serf_members.c ---- */
 
 struct member *hc_serf_find_member(const struct hc_gossip *g, const char *name, size_t len);
+/* member_ix's key: the member's name. */
+struct hc_gossip_bytes hc_serf_member_key(const void *item);
 void hc_serf_tags_free(struct hc_gossip_kv *tags, size_t n);
 void hc_serf_member_set_from_node(struct member *m, const struct hc_ml_node *n);
 struct member *hc_serf_member_add(struct hc_gossip *g, const char *name);

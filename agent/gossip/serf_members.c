@@ -19,13 +19,14 @@
 
 struct member *hc_serf_find_member(const struct hc_gossip *g, const char *name, size_t len)
 {
-	for (size_t i = 0; i < g->nmembers; i++) {
-		struct member *m = g->members[i];
+	return hc_gossip_index_get(&g->member_ix, name, len);
+}
 
-		if (strlen(m->name) == len && memcmp(m->name, name, len) == 0)
-			return m;
-	}
-	return NULL;
+struct hc_gossip_bytes hc_serf_member_key(const void *item)
+{
+	const struct member *m = item;
+
+	return (struct hc_gossip_bytes){ (const uint8_t *)m->name, m->name_len };
 }
 
 void hc_serf_tags_free(struct hc_gossip_kv *tags, size_t n)
@@ -94,7 +95,11 @@ struct member *hc_serf_member_add(struct hc_gossip *g, const char *name)
 		g->capmembers = cap;
 	}
 	m = calloc(1, sizeof(*m));
-	if (!m || !(m->name = strdup(name))) {
+	if (m && (m->name = strdup(name)))
+		m->name_len = strlen(name);
+	if (!m || !m->name || hc_gossip_index_add(&g->member_ix, m) < 0) {
+		if (m)
+			free(m->name);
 		free(m);
 		return NULL;
 	}
@@ -114,6 +119,7 @@ void hc_serf_member_remove(struct hc_gossip *g, struct member *m)
 	for (size_t i = 0; i < g->nmembers; i++) {
 		if (g->members[i] == m) {
 			g->members[i] = g->members[--g->nmembers];
+			hc_gossip_index_remove(&g->member_ix, m);
 			hc_serf_member_free(m);
 			return;
 		}

@@ -9,7 +9,9 @@
 #include "gossip/wire_int.h"
 #include "loop/loop.h"
 
-#define MAX_NODES 64
+/* Node i is 10.a.b.c with a.b.c = i + 1, so the index comes back from the
+ * address in O(1) and the first 254 nodes keep their 10.0.0.<i+1>. */
+#define MAX_NODES 65536
 #define LATENCY_MS 1
 
 struct simnode {
@@ -18,6 +20,7 @@ struct simnode {
 	struct hc_gossip_addr addr;
 	const struct hc_gossip_receiver *recv;
 	bool down;
+	uint32_t delay_ms;
 };
 
 struct delivery {
@@ -37,12 +40,15 @@ struct delivery {
 struct hc_simnet {
 	struct hc_loop *loop;
 	uint64_t now_ns;
-	struct simnode nodes[MAX_NODES];
+	struct simnode *nodes;
 	int n;
 	uint64_t rng;
 	unsigned loss_pct;
-	bool blocked[MAX_NODES][MAX_NODES];
+	/* blocked[from * n + to]; allocated by the first hc_simnet_block, so
+	 * big clusters that never partition do not pay n^2 bytes */
+	bool *blocked;
 	struct delivery *inflight;
+	struct hc_simnet_traffic *traffic; /* per node, for benchmarks */
 };
 
 static uint64_t sim_clock(void *ctx)
@@ -60,7 +66,11 @@ struct hc_simnet *hc_simnet_new(int nodes, uint64_t seed)
 {
 	struct hc_simnet *s = calloc(1, sizeof(*s));
 
-	if (!s || nodes > MAX_NODES) {
+	if (!s || nodes < 1 || nodes > MAX_NODES ||
+	    !(s->nodes = calloc((size_t)nodes, sizeof(*s->nodes))) ||
+	    !(s->traffic = calloc((size_t)nodes, sizeof(*s->traffic)))) {
+		if (s)
+			free(s->nodes);
 		free(s);
 		return NULL;
 	}
@@ -75,6 +85,8 @@ struct hc_simnet *hc_simnet_new(int nodes, uint64_t seed)
 		sn->idx = i;
 		sn->addr.ip_len = 4;
 		sn->addr.ip[0] = 10;
+		sn->addr.ip[1] = (uint8_t)((i + 1) >> 16);
+		sn->addr.ip[2] = (uint8_t)((i + 1) >> 8);
 		sn->addr.ip[3] = (uint8_t)(i + 1);
 		sn->addr.port = 7946;
 	}
@@ -106,6 +118,9 @@ void hc_simnet_free(struct hc_simnet *s)
 			done(arg, -ECANCELED, NULL, 0);
 	}
 	hc_loop_free(s->loop);
+	free(s->blocked);
+	free(s->traffic);
+	free(s->nodes);
 	free(s);
 }
 
@@ -139,9 +154,17 @@ bool hc_simnet_is_down(struct hc_simnet *s, int i)
 	return s->nodes[i].down;
 }
 
-void hc_simnet_block(struct hc_simnet *s, int from, int to, bool blocked)
+int hc_simnet_block(struct hc_simnet *s, int from, int to, bool blocked)
 {
-	s->blocked[from][to] = blocked;
+	if (!s->blocked) {
+		if (!blocked)
+			return 0;
+		s->blocked = calloc((size_t)s->n * (size_t)s->n, sizeof(*s->blocked));
+		if (!s->blocked)
+			return -ENOMEM;
+	}
+	s->blocked[(size_t)from * (size_t)s->n + (size_t)to] = blocked;
+	return 0;
 }
 
 void hc_simnet_set_loss(struct hc_simnet *s, unsigned percent)
@@ -149,18 +172,30 @@ void hc_simnet_set_loss(struct hc_simnet *s, unsigned percent)
 	s->loss_pct = percent;
 }
 
+void hc_simnet_set_delay(struct hc_simnet *s, int i, uint32_t ms)
+{
+	s->nodes[i].delay_ms = ms;
+}
+
+const struct hc_simnet_traffic *hc_simnet_traffic(const struct hc_simnet *s, int i)
+{
+	return &s->traffic[i];
+}
+
 static struct simnode *by_addr(struct hc_simnet *s, const struct hc_gossip_addr *a)
 {
-	for (int i = 0; i < s->n; i++)
-		if (s->nodes[i].addr.port == a->port && s->nodes[i].addr.ip_len == a->ip_len &&
-		    memcmp(s->nodes[i].addr.ip, a->ip, a->ip_len) == 0)
-			return &s->nodes[i];
-	return NULL;
+	long i;
+
+	if (a->ip_len != 4 || a->ip[0] != 10 || a->port != 7946)
+		return NULL;
+	i = ((long)a->ip[1] << 16 | (long)a->ip[2] << 8 | a->ip[3]) - 1;
+	return i >= 0 && i < s->n ? &s->nodes[i] : NULL;
 }
 
 static bool link_up(struct hc_simnet *s, int from, int to)
 {
-	return !s->nodes[from].down && !s->nodes[to].down && !s->blocked[from][to];
+	return !s->nodes[from].down && !s->nodes[to].down &&
+	       !(s->blocked && s->blocked[(size_t)from * (size_t)s->n + (size_t)to]);
 }
 
 static struct delivery *delivery_new(struct hc_simnet *s, int from, int to, const uint8_t *buf,
@@ -194,8 +229,11 @@ static int64_t deliver_packet(struct hc_loop *loop, uint64_t id, void *arg)
 	(void)loop;
 	(void)id;
 	d->timer = 0;
-	if (link_up(s, d->from, d->to) && r)
+	if (link_up(s, d->from, d->to) && r) {
+		s->traffic[d->to].packets_in++;
+		s->traffic[d->to].bytes_in += d->len;
 		r->on_packet(r->arg, &s->nodes[d->from].addr, d->buf, d->len);
+	}
 	delivery_free(d);
 	return HC_LOOP_TIMER_DONE;
 }
@@ -208,12 +246,18 @@ static int sim_send_packet(void *ctx, const struct hc_gossip_addr *to, const uin
 	struct simnode *dst = by_addr(s, to);
 	struct delivery *d;
 
+	s->traffic[src->idx].packets_out++;
+	s->traffic[src->idx].bytes_out += len;
 	if (!dst || (s->loss_pct && sim_rand(s) % 100 < s->loss_pct))
 		return 0; /* lost, as UDP may be */
 	d = delivery_new(s, src->idx, dst->idx, buf, len);
 	if (!d)
 		return -ENOMEM;
-	d->timer = hc_loop_add_timer(s->loop, LATENCY_MS, deliver_packet, d);
+	d->timer = hc_loop_add_timer(s->loop, LATENCY_MS + dst->delay_ms, deliver_packet, d);
+	if (!d->timer) {
+		delivery_free(d);
+		return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -249,7 +293,13 @@ static int64_t finish_stream(struct hc_loop *loop, uint64_t id, void *arg)
 		return HC_LOOP_TIMER_DONE;
 	}
 	hc_gossip_mp_writer_init(&reply, 0);
+	s->traffic[d->from].stream_bytes_out += d->len;
+	s->traffic[d->to].stream_bytes_in += d->len;
 	err = r->on_stream(r->arg, &s->nodes[d->from].addr, &scan, d->buf, d->len, &reply);
+	if (err == 0) {
+		s->traffic[d->to].stream_bytes_out += reply.len;
+		s->traffic[d->from].stream_bytes_in += reply.len;
+	}
 	if (err == 0 && d->complete(darg, reply.buf, reply.len) != 1)
 		err = -EBADMSG;
 	delivery_free(d);
@@ -275,7 +325,10 @@ static int sim_stream_exchange(void *ctx, const struct hc_gossip_addr *to, const
 	d->complete = complete;
 	d->done = done;
 	d->arg = arg;
-	d->timer = hc_loop_add_timer(s->loop, LATENCY_MS * 2, finish_stream, d);
+	/* A slow end answers (or reads the answer) that much later. */
+	d->timer = hc_loop_add_timer(s->loop, LATENCY_MS * 2 + src->delay_ms +
+						      (dst ? dst->delay_ms : 0),
+				     finish_stream, d);
 	return 0;
 }
 

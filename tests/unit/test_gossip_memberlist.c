@@ -366,13 +366,13 @@ static void test_partitioned_node_fails_then_heals(void **state)
 
 	(void)state;
 	for (int i = 0; i < 3; i++) {
-		hc_simnet_block(s->net, i, 3, true);
-		hc_simnet_block(s->net, 3, i, true);
+		assert_int_equal(hc_simnet_block(s->net, i, 3, true), 0);
+		assert_int_equal(hc_simnet_block(s->net, 3, i, true), 0);
 	}
 	assert_true(run_until(s, all_see, &dead, 60000) > 0);
 	for (int i = 0; i < 3; i++) {
-		hc_simnet_block(s->net, i, 3, false);
-		hc_simnet_block(s->net, 3, i, false);
+		assert_int_equal(hc_simnet_block(s->net, i, 3, false), 0);
+		assert_int_equal(hc_simnet_block(s->net, 3, i, false), 0);
 	}
 	/* Anti-entropy (push/pull every 30 s) or node 3's own probes bring it
 	 * back: it refutes the death it learns about. */

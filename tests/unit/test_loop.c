@@ -4,8 +4,10 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -126,6 +128,58 @@ struct fd_state {
 	char last;
 	int other_fd;
 };
+
+static int64_t mark_fired(struct hc_loop *loop, uint64_t id, void *arg)
+{
+	(void)loop;
+	(void)id;
+	(*(int *)arg)++;
+	return HC_LOOP_TIMER_DONE;
+}
+
+/* Thousands of timers cancelled in a scattered order: the others still fire
+ * once each, and ids stay unique when slots are
+ * reused (a fired or cancelled id is unknown, never someone else's). */
+static void test_many_timers_cancelled_in_any_order(void **state)
+{
+	enum { N = 4000 };
+	struct hc_loop *loop = hc_loop_new(fake_clock, NULL);
+	uint64_t *ids = calloc(N, sizeof(*ids)), reused;
+	int *fired = calloc(N, sizeof(*fired));
+	bool *cancelled = calloc(N, sizeof(*cancelled));
+
+	(void)state;
+	assert_non_null(ids);
+	assert_non_null(fired);
+	assert_non_null(cancelled);
+	for (int i = 0; i < N; i++) {
+		ids[i] = hc_loop_add_timer(loop, 1 + (uint64_t)(i * 7919 % N), mark_fired, &fired[i]);
+		assert_true(ids[i] != 0);
+	}
+	for (int i = 0; i < N; i += 3) {
+		size_t k = (size_t)i * 2654435761u % N;
+
+		assert_int_equal(hc_loop_del_timer(loop, ids[k]), cancelled[k] ? -ENOENT : 0);
+		cancelled[k] = true;
+	}
+	assert_int_equal(hc_loop_del_timer(loop, ids[0]), -ENOENT); /* cancelled above */
+	/* a new timer reuses a freed slot under a new id */
+	reused = hc_loop_add_timer(loop, 1, count_timer, &(struct counter){ .again = -1 });
+	assert_true(reused != 0);
+	for (int i = 0; i < N; i++)
+		assert_true(reused != ids[i]);
+	assert_int_equal(hc_loop_del_timer(loop, reused), 0);
+	advance_ms(N + 1);
+	hc_loop_run_once(loop, 0);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(fired[i], cancelled[i] ? 0 : 1);
+		assert_int_equal(hc_loop_del_timer(loop, ids[i]), -ENOENT);
+	}
+	hc_loop_free(loop);
+	free(ids);
+	free(fired);
+	free(cancelled);
+}
 
 static void on_readable(struct hc_loop *loop, int fd, unsigned events, void *arg)
 {
@@ -250,6 +304,7 @@ int main(void)
 		cmocka_unit_test(test_timers_fire_in_deadline_order),
 		cmocka_unit_test(test_timer_repeats_from_now_and_can_be_deleted),
 		cmocka_unit_test(test_timer_deletes_itself_and_others),
+		cmocka_unit_test(test_many_timers_cancelled_in_any_order),
 		cmocka_unit_test(test_fd_events_and_removal_within_a_batch),
 		cmocka_unit_test(test_tasks_posted_from_another_thread_run_once_each),
 		cmocka_unit_test(test_signals_arrive_through_the_loop),
