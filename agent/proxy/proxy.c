@@ -24,6 +24,8 @@
 #include "hc_sockmap.skel.h"
 
 #define DEFAULT_HEAD_TIMEOUT_MS 10000
+#define DEFAULT_IDLE_TIMEOUT_MS 60000
+#define DEFAULT_TUNNEL_IDLE_TIMEOUT_MS 3600000
 #define DEFAULT_MAX_CONNS 10000
 #define MAX_WORKERS 64
 #define EVENTS_PER_WAIT 64
@@ -272,6 +274,7 @@ static void *worker_main(void *arg)
 			hc_log(HC_LOG_ERROR, "worker %u: epoll_wait: %s", w->index, strerror(errno));
 			break;
 		}
+		w->now_ms = hc_proxy_now_ms(); /* the vDSO: no syscall */
 		for (int i = 0; i < n; i++) {
 			struct hc_proxy_handle *h = evs[i].data.ptr;
 			uint64_t v;
@@ -314,6 +317,7 @@ static void *worker_main(void *arg)
 	while (w->nlisteners)
 		listener_close(w, 0);
 	hc_proxy_conn_reap(w);
+	hc_proxy_pools_fini(w);
 	return NULL;
 }
 
@@ -472,6 +476,10 @@ struct hc_proxy *hc_proxy_start(const struct hc_proxy_config *cfg, struct hc_err
 		p->cfg.head_timeout_ms = DEFAULT_HEAD_TIMEOUT_MS;
 	if (!p->cfg.max_conns)
 		p->cfg.max_conns = DEFAULT_MAX_CONNS;
+	if (!p->cfg.idle_timeout_ms)
+		p->cfg.idle_timeout_ms = DEFAULT_IDLE_TIMEOUT_MS;
+	if (!p->cfg.tunnel_idle_timeout_ms)
+		p->cfg.tunnel_idle_timeout_ms = DEFAULT_TUNNEL_IDLE_TIMEOUT_MS;
 	p->nworkers = cfg->workers ? cfg->workers : (unsigned)online_cpus();
 	if (p->nworkers > MAX_WORKERS)
 		p->nworkers = MAX_WORKERS;
@@ -588,6 +596,8 @@ static const char *const error_names[HC_PROXY_ERRORS] = {
 	[HC_PROXY_ERR_OVER_LIMIT] = "over_limit",
 	[HC_PROXY_ERR_TLS_HANDSHAKE] = "tls_handshake",
 	[HC_PROXY_ERR_RESET] = "reset",
+	[HC_PROXY_ERR_MISDIRECTED] = "misdirected",
+	[HC_PROXY_ERR_IDLE_TIMEOUT] = "idle_timeout",
 };
 
 static void collect(struct hc_metrics_writer *mw, void *arg)

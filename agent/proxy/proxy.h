@@ -41,6 +41,8 @@ struct hc_proxy_config {
 	enum hc_proxy_forwarding forwarding;
 	bool forwarded_headers; /* add X-Forwarded-For/-Proto and Forwarded */
 	unsigned head_timeout_ms; /* 0: 10000 */
+	unsigned idle_timeout_ms; /* HTTP, no byte either way; 0: 60000 */
+	unsigned tunnel_idle_timeout_ms; /* upgraded and TLS passthrough; 0: 3600000 */
 	unsigned max_conns; /* per listening port; 0: 10000 */
 	/* Over every port: the connections the descriptors left to the proxy
 	 * allow, so the agent's own sockets (gossip, APIs, CRI) never run out;
