@@ -351,11 +351,16 @@ static void connect_backend(struct hc_proxy_conn *c, const struct hc_route_val *
 		bad_gateway(c, strerror(errno));
 }
 
-static void on_connect_event(struct hc_proxy_conn *c)
+static void on_connect_event(struct hc_proxy_conn *c, unsigned events)
 {
 	int soerr = 0;
 	socklen_t sl = sizeof(soerr);
 
+	/* writable without an error: connected, no need to ask */
+	if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == EPOLLOUT) {
+		backend_connected(c);
+		return;
+	}
 	if (getsockopt(c->bfd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
 		soerr = errno;
 	if (soerr) {
@@ -786,9 +791,11 @@ void hc_proxy_conn_event(struct hc_proxy_conn *c, bool backend_side, unsigned ev
 		break;
 	case C_CONNECT:
 		if (backend_side)
-			on_connect_event(c);
+			on_connect_event(c, events);
 		else if (events & (EPOLLHUP | EPOLLERR))
 			hc_proxy_conn_close(c, true);
+		else if (c->engine)
+			hc_proxy_forward_event(c, false, events); /* kept for the start */
 		break;
 	case C_SEND_HEAD:
 		if (backend_side)

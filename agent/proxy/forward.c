@@ -694,14 +694,19 @@ static int down_head(struct hc_proxy_conn *c)
 	unsigned flags;
 	int r;
 
-	if (f->ready || !f->queued)
+	/* responses are not rewritten: the next head may follow bytes not
+	 * sent yet, so that a head, its body and the next response go out in
+	 * one send */
+	if (f->ready == f->queued)
 		return 0;
 	if (!c->req_count)
 		return -EPROTO; /* an answer nobody asked for */
-	r = hc_http_response_parse(f->buf + f->off, f->queued, &resp);
+	r = hc_http_response_parse(f->buf + f->off + f->ready, f->queued - f->ready, &resp);
 	if (r == HC_PARSE_MORE)
 		return 0;
 	if (r != HC_PARSE_OK) {
+		if (f->ready)
+			return 0; /* what is ready goes first */
 		c->answer = A_BAD_GATEWAY;
 		hc_proxy_conn_answer(c);
 		return 0;
@@ -719,7 +724,7 @@ static int down_head(struct hc_proxy_conn *c)
 		hc_http_body_init(&c->up.body, HC_BODY_NONE, 0);
 		return 1;
 	}
-	f->ready = resp.head_len;
+	f->ready += resp.head_len;
 	if (resp.status < 200)
 		return 1; /* interim (100 Continue): the request still waits */
 	if (flags & REQ_UPGRADE) {
@@ -769,7 +774,11 @@ static int flow_finish(struct hc_proxy_conn *c, struct hc_proxy_flow *f, bool up
 		down_done(c); /* a body delimited by the close ends here */
 	f->queued = 0;
 	f->off = HC_PROXY_HEADROOM;
-	side_shutdown(c, f->dst);
+	/* The other way already ended (its EOF read, so nothing unread waits
+	 * on dst): the close that follows sends the FIN. TLS needs its
+	 * close_notify. */
+	if (!(up ? c->down.shut : c->up.shut) || is_tls_side(c, f->dst))
+		side_shutdown(c, f->dst);
 	f->shut = true;
 	return 1;
 }
@@ -795,9 +804,12 @@ static int flow_step(struct hc_proxy_conn *c, struct hc_proxy_flow *f, bool up)
 	if ((rc = flow_recv(c, f)) < 0)
 		return rc;
 	moved |= rc;
-	if ((rc = up ? up_frame(c) : down_frame(c)) < 0)
+	/* a head, then its body, then (responses) the next head: all that
+	 * arrived is framed before the send */
+	while ((rc = up ? up_frame(c) : down_frame(c)) > 0 && c->state == C_FORWARD)
+		moved = 1;
+	if (rc < 0)
 		return rc;
-	moved |= rc;
 	if (c->state != C_FORWARD)
 		return 0; /* an answer of ours took the connection over */
 	if ((rc = flow_send(c, f)) < 0)
@@ -950,11 +962,18 @@ int hc_proxy_forward_start(struct hc_proxy_conn *c)
 		return 0;
 	}
 	/* TLS passthrough is a tunnel from the start; the rest is HTTP */
-	flow_reset(&c->up, c->cfd, c->bfd, c->tls && !c->ssl ? F_TUNNEL : F_HEAD);
+	{
+		/* the client's edges since connect_backend set our interest
+		 * (whose EPOLL_CTL_MOD reported what was pending then: the
+		 * head, and its FIN if it came with it) were recorded */
+		bool hup = c->up.hup;
+
+		flow_reset(&c->up, c->cfd, c->bfd, c->tls && !c->ssl ? F_TUNNEL : F_HEAD);
+		c->up.hup = hup;
+	}
 	flow_reset(&c->down, c->bfd, c->cfd, c->up.state);
-	/* The client's FIN may have come with its head, its edge before ours
-	 * were watched: read it until EAGAIN once. */
-	c->up.hup = true;
+	/* a new backend has sent nothing: its first byte brings an edge */
+	c->down.rd_ready = false;
 	c->engine_on = true;
 	c->consumed = true;
 	if (c->ssl && c->peek_len) {

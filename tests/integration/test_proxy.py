@@ -1273,6 +1273,21 @@ class PerRequestCopyTest(PerRequestCase):
 
 class ProxyOptionsTest(ProxyCase):
 
+    def test_no_forwarded_headers(self):
+        """--no-proxy-forwarded-headers: heads pass as they came (for a
+        trusted proxy in front that sets the fields itself)."""
+        a = self.own_agent("--no-proxy-forwarded-headers")
+        port = self.route("nofwd.test", self.env.http, agent=a)
+        with connect(port) as s:
+            r = Reader(s)
+            for i in range(2):
+                s.sendall(b"GET /hello HTTP/1.1\r\nHost: nofwd.test\r\n"
+                          b"X-Forwarded-For: 192.0.2.9\r\n\r\n")
+                h = json.loads(read_response(r)[2])["headers"]
+                self.assertEqual(h.get("x-forwarded-for"), "192.0.2.9")
+                self.assertNotIn("forwarded", h)
+        self.assertCleanExit(a)
+
     def test_forwarded_headers(self):
         a = self.own_agent("--proxy-forwarded-headers", "--cluster-tls-cert",
                            self.env.path("wild1.pem"), "--cluster-tls-key",
@@ -1297,6 +1312,46 @@ class ProxyOptionsTest(ProxyCase):
             h = json.loads(read_response(Reader(s))[2])["headers"]
             self.assertEqual(h.get("x-forwarded-proto"), "https", h)
             self.assertIn("proto=https", h.get("forwarded", ""))
+        self.assertCleanExit(a)
+
+    def test_idle_timeouts(self):
+        """An idle keep-alive connection is closed after --proxy-idle-timeout,
+        an active one is not; an upgraded one gets the tunnel timeout."""
+        a = self.own_agent("--proxy-idle-timeout", "1", "--proxy-tunnel-idle-timeout", "3")
+        port = self.route("idle.test", self.env.http, agent=a)
+        before = metric(self.metrics(a), "hypercore_proxy_errors_total", kind="idle_timeout") or 0
+        with connect(port) as s:
+            r = Reader(s)
+            t0, n = time.monotonic(), 0
+            while time.monotonic() - t0 < 2.5:  # a request every 0.3 s: never idle 1 s
+                s.sendall(b"GET /hello HTTP/1.1\r\nHost: idle.test\r\n\r\n")
+                n += 1
+                self.assertEqual(json.loads(read_response(r)[2])["request"], n)
+                time.sleep(0.3)
+            t0 = time.monotonic()
+            s.settimeout(1 + 2 * SLACK)
+            try:
+                self.assertEqual(s.recv(1), b"")
+            except socket.timeout:
+                self.fail("an idle keep-alive connection was still open after %.1fs"
+                          % (time.monotonic() - t0))
+            self.assertGreater(time.monotonic() - t0, 0.7)
+        key = base64.b64encode(os.urandom(16)).decode()
+        with connect(port) as s:
+            s.sendall(("GET /ws HTTP/1.1\r\nHost: idle.test\r\nUpgrade: websocket\r\n"
+                       "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                       "Sec-WebSocket-Version: 13\r\n\r\n" % key).encode())
+            r = Reader(s)
+            self.assertEqual(read_response(r)[0], 101)
+            time.sleep(1.8)  # past the HTTP idle timeout, within the tunnel's
+            s.sendall(ws_frame(b"still here", opcode=2, mask=os.urandom(4)))
+            self.assertEqual(ws_read_frame(r), (2, b"still here"))
+            t0 = time.monotonic()
+            s.settimeout(3 + 2 * SLACK)
+            self.assertEqual(s.recv(1), b"")
+            self.assertGreater(time.monotonic() - t0, 2.5)
+        self.assertEqual(metric(self.metrics(a), "hypercore_proxy_errors_total",
+                                kind="idle_timeout"), before + 2)
         self.assertCleanExit(a)
 
     def test_max_conns(self):
