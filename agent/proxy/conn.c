@@ -52,6 +52,7 @@ void hc_proxy_conn_close(struct hc_proxy_conn *c, bool reset)
 	struct hc_proxy_listener *l = c->l;
 
 	conn_unlink(c);
+	hc_proxy_timer_disarm(c);
 	hc_proxy_forward_fini(c);
 	for (int side = 0; side < 2; side++) {
 		int fd = side ? c->bfd : c->cfd;
@@ -415,43 +416,35 @@ static int take_head(struct hc_proxy_conn *c, size_t len)
 	return 0;
 }
 
-/* With --proxy-forwarded-headers: reads the head off the socket and puts
- * X-Forwarded-For/-Proto and Forwarded after the request line. */
-static int rewrite_head(struct hc_proxy_conn *c, size_t head_len, size_t line_len)
+/* The sockmap mode's first (and only parsed) request with forwarded
+ * headers: reads the head off the socket and replaces the client's
+ * forwarded fields with ours. */
+static int rewrite_head(struct hc_proxy_conn *c, const struct hc_http_head *h)
 {
-	struct sockaddr_storage peer;
-	socklen_t pl = sizeof(peer);
-	char ip[INET6_ADDRSTRLEN] = "unknown", extra[512];
-	const char *proto = c->ssl ? "https" : "http";
+	size_t cap = h->head_len + sizeof(c->fwd);
 	char *out;
-	int elen;
+	size_t n;
 
-	if (getpeername(c->cfd, (struct sockaddr *)&peer, &pl) == 0) {
-		if (peer.ss_family == AF_INET)
-			inet_ntop(AF_INET, &((struct sockaddr_in *)&peer)->sin_addr, ip, sizeof(ip));
-		else
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&peer)->sin6_addr, ip, sizeof(ip));
-	}
-	elen = snprintf(extra, sizeof(extra),
-			"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n"
-			"Forwarded: for=%s%s%s;proto=%s\r\n",
-			ip, proto, peer.ss_family == AF_INET6 ? "\"[" : "", ip,
-			peer.ss_family == AF_INET6 ? "]\"" : "", proto);
 	/* Take exactly the head off the socket; the body stays there. */
-	if (!c->ssl && take_head(c, head_len) < 0)
+	if (take_head(c, h->head_len) < 0)
 		return -EIO;
-	out = malloc(c->peek_len + (size_t)elen + 1);
+	if (!c->fwd_len)
+		hc_proxy_forwarded_lines(c);
+	out = malloc(cap);
 	if (!out)
 		return -ENOMEM;
-	memcpy(out, c->peek, line_len);
-	memcpy(out + line_len, extra, (size_t)elen);
-	/* For TLS the buffer may hold bytes past the head: they go too. */
-	memcpy(out + line_len + elen, c->peek + line_len, c->peek_len - line_len);
+	n = hc_http_head_rewrite(c->peek, h, c->fwd, c->fwd_len, out, cap);
+	if (!n) {
+		free(out);
+		return -EOVERFLOW;
+	}
 	free(c->peek);
 	c->peek = out;
-	c->peek_len += (size_t)elen;
+	c->peek_len = n;
 	c->head_len = 0; /* from here: how much of peek went to the backend */
 	c->consumed = true;
+	/* the sockmap's drain check compares byte counts of both sockets */
+	c->up.drain_skew = (int64_t)n - (int64_t)h->head_len;
 	return 0;
 }
 
@@ -583,7 +576,7 @@ static void route_http(struct hc_proxy_conn *c, const struct hc_http_head *head)
 		 * terminated: the decrypted bytes in peek go first */
 		c->consumed = c->ssl != NULL;
 	} else if (p->cfg.forwarded_headers) {
-		if (rewrite_head(c, head->head_len, head->request_line_len) < 0) {
+		if (rewrite_head(c, head) < 0) {
 			hc_proxy_conn_close(c, false);
 			return;
 		}
@@ -826,6 +819,7 @@ void hc_proxy_conn_event(struct hc_proxy_conn *c, bool backend_side, unsigned ev
 		on_drain(c);
 		break;
 	}
+	hc_proxy_timer_arm(c); /* whatever the event did to the deadline */
 }
 
 /* ---- accepting ---- */
@@ -882,6 +876,7 @@ void hc_proxy_accept(struct hc_proxy_worker *w, struct hc_proxy_listener *l)
 		w->conns = c;
 		w->nconns++;
 		l->conns++;
+		hc_proxy_timer_arm(c);
 		atomic_fetch_add(&p->stats.active, 1);
 	}
 }

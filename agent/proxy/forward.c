@@ -203,8 +203,10 @@ static bool sockmap_drained(const struct hc_proxy_flow *f)
 	    getsockopt(f->dst, IPPROTO_TCP, TCP_INFO, &out, &ol) < 0)
 		return true; /* nothing to wait for any more */
 	/* The source's FIN took one sequence number, which bytes_received
-	 * counts; only the data went to the partner. */
-	return out.tcpi_bytes_sent - out.tcpi_bytes_retrans + 1 >= in.tcpi_bytes_received;
+	 * counts; only the data went to the partner, give or take what our
+	 * head rewrite changed (drain_skew). */
+	return (int64_t)(out.tcpi_bytes_sent - out.tcpi_bytes_retrans) + 1 >=
+	       (int64_t)in.tcpi_bytes_received + f->drain_skew;
 }
 
 /* ---- reading and writing one side ---- */
@@ -540,8 +542,7 @@ static void down_done(struct hc_proxy_conn *c)
 	c->down.state = F_HEAD;
 }
 
-/* Our X-Forwarded-For/-Proto and Forwarded lines, once per connection. */
-static void forwarded_lines(struct hc_proxy_conn *c)
+void hc_proxy_forwarded_lines(struct hc_proxy_conn *c)
 {
 	struct sockaddr_storage peer;
 	socklen_t pl = sizeof(peer);
@@ -575,7 +576,7 @@ static int up_forward_head(struct hc_proxy_conn *c, const struct hc_http_head *h
 		size_t n;
 
 		if (!c->fwd_len)
-			forwarded_lines(c);
+			hc_proxy_forwarded_lines(c);
 		n = hc_http_head_rewrite(f->buf + f->off, h, c->fwd, c->fwd_len, out, sizeof(out));
 		if (!n || n > f->off + h->head_len)
 			return -EOVERFLOW; /* cannot happen: the headroom holds fwd */

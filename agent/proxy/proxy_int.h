@@ -32,6 +32,7 @@
 #define HC_PROXY_CONNECT_TIMEOUT_MS 5000
 #define HC_PROXY_DRAIN_MS 2000 /* reading what follows an error response */
 #define HC_PROXY_TICK_MS 250 /* timeout resolution */
+#define HC_PROXY_WHEEL 256 /* timer wheel slots of a tick each: 64 s around */
 #define HC_PROXY_WORKLOADS_MAX 4096 /* per-workload counters kept */
 
 enum hc_proxy_error {
@@ -115,6 +116,7 @@ struct hc_proxy_flow {
 	bool eof; /* the source ended */
 	bool shut; /* and the destination was shut down for writing */
 	uint64_t drain_since_ms; /* sockmap: waiting since then to pass the FIN on */
+	int64_t drain_skew; /* sockmap: bytes our head rewrite added to this direction */
 	uint64_t bytes;
 };
 
@@ -140,8 +142,13 @@ struct hc_proxy_conn {
 	struct hc_proxy_listener *l;
 	enum hc_proxy_conn_state state;
 	int cfd, bfd;
-	uint64_t deadline_ms; /* 0: none */
+	uint64_t deadline_ms; /* 0: none; hc_proxy_timer_arm files it after a change */
 	struct hc_proxy_conn *prev, *next; /* the worker's list */
+	/* The worker's timer wheel: filed in the slot of tick wtick, which is
+	 * never later than the deadline's (a later deadline is refiled when the
+	 * slot comes: no work per event when a deadline moves on). */
+	struct hc_proxy_conn *wnext, **wpprev;
+	uint64_t wtick;
 	char *peek; /* the head or ClientHello, peeked or read */
 	size_t peek_len, head_len;
 	bool tls; /* a TLS connection (passthrough or terminated) */
@@ -186,6 +193,8 @@ struct hc_proxy_worker {
 	 * batch too, since a later event of it may be in the same batch. */
 	struct hc_proxy_listener *dead_listeners;
 	uint64_t now_ms; /* read once per batch of events */
+	struct hc_proxy_conn *wheel[HC_PROXY_WHEEL];
+	uint64_t wheel_tick; /* the last tick whose slot was handled */
 	/* Idle buffers and pipes (forward.c): a keep-alive connection between
 	 * requests holds neither. */
 	char *bufs[HC_PROXY_POOL_MAX];
@@ -249,6 +258,10 @@ void hc_proxy_forward_expire(struct hc_proxy_conn *c);
 /* Frees the worker's pooled buffers and pipes (at its exit). */
 void hc_proxy_pools_fini(struct hc_proxy_worker *w);
 
+/* Makes c->fwd: our X-Forwarded-For/-Proto and Forwarded lines (once per
+ * connection: the client's address does not change). */
+void hc_proxy_forwarded_lines(struct hc_proxy_conn *c);
+
 /* conn.c, for the engine: where a request head on an open connection goes.
  * 0: the current backend; 1: another one (next_val) or an answer of ours
  * (c->answer set), given once the responses before it are out. */
@@ -264,6 +277,11 @@ int hc_proxy_tls_handshake(struct hc_proxy_conn *c);
 
 /* proxy.c: shared helpers for the other files. */
 uint64_t hc_proxy_now_ms(void);
+/* Files c in its worker's timer wheel after its deadline_ms was set:
+ * O(1), and nothing when the deadline only moved later. */
+void hc_proxy_timer_arm(struct hc_proxy_conn *c);
+/* Takes c out of the wheel (closing). */
+void hc_proxy_timer_disarm(struct hc_proxy_conn *c);
 int hc_proxy_watch(struct hc_proxy_conn *c, bool backend_side, unsigned events);
 struct hc_proxy_wl_stats *hc_proxy_workload(struct hc_proxy *p, const char *host);
 SSL_CTX *hc_proxy_tls_ref(struct hc_proxy *p); /* a reference the caller frees, or NULL */
