@@ -542,6 +542,21 @@ static void down_done(struct hc_proxy_conn *c)
 	c->down.state = F_HEAD;
 }
 
+/* The body after a head just framed; a message without one is done. */
+static int body_start(struct hc_proxy_conn *c, struct hc_proxy_flow *f, enum hc_http_body_kind kind,
+		      uint64_t length)
+{
+	hc_http_body_init(&f->body, kind, length);
+	f->state = F_BODY;
+	if (f->body.kind == HC_BODY_NONE) {
+		if (f == &c->up)
+			up_done(c);
+		else
+			down_done(c);
+	}
+	return 1;
+}
+
 void hc_proxy_forwarded_lines(struct hc_proxy_conn *c)
 {
 	struct sockaddr_storage peer;
@@ -588,13 +603,9 @@ static int up_forward_head(struct hc_proxy_conn *c, const struct hc_http_head *h
 	f->ready = len;
 	req_push(c, (h->head_method ? REQ_HEAD : 0u) | (h->upgrade ? REQ_UPGRADE : 0u));
 	c->upgrading = h->upgrade;
-	hc_http_body_init(&f->body,
-			  h->chunked ? HC_BODY_CHUNKED : h->has_length ? HC_BODY_LENGTH : HC_BODY_NONE,
+	return body_start(c, f, h->chunked ? HC_BODY_CHUNKED
+					   : h->has_length ? HC_BODY_LENGTH : HC_BODY_NONE,
 			  h->content_length);
-	f->state = F_BODY;
-	if (f->body.kind == HC_BODY_NONE)
-		up_done(c);
-	return 1;
 }
 
 static int up_head(struct hc_proxy_conn *c)
@@ -735,11 +746,7 @@ static int down_head(struct hc_proxy_conn *c)
 			c->up.state = F_HEAD;
 	}
 	kind = hc_http_response_body(&resp, flags & REQ_HEAD, &len);
-	hc_http_body_init(&f->body, kind, len);
-	f->state = F_BODY;
-	if (f->body.kind == HC_BODY_NONE)
-		down_done(c);
-	return 1;
+	return body_start(c, f, kind, len);
 }
 
 static int down_frame(struct hc_proxy_conn *c)

@@ -668,6 +668,30 @@ static int hex_value(unsigned char c)
 	return is_hex(c) ? (to_lower(c) - 'a' + 10) : -1;
 }
 
+/* One byte of the trailer section (field lines, then the final CRLF, whose
+ * CR moves to CH_END_LF); false if it cannot be there. */
+static bool trailer_byte(struct hc_http_body *b, unsigned char c)
+{
+	if (++b->count > HC_HTTP_HEAD_MAX)
+		return false;
+	switch ((enum chunk_state)b->state) {
+	case CH_TRAILER: /* a line's start: a field name, or the final CR */
+		b->state = c == '\r' ? CH_END_LF : CH_TRAILER_NAME;
+		return c == '\r' || is_tchar(c);
+	case CH_TRAILER_NAME:
+		if (c == ':')
+			b->state = CH_TRAILER_VALUE;
+		return c == ':' || is_tchar(c);
+	case CH_TRAILER_VALUE:
+		if (c == '\r')
+			b->state = CH_TRAILER_LF;
+		return c == '\r' || is_value_char(c);
+	default: /* CH_TRAILER_LF */
+		b->state = CH_TRAILER;
+		return c == '\n';
+	}
+}
+
 /* One step of the chunked coding over buf; see hc_http_body_feed. */
 static int chunked_feed(struct hc_http_body *b, const char *buf, size_t len, size_t *used)
 {
@@ -740,39 +764,11 @@ static int chunked_feed(struct hc_http_body *b, const char *buf, size_t len, siz
 			i++;
 			break;
 		case CH_TRAILER:
-			if (c == '\r') {
-				b->state = CH_END_LF;
-			} else if (is_tchar(c)) {
-				b->state = CH_TRAILER_NAME;
-			} else {
-				return HC_PARSE_INVALID;
-			}
-			if (++b->count > HC_HTTP_HEAD_MAX)
-				return HC_PARSE_INVALID;
-			i++;
-			break;
 		case CH_TRAILER_NAME:
-			if (c == ':')
-				b->state = CH_TRAILER_VALUE;
-			else if (!is_tchar(c))
-				return HC_PARSE_INVALID;
-			if (++b->count > HC_HTTP_HEAD_MAX)
-				return HC_PARSE_INVALID;
-			i++;
-			break;
 		case CH_TRAILER_VALUE:
-			if (c == '\r')
-				b->state = CH_TRAILER_LF;
-			else if (!is_value_char(c))
-				return HC_PARSE_INVALID;
-			if (++b->count > HC_HTTP_HEAD_MAX)
-				return HC_PARSE_INVALID;
-			i++;
-			break;
 		case CH_TRAILER_LF:
-			if (c != '\n')
+			if (!trailer_byte(b, c))
 				return HC_PARSE_INVALID;
-			b->state = CH_TRAILER;
 			i++;
 			break;
 		case CH_END_LF:
