@@ -1067,11 +1067,11 @@ class RecordingBackend(Backend):
             self.record("conn-%d" % k, bytes(got))
 
 
-class PerRequestCase(ProxyCase):
+class PerRequestTests:
     """Each request head on a keep-alive connection is parsed: forwarded
     fields replaced on every one, routing per request, 421 after
     termination, smuggling refused. Run in the default (splice) mode and in
-    copy mode."""
+    copy mode (a mixin without TestCase, as ModeTests)."""
 
     agent_args = ("--cluster-tls-cert", "{tmp}/wild.pem", "--cluster-tls-key", "{tmp}/wild.key")
 
@@ -1261,12 +1261,12 @@ class PerRequestCase(ProxyCase):
         self.check_clean_exit()
 
 
-class PerRequestTest(PerRequestCase):
+class PerRequestTest(PerRequestTests, ProxyCase):
     pass
 
 
-class PerRequestCopyTest(PerRequestCase):
-    agent_args = PerRequestCase.agent_args + ("--proxy-forwarding", "copy")
+class PerRequestCopyTest(PerRequestTests, ProxyCase):
+    agent_args = PerRequestTests.agent_args + ("--proxy-forwarding", "copy")
 
 
 # ---- options that need an agent of their own ----------------------------------
