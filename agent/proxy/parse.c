@@ -28,10 +28,14 @@ static unsigned char to_lower(unsigned char c)
 	return c >= 'A' && c <= 'Z' ? (unsigned char)(c + ('a' - 'A')) : c;
 }
 
-/* RFC 9110 5.6.2 tchar: what methods and field names are made of. */
+/* RFC 9110 5.6.2 tchar: what methods and field names are made of: ALPHA,
+ * DIGIT and "!#$%&'*+-.^_`|~", as a bitmap of the 128 ASCII bytes (every
+ * byte of every field name goes through here). */
 static bool is_tchar(unsigned char c)
 {
-	return is_alpha(c) || is_digit(c) || (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+	static const uint64_t tchar[2] = {0x03ff6cfa00000000ull, 0x57ffffffc7fffffeull};
+
+	return c < 128 && (tchar[c >> 6] >> (c & 63) & 1);
 }
 
 /* A field value byte: visible, SP, HTAB, or obs-text. CR, LF, NUL and the
@@ -579,11 +583,10 @@ static int response_parse(const char *buf, size_t len, struct hc_http_response *
 
 	/* the whole head first: until its end has arrived the answer is MORE,
 	 * which keeps every prefix's verdict the whole's */
-	for (size_t i = 3; i < lim; i++)
-		if (buf[i] == '\n' && buf[i - 1] == '\r' && buf[i - 2] == '\n' && buf[i - 3] == '\r') {
-			end = i + 1;
-			break;
-		}
+	const char *e = lim ? memmem(buf, lim, "\r\n\r\n", 4) : NULL;
+
+	if (e)
+		end = (size_t)(e - buf) + 4;
 	if (!end)
 		return lim == HC_HTTP_RESPONSE_HEAD_MAX ? HC_PARSE_TOO_LARGE : HC_PARSE_MORE;
 	while (pos < end - 2) {
