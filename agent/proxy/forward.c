@@ -70,6 +70,7 @@
 /* flags of c->reqs */
 #define REQ_HEAD 1u    /* its response has no body */
 #define REQ_UPGRADE 2u /* a 101 may answer it */
+#define REQ_CLOSE 4u /* Connection: close: the last one */
 
 /* ---- the worker's pools ---- */
 
@@ -413,7 +414,9 @@ static int flow_recv(struct hc_proxy_conn *c, struct hc_proxy_flow *f)
 		f->off = HC_PROXY_HEADROOM;
 		f->queued = f->ready = 0;
 	}
-	if (f->off + f->queued == HC_PROXY_COPY_BUF && f->off > HC_PROXY_HEADROOM) {
+	/* Full at the end: bytes waiting to be sent free the room as they go;
+	 * only a head still arriving (nothing ready) needs it moved down. */
+	if (f->off + f->queued == HC_PROXY_COPY_BUF && f->off > HC_PROXY_HEADROOM && !f->ready) {
 		memmove(f->buf + HC_PROXY_HEADROOM, f->buf + f->off, f->queued);
 		f->off = HC_PROXY_HEADROOM;
 	}
@@ -601,7 +604,8 @@ static int up_forward_head(struct hc_proxy_conn *c, const struct hc_http_head *h
 		len = n;
 	}
 	f->ready = len;
-	req_push(c, (h->head_method ? REQ_HEAD : 0u) | (h->upgrade ? REQ_UPGRADE : 0u));
+	req_push(c, (h->head_method ? REQ_HEAD : 0u) | (h->upgrade ? REQ_UPGRADE : 0u) |
+			    (h->close ? REQ_CLOSE : 0u));
 	c->upgrading = h->upgrade;
 	return body_start(c, f, h->chunked ? HC_BODY_CHUNKED
 					   : h->has_length ? HC_BODY_LENGTH : HC_BODY_NONE,
@@ -745,6 +749,10 @@ static int down_head(struct hc_proxy_conn *c)
 		if (c->up.state == F_HOLD)
 			c->up.state = F_HEAD;
 	}
+	/* Connection: close either way: this exchange is the last, and the
+	 * connection ends once its response is out (no half-close dance) */
+	if (resp.close || (flags & REQ_CLOSE))
+		c->last_exchange = true;
 	kind = hc_http_response_body(&resp, flags & REQ_HEAD, &len);
 	return body_start(c, f, kind, len);
 }
@@ -846,6 +854,13 @@ static int engine_pump(struct hc_proxy_conn *c)
 		if (c->state != C_FORWARD)
 			return 0;
 		moved |= flow_finish(c, &c->up, true) | flow_finish(c, &c->down, false);
+		/* the response to a Connection: close exchange is out: closing
+		 * both sockets now ends the connection with one FIN each way */
+		if (c->last_exchange && !c->req_count && backend_quiet(c) && !c->up.queued) {
+			if (c->ssl && !c->down.shut)
+				side_shutdown(c, c->cfd); /* TLS ends with its close_notify */
+			return 1;
+		}
 		if (c->up.state == F_WAIT && !c->req_count && backend_quiet(c)) {
 			if (c->down.shut)
 				return 1; /* the client was told EOF: nobody to answer */

@@ -308,9 +308,10 @@ static int request_line(const char *s, size_t n, bool partial, struct hc_http_he
 	return absolute_target(s + t0, t1 - t0, out);
 }
 
-/* Whether a Connection value lists "upgrade" (elements are comma-separated,
- * with optional whitespace; empty elements are allowed by RFC 9110 5.6.1). */
-static bool connection_has_upgrade(const char *v, size_t n)
+/* Whether a Connection value lists the option opt (elements are
+ * comma-separated, with optional whitespace; empty elements are allowed by
+ * RFC 9110 5.6.1). */
+static bool connection_has(const char *v, size_t n, const char *opt)
 {
 	size_t i = 0;
 
@@ -325,7 +326,7 @@ static bool connection_has_upgrade(const char *v, size_t n)
 		b = i;
 		while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t'))
 			b--;
-		if (equal_nocase(v + a, b - a, "upgrade"))
+		if (equal_nocase(v + a, b - a, opt))
 			return true;
 		i++; /* past the ',' */
 	}
@@ -384,8 +385,10 @@ static int field_line(const char *s, size_t n, bool partial, struct hc_http_head
 		if (!st->absolute)
 			out->host_port = port;
 	} else if (equal_nocase(s, name_len, "connection")) {
-		if (connection_has_upgrade(s + v0, v1 - v0))
+		if (connection_has(s + v0, v1 - v0, "upgrade"))
 			st->conn_upgrade = true;
+		if (connection_has(s + v0, v1 - v0, "close"))
+			out->close = true;
 	} else if (equal_nocase(s, name_len, "upgrade")) {
 		if (v0 < v1)
 			st->upgrade_hdr = true;
@@ -567,6 +570,9 @@ static int response_field(const char *s, size_t n, struct hc_http_response *out,
 	if (equal_nocase(s, name_len, "content-length")) {
 		if (!content_length(s + v0, v1 - v0, &out->has_length, &out->content_length))
 			return HC_PARSE_INVALID;
+	} else if (equal_nocase(s, name_len, "connection")) {
+		if (connection_has(s + v0, v1 - v0, "close"))
+			out->close = true;
 	} else if (equal_nocase(s, name_len, "transfer-encoding")) {
 		/* several fields make one list: the last one's last coding counts */
 		*te = true;

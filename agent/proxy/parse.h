@@ -52,6 +52,7 @@ struct hc_http_head {
 	bool chunked;		 /* Transfer-Encoding: chunked */
 	bool expect_continue;	 /* Expect: 100-continue */
 	bool forwarded_fields;	 /* X-Forwarded-For, X-Forwarded-Proto or Forwarded present */
+	bool close;		 /* "close" in Connection: the last request of the connection */
 	uint64_t content_length;
 };
 
@@ -123,6 +124,7 @@ struct hc_http_response {
 	bool has_length;	/* Content-Length */
 	bool chunked;		/* Transfer-Encoding whose last coding is chunked */
 	bool until_close;	/* Transfer-Encoding without chunked last: the body ends at EOF */
+	bool close;		/* "close" in Connection: the backend closes after it */
 	uint64_t content_length;
 };
 

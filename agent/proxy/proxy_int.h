@@ -162,6 +162,7 @@ struct hc_proxy_conn {
 	bool engine; /* forward.c's engine (heads parsed, or a tunnel), not the sockmap's pipe */
 	bool engine_on; /* the engine has started (a reconnect resumes it) */
 	bool upgrading; /* the request being sent asks for an upgrade */
+	bool last_exchange; /* a request or response said Connection: close */
 	char fwd[256]; /* our forwarded fields, made once per connection */
 	size_t fwd_len;
 	bool lowat_set; /* SO_RCVLOWAT was raised while peeking */

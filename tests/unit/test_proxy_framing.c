@@ -83,6 +83,10 @@ static void test_request_framing(void **state)
 	assert_int_equal(req("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Host: x\r\n\r\n", &h),
 			 HC_PARSE_OK);
 	assert_false(h.forwarded_fields);
+	assert_false(h.close);
+	assert_int_equal(req("GET / HTTP/1.1\r\nHost: a\r\nConnection: TE, Close\r\n\r\n", &h),
+			 HC_PARSE_OK);
+	assert_true(h.close);
 }
 
 static void test_request_smuggling_refused(void **state)
@@ -184,6 +188,11 @@ static void test_response_heads(void **state)
 	assert_int_equal(resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", &r),
 			 HC_PARSE_OK);
 	assert_int_equal(hc_http_response_body(&r, false, &len), HC_BODY_CLOSE);
+	assert_false(r.close);
+	assert_int_equal(resp("HTTP/1.1 200 OK\r\nconnection: close\r\nContent-Length: 0\r\n\r\n",
+			      &r),
+			 HC_PARSE_OK);
+	assert_true(r.close);
 	assert_int_equal(resp("HTTP/1.0 200 OK\r\nServer: x\r\n\r\n", &r), HC_PARSE_OK);
 	assert_true(r.http10);
 	assert_int_equal(hc_http_response_body(&r, false, &len), HC_BODY_CLOSE);
