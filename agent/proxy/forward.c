@@ -97,8 +97,11 @@ static int pipe_get(struct hc_proxy_worker *w, int fds[2])
 		fds[1] = w->pipes[w->npipes][1];
 		return 0;
 	}
+	if (w->pipes_open >= HC_PROXY_PIPE_FDS / 2)
+		return -EMFILE; /* the descriptor budget's share: the buffer carries on */
 	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
 		return -errno;
+	w->pipes_open++;
 	/* Bigger than the default 64 KiB: fewer wakeups per MiB; failure
 	 * only costs speed. */
 	fcntl(fds[1], F_SETPIPE_SZ, HC_PROXY_PIPE_SIZE);
@@ -117,6 +120,7 @@ static void pipe_put(struct hc_proxy_worker *w, struct hc_proxy_flow *f)
 	} else {
 		close(f->pipe[0]);
 		close(f->pipe[1]);
+		w->pipes_open--;
 	}
 	f->pipe[0] = f->pipe[1] = -1;
 	f->piped = 0;
@@ -130,6 +134,7 @@ void hc_proxy_pools_fini(struct hc_proxy_worker *w)
 		w->npipes--;
 		close(w->pipes[w->npipes][0]);
 		close(w->pipes[w->npipes][1]);
+		w->pipes_open--;
 	}
 }
 

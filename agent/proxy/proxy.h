@@ -33,6 +33,13 @@ enum hc_proxy_forwarding {
 int hc_proxy_forwarding_parse(const char *name, enum hc_proxy_forwarding *out);
 const char *hc_proxy_forwarding_name(enum hc_proxy_forwarding mode);
 
+/* Descriptors: a connection holds its two sockets, nothing more; pipes
+ * (splice mode) come from each worker's pool while a long body or a tunnel
+ * is spliced, at most HC_PROXY_PIPE_FDS fds of them per worker (in use and
+ * idle together; past that, bodies go through the buffer). */
+#define HC_PROXY_FDS_PER_CONN 2
+#define HC_PROXY_PIPE_FDS 512
+
 struct hc_proxy_config {
 	const char *pin_dir; /* where hc_routes (and hc_splice) are pinned */
 	const char *base_url; /* a route to host H also answers "H.<base_url>" */

@@ -202,6 +202,7 @@ struct hc_proxy_worker {
 	size_t nbufs;
 	int pipes[HC_PROXY_POOL_MAX][2];
 	size_t npipes;
+	unsigned pipes_open; /* in use and idle: at most HC_PROXY_PIPE_FDS / 2 */
 };
 
 struct hc_proxy {
