@@ -254,9 +254,20 @@ const struct hc_cli_opt hc_cli_opts_cluster[] = {
 	HC_CLI_FUNC("proxy-forwarding", A, cfg.proxy_forwarding, parse_forwarding,
 		    "splice, sockmap or copy", "M", "splice (default), sockmap or copy"),
 	HC_CLI_FLAG("proxy-forwarded-headers", A, cfg.proxy_forwarded_headers,
-		    "add X-Forwarded-For/-Proto and Forwarded"),
+		    "replace X-Forwarded-For/-Proto and Forwarded on every request with ours "
+		    "(the default; kept for compatibility)"),
+	HC_CLI_FLAG("no-proxy-forwarded-headers", A, cfg.proxy_no_forwarded_headers,
+		    "pass request heads' forwarded fields unchanged (only behind a proxy that "
+		    "sets them)"),
 	HC_CLI_UINT("proxy-head-timeout-ms", A, cfg.proxy_head_timeout_ms, 100, 3600000,
 		    "100..3600000", "N", "408 for a head not complete by then (default 10000)"),
+	HC_CLI_UINT("proxy-idle-timeout", A, cfg.proxy_idle_timeout, 1, 86400, "1..86400", "S",
+		    "close an HTTP connection after S seconds without a byte either way "
+		    "(default 60)"),
+	HC_CLI_UINT("proxy-tunnel-idle-timeout", A, cfg.proxy_tunnel_idle_timeout, 1, 604800,
+		    "1..604800", "S",
+		    "the same for upgraded (WebSocket) and TLS passthrough connections "
+		    "(default 3600)"),
 	HC_CLI_UINT("proxy-max-conns", A, cfg.proxy_max_conns, 1, 1000000, "1..1000000", "N",
 		    "open connections per port (default 10000)"),
 	HC_CLI_STR("cluster-tls-cert", A, cfg.tls_cert, "FILE",

@@ -251,8 +251,6 @@ static int64_t refresh_proxy(struct hc_loop *loop, uint64_t id, void *arg)
  * 128), API connections (512 HTTP, gRPC's), CRI channels, job threads'
  * sockets, log files, BPF objects. */
 #define RESERVED_FDS 2048
-/* A spliced connection holds two sockets and two pipes (four fds). */
-#define FDS_PER_PROXY_CONN 6
 
 /* Raises the soft descriptor limit to the hard one (the proxy alone can
  * want tens of thousands; select() is used nowhere) and returns it. */
@@ -275,13 +273,26 @@ static rlim_t raise_fd_limit(void)
 	return rl.rlim_cur == RLIM_INFINITY ? (rlim_t)1 << 20 : rl.rlim_cur;
 }
 
-/* How many connections the proxy may hold at once so that the rest of the
- * agent always has RESERVED_FDS (half the limit when it is small). */
-static unsigned proxy_conn_budget(rlim_t nofile)
+/* The proxy's worker count as hc_proxy_start picks it (--proxy-workers, or
+ * one per online CPU, 64 at most). */
+static unsigned proxy_workers(const struct hc_daemon_config *cfg)
 {
-	if (nofile <= 2 * RESERVED_FDS)
-		return (unsigned)(nofile / 2 / FDS_PER_PROXY_CONN);
-	return (unsigned)((nofile - RESERVED_FDS) / FDS_PER_PROXY_CONN);
+	long n = cfg->proxy_workers ? (long)cfg->proxy_workers : sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1 : n > 64 ? 64 : (unsigned)n;
+}
+
+/* How many connections the proxy may hold at once so that the rest of the
+ * agent always has RESERVED_FDS (half the limit when it is small): two
+ * sockets each, after the pipes its workers may hold (proxy.h). */
+static unsigned proxy_conn_budget(rlim_t nofile, unsigned workers)
+{
+	rlim_t rest = nofile <= 2 * RESERVED_FDS ? nofile / 2 : nofile - RESERVED_FDS;
+	rlim_t pipes = (rlim_t)workers * HC_PROXY_PIPE_FDS;
+
+	if (rest <= 2 * pipes) /* a small limit: pipes get a connection's share */
+		return (unsigned)(rest / (HC_PROXY_FDS_PER_CONN + 4));
+	return (unsigned)((rest - pipes) / HC_PROXY_FDS_PER_CONN);
 }
 
 static int start_proxy(struct daemon *d, const struct hc_daemon_config *cfg, struct hc_err *err)
@@ -292,10 +303,12 @@ static int start_proxy(struct daemon *d, const struct hc_daemon_config *cfg, str
 		.bind_host = cfg->proxy_bind_addr,
 		.workers = cfg->proxy_workers,
 		.forwarding = (enum hc_proxy_forwarding)cfg->proxy_forwarding,
-		.forwarded_headers = cfg->proxy_forwarded_headers,
+		.forwarded_headers = !cfg->proxy_no_forwarded_headers,
 		.head_timeout_ms = cfg->proxy_head_timeout_ms,
+		.idle_timeout_ms = cfg->proxy_idle_timeout * 1000u,
+		.tunnel_idle_timeout_ms = cfg->proxy_tunnel_idle_timeout * 1000u,
 		.max_conns = cfg->proxy_max_conns,
-		.max_total_conns = proxy_conn_budget(d->nofile),
+		.max_total_conns = proxy_conn_budget(d->nofile, proxy_workers(cfg)),
 		.tls_cert = cfg->tls_cert,
 		.tls_key = cfg->tls_key,
 	};

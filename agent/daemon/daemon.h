@@ -80,7 +80,10 @@ struct hc_daemon_config {
 	const char *proxy_bind_addr;   /* NULL: 0.0.0.0 */
 	unsigned proxy_workers;        /* 0: one per CPU */
 	int proxy_forwarding;          /* enum hc_proxy_forwarding */
-	bool proxy_forwarded_headers;
+	bool proxy_forwarded_headers;	 /* accepted for compatibility: the default */
+	bool proxy_no_forwarded_headers; /* pass heads' forwarded fields unchanged */
+	unsigned proxy_idle_timeout;	 /* s; 0: 60 */
+	unsigned proxy_tunnel_idle_timeout; /* s; 0: 3600 */
 	unsigned proxy_head_timeout_ms; /* 0: 10000 */
 	unsigned proxy_max_conns;      /* per port; 0: 10000 */
 	const char *tls_cert, *tls_key; /* --cluster-tls-cert/-key */

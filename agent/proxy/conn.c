@@ -30,6 +30,8 @@ static void count_error(struct hc_proxy_conn *c, enum hc_proxy_error e)
 	atomic_fetch_add(&c->w->p->stats.errors[e], 1);
 }
 
+static void account_bytes(struct hc_proxy_conn *c);
+
 static void conn_unlink(struct hc_proxy_conn *c)
 {
 	struct hc_proxy_worker *w = c->w;
@@ -50,14 +52,15 @@ void hc_proxy_conn_close(struct hc_proxy_conn *c, bool reset)
 	struct hc_proxy_listener *l = c->l;
 
 	conn_unlink(c);
+	hc_proxy_timer_disarm(c);
 	hc_proxy_forward_fini(c);
 	for (int side = 0; side < 2; side++) {
 		int fd = side ? c->bfd : c->cfd;
 
 		if (fd < 0)
 			continue;
-		epoll_ctl(c->w->epfd, EPOLL_CTL_DEL, fd, NULL);
-		/* An abortive close sends RST, so a reset on one side reaches
+		/* No EPOLL_CTL_DEL: closing the one reference to the socket
+		 * takes it out of the epoll set. An abortive close sends RST, so a reset on one side reaches
 		 * the other as a reset, not as a clean end. */
 		if (reset)
 			setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof(hard));
@@ -65,12 +68,7 @@ void hc_proxy_conn_close(struct hc_proxy_conn *c, bool reset)
 	}
 	if (c->ssl)
 		SSL_free(c->ssl);
-	atomic_fetch_add(&p->stats.to_backend, c->up.bytes);
-	atomic_fetch_add(&p->stats.to_client, c->down.bytes);
-	if (c->wl) {
-		atomic_fetch_add(&c->wl->to_backend, c->up.bytes);
-		atomic_fetch_add(&c->wl->to_client, c->down.bytes);
-	}
+	account_bytes(c);
 	atomic_fetch_sub(&p->stats.active, 1);
 	atomic_fetch_sub(&p->port_conns[l->port], 1);
 	atomic_fetch_sub(&p->total_conns, 1);
@@ -233,14 +231,9 @@ void hc_proxy_conn_expire(struct hc_proxy_conn *c)
 	case C_DRAIN:
 		hc_proxy_conn_close(c, false);
 		break;
-	case C_FORWARD: {
-		/* Only the sockmap's drain wait sets a deadline here. */
-		int rc = hc_proxy_forward_pump(c);
-
-		if (rc)
-			hc_proxy_conn_close(c, rc < 0);
+	case C_FORWARD:
+		hc_proxy_forward_expire(c);
 		break;
-	}
 	}
 }
 
@@ -280,12 +273,20 @@ static bool route(struct hc_proxy_conn *c, struct hc_route_val *val)
 
 /* ---- the backend ---- */
 
+static void connect_backend(struct hc_proxy_conn *c, const struct hc_route_val *val);
+
 static void backend_connected(struct hc_proxy_conn *c)
 {
 	/* Into the sockmap before the head goes out, so that the backend's
 	 * answer is redirected from its first byte. */
 	if (hc_proxy_forward_prepare(c) < 0) {
 		hc_proxy_conn_close(c, true);
+		return;
+	}
+	if (c->engine) {
+		/* the engine reads the head itself (or has it from TLS) */
+		if ((c->engine_on ? hc_proxy_forward_resume(c) : hc_proxy_forward_start(c)) < 0)
+			hc_proxy_conn_close(c, true);
 		return;
 	}
 	if (c->consumed && c->peek_len > 0) {
@@ -300,10 +301,14 @@ static void backend_connected(struct hc_proxy_conn *c)
 static void connect_backend(struct hc_proxy_conn *c, const struct hc_route_val *val)
 {
 	struct sockaddr_storage ss = {0};
-	struct epoll_event ev = {.events = EPOLLOUT};
+	/* The engine's interest is edge-triggered and never changes: set here
+	 * once (connecting reports EPOLLOUT). */
+	struct epoll_event ev = {.events = c->engine ? EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET
+						     : EPOLLOUT};
 	socklen_t len;
 	int one = 1;
 
+	c->route_val = *val;
 	c->wl = hc_proxy_workload(c->w->p, c->route_host);
 	if (c->wl)
 		atomic_fetch_add(&c->wl->accepted, 1);
@@ -333,9 +338,10 @@ static void connect_backend(struct hc_proxy_conn *c, const struct hc_route_val *
 		bad_gateway(c, strerror(errno));
 		return;
 	}
-	c->events_b = EPOLLOUT;
-	/* The client waits while we connect: its bytes stay queued. */
-	hc_proxy_watch(c, false, 0);
+	c->events_b = ev.events;
+	/* The client waits while we connect: its bytes stay queued (edge
+	 * events meanwhile are ignored; the engine tries both sides first). */
+	hc_proxy_watch(c, false, ev.events & EPOLLET ? ev.events : 0);
 	c->state = C_CONNECT;
 	c->deadline_ms = hc_proxy_now_ms() + HC_PROXY_CONNECT_TIMEOUT_MS;
 	if (connect(c->bfd, (struct sockaddr *)&ss, len) == 0) {
@@ -346,11 +352,16 @@ static void connect_backend(struct hc_proxy_conn *c, const struct hc_route_val *
 		bad_gateway(c, strerror(errno));
 }
 
-static void on_connect_event(struct hc_proxy_conn *c)
+static void on_connect_event(struct hc_proxy_conn *c, unsigned events)
 {
 	int soerr = 0;
 	socklen_t sl = sizeof(soerr);
 
+	/* writable without an error: connected, no need to ask */
+	if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == EPOLLOUT) {
+		backend_connected(c);
+		return;
+	}
 	if (getsockopt(c->bfd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
 		soerr = errno;
 	if (soerr) {
@@ -405,44 +416,144 @@ static int take_head(struct hc_proxy_conn *c, size_t len)
 	return 0;
 }
 
-/* With --proxy-forwarded-headers: reads the head off the socket and puts
- * X-Forwarded-For/-Proto and Forwarded after the request line. */
-static int rewrite_head(struct hc_proxy_conn *c, size_t head_len, size_t line_len)
+/* The sockmap mode's first (and only parsed) request with forwarded
+ * headers: reads the head off the socket and replaces the client's
+ * forwarded fields with ours. */
+static int rewrite_head(struct hc_proxy_conn *c, const struct hc_http_head *h)
 {
-	struct sockaddr_storage peer;
-	socklen_t pl = sizeof(peer);
-	char ip[INET6_ADDRSTRLEN] = "unknown", extra[512];
-	const char *proto = c->ssl ? "https" : "http";
+	size_t cap = h->head_len + sizeof(c->fwd);
 	char *out;
-	int elen;
+	size_t n;
 
-	if (getpeername(c->cfd, (struct sockaddr *)&peer, &pl) == 0) {
-		if (peer.ss_family == AF_INET)
-			inet_ntop(AF_INET, &((struct sockaddr_in *)&peer)->sin_addr, ip, sizeof(ip));
-		else
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&peer)->sin6_addr, ip, sizeof(ip));
-	}
-	elen = snprintf(extra, sizeof(extra),
-			"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n"
-			"Forwarded: for=%s%s%s;proto=%s\r\n",
-			ip, proto, peer.ss_family == AF_INET6 ? "\"[" : "", ip,
-			peer.ss_family == AF_INET6 ? "]\"" : "", proto);
 	/* Take exactly the head off the socket; the body stays there. */
-	if (!c->ssl && take_head(c, head_len) < 0)
+	if (take_head(c, h->head_len) < 0)
 		return -EIO;
-	out = malloc(c->peek_len + (size_t)elen + 1);
+	if (!c->fwd_len)
+		hc_proxy_forwarded_lines(c);
+	out = malloc(cap);
 	if (!out)
 		return -ENOMEM;
-	memcpy(out, c->peek, line_len);
-	memcpy(out + line_len, extra, (size_t)elen);
-	/* For TLS the buffer may hold bytes past the head: they go too. */
-	memcpy(out + line_len + elen, c->peek + line_len, c->peek_len - line_len);
+	n = hc_http_head_rewrite(c->peek, h, c->fwd, c->fwd_len, out, cap);
+	if (!n) {
+		free(out);
+		return -EOVERFLOW;
+	}
 	free(c->peek);
 	c->peek = out;
-	c->peek_len += (size_t)elen;
+	c->peek_len = n;
 	c->head_len = 0; /* from here: how much of peek went to the backend */
 	c->consumed = true;
+	/* the sockmap's drain check compares byte counts of both sockets */
+	c->up.drain_skew = (int64_t)n - (int64_t)h->head_len;
 	return 0;
+}
+
+/* Where a request goes: A_NONE with val set (c->host and c->route_host
+ * now the request's), or the answer it gets. */
+static enum hc_proxy_answer request_target(struct hc_proxy_conn *c, const struct hc_http_head *h,
+					   struct hc_route_val *val)
+{
+	if (!h->host[0])
+		return A_NO_HOST;
+	/* Terminated: the handshake (and the wildcard certificate) was for
+	 * the SNI. A Host naming anything else, a static route outside the
+	 * base URL say, must not ride on it (RFC 9110 7.4). Both are
+	 * lower-case with the port stripped. */
+	if (c->ssl && strcmp(h->host, c->sni) != 0)
+		return A_MISDIRECTED;
+	snprintf(c->host, sizeof(c->host), "%s", h->host);
+	return route(c, val) ? A_NONE : A_NOT_FOUND;
+}
+
+int hc_proxy_request_route(struct hc_proxy_conn *c, const struct hc_http_head *h)
+{
+	char was[HC_ROUTE_HOST_MAX];
+	struct hc_route_val val;
+
+	/* The same name as the request before: the same route, no lookup.
+	 * (A route changed meanwhile keeps serving the connection, as a
+	 * connection always kept its backend.) */
+	if (h->host[0] && strcmp(h->host, c->host) == 0 && (!c->ssl || strcmp(h->host, c->sni) == 0))
+		return 0;
+	memcpy(was, c->route_host, sizeof(was));
+	c->answer = request_target(c, h, &val);
+	if (c->answer != A_NONE)
+		return 1;
+	if (strcmp(was, c->route_host) == 0 && memcmp(&val, &c->route_val, sizeof(val)) == 0)
+		return 0; /* another name of the same route */
+	c->next_val = val;
+	c->answer = A_REROUTE;
+	return 1;
+}
+
+/* Adds the bytes moved so far to the totals (at a close or a reroute,
+ * which gives them to the route they were for). */
+static void account_bytes(struct hc_proxy_conn *c)
+{
+	struct hc_proxy *p = c->w->p;
+
+	atomic_fetch_add(&p->stats.to_backend, c->up.bytes);
+	atomic_fetch_add(&p->stats.to_client, c->down.bytes);
+	if (c->wl) {
+		atomic_fetch_add(&c->wl->to_backend, c->up.bytes);
+		atomic_fetch_add(&c->wl->to_client, c->down.bytes);
+	}
+	c->up.bytes = c->down.bytes = 0;
+}
+
+/* Every response of the old backend is out: the next request's goes on a
+ * new connection. */
+static void reroute(struct hc_proxy_conn *c)
+{
+	account_bytes(c);
+	close(c->bfd);
+	c->bfd = -1;
+	c->events_b = 0;
+	connect_backend(c, &c->next_val);
+}
+
+void hc_proxy_conn_answer(struct hc_proxy_conn *c)
+{
+	enum hc_proxy_answer a = c->answer;
+	char sni[HC_HOST_ESCAPED_MAX], detail[2048];
+
+	c->answer = A_NONE;
+	switch (a) {
+	case A_NONE:
+		break;
+	case A_REROUTE:
+		reroute(c);
+		break;
+	case A_BAD_REQUEST:
+		http_error(c, 400, "Bad Request", "The request head is malformed.",
+			   HC_PROXY_ERR_BAD_REQUEST);
+		break;
+	case A_NO_HOST:
+		http_error(c, 400, "Bad Request", "A Host header is needed to find the workload.",
+			   HC_PROXY_ERR_BAD_REQUEST);
+		break;
+	case A_TOO_LARGE:
+		http_error(c, 431, "Request Header Fields Too Large", "The request head is over 16 KiB.",
+			   HC_PROXY_ERR_HEAD_TOO_LARGE);
+		break;
+	case A_NOT_FOUND:
+		not_found(c);
+		break;
+	case A_MISDIRECTED:
+		hc_html_escape_host(c->sni, sni, sizeof(sni));
+		snprintf(detail, sizeof(detail),
+			 "This connection is for <b>%s</b>: other names need a connection of their own.",
+			 sni);
+		http_error(c, 421, "Misdirected Request", detail, HC_PROXY_ERR_MISDIRECTED);
+		break;
+	case A_TIMEOUT:
+		http_error(c, 408, "Request Timeout", "The request head did not arrive in time.",
+			   HC_PROXY_ERR_HEAD_TIMEOUT);
+		break;
+	case A_BAD_GATEWAY:
+		bad_gateway(c, "its response could not be read");
+		break;
+	}
 }
 
 /* Routes on a complete HTTP head in c->peek. */
@@ -451,19 +562,21 @@ static void route_http(struct hc_proxy_conn *c, const struct hc_http_head *head)
 	struct hc_route_val val;
 	struct hc_proxy *p = c->w->p;
 
-	snprintf(c->host, sizeof(c->host), "%s", head->host);
-	if (!c->host[0]) {
-		http_error(c, 400, "Bad Request", "A Host header is needed to find the workload.",
-			   HC_PROXY_ERR_BAD_REQUEST);
-		return;
-	}
-	if (!route(c, &val)) {
-		not_found(c);
+	/* The sockmap's raw pipe sees only the first head; the engine sees
+	 * every one (and is what TLS termination needs anyway). */
+	c->engine = p->cfg.forwarding != HC_PROXY_SOCKMAP || c->ssl;
+	c->answer = request_target(c, head, &val);
+	if (c->answer != A_NONE) {
+		hc_proxy_conn_answer(c);
 		return;
 	}
 	c->head_len = 0;
-	if (p->cfg.forwarded_headers) {
-		if (rewrite_head(c, head->head_len, head->request_line_len) < 0) {
+	if (c->engine) {
+		/* plain: the head is still in the socket, the engine reads it;
+		 * terminated: the decrypted bytes in peek go first */
+		c->consumed = c->ssl != NULL;
+	} else if (p->cfg.forwarded_headers) {
+		if (rewrite_head(c, head) < 0) {
 			hc_proxy_conn_close(c, false);
 			return;
 		}
@@ -502,6 +615,7 @@ static void wait_for_more(struct hc_proxy_conn *c)
 	int lowat = (int)c->peek_len + 1;
 
 	setsockopt(c->cfd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat));
+	c->lowat_set = true;
 }
 
 static void start_termination(struct hc_proxy_conn *c, SSL_CTX *ctx)
@@ -509,6 +623,7 @@ static void start_termination(struct hc_proxy_conn *c, SSL_CTX *ctx)
 	int lowat = 1;
 
 	setsockopt(c->cfd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat));
+	snprintf(c->sni, sizeof(c->sni), "%s", c->host);
 	c->ssl = SSL_new(ctx);
 	SSL_CTX_free(ctx);
 	if (!c->ssl || SSL_set_fd(c->ssl, c->cfd) != 1) {
@@ -538,6 +653,7 @@ static void route_tls(struct hc_proxy_conn *c, const struct hc_client_hello *hel
 	SSL_CTX *ctx;
 
 	c->tls = true;
+	c->engine = p->cfg.forwarding != HC_PROXY_SOCKMAP;
 	snprintf(c->host, sizeof(c->host), "%s", hello->sni);
 	if (under_base_url(p, c->host) && (ctx = hc_proxy_tls_ref(p))) {
 		start_termination(c, ctx);
@@ -668,9 +784,11 @@ void hc_proxy_conn_event(struct hc_proxy_conn *c, bool backend_side, unsigned ev
 		break;
 	case C_CONNECT:
 		if (backend_side)
-			on_connect_event(c);
+			on_connect_event(c, events);
 		else if (events & (EPOLLHUP | EPOLLERR))
 			hc_proxy_conn_close(c, true);
+		else if (c->engine)
+			hc_proxy_forward_event(c, false, events); /* kept for the start */
 		break;
 	case C_SEND_HEAD:
 		if (backend_side)
@@ -679,6 +797,7 @@ void hc_proxy_conn_event(struct hc_proxy_conn *c, bool backend_side, unsigned ev
 			hc_proxy_conn_close(c, true);
 		break;
 	case C_FORWARD:
+		hc_proxy_forward_event(c, backend_side, events);
 		rc = hc_proxy_forward_pump(c);
 		if (rc)
 			hc_proxy_conn_close(c, rc < 0);
@@ -700,6 +819,7 @@ void hc_proxy_conn_event(struct hc_proxy_conn *c, bool backend_side, unsigned ev
 		on_drain(c);
 		break;
 	}
+	hc_proxy_timer_arm(c); /* whatever the event did to the deadline */
 }
 
 /* ---- accepting ---- */
@@ -756,6 +876,7 @@ void hc_proxy_accept(struct hc_proxy_worker *w, struct hc_proxy_listener *l)
 		w->conns = c;
 		w->nconns++;
 		l->conns++;
+		hc_proxy_timer_arm(c);
 		atomic_fetch_add(&p->stats.active, 1);
 	}
 }

@@ -1,17 +1,62 @@
-/* Moving a routed connection's bytes both ways until both sides are done:
- * splice(2) through a pipe per direction (zero-copy, bounded by the pipe),
- * a userspace copy (also what a TLS-terminated client side needs), or the
- * hc_splice sockmap, where the kernel redirects and we only see the ends.
- * Half-closes pass through as shutdown(SHUT_WR); an error on one side resets
- * the other. */
+/*
+ * Moving a routed connection's bytes both ways until both sides are done.
+ *
+ * HTTP (splice and copy modes, and everything TLS termination decrypts) goes
+ * through an engine that parses every request and response head of a
+ * keep-alive connection; TLS passthrough and upgraded connections become raw
+ * tunnels; the sockmap mode stays a raw byte pipe after the first request
+ * (the kernel moves its bytes, so there is nothing to parse them with).
+ *
+ * The engine, per connection (c->up: client -> backend, c->down: backend ->
+ * client), each direction a small state machine over its buffer:
+ *
+ *   up:   F_HEAD --head parsed, same route--> F_BODY --body framed--> F_HEAD
+ *           |  \--upgrade request sent-----> F_HOLD --101--> F_TUNNEL
+ *           |                                  \--other final answer--> F_HEAD
+ *           \--other route, or an error of ours--> F_WAIT
+ *         F_WAIT: nothing more is parsed until every response before it is
+ *         out (c->req_count == 0, down at F_HEAD with nothing queued); then
+ *         hc_proxy_conn_answer reconnects (conn.c, and hc_proxy_forward_resume
+ *         goes on with the same head, now routed here) or answers an error
+ *         page and drains.
+ *   down: F_HEAD --1xx--> F_HEAD (the request still waits for its answer)
+ *           |--101 to an upgrade request--> F_TUNNEL (and up too)
+ *           \--final answer--> F_BODY (none for HEAD, 204, 304; until EOF
+ *              without a length) --framed--> F_HEAD, one request answered
+ *
+ * A buffer (HC_PROXY_COPY_BUF, from the worker's pool, given back whenever it
+ * is empty: an idle keep-alive connection holds none) keeps
+ * HC_PROXY_HEADROOM bytes free before its data, where a request head grows
+ * when the client's forwarded fields are replaced by ours; bytes are framed
+ * (ready) before they are sent, and a head is only parsed once everything
+ * before it has been sent, so the head rewrite never overwrites unsent data.
+ * One recv and one send per direction move a small request or response, head
+ * and body together. A Content-Length body of HC_PROXY_SPLICE_MIN or more (what
+ * is left of it once the buffer is out) and a tunnel are spliced through a
+ * pipe from the worker's pool in splice mode, so bulk transfers keep their
+ * zero copy; pipes are taken only for that and returned empty.
+ *
+ * Interest is edge-triggered and set once per socket (EPOLLIN | EPOLLOUT |
+ * EPOLLRDHUP | EPOLLET): there is no epoll_ctl per request. An event marks
+ * what became possible (rd_ready, wr_ready); the pump moves bytes until
+ * nothing moves and a flag is cleared only when a call says so (EAGAIN, or a
+ * short recv on a plain socket, which means its queue was emptied; a splice
+ * into a pipe that still holds bytes may stop short for lack of pipe slots,
+ * so only an EAGAIN into an empty pipe counts). Every pump refreshes the
+ * deadline the worker's timer scan checks: O(1) per event, no timer object.
+ *
+ * Half-closes pass through as shutdown(SHUT_WR) once a direction's bytes are
+ * all out; an error on one side resets the other.
+ */
 #define HC_LOG_MODULE "proxy"
 
+#include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <errno.h>
-#include <linux/tcp.h>
-#include <openssl/err.h>
-#include <netinet/in.h>
 #include <fcntl.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -21,35 +66,84 @@
 #include "log/log.h"
 #include "proxy/proxy_int.h"
 
-static bool uses_pipe(const struct hc_proxy_conn *c)
+#define ET_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
+/* flags of c->reqs */
+#define REQ_HEAD 1u    /* its response has no body */
+#define REQ_UPGRADE 2u /* a 101 may answer it */
+#define REQ_CLOSE 4u /* Connection: close: the last one */
+
+/* ---- the worker's pools ---- */
+
+static char *buf_get(struct hc_proxy_worker *w)
 {
-	return c->w->p->cfg.forwarding == HC_PROXY_SPLICE && !c->ssl;
+	return w->nbufs ? w->bufs[--w->nbufs] : malloc(HC_PROXY_COPY_BUF);
 }
 
-static int flow_init(struct hc_proxy_conn *c, struct hc_proxy_flow *f, int src, int dst)
+static void buf_put(struct hc_proxy_worker *w, char *buf)
 {
-	f->src = src;
-	f->dst = dst;
-	if (uses_pipe(c)) {
-		if (pipe2(f->pipe, O_NONBLOCK | O_CLOEXEC) < 0)
-			return -errno;
-		/* Bigger than the default 64 KiB: fewer wakeups per MiB; failure
-		 * only costs speed. */
-		fcntl(f->pipe[1], F_SETPIPE_SZ, HC_PROXY_PIPE_SIZE);
+	if (!buf)
+		return;
+	if (w->nbufs < HC_PROXY_POOL_MAX)
+		w->bufs[w->nbufs++] = buf;
+	else
+		free(buf);
+}
+
+static int pipe_get(struct hc_proxy_worker *w, int fds[2])
+{
+	if (w->npipes) {
+		w->npipes--;
+		fds[0] = w->pipes[w->npipes][0];
+		fds[1] = w->pipes[w->npipes][1];
 		return 0;
 	}
-	f->buf = malloc(HC_PROXY_COPY_BUF);
-	return f->buf ? 0 : -ENOMEM;
+	if (w->pipes_open >= HC_PROXY_PIPE_FDS / 2)
+		return -EMFILE; /* the descriptor budget's share: the buffer carries on */
+	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
+		return -errno;
+	w->pipes_open++;
+	/* Bigger than the default 64 KiB: fewer wakeups per MiB; failure
+	 * only costs speed. */
+	fcntl(fds[1], F_SETPIPE_SZ, HC_PROXY_PIPE_SIZE);
+	return 0;
 }
 
-static void flow_fini(struct hc_proxy_flow *f)
+/* A pipe goes back only empty; one holding bytes is closed. */
+static void pipe_put(struct hc_proxy_worker *w, struct hc_proxy_flow *f)
 {
-	for (int i = 0; i < 2; i++)
-		if (f->pipe[i] >= 0)
-			close(f->pipe[i]);
+	if (f->pipe[0] < 0)
+		return;
+	if (f->piped == 0 && w->npipes < HC_PROXY_POOL_MAX) {
+		w->pipes[w->npipes][0] = f->pipe[0];
+		w->pipes[w->npipes][1] = f->pipe[1];
+		w->npipes++;
+	} else {
+		close(f->pipe[0]);
+		close(f->pipe[1]);
+		w->pipes_open--;
+	}
 	f->pipe[0] = f->pipe[1] = -1;
-	free(f->buf);
+	f->piped = 0;
+}
+
+void hc_proxy_pools_fini(struct hc_proxy_worker *w)
+{
+	while (w->nbufs)
+		free(w->bufs[--w->nbufs]);
+	while (w->npipes) {
+		w->npipes--;
+		close(w->pipes[w->npipes][0]);
+		close(w->pipes[w->npipes][1]);
+		w->pipes_open--;
+	}
+}
+
+static void flow_fini(struct hc_proxy_worker *w, struct hc_proxy_flow *f)
+{
+	pipe_put(w, f);
+	buf_put(w, f->buf);
 	f->buf = NULL;
+	f->queued = f->ready = 0;
 }
 
 /* ---- the sockmap ---- */
@@ -115,8 +209,10 @@ static bool sockmap_drained(const struct hc_proxy_flow *f)
 	    getsockopt(f->dst, IPPROTO_TCP, TCP_INFO, &out, &ol) < 0)
 		return true; /* nothing to wait for any more */
 	/* The source's FIN took one sequence number, which bytes_received
-	 * counts; only the data went to the partner. */
-	return out.tcpi_bytes_sent - out.tcpi_bytes_retrans + 1 >= in.tcpi_bytes_received;
+	 * counts; only the data went to the partner, give or take what our
+	 * head rewrite changed (drain_skew). */
+	return (int64_t)(out.tcpi_bytes_sent - out.tcpi_bytes_retrans) + 1 >=
+	       (int64_t)in.tcpi_bytes_received + f->drain_skew;
 }
 
 /* ---- reading and writing one side ---- */
@@ -189,48 +285,9 @@ static void side_shutdown(struct hc_proxy_conn *c, int fd)
 	shutdown(fd, SHUT_WR);
 }
 
-/* ---- one direction ---- */
+/* ---- the sockmap mode's raw pipe ---- */
 
-/* Moves what can be moved now. 0, or -errno on a hard error. */
-static int flow_move_pipe(struct hc_proxy_conn *c, struct hc_proxy_flow *f)
-{
-	for (;;) {
-		bool progress = false;
-		ssize_t n;
-
-		if (!f->eof && f->queued < HC_PROXY_PIPE_SIZE) {
-			n = splice(f->src, NULL, f->pipe[1], NULL, HC_PROXY_PIPE_SIZE - f->queued,
-				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-			if (n > 0) {
-				f->queued += (size_t)n;
-				progress = true;
-			} else if (n == 0) {
-				f->eof = progress = true;
-			} else if (errno != EAGAIN) {
-				return -errno;
-			}
-		}
-		if (f->queued > 0) {
-			n = splice(f->pipe[0], NULL, f->dst, NULL, f->queued,
-				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-			if (n > 0) {
-				f->queued -= (size_t)n;
-				f->bytes += (size_t)n;
-				progress = true;
-			} else if (n < 0 && errno != EAGAIN) {
-				return -errno;
-			}
-		}
-		if (f->eof && f->queued == 0 && !f->shut) {
-			side_shutdown(c, f->dst);
-			f->shut = true;
-		}
-		if (!progress)
-			return 0;
-	}
-}
-
-static int flow_move_copy(struct hc_proxy_conn *c, struct hc_proxy_flow *f)
+static int flow_move_raw(struct hc_proxy_conn *c, struct hc_proxy_flow *f)
 {
 	for (;;) {
 		bool progress = false;
@@ -276,34 +333,18 @@ static int flow_move_copy(struct hc_proxy_conn *c, struct hc_proxy_flow *f)
 	}
 }
 
-static int flow_move(struct hc_proxy_conn *c, struct hc_proxy_flow *f)
-{
-	return uses_pipe(c) ? flow_move_pipe(c, f) : flow_move_copy(c, f);
-}
-
-static size_t flow_room(const struct hc_proxy_conn *c, const struct hc_proxy_flow *f)
-{
-	size_t cap = uses_pipe(c) ? HC_PROXY_PIPE_SIZE : HC_PROXY_COPY_BUF;
-
-	return f->queued < cap && (uses_pipe(c) || f->queued == 0) ? cap - f->queued : 0;
-}
-
-/* ---- both directions ---- */
-
-int hc_proxy_forward_pump(struct hc_proxy_conn *c)
+/* Level-triggered, as the sockmap wakes us rarely: read a side while its
+ * buffer is empty, write it while data waits. */
+static int raw_pump(struct hc_proxy_conn *c)
 {
 	unsigned ev_c = 0, ev_b = 0;
 	int rc;
 
-	rc = flow_move(c, &c->up);
+	rc = flow_move_raw(c, &c->up);
 	if (!rc)
-		rc = flow_move(c, &c->down);
-	if (rc < 0) {
-		if (rc != -ECONNRESET && rc != -EPIPE)
-			hc_log(HC_LOG_DEBUG, "connection for %s: %s", c->host, strerror(-rc));
-		atomic_fetch_add(&c->w->p->stats.errors[HC_PROXY_ERR_RESET], 1);
+		rc = flow_move_raw(c, &c->down);
+	if (rc < 0)
 		return rc;
-	}
 	if (c->up.shut && c->down.shut)
 		return 1;
 	/* Waiting for the sockmap to drain: look again soon. */
@@ -311,30 +352,611 @@ int hc_proxy_forward_pump(struct hc_proxy_conn *c)
 	if ((c->up.eof && !c->up.shut) || (c->down.eof && !c->down.shut))
 		if (c->in_sockmap)
 			c->deadline_ms = hc_proxy_now_ms() + SOCKMAP_DRAIN_POLL_MS;
-	/* Read a side while its direction has room; write it while data waits.
-	 * A full pipe or buffer stops reading, which is the backpressure. */
-	if (!c->up.eof && flow_room(c, &c->up))
+	if (!c->up.eof && !c->up.queued)
 		ev_c |= EPOLLIN;
 	if (c->up.queued)
 		ev_b |= EPOLLOUT;
-	if (!c->down.eof && flow_room(c, &c->down))
+	if (!c->down.eof && !c->down.queued)
 		ev_b |= EPOLLIN;
 	if (c->down.queued)
-		ev_c |= EPOLLOUT;
-	/* TLS may need the socket's other direction to make progress (a
-	 * record half read, a key update): listen for both then. */
-	if (c->ssl && (ev_c & EPOLLIN) && SSL_want_write(c->ssl))
 		ev_c |= EPOLLOUT;
 	if ((rc = hc_proxy_watch(c, false, ev_c)) < 0 || (rc = hc_proxy_watch(c, true, ev_b)) < 0)
 		return rc;
 	return 0;
 }
 
+/* ---- the engine: moving bytes ---- */
+
+static bool can_splice(const struct hc_proxy_conn *c)
+{
+	return c->w->p->cfg.forwarding == HC_PROXY_SPLICE && !c->ssl;
+}
+
+static bool is_tls_side(const struct hc_proxy_conn *c, int fd)
+{
+	return c->ssl && fd == c->cfd;
+}
+
+/* Sends what is framed. 1: bytes moved, 0: none, -errno. */
+static int flow_send(struct hc_proxy_conn *c, struct hc_proxy_flow *f)
+{
+	ssize_t n;
+
+	if (!f->ready || !f->wr_ready)
+		return 0;
+	n = side_write(c, f->dst, f->buf + f->off, f->ready);
+	if (n == -EAGAIN) {
+		f->wr_ready = false;
+		return 0;
+	}
+	if (n < 0)
+		return (int)n;
+	/* A short send fills a TCP socket (its EPOLLOUT edge follows); OpenSSL
+	 * returns after each record with partial writes on, full or not. */
+	if ((size_t)n < f->ready && !is_tls_side(c, f->dst))
+		f->wr_ready = false;
+	f->off += (size_t)n;
+	f->queued -= (size_t)n;
+	f->ready -= (size_t)n;
+	f->bytes += (size_t)n;
+	if (!f->queued)
+		f->off = HC_PROXY_HEADROOM;
+	return 1;
+}
+
+/* Reads into the buffer (taken from the pool if need be). */
+static int flow_recv(struct hc_proxy_conn *c, struct hc_proxy_flow *f)
+{
+	size_t room;
+	ssize_t n;
+
+	if (f->eof || !f->rd_ready || f->pipe[0] >= 0)
+		return 0;
+	if (!f->buf) {
+		f->buf = buf_get(c->w);
+		if (!f->buf)
+			return -ENOMEM;
+		f->off = HC_PROXY_HEADROOM;
+		f->queued = f->ready = 0;
+	}
+	/* Full at the end: bytes waiting to be sent free the room as they go;
+	 * only a head still arriving (nothing ready) needs it moved down. */
+	if (f->off + f->queued == HC_PROXY_COPY_BUF && f->off > HC_PROXY_HEADROOM && !f->ready) {
+		memmove(f->buf + HC_PROXY_HEADROOM, f->buf + f->off, f->queued);
+		f->off = HC_PROXY_HEADROOM;
+	}
+	room = HC_PROXY_COPY_BUF - f->off - f->queued;
+	if (!room)
+		return 0; /* backpressure: the send side empties it first */
+	n = side_read(c, f->src, f->buf + f->off + f->queued, room);
+	if (n == -EAGAIN) {
+		f->rd_ready = f->hup = false; /* a FIN after this brings its edge */
+		return 0;
+	}
+	if (n < 0)
+		return (int)n;
+	if (n == 0) {
+		f->eof = true;
+		return 1;
+	}
+	/* A short read emptied a TCP socket's queue: the next byte brings an
+	 * edge. Not so for a FIN that was already queued behind the data (its
+	 * edge came with them: hup), and OpenSSL returns a record at a time. */
+	if ((size_t)n < room && !is_tls_side(c, f->src) && !f->hup)
+		f->rd_ready = false;
+	f->queued += (size_t)n;
+	return 1;
+}
+
+/* Splices a long body or a tunnel: pipe to dst first, then src to pipe. */
+static int flow_splice(struct hc_proxy_flow *f)
+{
+	int moved = 0;
+	ssize_t n;
+
+	if (f->pipe[0] < 0)
+		return 0;
+	if (f->piped && f->wr_ready) {
+		n = splice(f->pipe[0], NULL, f->dst, NULL, f->piped, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n > 0) {
+			if ((size_t)n < f->piped)
+				f->wr_ready = false;
+			f->piped -= (size_t)n;
+			f->bytes += (size_t)n;
+			moved = 1;
+		} else if (n < 0 && errno == EAGAIN) {
+			f->wr_ready = false;
+		} else if (n < 0) {
+			return -errno;
+		}
+	}
+	if (f->splice_left && f->rd_ready && !f->eof && f->piped < HC_PROXY_PIPE_SIZE) {
+		size_t room = HC_PROXY_PIPE_SIZE - f->piped;
+		size_t want = f->splice_left < room ? (size_t)f->splice_left : room;
+		bool was_empty = f->piped == 0;
+
+		n = splice(f->src, NULL, f->pipe[1], NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n > 0) {
+			f->piped += (size_t)n;
+			if (f->splice_left != UINT64_MAX)
+				f->splice_left -= (uint64_t)n;
+			moved = 1;
+		} else if (n == 0) {
+			f->eof = true;
+			moved = 1;
+		} else if (errno == EAGAIN) {
+			/* into a pipe holding bytes, EAGAIN may mean no pipe
+			 * slot is free: only an empty pipe proves the socket empty */
+			if (was_empty)
+				f->rd_ready = false;
+		} else {
+			return -errno;
+		}
+	}
+	return moved;
+}
+
+/* A long Content-Length body, or a tunnel, whose buffered part is out:
+ * the rest is spliced (splice mode). Without a pipe the buffer carries on. */
+static void maybe_splice(struct hc_proxy_conn *c, struct hc_proxy_flow *f)
+{
+	bool body = f->state == F_BODY && f->body.kind == HC_BODY_LENGTH &&
+		    f->body.left >= HC_PROXY_SPLICE_MIN;
+
+	if (f->queued || f->pipe[0] >= 0 || f->eof || !can_splice(c) || (!body && f->state != F_TUNNEL))
+		return;
+	if (pipe_get(c->w, f->pipe) < 0)
+		return;
+	f->piped = 0;
+	if (body) {
+		f->splice_left = f->body.left;
+		hc_http_body_init(&f->body, HC_BODY_NONE, 0);
+	} else {
+		f->splice_left = UINT64_MAX;
+	}
+}
+
+/* ---- the engine: requests and responses ---- */
+
+static void req_push(struct hc_proxy_conn *c, unsigned flags)
+{
+	c->reqs[(c->req_first + c->req_count++) % HC_PROXY_PIPELINE_MAX] = (uint8_t)flags;
+}
+
+static void req_pop(struct hc_proxy_conn *c)
+{
+	if (!c->req_count)
+		return;
+	c->req_first = (c->req_first + 1) % HC_PROXY_PIPELINE_MAX;
+	c->req_count--;
+}
+
+/* Nothing of a response is on its way to the client. */
+static bool backend_quiet(const struct hc_proxy_conn *c)
+{
+	const struct hc_proxy_flow *d = &c->down;
+
+	return d->state == F_HEAD && !d->queued && d->pipe[0] < 0;
+}
+
+static void up_done(struct hc_proxy_conn *c)
+{
+	c->up.state = c->upgrading ? F_HOLD : F_HEAD;
+}
+
+static void down_done(struct hc_proxy_conn *c)
+{
+	req_pop(c);
+	c->down.state = F_HEAD;
+}
+
+/* The body after a head just framed; a message without one is done. */
+static int body_start(struct hc_proxy_conn *c, struct hc_proxy_flow *f, enum hc_http_body_kind kind,
+		      uint64_t length)
+{
+	hc_http_body_init(&f->body, kind, length);
+	f->state = F_BODY;
+	if (f->body.kind == HC_BODY_NONE) {
+		if (f == &c->up)
+			up_done(c);
+		else
+			down_done(c);
+	}
+	return 1;
+}
+
+void hc_proxy_forwarded_lines(struct hc_proxy_conn *c)
+{
+	struct sockaddr_storage peer;
+	socklen_t pl = sizeof(peer);
+	char ip[INET6_ADDRSTRLEN] = "unknown";
+	const char *proto = c->ssl ? "https" : "http";
+	bool v6 = false;
+	int n;
+
+	if (getpeername(c->cfd, (struct sockaddr *)&peer, &pl) == 0) {
+		v6 = peer.ss_family == AF_INET6;
+		if (peer.ss_family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&peer)->sin_addr, ip, sizeof(ip));
+		else if (v6)
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&peer)->sin6_addr, ip, sizeof(ip));
+	}
+	n = snprintf(c->fwd, sizeof(c->fwd),
+		     "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nForwarded: for=%s%s%s;proto=%s\r\n",
+		     ip, proto, v6 ? "\"[" : "", ip, v6 ? "]\"" : "", proto);
+	c->fwd_len = n > 0 && (size_t)n < sizeof(c->fwd) ? (size_t)n : 0;
+}
+
+/* A request head routed to the current backend: rewritten in place (it
+ * grows into the room before it, see the top), then framed. */
+static int up_forward_head(struct hc_proxy_conn *c, const struct hc_http_head *h)
+{
+	struct hc_proxy_flow *f = &c->up;
+	size_t len = h->head_len;
+
+	if (c->w->p->cfg.forwarded_headers) {
+		char out[HC_HTTP_HEAD_MAX + sizeof(c->fwd)];
+		size_t n;
+
+		if (!c->fwd_len)
+			hc_proxy_forwarded_lines(c);
+		n = hc_http_head_rewrite(f->buf + f->off, h, c->fwd, c->fwd_len, out, sizeof(out));
+		if (!n || n > f->off + h->head_len)
+			return -EOVERFLOW; /* cannot happen: the headroom holds fwd */
+		f->off = f->off + h->head_len - n;
+		memcpy(f->buf + f->off, out, n);
+		f->queued = f->queued - h->head_len + n;
+		len = n;
+	}
+	f->ready = len;
+	req_push(c, (h->head_method ? REQ_HEAD : 0u) | (h->upgrade ? REQ_UPGRADE : 0u) |
+			    (h->close ? REQ_CLOSE : 0u));
+	c->upgrading = h->upgrade;
+	return body_start(c, f, h->chunked ? HC_BODY_CHUNKED
+					   : h->has_length ? HC_BODY_LENGTH : HC_BODY_NONE,
+			  h->content_length);
+}
+
+static int up_head(struct hc_proxy_conn *c)
+{
+	struct hc_proxy_flow *f = &c->up;
+	struct hc_http_head h;
+	int r;
+
+	/* only once everything before it is out: the rewrite may write there */
+	if (f->ready || !f->queued || c->req_count == HC_PROXY_PIPELINE_MAX)
+		return 0;
+	r = hc_http_head_parse(f->buf + f->off, f->queued, &h);
+	if (r == HC_PARSE_MORE) {
+		if (!f->head_since_ms)
+			f->head_since_ms = c->w->now_ms;
+		return 0;
+	}
+	f->head_since_ms = 0;
+	if (r != HC_PARSE_OK) {
+		c->answer = r == HC_PARSE_TOO_LARGE ? A_TOO_LARGE : A_BAD_REQUEST;
+		f->state = F_WAIT;
+		return 1;
+	}
+	if (hc_proxy_request_route(c, &h) != 0) {
+		f->state = F_WAIT;
+		return 1;
+	}
+	return up_forward_head(c, &h);
+}
+
+/* Frames what the body parser has not seen yet, or finishes a spliced body. */
+static int flow_body(struct hc_proxy_conn *c, struct hc_proxy_flow *f, bool up)
+{
+	size_t used;
+	int r;
+
+	if (f->pipe[0] >= 0) {
+		if (f->splice_left || f->piped)
+			return 0;
+		pipe_put(c->w, f);
+		if (up)
+			up_done(c);
+		else
+			down_done(c);
+		return 1;
+	}
+	if (f->ready == f->queued)
+		return 0;
+	r = hc_http_body_feed(&f->body, f->buf + f->off + f->ready, f->queued - f->ready, &used);
+	if (r == HC_PARSE_INVALID)
+		return -EPROTO;
+	f->ready += used;
+	if (r == HC_PARSE_OK) {
+		if (up)
+			up_done(c);
+		else
+			down_done(c);
+	}
+	return 1;
+}
+
+static int up_frame(struct hc_proxy_conn *c)
+{
+	struct hc_proxy_flow *f = &c->up;
+	int rc;
+
+	switch (f->state) {
+	case F_TUNNEL:
+		if (f->ready == f->queued)
+			return 0;
+		f->ready = f->queued;
+		return 1;
+	case F_HEAD:
+		return up_head(c);
+	case F_BODY:
+		rc = flow_body(c, f, true);
+		/* a bad chunk: the head went out, so the backend must go; the
+		 * client gets its 400 if no response is on its way */
+		if (rc == -EPROTO && c->req_count == 1 && backend_quiet(c)) {
+			c->answer = A_BAD_REQUEST;
+			hc_proxy_conn_answer(c);
+			return 0;
+		}
+		return rc;
+	case F_HOLD:
+	case F_WAIT:
+		break;
+	}
+	return 0;
+}
+
+static int down_head(struct hc_proxy_conn *c)
+{
+	struct hc_proxy_flow *f = &c->down;
+	struct hc_http_response resp;
+	enum hc_http_body_kind kind;
+	uint64_t len = 0;
+	unsigned flags;
+	int r;
+
+	/* responses are not rewritten: the next head may follow bytes not
+	 * sent yet, so that a head, its body and the next response go out in
+	 * one send */
+	if (f->ready == f->queued)
+		return 0;
+	if (!c->req_count)
+		return -EPROTO; /* an answer nobody asked for */
+	r = hc_http_response_parse(f->buf + f->off + f->ready, f->queued - f->ready, &resp);
+	if (r == HC_PARSE_MORE)
+		return 0;
+	if (r != HC_PARSE_OK) {
+		if (f->ready)
+			return 0; /* what is ready goes first */
+		c->answer = A_BAD_GATEWAY;
+		hc_proxy_conn_answer(c);
+		return 0;
+	}
+	flags = c->reqs[c->req_first];
+	if (resp.status == 101) {
+		if (!(flags & REQ_UPGRADE))
+			return -EPROTO;
+		/* the connection is the upgraded protocol's from here, both ways */
+		req_pop(c);
+		c->upgrading = false;
+		f->state = c->up.state = F_TUNNEL;
+		f->ready = f->queued;
+		c->up.ready = c->up.queued;
+		hc_http_body_init(&c->up.body, HC_BODY_NONE, 0);
+		return 1;
+	}
+	f->ready += resp.head_len;
+	if (resp.status < 200)
+		return 1; /* interim (100 Continue): the request still waits */
+	if (flags & REQ_UPGRADE) {
+		/* refused: HTTP goes on */
+		c->upgrading = false;
+		if (c->up.state == F_HOLD)
+			c->up.state = F_HEAD;
+	}
+	/* Connection: close either way: this exchange is the last, and the
+	 * connection ends once its response is out (no half-close dance) */
+	if (resp.close || (flags & REQ_CLOSE))
+		c->last_exchange = true;
+	kind = hc_http_response_body(&resp, flags & REQ_HEAD, &len);
+	return body_start(c, f, kind, len);
+}
+
+static int down_frame(struct hc_proxy_conn *c)
+{
+	struct hc_proxy_flow *f = &c->down;
+
+	switch (f->state) {
+	case F_TUNNEL:
+		if (f->ready == f->queued)
+			return 0;
+		f->ready = f->queued;
+		return 1;
+	case F_HEAD:
+		return down_head(c);
+	case F_BODY:
+		return flow_body(c, f, false);
+	case F_HOLD:
+	case F_WAIT:
+		break;
+	}
+	return 0;
+}
+
+/* Passes the source's EOF on once its bytes are out. What was not framed
+ * (a head cut short) is dropped; a request waiting for its turn is not. */
+static int flow_finish(struct hc_proxy_conn *c, struct hc_proxy_flow *f, bool up)
+{
+	if (!f->eof || f->shut || f->ready || f->piped)
+		return 0;
+	if (up && (f->state == F_WAIT || f->state == F_HOLD))
+		return 0;
+	if (!up && f->state == F_BODY && f->body.kind == HC_BODY_CLOSE)
+		down_done(c); /* a body delimited by the close ends here */
+	f->queued = 0;
+	f->off = HC_PROXY_HEADROOM;
+	/* The other way already ended (its EOF read, so nothing unread waits
+	 * on dst): the close that follows sends the FIN. TLS needs its
+	 * close_notify. */
+	if (!(up ? c->down.shut : c->up.shut) || is_tls_side(c, f->dst))
+		side_shutdown(c, f->dst);
+	f->shut = true;
+	return 1;
+}
+
+static void set_deadline(struct hc_proxy_conn *c)
+{
+	const struct hc_proxy_config *cfg = &c->w->p->cfg;
+	uint64_t now = c->w->now_ms;
+
+	if (c->up.state == F_TUNNEL)
+		c->deadline_ms = now + cfg->tunnel_idle_timeout_ms;
+	else if (c->up.state == F_HEAD && c->up.head_since_ms)
+		c->deadline_ms = c->up.head_since_ms + cfg->head_timeout_ms;
+	else
+		c->deadline_ms = now + cfg->idle_timeout_ms;
+}
+
+/* One direction's turn: read, frame, send, splice. */
+static int flow_step(struct hc_proxy_conn *c, struct hc_proxy_flow *f, bool up)
+{
+	int moved = 0, rc;
+
+	if ((rc = flow_recv(c, f)) < 0)
+		return rc;
+	moved |= rc;
+	/* a head, then its body, then (responses) the next head: all that
+	 * arrived is framed before the send */
+	while ((rc = up ? up_frame(c) : down_frame(c)) > 0 && c->state == C_FORWARD)
+		moved = 1;
+	if (rc < 0)
+		return rc;
+	if (c->state != C_FORWARD)
+		return 0; /* an answer of ours took the connection over */
+	if ((rc = flow_send(c, f)) < 0)
+		return rc;
+	moved |= rc;
+	maybe_splice(c, f);
+	if ((rc = flow_splice(f)) < 0)
+		return rc;
+	moved |= rc;
+	return moved;
+}
+
+static int engine_pump(struct hc_proxy_conn *c)
+{
+	for (;;) {
+		int moved = 0, rc;
+
+		if ((rc = flow_step(c, &c->up, true)) < 0)
+			return rc;
+		moved |= rc;
+		if (c->state != C_FORWARD)
+			return 0;
+		if ((rc = flow_step(c, &c->down, false)) < 0)
+			return rc;
+		moved |= rc;
+		if (c->state != C_FORWARD)
+			return 0;
+		moved |= flow_finish(c, &c->up, true) | flow_finish(c, &c->down, false);
+		/* the response to a Connection: close exchange is out: closing
+		 * both sockets now ends the connection with one FIN each way */
+		if (c->last_exchange && !c->req_count && backend_quiet(c) && !c->up.queued) {
+			if (c->ssl && !c->down.shut)
+				side_shutdown(c, c->cfd); /* TLS ends with its close_notify */
+			return 1;
+		}
+		if (c->up.state == F_WAIT && !c->req_count && backend_quiet(c)) {
+			if (c->down.shut)
+				return 1; /* the client was told EOF: nobody to answer */
+			hc_proxy_conn_answer(c);
+			return 0;
+		}
+		if (!moved)
+			break;
+	}
+	if (c->up.shut && c->down.shut)
+		return 1;
+	/* an idle keep-alive connection holds no buffer */
+	for (int i = 0; i < 2; i++) {
+		struct hc_proxy_flow *f = i ? &c->down : &c->up;
+
+		if (f->buf && !f->queued) {
+			buf_put(c->w, f->buf);
+			f->buf = NULL;
+		}
+	}
+	set_deadline(c);
+	return 0;
+}
+
+/* ---- both directions ---- */
+
+int hc_proxy_forward_pump(struct hc_proxy_conn *c)
+{
+	int rc = c->engine ? engine_pump(c) : raw_pump(c);
+
+	if (rc < 0) {
+		if (rc != -ECONNRESET && rc != -EPIPE)
+			hc_log(HC_LOG_DEBUG, "connection for %s: %s", c->host, strerror(-rc));
+		atomic_fetch_add(&c->w->p->stats.errors[HC_PROXY_ERR_RESET], 1);
+	}
+	return rc;
+}
+
+void hc_proxy_forward_event(struct hc_proxy_conn *c, bool backend_side, unsigned events)
+{
+	struct hc_proxy_flow *from = backend_side ? &c->down : &c->up;
+	struct hc_proxy_flow *to = backend_side ? &c->up : &c->down;
+
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		from->rd_ready = true;
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		from->hup = true;
+	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+		to->wr_ready = true;
+	/* TLS reads may need the socket writable and writes readable */
+	if (c->ssl && !backend_side && events)
+		from->rd_ready = to->wr_ready = true;
+}
+
+void hc_proxy_forward_expire(struct hc_proxy_conn *c)
+{
+	int rc;
+
+	if (!c->engine) {
+		/* only the sockmap's drain wait sets a deadline here */
+		rc = hc_proxy_forward_pump(c);
+		if (rc)
+			hc_proxy_conn_close(c, rc < 0);
+		return;
+	}
+	if (c->up.state == F_HEAD && c->up.head_since_ms && !c->req_count && backend_quiet(c)) {
+		c->answer = A_TIMEOUT;
+		hc_proxy_conn_answer(c);
+		return;
+	}
+	atomic_fetch_add(&c->w->p->stats.errors[HC_PROXY_ERR_IDLE_TIMEOUT], 1);
+	hc_proxy_conn_close(c, false);
+}
+
 int hc_proxy_forward_prepare(struct hc_proxy_conn *c)
 {
-	if (c->w->p->cfg.forwarding != HC_PROXY_SOCKMAP || c->ssl || c->in_sockmap)
+	if (c->engine || c->in_sockmap)
 		return 0;
 	return sockmap_insert(c);
+}
+
+static void flow_reset(struct hc_proxy_flow *f, int src, int dst, enum hc_proxy_flow_state state)
+{
+	f->src = src;
+	f->dst = dst;
+	f->state = state;
+	f->eof = f->shut = f->hup = false;
+	f->rd_ready = f->wr_ready = true;
+	f->splice_left = 0;
+	f->head_since_ms = 0;
+	hc_http_body_init(&f->body, HC_BODY_NONE, 0);
 }
 
 /* May close c (when the pump finds both sides already done); returns < 0
@@ -344,20 +966,74 @@ int hc_proxy_forward_start(struct hc_proxy_conn *c)
 	struct hc_proxy *p = c->w->p;
 	int lowat = 1, rc;
 
-	setsockopt(c->cfd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat));
-	rc = flow_init(c, &c->up, c->cfd, c->bfd);
-	if (!rc)
-		rc = flow_init(c, &c->down, c->bfd, c->cfd);
-
-	if (rc) {
-		hc_log(HC_LOG_WARN, "cannot forward a connection for %s: %s", c->host, strerror(-rc));
-		return rc;
+	if (c->lowat_set) {
+		setsockopt(c->cfd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat));
+		c->lowat_set = false;
 	}
+	atomic_fetch_add(&p->stats.forwarded[c->ssl ? HC_PROXY_COPY : p->cfg.forwarding], 1);
 	c->state = C_FORWARD;
 	c->deadline_ms = 0;
+	if (!c->engine) {
+		c->up.src = c->down.dst = c->cfd;
+		c->up.dst = c->down.src = c->bfd;
+		c->up.buf = buf_get(c->w);
+		c->down.buf = buf_get(c->w);
+		free(c->peek);
+		c->peek = NULL;
+		if (!c->up.buf || !c->down.buf) {
+			hc_log(HC_LOG_WARN, "cannot forward a connection for %s: out of memory", c->host);
+			return -ENOMEM;
+		}
+		rc = hc_proxy_forward_pump(c);
+		if (rc)
+			hc_proxy_conn_close(c, rc < 0);
+		return 0;
+	}
+	/* TLS passthrough is a tunnel from the start; the rest is HTTP */
+	{
+		/* the client's edges since connect_backend set our interest
+		 * (whose EPOLL_CTL_MOD reported what was pending then: the
+		 * head, and its FIN if it came with it) were recorded */
+		bool hup = c->up.hup;
+
+		flow_reset(&c->up, c->cfd, c->bfd, c->tls && !c->ssl ? F_TUNNEL : F_HEAD);
+		c->up.hup = hup;
+	}
+	flow_reset(&c->down, c->bfd, c->cfd, c->up.state);
+	/* a new backend has sent nothing: its first byte brings an edge */
+	c->down.rd_ready = false;
+	c->engine_on = true;
+	c->consumed = true;
+	if (c->ssl && c->peek_len) {
+		/* what the handshake's first reads decrypted: the head, maybe more */
+		c->up.buf = buf_get(c->w);
+		if (!c->up.buf || c->peek_len > HC_PROXY_COPY_BUF - HC_PROXY_HEADROOM)
+			return -ENOMEM;
+		c->up.off = HC_PROXY_HEADROOM;
+		memcpy(c->up.buf + c->up.off, c->peek, c->peek_len);
+		c->up.queued = c->peek_len;
+		c->up.ready = 0;
+	}
 	free(c->peek);
 	c->peek = NULL;
-	atomic_fetch_add(&p->stats.forwarded[c->ssl ? HC_PROXY_COPY : p->cfg.forwarding], 1);
+	c->peek_len = c->head_len = 0;
+	rc = hc_proxy_forward_pump(c);
+	if (rc)
+		hc_proxy_conn_close(c, rc < 0);
+	return 0;
+}
+
+int hc_proxy_forward_resume(struct hc_proxy_conn *c)
+{
+	int rc;
+
+	c->state = C_FORWARD;
+	c->deadline_ms = 0;
+	c->up.dst = c->bfd;
+	c->up.state = F_HEAD; /* the head that waited, routed here now */
+	c->up.rd_ready = c->up.wr_ready = c->up.hup = true; /* edges missed while connecting */
+	c->up.shut = false;
+	flow_reset(&c->down, c->bfd, c->cfd, F_HEAD);
 	rc = hc_proxy_forward_pump(c);
 	if (rc)
 		hc_proxy_conn_close(c, rc < 0);
@@ -368,6 +1044,6 @@ void hc_proxy_forward_fini(struct hc_proxy_conn *c)
 {
 	if (c->in_sockmap)
 		sockmap_remove(c);
-	flow_fini(&c->up);
-	flow_fini(&c->down);
+	flow_fini(c->w, &c->up);
+	flow_fini(c->w, &c->down);
 }

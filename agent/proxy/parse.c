@@ -28,10 +28,14 @@ static unsigned char to_lower(unsigned char c)
 	return c >= 'A' && c <= 'Z' ? (unsigned char)(c + ('a' - 'A')) : c;
 }
 
-/* RFC 9110 5.6.2 tchar: what methods and field names are made of. */
+/* RFC 9110 5.6.2 tchar: what methods and field names are made of: ALPHA,
+ * DIGIT and "!#$%&'*+-.^_`|~", as a bitmap of the 128 ASCII bytes (every
+ * byte of every field name goes through here). */
 static bool is_tchar(unsigned char c)
 {
-	return is_alpha(c) || is_digit(c) || (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+	static const uint64_t tchar[2] = {0x03ff6cfa00000000ull, 0x57ffffffc7fffffeull};
+
+	return c < 128 && (tchar[c >> 6] >> (c & 63) & 1);
 }
 
 /* A field value byte: visible, SP, HTAB, or obs-text. CR, LF, NUL and the
@@ -217,7 +221,28 @@ struct head_state {
 	bool absolute;	   /* the target's authority set out->host */
 	bool conn_upgrade; /* "upgrade" in a Connection field */
 	bool upgrade_hdr;  /* an Upgrade field with a value */
+	bool te_seen;	   /* a Transfer-Encoding field */
 };
+
+/* Content-Length's value (OWS trimmed): 1*DIGIT, at most 18 of them so
+ * that it never overflows. A second field must say the same. */
+static bool content_length(const char *v, size_t n, bool *seen, uint64_t *out)
+{
+	uint64_t x = 0;
+
+	if (n == 0 || n > 18)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (!is_digit((unsigned char)v[i]))
+			return false;
+		x = x * 10 + (uint64_t)(v[i] - '0');
+	}
+	if (*seen && *out != x)
+		return false;
+	*seen = true;
+	*out = x;
+	return true;
+}
 
 /* The absolute-form target (after the method's check that it is not
  * origin-form): http or https, then an authority without userinfo. */
@@ -272,6 +297,7 @@ static int request_line(const char *s, size_t n, bool partial, struct hc_http_he
 	if (vn < 8)
 		return partial ? HC_PARSE_MORE : HC_PARSE_INVALID;
 	out->http10 = s[i + 7] == '0';
+	out->head_method = t0 - 1 == 4 && memcmp(s, "HEAD", 4) == 0;
 
 	if (s[t0] == '/')
 		return HC_PARSE_OK;
@@ -282,9 +308,10 @@ static int request_line(const char *s, size_t n, bool partial, struct hc_http_he
 	return absolute_target(s + t0, t1 - t0, out);
 }
 
-/* Whether a Connection value lists "upgrade" (elements are comma-separated,
- * with optional whitespace; empty elements are allowed by RFC 9110 5.6.1). */
-static bool connection_has_upgrade(const char *v, size_t n)
+/* Whether a Connection value lists the option opt (elements are
+ * comma-separated, with optional whitespace; empty elements are allowed by
+ * RFC 9110 5.6.1). */
+static bool connection_has(const char *v, size_t n, const char *opt)
 {
 	size_t i = 0;
 
@@ -299,11 +326,18 @@ static bool connection_has_upgrade(const char *v, size_t n)
 		b = i;
 		while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t'))
 			b--;
-		if (equal_nocase(v + a, b - a, "upgrade"))
+		if (equal_nocase(v + a, b - a, opt))
 			return true;
 		i++; /* past the ',' */
 	}
 	return false;
+}
+
+/* The fields the proxy writes itself when it adds forwarded headers. */
+static bool is_forwarded_field(const char *name, size_t n)
+{
+	return equal_nocase(name, n, "x-forwarded-for") || equal_nocase(name, n, "x-forwarded-proto") ||
+	       equal_nocase(name, n, "forwarded");
 }
 
 /* One field line, without its CRLF; partial as for request_line. */
@@ -351,11 +385,27 @@ static int field_line(const char *s, size_t n, bool partial, struct hc_http_head
 		if (!st->absolute)
 			out->host_port = port;
 	} else if (equal_nocase(s, name_len, "connection")) {
-		if (connection_has_upgrade(s + v0, v1 - v0))
+		if (connection_has(s + v0, v1 - v0, "upgrade"))
 			st->conn_upgrade = true;
+		if (connection_has(s + v0, v1 - v0, "close"))
+			out->close = true;
 	} else if (equal_nocase(s, name_len, "upgrade")) {
 		if (v0 < v1)
 			st->upgrade_hdr = true;
+	} else if (equal_nocase(s, name_len, "content-length")) {
+		if (!content_length(s + v0, v1 - v0, &out->has_length, &out->content_length))
+			return HC_PARSE_INVALID;
+	} else if (equal_nocase(s, name_len, "transfer-encoding")) {
+		/* anything but one plain "chunked" is a coding the backend
+		 * might frame differently than we do */
+		if (st->te_seen || !equal_nocase(s + v0, v1 - v0, "chunked"))
+			return HC_PARSE_INVALID;
+		st->te_seen = out->chunked = true;
+	} else if (equal_nocase(s, name_len, "expect")) {
+		if (equal_nocase(s + v0, v1 - v0, "100-continue"))
+			out->expect_continue = true;
+	} else if (is_forwarded_field(s, name_len)) {
+		out->forwarded_fields = true;
 	}
 	return HC_PARSE_OK;
 }
@@ -410,6 +460,9 @@ static int head_parse(const char *buf, size_t len, struct hc_http_head *out)
 	}
 	if (st.hosts == 0 && !out->http10)
 		return HC_PARSE_INVALID; /* RFC 9112 3.2: HTTP/1.1 needs Host */
+	/* RFC 9112 6.1: both is a smuggling attempt; HTTP/1.0 has no chunked */
+	if (out->chunked && (out->has_length || out->http10))
+		return HC_PARSE_INVALID;
 	out->head_len = pos + 2;
 	out->upgrade = st.conn_upgrade && st.upgrade_hdr && !out->http10;
 	return HC_PARSE_OK;
@@ -424,6 +477,343 @@ int hc_http_head_parse(const char *buf, size_t len, struct hc_http_head *out)
 	if (r != HC_PARSE_OK)
 		memset(out, 0, sizeof(*out));
 	return r;
+}
+
+size_t hc_http_head_rewrite(const char *head, const struct hc_http_head *h, const char *extra,
+			    size_t extra_len, char *out, size_t cap)
+{
+	size_t pos = h->request_line_len, n = 0;
+
+	if (h->request_line_len + extra_len > cap)
+		return 0;
+	memcpy(out, head, h->request_line_len);
+	n = h->request_line_len;
+	memcpy(out + n, extra, extra_len);
+	n += extra_len;
+	/* the head was checked: every line ends in CRLF, every field has ':' */
+	while (pos + 2 < h->head_len) {
+		const char *lf = memchr(head + pos, '\n', h->head_len - pos);
+		size_t len = (size_t)(lf - (head + pos)) + 1;
+		const char *colon = memchr(head + pos, ':', len);
+
+		if (!colon || !is_forwarded_field(head + pos, (size_t)(colon - (head + pos)))) {
+			if (n + len > cap)
+				return 0;
+			memcpy(out + n, head + pos, len);
+			n += len;
+		}
+		pos += len;
+	}
+	if (n + 2 > cap)
+		return 0;
+	memcpy(out + n, "\r\n", 2);
+	return n + 2;
+}
+
+/* ---- HTTP response head ---- */
+
+/* "HTTP/1.D DDD" then " reason" or nothing; the reason is field-value text. */
+static bool status_line(const char *s, size_t n, struct hc_http_response *out)
+{
+	unsigned code = 0;
+
+	if (n < 12 || memcmp(s, "HTTP/1.", 7) != 0 || !is_digit((unsigned char)s[7]) || s[8] != ' ')
+		return false;
+	for (size_t i = 9; i < 12; i++) {
+		if (!is_digit((unsigned char)s[i]))
+			return false;
+		code = code * 10 + (unsigned)(s[i] - '0');
+	}
+	if (code < 100 || code > 599 || (n > 12 && s[12] != ' '))
+		return false;
+	for (size_t i = 13; i < n; i++)
+		if (!is_value_char((unsigned char)s[i]))
+			return false;
+	out->status = code;
+	out->http10 = s[7] == '0';
+	return true;
+}
+
+/* Transfer-Encoding's last coding: what decides the framing (RFC 9112 6.3). */
+static bool last_coding_chunked(const char *v, size_t n)
+{
+	size_t b = n, a;
+
+	while (b > 0 && (v[b - 1] == ' ' || v[b - 1] == '\t' || v[b - 1] == ','))
+		b--;
+	a = b;
+	while (a > 0 && v[a - 1] != ',')
+		a--;
+	while (a < b && (v[a] == ' ' || v[a] == '\t'))
+		a++;
+	return equal_nocase(v + a, b - a, "chunked");
+}
+
+static int response_field(const char *s, size_t n, struct hc_http_response *out, bool *te)
+{
+	size_t i = 0, name_len, v0, v1;
+
+	while (i < n && is_tchar((unsigned char)s[i]))
+		i++;
+	if (i == 0 || i == n || s[i] != ':')
+		return HC_PARSE_INVALID; /* obs-fold and whitespace before ':' too */
+	name_len = i++;
+	for (size_t k = i; k < n; k++)
+		if (!is_value_char((unsigned char)s[k]))
+			return HC_PARSE_INVALID;
+	v0 = i;
+	v1 = n;
+	while (v0 < v1 && (s[v0] == ' ' || s[v0] == '\t'))
+		v0++;
+	while (v1 > v0 && (s[v1 - 1] == ' ' || s[v1 - 1] == '\t'))
+		v1--;
+	if (equal_nocase(s, name_len, "content-length")) {
+		if (!content_length(s + v0, v1 - v0, &out->has_length, &out->content_length))
+			return HC_PARSE_INVALID;
+	} else if (equal_nocase(s, name_len, "connection")) {
+		if (connection_has(s + v0, v1 - v0, "close"))
+			out->close = true;
+	} else if (equal_nocase(s, name_len, "transfer-encoding")) {
+		/* several fields make one list: the last one's last coding counts */
+		*te = true;
+		out->chunked = last_coding_chunked(s + v0, v1 - v0);
+	}
+	return HC_PARSE_OK;
+}
+
+static int response_parse(const char *buf, size_t len, struct hc_http_response *out)
+{
+	size_t lim = len < HC_HTTP_RESPONSE_HEAD_MAX ? len : HC_HTTP_RESPONSE_HEAD_MAX;
+	size_t pos = 0, end = 0;
+	bool te = false;
+
+	/* the whole head first: until its end has arrived the answer is MORE,
+	 * which keeps every prefix's verdict the whole's */
+	const char *e = lim ? memmem(buf, lim, "\r\n\r\n", 4) : NULL;
+
+	if (e)
+		end = (size_t)(e - buf) + 4;
+	if (!end)
+		return lim == HC_HTTP_RESPONSE_HEAD_MAX ? HC_PARSE_TOO_LARGE : HC_PARSE_MORE;
+	while (pos < end - 2) {
+		const char *lf = memchr(buf + pos, '\n', end - pos);
+		size_t eol = (size_t)(lf - buf), n;
+		int r;
+
+		if (eol == pos || buf[eol - 1] != '\r')
+			return HC_PARSE_INVALID; /* a bare LF */
+		n = eol - 1 - pos;
+		if (pos == 0)
+			r = status_line(buf, n, out) ? HC_PARSE_OK : HC_PARSE_INVALID;
+		else
+			r = response_field(buf + pos, n, out, &te);
+		if (r != HC_PARSE_OK)
+			return r;
+		pos = eol + 1;
+	}
+	if (pos == 0 || (te && out->has_length))
+		return HC_PARSE_INVALID;
+	out->until_close = te && !out->chunked;
+	out->head_len = end;
+	return HC_PARSE_OK;
+}
+
+int hc_http_response_parse(const char *buf, size_t len, struct hc_http_response *out)
+{
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	r = response_parse(buf, len, out);
+	if (r != HC_PARSE_OK)
+		memset(out, 0, sizeof(*out));
+	return r;
+}
+
+enum hc_http_body_kind hc_http_response_body(const struct hc_http_response *r, bool head_request,
+					     uint64_t *length)
+{
+	/* RFC 9112 6.3, in its order */
+	if (head_request || r->status < 200 || r->status == 204 || r->status == 304)
+		return HC_BODY_NONE;
+	if (r->chunked)
+		return HC_BODY_CHUNKED;
+	if (r->until_close || !r->has_length)
+		return HC_BODY_CLOSE;
+	*length = r->content_length;
+	return r->content_length ? HC_BODY_LENGTH : HC_BODY_NONE;
+}
+
+/* ---- message bodies ---- */
+
+enum chunk_state {
+	CH_SIZE,	 /* the first hex digit of a chunk size */
+	CH_SIZE_MORE,	 /* more digits, ';' or CR */
+	CH_SIZE_WS,	 /* whitespace after the size: only ';' may follow */
+	CH_EXT,		 /* an extension, up to CR */
+	CH_SIZE_LF,	 /* the LF ending the size line */
+	CH_DATA,	 /* left bytes of data */
+	CH_DATA_CR,	 /* the CRLF after the data */
+	CH_DATA_LF,
+	CH_TRAILER,	 /* the start of a trailer line, or the final CR */
+	CH_TRAILER_NAME, /* a trailer field's name, up to ':' */
+	CH_TRAILER_VALUE,
+	CH_TRAILER_LF,
+	CH_END_LF, /* the LF of the final empty line */
+};
+
+void hc_http_body_init(struct hc_http_body *b, enum hc_http_body_kind kind, uint64_t length)
+{
+	memset(b, 0, sizeof(*b));
+	b->kind = kind;
+	b->left = kind == HC_BODY_LENGTH ? length : 0;
+	if (kind == HC_BODY_LENGTH && length == 0)
+		b->kind = HC_BODY_NONE;
+}
+
+static int hex_value(unsigned char c)
+{
+	if (is_digit(c))
+		return c - '0';
+	return is_hex(c) ? (to_lower(c) - 'a' + 10) : -1;
+}
+
+/* One byte of the trailer section (field lines, then the final CRLF, whose
+ * CR moves to CH_END_LF); false if it cannot be there. */
+static bool trailer_byte(struct hc_http_body *b, unsigned char c)
+{
+	if (++b->count > HC_HTTP_HEAD_MAX)
+		return false;
+	switch ((enum chunk_state)b->state) {
+	case CH_TRAILER: /* a line's start: a field name, or the final CR */
+		b->state = c == '\r' ? CH_END_LF : CH_TRAILER_NAME;
+		return c == '\r' || is_tchar(c);
+	case CH_TRAILER_NAME:
+		if (c == ':')
+			b->state = CH_TRAILER_VALUE;
+		return c == ':' || is_tchar(c);
+	case CH_TRAILER_VALUE:
+		if (c == '\r')
+			b->state = CH_TRAILER_LF;
+		return c == '\r' || is_value_char(c);
+	default: /* CH_TRAILER_LF */
+		b->state = CH_TRAILER;
+		return c == '\n';
+	}
+}
+
+/* One step of the chunked coding over buf; see hc_http_body_feed. */
+static int chunked_feed(struct hc_http_body *b, const char *buf, size_t len, size_t *used)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		unsigned char c = (unsigned char)buf[i];
+
+		switch ((enum chunk_state)b->state) {
+		case CH_SIZE:
+		case CH_SIZE_MORE:
+			if (hex_value(c) >= 0) {
+				/* 16 digits hold any size; more is an overflow */
+				if (++b->count > 16)
+					return HC_PARSE_INVALID;
+				b->left = b->left << 4 | (uint64_t)hex_value(c);
+				b->state = CH_SIZE_MORE;
+			} else if (b->state == CH_SIZE) {
+				return HC_PARSE_INVALID;
+			} else if (c == ';') {
+				b->state = CH_EXT;
+				b->count = 0;
+			} else if (c == ' ' || c == '\t') {
+				b->state = CH_SIZE_WS;
+			} else if (c == '\r') {
+				b->state = CH_SIZE_LF;
+			} else {
+				return HC_PARSE_INVALID;
+			}
+			i++;
+			break;
+		case CH_SIZE_WS:
+			if (c == ';') {
+				b->state = CH_EXT;
+				b->count = 0;
+			} else if (c != ' ' && c != '\t') {
+				return HC_PARSE_INVALID;
+			}
+			i++;
+			break;
+		case CH_EXT:
+			if (c == '\r')
+				b->state = CH_SIZE_LF;
+			else if (!is_value_char(c) || ++b->count > HC_HTTP_CHUNK_EXT_MAX)
+				return HC_PARSE_INVALID;
+			i++;
+			break;
+		case CH_SIZE_LF:
+			if (c != '\n')
+				return HC_PARSE_INVALID;
+			i++;
+			b->count = 0;
+			b->state = b->left ? CH_DATA : CH_TRAILER;
+			break;
+		case CH_DATA: {
+			size_t k = len - i < b->left ? len - i : (size_t)b->left;
+
+			i += k;
+			b->left -= k;
+			if (!b->left)
+				b->state = CH_DATA_CR;
+			break;
+		}
+		case CH_DATA_CR:
+		case CH_DATA_LF:
+			if (c != (b->state == CH_DATA_CR ? '\r' : '\n'))
+				return HC_PARSE_INVALID;
+			b->state = b->state == CH_DATA_CR ? CH_DATA_LF : CH_SIZE;
+			b->count = 0;
+			i++;
+			break;
+		case CH_TRAILER:
+		case CH_TRAILER_NAME:
+		case CH_TRAILER_VALUE:
+		case CH_TRAILER_LF:
+			if (!trailer_byte(b, c))
+				return HC_PARSE_INVALID;
+			i++;
+			break;
+		case CH_END_LF:
+			if (c != '\n')
+				return HC_PARSE_INVALID;
+			*used = i + 1;
+			hc_http_body_init(b, HC_BODY_NONE, 0);
+			return HC_PARSE_OK;
+		}
+	}
+	*used = len;
+	return HC_PARSE_MORE;
+}
+
+int hc_http_body_feed(struct hc_http_body *b, const char *buf, size_t len, size_t *used)
+{
+	switch (b->kind) {
+	case HC_BODY_NONE:
+		*used = 0;
+		return HC_PARSE_OK;
+	case HC_BODY_LENGTH:
+		if (len < b->left) {
+			b->left -= len;
+			*used = len;
+			return HC_PARSE_MORE;
+		}
+		*used = (size_t)b->left;
+		hc_http_body_init(b, HC_BODY_NONE, 0);
+		return HC_PARSE_OK;
+	case HC_BODY_CHUNKED:
+		return chunked_feed(b, buf, len, used);
+	case HC_BODY_CLOSE:
+		break;
+	}
+	*used = len;
+	return HC_PARSE_MORE;
 }
 
 /* ---- TLS ClientHello ---- */

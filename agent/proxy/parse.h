@@ -47,6 +47,13 @@ struct hc_http_head {
 	uint16_t host_port;	 /* the port given with it, 0 if none */
 	bool http10;		 /* HTTP/1.0 */
 	bool upgrade;		 /* Connection: upgrade and an Upgrade header, HTTP/1.1+ (WebSocket) */
+	bool head_method;	 /* HEAD: the response has no body whatever it says */
+	bool has_length;	 /* a Content-Length field: the body is content_length bytes */
+	bool chunked;		 /* Transfer-Encoding: chunked */
+	bool expect_continue;	 /* Expect: 100-continue */
+	bool forwarded_fields;	 /* X-Forwarded-For, X-Forwarded-Proto or Forwarded present */
+	bool close;		 /* "close" in Connection: the last request of the connection */
+	uint64_t content_length;
 };
 
 /*
@@ -86,9 +93,92 @@ struct hc_http_head {
  *    port 1 to 5 digits, 1..65535. An empty Host gives host "".
  *  - Connection is a comma-separated list; "upgrade" in it (any case) with
  *    an Upgrade header sets upgrade. HTTP/1.0 never upgrades (RFC 9110 7.8).
- * Body framing (Content-Length, Transfer-Encoding) is not looked at.
+ *  - Body framing, strictly, since the head and body go to a backend that
+ *    must find the same end of the message as we do (request smuggling):
+ *    Content-Length is 1 to 18 digits and nothing else (no list, no sign,
+ *    no space inside); several are INVALID unless they say the same number;
+ *    Transfer-Encoding must be exactly "chunked" (any case, OWS trimmed), at
+ *    most once, and not with HTTP/1.0; both Content-Length and
+ *    Transfer-Encoding is INVALID (RFC 9112 6.1 allows a server to refuse).
+ *    Neither: no body (RFC 9112 6.3).
  */
 int hc_http_head_parse(const char *buf, size_t len, struct hc_http_head *out);
+
+/*
+ * Copies a head hc_http_head_parse accepted (h describes it) into out
+ * without its X-Forwarded-For, X-Forwarded-Proto and Forwarded fields, with
+ * extra (whole field lines, each ending in CRLF) right after the request
+ * line. The client's own forwarded fields could otherwise pass for ours.
+ * Returns the length written, or 0 when it does not fit in cap.
+ */
+size_t hc_http_head_rewrite(const char *head, const struct hc_http_head *h, const char *extra,
+			    size_t extra_len, char *out, size_t cap);
+
+/* A response head longer than this is refused (the backend is cut). */
+#define HC_HTTP_RESPONSE_HEAD_MAX 32768
+
+struct hc_http_response {
+	size_t head_len;	/* through the empty line's CRLF */
+	unsigned status;	/* 100..599 */
+	bool http10;
+	bool has_length;	/* Content-Length */
+	bool chunked;		/* Transfer-Encoding whose last coding is chunked */
+	bool until_close;	/* Transfer-Encoding without chunked last: the body ends at EOF */
+	bool close;		/* "close" in Connection: the backend closes after it */
+	uint64_t content_length;
+};
+
+/*
+ * Parses a response head from a backend at the start of buf. OK, MORE,
+ * TOO_LARGE (no end in the first HC_HTTP_RESPONSE_HEAD_MAX bytes) or
+ * INVALID; on anything but OK *out is zeroed, and a prefix answers MORE or
+ * what the whole answers. Status line "HTTP/1.D DDD[ reason]"; field lines
+ * as in requests (no obs-fold, CRLF only); Content-Length as in requests;
+ * Content-Length with Transfer-Encoding is INVALID (we forward the head
+ * unchanged, and a client could pick either).
+ */
+int hc_http_response_parse(const char *buf, size_t len, struct hc_http_response *out);
+
+enum hc_http_body_kind {
+	HC_BODY_NONE,	 /* no body */
+	HC_BODY_LENGTH,	 /* so many bytes */
+	HC_BODY_CHUNKED, /* chunked coding, through its trailer section */
+	HC_BODY_CLOSE,	 /* until the connection closes */
+};
+
+/* Where a body framer is; set up by hc_http_body_init, advanced by
+ * hc_http_body_feed. */
+struct hc_http_body {
+	enum hc_http_body_kind kind;
+	unsigned state;	/* chunked: the part of the coding being read */
+	unsigned count;	/* chunked: size digits, extension or trailer bytes so far */
+	uint64_t left;	/* LENGTH: bytes still to come; CHUNKED: of this chunk's data */
+};
+
+/* The body that follows a response head, given whether the request was a
+ * HEAD; *length is set for LENGTH. 1xx, 204, 304 and HEAD answers have none. */
+enum hc_http_body_kind hc_http_response_body(const struct hc_http_response *r, bool head_request,
+					     uint64_t *length);
+
+void hc_http_body_init(struct hc_http_body *b, enum hc_http_body_kind kind, uint64_t length);
+
+/* Chunk extensions and trailer sections longer than this are refused. */
+#define HC_HTTP_CHUNK_EXT_MAX 4096
+
+/*
+ * Feeds the next len bytes of a message's body. Returns:
+ *   OK       the body ended: *used bytes of buf were its last (the rest is
+ *            the next message); b is back at NONE;
+ *   MORE     all len bytes are body (*used = len) and more is to come;
+ *   INVALID  not valid chunked coding (RFC 9112 7.1: a size of 1 to 16 hex
+ *            digits, extensions of ';' and field-value characters before
+ *            CRLF with at most HC_HTTP_CHUNK_EXT_MAX bytes, data, CRLF; the
+ *            last chunk's trailer fields as field lines, HC_HTTP_HEAD_MAX
+ *            bytes at most; no bare LF anywhere); *used is undefined.
+ * Any split of the same bytes gives the same verdict at the same place.
+ * NONE answers OK with *used 0; CLOSE answers MORE.
+ */
+int hc_http_body_feed(struct hc_http_body *b, const char *buf, size_t len, size_t *used);
 
 struct hc_client_hello {
 	size_t consumed;	   /* bytes of the TLS records that held the whole ClientHello */

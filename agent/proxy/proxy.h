@@ -33,6 +33,13 @@ enum hc_proxy_forwarding {
 int hc_proxy_forwarding_parse(const char *name, enum hc_proxy_forwarding *out);
 const char *hc_proxy_forwarding_name(enum hc_proxy_forwarding mode);
 
+/* Descriptors: a connection holds its two sockets, nothing more; pipes
+ * (splice mode) come from each worker's pool while a long body or a tunnel
+ * is spliced, at most HC_PROXY_PIPE_FDS fds of them per worker (in use and
+ * idle together; past that, bodies go through the buffer). */
+#define HC_PROXY_FDS_PER_CONN 2
+#define HC_PROXY_PIPE_FDS 512
+
 struct hc_proxy_config {
 	const char *pin_dir; /* where hc_routes (and hc_splice) are pinned */
 	const char *base_url; /* a route to host H also answers "H.<base_url>" */
@@ -41,6 +48,8 @@ struct hc_proxy_config {
 	enum hc_proxy_forwarding forwarding;
 	bool forwarded_headers; /* add X-Forwarded-For/-Proto and Forwarded */
 	unsigned head_timeout_ms; /* 0: 10000 */
+	unsigned idle_timeout_ms; /* HTTP, no byte either way; 0: 60000 */
+	unsigned tunnel_idle_timeout_ms; /* upgraded and TLS passthrough; 0: 3600000 */
 	unsigned max_conns; /* per listening port; 0: 10000 */
 	/* Over every port: the connections the descriptors left to the proxy
 	 * allow, so the agent's own sockets (gossip, APIs, CRI) never run out;

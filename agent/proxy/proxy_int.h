@@ -15,14 +15,24 @@
 #include "proxy/proxy.h"
 
 #define HC_PROXY_MAX_PORTS 1024
-#define HC_PROXY_PIPE_SIZE (256 * 1024) /* per direction, splice mode */
-#define HC_PROXY_COPY_BUF (64 * 1024) /* per direction, copy and TLS modes */
+#define HC_PROXY_PIPE_SIZE (256 * 1024) /* a pooled pipe, splice mode */
+#define HC_PROXY_COPY_BUF (64 * 1024) /* a pooled buffer, one per direction while it holds data */
+/* Room kept before the data in a buffer: a request head grows there when
+ * our forwarded fields replace the client's (forward.c). */
+#define HC_PROXY_HEADROOM 1024
+/* A Content-Length body (or what is left of it once the buffer is sent)
+ * this long is spliced, in splice mode; shorter ones go through the buffer,
+ * where one recv and one send move the head and the body together. */
+#define HC_PROXY_SPLICE_MIN (64 * 1024)
+#define HC_PROXY_PIPELINE_MAX 32 /* requests sent ahead of their responses */
+#define HC_PROXY_POOL_MAX 64 /* idle buffers and pipes a worker keeps */
 /* What is peeked at before routing: a whole ClientHello, or one byte over the
  * head limit. */
 #define HC_PROXY_PEEK_MAX (HC_TLS_INPUT_MAX > HC_HTTP_HEAD_MAX ? HC_TLS_INPUT_MAX : HC_HTTP_HEAD_MAX + 1)
 #define HC_PROXY_CONNECT_TIMEOUT_MS 5000
 #define HC_PROXY_DRAIN_MS 2000 /* reading what follows an error response */
 #define HC_PROXY_TICK_MS 250 /* timeout resolution */
+#define HC_PROXY_WHEEL 256 /* timer wheel slots of a tick each: 64 s around */
 #define HC_PROXY_WORKLOADS_MAX 4096 /* per-workload counters kept */
 
 enum hc_proxy_error {
@@ -35,6 +45,8 @@ enum hc_proxy_error {
 	HC_PROXY_ERR_OVER_LIMIT,
 	HC_PROXY_ERR_TLS_HANDSHAKE,
 	HC_PROXY_ERR_RESET,
+	HC_PROXY_ERR_MISDIRECTED, /* 421: Host is not the SNI of a terminated connection */
+	HC_PROXY_ERR_IDLE_TIMEOUT, /* closed after --proxy-idle-timeout / -tunnel-idle-timeout */
 	HC_PROXY_ERRORS
 };
 
@@ -78,17 +90,48 @@ enum hc_proxy_conn_state {
 	C_CLOSED, /* closed; freed after the current batch of events */
 };
 
+/* Where one direction of an HTTP connection is (forward.c). */
+enum hc_proxy_flow_state {
+	F_HEAD, /* a request or response head is next */
+	F_BODY, /* a message body, framed by body (or spliced: splice_left) */
+	F_HOLD, /* requests: an upgrade request went out; its answer decides */
+	F_WAIT, /* requests: the next one waits until every response is out */
+	F_TUNNEL, /* raw bytes: after a 101, TLS passthrough */
+};
+
 /* One direction of a forwarded connection. */
 struct hc_proxy_flow {
 	int src, dst; /* fds */
-	int pipe[2]; /* splice mode */
-	char *buf; /* copy and TLS modes */
-	size_t queued; /* bytes in the pipe or buffer */
-	size_t off; /* buffer: where unsent data starts */
+	int pipe[2]; /* splice mode: from the worker's pool while a body or tunnel is spliced */
+	size_t piped; /* bytes in the pipe */
+	uint64_t splice_left; /* still to splice from src for this message; UINT64_MAX: a tunnel */
+	char *buf; /* from the worker's pool while it holds data */
+	size_t off, queued; /* buffer: data at [off, off + queued) */
+	size_t ready; /* of it, framed and ready to send (the rest is not parsed yet) */
+	enum hc_proxy_flow_state state;
+	struct hc_http_body body;
+	uint64_t head_since_ms; /* requests: when the first byte of a head came */
+	bool rd_ready, wr_ready; /* edge-triggered: src may have bytes, dst may take them */
+	bool hup; /* src reported its end: read until recv says 0, short reads or not */
 	bool eof; /* the source ended */
 	bool shut; /* and the destination was shut down for writing */
 	uint64_t drain_since_ms; /* sockmap: waiting since then to pass the FIN on */
+	int64_t drain_skew; /* sockmap: bytes our head rewrite added to this direction */
 	uint64_t bytes;
+};
+
+/* A pending answer of a keep-alive connection, given once every response
+ * before it is out. */
+enum hc_proxy_answer {
+	A_NONE,
+	A_REROUTE, /* connect to next_val */
+	A_BAD_REQUEST, /* 400 malformed */
+	A_NO_HOST, /* 400 without Host */
+	A_TOO_LARGE, /* 431 */
+	A_NOT_FOUND, /* 404 */
+	A_MISDIRECTED, /* 421 */
+	A_TIMEOUT, /* 408 */
+	A_BAD_GATEWAY, /* 502: a response we cannot frame */
 };
 
 struct hc_proxy_worker;
@@ -99,8 +142,13 @@ struct hc_proxy_conn {
 	struct hc_proxy_listener *l;
 	enum hc_proxy_conn_state state;
 	int cfd, bfd;
-	uint64_t deadline_ms; /* 0: none */
+	uint64_t deadline_ms; /* 0: none; hc_proxy_timer_arm files it after a change */
 	struct hc_proxy_conn *prev, *next; /* the worker's list */
+	/* The worker's timer wheel: filed in the slot of tick wtick, which is
+	 * never later than the deadline's (a later deadline is refiled when the
+	 * slot comes: no work per event when a deadline moves on). */
+	struct hc_proxy_conn *wnext, **wpprev;
+	uint64_t wtick;
 	char *peek; /* the head or ClientHello, peeked or read */
 	size_t peek_len, head_len;
 	bool tls; /* a TLS connection (passthrough or terminated) */
@@ -108,7 +156,20 @@ struct hc_proxy_conn {
 	SSL *ssl; /* terminating */
 	char route_host[HC_ROUTE_HOST_MAX]; /* the hc_routes key host that matched */
 	char host[HC_HOST_MAX + 1]; /* what the client asked for */
+	char sni[HC_HOST_MAX + 1]; /* terminating: the name the handshake was for */
+	struct hc_route_val route_val, next_val; /* the backend now, and the next request's */
 	struct hc_proxy_flow up, down; /* client -> backend, backend -> client */
+	bool engine; /* forward.c's engine (heads parsed, or a tunnel), not the sockmap's pipe */
+	bool engine_on; /* the engine has started (a reconnect resumes it) */
+	bool upgrading; /* the request being sent asks for an upgrade */
+	bool last_exchange; /* a request or response said Connection: close */
+	char fwd[256]; /* our forwarded fields, made once per connection */
+	size_t fwd_len;
+	bool lowat_set; /* SO_RCVLOWAT was raised while peeking */
+	enum hc_proxy_answer answer; /* what waits in F_WAIT */
+	/* Requests sent whose response has not ended, oldest first: REQ_* flags. */
+	uint8_t reqs[HC_PROXY_PIPELINE_MAX];
+	unsigned req_first, req_count;
 	bool in_sockmap;
 	__u64 cookie[2];
 	struct hc_proxy_wl_stats *wl;
@@ -132,6 +193,16 @@ struct hc_proxy_worker {
 	/* Closed listeners no connection points at any more: freed after the
 	 * batch too, since a later event of it may be in the same batch. */
 	struct hc_proxy_listener *dead_listeners;
+	uint64_t now_ms; /* read once per batch of events */
+	struct hc_proxy_conn *wheel[HC_PROXY_WHEEL];
+	uint64_t wheel_tick; /* the last tick whose slot was handled */
+	/* Idle buffers and pipes (forward.c): a keep-alive connection between
+	 * requests holds neither. */
+	char *bufs[HC_PROXY_POOL_MAX];
+	size_t nbufs;
+	int pipes[HC_PROXY_POOL_MAX][2];
+	size_t npipes;
+	unsigned pipes_open; /* in use and idle: at most HC_PROXY_PIPE_FDS / 2 */
 };
 
 struct hc_proxy {
@@ -179,6 +250,26 @@ int hc_proxy_forward_start(struct hc_proxy_conn *c);
  * -errno: an error (reset both sides), 0: wait for events (set by it). */
 int hc_proxy_forward_pump(struct hc_proxy_conn *c);
 void hc_proxy_forward_fini(struct hc_proxy_conn *c);
+/* After a reconnect for a request routed elsewhere: the engine goes on
+ * with the new backend. Same return as hc_proxy_forward_start. */
+int hc_proxy_forward_resume(struct hc_proxy_conn *c);
+/* Records what an event says is possible now (edge-triggered interest). */
+void hc_proxy_forward_event(struct hc_proxy_conn *c, bool backend_side, unsigned events);
+/* The timer found the connection idle past its deadline. */
+void hc_proxy_forward_expire(struct hc_proxy_conn *c);
+/* Frees the worker's pooled buffers and pipes (at its exit). */
+void hc_proxy_pools_fini(struct hc_proxy_worker *w);
+
+/* Makes c->fwd: our X-Forwarded-For/-Proto and Forwarded lines (once per
+ * connection: the client's address does not change). */
+void hc_proxy_forwarded_lines(struct hc_proxy_conn *c);
+
+/* conn.c, for the engine: where a request head on an open connection goes.
+ * 0: the current backend; 1: another one (next_val) or an answer of ours
+ * (c->answer set), given once the responses before it are out. */
+int hc_proxy_request_route(struct hc_proxy_conn *c, const struct hc_http_head *h);
+/* Gives c->answer: an error page (c ends up draining) or a reconnect. */
+void hc_proxy_conn_answer(struct hc_proxy_conn *c);
 
 /* tls.c: termination. */
 SSL_CTX *hc_proxy_tls_ctx_new(const char *cert, const char *key, struct hc_err *err);
@@ -188,6 +279,11 @@ int hc_proxy_tls_handshake(struct hc_proxy_conn *c);
 
 /* proxy.c: shared helpers for the other files. */
 uint64_t hc_proxy_now_ms(void);
+/* Files c in its worker's timer wheel after its deadline_ms was set:
+ * O(1), and nothing when the deadline only moved later. */
+void hc_proxy_timer_arm(struct hc_proxy_conn *c);
+/* Takes c out of the wheel (closing). */
+void hc_proxy_timer_disarm(struct hc_proxy_conn *c);
 int hc_proxy_watch(struct hc_proxy_conn *c, bool backend_side, unsigned events);
 struct hc_proxy_wl_stats *hc_proxy_workload(struct hc_proxy *p, const char *host);
 SSL_CTX *hc_proxy_tls_ref(struct hc_proxy *p); /* a reference the caller frees, or NULL */

@@ -54,7 +54,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import hctest  # noqa: E402
-from proxytest import (BASE, PASS_HOST, PREFIX, VETH, KiB, MiB, Env, Reader,  # noqa: E402
+from proxytest import (BASE, PASS_HOST, PREFIX, VETH, KiB, MiB, Backend, Env, Reader,  # noqa: E402
                        connect, exchange, fd_count, log_tail, metric, parse_metrics,
                        pattern_chunks, pattern_sha, read_response, rss_kib, status_of,
                        ws_accept, ws_frame, ws_read_frame)
@@ -282,9 +282,9 @@ class ProxyTest(ProxyCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         doc = json.loads(r.stdout)
         self.assertEqual((doc["backend"], doc["host"], doc["path"]), ("b1", "shop.test", "/hello"))
-        # The backend sees the proxy's connection, not the client's: the head
-        # arrives unchanged (no forwarded headers unless asked for).
-        self.assertNotIn("x-forwarded-for", doc["headers"])
+        # The backend sees the proxy's connection, not the client's: who the
+        # client is comes in our forwarded fields (the default).
+        self.assertEqual(doc["headers"].get("x-forwarded-for"), "127.0.0.1")
         # The Host's port is not part of the name; names are case-insensitive.
         self.assertEqual(self.hello(port, "shop.test:%d" % port)["backend"], "b1")
         self.assertEqual(self.hello(port, "Shop.TEST")["backend"], "b1")
@@ -842,8 +842,10 @@ class ModeTests:
         port = self.route("hc.test", self.env.http)
         for i, size in enumerate((0, 1, 1000, 65536, 300000, 2 * MiB) * 3):
             with self.runs("run %d, %d bytes up" % (i, size)), connect(port, timeout=5) as s:
-                s.sendall(b"POST /halfclose-client?pad=%d HTTP/1.1\r\nHost: hc.test\r\n\r\n"
-                          % (size // 2))
+                # The body is framed (every request head is parsed: bytes
+                # after a head without a length would be the next request).
+                s.sendall(b"POST /halfclose-client?pad=%d HTTP/1.1\r\nHost: hc.test\r\n"
+                          b"Content-Length: %d\r\n\r\n" % (size // 2, size))
                 h = hashlib.sha256()
                 for chunk in pattern_chunks(size):
                     h.update(chunk)
@@ -865,8 +867,10 @@ class ModeTests:
             with self.runs("run %d, %d bytes down, %d up" % (i, down, up)), \
                     connect(port, timeout=5) as s:
                 token = "hcb-%s-%d" % (self.mode, i)
-                s.sendall(b"GET /halfclose-backend?n=%d&t=%s HTTP/1.1\r\nHost: hc.test\r\n\r\n"
-                          % (down, token.encode()))
+                # What the client sends after the backend's EOF is the
+                # request's body, announced (heads are parsed).
+                s.sendall(b"POST /halfclose-backend?n=%d&t=%s HTTP/1.1\r\nHost: hc.test\r\n"
+                          b"Content-Length: %d\r\n\r\n" % (down, token.encode(), up))
                 r = Reader(s)
                 h = hashlib.sha256()
                 status, _, _ = read_response(r, h)
@@ -1042,9 +1046,247 @@ class SockmapModeTest(ModeTests, ProxyCase):
 
 
 
+# ---- every request of a keep-alive connection ---------------------------------
+
+class RecordingBackend(Backend):
+    """Answers each head it reads (no bodies expected) with a small 200 and,
+    at EOF, records every byte its connection received under "conn-N"."""
+
+    def serve(self, c, peer):
+        got, k, answered = bytearray(), self.accepted, 0
+        try:
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                got += d
+                while got.count(b"\r\n\r\n") > answered:
+                    answered += 1
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        finally:
+            self.record("conn-%d" % k, bytes(got))
+
+
+class PerRequestTests:
+    """Each request head on a keep-alive connection is parsed: forwarded
+    fields replaced on every one, routing per request, 421 after
+    termination, smuggling refused. Run in the default (splice) mode and in
+    copy mode (a mixin without TestCase, as ModeTests)."""
+
+    agent_args = ("--cluster-tls-cert", "{tmp}/wild.pem", "--cluster-tls-key", "{tmp}/wild.key")
+
+    @classmethod
+    def prepare(cls, workdir):
+        for ext in ("pem", "key"):
+            shutil.copy(Env.path("wild1." + ext), os.path.join(workdir, "wild." + ext))
+
+    def ask(self, s, r, host, path="/hello", extra="", method="GET"):
+        s.sendall(("%s %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (method, path, host, extra)).encode())
+        return read_response(r, head=method == "HEAD")
+
+    def test_forwarded_fields_replaced_on_every_request(self):
+        port = self.route("fwd.test", self.env.http)
+        spoof = ("X-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6;proto=https\r\n"
+                 "X-Forwarded-Proto: https\r\n")
+        with connect(port) as s:
+            r = Reader(s)
+            for i in range(3):
+                status, _, body = self.ask(s, r, "fwd.test", extra=spoof if i else "")
+                doc = json.loads(body)
+                h = doc["headers"]
+                self.assertEqual((status, doc["request"]), (200, i + 1))
+                self.assertEqual(h.get("x-forwarded-for"), "127.0.0.1", "request %d" % (i + 1))
+                self.assertEqual(h.get("x-forwarded-proto"), "http")
+                self.assertEqual(h.get("forwarded"), "for=127.0.0.1;proto=http")
+            # pipelined, the client's own fields in both
+            s.sendall(("GET /hello HTTP/1.1\r\nHost: fwd.test\r\n%s\r\n" % spoof).encode() * 2)
+            for i in range(2):
+                doc = json.loads(read_response(r)[2])
+                self.assertEqual((doc["request"], doc["headers"].get("x-forwarded-for")),
+                                 (4 + i, "127.0.0.1"))
+        # terminated: https on every request
+        host = "fwd.%s" % BASE
+        self.route("fwd", self.env.http, port=port)
+        ctx = ssl.create_default_context(cafile=self.env.path("ca.pem"))
+        with ctx.wrap_socket(connect(port), server_hostname=host) as s:
+            r = Reader(s)
+            for i in range(2):
+                h = json.loads(self.ask(s, r, host, extra=spoof)[2])["headers"]
+                self.assertEqual((h.get("x-forwarded-for"), h.get("x-forwarded-proto")),
+                                 ("127.0.0.1", "https"))
+
+    def test_host_change_is_routed_per_request(self):
+        port = self.route("a.test", self.env.http)
+        self.route("b.test", self.env.http2, port=port)
+        self.route("a2.test", self.env.http, port=port)
+        with connect(port) as s:
+            r = Reader(s)
+            peers = {}
+            for i, host in enumerate(("a.test", "a.test", "b.test", "a.test", "a2.test")):
+                status, _, body = self.ask(s, r, host)
+                doc = json.loads(body)
+                self.assertEqual((status, doc["backend"]),
+                                 (200, "b2" if host == "b.test" else "b1"), "request %d" % i)
+                peers.setdefault(doc["backend"], []).append(doc["request"])
+            # a.test twice on one backend connection; the second a.test stint
+            # is a new one, and a2.test (another route to the same backend)
+            # is a new route too
+            self.assertEqual(peers["b1"][:2], [1, 2])
+            # a chunked response, a HEAD, an upload, on alternating backends
+            h = hashlib.sha256()
+            s.sendall(b"GET /chunked?n=200000 HTTP/1.1\r\nHost: b.test\r\n\r\n")
+            status, headers, _ = read_response(r, h)
+            self.assertEqual((status, h.hexdigest()), (200, pattern_sha(200000)))
+            status, headers, body = self.ask(s, r, "a.test", "/bytes?n=5000", method="HEAD")
+            self.assertEqual((status, headers["content-length"], body), (200, "5000", b""))
+            self.assertEqual(json.loads(self.ask(s, r, "b.test")[2])["backend"], "b2")
+            up = os.urandom(300000)
+            s.sendall(b"POST /upload HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n\r\n"
+                      % len(up) + up)
+            self.assertEqual(json.loads(read_response(r)[2]),
+                             {"n": len(up), "sha256": hashlib.sha256(up).hexdigest()})
+            self.assertEqual(json.loads(self.ask(s, r, "a.test")[2])["backend"], "b1")
+        # an unknown host later on the connection: its 404, after the rest
+        with connect(port) as s:
+            r = Reader(s)
+            s.sendall(b"GET /bytes?n=100000 HTTP/1.1\r\nHost: a.test\r\n\r\n"
+                      b"GET / HTTP/1.1\r\nHost: nosuch.test\r\n\r\n")
+            h = hashlib.sha256()
+            self.assertEqual(read_response(r, h)[0], 200)
+            self.assertEqual(h.hexdigest(), pattern_sha(100000))
+            status, _, body = read_response(r)
+            self.assertEqual(status, 404)
+            self.assertIn(b"nosuch.test", body)
+
+    def test_pipelined_requests_to_two_hosts(self):
+        port = self.route("p1.test", self.env.http)
+        self.route("p2.test", self.env.http2, port=port)
+        body = os.urandom(5000)
+        with connect(port) as s:
+            r = Reader(s)
+            s.sendall(b"GET /hello HTTP/1.1\r\nHost: p1.test\r\n\r\n"
+                      b"GET /hello HTTP/1.1\r\nHost: p2.test\r\n\r\n"
+                      b"GET /bytes?n=70000 HTTP/1.1\r\nHost: p1.test\r\n\r\n"
+                      b"POST /upload HTTP/1.1\r\nHost: p2.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      b"%x\r\n%s\r\n0\r\n\r\n"
+                      b"GET /chunked?n=9000 HTTP/1.1\r\nHost: p2.test\r\n\r\n" % (len(body), body))
+            self.assertEqual(json.loads(read_response(r)[2])["backend"], "b1")
+            self.assertEqual(json.loads(read_response(r)[2])["backend"], "b2")
+            h = hashlib.sha256()
+            self.assertEqual(read_response(r, h)[0], 200)
+            self.assertEqual(h.hexdigest(), pattern_sha(70000))
+            self.assertEqual(json.loads(read_response(r)[2]),
+                             {"n": len(body), "sha256": hashlib.sha256(body).hexdigest()})
+            h = hashlib.sha256()
+            self.assertEqual(read_response(r, h)[0], 200)
+            self.assertEqual(h.hexdigest(), pattern_sha(9000))
+
+    def test_expect_continue_and_refused_upgrade(self):
+        port = self.route("x.test", self.env.http)
+        body = os.urandom(1000)
+        with connect(port) as s:
+            r = Reader(s)
+            s.sendall(b"POST /upload HTTP/1.1\r\nHost: x.test\r\nExpect: 100-continue\r\n"
+                      b"Content-Length: %d\r\n\r\n" % len(body))
+            self.assertEqual(read_response(r)[0], 100)
+            s.sendall(body)
+            self.assertEqual(json.loads(read_response(r)[2])["n"], len(body))
+            # an upgrade the backend does not take: HTTP goes on
+            status, _, _ = self.ask(s, r, "x.test", extra="Upgrade: websocket\r\n"
+                                    "Connection: Upgrade\r\n")
+            self.assertEqual(status, 200)
+            self.assertEqual(json.loads(self.ask(s, r, "x.test")[2])["request"], 3)
+
+    def test_host_must_match_sni_after_termination(self):
+        port = self.route("t1", self.env.http)
+        self.route("static.test", self.env.http2, port=port)
+        host = "t1.%s" % BASE
+        before = metric(self.metrics(), "hypercore_proxy_errors_total", kind="misdirected") or 0
+        ctx = ssl.create_default_context(cafile=self.env.path("ca.pem"))
+        with ctx.wrap_socket(connect(port), server_hostname=host) as s:
+            r = Reader(s)
+            # case and port do not matter
+            self.assertEqual(self.ask(s, r, "T1.%s:%d" % (BASE.upper(), port))[0], 200)
+            status, _, body = self.ask(s, r, "static.test")
+            self.assertEqual(status, 421)
+            self.assertIn(host.encode(), body)
+        # a static route outside the base URL through any name the
+        # wildcard certificate covers: 421, and the static backend sees none
+        seen = self.env.http2.accepted
+        for first in ("static.test", "t1.%s" % BASE.replace("example", "other")):
+            with ctx.wrap_socket(connect(port), server_hostname="zz9.%s" % BASE) as s:
+                self.assertEqual(self.ask(s, Reader(s), first)[0], 421, first)
+        self.assertEqual(self.env.http2.accepted, seen)
+        self.assertEqual(metric(self.metrics(), "hypercore_proxy_errors_total",
+                                kind="misdirected"), before + 3)
+
+    def test_smuggling_is_400_and_reaches_no_backend(self):
+        b = RecordingBackend("rec")
+        self.addCleanup(b.close)
+        port = self.route("smuggle.test", b)
+        attacks = {
+            "CL.TE": b"POST / HTTP/1.1\r\nHost: smuggle.test\r\nContent-Length: 6\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nX",
+            "TE.CL": b"POST / HTTP/1.1\r\nHost: smuggle.test\r\nTransfer-Encoding: chunked\r\n"
+                     b"Content-Length: 6\r\n\r\n0\r\n\r\nX",
+            "double CL": b"POST / HTTP/1.1\r\nHost: smuggle.test\r\nContent-Length: 6\r\n"
+                         b"Content-Length: 5\r\n\r\nhello!",
+            "TE list": b"POST / HTTP/1.1\r\nHost: smuggle.test\r\n"
+                       b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+            "obs-fold": b"POST / HTTP/1.1\r\nHost: smuggle.test\r\nContent-Length: 1\r\n 0\r\n\r\n",
+        }
+        for what, attack in attacks.items():
+            with self.subTest(what):
+                self.assertEqual(status_of(exchange(port, attack)), 400)
+                # and as the second request of a keep-alive connection
+                with connect(port) as s:
+                    r = Reader(s)
+                    s.sendall(b"GET /first HTTP/1.1\r\nHost: smuggle.test\r\n\r\n")
+                    self.assertEqual(read_response(r)[0], 200)
+                    s.sendall(attack + b"GET /smuggled HTTP/1.1\r\nHost: smuggle.test\r\n\r\n")
+                    raw = r.to_eof()[0]
+                    self.assertEqual(status_of(raw), 400, raw[:200])
+                got = b.wait_record("conn-%d" % b.accepted)
+                self.assertEqual(got.count(b"\r\n\r\n"), 1, got)
+                self.assertTrue(got.startswith(b"GET /first "), got)
+        # a bad chunk size: the head went out, the backend connection is cut
+        # and the client gets its 400
+        with connect(port) as s:
+            s.sendall(b"POST / HTTP/1.1\r\nHost: smuggle.test\r\nTransfer-Encoding: chunked\r\n"
+                      b"\r\n5\r\nhello\r\nzz\r\n")
+            raw = Reader(s).to_eof()[0]
+            self.assertEqual(status_of(raw), 400, raw[:200])
+
+    def test_zz_agent_exits_cleanly(self):
+        self.check_clean_exit()
+
+
+class PerRequestTest(PerRequestTests, ProxyCase):
+    pass
+
+
+class PerRequestCopyTest(PerRequestTests, ProxyCase):
+    agent_args = PerRequestTests.agent_args + ("--proxy-forwarding", "copy")
+
+
 # ---- options that need an agent of their own ----------------------------------
 
 class ProxyOptionsTest(ProxyCase):
+
+    def test_no_forwarded_headers(self):
+        """--no-proxy-forwarded-headers: heads pass as they came (for a
+        trusted proxy in front that sets the fields itself)."""
+        a = self.own_agent("--no-proxy-forwarded-headers")
+        port = self.route("nofwd.test", self.env.http, agent=a)
+        with connect(port) as s:
+            r = Reader(s)
+            for i in range(2):
+                s.sendall(b"GET /hello HTTP/1.1\r\nHost: nofwd.test\r\n"
+                          b"X-Forwarded-For: 192.0.2.9\r\n\r\n")
+                h = json.loads(read_response(r)[2])["headers"]
+                self.assertEqual(h.get("x-forwarded-for"), "192.0.2.9")
+                self.assertNotIn("forwarded", h)
+        self.assertCleanExit(a)
 
     def test_forwarded_headers(self):
         a = self.own_agent("--proxy-forwarded-headers", "--cluster-tls-cert",
@@ -1070,6 +1312,48 @@ class ProxyOptionsTest(ProxyCase):
             h = json.loads(read_response(Reader(s))[2])["headers"]
             self.assertEqual(h.get("x-forwarded-proto"), "https", h)
             self.assertIn("proto=https", h.get("forwarded", ""))
+        self.assertCleanExit(a)
+
+    def test_idle_timeouts(self):
+        """An idle keep-alive connection is closed after --proxy-idle-timeout,
+        an active one is not; an upgraded one gets the tunnel timeout."""
+        # Seconds apart, so that a loaded machine's stall does not pass for
+        # idleness (the tick is 250 ms).
+        a = self.own_agent("--proxy-idle-timeout", "2", "--proxy-tunnel-idle-timeout", "5")
+        port = self.route("idle.test", self.env.http, agent=a)
+        before = metric(self.metrics(a), "hypercore_proxy_errors_total", kind="idle_timeout") or 0
+        with connect(port) as s:
+            r = Reader(s)
+            t0, n = time.monotonic(), 0
+            while time.monotonic() - t0 < 3:  # a request every 0.3 s: never idle 2 s
+                s.sendall(b"GET /hello HTTP/1.1\r\nHost: idle.test\r\n\r\n")
+                n += 1
+                self.assertEqual(json.loads(read_response(r)[2])["request"], n)
+                time.sleep(0.3)
+            t0 = time.monotonic()
+            s.settimeout(2 + 2 * SLACK)
+            try:
+                self.assertEqual(s.recv(1), b"")
+            except socket.timeout:
+                self.fail("an idle keep-alive connection was still open after %.1fs"
+                          % (time.monotonic() - t0))
+            self.assertGreater(time.monotonic() - t0, 1.5)
+        key = base64.b64encode(os.urandom(16)).decode()
+        with connect(port) as s:
+            s.sendall(("GET /ws HTTP/1.1\r\nHost: idle.test\r\nUpgrade: websocket\r\n"
+                       "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                       "Sec-WebSocket-Version: 13\r\n\r\n" % key).encode())
+            r = Reader(s)
+            self.assertEqual(read_response(r)[0], 101)
+            time.sleep(3)  # past the HTTP idle timeout, within the tunnel's
+            s.sendall(ws_frame(b"still here", opcode=2, mask=os.urandom(4)))
+            self.assertEqual(ws_read_frame(r), (2, b"still here"))
+            t0 = time.monotonic()
+            s.settimeout(5 + 2 * SLACK)
+            self.assertEqual(s.recv(1), b"")
+            self.assertGreater(time.monotonic() - t0, 4)
+        self.assertEqual(metric(self.metrics(a), "hypercore_proxy_errors_total",
+                                kind="idle_timeout"), before + 2)
         self.assertCleanExit(a)
 
     def test_max_conns(self):

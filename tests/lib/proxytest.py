@@ -140,18 +140,49 @@ def parse_head(head):
     return lines[0].split(" ", 2), headers
 
 
-def read_response(r, h=None):
+def read_chunked(r, h=None):
+    """A chunked body from Reader r (through its trailers): the bytes, or
+    only hashed into h when h is given."""
+    out = bytearray()
+    while True:
+        while b"\r\n" not in r.buf:
+            if not r._fill():
+                raise ConnectionError("EOF in a chunk size")
+        i = r.buf.find(b"\r\n")
+        size = int(bytes(r.buf[:i]).split(b";")[0], 16)
+        del r.buf[:i + 2]
+        if size == 0:
+            break
+        data = r.exact(size, h)
+        if h is None:
+            out += data
+        if r.exact(2) != b"\r\n":
+            raise ValueError("no CRLF after a chunk")
+    while True:  # trailer fields, then the empty line
+        while b"\r\n" not in r.buf:
+            if not r._fill():
+                raise ConnectionError("EOF in the trailers")
+        i = r.buf.find(b"\r\n")
+        del r.buf[:i + 2]
+        if i == 0:
+            return bytes(out)
+
+
+def read_response(r, h=None, head=False):
     """(status, headers, body) of the next response from Reader r. A body
-    without Content-Length runs to EOF. With h, the body is only hashed."""
-    head = r.head()
-    if head is None:
+    without Content-Length runs to EOF. With h, the body is only hashed;
+    head: the answer to a HEAD request (no body whatever it says)."""
+    raw = r.head()
+    if raw is None:
         raise ConnectionError("EOF before a response")
-    first, headers = parse_head(head)
+    first, headers = parse_head(raw)
     status = int(first[1])
-    if "content-length" in headers:
-        body = r.exact(int(headers["content-length"]), h)
-    elif status in (101, 204, 304):
+    if head or status < 200 or status in (204, 304):
         body = b""
+    elif headers.get("transfer-encoding", "").lower() == "chunked":
+        body = read_chunked(r, h)
+    elif "content-length" in headers:
+        body = r.exact(int(headers["content-length"]), h)
     else:
         body = r.to_eof(h)[0]
     return status, headers, body
@@ -279,7 +310,10 @@ class HTTPBackend(Backend):
                            peer's address and the request's number on its
                            connection
       /bytes?n=N&t=T       N bytes of PATTERN; progress[T] counts what was sent
-      /upload              reads Content-Length bytes; JSON n and sha256
+                           (HEAD: the head alone)
+      /chunked?n=N         N bytes of PATTERN in chunks of uneven sizes, a trailer
+      /upload              reads the body (Content-Length or chunked; answers
+                           Expect: 100-continue first); JSON n and sha256
       /ws                  WebSocket handshake, then echoes frames
       /halfclose-client    reads to EOF, then answers n and sha256 of it
                            with ?pad=N more bytes of PATTERN, then closes
@@ -324,6 +358,8 @@ class HTTPBackend(Backend):
         c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
                   b"Content-Length: %d\r\n%s\r\n"
                   % (total, b"Connection: close\r\n" if closing(headers) else b""))
+        if method == "HEAD":
+            return True
         sent = 0
         for chunk in pattern_chunks(total):
             c.sendall(chunk)
@@ -332,10 +368,28 @@ class HTTPBackend(Backend):
                 self.progress[token] = sent
         return True
 
+    def do_chunked(self, c, r, peer, method, path, headers, q, n):
+        data = bytes(_DOUBLE[:int(q["n"])])
+        c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        off, sizes = 0, (1, 1000, 8192, 70000)
+        while off < len(data):
+            k = min(sizes[off % len(sizes)], len(data) - off)
+            c.sendall(b"%x;ext=1\r\n" % k + data[off:off + k] + b"\r\n")
+            off += k
+        c.sendall(b"0\r\nX-Trailer: done\r\n\r\n")
+        return True
+
     def do_upload(self, c, r, peer, method, path, headers, q, n):
         h = hashlib.sha256()
-        size = int(headers["content-length"])
-        r.exact(size, h)
+        if headers.get("expect", "").lower() == "100-continue":
+            c.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            body = read_chunked(r)
+            size = len(body)
+            h.update(body)
+        else:
+            size = int(headers["content-length"])
+            r.exact(size, h)
         c.sendall(response(200, json.dumps({"n": size, "sha256": h.hexdigest()}).encode(),
                            "application/json", close=closing(headers)))
         return True
