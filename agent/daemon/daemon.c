@@ -251,8 +251,6 @@ static int64_t refresh_proxy(struct hc_loop *loop, uint64_t id, void *arg)
  * 128), API connections (512 HTTP, gRPC's), CRI channels, job threads'
  * sockets, log files, BPF objects. */
 #define RESERVED_FDS 2048
-/* A spliced connection holds two sockets and two pipes (four fds). */
-#define FDS_PER_PROXY_CONN 6
 
 /* Raises the soft descriptor limit to the hard one (the proxy alone can
  * want tens of thousands; select() is used nowhere) and returns it. */
@@ -275,13 +273,13 @@ static rlim_t raise_fd_limit(void)
 	return rl.rlim_cur == RLIM_INFINITY ? (rlim_t)1 << 20 : rl.rlim_cur;
 }
 
-/* How many connections the proxy may hold at once so that the rest of the
+/* How many descriptors the proxy may hold at once so that the rest of the
  * agent always has RESERVED_FDS (half the limit when it is small). */
-static unsigned proxy_conn_budget(rlim_t nofile)
+static unsigned proxy_fd_budget(rlim_t nofile)
 {
-	if (nofile <= 2 * RESERVED_FDS)
-		return (unsigned)(nofile / 2 / FDS_PER_PROXY_CONN);
-	return (unsigned)((nofile - RESERVED_FDS) / FDS_PER_PROXY_CONN);
+	rlim_t n = nofile <= 2 * RESERVED_FDS ? nofile / 2 : nofile - RESERVED_FDS;
+
+	return n > UINT32_MAX ? UINT32_MAX : (unsigned)n;
 }
 
 static int start_proxy(struct daemon *d, const struct hc_daemon_config *cfg, struct hc_err *err)
@@ -295,17 +293,21 @@ static int start_proxy(struct daemon *d, const struct hc_daemon_config *cfg, str
 		.forwarded_headers = cfg->proxy_forwarded_headers,
 		.head_timeout_ms = cfg->proxy_head_timeout_ms,
 		.max_conns = cfg->proxy_max_conns,
-		.max_total_conns = proxy_conn_budget(d->nofile),
+		.max_conns_per_ip = cfg->proxy_max_conns_per_ip,
+		.max_fds = proxy_fd_budget(d->nofile),
 		.tls_cert = cfg->tls_cert,
 		.tls_key = cfg->tls_key,
+		.tls_ticket_rotate_s = cfg->tls_ticket_rotate_s,
 	};
 
 	d->proxy = hc_proxy_start(&pcfg, err);
 	if (!d->proxy)
 		return err->code;
-	hc_log(HC_LOG_INFO, "proxy: at most %u connections over all ports (what the descriptor "
-			    "limit leaves after %d for the rest of the agent)",
-	       pcfg.max_total_conns, RESERVED_FDS);
+	hc_log(HC_LOG_INFO, "proxy: at most %u connections over all ports forwarding, or %u "
+			    "waiting for their head (%u descriptors: what the limit leaves after "
+			    "%d for the rest of the agent)",
+	       pcfg.max_fds / hc_proxy_fds_per_conn(d->proxy), pcfg.max_fds, pcfg.max_fds,
+	       RESERVED_FDS);
 	d->proxy_timer = hc_loop_add_timer(d->loop, PROXY_REFRESH_MS, refresh_proxy, d);
 	if (!d->proxy_timer || hc_proxy_register_metrics(d->proxy, d->metrics) < 0)
 		return hc_err_set(err, -ENOMEM, "out of memory");
