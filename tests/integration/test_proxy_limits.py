@@ -6,7 +6,7 @@ process, the agent's XDP on a veth that carries nothing):
 - --proxy-max-conns-per-ip: an address over it is reset at once and counted
   (hypercore_proxy_refused_total{limit="ip"} and errors_total{kind=
   "over_limit"}), other addresses are not affected, a place frees when a
-  connection closes;
+  connection closes; the same over IPv6;
 - abuse: 5,000 idle connections (a request head never finished) from one
   address and 5,000 from 5,000 other addresses (127.1.0.0/16 on lo) held
   while a normal client's p99 latency stays within 2x of its p99 without
@@ -136,6 +136,48 @@ class PerIPLimitTest(LimitCase):
             for s in held:
                 s.close()
         self.assertCleanExit(a)
+
+    def test_per_ip_limit_over_ipv6(self):
+        try:
+            with socket.socket(socket.AF_INET6) as probe:
+                probe.bind(("::1", 0))
+        except OSError as e:
+            self.skipTest("no IPv6 loopback here: %s" % e)
+        a = self.own_agent("--proxy-bind-addr", "::1", "--proxy-max-conns-per-ip", "2")
+        port = hctest.free_port()
+        r = hctest.run_cli("routes", "add", "--host", "v6.test", "--port", str(port),
+                           "--backend", self.env.http.addr, "--bpf-pin-dir", a.pin_dir)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.added.append(("v6.test", port, a.pin_dir))
+
+        def connect6():
+            s = socket.socket(socket.AF_INET6)
+            s.settimeout(5)
+            s.connect(("::1", port))
+            return s
+        wait_for("the proxy on [::1]:%d" % port, lambda: self.listening6(port), timeout=5)
+        held = [connect6(), connect6()]
+        try:
+            for s in held:
+                s.sendall(b"GET /hello HTTP/1.1\r\nHost: v6.test\r\n\r\n")
+                self.assertEqual(read_response(Reader(s))[0], 200)
+            before = self.metric(a, "hypercore_proxy_refused_total", limit="ip")
+            with connect6() as s:
+                self.assertTrue(refused(s), "a third connection from ::1 was served")
+            self.assertEqual(self.metric(a, "hypercore_proxy_refused_total", limit="ip"),
+                             before + 1)
+        finally:
+            for s in held:
+                s.close()
+        self.assertCleanExit(a)
+
+    @staticmethod
+    def listening6(port):
+        try:
+            with socket.create_connection(("::1", port), timeout=2):
+                return True
+        except OSError:
+            return False
 
     def get(self, port, host, path="/hello", headers=None, timeout=10, addr=None):
         if addr is None:
