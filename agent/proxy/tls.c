@@ -44,6 +44,9 @@ struct hc_proxy_tickets {
 	unsigned rotate_s;
 	uint64_t rotated_ms;
 	atomic_uint_fast64_t rotations;
+	/* Fetched once: OpenSSL 3 looks a legacy EVP_aes_256_cbc() up by name
+	 * (locks, string compares) at every use, twice per handshake. */
+	EVP_CIPHER *aes;
 };
 
 static int ticket_key_make(struct ticket_key *k)
@@ -58,8 +61,10 @@ struct hc_proxy_tickets *hc_proxy_tickets_new(unsigned rotate_s)
 	if (!t)
 		return NULL;
 	t->rotate_s = rotate_s ? rotate_s : DEFAULT_TICKET_ROTATE_S;
+	t->aes = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
 	/* prev random as well: a name nobody was given, so it matches nothing */
-	if (ticket_key_make(&t->cur) < 0 || ticket_key_make(&t->prev) < 0) {
+	if (!t->aes || ticket_key_make(&t->cur) < 0 || ticket_key_make(&t->prev) < 0) {
+		EVP_CIPHER_free(t->aes);
 		free(t);
 		errno = EIO;
 		return NULL;
@@ -74,6 +79,7 @@ void hc_proxy_tickets_free(struct hc_proxy_tickets *t)
 	if (!t)
 		return;
 	pthread_mutex_destroy(&t->lock);
+	EVP_CIPHER_free(t->aes);
 	OPENSSL_cleanse(t, sizeof(*t));
 	free(t);
 }
@@ -145,9 +151,9 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
 	if (enc) {
 		memcpy(name, k.name, 16);
 		if (RAND_bytes(iv, 16) != 1 ||
-		    EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1)
+		    EVP_EncryptInit_ex(cctx, t->aes, NULL, k.aes, iv) != 1)
 			r = -1;
-	} else if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1) {
+	} else if (EVP_DecryptInit_ex(cctx, t->aes, NULL, k.aes, iv) != 1) {
 		r = -1;
 	}
 	if (r > 0 && ticket_mac_init(hctx, k.hmac) < 0)
