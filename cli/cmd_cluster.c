@@ -269,11 +269,21 @@ const struct hc_cli_opt hc_cli_opts_cluster[] = {
 		    "the same for upgraded (WebSocket) and TLS passthrough connections "
 		    "(default 3600)"),
 	HC_CLI_UINT("proxy-max-conns", A, cfg.proxy_max_conns, 1, 1000000, "1..1000000", "N",
-		    "open connections per port (default 10000)"),
+		    "open connections per port (default 10000); over it a new connection is "
+		    "reset at once"),
+	HC_CLI_UINT("proxy-max-conns-per-ip", A, cfg.proxy_max_conns_per_ip, 1, 1000000,
+		    "1..1000000", "N",
+		    "open connections per client address over every port (default 1024); over "
+		    "it a new connection is reset at once"),
 	HC_CLI_STR("cluster-tls-cert", A, cfg.tls_cert, "FILE",
 		   "terminate TLS for names under the base URL with this (wildcard) "
 		   "certificate; SIGHUP reloads it and the key"),
-	HC_CLI_STR("cluster-tls-key", A, cfg.tls_key, "FILE", "the certificate's private key"),
+	HC_CLI_STR("cluster-tls-key", A, cfg.tls_key, "FILE",
+		   "the certificate's private key (a file only its owner may read)"),
+	HC_CLI_UINT("proxy-tls-ticket-rotate-s", A, cfg.tls_ticket_rotate_s, 1, 86400, "1..86400",
+		    "N",
+		    "replace the TLS session ticket key this often (default 3600); tickets of "
+		    "the key before stay valid for one more period"),
 	HC_CLI_FLAG("no-proxy", A, cfg.no_proxy, "run no proxy"),
 
 	HC_CLI_GROUP("Orchestration"),

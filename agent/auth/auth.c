@@ -128,29 +128,15 @@ int hc_auth_token_file_create(const char *path, const char *token)
  * read, as ssh does with keys: a token there is no longer a secret. */
 static int read_secret_file(const char *path, char *buf, size_t size, struct hc_err *err)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	struct stat st;
-	ssize_t n;
+	size_t n = 0;
+	int r = hc_file_read_private(path, buf, size - 1, &n);
 
-	if (fd < 0) {
-		int e = errno;
-
-		hc_err_set(err, -e, "cannot read API token file %s: %s", path, strerror(e));
-		return -e;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077)) {
-		hc_err_set(err, -EPERM, "API token file %s must be a regular file only its owner "
-			   "can read (chmod 600 %s)", path, path);
-		close(fd);
-		return -EPERM;
-	}
-	n = read(fd, buf, size - 1);
-	close(fd);
-	if (n < 0 || (size_t)n == size - 1) {
-		hc_err_set(err, -errno, "cannot read API token file %s: %s", path,
-			   n < 0 ? strerror(errno) : "too large");
-		return n < 0 ? -EIO : -EFBIG;
-	}
+	if (r == -EPERM)
+		return hc_err_set(err, r, "API token file %s must be a regular file only its "
+			       "owner can read (chmod 600 %s)", path, path);
+	if (r < 0)
+		return hc_err_set(err, r, "cannot read API token file %s: %s", path,
+				  r == -EFBIG ? "too large" : strerror(-r));
 	buf[n] = '\0';
 	return 0;
 }

@@ -72,12 +72,24 @@ int hc_file_write_atomic(const char *path, const void *data, size_t len, mode_t 
  * win). For secrets made once and kept. */
 int hc_file_create_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
+/* Reads the whole file at path (at most size bytes) into buf and sets *len,
+ * refusing a secret others could read, as ssh does with keys: path must be
+ * a regular file (a symbolic link is not followed) with no group or other
+ * permission bits. Blocks on the disk. 0, -EPERM for such a file, -EFBIG
+ * when it holds size bytes or more, or -errno. The caller wipes buf. */
+int hc_file_read_private(const char *path, void *buf, size_t size, size_t *len);
+
 /* ---- whole writes (io.c) ---- */
 
 /* Writes all len bytes of buf to fd with write(2), retrying after EINTR
  * and short writes. Blocks as fd does. 0 or -errno (-EAGAIN from a
  * non-blocking fd that is full). */
 int hc_write_all(int fd, const void *buf, size_t len);
+
+/* Reads from fd until len bytes or the end of the file, retrying after
+ * EINTR and short reads. Blocks as fd does. The bytes read (< len only at
+ * the end), or -errno. */
+ssize_t hc_read_full(int fd, void *buf, size_t len);
 
 /* Sends all len bytes of buf on socket fd. MSG_NOSIGNAL: a peer that hung
  * up gives -EPIPE, not SIGPIPE. When a non-blocking socket is full it

@@ -141,3 +141,33 @@ int hc_file_create_atomic(const char *path, const void *data, size_t len, mode_t
 {
 	return write_file(path, data, len, mode, false);
 }
+
+int hc_file_read_private(const char *path, void *buf, size_t size, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	struct stat st;
+	ssize_t got;
+	int r = 0;
+
+	if (fd < 0)
+		return -errno;
+	/* fstat of the opened file: what is checked is what is read */
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode) || (st.st_mode & 077)) {
+		r = -EPERM;
+		goto out;
+	}
+	got = hc_read_full(fd, buf, size);
+	if (got < 0)
+		r = (int)got;
+	else if ((size_t)got == size)
+		r = -EFBIG;
+	else
+		*len = (size_t)got;
+out:
+	close(fd);
+	return r;
+}

@@ -23,6 +23,24 @@ int hc_write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+ssize_t hc_read_full(int fd, void *buf, size_t len)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = read(fd, (char *)buf + got, len - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
 /* A full non-blocking socket: wait until it drains, or until the deadline */
 static int wait_writable(int fd, const struct timespec *deadline)
 {

@@ -282,17 +282,17 @@ static unsigned proxy_workers(const struct hc_daemon_config *cfg)
 	return n < 1 ? 1 : n > 64 ? 64 : (unsigned)n;
 }
 
-/* How many connections the proxy may hold at once so that the rest of the
- * agent always has RESERVED_FDS (half the limit when it is small): two
- * sockets each, after the pipes its workers may hold (proxy.h). */
-static unsigned proxy_conn_budget(rlim_t nofile, unsigned workers)
+/* How many descriptors the proxy's connections may hold at once so that the
+ * rest of the agent always has RESERVED_FDS (half the limit when it is
+ * small), after the pipes its workers may hold (proxy.h). */
+static unsigned proxy_fd_budget(rlim_t nofile, unsigned workers)
 {
 	rlim_t rest = nofile <= 2 * RESERVED_FDS ? nofile / 2 : nofile - RESERVED_FDS;
 	rlim_t pipes = (rlim_t)workers * HC_PROXY_PIPE_FDS;
 
-	if (rest <= 2 * pipes) /* a small limit: pipes get a connection's share */
-		return (unsigned)(rest / (HC_PROXY_FDS_PER_CONN + 4));
-	return (unsigned)((rest - pipes) / HC_PROXY_FDS_PER_CONN);
+	/* a small limit: the connections get half of what is left */
+	rest = rest <= 2 * pipes ? rest / 2 : rest - pipes;
+	return rest > UINT32_MAX ? UINT32_MAX : (unsigned)rest;
 }
 
 static int start_proxy(struct daemon *d, const struct hc_daemon_config *cfg, struct hc_err *err)
@@ -308,17 +308,21 @@ static int start_proxy(struct daemon *d, const struct hc_daemon_config *cfg, str
 		.idle_timeout_ms = cfg->proxy_idle_timeout * 1000u,
 		.tunnel_idle_timeout_ms = cfg->proxy_tunnel_idle_timeout * 1000u,
 		.max_conns = cfg->proxy_max_conns,
-		.max_total_conns = proxy_conn_budget(d->nofile, proxy_workers(cfg)),
+		.max_conns_per_ip = cfg->proxy_max_conns_per_ip,
+		.max_fds = proxy_fd_budget(d->nofile, proxy_workers(cfg)),
 		.tls_cert = cfg->tls_cert,
 		.tls_key = cfg->tls_key,
+		.tls_ticket_rotate_s = cfg->tls_ticket_rotate_s,
 	};
 
 	d->proxy = hc_proxy_start(&pcfg, err);
 	if (!d->proxy)
 		return err->code;
-	hc_log(HC_LOG_INFO, "proxy: at most %u connections over all ports (what the descriptor "
-			    "limit leaves after %d for the rest of the agent)",
-	       pcfg.max_total_conns, RESERVED_FDS);
+	hc_log(HC_LOG_INFO, "proxy: at most %u connections over all ports forwarding, or %u "
+			    "waiting for their head (%u descriptors: what the limit leaves after "
+			    "%d for the rest of the agent)",
+	       pcfg.max_fds / hc_proxy_fds_per_conn(d->proxy), pcfg.max_fds, pcfg.max_fds,
+	       RESERVED_FDS);
 	d->proxy_timer = hc_loop_add_timer(d->loop, PROXY_REFRESH_MS, refresh_proxy, d);
 	if (!d->proxy_timer || hc_proxy_register_metrics(d->proxy, d->metrics) < 0)
 		return hc_err_set(err, -ENOMEM, "out of memory");

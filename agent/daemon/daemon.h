@@ -86,7 +86,9 @@ struct hc_daemon_config {
 	unsigned proxy_tunnel_idle_timeout; /* s; 0: 3600 */
 	unsigned proxy_head_timeout_ms; /* 0: 10000 */
 	unsigned proxy_max_conns;      /* per port; 0: 10000 */
+	unsigned proxy_max_conns_per_ip; /* per client address; 0: 1024 */
 	const char *tls_cert, *tls_key; /* --cluster-tls-cert/-key */
+	unsigned tls_ticket_rotate_s;  /* 0: 3600 */
 
 	/* IBRL beacon (the node key is <state_dir>/node-key.pem) */
 	int ibrl_mode;                 /* enum hc_cluster_ibrl_mode + 1; 0: by encryption */

@@ -51,22 +51,19 @@ static int wrap(EVP_PKEY *key, struct hc_ibrl_identity **out, struct hc_err *err
 static int read_key(const char *path, EVP_PKEY **key, struct hc_err *err)
 {
 	char buf[KEY_FILE_MAX];
-	struct stat st;
-	ssize_t n;
+	size_t n = 0;
 	BIO *bio;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	int r = hc_file_read_private(path, buf, sizeof(buf), &n);
 
-	if (fd < 0)
-		return hc_err_set(err, -errno, "cannot read %s: %s", path, strerror(errno));
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077)) {
-		close(fd);
-		return hc_err_set(err, -EPERM, "%s must be a regular file only its owner can read "
-					       "(chmod 600 %s)", path, path);
-	}
-	n = read(fd, buf, sizeof(buf));
-	close(fd);
-	if (n <= 0 || (size_t)n == sizeof(buf))
+	if (r < 0)
+		OPENSSL_cleanse(buf, sizeof(buf)); /* a part of a key may be there */
+	if (r == -EPERM)
+		return hc_err_set(err, r, "%s must be a regular file only its owner can read "
+				  "(chmod 600 %s)", path, path);
+	if (r == -EFBIG || (r == 0 && n == 0))
 		return hc_err_set(err, -EINVAL, "%s is not a node key", path);
+	if (r < 0)
+		return hc_err_set(err, r, "cannot read %s: %s", path, strerror(-r));
 	bio = BIO_new_mem_buf(buf, (int)n);
 	*key = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
 	BIO_free(bio);

@@ -108,6 +108,7 @@ int hc_ibrl_proof_log_read(const char *state_dir, const char *id, char **text, s
 	char path[PATH_MAX], *buf = NULL;
 	struct stat st;
 	size_t got = 0;
+	ssize_t n;
 	int fd, r = hc_ibrl_proof_log_path(state_dir, id, path, sizeof(path));
 
 	*text = NULL;
@@ -130,19 +131,13 @@ int hc_ibrl_proof_log_read(const char *state_dir, const char *id, char **text, s
 		r = -ENOMEM;
 		goto out;
 	}
-	while (got < (size_t)st.st_size) { /* it may grow meanwhile: read what was there */
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			goto out;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
+	/* it may grow meanwhile: read what was there */
+	n = hc_read_full(fd, buf, (size_t)st.st_size);
+	if (n < 0) {
+		r = (int)n;
+		goto out;
 	}
+	got = (size_t)n;
 	buf[got] = '\0';
 	*text = buf;
 	*len = got;

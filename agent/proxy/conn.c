@@ -25,6 +25,9 @@
 #define TLS_ALERT_INTERNAL_ERROR 80
 #define TLS_ALERT_UNRECOGNIZED_NAME 112
 
+static void unadmit(struct hc_proxy *p, struct hc_proxy_listener *l,
+		    const struct hc_proxy_ip *ip, bool ip_counted);
+
 static void count_error(struct hc_proxy_conn *c, enum hc_proxy_error e)
 {
 	atomic_fetch_add(&c->w->p->stats.errors[e], 1);
@@ -70,8 +73,9 @@ void hc_proxy_conn_close(struct hc_proxy_conn *c, bool reset)
 		SSL_free(c->ssl);
 	account_bytes(c);
 	atomic_fetch_sub(&p->stats.active, 1);
-	atomic_fetch_sub(&p->port_conns[l->port], 1);
-	atomic_fetch_sub(&p->total_conns, 1);
+	if (c->fwd_charged)
+		atomic_fetch_sub(&p->fds_used, hc_proxy_fds_per_conn(p) - 1);
+	unadmit(p, l, &c->peer, c->ip_counted);
 	free(c->peek);
 	c->peek = NULL;
 	c->state = C_CLOSED;
@@ -309,6 +313,8 @@ static void connect_backend(struct hc_proxy_conn *c, const struct hc_route_val *
 	int one = 1;
 
 	c->route_val = *val;
+	if (!hc_proxy_charge_forwarding(c))
+		return;
 	c->wl = hc_proxy_workload(c->w->p, c->route_host);
 	if (c->wl)
 		atomic_fetch_add(&c->wl->accepted, 1);
@@ -824,59 +830,152 @@ void hc_proxy_conn_event(struct hc_proxy_conn *c, bool backend_side, unsigned ev
 
 /* ---- accepting ---- */
 
+/* Takes a place for a new connection from ip on l under every limit, or
+ * says which limit it is over (nothing taken then). */
+static int admit(struct hc_proxy *p, struct hc_proxy_listener *l, const struct hc_proxy_ip *ip,
+		 bool *ip_counted)
+{
+	int r;
+
+	if (atomic_fetch_add(&p->port_conns[l->port], 1) >= p->cfg.max_conns) {
+		atomic_fetch_sub(&p->port_conns[l->port], 1);
+		return HC_PROXY_LIMIT_PORT;
+	}
+	if (atomic_fetch_add(&p->fds_used, 1) >= p->cfg.max_fds && p->cfg.max_fds) {
+		atomic_fetch_sub(&p->fds_used, 1);
+		atomic_fetch_sub(&p->port_conns[l->port], 1);
+		return HC_PROXY_LIMIT_TOTAL;
+	}
+	/* -ENOSPC (a full stripe) lets the address in untracked: see iplimit.c */
+	r = ip ? hc_proxy_iplimit_take(p->per_ip, ip) : -ENOSPC;
+	if (r == 0) {
+		atomic_fetch_sub(&p->fds_used, 1);
+		atomic_fetch_sub(&p->port_conns[l->port], 1);
+		return HC_PROXY_LIMIT_IP;
+	}
+	*ip_counted = r == 1;
+	return -1;
+}
+
+static void unadmit(struct hc_proxy *p, struct hc_proxy_listener *l,
+		    const struct hc_proxy_ip *ip, bool ip_counted)
+{
+	if (ip_counted)
+		hc_proxy_iplimit_release(p->per_ip, ip);
+	atomic_fetch_sub(&p->fds_used, 1);
+	atomic_fetch_sub(&p->port_conns[l->port], 1);
+}
+
+bool hc_proxy_charge_forwarding(struct hc_proxy_conn *c)
+{
+	struct hc_proxy *p = c->w->p;
+	unsigned more = hc_proxy_fds_per_conn(p) - 1;
+
+	if (c->fwd_charged)
+		return true;
+	if (atomic_fetch_add(&p->fds_used, more) + more > p->cfg.max_fds && p->cfg.max_fds) {
+		atomic_fetch_sub(&p->fds_used, more);
+		/* as at accept: a reset, no answer that would take more */
+		atomic_fetch_add(&p->stats.refused[HC_PROXY_LIMIT_TOTAL], 1);
+		atomic_fetch_add(&p->stats.errors[HC_PROXY_ERR_OVER_LIMIT], 1);
+		hc_proxy_conn_close(c, true);
+		return false;
+	}
+	c->fwd_charged = true;
+	return true;
+}
+
+/* Over a limit: a reset at once. A plain close would leave our side in
+ * FIN_WAIT for as long as the client keeps its end open (a client over a
+ * limit is the one most likely not to close), holding kernel memory; the
+ * reset frees it now and tells the client plainly. */
+static void refuse(struct hc_proxy *p, int fd, int limit)
+{
+	struct linger hard = {.l_onoff = 1, .l_linger = 0};
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof(hard));
+	close(fd);
+	atomic_fetch_add(&p->stats.refused[limit], 1);
+	atomic_fetch_add(&p->stats.errors[HC_PROXY_ERR_OVER_LIMIT], 1);
+}
+
+/* The connection's struct, watched by epoll and on the worker's list;
+ * NULL when that failed (fd not closed). */
+static struct hc_proxy_conn *conn_new(struct hc_proxy_worker *w, struct hc_proxy_listener *l,
+				      int fd)
+{
+	struct hc_proxy_conn *c = calloc(1, sizeof(*c));
+	struct epoll_event ev = {.events = EPOLLIN};
+
+	if (!c)
+		return NULL;
+	c->hc.kind = H_CLIENT;
+	c->hb.kind = H_BACKEND;
+	c->w = w;
+	c->l = l;
+	c->cfd = fd;
+	c->bfd = -1;
+	c->up.pipe[0] = c->up.pipe[1] = c->down.pipe[0] = c->down.pipe[1] = -1;
+	c->state = C_PEEK;
+	c->deadline_ms = hc_proxy_now_ms() + w->p->cfg.head_timeout_ms;
+	ev.data.ptr = &c->hc;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		free(c);
+		return NULL;
+	}
+	c->events_c = EPOLLIN;
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+	w->nconns++;
+	l->conns++;
+	return c;
+}
+
+/* Accepts what is queued, up to ACCEPTS_PER_EVENT (the listener stays
+ * readable, so the rest comes with the next wait, after the other ready
+ * connections had their turn). Sockets inherit TCP_NODELAY and the rest
+ * from the listener (proxy.c): no setsockopt per connection. */
 void hc_proxy_accept(struct hc_proxy_worker *w, struct hc_proxy_listener *l)
 {
 	struct hc_proxy *p = w->p;
 
 	for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
-		struct epoll_event ev = {.events = EPOLLIN};
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
 		struct hc_proxy_conn *c;
-		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		int one = 1;
+		struct hc_proxy_ip ip;
+		bool counted = false, have_ip;
+		int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int limit;
 
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED)
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
 				hc_log(HC_LOG_WARN, "accept on port %u: %s", l->port, strerror(errno));
 			return;
 		}
 		atomic_fetch_add(&p->stats.accepted, 1);
-		atomic_fetch_add(&p->total_conns, 1);
-		if (atomic_fetch_add(&p->port_conns[l->port], 1) >= p->cfg.max_conns ||
-		    (p->cfg.max_total_conns &&
-		     atomic_load(&p->total_conns) > p->cfg.max_total_conns) ||
-		    !(c = calloc(1, sizeof(*c)))) {
-			atomic_fetch_sub(&p->port_conns[l->port], 1);
-			atomic_fetch_sub(&p->total_conns, 1);
-			atomic_fetch_add(&p->stats.errors[HC_PROXY_ERR_OVER_LIMIT], 1);
+		have_ip = hc_proxy_ip_from_sockaddr(&ip, (struct sockaddr *)&ss, sl) == 0;
+		limit = admit(p, l, have_ip ? &ip : NULL, &counted);
+		if (limit >= 0) {
+			refuse(p, fd, limit);
+			continue;
+		}
+		c = conn_new(w, l, fd);
+		if (!c) {
+			unadmit(p, l, &ip, counted);
 			close(fd);
 			continue;
 		}
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		c->hc.kind = H_CLIENT;
-		c->hb.kind = H_BACKEND;
-		c->w = w;
-		c->l = l;
-		c->cfd = fd;
-		c->bfd = -1;
-		c->up.pipe[0] = c->up.pipe[1] = c->down.pipe[0] = c->down.pipe[1] = -1;
-		c->state = C_PEEK;
-		c->deadline_ms = hc_proxy_now_ms() + p->cfg.head_timeout_ms;
-		ev.data.ptr = &c->hc;
-		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-			atomic_fetch_sub(&p->port_conns[l->port], 1);
-			atomic_fetch_sub(&p->total_conns, 1);
-			close(fd);
-			free(c);
-			continue;
-		}
-		c->events_c = EPOLLIN;
-		c->next = w->conns;
-		if (w->conns)
-			w->conns->prev = c;
-		w->conns = c;
-		w->nconns++;
-		l->conns++;
+		c->peer = ip;
+		c->ip_counted = counted;
 		hc_proxy_timer_arm(c);
 		atomic_fetch_add(&p->stats.active, 1);
+		/* With TCP_DEFER_ACCEPT the request is there already, and often
+		 * without it too: look now rather than after another wait. */
+		hc_proxy_conn_event(c, false, EPOLLIN);
 	}
 }

@@ -51,11 +51,17 @@ struct hc_proxy_config {
 	unsigned idle_timeout_ms; /* HTTP, no byte either way; 0: 60000 */
 	unsigned tunnel_idle_timeout_ms; /* upgraded and TLS passthrough; 0: 3600000 */
 	unsigned max_conns; /* per listening port; 0: 10000 */
-	/* Over every port: the connections the descriptors left to the proxy
-	 * allow, so the agent's own sockets (gossip, APIs, CRI) never run out;
-	 * 0: no cap beyond max_conns. */
-	unsigned max_total_conns;
+	unsigned max_conns_per_ip; /* per client address over every port; 0: 1024 */
+	/* Over every port: the descriptors the proxy may hold, so that the
+	 * agent's own sockets (gossip, APIs, CRI) never run out. A connection
+	 * is charged its client socket from accept and what forwarding adds
+	 * (backend socket, pipes) once it is routed, so that clients waiting
+	 * for their head (or idling) cost one each; 0: no cap beyond max_conns. */
+	unsigned max_fds;
 	const char *tls_cert, *tls_key; /* PEM; both or neither */
+	/* Session ticket keys are replaced this often (the one before still
+	 * decrypts for another period); 0: 3600. */
+	unsigned tls_ticket_rotate_s;
 };
 
 struct hc_proxy;
@@ -73,6 +79,10 @@ void hc_proxy_refresh(struct hc_proxy *p);
  * one, open ones keep theirs. 0, or -errno with a reason in err; on failure
  * the old certificate stays. */
 int hc_proxy_reload_tls(struct hc_proxy *p, struct hc_err *err);
+
+/* Descriptors one forwarding connection holds in p's mode (client and
+ * backend sockets, pipes): max_fds over this is how many may forward. */
+unsigned hc_proxy_fds_per_conn(const struct hc_proxy *p);
 
 /* Registers the proxy's counters. 0 or -ENOMEM. */
 int hc_proxy_register_metrics(struct hc_proxy *p, struct hc_metrics *m);

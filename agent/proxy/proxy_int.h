@@ -11,6 +11,7 @@
 
 #include <hypercore/dataplane.h>
 
+#include "proxy/iplimit.h"
 #include "proxy/parse.h"
 #include "proxy/proxy.h"
 
@@ -56,11 +57,20 @@ struct hc_proxy_wl_stats {
 	atomic_uint_fast64_t accepted, to_backend, to_client;
 };
 
+/* Which limit refused a connection at accept. */
+enum hc_proxy_limit {
+	HC_PROXY_LIMIT_PORT, /* --proxy-max-conns */
+	HC_PROXY_LIMIT_IP, /* --proxy-max-conns-per-ip */
+	HC_PROXY_LIMIT_TOTAL, /* the descriptor budget over every port (cfg.max_fds) */
+	HC_PROXY_LIMITS
+};
+
 struct hc_proxy_stats {
 	atomic_uint_fast64_t accepted, active, to_backend, to_client;
 	atomic_uint_fast64_t forwarded[3]; /* by enum hc_proxy_forwarding */
 	atomic_uint_fast64_t tls_terminated;
 	atomic_uint_fast64_t errors[HC_PROXY_ERRORS];
+	atomic_uint_fast64_t refused[HC_PROXY_LIMITS];
 };
 
 /* What epoll reports: every registered fd's data.ptr points at one. */
@@ -174,6 +184,9 @@ struct hc_proxy_conn {
 	__u64 cookie[2];
 	struct hc_proxy_wl_stats *wl;
 	unsigned events_c, events_b; /* registered epoll interest */
+	struct hc_proxy_ip peer; /* the client's address */
+	bool ip_counted; /* in the per-address table (release at close) */
+	bool fwd_charged; /* its forwarding descriptors are charged (close gives them back) */
 };
 
 struct hc_proxy_worker {
@@ -225,7 +238,9 @@ struct hc_proxy {
 	/* Open connections per port, over every worker: SO_REUSEPORT does not
 	 * spread connections evenly enough for per-worker shares of a limit. */
 	atomic_uint *port_conns; /* 65536 entries */
-	atomic_uint total_conns; /* over every port, against cfg.max_total_conns */
+	atomic_uint fds_used; /* charged over every port, against cfg.max_fds */
+	struct hc_proxy_iplimit *per_ip; /* against cfg.max_conns_per_ip */
+	struct hc_proxy_tickets *tickets; /* session ticket keys, shared by every SSL_CTX */
 };
 
 /* conn.c: a connection's life. */
@@ -239,6 +254,11 @@ void hc_proxy_conn_close(struct hc_proxy_conn *c, bool reset);
 void hc_proxy_listener_retire(struct hc_proxy_worker *w, struct hc_proxy_listener *l);
 /* Frees what was closed during the batch of events just handled. */
 void hc_proxy_conn_reap(struct hc_proxy_worker *w);
+
+/* Charges the descriptors forwarding adds (once per connection: a later
+ * backend of the same connection reuses the charge). false: over
+ * cfg.max_fds; the connection was reset and counted as refused. */
+bool hc_proxy_charge_forwarding(struct hc_proxy_conn *c);
 
 /* forward.c: moving bytes once the backend is connected. */
 /* Right after connecting, before the head is sent: the sockmap mode puts
@@ -272,7 +292,18 @@ int hc_proxy_request_route(struct hc_proxy_conn *c, const struct hc_http_head *h
 void hc_proxy_conn_answer(struct hc_proxy_conn *c);
 
 /* tls.c: termination. */
-SSL_CTX *hc_proxy_tls_ctx_new(const char *cert, const char *key, struct hc_err *err);
+/* Session ticket keys: made at start, rotated by hc_proxy_tickets_tick,
+ * shared by every worker and every context (a reload keeps them, so
+ * tickets stay valid across SIGHUP). */
+struct hc_proxy_tickets *hc_proxy_tickets_new(unsigned rotate_s);
+void hc_proxy_tickets_free(struct hc_proxy_tickets *t);
+/* Rotates the keys when rotate_s has passed since the last rotation. */
+void hc_proxy_tickets_tick(struct hc_proxy_tickets *t);
+uint64_t hc_proxy_tickets_rotations(struct hc_proxy_tickets *t); /* so far */
+/* A server context for cert and key (PEM; the key file must be readable by
+ * its owner only), with modern ciphers and tickets from t. */
+SSL_CTX *hc_proxy_tls_ctx_new(const char *cert, const char *key, struct hc_proxy_tickets *t,
+			      struct hc_err *err);
 /* 1: the handshake is done, 0: wants more (events set), -errno: failed
  * (-EPROTO for the TLS handshake itself). */
 int hc_proxy_tls_handshake(struct hc_proxy_conn *c);

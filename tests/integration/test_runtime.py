@@ -1005,8 +1005,10 @@ class Runtime(unittest.TestCase):
                 return False
         wait_for("the proxy on port %d" % port, listening, 20)
         active0 = proxy_metric("hypercore_proxy_connections_active")
-        for _ in range(budget - int(active0)):
-            c = socket.create_connection(("127.0.0.1", port), timeout=10)
+        for i in range(budget - int(active0)):
+            # from 8 addresses: one alone would meet --proxy-max-conns-per-ip first
+            c = socket.create_connection(("127.0.0.1", port), timeout=10,
+                                         source_address=("127.0.0.%d" % (1 + i % 8), 0))
             c.sendall(b"GET / HTTP/1.1\r\nHost: limit.test\r\n\r\n")
             held.append(c)
         wait_for("the proxy at its limit", lambda: proxy_metric(

@@ -257,6 +257,34 @@ static void test_create_atomic_never_replaces(void **state)
 	assert_int_equal(count_entries(dir), 2);
 }
 
+/* A secret is read only from a regular file nobody but its owner may read. */
+static void test_read_private(void **state)
+{
+	char path[PATH_MAX], link_path[PATH_MAX], buf[8];
+	size_t len = 99;
+
+	(void)state;
+	in_dir(path, sizeof(path), "key");
+	assert_int_equal(hc_file_write_atomic(path, "secret", 6, 0600), 0);
+	assert_int_equal(hc_file_read_private(path, buf, sizeof(buf), &len), 0);
+	assert_int_equal(len, 6);
+	assert_memory_equal(buf, "secret", 6);
+	/* exactly the buffer's size: it may have been cut, so refused */
+	assert_int_equal(hc_file_read_private(path, buf, 6, &len), -EFBIG);
+	for (mode_t m = 0640; m; m = m == 0640 ? 0604 : 0) {
+		assert_int_equal(chmod(path, m), 0);
+		assert_int_equal(hc_file_read_private(path, buf, sizeof(buf), &len), -EPERM);
+	}
+	assert_int_equal(chmod(path, 0400), 0);
+	assert_int_equal(hc_file_read_private(path, buf, sizeof(buf), &len), 0);
+	in_dir(link_path, sizeof(link_path), "link");
+	assert_int_equal(symlink(path, link_path), 0);
+	assert_int_equal(hc_file_read_private(link_path, buf, sizeof(buf), &len), -ELOOP);
+	assert_int_equal(hc_file_read_private(dir, buf, sizeof(buf), &len), -EPERM);
+	in_dir(path, sizeof(path), "missing");
+	assert_int_equal(hc_file_read_private(path, buf, sizeof(buf), &len), -ENOENT);
+}
+
 static void test_write_all_to_a_pipe(void **state)
 {
 	static char buf[200 * 1024], back[sizeof(buf)];
@@ -493,6 +521,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_atomic_write_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_create_atomic_never_replaces, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_private, setup, teardown),
 		cmocka_unit_test(test_write_all_to_a_pipe),
 		cmocka_unit_test(test_send_all),
 		cmocka_unit_test(test_deadline_left),
