@@ -116,6 +116,10 @@ struct hc_cluster *hc_cluster_new(struct hc_loop *loop, const struct hc_cluster_
 	c->cfg = *cfg; /* a copy: the caller may reuse its own */
 	if (hc_cluster_beacon_init(c, cfg, err) < 0)
 		goto fail;
+	if (hc_cluster_delta_init(c) < 0) {
+		hc_err_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
 	hc_metrics_histogram_init(&c->spawn_hist, spawn_buckets,
 				  sizeof(spawn_buckets) / sizeof(spawn_buckets[0]));
 	return c;
@@ -155,6 +159,7 @@ void hc_cluster_free(struct hc_cluster *c)
 	}
 	hc_cluster_local_fini(c);
 	hc_cluster_state_fini(c);
+	hc_cluster_delta_fini(c);
 	hc_cluster_beacon_fini(c);
 	hc_cluster_placement_fini(c);
 	free(c->leaving); /* the agent stopped before the leave finished */
@@ -265,6 +270,7 @@ static int64_t housekeeping(struct hc_loop *loop, uint64_t id, void *arg)
 	(void)loop;
 	(void)id;
 	hc_cluster_state_housekeeping(c);
+	hc_cluster_delta_housekeeping(c);
 	hc_cluster_local_housekeeping(c);
 	if (c->members_sync_due)
 		hc_cluster_members_sync(c);
@@ -541,6 +547,7 @@ static void collect(struct hc_metrics_writer *w, void *arg)
 	counter(w, "hypercore_dataplane_sync_errors_total", "Map syncs that failed",
 		c->map_sync_errors);
 	hc_cluster_placement_collect(c, w);
+	hc_cluster_delta_collect(c, w);
 	counter(w, "hypercore_jobs_refused_total",
 		"Runtime jobs refused because the worker pool's queue was full", c->jobs_refused);
 	counter(w, "hypercore_logs_refused_total",
