@@ -50,6 +50,7 @@ struct hc_daemon_config {
 	bool respawn_on_node_failure; /* reschedule failed nodes' workloads */
 	const char *cluster_policy;     /* --cluster-policy FILE; NULL: upstream's default */
 	uint32_t state_period_ms;     /* state broadcast period; 0: 5000 */
+	int state_mode;               /* enum hc_cluster_state_mode (--state-broadcast) */
 
 	/* Runtime */
 	bool no_runtime;               /* gossip and APIs only: no containerd */
