@@ -508,7 +508,8 @@ static int merge(const struct peer *p, hc_pb_workload **up, size_t nup, char **r
 	*dropped = calloc(p->nworkloads + 1, sizeof(**dropped));
 	if (!*out || !*dropped)
 		return -ENOMEM;
-	qsort(removed, nremoved, sizeof(*removed), id_cmp);
+	if (nremoved)
+		qsort(removed, nremoved, sizeof(*removed), id_cmp);
 	while (i < p->nworkloads || k < nup) {
 		int cmp = i == p->nworkloads ? 1 : k == nup ? -1 : strcmp(p->workloads[i]->id, up[k]->id);
 
@@ -521,7 +522,8 @@ static int merge(const struct peer *p, hc_pb_workload **up, size_t nup, char **r
 			(*out)[n++] = up[k++];
 			continue;
 		}
-		if (bsearch(&p->workloads[i]->id, removed, nremoved, sizeof(*removed), id_cmp))
+		if (nremoved &&
+		    bsearch(&p->workloads[i]->id, removed, nremoved, sizeof(*removed), id_cmp))
 			(*dropped)[i] = true;
 		else
 			(*out)[n++] = p->workloads[i];

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cluster/cluster_int.h"
 #include "fakert.h"
@@ -113,6 +114,14 @@ static int count_on_stream(void *arg, const struct hc_gossip_addr *from,
 	return r;
 }
 
+static uint64_t cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 /* Digests lost on their way to a node that should miss them. */
 static void tap_event(const struct hc_gossip_event *ev, void *arg)
 {
@@ -121,6 +130,13 @@ static void tap_event(const struct hc_gossip_event *ev, void *arg)
 	if (nd->drop_digests && ev->type == HC_GOSSIP_EV_USER &&
 	    strcmp(ev->name, HC_DIGEST_EVENT) == 0)
 		return;
+	if (ev->type == HC_GOSSIP_EV_USER) {
+		uint64_t t0 = cpu_ns();
+
+		nd->on_event(ev, nd->event_arg);
+		nd->state_cpu_ns += cpu_ns() - t0;
+		return;
+	}
 	nd->on_event(ev, nd->event_arg);
 }
 
@@ -159,9 +175,12 @@ static int64_t deliver(struct hc_loop *loop, uint64_t id, void *arg)
 		;
 	*pp = t->next;
 	nd->rx_bytes += t->len + HC_SIMCLUSTER_PULL_OVERHEAD;
-	if (nd->c)
+	if (nd->c) {
+		uint64_t t0 = cpu_ns();
+
 		hc_cluster_delta_pulled(nd->c, t->id, t->rc, t->buf, t->len);
-	else
+		nd->state_cpu_ns += cpu_ns() - t0;
+	} else
 		free(t->buf);
 	free(t);
 	return HC_LOOP_TIMER_DONE;
@@ -190,7 +209,8 @@ static int tampered(struct hc_simcluster_node *owner, uint8_t **buf, size_t *len
 		return -ENOMEM;
 	}
 	extra.id = (char *)HC_SIMCLUSTER_TAMPERED_ID; /* sorts after the preloaded ones */
-	memcpy(w, dg->workloads, n * sizeof(*w));
+	if (n)
+		memcpy(w, dg->workloads, n * sizeof(*w));
 	w[n] = &extra;
 	dg->workload_count = (uint32_t)(n + 1);
 	dg->workloads_hash = hc_cluster_workloads_hash(w, n + 1);

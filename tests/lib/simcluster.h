@@ -49,6 +49,9 @@ struct hc_simcluster_node {
 	enum hc_simcluster_serve serve;
 	bool drop_digests; /* digests reaching it are lost (a missed broadcast) */
 	uint64_t rx_bytes, tx_bytes;
+	/* CPU time (this thread's, clock_gettime) the node's cluster spent on
+	 * received user events (states, digests) and pull answers */
+	uint64_t state_cpu_ns;
 	/* internal */
 	struct hc_gossip_receiver recv, inner;
 	hc_gossip_event_fn *on_event;

@@ -1938,7 +1938,8 @@ static void forge_digest(struct hc_simcluster *sc, int to, const struct hc_ibrl_
 
 	assert_non_null(all);
 	extra.id = (char *)HC_SIMCLUSTER_TAMPERED_ID;
-	memcpy(all, p->workloads, p->nworkloads * sizeof(*all));
+	if (p->nworkloads)
+		memcpy(all, p->workloads, p->nworkloads * sizeof(*all));
 	all[p->nworkloads] = &extra;
 	dg.node = (char *)"n0";
 	dg.node_addr = p->node_addr;
