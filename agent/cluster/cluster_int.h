@@ -457,11 +457,13 @@ void hc_cluster_workloads_free(hc_pb_workload **w, size_t n);
  * -1 (counted and logged). Takes nothing. */
 int hc_cluster_state_judge(struct hc_cluster *c, const char *sender, hc_pb_workload *const *w,
 			   size_t n, const struct state_meta *m, bool *verified, bool *pin);
-/* Makes a judged state sender's: takes w (any order) and frees the
- * workloads held before; digest marks the sender digest-capable. */
+/* Makes a judged state sender's: takes w (id order) and frees the
+ * workloads held before. whash: w's hc_cluster_workloads_hash, checked
+ * already, for a state that came by digest (which marks its sender
+ * digest-capable); NULL: a chunked one, hashed here. */
 void hc_cluster_state_install(struct hc_cluster *c, const char *sender, hc_pb_workload **w,
 			      size_t n, const struct state_meta *m, bool verified, bool pin,
-			      bool digest);
+			      const uint64_t *whash);
 
 /* delta.c: states by digest and delta, pulled from their owner */
 int hc_cluster_delta_init(struct hc_cluster *c);

@@ -567,7 +567,7 @@ static enum take_result take_rebuilt(struct hc_cluster *c, const char *sender,
 	}
 	if (w != up)
 		free(up);
-	hc_cluster_state_install(c, sender, w, n, &m, verified, pin, true);
+	hc_cluster_state_install(c, sender, w, n, &m, verified, pin, &dg->workloads_hash);
 	return TAKEN;
 }
 

@@ -46,12 +46,14 @@ static int local_cmp(const void *a, const void *b)
 		      ((const struct local_wl *)b)->state->id);
 }
 
-/* Inserts or replaces the entry for state->id; takes state. */
-static int local_put(struct hc_cluster *c, hc_pb_workload *state, const struct hc_workload *w,
-		     bool pending)
+/* Replaces l's state (l: the entry of state->id) or, l NULL, adds one;
+ * takes state. A new entry
+ * goes at the end, and the list is sorted again unless `defer` (the caller
+ * adding many then sorts once: adopting 10,000 workloads must not sort
+ * 10,000 times). */
+static int local_put_one(struct hc_cluster *c, struct local_wl *l, hc_pb_workload *state,
+			 const struct hc_workload *w, bool pending, bool defer)
 {
-	struct local_wl *l = hc_cluster_local_find(c, state->id);
-
 	if (l) {
 		hc_cluster_pb_free(l->state);
 	} else {
@@ -72,9 +74,27 @@ static int local_put(struct hc_cluster *c, hc_pb_workload *state, const struct h
 	l->pending = pending;
 	l->started_ns = w->started_ns;
 	snprintf(l->handler, sizeof(l->handler), "%s", w->runtime_handler);
-	qsort(c->local, c->nlocal, sizeof(*c->local), local_cmp);
+	if (!defer)
+		qsort(c->local, c->nlocal, sizeof(*c->local), local_cmp);
 	c->local_gen++;
 	return 0;
+}
+
+static int local_put(struct hc_cluster *c, hc_pb_workload *state, const struct hc_workload *w,
+		     bool pending)
+{
+	return local_put_one(c, hc_cluster_local_find(c, state->id), state, w, pending, false);
+}
+
+static int by_id(const void *a, const void *b)
+{
+	return strcmp((*(const struct hc_workload *const *)a)->id,
+		      (*(const struct hc_workload *const *)b)->id);
+}
+
+static int id_key(const void *key, const void *elem)
+{
+	return strcmp(key, (*(const struct hc_workload *const *)elem)->id);
 }
 
 int hc_cluster_local_add(struct hc_cluster *c, const struct hc_workload *w, bool pending)
@@ -178,18 +198,25 @@ static bool same_state(const struct local_wl *l, const struct hc_workload *w,
 }
 
 /* Adopts the runtime's list: running workloads stay or join, the rest go
- * (pending spawns and restarts in progress are kept). */
+ * (pending spawns and restarts in progress are kept). O(n log n): the list
+ * is looked up by id, and new workloads are sorted in once. */
 static bool adopt(struct hc_cluster *c, const struct hc_workload *list, size_t n)
 {
-	bool changed = false;
+	const struct hc_workload **by = calloc(n + 1, sizeof(*by));
+	size_t nlocal_before;
+	bool changed = false, added = false;
 
+	if (!by)
+		return false; /* the next refresh tries again */
+	for (size_t k = 0; k < n; k++)
+		by[k] = &list[k];
+	qsort(by, n, sizeof(*by), by_id);
 	for (size_t i = 0; i < c->nlocal;) {
 		struct local_wl *l = &c->local[i];
-		const struct hc_workload *w = NULL;
+		const struct hc_workload **hit = n ? bsearch(l->state->id, by, n, sizeof(*by), id_key)
+						   : NULL;
+		const struct hc_workload *w = hit ? *hit : NULL;
 
-		for (size_t k = 0; k < n && !w; k++)
-			if (strcmp(list[k].id, l->state->id) == 0)
-				w = &list[k];
 		if (w && w->state == HC_WORKLOAD_EXITED && c->cfg.respawn)
 			hc_cluster_local_on_exit(c, w->id); /* its exit may not have been reported yet */
 		if ((w && w->state == HC_WORKLOAD_RUNNING && w->ip[0]) || l->pending ||
@@ -204,10 +231,13 @@ static bool adopt(struct hc_cluster *c, const struct hc_workload *list, size_t n
 		c->nlocal--;
 		changed = true;
 	}
+	/* c->local[0..nlocal_before) stays sorted while new ones are appended */
+	nlocal_before = c->nlocal;
 	for (size_t k = 0; k < n; k++) {
 		const struct hc_workload *w = &list[k];
 		struct local_wl *l;
 		hc_pb_workload *st;
+		size_t all = c->nlocal;
 
 		if (w->state != HC_WORKLOAD_RUNNING || !w->ip[0] ||
 		    hc_cluster_local_recently_stopped(c, w->id))
@@ -215,18 +245,24 @@ static bool adopt(struct hc_cluster *c, const struct hc_workload *list, size_t n
 		st = hc_cluster_pb_workload_of(w);
 		if (!st)
 			continue;
+		c->nlocal = nlocal_before; /* the sorted part */
 		l = hc_cluster_local_find(c, w->id);
+		c->nlocal = all;
 		if (l && same_state(l, w, st)) {
 			hc_cluster_pb_free(st);
 			continue;
 		}
-		if (local_put(c, st, w, false) == 0) {
-			l = hc_cluster_local_find(c, w->id);
+		if (local_put_one(c, l, st, w, false, true) == 0) {
+			l = l ? l : &c->local[c->nlocal - 1];
 			l->restarting = false;
 			l->restart_at_ms = 0;
+			added |= c->nlocal > all;
 		}
 		changed = true;
 	}
+	if (added)
+		qsort(c->local, c->nlocal, sizeof(*c->local), local_cmp);
+	free(by);
 	return changed;
 }
 

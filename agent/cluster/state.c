@@ -44,6 +44,30 @@ static uint64_t wall_ms(void)
 /* FNV-1a over the packed workloads (their proofs left out) and the
  * address: equal states, equal hashes, whatever order they were learnt in
  * (lists are sorted by id). */
+/* FNV-1a of msg packed, folded into *h; a workload packs into the stack
+ * buffer (hashing runs over every workload of every state received, so no
+ * allocation each). Returns -ENOMEM when a large one cannot be packed. */
+static int fnv_packed(const ProtobufCMessage *msg, uint64_t *h, uint64_t *also)
+{
+	uint8_t stack[2048], *buf = stack;
+	size_t len = protobuf_c_message_get_packed_size(msg);
+
+	if (len > sizeof(stack) && !(buf = malloc(len)))
+		return -ENOMEM;
+	protobuf_c_message_pack(msg, buf);
+	for (size_t k = 0; k < len; k++) {
+		*h = (*h ^ buf[k]) * 1099511628211ull;
+		if (also)
+			*also = (*also ^ buf[k]) * 1099511628211ull;
+	}
+	if (buf != stack)
+		free(buf);
+	return 0;
+}
+
+/* FNV-1a over the packed workloads (their proofs left out) and the
+ * address: equal states, equal hashes, whatever order they were learnt in
+ * (lists are sorted by id). */
 uint64_t hc_cluster_state_hash(hc_pb_workload *const *w, size_t n, const char *addr)
 {
 	uint64_t h = 1469598103934665603ull;
@@ -53,17 +77,11 @@ uint64_t hc_cluster_state_hash(hc_pb_workload *const *w, size_t n, const char *a
 	for (size_t i = 0; i < n; i++) {
 		/* without its proof, which changes every period and routes nothing */
 		Cluster__Services__Api__WorkloadProof *proof = w[i]->proof;
-		size_t len;
-		uint8_t *buf;
 
 		w[i]->proof = NULL;
-		buf = hc_cluster_pb_pack(&w[i]->base, &len);
+		(void)fnv_packed(&w[i]->base, &h, NULL); /* unpackable: hashed as empty */
 		w[i]->proof = proof;
-
-		for (size_t k = 0; buf && k < len; k++)
-			h = (h ^ buf[k]) * 1099511628211ull;
 		h = (h ^ 0xff) * 1099511628211ull;
-		free(buf);
 	}
 	return h;
 }
@@ -71,17 +89,10 @@ uint64_t hc_cluster_state_hash(hc_pb_workload *const *w, size_t n, const char *a
 uint64_t hc_cluster_workload_hash(const hc_pb_workload *w, uint64_t *whash)
 {
 	uint64_t h = 1469598103934665603ull;
-	size_t len;
-	uint8_t *buf = hc_cluster_pb_pack(&w->base, &len);
 
-	for (size_t k = 0; buf && k < len; k++) {
-		h = (h ^ buf[k]) * 1099511628211ull;
-		if (whash)
-			*whash = (*whash ^ buf[k]) * 1099511628211ull;
-	}
+	(void)fnv_packed(&w->base, &h, whash);
 	if (whash)
 		*whash = (*whash ^ 0xff) * 1099511628211ull;
-	free(buf);
 	return h;
 }
 
@@ -415,6 +426,11 @@ static int take_workloads(hc_pb_state *chunk, hc_pb_workload ***w, size_t *n)
 	return 0;
 }
 
+static int workload_key_cmp(const void *key, const void *elem)
+{
+	return strcmp(key, (*(hc_pb_workload *const *)elem)->id);
+}
+
 static int workload_cmp(const void *a, const void *b)
 {
 	return strcmp((*(hc_pb_workload *const *)a)->id, (*(hc_pb_workload *const *)b)->id);
@@ -556,7 +572,7 @@ int hc_cluster_state_judge(struct hc_cluster *c, const char *sender, hc_pb_workl
 
 void hc_cluster_state_install(struct hc_cluster *c, const char *sender, hc_pb_workload **w,
 			      size_t n, const struct state_meta *m, bool verified, bool pin,
-			      bool digest)
+			      const uint64_t *whash)
 {
 	struct peer *p = hc_cluster_state_peer(c, sender);
 	hc_pb_beacon *beacon = NULL;
@@ -592,8 +608,8 @@ void hc_cluster_state_install(struct hc_cluster *c, const char *sender, hc_pb_wo
 	hc_cluster_workloads_free(p->workloads, p->nworkloads);
 	p->workloads = w;
 	p->nworkloads = n;
-	p->whash = hc_cluster_workloads_hash(w, n);
-	p->digests |= digest;
+	p->whash = whash ? *whash : hc_cluster_workloads_hash(w, n);
+	p->digests |= whash != NULL;
 	free(p->node_addr);
 	p->node_addr = strdup(m->addr ? m->addr : "");
 	p->http_port = m->http_port;
@@ -632,7 +648,7 @@ static void apply_state(struct hc_cluster *c, const char *sender, hc_pb_workload
 		hc_cluster_workloads_free(w, n);
 		return;
 	}
-	hc_cluster_state_install(c, sender, w, n, m, verified, pin, false);
+	hc_cluster_state_install(c, sender, w, n, m, verified, pin, NULL);
 }
 
 static struct assembly *find_assembly(struct hc_cluster *c, const char *sender, const char *uuid)
@@ -1020,10 +1036,12 @@ const char *hc_cluster_state_owner(struct hc_cluster *c, const char *id)
 
 	if (l)
 		return self_name(c);
+	/* each peer's workloads are in id order (hc_cluster_state_install) */
 	for (size_t i = 0; i < c->npeers; i++)
-		for (size_t k = 0; !c->peers[i].stale && k < c->peers[i].nworkloads; k++)
-			if (strcmp(c->peers[i].workloads[k]->id, id) == 0)
-				return c->peers[i].name;
+		if (!c->peers[i].stale && c->peers[i].nworkloads &&
+		    bsearch(id, c->peers[i].workloads, c->peers[i].nworkloads,
+			    sizeof(*c->peers[i].workloads), workload_key_cmp))
+			return c->peers[i].name;
 	return NULL;
 }
 
