@@ -491,6 +491,14 @@ void hc_cluster_delta_housekeeping(struct hc_cluster *c);
 struct hc_metrics_writer;
 void hc_cluster_delta_collect(struct hc_cluster *c, struct hc_metrics_writer *w);
 
+/* cluster.c: a counter family with one sample; one with a sample per
+ * label value (values[i] -> counts[i]). */
+void hc_cluster_metric_counter(struct hc_metrics_writer *w, const char *name, const char *help,
+			       uint64_t value);
+void hc_cluster_metric_counters(struct hc_metrics_writer *w, const char *name, const char *help,
+				const char *label, const char *const *values,
+				const uint64_t *counts, size_t n);
+
 /* This node's gossip name (its node id before gossip runs). */
 const char *hc_cluster_self(const struct hc_cluster *c);
 

@@ -24,7 +24,6 @@
 #include "cluster/cluster_int.h"
 #include "httpc/httpc.h"
 #include "log/log.h"
-#include "metrics/metrics.h"
 
 /* Pulls in flight at once: a node joining a cluster of hundreds pulls
  * them all, a few at a time, never hundreds of connections at once. */
@@ -899,50 +898,30 @@ void hc_cluster_delta_housekeeping(struct hc_cluster *c)
 void hc_cluster_delta_collect(struct hc_cluster *c, struct hc_metrics_writer *w)
 {
 	static const char *const kinds[STATE_BYTES_KINDS] = { "chunked", "digest", "pull" };
-	static const char *const dirs[2] = { "sent", "received" };
-	const uint64_t *by_dir[2] = { c->state_bytes_sent, c->state_bytes_received };
 
-	for (int k = 0; k < 2; k++) {
-		char name[64];
-
-		snprintf(name, sizeof(name), "hypercore_state_bytes_%s_total", dirs[k]);
-		hc_metrics_family(w, name, "counter",
-				  k ? "State bytes received: chunks, digests, pull answers"
-				    : "State bytes sent: chunks, digests, pull answers served");
-		for (int i = 0; i < STATE_BYTES_KINDS; i++) {
-			const char *labels[] = { "kind", kinds[i], NULL };
-
-			hc_metrics_sample(w, name, labels, (double)by_dir[k][i]);
-		}
-	}
-	hc_metrics_family(w, "hypercore_state_digests_sent_total", "counter",
-			  "State digests broadcast");
-	hc_metrics_sample(w, "hypercore_state_digests_sent_total", NULL, (double)c->digests_sent);
-	hc_metrics_family(w, "hypercore_state_digests_matched_total", "counter",
-			  "Digests that matched the state held: nothing to apply");
-	hc_metrics_sample(w, "hypercore_state_digests_matched_total", NULL,
-			  (double)c->digests_matched);
-	hc_metrics_family(w, "hypercore_state_deltas_applied_total", "counter",
-			  "States rebuilt from the copy held and a delta, and used");
-	hc_metrics_sample(w, "hypercore_state_deltas_applied_total", NULL,
-			  (double)c->deltas_applied);
-	hc_metrics_family(w, "hypercore_state_pulls_total", "counter",
-			  "Pulls of another node's state started");
-	hc_metrics_sample(w, "hypercore_state_pulls_total", NULL, (double)c->pulls);
-	hc_metrics_family(w, "hypercore_state_full_pulls_total", "counter",
-			  "Pulls answered with the whole state (none held, or too old for the "
-			  "owner's change log), and used");
-	hc_metrics_sample(w, "hypercore_state_full_pulls_total", NULL,
-			  (double)c->full_states_pulled);
-	hc_metrics_family(w, "hypercore_state_pulls_served_total", "counter",
-			  "GET /cluster/state answered");
-	hc_metrics_sample(w, "hypercore_state_pulls_served_total", NULL, (double)c->pulls_served);
-	hc_metrics_family(w, "hypercore_state_pull_failures_total", "counter",
-			  "Pulls that failed, by reason");
-	for (int i = 0; i < PULL_FAIL_REASONS; i++) {
-		const char *labels[] = { "reason", hc_cluster_pull_failure_names[i], NULL };
-
-		hc_metrics_sample(w, "hypercore_state_pull_failures_total", labels,
-				  (double)c->pull_failures[i]);
-	}
+	hc_cluster_metric_counters(w, "hypercore_state_bytes_sent_total",
+				   "State bytes sent: chunks, digests, pull answers served", "kind",
+				   kinds, c->state_bytes_sent, STATE_BYTES_KINDS);
+	hc_cluster_metric_counters(w, "hypercore_state_bytes_received_total",
+				   "State bytes received: chunks, digests, pull answers", "kind",
+				   kinds, c->state_bytes_received, STATE_BYTES_KINDS);
+	hc_cluster_metric_counter(w, "hypercore_state_digests_sent_total",
+				  "State digests broadcast", c->digests_sent);
+	hc_cluster_metric_counter(w, "hypercore_state_digests_matched_total",
+				  "Digests that matched the state held: nothing to apply",
+				  c->digests_matched);
+	hc_cluster_metric_counter(w, "hypercore_state_deltas_applied_total",
+				  "States rebuilt from the copy held and a delta, and used",
+				  c->deltas_applied);
+	hc_cluster_metric_counter(w, "hypercore_state_pulls_total",
+				  "Pulls of another node's state started", c->pulls);
+	hc_cluster_metric_counter(w, "hypercore_state_full_pulls_total",
+				  "Pulls answered with the whole state (none held, or too old for "
+				  "the owner's change log), and used",
+				  c->full_states_pulled);
+	hc_cluster_metric_counter(w, "hypercore_state_pulls_served_total",
+				  "GET /cluster/state answered", c->pulls_served);
+	hc_cluster_metric_counters(w, "hypercore_state_pull_failures_total",
+				   "Pulls that failed, by reason", "reason",
+				   hc_cluster_pull_failure_names, c->pull_failures, PULL_FAIL_REASONS);
 }

@@ -318,6 +318,21 @@ struct hc_simcluster *hc_simcluster_new(int n, uint64_t seed)
 	return sc;
 }
 
+void hc_simcluster_gossip_config(struct hc_gossip_config *g, const char *name, uint64_t seed)
+{
+	*g = (struct hc_gossip_config){
+		.name = name,
+		.gossip_interval_ms = 200,
+		.probe_interval_ms = 1000,
+		.suspicion_mult = 4,
+		.gossip_nodes = 3,
+		.reconnect_interval_ms = 2000,
+		.reconnect_timeout_ms = 600000,
+		.reap_interval_ms = 1000,
+		.seed = seed,
+	};
+}
+
 void hc_simcluster_start(struct hc_simcluster *sc, int i)
 {
 	struct hc_simcluster_node *nd = &sc->nodes[i];
@@ -325,18 +340,6 @@ void hc_simcluster_start(struct hc_simcluster *sc, int i)
 	struct hc_cluster_config cfg = {
 		.state_dir = nd->dir,
 		.base_url = "example.test",
-		.gossip = {
-			.name = nd->name,
-			/* LAN-like timing, as the gossip tests use */
-			.gossip_interval_ms = 200,
-			.probe_interval_ms = 1000,
-			.suspicion_mult = 4,
-			.gossip_nodes = 3,
-			.reconnect_interval_ms = 2000,
-			.reconnect_timeout_ms = 600000,
-			.reap_interval_ms = 1000,
-			.seed = 1000 + (uint64_t)i,
-		},
 		.join = seed,
 		.njoin = i ? 1 : 0,
 		.runtime = &hc_fakert_ops,
@@ -352,6 +355,7 @@ void hc_simcluster_start(struct hc_simcluster *sc, int i)
 	struct hc_err err;
 	int r;
 
+	hc_simcluster_gossip_config(&cfg.gossip, nd->name, 1000 + (uint64_t)i);
 	if (!nd->key && (r = hc_ibrl_identity_open(nd->dir, &nd->key, &err)) < 0)
 		die(err.msg, r);
 	cfg.identity = nd->key;

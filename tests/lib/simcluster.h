@@ -66,6 +66,9 @@ struct hc_simcluster {
 	struct sim_transfer *transfers; /* pull answers in flight */
 };
 
+/* The gossip timing of simulated clusters (LAN-like, as the gossip tests
+ * use), for node `name` with its random seed. */
+void hc_simcluster_gossip_config(struct hc_gossip_config *g, const char *name, uint64_t seed);
 /* n nodes n0..n<n-1>, not started. Fails the test on any error. */
 struct hc_simcluster *hc_simcluster_new(int n, uint64_t seed);
 /* Starts node i (joining n0 unless it is n0). */

@@ -149,18 +149,6 @@ static void node_start(struct tcluster *tc, int i, bool respawn)
 	struct hc_cluster_config cfg = {
 		.state_dir = nd->dir,
 		.base_url = BASE_URL,
-		.gossip = {
-			.name = nd->name,
-			/* LAN-like timing, as the gossip tests use */
-			.gossip_interval_ms = 200,
-			.probe_interval_ms = 1000,
-			.suspicion_mult = 4,
-			.gossip_nodes = 3,
-			.reconnect_interval_ms = 2000,
-			.reconnect_timeout_ms = 600000,
-			.reap_interval_ms = 1000,
-			.seed = 77 + (uint64_t)i,
-		},
 		.join = i || !nd->restarted ? seed : seed1,
 		.njoin = i || nd->restarted ? 1 : 0,
 		.runtime = &hc_fakert_ops,
@@ -175,6 +163,7 @@ static void node_start(struct tcluster *tc, int i, bool respawn)
 	};
 	struct hc_err err;
 
+	hc_simcluster_gossip_config(&cfg.gossip, nd->name, 77 + (uint64_t)i);
 	if (!nd->key)
 		assert_int_equal(hc_ibrl_identity_open(nd->dir, &nd->key, &err), 0);
 	cfg.identity = nd->key;
