@@ -793,6 +793,10 @@ void hc_cluster_delta_on_digest(struct hc_cluster *c, const uint8_t *payload, si
 	uint32_t port;
 	enum take_result res;
 
+	if (dg && dg->node && strcmp(dg->node, hc_cluster_self(c)) == 0) {
+		hc_cluster_pb_free(dg); /* our own, delivered back */
+		return;
+	}
 	c->state_bytes_received[STATE_BYTES_DIGEST] += len;
 	if (!dg || !digest_sane(c, dg)) {
 		c->chunks_dropped++;

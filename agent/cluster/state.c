@@ -876,7 +876,6 @@ void hc_cluster_state_on_event(struct hc_cluster *c, const char *name, const uin
 		hc_log(HC_LOG_DEBUG, "user event %s ignored (%zu bytes)", name, len);
 		return;
 	}
-	c->state_bytes_received[STATE_BYTES_CHUNKED] += len;
 	chunk = cluster__services__api__node_state_response__unpack(NULL, len, payload);
 	if (!chunk) {
 		drop_chunk(c, "not a NodeStateResponse", NULL);
@@ -892,6 +891,7 @@ void hc_cluster_state_on_event(struct hc_cluster *c, const char *name, const uin
 	}
 	if (strcmp(sender, self_name(c)) == 0)
 		goto out; /* our own, delivered back */
+	c->state_bytes_received[STATE_BYTES_CHUNKED] += len;
 	if (!hc_cluster_member_alive(c, sender)) {
 		drop_chunk(c, "sender is not an alive member", sender);
 		goto out;
