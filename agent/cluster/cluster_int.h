@@ -298,7 +298,7 @@ struct hc_cluster {
 
 	/* local workloads, sorted by id */
 	struct local_wl *local;
-	size_t nlocal;
+	size_t nlocal, local_cap;
 	uint64_t local_gen;	  /* bumped on each local change */
 	bool refresh_running;	  /* a runtime list is in flight */
 	bool refresh_again;	  /* and another is wanted after it */

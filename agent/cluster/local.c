@@ -57,13 +57,17 @@ static int local_put_one(struct hc_cluster *c, struct local_wl *l, hc_pb_workloa
 	if (l) {
 		hc_cluster_pb_free(l->state);
 	} else {
-		struct local_wl *grown = realloc(c->local, (c->nlocal + 1) * sizeof(*grown));
+		if (c->nlocal == c->local_cap) { /* doubling: adopting 10,000 adds as many */
+			size_t cap = c->local_cap ? 2 * c->local_cap : 16;
+			struct local_wl *grown = realloc(c->local, cap * sizeof(*grown));
 
-		if (!grown) {
-			hc_cluster_pb_free(state);
-			return -ENOMEM;
+			if (!grown) {
+				hc_cluster_pb_free(state);
+				return -ENOMEM;
+			}
+			c->local = grown;
+			c->local_cap = cap;
 		}
-		c->local = grown;
 		l = &c->local[c->nlocal++];
 		memset(l, 0, sizeof(*l));
 		l->added_ms = hc_loop_now_ms(c->loop);
@@ -388,7 +392,7 @@ void hc_cluster_local_fini(struct hc_cluster *c)
 	free(c->stopped);
 	free(c->stopped_ms);
 	c->local = NULL;
-	c->nlocal = c->nstopped = 0;
+	c->nlocal = c->local_cap = c->nstopped = 0;
 }
 
 void hc_cluster_local_stopped(struct hc_cluster *c, const char *id)
