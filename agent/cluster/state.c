@@ -250,7 +250,7 @@ static void broadcast_now(struct hc_cluster *c)
 	}
 	/* the digest's delta is against what the last broadcast announced */
 	digest = hc_cluster_delta_record(c, w, n) == 0;
-	chunks = hc_cluster_delta_want_chunks(c);
+	chunks = !digest || hc_cluster_delta_want_chunks(c); /* no digest: chunks, whatever the mode */
 	nchunks = !chunks ? 0 : n ? plan_chunks(c, w, n, ends) : 1;
 	for (size_t k = 0; k < nchunks && r == 0; k++) {
 		size_t end = n ? ends[k] : 0;
