@@ -483,10 +483,11 @@ void hc_cluster_delta_on_digest(struct hc_cluster *c, const uint8_t *payload, si
  * or its failure (rc -errno; -EPROTO: an HTTP error status). */
 void hc_cluster_delta_pulled(struct hc_cluster *c, uint64_t id, int rc, uint8_t *buf,
 			     size_t len);
-/* Pulls member name's state (a node that joined, or one whose digest
- * our copy does not match), at most PULLS_INFLIGHT at once. */
+/* Pulls member name's state from where its held state says it serves
+ * (digests queue their own pulls; the fuzz harness calls this), at most
+ * PULLS_INFLIGHT at once. */
 void hc_cluster_delta_want(struct hc_cluster *c, const char *name);
-/* Pull deadlines, retries; which members look like upstream nodes. */
+/* Pull deadlines; forgets strangers that are known or gone. */
 void hc_cluster_delta_housekeeping(struct hc_cluster *c);
 struct hc_metrics_writer;
 void hc_cluster_delta_collect(struct hc_cluster *c, struct hc_metrics_writer *w);

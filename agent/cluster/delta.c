@@ -32,7 +32,6 @@
 /* A pull has this long to answer (httpc's own deadline is the same), then
  * it counts as failed; its answer, should it still come, is dropped. */
 #define PULL_TIMEOUT_MS 10000
-#define PULL_RETRY_MS 1000
 /* An answer holds at most the most workloads a state may (state.c's
  * MAX_PEER_WORKLOADS, about 300 bytes each with a proof): httpc reads at
  * most 16 MiB. */
@@ -65,7 +64,7 @@ struct change {
 struct pull {
 	char *name;
 	uint64_t id;		/* 0: queued, not started */
-	uint64_t started_ms, not_before_ms;
+	uint64_t started_ms;
 	char host[64];		/* where its owner serves (its digest said so) */
 	uint16_t port;
 	bool full;		/* ask for the whole state (a delta did not fit our copy) */
@@ -704,7 +703,6 @@ static int pull_start(struct hc_cluster *c, struct pull *pl)
 static void pump(struct hc_cluster *c)
 {
 	struct delta_state *d = c->delta;
-	uint64_t now = hc_loop_now_ms(c->loop);
 	size_t running = 0;
 
 	for (size_t i = 0; i < d->npulls; i++)
@@ -713,7 +711,7 @@ static void pump(struct hc_cluster *c)
 		struct pull *pl = &d->pulls[i];
 		int r;
 
-		if (pl->id || pl->not_before_ms > now) {
+		if (pl->id) {
 			i++;
 			continue;
 		}
@@ -862,7 +860,6 @@ void hc_cluster_delta_pulled(struct hc_cluster *c, uint64_t id, int rc, uint8_t 
 		pl->id = 0;
 		pl->full = res == NEED_PULL || res == NEED_FULL;
 		pl->again = false;
-		pl->not_before_ms = 0;
 	} else {
 		drop_pull(d, pl);
 	}
