@@ -234,7 +234,7 @@ $(BUILD)/bench/base/hc_tc.bpf.o:
 	$(Q)$(BPFTOOL) gen object $@ $@.tmp
 	$(Q)rm -f $@.tmp
 BENCH_BINS += $(BUILD)/bench/bench_routes $(BUILD)/bench/bench_placement
-BENCH_BINS += $(BUILD)/bench/bench_ibrl_sign $(BUILD)/bench/bench_gossip_sim
+BENCH_BINS += $(BUILD)/bench/bench_ibrl_sign $(BUILD)/bench/bench_gossip_sim $(BUILD)/bench/bench_state
 $(BUILD)/bench/bench_%: $(OBJ)/tools/bench/bench_%.o $(TESTLIB) $(LIB)
 	$(call msg,LD,$@)
 	$(Q)mkdir -p $(@D)

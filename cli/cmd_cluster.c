@@ -110,6 +110,21 @@ static int parse_ibrl_mode(char *arg, void *field, char *why, size_t len)
 	return 0;
 }
 
+static int parse_state_mode(char *arg, void *field, char *why, size_t len)
+{
+	(void)why;
+	(void)len;
+	if (strcmp(arg, "auto") == 0)
+		*(int *)field = HC_CLUSTER_STATE_AUTO;
+	else if (strcmp(arg, "chunked") == 0)
+		*(int *)field = HC_CLUSTER_STATE_CHUNKED;
+	else if (strcmp(arg, "digest") == 0)
+		*(int *)field = HC_CLUSTER_STATE_DIGEST;
+	else
+		return -EINVAL;
+	return 0;
+}
+
 static int parse_price(char *arg, void *field, char *why, size_t len)
 {
 	char *end;
@@ -300,6 +315,11 @@ const struct hc_cli_opt hc_cli_opts_cluster[] = {
 	HC_CLI_UINT("state-period-ms", A, cfg.state_period_ms, 100, 600000, "100..600000", "N",
 		    "state broadcast period (default 5000); a node silent for 3 periods loses "
 		    "its routes"),
+	HC_CLI_FUNC("state-broadcast", A, cfg.state_mode, parse_state_mode,
+		    "auto, chunked or digest", "MODE",
+		    "auto (default): signed digests carrying each change, peers pull the rest "
+		    "over HTTP; upstream's chunked states too while a member sends no digests; "
+		    "chunked: upstream's only; digest: digests only"),
 
 	HC_CLI_GROUP("IBRL beacon (signed states; the node key is <state-dir>/node-key.pem)"),
 	HC_CLI_FUNC("ibrl-mode", A, cfg.ibrl_mode, parse_ibrl_mode, "enforce or permissive",

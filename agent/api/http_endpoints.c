@@ -481,6 +481,29 @@ static int uint_arg(struct MHD_Connection *conn, const char *key, unsigned long 
 	return errno || *end || *v == '-' || *out > max ? -EINVAL : 0;
 }
 
+/* /cluster/state?since=V: this node's announced state for a peer that
+ * pulls it (docs/cluster.md, "State by digest and delta"): a packed
+ * StateDigest, the delta since V or the whole state. */
+static enum MHD_Result get_cluster_state(struct hc_http *h, struct MHD_Connection *conn)
+{
+	unsigned long long since;
+	uint8_t *buf;
+	size_t len;
+	int r;
+
+	if (uint_arg(conn, "since", UINT64_MAX, &since) < 0)
+		return hc_http_send_error(h, conn, ROUTE_CLUSTER_STATE, 400,
+					  "bad since (a state version, a whole number)");
+	r = hc_cluster_state_since(h->api->cluster, since, &buf, &len);
+	if (r == -ENOENT)
+		return hc_http_send_error(h, conn, ROUTE_CLUSTER_STATE, 404,
+					  "this node announces no state by digest");
+	if (r < 0)
+		return hc_http_send_error(h, conn, ROUTE_CLUSTER_STATE, 500, "out of memory");
+	return hc_http_send_text(h, conn, ROUTE_CLUSTER_STATE, "application/x-protobuf",
+				 (char *)buf, len);
+}
+
 static enum MHD_Result get_logs(struct hc_http *h, struct MHD_Connection *conn,
 				struct request *req)
 {
@@ -761,6 +784,7 @@ static enum hc_auth_role role_needed(const struct hc_http *h, enum route r)
 	case ROUTE_PROOFS_VERIFY:
 	case ROUTE_POLICY_EXPLAIN: /* a dry run: nothing changes */
 	case ROUTE_ATTEST:
+	case ROUTE_CLUSTER_STATE: /* what the node gossips anyway */
 		return HC_AUTH_READ_ONLY;
 	default:
 		return HC_AUTH_ADMIN;
@@ -864,6 +888,8 @@ enum MHD_Result hc_http_dispatch(struct hc_http *h, struct MHD_Connection *conn,
 		return get_proofs(h, conn, (struct request *)req, r);
 	case ROUTE_ATTEST:
 		return hc_http_get_attest(h, conn, (struct request *)req);
+	case ROUTE_CLUSTER_STATE:
+		return get_cluster_state(h, conn);
 	default:
 		return MHD_NO;
 	}

@@ -116,6 +116,10 @@ struct hc_cluster *hc_cluster_new(struct hc_loop *loop, const struct hc_cluster_
 	c->cfg = *cfg; /* a copy: the caller may reuse its own */
 	if (hc_cluster_beacon_init(c, cfg, err) < 0)
 		goto fail;
+	if (hc_cluster_delta_init(c) < 0) {
+		hc_err_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
 	hc_metrics_histogram_init(&c->spawn_hist, spawn_buckets,
 				  sizeof(spawn_buckets) / sizeof(spawn_buckets[0]));
 	return c;
@@ -155,6 +159,7 @@ void hc_cluster_free(struct hc_cluster *c)
 	}
 	hc_cluster_local_fini(c);
 	hc_cluster_state_fini(c);
+	hc_cluster_delta_fini(c);
 	hc_cluster_beacon_fini(c);
 	hc_cluster_placement_fini(c);
 	free(c->leaving); /* the agent stopped before the leave finished */
@@ -265,6 +270,7 @@ static int64_t housekeeping(struct hc_loop *loop, uint64_t id, void *arg)
 	(void)loop;
 	(void)id;
 	hc_cluster_state_housekeeping(c);
+	hc_cluster_delta_housekeeping(c);
 	hc_cluster_local_housekeeping(c);
 	if (c->members_sync_due)
 		hc_cluster_members_sync(c);
@@ -420,16 +426,16 @@ size_t hc_cluster_local_workloads(const struct hc_cluster *c)
 	return n;
 }
 
-static void counter(struct hc_metrics_writer *w, const char *name, const char *help,
-		    uint64_t value)
+void hc_cluster_metric_counter(struct hc_metrics_writer *w, const char *name, const char *help,
+			       uint64_t value)
 {
 	hc_metrics_family(w, name, "counter", help);
 	hc_metrics_sample(w, name, NULL, (double)value);
 }
 
-static void labelled_counters(struct hc_metrics_writer *w, const char *name, const char *help,
-			      const char *label, const char *const *values,
-			      const uint64_t *counts, size_t n)
+void hc_cluster_metric_counters(struct hc_metrics_writer *w, const char *name, const char *help,
+				const char *label, const char *const *values,
+				const uint64_t *counts, size_t n)
 {
 	hc_metrics_family(w, name, "counter", help);
 	for (size_t i = 0; i < n; i++) {
@@ -503,47 +509,48 @@ static void collect(struct hc_metrics_writer *w, void *arg)
 	hc_metrics_family(w, "hypercore_cluster_known_nodes", "gauge",
 			  "Other nodes whose state this node holds");
 	hc_metrics_sample(w, "hypercore_cluster_known_nodes", NULL, (double)c->npeers);
-	counter(w, "hypercore_broadcast_skipped_total",
+	hc_cluster_metric_counter(w, "hypercore_broadcast_skipped_total",
 		"State broadcasts skipped because the gossip queue was over 10000",
 		c->broadcast_skipped);
-	counter(w, "hypercore_state_changes_total", "Changes of this node's announced state",
+	hc_cluster_metric_counter(w, "hypercore_state_changes_total", "Changes of this node's announced state",
 		c->state_changes);
-	counter(w, "hypercore_state_broadcasts_total", "State broadcasts sent", c->broadcasts);
-	counter(w, "hypercore_states_received_total", "Complete states received from other nodes",
+	hc_cluster_metric_counter(w, "hypercore_state_broadcasts_total", "State broadcasts sent", c->broadcasts);
+	hc_cluster_metric_counter(w, "hypercore_states_received_total", "Complete states received from other nodes",
 		c->states_received);
-	counter(w, "hypercore_states_outdated_total",
+	hc_cluster_metric_counter(w, "hypercore_states_outdated_total",
 		"States dropped because a newer one of their node was already held",
 		c->states_outdated);
-	labelled_counters(w, "hypercore_states_rejected_total",
+	hc_cluster_metric_counters(w, "hypercore_states_rejected_total",
 			  "States from other nodes not used: node_addr not the sender's member "
 			  "address, or a version too far ahead or missing",
 			  "reason", hc_cluster_state_reject_names, c->states_rejected,
 			  STATE_REJECT_REASONS);
-	labelled_counters(w, "hypercore_answers_rejected_total",
+	hc_cluster_metric_counters(w, "hypercore_answers_rejected_total",
 			  "Query answers ignored: not from a node the query was sent to",
 			  "query", hc_cluster_answer_reject_names, c->answers_rejected,
 			  ANSWER_REJECT_KINDS);
-	counter(w, "hypercore_state_chunks_dropped_total",
+	hc_cluster_metric_counter(w, "hypercore_state_chunks_dropped_total",
 		"State chunks dropped (malformed, unknown sender, missed beginning)",
 		c->chunks_dropped);
-	counter(w, "hypercore_state_assemblies_evicted_total",
+	hc_cluster_metric_counter(w, "hypercore_state_assemblies_evicted_total",
 		"Multi-chunk states in flight dropped to make room (per-sender or overall limit)",
 		c->assemblies_evicted);
-	counter(w, "hypercore_foreign_events_total", "User events and queries not ours, ignored",
+	hc_cluster_metric_counter(w, "hypercore_foreign_events_total", "User events and queries not ours, ignored",
 		c->events_ignored + c->queries_ignored);
-	counter(w, "hypercore_respawns_total", "Workloads of failed nodes this node respawned",
+	hc_cluster_metric_counter(w, "hypercore_respawns_total", "Workloads of failed nodes this node respawned",
 		c->respawns);
-	counter(w, "hypercore_restarts_total", "Exited local workloads restarted", c->restarts);
-	counter(w, "hypercore_duplicates_stopped_total",
+	hc_cluster_metric_counter(w, "hypercore_restarts_total", "Exited local workloads restarted", c->restarts);
+	hc_cluster_metric_counter(w, "hypercore_duplicates_stopped_total",
 		"Local copies stopped because another node runs the same workload", c->duplicates_stopped);
-	counter(w, "hypercore_dataplane_syncs_total",
+	hc_cluster_metric_counter(w, "hypercore_dataplane_syncs_total",
 		"Map syncs from the cluster's state (every node's workloads)", c->map_syncs);
-	counter(w, "hypercore_dataplane_sync_errors_total", "Map syncs that failed",
+	hc_cluster_metric_counter(w, "hypercore_dataplane_sync_errors_total", "Map syncs that failed",
 		c->map_sync_errors);
 	hc_cluster_placement_collect(c, w);
-	counter(w, "hypercore_jobs_refused_total",
+	hc_cluster_delta_collect(c, w);
+	hc_cluster_metric_counter(w, "hypercore_jobs_refused_total",
 		"Runtime jobs refused because the worker pool's queue was full", c->jobs_refused);
-	counter(w, "hypercore_logs_refused_total",
+	hc_cluster_metric_counter(w, "hypercore_logs_refused_total",
 		"Logs calls refused because too many reads of that workload's log, or of all "
 		"logs, were in flight", c->logs_refused);
 	hc_cluster_jobs_threads(c, &threads, &queued);
@@ -551,25 +558,25 @@ static void collect(struct hc_metrics_writer *w, void *arg)
 	hc_metrics_sample(w, "hypercore_job_threads", NULL, threads);
 	hc_metrics_family(w, "hypercore_jobs_queued", "gauge", "Runtime jobs waiting for a thread.");
 	hc_metrics_sample(w, "hypercore_jobs_queued", NULL, (double)queued);
-	counter(w, "hypercore_spawns_total", "Spawns asked of this node that succeeded",
+	hc_cluster_metric_counter(w, "hypercore_spawns_total", "Spawns asked of this node that succeeded",
 		c->spawns_ok);
-	counter(w, "hypercore_spawn_failures_total", "Spawns asked of this node that failed",
+	hc_cluster_metric_counter(w, "hypercore_spawn_failures_total", "Spawns asked of this node that failed",
 		c->spawns_failed);
 	hc_metrics_histogram_write(w, "hypercore_spawn_duration_seconds",
 				   "From a spawn request to the owner's answer",
 				   &c->spawn_hist);
 	hc_cluster_beacon_collect(c, w);
-	counter(w, "hypercore_ibrl_proofs_generated_total",
+	hc_cluster_metric_counter(w, "hypercore_ibrl_proofs_generated_total",
 		"Execution proofs this node sealed and logged for its workloads", c->proofs_generated);
-	counter(w, "hypercore_ibrl_proof_errors_total",
+	hc_cluster_metric_counter(w, "hypercore_ibrl_proof_errors_total",
 		"Proofs not made (log unreadable or unwritable)", c->proof_errors);
-	counter(w, "hypercore_ibrl_proofs_verified_total", "Proof chains this node verified VALID",
+	hc_cluster_metric_counter(w, "hypercore_ibrl_proofs_verified_total", "Proof chains this node verified VALID",
 		c->proofs_verified);
-	counter(w, "hypercore_ibrl_proofs_unknown_total",
+	hc_cluster_metric_counter(w, "hypercore_ibrl_proofs_unknown_total",
 		"Proof verifications that could not decide (no log, no key, owner unreachable)",
 		c->proofs_unknown);
 	/* the reasons of INVALID: from malformed to truncated */
-	labelled_counters(w, "hypercore_ibrl_proofs_invalid_total",
+	hc_cluster_metric_counters(w, "hypercore_ibrl_proofs_invalid_total",
 			  "Proof chains this node found INVALID, by reason", "reason",
 			  &hc_ibrl_reason_names[HC_IBRL_MALFORMED],
 			  &c->proofs_invalid[HC_IBRL_MALFORMED],

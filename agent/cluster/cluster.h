@@ -41,6 +41,16 @@ enum hc_cluster_ibrl_mode {
 	HC_CLUSTER_IBRL_ENFORCE,
 };
 
+/* How this node announces its state (docs/cluster.md, "State by digest
+ * and delta"). Chunked states are understood from anyone in every mode. */
+enum hc_cluster_state_mode {
+	/* digests; upstream's chunks too while a member looks like a node
+	 * that knows no digests (an upstream node, a plain serf agent) */
+	HC_CLUSTER_STATE_AUTO = 0,
+	HC_CLUSTER_STATE_CHUNKED, /* upstream's chunks only, never a digest */
+	HC_CLUSTER_STATE_DIGEST,  /* digests only */
+};
+
 /* What a workload used so far (hc_cluster_runtime_ops.usage). */
 struct hc_cluster_usage {
 	uint64_t cpu_ns;       /* cumulative CPU time */
@@ -136,6 +146,7 @@ struct hc_cluster_config {
 	double beacon_price;	       /* price_per_gb announced */
 	const char *beacon_reputation; /* reputation_score announced; NULL: "1.0" */
 	const char *beacon_endpoint;   /* checked every 30 s; NULL: none */
+	enum hc_cluster_state_mode state_mode; /* --state-broadcast */
 };
 
 #define HC_NODE_ID_LEN HC_UUID_LEN /* a node id is a UUID (base.h) */
@@ -183,6 +194,11 @@ int hc_cluster_key_op(struct hc_cluster *c, enum hc_gossip_key_op op, const char
  * a workload's owner); NULL or "" for none. Copied; may change at any time
  * on the loop thread (token rotation). */
 void hc_cluster_set_api_token(struct hc_cluster *c, const char *token);
+/* GET /cluster/state?since=V: this node's last announced state, signed, as
+ * a packed StateDigest: the delta since version `since` while the change
+ * log still holds it, else every workload. *buf is malloc'd. 0, -ENOENT
+ * (nothing announced by digest yet) or -ENOMEM. */
+int hc_cluster_state_since(struct hc_cluster *c, uint64_t since, uint8_t **buf, size_t *len);
 
 /* What this node can run, announced in BeaconMetadata.node_capabilities
  * ("container", "xdp-native"...): known once the runtime and the data plane

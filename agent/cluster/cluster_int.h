@@ -20,6 +20,7 @@
 
 #define HC_QUERY_NAME "hypercore_query"
 #define HC_STATE_EVENT "hypercore_state_broadcast"
+#define HC_DIGEST_EVENT "hypercore_state_digest" /* StateDigest (delta.c) */
 #define HC_ANY_PREFIX "type.googleapis.com/cluster.services.api."
 
 /* The label that records the node ports allocated to a workload's L7
@@ -233,7 +234,37 @@ struct peer {
 	bool stale; /* silent while gossip says alive: not routed, kept for respawn */
 	hc_pb_beacon *beacon; /* owned copy of its state's BeaconMetadata; NULL: none */
 	bool verified; /* signed by the key pinned or trusted for its name */
+	uint64_t whash;	   /* hc_cluster_workloads_hash of workloads */
+	bool digests;	   /* it sent a digest, or answered a pull: a digest-capable node */
+	uint64_t first_ms; /* when its first state came */
 };
+
+/* What a complete state says about its sender. */
+struct state_meta {
+	const char *addr;
+	uint32_t http_port;
+	bool respawn;
+	uint64_t version;
+	const hc_pb_beacon *beacon; /* NULL: none */
+	const char *signature;	    /* NULL or "": unsigned */
+};
+
+/* State bytes by how they travelled: hypercore_state_bytes_{sent,received}_total{kind}. */
+enum state_bytes_kind { STATE_BYTES_CHUNKED, STATE_BYTES_DIGEST, STATE_BYTES_PULL, STATE_BYTES_KINDS };
+
+/* Why a pull of a peer's state failed: hypercore_state_pull_failures_total{reason}.
+ * Append only. */
+enum pull_failure {
+	PULL_FAIL_UNAVAILABLE, /* no answer: refused, unreachable, not HTTP */
+	PULL_FAIL_REFUSED,     /* an HTTP error status (an upstream node has no /cluster/state) */
+	PULL_FAIL_TIMEOUT,     /* no answer within PULL_TIMEOUT_MS */
+	PULL_FAIL_TOO_LARGE,   /* over PULL_MAX_BYTES or MAX_PEER_WORKLOADS */
+	PULL_FAIL_MALFORMED,   /* not a StateDigest, or another node's */
+	PULL_FAIL_MISMATCH,    /* the delta does not rebuild the state it names */
+	PULL_FAIL_REJECTED,    /* the rebuilt state failed its signature or plausibility */
+	PULL_FAIL_REASONS,
+};
+extern const char *const hc_cluster_pull_failure_names[PULL_FAIL_REASONS];
 
 /* A state arriving in chunks, per (sender, broadcast uuid). Chunks that
  * carry their index are kept by it until all are in (gossip reorders);
@@ -268,7 +299,7 @@ struct hc_cluster {
 
 	/* local workloads, sorted by id */
 	struct local_wl *local;
-	size_t nlocal;
+	size_t nlocal, local_cap;
 	uint64_t local_gen;	  /* bumped on each local change */
 	bool refresh_running;	  /* a runtime list is in flight */
 	bool refresh_again;	  /* and another is wanted after it */
@@ -306,6 +337,12 @@ struct hc_cluster {
 	size_t logs_inflight;  /* Logs operations not finished (logs.c) */
 	uint64_t logs_refused; /* over its bounds */
 
+	/* states by digest and delta (delta.c) */
+	struct delta_state *delta;
+	uint64_t state_bytes_sent[STATE_BYTES_KINDS], state_bytes_received[STATE_BYTES_KINDS];
+	uint64_t pulls, pulls_served, full_states_pulled, deltas_applied, digests_matched, digests_sent;
+	uint64_t pull_failures[PULL_FAIL_REASONS];
+
 	/* IBRL beacon (beacon.c) */
 	const struct hc_ibrl_identity *identity; /* cfg's: signs our states; NULL: unsigned */
 	char beacon_id[HC_IBRL_BEACON_ID_LEN + 1];
@@ -342,6 +379,11 @@ struct hc_cluster {
 	 * node's log of id into *log (malloc'd) and its key. 0 or -errno. */
 	int (*proofs_fetch_hook)(struct hc_cluster *c, const char *node, const char *id,
 				 char **log, size_t *len, uint8_t key[HC_IBRL_PUBLIC_LEN]);
+	/* Unit tests' stand-in for the owner's /cluster/state?since= (NULL:
+	 * HTTP): starts a pull of node's state since version `since`, whose
+	 * answer (or failure) goes to hc_cluster_delta_pulled(c, id, ...)
+	 * later, never from inside the call. 0 or -errno. */
+	int (*state_pull_hook)(struct hc_cluster *c, const char *node, uint64_t since, uint64_t id);
 	/* placement: the --cluster-policy (NULL: upstream's default) and the
 	 * placements by policy name and result (placement.c) */
 	struct hc_ibrl_policy *policy;
@@ -416,6 +458,9 @@ struct owner_endpoint {
 };
 int hc_cluster_owner_endpoint(struct hc_cluster *c, const struct peer *p,
 			      struct owner_endpoint *ep);
+/* Whether addr (a state's node_addr) is the IP of member sender's gossip
+ * address; "" stands for it too. */
+bool hc_cluster_addr_plausible(struct hc_cluster *c, const char *sender, const char *addr);
 /* Counts a rejected state or answer and logs it: a warning at most every
  * REJECT_WARN_EVERY_MS, debug otherwise. what names it ("state", "spawn
  * answer"...), why the reason. */
@@ -423,6 +468,59 @@ void hc_cluster_note_rejected(struct hc_cluster *c, uint64_t *counter, const cha
 			      const char *sender, const char *why);
 /* Splits st's workloads into chunk payloads; see cluster.h's encoder. */
 uint64_t hc_cluster_state_hash(hc_pb_workload *const *w, size_t n, const char *addr);
+/* FNV-1a of w packed (proof included); also folds it, then 0xff, into
+ * *whash when given. */
+uint64_t hc_cluster_workload_hash(const hc_pb_workload *w, uint64_t *whash);
+/* StateDigest.workloads_hash of w[0..n) in id order. */
+uint64_t hc_cluster_workloads_hash(hc_pb_workload *const *w, size_t n);
+void hc_cluster_workloads_free(hc_pb_workload **w, size_t n);
+/* Whether a complete state of sender may replace the one held (its
+ * signature, plausibility, version order): 0 with *verified and *pin, or
+ * -1 (counted and logged). Takes nothing. */
+int hc_cluster_state_judge(struct hc_cluster *c, const char *sender, hc_pb_workload *const *w,
+			   size_t n, const struct state_meta *m, bool *verified, bool *pin);
+/* Makes a judged state sender's: takes w (id order) and frees the
+ * workloads held before. whash: w's hc_cluster_workloads_hash, checked
+ * already, for a state that came by digest (which marks its sender
+ * digest-capable); NULL: a chunked one, hashed here. */
+void hc_cluster_state_install(struct hc_cluster *c, const char *sender, hc_pb_workload **w,
+			      size_t n, const struct state_meta *m, bool verified, bool pin,
+			      const uint64_t *whash);
+
+/* delta.c: states by digest and delta, pulled from their owner */
+int hc_cluster_delta_init(struct hc_cluster *c);
+void hc_cluster_delta_fini(struct hc_cluster *c);
+/* After a broadcast's state w[0..n) (id order, proofs attached) was
+ * signed: what changed since the last one is logged and the state kept to
+ * answer pulls. 0, or -errno (then no digest can be sent: chunks only). */
+int hc_cluster_delta_record(struct hc_cluster *c, hc_pb_workload *const *w, size_t n);
+/* Sends the digest of the state just recorded, its delta inline when it
+ * fits one gossip packet. 0 or -errno. */
+int hc_cluster_delta_send(struct hc_cluster *c);
+/* Whether this broadcast goes in upstream's chunks too: the mode says
+ * so, or (auto) a member may be a node that knows no digests. */
+bool hc_cluster_delta_want_chunks(struct hc_cluster *c);
+void hc_cluster_delta_on_digest(struct hc_cluster *c, const uint8_t *payload, size_t len);
+/* The answer of pull id (rc 0, buf[0..len) the owner's StateDigest, taken)
+ * or its failure (rc -errno; -EPROTO: an HTTP error status). */
+void hc_cluster_delta_pulled(struct hc_cluster *c, uint64_t id, int rc, uint8_t *buf,
+			     size_t len);
+/* Pulls member name's state from where its held state says it serves
+ * (digests queue their own pulls; the fuzz harness calls this), at most
+ * PULLS_INFLIGHT at once. */
+void hc_cluster_delta_want(struct hc_cluster *c, const char *name);
+/* Pull deadlines; forgets strangers that are known or gone. */
+void hc_cluster_delta_housekeeping(struct hc_cluster *c);
+struct hc_metrics_writer;
+void hc_cluster_delta_collect(struct hc_cluster *c, struct hc_metrics_writer *w);
+
+/* cluster.c: a counter family with one sample; one with a sample per
+ * label value (values[i] -> counts[i]). */
+void hc_cluster_metric_counter(struct hc_metrics_writer *w, const char *name, const char *help,
+			       uint64_t value);
+void hc_cluster_metric_counters(struct hc_metrics_writer *w, const char *name, const char *help,
+				const char *label, const char *const *values,
+				const uint64_t *counts, size_t n);
 
 /* This node's gossip name (its node id before gossip runs). */
 const char *hc_cluster_self(const struct hc_cluster *c);

@@ -46,22 +46,28 @@ static int local_cmp(const void *a, const void *b)
 		      ((const struct local_wl *)b)->state->id);
 }
 
-/* Inserts or replaces the entry for state->id; takes state. */
-static int local_put(struct hc_cluster *c, hc_pb_workload *state, const struct hc_workload *w,
-		     bool pending)
+/* Replaces l's state (l: the entry of state->id) or, l NULL, adds one;
+ * takes state. A new entry
+ * goes at the end, and the list is sorted again unless `defer` (the caller
+ * adding many then sorts once: adopting 10,000 workloads must not sort
+ * 10,000 times). */
+static int local_put_one(struct hc_cluster *c, struct local_wl *l, hc_pb_workload *state,
+			 const struct hc_workload *w, bool pending, bool defer)
 {
-	struct local_wl *l = hc_cluster_local_find(c, state->id);
-
 	if (l) {
 		hc_cluster_pb_free(l->state);
 	} else {
-		struct local_wl *grown = realloc(c->local, (c->nlocal + 1) * sizeof(*grown));
+		if (c->nlocal == c->local_cap) { /* doubling: adopting 10,000 adds as many */
+			size_t cap = c->local_cap ? 2 * c->local_cap : 16;
+			struct local_wl *grown = realloc(c->local, cap * sizeof(*grown));
 
-		if (!grown) {
-			hc_cluster_pb_free(state);
-			return -ENOMEM;
+			if (!grown) {
+				hc_cluster_pb_free(state);
+				return -ENOMEM;
+			}
+			c->local = grown;
+			c->local_cap = cap;
 		}
-		c->local = grown;
 		l = &c->local[c->nlocal++];
 		memset(l, 0, sizeof(*l));
 		l->added_ms = hc_loop_now_ms(c->loop);
@@ -72,9 +78,27 @@ static int local_put(struct hc_cluster *c, hc_pb_workload *state, const struct h
 	l->pending = pending;
 	l->started_ns = w->started_ns;
 	snprintf(l->handler, sizeof(l->handler), "%s", w->runtime_handler);
-	qsort(c->local, c->nlocal, sizeof(*c->local), local_cmp);
+	if (!defer)
+		qsort(c->local, c->nlocal, sizeof(*c->local), local_cmp);
 	c->local_gen++;
 	return 0;
+}
+
+static int local_put(struct hc_cluster *c, hc_pb_workload *state, const struct hc_workload *w,
+		     bool pending)
+{
+	return local_put_one(c, hc_cluster_local_find(c, state->id), state, w, pending, false);
+}
+
+static int by_id(const void *a, const void *b)
+{
+	return strcmp((*(const struct hc_workload *const *)a)->id,
+		      (*(const struct hc_workload *const *)b)->id);
+}
+
+static int id_key(const void *key, const void *elem)
+{
+	return strcmp(key, (*(const struct hc_workload *const *)elem)->id);
 }
 
 enum hc_restart_policy hc_cluster_restart_policy(const struct hc_cluster *c,
@@ -215,40 +239,49 @@ static bool policy_restarts(enum hc_restart_policy p, int exit_code)
 
 /* A workload found exited that this agent never saw run: it exited while no
  * agent watched (the agent was down, the node rebooted), or a local spawn's
- * exited before the first look. Its policy decides, as for one seen exiting. */
-static void adopt_exited(struct hc_cluster *c, const struct hc_workload *w)
+ * exited before the first look. Its policy decides, as for one seen exiting.
+ * Whether it joined c->local (which is then sorted whole). */
+static bool adopt_exited(struct hc_cluster *c, const struct hc_workload *w)
 {
 	hc_pb_workload *st = hc_uuid_valid(w->id) ? local_state_of(c, w) : NULL;
 	enum hc_restart_policy p;
 
 	if (!st)
-		return; /* not ours, or out of memory: the next look tries again */
+		return false; /* not ours, or out of memory: the next look tries again */
 	p = hc_cluster_restart_policy(c, st->source_request);
 	if (!policy_restarts(p, w->exit_code)) {
 		hc_cluster_pb_free(st);
-		return;
+		return false;
 	}
 	if (local_put(c, st, w, false) < 0)
-		return;
+		return false;
 	hc_log(HC_LOG_INFO, "workload %s found exited (code %d): restarting it (--restart %s)",
 	       w->id, w->exit_code, hc_restart_policy_name(p));
 	hc_cluster_local_on_exit(c, w->id);
+	return true;
 }
 
 /* Adopts the runtime's list: running workloads stay or join, the rest go
  * (pending spawns and restarts in progress are kept); exited ones are
- * restarted as their policy says. */
+ * restarted as their policy says. O(n log n): the list is looked up by id,
+ * and new workloads are sorted in once. */
 static bool adopt(struct hc_cluster *c, const struct hc_workload *list, size_t n)
 {
-	bool changed = false;
+	const struct hc_workload **by = calloc(n + 1, sizeof(*by));
+	size_t nlocal_before;
+	bool changed = false, added = false;
 
+	if (!by)
+		return false; /* the next refresh tries again */
+	for (size_t k = 0; k < n; k++)
+		by[k] = &list[k];
+	qsort(by, n, sizeof(*by), by_id);
 	for (size_t i = 0; i < c->nlocal;) {
 		struct local_wl *l = &c->local[i];
-		const struct hc_workload *w = NULL;
+		const struct hc_workload **hit = n ? bsearch(l->state->id, by, n, sizeof(*by), id_key)
+						   : NULL;
+		const struct hc_workload *w = hit ? *hit : NULL;
 
-		for (size_t k = 0; k < n && !w; k++)
-			if (strcmp(list[k].id, l->state->id) == 0)
-				w = &list[k];
 		if (w && w->state == HC_WORKLOAD_EXITED)
 			/* its exit may not have been reported yet */
 			hc_cluster_local_exited(c, w->id, w->exit_code);
@@ -264,15 +297,22 @@ static bool adopt(struct hc_cluster *c, const struct hc_workload *list, size_t n
 		c->nlocal--;
 		changed = true;
 	}
+	/* c->local[0..nlocal_before) stays sorted while new ones are appended */
+	nlocal_before = c->nlocal;
 	for (size_t k = 0; k < n; k++) {
 		const struct hc_workload *w = &list[k];
 		struct local_wl *l;
 		hc_pb_workload *st;
+		size_t all = c->nlocal;
 
 		if (hc_cluster_local_recently_stopped(c, w->id))
 			continue;
-		if (w->state == HC_WORKLOAD_EXITED && !hc_cluster_local_find(c, w->id)) {
-			adopt_exited(c, w);
+		c->nlocal = nlocal_before; /* the sorted part */
+		l = hc_cluster_local_find(c, w->id);
+		c->nlocal = all;
+		if (w->state == HC_WORKLOAD_EXITED && !l) {
+			if (adopt_exited(c, w))
+				nlocal_before = c->nlocal; /* local_put sorted them all */
 			continue;
 		}
 		if (w->state != HC_WORKLOAD_RUNNING || !w->ip[0])
@@ -280,18 +320,21 @@ static bool adopt(struct hc_cluster *c, const struct hc_workload *list, size_t n
 		st = local_state_of(c, w);
 		if (!st)
 			continue;
-		l = hc_cluster_local_find(c, w->id);
 		if (l && same_state(l, w, st)) {
 			hc_cluster_pb_free(st);
 			continue;
 		}
-		if (local_put(c, st, w, false) == 0) {
-			l = hc_cluster_local_find(c, w->id);
+		if (local_put_one(c, l, st, w, false, true) == 0) {
+			l = l ? l : &c->local[c->nlocal - 1];
 			l->restarting = false;
 			l->restart_at_ms = 0;
+			added |= c->nlocal > all;
 		}
 		changed = true;
 	}
+	if (added)
+		qsort(c->local, c->nlocal, sizeof(*c->local), local_cmp);
+	free(by);
 	return changed;
 }
 
@@ -430,7 +473,7 @@ void hc_cluster_local_fini(struct hc_cluster *c)
 	free(c->stopped);
 	free(c->stopped_ms);
 	c->local = NULL;
-	c->nlocal = c->nstopped = 0;
+	c->nlocal = c->local_cap = c->nstopped = 0;
 }
 
 void hc_cluster_local_stopped(struct hc_cluster *c, const char *id)

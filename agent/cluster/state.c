@@ -44,6 +44,30 @@ static uint64_t wall_ms(void)
 /* FNV-1a over the packed workloads (their proofs left out) and the
  * address: equal states, equal hashes, whatever order they were learnt in
  * (lists are sorted by id). */
+/* FNV-1a of msg packed, folded into *h; a workload packs into the stack
+ * buffer (hashing runs over every workload of every state received, so no
+ * allocation each). Returns -ENOMEM when a large one cannot be packed. */
+static int fnv_packed(const ProtobufCMessage *msg, uint64_t *h, uint64_t *also)
+{
+	uint8_t stack[2048], *buf = stack;
+	size_t len = protobuf_c_message_get_packed_size(msg);
+
+	if (len > sizeof(stack) && !(buf = malloc(len)))
+		return -ENOMEM;
+	protobuf_c_message_pack(msg, buf);
+	for (size_t k = 0; k < len; k++) {
+		*h = (*h ^ buf[k]) * 1099511628211ull;
+		if (also)
+			*also = (*also ^ buf[k]) * 1099511628211ull;
+	}
+	if (buf != stack)
+		free(buf);
+	return 0;
+}
+
+/* FNV-1a over the packed workloads (their proofs left out) and the
+ * address: equal states, equal hashes, whatever order they were learnt in
+ * (lists are sorted by id). */
 uint64_t hc_cluster_state_hash(hc_pb_workload *const *w, size_t n, const char *addr)
 {
 	uint64_t h = 1469598103934665603ull;
@@ -53,18 +77,33 @@ uint64_t hc_cluster_state_hash(hc_pb_workload *const *w, size_t n, const char *a
 	for (size_t i = 0; i < n; i++) {
 		/* without its proof, which changes every period and routes nothing */
 		Cluster__Services__Api__WorkloadProof *proof = w[i]->proof;
-		size_t len;
-		uint8_t *buf;
 
 		w[i]->proof = NULL;
-		buf = hc_cluster_pb_pack(&w[i]->base, &len);
+		(void)fnv_packed(&w[i]->base, &h, NULL); /* unpackable: hashed as empty */
 		w[i]->proof = proof;
-
-		for (size_t k = 0; buf && k < len; k++)
-			h = (h ^ buf[k]) * 1099511628211ull;
 		h = (h ^ 0xff) * 1099511628211ull;
-		free(buf);
 	}
+	return h;
+}
+
+uint64_t hc_cluster_workload_hash(const hc_pb_workload *w, uint64_t *whash)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	(void)fnv_packed(&w->base, &h, whash);
+	if (whash)
+		*whash = (*whash ^ 0xff) * 1099511628211ull;
+	return h;
+}
+
+/* FNV-1a over each workload packed, proof included, then 0xff, in the
+ * order given (id order): StateDigest.workloads_hash. */
+uint64_t hc_cluster_workloads_hash(hc_pb_workload *const *w, size_t n)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (size_t i = 0; i < n; i++)
+		hc_cluster_workload_hash(w[i], &h);
 	return h;
 }
 
@@ -161,6 +200,8 @@ static int send_chunk(struct hc_cluster *c, hc_pb_workload **w, size_t n, const 
 	if (!buf)
 		return -ENOMEM;
 	r = hc_gossip_user_event(c->gossip, HC_STATE_EVENT, buf, len, true);
+	if (r == 0)
+		c->state_bytes_sent[STATE_BYTES_CHUNKED] += len;
 	free(buf);
 	return r;
 }
@@ -172,6 +213,7 @@ static void broadcast_now(struct hc_cluster *c)
 	size_t n, nchunks, start = 0;
 	char uuid[HC_WORKLOAD_ID_LEN + 1];
 	uint64_t hash, clock;
+	bool digest, chunks;
 	int r = 0;
 
 	if (!w || !ends || hc_uuid_new(uuid) < 0) {
@@ -206,7 +248,10 @@ static void broadcast_now(struct hc_cluster *c)
 		c->broadcast_due = true;
 		goto out;
 	}
-	nchunks = n ? plan_chunks(c, w, n, ends) : 1;
+	/* the digest's delta is against what the last broadcast announced */
+	digest = hc_cluster_delta_record(c, w, n) == 0;
+	chunks = !digest || hc_cluster_delta_want_chunks(c); /* no digest: chunks, whatever the mode */
+	nchunks = !chunks ? 0 : n ? plan_chunks(c, w, n, ends) : 1;
 	for (size_t k = 0; k < nchunks && r == 0; k++) {
 		size_t end = n ? ends[k] : 0;
 		const char *kind = nchunks == 1	      ? "complete"
@@ -217,6 +262,8 @@ static void broadcast_now(struct hc_cluster *c)
 		r = send_chunk(c, &w[start], end - start, uuid, kind, (uint32_t)k, (uint32_t)nchunks);
 		start = end;
 	}
+	if (r == 0 && digest)
+		r = hc_cluster_delta_send(c);
 	if (r < 0) {
 		hc_log(HC_LOG_WARN, "state broadcast failed: %s", strerror(-r));
 		c->broadcast_due = true;
@@ -226,7 +273,8 @@ static void broadcast_now(struct hc_cluster *c)
 	c->broadcast_due = false;
 	c->last_hash = hash;
 	c->last_broadcast_ms = hc_loop_now_ms(c->loop);
-	hc_log(HC_LOG_DEBUG, "state broadcast: %zu workloads in %zu chunks", n, nchunks);
+	hc_log(HC_LOG_DEBUG, "state broadcast: %zu workloads in %zu chunks%s", n, nchunks,
+	       digest ? " and a digest" : "");
 out:
 	hc_cluster_proofs_attach(c, false);
 	free(w);
@@ -310,7 +358,7 @@ static void settle_duplicates(struct hc_cluster *c, const struct peer *p)
 	}
 }
 
-static void free_workloads(hc_pb_workload **w, size_t n)
+void hc_cluster_workloads_free(hc_pb_workload **w, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		hc_cluster_pb_free(w[i]);
@@ -329,7 +377,7 @@ static void peer_fini(struct peer *p)
 {
 	free(p->name);
 	free(p->node_addr);
-	free_workloads(p->workloads, p->nworkloads);
+	hc_cluster_workloads_free(p->workloads, p->nworkloads);
 	hc_cluster_pb_free(p->beacon);
 }
 
@@ -343,7 +391,7 @@ static void assembly_fini(struct assembly *a)
 	free(a->node_addr);
 	hc_cluster_pb_free(a->beacon);
 	free(a->signature);
-	free_workloads(a->workloads, a->nworkloads);
+	hc_cluster_workloads_free(a->workloads, a->nworkloads);
 }
 
 static void drop_assembly(struct hc_cluster *c, size_t i)
@@ -378,20 +426,15 @@ static int take_workloads(hc_pb_state *chunk, hc_pb_workload ***w, size_t *n)
 	return 0;
 }
 
+static int workload_key_cmp(const void *key, const void *elem)
+{
+	return strcmp(key, (*(hc_pb_workload *const *)elem)->id);
+}
+
 static int workload_cmp(const void *a, const void *b)
 {
 	return strcmp((*(hc_pb_workload *const *)a)->id, (*(hc_pb_workload *const *)b)->id);
 }
-
-/* What a complete state says about its sender. */
-struct state_meta {
-	const char *addr;
-	uint32_t http_port;
-	bool respawn;
-	uint64_t version;
-	const hc_pb_beacon *beacon; /* NULL: none */
-	const char *signature;	    /* NULL or "": unsigned */
-};
 
 static struct state_meta meta_of(const hc_pb_state *st)
 {
@@ -438,7 +481,7 @@ int hc_cluster_member_ip(struct hc_cluster *c, const char *name, struct hc_ipadd
  * announce. Empty (upstream senders have no such field) stands for that
  * same address: routes.c then uses the member's. No member tag carries
  * another address today, so no other one is accepted. */
-static bool addr_plausible(struct hc_cluster *c, const char *sender, const char *addr)
+bool hc_cluster_addr_plausible(struct hc_cluster *c, const char *sender, const char *addr)
 {
 	struct hc_ipaddr said, member;
 
@@ -477,16 +520,18 @@ static int version_reject(struct hc_cluster *c, const struct peer *p, uint64_t v
 static int state_reject(struct hc_cluster *c, const char *sender, const struct peer *p,
 			const struct state_meta *m)
 {
-	if (!addr_plausible(c, sender, m->addr))
+	if (!hc_cluster_addr_plausible(c, sender, m->addr))
 		return STATE_REJECT_ADDR_MISMATCH;
 	return version_reject(c, p, m->version);
 }
 
-/* A complete state from sender: it replaces the last one unless it is
- * implausible or older (versions come from hypercore senders only).
- * Takes w. */
-static void apply_state(struct hc_cluster *c, const char *sender, hc_pb_workload **w, size_t n,
-			const struct state_meta *m)
+/* Whether a complete state from sender may replace the one held: its
+ * signature first (an unsigned or forged state touches no route, no
+ * placement, no respawn), then plausibility, then the version order. 0
+ * (with *verified and *pin for hc_cluster_state_install) or -1 when not
+ * (counted and logged). Takes nothing. */
+int hc_cluster_state_judge(struct hc_cluster *c, const char *sender, hc_pb_workload *const *w,
+			   size_t n, const struct state_meta *m, bool *verified, bool *pin)
 {
 	struct peer *p = hc_cluster_state_peer(c, sender);
 	struct hc_ibrl_state_view view = {
@@ -494,15 +539,10 @@ static void apply_state(struct hc_cluster *c, const char *sender, hc_pb_workload
 		.respawn = m->respawn, .version = m->version, .beacon = m->beacon,
 		.workloads = w, .nworkloads = n,
 	};
-	bool verified, pin;
-	int reject = hc_cluster_beacon_check(c, &view, m->signature, &verified, &pin);
-	hc_pb_beacon *beacon = NULL;
-	uint64_t hash;
+	int reject = hc_cluster_beacon_check(c, &view, m->signature, verified, pin);
+	char why[160];
 
-	/* before anything else looks at it: an unsigned or forged state
-	 * touches no route, no placement, no respawn */
 	if (reject >= 0) {
-		char why[160];
 		const uint8_t *pub = hc_ibrl_beacon_public(m->beacon);
 		char id[HC_IBRL_BEACON_ID_LEN + 1] = "none";
 
@@ -511,29 +551,35 @@ static void apply_state(struct hc_cluster *c, const char *sender, hc_pb_workload
 		snprintf(why, sizeof(why), "%s (key %s, version %llu)",
 			 hc_cluster_ibrl_reject_names[reject], id, (unsigned long long)m->version);
 		hc_cluster_note_rejected(c, &c->ibrl_rejected[reject], "state", sender, why);
-		free_workloads(w, n);
-		return;
+		return -1;
 	}
 	reject = state_reject(c, sender, p, m);
 	if (reject >= 0) {
-		char why[160];
-
 		snprintf(why, sizeof(why), "%s (node_addr \"%s\", version %llu)",
 			 hc_cluster_state_reject_names[reject], m->addr ? m->addr : "",
 			 (unsigned long long)m->version);
 		hc_cluster_note_rejected(c, &c->states_rejected[reject], "state", sender, why);
-		free_workloads(w, n);
-		return;
+		return -1;
 	}
 	if (p && m->version && m->version < p->version) {
 		c->states_outdated++;
 		hc_log(HC_LOG_DEBUG, "state %llu of %s is older than %llu: dropped",
 		       (unsigned long long)m->version, sender, (unsigned long long)p->version);
-		free_workloads(w, n);
-		return;
+		return -1;
 	}
+	return 0;
+}
+
+void hc_cluster_state_install(struct hc_cluster *c, const char *sender, hc_pb_workload **w,
+			      size_t n, const struct state_meta *m, bool verified, bool pin,
+			      const uint64_t *whash)
+{
+	struct peer *p = hc_cluster_state_peer(c, sender);
+	hc_pb_beacon *beacon = NULL;
+	uint64_t hash;
+
 	if (m->beacon && !(beacon = hc_cluster_pb_clone(&m->beacon->base))) {
-		free_workloads(w, n);
+		hc_cluster_workloads_free(w, n);
 		return;
 	}
 	if (pin)
@@ -550,17 +596,20 @@ static void apply_state(struct hc_cluster *c, const char *sender, hc_pb_workload
 		if (!grown || !name) {
 			free(name);
 			hc_cluster_pb_free(beacon);
-			free_workloads(w, n);
+			hc_cluster_workloads_free(w, n);
 			return;
 		}
 		p = &c->peers[c->npeers++];
 		memset(p, 0, sizeof(*p));
 		p->name = name;
 		p->hash = hash + 1; /* differs: routes get synced */
+		p->first_ms = hc_loop_now_ms(c->loop);
 	}
-	free_workloads(p->workloads, p->nworkloads);
+	hc_cluster_workloads_free(p->workloads, p->nworkloads);
 	p->workloads = w;
 	p->nworkloads = n;
+	p->whash = whash ? *whash : hc_cluster_workloads_hash(w, n);
+	p->digests |= whash != NULL;
 	free(p->node_addr);
 	p->node_addr = strdup(m->addr ? m->addr : "");
 	p->http_port = m->http_port;
@@ -585,6 +634,21 @@ static void apply_state(struct hc_cluster *c, const char *sender, hc_pb_workload
 		settle_duplicates(c, p);
 		hc_cluster_routes_sync(c);
 	}
+}
+
+/* A complete state from sender: it replaces the last one unless it is
+ * implausible or older (versions come from hypercore senders only).
+ * Takes w. */
+static void apply_state(struct hc_cluster *c, const char *sender, hc_pb_workload **w, size_t n,
+			const struct state_meta *m)
+{
+	bool verified, pin;
+
+	if (hc_cluster_state_judge(c, sender, w, n, m, &verified, &pin) < 0) {
+		hc_cluster_workloads_free(w, n);
+		return;
+	}
+	hc_cluster_state_install(c, sender, w, n, m, verified, pin, NULL);
 }
 
 static struct assembly *find_assembly(struct hc_cluster *c, const char *sender, const char *uuid)
@@ -738,7 +802,7 @@ static void on_indexed_chunk(struct hc_cluster *c, const char *sender, const cha
 	m.beacon = done.chunks[done.count - 1]->beacon;
 	m.signature = done.chunks[done.count - 1]->state_signature;
 	if (r < 0) {
-		free_workloads(w, n);
+		hc_cluster_workloads_free(w, n);
 		drop_chunk(c, "state too large", sender);
 	} else {
 		apply_state(c, sender, w, n, &m);
@@ -803,6 +867,10 @@ void hc_cluster_state_on_event(struct hc_cluster *c, const char *name, const uin
 	char uuid[64];
 	size_t ulen;
 
+	if (strcmp(name, HC_DIGEST_EVENT) == 0) {
+		hc_cluster_delta_on_digest(c, payload, len);
+		return;
+	}
 	if (strcmp(name, HC_STATE_EVENT) != 0) {
 		c->events_ignored++;
 		hc_log(HC_LOG_DEBUG, "user event %s ignored (%zu bytes)", name, len);
@@ -823,6 +891,7 @@ void hc_cluster_state_on_event(struct hc_cluster *c, const char *name, const uin
 	}
 	if (strcmp(sender, self_name(c)) == 0)
 		goto out; /* our own, delivered back */
+	c->state_bytes_received[STATE_BYTES_CHUNKED] += len;
 	if (!hc_cluster_member_alive(c, sender)) {
 		drop_chunk(c, "sender is not an alive member", sender);
 		goto out;
@@ -844,7 +913,7 @@ void hc_cluster_state_on_event(struct hc_cluster *c, const char *name, const uin
 		size_t n = 0;
 
 		if (take_workloads(chunk, &w, &n) < 0) {
-			free_workloads(w, n);
+			hc_cluster_workloads_free(w, n);
 			drop_chunk(c, "too many workloads", sender);
 			goto out;
 		}
@@ -967,10 +1036,12 @@ const char *hc_cluster_state_owner(struct hc_cluster *c, const char *id)
 
 	if (l)
 		return self_name(c);
+	/* each peer's workloads are in id order (hc_cluster_state_install) */
 	for (size_t i = 0; i < c->npeers; i++)
-		for (size_t k = 0; !c->peers[i].stale && k < c->peers[i].nworkloads; k++)
-			if (strcmp(c->peers[i].workloads[k]->id, id) == 0)
-				return c->peers[i].name;
+		if (!c->peers[i].stale && c->peers[i].nworkloads &&
+		    bsearch(id, c->peers[i].workloads, c->peers[i].nworkloads,
+			    sizeof(*c->peers[i].workloads), workload_key_cmp))
+			return c->peers[i].name;
 	return NULL;
 }
 

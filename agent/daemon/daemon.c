@@ -623,7 +623,8 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, struct hc_err *err)
 					  .join = cfg->join, .njoin = cfg->njoin,
 					  .respawn = cfg->respawn_on_node_failure,
 					  .default_restart = cfg->default_restart,
-					  .state_period_ms = cfg->state_period_ms };
+					  .state_period_ms = cfg->state_period_ms,
+					  .state_mode = (enum hc_cluster_state_mode)cfg->state_mode };
 	struct gossip_setup gs;
 	struct daemon_secrets secrets;
 	struct hc_api_config acfg = { 0 };

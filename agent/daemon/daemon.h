@@ -51,6 +51,7 @@ struct hc_daemon_config {
 	int default_restart;          /* enum hc_restart_policy of spawns naming none; 0: always */
 	const char *cluster_policy;     /* --cluster-policy FILE; NULL: upstream's default */
 	uint32_t state_period_ms;     /* state broadcast period; 0: 5000 */
+	int state_mode;               /* enum hc_cluster_state_mode (--state-broadcast) */
 
 	/* Runtime */
 	bool no_runtime;               /* gossip and APIs only: no containerd */

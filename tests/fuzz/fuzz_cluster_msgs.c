@@ -1,10 +1,13 @@
 /*
  * libFuzzer: what other nodes send the cluster module, through its real
  * handlers: state broadcast chunks (reassembly across chunks, per sender)
- * and hypercore_query payloads (spawn/stop requests, wrong Any types). The
- * first byte picks the path; for states the rest is a sequence of
- * [u16 length][chunk] records delivered one after another. A node with real
- * gossip on loopback answers; no runtime, no maps.
+ * and hypercore_query payloads (spawn/stop requests, wrong Any types), state
+ * digests (hypercore_state_digest) and answers to state pulls
+ * (/cluster/state). The first byte picks the path; for states and digests
+ * the rest is a sequence of [u16 length][payload] records delivered one
+ * after another (a digest record with the top bit of its length set is a
+ * pull's answer instead). A node with real gossip on loopback answers; no
+ * runtime, no maps.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -38,6 +41,17 @@ static bool any_sender(struct hc_cluster *c, const char *name)
 	return name[0] != '\0';
 }
 
+static uint64_t pull_id; /* the pull in flight: the next answer is its */
+
+static int fake_pull(struct hc_cluster *c, const char *node, uint64_t since, uint64_t id)
+{
+	(void)c;
+	(void)node;
+	(void)since;
+	pull_id = id;
+	return 0;
+}
+
 static void setup(void)
 {
 	struct hc_err err;
@@ -56,6 +70,7 @@ static void setup(void)
 	if (!cluster || hc_cluster_start(cluster, &err) < 0)
 		abort();
 	cluster->sender_alive = any_sender;
+	cluster->state_pull_hook = fake_pull;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -66,6 +81,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	if (data[0] & 1) {
 		hc_cluster_orch_on_query(cluster, 1, "fuzz", data + 1, size - 1);
+	} else if (data[0] & 2) {
+		size_t off = 1;
+
+		while (off + 2 <= size) {
+			size_t len = (size_t)(data[off] & 0x7f) << 8 | data[off + 1];
+			bool answer = data[off] & 0x80;
+			uint8_t *copy;
+
+			off += 2;
+			if (len > size - off)
+				len = size - off;
+			if (!answer) {
+				hc_cluster_state_on_event(cluster, HC_DIGEST_EVENT, data + off, len);
+			} else if ((copy = malloc(len ? len : 1))) {
+				/* the answer of the latest pull of "fuzz" */
+				hc_cluster_delta_want(cluster, "fuzz");
+				memcpy(copy, data + off, len);
+				if (pull_id)
+					hc_cluster_delta_pulled(cluster, pull_id, 0, copy, len);
+				else
+					free(copy);
+			}
+			off += len;
+		}
 	} else {
 		size_t off = 1;
 
@@ -82,5 +121,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* every input starts from an empty view of the cluster */
 	hc_cluster_state_fini(cluster);
 	hc_cluster_local_fini(cluster);
+	hc_cluster_delta_fini(cluster);
+	pull_id = 0;
+	if (hc_cluster_delta_init(cluster) < 0)
+		abort();
 	return 0;
 }

@@ -227,6 +227,17 @@ class Cluster(unittest.TestCase):
             self.assertIn(name, m)
         self.assertGreaterEqual(self.metric(self.nodes[0], "hypercore_spawn_duration_seconds_count"),
                                 1)
+        # hypercore nodes only (the serf agent comes in test_06): states go
+        # as digests, each node pulled the others' over HTTP when it joined,
+        # and no chunk was sent
+        for n in self.nodes:
+            m = self.metrics(n)
+            self.assertIn('hypercore_state_bytes_sent_total{kind="chunked"} 0\n', m)
+            self.assertGreaterEqual(self.metric(n, "hypercore_state_digests_sent_total"), 1)
+            self.assertGreaterEqual(self.metric(n, "hypercore_state_full_pulls_total"), 2)
+            self.assertGreaterEqual(self.metric(n, "hypercore_state_pulls_served_total"), 2)
+            wait_for("%s applies deltas" % n.name, lambda: self.metric(
+                n, "hypercore_state_deltas_applied_total") >= 1, 10)
 
     def test_02_unknown_host_and_bad_requests(self):
         code, _ = curl("-H", "Host: nobody.%s" % BASE, "http://%s:80/" % self.nodes[1].addr)

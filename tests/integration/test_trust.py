@@ -290,6 +290,8 @@ class Trust(hctest.TestCase):
             (a, "POST", "/stop", J, '{"id": "%s"}' % MISSING, (401, 401, 403, 404)),
             (a, "GET", "/logs?id=" + MISSING, None, None, (401, 401, 404, 404)),
             (a, "GET", "/members", None, None, (401, 401, 200, 200)),
+            # a read-only token may pull a state (a bad since: 400, not 403)
+            (a, "GET", "/cluster/state?since=x", None, None, (401, 401, 400, 400)),
             (a, "POST", "/event?name=trust-test", None, "p", (401, 401, 403, 200)),
             (a, "POST", "/query?name=trust-test&timeout=500", None, "p", (401, 401, 403, 200)),
             (a, "GET", "/metrics", None, None, (200, 200, 200, 200)),

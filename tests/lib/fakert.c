@@ -31,7 +31,7 @@ struct hc_fakert {
 	char ip_prefix[32];
 	unsigned next_ip;
 	struct fake_wl *wls;
-	size_t n;
+	size_t n, cap; /* cap doubles: clusters of 10,000 workloads are added one by one */
 	unsigned fail_spawns;
 	int fail_err;
 	uint32_t latency[HC_FAKERT_NCALLS];
@@ -172,10 +172,15 @@ int hc_fakert_add(struct hc_fakert *fr, const char *id, const struct hc_workload
 
 	if (find(fr, id))
 		return -EEXIST;
-	grown = realloc(fr->wls, (fr->n + 1) * sizeof(*grown));
-	if (!grown)
-		return -ENOMEM;
-	fr->wls = grown;
+	if (fr->n == fr->cap) {
+		size_t cap = fr->cap ? 2 * fr->cap : 16;
+
+		grown = realloc(fr->wls, cap * sizeof(*grown));
+		if (!grown)
+			return -ENOMEM;
+		fr->wls = grown;
+		fr->cap = cap;
+	}
 	w = &fr->wls[fr->n].w;
 	memset(w, 0, sizeof(*w));
 	snprintf(w->id, sizeof(w->id), "%s", id);

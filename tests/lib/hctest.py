@@ -172,13 +172,15 @@ class Agent:
     """One `hypercore cluster` process on loopback."""
 
     def __init__(self, workdir, name="node", extra_args=(), runtime=False, dataplane=False,
-                 netns=None):
+                 netns=None, nofile=None):
         """runtime: run the embedded containerd (under workdir) instead of
         --no-runtime, which gossip and API tests use. dataplane: load the BPF
         data plane (the test passes --dataplane-iface and --bpf-pin-dir in
         extra_args) instead of --no-dataplane. netns: run in that network
-        namespace (entered with nsenter, so bpffs pins stay visible here)."""
+        namespace (entered with nsenter, so bpffs pins stay visible here).
+        nofile: the descriptor limit (soft and hard) to start it with."""
         self.name = name
+        self.nofile = nofile
         self.runtime = runtime
         self.dataplane = dataplane
         self.netns = netns
@@ -237,6 +239,8 @@ class Agent:
 
     def args(self):
         prefix = ["nsenter", "--net=/run/netns/%s" % self.netns] if self.netns else []
+        if self.nofile:
+            prefix += ["prlimit", "--nofile=%d:%d" % (self.nofile, self.nofile), "--"]
         return [*prefix, HC_BIN, "cluster", "--grpc-bind-addr", self.grpc_addr,
                 "--http-bind-addr", "127.0.0.1:%d" % self.http_port,
                 "--cluster-bind-addr", "127.0.0.1:%d" % self.gossip_port,

@@ -26,6 +26,7 @@
 #include "ibrl/ibrl.h"
 #include "log/log.h"
 #include "loop/loop.h"
+#include "simcluster.h"
 #include "simnet.h"
 #include "tmpdir.h"
 
@@ -148,18 +149,6 @@ static void node_start(struct tcluster *tc, int i, bool respawn)
 	struct hc_cluster_config cfg = {
 		.state_dir = nd->dir,
 		.base_url = BASE_URL,
-		.gossip = {
-			.name = nd->name,
-			/* LAN-like timing, as the gossip tests use */
-			.gossip_interval_ms = 200,
-			.probe_interval_ms = 1000,
-			.suspicion_mult = 4,
-			.gossip_nodes = 3,
-			.reconnect_interval_ms = 2000,
-			.reconnect_timeout_ms = 600000,
-			.reap_interval_ms = 1000,
-			.seed = 77 + (uint64_t)i,
-		},
 		.join = i || !nd->restarted ? seed : seed1,
 		.njoin = i || nd->restarted ? 1 : 0,
 		.runtime = &hc_fakert_ops,
@@ -174,6 +163,7 @@ static void node_start(struct tcluster *tc, int i, bool respawn)
 	};
 	struct hc_err err;
 
+	hc_simcluster_gossip_config(&cfg.gossip, nd->name, 77 + (uint64_t)i);
 	if (!nd->key)
 		assert_int_equal(hc_ibrl_identity_open(nd->dir, &nd->key, &err), 0);
 	cfg.identity = nd->key;
@@ -1880,6 +1870,312 @@ static void test_proofs_verify_on_every_node(void **state)
 	proof_tc = NULL;
 }
 
+
+/* ---- state by digest and delta ---- */
+
+/* Adds workload k to node i's runtime, as a spawn there would, and has the
+ * cluster see it. */
+static void add_workload(struct hc_simcluster *sc, int i, int k, char *id)
+{
+	hc_simcluster_preload(sc, i, k, 1);
+	hc_simcluster_wl_id(i, k, id);
+	hc_cluster_local_refresh(sc->nodes[i].c);
+}
+
+struct known_check {
+	const struct hc_simcluster *sc;
+	const char *id, *owner;
+	int only; /* -1: every started node; else that one */
+};
+
+/* Every started node (but the owner) routes id to owner. */
+static bool known_everywhere(const void *ctx)
+{
+	const struct known_check *k = ctx;
+
+	for (int i = 0; i < k->sc->n; i++) {
+		const char *o;
+
+		if (!k->sc->nodes[i].c || (k->only >= 0 && i != k->only))
+			continue;
+		o = hc_cluster_state_owner(k->sc->nodes[i].c, k->id);
+		if (!o || strcmp(o, k->owner) != 0)
+			return false;
+	}
+	return true;
+}
+
+static struct hc_simcluster *digest_cluster(int n, int started)
+{
+	struct hc_simcluster *sc = hc_simcluster_new(n, 7);
+
+	for (int i = 0; i < started; i++)
+		hc_simcluster_start(sc, i);
+	assert_true(hc_simnet_run_until(sc->net, hc_simcluster_all_alive, sc, 30000) >= 0);
+	assert_true(hc_simnet_run_until(sc->net, hc_simcluster_all_states_known, sc, 30000) >= 0);
+	return sc;
+}
+
+#define BIG_NODE_WORKLOADS 10000
+#define SCALE_NODES 20
+
+/* One workload more on a node that runs 10,000 reaches the 19 others as a
+ * delta inside the digest: no pull, no chunk, under 10 KiB on the wire per
+ * receiver (all of its gossip in that time included), well under a second. */
+static void test_state_delta_at_scale(void **state)
+{
+	struct hc_simcluster *sc = hc_simcluster_new(SCALE_NODES, 7);
+	uint64_t rx[SCALE_NODES], pulls = 0, applied = 0, pulls_after = 0, applied_after = 0;
+	char id[HC_WORKLOAD_ID_LEN + 1];
+	struct known_check k = { sc, id, "n0", -1 };
+	int64_t took;
+
+	(void)state;
+	sc->period_ms = 5000; /* the agent's: the others' digests are part of the bytes */
+	hc_simcluster_preload(sc, 0, 0, BIG_NODE_WORKLOADS);
+	for (int i = 0; i < SCALE_NODES; i++)
+		hc_simcluster_start(sc, i);
+	assert_true(hc_simnet_run_until(sc->net, hc_simcluster_all_alive, sc, 30000) >= 0);
+	assert_true(hc_simnet_run_until(sc->net, hc_simcluster_all_states_known, sc, 30000) >= 0);
+	hc_simcluster_wl_id(0, BIG_NODE_WORKLOADS - 1, id);
+	assert_true(hc_simnet_run_until(sc->net, known_everywhere, &k, 30000) >= 0);
+	/* past the join's traffic (member lists, the first pulls) */
+	hc_simnet_run_ms(sc->net, 12000);
+	for (int i = 1; i < SCALE_NODES; i++) {
+		struct hc_cluster *c = sc->nodes[i].c;
+
+		assert_int_equal(hc_cluster_state_peer(c, "n0")->nworkloads, BIG_NODE_WORKLOADS);
+		assert_int_equal(c->state_bytes_received[STATE_BYTES_CHUNKED], 0);
+		rx[i] = sc->nodes[i].rx_bytes;
+		pulls += c->pulls;
+		applied += c->deltas_applied;
+	}
+	add_workload(sc, 0, BIG_NODE_WORKLOADS, id);
+	took = hc_simnet_run_until(sc->net, known_everywhere, &k, 10000);
+	assert_true(took >= 0 && took < 1000);
+	for (int i = 1; i < SCALE_NODES; i++) {
+		struct hc_cluster *c = sc->nodes[i].c;
+
+		assert_true(sc->nodes[i].rx_bytes - rx[i] < 10 * 1024);
+		assert_int_equal(hc_cluster_state_peer(c, "n0")->nworkloads,
+				 BIG_NODE_WORKLOADS + 1);
+		pulls_after += c->pulls;
+		applied_after += c->deltas_applied;
+	}
+	assert_int_equal(pulls_after, pulls); /* nobody pulled */
+	assert_true(applied_after - applied >= SCALE_NODES - 1);
+	hc_simcluster_free(sc);
+}
+
+/* n2 misses n0's digests: once they reach it again, the next one does not
+ * fit its copy and it pulls what changed since its version (a few changes:
+ * the delta from n0's change log) or, when it missed more versions than
+ * the log keeps, the whole state. */
+static void test_state_missed_deltas_pulled(void **state)
+{
+	struct hc_simcluster *sc = digest_cluster(3, 3);
+	struct hc_cluster *c2 = sc->nodes[2].c;
+	char id[HC_WORKLOAD_ID_LEN + 1];
+	struct known_check k = { sc, id, "n0", 2 };
+	uint64_t pulls = c2->pulls, full = c2->full_states_pulled;
+
+	(void)state;
+	sc->nodes[2].drop_digests = true;
+	add_workload(sc, 0, 0, id);
+	hc_simnet_run_ms(sc->net, 300);
+	add_workload(sc, 0, 1, id);
+	hc_simnet_run_ms(sc->net, 500);
+	assert_null(hc_cluster_state_owner(c2, id));
+	sc->nodes[2].drop_digests = false;
+	assert_true(hc_simnet_run_until(sc->net, known_everywhere, &k, 5000) >= 0);
+	assert_true(c2->pulls > pulls);
+	assert_int_equal(c2->full_states_pulled, full); /* a delta was enough */
+	assert_int_equal(hc_cluster_state_peer(c2, "n0")->nworkloads, 2);
+
+	/* more changes missed than the log holds: the whole state */
+	sc->nodes[2].drop_digests = true;
+	for (int i = 2; i < 2 + 70; i++) {
+		add_workload(sc, 0, i, id);
+		hc_simnet_run_ms(sc->net, 20);
+	}
+	hc_simnet_run_ms(sc->net, 300);
+	sc->nodes[2].drop_digests = false;
+	assert_true(hc_simnet_run_until(sc->net, known_everywhere, &k, 5000) >= 0);
+	assert_true(c2->full_states_pulled > full);
+	assert_int_equal(hc_cluster_state_peer(c2, "n0")->nworkloads, 72);
+	assert_true(hc_cluster_state_peer(c2, "n0")->verified);
+	hc_simcluster_free(sc);
+}
+
+static bool n4_knows_all(const void *ctx)
+{
+	const struct hc_simcluster *sc = ctx;
+	struct hc_cluster *c = sc->nodes[4].c;
+	char id[HC_WORKLOAD_ID_LEN + 1];
+
+	for (int i = 0; i < 4; i++) {
+		struct peer *p = hc_cluster_state_peer(c, sc->nodes[i].name);
+
+		hc_simcluster_wl_id(i, 99, id);
+		if (!p || p->nworkloads != 100 || !hc_cluster_state_owner(c, id))
+			return false;
+	}
+	return true;
+}
+
+/* A node joining a cluster pulls every member's state (the members send
+ * their digests when it joins): all routes, not one chunk. */
+static void test_state_join_pulls_every_member(void **state)
+{
+	struct hc_simcluster *sc = hc_simcluster_new(5, 7);
+	struct hc_cluster *c4;
+	int64_t took;
+
+	(void)state;
+	for (int i = 0; i < 4; i++)
+		hc_simcluster_preload(sc, i, 0, 100);
+	for (int i = 0; i < 4; i++)
+		hc_simcluster_start(sc, i);
+	assert_true(hc_simnet_run_until(sc->net, hc_simcluster_all_states_known, sc, 30000) >= 0);
+	hc_simnet_run_ms(sc->net, 2000);
+	hc_simcluster_start(sc, 4);
+	c4 = sc->nodes[4].c;
+	took = hc_simnet_run_until(sc->net, n4_knows_all, sc, 10000);
+	assert_true(took >= 0 && took < 3000);
+	assert_true(c4->pulls >= 4);
+	assert_true(c4->full_states_pulled >= 4);
+	assert_int_equal(c4->state_bytes_received[STATE_BYTES_CHUNKED], 0);
+	for (int i = 0; i < 4; i++)
+		assert_true(hc_cluster_state_peer(c4, sc->nodes[i].name)->verified);
+	hc_simcluster_free(sc);
+}
+
+/* A digest in n0's name whose delta adds a workload, count and hash made to
+ * match: unsigned, or signed by another key, it changes nothing. */
+static void forge_digest(struct hc_simcluster *sc, int to, const struct hc_ibrl_identity *signer)
+{
+	struct hc_cluster *c = sc->nodes[to].c;
+	struct peer *p = hc_cluster_state_peer(c, "n0");
+	Cluster__Services__Api__StateDigest dg = CLUSTER__SERVICES__API__STATE_DIGEST__INIT;
+	hc_pb_workload extra = CLUSTER__SERVICES__API__WORKLOAD_STATE__INIT, *up = &extra;
+	hc_pb_workload **all = calloc(p->nworkloads + 1, sizeof(*all));
+	char sig[HC_IBRL_STATE_SIG_B64_LEN + 1] = "";
+	uint8_t *buf;
+	size_t len;
+
+	assert_non_null(all);
+	extra.id = (char *)HC_SIMCLUSTER_TAMPERED_ID;
+	if (p->nworkloads)
+		memcpy(all, p->workloads, p->nworkloads * sizeof(*all));
+	all[p->nworkloads] = &extra;
+	dg.node = (char *)"n0";
+	dg.node_addr = p->node_addr;
+	dg.http_port = p->http_port;
+	dg.state_version = p->version + 1;
+	dg.base_version = p->version;
+	dg.beacon = p->beacon; /* n0's key */
+	dg.workload_count = (uint32_t)p->nworkloads + 1;
+	dg.workloads_hash = hc_cluster_workloads_hash(all, p->nworkloads + 1);
+	dg.workloads = &up;
+	dg.n_workloads = 1;
+	if (signer)
+		assert_int_equal(hc_ibrl_state_sign(signer, &(struct hc_ibrl_state_view){
+			.node = "n0", .node_addr = p->node_addr, .http_port = p->http_port,
+			.version = dg.state_version, .beacon = p->beacon, .workloads = all,
+			.nworkloads = p->nworkloads + 1 }, sig), 0);
+	dg.state_signature = sig;
+	buf = hc_cluster_pb_pack(&dg.base, &len);
+	assert_non_null(buf);
+	hc_cluster_state_on_event(c, HC_DIGEST_EVENT, buf, len);
+	free(buf);
+	free(all);
+}
+
+/* Forged digests and a pulled state that does not verify are refused and
+ * counted; the workload they add is routed nowhere. */
+static void test_state_forged_digest_and_pull_refused(void **state)
+{
+	struct hc_simcluster *sc = digest_cluster(4, 3);
+	struct hc_cluster *c1 = sc->nodes[1].c, *c3;
+	uint64_t version = hc_cluster_state_peer(c1, "n0")->version, pulls = c1->pulls;
+
+	(void)state;
+	forge_digest(sc, 1, NULL);
+	assert_int_equal(c1->ibrl_rejected[IBRL_REJECT_UNSIGNED], 1);
+	forge_digest(sc, 1, sc->nodes[2].key);
+	assert_int_equal(c1->ibrl_rejected[IBRL_REJECT_BAD_SIGNATURE], 1);
+	assert_null(hc_cluster_state_owner(c1, HC_SIMCLUSTER_TAMPERED_ID));
+	assert_int_equal(hc_cluster_state_peer(c1, "n0")->version, version);
+	assert_int_equal(c1->pulls, pulls); /* its copy was right: nothing to pull */
+
+	/* n3 joins and pulls n0's state, which n0 serves with a workload more */
+	sc->nodes[0].serve = HC_SIMCLUSTER_SERVE_TAMPER;
+	hc_simcluster_start(sc, 3);
+	c3 = sc->nodes[3].c;
+	hc_simnet_run_ms(sc->net, 3000);
+	assert_true(c3->pull_failures[PULL_FAIL_REJECTED] >= 1);
+	assert_true(c3->ibrl_rejected[IBRL_REJECT_BAD_SIGNATURE] >= 1);
+	assert_null(hc_cluster_state_peer(c3, "n0"));
+	assert_null(hc_cluster_state_owner(c3, HC_SIMCLUSTER_TAMPERED_ID));
+	assert_non_null(hc_cluster_state_peer(c3, "n1")); /* honest owners' states came */
+	hc_simcluster_free(sc);
+}
+
+/* Owners that stall, answer 17 MiB or garbage, or refuse: every pull ends
+ * (the stalled one at its deadline), each counted by reason, and the
+ * honest owner's state still comes. */
+static void test_state_bad_owners_bounded(void **state)
+{
+	struct hc_simcluster *sc = digest_cluster(5, 4);
+	struct hc_cluster *c4;
+
+	(void)state;
+	sc->nodes[0].serve = HC_SIMCLUSTER_SERVE_STALL;
+	sc->nodes[1].serve = HC_SIMCLUSTER_SERVE_HUGE;
+	sc->nodes[2].serve = HC_SIMCLUSTER_SERVE_GARBAGE;
+	hc_simcluster_start(sc, 4);
+	c4 = sc->nodes[4].c;
+	hc_simnet_run_ms(sc->net, 12000);
+	assert_true(c4->pull_failures[PULL_FAIL_TIMEOUT] >= 1);
+	assert_true(c4->pull_failures[PULL_FAIL_TOO_LARGE] >= 1);
+	assert_true(c4->pull_failures[PULL_FAIL_MALFORMED] >= 1);
+	assert_null(hc_cluster_state_peer(c4, "n0"));
+	assert_null(hc_cluster_state_peer(c4, "n1"));
+	assert_null(hc_cluster_state_peer(c4, "n2"));
+	assert_non_null(hc_cluster_state_peer(c4, "n3"));
+	/* the stalled owner blocked nobody else's pulls */
+	assert_true(hc_cluster_state_peer(sc->nodes[3].c, "n4") != NULL);
+	sc->nodes[1].serve = HC_SIMCLUSTER_SERVE_REFUSE;
+	hc_simnet_run_ms(sc->net, 3000);
+	assert_true(c4->pull_failures[PULL_FAIL_REFUSED] >= 1);
+	hc_simcluster_free(sc);
+}
+
+/* n2 knows no digests (chunked mode, digests lost on the way to it, as an
+ * upstream node ignores them): once it has sent none for the grace
+ * periods, the others send upstream's chunks too, and understand its own. */
+static void test_state_mixed_with_chunked_node(void **state)
+{
+	struct hc_simcluster *sc = hc_simcluster_new(3, 7);
+	char id[HC_WORKLOAD_ID_LEN + 1];
+	struct known_check k = { sc, id, "n0", -1 };
+
+	(void)state;
+	sc->nodes[2].mode = HC_CLUSTER_STATE_CHUNKED;
+	sc->nodes[2].drop_digests = true;
+	for (int i = 0; i < 3; i++)
+		hc_simcluster_start(sc, i);
+	assert_true(hc_simnet_run_until(sc->net, hc_simcluster_all_states_known, sc, 30000) >= 0);
+	assert_int_equal(sc->nodes[2].c->digests_sent, 0);
+	add_workload(sc, 0, 0, id);
+	assert_true(hc_simnet_run_until(sc->net, known_everywhere, &k, 5000) >= 0);
+	assert_true(sc->nodes[0].c->state_bytes_sent[STATE_BYTES_CHUNKED] > 0);
+	assert_true(sc->nodes[2].c->state_bytes_received[STATE_BYTES_CHUNKED] > 0);
+	assert_true(hc_cluster_state_peer(sc->nodes[0].c, "n2")->verified);
+	assert_true(sc->nodes[1].c->digests_sent > 0);
+	hc_simcluster_free(sc);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1904,6 +2200,12 @@ int main(void)
 		cmocka_unit_test(test_forged_states_for_another_nodes_workloads),
 		cmocka_unit_test(test_beacon_attest_fresh_and_not_replayed),
 		cmocka_unit_test(test_proofs_verify_on_every_node),
+		cmocka_unit_test(test_state_delta_at_scale),
+		cmocka_unit_test(test_state_missed_deltas_pulled),
+		cmocka_unit_test(test_state_join_pulls_every_member),
+		cmocka_unit_test(test_state_forged_digest_and_pull_refused),
+		cmocka_unit_test(test_state_bad_owners_bounded),
+		cmocka_unit_test(test_state_mixed_with_chunked_node),
 	};
 
 	hc_log_set_level(HC_LOG_ERROR);

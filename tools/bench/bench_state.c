@@ -1,0 +1,242 @@
+/*
+ * State by digest and delta against the full chunked state, at scale
+ * (docs/cluster.md, "State by digest and delta"). 20 nodes run the real
+ * agent/cluster code and real gossip engines on the simulated network and
+ * clock (tests/lib simcluster: 1 ms per hop, pulls at 1 Gbit/s) with fake
+ * runtimes, in one process:
+ *
+ *  - change: one workload more on a node that runs 10,000; the time until
+ *    each other node routes it (p50/p99 over the receivers and changes,
+ *    simulated ms), the bytes each receiver took off the wire meanwhile
+ *    (all of its gossip, pulls included), and the CPU each receiver spent
+ *    on it (real: thread CPU time around the cluster's handling of the
+ *    received states, digests and pull answers);
+ *  - join: a 21st node joins 20 nodes holding 10,000 workloads in all (500
+ *    each); the time until it routes every one, and its bytes.
+ *
+ * Both ways in one run: "chunked" is the old full-state broadcast
+ * (--state-broadcast chunked), "digest" the new one. The clock and the
+ * network are simulated, the CPU figures are measured.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "benchstat.h"
+#include "cluster/cluster_int.h"
+#include "log/log.h"
+#include "simcluster.h"
+#include "simnet.h"
+
+#define NODES 20
+#define CHANGES 5
+#define LIMIT_MS 60000
+
+struct result {
+	double p50_ms, p99_ms, rx_p50, rx_p99, cpu_ms; /* change */
+	double join_ms, join_rx;
+	bool change_timeout, join_timeout;
+};
+
+static double pct(double *v, int n, double p)
+{
+	int i = (int)(p * (n - 1) + 0.5);
+
+	qsort(v, (size_t)n, sizeof(*v), hc_bench_cmp_double);
+	return v[i];
+}
+
+struct waiting {
+	struct hc_simcluster *sc;
+	const char *id, *owner;
+	int64_t *at; /* per node: when it first routed id (-1: not yet) */
+	int64_t now;
+};
+
+static bool all_route(const void *ctx)
+{
+	const struct waiting *w = ctx;
+	bool all = true;
+
+	for (int i = 0; i < w->sc->n; i++) {
+		const char *o;
+
+		if (!w->sc->nodes[i].c || strcmp(w->sc->nodes[i].name, w->owner) == 0)
+			continue;
+		if (w->at[i] < 0) {
+			o = hc_cluster_state_owner(w->sc->nodes[i].c, w->id);
+			if (o && strcmp(o, w->owner) == 0)
+				((struct waiting *)w)->at[i] = w->now;
+		}
+		all &= w->at[i] >= 0;
+	}
+	((struct waiting *)w)->now += 10; /* run_until checks every 10 ms */
+	return all;
+}
+
+static bool settled(struct hc_simcluster *sc, const char *id)
+{
+	int64_t at[NODES + 1];
+	struct waiting w = { sc, id, "n0", at, 0 };
+
+	for (int i = 0; i <= NODES; i++)
+		at[i] = -1;
+	return hc_simnet_run_until(sc->net, all_route, &w, LIMIT_MS) >= 0;
+}
+
+static void change(enum hc_cluster_state_mode mode, int big, struct result *r)
+{
+	struct hc_simcluster *sc = hc_simcluster_new(NODES, 11);
+	double lat[CHANGES * NODES], rx[CHANGES * NODES], cpu = 0;
+	int nlat = 0, nrx = 0;
+	char id[HC_WORKLOAD_ID_LEN + 1];
+
+	sc->period_ms = 5000; /* the agent's default */
+	for (int i = 0; i < NODES; i++)
+		sc->nodes[i].mode = mode;
+	hc_simcluster_preload(sc, 0, 0, big);
+	for (int i = 0; i < NODES; i++)
+		hc_simcluster_start(sc, i);
+	hc_simcluster_wl_id(0, big - 1, id);
+	if (!settled(sc, id)) {
+		r->change_timeout = true;
+		hc_simcluster_free(sc);
+		return;
+	}
+	hc_simnet_run_ms(sc->net, 15000); /* past the join's traffic */
+	for (int k = 0; k < CHANGES; k++) {
+		int64_t at[NODES];
+		uint64_t rx0[NODES], cpu0[NODES];
+		struct waiting w = { sc, id, "n0", at, 0 };
+
+		for (int i = 0; i < NODES; i++) {
+			at[i] = -1;
+			rx0[i] = sc->nodes[i].rx_bytes;
+			cpu0[i] = sc->nodes[i].state_cpu_ns;
+		}
+		hc_simcluster_preload(sc, 0, big + k, 1);
+		hc_simcluster_wl_id(0, big + k, id);
+		hc_cluster_local_refresh(sc->nodes[0].c);
+		if (hc_simnet_run_until(sc->net, all_route, &w, LIMIT_MS) < 0) {
+			r->change_timeout = true;
+			break;
+		}
+		for (int i = 1; i < NODES; i++) {
+			lat[nlat++] = (double)at[i];
+			rx[nrx++] = (double)(sc->nodes[i].rx_bytes - rx0[i]);
+			cpu += (double)(sc->nodes[i].state_cpu_ns - cpu0[i]) / 1e6;
+		}
+		hc_simnet_run_ms(sc->net, 3000); /* the next change on a quiet cluster */
+	}
+	if (nlat) {
+		r->p50_ms = pct(lat, nlat, 0.5);
+		r->p99_ms = pct(lat, nlat, 0.99);
+		r->rx_p50 = pct(rx, nrx, 0.5);
+		r->rx_p99 = pct(rx, nrx, 0.99);
+		r->cpu_ms = cpu / nlat;
+	}
+	hc_simcluster_free(sc);
+}
+
+static int join_total; /* what joiner_routes_all waits for */
+
+static bool joiner_routes_all(const void *ctx)
+{
+	const struct hc_simcluster *sc = ctx;
+	struct hc_cluster *c = sc->nodes[NODES].c;
+	size_t n = 0;
+
+	for (int i = 0; i < NODES; i++) {
+		struct peer *p = hc_cluster_state_peer(c, sc->nodes[i].name);
+
+		if (!p || p->stale)
+			return false;
+		n += p->nworkloads;
+	}
+	return n == (size_t)join_total;
+}
+
+static void join(enum hc_cluster_state_mode mode, int total, struct result *r)
+{
+	struct hc_simcluster *sc = hc_simcluster_new(NODES + 1, 13);
+	int64_t took;
+
+	sc->period_ms = 5000;
+	for (int i = 0; i <= NODES; i++)
+		sc->nodes[i].mode = mode;
+	for (int i = 0; i < NODES; i++)
+		hc_simcluster_preload(sc, i, 0, total / NODES);
+	for (int i = 0; i < NODES; i++)
+		hc_simcluster_start(sc, i);
+	if (hc_simnet_run_until(sc->net, hc_simcluster_all_states_known, sc, LIMIT_MS) < 0) {
+		r->join_timeout = true;
+		hc_simcluster_free(sc);
+		return;
+	}
+	hc_simnet_run_ms(sc->net, 15000);
+	hc_simcluster_start(sc, NODES);
+	join_total = total;
+	took = hc_simnet_run_until(sc->net, joiner_routes_all, sc, LIMIT_MS);
+	r->join_timeout = took < 0;
+	r->join_ms = (double)took;
+	r->join_rx = (double)sc->nodes[NODES].rx_bytes;
+	hc_simcluster_free(sc);
+}
+
+static void row(const char *what, double old, double new, const char *unit, bool old_to,
+		bool new_to)
+{
+	char o[32], n[32], ratio[32] = "-";
+
+	snprintf(o, sizeof(o), old_to ? "> %.0f" : "%.1f", old_to ? LIMIT_MS : old);
+	snprintf(n, sizeof(n), new_to ? "> %.0f" : "%.1f", new_to ? LIMIT_MS : new);
+	if (!old_to && !new_to && new > 0)
+		snprintf(ratio, sizeof(ratio), "x%.1f", old / new);
+	printf("%-44s %14s %14s %8s  %s\n", what, o, n, ratio, unit);
+}
+
+static void table(int big)
+{
+	struct result old = { 0 }, new = { 0 };
+
+	change(HC_CLUSTER_STATE_CHUNKED, big, &old);
+	change(HC_CLUSTER_STATE_AUTO, big, &new);
+	join(HC_CLUSTER_STATE_CHUNKED, big, &old);
+	join(HC_CLUSTER_STATE_AUTO, big, &new);
+	printf("\n%-44s %14s %14s %8s\n", "", "chunked (old)", "digest (new)", "old/new");
+	printf("one workload more on a node of %d, reaching the other %d (%d changes):\n", big,
+	       NODES - 1, CHANGES);
+	row("  time to every node, p50", old.p50_ms, new.p50_ms, "ms (target p99 < 1000)",
+	    old.change_timeout, new.change_timeout);
+	row("  time to every node, p99", old.p99_ms, new.p99_ms, "ms", old.change_timeout,
+	    new.change_timeout);
+	row("  bytes on the wire per receiver, p50", old.rx_p50, new.rx_p50,
+	    "bytes (target < 10240)", old.change_timeout, new.change_timeout);
+	row("  bytes on the wire per receiver, p99", old.rx_p99, new.rx_p99, "bytes",
+	    old.change_timeout, new.change_timeout);
+	row("  receiver CPU per change (mean)", old.cpu_ms, new.cpu_ms, "ms", old.change_timeout,
+	    new.change_timeout);
+	printf("a node joining %d nodes holding %d workloads in all (%d each):\n", NODES, big,
+	       big / NODES);
+	row("  time until it routes every workload", old.join_ms, new.join_ms,
+	    "ms (target < 3000)", old.join_timeout, new.join_timeout);
+	row("  bytes it received meanwhile", old.join_rx, new.join_rx, "bytes", old.join_timeout,
+	    new.join_timeout);
+}
+
+int main(void)
+{
+	hc_log_set_level(HC_LOG_ERROR);
+	printf("state by digest and delta: %d nodes, real cluster code and gossip on the simulated\n"
+	       "network and clock (1 ms a hop, pulls at 1 Gbit/s, state period 5 s); times are\n"
+	       "simulated, CPU is measured (thread CPU time of the receivers' state handling).\n"
+	       "\"> %d\": not done in %d simulated seconds (the old way never drains at that size).\n"
+	       "A joiner learns the members' last digests in its join's push/pull (serf's recent\n"
+	       "events) and pulls each state, %d at a time.\n",
+	       NODES, LIMIT_MS, LIMIT_MS / 1000, 4);
+	table(100);
+	table(1000);
+	table(10000);
+	return 0;
+}
