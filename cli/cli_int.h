@@ -37,4 +37,17 @@ void hc_cli_record(const struct hc_cli_cmd *cmd, const struct hc_cli_opt *o, enu
 int hc_cli_apply_defaults(const struct hc_cli_cmd *cmd, void *args, const bool *given,
 			  const char *config);
 
+/* What a row's help says its default is ("(default 2000)": "2000"), or "". */
+void hc_cli_help_default(const struct hc_cli_opt *o, char *buf, size_t len);
+
+/* The help of --config, which every command takes beside its table. */
+#define HC_CLI_CONFIG_HELP                                                            \
+	"read options from this TOML file, by their long names (default "             \
+	HC_CLI_DEFAULT_CONFIG " when present); $HYPERCORE_<OPTION> overrides it, the "  \
+	"command line both"
+
+/* `hypercore help --man [GROUP]|--man-groups|--bash-completion|--config`
+ * (argv[0] is "help"): prints what the tables generate; the exit status. */
+int hc_cli_gendoc(int argc, char **argv);
+
 #endif /* HC_CLI_INT_H */

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cli_int.h"
 #include "log/log.h"
 
 static void print_help(FILE *out)
@@ -56,6 +57,9 @@ int main(int argc, char **argv)
 		print_help(stderr);
 		return HC_EXIT_USAGE;
 	}
+	/* hidden: what make install generates from the option tables */
+	if (strcmp(argv[1], "help") == 0 && argc > 2)
+		return hc_cli_gendoc(argc - 1, argv + 1);
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
 	    strcmp(argv[1], "help") == 0) {
 		print_help(stdout);
