@@ -212,7 +212,7 @@ extern const struct hc_cli_opt hc_cli_opts_cluster[], hc_cli_opts_cluster_spawn[
 	hc_cli_opts_dataplane_cleanup[], hc_cli_opts_cluster_join_token[],
 	hc_cli_opts_cluster_api_token[], hc_cli_opts_cluster_keys[], hc_cli_opts_identity[],
 	hc_cli_opts_cluster_proof[], hc_cli_opts_cluster_policy_explain[],
-	hc_cli_opts_cluster_attest[];
+	hc_cli_opts_cluster_attest[], hc_cli_opts_doctor[];
 
 /* Reads and checks a policy file (cli/cmd_cluster_policy.c): 0 with *text
  * (free it), or the exit status after one line naming the file and field. */
@@ -372,5 +372,6 @@ int hc_cli_cmd_dataplane(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_dataplane_cleanup(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_version(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_config_show(const struct hc_cli_cmd *cmd, int argc, char **argv);
+int hc_cli_cmd_doctor(const struct hc_cli_cmd *cmd, int argc, char **argv);
 
 #endif /* HC_CLI_H */

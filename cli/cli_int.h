@@ -50,4 +50,18 @@ void hc_cli_help_default(const struct hc_cli_opt *o, char *buf, size_t len);
  * (argv[0] is "help"): prints what the tables generate; the exit status. */
 int hc_cli_gendoc(int argc, char **argv);
 
+/* ---- hypercore doctor (cli/cmd_doctor.c) ---- */
+
+enum hc_cli_doctor_status { HC_DOCTOR_OK, HC_DOCTOR_WARN, HC_DOCTOR_FAIL };
+
+/* The verdict on a secret file's mode: fail when group or others have any
+ * bit, ok for 0600 or less and for a file not made yet; what says which in
+ * one line. */
+enum hc_cli_doctor_status hc_cli_doctor_file_mode(const char *path, char *what, size_t len);
+
+/* The value of the first sample of metric name (with or without labels) in
+ * Prometheus text. 0; -ENOENT when none; -EINVAL for a sample that does
+ * not parse. */
+int hc_cli_metric_value(const char *text, const char *name, double *out);
+
 #endif /* HC_CLI_INT_H */
