@@ -124,8 +124,10 @@ static bool puts_(struct out *o, const char *s)
 	return put(o, s, strlen(s));
 }
 
-/* The message with logfmt quoting (the caller writes the quotes). */
-static void put_logfmt(struct out *o, const char *src)
+/* The message with control characters escaped (newline as \n, others as
+ * \xNN); with quoted, quote and backslash too, for logfmt's quoted value
+ * (the caller writes the quotes). */
+static void put_escaped(struct out *o, const char *src, bool quoted)
 {
 	char esc[8];
 
@@ -133,7 +135,7 @@ static void put_logfmt(struct out *o, const char *src)
 		unsigned char c = (unsigned char)*src;
 		bool ok;
 
-		if (c == '"' || c == '\\') {
+		if (quoted && (c == '"' || c == '\\')) {
 			esc[0] = '\\';
 			esc[1] = (char)c;
 			ok = put(o, esc, 2);
@@ -213,28 +215,6 @@ static void put_json(struct out *o, const char *src)
 	}
 }
 
-/* The message for people: control characters as in logfmt, the rest as is. */
-static void put_text(struct out *o, const char *src)
-{
-	char esc[8];
-
-	for (; *src; src++) {
-		unsigned char c = (unsigned char)*src;
-		bool ok;
-
-		if (c == '\n') {
-			ok = put(o, "\\n", 2);
-		} else if (c < 0x20 || c == 0x7f) {
-			snprintf(esc, sizeof(esc), "\\x%02x", c);
-			ok = put(o, esc, 4);
-		} else {
-			ok = put(o, (const char *)&c, 1);
-		}
-		if (!ok)
-			return;
-	}
-}
-
 /* "2026-11-23T21:46:41.123Z" */
 static void put_time(struct out *o, const struct timespec *ts)
 {
@@ -282,7 +262,7 @@ size_t hc_log_format_record(char *buf, size_t cap, enum hc_log_format format, bo
 		puts_(&o, prefix);
 		puts_(&o, module);
 		puts_(&o, ": ");
-		put_text(&o, msg);
+		put_escaped(&o, msg, false);
 		o.cap += TAIL;
 		puts_(&o, "\n");
 		break;
@@ -294,7 +274,7 @@ size_t hc_log_format_record(char *buf, size_t cap, enum hc_log_format format, bo
 		puts_(&o, " module=");
 		puts_(&o, module);
 		puts_(&o, " msg=\"");
-		put_logfmt(&o, msg);
+		put_escaped(&o, msg, true);
 		o.cap += TAIL;
 		puts_(&o, "\"\n");
 		break;
