@@ -215,7 +215,7 @@ static void check_probes(struct doctor *d)
 		report(d, DOC_WARN, "xdp", "--dataplane-mode tc, or a kernel with native XDP",
 		       "only generic XDP attaches");
 	else
-		report(d, DOC_FAIL, "xdp", "a kernel with CONFIG_XDP_SOCKETS/BPF and CAP_BPF",
+		report(d, DOC_FAIL, "xdp", "a kernel with CONFIG_BPF_SYSCALL (Debian's has it)",
 		       "no XDP program attaches");
 	if (found & PROBE_CLSACT)
 		report(d, DOC_OK, "tc-clsact", NULL, "clsact qdisc and a TC program attach");
@@ -301,7 +301,11 @@ static void check_tool(struct doctor *d, const char *name, const char *fix)
 
 	tool_version(name, v, sizeof(v));
 	if (v[0])
-		report(d, DOC_OK, name, NULL, "%s", v);
+		/* "runc version 1.1.5": the name is already the check's */
+		report(d, DOC_OK, name, NULL, "%s",
+		       strncmp(v, name, strlen(name)) == 0 && v[strlen(name)] == ' '
+			       ? v + strlen(name) + 1
+			       : v);
 	else
 		report(d, DOC_FAIL, name, fix, "%s not found on PATH", name);
 }
@@ -395,9 +399,13 @@ int hc_cli_metric_value(const char *text, const char *name, double *out)
 		if (strncmp(l, name, n) != 0 || (l[n] != ' ' && l[n] != '{'))
 			continue;
 		l += n;
-		if (*l == '{' && !(l = strchr(l, '}')))
-			return -EINVAL;
-		l += *l == '}';
+		if (*l == '{') {
+			/* labels end on their own line */
+			l += strcspn(l, "}\n");
+			if (*l != '}')
+				return -EINVAL;
+			l++;
+		}
 		if (*l != ' ')
 			continue;
 		errno = 0;

@@ -37,6 +37,8 @@ static void test_metric_value(void **state)
 	assert_int_equal(hc_cli_metric_value(text, "hypercore_none", &v), -ENOENT);
 	assert_int_equal(hc_cli_metric_value("", "a", &v), -ENOENT);
 	assert_int_equal(hc_cli_metric_value("a{b=\"c\"", "a", &v), -EINVAL);
+	/* a label set cut by the line's end is no sample, whatever follows */
+	assert_int_equal(hc_cli_metric_value("a{b=\"c\"\nd} 1\n", "a", &v), -EINVAL);
 }
 
 static void test_secret_file_modes(void **state)
