@@ -326,9 +326,10 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 			 "namespace, never on the uplink), sockmap, the uplink's driver. Runtime:\n"
 			 "containerd, runc, the CNI plugins. The agent's ports (free, or held by the\n"
 			 "running agent), free addresses in the workload subnet (from the running\n"
-			 "agent's /metrics, else its leases on disk), clock synchronization, and the\n"
-			 "modes of the secrets in the state dir (0600). Exit status 0 when nothing\n"
-			 "failed (warnings allowed), 1 when something did, 2 for a usage error.\n",
+			 "agent's /metrics, else its leases on disk), clock synchronization, the\n"
+			 "modes of the secrets in the state dir and of a configuration file holding\n"
+			 "one (0600). Exit status 0 when nothing failed (warnings allowed), 1 when\n"
+			 "something did, 2 for a usage error.\n",
 		.opts = hc_cli_opts_doctor,
 		.run = hc_cli_cmd_doctor,
 	},

@@ -521,6 +521,47 @@ static void check_secret_file(struct doctor *d, const char *name, const char *fi
 		report(d, st, name, fix, "%s", what);
 }
 
+/* Whether a configuration line sets key ("key = ...", not a comment). */
+static bool sets_key(const char *line, const char *key)
+{
+	size_t n = strlen(key);
+
+	line += strspn(line, " \t");
+	return strncmp(line, key, n) == 0 && strchr(" \t=", line[n]);
+}
+
+/* The configuration file may hold the cluster's key or a join token; then
+ * only root may read it (docs/cli.md). */
+static void check_config(struct doctor *d)
+{
+	const char *path = getenv("HYPERCORE_CONFIG");
+	bool secret = false;
+	char line[4096], fix[4200];
+	struct stat st;
+	FILE *f;
+
+	if (!path || !*path)
+		path = HC_CLI_DEFAULT_CONFIG;
+	f = fopen(path, "re");
+	if (!f) {
+		report(d, DOC_OK, "config", NULL, "%s: %s", path, strerror(errno));
+		return;
+	}
+	while (fgets(line, sizeof(line), f))
+		secret |= sets_key(line, "cluster-encrypt") || sets_key(line, "join-token");
+	if (fstat(fileno(f), &st) < 0)
+		st.st_mode = 0;
+	fclose(f);
+	snprintf(fix, sizeof(fix), "chmod 600 %s", path);
+	if (secret && (st.st_mode & 077))
+		report(d, DOC_FAIL, "config", fix,
+		       "%s holds a secret (cluster-encrypt or join-token) and is mode %04o", path,
+		       (unsigned)(st.st_mode & 07777));
+	else
+		report(d, DOC_OK, "config", NULL, "%s is mode %04o%s", path,
+		       (unsigned)(st.st_mode & 07777), secret ? " and holds a secret" : "");
+}
+
 /* ---- the command ---- */
 
 #define D struct doctor_args
@@ -583,6 +624,7 @@ int hc_cli_cmd_doctor(const struct hc_cli_cmd *cmd, int argc, char **argv)
 	check_secret_file(&d, "api-token", HC_AUTH_TOKEN_FILE);
 	check_secret_file(&d, "cluster-keyring", HC_DAEMON_KEYRING_FILE);
 	check_secret_file(&d, "node-key", HC_IBRL_KEY_FILE);
+	check_config(&d);
 	if (d.checks) {
 		json_t *out = json_pack("{s:o, s:i, s:i, s:i}", "checks", d.checks, "ok",
 					(int)d.count[DOC_OK], "warn", (int)d.count[DOC_WARN], "fail",

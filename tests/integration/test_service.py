@@ -156,7 +156,7 @@ class LogFormats(hctest.TestCase):
 class Doctor(hctest.TestCase):
     KNOWN = ("kernel-btf", "bpffs", "xdp", "tc-clsact", "sockmap", "uplink", "containerd",
              "runc", "cni-plugins", "port-grpc", "port-http", "port-gossip", "workload-subnet",
-             "clock", "api-token", "cluster-keyring", "node-key")
+             "clock", "api-token", "cluster-keyring", "node-key", "config")
 
     def doctor(self, *args):
         return hctest.run_cli("doctor", *args)
@@ -205,6 +205,23 @@ class Doctor(hctest.TestCase):
         checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
         self.assertEqual(checks["api-token"]["status"], "ok")
         self.assertCleanExit(a)
+
+    def test_a_config_with_a_secret_readable_by_others(self):
+        conf = os.path.join(self.workdir, "hypercore.toml")
+        with open(conf, "w") as f:
+            f.write('# cluster-encrypt = "commented out"\nlog-level = "info"\n')
+        os.chmod(conf, 0o644)
+        env = dict(os.environ, HYPERCORE_CONFIG=conf)
+        run = lambda: json.loads(subprocess.run(
+            [hctest.HC_BIN, "doctor", "--json", "--state-dir", self.workdir], env=env,
+            capture_output=True, text=True).stdout)
+        check = {c["name"]: c for c in run()["checks"]}["config"]
+        self.assertEqual(check["status"], "ok")
+        with open(conf, "a") as f:
+            f.write(' join-token = "hcjoin1.x"\n')
+        check = {c["name"]: c for c in run()["checks"]}["config"]
+        self.assertEqual(check["status"], "fail")
+        self.assertEqual(check["fix"], "chmod 600 " + conf)
 
     def test_a_port_held_by_another_program_fails(self):
         import socket
