@@ -5,6 +5,10 @@
 #   make run          install deps, build, run a node agent in the foreground
 #   make fuzz         run each libFuzzer harness for FUZZ_SECONDS (default 60)
 #   make bench        run the benchmarks under tools/bench
+#   make install      install the binary, the systemd unit, the default config,
+#                     man pages and bash completion (PREFIX=/usr/local, DESTDIR)
+#   make deb          build $(BUILD)/hypercore_VERSION_ARCH.deb with dpkg-deb
+#   make lint-deb     make deb, then lintian on it (slow; not part of check)
 #   make V=1          show the commands
 #
 # Every generated file goes under $(BUILD); the source tree stays clean.
@@ -96,7 +100,7 @@ FUZZ_BINS := $(if $(FUZZ_ENABLED),$(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FU
 # Generated headers are prerequisites of pattern rules only; keep them.
 .SECONDARY: $(PROTO_SRCS) $(PROTO_HDRS) $(BPF_OBJS) $(BPF_SKELS)
 .SUFFIXES:
-.PHONY: all deps check check-run unit fuzzers run fuzz bench clean
+.PHONY: all deps check check-run unit fuzzers run fuzz bench clean install deb lint-deb
 
 all: $(BIN)
 
@@ -244,6 +248,65 @@ $(BUILD)/bench/hc_pktgen: tools/bench/hc_pktgen.c
 	$(call msg,CC,$<)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -o $@ $<
+
+# ---- install and package ----
+# The agent reads /etc/hypercore/hypercore.toml whatever PREFIX is; the
+# config is installed only where none is, so an edited one survives.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
+CONFDIR := /etc/hypercore
+# Where generated pages and the package go (a test builds into its own);
+# PKG_BIN: the binary installed, by default the one this build makes (a
+# test names an absolute path to package a binary as it is, unrebuilt).
+PKG_BIN ?= $(BIN)
+DIST ?= $(BUILD)/dist
+DEBDIR ?= $(BUILD)
+DEB_ARCH = $(shell dpkg --print-architecture)
+DEB = $(DEBDIR)/hypercore_$(VERSION)_$(DEB_ARCH).deb
+
+# Man pages, completion and the default config come from the binary's own
+# option tables (hypercore help --man ...), so they never disagree with --help.
+$(DIST)/.stamp: $(PKG_BIN)
+	$(call msg,GEN,$(DIST))
+	$(Q)rm -rf $(DIST)/man && mkdir -p $(DIST)/man
+	$(Q)set -e; for g in "" $$($(PKG_BIN) help --man-groups); do \
+		n=hypercore$${g:+-$$g}; \
+		$(PKG_BIN) help --man $$g > $(DIST)/man/$$n.8; \
+		gzip -9n -f $(DIST)/man/$$n.8; \
+	done
+	$(Q)$(PKG_BIN) help --bash-completion > $(DIST)/hypercore.bash
+	$(Q)$(PKG_BIN) help --config > $(DIST)/hypercore.toml
+	$(Q)touch $@
+
+install: $(PKG_BIN) $(DIST)/.stamp
+	$(call msg,INSTALL,$(DESTDIR)$(PREFIX))
+	$(Q)install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(COMPLETIONDIR) $(DESTDIR)$(CONFDIR)
+	$(Q)install -m 0755 $(PKG_BIN) $(DESTDIR)$(BINDIR)/hypercore
+	$(Q)sed 's|@BINDIR@|$(BINDIR)|g' packaging/hypercore.service.in \
+		> $(DESTDIR)$(UNITDIR)/hypercore.service
+	$(Q)chmod 0644 $(DESTDIR)$(UNITDIR)/hypercore.service
+	$(Q)install -m 0644 $(DIST)/man/*.8.gz $(DESTDIR)$(MANDIR)/man8/
+	$(Q)install -m 0644 $(DIST)/hypercore.bash $(DESTDIR)$(COMPLETIONDIR)/hypercore
+	$(Q)test -e $(DESTDIR)$(CONFDIR)/hypercore.toml || \
+		install -m 0644 $(DIST)/hypercore.toml $(DESTDIR)$(CONFDIR)/hypercore.toml
+
+# The package: /usr, units in /lib/systemd/system (bookworm's place), the
+# binary stripped; Depends computed by packaging/mkdeb.sh.
+deb: $(PKG_BIN) $(DIST)/.stamp
+	$(Q)rm -rf $(DIST)/deb-root
+	$(Q)$(MAKE) --no-print-directory install BUILD=$(BUILD) DIST=$(abspath $(DIST)) \
+		DESTDIR=$(abspath $(DIST)/deb-root) PREFIX=/usr UNITDIR=/lib/systemd/system
+	$(Q)strip --strip-unneeded --remove-section=.comment --remove-section=.note \
+		$(DIST)/deb-root/usr/bin/hypercore
+	$(call msg,DEB,$(DEB))
+	$(Q)packaging/mkdeb.sh $(DIST)/deb-root $(DEBDIR) $(VERSION) >/dev/null
+
+lint-deb: deb
+	lintian --info --display-info $(DEB)
 
 clean:
 	rm -rf build

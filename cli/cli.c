@@ -316,6 +316,24 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 		.run = hc_cli_cmd_config_show,
 	},
 	{
+		.path = "doctor",
+		.summary = "check this machine for the agent: kernel, runtime, ports, clock, secrets",
+		.usage = "Usage: hypercore doctor [options]\n"
+			 "\n"
+			 "Checks what the agent needs here and prints one line per check: ok, warn or\n"
+			 "fail, what was found and, when not ok, the fix. Kernel: BTF, bpffs, XDP\n"
+			 "(native and generic) and TC clsact (probed on a veth in a scratch network\n"
+			 "namespace, never on the uplink), sockmap, the uplink's driver. Runtime:\n"
+			 "containerd, runc, the CNI plugins. The agent's ports (free, or held by the\n"
+			 "running agent), free addresses in the workload subnet (from the running\n"
+			 "agent's /metrics, else its leases on disk), clock synchronization, the\n"
+			 "modes of the secrets in the state dir and of a configuration file holding\n"
+			 "one (0600). Exit status 0 when nothing failed (warnings allowed), 1 when\n"
+			 "something did, 2 for a usage error.\n",
+		.opts = hc_cli_opts_doctor,
+		.run = hc_cli_cmd_doctor,
+	},
+	{
 		.path = "version",
 		.summary = "print the version",
 		.usage = "Usage: hypercore version\n",

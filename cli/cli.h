@@ -11,6 +11,7 @@
 
 #include "base/base.h"
 #include "hypercore/defaults.h"
+#include "log/log.h"
 
 struct hc_rpc_status;
 
@@ -119,8 +120,20 @@ int hc_cli_opt_seconds(char *value, void *field, char *why, size_t len);
 /* --log-level LEVEL into an enum hc_log_level, for the commands that run. */
 int hc_cli_opt_log_level(char *value, void *field, char *why, size_t len);
 #define HC_CLI_LOG_LEVEL(s, f)                                                        \
-	HC_CLI_FUNC("log-level", s, f, hc_cli_opt_log_level, NULL, "LEVEL",           \
+	HC_CLI_FUNC("log-level", s, f, hc_cli_opt_log_level, "debug, info, warn or error", \
+		    "LEVEL",                                                              \
 		    "debug, info, warn or error (default info)")
+/* --log-format FORMAT into an enum hc_log_format, beside --log-level. */
+int hc_cli_opt_log_format(char *value, void *field, char *why, size_t len);
+#define HC_CLI_LOG_FORMAT(s, f)                                                       \
+	HC_CLI_FUNC("log-format", s, f, hc_cli_opt_log_format, "logfmt, json or text",   \
+		    "FORMAT",                                                             \
+		    "logfmt (default): key=value records; json: one object per line; "    \
+		    "text: for people at a terminal. Under systemd each record also "    \
+		    "carries its journal priority")
+/* Sets the log's level and format for a command that runs until stopped,
+ * and journald's priority prefix when stderr is the journal. */
+void hc_cli_log_setup(enum hc_log_level level, enum hc_log_format format);
 
 /* The help of both spawn verbs' --env, a list as upstream's StringSlice. */
 #define HC_CLI_ENV_HELP                                                               \
@@ -199,7 +212,7 @@ extern const struct hc_cli_opt hc_cli_opts_cluster[], hc_cli_opts_cluster_spawn[
 	hc_cli_opts_dataplane_cleanup[], hc_cli_opts_cluster_join_token[],
 	hc_cli_opts_cluster_api_token[], hc_cli_opts_cluster_keys[], hc_cli_opts_identity[],
 	hc_cli_opts_cluster_proof[], hc_cli_opts_cluster_policy_explain[],
-	hc_cli_opts_cluster_attest[];
+	hc_cli_opts_cluster_attest[], hc_cli_opts_doctor[];
 
 /* Reads and checks a policy file (cli/cmd_cluster_policy.c): 0 with *text
  * (free it), or the exit status after one line naming the file and field. */
@@ -359,5 +372,6 @@ int hc_cli_cmd_dataplane(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_dataplane_cleanup(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_version(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_config_show(const struct hc_cli_cmd *cmd, int argc, char **argv);
+int hc_cli_cmd_doctor(const struct hc_cli_cmd *cmd, int argc, char **argv);
 
 #endif /* HC_CLI_H */

@@ -37,4 +37,31 @@ void hc_cli_record(const struct hc_cli_cmd *cmd, const struct hc_cli_opt *o, enu
 int hc_cli_apply_defaults(const struct hc_cli_cmd *cmd, void *args, const bool *given,
 			  const char *config);
 
+/* What a row's help says its default is ("(default 2000)": "2000"), or "". */
+void hc_cli_help_default(const struct hc_cli_opt *o, char *buf, size_t len);
+
+/* The help of --config, which every command takes beside its table. */
+#define HC_CLI_CONFIG_HELP                                                            \
+	"read options from this TOML file, by their long names (default "             \
+	HC_CLI_DEFAULT_CONFIG " when present); $HYPERCORE_<OPTION> overrides it, the "  \
+	"command line both"
+
+/* `hypercore help --man [GROUP]|--man-groups|--bash-completion|--config`
+ * (argv[0] is "help"): prints what the tables generate; the exit status. */
+int hc_cli_gendoc(int argc, char **argv);
+
+/* ---- hypercore doctor (cli/cmd_doctor.c) ---- */
+
+enum hc_cli_doctor_status { HC_DOCTOR_OK, HC_DOCTOR_WARN, HC_DOCTOR_FAIL };
+
+/* The verdict on a secret file's mode: fail when group or others have any
+ * bit, ok for 0600 or less and for a file not made yet; what says which in
+ * one line. */
+enum hc_cli_doctor_status hc_cli_doctor_file_mode(const char *path, char *what, size_t len);
+
+/* The value of the first sample of metric name (with or without labels) in
+ * Prometheus text. 0; -ENOENT when none; -EINVAL for a sample that does
+ * not parse. */
+int hc_cli_metric_value(const char *text, const char *name, double *out);
+
 #endif /* HC_CLI_INT_H */

@@ -31,6 +31,7 @@
 struct cluster_args {
 	struct hc_daemon_config cfg;
 	enum hc_log_level level;
+	enum hc_log_format log_format;
 	struct hc_gossip_kv tags[MAX_TAGS];
 	const char *registries[MAX_REGISTRIES];
 	const char *egress[MAX_EGRESS_RULES];
@@ -163,6 +164,7 @@ const struct hc_cli_opt hc_cli_opts_cluster[] = {
 	HC_CLI_STR("cluster-base-url", A, cfg.base_url, "DOM",
 		   "workloads are served at <id>.DOM (default " DEFAULT_BASE_URL ")"),
 	HC_CLI_LOG_LEVEL(A, level),
+	HC_CLI_LOG_FORMAT(A, log_format),
 
 	HC_CLI_GROUP("Gossip (the Serf protocol; serf agents can join the same cluster)"),
 	HC_CLI_STR("cluster-bind-addr", A, cfg.cluster_bind_addr, "ADDR",
@@ -401,7 +403,7 @@ int hc_cli_cmd_cluster(const struct hc_cli_cmd *cmd, int argc, char **argv)
 		return hc_cli_usage_error(cmd, "invalid --cluster-base-url %s (want a domain)",
 					  cfg->base_url);
 
-	hc_log_set_level(a.level);
+	hc_cli_log_setup(a.level, a.log_format);
 	if (hc_daemon_run(cfg, &err) < 0)
 		return hc_cli_fail("%s", err.msg);
 	return HC_EXIT_OK;

@@ -114,6 +114,7 @@ static void on_stop_signal(struct hc_loop *loop, int signo, void *arg)
 struct containerd_args {
 	struct hc_containerd_config cfg;
 	enum hc_log_level level;
+	enum hc_log_format log_format;
 	const char *registries[MAX_REGISTRIES];
 };
 
@@ -130,6 +131,7 @@ const struct hc_cli_opt hc_cli_opts_containerd[] = {
 		   "workload addresses (default " HC_WORKLOAD_SUBNET "); must overlap no "
 		   "route the node has"),
 	HC_CLI_LOG_LEVEL(D, level),
+	HC_CLI_LOG_FORMAT(D, log_format),
 	{ .name = NULL },
 };
 #undef D
@@ -154,7 +156,7 @@ int hc_cli_cmd_containerd(const struct hc_cli_cmd *cmd, int argc, char **argv)
 	cfg->insecure_registries = a.registries;
 	if (optind < argc)
 		return hc_cli_usage_error(cmd, "unexpected argument %s", argv[optind]);
-	hc_log_set_level(a.level);
+	hc_cli_log_setup(a.level, a.log_format);
 	loop = hc_loop_new(NULL, NULL);
 	if (!loop)
 		return hc_cli_fail("cannot create the event loop: %s", strerror(errno));

@@ -273,7 +273,7 @@ int hc_cli_apply_defaults(const struct hc_cli_cmd *cmd, void *args, const bool *
 /* ---- config show ---- */
 
 /* What a row's help says its default is ("(default 2000)"), or "". */
-static void help_default(const struct hc_cli_opt *o, char *buf, size_t len)
+void hc_cli_help_default(const struct hc_cli_opt *o, char *buf, size_t len)
 {
 	const char *d = o->help ? strstr(o->help, "(default") : NULL;
 	size_t n;
@@ -310,7 +310,7 @@ static void effective_value(const struct hc_cli_opt *o, const void *args, size_t
 	} else if (o->type == HC_CLI_OPT_STR && *(const char *const *)field) {
 		s = *(const char *const *)field;
 	} else {
-		help_default(o, buf, len);
+		hc_cli_help_default(o, buf, len);
 		if (!buf[0])
 			snprintf(buf, len, "-");
 		return;

@@ -85,6 +85,20 @@ int hc_cli_opt_log_level(char *value, void *field, char *why, size_t len)
 	return hc_log_level_parse(value, field);
 }
 
+int hc_cli_opt_log_format(char *value, void *field, char *why, size_t len)
+{
+	(void)why;
+	(void)len;
+	return hc_log_format_parse(value, field);
+}
+
+void hc_cli_log_setup(enum hc_log_level level, enum hc_log_format format)
+{
+	hc_log_set_level(level);
+	hc_log_set_format(format);
+	hc_log_set_journal(hc_log_journal_stream());
+}
+
 /* Stores one option's value; -E2BIG when a list is full. */
 static int store_one(const struct hc_cli_opt *o, char *value, void *args, char *why, size_t len)
 {
@@ -491,10 +505,7 @@ void hc_cli_print_usage(const struct hc_cli_cmd *cmd, FILE *out)
 			print_row(out, label, hc_cli_takes_value(o) ? o->metavar : NULL, o->help);
 		}
 		fputs("\nEvery command:\n", out);
-		print_row(out, "--config FILE", NULL,
-			  "read options from this TOML file, by their long names (default "
-			  HC_CLI_DEFAULT_CONFIG " when present); $HYPERCORE_<OPTION> overrides it, "
-			  "the command line both");
+		print_row(out, "--config FILE", NULL, HC_CLI_CONFIG_HELP);
 		print_row(out, "-h, --help", NULL, "show this help");
 	}
 	if (cmd->epilogue) {

@@ -445,6 +445,19 @@ static int next_timeout_ms(const struct hc_loop *loop, int limit_ms)
 
 /* ---- signals ---- */
 
+static int reset_ignored(int signo)
+{
+	struct sigaction sa;
+
+	if (sigaction(signo, NULL, &sa) < 0)
+		return -1;
+	if (sa.sa_handler != SIG_IGN)
+		return 0;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	return sigaction(signo, &sa, NULL);
+}
+
 int hc_loop_watch_signal(struct hc_loop *loop, int signo, hc_loop_signal_fn *fn, void *arg)
 {
 	sigset_t one;
@@ -459,6 +472,12 @@ int hc_loop_watch_signal(struct hc_loop *loop, int signo, hc_loop_signal_fn *fn,
 	err = pthread_sigmask(SIG_BLOCK, &one, NULL);
 	if (err)
 		return -err;
+	/* A disposition of SIG_IGN survives exec (a shell's `cmd &` gives one
+	 * for SIGINT and SIGQUIT, nohup for SIGHUP), and an ignored signal is
+	 * discarded before the signalfd could read it. Blocked now, so the
+	 * default action never runs: the loop is the signal's only reader. */
+	if (reset_ignored(signo) < 0)
+		return -errno;
 	sigaddset(&loop->sigmask, signo);
 	fd = signalfd(loop->sigfd, &loop->sigmask, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (fd < 0) {

@@ -49,7 +49,9 @@ int hc_loop_del_timer(struct hc_loop *loop, uint64_t id);
 
 /* Delivers signo through the loop instead of asynchronously. Blocks signo in
  * the calling thread: call it before any other thread starts, so they inherit
- * the mask. One handler per signal. Returns 0 or -errno. */
+ * the mask. A disposition of SIG_IGN (inherited across exec) is reset to
+ * SIG_DFL, or the signal would never arrive. One handler per signal.
+ * Returns 0 or -errno. */
 int hc_loop_watch_signal(struct hc_loop *loop, int signo, hc_loop_signal_fn *fn, void *arg);
 
 /* Queues fn(arg) to run on the loop thread, in posting order. Safe from any

@@ -280,6 +280,26 @@ static void test_signals_arrive_through_the_loop(void **state)
 	hc_loop_free(loop);
 }
 
+/* A signal ignored by inheritance (a shell's `cmd &` ignores SIGINT) still
+ * arrives once the loop watches it. */
+static void test_inherited_ignored_signal_arrives(void **state)
+{
+	struct sigaction ign = { .sa_handler = SIG_IGN }, now;
+	struct hc_loop *loop;
+	int got = 0;
+
+	(void)state;
+	assert_int_equal(sigaction(SIGUSR2, &ign, NULL), 0);
+	loop = hc_loop_new(NULL, NULL);
+	assert_int_equal(hc_loop_watch_signal(loop, SIGUSR2, on_signal, &got), 0);
+	assert_int_equal(sigaction(SIGUSR2, NULL, &now), 0);
+	assert_true(now.sa_handler == SIG_DFL);
+	assert_int_equal(kill(getpid(), SIGUSR2), 0);
+	assert_int_equal(hc_loop_run(loop), 0);
+	assert_int_equal(got, SIGUSR2);
+	hc_loop_free(loop);
+}
+
 static void before_sleep(void *arg)
 {
 	(*(int *)arg)++;
@@ -308,6 +328,7 @@ int main(void)
 		cmocka_unit_test(test_fd_events_and_removal_within_a_batch),
 		cmocka_unit_test(test_tasks_posted_from_another_thread_run_once_each),
 		cmocka_unit_test(test_signals_arrive_through_the_loop),
+		cmocka_unit_test(test_inherited_ignored_signal_arrives),
 		cmocka_unit_test(test_before_sleep_runs_each_iteration),
 	};
 
