@@ -17,6 +17,8 @@ packages=(
 	# tests
 	libcmocka-dev python3 python3-grpcio python3-grpc-tools python3-protobuf
 	curl iproute2 procps serf tmux ethtool
+	# packaging tests: the .deb checked, its man pages rendered, its unit verified
+	lintian man-db groff-base systemd
 	# proxy tests and benchmarks: backends, the HAProxy baseline, load generators
 	nginx-light haproxy wrk openssl nghttp2-client
 	# workload runtime: embedded containerd, CNI, local registry and test images
