@@ -199,7 +199,7 @@ extern const struct hc_cli_opt hc_cli_opts_cluster[], hc_cli_opts_cluster_spawn[
 	hc_cli_opts_dataplane_cleanup[], hc_cli_opts_cluster_join_token[],
 	hc_cli_opts_cluster_api_token[], hc_cli_opts_cluster_keys[], hc_cli_opts_identity[],
 	hc_cli_opts_cluster_proof[], hc_cli_opts_cluster_policy_explain[],
-	hc_cli_opts_cluster_attest[];
+	hc_cli_opts_cluster_attest[], hc_cli_opts_cluster_top[];
 
 /* Reads and checks a policy file (cli/cmd_cluster_policy.c): 0 with *text
  * (free it), or the exit status after one line naming the file and field. */
@@ -340,6 +340,7 @@ int hc_cli_cmd_cluster_proof_verify(const struct hc_cli_cmd *cmd, int argc, char
 int hc_cli_cmd_cluster_policy_explain(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_attest(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_members(const struct hc_cli_cmd *cmd, int argc, char **argv);
+int hc_cli_cmd_cluster_top(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_event(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_query(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_join_token(const struct hc_cli_cmd *cmd, int argc, char **argv);
@@ -359,5 +360,24 @@ int hc_cli_cmd_dataplane(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_dataplane_cleanup(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_version(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_config_show(const struct hc_cli_cmd *cmd, int argc, char **argv);
+
+/* ---- Prometheus text (format 0.0.4) as agents serve it (cli/promtext.c) ---- */
+
+#define HC_PROM_MAX_LABELS 8
+/* One sample; the strings live only during the callback. Labels past
+ * HC_PROM_MAX_LABELS are parsed and dropped. */
+struct hc_prom_sample {
+	const char *name;
+	size_t nlabels;
+	const char *keys[HC_PROM_MAX_LABELS], *values[HC_PROM_MAX_LABELS];
+	double value;
+};
+/* Calls fn for each sample line of text (len bytes, NUL not needed);
+ * comments and blank lines are skipped. fn returns 0 to go on, else that
+ * is returned. 0, -EBADMSG at the first malformed line, -ENOMEM. */
+int hc_prom_parse(const char *text, size_t len,
+		  int (*fn)(const struct hc_prom_sample *s, void *arg), void *arg);
+/* The value of label key in s, or NULL. */
+const char *hc_prom_label(const struct hc_prom_sample *s, const char *key);
 
 #endif /* HC_CLI_H */
