@@ -5,6 +5,7 @@
 #   make run          install deps, build, run a node agent in the foreground
 #   make fuzz         run each libFuzzer harness for FUZZ_SECONDS (default 60)
 #   make bench        run the benchmarks under tools/bench
+#   make demo         a 3-node cluster in namespaces with a web workload and cluster top
 #   make V=1          show the commands
 #
 # Every generated file goes under $(BUILD); the source tree stays clean.
@@ -206,6 +207,14 @@ check-run:
 run: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(BIN) cluster $(RUN_ARGS)
+
+# A 3-node cluster in network namespaces, a local registry and the example web
+# workload, then `cluster top`; everything is removed on q, ^C or an error
+# (tools/demo.py; DEMO_ARGS=--check: no live view, check and tear down).
+.PHONY: demo
+demo: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)/usr/bin/python3 tools/demo.py $(DEMO_ARGS)
 
 # libFuzzer harnesses (tests/fuzz/fuzz_*.c), longer than make check runs them.
 fuzz: deps
