@@ -61,7 +61,7 @@ ALL_CFLAGS += -DHC_VERSION='"$(VERSION)"' -DHC_GIT_REV='"$(GIT_REV)"'
 
 # Generated protobuf-c code. google/protobuf/any.proto comes from libprotobuf-dev.
 PROTO_INC := /usr/include
-PROTO_SRCS := $(GEN)/cluster.pb-c.c $(GEN)/cri.pb-c.c $(GEN)/google/protobuf/any.pb-c.c
+PROTO_SRCS := $(GEN)/cluster.pb-c.c $(GEN)/cri.pb-c.c $(GEN)/content.pb-c.c $(GEN)/google/protobuf/any.pb-c.c
 PROTO_HDRS := $(PROTO_SRCS:.c=.h)
 
 # BPF programs: one object and one libbpf skeleton per bpf/hc_<x>.bpf.c.

@@ -761,6 +761,7 @@ static enum hc_auth_role role_needed(const struct hc_http *h, enum route r)
 	case ROUTE_PROOFS_VERIFY:
 	case ROUTE_POLICY_EXPLAIN: /* a dry run: nothing changes */
 	case ROUTE_ATTEST:
+	case ROUTE_SPAWN_PROGRESS:
 		return HC_AUTH_READ_ONLY;
 	default:
 		return HC_AUTH_ADMIN;
@@ -864,6 +865,8 @@ enum MHD_Result hc_http_dispatch(struct hc_http *h, struct MHD_Connection *conn,
 		return get_proofs(h, conn, (struct request *)req, r);
 	case ROUTE_ATTEST:
 		return hc_http_get_attest(h, conn, (struct request *)req);
+	case ROUTE_SPAWN_PROGRESS:
+		return hc_http_get_spawn_progress(h, conn);
 	default:
 		return MHD_NO;
 	}
