@@ -23,7 +23,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
-from netcluster import NetCluster  # noqa: E402
+from netcluster import HC_BIN, NetCluster  # noqa: E402
 
 BASE = "demo.test"
 
@@ -77,13 +77,13 @@ def show(cluster, wid, url):
         print("    curl -H 'Host: %s' http://%s/" % (url, n.addr))
     print("The API token: export HYPERCORE_TOKEN=%s" % n1.token())
     print("and then, e.g.: %s cluster list --grpc-bind-addr %s" %
-          (os.path.relpath(os.path.join(ROOT, "build", "hypercore")), n1.grpc_addr))
+          (os.path.relpath(HC_BIN), n1.grpc_addr))
     print(flush=True)
 
 
 def top(cluster, once):
     n1 = cluster.node(1)
-    argv = [os.path.join(ROOT, "build", "hypercore"), "cluster", "top", "--http-bind-addr",
+    argv = [HC_BIN, "cluster", "top", "--http-bind-addr",
             n1.http_addr] + (["--once"] if once else [])
     env = dict(os.environ, HYPERCORE_TOKEN=n1.token())
     if once:
