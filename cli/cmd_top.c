@@ -722,70 +722,76 @@ static int wait_keys(int interval_ms, const struct timespec *since)
 	return key;
 }
 
+static void sleep_interval(const struct top_args *a)
+{
+	struct timespec d = { a->interval_ms / 1000, (a->interval_ms % 1000) * 1000000L };
+
+	nanosleep(&d, NULL); /* a signal cuts it short: the loop looks */
+}
+
+/* Draws f over the screen (tty) or prints it as text. 0 or -ENOMEM. */
+static int show(const struct top_args *a, struct top_frame *f, bool tty)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int r = draw(a, f, tty, &text, &len);
+
+	if (r < 0)
+		return r;
+	if (tty) {
+		paint(text, len);
+	} else {
+		fwrite(text, 1, len, stdout);
+		putchar('\n');
+		fflush(stdout);
+	}
+	free(text);
+	return 0;
+}
+
 /* The live view until q or a signal. Exit status. */
 static int run_live(const struct top_args *a, bool tty)
 {
 	struct top_frame prev = { 0 }, cur = { 0 };
-	int status = HC_EXIT_OK, r = 0;
+	int r = 0, key = 0;
 
 	if (tty && (r = enter_terminal()) < 0)
 		return hc_cli_fail("cannot set up the terminal: %s", strerror(-r));
-	while (!stop_signal) {
-		char *text = NULL;
-		size_t len = 0;
-		int key = 0;
-
+	while (!stop_signal && key != 1 && r == 0) {
 		frame_fini(&prev);
 		prev = cur;
 		memset(&cur, 0, sizeof(cur));
-		r = fetch(a, &cur);
-		if (r == -ENOMEM)
+		if (fetch(a, &cur) == -ENOMEM) {
+			r = -ENOMEM;
 			break;
+		}
 		if (prev.at.tv_sec)
 			compute_rates(&cur, &prev);
+		/* a sort key redraws the same figures at once */
 		do {
-			r = draw(a, &cur, tty, &text, &len);
-			if (r < 0)
-				break;
-			if (tty) {
-				paint(text, len);
-			} else {
-				fwrite(text, 1, len, stdout);
-				putchar('\n');
-				fflush(stdout);
-			}
-			free(text);
-			text = NULL;
-			if (!tty) {
-				struct timespec d = { a->interval_ms / 1000, (a->interval_ms % 1000) * 1000000L };
-
-				nanosleep(&d, NULL);
-				break;
-			}
-			key = wait_keys(a->interval_ms, &cur.at);
-		} while (key == 2 && !stop_signal);
-		if (r < 0 || key == 1)
-			break;
+			r = show(a, &cur, tty);
+			if (r == 0 && tty)
+				key = wait_keys(a->interval_ms, &cur.at);
+			else if (r == 0)
+				sleep_interval(a);
+		} while (r == 0 && key == 2 && !stop_signal);
 	}
 	restore_terminal();
-	if (r == -ENOMEM)
-		status = hc_cli_fail("out of memory");
 	frame_fini(&prev);
 	frame_fini(&cur);
-	return status;
+	return r < 0 ? hc_cli_fail("out of memory") : HC_EXIT_OK;
 }
 
 /* Two refreshes an interval apart and one frame with their rates. */
 static int run_once(const struct top_args *a)
 {
 	struct top_frame first = { 0 }, second = { 0 };
-	struct timespec d = { a->interval_ms / 1000, (a->interval_ms % 1000) * 1000000L };
 	char *text = NULL;
 	size_t len = 0;
 	int r = fetch(a, &first);
 
 	if (r == 0) {
-		nanosleep(&d, NULL);
+		sleep_interval(a);
 		r = fetch(a, &second);
 	}
 	if (r == 0) {
