@@ -9,6 +9,7 @@
 #                     man pages and bash completion (PREFIX=/usr/local, DESTDIR)
 #   make deb          build $(BUILD)/hypercore_VERSION_ARCH.deb with dpkg-deb
 #   make lint-deb     make deb, then lintian on it (slow; not part of check)
+#   make demo         a 3-node cluster in namespaces with a web workload and cluster top
 #   make V=1          show the commands
 #
 # Every generated file goes under $(BUILD); the source tree stays clean.
@@ -64,7 +65,7 @@ ALL_CFLAGS += -DHC_VERSION='"$(VERSION)"' -DHC_GIT_REV='"$(GIT_REV)"'
 
 # Generated protobuf-c code. google/protobuf/any.proto comes from libprotobuf-dev.
 PROTO_INC := /usr/include
-PROTO_SRCS := $(GEN)/cluster.pb-c.c $(GEN)/cri.pb-c.c $(GEN)/google/protobuf/any.pb-c.c
+PROTO_SRCS := $(GEN)/cluster.pb-c.c $(GEN)/cri.pb-c.c $(GEN)/content.pb-c.c $(GEN)/google/protobuf/any.pb-c.c
 PROTO_HDRS := $(PROTO_SRCS:.c=.h)
 
 # BPF programs: one object and one libbpf skeleton per bpf/hc_<x>.bpf.c.
@@ -210,6 +211,14 @@ check-run:
 run: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(BIN) cluster $(RUN_ARGS)
+
+# A 3-node cluster in network namespaces, a local registry and the example web
+# workload, then `cluster top`; everything is removed on q, ^C or an error
+# (tools/demo.py; DEMO_ARGS=--check: no live view, check and tear down).
+.PHONY: demo
+demo: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)/usr/bin/python3 tools/demo.py $(DEMO_ARGS)
 
 # libFuzzer harnesses (tests/fuzz/fuzz_*.c), longer than make check runs them.
 fuzz: deps

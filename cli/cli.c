@@ -18,7 +18,7 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 			 "are seeds to join: HOST:PORT of any member.\n",
 		.opts = hc_cli_opts_cluster,
 		.epilogue = "ADDR is IPV4:PORT, [IPV6]:PORT or :PORT (all IPv4 addresses).\n"
-			    "Subcommands: spawn, stop, list, logs, metrics, members, event, query,\n"
+			    "Subcommands: spawn, stop, list, logs, metrics, members, top, event, query,\n"
 			    "join-token, api-token, keys, proof, policy explain\n"
 			    "(hypercore cluster SUBCOMMAND --help).\n",
 		.run = hc_cli_cmd_cluster,
@@ -90,6 +90,21 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 			 "leaving, left, failed), last probe round trip and tags.\n",
 		.opts = hc_cli_opts_cluster_members,
 		.run = hc_cli_cmd_cluster_members,
+	},
+	{
+		.path = "cluster top",
+		.summary = "a live view of the cluster: nodes, workloads and routes with their rates",
+		.usage = "Usage: hypercore cluster top [options]\n"
+			 "\n"
+			 "Shows every node (status, round trip, workloads, CPU and memory used,\n"
+			 "restarts), every workload (node, connections and bytes per second through\n"
+			 "the proxies, bytes per second metered by BPF) and the busiest routes,\n"
+			 "refreshed every --interval. Each refresh asks the agent at --http-bind-addr\n"
+			 "for /list and /members and reads /metrics of at most --max-nodes nodes.\n"
+			 "Keys: n (name), c (CPU), m (memory), r (connections/s), b (bytes/s) sort;\n"
+			 "q quits. Not on a terminal, frames are printed as text.\n",
+		.opts = hc_cli_opts_cluster_top,
+		.run = hc_cli_cmd_cluster_top,
 	},
 	{
 		.path = "cluster event",

@@ -212,7 +212,7 @@ extern const struct hc_cli_opt hc_cli_opts_cluster[], hc_cli_opts_cluster_spawn[
 	hc_cli_opts_dataplane_cleanup[], hc_cli_opts_cluster_join_token[],
 	hc_cli_opts_cluster_api_token[], hc_cli_opts_cluster_keys[], hc_cli_opts_identity[],
 	hc_cli_opts_cluster_proof[], hc_cli_opts_cluster_policy_explain[],
-	hc_cli_opts_cluster_attest[], hc_cli_opts_doctor[];
+	hc_cli_opts_cluster_attest[], hc_cli_opts_doctor[], hc_cli_opts_cluster_top[];
 
 /* Reads and checks a policy file (cli/cmd_cluster_policy.c): 0 with *text
  * (free it), or the exit status after one line naming the file and field. */
@@ -353,6 +353,7 @@ int hc_cli_cmd_cluster_proof_verify(const struct hc_cli_cmd *cmd, int argc, char
 int hc_cli_cmd_cluster_policy_explain(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_attest(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_members(const struct hc_cli_cmd *cmd, int argc, char **argv);
+int hc_cli_cmd_cluster_top(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_event(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_query(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_cluster_join_token(const struct hc_cli_cmd *cmd, int argc, char **argv);
@@ -373,5 +374,72 @@ int hc_cli_cmd_dataplane_cleanup(const struct hc_cli_cmd *cmd, int argc, char **
 int hc_cli_cmd_version(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_config_show(const struct hc_cli_cmd *cmd, int argc, char **argv);
 int hc_cli_cmd_doctor(const struct hc_cli_cmd *cmd, int argc, char **argv);
+
+/* ---- a spawn's progress on a terminal (cli/progress.c) ---- */
+
+struct hc_runtime_progress;
+struct hc_cli_progress;
+/* A display on stderr, or NULL (every call below then does nothing) unless
+ * wanted and stdout and stderr are both terminals. */
+struct hc_cli_progress *hc_cli_progress_new(bool wanted);
+/* Shows where the spawn is: p is its node's hc_runtime_progress (the first
+ * spawn in it is the one shown; none: not started there yet), where names
+ * the node (NULL: this one). Phases that ended get a line each. */
+void hc_cli_progress_show(struct hc_cli_progress *pr, const struct hc_runtime_progress *p,
+			  const char *where);
+/* A line of its own after the phases: label, the time since the last line,
+ * detail (e.g. "routed", "on 3 of 3 nodes"). */
+void hc_cli_progress_step(struct hc_cli_progress *pr, const char *label, const char *detail);
+/* Ends the status line: ok, the phase it was last seen in gets its line. */
+void hc_cli_progress_end(struct hc_cli_progress *pr, bool ok);
+void hc_cli_progress_free(struct hc_cli_progress *pr);
+
+/* Runs call(arg) on a thread while calling look(look_arg, pr) four times a
+ * second, and once after it returned; pr NULL: just the call. Returns 0. */
+int hc_cli_watch(struct hc_cli_progress *pr, void *(*call)(void *), void *arg,
+		 void (*look)(void *, struct hc_cli_progress *), void *look_arg);
+/* A look for hc_cli_watch at a local struct hc_runtime's spawns. */
+void hc_cli_look_local(void *rt, struct hc_cli_progress *pr);
+
+/* The nodes a cluster spawn's progress is asked of (cli/spawn_progress.c). */
+#define HC_CLI_WATCH_NODES 16
+struct hc_cli_watch_node {
+	char host[96]; /* its HTTP API, "IP:PORT" */
+	char name[64];
+};
+struct hc_cli_watch_nodes {
+	struct hc_cli_watch_node nodes[HC_CLI_WATCH_NODES];
+	size_t n;
+	const char *id; /* the workload; NULL: whatever spawn a node runs */
+};
+/* The first HC_CLI_WATCH_NODES nodes of a List answer (a
+ * NodesStateResponse) into wn; returns how many. */
+int hc_cli_watch_nodes_of(struct hc_cli_watch_nodes *wn, const void *list_resp);
+/* A look for hc_cli_watch (look_arg: the struct hc_cli_watch_nodes): each
+ * node's /spawn/progress until one runs the spawn. */
+void hc_cli_look_nodes(void *wn, struct hc_cli_progress *pr);
+/* After the spawn: until every node's /list holds id (at most 10 s), then
+ * a "routed on N of M nodes" line. */
+void hc_cli_watch_routed(struct hc_cli_progress *pr, const struct hc_cli_watch_nodes *wn,
+			 const char *id);
+
+/* ---- Prometheus text (format 0.0.4) as agents serve it (cli/promtext.c) ---- */
+
+#define HC_PROM_MAX_LABELS 8
+/* One sample; the strings live only during the callback. Labels past
+ * HC_PROM_MAX_LABELS are parsed and dropped. */
+struct hc_prom_sample {
+	const char *name;
+	size_t nlabels;
+	const char *keys[HC_PROM_MAX_LABELS], *values[HC_PROM_MAX_LABELS];
+	double value;
+};
+/* Calls fn for each sample line of text (len bytes, NUL not needed);
+ * comments and blank lines are skipped. fn returns 0 to go on, else that
+ * is returned. 0, -EBADMSG at the first malformed line, -ENOMEM. */
+int hc_prom_parse(const char *text, size_t len,
+		  int (*fn)(const struct hc_prom_sample *s, void *arg), void *arg);
+/* The value of label key in s, or NULL. */
+const char *hc_prom_label(const struct hc_prom_sample *s, const char *key);
 
 #endif /* HC_CLI_H */

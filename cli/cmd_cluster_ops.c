@@ -62,6 +62,7 @@ struct spawn_args {
 	int restart;	    /* enum hc_restart_policy; UNSET: the agent's default */
 	int timeout_ms;
 	bool json;
+	bool progress;
 };
 
 static int to_request(struct spawn_args *a)
@@ -148,6 +149,10 @@ const struct hc_cli_opt hc_cli_opts_cluster_spawn[] = {
 		   "place by this policy instead of the agent's --cluster-policy (JSON: "
 		   "examples/policies); replicas N prints N lines"),
 	HC_CLI_FLAG("json", S, json, "print {\"id\", \"url\"} (and \"replicas\")"),
+	HC_CLI_FLAG("progress", S, progress,
+		    "on a terminal (stdout and stderr), show on stderr where the spawn is: the "
+		    "node, its image pull (layers, bytes), each step with its time, then on how "
+		    "many nodes it is routed (default true; --progress=false: never)"),
 	HC_CLI_TIMEOUT(S, timeout_ms, "give up after this long (default 200)"),
 	HC_CLI_AUTH_ROWS,
 	{ .name = NULL },
@@ -171,14 +176,96 @@ static void print_spawned(const Cluster__Services__Api__VmSpawnResponse *resp, b
 		printf("%s %s\n", resp->replicas[i]->id, resp->replicas[i]->url);
 }
 
+/* The Spawn call, on the thread hc_cli_watch runs it on; it prints
+ * nothing (the display owns the terminal until it returns). */
+struct spawn_call {
+	const char *target;
+	const ProtobufCMessage *req;
+	ProtobufCMessage *resp;
+	struct hc_rpc_status st;
+	int timeout_ms, r;
+};
+
+static void *spawn_call(void *arg)
+{
+	struct spawn_call *sc = arg;
+	struct hc_rpc_client *client = hc_rpc_client_new(sc->target);
+
+	if (!client) {
+		sc->st.code = HC_RPC_RESOURCE_EXHAUSTED;
+		snprintf(sc->st.message, sizeof(sc->st.message), "out of memory");
+		sc->r = -ENOMEM;
+		return NULL;
+	}
+	sc->r = hc_cli_rpc_call(client, SERVICE "Spawn", sc->req,
+				&cluster__services__api__vm_spawn_response__descriptor, &sc->resp,
+				false, sc->timeout_ms, &sc->st);
+	hc_rpc_client_free(client);
+	return NULL;
+}
+
+/* The nodes to ask for progress: a List of the agent at target. 0 when
+ * there are none to ask (no progress then, the spawn goes on). */
+static size_t progress_nodes(const char *target, struct hc_cli_watch_nodes *wn)
+{
+	Cluster__Services__Api__VmQueryRequest req = CLUSTER__SERVICES__API__VM_QUERY_REQUEST__INIT;
+	struct hc_rpc_client *client = hc_rpc_client_new(target);
+	ProtobufCMessage *resp = NULL;
+	struct hc_rpc_status st;
+
+	wn->n = 0;
+	if (client && hc_cli_rpc_call(client, SERVICE "List", &req.base,
+				      &cluster__services__api__nodes_state_response__descriptor,
+				      &resp, false, 5000, &st) == 0)
+		hc_cli_watch_nodes_of(wn, resp);
+	if (resp)
+		protobuf_c_message_free_unpacked(resp, NULL);
+	hc_rpc_client_free(client);
+	return wn->n;
+}
+
+/* The Spawn call with its progress shown (when pr): 0 with *resp, or
+ * the exit status after one line. */
+static int spawn_watched(const struct hc_cli_cmd *cmd, struct spawn_args *a,
+			 struct hc_cli_progress *pr, Cluster__Services__Api__VmSpawnResponse **resp)
+{
+	struct spawn_call sc = { .req = &a->req.base, .timeout_ms = a->timeout_ms };
+	struct hc_cli_watch_nodes *wn = pr ? calloc(1, sizeof(*wn)) : NULL;
+	char target[128];
+	struct hc_err why;
+
+	if (hc_addr_dial_target(a->addr, target, sizeof(target), &why) < 0) {
+		free(wn);
+		return hc_cli_usage_error(cmd, "invalid --grpc-bind-addr %s: %s", a->addr, why.msg);
+	}
+	sc.target = target;
+	if (wn) /* a preset id (--id) is followed; else the node's spawn in flight */
+		wn->id = a->req.id && *a->req.id ? a->req.id : NULL;
+	if (!wn || progress_nodes(target, wn) == 0)
+		pr = NULL;
+	hc_cli_watch(pr, spawn_call, &sc, hc_cli_look_nodes, wn);
+	if (sc.r == 0 && pr && !wn->id) { /* how it ended, now that its id is known */
+		wn->id = ((Cluster__Services__Api__VmSpawnResponse *)sc.resp)->id;
+		hc_cli_look_nodes(wn, pr);
+	}
+	hc_cli_progress_end(pr, sc.r == 0);
+	*resp = (Cluster__Services__Api__VmSpawnResponse *)sc.resp;
+	if (sc.r == 0 && pr && (*resp)->n_replicas == 0)
+		hc_cli_watch_routed(pr, wn, (*resp)->id);
+	free(wn);
+	return sc.r < 0 ? hc_cli_rpc_fail(target, &sc.st) : 0;
+}
+
 int hc_cli_cmd_cluster_spawn(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
 	struct spawn_args a = {
 		.req = CLUSTER__SERVICES__API__VM_SPAWN_REQUEST__INIT,
 		.addr = HC_CLI_DEFAULT_GRPC_ADDR,
 		.timeout_ms = SPAWN_TIMEOUT_MS,
+		.progress = true,
 	};
 	Cluster__Services__Api__VmSpawnResponse *resp = NULL;
+	struct hc_cli_progress *pr = NULL;
 	char *policy = NULL;
 	int r = hc_cli_parse_opts(cmd, argc, argv, &a);
 
@@ -200,13 +287,13 @@ int hc_cli_cmd_cluster_spawn(const struct hc_cli_cmd *cmd, int argc, char **argv
 	if (a.policy && (r = hc_cli_read_policy(a.policy, &policy)) != 0)
 		goto out;
 	a.req.policy = policy;
-	r = call_agent(cmd, a.addr, "Spawn", &a.req.base,
-		       &cluster__services__api__vm_spawn_response__descriptor,
-		       (ProtobufCMessage **)&resp, a.timeout_ms);
+	pr = hc_cli_progress_new(a.progress);
+	r = spawn_watched(cmd, &a, pr, &resp);
 	if (r)
 		goto out;
 	print_spawned(resp, a.json);
 out:
+	hc_cli_progress_free(pr);
 	free(policy);
 	if (resp)
 		protobuf_c_message_free_unpacked(&resp->base, NULL);

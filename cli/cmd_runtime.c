@@ -217,6 +217,7 @@ struct spawn_args {
 	const char *pin_dir;
 	bool no_isolation;
 	bool json;
+	bool progress;
 };
 
 static int replace_string(char **field, const char *value)
@@ -337,6 +338,9 @@ const struct hc_cli_opt hc_cli_opts_spawn[] = {
 	HC_CLI_UINT("capacity-mem", S, o.capacity_mem_mb, 1, 1u << 30, NULL, "MB",
 		    "memory this node offers (default: MemAvailable)"),
 	HC_CLI_FLAG("json", S, json, "print the workload as JSON"),
+	HC_CLI_FLAG("progress", S, progress,
+		    "on a terminal (stdout and stderr), show the image pull (layers, bytes) and "
+		    "each step with its time on stderr (default true; --progress=false: never)"),
 	LOCAL_ROWS(S),
 	{ .name = NULL },
 };
@@ -493,13 +497,30 @@ static struct hc_dataplane *open_isolation(const struct spawn_args *a, int *r)
 	return dp;
 }
 
+/* The spawn, on the thread hc_cli_watch runs it on. */
+struct local_spawn {
+	struct hc_runtime *rt;
+	const struct hc_workload_spec *spec;
+	struct hc_workload w;
+	struct hc_err err;
+	int r;
+};
+
+static void *local_spawn(void *arg)
+{
+	struct local_spawn *ls = arg;
+
+	ls->r = hc_runtime_spawn(ls->rt, ls->spec, NULL, &ls->w, &ls->err);
+	return NULL;
+}
+
 int hc_cli_cmd_spawn(const struct hc_cli_cmd *cmd, int argc, char **argv)
 {
-	struct spawn_args a = { .json = false };
+	struct spawn_args a = { .json = false, .progress = true };
+	struct hc_cli_progress *pr = NULL;
+	struct local_spawn ls = { 0 };
 	struct hc_dataplane *dp = NULL;
-	struct hc_err err;
 	struct hc_runtime *rt = NULL;
-	struct hc_workload w;
 	int r;
 
 	local_opts_init(&a.o);
@@ -517,16 +538,22 @@ int hc_cli_cmd_spawn(const struct hc_cli_cmd *cmd, int argc, char **argv)
 		r = HC_EXIT_FAIL;
 		goto out;
 	}
-	if (hc_runtime_spawn(rt, &a.spec, NULL, &w, &err) < 0) {
-		r = hc_cli_fail("%s", err.msg);
+	ls.rt = rt;
+	ls.spec = &a.spec;
+	pr = hc_cli_progress_new(a.progress);
+	hc_cli_watch(pr, local_spawn, &ls, hc_cli_look_local, rt);
+	hc_cli_progress_end(pr, ls.r == 0);
+	if (ls.r < 0) {
+		r = hc_cli_fail("%s", ls.err.msg);
 		goto out;
 	}
 	if (a.json)
-		r = print_json(workload_json(&w));
+		r = print_json(workload_json(&ls.w));
 	else
-		printf("%s\n", w.id), r = HC_EXIT_OK;
-	hc_workload_fini(&w);
+		printf("%s\n", ls.w.id), r = HC_EXIT_OK;
+	hc_workload_fini(&ls.w);
 out:
+	hc_cli_progress_free(pr);
 	hc_workload_spec_fini(&a.spec);
 	hc_runtime_free(rt);
 	hc_dataplane_close(dp);

@@ -24,6 +24,8 @@ packages=(
 	# workload runtime: embedded containerd, CNI, local registry and test images
 	containerd runc containernetworking-plugins iptables docker-registry skopeo
 	busybox-static runsc
+	# examples/monitoring: promtool checks the alert rules
+	prometheus
 )
 
 missing=()

@@ -32,6 +32,7 @@ struct hc_api *hc_api_new(struct hc_loop *loop, struct hc_cluster *cluster,
 	api->metrics = metrics;
 	api->auth = cfg->auth;
 	api->metrics_auth = cfg->metrics_auth;
+	api->runtime = cfg->runtime;
 
 	/* Bind HTTP first (we own that socket) so a busy port fails before
 	 * gRPC has started anything. */

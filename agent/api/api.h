@@ -16,6 +16,7 @@ struct hc_auth;
 struct hc_loop;
 struct hc_cluster;
 struct hc_metrics;
+struct hc_runtime;
 
 struct hc_api_config {
 	struct hc_addr grpc_addr;
@@ -25,6 +26,9 @@ struct hc_api_config {
 	 * one, /metrics only with metrics_auth. */
 	struct hc_auth *auth;
 	bool metrics_auth;
+	/* This node's runtime, for /spawn/progress; NULL: none. Must outlive
+	 * the api. */
+	struct hc_runtime *runtime;
 };
 
 /*

@@ -37,6 +37,8 @@ struct hc_api {
 	struct hc_loop *loop;
 	struct hc_cluster *cluster;
 	struct hc_metrics *metrics;
+	struct hc_runtime *runtime; /* NULL without one (--no-runtime) */
+	uint64_t ingests_retry_ms;  /* containerd's content service failed: not before */
 	struct hc_rpc_server *grpc;
 	struct hc_rpc_method grpc_methods[HC_API_GRPC_METHODS]; /* the server points here */
 	struct hc_http *http;

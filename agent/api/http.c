@@ -40,7 +40,7 @@
 const char *const hc_http_route_paths[ROUTE_COUNT] = {
 	"/list", "/spawn", "/stop", "/logs", "/healthz", "/metrics", "/members", "/event",
 	"/query", "/keys", "/proofs", "/proofs/verify", "/policy/explain", "/beacon/attest",
-	"/cluster/state", "other",
+	"/cluster/state", "/spawn/progress", "other",
 };
 
 /* Status codes we answer with, for the request counter. */

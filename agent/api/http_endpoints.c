@@ -785,6 +785,7 @@ static enum hc_auth_role role_needed(const struct hc_http *h, enum route r)
 	case ROUTE_POLICY_EXPLAIN: /* a dry run: nothing changes */
 	case ROUTE_ATTEST:
 	case ROUTE_CLUSTER_STATE: /* what the node gossips anyway */
+	case ROUTE_SPAWN_PROGRESS:
 		return HC_AUTH_READ_ONLY;
 	default:
 		return HC_AUTH_ADMIN;
@@ -890,6 +891,8 @@ enum MHD_Result hc_http_dispatch(struct hc_http *h, struct MHD_Connection *conn,
 		return hc_http_get_attest(h, conn, (struct request *)req);
 	case ROUTE_CLUSTER_STATE:
 		return get_cluster_state(h, conn);
+	case ROUTE_SPAWN_PROGRESS:
+		return hc_http_get_spawn_progress(h, conn);
 	default:
 		return MHD_NO;
 	}

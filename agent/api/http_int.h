@@ -31,6 +31,7 @@ enum route {
 	ROUTE_POLICY_EXPLAIN,
 	ROUTE_ATTEST,
 	ROUTE_CLUSTER_STATE,
+	ROUTE_SPAWN_PROGRESS,
 	ROUTE_OTHER,
 	ROUTE_COUNT,
 };
@@ -100,6 +101,12 @@ enum MHD_Result hc_http_post_keys(struct hc_http *h, struct MHD_Connection *conn
 /* GET /beacon/attest?node=NAME: a fresh BEACON_ATTEST of that node. */
 enum MHD_Result hc_http_get_attest(struct hc_http *h, struct MHD_Connection *conn,
 				   struct request *req);
+/* ---- http_progress.c ---- */
+
+/* GET /spawn/progress[?id=ID]: this node's spawns in flight and its image
+ * downloads (docs/api.md). */
+enum MHD_Result hc_http_get_spawn_progress(struct hc_http *h, struct MHD_Connection *conn);
+
 enum MHD_Result hc_http_dispatch(struct hc_http *h, struct MHD_Connection *conn, const char *url,
 				 const char *method, const struct request *req);
 

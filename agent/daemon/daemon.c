@@ -692,6 +692,7 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, struct hc_err *err)
 	if (d.runtime) {
 		ccfg.runtime = &hc_cluster_runtime_cri;
 		ccfg.runtime_ctx = d.runtime;
+		acfg.runtime = d.runtime;
 	}
 	if (ibrl_config(&d, cfg, &ccfg, err) < 0)
 		goto fail;

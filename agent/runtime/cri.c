@@ -153,6 +153,7 @@ void hc_runtime_free(struct hc_runtime *rt)
 	/* no call is in flight any more: the caller's promise */
 	if (rt->chan)
 		chan_put(rt, rt->chan);
+	hc_runtime_track_fini(rt);
 	pthread_mutex_destroy(&rt->lock);
 	hc_crilog_marks_free(rt->log_marks);
 	free(rt->socket);
@@ -199,16 +200,23 @@ int hc_cri_call(struct hc_runtime *rt, const char *method, const ProtobufCMessag
 		const char *what, struct hc_err *err)
 {
 	char path[128];
-	struct hc_rpc_status st;
-	int e;
-
-	struct hc_cri_chan *ch;
-	int rc;
 
 	snprintf(path, sizeof(path), "/runtime.v1.%s", method);
+	return hc_containerd_call(rt, path, NULL, 0, req, resp_type, resp, timeout_ms, what, err);
+}
+
+int hc_containerd_call(struct hc_runtime *rt, const char *path, const struct hc_rpc_metadata *md,
+		       size_t nmd, const ProtobufCMessage *req,
+		       const ProtobufCMessageDescriptor *resp_type, ProtobufCMessage **resp,
+		       int timeout_ms, const char *what, struct hc_err *err)
+{
+	struct hc_rpc_status st;
+	struct hc_cri_chan *ch;
+	int e, rc;
+
 	*resp = NULL;
 	ch = chan_get(rt);
-	rc = hc_rpc_client_call(ch->client, path, req, resp_type, resp, NULL, 0, timeout_ms, &st);
+	rc = hc_rpc_client_call(ch->client, path, req, resp_type, resp, md, nmd, timeout_ms, &st);
 	e = rc == 0 ? 0 : -hc_rpc_code_errno(st.code);
 	if (e == ECONNREFUSED) {
 		/* only if no other call replaced the channel meanwhile */
@@ -220,7 +228,7 @@ int hc_cri_call(struct hc_runtime *rt, const char *method, const ProtobufCMessag
 	chan_put(rt, ch);
 	if (rc == 0)
 		return 0;
-	hc_log(HC_LOG_DEBUG, "CRI %s failed: %s %s", method,
+	hc_log(HC_LOG_DEBUG, "containerd %s failed: %s %s", path,
 	       hc_rpc_code_name(st.code), st.message);
 	if (e == ECONNREFUSED) {
 		/* not retried here: the call may have reached containerd */

@@ -832,33 +832,28 @@ static int sandbox_ready(struct hc_runtime *rt, const char *id, const char *sand
 	return r < 0 ? r : 0;
 }
 
-int hc_runtime_spawn(struct hc_runtime *rt, const struct hc_workload_spec *spec, const char *id,
-		     struct hc_workload *out, struct hc_err *err)
+/* hc_runtime_spawn() once the id is known, each phase told to the
+ * progress tracking. */
+static int spawn_as(struct hc_runtime *rt, const struct hc_workload_spec *spec, const char *wid,
+		    struct hc_workload *out, struct hc_err *err)
 {
 	struct hc_workload_spec stored;
-	char wid[HC_WORKLOAD_ID_LEN + 1], sandbox_id[65], container_id[65];
+	char sandbox_id[65], container_id[65];
 	struct pod_request *pod = NULL;
 	char *spec_json = NULL;
 	int r;
 
-	memset(out, 0, sizeof(*out));
-	r = hc_workload_spec_validate(spec, err);
-	if (r < 0)
-		return r;
-	if (id && !hc_uuid_valid(id))
-		return hc_err_set(err, -EINVAL, "invalid workload id \"%.64s\" (want a UUID)", id);
-	if (id)
-		copy_str(wid, sizeof(wid), id);
-	else if ((r = hc_uuid_new(wid)) < 0)
-		return hc_err_set(err, r, "cannot generate an id: %s", strerror(-r));
 	r = check_capacity(rt, spec, err);
 	if (r < 0)
 		return r;
 	r = image_present(rt, spec->image_ref, err);
-	if (r == 0)
+	if (r == 0) {
+		hc_runtime_track_pulling(rt, wid);
 		r = pull_image(rt, spec->image_ref, err);
+	}
 	if (r < 0)
 		return r;
+	hc_runtime_track_phase(rt, wid, HC_SPAWN_SANDBOX);
 
 	/* the request is stored with the pids limit it got, not "default" */
 	stored = *spec;
@@ -882,10 +877,14 @@ int hc_runtime_spawn(struct hc_runtime *rt, const struct hc_workload_spec *spec,
 		goto out; /* the existing workload is not ours to undo */
 	if (r == 0)
 		r = sandbox_ready(rt, wid, sandbox_id, spec, err);
-	if (r == 0)
+	if (r == 0) {
+		hc_runtime_track_phase(rt, wid, HC_SPAWN_CONTAINER);
 		r = create_container(rt, pod, sandbox_id, wid, spec, container_id, err);
-	if (r == 0)
+	}
+	if (r == 0) {
+		hc_runtime_track_phase(rt, wid, HC_SPAWN_START);
 		r = start_container(rt, container_id, err);
+	}
 	if (r < 0) {
 		undo_spawn(rt, wid);
 		goto out;
@@ -896,6 +895,28 @@ int hc_runtime_spawn(struct hc_runtime *rt, const struct hc_workload_spec *spec,
 out:
 	free(pod);
 	free(spec_json);
+	return r;
+}
+
+int hc_runtime_spawn(struct hc_runtime *rt, const struct hc_workload_spec *spec, const char *id,
+		     struct hc_workload *out, struct hc_err *err)
+{
+	char wid[HC_WORKLOAD_ID_LEN + 1];
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	r = hc_workload_spec_validate(spec, err);
+	if (r < 0)
+		return r;
+	if (id && !hc_uuid_valid(id))
+		return hc_err_set(err, -EINVAL, "invalid workload id \"%.64s\" (want a UUID)", id);
+	if (id)
+		copy_str(wid, sizeof(wid), id);
+	else if ((r = hc_uuid_new(wid)) < 0)
+		return hc_err_set(err, r, "cannot generate an id: %s", strerror(-r));
+	hc_runtime_track_begin(rt, wid);
+	r = spawn_as(rt, spec, wid, out, err);
+	hc_runtime_track_end(rt, wid);
 	return r;
 }
 

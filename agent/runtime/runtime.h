@@ -517,4 +517,57 @@ long hc_runtime_leases_count(const char *lease_dir);
 int hc_runtime_collect_leases(struct hc_runtime *rt, const char *lease_dir, int min_age_s,
 			      struct hc_runtime_leases *out, struct hc_err *err);
 
+/* ---- progress of spawns in flight (agent/runtime/progress.c) ---- */
+
+/* The steps of hc_runtime_spawn(), in order. */
+enum hc_spawn_phase {
+	HC_SPAWN_PULL,      /* pulling the image (skipped when present) */
+	HC_SPAWN_SANDBOX,   /* RunPodSandbox: network namespace, address, veth */
+	HC_SPAWN_CONTAINER, /* CreateContainer */
+	HC_SPAWN_START,     /* StartContainer */
+	HC_SPAWN_PHASES,
+};
+/* "pull", "sandbox", "container", "start"; NULL past the last. */
+const char *hc_spawn_phase_name(enum hc_spawn_phase p);
+
+struct hc_spawn_progress {
+	char id[HC_WORKLOAD_ID_LEN + 1];
+	enum hc_spawn_phase phase;
+	/* ms spent in each phase that ended, and in the current one so far */
+	uint64_t phase_ms[HC_SPAWN_PHASES];
+	/* it returned (ok or not) and these are its final times: a spawn
+	 * stays listed for a while after, so a display polling it learns how
+	 * it ended however short the last phases were */
+	bool done;
+	bool pulled; /* the image was not there: the pull phase pulled it */
+};
+
+/* One download of containerd's content store in progress. */
+struct hc_pull_ingest {
+	char ref[128]; /* "layer-sha256:…", "manifest-sha256:…", "config-sha256:…" */
+	int64_t offset, total; /* bytes so far and expected (0: not known yet) */
+};
+
+struct hc_runtime_progress {
+	struct hc_spawn_progress *spawns; /* this runtime object's, oldest first */
+	size_t nspawns;
+	/* every pull on the node (containerd does not say for whom) */
+	struct hc_pull_ingest *ingests;
+	size_t ningests;
+	bool ingests_known; /* false: containerd's content service did not answer */
+};
+
+/*
+ * The spawns in flight through rt, and the last few that ended within a
+ * minute (id: that one only, else all), and
+ * containerd's downloads in progress (one ListStatuses call on its content
+ * service, at most timeout_ms; none when timeout_ms <= 0). Any thread;
+ * blocks for that call only.
+ * Fills *out (hc_runtime_progress_fini): 0, or -ENOMEM. A content service
+ * that does not answer is not an error: ingests_known says so.
+ */
+int hc_runtime_progress(struct hc_runtime *rt, const char *id, int timeout_ms,
+			struct hc_runtime_progress *out);
+void hc_runtime_progress_fini(struct hc_runtime_progress *p);
+
 #endif /* HC_RUNTIME_H */

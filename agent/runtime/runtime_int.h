@@ -50,7 +50,26 @@ struct hc_runtime {
 	struct hc_crilog_marks *log_marks; /* where readers stopped (crilog_int.h) */
 	hc_runtime_sandbox_fn *on_sandbox;
 	void *on_sandbox_arg;
+	struct spawn_track *spawns; /* in flight (progress.c), under lock */
+	size_t nspawns;
 };
+
+/* progress.c: hc_runtime_spawn() says where it is, for hc_runtime_progress().
+ * Tracking is best effort: out of memory, a spawn is just not shown. */
+void hc_runtime_track_begin(struct hc_runtime *rt, const char *id);
+void hc_runtime_track_phase(struct hc_runtime *rt, const char *id, enum hc_spawn_phase phase);
+/* The image of spawn id is being pulled (it was not there). */
+void hc_runtime_track_pulling(struct hc_runtime *rt, const char *id);
+void hc_runtime_track_end(struct hc_runtime *rt, const char *id);
+/* Frees what tracking holds, at hc_runtime_free(). */
+void hc_runtime_track_fini(struct hc_runtime *rt);
+
+/* A call to any of containerd's gRPC services by its full path, with
+ * metadata md (e.g. containerd-namespace); errors as hc_cri_call. */
+int hc_containerd_call(struct hc_runtime *rt, const char *path, const struct hc_rpc_metadata *md,
+		       size_t nmd, const ProtobufCMessage *req,
+		       const ProtobufCMessageDescriptor *resp_type, ProtobufCMessage **resp,
+		       int timeout_ms, const char *what, struct hc_err *err);
 
 /* logs.c, for the watch: rotates the log of a running workload (container
  * container_id) if it holds at least min_size bytes (the watch passes less
