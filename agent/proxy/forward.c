@@ -439,6 +439,11 @@ static int flow_recv(struct hc_proxy_conn *c, struct hc_proxy_flow *f)
 		f->eof = true;
 		return 1;
 	}
+	if (f == &c->down && !c->resp_seen) {
+		c->resp_seen = true; /* the request needs no retry any more */
+		free(c->retry);
+		c->retry = NULL;
+	}
 	/* A short read emptied a TCP socket's queue: the next byte brings an
 	 * edge. Not so for a FIN that was already queued behind the data (its
 	 * edge came with them: hup), and OpenSSL returns a record at a time. */
@@ -565,22 +570,29 @@ static int body_start(struct hc_proxy_conn *c, struct hc_proxy_flow *f, enum hc_
 	return 1;
 }
 
+/* The client's address as accept4 gave it (no getpeername per connection);
+ * an IPv4-mapped one is written as IPv4. */
+static bool peer_text(const struct hc_proxy_conn *c, char *ip, size_t len)
+{
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+	if (!c->have_peer)
+		return false;
+	if (memcmp(c->peer.a, mapped, sizeof(mapped)) == 0) {
+		inet_ntop(AF_INET, c->peer.a + 12, ip, (socklen_t)len);
+		return false;
+	}
+	inet_ntop(AF_INET6, c->peer.a, ip, (socklen_t)len);
+	return true;
+}
+
 void hc_proxy_forwarded_lines(struct hc_proxy_conn *c)
 {
-	struct sockaddr_storage peer;
-	socklen_t pl = sizeof(peer);
 	char ip[INET6_ADDRSTRLEN] = "unknown";
 	const char *proto = c->ssl ? "https" : "http";
-	bool v6 = false;
+	bool v6 = peer_text(c, ip, sizeof(ip));
 	int n;
 
-	if (getpeername(c->cfd, (struct sockaddr *)&peer, &pl) == 0) {
-		v6 = peer.ss_family == AF_INET6;
-		if (peer.ss_family == AF_INET)
-			inet_ntop(AF_INET, &((struct sockaddr_in *)&peer)->sin_addr, ip, sizeof(ip));
-		else if (v6)
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&peer)->sin6_addr, ip, sizeof(ip));
-	}
 	n = snprintf(c->fwd, sizeof(c->fwd),
 		     "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nForwarded: for=%s%s%s;proto=%s\r\n",
 		     ip, proto, v6 ? "\"[" : "", ip, v6 ? "]\"" : "", proto);
@@ -589,18 +601,70 @@ void hc_proxy_forwarded_lines(struct hc_proxy_conn *c)
 
 /* A request head routed to the current backend: rewritten in place (it
  * grows into the room before it, see the top), then framed. */
+/* Whether a request may be sent again on a new connection after the
+ * backend closed a reused one under it: an idempotent method (RFC 9110
+ * 9.2.2) and no body, so that the whole request is its head. */
+static bool retriable(const char *head, const struct hc_http_head *h)
+{
+	static const char *const methods[] = {"GET ", "HEAD ", "OPTIONS ", "PUT ", "DELETE ", "TRACE "};
+
+	if (h->chunked || (h->has_length && h->content_length) || h->upgrade)
+		return false;
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+		if (h->request_line_len > strlen(methods[i]) &&
+		    memcmp(head, methods[i], strlen(methods[i])) == 0)
+			return true;
+	return false;
+}
+
+/* The first request on a reused backend connection: kept as it came, to be
+ * sent again if the backend closed the connection as we took it. */
+static void keep_for_retry(struct hc_proxy_conn *c, const struct hc_http_head *h)
+{
+	const char *head = c->up.buf + c->up.off;
+
+	if (!c->reused || c->resp_seen || c->req_count || c->retry || !retriable(head, h))
+		return;
+	c->retry = malloc(h->head_len);
+	if (!c->retry)
+		return; /* no retry then: a 502 if it comes to that */
+	memcpy(c->retry, head, h->head_len);
+	c->retry_len = h->head_len;
+}
+
+/* What the head rewrite drops: the client's forwarded fields when ours
+ * replace them, and a Connection: close the backend connection must not
+ * see when it is to be reused (the client's connection still ends after
+ * the answer: REQ_CLOSE). */
+static unsigned rewrite_flags(const struct hc_proxy_conn *c, const struct hc_http_head *h)
+{
+	const struct hc_proxy_config *cfg = &c->w->p->cfg;
+	unsigned flags = cfg->forwarded_headers ? HC_REWRITE_FORWARDED : 0;
+
+	if (cfg->backend_reuse && h->close && !h->close_mixed && !h->http10)
+		flags |= HC_REWRITE_CLOSE;
+	return flags;
+}
+
 static int up_forward_head(struct hc_proxy_conn *c, const struct hc_http_head *h)
 {
 	struct hc_proxy_flow *f = &c->up;
 	size_t len = h->head_len;
+	unsigned flags = rewrite_flags(c, h);
 
-	if (c->w->p->cfg.forwarded_headers) {
+	/* what makes the backend end the connection, or changes its protocol */
+	if ((h->close && !(flags & HC_REWRITE_CLOSE)) || h->http10 || h->upgrade)
+		c->backend_keep = false;
+	keep_for_retry(c, h);
+	if (flags) {
 		char out[HC_HTTP_HEAD_MAX + sizeof(c->fwd)];
+		bool fwd = flags & HC_REWRITE_FORWARDED;
 		size_t n;
 
-		if (!c->fwd_len)
+		if (fwd && !c->fwd_len)
 			hc_proxy_forwarded_lines(c);
-		n = hc_http_head_rewrite(f->buf + f->off, h, c->fwd, c->fwd_len, out, sizeof(out));
+		n = hc_http_head_rewrite(f->buf + f->off, h, fwd ? c->fwd : "", fwd ? c->fwd_len : 0,
+					 flags, out, sizeof(out));
 		if (!n || n > f->off + h->head_len)
 			return -EOVERFLOW; /* cannot happen: the headroom holds fwd */
 		f->off = f->off + h->head_len - n;
@@ -736,6 +800,7 @@ static int down_head(struct hc_proxy_conn *c)
 	if (resp.status == 101) {
 		if (!(flags & REQ_UPGRADE))
 			return -EPROTO;
+		c->backend_keep = false;
 		/* the connection is the upgraded protocol's from here, both ways */
 		req_pop(c);
 		c->upgrading = false;
@@ -759,6 +824,9 @@ static int down_head(struct hc_proxy_conn *c)
 	if (resp.close || (flags & REQ_CLOSE))
 		c->last_exchange = true;
 	kind = hc_http_response_body(&resp, flags & REQ_HEAD, &len);
+	/* the backend ends the connection after it (or we could not tell) */
+	if (resp.close || resp.http10 || kind == HC_BODY_CLOSE)
+		c->backend_keep = false;
 	return body_start(c, f, kind, len);
 }
 
@@ -843,22 +911,84 @@ static int flow_step(struct hc_proxy_conn *c, struct hc_proxy_flow *f, bool up)
 	return moved;
 }
 
+/* Puts the kept request back before what the client sent after it (the
+ * unsent rest of its rewritten copy dropped), to be parsed and sent again.
+ * 0, or -ENOSPC when it does not fit beside them. */
+static int retry_requeue(struct hc_proxy_conn *c)
+{
+	struct hc_proxy_flow *f = &c->up;
+
+	if (!f->buf) {
+		f->buf = buf_get(c->w);
+		if (!f->buf)
+			return -ENOMEM;
+		f->off = HC_PROXY_HEADROOM;
+		f->queued = f->ready = 0;
+	}
+	/* what is ready is the request's own (nothing after it is framed) */
+	f->off += f->ready;
+	f->queued -= f->ready;
+	f->ready = 0;
+	if (HC_PROXY_HEADROOM + c->retry_len + f->queued > HC_PROXY_COPY_BUF)
+		return -ENOSPC;
+	memmove(f->buf + HC_PROXY_HEADROOM + c->retry_len, f->buf + f->off, f->queued);
+	memcpy(f->buf + HC_PROXY_HEADROOM, c->retry, c->retry_len);
+	f->off = HC_PROXY_HEADROOM;
+	f->queued += c->retry_len;
+	return 0;
+}
+
+/* A reused backend connection failed (EOF or an error) before a byte of
+ * answer: the backend closed it while we took it. Nothing sent yet, or a
+ * request kept for it (idempotent, no body): once more on a new
+ * connection. Otherwise the client gets a 502 (a request that may have
+ * had effects is never sent twice). false: not that case (rc stands). */
+static bool reused_lost(struct hc_proxy_conn *c)
+{
+	if (!c->reused || c->resp_seen || c->state != C_FORWARD || !backend_quiet(c))
+		return false;
+	if (c->req_count == 0 && !c->up.ready && c->up.state == F_HEAD) {
+		hc_proxy_backend_retry(c); /* nothing was sent: only reconnect */
+		return true;
+	}
+	if (c->req_count == 1 && c->retry && c->up.state == F_HEAD && retry_requeue(c) == 0) {
+		req_pop(c);
+		hc_proxy_backend_retry(c);
+		return true;
+	}
+	c->answer = A_BAD_GATEWAY;
+	hc_proxy_conn_answer(c);
+	return true;
+}
+
 static int engine_pump(struct hc_proxy_conn *c)
 {
 	for (;;) {
 		int moved = 0, rc;
 
 		if ((rc = flow_step(c, &c->up, true)) < 0)
-			return rc;
+			return reused_lost(c) ? 0 : rc;
 		moved |= rc;
 		if (c->state != C_FORWARD)
 			return 0;
 		if ((rc = flow_step(c, &c->down, false)) < 0)
-			return rc;
+			return reused_lost(c) ? 0 : rc;
 		moved |= rc;
 		if (c->state != C_FORWARD)
 			return 0;
-		moved |= flow_finish(c, &c->up, true) | flow_finish(c, &c->down, false);
+		if (c->down.eof && reused_lost(c))
+			return 0;
+		/* the client ended between requests: a clean backend connection
+		 * stays open for the pool (not shut, unlike a tunnel's) once
+		 * every response is out */
+		if (c->up.eof && !c->up.queued && c->up.state == F_HEAD && c->backend_keep &&
+		    c->w->p->cfg.backend_reuse) {
+			if (!c->req_count && backend_quiet(c))
+				return 1;
+		} else {
+			moved |= flow_finish(c, &c->up, true);
+		}
+		moved |= flow_finish(c, &c->down, false);
 		/* the response to a Connection: close exchange is out: closing
 		 * both sockets now ends the connection with one FIN each way */
 		if (c->last_exchange && !c->req_count && backend_quiet(c) && !c->up.queued) {
@@ -1042,6 +1172,8 @@ int hc_proxy_forward_resume(struct hc_proxy_conn *c)
 
 void hc_proxy_forward_fini(struct hc_proxy_conn *c)
 {
+	free(c->retry);
+	c->retry = NULL;
 	if (c->in_sockmap)
 		sockmap_remove(c);
 	flow_fini(c->w, &c->up);

@@ -55,8 +55,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import hctest  # noqa: E402
 from proxytest import (BASE, PASS_HOST, PREFIX, VETH, KiB, MiB, Backend, Env, Reader,  # noqa: E402
-                       connect, exchange, fd_count, log_tail, metric, parse_metrics,
-                       pattern_chunks, pattern_sha, read_response, rss_kib, status_of,
+                       connect, exchange, fd_count, log_tail, metric, parse_head, parse_metrics,
+                       pattern_chunks, pattern_sha, read_response, response, rss_kib, status_of,
                        ws_accept, ws_frame, ws_read_frame)
 
 HEAD_TIMEOUT_MS = 1500
@@ -1269,6 +1269,156 @@ class PerRequestCopyTest(PerRequestTests, ProxyCase):
     agent_args = PerRequestTests.agent_args + ("--proxy-forwarding", "copy")
 
 
+# ---- backend connection reuse -------------------------------------------------
+
+class ScriptedBackend(Backend):
+    """Keep-alive HTTP/1.1 whose answer to each request is chosen by
+    plan(conn, n, method): conn counts this backend's connections from 1,
+    n the requests on it from 1. "ok" (200, keep-alive), "close" (200 with
+    Connection: close, then closes), "drop" (closes without answering),
+    "reset" (resets without answering). Every request head is kept in
+    heads as (conn, n, head)."""
+
+    def __init__(self, name, plan=lambda conn, n, method: "ok"):
+        super().__init__(name)
+        self.plan = plan
+        self.heads = []
+
+    def serve(self, c, peer):
+        conn, r, n = self.accepted, Reader(c), 0
+        while True:
+            raw = r.head()
+            if raw is None:
+                return
+            first, headers = parse_head(raw)
+            if "content-length" in headers:
+                r.exact(int(headers["content-length"]))
+            n += 1
+            with self.cond:
+                self.heads.append((conn, n, raw))
+                self.cond.notify_all()
+            what = self.plan(conn, n, first[0])
+            if what == "reset":
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                return
+            if what == "drop":
+                return
+            body = b"conn %d request %d" % (conn, n)
+            c.sendall(response(200, body, close=what == "close"))
+            if what == "close":
+                return
+
+
+class BackendReuseTests:
+    """Idle keep-alive backend connections go back to a worker's pool and
+    serve the next client connection (one worker, so that both land in the
+    same pool). A mixin run in splice and copy modes."""
+
+    def one(self, port, host, method="GET", body=b""):
+        """(status, body) of one request on its own client connection with
+        Connection: close, read to the client's EOF."""
+        with connect(port) as s:
+            s.sendall(("%s / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\nContent-Length: %d"
+                       "\r\n\r\n" % (method, host, len(body))).encode() + body)
+            r = Reader(s)
+            status, _, got = read_response(r)
+            self.assertEqual(r.to_eof()[0], b"", "the client connection ends after it")
+            return status, got
+
+    def test_two_clients_share_one_backend_connection(self):
+        b = ScriptedBackend("reuse")
+        try:
+            port = self.route("reuse.test", b)
+            before = self.metrics()
+            self.assertEqual(self.one(port, "reuse.test"), (200, b"conn 1 request 1"))
+            self.assertEqual(self.one(port, "reuse.test"), (200, b"conn 1 request 2"))
+            self.assertEqual(b.accepted, 1)
+            # the client's Connection: close stays between it and us
+            self.assertNotIn(b"connection:", b.heads[1][2].lower())
+            self.assertIn(b"x-forwarded-for: 127.0.0.1", b.heads[1][2].lower())
+            ms = self.metrics()
+            self.assertGreaterEqual(
+                metric(ms, "hypercore_proxy_backend_connections_total", kind="reused") -
+                (metric(before, "hypercore_proxy_backend_connections_total", kind="reused") or 0),
+                1)
+            self.assertGreaterEqual(metric(ms, "hypercore_proxy_backend_idle_connections"), 1)
+        finally:
+            b.close()
+
+    def test_backend_closing_an_idle_connection(self):
+        # closed while pooled: evicted, the next client gets a new one
+        b = ScriptedBackend("idleclose", lambda conn, n, m: "close" if conn == 1 else "ok")
+        try:
+            port = self.route("idleclose.test", b)
+            self.assertEqual(self.one(port, "idleclose.test"), (200, b"conn 1 request 1"))
+            self.assertEqual(self.one(port, "idleclose.test"), (200, b"conn 2 request 1"))
+            self.assertEqual(b.accepted, 2)
+        finally:
+            b.close()
+        # closed as the request arrives (the race a pool lives with): an
+        # idempotent request without a body is sent again, once
+        b = ScriptedBackend("race", lambda conn, n, m: "drop" if (conn, n) == (1, 2) else "ok")
+        try:
+            port = self.route("race.test", b)
+            retries = metric(self.metrics(), "hypercore_proxy_backend_retries_total") or 0
+            self.assertEqual(self.one(port, "race.test"), (200, b"conn 1 request 1"))
+            self.assertEqual(self.one(port, "race.test"), (200, b"conn 2 request 1"))
+            self.assertEqual(metric(self.metrics(), "hypercore_proxy_backend_retries_total"),
+                             retries + 1)
+        finally:
+            b.close()
+
+    def test_post_on_a_reset_reused_connection_is_502(self):
+        b = ScriptedBackend("post", lambda conn, n, m: "reset" if m == "POST" else "ok")
+        try:
+            port = self.route("post.test", b)
+            self.assertEqual(self.one(port, "post.test")[0], 200)
+            self.assertEqual(self.one(port, "post.test", "POST", b"x" * 100)[0], 502)
+            time.sleep(0.3)
+            self.assertEqual([h[2].split(b" ")[0] for h in b.heads].count(b"POST"), 1,
+                             "not sent again")
+            self.assertEqual(self.one(port, "post.test"), (200, b"conn 2 request 1"))
+        finally:
+            b.close()
+
+    def test_connection_close_response_is_not_pooled(self):
+        b = ScriptedBackend("respclose", lambda conn, n, m: "close")
+        try:
+            port = self.route("respclose.test", b)
+            for i in range(3):
+                self.assertEqual(self.one(port, "respclose.test"),
+                                 (200, b"conn %d request 1" % (i + 1)))
+            self.assertEqual(b.accepted, 3)
+        finally:
+            b.close()
+
+    def test_keep_alive_client_leaves_its_backend_to_the_next(self):
+        b = ScriptedBackend("ka")
+        try:
+            port = self.route("ka.test", b)
+            with connect(port) as s:
+                r = Reader(s)
+                for i in range(2):
+                    s.sendall(b"GET / HTTP/1.1\r\nHost: ka.test\r\n\r\n")
+                    self.assertEqual(read_response(r)[2], b"conn 1 request %d" % (i + 1))
+            time.sleep(0.2)  # the proxy sees the client's FIN
+            self.assertEqual(self.one(port, "ka.test"), (200, b"conn 1 request 3"))
+        finally:
+            b.close()
+
+    def test_zz_agent_exits_cleanly(self):
+        # pooled connections open at the stop: closed, nothing leaked
+        self.check_clean_exit()
+
+
+class BackendReuseTest(BackendReuseTests, ProxyCase):
+    agent_args = ("--proxy-workers", "1")
+
+
+class BackendReuseCopyTest(BackendReuseTests, ProxyCase):
+    agent_args = ("--proxy-workers", "1", "--proxy-forwarding", "copy")
+
+
 # ---- options that need an agent of their own ----------------------------------
 
 class ProxyOptionsTest(ProxyCase):
@@ -1286,6 +1436,21 @@ class ProxyOptionsTest(ProxyCase):
                 h = json.loads(read_response(r)[2])["headers"]
                 self.assertEqual(h.get("x-forwarded-for"), "192.0.2.9")
                 self.assertNotIn("forwarded", h)
+        self.assertCleanExit(a)
+
+    def test_no_backend_reuse(self):
+        """--no-proxy-backend-reuse: a backend connection per client one."""
+        a = self.own_agent("--no-proxy-backend-reuse", "--proxy-workers", "1")
+        b = ScriptedBackend("noreuse")
+        try:
+            port = self.route("noreuse.test", b, agent=a)
+            for i in range(2):
+                with connect(port) as s:
+                    s.sendall(b"GET / HTTP/1.1\r\nHost: noreuse.test\r\n\r\n")
+                    self.assertEqual(read_response(Reader(s))[2], b"conn %d request 1" % (i + 1))
+            self.assertEqual(b.accepted, 2)
+        finally:
+            b.close()
         self.assertCleanExit(a)
 
     def test_forwarded_headers(self):

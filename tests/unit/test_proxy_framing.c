@@ -135,12 +135,15 @@ static void test_rewrite(void **state)
 
 	(void)state;
 	assert_int_equal(req(in, &h), HC_PARSE_OK);
-	n = hc_http_head_rewrite(in, &h, extra, strlen(extra), out, sizeof(out));
+	n = hc_http_head_rewrite(in, &h, extra, strlen(extra), HC_REWRITE_FORWARDED, out,
+				 sizeof(out));
 	assert_int_equal(n, strlen(want));
 	assert_memory_equal(out, want, n);
 	/* too small: 0, never past cap */
 	for (size_t cap = 0; cap < strlen(want); cap++)
-		assert_int_equal(hc_http_head_rewrite(in, &h, extra, strlen(extra), out, cap), 0);
+		assert_int_equal(
+			hc_http_head_rewrite(in, &h, extra, strlen(extra), HC_REWRITE_FORWARDED, out, cap),
+			0);
 	/* the result is a head of its own */
 	{
 		struct hc_http_head h2;
