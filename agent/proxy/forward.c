@@ -770,6 +770,28 @@ static int up_frame(struct hc_proxy_conn *c)
 	return 0;
 }
 
+/* The client said Connection: close, the backend (whose connection stays
+ * open) did not: the response says it for us (RFC 9112 9.6), so that the
+ * client does not take our close for an error. Inserted after the status
+ * line, the bytes before it moving into the headroom (the last exchange:
+ * nothing after it needs the room). */
+static void say_close(struct hc_proxy_flow *f, struct hc_http_response *resp)
+{
+	static const char line[] = "Connection: close\r\n";
+	const size_t len = sizeof(line) - 1;
+	char *head = f->buf + f->off + f->ready;
+	char *lf = memchr(head, '\n', resp->head_len); /* the head is whole and checked */
+	size_t before = f->ready + (size_t)(lf + 1 - head);
+
+	if (!lf || f->off < len)
+		return; /* cannot happen: the headroom is there */
+	memmove(f->buf + f->off - len, f->buf + f->off, before);
+	f->off -= len;
+	memcpy(f->buf + f->off + before, line, len);
+	f->queued += len;
+	resp->head_len += len;
+}
+
 static int down_head(struct hc_proxy_conn *c)
 {
 	struct hc_proxy_flow *f = &c->down;
@@ -810,6 +832,8 @@ static int down_head(struct hc_proxy_conn *c)
 		hc_http_body_init(&c->up.body, HC_BODY_NONE, 0);
 		return 1;
 	}
+	if (resp.status >= 200 && (flags & REQ_CLOSE) && !resp.close)
+		say_close(f, &resp);
 	f->ready += resp.head_len;
 	if (resp.status < 200)
 		return 1; /* interim (100 Continue): the request still waits */
@@ -978,17 +1002,14 @@ static int engine_pump(struct hc_proxy_conn *c)
 			return 0;
 		if (c->down.eof && reused_lost(c))
 			return 0;
-		/* the client ended between requests: a clean backend connection
-		 * stays open for the pool (not shut, unlike a tunnel's) once
-		 * every response is out */
-		if (c->up.eof && !c->up.queued && c->up.state == F_HEAD && c->backend_keep &&
-		    c->w->p->cfg.backend_reuse) {
-			if (!c->req_count && backend_quiet(c))
-				return 1;
-		} else {
-			moved |= flow_finish(c, &c->up, true);
-		}
-		moved |= flow_finish(c, &c->down, false);
+		/* the client ended between exchanges: its backend connection
+		 * stays open for the pool, not shut (a FIN after a request still
+		 * waiting for its answer is passed on: the backend may wait for
+		 * it, and then the connection is not clean) */
+		if (c->up.eof && !c->up.queued && c->up.state == F_HEAD && !c->req_count &&
+		    backend_quiet(c) && hc_proxy_backend_poolable(c))
+			return 1;
+		moved |= flow_finish(c, &c->up, true) | flow_finish(c, &c->down, false);
 		/* the response to a Connection: close exchange is out: closing
 		 * both sockets now ends the connection with one FIN each way */
 		if (c->last_exchange && !c->req_count && backend_quiet(c) && !c->up.queued) {

@@ -157,6 +157,39 @@ static void test_rewrite(void **state)
 	}
 }
 
+/* Connection: close is dropped only where it is the field's one token
+ * (the backend connection stays open for reuse); the rest passes. */
+static void test_rewrite_close(void **state)
+{
+	static const char in[] = "GET / HTTP/1.1\r\nHost: a\r\nConnection:  Close \r\n"
+				 "X-Forwarded-For: 6.6.6.6\r\nConnection: keep-alive\r\n\r\n";
+	static const char both[] = "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n";
+	static const char close_only[] = "GET / HTTP/1.1\r\nHost: a\r\n"
+					 "X-Forwarded-For: 6.6.6.6\r\nConnection: keep-alive\r\n\r\n";
+	static const char mixed[] = "GET / HTTP/1.1\r\nHost: a\r\nConnection: close, x\r\n\r\n";
+	struct hc_http_head h;
+	char out[512];
+	size_t n;
+
+	(void)state;
+	assert_int_equal(req(in, &h), HC_PARSE_OK);
+	assert_true(h.close);
+	assert_false(h.close_mixed);
+	n = hc_http_head_rewrite(in, &h, "", 0, HC_REWRITE_FORWARDED | HC_REWRITE_CLOSE, out,
+				 sizeof(out));
+	assert_int_equal(n, strlen(both));
+	assert_memory_equal(out, both, n);
+	n = hc_http_head_rewrite(in, &h, "", 0, HC_REWRITE_CLOSE, out, sizeof(out));
+	assert_int_equal(n, strlen(close_only));
+	assert_memory_equal(out, close_only, n);
+	/* another token beside close: the field stays (and the head says so) */
+	assert_int_equal(req(mixed, &h), HC_PARSE_OK);
+	assert_true(h.close && h.close_mixed);
+	n = hc_http_head_rewrite(mixed, &h, "", 0, HC_REWRITE_CLOSE, out, sizeof(out));
+	assert_int_equal(n, strlen(mixed));
+	assert_memory_equal(out, mixed, n);
+}
+
 /* ---- responses ---- */
 
 static int resp(const char *s, struct hc_http_response *r)
@@ -356,6 +389,7 @@ int main(void)
 		cmocka_unit_test(test_request_framing),
 		cmocka_unit_test(test_request_smuggling_refused),
 		cmocka_unit_test(test_rewrite),
+		cmocka_unit_test(test_rewrite_close),
 		cmocka_unit_test(test_response_heads),
 		cmocka_unit_test(test_body_length_and_close),
 		cmocka_unit_test(test_body_chunked),
