@@ -404,6 +404,19 @@ static int flow_send(struct hc_proxy_conn *c, struct hc_proxy_flow *f)
 	return 1;
 }
 
+/* A buffer for the flow, empty if it is new. 0 or -ENOMEM. */
+static int flow_buf(struct hc_proxy_worker *w, struct hc_proxy_flow *f)
+{
+	if (f->buf)
+		return 0;
+	f->buf = buf_get(w);
+	if (!f->buf)
+		return -ENOMEM;
+	f->off = HC_PROXY_HEADROOM;
+	f->queued = f->ready = 0;
+	return 0;
+}
+
 /* Reads into the buffer (taken from the pool if need be). */
 static int flow_recv(struct hc_proxy_conn *c, struct hc_proxy_flow *f)
 {
@@ -412,13 +425,8 @@ static int flow_recv(struct hc_proxy_conn *c, struct hc_proxy_flow *f)
 
 	if (f->eof || !f->rd_ready || f->pipe[0] >= 0)
 		return 0;
-	if (!f->buf) {
-		f->buf = buf_get(c->w);
-		if (!f->buf)
-			return -ENOMEM;
-		f->off = HC_PROXY_HEADROOM;
-		f->queued = f->ready = 0;
-	}
+	if (flow_buf(c->w, f) < 0)
+		return -ENOMEM;
 	/* Full at the end: bytes waiting to be sent free the room as they go;
 	 * only a head still arriving (nothing ready) needs it moved down. */
 	if (f->off + f->queued == HC_PROXY_COPY_BUF && f->off > HC_PROXY_HEADROOM && !f->ready) {
@@ -942,13 +950,8 @@ static int retry_requeue(struct hc_proxy_conn *c)
 {
 	struct hc_proxy_flow *f = &c->up;
 
-	if (!f->buf) {
-		f->buf = buf_get(c->w);
-		if (!f->buf)
-			return -ENOMEM;
-		f->off = HC_PROXY_HEADROOM;
-		f->queued = f->ready = 0;
-	}
+	if (flow_buf(c->w, f) < 0)
+		return -ENOMEM;
 	/* what is ready is the request's own (nothing after it is framed) */
 	f->off += f->ready;
 	f->queued -= f->ready;

@@ -709,20 +709,24 @@ static const char *const limit_names[HC_PROXY_LIMITS] = {
 	[HC_PROXY_LIMIT_TOTAL] = "total",
 };
 
+/* A family of one unlabelled sample. */
+static void metric_one(struct hc_metrics_writer *mw, const char *name, const char *type,
+		       const char *help, atomic_uint_fast64_t *value)
+{
+	hc_metrics_family(mw, name, type, help);
+	hc_metrics_sample(mw, name, NULL, (double)atomic_load(value));
+}
+
 static void collect(struct hc_metrics_writer *mw, void *arg)
 {
 	struct hc_proxy *p = arg;
 	struct hc_proxy_stats *s = &p->stats;
 	const char *up[] = {"direction", "to_backend", NULL}, *down[] = {"direction", "to_client", NULL};
 
-	hc_metrics_family(mw, "hypercore_proxy_connections_accepted_total", "counter",
-			  "Connections the proxy accepted");
-	hc_metrics_sample(mw, "hypercore_proxy_connections_accepted_total", NULL,
-			  (double)atomic_load(&s->accepted));
-	hc_metrics_family(mw, "hypercore_proxy_connections_active", "gauge",
-			  "Connections open now");
-	hc_metrics_sample(mw, "hypercore_proxy_connections_active", NULL,
-			  (double)atomic_load(&s->active));
+	metric_one(mw, "hypercore_proxy_connections_accepted_total", "counter",
+		   "Connections the proxy accepted", &s->accepted);
+	metric_one(mw, "hypercore_proxy_connections_active", "gauge", "Connections open now",
+		   &s->active);
 	hc_metrics_family(mw, "hypercore_proxy_connections_forwarded_total", "counter",
 			  "Connections handed to the kernel (or the copy loop) after routing, by mode");
 	for (unsigned m = 0; m < 3; m++) {
@@ -770,15 +774,12 @@ static void collect(struct hc_metrics_writer *mw, void *arg)
 		hc_metrics_sample(mw, "hypercore_proxy_backend_connections_total", lr,
 				  (double)atomic_load(&s->backend_reused));
 	}
-	hc_metrics_family(mw, "hypercore_proxy_backend_retries_total", "counter",
-			  "Requests sent again on a new backend connection after a reused one closed "
-			  "before answering");
-	hc_metrics_sample(mw, "hypercore_proxy_backend_retries_total", NULL,
-			  (double)atomic_load(&s->backend_retries));
-	hc_metrics_family(mw, "hypercore_proxy_backend_idle_connections", "gauge",
-			  "Idle keep-alive backend connections pooled now");
-	hc_metrics_sample(mw, "hypercore_proxy_backend_idle_connections", NULL,
-			  (double)atomic_load(&s->backend_idle));
+	metric_one(mw, "hypercore_proxy_backend_retries_total", "counter",
+		   "Requests sent again on a new backend connection after a reused one closed "
+		   "before answering",
+		   &s->backend_retries);
+	metric_one(mw, "hypercore_proxy_backend_idle_connections", "gauge",
+		   "Idle keep-alive backend connections pooled now", &s->backend_idle);
 	hc_metrics_family(mw, "hypercore_proxy_workload_connections_total", "counter",
 			  "Connections routed to each route host (workload id or static host)");
 	pthread_mutex_lock(&p->lock);

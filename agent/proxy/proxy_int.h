@@ -41,8 +41,8 @@
  * (nginx 75 s, Apache 5 s is the shortest common one: we stay under its
  * default too), so that we rarely send on a connection the backend is
  * closing. */
-#define HC_PROXY_IDLE_MAX 64
-#define HC_PROXY_IDLE_PER_BACKEND 16
+#define HC_PROXY_IDLE_MAX 256
+#define HC_PROXY_IDLE_PER_BACKEND 128
 #define HC_PROXY_IDLE_MS 4000
 
 enum hc_proxy_error {
