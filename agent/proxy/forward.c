@@ -47,6 +47,12 @@
  *
  * Half-closes pass through as shutdown(SHUT_WR) once a direction's bytes are
  * all out; an error on one side resets the other.
+ *
+ * Backend connections may come from the worker's pool and go back to it
+ * (pool.c): a client's Connection: close is kept from the backend (and said
+ * in the response for it), and a reused connection that ends before a byte
+ * of answer has its first request sent again on a new one when that is
+ * safe (reused_lost), or answers 502.
  */
 #define HC_LOG_MODULE "proxy"
 
@@ -607,8 +613,6 @@ void hc_proxy_forwarded_lines(struct hc_proxy_conn *c)
 	c->fwd_len = n > 0 && (size_t)n < sizeof(c->fwd) ? (size_t)n : 0;
 }
 
-/* A request head routed to the current backend: rewritten in place (it
- * grows into the room before it, see the top), then framed. */
 /* Whether a request may be sent again on a new connection after the
  * backend closed a reused one under it: an idempotent method (RFC 9110
  * 9.2.2) and no body, so that the whole request is its head. */
@@ -654,6 +658,8 @@ static unsigned rewrite_flags(const struct hc_proxy_conn *c, const struct hc_htt
 	return flags;
 }
 
+/* A request head routed to the current backend: rewritten in place (it
+ * grows into the room before it, see the top), then framed. */
 static int up_forward_head(struct hc_proxy_conn *c, const struct hc_http_head *h)
 {
 	struct hc_proxy_flow *f = &c->up;

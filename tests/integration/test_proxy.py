@@ -16,7 +16,11 @@ answers (404, 502, 431, 408, 400), keep-alive, pipelining, WebSocket, TLS
 passthrough by SNI (and its alert), TLS termination with a wildcard
 certificate, its ALPN and SIGHUP reload (and open connections that outlive
 other clients' TLS errors), metrics, the options (--proxy-forwarded-headers,
---proxy-max-conns, --proxy-bind-addr, --no-proxy); and for each
+--proxy-max-conns, --proxy-bind-addr, --no-proxy, --no-proxy-backend-reuse);
+backend connection reuse in splice and copy modes (two client connections on
+one backend connection, a backend closing a pooled one, the retry of an
+idempotent request and the 502 of a POST, Connection: close not pooled, a
+clean exit with pooled connections open); and for each
 --proxy-forwarding mode (splice, copy, sockmap) the byte-pipe properties:
 100 MiB each way with an end-to-end SHA-256, a body right behind the head,
 half-close both ways, resets both ways, a slow reader (bounded memory and
