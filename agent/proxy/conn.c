@@ -938,10 +938,11 @@ static void refuse(struct hc_proxy *p, int fd, int limit)
 {
 	struct linger hard = {.l_onoff = 1, .l_linger = 0};
 
-	setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof(hard));
-	close(fd);
+	/* counted before the reset: whoever sees the reset sees it counted */
 	atomic_fetch_add(&p->stats.refused[limit], 1);
 	atomic_fetch_add(&p->stats.errors[HC_PROXY_ERR_OVER_LIMIT], 1);
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof(hard));
+	close(fd);
 }
 
 /* The connection's struct, watched by epoll and on the worker's list;
