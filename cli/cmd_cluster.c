@@ -276,6 +276,9 @@ const struct hc_cli_opt hc_cli_opts_cluster[] = {
 	HC_CLI_FLAG("no-proxy-forwarded-headers", A, cfg.proxy_no_forwarded_headers,
 		    "pass request heads' forwarded fields unchanged (only behind a proxy that "
 		    "sets them)"),
+	HC_CLI_FLAG("no-proxy-backend-reuse", A, cfg.proxy_no_backend_reuse,
+		    "open a backend connection per client connection instead of reusing idle "
+		    "keep-alive ones (splice and copy modes)"),
 	HC_CLI_UINT("proxy-head-timeout-ms", A, cfg.proxy_head_timeout_ms, 100, 3600000,
 		    "100..3600000", "N", "408 for a head not complete by then (default 10000)"),
 	HC_CLI_UINT("proxy-idle-timeout", A, cfg.proxy_idle_timeout, 1, 86400, "1..86400", "S",

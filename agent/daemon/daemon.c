@@ -304,6 +304,7 @@ static int start_proxy(struct daemon *d, const struct hc_daemon_config *cfg, str
 		.workers = cfg->proxy_workers,
 		.forwarding = (enum hc_proxy_forwarding)cfg->proxy_forwarding,
 		.forwarded_headers = !cfg->proxy_no_forwarded_headers,
+		.backend_reuse = !cfg->proxy_no_backend_reuse,
 		.head_timeout_ms = cfg->proxy_head_timeout_ms,
 		.idle_timeout_ms = cfg->proxy_idle_timeout * 1000u,
 		.tunnel_idle_timeout_ms = cfg->proxy_tunnel_idle_timeout * 1000u,

@@ -83,6 +83,7 @@ struct hc_daemon_config {
 	int proxy_forwarding;          /* enum hc_proxy_forwarding */
 	bool proxy_forwarded_headers;	 /* accepted for compatibility: the default */
 	bool proxy_no_forwarded_headers; /* pass heads' forwarded fields unchanged */
+	bool proxy_no_backend_reuse;	 /* a backend connection per client connection */
 	unsigned proxy_idle_timeout;	 /* s; 0: 60 */
 	unsigned proxy_tunnel_idle_timeout; /* s; 0: 3600 */
 	unsigned proxy_head_timeout_ms; /* 0: 10000 */

@@ -56,6 +56,10 @@ void hc_proxy_conn_close(struct hc_proxy_conn *c, bool reset)
 
 	conn_unlink(c);
 	hc_proxy_timer_disarm(c);
+	/* A clean backend connection outlives its client (before the flows
+	 * are torn down: they say whether it is clean). */
+	if (!reset)
+		hc_proxy_backend_release(c);
 	hc_proxy_forward_fini(c);
 	for (int side = 0; side < 2; side++) {
 		int fd = side ? c->bfd : c->cfd;
@@ -302,7 +306,8 @@ static void backend_connected(struct hc_proxy_conn *c)
 		hc_proxy_conn_close(c, true);
 }
 
-static void connect_backend(struct hc_proxy_conn *c, const struct hc_route_val *val)
+/* A new backend connection (a state of its own until connected). */
+static void open_backend(struct hc_proxy_conn *c, const struct hc_route_val *val)
 {
 	struct sockaddr_storage ss = {0};
 	/* The engine's interest is edge-triggered and never changes: set here
@@ -312,12 +317,7 @@ static void connect_backend(struct hc_proxy_conn *c, const struct hc_route_val *
 	socklen_t len;
 	int one = 1;
 
-	c->route_val = *val;
-	if (!hc_proxy_charge_forwarding(c))
-		return;
-	c->wl = hc_proxy_workload(c->w->p, c->route_host);
-	if (c->wl)
-		atomic_fetch_add(&c->wl->accepted, 1);
+	atomic_fetch_add(&c->w->p->stats.backend_new, 1);
 	if (val->backend.family == HC_AF_INET) {
 		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
 
@@ -356,6 +356,50 @@ static void connect_backend(struct hc_proxy_conn *c, const struct hc_route_val *
 	}
 	if (errno != EINPROGRESS)
 		bad_gateway(c, strerror(errno));
+}
+
+/* A fresh backend connection's state: nothing sent, nothing seen. */
+static void backend_fresh(struct hc_proxy_conn *c, bool reused)
+{
+	c->reused = reused;
+	c->resp_seen = false;
+	c->backend_keep = true;
+	free(c->retry);
+	c->retry = NULL;
+	c->retry_len = 0;
+}
+
+static void connect_backend(struct hc_proxy_conn *c, const struct hc_route_val *val)
+{
+	struct hc_proxy *p = c->w->p;
+
+	c->route_val = *val;
+	if (!hc_proxy_charge_forwarding(c))
+		return;
+	c->wl = hc_proxy_workload(p, c->route_host);
+	if (c->wl)
+		atomic_fetch_add(&c->wl->accepted, 1);
+	if (c->engine && p->cfg.backend_reuse && p->cfg.forwarding != HC_PROXY_SOCKMAP &&
+	    hc_proxy_backend_take(c, val) == 0) {
+		atomic_fetch_add(&p->stats.backend_reused, 1);
+		backend_fresh(c, true);
+		/* the client's interest as for a new socket: edge-triggered */
+		hc_proxy_watch(c, false, c->events_b);
+		backend_connected(c);
+		return;
+	}
+	backend_fresh(c, false);
+	open_backend(c, val);
+}
+
+void hc_proxy_backend_retry(struct hc_proxy_conn *c)
+{
+	atomic_fetch_add(&c->w->p->stats.backend_retries, 1);
+	close(c->bfd); /* its one reference: out of the epoll set too */
+	c->bfd = -1;
+	c->events_b = 0;
+	backend_fresh(c, false);
+	open_backend(c, &c->route_val);
 }
 
 static void on_connect_event(struct hc_proxy_conn *c, unsigned events)
@@ -439,7 +483,7 @@ static int rewrite_head(struct hc_proxy_conn *c, const struct hc_http_head *h)
 	out = malloc(cap);
 	if (!out)
 		return -ENOMEM;
-	n = hc_http_head_rewrite(c->peek, h, c->fwd, c->fwd_len, out, cap);
+	n = hc_http_head_rewrite(c->peek, h, c->fwd, c->fwd_len, HC_REWRITE_FORWARDED, out, cap);
 	if (!n) {
 		free(out);
 		return -EOVERFLOW;
@@ -512,9 +556,7 @@ static void account_bytes(struct hc_proxy_conn *c)
 static void reroute(struct hc_proxy_conn *c)
 {
 	account_bytes(c);
-	close(c->bfd);
-	c->bfd = -1;
-	c->events_b = 0;
+	hc_proxy_backend_release(c);
 	connect_backend(c, &c->next_val);
 }
 
@@ -786,7 +828,10 @@ void hc_proxy_conn_event(struct hc_proxy_conn *c, bool backend_side, unsigned ev
 	case C_CLOSED:
 		break; /* closed by an earlier event of this batch */
 	case C_PEEK:
-		on_peek(c);
+		/* interest is edge-triggered from accept: a writable edge says
+		 * nothing new about the head */
+		if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+			on_peek(c);
 		break;
 	case C_CONNECT:
 		if (backend_side)
@@ -893,10 +938,11 @@ static void refuse(struct hc_proxy *p, int fd, int limit)
 {
 	struct linger hard = {.l_onoff = 1, .l_linger = 0};
 
-	setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof(hard));
-	close(fd);
+	/* counted before the reset: whoever sees the reset sees it counted */
 	atomic_fetch_add(&p->stats.refused[limit], 1);
 	atomic_fetch_add(&p->stats.errors[HC_PROXY_ERR_OVER_LIMIT], 1);
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof(hard));
+	close(fd);
 }
 
 /* The connection's struct, watched by epoll and on the worker's list;
@@ -905,7 +951,13 @@ static struct hc_proxy_conn *conn_new(struct hc_proxy_worker *w, struct hc_proxy
 				      int fd)
 {
 	struct hc_proxy_conn *c = calloc(1, sizeof(*c));
-	struct epoll_event ev = {.events = EPOLLIN};
+	/* The engine's edge-triggered interest from the start, as it will
+	 * stay (no EPOLL_CTL_MOD when the backend is connected); the peek
+	 * waits for more of a head with SO_RCVLOWAT, which edges respect.
+	 * The sockmap mode changes interest as it goes. */
+	struct epoll_event ev = {.events = w->p->cfg.forwarding == HC_PROXY_SOCKMAP
+						   ? EPOLLIN
+						   : EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET};
 
 	if (!c)
 		return NULL;
@@ -923,7 +975,7 @@ static struct hc_proxy_conn *conn_new(struct hc_proxy_worker *w, struct hc_proxy
 		free(c);
 		return NULL;
 	}
-	c->events_c = EPOLLIN;
+	c->events_c = ev.events;
 	c->next = w->conns;
 	if (w->conns)
 		w->conns->prev = c;
@@ -971,6 +1023,7 @@ void hc_proxy_accept(struct hc_proxy_worker *w, struct hc_proxy_listener *l)
 			continue;
 		}
 		c->peer = ip;
+		c->have_peer = have_ip;
 		c->ip_counted = counted;
 		hc_proxy_timer_arm(c);
 		atomic_fetch_add(&p->stats.active, 1);

@@ -47,6 +47,12 @@
  *
  * Half-closes pass through as shutdown(SHUT_WR) once a direction's bytes are
  * all out; an error on one side resets the other.
+ *
+ * Backend connections may come from the worker's pool and go back to it
+ * (pool.c): a client's Connection: close is kept from the backend (and said
+ * in the response for it), and a reused connection that ends before a byte
+ * of answer has its first request sent again on a new one when that is
+ * safe (reused_lost), or answers 502.
  */
 #define HC_LOG_MODULE "proxy"
 
@@ -404,6 +410,19 @@ static int flow_send(struct hc_proxy_conn *c, struct hc_proxy_flow *f)
 	return 1;
 }
 
+/* A buffer for the flow, empty if it is new. 0 or -ENOMEM. */
+static int flow_buf(struct hc_proxy_worker *w, struct hc_proxy_flow *f)
+{
+	if (f->buf)
+		return 0;
+	f->buf = buf_get(w);
+	if (!f->buf)
+		return -ENOMEM;
+	f->off = HC_PROXY_HEADROOM;
+	f->queued = f->ready = 0;
+	return 0;
+}
+
 /* Reads into the buffer (taken from the pool if need be). */
 static int flow_recv(struct hc_proxy_conn *c, struct hc_proxy_flow *f)
 {
@@ -412,13 +431,8 @@ static int flow_recv(struct hc_proxy_conn *c, struct hc_proxy_flow *f)
 
 	if (f->eof || !f->rd_ready || f->pipe[0] >= 0)
 		return 0;
-	if (!f->buf) {
-		f->buf = buf_get(c->w);
-		if (!f->buf)
-			return -ENOMEM;
-		f->off = HC_PROXY_HEADROOM;
-		f->queued = f->ready = 0;
-	}
+	if (flow_buf(c->w, f) < 0)
+		return -ENOMEM;
 	/* Full at the end: bytes waiting to be sent free the room as they go;
 	 * only a head still arriving (nothing ready) needs it moved down. */
 	if (f->off + f->queued == HC_PROXY_COPY_BUF && f->off > HC_PROXY_HEADROOM && !f->ready) {
@@ -438,6 +452,11 @@ static int flow_recv(struct hc_proxy_conn *c, struct hc_proxy_flow *f)
 	if (n == 0) {
 		f->eof = true;
 		return 1;
+	}
+	if (f == &c->down && !c->resp_seen) {
+		c->resp_seen = true; /* the request needs no retry any more */
+		free(c->retry);
+		c->retry = NULL;
 	}
 	/* A short read emptied a TCP socket's queue: the next byte brings an
 	 * edge. Not so for a FIN that was already queued behind the data (its
@@ -565,26 +584,78 @@ static int body_start(struct hc_proxy_conn *c, struct hc_proxy_flow *f, enum hc_
 	return 1;
 }
 
+/* The client's address as accept4 gave it (no getpeername per connection);
+ * an IPv4-mapped one is written as IPv4. */
+static bool peer_text(const struct hc_proxy_conn *c, char *ip, size_t len)
+{
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+	if (!c->have_peer)
+		return false;
+	if (memcmp(c->peer.a, mapped, sizeof(mapped)) == 0) {
+		inet_ntop(AF_INET, c->peer.a + 12, ip, (socklen_t)len);
+		return false;
+	}
+	inet_ntop(AF_INET6, c->peer.a, ip, (socklen_t)len);
+	return true;
+}
+
 void hc_proxy_forwarded_lines(struct hc_proxy_conn *c)
 {
-	struct sockaddr_storage peer;
-	socklen_t pl = sizeof(peer);
 	char ip[INET6_ADDRSTRLEN] = "unknown";
 	const char *proto = c->ssl ? "https" : "http";
-	bool v6 = false;
+	bool v6 = peer_text(c, ip, sizeof(ip));
 	int n;
 
-	if (getpeername(c->cfd, (struct sockaddr *)&peer, &pl) == 0) {
-		v6 = peer.ss_family == AF_INET6;
-		if (peer.ss_family == AF_INET)
-			inet_ntop(AF_INET, &((struct sockaddr_in *)&peer)->sin_addr, ip, sizeof(ip));
-		else if (v6)
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&peer)->sin6_addr, ip, sizeof(ip));
-	}
 	n = snprintf(c->fwd, sizeof(c->fwd),
 		     "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nForwarded: for=%s%s%s;proto=%s\r\n",
 		     ip, proto, v6 ? "\"[" : "", ip, v6 ? "]\"" : "", proto);
 	c->fwd_len = n > 0 && (size_t)n < sizeof(c->fwd) ? (size_t)n : 0;
+}
+
+/* Whether a request may be sent again on a new connection after the
+ * backend closed a reused one under it: an idempotent method (RFC 9110
+ * 9.2.2) and no body, so that the whole request is its head. */
+static bool retriable(const char *head, const struct hc_http_head *h)
+{
+	static const char *const methods[] = {"GET ", "HEAD ", "OPTIONS ", "PUT ", "DELETE ", "TRACE "};
+
+	if (h->chunked || (h->has_length && h->content_length) || h->upgrade)
+		return false;
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+		if (h->request_line_len > strlen(methods[i]) &&
+		    memcmp(head, methods[i], strlen(methods[i])) == 0)
+			return true;
+	return false;
+}
+
+/* The first request on a reused backend connection: kept as it came, to be
+ * sent again if the backend closed the connection as we took it. */
+static void keep_for_retry(struct hc_proxy_conn *c, const struct hc_http_head *h)
+{
+	const char *head = c->up.buf + c->up.off;
+
+	if (!c->reused || c->resp_seen || c->req_count || c->retry || !retriable(head, h))
+		return;
+	c->retry = malloc(h->head_len);
+	if (!c->retry)
+		return; /* no retry then: a 502 if it comes to that */
+	memcpy(c->retry, head, h->head_len);
+	c->retry_len = h->head_len;
+}
+
+/* What the head rewrite drops: the client's forwarded fields when ours
+ * replace them, and a Connection: close the backend connection must not
+ * see when it is to be reused (the client's connection still ends after
+ * the answer: REQ_CLOSE). */
+static unsigned rewrite_flags(const struct hc_proxy_conn *c, const struct hc_http_head *h)
+{
+	const struct hc_proxy_config *cfg = &c->w->p->cfg;
+	unsigned flags = cfg->forwarded_headers ? HC_REWRITE_FORWARDED : 0;
+
+	if (cfg->backend_reuse && h->close && !h->close_mixed && !h->http10)
+		flags |= HC_REWRITE_CLOSE;
+	return flags;
 }
 
 /* A request head routed to the current backend: rewritten in place (it
@@ -593,14 +664,21 @@ static int up_forward_head(struct hc_proxy_conn *c, const struct hc_http_head *h
 {
 	struct hc_proxy_flow *f = &c->up;
 	size_t len = h->head_len;
+	unsigned flags = rewrite_flags(c, h);
 
-	if (c->w->p->cfg.forwarded_headers) {
+	/* what makes the backend end the connection, or changes its protocol */
+	if ((h->close && !(flags & HC_REWRITE_CLOSE)) || h->http10 || h->upgrade)
+		c->backend_keep = false;
+	keep_for_retry(c, h);
+	if (flags) {
 		char out[HC_HTTP_HEAD_MAX + sizeof(c->fwd)];
+		bool fwd = flags & HC_REWRITE_FORWARDED;
 		size_t n;
 
-		if (!c->fwd_len)
+		if (fwd && !c->fwd_len)
 			hc_proxy_forwarded_lines(c);
-		n = hc_http_head_rewrite(f->buf + f->off, h, c->fwd, c->fwd_len, out, sizeof(out));
+		n = hc_http_head_rewrite(f->buf + f->off, h, fwd ? c->fwd : "", fwd ? c->fwd_len : 0,
+					 flags, out, sizeof(out));
 		if (!n || n > f->off + h->head_len)
 			return -EOVERFLOW; /* cannot happen: the headroom holds fwd */
 		f->off = f->off + h->head_len - n;
@@ -706,6 +784,28 @@ static int up_frame(struct hc_proxy_conn *c)
 	return 0;
 }
 
+/* The client said Connection: close, the backend (whose connection stays
+ * open) did not: the response says it for us (RFC 9112 9.6), so that the
+ * client does not take our close for an error. Inserted after the status
+ * line, the bytes before it moving into the headroom (the last exchange:
+ * nothing after it needs the room). */
+static void say_close(struct hc_proxy_flow *f, struct hc_http_response *resp)
+{
+	static const char line[] = "Connection: close\r\n";
+	const size_t len = sizeof(line) - 1;
+	char *head = f->buf + f->off + f->ready;
+	char *lf = memchr(head, '\n', resp->head_len); /* the head is whole and checked */
+	size_t before = f->ready + (size_t)(lf + 1 - head);
+
+	if (!lf || f->off < len)
+		return; /* cannot happen: the headroom is there */
+	memmove(f->buf + f->off - len, f->buf + f->off, before);
+	f->off -= len;
+	memcpy(f->buf + f->off + before, line, len);
+	f->queued += len;
+	resp->head_len += len;
+}
+
 static int down_head(struct hc_proxy_conn *c)
 {
 	struct hc_proxy_flow *f = &c->down;
@@ -736,6 +836,7 @@ static int down_head(struct hc_proxy_conn *c)
 	if (resp.status == 101) {
 		if (!(flags & REQ_UPGRADE))
 			return -EPROTO;
+		c->backend_keep = false;
 		/* the connection is the upgraded protocol's from here, both ways */
 		req_pop(c);
 		c->upgrading = false;
@@ -745,6 +846,8 @@ static int down_head(struct hc_proxy_conn *c)
 		hc_http_body_init(&c->up.body, HC_BODY_NONE, 0);
 		return 1;
 	}
+	if (resp.status >= 200 && (flags & REQ_CLOSE) && !resp.close)
+		say_close(f, &resp);
 	f->ready += resp.head_len;
 	if (resp.status < 200)
 		return 1; /* interim (100 Continue): the request still waits */
@@ -759,6 +862,9 @@ static int down_head(struct hc_proxy_conn *c)
 	if (resp.close || (flags & REQ_CLOSE))
 		c->last_exchange = true;
 	kind = hc_http_response_body(&resp, flags & REQ_HEAD, &len);
+	/* the backend ends the connection after it (or we could not tell) */
+	if (resp.close || resp.http10 || kind == HC_BODY_CLOSE)
+		c->backend_keep = false;
 	return body_start(c, f, kind, len);
 }
 
@@ -843,21 +949,75 @@ static int flow_step(struct hc_proxy_conn *c, struct hc_proxy_flow *f, bool up)
 	return moved;
 }
 
+/* Puts the kept request back before what the client sent after it (the
+ * unsent rest of its rewritten copy dropped), to be parsed and sent again.
+ * 0, or -ENOSPC when it does not fit beside them. */
+static int retry_requeue(struct hc_proxy_conn *c)
+{
+	struct hc_proxy_flow *f = &c->up;
+
+	if (flow_buf(c->w, f) < 0)
+		return -ENOMEM;
+	/* what is ready is the request's own (nothing after it is framed) */
+	f->off += f->ready;
+	f->queued -= f->ready;
+	f->ready = 0;
+	if (HC_PROXY_HEADROOM + c->retry_len + f->queued > HC_PROXY_COPY_BUF)
+		return -ENOSPC;
+	memmove(f->buf + HC_PROXY_HEADROOM + c->retry_len, f->buf + f->off, f->queued);
+	memcpy(f->buf + HC_PROXY_HEADROOM, c->retry, c->retry_len);
+	f->off = HC_PROXY_HEADROOM;
+	f->queued += c->retry_len;
+	return 0;
+}
+
+/* A reused backend connection failed (EOF or an error) before a byte of
+ * answer: the backend closed it while we took it. Nothing sent yet, or a
+ * request kept for it (idempotent, no body): once more on a new
+ * connection. Otherwise the client gets a 502 (a request that may have
+ * had effects is never sent twice). false: not that case (rc stands). */
+static bool reused_lost(struct hc_proxy_conn *c)
+{
+	if (!c->reused || c->resp_seen || c->state != C_FORWARD || !backend_quiet(c))
+		return false;
+	if (c->req_count == 0 && !c->up.ready && c->up.state == F_HEAD) {
+		hc_proxy_backend_retry(c); /* nothing was sent: only reconnect */
+		return true;
+	}
+	if (c->req_count == 1 && c->retry && c->up.state == F_HEAD && retry_requeue(c) == 0) {
+		req_pop(c);
+		hc_proxy_backend_retry(c);
+		return true;
+	}
+	c->answer = A_BAD_GATEWAY;
+	hc_proxy_conn_answer(c);
+	return true;
+}
+
 static int engine_pump(struct hc_proxy_conn *c)
 {
 	for (;;) {
 		int moved = 0, rc;
 
 		if ((rc = flow_step(c, &c->up, true)) < 0)
-			return rc;
+			return reused_lost(c) ? 0 : rc;
 		moved |= rc;
 		if (c->state != C_FORWARD)
 			return 0;
 		if ((rc = flow_step(c, &c->down, false)) < 0)
-			return rc;
+			return reused_lost(c) ? 0 : rc;
 		moved |= rc;
 		if (c->state != C_FORWARD)
 			return 0;
+		if (c->down.eof && reused_lost(c))
+			return 0;
+		/* the client ended between exchanges: its backend connection
+		 * stays open for the pool, not shut (a FIN after a request still
+		 * waiting for its answer is passed on: the backend may wait for
+		 * it, and then the connection is not clean) */
+		if (c->up.eof && !c->up.queued && c->up.state == F_HEAD && !c->req_count &&
+		    backend_quiet(c) && hc_proxy_backend_poolable(c))
+			return 1;
 		moved |= flow_finish(c, &c->up, true) | flow_finish(c, &c->down, false);
 		/* the response to a Connection: close exchange is out: closing
 		 * both sockets now ends the connection with one FIN each way */
@@ -1042,6 +1202,8 @@ int hc_proxy_forward_resume(struct hc_proxy_conn *c)
 
 void hc_proxy_forward_fini(struct hc_proxy_conn *c)
 {
+	free(c->retry);
+	c->retry = NULL;
 	if (c->in_sockmap)
 		sockmap_remove(c);
 	flow_fini(c->w, &c->up);

@@ -387,8 +387,11 @@ static int field_line(const char *s, size_t n, bool partial, struct hc_http_head
 	} else if (equal_nocase(s, name_len, "connection")) {
 		if (connection_has(s + v0, v1 - v0, "upgrade"))
 			st->conn_upgrade = true;
-		if (connection_has(s + v0, v1 - v0, "close"))
+		if (connection_has(s + v0, v1 - v0, "close")) {
 			out->close = true;
+			if (!equal_nocase(s + v0, v1 - v0, "close"))
+				out->close_mixed = true;
+		}
 	} else if (equal_nocase(s, name_len, "upgrade")) {
 		if (v0 < v1)
 			st->upgrade_hdr = true;
@@ -479,8 +482,25 @@ int hc_http_head_parse(const char *buf, size_t len, struct hc_http_head *out)
 	return r;
 }
 
+/* A field line (name through CRLF, colon at name + name_len) that flags
+ * drop. */
+static bool rewrite_drops(const char *line, size_t len, size_t name_len, unsigned flags)
+{
+	size_t v0 = name_len + 1, v1 = len - 2; /* the value, between ':' and CRLF */
+
+	if ((flags & HC_REWRITE_FORWARDED) && is_forwarded_field(line, name_len))
+		return true;
+	if (!(flags & HC_REWRITE_CLOSE) || !equal_nocase(line, name_len, "connection"))
+		return false;
+	while (v0 < v1 && (line[v0] == ' ' || line[v0] == '\t'))
+		v0++;
+	while (v1 > v0 && (line[v1 - 1] == ' ' || line[v1 - 1] == '\t'))
+		v1--;
+	return equal_nocase(line + v0, v1 - v0, "close");
+}
+
 size_t hc_http_head_rewrite(const char *head, const struct hc_http_head *h, const char *extra,
-			    size_t extra_len, char *out, size_t cap)
+			    size_t extra_len, unsigned flags, char *out, size_t cap)
 {
 	size_t pos = h->request_line_len, n = 0;
 
@@ -496,7 +516,7 @@ size_t hc_http_head_rewrite(const char *head, const struct hc_http_head *h, cons
 		size_t len = (size_t)(lf - (head + pos)) + 1;
 		const char *colon = memchr(head + pos, ':', len);
 
-		if (!colon || !is_forwarded_field(head + pos, (size_t)(colon - (head + pos)))) {
+		if (!colon || !rewrite_drops(head + pos, len, (size_t)(colon - (head + pos)), flags)) {
 			if (n + len > cap)
 				return 0;
 			memcpy(out + n, head + pos, len);

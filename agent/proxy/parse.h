@@ -53,6 +53,7 @@ struct hc_http_head {
 	bool expect_continue;	 /* Expect: 100-continue */
 	bool forwarded_fields;	 /* X-Forwarded-For, X-Forwarded-Proto or Forwarded present */
 	bool close;		 /* "close" in Connection: the last request of the connection */
+	bool close_mixed;	 /* a Connection field says close and something else too */
 	uint64_t content_length;
 };
 
@@ -105,14 +106,20 @@ struct hc_http_head {
 int hc_http_head_parse(const char *buf, size_t len, struct hc_http_head *out);
 
 /*
- * Copies a head hc_http_head_parse accepted (h describes it) into out
- * without its X-Forwarded-For, X-Forwarded-Proto and Forwarded fields, with
+ * Copies a head hc_http_head_parse accepted (h describes it) into out with
  * extra (whole field lines, each ending in CRLF) right after the request
- * line. The client's own forwarded fields could otherwise pass for ours.
+ * line, and without the fields flags name:
+ *   HC_REWRITE_FORWARDED  X-Forwarded-For, X-Forwarded-Proto and Forwarded
+ *                         (the client's own could otherwise pass for ours);
+ *   HC_REWRITE_CLOSE      a Connection field saying only "close" (hop by
+ *                         hop: the client's connection ends, not the one to
+ *                         the backend, which stays open for reuse).
  * Returns the length written, or 0 when it does not fit in cap.
  */
+#define HC_REWRITE_FORWARDED 1u
+#define HC_REWRITE_CLOSE 2u
 size_t hc_http_head_rewrite(const char *head, const struct hc_http_head *h, const char *extra,
-			    size_t extra_len, char *out, size_t cap);
+			    size_t extra_len, unsigned flags, char *out, size_t cap);
 
 /* A response head longer than this is refused (the backend is cut). */
 #define HC_HTTP_RESPONSE_HEAD_MAX 32768

@@ -371,6 +371,7 @@ static void *worker_main(void *arg)
 				if (read(w->timerfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 					break;
 				expire_conns(w);
+				hc_proxy_idle_expire(w, false);
 				break;
 			case H_LISTENER:
 				/* closed earlier in this batch: nothing to accept */
@@ -388,6 +389,9 @@ static void *worker_main(void *arg)
 				hc_proxy_conn_event(c, backend, evs[i].events);
 				break;
 			}
+			case H_IDLE:
+				hc_proxy_idle_event(w, (struct hc_proxy_idle *)h);
+				break;
 			}
 		}
 		hc_proxy_conn_reap(w);
@@ -395,6 +399,7 @@ static void *worker_main(void *arg)
 	while (w->conns)
 		hc_proxy_conn_close(w->conns, false);
 	hc_proxy_conn_reap(w);
+	hc_proxy_idle_expire(w, true); /* what those closes pooled too */
 	while (w->nlisteners)
 		listener_close(w, 0);
 	hc_proxy_conn_reap(w);
@@ -425,6 +430,8 @@ static int worker_init(struct hc_proxy *p, struct hc_proxy_worker *w, unsigned i
 	w->wheel_tick = hc_proxy_now_ms() / HC_PROXY_TICK_MS;
 	w->wake_h.kind = H_WAKE;
 	w->timer_h.kind = H_TIMER;
+	for (unsigned i = 0; i < HC_PROXY_IDLE_MAX; i++)
+		w->idle[i].fd = -1;
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
 	w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	w->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
@@ -702,20 +709,24 @@ static const char *const limit_names[HC_PROXY_LIMITS] = {
 	[HC_PROXY_LIMIT_TOTAL] = "total",
 };
 
+/* A family of one unlabelled sample. */
+static void metric_one(struct hc_metrics_writer *mw, const char *name, const char *type,
+		       const char *help, atomic_uint_fast64_t *value)
+{
+	hc_metrics_family(mw, name, type, help);
+	hc_metrics_sample(mw, name, NULL, (double)atomic_load(value));
+}
+
 static void collect(struct hc_metrics_writer *mw, void *arg)
 {
 	struct hc_proxy *p = arg;
 	struct hc_proxy_stats *s = &p->stats;
 	const char *up[] = {"direction", "to_backend", NULL}, *down[] = {"direction", "to_client", NULL};
 
-	hc_metrics_family(mw, "hypercore_proxy_connections_accepted_total", "counter",
-			  "Connections the proxy accepted");
-	hc_metrics_sample(mw, "hypercore_proxy_connections_accepted_total", NULL,
-			  (double)atomic_load(&s->accepted));
-	hc_metrics_family(mw, "hypercore_proxy_connections_active", "gauge",
-			  "Connections open now");
-	hc_metrics_sample(mw, "hypercore_proxy_connections_active", NULL,
-			  (double)atomic_load(&s->active));
+	metric_one(mw, "hypercore_proxy_connections_accepted_total", "counter",
+		   "Connections the proxy accepted", &s->accepted);
+	metric_one(mw, "hypercore_proxy_connections_active", "gauge", "Connections open now",
+		   &s->active);
 	hc_metrics_family(mw, "hypercore_proxy_connections_forwarded_total", "counter",
 			  "Connections handed to the kernel (or the copy loop) after routing, by mode");
 	for (unsigned m = 0; m < 3; m++) {
@@ -752,6 +763,23 @@ static void collect(struct hc_metrics_writer *mw, void *arg)
 		hc_metrics_sample(mw, "hypercore_proxy_refused_total", l,
 				  (double)atomic_load(&s->refused[k]));
 	}
+	hc_metrics_family(mw, "hypercore_proxy_backend_connections_total", "counter",
+			  "Backend connections requests were sent on: opened, or taken idle from a "
+			  "worker's pool");
+	{
+		const char *ln[] = {"kind", "new", NULL}, *lr[] = {"kind", "reused", NULL};
+
+		hc_metrics_sample(mw, "hypercore_proxy_backend_connections_total", ln,
+				  (double)atomic_load(&s->backend_new));
+		hc_metrics_sample(mw, "hypercore_proxy_backend_connections_total", lr,
+				  (double)atomic_load(&s->backend_reused));
+	}
+	metric_one(mw, "hypercore_proxy_backend_retries_total", "counter",
+		   "Requests sent again on a new backend connection after a reused one closed "
+		   "before answering",
+		   &s->backend_retries);
+	metric_one(mw, "hypercore_proxy_backend_idle_connections", "gauge",
+		   "Idle keep-alive backend connections pooled now", &s->backend_idle);
 	hc_metrics_family(mw, "hypercore_proxy_workload_connections_total", "counter",
 			  "Connections routed to each route host (workload id or static host)");
 	pthread_mutex_lock(&p->lock);

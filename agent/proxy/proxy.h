@@ -47,6 +47,9 @@ struct hc_proxy_config {
 	unsigned workers; /* 0: one per online CPU */
 	enum hc_proxy_forwarding forwarding;
 	bool forwarded_headers; /* add X-Forwarded-For/-Proto and Forwarded */
+	/* Idle keep-alive backend connections are pooled per worker and taken
+	 * for the next request to the same backend (splice and copy modes). */
+	bool backend_reuse;
 	unsigned head_timeout_ms; /* 0: 10000 */
 	unsigned idle_timeout_ms; /* HTTP, no byte either way; 0: 60000 */
 	unsigned tunnel_idle_timeout_ms; /* upgraded and TLS passthrough; 0: 3600000 */

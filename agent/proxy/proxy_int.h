@@ -35,6 +35,15 @@
 #define HC_PROXY_TICK_MS 250 /* timeout resolution */
 #define HC_PROXY_WHEEL 256 /* timer wheel slots of a tick each: 64 s around */
 #define HC_PROXY_WORKLOADS_MAX 4096 /* per-workload counters kept */
+/* Idle keep-alive backend connections (pool.c): a worker keeps at most
+ * HC_PROXY_IDLE_MAX, HC_PROXY_IDLE_PER_BACKEND of them to one address, each
+ * for HC_PROXY_IDLE_MS: well under the keep-alive timeouts backends use
+ * (nginx 75 s, Apache 5 s is the shortest common one: we stay under its
+ * default too), so that we rarely send on a connection the backend is
+ * closing. */
+#define HC_PROXY_IDLE_MAX 256
+#define HC_PROXY_IDLE_PER_BACKEND 128
+#define HC_PROXY_IDLE_MS 4000
 
 enum hc_proxy_error {
 	HC_PROXY_ERR_NOT_FOUND,
@@ -71,13 +80,26 @@ struct hc_proxy_stats {
 	atomic_uint_fast64_t tls_terminated;
 	atomic_uint_fast64_t errors[HC_PROXY_ERRORS];
 	atomic_uint_fast64_t refused[HC_PROXY_LIMITS];
+	atomic_uint_fast64_t backend_new, backend_reused, backend_retries;
+	atomic_uint_fast64_t backend_idle; /* pooled now, over every worker */
 };
 
 /* What epoll reports: every registered fd's data.ptr points at one. */
-enum hc_proxy_handle_kind { H_WAKE, H_TIMER, H_LISTENER, H_CLIENT, H_BACKEND };
+enum hc_proxy_handle_kind { H_WAKE, H_TIMER, H_LISTENER, H_CLIENT, H_BACKEND, H_IDLE };
 
 struct hc_proxy_handle {
 	enum hc_proxy_handle_kind kind;
+};
+
+/* An idle backend connection in its worker's pool: watched (level-triggered
+ * EPOLLIN | EPOLLRDHUP), so that the backend's close or any byte it sends
+ * unasked evicts it. */
+struct hc_proxy_idle {
+	struct hc_proxy_handle h; /* H_IDLE */
+	int fd; /* -1: a free slot */
+	struct hc_ipaddr addr;
+	uint16_t port;
+	uint64_t since_ms;
 };
 
 struct hc_proxy_listener {
@@ -184,9 +206,22 @@ struct hc_proxy_conn {
 	__u64 cookie[2];
 	struct hc_proxy_wl_stats *wl;
 	unsigned events_c, events_b; /* registered epoll interest */
-	struct hc_proxy_ip peer; /* the client's address */
+	struct hc_proxy_ip peer; /* the client's address, from accept4 */
+	bool have_peer; /* peer is set (an AF_INET or AF_INET6 client) */
 	bool ip_counted; /* in the per-address table (release at close) */
 	bool fwd_charged; /* its forwarding descriptors are charged (close gives them back) */
+	/* Backend reuse (pool.c): whether the backend connection may go back
+	 * to the pool once quiet (false after anything that makes the backend
+	 * close it or leaves it in another state: Connection: close we did not
+	 * remove, HTTP/1.0, an upgrade, a response framed by the close); */
+	bool backend_keep;
+	bool reused; /* the backend connection came from the pool */
+	bool resp_seen; /* a byte came from this backend connection */
+	/* The first request on a reused connection, as the client sent it, if
+	 * it may be retried on a new connection (idempotent, no body): sent
+	 * again once if the backend closes before answering. */
+	char *retry;
+	size_t retry_len;
 };
 
 struct hc_proxy_worker {
@@ -216,6 +251,8 @@ struct hc_proxy_worker {
 	int pipes[HC_PROXY_POOL_MAX][2];
 	size_t npipes;
 	unsigned pipes_open; /* in use and idle: at most HC_PROXY_PIPE_FDS / 2 */
+	struct hc_proxy_idle idle[HC_PROXY_IDLE_MAX]; /* pool.c */
+	unsigned nidle;
 };
 
 struct hc_proxy {
@@ -290,6 +327,25 @@ void hc_proxy_forwarded_lines(struct hc_proxy_conn *c);
 int hc_proxy_request_route(struct hc_proxy_conn *c, const struct hc_http_head *h);
 /* Gives c->answer: an error page (c ends up draining) or a reconnect. */
 void hc_proxy_conn_answer(struct hc_proxy_conn *c);
+
+/* pool.c: idle backend connections. */
+/* Whether c's backend connection is clean enough to pool now. */
+bool hc_proxy_backend_poolable(const struct hc_proxy_conn *c);
+/* Pools c's backend connection if it is clean, or closes it; c->bfd is -1
+ * after. */
+void hc_proxy_backend_release(struct hc_proxy_conn *c);
+/* An idle connection to val's backend, now c->bfd and watched for c, or -1
+ * (none: connect a new one). */
+int hc_proxy_backend_take(struct hc_proxy_conn *c, const struct hc_route_val *val);
+/* The backend closed a reused connection before answering the request on
+ * it, which may be sent again (forward.c put it back before what the
+ * client sent next): a new connection to the same backend. */
+void hc_proxy_backend_retry(struct hc_proxy_conn *c);
+/* An event on a pooled connection: the backend closed it or spoke unasked. */
+void hc_proxy_idle_event(struct hc_proxy_worker *w, struct hc_proxy_idle *e);
+/* Closes the pooled connections idle for HC_PROXY_IDLE_MS (all of them
+ * when all is set: the worker is stopping). */
+void hc_proxy_idle_expire(struct hc_proxy_worker *w, bool all);
 
 /* tls.c: termination. */
 /* Session ticket keys: made at start, rotated by hc_proxy_tickets_tick,

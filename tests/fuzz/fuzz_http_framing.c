@@ -126,7 +126,7 @@ static void rewrites(const uint8_t *data, size_t size)
 	out = malloc(cap);
 	if (!out)
 		abort();
-	n = hc_http_head_rewrite(buf, &h, extra, sizeof(extra) - 1, out, cap);
+	n = hc_http_head_rewrite(buf, &h, extra, sizeof(extra) - 1, HC_REWRITE_FORWARDED, out, cap);
 	if (n == 0 || n > cap)
 		abort();
 	{
@@ -139,7 +139,7 @@ static void rewrites(const uint8_t *data, size_t size)
 			    h2.chunked != h.chunked || !h2.forwarded_fields)
 				abort();
 			/* exactly our two lines are forwarded fields now */
-			if (hc_http_head_rewrite(again, &h2, "", 0, out, cap) !=
+			if (hc_http_head_rewrite(again, &h2, "", 0, HC_REWRITE_FORWARDED, out, cap) !=
 			    n - (sizeof(extra) - 1))
 				abort();
 		} else if (n <= HC_HTTP_HEAD_MAX) {

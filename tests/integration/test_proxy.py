@@ -16,7 +16,11 @@ answers (404, 502, 431, 408, 400), keep-alive, pipelining, WebSocket, TLS
 passthrough by SNI (and its alert), TLS termination with a wildcard
 certificate, its ALPN and SIGHUP reload (and open connections that outlive
 other clients' TLS errors), metrics, the options (--proxy-forwarded-headers,
---proxy-max-conns, --proxy-bind-addr, --no-proxy); and for each
+--proxy-max-conns, --proxy-bind-addr, --no-proxy, --no-proxy-backend-reuse);
+backend connection reuse in splice and copy modes (two client connections on
+one backend connection, a backend closing a pooled one, the retry of an
+idempotent request and the 502 of a POST, Connection: close not pooled, a
+clean exit with pooled connections open); and for each
 --proxy-forwarding mode (splice, copy, sockmap) the byte-pipe properties:
 100 MiB each way with an end-to-end SHA-256, a body right behind the head,
 half-close both ways, resets both ways, a slow reader (bounded memory and
@@ -55,8 +59,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import hctest  # noqa: E402
 from proxytest import (BASE, PASS_HOST, PREFIX, VETH, KiB, MiB, Backend, Env, Reader,  # noqa: E402
-                       connect, exchange, fd_count, log_tail, metric, parse_metrics,
-                       pattern_chunks, pattern_sha, read_response, rss_kib, status_of,
+                       connect, exchange, fd_count, log_tail, metric, parse_head, parse_metrics,
+                       pattern_chunks, pattern_sha, read_response, response, rss_kib, status_of,
                        ws_accept, ws_frame, ws_read_frame)
 
 HEAD_TIMEOUT_MS = 1500
@@ -439,7 +443,10 @@ class ProxyTest(ProxyCase):
                 status, _, body = read_response(r)
                 self.assertEqual(status, 200)
                 doc = json.loads(body)
-                self.assertEqual(doc["request"], i + 1)
+                # the backend connection may be a pooled one (its count
+                # goes on from earlier clients'): consecutive on it
+                first = doc["request"] if i == 0 else first
+                self.assertEqual(doc["request"], first + i)
                 peers.add(doc["peer"])
             self.assertEqual(len(peers), 1, "one backend connection for the client's one")
             # Pipelined: three requests in one write, three answers in order,
@@ -448,7 +455,7 @@ class ProxyTest(ProxyCase):
                       b"POST /upload HTTP/1.1\r\nHost: ka.test\r\nContent-Length: 5\r\n\r\nhello"
                       b"GET /bytes?n=70000 HTTP/1.1\r\nHost: ka.test\r\n\r\n")
             status, _, body = read_response(r)
-            self.assertEqual((status, json.loads(body)["request"]), (200, 6))
+            self.assertEqual((status, json.loads(body)["request"]), (200, first + 5))
             status, _, body = read_response(r)
             self.assertEqual(json.loads(body), {"n": 5, "sha256": hashlib.sha256(b"hello").hexdigest()})
             h = hashlib.sha256()
@@ -546,6 +553,7 @@ class ProxyTest(ProxyCase):
             self.assertIn(serial, ("1001", "1002"))
             _, (status, _, body) = self.tls_get(port, host, sock=s)
             self.assertEqual((status, json.loads(body)["backend"]), (200, "b1"))
+            first = json.loads(body)["request"]  # a pooled backend connection's goes on
             # An unknown workload under the base URL: terminated, then 404.
             s2, (status, _, body) = self.tls_get(port, "nope42.%s" % BASE)
             s2.close()
@@ -567,7 +575,7 @@ class ProxyTest(ProxyCase):
             wait_for("the reloaded certificate", new_serial, timeout=SLACK + 1)
             # The connection opened before the reload still works.
             _, (status, _, body) = self.tls_get(port, host, sock=s)
-            self.assertEqual((status, json.loads(body)["request"]), (200, 2))
+            self.assertEqual((status, json.loads(body)["request"]), (200, first + 1))
             self.assertEqual(s.getpeercert()["serialNumber"], serial)
 
     def test_tls_termination_survives_other_clients_failing(self):
@@ -597,7 +605,11 @@ class ProxyTest(ProxyCase):
                 except (OSError, ValueError) as e:
                     self.fail("request %d on the open connection, after %d other clients "
                               "failed: %r" % (i + 1, 8 * (i + 1), e))
-                self.assertEqual((status, json.loads(body)["request"]), (200, i + 1))
+                # one backend connection (pooled ones may have served
+                # earlier clients: consecutive numbers on it)
+                doc = json.loads(body)
+                first = doc["request"] if i == 0 else first
+                self.assertEqual((status, doc["request"]), (200, first + i))
 
     def test_metrics(self):
         accepted = metric(self.metrics(), "hypercore_proxy_connections_accepted_total") or 0
@@ -740,7 +752,8 @@ def leak_check(test, total, threads=4):
         last[0] = fd_count(pid)
         return last[0] <= base_fds
     try:
-        wait_for("the agent's fds back to %d" % base_fds, settled, timeout=5)
+        # pooled backend connections are closed after 4 s idle
+        wait_for("the agent's fds back to %d" % base_fds, settled, timeout=10)
     except AssertionError:
         fds = sorted(os.readlink("/proc/%d/fd/%s" % (pid, f))
                      for f in os.listdir("/proc/%d/fd" % pid))
@@ -1094,7 +1107,9 @@ class PerRequestTests:
                 status, _, body = self.ask(s, r, "fwd.test", extra=spoof if i else "")
                 doc = json.loads(body)
                 h = doc["headers"]
-                self.assertEqual((status, doc["request"]), (200, i + 1))
+                # on one backend connection, maybe a pooled one
+                first = doc["request"] if i == 0 else first
+                self.assertEqual((status, doc["request"]), (200, first + i))
                 self.assertEqual(h.get("x-forwarded-for"), "127.0.0.1", "request %d" % (i + 1))
                 self.assertEqual(h.get("x-forwarded-proto"), "http")
                 self.assertEqual(h.get("forwarded"), "for=127.0.0.1;proto=http")
@@ -1103,7 +1118,7 @@ class PerRequestTests:
             for i in range(2):
                 doc = json.loads(read_response(r)[2])
                 self.assertEqual((doc["request"], doc["headers"].get("x-forwarded-for")),
-                                 (4 + i, "127.0.0.1"))
+                                 (first + 3 + i, "127.0.0.1"))
         # terminated: https on every request
         host = "fwd.%s" % BASE
         self.route("fwd", self.env.http, port=port)
@@ -1131,7 +1146,7 @@ class PerRequestTests:
             # a.test twice on one backend connection; the second a.test stint
             # is a new one, and a2.test (another route to the same backend)
             # is a new route too
-            self.assertEqual(peers["b1"][:2], [1, 2])
+            self.assertEqual(peers["b1"][1], peers["b1"][0] + 1)
             # a chunked response, a HEAD, an upload, on alternating backends
             h = hashlib.sha256()
             s.sendall(b"GET /chunked?n=200000 HTTP/1.1\r\nHost: b.test\r\n\r\n")
@@ -1192,10 +1207,11 @@ class PerRequestTests:
             s.sendall(body)
             self.assertEqual(json.loads(read_response(r)[2])["n"], len(body))
             # an upgrade the backend does not take: HTTP goes on
-            status, _, _ = self.ask(s, r, "x.test", extra="Upgrade: websocket\r\n"
-                                    "Connection: Upgrade\r\n")
+            status, _, body = self.ask(s, r, "x.test", extra="Upgrade: websocket\r\n"
+                                       "Connection: Upgrade\r\n")
             self.assertEqual(status, 200)
-            self.assertEqual(json.loads(self.ask(s, r, "x.test")[2])["request"], 3)
+            self.assertEqual(json.loads(self.ask(s, r, "x.test")[2])["request"],
+                             json.loads(body)["request"] + 1)
 
     def test_host_must_match_sni_after_termination(self):
         port = self.route("t1", self.env.http)
@@ -1269,6 +1285,158 @@ class PerRequestCopyTest(PerRequestTests, ProxyCase):
     agent_args = PerRequestTests.agent_args + ("--proxy-forwarding", "copy")
 
 
+# ---- backend connection reuse -------------------------------------------------
+
+class ScriptedBackend(Backend):
+    """Keep-alive HTTP/1.1 whose answer to each request is chosen by
+    plan(conn, n, method): conn counts this backend's connections from 1,
+    n the requests on it from 1. "ok" (200, keep-alive), "close" (200 with
+    Connection: close, then closes), "drop" (closes without answering),
+    "reset" (resets without answering). Every request head is kept in
+    heads as (conn, n, head)."""
+
+    def __init__(self, name, plan=lambda conn, n, method: "ok"):
+        super().__init__(name)
+        self.plan = plan
+        self.heads = []
+
+    def serve(self, c, peer):
+        conn, r, n = self.accepted, Reader(c), 0
+        while True:
+            raw = r.head()
+            if raw is None:
+                return
+            first, headers = parse_head(raw)
+            if "content-length" in headers:
+                r.exact(int(headers["content-length"]))
+            n += 1
+            with self.cond:
+                self.heads.append((conn, n, raw))
+                self.cond.notify_all()
+            what = self.plan(conn, n, first[0])
+            if what == "reset":
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                return
+            if what == "drop":
+                return
+            body = b"conn %d request %d" % (conn, n)
+            c.sendall(response(200, body, close=what == "close"))
+            if what == "close":
+                return
+
+
+class BackendReuseTests:
+    """Idle keep-alive backend connections go back to a worker's pool and
+    serve the next client connection (one worker, so that both land in the
+    same pool). A mixin run in splice and copy modes."""
+
+    def one(self, port, host, method="GET", body=b""):
+        """(status, body) of one request on its own client connection with
+        Connection: close, read to the client's EOF."""
+        with connect(port) as s:
+            s.sendall(("%s / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\nContent-Length: %d"
+                       "\r\n\r\n" % (method, host, len(body))).encode() + body)
+            r = Reader(s)
+            status, headers, got = read_response(r)
+            # said for the backend, whose connection stays open
+            self.assertEqual(headers.get("connection", "").lower(), "close", headers)
+            self.assertEqual(r.to_eof()[0], b"", "the client connection ends after it")
+            return status, got
+
+    def test_two_clients_share_one_backend_connection(self):
+        b = ScriptedBackend("reuse")
+        try:
+            port = self.route("reuse.test", b)
+            before = self.metrics()
+            self.assertEqual(self.one(port, "reuse.test"), (200, b"conn 1 request 1"))
+            self.assertEqual(self.one(port, "reuse.test"), (200, b"conn 1 request 2"))
+            self.assertEqual(b.accepted, 1)
+            # the client's Connection: close stays between it and us
+            self.assertNotIn(b"connection:", b.heads[1][2].lower())
+            self.assertIn(b"x-forwarded-for: 127.0.0.1", b.heads[1][2].lower())
+            ms = self.metrics()
+            self.assertGreaterEqual(
+                metric(ms, "hypercore_proxy_backend_connections_total", kind="reused") -
+                (metric(before, "hypercore_proxy_backend_connections_total", kind="reused") or 0),
+                1)
+            self.assertGreaterEqual(metric(ms, "hypercore_proxy_backend_idle_connections"), 1)
+        finally:
+            b.close()
+
+    def test_backend_closing_an_idle_connection(self):
+        # closed while pooled: evicted, the next client gets a new one
+        b = ScriptedBackend("idleclose", lambda conn, n, m: "close" if conn == 1 else "ok")
+        try:
+            port = self.route("idleclose.test", b)
+            self.assertEqual(self.one(port, "idleclose.test"), (200, b"conn 1 request 1"))
+            self.assertEqual(self.one(port, "idleclose.test"), (200, b"conn 2 request 1"))
+            self.assertEqual(b.accepted, 2)
+        finally:
+            b.close()
+        # closed as the request arrives (the race a pool lives with): an
+        # idempotent request without a body is sent again, once
+        b = ScriptedBackend("race", lambda conn, n, m: "drop" if (conn, n) == (1, 2) else "ok")
+        try:
+            port = self.route("race.test", b)
+            retries = metric(self.metrics(), "hypercore_proxy_backend_retries_total") or 0
+            self.assertEqual(self.one(port, "race.test"), (200, b"conn 1 request 1"))
+            self.assertEqual(self.one(port, "race.test"), (200, b"conn 2 request 1"))
+            self.assertEqual(metric(self.metrics(), "hypercore_proxy_backend_retries_total"),
+                             retries + 1)
+        finally:
+            b.close()
+
+    def test_post_on_a_reset_reused_connection_is_502(self):
+        b = ScriptedBackend("post", lambda conn, n, m: "reset" if m == "POST" else "ok")
+        try:
+            port = self.route("post.test", b)
+            self.assertEqual(self.one(port, "post.test")[0], 200)
+            self.assertEqual(self.one(port, "post.test", "POST", b"x" * 100)[0], 502)
+            time.sleep(0.3)
+            self.assertEqual([h[2].split(b" ")[0] for h in b.heads].count(b"POST"), 1,
+                             "not sent again")
+            self.assertEqual(self.one(port, "post.test"), (200, b"conn 2 request 1"))
+        finally:
+            b.close()
+
+    def test_connection_close_response_is_not_pooled(self):
+        b = ScriptedBackend("respclose", lambda conn, n, m: "close")
+        try:
+            port = self.route("respclose.test", b)
+            for i in range(3):
+                self.assertEqual(self.one(port, "respclose.test"),
+                                 (200, b"conn %d request 1" % (i + 1)))
+            self.assertEqual(b.accepted, 3)
+        finally:
+            b.close()
+
+    def test_keep_alive_client_leaves_its_backend_to_the_next(self):
+        b = ScriptedBackend("ka")
+        try:
+            port = self.route("ka.test", b)
+            with connect(port) as s:
+                r = Reader(s)
+                for i in range(2):
+                    s.sendall(b"GET / HTTP/1.1\r\nHost: ka.test\r\n\r\n")
+                    self.assertEqual(read_response(r)[2], b"conn 1 request %d" % (i + 1))
+            time.sleep(0.2)  # the proxy sees the client's FIN
+            self.assertEqual(self.one(port, "ka.test"), (200, b"conn 1 request 3"))
+        finally:
+            b.close()
+
+    def test_zz_agent_exits_cleanly(self):
+        # pooled connections open at the stop: closed, nothing leaked
+        self.check_clean_exit()
+
+
+class BackendReuseTest(BackendReuseTests, ProxyCase):
+    agent_args = ("--proxy-workers", "1")
+
+
+class BackendReuseCopyTest(BackendReuseTests, ProxyCase):
+    agent_args = ("--proxy-workers", "1", "--proxy-forwarding", "copy")
+
+
 # ---- options that need an agent of their own ----------------------------------
 
 class ProxyOptionsTest(ProxyCase):
@@ -1286,6 +1454,21 @@ class ProxyOptionsTest(ProxyCase):
                 h = json.loads(read_response(r)[2])["headers"]
                 self.assertEqual(h.get("x-forwarded-for"), "192.0.2.9")
                 self.assertNotIn("forwarded", h)
+        self.assertCleanExit(a)
+
+    def test_no_backend_reuse(self):
+        """--no-proxy-backend-reuse: a backend connection per client one."""
+        a = self.own_agent("--no-proxy-backend-reuse", "--proxy-workers", "1")
+        b = ScriptedBackend("noreuse")
+        try:
+            port = self.route("noreuse.test", b, agent=a)
+            for i in range(2):
+                with connect(port) as s:
+                    s.sendall(b"GET / HTTP/1.1\r\nHost: noreuse.test\r\n\r\n")
+                    self.assertEqual(read_response(Reader(s))[2], b"conn %d request 1" % (i + 1))
+            self.assertEqual(b.accepted, 2)
+        finally:
+            b.close()
         self.assertCleanExit(a)
 
     def test_forwarded_headers(self):

@@ -135,12 +135,15 @@ static void test_rewrite(void **state)
 
 	(void)state;
 	assert_int_equal(req(in, &h), HC_PARSE_OK);
-	n = hc_http_head_rewrite(in, &h, extra, strlen(extra), out, sizeof(out));
+	n = hc_http_head_rewrite(in, &h, extra, strlen(extra), HC_REWRITE_FORWARDED, out,
+				 sizeof(out));
 	assert_int_equal(n, strlen(want));
 	assert_memory_equal(out, want, n);
 	/* too small: 0, never past cap */
 	for (size_t cap = 0; cap < strlen(want); cap++)
-		assert_int_equal(hc_http_head_rewrite(in, &h, extra, strlen(extra), out, cap), 0);
+		assert_int_equal(
+			hc_http_head_rewrite(in, &h, extra, strlen(extra), HC_REWRITE_FORWARDED, out, cap),
+			0);
 	/* the result is a head of its own */
 	{
 		struct hc_http_head h2;
@@ -152,6 +155,39 @@ static void test_rewrite(void **state)
 		assert_int_equal(h2.head_len, n);
 		free(copy);
 	}
+}
+
+/* Connection: close is dropped only where it is the field's one token
+ * (the backend connection stays open for reuse); the rest passes. */
+static void test_rewrite_close(void **state)
+{
+	static const char in[] = "GET / HTTP/1.1\r\nHost: a\r\nConnection:  Close \r\n"
+				 "X-Forwarded-For: 6.6.6.6\r\nConnection: keep-alive\r\n\r\n";
+	static const char both[] = "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n";
+	static const char close_only[] = "GET / HTTP/1.1\r\nHost: a\r\n"
+					 "X-Forwarded-For: 6.6.6.6\r\nConnection: keep-alive\r\n\r\n";
+	static const char mixed[] = "GET / HTTP/1.1\r\nHost: a\r\nConnection: close, x\r\n\r\n";
+	struct hc_http_head h;
+	char out[512];
+	size_t n;
+
+	(void)state;
+	assert_int_equal(req(in, &h), HC_PARSE_OK);
+	assert_true(h.close);
+	assert_false(h.close_mixed);
+	n = hc_http_head_rewrite(in, &h, "", 0, HC_REWRITE_FORWARDED | HC_REWRITE_CLOSE, out,
+				 sizeof(out));
+	assert_int_equal(n, strlen(both));
+	assert_memory_equal(out, both, n);
+	n = hc_http_head_rewrite(in, &h, "", 0, HC_REWRITE_CLOSE, out, sizeof(out));
+	assert_int_equal(n, strlen(close_only));
+	assert_memory_equal(out, close_only, n);
+	/* another token beside close: the field stays (and the head says so) */
+	assert_int_equal(req(mixed, &h), HC_PARSE_OK);
+	assert_true(h.close && h.close_mixed);
+	n = hc_http_head_rewrite(mixed, &h, "", 0, HC_REWRITE_CLOSE, out, sizeof(out));
+	assert_int_equal(n, strlen(mixed));
+	assert_memory_equal(out, mixed, n);
 }
 
 /* ---- responses ---- */
@@ -353,6 +389,7 @@ int main(void)
 		cmocka_unit_test(test_request_framing),
 		cmocka_unit_test(test_request_smuggling_refused),
 		cmocka_unit_test(test_rewrite),
+		cmocka_unit_test(test_rewrite_close),
 		cmocka_unit_test(test_response_heads),
 		cmocka_unit_test(test_body_length_and_close),
 		cmocka_unit_test(test_body_chunked),
