@@ -48,9 +48,12 @@ wait_for = functools.partial(hctest.wait_for, timeout=10, interval=0.05)
 class Echo:
     """An echo server (TCP, or UDP) bound at (addr, port) in namespace ns,
     run by threads of this process. peers: a list to append each client's
-    address to; sink: count datagrams instead of answering them."""
+    address to; sink: count datagrams instead of answering them; http: answer
+    what each read brought as the body of an HTTP 200 (a backend the proxy,
+    which reads responses, accepts)."""
 
-    def __init__(self, ns, addr, port, udp=False, peers=None, sink=False):
+    def __init__(self, ns, addr, port, udp=False, peers=None, sink=False, http=False):
+        self.http = http
         family = socket.AF_INET6 if ":" in addr else socket.AF_INET
         self.stop = False
         self.count = 0
@@ -89,6 +92,8 @@ class Echo:
                 if not d:
                     return
                 c.settimeout(10)  # the client may be slow to read a large echo
+                if self.http:
+                    d = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(d), d)
                 c.sendall(d)
                 c.settimeout(0.2)
 
@@ -546,7 +551,7 @@ EG_MEMBER_IP, EG_NET_IP, EG_NODE_UP_IP = "10.232.0.3", "10.232.0.9", "10.232.0.2
 EG_NODE_WL_IP, EG_WL_IP = "10.233.0.1", "10.233.0.2"
 EG_NODE_LL6, EG_WL_LL6 = "fe80::1", "fe80::2"
 METADATA_IP = "169.254.169.254"
-PROXY_PORT, NODE_PORT, WL_PORT = 8443, 30090, 8080
+PROXY_PORT, NODE_PORT, WL_PORT, WL_HTTP_PORT = 8443, 30090, 8080, 8081
 
 
 class EgressTest(hctest.TestCase):
@@ -586,6 +591,7 @@ class EgressTest(hctest.TestCase):
             cls.echoes.append(Echo(cls.node, METADATA_IP, 80))
             cls.echoes.append(Echo(cls.node, EG_NODE_WL_IP, 53, udp=True))
             cls.echoes.append(Echo(cls.wl, "0.0.0.0", WL_PORT))
+            cls.echoes.append(Echo(cls.wl, "0.0.0.0", WL_HTTP_PORT, http=True))
         except Exception:
             cls.tearDownClass()
             raise
@@ -682,7 +688,7 @@ class EgressTest(hctest.TestCase):
         self.cli("routes", "add", "--node-port", str(NODE_PORT), "--backend",
                  "%s:%d" % (EG_WL_IP, WL_PORT))
         self.cli("routes", "add", "--host", "app.test", "--port", str(PROXY_PORT), "--backend",
-                 "%s:%d" % (EG_WL_IP, WL_PORT))
+                 "%s:%d" % (EG_WL_IP, WL_HTTP_PORT))
         wait_for("TC on the workload's veth", lambda: any(
             w["address"] == EG_WL_IP and w["isolated"] for w in self.routes()["workloads"]))
         wait_for("both members' addresses in hc_members",
@@ -717,11 +723,18 @@ class EgressTest(hctest.TestCase):
             self.assertEqual(u.recvfrom(100)[0], b"dns?")
 
         # Hairpin: a workload's URL through this node's proxy. The proxy
-        # opens the connection to the workload, whose echo comes back to
-        # the proxy: the request itself.
+        # opens the connection to the workload, which answers with the
+        # request it got: ours, as the proxy passed it on.
         request = b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n"
         with self.connect(EG_NODE_UP_IP, PROXY_PORT, timeout=5) as s:
-            self.assertEqual(self.echo(s, request), request)
+            s.sendall(request)
+            answer = b""
+            while b"Host: app.test" not in answer:
+                d = s.recv(65536)
+                self.assertTrue(d, "closed after %r" % answer)
+                answer += d
+            self.assertTrue(answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer)
+            self.assertIn(b"\r\n\r\nGET / HTTP/1.1\r\n", answer)
 
         after = self.routes()
         drops = {r: after["drops"][r] - before[r] for r in before}
