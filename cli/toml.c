@@ -206,8 +206,14 @@ static int key(struct toml_parser *t, char *buf)
 {
 	size_t n = 0;
 
-	if (t->p < t->end && (*t->p == '"' || *t->p == '\''))
-		return string(t, buf, MAX_KEY);
+	if (t->p < t->end && (*t->p == '"' || *t->p == '\'')) {
+		int r = string(t, buf, MAX_KEY);
+
+		/* TOML allows "", but no option or table is named so: say it here */
+		if (r == 0 && !*buf)
+			return fail(t, "empty key");
+		return r;
+	}
 	while (t->p < t->end && bare_char(*t->p)) {
 		if (n + 1 >= MAX_KEY)
 			return fail(t, "key too long");

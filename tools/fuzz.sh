@@ -21,7 +21,8 @@ run_one() {
 		"$out" "$root/tests/fuzz/corpus/$name" >"$log" 2>&1
 	rc=$?
 	set -e
-	runs=$(grep -Eo 'DONE +cov: [0-9]+.*|Done [0-9]+ runs' "$log" | tail -1)
+	# no such line after a crash: the report below says what happened
+	runs=$(grep -Eo 'DONE +cov: [0-9]+.*|Done [0-9]+ runs' "$log" | tail -1 || true)
 	if ((rc == 0)); then
 		echo "ok - $name ran ${secs}s clean ($runs)"
 	else

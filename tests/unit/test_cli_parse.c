@@ -541,6 +541,8 @@ static void test_toml_errors(void **state)
 	toml_fails("a = \"\\q\"\n", "invalid escape \\q");
 	toml_fails("a = 1979-05-27\n", "f:1: invalid number");
 	toml_fails("= 1\n", "expected a key");
+	toml_fails("\"\" = 1\n", "f:1: empty key");
+	toml_fails("[\"\"]\n", "f:1: empty key");
 	toml_fails("a = \n", "expected a value");
 }
 
