@@ -6,6 +6,8 @@
 #   make fuzz         run each libFuzzer harness for FUZZ_SECONDS (default 60)
 #   make bench        run the benchmarks under tools/bench
 #   make V=1          show the commands
+#   make FAULTS=0     a release build: no fault points (HYPERCORE_FAULT is refused)
+#   make chaos        the fault scenarios on a 5-node cluster (tests/chaos/chaos.py)
 #
 # Every generated file goes under $(BUILD); the source tree stays clean.
 
@@ -15,6 +17,8 @@ ifeq ($(origin CC),default)
 CC := gcc
 endif
 SAN ?=
+# Fault points (HYPERCORE_FAULT, base.h): on unless FAULTS=0, as a release build is made.
+FAULTS ?= 1
 PROTOC_C ?= protoc-c
 
 ifeq ($(V),1)
@@ -40,6 +44,9 @@ ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -Ulinux \
 	-Iinclude -Iagent -Icli -Itests/lib -I$(GEN) -I$(BUILD)/bpf $(PKG_CFLAGS)
 LDFLAGS ?=
 LDLIBS := $(PKG_LIBS) -lpthread -lm
+ifeq ($(FAULTS),1)
+ALL_CFLAGS += -DHC_FAULTS
+endif
 
 ifeq ($(SAN),1)
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \

@@ -614,6 +614,11 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, struct hc_err *err)
 		err = &none;
 	err->code = 0;
 	/* Check every input before starting anything. */
+	r = hc_fault_init(getenv("HYPERCORE_FAULT"), err);
+	if (r < 0)
+		return r;
+	if (getenv("HYPERCORE_FAULT") && *getenv("HYPERCORE_FAULT"))
+		hc_log(HC_LOG_WARN, "fault points armed: HYPERCORE_FAULT=%s", getenv("HYPERCORE_FAULT"));
 	if (hc_addr_parse(cfg->grpc_bind_addr, true, &acfg.grpc_addr, &why) < 0)
 		return hc_err_set(err, -EINVAL, "invalid --grpc-bind-addr %s: %s",
 				  cfg->grpc_bind_addr, why.msg);
