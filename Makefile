@@ -103,7 +103,7 @@ FUZZ_BINS := $(if $(FUZZ_ENABLED),$(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FU
 # Generated headers are prerequisites of pattern rules only; keep them.
 .SECONDARY: $(PROTO_SRCS) $(PROTO_HDRS) $(BPF_OBJS) $(BPF_SKELS)
 .SUFFIXES:
-.PHONY: all deps check check-run unit fuzzers run fuzz bench clean
+.PHONY: all deps check check-run chaos unit fuzzers run fuzz bench clean
 
 all: $(BIN)
 
@@ -199,6 +199,21 @@ fuzzers: $(FUZZ_BINS)
 
 deps:
 	$(Q)tools/deps.sh
+
+# The chaos tests' wall-clock shim (LD_PRELOAD; tests/chaos/clockshift.c).
+CHAOS_LIBS := $(BUILD)/tests/chaos/libclockshift.so
+$(BUILD)/tests/chaos/libclockshift.so: tests/chaos/clockshift.c
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)gcc -std=gnu11 $(WARN) -O2 -g -fPIC -shared -o $@ $< -ldl
+
+unit: $(CHAOS_LIBS)
+
+# Fault scenarios on a 5-node cluster (tests/chaos/chaos.py; CHAOS_ARGS, e.g.
+# CHAOS_ARGS="--only partition"). Root, minutes; not part of make check,
+# which runs tests/integration/test_chaos.py, a bounded subset.
+chaos: all $(CHAOS_LIBS)
+	$(Q)/usr/bin/python3 tests/chaos/chaos.py --build $(BUILD) $(CHAOS_ARGS)
 
 # The README's test command: install, build (gcc, and clang with ASan+UBSan),
 # run every suite under both builds, print one "N passed, N failed" line.

@@ -16,7 +16,7 @@ packages=(
 	libmicrohttpd-dev
 	# tests
 	libcmocka-dev python3 python3-grpcio python3-grpc-tools python3-protobuf
-	curl iproute2 procps serf tmux ethtool
+	curl iproute2 procps serf tmux ethtool nftables
 	# proxy tests and benchmarks: backends, the HAProxy baseline, load generators
 	nginx-light haproxy wrk openssl nghttp2-client
 	# workload runtime: embedded containerd, CNI, local registry and test images
