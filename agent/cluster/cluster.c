@@ -533,6 +533,10 @@ static void collect(struct hc_metrics_writer *w, void *arg)
 		c->events_ignored + c->queries_ignored);
 	counter(w, "hypercore_respawns_total", "Workloads of failed nodes this node respawned",
 		c->respawns);
+	hc_metrics_family(w, "hypercore_respawn_pending", "gauge",
+			  "Workloads of failed nodes not yet seen running again");
+	hc_metrics_sample(w, "hypercore_respawn_pending", NULL,
+			  (double)hc_cluster_orphans_count(c));
 	counter(w, "hypercore_restarts_total", "Exited local workloads restarted", c->restarts);
 	counter(w, "hypercore_duplicates_stopped_total",
 		"Local copies stopped because another node runs the same workload", c->duplicates_stopped);

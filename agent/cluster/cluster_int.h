@@ -278,6 +278,10 @@ struct hc_cluster {
 	/* others' states */
 	struct peer *peers;
 	size_t npeers;
+	/* workloads of failed nodes not yet seen running again (orphans.c) */
+	struct orphan *orphans;
+	size_t norphans;
+	uint64_t last_orphan_check_ms;
 	struct assembly *assemblies;
 	size_t nassemblies;
 
@@ -388,6 +392,21 @@ struct peer *hc_cluster_state_peer(struct hc_cluster *c, const char *name);
 /* Which node (ours included) runs id; NULL if none known. */
 const char *hc_cluster_state_owner(struct hc_cluster *c, const char *id);
 void hc_cluster_state_fini(struct hc_cluster *c);
+/* Whether this node is the one to respawn workload id of failed node dead:
+ * the highest rendezvous hash over the alive respawn-enabled nodes. */
+bool hc_cluster_we_respawn(struct hc_cluster *c, const char *id, const char *dead);
+
+/* orphans.c: a failed node's workloads are kept, by every node, until one
+ * is seen running again, so the choice of who respawns each is made again
+ * when the node chosen fails too, or when the respawn did not happen. */
+/* Keeps w (copied) of failed node dead; false when out of memory. */
+bool hc_cluster_orphans_add(struct hc_cluster *c, const hc_pb_workload *w, const char *dead);
+/* Drops the orphans running somewhere again, respawns those this node is
+ * (now) the choice for and that are not under way. Never blocks. */
+void hc_cluster_orphans_check(struct hc_cluster *c);
+void hc_cluster_orphans_fini(struct hc_cluster *c);
+/* How many workloads of failed nodes wait to run again. */
+size_t hc_cluster_orphans_count(const struct hc_cluster *c);
 /* Whether name is an alive member (c->sender_alive decides when set). */
 bool hc_cluster_member_alive(struct hc_cluster *c, const char *name);
 /* The IP of member name's gossip address, as the member list reports it.

@@ -894,6 +894,44 @@ static void test_no_respawn_when_disabled(void **state)
 	tcluster_free(tc);
 }
 
+/* n0 fails together with the nodes that could be chosen to respawn its
+ * workload, found failed one after another: a choice made while the chosen
+ * node still seemed alive is made again when it fails too, so survivor, the
+ * one node left, respawns the workload. It was lost: the failed node's
+ * state, and the workload with it, was forgotten once the choice was made. */
+static void respawn_by_last_survivor(int survivor)
+{
+	struct tcluster *tc = joined_cluster(4, true);
+	struct copies_check one = { tc, WL_A, 1, 1 };
+	struct answer a;
+
+	spawn_from(tc, survivor, WL_A, &a);
+	assert_int_equal(a.code, HC_RPC_OK);
+	assert_owner_agreed(tc, WL_A, "n0");
+	/* n0 first, the others just after, before anyone can find n0 failed:
+	 * the survivor finds n0 failed while they still seem alive */
+	hc_simnet_set_down(tc->net, 0, true);
+	hc_simnet_run_ms(tc->net, 200);
+	for (int i = 1; i < 4; i++)
+		if (i != survivor)
+			hc_simnet_set_down(tc->net, i, true);
+	assert_true(hc_simnet_run_until(tc->net, copies_are, &one, 300000) >= 0);
+	assert_true(hc_fakert_has(tc->nodes[survivor].rt, WL_A));
+	hc_simnet_run_ms(tc->net, 30000);
+	assert_true(copies_are(&one));
+	assert_int_equal(hc_fakert_spawns_of(tc->nodes[survivor].rt, WL_A), 1);
+	tcluster_free(tc);
+}
+
+/* Each node in turn is the survivor: whichever node the workload's
+ * rendezvous picks, at least two runs have it fail. */
+static void test_respawn_chosen_node_fails_too(void **state)
+{
+	(void)state;
+	for (int survivor = 1; survivor < 4; survivor++)
+		respawn_by_last_survivor(survivor);
+}
+
 /* n0 comes back with the copy that was respawned elsewhere meanwhile: both
  * owners make the same choice and exactly one copy is left. */
 static void test_duplicate_settles_to_one_copy(void **state)
@@ -1753,6 +1791,7 @@ int main(void)
 		cmocka_unit_test(test_policy_query_answered),
 		cmocka_unit_test(test_policy_uses_beacons_and_probes),
 		cmocka_unit_test(test_respawn_happens_once_cluster_wide),
+		cmocka_unit_test(test_respawn_chosen_node_fails_too),
 		cmocka_unit_test(test_no_respawn_when_disabled),
 		cmocka_unit_test(test_duplicate_settles_to_one_copy),
 		cmocka_unit_test(test_state_chunks_reassemble_in_any_order),
