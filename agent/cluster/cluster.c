@@ -204,11 +204,13 @@ static void on_gossip_event(const struct hc_gossip_event *ev, void *arg)
 		break;
 	case HC_GOSSIP_EV_MEMBER_FAILED:
 		hc_cluster_state_forget_node(c, ev->member->name, true);
+		hc_cluster_ops_member_gone(c, ev->member->name);
 		break;
 	case HC_GOSSIP_EV_MEMBER_LEAVE:
 	case HC_GOSSIP_EV_MEMBER_REAP:
 		hc_cluster_members_sync(c);
 		hc_cluster_state_forget_node(c, ev->member->name, false);
+		hc_cluster_ops_member_gone(c, ev->member->name);
 		break;
 	case HC_GOSSIP_EV_MEMBER_UPDATE:
 		hc_cluster_members_sync(c);

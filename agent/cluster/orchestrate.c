@@ -417,6 +417,30 @@ static void query_done(void *arg)
 	hc_cluster_op_release_if_idle(op);
 }
 
+void hc_cluster_ops_member_gone(struct hc_cluster *c, const char *name)
+{
+	struct op_query *q, *waiting[64];
+	size_t n = 0;
+
+	/* collected first: moving on sends queries, which join the list */
+	hc_list_for_each(q, &c->queries, link)
+		if (n < sizeof(waiting) / sizeof(waiting[0]) && q->target && !q->answered &&
+		    !q->dry && q->op->kind == OP_SPAWN && q->attempt == q->op->attempt &&
+		    !q->op->finished && strcmp(q->target, name) == 0)
+			waiting[n++] = q;
+	for (size_t i = 0; i < n; i++) {
+		struct hc_cluster_op *op = waiting[i]->op;
+
+		/* its done() still comes, at the timeout: answered keeps it from
+		 * moving on a second time, the op lives until then */
+		waiting[i]->answered = true;
+		hc_log(HC_LOG_WARN, "spawn of %s: %s failed while spawning it; trying the next node",
+		       op->id, name);
+		note_error(op, "%s: failed while spawning", name);
+		try_next_candidate(op);
+	}
+}
+
 static void try_next_candidate(struct hc_cluster_op *op)
 {
 	uint8_t *payload;

@@ -401,6 +401,39 @@ static void test_placement_tries_next_node_after_failure(void **state)
 	tcluster_free(tc);
 }
 
+static bool spawning_on_n0(const void *ctx)
+{
+	const struct tcluster *tc = ctx;
+
+	return hc_fakert_pending(tc->nodes[0].rt) > 0;
+}
+
+/* The first candidate (n0) dies while it spawns: the asker moves on to the
+ * next as soon as gossip finds n0 failed, not when the spawn query times
+ * out 90 s later (what a client saw as a 90 s spawn). */
+static void test_spawn_moves_on_when_its_node_fails(void **state)
+{
+	Cluster__Services__Api__VmSpawnRequest req = CLUSTER__SERVICES__API__VM_SPAWN_REQUEST__INIT;
+	struct tcluster *tc = joined_cluster(3, false);
+	struct answer a;
+
+	(void)state;
+	memset(&a, 0, sizeof(a));
+	req.image_ref = (char *)"registry.test/app:1";
+	req.cores = 1;
+	req.memory = 64;
+	req.id = (char *)WL_A;
+	hc_fakert_set_latency(tc->nodes[0].rt, HC_FAKERT_SPAWN, 600000);
+	hc_cluster_spawn(tc->nodes[2].c, &req, on_spawned, &a);
+	assert_true(hc_simnet_run_until(tc->net, spawning_on_n0, tc, 20000) >= 0);
+	hc_simnet_set_down(tc->net, 0, true);
+	assert_true(hc_simnet_run_until(tc->net, answered, &a, 30000) >= 0);
+	assert_int_equal(a.code, HC_RPC_OK);
+	assert_true(hc_fakert_has(tc->nodes[1].rt, WL_A));
+	hc_fakert_flush(tc->nodes[0].rt);
+	tcluster_free(tc);
+}
+
 /* Every candidate fails: the caller hears each one's reason. */
 static void test_placement_fails_when_every_node_fails(void **state)
 {
@@ -1785,6 +1818,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_placement_tries_next_node_after_failure),
 		cmocka_unit_test(test_placement_fails_when_every_node_fails),
+		cmocka_unit_test(test_spawn_moves_on_when_its_node_fails),
 		cmocka_unit_test(test_policy_explain_matches_spawn),
 		cmocka_unit_test(test_policy_enforce_fails_with_reasons),
 		cmocka_unit_test(test_policy_replicas_anti_affinity),
