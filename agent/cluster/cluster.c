@@ -324,9 +324,11 @@ int hc_cluster_start(struct hc_cluster *c, struct hc_err *err)
 		return err && err->code < 0 ? err->code : -EIO;
 	our_addr(c);
 	hc_cluster_members_sync(c); /* ourselves: no event says we joined */
-	/* Versions only grow, across restarts too: they start at the clock. */
+	/* Versions only grow, across restarts too: they start at the clock,
+	 * or above the last run's when the clock stepped back (version.c). */
 	clock_gettime(CLOCK_REALTIME, &now);
-	c->state_version = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+	c->state_version = hc_cluster_version_first(
+		c, (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000);
 	/* gossip's event of our own join may have armed it already: once */
 	hc_loop_del_timer(c->loop, c->state_timer);
 	c->state_timer = hc_loop_add_timer(c->loop, 0, hc_cluster_state_tick, c);

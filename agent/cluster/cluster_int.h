@@ -289,6 +289,7 @@ struct hc_cluster {
 	uint64_t state_timer, housekeeping_timer;
 	uint64_t last_hash, last_broadcast_ms;
 	uint64_t state_version; /* of our last broadcast; starts at the wall clock */
+	uint64_t version_mark;	/* what <state-dir>/state-version holds (version.c) */
 	bool broadcast_due;
 	uint64_t broadcasts, broadcast_skipped, state_changes, chunks_dropped, assemblies_evicted;
 	uint64_t states_received, states_outdated, events_ignored, queries_ignored;
@@ -479,6 +480,14 @@ struct hc_cluster_desired {
  * with hc_cluster_desired_fini() either way. */
 int hc_cluster_routes_build(struct hc_cluster *c, struct hc_cluster_desired *d);
 void hc_cluster_desired_fini(struct hc_cluster_desired *d);
+
+/* version.c: state versions grow across restarts, whatever the clock did */
+/* The first version after a start: clock_ms, or more when the versions of
+ * an earlier run reached beyond it. Blocks on a small file read. */
+uint64_t hc_cluster_version_first(struct hc_cluster *c, uint64_t clock_ms);
+/* Keeps the mark in the state dir above version (a small write, now and
+ * then). */
+void hc_cluster_version_sent(struct hc_cluster *c, uint64_t version);
 
 /* orchestrate.c: spawn/stop through gossip queries, the asking side */
 /* Sets c->report to orchestrate's handler: a failed node's workload is

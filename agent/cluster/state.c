@@ -195,6 +195,7 @@ static void broadcast_now(struct hc_cluster *c)
 	 * more than the last, should the clock step back. */
 	clock = wall_ms();
 	c->state_version = clock > c->state_version ? clock : c->state_version + 1;
+	hc_cluster_version_sent(c, c->state_version);
 	r = hc_cluster_beacon_build(c);
 	if (r == 0)
 		r = hc_cluster_beacon_sign(c, &(struct hc_ibrl_state_view){
