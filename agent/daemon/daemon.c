@@ -498,6 +498,12 @@ static int start_runtime(struct daemon *d, const struct hc_daemon_config *cfg, s
 		if (r == -EAGAIN)
 			hc_log(HC_LOG_WARN, "%s", rerr.msg);
 	} else {
+		struct timespec now;
+
+		/* whatever our containerd holds half-made from before it started
+		 * was left by a crash: no spawn can still be making it */
+		clock_gettime(CLOCK_REALTIME, &now);
+		rcfg.orphans_before_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
 		d->containerd = hc_containerd_start(d->loop, &ccfg, &rerr);
 		if (!d->containerd)
 			return hc_err_set(err, rerr.code, "%s", rerr.msg);

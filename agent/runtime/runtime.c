@@ -945,7 +945,8 @@ int hc_runtime_collect_orphans(struct hc_runtime *rt, int min_age_s, struct hc_e
 		int64_t age_s = now.tv_sec - w->created_ns / 1000000000;
 
 		/* a spawn that died between RunPodSandbox and StartContainer */
-		if (w->started_ns || age_s < min_age_s || !hc_uuid_valid(w->id))
+		if (w->started_ns || !hc_uuid_valid(w->id) ||
+		    (age_s < min_age_s && (int64_t)w->created_ns >= rt->orphans_before_ns))
 			continue;
 		hc_log(HC_LOG_WARN, "removing half-created workload %s (sandbox %s, %lld s old)",
 		       w->id, w->sandbox_id, (long long)age_s);
