@@ -75,6 +75,9 @@ def main():
                     print("chaos: --- %s log tail\n%s" % (nd.name, nd.log()[-3000:]))
                 if not args.keep_going:
                     break
+                for nd in ch.nodes:  # disarmed: a fault point or a clock shim
+                    if nd.env and nd.running():
+                        nd.stop()
                 ch.heal(name + " (after failure)", [nd for nd in ch.nodes if not nd.running()])
     except KeyboardInterrupt:
         failed.append("interrupted")

@@ -606,11 +606,23 @@ def _fault_spawn(ch, point):
     ch.cluster.wait_members(timeout=RECOVER_TIMEOUT)
     ch.wait_healthy("%s armed" % point, time.monotonic())
     result = {}
-    th = threading.Thread(target=lambda: result.setdefault(
-        "id", ch.spawn(via=via, on=victim.index, check=False)))
-    th.start()
-    hctest.wait_for("%s to die at %s" % (victim.name, point),
-                    lambda: victim.proc.poll() is not None, timeout=120)
+    for attempt in range(5):
+        # a spawn that fails before it reaches the victim (its dry run
+        # unanswered on a loaded machine) is asked again
+        th = threading.Thread(target=lambda: result.__setitem__(
+            "id", ch.spawn(via=via, on=victim.index, check=False)))
+        th.start()
+        hctest.wait_for("%s to die at %s or the spawn to end" % (victim.name, point),
+                        lambda: victim.proc.poll() is not None or not th.is_alive(),
+                        timeout=200)
+        if victim.proc.poll() is not None:
+            break
+        ch.say("  the spawn did not reach %s (%s); again" % (victim.name, result.get("id")))
+        if result.get("id"):
+            raise Failed("%s: the spawn on %s succeeded without passing %s"
+                         % (point, victim.name, point))
+    else:
+        raise Failed("%s: no spawn reached %s" % (point, victim.name))
     t0 = time.monotonic()
     victim.kill()  # reaps it, closes its log
     if "fault point %s: kill" % point not in victim.log():
@@ -628,7 +640,9 @@ def _fault_stop(ch, point):
     via = [nd for nd in ch.live() if nd is not victim][0]
     ch.restart(victim, env={"HYPERCORE_FAULT": point + ":kill"})
     ch.cluster.wait_members(timeout=RECOVER_TIMEOUT)
-    wid = ch.spawn(via=via, on=victim.index)
+    wid = hctest.wait_for("a spawn on %s" % victim.name,
+                          lambda: ch.spawn(via=via, on=victim.index, check=False),
+                          timeout=200, interval=2)
     ch.wait_healthy("%s armed" % point, time.monotonic())
     r = {}
     th = threading.Thread(target=lambda: r.setdefault("ok", ch.stop_workload(wid, via=via,
