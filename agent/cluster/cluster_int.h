@@ -104,6 +104,7 @@ struct hc_cluster_op {
 	uint64_t started_ns;
 	char id[HC_WORKLOAD_ID_LEN + 1];
 	char errors[512]; /* what the candidates said, for the final message */
+	char stop_owner[128]; /* stop: the node that ran it when asked, "" if none */
 
 	/* spawn */
 	hc_pb_spawn *req;

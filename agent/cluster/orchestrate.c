@@ -400,7 +400,16 @@ static void query_done(void *arg)
 	 * releases op when idle, which must wait for the release below */
 	hc_list_remove(&q->link);
 	if (!op->finished && !op->c->closing && q->attempt == op->attempt) {
-		if (op->kind == OP_STOP) {
+		if (op->kind == OP_STOP && op->stop_owner[0]) {
+			char msg[300];
+
+			/* Not "no such workload": the node running it (it may have
+			 * died mid-stop) said nothing, so it may still run, or be
+			 * respawned from its last state. */
+			snprintf(msg, sizeof(msg), "%s, which runs %s, did not answer: it may not "
+				 "be stopped; ask again", op->stop_owner, op->id);
+			stop_finish(op, HC_RPC_UNAVAILABLE, msg, NULL);
+		} else if (op->kind == OP_STOP) {
 			char msg[160];
 
 			snprintf(msg, sizeof(msg), "no workload %s in the cluster", op->id);
@@ -843,6 +852,7 @@ struct hc_cluster_op *hc_cluster_stop(struct hc_cluster *c, const char *id,
 	}
 	op->done = done;
 	snprintf(op->id, sizeof(op->id), "%s", id);
+	snprintf(op->stop_owner, sizeof(op->stop_owner), "%s", hc_cluster_state_owner(c, id) ?: "");
 	op->expected = hypercore_nodes(c);
 	r = send_query(op, payload, len, NULL, STOP_TIMEOUT_MS, on_stop_answer);
 	free(payload);

@@ -514,24 +514,41 @@ def kill_mid_spawn(ch):
     rec = ch.wait_healthy("kill_mid_spawn", t0)
     ch.check_leaks("kill_mid_spawn")
     ch.say("  the spawn %s" % ("answered " + result["id"] if result.get("id") else "failed"))
-    ch.record("kill_mid_spawn", rec, ch.heal("kill_mid_spawn", [victim]))
-    _no_stray(ch)
+    ch.record("kill_mid_spawn", rec, _heal_after_spawn_crash(ch, "kill_mid_spawn", victim, wid))
 
 
-def _no_stray(ch):
-    """Ids that were spawned but are not expected (a spawn that failed
-    while its node died) may have come back with the node: if so they run
-    once and are stopped here, leaving nothing behind."""
-    view = ch.owners()
-    stray = [w for w in view if w not in ch.expected]
-    for w in stray:
-        if len(view[w]) != 1:
-            raise Failed("stray workload %s runs on %s" % (w, view[w]))
-        ch.say("  stopping %s, spawned while its node died, adopted on its return" % w)
-        ch.ever.add(w)
-        ch.stop_workload(w)
-    if stray:
-        ch.settle("stray workloads stopped")
+def _heal_after_spawn_crash(ch, what, victim, wid, adopted=None):
+    """Brings victim back after it died in the middle of spawning wid;
+    returns the seconds until all is well. When the spawn got no answer,
+    the workload may come back with the node: adopted says whether it must
+    (True: its container had started), must not (False: a half-made
+    sandbox is removed) or may (None: a kill the test timed). One that came
+    back runs exactly once, is served everywhere, and is then stopped; one
+    that did not has left nothing (the checks of heal)."""
+    if wid in ch.expected:  # the spawn was answered: an ordinary workload
+        return ch.heal(what, [victim])
+    t0 = time.monotonic()
+    ch.restart(victim)
+    ch.cluster.wait_members(timeout=RECOVER_TIMEOUT)
+    mine = [ch.names[victim.index]]
+    if adopted is None:
+        try:  # the agent's first looks at its runtime
+            hctest.wait_for("%s adopted" % wid, lambda: ch.owners().get(wid) == mine, 20)
+            adopted = True
+        except AssertionError:
+            adopted = False
+    elif adopted:
+        hctest.wait_for("%s adopted by %s" % (wid, victim.name),
+                        lambda: ch.owners().get(wid) == mine, timeout=RECOVER_TIMEOUT)
+    if adopted:
+        ch.expected.add(wid)
+    took = ch.wait_healthy(what + " (healed)", t0)
+    ch.check_leaks(what + " (healed)")
+    if adopted:
+        ch.say("  %s came back with %s (adopted); stopping it" % (wid, victim.name))
+        ch.stop_workload(wid)
+        ch.settle(what + ": the adopted workload stopped")
+    return took
 
 
 def partition_one(ch):
@@ -606,11 +623,12 @@ def _fault_spawn(ch, point):
     ch.cluster.wait_members(timeout=RECOVER_TIMEOUT)
     ch.wait_healthy("%s armed" % point, time.monotonic())
     result = {}
+    wid = str(uuid.uuid4())
     for attempt in range(5):
         # a spawn that fails before it reaches the victim (its dry run
         # unanswered on a loaded machine) is asked again
         th = threading.Thread(target=lambda: result.__setitem__(
-            "id", ch.spawn(via=via, on=victim.index, check=False)))
+            "id", ch.spawn(via=via, on=victim.index, check=False, wid=wid)))
         th.start()
         hctest.wait_for("%s to die at %s or the spawn to end" % (victim.name, point),
                         lambda: victim.proc.poll() is not None or not th.is_alive(),
@@ -629,9 +647,11 @@ def _fault_spawn(ch, point):
         raise Failed("%s died, but not at %s" % (victim.name, point))
     th.join(200)
     rec = ch.wait_healthy(point, t0)
-    heal = ch.heal(point, [victim])
-    _no_stray(ch)
     ch.say("  the spawn %s" % ("answered " + result["id"] if result.get("id") else "failed"))
+    # a container that was started is adopted when the agent is back;
+    # anything less is removed
+    heal = _heal_after_spawn_crash(ch, point, victim, wid,
+                                   point in ("spawn:after_start", "spawn:before_announce"))
     ch.record(point, rec, heal)
 
 
