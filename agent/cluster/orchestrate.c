@@ -370,15 +370,10 @@ static void on_spawn_answer(void *arg, const char *from, const uint8_t *payload,
 	const char *err;
 	int event;
 
-	/* a query of an earlier attempt or round: its target (a candidate of
-	 * that round) may be freed */
-	if (q->attempt != op->attempt || op->finished || q->answered)
+	if (is_ack && q->target && strcmp(from, q->target) == 0)
+		q->acked = true;
+	if (is_ack || q->attempt != op->attempt || op->finished || q->answered)
 		return;
-	if (is_ack) {
-		if (q->target && strcmp(from, q->target) == 0)
-			q->acked = true;
-		return;
-	}
 	if (!q->target || strcmp(from, q->target) != 0) {
 		char why[160];
 
