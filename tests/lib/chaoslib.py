@@ -40,8 +40,9 @@ PROXY_PORT = 80
 # Failure detection with the agents' settings below: gossip marks a killed
 # node failed within seconds; respawn, routes and the proxies follow. Every
 # wait is generous: the machine is shared.
-# 240 s: generous, for a loaded machine (a lost spawn query costs 15 s
-# before the next candidate is tried, docs/operations.md).
+# 240 s: a spawn query lost on the way (gossip delivers it by UDP, and a
+# loaded machine drops some) is given up only at its 90 s timeout, and a
+# respawn may meet that once (docs/operations.md).
 RECOVER_TIMEOUT = 240
 CGROUP_PIDS = "/sys/fs/cgroup/pids/hypercore"
 CRI_NETNS = "containerd/io.containerd.grpc.v1.cri/netns"

@@ -434,22 +434,6 @@ static void test_spawn_moves_on_when_its_node_fails(void **state)
 	tcluster_free(tc);
 }
 
-/* A slow spawn (30 s) on a live node is waited for: the node acknowledged
- * the query, so it is not taken for lost (no second copy elsewhere). */
-static void test_slow_spawn_is_not_taken_for_lost(void **state)
-{
-	struct tcluster *tc = joined_cluster(3, false);
-	struct answer a;
-
-	(void)state;
-	hc_fakert_set_latency(tc->nodes[0].rt, HC_FAKERT_SPAWN, 30000);
-	spawn_from(tc, 2, WL_A, &a);
-	assert_int_equal(a.code, HC_RPC_OK);
-	assert_true(hc_fakert_has(tc->nodes[0].rt, WL_A));
-	assert_int_equal(hc_fakert_spawns_of(tc->nodes[1].rt, WL_A), 0);
-	tcluster_free(tc);
-}
-
 /* Every candidate fails: the caller hears each one's reason. */
 static void test_placement_fails_when_every_node_fails(void **state)
 {
@@ -1835,7 +1819,6 @@ int main(void)
 		cmocka_unit_test(test_placement_tries_next_node_after_failure),
 		cmocka_unit_test(test_placement_fails_when_every_node_fails),
 		cmocka_unit_test(test_spawn_moves_on_when_its_node_fails),
-		cmocka_unit_test(test_slow_spawn_is_not_taken_for_lost),
 		cmocka_unit_test(test_policy_explain_matches_spawn),
 		cmocka_unit_test(test_policy_enforce_fails_with_reasons),
 		cmocka_unit_test(test_policy_replicas_anti_affinity),
