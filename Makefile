@@ -11,6 +11,8 @@
 #   make lint-deb     make deb, then lintian on it (slow; not part of check)
 #   make demo         a 3-node cluster in namespaces with a web workload and cluster top
 #   make V=1          show the commands
+#   make FAULTS=0     a release build: no fault points (HYPERCORE_FAULT is refused)
+#   make chaos        the fault scenarios on a 5-node cluster (tests/chaos/chaos.py)
 #
 # Every generated file goes under $(BUILD); the source tree stays clean.
 
@@ -20,6 +22,8 @@ ifeq ($(origin CC),default)
 CC := gcc
 endif
 SAN ?=
+# Fault points (HYPERCORE_FAULT, base.h): on unless FAULTS=0, as a release build is made.
+FAULTS ?= 1
 PROTOC_C ?= protoc-c
 
 ifeq ($(V),1)
@@ -45,6 +49,9 @@ ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -Ulinux \
 	-Iinclude -Iagent -Icli -Itests/lib -I$(GEN) -I$(BUILD)/bpf $(PKG_CFLAGS)
 LDFLAGS ?=
 LDLIBS := $(PKG_LIBS) -lpthread -lm
+ifeq ($(FAULTS),1)
+ALL_CFLAGS += -DHC_FAULTS
+endif
 
 ifeq ($(SAN),1)
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
@@ -101,7 +108,7 @@ FUZZ_BINS := $(if $(FUZZ_ENABLED),$(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FU
 # Generated headers are prerequisites of pattern rules only; keep them.
 .SECONDARY: $(PROTO_SRCS) $(PROTO_HDRS) $(BPF_OBJS) $(BPF_SKELS)
 .SUFFIXES:
-.PHONY: all deps check check-run unit fuzzers run fuzz bench clean install deb lint-deb
+.PHONY: all deps check check-run chaos unit fuzzers run fuzz bench clean install deb lint-deb
 
 all: $(BIN)
 
@@ -197,6 +204,21 @@ fuzzers: $(FUZZ_BINS)
 
 deps:
 	$(Q)tools/deps.sh
+
+# The chaos tests' wall-clock shim (LD_PRELOAD; tests/chaos/clockshift.c).
+CHAOS_LIBS := $(BUILD)/tests/chaos/libclockshift.so
+$(BUILD)/tests/chaos/libclockshift.so: tests/chaos/clockshift.c
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)gcc -std=gnu11 $(WARN) -O2 -g -fPIC -shared -o $@ $< -ldl
+
+unit: $(CHAOS_LIBS)
+
+# Fault scenarios on a 5-node cluster (tests/chaos/chaos.py; CHAOS_ARGS, e.g.
+# CHAOS_ARGS="--only partition"). Root, minutes; not part of make check,
+# which runs tests/integration/test_chaos.py, a bounded subset.
+chaos: all $(CHAOS_LIBS)
+	$(Q)/usr/bin/python3 tests/chaos/chaos.py --build $(BUILD) $(CHAOS_ARGS)
 
 # The README's test command: install, build (gcc, and clang with ASan+UBSan),
 # run the suites (agents under the sanitizer build), print one "N passed, N failed" line.

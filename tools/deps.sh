@@ -16,7 +16,7 @@ packages=(
 	libmicrohttpd-dev
 	# tests
 	libcmocka-dev python3 python3-grpcio python3-grpc-tools python3-protobuf
-	curl iproute2 procps serf tmux ethtool
+	curl iproute2 procps serf tmux ethtool nftables
 	# packaging tests: the .deb checked, its man pages rendered, its unit verified
 	lintian man-db groff-base systemd
 	# proxy tests and benchmarks: backends, the HAProxy baseline, load generators

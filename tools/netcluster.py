@@ -59,7 +59,8 @@ As a module (tests/benchmarks: `sys.path.insert(0, "<repo>/tools")`):
     otherwise) .read_only_token() .join_token()
     .local_cli(verb, *args, timeout=120, input=None) .ns_run(*argv, timeout=30)
     .kill(sig=SIGKILL) .stop(timeout=20) -> exit status .start() .restart()
-    .running()
+    .running()  .bin (the executable its next start() runs) .env (more
+    environment for its next start(), e.g. HYPERCORE_FAULT)
 
 Command line:
   tools/netcluster.py up --nodes 3 --workdir DIR [--prefix P] [--subnet X]
@@ -289,6 +290,7 @@ class Node(hctest.Agent):
         self.pin_dir = os.path.join(BPF_ROOT, self.netns)
         self.socket = os.path.join(self.run_dir, "containerd.sock")
         self.extra_args = list(cluster.extra_args) + list(cluster.node_args.get(i, ()))
+        self.bin = HC_BIN  # the agent executable: another build for a rolling upgrade
         self._log = None
 
     @property
@@ -301,7 +303,7 @@ class Node(hctest.Agent):
 
     def args(self):
         c = self.cluster
-        argv = _nsenter(self.netns, HC_BIN, "cluster",
+        argv = _nsenter(self.netns, self.bin, "cluster",
                         "--grpc-bind-addr", "0.0.0.0:%d" % GRPC_PORT,
                         "--http-bind-addr", "0.0.0.0:%d" % HTTP_PORT,
                         "--cluster-bind-addr", self.gossip_addr,

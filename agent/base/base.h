@@ -110,4 +110,44 @@ int64_t hc_deadline_left_ms(const struct timespec *d);
  * read or write tells), -ETIMEDOUT at the deadline, else -errno. */
 int hc_deadline_wait_fd(int fd, short events, const struct timespec *d);
 
+/* ---- fault points (fault.c) ---- */
+
+/*
+ * Named steps where a test build can crash the agent on purpose, so the
+ * chaos tests (tests/chaos) see what a crash at exactly that step leaves
+ * behind. HYPERCORE_FAULT="POINT:ACTION[@N][,...]" arms them, e.g.
+ * "spawn:after_pull:kill" or "stop:after_container:kill@2"; ACTION is
+ * "kill" (SIGKILL to the agent itself, as the OOM killer or a power loss
+ * would end it) and N the hit that fires (default 1). The points are listed
+ * in docs/operations.md.
+ *
+ * Built with HC_FAULTS (make FAULTS=1, the default for development and
+ * test builds): a point costs one load and an untaken branch until a spec
+ * arms one. Built without it (make FAULTS=0, a release build), HC_FAULT()
+ * compiles to nothing and hc_fault_init() refuses any spec, so an agent
+ * cannot be started believing it is being tested.
+ */
+#ifdef HC_FAULTS
+extern int hc_fault_armed; /* nonzero once hc_fault_init armed a point */
+/* Called by HC_FAULT() when armed: fires the action if point is armed. */
+void hc_fault_hit(const char *point);
+#define HC_FAULT(point)                                                   \
+	do {                                                              \
+		if (__builtin_expect(hc_fault_armed, 0))                  \
+			hc_fault_hit(point);                              \
+	} while (0)
+#else
+#define HC_FAULT(point) \
+	do {            \
+	} while (0)
+#endif /* HC_FAULTS */
+
+/* Arms the points spec names (NULL or "" arms none). Call once, before any
+ * thread starts. 0, -EINVAL for a spec that does not parse (err says
+ * where), -ENOTSUP for a spec given to a build without fault points. */
+int hc_fault_init(const char *spec, struct hc_err *err);
+
+/* 1 if this build honours HYPERCORE_FAULT, else 0. */
+int hc_fault_supported(void);
+
 #endif /* HC_BASE_H */

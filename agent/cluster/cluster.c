@@ -209,11 +209,13 @@ static void on_gossip_event(const struct hc_gossip_event *ev, void *arg)
 		break;
 	case HC_GOSSIP_EV_MEMBER_FAILED:
 		hc_cluster_state_forget_node(c, ev->member->name, true);
+		hc_cluster_ops_member_gone(c, ev->member->name);
 		break;
 	case HC_GOSSIP_EV_MEMBER_LEAVE:
 	case HC_GOSSIP_EV_MEMBER_REAP:
 		hc_cluster_members_sync(c);
 		hc_cluster_state_forget_node(c, ev->member->name, false);
+		hc_cluster_ops_member_gone(c, ev->member->name);
 		break;
 	case HC_GOSSIP_EV_MEMBER_UPDATE:
 		hc_cluster_members_sync(c);
@@ -328,9 +330,11 @@ int hc_cluster_start(struct hc_cluster *c, struct hc_err *err)
 		return err && err->code < 0 ? err->code : -EIO;
 	our_addr(c);
 	hc_cluster_members_sync(c); /* ourselves: no event says we joined */
-	/* Versions only grow, across restarts too: they start at the clock. */
+	/* Versions only grow, across restarts too: they start at the clock,
+	 * or above the last run's when the clock stepped back (version.c). */
 	clock_gettime(CLOCK_REALTIME, &now);
-	c->state_version = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+	c->state_version = hc_cluster_version_first(
+		c, (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000);
 	/* gossip's event of our own join may have armed it already: once */
 	hc_loop_del_timer(c->loop, c->state_timer);
 	c->state_timer = hc_loop_add_timer(c->loop, 0, hc_cluster_state_tick, c);
@@ -539,6 +543,10 @@ static void collect(struct hc_metrics_writer *w, void *arg)
 		c->events_ignored + c->queries_ignored);
 	hc_cluster_metric_counter(w, "hypercore_respawns_total", "Workloads of failed nodes this node respawned",
 		c->respawns);
+	hc_metrics_family(w, "hypercore_respawn_pending", "gauge",
+			  "Workloads of failed nodes not yet seen running again");
+	hc_metrics_sample(w, "hypercore_respawn_pending", NULL,
+			  (double)hc_cluster_orphans_count(c));
 	hc_cluster_metric_counter(w, "hypercore_restarts_total", "Exited local workloads restarted", c->restarts);
 	hc_cluster_metric_counter(w, "hypercore_duplicates_stopped_total",
 		"Local copies stopped because another node runs the same workload", c->duplicates_stopped);

@@ -105,6 +105,7 @@ struct hc_cluster_op {
 	uint64_t started_ns;
 	char id[HC_WORKLOAD_ID_LEN + 1];
 	char errors[512]; /* what the candidates said, for the final message */
+	char stop_owner[128]; /* stop: the node that ran it when asked, "" if none */
 
 	/* spawn */
 	hc_pb_spawn *req;
@@ -310,6 +311,10 @@ struct hc_cluster {
 	/* others' states */
 	struct peer *peers;
 	size_t npeers;
+	/* workloads of failed nodes not yet seen running again (orphans.c) */
+	struct orphan *orphans;
+	size_t norphans;
+	uint64_t last_orphan_check_ms;
 	struct assembly *assemblies;
 	size_t nassemblies;
 
@@ -317,6 +322,7 @@ struct hc_cluster {
 	uint64_t state_timer, housekeeping_timer;
 	uint64_t last_hash, last_broadcast_ms;
 	uint64_t state_version; /* of our last broadcast; starts at the wall clock */
+	uint64_t version_mark;	/* what <state-dir>/state-version holds (version.c) */
 	bool broadcast_due;
 	uint64_t broadcasts, broadcast_skipped, state_changes, chunks_dropped, assemblies_evicted;
 	uint64_t states_received, states_outdated, events_ignored, queries_ignored;
@@ -440,6 +446,21 @@ struct peer *hc_cluster_state_peer(struct hc_cluster *c, const char *name);
 /* Which node (ours included) runs id; NULL if none known. */
 const char *hc_cluster_state_owner(struct hc_cluster *c, const char *id);
 void hc_cluster_state_fini(struct hc_cluster *c);
+/* Whether this node is the one to respawn workload id of failed node dead:
+ * the highest rendezvous hash over the alive respawn-enabled nodes. */
+bool hc_cluster_we_respawn(struct hc_cluster *c, const char *id, const char *dead);
+
+/* orphans.c: a failed node's workloads are kept, by every node, until one
+ * is seen running again, so the choice of who respawns each is made again
+ * when the node chosen fails too, or when the respawn did not happen. */
+/* Keeps w (copied) of failed node dead; false when out of memory. */
+bool hc_cluster_orphans_add(struct hc_cluster *c, const hc_pb_workload *w, const char *dead);
+/* Drops the orphans running somewhere again, respawns those this node is
+ * (now) the choice for and that are not under way. Never blocks. */
+void hc_cluster_orphans_check(struct hc_cluster *c);
+void hc_cluster_orphans_fini(struct hc_cluster *c);
+/* How many workloads of failed nodes wait to run again. */
+size_t hc_cluster_orphans_count(const struct hc_cluster *c);
 /* Whether name is an alive member (c->sender_alive decides when set). */
 bool hc_cluster_member_alive(struct hc_cluster *c, const char *name);
 /* The IP of member name's gossip address, as the member list reports it.
@@ -581,6 +602,14 @@ struct hc_cluster_desired {
 int hc_cluster_routes_build(struct hc_cluster *c, struct hc_cluster_desired *d);
 void hc_cluster_desired_fini(struct hc_cluster_desired *d);
 
+/* version.c: state versions grow across restarts, whatever the clock did */
+/* The first version after a start: clock_ms, or more when the versions of
+ * an earlier run reached beyond it. Blocks on a small file read. */
+uint64_t hc_cluster_version_first(struct hc_cluster *c, uint64_t clock_ms);
+/* Keeps the mark in the state dir above version (a small write, now and
+ * then). */
+void hc_cluster_version_sent(struct hc_cluster *c, uint64_t version);
+
 /* orchestrate.c: spawn/stop through gossip queries, the asking side */
 /* Sets c->report to orchestrate's handler: a failed node's workload is
  * respawned (the whole spawn flow with its id), our copy of a duplicate is
@@ -589,6 +618,9 @@ void hc_cluster_orch_init(struct hc_cluster *c);
 void hc_cluster_ops_cancel_all(struct hc_cluster *c);
 /* Frees the queries gossip dropped unanswered as it stopped. */
 void hc_cluster_queries_free_all(struct hc_cluster *c);
+/* Member name failed or left: spawns waiting for its answer move on to
+ * their next candidate now rather than at the query's timeout (90 s). */
+void hc_cluster_ops_member_gone(struct hc_cluster *c, const char *name);
 /* Checks a spawn request as the runtime would (both sides do): 0, or
  * -EINVAL with the reason in err. */
 int hc_cluster_check_spawn_request(const hc_pb_spawn *req, struct hc_err *err);

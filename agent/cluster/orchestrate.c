@@ -405,7 +405,16 @@ static void query_done(void *arg)
 	 * releases op when idle, which must wait for the release below */
 	hc_list_remove(&q->link);
 	if (!op->finished && !op->c->closing && q->attempt == op->attempt) {
-		if (op->kind == OP_STOP) {
+		if (op->kind == OP_STOP && op->stop_owner[0]) {
+			char msg[300];
+
+			/* Not "no such workload": the node running it (it may have
+			 * died mid-stop) said nothing, so it may still run, or be
+			 * respawned from its last state. */
+			snprintf(msg, sizeof(msg), "%s, which runs %s, did not answer: it may not "
+				 "be stopped; ask again", op->stop_owner, op->id);
+			stop_finish(op, HC_RPC_UNAVAILABLE, msg, NULL);
+		} else if (op->kind == OP_STOP) {
 			char msg[160];
 
 			snprintf(msg, sizeof(msg), "no workload %s in the cluster", op->id);
@@ -420,6 +429,30 @@ static void query_done(void *arg)
 	free(q);
 	op->inflight--;
 	hc_cluster_op_release_if_idle(op);
+}
+
+void hc_cluster_ops_member_gone(struct hc_cluster *c, const char *name)
+{
+	struct op_query *q, *waiting[64];
+	size_t n = 0;
+
+	/* collected first: moving on sends queries, which join the list */
+	hc_list_for_each(q, &c->queries, link)
+		if (n < sizeof(waiting) / sizeof(waiting[0]) && q->target && !q->answered &&
+		    !q->dry && q->op->kind == OP_SPAWN && q->attempt == q->op->attempt &&
+		    !q->op->finished && strcmp(q->target, name) == 0)
+			waiting[n++] = q;
+	for (size_t i = 0; i < n; i++) {
+		struct hc_cluster_op *op = waiting[i]->op;
+
+		/* its done() still comes, at the timeout: answered keeps it from
+		 * moving on a second time, the op lives until then */
+		waiting[i]->answered = true;
+		hc_log(HC_LOG_WARN, "spawn of %s: %s failed while spawning it; trying the next node",
+		       op->id, name);
+		note_error(op, "%s: failed while spawning", name);
+		try_next_candidate(op);
+	}
 }
 
 /* When nodes refused for memory: which one has the most free, so the
@@ -860,6 +893,7 @@ struct hc_cluster_op *hc_cluster_stop(struct hc_cluster *c, const char *id,
 	}
 	op->done = done;
 	snprintf(op->id, sizeof(op->id), "%s", id);
+	snprintf(op->stop_owner, sizeof(op->stop_owner), "%s", hc_cluster_state_owner(c, id) ?: "");
 	op->expected = hypercore_nodes(c);
 	r = send_query(op, payload, len, NULL, STOP_TIMEOUT_MS, on_stop_answer);
 	free(payload);

@@ -168,6 +168,7 @@ static void spawn_job_done(struct job *j)
 			hc_log(HC_LOG_WARN, "cannot stop %s again", sj->id);
 		goto out;
 	}
+	HC_FAULT("spawn:before_announce");
 	stop_asked = l && l->stop_asked;
 	stop_query = l ? l->stop_query : 0;
 	if (hc_cluster_local_add(c, &sj->out, false) == 0) {
@@ -383,6 +384,7 @@ static void stop_job_done(struct job *j)
 	struct stop_job *sj = (struct stop_job *)j;
 	struct hc_cluster *c = j->c;
 
+	HC_FAULT("stop:before_announce");
 	if (!c->closing) {
 		if (sj->rc < 0 && sj->rc != -ENOENT) {
 			struct local_wl *l = hc_cluster_local_find(c, sj->id);

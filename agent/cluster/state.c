@@ -237,6 +237,7 @@ static void broadcast_now(struct hc_cluster *c)
 	 * more than the last, should the clock step back. */
 	clock = wall_ms();
 	c->state_version = clock > c->state_version ? clock : c->state_version + 1;
+	hc_cluster_version_sent(c, c->state_version);
 	r = hc_cluster_beacon_build(c);
 	if (r == 0)
 		r = hc_cluster_beacon_sign(c, &(struct hc_ibrl_state_view){
@@ -930,7 +931,7 @@ out:
 /* Deterministic choice of the node that respawns workload id: the highest
  * rendezvous hash of (id, node) over the alive respawn-enabled nodes, so
  * every node picks the same one from the same view. */
-static bool we_respawn(struct hc_cluster *c, const char *id, const char *dead)
+bool hc_cluster_we_respawn(struct hc_cluster *c, const char *id, const char *dead)
 {
 	const char *best = NULL;
 	uint64_t best_h = 0;
@@ -969,24 +970,21 @@ void hc_cluster_state_forget_node(struct hc_cluster *c, const char *name, bool f
 	hc_log(HC_LOG_INFO, "node %s %s: its %zu workloads lose their routes", name,
 	       failed ? "failed" : "is gone", p->nworkloads);
 	i = (size_t)(p - c->peers);
-	if (failed && c->cfg.respawn) {
-		for (size_t k = 0; k < p->nworkloads; k++) {
-			const hc_pb_workload *w = p->workloads[k];
-			const char *owner = hc_cluster_state_owner(c, w->id);
+	/* every node keeps them, not only the one chosen to respawn them:
+	 * that one may fail next (orphans.c) */
+	for (size_t k = 0; failed && c->cfg.respawn && k < p->nworkloads; k++) {
+		const char *owner = hc_cluster_state_owner(c, p->workloads[k]->id);
 
-			if (owner && strcmp(owner, name) != 0)
-				continue; /* already runs elsewhere */
-			if (we_respawn(c, w->id, name))
-				c->report(c, &(struct hc_cluster_report){
-						     .kind = HC_CLUSTER_REPORT_ORPHANED,
-						     .node = name, .w = w });
-		}
+		if ((!owner || strcmp(owner, name) == 0) &&
+		    !hc_cluster_orphans_add(c, p->workloads[k], name))
+			hc_log(HC_LOG_WARN, "cannot keep %s of failed node %s: out of memory",
+			       p->workloads[k]->id, name);
 	}
-	p = &c->peers[i]; /* the report handler does not touch peers, but be safe */
 	peer_fini(p);
 	memmove(p, p + 1, (c->npeers - i - 1) * sizeof(*p));
 	c->npeers--;
 	hc_cluster_routes_sync(c);
+	hc_cluster_orphans_check(c);
 }
 
 void hc_cluster_state_housekeeping(struct hc_cluster *c)
@@ -994,6 +992,7 @@ void hc_cluster_state_housekeeping(struct hc_cluster *c)
 	uint64_t now = hc_loop_now_ms(c->loop);
 	uint64_t silence = (uint64_t)SILENCE_PERIODS * period_ms(c);
 
+	hc_cluster_orphans_check(c);
 	/* Duplicates are settled on every change; this retries a stop that
 	 * failed (a containerd still starting after the node came back). */
 	for (size_t i = 0; c->nlocal && i < c->npeers; i++)
@@ -1051,6 +1050,7 @@ void hc_cluster_state_fini(struct hc_cluster *c)
 		peer_fini(&c->peers[i]);
 	for (size_t i = 0; i < c->nassemblies; i++)
 		assembly_fini(&c->assemblies[i]);
+	hc_cluster_orphans_fini(c);
 	free(c->peers);
 	free(c->assemblies);
 	c->peers = NULL;

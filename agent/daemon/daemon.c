@@ -517,6 +517,12 @@ static int start_runtime(struct daemon *d, const struct hc_daemon_config *cfg, s
 		if (r == -EAGAIN)
 			hc_log(HC_LOG_WARN, "%s", rerr.msg);
 	} else {
+		struct timespec now;
+
+		/* whatever our containerd holds half-made from before it started
+		 * was left by a crash: no spawn can still be making it */
+		clock_gettime(CLOCK_REALTIME, &now);
+		rcfg.orphans_before_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
 		d->containerd = hc_containerd_start(d->loop, &ccfg, &rerr);
 		if (!d->containerd)
 			return hc_err_set(err, rerr.code, "%s", rerr.msg);
@@ -640,6 +646,11 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, struct hc_err *err)
 		err = &none;
 	err->code = 0;
 	/* Check every input before starting anything. */
+	r = hc_fault_init(getenv("HYPERCORE_FAULT"), err);
+	if (r < 0)
+		return r;
+	if (getenv("HYPERCORE_FAULT") && *getenv("HYPERCORE_FAULT"))
+		hc_log(HC_LOG_WARN, "fault points armed: HYPERCORE_FAULT=%s", getenv("HYPERCORE_FAULT"));
 	if (hc_addr_parse(cfg->grpc_bind_addr, true, &acfg.grpc_addr, &why) < 0)
 		return hc_err_set(err, -EINVAL, "invalid --grpc-bind-addr %s: %s",
 				  cfg->grpc_bind_addr, why.msg);

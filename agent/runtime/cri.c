@@ -124,6 +124,7 @@ struct hc_runtime *hc_runtime_new(const struct hc_runtime_config *cfg)
 						      : HC_RUNTIME_DEFAULT_CGROUP_PARENT);
 	rt->capacity_cpus = cfg->capacity_cpus;
 	rt->capacity_mem_mb = cfg->capacity_mem_mb;
+	rt->orphans_before_ns = cfg->orphans_before_ns;
 	rt->on_sandbox = cfg->on_sandbox;
 	rt->on_sandbox_arg = cfg->on_sandbox_arg;
 	rt->log_max_size = cfg->log_max_size ? cfg->log_max_size : HC_RUNTIME_DEFAULT_LOG_MAX_SIZE;

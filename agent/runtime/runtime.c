@@ -522,6 +522,8 @@ static int teardown_sandbox(struct hc_runtime *rt, const char *sid, int grace_s,
 	for (size_t i = 0; r == 0 && i < ctrs->n_containers; i++)
 		r = remove_container(rt, ctrs->containers[i]->id, grace_s, err);
 	free_msg(ctrs);
+	if (r == 0)
+		HC_FAULT("stop:after_containers");
 	return r < 0 ? r : remove_sandbox(rt, sid, err);
 }
 
@@ -533,6 +535,7 @@ int hc_runtime_stop(struct hc_runtime *rt, const char *id, int grace_s,
 
 	if (!hc_uuid_valid(id))
 		return hc_err_set(err, -EINVAL, "invalid workload id \"%.64s\" (want a UUID)", id);
+	HC_FAULT("stop:before");
 	r = list_sandboxes(rt, HC_LABEL_WORKLOAD, id, &pods, err);
 	if (r < 0)
 		return r;
@@ -542,6 +545,7 @@ int hc_runtime_stop(struct hc_runtime *rt, const char *id, int grace_s,
 		r = teardown_sandbox(rt, pods->items[i]->id, grace_s, err);
 	free_msg(pods);
 	if (r == 0) {
+		HC_FAULT("stop:after_sandbox");
 		remove_log_dir(rt, id);
 		hc_runtime_cgroup_remove(rt->cgroup_parent, id);
 		hc_log(HC_LOG_INFO, "stopped workload %s", id);
@@ -846,6 +850,7 @@ static int spawn_as(struct hc_runtime *rt, const struct hc_workload_spec *spec, 
 	r = check_capacity(rt, spec, err);
 	if (r < 0)
 		return r;
+	HC_FAULT("spawn:before_pull");
 	r = image_present(rt, spec->image_ref, err);
 	if (r == 0) {
 		hc_runtime_track_pulling(rt, wid);
@@ -853,6 +858,7 @@ static int spawn_as(struct hc_runtime *rt, const struct hc_workload_spec *spec, 
 	}
 	if (r < 0)
 		return r;
+	HC_FAULT("spawn:after_pull");
 	hc_runtime_track_phase(rt, wid, HC_SPAWN_SANDBOX);
 
 	/* the request is stored with the pids limit it got, not "default" */
@@ -876,15 +882,21 @@ static int spawn_as(struct hc_runtime *rt, const struct hc_workload_spec *spec, 
 	if (r == -EEXIST)
 		goto out; /* the existing workload is not ours to undo */
 	if (r == 0)
+		HC_FAULT("spawn:after_sandbox");
+	if (r == 0)
 		r = sandbox_ready(rt, wid, sandbox_id, spec, err);
 	if (r == 0) {
 		hc_runtime_track_phase(rt, wid, HC_SPAWN_CONTAINER);
 		r = create_container(rt, pod, sandbox_id, wid, spec, container_id, err);
 	}
+	if (r == 0)
+		HC_FAULT("spawn:after_create");
 	if (r == 0) {
 		hc_runtime_track_phase(rt, wid, HC_SPAWN_START);
 		r = start_container(rt, container_id, err);
 	}
+	if (r == 0)
+		HC_FAULT("spawn:after_start");
 	if (r < 0) {
 		undo_spawn(rt, wid);
 		goto out;
@@ -980,7 +992,8 @@ int hc_runtime_collect_orphans(struct hc_runtime *rt, int min_age_s, struct hc_e
 		int64_t age_s = now.tv_sec - w->created_ns / 1000000000;
 
 		/* a spawn that died between RunPodSandbox and StartContainer */
-		if (w->started_ns || age_s < min_age_s || !hc_uuid_valid(w->id))
+		if (w->started_ns || !hc_uuid_valid(w->id) ||
+		    (age_s < min_age_s && (int64_t)w->created_ns >= rt->orphans_before_ns))
 			continue;
 		hc_log(HC_LOG_WARN, "removing half-created workload %s (sandbox %s, %lld s old)",
 		       w->id, w->sandbox_id, (long long)age_s);

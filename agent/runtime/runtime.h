@@ -81,6 +81,11 @@ struct hc_runtime_config {
 	 * containerd). */
 	const char *lease_dir;
 	const char *subnet;
+	/* Unix ns; 0: none. A sandbox without a started container made before
+	 * it is no spawn in progress but one a crash left: the agent's own
+	 * containerd started after it, so no spawn can still be running on
+	 * it. hc_runtime_collect_orphans removes such ones at once. */
+	int64_t orphans_before_ns;
 };
 
 /* Logs: at most (files + 1) x size per workload, plus what is written
@@ -299,7 +304,8 @@ int hc_runtime_capacity(struct hc_runtime *rt, struct hc_runtime_capacity *out,
 			struct hc_err *err);
 
 /* Removes sandboxes of ours that never got a started container and are older
- * than min_age_s (left by a crash mid-spawn). Returns how many, or -errno. */
+ * than min_age_s, or made before the config's orphans_before_ns (left by a
+ * crash mid-spawn). Returns how many, or -errno. */
 int hc_runtime_collect_orphans(struct hc_runtime *rt, int min_age_s, struct hc_err *err);
 
 /* ---- logs ---- */

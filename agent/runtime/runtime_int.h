@@ -45,6 +45,7 @@ struct hc_runtime {
 	char *cgroup_parent;
 	uint32_t capacity_cpus;
 	uint32_t capacity_mem_mb;
+	int64_t orphans_before_ns; /* see hc_runtime_config */
 	uint64_t log_max_size;
 	unsigned log_max_files;
 	struct hc_crilog_marks *log_marks; /* where readers stopped (crilog_int.h) */

@@ -26,18 +26,12 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
 import hctest  # noqa: E402
 from hctest import wait_for  # noqa: E402
 from netcluster import NetCluster  # noqa: E402
+from chaoslib import curl  # noqa: E402
 
 PREFIX, SUBNET = "hct", 248
 BASE = "example.test"
 SERF = "/usr/bin/serf"
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-
-
-def curl(*args, timeout=3):
-    r = subprocess.run(["curl", "-s", "-m", str(timeout), "-o", "-", "-w", "\n%{http_code}",
-                        *args], capture_output=True, text=True, timeout=timeout + 5)
-    body, _, code = r.stdout.rpartition("\n")
-    return (int(code) if code.isdigit() else 0), body
 
 
 # ---- protobuf by hand: just what the malformed-input cases need ----

@@ -192,6 +192,8 @@ class Agent:
         self.http_port = free_port()
         self.gossip_port = free_port()
         self.extra_args = list(extra_args)
+        # further environment for the next start(), e.g. HYPERCORE_FAULT
+        self.env = {}
         self.proc = None
         # None: the agent's own admin token, from its state dir (or
         # --api-token-file); a test that gives the agent another sets it
@@ -252,7 +254,8 @@ class Agent:
     def start(self, wait=True):
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.args(), stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True,
+                                     env=dict(os.environ, **self.env) if self.env else None)
         if wait:
             self.wait_ready()
         return self

@@ -508,6 +508,49 @@ static void test_list_safe_iteration_frees(void **state)
 		fail();
 }
 
+/* Fault points: specs parse or are refused with a reason; an armed point
+ * kills the process at its Nth hit and not before; unarmed ones do nothing. */
+static void test_fault_points(void **state)
+{
+	struct hc_err err;
+	pid_t pid;
+	int status;
+
+	(void)state;
+	assert_int_equal(hc_fault_init(NULL, &err), 0);
+	assert_int_equal(hc_fault_init("", &err), 0);
+	if (!hc_fault_supported()) {
+		assert_int_equal(hc_fault_init("spawn:after_pull:kill", &err), -ENOTSUP);
+		return;
+	}
+	assert_int_equal(hc_fault_init("spawn:after_pull", &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "only action is kill"));
+	assert_int_equal(hc_fault_init("nocolon", &err), -EINVAL);
+	assert_int_equal(hc_fault_init("a:kill@0", &err), -EINVAL);
+	assert_int_equal(hc_fault_init("a:kill@x", &err), -EINVAL);
+	assert_int_equal(hc_fault_init("a:kills", &err), -EINVAL);
+	assert_int_equal(hc_fault_init("spawn:after_pull:kill,stop:before:kill@3", &err), 0);
+	HC_FAULT("spawn:other"); /* not armed: returns */
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_WRONLY);
+
+		if (devnull >= 0)
+			dup2(devnull, STDERR_FILENO);
+		HC_FAULT("stop:before");
+		HC_FAULT("stop:before"); /* the 2nd hit: still alive */
+		HC_FAULT("spawn:other");
+		HC_FAULT("stop:before"); /* the 3rd: SIGKILL */
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(WTERMSIG(status), SIGKILL);
+	assert_int_equal(hc_fault_init(NULL, &err), 0);
+	HC_FAULT("stop:before"); /* disarmed again */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -528,6 +571,7 @@ int main(void)
 		cmocka_unit_test(test_deadline_wait_fd),
 		cmocka_unit_test(test_list_insert_append_remove),
 		cmocka_unit_test(test_list_safe_iteration_frees),
+		cmocka_unit_test(test_fault_points),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -401,6 +401,39 @@ static void test_placement_tries_next_node_after_failure(void **state)
 	tcluster_free(tc);
 }
 
+static bool spawning_on_n0(const void *ctx)
+{
+	const struct tcluster *tc = ctx;
+
+	return hc_fakert_pending(tc->nodes[0].rt) > 0;
+}
+
+/* The first candidate (n0) dies while it spawns: the asker moves on to the
+ * next as soon as gossip finds n0 failed, not when the spawn query times
+ * out 90 s later (what a client saw as a 90 s spawn). */
+static void test_spawn_moves_on_when_its_node_fails(void **state)
+{
+	Cluster__Services__Api__VmSpawnRequest req = CLUSTER__SERVICES__API__VM_SPAWN_REQUEST__INIT;
+	struct tcluster *tc = joined_cluster(3, false);
+	struct answer a;
+
+	(void)state;
+	memset(&a, 0, sizeof(a));
+	req.image_ref = (char *)"registry.test/app:1";
+	req.cores = 1;
+	req.memory = 64;
+	req.id = (char *)WL_A;
+	hc_fakert_set_latency(tc->nodes[0].rt, HC_FAKERT_SPAWN, 600000);
+	hc_cluster_spawn(tc->nodes[2].c, &req, on_spawned, &a);
+	assert_true(hc_simnet_run_until(tc->net, spawning_on_n0, tc, 20000) >= 0);
+	hc_simnet_set_down(tc->net, 0, true);
+	assert_true(hc_simnet_run_until(tc->net, answered, &a, 30000) >= 0);
+	assert_int_equal(a.code, HC_RPC_OK);
+	assert_true(hc_fakert_has(tc->nodes[1].rt, WL_A));
+	hc_fakert_flush(tc->nodes[0].rt);
+	tcluster_free(tc);
+}
+
 /* Every candidate fails: the caller hears each one's reason. */
 static void test_placement_fails_when_every_node_fails(void **state)
 {
@@ -993,6 +1026,44 @@ static void test_restart_policies(void **state)
 	assert_int_equal(a.code, HC_RPC_INVALID_ARGUMENT);
 	assert_non_null(strstr(a.err, "always, on-failure or never"));
 	tcluster_free(tc);
+}
+
+/* n0 fails together with the nodes that could be chosen to respawn its
+ * workload, found failed one after another: a choice made while the chosen
+ * node still seemed alive is made again when it fails too, so survivor, the
+ * one node left, respawns the workload. It was lost: the failed node's
+ * state, and the workload with it, was forgotten once the choice was made. */
+static void respawn_by_last_survivor(int survivor)
+{
+	struct tcluster *tc = joined_cluster(4, true);
+	struct copies_check one = { tc, WL_A, 1, 1 };
+	struct answer a;
+
+	spawn_from(tc, survivor, WL_A, &a);
+	assert_int_equal(a.code, HC_RPC_OK);
+	assert_owner_agreed(tc, WL_A, "n0");
+	/* n0 first, the others just after, before anyone can find n0 failed:
+	 * the survivor finds n0 failed while they still seem alive */
+	hc_simnet_set_down(tc->net, 0, true);
+	hc_simnet_run_ms(tc->net, 200);
+	for (int i = 1; i < 4; i++)
+		if (i != survivor)
+			hc_simnet_set_down(tc->net, i, true);
+	assert_true(hc_simnet_run_until(tc->net, copies_are, &one, 300000) >= 0);
+	assert_true(hc_fakert_has(tc->nodes[survivor].rt, WL_A));
+	hc_simnet_run_ms(tc->net, 30000);
+	assert_true(copies_are(&one));
+	assert_int_equal(hc_fakert_spawns_of(tc->nodes[survivor].rt, WL_A), 1);
+	tcluster_free(tc);
+}
+
+/* Each node in turn is the survivor: whichever node the workload's
+ * rendezvous picks, at least two runs have it fail. */
+static void test_respawn_chosen_node_fails_too(void **state)
+{
+	(void)state;
+	for (int survivor = 1; survivor < 4; survivor++)
+		respawn_by_last_survivor(survivor);
 }
 
 /* n0 comes back with the copy that was respawned elsewhere meanwhile: both
@@ -2181,12 +2252,14 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_placement_tries_next_node_after_failure),
 		cmocka_unit_test(test_placement_fails_when_every_node_fails),
+		cmocka_unit_test(test_spawn_moves_on_when_its_node_fails),
 		cmocka_unit_test(test_policy_explain_matches_spawn),
 		cmocka_unit_test(test_policy_enforce_fails_with_reasons),
 		cmocka_unit_test(test_policy_replicas_anti_affinity),
 		cmocka_unit_test(test_policy_query_answered),
 		cmocka_unit_test(test_policy_uses_beacons_and_probes),
 		cmocka_unit_test(test_respawn_happens_once_cluster_wide),
+		cmocka_unit_test(test_respawn_chosen_node_fails_too),
 		cmocka_unit_test(test_no_respawn_when_disabled),
 		cmocka_unit_test(test_no_respawn_of_restart_never),
 		cmocka_unit_test(test_restart_policies),

@@ -1,0 +1,178 @@
+#!/usr/bin/python3
+"""Rolling upgrade: a cluster of the previous release keeps serving while its
+nodes are replaced one by one by this build.
+
+The previous release is a commit (there are no release tags): --from REV,
+default `git merge-base HEAD origin/main` when an origin exists, else
+3b94917, the last landed release. It is built in a temporary `git worktree`
+(removed at the end, also on failure) with `make all`, which takes minutes on
+a small machine; --from-build DIR uses a build made earlier instead.
+
+Then --nodes agents of that build (netcluster, respawn on) run --workloads
+web workloads; a prober requests every workload through every running
+node's proxy, over and over. Node by node, the old agent stops (SIGTERM, as
+a package upgrade does: its workloads keep running in their shims) and this
+build's agent starts with the same state dir, adopts them, and the cluster
+must be healthy again (tests/lib/chaoslib.py's checks) before the next.
+Failed probes are counted against nodes that were up; the run fails on any
+probe failure outside a replaced node's own restart window, on a workload
+lost or duplicated, or on a leak. A spawn and a stop through a new node
+against an old one, and the reverse, check the mixed cluster.
+
+Usage: tests/chaos/upgrade.py [--from REV | --from-build DIR] [--build build]
+       [--nodes 3] [--workloads 4]
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+LAST_RELEASE = "3b94917"
+
+
+def default_from():
+    r = subprocess.run(["git", "-C", ROOT, "merge-base", "HEAD", "origin/main"],
+                       capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else LAST_RELEASE
+
+
+def build_previous(rev, tmp):
+    """Builds rev in a temporary worktree; returns (its hypercore, worktree)."""
+    wt = os.path.join(tmp, "prev")
+    subprocess.run(["git", "-C", ROOT, "worktree", "add", "--detach", wt, rev], check=True,
+                   capture_output=True)
+    print("upgrade: building %s in %s" % (rev, wt), flush=True)
+    t0 = time.monotonic()
+    r = subprocess.run(["make", "-C", wt, "-j2", "all"], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError("building %s failed:\n%s" % (rev, r.stdout[-3000:] + r.stderr[-3000:]))
+    print("upgrade: built in %.0f s" % (time.monotonic() - t0), flush=True)
+    return os.path.join(wt, "build", "hypercore"), wt
+
+
+class Prober(threading.Thread):
+    """Requests every expected workload through every running node."""
+
+    def __init__(self, ch):
+        super().__init__(daemon=True)
+        self.ch = ch
+        self.stopping = False
+        self.ok = 0
+        self.failed = []  # (time, node, workload)
+        self.excused = set()  # node names being replaced: their failures are expected
+
+    def run(self):
+        import chaoslib
+        while not self.stopping:
+            for nd in list(self.ch.live()):
+                for wid in sorted(self.ch.expected):
+                    if chaoslib.answers(nd, wid, timeout=2):
+                        self.ok += 1
+                    elif nd.running() and nd.name not in self.excused:
+                        self.failed.append((time.monotonic(), nd.name, wid))
+            time.sleep(0.1)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--from", dest="rev", help="the previous release's commit")
+    g.add_argument("--from-build", help="a build dir of the previous release")
+    p.add_argument("--build", default="build")
+    p.add_argument("--nodes", type=int, default=3)
+    p.add_argument("--workloads", type=int, default=4)
+    p.add_argument("--prefix", default="hcu")
+    p.add_argument("--subnet", type=int, default=235)
+    args = p.parse_args()
+    new_bin = os.path.join(os.path.abspath(os.path.join(ROOT, args.build)), "hypercore")
+    os.environ["HC_BIN"] = new_bin
+    import chaoslib
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_signal)
+    tmp = tempfile.mkdtemp(prefix="hc-upgrade-")
+    wt = None
+    ch = None
+    ok = True
+    try:
+        if args.from_build:
+            old_bin = os.path.join(os.path.abspath(args.from_build), "hypercore")
+            rev = "(build %s)" % args.from_build
+        else:
+            rev = args.rev or default_from()
+            old_bin, wt = build_previous(rev, tmp)
+        ch = chaoslib.Chaos(os.path.join(tmp, "chaos"), nodes=args.nodes, prefix=args.prefix,
+                            subnet=args.subnet, log=lambda m: print("upgrade: " + m, flush=True))
+        # every node starts as the previous release
+        ch.cluster.extra_args = list(ch.cluster.extra_args)
+        orig_start = ch.cluster._start_agents
+
+        def start_old(timeout):
+            for nd in ch.cluster.nodes:
+                nd.bin = old_bin
+            orig_start(timeout)
+        ch.cluster._start_agents = start_old
+        ch.start()
+        print("upgrade: %d nodes of %s" % (args.nodes, rev), flush=True)
+        ch.spread(args.workloads)
+        prober = Prober(ch)
+        prober.start()
+        for nd in ch.nodes:
+            t0 = time.monotonic()
+            prober.excused.add(nd.name)
+            nd.stop()
+            nd.bin = new_bin
+            ch.restart(nd)
+            ch.cluster.wait_members(timeout=chaoslib.RECOVER_TIMEOUT)
+            took = ch.wait_healthy("after replacing %s" % nd.name, t0)
+            prober.excused.discard(nd.name)
+            ch.check_leaks("after replacing %s" % nd.name)
+            print("upgrade: %s replaced, healthy %.1f s after its old agent stopped"
+                  % (nd.name, took), flush=True)
+            if nd is ch.nodes[0]:
+                # mixed cluster: a spawn through the new node onto an old one,
+                # and one through an old node onto the new one, then stops
+                a = ch.spawn(via=nd, on=ch.nodes[-1].index)
+                b = ch.spawn(via=ch.nodes[-1], on=nd.index)
+                ch.wait_healthy("mixed spawns", time.monotonic())
+                ch.stop_workload(a, via=ch.nodes[-1])
+                ch.stop_workload(b, via=nd)
+                ch.settle("mixed stops")
+                print("upgrade: spawn and stop across versions work", flush=True)
+        time.sleep(2)
+        prober.stopping = True
+        prober.join(30)
+        print("upgrade: %d probes answered, %d failed through nodes that were up"
+              % (prober.ok, len(prober.failed)))
+        for t, name, wid in prober.failed[:10]:
+            print("upgrade:   failed through %s: %s" % (name, wid))
+        ok = not prober.failed
+    except (chaoslib.Failed, RuntimeError, AssertionError, subprocess.CalledProcessError) as e:
+        print("upgrade: FAILED: %s" % e)
+        ok = False
+    except KeyboardInterrupt:
+        print("upgrade: interrupted")
+        ok = False
+    finally:
+        if ch:
+            ch.stop()
+        if wt:
+            subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", wt],
+                           capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("upgrade: %s" % ("passed" if ok else "FAILED"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
