@@ -29,7 +29,7 @@
 #define TOP_ROUTES 10 /* the busiest routes shown */
 
 enum top_sort { SORT_NAME, SORT_CPU, SORT_MEM, SORT_RATE, SORT_BYTES };
-static const char *const sort_names[] = { "name", "cpu", "memory", "conn/s", "bytes/s" };
+static const char *const sort_names[] = { "name", "cpu", "memory", "req/s", "bytes/s" };
 
 struct top_args {
 	const char *addr;
@@ -67,14 +67,16 @@ struct top_node {
 struct top_wl {
 	char *id, *node, *image, *restart;
 	unsigned cores, mem_mb;
-	double conn_rate, byte_rate, net_rate; /* NAN until two refreshes */
+	double req_rate, byte_rate, net_rate; /* NAN until two refreshes */
+	double restarts;                      /* NAN: no node said */
 };
 
 /* Counters summed over the nodes read, by route host or workload id. */
 struct top_counter {
 	char *key;
-	double conns, bytes, net;
-	double conn_rate, byte_rate, net_rate;
+	double reqs, bytes, net;
+	double req_rate, byte_rate, net_rate;
+	double restarts; /* a workload's, from its node; NAN: none read */
 };
 
 struct top_frame {
@@ -141,7 +143,7 @@ static struct top_counter *counter_of(struct top_frame *f, const char *key)
 		f->ncounters--;
 		return NULL;
 	}
-	c->conn_rate = c->byte_rate = c->net_rate = NAN;
+	c->req_rate = c->byte_rate = c->net_rate = c->restarts = NAN;
 	return c;
 }
 
@@ -190,7 +192,7 @@ static int add_workload(struct top_frame *f, struct top_node *n, json_t *w)
 	wl->restart = dup_or_empty(restart && *restart ? restart : "always");
 	wl->cores = (unsigned)json_integer_value(json_object_get(req, "cores"));
 	wl->mem_mb = (unsigned)json_integer_value(json_object_get(req, "memory"));
-	wl->conn_rate = wl->byte_rate = wl->net_rate = NAN;
+	wl->req_rate = wl->byte_rate = wl->net_rate = wl->restarts = NAN;
 	n->workloads++;
 	n->cores += wl->cores;
 	n->mem_mb += wl->mem_mb;
@@ -275,8 +277,10 @@ static int take_sample(const struct hc_prom_sample *s, void *arg)
 		       s->value / 1048576.0);
 	else if (strcmp(s->name, "hypercore_restarts_total") == 0)
 		sc->n->restarts = s->value;
-	else if (strcmp(s->name, "hypercore_proxy_workload_connections_total") == 0 && host)
-		return (c = counter_of(sc->f, host)) ? (c->conns += s->value, 0) : -ENOMEM;
+	else if (strcmp(s->name, "hypercore_proxy_workload_requests_total") == 0 && host)
+		return (c = counter_of(sc->f, host)) ? (c->reqs += s->value, 0) : -ENOMEM;
+	else if (strcmp(s->name, "hypercore_workload_restarts_total") == 0 && wl)
+		return (c = counter_of(sc->f, wl)) ? (add_to(&c->restarts, s->value), 0) : -ENOMEM;
 	else if (strcmp(s->name, "hypercore_proxy_workload_bytes_total") == 0 && host)
 		return (c = counter_of(sc->f, host)) ? (c->bytes += s->value, 0) : -ENOMEM;
 	else if (strcmp(s->name, "hypercore_workload_network_bytes_total") == 0 && wl)
@@ -364,7 +368,7 @@ static void compute_rates(struct top_frame *now, const struct top_frame *prev)
 
 			if (strcmp(p->key, c->key) != 0)
 				continue;
-			c->conn_rate = rate(c->conns, p->conns, secs);
+			c->req_rate = rate(c->reqs, p->reqs, secs);
 			c->byte_rate = rate(c->bytes, p->bytes, secs);
 			c->net_rate = rate(c->net, p->net, secs);
 		}
@@ -372,7 +376,8 @@ static void compute_rates(struct top_frame *now, const struct top_frame *prev)
 	for (size_t i = 0; i < now->nwls; i++)
 		for (size_t k = 0; k < now->ncounters; k++)
 			if (strcmp(now->counters[k].key, now->wls[i].id) == 0) {
-				now->wls[i].conn_rate = now->counters[k].conn_rate;
+				now->wls[i].req_rate = now->counters[k].req_rate;
+				now->wls[i].restarts = now->counters[k].restarts;
 				now->wls[i].byte_rate = now->counters[k].byte_rate;
 				now->wls[i].net_rate = now->counters[k].net_rate;
 			}
@@ -412,7 +417,7 @@ static double wl_key(const struct top_wl *w)
 	switch (sort_mode) {
 	case SORT_CPU: return w->cores;
 	case SORT_MEM: return w->mem_mb;
-	case SORT_RATE: return isnan(w->conn_rate) ? -1 : w->conn_rate;
+	case SORT_RATE: return isnan(w->req_rate) ? -1 : w->req_rate;
 	case SORT_BYTES: return isnan(w->byte_rate) ? -1 : w->byte_rate + (isnan(w->net_rate) ? 0 : w->net_rate);
 	default: return 0;
 	}
@@ -453,7 +458,7 @@ static int cmp_route(const void *a, const void *b)
 {
 	const struct top_counter *x = *(struct top_counter *const *)a;
 	const struct top_counter *y = *(struct top_counter *const *)b;
-	double kx = isnan(x->conn_rate) ? -1 : x->conn_rate, ky = isnan(y->conn_rate) ? -1 : y->conn_rate;
+	double kx = isnan(x->req_rate) ? -1 : x->req_rate, ky = isnan(y->req_rate) ? -1 : y->req_rate;
 
 	if (kx == ky) {
 		kx = isnan(x->byte_rate) ? -1 : x->byte_rate;
@@ -494,27 +499,28 @@ static int draw_nodes(struct top_frame *f, FILE *out)
 static int draw_workloads(struct top_frame *f, FILE *out)
 {
 	static const char *const hdr[] = { "WORKLOAD", "NODE", "IMAGE", "CPU", "MEM(MiB)",
-					   "CONN/s", "PROXY B/s", "NET B/s", "RESTART" };
+					   "REQ/s", "PROXY B/s", "NET B/s", "RESTARTS", "POLICY" };
 	struct hc_cli_table *t;
 	int r = 0;
 
 	if (f->nwls == 0)
 		return 0;
-	t = hc_cli_table_new(9, hdr);
+	t = hc_cli_table_new(10, hdr);
 	if (!t)
 		return -ENOMEM;
 	qsort(f->wls, f->nwls, sizeof(*f->wls), cmp_wl);
 	for (size_t i = 0; i < f->nwls; i++) {
 		const struct top_wl *w = &f->wls[i];
-		char cpu[16], mem[16], conn[32], bytes[32], net[32];
+		char cpu[16], mem[16], req[32], bytes[32], net[32], restarts[32];
 
 		snprintf(cpu, sizeof(cpu), "%u", w->cores);
 		snprintf(mem, sizeof(mem), "%u", w->mem_mb);
 		r |= hc_cli_table_add(t, (const char *const[]){
 			w->id, w->node, w->image, cpu, mem,
-			human(w->conn_rate, "", conn, sizeof(conn)),
+			human(w->req_rate, "", req, sizeof(req)),
 			human(w->byte_rate, "B", bytes, sizeof(bytes)),
-			human(w->net_rate, "B", net, sizeof(net)), w->restart });
+			human(w->net_rate, "B", net, sizeof(net)),
+			human(w->restarts, "", restarts, sizeof(restarts)), w->restart });
 	}
 	fputc('\n', out);
 	if (r == 0)
@@ -523,10 +529,10 @@ static int draw_workloads(struct top_frame *f, FILE *out)
 	return r ? -ENOMEM : 0;
 }
 
-/* The busiest route hosts by connections per second across the nodes read. */
+/* The busiest route hosts by requests per second across the nodes read. */
 static int draw_routes(struct top_frame *f, FILE *out)
 {
-	static const char *const hdr[] = { "ROUTE", "CONN/s", "PROXY B/s" };
+	static const char *const hdr[] = { "ROUTE", "REQ/s", "PROXY B/s" };
 	struct top_counter **order;
 	struct hc_cli_table *t;
 	size_t n = 0;
@@ -539,14 +545,14 @@ static int draw_routes(struct top_frame *f, FILE *out)
 		goto out;
 	}
 	for (size_t i = 0; i < f->ncounters; i++)
-		if (f->counters[i].conns > 0 || f->counters[i].bytes > 0)
+		if (f->counters[i].reqs > 0 || f->counters[i].bytes > 0)
 			order[n++] = &f->counters[i]; /* proxied: a route, not only a workload */
 	qsort(order, n, sizeof(*order), cmp_route);
 	for (size_t i = 0; i < n && i < TOP_ROUTES; i++) {
-		char conn[32], bytes[32];
+		char req[32], bytes[32];
 
 		r |= hc_cli_table_add(t, (const char *const[]){
-			order[i]->key, human(order[i]->conn_rate, "", conn, sizeof(conn)),
+			order[i]->key, human(order[i]->req_rate, "", req, sizeof(req)),
 			human(order[i]->byte_rate, "B", bytes, sizeof(bytes)) });
 	}
 	if (r == 0 && n) {

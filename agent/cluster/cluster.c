@@ -548,6 +548,15 @@ static void collect(struct hc_metrics_writer *w, void *arg)
 	hc_metrics_sample(w, "hypercore_respawn_pending", NULL,
 			  (double)hc_cluster_orphans_count(c));
 	hc_cluster_metric_counter(w, "hypercore_restarts_total", "Exited local workloads restarted", c->restarts);
+	hc_metrics_family(w, "hypercore_workload_restarts_total", "counter",
+			  "Times each local workload was restarted after it exited (since this "
+			  "agent started)");
+	for (size_t i = 0; i < c->nlocal; i++) {
+		const char *labels[] = { "workload", c->local[i].state->id, NULL };
+
+		hc_metrics_sample(w, "hypercore_workload_restarts_total", labels,
+				  (double)c->local[i].restarts);
+	}
 	hc_cluster_metric_counter(w, "hypercore_duplicates_stopped_total",
 		"Local copies stopped because another node runs the same workload", c->duplicates_stopped);
 	hc_cluster_metric_counter(w, "hypercore_dataplane_syncs_total",

@@ -670,6 +670,8 @@ static int up_forward_head(struct hc_proxy_conn *c, const struct hc_http_head *h
 	if ((h->close && !(flags & HC_REWRITE_CLOSE)) || h->http10 || h->upgrade)
 		c->backend_keep = false;
 	keep_for_retry(c, h);
+	if (c->wl)
+		atomic_fetch_add_explicit(&c->wl->requests, 1, memory_order_relaxed);
 	if (flags) {
 		char out[HC_HTTP_HEAD_MAX + sizeof(c->fwd)];
 		bool fwd = flags & HC_REWRITE_FORWARDED;

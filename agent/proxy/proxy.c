@@ -789,6 +789,15 @@ static void collect(struct hc_metrics_writer *mw, void *arg)
 		hc_metrics_sample(mw, "hypercore_proxy_workload_connections_total", l,
 				  (double)atomic_load(&p->workloads[i].accepted));
 	}
+	hc_metrics_family(mw, "hypercore_proxy_workload_requests_total", "counter",
+			  "HTTP requests forwarded for each route host (sockmap mode: the first "
+			  "of each connection)");
+	for (size_t i = 0; i < p->nworkloads; i++) {
+		const char *l[] = {"host", p->workloads[i].host, NULL};
+
+		hc_metrics_sample(mw, "hypercore_proxy_workload_requests_total", l,
+				  (double)atomic_load(&p->workloads[i].requests));
+	}
 	hc_metrics_family(mw, "hypercore_proxy_workload_bytes_total", "counter",
 			  "Bytes forwarded for each route host");
 	for (size_t i = 0; i < p->nworkloads; i++) {

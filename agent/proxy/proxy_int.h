@@ -64,6 +64,7 @@ enum hc_proxy_error {
 struct hc_proxy_wl_stats {
 	char host[HC_ROUTE_HOST_MAX];
 	atomic_uint_fast64_t accepted, to_backend, to_client;
+	atomic_uint_fast64_t requests; /* request heads sent on (every mode but sockmap) */
 };
 
 /* Which limit refused a connection at accept. */

@@ -349,7 +349,7 @@ class MonitoringTest(hctest.TestCase):
                     self.assertIn("q: quit", screen)
                     if how == "q":
                         tmux.keys("r")
-                        wait_for("the sort to change", lambda: "sort: conn/s" in tmux.screen())
+                        wait_for("the sort to change", lambda: "sort: req/s" in tmux.screen())
                         tmux.keys("q")
                     elif how == "C-c":
                         tmux.keys("C-c")
