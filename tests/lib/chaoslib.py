@@ -45,7 +45,8 @@ PROXY_PORT = 80
 # respawn may meet that once (docs/operations.md).
 RECOVER_TIMEOUT = 240
 CGROUP_PIDS = "/sys/fs/cgroup/pids/hypercore"
-CRI_NETNS = "containerd/io.containerd.grpc.v1.cri/netns"
+# the embedded containerd's state, under the node's run dir (docs/runtime.md)
+CRI_NETNS = "embedded-containerd/io.containerd.grpc.v1.cri/netns"
 # Gossip timing as memberlist's LAN defaults (probe every 1 s, suspicion
 # multiplier 4): the agent's own defaults are upstream hypercore's (5 s, 6),
 # which take up to minutes to find a node failed; a shorter probe (500 ms)
