@@ -268,6 +268,9 @@ struct hc_proxy {
 	struct hc_proxy_config cfg;
 	char *pin_dir, *base_url, *bind_host, *tls_cert, *tls_key;
 	int routes_fd;
+	/* Tests without BPF (the h2 fuzz harness): routes from a table of
+	 * their own instead of hc_routes; NULL in the agent. */
+	bool (*route_lookup)(const struct hc_route_key *key, struct hc_route_val *val);
 	int splice_fd, splice_peer_fd; /* sockmap mode */
 	struct hc_sockmap *sockmap;
 	pthread_mutex_t lock; /* ports, gen, tls_ctx, workloads */
