@@ -136,13 +136,15 @@ void hc_h2_fields_free(struct hc_h2_fields *f)
 
 /* ---- sockets of the backends ---- */
 
-int hc_h2_watch(struct hc_h2_sock *s)
+int hc_h2_watch(struct hc_h2_sock *s, bool mod)
 {
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
 				 .data.ptr = &s->h};
 
 	s->h.kind = H_H2_UP;
-	return epoll_ctl(s->h2->c->w->epfd, EPOLL_CTL_ADD, s->fd, &ev) < 0 ? -errno : 0;
+	return epoll_ctl(s->h2->c->w->epfd, mod ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s->fd, &ev) < 0
+		       ? -errno
+		       : 0;
 }
 
 void hc_h2_sock_close_fd(struct hc_h2_sock *s)
@@ -190,6 +192,8 @@ void hc_proxy_h2_reap(struct hc_proxy_worker *w)
 		w->h2_dead = s->next_dead;
 		if (s->link)
 			hc_h2_up_link_free((struct hc_h2_link *)s);
+		else if (s->idle_pool)
+			free(s);
 		else
 			stream_free((struct hc_h2_stream *)s);
 	}
@@ -377,6 +381,30 @@ static int request_as_h1(struct hc_h2_stream *st, struct hc_h2_bq *q)
 	return r ? -ENOMEM : 0;
 }
 
+/* Where a stream for host goes: the connection's last answer for the same
+ * name, or a lookup (remembered when it finds a route). */
+static enum hc_proxy_answer route_cached(struct hc_h2_stream *st, const char *host)
+{
+	struct hc_h2 *h = st->h2;
+	enum hc_proxy_answer a;
+
+	if (h->last_host[0] && strcmp(host, h->last_host) == 0) {
+		st->val = h->last_val;
+		memcpy(st->route_host, h->last_route_host, sizeof(st->route_host));
+		st->wl = h->last_wl;
+		return A_NONE;
+	}
+	a = hc_proxy_route_host(h->c, host, &st->val, st->route_host);
+	if (a != A_NONE)
+		return a;
+	st->wl = hc_proxy_workload(h->c->w->p, st->route_host);
+	snprintf(h->last_host, sizeof(h->last_host), "%s", host);
+	h->last_val = st->val;
+	memcpy(h->last_route_host, st->route_host, sizeof(h->last_route_host));
+	h->last_wl = st->wl;
+	return A_NONE;
+}
+
 /* Routes st and starts its backend, or answers it. */
 static void stream_request(struct hc_h2_stream *st)
 {
@@ -400,7 +428,7 @@ static void stream_request(struct hc_h2_stream *st)
 		return;
 	}
 	st->head_method = head.head_method;
-	a = hc_proxy_route_host(c, head.host, &st->val, st->route_host);
+	a = route_cached(st, head.host);
 	if (a != A_NONE) {
 		hc_h2_bq_free(&q);
 		atomic_fetch_add(&c->w->p->stats.errors[a == A_MISDIRECTED ? HC_PROXY_ERR_MISDIRECTED
@@ -417,7 +445,6 @@ static void stream_request(struct hc_h2_stream *st)
 		st->req = q; /* the head goes first */
 	else
 		hc_h2_bq_free(&q);
-	st->wl = hc_proxy_workload(c->w->p, st->route_host);
 	if (st->wl)
 		atomic_fetch_add_explicit(&st->wl->requests, 1, memory_order_relaxed);
 	st->req_started = true;
@@ -719,6 +746,10 @@ static int client_in(struct hc_h2 *h)
 			h->failed = true; /* the client went: nothing left to answer */
 			break;
 		}
+		/* a short read emptied a plain socket's queue (TLS may hold
+		 * more decrypted: it reads until it says so) */
+		if (!h->c->ssl && (size_t)n < sizeof(buf))
+			h->rd = false;
 		h->last_ms = h->c->w->now_ms;
 		h->c->up.bytes += (size_t)n;
 		rv = nghttp2_session_mem_recv(h->ng, (const uint8_t *)buf, (size_t)n);
@@ -894,7 +925,11 @@ void hc_proxy_h2_start(struct hc_proxy_conn *c)
 	struct hc_h2 *h = calloc(1, sizeof(*h));
 	int lowat = 1;
 
+	if (h && !(h->idle_sock = calloc(1, sizeof(*h->idle_sock))))
+		h = (free(h), NULL);
 	if (!h || (h->c = c, session_new(h)) < 0) {
+		if (h)
+			free(h->idle_sock);
 		free(h);
 		hc_proxy_conn_close(c, false);
 		return;
@@ -907,6 +942,10 @@ void hc_proxy_h2_start(struct hc_proxy_conn *c)
 	c->peek = NULL;
 	c->peek_len = 0;
 	c->consumed = true;
+	h->idle_sock->fd = -1;
+	h->idle_sock->idle_pool = true;
+	h->idle_sock->h2 = h;
+	h->idle_sock->h.kind = H_H2_UP;
 	c->h2 = h;
 	c->state = C_H2;
 	h->rd = h->wr = true;
@@ -1002,6 +1041,7 @@ void hc_proxy_h2_fini(struct hc_proxy_conn *c)
 		hc_h2_sock_kill(&l->s);
 	}
 	hc_h2_up_idle_close(h);
+	hc_h2_sock_kill(h->idle_sock);
 	hc_h2_bq_free(&h->out);
 	free(h);
 	c->h2 = NULL;

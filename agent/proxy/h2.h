@@ -33,7 +33,9 @@
 /* Streams refused for oversized header lists before the connection goes:
  * a decompression bomb costs us its decoding, so not many. */
 #define HC_H2_BIG_HEADERS_MAX 8
-#define HC_H2_IDLE_BACKENDS 16 /* idle HTTP/1.1 backend connections a client connection keeps */
+/* Idle HTTP/1.1 backend connections a client connection keeps: as many as
+ * its streams may use at once. */
+#define HC_H2_IDLE_BACKENDS HC_H2_MAX_STREAMS
 
 /* What the hardening refused, by kind (hypercore_proxy_h2_refused_total). */
 enum hc_h2_refusal {
@@ -83,7 +85,8 @@ void hc_h2_fields_free(struct hc_h2_fields *f);
 struct hc_h2_sock {
 	struct hc_proxy_handle h; /* H_H2_UP; first */
 	int fd;
-	bool link; /* an h2c connection (struct hc_h2_link), else a stream */
+	bool link; /* an h2c connection (struct hc_h2_link) */
+	bool idle_pool; /* what the idle HTTP/1.1 connections of an hc_h2 report to (fd -1) */
 	bool connected, rd, wr, dead, charged;
 	struct hc_h2 *h2;
 	struct hc_h2_sock *next_dead;
@@ -164,6 +167,17 @@ struct hc_h2 {
 	struct hc_h2_link *links;
 	struct hc_h2_idle idle[HC_H2_IDLE_BACKENDS];
 	unsigned nidle;
+	/* The idle connections stay in the epoll set, reporting here (a
+	 * close or a byte unasked is found when one is taken): taking and
+	 * giving back is one EPOLL_CTL_MOD each. */
+	struct hc_h2_sock *idle_sock;
+	/* The last :authority routed and where it went: the next stream for
+	 * the same name skips the lookups (as an HTTP/1.1 connection keeps its
+	 * route while the Host stays the same). */
+	char last_host[HC_HOST_MAX + 1];
+	struct hc_route_val last_val;
+	char last_route_host[HC_ROUTE_HOST_MAX];
+	struct hc_proxy_wl_stats *last_wl;
 	double reset_tokens, control_tokens;
 	uint64_t tokens_ms;
 	unsigned big_headers;
@@ -196,7 +210,9 @@ void hc_h2_sock_close_fd(struct hc_h2_sock *s);
 /* Closes it and has the struct around it (stream or link) freed by
  * hc_proxy_h2_reap. */
 void hc_h2_sock_kill(struct hc_h2_sock *s);
-int hc_h2_watch(struct hc_h2_sock *s);
+/* Registers s's socket (EPOLL_CTL_ADD; mod: EPOLL_CTL_MOD, a socket that
+ * reported elsewhere). 0 or -errno. */
+int hc_h2_watch(struct hc_h2_sock *s, bool mod);
 
 /* h2_up.c: backends */
 /* The routed request goes out: opens or takes its backend. 0 or -errno (the

@@ -120,8 +120,11 @@ static void idle_put(struct hc_h2_stream *st)
 	struct hc_h2 *h = st->h2;
 	struct hc_h2_sock *s = &st->s;
 
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+				 .data.ptr = &h->idle_sock->h};
+
 	if (h->nidle == HC_H2_IDLE_BACKENDS ||
-	    epoll_ctl(h->c->w->epfd, EPOLL_CTL_DEL, s->fd, NULL) < 0) {
+	    epoll_ctl(h->c->w->epfd, EPOLL_CTL_MOD, s->fd, &ev) < 0) {
 		close(s->fd);
 		atomic_fetch_sub(&h->c->w->p->fds_used, 1);
 	} else {
@@ -412,6 +415,9 @@ static int h1_recv(struct hc_h2_stream *st)
 		}
 		if (n == 0)
 			return h1_eof(st);
+		/* short: the socket's queue was emptied (TCP), no EAGAIN call */
+		if ((size_t)n < sizeof(buf))
+			st->s.rd = false;
 		st->got_byte = true;
 		st->last_ms = st->h2->c->w->now_ms;
 		if (hc_h2_bq_put(&st->raw, buf, (size_t)n) < 0)
@@ -464,7 +470,7 @@ static int h1_start(struct hc_h2_stream *st)
 	st->s.charged = true;
 	st->s.connected = st->reused;
 	st->s.rd = st->s.wr = st->reused;
-	if (hc_h2_watch(&st->s) < 0) {
+	if (hc_h2_watch(&st->s, st->reused) < 0) {
 		hc_h2_sock_close_fd(&st->s);
 		return -EIO;
 	}
@@ -618,7 +624,7 @@ static struct hc_h2_link *link_new(struct hc_h2 *h, const struct hc_route_val *v
 	    nghttp2_submit_settings(l->ng, NGHTTP2_FLAG_NONE, settings,
 				    sizeof(settings) / sizeof(settings[0])) != 0 ||
 	    nghttp2_session_set_local_window_size(l->ng, NGHTTP2_FLAG_NONE, 0, HC_H2_CONN_WINDOW) != 0 ||
-	    hc_h2_watch(&l->s) < 0)
+	    hc_h2_watch(&l->s, false) < 0)
 		goto fail;
 	nghttp2_session_callbacks_del(cb);
 	nghttp2_option_del(opt);
@@ -742,6 +748,8 @@ static int link_in(struct hc_h2_link *l)
 		}
 		if (n <= 0)
 			return -ECONNRESET;
+		if ((size_t)n < sizeof(buf))
+			l->s.rd = false; /* the queue was emptied */
 		rv = nghttp2_session_mem_recv(l->ng, (const uint8_t *)buf, (size_t)n);
 		if (rv < 0)
 			return -EPROTO;
