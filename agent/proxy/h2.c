@@ -865,6 +865,17 @@ static void pump(struct hc_h2 *h)
 	set_deadline(h);
 }
 
+/* nghttp2 found the client breaking the protocol (a bad frame size, an
+ * invalid header field, a frame on a closed stream...): it answers by
+ * itself, RST_STREAM or GOAWAY; counted here. */
+static int on_error(nghttp2_session *ng, int code, const char *msg, size_t len, void *arg)
+{
+	(void)ng, (void)code;
+	hc_h2_refuse(arg, HC_H2_REFUSED_PROTOCOL);
+	hc_log(HC_LOG_DEBUG, "HTTP/2 client: %.*s", (int)len, msg);
+	return 0;
+}
+
 static nghttp2_session_callbacks *server_callbacks(void)
 {
 	nghttp2_session_callbacks *cb;
@@ -876,6 +887,7 @@ static nghttp2_session_callbacks *server_callbacks(void)
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+	nghttp2_session_callbacks_set_error_callback2(cb, on_error);
 	return cb;
 }
 
