@@ -136,15 +136,13 @@ void hc_h2_fields_free(struct hc_h2_fields *f)
 
 /* ---- sockets of the backends ---- */
 
-int hc_h2_watch(struct hc_h2_sock *s, bool mod)
+int hc_h2_watch(struct hc_h2_sock *s)
 {
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
 				 .data.ptr = &s->h};
 
 	s->h.kind = H_H2_UP;
-	return epoll_ctl(s->h2->c->w->epfd, mod ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s->fd, &ev) < 0
-		       ? -errno
-		       : 0;
+	return epoll_ctl(s->h2->c->w->epfd, EPOLL_CTL_ADD, s->fd, &ev) < 0 ? -errno : 0;
 }
 
 void hc_h2_sock_close_fd(struct hc_h2_sock *s)
@@ -192,10 +190,8 @@ void hc_proxy_h2_reap(struct hc_proxy_worker *w)
 		w->h2_dead = s->next_dead;
 		if (s->link)
 			hc_h2_up_link_free((struct hc_h2_link *)s);
-		else if (s->idle_pool)
-			free(s);
 		else
-			stream_free((struct hc_h2_stream *)s);
+			free(s); /* an hc_h2_h1: nothing more of its own */
 	}
 }
 
@@ -256,8 +252,6 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
 	st = calloc(1, sizeof(*st));
 	if (!st)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the stream is reset */
-	st->s.fd = -1;
-	st->s.h2 = h;
 	st->h2 = h;
 	st->id = frame->hd.stream_id;
 	st->last_ms = h->c->w->now_ms;
@@ -817,9 +811,10 @@ static void sweep_streams(struct hc_h2 *h)
 	while (*pp) {
 		struct hc_h2_stream *st = *pp;
 
-		if (st->client_closed && st->s.fd < 0 && !st->link) {
+		/* no epoll handle names a stream: freed at once */
+		if (st->client_closed && !st->h1 && !st->link) {
 			*pp = st->next;
-			hc_h2_sock_kill(&st->s);
+			stream_free(st);
 		} else {
 			pp = &st->next;
 		}
@@ -937,11 +932,7 @@ void hc_proxy_h2_start(struct hc_proxy_conn *c)
 	struct hc_h2 *h = calloc(1, sizeof(*h));
 	int lowat = 1;
 
-	if (h && !(h->idle_sock = calloc(1, sizeof(*h->idle_sock))))
-		h = (free(h), NULL);
 	if (!h || (h->c = c, session_new(h)) < 0) {
-		if (h)
-			free(h->idle_sock);
 		free(h);
 		hc_proxy_conn_close(c, false);
 		return;
@@ -954,10 +945,6 @@ void hc_proxy_h2_start(struct hc_proxy_conn *c)
 	c->peek = NULL;
 	c->peek_len = 0;
 	c->consumed = true;
-	h->idle_sock->fd = -1;
-	h->idle_sock->idle_pool = true;
-	h->idle_sock->h2 = h;
-	h->idle_sock->h.kind = H_H2_UP;
 	c->h2 = h;
 	c->state = C_H2;
 	h->rd = h->wr = true;
@@ -994,10 +981,7 @@ void hc_proxy_h2_up_event(struct hc_proxy_handle *hd, unsigned events)
 
 	if (s->dead)
 		return;
-	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-		s->rd = true;
-	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
-		s->wr = true;
+	hc_h2_up_sock_event(s, events);
 	c = s->h2->c; /* outlives the pump: freed only by the reap */
 	pump(s->h2);
 	hc_proxy_timer_arm(c); /* nothing once closed */
@@ -1044,7 +1028,7 @@ void hc_proxy_h2_fini(struct hc_proxy_conn *c)
 		h->streams = st->next;
 		st->client_closed = true;
 		hc_h2_up_detach(st);
-		hc_h2_sock_kill(&st->s);
+		stream_free(st);
 	}
 	while (h->links) {
 		struct hc_h2_link *l = h->links;
@@ -1053,7 +1037,6 @@ void hc_proxy_h2_fini(struct hc_proxy_conn *c)
 		hc_h2_sock_kill(&l->s);
 	}
 	hc_h2_up_idle_close(h);
-	hc_h2_sock_kill(h->idle_sock);
 	hc_h2_bq_free(&h->out);
 	free(h);
 	c->h2 = NULL;

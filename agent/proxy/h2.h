@@ -79,14 +79,14 @@ int hc_h2_fields_add(struct hc_h2_fields *f, const char *name, size_t nlen, cons
 nghttp2_nv *hc_h2_fields_nv(const struct hc_h2_fields *f);
 void hc_h2_fields_free(struct hc_h2_fields *f);
 
-/* A backend socket of an HTTP/2 connection: a stream's HTTP/1.1 connection
- * or a shared h2c connection. Epoll's data.ptr points at h. Freed only by
- * hc_proxy_h2_reap, after the batch of events that may still name it. */
+/* A backend socket of an HTTP/2 connection: an HTTP/1.1 connection (struct
+ * hc_h2_h1) or a shared h2c connection (struct hc_h2_link). Epoll's data.ptr
+ * points at h. Freed only by hc_proxy_h2_reap, after the batch of events
+ * that may still name it. */
 struct hc_h2_sock {
 	struct hc_proxy_handle h; /* H_H2_UP; first */
 	int fd;
-	bool link; /* an h2c connection (struct hc_h2_link) */
-	bool idle_pool; /* what the idle HTTP/1.1 connections of an hc_h2 report to (fd -1) */
+	bool link; /* an h2c connection (struct hc_h2_link), else an hc_h2_h1 */
 	bool connected, rd, wr, dead, charged;
 	struct hc_h2 *h2;
 	struct hc_h2_sock *next_dead;
@@ -101,10 +101,21 @@ struct hc_h2_dechunk {
 	unsigned count; /* size digits, extension or trailer bytes */
 };
 
+/* An HTTP/1.1 backend connection: one stream's at a time, then idle with
+ * its client connection for the next stream to the same backend. It stays
+ * in the epoll set throughout (no epoll_ctl per stream): an event while it
+ * is idle means the backend closed it or spoke unasked, and it is closed. */
+struct hc_h2_h1 {
+	struct hc_h2_sock s; /* first */
+	struct hc_h2_stream *st; /* the stream it serves; NULL: idle */
+	struct hc_ipaddr addr;
+	uint16_t port;
+};
+
 /* One client stream and what serves it. */
 struct hc_h2_stream {
-	struct hc_h2_sock s; /* the HTTP/1.1 backend socket (fd -1: none); first */
 	struct hc_h2 *h2;
+	struct hc_h2_h1 *h1; /* its HTTP/1.1 backend connection, while it has one */
 	int32_t id;
 	struct hc_h2_stream *next;
 	uint64_t last_ms; /* the last time a byte of it moved */
@@ -149,13 +160,6 @@ struct hc_h2_link {
 	bool failed;
 };
 
-/* An idle HTTP/1.1 backend connection a client connection keeps. */
-struct hc_h2_idle {
-	int fd;
-	struct hc_ipaddr addr;
-	uint16_t port;
-};
-
 /* A client connection's HTTP/2 session. */
 struct hc_h2 {
 	struct hc_proxy_conn *c;
@@ -165,12 +169,8 @@ struct hc_h2 {
 	bool failed; /* close now */
 	struct hc_h2_stream *streams;
 	struct hc_h2_link *links;
-	struct hc_h2_idle idle[HC_H2_IDLE_BACKENDS];
+	struct hc_h2_h1 *idle[HC_H2_IDLE_BACKENDS];
 	unsigned nidle;
-	/* The idle connections stay in the epoll set, reporting here (a
-	 * close or a byte unasked is found when one is taken): taking and
-	 * giving back is one EPOLL_CTL_MOD each. */
-	struct hc_h2_sock *idle_sock;
 	/* The last :authority routed and where it went: the next stream for
 	 * the same name skips the lookups (as an HTTP/1.1 connection keeps its
 	 * route while the Host stays the same). */
@@ -207,12 +207,11 @@ int hc_h2_submit_response(struct hc_h2_stream *st, bool end);
 /* Closes the socket (its one reference: out of the epoll set too) and
  * gives its descriptor charge back; the struct stays. */
 void hc_h2_sock_close_fd(struct hc_h2_sock *s);
-/* Closes it and has the struct around it (stream or link) freed by
+/* Closes it and has the struct around it (hc_h2_h1 or link) freed by
  * hc_proxy_h2_reap. */
 void hc_h2_sock_kill(struct hc_h2_sock *s);
-/* Registers s's socket (EPOLL_CTL_ADD; mod: EPOLL_CTL_MOD, a socket that
- * reported elsewhere). 0 or -errno. */
-int hc_h2_watch(struct hc_h2_sock *s, bool mod);
+/* Registers s's socket in the worker's epoll set. 0 or -errno. */
+int hc_h2_watch(struct hc_h2_sock *s);
 
 /* h2_up.c: backends */
 /* The routed request goes out: opens or takes its backend. 0 or -errno (the
@@ -229,6 +228,8 @@ int hc_h2_up_step_link(struct hc_h2_link *l);
 /* The client's data source took n bytes of st's response payload. */
 void hc_h2_up_resp_taken(struct hc_h2_stream *st, size_t n);
 void hc_h2_up_link_free(struct hc_h2_link *l);
+/* An event on a backend socket: what it makes possible is noted. */
+void hc_h2_up_sock_event(struct hc_h2_sock *s, unsigned events);
 void hc_h2_up_idle_close(struct hc_h2 *h);
 
 /* Starts the HTTP/2 engine on c, whose client socket (or TLS session, ALPN

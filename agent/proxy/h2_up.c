@@ -89,58 +89,73 @@ static int check_connected(struct hc_h2_sock *s)
 	return 1;
 }
 
-/* ---- HTTP/1.1 backends: idle connections ---- */
+/* ---- HTTP/1.1 backends: their connections ---- */
 
-/* An idle connection the backend has not closed (nor spoken on). */
-static int idle_take(struct hc_h2 *h, const struct hc_route_val *val)
+/* Closes b: it served its stream (cut short, or not clean), or died idle. */
+static void h1_close(struct hc_h2_h1 *b)
 {
-	for (unsigned i = 0; i < h->nidle;) {
-		struct hc_h2_idle e = h->idle[i];
-		char b;
+	if (b->st)
+		b->st->h1 = NULL;
+	b->st = NULL;
+	hc_h2_sock_kill(&b->s);
+}
 
-		if (!same_addr(&e.addr, e.port, val)) {
-			i++;
-			continue;
-		}
-		h->idle[i] = h->idle[--h->nidle];
-		if (recv(e.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
-		    (errno == EAGAIN || errno == EWOULDBLOCK)) {
+/* An idle connection to val's backend (the backend has not closed it: that
+ * would have been an event, and closed it), or NULL. */
+static struct hc_h2_h1 *idle_take(struct hc_h2 *h, const struct hc_route_val *val)
+{
+	for (unsigned i = h->nidle; i-- > 0;) {
+		struct hc_h2_h1 *b = h->idle[i];
+
+		if (same_addr(&b->addr, b->port, val)) {
+			h->idle[i] = h->idle[--h->nidle];
 			atomic_fetch_add(&h->c->w->p->stats.backend_reused, 1);
-			return e.fd;
+			return b;
 		}
-		close(e.fd); /* closed, or bytes nobody asked for */
-		atomic_fetch_sub(&h->c->w->p->fds_used, 1);
 	}
-	return -1;
+	return NULL;
 }
 
 /* Keeps a clean connection for the next stream to the same backend. */
 static void idle_put(struct hc_h2_stream *st)
 {
 	struct hc_h2 *h = st->h2;
-	struct hc_h2_sock *s = &st->s;
+	struct hc_h2_h1 *b = st->h1;
 
-	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-				 .data.ptr = &h->idle_sock->h};
-
-	if (h->nidle == HC_H2_IDLE_BACKENDS ||
-	    epoll_ctl(h->c->w->epfd, EPOLL_CTL_MOD, s->fd, &ev) < 0) {
-		close(s->fd);
-		atomic_fetch_sub(&h->c->w->p->fds_used, 1);
-	} else {
-		h->idle[h->nidle++] = (struct hc_h2_idle){.fd = s->fd, .addr = st->val.backend,
-							  .port = st->val.port};
+	if (h->nidle == HC_H2_IDLE_BACKENDS) {
+		h1_close(b);
+		return;
 	}
-	s->fd = -1;
-	s->charged = false;
+	b->st = NULL;
+	st->h1 = NULL;
+	h->idle[h->nidle++] = b;
 }
 
 void hc_h2_up_idle_close(struct hc_h2 *h)
 {
-	while (h->nidle) {
-		close(h->idle[--h->nidle].fd);
-		atomic_fetch_sub(&h->c->w->p->fds_used, 1);
+	while (h->nidle)
+		h1_close(h->idle[--h->nidle]);
+}
+
+void hc_h2_up_sock_event(struct hc_h2_sock *s, unsigned events)
+{
+	struct hc_h2_h1 *b = (struct hc_h2_h1 *)s;
+	struct hc_h2 *h = s->h2;
+
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		s->rd = true;
+	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+		s->wr = true;
+	if (s->link || b->st || !(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+		return;
+	/* idle: the backend closed it, or sent what nobody asked for */
+	for (unsigned i = 0; i < h->nidle; i++) {
+		if (h->idle[i] == b) {
+			h->idle[i] = h->idle[--h->nidle];
+			break;
+		}
 	}
+	h1_close(b);
 }
 
 /* ---- HTTP/1.1 backends: the response ---- */
@@ -276,7 +291,7 @@ static void h1_done(struct hc_h2_stream *st)
 	if (st->up_keep && st->req_end && !st->req.len && !st->raw.len && !st->req_chunked)
 		idle_put(st);
 	else
-		hc_h2_sock_close_fd(&st->s);
+		h1_close(st->h1);
 }
 
 static int h1_head(struct hc_h2_stream *st)
@@ -347,7 +362,7 @@ static int h1_decode(struct hc_h2_stream *st)
 {
 	int rc;
 
-	while (st->s.fd >= 0 && st->raw.len) {
+	while (st->h1 && st->raw.len) {
 		rc = st->head_done ? h1_body(st) : h1_head(st);
 		if (rc <= 0)
 			return rc;
@@ -371,7 +386,8 @@ static int h1_eof(struct hc_h2_stream *st)
 static void h1_fail(struct hc_h2_stream *st, int err)
 {
 	hc_log(HC_LOG_DEBUG, "HTTP/2 stream for %s: backend: %s", st->route_host, strerror(-err));
-	hc_h2_sock_close_fd(&st->s);
+	if (st->h1)
+		h1_close(st->h1);
 	atomic_fetch_add(&st->h2->c->w->p->stats.errors[HC_PROXY_ERR_BAD_GATEWAY], 1);
 	st->kind = HC_H2_UP_NONE;
 	hc_h2_answer(st, 502, "The backend did not answer.");
@@ -381,12 +397,14 @@ static int h1_send(struct hc_h2_stream *st)
 {
 	int moved = 0;
 
-	while (st->req.len && st->s.wr) {
-		ssize_t n = send(st->s.fd, st->req.p + st->req.off, st->req.len, MSG_NOSIGNAL);
+	struct hc_h2_sock *s = &st->h1->s;
+
+	while (st->req.len && s->wr) {
+		ssize_t n = send(s->fd, st->req.p + st->req.off, st->req.len, MSG_NOSIGNAL);
 
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				st->s.wr = false;
+				s->wr = false;
 				break;
 			}
 			return -errno;
@@ -403,12 +421,13 @@ static int h1_recv(struct hc_h2_stream *st)
 	char buf[READ_CHUNK];
 	int moved = 0, rc;
 
-	while (st->s.fd >= 0 && st->s.rd && st->resp.len < HC_H2_STREAM_WINDOW) {
-		ssize_t n = recv(st->s.fd, buf, sizeof(buf), 0);
+	while (st->h1 && st->h1->s.rd && st->resp.len < HC_H2_STREAM_WINDOW) {
+		struct hc_h2_sock *s = &st->h1->s;
+		ssize_t n = recv(s->fd, buf, sizeof(buf), 0);
 
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				st->s.rd = false;
+				s->rd = false;
 				break;
 			}
 			return -errno;
@@ -417,7 +436,7 @@ static int h1_recv(struct hc_h2_stream *st)
 			return h1_eof(st);
 		/* short: the socket's queue was emptied (TCP), no EAGAIN call */
 		if ((size_t)n < sizeof(buf))
-			st->s.rd = false;
+			s->rd = false;
 		st->got_byte = true;
 		st->last_ms = st->h2->c->w->now_ms;
 		if (hc_h2_bq_put(&st->raw, buf, (size_t)n) < 0)
@@ -435,9 +454,9 @@ static int h1_step(struct hc_h2_stream *st)
 {
 	int moved = 0, rc;
 
-	if (st->s.fd < 0)
+	if (!st->h1)
 		return 0;
-	rc = check_connected(&st->s);
+	rc = check_connected(&st->h1->s);
 	if (rc <= 0)
 		goto out;
 	if ((rc = h1_send(st)) < 0)
@@ -445,11 +464,7 @@ static int h1_step(struct hc_h2_stream *st)
 	moved |= rc;
 	if ((rc = h1_recv(st)) < 0)
 		goto out;
-	moved |= rc;
-	/* the response may have ended before the request's last byte went */
-	if (st->s.fd >= 0 && st->resp_end && st->req_end && !st->req.len)
-		h1_done(st);
-	return moved;
+	return moved | rc;
 out:
 	if (rc < 0) {
 		h1_fail(st, rc);
@@ -458,22 +473,48 @@ out:
 	return moved;
 }
 
+/* A new connection to val's backend, watched. NULL with errno set. */
+static struct hc_h2_h1 *h1_new(struct hc_h2 *h, const struct hc_route_val *val)
+{
+	struct hc_h2_h1 *b = calloc(1, sizeof(*b));
+	int fd;
+
+	if (!b)
+		return NULL;
+	fd = backend_connect(h->c->w->p, val);
+	if (fd < 0) {
+		free(b);
+		errno = -fd;
+		return NULL;
+	}
+	b->s.fd = fd;
+	b->s.charged = true;
+	b->s.h2 = h;
+	b->addr = val->backend;
+	b->port = val->port;
+	if (hc_h2_watch(&b->s) < 0) {
+		hc_h2_sock_close_fd(&b->s);
+		free(b);
+		errno = EIO;
+		return NULL;
+	}
+	return b;
+}
+
 static int h1_start(struct hc_h2_stream *st)
 {
 	struct hc_h2 *h = st->h2;
-	int fd = idle_take(h, &st->val);
+	struct hc_h2_h1 *b = idle_take(h, &st->val);
 
-	st->reused = fd >= 0;
-	if (fd < 0 && (fd = backend_connect(h->c->w->p, &st->val)) < 0)
-		return fd;
-	st->s.fd = fd;
-	st->s.charged = true;
-	st->s.connected = st->reused;
-	st->s.rd = st->s.wr = st->reused;
-	if (hc_h2_watch(&st->s, st->reused) < 0) {
-		hc_h2_sock_close_fd(&st->s);
-		return -EIO;
-	}
+	st->reused = b != NULL;
+	if (!b && !(b = h1_new(h, &st->val)))
+		return -errno;
+	b->st = st;
+	st->h1 = b;
+	/* a pooled one is writable (its edge came long ago) and has nothing
+	 * to read (else it was closed) */
+	b->s.wr = st->reused;
+	b->s.rd = false;
 	hc_h2_up_request_more(st);
 	return 0;
 }
@@ -624,7 +665,7 @@ static struct hc_h2_link *link_new(struct hc_h2 *h, const struct hc_route_val *v
 	    nghttp2_submit_settings(l->ng, NGHTTP2_FLAG_NONE, settings,
 				    sizeof(settings) / sizeof(settings[0])) != 0 ||
 	    nghttp2_session_set_local_window_size(l->ng, NGHTTP2_FLAG_NONE, 0, HC_H2_CONN_WINDOW) != 0 ||
-	    hc_h2_watch(&l->s, false) < 0)
+	    hc_h2_watch(&l->s) < 0)
 		goto fail;
 	nghttp2_session_callbacks_del(cb);
 	nghttp2_option_del(opt);
@@ -847,7 +888,8 @@ void hc_h2_up_detach(struct hc_h2_stream *st)
 	struct hc_h2_link *l = st->link;
 
 	if (st->kind == HC_H2_UP_H1) {
-		hc_h2_sock_close_fd(&st->s); /* cut short: the connection is not clean */
+		if (st->h1)
+			h1_close(st->h1); /* cut short: the connection is not clean */
 		return;
 	}
 	if (!l)
