@@ -945,6 +945,10 @@ void hc_proxy_h2_start(struct hc_proxy_conn *c)
 	c->peek = NULL;
 	c->peek_len = 0;
 	c->consumed = true;
+	/* TLS: read whole socket buffers, not a record header and then its
+	 * body (two reads a record): an HTTP/2 client sends many small frames */
+	if (c->ssl)
+		SSL_set_read_ahead(c->ssl, 1);
 	c->h2 = h;
 	c->state = C_H2;
 	h->rd = h->wr = true;
