@@ -964,6 +964,33 @@ void hc_proxy_h2_start(struct hc_proxy_conn *c)
 	pump(h);
 }
 
+/* The connection is pumped once at the end of the batch of events: the
+ * backends' answers that came in it go to the client in one write. */
+static void due(struct hc_proxy_conn *c)
+{
+	struct hc_proxy_worker *w = c->w;
+
+	if (c->h2_due)
+		return;
+	c->h2_due = true;
+	c->h2_next = w->h2_due;
+	w->h2_due = c;
+}
+
+void hc_proxy_h2_flush(struct hc_proxy_worker *w)
+{
+	while (w->h2_due) {
+		struct hc_proxy_conn *c = w->h2_due;
+
+		w->h2_due = c->h2_next;
+		c->h2_due = false;
+		if (c->state != C_H2)
+			continue; /* closed in the batch: freed by the reap after this */
+		pump(c->h2);
+		hc_proxy_timer_arm(c);
+	}
+}
+
 void hc_proxy_h2_event(struct hc_proxy_conn *c, unsigned events)
 {
 	struct hc_h2 *h = c->h2;
@@ -974,21 +1001,17 @@ void hc_proxy_h2_event(struct hc_proxy_conn *c, unsigned events)
 		h->wr = true;
 	if (c->ssl) /* TLS reads may need the socket writable and writes readable */
 		h->rd = h->wr = true;
-	pump(h);
+	due(c);
 }
 
 void hc_proxy_h2_up_event(struct hc_proxy_handle *hd, unsigned events)
 {
 	struct hc_h2_sock *s = (struct hc_h2_sock *)hd;
 
-	struct hc_proxy_conn *c;
-
 	if (s->dead)
 		return;
 	hc_h2_up_sock_event(s, events);
-	c = s->h2->c; /* outlives the pump: freed only by the reap */
-	pump(s->h2);
-	hc_proxy_timer_arm(c); /* nothing once closed */
+	due(s->h2->c);
 }
 
 void hc_proxy_h2_expire(struct hc_proxy_conn *c)

@@ -245,6 +245,9 @@ void hc_proxy_h2_expire(struct hc_proxy_conn *c);
 void hc_proxy_h2_fini(struct hc_proxy_conn *c);
 /* An event on a backend socket of an HTTP/2 connection (H_H2_UP). */
 void hc_proxy_h2_up_event(struct hc_proxy_handle *h, unsigned events);
+/* Pumps the HTTP/2 connections that had events in the batch just handled
+ * (before hc_proxy_conn_reap: it may close them). */
+void hc_proxy_h2_flush(struct hc_proxy_worker *w);
 /* Frees what closed during the batch of events just handled. */
 void hc_proxy_h2_reap(struct hc_proxy_worker *w);
 

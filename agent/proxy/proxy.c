@@ -398,6 +398,7 @@ static void *worker_main(void *arg)
 				break;
 			}
 		}
+		hc_proxy_h2_flush(w);
 		hc_proxy_conn_reap(w);
 		hc_proxy_h2_reap(w);
 	}

@@ -230,6 +230,8 @@ struct hc_proxy_conn {
 	char *retry;
 	size_t retry_len;
 	struct hc_h2 *h2; /* state C_H2: the HTTP/2 engine's session (h2.c) */
+	struct hc_proxy_conn *h2_next; /* on the worker's h2_due (h2.c) */
+	bool h2_due; /* on it */
 };
 
 struct hc_proxy_worker {
@@ -262,6 +264,9 @@ struct hc_proxy_worker {
 	struct hc_proxy_idle idle[HC_PROXY_IDLE_MAX]; /* pool.c */
 	unsigned nidle;
 	struct hc_h2_sock *h2_dead; /* h2.c: closed in this batch, freed after it */
+	/* h2.c: HTTP/2 connections with events in this batch, pumped once at
+	 * its end (all of a connection's backends answered, one write). */
+	struct hc_proxy_conn *h2_due;
 };
 
 struct hc_proxy {
