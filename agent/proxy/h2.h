@@ -145,6 +145,7 @@ struct hc_h2_stream {
 	enum hc_http_body_kind body_kind;
 	uint64_t body_left;
 	struct hc_h2_dechunk dc;
+	struct hc_http_body framer; /* chunked: the HTTP/1.1 engine's framer, which has the say */
 	bool up_keep; /* the backend connection may serve another request */
 };
 
@@ -212,6 +213,13 @@ void hc_h2_sock_close_fd(struct hc_h2_sock *s);
 void hc_h2_sock_kill(struct hc_h2_sock *s);
 /* Registers s's socket in the worker's epoll set. 0 or -errno. */
 int hc_h2_watch(struct hc_h2_sock *s);
+
+/* Decodes chunked coding from in, the data to out. 1: the body ended (*used
+ * bytes of in were its), 0: all used, -EPROTO: not chunked coding, -ENOMEM.
+ * Its caller feeds it only what hc_http_body_feed framed (the rules of the
+ * HTTP/1.1 engine: sizes, extensions, trailers) and requires the same end. */
+int hc_h2_dechunk(struct hc_h2_dechunk *d, const char *in, size_t len, size_t *used,
+		  struct hc_h2_bq *out);
 
 /* h2_up.c: backends */
 /* The routed request goes out: opens or takes its backend. 0 or -errno (the

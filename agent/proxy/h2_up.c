@@ -163,10 +163,8 @@ void hc_h2_up_sock_event(struct hc_h2_sock *s, unsigned events)
 /* Dechunking states (RFC 9112 7.1). */
 enum { DC_SIZE, DC_EXT, DC_SIZE_LF, DC_DATA, DC_DATA_CR, DC_DATA_LF, DC_TRAILER, DC_TRAILER_LF };
 
-/* Decodes chunked coding from in: data to out. 1: the body ended (*used of
- * in were its), 0: all used, -EPROTO: not chunked coding. */
-static int dechunk(struct hc_h2_dechunk *d, const char *in, size_t len, size_t *used,
-		   struct hc_h2_bq *out)
+int hc_h2_dechunk(struct hc_h2_dechunk *d, const char *in, size_t len, size_t *used,
+		  struct hc_h2_bq *out)
 {
 	size_t i = 0;
 
@@ -310,6 +308,7 @@ static int h1_head(struct hc_h2_stream *st)
 	if (head_fields(st, st->raw.p + st->raw.off, r.head_len, r.status) < 0)
 		return -ENOMEM;
 	st->body_kind = hc_http_response_body(&r, st->head_method, &st->body_left);
+	hc_http_body_init(&st->framer, st->body_kind, st->body_left);
 	st->up_keep = !r.close && !r.http10 && st->body_kind != HC_BODY_CLOSE;
 	hc_h2_bq_drop(&st->raw, r.head_len);
 	st->head_done = true;
@@ -336,11 +335,19 @@ static int h1_body(struct hc_h2_stream *st)
 		st->body_left -= used;
 		rc = st->body_left == 0;
 		break;
-	case HC_BODY_CHUNKED:
-		rc = dechunk(&st->dc, st->raw.p + st->raw.off, st->raw.len, &used, &st->resp);
-		if (rc < 0)
-			return rc;
+	case HC_BODY_CHUNKED: {
+		/* the framer judges (exactly as for HTTP/1.1 clients); the
+		 * decoder only takes the data out, and must end where it does */
+		size_t framed = 0;
+		int fr = hc_http_body_feed(&st->framer, st->raw.p + st->raw.off, st->raw.len, &framed);
+
+		if (fr == HC_PARSE_INVALID)
+			return -EPROTO;
+		rc = hc_h2_dechunk(&st->dc, st->raw.p + st->raw.off, framed, &used, &st->resp);
+		if (rc < 0 || used != framed || rc != (fr == HC_PARSE_OK))
+			return rc == -ENOMEM ? rc : -EPROTO;
 		break;
+	}
 	default: /* until the close */
 		used = st->raw.len;
 		if (hc_h2_bq_put(&st->resp, st->raw.p + st->raw.off, used) < 0)
