@@ -11,7 +11,8 @@ other than the SNI), --http2-prior-knowledge on a plain port (a chunked
 upload too), two hosts on one HTTP/2 connection routed to two backends; a
 python3-grpcio server behind a static route with --backend-protocol h2c,
 called by a grpcio client through the proxy (plain and terminated): unary,
-server streaming of 10,000 messages, an error status in trailers, a
+server streaming of 10,000 messages, a bidirectional stream, an error status
+in trailers, a
 deadline that passes through (grpc-timeout) and one that expires, a
 cancelled stream (the server sees it), a 16 MiB message each way; and the
 attacks, each from a small client of raw frames, answered by GOAWAY or
@@ -298,6 +299,10 @@ class ProxyH2Test(ProxyCase):
             self.assertEqual(unary(b"hello", timeout=10), b"hello")
             msgs = list(grpcecho.stub(ch, "Stream", True)(b"10000", timeout=60))
             self.assertEqual((len(msgs), msgs[0], msgs[-1]), (10000, b"msg-0", b"msg-9999"))
+            # both ways at once: the client's stream of messages, each echoed
+            sent = [b"m%d-" % i + b"x" * (i % 2000) for i in range(2000)]
+            got = list(grpcecho.stub(ch, "Chat", bidi=True)(iter(sent), timeout=60))
+            self.assertEqual(got, sent)
             big = os.urandom(16 * MiB)
             self.assertEqual(unary(big, timeout=60), big)
             # the client's deadline reaches the server (grpc-timeout)

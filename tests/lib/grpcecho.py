@@ -10,6 +10,7 @@ Service hc.test.Echo:
   Hold(token) -> one message, then waits until the call ends; records
                  whether it was cancelled under the token
   Sleep(seconds as text) -> answers after that long (or when cancelled)
+  Chat(stream of bytes) -> each message back as it comes (bidirectional)
 """
 
 import sys
@@ -55,11 +56,16 @@ class Echo:
             time.sleep(0.02)
         return b"slept"
 
+    def chat(self, requests, context):
+        for m in requests:
+            yield m
+
     def handler(self):
         u, s = grpc.unary_unary_rpc_method_handler, grpc.unary_stream_rpc_method_handler
         return grpc.method_handlers_generic_handler(SERVICE, {
             "Unary": u(self.unary), "Deadline": u(self.deadline), "Sleep": u(self.sleep),
-            "Stream": s(self.stream), "Hold": s(self.hold)})
+            "Stream": s(self.stream), "Hold": s(self.hold),
+            "Chat": grpc.stream_stream_rpc_method_handler(self.chat)})
 
 
 def serve(addr):
@@ -73,9 +79,11 @@ def serve(addr):
     return server, echo
 
 
-def stub(channel, method, streaming=False):
+def stub(channel, method, streaming=False, bidi=False):
     """A callable for hc.test.Echo/method on channel, bytes in and out."""
     path = "/%s/%s" % (SERVICE, method)
+    if bidi:
+        return channel.stream_stream(path)
     return channel.unary_stream(path) if streaming else channel.unary_unary(path)
 
 
