@@ -39,6 +39,7 @@
 #include "proxy/h2.h"
 
 #define READ_CHUNK 16384
+#define PUMP_ROUNDS 64
 
 const char *const hc_h2_refusal_names[HC_H2_REFUSALS] = {
 	[HC_H2_REFUSED_RAPID_RESET] = "rapid_reset",
@@ -832,16 +833,22 @@ static void set_deadline(struct hc_h2 *h)
 	h->c->deadline_ms = d;
 }
 
+static void due(struct hc_proxy_conn *c);
+
+/* Moves what can be moved, for at most PUMP_ROUNDS rounds (the other
+ * connections of the worker get their turn): a connection that still had
+ * work then is due again in the next batch, which the worker's eventfd
+ * makes come at once (its edges are spent: no event would say so). */
 static void pump(struct hc_h2 *h)
 {
 	struct hc_proxy_conn *c = h->c;
+	int moved = 0;
 
 	if (h->in_pump)
 		return;
 	h->in_pump = true;
-	for (int round = 0; round < 64 && !h->failed; round++) {
-		int moved = client_in(h);
-
+	for (int round = 0; round < PUMP_ROUNDS && !h->failed; round++) {
+		moved = client_in(h);
 		for (struct hc_h2_stream *st = h->streams; st; st = st->next)
 			moved |= hc_h2_up_step_stream(st);
 		for (struct hc_h2_link *l = h->links; l; l = l->next)
@@ -851,6 +858,13 @@ static void pump(struct hc_h2 *h)
 			break;
 	}
 	h->in_pump = false;
+	if (moved && !h->failed) {
+		uint64_t one = 1;
+
+		due(c);
+		if (write(c->w->wakefd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+			hc_log(HC_LOG_WARN, "HTTP/2: cannot wake the worker: %s", strerror(errno));
+	}
 	sweep_streams(h);
 	if (h->failed || (!nghttp2_session_want_read(h->ng) && !nghttp2_session_want_write(h->ng) &&
 			  !h->out.len)) {
@@ -979,10 +993,14 @@ static void due(struct hc_proxy_conn *c)
 
 void hc_proxy_h2_flush(struct hc_proxy_worker *w)
 {
-	while (w->h2_due) {
-		struct hc_proxy_conn *c = w->h2_due;
+	struct hc_proxy_conn *list = w->h2_due;
 
-		w->h2_due = c->h2_next;
+	/* taken whole: what a pump makes due again waits for the next batch */
+	w->h2_due = NULL;
+	while (list) {
+		struct hc_proxy_conn *c = list;
+
+		list = c->h2_next;
 		c->h2_due = false;
 		if (c->state != C_H2)
 			continue; /* closed in the batch: freed by the reap after this */

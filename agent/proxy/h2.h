@@ -141,7 +141,7 @@ struct hc_h2_stream {
 	size_t resp_unconsumed; /* h2c: backend DATA not yet given back to its window */
 	/* HTTP/1.1 backend */
 	struct hc_h2_bq raw; /* read, not decoded yet */
-	bool head_done, reused, got_byte;
+	bool head_done, reused;
 	enum hc_http_body_kind body_kind;
 	uint64_t body_left;
 	struct hc_h2_dechunk dc;

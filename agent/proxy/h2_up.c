@@ -444,7 +444,6 @@ static int h1_recv(struct hc_h2_stream *st)
 		/* short: the socket's queue was emptied (TCP), no EAGAIN call */
 		if ((size_t)n < sizeof(buf))
 			s->rd = false;
-		st->got_byte = true;
 		st->last_ms = st->h2->c->w->now_ms;
 		if (hc_h2_bq_put(&st->raw, buf, (size_t)n) < 0)
 			return -ENOMEM;

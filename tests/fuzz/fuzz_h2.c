@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -90,9 +91,10 @@ static void setup(void)
 	pthread_mutex_init(&proxy.lock, NULL);
 	worker.p = &proxy;
 	worker.epfd = epoll_create1(EPOLL_CLOEXEC);
+	worker.wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	listener.port = 80;
 	listener.fd = 1000; /* open, as far as closing a connection is concerned */
-	if (!proxy.port_conns || !proxy.workloads || worker.epfd < 0)
+	if (!proxy.port_conns || !proxy.workloads || worker.epfd < 0 || worker.wakefd < 0)
 		abort();
 }
 
@@ -152,12 +154,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	worker.now_ms = hc_proxy_now_ms();
 	c = conn_on(sv[1]);
 	hc_proxy_h2_start(c);
+	/* as the worker's loop: a connection with work left is pumped again */
+	for (int i = 0; i < 16 && worker.h2_due; i++)
+		hc_proxy_h2_flush(&worker);
 	if (c->state == C_H2) { /* the idle timeout, as the timer wheel would run it */
 		worker.now_ms += proxy.cfg.idle_timeout_ms;
 		hc_proxy_h2_expire(c);
 	}
 	if (c->state != C_CLOSED)
 		hc_proxy_conn_close(c, false);
+	hc_proxy_h2_flush(&worker); /* what the close left due: nothing to pump */
 	hc_proxy_conn_reap(&worker);
 	hc_proxy_h2_reap(&worker);
 	check_output(sv[0]);
