@@ -263,6 +263,15 @@ class ProxyH2Test(ProxyCase):
         out = self.curl_h2("--http2-prior-knowledge", "--resolve", "nobody.test:%d:127.0.0.1" % port,
                            "-w", "\n%{http_code}", "http://nobody.test:%d/hello" % port)
         self.assertTrue(out.endswith(b"\n404"), out[-200:])
+        # A backend that is not there, of either protocol: 502 on the stream.
+        dead = "127.0.0.1:%d" % hctest.free_port()
+        self.route("gone1.test", dead, port=port)
+        self.route_h2c("gone2.test", dead, port=port)
+        for name in ("gone1.test", "gone2.test"):
+            out = self.curl_h2("--http2-prior-knowledge", "--resolve",
+                               "%s:%d:127.0.0.1" % (name, port), "-w", "\n%{http_code}",
+                               "http://%s:%d/hello" % (name, port))
+            self.assertTrue(out.endswith(b"\n502"), (name, out[-200:]))
 
     def test_two_hosts_on_one_connection(self):
         port = self.route("a.test", self.env.http)
