@@ -116,13 +116,14 @@ static struct hc_h2_h1 *idle_take(struct hc_h2 *h, const struct hc_route_val *va
 	return NULL;
 }
 
-/* Keeps a clean connection for the next stream to the same backend. */
+/* Keeps a clean connection for the next stream to the same backend
+ * (unless --no-proxy-backend-reuse). */
 static void idle_put(struct hc_h2_stream *st)
 {
 	struct hc_h2 *h = st->h2;
 	struct hc_h2_h1 *b = st->h1;
 
-	if (h->nidle == HC_H2_IDLE_BACKENDS) {
+	if (h->nidle == HC_H2_IDLE_BACKENDS || !h->c->w->p->cfg.backend_reuse) {
 		h1_close(b);
 		return;
 	}

@@ -83,6 +83,7 @@ static void setup(void)
 	done = true;
 	proxy.cfg.idle_timeout_ms = 60000;
 	proxy.cfg.forwarded_headers = true;
+	proxy.cfg.backend_reuse = true;
 	proxy.base_url = "example.test";
 	proxy.routes_fd = -1;
 	proxy.route_lookup = table;
