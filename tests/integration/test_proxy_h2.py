@@ -18,7 +18,8 @@ cancelled stream (the server sees it), a 16 MiB message each way; and the
 attacks, each from a small client of raw frames, answered by GOAWAY or
 RST_STREAM and counted by kind, with the agent's memory and CPU bounded and
 another client served right after: rapid reset, CONTINUATION flood, an
-HPACK bomb, a PING flood, a stream stalled on a zero window.
+HPACK bomb, a PING flood, a stream stalled on a zero window; and h2 and h2c
+with --proxy-forwarding sockmap (a second agent).
 """
 
 import json
@@ -415,6 +416,34 @@ class ProxyH2Test(ProxyCase):
         if type(self).grpc_server is not None:
             type(self).grpc_server[0].stop(0)
             type(self).grpc_server = None
+        self.check_clean_exit()
+
+
+class ProxyH2SockmapTest(ProxyCase):
+    """HTTP/2 with --proxy-forwarding sockmap: the engine is the same (its
+    frames are read in userspace whatever the mode), the client socket's
+    interest made edge-triggered when it starts."""
+
+    agent_args = ("--proxy-forwarding", "sockmap",
+                  "--cluster-tls-cert", "{tmp}/wild.pem", "--cluster-tls-key", "{tmp}/wild.key")
+    prepare = ProxyH2Test.prepare
+
+    def test_h2_and_h2c(self):
+        port = self.route("app", self.env.http)
+        name = "app." + BASE
+        r = subprocess.run([*CURL, "--http2", "-w", "\n%{http_version}", "--cacert",
+                            self.env.path("ca.pem"), "--resolve", "%s:%d:127.0.0.1" % (name, port),
+                            "https://%s:%d/hello" % (name, port)], capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        body, _, version = r.stdout.rpartition(b"\n")
+        self.assertEqual((version, json.loads(body)["backend"]), (b"2", "b1"))
+        r = subprocess.run([*CURL, "--http2-prior-knowledge", "--resolve",
+                            "%s:%d:127.0.0.1" % (name, port), "http://%s:%d/hello" % (name, port)],
+                           capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["backend"], "b1")
+
+    def test_zz_agent_exits_cleanly(self):
         self.check_clean_exit()
 
 
