@@ -804,10 +804,24 @@ static int client_out(struct hc_h2 *h)
 	return moved;
 }
 
-/* Unlinks the streams both sides are done with. */
+/* Unlinks the streams both sides are done with, and the h2c connections
+ * that failed once no stream points at them (a client sending stream after
+ * stream to a dead backend leaves nothing behind). */
 static void sweep_streams(struct hc_h2 *h)
 {
 	struct hc_h2_stream **pp = &h->streams;
+	struct hc_h2_link **lp = &h->links;
+
+	while (*lp) {
+		struct hc_h2_link *l = *lp;
+
+		if (l->failed && !l->streams) {
+			*lp = l->next;
+			hc_h2_sock_kill(&l->s);
+		} else {
+			lp = &l->next;
+		}
+	}
 
 	while (*pp) {
 		struct hc_h2_stream *st = *pp;

@@ -158,7 +158,8 @@ struct hc_h2_link {
 	uint16_t port;
 	nghttp2_session *ng;
 	struct hc_h2_bq out;
-	bool failed;
+	unsigned streams; /* client streams pointing here (st->link) */
+	bool failed; /* closed: freed once no stream points here */
 };
 
 /* A client connection's HTTP/2 session. */

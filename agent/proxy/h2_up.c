@@ -763,6 +763,7 @@ static int h2c_start(struct hc_h2_stream *st)
 	if (id < 0)
 		return -EIO;
 	st->link = l;
+	l->streams++;
 	st->up_id = id;
 	return 0;
 }
@@ -911,4 +912,5 @@ void hc_h2_up_detach(struct hc_h2_stream *st)
 		nghttp2_session_consume_connection(l->ng, st->resp_unconsumed);
 	st->resp_unconsumed = 0;
 	st->link = NULL;
+	l->streams--;
 }
