@@ -836,11 +836,15 @@ static void sweep_streams(struct hc_h2 *h)
 	}
 }
 
-/* The earliest time something of the connection times out. */
+/* The earliest time something of the connection times out (an idle
+ * backend connection's included). */
 static void set_deadline(struct hc_h2 *h)
 {
 	uint64_t idle = h->c->w->p->cfg.idle_timeout_ms, d = h->last_ms + idle;
+	uint64_t backends = hc_h2_up_idle_expire(h, h->c->w->now_ms);
 
+	if (backends < d)
+		d = backends;
 	for (struct hc_h2_stream *st = h->streams; st; st = st->next)
 		if (!st->client_closed && st->last_ms + idle < d)
 			d = st->last_ms + idle;

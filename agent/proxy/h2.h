@@ -110,6 +110,7 @@ struct hc_h2_h1 {
 	struct hc_h2_stream *st; /* the stream it serves; NULL: idle */
 	struct hc_ipaddr addr;
 	uint16_t port;
+	uint64_t idle_since_ms; /* closed after HC_PROXY_IDLE_MS idle, as the worker's pool does */
 };
 
 /* One client stream and what serves it. */
@@ -240,6 +241,9 @@ void hc_h2_up_link_free(struct hc_h2_link *l);
 /* An event on a backend socket: what it makes possible is noted. */
 void hc_h2_up_sock_event(struct hc_h2_sock *s, unsigned events);
 void hc_h2_up_idle_close(struct hc_h2 *h);
+/* Closes the idle connections idle for HC_PROXY_IDLE_MS; the time the next
+ * one is due (UINT64_MAX: none). */
+uint64_t hc_h2_up_idle_expire(struct hc_h2 *h, uint64_t now_ms);
 
 /* Starts the HTTP/2 engine on c, whose client socket (or TLS session, ALPN
  * h2) is next to read: the preface is read from it, nothing was consumed.

@@ -128,8 +128,29 @@ static void idle_put(struct hc_h2_stream *st)
 		return;
 	}
 	b->st = NULL;
+	b->idle_since_ms = h->c->w->now_ms;
 	st->h1 = NULL;
 	h->idle[h->nidle++] = b;
+}
+
+uint64_t hc_h2_up_idle_expire(struct hc_h2 *h, uint64_t now_ms)
+{
+	uint64_t next = UINT64_MAX;
+
+	for (unsigned i = 0; i < h->nidle;) {
+		struct hc_h2_h1 *b = h->idle[i];
+		uint64_t due = b->idle_since_ms + HC_PROXY_IDLE_MS;
+
+		if (due <= now_ms) {
+			h->idle[i] = h->idle[--h->nidle];
+			h1_close(b);
+			continue;
+		}
+		if (due < next)
+			next = due;
+		i++;
+	}
+	return next;
 }
 
 void hc_h2_up_idle_close(struct hc_h2 *h)
