@@ -46,7 +46,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
 CFLAGS ?= -O2 -g
 # -Ulinux: gnu11 predefines "linux" as 1, and the CRI messages have fields of that name.
 ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -Ulinux \
-	-Iinclude -Iagent -Icli -Itests/lib -I$(GEN) -I$(BUILD)/bpf $(PKG_CFLAGS)
+	-Iinclude -Iagent -Icli -Iguest -Itests/lib -I$(GEN) -I$(BUILD)/bpf $(PKG_CFLAGS)
 LDFLAGS ?=
 LDLIBS := $(PKG_LIBS) -lpthread -lm
 ifeq ($(FAULTS),1)

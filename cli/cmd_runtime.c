@@ -269,11 +269,10 @@ static int parse_label(char *arg, void *field, char *why, size_t len)
 
 static int parse_runtime(char *arg, void *field, char *why, size_t len)
 {
-	(void)why;
-	(void)len;
-	if (strcmp(arg, "runc") != 0 && strcmp(arg, "runsc") != 0 && strcmp(arg, "microvm") != 0)
-		return -EINVAL;
-	return replace_string(field, arg);
+	const char *name;
+	int r = hc_cli_parse_runtime(arg, &name, why, len);
+
+	return r < 0 ? r : replace_string(field, name);
 }
 
 static int parse_egress(char *arg, void *field, char *why, size_t len)
@@ -317,9 +316,7 @@ const struct hc_cli_opt hc_cli_opts_spawn[] = {
 	HC_CLI_FUNC("label", S, spec, parse_label, "want KEY=VALUE", "KEY=VALUE",
 		    "label kept with the workload (repeatable)"),
 	HC_CLI_FUNC("runtime", S, spec.runtime_handler, parse_runtime, "runc, runsc or microvm",
-		    "runc|runsc|microvm",
-		    "runc (default), runsc (gVisor) or microvm (a VM of its own with its own "
-		    "kernel: docs/runtime.md, MicroVMs)"),
+		    "runc|runsc|microvm", HC_CLI_RUNTIME_HELP),
 	HC_CLI_FUNC("egress-mbit", S, spec, parse_egress, NULL, "N",
 		    "limit what it sends to N Mbit/s (the data plane drops the excess; label "
 		    HC_LABEL_EGRESS_MBIT ")"),

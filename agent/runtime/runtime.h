@@ -432,6 +432,19 @@ void hc_runtime_watch_stop(struct hc_runtime_watch *w);
  * after its name). 0 with *free_mb, or -EINVAL for any other message. */
 int hc_runtime_refusal_free_mb(const char *msg, uint64_t *free_mb);
 
+/* ---- microVM workloads (docs/runtime.md, "MicroVMs") ---- */
+
+/* Whether this node can run microVM workloads (runtime "microvm"): its VMM
+ * and a guest kernel with its modules are installed. 0 with why naming
+ * them, or -ENOTSUP with why saying what is missing and how to install it.
+ * Looks at files only. */
+int hc_runtime_microvm_check(char *why, size_t len);
+
+/* How microVMs run here: "kvm", "tcg" (why says why not KVM) or "none".
+ * The first call in a process boots a VM with KVM to find out (up to 5 s
+ * where /dev/kvm is there but does not work); later calls answer at once. */
+const char *hc_runtime_microvm_accel(char *why, size_t len);
+
 /* ---- the embedded containerd ---- */
 
 struct hc_containerd_config {

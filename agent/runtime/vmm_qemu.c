@@ -28,7 +28,7 @@
 #define QEMU_BINARY "/usr/bin/qemu-system-x86_64"
 #define KERNEL_GLOB_PREFIX "vmlinuz-"
 #define KERNEL_FLAVOUR "-cloud-amd64"
-#define KVM_PROBE_MS 5000
+#define KVM_PROBE_MS 3000
 #define KVM_SIGN_OF_LIFE "Linux version"
 /* TCG: a TSC frequency given up front spares the guest a calibration
  * against the PIT that takes seconds, or hangs, on a loaded host; the
@@ -238,21 +238,56 @@ int hc_vm_kernel(char *path, size_t plen, char *release, size_t rlen)
 
 static pthread_mutex_t kvm_lock = PTHREAD_MUTEX_INITIALIZER;
 static int kvm_state = -1; /* -1 not probed yet */
+static char kvm_why[256];
 
 bool hc_vm_kvm(const char *kernel)
 {
 	const struct hc_vmm_ops *vmm = hc_vm_vmm();
-	char why[256] = "";
 
 	pthread_mutex_lock(&kvm_lock);
 	if (kvm_state < 0 && vmm) {
-		kvm_state = vmm->kvm_works(kernel, why, sizeof(why)) > 0;
+		kvm_state = vmm->kvm_works(kernel, kvm_why, sizeof(kvm_why)) > 0;
 		if (kvm_state)
 			hc_log(HC_LOG_INFO, "microVMs run with KVM (%s)", vmm->name);
 		else
 			hc_log(HC_LOG_WARN, "KVM start failed (%s): microVMs fall back to TCG, "
-			       "much slower", why);
+			       "much slower", kvm_why);
 	}
 	pthread_mutex_unlock(&kvm_lock);
 	return kvm_state > 0;
+}
+
+int hc_runtime_microvm_check(char *why, size_t len)
+{
+	char kernel[4096], release[256], modules[512];
+
+	if (!hc_vm_vmm())
+		return snprintf(why, len, "no VMM: %s is missing (apt-get install "
+			       "qemu-system-x86)", hc_vmm_qemu_microvm.binary), -ENOTSUP;
+	if (hc_vm_kernel(kernel, sizeof(kernel), release, sizeof(release)) < 0)
+		return snprintf(why, len, "no guest kernel: no /boot/vmlinuz-*%s (apt-get install "
+			       "linux-image-cloud-amd64) and no HC_VM_KERNEL", KERNEL_FLAVOUR),
+		       -ENOTSUP;
+	snprintf(modules, sizeof(modules), "/lib/modules/%s/modules.dep", release);
+	if (access(modules, R_OK) < 0)
+		return snprintf(why, len, "%s: %s (the guest's modules)", modules, strerror(errno)),
+		       -ENOTSUP;
+	snprintf(why, len, "%s, kernel %s", hc_vmm_qemu_microvm.name, release);
+	return 0;
+}
+
+const char *hc_runtime_microvm_accel(char *why, size_t len)
+{
+	char kernel[4096], release[256];
+	bool kvm;
+
+	if (hc_vm_kernel(kernel, sizeof(kernel), release, sizeof(release)) < 0 || !hc_vm_vmm()) {
+		snprintf(why, len, "no VMM or guest kernel");
+		return "none";
+	}
+	kvm = hc_vm_kvm(kernel);
+	pthread_mutex_lock(&kvm_lock);
+	snprintf(why, len, "%s", kvm ? "a VM with KVM booted" : kvm_why);
+	pthread_mutex_unlock(&kvm_lock);
+	return kvm ? "kvm" : "tcg";
 }

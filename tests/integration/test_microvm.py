@@ -246,6 +246,32 @@ class MicroVM(unittest.TestCase):
         self.assertIn("exiting with 7", self.logs(wid))
         self.assertEqual(vmm_pids(wid), [])
 
+    def test_03_cluster_spawn_places_on_a_vm_node(self):
+        policy = os.path.join(self.workdir, "vm-policy.json")
+        with open(policy, "w") as f:
+            json.dump({"name": "vm-only", "mode": "enforce",
+                       "rules": {"required_capabilities": ["vm"]}}, f)
+        r = self.agent.cli("cluster", "policy", "explain", "--http-bind-addr",
+                           "127.0.0.1:%d" % self.agent.http_port, "--image-ref", self.images["exiter"],
+                           "--mem", "96", "--policy", policy, "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        node = json.loads(r.stdout)["nodes"][0]
+        self.assertIn("vm", node["capabilities"])
+        self.assertTrue(node["eligible"], node)
+        r = self.agent.cli("cluster", "spawn", "--grpc-bind-addr", self.agent.grpc_addr,
+                           "--runtime", "microvm", "--image-ref", self.images["exiter"],
+                           "--mem", "96", "--env", "EXIT_CODE=0", "--restart", "never",
+                           "--policy", policy, "--timeout", str(BOOT_TIMEOUT))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        wid = r.stdout.split()[0]
+        self.spawned.add(wid)
+        self.addCleanup(self.cli, "stop", "--id", wid, "--grace", "0")
+        w = wait_for("the cluster's VM ran and exited", lambda: (
+            lambda w: w if w["state"] == "exited" else None)(self.workload(wid)),
+            timeout=BOOT_TIMEOUT)
+        self.assertEqual((w["runtime"], w["exit_code"]), ("microvm", 0))
+        self.assertEqual(w["request"]["runtime"], "microvm")
+
 
 if __name__ == "__main__":
     hctest.main()
