@@ -131,7 +131,7 @@ void hc_runtime_cgroup_remove(const char *parent, const char *id);
 /* The VMM beside the guest's RAM (QEMU's own heap, TCG's translation cache,
  * the launcher): added to the container's memory limit and to what the
  * workload holds in capacity accounting. */
-#define HC_VM_OVERHEAD_MB 96
+#define HC_VM_OVERHEAD_MB 128
 #define HC_VM_MIN_MEM_MB 64 /* the guest kernel and init need about 40 */
 
 /* Whether spec asks for a microVM (runtime "microvm"). */

@@ -75,8 +75,9 @@ static int sandbox_netns(struct hc_runtime *rt, const char *sandbox_id, char *pa
 	r = hc_err_set(err, -ENOENT, "sandbox %s has no network namespace", sandbox_id);
 	json_array_foreach(nss, i, ns) {
 		const char *p = json_string_value(json_object_get(ns, "path"));
+		const char *type = json_string_value(json_object_get(ns, "type"));
 
-		if (p && p[0] && json_equal(json_object_get(ns, "type"), json_string("network"))) {
+		if (p && p[0] && type && strcmp(type, "network") == 0) {
 			snprintf(path, len, "%s", p);
 			r = 0;
 			break;

@@ -183,6 +183,20 @@ class MicroVM(unittest.TestCase):
 
     # ---- tests (run in name order) ----
 
+    def test_00_bad_requests_leave_nothing(self):
+        r = self.cli("spawn", "--runtime", "microvm", "--image-ref", self.images["web"],
+                     "--mem", "32")
+        self.assertEqual(r.returncode, 2, r.stderr)  # checked before anything is made
+        self.assertIn("memory must be at least 64 MB for a microVM", r.stderr)
+        r = self.cli("spawn", "--runtime", "kvm", "--image-ref", self.images["web"])
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("runc, runsc or microvm", r.stderr)
+        r = self.cli("list", "--json")
+        self.assertEqual((r.returncode, json.loads(r.stdout)), (0, []))
+        self.assertEqual(os.listdir(os.path.join(self.agent.state_dir, "vm", "run"))
+                         if os.path.isdir(os.path.join(self.agent.state_dir, "vm", "run"))
+                         else [], [])
+
     def test_01_web_vm_answers_and_stops_clean(self):
         proxy_port = hctest.free_port()
         wid = self.spawn_vm("web", "--mem", "128", "--env", "GREETING=hi",
