@@ -236,6 +236,20 @@ class MicroVM(unittest.TestCase):
                         "\\r\\n\\r\\n' | nc -w 3 %s %d" % (wid, UPLINK_ADDR, proxy_port))
         self.assertIn(want, r.stdout)
 
+        # the VMM survives the agent (and its containerd); the next agent adopts it
+        vmm = vmm_pids(wid)
+        self.assertEqual(self.agent.stop(), 0, self.agent.log()[-3000:])
+        self.agent.kill()
+        self.assertIn(want, http_get("http://%s:8080/" % ip) or "")
+        self.agent.start()
+        w = wait_for("the VM adopted", lambda: (
+            lambda r: [w for w in json.loads(r.stdout) if w["id"] == wid]
+            if r.returncode == 0 else None)(self.cli("list", "--json")))[0]
+        self.assertEqual((w["state"], w["ip"], w["runtime"]), ("running", ip, "microvm"))
+        self.assertEqual(vmm_pids(wid), vmm)
+        self.assertIn(want, wait_for("HTTP through the new agent's proxy", lambda: http_get(
+            "http://127.0.0.1:%d/" % proxy_port, headers={"Host": "%s.example.com" % wid})))
+
         # stop: no VMM, no tap (its namespace is gone), no cgroup, no lease, no files
         netns = glob.glob(os.path.join(self.agent.run_dir, "embedded-containerd", "**",
                                        "netns", "cni-*"), recursive=True)
