@@ -394,6 +394,10 @@ static int spawn(struct child *c, char *const argv[], const struct spec *s, int 
 	close(err[1]);
 	if (with_stdin)
 		close(in[0]);
+	/* non-blocking: a child's own children may keep the pipes open after
+	 * it exits, and its end must not wait for theirs */
+	fcntl(out[0], F_SETFL, O_NONBLOCK);
+	fcntl(err[0], F_SETFL, O_NONBLOCK);
 	c->out = out[0];
 	c->err = err[0];
 	c->in = in[1];
@@ -405,28 +409,36 @@ static int status_code(int status)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-/* Forwards what fd has; closes it at its end. */
-static void forward(int *fd, uint8_t type)
+/* Forwards what fd has; closes it at its end. 1 when it forwarded bytes. */
+static int forward(int *fd, uint8_t type)
 {
 	char buf[16384];
 	ssize_t n = read(*fd, buf, sizeof(buf));
 
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
-		return;
+		return 0;
 	if (n <= 0) {
 		close(*fd);
 		*fd = -1;
-		return;
+		return 0;
 	}
 	send_frame(type, buf, (uint32_t)n);
+	return 1;
 }
 
+/* What an exited child left in its pipes, without waiting for processes
+ * it left behind that hold them too; then the pipes close. */
 static void drain(struct child *c)
 {
-	while (c->out >= 0)
-		forward(&c->out, c->out_type);
-	while (c->err >= 0)
-		forward(&c->err, c->err_type);
+	while (c->out >= 0 && forward(&c->out, c->out_type))
+		;
+	while (c->err >= 0 && forward(&c->err, c->err_type))
+		;
+	if (c->out >= 0)
+		close(c->out);
+	if (c->err >= 0)
+		close(c->err);
+	c->out = c->err = -1;
 }
 
 /* ---- the host's messages ---- */

@@ -115,6 +115,10 @@ struct launcher {
 
 static void close_client(struct launcher *l)
 {
+	/* a client that went away closes its command's stdin, so a shell
+	 * left waiting on it ends and frees the VM's attach session */
+	if (l->client.fd >= 0 && l->guest.fd >= 0)
+		hc_vmp_write(l->guest.fd, HC_VMP_ATTACH_EOF, "", 0);
 	if (l->client.fd >= 0)
 		close(l->client.fd);
 	l->client.fd = -1;

@@ -167,7 +167,7 @@ class MicroVM(unittest.TestCase):
     def workload(self, wid):
         r = self.cli("list", "--json")
         self.assertEqual(r.returncode, 0, r.stderr)
-        return [w for w in json.loads(r.stdout) if w["id"] == wid][0]
+        return next((w for w in json.loads(r.stdout) if w["id"] == wid), None)
 
     def logs(self, wid):
         r = self.cli("logs", "--id", wid)
@@ -268,7 +268,7 @@ class MicroVM(unittest.TestCase):
         wid = self.spawn_vm("exiter", "--mem", "96", "--env", "EXIT_CODE=7",
                             "--restart", "never")
         w = wait_for("the VM's workload exited", lambda: (
-            lambda w: w if w["state"] == "exited" else None)(self.workload(wid)),
+            lambda w: w if w and w["state"] == "exited" else None)(self.workload(wid)),
             timeout=BOOT_TIMEOUT)
         self.assertEqual(w["exit_code"], 7)
         self.assertIn("exiting with 7", self.logs(wid))
@@ -288,17 +288,24 @@ class MicroVM(unittest.TestCase):
         self.assertTrue(node["eligible"], node)
         r = self.agent.cli("cluster", "spawn", "--grpc-bind-addr", self.agent.grpc_addr,
                            "--runtime", "microvm", "--image-ref", self.images["exiter"],
-                           "--mem", "96", "--env", "EXIT_CODE=0", "--restart", "never",
+                           "--mem", "96", "--env", "EXIT_CODE=3", "--restart", "on-failure",
                            "--policy", policy, "--timeout", str(BOOT_TIMEOUT))
         self.assertEqual(r.returncode, 0, r.stderr)
         wid = r.stdout.split()[0]
         self.spawned.add(wid)
         self.addCleanup(self.cli, "stop", "--id", wid, "--grace", "0")
         w = wait_for("the cluster's VM ran and exited", lambda: (
-            lambda w: w if w["state"] == "exited" else None)(self.workload(wid)),
+            lambda w: w if w and w["state"] == "exited" else None)(self.workload(wid)),
             timeout=BOOT_TIMEOUT)
-        self.assertEqual((w["runtime"], w["exit_code"]), ("microvm", 0))
+        self.assertEqual((w["runtime"], w["exit_code"]), ("microvm", 3))
         self.assertEqual(w["request"]["runtime"], "microvm")
+        # its restart policy brings it back, as a VM again
+        wait_for("the VM restarted", lambda: re.search(
+            r"restarting workload %s" % wid, self.agent.log()), timeout=BOOT_TIMEOUT)
+        again = wait_for("the VM's second run", lambda: (
+            lambda x: x if x and x["container_id"] not in ("", w["container_id"]) else None)(
+                self.workload(wid)), timeout=BOOT_TIMEOUT)
+        self.assertEqual(again["runtime"], "microvm")
 
 
 if __name__ == "__main__":
