@@ -176,9 +176,11 @@ const struct hc_vmm_ops *hc_vm_vmm(void);
 /* The guest kernel (newest /boot/vmlinuz-*-cloud-amd64, or $HC_VM_KERNEL)
  * into path, its release into release. 0 or -ENOENT. */
 int hc_vm_kernel(char *path, size_t plen, char *release, size_t rlen);
-/* Whether VMs get KVM here: probed once per process (a VM booted with KVM
- * must show its kernel's first line within seconds), logged once. */
-bool hc_vm_kvm(const char *kernel);
+/* Whether VMs get KVM here: probed once per boot of the host (a VM booted
+ * with KVM must show its kernel's first line within seconds), the answer
+ * kept in <cache_dir>/kvm-probe with the host's boot id (NULL: once per
+ * process), logged when probed. */
+bool hc_vm_kvm(const char *cache_dir, const char *kernel);
 
 /* The workload's network as the guest gets it, read in its sandbox. */
 struct hc_vm_net {

@@ -476,7 +476,7 @@ int hc_vm_container_init(struct hc_runtime *rt, const char *id,
 	r = write_launcher(rt, c->vmm, sizeof(c->vmm), err);
 	if (r == 0)
 		r = write_initrd(initrd, id, spec, img, net, release, err);
-	l.kvm = r == 0 && hc_vm_kvm(c->kernel);
+	l.kvm = r == 0 && hc_vm_kvm(rt->vm_root, c->kernel);
 	if (r == 0 && container_command(c, vmm, &l) < 0)
 		r = hc_err_set(err, -ENOMEM, "out of memory");
 	if (r < 0)

@@ -237,21 +237,84 @@ int hc_vm_kernel(char *path, size_t plen, char *release, size_t rlen)
 }
 
 static pthread_mutex_t kvm_lock = PTHREAD_MUTEX_INITIALIZER;
-static int kvm_state = -1; /* -1 not probed yet */
+static int kvm_state = -1; /* -1 not known yet */
 static char kvm_why[256];
 
-bool hc_vm_kvm(const char *kernel)
+#define BOOT_ID "/proc/sys/kernel/random/boot_id"
+#define KVM_CACHE "kvm-probe"
+
+/* The answer an earlier process of this boot wrote: "BOOTID 0|1 WHY". */
+static void read_cached(const char *dir, const char *boot_id)
+{
+	char path[4200], text[512], id[64];
+	size_t len;
+	int state, off = 0;
+
+	snprintf(path, sizeof(path), "%s/" KVM_CACHE, dir);
+	if (hc_file_read_private(path, text, sizeof(text) - 1, &len) < 0)
+		return;
+	text[len] = '\0';
+	if (sscanf(text, "%63s %d %n", id, &state, &off) == 2 && off > 0 &&
+	    strcmp(id, boot_id) == 0 && (state == 0 || state == 1)) {
+		kvm_state = state;
+		snprintf(kvm_why, sizeof(kvm_why), "%.*s", (int)strcspn(text + off, "\n"),
+			 text + off);
+	}
+}
+
+static void write_cached(const char *dir, const char *boot_id)
+{
+	char path[4200], text[512];
+	int n;
+
+	snprintf(path, sizeof(path), "%s/" KVM_CACHE, dir);
+	n = snprintf(text, sizeof(text), "%s %d %s\n", boot_id, kvm_state, kvm_why);
+	if (hc_mkdir_p(dir, 0700) < 0 ||
+	    hc_file_write_atomic(path, text, (size_t)n < sizeof(text) ? (size_t)n : sizeof(text) - 1,
+				 0600) < 0)
+		hc_log(HC_LOG_DEBUG, "cannot keep the KVM probe's answer in %s", path);
+}
+
+static void probe(const struct hc_vmm_ops *vmm, const char *kernel)
+{
+	kvm_state = vmm->kvm_works(kernel, kvm_why, sizeof(kvm_why)) > 0;
+	if (kvm_state)
+		snprintf(kvm_why, sizeof(kvm_why), "a VM with KVM booted");
+	if (kvm_state)
+		hc_log(HC_LOG_INFO, "microVMs run with KVM (%s)", vmm->name);
+	else
+		hc_log(HC_LOG_WARN, "KVM start failed (%s): microVMs fall back to TCG, much slower",
+		       kvm_why);
+}
+
+/* This boot of the host, as the kernel names it; "" when unknown. */
+static void read_boot_id(char *buf, size_t len)
+{
+	int fd = open(BOOT_ID, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, len - 1);
+
+	if (fd >= 0)
+		close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+}
+
+bool hc_vm_kvm(const char *cache_dir, const char *kernel)
 {
 	const struct hc_vmm_ops *vmm = hc_vm_vmm();
+	char boot_id[64] = "";
 
 	pthread_mutex_lock(&kvm_lock);
 	if (kvm_state < 0 && vmm) {
-		kvm_state = vmm->kvm_works(kernel, kvm_why, sizeof(kvm_why)) > 0;
-		if (kvm_state)
-			hc_log(HC_LOG_INFO, "microVMs run with KVM (%s)", vmm->name);
-		else
-			hc_log(HC_LOG_WARN, "KVM start failed (%s): microVMs fall back to TCG, "
-			       "much slower", kvm_why);
+		if (cache_dir)
+			read_boot_id(boot_id, sizeof(boot_id));
+		if (boot_id[0])
+			read_cached(cache_dir, boot_id);
+		if (kvm_state < 0) {
+			probe(vmm, kernel);
+			if (boot_id[0])
+				write_cached(cache_dir, boot_id);
+		}
 	}
 	pthread_mutex_unlock(&kvm_lock);
 	return kvm_state > 0;
@@ -285,9 +348,9 @@ const char *hc_runtime_microvm_accel(char *why, size_t len)
 		snprintf(why, len, "no VMM or guest kernel");
 		return "none";
 	}
-	kvm = hc_vm_kvm(kernel);
+	kvm = hc_vm_kvm(NULL, kernel);
 	pthread_mutex_lock(&kvm_lock);
-	snprintf(why, len, "%s", kvm ? "a VM with KVM booted" : kvm_why);
+	snprintf(why, len, "%s", kvm_why);
 	pthread_mutex_unlock(&kvm_lock);
 	return kvm ? "kvm" : "tcg";
 }
