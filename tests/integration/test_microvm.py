@@ -35,6 +35,7 @@ CLIENT_ADDR = "10.%d.%d.%d" % (250, RUN_INDEX // 64, RUN_INDEX % 64 * 4 + 2)
 PIN_DIR = "/sys/fs/bpf/" + PREFIX
 WORKLOAD_NET = "10.%d.%d" % (249 - RUN_INDEX % 2048 // 256 % 4, RUN_INDEX % 256)
 NODE_PORT = 30000 + RUN_INDEX % 2000
+VM_OVERHEAD_MB = 128  # agent/runtime/runtime_int.h: HC_VM_OVERHEAD_MB
 BOOT_TIMEOUT = 180  # TCG on a loaded 2-core machine: seconds, not milliseconds
 QEMU = b"qemu-system-x86_64"
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -235,6 +236,18 @@ class MicroVM(unittest.TestCase):
         r = self.attach(wid, "sh", "-c", "printf 'GET / HTTP/1.0\\r\\nHost: %s.example.com"
                         "\\r\\n\\r\\n' | nc -w 3 %s %d" % (wid, UPLINK_ADDR, proxy_port))
         self.assertIn(want, r.stdout)
+
+        # the data plane counts the VM's traffic on its veth, as a container's
+        r = hctest.run_cli("routes", "--json", "--bpf-pin-dir", PIN_DIR)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        row = [x for x in json.loads(r.stdout)["workloads"] if x["id"] == wid][0]
+        self.assertTrue(row["isolated"])
+        self.assertGreater(row["rx_packets"], 0)
+        self.assertGreater(row["tx_bytes"], 0)
+        # the VMM's cgroup holds the guest's RAM and the VMM's overhead
+        with open(os.path.join(CGROUP_ROOT, "memory", "hypercore", wid, w["container_id"],
+                               "memory.limit_in_bytes")) as f:
+            self.assertEqual(int(f.read()), (128 + VM_OVERHEAD_MB) << 20)
 
         # the VMM survives the agent (and its containerd); the next agent adopts it
         vmm = vmm_pids(wid)
