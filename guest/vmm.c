@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -32,6 +33,10 @@
 #include "vmproto.h"
 
 #define EXIT_NO_STATUS 255 /* the VM ended without saying how the workload did */
+/* A peer that does not read for this long loses its write: one thread
+ * relays everything, and a stalled attach client or a guest that stops
+ * reading its port must not hold up the rest (the workload's logs, a stop). */
+#define SEND_TIMEOUT_S 5
 #define BUF_LEN (HC_VMP_HDR_LEN + HC_VMP_MAX_PAYLOAD)
 
 /* A frame stream being read: bytes accumulate until whole frames parse. */
@@ -73,6 +78,19 @@ static int unix_socket(const char *path, int listening)
 
 		close(fd);
 		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+/* accept(2) of a peer whose writes give up after SEND_TIMEOUT_S. */
+static int accept_peer(int listen_fd)
+{
+	struct timeval tv = { .tv_sec = SEND_TIMEOUT_S };
+	int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+
+	if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0) {
+		close(fd);
 		return -1;
 	}
 	return fd;
@@ -174,12 +192,17 @@ static void on_client_frame(void *arg, const struct hc_vmp_frame *f)
 		close_client(l);
 		return;
 	}
-	hc_vmp_write(l->guest.fd, f->type, f->payload, f->len);
+	/* a guest that stopped reading: half a frame may be out, the channel
+	 * is lost (its output with it) */
+	if (hc_vmp_write(l->guest.fd, f->type, f->payload, f->len) < 0) {
+		say("the guest does not read its channel: closed");
+		close_guest(l);
+	}
 }
 
 static void accept_client(struct launcher *l)
 {
-	int fd = accept4(l->attach_listen, NULL, NULL, SOCK_CLOEXEC);
+	int fd = accept_peer(l->attach_listen);
 
 	if (fd < 0)
 		return;
@@ -247,7 +270,7 @@ static void loop(struct launcher *l)
 				return;
 		}
 		if (p[1].revents)
-			l->guest.fd = accept4(l->ctl_listen, NULL, NULL, SOCK_CLOEXEC);
+			l->guest.fd = accept_peer(l->ctl_listen);
 		if (p[2].revents) {
 			int r = read_frames(&l->guest, on_guest_frame, l);
 
