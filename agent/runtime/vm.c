@@ -304,17 +304,18 @@ static int pack_modules(struct cpio *c, const char *release, struct hc_err *err)
 	if (r < 0)
 		hc_err_set(err, r, "the guest's modules are not all in %s/modules.dep", dir);
 	for (size_t i = 0; r == 0 && i < order.n; i++) {
-		char name[600], *base = strrchr(order.v[i], '/');
-		char *grown = realloc(list, len + strlen(base) + 8);
+		const char *slash = strrchr(order.v[i], '/');
+		const char *base = slash ? slash + 1 : order.v[i];
+		char name[600], *grown = realloc(list, len + strlen(base) + 8);
 
-		snprintf(name, sizeof(name), "hc%s", base);
+		snprintf(name, sizeof(name), "hc/%s", base);
 		snprintf(path, sizeof(path), "%s/%s", dir, order.v[i]);
 		if (!grown) {
 			r = -ENOMEM;
 			break;
 		}
 		list = grown;
-		len += (size_t)sprintf(list + len, "/hc%s\n", base);
+		len += (size_t)sprintf(list + len, "/hc/%s\n", base);
 		if ((r = cpio_file(c, name, path)) < 0)
 			hc_err_set(err, r, "%s: %s", path, strerror(-r));
 	}
@@ -384,19 +385,34 @@ out:
 
 /* ---- the container ---- */
 
+/* Whether the file at path holds exactly data[0..size). */
+static bool file_holds(const char *path, const unsigned char *data, size_t size)
+{
+	FILE *f = fopen(path, "re");
+	unsigned char buf[65536];
+	size_t off = 0, n;
+
+	if (!f)
+		return false;
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0 && off + n <= size &&
+	       memcmp(buf, data + off, n) == 0)
+		off += n;
+	fclose(f);
+	return off == size && n == 0;
+}
+
 /* The launcher as a file the container can mount, rewritten when this
- * binary carries another one. */
+ * binary carries another one (a running VM keeps the one it mounted). */
 static int write_launcher(struct hc_runtime *rt, char *path, size_t len, struct hc_err *err)
 {
 	size_t size = (size_t)(hc_vm_vmm_end - hc_vm_vmm_start);
 	char dir[4096];
-	struct stat st;
 	int r;
 
 	snprintf(dir, sizeof(dir), "%s/boot", rt->vm_root);
-	if (snprintf(path, len, "%s/hc-vmm-%zu", dir, size) >= (int)len)
+	if (snprintf(path, len, "%s/hc-vmm", dir) >= (int)len)
 		return hc_err_set(err, -ENAMETOOLONG, "%s: name too long", dir);
-	if (stat(path, &st) == 0 && (size_t)st.st_size == size)
+	if (file_holds(path, hc_vm_vmm_start, size))
 		return 0;
 	r = hc_mkdir_p(dir, 0700);
 	if (r == 0)
