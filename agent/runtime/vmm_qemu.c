@@ -108,8 +108,10 @@ static int qemu_argv(const struct hc_vm_launch *l, struct hc_strv *o)
 	r |= opt(o, "-append", "%s%s%s", KERNEL_ARGS, l->kvm ? "" : " ",
 		 l->kvm ? "" : TCG_KERNEL_ARGS);
 	r |= opt(o, "-serial", "file:%s", l->console);
-	/* the cached image is shared: the VM writes to a throwaway overlay */
-	r |= opt(o, "-drive", "id=root,file=%s,format=raw,if=none,snapshot=on", l->rootfs);
+	/* the cached image is shared: the VM writes to a throwaway overlay,
+	 * or to nothing at all with a read-only root */
+	r |= opt(o, "-drive", "id=root,file=%s,format=raw,if=none,%s", l->rootfs,
+		 l->read_only ? "readonly=on" : "snapshot=on");
 	r |= opt(o, "-device", "virtio-blk-device,drive=root");
 	r |= opt(o, "-netdev", "tap,id=net0,ifname=%s,script=no,downscript=no", l->tap);
 	r |= opt(o, "-device", "virtio-net-device,netdev=net0,mac=%s", l->mac);

@@ -278,8 +278,9 @@ class MicroVM(unittest.TestCase):
         self.assertIn("no workload", self.cli("logs", "--id", wid).stderr)
 
     def test_02_exit_status_reaches_the_host(self):
+        # a read-only root: the VM's disk is read-only, no overlay
         wid = self.spawn_vm("exiter", "--mem", "96", "--env", "EXIT_CODE=7",
-                            "--restart", "never")
+                            "--restart", "never", "--read-only-rootfs")
         w = wait_for("the VM's workload exited", lambda: (
             lambda w: w if w and w["state"] == "exited" else None)(self.workload(wid)),
             timeout=BOOT_TIMEOUT)
