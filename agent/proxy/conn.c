@@ -60,6 +60,7 @@ void hc_proxy_conn_close(struct hc_proxy_conn *c, bool reset)
 	 * are torn down: they say whether it is clean). */
 	if (!reset)
 		hc_proxy_backend_release(c);
+	hc_proxy_backend_unbind(c); /* closed below, not pooled */
 	hc_proxy_forward_fini(c);
 	for (int side = 0; side < 2; side++) {
 		int fd = side ? c->bfd : c->cfd;
@@ -149,6 +150,7 @@ static void answer_and_drain(struct hc_proxy_conn *c, const void *bytes, size_t 
 	}
 	shutdown(c->cfd, SHUT_WR);
 	if (c->bfd >= 0) {
+		hc_proxy_backend_unbind(c);
 		epoll_ctl(c->w->epfd, EPOLL_CTL_DEL, c->bfd, NULL);
 		close(c->bfd);
 		c->bfd = -1;
@@ -395,6 +397,7 @@ static void connect_backend(struct hc_proxy_conn *c, const struct hc_route_val *
 void hc_proxy_backend_retry(struct hc_proxy_conn *c)
 {
 	atomic_fetch_add(&c->w->p->stats.backend_retries, 1);
+	hc_proxy_backend_unbind(c);
 	close(c->bfd); /* its one reference: out of the epoll set too */
 	c->bfd = -1;
 	c->events_b = 0;
