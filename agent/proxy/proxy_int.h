@@ -16,7 +16,7 @@
 #include "proxy/proxy.h"
 
 #define HC_PROXY_MAX_PORTS 1024
-#define HC_PROXY_PIPE_SIZE (256 * 1024) /* a pooled pipe, splice mode */
+#define HC_PROXY_PIPE_SIZE (1024 * 1024) /* a pooled pipe, splice mode */
 #define HC_PROXY_COPY_BUF (64 * 1024) /* a pooled buffer, one per direction while it holds data */
 /* Room kept before the data in a buffer: a request head grows there when
  * our forwarded fields replace the client's (forward.c). */
