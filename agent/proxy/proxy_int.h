@@ -204,6 +204,7 @@ struct hc_proxy_conn {
 	bool engine_on; /* the engine has started (a reconnect resumes it) */
 	bool upgrading; /* the request being sent asks for an upgrade */
 	bool last_exchange; /* a request or response said Connection: close */
+	bool client_said_close; /* and the request was the client's last (forward.c) */
 	char fwd[256]; /* our forwarded fields, made once per connection */
 	size_t fwd_len;
 	bool lowat_set; /* SO_RCVLOWAT was raised while peeking */
