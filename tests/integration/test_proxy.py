@@ -1292,13 +1292,15 @@ class ScriptedBackend(Backend):
     plan(conn, n, method): conn counts this backend's connections from 1,
     n the requests on it from 1. "ok" (200, keep-alive), "close" (200 with
     Connection: close, then closes), "drop" (closes without answering),
-    "reset" (resets without answering). Every request head is kept in
-    heads as (conn, n, head)."""
+    "reset" (resets without answering), "ok-then-close" (200, keep-alive,
+    then closes once close_idle is set: while the proxy holds it idle).
+    Every request head is kept in heads as (conn, n, head)."""
 
     def __init__(self, name, plan=lambda conn, n, method: "ok"):
         super().__init__(name)
         self.plan = plan
         self.heads = []
+        self.close_idle = threading.Event()
 
     def serve(self, c, peer):
         conn, r, n = self.accepted, Reader(c), 0
@@ -1322,6 +1324,9 @@ class ScriptedBackend(Backend):
             body = b"conn %d request %d" % (conn, n)
             c.sendall(response(200, body, close=what == "close"))
             if what == "close":
+                return
+            if what == "ok-then-close":
+                self.close_idle.wait(10)
                 return
 
 
@@ -1364,7 +1369,7 @@ class BackendReuseTests:
             b.close()
 
     def test_backend_closing_an_idle_connection(self):
-        # closed while pooled: evicted, the next client gets a new one
+        # a Connection: close answer: not pooled, the next client gets a new one
         b = ScriptedBackend("idleclose", lambda conn, n, m: "close" if conn == 1 else "ok")
         try:
             port = self.route("idleclose.test", b)
@@ -1372,6 +1377,26 @@ class BackendReuseTests:
             self.assertEqual(self.one(port, "idleclose.test"), (200, b"conn 2 request 1"))
             self.assertEqual(b.accepted, 2)
         finally:
+            b.close()
+        # closed while pooled, after it went from the pool to a client and
+        # back (its epoll registration kept, not re-armed): evicted at once,
+        # so the next client gets a new connection without a retry
+        b = ScriptedBackend("idleclose2", lambda conn, n, m: "ok-then-close" if (conn, n) == (1, 2)
+                            else "ok")
+        try:
+            port = self.route("idleclose2.test", b)
+            retries = metric(self.metrics(), "hypercore_proxy_backend_retries_total") or 0
+            self.assertEqual(self.one(port, "idleclose2.test"), (200, b"conn 1 request 1"))
+            self.assertEqual(self.one(port, "idleclose2.test"), (200, b"conn 1 request 2"))
+            idle = metric(self.metrics(), "hypercore_proxy_backend_idle_connections")
+            b.close_idle.set()
+            wait_for("the pooled connection the backend closed to be evicted", lambda: metric(
+                self.metrics(), "hypercore_proxy_backend_idle_connections") <= idle - 1)
+            self.assertEqual(self.one(port, "idleclose2.test"), (200, b"conn 2 request 1"))
+            self.assertEqual(metric(self.metrics(), "hypercore_proxy_backend_retries_total") or 0,
+                             retries)
+        finally:
+            b.close_idle.set()
             b.close()
         # closed as the request arrives (the race a pool lives with): an
         # idempotent request without a body is sent again, once
