@@ -1173,19 +1173,25 @@ int hc_proxy_forward_start(struct hc_proxy_conn *c)
 	{
 		/* the client's edges since connect_backend set our interest
 		 * (whose EPOLL_CTL_MOD reported what was pending then: the
-		 * head, and its FIN if it came with it) were recorded */
+		 * head, and its FIN if it came with it) were recorded; when the
+		 * routing's read emptied the socket and none came since, the
+		 * next byte brings one (no recv to learn it) */
 		bool hup = c->up.hup;
+		bool more = c->up.rd_ready || hup || !c->peek_drained || c->ssl;
 
 		flow_reset(&c->up, c->cfd, c->bfd, c->tls && !c->ssl ? F_TUNNEL : F_HEAD);
 		c->up.hup = hup;
+		c->up.rd_ready = more;
 	}
 	flow_reset(&c->down, c->bfd, c->cfd, c->up.state);
 	/* a new backend has sent nothing: its first byte brings an edge */
 	c->down.rd_ready = false;
 	c->engine_on = true;
 	c->consumed = true;
-	if (c->ssl && c->peek_len) {
-		/* what the handshake's first reads decrypted: the head, maybe more */
+	if (c->peek_len) {
+		/* what the routing read: the head (or the ClientHello of a
+		 * passthrough), maybe more; terminated: what the handshake's
+		 * first reads decrypted */
 		c->up.buf = buf_get(c->w);
 		if (!c->up.buf || c->peek_len > HC_PROXY_COPY_BUF - HC_PROXY_HEADROOM)
 			return -ENOMEM;

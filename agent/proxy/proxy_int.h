@@ -27,8 +27,8 @@
 #define HC_PROXY_SPLICE_MIN (64 * 1024)
 #define HC_PROXY_PIPELINE_MAX 32 /* requests sent ahead of their responses */
 #define HC_PROXY_POOL_MAX 64 /* idle buffers and pipes a worker keeps */
-/* What is peeked at before routing: a whole ClientHello, or one byte over the
- * head limit. */
+/* What is read (sockmap mode: peeked at) before routing: a whole
+ * ClientHello, or one byte over the head limit. */
 #define HC_PROXY_PEEK_MAX (HC_TLS_INPUT_MAX > HC_HTTP_HEAD_MAX ? HC_TLS_INPUT_MAX : HC_HTTP_HEAD_MAX + 1)
 #define HC_PROXY_CONNECT_TIMEOUT_MS 5000
 #define HC_PROXY_DRAIN_MS 2000 /* reading what follows an error response */
@@ -194,6 +194,8 @@ struct hc_proxy_conn {
 	size_t peek_len, head_len;
 	bool tls; /* a TLS connection (passthrough or terminated) */
 	bool consumed; /* the head was read off the socket (not only peeked) */
+	bool peek_drained; /* and the last read emptied the socket's queue */
+	bool tls_from_memory; /* terminating: OpenSSL reads what we read first (conn.c) */
 	SSL *ssl; /* terminating */
 	char route_host[HC_ROUTE_HOST_MAX]; /* the hc_routes key host that matched */
 	char host[HC_HOST_MAX + 1]; /* what the client asked for */

@@ -611,6 +611,63 @@ class ProxyTest(ProxyCase):
                 first = doc["request"] if i == 0 else first
                 self.assertEqual((status, doc["request"]), (200, first + i))
 
+    def test_tls_termination_client_hello_in_pieces(self):
+        """The proxy reads the ClientHello off the socket to route it and
+        hands it to OpenSSL from memory: a ClientHello split over two
+        segments, and one with the start of the client's next record glued
+        behind it (whose rest comes only after the server's flight), both end
+        in a handshake and an answer."""
+        port = self.route("pieces", self.env.http)
+        host = "pieces.%s" % BASE
+        ccs = bytes([0x14, 3, 3, 0, 1, 1])  # TLS 1.3's compatibility record
+        for split in (True, False):
+            ctx = ssl.create_default_context(cafile=self.env.path("ca.pem"))
+            inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+            t = ctx.wrap_bio(inc, out, server_hostname=host)
+            with connect(port) as s:
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                with self.assertRaises(ssl.SSLWantReadError):
+                    t.do_handshake()
+                hello = out.read()
+                if split:
+                    s.sendall(hello[:40])
+                    time.sleep(0.1)  # a segment of its own
+                    s.sendall(hello[40:])
+                else:
+                    s.sendall(hello + ccs[:3])
+                held = not split
+
+                def flush():
+                    nonlocal held
+                    d = out.read()
+                    if d and held:  # the cut record's rest, instead of the client's own
+                        self.assertTrue(d.startswith(ccs), d[:8])
+                        d, held = ccs[3:] + d[len(ccs):], False
+                    if d:
+                        s.sendall(d)
+
+                while True:
+                    try:
+                        t.do_handshake()
+                        break
+                    except ssl.SSLWantReadError:
+                        flush()
+                        b = s.recv(65536)
+                        self.assertTrue(b, "EOF in the handshake")
+                        inc.write(b)
+                t.write(("GET /hello HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                         % host).encode())
+                flush()
+                got = b""
+                while b"\r\n\r\n" not in got:
+                    try:
+                        got += t.read(65536)
+                    except ssl.SSLWantReadError:
+                        b = s.recv(65536)
+                        self.assertTrue(b, "EOF before the answer: %r" % got)
+                        inc.write(b)
+                self.assertTrue(got.startswith(b"HTTP/1.1 200 "), got[:100])
+
     def test_metrics(self):
         accepted = metric(self.metrics(), "hypercore_proxy_connections_accepted_total") or 0
         port = self.route("m.test", self.env.http)
