@@ -367,6 +367,10 @@ struct hc_cluster {
 	uint64_t state_bytes_sent[STATE_BYTES_KINDS], state_bytes_received[STATE_BYTES_KINDS];
 	uint64_t pulls, pulls_served, full_states_pulled, deltas_applied, digests_matched, digests_sent;
 	uint64_t pulls_refused; /* digests judged before their pull, and refused */
+	/* Send digests as the previous release did: no set hash's sum, no
+	 * encoding v2 signature, so receivers check the whole state (tests of
+	 * mixed releases; bench_state's old figures beside the new). */
+	bool digests_unsummarized;
 	uint64_t pull_failures[PULL_FAIL_REASONS];
 
 	/* IBRL beacon (beacon.c) */

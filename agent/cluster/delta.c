@@ -376,7 +376,7 @@ static int pack_digest(struct hc_cluster *c, uint64_t since, bool delta, bool fu
 	m.state_signature = d->sig;
 	m.workload_count = (uint32_t)d->n;
 	m.workloads_hash = d->whash;
-	if (d->summarized) {
+	if (d->summarized && !c->digests_unsummarized) {
 		m.state_signature_v2 = d->sig2;
 		m.workloads_sum = (ProtobufCBinaryData){ sizeof(d->sum), d->sum };
 	}

@@ -2040,6 +2040,42 @@ static void test_state_delta_at_scale(void **state)
 	hc_simcluster_free(sc);
 }
 
+/* Digests as a previous release sends them (no set hash's sum): the delta
+ * is still applied, checked by workloads_hash and the signature over the
+ * whole state; once the owner sends sums, receivers keep its set hash. */
+static void test_state_previous_release_digests(void **state)
+{
+	struct hc_simcluster *sc = digest_cluster(3, 3);
+	char id[HC_WORKLOAD_ID_LEN + 1];
+	struct known_check k = { sc, id, "n0", -1 };
+	uint64_t applied[3];
+
+	(void)state;
+	sc->nodes[0].c->digests_unsummarized = true;
+	for (int i = 1; i < 3; i++)
+		applied[i] = sc->nodes[i].c->deltas_applied;
+	add_workload(sc, 0, 0, id);
+	assert_true(hc_simnet_run_until(sc->net, known_everywhere, &k, 5000) >= 0);
+	for (int i = 1; i < 3; i++) {
+		struct peer *p = hc_cluster_state_peer(sc->nodes[i].c, "n0");
+
+		assert_true(sc->nodes[i].c->deltas_applied > applied[i]);
+		assert_null(p->set);
+		assert_true(p->verified);
+	}
+	sc->nodes[0].c->digests_unsummarized = false;
+	add_workload(sc, 0, 1, id);
+	assert_true(hc_simnet_run_until(sc->net, known_everywhere, &k, 5000) >= 0);
+	for (int i = 1; i < 3; i++) {
+		struct peer *p = hc_cluster_state_peer(sc->nodes[i].c, "n0");
+
+		assert_non_null(p->set);
+		assert_true(p->verified);
+		assert_int_equal(p->nworkloads, 2);
+	}
+	hc_simcluster_free(sc);
+}
+
 /* n2 misses n0's digests: once they reach it again, the next one does not
  * fit its copy and it pulls what changed since its version (a few changes:
  * the delta from n0's change log) or, when it missed more versions than
@@ -2348,6 +2384,7 @@ int main(void)
 		cmocka_unit_test(test_beacon_attest_fresh_and_not_replayed),
 		cmocka_unit_test(test_proofs_verify_on_every_node),
 		cmocka_unit_test(test_state_delta_at_scale),
+		cmocka_unit_test(test_state_previous_release_digests),
 		cmocka_unit_test(test_state_missed_deltas_pulled),
 		cmocka_unit_test(test_state_join_pulls_every_member),
 		cmocka_unit_test(test_state_forged_digest_and_pull_refused),
