@@ -237,6 +237,7 @@ struct peer {
 	bool verified; /* signed by the key pinned or trusted for its name */
 	uint64_t whash;	   /* hc_cluster_workloads_hash of workloads */
 	bool digests;	   /* it sent a digest, or answered a pull: a digest-capable node */
+	bool summarizes;   /* a state of its with a set hash's sum held: this release's */
 	uint64_t first_ms; /* when its first state came */
 	/* The set hash of workloads and its sum, kept from the state that
 	 * came by a digest carrying one (delta.c) so the next change is

@@ -355,9 +355,11 @@ static int changed_since(const struct delta_state *d, uint64_t since, const char
 
 /* The recorded state as a StateDigest against version `since`: the delta
  * when the log has it (and `delta`), the whole state when `full`,
- * otherwise none. Packed into *buf. */
+ * otherwise none; the whole state's signature (field 7) only when
+ * `whole_sig` (with the sum, a receiver of this release needs none).
+ * Packed into *buf. */
 static int pack_digest(struct hc_cluster *c, uint64_t since, bool delta, bool full,
-		       uint8_t **buf, size_t *len)
+		       bool whole_sig, uint8_t **buf, size_t *len)
 {
 	struct delta_state *d = c->delta;
 	hc_pb_digest m = CLUSTER__SERVICES__API__STATE_DIGEST__INIT;
@@ -373,13 +375,16 @@ static int pack_digest(struct hc_cluster *c, uint64_t since, bool delta, bool fu
 	m.respawn = d->respawn;
 	m.state_version = d->version;
 	m.beacon = d->beacon;
-	m.state_signature = d->sig;
 	m.workload_count = (uint32_t)d->n;
 	m.workloads_hash = d->whash;
 	if (d->summarized && !c->digests_unsummarized) {
 		m.state_signature_v2 = d->sig2;
 		m.workloads_sum = (ProtobufCBinaryData){ sizeof(d->sum), d->sum };
+	} else {
+		whole_sig = true;
 	}
+	if (whole_sig)
+		m.state_signature = d->sig;
 	if (delta && !full && since == d->version) {
 		m.base_version = since; /* nothing changed since */
 	} else if (delta && !full) {
@@ -427,7 +432,8 @@ int hc_cluster_state_since(struct hc_cluster *c, uint64_t since, uint8_t **buf, 
 
 	if (!c->delta || !c->delta->recorded)
 		return -ENOENT;
-	r = pack_digest(c, since, since != 0, since == 0, buf, len);
+	/* the asker may be of a previous release: both signatures */
+	r = pack_digest(c, since, since != 0, since == 0, true, buf, len);
 	if (r == 0) {
 		c->pulls_served++;
 		c->state_bytes_sent[STATE_BYTES_PULL] += *len;
@@ -435,10 +441,37 @@ int hc_cluster_state_since(struct hc_cluster *c, uint64_t since, uint8_t **buf, 
 	return r;
 }
 
+/* Whether an alive member may be of a previous release, which checks
+ * digests by the whole state's signature (field 7) only: one not yet seen
+ * sending a state with a sum that held (peer.summarizes). Every gossip
+ * copy of a digest costs each receiver its bytes several times over, so
+ * the 90 bytes of field 7 go only where they may be needed. */
+static bool whole_sig_wanted(struct hc_cluster *c)
+{
+	struct hc_gossip_member *ms;
+	size_t n = 0;
+	bool want = false;
+
+	ms = hc_cluster_members(c, &n);
+	if (!ms)
+		return true;
+	for (size_t i = 0; i < n && !want; i++) {
+		const struct peer *p;
+
+		if (ms[i].status != HC_GOSSIP_ALIVE || strcmp(ms[i].name, hc_cluster_self(c)) == 0)
+			continue;
+		p = hc_cluster_state_peer(c, ms[i].name);
+		want = !p || !p->summarizes;
+	}
+	hc_gossip_members_free(ms, n);
+	return want;
+}
+
 int hc_cluster_delta_send(struct hc_cluster *c)
 {
 	struct delta_state *d = c->delta;
 	const struct change *last = d->nlog ? &d->log[d->nlog - 1] : NULL;
+	bool whole_sig = whole_sig_wanted(c);
 	uint8_t *buf = NULL;
 	size_t len = 0;
 	int r = -ENOENT;
@@ -446,12 +479,12 @@ int hc_cluster_delta_send(struct hc_cluster *c)
 	/* the change inline when it fits one gossip packet; otherwise the
 	 * digest alone, and receivers pull */
 	if (last && last->version == d->version)
-		r = pack_digest(c, last->base, true, false, &buf, &len);
+		r = pack_digest(c, last->base, true, false, whole_sig, &buf, &len);
 	if (r == 0 && len > CHUNK_MAX_BYTES) {
 		free(buf);
 		r = -E2BIG;
 	}
-	if (r < 0 && (r = pack_digest(c, 0, false, false, &buf, &len)) < 0)
+	if (r < 0 && (r = pack_digest(c, 0, false, false, whole_sig, &buf, &len)) < 0)
 		return r;
 	r = hc_gossip_user_event(c->gossip, HC_DIGEST_EVENT, buf, len, false);
 	if (r == 0) {
@@ -705,6 +738,8 @@ static enum take_result take_rebuilt(struct hc_cluster *c, const char *sender,
 	if (w != up)
 		free(up);
 	hc_cluster_state_install(c, sender, w, n, &m, verified, pin, &hints);
+	if (summarized(dg) && (p = hc_cluster_state_peer(c, sender)))
+		p->summarizes = true; /* checked by its sum: of this release */
 	return TAKEN;
 }
 
