@@ -2076,6 +2076,58 @@ static void test_state_previous_release_digests(void **state)
 	hc_simcluster_free(sc);
 }
 
+struct digest_sent_check {
+	const struct hc_cluster *c;
+	uint64_t before;
+};
+
+static bool digest_sent(const void *ctx)
+{
+	const struct digest_sent_check *d = ctx;
+
+	return d->c->digests_sent > d->before;
+}
+
+/* The bytes of the digest node i sends for one workload more. */
+static uint64_t change_digest_len(struct hc_simcluster *sc, int i)
+{
+	struct hc_cluster *c = sc->nodes[i].c;
+	struct digest_sent_check d = { c, c->digests_sent };
+	uint64_t bytes = c->state_bytes_sent[STATE_BYTES_DIGEST];
+	char id[HC_WORKLOAD_ID_LEN + 1];
+
+	add_workload(sc, i, 0, id);
+	assert_true(hc_simnet_run_until(sc->net, digest_sent, &d, 5000) >= 0);
+	assert_int_equal(c->digests_sent, d.before + 1);
+	return c->state_bytes_sent[STATE_BYTES_DIGEST] - bytes;
+}
+
+/* The whole state's signature (field 7, about 90 bytes) goes in a
+ * broadcast digest only while a member may be of a previous release. */
+static void test_state_whole_signature_only_for_previous_release(void **state)
+{
+	struct hc_simcluster *sc = digest_cluster(3, 3);
+	uint64_t all_new, mixed;
+
+	(void)state;
+	all_new = change_digest_len(sc, 1);
+	hc_simcluster_free(sc);
+
+	/* n0 sends digests as the previous release did, from its start */
+	sc = hc_simcluster_new(3, 7);
+	hc_simcluster_start(sc, 0);
+	sc->nodes[0].c->digests_unsummarized = true;
+	hc_simcluster_start(sc, 1);
+	hc_simcluster_start(sc, 2);
+	assert_true(hc_simnet_run_until(sc->net, hc_simcluster_all_alive, sc, 30000) >= 0);
+	assert_true(hc_simnet_run_until(sc->net, hc_simcluster_all_states_known, sc, 30000) >= 0);
+	assert_false(hc_cluster_state_peer(sc->nodes[1].c, "n0")->summarizes);
+	assert_true(hc_cluster_state_peer(sc->nodes[1].c, "n2")->summarizes);
+	mixed = change_digest_len(sc, 1);
+	assert_true(mixed >= all_new + HC_IBRL_STATE_SIG_B64_LEN);
+	hc_simcluster_free(sc);
+}
+
 /* n2 misses n0's digests: once they reach it again, the next one does not
  * fit its copy and it pulls what changed since its version (a few changes:
  * the delta from n0's change log) or, when it missed more versions than
@@ -2385,6 +2437,7 @@ int main(void)
 		cmocka_unit_test(test_proofs_verify_on_every_node),
 		cmocka_unit_test(test_state_delta_at_scale),
 		cmocka_unit_test(test_state_previous_release_digests),
+		cmocka_unit_test(test_state_whole_signature_only_for_previous_release),
 		cmocka_unit_test(test_state_missed_deltas_pulled),
 		cmocka_unit_test(test_state_join_pulls_every_member),
 		cmocka_unit_test(test_state_forged_digest_and_pull_refused),
