@@ -632,9 +632,9 @@ static int merge(const struct peer *p, hc_pb_workload **up, size_t nup, char **r
 
 /* The set hash of w[0..n) and its sum into *set and sum: p's own with the
  * change applied (p's dropped entries out, up in) when p keeps one and the
- * change is a delta on it (cost: the change), else worked out over all of
- * w (a whole state, or the first digest with a sum from p). NULL on
- * failure. */
+ * change is a delta on it and smaller than w (cost: the change), else
+ * worked out over all of w (a whole state, the first digest with a sum
+ * from p, or a change of most of it). NULL on failure. */
 static struct hc_ibrl_set_hash *rebuilt_set(const struct peer *p, hc_pb_workload *const *w,
 					    size_t n, hc_pb_workload *const *up, size_t nup,
 					    const size_t *dropped, size_t ndropped,
@@ -643,7 +643,9 @@ static struct hc_ibrl_set_hash *rebuilt_set(const struct peer *p, hc_pb_workload
 	struct hc_ibrl_set_hash *set = malloc(sizeof(*set));
 	int r = set ? 0 : -ENOMEM;
 
-	if (r == 0 && p && p->set && dropped) {
+	/* by the change while that is cheaper than the whole: a change of
+	 * every workload (their proofs, each period) costs n, not 2n */
+	if (r == 0 && p && p->set && dropped && ndropped + nup < n) {
 		*set = *p->set;
 		for (size_t i = 0; r == 0 && i < ndropped; i++)
 			r = hc_ibrl_set_hash_remove(set, p->workloads[dropped[i]]);

@@ -107,7 +107,8 @@ int hc_ibrl_state_digest(const struct hc_ibrl_state_view *v, uint8_t digest[HC_I
  */
 
 /* The set hash of a state's workloads (set_hash.c): LtHash, 1024 lanes of
- * 32 bits, each workload packed and expanded by SHAKE256; members add and
+ * 32 bits, each workload packed, hashed by SHA-256 and expanded by
+ * AES-256-CTR; members add and
  * remove in any order at a fixed cost each. Caller-owned, 4 KiB. */
 #define HC_IBRL_SET_LANES 1024
 struct hc_ibrl_set_hash {
