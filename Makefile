@@ -47,7 +47,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
 CFLAGS ?= -O2 -g
 # -Ulinux: gnu11 predefines "linux" as 1, and the CRI messages have fields of that name.
 ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -Ulinux \
-	-Iinclude -Iagent -Icli -Itests/lib -I$(GEN) -I$(BUILD)/bpf $(PKG_CFLAGS)
+	-Iinclude -Iagent -Icli -Iguest -Itests/lib -I$(GEN) -I$(BUILD)/bpf $(PKG_CFLAGS)
 LDFLAGS ?=
 LDLIBS := $(PKG_LIBS) -lpthread -lm
 ifeq ($(FAULTS),1)
@@ -73,7 +73,7 @@ ALL_CFLAGS += -DHC_VERSION='"$(VERSION)"' -DHC_GIT_REV='"$(GIT_REV)"'
 
 # Generated protobuf-c code. google/protobuf/any.proto comes from libprotobuf-dev.
 PROTO_INC := /usr/include
-PROTO_SRCS := $(GEN)/cluster.pb-c.c $(GEN)/cri.pb-c.c $(GEN)/content.pb-c.c $(GEN)/google/protobuf/any.pb-c.c
+PROTO_SRCS := $(GEN)/cluster.pb-c.c $(GEN)/cri.pb-c.c $(GEN)/content.pb-c.c $(GEN)/snapshots.pb-c.c $(GEN)/google/protobuf/any.pb-c.c
 PROTO_HDRS := $(PROTO_SRCS:.c=.h)
 
 # BPF programs: one object and one libbpf skeleton per bpf/hc_<x>.bpf.c.
@@ -88,7 +88,8 @@ BPF_CFLAGS := -target bpf -g -O2 -Wall -Werror -Iinclude -Ibpf \
 AGENT_SRCS := $(sort $(wildcard agent/*/*.c))
 CLI_SRCS := $(sort $(filter-out cli/main.c,$(wildcard cli/*.c)))
 LIB_OBJS := $(patsubst $(GEN)/%.c,$(OBJ)/gen/%.o,$(PROTO_SRCS)) \
-	$(patsubst %.c,$(OBJ)/%.o,$(AGENT_SRCS) $(CLI_SRCS)) $(OBJ)/agent/runtime/pause_image.o
+	$(patsubst %.c,$(OBJ)/%.o,$(AGENT_SRCS) $(CLI_SRCS)) $(OBJ)/agent/runtime/pause_image.o \
+	$(OBJ)/agent/runtime/vm_blobs.o $(OBJ)/guest/vmproto.o
 LIB := $(BUILD)/libhypercore.a
 BIN := $(BUILD)/hypercore
 
@@ -136,6 +137,22 @@ $(OBJ)/agent/runtime/pause_image.o: agent/runtime/pause_image.S $(BUILD)/pause-i
 	$(call msg,AS,$<)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) -c -DPAUSE_IMAGE_FILE='"$(BUILD)/pause-image.tar"' -DPAUSE_IMAGE_NAME='"$(PAUSE_IMAGE)"' -o $@ $<
+
+# The microVM guest's init and the VMM launcher (guest/): static, gcc, no
+# sanitizers (they run in the guest and in the VM's container), linked into
+# the binary like the pause image.
+GUEST_BINS := $(BUILD)/guest/hc-init $(BUILD)/guest/hc-vmm
+$(BUILD)/guest/hc-init: guest/init.c guest/vmproto.c guest/vmproto.h
+$(BUILD)/guest/hc-vmm: guest/vmm.c guest/vmproto.c guest/vmproto.h
+$(GUEST_BINS):
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)gcc -static -Os -s -std=gnu11 $(WARN) -D_GNU_SOURCE -o $@ $(filter %.c,$^)
+
+$(OBJ)/agent/runtime/vm_blobs.o: agent/runtime/vm_blobs.S $(GUEST_BINS)
+	$(call msg,AS,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) -c -DVM_INIT_FILE='"$(BUILD)/guest/hc-init"' -DVM_VMM_FILE='"$(BUILD)/guest/hc-vmm"' -o $@ $<
 
 $(GEN)/google/protobuf/any.pb-c.c $(GEN)/google/protobuf/any.pb-c.h &: $(PROTO_INC)/google/protobuf/any.proto
 	$(call msg,PROTOC,$<)

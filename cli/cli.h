@@ -202,6 +202,13 @@ int hc_cli_parse_id_args(const struct hc_cli_cmd *cmd, int argc, char **argv,
 /* A restart policy (always, on-failure, never) into an int field holding
  * enum hc_restart_policy; -EINVAL for anything else. An HC_CLI_FUNC parser. */
 int hc_cli_parse_restart(char *arg, void *field, char *why, size_t len);
+/* A runtime name (runc, runsc, microvm) into a const char * field (arg
+ * itself); -EINVAL for anything else. An HC_CLI_FUNC parser. */
+int hc_cli_parse_runtime(char *arg, void *field, char *why, size_t len);
+/* The --runtime row's help, the same for the local and the cluster spawn. */
+#define HC_CLI_RUNTIME_HELP                                                              \
+	"runc (default), runsc (gVisor) or microvm (a VM of its own, with its own "     \
+	"kernel: docs/runtime.md, MicroVMs)"
 
 extern const struct hc_cli_opt hc_cli_opts_cluster[], hc_cli_opts_cluster_spawn[],
 	hc_cli_opts_cluster_stop[], hc_cli_opts_cluster_logs[], hc_cli_opts_cluster_metrics[],

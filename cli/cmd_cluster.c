@@ -141,6 +141,16 @@ static int parse_price(char *arg, void *field, char *why, size_t len)
 	return 0;
 }
 
+int hc_cli_parse_runtime(char *arg, void *field, char *why, size_t len)
+{
+	(void)why;
+	(void)len;
+	if (strcmp(arg, "runc") != 0 && strcmp(arg, "runsc") != 0 && strcmp(arg, "microvm") != 0)
+		return -EINVAL;
+	*(const char **)field = arg;
+	return 0;
+}
+
 int hc_cli_parse_restart(char *arg, void *field, char *why, size_t len)
 {
 	enum hc_restart_policy p = hc_restart_policy_parse(arg);

@@ -153,6 +153,8 @@ const struct hc_cli_opt hc_cli_opts_cluster_spawn[] = {
 		    "when it exits, its node brings it back (same id, with a backoff): always, "
 		    "on-failure (exit code not 0) or never (default: the agent's "
 		    "--default-restart, always unless set)"),
+	HC_CLI_FUNC("runtime", S, req.runtime, hc_cli_parse_runtime, "runc, runsc or microvm",
+		    "runc|runsc|microvm", HC_CLI_RUNTIME_HELP),
 	HC_CLI_HARDENING_ROWS(S, spec, req.pids_limit, spec.read_only_rootfs),
 	HC_CLI_STR("policy", S, policy, "FILE",
 		   "place by this policy instead of the agent's --cluster-policy (JSON: "

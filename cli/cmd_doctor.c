@@ -328,6 +328,28 @@ static void check_cni(struct doctor *d)
 		       CNI_DIR " lacks:%s", missing);
 }
 
+/* microVM workloads: the VMM and kernel, and KVM or TCG (a VM with KVM is
+ * booted to find out: /dev/kvm alone does not say it works). */
+static void check_microvm(struct doctor *d)
+{
+	char found[512], why[256];
+	const char *accel;
+
+	if (hc_runtime_microvm_check(found, sizeof(found)) < 0) {
+		report(d, DOC_WARN, "microvm", "apt-get install qemu-system-x86 linux-image-cloud-amd64",
+		       "--runtime microvm unavailable: %s", found);
+		return;
+	}
+	accel = hc_runtime_microvm_accel(why, sizeof(why));
+	if (strcmp(accel, "kvm") == 0)
+		report(d, DOC_OK, "microvm", NULL, "%s, with KVM", found);
+	else
+		report(d, DOC_WARN, "microvm",
+		       "on hardware with virtualization exposed (VT-x/AMD-V), /dev/kvm works",
+		       "%s, under TCG: KVM start failed (%s); VMs boot in seconds, not "
+		       "milliseconds", found, why);
+}
+
 /* ---- ports ---- */
 
 /* Whether an agent answers /healthz at the HTTP address. */
@@ -615,6 +637,7 @@ int hc_cli_cmd_doctor(const struct hc_cli_cmd *cmd, int argc, char **argv)
 	check_tool(&d, "containerd", "apt-get install containerd");
 	check_tool(&d, "runc", "apt-get install runc");
 	check_cni(&d);
+	check_microvm(&d);
 	agent = agent_answers(&d);
 	check_port(&d, "grpc", "grpc-bind-addr", a.grpc_addr, false, agent);
 	check_port(&d, "http", "http-bind-addr", a.http_addr, false, agent);

@@ -269,11 +269,10 @@ static int parse_label(char *arg, void *field, char *why, size_t len)
 
 static int parse_runtime(char *arg, void *field, char *why, size_t len)
 {
-	(void)why;
-	(void)len;
-	if (strcmp(arg, "runc") != 0 && strcmp(arg, "runsc") != 0)
-		return -EINVAL;
-	return replace_string(field, arg);
+	const char *name;
+	int r = hc_cli_parse_runtime(arg, &name, why, len);
+
+	return r < 0 ? r : replace_string(field, name);
 }
 
 static int parse_egress(char *arg, void *field, char *why, size_t len)
@@ -317,8 +316,8 @@ const struct hc_cli_opt hc_cli_opts_spawn[] = {
 		  "without TLS)" },
 	HC_CLI_FUNC("label", S, spec, parse_label, "want KEY=VALUE", "KEY=VALUE",
 		    "label kept with the workload (repeatable)"),
-	HC_CLI_FUNC("runtime", S, spec.runtime_handler, parse_runtime, "runc or runsc",
-		    "runc|runsc", "OCI runtime; runsc is gVisor (default runc)"),
+	HC_CLI_FUNC("runtime", S, spec.runtime_handler, parse_runtime, "runc, runsc or microvm",
+		    "runc|runsc|microvm", HC_CLI_RUNTIME_HELP),
 	HC_CLI_FUNC("egress-mbit", S, spec, parse_egress, NULL, "N",
 		    "limit what it sends to N Mbit/s (the data plane drops the excess; label "
 		    HC_LABEL_EGRESS_MBIT ")"),
@@ -457,9 +456,10 @@ static int print_json(json_t *j)
 	return HC_EXIT_OK;
 }
 
-/* hc_runtime_sandbox_fn of the local spawn: the data plane's attach, as
- * the agent does it (isolated, with the spec's egress limit). */
-static int isolate(void *arg, const struct hc_runtime_sandbox *sb, struct hc_err *err)
+/* The data plane's attach of the workload's veth, as the agent does it
+ * (isolated, with the spec's egress limit). */
+static int isolate_with(struct hc_dataplane *dp, const struct hc_runtime_sandbox *sb,
+			struct hc_err *err)
 {
 	struct hc_ipaddr ip;
 	int r;
@@ -468,7 +468,7 @@ static int isolate(void *arg, const struct hc_runtime_sandbox *sb, struct hc_err
 		return hc_err_set(err, -EADDRNOTAVAIL,
 				  "workload %s has no address to isolate (\"%s\" from CNI)", sb->id,
 				  sb->ip);
-	r = hc_dataplane_workload_attach(arg, sb->id, &ip, true,
+	r = hc_dataplane_workload_attach(dp, sb->id, &ip, true,
 					 hc_workload_spec_egress_bytes(sb->spec), err);
 	if (r < 0) {
 		char why[sizeof(err->msg)];
@@ -478,6 +478,18 @@ static int isolate(void *arg, const struct hc_runtime_sandbox *sb, struct hc_err
 				  why);
 	}
 	return 0;
+}
+
+/* hc_runtime_sandbox_fn of the local spawn: isolation (none with
+ * --no-isolation: arg NULL), and a microVM's tap joined to its veth. */
+static int isolate(void *arg, const struct hc_runtime_sandbox *sb, struct hc_err *err)
+{
+	int r;
+
+	if (arg && (r = isolate_with(arg, sb, err)) < 0)
+		return r;
+	return sb->vm_netns ? hc_dataplane_tap_join(sb->vm_netns, sb->vm_veth, sb->vm_tap, err)
+			    : 0;
 }
 
 /* The pinned data plane, or NULL with the reason printed (exit status in
@@ -534,7 +546,7 @@ int hc_cli_cmd_spawn(const struct hc_cli_cmd *cmd, int argc, char **argv)
 	if (!dp)
 		fprintf(stderr, "hypercore: warning: --no-isolation: the workload runs without the "
 				"data plane's isolation\n");
-	rt = open_runtime_with(&a.o, dp ? isolate : NULL, dp);
+	rt = open_runtime_with(&a.o, isolate, dp);
 	if (!rt) {
 		r = HC_EXIT_FAIL;
 		goto out;

@@ -24,6 +24,9 @@ packages=(
 	# workload runtime: embedded containerd, CNI, local registry and test images
 	containerd runc containernetworking-plugins iptables docker-registry skopeo
 	busybox-static runsc
+	# microVM workloads: the VMM (QEMU's microvm machine), the guest kernel
+	# (its modules go into each VM's initramfs), mke2fs for root images
+	qemu-system-x86 linux-image-cloud-amd64 e2fsprogs
 	# examples/monitoring: promtool checks the alert rules
 	prometheus
 )

@@ -51,7 +51,7 @@ import tarfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUSYBOX = "/bin/busybox"
 APPLETS = ("sh", "httpd", "hostname", "echo", "cat", "sleep", "printf", "head", "tr", "ls",
-           "ps", "tty", "env", "id", "true", "false", "seq", "dd", "nc", "yes")
+           "ps", "tty", "env", "id", "true", "false", "seq", "dd", "nc", "yes", "uname")
 
 WEB_INIT = """#!/bin/sh
 mkdir -p /www

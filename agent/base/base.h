@@ -110,6 +110,16 @@ int64_t hc_deadline_left_ms(const struct timespec *d);
  * read or write tells), -ETIMEDOUT at the deadline, else -errno. */
 int hc_deadline_wait_fd(int fd, short events, const struct timespec *d);
 
+/* ---- network namespaces (netns.c) ---- */
+
+/* Moves the calling thread into the network namespace at path (a bind
+ * mount or /proc/PID/ns/net), keeping a handle on its own in *saved.
+ * 0 or -errno (nothing changed). Blocks briefly. */
+int hc_netns_enter(const char *path, int *saved);
+/* Moves the thread back into saved and closes it. 0 or -errno: a thread
+ * that cannot go back must not serve anything else. */
+int hc_netns_leave(int saved);
+
 /* ---- fault points (fault.c) ---- */
 
 /*

@@ -237,7 +237,13 @@ struct peer {
 	bool verified; /* signed by the key pinned or trusted for its name */
 	uint64_t whash;	   /* hc_cluster_workloads_hash of workloads */
 	bool digests;	   /* it sent a digest, or answered a pull: a digest-capable node */
+	bool summarizes;   /* a state of its with a set hash's sum held: this release's */
 	uint64_t first_ms; /* when its first state came */
+	/* The set hash of workloads and its sum, kept from the state that
+	 * came by a digest carrying one (delta.c) so the next change is
+	 * checked at its own cost; NULL after a chunked state. */
+	struct hc_ibrl_set_hash *set;
+	uint8_t sum[HC_IBRL_DIGEST_LEN];
 };
 
 /* What a complete state says about its sender. */
@@ -248,6 +254,20 @@ struct state_meta {
 	uint64_t version;
 	const hc_pb_beacon *beacon; /* NULL: none */
 	const char *signature;	    /* NULL or "": unsigned */
+	/* Set: the signature is of encoding v2, over the workloads' count and
+	 * this sum of their set hash (StateDigest.workloads_sum), which the
+	 * receiver worked out from the workloads it rebuilt. */
+	const uint8_t *workloads_sum;
+};
+
+/* What a state that came by digest brings along (delta.c), so installing
+ * it costs what changed rather than what the sender holds. */
+struct state_hints {
+	uint64_t whash;			   /* StateDigest.workloads_hash, as sent */
+	struct hc_ibrl_set_hash *set;	   /* taken: the workloads' set hash; NULL: none */
+	const uint8_t *sum;		   /* its sum (with set) */
+	bool route_hash_known;		   /* route_hash worked out from the change: */
+	uint64_t route_hash;		   /* hc_cluster_state_hash of the workloads */
 };
 
 /* State bytes by how they travelled: hypercore_state_bytes_{sent,received}_total{kind}. */
@@ -347,6 +367,11 @@ struct hc_cluster {
 	struct delta_state *delta;
 	uint64_t state_bytes_sent[STATE_BYTES_KINDS], state_bytes_received[STATE_BYTES_KINDS];
 	uint64_t pulls, pulls_served, full_states_pulled, deltas_applied, digests_matched, digests_sent;
+	uint64_t pulls_refused; /* digests judged before their pull, and refused */
+	/* Send digests as the previous release did: no set hash's sum, no
+	 * encoding v2 signature, so receivers check the whole state (tests of
+	 * mixed releases; bench_state's old figures beside the new). */
+	bool digests_unsummarized;
 	uint64_t pull_failures[PULL_FAIL_REASONS];
 
 	/* IBRL beacon (beacon.c) */
@@ -487,8 +512,12 @@ bool hc_cluster_addr_plausible(struct hc_cluster *c, const char *sender, const c
  * answer"...), why the reason. */
 void hc_cluster_note_rejected(struct hc_cluster *c, uint64_t *counter, const char *what,
 			      const char *sender, const char *why);
-/* Splits st's workloads into chunk payloads; see cluster.h's encoder. */
+/* What routes see of a state: equal for equal workloads (proofs left
+ * out, which change every period and route nothing) and address, in any
+ * order. The sum of each workload's hc_cluster_route_hash and the
+ * address', so a change updates it at its own cost. */
 uint64_t hc_cluster_state_hash(hc_pb_workload *const *w, size_t n, const char *addr);
+uint64_t hc_cluster_route_hash(const hc_pb_workload *w);
 /* FNV-1a of w packed (proof included); also folds it, then 0xff, into
  * *whash when given. */
 uint64_t hc_cluster_workload_hash(const hc_pb_workload *w, uint64_t *whash);
@@ -497,16 +526,17 @@ uint64_t hc_cluster_workloads_hash(hc_pb_workload *const *w, size_t n);
 void hc_cluster_workloads_free(hc_pb_workload **w, size_t n);
 /* Whether a complete state of sender may replace the one held (its
  * signature, plausibility, version order): 0 with *verified and *pin, or
- * -1 (counted and logged). Takes nothing. */
+ * -1 (counted and logged). Takes nothing. w may be NULL with
+ * m->workloads_sum set: a digest's summary, judged before its pull. */
 int hc_cluster_state_judge(struct hc_cluster *c, const char *sender, hc_pb_workload *const *w,
 			   size_t n, const struct state_meta *m, bool *verified, bool *pin);
-/* Makes a judged state sender's: takes w (id order) and frees the
- * workloads held before. whash: w's hc_cluster_workloads_hash, checked
- * already, for a state that came by digest (which marks its sender
- * digest-capable); NULL: a chunked one, hashed here. */
+/* Makes a judged state sender's: takes w and frees the workloads held
+ * before. hints: for a state that came by digest (which marks its sender
+ * digest-capable; w is then in id order already); NULL: a chunked one,
+ * sorted and hashed here. */
 void hc_cluster_state_install(struct hc_cluster *c, const char *sender, hc_pb_workload **w,
 			      size_t n, const struct state_meta *m, bool verified, bool pin,
-			      const uint64_t *whash);
+			      const struct state_hints *hints);
 
 /* delta.c: states by digest and delta, pulled from their owner */
 int hc_cluster_delta_init(struct hc_cluster *c);

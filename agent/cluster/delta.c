@@ -36,6 +36,11 @@
  * MAX_PEER_WORKLOADS, about 300 bytes each with a proof): httpc reads at
  * most 16 MiB. */
 #define PULL_MAX_BYTES (16u << 20)
+/* A pull of one owner starts at most this often, however many digests ask
+ * for one: a member holding the gossip key cannot make every node pull
+ * from an owner in a loop (each pull's answer is then what the owner has
+ * at that moment, so nothing is lost by waiting). */
+#define PULL_MIN_INTERVAL_MS 1000
 #define MAX_PEER_WORKLOADS 100000
 /* The owner's change log: the last versions' changed ids, at most this
  * many versions and ids in all; a pull from an older version gets the
@@ -61,10 +66,13 @@ struct change {
 	size_t n;
 };
 
+/* A pull of one owner's state: queued, running (id), or neither: done,
+ * kept until PULL_MIN_INTERVAL_MS after its start so the next waits. */
 struct pull {
 	char *name;
-	uint64_t id;		/* 0: queued, not started */
-	uint64_t started_ms;
+	uint64_t id;		/* 0: not running */
+	bool queued;		/* to start once the interval since the last start is over */
+	uint64_t started_ms;	/* of the last start; 0: never */
 	char host[64];		/* where its owner serves (its digest said so) */
 	uint16_t port;
 	bool full;		/* ask for the whole state (a delta did not fit our copy) */
@@ -86,6 +94,12 @@ struct delta_state {
 	uint64_t version, whash;
 	hc_pb_beacon *beacon;
 	char sig[HC_IBRL_STATE_SIG_B64_LEN + 1];
+	/* the set hash of w, kept as w changes, its sum and the signature of
+	 * encoding v2 over it ("" unsigned) */
+	struct hc_ibrl_set_hash set;
+	uint8_t sum[HC_IBRL_DIGEST_LEN];
+	char sig2[HC_IBRL_STATE_SIG_B64_LEN + 1];
+	bool summarized; /* sum and sig2 are the recorded state's */
 	char addr[64];
 	uint32_t http_port;
 	bool respawn;
@@ -168,10 +182,11 @@ static void log_append(struct delta_state *d, struct change *ch)
 
 /* The id-order merge of the last recorded state with w: the new snapshot
  * nw (changed entries cloned; unchanged ones moved over from d only once
- * all clones were made, so a failure leaves d as it was) and the changed
- * ids. */
+ * all clones were made, so a failure leaves d as it was), the changed ids,
+ * and *set, d's set hash with the change applied. */
 static int diff_record(struct delta_state *d, hc_pb_workload *const *w, const uint64_t *h,
-		       size_t n, hc_pb_workload **nw, struct change *ch)
+		       size_t n, hc_pb_workload **nw, struct change *ch,
+		       struct hc_ibrl_set_hash *set)
 {
 	size_t *src = calloc(n + 1, sizeof(*src));
 	size_t i = 0, k = 0;
@@ -187,6 +202,7 @@ static int diff_record(struct delta_state *d, hc_pb_workload *const *w, const ui
 
 		if (cmp < 0) { /* gone */
 			snprintf(ch->ids[ch->n++], sizeof(wl_id), "%s", d->w[i]->id);
+			r = hc_ibrl_set_hash_remove(set, d->w[i]);
 			i++;
 		} else if (cmp == 0 && d->h[i] == h[k]) { /* unchanged */
 			src[k++] = i++ + 1;
@@ -194,7 +210,10 @@ static int diff_record(struct delta_state *d, hc_pb_workload *const *w, const ui
 			r = -ENOMEM;
 		} else {
 			snprintf(ch->ids[ch->n++], sizeof(wl_id), "%s", w[k]->id);
-			i += cmp == 0;
+			if (cmp == 0)
+				r = hc_ibrl_set_hash_remove(set, d->w[i++]);
+			if (r == 0)
+				r = hc_ibrl_set_hash_add(set, w[k]);
 			k++;
 		}
 	}
@@ -208,6 +227,21 @@ static int diff_record(struct delta_state *d, hc_pb_workload *const *w, const ui
 	return r;
 }
 
+/* Signs encoding v2 of the state recorded, its set hash's sum in d->sum,
+ * into d->sig2 ("" when this node signs nothing). */
+static int sign_summary(struct hc_cluster *c)
+{
+	struct delta_state *d = c->delta;
+
+	d->sig2[0] = '\0';
+	if (!c->identity)
+		return 0;
+	return hc_ibrl_state_sign(c->identity, &(struct hc_ibrl_state_view){
+		.node = hc_cluster_self(c), .node_addr = d->addr, .http_port = d->http_port,
+		.respawn = d->respawn, .version = d->version, .beacon = d->beacon,
+		.nworkloads = d->n, .workloads_sum = d->sum }, d->sig2);
+}
+
 int hc_cluster_delta_record(struct hc_cluster *c, hc_pb_workload *const *w, size_t n)
 {
 	struct delta_state *d = c->delta;
@@ -216,10 +250,14 @@ int hc_cluster_delta_record(struct hc_cluster *c, hc_pb_workload *const *w, size
 	struct change ch;
 	hc_pb_beacon *beacon = NULL;
 	uint64_t whash = 1469598103934665603ull;
+	struct hc_ibrl_set_hash *set = malloc(sizeof(*set));
 	int r;
 
-	if (!d || c->cfg.state_mode == HC_CLUSTER_STATE_CHUNKED)
-		return -EOPNOTSUPP;
+	if (!d || c->cfg.state_mode == HC_CLUSTER_STATE_CHUNKED || !set) {
+		free(set);
+		return !set ? -ENOMEM : -EOPNOTSUPP;
+	}
+	*set = d->set;
 	ch = (struct change){ .version = c->state_version, .base = d->recorded ? d->version : 0 };
 	nw = calloc(n + 1, sizeof(*nw));
 	h = calloc(n + 1, sizeof(*h));
@@ -229,12 +267,13 @@ int hc_cluster_delta_record(struct hc_cluster *c, hc_pb_workload *const *w, size
 	if (r == 0 && c->beacon_out && !(beacon = hc_cluster_pb_clone(&c->beacon_out->base)))
 		r = -ENOMEM;
 	if (r == 0)
-		r = diff_record(d, w, h, n, nw, &ch);
+		r = diff_record(d, w, h, n, nw, &ch, set);
 	if (r < 0) {
 		hc_cluster_workloads_free(nw, nw ? n : 0); /* clones only: nothing moved */
 		free(h);
 		hc_cluster_pb_free(beacon);
 		change_fini(&ch);
+		free(set);
 		return r;
 	}
 	hc_cluster_workloads_free(d->w, d->n); /* what was not moved over */
@@ -255,6 +294,14 @@ int hc_cluster_delta_record(struct hc_cluster *c, hc_pb_workload *const *w, size
 	snprintf(d->addr, sizeof(d->addr), "%s", c->node_addr);
 	d->http_port = c->http_port;
 	d->respawn = c->cfg.respawn;
+	d->set = *set;
+	free(set);
+	r = hc_ibrl_set_hash_sum(&d->set, d->sum);
+	if (r == 0)
+		r = sign_summary(c);
+	d->summarized = r == 0;
+	if (r < 0) /* the digest goes without its v2 fields: checked as before */
+		hc_log(HC_LOG_WARN, "state summary not signed: %s", strerror(-r));
 	return 0;
 }
 
@@ -308,9 +355,11 @@ static int changed_since(const struct delta_state *d, uint64_t since, const char
 
 /* The recorded state as a StateDigest against version `since`: the delta
  * when the log has it (and `delta`), the whole state when `full`,
- * otherwise none. Packed into *buf. */
+ * otherwise none; the whole state's signature (field 7) only when
+ * `whole_sig` (with the sum, a receiver of this release needs none).
+ * Packed into *buf. */
 static int pack_digest(struct hc_cluster *c, uint64_t since, bool delta, bool full,
-		       uint8_t **buf, size_t *len)
+		       bool whole_sig, uint8_t **buf, size_t *len)
 {
 	struct delta_state *d = c->delta;
 	hc_pb_digest m = CLUSTER__SERVICES__API__STATE_DIGEST__INIT;
@@ -326,9 +375,16 @@ static int pack_digest(struct hc_cluster *c, uint64_t since, bool delta, bool fu
 	m.respawn = d->respawn;
 	m.state_version = d->version;
 	m.beacon = d->beacon;
-	m.state_signature = d->sig;
 	m.workload_count = (uint32_t)d->n;
 	m.workloads_hash = d->whash;
+	if (d->summarized && !c->digests_unsummarized) {
+		m.state_signature_v2 = d->sig2;
+		m.workloads_sum = (ProtobufCBinaryData){ sizeof(d->sum), d->sum };
+	} else {
+		whole_sig = true;
+	}
+	if (whole_sig)
+		m.state_signature = d->sig;
 	if (delta && !full && since == d->version) {
 		m.base_version = since; /* nothing changed since */
 	} else if (delta && !full) {
@@ -376,7 +432,8 @@ int hc_cluster_state_since(struct hc_cluster *c, uint64_t since, uint8_t **buf, 
 
 	if (!c->delta || !c->delta->recorded)
 		return -ENOENT;
-	r = pack_digest(c, since, since != 0, since == 0, buf, len);
+	/* the asker may be of a previous release: both signatures */
+	r = pack_digest(c, since, since != 0, since == 0, true, buf, len);
 	if (r == 0) {
 		c->pulls_served++;
 		c->state_bytes_sent[STATE_BYTES_PULL] += *len;
@@ -384,10 +441,37 @@ int hc_cluster_state_since(struct hc_cluster *c, uint64_t since, uint8_t **buf, 
 	return r;
 }
 
+/* Whether an alive member may be of a previous release, which checks
+ * digests by the whole state's signature (field 7) only: one not yet seen
+ * sending a state with a sum that held (peer.summarizes). Every gossip
+ * copy of a digest costs each receiver its bytes several times over, so
+ * the 90 bytes of field 7 go only where they may be needed. */
+static bool whole_sig_wanted(struct hc_cluster *c)
+{
+	struct hc_gossip_member *ms;
+	size_t n = 0;
+	bool want = false;
+
+	ms = hc_cluster_members(c, &n);
+	if (!ms)
+		return true;
+	for (size_t i = 0; i < n && !want; i++) {
+		const struct peer *p;
+
+		if (ms[i].status != HC_GOSSIP_ALIVE || strcmp(ms[i].name, hc_cluster_self(c)) == 0)
+			continue;
+		p = hc_cluster_state_peer(c, ms[i].name);
+		want = !p || !p->summarizes;
+	}
+	hc_gossip_members_free(ms, n);
+	return want;
+}
+
 int hc_cluster_delta_send(struct hc_cluster *c)
 {
 	struct delta_state *d = c->delta;
 	const struct change *last = d->nlog ? &d->log[d->nlog - 1] : NULL;
+	bool whole_sig = whole_sig_wanted(c);
 	uint8_t *buf = NULL;
 	size_t len = 0;
 	int r = -ENOENT;
@@ -395,12 +479,12 @@ int hc_cluster_delta_send(struct hc_cluster *c)
 	/* the change inline when it fits one gossip packet; otherwise the
 	 * digest alone, and receivers pull */
 	if (last && last->version == d->version)
-		r = pack_digest(c, last->base, true, false, &buf, &len);
+		r = pack_digest(c, last->base, true, false, whole_sig, &buf, &len);
 	if (r == 0 && len > CHUNK_MAX_BYTES) {
 		free(buf);
 		r = -E2BIG;
 	}
-	if (r < 0 && (r = pack_digest(c, 0, false, false, &buf, &len)) < 0)
+	if (r < 0 && (r = pack_digest(c, 0, false, false, whole_sig, &buf, &len)) < 0)
 		return r;
 	r = hc_gossip_user_event(c->gossip, HC_DIGEST_EVENT, buf, len, false);
 	if (r == 0) {
@@ -494,70 +578,160 @@ static hc_pb_workload **take_upserts(hc_pb_digest *dg, size_t *n)
 	return up;
 }
 
-/* The held state p->workloads with the delta applied: out (id order)
- * shares p's kept entries; dropped[i] marks p's entries it replaces or
- * removes. */
-static int merge(const struct peer *p, hc_pb_workload **up, size_t nup, char **removed,
-		 size_t nremoved, hc_pb_workload ***out, size_t *nout, bool **dropped)
+/* Where id is, or would go, in w[lo..n) (id order). */
+static size_t lower_bound(hc_pb_workload *const *w, size_t lo, size_t n, const char *id)
 {
-	size_t i = 0, k = 0, n = 0;
+	while (lo < n) {
+		size_t mid = lo + (n - lo) / 2;
+
+		if (strcmp(w[mid]->id, id) < 0)
+			lo = mid + 1;
+		else
+			n = mid;
+	}
+	return lo;
+}
+
+/* The held state p->workloads with the delta applied: out (id order)
+ * shares p's kept entries; dropped[0..*ndropped) are the indexes of p's
+ * entries it replaces or removes. The held entries between two changes
+ * are copied as runs and each change is found by binary search, so the
+ * cost is the change's times log n, plus copying n pointers. An id both
+ * upserted and removed is upserted. */
+static int merge(const struct peer *p, hc_pb_workload **up, size_t nup, char **removed,
+		 size_t nremoved, hc_pb_workload ***out, size_t *nout, size_t **dropped,
+		 size_t *ndropped)
+{
+	size_t i = 0, a = 0, b = 0, n = 0, nd = 0;
 
 	*out = calloc(p->nworkloads + nup + 1, sizeof(**out));
-	*dropped = calloc(p->nworkloads + 1, sizeof(**dropped));
+	*dropped = calloc(nup + nremoved + 1, sizeof(**dropped));
 	if (!*out || !*dropped)
 		return -ENOMEM;
 	if (nremoved)
 		qsort(removed, nremoved, sizeof(*removed), id_cmp);
-	while (i < p->nworkloads || k < nup) {
-		int cmp = i == p->nworkloads ? 1 : k == nup ? -1 : strcmp(p->workloads[i]->id, up[k]->id);
+	while (a < nup || b < nremoved) {
+		int cmp = a == nup ? 1 : b == nremoved ? -1 : strcmp(up[a]->id, removed[b]);
+		const char *id = cmp <= 0 ? up[a]->id : removed[b];
+		size_t at = lower_bound(p->workloads, i, p->nworkloads, id);
 
-		if (cmp > 0) {
-			(*out)[n++] = up[k++];
-			continue;
-		}
-		if (cmp == 0) {
-			(*dropped)[i++] = true;
-			(*out)[n++] = up[k++];
-			continue;
-		}
-		if (nremoved &&
-		    bsearch(&p->workloads[i]->id, removed, nremoved, sizeof(*removed), id_cmp))
-			(*dropped)[i] = true;
-		else
-			(*out)[n++] = p->workloads[i];
-		i++;
+		memcpy(*out + n, p->workloads + i, (at - i) * sizeof(**out));
+		n += at - i;
+		i = at;
+		if (i < p->nworkloads && strcmp(p->workloads[i]->id, id) == 0)
+			(*dropped)[nd++] = i++;
+		if (cmp <= 0)
+			(*out)[n++] = up[a++];
+		b += cmp >= 0;
 	}
-	*nout = n;
+	memcpy(*out + n, p->workloads + i, (p->nworkloads - i) * sizeof(**out));
+	*nout = n + p->nworkloads - i;
+	*ndropped = nd;
 	return 0;
 }
 
+/* The set hash of w[0..n) and its sum into *set and sum: p's own with the
+ * change applied (p's dropped entries out, up in) when p keeps one and the
+ * change is a delta on it and smaller than w (cost: the change), else
+ * worked out over all of w (a whole state, the first digest with a sum
+ * from p, or a change of most of it). NULL on failure. */
+static struct hc_ibrl_set_hash *rebuilt_set(const struct peer *p, hc_pb_workload *const *w,
+					    size_t n, hc_pb_workload *const *up, size_t nup,
+					    const size_t *dropped, size_t ndropped,
+					    uint8_t sum[HC_IBRL_DIGEST_LEN])
+{
+	struct hc_ibrl_set_hash *set = malloc(sizeof(*set));
+	int r = set ? 0 : -ENOMEM;
+
+	/* by the change while that is cheaper than the whole: a change of
+	 * every workload (their proofs, each period) costs n, not 2n */
+	if (r == 0 && p && p->set && dropped && ndropped + nup < n) {
+		*set = *p->set;
+		for (size_t i = 0; r == 0 && i < ndropped; i++)
+			r = hc_ibrl_set_hash_remove(set, p->workloads[dropped[i]]);
+		for (size_t i = 0; r == 0 && i < nup; i++)
+			r = hc_ibrl_set_hash_add(set, up[i]);
+	} else if (r == 0) {
+		r = hc_ibrl_set_hash_of(set, w, n);
+	}
+	if (r == 0)
+		r = hc_ibrl_set_hash_sum(set, sum);
+	if (r < 0) {
+		free(set);
+		return NULL;
+	}
+	return set;
+}
+
+/* Whether a digest carries encoding v2's sum (a sender of this release). */
+static bool summarized(const hc_pb_digest *dg)
+{
+	return dg->workloads_sum.len == HC_IBRL_DIGEST_LEN;
+}
+
+/* hc_cluster_state_hash of the rebuilt state, worked out from p's and the
+ * change when the address stays (cost: the change). */
+static bool route_hash_of_change(const struct peer *p, const hc_pb_digest *dg,
+				 hc_pb_workload *const *up, size_t nup, const size_t *dropped,
+				 size_t ndropped, uint64_t *hash)
+{
+	if (!p || !dropped || strcmp(p->node_addr, dg->node_addr ? dg->node_addr : "") != 0)
+		return false;
+	*hash = p->hash;
+	for (size_t i = 0; i < ndropped; i++)
+		*hash -= hc_cluster_route_hash(p->workloads[dropped[i]]);
+	for (size_t i = 0; i < nup; i++)
+		*hash += hc_cluster_route_hash(up[i]);
+	return true;
+}
+
 /* Judges and installs w[0..n) (id order) as sender's state; w's entries
- * are up's (owned) or p's kept ones (dropped[] marks p's others). */
+ * are up's (owned) or p's kept ones (dropped[] lists p's others; NULL: w
+ * is up, a whole state). With a sum (this release's senders) the rebuilt
+ * state is checked by its set hash and encoding v2's signature, at the
+ * change's cost; without (a previous release's), by workloads_hash and the
+ * signature over the whole state. */
 static enum take_result take_rebuilt(struct hc_cluster *c, const char *sender,
 				     const hc_pb_digest *dg, hc_pb_workload **w, size_t n,
-				     hc_pb_workload **up, size_t nup, const bool *dropped)
+				     hc_pb_workload **up, size_t nup, const size_t *dropped,
+				     size_t ndropped)
 {
 	struct state_meta m = { dg->node_addr, dg->http_port, dg->respawn, dg->state_version,
-				dg->beacon, dg->state_signature };
+				dg->beacon, dg->state_signature, NULL };
 	struct peer *p = hc_cluster_state_peer(c, sender);
+	struct state_hints hints = { .whash = dg->workloads_hash };
+	uint8_t sum[HC_IBRL_DIGEST_LEN];
 	bool verified, pin;
-
 	enum take_result res = TAKEN;
 
-	if (n != dg->workload_count || hc_cluster_workloads_hash(w, n) != dg->workloads_hash)
+	if (n != dg->workload_count) {
 		res = NEED_FULL;
-	else if (hc_cluster_state_judge(c, sender, w, n, &m, &verified, &pin) < 0)
+	} else if (summarized(dg)) {
+		hints.set = rebuilt_set(p, w, n, up, nup, dropped, ndropped, sum);
+		if (!hints.set)
+			res = IGNORED;
+		else if (memcmp(sum, dg->workloads_sum.data, sizeof(sum)) != 0)
+			res = NEED_FULL;
+		hints.sum = sum;
+		m.workloads_sum = sum;
+		m.signature = dg->state_signature_v2;
+	} else if (hc_cluster_workloads_hash(w, n) != dg->workloads_hash) {
+		res = NEED_FULL;
+	}
+	if (res == TAKEN && hc_cluster_state_judge(c, sender, w, n, &m, &verified, &pin) < 0)
 		res = REJECTED;
 	if (res != TAKEN) { /* p keeps all it held */
 		if (w != up)
 			free(w);
 		hc_cluster_workloads_free(up, nup);
+		free(hints.set);
 		return res;
 	}
+	hints.route_hash_known =
+		route_hash_of_change(p, dg, up, nup, dropped, ndropped, &hints.route_hash);
 	/* w owns what it holds now: p's entries not in it go */
-	for (size_t i = 0; p && dropped && i < p->nworkloads; i++)
-		if (dropped[i])
-			hc_cluster_pb_free(p->workloads[i]);
+	for (size_t i = 0; p && dropped && i < ndropped; i++)
+		hc_cluster_pb_free(p->workloads[dropped[i]]);
 	if (p && (dropped || w != up)) {
 		free(p->workloads); /* its kept entries live on in w */
 		p->workloads = NULL;
@@ -565,8 +739,22 @@ static enum take_result take_rebuilt(struct hc_cluster *c, const char *sender,
 	}
 	if (w != up)
 		free(up);
-	hc_cluster_state_install(c, sender, w, n, &m, verified, pin, &dg->workloads_hash);
+	hc_cluster_state_install(c, sender, w, n, &m, verified, pin, &hints);
+	if (summarized(dg) && (p = hc_cluster_state_peer(c, sender)))
+		p->summarizes = true; /* checked by its sum: of this release */
 	return TAKEN;
+}
+
+/* Whether dg names the workloads p holds: by the set hash's sum when both
+ * have one (workloads_hash, unchecked then, is only as the sender said),
+ * else by count and workloads_hash. */
+static bool same_workloads(const struct peer *p, const hc_pb_digest *dg)
+{
+	if (dg->workload_count != p->nworkloads)
+		return false;
+	if (summarized(dg) && p->set)
+		return memcmp(dg->workloads_sum.data, p->sum, sizeof(p->sum)) == 0;
+	return dg->workloads_hash == p->whash;
 }
 
 /* A digest or pull answer of sender: applied, matched, or why not. */
@@ -574,40 +762,38 @@ static enum take_result take_digest(struct hc_cluster *c, const char *sender, hc
 {
 	struct peer *p = hc_cluster_state_peer(c, sender);
 	hc_pb_workload **up, **w = NULL;
-	bool *dropped = NULL;
-	size_t nup = 0, n = 0;
+	size_t *dropped = NULL;
+	size_t nup = 0, n = 0, ndropped = 0;
 	enum take_result res;
 
 	if (p && dg->state_version && dg->state_version < p->version) {
 		c->states_outdated++;
 		return IGNORED;
 	}
-	if (p && dg->state_version == p->version && dg->workloads_hash == p->whash &&
-	    dg->workload_count == p->nworkloads) {
+	if (p && dg->state_version == p->version && same_workloads(p, dg)) {
 		c->digests_matched++;
 		if (p->version) /* a hypercore node, seen again */
 			p->digests = true;
 		return MATCHED;
 	}
 	if (!dg->full && !(p && ((dg->base_version && dg->base_version == p->version) ||
-				 (dg->workloads_hash == p->whash && !dg->n_workloads &&
-				  !dg->n_removed))))
+				 (same_workloads(p, dg) && !dg->n_workloads && !dg->n_removed))))
 		return NEED_PULL;
 	if (!(up = take_upserts(dg, &nup)))
 		return IGNORED;
 	if (dg->full) {
-		res = take_rebuilt(c, sender, dg, up, nup, up, nup, NULL);
+		res = take_rebuilt(c, sender, dg, up, nup, up, nup, NULL, 0);
 		c->full_states_pulled += res == TAKEN;
 		return res;
 	}
 	/* the held workloads, with the delta (perhaps none) applied */
-	if (merge(p, up, nup, dg->removed, dg->n_removed, &w, &n, &dropped) < 0) {
+	if (merge(p, up, nup, dg->removed, dg->n_removed, &w, &n, &dropped, &ndropped) < 0) {
 		free(w);
 		free(dropped);
 		hc_cluster_workloads_free(up, nup);
 		return IGNORED;
 	}
-	res = take_rebuilt(c, sender, dg, w, n, up, nup, dropped);
+	res = take_rebuilt(c, sender, dg, w, n, up, nup, dropped, ndropped);
 	free(dropped);
 	if (res == TAKEN)
 		c->deltas_applied++;
@@ -678,6 +864,7 @@ static int pull_start(struct hc_cluster *c, struct pull *pl)
 	int r;
 
 	pl->id = ++c->delta->next_id;
+	pl->queued = false;
 	pl->started_ms = hc_loop_now_ms(c->loop);
 	pl->again = false;
 	c->pulls++;
@@ -699,10 +886,18 @@ static int pull_start(struct hc_cluster *c, struct pull *pl)
 	return r;
 }
 
-/* Starts queued pulls while fewer than PULLS_INFLIGHT run. */
+/* Whether pl may start now: queued, and its owner's last pull started
+ * PULL_MIN_INTERVAL_MS ago or more. */
+static bool pull_due(const struct pull *pl, uint64_t now)
+{
+	return pl->queued && (!pl->started_ms || now - pl->started_ms >= PULL_MIN_INTERVAL_MS);
+}
+
+/* Starts due pulls while fewer than PULLS_INFLIGHT run. */
 static void pump(struct hc_cluster *c)
 {
 	struct delta_state *d = c->delta;
+	uint64_t now = hc_loop_now_ms(c->loop);
 	size_t running = 0;
 
 	for (size_t i = 0; i < d->npulls; i++)
@@ -711,7 +906,7 @@ static void pump(struct hc_cluster *c)
 		struct pull *pl = &d->pulls[i];
 		int r;
 
-		if (pl->id) {
+		if (!pull_due(pl, now)) {
 			i++;
 			continue;
 		}
@@ -736,6 +931,7 @@ static void want(struct hc_cluster *c, const char *name, const char *host, uint3
 
 	if (pl) {
 		pl->again |= pl->id != 0;
+		pl->queued |= pl->id == 0;
 		pl->full |= full && !pl->id;
 	} else if (d->npulls < PULLS_QUEUED_MAX &&
 		   (grown = realloc(d->pulls, (d->npulls + 1) * sizeof(*grown)))) {
@@ -744,6 +940,7 @@ static void want(struct hc_cluster *c, const char *name, const char *host, uint3
 		memset(pl, 0, sizeof(*pl));
 		pl->name = strdup(name);
 		pl->full = full;
+		pl->queued = true;
 		if (!pl->name)
 			return;
 		d->npulls++;
@@ -784,6 +981,28 @@ static bool digest_sane(struct hc_cluster *c, const hc_pb_digest *dg)
 	       dg->n_removed <= MAX_PEER_WORKLOADS && hc_cluster_member_alive(c, dg->node);
 }
 
+/* Whether a digest that asks for a pull may have one: a digest carrying
+ * its sum is judged before (its encoding v2 signature covers all but the
+ * workloads, so it is checked without them): one that is not its named
+ * node's, or implausible, or older than what is held, makes no node pull
+ * (counted as a state rejected). A previous release's digest cannot be
+ * checked before: its pull is only rate-limited. */
+static bool summary_judged(struct hc_cluster *c, const hc_pb_digest *dg)
+{
+	struct state_meta m = { dg->node_addr, dg->http_port, dg->respawn, dg->state_version,
+				dg->beacon, dg->state_signature_v2, dg->workloads_sum.data };
+	bool verified, pin;
+
+	if (!summarized(dg))
+		return true;
+	if (hc_cluster_state_judge(c, dg->node, NULL, dg->workload_count, &m, &verified,
+				   &pin) < 0) {
+		c->pulls_refused++;
+		return false;
+	}
+	return true;
+}
+
 void hc_cluster_delta_on_digest(struct hc_cluster *c, const uint8_t *payload, size_t len)
 {
 	hc_pb_digest *dg = cluster__services__api__state_digest__unpack(NULL, len, payload);
@@ -804,7 +1023,7 @@ void hc_cluster_delta_on_digest(struct hc_cluster *c, const uint8_t *payload, si
 		return;
 	}
 	res = take_digest(c, dg->node, dg);
-	if (res == NEED_PULL || res == NEED_FULL) {
+	if ((res == NEED_PULL || res == NEED_FULL) && summary_judged(c, dg)) {
 		pull_target(c, dg->node, dg, &host, &port);
 		want(c, dg->node, host, port, res == NEED_FULL);
 	}
@@ -856,13 +1075,10 @@ void hc_cluster_delta_pulled(struct hc_cluster *c, uint64_t id, int rc, uint8_t 
 	hc_cluster_pb_free(dg);
 	/* a delta that did not fit our copy: once more, for the whole state */
 	again = pl->again || ((res == NEED_PULL || res == NEED_FULL) && !pl->full);
-	if (again) {
-		pl->id = 0;
-		pl->full = res == NEED_PULL || res == NEED_FULL;
-		pl->again = false;
-	} else {
-		drop_pull(d, pl);
-	}
+	pl->id = 0; /* kept until the interval is over: the next pull waits */
+	pl->queued = again;
+	pl->full = again && (res == NEED_PULL || res == NEED_FULL);
+	pl->again = false;
 	pump(c);
 }
 
@@ -874,12 +1090,15 @@ void hc_cluster_delta_housekeeping(struct hc_cluster *c)
 	for (size_t i = 0; i < d->npulls;) {
 		struct pull *pl = &d->pulls[i];
 
-		if (!pl->id || now - pl->started_ms <= PULL_TIMEOUT_MS) {
+		if (pl->id && now - pl->started_ms > PULL_TIMEOUT_MS) {
+			/* a stalled owner: its answer, if it ever comes, is dropped */
+			pull_failed(c, pl, PULL_FAIL_TIMEOUT);
+			pl->id = 0;
+		}
+		if (pl->id || pl->queued || now - pl->started_ms < PULL_MIN_INTERVAL_MS) {
 			i++;
 			continue;
 		}
-		/* a stalled owner: its answer, if it ever comes, is dropped */
-		pull_failed(c, pl, PULL_FAIL_TIMEOUT);
 		drop_pull(d, pl);
 	}
 	/* strangers that are known now, or gone */
@@ -920,6 +1139,10 @@ void hc_cluster_delta_collect(struct hc_cluster *c, struct hc_metrics_writer *w)
 				  "Pulls answered with the whole state (none held, or too old for "
 				  "the owner's change log), and used",
 				  c->full_states_pulled);
+	hc_cluster_metric_counter(w, "hypercore_state_pulls_refused_total",
+				  "Digests asking for a pull whose signature or plausibility failed: "
+				  "nothing pulled",
+				  c->pulls_refused);
 	hc_cluster_metric_counter(w, "hypercore_state_pulls_served_total",
 				  "GET /cluster/state answered", c->pulls_served);
 	hc_cluster_metric_counters(w, "hypercore_state_pull_failures_total",

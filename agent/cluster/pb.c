@@ -131,6 +131,8 @@ int hc_cluster_pb_to_spec(const hc_pb_spawn *req, struct hc_workload_spec *spec)
 	}
 	spec->pids_limit = req->pids_limit;
 	spec->read_only_rootfs = req->read_only_rootfs;
+	if (req->runtime && *req->runtime && !(spec->runtime_handler = strdup(req->runtime)))
+		goto oom;
 	/* kept on the workload as labels, so its state names them after
 	 * restarts (of the agent and of the workload) too */
 	if (!(spec->labels = calloc(2, sizeof(*spec->labels))))
@@ -189,6 +191,8 @@ hc_pb_workload *hc_cluster_pb_workload_of(const struct hc_workload *w)
 	req.n_cap_add = s->ncap_add;
 	req.pids_limit = s->pids_limit;
 	req.read_only_rootfs = s->read_only_rootfs;
+	if (s->runtime_handler)
+		req.runtime = s->runtime_handler;
 	for (size_t i = 0; i < s->nlabels; i++) {
 		if (strcmp(s->labels[i].key, HC_LABEL_ANTI_AFFINITY) == 0)
 			req.anti_affinity = s->labels[i].value;

@@ -65,24 +65,36 @@ static int fnv_packed(const ProtobufCMessage *msg, uint64_t *h, uint64_t *also)
 	return 0;
 }
 
-/* FNV-1a over the packed workloads (their proofs left out) and the
- * address: equal states, equal hashes, whatever order they were learnt in
- * (lists are sorted by id). */
+/* splitmix64's finalizer: spreads an FNV value over all 64 bits before
+ * it is summed with others. */
+static uint64_t mix(uint64_t h)
+{
+	h ^= h >> 30;
+	h *= 0xbf58476d1ce4e5b9ull;
+	h ^= h >> 27;
+	h *= 0x94d049bb133111ebull;
+	return h ^ (h >> 31);
+}
+
+uint64_t hc_cluster_route_hash(const hc_pb_workload *w)
+{
+	/* without its proof, which changes every period and routes nothing */
+	hc_pb_workload copy = *w;
+	uint64_t h = 1469598103934665603ull;
+
+	copy.proof = NULL;
+	(void)fnv_packed(&copy.base, &h, NULL); /* unpackable: hashed as empty */
+	return mix(h);
+}
+
 uint64_t hc_cluster_state_hash(hc_pb_workload *const *w, size_t n, const char *addr)
 {
 	uint64_t h = 1469598103934665603ull;
 
 	for (const char *p = addr ? addr : ""; *p; p++)
 		h = (h ^ (uint8_t)*p) * 1099511628211ull;
-	for (size_t i = 0; i < n; i++) {
-		/* without its proof, which changes every period and routes nothing */
-		Cluster__Services__Api__WorkloadProof *proof = w[i]->proof;
-
-		w[i]->proof = NULL;
-		(void)fnv_packed(&w[i]->base, &h, NULL); /* unpackable: hashed as empty */
-		w[i]->proof = proof;
-		h = (h ^ 0xff) * 1099511628211ull;
-	}
+	for (size_t i = 0; i < n; i++)
+		h += hc_cluster_route_hash(w[i]);
 	return h;
 }
 
@@ -341,22 +353,48 @@ static bool keep_ours(struct hc_cluster *c, const char *id, const char *peer)
 	return ours > theirs || (ours == theirs && strcmp(self_name(c), peer) < 0);
 }
 
+static int workload_key_cmp(const void *key, const void *elem);
+
+/* Whether peer p (workloads in id order) claims id. */
+static bool peer_claims(const struct peer *p, const char *id)
+{
+	return bsearch(id, p->workloads, p->nworkloads, sizeof(*p->workloads),
+		       workload_key_cmp) != NULL;
+}
+
 /* Two nodes claim the same workload (a failed node came back with what was
  * respawned elsewhere meanwhile, its shims having outlived its agent): both
- * make the same choice and the other copy stops, so it runs once. */
+ * make the same choice and the other copy stops, so it runs once. The
+ * claims are intersected from the smaller side, so a peer holding 10,000
+ * costs this node what it runs itself; the ids are taken first, as a
+ * report may change the local list. */
 static void settle_duplicates(struct hc_cluster *c, const struct peer *p)
 {
-	for (size_t i = 0; i < p->nworkloads; i++) {
-		const char *id = p->workloads[i]->id;
-		struct local_wl *l = hc_cluster_local_find(c, id);
+	bool from_local = c->nlocal < p->nworkloads;
+	size_t n = from_local ? c->nlocal : p->nworkloads, nd = 0;
+	char (*dup)[HC_WORKLOAD_ID_LEN + 1] = NULL;
 
-		if (!l || l->pending || l->stopping || keep_ours(c, id, p->name))
+	for (size_t i = 0; i < n; i++) {
+		const char *id = from_local ? c->local[i].state->id : p->workloads[i]->id;
+		struct local_wl *l = from_local ? &c->local[i] : hc_cluster_local_find(c, id);
+
+		if (!l || l->pending || l->stopping || keep_ours(c, id, p->name) ||
+		    (from_local && !peer_claims(p, id)))
 			continue;
-		hc_log(HC_LOG_WARN, "workload %s also runs on %s: stopping our copy", id, p->name);
+		if (!dup && !(dup = calloc(n, sizeof(*dup)))) {
+			hc_log(HC_LOG_WARN, "duplicates of %s not settled: out of memory", p->name);
+			return;
+		}
+		snprintf(dup[nd++], sizeof(*dup), "%s", id);
+	}
+	for (size_t i = 0; i < nd; i++) {
+		hc_log(HC_LOG_WARN, "workload %s also runs on %s: stopping our copy", dup[i],
+		       p->name);
 		c->duplicates_stopped++;
 		c->report(c, &(struct hc_cluster_report){ .kind = HC_CLUSTER_REPORT_DUPLICATE,
-							  .node = p->name, .id = id });
+							  .node = p->name, .id = dup[i] });
 	}
+	free(dup);
 }
 
 void hc_cluster_workloads_free(hc_pb_workload **w, size_t n)
@@ -380,6 +418,7 @@ static void peer_fini(struct peer *p)
 	free(p->node_addr);
 	hc_cluster_workloads_free(p->workloads, p->nworkloads);
 	hc_cluster_pb_free(p->beacon);
+	free(p->set);
 }
 
 static void assembly_fini(struct assembly *a)
@@ -440,7 +479,7 @@ static int workload_cmp(const void *a, const void *b)
 static struct state_meta meta_of(const hc_pb_state *st)
 {
 	return (struct state_meta){ st->node_addr, st->http_port, st->respawn, st->state_version,
-				    st->beacon, st->state_signature };
+				    st->beacon, st->state_signature, NULL };
 }
 
 bool hc_cluster_member_alive(struct hc_cluster *c, const char *name)
@@ -538,7 +577,7 @@ int hc_cluster_state_judge(struct hc_cluster *c, const char *sender, hc_pb_workl
 	struct hc_ibrl_state_view view = {
 		.node = sender, .node_addr = m->addr, .http_port = m->http_port,
 		.respawn = m->respawn, .version = m->version, .beacon = m->beacon,
-		.workloads = w, .nworkloads = n,
+		.workloads = w, .nworkloads = n, .workloads_sum = m->workloads_sum,
 	};
 	int reject = hc_cluster_beacon_check(c, &view, m->signature, verified, pin);
 	char why[160];
@@ -573,21 +612,24 @@ int hc_cluster_state_judge(struct hc_cluster *c, const char *sender, hc_pb_workl
 
 void hc_cluster_state_install(struct hc_cluster *c, const char *sender, hc_pb_workload **w,
 			      size_t n, const struct state_meta *m, bool verified, bool pin,
-			      const uint64_t *whash)
+			      const struct state_hints *hints)
 {
 	struct peer *p = hc_cluster_state_peer(c, sender);
+	struct hc_ibrl_set_hash *set = hints ? hints->set : NULL;
 	hc_pb_beacon *beacon = NULL;
 	uint64_t hash;
 
 	if (m->beacon && !(beacon = hc_cluster_pb_clone(&m->beacon->base))) {
 		hc_cluster_workloads_free(w, n);
+		free(set);
 		return;
 	}
 	if (pin)
 		hc_cluster_beacon_pin(c, sender, m->beacon);
-	if (n)
+	if (n && !hints)
 		qsort(w, n, sizeof(*w), workload_cmp);
-	hash = hc_cluster_state_hash(w, n, m->addr);
+	hash = hints && hints->route_hash_known ? hints->route_hash
+						: hc_cluster_state_hash(w, n, m->addr);
 	if (!p) {
 		struct peer *grown = realloc(c->peers, (c->npeers + 1) * sizeof(*grown));
 		char *name = strdup(sender);
@@ -598,6 +640,7 @@ void hc_cluster_state_install(struct hc_cluster *c, const char *sender, hc_pb_wo
 			free(name);
 			hc_cluster_pb_free(beacon);
 			hc_cluster_workloads_free(w, n);
+			free(set);
 			return;
 		}
 		p = &c->peers[c->npeers++];
@@ -609,8 +652,13 @@ void hc_cluster_state_install(struct hc_cluster *c, const char *sender, hc_pb_wo
 	hc_cluster_workloads_free(p->workloads, p->nworkloads);
 	p->workloads = w;
 	p->nworkloads = n;
-	p->whash = whash ? *whash : hc_cluster_workloads_hash(w, n);
-	p->digests |= whash != NULL;
+	/* by digest: as sent (with a set hash, the sum was checked instead) */
+	p->whash = hints ? hints->whash : hc_cluster_workloads_hash(w, n);
+	p->digests |= hints != NULL;
+	free(p->set);
+	p->set = set;
+	if (set)
+		memcpy(p->sum, hints->sum, sizeof(p->sum));
 	free(p->node_addr);
 	p->node_addr = strdup(m->addr ? m->addr : "");
 	p->http_port = m->http_port;
@@ -853,7 +901,7 @@ static void on_marked_chunk(struct hc_cluster *c, const char *sender, const char
 		return;
 	done = detach_assembly(c, a);
 	m = (struct state_meta){ done.node_addr, done.http_port, done.respawn, 0, done.beacon,
-				 done.signature };
+				 done.signature, NULL };
 	apply_state(c, sender, done.workloads, done.nworkloads, &m);
 	done.workloads = NULL;
 	done.nworkloads = 0;

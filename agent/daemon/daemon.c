@@ -589,14 +589,18 @@ static void log_identity(const struct daemon *d, const struct hc_daemon_config *
 }
 
 /* What this node really has, for the beacon: a runtime that answered at
- * start, the data plane's mode, TLS termination. */
+ * start, microVMs (the VMM and guest kernel installed, and the data plane
+ * that joins a VM's tap), the data plane's mode, TLS termination. */
 static int set_capabilities(struct daemon *d, const struct hc_daemon_config *cfg)
 {
-	const char *caps[4];
+	const char *caps[5];
+	char why[512];
 	size_t n = 0;
 
 	if (d->runtime)
 		caps[n++] = "container";
+	if (d->runtime && d->dataplane && hc_runtime_microvm_check(why, sizeof(why)) == 0)
+		caps[n++] = "vm";
 	if (d->dataplane)
 		caps[n++] = hc_daemon_dataplane_capability(d->dataplane);
 	if (d->proxy && cfg->tls_cert)

@@ -254,7 +254,8 @@ int hc_daemon_dataplane_on_sandbox(void *arg, const struct hc_runtime_sandbox *s
 		return hc_err_set(err, rc, "isolating workload %s before it starts: %s", sb->id,
 				  why);
 	}
-	return 0;
+	return sb->vm_netns ? hc_dataplane_tap_join(sb->vm_netns, sb->vm_veth, sb->vm_tap, err)
+			    : 0;
 }
 
 void hc_daemon_dataplane_on_running(void *arg, const struct hc_runtime_running *list, size_t n)

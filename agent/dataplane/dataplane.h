@@ -253,6 +253,15 @@ int hc_dataplane_workload_attach(struct hc_dataplane *dp, const char *id,
 				 const struct hc_ipaddr *addr, bool isolate, uint64_t rate_bytes_per_sec,
 				 struct hc_err *err);
 
+/* Joins a microVM's tap to the CNI veth's end inside its sandbox (network
+ * namespace at netns): everything the veth receives goes to the tap, what
+ * the tap receives (the VM sends) leaves by the veth, so the host side of
+ * the veth, with its TC programs, sees the VM as the workload. Loads a copy
+ * of bpf/hc_tap.bpf.c's programs for these ifindexes; the filters keep them
+ * and go with the namespace. Needs no pinned data plane. 0 or -errno. */
+int hc_dataplane_tap_join(const char *netns, const char *veth, const char *tap,
+			  struct hc_err *err);
+
 /* Detaches from the veth of the workload at addr, or of every recorded
  * workload whose veth is gone when addr is NULL. */
 int hc_dataplane_workload_detach(struct hc_dataplane *dp, const struct hc_ipaddr *addr);

@@ -10,6 +10,7 @@
 #include <openssl/rand.h>
 
 #define STATE_DOMAIN "hypercore-state-v1" /* and its NUL: a version of the encoding */
+#define STATE_DOMAIN_V2 "hypercore-state-v2" /* workloads by their set hash's sum */
 
 /* ---- the canonical encoding ---- */
 
@@ -104,6 +105,14 @@ static int put_workloads(EVP_MD_CTX *h, Cluster__Services__Api__WorkloadState *c
 	return r;
 }
 
+/* Encoding v2's workloads: their count and their set hash's sum. */
+static int put_summary(EVP_MD_CTX *h, size_t n, const uint8_t sum[HC_IBRL_DIGEST_LEN])
+{
+	int r = n > UINT32_MAX ? -E2BIG : put_u32(h, (uint32_t)n);
+
+	return r ? r : put(h, sum, HC_IBRL_DIGEST_LEN);
+}
+
 int hc_ibrl_state_digest(const struct hc_ibrl_state_view *v, uint8_t digest[HC_IBRL_DIGEST_LEN])
 {
 	EVP_MD_CTX *h = EVP_MD_CTX_new();
@@ -111,7 +120,9 @@ int hc_ibrl_state_digest(const struct hc_ibrl_state_view *v, uint8_t digest[HC_I
 	unsigned len = 0;
 	int r = h && EVP_DigestInit_ex(h, EVP_sha256(), NULL) == 1 ? 0 : -ENOMEM;
 
-	if (r == 0)
+	if (r == 0 && v->workloads_sum)
+		r = put(h, STATE_DOMAIN_V2, sizeof(STATE_DOMAIN_V2));
+	else if (r == 0)
 		r = put(h, STATE_DOMAIN, sizeof(STATE_DOMAIN));
 	if (r == 0)
 		r = put_str(h, v->node);
@@ -125,7 +136,9 @@ int hc_ibrl_state_digest(const struct hc_ibrl_state_view *v, uint8_t digest[HC_I
 		r = put_u64(h, v->version);
 	if (r == 0)
 		r = put_msg(h, v->beacon ? &v->beacon->base : NULL);
-	if (r == 0)
+	if (r == 0 && v->workloads_sum)
+		r = put_summary(h, v->nworkloads, v->workloads_sum);
+	else if (r == 0)
 		r = put_workloads(h, v->workloads, v->nworkloads);
 	if (r == 0 && (EVP_DigestFinal_ex(h, digest, &len) != 1 || len != HC_IBRL_DIGEST_LEN))
 		r = -ENOMEM;

@@ -83,6 +83,9 @@ struct hc_ibrl_state_view {
 	const Cluster__Services__Api__BeaconMetadata *beacon; /* NULL: none */
 	Cluster__Services__Api__WorkloadState *const *workloads; /* any order */
 	size_t nworkloads;
+	/* Set: the state is summarized (encoding v2, below): its nworkloads
+	 * workloads by their set hash's sum, and `workloads` is not read. */
+	const uint8_t *workloads_sum; /* HC_IBRL_DIGEST_LEN bytes */
 };
 
 /*
@@ -94,6 +97,36 @@ struct hc_ibrl_state_view {
  * The workloads' order and the chunking do not change it. 0 or -ENOMEM.
  */
 int hc_ibrl_state_digest(const struct hc_ibrl_state_view *v, uint8_t digest[HC_IBRL_DIGEST_LEN]);
+/*
+ * Encoding v2 (v->workloads_sum set): the same, but "hypercore-state-v2\0"
+ * and, in place of the workloads, u32 count and the 32 bytes of their set
+ * hash's sum (hc_ibrl_set_hash_sum). A receiver keeping the set hash of
+ * the workloads it holds checks a change's signature at a cost in
+ * proportion to the change. hc_ibrl_state_digest, _sign and _verify pick
+ * the encoding by v->workloads_sum.
+ */
+
+/* The set hash of a state's workloads (set_hash.c): LtHash, 1024 lanes of
+ * 32 bits, each workload packed, hashed by SHA-256 and expanded by
+ * AES-256-CTR; members add and
+ * remove in any order at a fixed cost each. Caller-owned, 4 KiB. */
+#define HC_IBRL_SET_LANES 1024
+struct hc_ibrl_set_hash {
+	uint32_t lane[HC_IBRL_SET_LANES];
+};
+/* The empty set. */
+void hc_ibrl_set_hash_init(struct hc_ibrl_set_hash *s);
+/* w packed, added to or removed from s (removing what was never added
+ * leaves a sum no set has). 0 or -ENOMEM (s unchanged). */
+int hc_ibrl_set_hash_add(struct hc_ibrl_set_hash *s, const Cluster__Services__Api__WorkloadState *w);
+int hc_ibrl_set_hash_remove(struct hc_ibrl_set_hash *s,
+			    const Cluster__Services__Api__WorkloadState *w);
+/* s := the set hash of w[0..n), any order. 0 or -ENOMEM. */
+int hc_ibrl_set_hash_of(struct hc_ibrl_set_hash *s, Cluster__Services__Api__WorkloadState *const *w,
+			size_t n);
+/* SHA-256 of the lanes (little-endian): what StateDigest.workloads_sum
+ * carries and encoding v2 signs. 0 or -ENOMEM. */
+int hc_ibrl_set_hash_sum(const struct hc_ibrl_set_hash *s, uint8_t out[HC_IBRL_DIGEST_LEN]);
 /* Signs the digest into out (base64, NUL-terminated). 0 or -errno. */
 int hc_ibrl_state_sign(const struct hc_ibrl_identity *id, const struct hc_ibrl_state_view *v,
 		       char out[HC_IBRL_STATE_SIG_B64_LEN + 1]);

@@ -1,6 +1,7 @@
-/* A proxied connection from accept to close: peeking at the request head or
- * ClientHello, routing through hc_routes, connecting to the backend, error
- * answers, timeouts. Moving bytes afterwards is forward.c's. */
+/* A proxied connection from accept to close: reading (or, sockmap mode,
+ * peeking at) the request head or ClientHello, routing through hc_routes,
+ * connecting to the backend, error answers, timeouts. Moving bytes
+ * afterwards is forward.c's. */
 #define HC_LOG_MODULE "proxy"
 
 #include <arpa/inet.h>
@@ -61,6 +62,7 @@ void hc_proxy_conn_close(struct hc_proxy_conn *c, bool reset)
 	 * are torn down: they say whether it is clean). */
 	if (!reset)
 		hc_proxy_backend_release(c);
+	hc_proxy_backend_unbind(c); /* closed below, not pooled */
 	hc_proxy_forward_fini(c);
 	hc_proxy_h2_fini(c);
 	for (int side = 0; side < 2; side++) {
@@ -151,6 +153,7 @@ static void answer_and_drain(struct hc_proxy_conn *c, const void *bytes, size_t 
 	}
 	shutdown(c->cfd, SHUT_WR);
 	if (c->bfd >= 0) {
+		hc_proxy_backend_unbind(c);
 		epoll_ctl(c->w->epfd, EPOLL_CTL_DEL, c->bfd, NULL);
 		close(c->bfd);
 		c->bfd = -1;
@@ -422,6 +425,7 @@ static void connect_backend(struct hc_proxy_conn *c, const struct hc_route_val *
 void hc_proxy_backend_retry(struct hc_proxy_conn *c)
 {
 	atomic_fetch_add(&c->w->p->stats.backend_retries, 1);
+	hc_proxy_backend_unbind(c);
 	close(c->bfd); /* its one reference: out of the epoll set too */
 	c->bfd = -1;
 	c->events_b = 0;
@@ -647,9 +651,8 @@ static void route_http(struct hc_proxy_conn *c, const struct hc_http_head *head)
 	}
 	c->head_len = 0;
 	if (c->engine) {
-		/* plain: the head is still in the socket, the engine reads it;
-		 * terminated: the decrypted bytes in peek go first */
-		c->consumed = c->ssl != NULL;
+		/* in peek, read off the socket (plain) or decrypted
+		 * (terminated): the engine starts with them */
 	} else if (p->cfg.forwarded_headers) {
 		if (rewrite_head(c, head) < 0) {
 			hc_proxy_conn_close(c, false);
@@ -666,6 +669,33 @@ static void route_http(struct hc_proxy_conn *c, const struct hc_http_head *head)
 	connect_backend(c, &val);
 }
 
+/* Whether the first bytes are read off the socket (and handed on from
+ * memory: to the engine, or to OpenSSL) rather than peeked at: one recv per
+ * connection fewer, since the engine would read them again. The sockmap
+ * mode peeks: it takes exactly the head off the socket and lets the kernel
+ * redirect the rest, which must stay queued. */
+static bool reads_first_bytes(const struct hc_proxy_conn *c)
+{
+	return c->w->p->cfg.forwarding != HC_PROXY_SOCKMAP;
+}
+
+/* Appends what has arrived to c->peek (the socket's queue emptied when
+ * the read was short: peek_drained). */
+static int read_more(struct hc_proxy_conn *c)
+{
+	size_t room = HC_PROXY_PEEK_MAX - c->peek_len;
+	ssize_t n = recv(c->cfd, c->peek + c->peek_len, room, 0);
+
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+	if (n == 0)
+		return -ECONNRESET; /* closed before saying anything useful */
+	c->peek_len += (size_t)n;
+	c->peek_drained = (size_t)n < room;
+	c->consumed = true;
+	return 1;
+}
+
 static int peek_more(struct hc_proxy_conn *c)
 {
 	ssize_t n;
@@ -675,6 +705,8 @@ static int peek_more(struct hc_proxy_conn *c)
 		if (!c->peek)
 			return -ENOMEM;
 	}
+	if (reads_first_bytes(c))
+		return read_more(c);
 	n = recv(c->cfd, c->peek, HC_PROXY_PEEK_MAX, MSG_PEEK);
 	if (n < 0)
 		return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
@@ -684,31 +716,111 @@ static int peek_more(struct hc_proxy_conn *c)
 	return 1;
 }
 
-/* Wakes us only when more than what we have peeked has arrived. */
+/* Wakes us only when more than what we have peeked has arrived. Bytes
+ * read off the socket need nothing: the next ones bring an edge. */
 static void wait_for_more(struct hc_proxy_conn *c)
 {
 	int lowat = (int)c->peek_len + 1;
 
+	if (c->consumed)
+		return;
 	setsockopt(c->cfd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat));
 	c->lowat_set = true;
+}
+
+/* The ClientHello was read off the socket: OpenSSL reads it from memory,
+ * and the socket once that is used up (tls_accept_step). Nonzero on
+ * failure. */
+static int tls_input_from_memory(struct hc_proxy_conn *c)
+{
+	BIO *in = BIO_new(BIO_s_mem()), *out = BIO_new_socket(c->cfd, BIO_NOCLOSE);
+
+	if (!in || !out || BIO_write(in, c->peek, (int)c->peek_len) != (int)c->peek_len) {
+		BIO_free(in);
+		BIO_free(out);
+		return -ENOMEM;
+	}
+	BIO_set_mem_eof_return(in, -1); /* empty: "retry", not an end */
+	SSL_set_bio(c->ssl, in, out);
+	c->tls_from_memory = true;
+	return 0;
+}
+
+/* OpenSSL's input moves from memory to the socket. 0 or -ENOMEM. */
+static int tls_input_from_socket(struct hc_proxy_conn *c)
+{
+	BIO *sock = BIO_new_socket(c->cfd, BIO_NOCLOSE);
+
+	if (!sock)
+		return -ENOMEM;
+	SSL_set0_rbio(c->ssl, sock);
+	c->tls_from_memory = false;
+	return 0;
+}
+
+/* A record cut short in memory: its rest, from the socket into memory.
+ * 1: more is there, 0: wait for an event, -errno. */
+static int tls_memory_refill(struct hc_proxy_conn *c, BIO *in)
+{
+	char buf[4096];
+	ssize_t n;
+
+	if (!SSL_want_read(c->ssl))
+		return 0; /* it wants to write first: that event comes */
+	if (BIO_ctrl_pending(in) > HC_PROXY_PEEK_MAX)
+		return -EPROTO; /* no record is that long */
+	n = recv(c->cfd, buf, sizeof(buf), 0);
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+	if (n == 0)
+		return -ECONNRESET;
+	return BIO_write(in, buf, (int)n) == (int)n ? 1 : -ENOMEM;
+}
+
+/* A handshake step (hc_proxy_tls_handshake's returns). While OpenSSL reads
+ * from memory what the routing read off the socket, used-up memory means
+ * the socket is next. */
+static int tls_accept_step(struct hc_proxy_conn *c)
+{
+	for (;;) {
+		int rc = hc_proxy_tls_handshake(c);
+		BIO *in = SSL_get_rbio(c->ssl);
+
+		if (!c->tls_from_memory || rc < 0)
+			return rc;
+		if (BIO_ctrl_pending(in) == 0) {
+			if (tls_input_from_socket(c) < 0)
+				return -ENOMEM;
+			if (rc > 0)
+				return rc;
+			continue; /* what the client sent since is in the socket */
+		}
+		if (rc > 0)
+			return -EPROTO; /* bytes behind a finished handshake: no client sends them */
+		if ((rc = tls_memory_refill(c, in)) <= 0)
+			return rc;
+	}
 }
 
 static void start_termination(struct hc_proxy_conn *c, SSL_CTX *ctx)
 {
 	int lowat = 1;
 
-	setsockopt(c->cfd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat));
+	if (c->lowat_set) {
+		setsockopt(c->cfd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat));
+		c->lowat_set = false;
+	}
 	snprintf(c->sni, sizeof(c->sni), "%s", c->host);
 	c->ssl = SSL_new(ctx);
 	SSL_CTX_free(ctx);
-	if (!c->ssl || SSL_set_fd(c->ssl, c->cfd) != 1) {
+	if (!c->ssl || (c->consumed ? tls_input_from_memory(c) : SSL_set_fd(c->ssl, c->cfd) != 1)) {
 		hc_proxy_conn_close(c, false);
 		return;
 	}
 	free(c->peek);
 	c->peek = NULL;
 	c->peek_len = 0;
-	c->consumed = true; /* OpenSSL reads the ClientHello itself */
+	c->consumed = true; /* OpenSSL has the ClientHello, or reads it itself */
 	c->state = C_TLS_ACCEPT;
 	atomic_fetch_add(&c->w->p->stats.tls_terminated, 1);
 	hc_proxy_conn_event(c, false, EPOLLIN);
@@ -890,7 +1002,7 @@ void hc_proxy_conn_event(struct hc_proxy_conn *c, bool backend_side, unsigned ev
 			hc_proxy_conn_close(c, rc < 0);
 		break;
 	case C_TLS_ACCEPT:
-		rc = hc_proxy_tls_handshake(c);
+		rc = tls_accept_step(c);
 		if (rc > 0 && hc_proxy_tls_alpn_h2(c)) {
 			hc_proxy_h2_start(c);
 		} else if (rc > 0) {

@@ -256,7 +256,8 @@ static ssize_t side_read(struct hc_proxy_conn *c, int fd, char *buf, size_t len)
 	return n;
 }
 
-static ssize_t side_write(struct hc_proxy_conn *c, int fd, const char *buf, size_t len)
+/* more: MSG_MORE, on a plain socket (see last_response_bytes) */
+static ssize_t side_write(struct hc_proxy_conn *c, int fd, const char *buf, size_t len, bool more)
 {
 	ssize_t n;
 
@@ -276,7 +277,7 @@ static ssize_t side_write(struct hc_proxy_conn *c, int fd, const char *buf, size
 			return -EPIPE;
 		}
 	}
-	n = send(fd, buf, len, MSG_NOSIGNAL);
+	n = send(fd, buf, len, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
 	if (n < 0)
 		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 	return n;
@@ -312,7 +313,7 @@ static int flow_move_raw(struct hc_proxy_conn *c, struct hc_proxy_flow *f)
 			}
 		}
 		if (f->queued > 0) {
-			n = side_write(c, f->dst, f->buf + f->off, f->queued);
+			n = side_write(c, f->dst, f->buf + f->off, f->queued, false);
 			if (n > 0) {
 				f->off += (size_t)n;
 				f->queued -= (size_t)n;
@@ -383,6 +384,21 @@ static bool is_tls_side(const struct hc_proxy_conn *c, int fd)
 	return c->ssl && fd == c->cfd;
 }
 
+/* Whether this send is the rest of the last response of a connection
+ * whose client said Connection: close: once it is out, engine_pump closes
+ * the connection (the same test). Sent with MSG_MORE, the bytes wait in
+ * the socket for the close, whose FIN the kernel adds to them (tcp_send_fin
+ * tacks it onto an unsent segment): one packet less per connection, and the
+ * client reads the answer and the end in one wakeup. Not when the backend
+ * alone said close: a client pipelining behind it may still be sending, and
+ * a close with unread bytes is a reset, which would drop what waits. */
+static bool last_response_bytes(const struct hc_proxy_conn *c, const struct hc_proxy_flow *f)
+{
+	return f == &c->down && c->client_said_close && c->last_exchange && !c->req_count &&
+	       f->state == F_HEAD && f->ready == f->queued && f->pipe[0] < 0 && !c->up.queued &&
+	       !c->up.rd_ready && !is_tls_side(c, f->dst);
+}
+
 /* Sends what is framed. 1: bytes moved, 0: none, -errno. */
 static int flow_send(struct hc_proxy_conn *c, struct hc_proxy_flow *f)
 {
@@ -390,7 +406,7 @@ static int flow_send(struct hc_proxy_conn *c, struct hc_proxy_flow *f)
 
 	if (!f->ready || !f->wr_ready)
 		return 0;
-	n = side_write(c, f->dst, f->buf + f->off, f->ready);
+	n = side_write(c, f->dst, f->buf + f->off, f->ready, last_response_bytes(c, f));
 	if (n == -EAGAIN) {
 		f->wr_ready = false;
 		return 0;
@@ -863,6 +879,8 @@ static int down_head(struct hc_proxy_conn *c)
 	 * connection ends once its response is out (no half-close dance) */
 	if (resp.close || (flags & REQ_CLOSE))
 		c->last_exchange = true;
+	if (flags & REQ_CLOSE)
+		c->client_said_close = true;
 	kind = hc_http_response_body(&resp, flags & REQ_HEAD, &len);
 	/* the backend ends the connection after it (or we could not tell) */
 	if (resp.close || resp.http10 || kind == HC_BODY_CLOSE)
@@ -1155,19 +1173,25 @@ int hc_proxy_forward_start(struct hc_proxy_conn *c)
 	{
 		/* the client's edges since connect_backend set our interest
 		 * (whose EPOLL_CTL_MOD reported what was pending then: the
-		 * head, and its FIN if it came with it) were recorded */
+		 * head, and its FIN if it came with it) were recorded; when the
+		 * routing's read emptied the socket and none came since, the
+		 * next byte brings one (no recv to learn it) */
 		bool hup = c->up.hup;
+		bool more = c->up.rd_ready || hup || !c->peek_drained || c->ssl;
 
 		flow_reset(&c->up, c->cfd, c->bfd, c->tls && !c->ssl ? F_TUNNEL : F_HEAD);
 		c->up.hup = hup;
+		c->up.rd_ready = more;
 	}
 	flow_reset(&c->down, c->bfd, c->cfd, c->up.state);
 	/* a new backend has sent nothing: its first byte brings an edge */
 	c->down.rd_ready = false;
 	c->engine_on = true;
 	c->consumed = true;
-	if (c->ssl && c->peek_len) {
-		/* what the handshake's first reads decrypted: the head, maybe more */
+	if (c->peek_len) {
+		/* what the routing read: the head (or the ClientHello of a
+		 * passthrough), maybe more; terminated: what the handshake's
+		 * first reads decrypted */
 		c->up.buf = buf_get(c->w);
 		if (!c->up.buf || c->peek_len > HC_PROXY_COPY_BUF - HC_PROXY_HEADROOM)
 			return -ENOMEM;

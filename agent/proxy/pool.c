@@ -5,8 +5,13 @@
  *
  * Without them every client connection costs a backend connection too:
  * socket, connect, its handshake, the backend's accept and both closes. With
- * them a short client connection costs two epoll_ctl calls on the backend
- * side (the pooled socket handed to the connection and back).
+ * them a short client connection costs no system call on the backend side
+ * but its request and response: a socket pooled once stays registered with
+ * epoll under its pool slot (edge-triggered, as the engine wants it), and
+ * the slot's events go to the connection it is lent to, or evict it while
+ * idle. The first time a socket is pooled costs one epoll_ctl (from the
+ * connection's handle to the slot's), as does pooling one whose last read
+ * did not find its queue empty (re-armed, so that what is pending reports).
  *
  * A connection goes back only clean (hc_proxy_backend_poolable): every
  * response ended and framed by length or chunks, nothing in flight either
@@ -42,24 +47,31 @@ static bool same_backend(const struct hc_proxy_idle *e, const struct hc_route_va
 	return memcmp(e->addr.ip6, val->backend.ip6, sizeof(e->addr.ip6)) == 0;
 }
 
-/* Takes a slot out of the pool (its socket stays open) and gives its
- * descriptor charge back. */
-static void slot_clear(struct hc_proxy_worker *w, struct hc_proxy_idle *e)
+/* An idle socket leaves the pool's count (taken, or closed) and gives
+ * its descriptor charge back. */
+static void idle_uncount(struct hc_proxy_worker *w)
 {
-	struct hc_proxy *p = w->p;
-
-	e->fd = -1;
 	w->nidle--;
-	atomic_fetch_sub(&p->fds_used, 1);
-	atomic_fetch_sub(&p->stats.backend_idle, 1);
+	atomic_fetch_sub(&w->p->fds_used, 1);
+	atomic_fetch_sub(&w->p->stats.backend_idle, 1);
 }
 
 static void slot_close(struct hc_proxy_worker *w, struct hc_proxy_idle *e)
 {
 	int fd = e->fd;
 
-	slot_clear(w, e);
+	idle_uncount(w);
+	e->fd = -1;
 	close(fd); /* closing takes it out of the epoll set */
+}
+
+void hc_proxy_backend_unbind(struct hc_proxy_conn *c)
+{
+	if (!c->bslot)
+		return;
+	c->bslot->fd = -1;
+	c->bslot->owner = NULL;
+	c->bslot = NULL;
 }
 
 bool hc_proxy_backend_poolable(const struct hc_proxy_conn *c)
@@ -78,26 +90,40 @@ bool hc_proxy_backend_poolable(const struct hc_proxy_conn *c)
 	return d->state == F_HEAD && !d->queued && d->pipe[0] < 0 && !d->eof && !d->hup;
 }
 
-/* A free slot for val's backend, or NULL: the pool is full, or holds
- * HC_PROXY_IDLE_PER_BACKEND to it already. */
-static struct hc_proxy_idle *free_slot(struct hc_proxy_worker *w, const struct hc_route_val *val)
+/* Whether the pool may take one more idle connection to val's backend:
+ * under HC_PROXY_IDLE_MAX idle in all and HC_PROXY_IDLE_PER_BACKEND to it. */
+static bool pool_has_room(struct hc_proxy_worker *w, const struct hc_route_val *val)
 {
-	struct hc_proxy_idle *free_one = NULL;
 	unsigned same = 0;
 
 	if (w->nidle >= HC_PROXY_IDLE_MAX)
-		return NULL;
-	for (unsigned i = 0; i < HC_PROXY_IDLE_MAX; i++) {
-		struct hc_proxy_idle *e = &w->idle[i];
+		return false;
+	for (unsigned i = 0; i < w->slots_used; i++) {
+		const struct hc_proxy_idle *e = &w->idle[i];
 
-		if (e->fd < 0) {
-			if (!free_one)
-				free_one = e;
-		} else if (same_backend(e, val) && ++same >= HC_PROXY_IDLE_PER_BACKEND) {
-			return NULL;
-		}
+		if (e->fd >= 0 && !e->owner && same_backend(e, val) &&
+		    ++same >= HC_PROXY_IDLE_PER_BACKEND)
+			return false;
 	}
-	return free_one;
+	return true;
+}
+
+static struct hc_proxy_idle *free_slot(struct hc_proxy_worker *w)
+{
+	for (unsigned i = 0; i < w->slots_used; i++)
+		if (w->idle[i].fd < 0)
+			return &w->idle[i];
+	return w->slots_used < HC_PROXY_SLOTS ? &w->idle[w->slots_used++] : NULL;
+}
+
+/* Registers c's backend socket under slot e, edge-triggered as the engine
+ * has it: the modification reports what is pending (a close, stray bytes)
+ * to the slot at once. 0 or -errno. */
+static int slot_register(struct hc_proxy_conn *c, struct hc_proxy_idle *e)
+{
+	struct epoll_event ev = {.events = ET_EVENTS, .data.ptr = &e->h};
+
+	return epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->bfd, &ev) < 0 ? -errno : 0;
 }
 
 /* Pools c's backend socket. 0, or -errno (then it is still c's). */
@@ -105,29 +131,29 @@ static int pool_put(struct hc_proxy_conn *c)
 {
 	struct hc_proxy_worker *w = c->w;
 	struct hc_proxy *p = w->p;
-	struct hc_proxy_idle *e = free_slot(w, &c->route_val);
-	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP};
+	struct hc_proxy_idle *e = c->bslot;
+	int rc;
 
-	if (!e)
+	if (!pool_has_room(w, &c->route_val) || (!e && !(e = free_slot(w))))
 		return -ENOSPC;
 	if (atomic_fetch_add(&p->fds_used, 1) + 1 > p->cfg.max_fds && p->cfg.max_fds) {
 		atomic_fetch_sub(&p->fds_used, 1);
 		return -EMFILE;
 	}
-	/* Level-triggered: whatever is pending now (a FIN, stray bytes)
-	 * reports at once and evicts it. */
-	ev.data.ptr = &e->h;
-	if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->bfd, &ev) < 0) {
-		int err = -errno;
-
+	/* A socket new to the pool moves to its slot's handle; a lent one
+	 * whose last read was not an EAGAIN may hold what we have not seen
+	 * (no edge would come for it): re-armed, which reports it. */
+	if ((!c->bslot || c->down.rd_ready) && (rc = slot_register(c, e)) < 0) {
 		atomic_fetch_sub(&p->fds_used, 1);
-		return err;
+		return rc;
 	}
 	e->h.kind = H_IDLE;
 	e->fd = c->bfd;
+	e->owner = NULL;
 	e->addr = c->route_val.backend;
 	e->port = c->route_val.port;
 	e->since_ms = w->now_ms;
+	c->bslot = NULL;
 	w->nidle++;
 	atomic_fetch_add(&p->stats.backend_idle, 1);
 	return 0;
@@ -137,8 +163,10 @@ void hc_proxy_backend_release(struct hc_proxy_conn *c)
 {
 	if (c->bfd < 0)
 		return;
-	if (!hc_proxy_backend_poolable(c) || pool_put(c) < 0)
+	if (!hc_proxy_backend_poolable(c) || pool_put(c) < 0) {
+		hc_proxy_backend_unbind(c);
 		close(c->bfd);
+	}
 	c->bfd = -1;
 	c->events_b = 0;
 }
@@ -147,42 +175,44 @@ int hc_proxy_backend_take(struct hc_proxy_conn *c, const struct hc_route_val *va
 {
 	struct hc_proxy_worker *w = c->w;
 	struct hc_proxy_idle *best = NULL;
-	struct epoll_event ev = {.events = ET_EVENTS};
 
 	if (!w->nidle)
 		return -1;
 	/* the most recently pooled: the least likely to be closing */
-	for (unsigned i = 0; i < HC_PROXY_IDLE_MAX; i++) {
+	for (unsigned i = 0; i < w->slots_used; i++) {
 		struct hc_proxy_idle *e = &w->idle[i];
 
-		if (e->fd >= 0 && same_backend(e, val) && (!best || e->since_ms > best->since_ms))
+		if (e->fd >= 0 && !e->owner && same_backend(e, val) &&
+		    (!best || e->since_ms > best->since_ms))
 			best = e;
 	}
 	if (!best)
 		return -1;
-	/* The engine's interest, set once (as connect_backend does for a new
-	 * socket): the MOD reports what is pending, a close among it. */
-	ev.data.ptr = &c->hb;
-	if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, best->fd, &ev) < 0) {
-		hc_log(HC_LOG_DEBUG, "pooled backend connection: %s", strerror(errno));
-		slot_close(w, best);
-		return -1;
-	}
+	/* Its registration stays (the engine's edge-triggered interest): what
+	 * comes from here on is c's, a close that came while it was idle was
+	 * seen by the slot, or is still to be reported, to c now. */
+	best->owner = c;
+	c->bslot = best;
 	c->bfd = best->fd;
-	c->events_b = ev.events;
-	slot_clear(w, best);
+	c->events_b = ET_EVENTS;
+	idle_uncount(w);
 	return 0;
 }
 
-void hc_proxy_idle_event(struct hc_proxy_worker *w, struct hc_proxy_idle *e)
+void hc_proxy_idle_event(struct hc_proxy_worker *w, struct hc_proxy_idle *e, unsigned events)
 {
 	char b;
 	ssize_t n;
 
-	/* An event of this batch may come after its socket was taken (the slot
-	 * freed or holding another): only a socket that really has something
-	 * to say is closed. */
-	if (e->fd < 0)
+	if (e->owner) {
+		hc_proxy_conn_event(e->owner, true, events);
+		return;
+	}
+	/* An event of this batch may come after its socket was closed (the
+	 * slot freed or holding another), and edge-triggered interest reports
+	 * a writable socket too: only a socket that really has something to
+	 * say is closed. */
+	if (e->fd < 0 || !(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
 		return;
 	n = recv(e->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -196,10 +226,10 @@ void hc_proxy_idle_expire(struct hc_proxy_worker *w, bool all)
 
 	if (!w->nidle)
 		return;
-	for (unsigned i = 0; i < HC_PROXY_IDLE_MAX; i++) {
+	for (unsigned i = 0; i < w->slots_used; i++) {
 		struct hc_proxy_idle *e = &w->idle[i];
 
-		if (e->fd >= 0 && (all || now - e->since_ms >= HC_PROXY_IDLE_MS))
+		if (e->fd >= 0 && !e->owner && (all || now - e->since_ms >= HC_PROXY_IDLE_MS))
 			slot_close(w, e);
 	}
 }

@@ -93,7 +93,8 @@ int hc_proxy_watch(struct hc_proxy_conn *c, bool backend_side, unsigned events)
 
 	if (fd < 0 || *have == events)
 		return 0;
-	ev.data.ptr = backend_side ? &c->hb : &c->hc;
+	/* a pooled socket stays registered under its slot (pool.c) */
+	ev.data.ptr = !backend_side ? &c->hc : c->bslot ? &c->bslot->h : &c->hb;
 	if (epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
 		return -errno;
 	*have = events;
@@ -391,7 +392,7 @@ static void *worker_main(void *arg)
 				break;
 			}
 			case H_IDLE:
-				hc_proxy_idle_event(w, (struct hc_proxy_idle *)h);
+				hc_proxy_idle_event(w, (struct hc_proxy_idle *)h, evs[i].events);
 				break;
 			case H_H2_UP:
 				hc_proxy_h2_up_event(h, evs[i].events);
@@ -437,7 +438,7 @@ static int worker_init(struct hc_proxy *p, struct hc_proxy_worker *w, unsigned i
 	w->wheel_tick = hc_proxy_now_ms() / HC_PROXY_TICK_MS;
 	w->wake_h.kind = H_WAKE;
 	w->timer_h.kind = H_TIMER;
-	for (unsigned i = 0; i < HC_PROXY_IDLE_MAX; i++)
+	for (unsigned i = 0; i < HC_PROXY_SLOTS; i++)
 		w->idle[i].fd = -1;
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
 	w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

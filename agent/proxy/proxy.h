@@ -2,7 +2,7 @@
  * The Host/SNI reverse proxy. It listens on every port some route in the
  * pinned hc_routes map names, learns the target of each connection from its
  * first bytes (the HTTP request head's Host, or the TLS ClientHello's SNI,
- * both only peeked at), connects to the route's backend and then lets the
+ * read and then handed on from memory), connects to the route's backend and then lets the
  * kernel move the bytes: splice(2) through a pipe by default, the hc_splice
  * sockmap or a plain copy loop when asked. With a wildcard certificate it
  * terminates TLS for names under the base URL and copies the decrypted

@@ -17,7 +17,7 @@
 #include "proxy/proxy.h"
 
 #define HC_PROXY_MAX_PORTS 1024
-#define HC_PROXY_PIPE_SIZE (256 * 1024) /* a pooled pipe, splice mode */
+#define HC_PROXY_PIPE_SIZE (1024 * 1024) /* a pooled pipe, splice mode */
 #define HC_PROXY_COPY_BUF (64 * 1024) /* a pooled buffer, one per direction while it holds data */
 /* Room kept before the data in a buffer: a request head grows there when
  * our forwarded fields replace the client's (forward.c). */
@@ -28,8 +28,8 @@
 #define HC_PROXY_SPLICE_MIN (64 * 1024)
 #define HC_PROXY_PIPELINE_MAX 32 /* requests sent ahead of their responses */
 #define HC_PROXY_POOL_MAX 64 /* idle buffers and pipes a worker keeps */
-/* What is peeked at before routing: a whole ClientHello, or one byte over the
- * head limit. */
+/* What is read (sockmap mode: peeked at) before routing: a whole
+ * ClientHello, or one byte over the head limit. */
 #define HC_PROXY_PEEK_MAX (HC_TLS_INPUT_MAX > HC_HTTP_HEAD_MAX ? HC_TLS_INPUT_MAX : HC_HTTP_HEAD_MAX + 1)
 #define HC_PROXY_CONNECT_TIMEOUT_MS 5000
 #define HC_PROXY_DRAIN_MS 2000 /* reading what follows an error response */
@@ -43,6 +43,9 @@
  * default too), so that we rarely send on a connection the backend is
  * closing. */
 #define HC_PROXY_IDLE_MAX 256
+/* Pool slots: idle connections and those lent out (whose sockets stay
+ * registered under their slots), twice the idle ones. */
+#define HC_PROXY_SLOTS (2 * HC_PROXY_IDLE_MAX)
 #define HC_PROXY_IDLE_PER_BACKEND 128
 #define HC_PROXY_IDLE_MS 4000
 
@@ -95,12 +98,17 @@ struct hc_proxy_handle {
 	enum hc_proxy_handle_kind kind;
 };
 
-/* An idle backend connection in its worker's pool: watched (level-triggered
- * EPOLLIN | EPOLLRDHUP), so that the backend's close or any byte it sends
- * unasked evicts it. */
+/* A slot of its worker's backend pool (pool.c): free (fd -1), holding an
+ * idle backend connection (owner NULL), or lending it to a client
+ * connection (owner). A socket pooled once stays registered with epoll
+ * under its slot's handle, edge-triggered as the engine wants it, while it
+ * goes from connection to connection: taking it and giving it back cost no
+ * epoll_ctl. While idle its events (the backend's close, or a byte it sends
+ * unasked) evict it; while lent they are the owner's. */
 struct hc_proxy_idle {
 	struct hc_proxy_handle h; /* H_IDLE */
 	int fd; /* -1: a free slot */
+	struct hc_proxy_conn *owner; /* lent to it; NULL: idle (or free) */
 	struct hc_ipaddr addr;
 	uint16_t port;
 	uint64_t since_ms;
@@ -192,6 +200,8 @@ struct hc_proxy_conn {
 	size_t peek_len, head_len;
 	bool tls; /* a TLS connection (passthrough or terminated) */
 	bool consumed; /* the head was read off the socket (not only peeked) */
+	bool peek_drained; /* and the last read emptied the socket's queue */
+	bool tls_from_memory; /* terminating: OpenSSL reads what we read first (conn.c) */
 	SSL *ssl; /* terminating */
 	char route_host[HC_ROUTE_HOST_MAX]; /* the hc_routes key host that matched */
 	char host[HC_HOST_MAX + 1]; /* what the client asked for */
@@ -202,6 +212,7 @@ struct hc_proxy_conn {
 	bool engine_on; /* the engine has started (a reconnect resumes it) */
 	bool upgrading; /* the request being sent asks for an upgrade */
 	bool last_exchange; /* a request or response said Connection: close */
+	bool client_said_close; /* and the request was the client's last (forward.c) */
 	char fwd[256]; /* our forwarded fields, made once per connection */
 	size_t fwd_len;
 	bool lowat_set; /* SO_RCVLOWAT was raised while peeking */
@@ -223,6 +234,7 @@ struct hc_proxy_conn {
 	 * remove, HTTP/1.0, an upgrade, a response framed by the close); */
 	bool backend_keep;
 	bool reused; /* the backend connection came from the pool */
+	struct hc_proxy_idle *bslot; /* the pool slot bfd is registered under, or NULL */
 	bool resp_seen; /* a byte came from this backend connection */
 	/* The first request on a reused connection, as the client sent it, if
 	 * it may be retried on a new connection (idempotent, no body): sent
@@ -261,8 +273,9 @@ struct hc_proxy_worker {
 	int pipes[HC_PROXY_POOL_MAX][2];
 	size_t npipes;
 	unsigned pipes_open; /* in use and idle: at most HC_PROXY_PIPE_FDS / 2 */
-	struct hc_proxy_idle idle[HC_PROXY_IDLE_MAX]; /* pool.c */
+	struct hc_proxy_idle idle[HC_PROXY_SLOTS]; /* pool.c */
 	unsigned nidle;
+	unsigned slots_used; /* every slot from here on was never used: scans stop here */
 	struct hc_h2_sock *h2_dead; /* h2.c: closed in this batch, freed after it */
 	/* h2.c: HTTP/2 connections with events in this batch, pumped once at
 	 * its end (all of a connection's backends answered, one write). */
@@ -368,8 +381,12 @@ int hc_proxy_backend_take(struct hc_proxy_conn *c, const struct hc_route_val *va
  * it, which may be sent again (forward.c put it back before what the
  * client sent next): a new connection to the same backend. */
 void hc_proxy_backend_retry(struct hc_proxy_conn *c);
-/* An event on a pooled connection: the backend closed it or spoke unasked. */
-void hc_proxy_idle_event(struct hc_proxy_worker *w, struct hc_proxy_idle *e);
+/* c's backend socket is about to be closed by c (not pooled): its slot,
+ * if it has one, is free again. */
+void hc_proxy_backend_unbind(struct hc_proxy_conn *c);
+/* An event on a pool slot's socket: its owner's, or, while idle, the
+ * backend closed it or spoke unasked. */
+void hc_proxy_idle_event(struct hc_proxy_worker *w, struct hc_proxy_idle *e, unsigned events);
 /* Closes the pooled connections idle for HC_PROXY_IDLE_MS (all of them
  * when all is set: the worker is stopping). */
 void hc_proxy_idle_expire(struct hc_proxy_worker *w, bool all);

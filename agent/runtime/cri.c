@@ -119,6 +119,7 @@ struct hc_runtime *hc_runtime_new(const struct hc_runtime_config *cfg)
 	rt->socket = strdup(cfg->socket);
 	/* containerd resolves paths from its own working directory */
 	rt->log_root = concat(state_dir, "/", "logs");
+	rt->vm_root = concat(state_dir, "/", "vm");
 	free(state_dir);
 	rt->cgroup_parent = strdup(cfg->cgroup_parent ? cfg->cgroup_parent
 						      : HC_RUNTIME_DEFAULT_CGROUP_PARENT);
@@ -134,7 +135,7 @@ struct hc_runtime *hc_runtime_new(const struct hc_runtime_config *cfg)
 		rt->log_max_files = HC_RUNTIME_LOG_MAX_FILES;
 	rt->log_marks = hc_crilog_marks_new();
 	pthread_mutex_init(&rt->lock, NULL);
-	if (!rt->socket || !rt->log_root || !rt->cgroup_parent || !rt->log_marks ||
+	if (!rt->socket || !rt->log_root || !rt->vm_root || !rt->cgroup_parent || !rt->log_marks ||
 	    !(rt->target = concat("unix:", "", cfg->socket)))
 		goto fail;
 	rt->chan = chan_new(rt->target);
@@ -160,6 +161,7 @@ void hc_runtime_free(struct hc_runtime *rt)
 	free(rt->socket);
 	free(rt->target);
 	free(rt->log_root);
+	free(rt->vm_root);
 	free(rt->cgroup_parent);
 	free(rt);
 }

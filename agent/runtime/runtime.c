@@ -164,6 +164,8 @@ static int describe(struct hc_runtime *rt, const Runtime__V1__PodSandbox *pod,
 		if (!w->spec_json || hc_workload_spec_from_json(req, &w->spec) < 0)
 			hc_log(HC_LOG_WARN, "workload %s: unreadable request annotation", w->id);
 	}
+	if (hc_spec_is_vm(&w->spec)) /* its sandbox and VMM run under runc */
+		copy_str(w->runtime_handler, sizeof(w->runtime_handler), w->spec.runtime_handler);
 	preq.pod_sandbox_id = pod->id;
 	r = hc_cri_call(rt, "RuntimeService/PodSandboxStatus", &preq.base,
 			&runtime__v1__pod_sandbox_status_response__descriptor,
@@ -320,7 +322,7 @@ void hc_runtime_capacity_of(const struct hc_runtime *rt, const struct hc_workloa
 		if (!holds_resources(&list[i]))
 			continue;
 		out->cpus_used += list[i].spec.cores;
-		out->mem_used_mb += list[i].spec.memory_mb;
+		out->mem_used_mb += hc_workload_spec_mem_held(&list[i].spec);
 		out->workloads++;
 	}
 	out->cpus_total = cpus_total(rt);
@@ -362,15 +364,22 @@ int hc_runtime_refusal_free_mb(const char *msg, uint64_t *free_mb)
 	return 0;
 }
 
+uint32_t hc_workload_spec_mem_held(const struct hc_workload_spec *spec)
+{
+	return spec->memory_mb + (hc_spec_is_vm(spec) ? HC_VM_OVERHEAD_MB : 0);
+}
+
 int hc_runtime_capacity_check(const struct hc_runtime_capacity *cap,
 			      const struct hc_workload_spec *spec, struct hc_err *err)
 {
+	uint32_t mem = hc_workload_spec_mem_held(spec);
+
 	if ((uint64_t)cap->cpus_used + spec->cores > cap->cpus_total)
 		return hc_err_set(err, -ENOSPC,
 				  "not enough CPU: %u vCPUs requested, %u of %u in use",
 				  spec->cores, cap->cpus_used, cap->cpus_total);
-	if (cap->mem_used_mb + spec->memory_mb > cap->mem_total_mb)
-		return hc_err_set(err, -ENOSPC, MEM_REFUSAL, spec->memory_mb,
+	if (cap->mem_used_mb + mem > cap->mem_total_mb)
+		return hc_err_set(err, -ENOSPC, MEM_REFUSAL, mem,
 				  (unsigned long long)(cap->mem_total_mb > cap->mem_used_mb
 							       ? cap->mem_total_mb - cap->mem_used_mb
 							       : 0),
@@ -453,14 +462,19 @@ static int remove_tree_entry(const char *path, const struct stat *st, int flag, 
 	return 0;
 }
 
+void hc_runtime_remove_tree(const char *path)
+{
+	if (nftw(path, remove_tree_entry, 8, FTW_DEPTH | FTW_PHYS) < 0 && errno != ENOENT)
+		hc_log(HC_LOG_WARN, "cannot remove %s: %s", path, strerror(errno));
+}
+
 static void remove_log_dir(struct hc_runtime *rt, const char *id)
 {
 	char path[4096];
 
 	/* id was checked to be a UUID, so the path stays inside log_root */
 	snprintf(path, sizeof(path), "%s/%s", rt->log_root, id);
-	if (nftw(path, remove_tree_entry, 8, FTW_DEPTH | FTW_PHYS) < 0 && errno != ENOENT)
-		hc_log(HC_LOG_WARN, "cannot remove %s: %s", path, strerror(errno));
+	hc_runtime_remove_tree(path);
 }
 
 static int call_id(struct hc_runtime *rt, const char *method, const ProtobufCMessage *req,
@@ -547,6 +561,7 @@ int hc_runtime_stop(struct hc_runtime *rt, const char *id, int grace_s,
 	if (r == 0) {
 		HC_FAULT("stop:after_sandbox");
 		remove_log_dir(rt, id);
+		hc_vm_remove_dir(rt, id);
 		hc_runtime_cgroup_remove(rt->cgroup_parent, id);
 		hc_log(HC_LOG_INFO, "stopped workload %s", id);
 	}
@@ -562,6 +577,7 @@ static void undo_spawn(struct hc_runtime *rt, const char *id)
 	if (hc_runtime_stop(rt, id, 0, &e) < 0 && !strstr(e.msg, "no workload"))
 		hc_log(HC_LOG_WARN, "cleanup after failed spawn of %s: %s", id, e.msg);
 	remove_log_dir(rt, id);
+	hc_vm_remove_dir(rt, id);
 	hc_runtime_cgroup_remove(rt->cgroup_parent, id);
 }
 
@@ -660,7 +676,8 @@ static int run_sandbox(struct hc_runtime *rt, struct pod_request *p,
 
 	req.config = &p->config;
 	/* "" is containerd's default handler (runc); name others explicitly */
-	if (spec->runtime_handler && strcmp(spec->runtime_handler, "runc") != 0)
+	if (spec->runtime_handler && strcmp(spec->runtime_handler, "runc") != 0 &&
+	    !hc_spec_is_vm(spec)) /* a VM's sandbox and VMM are runc's */
 		req.runtime_handler = spec->runtime_handler;
 	r = hc_cri_call(rt, "RuntimeService/RunPodSandbox", &req.base,
 			&runtime__v1__run_pod_sandbox_response__descriptor,
@@ -700,9 +717,32 @@ static void harden(Runtime__V1__LinuxContainerSecurityContext *sec, Runtime__V1_
 	sec->readonly_rootfs = spec->read_only_rootfs;
 }
 
+/* A microVM's container: the launcher on the pause image, with the VMM's
+ * files mounted in, the tap's device, memory for the guest and the VMM,
+ * and a read-only root (its files are the mounts). The workload's env
+ * stays out of it: the guest gets it in its initramfs. */
+static void vm_container_config(Runtime__V1__ContainerConfig *cfg, Runtime__V1__ImageSpec *image,
+				Runtime__V1__LinuxContainerResources *res,
+				Runtime__V1__LinuxContainerSecurityContext *sec,
+				const struct hc_vm_container *vm)
+{
+	image->image = (char *)hc_pause_image_name;
+	cfg->command = vm->cmd.v;
+	cfg->n_command = vm->cmd.n;
+	cfg->mounts = (Runtime__V1__Mount **)vm->mountp;
+	cfg->n_mounts = vm->nmounts;
+	cfg->devices = (Runtime__V1__Device **)vm->devicep;
+	cfg->n_devices = vm->ndevices;
+	cfg->envs = (Runtime__V1__KeyValue **)&vm->envp;
+	cfg->n_envs = 1;
+	res->memory_limit_in_bytes += (int64_t)HC_VM_OVERHEAD_MB << 20;
+	sec->readonly_rootfs = true;
+}
+
 static int create_container(struct hc_runtime *rt, struct pod_request *p, const char *sandbox_id,
 			    const char *id, const struct hc_workload_spec *spec,
-			    char container_id[65], struct hc_err *err)
+			    const struct hc_vm_container *vm, char container_id[65],
+			    struct hc_err *err)
 {
 	Runtime__V1__CreateContainerRequest req = RUNTIME__V1__CREATE_CONTAINER_REQUEST__INIT;
 	Runtime__V1__ContainerConfig cfg = RUNTIME__V1__CONTAINER_CONFIG__INIT;
@@ -765,6 +805,8 @@ static int create_container(struct hc_runtime *rt, struct pod_request *p, const 
 	cfg.n_labels = labels.n;
 	cfg.log_path = LOG_PATH;
 	cfg.linux = &linux_cfg;
+	if (vm)
+		vm_container_config(&cfg, &image, &res, &sec, vm);
 	req.pod_sandbox_id = (char *)sandbox_id;
 	req.config = &cfg;
 	req.sandbox_config = &p->config;
@@ -818,14 +860,26 @@ static int sandbox_ip(struct hc_runtime *rt, const char *sandbox_id, char ip[46]
  * plane's attach) goes here, before CreateContainer, so that the workload
  * never runs a single instruction without it. */
 static int sandbox_ready(struct hc_runtime *rt, const char *id, const char *sandbox_id,
-			 const struct hc_workload_spec *spec, struct hc_err *err)
+			 const struct hc_workload_spec *spec, struct hc_vm_net *vm_net,
+			 struct hc_err *err)
 {
 	struct hc_runtime_sandbox sb = { .id = id, .sandbox_id = sandbox_id, .spec = spec };
 	char ip[46];
 	int r;
 
+	if (vm_net && !rt->on_sandbox)
+		return hc_err_set(err, -ENOTSUP, "a microVM needs the data plane: its programs "
+				  "join the VM's tap to the workload's network");
 	if (!rt->on_sandbox)
 		return 0;
+	if (vm_net) {
+		r = hc_vm_net_setup(rt, sandbox_id, vm_net, err);
+		if (r < 0)
+			return r;
+		sb.vm_netns = vm_net->netns;
+		sb.vm_veth = HC_VM_VETH;
+		sb.vm_tap = HC_VM_TAP;
+	}
 	r = sandbox_ip(rt, sandbox_id, ip, err);
 	if (r < 0)
 		return r;
@@ -834,6 +888,44 @@ static int sandbox_ready(struct hc_runtime *rt, const char *id, const char *sand
 	if (r < 0 && !err->msg[0])
 		hc_err_set(err, r, "preparing the sandbox of %s: %s", id, strerror(-r));
 	return r < 0 ? r : 0;
+}
+
+/* What a microVM spawn prepares besides a container's. */
+struct vm_spawn {
+	struct hc_vm_image image;
+	char rootfs[4096];
+	struct hc_vm_net net;
+	struct hc_vm_container container;
+};
+
+static void vm_spawn_free(struct vm_spawn *vm)
+{
+	if (!vm)
+		return;
+	hc_vm_image_fini(&vm->image);
+	hc_vm_container_fini(&vm->container);
+	free(vm);
+}
+
+/* The image's process and its root filesystem as an ext4 file (made from
+ * containerd's snapshot once per image). */
+static int vm_image(struct hc_runtime *rt, const struct hc_workload_spec *spec,
+		    struct vm_spawn **out, struct hc_err *err)
+{
+	struct vm_spawn *vm = calloc(1, sizeof(*vm));
+	int r;
+
+	if (!vm)
+		return hc_err_set(err, -ENOMEM, "out of memory");
+	r = hc_vm_image_info(rt, spec->image_ref, &vm->image, err);
+	if (r == 0)
+		r = hc_vm_rootfs(rt, &vm->image, vm->rootfs, sizeof(vm->rootfs), err);
+	if (r < 0) {
+		vm_spawn_free(vm);
+		return r;
+	}
+	*out = vm;
+	return 0;
 }
 
 /* hc_runtime_spawn() once the id is known, each phase told to the
@@ -845,6 +937,7 @@ static int spawn_as(struct hc_runtime *rt, const struct hc_workload_spec *spec, 
 	char sandbox_id[65], container_id[65];
 	struct pod_request *pod = NULL;
 	char *spec_json = NULL;
+	struct vm_spawn *vm = NULL;
 	int r;
 
 	r = check_capacity(rt, spec, err);
@@ -857,6 +950,8 @@ static int spawn_as(struct hc_runtime *rt, const struct hc_workload_spec *spec, 
 		r = pull_image(rt, spec->image_ref, err);
 	}
 	if (r < 0)
+		return r;
+	if (hc_spec_is_vm(spec) && (r = vm_image(rt, spec, &vm, err)) < 0)
 		return r;
 	HC_FAULT("spawn:after_pull");
 	hc_runtime_track_phase(rt, wid, HC_SPAWN_SANDBOX);
@@ -884,10 +979,14 @@ static int spawn_as(struct hc_runtime *rt, const struct hc_workload_spec *spec, 
 	if (r == 0)
 		HC_FAULT("spawn:after_sandbox");
 	if (r == 0)
-		r = sandbox_ready(rt, wid, sandbox_id, spec, err);
+		r = sandbox_ready(rt, wid, sandbox_id, spec, vm ? &vm->net : NULL, err);
+	if (r == 0 && vm)
+		r = hc_vm_container_init(rt, wid, spec, &vm->image, &vm->net, vm->rootfs,
+					 &vm->container, err);
 	if (r == 0) {
 		hc_runtime_track_phase(rt, wid, HC_SPAWN_CONTAINER);
-		r = create_container(rt, pod, sandbox_id, wid, spec, container_id, err);
+		r = create_container(rt, pod, sandbox_id, wid, spec, vm ? &vm->container : NULL,
+				     container_id, err);
 	}
 	if (r == 0)
 		HC_FAULT("spawn:after_create");
@@ -907,6 +1006,7 @@ static int spawn_as(struct hc_runtime *rt, const struct hc_workload_spec *spec, 
 out:
 	free(pod);
 	free(spec_json);
+	vm_spawn_free(vm);
 	return r;
 }
 

@@ -56,6 +56,10 @@ struct hc_runtime_sandbox {
 	const char *sandbox_id;
 	const char *ip; /* its address on the workload subnet; "" if CNI gave none */
 	const struct hc_workload_spec *spec;
+	/* A microVM's: the sandbox's network namespace, where the tap
+	 * vm_tap waits to be joined to the CNI veth's end vm_veth (the hook
+	 * must: hc_dataplane_tap_join). NULL for a container. */
+	const char *vm_netns, *vm_veth, *vm_tap;
 };
 
 /* Called by hc_runtime_spawn() on the spawning thread, between RunPodSandbox
@@ -139,7 +143,7 @@ struct hc_workload_spec {
 	size_t nports;
 	struct hc_label *labels;
 	size_t nlabels;
-	char *runtime_handler; /* NULL/"runc" or "runsc" */
+	char *runtime_handler; /* NULL/"runc", "runsc" or "microvm" */
 	/* Hardening beyond the fixed defaults (seccomp RuntimeDefault,
 	 * no_new_privs, HC_RUNTIME_DEFAULT_CAPS): docs/runtime.md. */
 	char **cap_add;	     /* capability names, no CAP_ prefix, upper case */
@@ -300,6 +304,10 @@ struct hc_runtime_capacity {
 int hc_runtime_capacity_check(const struct hc_runtime_capacity *cap,
 			      const struct hc_workload_spec *spec, struct hc_err *err);
 
+/* The memory a workload of spec holds on the node in MB: its limit, plus
+ * the VMM's overhead for a microVM. */
+uint32_t hc_workload_spec_mem_held(const struct hc_workload_spec *spec);
+
 /* Capacity from the running workloads' specs and the config. 0 or -errno. */
 int hc_runtime_capacity(struct hc_runtime *rt, struct hc_runtime_capacity *out,
 			struct hc_err *err);
@@ -424,6 +432,19 @@ void hc_runtime_watch_stop(struct hc_runtime_watch *w);
  * memory: N MB requested, F MB free ..."; a node's answer may carry it
  * after its name). 0 with *free_mb, or -EINVAL for any other message. */
 int hc_runtime_refusal_free_mb(const char *msg, uint64_t *free_mb);
+
+/* ---- microVM workloads (docs/runtime.md, "MicroVMs") ---- */
+
+/* Whether this node can run microVM workloads (runtime "microvm"): its VMM
+ * and a guest kernel with its modules are installed. 0 with why naming
+ * them, or -ENOTSUP with why saying what is missing and how to install it.
+ * Looks at files only. */
+int hc_runtime_microvm_check(char *why, size_t len);
+
+/* How microVMs run here: "kvm", "tcg" (why says why not KVM) or "none".
+ * The first call in a process boots a VM with KVM to find out (up to 5 s
+ * where /dev/kvm is there but does not work); later calls answer at once. */
+const char *hc_runtime_microvm_accel(char *why, size_t len);
 
 /* ---- the embedded containerd ---- */
 

@@ -370,9 +370,13 @@ int hc_workload_spec_validate(const struct hc_workload_spec *spec, struct hc_err
 				  HC_RUNTIME_MIN_PIDS_LIMIT, HC_RUNTIME_MAX_PIDS_LIMIT,
 				  spec->pids_limit);
 	if (spec->runtime_handler && strcmp(spec->runtime_handler, "runc") != 0 &&
-	    strcmp(spec->runtime_handler, "runsc") != 0)
-		return hc_err_set(err, -EINVAL, "unknown runtime \"%.50s\" (runc or runsc)",
+	    strcmp(spec->runtime_handler, "runsc") != 0 && !hc_spec_is_vm(spec))
+		return hc_err_set(err, -EINVAL,
+				  "unknown runtime \"%.50s\" (runc, runsc or microvm)",
 				  spec->runtime_handler);
+	if (hc_spec_is_vm(spec) && spec->memory_mb < HC_VM_MIN_MEM_MB)
+		return hc_err_set(err, -EINVAL, "memory must be at least %d MB for a microVM, not %u",
+				  HC_VM_MIN_MEM_MB, spec->memory_mb);
 	return 0;
 }
 

@@ -614,6 +614,63 @@ class ProxyTest(ProxyCase):
                 first = doc["request"] if i == 0 else first
                 self.assertEqual((status, doc["request"]), (200, first + i))
 
+    def test_tls_termination_client_hello_in_pieces(self):
+        """The proxy reads the ClientHello off the socket to route it and
+        hands it to OpenSSL from memory: a ClientHello split over two
+        segments, and one with the start of the client's next record glued
+        behind it (whose rest comes only after the server's flight), both end
+        in a handshake and an answer."""
+        port = self.route("pieces", self.env.http)
+        host = "pieces.%s" % BASE
+        ccs = bytes([0x14, 3, 3, 0, 1, 1])  # TLS 1.3's compatibility record
+        for split in (True, False):
+            ctx = ssl.create_default_context(cafile=self.env.path("ca.pem"))
+            inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+            t = ctx.wrap_bio(inc, out, server_hostname=host)
+            with connect(port) as s:
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                with self.assertRaises(ssl.SSLWantReadError):
+                    t.do_handshake()
+                hello = out.read()
+                if split:
+                    s.sendall(hello[:40])
+                    time.sleep(0.1)  # a segment of its own
+                    s.sendall(hello[40:])
+                else:
+                    s.sendall(hello + ccs[:3])
+                held = not split
+
+                def flush():
+                    nonlocal held
+                    d = out.read()
+                    if d and held:  # the cut record's rest, instead of the client's own
+                        self.assertTrue(d.startswith(ccs), d[:8])
+                        d, held = ccs[3:] + d[len(ccs):], False
+                    if d:
+                        s.sendall(d)
+
+                while True:
+                    try:
+                        t.do_handshake()
+                        break
+                    except ssl.SSLWantReadError:
+                        flush()
+                        b = s.recv(65536)
+                        self.assertTrue(b, "EOF in the handshake")
+                        inc.write(b)
+                t.write(("GET /hello HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                         % host).encode())
+                flush()
+                got = b""
+                while b"\r\n\r\n" not in got:
+                    try:
+                        got += t.read(65536)
+                    except ssl.SSLWantReadError:
+                        b = s.recv(65536)
+                        self.assertTrue(b, "EOF before the answer: %r" % got)
+                        inc.write(b)
+                self.assertTrue(got.startswith(b"HTTP/1.1 200 "), got[:100])
+
     def test_metrics(self):
         accepted = metric(self.metrics(), "hypercore_proxy_connections_accepted_total") or 0
         port = self.route("m.test", self.env.http)
@@ -1295,13 +1352,15 @@ class ScriptedBackend(Backend):
     plan(conn, n, method): conn counts this backend's connections from 1,
     n the requests on it from 1. "ok" (200, keep-alive), "close" (200 with
     Connection: close, then closes), "drop" (closes without answering),
-    "reset" (resets without answering). Every request head is kept in
-    heads as (conn, n, head)."""
+    "reset" (resets without answering), "ok-then-close" (200, keep-alive,
+    then closes once close_idle is set: while the proxy holds it idle).
+    Every request head is kept in heads as (conn, n, head)."""
 
     def __init__(self, name, plan=lambda conn, n, method: "ok"):
         super().__init__(name)
         self.plan = plan
         self.heads = []
+        self.close_idle = threading.Event()
 
     def serve(self, c, peer):
         conn, r, n = self.accepted, Reader(c), 0
@@ -1325,6 +1384,9 @@ class ScriptedBackend(Backend):
             body = b"conn %d request %d" % (conn, n)
             c.sendall(response(200, body, close=what == "close"))
             if what == "close":
+                return
+            if what == "ok-then-close":
+                self.close_idle.wait(10)
                 return
 
 
@@ -1367,7 +1429,7 @@ class BackendReuseTests:
             b.close()
 
     def test_backend_closing_an_idle_connection(self):
-        # closed while pooled: evicted, the next client gets a new one
+        # a Connection: close answer: not pooled, the next client gets a new one
         b = ScriptedBackend("idleclose", lambda conn, n, m: "close" if conn == 1 else "ok")
         try:
             port = self.route("idleclose.test", b)
@@ -1375,6 +1437,26 @@ class BackendReuseTests:
             self.assertEqual(self.one(port, "idleclose.test"), (200, b"conn 2 request 1"))
             self.assertEqual(b.accepted, 2)
         finally:
+            b.close()
+        # closed while pooled, after it went from the pool to a client and
+        # back (its epoll registration kept, not re-armed): evicted at once,
+        # so the next client gets a new connection without a retry
+        b = ScriptedBackend("idleclose2", lambda conn, n, m: "ok-then-close" if (conn, n) == (1, 2)
+                            else "ok")
+        try:
+            port = self.route("idleclose2.test", b)
+            retries = metric(self.metrics(), "hypercore_proxy_backend_retries_total") or 0
+            self.assertEqual(self.one(port, "idleclose2.test"), (200, b"conn 1 request 1"))
+            self.assertEqual(self.one(port, "idleclose2.test"), (200, b"conn 1 request 2"))
+            idle = metric(self.metrics(), "hypercore_proxy_backend_idle_connections")
+            b.close_idle.set()
+            wait_for("the pooled connection the backend closed to be evicted", lambda: metric(
+                self.metrics(), "hypercore_proxy_backend_idle_connections") <= idle - 1)
+            self.assertEqual(self.one(port, "idleclose2.test"), (200, b"conn 2 request 1"))
+            self.assertEqual(metric(self.metrics(), "hypercore_proxy_backend_retries_total") or 0,
+                             retries)
+        finally:
+            b.close_idle.set()
             b.close()
         # closed as the request arrives (the race a pool lives with): an
         # idempotent request without a body is sent again, once

@@ -26,13 +26,14 @@ import tempfile
 import threading
 import time
 import unittest
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import grpcstubs  # noqa: E402
 import hctest  # noqa: E402
 from hctest import descendants, wait_for  # noqa: E402
 import netns  # noqa: E402
+from rthost import CGROUP_ROOT, HostNet, cmdline, http_get, veth_netns  # noqa: E402
+import rthost  # noqa: E402
 from registry import Registry, build_test_images  # noqa: E402
 
 # Everything this run makes outside its temporary directory is named after
@@ -82,24 +83,6 @@ WORKLOAD_NET = "10.%d.%d" % (232 + RUN_INDEX % 2048 // 256, RUN_INDEX % 256)
 PLANTED_LEASES = (WORKLOAD_NET + ".250", WORKLOAD_NET + ".251")
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-CGROUP_ROOT = "/sys/fs/cgroup"
-
-
-def http_get(url, timeout=2, headers=None):
-    try:
-        req = urllib.request.Request(url, headers=headers or {})
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.read().decode()
-    except OSError:
-        return None
-
-
-def cmdline(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return f.read().split(b"\0")
-    except OSError:
-        return []
 
 
 def stale_prefixes():
@@ -150,10 +133,7 @@ class Runtime(unittest.TestCase):
         for prefix in stale_prefixes():
             remove_run_resources(prefix)
         # what CNI changes host-wide, to put back afterwards (pitfalls 10, 11)
-        cls.had_cni_chains = b"CNI-FORWARD" in subprocess.run(
-            ["iptables", "-S"], capture_output=True).stdout
-        with open("/proc/sys/net/ipv4/ip_forward") as f:
-            cls.ip_forward = f.read().strip()
+        cls.host_net = HostNet()
         cls.workdir = tempfile.mkdtemp(prefix="hc-rt-")
         cls.registry = cls.remote = None
         cls.agent = None
@@ -203,19 +183,13 @@ class Runtime(unittest.TestCase):
     def tearDownClass(cls):
         """Undoes setUpClass, also after a failure half-way: every step runs
         even if one before it failed; the first error is raised at the end."""
-        errors, shims = [], []
-        for step in (cls.stop_workloads, lambda: shims.extend(cls.our_shims()),
-                     cls.stop_agent, lambda: cls.end_shims(shims), cls.restore_host,
-                     lambda: cls.registry and cls.registry.stop(),
-                     lambda: cls.remote and cls.remote.stop(),
-                     lambda: remove_run_resources(PREFIX),
-                     lambda: shutil.rmtree(cls.workdir, ignore_errors=True)):
-            try:
-                step()
-            except Exception as e:  # noqa: BLE001 (raised below)
-                errors.append(e)
-        if errors:
-            raise errors[0]
+        shims = []
+        rthost.undo_all((cls.stop_workloads, lambda: shims.extend(cls.our_shims()),
+                         cls.stop_agent, lambda: cls.end_shims(shims), cls.restore_host,
+                         lambda: cls.registry and cls.registry.stop(),
+                         lambda: cls.remote and cls.remote.stop(),
+                         lambda: remove_run_resources(PREFIX),
+                         lambda: shutil.rmtree(cls.workdir, ignore_errors=True)))
 
     @classmethod
     def stop_workloads(cls):
@@ -225,11 +199,7 @@ class Runtime(unittest.TestCase):
 
     @classmethod
     def stop_agent(cls):
-        if cls.agent:
-            try:
-                cls.agent.stop()
-            finally:
-                cls.agent.kill()
+        rthost.stop_agent(cls.agent)
 
     @classmethod
     def end_shims(cls, shims):
@@ -246,17 +216,9 @@ class Runtime(unittest.TestCase):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        cls.unmount_under(cls.workdir)
-        # each workload has its own parent, hypercore/<id>; only this run's
-        # go (other agents on the machine share the hypercore directory)
-        for wid in cls.spawned:
-            for d in glob.glob(os.path.join(CGROUP_ROOT, "*", "hypercore", wid)):
-                for sub in sorted(glob.glob(os.path.join(d, "*")), reverse=True) + [d]:
-                    if os.path.isdir(sub):
-                        try:
-                            os.rmdir(sub)
-                        except OSError:
-                            pass
+        rthost.unmount_under(cls.workdir)
+        # each workload has its own parent, hypercore/<id>
+        rthost.remove_workload_cgroups(cls.spawned)
 
     @staticmethod
     def processes_rooted_under(path):
@@ -275,38 +237,16 @@ class Runtime(unittest.TestCase):
 
     @classmethod
     def restore_host(cls):
-        if not cls.had_cni_chains:
-            for cmd in (["-D", "FORWARD", "-m", "comment", "--comment",
-                         "CNI firewall plugin rules", "-j", "CNI-FORWARD"],
-                        ["-F", "CNI-FORWARD"], ["-X", "CNI-FORWARD"],
-                        ["-F", "CNI-ADMIN"], ["-X", "CNI-ADMIN"]):
-                subprocess.run(["iptables", *cmd], capture_output=True)
-        with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
-            f.write(cls.ip_forward)
+        if getattr(cls, "host_net", None):
+            cls.host_net.restore()
 
     @classmethod
     def make_remote_netns(cls):
-        for cmd in (["netns", "add", REMOTE_NS],
-                    ["link", "add", REMOTE_VETH[0], "type", "veth", "peer", "name", REMOTE_VETH[1]],
-                    ["link", "set", REMOTE_VETH[1], "netns", REMOTE_NS],
-                    ["addr", "add", REMOTE_HOST + "/30", "dev", REMOTE_VETH[0]],
-                    ["link", "set", REMOTE_VETH[0], "up"],
-                    ["-n", REMOTE_NS, "addr", "add", REMOTE_NS_ADDR + "/30", "dev", REMOTE_VETH[1]],
-                    ["-n", REMOTE_NS, "link", "set", REMOTE_VETH[1], "up"],
-                    ["-n", REMOTE_NS, "link", "set", "lo", "up"]):
-            subprocess.run(["ip", *cmd], check=True, capture_output=True)
+        veth_netns(REMOTE_NS, REMOTE_VETH[0], REMOTE_VETH[1], REMOTE_HOST, REMOTE_NS_ADDR)
 
     @classmethod
     def make_client_netns(cls):
-        for cmd in (["netns", "add", CLIENT_NS],
-                    ["link", "add", UPLINK, "type", "veth", "peer", "name", CLIENT_VETH],
-                    ["link", "set", CLIENT_VETH, "netns", CLIENT_NS],
-                    ["addr", "add", UPLINK_ADDR + "/30", "dev", UPLINK],
-                    ["link", "set", UPLINK, "up"],
-                    ["-n", CLIENT_NS, "addr", "add", CLIENT_ADDR + "/30", "dev", CLIENT_VETH],
-                    ["-n", CLIENT_NS, "link", "set", CLIENT_VETH, "up"],
-                    ["-n", CLIENT_NS, "link", "set", "lo", "up"]):
-            subprocess.run(["ip", *cmd], check=True, capture_output=True)
+        veth_netns(CLIENT_NS, UPLINK, CLIENT_VETH, UPLINK_ADDR, CLIENT_ADDR)
         # The client's veth keeps its transmit offloads: its frames reach the
         # agent's uplink with partial checksums, which the default data
         # plane mode (TC on a veth uplink) translates correctly.
@@ -354,13 +294,6 @@ class Runtime(unittest.TestCase):
             if argv and argv[0].endswith(b"containerd-shim-runc-v2") and sock in argv:
                 pids.append(int(d[6:]))
         return pids
-
-    @staticmethod
-    def unmount_under(path):
-        with open("/proc/self/mounts") as f:
-            mounts = [line.split()[1] for line in f]
-        for m in sorted((m for m in mounts if m.startswith(path)), key=len, reverse=True):
-            subprocess.run(["umount", "-l", m], capture_output=True)
 
     def containerd_pid(self):
         for pid in descendants(self.agent.proc.pid):

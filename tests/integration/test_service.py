@@ -155,8 +155,8 @@ class LogFormats(hctest.TestCase):
 
 class Doctor(hctest.TestCase):
     KNOWN = ("kernel-btf", "bpffs", "xdp", "tc-clsact", "sockmap", "uplink", "containerd",
-             "runc", "cni-plugins", "port-grpc", "port-http", "port-gossip", "workload-subnet",
-             "clock", "api-token", "cluster-keyring", "node-key", "config")
+             "runc", "cni-plugins", "microvm", "port-grpc", "port-http", "port-gossip",
+             "workload-subnet", "clock", "api-token", "cluster-keyring", "node-key", "config")
 
     def doctor(self, *args):
         return hctest.run_cli("doctor", *args)

@@ -214,6 +214,16 @@ static int tampered(struct hc_simcluster_node *owner, uint8_t **buf, size_t *len
 	w[n] = &extra;
 	dg->workload_count = (uint32_t)(n + 1);
 	dg->workloads_hash = hc_cluster_workloads_hash(w, n + 1);
+	if (dg->workloads_sum.len == HC_IBRL_DIGEST_LEN) {
+		struct hc_ibrl_set_hash set;
+
+		if (hc_ibrl_set_hash_of(&set, w, n + 1) < 0 ||
+		    hc_ibrl_set_hash_sum(&set, dg->workloads_sum.data) < 0) {
+			free(w);
+			hc_cluster_pb_free(dg);
+			return -ENOMEM;
+		}
+	}
 	free(dg->workloads);
 	dg->workloads = w;
 	dg->n_workloads = n + 1;

@@ -2089,11 +2089,101 @@ static void test_state_delta_at_scale(void **state)
 		assert_true(sc->nodes[i].rx_bytes - rx[i] < 10 * 1024);
 		assert_int_equal(hc_cluster_state_peer(c, "n0")->nworkloads,
 				 BIG_NODE_WORKLOADS + 1);
+		/* checked by the set hash kept from the state before */
+		assert_non_null(hc_cluster_state_peer(c, "n0")->set);
 		pulls_after += c->pulls;
 		applied_after += c->deltas_applied;
 	}
 	assert_int_equal(pulls_after, pulls); /* nobody pulled */
 	assert_true(applied_after - applied >= SCALE_NODES - 1);
+	hc_simcluster_free(sc);
+}
+
+/* Digests as a previous release sends them (no set hash's sum): the delta
+ * is still applied, checked by workloads_hash and the signature over the
+ * whole state; once the owner sends sums, receivers keep its set hash. */
+static void test_state_previous_release_digests(void **state)
+{
+	struct hc_simcluster *sc = digest_cluster(3, 3);
+	char id[HC_WORKLOAD_ID_LEN + 1];
+	struct known_check k = { sc, id, "n0", -1 };
+	uint64_t applied[3];
+
+	(void)state;
+	sc->nodes[0].c->digests_unsummarized = true;
+	for (int i = 1; i < 3; i++)
+		applied[i] = sc->nodes[i].c->deltas_applied;
+	add_workload(sc, 0, 0, id);
+	assert_true(hc_simnet_run_until(sc->net, known_everywhere, &k, 5000) >= 0);
+	for (int i = 1; i < 3; i++) {
+		struct peer *p = hc_cluster_state_peer(sc->nodes[i].c, "n0");
+
+		assert_true(sc->nodes[i].c->deltas_applied > applied[i]);
+		assert_null(p->set);
+		assert_true(p->verified);
+	}
+	sc->nodes[0].c->digests_unsummarized = false;
+	add_workload(sc, 0, 1, id);
+	assert_true(hc_simnet_run_until(sc->net, known_everywhere, &k, 5000) >= 0);
+	for (int i = 1; i < 3; i++) {
+		struct peer *p = hc_cluster_state_peer(sc->nodes[i].c, "n0");
+
+		assert_non_null(p->set);
+		assert_true(p->verified);
+		assert_int_equal(p->nworkloads, 2);
+	}
+	hc_simcluster_free(sc);
+}
+
+struct digest_sent_check {
+	const struct hc_cluster *c;
+	uint64_t before;
+};
+
+static bool digest_sent(const void *ctx)
+{
+	const struct digest_sent_check *d = ctx;
+
+	return d->c->digests_sent > d->before;
+}
+
+/* The bytes of the digest node i sends for one workload more. */
+static uint64_t change_digest_len(struct hc_simcluster *sc, int i)
+{
+	struct hc_cluster *c = sc->nodes[i].c;
+	struct digest_sent_check d = { c, c->digests_sent };
+	uint64_t bytes = c->state_bytes_sent[STATE_BYTES_DIGEST];
+	char id[HC_WORKLOAD_ID_LEN + 1];
+
+	add_workload(sc, i, 0, id);
+	assert_true(hc_simnet_run_until(sc->net, digest_sent, &d, 5000) >= 0);
+	assert_int_equal(c->digests_sent, d.before + 1);
+	return c->state_bytes_sent[STATE_BYTES_DIGEST] - bytes;
+}
+
+/* The whole state's signature (field 7, about 90 bytes) goes in a
+ * broadcast digest only while a member may be of a previous release. */
+static void test_state_whole_signature_only_for_previous_release(void **state)
+{
+	struct hc_simcluster *sc = digest_cluster(3, 3);
+	uint64_t all_new, mixed;
+
+	(void)state;
+	all_new = change_digest_len(sc, 1);
+	hc_simcluster_free(sc);
+
+	/* n0 sends digests as the previous release did, from its start */
+	sc = hc_simcluster_new(3, 7);
+	hc_simcluster_start(sc, 0);
+	sc->nodes[0].c->digests_unsummarized = true;
+	hc_simcluster_start(sc, 1);
+	hc_simcluster_start(sc, 2);
+	assert_true(hc_simnet_run_until(sc->net, hc_simcluster_all_alive, sc, 30000) >= 0);
+	assert_true(hc_simnet_run_until(sc->net, hc_simcluster_all_states_known, sc, 30000) >= 0);
+	assert_false(hc_cluster_state_peer(sc->nodes[1].c, "n0")->summarizes);
+	assert_true(hc_cluster_state_peer(sc->nodes[1].c, "n2")->summarizes);
+	mixed = change_digest_len(sc, 1);
+	assert_true(mixed >= all_new + HC_IBRL_STATE_SIG_B64_LEN);
 	hc_simcluster_free(sc);
 }
 
@@ -2180,9 +2270,18 @@ static void test_state_join_pulls_every_member(void **state)
 	hc_simcluster_free(sc);
 }
 
-/* A digest in n0's name whose delta adds a workload, count and hash made to
- * match: unsigned, or signed by another key, it changes nothing. */
-static void forge_digest(struct hc_simcluster *sc, int to, const struct hc_ibrl_identity *signer)
+/* How a forged digest in n0's name is made. */
+struct forged_digest {
+	const struct hc_ibrl_identity *signer; /* NULL: unsigned */
+	bool summary;	  /* with a set hash's sum and a v2 signature (this release's) */
+	bool delta;	  /* carries the added workload as a delta on the copy held */
+	uint64_t ahead;	  /* its version: the one held plus this */
+};
+
+/* A digest in n0's name adding a workload, count and hashes made to match
+ * (with the delta inline, or none: a receiver must pull to see it),
+ * signed as f says. */
+static void forge_digest(struct hc_simcluster *sc, int to, const struct forged_digest *f)
 {
 	struct hc_cluster *c = sc->nodes[to].c;
 	struct peer *p = hc_cluster_state_peer(c, "n0");
@@ -2190,6 +2289,9 @@ static void forge_digest(struct hc_simcluster *sc, int to, const struct hc_ibrl_
 	hc_pb_workload extra = CLUSTER__SERVICES__API__WORKLOAD_STATE__INIT, *up = &extra;
 	hc_pb_workload **all = calloc(p->nworkloads + 1, sizeof(*all));
 	char sig[HC_IBRL_STATE_SIG_B64_LEN + 1] = "";
+	uint8_t sum[HC_IBRL_DIGEST_LEN];
+	struct hc_ibrl_set_hash set;
+	struct hc_ibrl_state_view v;
 	uint8_t *buf;
 	size_t len;
 
@@ -2201,19 +2303,31 @@ static void forge_digest(struct hc_simcluster *sc, int to, const struct hc_ibrl_
 	dg.node = (char *)"n0";
 	dg.node_addr = p->node_addr;
 	dg.http_port = p->http_port;
-	dg.state_version = p->version + 1;
-	dg.base_version = p->version;
+	dg.state_version = p->version + f->ahead;
 	dg.beacon = p->beacon; /* n0's key */
 	dg.workload_count = (uint32_t)p->nworkloads + 1;
 	dg.workloads_hash = hc_cluster_workloads_hash(all, p->nworkloads + 1);
-	dg.workloads = &up;
-	dg.n_workloads = 1;
-	if (signer)
-		assert_int_equal(hc_ibrl_state_sign(signer, &(struct hc_ibrl_state_view){
-			.node = "n0", .node_addr = p->node_addr, .http_port = p->http_port,
-			.version = dg.state_version, .beacon = p->beacon, .workloads = all,
-			.nworkloads = p->nworkloads + 1 }, sig), 0);
-	dg.state_signature = sig;
+	if (f->delta) {
+		dg.base_version = p->version;
+		dg.workloads = &up;
+		dg.n_workloads = 1;
+	}
+	v = (struct hc_ibrl_state_view){ .node = "n0", .node_addr = p->node_addr,
+					 .http_port = p->http_port, .version = dg.state_version,
+					 .beacon = p->beacon, .workloads = all,
+					 .nworkloads = p->nworkloads + 1 };
+	if (f->summary) {
+		assert_int_equal(hc_ibrl_set_hash_of(&set, all, p->nworkloads + 1), 0);
+		assert_int_equal(hc_ibrl_set_hash_sum(&set, sum), 0);
+		dg.workloads_sum = (ProtobufCBinaryData){ sizeof(sum), sum };
+		v.workloads_sum = sum;
+	}
+	if (f->signer)
+		assert_int_equal(hc_ibrl_state_sign(f->signer, &v, sig), 0);
+	if (f->summary)
+		dg.state_signature_v2 = sig;
+	else
+		dg.state_signature = sig;
 	buf = hc_cluster_pb_pack(&dg.base, &len);
 	assert_non_null(buf);
 	hc_cluster_state_on_event(c, HC_DIGEST_EVENT, buf, len);
@@ -2222,21 +2336,44 @@ static void forge_digest(struct hc_simcluster *sc, int to, const struct hc_ibrl_
 }
 
 /* Forged digests and a pulled state that does not verify are refused and
- * counted; the workload they add is routed nowhere. */
+ * counted; the workload they add is routed nowhere. A forged digest that
+ * carries its sum is judged before any pull, so it makes no node pull. */
 static void test_state_forged_digest_and_pull_refused(void **state)
 {
 	struct hc_simcluster *sc = digest_cluster(4, 3);
-	struct hc_cluster *c1 = sc->nodes[1].c, *c3;
+	struct hc_cluster *c1 = sc->nodes[1].c, *c2 = sc->nodes[2].c, *c3;
 	uint64_t version = hc_cluster_state_peer(c1, "n0")->version, pulls = c1->pulls;
+	uint64_t pulls2;
+	const struct hc_ibrl_identity *other = sc->nodes[2].key;
 
 	(void)state;
-	forge_digest(sc, 1, NULL);
+	forge_digest(sc, 1, &(struct forged_digest){ NULL, false, true, 1 });
 	assert_int_equal(c1->ibrl_rejected[IBRL_REJECT_UNSIGNED], 1);
-	forge_digest(sc, 1, sc->nodes[2].key);
+	forge_digest(sc, 1, &(struct forged_digest){ other, false, true, 1 });
 	assert_int_equal(c1->ibrl_rejected[IBRL_REJECT_BAD_SIGNATURE], 1);
+	forge_digest(sc, 1, &(struct forged_digest){ other, true, true, 1 });
+	assert_int_equal(c1->ibrl_rejected[IBRL_REJECT_BAD_SIGNATURE], 2);
+	forge_digest(sc, 1, &(struct forged_digest){ NULL, true, true, 1 });
+	assert_int_equal(c1->ibrl_rejected[IBRL_REJECT_UNSIGNED], 2);
 	assert_null(hc_cluster_state_owner(c1, HC_SIMCLUSTER_TAMPERED_ID));
 	assert_int_equal(hc_cluster_state_peer(c1, "n0")->version, version);
 	assert_int_equal(c1->pulls, pulls); /* its copy was right: nothing to pull */
+	assert_int_equal(c1->pulls_refused, 0);
+
+	/* without the delta, a receiver would have to pull to see it: the
+	 * summary's signature is checked first, and nothing is pulled */
+	pulls2 = c2->pulls;
+	forge_digest(sc, 1, &(struct forged_digest){ other, true, false, 1 });
+	forge_digest(sc, 1, &(struct forged_digest){ NULL, true, false, 2 });
+	assert_int_equal(c1->pulls_refused, 2);
+	assert_int_equal(c1->ibrl_rejected[IBRL_REJECT_BAD_SIGNATURE], 3);
+	assert_int_equal(c1->ibrl_rejected[IBRL_REJECT_UNSIGNED], 3);
+	assert_int_equal(c1->pulls, pulls);
+	/* n1 pulls no more than n2, which saw no forgery (n0's own digests
+	 * may make both pull meanwhile) */
+	hc_simnet_run_ms(sc->net, 2000);
+	assert_int_equal(c1->pulls - pulls, c2->pulls - pulls2);
+	assert_null(hc_cluster_state_owner(c1, HC_SIMCLUSTER_TAMPERED_ID));
 
 	/* n3 joins and pulls n0's state, which n0 serves with a workload more */
 	sc->nodes[0].serve = HC_SIMCLUSTER_SERVE_TAMPER;
@@ -2248,6 +2385,31 @@ static void test_state_forged_digest_and_pull_refused(void **state)
 	assert_null(hc_cluster_state_peer(c3, "n0"));
 	assert_null(hc_cluster_state_owner(c3, HC_SIMCLUSTER_TAMPERED_ID));
 	assert_non_null(hc_cluster_state_peer(c3, "n1")); /* honest owners' states came */
+	hc_simcluster_free(sc);
+}
+
+/* Digests of a previous release (no sum: not checkable before a pull)
+ * naming ever newer versions, one every 100 ms for 3 s: each may ask for
+ * a pull (the old bound, one pull in flight per owner, let n1 pull after
+ * every one), but n1 pulls n0 at most once per PULL_MIN_INTERVAL_MS (1 s),
+ * and keeps n0's real state. */
+static void test_state_pulls_rate_limited_per_owner(void **state)
+{
+	struct hc_simcluster *sc = digest_cluster(3, 3);
+	struct hc_cluster *c1 = sc->nodes[1].c;
+	uint64_t pulls;
+
+	(void)state;
+	hc_simnet_run_ms(sc->net, 2000); /* past the join's pulls */
+	pulls = c1->pulls;
+	for (uint64_t k = 1; k <= 30; k++) {
+		forge_digest(sc, 1, &(struct forged_digest){ NULL, false, false, 1000 * k });
+		hc_simnet_run_ms(sc->net, 100);
+	}
+	assert_true(c1->pulls - pulls >= 2);  /* they could not be told from real ones */
+	assert_true(c1->pulls - pulls <= 4);  /* at 0, 1, 2, 3 s at most */
+	assert_true(hc_cluster_state_peer(c1, "n0")->verified);
+	assert_null(hc_cluster_state_owner(c1, HC_SIMCLUSTER_TAMPERED_ID));
 	hc_simcluster_free(sc);
 }
 
@@ -2334,9 +2496,12 @@ int main(void)
 		cmocka_unit_test(test_beacon_attest_fresh_and_not_replayed),
 		cmocka_unit_test(test_proofs_verify_on_every_node),
 		cmocka_unit_test(test_state_delta_at_scale),
+		cmocka_unit_test(test_state_previous_release_digests),
+		cmocka_unit_test(test_state_whole_signature_only_for_previous_release),
 		cmocka_unit_test(test_state_missed_deltas_pulled),
 		cmocka_unit_test(test_state_join_pulls_every_member),
 		cmocka_unit_test(test_state_forged_digest_and_pull_refused),
+		cmocka_unit_test(test_state_pulls_rate_limited_per_owner),
 		cmocka_unit_test(test_state_bad_owners_bounded),
 		cmocka_unit_test(test_state_mixed_with_chunked_node),
 	};

@@ -1,5 +1,5 @@
-/* The beacon (agent/ibrl/beacon.c, trust.c): the canonical state digest,
- * state signatures, TOFU pins and trusted-keys files, attestations bound
+/* The beacon (agent/ibrl/beacon.c, set_hash.c, trust.c): the canonical
+ * state digest (v1, and v2 by the workloads' set hash), state signatures, TOFU pins and trusted-keys files, attestations bound
  * to a nonce. */
 #include <errno.h>
 #include <limits.h>
@@ -203,6 +203,94 @@ static void test_state_sign_and_verify(void **state)
 	assert_null(hc_ibrl_beacon_public(NULL));
 }
 
+static void sum_of(wl_t *const *w, size_t n, uint8_t sum[HC_IBRL_DIGEST_LEN])
+{
+	struct hc_ibrl_set_hash set;
+
+	assert_int_equal(hc_ibrl_set_hash_of(&set, w, n), 0);
+	assert_int_equal(hc_ibrl_set_hash_sum(&set, sum), 0);
+}
+
+/* The set hash: any order, members added and removed one by one agree
+ * with the set worked out whole; every byte of a member counts. */
+static void test_set_hash_incremental(void **state)
+{
+	uint8_t s0[HC_IBRL_DIGEST_LEN], s1[HC_IBRL_DIGEST_LEN], s2[HC_IBRL_DIGEST_LEN];
+	struct hc_ibrl_set_hash set;
+	struct fixture f;
+	wl_t *reversed[3], changed;
+	Cluster__Services__Api__VmSpawnRequest req;
+
+	(void)state;
+	fixture_init(&f);
+	sum_of(f.ptr, 3, s0);
+	reversed[0] = f.ptr[2], reversed[1] = f.ptr[1], reversed[2] = f.ptr[0];
+	sum_of(reversed, 3, s1);
+	assert_memory_equal(s0, s1, sizeof(s0));
+	/* {0, 1} plus 2 is {0, 1, 2}; minus 1 is {0, 2} */
+	assert_int_equal(hc_ibrl_set_hash_of(&set, f.ptr, 2), 0);
+	assert_int_equal(hc_ibrl_set_hash_add(&set, f.ptr[2]), 0);
+	assert_int_equal(hc_ibrl_set_hash_sum(&set, s1), 0);
+	assert_memory_equal(s0, s1, sizeof(s0));
+	assert_int_equal(hc_ibrl_set_hash_remove(&set, f.ptr[1]), 0);
+	assert_int_equal(hc_ibrl_set_hash_sum(&set, s1), 0);
+	reversed[0] = f.ptr[0], reversed[1] = f.ptr[2];
+	sum_of(reversed, 2, s2);
+	assert_memory_equal(s1, s2, sizeof(s1));
+	assert_memory_not_equal(s0, s1, sizeof(s0));
+	/* workload 1 changed (one byte of its request): another sum, and
+	 * replacing it in the set gives the sum of the changed set */
+	changed = f.w[1];
+	req = f.req[1];
+	req.memory = 65;
+	changed.source_request = &req;
+	assert_int_equal(hc_ibrl_set_hash_add(&set, &changed), 0);
+	assert_int_equal(hc_ibrl_set_hash_sum(&set, s1), 0);
+	f.ptr[1] = &changed;
+	sum_of(f.ptr, 3, s2);
+	assert_memory_equal(s1, s2, sizeof(s1));
+	assert_memory_not_equal(s0, s2, sizeof(s0));
+	/* the empty set has a sum of its own */
+	hc_ibrl_set_hash_init(&set);
+	assert_int_equal(hc_ibrl_set_hash_sum(&set, s1), 0);
+	assert_memory_not_equal(s0, s1, sizeof(s0));
+}
+
+/* Encoding v2: the count and the set hash's sum stand for the workloads;
+ * a v2 signature is no v1 signature of the same state, nor the reverse. */
+static void test_state_v2_sign_and_verify(void **state)
+{
+	char sig[HC_IBRL_STATE_SIG_B64_LEN + 1], sig1[HC_IBRL_STATE_SIG_B64_LEN + 1];
+	const uint8_t *pa = hc_ibrl_identity_public(key_a);
+	uint8_t sum[HC_IBRL_DIGEST_LEN], other[HC_IBRL_DIGEST_LEN];
+	struct hc_ibrl_state_view v2;
+	struct fixture f;
+
+	(void)state;
+	fixture_init(&f);
+	sum_of(f.ptr, 3, sum);
+	sum_of(f.ptr, 2, other);
+	v2 = f.v;
+	v2.workloads = NULL; /* not read */
+	v2.workloads_sum = sum;
+	assert_int_equal(hc_ibrl_state_sign(key_a, &v2, sig), 0);
+	assert_int_equal(hc_ibrl_state_verify(pa, &v2, sig), 0);
+	assert_int_equal(hc_ibrl_state_verify(hc_ibrl_identity_public(key_b), &v2, sig),
+			 -EBADMSG);
+	v2.workloads_sum = other;
+	assert_int_equal(hc_ibrl_state_verify(pa, &v2, sig), -EBADMSG);
+	v2.workloads_sum = sum;
+	v2.nworkloads = 2;
+	assert_int_equal(hc_ibrl_state_verify(pa, &v2, sig), -EBADMSG);
+	v2.nworkloads = 3;
+	v2.version++;
+	assert_int_equal(hc_ibrl_state_verify(pa, &v2, sig), -EBADMSG);
+	v2.version--;
+	assert_int_equal(hc_ibrl_state_verify(pa, &f.v, sig), -EBADMSG);
+	assert_int_equal(hc_ibrl_state_sign(key_a, &f.v, sig1), 0);
+	assert_int_equal(hc_ibrl_state_verify(pa, &v2, sig1), -EBADMSG);
+}
+
 static void write_file(const char *path, const char *text)
 {
 	FILE *f = fopen(path, "w");
@@ -345,6 +433,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_digest_is_stable_and_order_independent),
 		cmocka_unit_test(test_state_sign_and_verify),
+		cmocka_unit_test(test_set_hash_incremental),
+		cmocka_unit_test(test_state_v2_sign_and_verify),
 		cmocka_unit_test(test_tofu_pins_persist_and_refuse_others),
 		cmocka_unit_test(test_trusted_keys_file_errors),
 		cmocka_unit_test(test_attestation_bound_to_nonce),

@@ -168,6 +168,34 @@ static void test_validate(void **state)
 	hc_workload_spec_fini(&spec);
 }
 
+/* A microVM: a known runtime, RAM enough for its kernel, and the VMM's
+ * overhead counted in what it holds and in the capacity check. */
+static void test_microvm(void **state)
+{
+	struct hc_runtime_capacity cap = { .cpus_total = 8, .mem_total_mb = 1000 };
+	struct hc_workload_spec spec;
+	struct hc_err err;
+
+	(void)state;
+	base_spec(&spec);
+	spec.runtime_handler = "microvm";
+	spec.memory_mb = HC_VM_MIN_MEM_MB - 1;
+	assert_int_equal(hc_workload_spec_validate(&spec, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "at least 64 MB for a microVM"));
+	spec.memory_mb = 128;
+	assert_int_equal(hc_workload_spec_validate(&spec, &err), 0);
+	assert_true(hc_spec_is_vm(&spec));
+	assert_int_equal(hc_workload_spec_mem_held(&spec), 128 + HC_VM_OVERHEAD_MB);
+	cap.mem_used_mb = 1000 - 128 - HC_VM_OVERHEAD_MB;
+	assert_int_equal(hc_runtime_capacity_check(&cap, &spec, &err), 0);
+	cap.mem_used_mb++;
+	assert_int_equal(hc_runtime_capacity_check(&cap, &spec, &err), -ENOSPC);
+	assert_non_null(strstr(err.msg, "256 MB requested"));
+	spec.runtime_handler = NULL; /* a container of the same size fits */
+	assert_int_equal(hc_runtime_capacity_check(&cap, &spec, &err), 0);
+	hc_workload_spec_fini(&spec);
+}
+
 /* The egress limit travels as a label in whole Mbit/s. */
 static void test_egress_label(void **state)
 {
@@ -364,7 +392,7 @@ int main(void)
 		cmocka_unit_test(test_json_hostile),
 		cmocka_unit_test(test_egress_label),
 		cmocka_unit_test(test_capabilities),	 cmocka_unit_test(test_pids_limit),
-		cmocka_unit_test(test_json_hardening),
+		cmocka_unit_test(test_json_hardening),	 cmocka_unit_test(test_microvm),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

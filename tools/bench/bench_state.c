@@ -12,7 +12,14 @@
  *    on it (real: thread CPU time around the cluster's handling of the
  *    received states, digests and pull answers);
  *  - join: a 21st node joins 20 nodes holding 10,000 workloads in all (500
- *    each); the time until it routes every one, and its bytes.
+ *    each); the time until it routes every one, and its bytes;
+ *  - receiver CPU per change as the owner grows (1,000, 10,000, 50,000
+ *    workloads): digests checked by the signature over the whole state
+ *    (the previous release's, field 7) against the set hash's (fields 14
+ *    and 15), which costs the change, not the owner's size.
+ *
+ * Usage: bench_state [cpu | N]: every table; the CPU table alone; the
+ * table of an owner of N alone.
  *
  * Both ways in one run: "chunked" is the old full-state broadcast
  * (--state-broadcast chunked), "digest" the new one. The clock and the
@@ -35,6 +42,7 @@
 
 struct result {
 	double p50_ms, p99_ms, rx_p50, rx_p99, cpu_ms; /* change */
+	double st_p50, st_p99; /* change: state bytes (chunks, digests, pulls) per receiver */
 	double join_ms, join_rx;
 	bool change_timeout, join_timeout;
 };
@@ -85,10 +93,22 @@ static bool settled(struct hc_simcluster *sc, const char *id)
 	return hc_simnet_run_until(sc->net, all_route, &w, LIMIT_MS) >= 0;
 }
 
-static void change(enum hc_cluster_state_mode mode, int big, struct result *r)
+/* What c took off the wire as states: chunks, digests, pull answers. */
+static uint64_t state_bytes(const struct hc_cluster *c)
+{
+	uint64_t n = 0;
+
+	for (int k = 0; k < STATE_BYTES_KINDS; k++)
+		n += c->state_bytes_received[k];
+	return n;
+}
+
+/* One workload more on n0, which holds big, CHANGES times; n0 sends the
+ * previous release's digests (no set hash) when whole_sig. */
+static void change(enum hc_cluster_state_mode mode, int big, bool whole_sig, struct result *r)
 {
 	struct hc_simcluster *sc = hc_simcluster_new(NODES, 11);
-	double lat[CHANGES * NODES], rx[CHANGES * NODES], cpu = 0;
+	double lat[CHANGES * NODES], rx[CHANGES * NODES], st[CHANGES * NODES], cpu = 0;
 	int nlat = 0, nrx = 0;
 	char id[HC_WORKLOAD_ID_LEN + 1];
 
@@ -98,6 +118,7 @@ static void change(enum hc_cluster_state_mode mode, int big, struct result *r)
 	hc_simcluster_preload(sc, 0, 0, big);
 	for (int i = 0; i < NODES; i++)
 		hc_simcluster_start(sc, i);
+	sc->nodes[0].c->digests_unsummarized = whole_sig;
 	hc_simcluster_wl_id(0, big - 1, id);
 	if (!settled(sc, id)) {
 		r->change_timeout = true;
@@ -107,12 +128,13 @@ static void change(enum hc_cluster_state_mode mode, int big, struct result *r)
 	hc_simnet_run_ms(sc->net, 15000); /* past the join's traffic */
 	for (int k = 0; k < CHANGES; k++) {
 		int64_t at[NODES];
-		uint64_t rx0[NODES], cpu0[NODES];
+		uint64_t rx0[NODES], cpu0[NODES], st0[NODES];
 		struct waiting w = { sc, id, "n0", at, 0 };
 
 		for (int i = 0; i < NODES; i++) {
 			at[i] = -1;
 			rx0[i] = sc->nodes[i].rx_bytes;
+			st0[i] = state_bytes(sc->nodes[i].c);
 			cpu0[i] = sc->nodes[i].state_cpu_ns;
 		}
 		hc_simcluster_preload(sc, 0, big + k, 1);
@@ -124,6 +146,7 @@ static void change(enum hc_cluster_state_mode mode, int big, struct result *r)
 		}
 		for (int i = 1; i < NODES; i++) {
 			lat[nlat++] = (double)at[i];
+			st[nrx] = (double)(state_bytes(sc->nodes[i].c) - st0[i]);
 			rx[nrx++] = (double)(sc->nodes[i].rx_bytes - rx0[i]);
 			cpu += (double)(sc->nodes[i].state_cpu_ns - cpu0[i]) / 1e6;
 		}
@@ -134,6 +157,8 @@ static void change(enum hc_cluster_state_mode mode, int big, struct result *r)
 		r->p99_ms = pct(lat, nlat, 0.99);
 		r->rx_p50 = pct(rx, nrx, 0.5);
 		r->rx_p99 = pct(rx, nrx, 0.99);
+		r->st_p50 = pct(st, nrx, 0.5);
+		r->st_p99 = pct(st, nrx, 0.99);
 		r->cpu_ms = cpu / nlat;
 	}
 	hc_simcluster_free(sc);
@@ -200,8 +225,8 @@ static void table(int big)
 {
 	struct result old = { 0 }, new = { 0 };
 
-	change(HC_CLUSTER_STATE_CHUNKED, big, &old);
-	change(HC_CLUSTER_STATE_AUTO, big, &new);
+	change(HC_CLUSTER_STATE_CHUNKED, big, false, &old);
+	change(HC_CLUSTER_STATE_AUTO, big, false, &new);
 	join(HC_CLUSTER_STATE_CHUNKED, big, &old);
 	join(HC_CLUSTER_STATE_AUTO, big, &new);
 	printf("\n%-44s %14s %14s %8s\n", "", "chunked (old)", "digest (new)", "old/new");
@@ -215,6 +240,10 @@ static void table(int big)
 	    "bytes (target < 10240)", old.change_timeout, new.change_timeout);
 	row("  bytes on the wire per receiver, p99", old.rx_p99, new.rx_p99, "bytes",
 	    old.change_timeout, new.change_timeout);
+	row("  of which states (chunks, digests, pulls), p50", old.st_p50, new.st_p50, "bytes",
+	    old.change_timeout, new.change_timeout);
+	row("  of which states, p99", old.st_p99, new.st_p99, "bytes", old.change_timeout,
+	    new.change_timeout);
 	row("  receiver CPU per change (mean)", old.cpu_ms, new.cpu_ms, "ms", old.change_timeout,
 	    new.change_timeout);
 	printf("a node joining %d nodes holding %d workloads in all (%d each):\n", NODES, big,
@@ -225,7 +254,33 @@ static void table(int big)
 	    new.join_timeout);
 }
 
-int main(void)
+/* Receiver CPU per change as the owner grows: digests checked over the
+ * whole state (the previous release's) against by the set hash. */
+static void cpu_table(void)
+{
+	static const int sizes[] = { 1000, 10000, 50000 };
+
+	printf("\nreceiver CPU per change (mean over %d receivers x %d changes) as the owner grows:\n",
+	       NODES - 1, CHANGES);
+	printf("%-44s %14s %14s %8s\n", "", "whole (old)", "set hash (new)", "old/new");
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		struct result old = { 0 }, new = { 0 };
+		char what[64];
+
+		change(HC_CLUSTER_STATE_AUTO, sizes[k], true, &old);
+		change(HC_CLUSTER_STATE_AUTO, sizes[k], false, &new);
+		snprintf(what, sizeof(what), "  owner of %d: CPU per change", sizes[k]);
+		row(what, old.cpu_ms, new.cpu_ms, "ms", old.change_timeout, new.change_timeout);
+		snprintf(what, sizeof(what), "  owner of %d: time to every node, p99", sizes[k]);
+		row(what, old.p99_ms, new.p99_ms, "ms", old.change_timeout, new.change_timeout);
+		snprintf(what, sizeof(what), "  owner of %d: bytes per receiver, p50", sizes[k]);
+		row(what, old.rx_p50, new.rx_p50, "bytes", old.change_timeout, new.change_timeout);
+		snprintf(what, sizeof(what), "  owner of %d: state bytes per receiver, p99", sizes[k]);
+		row(what, old.st_p99, new.st_p99, "bytes", old.change_timeout, new.change_timeout);
+	}
+}
+
+int main(int argc, char **argv)
 {
 	hc_log_set_level(HC_LOG_ERROR);
 	printf("state by digest and delta: %d nodes, real cluster code and gossip on the simulated\n"
@@ -233,10 +288,21 @@ int main(void)
 	       "simulated, CPU is measured (thread CPU time of the receivers' state handling).\n"
 	       "\"> %d\": not done in %d simulated seconds (the old way never drains at that size).\n"
 	       "A joiner learns the members' last digests in its join's push/pull (serf's recent\n"
-	       "events) and pulls each state, %d at a time.\n",
+	       "events) and pulls each state, %d at a time. \"bytes on the wire\" is all a receiver\n"
+	       "took in while the change spread (others' periodic digests, probes, push/pull\n"
+	       "included: its p99 is whichever window a push/pull fell in); \"states\" the chunks,\n"
+	       "digests and pull answers among them.\n",
 	       NODES, LIMIT_MS, LIMIT_MS / 1000, 4);
-	table(100);
-	table(1000);
-	table(10000);
+	/* "cpu": the CPU table alone; a number: the table of that size alone */
+	if (argc > 1 && atoi(argv[1]) > 0) {
+		table(atoi(argv[1]));
+		return 0;
+	}
+	if (argc < 2 || strcmp(argv[1], "cpu") != 0) {
+		table(100);
+		table(1000);
+		table(10000);
+	}
+	cpu_table();
 	return 0;
 }
