@@ -959,12 +959,34 @@ static int session_new(struct hc_h2 *h)
 	return r;
 }
 
+/* What the routing read off the socket (the preface, maybe frames after
+ * it: a plain connection's first bytes are read, not peeked, but in sockmap
+ * mode) goes to nghttp2 first. */
+static void take_first_bytes(struct hc_h2 *h)
+{
+	struct hc_proxy_conn *c = h->c;
+	ssize_t rv;
+
+	if (c->consumed && c->peek_len && !c->ssl) {
+		c->up.bytes += c->peek_len;
+		rv = nghttp2_session_mem_recv(h->ng, (const uint8_t *)c->peek, c->peek_len);
+		if (rv < 0)
+			recv_failed(h, rv);
+	}
+	free(c->peek);
+	c->peek = NULL;
+	c->peek_len = 0;
+	c->consumed = true;
+}
+
 void hc_proxy_h2_start(struct hc_proxy_conn *c)
 {
 	struct hc_h2 *h = calloc(1, sizeof(*h));
 	int lowat = 1;
 
 	if (!h || (h->c = c, session_new(h)) < 0) {
+		if (h)
+			nghttp2_session_del(h->ng);
 		free(h);
 		hc_proxy_conn_close(c, false);
 		return;
@@ -973,10 +995,6 @@ void hc_proxy_h2_start(struct hc_proxy_conn *c)
 		setsockopt(c->cfd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat));
 		c->lowat_set = false;
 	}
-	free(c->peek);
-	c->peek = NULL;
-	c->peek_len = 0;
-	c->consumed = true;
 	/* TLS: read whole socket buffers, not a record header and then its
 	 * body (two reads a record): an HTTP/2 client sends many small frames */
 	if (c->ssl)
@@ -993,6 +1011,7 @@ void hc_proxy_h2_start(struct hc_proxy_conn *c)
 		hc_proxy_conn_close(c, false);
 		return;
 	}
+	take_first_bytes(h);
 	pump(h);
 }
 
