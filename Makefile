@@ -37,7 +37,8 @@ endif
 GEN := $(BUILD)/gen
 OBJ := $(BUILD)/obj
 
-PKGS := libprotobuf-c jansson libmicrohttpd libssl libcrypto zlib libbpf libnl-3.0 libnl-route-3.0
+PKGS := libprotobuf-c jansson libmicrohttpd libssl libcrypto zlib libbpf libnl-3.0 libnl-route-3.0 \
+	libnghttp2
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS = $(shell pkg-config --libs $(PKGS)) -lgrpc -lgpr
 

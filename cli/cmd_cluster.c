@@ -479,9 +479,14 @@ static void print_ports(const Cluster__Services__Api__VmSpawnRequest *req, char 
 	size_t used = 0;
 
 	buf[0] = '\0';
-	for (size_t i = 0; req && i < req->n_ports && used < len; i++)
-		used += (size_t)snprintf(buf + used, len - used, "%s%u:%u", i ? "," : "",
-					 req->ports[i]->key, req->ports[i]->value);
+	for (size_t i = 0; req && i < req->n_ports && used < len; i++) {
+		bool h2c = false;
+
+		for (size_t k = 0; k < req->n_h2c_ports; k++)
+			h2c |= req->h2c_ports[k] == req->ports[i]->key;
+		used += (size_t)snprintf(buf + used, len - used, "%s%u:%u%s", i ? "," : "",
+					 req->ports[i]->key, req->ports[i]->value, h2c ? "/h2c" : "");
+	}
 }
 
 static int print_list_table(const Cluster__Services__Api__NodesStateResponse *list)

@@ -56,6 +56,7 @@ struct spawn_args {
 	struct hc_workload_spec spec; /* ports and env parsed as the local verb does */
 	Cluster__Services__Api__VmSpawnRequest__PortsEntry *entries;
 	Cluster__Services__Api__VmSpawnRequest__PortsEntry **ports;
+	uint32_t *h2c; /* req.h2c_ports */
 	char *env[HC_RUNTIME_MAX_ENV];
 	const char *addr;
 	const char *policy; /* --policy FILE */
@@ -79,6 +80,13 @@ static int to_request(struct spawn_args *a)
 	}
 	a->req.ports = a->ports;
 	a->req.n_ports = a->spec.nports;
+	a->h2c = calloc(a->spec.nports + 1, sizeof(*a->h2c));
+	if (!a->h2c)
+		return -ENOMEM;
+	for (size_t i = 0; i < a->spec.nports; i++)
+		if (a->spec.ports[i].h2c)
+			a->h2c[a->req.n_h2c_ports++] = a->spec.ports[i].host;
+	a->req.h2c_ports = a->h2c;
 	a->req.env = a->env;
 	a->req.cap_add = a->spec.cap_add;
 	a->req.n_cap_add = a->spec.ncap_add;
@@ -131,9 +139,10 @@ const struct hc_cli_opt hc_cli_opts_cluster_spawn[] = {
 	HC_CLI_UINT("mem", S, req.memory, HC_RUNTIME_MIN_MEM_MB, 16u << 20,
 		    "MB, at least " HC_CLI_QUOTE(HC_RUNTIME_MIN_MEM_MB), "MB",
 		    "memory limit in MB, default 512"),
-	HC_CLI_FUNC("ports", S, spec, parse_ports, NULL, "H:C[,H:C...]",
+	HC_CLI_FUNC("ports", S, spec, parse_ports, NULL, "H:C[/h2c][,...]",
 		    "host port -> container port: H in 30000-32767 is a node port on the owner, "
-		    "any other H a proxy port"),
+		    "any other H a proxy port; /h2c: the container speaks HTTP/2 without TLS "
+		    "(gRPC), and the proxy's HTTP/2 clients reach it as HTTP/2"),
 	{ .name = "env", .type = HC_CLI_OPT_FUNC, .parse = parse_env, .csv = true,
 	  .why = "NAME=VALUE, at most " HC_CLI_QUOTE(HC_RUNTIME_MAX_ENV),
 	  .metavar = "NAME=VALUE[,...]", .help = HC_CLI_ENV_HELP },
@@ -302,6 +311,7 @@ out:
 	hc_workload_spec_fini(&a.spec);
 	free(a.entries);
 	free(a.ports);
+	free(a.h2c);
 	return r;
 }
 

@@ -22,8 +22,24 @@ struct route_opts {
 	bool has_backend;
 	struct hc_ipaddr backend;
 	uint16_t backend_port;
+	uint16_t route_flags; /* HC_ROUTE_F_H2C from --backend-protocol h2c */
 	bool json;
 };
+
+/* --backend-protocol: what the proxy speaks to the backend for HTTP/2
+ * clients (HTTP/1.1 clients' requests always go as HTTP/1.1). */
+static int parse_backend_protocol(char *text, void *field, char *why, size_t len)
+{
+	(void)why;
+	(void)len;
+	if (strcmp(text, "h1") == 0)
+		*(uint16_t *)field = 0;
+	else if (strcmp(text, "h2c") == 0)
+		*(uint16_t *)field = HC_ROUTE_F_H2C;
+	else
+		return -EINVAL;
+	return 0;
+}
 
 static int parse_proto(char *text, void *field, char *why, size_t len)
 {
@@ -82,6 +98,10 @@ const struct hc_cli_opt hc_cli_opts_routes_add[] = {
 		    "an L4 service on the node's addresses"),
 	PROTO_ROW("the node port's protocol (default tcp)"),
 	BACKEND_ROW("where the traffic goes ([IPV6]:PORT for IPv6)"),
+	HC_CLI_FUNC("backend-protocol", R, route_flags, parse_backend_protocol, "h1 or h2c",
+		    "h1|h2c",
+		    "what the proxy speaks to the backend for HTTP/2 clients: HTTP/1.1 (the "
+		    "default) or HTTP/2 without TLS (gRPC)"),
 	PIN_DIR_ROW,
 	{ .name = NULL },
 };
@@ -227,10 +247,11 @@ static json_t *snapshot_json(const struct hc_dp_snapshot *s)
 
 		format_ip(&r->val.backend, ip, sizeof(ip));
 		json_array_append_new(
-			routes, json_pack("{s:s, s:i, s:s, s:i, s:s, s:b}", "host", r->key.host, "port",
-					  r->key.port, "backend", ip, "backend_port", r->val.port,
-					  "node", r->val.node, "static",
-					  (r->val.flags & HC_ROUTE_F_STATIC) != 0));
+			routes, json_pack("{s:s, s:i, s:s, s:i, s:s, s:b, s:s}", "host", r->key.host,
+					  "port", r->key.port, "backend", ip, "backend_port",
+					  r->val.port, "node", r->val.node, "static",
+					  (r->val.flags & HC_ROUTE_F_STATIC) != 0, "backend_protocol",
+					  r->val.flags & HC_ROUTE_F_H2C ? "h2c" : "h1"));
 	}
 	for (size_t i = 0; i < s->n_services; i++) {
 		const struct hc_dp_service *sv = &s->services[i];
@@ -424,6 +445,8 @@ int hc_cli_cmd_routes_add(const struct hc_cli_cmd *cmd, int argc, char **argv)
 		return r;
 	if (!o.has_backend)
 		return hc_cli_usage_error(cmd, "--backend IP:PORT is required");
+	if (o.route_flags && !o.host)
+		return hc_cli_usage_error(cmd, "--backend-protocol goes with --host (an L7 route)");
 	if (o.host) {
 		struct hc_route_key key;
 
@@ -438,7 +461,7 @@ int hc_cli_cmd_routes_add(const struct hc_cli_cmd *cmd, int argc, char **argv)
 		return HC_EXIT_FAIL;
 	if (o.host)
 		r = hc_dpmaps_route_add_static(m, o.host, (uint16_t)o.port, &o.backend,
-					       o.backend_port, &err);
+					       o.backend_port, o.route_flags, &err);
 	else
 		r = hc_dpmaps_service_add_static(m, o.proto, (uint16_t)o.node_port, &o.backend,
 						 o.backend_port, &err);

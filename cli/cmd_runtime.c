@@ -311,8 +311,9 @@ const struct hc_cli_opt hc_cli_opts_spawn[] = {
 	  .csv = true, .why = "want NAME=VALUE", .metavar = "NAME=VALUE[,...]",
 	  .help = HC_CLI_ENV_HELP },
 	{ .name = "ports", .type = HC_CLI_OPT_FUNC, .off = offsetof(S, spec), .parse = parse_ports,
-	  .bare = true, .metavar = "H:C[,H:C...]",
-	  .help = "host port -> container port, recorded for the proxy" },
+	  .bare = true, .metavar = "H:C[/h2c][,...]",
+	  .help = "host port -> container port, recorded for the proxy (/h2c: it speaks HTTP/2 "
+		  "without TLS)" },
 	HC_CLI_FUNC("label", S, spec, parse_label, "want KEY=VALUE", "KEY=VALUE",
 		    "label kept with the workload (repeatable)"),
 	HC_CLI_FUNC("runtime", S, spec.runtime_handler, parse_runtime, "runc, runsc or microvm",
@@ -689,8 +690,9 @@ static void format_ports(const struct hc_workload_spec *spec, char *buf, size_t 
 
 	buf[0] = '\0';
 	for (size_t i = 0; i < spec->nports && off < len; i++)
-		off += (size_t)snprintf(buf + off, len - off, "%s%u:%u", i ? "," : "",
-					spec->ports[i].host, spec->ports[i].container);
+		off += (size_t)snprintf(buf + off, len - off, "%s%u:%u%s", i ? "," : "",
+					spec->ports[i].host, spec->ports[i].container,
+					spec->ports[i].h2c ? "/h2c" : "");
 }
 
 static int print_table(const struct hc_workload *list, size_t n)

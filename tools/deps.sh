@@ -13,7 +13,7 @@ packages=(
 	protobuf-compiler protobuf-c-compiler libprotobuf-c-dev libprotobuf-dev libgrpc-dev
 	# libraries
 	libnl-3-dev libnl-route-3-dev libssl-dev libmsgpack-dev libjansson-dev
-	libmicrohttpd-dev
+	libmicrohttpd-dev libnghttp2-dev
 	# tests
 	libcmocka-dev python3 python3-grpcio python3-grpc-tools python3-protobuf
 	curl iproute2 procps serf tmux ethtool nftables

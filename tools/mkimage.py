@@ -19,6 +19,10 @@ Images:
   probe   --binary PATH  a static tests/integration/probe/hcprobe.c as the
           entrypoint /hcprobe, its setuid-root copy /hcprobe-suid, busybox
           for attach, and a user 1000
+  grpc    tests/lib/grpcecho.py serving h2c on :8080: this machine's python3,
+          its standard library (without tests, IDLE, Tk), python3-grpcio and
+          every shared library they load (what ldd names), for the proxy's
+          HTTP/2 to workload ports spawned H:8080/h2c
 
 The busybox images carry Debian's busybox-static (/bin/busybox) with the
 applets they use linked to it.
@@ -40,9 +44,11 @@ import hashlib
 import io
 import json
 import os
+import subprocess
 import sys
 import tarfile
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUSYBOX = "/bin/busybox"
 APPLETS = ("sh", "httpd", "hostname", "echo", "cat", "sleep", "printf", "head", "tr", "ls",
            "ps", "tty", "env", "id", "true", "false", "seq", "dd", "nc", "yes", "uname")
@@ -147,6 +153,58 @@ def busybox_layer(init, extra=(), users=b""):
     return layer.bytes()
 
 
+PY_SKIP = ("test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data",
+           "site-packages", "dist-packages", "__pycache__", "config-", "unittest", "distutils")
+
+
+def ldd(paths):
+    """The shared libraries the ELF files in paths load, and the loader."""
+    out = set()
+    for p in paths:
+        r = subprocess.run(["ldd", p], capture_output=True, text=True)
+        for line in r.stdout.splitlines():
+            parts = line.split()
+            for part in parts:
+                if part.startswith("/"):
+                    out.add(part)
+    return sorted(out)
+
+
+def add_tree(layer, top, skip=()):
+    for d, dirs, files in os.walk(top):
+        dirs[:] = sorted(x for x in dirs if not any(x.startswith(s) for s in skip))
+        for f in sorted(files):
+            if f.endswith(".pyc"):
+                continue
+            path = os.path.join(d, f)
+            with open(path, "rb") as fh:
+                layer.file(path.lstrip("/"), fh.read(), os.stat(path).st_mode & 0o777)
+
+
+def grpc_layer():
+    import grpc  # noqa: F401 (the package this image carries must be here)
+    layer = Layer()
+    for d in ("dev", "etc", "proc", "sys", "tmp"):
+        layer.dir(d, 0o1777 if d == "tmp" else 0o755)
+    layer.file("etc/passwd", b"root:x:0:0:root:/:/bin/sh\n")
+    layer.file("etc/group", b"root:x:0:\n")
+    python = os.path.realpath(sys.executable)
+    stdlib = os.path.dirname(os.__file__)
+    grpc_dir = os.path.dirname(sys.modules["grpc"].__file__)
+    elves = [python] + [os.path.join(d, f) for top in (os.path.join(stdlib, "lib-dynload"), grpc_dir)
+                        for d, _, fs in os.walk(top) for f in fs if f.endswith(".so")]
+    for lib in ldd(elves):
+        with open(lib, "rb") as f:
+            layer.file(lib.lstrip("/"), f.read(), 0o755)
+    with open(python, "rb") as f:
+        layer.file("usr/bin/python3", f.read(), 0o755)
+    add_tree(layer, stdlib, PY_SKIP)
+    add_tree(layer, grpc_dir)
+    with open(os.path.join(ROOT, "tests", "lib", "grpcecho.py"), "rb") as f:
+        layer.file("grpcecho.py", f.read())
+    return layer.bytes(), os.path.dirname(grpc_dir)
+
+
 def build(kind, binary=None):
     """Returns (layer bytes, image config dict)."""
     config = {"Env": ["PATH=/bin"], "WorkingDir": "/"}
@@ -179,6 +237,11 @@ def build(kind, binary=None):
                                                  ("hcprobe-suid", probe, 0o4755)],
                              users=b"probe:x:1000:1000:probe:/:/bin/sh\n")
         config.update(Entrypoint=["/hcprobe"])
+    elif kind == "grpc":
+        data, packages = grpc_layer()
+        config = {"Entrypoint": ["/usr/bin/python3", "/grpcecho.py", "8080"], "WorkingDir": "/",
+                  "Env": ["PYTHONPATH=" + packages, "PYTHONDONTWRITEBYTECODE=1"],
+                  "ExposedPorts": {"8080/tcp": {}}}
     else:
         sys.exit("mkimage: unknown image %s" % kind)
     return data, config
@@ -247,7 +310,7 @@ def write_archive(path, name, blobs, manifest):
 
 def main():
     ap = argparse.ArgumentParser(description="Build small reproducible OCI images.")
-    ap.add_argument("kind", choices=("pause", "web", "logger", "exiter", "flooder", "probe"))
+    ap.add_argument("kind", choices=("pause", "web", "logger", "exiter", "flooder", "probe", "grpc"))
     ap.add_argument("--binary", help="the pause or hcprobe executable (pause, probe)")
     ap.add_argument("--oci-dir", help="write an OCI image layout here")
     ap.add_argument("--tag", default="latest", help="tag inside the OCI layout")

@@ -586,6 +586,7 @@ struct spawn_json {
 	Cluster__Services__Api__VmSpawnRequest req;
 	Cluster__Services__Api__VmSpawnRequest__PortsEntry entries[64];
 	Cluster__Services__Api__VmSpawnRequest__PortsEntry *ports[64];
+	uint32_t h2c_ports[64];
 	char *env[256];
 	char *policy; /* owned, when given as an object */
 };
@@ -602,6 +603,32 @@ static int u32_field(json_t *o, const char *key, uint32_t *out, char *why, size_
 		return -EINVAL;
 	}
 	*out = (uint32_t)json_integer_value(v);
+	return 0;
+}
+
+/* hypercore's "h2c_ports": [HOST, ...], the host ports of ports whose
+ * container speaks h2c (VmSpawnRequest.h2c_ports). */
+static int h2c_ports_from_json(json_t *v, struct spawn_json *sj, char *why, size_t len)
+{
+	Cluster__Services__Api__VmSpawnRequest *r = &sj->req;
+	json_t *e;
+	size_t i;
+
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_array(v) || json_array_size(v) > 64) {
+		snprintf(why, len, "h2c_ports must be a list of at most 64 host ports");
+		return -EINVAL;
+	}
+	json_array_foreach(v, i, e) {
+		if (!json_is_integer(e) || json_integer_value(e) < 1 || json_integer_value(e) > 65535) {
+			snprintf(why, len, "h2c_ports are host ports, 1..65535");
+			return -EINVAL;
+		}
+		sj->h2c_ports[i] = (uint32_t)json_integer_value(e);
+	}
+	r->h2c_ports = sj->h2c_ports;
+	r->n_h2c_ports = json_array_size(v);
 	return 0;
 }
 
@@ -653,6 +680,8 @@ static int spawn_from_json(json_t *o, struct spawn_json *sj, char *why, size_t l
 		}
 		r->ports = sj->ports;
 	}
+	if (h2c_ports_from_json(json_object_get(o, "h2c_ports"), sj, why, len) < 0)
+		return -EINVAL;
 	v = json_object_get(o, "env");
 	if (v && !json_is_null(v)) {
 		if (!json_is_array(v) || json_array_size(v) > 256) {

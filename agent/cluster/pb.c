@@ -117,6 +117,8 @@ int hc_cluster_pb_to_spec(const hc_pb_spawn *req, struct hc_workload_spec *spec)
 		/* out-of-range values are kept visible so validation names them */
 		spec->ports[i].host = p->key > 65535 ? 0 : (uint16_t)p->key;
 		spec->ports[i].container = p->value > 65535 ? 0 : (uint16_t)p->value;
+		for (size_t k = 0; k < req->n_h2c_ports; k++)
+			spec->ports[i].h2c |= req->h2c_ports[k] == p->key;
 		spec->nports++;
 	}
 	/* names kept as given, so validation names a wrong one */
@@ -176,6 +178,7 @@ hc_pb_workload *hc_cluster_pb_workload_of(const struct hc_workload *w)
 	Cluster__Services__Api__VmSpawnRequest__PortsEntry *pp[HC_RUNTIME_MAX_PORTS];
 	Cluster__Services__Api__PortBinding pb[HC_RUNTIME_MAX_PORTS];
 	Cluster__Services__Api__PortBinding *pbp[HC_RUNTIME_MAX_PORTS];
+	uint32_t h2c[HC_RUNTIME_MAX_PORTS];
 	size_t np = s->nports < HC_RUNTIME_MAX_PORTS ? s->nports : HC_RUNTIME_MAX_PORTS;
 	size_t nb = 0;
 
@@ -203,6 +206,8 @@ hc_pb_workload *hc_cluster_pb_workload_of(const struct hc_workload *w)
 		pe[i].key = host;
 		pe[i].value = s->ports[i].container;
 		pp[i] = &pe[i];
+		if (s->ports[i].h2c)
+			h2c[req.n_h2c_ports++] = host;
 		node = hc_port_is_node_port(host) ? host : labelled_node_port(s, host);
 		if (!node)
 			continue; /* spawned before node ports existed: local only */
@@ -211,11 +216,13 @@ hc_pb_workload *hc_cluster_pb_workload_of(const struct hc_workload *w)
 		pb[nb].container_port = s->ports[i].container;
 		pb[nb].node_port = node;
 		pb[nb].protocol = hc_port_is_node_port(host) ? (char *)"tcp+udp" : (char *)"tcp";
+		pb[nb].h2c = s->ports[i].h2c;
 		pbp[nb] = &pb[nb];
 		nb++;
 	}
 	req.ports = pp;
 	req.n_ports = np;
+	req.h2c_ports = h2c;
 	st.id = (char *)w->id;
 	st.source_request = &req;
 	st.bindings = pbp;

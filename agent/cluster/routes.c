@@ -41,8 +41,18 @@ static bool grow(void **arr, size_t *cap, size_t n, size_t size)
 	return true;
 }
 
+/* Whether the request marks host port h /h2c. */
+static bool h2c_port(const hc_pb_spawn *req, uint32_t h)
+{
+	for (size_t i = 0; req && i < req->n_h2c_ports; i++)
+		if (req->h2c_ports[i] == h)
+			return true;
+	return false;
+}
+
+/* flags: HC_ROUTE_F_H2C or 0. */
 static void add_route(struct hc_cluster_desired *d, const char *id, uint32_t port,
-		      const struct hc_ipaddr *to, uint32_t to_port, const char *node)
+		      const struct hc_ipaddr *to, uint32_t to_port, const char *node, uint16_t flags)
 {
 	struct hc_dp_route *r;
 
@@ -56,6 +66,7 @@ static void add_route(struct hc_cluster_desired *d, const char *id, uint32_t por
 		return;
 	r->val.backend = *to;
 	r->val.port = (uint16_t)to_port;
+	r->val.flags = flags;
 	snprintf(r->val.node, sizeof(r->val.node), "%s", node);
 	d->nroutes++;
 }
@@ -97,7 +108,7 @@ static void add_local(struct hc_cluster *c, struct hc_cluster_desired *d, const 
 			add_service(d, IPPROTO_UDP, h, &ip, ctr);
 			continue;
 		}
-		add_route(d, w->id, h, &ip, ctr, self);
+		add_route(d, w->id, h, &ip, ctr, self, h2c_port(req, h) ? HC_ROUTE_F_H2C : 0);
 	}
 	for (size_t b = 0; b < w->n_bindings; b++) {
 		const Cluster__Services__Api__PortBinding *pb = w->bindings[b];
@@ -124,7 +135,8 @@ static void add_peer(struct hc_cluster *c, struct hc_cluster_desired *d, const s
 
 			if (pb->host_port && pb->host_port <= 65535 &&
 			    !hc_port_is_node_port(pb->host_port) && hc_port_is_node_port(pb->node_port))
-				add_route(d, w->id, pb->host_port, &addr, pb->node_port, p->name);
+				add_route(d, w->id, pb->host_port, &addr, pb->node_port, p->name,
+					  pb->h2c ? HC_ROUTE_F_H2C : 0);
 		}
 		if (w->n_bindings || !req)
 			continue;
@@ -132,7 +144,8 @@ static void add_peer(struct hc_cluster *c, struct hc_cluster_desired *d, const s
 			uint32_t h = req->ports[k]->key, ctr = req->ports[k]->value;
 
 			if (h && h <= 65535 && ctr && ctr <= 65535 && !hc_port_is_node_port(h))
-				add_route(d, w->id, h, &addr, ctr, p->name);
+				add_route(d, w->id, h, &addr, ctr, p->name,
+					  h2c_port(req, h) ? HC_ROUTE_F_H2C : 0);
 		}
 	}
 }

@@ -73,10 +73,11 @@ struct hc_dp_sync_report {
 int hc_dpmaps_sync(struct hc_dpmaps *m, const struct hc_dp_desired *want,
 		   struct hc_dp_sync_report *report);
 
-/* Static entries (operators' routes to backends outside the cluster). */
+/* Static entries (operators' routes to backends outside the cluster).
+ * flags: HC_ROUTE_F_H2C or 0 (the static bit is set here). */
 int hc_dpmaps_route_add_static(struct hc_dpmaps *m, const char *host, uint16_t port,
 			       const struct hc_ipaddr *backend, uint16_t backend_port,
-			       struct hc_err *err);
+			       uint16_t flags, struct hc_err *err);
 /* -ENOENT when absent, -EPERM when the entry is the cluster's, not static. */
 int hc_dpmaps_route_del_static(struct hc_dpmaps *m, const char *host, uint16_t port,
 			       struct hc_err *err);

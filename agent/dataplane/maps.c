@@ -214,7 +214,7 @@ static int bad_host(struct hc_err *err, const char *host)
 
 int hc_dpmaps_route_add_static(struct hc_dpmaps *m, const char *host, uint16_t port,
 			       const struct hc_ipaddr *backend, uint16_t backend_port,
-			       struct hc_err *err)
+			       uint16_t flags, struct hc_err *err)
 {
 	struct hc_route_key key;
 	struct hc_route_val val = {0};
@@ -223,7 +223,7 @@ int hc_dpmaps_route_add_static(struct hc_dpmaps *m, const char *host, uint16_t p
 		return bad_host(err, host);
 	val.backend = *backend;
 	val.port = backend_port;
-	val.flags = HC_ROUTE_F_STATIC;
+	val.flags = HC_ROUTE_F_STATIC | (flags & HC_ROUTE_F_H2C);
 	if (bpf_map_update_elem(m->routes, &key, &val, BPF_ANY) < 0)
 		return hc_err_set(err, -errno, "cannot write %s: %s", HC_MAP_ROUTES, strerror(errno));
 	hc_dpmaps_sync_proxy_ports(m); /* else the agent's next refresh does */

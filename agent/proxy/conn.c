@@ -19,6 +19,7 @@
 
 #include "dataplane/dataplane.h"
 #include "log/log.h"
+#include "proxy/h2.h"
 #include "proxy/proxy_int.h"
 
 #define ACCEPTS_PER_EVENT 64
@@ -63,6 +64,7 @@ void hc_proxy_conn_close(struct hc_proxy_conn *c, bool reset)
 		hc_proxy_backend_release(c);
 	hc_proxy_backend_unbind(c); /* closed below, not pooled */
 	hc_proxy_forward_fini(c);
+	hc_proxy_h2_fini(c);
 	for (int side = 0; side < 2; side++) {
 		int fd = side ? c->bfd : c->cfd;
 
@@ -245,6 +247,9 @@ void hc_proxy_conn_expire(struct hc_proxy_conn *c)
 	case C_FORWARD:
 		hc_proxy_forward_expire(c);
 		break;
+	case C_H2:
+		hc_proxy_h2_expire(c);
+		break;
 	}
 }
 
@@ -254,32 +259,49 @@ static bool lookup(struct hc_proxy *p, const char *host, uint16_t port, struct h
 		   char *matched)
 {
 	struct hc_route_key key;
+	bool found;
 
 	if (hc_dp_route_key_init(&key, host, port))
 		return false;
-	if (bpf_map_lookup_elem(p->routes_fd, &key, val) == 0 ||
-	    (key.port = 0, bpf_map_lookup_elem(p->routes_fd, &key, val) == 0)) {
+	if (p->route_lookup) /* a test's table (tests/fuzz/fuzz_h2.c) */
+		found = p->route_lookup(&key, val);
+	else
+		found = bpf_map_lookup_elem(p->routes_fd, &key, val) == 0 ||
+			(key.port = 0, bpf_map_lookup_elem(p->routes_fd, &key, val) == 0);
+	if (found)
 		snprintf(matched, HC_ROUTE_HOST_MAX, "%s", key.host);
-		return true;
-	}
-	return false;
+	return found;
 }
 
 /* An exact host name first (a static route), then "<id>.<base_url>". */
-static bool route(struct hc_proxy_conn *c, struct hc_route_val *val)
+static bool route_name(struct hc_proxy *p, const char *host, uint16_t port,
+		       struct hc_route_val *val, char *matched)
 {
-	struct hc_proxy *p = c->w->p;
-	size_t hl = strlen(c->host), bl = strlen(p->base_url);
+	size_t hl = strlen(host), bl = strlen(p->base_url);
 	char id[HC_ROUTE_HOST_MAX];
 
-	if (lookup(p, c->host, c->l->port, val, c->route_host))
+	if (lookup(p, host, port, val, matched))
 		return true;
-	if (bl == 0 || hl <= bl + 1 || c->host[hl - bl - 1] != '.' ||
-	    strcmp(c->host + hl - bl, p->base_url) != 0 || hl - bl - 1 >= sizeof(id))
+	if (bl == 0 || hl <= bl + 1 || host[hl - bl - 1] != '.' ||
+	    strcmp(host + hl - bl, p->base_url) != 0 || hl - bl - 1 >= sizeof(id))
 		return false;
-	memcpy(id, c->host, hl - bl - 1);
+	memcpy(id, host, hl - bl - 1);
 	id[hl - bl - 1] = '\0';
-	return lookup(p, id, c->l->port, val, c->route_host);
+	return lookup(p, id, port, val, matched);
+}
+
+static bool route(struct hc_proxy_conn *c, struct hc_route_val *val)
+{
+	return route_name(c->w->p, c->host, c->l->port, val, c->route_host);
+}
+
+enum hc_proxy_answer hc_proxy_route_host(struct hc_proxy_conn *c, const char *host,
+					 struct hc_route_val *val, char *matched)
+{
+	/* as request_target: the handshake was for the SNI only */
+	if (c->ssl && strcmp(host, c->sni) != 0)
+		return A_MISDIRECTED;
+	return route_name(c->w->p, host, c->l->port, val, matched) ? A_NONE : A_NOT_FOUND;
 }
 
 /* ---- the backend ---- */
@@ -309,33 +331,38 @@ static void backend_connected(struct hc_proxy_conn *c)
 		hc_proxy_conn_close(c, true);
 }
 
-/* A new backend connection (a state of its own until connected). */
-static void open_backend(struct hc_proxy_conn *c, const struct hc_route_val *val)
+socklen_t hc_proxy_backend_sockaddr(const struct hc_route_val *val, struct sockaddr_storage *ss)
 {
-	struct sockaddr_storage ss = {0};
-	/* The engine's interest is edge-triggered and never changes: set here
-	 * once (connecting reports EPOLLOUT). */
-	struct epoll_event ev = {.events = c->engine ? EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET
-						     : EPOLLOUT};
-	socklen_t len;
-	int one = 1;
-
-	atomic_fetch_add(&c->w->p->stats.backend_new, 1);
+	memset(ss, 0, sizeof(*ss));
 	if (val->backend.family == HC_AF_INET) {
-		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
 
 		sin->sin_family = AF_INET;
 		sin->sin_port = htons(val->port);
 		sin->sin_addr.s_addr = val->backend.ip4;
-		len = sizeof(*sin);
+		return sizeof(*sin);
 	} else {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
 
 		sin6->sin6_family = AF_INET6;
 		sin6->sin6_port = htons(val->port);
 		memcpy(&sin6->sin6_addr, val->backend.ip6, 16);
-		len = sizeof(*sin6);
+		return sizeof(*sin6);
 	}
+}
+
+/* A new backend connection (a state of its own until connected). */
+static void open_backend(struct hc_proxy_conn *c, const struct hc_route_val *val)
+{
+	struct sockaddr_storage ss;
+	/* The engine's interest is edge-triggered and never changes: set here
+	 * once (connecting reports EPOLLOUT). */
+	struct epoll_event ev = {.events = c->engine ? EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET
+						     : EPOLLOUT};
+	socklen_t len = hc_proxy_backend_sockaddr(val, &ss);
+	int one = 1;
+
+	atomic_fetch_add(&c->w->p->stats.backend_new, 1);
 	c->bfd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->bfd < 0) {
 		bad_gateway(c, strerror(errno));
@@ -852,6 +879,15 @@ static void on_peek(struct hc_proxy_conn *c)
 			tls_alert(c, TLS_ALERT_DECODE_ERROR);
 		return;
 	}
+	if (memcmp(c->peek, HC_H2_PREFACE, c->peek_len < HC_H2_PREFACE_LEN ? c->peek_len
+									 : HC_H2_PREFACE_LEN) == 0) {
+		/* HTTP/2 with prior knowledge (h2c): the HTTP/2 engine reads it */
+		if (c->peek_len < HC_H2_PREFACE_LEN)
+			wait_for_more(c);
+		else
+			hc_proxy_h2_start(c);
+		return;
+	}
 	{
 		struct hc_http_head head;
 
@@ -967,7 +1003,9 @@ void hc_proxy_conn_event(struct hc_proxy_conn *c, bool backend_side, unsigned ev
 		break;
 	case C_TLS_ACCEPT:
 		rc = tls_accept_step(c);
-		if (rc > 0) {
+		if (rc > 0 && hc_proxy_tls_alpn_h2(c)) {
+			hc_proxy_h2_start(c);
+		} else if (rc > 0) {
 			c->state = C_TLS_HEAD;
 			on_tls_head(c);
 		} else if (rc < 0) {
@@ -980,6 +1018,9 @@ void hc_proxy_conn_event(struct hc_proxy_conn *c, bool backend_side, unsigned ev
 		break;
 	case C_DRAIN:
 		on_drain(c);
+		break;
+	case C_H2:
+		hc_proxy_h2_event(c, events);
 		break;
 	}
 	hc_proxy_timer_arm(c); /* whatever the event did to the deadline */

@@ -20,6 +20,7 @@
 
 #include "log/log.h"
 #include "metrics/metrics.h"
+#include "proxy/h2.h"
 #include "proxy/proxy_int.h"
 
 #include "hc_sockmap.skel.h"
@@ -393,13 +394,19 @@ static void *worker_main(void *arg)
 			case H_IDLE:
 				hc_proxy_idle_event(w, (struct hc_proxy_idle *)h, evs[i].events);
 				break;
+			case H_H2_UP:
+				hc_proxy_h2_up_event(h, evs[i].events);
+				break;
 			}
 		}
+		hc_proxy_h2_flush(w);
 		hc_proxy_conn_reap(w);
+		hc_proxy_h2_reap(w);
 	}
 	while (w->conns)
 		hc_proxy_conn_close(w->conns, false);
 	hc_proxy_conn_reap(w);
+	hc_proxy_h2_reap(w);
 	hc_proxy_idle_expire(w, true); /* what those closes pooled too */
 	while (w->nlisteners)
 		listener_close(w, 0);
@@ -781,6 +788,18 @@ static void collect(struct hc_metrics_writer *mw, void *arg)
 		   &s->backend_retries);
 	metric_one(mw, "hypercore_proxy_backend_idle_connections", "gauge",
 		   "Idle keep-alive backend connections pooled now", &s->backend_idle);
+	metric_one(mw, "hypercore_proxy_h2_connections_total", "counter",
+		   "HTTP/2 client connections (ALPN h2, or h2c with prior knowledge)", &s->h2_conns);
+	metric_one(mw, "hypercore_proxy_h2_streams_total", "counter",
+		   "HTTP/2 streams (requests) clients opened", &s->h2_streams);
+	hc_metrics_family(mw, "hypercore_proxy_h2_refused_total", "counter",
+			  "HTTP/2 streams reset or connections ended by the proxy's limits, by kind");
+	for (unsigned k = 0; k < HC_H2_REFUSALS; k++) {
+		const char *l[] = {"kind", hc_h2_refusal_names[k], NULL};
+
+		hc_metrics_sample(mw, "hypercore_proxy_h2_refused_total", l,
+				  (double)atomic_load(&s->h2_refused[k]));
+	}
 	hc_metrics_family(mw, "hypercore_proxy_workload_connections_total", "counter",
 			  "Connections routed to each route host (workload id or static host)");
 	pthread_mutex_lock(&p->lock);

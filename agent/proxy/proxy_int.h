@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <openssl/ssl.h>
 
@@ -86,10 +87,12 @@ struct hc_proxy_stats {
 	atomic_uint_fast64_t refused[HC_PROXY_LIMITS];
 	atomic_uint_fast64_t backend_new, backend_reused, backend_retries;
 	atomic_uint_fast64_t backend_idle; /* pooled now, over every worker */
+	atomic_uint_fast64_t h2_conns, h2_streams; /* HTTP/2 connections and streams served */
+	atomic_uint_fast64_t h2_refused[16]; /* by enum hc_h2_refusal (h2.h) */
 };
 
 /* What epoll reports: every registered fd's data.ptr points at one. */
-enum hc_proxy_handle_kind { H_WAKE, H_TIMER, H_LISTENER, H_CLIENT, H_BACKEND, H_IDLE };
+enum hc_proxy_handle_kind { H_WAKE, H_TIMER, H_LISTENER, H_CLIENT, H_BACKEND, H_IDLE, H_H2_UP };
 
 struct hc_proxy_handle {
 	enum hc_proxy_handle_kind kind;
@@ -129,6 +132,7 @@ enum hc_proxy_conn_state {
 	C_TLS_HEAD, /* terminating: reading the decrypted request head */
 	C_DRAIN, /* an error answer went out; reading until EOF, then close */
 	C_CLOSED, /* closed; freed after the current batch of events */
+	C_H2, /* HTTP/2 to the client: h2.c's engine (ALPN h2, or the h2c preface) */
 };
 
 /* Where one direction of an HTTP connection is (forward.c). */
@@ -176,6 +180,8 @@ enum hc_proxy_answer {
 };
 
 struct hc_proxy_worker;
+struct hc_h2;
+struct hc_h2_sock;
 
 struct hc_proxy_conn {
 	struct hc_proxy_handle hc, hb; /* client fd, backend fd */
@@ -235,6 +241,9 @@ struct hc_proxy_conn {
 	 * again once if the backend closes before answering. */
 	char *retry;
 	size_t retry_len;
+	struct hc_h2 *h2; /* state C_H2: the HTTP/2 engine's session (h2.c) */
+	struct hc_proxy_conn *h2_next; /* on the worker's h2_due (h2.c) */
+	bool h2_due; /* on it */
 };
 
 struct hc_proxy_worker {
@@ -267,12 +276,19 @@ struct hc_proxy_worker {
 	struct hc_proxy_idle idle[HC_PROXY_SLOTS]; /* pool.c */
 	unsigned nidle;
 	unsigned slots_used; /* every slot from here on was never used: scans stop here */
+	struct hc_h2_sock *h2_dead; /* h2.c: closed in this batch, freed after it */
+	/* h2.c: HTTP/2 connections with events in this batch, pumped once at
+	 * its end (all of a connection's backends answered, one write). */
+	struct hc_proxy_conn *h2_due;
 };
 
 struct hc_proxy {
 	struct hc_proxy_config cfg;
 	char *pin_dir, *base_url, *bind_host, *tls_cert, *tls_key;
 	int routes_fd;
+	/* Tests without BPF (the h2 fuzz harness): routes from a table of
+	 * their own instead of hc_routes; NULL in the agent. */
+	bool (*route_lookup)(const struct hc_route_key *key, struct hc_route_val *val);
 	int splice_fd, splice_peer_fd; /* sockmap mode */
 	struct hc_sockmap *sockmap;
 	pthread_mutex_t lock; /* ports, gen, tls_ctx, workloads */
@@ -335,6 +351,16 @@ void hc_proxy_pools_fini(struct hc_proxy_worker *w);
  * connection: the client's address does not change). */
 void hc_proxy_forwarded_lines(struct hc_proxy_conn *c);
 
+/* conn.c: val's backend address as a sockaddr; its length. */
+socklen_t hc_proxy_backend_sockaddr(const struct hc_route_val *val, struct sockaddr_storage *ss);
+
+/* conn.c, for h2.c: the route for a request to host (lower-case, no
+ * port) on c's port, with the Host rules (a static host, then
+ * "<id>.<base_url>"; on a terminated connection host must be the SNI).
+ * A_NONE with val and matched (HC_ROUTE_HOST_MAX) set, or the answer. */
+enum hc_proxy_answer hc_proxy_route_host(struct hc_proxy_conn *c, const char *host,
+					 struct hc_route_val *val, char *matched);
+
 /* conn.c, for the engine: where a request head on an open connection goes.
  * 0: the current backend; 1: another one (next_val) or an answer of ours
  * (c->answer set), given once the responses before it are out. */
@@ -381,6 +407,8 @@ SSL_CTX *hc_proxy_tls_ctx_new(const char *cert, const char *key, struct hc_proxy
 /* 1: the handshake is done, 0: wants more (events set), -errno: failed
  * (-EPROTO for the TLS handshake itself). */
 int hc_proxy_tls_handshake(struct hc_proxy_conn *c);
+/* After the handshake: whether the client chose HTTP/2 (ALPN h2). */
+bool hc_proxy_tls_alpn_h2(const struct hc_proxy_conn *c);
 
 /* proxy.c: shared helpers for the other files. */
 uint64_t hc_proxy_now_ms(void);

@@ -1,5 +1,5 @@
 /* TLS termination with OpenSSL 3: the wildcard certificate's context (TLS
- * 1.2 with ECDHE and AEAD ciphers only, TLS 1.3, ALPN http/1.1), session
+ * 1.2 with ECDHE and AEAD ciphers only, TLS 1.3, ALPN h2 then http/1.1), session
  * tickets under keys rotated on a timer, and the non-blocking handshake. */
 #define HC_LOG_MODULE "proxy"
 
@@ -21,6 +21,7 @@
 #define KEY_FILE_MAX (64 * 1024) /* a PEM private key, even RSA 16384, fits */
 
 static const unsigned char alpn_http11[] = "http/1.1";
+static const unsigned char alpn_h2[] = "h2";
 
 /* TLS 1.2: forward secrecy (ECDHE) and AEAD only, so no RSA key exchange,
  * no CBC and no SHA-1 MAC (Mozilla's "intermediate" list without DHE).
@@ -162,25 +163,51 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
 	return r;
 }
 
-/* We speak HTTP/1.1 to backends, so that is all we offer; a client that
- * offers ALPN without it gets no ALPN (and may still speak HTTP/1.1). */
-static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
-		       const unsigned char *in, unsigned int inlen, void *arg)
+/* Where the protocol id want is in the client's ALPN list, or NULL. */
+static const unsigned char *alpn_find(const unsigned char *in, unsigned int inlen,
+				      const unsigned char *want, unsigned int wlen)
 {
-	(void)ssl, (void)arg;
 	for (unsigned int i = 0; i + 1 <= inlen;) {
 		unsigned int len = in[i];
 
 		if (i + 1 + len > inlen)
 			break;
-		if (len == sizeof(alpn_http11) - 1 && memcmp(in + i + 1, alpn_http11, len) == 0) {
-			*out = in + i + 1;
-			*outlen = (unsigned char)len;
-			return SSL_TLSEXT_ERR_OK;
-		}
+		if (len == wlen && memcmp(in + i + 1, want, len) == 0)
+			return in + i + 1;
 		i += 1 + len;
 	}
+	return NULL;
+}
+
+/* HTTP/2 when the client offers it (h2.c serves it), else HTTP/1.1; a
+ * client that offers neither gets no ALPN (and may still speak HTTP/1.1). */
+static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+		       const unsigned char *in, unsigned int inlen, void *arg)
+{
+	const unsigned char *p = alpn_find(in, inlen, alpn_h2, sizeof(alpn_h2) - 1);
+
+	(void)ssl, (void)arg;
+	if (p) {
+		*out = p;
+		*outlen = sizeof(alpn_h2) - 1;
+		return SSL_TLSEXT_ERR_OK;
+	}
+	p = alpn_find(in, inlen, alpn_http11, sizeof(alpn_http11) - 1);
+	if (p) {
+		*out = p;
+		*outlen = sizeof(alpn_http11) - 1;
+		return SSL_TLSEXT_ERR_OK;
+	}
 	return SSL_TLSEXT_ERR_NOACK;
+}
+
+bool hc_proxy_tls_alpn_h2(const struct hc_proxy_conn *c)
+{
+	const unsigned char *p;
+	unsigned int len;
+
+	SSL_get0_alpn_selected(c->ssl, &p, &len);
+	return len == sizeof(alpn_h2) - 1 && memcmp(p, alpn_h2, len) == 0;
 }
 
 static void openssl_reason(char *buf, size_t len)

@@ -124,6 +124,7 @@ int hc_runtime_ready(struct hc_runtime *rt, int timeout_ms, struct hc_err *err);
 struct hc_port_map {
 	uint16_t host;
 	uint16_t container;
+	bool h2c; /* "/h2c": the container speaks HTTP/2 without TLS (the proxy's HTTP/2 goes as is) */
 };
 
 struct hc_label {

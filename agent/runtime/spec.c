@@ -404,8 +404,14 @@ int hc_workload_spec_parse_ports(struct hc_workload_spec *spec, const char *text
 
 	while (*p) {
 		const char *end = strchrnul(p, ','), *colon = memchr(p, ':', (size_t)(end - p));
-		struct hc_port_map m, *grown;
+		const char *next = *end ? end + 1 : end;
+		struct hc_port_map m = {0}, *grown;
 
+		/* HOST:CONTAINER/h2c: the proxy speaks HTTP/2 to it */
+		if (end - p > 4 && memcmp(end - 4, "/h2c", 4) == 0) {
+			m.h2c = true;
+			end -= 4;
+		}
 		if (colon) {
 			if (parse_port(p, (size_t)(colon - p), &m.host) < 0 ||
 			    parse_port(colon + 1, (size_t)(end - colon - 1), &m.container) < 0)
@@ -422,14 +428,15 @@ int hc_workload_spec_parse_ports(struct hc_workload_spec *spec, const char *text
 			return hc_err_set(err, -ENOMEM, "out of memory");
 		spec->ports = grown;
 		spec->ports[spec->nports++] = m;
-		if (*end && !end[1])
+		if (*next == '\0' && next[-1] == ',')
 			return hc_err_set(err, -EINVAL, "invalid port list \"%.40s\": it ends with ','",
 					  text);
-		p = *end ? end + 1 : end;
+		p = next;
 		continue;
 bad:
 		return hc_err_set(err, -EINVAL,
-				  "invalid port mapping \"%.*s\": want HOST:CONTAINER, ports 1..65535",
+				  "invalid port mapping \"%.*s\": want HOST:CONTAINER[/h2c], ports "
+				  "1..65535",
 				  (int)(end - p > 40 ? 40 : end - p), p);
 	}
 	if (p == text)
@@ -438,6 +445,34 @@ bad:
 }
 
 /* ---- stored JSON: upstream's VmSpawnRequest keys, omitempty ---- */
+
+/* "h2c_ports": the host ports marked /h2c (VmSpawnRequest.h2c_ports),
+ * omitted when none is. */
+static void h2c_ports_to_json(json_t *o, const struct hc_workload_spec *spec)
+{
+	json_t *a = NULL;
+
+	for (size_t i = 0; i < spec->nports; i++) {
+		if (!spec->ports[i].h2c)
+			continue;
+		if (!a && !(a = json_array()))
+			return;
+		json_array_append_new(a, json_integer(spec->ports[i].host));
+	}
+	if (a)
+		json_object_set_new(o, "h2c_ports", a);
+}
+
+static void h2c_ports_from_json(json_t *o, struct hc_workload_spec *spec)
+{
+	json_t *a = json_object_get(o, "h2c_ports"), *e;
+	size_t i;
+
+	json_array_foreach(a, i, e)
+		for (size_t k = 0; json_is_integer(e) && k < spec->nports; k++)
+			if (spec->ports[k].host == json_integer_value(e))
+				spec->ports[k].h2c = true;
+}
 
 char *hc_workload_spec_to_json(const struct hc_workload_spec *spec)
 {
@@ -461,6 +496,7 @@ char *hc_workload_spec_to_json(const struct hc_workload_spec *spec)
 			json_object_set_new(ports, key, json_integer(spec->ports[i].container));
 		}
 		json_object_set_new(o, "ports", ports);
+		h2c_ports_to_json(o, spec);
 	}
 	if (spec->nenv) {
 		env = json_array();
@@ -552,8 +588,9 @@ int hc_workload_spec_from_json(const char *text, struct hc_workload_spec *spec)
 			json_int_t c = json_is_integer(e) ? json_integer_value(e) : 0;
 
 			if (parse_port(key, strlen(key), &host) == 0 && c > 0 && c <= 65535)
-				spec->ports[spec->nports++] = (struct hc_port_map){ host, (uint16_t)c };
+				spec->ports[spec->nports++] = (struct hc_port_map){ host, (uint16_t)c, false };
 		}
+		h2c_ports_from_json(o, spec);
 	}
 	v = json_object_get(o, "labels");
 	if (json_is_object(v) && json_object_size(v)) {

@@ -89,6 +89,8 @@ struct hc_route_key {
 _Static_assert(sizeof(struct hc_route_key) == 132, "hc_route_key layout");
 
 #define HC_ROUTE_F_STATIC 0x1 /* written by `routes add`; state syncs never touch it */
+#define HC_ROUTE_F_H2C 0x2 /* the backend speaks HTTP/2 without TLS (h2c): the proxy's HTTP/2
+			    * streams go to it as HTTP/2 (gRPC), not translated to HTTP/1.1 */
 
 struct hc_route_val {
 	struct hc_ipaddr backend;

@@ -185,8 +185,8 @@ static void test_sync_diff_and_static_entries(void **state)
 	assert_int_equal(hc_dpmaps_sync(f->maps, &want, &rep), 0);
 
 	/* An operator's static route, one of them on a key the cluster wants. */
-	assert_int_equal(hc_dpmaps_route_add_static(f->maps, "ext.example.com", 443, &ext, 8443, &err), 0);
-	assert_int_equal(hc_dpmaps_route_add_static(f->maps, "w00003.example.com", 443, &ext, 9443, &err), 0);
+	assert_int_equal(hc_dpmaps_route_add_static(f->maps, "ext.example.com", 443, &ext, 8443, 0, &err), 0);
+	assert_int_equal(hc_dpmaps_route_add_static(f->maps, "w00003.example.com", 443, &ext, 9443, 0, &err), 0);
 
 	/* 10 updated, 5 removed (the last 5), 5 new, and a change to the
 	 * entry the operator holds statically, which must not go through. */
@@ -295,8 +295,8 @@ static void test_snapshot_decodes(void **state)
 	struct hc_dp_snapshot snap;
 	struct hc_err err;
 
-	assert_int_equal(hc_dpmaps_route_add_static(f->maps, "b.example", 80, &a, 8080, &err), 0);
-	assert_int_equal(hc_dpmaps_route_add_static(f->maps, "a.example", 80, &a, 8080, &err), 0);
+	assert_int_equal(hc_dpmaps_route_add_static(f->maps, "b.example", 80, &a, 8080, 0, &err), 0);
+	assert_int_equal(hc_dpmaps_route_add_static(f->maps, "a.example", 80, &a, 8080, 0, &err), 0);
 	assert_int_equal(hc_dpmaps_snapshot(f->maps, &snap), 0);
 	assert_true(snap.n_routes >= 2);
 	for (size_t i = 1; i < snap.n_routes; i++)
@@ -468,7 +468,7 @@ static void test_proxy_ports_follow_routes(void **state)
 	routes[1].key.port = 8443;
 	routes[2].key.port = 0; /* any port the proxy serves: names none */
 	assert_int_equal(hc_dpmaps_sync(f->maps, &want, NULL), 0);
-	assert_int_equal(hc_dpmaps_route_add_static(f->maps, "s.example", 9443, &a, 80, &err), 0);
+	assert_int_equal(hc_dpmaps_route_add_static(f->maps, "s.example", 9443, &a, 80, 0, &err), 0);
 	assert_int_equal(hc_dpmaps_snapshot(f->maps, &snap), 0);
 	assert_int_equal(snap.n_proxy_ports, 3);
 	assert_int_equal(snap.proxy_ports[0], 443);

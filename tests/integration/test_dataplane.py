@@ -436,7 +436,8 @@ class DataplaneTest(hctest.TestCase):
         doc = self.routes()
         self.assertEqual(doc["routes"], [{"host": "shop.example.com", "port": 443,
                                           "backend": "10.9.9.9", "backend_port": 8443,
-                                          "node": "", "static": True}])
+                                          "node": "", "static": True,
+                                          "backend_protocol": "h1"}])
         table = self.cli("routes").stdout
         self.assertIn("shop.example.com", table)
         self.assertIn("10.9.9.9:8443", table)

@@ -543,9 +543,12 @@ class ProxyTest(ProxyCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         body, version = r.stdout.rsplit("\n", 1)
         self.assertEqual(json.loads(body)["host"], "%s:%d" % (host, port))  # curl's Host
-        self.assertEqual(version, "1.1")
+        self.assertEqual(version, "2")  # h2 is offered first (test_proxy_h2.py has the rest)
         ctx = ssl.create_default_context(cafile=self.env.path("ca.pem"))
         ctx.set_alpn_protocols(["h2", "http/1.1"])
+        with ctx.wrap_socket(connect(port), server_hostname=host) as s:
+            self.assertEqual(s.selected_alpn_protocol(), "h2")
+        ctx.set_alpn_protocols(["spdy/3", "http/1.1"])
         s = ctx.wrap_socket(connect(port), server_hostname=host)
         with s:
             self.assertEqual(s.selected_alpn_protocol(), "http/1.1")

@@ -142,6 +142,9 @@ class Runtime(unittest.TestCase):
             cls.registry.start()
             images = build_test_images(os.path.join(cls.workdir, "images"))
             images["probe"] = cls.build_probe_image()
+            images["grpc"] = os.path.join(cls.workdir, "grpc")
+            subprocess.run([sys.executable, os.path.join(hctest.ROOT, "tools", "mkimage.py"),
+                            "grpc", "--oci-dir", images["grpc"], "--tag", "1"], check=True)
             cls.images = {}
             for name, oci_dir in images.items():
                 cls.registry.push(oci_dir, "1", "hypercore/" + name)
@@ -634,7 +637,8 @@ class Runtime(unittest.TestCase):
         # A host port outside the node-port range is the proxy's: an L7 route.
         self.assertEqual([r for r in doc["routes"] if r["host"] == wid],
                          [{"host": wid, "port": proxy_port, "backend": ip, "backend_port": 8080,
-                           "node": self.node_name(), "static": False}])
+                           "node": self.node_name(), "static": False,
+                           "backend_protocol": "h1"}])
         body = wait_for("HTTP through the proxy", lambda: http_get(
             "http://127.0.0.1:%d/" % proxy_port, headers={"Host": "%s.example.com" % wid}))
         self.assertIn("hypercore-web id=%s" % wid, body)
@@ -657,6 +661,39 @@ class Runtime(unittest.TestCase):
             x for x in self.routes()["services"] if x["node_port"] == 30880])
         wait_for("the workload's row gone", lambda: not [
             x for x in self.routes()["workloads"] if x["id"] == wid])
+
+    def test_12b_grpc_workload_over_h2c(self):
+        """A workload port spawned H:8080/h2c: its route says h2c, and a
+        grpcio client reaches the gRPC server in it through the proxy."""
+        import grpc
+        import grpcecho
+        port = hctest.free_port()
+        wid = self.spawn("grpc", "--mem", "128", "--ports", "%d:8080/h2c" % port)
+        route = wait_for("the workload's route", lambda: [
+            r for r in self.routes()["routes"] if r["host"] == wid])
+        self.assertEqual(route[0]["backend_protocol"], "h2c")
+        opts = grpcecho.OPTIONS + [("grpc.default_authority", "%s.example.com" % wid)]
+        with grpc.insecure_channel("127.0.0.1:%d" % port, options=opts) as ch:
+            unary = grpcecho.stub(ch, "Unary")
+
+            def answers():
+                try:
+                    return unary(b"hello", timeout=5)
+                except grpc.RpcError:
+                    return None  # the server is still starting
+            self.assertEqual(wait_for("the gRPC server in the workload", answers, 60), b"hello")
+            msgs = list(grpcecho.stub(ch, "Stream", True)(b"10000", timeout=60))
+            self.assertEqual((len(msgs), msgs[-1]), (10000, b"msg-9999"))
+            big = os.urandom(16 << 20)
+            self.assertEqual(unary(big, timeout=60), big)
+            with self.assertRaises(grpc.RpcError) as e:
+                grpcecho.stub(ch, "Sleep")(b"10", timeout=0.5)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+            call = grpcecho.stub(ch, "Hold", True)(b"t", timeout=30)
+            self.assertEqual(next(call), b"held")
+            call.cancel()
+            self.assertEqual(call.code(), grpc.StatusCode.CANCELLED)
+            self.assertEqual(unary(b"after", timeout=10), b"after")
 
     def test_13_egress_rate_limit(self):
         wid = self.spawn("web", "--mem", "32", "--egress-mbit", "8")

@@ -19,6 +19,7 @@
 #include <jansson.h>
 
 #include "cluster/cluster_int.h"
+#include "dataplane/dataplane.h"
 #include "fakert.h"
 #include "gossip/gossip.h"
 #include "gossip/memberlist_int.h"
@@ -1394,6 +1395,64 @@ static bool pending_on_n0(const void *ctx)
 	return l && l->pending;
 }
 
+/* The route flags node c builds for workload id on port, or -1 without
+ * such a route. */
+static int route_flags(struct hc_cluster *c, const char *id, uint16_t port)
+{
+	struct hc_cluster_desired d;
+	int flags = -1;
+
+	assert_int_equal(hc_cluster_routes_build(c, &d), 0);
+	for (size_t i = 0; i < d.nroutes; i++)
+		if (strcmp(d.routes[i].key.host, id) == 0 && d.routes[i].key.port == port)
+			flags = d.routes[i].val.flags;
+	hc_cluster_desired_fini(&d);
+	return flags;
+}
+
+static bool routed_everywhere(const void *ctx)
+{
+	const struct tcluster *tc = ctx;
+
+	for (int i = 0; i < tc->n; i++)
+		if (route_flags(tc->nodes[i].c, WL_A, 443) < 0 || route_flags(tc->nodes[i].c, WL_A, 80) < 0)
+			return false;
+	return true;
+}
+
+/* A port spawned 443:8080/h2c (VmSpawnRequest.h2c_ports): the owner's route
+ * and, through the state's PortBinding.h2c, every other node's say h2c;
+ * the other port of the same workload does not. */
+static void test_h2c_port_routed_as_h2c_everywhere(void **state)
+{
+	Cluster__Services__Api__VmSpawnRequest req = CLUSTER__SERVICES__API__VM_SPAWN_REQUEST__INIT;
+	Cluster__Services__Api__VmSpawnRequest__PortsEntry pe[2], *pp[2] = {&pe[0], &pe[1]};
+	struct tcluster *tc = joined_cluster(3, false);
+	uint32_t h2c[] = {443};
+	struct answer a = {0};
+
+	(void)state;
+	for (int i = 0; i < 2; i++)
+		cluster__services__api__vm_spawn_request__ports_entry__init(&pe[i]);
+	pe[0].key = 443, pe[0].value = 8080;
+	pe[1].key = 80, pe[1].value = 8081;
+	req.image_ref = (char *)"registry.test/app:1";
+	req.id = (char *)WL_A;
+	req.ports = pp;
+	req.n_ports = 2;
+	req.h2c_ports = h2c;
+	req.n_h2c_ports = 1;
+	hc_cluster_spawn(tc->nodes[1].c, &req, on_spawned, &a);
+	assert_true(hc_simnet_run_until(tc->net, answered, &a, 120000) >= 0);
+	assert_int_equal(a.code, HC_RPC_OK);
+	assert_true(hc_simnet_run_until(tc->net, routed_everywhere, tc, 120000) >= 0);
+	for (int i = 0; i < tc->n; i++) {
+		assert_int_equal(route_flags(tc->nodes[i].c, WL_A, 443), HC_ROUTE_F_H2C);
+		assert_int_equal(route_flags(tc->nodes[i].c, WL_A, 80), 0);
+	}
+	tcluster_free(tc);
+}
+
 /* The owner takes its time to spawn; a stop asked meanwhile wins: the
  * workload ends stopped, and nothing is left of it anywhere. */
 static void test_stop_while_spawning(void **state)
@@ -2429,6 +2488,7 @@ int main(void)
 		cmocka_unit_test(test_state_chunks_reassemble_in_any_order),
 		cmocka_unit_test(test_stop_running_workload),
 		cmocka_unit_test(test_stop_while_spawning),
+		cmocka_unit_test(test_h2c_port_routed_as_h2c_everywhere),
 		cmocka_unit_test(test_logs_from_the_owners_runtime),
 		cmocka_unit_test(test_logs_endpoint_of_upstream_nodes),
 		cmocka_unit_test(test_rogue_key_for_existing_name),

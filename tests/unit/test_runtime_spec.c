@@ -75,6 +75,41 @@ static void test_ports(void **state)
 	}
 }
 
+/* "/h2c" marks a port whose container speaks HTTP/2 without TLS; it is kept
+ * in the stored JSON as upstream's keys plus "h2c_ports". */
+static void test_ports_h2c(void **state)
+{
+	struct hc_workload_spec spec = {0}, back = {0};
+	const char *bad[] = { "443:8080/h2", "443:8080/h2c/h2c", "/h2c", "443:8080/h2c," };
+	struct hc_err err;
+	char *text;
+
+	(void)state;
+	assert_int_equal(hc_workload_spec_parse_ports(&spec, "443:8080/h2c,80:8081,50051/h2c", &err), 0);
+	assert_int_equal(spec.nports, 3);
+	assert_true(spec.ports[0].h2c);
+	assert_int_equal(spec.ports[0].container, 8080);
+	assert_false(spec.ports[1].h2c);
+	assert_true(spec.ports[2].h2c);
+	assert_int_equal(spec.ports[2].container, 50051);
+	spec.image_ref = strdup("img");
+	text = hc_workload_spec_to_json(&spec);
+	assert_non_null(text);
+	assert_non_null(strstr(text, "\"h2c_ports\":[443,50051]"));
+	assert_int_equal(hc_workload_spec_from_json(text, &back), 0);
+	assert_int_equal(back.nports, 3);
+	for (size_t i = 0; i < back.nports; i++)
+		assert_int_equal(back.ports[i].h2c, back.ports[i].host != 80);
+	free(text);
+	hc_workload_spec_fini(&spec);
+	hc_workload_spec_fini(&back);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&spec, 0, sizeof(spec));
+		assert_int_equal(hc_workload_spec_parse_ports(&spec, bad[i], &err), -EINVAL);
+		hc_workload_spec_fini(&spec);
+	}
+}
+
 static void base_spec(struct hc_workload_spec *spec)
 {
 	memset(spec, 0, sizeof(*spec));
@@ -88,7 +123,7 @@ static void test_validate(void **state)
 	struct hc_workload_spec spec;
 	struct hc_err err;
 	char *env[] = { "A=1", "=bad" };
-	struct hc_port_map dup[] = { { 80, 80 }, { 80, 81 } };
+	struct hc_port_map dup[] = { { 80, 80, false }, { 80, 81, false } };
 	struct hc_label own = { "io.hypercore.workload", "x" };
 
 	(void)state;
@@ -352,6 +387,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_image_refs),	 cmocka_unit_test(test_ports),
+		cmocka_unit_test(test_ports_h2c),
 		cmocka_unit_test(test_validate),	 cmocka_unit_test(test_json_round_trip),
 		cmocka_unit_test(test_json_hostile),
 		cmocka_unit_test(test_egress_label),

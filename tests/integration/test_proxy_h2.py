@@ -1,0 +1,451 @@
+#!/usr/bin/python3
+"""HTTP/2 and gRPC through the agent's proxy (agent/proxy/h2.c, h2_up.c),
+in the proxy tests' namespace (tests/lib/proxytest.py), one agent for
+every case:
+
+    curl, grpcio, raw frames (this process) --> agent's proxy --> backends
+
+Cases: curl --http2 through TLS termination (ALPN h2, 200, the body whole,
+64 MiB under flow control with the agent's memory bounded, 421 for a name
+other than the SNI), --http2-prior-knowledge on a plain port (a chunked
+upload too), two hosts on one HTTP/2 connection routed to two backends; a
+python3-grpcio server behind a static route with --backend-protocol h2c,
+called by a grpcio client through the proxy (plain and terminated): unary,
+server streaming of 10,000 messages, a bidirectional stream, an error status
+in trailers, a
+deadline that passes through (grpc-timeout) and one that expires, a
+cancelled stream (the server sees it), a 16 MiB message each way; and the
+attacks, each from a small client of raw frames, answered by GOAWAY or
+RST_STREAM and counted by kind, with the agent's memory and CPU bounded and
+another client served right after: rapid reset, CONTINUATION flood, an
+HPACK bomb, a PING flood, a stream stalled on a zero window; and h2 and h2c
+with --proxy-forwarding sockmap (a second agent).
+"""
+
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import hctest  # noqa: E402
+from proxytest import BASE, MiB, metric, pattern_sha, rss_kib  # noqa: E402
+from test_proxy import ProxyCase  # noqa: E402
+
+try:
+    import grpc
+    import grpcecho
+except ImportError:  # reported by the gRPC cases as a skip
+    grpc = None
+
+IDLE_S = 3  # --proxy-idle-timeout: the stalled stream's reset comes after it
+CURL = ("curl", "-sS", "--max-time", "60")
+
+# HTTP/2 frame types and error codes (RFC 9113)
+DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = 0, 1, 3, 4, 6, 7, 8, 9
+END_STREAM, END_HEADERS = 0x1, 0x4
+CANCEL, ENHANCE_YOUR_CALM = 0x8, 0xb
+
+
+# ---- a client of raw frames ---------------------------------------------------
+
+def frame(ftype, flags, sid, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", sid) + payload
+
+
+def hpack_int(v, bits, first=0):
+    top = (1 << bits) - 1
+    if v < top:
+        return bytes([first | v])
+    out, v = bytearray([first | top]), v - top
+    while v >= 128:
+        out.append(v % 128 + 128)
+        v //= 128
+    out.append(v)
+    return bytes(out)
+
+
+def hpack_lit(name, value, indexed=False):
+    """A literal field with a new name, no Huffman: without indexing, or
+    added to the dynamic table."""
+    n, v = name.encode(), value.encode()
+    return (b"\x40" if indexed else b"\x00") + hpack_int(len(n), 7) + n + hpack_int(len(v), 7) + v
+
+
+def request_block(host, path="/hello", method="GET"):
+    return b"".join(hpack_lit(k, v) for k, v in ((":method", method), (":scheme", "http"),
+                                                  (":path", path), (":authority", host)))
+
+
+class H2:
+    """HTTP/2 with prior knowledge on a plain socket, frames in and out."""
+
+    def __init__(self, port, settings=()):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+        self.buf = b""
+        payload = b"".join(struct.pack(">HI", k, v) for k, v in settings)
+        self.sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(SETTINGS, 0, 0, payload))
+
+    def send(self, data):
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            pass  # cut off by our GOAWAY and close: what the reading says
+
+    def frames(self, until, limit_s=15):
+        """Frames (type, flags, stream, payload) until until(frame) is true
+        or the connection ends; ends with None at EOF."""
+        out, end = [], time.monotonic() + limit_s
+        while time.monotonic() < end:
+            while len(self.buf) >= 9:
+                n = int.from_bytes(self.buf[:3], "big")
+                if len(self.buf) < 9 + n:
+                    break
+                f = (self.buf[3], self.buf[4], int.from_bytes(self.buf[5:9], "big") & 0x7fffffff,
+                     self.buf[9:9 + n])
+                self.buf = self.buf[9 + n:]
+                out.append(f)
+                if f[0] == SETTINGS and not f[1] & 1:
+                    self.send(frame(SETTINGS, 1, 0))
+                if until(f):
+                    return out
+            try:
+                data = self.sock.recv(65536)
+            except (ConnectionResetError, socket.timeout):
+                data = b""
+            if not data:
+                out.append(None)
+                return out
+            self.buf += data
+        raise AssertionError("no end of frames in %d s" % limit_s)
+
+    def close(self):
+        self.sock.close()
+
+
+def goaway_code(frames):
+    codes = [struct.unpack(">II", f[3][:8])[1] for f in frames if f and f[0] == GOAWAY]
+    return codes[-1] if codes else None
+
+
+def cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# ---- the cases -------------------------------------------------------------------
+
+class ProxyH2Test(ProxyCase):
+    """One agent with TLS termination for *.example.test and a short idle
+    timeout; the HTTP backends of proxytest and a gRPC server of this
+    process."""
+
+    agent_args = ("--proxy-idle-timeout", str(IDLE_S),
+                  "--cluster-tls-cert", "{tmp}/wild.pem", "--cluster-tls-key", "{tmp}/wild.key")
+    grpc_server = None
+
+    @classmethod
+    def prepare(cls, workdir):
+        import shutil
+        from proxytest import Env
+        for ext in ("pem", "key"):
+            shutil.copy(Env.path("wild1." + ext), os.path.join(workdir, "wild." + ext))
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.grpc_server is not None:
+            cls.grpc_server[0].stop(0)
+            cls.grpc_server = None
+        super().tearDownClass()
+
+    # -- helpers --
+
+    def route_h2c(self, host, backend, port=None):
+        """A static route with --backend-protocol h2c; its port."""
+        pin = self.pin_of(self.node)
+        port = port or hctest.free_port()
+        r = hctest.run_cli("routes", "add", "--host", host, "--port", str(port), "--backend",
+                           backend, "--backend-protocol", "h2c", "--bpf-pin-dir", pin)
+        self.assertEqual(r.returncode, 0, "routes add %s: %s" % (host, r.stderr))
+        self.added.append((host, port, pin))
+        self.wait_listening(port)
+        return port
+
+    def curl_h2(self, *args):
+        r = subprocess.run([*CURL, *args], capture_output=True, timeout=90)
+        self.assertEqual(r.returncode, 0, r.stderr.decode(errors="replace"))
+        return r.stdout
+
+    def tls_url(self, name, port, path):
+        return ["--cacert", self.env.path("ca.pem"), "--resolve",
+                "%s:%d:127.0.0.1" % (name, port), "https://%s:%d%s" % (name, port, path)]
+
+    def served(self, port):
+        """Another client gets its answer over HTTP/2 (after an attack)."""
+        out = self.curl_h2("--http2-prior-knowledge", "--resolve", "ok.test:%d:127.0.0.1" % port,
+                           "-w", "\n%{http_code}", "http://ok.test:%d/hello" % port)
+        self.assertTrue(out.endswith(b"\n200"), out[-200:])
+
+    def echo(self):
+        if grpc is None:
+            self.skipTest("python3-grpcio is not installed (tools/deps.sh)")
+        cls = type(self)
+        if cls.grpc_server is None:
+            port = hctest.free_port()
+            cls.grpc_server = grpcecho.serve("127.0.0.1:%d" % port) + (port,)
+        return cls.grpc_server
+
+    def grpc_channel(self, port, authority, tls=False):
+        opts = grpcecho.OPTIONS + [("grpc.default_authority", authority)]
+        if not tls:
+            return grpc.insecure_channel("127.0.0.1:%d" % port, options=opts)
+        with open(self.env.path("ca.pem"), "rb") as f:
+            creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+        return grpc.secure_channel("127.0.0.1:%d" % port, creds,
+                                   options=opts + [("grpc.ssl_target_name_override", authority)])
+
+    # -- HTTP/2 to HTTP/1.1 backends --
+
+    def test_curl_http2_through_termination(self):
+        port = self.route("app", self.env.http)
+        name = "app." + BASE
+        out = self.curl_h2("--http2", "-w", "\n%{http_version} %{http_code}",
+                           *self.tls_url(name, port, "/hello?x=1"))
+        body, _, tail = out.rpartition(b"\n")
+        self.assertEqual(tail, b"2 200")  # h2 negotiated by ALPN
+        doc = json.loads(body)
+        self.assertEqual((doc["backend"], doc["host"], doc["path"]),
+                         ("b1", "%s:%d" % (name, port), "/hello"))
+        self.assertEqual(doc["headers"].get("x-forwarded-proto"), "https")
+        # A download far over every window: whole, memory bounded.
+        rss0 = rss_kib(self.node.proc.pid)
+        n = 64 * MiB
+        out = subprocess.run([*CURL, "--http2", *self.tls_url(name, port, "/bytes?n=%d" % n)],
+                             capture_output=True, timeout=90)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        import hashlib
+        self.assertEqual((len(out.stdout), hashlib.sha256(out.stdout).hexdigest()),
+                         (n, pattern_sha(n)))
+        self.assertLess(rss_kib(self.node.proc.pid) - rss0, 48 * 1024)
+        # A chunked response becomes plain DATA.
+        out = self.curl_h2("--http2", *self.tls_url(name, port, "/chunked?n=300000"))
+        self.assertEqual(hashlib.sha256(out).hexdigest(), pattern_sha(300000))
+        # :authority must be the name the handshake was for.
+        out = self.curl_h2("--http2", "-H", "Host: other.%s" % BASE, "-w", "\n%{http_code}",
+                           *self.tls_url(name, port, "/hello"))
+        self.assertTrue(out.endswith(b"\n421"), out[-300:])
+        ms = self.metrics()
+        self.assertGreaterEqual(metric(ms, "hypercore_proxy_h2_connections_total"), 3)
+        self.assertGreaterEqual(metric(ms, "hypercore_proxy_errors_total", kind="misdirected"), 1)
+
+    def test_h2c_prior_knowledge_on_a_plain_port(self):
+        port = self.route("shop.test", self.env.http)
+        args = ("--http2-prior-knowledge", "--resolve", "shop.test:%d:127.0.0.1" % port)
+        out = self.curl_h2(*args, "-w", "\n%{http_version}", "http://shop.test:%d/hello" % port)
+        body, _, version = out.rpartition(b"\n")
+        self.assertEqual(version, b"2")
+        doc = json.loads(body)
+        self.assertEqual((doc["backend"], doc["host"]), ("b1", "shop.test:%d" % port))
+        self.assertEqual(doc["headers"].get("x-forwarded-for"), "127.0.0.1")
+        # An upload of unknown length goes to the backend chunked.
+        data = os.urandom(3 * MiB + 7)
+        r = subprocess.run([*CURL, *args, "-H", "Transfer-Encoding:", "--data-binary", "@-",
+                            "http://shop.test:%d/upload" % port], input=data,
+                           capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        import hashlib
+        self.assertEqual(json.loads(r.stdout), {"n": len(data),
+                                                "sha256": hashlib.sha256(data).hexdigest()})
+        # No route for the name: 404 on that stream.
+        out = self.curl_h2("--http2-prior-knowledge", "--resolve", "nobody.test:%d:127.0.0.1" % port,
+                           "-w", "\n%{http_code}", "http://nobody.test:%d/hello" % port)
+        self.assertTrue(out.endswith(b"\n404"), out[-200:])
+        # A backend that is not there, of either protocol: 502 on the stream.
+        dead = "127.0.0.1:%d" % hctest.free_port()
+        self.route("gone1.test", dead, port=port)
+        self.route_h2c("gone2.test", dead, port=port)
+        for name in ("gone1.test", "gone2.test"):
+            out = self.curl_h2("--http2-prior-knowledge", "--resolve",
+                               "%s:%d:127.0.0.1" % (name, port), "-w", "\n%{http_code}",
+                               "http://%s:%d/hello" % (name, port))
+            self.assertTrue(out.endswith(b"\n502"), (name, out[-200:]))
+
+    def test_two_hosts_on_one_connection(self):
+        port = self.route("a.test", self.env.http)
+        self.route("b.test", self.env.http2, port=port)
+        c = H2(port)
+        try:
+            c.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, request_block("a.test")) +
+                   frame(HEADERS, END_HEADERS | END_STREAM, 3, request_block("b.test")))
+            ended, bodies = set(), {1: b"", 3: b""}
+
+            def done(f):
+                if f[0] == DATA:
+                    bodies[f[2]] += f[3]
+                if f[0] in (DATA, HEADERS) and f[1] & END_STREAM:
+                    ended.add(f[2])
+                return ended == {1, 3}
+            frames = c.frames(done)
+        finally:
+            c.close()
+        self.assertNotIn(None, frames)
+        # :status 200 is the static table's entry 8
+        self.assertTrue(all(f[3][0] == 0x88 for f in frames if f[0] == HEADERS), frames)
+        a, b = json.loads(bodies[1]), json.loads(bodies[3])
+        self.assertEqual((a["backend"], a["host"], b["backend"], b["host"]),
+                         ("b1", "a.test", "b2", "b.test"))
+
+    # -- gRPC to h2c backends --
+
+    def test_grpc_through_an_h2c_route(self):
+        _, echo, gport = self.echo()
+        port = self.route_h2c("grpc.test", "127.0.0.1:%d" % gport)
+        with self.grpc_channel(port, "grpc.test") as ch:
+            unary = grpcecho.stub(ch, "Unary")
+            self.assertEqual(unary(b"hello", timeout=10), b"hello")
+            msgs = list(grpcecho.stub(ch, "Stream", True)(b"10000", timeout=60))
+            self.assertEqual((len(msgs), msgs[0], msgs[-1]), (10000, b"msg-0", b"msg-9999"))
+            # both ways at once: the client's stream of messages, each echoed
+            sent = [b"m%d-" % i + b"x" * (i % 2000) for i in range(2000)]
+            got = list(grpcecho.stub(ch, "Chat", bidi=True)(iter(sent), timeout=60))
+            self.assertEqual(got, sent)
+            big = os.urandom(16 * MiB)
+            self.assertEqual(unary(big, timeout=60), big)
+            # the client's deadline reaches the server (grpc-timeout)
+            left = grpcecho.stub(ch, "Deadline")(b"", timeout=20)
+            self.assertTrue(0 < float(left) <= 21, left)  # grpc rounds the timeout up
+            with self.assertRaises(grpc.RpcError) as e:
+                grpcecho.stub(ch, "Sleep")(b"10", timeout=0.5)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+            # a status in trailers (trailers-only: no such method)
+            with self.assertRaises(grpc.RpcError) as e:
+                ch.unary_unary("/hc.test.Echo/Nope")(b"", timeout=10)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
+            # cancelled by the client: RST_STREAM reaches the server
+            call = grpcecho.stub(ch, "Hold", True)(b"t1", timeout=30)
+            self.assertEqual(next(call), b"held")
+            call.cancel()
+            hctest.wait_for("the server to see the cancel", lambda: "t1" in echo.cancelled,
+                            timeout=15)
+            self.assertTrue(echo.cancelled["t1"])
+            self.assertEqual(unary(b"after", timeout=10), b"after")
+
+    def test_grpc_through_termination(self):
+        _, _, gport = self.echo()
+        port = self.route_h2c("grpcw", "127.0.0.1:%d" % gport)
+        with self.grpc_channel(port, "grpcw." + BASE, tls=True) as ch:
+            self.assertEqual(grpcecho.stub(ch, "Unary")(b"secure", timeout=10), b"secure")
+            msgs = list(grpcecho.stub(ch, "Stream", True)(b"1000", timeout=60))
+            self.assertEqual(len(msgs), 1000)
+
+    # -- attacks --
+
+    def attack(self, port, payload, until, settings=()):
+        """Sends payload on a new connection; the frames until until(frame)
+        or the end, and what it cost the agent (RSS KiB, CPU s)."""
+        pid = self.node.proc.pid
+        rss0, cpu0 = rss_kib(pid), cpu_s(pid)
+        c = H2(port, settings)
+        try:
+            c.send(payload)
+            frames = c.frames(until)
+        finally:
+            c.close()
+        self.served(port)
+        cost = rss_kib(pid) - rss0, cpu_s(pid) - cpu0
+        self.assertLess(cost[0], 32 * 1024, "RSS grew by %d KiB" % cost[0])
+        self.assertLess(cost[1], 10, "CPU time %.1f s" % cost[1])
+        return frames
+
+    def refused(self, kind):
+        return metric(self.metrics(), "hypercore_proxy_h2_refused_total", kind=kind) or 0
+
+    def test_rapid_reset(self):
+        port = self.route("ok.test", self.env.http)
+        blob = b"".join(frame(HEADERS, END_HEADERS | END_STREAM, sid, request_block("ok.test")) +
+                        frame(RST_STREAM, 0, sid, struct.pack(">I", CANCEL))
+                        for sid in range(1, 4001, 2))
+        frames = self.attack(port, blob, lambda f: f[0] == GOAWAY)
+        self.assertEqual(goaway_code(frames), ENHANCE_YOUR_CALM)
+        self.assertGreaterEqual(self.refused("rapid_reset"), 1)
+
+    def test_continuation_flood(self):
+        port = self.route("ok.test", self.env.http)
+        blob = frame(HEADERS, 0, 1, request_block("ok.test")) + b"".join(
+            frame(CONTINUATION, 0, 1, hpack_lit("x-c%d" % i, "v")) for i in range(50))
+        frames = self.attack(port, blob, lambda f: f[0] == GOAWAY)
+        self.assertIsNotNone(goaway_code(frames), frames[-3:])
+        self.assertGreaterEqual(self.refused("continuation_flood"), 1)
+
+    def test_hpack_bomb(self):
+        port = self.route("ok.test", self.env.http)
+        # one 4000-byte value into the dynamic table (index 62), then
+        # streams naming it 20 times each: 80 KB of fields from 20 bytes
+        first = hpack_lit("x-bomb", "a" * 4000, indexed=True)
+        blob = b"".join(frame(HEADERS, END_HEADERS | END_STREAM, sid,
+                              (first if sid == 1 else b"") + request_block("ok.test") + b"\xbe" * 20)
+                        for sid in range(1, 41, 2))
+        frames = self.attack(port, blob, lambda f: f[0] == GOAWAY)
+        self.assertEqual(goaway_code(frames), ENHANCE_YOUR_CALM)
+        self.assertGreaterEqual(self.refused("header_list_too_large"), 8)
+        self.assertGreaterEqual(self.refused("hpack_bomb"), 1)
+
+    def test_ping_flood(self):
+        port = self.route("ok.test", self.env.http)
+        blob = b"".join(frame(PING, 0, 0, struct.pack(">Q", i)) for i in range(3000))
+        frames = self.attack(port, blob, lambda f: f[0] == GOAWAY)
+        self.assertEqual(goaway_code(frames), ENHANCE_YOUR_CALM)
+        self.assertGreaterEqual(self.refused("control_flood") + self.refused("flood"), 1)
+
+    def test_zero_window_stall(self):
+        port = self.route("ok.test", self.env.http)
+        # SETTINGS_INITIAL_WINDOW_SIZE 0: no DATA may come; the stream
+        # holds what the backend sent until the idle timeout resets it
+        frames = self.attack(port, frame(HEADERS, END_HEADERS | END_STREAM, 1,
+                                         request_block("ok.test", "/bytes?n=%d" % (4 * MiB))),
+                             lambda f: f[0] == RST_STREAM, settings=((4, 0),))
+        rst = [f for f in frames if f and f[0] == RST_STREAM]
+        self.assertEqual(struct.unpack(">I", rst[0][3])[0], CANCEL)
+        self.assertGreaterEqual(self.refused("stream_idle_timeout"), 1)
+
+    def test_zz_agent_exits_cleanly(self):
+        if type(self).grpc_server is not None:
+            type(self).grpc_server[0].stop(0)
+            type(self).grpc_server = None
+        self.check_clean_exit()
+
+
+class ProxyH2SockmapTest(ProxyCase):
+    """HTTP/2 with --proxy-forwarding sockmap: the engine is the same (its
+    frames are read in userspace whatever the mode), the client socket's
+    interest made edge-triggered when it starts."""
+
+    agent_args = ("--proxy-forwarding", "sockmap",
+                  "--cluster-tls-cert", "{tmp}/wild.pem", "--cluster-tls-key", "{tmp}/wild.key")
+    prepare = ProxyH2Test.prepare
+
+    def test_h2_and_h2c(self):
+        port = self.route("app", self.env.http)
+        name = "app." + BASE
+        r = subprocess.run([*CURL, "--http2", "-w", "\n%{http_version}", "--cacert",
+                            self.env.path("ca.pem"), "--resolve", "%s:%d:127.0.0.1" % (name, port),
+                            "https://%s:%d/hello" % (name, port)], capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        body, _, version = r.stdout.rpartition(b"\n")
+        self.assertEqual((version, json.loads(body)["backend"]), (b"2", "b1"))
+        r = subprocess.run([*CURL, "--http2-prior-knowledge", "--resolve",
+                            "%s:%d:127.0.0.1" % (name, port), "http://%s:%d/hello" % (name, port)],
+                           capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["backend"], "b1")
+
+    def test_zz_agent_exits_cleanly(self):
+        self.check_clean_exit()
+
+
+if __name__ == "__main__":
+    hctest.main()
