@@ -250,6 +250,10 @@ const struct hc_cli_opt hc_cli_opts_cluster[] = {
 	HC_CLI_UINT("log-max-files", A, cfg.log_max_files, 1, HC_RUNTIME_LOG_MAX_FILES, NULL, "N",
 		    "rotated log files kept per workload besides the current one (default 3): "
 		    "a workload's logs take at most (N + 1) x --log-max-size"),
+	HC_CLI_STR("vm-kernel", A, cfg.vm_kernel, "FILE",
+		   "the guest kernel of --runtime microvm workloads, a vmlinuz-<release> with "
+		   "its modules in /lib/modules/<release> (default: $HC_VM_KERNEL, else the "
+		   "newest /boot/vmlinuz-*-cloud-amd64)"),
 
 	HC_CLI_GROUP("Data plane (XDP and TC programs, pinned maps)"),
 	HC_CLI_STR("dataplane-iface", A, cfg.dataplane_iface, "IF",

@@ -51,6 +51,7 @@ static const char *const status_name[] = { "ok", "warn", "fail" };
 
 struct doctor_args {
 	const char *state_dir, *grpc_addr, *http_addr, *gossip_addr, *subnet, *iface;
+	const char *vm_kernel;
 	bool json;
 };
 
@@ -332,9 +333,14 @@ static void check_cni(struct doctor *d)
  * booted to find out: /dev/kvm alone does not say it works). */
 static void check_microvm(struct doctor *d)
 {
-	char found[512], why[256];
+	char found[4200], why[256];
 	const char *accel;
 
+	if (d->a->vm_kernel &&
+	    hc_runtime_microvm_set_kernel(d->a->vm_kernel, found, sizeof(found)) < 0) {
+		report(d, DOC_FAIL, "microvm", "name a readable vmlinuz-<release>", "%s", found);
+		return;
+	}
 	if (hc_runtime_microvm_check(found, sizeof(found)) < 0) {
 		report(d, DOC_WARN, "microvm", "apt-get install qemu-system-x86 linux-image-cloud-amd64",
 		       "--runtime microvm unavailable: %s", found);
@@ -605,6 +611,9 @@ const struct hc_cli_opt hc_cli_opts_doctor[] = {
 		   HC_WORKLOAD_SUBNET ")"),
 	HC_CLI_STR("dataplane-iface", D, iface, "IF",
 		   "the uplink (default: the default route's interface)"),
+	HC_CLI_STR("vm-kernel", D, vm_kernel, "FILE",
+		   "the guest kernel the agent is given (--vm-kernel), checked instead of the "
+		   "default one"),
 	HC_CLI_FLAG("json", D, json, "print the results as JSON"),
 	{ .name = NULL },
 };

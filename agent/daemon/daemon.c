@@ -501,8 +501,11 @@ static int start_runtime(struct daemon *d, const struct hc_daemon_config *cfg, s
 	};
 	struct hc_err rerr;
 	struct hc_runtime *probe;
-	char lease_dir[4096];
+	char lease_dir[4096], why[4200];
 	int r;
+
+	if (cfg->vm_kernel && hc_runtime_microvm_set_kernel(cfg->vm_kernel, why, sizeof(why)) < 0)
+		return hc_err_set(err, -ENOENT, "%s", why);
 
 	if (cfg->containerd_socket) {
 		rcfg.socket = cfg->containerd_socket;

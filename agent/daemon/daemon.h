@@ -65,6 +65,7 @@ struct hc_daemon_config {
 	uint32_t watch_interval_ms;    /* workload checks; 0: 2000 */
 	uint64_t log_max_size;         /* a workload log's rotation size; 0: 10 MiB */
 	unsigned log_max_files;        /* rotated files kept; 0: 3 */
+	const char *vm_kernel;         /* microVMs' guest kernel; NULL: HC_VM_KERNEL or /boot */
 
 	/* Data plane */
 	bool no_dataplane;             /* load no BPF programs */

@@ -441,6 +441,13 @@ int hc_runtime_refusal_free_mb(const char *msg, uint64_t *free_mb);
  * Looks at files only. */
 int hc_runtime_microvm_check(char *why, size_t len);
 
+/* The guest kernel microVMs boot (--vm-kernel): a vmlinuz-<release> whose
+ * modules are in /lib/modules/<release>. Before it, $HC_VM_KERNEL, then the
+ * newest /boot/vmlinuz-*-cloud-amd64. Call before any VM starts; path must
+ * outlive the process's VMs (an option's argv string). 0, or -ENOENT with
+ * why saying why it cannot be read. */
+int hc_runtime_microvm_set_kernel(const char *path, char *why, size_t len);
+
 /* How microVMs run here: "kvm", "tcg" (why says why not KVM) or "none".
  * The first call in a process boots a VM with KVM to find out (up to 5 s
  * where /dev/kvm is there but does not work); later calls answer at once. */

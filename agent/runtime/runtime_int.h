@@ -173,7 +173,8 @@ extern const struct hc_vmm_ops hc_vmm_qemu_microvm;
 
 /* The VMM and the kernel a node uses; NULL/"" when none is installed. */
 const struct hc_vmm_ops *hc_vm_vmm(void);
-/* The guest kernel (newest /boot/vmlinuz-*-cloud-amd64, or $HC_VM_KERNEL)
+/* The guest kernel (--vm-kernel, else $HC_VM_KERNEL, else the newest
+ * /boot/vmlinuz-*-cloud-amd64)
  * into path, its release into release. 0 or -ENOENT. */
 int hc_vm_kernel(char *path, size_t plen, char *release, size_t rlen);
 /* Whether VMs get KVM here: probed once per boot of the host (a VM booted

@@ -203,9 +203,24 @@ const struct hc_vmm_ops *hc_vm_vmm(void)
 	return access(hc_vmm_qemu_microvm.binary, X_OK) == 0 ? &hc_vmm_qemu_microvm : NULL;
 }
 
+/* --vm-kernel; NULL: $HC_VM_KERNEL or /boot */
+static const char *configured_kernel;
+
+int hc_runtime_microvm_set_kernel(const char *path, char *why, size_t len)
+{
+	/* the modules are looked for by hc_runtime_microvm_check, which says
+	 * what is missing where the node's capabilities are decided */
+	if (access(path, R_OK) < 0) {
+		snprintf(why, len, "--vm-kernel %s: %s", path, strerror(errno));
+		return -ENOENT;
+	}
+	configured_kernel = path;
+	return 0;
+}
+
 int hc_vm_kernel(char *path, size_t plen, char *release, size_t rlen)
 {
-	const char *env = getenv("HC_VM_KERNEL");
+	const char *env = configured_kernel ? configured_kernel : getenv("HC_VM_KERNEL");
 	char best[256] = "";
 	struct dirent *e;
 	DIR *d;
@@ -331,7 +346,7 @@ int hc_runtime_microvm_check(char *why, size_t len)
 			       "qemu-system-x86)", hc_vmm_qemu_microvm.binary), -ENOTSUP;
 	if (hc_vm_kernel(kernel, sizeof(kernel), release, sizeof(release)) < 0)
 		return snprintf(why, len, "no guest kernel: no /boot/vmlinuz-*%s (apt-get install "
-			       "linux-image-cloud-amd64) and no HC_VM_KERNEL", KERNEL_FLAVOUR),
+			       "linux-image-cloud-amd64), no --vm-kernel and no HC_VM_KERNEL", KERNEL_FLAVOUR),
 		       -ENOTSUP;
 	snprintf(modules, sizeof(modules), "/lib/modules/%s/modules.dep", release);
 	if (access(modules, R_OK) < 0)

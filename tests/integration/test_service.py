@@ -238,6 +238,25 @@ class Doctor(hctest.TestCase):
                                r"fix: stop what holds it \(ss -lntup 'sport = :%d'\) or set "
                                r"--grpc-bind-addr$" % (port, port))
 
+    def test_an_unreadable_vm_kernel_fails_doctor_and_the_agent(self):
+        missing = os.path.join(self.workdir, "vmlinuz-none")
+        r = self.doctor("--state-dir", os.path.join(self.workdir, "none"),
+                        "--vm-kernel", missing)
+        self.assertEqual(r.returncode, 1)
+        line = [l for l in r.stdout.splitlines() if " microvm " in l][0]
+        self.assertRegex(line, r"^fail +microvm +--vm-kernel %s: No such file or directory; "
+                               r"fix: name a readable vmlinuz-<release>$" % re.escape(missing))
+        # the agent refuses to start rather than run without what it was told
+        r = subprocess.run([hctest.HC_BIN, "cluster", "--state-dir",
+                            os.path.join(self.workdir, "vmk"), "--vm-kernel", missing,
+                            "--no-dataplane", "--cluster-insecure",
+                            "--grpc-bind-addr", "127.0.0.1:%d" % hctest.free_port(),
+                            "--http-bind-addr", "127.0.0.1:%d" % hctest.free_port(),
+                            "--cluster-bind-addr", "127.0.0.1:%d" % hctest.free_port()],
+                           capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("--vm-kernel %s: No such file or directory" % missing, r.stderr)
+
     def test_usage(self):
         self.assertEqual(self.doctor("extra").returncode, 2)
         self.assertEqual(self.doctor("--nope").returncode, 2)
