@@ -274,6 +274,7 @@ static int64_t housekeeping(struct hc_loop *loop, uint64_t id, void *arg)
 	hc_cluster_state_housekeeping(c);
 	hc_cluster_delta_housekeeping(c);
 	hc_cluster_local_housekeeping(c);
+	hc_cluster_ops_check_acks(c);
 	if (c->members_sync_due)
 		hc_cluster_members_sync(c);
 	return HOUSEKEEPING_MS;

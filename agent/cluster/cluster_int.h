@@ -621,6 +621,9 @@ void hc_cluster_queries_free_all(struct hc_cluster *c);
 /* Member name failed or left: spawns waiting for its answer move on to
  * their next candidate now rather than at the query's timeout (90 s). */
 void hc_cluster_ops_member_gone(struct hc_cluster *c, const char *name);
+/* Spawns whose target has not acknowledged the query in 10 s move on (the
+ * query was lost); called every housekeeping round. */
+void hc_cluster_ops_check_acks(struct hc_cluster *c);
 /* Checks a spawn request as the runtime would (both sides do): 0, or
  * -EINVAL with the reason in err. */
 int hc_cluster_check_spawn_request(const hc_pb_spawn *req, struct hc_err *err);

@@ -133,7 +133,8 @@ int hc_gossip_user_event(struct hc_gossip *g, const char *name, const uint8_t *p
 			 size_t len, bool coalesce);
 
 struct hc_gossip_query_params {
-	const char *const *nodes; /* only these node names (NULL: all) */
+	const char *const *nodes; /* only these node names (NULL: all); gossiped,
+				   * and sent straight to each of them too */
 	size_t nnodes;
 	const struct hc_gossip_kv *tags; /* tag name -> regular expression */
 	size_t ntags;

@@ -311,6 +311,15 @@ static bool answered(const void *ctx)
 	return ((const struct answer *)ctx)->done;
 }
 
+/* The request the spawn tests make: registry.test/app:1, 1 core, 64 MB. */
+static void app_request(Cluster__Services__Api__VmSpawnRequest *req, const char *id)
+{
+	req->image_ref = (char *)"registry.test/app:1";
+	req->cores = 1;
+	req->memory = 64;
+	req->id = (char *)id;
+}
+
 /* Asks node `from` to spawn workload id with a restart policy (NULL: none
  * named) and runs until the answer. */
 static void spawn_restart(struct tcluster *tc, int from, const char *id, const char *restart,
@@ -319,10 +328,7 @@ static void spawn_restart(struct tcluster *tc, int from, const char *id, const c
 	Cluster__Services__Api__VmSpawnRequest req = CLUSTER__SERVICES__API__VM_SPAWN_REQUEST__INIT;
 
 	memset(a, 0, sizeof(*a));
-	req.image_ref = (char *)"registry.test/app:1";
-	req.cores = 1;
-	req.memory = 64;
-	req.id = (char *)id;
+	app_request(&req, id);
 	if (restart)
 		req.restart = (char *)restart;
 	hc_cluster_spawn(tc->nodes[from].c, &req, on_spawned, a);
@@ -419,10 +425,7 @@ static void test_spawn_moves_on_when_its_node_fails(void **state)
 
 	(void)state;
 	memset(&a, 0, sizeof(a));
-	req.image_ref = (char *)"registry.test/app:1";
-	req.cores = 1;
-	req.memory = 64;
-	req.id = (char *)WL_A;
+	app_request(&req, WL_A);
 	hc_fakert_set_latency(tc->nodes[0].rt, HC_FAKERT_SPAWN, 600000);
 	hc_cluster_spawn(tc->nodes[2].c, &req, on_spawned, &a);
 	assert_true(hc_simnet_run_until(tc->net, spawning_on_n0, tc, 20000) >= 0);
@@ -431,6 +434,62 @@ static void test_spawn_moves_on_when_its_node_fails(void **state)
 	assert_int_equal(a.code, HC_RPC_OK);
 	assert_true(hc_fakert_has(tc->nodes[1].rt, WL_A));
 	hc_fakert_flush(tc->nodes[0].rt);
+	tcluster_free(tc);
+}
+
+/* A slow spawn (30 s) on a live node is waited for: the node acknowledged
+ * the query, so it is not taken for lost (no second copy elsewhere). */
+static void test_slow_spawn_is_not_taken_for_lost(void **state)
+{
+	struct tcluster *tc = joined_cluster(3, false);
+	struct answer a;
+
+	(void)state;
+	hc_fakert_set_latency(tc->nodes[0].rt, HC_FAKERT_SPAWN, 30000);
+	spawn_from(tc, 2, WL_A, &a);
+	assert_int_equal(a.code, HC_RPC_OK);
+	assert_true(hc_fakert_has(tc->nodes[0].rt, WL_A));
+	assert_int_equal(hc_fakert_spawns_of(tc->nodes[1].rt, WL_A), 0);
+	tcluster_free(tc);
+}
+
+static uint64_t queries_sent(struct tcluster *tc, int i)
+{
+	return tc->nodes[i].c->gossip->st.queries_sent;
+}
+
+/* The spawn query to the first candidate (n0) is lost, and so is every
+ * packet between the asker and n0 from then on (n0 stays alive through the
+ * others' indirect probes): with no ack, the asker moves on to the next
+ * candidate in seconds, not at the query's 90 s timeout. (n0 still gets
+ * the query by gossip and runs it: the duplicate settling leaves one.) */
+static void test_unacknowledged_spawn_moves_on(void **state)
+{
+	Cluster__Services__Api__VmSpawnRequest req = CLUSTER__SERVICES__API__VM_SPAWN_REQUEST__INIT;
+	struct tcluster *tc = joined_cluster(3, false);
+	uint64_t before = queries_sent(tc, 2), start;
+	struct answer a;
+
+	(void)state;
+	memset(&a, 0, sizeof(a));
+	app_request(&req, WL_A);
+	hc_cluster_spawn(tc->nodes[2].c, &req, on_spawned, &a);
+	/* the dry run to all is answered; the real query leaves in the same
+	 * ms as the last answer arrives, and reaches n0 a ms later: cut then */
+	while (queries_sent(tc, 2) < before + 2 && !a.done)
+		hc_simnet_run_ms(tc->net, 1);
+	assert_false(a.done);
+	assert_int_equal(hc_simnet_block(tc->net, 2, 0, true), 0);
+	assert_int_equal(hc_simnet_block(tc->net, 0, 2, true), 0);
+	start = hc_loop_now_ms(hc_simnet_loop(tc->net));
+	assert_true(hc_simnet_run_until(tc->net, answered, &a, 60000) >= 0);
+	assert_int_equal(a.code, HC_RPC_OK);
+	assert_true(hc_loop_now_ms(hc_simnet_loop(tc->net)) - start < 20000);
+	/* n0 got the gossiped copy and ran it too: one of the two stops */
+	hc_simnet_run_ms(tc->net, 10000);
+	assert_int_equal(copies(tc, WL_A), 1);
+	hc_simnet_block(tc->net, 2, 0, false);
+	hc_simnet_block(tc->net, 0, 2, false);
 	tcluster_free(tc);
 }
 
@@ -2253,6 +2312,8 @@ int main(void)
 		cmocka_unit_test(test_placement_tries_next_node_after_failure),
 		cmocka_unit_test(test_placement_fails_when_every_node_fails),
 		cmocka_unit_test(test_spawn_moves_on_when_its_node_fails),
+		cmocka_unit_test(test_slow_spawn_is_not_taken_for_lost),
+		cmocka_unit_test(test_unacknowledged_spawn_moves_on),
 		cmocka_unit_test(test_policy_explain_matches_spawn),
 		cmocka_unit_test(test_policy_enforce_fails_with_reasons),
 		cmocka_unit_test(test_policy_replicas_anti_affinity),
@@ -2281,6 +2342,6 @@ int main(void)
 		cmocka_unit_test(test_state_mixed_with_chunked_node),
 	};
 
-	hc_log_set_level(HC_LOG_ERROR);
+	hc_log_set_level(getenv("HC_TEST_VERBOSE") ? (enum hc_log_level)atoi(getenv("HC_TEST_VERBOSE")) : HC_LOG_ERROR);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
