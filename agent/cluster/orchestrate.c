@@ -213,9 +213,14 @@ static int send_query(struct hc_cluster_op *op, const uint8_t *payload, size_t l
 	q->sent_ms = hc_loop_now_ms(op->c->loop);
 	hc_list_insert(&op->c->queries, &q->link);
 	if (only_node) {
-		params.nodes = nodes;
-		params.nnodes = 1;
+		params.nodes = params.direct = nodes;
+		params.nnodes = params.ndirect = 1;
 		params.ack = true; /* a query lost on the way shows in seconds, not at 90 s */
+	} else if (op->kind == OP_STOP && op->stop_owner[0]) {
+		/* to all (a workload may run twice), and straight to its owner */
+		nodes[0] = op->stop_owner;
+		params.direct = nodes;
+		params.ndirect = 1;
 	}
 	op->inflight++;
 	r = hc_cluster_query(op->c, HC_QUERY_NAME, payload, len, &params, on_response, query_done,
