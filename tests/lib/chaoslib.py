@@ -230,7 +230,11 @@ class Chaos:
         tag: the default policy orders by score, not load, and may well put
         them all on one node)."""
         for k in range(count):
-            self.spawn(on=self.nodes[k % self.n].index)
+            # asked again when it fails: a dry run answers within 5 s,
+            # which a freshly started cluster on a loaded machine may miss
+            on = self.nodes[k % self.n].index
+            hctest.wait_for("workload %d spawned on n%d" % (k + 1, on),
+                            lambda: self.spawn(on=on, check=False), timeout=120, interval=2)
         self.settle("initial workloads")
 
     def owners(self, view=None):
