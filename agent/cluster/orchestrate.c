@@ -421,6 +421,17 @@ static void on_spawn_answer(void *arg, const char *from, const uint8_t *payload,
 	hc_cluster_pb_free(eresp);
 }
 
+/* Not "no such workload": the node running it (it may have died mid-stop)
+ * said nothing, so it may still run, or be respawned from its last state. */
+static void stop_owner_silent(struct hc_cluster_op *op, const char *what)
+{
+	char msg[300];
+
+	snprintf(msg, sizeof(msg), "%s, which runs %s, %s: it may not be stopped; ask again",
+		 op->stop_owner, op->id, what);
+	stop_finish(op, HC_RPC_UNAVAILABLE, msg, NULL);
+}
+
 static void query_done(void *arg)
 {
 	struct op_query *q = arg;
@@ -431,14 +442,7 @@ static void query_done(void *arg)
 	hc_list_remove(&q->link);
 	if (!op->finished && !op->c->closing && q->attempt == op->attempt) {
 		if (op->kind == OP_STOP && op->stop_owner[0]) {
-			char msg[300];
-
-			/* Not "no such workload": the node running it (it may have
-			 * died mid-stop) said nothing, so it may still run, or be
-			 * respawned from its last state. */
-			snprintf(msg, sizeof(msg), "%s, which runs %s, did not answer: it may not "
-				 "be stopped; ask again", op->stop_owner, op->id);
-			stop_finish(op, HC_RPC_UNAVAILABLE, msg, NULL);
+			stop_owner_silent(op, "did not answer");
 		} else if (op->kind == OP_STOP) {
 			char msg[160];
 
@@ -488,9 +492,33 @@ static void give_up_waiting(struct hc_cluster *c, const char *name)
 	}
 }
 
+/* Stops waiting for name, the owner of what they stop, to answer: it failed
+ * or left, so no answer comes (the client hears it now, not after 30 s). */
+static void fail_stops_of(struct hc_cluster *c, const char *name)
+{
+	struct op_query *q;
+	struct hc_cluster_op *ops[64];
+	size_t n = 0;
+
+	/* collected first: finishing may release an op and its queries */
+	hc_list_for_each(q, &c->queries, link) {
+		struct hc_cluster_op *op = q->op;
+		bool seen = false;
+
+		for (size_t i = 0; i < n; i++)
+			seen |= ops[i] == op;
+		if (!seen && n < sizeof(ops) / sizeof(ops[0]) && op->kind == OP_STOP &&
+		    !op->finished && strcmp(op->stop_owner, name) == 0)
+			ops[n++] = op;
+	}
+	for (size_t i = 0; i < n; i++)
+		stop_owner_silent(ops[i], "failed or left while stopping it");
+}
+
 void hc_cluster_ops_member_gone(struct hc_cluster *c, const char *name)
 {
 	give_up_waiting(c, name);
+	fail_stops_of(c, name);
 }
 
 void hc_cluster_ops_check_acks(struct hc_cluster *c)

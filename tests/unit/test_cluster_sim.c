@@ -407,7 +407,7 @@ static void test_placement_tries_next_node_after_failure(void **state)
 	tcluster_free(tc);
 }
 
-static bool spawning_on_n0(const void *ctx)
+static bool n0_runtime_busy(const void *ctx)
 {
 	const struct tcluster *tc = ctx;
 
@@ -428,7 +428,7 @@ static void test_spawn_moves_on_when_its_node_fails(void **state)
 	app_request(&req, WL_A);
 	hc_fakert_set_latency(tc->nodes[0].rt, HC_FAKERT_SPAWN, 600000);
 	hc_cluster_spawn(tc->nodes[2].c, &req, on_spawned, &a);
-	assert_true(hc_simnet_run_until(tc->net, spawning_on_n0, tc, 20000) >= 0);
+	assert_true(hc_simnet_run_until(tc->net, n0_runtime_busy, tc, 20000) >= 0);
 	hc_simnet_set_down(tc->net, 0, true);
 	assert_true(hc_simnet_run_until(tc->net, answered, &a, 30000) >= 0);
 	assert_int_equal(a.code, HC_RPC_OK);
@@ -1336,6 +1336,32 @@ static void test_stop_running_workload(void **state)
 	hc_cluster_stop(tc->nodes[1].c, WL_A, on_stopped, &st);
 	assert_true(hc_simnet_run_until(tc->net, answered, &st, 60000) >= 0);
 	assert_int_equal(st.code, HC_RPC_NOT_FOUND);
+	tcluster_free(tc);
+}
+
+/* The owner (n0) dies in the middle of a stop: the stop fails UNAVAILABLE,
+ * naming it, as soon as gossip finds it failed, not at the stop query's
+ * 30 s timeout. */
+static void test_stop_fails_when_its_owner_fails(void **state)
+{
+	struct tcluster *tc = joined_cluster(3, false);
+	struct answer a, st = { 0 };
+	uint64_t start;
+
+	(void)state;
+	spawn_from(tc, 2, WL_A, &a);
+	assert_int_equal(a.code, HC_RPC_OK);
+	assert_owner_agreed(tc, WL_A, "n0");
+	hc_fakert_set_latency(tc->nodes[0].rt, HC_FAKERT_STOP, 600000);
+	hc_cluster_stop(tc->nodes[2].c, WL_A, on_stopped, &st);
+	assert_true(hc_simnet_run_until(tc->net, n0_runtime_busy, tc, 20000) >= 0);
+	start = hc_loop_now_ms(hc_simnet_loop(tc->net));
+	hc_simnet_set_down(tc->net, 0, true);
+	assert_true(hc_simnet_run_until(tc->net, answered, &st, 60000) >= 0);
+	assert_int_equal(st.code, HC_RPC_UNAVAILABLE);
+	assert_non_null(strstr(st.err, "n0"));
+	assert_true(hc_loop_now_ms(hc_simnet_loop(tc->net)) - start < 25000);
+	hc_fakert_flush(tc->nodes[0].rt);
 	tcluster_free(tc);
 }
 
@@ -2327,6 +2353,7 @@ int main(void)
 		cmocka_unit_test(test_duplicate_settles_to_one_copy),
 		cmocka_unit_test(test_state_chunks_reassemble_in_any_order),
 		cmocka_unit_test(test_stop_running_workload),
+		cmocka_unit_test(test_stop_fails_when_its_owner_fails),
 		cmocka_unit_test(test_stop_while_spawning),
 		cmocka_unit_test(test_logs_from_the_owners_runtime),
 		cmocka_unit_test(test_logs_endpoint_of_upstream_nodes),
