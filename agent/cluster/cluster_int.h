@@ -31,6 +31,9 @@
 
 #define STATE_PERIOD_MS 5000
 #define SILENCE_PERIODS 3
+/* A node that left (SIGTERM: a restart, an upgrade) keeps its routes this
+ * long: its workloads run on in their shims and its node ports answer. */
+#define LEFT_GRACE_MS 30000
 #define REFRESH_PERIODS 2 /* an unchanged state is re-sent every 2 periods */
 #define QUEUE_SKIP_DEPTH 10000
 #define WORKLOADS_PER_CHUNK 10
@@ -238,6 +241,7 @@ struct peer {
 	uint64_t whash;	   /* hc_cluster_workloads_hash of workloads */
 	bool digests;	   /* it sent a digest, or answered a pull: a digest-capable node */
 	uint64_t first_ms; /* when its first state came */
+	uint64_t left_ms;  /* when gossip said it left (loop ms); 0: it did not */
 };
 
 /* What a complete state says about its sender. */
@@ -441,6 +445,9 @@ int64_t hc_cluster_state_tick(struct hc_loop *loop, uint64_t id, void *arg);
 void hc_cluster_state_on_event(struct hc_cluster *c, const char *name, const uint8_t *payload,
 			       size_t len);
 void hc_cluster_state_forget_node(struct hc_cluster *c, const char *name, bool failed);
+/* Gossip says name left: its state and routes are kept for LEFT_GRACE_MS
+ * (a restart), then forgotten unless it came back. */
+void hc_cluster_state_node_left(struct hc_cluster *c, const char *name);
 void hc_cluster_state_housekeeping(struct hc_cluster *c);
 struct peer *hc_cluster_state_peer(struct hc_cluster *c, const char *name);
 /* Which node (ours included) runs id; NULL if none known. */

@@ -1617,6 +1617,63 @@ static uint64_t rejected(const struct tcluster *tc, int skip, enum ibrl_reject w
 	return n;
 }
 
+static void left_done(void *arg)
+{
+	*(bool *)arg = true;
+}
+
+static bool flag_set(const void *ctx)
+{
+	return *(const bool *)ctx;
+}
+
+/* n0 leaves gracefully (SIGTERM) and its agent is gone; its workload runs
+ * on (its runtime keeps it). */
+static void leave_and_exit(struct tcluster *tc, int o)
+{
+	bool left = false;
+
+	hc_cluster_leave(tc->nodes[o].c, left_done, &left);
+	assert_true(hc_simnet_run_until(tc->net, flag_set, &left, 30000) >= 0);
+	hc_cluster_free(tc->nodes[o].c);
+	tc->nodes[o].c = NULL;
+	hc_simnet_attach(tc->net, o, NULL);
+}
+
+/* The owner restarts (leaves, is back 10 s later, as an upgrade replaces
+ * an agent): the others route its workload all along. Then it leaves for
+ * good: after the grace its workload is routed nowhere, and not respawned. */
+static void test_left_node_keeps_routes_for_a_restart(void **state)
+{
+	struct tcluster *tc = joined_cluster(3, true);
+	struct answer a;
+
+	(void)state;
+	spawn_from(tc, 1, WL_A, &a);
+	assert_int_equal(a.code, HC_RPC_OK);
+	assert_owner_agreed(tc, WL_A, "n0");
+	leave_and_exit(tc, 0);
+	for (int t = 0; t < 20; t++) {
+		hc_simnet_run_ms(tc->net, 500);
+		/* who runs it, as the routes follow it (a stale peer has none) */
+		assert_string_equal(hc_cluster_state_owner(tc->nodes[1].c, WL_A), "n0");
+		assert_string_equal(hc_cluster_state_owner(tc->nodes[2].c, WL_A), "n0");
+	}
+	tc->nodes[0].restarted = true;
+	node_start(tc, 0, true);
+	hc_cluster_local_refresh(tc->nodes[0].c); /* the runtime watch's first report */
+	assert_true(hc_simnet_run_until(tc->net, all_alive, tc, 30000) >= 0);
+	hc_simnet_run_ms(tc->net, 5000);
+	assert_owner_agreed(tc, WL_A, "n0");
+
+	leave_and_exit(tc, 0);
+	hc_simnet_run_ms(tc->net, LEFT_GRACE_MS + 5000);
+	assert_null(hc_cluster_state_owner(tc->nodes[1].c, WL_A));
+	assert_null(hc_cluster_state_owner(tc->nodes[2].c, WL_A));
+	assert_int_equal(copies(tc, WL_A), 1); /* n0's runtime only: not respawned */
+	tcluster_free(tc);
+}
+
 /* n2 claims to be n0 with its own key: every node has n0's key pinned from
  * its real states, so the forgery is dropped everywhere (counted), and
  * n0's workloads, routes and beacon stay as n0 said. */
@@ -2354,6 +2411,7 @@ int main(void)
 		cmocka_unit_test(test_state_chunks_reassemble_in_any_order),
 		cmocka_unit_test(test_stop_running_workload),
 		cmocka_unit_test(test_stop_fails_when_its_owner_fails),
+		cmocka_unit_test(test_left_node_keeps_routes_for_a_restart),
 		cmocka_unit_test(test_stop_while_spawning),
 		cmocka_unit_test(test_logs_from_the_owners_runtime),
 		cmocka_unit_test(test_logs_endpoint_of_upstream_nodes),
