@@ -758,7 +758,11 @@ def clock_back(ch, shim, step_ms=-10 * 60 * 1000):
     t1 = time.monotonic()
     victim.kill()
     ch.restart(victim, env={"LD_PRELOAD": shim, "HC_CLOCK_OFFSET_FILE": off})
-    wid = ch.spawn(on=victim.index)
+    # asked again while the others do not know it back yet (gossip may have
+    # found it failed meanwhile: "no node satisfies" until its state comes)
+    wid = hctest.wait_for("a spawn on %s" % victim.name,
+                          lambda: ch.spawn(on=victim.index, check=False), timeout=120,
+                          interval=2)
     rec2 = ch.wait_healthy("clock_back (restarted behind)", t1)
     ch.stop_workload(wid)
     ch.check_leaks("clock_back")
