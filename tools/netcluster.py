@@ -607,12 +607,18 @@ class NetCluster:
             for nd in self.nodes:
                 if not nd.running():
                     continue
+                others = []
                 try:
-                    alive = {m["addr"].rsplit(":", 1)[0].strip("[]") for m in nd.members()
+                    members = nd.members()
+                    alive = {m["addr"].rsplit(":", 1)[0].strip("[]") for m in members
                              if m.get("status") == "alive"}
+                    # what it holds the missing ones as (failed, left, leaving)
+                    others = ["%s %s" % (m["addr"].rsplit(":", 1)[0].strip("[]"),
+                                         m.get("status")) for m in members
+                              if m.get("status") != "alive"]
                 except (OSError, http.client.HTTPException, ValueError, RuntimeError) as e:
                     alive = {"error: %s" % e}
-                last[nd.name] = sorted(alive & ours) or sorted(alive)
+                last[nd.name] = (sorted(alive & ours) or sorted(alive)) + sorted(others)
                 done = done and ours <= alive
             if done:
                 return

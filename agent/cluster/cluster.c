@@ -212,6 +212,10 @@ static void on_gossip_event(const struct hc_gossip_event *ev, void *arg)
 		hc_cluster_ops_member_gone(c, ev->member->name);
 		break;
 	case HC_GOSSIP_EV_MEMBER_LEAVE:
+		hc_cluster_members_sync(c);
+		hc_cluster_state_node_left(c, ev->member->name);
+		hc_cluster_ops_member_gone(c, ev->member->name);
+		break;
 	case HC_GOSSIP_EV_MEMBER_REAP:
 		hc_cluster_members_sync(c);
 		hc_cluster_state_forget_node(c, ev->member->name, false);
@@ -274,6 +278,7 @@ static int64_t housekeeping(struct hc_loop *loop, uint64_t id, void *arg)
 	hc_cluster_state_housekeeping(c);
 	hc_cluster_delta_housekeeping(c);
 	hc_cluster_local_housekeeping(c);
+	hc_cluster_ops_check_acks(c);
 	if (c->members_sync_due)
 		hc_cluster_members_sync(c);
 	return HOUSEKEEPING_MS;

@@ -31,6 +31,9 @@
 
 #define STATE_PERIOD_MS 5000
 #define SILENCE_PERIODS 3
+/* A node that left (SIGTERM: a restart, an upgrade) keeps its routes this
+ * long: its workloads run on in their shims and its node ports answer. */
+#define LEFT_GRACE_MS 30000
 #define REFRESH_PERIODS 2 /* an unchanged state is re-sent every 2 periods */
 #define QUEUE_SKIP_DEPTH 10000
 #define WORKLOADS_PER_CHUNK 10
@@ -239,6 +242,7 @@ struct peer {
 	bool digests;	   /* it sent a digest, or answered a pull: a digest-capable node */
 	bool summarizes;   /* a state of its with a set hash's sum held: this release's */
 	uint64_t first_ms; /* when its first state came */
+	uint64_t left_ms;  /* when gossip said it left (loop ms); 0: it did not */
 	/* The set hash of workloads and its sum, kept from the state that
 	 * came by a digest carrying one (delta.c) so the next change is
 	 * checked at its own cost; NULL after a chunked state. */
@@ -466,6 +470,9 @@ int64_t hc_cluster_state_tick(struct hc_loop *loop, uint64_t id, void *arg);
 void hc_cluster_state_on_event(struct hc_cluster *c, const char *name, const uint8_t *payload,
 			       size_t len);
 void hc_cluster_state_forget_node(struct hc_cluster *c, const char *name, bool failed);
+/* Gossip says name left: its state and routes are kept for LEFT_GRACE_MS
+ * (a restart), then forgotten unless it came back. */
+void hc_cluster_state_node_left(struct hc_cluster *c, const char *name);
 void hc_cluster_state_housekeeping(struct hc_cluster *c);
 struct peer *hc_cluster_state_peer(struct hc_cluster *c, const char *name);
 /* Which node (ours included) runs id; NULL if none known. */
@@ -651,6 +658,9 @@ void hc_cluster_queries_free_all(struct hc_cluster *c);
 /* Member name failed or left: spawns waiting for its answer move on to
  * their next candidate now rather than at the query's timeout (90 s). */
 void hc_cluster_ops_member_gone(struct hc_cluster *c, const char *name);
+/* Spawns whose target has not acknowledged the query in 10 s move on (the
+ * query was lost); called every housekeeping round. */
+void hc_cluster_ops_check_acks(struct hc_cluster *c);
 /* Checks a spawn request as the runtime would (both sides do): 0, or
  * -EINVAL with the reason in err. */
 int hc_cluster_check_spawn_request(const hc_pb_spawn *req, struct hc_err *err);

@@ -27,6 +27,15 @@
 #include "log/log.h"
 
 #define MAX_CANDIDATES 1024
+/*
+ * A spawn query goes straight to its target (and by gossip) and asks for an
+ * ack, which the target sends as it receives the query, before any work:
+ * one not acknowledged in this time was lost on the way (UDP), or its
+ * target cannot take it, and the next candidate is tried rather than
+ * waiting for the answer's 90 s timeout. Generous against a loaded machine:
+ * a late ack means a second copy, which the duplicate settling then stops.
+ */
+#define SPAWN_ACK_TIMEOUT_MS 10000
 
 /* One gossip query of an operation. Listed in the cluster: gossip drops
  * queries unanswered when it stops, and then they are freed from here. */
@@ -34,6 +43,8 @@ struct op_query {
 	struct hc_cluster_op *op;
 	int attempt;
 	bool answered;
+	bool acked;       /* the target got it (spawn queries ask for acks) */
+	uint64_t sent_ms; /* loop time */
 	bool dry; /* the dry run to all */
 	const char *target; /* the one node asked (op's candidate), or NULL: all */
 	struct hc_list link; /* c->queries */
@@ -199,10 +210,17 @@ static int send_query(struct hc_cluster_op *op, const uint8_t *payload, size_t l
 	q->attempt = op->attempt;
 	q->dry = !only_node && op->kind == OP_SPAWN;
 	q->target = only_node;
+	q->sent_ms = hc_loop_now_ms(op->c->loop);
 	hc_list_insert(&op->c->queries, &q->link);
 	if (only_node) {
-		params.nodes = nodes;
-		params.nnodes = 1;
+		params.nodes = params.direct = nodes;
+		params.nnodes = params.ndirect = 1;
+		params.ack = true; /* a query lost on the way shows in seconds, not at 90 s */
+	} else if (op->kind == OP_STOP && op->stop_owner[0]) {
+		/* to all (a workload may run twice), and straight to its owner */
+		nodes[0] = op->stop_owner;
+		params.direct = nodes;
+		params.ndirect = 1;
 	}
 	op->inflight++;
 	r = hc_cluster_query(op->c, HC_QUERY_NAME, payload, len, &params, on_response, query_done,
@@ -366,8 +384,15 @@ static void on_spawn_answer(void *arg, const char *from, const uint8_t *payload,
 	const char *err;
 	int event;
 
-	if (is_ack || q->attempt != op->attempt || op->finished || q->answered)
+	/* a query of an earlier attempt or round: its target (a candidate of
+	 * that round) may be freed */
+	if (q->attempt != op->attempt || op->finished || q->answered)
 		return;
+	if (is_ack) {
+		if (q->target && strcmp(from, q->target) == 0)
+			q->acked = true;
+		return;
+	}
 	if (!q->target || strcmp(from, q->target) != 0) {
 		char why[160];
 
@@ -396,6 +421,17 @@ static void on_spawn_answer(void *arg, const char *from, const uint8_t *payload,
 	hc_cluster_pb_free(eresp);
 }
 
+/* Not "no such workload": the node running it (it may have died mid-stop)
+ * said nothing, so it may still run, or be respawned from its last state. */
+static void stop_owner_silent(struct hc_cluster_op *op, const char *what)
+{
+	char msg[300];
+
+	snprintf(msg, sizeof(msg), "%s, which runs %s, %s: it may not be stopped; ask again",
+		 op->stop_owner, op->id, what);
+	stop_finish(op, HC_RPC_UNAVAILABLE, msg, NULL);
+}
+
 static void query_done(void *arg)
 {
 	struct op_query *q = arg;
@@ -406,14 +442,7 @@ static void query_done(void *arg)
 	hc_list_remove(&q->link);
 	if (!op->finished && !op->c->closing && q->attempt == op->attempt) {
 		if (op->kind == OP_STOP && op->stop_owner[0]) {
-			char msg[300];
-
-			/* Not "no such workload": the node running it (it may have
-			 * died mid-stop) said nothing, so it may still run, or be
-			 * respawned from its last state. */
-			snprintf(msg, sizeof(msg), "%s, which runs %s, did not answer: it may not "
-				 "be stopped; ask again", op->stop_owner, op->id);
-			stop_finish(op, HC_RPC_UNAVAILABLE, msg, NULL);
+			stop_owner_silent(op, "did not answer");
 		} else if (op->kind == OP_STOP) {
 			char msg[160];
 
@@ -431,8 +460,12 @@ static void query_done(void *arg)
 	hc_cluster_op_release_if_idle(op);
 }
 
-void hc_cluster_ops_member_gone(struct hc_cluster *c, const char *name)
+/* Spawn queries still waiting for their target: those to name, or (name
+ * NULL) those the target has not acknowledged in SPAWN_ACK_TIMEOUT_MS;
+ * each moves on to its next candidate. */
+static void give_up_waiting(struct hc_cluster *c, const char *name)
 {
+	uint64_t now = hc_loop_now_ms(c->loop);
 	struct op_query *q, *waiting[64];
 	size_t n = 0;
 
@@ -440,19 +473,57 @@ void hc_cluster_ops_member_gone(struct hc_cluster *c, const char *name)
 	hc_list_for_each(q, &c->queries, link)
 		if (n < sizeof(waiting) / sizeof(waiting[0]) && q->target && !q->answered &&
 		    !q->dry && q->op->kind == OP_SPAWN && q->attempt == q->op->attempt &&
-		    !q->op->finished && strcmp(q->target, name) == 0)
+		    !q->op->finished &&
+		    (name ? strcmp(q->target, name) == 0
+			  : !q->acked && now - q->sent_ms > SPAWN_ACK_TIMEOUT_MS))
 			waiting[n++] = q;
 	for (size_t i = 0; i < n; i++) {
 		struct hc_cluster_op *op = waiting[i]->op;
+		const char *target = waiting[i]->target;
 
 		/* its done() still comes, at the timeout: answered keeps it from
 		 * moving on a second time, the op lives until then */
 		waiting[i]->answered = true;
-		hc_log(HC_LOG_WARN, "spawn of %s: %s failed while spawning it; trying the next node",
-		       op->id, name);
-		note_error(op, "%s: failed while spawning", name);
+		hc_log(HC_LOG_WARN, "spawn of %s: %s %s; trying the next node", op->id, target,
+		       name ? "failed while spawning it" : "did not acknowledge it");
+		note_error(op, "%s: %s", target,
+			   name ? "failed while spawning" : "no acknowledgement in time");
 		try_next_candidate(op);
 	}
+}
+
+/* Stops waiting for name, the owner of what they stop, to answer: it failed
+ * or left, so no answer comes (the client hears it now, not after 30 s). */
+static void fail_stops_of(struct hc_cluster *c, const char *name)
+{
+	struct op_query *q;
+	struct hc_cluster_op *ops[64];
+	size_t n = 0;
+
+	/* collected first: finishing may release an op and its queries */
+	hc_list_for_each(q, &c->queries, link) {
+		struct hc_cluster_op *op = q->op;
+		bool seen = false;
+
+		for (size_t i = 0; i < n; i++)
+			seen |= ops[i] == op;
+		if (!seen && n < sizeof(ops) / sizeof(ops[0]) && op->kind == OP_STOP &&
+		    !op->finished && strcmp(op->stop_owner, name) == 0)
+			ops[n++] = op;
+	}
+	for (size_t i = 0; i < n; i++)
+		stop_owner_silent(ops[i], "failed or left while stopping it");
+}
+
+void hc_cluster_ops_member_gone(struct hc_cluster *c, const char *name)
+{
+	give_up_waiting(c, name);
+	fail_stops_of(c, name);
+}
+
+void hc_cluster_ops_check_acks(struct hc_cluster *c)
+{
+	give_up_waiting(c, NULL);
 }
 
 /* When nodes refused for memory: which one has the most free, so the

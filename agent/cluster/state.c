@@ -665,6 +665,7 @@ void hc_cluster_state_install(struct hc_cluster *c, const char *sender, hc_pb_wo
 	p->respawn = m->respawn;
 	p->version = m->version;
 	p->recv_ms = hc_loop_now_ms(c->loop);
+	p->left_ms = 0; /* back (or it never left) */
 	hc_cluster_pb_free(p->beacon);
 	p->beacon = beacon;
 	p->verified = verified;
@@ -1035,6 +1036,26 @@ void hc_cluster_state_forget_node(struct hc_cluster *c, const char *name, bool f
 	hc_cluster_orphans_check(c);
 }
 
+/*
+ * A node that left gracefully is most often restarting (systemctl restart, a
+ * package upgrade): its agent is gone for seconds, but KillMode=process keeps
+ * its workloads running in their shims and its pinned node ports answering.
+ * Withdrawing its routes at once made every other node stop serving them for
+ * the restart (the rolling upgrade saw it); they stay until LEFT_GRACE_MS has
+ * passed without the node coming back. A left node's workloads are never
+ * respawned (a failed one's are).
+ */
+void hc_cluster_state_node_left(struct hc_cluster *c, const char *name)
+{
+	struct peer *p = hc_cluster_state_peer(c, name);
+
+	if (!p || p->left_ms)
+		return;
+	p->left_ms = hc_loop_now_ms(c->loop) | 1; /* never 0 */
+	hc_log(HC_LOG_INFO, "node %s left: its %zu workloads stay routed for %u s unless it "
+	       "comes back", name, p->nworkloads, LEFT_GRACE_MS / 1000);
+}
+
 void hc_cluster_state_housekeeping(struct hc_cluster *c)
 {
 	uint64_t now = hc_loop_now_ms(c->loop);
@@ -1056,6 +1077,13 @@ void hc_cluster_state_housekeeping(struct hc_cluster *c)
 	for (size_t i = 0; i < c->npeers;) {
 		struct peer *p = &c->peers[i];
 
+		if (p->left_ms && !hc_cluster_member_alive(c, p->name)) {
+			if (now - p->left_ms > LEFT_GRACE_MS)
+				hc_cluster_state_forget_node(c, p->name, false);
+			else
+				i++;
+			continue;
+		}
 		if (now - p->recv_ms <= silence) {
 			i++;
 			continue;

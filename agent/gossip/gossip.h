@@ -135,6 +135,12 @@ int hc_gossip_user_event(struct hc_gossip *g, const char *name, const uint8_t *p
 struct hc_gossip_query_params {
 	const char *const *nodes; /* only these node names (NULL: all) */
 	size_t nnodes;
+	/* also sent straight to these members (by UDP, besides gossip): the
+	 * ones whose answer matters most get it in one round trip, not after
+	 * the gossip rounds that happen to reach them, and a gossip that misses
+	 * one (retransmits are few) does not lose it */
+	const char *const *direct;
+	size_t ndirect;
 	const struct hc_gossip_kv *tags; /* tag name -> regular expression */
 	size_t ntags;
 	uint32_t timeout_ms; /* 0: serf's default for the cluster size */

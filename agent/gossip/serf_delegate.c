@@ -150,6 +150,31 @@ out:
 	free(left);
 }
 
+static void told(void *arg, unsigned joined)
+{
+	(void)arg;
+	(void)joined;
+}
+
+/*
+ * A member another node lists as left, merged here as a leave intent (one
+ * past its status time), turned m, alive to us, into "leaving". After a
+ * real leave memberlist's death notice follows within seconds. After a
+ * restart (the other node held it left until its alive came) nothing
+ * would: m refutes a status time newer than its join only when our push/pull
+ * state reaches it, a round (30 s) later, and until then we drop its states
+ * and answers. A push/pull with m now hands it the time at once, and its
+ * refuting join comes back by gossip within a few rounds. On the wire it is
+ * an ordinary push/pull.
+ */
+static void tell_leaving_member(struct hc_gossip *g, struct member *m)
+{
+	const struct hc_ml_node *n = hc_ml_find(g->ml, m->name);
+
+	if (n && (n->state == HC_GOSSIP_STATE_ALIVE || n->state == HC_GOSSIP_STATE_SUSPECT))
+		hc_ml_join(g->ml, &m->addr, 1, told, NULL);
+}
+
 static void merge_remote_state(void *arg, const uint8_t *buf, size_t len, bool join)
 {
 	struct hc_gossip *g = arg;
@@ -174,8 +199,15 @@ static void merge_remote_state(void *arg, const uint8_t *buf, size_t len, bool j
 		for (size_t k = 0; k < pp.nleft; k++)
 			left |= hc_gossip_bytes_eq(pp.left_members[k], in.node);
 		if (left) {
+			struct member *m = hc_serf_find_member(g, (const char *)in.node.ptr,
+							       in.node.len);
+			bool was_alive = m && m->status == HC_GOSSIP_ALIVE &&
+					 !hc_serf_bytes_eq_str(in.node, g->name);
+
 			in.ltime++;
-			hc_serf_handle_leave_intent(g, &in);
+			hc_serf_handle_leave_intent(g, &in); /* not a prune: m stays */
+			if (was_alive && m->status == HC_GOSSIP_LEAVING)
+				tell_leaving_member(g, m);
 		} else {
 			hc_serf_handle_join_intent(g, &in);
 		}

@@ -217,8 +217,8 @@ static bool upsert_intent(struct hc_gossip *g, struct hc_gossip_bytes node, uint
 	return true;
 }
 
-/* Returns true if the intent should be gossiped on. */
-bool hc_serf_handle_join_intent(struct hc_gossip *g, const struct hc_gossip_serf_intent *in)
+/* serf's handleNodeJoinIntent: true if the intent should be gossiped on. */
+static bool apply_join_intent(struct hc_gossip *g, const struct hc_gossip_serf_intent *in)
 {
 	struct member *m;
 
@@ -232,6 +232,33 @@ bool hc_serf_handle_join_intent(struct hc_gossip *g, const struct hc_gossip_serf
 	if (m->status == HC_GOSSIP_LEAVING)
 		m->status = HC_GOSSIP_ALIVE;
 	return true;
+}
+
+/*
+ * A join intent from elsewhere (gossip, or a status time merged from a
+ * push/pull). About us, and newer than our own last join, it can only be a
+ * leave of ours that someone holds: serf merges a member another node lists
+ * as left as a leave intent one past its status time, so a node that saw
+ * us left for a moment after we came back (our join intent before
+ * memberlist's alive) can make a third one take us for "leaving", newer
+ * than our join. Memberlist has us alive there, and serf would never
+ * change its mind; the time travels on by push/pull as ours, so we refute
+ * it here with a newer join, as serf refutes an older leave intent. A serf
+ * agent sees an ordinary join intent.
+ */
+bool hc_serf_handle_join_intent(struct hc_gossip *g, const struct hc_gossip_serf_intent *in)
+{
+	struct member *self = hc_serf_find_member(g, g->name, strlen(g->name));
+	bool about_us = hc_serf_bytes_eq_str(in->node, g->name);
+	bool newer = about_us && self && in->ltime > self->status_ltime;
+	bool rebroadcast = apply_join_intent(g, in);
+
+	if (newer && g->state == SERF_ALIVE) {
+		hc_log(HC_LOG_DEBUG, "refuting a status time newer than our join (%llu)",
+		       (unsigned long long)in->ltime);
+		hc_serf_broadcast_join(g, g->clock);
+	}
+	return rebroadcast;
 }
 
 bool hc_serf_handle_leave_intent(struct hc_gossip *g, const struct hc_gossip_serf_intent *in)
@@ -278,6 +305,6 @@ void hc_serf_broadcast_join(struct hc_gossip *g, uint64_t ltime)
 	m.u.intent.ltime = ltime;
 	m.u.intent.node = hc_gossip_bytes_str(g->name);
 	hc_serf_witness(&g->clock, ltime);
-	hc_serf_handle_join_intent(g, &m.u.intent);
+	apply_join_intent(g, &m.u.intent);
 	hc_serf_queue_msg(g, g->intent_q, &m, NULL, NULL);
 }

@@ -427,6 +427,31 @@ static int encode_filters(const struct hc_gossip_query_params *p, struct hc_goss
 
 #define MAX_FILTERS 17
 
+/*
+ * A query is gossiped as serf does, and also sent straight to each member
+ * params->direct names that is alive (a user message by UDP, as serf sends
+ * responses): the node it is for has it in one round trip instead of after
+ * the gossip rounds that happen to reach it, which on a busy cluster take
+ * seconds, and an ack asked for comes back as soon. Gossip gives a message
+ * few transmissions, so now and then one misses a node altogether; the
+ * direct copy covers that, the gossiped one a lost packet, and the receiver
+ * answers once (it knows the id). A serf agent handles the direct copy as
+ * any user message.
+ */
+static void send_direct(struct hc_gossip *g, const struct hc_gossip_query_params *params,
+			const uint8_t *msg, size_t len)
+{
+	for (size_t i = 0; i < params->ndirect; i++) {
+		const char *name = params->direct[i];
+		struct member *m = hc_serf_find_member(g, name, strlen(name));
+
+		if (m && m->status == HC_GOSSIP_ALIVE && strcmp(name, g->name) != 0 &&
+		    hc_serf_send_to(g, &m->addr, msg, len) < 0)
+			hc_log(HC_LOG_DEBUG, "query: no direct copy to %s (gossip carries it)",
+			       name);
+	}
+}
+
 int hc_gossip_query(struct hc_gossip *g, const char *name, const uint8_t *payload, size_t len,
 		    const struct hc_gossip_query_params *params, hc_gossip_response_fn *on_response,
 		    void (*done)(void *arg), void *arg)
@@ -493,6 +518,8 @@ int hc_gossip_query(struct hc_gossip *g, const char *name, const uint8_t *payloa
 	/* Registered: from here on done() runs at the deadline, so a failed
 	 * queueing (logged) is not an error the caller could clean up after. */
 	hc_serf_queue_raw(g, g->query_q, w.buf, w.len, NULL, NULL);
+	if (params && params->ndirect)
+		send_direct(g, params, w.buf, w.len);
 	g->st.queries_sent++;
 	r = 0;
 out:

@@ -8,7 +8,8 @@ once, three still place and respawn (the cluster needs no quorum, but a
 respawn needs a live node with room).
 
 Usage: tests/chaos/chaos.py [--build build] [--only SUBSTRING ...] [--nodes 5]
-       [--workloads 6] [--list] [--keep-going]
+       [--workloads 6] [--prefix hch] [--subnet 232] [--list] [--keep-going]
+       [--keep-logs DIR]
 Needs root; tears everything down, also on failure or ^C. Exit status 0 when
 every scenario passed.
 """
@@ -26,6 +27,17 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
 
+def keep_logs(ch, where, scenario):
+    """The whole logs of a failed scenario's nodes, for reading later (the
+    run's directory is removed at the end)."""
+    os.makedirs(where, exist_ok=True)
+    for nd in ch.nodes:
+        dest = os.path.join(where, "%s-%s.log" % (scenario, nd.name))
+        with open(dest, "w") as f:
+            f.write(nd.log())
+    print("chaos: logs of %s kept in %s" % (scenario, where), flush=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--build", default="build")
@@ -36,6 +48,8 @@ def main():
     p.add_argument("--prefix", default="hch")
     p.add_argument("--subnet", type=int, default=232)
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    p.add_argument("--keep-logs", metavar="DIR",
+                   help="after a failed scenario, copy every node's whole log into DIR")
     p.add_argument("--keep-going", action="store_true",
                    help="after a failed scenario, try to heal and go on")
     args = p.parse_args()
@@ -73,6 +87,8 @@ def main():
                 print("chaos: FAILED %s: %s" % (name, e), flush=True)
                 for nd in ch.nodes:
                     print("chaos: --- %s log tail\n%s" % (nd.name, nd.log()[-3000:]))
+                if args.keep_logs:
+                    keep_logs(ch, args.keep_logs, name)
                 if not args.keep_going:
                     break
                 for nd in ch.nodes:  # disarmed: a fault point or a clock shim

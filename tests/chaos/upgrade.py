@@ -67,7 +67,7 @@ class Prober(threading.Thread):
         self.ch = ch
         self.stopping = False
         self.ok = 0
-        self.failed = []  # (time, node, workload)
+        self.failed = []  # (time, node, workload, the node being replaced or None)
         self.excused = set()  # node names being replaced: their failures are expected
 
     def run(self):
@@ -78,7 +78,8 @@ class Prober(threading.Thread):
                     if chaoslib.answers(nd, wid, timeout=2):
                         self.ok += 1
                     elif nd.running() and nd.name not in self.excused:
-                        self.failed.append((time.monotonic(), nd.name, wid))
+                        self.failed.append((time.monotonic(), nd.name, wid,
+                                            next(iter(self.excused), None)))
             time.sleep(0.1)
 
 
@@ -154,7 +155,13 @@ def main():
         prober.join(30)
         print("upgrade: %d probes answered, %d failed through nodes that were up"
               % (prober.ok, len(prober.failed)))
-        for t, name, wid in prober.failed[:10]:
+        during = {}
+        for _, _, _, replacing in prober.failed:
+            during[replacing] = during.get(replacing, 0) + 1
+        for replacing, n in sorted(during.items(), key=lambda kv: str(kv[0])):
+            print("upgrade:   %d while %s" % (n, "%s was replaced" % replacing if replacing
+                                              else "no node was replaced"))
+        for t, name, wid, replacing in prober.failed[:10]:
             print("upgrade:   failed through %s: %s" % (name, wid))
         ok = not prober.failed
     except (chaoslib.Failed, RuntimeError, AssertionError, subprocess.CalledProcessError) as e:

@@ -172,7 +172,17 @@ int hc_gossipsim_start(struct hc_gossipsim *s, int i)
 	nd->recv = (struct hc_gossip_receiver){ hc_ml_on_packet, hc_ml_on_stream,
 						hc_gossip_memberlist(nd->g) };
 	hc_simnet_attach(s->net, i, &nd->recv);
+	hc_simnet_set_down(s->net, i, false);
 	return 0;
+}
+
+void hc_gossipsim_crash(struct hc_gossipsim *s, int i)
+{
+	struct simnode *nd = &s->nodes[i];
+
+	hc_simnet_set_down(s->net, i, true);
+	hc_gossip_free(nd->g);
+	nd->g = NULL;
 }
 
 static void join_done(void *arg, unsigned joined)

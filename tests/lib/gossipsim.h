@@ -43,6 +43,13 @@ const char *hc_gossipsim_name(const struct hc_gossipsim *s, int i);
 
 /* Starts node i (a cluster of one). 0 or -errno. */
 int hc_gossipsim_start(struct hc_gossipsim *s, int i);
+/*
+ * Node i crashes: its engine is gone at once (no leave, nothing more sent)
+ * and the network drops what is sent to it until it starts again. Started
+ * again with hc_gossipsim_start, it is a new process under the same name
+ * and address, at incarnation 1, as an agent restarted after SIGKILL.
+ */
+void hc_gossipsim_crash(struct hc_gossipsim *s, int i);
 /* Node i joins through node seed (one attempt). 0 or -errno. */
 int hc_gossipsim_join(struct hc_gossipsim *s, int i, int seed);
 

@@ -312,6 +312,15 @@ static bool answered(const void *ctx)
 	return ((const struct answer *)ctx)->done;
 }
 
+/* The request the spawn tests make: registry.test/app:1, 1 core, 64 MB. */
+static void app_request(Cluster__Services__Api__VmSpawnRequest *req, const char *id)
+{
+	req->image_ref = (char *)"registry.test/app:1";
+	req->cores = 1;
+	req->memory = 64;
+	req->id = (char *)id;
+}
+
 /* Asks node `from` to spawn workload id with a restart policy (NULL: none
  * named) and runs until the answer. */
 static void spawn_restart(struct tcluster *tc, int from, const char *id, const char *restart,
@@ -320,10 +329,7 @@ static void spawn_restart(struct tcluster *tc, int from, const char *id, const c
 	Cluster__Services__Api__VmSpawnRequest req = CLUSTER__SERVICES__API__VM_SPAWN_REQUEST__INIT;
 
 	memset(a, 0, sizeof(*a));
-	req.image_ref = (char *)"registry.test/app:1";
-	req.cores = 1;
-	req.memory = 64;
-	req.id = (char *)id;
+	app_request(&req, id);
 	if (restart)
 		req.restart = (char *)restart;
 	hc_cluster_spawn(tc->nodes[from].c, &req, on_spawned, a);
@@ -402,7 +408,7 @@ static void test_placement_tries_next_node_after_failure(void **state)
 	tcluster_free(tc);
 }
 
-static bool spawning_on_n0(const void *ctx)
+static bool n0_runtime_busy(const void *ctx)
 {
 	const struct tcluster *tc = ctx;
 
@@ -420,18 +426,71 @@ static void test_spawn_moves_on_when_its_node_fails(void **state)
 
 	(void)state;
 	memset(&a, 0, sizeof(a));
-	req.image_ref = (char *)"registry.test/app:1";
-	req.cores = 1;
-	req.memory = 64;
-	req.id = (char *)WL_A;
+	app_request(&req, WL_A);
 	hc_fakert_set_latency(tc->nodes[0].rt, HC_FAKERT_SPAWN, 600000);
 	hc_cluster_spawn(tc->nodes[2].c, &req, on_spawned, &a);
-	assert_true(hc_simnet_run_until(tc->net, spawning_on_n0, tc, 20000) >= 0);
+	assert_true(hc_simnet_run_until(tc->net, n0_runtime_busy, tc, 20000) >= 0);
 	hc_simnet_set_down(tc->net, 0, true);
 	assert_true(hc_simnet_run_until(tc->net, answered, &a, 30000) >= 0);
 	assert_int_equal(a.code, HC_RPC_OK);
 	assert_true(hc_fakert_has(tc->nodes[1].rt, WL_A));
 	hc_fakert_flush(tc->nodes[0].rt);
+	tcluster_free(tc);
+}
+
+/* A slow spawn (30 s) on a live node is waited for: the node acknowledged
+ * the query, so it is not taken for lost (no second copy elsewhere). */
+static void test_slow_spawn_is_not_taken_for_lost(void **state)
+{
+	struct tcluster *tc = joined_cluster(3, false);
+	struct answer a;
+
+	(void)state;
+	hc_fakert_set_latency(tc->nodes[0].rt, HC_FAKERT_SPAWN, 30000);
+	spawn_from(tc, 2, WL_A, &a);
+	assert_int_equal(a.code, HC_RPC_OK);
+	assert_true(hc_fakert_has(tc->nodes[0].rt, WL_A));
+	assert_int_equal(hc_fakert_spawns_of(tc->nodes[1].rt, WL_A), 0);
+	tcluster_free(tc);
+}
+
+static uint64_t queries_sent(struct tcluster *tc, int i)
+{
+	return tc->nodes[i].c->gossip->st.queries_sent;
+}
+
+/* The spawn query to the first candidate (n0) is lost, and so is every
+ * packet between the asker and n0 from then on (n0 stays alive through the
+ * others' indirect probes): with no ack, the asker moves on to the next
+ * candidate in seconds, not at the query's 90 s timeout. (n0 still gets
+ * the query by gossip and runs it: the duplicate settling leaves one.) */
+static void test_unacknowledged_spawn_moves_on(void **state)
+{
+	Cluster__Services__Api__VmSpawnRequest req = CLUSTER__SERVICES__API__VM_SPAWN_REQUEST__INIT;
+	struct tcluster *tc = joined_cluster(3, false);
+	uint64_t before = queries_sent(tc, 2), start;
+	struct answer a;
+
+	(void)state;
+	memset(&a, 0, sizeof(a));
+	app_request(&req, WL_A);
+	hc_cluster_spawn(tc->nodes[2].c, &req, on_spawned, &a);
+	/* the dry run to all is answered; the real query leaves in the same
+	 * ms as the last answer arrives, and reaches n0 a ms later: cut then */
+	while (queries_sent(tc, 2) < before + 2 && !a.done)
+		hc_simnet_run_ms(tc->net, 1);
+	assert_false(a.done);
+	assert_int_equal(hc_simnet_block(tc->net, 2, 0, true), 0);
+	assert_int_equal(hc_simnet_block(tc->net, 0, 2, true), 0);
+	start = hc_loop_now_ms(hc_simnet_loop(tc->net));
+	assert_true(hc_simnet_run_until(tc->net, answered, &a, 60000) >= 0);
+	assert_int_equal(a.code, HC_RPC_OK);
+	assert_true(hc_loop_now_ms(hc_simnet_loop(tc->net)) - start < 20000);
+	/* n0 got the gossiped copy and ran it too: one of the two stops */
+	hc_simnet_run_ms(tc->net, 10000);
+	assert_int_equal(copies(tc, WL_A), 1);
+	hc_simnet_block(tc->net, 2, 0, false);
+	hc_simnet_block(tc->net, 0, 2, false);
 	tcluster_free(tc);
 }
 
@@ -1281,6 +1340,32 @@ static void test_stop_running_workload(void **state)
 	tcluster_free(tc);
 }
 
+/* The owner (n0) dies in the middle of a stop: the stop fails UNAVAILABLE,
+ * naming it, as soon as gossip finds it failed, not at the stop query's
+ * 30 s timeout. */
+static void test_stop_fails_when_its_owner_fails(void **state)
+{
+	struct tcluster *tc = joined_cluster(3, false);
+	struct answer a, st = { 0 };
+	uint64_t start;
+
+	(void)state;
+	spawn_from(tc, 2, WL_A, &a);
+	assert_int_equal(a.code, HC_RPC_OK);
+	assert_owner_agreed(tc, WL_A, "n0");
+	hc_fakert_set_latency(tc->nodes[0].rt, HC_FAKERT_STOP, 600000);
+	hc_cluster_stop(tc->nodes[2].c, WL_A, on_stopped, &st);
+	assert_true(hc_simnet_run_until(tc->net, n0_runtime_busy, tc, 20000) >= 0);
+	start = hc_loop_now_ms(hc_simnet_loop(tc->net));
+	hc_simnet_set_down(tc->net, 0, true);
+	assert_true(hc_simnet_run_until(tc->net, answered, &st, 60000) >= 0);
+	assert_int_equal(st.code, HC_RPC_UNAVAILABLE);
+	assert_non_null(strstr(st.err, "n0"));
+	assert_true(hc_loop_now_ms(hc_simnet_loop(tc->net)) - start < 25000);
+	hc_fakert_flush(tc->nodes[0].rt);
+	tcluster_free(tc);
+}
+
 /* ---- logs ---- */
 
 struct logs_answer {
@@ -1589,6 +1674,63 @@ static uint64_t rejected(const struct tcluster *tc, int skip, enum ibrl_reject w
 	for (int i = 0; i < tc->n; i++)
 		n += i == skip ? 0 : tc->nodes[i].c->ibrl_rejected[why];
 	return n;
+}
+
+static void left_done(void *arg)
+{
+	*(bool *)arg = true;
+}
+
+static bool flag_set(const void *ctx)
+{
+	return *(const bool *)ctx;
+}
+
+/* n0 leaves gracefully (SIGTERM) and its agent is gone; its workload runs
+ * on (its runtime keeps it). */
+static void leave_and_exit(struct tcluster *tc, int o)
+{
+	bool left = false;
+
+	hc_cluster_leave(tc->nodes[o].c, left_done, &left);
+	assert_true(hc_simnet_run_until(tc->net, flag_set, &left, 30000) >= 0);
+	hc_cluster_free(tc->nodes[o].c);
+	tc->nodes[o].c = NULL;
+	hc_simnet_attach(tc->net, o, NULL);
+}
+
+/* The owner restarts (leaves, is back 10 s later, as an upgrade replaces
+ * an agent): the others route its workload all along. Then it leaves for
+ * good: after the grace its workload is routed nowhere, and not respawned. */
+static void test_left_node_keeps_routes_for_a_restart(void **state)
+{
+	struct tcluster *tc = joined_cluster(3, true);
+	struct answer a;
+
+	(void)state;
+	spawn_from(tc, 1, WL_A, &a);
+	assert_int_equal(a.code, HC_RPC_OK);
+	assert_owner_agreed(tc, WL_A, "n0");
+	leave_and_exit(tc, 0);
+	for (int t = 0; t < 20; t++) {
+		hc_simnet_run_ms(tc->net, 500);
+		/* who runs it, as the routes follow it (a stale peer has none) */
+		assert_string_equal(hc_cluster_state_owner(tc->nodes[1].c, WL_A), "n0");
+		assert_string_equal(hc_cluster_state_owner(tc->nodes[2].c, WL_A), "n0");
+	}
+	tc->nodes[0].restarted = true;
+	node_start(tc, 0, true);
+	hc_cluster_local_refresh(tc->nodes[0].c); /* the runtime watch's first report */
+	assert_true(hc_simnet_run_until(tc->net, all_alive, tc, 30000) >= 0);
+	hc_simnet_run_ms(tc->net, 5000);
+	assert_owner_agreed(tc, WL_A, "n0");
+
+	leave_and_exit(tc, 0);
+	hc_simnet_run_ms(tc->net, LEFT_GRACE_MS + 5000);
+	assert_null(hc_cluster_state_owner(tc->nodes[1].c, WL_A));
+	assert_null(hc_cluster_state_owner(tc->nodes[2].c, WL_A));
+	assert_int_equal(copies(tc, WL_A), 1); /* n0's runtime only: not respawned */
+	tcluster_free(tc);
 }
 
 /* n2 claims to be n0 with its own key: every node has n0's key pinned from
@@ -2474,6 +2616,8 @@ int main(void)
 		cmocka_unit_test(test_placement_tries_next_node_after_failure),
 		cmocka_unit_test(test_placement_fails_when_every_node_fails),
 		cmocka_unit_test(test_spawn_moves_on_when_its_node_fails),
+		cmocka_unit_test(test_slow_spawn_is_not_taken_for_lost),
+		cmocka_unit_test(test_unacknowledged_spawn_moves_on),
 		cmocka_unit_test(test_policy_explain_matches_spawn),
 		cmocka_unit_test(test_policy_enforce_fails_with_reasons),
 		cmocka_unit_test(test_policy_replicas_anti_affinity),
@@ -2487,6 +2631,8 @@ int main(void)
 		cmocka_unit_test(test_duplicate_settles_to_one_copy),
 		cmocka_unit_test(test_state_chunks_reassemble_in_any_order),
 		cmocka_unit_test(test_stop_running_workload),
+		cmocka_unit_test(test_stop_fails_when_its_owner_fails),
+		cmocka_unit_test(test_left_node_keeps_routes_for_a_restart),
 		cmocka_unit_test(test_stop_while_spawning),
 		cmocka_unit_test(test_h2c_port_routed_as_h2c_everywhere),
 		cmocka_unit_test(test_logs_from_the_owners_runtime),
@@ -2506,6 +2652,6 @@ int main(void)
 		cmocka_unit_test(test_state_mixed_with_chunked_node),
 	};
 
-	hc_log_set_level(HC_LOG_ERROR);
+	hc_log_set_level(getenv("HC_TEST_VERBOSE") ? (enum hc_log_level)atoi(getenv("HC_TEST_VERBOSE")) : HC_LOG_ERROR);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -358,6 +358,34 @@ static void test_query_acks_and_responses(void **state)
 	cluster_free(c);
 }
 
+/* A query to all that names a member in params.direct reaches that one
+ * at once (a packet straight to it), before any gossip round could carry
+ * it, and its ack comes back as soon; the others get it by gossip. */
+static void test_query_direct_copy(void **state)
+{
+	struct cluster *c = joined_cluster(5);
+	const char *owner[] = { "n3" };
+	struct hc_gossip_query_params p = { .ack = true, .timeout_ms = 3000, .direct = owner,
+					    .ndirect = 1 };
+	struct collected col = { 0 };
+
+	(void)state;
+	for (int i = 0; i < 5; i++)
+		c->nodes[i].respond = true;
+	assert_int_equal(hc_gossip_query(c->nodes[0].g, "who", (const uint8_t *)"?", 1, &p,
+					 on_response, on_done, &col),
+			 0);
+	hc_simnet_run_ms(c->net, 5); /* a gossip round is 200 ms */
+	assert_int_equal(c->nodes[3].queries, 1);
+	assert_int_equal(c->nodes[1].queries + c->nodes[2].queries + c->nodes[4].queries, 0);
+	assert_int_equal(col.acks, 2); /* the asker's own and n3's */
+	hc_simnet_run_ms(c->net, 4000);
+	assert_int_equal(col.responses, 5); /* each once: n3 knows the id */
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(c->nodes[i].queries, 1);
+	cluster_free(c);
+}
+
 static void test_query_filters(void **state)
 {
 	struct cluster *c = joined_cluster(6);
@@ -674,6 +702,7 @@ int main(void)
 		cmocka_unit_test(test_coalescing_keeps_the_newest),
 		cmocka_unit_test(test_old_events_reach_a_later_joiner),
 		cmocka_unit_test(test_query_acks_and_responses),
+		cmocka_unit_test(test_query_direct_copy),
 		cmocka_unit_test(test_query_filters),
 		cmocka_unit_test(test_hostile_tag_filters),
 		cmocka_unit_test(test_respond_rules),
