@@ -744,9 +744,12 @@ static int client_in(struct hc_h2 *h)
 			h->failed = true; /* the client went: nothing left to answer */
 			break;
 		}
-		/* a short read emptied a plain socket's queue (TLS may hold
-		 * more decrypted: it reads until it says so) */
-		if (!h->c->ssl && (size_t)n < sizeof(buf))
+		/* a short read emptied a plain socket's queue; over TLS, the
+		 * socket read under SSL_read must have been short and OpenSSL
+		 * hold nothing more (decrypted or not): otherwise read on, or
+		 * the edge-triggered socket's rest would wait forever */
+		if (h->c->ssl ? h->c->tls_rbio_short && !SSL_has_pending(h->c->ssl)
+			      : (size_t)n < sizeof(buf))
 			h->rd = false;
 		h->last_ms = h->c->w->now_ms;
 		h->c->up.bytes += (size_t)n;
@@ -982,6 +985,24 @@ static void take_first_bytes(struct hc_h2 *h)
 	c->consumed = true;
 }
 
+/* The TLS client socket's BIO, after each read: whether it got less than
+ * OpenSSL asked for (or nothing), i.e. the kernel's queue was empty then.
+ * Bytes arriving later bring an edge of their own, so client_in can stop
+ * on that instead of reading on into an EAGAIN. */
+static long rbio_read_watch(BIO *b, int oper, const char *argp, size_t len, int argi, long argl,
+			    int ret, size_t *processed)
+{
+	(void)argp;
+	(void)argi;
+	(void)argl;
+	if (oper == (BIO_CB_READ | BIO_CB_RETURN)) {
+		struct hc_proxy_conn *c = (struct hc_proxy_conn *)BIO_get_callback_arg(b);
+
+		c->tls_rbio_short = ret <= 0 || !processed || *processed < len;
+	}
+	return ret;
+}
+
 void hc_proxy_h2_start(struct hc_proxy_conn *c)
 {
 	struct hc_h2 *h = calloc(1, sizeof(*h));
@@ -1000,8 +1021,20 @@ void hc_proxy_h2_start(struct hc_proxy_conn *c)
 	}
 	/* TLS: read whole socket buffers, not a record header and then its
 	 * body (two reads a record): an HTTP/2 client sends many small frames */
-	if (c->ssl)
+	if (c->ssl) {
+		BIO *rbio = SSL_get_rbio(c->ssl);
+
 		SSL_set_read_ahead(c->ssl, 1);
+		/* the socket BIO by now (conn.c's tls_input_from_socket), freed
+		 * with the SSL, before c: the callback's pointer outlives it.
+		 * Anything else (a memory BIO) is not watched: its short reads
+		 * say nothing of the socket, and then TLS reads until EAGAIN */
+		c->tls_rbio_short = false;
+		if (rbio && BIO_method_type(rbio) == BIO_TYPE_SOCKET) {
+			BIO_set_callback_arg(rbio, (char *)c);
+			BIO_set_callback_ex(rbio, rbio_read_watch);
+		}
+	}
 	c->h2 = h;
 	c->state = C_H2;
 	h->rd = h->wr = true;

@@ -203,6 +203,7 @@ struct hc_proxy_conn {
 	bool peek_drained; /* and the last read emptied the socket's queue */
 	bool tls_from_memory; /* terminating: OpenSSL reads what we read first (conn.c) */
 	SSL *ssl; /* terminating */
+	bool tls_rbio_short; /* HTTP/2: OpenSSL's last socket read got less than it asked (h2.c) */
 	char route_host[HC_ROUTE_HOST_MAX]; /* the hc_routes key host that matched */
 	char host[HC_HOST_MAX + 1]; /* what the client asked for */
 	char sni[HC_HOST_MAX + 1]; /* terminating: the name the handshake was for */
