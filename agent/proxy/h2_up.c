@@ -303,12 +303,19 @@ static int head_fields(struct hc_h2_stream *st, const char *head, size_t len, un
 	return 0;
 }
 
-/* The exchange is over: the connection goes idle if clean, else closes. */
+/* The exchange is over: the connection goes idle if clean, else closes.
+ * A backend may answer before it read the whole request (a 405, a 413):
+ * the rest of the request then goes nowhere, and must not wait here for a
+ * backend that is gone, holding the client's windows. */
 static void h1_done(struct hc_h2_stream *st)
 {
+	bool sent = st->req_end && !st->req.len && !st->req_chunked;
+
 	st->resp_end = true;
 	hc_h2_resp_ready(st);
-	if (st->up_keep && st->req_end && !st->req.len && !st->raw.len && !st->req_chunked)
+	if (!sent)
+		hc_h2_req_discard(st);
+	if (st->up_keep && sent && !st->raw.len)
 		idle_put(st);
 	else
 		h1_close(st->h1);
@@ -428,7 +435,7 @@ static int h1_send(struct hc_h2_stream *st)
 
 	struct hc_h2_sock *s = &st->h1->s;
 
-	while (st->req.len && s->wr) {
+	while (st->req.len && s->wr && !st->h1->send_failed) {
 		ssize_t n = send(s->fd, st->req.p + st->req.off, st->req.len, MSG_NOSIGNAL);
 
 		if (n < 0) {
@@ -455,11 +462,11 @@ static int h1_recv(struct hc_h2_stream *st)
 		ssize_t n = recv(s->fd, buf, sizeof(buf), 0);
 
 		if (n < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			if ((errno == EAGAIN || errno == EWOULDBLOCK) && !st->h1->send_failed) {
 				s->rd = false;
 				break;
 			}
-			return -errno;
+			return errno == EAGAIN || errno == EWOULDBLOCK ? -ECONNRESET : -errno;
 		}
 		if (n == 0)
 			return h1_eof(st);
@@ -487,7 +494,16 @@ static int h1_step(struct hc_h2_stream *st)
 	rc = check_connected(&st->h1->s);
 	if (rc <= 0)
 		goto out;
-	if ((rc = h1_send(st)) < 0)
+	rc = h1_send(st);
+	if (rc == -EPIPE || rc == -ECONNRESET) {
+		/* the backend stopped reading, maybe having answered first (and
+		 * closed on the rest of the body): its answer is read before the
+		 * failure counts; the socket is closed, reads do not wait */
+		st->h1->send_failed = true;
+		st->h1->s.rd = true;
+		rc = 1;
+	}
+	if (rc < 0)
 		goto out;
 	moved |= rc;
 	if ((rc = h1_recv(st)) < 0)
@@ -631,6 +647,7 @@ static int link_on_close(nghttp2_session *ng, int32_t id, uint32_t code, void *a
 	st->up_id = 0;
 	if (st->client_closed)
 		return 0;
+	hc_h2_req_discard(st); /* nothing more of the request goes there */
 	if (code == NGHTTP2_NO_ERROR && st->resp_started) {
 		st->resp_end = true;
 		hc_h2_resp_ready(st);
