@@ -426,6 +426,9 @@ static void stream_request(struct hc_h2_stream *st)
 		return;
 	}
 	st->head_method = head.head_method;
+	/* the request line parsed: its method ends at a space */
+	st->idempotent = hc_http_method_idempotent(
+		q.p + q.off, (size_t)((const char *)memchr(q.p + q.off, ' ', q.len) - (q.p + q.off)));
 	a = route_cached(st, head.host);
 	if (a != A_NONE) {
 		hc_h2_bq_free(&q);
@@ -566,6 +569,8 @@ void hc_h2_req_discard(struct hc_h2_stream *st)
 	if (st->req_discard)
 		return;
 	st->req_discard = true;
+	st->replay = false;
+	st->req_sent = 0;
 	hc_h2_bq_free(&st->req);
 	hc_h2_consume(st, st->req_unconsumed);
 	request_stop(st);

@@ -33,6 +33,10 @@
 /* Streams refused for oversized header lists before the connection goes:
  * a decompression bomb costs us its decoding, so not many. */
 #define HC_H2_BIG_HEADERS_MAX 8
+/* What a stream keeps of a request sent on a reused HTTP/1.1 connection,
+ * to send it again if the backend closed that connection under it: a head
+ * and a small body (memory beyond the windows: 128 streams, 2 MiB). */
+#define HC_H2_REPLAY_MAX (16 * 1024)
 /* Idle HTTP/1.1 backend connections a client connection keeps: as many as
  * its streams may use at once. */
 #define HC_H2_IDLE_BACKENDS HC_H2_MAX_STREAMS
@@ -130,6 +134,12 @@ struct hc_h2_stream {
 	/* the backend takes no more of the request (it answered, failed, or we
 	 * did): its DATA is dropped and given back to the windows at once */
 	bool req_discard;
+	/* HTTP/1.1 on a reused connection: the request may go again on a new
+	 * one if the backend closed it under us before a byte of answer (an
+	 * idempotent method, the request held whole: req_sent bytes of req
+	 * were sent and are kept, up to HC_H2_REPLAY_MAX) */
+	bool idempotent, replay;
+	size_t req_sent;
 	bool req_chunked;
 	/* where it goes */
 	enum hc_h2_up_kind kind;

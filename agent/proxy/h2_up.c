@@ -429,14 +429,36 @@ static void h1_fail(struct hc_h2_stream *st, int err)
 	hc_h2_answer(st, 502, "The backend did not answer.");
 }
 
+/* No replay any more (a byte of answer came, or the request outgrew what
+ * is kept): what was kept of the request for it goes. */
+static void replay_end(struct hc_h2_stream *st)
+{
+	st->replay = false;
+	hc_h2_bq_drop(&st->req, st->req_sent);
+	st->req_sent = 0;
+}
+
+/* n more bytes of the request went to the backend: given back to the
+ * client's windows (all that is left once nothing waits: the head's and
+ * chunk sizes' bytes are not the client's), and dropped unless kept for a
+ * replay. */
+static void req_sent(struct hc_h2_stream *st, size_t n)
+{
+	st->req_sent += n;
+	if (!st->replay || st->req_sent > HC_H2_REPLAY_MAX)
+		replay_end(st);
+	hc_h2_consume(st, st->req.len > st->req_sent ? n : st->req_unconsumed);
+}
+
 static int h1_send(struct hc_h2_stream *st)
 {
 	int moved = 0;
 
 	struct hc_h2_sock *s = &st->h1->s;
 
-	while (st->req.len && s->wr && !st->h1->send_failed) {
-		ssize_t n = send(s->fd, st->req.p + st->req.off, st->req.len, MSG_NOSIGNAL);
+	while (st->req.len > st->req_sent && s->wr && !st->h1->send_failed) {
+		ssize_t n = send(s->fd, st->req.p + st->req.off + st->req_sent,
+				 st->req.len - st->req_sent, MSG_NOSIGNAL);
 
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -445,8 +467,7 @@ static int h1_send(struct hc_h2_stream *st)
 			}
 			return -errno;
 		}
-		hc_h2_bq_drop(&st->req, (size_t)n);
-		hc_h2_consume(st, st->req.len ? (size_t)n : st->req_unconsumed);
+		req_sent(st, (size_t)n);
 		moved = 1;
 	}
 	return moved;
@@ -473,6 +494,8 @@ static int h1_recv(struct hc_h2_stream *st)
 		/* short: the socket's queue was emptied (TCP), no EAGAIN call */
 		if ((size_t)n < sizeof(buf))
 			s->rd = false;
+		if (st->replay)
+			replay_end(st); /* the backend answers: never sent twice */
 		st->last_ms = st->h2->c->w->now_ms;
 		if (hc_h2_bq_put(&st->raw, buf, (size_t)n) < 0)
 			return -ENOMEM;
@@ -483,6 +506,33 @@ static int h1_recv(struct hc_h2_stream *st)
 		moved = 1;
 	}
 	return moved;
+}
+
+static struct hc_h2_h1 *h1_new(struct hc_h2 *h, const struct hc_route_val *val);
+
+/* The reused connection was closed under the request before a byte of
+ * answer (the backend closed it idle just as we took it): the request goes
+ * again, once, on a new connection, when it may (st->replay). Whether it
+ * did. */
+static bool h1_retry(struct hc_h2_stream *st, int err)
+{
+	struct hc_h2_h1 *b;
+
+	if (!st->replay || (err != -ECONNRESET && err != -EPIPE))
+		return false;
+	h1_close(st->h1);
+	st->replay = false;
+	st->reused = false;
+	st->req_sent = 0; /* all of it again: nothing was dropped */
+	b = h1_new(st->h2, &st->val);
+	if (!b)
+		return false;
+	atomic_fetch_add(&st->h2->c->w->p->stats.backend_retries, 1);
+	hc_log(HC_LOG_DEBUG, "HTTP/2 stream for %s: reused backend connection closed, retrying",
+	       st->route_host);
+	b->st = st;
+	st->h1 = b;
+	return true;
 }
 
 static int h1_step(struct hc_h2_stream *st)
@@ -511,7 +561,8 @@ static int h1_step(struct hc_h2_stream *st)
 	return moved | rc;
 out:
 	if (rc < 0) {
-		h1_fail(st, rc);
+		if (!h1_retry(st, rc))
+			h1_fail(st, rc);
 		return 1;
 	}
 	return moved;
@@ -551,6 +602,7 @@ static int h1_start(struct hc_h2_stream *st)
 	struct hc_h2_h1 *b = idle_take(h, &st->val);
 
 	st->reused = b != NULL;
+	st->replay = st->reused && st->idempotent;
 	if (!b && !(b = h1_new(h, &st->val)))
 		return -errno;
 	b->st = st;

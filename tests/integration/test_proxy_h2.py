@@ -12,7 +12,9 @@ upload too), two hosts on one HTTP/2 connection routed to two backends,
 four 1 MiB uploads at once on one connection (h2c and TLS) to a backend
 that reads them whole (each checked byte-exact by its sha256) and to one
 that answers before reading (the response whole, then RST_STREAM NO_ERROR,
-and the connection's window still moving for the next upload); a
+and the connection's window still moving for the next upload), streams
+retried on a new backend connection when the backend closed the reused
+one under them (GET, PUT; never a POST: 502); a
 python3-grpcio server behind a static route with --backend-protocol h2c,
 called by a grpcio client through the proxy (plain and terminated): unary,
 server streaming of 10,000 messages, a bidirectional stream, an error status
@@ -454,6 +456,47 @@ class ProxyH2Test(ProxyCase):
         self.uploads_on_one_connection(port, name, tls=(ctx, name))
         out = self.curl_h2("--http2", "-w", "\n%{http_code}", *self.tls_url(name, port, "/hello"))
         self.assertTrue(out.endswith(b"\n200"), out[-200:])
+
+    # -- a reused backend connection the backend closed --
+
+    def test_retry_on_a_closed_reused_backend_connection(self):
+        """The backend closes each keep-alive connection 300 ms after its
+        answer, unread: a stream sent on it 100 ms after the answer (the
+        proxy reuses it, idle) meets a reset before any byte of answer. An
+        idempotent request (a GET; a PUT, its body held whole) goes again on
+        a new connection; a POST is never sent twice: 502 (RFC 9110 9.2.2)."""
+        port = self.route("ci.test", self.env.http)
+        path = "/close-idle?ms=300"
+        c = H2(port)
+        retries0 = metric(self.metrics(), "hypercore_proxy_backend_retries_total") or 0
+
+        def one(method, body=b""):
+            sid, c.next_sid = c.next_sid, c.next_sid + 2
+            block = request_block("ci.test", path, method)
+            if body:
+                c.send(frame(HEADERS, END_HEADERS, sid,
+                             block + hpack_lit("content-length", str(len(body)))) +
+                       frame(DATA, END_STREAM, sid, body))
+            else:
+                c.send(frame(HEADERS, END_HEADERS | END_STREAM, sid, block))
+            got = [f for f in c.frames(lambda f: f[2] == sid and f[0] in (DATA, HEADERS, RST_STREAM)
+                                       and (f[1] & END_STREAM or f[0] == RST_STREAM))
+                   if f and f[2] == sid]
+            return got[0][3][:1] == b"\x88", b"".join(f[3] for f in got if f[0] == DATA)
+
+        try:
+            self.assertTrue(one("GET")[0])  # the backend connection to reuse
+            for method, body in (("GET", b""), ("PUT", b"p" * 5000)):
+                time.sleep(0.1)
+                ok, data = one(method, body)
+                self.assertTrue(ok, (method, data))
+                self.assertEqual(json.loads(data)["method"], method)
+            time.sleep(0.1)
+            ok, data = one("POST", b"x" * 100)
+            self.assertEqual((ok, data), (False, b"The backend did not answer.\n"))
+        finally:
+            c.close()
+        self.assertEqual(metric(self.metrics(), "hypercore_proxy_backend_retries_total") - retries0, 2)
 
     # -- gRPC to h2c backends --
 
