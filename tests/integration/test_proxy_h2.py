@@ -20,7 +20,8 @@ called by a grpcio client through the proxy (plain and terminated): unary,
 server streaming of 10,000 messages, a bidirectional stream, an error status
 in trailers, a
 deadline that passes through (grpc-timeout) and one that expires, a
-cancelled stream (the server sees it), a 16 MiB message each way; and the
+cancelled stream (the server sees it), a call the server ends while the
+client still streams, a 16 MiB message each way; and the
 attacks, each from a small client of raw frames, answered by GOAWAY or
 RST_STREAM and counted by kind, with the agent's memory and CPU bounded and
 another client served right after: rapid reset, CONTINUATION flood, an
@@ -532,6 +533,21 @@ class ProxyH2Test(ProxyCase):
                             timeout=15)
             self.assertTrue(echo.cancelled["t1"])
             self.assertEqual(unary(b"after", timeout=10), b"after")
+            # the server ends the call while the client still streams: the
+            # answer comes whole and the client is stopped, not left to
+            # fill its windows (RFC 9113 8.1)
+            pulled = [0]
+
+            def messages():
+                for i in range(4000):  # 256 MiB if nothing stopped it
+                    pulled[0] += 1
+                    yield b"%05d" % i + b"u" * (64 * 1024)
+            t0 = time.monotonic()
+            got = ch.stream_unary("/hc.test.Echo/First")(messages(), timeout=30)
+            self.assertEqual(got[:5], b"00000")
+            self.assertLess(time.monotonic() - t0, 20)
+            self.assertLess(pulled[0], 4000)
+            self.assertEqual(unary(b"after first", timeout=10), b"after first")
 
     def test_grpc_through_termination(self):
         _, _, gport = self.echo()
