@@ -461,13 +461,13 @@ class ProxyH2Test(ProxyCase):
     # -- a reused backend connection the backend closed --
 
     def test_retry_on_a_closed_reused_backend_connection(self):
-        """The backend closes each keep-alive connection 300 ms after its
-        answer, unread: a stream sent on it 100 ms after the answer (the
+        """The backend closes each keep-alive connection 1 s after its
+        answer, unread: a stream sent on it 0.2 s after the answer (the
         proxy reuses it, idle) meets a reset before any byte of answer. An
         idempotent request (a GET; a PUT, its body held whole) goes again on
         a new connection; a POST is never sent twice: 502 (RFC 9110 9.2.2)."""
         port = self.route("ci.test", self.env.http)
-        path = "/close-idle?ms=300"
+        path = "/close-idle?ms=1000"
         c = H2(port)
         retries0 = metric(self.metrics(), "hypercore_proxy_backend_retries_total") or 0
 
@@ -488,11 +488,11 @@ class ProxyH2Test(ProxyCase):
         try:
             self.assertTrue(one("GET")[0])  # the backend connection to reuse
             for method, body in (("GET", b""), ("PUT", b"p" * 5000)):
-                time.sleep(0.1)
+                time.sleep(0.2)
                 ok, data = one(method, body)
                 self.assertTrue(ok, (method, data))
                 self.assertEqual(json.loads(data)["method"], method)
-            time.sleep(0.1)
+            time.sleep(0.2)
             ok, data = one("POST", b"x" * 100)
             self.assertEqual((ok, data), (False, b"The backend did not answer.\n"))
         finally:
