@@ -269,8 +269,9 @@ const struct hc_cli_cmd hc_cli_cmds[] = {
 		.usage = "Usage: hypercore routes [options]\n"
 			 "\n"
 			 "Decodes the pinned maps (what `bpftool map dump pinned DIR/hc_routes` shows):\n"
-			 "L7 routes (host -> backend, for the proxy), L4 node ports (-> backends, for\n"
-			 "XDP), per-workload packet and byte counters, and untranslated/dropped counts.\n",
+			 "L7 routes (host -> backend and the protocol the proxy speaks to it, h1 or\n"
+			 "h2c), L4 node ports (-> backends, for XDP), per-workload packet and byte\n"
+			 "counters, and untranslated/dropped counts.\n",
 		.opts = hc_cli_opts_routes,
 		.run = hc_cli_cmd_routes,
 	},

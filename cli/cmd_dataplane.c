@@ -298,7 +298,7 @@ static json_t *snapshot_json(const struct hc_dp_snapshot *s)
 
 static int print_tables(const struct hc_dp_snapshot *s)
 {
-	static const char *const rh[] = {"HOST", "PORT", "BACKEND", "NODE", "STATIC"};
+	static const char *const rh[] = {"HOST", "PORT", "BACKEND", "PROTOCOL", "NODE", "STATIC"};
 	static const char *const sh[] = {"NODE PORT", "PROTO", "BACKENDS", "STATIC"};
 	static const char *const wh[] = {"WORKLOAD", "VETH", "ADDRESS", "ISOLATED", "RX PKTS",
 					 "RX BYTES", "TX PKTS", "TX BYTES", "DROPPED"};
@@ -313,11 +313,12 @@ static int print_tables(const struct hc_dp_snapshot *s)
 		printf("Uplink: %s, node ports by XDP (%s mode)\n\n", u.iface, u.xdp_mode);
 	else
 		printf("Uplink: none recorded\n\n");
-	t = hc_cli_table_new(5, rh);
+	t = hc_cli_table_new(6, rh);
 	for (size_t i = 0; t && i < s->n_routes; i++) {
 		const struct hc_dp_route *r = &s->routes[i];
-		const char *row[5] = {r->key.host, a, b, r->val.node,
-				      r->val.flags & HC_ROUTE_F_STATIC ? "yes" : "no"};
+		/* the backend protocol as --backend-protocol and --json say it */
+		const char *row[6] = {r->key.host, a, b, r->val.flags & HC_ROUTE_F_H2C ? "h2c" : "h1",
+				      r->val.node, r->val.flags & HC_ROUTE_F_STATIC ? "yes" : "no"};
 
 		snprintf(a, sizeof(a), "%u", r->key.port);
 		format_endpoint(&r->val.backend, r->val.port, b, sizeof(b));

@@ -634,15 +634,11 @@ void hc_proxy_forwarded_lines(struct hc_proxy_conn *c)
  * 9.2.2) and no body, so that the whole request is its head. */
 static bool retriable(const char *head, const struct hc_http_head *h)
 {
-	static const char *const methods[] = {"GET ", "HEAD ", "OPTIONS ", "PUT ", "DELETE ", "TRACE "};
+	const char *sp = memchr(head, ' ', h->request_line_len);
 
-	if (h->chunked || (h->has_length && h->content_length) || h->upgrade)
+	if (h->chunked || (h->has_length && h->content_length) || h->upgrade || !sp)
 		return false;
-	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
-		if (h->request_line_len > strlen(methods[i]) &&
-		    memcmp(head, methods[i], strlen(methods[i])) == 0)
-			return true;
-	return false;
+	return hc_http_method_idempotent(head, (size_t)(sp - head));
 }
 
 /* The first request on a reused backend connection: kept as it came, to be

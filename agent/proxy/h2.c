@@ -426,6 +426,9 @@ static void stream_request(struct hc_h2_stream *st)
 		return;
 	}
 	st->head_method = head.head_method;
+	/* the request line parsed: its method ends at a space */
+	st->idempotent = hc_http_method_idempotent(
+		q.p + q.off, (size_t)((const char *)memchr(q.p + q.off, ' ', q.len) - (q.p + q.off)));
 	a = route_cached(st, head.host);
 	if (a != A_NONE) {
 		hc_h2_bq_free(&q);
@@ -501,8 +504,8 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
 	int n, r = 0;
 
 	(void)flags;
-	if (!st || !st->req_started || st->kind == HC_H2_UP_NONE) {
-		/* answered by us, or gone: the bytes go nowhere */
+	if (!st || !st->req_started || st->kind == HC_H2_UP_NONE || st->req_discard) {
+		/* answered, by us or the backend, or gone: the bytes go nowhere */
 		nghttp2_session_consume(ng, id, len);
 		return 0;
 	}
@@ -548,6 +551,45 @@ void hc_h2_consume(struct hc_h2_stream *st, size_t n)
 	st->req_unconsumed -= n;
 	st->last_ms = st->h2->c->w->now_ms;
 	nghttp2_session_consume(st->h2->ng, st->id, n);
+}
+
+/* RFC 9113 8.1: a server whose response is complete before the request
+ * may end the request with RST_STREAM NO_ERROR, after the response's
+ * END_STREAM (the client keeps the response). Without it a client goes on
+ * sending a body nobody reads: a 1 MiB upload answered early held its
+ * stream, and with a few such streams the connection's window, forever. */
+static void request_stop(struct hc_h2_stream *st)
+{
+	if (st->req_discard && st->resp_end_sent && !st->req_end && !st->client_closed)
+		nghttp2_submit_rst_stream(st->h2->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+}
+
+void hc_h2_req_discard(struct hc_h2_stream *st)
+{
+	if (st->req_discard)
+		return;
+	st->req_discard = true;
+	st->replay = false;
+	st->req_sent = 0;
+	hc_h2_bq_free(&st->req);
+	hc_h2_consume(st, st->req_unconsumed);
+	request_stop(st);
+}
+
+static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *arg)
+{
+	struct hc_h2_stream *st;
+
+	(void)ng;
+	if ((frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS) ||
+	    !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+		return 0;
+	st = stream_of(arg, frame->hd.stream_id);
+	if (st) {
+		st->resp_end_sent = true;
+		request_stop(st);
+	}
+	return 0;
 }
 
 /* ---- streams: the response ---- */
@@ -630,6 +672,7 @@ void hc_h2_answer(struct hc_h2_stream *st, unsigned status, const char *text)
 
 	if (st->client_closed)
 		return;
+	hc_h2_req_discard(st); /* the backend, if any, gets none of the rest */
 	if (st->resp_started) {
 		nghttp2_submit_rst_stream(st->h2->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
 		return;
@@ -920,6 +963,7 @@ static nghttp2_session_callbacks *server_callbacks(void)
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+	nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
 	nghttp2_session_callbacks_set_error_callback2(cb, on_error);
 	return cb;
 }

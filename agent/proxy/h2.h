@@ -33,6 +33,10 @@
 /* Streams refused for oversized header lists before the connection goes:
  * a decompression bomb costs us its decoding, so not many. */
 #define HC_H2_BIG_HEADERS_MAX 8
+/* What a stream keeps of a request sent on a reused HTTP/1.1 connection,
+ * to send it again if the backend closed that connection under it: a head
+ * and a small body (memory beyond the windows: 128 streams, 2 MiB). */
+#define HC_H2_REPLAY_MAX (16 * 1024)
 /* Idle HTTP/1.1 backend connections a client connection keeps: as many as
  * its streams may use at once. */
 #define HC_H2_IDLE_BACKENDS HC_H2_MAX_STREAMS
@@ -108,6 +112,7 @@ struct hc_h2_dechunk {
 struct hc_h2_h1 {
 	struct hc_h2_sock s; /* first */
 	struct hc_h2_stream *st; /* the stream it serves; NULL: idle */
+	bool send_failed; /* the backend reads no more; what it sent is still read */
 	struct hc_ipaddr addr;
 	uint16_t port;
 	uint64_t idle_since_ms; /* closed after HC_PROXY_IDLE_MS idle, as the worker's pool does */
@@ -126,6 +131,15 @@ struct hc_h2_stream {
 	bool fields_too_large, req_end, req_started, head_method;
 	struct hc_h2_bq req; /* for the backend: HTTP/1.1 bytes, or h2c DATA payload */
 	size_t req_unconsumed; /* client DATA bytes not yet given back to its window */
+	/* the backend takes no more of the request (it answered, failed, or we
+	 * did): its DATA is dropped and given back to the windows at once */
+	bool req_discard;
+	/* HTTP/1.1 on a reused connection: the request may go again on a new
+	 * one if the backend closed it under us before a byte of answer (an
+	 * idempotent method, the request held whole: req_sent bytes of req
+	 * were sent and are kept, up to HC_H2_REPLAY_MAX) */
+	bool idempotent, replay;
+	size_t req_sent;
 	bool req_chunked;
 	/* where it goes */
 	enum hc_h2_up_kind kind;
@@ -138,6 +152,7 @@ struct hc_h2_stream {
 	/* the response */
 	struct hc_h2_fields resp_fields, resp_trailers;
 	bool resp_started, resp_end, resp_deferred;
+	bool resp_end_sent; /* the response's END_STREAM went to the client */
 	struct hc_h2_bq resp; /* payload for the client */
 	size_t resp_unconsumed; /* h2c: backend DATA not yet given back to its window */
 	/* HTTP/1.1 backend */
@@ -197,6 +212,10 @@ void hc_h2_resp_ready(struct hc_h2_stream *st);
 void hc_h2_answer(struct hc_h2_stream *st, unsigned status, const char *text);
 /* Gives n bytes of the client's DATA back to its windows. */
 void hc_h2_consume(struct hc_h2_stream *st, size_t n);
+/* Nothing more of st's request goes anywhere: what is held is dropped and
+ * given back, what comes later too, and a client still sending once the
+ * response ended is asked to stop (RST_STREAM NO_ERROR). */
+void hc_h2_req_discard(struct hc_h2_stream *st);
 /* nghttp2's data source over q: takes what is queued, defers when it is
  * empty and end is not set, ends the stream (or sends trailers) after. */
 ssize_t hc_h2_source_read(nghttp2_session *ng, int32_t id, struct hc_h2_bq *q, bool end,

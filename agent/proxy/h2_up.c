@@ -303,12 +303,19 @@ static int head_fields(struct hc_h2_stream *st, const char *head, size_t len, un
 	return 0;
 }
 
-/* The exchange is over: the connection goes idle if clean, else closes. */
+/* The exchange is over: the connection goes idle if clean, else closes.
+ * A backend may answer before it read the whole request (a 405, a 413):
+ * the rest of the request then goes nowhere, and must not wait here for a
+ * backend that is gone, holding the client's windows. */
 static void h1_done(struct hc_h2_stream *st)
 {
+	bool sent = st->req_end && !st->req.len && !st->req_chunked;
+
 	st->resp_end = true;
 	hc_h2_resp_ready(st);
-	if (st->up_keep && st->req_end && !st->req.len && !st->raw.len && !st->req_chunked)
+	if (!sent)
+		hc_h2_req_discard(st);
+	if (st->up_keep && sent && !st->raw.len)
 		idle_put(st);
 	else
 		h1_close(st->h1);
@@ -422,14 +429,36 @@ static void h1_fail(struct hc_h2_stream *st, int err)
 	hc_h2_answer(st, 502, "The backend did not answer.");
 }
 
+/* No replay any more (a byte of answer came, or the request outgrew what
+ * is kept): what was kept of the request for it goes. */
+static void replay_end(struct hc_h2_stream *st)
+{
+	st->replay = false;
+	hc_h2_bq_drop(&st->req, st->req_sent);
+	st->req_sent = 0;
+}
+
+/* n more bytes of the request went to the backend: given back to the
+ * client's windows (all that is left once nothing waits: the head's and
+ * chunk sizes' bytes are not the client's), and dropped unless kept for a
+ * replay. */
+static void req_sent(struct hc_h2_stream *st, size_t n)
+{
+	st->req_sent += n;
+	if (!st->replay || st->req_sent > HC_H2_REPLAY_MAX)
+		replay_end(st);
+	hc_h2_consume(st, st->req.len > st->req_sent ? n : st->req_unconsumed);
+}
+
 static int h1_send(struct hc_h2_stream *st)
 {
 	int moved = 0;
 
 	struct hc_h2_sock *s = &st->h1->s;
 
-	while (st->req.len && s->wr) {
-		ssize_t n = send(s->fd, st->req.p + st->req.off, st->req.len, MSG_NOSIGNAL);
+	while (st->req.len > st->req_sent && s->wr && !st->h1->send_failed) {
+		ssize_t n = send(s->fd, st->req.p + st->req.off + st->req_sent,
+				 st->req.len - st->req_sent, MSG_NOSIGNAL);
 
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -438,8 +467,7 @@ static int h1_send(struct hc_h2_stream *st)
 			}
 			return -errno;
 		}
-		hc_h2_bq_drop(&st->req, (size_t)n);
-		hc_h2_consume(st, st->req.len ? (size_t)n : st->req_unconsumed);
+		req_sent(st, (size_t)n);
 		moved = 1;
 	}
 	return moved;
@@ -455,17 +483,19 @@ static int h1_recv(struct hc_h2_stream *st)
 		ssize_t n = recv(s->fd, buf, sizeof(buf), 0);
 
 		if (n < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			if ((errno == EAGAIN || errno == EWOULDBLOCK) && !st->h1->send_failed) {
 				s->rd = false;
 				break;
 			}
-			return -errno;
+			return errno == EAGAIN || errno == EWOULDBLOCK ? -ECONNRESET : -errno;
 		}
 		if (n == 0)
 			return h1_eof(st);
 		/* short: the socket's queue was emptied (TCP), no EAGAIN call */
 		if ((size_t)n < sizeof(buf))
 			s->rd = false;
+		if (st->replay)
+			replay_end(st); /* the backend answers: never sent twice */
 		st->last_ms = st->h2->c->w->now_ms;
 		if (hc_h2_bq_put(&st->raw, buf, (size_t)n) < 0)
 			return -ENOMEM;
@@ -478,6 +508,33 @@ static int h1_recv(struct hc_h2_stream *st)
 	return moved;
 }
 
+static struct hc_h2_h1 *h1_new(struct hc_h2 *h, const struct hc_route_val *val);
+
+/* The reused connection was closed under the request before a byte of
+ * answer (the backend closed it idle just as we took it): the request goes
+ * again, once, on a new connection, when it may (st->replay). Whether it
+ * did. */
+static bool h1_retry(struct hc_h2_stream *st, int err)
+{
+	struct hc_h2_h1 *b;
+
+	if (!st->replay || (err != -ECONNRESET && err != -EPIPE))
+		return false;
+	h1_close(st->h1);
+	st->replay = false;
+	st->reused = false;
+	st->req_sent = 0; /* all of it again: nothing was dropped */
+	b = h1_new(st->h2, &st->val);
+	if (!b)
+		return false;
+	atomic_fetch_add(&st->h2->c->w->p->stats.backend_retries, 1);
+	hc_log(HC_LOG_DEBUG, "HTTP/2 stream for %s: reused backend connection closed, retrying",
+	       st->route_host);
+	b->st = st;
+	st->h1 = b;
+	return true;
+}
+
 static int h1_step(struct hc_h2_stream *st)
 {
 	int moved = 0, rc;
@@ -487,7 +544,16 @@ static int h1_step(struct hc_h2_stream *st)
 	rc = check_connected(&st->h1->s);
 	if (rc <= 0)
 		goto out;
-	if ((rc = h1_send(st)) < 0)
+	rc = h1_send(st);
+	if (rc == -EPIPE || rc == -ECONNRESET) {
+		/* the backend stopped reading, maybe having answered first (and
+		 * closed on the rest of the body): its answer is read before the
+		 * failure counts; the socket is closed, reads do not wait */
+		st->h1->send_failed = true;
+		st->h1->s.rd = true;
+		rc = 1;
+	}
+	if (rc < 0)
 		goto out;
 	moved |= rc;
 	if ((rc = h1_recv(st)) < 0)
@@ -495,7 +561,8 @@ static int h1_step(struct hc_h2_stream *st)
 	return moved | rc;
 out:
 	if (rc < 0) {
-		h1_fail(st, rc);
+		if (!h1_retry(st, rc))
+			h1_fail(st, rc);
 		return 1;
 	}
 	return moved;
@@ -535,6 +602,7 @@ static int h1_start(struct hc_h2_stream *st)
 	struct hc_h2_h1 *b = idle_take(h, &st->val);
 
 	st->reused = b != NULL;
+	st->replay = st->reused && st->idempotent;
 	if (!b && !(b = h1_new(h, &st->val)))
 		return -errno;
 	b->st = st;
@@ -631,6 +699,7 @@ static int link_on_close(nghttp2_session *ng, int32_t id, uint32_t code, void *a
 	st->up_id = 0;
 	if (st->client_closed)
 		return 0;
+	hc_h2_req_discard(st); /* nothing more of the request goes there */
 	if (code == NGHTTP2_NO_ERROR && st->resp_started) {
 		st->resp_end = true;
 		hc_h2_resp_ready(st);

@@ -482,6 +482,16 @@ int hc_http_head_parse(const char *buf, size_t len, struct hc_http_head *out)
 	return r;
 }
 
+bool hc_http_method_idempotent(const char *method, size_t len)
+{
+	static const char *const methods[] = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"};
+
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+		if (len == strlen(methods[i]) && memcmp(method, methods[i], len) == 0)
+			return true;
+	return false;
+}
+
 /* A field line (name through CRLF, colon at name + name_len) that flags
  * drop. */
 static bool rewrite_drops(const char *line, size_t len, size_t name_len, unsigned flags)

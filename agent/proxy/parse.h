@@ -105,6 +105,11 @@ struct hc_http_head {
  */
 int hc_http_head_parse(const char *buf, size_t len, struct hc_http_head *out);
 
+/* Whether the method (len bytes, no NUL needed) is idempotent (RFC 9110
+ * 9.2.2: GET, HEAD, OPTIONS, PUT, DELETE, TRACE): a request the proxy may
+ * send again when the backend closed a reused connection under it. */
+bool hc_http_method_idempotent(const char *method, size_t len);
+
 /*
  * Copies a head hc_http_head_parse accepted (h describes it) into out with
  * extra (whole field lines, each ending in CRLF) right after the request

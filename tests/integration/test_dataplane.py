@@ -438,9 +438,19 @@ class DataplaneTest(hctest.TestCase):
                                           "backend": "10.9.9.9", "backend_port": 8443,
                                           "node": "", "static": True,
                                           "backend_protocol": "h1"}])
+        self.cli("routes", "add", "--host", "grpc.example.com", "--port", "443", "--backend",
+                 "10.9.9.9:9443", "--backend-protocol", "h2c")
         table = self.cli("routes").stdout
-        self.assertIn("shop.example.com", table)
         self.assertIn("10.9.9.9:8443", table)
+        # the table has the backend protocol --json has (columns by the header's positions)
+        lines = table.splitlines()
+        head = next(line for line in lines if line.startswith("HOST"))
+        self.assertEqual(head.split(), ["HOST", "PORT", "BACKEND", "PROTOCOL", "NODE", "STATIC"])
+        col = head.index("PROTOCOL")
+        protocols = {line.split()[0]: line[col:].split()[0] for line in lines
+                     if line.startswith(("shop.", "grpc."))}
+        self.assertEqual(protocols, {"shop.example.com": "h1", "grpc.example.com": "h2c"})
+        self.cli("routes", "del", "--host", "grpc.example.com", "--port", "443")
         # bpftool prints the map with field names, from BTF.
         r = subprocess.run(["bpftool", "map", "dump", "pinned",
                             os.path.join(self.pin_dir, "hc_routes")],

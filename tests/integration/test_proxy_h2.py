@@ -8,13 +8,20 @@ every case:
 Cases: curl --http2 through TLS termination (ALPN h2, 200, the body whole,
 64 MiB under flow control with the agent's memory bounded, 421 for a name
 other than the SNI), --http2-prior-knowledge on a plain port (a chunked
-upload too), two hosts on one HTTP/2 connection routed to two backends; a
+upload too), two hosts on one HTTP/2 connection routed to two backends,
+four 1 MiB uploads at once on one connection (h2c and TLS) to a backend
+that reads them whole (each checked byte-exact by its sha256) and to one
+that answers before reading (the response whole, then RST_STREAM NO_ERROR,
+and the connection's window still moving for the next upload), streams
+retried on a new backend connection when the backend closed the reused
+one under them (GET, PUT; never a POST: 502); a
 python3-grpcio server behind a static route with --backend-protocol h2c,
 called by a grpcio client through the proxy (plain and terminated): unary,
 server streaming of 10,000 messages, a bidirectional stream, an error status
 in trailers, a
 deadline that passes through (grpc-timeout) and one that expires, a
-cancelled stream (the server sees it), a 16 MiB message each way; and the
+cancelled stream (the server sees it), a call the server ends while the
+client still streams, a 16 MiB message each way; and the
 attacks, each from a small client of raw frames, answered by GOAWAY or
 RST_STREAM and counted by kind, with the agent's memory and CPU bounded and
 another client served right after: rapid reset, CONTINUATION flood, an
@@ -22,9 +29,12 @@ HPACK bomb, a PING flood, a stream stalled on a zero window; and h2 and h2c
 with --proxy-forwarding sockmap (a second agent).
 """
 
+import hashlib
 import json
 import os
+import select
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -81,11 +91,20 @@ def request_block(host, path="/hello", method="GET"):
 
 
 class H2:
-    """HTTP/2 with prior knowledge on a plain socket, frames in and out."""
+    """HTTP/2 with prior knowledge on a plain socket, or over TLS with ALPN
+    h2 (tls: a client context and the server name), frames in and out."""
 
-    def __init__(self, port, settings=()):
+    def __init__(self, port, settings=(), tls=None):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+        if tls:
+            self.sock = tls[0].wrap_socket(self.sock, server_hostname=tls[1])
+            assert self.sock.selected_alpn_protocol() == "h2"
         self.buf = b""
+        self.next_sid = 1
+        # flow control of what we send: RFC 9113 defaults until the
+        # server's SETTINGS and WINDOW_UPDATEs say more
+        self.conn_win = self.init_win = 65535
+        self.wins = {}
         payload = b"".join(struct.pack(">HI", k, v) for k, v in settings)
         self.sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(SETTINGS, 0, 0, payload))
 
@@ -124,6 +143,102 @@ class H2:
 
     def close(self):
         self.sock.close()
+
+    def uploads(self, reqs, limit_s=30):
+        """POSTs each (host, path, body) on a stream of its own, all at
+        once, DATA as the server's windows allow. Returns per request a
+        dict: head (its first header block), body (the DATA), end (True
+        once END_STREAM came), rst (a RST_STREAM's code, or None), sent
+        (body bytes sent) once every stream is over: the response ended
+        and the body was sent whole or the server reset the stream."""
+        streams, out = {}, bytearray()
+        for host, path, body in reqs:
+            sid, self.next_sid = self.next_sid, self.next_sid + 2
+            block = request_block(host, path, "POST") + hpack_lit("content-length", str(len(body)))
+            out += frame(HEADERS, END_HEADERS, sid, block)
+            streams[sid] = {"body": body, "sent": 0, "head": None, "data": b"", "end": False,
+                            "rst": None}
+            self.wins[sid] = self.init_win
+
+        def over(s):
+            return s["rst"] is not None or (s["end"] and s["sent"] == len(s["body"]))
+        self.sock.setblocking(False)
+        end = time.monotonic() + limit_s
+        while out or not all(over(s) for s in streams.values()):  # no frame left cut
+            if time.monotonic() > end:
+                raise AssertionError("streams not over in %d s: %r" % (limit_s, [
+                    (k, s["end"], s["rst"], s["sent"]) for k, s in streams.items()]))
+            for sid, s in streams.items():
+                while s["rst"] is None and s["sent"] < len(s["body"]) and len(out) < 262144:
+                    n = min(16384, self.wins[sid], self.conn_win, len(s["body"]) - s["sent"])
+                    if n <= 0:
+                        break
+                    last = s["sent"] + n == len(s["body"])
+                    out += frame(DATA, END_STREAM if last else 0, sid,
+                                 s["body"][s["sent"]:s["sent"] + n])
+                    s["sent"] += n
+                    self.wins[sid] -= n
+                    self.conn_win -= n
+            pending = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
+            r, w, _ = select.select([self.sock], [self.sock] if out else [], [], 0.2)
+            try:
+                if w:
+                    del out[:self.sock.send(out[:65536])]
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                pass
+            if not (r or pending):
+                continue
+            try:
+                data = self.sock.recv(65536)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                continue
+            if not data:
+                raise AssertionError("the connection ended: %r" % [
+                    (k, s["end"], s["rst"], s["sent"]) for k, s in streams.items()])
+            self.buf += data
+            out += self._take_frames(streams)
+        self.sock.setblocking(True)
+        self.sock.settimeout(15)
+        return [streams[k] for k in sorted(streams)]
+
+    def _take_frames(self, streams):
+        """Frames in self.buf applied to streams and the windows; what to
+        send back (SETTINGS acknowledgements)."""
+        reply = b""
+        while len(self.buf) >= 9:
+            n = int.from_bytes(self.buf[:3], "big")
+            if len(self.buf) < 9 + n:
+                break
+            ftype, flags = self.buf[3], self.buf[4]
+            sid, payload = int.from_bytes(self.buf[5:9], "big") & 0x7fffffff, self.buf[9:9 + n]
+            self.buf = self.buf[9 + n:]
+            s = streams.get(sid)
+            if ftype == SETTINGS and not flags & 1:
+                for i in range(0, len(payload), 6):
+                    k, v = struct.unpack(">HI", payload[i:i + 6])
+                    if k == 4:  # INITIAL_WINDOW_SIZE: applies to open streams too
+                        for w in self.wins:
+                            self.wins[w] += v - self.init_win
+                        self.init_win = v
+                reply += frame(SETTINGS, 1, 0)
+            elif ftype == WINDOW_UPDATE:
+                inc = struct.unpack(">I", payload)[0] & 0x7fffffff
+                if sid == 0:
+                    self.conn_win += inc
+                elif sid in self.wins:
+                    self.wins[sid] += inc
+            elif ftype == GOAWAY:
+                raise AssertionError("GOAWAY %r" % payload)
+            elif s is not None and ftype == HEADERS:
+                if s["head"] is None:
+                    s["head"] = payload
+                s["end"] |= bool(flags & END_STREAM)
+            elif s is not None and ftype == DATA:
+                s["data"] += payload
+                s["end"] |= bool(flags & END_STREAM)
+            elif s is not None and ftype == RST_STREAM:
+                s["rst"] = struct.unpack(">I", payload)[0]
+        return reply
 
 
 def goaway_code(frames):
@@ -299,6 +414,91 @@ class ProxyH2Test(ProxyCase):
         self.assertEqual((a["backend"], a["host"], b["backend"], b["host"]),
                          ("b1", "a.test", "b2", "b.test"))
 
+    # -- uploads: several 1 MiB bodies at once on one connection --
+
+    def uploads_on_one_connection(self, port, host, tls=None):
+        """4 uploads of 1 MiB at once to a backend reading them whole, then
+        4 to one answering before it reads (and then reading the body, or
+        closing on it), then one more on the same connection: every stream
+        ends, and its window and the connection's keep moving."""
+        bodies = [os.urandom(MiB) for _ in range(4)]
+        t0 = time.monotonic()
+        c = H2(port, tls=tls)
+        try:
+            for s, b in zip(c.uploads([(host, "/upload", b) for b in bodies]), bodies):
+                self.assertEqual((s["head"][:1], s["end"], s["rst"]), (b"\x88", True, None))
+                self.assertEqual(json.loads(s["data"]),
+                                 {"n": MiB, "sha256": hashlib.sha256(b).hexdigest()})
+            early = c.uploads([(host, "/early" + q, b)
+                               for q, b in zip(("", "?close=1", "", "?close=1"), bodies)])
+            for s in early:
+                self.assertEqual((s["head"][:1], s["data"], s["end"]), (b"\x88", b"early\n", True))
+                # the rest of the body is not wanted (RFC 9113 8.1): NO_ERROR
+                self.assertEqual(s["rst"], 0, "sent %d of %d" % (s["sent"], MiB))
+                self.assertLess(s["sent"], MiB)
+            s = c.uploads([(host, "/upload", bodies[0])])[0]
+            self.assertEqual(json.loads(s["data"])["sha256"], hashlib.sha256(bodies[0]).hexdigest())
+        finally:
+            c.close()
+        self.assertLess(time.monotonic() - t0, 30)
+
+    def test_uploads_h2c(self):
+        port = self.route("up.test", self.env.http)
+        self.uploads_on_one_connection(port, "up.test")
+        out = self.curl_h2("--http2-prior-knowledge", "--resolve", "up.test:%d:127.0.0.1" % port,
+                           "-w", "\n%{http_code}", "http://up.test:%d/hello" % port)
+        self.assertTrue(out.endswith(b"\n200"), out[-200:])
+
+    def test_uploads_over_tls(self):
+        port = self.route("upw", self.env.http)
+        name = "upw." + BASE
+        ctx = ssl.create_default_context(cafile=self.env.path("ca.pem"))
+        ctx.set_alpn_protocols(["h2"])
+        self.uploads_on_one_connection(port, name, tls=(ctx, name))
+        out = self.curl_h2("--http2", "-w", "\n%{http_code}", *self.tls_url(name, port, "/hello"))
+        self.assertTrue(out.endswith(b"\n200"), out[-200:])
+
+    # -- a reused backend connection the backend closed --
+
+    def test_retry_on_a_closed_reused_backend_connection(self):
+        """The backend closes each keep-alive connection 1 s after its
+        answer, unread: a stream sent on it 0.2 s after the answer (the
+        proxy reuses it, idle) meets a reset before any byte of answer. An
+        idempotent request (a GET; a PUT, its body held whole) goes again on
+        a new connection; a POST is never sent twice: 502 (RFC 9110 9.2.2)."""
+        port = self.route("ci.test", self.env.http)
+        path = "/close-idle?ms=1000"
+        c = H2(port)
+        retries0 = metric(self.metrics(), "hypercore_proxy_backend_retries_total") or 0
+
+        def one(method, body=b""):
+            sid, c.next_sid = c.next_sid, c.next_sid + 2
+            block = request_block("ci.test", path, method)
+            if body:
+                c.send(frame(HEADERS, END_HEADERS, sid,
+                             block + hpack_lit("content-length", str(len(body)))) +
+                       frame(DATA, END_STREAM, sid, body))
+            else:
+                c.send(frame(HEADERS, END_HEADERS | END_STREAM, sid, block))
+            got = [f for f in c.frames(lambda f: f[2] == sid and f[0] in (DATA, HEADERS, RST_STREAM)
+                                       and (f[1] & END_STREAM or f[0] == RST_STREAM))
+                   if f and f[2] == sid]
+            return got[0][3][:1] == b"\x88", b"".join(f[3] for f in got if f[0] == DATA)
+
+        try:
+            self.assertTrue(one("GET")[0])  # the backend connection to reuse
+            for method, body in (("GET", b""), ("PUT", b"p" * 5000)):
+                time.sleep(0.2)
+                ok, data = one(method, body)
+                self.assertTrue(ok, (method, data))
+                self.assertEqual(json.loads(data)["method"], method)
+            time.sleep(0.2)
+            ok, data = one("POST", b"x" * 100)
+            self.assertEqual((ok, data), (False, b"The backend did not answer.\n"))
+        finally:
+            c.close()
+        self.assertEqual(metric(self.metrics(), "hypercore_proxy_backend_retries_total") - retries0, 2)
+
     # -- gRPC to h2c backends --
 
     def test_grpc_through_an_h2c_route(self):
@@ -333,6 +533,21 @@ class ProxyH2Test(ProxyCase):
                             timeout=15)
             self.assertTrue(echo.cancelled["t1"])
             self.assertEqual(unary(b"after", timeout=10), b"after")
+            # the server ends the call while the client still streams: the
+            # answer comes whole and the client is stopped, not left to
+            # fill its windows (RFC 9113 8.1)
+            pulled = [0]
+
+            def messages():
+                for i in range(4000):  # 256 MiB if nothing stopped it
+                    pulled[0] += 1
+                    yield b"%05d" % i + b"u" * (64 * 1024)
+            t0 = time.monotonic()
+            got = ch.stream_unary("/hc.test.Echo/First")(messages(), timeout=30)
+            self.assertEqual(got[:5], b"00000")
+            self.assertLess(time.monotonic() - t0, 20)
+            self.assertLess(pulled[0], 4000)
+            self.assertEqual(unary(b"after first", timeout=10), b"after first")
 
     def test_grpc_through_termination(self):
         _, _, gport = self.echo()

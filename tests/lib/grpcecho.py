@@ -11,6 +11,8 @@ Service hc.test.Echo:
                  whether it was cancelled under the token
   Sleep(seconds as text) -> answers after that long (or when cancelled)
   Chat(stream of bytes) -> each message back as it comes (bidirectional)
+  First(stream of bytes) -> the first message back at once, the rest unread
+                 (the call ends while the client still sends)
 """
 
 import sys
@@ -60,12 +62,16 @@ class Echo:
         for m in requests:
             yield m
 
+    def first(self, requests, context):
+        return next(requests)
+
     def handler(self):
         u, s = grpc.unary_unary_rpc_method_handler, grpc.unary_stream_rpc_method_handler
         return grpc.method_handlers_generic_handler(SERVICE, {
             "Unary": u(self.unary), "Deadline": u(self.deadline), "Sleep": u(self.sleep),
             "Stream": s(self.stream), "Hold": s(self.hold),
-            "Chat": grpc.stream_stream_rpc_method_handler(self.chat)})
+            "Chat": grpc.stream_stream_rpc_method_handler(self.chat),
+            "First": grpc.stream_unary_rpc_method_handler(self.first)})
 
 
 def serve(addr):

@@ -322,6 +322,14 @@ class HTTPBackend(Backend):
       /reset?t=T           sends a head and 5 bytes, then resets;
                            records[T] = monotonic time of the reset
       /hold?t=T            reads until EOF or error: records[T] = (what, time)
+      /close-idle?ms=M     as /hello, keeping the connection, then closes it
+                           after M ms without reading what came meanwhile
+                           (a request sent then meets a reset): a backend
+                           closing idle keep-alive connections
+      /early?close=1       answers 200 "early" before reading the body; then
+                           reads the body and throws it away (nginx's way
+                           with a 405), or with close=1 closes on it unread
+                           (the kernel resets the connection)
     """
 
     def serve(self, c, peer):
@@ -392,6 +400,19 @@ class HTTPBackend(Backend):
             r.exact(size, h)
         c.sendall(response(200, json.dumps({"n": size, "sha256": h.hexdigest()}).encode(),
                            "application/json", close=closing(headers)))
+        return True
+
+    def do_close_idle(self, c, r, peer, method, path, headers, q, n):
+        self.do_hello(c, r, peer, method, path, headers, q, n)
+        time.sleep(int(q.get("ms", "200")) / 1000)
+        return False
+
+    def do_early(self, c, r, peer, method, path, headers, q, n):
+        close = q.get("close") == "1"
+        c.sendall(response(200, b"early\n", close=close or closing(headers)))
+        if close:
+            return False
+        r.exact(int(headers.get("content-length", "0")), hashlib.sha256())
         return True
 
     def do_ws(self, c, r, peer, method, path, headers, q, n):

@@ -1094,6 +1094,21 @@ static void test_tls_bad_sni(void **state)
 	assert_int_equal(hello_spec_parse(&s, 16384, &h), HC_PARSE_INVALID);
 }
 
+/* The methods a request may be sent again with (RFC 9110 9.2.2): exact,
+ * case-sensitive, and by length (not a prefix). */
+static void test_method_idempotent(void **state)
+{
+	static const char *const yes[] = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"};
+	static const char *const no[] = {"POST", "PATCH", "CONNECT", "get", "GETX", "GE", ""};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+		assert_true(hc_http_method_idempotent(yes[i], strlen(yes[i])));
+	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+		assert_false(hc_http_method_idempotent(no[i], strlen(no[i])));
+	assert_true(hc_http_method_idempotent("GET /x HTTP/1.1", 3));
+}
+
 static void test_tls_not_a_hello(void **state)
 {
 	struct hello_spec s = { .sni = "foo.example" };
@@ -1303,6 +1318,7 @@ int main(void)
 		cmocka_unit_test(test_tls_lengths_overflow),
 		cmocka_unit_test(test_tls_bad_sni),
 		cmocka_unit_test(test_tls_not_a_hello),
+		cmocka_unit_test(test_method_idempotent),
 		cmocka_unit_test(test_tls_size_limits),
 		cmocka_unit_test(test_tls_openssl_capture),
 	};
