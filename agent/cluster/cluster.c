@@ -329,6 +329,8 @@ int hc_cluster_start(struct hc_cluster *c, struct hc_err *err)
 		gc.name = c->node_id;
 	gc.on_event = on_gossip_event;
 	gc.event_arg = c;
+	gc.event_version = hc_cluster_digest_version;
+	gc.event_version_arg = c;
 	c->gossip = cfg->gossip_new ? cfg->gossip_new(cfg->gossip_arg, c->loop, &gc, err)
 				    : hc_gossip_new(c->loop, &gc, err);
 	if (!c->gossip)

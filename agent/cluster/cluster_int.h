@@ -545,6 +545,13 @@ void hc_cluster_state_install(struct hc_cluster *c, const char *sender, hc_pb_wo
 			      size_t n, const struct state_meta *m, bool verified, bool pin,
 			      const struct state_hints *hints);
 
+/* superseded.c: a state digest in serf's ring of recent events, as
+ * hc_gossip_event_version_fn (arg the cluster): its owner's name and its
+ * version, when this node holds that version (or a newer one) verified,
+ * so our push/pull leaves out the owner's older digests. */
+bool hc_cluster_digest_version(const char *name, const uint8_t *payload, size_t len,
+			       const uint8_t **key, size_t *key_len, uint64_t *version, void *arg);
+
 /* delta.c: states by digest and delta, pulled from their owner */
 int hc_cluster_delta_init(struct hc_cluster *c);
 void hc_cluster_delta_fini(struct hc_cluster *c);
@@ -559,6 +566,8 @@ int hc_cluster_delta_send(struct hc_cluster *c);
  * so, or (auto) a member may be a node that knows no digests. */
 bool hc_cluster_delta_want_chunks(struct hc_cluster *c);
 void hc_cluster_delta_on_digest(struct hc_cluster *c, const uint8_t *payload, size_t len);
+/* The version of the state last recorded (announced); 0 if none. */
+uint64_t hc_cluster_delta_recorded_version(const struct hc_cluster *c);
 /* The answer of pull id (rc 0, buf[0..len) the owner's StateDigest, taken)
  * or its failure (rc -errno; -EPROTO: an HTTP error status). */
 void hc_cluster_delta_pulled(struct hc_cluster *c, uint64_t id, int rc, uint8_t *buf,
