@@ -344,6 +344,7 @@ struct hc_cluster {
 
 	/* broadcasting */
 	uint64_t state_timer, housekeeping_timer;
+	uint64_t announce_timer; /* a broadcast off the periodic tick (a member joined) */
 	uint64_t last_hash, last_broadcast_ms;
 	uint64_t state_version; /* of our last broadcast; starts at the wall clock */
 	uint64_t version_mark;	/* what <state-dir>/state-version holds (version.c) */
@@ -467,6 +468,14 @@ bool hc_cluster_local_node_port_used(const struct hc_cluster *c, uint32_t port);
 /* state.c */
 void hc_cluster_state_changed(struct hc_cluster *c); /* local state changed: broadcast now */
 int64_t hc_cluster_state_tick(struct hc_loop *loop, uint64_t id, void *arg);
+/* A broadcast now, off the periodic tick (a one-shot announce_timer). */
+int64_t hc_cluster_state_announce(struct hc_loop *loop, uint64_t id, void *arg);
+/* When the periodic tick first runs after start, in ms (1..period): a point
+ * of the period picked by the node's name. Nodes started together (a fleet
+ * restarted at once) would otherwise refresh their states together every
+ * REFRESH_PERIODS, and each receiver take in all of them at once, each
+ * several times over (gossip's copies). */
+uint32_t hc_cluster_state_phase_ms(const struct hc_cluster *c);
 void hc_cluster_state_on_event(struct hc_cluster *c, const char *name, const uint8_t *payload,
 			       size_t len);
 void hc_cluster_state_forget_node(struct hc_cluster *c, const char *name, bool failed);
