@@ -139,6 +139,8 @@ void hc_cluster_free(struct hc_cluster *c)
 	c->closing = true;
 	if (c->state_timer)
 		hc_loop_del_timer(c->loop, c->state_timer);
+	if (c->announce_timer)
+		hc_loop_del_timer(c->loop, c->announce_timer);
 	if (c->housekeeping_timer)
 		hc_loop_del_timer(c->loop, c->housekeeping_timer);
 	hc_cluster_ops_cancel_all(c);
@@ -202,10 +204,12 @@ static void on_gossip_event(const struct hc_gossip_event *ev, void *arg)
 		break;
 	case HC_GOSSIP_EV_MEMBER_JOIN:
 		hc_cluster_members_sync(c);
-		/* a newcomer learns our state now, not at the next refresh */
-		c->broadcast_due = true;
-		hc_loop_del_timer(c->loop, c->state_timer);
-		c->state_timer = hc_loop_add_timer(c->loop, 0, hc_cluster_state_tick, c);
+		/* a newcomer learns our state now, not at the next refresh;
+		 * off the periodic tick, which keeps its phase: re-armed at
+		 * each join, every node's ticks would fall together */
+		if (!c->announce_timer)
+			c->announce_timer = hc_loop_add_timer(c->loop, 0, hc_cluster_state_announce,
+							      c);
 		break;
 	case HC_GOSSIP_EV_MEMBER_FAILED:
 		hc_cluster_state_forget_node(c, ev->member->name, true);
@@ -329,6 +333,8 @@ int hc_cluster_start(struct hc_cluster *c, struct hc_err *err)
 		gc.name = c->node_id;
 	gc.on_event = on_gossip_event;
 	gc.event_arg = c;
+	gc.event_version = hc_cluster_digest_version;
+	gc.event_version_arg = c;
 	c->gossip = cfg->gossip_new ? cfg->gossip_new(cfg->gossip_arg, c->loop, &gc, err)
 				    : hc_gossip_new(c->loop, &gc, err);
 	if (!c->gossip)
@@ -340,11 +346,15 @@ int hc_cluster_start(struct hc_cluster *c, struct hc_err *err)
 	clock_gettime(CLOCK_REALTIME, &now);
 	c->state_version = hc_cluster_version_first(
 		c, (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000);
-	/* gossip's event of our own join may have armed it already: once */
-	hc_loop_del_timer(c->loop, c->state_timer);
-	c->state_timer = hc_loop_add_timer(c->loop, 0, hc_cluster_state_tick, c);
+	/* our state at once (gossip's event of our own join may have asked
+	 * already: once), then the periodic tick at our phase */
+	if (!c->announce_timer)
+		c->announce_timer = hc_loop_add_timer(c->loop, 0, hc_cluster_state_announce, c);
+	c->state_timer = hc_loop_add_timer(c->loop, hc_cluster_state_phase_ms(c),
+					   hc_cluster_state_tick, c);
 	c->housekeeping_timer = hc_loop_add_timer(c->loop, HOUSEKEEPING_MS, housekeeping, c);
-	if (!c->state_timer || !c->housekeeping_timer || hc_cluster_beacon_start(c) < 0)
+	if (!c->announce_timer || !c->state_timer || !c->housekeeping_timer ||
+	    hc_cluster_beacon_start(c) < 0)
 		return hc_err_set(err, -ENOMEM, "out of memory");
 	hc_cluster_local_refresh(c);
 	if (cfg->njoin) {

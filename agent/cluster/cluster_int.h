@@ -344,6 +344,7 @@ struct hc_cluster {
 
 	/* broadcasting */
 	uint64_t state_timer, housekeeping_timer;
+	uint64_t announce_timer; /* a broadcast off the periodic tick (a member joined) */
 	uint64_t last_hash, last_broadcast_ms;
 	uint64_t state_version; /* of our last broadcast; starts at the wall clock */
 	uint64_t version_mark;	/* what <state-dir>/state-version holds (version.c) */
@@ -467,6 +468,14 @@ bool hc_cluster_local_node_port_used(const struct hc_cluster *c, uint32_t port);
 /* state.c */
 void hc_cluster_state_changed(struct hc_cluster *c); /* local state changed: broadcast now */
 int64_t hc_cluster_state_tick(struct hc_loop *loop, uint64_t id, void *arg);
+/* A broadcast now, off the periodic tick (a one-shot announce_timer). */
+int64_t hc_cluster_state_announce(struct hc_loop *loop, uint64_t id, void *arg);
+/* When the periodic tick first runs after start, in ms (1..period): a point
+ * of the period picked by the node's name. Nodes started together (a fleet
+ * restarted at once) would otherwise refresh their states together every
+ * REFRESH_PERIODS, and each receiver take in all of them at once, each
+ * several times over (gossip's copies). */
+uint32_t hc_cluster_state_phase_ms(const struct hc_cluster *c);
 void hc_cluster_state_on_event(struct hc_cluster *c, const char *name, const uint8_t *payload,
 			       size_t len);
 void hc_cluster_state_forget_node(struct hc_cluster *c, const char *name, bool failed);
@@ -545,6 +554,13 @@ void hc_cluster_state_install(struct hc_cluster *c, const char *sender, hc_pb_wo
 			      size_t n, const struct state_meta *m, bool verified, bool pin,
 			      const struct state_hints *hints);
 
+/* superseded.c: a state digest in serf's ring of recent events, as
+ * hc_gossip_event_version_fn (arg the cluster): its owner's name and its
+ * version, when this node holds that version (or a newer one) verified,
+ * so our push/pull leaves out the owner's older digests. */
+bool hc_cluster_digest_version(const char *name, const uint8_t *payload, size_t len,
+			       const uint8_t **key, size_t *key_len, uint64_t *version, void *arg);
+
 /* delta.c: states by digest and delta, pulled from their owner */
 int hc_cluster_delta_init(struct hc_cluster *c);
 void hc_cluster_delta_fini(struct hc_cluster *c);
@@ -559,6 +575,8 @@ int hc_cluster_delta_send(struct hc_cluster *c);
  * so, or (auto) a member may be a node that knows no digests. */
 bool hc_cluster_delta_want_chunks(struct hc_cluster *c);
 void hc_cluster_delta_on_digest(struct hc_cluster *c, const uint8_t *payload, size_t len);
+/* The version of the state last recorded (announced); 0 if none. */
+uint64_t hc_cluster_delta_recorded_version(const struct hc_cluster *c);
 /* The answer of pull id (rc 0, buf[0..len) the owner's StateDigest, taken)
  * or its failure (rc -errno; -EPROTO: an HTTP error status). */
 void hc_cluster_delta_pulled(struct hc_cluster *c, uint64_t id, int rc, uint8_t *buf,

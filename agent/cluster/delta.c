@@ -426,6 +426,11 @@ out:
 	return r;
 }
 
+uint64_t hc_cluster_delta_recorded_version(const struct hc_cluster *c)
+{
+	return c->delta && c->delta->recorded ? c->delta->version : 0;
+}
+
 int hc_cluster_state_since(struct hc_cluster *c, uint64_t since, uint8_t **buf, size_t *len)
 {
 	int r;

@@ -308,11 +308,24 @@ void hc_cluster_state_changed(struct hc_cluster *c)
 		broadcast_now(c);
 }
 
+static uint64_t rendezvous(const char *id, const char *node);
+
+/*
+ * An unchanged state goes again every REFRESH_PERIODS ticks. After a
+ * broadcast off the tick (a change, a member's join) it goes at the first
+ * tick half a period short of that or later, so the gap stays under
+ * REFRESH_PERIODS + 1/2 periods, well inside SILENCE_PERIODS.
+ */
+static bool refresh_due(const struct hc_cluster *c, uint64_t now)
+{
+	return now - c->last_broadcast_ms + period_ms(c) / 2 >=
+	       (uint64_t)REFRESH_PERIODS * period_ms(c);
+}
+
 int64_t hc_cluster_state_tick(struct hc_loop *loop, uint64_t id, void *arg)
 {
 	struct hc_cluster *c = arg;
 	hc_pb_workload **w = calloc(c->nlocal + 1, sizeof(*w));
-	uint64_t now = hc_loop_now_ms(loop);
 	bool changed;
 
 	(void)id;
@@ -321,10 +334,25 @@ int64_t hc_cluster_state_tick(struct hc_loop *loop, uint64_t id, void *arg)
 		return period_ms(c);
 	changed = hc_cluster_state_hash(w, announced(c, w), c->node_addr) != c->last_hash;
 	free(w);
-	if (changed || c->broadcast_due ||
-	    now - c->last_broadcast_ms >= (uint64_t)REFRESH_PERIODS * period_ms(c))
+	if (changed || c->broadcast_due || refresh_due(c, hc_loop_now_ms(loop)))
 		broadcast_now(c);
 	return period_ms(c);
+}
+
+int64_t hc_cluster_state_announce(struct hc_loop *loop, uint64_t id, void *arg)
+{
+	struct hc_cluster *c = arg;
+
+	(void)loop;
+	(void)id;
+	c->announce_timer = 0;
+	broadcast_now(c);
+	return HC_LOOP_TIMER_DONE;
+}
+
+uint32_t hc_cluster_state_phase_ms(const struct hc_cluster *c)
+{
+	return 1 + (uint32_t)(rendezvous("state tick", self_name(c)) % period_ms(c));
 }
 
 /* ---- receiving ---- */

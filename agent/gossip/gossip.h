@@ -72,6 +72,18 @@ struct hc_gossip_event {
 
 typedef void hc_gossip_event_fn(const struct hc_gossip_event *ev, void *arg);
 
+/*
+ * For a user event of which a receiver needs only the newest copy (a state
+ * digest: its owner's newer digest says all it did): sets *key (a span of
+ * name or payload, which it borrows) and *version, and returns true. Only
+ * for copies the application vouches for (a version it has verified), since
+ * a newer one of the same key leaves the older out of our push/pull. false:
+ * the event is always sent. Called on the loop thread, with event_version_arg.
+ */
+typedef bool hc_gossip_event_version_fn(const char *name, const uint8_t *payload, size_t len,
+					const uint8_t **key, size_t *key_len, uint64_t *version,
+					void *arg);
+
 struct hc_gossip_config {
 	const char *name;      /* unique node name (hypercore: the node id) */
 	struct hc_addr bind;   /* UDP and TCP; port 0 picks one */
@@ -103,6 +115,13 @@ struct hc_gossip_config {
 
 	hc_gossip_event_fn *on_event;
 	void *event_arg;
+	/* Serf's push/pull sends its whole ring of recent user events; with
+	 * this set, ours leaves out the events a newer one of the same key
+	 * supersedes (serf sends only what it holds, and receivers take any
+	 * subset). NULL: every event, as serf. Its own arg, so a wrapper that
+	 * taps on_event leaves it be. */
+	hc_gossip_event_version_fn *event_version;
+	void *event_version_arg;
 	uint64_t seed; /* random choices; 0 picks one */
 };
 

@@ -721,9 +721,14 @@ struct hc_ml *hc_ml_new(struct hc_loop *loop, const struct hc_ml_config *cfg,
 
 	ml->probe_timer = hc_loop_add_timer(loop, cfg->probe_interval_ms, hc_ml_probe_tick, ml);
 	ml->gossip_timer = hc_loop_add_timer(loop, cfg->gossip_interval_ms, hc_ml_gossip_tick, ml);
+	/* The first push/pull a random part of the interval later, as
+	 * memberlist's pushPullTrigger staggers it: nodes started together
+	 * would push/pull together, every member's state landing on each at
+	 * once, round after round. */
 	if (cfg->push_pull_interval_ms)
-		ml->push_pull_timer = hc_loop_add_timer(loop, cfg->push_pull_interval_ms,
-							hc_ml_push_pull_tick, ml);
+		ml->push_pull_timer = hc_loop_add_timer(
+			loop, cfg->push_pull_interval_ms + hc_ml_rnd(ml) % cfg->push_pull_interval_ms,
+			hc_ml_push_pull_tick, ml);
 	if (!ml->probe_timer || !ml->gossip_timer)
 		goto fail;
 	return ml;

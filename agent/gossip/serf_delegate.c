@@ -92,41 +92,55 @@ static void get_broadcasts(void *arg, size_t overhead, size_t limit, struct hc_g
 	}
 }
 
-static void local_state(void *arg, bool join, struct hc_gossip_mp_writer *w)
+/*
+ * The ring's events into slots (evs holds them all), less those drop marks:
+ * a slot left with none goes as nil, as an unused one. Receivers dedupe by
+ * (time, name, payload) and take whatever subset comes, so leaving events
+ * out changes nothing for them but the bytes.
+ */
+static void ring_slots(const struct hc_gossip *g, const bool *drop,
+		       struct hc_gossip_serf_event_slot *slots, struct hc_gossip_serf_event *evs)
 {
-	struct hc_gossip *g = arg;
-	struct hc_gossip_serf_event_slot *slots = calloc(RING, sizeof(*slots));
-	struct hc_gossip_serf_status_ltime *status = calloc(g->nmembers + 1, sizeof(*status));
-	struct hc_gossip_bytes *left = calloc(g->nmembers + 1, sizeof(*left));
-	struct hc_gossip_serf_push_pull pp = { 0 };
-	struct hc_gossip_serf_event *evs = NULL;
-	size_t total = 0;
+	size_t ix = 0, total = 0;
 
-	(void)join;
-	if (!slots || !status || !left)
-		goto out;
-	for (size_t i = 0; i < RING; i++)
-		total += g->events[i].used ? g->events[i].n : 0;
-	evs = calloc(total + 1, sizeof(*evs));
-	if (!evs)
-		goto out;
-	total = 0;
 	for (size_t i = 0; i < RING; i++) {
 		const struct event_slot *s = &g->events[i];
 
-		if (!s->used)
-			continue;
-		slots[i].used = true;
-		slots[i].ltime = s->ltime;
-		slots[i].events = &evs[total];
-		slots[i].nevents = s->n;
-		for (size_t k = 0; k < s->n; k++, total++) {
+		for (size_t k = 0; s->used && k < s->n; k++, ix++) {
+			if (drop[ix])
+				continue;
+			if (!slots[i].used) {
+				slots[i].used = true;
+				slots[i].ltime = s->ltime;
+				slots[i].events = &evs[total];
+			}
 			evs[total].name = (struct hc_gossip_bytes){ s->events[k].name,
 								    s->events[k].name_len };
-			evs[total].payload = (struct hc_gossip_bytes){ s->events[k].payload,
-								       s->events[k].payload_len };
+			evs[total++].payload = (struct hc_gossip_bytes){
+				s->events[k].payload, s->events[k].payload_len
+			};
+			slots[i].nevents++;
 		}
 	}
+}
+
+static void local_state(void *arg, bool join, struct hc_gossip_mp_writer *w)
+{
+	struct hc_gossip *g = arg;
+	size_t nevents = hc_serf_ring_events(g);
+	struct hc_gossip_serf_event_slot *slots = calloc(RING, sizeof(*slots));
+	struct hc_gossip_serf_status_ltime *status = calloc(g->nmembers + 1, sizeof(*status));
+	struct hc_gossip_bytes *left = calloc(g->nmembers + 1, sizeof(*left));
+	struct hc_gossip_serf_event *evs = calloc(nevents + 1, sizeof(*evs));
+	bool *drop = calloc(nevents + 1, sizeof(*drop));
+	struct hc_gossip_serf_push_pull pp = { 0 };
+
+	(void)join;
+	if (!slots || !status || !left || !evs || !drop)
+		goto out;
+	/* -ENOMEM marks none: then all go, as serf sends them */
+	(void)hc_serf_ring_superseded(g, drop);
+	ring_slots(g, drop, slots, evs);
 	for (size_t i = 0; i < g->nmembers; i++) {
 		const struct member *m = g->members[i];
 
@@ -144,6 +158,7 @@ static void local_state(void *arg, bool join, struct hc_gossip_mp_writer *w)
 	pp.left_members = left;
 	hc_gossip_serf_push_pull_encode(&pp, w);
 out:
+	free(drop);
 	free(evs);
 	free(slots);
 	free(status);

@@ -256,6 +256,80 @@ bool hc_serf_handle_user_event(struct hc_gossip *g, const struct hc_gossip_serf_
 	return true;
 }
 
+/* ---- what our push/pull leaves out ---- */
+
+struct versioned {
+	const uint8_t *key;
+	size_t key_len;
+	uint64_t version;
+	size_t ix; /* the event's place in ring order */
+};
+
+/* By key, then newest first. */
+static int versioned_cmp(const void *a, const void *b)
+{
+	const struct versioned *x = a, *y = b;
+	size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
+	int c = n ? memcmp(x->key, y->key, n) : 0;
+
+	if (c)
+		return c;
+	if (x->key_len != y->key_len)
+		return x->key_len < y->key_len ? -1 : 1;
+	return x->version > y->version ? -1 : x->version < y->version;
+}
+
+static bool same_key(const struct versioned *x, const struct versioned *y)
+{
+	return x->key_len == y->key_len && (!x->key_len || memcmp(x->key, y->key, x->key_len) == 0);
+}
+
+size_t hc_serf_ring_events(const struct hc_gossip *g)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < RING; i++)
+		n += g->events[i].used ? g->events[i].n : 0;
+	return n;
+}
+
+int hc_serf_ring_superseded(const struct hc_gossip *g, bool *drop)
+{
+	struct versioned *v;
+	size_t n = 0, ix = 0, head = 0;
+
+	if (!g->cfg.event_version)
+		return 0;
+	v = calloc(hc_serf_ring_events(g) + 1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < RING; i++) {
+		const struct event_slot *s = &g->events[i];
+
+		for (size_t k = 0; s->used && k < s->n; k++, ix++) {
+			const struct user_event *e = &s->events[k];
+			struct versioned *x = &v[n];
+
+			x->ix = ix;
+			if (g->cfg.event_version((const char *)e->name, e->payload, e->payload_len,
+						 &x->key, &x->key_len, &x->version,
+						 g->cfg.event_version_arg))
+				n++;
+		}
+	}
+	qsort(v, n, sizeof(*v), versioned_cmp);
+	/* each key's run starts with its newest; the rest of the run older or
+	 * equal, and only the strictly older ones are superseded */
+	for (size_t i = 1; i < n; i++) {
+		if (!same_key(&v[head], &v[i]))
+			head = i;
+		else if (v[i].version < v[head].version)
+			drop[v[i].ix] = true;
+	}
+	free(v);
+	return 0;
+}
+
 int hc_gossip_user_event(struct hc_gossip *g, const char *name, const uint8_t *payload,
 			 size_t len, bool coalesce)
 {

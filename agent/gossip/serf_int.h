@@ -230,6 +230,13 @@ void hc_serf_emit_member(struct hc_gossip *g, enum hc_gossip_event_type type,
 			 const struct member *m);
 void hc_serf_event_slot_clear(struct event_slot *slot);
 bool hc_serf_handle_user_event(struct hc_gossip *g, const struct hc_gossip_serf_user_event *e);
+/* The events in the ring, all slots together. */
+size_t hc_serf_ring_events(const struct hc_gossip *g);
+/* Sets drop[i] for each event of the ring (in slot order, each slot's in
+ * turn; drop has hc_serf_ring_events entries) that a newer one of the same
+ * key supersedes (cfg.event_version); leaves the others. 0, or -ENOMEM with
+ * nothing set. */
+int hc_serf_ring_superseded(const struct hc_gossip *g, bool *drop);
 
 /* ---- serf_query.c ---- */
 

@@ -93,6 +93,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (len > size - off)
 				len = size - off;
 			if (!answer) {
+				const uint8_t *key;
+				size_t key_len;
+				uint64_t version;
+
+				/* as our push/pull sees it in the ring, then delivered */
+				(void)hc_cluster_digest_version(HC_DIGEST_EVENT, data + off, len,
+								&key, &key_len, &version,
+								cluster);
 				hc_cluster_state_on_event(cluster, HC_DIGEST_EVENT, data + off, len);
 			} else if ((copy = malloc(len ? len : 1))) {
 				/* the answer of the latest pull of "fuzz" */

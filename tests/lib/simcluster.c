@@ -66,6 +66,8 @@ static void count_stream_done(void *arg, int err, const uint8_t *buf, size_t len
 	struct counted_stream *cs = arg;
 
 	cs->nd->rx_bytes += len;
+	cs->nd->rx_stream_bytes += len;
+	cs->nd->rx_streams += len > 0;
 	cs->done(cs->arg, err, buf, len);
 	free(cs);
 }
@@ -109,8 +111,11 @@ static int count_on_stream(void *arg, const struct hc_gossip_addr *from,
 	struct hc_simcluster_node *nd = arg;
 	int r = nd->inner.on_stream(nd->inner.arg, from, scan, buf, len, reply);
 
-	if (r != -ENODATA) /* the whole request is in (buf holds all read so far) */
+	if (r != -ENODATA) { /* the whole request is in (buf holds all read so far) */
 		nd->rx_bytes += len;
+		nd->rx_stream_bytes += len;
+		nd->rx_streams++;
+	}
 	return r;
 }
 
@@ -151,6 +156,8 @@ static struct hc_gossip *sim_gossip_new(void *arg, struct hc_loop *loop,
 	nd->event_arg = gc.event_arg;
 	gc.on_event = tap_event;
 	gc.event_arg = nd;
+	if (nd->whole_ring)
+		gc.event_version = NULL;
 	g = hc_gossip_new_with_transport(loop, &gc, hc_simnet_addr(nd->sc->net, nd->idx),
 					 &count_ops, nd, err);
 	if (!g)
@@ -175,6 +182,7 @@ static int64_t deliver(struct hc_loop *loop, uint64_t id, void *arg)
 		;
 	*pp = t->next;
 	nd->rx_bytes += t->len + HC_SIMCLUSTER_PULL_OVERHEAD;
+	nd->rx_pull_bytes += t->len + HC_SIMCLUSTER_PULL_OVERHEAD;
 	if (nd->c) {
 		uint64_t t0 = cpu_ns();
 

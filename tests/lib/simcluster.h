@@ -48,7 +48,12 @@ struct hc_simcluster_node {
 	enum hc_cluster_state_mode mode; /* set before starting */
 	enum hc_simcluster_serve serve;
 	bool drop_digests; /* digests reaching it are lost (a missed broadcast) */
+	bool whole_ring; /* its push/pull sends serf's whole ring, superseded digests too */
 	uint64_t rx_bytes, tx_bytes;
+	/* of rx_bytes: push/pull streams (both ways: what it was sent and
+	 * the answers to its own) and pull answers; the rest is UDP gossip */
+	uint64_t rx_stream_bytes, rx_pull_bytes;
+	uint64_t rx_streams; /* push/pull messages it took in (requests and answers) */
 	/* CPU time (this thread's, clock_gettime) the node's cluster spent on
 	 * received user events (states, digests) and pull answers */
 	uint64_t state_cpu_ns;

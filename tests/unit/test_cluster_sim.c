@@ -27,6 +27,7 @@
 #include "ibrl/ibrl.h"
 #include "log/log.h"
 #include "loop/loop.h"
+#include "pushpull.h"
 #include "simcluster.h"
 #include "simnet.h"
 #include "tmpdir.h"
@@ -2188,6 +2189,100 @@ static struct hc_simcluster *digest_cluster(int n, int started)
 	return sc;
 }
 
+/* The versions of owner's digests among g's events: in its ring (ring)
+ * or in its push/pull (!ring), up to max. */
+static size_t digest_versions(struct hc_gossip *g, const char *owner, bool ring, uint64_t *v,
+			      size_t max)
+{
+	struct hc_test_push_pull t;
+	size_t n = 0;
+
+	assert_int_equal(hc_test_push_pull(g, &t), 0);
+	for (size_t i = 0; i < RING; i++) {
+		const struct event_slot *rs = &g->events[i];
+		const struct hc_gossip_serf_event_slot *ps = &t.pp.slots[i];
+		size_t nev = ring ? (rs->used ? rs->n : 0) : (ps->used ? ps->nevents : 0);
+
+		for (size_t k = 0; k < nev; k++) {
+			const char *name = ring ? (const char *)rs->events[k].name
+						: (const char *)ps->events[k].name.ptr;
+			size_t name_len = ring ? rs->events[k].name_len : ps->events[k].name.len;
+			const uint8_t *pl = ring ? rs->events[k].payload : ps->events[k].payload.ptr;
+			size_t len = ring ? rs->events[k].payload_len : ps->events[k].payload.len;
+			Cluster__Services__Api__StateDigest *dg;
+
+			if (name_len != strlen(HC_DIGEST_EVENT) ||
+			    memcmp(name, HC_DIGEST_EVENT, name_len) != 0)
+				continue;
+			dg = cluster__services__api__state_digest__unpack(NULL, len, pl);
+			assert_non_null(dg);
+			if (strcmp(dg->node, owner) == 0 && n < max)
+				v[n++] = dg->state_version;
+			cluster__services__api__state_digest__free_unpacked(dg, NULL);
+		}
+	}
+	hc_test_push_pull_fini(&t);
+	return n;
+}
+
+/* A push/pull carries an owner's newest digest and leaves out the older
+ * ones the ring still holds (a receiver needs only the newest), on the
+ * owner and on the others alike; a digest newer than any verified one (a
+ * forger's, or one whose state is not in yet) counts for nothing. */
+static void test_push_pull_newest_digest_per_owner(void **state)
+{
+	struct hc_simcluster *sc = digest_cluster(3, 3);
+	char id[HC_WORKLOAD_ID_LEN + 1];
+	struct known_check k = { sc, id, "n0", -1 };
+	uint64_t v[64];
+	Cluster__Services__Api__StateDigest forged = CLUSTER__SERVICES__API__STATE_DIGEST__INIT;
+	const uint8_t *key;
+	size_t key_len, len;
+	uint64_t version, held;
+	uint8_t *buf;
+
+	(void)state;
+	for (int i = 0; i < 3; i++) {
+		add_workload(sc, 0, i, id);
+		assert_true(hc_simnet_run_until(sc->net, known_everywhere, &k, 5000) >= 0);
+	}
+	for (int i = 0; i < 2; i++) {
+		struct hc_gossip *g = sc->nodes[i].c->gossip;
+
+		held = i ? hc_cluster_state_peer(sc->nodes[i].c, "n0")->version
+			 : hc_cluster_delta_recorded_version(sc->nodes[0].c);
+		assert_true(digest_versions(g, "n0", true, v, 64) >= 3);
+		assert_int_equal(digest_versions(g, "n0", false, v, 64), 1);
+		assert_true(v[0] == held);
+		/* the others' digests: one each too */
+		assert_int_equal(digest_versions(g, "n2", false, v, 64), 1);
+	}
+
+	/* n0's name, a version far ahead: not vouched for */
+	forged.node = "n0";
+	forged.state_version = held + 1000;
+	buf = hc_cluster_pb_pack(&forged.base, &len);
+	assert_non_null(buf);
+	assert_false(hc_cluster_digest_version(HC_DIGEST_EVENT, buf, len, &key, &key_len, &version,
+					       sc->nodes[1].c));
+	free(buf);
+	forged.state_version = held - 1;
+	buf = hc_cluster_pb_pack(&forged.base, &len);
+	assert_non_null(buf);
+	assert_true(hc_cluster_digest_version(HC_DIGEST_EVENT, buf, len, &key, &key_len, &version,
+					      sc->nodes[1].c));
+	assert_int_equal(key_len, 2);
+	assert_memory_equal(key, "n0", 2);
+	assert_true(version == held - 1);
+	/* not a digest; a truncated one */
+	assert_false(hc_cluster_digest_version(HC_STATE_EVENT, buf, len, &key, &key_len, &version,
+					       sc->nodes[1].c));
+	assert_false(hc_cluster_digest_version(HC_DIGEST_EVENT, buf, len - 1, &key, &key_len,
+					       &version, sc->nodes[1].c));
+	free(buf);
+	hc_simcluster_free(sc);
+}
+
 #define BIG_NODE_WORKLOADS 10000
 #define SCALE_NODES 20
 
@@ -2645,6 +2740,7 @@ int main(void)
 		cmocka_unit_test(test_state_previous_release_digests),
 		cmocka_unit_test(test_state_whole_signature_only_for_previous_release),
 		cmocka_unit_test(test_state_missed_deltas_pulled),
+		cmocka_unit_test(test_push_pull_newest_digest_per_owner),
 		cmocka_unit_test(test_state_join_pulls_every_member),
 		cmocka_unit_test(test_state_forged_digest_and_pull_refused),
 		cmocka_unit_test(test_state_pulls_rate_limited_per_owner),

@@ -18,6 +18,7 @@
 #include "gossip/memberlist_int.h"
 #include "gossip/serf_int.h"
 #include "loop/loop.h"
+#include "pushpull.h"
 #include "simnet.h"
 
 #define MAX_NODES 8
@@ -28,6 +29,7 @@ struct node {
 	char name[16];
 	unsigned user_events, joins, leaves, fails, updates, reaps, queries;
 	char last_event[64];
+	char seen[8][64]; /* the first user events, "name:payload" */
 	bool respond; /* answer queries with our name */
 	bool left;
 	int joined;
@@ -40,6 +42,7 @@ struct cluster {
 	const char *const *keys; /* base64 */
 	size_t nkeys;
 	uint32_t coalesce_ms;
+	hc_gossip_event_version_fn *event_version;
 };
 
 
@@ -52,6 +55,9 @@ static void on_event(const struct hc_gossip_event *ev, void *arg)
 		nd->user_events++;
 		snprintf(nd->last_event, sizeof(nd->last_event), "%s:%.*s", ev->name, (int)ev->len,
 			 (const char *)ev->payload);
+		if (nd->user_events <= 8)
+			snprintf(nd->seen[nd->user_events - 1], sizeof(nd->seen[0]), "%s",
+				 nd->last_event);
 		break;
 	case HC_GOSSIP_EV_MEMBER_JOIN:
 		nd->joins++;
@@ -99,6 +105,7 @@ static void start_node(struct cluster *c, int i, const char *role)
 		.coalesce_ms = c->coalesce_ms,
 		.on_event = on_event,
 		.event_arg = nd,
+		.event_version = c->event_version,
 		.seed = 77 + (uint64_t)i,
 	};
 	struct hc_err err;
@@ -128,7 +135,8 @@ static void join_first(struct cluster *c, int i)
 			 0);
 }
 
-static struct cluster *cluster_new(int n, const char *const *keys, size_t nkeys)
+static struct cluster *cluster_new_with(int n, const char *const *keys, size_t nkeys,
+					hc_gossip_event_version_fn *event_version)
 {
 	struct cluster *c = calloc(1, sizeof(*c));
 
@@ -136,11 +144,17 @@ static struct cluster *cluster_new(int n, const char *const *keys, size_t nkeys)
 	c->n = n;
 	c->keys = keys;
 	c->nkeys = nkeys;
+	c->event_version = event_version;
 	for (int i = 0; i < n; i++) {
 		snprintf(c->nodes[i].name, sizeof(c->nodes[i].name), "n%d", i);
 		start_node(c, i, i % 2 ? "db" : "web");
 	}
 	return c;
+}
+
+static struct cluster *cluster_new(int n, const char *const *keys, size_t nkeys)
+{
+	return cluster_new_with(n, keys, nkeys, NULL);
 }
 
 static void cluster_free(struct cluster *c)
@@ -309,6 +323,120 @@ static void test_old_events_reach_a_later_joiner(void **state)
 	hc_simnet_run_ms(c->net, 1000);
 	assert_int_equal(c->nodes[2].user_events, 1);
 	assert_string_equal(c->nodes[2].last_event, "early:e");
+	cluster_free(c);
+}
+
+/*
+ * Events named "d" stand for state digests: payload "OWNER:VERSION", of
+ * which only the newest per owner matters; "?OWNER:VERSION" is one not
+ * vouched for (as a digest this node has not verified), always sent.
+ */
+static bool test_event_version(const char *name, const uint8_t *payload, size_t len,
+			       const uint8_t **key, size_t *key_len, uint64_t *version, void *arg)
+{
+	const uint8_t *colon = memchr(payload, ':', len);
+
+	(void)arg;
+	if (strcmp(name, "d") != 0 || !colon || payload[0] == '?')
+		return false;
+	*key = payload;
+	*key_len = (size_t)(colon - payload);
+	*version = strtoull((const char *)colon + 1, NULL, 10);
+	return true;
+}
+
+static bool seen(const struct node *nd, const char *ev)
+{
+	for (unsigned i = 0; i < nd->user_events && i < 8; i++)
+		if (strcmp(nd->seen[i], ev) == 0)
+			return true;
+	return false;
+}
+
+/* The events in g's push/pull, "name:payload" each, as a peer decodes them. */
+static size_t push_pull_events(struct hc_gossip *g, char out[][32], size_t max)
+{
+	struct hc_test_push_pull t;
+	size_t n = 0;
+
+	assert_int_equal(hc_test_push_pull(g, &t), 0);
+	assert_int_equal(t.pp.nslots, 512); /* serf's EventBuffer, nil where left out */
+	for (size_t i = 0; i < t.pp.nslots; i++) {
+		const struct hc_gossip_serf_event_slot *sl = &t.pp.slots[i];
+
+		for (size_t k = 0; sl->used && k < sl->nevents; k++, n++) {
+			assert_true(n < max);
+			snprintf(out[n], 32, "%.*s:%.*s", (int)sl->events[k].name.len,
+				 (const char *)sl->events[k].name.ptr,
+				 (int)sl->events[k].payload.len,
+				 (const char *)sl->events[k].payload.ptr);
+		}
+	}
+	hc_test_push_pull_fini(&t);
+	return n;
+}
+
+static bool listed(char evs[][32], size_t n, const char *ev)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(evs[i], ev) == 0)
+			return true;
+	return false;
+}
+
+/* Our push/pull leaves out a digest its owner's newer one supersedes, and
+ * keeps the newest, equal versions, unvouched ones and every other event;
+ * a node that missed them all still gets the newest from it. */
+static void test_push_pull_leaves_out_superseded(void **state)
+{
+	static const char *const sent[][2] = {
+		{ "d", "a:1" }, { "d", "b:1" }, { "x", "keep" }, { "d", "a:2" },
+		{ "d", "b:1 " /* b again, same version */ }, { "d", "?a:9" }, { "x", "a:0" },
+	};
+	struct cluster *c = cluster_new_with(3, NULL, 0, test_event_version);
+	char evs[16][32];
+	size_t n;
+
+	(void)state;
+	join_first(c, 1);
+	hc_simnet_run_ms(c->net, 2000);
+	for (size_t i = 0; i < sizeof(sent) / sizeof(sent[0]); i++)
+		assert_int_equal(hc_gossip_user_event(c->nodes[0].g, sent[i][0],
+						      (const uint8_t *)sent[i][1],
+						      strlen(sent[i][1]), false),
+				 0);
+	n = push_pull_events(c->nodes[0].g, evs, 16);
+	assert_int_equal(n, 6);
+	assert_false(listed(evs, n, "d:a:1"));
+	assert_true(listed(evs, n, "d:a:2"));
+	assert_true(listed(evs, n, "d:b:1"));
+	assert_true(listed(evs, n, "d:b:1 "));
+	assert_true(listed(evs, n, "d:?a:9"));
+	assert_true(listed(evs, n, "x:keep"));
+	assert_true(listed(evs, n, "x:a:0"));
+	/* Node 2 joins after the gossip died down: push/pull carries them. */
+	hc_simnet_run_ms(c->net, 10000);
+	join_first(c, 2);
+	hc_simnet_run_ms(c->net, 1000);
+	assert_int_equal(c->nodes[2].user_events, 6);
+	assert_true(seen(&c->nodes[2], "d:a:2"));
+	assert_false(seen(&c->nodes[2], "d:a:1"));
+	assert_true(seen(&c->nodes[2], "x:keep"));
+	cluster_free(c);
+}
+
+/* Without the hook (serf's way) the push/pull is the whole ring. */
+static void test_push_pull_whole_ring_without_hook(void **state)
+{
+	struct cluster *c = cluster_new(1, NULL, 0);
+	char evs[8][32];
+
+	(void)state;
+	assert_int_equal(hc_gossip_user_event(c->nodes[0].g, "d", (const uint8_t *)"a:1", 3, false),
+			 0);
+	assert_int_equal(hc_gossip_user_event(c->nodes[0].g, "d", (const uint8_t *)"a:2", 3, false),
+			 0);
+	assert_int_equal(push_pull_events(c->nodes[0].g, evs, 8), 2);
 	cluster_free(c);
 }
 
@@ -701,6 +829,8 @@ int main(void)
 		cmocka_unit_test(test_user_event_size_limit),
 		cmocka_unit_test(test_coalescing_keeps_the_newest),
 		cmocka_unit_test(test_old_events_reach_a_later_joiner),
+		cmocka_unit_test(test_push_pull_leaves_out_superseded),
+		cmocka_unit_test(test_push_pull_whole_ring_without_hook),
 		cmocka_unit_test(test_query_acks_and_responses),
 		cmocka_unit_test(test_query_direct_copy),
 		cmocka_unit_test(test_query_filters),

@@ -8,7 +8,10 @@
  *  - change: one workload more on a node that runs 10,000; the time until
  *    each other node routes it (p50/p99 over the receivers and changes,
  *    simulated ms), the bytes each receiver took off the wire meanwhile
- *    (all of its gossip, pulls included), and the CPU each receiver spent
+ *    (all of its gossip, pulls included; push/pull streams and pull answers
+ *    apart; and the bytes until it routed the change itself), with digests
+ *    as now and with push/pull carrying serf's whole event ring (as before
+ *    it left out superseded digests), and the CPU each receiver spent
  *    on it (real: thread CPU time around the cluster's handling of the
  *    received states, digests and pull answers);
  *  - join: a 21st node joins 20 nodes holding 10,000 workloads in all (500
@@ -25,6 +28,7 @@
  * (--state-broadcast chunked), "digest" the new one. The clock and the
  * network are simulated, the CPU figures are measured.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,12 +41,20 @@
 #include "simnet.h"
 
 #define NODES 20
-#define CHANGES 5
+#define CHANGES 5	       /* the CPU table's */
+#define TABLE_CHANGES 20 /* the size tables': push/pulls fall in a few windows of as many */
 #define LIMIT_MS 60000
 
 struct result {
 	double p50_ms, p99_ms, rx_p50, rx_p99, cpu_ms; /* change */
 	double st_p50, st_p99; /* change: state bytes (chunks, digests, pulls) per receiver */
+	/* change: per receiver, the push/pull streams and pull answers among
+	 * the bytes on the wire (the rest is UDP gossip) */
+	double pp_p50, pp_p99, pl_p50, pl_p99;
+	/* change: per receiver, the bytes until it routed the change itself
+	 * (the window above runs until the last receiver does) */
+	double own_p50, own_p99;
+	double pp_mean; /* change: one push/pull message as received, over the whole run */
 	double join_ms, join_rx;
 	bool change_timeout, join_timeout;
 };
@@ -55,11 +67,18 @@ static double pct(double *v, int n, double p)
 	return v[i];
 }
 
+static void p50_p99(double *v, int n, double *p50, double *p99)
+{
+	*p50 = pct(v, n, 0.5);
+	*p99 = pct(v, n, 0.99);
+}
+
 struct waiting {
 	struct hc_simcluster *sc;
 	const char *id, *owner;
 	int64_t *at; /* per node: when it first routed id (-1: not yet) */
 	int64_t now;
+	uint64_t *rx_at; /* per node: its rx_bytes then (NULL: not kept) */
 };
 
 static bool all_route(const void *ctx)
@@ -74,8 +93,11 @@ static bool all_route(const void *ctx)
 			continue;
 		if (w->at[i] < 0) {
 			o = hc_cluster_state_owner(w->sc->nodes[i].c, w->id);
-			if (o && strcmp(o, w->owner) == 0)
+			if (o && strcmp(o, w->owner) == 0) {
 				((struct waiting *)w)->at[i] = w->now;
+				if (w->rx_at)
+					w->rx_at[i] = w->sc->nodes[i].rx_bytes;
+			}
 		}
 		all &= w->at[i] >= 0;
 	}
@@ -86,7 +108,7 @@ static bool all_route(const void *ctx)
 static bool settled(struct hc_simcluster *sc, const char *id)
 {
 	int64_t at[NODES + 1];
-	struct waiting w = { sc, id, "n0", at, 0 };
+	struct waiting w = { sc, id, "n0", at, 0, NULL };
 
 	for (int i = 0; i <= NODES; i++)
 		at[i] = -1;
@@ -104,17 +126,25 @@ static uint64_t state_bytes(const struct hc_cluster *c)
 }
 
 /* One workload more on n0, which holds big, CHANGES times; n0 sends the
- * previous release's digests (no set hash) when whole_sig. */
-static void change(enum hc_cluster_state_mode mode, int big, bool whole_sig, struct result *r)
+ * previous release's digests (no set hash) when whole_sig; every node's
+ * push/pull sends serf's whole event ring (superseded digests too, as
+ * before) when whole_ring. */
+static void change(enum hc_cluster_state_mode mode, int big, int changes, bool whole_sig,
+		   bool whole_ring, struct result *r)
 {
 	struct hc_simcluster *sc = hc_simcluster_new(NODES, 11);
-	double lat[CHANGES * NODES], rx[CHANGES * NODES], st[CHANGES * NODES], cpu = 0;
+	double lat[TABLE_CHANGES * NODES], rx[TABLE_CHANGES * NODES], st[TABLE_CHANGES * NODES];
+	double pp[TABLE_CHANGES * NODES], pl[TABLE_CHANGES * NODES], own[TABLE_CHANGES * NODES];
+	double cpu = 0;
+	uint64_t streams = 0, stream_bytes = 0;
 	int nlat = 0, nrx = 0;
 	char id[HC_WORKLOAD_ID_LEN + 1];
 
 	sc->period_ms = 5000; /* the agent's default */
-	for (int i = 0; i < NODES; i++)
+	for (int i = 0; i < NODES; i++) {
 		sc->nodes[i].mode = mode;
+		sc->nodes[i].whole_ring = whole_ring;
+	}
 	hc_simcluster_preload(sc, 0, 0, big);
 	for (int i = 0; i < NODES; i++)
 		hc_simcluster_start(sc, i);
@@ -126,14 +156,20 @@ static void change(enum hc_cluster_state_mode mode, int big, bool whole_sig, str
 		return;
 	}
 	hc_simnet_run_ms(sc->net, 15000); /* past the join's traffic */
-	for (int k = 0; k < CHANGES; k++) {
+	for (int i = 0; i < NODES; i++) {
+		streams -= sc->nodes[i].rx_streams;
+		stream_bytes -= sc->nodes[i].rx_stream_bytes;
+	}
+	for (int k = 0; k < changes && k < TABLE_CHANGES; k++) {
 		int64_t at[NODES];
-		uint64_t rx0[NODES], cpu0[NODES], st0[NODES];
-		struct waiting w = { sc, id, "n0", at, 0 };
+		uint64_t rx0[NODES], cpu0[NODES], st0[NODES], pp0[NODES], pl0[NODES], rx_at[NODES];
+		struct waiting w = { sc, id, "n0", at, 0, rx_at };
 
 		for (int i = 0; i < NODES; i++) {
 			at[i] = -1;
 			rx0[i] = sc->nodes[i].rx_bytes;
+			pp0[i] = sc->nodes[i].rx_stream_bytes;
+			pl0[i] = sc->nodes[i].rx_pull_bytes;
 			st0[i] = state_bytes(sc->nodes[i].c);
 			cpu0[i] = sc->nodes[i].state_cpu_ns;
 		}
@@ -147,18 +183,26 @@ static void change(enum hc_cluster_state_mode mode, int big, bool whole_sig, str
 		for (int i = 1; i < NODES; i++) {
 			lat[nlat++] = (double)at[i];
 			st[nrx] = (double)(state_bytes(sc->nodes[i].c) - st0[i]);
+			pp[nrx] = (double)(sc->nodes[i].rx_stream_bytes - pp0[i]);
+			pl[nrx] = (double)(sc->nodes[i].rx_pull_bytes - pl0[i]);
+			own[nrx] = (double)(rx_at[i] - rx0[i]);
 			rx[nrx++] = (double)(sc->nodes[i].rx_bytes - rx0[i]);
 			cpu += (double)(sc->nodes[i].state_cpu_ns - cpu0[i]) / 1e6;
 		}
 		hc_simnet_run_ms(sc->net, 3000); /* the next change on a quiet cluster */
 	}
+	for (int i = 0; i < NODES; i++) {
+		streams += sc->nodes[i].rx_streams;
+		stream_bytes += sc->nodes[i].rx_stream_bytes;
+	}
+	r->pp_mean = streams ? (double)stream_bytes / (double)streams : 0;
 	if (nlat) {
-		r->p50_ms = pct(lat, nlat, 0.5);
-		r->p99_ms = pct(lat, nlat, 0.99);
-		r->rx_p50 = pct(rx, nrx, 0.5);
-		r->rx_p99 = pct(rx, nrx, 0.99);
-		r->st_p50 = pct(st, nrx, 0.5);
-		r->st_p99 = pct(st, nrx, 0.99);
+		p50_p99(lat, nlat, &r->p50_ms, &r->p99_ms);
+		p50_p99(rx, nrx, &r->rx_p50, &r->rx_p99);
+		p50_p99(st, nrx, &r->st_p50, &r->st_p99);
+		p50_p99(own, nrx, &r->own_p50, &r->own_p99);
+		p50_p99(pp, nrx, &r->pp_p50, &r->pp_p99);
+		p50_p99(pl, nrx, &r->pl_p50, &r->pl_p99);
 		r->cpu_ms = cpu / nlat;
 	}
 	hc_simcluster_free(sc);
@@ -182,14 +226,16 @@ static bool joiner_routes_all(const void *ctx)
 	return n == (size_t)join_total;
 }
 
-static void join(enum hc_cluster_state_mode mode, int total, struct result *r)
+static void join(enum hc_cluster_state_mode mode, int total, bool whole_ring, struct result *r)
 {
 	struct hc_simcluster *sc = hc_simcluster_new(NODES + 1, 13);
 	int64_t took;
 
 	sc->period_ms = 5000;
-	for (int i = 0; i <= NODES; i++)
+	for (int i = 0; i <= NODES; i++) {
 		sc->nodes[i].mode = mode;
+		sc->nodes[i].whole_ring = whole_ring;
+	}
 	for (int i = 0; i < NODES; i++)
 		hc_simcluster_preload(sc, i, 0, total / NODES);
 	for (int i = 0; i < NODES; i++)
@@ -209,49 +255,74 @@ static void join(enum hc_cluster_state_mode mode, int total, struct result *r)
 	hc_simcluster_free(sc);
 }
 
-static void row(const char *what, double old, double new, const char *unit, bool old_to,
-		bool new_to)
+/* One figure in each of n columns (2 or 3), "> LIMIT" where the run timed
+ * out; the ratio is the first column's over the last. */
+static void row(const char *what, int n, const double *v, const bool *to, const char *unit)
 {
-	char o[32], n[32], ratio[32] = "-";
+	char c[3][32] = { "", "", "" }, ratio[32] = "-";
 
-	snprintf(o, sizeof(o), old_to ? "> %.0f" : "%.1f", old_to ? LIMIT_MS : old);
-	snprintf(n, sizeof(n), new_to ? "> %.0f" : "%.1f", new_to ? LIMIT_MS : new);
-	if (!old_to && !new_to && new > 0)
-		snprintf(ratio, sizeof(ratio), "x%.1f", old / new);
-	printf("%-44s %14s %14s %8s  %s\n", what, o, n, ratio, unit);
+	for (int k = 0; k < n; k++)
+		snprintf(c[k], sizeof(c[k]), to[k] ? "> %.0f" : "%.1f", to[k] ? LIMIT_MS : v[k]);
+	if (!to[0] && !to[n - 1] && v[n - 1] > 0)
+		snprintf(ratio, sizeof(ratio), "x%.1f", v[0] / v[n - 1]);
+	if (n == 3)
+		printf("%-44s %14s %14s %14s %8s  %s\n", what, c[0], c[1], c[2], ratio, unit);
+	else
+		printf("%-44s %14s %14s %8s  %s\n", what, c[0], c[1], ratio, unit);
 }
+
+/* A row of the double at off in each of n results, timed out as the
+ * change (join false) or the join says. */
+static void result_row(const char *what, int n, const struct result *r, size_t off, bool join,
+		       const char *unit)
+{
+	double v[3];
+	bool to[3];
+
+	for (int k = 0; k < n; k++) {
+		memcpy(&v[k], (const char *)&r[k] + off, sizeof(v[k]));
+		to[k] = join ? r[k].join_timeout : r[k].change_timeout;
+	}
+	row(what, n, v, to, unit);
+}
+
+#define F(field) offsetof(struct result, field)
 
 static void table(int big)
 {
-	struct result old = { 0 }, new = { 0 };
+	struct result r[3] = { 0 }; /* chunked, digest with the whole ring, digest */
 
-	change(HC_CLUSTER_STATE_CHUNKED, big, false, &old);
-	change(HC_CLUSTER_STATE_AUTO, big, false, &new);
-	join(HC_CLUSTER_STATE_CHUNKED, big, &old);
-	join(HC_CLUSTER_STATE_AUTO, big, &new);
-	printf("\n%-44s %14s %14s %8s\n", "", "chunked (old)", "digest (new)", "old/new");
+	change(HC_CLUSTER_STATE_CHUNKED, big, TABLE_CHANGES, false, true, &r[0]);
+	change(HC_CLUSTER_STATE_AUTO, big, TABLE_CHANGES, false, true, &r[1]);
+	change(HC_CLUSTER_STATE_AUTO, big, TABLE_CHANGES, false, false, &r[2]);
+	join(HC_CLUSTER_STATE_CHUNKED, big, true, &r[0]);
+	join(HC_CLUSTER_STATE_AUTO, big, true, &r[1]);
+	join(HC_CLUSTER_STATE_AUTO, big, false, &r[2]);
+	printf("\n%-44s %14s %14s %14s %8s\n", "", "chunked (old)", "digest+ring", "digest (new)",
+	       "old/new");
 	printf("one workload more on a node of %d, reaching the other %d (%d changes):\n", big,
-	       NODES - 1, CHANGES);
-	row("  time to every node, p50", old.p50_ms, new.p50_ms, "ms (target p99 < 1000)",
-	    old.change_timeout, new.change_timeout);
-	row("  time to every node, p99", old.p99_ms, new.p99_ms, "ms", old.change_timeout,
-	    new.change_timeout);
-	row("  bytes on the wire per receiver, p50", old.rx_p50, new.rx_p50,
-	    "bytes (target < 10240)", old.change_timeout, new.change_timeout);
-	row("  bytes on the wire per receiver, p99", old.rx_p99, new.rx_p99, "bytes",
-	    old.change_timeout, new.change_timeout);
-	row("  of which states (chunks, digests, pulls), p50", old.st_p50, new.st_p50, "bytes",
-	    old.change_timeout, new.change_timeout);
-	row("  of which states, p99", old.st_p99, new.st_p99, "bytes", old.change_timeout,
-	    new.change_timeout);
-	row("  receiver CPU per change (mean)", old.cpu_ms, new.cpu_ms, "ms", old.change_timeout,
-	    new.change_timeout);
+	       NODES - 1, TABLE_CHANGES);
+	result_row("  time to every node, p50", 3, r, F(p50_ms), false,
+		   "ms (target p99 < 1000)");
+	result_row("  time to every node, p99", 3, r, F(p99_ms), false, "ms");
+	result_row("  bytes on the wire per receiver, p50", 3, r, F(rx_p50), false,
+		   "bytes (target < 10240)");
+	result_row("  bytes on the wire per receiver, p99", 3, r, F(rx_p99), false, "bytes");
+	result_row("  until it routed it itself, p50", 3, r, F(own_p50), false, "bytes");
+	result_row("  until it routed it itself, p99", 3, r, F(own_p99), false, "bytes");
+	result_row("  of which push/pull streams, p50", 3, r, F(pp_p50), false, "bytes");
+	result_row("  of which push/pull streams, p99", 3, r, F(pp_p99), false, "bytes");
+	result_row("  one push/pull message (mean, whole run)", 3, r, F(pp_mean), false, "bytes");
+	result_row("  of which pull answers, p50", 3, r, F(pl_p50), false, "bytes");
+	result_row("  of which pull answers, p99", 3, r, F(pl_p99), false, "bytes");
+	result_row("  states (chunks, digests, pulls), p50", 3, r, F(st_p50), false, "bytes");
+	result_row("  states, p99", 3, r, F(st_p99), false, "bytes");
+	result_row("  receiver CPU per change (mean)", 3, r, F(cpu_ms), false, "ms");
 	printf("a node joining %d nodes holding %d workloads in all (%d each):\n", NODES, big,
 	       big / NODES);
-	row("  time until it routes every workload", old.join_ms, new.join_ms,
-	    "ms (target < 3000)", old.join_timeout, new.join_timeout);
-	row("  bytes it received meanwhile", old.join_rx, new.join_rx, "bytes", old.join_timeout,
-	    new.join_timeout);
+	result_row("  time until it routes every workload", 3, r, F(join_ms), true,
+		   "ms (target < 3000)");
+	result_row("  bytes it received meanwhile", 3, r, F(join_rx), true, "bytes");
 }
 
 /* Receiver CPU per change as the owner grows: digests checked over the
@@ -264,19 +335,19 @@ static void cpu_table(void)
 	       NODES - 1, CHANGES);
 	printf("%-44s %14s %14s %8s\n", "", "whole (old)", "set hash (new)", "old/new");
 	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
-		struct result old = { 0 }, new = { 0 };
+		struct result r[2] = { 0 }; /* whole, set hash */
 		char what[64];
 
-		change(HC_CLUSTER_STATE_AUTO, sizes[k], true, &old);
-		change(HC_CLUSTER_STATE_AUTO, sizes[k], false, &new);
+		change(HC_CLUSTER_STATE_AUTO, sizes[k], CHANGES, true, false, &r[0]);
+		change(HC_CLUSTER_STATE_AUTO, sizes[k], CHANGES, false, false, &r[1]);
 		snprintf(what, sizeof(what), "  owner of %d: CPU per change", sizes[k]);
-		row(what, old.cpu_ms, new.cpu_ms, "ms", old.change_timeout, new.change_timeout);
+		result_row(what, 2, r, F(cpu_ms), false, "ms");
 		snprintf(what, sizeof(what), "  owner of %d: time to every node, p99", sizes[k]);
-		row(what, old.p99_ms, new.p99_ms, "ms", old.change_timeout, new.change_timeout);
+		result_row(what, 2, r, F(p99_ms), false, "ms");
 		snprintf(what, sizeof(what), "  owner of %d: bytes per receiver, p50", sizes[k]);
-		row(what, old.rx_p50, new.rx_p50, "bytes", old.change_timeout, new.change_timeout);
+		result_row(what, 2, r, F(rx_p50), false, "bytes");
 		snprintf(what, sizeof(what), "  owner of %d: state bytes per receiver, p99", sizes[k]);
-		row(what, old.st_p99, new.st_p99, "bytes", old.change_timeout, new.change_timeout);
+		result_row(what, 2, r, F(st_p99), false, "bytes");
 	}
 }
 
@@ -291,7 +362,9 @@ int main(int argc, char **argv)
 	       "events) and pulls each state, %d at a time. \"bytes on the wire\" is all a receiver\n"
 	       "took in while the change spread (others' periodic digests, probes, push/pull\n"
 	       "included: its p99 is whichever window a push/pull fell in); \"states\" the chunks,\n"
-	       "digests and pull answers among them.\n",
+	       "digests and pull answers among them. \"digest+ring\": digests, with push/pull\n"
+	       "carrying serf's whole ring of recent events (every older digest too), as before\n"
+	       "push/pull left out the digests a newer one of their owner supersedes.\n",
 	       NODES, LIMIT_MS, LIMIT_MS / 1000, 4);
 	/* "cpu": the CPU table alone; a number: the table of that size alone */
 	if (argc > 1 && atoi(argv[1]) > 0) {
