@@ -7,6 +7,13 @@
 
 #include "dataplane/dataplane.h"
 
+/* ---- loader.c, for every file that opens pins ---- */
+
+/* Sets err for a pin that is not there: name missing under pin_dir. Where
+ * /sys/fs/bpf is no bpf filesystem (`ip netns exec` gives each command a
+ * fresh /sys), says so: the agent's pins cannot be seen from here. -ENOENT. */
+int hc_dp_not_pinned(struct hc_err *err, const char *pin_dir, const char *name);
+
 /* ---- maps.c, maps_sync.c (the mirror), maps_snapshot.c ---- */
 
 /* What a kind of map held after the last sync: entries (key, then value,

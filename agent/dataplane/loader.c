@@ -79,8 +79,40 @@ static bool is_bpffs(const char *path)
 	return statfs(path, &st) == 0 && st.f_type == BPF_FS_MAGIC;
 }
 
+/* Whether this process has a mount namespace of its own, not init's (or,
+ * where init's cannot be read, as in some containers, not its parent's):
+ * what `ip netns exec` gives a command. false when it cannot tell. */
+static bool in_private_mount_ns(void)
+{
+	struct stat self, other;
+	char parent[64];
+
+	if (stat("/proc/self/ns/mnt", &self) < 0)
+		return false;
+	snprintf(parent, sizeof(parent), "/proc/%d/ns/mnt", (int)getppid());
+	if (stat("/proc/1/ns/mnt", &other) < 0 && stat(parent, &other) < 0)
+		return false;
+	return self.st_ino != other.st_ino || self.st_dev != other.st_dev;
+}
+
+int hc_dp_not_pinned(struct hc_err *err, const char *pin_dir, const char *name)
+{
+	if (strncmp(pin_dir, BPFFS_ROOT "/", strlen(BPFFS_ROOT) + 1) == 0 && !is_bpffs(BPFFS_ROOT))
+		return hc_err_set(err, -ENOENT,
+				  "no data plane pinned in %s (%s missing): %s is not a bpf "
+				  "filesystem here, so no agent's pins can be seen (under `ip netns "
+				  "exec` every command gets a fresh /sys: start the agent and run "
+				  "this with `nsenter --net=/run/netns/NAME` instead)",
+				  pin_dir, name, BPFFS_ROOT);
+	return hc_err_set(err, -ENOENT,
+			  "no data plane pinned in %s (%s missing): start an agent "
+			  "(hypercore cluster) or give --bpf-pin-dir", pin_dir, name);
+}
+
 /* Pins need bpffs. Like other BPF agents we mount it at its usual place when
- * the system has not; anywhere else the operator chose the place. */
+ * the system has not; anywhere else the operator chose the place. In a mount
+ * namespace of our own that mount, and so every pin, is seen by nobody else
+ * and goes with us: said at warning level, as it is never what is wanted. */
 static int ensure_pin_dir(const char *pin_dir, struct hc_err *err)
 {
 	int rc;
@@ -89,7 +121,15 @@ static int ensure_pin_dir(const char *pin_dir, struct hc_err *err)
 		if (mount("bpf", BPFFS_ROOT, "bpf", 0, "mode=0700") < 0)
 			return hc_err_set(err, -errno, "cannot mount bpffs on %s: %s", BPFFS_ROOT,
 					  strerror(errno));
-		hc_log(HC_LOG_INFO, "mounted bpffs on %s", BPFFS_ROOT);
+		if (in_private_mount_ns())
+			hc_log(HC_LOG_WARN,
+			       "mounted bpffs on %s in this process's own mount namespace "
+			       "(`ip netns exec`?): the pins under %s are invisible to `hypercore "
+			       "routes`, bpftool and every other process, and go when the agent "
+			       "stops; start it with `nsenter --net=/run/netns/NAME` to use the "
+			       "host's %s", BPFFS_ROOT, pin_dir, BPFFS_ROOT);
+		else
+			hc_log(HC_LOG_INFO, "mounted bpffs on %s", BPFFS_ROOT);
 	}
 	rc = hc_mkdir_p(pin_dir, 0700);
 	if (rc)
@@ -580,9 +620,7 @@ static int prog_from_pin(const char *pin_dir, const char *name, struct hc_err *e
 	if (fd >= 0)
 		return fd;
 	if (errno == ENOENT)
-		return hc_err_set(err, -ENOENT,
-				  "no data plane pinned in %s (%s missing): start an agent "
-				  "(hypercore cluster) or give --bpf-pin-dir", pin_dir, name);
+		return hc_dp_not_pinned(err, pin_dir, name);
 	return hc_err_set(err, -errno, "cannot open %s: %s", path, strerror(errno));
 }
 

@@ -57,10 +57,7 @@ int hc_dpmaps_init_from_pins(struct hc_dpmaps *m, const char *pin_dir, struct hc
 			rc = -errno;
 			hc_dpmaps_fini(m);
 			if (rc == -ENOENT)
-				return hc_err_set(err, rc,
-						  "no data plane pinned in %s (%s missing): start an agent "
-						  "(hypercore cluster) or give --bpf-pin-dir",
-						  pin_dir, map_slots[i].name);
+				return hc_dp_not_pinned(err, pin_dir, map_slots[i].name);
 			return hc_err_set(err, rc, "cannot open %s: %s", path, strerror(-rc));
 		}
 		*slot_fd(m, &map_slots[i]) = fd;
