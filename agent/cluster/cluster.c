@@ -282,6 +282,7 @@ static int64_t housekeeping(struct hc_loop *loop, uint64_t id, void *arg)
 	hc_cluster_state_housekeeping(c);
 	hc_cluster_delta_housekeeping(c);
 	hc_cluster_local_housekeeping(c);
+	hc_cluster_routes_hold_check(c);
 	hc_cluster_ops_check_acks(c);
 	if (c->members_sync_due)
 		hc_cluster_members_sync(c);
@@ -356,6 +357,8 @@ int hc_cluster_start(struct hc_cluster *c, struct hc_err *err)
 	if (!c->announce_timer || !c->state_timer || !c->housekeeping_timer ||
 	    hc_cluster_beacon_start(c) < 0)
 		return hc_err_set(err, -ENOMEM, "out of memory");
+	if (cfg->runtime)
+		hc_cluster_routes_hold(c); /* until the refresh below lists our workloads */
 	hc_cluster_local_refresh(c);
 	if (cfg->njoin) {
 		r = hc_gossip_join(c->gossip, cfg->join, cfg->njoin, JOIN_ATTEMPTS, false,

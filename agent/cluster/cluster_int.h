@@ -339,6 +339,9 @@ struct hc_cluster {
 	struct orphan *orphans;
 	size_t norphans;
 	uint64_t last_orphan_check_ms;
+	/* map syncs wait for the first listing of our workloads until this
+	 * loop time; 0: they do not wait (routes.c) */
+	uint64_t maps_hold_until_ms;
 	struct assembly *assemblies;
 	size_t nassemblies;
 
@@ -634,8 +637,17 @@ bool hc_cluster_beacon_endpoint_ok(const char *endpoint);
 struct hc_metrics_writer;
 void hc_cluster_beacon_collect(struct hc_cluster *c, struct hc_metrics_writer *w);
 
-/* routes.c: the local and known remote workloads -> the data plane maps */
+/* routes.c: the local and known remote workloads -> the data plane maps.
+ * Nothing while the maps are held (below). */
 void hc_cluster_routes_sync(struct hc_cluster *c);
+/* At start, with a runtime: map syncs wait until our workloads are listed
+ * (hc_cluster_routes_release) or a bound passes (hc_cluster_routes_hold_check,
+ * from housekeeping), so that a restart never withdraws what still runs. */
+void hc_cluster_routes_hold(struct hc_cluster *c);
+/* Ends the hold, if any, and syncs. listed: our workloads' first listing is
+ * in; false: the bound passed without it (logged). */
+void hc_cluster_routes_release(struct hc_cluster *c, bool listed);
+void hc_cluster_routes_hold_check(struct hc_cluster *c);
 /* The IP of a member's "ip:port" or "[ip6]:port" address. 0 or -EINVAL. */
 int hc_cluster_addr_ip(const char *hostport, struct hc_ipaddr *out);
 /* Every member's address (the member list, ours included) -> hc_members,

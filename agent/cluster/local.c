@@ -352,9 +352,12 @@ static void refresh_done(struct job *j)
 			hc_log(HC_LOG_WARN, "cannot list workloads: %s", rj->err.msg);
 		} else if (rj->gen != c->local_gen) {
 			again = true; /* listed before our own change: stale */
-		} else if (adopt(c, rj->list, rj->n)) {
-			c->local_gen++;
-			hc_cluster_state_changed(c);
+		} else {
+			if (adopt(c, rj->list, rj->n)) {
+				c->local_gen++;
+				hc_cluster_state_changed(c);
+			}
+			hc_cluster_routes_release(c, true); /* the first listing is in */
 		}
 	}
 	hc_workload_list_free(rj->list, rj->n);

@@ -242,7 +242,7 @@ void hc_cluster_routes_sync(struct hc_cluster *c)
 	struct hc_dp_sync_report rep;
 	int rc;
 
-	if (!c->cfg.maps || c->closing)
+	if (!c->cfg.maps || c->closing || c->maps_hold_until_ms)
 		return;
 	if (hc_cluster_routes_build(c, &d) < 0) {
 		c->map_sync_errors++;
@@ -267,6 +267,41 @@ void hc_cluster_routes_sync(struct hc_cluster *c)
 	}
 out:
 	hc_cluster_desired_fini(&d);
+}
+
+/*
+ * A restarted agent finds the maps as its predecessor left them: its own
+ * workloads' routes and node ports, which the other nodes' proxies forward
+ * to, and the routes to every other node's. Until the first listing of its
+ * workloads is in, c->local is empty, and a sync then (a peer's state came
+ * first) deleted those node ports until the listing came: every node's
+ * requests to this node's workloads failed meanwhile, a millisecond or, with
+ * containerd slow to answer, seconds (tests/chaos/upgrade.py). So the maps
+ * stay as they are until then. The bound is for a containerd that does not
+ * answer at all: its workloads' entries go after it, as before.
+ */
+#define MAPS_HOLD_MS 10000
+
+void hc_cluster_routes_hold(struct hc_cluster *c)
+{
+	c->maps_hold_until_ms = hc_loop_now_ms(c->loop) + MAPS_HOLD_MS;
+}
+
+void hc_cluster_routes_release(struct hc_cluster *c, bool listed)
+{
+	if (!c->maps_hold_until_ms)
+		return;
+	c->maps_hold_until_ms = 0;
+	if (!listed)
+		hc_log(HC_LOG_WARN, "our workloads are not listed %d s after start: syncing "
+				    "the maps without them", MAPS_HOLD_MS / 1000);
+	hc_cluster_routes_sync(c);
+}
+
+void hc_cluster_routes_hold_check(struct hc_cluster *c)
+{
+	if (c->maps_hold_until_ms && hc_loop_now_ms(c->loop) >= c->maps_hold_until_ms)
+		hc_cluster_routes_release(c, false);
 }
 
 int hc_cluster_addr_ip(const char *hostport, struct hc_ipaddr *out)

@@ -17,14 +17,24 @@ must be healthy again (tests/lib/chaoslib.py's checks) before the next.
 Failed probes are counted against nodes that were up; the run fails on any
 probe failure outside a replaced node's own restart window, on a workload
 lost or duplicated, or on a leak. A spawn and a stop through a new node
-against an old one, and the reverse, check the mixed cluster.
+against an old one, and the reverse, check the mixed cluster; those two
+workloads are probed once every node routes them and until their stop is
+asked (a spawn is answered before the other nodes have the new route, and a
+workload being stopped stops answering: neither is the upgrade's doing).
+
+The first map sync of every new agent must delete no node port (nothing is
+stopped meanwhile: one deleted belongs to a workload that still runs). Every
+failed probe is printed with when it failed (seconds since the prober
+started) and what the upgrade was doing then; --keep-logs DIR keeps every
+node's agent.log (both its agents') there.
 
 Usage: tests/chaos/upgrade.py [--from REV | --from-build DIR] [--build build]
-       [--nodes 3] [--workloads 4]
+       [--nodes 3] [--workloads 4] [--prefix hcu] [--subnet 235] [--keep-logs DIR]
 """
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -32,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -67,20 +78,53 @@ class Prober(threading.Thread):
         self.ch = ch
         self.stopping = False
         self.ok = 0
-        self.failed = []  # (time, node, workload, the node being replaced or None)
+        self.failed = []  # (time, node, workload, the node being replaced or None, phase)
         self.excused = set()  # node names being replaced: their failures are expected
+        self.phase = "start"  # what the main thread is doing, for the report
+        # The mixed phase's own workloads, from their spawn until every node
+        # routes them and from their stop on: a spawn is answered before the
+        # other nodes have the new workload's route (its owner's next state,
+        # 0.1-0.5 s), and a workload being stopped stops answering; neither
+        # is the upgrade's doing.
+        self.skip = set()
+        self.t0 = time.monotonic()
 
     def run(self):
         import chaoslib
         while not self.stopping:
             for nd in list(self.ch.live()):
-                for wid in sorted(self.ch.expected):
+                for wid in sorted(self.ch.expected - self.skip):
                     if chaoslib.answers(nd, wid, timeout=2):
                         self.ok += 1
-                    elif nd.running() and nd.name not in self.excused:
+                    elif nd.running() and nd.name not in self.excused and \
+                            wid in self.ch.expected and wid not in self.skip:
                         self.failed.append((time.monotonic(), nd.name, wid,
-                                            next(iter(self.excused), None)))
+                                            next(iter(self.excused), None), self.phase))
             time.sleep(0.1)
+
+
+def first_sync_deletes(nd):
+    """The node ports the first map sync of nd's newest agent deleted, from
+    its log. None when there was none. Nothing is stopped during an upgrade:
+    any deletion withdrew a node port of a workload that still runs (every
+    node's requests to it failed until the next sync)."""
+    with open(nd.log_path, errors="replace") as f:
+        lines = f.read().splitlines()
+    ready = max((i for i, l in enumerate(lines) if " ready: node " in l), default=None)
+    if ready is None:
+        return None
+    for l in lines[ready:]:
+        m = re.search(r"map sync: routes .*, node ports \+\d+ ~\d+ -(\d+)", l)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def keep_logs(ch, to):
+    os.makedirs(to, exist_ok=True)
+    for nd in ch.nodes:
+        if os.path.exists(nd.log_path):
+            shutil.copy(nd.log_path, os.path.join(to, "%s.log" % nd.name))
 
 
 def main():
@@ -93,6 +137,7 @@ def main():
     p.add_argument("--workloads", type=int, default=4)
     p.add_argument("--prefix", default="hcu")
     p.add_argument("--subnet", type=int, default=235)
+    p.add_argument("--keep-logs", metavar="DIR", help="copy every node's agent.log here")
     args = p.parse_args()
     new_bin = os.path.join(os.path.abspath(os.path.join(ROOT, args.build)), "hypercore")
     os.environ["HC_BIN"] = new_bin
@@ -131,21 +176,37 @@ def main():
         for nd in ch.nodes:
             t0 = time.monotonic()
             prober.excused.add(nd.name)
+            prober.phase = "%s stopping" % nd.name
             nd.stop()
             nd.bin = new_bin
+            prober.phase = "%s starting" % nd.name
             ch.restart(nd)
+            prober.phase = "%s started, waiting for health" % nd.name
             ch.cluster.wait_members(timeout=chaoslib.RECOVER_TIMEOUT)
             took = ch.wait_healthy("after replacing %s" % nd.name, t0)
             prober.excused.discard(nd.name)
+            deleted = first_sync_deletes(nd)
+            if deleted:
+                raise chaoslib.Failed("%s's new agent withdrew %d node ports of running "
+                                      "workloads in its first map sync" % (nd.name, deleted))
+            prober.phase = "after %s, checking leaks" % nd.name
             ch.check_leaks("after replacing %s" % nd.name)
+            prober.phase = "after %s" % nd.name
             print("upgrade: %s replaced, healthy %.1f s after its old agent stopped"
                   % (nd.name, took), flush=True)
             if nd is ch.nodes[0]:
                 # mixed cluster: a spawn through the new node onto an old one,
                 # and one through an old node onto the new one, then stops
-                a = ch.spawn(via=nd, on=ch.nodes[-1].index)
-                b = ch.spawn(via=ch.nodes[-1], on=nd.index)
+                prober.phase = "mixed spawns"
+                a, b = str(uuid.uuid4()), str(uuid.uuid4())
+                prober.skip |= {a, b}
+                ch.spawn(via=nd, on=ch.nodes[-1].index, wid=a)
+                ch.spawn(via=ch.nodes[-1], on=nd.index, wid=b)
                 ch.wait_healthy("mixed spawns", time.monotonic())
+                prober.skip -= {a, b}
+                time.sleep(3)  # probed through every node while they run
+                prober.phase = "mixed stops"
+                prober.skip |= {a, b}
                 ch.stop_workload(a, via=ch.nodes[-1])
                 ch.stop_workload(b, via=nd)
                 ch.settle("mixed stops")
@@ -156,13 +217,14 @@ def main():
         print("upgrade: %d probes answered, %d failed through nodes that were up"
               % (prober.ok, len(prober.failed)))
         during = {}
-        for _, _, _, replacing in prober.failed:
+        for _, _, _, replacing, _ in prober.failed:
             during[replacing] = during.get(replacing, 0) + 1
         for replacing, n in sorted(during.items(), key=lambda kv: str(kv[0])):
             print("upgrade:   %d while %s" % (n, "%s was replaced" % replacing if replacing
                                               else "no node was replaced"))
-        for t, name, wid, replacing in prober.failed[:10]:
-            print("upgrade:   failed through %s: %s" % (name, wid))
+        for t, name, wid, replacing, phase in prober.failed[:20]:
+            print("upgrade:   %6.1f s: failed through %s: %s (%s)"
+                  % (t - prober.t0, name, wid, phase))
         ok = not prober.failed
     except (chaoslib.Failed, RuntimeError, AssertionError, subprocess.CalledProcessError) as e:
         print("upgrade: FAILED: %s" % e)
@@ -172,6 +234,8 @@ def main():
         ok = False
     finally:
         if ch:
+            if args.keep_logs:  # before the teardown, which may remove them
+                keep_logs(ch, args.keep_logs)
             ch.stop()
         if wt:
             subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", wt],

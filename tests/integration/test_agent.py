@@ -287,6 +287,10 @@ class AgentHttp(hctest.TestCase):
                       'code="OK"} 1', text)
         self.assertIn('hypercore_http_requests_total{path="other",code="404"} 1', text)
         self.assertRegex(text, r"\nprocess_resident_memory_bytes [1-9]")
+        # malloc's figures (near 0 under ASan, whose allocator is not malloc's)
+        self.assertEqual(types["hypercore_heap_bytes"], "gauge")
+        self.assertRegex(text, r"\nhypercore_heap_bytes [0-9]")
+        self.assertRegex(text, r"\nhypercore_heap_free_bytes [0-9]")
         self.assertIn("hypercore_workload_count 0", text)
         self.assertCleanExit(self.a)
 
