@@ -43,4 +43,4 @@ if [[ ${1:-} == --all ]]; then
 fi
 
 echo "1..1"
-run_one "$1" "${2:-${HC_FUZZ_SECONDS:-15}}"
+run_one "$1" "${2:-${HC_FUZZ_SECONDS:-10}}"
