@@ -341,7 +341,10 @@ static bool test_event_version(const char *name, const uint8_t *payload, size_t 
 		return false;
 	*key = payload;
 	*key_len = (size_t)(colon - payload);
-	*version = strtoull((const char *)colon + 1, NULL, 10);
+	/* the payload is not NUL-terminated: parse only its own bytes */
+	*version = 0;
+	for (const uint8_t *p = colon + 1; p < payload + len && *p >= '0' && *p <= '9'; p++)
+		*version = *version * 10 + (uint64_t)(*p - '0');
 	return true;
 }
 
