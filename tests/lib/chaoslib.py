@@ -45,8 +45,11 @@ PROXY_PORT = 80
 # respawn may meet that once (docs/operations.md).
 RECOVER_TIMEOUT = 240
 CGROUP_PIDS = "/sys/fs/cgroup/pids/hypercore"
-# the embedded containerd's state, under the node's run dir (docs/runtime.md)
-CRI_NETNS = "embedded-containerd/io.containerd.grpc.v1.cri/netns"
+# the embedded containerd's state, under the node's run dir (docs/runtime.md);
+# a node first started by a release before 963bd09 keeps upstream's layout
+# (containerd/), so an upgraded node's netns are there
+CRI_NETNS = ("embedded-containerd/io.containerd.grpc.v1.cri/netns",
+             "containerd/io.containerd.grpc.v1.cri/netns")
 # Gossip timing as memberlist's LAN defaults (probe every 1 s, suspicion
 # multiplier 4): the agent's own defaults are upstream hypercore's (5 s, 6),
 # which take up to minutes to find a node failed; a shorter probe (500 ms)
@@ -342,7 +345,7 @@ class Chaos:
         veths = [x for x in r.stdout.splitlines() if " eth0@" not in x]
         if len(veths) != n:
             problems.append("%d workload veths for %d workloads" % (len(veths), n))
-        nets = glob.glob(os.path.join(nd.run_dir, CRI_NETNS, "cni-*"))
+        nets = [x for d in CRI_NETNS for x in glob.glob(os.path.join(nd.run_dir, d, "cni-*"))]
         if len(nets) != n:
             problems.append("%d CNI netns for %d workloads" % (len(nets), n))
         leases = [p for p in glob.glob(os.path.join(nd.state_dir, "cni-ipam", "*", "*"))
