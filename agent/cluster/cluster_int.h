@@ -349,6 +349,7 @@ struct hc_cluster {
 	uint64_t state_timer, housekeeping_timer;
 	uint64_t announce_timer; /* a broadcast off the periodic tick (a member joined) */
 	uint64_t last_hash, last_broadcast_ms;
+	bool last_broadcast_chunked; /* it carried upstream's chunks */
 	uint64_t state_version; /* of our last broadcast; starts at the wall clock */
 	uint64_t version_mark;	/* what <state-dir>/state-version holds (version.c) */
 	bool broadcast_due;

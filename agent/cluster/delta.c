@@ -51,6 +51,13 @@
  * it (hypercore nodes send one at least every REFRESH_PERIODS, and at
  * once when a member joins) is taken for a node that knows none. */
 #define DIGEST_GRACE_PERIODS 3
+/* The same for a member whose chunked state we hold: a node that sends
+ * chunks sends its digest in the same broadcast, so one missing a period
+ * later is a previous release's. Sooner than a silent member's, because
+ * such a node routes nothing of ours until our chunks come: a previous
+ * release forgets a node that leaves (an agent being upgraded), and takes
+ * its workloads back only from chunks. */
+#define DIGEST_GRACE_HELD_PERIODS 1
 
 const char *const hc_cluster_pull_failure_names[PULL_FAIL_REASONS] = {
 	"unavailable", "refused", "timeout", "too_large", "malformed", "mismatch", "rejected",
@@ -525,7 +532,7 @@ static uint64_t stranger_since(struct hc_cluster *c, const char *name, uint64_t 
 
 bool hc_cluster_delta_want_chunks(struct hc_cluster *c)
 {
-	uint64_t now = hc_loop_now_ms(c->loop), grace;
+	uint64_t now = hc_loop_now_ms(c->loop), grace, held_grace;
 	struct hc_gossip_member *ms;
 	size_t n = 0;
 	bool want = false;
@@ -536,6 +543,7 @@ bool hc_cluster_delta_want_chunks(struct hc_cluster *c)
 	if (!c->http_port || !c->delta->recorded)
 		return true;
 	grace = (uint64_t)DIGEST_GRACE_PERIODS * period_ms(c);
+	held_grace = (uint64_t)DIGEST_GRACE_HELD_PERIODS * period_ms(c);
 	ms = hc_cluster_members(c, &n);
 	for (size_t i = 0; ms && i < n && !want; i++) {
 		const struct peer *p;
@@ -544,7 +552,7 @@ bool hc_cluster_delta_want_chunks(struct hc_cluster *c)
 			continue;
 		p = hc_cluster_state_peer(c, ms[i].name);
 		if (p) /* an unversioned state is upstream's; a silent one an older node's */
-			want = !p->digests && (!p->version || now - p->first_ms > grace);
+			want = !p->digests && (!p->version || now - p->first_ms > held_grace);
 		else
 			want = now - stranger_since(c, ms[i].name, now) > grace;
 	}

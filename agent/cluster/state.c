@@ -286,6 +286,7 @@ static void broadcast_now(struct hc_cluster *c)
 	c->broadcast_due = false;
 	c->last_hash = hash;
 	c->last_broadcast_ms = hc_loop_now_ms(c->loop);
+	c->last_broadcast_chunked = chunks;
 	hc_log(HC_LOG_DEBUG, "state broadcast: %zu workloads in %zu chunks%s", n, nchunks,
 	       digest ? " and a digest" : "");
 out:
@@ -334,7 +335,10 @@ int64_t hc_cluster_state_tick(struct hc_loop *loop, uint64_t id, void *arg)
 		return period_ms(c);
 	changed = hc_cluster_state_hash(w, announced(c, w), c->node_addr) != c->last_hash;
 	free(w);
-	if (changed || c->broadcast_due || refresh_due(c, hc_loop_now_ms(loop)))
+	/* A member found to know no digests has none of our state: it gets
+	 * the chunks now, not at the next refresh. */
+	if (changed || c->broadcast_due || refresh_due(c, hc_loop_now_ms(loop)) ||
+	    (!c->last_broadcast_chunked && hc_cluster_delta_want_chunks(c)))
 		broadcast_now(c);
 	return period_ms(c);
 }

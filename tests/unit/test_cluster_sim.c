@@ -2705,6 +2705,37 @@ static void test_state_mixed_with_chunked_node(void **state)
 	hc_simcluster_free(sc);
 }
 
+static bool n0_sent_chunks(const void *arg)
+{
+	const struct hc_simcluster *sc = arg;
+
+	return sc->nodes[0].c->state_bytes_sent[STATE_BYTES_CHUNKED] > 0;
+}
+
+/* A node of a previous release (chunks only) joining nodes that send only
+ * digests routes nothing of theirs until their chunks come: they send them
+ * a period after its first state, not at their next refresh after the
+ * grace a silent member gets (a previous release forgets a node that
+ * leaves, and takes its workloads back only from chunks). */
+static void test_state_chunks_soon_for_a_previous_release(void **state)
+{
+	struct hc_simcluster *sc = hc_simcluster_new(3, 11);
+	int64_t took;
+
+	(void)state;
+	sc->nodes[2].mode = HC_CLUSTER_STATE_CHUNKED;
+	sc->nodes[2].drop_digests = true;
+	hc_simcluster_start(sc, 0);
+	hc_simcluster_start(sc, 1);
+	hc_simnet_run_ms(sc->net, 20 * sc->period_ms);
+	assert_int_equal(sc->nodes[0].c->state_bytes_sent[STATE_BYTES_CHUNKED], 0);
+	hc_simcluster_start(sc, 2);
+	took = hc_simnet_run_until(sc->net, n0_sent_chunks, sc, 30000);
+	/* its first state within a few hops; then one period and a tick */
+	assert_true(took >= 0 && took <= 3 * (int64_t)sc->period_ms);
+	hc_simcluster_free(sc);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2746,6 +2777,7 @@ int main(void)
 		cmocka_unit_test(test_state_pulls_rate_limited_per_owner),
 		cmocka_unit_test(test_state_bad_owners_bounded),
 		cmocka_unit_test(test_state_mixed_with_chunked_node),
+		cmocka_unit_test(test_state_chunks_soon_for_a_previous_release),
 	};
 
 	hc_log_set_level(getenv("HC_TEST_VERBOSE") ? (enum hc_log_level)atoi(getenv("HC_TEST_VERBOSE")) : HC_LOG_ERROR);
