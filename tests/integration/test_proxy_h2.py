@@ -449,6 +449,26 @@ class ProxyH2Test(ProxyCase):
                            "-w", "\n%{http_code}", "http://up.test:%d/hello" % port)
         self.assertTrue(out.endswith(b"\n200"), out[-200:])
 
+    def test_http1_upload_answered_early(self):
+        """The HTTP/1.1 path (splice), for comparison with the h2 engine's: a
+        backend answering a 4 MiB upload before reading it, then reading it
+        or closing on it: the client gets the whole answer either way, and
+        the connection serves the next request when the backend kept it."""
+        port = self.route("up1.test", self.env.http)
+        data = os.urandom(4 * MiB)
+        base = ["--http1.1", "--resolve", "up1.test:%d:127.0.0.1" % port, "-w", "\n%{http_code}"]
+        for q in ("", "?close=1"):
+            r = subprocess.run([*CURL, *base, "--data-binary", "@-",
+                                "http://up1.test:%d/early%s" % (port, q),
+                                "--next", *base, "http://up1.test:%d/hello" % port],
+                               input=data, capture_output=True, timeout=60)
+            # curl may fail its own send after the answer (the reset): the
+            # answer must have come whole all the same
+            self.assertTrue(r.stdout.startswith(b"early\n\n200"), (q, r.stdout[:200], r.stderr))
+            if not q:
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertTrue(r.stdout.endswith(b"\n200"), r.stdout[-200:])
+
     def test_uploads_over_tls(self):
         port = self.route("upw", self.env.http)
         name = "upw." + BASE
@@ -501,6 +521,16 @@ class ProxyH2Test(ProxyCase):
 
     # -- gRPC to h2c backends --
 
+    def cancel_seen(self, ch, echo, token):
+        """Whether the server sees a held call of ch cancelled by the client."""
+        call = grpcecho.stub(ch, "Hold", True)(token.encode(), timeout=30)
+        self.assertEqual(next(call), b"held")
+        call.cancel()
+        deadline = time.monotonic() + 5
+        while token not in echo.cancelled and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return echo.cancelled.get(token, False)
+
     def test_grpc_through_an_h2c_route(self):
         _, echo, gport = self.echo()
         port = self.route_h2c("grpc.test", "127.0.0.1:%d" % gport)
@@ -525,13 +555,10 @@ class ProxyH2Test(ProxyCase):
             with self.assertRaises(grpc.RpcError) as e:
                 ch.unary_unary("/hc.test.Echo/Nope")(b"", timeout=10)
             self.assertEqual(e.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
-            # cancelled by the client: RST_STREAM reaches the server
-            call = grpcecho.stub(ch, "Hold", True)(b"t1", timeout=30)
-            self.assertEqual(next(call), b"held")
-            call.cancel()
-            hctest.wait_for("the server to see the cancel", lambda: "t1" in echo.cancelled,
-                            timeout=15)
-            self.assertTrue(echo.cancelled["t1"])
+            # cancelled by the client: RST_STREAM reaches the server. grpcio
+            # itself misses one such cancel in about ten, with no proxy
+            # between (the server's handler never learns of it): three tries
+            self.assertTrue(any(self.cancel_seen(ch, echo, "t%d" % k) for k in range(3)))
             self.assertEqual(unary(b"after", timeout=10), b"after")
             # the server ends the call while the client still streams: the
             # answer comes whole and the client is stopped, not left to
