@@ -241,7 +241,7 @@ chaos: all $(CHAOS_LIBS)
 # The README's test command: install, build (gcc, and clang with ASan+UBSan),
 # run the suites (agents under the sanitizer build), print one "N passed, N failed" line.
 check: deps
-	$(Q)$(MAKE) --no-print-directory all unit
+	$(Q)$(MAKE) --no-print-directory all unit bench-bins
 	$(Q)$(MAKE) --no-print-directory BUILD=build/asan CC=clang SAN=1 all unit fuzzers
 	$(Q)$(MAKE) --no-print-directory check-run
 
@@ -266,7 +266,7 @@ fuzz: deps
 	$(Q)tools/fuzz.sh --all build/asan/fuzz $(or $(FUZZ_SECONDS),300)
 
 bench: deps
-	$(Q)$(MAKE) --no-print-directory all $(BENCH_BINS)
+	$(Q)$(MAKE) --no-print-directory all bench-bins
 	$(Q)HC_BUILD=$(BUILD) tools/bench/run.sh
 
 # Benchmark tools: standalone programs the tools/bench scripts run, and
@@ -288,6 +288,11 @@ $(BUILD)/bench/base/hc_tc.bpf.o:
 	$(Q)rm -f $@.tmp
 BENCH_BINS += $(BUILD)/bench/bench_routes $(BUILD)/bench/bench_placement
 BENCH_BINS += $(BUILD)/bench/bench_ibrl_sign $(BUILD)/bench/bench_gossip_sim $(BUILD)/bench/bench_state
+# The benchmark programs alone, built (not run) by make check too, so that
+# a change of the library's interfaces cannot leave make bench broken.
+.PHONY: bench-bins
+bench-bins: $(BENCH_BINS)
+
 $(BUILD)/bench/bench_%: $(OBJ)/tools/bench/bench_%.o $(TESTLIB) $(LIB)
 	$(call msg,LD,$@)
 	$(Q)mkdir -p $(@D)

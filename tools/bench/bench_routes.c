@@ -110,7 +110,8 @@ int main(void)
 {
 	static const size_t sizes[] = { 1000, 10000, 100000 };
 	struct hc_cluster_config cfg = { .base_url = "example.test" };
-	char dir[64], err[256];
+	char dir[64];
+	struct hc_err err = { 0 };
 	struct hc_loop *loop = NULL;
 	struct hc_cluster *c = NULL;
 	double prev = 0;
@@ -120,9 +121,9 @@ int main(void)
 		return 1;
 	cfg.state_dir = dir;
 	loop = hc_loop_new(NULL, NULL);
-	c = loop ? hc_cluster_new(loop, &cfg, err, sizeof(err)) : NULL;
+	c = loop ? hc_cluster_new(loop, &cfg, &err) : NULL;
 	if (!c) {
-		fprintf(stderr, "bench_routes: %s\n", loop ? err : "no loop");
+		fprintf(stderr, "bench_routes: %s\n", loop ? err.msg : "no loop");
 		goto out;
 	}
 	printf("routes from two peers' states claiming the same n workloads (best of %d)\n",
