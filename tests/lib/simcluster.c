@@ -11,6 +11,7 @@
 #include "fakert.h"
 #include "gossip/memberlist_int.h"
 #include "gossip/serf_int.h"
+#include "gossip/wire_int.h"
 #include "ibrl/ibrl.h"
 #include "loop/loop.h"
 #include "simnet.h"
@@ -38,12 +39,160 @@ static void die(const char *what, int r)
 
 /* ---- byte counting around simnet ---- */
 
+const char *const hc_simcluster_rx_kind_names[HC_SIMCLUSTER_RX_KINDS] = {
+	"probes (ping, ack)",
+	"membership (alive, suspect, dead)",
+	"digests with a change",
+	"digests re-sent (no change)",
+	"other user events",
+	"other serf messages",
+	"datagram framing",
+	"push/pull streams",
+	"pull answers",
+};
+
+/* The kind of a serf message (a memberlist user message's payload). */
+static enum hc_simcluster_rx_kind serf_kind(const uint8_t *buf, size_t len)
+{
+	static const size_t digest_len = sizeof(HC_DIGEST_EVENT) - 1;
+	struct hc_gossip_serf_msg m;
+	enum hc_simcluster_rx_kind kind = HC_SIMCLUSTER_RX_SERF_OTHER;
+	Cluster__Services__Api__StateDigest *dg;
+
+	if (hc_gossip_serf_decode(buf, len, &m) < 0)
+		return kind;
+	if (m.type == HC_GOSSIP_SERF_USER_EVENT) {
+		kind = HC_SIMCLUSTER_RX_EVENT_OTHER;
+		if (m.u.event.name.len == digest_len &&
+		    memcmp(m.u.event.name.ptr, HC_DIGEST_EVENT, digest_len) == 0 &&
+		    (dg = cluster__services__api__state_digest__unpack(
+			     NULL, m.u.event.payload.len, m.u.event.payload.ptr))) {
+			kind = dg->n_workloads || dg->n_removed ? HC_SIMCLUSTER_RX_DIGEST_DELTA
+								: HC_SIMCLUSTER_RX_DIGEST_RESEND;
+			hc_cluster_pb_free(dg);
+		}
+	}
+	hc_gossip_serf_msg_fini(&m);
+	return kind;
+}
+
+/* Adds a datagram's (or a part's) len bytes to by[] by what they carry:
+ * each message's own bytes to its kind, the wrappers' to framing. A
+ * compressed part's kinds are scaled to its size on the wire. */
+static void classify(uint64_t *by, const uint8_t *buf, size_t len, unsigned depth)
+{
+	struct hc_gossip_bytes parts[HC_GOSSIP_COMPOUND_MAX], inner;
+	struct hc_gossip_msg m;
+	size_t n = 0, sum = 0;
+	uint8_t *plain;
+
+	if (!len || depth > HC_GOSSIP_MAX_WRAP_DEPTH) {
+		by[HC_SIMCLUSTER_RX_FRAMING] += len;
+		return;
+	}
+	switch (buf[0]) {
+	case HC_GOSSIP_MSG_HAS_CRC:
+		if (hc_gossip_crc_unwrap(buf, len, &inner) < 0)
+			break;
+		by[HC_SIMCLUSTER_RX_FRAMING] += len - inner.len;
+		classify(by, inner.ptr, inner.len, depth + 1);
+		return;
+	case HC_GOSSIP_MSG_COMPOUND:
+		/* a truncated one: its parts before the cut */
+		(void)hc_gossip_compound_split(buf, len, parts, &n);
+		for (size_t i = 0; i < n; i++) {
+			classify(by, parts[i].ptr, parts[i].len, depth + 1);
+			sum += parts[i].len;
+		}
+		by[HC_SIMCLUSTER_RX_FRAMING] += len - sum;
+		return;
+	case HC_GOSSIP_MSG_COMPRESS: {
+		uint64_t sub[HC_SIMCLUSTER_RX_KINDS] = { 0 };
+		size_t plain_len, left = len;
+
+		if (hc_gossip_compress_unwrap(buf, len, HC_GOSSIP_UDP_MAX, &plain, &plain_len) < 0)
+			break;
+		classify(sub, plain, plain_len, depth + 1);
+		free(plain);
+		for (int k = 0; k < HC_SIMCLUSTER_RX_KINDS && plain_len; k++) {
+			uint64_t share = sub[k] * len / plain_len;
+
+			by[k] += share;
+			left -= share;
+		}
+		by[HC_SIMCLUSTER_RX_FRAMING] += left;
+		return;
+	}
+	default:
+		if (hc_gossip_msg_decode(buf, len, &m) < 0)
+			break;
+		switch (m.type) {
+		case HC_GOSSIP_MSG_ALIVE:
+		case HC_GOSSIP_MSG_SUSPECT:
+		case HC_GOSSIP_MSG_DEAD:
+			by[HC_SIMCLUSTER_RX_MEMBERSHIP] += len;
+			return;
+		case HC_GOSSIP_MSG_USER:
+			by[serf_kind(m.u.user.ptr, m.u.user.len)] += len;
+			return;
+		default:
+			by[HC_SIMCLUSTER_RX_PROBE] += len;
+			return;
+		}
+	}
+	by[HC_SIMCLUSTER_RX_SERF_OTHER] += len; /* undecodable: not ours to judge here */
+}
+
 struct counted_stream {
 	struct hc_simcluster_node *nd;
 	hc_gossip_stream_complete_fn *complete;
 	hc_gossip_stream_done_fn *done;
 	void *arg;
 };
+
+/* The bytes of the digests in a push/pull's serf part (serf's event ring). */
+static uint64_t ring_digest_bytes(const struct hc_gossip_push_pull *pp)
+{
+	static const size_t digest_len = sizeof(HC_DIGEST_EVENT) - 1;
+	struct hc_gossip_serf_push_pull spp;
+	uint64_t n = 0;
+
+	if (hc_gossip_serf_push_pull_decode(pp->user_state.ptr, pp->user_state.len, &spp) < 0)
+		return 0;
+	for (size_t i = 0; i < spp.nslots; i++) {
+		for (size_t k = 0; spp.slots[i].used && k < spp.slots[i].nevents; k++) {
+			const struct hc_gossip_serf_event *e = &spp.slots[i].events[k];
+
+			if (e->name.len == digest_len &&
+			    memcmp(e->name.ptr, HC_DIGEST_EVENT, digest_len) == 0)
+				n += e->payload.len;
+		}
+	}
+	hc_gossip_serf_push_pull_fini(&spp);
+	return n;
+}
+
+/* A push/pull stream taken in: its bytes, and what it holds unpacked. */
+static void count_push_pull(struct hc_simcluster_node *nd, const uint8_t *buf, size_t len)
+{
+	struct hc_gossip_push_pull pp;
+	uint8_t *msg;
+	size_t mlen;
+
+	nd->rx_bytes += len;
+	nd->rx_stream_bytes += len;
+	nd->rx_kind[HC_SIMCLUSTER_RX_PUSH_PULL] += len;
+	nd->rx_streams += len > 0;
+	if (hc_gossip_stream_open(NULL, buf, len, &msg, &mlen) < 0)
+		return;
+	nd->rx_pp_plain += mlen;
+	if (mlen && msg[0] == HC_GOSSIP_MSG_PUSH_PULL &&
+	    hc_gossip_push_pull_decode(msg, mlen, &pp) == 0) {
+		nd->rx_pp_plain_digests += ring_digest_bytes(&pp);
+		hc_gossip_push_pull_fini(&pp);
+	}
+	free(msg);
+}
 
 static int count_send_packet(void *ctx, const struct hc_gossip_addr *to, const uint8_t *buf,
 			     size_t len)
@@ -65,9 +214,7 @@ static void count_stream_done(void *arg, int err, const uint8_t *buf, size_t len
 {
 	struct counted_stream *cs = arg;
 
-	cs->nd->rx_bytes += len;
-	cs->nd->rx_stream_bytes += len;
-	cs->nd->rx_streams += len > 0;
+	count_push_pull(cs->nd, buf, len);
 	cs->done(cs->arg, err, buf, len);
 	free(cs);
 }
@@ -101,6 +248,7 @@ static void count_on_packet(void *arg, const struct hc_gossip_addr *from, const 
 	struct hc_simcluster_node *nd = arg;
 
 	nd->rx_bytes += len;
+	classify(nd->rx_kind, buf, len, 0);
 	nd->inner.on_packet(nd->inner.arg, from, buf, len);
 }
 
@@ -111,11 +259,8 @@ static int count_on_stream(void *arg, const struct hc_gossip_addr *from,
 	struct hc_simcluster_node *nd = arg;
 	int r = nd->inner.on_stream(nd->inner.arg, from, scan, buf, len, reply);
 
-	if (r != -ENODATA) { /* the whole request is in (buf holds all read so far) */
-		nd->rx_bytes += len;
-		nd->rx_stream_bytes += len;
-		nd->rx_streams++;
-	}
+	if (r != -ENODATA) /* the whole request is in (buf holds all read so far) */
+		count_push_pull(nd, buf, len);
 	return r;
 }
 
@@ -183,6 +328,7 @@ static int64_t deliver(struct hc_loop *loop, uint64_t id, void *arg)
 	*pp = t->next;
 	nd->rx_bytes += t->len + HC_SIMCLUSTER_PULL_OVERHEAD;
 	nd->rx_pull_bytes += t->len + HC_SIMCLUSTER_PULL_OVERHEAD;
+	nd->rx_kind[HC_SIMCLUSTER_RX_PULL] += t->len + HC_SIMCLUSTER_PULL_OVERHEAD;
 	if (nd->c) {
 		uint64_t t0 = cpu_ns();
 

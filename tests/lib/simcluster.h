@@ -37,6 +37,23 @@ enum hc_simcluster_serve {
 /* HTTP request and answer heads a pull costs on the wire beyond its body. */
 #define HC_SIMCLUSTER_PULL_OVERHEAD 400
 
+/* What a node's received bytes were (rx_kind): every datagram's messages
+ * by type, the datagram's own framing apart, then streams and pulls. */
+enum hc_simcluster_rx_kind {
+	HC_SIMCLUSTER_RX_PROBE,		/* ping, indirect ping, ack, nack */
+	HC_SIMCLUSTER_RX_MEMBERSHIP,	/* alive, suspect, dead */
+	HC_SIMCLUSTER_RX_DIGEST_DELTA,	/* digests carrying a change (workloads or removals) */
+	HC_SIMCLUSTER_RX_DIGEST_RESEND, /* digests carrying none: re-sends of a state */
+	HC_SIMCLUSTER_RX_EVENT_OTHER,	/* other user events (chunked states...) */
+	HC_SIMCLUSTER_RX_SERF_OTHER,	/* serf joins, leaves, queries, anything else */
+	HC_SIMCLUSTER_RX_FRAMING,	/* checksum and compound headers, each part's length */
+	HC_SIMCLUSTER_RX_PUSH_PULL,	/* push/pull streams, both ways */
+	HC_SIMCLUSTER_RX_PULL,		/* state pull answers, their HTTP heads included */
+	HC_SIMCLUSTER_RX_KINDS
+};
+
+extern const char *const hc_simcluster_rx_kind_names[HC_SIMCLUSTER_RX_KINDS];
+
 struct hc_simcluster_node {
 	struct hc_simcluster *sc;
 	int idx;
@@ -54,6 +71,10 @@ struct hc_simcluster_node {
 	 * the answers to its own) and pull answers; the rest is UDP gossip */
 	uint64_t rx_stream_bytes, rx_pull_bytes;
 	uint64_t rx_streams; /* push/pull messages it took in (requests and answers) */
+	uint64_t rx_kind[HC_SIMCLUSTER_RX_KINDS]; /* rx_bytes by kind: they sum to it */
+	/* of the push/pull streams taken in, unpacked (they travel
+	 * compressed): all their bytes, and their ring's digests' */
+	uint64_t rx_pp_plain, rx_pp_plain_digests;
 	/* CPU time (this thread's, clock_gettime) the node's cluster spent on
 	 * received user events (states, digests) and pull answers */
 	uint64_t state_cpu_ns;

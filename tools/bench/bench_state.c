@@ -14,6 +14,9 @@
  *    it left out superseded digests), and the CPU each receiver spent
  *    on it (real: thread CPU time around the cluster's handling of the
  *    received states, digests and pull answers);
+ *    and what filled each receiver's window, by kind (probes, the change's
+ *    own digests, other nodes' re-sent digests, push/pull, pulls...), beside
+ *    a quiet cluster's gossip per node and second;
  *  - join: a 21st node joins 20 nodes holding 10,000 workloads in all (500
  *    each); the time until it routes every one, and its bytes;
  *  - receiver CPU per change as the owner grows (1,000, 10,000, 50,000
@@ -44,6 +47,24 @@
 #define CHANGES 5	       /* the CPU table's */
 #define TABLE_CHANGES 20 /* the size tables': push/pulls fall in a few windows of as many */
 #define LIMIT_MS 60000
+#define QUIET_MS 60000 /* the background gossip is measured over as long */
+#define KINDS HC_SIMCLUSTER_RX_KINDS
+#define WINDOWS (TABLE_CHANGES * NODES)
+
+/* What filled the receivers' windows, kind by kind (simcluster's rx_kind). */
+struct breakdown {
+	double kind_p50[KINDS], kind_p99[KINDS]; /* each kind's own, over the windows */
+	/* the windows whose total is at the p50, the p99 and the largest:
+	 * their kinds, then their total */
+	double at[3][KINDS + 1];
+	/* the change's own bytes per receiver: every copy of its digests and
+	 * the pulls it set off, in its window and until the next change */
+	double cost_p50, cost_p99, cost_all_p50, cost_all_p99;
+	/* per node per second on the quiet cluster after the changes */
+	double bg[KINDS], bg_total;
+	double pp_digests; /* the digests' share of the push/pulls' unpacked bytes */
+	int windows;	   /* how many */
+};
 
 struct result {
 	double p50_ms, p99_ms, rx_p50, rx_p99, cpu_ms; /* change */
@@ -57,6 +78,7 @@ struct result {
 	double pp_mean; /* change: one push/pull message as received, over the whole run */
 	double join_ms, join_rx;
 	bool change_timeout, join_timeout;
+	struct breakdown bd;
 };
 
 static double pct(double *v, int n, double p)
@@ -125,6 +147,81 @@ static uint64_t state_bytes(const struct hc_cluster *c)
 	return n;
 }
 
+/* The change's own bytes among kinds: its digests and the pulls they set off. */
+static double change_cost(const double *kind)
+{
+	return kind[HC_SIMCLUSTER_RX_DIGEST_DELTA] + kind[HC_SIMCLUSTER_RX_PULL];
+}
+
+static double window_total(const double *kind)
+{
+	double t = 0;
+
+	for (int k = 0; k < KINDS; k++)
+		t += kind[k];
+	return t;
+}
+
+static int by_total(const void *a, const void *b)
+{
+	double x = window_total(a), y = window_total(b);
+
+	return x < y ? -1 : x > y;
+}
+
+/* The breakdown of nw windows' kinds (win, sorted here) and the change's
+ * cost until the next change (all). */
+static void breakdown_of(double (*win)[KINDS], double *all, int nw, struct breakdown *bd)
+{
+	double v[WINDOWS];
+	int rank[3] = { (int)(0.5 * (nw - 1) + 0.5), (int)(0.99 * (nw - 1) + 0.5), nw - 1 };
+
+	bd->windows = nw;
+
+	for (int k = 0; k < KINDS; k++) {
+		for (int i = 0; i < nw; i++)
+			v[i] = win[i][k];
+		p50_p99(v, nw, &bd->kind_p50[k], &bd->kind_p99[k]);
+	}
+	for (int i = 0; i < nw; i++)
+		v[i] = change_cost(win[i]);
+	p50_p99(v, nw, &bd->cost_p50, &bd->cost_p99);
+	p50_p99(all, nw, &bd->cost_all_p50, &bd->cost_all_p99);
+	qsort(win, (size_t)nw, sizeof(*win), by_total);
+	for (int r = 0; r < 3; r++) {
+		memcpy(bd->at[r], win[rank[r]], sizeof(win[0]));
+		bd->at[r][KINDS] = window_total(win[rank[r]]);
+	}
+}
+
+/* Every node's gossip over QUIET_MS with nothing changing: per node and
+ * second, by kind; and what the push/pulls were made of. */
+static void background(struct hc_simcluster *sc, struct breakdown *bd)
+{
+	uint64_t before[NODES][KINDS], plain = 0, digests = 0;
+
+	for (int i = 0; i < NODES; i++) {
+		memcpy(before[i], sc->nodes[i].rx_kind, sizeof(before[i]));
+		plain -= sc->nodes[i].rx_pp_plain;
+		digests -= sc->nodes[i].rx_pp_plain_digests;
+	}
+	hc_simnet_run_ms(sc->net, QUIET_MS);
+	bd->bg_total = 0;
+	for (int k = 0; k < KINDS; k++) {
+		uint64_t sum = 0;
+
+		for (int i = 0; i < NODES; i++)
+			sum += sc->nodes[i].rx_kind[k] - before[i][k];
+		bd->bg[k] = (double)sum / NODES / (QUIET_MS / 1000.0);
+		bd->bg_total += bd->bg[k];
+	}
+	for (int i = 0; i < NODES; i++) {
+		plain += sc->nodes[i].rx_pp_plain;
+		digests += sc->nodes[i].rx_pp_plain_digests;
+	}
+	bd->pp_digests = plain ? (double)digests / (double)plain : 0;
+}
+
 /* One workload more on n0, which holds big, CHANGES times; n0 sends the
  * previous release's digests (no set hash) when whole_sig; every node's
  * push/pull sends serf's whole event ring (superseded digests too, as
@@ -135,6 +232,8 @@ static void change(enum hc_cluster_state_mode mode, int big, int changes, bool w
 	struct hc_simcluster *sc = hc_simcluster_new(NODES, 11);
 	double lat[TABLE_CHANGES * NODES], rx[TABLE_CHANGES * NODES], st[TABLE_CHANGES * NODES];
 	double pp[TABLE_CHANGES * NODES], pl[TABLE_CHANGES * NODES], own[TABLE_CHANGES * NODES];
+	static double win[WINDOWS][KINDS]; /* each receiver's window by kind */
+	double all[WINDOWS]; /* the change's own bytes until the next change */
 	double cpu = 0;
 	uint64_t streams = 0, stream_bytes = 0;
 	int nlat = 0, nrx = 0;
@@ -163,10 +262,13 @@ static void change(enum hc_cluster_state_mode mode, int big, int changes, bool w
 	for (int k = 0; k < changes && k < TABLE_CHANGES; k++) {
 		int64_t at[NODES];
 		uint64_t rx0[NODES], cpu0[NODES], st0[NODES], pp0[NODES], pl0[NODES], rx_at[NODES];
+		uint64_t kind0[NODES][KINDS];
 		struct waiting w = { sc, id, "n0", at, 0, rx_at };
+		int first = nrx;
 
 		for (int i = 0; i < NODES; i++) {
 			at[i] = -1;
+			memcpy(kind0[i], sc->nodes[i].rx_kind, sizeof(kind0[i]));
 			rx0[i] = sc->nodes[i].rx_bytes;
 			pp0[i] = sc->nodes[i].rx_stream_bytes;
 			pl0[i] = sc->nodes[i].rx_pull_bytes;
@@ -186,17 +288,29 @@ static void change(enum hc_cluster_state_mode mode, int big, int changes, bool w
 			pp[nrx] = (double)(sc->nodes[i].rx_stream_bytes - pp0[i]);
 			pl[nrx] = (double)(sc->nodes[i].rx_pull_bytes - pl0[i]);
 			own[nrx] = (double)(rx_at[i] - rx0[i]);
+			for (int j = 0; j < KINDS; j++)
+				win[nrx][j] = (double)(sc->nodes[i].rx_kind[j] - kind0[i][j]);
 			rx[nrx++] = (double)(sc->nodes[i].rx_bytes - rx0[i]);
 			cpu += (double)(sc->nodes[i].state_cpu_ns - cpu0[i]) / 1e6;
 		}
 		hc_simnet_run_ms(sc->net, 3000); /* the next change on a quiet cluster */
+		for (int i = 1; i < NODES; i++) {
+			double d[KINDS];
+
+			for (int j = 0; j < KINDS; j++)
+				d[j] = (double)(sc->nodes[i].rx_kind[j] - kind0[i][j]);
+			all[first + i - 1] = change_cost(d);
+		}
 	}
 	for (int i = 0; i < NODES; i++) {
 		streams += sc->nodes[i].rx_streams;
 		stream_bytes += sc->nodes[i].rx_stream_bytes;
 	}
 	r->pp_mean = streams ? (double)stream_bytes / (double)streams : 0;
+	if (!r->change_timeout && changes == TABLE_CHANGES)
+		background(sc, &r->bd);
 	if (nlat) {
+		breakdown_of(win, all, nrx, &r->bd);
 		p50_p99(lat, nlat, &r->p50_ms, &r->p99_ms);
 		p50_p99(rx, nrx, &r->rx_p50, &r->rx_p99);
 		p50_p99(st, nrx, &r->st_p50, &r->st_p99);
@@ -288,6 +402,29 @@ static void result_row(const char *what, int n, const struct result *r, size_t o
 
 #define F(field) offsetof(struct result, field)
 
+/* What filled the receivers' windows (digests as now), kind by kind. */
+static void breakdown_table(const struct breakdown *bd)
+{
+	printf("what each receiver took in while the change spread (digest, now), by kind, in\n"
+	       "bytes: each kind's own p50 and p99 over the %d windows; the windows whose\n"
+	       "total is the p50, the p99 and the largest; and, per node and second, a quiet\n"
+	       "cluster's (%d s after the changes):\n", bd->windows, QUIET_MS / 1000);
+	printf("  %-36s %8s %8s %8s %8s %8s %10s\n", "", "p50", "p99", "win@p50", "win@p99",
+	       "win@max", "quiet, /s");
+	for (int k = 0; k < KINDS; k++)
+		printf("  %-36s %8.0f %8.0f %8.0f %8.0f %8.0f %10.0f\n",
+		       hc_simcluster_rx_kind_names[k], bd->kind_p50[k], bd->kind_p99[k],
+		       bd->at[0][k], bd->at[1][k], bd->at[2][k], bd->bg[k]);
+	printf("  %-36s %8s %8s %8.0f %8.0f %8.0f %10.0f\n", "total", "", "", bd->at[0][KINDS],
+	       bd->at[1][KINDS], bd->at[2][KINDS], bd->bg_total);
+	printf("  the change itself per receiver (its digests' copies, its pulls): p50 %.0f,\n"
+	       "  p99 %.0f bytes in the window; p50 %.0f, p99 %.0f until the next change; the\n"
+	       "  background gossip beside it: %.0f bytes per node per second. Push/pulls carry\n"
+	       "  %.0f%% digests (of their unpacked bytes).\n",
+	       bd->cost_p50, bd->cost_p99, bd->cost_all_p50, bd->cost_all_p99, bd->bg_total,
+	       100 * bd->pp_digests);
+}
+
 static void table(int big)
 {
 	struct result r[3] = { 0 }; /* chunked, digest with the whole ring, digest */
@@ -323,6 +460,8 @@ static void table(int big)
 	result_row("  time until it routes every workload", 3, r, F(join_ms), true,
 		   "ms (target < 3000)");
 	result_row("  bytes it received meanwhile", 3, r, F(join_rx), true, "bytes");
+	if (!r[2].change_timeout)
+		breakdown_table(&r[2].bd);
 }
 
 /* Receiver CPU per change as the owner grows: digests checked over the
