@@ -770,6 +770,20 @@ static bool same_workloads(const struct peer *p, const hc_pb_digest *dg)
 	return dg->workloads_hash == p->whash;
 }
 
+/* Whether dg's delta rebuilds its state from p's copy. A delta lists
+ * every workload changed since its base, so it does so from any copy at
+ * or after the base and before its own version: a pull's answer, a delta
+ * since the version held when it started, still fits once a digest
+ * applied meanwhile moved the copy on. The sum and the signature judge
+ * what it rebuilds. */
+static bool delta_fits(const struct peer *p, const hc_pb_digest *dg)
+{
+	if (dg->base_version && dg->base_version <= p->version &&
+	    (p->version < dg->state_version || dg->base_version == p->version))
+		return true;
+	return same_workloads(p, dg) && !dg->n_workloads && !dg->n_removed;
+}
+
 /* A digest or pull answer of sender: applied, matched, or why not. */
 static enum take_result take_digest(struct hc_cluster *c, const char *sender, hc_pb_digest *dg)
 {
@@ -789,8 +803,7 @@ static enum take_result take_digest(struct hc_cluster *c, const char *sender, hc
 			p->digests = true;
 		return MATCHED;
 	}
-	if (!dg->full && !(p && ((dg->base_version && dg->base_version == p->version) ||
-				 (same_workloads(p, dg) && !dg->n_workloads && !dg->n_removed))))
+	if (!dg->full && !(p && delta_fits(p, dg)))
 		return NEED_PULL;
 	if (!(up = take_upserts(dg, &nup)))
 		return IGNORED;
