@@ -312,34 +312,15 @@ void hc_cluster_state_changed(struct hc_cluster *c)
 static uint64_t rendezvous(const char *id, const char *node);
 
 /*
- * Whether this tick is one of this node's own for re-sends: every
- * REFRESH_PERIODS-th, at an offset picked by its name. Counted from the
- * last broadcast alone, every member's re-sends fell in the same period
- * (a member's join makes them all broadcast at once), and each receiver
- * took them all in within one period out of REFRESH_PERIODS.
- */
-static bool refresh_tick(const struct hc_cluster *c, uint64_t now)
-{
-	uint64_t phase = hc_cluster_state_phase_ms(c);
-	uint64_t k = now < phase ? 0 : (now - phase + period_ms(c) / 2) / period_ms(c);
-
-	return (k + rendezvous("state refresh", self_name(c))) % REFRESH_PERIODS == 0;
-}
-
-/*
- * An unchanged state goes again at this node's own refresh tick, once half
- * a period has passed since the last broadcast, or at any tick half a
- * period short of REFRESH_PERIODS after it: so the gap stays under
- * REFRESH_PERIODS + 1/2 periods, well inside SILENCE_PERIODS, and a
- * broadcast off the tick (a change, a member's join) moves no re-send off
- * the node's own ticks for longer than one.
+ * An unchanged state goes again every REFRESH_PERIODS ticks. After a
+ * broadcast off the tick (a change, a member's join) it goes at the first
+ * tick half a period short of that or later, so the gap stays under
+ * REFRESH_PERIODS + 1/2 periods, well inside SILENCE_PERIODS.
  */
 static bool refresh_due(const struct hc_cluster *c, uint64_t now)
 {
-	uint64_t since = now - c->last_broadcast_ms;
-
-	return (refresh_tick(c, now) && since >= period_ms(c) / 2) ||
-	       since + period_ms(c) / 2 >= (uint64_t)REFRESH_PERIODS * period_ms(c);
+	return now - c->last_broadcast_ms + period_ms(c) / 2 >=
+	       (uint64_t)REFRESH_PERIODS * period_ms(c);
 }
 
 int64_t hc_cluster_state_tick(struct hc_loop *loop, uint64_t id, void *arg)
