@@ -666,8 +666,8 @@ static void bound_malloc_arenas(void)
 
 	if (getenv("MALLOC_ARENA_MAX"))
 		return;
-	if (mallopt(M_ARENA_MAX, (int)(cpus > 0 && cpus < 4096 ? cpus : 1) + 2) != 1)
-		hc_log(HC_LOG_DEBUG, "mallopt(M_ARENA_MAX) refused: malloc keeps its default");
+	/* refused only by another allocator (a sanitizer's): it keeps its own */
+	(void)mallopt(M_ARENA_MAX, (int)(cpus > 0 && cpus < 4096 ? cpus : 1) + 2);
 }
 
 int hc_daemon_run(const struct hc_daemon_config *cfg, struct hc_err *err)
