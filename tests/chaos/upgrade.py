@@ -20,8 +20,8 @@ lost or duplicated, or on a leak. One kind is counted apart and printed, not
 failed: through an agent of the previous release, of a workload the node
 being replaced owns, while it is replaced. Releases before 5cc782b forget a
 leaving node's routes at once (this one keeps them 30 s), and nothing the
-new build does changes what an old agent routes. A spawn and a stop through a new node
-against an old one, and the reverse, check the mixed cluster; those two
+new build does changes what an old agent routes. A spawn and a stop
+through a new node against an old one, and the reverse, check the mixed cluster; those two
 workloads are probed once every node routes them and until their stop is
 asked (a spawn is answered before the other nodes have the new route, and a
 workload being stopped stops answering: neither is the upgrade's doing).
@@ -251,7 +251,7 @@ def main():
                 span[1], span[2] = t, span[2] + 1
             print("upgrade: %d more failed through agents of the previous release, of the "
                   "workloads of the node being replaced (that release forgets a leaving "
-                  "node's routes at once; docs/operations.md, \"Upgrades\"):"
+                  "node's routes at once; docs/operations.md, \"Rolling upgrades\"):"
                   % len(prober.old_leave))
             for (replacing, name), (a, b, n) in sorted(first.items(), key=lambda kv: kv[1][0]):
                 print("upgrade:   %d through %s while %s was replaced, %.1f-%.1f s"
