@@ -80,6 +80,8 @@ void hc_proxy_conn_close(struct hc_proxy_conn *c, bool reset)
 	if (c->ssl)
 		SSL_free(c->ssl);
 	account_bytes(c);
+	hc_proxy_wl_put(c->wl);
+	c->wl = NULL;
 	atomic_fetch_sub(&p->stats.active, 1);
 	if (c->fwd_charged)
 		atomic_fetch_sub(&p->fds_used, hc_proxy_fds_per_conn(p) - 1);
@@ -406,6 +408,7 @@ static void connect_backend(struct hc_proxy_conn *c, const struct hc_route_val *
 	c->route_val = *val;
 	if (!hc_proxy_charge_forwarding(c))
 		return;
+	hc_proxy_wl_put(c->wl); /* a keep-alive connection's previous route */
 	c->wl = hc_proxy_workload(p, c->route_host);
 	if (c->wl)
 		atomic_fetch_add(&c->wl->accepted, 1);

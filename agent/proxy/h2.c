@@ -183,6 +183,7 @@ static void stream_free(struct hc_h2_stream *st)
 	hc_h2_bq_free(&st->req);
 	hc_h2_bq_free(&st->resp);
 	hc_h2_bq_free(&st->raw);
+	hc_proxy_wl_put(st->wl);
 	free(st);
 }
 
@@ -390,6 +391,7 @@ static enum hc_proxy_answer route_cached(struct hc_h2_stream *st, const char *ho
 		st->val = h->last_val;
 		memcpy(st->route_host, h->last_route_host, sizeof(st->route_host));
 		st->wl = h->last_wl;
+		hc_proxy_wl_ref(st->wl);
 		return A_NONE;
 	}
 	a = hc_proxy_route_host(h->c, host, &st->val, st->route_host);
@@ -399,7 +401,9 @@ static enum hc_proxy_answer route_cached(struct hc_h2_stream *st, const char *ho
 	snprintf(h->last_host, sizeof(h->last_host), "%s", host);
 	h->last_val = st->val;
 	memcpy(h->last_route_host, st->route_host, sizeof(h->last_route_host));
+	hc_proxy_wl_put(h->last_wl);
 	h->last_wl = st->wl;
+	hc_proxy_wl_ref(h->last_wl); /* the cache's own */
 	return A_NONE;
 }
 
@@ -1200,6 +1204,7 @@ void hc_proxy_h2_fini(struct hc_proxy_conn *c)
 	}
 	hc_h2_up_idle_close(h);
 	hc_h2_bq_free(&h->out);
+	hc_proxy_wl_put(h->last_wl);
 	free(h);
 	c->h2 = NULL;
 }

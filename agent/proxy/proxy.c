@@ -105,18 +105,7 @@ int hc_proxy_watch(struct hc_proxy_conn *c, bool backend_side, unsigned events)
 
 struct hc_proxy_wl_stats *hc_proxy_workload(struct hc_proxy *p, const char *host)
 {
-	struct hc_proxy_wl_stats *found = NULL;
-
-	pthread_mutex_lock(&p->lock);
-	for (size_t i = 0; i < p->nworkloads && !found; i++)
-		if (strcmp(p->workloads[i].host, host) == 0)
-			found = &p->workloads[i];
-	if (!found && p->nworkloads < HC_PROXY_WORKLOADS_MAX) {
-		found = &p->workloads[p->nworkloads++];
-		snprintf(found->host, sizeof(found->host), "%s", host);
-	}
-	pthread_mutex_unlock(&p->lock);
-	return found; /* NULL once the table is full: those go uncounted */
+	return hc_proxy_wlstats_get(p->workloads, host);
 }
 
 /* ---- TLS context ---- */
@@ -484,6 +473,8 @@ void hc_proxy_refresh(struct hc_proxy *p)
 		bool have = false;
 
 		prev = &key;
+		/* a lock and a hash beside the lookup's system call */
+		hc_proxy_wlstats_mark(p->workloads, key.host);
 		if (key.port == 0)
 			continue; /* "any port": served wherever the proxy listens */
 		for (size_t i = 0; i < n && !have; i++)
@@ -491,6 +482,8 @@ void hc_proxy_refresh(struct hc_proxy *p)
 		if (!have && n < HC_PROXY_MAX_PORTS)
 			ports[n++] = key.port;
 	}
+	/* counters of hosts routed no more (a stopped workload) go */
+	hc_proxy_wlstats_sweep(p->workloads);
 	qsort(ports, n, sizeof(ports[0]), port_cmp);
 	hc_proxy_tickets_tick(p->tickets); /* here: this runs every second */
 	pthread_mutex_lock(&p->lock);
@@ -564,7 +557,7 @@ struct hc_proxy *hc_proxy_start(const struct hc_proxy_config *cfg, struct hc_err
 	p->bind_host = dup_or_null(cfg->bind_host ? cfg->bind_host : "0.0.0.0");
 	p->tls_cert = dup_or_null(cfg->tls_cert);
 	p->tls_key = dup_or_null(cfg->tls_key);
-	p->workloads = calloc(HC_PROXY_WORKLOADS_MAX, sizeof(*p->workloads));
+	p->workloads = hc_proxy_wlstats_new(HC_PROXY_WORKLOADS_MAX);
 	p->port_conns = calloc(65536, sizeof(*p->port_conns));
 	if (!p->pin_dir || !p->base_url || !p->bind_host || !p->workloads || !p->port_conns ||
 	    (cfg->tls_cert && !p->tls_cert) || (cfg->tls_key && !p->tls_key)) {
@@ -690,7 +683,7 @@ void hc_proxy_stop(struct hc_proxy *p)
 	free(p->bind_host);
 	free(p->tls_cert);
 	free(p->tls_key);
-	free(p->workloads);
+	hc_proxy_wlstats_free(p->workloads);
 	free(p->port_conns);
 	free(p);
 }
@@ -723,6 +716,33 @@ static void metric_one(struct hc_metrics_writer *mw, const char *name, const cha
 {
 	hc_metrics_family(mw, name, type, help);
 	hc_metrics_sample(mw, name, NULL, (double)atomic_load(value));
+}
+
+static void write_wl_connections(const struct hc_proxy_wl_stats *e, void *mw)
+{
+	const char *l[] = {"host", e->host, NULL};
+
+	hc_metrics_sample(mw, "hypercore_proxy_workload_connections_total", l,
+			  (double)atomic_load(&e->accepted));
+}
+
+static void write_wl_requests(const struct hc_proxy_wl_stats *e, void *mw)
+{
+	const char *l[] = {"host", e->host, NULL};
+
+	hc_metrics_sample(mw, "hypercore_proxy_workload_requests_total", l,
+			  (double)atomic_load(&e->requests));
+}
+
+static void write_wl_bytes(const struct hc_proxy_wl_stats *e, void *mw)
+{
+	const char *lu[] = {"host", e->host, "direction", "to_backend", NULL};
+	const char *ld[] = {"host", e->host, "direction", "to_client", NULL};
+
+	hc_metrics_sample(mw, "hypercore_proxy_workload_bytes_total", lu,
+			  (double)atomic_load(&e->to_backend));
+	hc_metrics_sample(mw, "hypercore_proxy_workload_bytes_total", ld,
+			  (double)atomic_load(&e->to_client));
 }
 
 static void collect(struct hc_metrics_writer *mw, void *arg)
@@ -802,34 +822,14 @@ static void collect(struct hc_metrics_writer *mw, void *arg)
 	}
 	hc_metrics_family(mw, "hypercore_proxy_workload_connections_total", "counter",
 			  "Connections routed to each route host (workload id or static host)");
-	pthread_mutex_lock(&p->lock);
-	for (size_t i = 0; i < p->nworkloads; i++) {
-		const char *l[] = {"host", p->workloads[i].host, NULL};
-
-		hc_metrics_sample(mw, "hypercore_proxy_workload_connections_total", l,
-				  (double)atomic_load(&p->workloads[i].accepted));
-	}
+	hc_proxy_wlstats_each(p->workloads, write_wl_connections, mw);
 	hc_metrics_family(mw, "hypercore_proxy_workload_requests_total", "counter",
 			  "HTTP requests forwarded for each route host (sockmap mode: the first "
 			  "of each connection)");
-	for (size_t i = 0; i < p->nworkloads; i++) {
-		const char *l[] = {"host", p->workloads[i].host, NULL};
-
-		hc_metrics_sample(mw, "hypercore_proxy_workload_requests_total", l,
-				  (double)atomic_load(&p->workloads[i].requests));
-	}
+	hc_proxy_wlstats_each(p->workloads, write_wl_requests, mw);
 	hc_metrics_family(mw, "hypercore_proxy_workload_bytes_total", "counter",
 			  "Bytes forwarded for each route host");
-	for (size_t i = 0; i < p->nworkloads; i++) {
-		const char *lu[] = {"host", p->workloads[i].host, "direction", "to_backend", NULL};
-		const char *ld[] = {"host", p->workloads[i].host, "direction", "to_client", NULL};
-
-		hc_metrics_sample(mw, "hypercore_proxy_workload_bytes_total", lu,
-				  (double)atomic_load(&p->workloads[i].to_backend));
-		hc_metrics_sample(mw, "hypercore_proxy_workload_bytes_total", ld,
-				  (double)atomic_load(&p->workloads[i].to_client));
-	}
-	pthread_mutex_unlock(&p->lock);
+	hc_proxy_wlstats_each(p->workloads, write_wl_bytes, mw);
 }
 
 int hc_proxy_register_metrics(struct hc_proxy *p, struct hc_metrics *m)

@@ -15,6 +15,7 @@
 #include "proxy/iplimit.h"
 #include "proxy/parse.h"
 #include "proxy/proxy.h"
+#include "proxy/wlstats.h"
 
 #define HC_PROXY_MAX_PORTS 1024
 #define HC_PROXY_PIPE_SIZE (1024 * 1024) /* a pooled pipe, splice mode */
@@ -35,7 +36,7 @@
 #define HC_PROXY_DRAIN_MS 2000 /* reading what follows an error response */
 #define HC_PROXY_TICK_MS 250 /* timeout resolution */
 #define HC_PROXY_WHEEL 256 /* timer wheel slots of a tick each: 64 s around */
-#define HC_PROXY_WORKLOADS_MAX 4096 /* per-workload counters kept */
+#define HC_PROXY_WORKLOADS_MAX 16384 /* route hosts counted at once */
 /* Idle keep-alive backend connections (pool.c): a worker keeps at most
  * HC_PROXY_IDLE_MAX, HC_PROXY_IDLE_PER_BACKEND of them to one address, each
  * for HC_PROXY_IDLE_MS: well under the keep-alive timeouts backends use
@@ -65,12 +66,6 @@ enum hc_proxy_error {
 };
 
 /* Counters for one workload (route host), summed over workers. */
-struct hc_proxy_wl_stats {
-	char host[HC_ROUTE_HOST_MAX];
-	atomic_uint_fast64_t accepted, to_backend, to_client;
-	atomic_uint_fast64_t requests; /* request heads sent on (every mode but sockmap) */
-};
-
 /* Which limit refused a connection at accept. */
 enum hc_proxy_limit {
 	HC_PROXY_LIMIT_PORT, /* --proxy-max-conns */
@@ -292,7 +287,7 @@ struct hc_proxy {
 	bool (*route_lookup)(const struct hc_route_key *key, struct hc_route_val *val);
 	int splice_fd, splice_peer_fd; /* sockmap mode */
 	struct hc_sockmap *sockmap;
-	pthread_mutex_t lock; /* ports, gen, tls_ctx, workloads */
+	pthread_mutex_t lock; /* ports, gen, tls_ctx */
 	uint16_t ports[HC_PROXY_MAX_PORTS];
 	size_t nports;
 	uint64_t gen;
@@ -301,8 +296,7 @@ struct hc_proxy {
 	unsigned nworkers;
 	atomic_bool stopping;
 	struct hc_proxy_stats stats;
-	struct hc_proxy_wl_stats *workloads;
-	size_t nworkloads;
+	struct hc_proxy_wlstats *workloads; /* counters per route host */
 	/* Open connections per port, over every worker: SO_REUSEPORT does not
 	 * spread connections evenly enough for per-worker shares of a limit. */
 	atomic_uint *port_conns; /* 65536 entries */
@@ -419,6 +413,8 @@ void hc_proxy_timer_arm(struct hc_proxy_conn *c);
 /* Takes c out of the wheel (closing). */
 void hc_proxy_timer_disarm(struct hc_proxy_conn *c);
 int hc_proxy_watch(struct hc_proxy_conn *c, bool backend_side, unsigned events);
+/* host's counters with a reference (hc_proxy_wl_put gives it back), or
+ * NULL once the table is full (that host goes uncounted). */
 struct hc_proxy_wl_stats *hc_proxy_workload(struct hc_proxy *p, const char *host);
 SSL_CTX *hc_proxy_tls_ref(struct hc_proxy *p); /* a reference the caller frees, or NULL */
 

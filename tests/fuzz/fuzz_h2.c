@@ -88,7 +88,7 @@ static void setup(void)
 	proxy.routes_fd = -1;
 	proxy.route_lookup = table;
 	proxy.port_conns = calloc(65536, sizeof(*proxy.port_conns));
-	proxy.workloads = calloc(HC_PROXY_WORKLOADS_MAX, sizeof(*proxy.workloads));
+	proxy.workloads = hc_proxy_wlstats_new(HC_PROXY_WORKLOADS_MAX);
 	pthread_mutex_init(&proxy.lock, NULL);
 	worker.p = &proxy;
 	worker.epfd = epoll_create1(EPOLL_CLOEXEC);

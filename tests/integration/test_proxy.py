@@ -721,6 +721,28 @@ class ProxyTest(ProxyCase):
         self.assertLess(metric(ms, "hypercore_proxy_bytes_total",
                                direction="to_client") - b_from, 300000 + 1000)
 
+    def test_route_host_counters_go_with_their_route(self):
+        # A busy node sees thousands of workloads come and go: the counters
+        # of a host no route names any more leave /metrics (and memory) once
+        # no connection counts into them, not before.
+        port = self.route("fleeting.test", self.env.http)
+        series = "hypercore_proxy_workload_requests_total"
+        with connect(port) as s:
+            r = Reader(s)
+            for _ in range(3):
+                s.sendall(b"GET /hello HTTP/1.1\r\nHost: fleeting.test\r\n\r\n")
+                self.assertEqual(read_response(r)[0], 200)
+            self.assertEqual(metric(self.metrics(), series, host="fleeting.test"), 3)
+            self.unroute("fleeting.test", port)
+            # held by this open connection: kept through several sweeps
+            time.sleep(3.5)
+            self.assertEqual(metric(self.metrics(), series, host="fleeting.test"), 3)
+        wait_for("the counters of a host routed no more to go", lambda: metric(
+            self.metrics(), series, host="fleeting.test") is None, timeout=4 + SLACK)
+        for name in ("hypercore_proxy_workload_connections_total",
+                     "hypercore_proxy_workload_bytes_total"):
+            self.assertIsNone(metric(self.metrics(), name, host="fleeting.test"), name)
+
     def test_y_leak_check_10000_connections(self):
         leak_check(self, 10000)
 
