@@ -425,6 +425,33 @@ static void breakdown_table(const struct breakdown *bd)
 	       100 * bd->pp_digests);
 }
 
+static const char *verdict(bool timeout, double value, double limit)
+{
+	return !timeout && value < limit ? "PASS" : "MISS";
+}
+
+/* The issue's scale targets, judged on the digests as now. The bytes are
+ * what a receiver took in until the change reached it (it routes it): the
+ * window until the last node has it also holds every node's periodic
+ * re-sends and probes, which flow whether or not anything changed, so it is
+ * printed beside, with that background, not judged. */
+static void targets(int big, const struct result *r)
+{
+	printf("the targets (issue 19) for an owner of %d, digests as now:\n", big);
+	printf("  %-58s %9.0f  < 1000   %s\n", "time to every node, p99 (ms)", r->p99_ms,
+	       verdict(r->change_timeout, r->p99_ms, 1000));
+	printf("  %-58s %9.0f  < 10240  %s\n",
+	       "bytes a receiver took in until the change reached it, p99", r->own_p99,
+	       verdict(r->change_timeout, r->own_p99, 10240));
+	printf("  %-58s %9.0f  < 3000   %s\n", "a joining node routes every workload (ms)",
+	       r->join_ms, verdict(r->join_timeout, r->join_ms, 3000));
+	if (!r->change_timeout)
+		printf("  beside: the change's own bytes per receiver p99 %.0f; all gossip in the\n"
+		       "  window until the last node had it p99 %.0f, with a background of %.0f\n"
+		       "  bytes per node per second that flows with or without the change\n",
+		       r->bd.cost_p99, r->rx_p99, r->bd.bg_total);
+}
+
 static void table(int big)
 {
 	struct result r[3] = { 0 }; /* chunked, digest with the whole ring, digest */
@@ -442,10 +469,10 @@ static void table(int big)
 	result_row("  time to every node, p50", 3, r, F(p50_ms), false,
 		   "ms (target p99 < 1000)");
 	result_row("  time to every node, p99", 3, r, F(p99_ms), false, "ms");
-	result_row("  bytes on the wire per receiver, p50", 3, r, F(rx_p50), false,
-		   "bytes (target < 10240)");
+	result_row("  bytes on the wire per receiver, p50", 3, r, F(rx_p50), false, "bytes");
 	result_row("  bytes on the wire per receiver, p99", 3, r, F(rx_p99), false, "bytes");
-	result_row("  until it routed it itself, p50", 3, r, F(own_p50), false, "bytes");
+	result_row("  until it routed it itself, p50", 3, r, F(own_p50), false,
+		   "bytes (target p99 < 10240)");
 	result_row("  until it routed it itself, p99", 3, r, F(own_p99), false, "bytes");
 	result_row("  of which push/pull streams, p50", 3, r, F(pp_p50), false, "bytes");
 	result_row("  of which push/pull streams, p99", 3, r, F(pp_p99), false, "bytes");
@@ -462,6 +489,7 @@ static void table(int big)
 	result_row("  bytes it received meanwhile", 3, r, F(join_rx), true, "bytes");
 	if (!r[2].change_timeout)
 		breakdown_table(&r[2].bd);
+	targets(big, &r[2]);
 }
 
 /* Receiver CPU per change as the owner grows: digests checked over the
