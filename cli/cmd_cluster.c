@@ -302,6 +302,9 @@ const struct hc_cli_opt hc_cli_opts_cluster[] = {
 		    "1..604800", "S",
 		    "the same for upgraded (WebSocket) and TLS passthrough connections "
 		    "(default 3600)"),
+	HC_CLI_UINT("proxy-drain-timeout", A, cfg.proxy_drain_timeout, 1, 3600, "1..3600", "S",
+		    "at a stop (SIGTERM, SIGINT), after leaving the cluster: wait up to S seconds "
+		    "for requests in flight to be answered, accepting none (default 10)"),
 	HC_CLI_UINT("proxy-max-conns", A, cfg.proxy_max_conns, 1, 1000000, "1..1000000", "N",
 		    "open connections per port (default 10000); over it a new connection is "
 		    "reset at once"),

@@ -41,6 +41,9 @@ struct daemon {
 	struct hc_loop *loop;
 	const char *policy_path; /* --cluster-policy, re-read on SIGHUP */
 	bool stopping;
+	bool draining; /* after the leave: the proxy's exchanges end, then the loop */
+	uint64_t drain_until_ms;
+	unsigned drain_ms;
 	struct hc_metrics *metrics;
 	struct hc_cluster *cluster;
 	struct hc_api *api;
@@ -163,19 +166,62 @@ static void collect_process(struct hc_metrics_writer *w, void *arg)
 
 /* ---- signals ---- */
 
-static void left_cluster(void *arg)
+#define DRAIN_POLL_MS 50
+#define DEFAULT_DRAIN_MS 10000
+
+static int64_t check_drained(struct hc_loop *loop, uint64_t id, void *arg)
 {
 	struct daemon *d = arg;
+	unsigned long open = hc_proxy_open_conns(d->proxy);
 
-	hc_loop_stop(d->loop);
+	(void)id;
+	if (open && hc_loop_now_ms(loop) < d->drain_until_ms)
+		return DRAIN_POLL_MS;
+	if (open)
+		hc_log(HC_LOG_WARN, "proxy: %lu connections still open after %u s (tunnels, or "
+				    "exchanges not done): closing them",
+		       open, d->drain_ms / 1000);
+	else
+		hc_log(HC_LOG_INFO, "proxy: every exchange in flight answered");
+	hc_loop_stop(loop);
+	return HC_LOOP_TIMER_DONE;
+}
+
+/* Out of the cluster (or past the time to leave): peers route around us
+ * now, so the proxy stops accepting and its exchanges in flight end before
+ * the loop stops (a second signal stops at once). */
+static void drain_then_stop(struct daemon *d)
+{
+	if (d->draining)
+		return;
+	d->draining = true;
+	if (!d->proxy) {
+		hc_loop_stop(d->loop);
+		return;
+	}
+	hc_log(HC_LOG_INFO, "proxy: accepting no more; waiting up to %u s for %lu connections",
+	       d->drain_ms / 1000, hc_proxy_open_conns(d->proxy));
+	hc_proxy_drain(d->proxy);
+	d->drain_until_ms = hc_loop_now_ms(d->loop) + d->drain_ms;
+	if (!hc_loop_add_timer(d->loop, 0, check_drained, d))
+		hc_loop_stop(d->loop);
+}
+
+static void left_cluster(void *arg)
+{
+	drain_then_stop(arg);
 }
 
 static int64_t leave_overdue(struct hc_loop *loop, uint64_t id, void *arg)
 {
+	struct daemon *d = arg;
+
+	(void)loop;
 	(void)id;
-	(void)arg;
-	hc_log(HC_LOG_WARN, "leave did not finish in time: stopping anyway");
-	hc_loop_stop(loop);
+	if (!d->draining) {
+		hc_log(HC_LOG_WARN, "leave did not finish in time: stopping anyway");
+		drain_then_stop(d);
+	}
 	return HC_LOOP_TIMER_DONE;
 }
 
@@ -751,6 +797,7 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, struct hc_err *err)
 	d.start_time = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
 	d.clock_ticks = sysconf(_SC_CLK_TCK);
 	d.page_size = sysconf(_SC_PAGESIZE);
+	d.drain_ms = cfg->proxy_drain_timeout ? cfg->proxy_drain_timeout * 1000u : DEFAULT_DRAIN_MS;
 	d.loop = hc_loop_new(NULL, NULL);
 	d.metrics = hc_metrics_new();
 	if (!d.loop || !d.metrics) {

@@ -87,6 +87,7 @@ struct hc_daemon_config {
 	bool proxy_no_backend_reuse;	 /* a backend connection per client connection */
 	unsigned proxy_idle_timeout;	 /* s; 0: 60 */
 	unsigned proxy_tunnel_idle_timeout; /* s; 0: 3600 */
+	unsigned proxy_drain_timeout;  /* s a stop waits for exchanges in flight; 0: 10 */
 	unsigned proxy_head_timeout_ms; /* 0: 10000 */
 	unsigned proxy_max_conns;      /* per port; 0: 10000 */
 	unsigned proxy_max_conns_per_ip; /* per client address; 0: 1024 */

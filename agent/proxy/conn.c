@@ -1029,6 +1029,33 @@ void hc_proxy_conn_event(struct hc_proxy_conn *c, bool backend_side, unsigned ev
 	hc_proxy_timer_arm(c); /* whatever the event did to the deadline */
 }
 
+void hc_proxy_conn_drain(struct hc_proxy_conn *c)
+{
+	int rc;
+
+	switch (c->state) {
+	case C_FORWARD:
+		/* the engine closes an idle connection when draining, and marks
+		 * the next response Connection: close (forward.c); the sockmap's
+		 * and tunnels' bytes have no such point: they end with the proxy */
+		if (!c->engine)
+			break;
+		rc = hc_proxy_forward_pump(c);
+		if (rc)
+			hc_proxy_conn_close(c, rc < 0);
+		else
+			hc_proxy_timer_arm(c);
+		break;
+	case C_H2:
+		hc_proxy_h2_drain(c);
+		break;
+	default:
+		/* before its first request: that one is answered, with
+		 * Connection: close (or GOAWAY after it, on HTTP/2) */
+		break;
+	}
+}
+
 /* ---- accepting ---- */
 
 /* Takes a place for a new connection from ip on l under every limit, or

@@ -701,8 +701,10 @@ static int up_forward_head(struct hc_proxy_conn *c, const struct hc_http_head *h
 		len = n;
 	}
 	f->ready = len;
+	/* draining: this exchange is the connection's last; its response says
+	 * so (the backend's connection stays keep-alive) */
 	req_push(c, (h->head_method ? REQ_HEAD : 0u) | (h->upgrade ? REQ_UPGRADE : 0u) |
-			    (h->close ? REQ_CLOSE : 0u));
+			    (h->close || hc_proxy_draining(c->w->p) ? REQ_CLOSE : 0u));
 	c->upgrading = h->upgrade;
 	return body_start(c, f, h->chunked ? HC_BODY_CHUNKED
 					   : h->has_length ? HC_BODY_LENGTH : HC_BODY_NONE,
@@ -1033,6 +1035,12 @@ static int engine_pump(struct hc_proxy_conn *c)
 		 * it, and then the connection is not clean) */
 		if (c->up.eof && !c->up.queued && c->up.state == F_HEAD && !c->req_count &&
 		    backend_quiet(c) && hc_proxy_backend_poolable(c))
+			return 1;
+		/* draining: a connection between exchanges ends now (a client
+		 * retries a request that crossed our FIN, as after an idle
+		 * timeout) */
+		if (hc_proxy_draining(c->w->p) && c->up.state == F_HEAD && !c->up.queued &&
+		    !c->req_count && backend_quiet(c))
 			return 1;
 		moved |= flow_finish(c, &c->up, true) | flow_finish(c, &c->down, false);
 		/* the response to a Connection: close exchange is out: closing

@@ -1096,6 +1096,11 @@ void hc_proxy_h2_start(struct hc_proxy_conn *c)
 		return;
 	}
 	take_first_bytes(h);
+	if (hc_proxy_draining(c->w->p)) {
+		/* begun while draining: the streams of its first bytes are served */
+		hc_proxy_h2_drain(c);
+		return;
+	}
 	pump(h);
 }
 
@@ -1176,6 +1181,21 @@ void hc_proxy_h2_expire(struct hc_proxy_conn *c)
 		atomic_fetch_add(&c->w->p->stats.errors[HC_PROXY_ERR_IDLE_TIMEOUT], 1);
 		nghttp2_session_terminate_session(h->ng, NGHTTP2_NO_ERROR);
 	}
+	pump(h);
+}
+
+void hc_proxy_h2_drain(struct hc_proxy_conn *c)
+{
+	struct hc_h2 *h = c->h2;
+
+	/* nghttp2 then answers the streams up to the last one it took and
+	 * refuses later ones; want_read and want_write turn false once they
+	 * are done, and pump closes the connection */
+	if (!h->goaway_sent &&
+	    nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE,
+				  nghttp2_session_get_last_proc_stream_id(h->ng), NGHTTP2_NO_ERROR,
+				  NULL, 0) == 0)
+		h->goaway_sent = true;
 	pump(h);
 }
 

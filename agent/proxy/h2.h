@@ -185,6 +185,7 @@ struct hc_h2 {
 	struct hc_h2_bq out; /* frames for the client, at most about HC_H2_OUT_MAX */
 	bool rd, wr; /* the client socket's edges */
 	bool failed; /* close now */
+	bool goaway_sent; /* draining: our GOAWAY NO_ERROR is queued */
 	struct hc_h2_stream *streams;
 	struct hc_h2_link *links;
 	struct hc_h2_h1 *idle[HC_H2_IDLE_BACKENDS];
@@ -272,6 +273,9 @@ void hc_proxy_h2_start(struct hc_proxy_conn *c);
 void hc_proxy_h2_event(struct hc_proxy_conn *c, unsigned events);
 /* c's deadline passed: idle streams are reset, an idle connection ends. */
 void hc_proxy_h2_expire(struct hc_proxy_conn *c);
+/* The proxy is draining: GOAWAY (NO_ERROR) naming the last stream taken;
+ * the connection closes once those streams are done. */
+void hc_proxy_h2_drain(struct hc_proxy_conn *c);
 /* Releases the engine's state (from hc_proxy_conn_close; the client socket
  * is the caller's). */
 void hc_proxy_h2_fini(struct hc_proxy_conn *c);

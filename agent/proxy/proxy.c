@@ -257,7 +257,20 @@ static void sync_listeners(struct hc_proxy_worker *w)
 	}
 }
 
-/* ---- workers ---- */
+/* The drain's first step in this worker: no more accepting (a client
+ * whose handshake is in a closed listener's queue gets a reset: it was
+ * never answered), then every connection ends as soon as that loses
+ * nothing. */
+static void drain_worker(struct hc_proxy_worker *w)
+{
+	w->drain_begun = true;
+	while (w->nlisteners)
+		listener_close(w, 0);
+	for (struct hc_proxy_conn *c = w->conns, *next; c; c = next) {
+		next = c->next; /* c may close (and leave the list) */
+		hc_proxy_conn_drain(c);
+	}
+}
 
 /* ---- the timer wheel ---- */
 
@@ -355,8 +368,12 @@ static void *worker_main(void *arg)
 			case H_WAKE:
 				if (read(w->wakefd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 					break;
-				if (w->seen_gen != p->gen)
+				if (hc_proxy_draining(p)) {
+					if (!w->drain_begun)
+						drain_worker(w);
+				} else if (w->seen_gen != p->gen) {
 					sync_listeners(w);
+				}
 				break;
 			case H_TIMER:
 				if (read(w->timerfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
@@ -455,6 +472,18 @@ static void wake_workers(struct hc_proxy *p)
 			hc_log(HC_LOG_DEBUG, "waking worker %u: %s", i, strerror(errno));
 }
 
+void hc_proxy_drain(struct hc_proxy *p)
+{
+	if (!p || atomic_exchange(&p->draining, true))
+		return;
+	wake_workers(p);
+}
+
+unsigned long hc_proxy_open_conns(struct hc_proxy *p)
+{
+	return p ? (unsigned long)atomic_load(&p->stats.active) : 0;
+}
+
 /* ---- the routes' ports ---- */
 
 static int port_cmp(const void *a, const void *b)
@@ -468,6 +497,9 @@ void hc_proxy_refresh(struct hc_proxy *p)
 	struct hc_route_key key, *prev = NULL;
 	size_t n = 0;
 	bool changed;
+
+	if (hc_proxy_draining(p))
+		return; /* its listeners stay closed */
 
 	while (bpf_map_get_next_key(p->routes_fd, prev, &key) == 0) {
 		bool have = false;

@@ -90,6 +90,17 @@ unsigned hc_proxy_fds_per_conn(const struct hc_proxy *p);
 /* Registers the proxy's counters. 0 or -ENOMEM. */
 int hc_proxy_register_metrics(struct hc_proxy *p, struct hc_metrics *m);
 
+/* Starts a graceful stop and returns at once: the listeners close (new
+ * connections are refused), idle HTTP/1.1 connections close, those with a
+ * request in flight close once its response is out (it says Connection:
+ * close), HTTP/2 connections get GOAWAY and close once their streams end.
+ * Tunnels (WebSocket, TLS passthrough) and the sockmap mode's connections
+ * stay until hc_proxy_stop. Listeners stay closed from then on. */
+void hc_proxy_drain(struct hc_proxy *p);
+
+/* Client connections open now (what a drain waits for). */
+unsigned long hc_proxy_open_conns(struct hc_proxy *p);
+
 /* Stops the workers, closes every listener and connection. NULL is fine. */
 void hc_proxy_stop(struct hc_proxy *p);
 

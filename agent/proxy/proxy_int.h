@@ -249,6 +249,7 @@ struct hc_proxy_worker {
 	int epfd, wakefd, timerfd;
 	struct hc_proxy_handle wake_h, timer_h;
 	uint64_t seen_gen;
+	bool drain_begun; /* this worker closed its listeners and idle connections */
 	struct hc_proxy_listener *listeners[HC_PROXY_MAX_PORTS];
 	size_t nlisteners;
 	struct hc_proxy_conn *conns; /* every open connection */
@@ -295,6 +296,7 @@ struct hc_proxy {
 	struct hc_proxy_worker *workers;
 	unsigned nworkers;
 	atomic_bool stopping;
+	atomic_bool draining; /* hc_proxy_drain: listeners closed for good */
 	struct hc_proxy_stats stats;
 	struct hc_proxy_wlstats *workloads; /* counters per route host */
 	/* Open connections per port, over every worker: SO_REUSEPORT does not
@@ -312,6 +314,13 @@ void hc_proxy_conn_expire(struct hc_proxy_conn *c);
 /* Closes both sides and releases everything but the struct itself, which
  * waits for hc_proxy_conn_reap (events of the same batch may name it). */
 void hc_proxy_conn_close(struct hc_proxy_conn *c, bool reset);
+/* The proxy is draining (hc_proxy_drain): ends c as soon as that loses
+ * nothing (idle now: at once; else after its exchange). */
+void hc_proxy_conn_drain(struct hc_proxy_conn *c);
+static inline bool hc_proxy_draining(const struct hc_proxy *p)
+{
+	return atomic_load_explicit(&p->draining, memory_order_relaxed);
+}
 /* A closed listener with no connection left: freed by the next reap. */
 void hc_proxy_listener_retire(struct hc_proxy_worker *w, struct hc_proxy_listener *l);
 /* Frees what was closed during the batch of events just handled. */

@@ -743,6 +743,40 @@ class ProxyTest(ProxyCase):
                      "hypercore_proxy_workload_bytes_total"):
             self.assertIsNone(metric(self.metrics(), name, host="fleeting.test"), name)
 
+    def test_stop_answers_what_is_in_flight(self):
+        # A stop (a rolling upgrade's) refuses new connections, ends idle
+        # keep-alive ones, and lets an exchange in flight finish before the
+        # agent exits: a download running across the SIGTERM arrives whole.
+        a = self.own_agent("--proxy-drain-timeout", "30")
+        port = self.route("drain.test", self.env.http, agent=a)
+        size = 48 * MiB
+        with connect(port, rcvbuf=64 * KiB) as idle, connect(port, rcvbuf=64 * KiB) as big:
+            idle.sendall(b"GET /hello HTTP/1.1\r\nHost: drain.test\r\n\r\n")
+            ri = Reader(idle)
+            self.assertEqual(read_response(ri)[0], 200)
+            big.sendall(b"GET /bytes?n=%d HTTP/1.1\r\nHost: drain.test\r\n\r\n" % size)
+            rb = Reader(big)
+            first, headers = parse_head(rb.head())
+            self.assertEqual(first[1], "200")
+            h = hashlib.sha256()
+            rb.exact(MiB, h)
+            a.proc.send_signal(signal.SIGTERM)
+            # new connections are refused once the node has left
+            wait_for("the listener to close", lambda: not self.listening(port),
+                     timeout=5 + SLACK)
+            # the idle keep-alive connection ends cleanly, nothing pending
+            self.assertEqual(ri.to_eof()[1], 0)
+            # the download, read slowly across the stop, arrives whole
+            for _ in range(4):
+                rb.exact(MiB, h)
+                time.sleep(0.25)
+            rb.exact(size - 5 * MiB, h)
+            self.assertEqual(h.hexdigest(), pattern_sha(size))
+            # ... and then the connection ends: it was the last exchange
+            self.assertEqual(rb.to_eof()[1], 0)
+        self.assertEqual(a.proc.wait(timeout=10 + SLACK), 0, log_tail(a))
+        self.assertIn("every exchange in flight answered", a.log())
+
     def test_y_leak_check_10000_connections(self):
         leak_check(self, 10000)
 

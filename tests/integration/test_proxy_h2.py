@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 import select
+import signal
 import socket
 import ssl
 import struct
@@ -642,6 +643,39 @@ class ProxyH2Test(ProxyCase):
         frames = self.attack(port, blob, lambda f: f[0] == GOAWAY)
         self.assertEqual(goaway_code(frames), ENHANCE_YOUR_CALM)
         self.assertGreaterEqual(self.refused("control_flood") + self.refused("flood"), 1)
+
+    def test_stop_sends_goaway_and_finishes_streams(self):
+        # A stop: GOAWAY NO_ERROR naming the stream taken, that stream
+        # answered whole, then the connection ends and the agent exits.
+        a = self.own_agent("--proxy-drain-timeout", "30")
+        port = self.route("drain.test", self.env.http, agent=a)
+        size = 300000
+        # a zero window holds the response in the proxy across the signal
+        c = H2(port, settings=((4, 0),))
+        try:
+            c.send(frame(HEADERS, END_HEADERS | END_STREAM, 1,
+                         request_block("drain.test", "/bytes?n=%d" % size)))
+            c.frames(lambda f: f[0] == HEADERS and f[2] == 1)
+            a.proc.send_signal(signal.SIGTERM)
+            frames = c.frames(lambda f: f[0] == GOAWAY)
+            last_sid, code = struct.unpack(">II", frames[-1][3][:8])
+            self.assertEqual((last_sid, code), (1, 0))
+            c.send(frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 2 * size)) +
+                   frame(WINDOW_UPDATE, 0, 1, struct.pack(">I", 2 * size)))
+            body = bytearray()
+
+            def ended(f):
+                if f[0] == DATA and f[2] == 1:
+                    body.extend(f[3])
+                return f[0] == DATA and f[1] & END_STREAM
+            frames = c.frames(ended)
+            self.assertNotIn(None, frames)
+            self.assertEqual(hashlib.sha256(body).hexdigest(), pattern_sha(size))
+            self.assertEqual(c.frames(lambda f: False)[-1], None)  # then EOF
+        finally:
+            c.close()
+        self.assertEqual(a.proc.wait(timeout=15), 0)
+        self.assertIn("every exchange in flight answered", a.log())
 
     def test_zero_window_stall(self):
         port = self.route("ok.test", self.env.http)
