@@ -287,6 +287,7 @@ enum pull_failure {
 	PULL_FAIL_MALFORMED,   /* not a StateDigest, or another node's */
 	PULL_FAIL_MISMATCH,    /* the delta does not rebuild the state it names */
 	PULL_FAIL_REJECTED,    /* the rebuilt state failed its signature or plausibility */
+	PULL_FAIL_GONE,        /* the owner failed or left while its answer came */
 	PULL_FAIL_REASONS,
 };
 extern const char *const hc_cluster_pull_failure_names[PULL_FAIL_REASONS];

@@ -61,6 +61,7 @@
 
 const char *const hc_cluster_pull_failure_names[PULL_FAIL_REASONS] = {
 	"unavailable", "refused", "timeout", "too_large", "malformed", "mismatch", "rejected",
+	"gone",
 };
 
 typedef char wl_id[HC_WORKLOAD_ID_LEN + 1];
@@ -1087,6 +1088,8 @@ void hc_cluster_delta_pulled(struct hc_cluster *c, uint64_t id, int rc, uint8_t 
 	} else if (!(dg = cluster__services__api__state_digest__unpack(NULL, len, buf)) ||
 		   !dg->node || strcmp(dg->node, pl->name) != 0) {
 		pull_failed(c, pl, PULL_FAIL_MALFORMED);
+	} else if (!hc_cluster_member_alive(c, dg->node)) {
+		pull_failed(c, pl, PULL_FAIL_GONE);
 	} else if (!digest_sane(c, dg)) {
 		pull_failed(c, pl, dg->workload_count > MAX_PEER_WORKLOADS ? PULL_FAIL_TOO_LARGE
 									    : PULL_FAIL_MALFORMED);

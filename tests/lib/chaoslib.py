@@ -417,7 +417,9 @@ class Chaos:
                 nd = self.node_named(o)
                 if nd.index in count:
                     count[nd.index] += 1
-        order = sorted(count, key=lambda i: (i == 1, -count[i], i))
+        # node 1 last among the owners, but before a node owning nothing:
+        # after respawns node 1 may hold every workload
+        order = sorted(count, key=lambda i: (not count[i], i == 1, -count[i], i))
         if not count[order[0]]:
             raise Failed("no live node owns a workload: %s" % view)
         return self.cluster.node(order[0])
