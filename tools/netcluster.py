@@ -214,7 +214,15 @@ def _workload_cgroups(pid):
             paths = {line.rstrip("\n").split(":", 2)[2] for line in f}
     except (OSError, IndexError):
         return set()
-    return {p for p in paths if p.startswith("/hypercore/")}
+    # with the per-workload parents (/hypercore/<id>): the processes sit in
+    # the pod's and containers' cgroups below it, and the agent that would
+    # remove it on a stop is gone at a teardown
+    out = set()
+    for p in paths:
+        while p.startswith("/hypercore/"):
+            out.add(p)
+            p = os.path.dirname(p)
+    return out
 
 
 def _shim_socket(argv):
