@@ -164,6 +164,7 @@ void hc_cluster_free(struct hc_cluster *c)
 	hc_cluster_delta_fini(c);
 	hc_cluster_beacon_fini(c);
 	hc_cluster_placement_fini(c);
+	hc_cluster_routes_carry_fini(c);
 	free(c->leaving); /* the agent stopped before the leave finished */
 	free(c->base_url);
 	free(c);
@@ -357,6 +358,7 @@ int hc_cluster_start(struct hc_cluster *c, struct hc_err *err)
 	if (!c->announce_timer || !c->state_timer || !c->housekeeping_timer ||
 	    hc_cluster_beacon_start(c) < 0)
 		return hc_err_set(err, -ENOMEM, "out of memory");
+	hc_cluster_routes_carry(c); /* until the other nodes' states are in */
 	if (cfg->runtime)
 		hc_cluster_routes_hold(c); /* until the refresh below lists our workloads */
 	hc_cluster_local_refresh(c);

@@ -343,6 +343,12 @@ struct hc_cluster {
 	/* map syncs wait for the first listing of our workloads until this
 	 * loop time; 0: they do not wait (routes.c) */
 	uint64_t maps_hold_until_ms;
+	/* the routes to other nodes' workloads the last run left in the maps,
+	 * sorted by node, each node's kept until its state is in or until
+	 * this loop time; 0: none carried (routes.c) */
+	struct hc_dp_route *carried;
+	size_t ncarried;
+	uint64_t carry_until_ms;
 	struct assembly *assemblies;
 	size_t nassemblies;
 
@@ -650,6 +656,18 @@ void hc_cluster_routes_hold(struct hc_cluster *c);
  * in; false: the bound passed without it (logged). */
 void hc_cluster_routes_release(struct hc_cluster *c, bool listed);
 void hc_cluster_routes_hold_check(struct hc_cluster *c);
+/* At start, with maps: the routes the last run left to other nodes'
+ * workloads are carried into each sync until that node's state is in, it
+ * fails or leaves, or a bound passes (checked by hc_cluster_routes_hold_check),
+ * so that a restart does not withdraw them while the states are pulled. */
+void hc_cluster_routes_carry(struct hc_cluster *c);
+/* What hc_cluster_routes_carry does with the routes it read (r, n entries,
+ * taken over): keeps those of other nodes. Unit tests call it directly. */
+void hc_cluster_routes_carry_take(struct hc_cluster *c, struct hc_dp_route *r, size_t n);
+/* Drops the carried routes of the nodes whose carry is over (each sync
+ * does first). */
+void hc_cluster_routes_carry_prune(struct hc_cluster *c);
+void hc_cluster_routes_carry_fini(struct hc_cluster *c);
 /* The IP of a member's "ip:port" or "[ip6]:port" address. 0 or -EINVAL. */
 int hc_cluster_addr_ip(const char *hostport, struct hc_ipaddr *out);
 /* Every member's address (the member list, ours included) -> hc_members,

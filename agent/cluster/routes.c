@@ -214,6 +214,13 @@ int hc_cluster_routes_build(struct hc_cluster *c, struct hc_cluster_desired *d)
 	for (size_t i = 0; i < c->npeers; i++)
 		if (!c->peers[i].stale)
 			add_peer(c, d, &c->peers[i]);
+	for (size_t i = 0; i < c->ncarried; i++) { /* after the states: they win */
+		if (!grow((void **)&d->routes, &d->route_cap, d->nroutes, sizeof(*d->routes))) {
+			d->oom = true;
+			break;
+		}
+		d->routes[d->nroutes++] = c->carried[i];
+	}
 	if (d->oom)
 		return -ENOMEM;
 	n = dedup_first(d->routes, d->nroutes, sizeof(*d->routes), sizeof(d->routes->key));
@@ -235,6 +242,114 @@ void hc_cluster_desired_fini(struct hc_cluster_desired *d)
 	memset(d, 0, sizeof(*d));
 }
 
+/*
+ * A restarted agent also finds the routes to the other nodes' workloads,
+ * and knows none of their states until gossip has joined and each state is
+ * pulled: a sync in between (the first listing of our own workloads makes
+ * one) deleted every such route, and the next state put it back, 5-10 ms
+ * later on this machine, longer on a slow link: requests through this node
+ * to those workloads failed meanwhile. So each node's routes are carried
+ * as the last run left them until its state is in (it then says what is
+ * true), gossip says it failed or left (its routes would go anyway), or
+ * CARRY_MS passes (a node that sends no state).
+ */
+#define CARRY_MS 10000
+
+static int carried_cmp(const void *a, const void *b)
+{
+	const struct hc_dp_route *x = a, *y = b;
+
+	return strncmp(x->val.node, y->val.node, sizeof(x->val.node));
+}
+
+void hc_cluster_routes_carry(struct hc_cluster *c)
+{
+	struct hc_dp_route *r = NULL;
+	size_t n = 0;
+	int rc;
+
+	if (!c->cfg.maps)
+		return;
+	rc = hc_dpmaps_cluster_routes(c->cfg.maps, &r, &n);
+	if (rc) {
+		hc_log(HC_LOG_WARN, "the last run's routes not read (the first sync replaces them): "
+				    "%s", strerror(-rc));
+		return;
+	}
+	hc_cluster_routes_carry_take(c, r, n);
+}
+
+void hc_cluster_routes_carry_take(struct hc_cluster *c, struct hc_dp_route *r, size_t n)
+{
+	const char *self = c->gossip ? hc_gossip_name(c->gossip) : c->node_id;
+	size_t k = 0, nodes = 0;
+
+	hc_cluster_routes_carry_fini(c);
+	for (size_t i = 0; i < n; i++) {
+		r[i].val.node[sizeof(r[i].val.node) - 1] = '\0';
+		if (r[i].val.node[0] && strcmp(r[i].val.node, self) != 0)
+			r[k++] = r[i];
+	}
+	if (!k) {
+		free(r);
+		return;
+	}
+	qsort(r, k, sizeof(*r), carried_cmp);
+	for (size_t i = 0; i < k; i++)
+		nodes += !i || carried_cmp(&r[i], &r[i - 1]) != 0;
+	c->carried = r;
+	c->ncarried = k;
+	c->carry_until_ms = hc_loop_now_ms(c->loop) + CARRY_MS;
+	hc_log(HC_LOG_INFO, "keeping the last run's %zu routes to %zu other nodes' workloads "
+			    "until their states are in (%d s at most)", k, nodes, CARRY_MS / 1000);
+}
+
+void hc_cluster_routes_carry_fini(struct hc_cluster *c)
+{
+	free(c->carried);
+	c->carried = NULL;
+	c->ncarried = 0;
+	c->carry_until_ms = 0;
+}
+
+/* Whether node's carried routes stay: no state of it yet, and gossip does
+ * not know it as failed or gone (an unknown member counts as alive: gossip
+ * may not have joined yet). */
+static bool carry_node(struct hc_cluster *c, const char *node,
+		       const struct hc_gossip_member *ms, size_t nm)
+{
+	if (hc_cluster_state_peer(c, node))
+		return false;
+	for (size_t i = 0; i < nm; i++)
+		if (strcmp(ms[i].name, node) == 0)
+			return ms[i].status == HC_GOSSIP_ALIVE;
+	return true;
+}
+
+void hc_cluster_routes_carry_prune(struct hc_cluster *c)
+{
+	struct hc_gossip_member *ms;
+	size_t nm = 0, k = 0;
+
+	if (!c->ncarried)
+		return;
+	ms = hc_cluster_members(c, &nm);
+	for (size_t i = 0, j; i < c->ncarried; i = j) {
+		bool keep = carry_node(c, c->carried[i].val.node, ms, ms ? nm : 0);
+
+		for (j = i; j < c->ncarried && carried_cmp(&c->carried[j], &c->carried[i]) == 0;
+		     j++)
+			if (keep)
+				c->carried[k++] = c->carried[j];
+	}
+	hc_gossip_members_free(ms, nm);
+	c->ncarried = k;
+	if (!k) {
+		hc_log(HC_LOG_INFO, "every node's state is in: no route of the last run carried");
+		hc_cluster_routes_carry_fini(c);
+	}
+}
+
 void hc_cluster_routes_sync(struct hc_cluster *c)
 {
 	struct hc_cluster_desired d;
@@ -244,6 +359,7 @@ void hc_cluster_routes_sync(struct hc_cluster *c)
 
 	if (!c->cfg.maps || c->closing || c->maps_hold_until_ms)
 		return;
+	hc_cluster_routes_carry_prune(c);
 	if (hc_cluster_routes_build(c, &d) < 0) {
 		c->map_sync_errors++;
 		hc_log(HC_LOG_WARN, "map sync skipped: out of memory");
@@ -300,8 +416,16 @@ void hc_cluster_routes_release(struct hc_cluster *c, bool listed)
 
 void hc_cluster_routes_hold_check(struct hc_cluster *c)
 {
-	if (c->maps_hold_until_ms && hc_loop_now_ms(c->loop) >= c->maps_hold_until_ms)
+	uint64_t now = hc_loop_now_ms(c->loop);
+
+	if (c->maps_hold_until_ms && now >= c->maps_hold_until_ms)
 		hc_cluster_routes_release(c, false);
+	if (c->ncarried && now >= c->carry_until_ms) {
+		hc_log(HC_LOG_WARN, "no state %d s after start from every node the last run routed "
+				    "to: its %zu routes left go", CARRY_MS / 1000, c->ncarried);
+		hc_cluster_routes_carry_fini(c);
+		hc_cluster_routes_sync(c);
+	}
 }
 
 int hc_cluster_addr_ip(const char *hostport, struct hc_ipaddr *out)

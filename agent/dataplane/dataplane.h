@@ -73,6 +73,10 @@ struct hc_dp_sync_report {
 int hc_dpmaps_sync(struct hc_dpmaps *m, const struct hc_dp_desired *want,
 		   struct hc_dp_sync_report *report);
 
+/* The cluster's routes hc_routes holds now (static ones left out), into a
+ * malloc'ed array the caller frees. 0 or -errno. */
+int hc_dpmaps_cluster_routes(struct hc_dpmaps *m, struct hc_dp_route **out, size_t *n);
+
 /* Static entries (operators' routes to backends outside the cluster).
  * flags: HC_ROUTE_F_H2C or 0 (the static bit is set here). */
 int hc_dpmaps_route_add_static(struct hc_dpmaps *m, const char *host, uint16_t port,

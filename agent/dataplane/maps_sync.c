@@ -448,6 +448,36 @@ int hc_dpmaps_sync(struct hc_dpmaps *m, const struct hc_dp_desired *want,
 			 &report->services);
 }
 
+int hc_dpmaps_cluster_routes(struct hc_dpmaps *m, struct hc_dp_route **out, size_t *n)
+{
+	struct hc_dp_map_dump d;
+	struct hc_dp_route *r;
+	size_t k = 0;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	rc = hc_dp_map_dump_all(m->routes, sizeof(struct hc_route_key),
+				sizeof(struct hc_route_val), &d);
+	if (rc)
+		return rc;
+	r = malloc((d.n ? d.n : 1) * sizeof(*r));
+	if (!r) {
+		hc_dp_map_dump_fini(&d);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < d.n; i++) {
+		memcpy(&r[k].key, (char *)d.keys + i * sizeof(r->key), sizeof(r->key));
+		memcpy(&r[k].val, (char *)d.vals + i * sizeof(r->val), sizeof(r->val));
+		if (!(r[k].val.flags & HC_ROUTE_F_STATIC))
+			k++;
+	}
+	hc_dp_map_dump_fini(&d);
+	*out = r;
+	*n = k;
+	return 0;
+}
+
 _Static_assert(offsetof(struct hc_dp_route, val) == sizeof(struct hc_route_key),
 	       "sync reads a route's value right after its key");
 _Static_assert(offsetof(struct hc_dp_service, val) == sizeof(struct hc_service_key),

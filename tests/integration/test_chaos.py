@@ -9,6 +9,7 @@ all of that holds on every node. tests/lib/chaoslib.py has the scenarios;
 tests/chaos/chaos.py runs all of them."""
 
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -45,6 +46,24 @@ class Chaos(unittest.TestCase):
     def test_1_kill_one(self):
         chaoslib.kill_one(self.ch)
         self.assertEqual(self.ch.results[-1][0], "kill_one")
+        # the victim came back with the maps its last run left: the routes
+        # to the other nodes' workloads stay until their states are in
+        victim = [nd for nd in self.ch.nodes if nd.log().count(" ready: node ") > 1]
+        self.assertEqual(len(victim), 1)
+
+        def since_restart():
+            t = victim[0].log()
+            return t[t.rfind("keeping the last run's"):]
+
+        log = hctest.wait_for("the restarted agent's carried routes released", lambda: (
+            lambda t: t if "no route of the last run carried" in t else None)(since_restart()),
+            timeout=30)
+        carried = re.match(r"keeping the last run's (\d+) routes to (\d+) other nodes", log)
+        self.assertIsNotNone(carried, log[-3000:])
+        self.assertGreater(int(carried.group(1)), 0)
+        until = log[:log.index("no route of the last run carried")]
+        deleted = [int(m) for m in re.findall(r"map sync: routes \+\d+ ~\d+ -(\d+)", until)]
+        self.assertEqual(sum(deleted), 0, until[-3000:])
 
     def test_2_partition_one(self):
         chaoslib.partition_one(self.ch)

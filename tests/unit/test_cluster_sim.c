@@ -1539,6 +1539,62 @@ static void test_h2c_port_routed_as_h2c_everywhere(void **state)
 	tcluster_free(tc);
 }
 
+static struct hc_dp_route carried_route(const char *id, const char *node)
+{
+	struct hc_dp_route r;
+
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(hc_dp_route_key_init(&r.key, id, 80), 0);
+	r.val.port = 30080;
+	snprintf(r.val.node, sizeof(r.val.node), "%s", node);
+	return r;
+}
+
+static bool carried_of(const struct hc_cluster *c, const char *node)
+{
+	for (size_t i = 0; i < c->ncarried; i++)
+		if (strcmp(c->carried[i].val.node, node) == 0)
+			return true;
+	return false;
+}
+
+/* A restarted agent's maps still hold its last run's routes: its own are
+ * not carried (its listing decides), another node's go once that node's
+ * state is in, and one of a node gossip does not know yet is routed until
+ * the bound passes. */
+static void test_last_runs_routes_carried_until_states_come(void **state)
+{
+	struct tcluster *tc = joined_cluster(3, false);
+	struct hc_cluster *c = tc->nodes[0].c;
+	struct hc_dp_route *r = calloc(3, sizeof(*r));
+	struct hc_cluster_desired d;
+	int ghost_routed = 0;
+
+	(void)state;
+	assert_non_null(r);
+	r[0] = carried_route(WL_A, "n1");   /* its state is in */
+	r[1] = carried_route(WL_B, "n9");   /* no such member yet */
+	r[2] = carried_route(WL_BIG, "n0"); /* ours */
+	hc_cluster_routes_carry_take(c, r, 3);
+	assert_int_equal(c->ncarried, 2);
+	assert_false(carried_of(c, "n0"));
+	assert_int_equal(hc_cluster_routes_build(c, &d), 0);
+	for (size_t i = 0; i < d.nroutes; i++)
+		ghost_routed += strcmp(d.routes[i].key.host, WL_B) == 0 &&
+				strcmp(d.routes[i].val.node, "n9") == 0;
+	hc_cluster_desired_fini(&d);
+	assert_int_equal(ghost_routed, 1);
+	hc_cluster_routes_carry_prune(c);
+	assert_false(carried_of(c, "n1"));
+	assert_true(carried_of(c, "n9"));
+	assert_int_equal(c->ncarried, 1);
+	/* the bound ends it: housekeeping drops what is left */
+	hc_simnet_run_ms(tc->net, 11000);
+	assert_int_equal(c->ncarried, 0);
+	assert_null(c->carried);
+	tcluster_free(tc);
+}
+
 /* The owner takes its time to spawn; a stop asked meanwhile wins: the
  * workload ends stopped, and nothing is left of it anywhere. */
 static void test_stop_while_spawning(void **state)
@@ -2761,6 +2817,7 @@ int main(void)
 		cmocka_unit_test(test_left_node_keeps_routes_for_a_restart),
 		cmocka_unit_test(test_stop_while_spawning),
 		cmocka_unit_test(test_h2c_port_routed_as_h2c_everywhere),
+		cmocka_unit_test(test_last_runs_routes_carried_until_states_come),
 		cmocka_unit_test(test_logs_from_the_owners_runtime),
 		cmocka_unit_test(test_logs_endpoint_of_upstream_nodes),
 		cmocka_unit_test(test_rogue_key_for_existing_name),
