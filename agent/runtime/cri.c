@@ -135,6 +135,7 @@ struct hc_runtime *hc_runtime_new(const struct hc_runtime_config *cfg)
 		rt->log_max_files = HC_RUNTIME_LOG_MAX_FILES;
 	rt->log_marks = hc_crilog_marks_new();
 	pthread_mutex_init(&rt->lock, NULL);
+	pthread_rwlock_init(&rt->teardown_lock, NULL);
 	if (!rt->socket || !rt->log_root || !rt->vm_root || !rt->cgroup_parent || !rt->log_marks ||
 	    !(rt->target = concat("unix:", "", cfg->socket)))
 		goto fail;
@@ -157,6 +158,7 @@ void hc_runtime_free(struct hc_runtime *rt)
 		chan_put(rt, rt->chan);
 	hc_runtime_track_fini(rt);
 	pthread_mutex_destroy(&rt->lock);
+	pthread_rwlock_destroy(&rt->teardown_lock);
 	hc_crilog_marks_free(rt->log_marks);
 	free(rt->socket);
 	free(rt->target);

@@ -541,8 +541,8 @@ static int teardown_sandbox(struct hc_runtime *rt, const char *sid, int grace_s,
 	return r < 0 ? r : remove_sandbox(rt, sid, err);
 }
 
-int hc_runtime_stop(struct hc_runtime *rt, const char *id, int grace_s,
-		    struct hc_err *err)
+static int stop_workload(struct hc_runtime *rt, const char *id, int grace_s,
+			 struct hc_err *err)
 {
 	Runtime__V1__ListPodSandboxResponse *pods = NULL;
 	int r;
@@ -565,6 +565,17 @@ int hc_runtime_stop(struct hc_runtime *rt, const char *id, int grace_s,
 		hc_runtime_cgroup_remove(rt->cgroup_parent, id);
 		hc_log(HC_LOG_INFO, "stopped workload %s", id);
 	}
+	return r;
+}
+
+int hc_runtime_stop(struct hc_runtime *rt, const char *id, int grace_s,
+		    struct hc_err *err)
+{
+	int r;
+
+	pthread_rwlock_rdlock(&rt->teardown_lock);
+	r = stop_workload(rt, id, grace_s, err);
+	pthread_rwlock_unlock(&rt->teardown_lock);
 	return r;
 }
 
@@ -1083,9 +1094,13 @@ int hc_runtime_collect_orphans(struct hc_runtime *rt, int min_age_s, struct hc_e
 	struct timespec now;
 	int r, removed = 0;
 
+	if (pthread_rwlock_trywrlock(&rt->teardown_lock) != 0)
+		return 0; /* a stop is under way: the next round looks */
 	r = hc_runtime_list(rt, &list, &n, err);
-	if (r < 0)
+	if (r < 0) {
+		pthread_rwlock_unlock(&rt->teardown_lock);
 		return r;
+	}
 	clock_gettime(CLOCK_REALTIME, &now);
 	for (size_t i = 0; i < n; i++) {
 		struct hc_workload *w = &list[i];
@@ -1097,9 +1112,10 @@ int hc_runtime_collect_orphans(struct hc_runtime *rt, int min_age_s, struct hc_e
 			continue;
 		hc_log(HC_LOG_WARN, "removing half-created workload %s (sandbox %s, %lld s old)",
 		       w->id, w->sandbox_id, (long long)age_s);
-		if (hc_runtime_stop(rt, w->id, 0, err) == 0)
+		if (stop_workload(rt, w->id, 0, err) == 0)
 			removed++;
 	}
+	pthread_rwlock_unlock(&rt->teardown_lock);
 	hc_workload_list_free(list, n);
 	return removed;
 }

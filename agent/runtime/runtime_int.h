@@ -37,6 +37,11 @@ struct hc_cri_chan {
  */
 struct hc_runtime {
 	pthread_mutex_t lock;	  /* chan, reconnect */
+	/* Stops hold it shared; the orphan collector exclusively and only if
+	 * it can at once: a workload a stop has taken the container of looks
+	 * half-created, and the collector removing its sandbox meanwhile made
+	 * the stop fail (and the workload come back by its restart policy). */
+	pthread_rwlock_t teardown_lock;
 	struct hc_cri_chan *chan; /* the current channel */
 	bool reconnect;		  /* a call on chan found containerd gone */
 	char *socket;
