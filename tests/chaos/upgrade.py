@@ -26,8 +26,9 @@ workloads are probed once every node routes them and until their stop is
 asked (a spawn is answered before the other nodes have the new route, and a
 workload being stopped stops answering: neither is the upgrade's doing).
 
-The first map sync of every new agent must delete no node port (nothing is
-stopped meanwhile: one deleted belongs to a workload that still runs). Every
+The first map sync of every new agent must delete no route and no node port
+(nothing is stopped meanwhile: one deleted belongs to a workload that still
+runs). Every
 failed probe is printed with when it failed (seconds since the prober
 started) and what the upgrade was doing then; --keep-logs DIR keeps every
 node's agent.log (both its agents') there.
@@ -118,19 +119,19 @@ class Prober(threading.Thread):
 
 
 def first_sync_deletes(nd):
-    """The node ports the first map sync of nd's newest agent deleted, from
-    its log. None when there was none. Nothing is stopped during an upgrade:
-    any deletion withdrew a node port of a workload that still runs (every
-    node's requests to it failed until the next sync)."""
+    """(routes, node ports) the first map sync of nd's newest agent deleted,
+    from its log. None when there was none. Nothing is stopped during an
+    upgrade: any deletion withdrew a route or node port of a workload that
+    still runs (requests to it failed until the next sync)."""
     with open(nd.log_path, errors="replace") as f:
         lines = f.read().splitlines()
     ready = max((i for i, l in enumerate(lines) if " ready: node " in l), default=None)
     if ready is None:
         return None
     for l in lines[ready:]:
-        m = re.search(r"map sync: routes .*, node ports \+\d+ ~\d+ -(\d+)", l)
+        m = re.search(r"map sync: routes \+\d+ ~\d+ -(\d+), node ports \+\d+ ~\d+ -(\d+)", l)
         if m:
-            return int(m.group(1))
+            return int(m.group(1)), int(m.group(2))
     return None
 
 
@@ -205,9 +206,10 @@ def main():
             prober.excused.discard(nd.name)
             prober.replaced_owns = set()
             deleted = first_sync_deletes(nd)
-            if deleted:
-                raise chaoslib.Failed("%s's new agent withdrew %d node ports of running "
-                                      "workloads in its first map sync" % (nd.name, deleted))
+            if deleted and any(deleted):
+                raise chaoslib.Failed("%s's new agent withdrew %d routes and %d node ports of "
+                                      "running workloads in its first map sync"
+                                      % (nd.name, deleted[0], deleted[1]))
             prober.phase = "after %s, checking leaks" % nd.name
             ch.check_leaks("after replacing %s" % nd.name)
             prober.phase = "after %s" % nd.name
