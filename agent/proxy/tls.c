@@ -264,6 +264,11 @@ static int ctx_configure(SSL_CTX *ctx, struct hc_proxy_tickets *t)
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 				      SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	/* A read takes what the socket holds, not a record's 5-byte header and
+	 * then its body: one recv instead of two per record. The readers stop
+	 * at WANT_READ or look at SSL_has_pending(), which counts what was read
+	 * ahead, so nothing waits in OpenSSL for an edge that never comes. */
+	SSL_CTX_set_read_ahead(ctx, 1);
 	/* Resumption by tickets only: no session cache (shared by the
 	 * workers, locked per handshake) and nothing per session kept here. */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
