@@ -1067,12 +1067,11 @@ void hc_proxy_h2_start(struct hc_proxy_conn *c)
 		setsockopt(c->cfd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat));
 		c->lowat_set = false;
 	}
-	/* TLS: read whole socket buffers, not a record header and then its
-	 * body (two reads a record): an HTTP/2 client sends many small frames */
+	/* TLS reads whole socket buffers (read ahead, set on every context:
+	 * tls.c), so a short socket read is what says the socket is empty */
 	if (c->ssl) {
 		BIO *rbio = SSL_get_rbio(c->ssl);
 
-		SSL_set_read_ahead(c->ssl, 1);
 		/* the socket BIO by now (conn.c's tls_input_from_socket), freed
 		 * with the SSL, before c: the callback's pointer outlives it.
 		 * Anything else (a memory BIO) is not watched: its short reads
