@@ -288,6 +288,8 @@ $(BUILD)/bench/base/hc_tc.bpf.o:
 	$(Q)rm -f $@.tmp
 BENCH_BINS += $(BUILD)/bench/bench_routes $(BUILD)/bench/bench_placement
 BENCH_BINS += $(BUILD)/bench/bench_ibrl_sign $(BUILD)/bench/bench_gossip_sim $(BUILD)/bench/bench_state
+# bench_proxy's floor side: a bare recv/send relay (what any proxy does at least)
+BENCH_BINS += $(BUILD)/bench/relay_floor
 # The benchmark programs alone, built (not run) by make check too, so that
 # a change of the library's interfaces cannot leave make bench broken.
 .PHONY: bench-bins
@@ -302,6 +304,11 @@ $(BUILD)/bench/hc_pktgen: tools/bench/hc_pktgen.c
 	$(call msg,CC,$<)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -o $@ $<
+
+$(BUILD)/bench/relay_floor: tools/bench/relay_floor.c
+	$(call msg,CC,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -o $@ $< -pthread
 
 # ---- install and package ----
 # The agent reads /etc/hypercore/hypercore.toml whatever PREFIX is; the
