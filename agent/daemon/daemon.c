@@ -716,6 +716,26 @@ static void bound_malloc_arenas(void)
 	(void)mallopt(M_ARENA_MAX, (int)(cpus > 0 && cpus < 4096 ? cpus : 1) + 2);
 }
 
+#define MMAP_THRESHOLD (64 * 1024)
+
+/*
+ * Chunks of 64 KB and more get mappings of their own, always. glibc starts
+ * at 128 KB and raises the bar to the size of each mapped chunk freed (up
+ * to 32 MB), after which the agent's transient large buffers (a gossip
+ * stream's first read, a map snapshot's port table, push/pull states: 64-384
+ * KB, a few a minute) come from the heap: each leaves a hole that small,
+ * longer-lived chunks then spread over, pinning its pages after the buffer
+ * is gone. Setting the bar fixes it (glibc stops moving it); none of these
+ * is on a per-request path (the proxy pools its copy buffers).
+ * MALLOC_MMAP_THRESHOLD_, when the operator sets it, wins.
+ */
+static void fix_mmap_threshold(void)
+{
+	if (getenv("MALLOC_MMAP_THRESHOLD_"))
+		return;
+	(void)mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+}
+
 #define TRIM_MS 60000
 
 /* Gives malloc's free pages back to the kernel. glibc returns only the top
@@ -756,6 +776,7 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, struct hc_err *err)
 		err = &none;
 	err->code = 0;
 	bound_malloc_arenas(); /* before any thread starts */
+	fix_mmap_threshold();
 	/* Check every input before starting anything. */
 	r = hc_fault_init(getenv("HYPERCORE_FAULT"), err);
 	if (r < 0)

@@ -76,23 +76,33 @@ struct intent {
 	uint64_t when_ms;
 };
 
+/* name and payload point into their slot's store, NUL-terminated. */
 struct user_event {
 	uint8_t *name, *payload;
 	size_t name_len, payload_len;
 };
 
+/*
+ * One Lamport time of the event ring. A slot is reused RING times later for
+ * a newer time: it keeps its arrays (up to a bound) instead of freeing and
+ * allocating again, so the ring's few hundred KB stay where they are
+ * instead of being re-placed among short-lived chunks by every event
+ * (which pinned heap pages over an hour's churn; docs/operations.md).
+ */
 struct event_slot {
 	bool used;
 	uint64_t ltime;
 	struct user_event *events;
-	size_t n;
+	size_t n, events_cap;
+	uint8_t *store; /* the events' names and payloads, back to back */
+	size_t store_len, store_cap;
 };
 
 struct query_slot {
 	bool used;
 	uint64_t ltime;
 	uint32_t *ids;
-	size_t n;
+	size_t n, ids_cap;
 };
 
 /* A query we sent: collects acks and responses until its deadline. */
@@ -229,6 +239,8 @@ void hc_serf_coalesce_flush(struct hc_gossip *g);
 void hc_serf_emit_member(struct hc_gossip *g, enum hc_gossip_event_type type,
 			 const struct member *m);
 void hc_serf_event_slot_clear(struct event_slot *slot);
+/* Empties a slot for another Lamport time, keeping its storage. */
+void hc_serf_event_slot_reset(struct event_slot *slot, uint64_t ltime);
 bool hc_serf_handle_user_event(struct hc_gossip *g, const struct hc_gossip_serf_user_event *e);
 /* The events in the ring, all slots together. */
 size_t hc_serf_ring_events(const struct hc_gossip *g);
