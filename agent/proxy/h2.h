@@ -67,6 +67,8 @@ struct hc_h2_bq {
 int hc_h2_bq_put(struct hc_h2_bq *q, const void *data, size_t len); /* 0 or -ENOMEM */
 void hc_h2_bq_drop(struct hc_h2_bq *q, size_t len);
 void hc_h2_bq_free(struct hc_h2_bq *q);
+/* Frees the calling thread's cache of queue buffers (at a thread's end). */
+void hc_h2_bq_cache_release(void);
 
 /* Packed header fields, "name\0value\0" each, and the nghttp2_nv array
  * pointing into them (made by hc_h2_fields_nv). */

@@ -418,6 +418,7 @@ static void *worker_main(void *arg)
 		listener_close(w, 0);
 	hc_proxy_conn_reap(w);
 	hc_proxy_pools_fini(w);
+	hc_h2_bq_cache_release(); /* this thread's, which ends here */
 	return NULL;
 }
 
