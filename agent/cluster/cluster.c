@@ -98,6 +98,7 @@ struct hc_cluster *hc_cluster_new(struct hc_loop *loop, const struct hc_cluster_
 
 	if (c) { /* before anything can fail: hc_cluster_free walks them */
 		hc_list_init(&c->ops);
+		hc_list_init(&c->op_pool);
 		hc_list_init(&c->queries);
 		hc_list_init(&c->jobs);
 	}
@@ -159,6 +160,7 @@ void hc_cluster_free(struct hc_cluster *c)
 		op->inflight = 0;
 		hc_cluster_op_release_if_idle(op);
 	}
+	hc_cluster_op_pool_free(c);
 	hc_cluster_local_fini(c);
 	hc_cluster_state_fini(c);
 	hc_cluster_delta_fini(c);

@@ -106,6 +106,7 @@ struct hc_cluster_op {
 	hc_cluster_op_done *done;
 	void *arg;
 	uint64_t started_ns;
+	uint64_t shed_timer; /* finished, queries in flight: frees its work's state */
 	char id[HC_WORKLOAD_ID_LEN + 1];
 	char errors[512]; /* what the candidates said, for the final message */
 	char stop_owner[128]; /* stop: the node that ran it when asked, "" if none */
@@ -138,8 +139,11 @@ struct hc_cluster_op {
 };
 
 struct hc_cluster_op *hc_cluster_op_new(struct hc_cluster *c, enum op_kind kind, void *arg);
-/* Frees op once it is finished and no query of its is in flight. */
+/* Frees op once it is finished and no query of its is in flight; finished
+ * with queries in flight, what it held for its work goes. */
 void hc_cluster_op_release_if_idle(struct hc_cluster_op *op);
+/* Frees the ops kept for reuse (when the cluster ends). */
+void hc_cluster_op_pool_free(struct hc_cluster *c);
 
 /* ---- this node's workloads (local.c) ---- */
 
@@ -370,6 +374,8 @@ struct hc_cluster {
 
 	/* operations in flight, their gossip queries, and jobs */
 	struct hc_list ops;	/* struct hc_cluster_op */
+	struct hc_list op_pool; /* freed ops, for the next (orchestrate.c) */
+	size_t op_pool_n;
 	struct hc_list queries; /* struct op_query (orchestrate.c) */
 	struct hc_list jobs;	/* struct job */
 	size_t njobs;

@@ -63,12 +63,30 @@ void hc_cluster_queries_free_all(struct hc_cluster *c)
 
 /* ---- op lifecycle ---- */
 
+/*
+ * Ops are many (one a spawn or stop) and outlive their answer: a finished op
+ * waits for its queries' deadlines (up to 90 s) before it is freed. Over
+ * hours of churn, hundreds of such middle-aged objects a minute, allocated
+ * among short-lived ones, pinned malloc's pages as they went
+ * (docs/operations.md). So a finished op gives back what it held for its
+ * work at once, and freed ops are kept for the next ones, up to
+ * OP_POOL_MAX (about the 90 s window's worth at a spawn and a stop a
+ * second; an op is under 1 KB).
+ */
+#define OP_POOL_MAX 256
+
 struct hc_cluster_op *hc_cluster_op_new(struct hc_cluster *c, enum op_kind kind, void *arg)
 {
-	struct hc_cluster_op *op = calloc(1, sizeof(*op));
+	struct hc_cluster_op *op;
 
-	if (!op)
+	if (!hc_list_empty(&c->op_pool)) {
+		op = hc_list_first(&c->op_pool, struct hc_cluster_op, link);
+		hc_list_remove(&op->link);
+		c->op_pool_n--;
+		memset(op, 0, sizeof(*op));
+	} else if (!(op = calloc(1, sizeof(*op)))) {
 		return NULL;
+	}
 	op->c = c;
 	op->kind = kind;
 	op->arg = arg;
@@ -77,23 +95,72 @@ struct hc_cluster_op *hc_cluster_op_new(struct hc_cluster *c, enum op_kind kind,
 	return op;
 }
 
-static void op_free(struct hc_cluster_op *op)
+void hc_cluster_op_pool_free(struct hc_cluster *c)
 {
-	hc_list_remove(&op->link);
+	while (!hc_list_empty(&c->op_pool)) {
+		struct hc_cluster_op *op = hc_list_first(&c->op_pool, struct hc_cluster_op, link);
+
+		hc_list_remove(&op->link);
+		free(op);
+	}
+	c->op_pool_n = 0;
+}
+
+/* Frees what op held for its work (placement, candidates, the request);
+ * what is left answers late queries: they see it finished. */
+static void op_shed(struct hc_cluster_op *op)
+{
 	hc_cluster_placement_op_fini(op);
+	op->refusal = NULL, op->free_cores = NULL, op->free_mem_mb = NULL;
+	op->avoid = NULL, op->navoid = 0;
+	op->placed = NULL, op->nplaced = 0;
+	op->policy = NULL;
 	for (size_t i = 0; i < op->ncandidates; i++)
 		free(op->candidates[i]);
-	free(op->candidates);
-	free(op->capable);
-	free(op->exclude);
+	free(op->candidates), free(op->capable), free(op->exclude);
+	op->candidates = NULL, op->capable = NULL, op->exclude = NULL;
+	op->ncandidates = op->cand = 0;
 	hc_cluster_pb_free(op->req);
-	free(op);
+	op->req = NULL;
+}
+
+static void op_free(struct hc_cluster_op *op)
+{
+	struct hc_cluster *c = op->c;
+
+	hc_list_remove(&op->link);
+	if (op->shed_timer)
+		hc_loop_del_timer(c->loop, op->shed_timer);
+	op_shed(op);
+	if (c->op_pool_n >= OP_POOL_MAX) {
+		free(op);
+		return;
+	}
+	hc_list_insert(&c->op_pool, &op->link);
+	c->op_pool_n++;
+}
+
+static int64_t shed_due(struct hc_loop *loop, uint64_t id, void *arg)
+{
+	struct hc_cluster_op *op = arg;
+
+	(void)loop, (void)id;
+	op->shed_timer = 0;
+	op_shed(op);
+	return HC_LOOP_TIMER_DONE;
 }
 
 void hc_cluster_op_release_if_idle(struct hc_cluster_op *op)
 {
-	if (op->finished && !op->inflight)
+	if (!op->finished)
+		return;
+	if (!op->inflight) {
 		op_free(op);
+		return;
+	}
+	/* on the loop's next turn: whoever finished it may still read it */
+	if (!op->shed_timer && (op->req || op->candidates || op->policy))
+		op->shed_timer = hc_loop_add_timer(op->c->loop, 0, shed_due, op);
 }
 
 static void note_error(struct hc_cluster_op *op, const char *fmt, ...)
