@@ -105,14 +105,22 @@ struct query_slot {
 	size_t n, ids_cap;
 };
 
-/* A query we sent: collects acks and responses until its deadline. */
+/* Names, NUL-terminated, back to back: in the inline buffer while they
+ * fit (a few nodes' answers), else on the heap. */
+struct name_set {
+	char *buf;
+	size_t len, cap;
+	char inline_buf[120];
+};
+
+/* A query we sent: collects acks and responses until its deadline (one
+ * allocation while few answer: it lives as long as the query). */
 struct out_query {
 	struct out_query *next;
 	struct hc_gossip *g;
 	uint64_t ltime;
 	uint32_t id;
-	char **acked, **responded; /* names, to report each once */
-	size_t nacked, nresponded;
+	struct name_set acked, responded; /* to report each once */
 	uint64_t timer;
 	hc_gossip_response_fn *on_response;
 	void (*done)(void *arg);

@@ -36,25 +36,44 @@ static struct out_query *find_out_query(struct hc_gossip *g, uint64_t ltime)
 	return NULL;
 }
 
-static bool name_listed(char **names, size_t n, struct hc_gossip_bytes who)
+static bool name_listed(const struct name_set *set, struct hc_gossip_bytes who)
 {
-	for (size_t i = 0; i < n; i++)
-		if (hc_serf_bytes_eq_str(who, names[i]))
+	for (size_t at = 0; at < set->len; at += strlen(set->buf + at) + 1)
+		if (hc_serf_bytes_eq_str(who, set->buf + at))
 			return true;
 	return false;
 }
 
-static int name_append(char ***names, size_t *n, struct hc_gossip_bytes who)
+static int name_append(struct name_set *set, struct hc_gossip_bytes who)
 {
-	char **grown = realloc(*names, (*n + 1) * sizeof(**names));
+	size_t need = who.len + 1;
 
-	if (!grown)
-		return -ENOMEM;
-	*names = grown;
-	if (!(grown[*n] = hc_serf_bytes_dup(who)))
-		return -ENOMEM;
-	(*n)++;
+	if (!set->buf) {
+		set->buf = set->inline_buf;
+		set->cap = sizeof(set->inline_buf);
+	}
+	if (need > set->cap - set->len) {
+		size_t cap = set->cap * 2 > set->len + need ? set->cap * 2 : set->len + need;
+		char *grown = set->buf == set->inline_buf ? malloc(cap) : realloc(set->buf, cap);
+
+		if (!grown)
+			return -ENOMEM;
+		if (set->buf == set->inline_buf)
+			memcpy(grown, set->inline_buf, set->len);
+		set->buf = grown;
+		set->cap = cap;
+	}
+	if (who.len)
+		memcpy(set->buf + set->len, who.ptr, who.len);
+	set->buf[set->len + who.len] = '\0';
+	set->len += need;
 	return 0;
+}
+
+static void name_set_fini(struct name_set *set)
+{
+	if (set->buf != set->inline_buf)
+		free(set->buf);
 }
 
 void hc_serf_handle_query_response(struct hc_gossip *g,
@@ -66,11 +85,9 @@ void hc_serf_handle_query_response(struct hc_gossip *g,
 
 	if (!q || q->id != resp->id)
 		return;
-	if (ack ? name_listed(q->acked, q->nacked, resp->from)
-		: name_listed(q->responded, q->nresponded, resp->from))
+	if (name_listed(ack ? &q->acked : &q->responded, resp->from))
 		return;
-	if ((ack ? name_append(&q->acked, &q->nacked, resp->from)
-		 : name_append(&q->responded, &q->nresponded, resp->from)) < 0)
+	if (name_append(ack ? &q->acked : &q->responded, resp->from) < 0)
 		return;
 	from = hc_serf_bytes_dup(resp->from);
 	if (from && q->on_response)
@@ -380,12 +397,8 @@ int64_t hc_serf_out_query_expired(struct hc_loop *loop, uint64_t id, void *arg)
 	}
 	if (q->done)
 		q->done(q->arg);
-	for (size_t i = 0; i < q->nacked; i++)
-		free(q->acked[i]);
-	for (size_t i = 0; i < q->nresponded; i++)
-		free(q->responded[i]);
-	free(q->acked);
-	free(q->responded);
+	name_set_fini(&q->acked);
+	name_set_fini(&q->responded);
 	free(q);
 	return HC_LOOP_TIMER_DONE;
 }

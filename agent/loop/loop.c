@@ -56,6 +56,11 @@ struct hc_loop {
 	uint32_t *free_slots;
 	uint32_t nfree;
 	uint64_t next_timer_id;
+	/* Timers freed, kept for the next: many live for a query's deadline
+	 * (90 s), and allocated each time they were scattered over malloc's
+	 * pages among short-lived chunks (docs/operations.md). */
+	struct timer *spare;
+	size_t nspare;
 	uint64_t running_timer; /* id of the timer whose callback runs now */
 	bool running_cancelled;
 
@@ -136,6 +141,12 @@ void hc_loop_free(struct hc_loop *loop)
 	}
 	for (size_t i = 0; i < loop->nheap; i++)
 		free(loop->heap[i]);
+	while (loop->spare) {
+		struct timer *spare = loop->spare;
+
+		loop->spare = spare->arg;
+		free(spare);
+	}
 	free(loop->heap);
 	free(loop->slots);
 	free(loop->free_slots);
@@ -344,10 +355,29 @@ static struct timer *timer_find(const struct hc_loop *loop, uint64_t id)
 	return t && t->id == id ? t : NULL;
 }
 
+#define TIMER_SPARE_MAX 4096 /* 160 KB at most */
+
 static void timer_free(struct hc_loop *loop, struct timer *t)
 {
 	slot_release(loop, t);
-	free(t);
+	if (loop->nspare >= TIMER_SPARE_MAX) {
+		free(t);
+		return;
+	}
+	t->arg = loop->spare; /* the spare list's link */
+	loop->spare = t;
+	loop->nspare++;
+}
+
+static struct timer *timer_alloc(struct hc_loop *loop)
+{
+	struct timer *t = loop->spare;
+
+	if (!t)
+		return malloc(sizeof(*t));
+	loop->spare = t->arg;
+	loop->nspare--;
+	return t;
 }
 
 uint64_t hc_loop_add_timer(struct hc_loop *loop, uint64_t delay_ms, hc_loop_timer_fn *fn,
@@ -360,7 +390,7 @@ uint64_t hc_loop_add_timer(struct hc_loop *loop, uint64_t delay_ms, hc_loop_time
 		errno = EINVAL;
 		return 0;
 	}
-	t = malloc(sizeof(*t));
+	t = timer_alloc(loop);
 	if (!t)
 		return 0;
 	err = slot_take(loop, t);

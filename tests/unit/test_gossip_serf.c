@@ -489,6 +489,49 @@ static void test_query_acks_and_responses(void **state)
 	cluster_free(c);
 }
 
+static void count_answer(void *arg, const char *from, const uint8_t *payload, size_t len,
+			 bool is_ack)
+{
+	(void)from, (void)payload, (void)len;
+	((unsigned *)arg)[is_ack]++;
+}
+
+/* Each name is reported once, acks and responses apart, however many
+ * answer and however long their names (past the query's inline room). */
+static void test_query_answers_once_per_name(void **state)
+{
+	struct cluster *c = joined_cluster(2);
+	struct hc_gossip_query_params p = { .ack = true, .timeout_ms = 3000,
+					    .nodes = (const char *[]){ "nobody" }, .nnodes = 1 };
+	unsigned counts[2] = { 0 }; /* responses, acks */
+	struct hc_gossip *g = c->nodes[0].g;
+	char from[64];
+
+	(void)state;
+	assert_int_equal(hc_gossip_query(g, "who", (const uint8_t *)"?", 1, &p, count_answer, NULL,
+					 counts),
+			 0);
+	assert_non_null(g->out_queries);
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < 40; i++) {
+			struct hc_gossip_serf_query_response r = {
+				.ltime = g->out_queries->ltime, .id = g->out_queries->id,
+				.payload = hc_gossip_bytes_str("x"),
+			};
+
+			snprintf(from, sizeof(from), "a-responder-with-a-long-name-%02d", i);
+			r.from = hc_gossip_bytes_str(from);
+			hc_serf_handle_query_response(g, &r);
+			r.flags = HC_GOSSIP_SERF_QUERY_ACK;
+			hc_serf_handle_query_response(g, &r);
+		}
+	}
+	assert_int_equal(counts[0], 40);
+	assert_int_equal(counts[1], 40);
+	assert_true(g->out_queries->responded.buf != g->out_queries->responded.inline_buf);
+	cluster_free(c);
+}
+
 /* A query to all that names a member in params.direct reaches that one
  * at once (a packet straight to it), before any gossip round could carry
  * it, and its ack comes back as soon; the others get it by gossip. */
@@ -896,6 +939,7 @@ int main(void)
 		cmocka_unit_test(test_push_pull_leaves_out_superseded),
 		cmocka_unit_test(test_push_pull_whole_ring_without_hook),
 		cmocka_unit_test(test_query_acks_and_responses),
+		cmocka_unit_test(test_query_answers_once_per_name),
 		cmocka_unit_test(test_query_direct_copy),
 		cmocka_unit_test(test_query_filters),
 		cmocka_unit_test(test_hostile_tag_filters),
