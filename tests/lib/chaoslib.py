@@ -149,6 +149,7 @@ class Chaos:
         self.policies = {}
         self.results = []       # (scenario, seconds to recover, seconds to heal)
         self.node_bins = node_bins or {}
+        self.last_error = ""     # the last failed call's message (check=False)
 
     # ---- setup ----
 
@@ -210,8 +211,9 @@ class Chaos:
             self.ever.add(wid)
         r = self.cli(via, "spawn", *args, timeout=timeout)
         if r.returncode != 0:
+            self.last_error = "spawn through %s failed: %s" % (via.name, r.stderr.strip())
             if check:
-                raise Failed("spawn through %s failed: %s" % (via.name, r.stderr.strip()))
+                raise Failed(self.last_error)
             return None
         wid = r.stdout.split()[0]
         self.expected.add(wid)
@@ -224,8 +226,9 @@ class Chaos:
         if r.returncode == 0 or "no workload" in r.stderr:
             self.expected.discard(wid)
             return True
+        self.last_error = "stop of %s through %s failed: %s" % (wid, via.name, r.stderr.strip())
         if check:
-            raise Failed("stop of %s through %s failed: %s" % (wid, via.name, r.stderr.strip()))
+            raise Failed(self.last_error)
         return False
 
     def spread(self, count):
