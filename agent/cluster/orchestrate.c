@@ -70,10 +70,9 @@ void hc_cluster_queries_free_all(struct hc_cluster *c)
  * among short-lived ones, pinned malloc's pages as they went
  * (docs/operations.md). So a finished op gives back what it held for its
  * work at once, and freed ops are kept for the next ones, up to
- * OP_POOL_MAX (about the 90 s window's worth at a spawn and a stop a
- * second; an op is under 1 KB).
+ * OP_POOL_MAX (an op is under 1 KB).
  */
-#define OP_POOL_MAX 256
+#define OP_POOL_MAX 64
 
 struct hc_cluster_op *hc_cluster_op_new(struct hc_cluster *c, enum op_kind kind, void *arg)
 {

@@ -184,82 +184,35 @@ static bool event_seen(const struct event_slot *slot, const struct hc_gossip_ser
 
 void hc_serf_event_slot_clear(struct event_slot *slot)
 {
-	free(slot->events);
-	free(slot->store);
-	memset(slot, 0, sizeof(*slot));
-}
-
-/* A slot that once held more than this (a burst at one Lamport time) gives
- * it back when reused; the usual one event of a few hundred bytes stays. */
-#define SLOT_STORE_KEEP (16u * 1024)
-#define SLOT_EVENTS_KEEP 8u
-
-void hc_serf_event_slot_reset(struct event_slot *slot, uint64_t ltime)
-{
-	if (slot->store_cap > SLOT_STORE_KEEP || slot->events_cap > SLOT_EVENTS_KEEP)
-		hc_serf_event_slot_clear(slot);
-	slot->n = 0;
-	slot->store_len = 0;
-	slot->used = true;
-	slot->ltime = ltime;
-}
-
-/* Room for need more bytes in the slot's store; the events' pointers follow
- * it when it moves. */
-static int slot_store_reserve(struct event_slot *slot, size_t need)
-{
-	size_t cap = slot->store_cap;
-	uint8_t *grown;
-
-	if (need <= cap - slot->store_len)
-		return 0;
-	if (cap == 0)
-		cap = 512;
-	while (cap - slot->store_len < need)
-		cap *= 2;
-	grown = realloc(slot->store, cap);
-	if (!grown)
-		return -ENOMEM;
 	for (size_t i = 0; i < slot->n; i++) {
-		slot->events[i].name = grown + (slot->events[i].name - slot->store);
-		slot->events[i].payload = grown + (slot->events[i].payload - slot->store);
+		free(slot->events[i].name);
+		free(slot->events[i].payload);
 	}
-	slot->store = grown;
-	slot->store_cap = cap;
-	return 0;
-}
-
-static uint8_t *slot_store_put(struct event_slot *slot, struct hc_gossip_bytes b)
-{
-	uint8_t *at = slot->store + slot->store_len;
-
-	if (b.len)
-		memcpy(at, b.ptr, b.len);
-	at[b.len] = '\0';
-	slot->store_len += b.len + 1;
-	return at;
+	free(slot->events);
+	memset(slot, 0, sizeof(*slot));
 }
 
 static int event_slot_add(struct event_slot *slot, const struct hc_gossip_serf_user_event *e)
 {
-	struct user_event *ue;
+	struct user_event *evs, *ue;
 
 	if (slot->n >= MAX_PER_LTIME)
 		return -ENOSPC;
-	if (slot->n == slot->events_cap) {
-		size_t cap = slot->events_cap ? slot->events_cap * 2 : 1;
-		struct user_event *evs = realloc(slot->events, cap * sizeof(*evs));
-
-		if (!evs)
-			return -ENOMEM;
-		slot->events = evs;
-		slot->events_cap = cap;
-	}
-	if (slot_store_reserve(slot, e->name.len + e->payload.len + 2) < 0)
+	evs = realloc(slot->events, (slot->n + 1) * sizeof(*evs));
+	if (!evs)
 		return -ENOMEM;
-	ue = &slot->events[slot->n];
-	ue->name = slot_store_put(slot, e->name);
-	ue->payload = slot_store_put(slot, e->payload);
+	slot->events = evs;
+	ue = &evs[slot->n];
+	ue->name = malloc(e->name.len + 1);
+	ue->payload = malloc(e->payload.len + 1);
+	if (!ue->name || !ue->payload) {
+		free(ue->name);
+		free(ue->payload);
+		return -ENOMEM;
+	}
+	memcpy(ue->name, e->name.ptr ? e->name.ptr : (const uint8_t *)"", e->name.len);
+	ue->name[e->name.len] = '\0';
+	memcpy(ue->payload, e->payload.ptr ? e->payload.ptr : (const uint8_t *)"", e->payload.len);
 	ue->name_len = e->name.len;
 	ue->payload_len = e->payload.len;
 	slot->n++;
@@ -288,7 +241,9 @@ bool hc_serf_handle_user_event(struct hc_gossip *g, const struct hc_gossip_serf_
 			return false;
 		}
 	} else {
-		hc_serf_event_slot_reset(slot, e->ltime);
+		hc_serf_event_slot_clear(slot);
+		slot->used = true;
+		slot->ltime = e->ltime;
 	}
 	if (event_slot_add(slot, e) < 0)
 		return false;

@@ -76,26 +76,20 @@ struct intent {
 	uint64_t when_ms;
 };
 
-/* name and payload point into their slot's store, NUL-terminated. */
 struct user_event {
 	uint8_t *name, *payload;
 	size_t name_len, payload_len;
 };
 
-/*
- * One Lamport time of the event ring. A slot is reused RING times later for
- * a newer time: it keeps its arrays (up to a bound) instead of freeing and
- * allocating again, so the ring's few hundred KB stay where they are
- * instead of being re-placed among short-lived chunks by every event
- * (which pinned heap pages over an hour's churn; docs/operations.md).
- */
+/* One Lamport time of the event ring. Its events are allocated to size
+ * and freed when the slot is taken for a newer time: a slot that kept its
+ * storage instead held the largest it ever needed (several events at one
+ * time), and the ring's size crept up over an hour by a megabyte. */
 struct event_slot {
 	bool used;
 	uint64_t ltime;
 	struct user_event *events;
-	size_t n, events_cap;
-	uint8_t *store; /* the events' names and payloads, back to back */
-	size_t store_len, store_cap;
+	size_t n;
 };
 
 struct query_slot {
@@ -247,8 +241,6 @@ void hc_serf_coalesce_flush(struct hc_gossip *g);
 void hc_serf_emit_member(struct hc_gossip *g, enum hc_gossip_event_type type,
 			 const struct member *m);
 void hc_serf_event_slot_clear(struct event_slot *slot);
-/* Empties a slot for another Lamport time, keeping its storage. */
-void hc_serf_event_slot_reset(struct event_slot *slot, uint64_t ltime);
 bool hc_serf_handle_user_event(struct hc_gossip *g, const struct hc_gossip_serf_user_event *e);
 /* The events in the ring, all slots together. */
 size_t hc_serf_ring_events(const struct hc_gossip *g);

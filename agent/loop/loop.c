@@ -355,7 +355,7 @@ static struct timer *timer_find(const struct hc_loop *loop, uint64_t id)
 	return t && t->id == id ? t : NULL;
 }
 
-#define TIMER_SPARE_MAX 4096 /* 160 KB at most */
+#define TIMER_SPARE_MAX 512 /* 20 KB at most */
 
 static void timer_free(struct hc_loop *loop, struct timer *t)
 {
