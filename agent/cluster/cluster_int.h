@@ -380,6 +380,7 @@ struct hc_cluster {
 	struct hc_list jobs;	/* struct job */
 	size_t njobs;
 	struct job_pool *job_pool; /* made with the first job */
+	unsigned job_idle_exit_ms; /* a worker idle this long ends; 0: 30 s (tests set it) */
 	uint64_t jobs_refused;
 	uint64_t busy_warn_next_ms;
 	size_t logs_inflight;  /* Logs operations not finished (logs.c) */

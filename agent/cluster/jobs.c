@@ -21,13 +21,28 @@
 #define JOB_THREADS 32
 #define JOB_SLOW_THREADS 24
 #define JOB_QUEUE 512
-#define JOB_IDLE_EXIT_S 30
+#define JOB_IDLE_EXIT_MS 30000
 #define JOB_STACK (256 * 1024)
 #define JOB_BUSY_WARN_MS 10000
 
+/* An idle worker, on the pool's stack of them while it waits. */
+struct idler {
+	pthread_cond_t wake;
+	struct idler *next;
+	bool woken;
+};
+
 struct job_pool {
 	pthread_mutex_t lock;
-	pthread_cond_t wake;
+	/* The idle workers, the one idle the shortest first: a job wakes that
+	 * one, so under a steady load the same few workers take every job and
+	 * the rest, idle idle_exit_ms, end. (One condition variable for all
+	 * woke them in turn: none stayed idle that long, and the pool kept as
+	 * many threads as its busiest moment ever needed, each with its
+	 * stack's pages and a malloc arena: an agent's RSS rose with every
+	 * new peak over an hour's churn.) */
+	struct idler *idle;
+	unsigned idle_exit_ms;
 	struct hc_list queue; /* struct job, by j->queued */
 	size_t nqueued, nqueued_slow;
 	unsigned nthreads, nidle, nslow; /* nslow: slow jobs running */
@@ -68,6 +83,44 @@ static size_t runnable(const struct job_pool *pool)
 	       (pool->nqueued_slow < slow_room ? pool->nqueued_slow : slow_room);
 }
 
+/* Waits on the idle stack's top until woken or until; ETIMEDOUT or 0.
+ * Under the lock. */
+static int idle_wait(struct job_pool *pool, const struct timespec *until)
+{
+	struct idler me = { .next = pool->idle };
+	int r = 0;
+
+	pthread_cond_init(&me.wake, NULL);
+	pool->idle = &me;
+	pool->nidle++;
+	while (!me.woken && r != ETIMEDOUT)
+		r = pthread_cond_timedwait(&me.wake, &pool->lock, until);
+	if (!me.woken) { /* still on the stack: off it */
+		struct idler **pp = &pool->idle;
+
+		while (*pp != &me)
+			pp = &(*pp)->next;
+		*pp = me.next;
+	}
+	pool->nidle--;
+	pthread_cond_destroy(&me.wake);
+	return me.woken ? 0 : ETIMEDOUT;
+}
+
+/* Wakes the worker idle the shortest, or (all) every one. Under the lock. */
+static void idle_wake(struct job_pool *pool, bool all)
+{
+	do {
+		struct idler *w = pool->idle;
+
+		if (!w)
+			return;
+		pool->idle = w->next;
+		w->woken = true;
+		pthread_cond_signal(&w->wake);
+	} while (all);
+}
+
 static void run_one(struct job_pool *pool, struct job *j)
 {
 	bool slow = j->slow;
@@ -85,7 +138,7 @@ static void run_one(struct job_pool *pool, struct job *j)
 	pthread_mutex_lock(&pool->lock);
 	if (slow) {
 		pool->nslow--;
-		pthread_cond_broadcast(&pool->wake); /* a slow job may now run */
+		idle_wake(pool, true); /* a slow job may now run */
 	}
 }
 
@@ -111,11 +164,13 @@ static void *worker_main(void *arg)
 		if (pool->stopping)
 			break;
 		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += JOB_IDLE_EXIT_S;
-		pool->nidle++;
-		int r = pthread_cond_timedwait(&pool->wake, &pool->lock, &until);
-		pool->nidle--;
-		if (r == ETIMEDOUT && !next_job(pool))
+		until.tv_sec += pool->idle_exit_ms / 1000;
+		until.tv_nsec += (long)(pool->idle_exit_ms % 1000) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		if (idle_wait(pool, &until) == ETIMEDOUT && !next_job(pool))
 			break;
 	}
 	pool->nthreads--;
@@ -182,7 +237,7 @@ static struct job_pool *pool_of(struct hc_cluster *c)
 	if (!pool)
 		return NULL;
 	pthread_mutex_init(&pool->lock, NULL);
-	pthread_cond_init(&pool->wake, NULL);
+	pool->idle_exit_ms = c->job_idle_exit_ms ? c->job_idle_exit_ms : JOB_IDLE_EXIT_MS;
 	hc_list_init(&pool->queue);
 	return c->job_pool = pool;
 }
@@ -240,7 +295,7 @@ int hc_cluster_job_start_thread(struct hc_cluster *c, struct job *j, job_fn *run
 		hc_log(HC_LOG_ERROR, "cannot start a worker thread: %s", strerror(-r));
 		return r;
 	}
-	pthread_cond_signal(&pool->wake);
+	idle_wake(pool, false);
 	pthread_mutex_unlock(&pool->lock);
 	hc_list_insert(&c->jobs, &j->link);
 	c->njobs++;
@@ -295,12 +350,11 @@ void hc_cluster_jobs_drain(struct hc_cluster *c)
 		return;
 	pthread_mutex_lock(&pool->lock);
 	pool->stopping = true;
-	pthread_cond_broadcast(&pool->wake);
+	idle_wake(pool, true);
 	pthread_mutex_unlock(&pool->lock);
 	for (unsigned i = 0; i < JOB_THREADS; i++)
 		if (pool->live[i])
 			pthread_join(pool->threads[i], NULL);
-	pthread_cond_destroy(&pool->wake);
 	pthread_mutex_destroy(&pool->lock);
 	free(pool);
 	c->job_pool = NULL;

@@ -208,6 +208,69 @@ static void test_pool_is_bounded(void **state)
 	hc_loop_free(loop);
 }
 
+static atomic_int quick_done;
+
+static void quick_run(struct job *j)
+{
+	(void)j;
+}
+
+static void quick_done_fn(struct job *j)
+{
+	atomic_fetch_add(&quick_done, 1);
+	free(j);
+}
+
+/* After a burst, a steady trickle of jobs is served by the worker idle the
+ * shortest, and the others, idle past the pool's idle time, end: the pool
+ * does not keep what its busiest moment needed. */
+static void test_surplus_workers_end(void **state)
+{
+	struct hc_cluster_config cfg = { .state_dir = dir, .base_url = "example.test" };
+	struct hc_loop *loop = hc_loop_new(NULL, NULL);
+	struct hc_cluster *c;
+	unsigned threads;
+	size_t queued;
+	struct hc_err err;
+
+	(void)state;
+	gate_open = false;
+	atomic_store(&running_fast, 0);
+	atomic_store(&finished, 0);
+	atomic_store(&quick_done, 0);
+	assert_non_null(loop);
+	c = hc_cluster_new(loop, &cfg, &err);
+	assert_non_null(c);
+	c->job_idle_exit_ms = 500;
+	for (int i = 0; i < 6; i++) /* the burst: six threads */
+		assert_int_equal(start_gated(c, false), 0);
+	wait_count(&running_fast, 6);
+	hc_cluster_jobs_threads(c, &threads, &queued);
+	assert_int_equal(threads, 6);
+	pthread_mutex_lock(&gate_lock);
+	gate_open = true;
+	pthread_cond_broadcast(&gate_cond);
+	pthread_mutex_unlock(&gate_lock);
+	wait_count(&finished, 6);
+	/* a job every 50 ms for 3 s: each idle worker would be woken within
+	 * 6 x 50 ms if they took turns, inside the 500 ms; the one serving has
+	 * 50 ms to be idle again, a slow moment may wake a second */
+	for (int i = 0; i < 60; i++) {
+		struct job *j = calloc(1, sizeof(*j));
+
+		assert_non_null(j);
+		assert_int_equal(hc_cluster_job_start(c, j, quick_run, quick_done_fn), 0);
+		hc_loop_run_once(loop, 25);
+		usleep(25000);
+	}
+	hc_cluster_jobs_threads(c, &threads, &queued);
+	assert_true(threads <= 3);
+	hc_cluster_jobs_drain(c);
+	assert_int_equal(atomic_load(&quick_done), 60);
+	hc_cluster_free(c);
+	hc_loop_free(loop);
+}
+
 /* A cluster that never started frees its (empty) lists of operations,
  * queries and jobs. */
 static void test_unstarted_cluster_frees(void **state)
@@ -232,6 +295,7 @@ int main(void)
 		cmocka_unit_test(test_jobs_listed_then_drained),
 		cmocka_unit_test(test_unstarted_cluster_frees),
 		cmocka_unit_test(test_pool_is_bounded),
+		cmocka_unit_test(test_surplus_workers_end),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
