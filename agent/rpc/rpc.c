@@ -6,6 +6,7 @@
  */
 #include "rpc/rpc.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -86,9 +87,42 @@ static void route_grpc_log(gpr_log_func_args *args)
 	hc_log(level, "grpc: %s", args->message);
 }
 
+/*
+ * Debian builds abseil without NDEBUG, so every absl::Mutex inside grpc
+ * feeds abseil's debug deadlock detector: a global graph of which lock was
+ * taken while holding which, kept in memory of its own (LowLevelAlloc) and
+ * updated under one global lock. Over an hour of an agent's API and CRI
+ * calls that graph grew past 400 KB and kept growing (docs/operations.md).
+ * abseil's documented switch turns it off; it is C++, so it is found by its
+ * symbol: Debian's inline namespace, then upstream's for this release. A
+ * build without it (an NDEBUG abseil) has nothing to turn off.
+ */
+static void absl_deadlock_detection_off(void)
+{
+	static const char *const names[] = {
+		"_ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE",
+		"_ZN4absl12lts_2022062329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE",
+	};
+	enum { ABSL_ON_DEADLOCK_CYCLE_IGNORE = 0 }; /* absl::OnDeadlockCycle::kIgnore */
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		void (*set_mode)(int);
+		void *sym = dlsym(RTLD_DEFAULT, names[i]);
+
+		if (!sym)
+			continue;
+		*(void **)&set_mode = sym;
+		set_mode(ABSL_ON_DEADLOCK_CYCLE_IGNORE);
+		return;
+	}
+}
+
+static pthread_once_t absl_once = PTHREAD_ONCE_INIT;
+
 /* grpc_init() is reference-counted; every server and client holds one. */
 static void grpc_ref(void)
 {
+	pthread_once(&absl_once, absl_deadlock_detection_off);
 	gpr_set_log_function(route_grpc_log);
 	grpc_init();
 }
