@@ -716,17 +716,18 @@ static void bound_malloc_arenas(void)
 	(void)mallopt(M_ARENA_MAX, (int)(cpus > 0 && cpus < 4096 ? cpus : 1) + 2);
 }
 
-#define MMAP_THRESHOLD (64 * 1024)
+#define MMAP_THRESHOLD (128 * 1024)
 
 /*
- * Chunks of 64 KB and more get mappings of their own, always. glibc starts
- * at 128 KB and raises the bar to the size of each mapped chunk freed (up
- * to 32 MB), after which the agent's transient large buffers (a gossip
- * stream's first read, a map snapshot's port table, push/pull states: 64-384
- * KB, a few a minute) come from the heap: each leaves a hole that small,
+ * Chunks of 128 KB and more get mappings of their own, always. glibc starts
+ * there but raises the bar to the size of each mapped chunk freed (up to
+ * 32 MB), after which the agent's transient large buffers (a map snapshot's
+ * port table, push/pull states, large API answers: up to a few hundred KB,
+ * a few a minute) come from the heap: each leaves a hole that small,
  * longer-lived chunks then spread over, pinning its pages after the buffer
- * is gone. Setting the bar fixes it (glibc stops moving it); none of these
- * is on a per-request path (the proxy pools its copy buffers).
+ * is gone. Setting the bar fixes it (glibc stops moving it). It stays above
+ * the proxy's 64 KB copy buffers, which a worker pools and which should not
+ * cost a mapping and its page faults each.
  * MALLOC_MMAP_THRESHOLD_, when the operator sets it, wins.
  */
 static void fix_mmap_threshold(void)
