@@ -96,7 +96,7 @@ struct query_slot {
 	bool used;
 	uint64_t ltime;
 	uint32_t *ids;
-	size_t n, ids_cap;
+	size_t n;
 };
 
 /* Names, NUL-terminated, back to back: in the inline buffer while they

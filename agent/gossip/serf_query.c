@@ -208,29 +208,18 @@ static bool query_seen(struct hc_gossip *g, const struct hc_gossip_serf_query *q
 			if (slot->ids[i] == q->id)
 				return true;
 	} else {
-		/* reused for a newer time: the ids array stays (as the event
-		 * ring's slots do), unless a flood grew it */
-		if (slot->ids_cap > 8) {
-			free(slot->ids);
-			slot->ids = NULL;
-			slot->ids_cap = 0;
-		}
-		slot->n = 0;
+		free(slot->ids);
+		memset(slot, 0, sizeof(*slot));
 		slot->used = true;
 		slot->ltime = q->ltime;
 	}
 	if (slot->n >= MAX_PER_LTIME)
 		return true; /* treat a flood at one Lamport time as already seen */
-	if (slot->n == slot->ids_cap) {
-		size_t cap = slot->ids_cap ? slot->ids_cap * 2 : 2;
-
-		ids = realloc(slot->ids, cap * sizeof(*ids));
-		if (!ids)
-			return false;
+	ids = realloc(slot->ids, (slot->n + 1) * sizeof(*ids));
+	if (ids) {
 		slot->ids = ids;
-		slot->ids_cap = cap;
+		ids[slot->n++] = q->id;
 	}
-	slot->ids[slot->n++] = q->id;
 	return false;
 }
 
