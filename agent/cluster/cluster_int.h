@@ -156,7 +156,9 @@ struct local_wl {
 	unsigned restarts;
 	uint64_t restart_at_ms; /* a restart is due (its policy, on exit) */
 	bool restarting;
-	bool stopping; /* a stop is in progress: never restarted */
+	bool stopping; /* a stop is in progress or due again: never restarted */
+	uint64_t stop_retry_at_ms; /* its stop failed: tried again then */
+	unsigned stop_failures;
 	bool exit_final; /* exited, and its policy keeps it down (said once) */
 	/* A stop was asked while it was being spawned: once the spawn ends,
 	 * it is stopped and stop_query answered. */
@@ -215,6 +217,9 @@ enum hc_cluster_report_kind {
 	/* Local workload l exited and its restart is due (counted, and marked
 	 * restarting, already). */
 	HC_CLUSTER_REPORT_RESTART_DUE,
+	/* Local workload l's stop failed and its next try is due (its
+	 * stop_retry_at_ms cleared already). */
+	HC_CLUSTER_REPORT_STOP_DUE,
 };
 
 struct hc_cluster_report {
@@ -222,7 +227,7 @@ struct hc_cluster_report {
 	const char *node;	 /* ORPHANED: the failed node; DUPLICATE: the peer */
 	const hc_pb_workload *w; /* ORPHANED */
 	const char *id;		 /* DUPLICATE */
-	struct local_wl *local;	 /* RESTART_DUE */
+	struct local_wl *local;	 /* RESTART_DUE, STOP_DUE */
 };
 
 typedef void hc_cluster_report_fn(struct hc_cluster *c, const struct hc_cluster_report *r);
@@ -726,12 +731,16 @@ int hc_cluster_check_spawn_request(const hc_pb_spawn *req, struct hc_err *err);
  * two local actions are orchestrate's own (its report handler calls them). */
 void hc_cluster_orch_on_query(struct hc_cluster *c, uint64_t query_id, const char *from,
 		   const uint8_t *payload, size_t len);
+/* A node's STOP answer when the workload is not its: any other error is a
+ * stop that failed there. */
+#define HC_STOP_NOT_HERE "workload not found"
 void hc_cluster_orch_restart_local(struct hc_cluster *c, struct local_wl *l);
 /* Answers query query_id with ClusterMessage{event, Any(msg)}; a failure
  * (the query's time is up) is logged. */
 void hc_cluster_respond(struct hc_cluster *c, uint64_t query_id, int event,
 			const ProtobufCMessage *msg);
-/* Stops local workload id in the background (nobody to answer). */
+/* Stops local workload id in the background (nobody to answer); one that
+ * fails is tried again until it stops. */
 void hc_cluster_orch_stop_local(struct hc_cluster *c, const char *id);
 
 /* logs.c: what nodes fetch from each other's HTTP API (logs, proofs) */

@@ -457,6 +457,11 @@ void hc_cluster_local_housekeeping(struct hc_cluster *c)
 	for (size_t i = 0; i < c->nlocal; i++) {
 		struct local_wl *l = &c->local[i];
 
+		if (l->stop_retry_at_ms && now >= l->stop_retry_at_ms) {
+			l->stop_retry_at_ms = 0;
+			c->report(c, &(struct hc_cluster_report){ .kind = HC_CLUSTER_REPORT_STOP_DUE,
+								  .local = l });
+		}
 		if (l->restart_at_ms && !l->restarting && !l->stopping && now >= l->restart_at_ms) {
 			l->restart_at_ms = 0;
 			l->restarting = true;

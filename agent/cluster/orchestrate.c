@@ -964,6 +964,9 @@ static void on_report(struct hc_cluster *c, const struct hc_cluster_report *r)
 	case HC_CLUSTER_REPORT_RESTART_DUE:
 		hc_cluster_orch_restart_local(c, r->local);
 		break;
+	case HC_CLUSTER_REPORT_STOP_DUE:
+		hc_cluster_orch_stop_local(c, r->local->state->id);
+		break;
 	}
 }
 
@@ -973,6 +976,32 @@ void hc_cluster_orch_init(struct hc_cluster *c)
 }
 
 /* ---- stop: the asking side ---- */
+
+/* The owner's answer is an error other than "not here": its stop failed
+ * (the owner keeps trying); the stop ends with the owner's words. */
+static bool owner_stop_failed(struct hc_cluster_op *op, const uint8_t *payload, size_t len)
+{
+	ProtobufCMessage *inner;
+	Cluster__Services__Api__ClusterMessage *cm;
+	const Cluster__Services__Api__ErrorResponse *er;
+	bool failed = false;
+
+	cm = hc_cluster_pb_unwrap(payload, len, &cluster__services__api__error_response__descriptor,
+				  &inner);
+	er = (const void *)inner;
+	if (cm && cm->event == CLUSTER__SERVICES__API__CLUSTER_EVENT__ERROR && er && er->error &&
+	    strcmp(er->error, HC_STOP_NOT_HERE) != 0) {
+		char msg[900];
+
+		snprintf(msg, sizeof(msg), "stop of %s on %s failed: %s", op->id, op->stop_owner,
+			 er->error);
+		stop_finish(op, HC_RPC_UNAVAILABLE, msg, NULL);
+		failed = true;
+	}
+	hc_cluster_pb_free(inner);
+	hc_cluster_pb_free(cm);
+	return failed;
+}
 
 static void on_stop_answer(void *arg, const char *from, const uint8_t *payload, size_t len,
 			   bool is_ack)
@@ -994,6 +1023,8 @@ static void on_stop_answer(void *arg, const char *from, const uint8_t *payload, 
 	cm = hc_cluster_pb_unwrap(payload, len, &cluster__services__api__node__descriptor, &inner);
 	if (cm && cm->event == CLUSTER__SERVICES__API__CLUSTER_EVENT__STOP && inner) {
 		stop_finish(op, HC_RPC_OK, NULL, (void *)inner);
+	} else if (strcmp(from, op->stop_owner) == 0 && owner_stop_failed(op, payload, len)) {
+		/* answered: its words, not "no such workload" */
 	} else if (++op->stop_errors >= op->expected) {
 		char msg[160];
 

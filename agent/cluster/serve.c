@@ -15,6 +15,8 @@
 #include "log/log.h"
 
 #define STOP_GRACE_S 10
+#define STOP_RETRY_MIN_MS 1000
+#define STOP_RETRY_MAX_MS 60000
 /* Room for HC_LABEL_NODE_PORTS: "host:node" pairs, comma-separated. */
 #define NODE_PORT_LABEL_LEN (HC_RUNTIME_MAX_PORTS * 12 + 1)
 
@@ -71,10 +73,47 @@ struct spawn_job {
 
 static int stop_local(struct hc_cluster *c, uint64_t query_id, const char *id);
 
+/*
+ * A stop that failed (the runtime's call, or starting its job) is tried
+ * again, 1 s later and doubling to 60 s while it fails, until the workload
+ * is gone. Meanwhile the workload stays stopping: a stop that failed half
+ * way has often killed its process, and its restart policy would otherwise
+ * bring back what was asked to go. Returns the delay, 0 when id is not
+ * ours (any more).
+ */
+static uint64_t stop_again_later(struct hc_cluster *c, const char *id)
+{
+	struct local_wl *l = hc_cluster_local_find(c, id);
+	unsigned shift;
+	uint64_t delay;
+
+	if (!l)
+		return 0;
+	shift = l->stop_failures < 6 ? l->stop_failures : 6;
+	delay = (uint64_t)STOP_RETRY_MIN_MS << shift;
+	if (delay > STOP_RETRY_MAX_MS)
+		delay = STOP_RETRY_MAX_MS;
+	l->stop_failures++;
+	l->stopping = true;
+	l->restart_at_ms = 0;
+	l->stop_retry_at_ms = hc_loop_now_ms(c->loop) + delay;
+	return delay;
+}
+
 void hc_cluster_orch_stop_local(struct hc_cluster *c, const char *id)
 {
-	if (stop_local(c, 0, id) < 0)
-		hc_log(HC_LOG_WARN, "cannot stop %s: out of memory", id);
+	int r = stop_local(c, 0, id);
+	const char *why = r == -EBUSY ? "too many runtime jobs waiting" : "out of memory";
+	uint64_t delay;
+
+	if (r == 0)
+		return;
+	delay = stop_again_later(c, id);
+	if (delay)
+		hc_log(HC_LOG_WARN, "cannot stop %s now (%s): trying again in %llu ms", id, why,
+		       (unsigned long long)delay);
+	else
+		hc_log(HC_LOG_WARN, "cannot stop %s (%s)", id, why);
 }
 
 static void spawn_job_run(struct job *j)
@@ -164,8 +203,7 @@ static void spawn_job_done(struct job *j)
 	if (sj->restart && (!l || l->stopping || hc_cluster_local_recently_stopped(c, sj->id))) {
 		/* Stopped while it restarted: that stop may have run before
 		 * this spawn, so stop what the restart started too. */
-		if (stop_local(c, 0, sj->id) < 0)
-			hc_log(HC_LOG_WARN, "cannot stop %s again", sj->id);
+		hc_cluster_orch_stop_local(c, sj->id);
 		goto out;
 	}
 	HC_FAULT("spawn:before_announce");
@@ -183,8 +221,11 @@ static void spawn_job_done(struct job *j)
 		/* The spawn did succeed (an error would have the asker place it
 		 * again elsewhere); the stop asked meanwhile follows, and
 		 * answers when done. */
-		if (stop_local(c, stop_query, sj->id) < 0)
-			respond_error(c, stop_query, "out of memory");
+		if (stop_local(c, stop_query, sj->id) < 0) {
+			stop_again_later(c, sj->id);
+			respond_error(c, stop_query, "cannot stop it now (too many runtime jobs "
+				      "waiting or out of memory); the node keeps trying");
+		}
 		goto out;
 	}
 	hc_cluster_state_changed(c);
@@ -387,13 +428,13 @@ static void stop_job_done(struct job *j)
 	HC_FAULT("stop:before_announce");
 	if (!c->closing) {
 		if (sj->rc < 0 && sj->rc != -ENOENT) {
-			struct local_wl *l = hc_cluster_local_find(c, sj->id);
+			uint64_t delay = stop_again_later(c, sj->id);
 
-			if (l)
-				l->stopping = false;
-			hc_log(HC_LOG_WARN, "stop of %s failed: %s", sj->id, sj->err.msg);
+			hc_log(HC_LOG_WARN, "stop of %s failed: %s; trying again in %llu ms", sj->id,
+			       sj->err.msg, (unsigned long long)delay);
 			if (sj->query_id)
-				respond_error(c, sj->query_id, "%s", sj->err.msg);
+				respond_error(c, sj->query_id, "%s%s", sj->err.msg,
+					      delay ? " (the node keeps trying to stop it)" : "");
 		} else {
 			hc_cluster_local_stopped(c, sj->id);
 			if (sj->query_id)
@@ -421,8 +462,10 @@ static int stop_local(struct hc_cluster *c, uint64_t query_id, const char *id)
 		return r;
 	}
 	l = hc_cluster_local_find(c, id);
-	if (l)
+	if (l) {
 		l->stopping = true;
+		l->stop_retry_at_ms = 0; /* this job is the next try */
+	}
 	return 0;
 }
 
@@ -433,7 +476,7 @@ static void serve_stop(struct hc_cluster *c, uint64_t query_id,
 	int r;
 
 	if (!l) {
-		respond_error(c, query_id, "workload not found");
+		respond_error(c, query_id, HC_STOP_NOT_HERE);
 		return;
 	}
 	if (l->pending) {

@@ -32,8 +32,8 @@ struct hc_fakert {
 	unsigned next_ip;
 	struct fake_wl *wls;
 	size_t n, cap; /* cap doubles: clusters of 10,000 workloads are added one by one */
-	unsigned fail_spawns;
-	int fail_err;
+	unsigned fail_spawns, fail_stops;
+	int fail_err, fail_stop_err;
 	uint32_t latency[HC_FAKERT_NCALLS];
 	uint32_t job_latency; /* of the calls the running job made */
 	unsigned calls[HC_FAKERT_NCALLS];
@@ -229,6 +229,13 @@ static int fake_stop(void *ctx, const char *id, int grace_s, struct hc_err *err)
 		snprintf(err->msg, sizeof(err->msg), "no workload %s", id);
 		return -ENOENT;
 	}
+	if (fr->fail_stops) {
+		fr->fail_stops--;
+		f->w.state = HC_WORKLOAD_EXITED;
+		f->w.exit_code = 137;
+		snprintf(err->msg, sizeof(err->msg), "fake runtime: stop failed half way as told");
+		return -fr->fail_stop_err;
+	}
 	i = (size_t)(f - fr->wls);
 	hc_workload_fini(&f->w);
 	memmove(f, f + 1, (fr->n - i - 1) * sizeof(*f));
@@ -410,6 +417,12 @@ void hc_fakert_fail_spawns(struct hc_fakert *fr, unsigned n, int err)
 {
 	fr->fail_spawns = n;
 	fr->fail_err = err;
+}
+
+void hc_fakert_fail_stops(struct hc_fakert *fr, unsigned n, int err)
+{
+	fr->fail_stops = n;
+	fr->fail_stop_err = err;
 }
 
 void hc_fakert_set_latency(struct hc_fakert *fr, enum hc_fakert_call call, uint32_t ms)

@@ -33,6 +33,9 @@ extern const struct hc_cluster_runtime_ops hc_fakert_ops;
 
 /* The next n spawns fail with -err (and a message naming the fake). */
 void hc_fakert_fail_spawns(struct hc_fakert *fr, unsigned n, int err);
+/* The next n stops fail half way with -err: the workload's process is
+ * killed (it stays listed, EXITED with 137) but the call fails. */
+void hc_fakert_fail_stops(struct hc_fakert *fr, unsigned n, int err);
 /* Every call of this kind takes ms of simulated time from now on. */
 void hc_fakert_set_latency(struct hc_fakert *fr, enum hc_fakert_call call, uint32_t ms);
 /* A running workload, as if an earlier agent had spawned it (a copy of

@@ -1367,6 +1367,37 @@ static void test_stop_fails_when_its_owner_fails(void **state)
 	tcluster_free(tc);
 }
 
+/* A stop that fails half way (its process killed, the call failed) is
+ * answered with the error and tried again until the workload is gone; its
+ * restart policy (always) does not bring back what was asked to stop. */
+static void test_failed_stop_is_retried_not_restarted(void **state)
+{
+	struct tcluster *tc = joined_cluster(1, false);
+	struct answer a, st = { 0 };
+	struct hc_runtime_exit ev;
+
+	(void)state;
+	spawn_restart(tc, 0, WL_A, "always", &a);
+	assert_int_equal(a.code, HC_RPC_OK);
+	hc_fakert_fail_stops(tc->nodes[0].rt, 2, EIO);
+	hc_cluster_stop(tc->nodes[0].c, WL_A, on_stopped, &st);
+	assert_true(hc_simnet_run_until(tc->net, answered, &st, 60000) >= 0);
+	assert_int_not_equal(st.code, HC_RPC_OK);
+	assert_non_null(strstr(st.err, "stop failed half way"));
+	assert_non_null(strstr(st.err, "keeps trying"));
+	/* the runtime's watch reports the killed process */
+	assert_int_equal(hc_fakert_exit(tc->nodes[0].rt, WL_A, 137, &ev), 0);
+	hc_cluster_on_exit(tc->nodes[0].c, &ev);
+	hc_simnet_run_ms(tc->net, 20000);
+	assert_int_equal(hc_fakert_calls(tc->nodes[0].rt, HC_FAKERT_STOP), 3);
+	assert_int_equal(hc_fakert_spawns_of(tc->nodes[0].rt, WL_A), 1);
+	assert_false(hc_fakert_has(tc->nodes[0].rt, WL_A));
+	assert_null(hc_cluster_local_find(tc->nodes[0].c, WL_A));
+	assert_int_equal(tc->nodes[0].c->restarts, 0);
+	assert_owner_agreed(tc, WL_A, NULL);
+	tcluster_free(tc);
+}
+
 /* ---- logs ---- */
 
 struct logs_answer {
@@ -2814,6 +2845,7 @@ int main(void)
 		cmocka_unit_test(test_state_chunks_reassemble_in_any_order),
 		cmocka_unit_test(test_stop_running_workload),
 		cmocka_unit_test(test_stop_fails_when_its_owner_fails),
+		cmocka_unit_test(test_failed_stop_is_retried_not_restarted),
 		cmocka_unit_test(test_left_node_keeps_routes_for_a_restart),
 		cmocka_unit_test(test_stop_while_spawning),
 		cmocka_unit_test(test_h2c_port_routed_as_h2c_everywhere),
