@@ -737,6 +737,27 @@ static void fix_mmap_threshold(void)
 	(void)mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD);
 }
 
+#define ARENA_SLACK (64 * 1024)
+
+/*
+ * A thread's arena keeps at most ARENA_SLACK of free memory at its top.
+ * glibc keeps M_TOP_PAD (128 KB) there whatever the trim threshold, and
+ * malloc_trim() does not touch the top of a thread's arena: so a job
+ * worker that took an idle arena left it 140-156 KB resident for good,
+ * which was the rest of the soak's growth (docs/operations.md). Now a free
+ * that leaves the top over ARENA_SLACK gives all of it back. The cost is a
+ * brk or madvise where one was not before, only when 64 KB and more come
+ * free at the top at once. MALLOC_TOP_PAD_ and MALLOC_TRIM_THRESHOLD_,
+ * when the operator sets them, win.
+ */
+static void bound_arena_slack(void)
+{
+	if (!getenv("MALLOC_TOP_PAD_"))
+		(void)mallopt(M_TOP_PAD, 0);
+	if (!getenv("MALLOC_TRIM_THRESHOLD_"))
+		(void)mallopt(M_TRIM_THRESHOLD, ARENA_SLACK);
+}
+
 #define TRIM_MS 60000
 
 /* Gives malloc's free pages back to the kernel. glibc returns only the top
@@ -778,6 +799,7 @@ int hc_daemon_run(const struct hc_daemon_config *cfg, struct hc_err *err)
 	err->code = 0;
 	bound_malloc_arenas(); /* before any thread starts */
 	fix_mmap_threshold();
+	bound_arena_slack();
 	/* Check every input before starting anything. */
 	r = hc_fault_init(getenv("HYPERCORE_FAULT"), err);
 	if (r < 0)
