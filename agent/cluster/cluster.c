@@ -363,6 +363,7 @@ int hc_cluster_start(struct hc_cluster *c, struct hc_err *err)
 	hc_cluster_routes_carry(c); /* until the other nodes' states are in */
 	if (cfg->runtime)
 		hc_cluster_routes_hold(c); /* until the refresh below lists our workloads */
+	hc_cluster_stop_marks_load(c); /* before the first listing */
 	hc_cluster_local_refresh(c);
 	if (cfg->njoin) {
 		r = hc_gossip_join(c->gossip, cfg->join, cfg->njoin, JOIN_ATTEMPTS, false,

@@ -341,6 +341,9 @@ struct hc_cluster {
 	char (*stopped)[HC_WORKLOAD_ID_LEN + 1]; /* recently stopped here */
 	uint64_t *stopped_ms;
 	size_t nstopped;
+	/* stops owed from before this start, until the first listing */
+	char (*stop_marks)[HC_WORKLOAD_ID_LEN + 1];
+	size_t nstop_marks;
 
 	/* others' states */
 	struct peer *peers;
@@ -487,6 +490,19 @@ enum hc_restart_policy hc_cluster_restart_policy(const struct hc_cluster *c,
 void hc_cluster_local_housekeeping(struct hc_cluster *c);
 /* Node ports already used by local workloads (explicit and allocated). */
 bool hc_cluster_local_node_port_used(const struct hc_cluster *c, uint32_t port);
+
+/* stopmarks.c: stops owed, kept in <state-dir>/stopping/ across restarts */
+/* Id's stop failed: a restart must stop it again. Blocks on a small write. */
+void hc_cluster_stop_mark_set(struct hc_cluster *c, const char *id);
+/* Id is gone: nothing owed. */
+void hc_cluster_stop_mark_clear(struct hc_cluster *c, const char *id);
+/* Reads the stops owed (at start, before the first listing). */
+void hc_cluster_stop_marks_load(struct hc_cluster *c);
+/* Whether a stop of id was owed at start. */
+bool hc_cluster_stop_marked(const struct hc_cluster *c, const char *id);
+/* After the first listing: the marks of workloads it did not find are
+ * removed (they are gone), and the list read at start is freed. */
+void hc_cluster_stop_marks_settle(struct hc_cluster *c);
 
 /* state.c */
 void hc_cluster_state_changed(struct hc_cluster *c); /* local state changed: broadcast now */

@@ -261,6 +261,30 @@ static bool adopt_exited(struct hc_cluster *c, const struct hc_workload *w)
 	return true;
 }
 
+/* A workload whose stop failed before this agent started (its mark is
+ * kept): it joins as being stopped, its stop due now, not as running, and
+ * its policy does not restart it. Whether it joined c->local. */
+static bool adopt_owed_stop(struct hc_cluster *c, struct local_wl *l, const struct hc_workload *w)
+{
+	bool joined = false;
+
+	if (!l) {
+		hc_pb_workload *st = hc_uuid_valid(w->id) ? local_state_of(c, w) : NULL;
+
+		if (!st || local_put(c, st, w, false) < 0)
+			return false; /* not ours, or out of memory */
+		l = hc_cluster_local_find(c, w->id);
+		joined = true;
+	}
+	hc_log(HC_LOG_INFO, "workload %s: its stop failed before this start; stopping it again",
+	       w->id);
+	l->stopping = true;
+	l->restart_at_ms = 0;
+	l->stop_failures = 1; /* its mark goes when it is gone */
+	l->stop_retry_at_ms = hc_loop_now_ms(c->loop);
+	return joined;
+}
+
 /* Adopts the runtime's list: running workloads stay or join, the rest go
  * (pending spawns and restarts in progress are kept); exited ones are
  * restarted as their policy says. O(n log n): the list is looked up by id,
@@ -310,6 +334,13 @@ static bool adopt(struct hc_cluster *c, const struct hc_workload *list, size_t n
 		c->nlocal = nlocal_before; /* the sorted part */
 		l = hc_cluster_local_find(c, w->id);
 		c->nlocal = all;
+		if (c->nstop_marks && hc_cluster_stop_marked(c, w->id)) {
+			if (adopt_owed_stop(c, l, w)) {
+				nlocal_before = c->nlocal; /* local_put sorted them all */
+				changed = true;
+			}
+			continue;
+		}
 		if (w->state == HC_WORKLOAD_EXITED && !l) {
 			if (adopt_exited(c, w))
 				nlocal_before = c->nlocal; /* local_put sorted them all */
@@ -357,6 +388,7 @@ static void refresh_done(struct job *j)
 				c->local_gen++;
 				hc_cluster_state_changed(c);
 			}
+			hc_cluster_stop_marks_settle(c); /* the first listing is in */
 			hc_cluster_routes_release(c, true); /* the first listing is in */
 		}
 	}
@@ -480,12 +512,19 @@ void hc_cluster_local_fini(struct hc_cluster *c)
 	free(c->local);
 	free(c->stopped);
 	free(c->stopped_ms);
+	free(c->stop_marks); /* never listed: the files stay for the next start */
+	c->stop_marks = NULL;
+	c->nstop_marks = 0;
 	c->local = NULL;
 	c->nlocal = c->local_cap = c->nstopped = 0;
 }
 
 void hc_cluster_local_stopped(struct hc_cluster *c, const char *id)
 {
+	struct local_wl *l = hc_cluster_local_find(c, id);
+
+	if (l && l->stop_failures)
+		hc_cluster_stop_mark_clear(c, id);
 	remember_stopped(c, id);
 	hc_cluster_proofs_forget(c, id);
 	hc_cluster_local_remove(c, id);

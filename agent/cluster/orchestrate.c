@@ -260,6 +260,7 @@ void hc_cluster_ops_cancel_all(struct hc_cluster *c)
 /* ---- queries ---- */
 
 static void query_done(void *arg);
+static void stop_not_done(struct hc_cluster_op *op);
 
 static int send_query(struct hc_cluster_op *op, const uint8_t *payload, size_t len,
 		      const char *only_node, uint32_t timeout_ms,
@@ -510,10 +511,7 @@ static void query_done(void *arg)
 		if (op->kind == OP_STOP && op->stop_owner[0]) {
 			stop_owner_silent(op, "did not answer");
 		} else if (op->kind == OP_STOP) {
-			char msg[160];
-
-			snprintf(msg, sizeof(msg), "no workload %s in the cluster", op->id);
-			stop_finish(op, HC_RPC_NOT_FOUND, msg, NULL);
+			stop_not_done(op);
 		} else if (q->dry) {
 			dry_run_over(op);
 		} else if (!q->answered) {
@@ -977,30 +975,42 @@ void hc_cluster_orch_init(struct hc_cluster *c)
 
 /* ---- stop: the asking side ---- */
 
-/* The owner's answer is an error other than "not here": its stop failed
- * (the owner keeps trying); the stop ends with the owner's words. */
-static bool owner_stop_failed(struct hc_cluster_op *op, const uint8_t *payload, size_t len)
+/* What an ERROR answer to a stop says, when it is not "not here" (the
+ * workload runs on that node and its stop failed there, or the node could
+ * not look); NULL otherwise. Copied into buf. */
+static const char *stop_error_of(const uint8_t *payload, size_t len, char *buf, size_t size)
 {
 	ProtobufCMessage *inner;
 	Cluster__Services__Api__ClusterMessage *cm;
 	const Cluster__Services__Api__ErrorResponse *er;
-	bool failed = false;
+	const char *why = NULL;
 
 	cm = hc_cluster_pb_unwrap(payload, len, &cluster__services__api__error_response__descriptor,
 				  &inner);
 	er = (const void *)inner;
 	if (cm && cm->event == CLUSTER__SERVICES__API__CLUSTER_EVENT__ERROR && er && er->error &&
 	    strcmp(er->error, HC_STOP_NOT_HERE) != 0) {
-		char msg[900];
-
-		snprintf(msg, sizeof(msg), "stop of %s on %s failed: %s", op->id, op->stop_owner,
-			 er->error);
-		stop_finish(op, HC_RPC_UNAVAILABLE, msg, NULL);
-		failed = true;
+		snprintf(buf, size, "%s", er->error);
+		why = buf;
 	}
 	hc_cluster_pb_free(inner);
 	hc_cluster_pb_free(cm);
-	return failed;
+	return why;
+}
+
+/* Every node asked answered, none with the stop done: NOT_FOUND, unless
+ * some said why they could not stop it (then their words). */
+static void stop_not_done(struct hc_cluster_op *op)
+{
+	char msg[700];
+
+	if (op->errors[0]) {
+		snprintf(msg, sizeof(msg), "stop of %s failed: %s", op->id, op->errors);
+		stop_finish(op, HC_RPC_UNAVAILABLE, msg, NULL);
+		return;
+	}
+	snprintf(msg, sizeof(msg), "no workload %s in the cluster", op->id);
+	stop_finish(op, HC_RPC_NOT_FOUND, msg, NULL);
 }
 
 static void on_stop_answer(void *arg, const char *from, const uint8_t *payload, size_t len,
@@ -1010,6 +1020,7 @@ static void on_stop_answer(void *arg, const char *from, const uint8_t *payload, 
 	struct hc_cluster_op *op = q->op;
 	ProtobufCMessage *inner;
 	Cluster__Services__Api__ClusterMessage *cm;
+	char why[700];
 
 	if (is_ack || op->finished)
 		return;
@@ -1023,13 +1034,22 @@ static void on_stop_answer(void *arg, const char *from, const uint8_t *payload, 
 	cm = hc_cluster_pb_unwrap(payload, len, &cluster__services__api__node__descriptor, &inner);
 	if (cm && cm->event == CLUSTER__SERVICES__API__CLUSTER_EVENT__STOP && inner) {
 		stop_finish(op, HC_RPC_OK, NULL, (void *)inner);
-	} else if (strcmp(from, op->stop_owner) == 0 && owner_stop_failed(op, payload, len)) {
-		/* answered: its words, not "no such workload" */
-	} else if (++op->stop_errors >= op->expected) {
-		char msg[160];
+	} else if (stop_error_of(payload, len, why, sizeof(why))) {
+		/* the owner's failure ends it (the owner keeps trying); another
+		 * node's waits, as the owner (maybe not known yet) may still
+		 * answer that it stopped it */
+		if (strcmp(from, op->stop_owner) == 0) {
+			char msg[900];
 
-		snprintf(msg, sizeof(msg), "no workload %s in the cluster", op->id);
-		stop_finish(op, HC_RPC_NOT_FOUND, msg, NULL);
+			snprintf(msg, sizeof(msg), "stop of %s on %s failed: %s", op->id, from, why);
+			stop_finish(op, HC_RPC_UNAVAILABLE, msg, NULL);
+		} else {
+			note_error(op, "%s: %s", from, why);
+			if (++op->stop_errors >= op->expected)
+				stop_not_done(op);
+		}
+	} else if (++op->stop_errors >= op->expected) {
+		stop_not_done(op);
 	}
 	hc_cluster_pb_free(inner);
 	hc_cluster_pb_free(cm);

@@ -498,6 +498,7 @@ struct outcome {
 	int calls;
 	enum hc_rpc_code code;
 	char id[64];
+	char err[256];
 };
 
 static void spawn_done(void *arg, enum hc_rpc_code code, const char *err,
@@ -518,9 +519,10 @@ static void stop_done(void *arg, enum hc_rpc_code code, const char *err,
 	const Cluster__Services__Api__Node *node = (const void *)answer;
 	struct outcome *o = arg;
 
-	(void)err, (void)node;
+	(void)node;
 	o->calls++;
 	o->code = code;
+	snprintf(o->err, sizeof(o->err), "%s", err ? err : "");
 }
 
 static void answer(const struct sent_query *q, const char *from, int event,
@@ -543,12 +545,17 @@ static void answer_spawned(const struct sent_query *q, const char *from, const c
 	answer(q, from, CLUSTER__SERVICES__API__CLUSTER_EVENT__SPAWN, &r.base);
 }
 
-static void answer_error(const struct sent_query *q, const char *from)
+static void answer_error_text(const struct sent_query *q, const char *from, const char *text)
 {
 	Cluster__Services__Api__ErrorResponse r = CLUSTER__SERVICES__API__ERROR_RESPONSE__INIT;
 
-	r.error = (char *)"no";
+	r.error = (char *)text;
 	answer(q, from, CLUSTER__SERVICES__API__CLUSTER_EVENT__ERROR, &r.base);
+}
+
+static void answer_error(const struct sent_query *q, const char *from)
+{
+	answer_error_text(q, from, "no");
 }
 
 static void finish_queries(void)
@@ -605,13 +612,22 @@ static void test_stop_answers_only_from_members(void **state)
 	(void)state;
 	assert_non_null(hc_cluster_stop(c, WL, stop_done, &o));
 	assert_int_equal(nqueries, 1);
-	/* alone (no peer announced a state), one ERROR would be NOT_FOUND */
-	answer_error(&queries[0], "mallory");
+	/* alone (no peer announced a state), one "not here" would be NOT_FOUND */
+	answer_error_text(&queries[0], "mallory", HC_STOP_NOT_HERE);
 	assert_int_equal(c->answers_rejected[ANSWER_REJECT_STOP], 1);
 	assert_int_equal(o.calls, 0);
-	answer_error(&queries[0], SELF);
+	answer_error_text(&queries[0], SELF, HC_STOP_NOT_HERE);
 	assert_int_equal(o.calls, 1);
 	assert_int_equal(o.code, HC_RPC_NOT_FOUND);
+	finish_queries();
+
+	/* any other error is the node's failure to stop it: its words */
+	memset(&o, 0, sizeof(o));
+	assert_non_null(hc_cluster_stop(c, WL, stop_done, &o));
+	answer_error_text(&queries[0], SELF, "the runtime is down");
+	assert_int_equal(o.calls, 1);
+	assert_int_equal(o.code, HC_RPC_UNAVAILABLE);
+	assert_non_null(strstr(o.err, "the runtime is down"));
 	finish_queries();
 	cluster_free(c);
 }

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <jansson.h>
@@ -1394,6 +1395,59 @@ static void test_failed_stop_is_retried_not_restarted(void **state)
 	assert_false(hc_fakert_has(tc->nodes[0].rt, WL_A));
 	assert_null(hc_cluster_local_find(tc->nodes[0].c, WL_A));
 	assert_int_equal(tc->nodes[0].c->restarts, 0);
+	assert_owner_agreed(tc, WL_A, NULL);
+	tcluster_free(tc);
+}
+
+static bool stop_mark_exists(const struct tnode *nd, const char *id)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/stopping/%s", nd->dir, id);
+	return access(path, F_OK) == 0;
+}
+
+/* The owner's agent restarts while it owes a stop (every try failed so
+ * far): it stops the workload again once back, rather than adopting it or
+ * restarting it by its policy; the mark it kept goes once it is gone. */
+static void test_owed_stop_survives_agent_restart(void **state)
+{
+	struct tcluster *tc = joined_cluster(2, false);
+	struct answer a, st = { 0 };
+	struct hc_runtime_exit ev;
+	struct tnode *nd;
+	int o;
+
+	(void)state;
+	spawn_restart(tc, 1, WL_A, "always", &a);
+	assert_int_equal(a.code, HC_RPC_OK);
+	o = hc_cluster_local_find(tc->nodes[0].c, WL_A) ? 0 : 1;
+	assert_non_null(hc_cluster_local_find(tc->nodes[o].c, WL_A));
+	nd = &tc->nodes[o];
+	hc_fakert_fail_stops(nd->rt, 1000, EIO);
+	hc_cluster_stop(tc->nodes[1].c, WL_A, on_stopped, &st);
+	assert_true(hc_simnet_run_until(tc->net, answered, &st, 60000) >= 0);
+	assert_int_equal(st.code, HC_RPC_UNAVAILABLE);
+	assert_int_equal(hc_fakert_exit(nd->rt, WL_A, 137, &ev), 0);
+	hc_cluster_on_exit(nd->c, &ev);
+	hc_simnet_run_ms(tc->net, 4000);
+	assert_true(hc_fakert_calls(nd->rt, HC_FAKERT_STOP) >= 2);
+	assert_true(stop_mark_exists(nd, WL_A));
+
+	/* the agent is killed and started again; the runtime now stops */
+	hc_fakert_flush(nd->rt);
+	hc_cluster_free(nd->c);
+	nd->c = NULL;
+	hc_simnet_attach(tc->net, o, NULL);
+	hc_fakert_fail_stops(nd->rt, 0, 0);
+	nd->restarted = true;
+	node_start(tc, o, false);
+	hc_cluster_local_refresh(nd->c); /* the runtime watch's first report */
+	hc_simnet_run_ms(tc->net, 10000);
+	assert_int_equal(hc_fakert_spawns_of(nd->rt, WL_A), 1);
+	assert_false(hc_fakert_has(nd->rt, WL_A));
+	assert_null(hc_cluster_local_find(nd->c, WL_A));
+	assert_false(stop_mark_exists(nd, WL_A));
 	assert_owner_agreed(tc, WL_A, NULL);
 	tcluster_free(tc);
 }
@@ -2846,6 +2900,7 @@ int main(void)
 		cmocka_unit_test(test_stop_running_workload),
 		cmocka_unit_test(test_stop_fails_when_its_owner_fails),
 		cmocka_unit_test(test_failed_stop_is_retried_not_restarted),
+		cmocka_unit_test(test_owed_stop_survives_agent_restart),
 		cmocka_unit_test(test_left_node_keeps_routes_for_a_restart),
 		cmocka_unit_test(test_stop_while_spawning),
 		cmocka_unit_test(test_h2c_port_routed_as_h2c_everywhere),
