@@ -375,6 +375,7 @@ struct hc_cluster {
 	uint64_t broadcasts, broadcast_skipped, state_changes, chunks_dropped, assemblies_evicted;
 	uint64_t states_received, states_outdated, events_ignored, queries_ignored;
 	uint64_t respawns, restarts, duplicates_stopped;
+	uint64_t stops_failed; /* local stops that failed, each try */
 	uint64_t states_rejected[STATE_REJECT_REASONS];
 	uint64_t answers_rejected[ANSWER_REJECT_KINDS];
 	uint64_t reject_warn_next_ms; /* when a rejection may be logged as a warning again */

@@ -93,6 +93,7 @@ static uint64_t stop_again_later(struct hc_cluster *c, const char *id)
 	delay = (uint64_t)STOP_RETRY_MIN_MS << shift;
 	if (delay > STOP_RETRY_MAX_MS)
 		delay = STOP_RETRY_MAX_MS;
+	c->stops_failed++;
 	if (l->stop_failures++ == 0)
 		hc_cluster_stop_mark_set(c, id); /* a restart stops it again */
 	l->stopping = true;

@@ -1391,6 +1391,7 @@ static void test_failed_stop_is_retried_not_restarted(void **state)
 	hc_cluster_on_exit(tc->nodes[0].c, &ev);
 	hc_simnet_run_ms(tc->net, 20000);
 	assert_int_equal(hc_fakert_calls(tc->nodes[0].rt, HC_FAKERT_STOP), 3);
+	assert_int_equal(tc->nodes[0].c->stops_failed, 2);
 	assert_int_equal(hc_fakert_spawns_of(tc->nodes[0].rt, WL_A), 1);
 	assert_false(hc_fakert_has(tc->nodes[0].rt, WL_A));
 	assert_null(hc_cluster_local_find(tc->nodes[0].c, WL_A));
