@@ -432,8 +432,11 @@ static void stop_job_done(struct job *j)
 		if (sj->rc < 0 && sj->rc != -ENOENT) {
 			uint64_t delay = stop_again_later(c, sj->id);
 
-			hc_log(HC_LOG_WARN, "stop of %s failed: %s; trying again in %llu ms", sj->id,
-			       sj->err.msg, (unsigned long long)delay);
+			if (delay)
+				hc_log(HC_LOG_WARN, "stop of %s failed: %s; trying again in %llu ms",
+				       sj->id, sj->err.msg, (unsigned long long)delay);
+			else
+				hc_log(HC_LOG_WARN, "stop of %s failed: %s", sj->id, sj->err.msg);
 			if (sj->query_id)
 				respond_error(c, sj->query_id, "%s%s", sj->err.msg,
 					      delay ? " (the node keeps trying to stop it)" : "");
