@@ -506,21 +506,11 @@ void hc_cluster_note_rejected(struct hc_cluster *c, uint64_t *counter, const cha
 	c->rejects_unlogged = 0;
 }
 
-/* Local workloads whose stop failed and is tried again. */
-static size_t stops_owed(const struct hc_cluster *c)
-{
-	size_t n = 0;
-
-	for (size_t i = 0; i < c->nlocal; i++)
-		n += c->local[i].stop_failures > 0;
-	return n;
-}
-
 static void collect(struct hc_metrics_writer *w, void *arg)
 {
 	struct hc_cluster *c = arg;
 	static const char *const states[] = { "alive", "leaving", "left", "failed" };
-	size_t n = 0, by_state[5] = { 0 }, queued;
+	size_t n = 0, by_state[5] = { 0 }, queued, stops_owed = 0;
 	struct hc_gossip_member *ms = hc_cluster_members(c, &n);
 	unsigned threads;
 
@@ -589,13 +579,14 @@ static void collect(struct hc_metrics_writer *w, void *arg)
 
 		hc_metrics_sample(w, "hypercore_workload_restarts_total", labels,
 				  (double)c->local[i].restarts);
+		stops_owed += c->local[i].stop_failures > 0;
 	}
 	hc_cluster_metric_counter(w, "hypercore_stops_failed_total",
 		"Stops of local workloads that failed (each try; the node tries again)",
 		c->stops_failed);
 	hc_metrics_family(w, "hypercore_stops_owed", "gauge",
 			  "Local workloads whose stop failed and is being tried again");
-	hc_metrics_sample(w, "hypercore_stops_owed", NULL, (double)stops_owed(c));
+	hc_metrics_sample(w, "hypercore_stops_owed", NULL, (double)stops_owed);
 	hc_cluster_metric_counter(w, "hypercore_duplicates_stopped_total",
 		"Local copies stopped because another node runs the same workload", c->duplicates_stopped);
 	hc_cluster_metric_counter(w, "hypercore_dataplane_syncs_total",

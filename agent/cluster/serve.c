@@ -73,6 +73,12 @@ struct spawn_job {
 
 static int stop_local(struct hc_cluster *c, uint64_t query_id, const char *id);
 
+/* Why stop_local() could not start the stop: its -errno in words. */
+static const char *stop_refusal(int r)
+{
+	return r == -EBUSY ? "this node is busy (too many runtime jobs waiting)" : "out of memory";
+}
+
 /*
  * A stop that failed (the runtime's call, or starting its job) is tried
  * again, 1 s later and doubling to 60 s while it fails, until the workload
@@ -105,17 +111,16 @@ static uint64_t stop_again_later(struct hc_cluster *c, const char *id)
 void hc_cluster_orch_stop_local(struct hc_cluster *c, const char *id)
 {
 	int r = stop_local(c, 0, id);
-	const char *why = r == -EBUSY ? "too many runtime jobs waiting" : "out of memory";
 	uint64_t delay;
 
 	if (r == 0)
 		return;
 	delay = stop_again_later(c, id);
 	if (delay)
-		hc_log(HC_LOG_WARN, "cannot stop %s now (%s): trying again in %llu ms", id, why,
-		       (unsigned long long)delay);
+		hc_log(HC_LOG_WARN, "cannot stop %s now (%s): trying again in %llu ms", id,
+		       stop_refusal(r), (unsigned long long)delay);
 	else
-		hc_log(HC_LOG_WARN, "cannot stop %s (%s)", id, why);
+		hc_log(HC_LOG_WARN, "cannot stop %s (%s)", id, stop_refusal(r));
 }
 
 static void spawn_job_run(struct job *j)
@@ -223,10 +228,12 @@ static void spawn_job_done(struct job *j)
 		/* The spawn did succeed (an error would have the asker place it
 		 * again elsewhere); the stop asked meanwhile follows, and
 		 * answers when done. */
-		if (stop_local(c, stop_query, sj->id) < 0) {
+		int r = stop_local(c, stop_query, sj->id);
+
+		if (r < 0) {
 			stop_again_later(c, sj->id);
-			respond_error(c, stop_query, "cannot stop it now (too many runtime jobs "
-				      "waiting or out of memory); the node keeps trying");
+			respond_error(c, stop_query, "cannot stop it now: %s; the node keeps trying",
+				      stop_refusal(r));
 		}
 		goto out;
 	}
@@ -497,9 +504,7 @@ static void serve_stop(struct hc_cluster *c, uint64_t query_id,
 	}
 	r = stop_local(c, query_id, req->id);
 	if (r < 0)
-		respond_error(c, query_id, "%s",
-			      r == -EBUSY ? "this node is busy (too many runtime jobs waiting)"
-					  : "out of memory");
+		respond_error(c, query_id, "%s", stop_refusal(r));
 }
 
 void hc_cluster_orch_on_query(struct hc_cluster *c, uint64_t query_id, const char *from,
